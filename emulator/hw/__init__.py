@@ -1,0 +1,1 @@
+"""Emulated IBM Z hardware: physical memory, CPUs (unicorn), DAT, interrupts and machine-level devices."""

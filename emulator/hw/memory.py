@@ -1,0 +1,216 @@
+"""Physical (absolute) memory: one shared buffer, a per-4-KiB-frame table of owner tags and storage keys.
+
+Everything that runs on the machine sees the same bytes: every CPU's unicorn instance maps this buffer
+with ``mem_map_ptr``, the Ultravisor and the hypervisor read it through views. The buffer is an anonymous
+``mmap``, so a 4 GiB machine costs only the pages that are touched.
+
+Two kinds of access exist, mirroring the hardware:
+
+* ``PhysicalMemory.read/write`` are *firmware* accesses: no checks. Only the CPU model and the
+  Ultravisor (trusted firmware) use them.
+* ``host_view()`` returns a ``HostView`` whose accesses are checked against the frame owner tags the way
+  the hardware checks a non-secure accessor: touching a secure or donated frame raises
+  ``SecureStorageAccess`` (PGM 0x3D) and the access does not happen. The hypervisor, device models and
+  attack scripts only ever get a ``HostView``.
+
+Python-side writes invalidate translated code (unicorn does not notice them by itself,
+``unicorn-s390x.md`` section 4): CPUs register a listener that drops their translation cache.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import mmap
+from collections.abc import Callable
+from typing import Final
+
+from emulator.errors import HwError, SecureStorageAccess
+
+__all__ = [
+    "PAGE_SIZE",
+    "PAGE_SHIFT",
+    "OWNER_HOST",
+    "OWNER_UV",
+    "MAX_MEMORY",
+    "PhysicalMemory",
+    "HostView",
+]
+
+PAGE_SHIFT: Final = 12
+PAGE_SIZE: Final = 1 << PAGE_SHIFT
+PAGE_MASK: Final = ~(PAGE_SIZE - 1)
+
+#: Owner tag of a frame that belongs to the host (non-secure storage).
+OWNER_HOST: Final = 0
+#: Owner tag of a frame donated to the Ultravisor (base, configuration or CPU storage).
+OWNER_UV: Final = 1
+#: Owner tags >= 2 name secure configurations (the Ultravisor assigns them).
+FIRST_CONFIG_TAG: Final = 2
+
+#: Largest memory the machine accepts (the address space of the host: 1 TiB is far beyond any demo).
+MAX_MEMORY: Final = 1 << 40
+
+# Storage-key byte layout (PoP "Storage Key"): ACC (4 bits) | F | R | C | unused.
+KEY_ACC_MASK: Final = 0xF0
+KEY_F: Final = 0x08
+KEY_R: Final = 0x04
+KEY_C: Final = 0x02
+
+InvalidateListener = Callable[[int, int], None]
+#: Called with the frame number after its owner tag or shared flag changed (CPUs flush their TLBs).
+OwnerListener = Callable[[int], None]
+
+
+class PhysicalMemory:
+    """Absolute storage of the machine, with per-frame owner tags and storage keys.
+
+    Args:
+        size: bytes of RAM, a positive multiple of 1 MiB (the storage-increment size the SCLP reports).
+
+    Raises:
+        HwError: on a size that is not a positive multiple of 1 MiB or above ``MAX_MEMORY``.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size <= 0 or size % (1 << 20) or size > MAX_MEMORY:
+            raise HwError(f"memory size {size:#x} must be a positive multiple of 1 MiB up to {MAX_MEMORY:#x}")
+        self.size: Final = size
+        self.frames: Final = size >> PAGE_SHIFT
+        self._buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._view = memoryview(self._buf)
+        self.address: Final = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
+        #: Owner tag per frame: OWNER_HOST, OWNER_UV or a secure-configuration tag (>= 2).
+        self.owner = array.array("I", bytes(4 * self.frames))
+        #: 1 where a secure frame has been shared by its guest (Set Shared Access).
+        self.shared = bytearray(self.frames)
+        #: Storage key per frame: ACC<<4 | F<<3 | R<<2 | C<<1.
+        self.keys = bytearray(self.frames)
+        self._listeners: list[InvalidateListener] = []
+        self._owner_listeners: list[OwnerListener] = []
+        #: Number of frames whose owner is not the host: lets host views skip tag checks when 0.
+        self.non_host_frames = 0
+
+    # -- firmware (unchecked) access ------------------------------------------------------------------
+
+    def check_range(self, addr: int, length: int) -> None:
+        """Raise ``HwError`` unless ``[addr, addr+length)`` lies inside RAM."""
+        if addr < 0 or length < 0 or addr + length > self.size:
+            raise HwError(f"absolute range {addr:#x}+{length:#x} is outside memory (size {self.size:#x})")
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Read absolute storage without any check (firmware access)."""
+        self.check_range(addr, length)
+        return bytes(self._view[addr : addr + length])
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """Write absolute storage without any owner check (firmware access); drops translated code."""
+        n = len(data)
+        self.check_range(addr, n)
+        self._view[addr : addr + n] = data
+        if n:
+            self.invalidate_code(addr, addr + n)
+
+    def fill(self, addr: int, length: int, byte: int = 0) -> None:
+        """Set a range to one byte value (clearing pages), firmware access."""
+        self.check_range(addr, length)
+        self._view[addr : addr + length] = bytes([byte]) * length
+        if length:
+            self.invalidate_code(addr, addr + length)
+
+    def read_u64(self, addr: int) -> int:
+        """Read a big-endian doubleword (firmware access)."""
+        return int.from_bytes(self.read(addr, 8), "big")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        """Write a big-endian doubleword (firmware access)."""
+        self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big"))
+
+    def buffer(self) -> memoryview:
+        """The raw buffer, for the CPU model's fast paths (DAT walks, page scans). Never hand it upward."""
+        return self._view
+
+    # -- translated-code coherence --------------------------------------------------------------------
+
+    def add_invalidate_listener(self, listener: InvalidateListener) -> None:
+        """Register ``listener(lo, hi)``, called after every Python-side write to ``[lo, hi)``."""
+        self._listeners.append(listener)
+
+    def remove_invalidate_listener(self, listener: InvalidateListener) -> None:
+        """Forget a listener registered with ``add_invalidate_listener``."""
+        self._listeners.remove(listener)
+
+    def invalidate_code(self, lo: int, hi: int) -> None:
+        """Tell every CPU that ``[lo, hi)`` changed behind unicorn's back."""
+        for listener in self._listeners:
+            listener(lo, hi)
+
+    # -- owner tags ------------------------------------------------------------------------------------
+
+    def set_owner(self, frame: int, tag: int) -> None:
+        """Tag one frame (Ultravisor only). Clears the shared flag."""
+        old = self.owner[frame]
+        if (old == OWNER_HOST) != (tag == OWNER_HOST):
+            self.non_host_frames += 1 if tag != OWNER_HOST else -1
+        self.owner[frame] = tag
+        self.shared[frame] = 0
+        for listener in self._owner_listeners:
+            listener(frame)
+
+    def set_shared(self, frame: int, shared: bool) -> None:
+        """Mark a secure frame shared with the host (or not) (Ultravisor only)."""
+        self.shared[frame] = 1 if shared else 0
+        for listener in self._owner_listeners:
+            listener(frame)
+
+    def add_owner_listener(self, listener: OwnerListener) -> None:
+        """Register ``listener(frame)``, called after every owner-tag or shared-flag change."""
+        self._owner_listeners.append(listener)
+
+    def remove_owner_listener(self, listener: OwnerListener) -> None:
+        """Forget a listener registered with ``add_owner_listener``."""
+        self._owner_listeners.remove(listener)
+
+    def is_host_accessible(self, frame: int) -> bool:
+        """True if a non-secure accessor (host CPU or host Python code) may touch the frame."""
+        return self.owner[frame] == OWNER_HOST or bool(self.shared[frame])
+
+    def host_view(self) -> HostView:
+        """A view for host-side Python code whose every access is checked like a host CPU access."""
+        return HostView(self)
+
+
+class HostView:
+    """Host (non-secure) access to absolute storage: secure and donated frames raise PGM 0x3D.
+
+    This is the only memory object the hypervisor, the device models and attack scripts hold. A
+    rejected access changes nothing, as on the real machine where the access is suppressed.
+    """
+
+    def __init__(self, mem: PhysicalMemory) -> None:
+        self._mem = mem
+        self.size = mem.size
+
+    def _check(self, addr: int, length: int, write: bool) -> None:
+        mem = self._mem
+        mem.check_range(addr, length)
+        if mem.non_host_frames == 0 or length == 0:
+            return
+        for frame in range(addr >> PAGE_SHIFT, (addr + length - 1 >> PAGE_SHIFT) + 1):
+            if not mem.is_host_accessible(frame):
+                raise SecureStorageAccess(max(addr, frame << PAGE_SHIFT), write)
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
+        self._check(addr, length, False)
+        return self._mem.read(addr, length)
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
+        self._check(addr, len(data), True)
+        self._mem.write(addr, data)
+
+    def accessible(self, addr: int) -> bool:
+        """True if the host may touch the frame holding ``addr``."""
+        self._mem.check_range(addr, 1)
+        return self._mem.is_host_accessible(addr >> PAGE_SHIFT)

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian cross toolchain, qemu, tmux, a venv) and run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+exec .venv/bin/python -m pytest -q "$@"
