@@ -1,0 +1,100 @@
+"""The ``zuv`` command line: ``run`` a program, and (with no arguments) the console on the bundled guest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from emulator.errors import EmulatorError
+
+T = TypeVar("T")
+
+
+def run_interruptible(fn: Callable[[], T], on_interrupt: Callable[[], None]) -> T:
+    """Run ``fn`` in a worker thread so Ctrl-C can reach a guest running inside unicorn."""
+    box: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=work, name="zuv-cpu", daemon=True)
+    t.start()
+    while t.is_alive():
+        try:
+            t.join(0.2)
+        except KeyboardInterrupt:
+            on_interrupt()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def _out(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``zuv run``: boot a bare-metal program like ``qemu-system-s390x -kernel``."""
+    from emulator.machine.machine import Machine, parse_size
+
+    size = parse_size(args.memory)
+    m = Machine(size, args.cpus, deterministic=args.deterministic, level=args.level, console_out=_out)
+    m.load(args.program, args.append)
+    res = run_interruptible(
+        lambda: m.run(max_insns=args.max_insns, time_limit=args.time_limit),
+        lambda: m.request_halt("interrupted (Ctrl-C)"),
+    )
+    sys.stdout.flush()
+    if res.exit_line:
+        print(f"zuv: guest reported {res.exit_line}", file=sys.stderr)
+    if res.clean:
+        if args.verbose:
+            print(f"zuv: {res.describe()}", file=sys.stderr)
+        return 0
+    print(f"zuv: {res.describe()}", file=sys.stderr)
+    for c in res.cpus:
+        print(f"zuv:   CPU {c.address}: {c.state} PSW {c.psw[0]:016x} {c.psw[1]:016x} {c.detail}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``zuv``."""
+    p = argparse.ArgumentParser(prog="zuv", description="An emulated IBM Z machine with an Ultravisor.")
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("run", help="run a bare-metal s390x ELF or flat image (QEMU -kernel style)")
+    r.add_argument("program", help="ELF or flat image")
+    r.add_argument("--memory", "-m", default="128M", help="RAM size, e.g. 256M or 2G (default 128M)")
+    r.add_argument("--cpus", "-smp", type=int, default=1, help="number of CPUs (default 1)")
+    r.add_argument("--append", default="", help="kernel command line (stored at 0x10480)")
+    r.add_argument("--max-insns", type=int, default=None, help="stop after this many instructions")
+    r.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--deterministic", action="store_true", help="deterministic clock and scheduling")
+    r.add_argument("--level", type=int, choices=(2, 3), default=3, help="STSI level: 3 = VM (default), 2 = LPAR")
+    r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zuv`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except EmulatorError as e:
+        print(f"zuv: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1129 @@
+"""One s390x CPU on unicorn: registers, the Python MMU (TLB fill), trapped instructions, interrupt delivery.
+
+This is the only module that imports unicorn. The design (measured in ``docs/benchmarks.md``, argued in
+``ARCHITECTURE.md``):
+
+* Guest code runs in unicorn's JIT with no per-instruction or per-block Python callback.
+* Memory: every CPU maps the machine's one buffer with ``mem_map_ptr`` and runs under ``UC_TLB_VIRTUAL``:
+  a Python TLB fill does prefixing, DAT, key-controlled protection, owner-tag (Secure Execution) checks and,
+  for SIE guests, the guest-to-host memory mapping, once per page until the TLB is flushed. Data fills
+  grant read+write without execute, fetch fills read+execute: that keeps unicorn's store fast path.
+* Instructions unicorn gets wrong or ignores in supervisor state (DIAG, SIGP, SERVC, STSI, STCK, STFLE,
+  SSKE, LPSWE, SPX, ...) are *exits*: every fetch fill scans its page for their opcodes and adds each hit
+  as an exit address, so emulation stops before such an instruction and Python emulates it.
+* UVC, SIE and real exceptions arrive through ``UC_HOOK_INTR``; the program-interruption code is read from
+  the context blob at offsets calibrated (and checked) at import time.
+* Interrupts are delivered here, architecturally (old/new PSW swap in the lowcore at the prefix).
+
+Instructions that belong to the owner of the CPU (the LPAR machine, or the hypervisor for a SIE guest) are
+returned as a ``CpuExit`` of kind ``"insn"``: DIAG, SERVC, SIGP, STSI, UVC, SIE and the channel-subsystem
+instructions. The owner answers with ``Insn.finish(cc)`` or ``Cpu.program_interrupt``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from unicorn import Uc, UcError
+from unicorn import s390x_const as S
+from unicorn.unicorn_const import (
+    UC_ARCH_S390X,
+    UC_CTL_IO_WRITE,
+    UC_CTL_TLB_FLUSH,
+    UC_HOOK_INTR,
+    UC_HOOK_TLB_FILL,
+    UC_MODE_BIG_ENDIAN,
+    UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+    UC_TLB_VIRTUAL,
+)
+
+from emulator.errors import HwError, ProgramException
+from emulator.hw import dat
+from emulator.hw.tod import TodClock
+from emulator.hw.memory import KEY_C, KEY_F, KEY_R, OWNER_HOST, PAGE_SHIFT, PhysicalMemory
+
+__all__ = [
+    "Cpu",
+    "CpuExit",
+    "Insn",
+    "PSW_MASK_DAT",
+    "PSW_MASK_IO",
+    "PSW_MASK_EXT",
+    "PSW_MASK_KEY",
+    "PSW_MASK_MCHECK",
+    "PSW_MASK_WAIT",
+    "PSW_MASK_PSTATE",
+    "PSW_MASK_ASC",
+    "PSW_MASK_64",
+    "ILC_FOR",
+    "NULLIFYING",
+    "GuestMapping",
+]
+
+# -- PSW and control-register bits (PoP numbering: bit 0 is the most significant) ----------------------
+PSW_MASK_PER: Final = 1 << 62
+PSW_MASK_DAT: Final = 1 << 58
+PSW_MASK_IO: Final = 1 << 57
+PSW_MASK_EXT: Final = 1 << 56
+PSW_MASK_KEY: Final = 0xF << 52
+PSW_MASK_BIT12: Final = 1 << 51
+PSW_MASK_MCHECK: Final = 1 << 50
+PSW_MASK_WAIT: Final = 1 << 49
+PSW_MASK_PSTATE: Final = 1 << 48
+PSW_MASK_ASC: Final = 3 << 46
+PSW_MASK_CC: Final = 3 << 44
+PSW_MASK_EA: Final = 1 << 32
+PSW_MASK_BA: Final = 1 << 31
+PSW_MASK_64: Final = PSW_MASK_EA | PSW_MASK_BA
+#: bits that must be zero in a 64-bit PSW mask (PoP bits 0, 2-4, 25-30 and 33-63; bit 12 is checked apart)
+PSW_MASK_RESERVED: Final = (1 << 63) | (0x7 << 59) | (0x3F << 33) | 0x7FFFFFFF
+
+ASC_PRIMARY: Final = 0
+ASC_ACCESS_REG: Final = 1
+ASC_SECONDARY: Final = 2
+ASC_HOME: Final = 3
+
+CR0_LAP: Final = 1 << 28
+CR0_FPO: Final = 1 << 25
+CR0_SPO: Final = 1 << 24
+CR0_EDAT: Final = 1 << 23
+CR0_EMERGENCY_SC: Final = 1 << 14
+CR0_EXTERNAL_CALL_SC: Final = 1 << 13
+CR0_CKC_SC: Final = 1 << 11
+CR0_CPU_TIMER_SC: Final = 1 << 10
+CR0_SERVICE_SC: Final = 1 << 9
+
+LC_EXT_PARAM: Final = 0x80
+LC_EXT_CPU_ADDR: Final = 0x84
+LC_EXT_CODE: Final = 0x86
+LC_SVC_ILC: Final = 0x88
+LC_SVC_CODE: Final = 0x8A
+LC_PGM_ILC: Final = 0x8C
+LC_PGM_CODE: Final = 0x8E
+LC_DXC: Final = 0x90
+LC_TEID: Final = 0xA8
+LC_STFL: Final = 0xC8
+LC_RESTART_OLD: Final = 0x120
+LC_EXT_OLD: Final = 0x130
+LC_SVC_OLD: Final = 0x140
+LC_PGM_OLD: Final = 0x150
+LC_MCK_OLD: Final = 0x160
+LC_IO_OLD: Final = 0x170
+LC_RESTART_NEW: Final = 0x1A0
+LC_EXT_NEW: Final = 0x1B0
+LC_SVC_NEW: Final = 0x1C0
+LC_PGM_NEW: Final = 0x1D0
+LC_MCK_NEW: Final = 0x1E0
+LC_IO_NEW: Final = 0x1F0
+
+PGM_OPERATION: Final = 0x01
+PGM_PRIVILEGED: Final = 0x02
+PGM_SPECIFICATION: Final = 0x06
+
+#: Program-interruption codes after which the old PSW points *at* the instruction (machine.md section 3).
+NULLIFYING: Final = frozenset(
+    {0x10, 0x11, 0x16, 0x18, 0x1B, 0x1C, 0x38, 0x39, 0x3A, 0x3B, 0x3D, 0x3E, 0x119}
+    | set(range(0x20, 0x30))
+    | set(range(0x30, 0x35))
+)
+
+
+def ILC_FOR(first_byte: int) -> int:  # noqa: N802 - the architecture's name
+    """Instruction length in bytes from the first opcode byte (bits 0-1: 00 -> 2, 01/10 -> 4, 11 -> 6)."""
+    return (2, 4, 4, 6)[first_byte >> 6]
+
+
+# -- trapped opcodes ---------------------------------------------------------------------------------------
+# (first byte, second byte or None for "any") of each instruction the CPU emulates in Python. Two-byte
+# opcode keys for the B2/B9/E5 groups; 0xEB..0x2F (LCTLG) has its second opcode byte at offset 5.
+_B2_TRAPS: Final = bytes(
+    [
+        0x02, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0D, 0x10, 0x11, 0x12, 0x14, 0x19, 0x20, 0x21,
+        0x23, 0x29, 0x2A, 0x2B, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x3B,
+        0x3C, 0x46, 0x4B, 0x50, 0x5F, 0x78, 0x79, 0x7C, 0x7D, 0xB0, 0xB1, 0xB2,
+    ]
+)  # fmt: skip
+_B9_TRAPS: Final = bytes([0x05, 0x25, 0x8A, 0x8E, 0xA4, 0xAF])
+_ONE_BYTE_TRAPS: Final = bytes([0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
+
+_TRAP_RE: Final = re.compile(
+    b"(?=([\\x80\\x82\\x83\\xac\\xad\\xae\\xb7]|\\xb2["
+    + b"".join(b"\\x%02x" % b for b in _B2_TRAPS)
+    + b"]|\\xb9["
+    + b"".join(b"\\x%02x" % b for b in _B9_TRAPS)
+    + b"]|\\xe5\\x01|\\xeb....\\x2f))",
+    re.DOTALL,
+)
+
+#: Instructions returned to the owner of the CPU (name by opcode).
+OWNER_INSNS: Final = {
+    0x83: "DIAG",
+    0xAE: "SIGP",
+    0xB220: "SERVC",
+    0xB27D: "STSI",
+    0xB9A4: "UVC",
+    0xB214: "SIE",
+    0xB230: "CSCH",
+    0xB231: "HSCH",
+    0xB232: "MSCH",
+    0xB233: "SSCH",
+    0xB234: "STSCH",
+    0xB235: "TSCH",
+    0xB236: "TPI",
+    0xB237: "SAL",
+    0xB238: "RSCH",
+    0xB239: "STCRW",
+    0xB23A: "STCPS",
+    0xB23B: "RCHP",
+    0xB23C: "SCHM",
+    0xB25F: "CHSC",
+}
+
+
+def _opcode_key(b: bytes) -> int:
+    op = b[0]
+    if op in (0xB2, 0xB9, 0xE5):
+        return op << 8 | b[1]
+    if op == 0xEB:
+        return op << 8 | b[5]
+    return op
+
+
+# -- unicorn context-blob calibration ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BlobLayout:
+    regs: int
+    psw_mask: int
+    psa: int
+    int_pgm_code: int
+    int_pgm_ilen: int
+    int_svc_code: int
+    int_svc_ilen: int
+    counter: int  # offset of uc_struct.emu_counter from the engine handle
+
+
+def _calibrate() -> _BlobLayout:
+    """Find the hidden CPU fields in unicorn's context blob and check them on real exceptions.
+
+    unicorn exposes neither the program-interruption code nor the prefix register; both live in the
+    ``CPUS390XState`` copy that ``context_save`` makes. The offsets are found with marker values and then
+    verified by running a divide-by-zero (PGM 0x09, ILC 2) and an SVC 5, so a different unicorn build fails
+    here with a clear message instead of delivering wrong interrupt codes.
+    """
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.reg_write(S.UC_S390X_REG_R0, 0x1122334455667788)
+    uc.reg_write(S.UC_S390X_REG_PC, 0x0123456789ABCDE0)
+    uc.reg_write(S.UC_S390X_REG_CR0, 0x0FEDCBA987654321)
+    blob = bytes(uc.context_save())
+    le = struct.Struct("<Q")
+    regs = blob.find(le.pack(0x1122334455667788))
+    mask = blob.find(le.pack(0x0123456789ABCDE0)) - 8
+    if regs < 0 or mask < 0 or blob.find(le.pack(0x0FEDCBA987654321)) != mask + 96:
+        raise HwError("unicorn's s390x context layout is not the one zuv was built for (need unicorn 2.1.4)")
+    layout = _BlobLayout(regs, mask, mask + 56, mask + 64, mask + 68, mask + 72, mask + 76, -1)
+    # check with real exceptions
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    uc.mem_write(0x10000, bytes.fromhex("1d24" "0a05" "a7f4ffff"))  # dr %r2,%r4 ; svc 5 ; j .
+    uc.reg_write(S.UC_S390X_REG_PSWM, PSW_MASK_64)
+    seen: list[tuple[int, int, int]] = []
+
+    def hook(uc_: Uc, intno: int, _ud: object) -> None:
+        b = bytes(uc_.context_save())
+        if intno == 3:
+            code, ilen = struct.unpack_from("<II", b, layout.int_pgm_code)
+        else:
+            code, ilen = struct.unpack_from("<II", b, layout.int_svc_code)
+        seen.append((intno, code, ilen))
+        pc = uc_.reg_read(S.UC_S390X_REG_PC)
+        uc_.reg_write(S.UC_S390X_REG_PC, pc + 2)
+
+    uc.hook_add(UC_HOOK_INTR, hook)
+    uc.emu_start(0x10000, 0x10004)
+    if seen != [(3, 0x09, 2), (2, 5, 2)]:
+        raise HwError(f"unicorn's interrupt codes do not read back as expected ({seen}); unsupported unicorn build")
+    # instruction counter: run a loop with a known count and find emu_counter/emu_count in uc_struct
+    uc.emu_start(0x10004, 0xFFFFFFFFFFFFFFFF, 0, 1234)
+    base = uc._uch.value  # noqa: SLF001 - the engine handle; calibrated and checked below
+    raw = ctypes.string_at(base, 4096)
+    hit = raw.find(struct.pack("<QQ", 1235, 1234))
+    if hit < 0:
+        raise HwError("cannot find unicorn's instruction counter; unsupported unicorn build")
+    return _BlobLayout(regs, mask, mask + 56, mask + 64, mask + 68, mask + 72, mask + 76, hit)
+
+
+_LAYOUT: Final = _calibrate()
+
+
+# -- records -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Insn:
+    """An instruction the CPU hands to its owner, decoded far enough to emulate it."""
+
+    cpu: Cpu
+    pc: int
+    raw: bytes
+    name: str
+    opcode: int
+
+    @property
+    def ilen(self) -> int:
+        """Instruction length in bytes."""
+        return ILC_FOR(self.raw[0])
+
+    @property
+    def r1(self) -> int:
+        """R1 field (RS, RRE: bits 8-11 or 24-27 depending on format)."""
+        if self.raw[0] in (0xB2, 0xB9):
+            return self.raw[3] >> 4
+        return self.raw[1] >> 4
+
+    @property
+    def r2(self) -> int:
+        """R2 (RRE) or R3 (RS) field."""
+        if self.raw[0] in (0xB2, 0xB9):
+            return self.raw[3] & 0xF
+        return self.raw[1] & 0xF
+
+    @property
+    def r3(self) -> int:
+        """R3 field of an RS/RRF instruction."""
+        if self.raw[0] == 0xB9:
+            return self.raw[2] >> 4
+        return self.raw[1] & 0xF
+
+    @property
+    def m_fields(self) -> int:
+        """Bits 16-23 of an RRF/RRE instruction (the M3/M4 fields, which must be 0 for UVC)."""
+        return self.raw[2]
+
+    @property
+    def b2d2(self) -> tuple[int, int]:
+        """Base register and 12-bit displacement of an S/RS-format second operand."""
+        return self.raw[2] >> 4, (self.raw[2] & 0xF) << 8 | self.raw[3]
+
+    def address(self) -> int:
+        """The effective second-operand address D2(B2), wrapped to the addressing mode."""
+        b, d = self.b2d2
+        return self.cpu.wrap(d + (self.cpu.gpr(b) if b else 0))
+
+    def finish(self, cc: int | None = None) -> None:
+        """Complete the instruction: set the condition code (if given) and step past it."""
+        cpu = self.cpu
+        if cc is not None:
+            cpu.set_cc(cc)
+        cpu.set_pc(self.pc + self.ilen)
+
+
+@dataclass
+class CpuExit:
+    """Why ``Cpu.run`` returned.
+
+    kind: ``"insn"`` (an instruction for the owner: ``insn``), ``"wait"`` (enabled wait, nothing
+    deliverable), ``"disabled_wait"`` (``code`` = PSW address), ``"stopped"`` (the CPU is stopped),
+    ``"limit"`` (the instruction budget or time slice ran out), ``"halt"`` (``request_halt``),
+    ``"breakpoint"`` (PC at a breakpoint), ``"check_stop"`` (``reason``: a program-interruption loop,
+    an invalid new PSW, an emulator fault), ``"intercept"`` (a SIE-guest condition for the hypervisor:
+    ``code`` and ``reason``).
+    """
+
+    kind: str
+    insn: Insn | None = None
+    code: int = 0
+    reason: str = ""
+    data: dict[str, int] = field(default_factory=dict)
+
+
+class GuestMapping:
+    """How a SIE guest's absolute addresses reach host absolute storage (set by the hypervisor's SIE).
+
+    ``to_host(guest_abs, write, fetch)`` returns the host absolute address of the guest page or raises
+    ``ProgramException`` (a guest program interrupt: addressing beyond the guest's memory) or
+    ``GuestIntercept`` (a condition the host must handle: a secure guest touching a non-secure page).
+    ``owner_tag`` is the owner tag a secure guest's frames carry (None for a normal guest, whose frames
+    must be host frames).
+    """
+
+    def __init__(self, to_host: Callable[[int, bool, bool], int], owner_tag: int | None = None) -> None:
+        self.to_host = to_host
+        self.owner_tag = owner_tag
+
+
+class GuestIntercept(Exception):  # noqa: N818 - an architectural event, not an error
+    """Raised by a ``GuestMapping`` for a condition that ends SIE with an interception code."""
+
+    def __init__(self, code: int, reason: str, **data: int) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.data = data
+
+
+# -- the CPU -----------------------------------------------------------------------------------------------
+
+_GPR: Final = [getattr(S, f"UC_S390X_REG_R{i}") for i in range(16)]
+_CR: Final = [getattr(S, f"UC_S390X_REG_CR{i}") for i in range(16)]
+_AR: Final = [getattr(S, f"UC_S390X_REG_A{i}") for i in range(16)]
+_FPR: Final = [getattr(S, f"UC_S390X_REG_F{i}") for i in range(16)]
+_PC: Final = S.UC_S390X_REG_PC
+_PSWM: Final = S.UC_S390X_REG_PSWM
+_U64: Final = struct.Struct(">Q")
+_U32: Final = struct.Struct(">I")
+_U16: Final = struct.Struct(">H")
+
+STOPPED: Final = "stopped"
+OPERATING: Final = "operating"
+CHECK_STOP: Final = "check-stop"
+
+
+class Cpu:
+    """One CPU of the machine: a unicorn instance plus the architecture unicorn leaves out.
+
+    Args:
+        memory: the machine's absolute storage (shared by all CPUs).
+        address: the CPU address (SIGP, STAP).
+        clock: the machine's TOD clock (shared by all CPUs).
+        facilities: the facility list STFL/STFLE store (bytes, bit 0 = MSB of byte 0).
+        cpuid: the value STIDP stores.
+    """
+
+    def __init__(
+        self,
+        memory: PhysicalMemory,
+        address: int,
+        clock: TodClock,
+        facilities: bytes,
+        cpuid: int,
+    ) -> None:
+        self.mem = memory
+        self.address = address
+        self.clock = clock
+        self.facilities = facilities
+        self.cpuid = cpuid
+        self._buf = memory.buffer()
+        uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        uc.mem_map_ptr(0, memory.size, UC_PROT_ALL, memory.address)
+        uc.ctl_exits_enabled(True)
+        uc.hook_add(UC_HOOK_TLB_FILL, self._fill)
+        uc.hook_add(UC_HOOK_INTR, self._intr)
+        self.uc = uc
+        self.state = STOPPED
+        self.prefix = 0
+        self.ckc = 0xFFFFFFFFFFFFFFFF
+        self._cpu_timer = 0x7FFFFFFFFFFFFFFF
+        self._cpu_timer_set_at = clock.now()
+        self.tod_programmable = 0
+        self.ext_pending: dict[str, int] = {}  # "service" -> param; "external_call" -> cpu address
+        self.emergency_from: set[int] = set()
+        self.restart_pending = False
+        self.breakpoints: set[int] = set()
+        self.insn_count = 0
+        self.guest: GuestMapping | None = None
+        self.guest_memory_size = 0
+        self.tlb_group: list[Cpu] = [self]
+        self.check_stop_reason = ""
+        # trap bookkeeping
+        self._exits: set[int] = set()
+        self._scan_cache: dict[int, tuple[int, ...]] = {}  # frame -> trapped offsets
+        self._code_pages: dict[int, set[int]] = {}  # frame -> virtual page addresses fetched from it
+        self._smc_frames: set[int] = set()
+        self._fault: ProgramException | GuestIntercept | None = None
+        self._intr_info: tuple[int, int, int] | None = None
+        self._halt = threading.Event()
+        self._fills = 0
+        self._tlb_size = 256
+        self.tlb_fills = 0
+        self.traps = 0
+        memory.add_invalidate_listener(self._invalidate)
+        memory.add_owner_listener(self._owner_changed)
+        self.uc.reg_write(_PSWM, PSW_MASK_64)
+        self.reset_initial()
+
+    def close(self) -> None:
+        """Detach from memory (the CPU is going away)."""
+        self.mem.remove_invalidate_listener(self._invalidate)
+        self.mem.remove_owner_listener(self._owner_changed)
+
+    # -- registers -----------------------------------------------------------------------------------
+
+    def gpr(self, i: int) -> int:
+        """General register ``i``."""
+        return int(self.uc.reg_read(_GPR[i]))
+
+    def set_gpr(self, i: int, value: int) -> None:
+        """Set general register ``i``."""
+        self.uc.reg_write(_GPR[i], value & 0xFFFFFFFFFFFFFFFF)
+
+    def gprs(self) -> list[int]:
+        """All 16 general registers, read in one go from the context blob."""
+        b = bytes(self.uc.context_save())
+        return list(struct.unpack_from("<16Q", b, _LAYOUT.regs))
+
+    def cr(self, i: int) -> int:
+        """Control register ``i``."""
+        return int(self.uc.reg_read(_CR[i]))
+
+    def set_cr(self, i: int, value: int) -> None:
+        """Set control register ``i``; translation-relevant registers flush the TLB."""
+        self.uc.reg_write(_CR[i], value & 0xFFFFFFFFFFFFFFFF)
+        if i in (0, 1, 7, 13):
+            self.flush_tlb()
+
+    def ar(self, i: int) -> int:
+        """Access register ``i``."""
+        return int(self.uc.reg_read(_AR[i]))
+
+    def set_ar(self, i: int, value: int) -> None:
+        """Set access register ``i``."""
+        self.uc.reg_write(_AR[i], value & 0xFFFFFFFF)
+
+    def fpr(self, i: int) -> int:
+        """Floating-point register ``i`` (64 bits)."""
+        return int(self.uc.reg_read(_FPR[i]))
+
+    def set_fpr(self, i: int, value: int) -> None:
+        """Set floating-point register ``i``."""
+        self.uc.reg_write(_FPR[i], value & 0xFFFFFFFFFFFFFFFF)
+
+    def vr(self, i: int) -> bytes:
+        """Vector register ``i`` (16 bytes, big-endian)."""
+        hi = int(self.uc.reg_read(getattr(S, f"UC_S390X_REG_F{i}")))
+        lo = int(self.uc.reg_read(getattr(S, f"UC_S390X_REG_F{i}_HI")))
+        return _U64.pack(hi) + _U64.pack(lo)
+
+    def fpc(self) -> int:
+        """Floating-point-control register."""
+        return int(self.uc.reg_read(S.UC_S390X_REG_FPC))
+
+    @property
+    def psw(self) -> tuple[int, int]:
+        """The current PSW as (mask, address)."""
+        return int(self.uc.reg_read(_PSWM)), int(self.uc.reg_read(_PC))
+
+    def set_psw(self, mask: int, addr: int) -> None:
+        """Load a PSW (no validity checks: use ``load_psw`` for architectural loads)."""
+        old = int(self.uc.reg_read(_PSWM))
+        self.uc.reg_write(_PSWM, mask & 0xFFFFFFFFFFFFFFFF)
+        self.uc.reg_write(_PC, addr & 0xFFFFFFFFFFFFFFFF)
+        if (old ^ mask) & (PSW_MASK_DAT | PSW_MASK_KEY | PSW_MASK_ASC | PSW_MASK_PSTATE):
+            self.flush_tlb()
+
+    @property
+    def pc(self) -> int:
+        """The PSW instruction address."""
+        return int(self.uc.reg_read(_PC))
+
+    def set_pc(self, addr: int) -> None:
+        """Set the PSW instruction address."""
+        self.uc.reg_write(_PC, addr & 0xFFFFFFFFFFFFFFFF)
+
+    def set_cc(self, cc: int) -> None:
+        """Set the condition code in the PSW."""
+        mask = int(self.uc.reg_read(_PSWM))
+        self.uc.reg_write(_PSWM, (mask & ~PSW_MASK_CC) | (cc & 3) << 44)
+
+    @property
+    def problem_state(self) -> bool:
+        """True when the PSW's P bit is set."""
+        return bool(int(self.uc.reg_read(_PSWM)) & PSW_MASK_PSTATE)
+
+    def wrap(self, addr: int) -> int:
+        """Wrap an address to the current addressing mode (24, 31 or 64 bits)."""
+        mask = int(self.uc.reg_read(_PSWM))
+        if mask & PSW_MASK_EA:
+            return addr & 0xFFFFFFFFFFFFFFFF
+        if mask & PSW_MASK_BA:
+            return addr & 0x7FFFFFFF
+        return addr & 0xFFFFFF
+
+    def set_prefix(self, prefix: int) -> None:
+        """Set the prefix register (also in unicorn's hidden state, for LRA and friends)."""
+        self.prefix = prefix & 0x7FFFE000
+        ctx = self.uc.context_save()
+        ptr = ctypes.cast(ctx.context, ctypes.c_void_p).value
+        assert ptr is not None
+        ctypes.memmove(ptr + _LAYOUT.psa, struct.pack("<Q", self.prefix), 8)
+        self.uc.context_restore(ctx)
+        self.flush_tlb()
+
+    # -- timers -----------------------------------------------------------------------------------------
+
+    @property
+    def cpu_timer(self) -> int:
+        """The CPU timer (signed 64 bits), decremented by the TOD clock."""
+        v = self._cpu_timer - (self.tod() - self._cpu_timer_set_at)
+        return v
+
+    def set_cpu_timer(self, value: int) -> None:
+        """Set the CPU timer (SPT)."""
+        if value >= 1 << 63:
+            value -= 1 << 64
+        self._cpu_timer = value
+        self._cpu_timer_set_at = self.tod()
+
+    def tod(self) -> int:
+        """This CPU's view of the TOD clock."""
+        return self.clock.now()
+
+    # -- resets ------------------------------------------------------------------------------------------
+
+    def reset_initial(self) -> None:
+        """Initial CPU reset: CR0 = 0xE0, CR14 = 0xC2000000, prefix 0, timers cleared, PSW 0."""
+        for i in range(16):
+            self.uc.reg_write(_CR[i], 0)
+        self.uc.reg_write(_CR[0], 0xE0)
+        self.uc.reg_write(_CR[14], 0xC2000000)
+        self.set_prefix(0)
+        self.ckc = 0
+        self.set_cpu_timer(0)
+        self.tod_programmable = 0
+        self.reset_cpu()
+        self.uc.reg_write(_PSWM, 0)
+        self.uc.reg_write(_PC, 0)
+
+    def reset_cpu(self) -> None:
+        """CPU reset: pending interrupts cleared, the CPU stopped."""
+        self.ext_pending.clear()
+        self.emergency_from.clear()
+        self.restart_pending = False
+        self.state = STOPPED
+        self.flush_tlb()
+
+    def reset_clear(self) -> None:
+        """Clear reset of the CPU: initial reset plus registers zeroed."""
+        self.reset_initial()
+        for i in range(16):
+            self.set_gpr(i, 0)
+            self.set_ar(i, 0)
+            self.set_fpr(i, 0)
+
+    # -- TLB and translated code -------------------------------------------------------------------------
+
+    def flush_tlb(self) -> None:
+        """Forget every translation decision (after CR, prefix, key, PSW or ownership changes)."""
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self._fills = 0
+
+    def _invalidate(self, lo: int, hi: int) -> None:
+        first, last = lo >> PAGE_SHIFT, (hi - 1) >> PAGE_SHIFT
+        hit = False
+        for frame in range(first, last + 1) if last - first < 64 else list(self._code_pages):
+            if frame in self._code_pages and first <= frame <= last:
+                self._scan_cache.pop(frame, None)
+                hit = True
+        if hit:
+            self.uc.ctl_flush_tb()
+            self.flush_tlb()
+
+    def _owner_changed(self, frame: int) -> None:
+        self.flush_tlb()
+
+    def set_breakpoints(self, addrs: set[int]) -> None:
+        """Stop before executing any of these (virtual) addresses; no cost between stops."""
+        removed = self.breakpoints - addrs
+        self.breakpoints = set(addrs)
+        self._exits |= addrs
+        self.uc.ctl_set_exits(sorted(self._exits))
+        if removed:
+            self.uc.ctl_flush_tb()
+
+    # -- address translation ----------------------------------------------------------------------------
+
+    def real_to_abs(self, real: int) -> int:
+        """Apply prefixing (and, for a SIE guest, the guest-to-host mapping is done by the caller)."""
+        p = self.prefix
+        if real < 0x2000:
+            return real + p
+        if p <= real < p + 0x2000:
+            return real - p
+        return real
+
+    def _abs_to_host(self, absolute: int, write: bool, fetch: bool) -> int:
+        """Map an absolute address of this CPU's configuration to host absolute storage."""
+        g = self.guest
+        if g is not None:
+            return g.to_host(absolute, write, fetch)
+        if absolute >= self.mem.size:
+            raise ProgramException(dat.PGM_ADDRESSING, why=f"absolute {absolute:#x} is beyond memory")
+        return absolute
+
+    def _guest_real_to_host(self, real: int) -> int:
+        return self._abs_to_host(self.real_to_abs(real), False, False)
+
+    def translate(self, vaddr: int, write: bool = False, fetch: bool = False, asc: int | None = None) -> int:
+        """Translate a virtual address of the current mode to host absolute, with every check.
+
+        Raises ProgramException (translation, protection, addressing, secure-storage access) exactly as
+        the access would in the guest, or GuestIntercept for SIE guests.
+        """
+        mask, _ = self.psw
+        if asc is None:
+            asc = (mask >> 46) & 3
+        vaddr &= 0xFFFFFFFFFFFFFFFF
+        if mask & PSW_MASK_DAT:
+            cr = (1, 1, 7, 13)[asc]
+            asid = (0, 1, 2, 3)[asc]
+            real, protected = dat.translate(
+                self._buf,
+                self._guest_real_to_host,
+                self.cr(cr),
+                vaddr,
+                write,
+                asid,
+                bool(self.cr(0) & CR0_EDAT),
+            )
+        else:
+            real, protected, asid = vaddr, False, 0
+        absolute = self.real_to_abs(real)
+        host = self._abs_to_host(absolute, write, fetch)
+        frame = host >> PAGE_SHIFT
+        mem = self.mem
+        if self.guest is None or self.guest.owner_tag is None:
+            if mem.owner[frame] != OWNER_HOST and not mem.shared[frame]:
+                raise ProgramException(
+                    0x3D,
+                    (vaddr & ~0xFFF) | 0x4 | (0x400 if write else 0x800) | asid,
+                    why=f"non-secure access to secure storage at absolute {host:#x}",
+                )
+        # key-controlled protection
+        key = mem.keys[frame]
+        pkey = (mask >> 52) & 0xF
+        if pkey:
+            acc = key >> 4
+            cr0 = self.cr(0)
+            if acc != pkey and not (cr0 & CR0_SPO and acc == 9):
+                if write or (key & KEY_F and not (cr0 & CR0_FPO and real < 2048)):
+                    raise ProgramException(
+                        dat.PGM_PROTECTION,
+                        (vaddr & ~0xFFF) | (0x400 if write else 0x800) | asid,
+                        why=f"key-controlled protection: PSW key {pkey} vs storage key {key:#x}",
+                    )
+        if write and real < 0x2000 and (real & 0xFFF) < 512 and self.cr(0) & CR0_LAP and not fetch:
+            raise ProgramException(
+                dat.PGM_PROTECTION,
+                (vaddr & ~0xFFF) | 0x400 | asid,
+                why="low-address protection",
+            )
+        mem.keys[frame] = key | KEY_R | (KEY_C if write else 0)
+        return host
+
+    def read_virtual(self, vaddr: int, length: int) -> bytes:
+        """Read guest storage at a virtual address with every check (instruction emulation)."""
+        out = bytearray()
+        while length:
+            n = min(length, 0x1000 - (vaddr & 0xFFF))
+            host = self.translate(vaddr)
+            out += self._buf[host : host + n]
+            vaddr, length = self.wrap(vaddr + n), length - n
+        return bytes(out)
+
+    def write_virtual(self, vaddr: int, data: bytes) -> None:
+        """Store to guest storage at a virtual address; all pages are checked before anything is stored."""
+        parts = []
+        off, v = 0, vaddr
+        while off < len(data):
+            n = min(len(data) - off, 0x1000 - (v & 0xFFF))
+            parts.append((self.translate(v, write=True), data[off : off + n]))
+            off, v = off + n, self.wrap(v + n)
+        for host, chunk in parts:
+            self.mem.write(host, chunk)
+
+    def read_real(self, real: int, length: int) -> bytes:
+        """Read storage at a real address (prefixing applied)."""
+        return self.mem.read(self._abs_to_host(self.real_to_abs(real), False, False), length)
+
+    def write_real(self, real: int, data: bytes) -> None:
+        """Write storage at a real address (prefixing applied)."""
+        self.mem.write(self._abs_to_host(self.real_to_abs(real), True, False), data)
+
+    def _lowcore_write(self, off: int, data: bytes) -> None:
+        self.mem.write(self._abs_to_host(self.prefix + off, True, False), data)
+
+    def _lowcore_read(self, off: int, length: int) -> bytes:
+        return self.mem.read(self._abs_to_host(self.prefix + off, False, False), length)
+
+    # -- the TLB fill (runs inside unicorn, once per page until a flush) ----------------------------------
+
+    def _fill(self, uc: Uc, vaddr: int, access: int, entry: object, _ud: object) -> bool:
+        self.tlb_fills += 1
+        self._fills += 1
+        write = access == 17
+        fetch = access == 18
+        try:
+            host = self.translate(vaddr, write=write, fetch=fetch)
+        except (ProgramException, GuestIntercept) as e:
+            self._fault = e
+            return False
+        frame = host >> PAGE_SHIFT
+        page = host & ~0xFFF
+        entry.paddr = page  # type: ignore[attr-defined]
+        if fetch:
+            entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
+            pages = self._code_pages.setdefault(frame, set())
+            pages.add(vaddr & ~0xFFF)
+            self._add_exits(vaddr & ~0xFFF, frame)
+            return True
+        perms = UC_PROT_READ
+        if write:
+            perms |= UC_PROT_WRITE
+            if frame in self._code_pages:
+                self._smc_frames.add(frame)
+                uc.emu_stop()
+        elif self.mem.keys[frame] & KEY_C and self._store_allowed(vaddr):
+            perms |= UC_PROT_WRITE
+        entry.perms = perms  # type: ignore[attr-defined]
+        return True
+
+    def _store_allowed(self, vaddr: int) -> bool:
+        try:
+            self.translate(vaddr, write=True)
+        except (ProgramException, GuestIntercept):
+            return False
+        return not (vaddr < 0x2000 and self.cr(0) & CR0_LAP)
+
+    def _scan(self, frame: int) -> tuple[int, ...]:
+        hits = self._scan_cache.get(frame)
+        if hits is None:
+            base = frame << PAGE_SHIFT
+            page = bytes(self._buf[base : base + 0x1000 + 4]) if base + 0x1004 <= self.mem.size else bytes(
+                self._buf[base : base + 0x1000]
+            )
+            hits = tuple(m.start() for m in _TRAP_RE.finditer(page, 0, 0x1000) if not m.start() & 1)
+            self._scan_cache[frame] = hits
+        return hits
+
+    def _add_exits(self, vpage: int, frame: int) -> None:
+        new = {vpage + off for off in self._scan(frame)} - self._exits
+        if new:
+            self._exits |= new
+            self.uc.ctl_set_exits(sorted(self._exits))
+
+    # -- program interrupts from unicorn ------------------------------------------------------------------
+
+    def _intr(self, uc: Uc, intno: int, _ud: object) -> None:
+        b = bytes(uc.context_save())
+        if intno == 3:
+            code, ilen = struct.unpack_from("<II", b, _LAYOUT.int_pgm_code)
+        elif intno == 2:
+            code, ilen = struct.unpack_from("<II", b, _LAYOUT.int_svc_code)
+        else:
+            code, ilen = 0, 0
+        self._intr_info = (intno, code, ilen)
+        uc.emu_stop()
+
+    # -- interrupt delivery ---------------------------------------------------------------------------------
+
+    def _swap_psw(self, old_off: int, new_off: int) -> None:
+        mask, addr = self.psw
+        self._lowcore_write(old_off, _U64.pack(mask) + _U64.pack(addr))
+        new = self._lowcore_read(new_off, 16)
+        nmask, naddr = _U64.unpack_from(new, 0)[0], _U64.unpack_from(new, 8)[0]
+        self.set_psw(nmask, naddr)
+        problem = psw_invalid(nmask, naddr)
+        if problem:
+            self.state = CHECK_STOP
+            self.check_stop_reason = (
+                f"new PSW at lowcore {new_off:#x} is invalid ({problem}): {nmask:016x} {naddr:016x}"
+            )
+
+    def program_interrupt(self, code: int, ilc: int, teid: int | None = None, pc: int | None = None) -> None:
+        """Deliver a program interruption for the instruction at ``pc`` (default: the current PC).
+
+        The old PSW points at the instruction for nullifying codes and after it otherwise.
+        """
+        if pc is None:
+            pc = self.pc
+        self.set_pc(pc if code in NULLIFYING else pc + ilc)
+        self._lowcore_write(LC_PGM_ILC, _U16.pack(ilc) + _U16.pack(code))
+        if teid is not None:
+            self._lowcore_write(LC_TEID, _U64.pack(teid))
+        self._swap_psw(LC_PGM_OLD, LC_PGM_NEW)
+
+    def deliver_svc(self, code: int, ilen: int, pc: int) -> None:
+        """Deliver a supervisor-call interruption (old PSW after the SVC)."""
+        self.set_pc(pc + ilen)
+        self._lowcore_write(LC_SVC_ILC, _U16.pack(ilen) + _U16.pack(code))
+        self._swap_psw(LC_SVC_OLD, LC_SVC_NEW)
+
+    def deliver_restart(self) -> None:
+        """Deliver a restart interruption (SIGP restart)."""
+        self.restart_pending = False
+        self._swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
+
+    def _ext_deliverable(self) -> tuple[int, int | None, int | None] | None:
+        """The highest-priority deliverable external interruption: (code, cpu address, parameter)."""
+        mask = int(self.uc.reg_read(_PSWM))
+        if not mask & PSW_MASK_EXT:
+            return None
+        cr0 = self.cr(0)
+        if self.emergency_from and cr0 & CR0_EMERGENCY_SC:
+            return 0x1201, min(self.emergency_from), None
+        if "external_call" in self.ext_pending and cr0 & CR0_EXTERNAL_CALL_SC:
+            return 0x1202, self.ext_pending["external_call"], None
+        if cr0 & CR0_CKC_SC and self.tod() >= self.ckc:
+            return 0x1004, None, None
+        if cr0 & CR0_CPU_TIMER_SC and self.cpu_timer < 0:
+            return 0x1005, None, None
+        if "service" in self.ext_pending and cr0 & CR0_SERVICE_SC:
+            return 0x2401, None, self.ext_pending["service"]
+        return None
+
+    def deliver_pending(self) -> bool:
+        """Deliver the highest-priority pending interruption that is enabled; True if one was."""
+        if self.restart_pending:
+            self.deliver_restart()
+            return True
+        ext = self._ext_deliverable()
+        if ext is None:
+            return False
+        code, cpu_addr, param = ext
+        if code == 0x1201 and cpu_addr is not None:
+            self.emergency_from.discard(cpu_addr)
+            self._lowcore_write(LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
+        elif code == 0x1202 and cpu_addr is not None:
+            del self.ext_pending["external_call"]
+            self._lowcore_write(LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
+        elif code == 0x2401 and param is not None:
+            del self.ext_pending["service"]
+            self._lowcore_write(LC_EXT_PARAM, _U32.pack(param))
+        self._lowcore_write(LC_EXT_CODE, _U16.pack(code))
+        self._swap_psw(LC_EXT_OLD, LC_EXT_NEW)
+        return True
+
+    def next_timer_deadline(self) -> int | None:
+        """TOD value at which an enabled clock-comparator or CPU-timer interrupt becomes pending."""
+        mask = int(self.uc.reg_read(_PSWM))
+        if not mask & PSW_MASK_EXT:
+            return None
+        cr0 = self.cr(0)
+        deadlines = []
+        if cr0 & CR0_CKC_SC:
+            deadlines.append(self.ckc)
+        if cr0 & CR0_CPU_TIMER_SC:
+            deadlines.append(self.tod() + max(self.cpu_timer, 0) + 1)
+        return min(deadlines) if deadlines else None
+
+    def interrupt_possible(self) -> bool:
+        """True if any interruption class is enabled in the PSW (so a wait can end)."""
+        mask = int(self.uc.reg_read(_PSWM))
+        return bool(mask & (PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK))
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    def request_halt(self) -> None:
+        """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
+        self._halt.set()
+        self.uc.emu_stop()
+
+    def run(self, count: int = 0, timeout_us: int = 0) -> CpuExit:
+        """Run until something needs the owner; ``count`` limits instructions, ``timeout_us`` time.
+
+        Trapped instructions that belong to the CPU itself are emulated here without returning.
+        """
+        from emulator.hw.insns import emulate  # local: insns imports this module
+
+        counted = count > 0
+        budget = count
+        while True:
+            if self.state == CHECK_STOP:
+                return CpuExit("check_stop", reason=self.check_stop_reason)
+            if self.state == STOPPED:
+                return CpuExit("stopped")
+            if self.deliver_pending():
+                continue
+            mask, pc = self.psw
+            if mask & PSW_MASK_WAIT:
+                if not self.interrupt_possible():
+                    return CpuExit("disabled_wait", code=pc)
+                return CpuExit("wait")
+            if self._halt.is_set():
+                self._halt.clear()
+                return CpuExit("halt")
+            if counted and budget <= 0:
+                return CpuExit("limit")
+            if pc in self._exits and pc not in self.breakpoints:
+                # an exit at the current PC: emulate it without entering unicorn
+                result = self._at_exit(pc, emulate)
+                if counted:
+                    budget -= 1
+                    self.insn_count += 1
+                if result is not None:
+                    return result
+                continue
+            self._fault = None
+            self._intr_info = None
+            try:
+                self.uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, timeout_us, budget if counted else 0)
+                err = None
+            except UcError as e:
+                err = e
+            executed = self._executed(counted, budget)
+            self.insn_count += executed
+            if counted:
+                budget -= executed
+            if self._smc_frames:
+                self._rescan_smc()
+            if self._fault is not None:
+                f = self._fault
+                self._fault = None
+                if isinstance(f, GuestIntercept):
+                    return CpuExit("intercept", code=f.code, reason=f.reason, data=dict(f.data))
+                fpc = self.pc
+                self._deliver_fault(f, fpc)
+                continue
+            if err is not None:
+                self.state = CHECK_STOP
+                self.check_stop_reason = f"unicorn stopped with {err} at {self.pc:#x}"
+                continue
+            if self._intr_info is not None:
+                intno, code, ilen = self._intr_info
+                self._intr_info = None
+                ipc = self.pc
+                if intno == 2:
+                    self.deliver_svc(code, ilen, ipc)
+                    continue
+                if code == PGM_OPERATION:
+                    raw = self._fetch_insn(ipc)
+                    if raw is not None and _opcode_key(raw) in OWNER_INSNS:
+                        r = self._at_exit(ipc, emulate, raw)
+                        if r is not None:
+                            return r
+                        continue
+                self.program_interrupt(code, ilen or 2, pc=ipc)
+                continue
+            pc = self.pc
+            if self._halt.is_set():
+                self._halt.clear()
+                return CpuExit("halt")
+            if pc in self.breakpoints:
+                return CpuExit("breakpoint", code=pc)
+            if pc in self._exits:
+                continue  # handled at the top of the loop
+            if counted and budget <= 0:
+                return CpuExit("limit")
+            if timeout_us:
+                return CpuExit("limit")
+            # an emu_stop from a fill (self-modifying code): just go on
+
+    def _executed(self, counted: bool, budget: int) -> int:
+        if not counted:
+            return 0
+        n = ctypes.c_size_t.from_address(self.uc._uch.value + _LAYOUT.counter).value  # noqa: SLF001
+        return min(n, budget)
+
+    def step_over_breakpoint(self) -> CpuExit | None:
+        """Execute the one instruction at a breakpoint address (used to resume from a breakpoint)."""
+        pc = self.pc
+        saved = set(self.breakpoints)
+        self.breakpoints.discard(pc)
+        try:
+            return self.run(count=1)
+        finally:
+            self.breakpoints = saved
+
+    def _deliver_fault(self, f: ProgramException, pc: int) -> None:
+        raw = self._fetch_insn(pc)
+        ilc = f.ilc if f.ilc is not None else (ILC_FOR(raw[0]) if raw is not None else 2)
+        self.program_interrupt(f.code, ilc, f.teid, pc=pc)
+
+    def _fetch_insn(self, pc: int) -> bytes | None:
+        """The (up to) 6 bytes of the instruction at ``pc``, or None when it cannot be fetched."""
+        try:
+            first = self.translate(pc, fetch=True)
+            b0 = self._buf[first]
+            n = ILC_FOR(b0)
+            if (pc & 0xFFF) + n <= 0x1000:
+                return bytes(self._buf[first : first + n])
+            head = bytes(self._buf[first : (first | 0xFFF) + 1])
+            second = self.translate(self.wrap((pc | 0xFFF) + 1), fetch=True)
+            return head + bytes(self._buf[second : second + n - len(head)])
+        except (ProgramException, GuestIntercept):
+            return None
+
+    def _rescan_smc(self) -> None:
+        """Guest stores hit pages that hold code: rescan them for trapped instructions."""
+        for frame in self._smc_frames:
+            self._scan_cache.pop(frame, None)
+            for vpage in self._code_pages.get(frame, ()):
+                self._add_exits(vpage, frame)
+                self.uc.ctl_remove_cache(vpage, vpage + 0x1000)
+        self._smc_frames.clear()
+        self.flush_tlb()
+
+    def _at_exit(self, pc: int, emulate: Callable[[Cpu, Insn], CpuExit | None], raw: bytes | None = None
+                 ) -> CpuExit | None:
+        """Emulate the trapped instruction at ``pc`` (or run it natively if the page changed)."""
+        self.traps += 1
+        if raw is None:
+            raw = self._fetch_insn(pc)
+        if raw is None:
+            # the page is gone: let unicorn take the fetch fault natively
+            return self._native_step(pc)
+        key = _opcode_key(raw)
+        name = OWNER_INSNS.get(key)
+        insn = Insn(self, pc, raw, name or f"{key:#x}", key)
+        if not _is_trapped(key):
+            return self._native_step(pc)
+        try:
+            return emulate(self, insn)
+        except ProgramException as e:
+            ilc = e.ilc if e.ilc is not None else insn.ilen
+            self.program_interrupt(e.code, ilc, e.teid, pc=pc)
+            return None
+        except GuestIntercept as e:
+            return CpuExit("intercept", code=e.code, reason=e.reason, data=dict(e.data))
+
+    def _native_step(self, pc: int) -> CpuExit | None:
+        """Run one instruction natively at an exit address whose instruction is not a trapped one."""
+        self._exits.discard(pc)
+        self.uc.ctl_set_exits(sorted(self._exits))
+        self.uc.ctl_remove_cache(pc, pc + 6)
+        result = self.run(count=1)
+        return None if result.kind == "limit" else result
+
+
+def _is_trapped(key: int) -> bool:
+    if key in OWNER_INSNS:
+        return True
+    if key < 0x100:
+        return key in _ONE_BYTE_TRAPS
+    hi, lo = key >> 8, key & 0xFF
+    if hi == 0xB2:
+        return lo in _B2_TRAPS
+    if hi == 0xB9:
+        return lo in _B9_TRAPS
+    if hi == 0xE5:
+        return lo == 0x01
+    if hi == 0xEB:
+        return lo == 0x2F
+    return False
+
+
+def psw_invalid(mask: int, addr: int) -> str:
+    """Why a 64-bit PSW is invalid ("" when it is valid)."""
+    if mask & PSW_MASK_BIT12:
+        return "bit 12 is one"
+    if mask & PSW_MASK_EA and not mask & PSW_MASK_BA:
+        return "extended addressing without basic addressing"
+    if mask & PSW_MASK_RESERVED:
+        return "reserved mask bits are one"
+    if addr & 1:
+        return "odd instruction address"
+    if not mask & PSW_MASK_EA and addr >> (31 if mask & PSW_MASK_BA else 24):
+        return "address beyond the addressing mode"
+    return ""
+

@@ -1,0 +1,165 @@
+"""Dynamic address translation in Python: the z/Architecture table walk the CPU's TLB fill uses.
+
+The walk follows the Principles of Operation ("Dynamic Address Translation"): an address-space-control
+element (ASCE) designates a region-first, region-second, region-third or segment table; each entry is checked
+for the invalid bit, the table type, the table offset/length, and the DAT-protection bit; a segment entry with
+the format-control bit (EDAT-1) maps a 1 MiB frame. Table origins are real addresses: the caller passes
+``real_to_abs`` (prefixing, and for a SIE guest the guest-memory mapping).
+
+Exceptions are raised as ``ProgramException`` with the code and the translation-exception identification
+(TEID) that the machine stores at 0xA8: the failing page, the fetch/store indication (0x800 / 0x400), the
+DAT-protection bit (0x4) and the address-space identifier (0 primary, 2 secondary, 3 home).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Final
+
+from emulator.errors import ProgramException
+
+__all__ = [
+    "PGM_PROTECTION",
+    "PGM_ADDRESSING",
+    "PGM_SEGMENT_TRANSLATION",
+    "PGM_PAGE_TRANSLATION",
+    "PGM_TRANSLATION_SPEC",
+    "PGM_ASCE_TYPE",
+    "PGM_REGION_FIRST",
+    "PGM_REGION_SECOND",
+    "PGM_REGION_THIRD",
+    "translate",
+    "teid",
+]
+
+PGM_PROTECTION: Final = 0x04
+PGM_ADDRESSING: Final = 0x05
+PGM_SEGMENT_TRANSLATION: Final = 0x10
+PGM_PAGE_TRANSLATION: Final = 0x11
+PGM_TRANSLATION_SPEC: Final = 0x12
+PGM_ASCE_TYPE: Final = 0x38
+PGM_REGION_FIRST: Final = 0x39
+PGM_REGION_SECOND: Final = 0x3A
+PGM_REGION_THIRD: Final = 0x3B
+
+TEID_STORE: Final = 0x400
+TEID_FETCH: Final = 0x800
+TEID_DAT_PROT: Final = 0x4
+
+_ENTRY_INVALID: Final = 0x20  # bit 58 of region and segment entries
+_PTE_INVALID: Final = 0x400  # bit 53
+_PTE_PROTECT: Final = 0x200  # bit 54
+_PTE_ZERO: Final = 0x800  # bit 52 must be zero
+_SEG_FC: Final = 0x400  # bit 53: format control (1 MiB frame, EDAT-1)
+_SEG_PROTECT: Final = 0x200  # bit 54
+_RTE_PROTECT: Final = 0x200  # bit 54 (with EDAT-2)
+_ASCE_REAL: Final = 0x20  # bit 58: real-space control
+
+_u64 = struct.Struct(">Q").unpack_from
+
+# region levels: (index shift, translation-exception code, table type value TT)
+_LEVELS: Final = (
+    (53, PGM_REGION_FIRST, 3),
+    (42, PGM_REGION_SECOND, 2),
+    (31, PGM_REGION_THIRD, 1),
+)
+
+
+def teid(vaddr: int, write: bool, asid: int, dat_prot: bool = False) -> int:
+    """The translation-exception identification for an access exception at ``vaddr``."""
+    return (
+        (vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF)
+        | (TEID_STORE if write else TEID_FETCH)
+        | (TEID_DAT_PROT if dat_prot else 0)
+        | asid
+    )
+
+
+def translate(
+    buf: memoryview,
+    real_to_abs: Callable[[int], int],
+    asce: int,
+    vaddr: int,
+    write: bool,
+    asid: int = 0,
+    edat1: bool = False,
+) -> tuple[int, bool]:
+    """Translate a virtual address through the tables designated by ``asce``.
+
+    Returns ``(real_address, protected)``: ``protected`` is True when a DAT-protection bit covers the page
+    (a store must then raise PGM 0x04, which this function does when ``write`` is set).
+
+    Raises:
+        ProgramException: translation exceptions (0x10, 0x11, 0x12, 0x38-0x3B), protection (0x04) for a
+            store to a DAT-protected page, addressing (0x05) when a table lies outside memory.
+    """
+    vaddr &= 0xFFFFFFFFFFFFFFFF
+    if asce & _ASCE_REAL:
+        return vaddr, False
+
+    def exc(code: int, dat_prot: bool = False) -> ProgramException:
+        return ProgramException(code, teid(vaddr, write, asid, dat_prot))
+
+    def entry(table_real: int, index: int) -> int:
+        try:
+            addr = real_to_abs(table_real + index * 8)
+        except ProgramException:
+            raise exc(PGM_ADDRESSING) from None
+        if addr + 8 > len(buf):
+            raise exc(PGM_ADDRESSING)
+        return int(_u64(buf, addr)[0])
+
+    dt = (asce >> 2) & 3
+    origin = asce & ~0xFFF & 0xFFFFFFFFFFFFFFFF
+    length = asce & 3
+    offset = 0
+    protected = False
+    # the designated table must cover the high-order bits of the address
+    if dt == 0 and vaddr >> 31:
+        raise exc(PGM_ASCE_TYPE)
+    if dt == 1 and vaddr >> 42:
+        raise exc(PGM_ASCE_TYPE)
+    if dt == 2 and vaddr >> 53:
+        raise exc(PGM_ASCE_TYPE)
+    for shift, code, tt in _LEVELS:
+        if tt > dt:
+            continue
+        index = (vaddr >> shift) & 0x7FF
+        if not offset <= index >> 9 <= length:
+            raise exc(code)
+        e = entry(origin, index)
+        if e & _ENTRY_INVALID:
+            raise exc(code)
+        if (e >> 2) & 3 != tt:
+            raise exc(PGM_TRANSLATION_SPEC)
+        if e & _RTE_PROTECT:
+            protected = True
+        origin = e & ~0xFFF & 0xFFFFFFFFFFFFFFFF
+        offset = (e >> 6) & 3
+        length = e & 3
+    sx = (vaddr >> 20) & 0x7FF
+    if not offset <= sx >> 9 <= length:
+        raise exc(PGM_SEGMENT_TRANSLATION)
+    e = entry(origin, sx)
+    if e & _ENTRY_INVALID:
+        raise exc(PGM_SEGMENT_TRANSLATION)
+    if (e >> 2) & 3 != 0:
+        raise exc(PGM_TRANSLATION_SPEC)
+    if e & _SEG_PROTECT:
+        protected = True
+    if edat1 and e & _SEG_FC:
+        real = (e & ~0xFFFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFFFF)
+    else:
+        pto = e & ~0x7FF & 0xFFFFFFFFFFFFFFFF
+        pte = entry(pto, (vaddr >> 12) & 0xFF)
+        if pte & _PTE_INVALID:
+            raise exc(PGM_PAGE_TRANSLATION)
+        if pte & _PTE_ZERO:
+            raise exc(PGM_TRANSLATION_SPEC)
+        if pte & _PTE_PROTECT:
+            protected = True
+        real = (pte & ~0xFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFF)
+    if protected and write:
+        raise exc(PGM_PROTECTION, dat_prot=True)
+    return real, protected

@@ -1,0 +1,509 @@
+"""Emulation of the instructions the CPU traps: PSW and control loads, clocks, prefix, keys, facilities, TLB.
+
+Each handler gets the CPU and the decoded ``Insn`` (at an exit, before the instruction ran). It either
+completes the instruction (``insn.finish``), raises ``ProgramException`` (delivered by the CPU with the
+instruction's ILC), or returns a ``CpuExit`` of kind ``"insn"`` for instructions that belong to the CPU's
+owner (DIAG, SIGP, SERVC, STSI, UVC, SIE, channel I/O), after the problem-state check.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from emulator.errors import ProgramException
+from emulator.hw import dat
+from emulator.hw.cpu import (
+    OWNER_INSNS,
+    PGM_PRIVILEGED,
+    PGM_SPECIFICATION,
+    PSW_MASK_ASC,
+    PSW_MASK_BIT12,
+    PSW_MASK_DAT,
+    PSW_MASK_KEY,
+    Cpu,
+    CpuExit,
+    GuestIntercept,
+    Insn,
+    psw_invalid,
+)
+from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT
+
+__all__ = ["emulate", "HANDLERS"]
+
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+
+Handler = Callable[[Cpu, Insn], "CpuExit | None"]
+HANDLERS: dict[int, tuple[str, bool, Handler]] = {}
+
+
+def _handler(opcode: int, name: str, privileged: bool = True) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        HANDLERS[opcode] = (name, privileged, fn)
+        return fn
+
+    return deco
+
+
+def _spec(why: str) -> ProgramException:
+    return ProgramException(PGM_SPECIFICATION, why=why)
+
+
+def _aligned(addr: int, n: int) -> int:
+    if addr % n:
+        raise _spec(f"operand {addr:#x} is not aligned on {n} bytes")
+    return addr
+
+
+def _rsy_address(cpu: Cpu, raw: bytes) -> int:
+    b2 = raw[2] >> 4
+    d = (raw[2] & 0xF) << 8 | raw[3] | raw[4] << 12
+    if d & 0x80000:
+        d -= 0x100000
+    return cpu.wrap(d + (cpu.gpr(b2) if b2 else 0))
+
+
+def _si_address(cpu: Cpu, raw: bytes) -> int:
+    b1 = raw[2] >> 4
+    d = (raw[2] & 0xF) << 8 | raw[3]
+    return cpu.wrap(d + (cpu.gpr(b1) if b1 else 0))
+
+
+def emulate(cpu: Cpu, insn: Insn) -> CpuExit | None:
+    """Emulate one trapped instruction, or hand it to the owner."""
+    if insn.opcode in OWNER_INSNS:
+        if cpu.problem_state:
+            raise ProgramException(PGM_PRIVILEGED, why=f"{insn.name} in problem state")
+        return CpuExit("insn", insn=insn)
+    entry = HANDLERS.get(insn.opcode)
+    if entry is None:  # a trapped opcode without a handler is an emulator gap: say so architecturally
+        raise ProgramException(0x01, why=f"opcode {insn.opcode:#x} is not implemented")
+    name, privileged, fn = entry
+    insn.name = name
+    if privileged and cpu.problem_state:
+        raise ProgramException(PGM_PRIVILEGED, why=f"{name} in problem state")
+    return fn(cpu, insn)
+
+
+# -- PSW ---------------------------------------------------------------------------------------------------
+
+
+def load_psw(cpu: Cpu, insn: Insn, mask: int, addr: int) -> None:
+    """Load a new PSW architecturally; an invalid one raises PGM 0x06 with ILC 0 at the new PSW."""
+    cpu.set_psw(mask, addr)
+    if psw_invalid(mask, addr):
+        cpu.program_interrupt(PGM_SPECIFICATION, 0, pc=addr)
+
+
+@_handler(0xB2B2, "LPSWE")
+def _lpswe(cpu: Cpu, insn: Insn) -> None:
+    a = _aligned(insn.address(), 8)
+    b = cpu.read_virtual(a, 16)
+    load_psw(cpu, insn, _U64.unpack_from(b, 0)[0], _U64.unpack_from(b, 8)[0])
+
+
+@_handler(0x82, "LPSW")
+def _lpsw(cpu: Cpu, insn: Insn) -> None:
+    a = _aligned(insn.address(), 8)
+    short = _U64.unpack(cpu.read_virtual(a, 8))[0]
+    if not short & PSW_MASK_BIT12:
+        # the short PSW must have bit 12 on; the check is made on the loaded PSW (ILC 0)
+        mask = short & 0xFFFFFFFF00000000
+        cpu.set_psw(mask, short & 0x7FFFFFFF)
+        cpu.program_interrupt(PGM_SPECIFICATION, 0, pc=short & 0x7FFFFFFF)
+        return
+    mask = (short & 0xFFFFFFFF00000000 & ~PSW_MASK_BIT12) | (short & 0x80000000)
+    load_psw(cpu, insn, mask, short & 0x7FFFFFFF)
+
+
+@_handler(0x80, "SSM")
+def _ssm(cpu: Cpu, insn: Insn) -> None:
+    byte = cpu.read_virtual(insn.address(), 1)[0]
+    mask, _ = cpu.psw
+    if byte & 0xB8:  # bits 0, 2-4 must be zero
+        raise _spec(f"SSM mask byte {byte:#x} has reserved bits")
+    insn.finish()
+    cpu.set_psw((mask & ~(0xFF << 56)) | byte << 56, cpu.pc)
+
+
+def _stxsm(cpu: Cpu, insn: Insn, op: Callable[[int, int], int]) -> None:
+    mask, _ = cpu.psw
+    cpu.write_virtual(_si_address(cpu, insn.raw), bytes([mask >> 56]))
+    new = op(mask >> 56, insn.raw[1])
+    insn.finish()
+    cpu.set_psw((mask & ~(0xFF << 56)) | new << 56, cpu.pc)
+
+
+@_handler(0xAD, "STOSM")
+def _stosm(cpu: Cpu, insn: Insn) -> None:
+    _stxsm(cpu, insn, lambda a, b: a | b)
+
+
+@_handler(0xAC, "STNSM")
+def _stnsm(cpu: Cpu, insn: Insn) -> None:
+    _stxsm(cpu, insn, lambda a, b: a & b)
+
+
+@_handler(0xB20A, "SPKA", privileged=False)
+def _spka(cpu: Cpu, insn: Insn) -> None:
+    key = (insn.address() >> 4) & 0xF
+    if cpu.problem_state and not (cpu.cr(3) >> (31 - key)) & 1:
+        raise ProgramException(PGM_PRIVILEGED, why="PSW-key mask forbids this key")
+    mask, _ = cpu.psw
+    insn.finish()
+    cpu.set_psw((mask & ~PSW_MASK_KEY) | key << 52, cpu.pc)
+
+
+def _sac(cpu: Cpu, insn: Insn) -> None:
+    code = (insn.address() >> 8) & 0xF
+    asc = {0: 0, 1: 2, 2: 1, 3: 3}.get(code)
+    if asc is None:
+        raise _spec(f"address-space control {code} is not defined")
+    if not cpu.psw[0] & PSW_MASK_DAT and asc != 0:
+        raise ProgramException(0x13, why="SAC with DAT off")
+    mask, _ = cpu.psw
+    insn.finish()
+    cpu.set_psw((mask & ~PSW_MASK_ASC) | asc << 46, cpu.pc)
+
+
+HANDLERS[0xB219] = ("SAC", False, _sac)
+HANDLERS[0xB279] = ("SACF", False, _sac)
+
+
+# -- control registers, TLB ------------------------------------------------------------------------------
+
+
+def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
+    r1, r3 = insn.raw[1] >> 4, insn.raw[1] & 0xF
+    n = (r3 - r1) % 16 + 1
+    data = cpu.read_virtual(addr, n * width)
+    for k in range(n):
+        i = (r1 + k) % 16
+        if width == 8:
+            value = _U64.unpack_from(data, 8 * k)[0]
+        else:
+            value = (cpu.cr(i) & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
+        cpu.uc.reg_write(_cr_reg(i), value)
+    cpu.flush_tlb()
+    insn.finish()
+
+
+def _cr_reg(i: int) -> int:
+    from emulator.hw.cpu import _CR  # noqa: PLC0415 - the register ids live with the CPU
+
+    return _CR[i]
+
+
+@_handler(0xB7, "LCTL")
+def _lctl(cpu: Cpu, insn: Insn) -> None:
+    _load_cr(cpu, insn, _aligned(insn.address(), 4), 4)
+
+
+@_handler(0xEB2F, "LCTLG")
+def _lctlg(cpu: Cpu, insn: Insn) -> None:
+    _load_cr(cpu, insn, _aligned(_rsy_address(cpu, insn.raw), 8), 8)
+
+
+def _flush_group(cpu: Cpu) -> None:
+    for c in getattr(cpu, "tlb_group", [cpu]):
+        c.flush_tlb()
+
+
+@_handler(0xB20D, "PTLB")
+def _ptlb(cpu: Cpu, insn: Insn) -> None:
+    cpu.flush_tlb()
+    insn.finish()
+
+
+@_handler(0xB221, "IPTE")
+def _ipte(cpu: Cpu, insn: Insn) -> None:
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
+    pto = cpu.gpr(r1) & ~0x7FF & 0xFFFFFFFFFFFFFFFF
+    px = (cpu.gpr(r2) >> 12) & 0xFF
+    real = pto + 8 * px
+    pte = _U64.unpack(cpu.read_real(real, 8))[0]
+    cpu.write_real(real, _U64.pack(pte | 0x400))
+    _flush_group(cpu)
+    insn.finish()
+
+
+@_handler(0xB98E, "IDTE")
+def _idte(cpu: Cpu, insn: Insn) -> None:
+    r3, r1, r2 = insn.raw[2] >> 4, insn.raw[3] >> 4, insn.raw[3] & 0xF
+    g2 = cpu.gpr(r2)
+    if not g2 & 0x800:  # invalidation-and-clearing: mark the designated entries invalid
+        g1 = cpu.gpr(r1)
+        origin = g1 & ~0xFFF & 0xFFFFFFFFFFFFFFFF
+        dt = (g1 >> 2) & 3
+        shift = (20, 31, 42, 53)[dt]
+        index = (g2 >> shift) & 0x7FF
+        count = (g2 & 0x7FF) + 1
+        for k in range(count):
+            real = origin + 8 * ((index + k) & 0x7FF)
+            e = _U64.unpack(cpu.read_real(real, 8))[0]
+            cpu.write_real(real, _U64.pack(e | 0x20))
+    del r3
+    _flush_group(cpu)
+    insn.finish()
+
+
+def _csp(cpu: Cpu, insn: Insn, width: int) -> None:
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
+    if r1 & 1:
+        raise _spec("CSP needs an even R1")
+    g2 = cpu.gpr(r2)
+    real = cpu.wrap(g2 & ~(width - 1))
+    fmt = _U64 if width == 8 else _U32
+    cur = fmt.unpack(cpu.read_real(real, width))[0]
+    mask = (1 << (8 * width)) - 1
+    expect = cpu.gpr(r1) & mask
+    if cur == expect:
+        cpu.write_real(real, fmt.pack(cpu.gpr(r1 + 1) & mask))
+        if g2 & 1:
+            _flush_group(cpu)
+        insn.finish(0)
+    else:
+        cpu.set_gpr(r1, (cpu.gpr(r1) & ~mask) | cur)
+        insn.finish(1)
+
+
+HANDLERS[0xB250] = ("CSP", True, lambda cpu, insn: _csp(cpu, insn, 4))
+HANDLERS[0xB98A] = ("CSPG", True, lambda cpu, insn: _csp(cpu, insn, 8))
+
+
+def _real_access(cpu: Cpu, insn: Insn, width: int, store: bool) -> None:
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
+    real = _aligned(cpu.wrap(cpu.gpr(r2)), width)
+    fmt = _U64 if width == 8 else _U32
+    if store:
+        cpu.write_real(real, fmt.pack(cpu.gpr(r1) & ((1 << (8 * width)) - 1)))
+    else:
+        v = fmt.unpack(cpu.read_real(real, width))[0]
+        cpu.set_gpr(r1, v if width == 8 else (cpu.gpr(r1) & ~0xFFFFFFFF) | v)
+    insn.finish()
+
+
+HANDLERS[0xB24B] = ("LURA", True, lambda c, i: _real_access(c, i, 4, False))
+HANDLERS[0xB246] = ("STURA", True, lambda c, i: _real_access(c, i, 4, True))
+HANDLERS[0xB905] = ("LURAG", True, lambda c, i: _real_access(c, i, 8, False))
+HANDLERS[0xB925] = ("STURG", True, lambda c, i: _real_access(c, i, 8, True))
+
+
+# -- prefix, CPU identity, facilities -----------------------------------------------------------------
+
+
+@_handler(0xB210, "SPX")
+def _spx(cpu: Cpu, insn: Insn) -> None:
+    a = _aligned(insn.address(), 4)
+    value = _U32.unpack(cpu.read_virtual(a, 4))[0] & 0x7FFFE000
+    limit = cpu.guest_memory_size if cpu.guest is not None else cpu.mem.size
+    if value + 0x2000 > limit:
+        raise ProgramException(dat.PGM_ADDRESSING, why=f"prefix {value:#x} is outside memory")
+    insn.finish()
+    cpu.set_prefix(value)
+
+
+@_handler(0xB211, "STPX")
+def _stpx(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_virtual(_aligned(insn.address(), 4), _U32.pack(cpu.prefix))
+    insn.finish()
+
+
+@_handler(0xB212, "STAP")
+def _stap(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_virtual(_aligned(insn.address(), 2), _U16.pack(cpu.address))
+    insn.finish()
+
+
+@_handler(0xB202, "STIDP")
+def _stidp(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_virtual(_aligned(insn.address(), 8), _U64.pack(cpu.cpuid))
+    insn.finish()
+
+
+@_handler(0xB2B1, "STFL")
+def _stfl(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_real(0xC8, cpu.facilities[:4].ljust(4, b"\0"))
+    insn.finish()
+
+
+@_handler(0xB2B0, "STFLE", privileged=False)
+def _stfle(cpu: Cpu, insn: Insn) -> None:
+    a = _aligned(insn.address(), 8)
+    ours = (len(cpu.facilities) + 7) // 8
+    want = (cpu.gpr(0) & 0xFF) + 1
+    n = min(want, ours)
+    cpu.write_virtual(a, cpu.facilities.ljust(8 * ours, b"\0")[: 8 * n])
+    cpu.set_gpr(0, (cpu.gpr(0) & ~0xFF) | (ours - 1))
+    insn.finish(0 if want >= ours else 3)
+
+
+# -- clocks ------------------------------------------------------------------------------------------
+
+
+@_handler(0xB205, "STCK", privileged=False)
+def _stck(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_virtual(insn.address(), _U64.pack(cpu.tod()))
+    insn.finish(0)
+
+
+@_handler(0xB27C, "STCKF", privileged=False)
+def _stckf(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_virtual(insn.address(), _U64.pack(cpu.tod()))
+    insn.finish(0)
+
+
+@_handler(0xB278, "STCKE", privileged=False)
+def _stcke(cpu: Cpu, insn: Insn) -> None:
+    tod = cpu.tod()
+    data = b"\0" + _U64.pack(tod) + bytes(5) + _U16.pack(cpu.tod_programmable)
+    cpu.write_virtual(insn.address(), data)
+    insn.finish(0)
+
+
+@_handler(0xB204, "SCK")
+def _sck(cpu: Cpu, insn: Insn) -> None:
+    a = _aligned(insn.address(), 8)
+    cpu.clock.set(_U64.unpack(cpu.read_virtual(a, 8))[0])
+    insn.finish(0)
+
+
+@_handler(0xB206, "SCKC")
+def _sckc(cpu: Cpu, insn: Insn) -> None:
+    a = _aligned(insn.address(), 8)
+    cpu.ckc = _U64.unpack(cpu.read_virtual(a, 8))[0]
+    insn.finish()
+
+
+@_handler(0xB207, "STCKC")
+def _stckc(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_virtual(_aligned(insn.address(), 8), _U64.pack(cpu.ckc))
+    insn.finish()
+
+
+@_handler(0xB208, "SPT")
+def _spt(cpu: Cpu, insn: Insn) -> None:
+    a = _aligned(insn.address(), 8)
+    cpu.set_cpu_timer(_U64.unpack(cpu.read_virtual(a, 8))[0])
+    insn.finish()
+
+
+@_handler(0xB209, "STPT")
+def _stpt(cpu: Cpu, insn: Insn) -> None:
+    cpu.write_virtual(_aligned(insn.address(), 8), _U64.pack(cpu.cpu_timer & 0xFFFFFFFFFFFFFFFF))
+    insn.finish()
+
+
+# -- storage keys ------------------------------------------------------------------------------------
+
+
+def _key_frame(cpu: Cpu, real: int) -> int:
+    absolute = cpu.real_to_abs(cpu.wrap(real) & ~0xFFF)
+    try:
+        host = cpu._abs_to_host(absolute, False, False)  # noqa: SLF001 - same-layer helper
+    except GuestIntercept:
+        raise
+    return host >> PAGE_SHIFT
+
+
+@_handler(0xB22B, "SSKE")
+def _sske(cpu: Cpu, insn: Insn) -> None:
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
+    frame = _key_frame(cpu, cpu.gpr(r2))
+    cpu.mem.keys[frame] = cpu.gpr(r1) & 0xFE
+    _flush_group(cpu)
+    insn.finish()
+
+
+@_handler(0xB229, "ISKE")
+def _iske(cpu: Cpu, insn: Insn) -> None:
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
+    frame = _key_frame(cpu, cpu.gpr(r2))
+    cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFF) | cpu.mem.keys[frame] & 0xFE)
+    insn.finish()
+
+
+@_handler(0xB223, "IVSK")
+def _ivsk(cpu: Cpu, insn: Insn) -> None:
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
+    host = cpu.translate(cpu.gpr(r2))
+    cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFF) | cpu.mem.keys[host >> PAGE_SHIFT] & 0xF8)
+    insn.finish()
+
+
+@_handler(0xB22A, "RRBE")
+def _rrbe(cpu: Cpu, insn: Insn) -> None:
+    r2 = insn.raw[3] & 0xF
+    frame = _key_frame(cpu, cpu.gpr(r2))
+    key = cpu.mem.keys[frame]
+    cc = (2 if key & KEY_R else 0) | (1 if key & KEY_C else 0)
+    cpu.mem.keys[frame] = key & ~KEY_R
+    _flush_group(cpu)
+    insn.finish(cc)
+
+
+@_handler(0xB9AF, "PFMF")
+def _pfmf(cpu: Cpu, insn: Insn) -> None:
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
+    g1 = cpu.gpr(r1)
+    fsc = (g1 >> 12) & 3
+    set_key, clear = bool(g1 & 0x20000), bool(g1 & 0x10000)
+    size = {0: 0x1000, 1: 0x100000}.get(fsc)
+    if size is None:
+        raise _spec(f"PFMF frame-size code {fsc} is not supported")
+    start = cpu.wrap(cpu.gpr(r2)) & ~0xFFF
+    end = (start | (size - 1)) + 1 if size > 0x1000 else start + 0x1000
+    for real in range(start, end, 0x1000):
+        frame = _key_frame(cpu, real)
+        if clear:
+            cpu.mem.fill(frame << PAGE_SHIFT, 0x1000)
+        if set_key:
+            cpu.mem.keys[frame] = g1 & 0xFE
+    if size > 0x1000:
+        cpu.set_gpr(r2, end)
+    _flush_group(cpu)
+    insn.finish()
+
+
+@_handler(0xE501, "TPROT")
+def _tprot(cpu: Cpu, insn: Insn) -> None:
+    raw = insn.raw
+    b1, d1 = raw[2] >> 4, (raw[2] & 0xF) << 8 | raw[3]
+    b2, d2 = raw[4] >> 4, (raw[4] & 0xF) << 8 | raw[5]
+    addr = cpu.wrap(d1 + (cpu.gpr(b1) if b1 else 0))
+    key = ((d2 + (cpu.gpr(b2) if b2 else 0)) >> 4) & 0xF
+    mask, pc = cpu.psw
+    saved = mask
+    try:
+        cpu.uc.reg_write(_pswm_reg(), (mask & ~PSW_MASK_KEY) | key << 52)
+        try:
+            cpu.translate(addr)
+        except ProgramException as e:
+            if e.code in (0x10, 0x11, 0x38, 0x39, 0x3A, 0x3B):
+                insn.finish(3)
+                return
+            if e.code == dat.PGM_PROTECTION:
+                insn.finish(2)
+                return
+            raise
+        try:
+            cpu.translate(addr, write=True)
+        except ProgramException as e:
+            if e.code == dat.PGM_PROTECTION:
+                insn.finish(1)
+                return
+            raise
+        insn.finish(0)
+    finally:
+        cc = (cpu.psw[0] >> 44) & 3
+        cpu.uc.reg_write(_pswm_reg(), (saved & ~(3 << 44)) | cc << 44)
+        del pc
+
+
+def _pswm_reg() -> int:
+    from emulator.hw.cpu import _PSWM  # noqa: PLC0415
+
+    return _PSWM
+

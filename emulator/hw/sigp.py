@@ -1,0 +1,171 @@
+"""SIGNAL PROCESSOR: the orders one CPU sends another, with the status and condition codes of the architecture.
+
+Status values and order behaviour follow QEMU ``target/s390x/sigp.c`` (``machine.md`` section 5). The
+configuration (the machine, or one VM) passes its CPUs by address; the orders act on them directly.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from emulator.hw.cpu import CHECK_STOP, OPERATING, PSW_MASK_WAIT, STOPPED, Cpu
+
+__all__ = ["sigp", "store_status", "ORDER_NAMES"]
+
+SENSE: Final = 0x01
+EXTERNAL_CALL: Final = 0x02
+EMERGENCY: Final = 0x03
+START: Final = 0x04
+STOP: Final = 0x05
+RESTART: Final = 0x06
+STOP_AND_STORE_STATUS: Final = 0x09
+INITIAL_CPU_RESET: Final = 0x0B
+CPU_RESET: Final = 0x0C
+SET_PREFIX: Final = 0x0D
+STORE_STATUS_AT_ADDRESS: Final = 0x0E
+SET_ARCHITECTURE: Final = 0x12
+COND_EMERGENCY: Final = 0x13
+SENSE_RUNNING: Final = 0x15
+STORE_ADDITIONAL_STATUS: Final = 0x17
+
+ORDER_NAMES: Final = {
+    SENSE: "sense",
+    EXTERNAL_CALL: "external call",
+    EMERGENCY: "emergency signal",
+    START: "start",
+    STOP: "stop",
+    RESTART: "restart",
+    STOP_AND_STORE_STATUS: "stop and store status",
+    INITIAL_CPU_RESET: "initial CPU reset",
+    CPU_RESET: "CPU reset",
+    SET_PREFIX: "set prefix",
+    STORE_STATUS_AT_ADDRESS: "store status at address",
+    SET_ARCHITECTURE: "set architecture",
+    COND_EMERGENCY: "conditional emergency signal",
+    SENSE_RUNNING: "sense running status",
+    STORE_ADDITIONAL_STATUS: "store additional status",
+}
+
+STAT_EQUIPMENT_CHECK: Final = 0x80000000
+STAT_NOT_RUNNING: Final = 0x00000400
+STAT_INCORRECT_STATE: Final = 0x00000200
+STAT_INVALID_PARAMETER: Final = 0x00000100
+STAT_EXT_CALL_PENDING: Final = 0x00000080
+STAT_STOPPED: Final = 0x00000040
+STAT_OPERATOR_INTERV: Final = 0x00000020
+STAT_CHECK_STOP: Final = 0x00000010
+STAT_INOPERATIVE: Final = 0x00000004
+STAT_INVALID_ORDER: Final = 0x00000002
+STAT_RECEIVER_CHECK: Final = 0x00000001
+
+_U64 = struct.Struct(">Q")
+
+
+def store_status(cpu: Cpu, absolute: int, write: Callable[[int, bytes], None]) -> None:
+    """Store the CPU's status in the save-area layout at ``absolute`` (0x1200 for SIGP store status).
+
+    Offsets (from 0x1200): FPRs +0x00, GRs +0x80, PSW +0x100, prefix +0x118, FPC +0x11C, TOD programmable
+    register +0x124, CPU timer +0x128, clock comparator >> 8 +0x130, ARs +0x140, CRs +0x180.
+    """
+    mask, addr = cpu.psw
+    write(absolute + 0x00, b"".join(_U64.pack(cpu.fpr(i)) for i in range(16)))
+    write(absolute + 0x80, b"".join(_U64.pack(v) for v in cpu.gprs()))
+    write(absolute + 0x100, _U64.pack(mask) + _U64.pack(addr))
+    write(absolute + 0x118, struct.pack(">II", cpu.prefix, cpu.fpc()))
+    write(absolute + 0x124, struct.pack(">I", cpu.tod_programmable))
+    write(absolute + 0x128, _U64.pack(cpu.cpu_timer & 0xFFFFFFFFFFFFFFFF) + _U64.pack(cpu.ckc >> 8))
+    write(absolute + 0x140, b"".join(struct.pack(">I", cpu.ar(i)) for i in range(16)))
+    write(absolute + 0x180, b"".join(_U64.pack(cpu.cr(i)) for i in range(16)))
+
+
+def _running(cpu: Cpu) -> bool:
+    return cpu.state == OPERATING and not cpu.psw[0] & PSW_MASK_WAIT
+
+
+def sigp(
+    source: Cpu,
+    order: int,
+    target_addr: int,
+    param: int,
+    cpus: Mapping[int, Cpu],
+    memory_size: int,
+    write_abs: Callable[[int, bytes], None],
+) -> tuple[int, int | None]:
+    """Perform one SIGP order; returns (condition code, status to store in R1 or None)."""
+    target = cpus.get(target_addr)
+    if order == SET_ARCHITECTURE:
+        others_stopped = all(c.state != OPERATING for a, c in cpus.items() if c is not source)
+        return 1, STAT_INVALID_PARAMETER if others_stopped else STAT_INCORRECT_STATE
+    if target is None:
+        return 3, None
+    if order == SENSE:
+        status = 0
+        if target.state == STOPPED:
+            status |= STAT_STOPPED
+        if target.state == CHECK_STOP:
+            status |= STAT_CHECK_STOP
+        if "external_call" in target.ext_pending:
+            status |= STAT_EXT_CALL_PENDING
+        return (1, status) if status else (0, None)
+    if order == SENSE_RUNNING:
+        return (0, None) if _running(target) else (1, STAT_NOT_RUNNING)
+    if order == EXTERNAL_CALL:
+        if "external_call" in target.ext_pending:
+            return 1, STAT_EXT_CALL_PENDING
+        target.ext_pending["external_call"] = source.address
+        return 0, None
+    if order in (EMERGENCY, COND_EMERGENCY):
+        target.emergency_from.add(source.address)
+        return 0, None
+    if order == START:
+        if target.state == STOPPED:
+            target.state = OPERATING
+        return 0, None
+    if order == STOP:
+        if target.state == OPERATING:
+            target.state = STOPPED
+        return 0, None
+    if order == RESTART:
+        if target.state == CHECK_STOP:
+            return 1, STAT_INCORRECT_STATE
+        target.restart_pending = True
+        target.state = OPERATING
+        return 0, None
+    if order == STOP_AND_STORE_STATUS:
+        if target.state == OPERATING:
+            target.state = STOPPED
+        store_status(target, 0x1200, write_abs)
+        return 0, None
+    if order == INITIAL_CPU_RESET:
+        target.reset_initial()
+        return 0, None
+    if order == CPU_RESET:
+        target.reset_cpu()
+        return 0, None
+    if order == SET_PREFIX:
+        if target.state != STOPPED:
+            return 1, STAT_INCORRECT_STATE
+        prefix = param & 0x7FFFE000
+        if prefix + 0x2000 > memory_size:
+            return 1, STAT_INVALID_PARAMETER
+        target.set_prefix(prefix)
+        return 0, None
+    if order == STORE_STATUS_AT_ADDRESS:
+        if target.state != STOPPED:
+            return 1, STAT_INCORRECT_STATE
+        addr = param & 0x7FFFFE00
+        if addr + 0x200 > memory_size:
+            return 1, STAT_INVALID_PARAMETER
+        store_status(target, addr, write_abs)
+        return 0, None
+    if order == STORE_ADDITIONAL_STATUS:
+        if target.state != STOPPED:
+            return 1, STAT_INCORRECT_STATE
+        addr = param & ~0x3FF & 0xFFFFFFFF
+        if addr + 0x400 > memory_size or param & 0x3FF:
+            return 1, STAT_INVALID_PARAMETER
+        write_abs(addr, b"".join(target.vr(i) for i in range(32)))
+        return 0, None
+    return 1, STAT_INVALID_ORDER

@@ -1,0 +1,198 @@
+"""What the machine says about itself: the facility list (STFL/STFLE), CPU id (STIDP) and STSI blocks.
+
+The facility list names what this machine really implements: the instruction set unicorn 2.1.4 executes
+(z13 level: QEMU 5.0 TCG, see ``unicorn-s390x.md`` section 6) plus what zuv adds (the Ultravisor-call and
+unpack facilities 158 and 161 when an Ultravisor is installed). STSI follows QEMU
+``target/s390x/tcg/misc_helper.c`` ``HELPER(stsi)``: level 3 (a VM of zuv's hypervisor) or level 2 (the
+program runs in the LPAR itself).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Final
+
+from emulator.errors import ProgramException
+
+__all__ = ["facility_list", "MachineInfo", "stsi"]
+
+#: Facility bits of the emulated CPU (PoP "Facility Indications"); every one is executed by the CPU model.
+BASE_FACILITIES: Final = (
+    0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 14, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 31, 32, 33,
+    34, 35, 37, 40, 41, 42, 43, 44, 45, 49, 51, 52, 53, 57, 58, 59, 60, 69, 71, 76, 77, 78, 129, 130, 131,
+)  # fmt: skip
+#: Ultravisor call facility and the unpack facility (secure IPL).
+FAC_UV_CALL: Final = 158
+FAC_UNPACK: Final = 161
+
+
+def facility_list(ultravisor: bool, secure_guest: bool = False) -> bytes:
+    """The facility list as bytes (bit 0 = MSB of byte 0), 32 bytes long."""
+    bits = set(BASE_FACILITIES)
+    if ultravisor:
+        bits.add(FAC_UV_CALL)
+        if not secure_guest:
+            bits.add(FAC_UNPACK)
+    out = bytearray(32)
+    for b in bits:
+        out[b // 8] |= 0x80 >> (b % 8)
+    return bytes(out)
+
+
+def ebcdic(text: str, width: int) -> bytes:
+    """Text in EBCDIC (code page 037), blank-padded to ``width``."""
+    return text.encode("cp037")[:width].ljust(width, "\x40".encode("latin-1"))
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """Identity strings a configuration reports."""
+
+    manufacturer: str = "IBM"
+    machine_type: str = "8561"  # IBM z15 T01
+    model: str = "ZUV"
+    sequence: str = "0000000000000ZUV"
+    plant: str = "ZUV"
+    lpar_name: str = "ZUVLPAR"
+    vm_name: str = "ZUVGUEST"
+    hypervisor_cpi: str = "zuv/KVM"
+    version: int = 0x00
+
+    def cpuid(self, cpu_address: int) -> int:
+        """The STIDP value: version, CPU identification, machine type, format 1 (LPAR CPU id)."""
+        ident = (0x100000 | cpu_address & 0xFFFF) & 0xFFFFFF
+        return self.version << 56 | ident << 32 | int(self.machine_type, 16) << 16 | 0x8000
+
+
+class SysIB111(ctypes.BigEndianStructure):
+    """STSI 1.1.1: basic machine configuration."""
+
+    _pack_ = 1
+    _fields_ = [
+        ("_res1", ctypes.c_char * 32),
+        ("manuf", ctypes.c_char * 16),
+        ("type", ctypes.c_char * 4),
+        ("_res2", ctypes.c_char * 12),
+        ("model", ctypes.c_char * 16),
+        ("sequence", ctypes.c_char * 16),
+        ("plant", ctypes.c_char * 4),
+    ]
+
+
+class SysIB122(ctypes.BigEndianStructure):
+    """STSI 1.2.2: basic-machine CPUs."""
+
+    _pack_ = 1
+    _fields_ = [
+        ("_res1", ctypes.c_char * 32),
+        ("capability", ctypes.c_uint32),
+        ("total_cpus", ctypes.c_uint16),
+        ("conf_cpus", ctypes.c_uint16),
+        ("standby_cpus", ctypes.c_uint16),
+        ("reserved_cpus", ctypes.c_uint16),
+        ("adjustments", ctypes.c_uint16 * 2026),
+    ]
+
+
+class SysIB222(ctypes.BigEndianStructure):
+    """STSI 2.2.2: logical-partition CPUs."""
+
+    _pack_ = 1
+    _fields_ = [
+        ("_res1", ctypes.c_char * 32),
+        ("lpar_num", ctypes.c_uint16),
+        ("_res2", ctypes.c_uint8),
+        ("lcpuc", ctypes.c_uint8),
+        ("total_cpus", ctypes.c_uint16),
+        ("conf_cpus", ctypes.c_uint16),
+        ("standby_cpus", ctypes.c_uint16),
+        ("reserved_cpus", ctypes.c_uint16),
+        ("name", ctypes.c_char * 8),
+        ("caf", ctypes.c_uint32),
+        ("_res3", ctypes.c_char * 16),
+        ("dedicated_cpus", ctypes.c_uint16),
+        ("shared_cpus", ctypes.c_uint16),
+    ]
+
+
+class SysIB322Vm(ctypes.BigEndianStructure):
+    """One virtual-machine description of STSI 3.2.2."""
+
+    _pack_ = 1
+    _fields_ = [
+        ("_res2", ctypes.c_char * 4),
+        ("total_cpus", ctypes.c_uint16),
+        ("conf_cpus", ctypes.c_uint16),
+        ("standby_cpus", ctypes.c_uint16),
+        ("reserved_cpus", ctypes.c_uint16),
+        ("name", ctypes.c_char * 8),
+        ("caf", ctypes.c_uint32),
+        ("cpi", ctypes.c_char * 16),
+        ("_res5", ctypes.c_char * 3),
+        ("ext_name_encoding", ctypes.c_uint8),
+        ("_res3", ctypes.c_uint32),
+        ("uuid", ctypes.c_char * 16),
+    ]
+
+
+class SysIB322(ctypes.BigEndianStructure):
+    """STSI 3.2.2: virtual-machine CPUs."""
+
+    _pack_ = 1
+    _fields_ = [
+        ("_res1", ctypes.c_char * 31),
+        ("count", ctypes.c_uint8),
+        ("vm", SysIB322Vm * 8),
+    ]
+
+
+def stsi(
+    info: MachineInfo, level: int, r0: int, r1: int, cpus: int, store: ctypes.Structure | None = None
+) -> tuple[int, int | None, bytes | None]:
+    """STSI: returns (cc, new r0 or None, 4 KiB block to store or None).
+
+    Raises ProgramException(0x06) for reserved bits in R0/R1.
+    """
+    fc = (r0 >> 28) & 0xF
+    sel1, sel2 = r0 & 0xFF, r1 & 0xFFFF
+    if r0 & 0x0FFFFF00 or r1 & 0xFFFF0000:
+        raise ProgramException(0x06, why="STSI reserved bits in general registers 0 or 1")
+    if fc == 0:
+        return 0, (r0 & ~0xF0000000 & 0xFFFFFFFFFFFFFFFF) | level << 28, None
+    if fc > level and fc != 15:
+        return 3, None, None
+    block = bytearray(4096)
+    if (fc, sel1, sel2) == (1, 1, 1):
+        b = SysIB111.from_buffer(block)
+        b.manuf = ebcdic(info.manufacturer, 16)
+        b.type = ebcdic(info.machine_type, 4)
+        b.model = ebcdic(info.model, 16)
+        b.sequence = ebcdic(info.sequence, 16)
+        b.plant = ebcdic(info.plant, 4)
+        del b
+    elif (fc, sel1, sel2) == (1, 2, 2):
+        b2 = SysIB122.from_buffer(block)
+        b2.capability = 0x443AFC29  # a float-valued capability rating, as real machines report
+        b2.total_cpus = b2.conf_cpus = cpus
+        del b2
+    elif (fc, sel1, sel2) == (2, 2, 2):
+        b3 = SysIB222.from_buffer(block)
+        b3.lpar_num = 1
+        b3.lcpuc = 0x80  # dedicated
+        b3.total_cpus = b3.conf_cpus = b3.dedicated_cpus = cpus
+        b3.name = ebcdic(info.lpar_name, 8)
+        b3.caf = 1000
+        del b3
+    elif (fc, sel1, sel2) == (3, 2, 2):
+        b4 = SysIB322.from_buffer(block)
+        b4.count = 1
+        vm = b4.vm[0]
+        vm.total_cpus = vm.conf_cpus = cpus
+        vm.name = ebcdic(info.vm_name, 8)
+        vm.caf = 1000
+        vm.cpi = ebcdic(info.hypervisor_cpi, 16)
+        del vm, b4
+    else:
+        return 3, None, None
+    return 0, None, bytes(block)

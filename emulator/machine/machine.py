@@ -1,0 +1,462 @@
+"""The machine API: memory, TOD, CPUs and the SCLP of one configuration, its scheduler and its run results.
+
+A ``Machine`` runs a bare-metal program the way ``qemu-system-s390x -kernel`` does: the program is the
+only guest of zuv's hypervisor (STSI level 3) and sees the whole memory from absolute 0; or, with
+``level=2``, the program runs in the LPAR itself (STSI level 2, and it may call the Ultravisor as the
+host). The instructions the CPU hands back (DIAG, SERVC, SIGP, STSI, UVC, channel I/O) are answered
+here through the shared device models in ``emulator.hw``.
+
+Scheduling: one running CPU runs free in unicorn's JIT (time limits stop it from a timer). With several
+running CPUs, or in deterministic mode, CPUs take turns in instruction-count slices in CPU-address order,
+so the same program and input give the same output and the same instruction counts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from emulator.errors import MachineError, ProgramException
+from emulator.hw import sigp as sigp_mod
+from emulator.hw.cpu import (
+    CHECK_STOP,
+    OPERATING,
+    PSW_MASK_64,
+    PSW_MASK_WAIT,
+    STOPPED,
+    Cpu,
+    CpuExit,
+    Insn,
+)
+from emulator.hw.memory import PhysicalMemory
+from emulator.hw.sclp import Sclp
+from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
+from emulator.hw.tod import TodClock
+from emulator.machine.loader import LoadedProgram, load_program
+
+__all__ = ["Machine", "RunResult", "CpuResult", "parse_size"]
+
+SLICE: Final = 20_000
+MAX_CPUS: Final = 248
+
+
+def parse_size(text: str) -> int:
+    """Parse a memory size like ``256M``, ``2G``, ``2.2G``, ``4096K`` or a byte count."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:] or "", 1)
+    num = t[:-1] if mult != 1 else t
+    try:
+        value = float(num) if "." in num else int(num, 0)
+    except ValueError:
+        raise MachineError(f"cannot read memory size {text!r} (examples: 256M, 2G, 4096K)") from None
+    size = int(value * mult)
+    return (size + 0xFFFFF) & ~0xFFFFF
+
+
+@dataclass
+class CpuResult:
+    """How one CPU ended."""
+
+    address: int
+    state: str  # "stopped", "disabled-wait", "check-stop", "running", "wait"
+    psw: tuple[int, int]
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    """How a run ended: the reason, per-CPU states, the console output and the verdict."""
+
+    reason: str
+    clean: bool
+    cpus: list[CpuResult]
+    instructions: int | None
+    seconds: float
+    exit_line: str | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        """One line for the user."""
+        parts = [self.reason]
+        if self.detail:
+            parts.append(self.detail)
+        return "; ".join(parts)
+
+
+@dataclass
+class _Sccb:
+    """SCCB access for the SCLP: real addresses of one CPU."""
+
+    cpu: Cpu
+    memory_size: int
+    prefix: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prefix = self.cpu.prefix
+
+    def read(self, real: int, length: int) -> bytes:
+        return self.cpu.read_real(real, length)
+
+    def write(self, real: int, data: bytes) -> None:
+        self.cpu.write_real(real, data)
+
+
+class Machine:
+    """An emulated IBM Z configuration.
+
+    Args:
+        memory: RAM size in bytes (multiple of 1 MiB).
+        cpus: number of CPUs (CPU 0 starts, the others are stopped until SIGP).
+        deterministic: deterministic TOD and count-based scheduling even with one CPU.
+        level: 3 (a VM of zuv's hypervisor, like QEMU/KVM) or 2 (the LPAR itself).
+        console_out: called with every chunk of console output.
+        ultravisor: an Ultravisor to install (enables facilities 158/161 and host UVCs at level 2).
+    """
+
+    def __init__(
+        self,
+        memory: int = 128 << 20,
+        cpus: int = 1,
+        *,
+        deterministic: bool = False,
+        level: int = 3,
+        console_out: Callable[[bytes], None] | None = None,
+        ultravisor: object | None = None,
+        info: MachineInfo | None = None,
+    ) -> None:
+        if not 1 <= cpus <= MAX_CPUS:
+            raise MachineError(f"--cpus must be between 1 and {MAX_CPUS}, not {cpus}")
+        if level not in (2, 3):
+            raise MachineError(f"level must be 2 (LPAR) or 3 (VM), not {level}")
+        self.memory = PhysicalMemory(memory)
+        self.tod = TodClock(deterministic=deterministic)
+        self.deterministic = deterministic
+        self.level = level
+        self.info = info or MachineInfo()
+        self.uv = ultravisor
+        self.console = bytearray()
+        self._console_out = console_out
+        self.facilities = facility_list(ultravisor is not None)
+        self.cpus: dict[int, Cpu] = {}
+        for addr in range(cpus):
+            self.cpus[addr] = Cpu(self.memory, addr, self.tod, self.facilities, self.info.cpuid(addr))
+        group = list(self.cpus.values())
+        for c in group:
+            c.tlb_group = group
+        self.sclp = Sclp(lambda: sorted(self.cpus), self._console_write)
+        self.program: LoadedProgram | None = None
+        self._start = 0
+        self._cmdline = ""
+        self._halt_reason: str | None = None
+        self._lock = threading.Lock()
+        self._running_cpu: Cpu | None = None
+        self.ipl_parameters: bytes | None = None
+        self.insn_handlers: dict[str, Callable[[Cpu, Insn], None]] = {}
+
+    # -- loading --------------------------------------------------------------------------------------
+
+    def load(self, path: str, cmdline: str = "") -> LoadedProgram:
+        """Load a program and make CPU 0 ready to start at its entry (QEMU ``-kernel``)."""
+        prog, start = load_program(path, self.memory, cmdline)
+        self.program, self._start, self._cmdline = prog, start, cmdline
+        self._ipl(start)
+        return prog
+
+    def _ipl(self, start: int) -> None:
+        for c in self.cpus.values():
+            c.reset_initial()
+        cpu0 = self.cpus[0]
+        cpu0.set_psw(PSW_MASK_64, start)
+        cpu0.state = OPERATING
+
+    def _console_write(self, data: bytes) -> None:
+        self.console += data
+        if self._console_out is not None:
+            self._console_out(data)
+
+    # -- control --------------------------------------------------------------------------------------
+
+    def request_halt(self, reason: str = "halted") -> None:
+        """Stop a running ``run`` soon (thread-safe)."""
+        self._halt_reason = reason
+        for c in self.cpus.values():
+            c.request_halt()
+
+    def feed_console(self, data: bytes) -> None:
+        """Console input for the program (it arrives as an SCLP event with a service signal)."""
+        self.sclp.feed_input(data)
+        cpu0 = self.cpus[min(self.cpus)]
+        cpu0.ext_pending.setdefault("service", 1)
+
+    @property
+    def instructions(self) -> int:
+        """Instructions counted so far (exact in counted mode; trapped instructions only otherwise)."""
+        return sum(c.insn_count for c in self.cpus.values())
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
+        """Run until every CPU has stopped, a limit is reached, or ``request_halt``."""
+        t0 = time.monotonic()
+        timer = None
+        if time_limit is not None:
+            timer = threading.Timer(time_limit, self.request_halt, args=("time limit reached",))
+            timer.daemon = True
+            timer.start()
+        self._halt_reason = None
+        budget = max_insns
+        counted = self.deterministic or max_insns is not None
+        try:
+            while True:
+                operating = [c for c in self.cpus.values() if c.state == OPERATING]
+                if not operating:
+                    return self._result("all CPUs stopped", t0, counted)
+                if any(c.state == CHECK_STOP for c in self.cpus.values()):
+                    return self._result("check stop", t0, counted)
+                if self._halt_reason is not None:
+                    return self._result(self._halt_reason, t0, counted)
+                if budget is not None and budget <= 0:
+                    return self._result("instruction limit reached", t0, counted)
+                runnable = [c for c in operating if not self._idle(c)]
+                if not runnable:
+                    if not self._skip_idle(operating):
+                        return self._result("all CPUs wait with no interruption that can end the wait", t0, counted)
+                    continue
+                if len(runnable) == 1 and not counted and len(operating) == 1:
+                    cpu = runnable[0]
+                    deadline = cpu.next_timer_deadline()
+                    timeout = self.tod.us_until(deadline) + 1 if deadline is not None else 0
+                    self._step(cpu, cpu.run(timeout_us=timeout))
+                    continue
+                for cpu in runnable:
+                    n = SLICE if budget is None else min(SLICE, budget)
+                    before = cpu.insn_count
+                    ex = cpu.run(count=n)
+                    done = cpu.insn_count - before
+                    self.tod.advance_insns(done)
+                    if budget is not None:
+                        budget -= done
+                    self._step(cpu, ex)
+                    if self._halt_reason is not None or (budget is not None and budget <= 0):
+                        break
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _idle(self, cpu: Cpu) -> bool:
+        """A waiting CPU with nothing deliverable does not need a turn."""
+        mask, _ = cpu.psw
+        if not mask & PSW_MASK_WAIT:
+            return False
+        if cpu.restart_pending:
+            return False
+        return cpu._ext_deliverable() is None  # noqa: SLF001 - same package family
+
+    def _skip_idle(self, operating: list[Cpu]) -> bool:
+        """Every running CPU waits: move the clock to the next timer, or give up. True if time moved."""
+        if any(not c.interrupt_possible() for c in operating if c.psw[0] & PSW_MASK_WAIT):
+            # a disabled wait: that CPU is finished
+            for c in operating:
+                if c.psw[0] & PSW_MASK_WAIT and not c.interrupt_possible():
+                    c.state = STOPPED
+                    c.check_stop_reason = f"disabled wait {c.pc:#x}"
+            return True
+        deadlines = [d for c in operating if (d := c.next_timer_deadline()) is not None]
+        if not deadlines:
+            return False
+        self.tod.skip_to(min(deadlines))
+        return True
+
+    def _step(self, cpu: Cpu, ex: CpuExit) -> None:
+        kind = ex.kind
+        if kind == "insn":
+            assert ex.insn is not None
+            self._handle_insn(cpu, ex.insn)
+        elif kind == "disabled_wait":
+            cpu.state = STOPPED
+            cpu.check_stop_reason = f"disabled wait {ex.code:#x}"
+            self._disabled_wait = getattr(self, "_disabled_wait", {})
+            self._disabled_wait[cpu.address] = ex.code
+        elif kind == "check_stop":
+            cpu.state = CHECK_STOP
+        elif kind == "intercept":
+            cpu.state = CHECK_STOP
+            cpu.check_stop_reason = f"unexpected intercept {ex.code:#x}: {ex.reason}"
+        # "wait", "limit", "halt", "stopped", "breakpoint": the loop decides
+
+    def _result(self, reason: str, t0: float, counted: bool) -> RunResult:
+        cpus = []
+        dw: dict[int, int] = getattr(self, "_disabled_wait", {})
+        clean = True
+        detail = ""
+        for addr, c in sorted(self.cpus.items()):
+            if addr in dw:
+                state = "disabled-wait"
+                code = dw[addr]
+                d = f"disabled wait {code:#x}"
+                if code & 0xFFF != 0xFFF:
+                    clean = False
+                    detail = detail or f"CPU {addr} in disabled wait with code {code:#x} (a crash)"
+            elif c.state == CHECK_STOP:
+                state, d = "check-stop", c.check_stop_reason
+                clean = False
+                detail = detail or f"CPU {addr} check-stopped: {d}"
+            elif c.state == STOPPED:
+                state, d = "stopped", ""
+            else:
+                state, d = ("wait" if c.psw[0] & PSW_MASK_WAIT else "running"), ""
+            cpus.append(CpuResult(addr, state, c.psw, d))
+        if reason != "all CPUs stopped" and reason != "check stop":
+            clean = False
+        exit_line = None
+        for line in bytes(self.console).decode("ascii", "replace").splitlines():
+            if line.startswith("EXIT: STATUS="):
+                exit_line = line.strip()
+        return RunResult(
+            reason,
+            clean,
+            cpus,
+            self.instructions if counted else None,
+            time.monotonic() - t0,
+            exit_line,
+            detail,
+        )
+
+    # -- instructions handed back by the CPU -----------------------------------------------------------
+
+    def _handle_insn(self, cpu: Cpu, insn: Insn) -> None:
+        custom = self.insn_handlers.get(insn.name)
+        try:
+            if custom is not None:
+                custom(cpu, insn)
+                return
+            handler = getattr(self, "_insn_" + insn.name.lower(), None)
+            if handler is None:
+                raise ProgramException(0x01, why=f"{insn.name} is not available in this configuration")
+            handler(cpu, insn)
+        except ProgramException as e:
+            cpu.program_interrupt(e.code, e.ilc if e.ilc is not None else insn.ilen, e.teid, pc=insn.pc)
+
+    def _insn_servc(self, cpu: Cpu, insn: Insn) -> None:
+        if "service" in cpu.ext_pending:
+            insn.finish(2)  # the SCLP is busy until the pending service signal is taken
+            return
+        command = cpu.gpr(insn.r1) & 0xFFFFFFFF
+        sccb = cpu.gpr(insn.r2)
+        res = self.sclp.service_call(_Sccb(cpu, self.memory.size), command, sccb)
+        cpu.ext_pending["service"] = res.ext_param
+        insn.finish(0)
+
+    def _insn_stsi(self, cpu: Cpu, insn: Insn) -> None:
+        r0, r1 = cpu.gpr(0), cpu.gpr(1)
+        fc = (r0 >> 28) & 0xF
+        addr = insn.address()
+        if fc not in (0, 15) and addr & 0xFFF:
+            raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
+        operating = sum(1 for c in self.cpus.values())
+        cc, new_r0, block = stsi(self.info, self.level, r0, r1, operating)
+        if block is not None:
+            cpu.write_virtual(addr, block)
+        if new_r0 is not None:
+            cpu.set_gpr(0, new_r0)
+        insn.finish(cc)
+
+    def _insn_sigp(self, cpu: Cpu, insn: Insn) -> None:
+        r1, r3 = insn.r1, insn.r3
+        order = insn.address() & 0xFF
+        param = cpu.gpr(r1 | 1)
+        target = cpu.gpr(r3) & 0xFFFF
+        cc, status = sigp_mod.sigp(cpu, order, target, param, self.cpus, self.memory.size, self.memory.write)
+        if status is not None:
+            cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | status)
+        if cpu.state == OPERATING or cpu.state == STOPPED:
+            insn.finish(cc)
+
+    def _insn_diag(self, cpu: Cpu, insn: Insn) -> None:
+        code = insn.address() & 0xFFFF
+        r1, r3 = insn.r1, insn.r3
+        if code in (0x44, 0x9C, 0x10, 0x288):
+            insn.finish()
+            return
+        if code == 0x500:
+            cpu.set_gpr(2, -22)  # no virtio device behind this subchannel: -EINVAL, as QEMU answers
+            insn.finish()
+            return
+        if code == 0x308:
+            self._diag308(cpu, insn, r1, cpu.gpr(r3))
+            return
+        raise ProgramException(0x06, why=f"DIAGNOSE code {code:#x} is not supported")
+
+    def _diag308(self, cpu: Cpu, insn: Insn, r1: int, subcode: int) -> None:
+        if subcode in (5, 6):
+            if r1 & 1:
+                raise ProgramException(0x06, why="DIAG 0x308 subcode 5/6 needs an even R1")
+            addr = cpu.gpr(r1)
+            if addr & 0xFFF:
+                raise ProgramException(0x06, why="IPL parameter block not on a 4 KiB boundary")
+            if subcode == 5:
+                length = int.from_bytes(cpu.read_real(addr, 4), "big")
+                if not 8 <= length <= 0x1000:
+                    cpu.set_gpr(r1 + 1, 0x0402)  # invalid IPL parameter block
+                else:
+                    self.ipl_parameters = cpu.read_real(addr, length)
+                    cpu.set_gpr(r1 + 1, 0x0001)
+            elif self.ipl_parameters is None:
+                cpu.set_gpr(r1 + 1, 0x0102)  # no IPL parameters stored
+            else:
+                cpu.write_real(addr, self.ipl_parameters)
+                cpu.set_gpr(r1 + 1, 0x0001)
+            insn.finish()
+            return
+        if subcode in (0, 1, 3):
+            if subcode == 0:
+                self.memory.fill(0, self.memory.size)
+                if self.program is not None:
+                    self.load(self.program.path, self._cmdline)
+                    return
+            for c in self.cpus.values():
+                c.reset_cpu()
+            short = self.memory.read_u64(0)
+            mask = (short & 0xFFFFFFFF00000000) ^ (1 << 51)
+            cpu0 = self.cpus[0]
+            cpu0.set_psw(mask | (short & 0x80000000), short & 0x7FFFFFFF)
+            cpu0.state = OPERATING
+            return
+        if subcode in (8, 9, 10) and self.uv is not None:
+            raise ProgramException(0x06, why="secure IPL is done by the hypervisor (run the image with zuv boot)")
+        raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode} is not supported")
+
+    def _insn_uvc(self, cpu: Cpu, insn: Insn) -> None:
+        raise ProgramException(0x01, why="no Ultravisor call facility in this configuration")
+
+    def _insn_sie(self, cpu: Cpu, insn: Insn) -> None:
+        raise ProgramException(0x01, why="SIE is not available to a guest (no nested virtualisation)")
+
+    def _channel_subsystem(self, cpu: Cpu, insn: Insn) -> None:
+        name = insn.name
+        if name in ("TPI",):
+            insn.finish(0)
+        elif name == "STCRW":
+            cpu.write_virtual(insn.address(), bytes(4))
+            insn.finish(1)
+        elif name in ("SAL", "SCHM"):
+            insn.finish()
+        elif name in ("CHSC", "RCHP"):
+            insn.finish(3)
+        else:
+            sid = cpu.gpr(1) & 0xFFFFFFFF
+            if sid >> 16 != 0x0001:
+                raise ProgramException(0x15, why=f"subsystem id {sid:#x} is not a subchannel id")
+            insn.finish(3)  # no subchannels: not operational
+
+    _insn_csch = _insn_hsch = _insn_msch = _insn_ssch = _channel_subsystem
+    _insn_stsch = _insn_tsch = _insn_tpi = _insn_sal = _channel_subsystem
+    _insn_rsch = _insn_stcrw = _insn_stcps = _insn_rchp = _insn_schm = _insn_chsc = _channel_subsystem
+
+    def close(self) -> None:
+        """Release the CPUs."""
+        for c in self.cpus.values():
+            c.close()
