@@ -929,10 +929,11 @@ class Cpu:
         self._halt.set()
         self.uc.emu_stop()
 
-    def run(self, count: int = 0, timeout_us: int = 0) -> CpuExit:
+    def run(self, count: int = 0, timeout_us: int = 0, resume: bool = False) -> CpuExit:
         """Run until something needs the owner; ``count`` limits instructions, ``timeout_us`` time.
 
         Trapped instructions that belong to the CPU itself are emulated here without returning.
+        ``resume`` executes the instruction at a breakpoint the CPU is stopped at instead of reporting it.
         """
         from emulator.hw.insns import emulate  # local: insns imports this module
 
@@ -955,9 +956,13 @@ class Cpu:
                 return CpuExit("halt")
             if counted and budget <= 0:
                 return CpuExit("limit")
-            if pc in self._exits and pc not in self.breakpoints:
+            at_bp = pc in self.breakpoints
+            if at_bp and not resume:
+                return CpuExit("breakpoint", code=pc)
+            if pc in self._exits:
                 # an exit at the current PC: emulate it without entering unicorn
-                result = self._at_exit(pc, emulate)
+                resume = False
+                result = self._at_exit(pc, emulate, keep=at_bp)
                 if counted:
                     budget -= 1
                     self.insn_count += 1
@@ -1009,10 +1014,8 @@ class Cpu:
             if self._halt.is_set():
                 self._halt.clear()
                 return CpuExit("halt")
-            if pc in self.breakpoints:
-                return CpuExit("breakpoint", code=pc)
             if pc in self._exits:
-                continue  # handled at the top of the loop
+                continue  # handled at the top of the loop (breakpoints are exits too)
             if counted and budget <= 0:
                 return CpuExit("limit")
             if timeout_us:
@@ -1024,16 +1027,6 @@ class Cpu:
             return 0
         n = ctypes.c_size_t.from_address(self.uc._uch.value + _LAYOUT.counter).value  # noqa: SLF001
         return min(n, budget)
-
-    def step_over_breakpoint(self) -> CpuExit | None:
-        """Execute the one instruction at a breakpoint address (used to resume from a breakpoint)."""
-        pc = self.pc
-        saved = set(self.breakpoints)
-        self.breakpoints.discard(pc)
-        try:
-            return self.run(count=1)
-        finally:
-            self.breakpoints = saved
 
     def _deliver_fault(self, f: ProgramException, pc: int) -> None:
         raw = self._fetch_insn(pc)
@@ -1064,20 +1057,21 @@ class Cpu:
         self._smc_frames.clear()
         self.flush_tlb()
 
-    def _at_exit(self, pc: int, emulate: Callable[[Cpu, Insn], CpuExit | None], raw: bytes | None = None
-                 ) -> CpuExit | None:
+    def _at_exit(
+        self, pc: int, emulate: Callable[[Cpu, Insn], CpuExit | None], raw: bytes | None = None, keep: bool = False
+    ) -> CpuExit | None:
         """Emulate the trapped instruction at ``pc`` (or run it natively if the page changed)."""
         self.traps += 1
         if raw is None:
             raw = self._fetch_insn(pc)
         if raw is None:
             # the page is gone: let unicorn take the fetch fault natively
-            return self._native_step(pc)
+            return self._native_step(pc, keep)
         key = _opcode_key(raw)
         name = OWNER_INSNS.get(key)
         insn = Insn(self, pc, raw, name or f"{key:#x}", key)
         if not _is_trapped(key):
-            return self._native_step(pc)
+            return self._native_step(pc, keep)
         try:
             return emulate(self, insn)
         except ProgramException as e:
@@ -1087,12 +1081,24 @@ class Cpu:
         except GuestIntercept as e:
             return CpuExit("intercept", code=e.code, reason=e.reason, data=dict(e.data))
 
-    def _native_step(self, pc: int) -> CpuExit | None:
-        """Run one instruction natively at an exit address whose instruction is not a trapped one."""
+    def _native_step(self, pc: int, keep: bool = False) -> CpuExit | None:
+        """Run one instruction natively at an exit address whose instruction is not a trapped one.
+
+        ``keep`` leaves the exit in place afterwards (a breakpoint); otherwise it was stale and goes.
+        """
         self._exits.discard(pc)
         self.uc.ctl_set_exits(sorted(self._exits))
         self.uc.ctl_remove_cache(pc, pc + 6)
-        result = self.run(count=1)
+        saved = self.breakpoints
+        self.breakpoints = set()
+        try:
+            result = self.run(count=1)
+        finally:
+            self.breakpoints = saved
+            if keep:
+                self._exits.add(pc)
+                self.uc.ctl_set_exits(sorted(self._exits))
+                self.uc.ctl_remove_cache(pc, pc + 6)
         return None if result.kind == "limit" else result
 
 

@@ -196,6 +196,31 @@ class Machine:
         """Instructions counted so far (exact in counted mode; trapped instructions only otherwise)."""
         return sum(c.insn_count for c in self.cpus.values())
 
+    # -- debugging ----------------------------------------------------------------------------------
+
+    def set_breakpoints(self, addrs: set[int]) -> None:
+        """Stop ``run`` before any CPU executes one of these virtual addresses (no cost between stops)."""
+        for c in self.cpus.values():
+            c.set_breakpoints(addrs)
+
+    def step(self, count: int = 1, cpu: int = 0) -> CpuExit:
+        """Execute ``count`` instructions on one CPU (interrupt deliveries do not count), then stop.
+
+        Resumes over a breakpoint at the current address. Returns the CPU's last exit.
+        """
+        c = self.cpus[cpu]
+        if c.state != OPERATING:
+            raise MachineError(f"CPU {cpu} is {c.state}; it cannot step")
+        ex = CpuExit("limit")
+        for _ in range(count):
+            ex = c.run(count=1, resume=True)
+            self.tod.advance_insns(1)
+            if ex.kind not in ("limit",):
+                self._step(c, ex)
+                if c.state != OPERATING or ex.kind in ("wait", "disabled_wait", "check_stop"):
+                    break
+        return ex
+
     # -- running -------------------------------------------------------------------------------------
 
     def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
@@ -207,8 +232,12 @@ class Machine:
             timer.daemon = True
             timer.start()
         self._halt_reason = None
+        self.stopped_at: tuple[int, int] | None = None
         budget = max_insns
         counted = self.deterministic or max_insns is not None
+        for c in self.cpus.values():  # resume over breakpoints the CPUs are stopped at
+            if c.state == OPERATING and c.pc in c.breakpoints:
+                self._step(c, c.run(count=1, resume=True))
         try:
             while True:
                 operating = [c for c in self.cpus.values() if c.state == OPERATING]
@@ -285,7 +314,10 @@ class Machine:
         elif kind == "intercept":
             cpu.state = CHECK_STOP
             cpu.check_stop_reason = f"unexpected intercept {ex.code:#x}: {ex.reason}"
-        # "wait", "limit", "halt", "stopped", "breakpoint": the loop decides
+        elif kind == "breakpoint":
+            self._halt_reason = f"breakpoint at {ex.code:#x} on CPU {cpu.address}"
+            self.stopped_at = (cpu.address, ex.code)
+        # "wait", "limit", "halt", "stopped": the loop decides
 
     def _result(self, reason: str, t0: float, counted: bool) -> RunResult:
         cpus = []
