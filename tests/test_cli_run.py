@@ -1,0 +1,94 @@
+"""``zuv run``: console on stdout, exit status and one clear line for every kind of bad input."""
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = ROOT / "guests/images/hello.elf"
+
+
+def zuv(*args, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def test_run_prints_console_and_exits_zero():
+    p = zuv("run", str(HELLO), "--append", "quiet=0")
+    assert p.returncode == 0, p.stderr
+    assert 'cmdline: "quiet=0"' in p.stdout
+    assert "EXIT: STATUS=1" in p.stdout
+    assert "Traceback" not in p.stderr
+
+
+def _elf_header(machine=22, cls=2, data=2):
+    ident = b"\x7fELF" + bytes([cls, data, 1]) + bytes(9)
+    return ident + struct.pack(">HHIQQQIHHHHHH", 2, machine, 1, 0x10000, 64, 0, 0, 64, 56, 1, 64, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"\x7fELF\x02\x02\x01" + bytes(20), "broken ELF"),
+        (_elf_header(machine=62), "not s390x"),
+        (_elf_header(cls=1), "ELF"),
+        (b"abc", "too short"),
+    ],
+)
+def test_bad_programs_get_one_line_and_status_2(tmp_path, content, message):
+    f = tmp_path / "bad.bin"
+    f.write_bytes(content)
+    p = zuv("run", str(f))
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in p.stderr
+
+
+def test_segment_outside_memory(tmp_path):
+    header = bytearray(_elf_header())
+    header[32:40] = struct.pack(">Q", 64)  # e_phoff
+    phdr = struct.pack(">IIQQQQQQ", 1, 7, 0x1000, 0x40000000, 0x40000000, 16, 16, 0x1000)
+    f = tmp_path / "far.elf"
+    f.write_bytes(bytes(header) + phdr + bytes(0x1000))
+    p = zuv("run", str(f), "--memory", "1M")
+    assert p.returncode == 2 and "does not fit in memory" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("args, message", [(["--memory", "lots"], "memory size"), (["--cpus", "0"], "--cpus")])
+def test_bad_options(args, message):
+    p = zuv("run", str(HELLO), *args)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_missing_file():
+    p = zuv("run", "no/such/file.elf")
+    assert p.returncode == 2 and "cannot read" in p.stderr
+
+
+def test_instruction_limit_is_reported(tmp_path):
+    p = zuv("run", str(HELLO), "--max-insns", "500")
+    assert p.returncode == 1
+    assert "instruction limit reached" in p.stderr
+
+
+def test_disabled_wait_code_is_a_crash(tmp_path):
+    # a flat image whose start PSW is a disabled wait with code 0x1234 (not ...fff)
+    img = bytearray(0x11000)
+    img[0:8] = struct.pack(">II", 0x00080000, 0x80010000)
+    img[0x10000:0x10008] = bytes.fromhex("b2b2 f000 0000 0000")[:8]  # lpswe 0(%r15)? replaced below
+    # lpswe 0x10010 ; psw at 0x10010
+    img[0x10000:0x10004] = bytes.fromhex("b2b20000")
+    img[0x10000 + 2 : 0x10000 + 4] = (0x0000 | 0x010).to_bytes(2, "big")  # D2=0x010 (B2=0): real 0x10
+    img[0x10:0x20] = struct.pack(">QQ", 0x0002000180000000, 0x1234)
+    f = tmp_path / "dw.bin"
+    f.write_bytes(bytes(img))
+    p = zuv("run", str(f))
+    assert p.returncode == 1
+    assert "0x1234" in p.stderr
