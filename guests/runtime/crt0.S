@@ -78,10 +78,9 @@ rt_secondary_entry:
     lg      %r15,LC_RT_MAIN_STACK
     aghi    %r15,-STACK_FRAME_OVERHEAD
     xc      0(8,%r15),0(%r15)
-    lg      %r1,LC_RT_START_FN
-    lg      %r2,LC_RT_START_ARG
-    basr    %r14,%r1
-    brasl   %r14,cpu_stop_self
+    lg      %r2,LC_RT_START_FN
+    lg      %r3,LC_RT_START_ARG
+    brasl   %r14,rt_secondary_start     /* does not return */
 2:  j       2b
 
 /*
@@ -91,7 +90,10 @@ rt_secondary_entry:
  */
     .globl  pgm_catch
 pgm_catch:
-    stmg    %r6,%r15,48(%r15)
+    stmg    %r6,%r15,48(%r15)       /* caller's save area */
+    lgr     %r1,%r15
+    aghi    %r15,-STACK_FRAME_OVERHEAD  /* own frame: fn saves its registers in it, not over ours */
+    stg     %r1,0(%r15)             /* back chain */
     epsw    %r0,%r5                 /* r0 = PSW bits 0-31, r5 = PSW bits 32-63 */
     sllg    %r0,%r0,32
     llgfr   %r5,%r5
@@ -107,11 +109,11 @@ pgm_catch:
     larl    %r1,rt_catch
     mvghi   0(%r1),0
     lghi    %r2,0
-    lmg     %r6,%r15,48(%r15)
+    lmg     %r6,%r15,STACK_FRAME_OVERHEAD+48(%r15)
     br      %r14
     .globl  rt_catch_resume
 rt_catch_resume:                    /* the handler loads r15 = rt_catch.sp and r2 = 1 */
-    lmg     %r6,%r15,48(%r15)
+    lmg     %r6,%r15,STACK_FRAME_OVERHEAD+48(%r15)
     br      %r14
 
 /*

@@ -10,6 +10,7 @@ void rt_io_entry(void);
 void rt_secondary_entry(void);
 void rt_catch_resume(void);
 void rt_init_cpu0(void);
+void rt_secondary_start(void (*fn)(uint64_t), uint64_t arg);
 void rt_irq_dispatch(struct irq_frame *f, long cls);
 
 /* State of pgm_catch(); crt0.S knows this layout (offsets 0, 8, 16, 24). */
@@ -122,6 +123,14 @@ void rt_secondary_prepare(uint64_t lc, struct rt_cpu_stacks *stacks, void (*fn)(
     abs_write64(lc + LC_RT_START_ARG, arg);
     abs_write64(lc + LC_RESTART_NEW_PSW, PSW_MASK_64);
     abs_write64(lc + LC_RESTART_NEW_PSW + 8, (uint64_t)rt_secondary_entry);
+}
+
+/* Called on a secondary CPU's own stack after SIGP RESTART. */
+void rt_secondary_start(void (*fn)(uint64_t), uint64_t arg)
+{
+    ctl_set_bit(0, CR0_SERVICE_SIGNAL);
+    fn(arg);
+    cpu_stop_self();
 }
 
 void rt_init_cpu0(void)
