@@ -25,6 +25,9 @@ extern volatile uint16_t sclp_last_response;
 /* One service call: SERVC with cmd and sccb, then wait for the service-signal interruption. Returns cc. */
 int sclp_service_call(uint32_t cmd, void *sccb);
 
+/* Read SCP Info: storage size in bytes and number of CPUs. Returns 0, or the SCLP response code. */
+int sclp_read_scp_info(uint64_t *memory, unsigned *cpus);
+
 /* ---- exits ---- */
 NORETURN void exit(int code);              /* prints "EXIT: STATUS=<code << 1 | 1>", then SIGP STOP to itself */
 NORETURN void disabled_wait(uint64_t code); /* loads a disabled-wait PSW with address code */

@@ -1,6 +1,7 @@
 /* sclp.c: SCLP service calls and the ASCII console (Write Event Mask, Write/Read Event Data). */
 #include "runtime.h"
 
+#define SCLP_CMD_READ_SCP_INFO      0x00020001u
 #define SCLP_CMD_WRITE_EVENT_MASK   0x00780005u
 #define SCLP_CMD_WRITE_EVENT_DATA   0x00760005u
 #define SCLP_CMD_READ_EVENT_DATA    0x00770005u
@@ -36,6 +37,20 @@ struct write_event_mask {
     uint32_t receive_mask;    /* 24: events the SCLP accepts (output) */
 } __attribute__((packed));
 
+/* Read SCP Info response, the fields used here. */
+struct read_info {
+    struct sccb_header h;     /* 0 */
+    uint16_t rnmax;           /* 8: number of storage increments (0: see rnmax2) */
+    uint8_t rnsize;           /* 10: increment size in MiB (0: see rnsize2) */
+    uint8_t reserved1[5];     /* 11 */
+    uint16_t entries_cpu;     /* 16: number of CPU entries */
+    uint16_t offset_cpu;      /* 18 */
+    uint8_t reserved2[80];    /* 20 */
+    uint32_t rnsize2;         /* 100 */
+    uint64_t rnmax2;          /* 104 */
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct read_info) == 112, "read info");
 _Static_assert(sizeof(struct sccb_header) == 8, "sccb header");
 _Static_assert(sizeof(struct evbuf_header) == 6, "event buffer header");
 _Static_assert(sizeof(struct write_event_mask) == 28, "write event mask");
@@ -148,4 +163,22 @@ size_t console_read(char *buf, size_t size)
         off += len;
     }
     return got;
+}
+
+int sclp_read_scp_info(uint64_t *memory, unsigned *cpus)
+{
+    struct read_info *ri = (struct read_info *)sccb;
+    uint64_t size, count;
+
+    memset(sccb, 0, SCCB_SIZE);
+    ri->h.length = SCCB_SIZE;
+    if (sclp_service_call(SCLP_CMD_READ_SCP_INFO, ri) != 0)
+        return -1;
+    if (ri->h.response_code != 0x0010)
+        return ri->h.response_code;
+    size = ri->rnsize ? ri->rnsize : ri->rnsize2;
+    count = ri->rnmax ? ri->rnmax : ri->rnmax2;
+    *memory = (size << 20) * count;
+    *cpus = ri->entries_cpu;
+    return 0;
 }
