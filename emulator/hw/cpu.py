@@ -67,6 +67,7 @@ __all__ = [
     "ILC_FOR",
     "NULLIFYING",
     "GuestMapping",
+    "WatchHit",
 ]
 
 # -- PSW and control-register bits (PoP numbering: bit 0 is the most significant) ----------------------
@@ -337,7 +338,8 @@ class CpuExit:
     ``"limit"`` (the instruction budget or time slice ran out), ``"halt"`` (``request_halt``),
     ``"breakpoint"`` (PC at a breakpoint), ``"check_stop"`` (``reason``: a program-interruption loop,
     an invalid new PSW, an emulator fault), ``"intercept"`` (a SIE-guest condition for the hypervisor:
-    ``code`` and ``reason``).
+    ``code`` and ``reason``), ``"watch"`` (a data access to a frame in ``watch_frames``, not yet
+    performed: ``code`` = virtual address, ``data`` = host address and write flag).
     """
 
     kind: str
@@ -360,6 +362,15 @@ class GuestMapping:
     def __init__(self, to_host: Callable[[int, bool, bool], int], owner_tag: int | None = None) -> None:
         self.to_host = to_host
         self.owner_tag = owner_tag
+
+
+@dataclass(frozen=True)
+class WatchHit:
+    """A data access to a watched frame, refused in the TLB fill (the debugger's watchpoints)."""
+
+    vaddr: int
+    host: int
+    write: bool
 
 
 class GuestIntercept(Exception):  # noqa: N818 - an architectural event, not an error
@@ -441,13 +452,19 @@ class Cpu:
         self._scan_cache: dict[int, tuple[int, ...]] = {}  # frame -> trapped offsets
         self._code_pages: dict[int, set[int]] = {}  # frame -> virtual page addresses fetched from it
         self._smc_frames: set[int] = set()
-        self._fault: ProgramException | GuestIntercept | None = None
+        self._fault: ProgramException | GuestIntercept | WatchHit | None = None
         self._intr_info: tuple[int, int, int] | None = None
         self._halt = threading.Event()
         self._fills = 0
         self._tlb_size = 256
         self.tlb_fills = 0
         self.traps = 0
+        #: Debugger hooks (empty / None: no cost). ``watch_frames`` maps a host frame to True (stop on any
+        #: data access) or False (stop on stores): its data fills are refused, so the access stops the CPU
+        #: before it happens with ``CpuExit("watch")``. Flush the TLB after changing it.
+        self.watch_frames: dict[int, bool] = {}
+        #: Called as ``pgm_observer(cpu, code, teid)`` before each program interruption is delivered.
+        self.pgm_observer: Callable[[Cpu, int, int | None], None] | None = None
         memory.add_invalidate_listener(self._invalidate)
         memory.add_owner_listener(self._owner_changed)
         self.uc.reg_write(_PSWM, PSW_MASK_64)
@@ -769,6 +786,9 @@ class Cpu:
             self._fault = e
             return False
         frame = host >> PAGE_SHIFT
+        if self.watch_frames and not fetch and frame in self.watch_frames and (write or self.watch_frames[frame]):
+            self._fault = WatchHit(vaddr, host, write)
+            return False
         page = host & ~0xFFF
         entry.paddr = page  # type: ignore[attr-defined]
         if fetch:
@@ -783,7 +803,7 @@ class Cpu:
             if frame in self._code_pages:
                 self._smc_frames.add(frame)
                 uc.emu_stop()
-        elif self.mem.keys[frame] & KEY_C and self._store_allowed(vaddr):
+        elif self.mem.keys[frame] & KEY_C and frame not in self.watch_frames and self._store_allowed(vaddr):
             perms |= UC_PROT_WRITE
         entry.perms = perms  # type: ignore[attr-defined]
         return True
@@ -847,6 +867,8 @@ class Cpu:
         """
         if pc is None:
             pc = self.pc
+        if self.pgm_observer is not None:
+            self.pgm_observer(self, code, teid)
         self.set_pc(pc if code in NULLIFYING else pc + ilc)
         self._lowcore_write(LC_PGM_ILC, _U16.pack(ilc) + _U16.pack(code))
         if teid is not None:
@@ -987,6 +1009,8 @@ class Cpu:
                 self._fault = None
                 if isinstance(f, GuestIntercept):
                     return CpuExit("intercept", code=f.code, reason=f.reason, data=dict(f.data))
+                if isinstance(f, WatchHit):
+                    return CpuExit("watch", code=f.vaddr, data={"host": f.host, "write": int(f.write)})
                 fpc = self.pc
                 self._deliver_fault(f, fpc)
                 continue

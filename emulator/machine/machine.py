@@ -155,6 +155,11 @@ class Machine:
         self._running_cpu: Cpu | None = None
         self.ipl_parameters: bytes | None = None
         self.insn_handlers: dict[str, Callable[[Cpu, Insn], None]] = {}
+        #: Debugger hook: called before each instruction handed back by a CPU is answered; a returned
+        #: reason leaves the instruction unexecuted (the PSW still points at it) and halts ``run``.
+        self.insn_filter: Callable[[Cpu, Insn], str | None] | None = None
+        #: The CPU exit that ended the last ``run`` at a breakpoint or watchpoint: (CPU address, exit).
+        self.last_stop: tuple[int, CpuExit] | None = None
 
     # -- loading --------------------------------------------------------------------------------------
 
@@ -233,6 +238,7 @@ class Machine:
             timer.start()
         self._halt_reason = None
         self.stopped_at: tuple[int, int] | None = None
+        self.last_stop = None
         budget = max_insns
         counted = self.deterministic or max_insns is not None
         for c in self.cpus.values():  # resume over breakpoints the CPUs are stopped at
@@ -317,6 +323,12 @@ class Machine:
         elif kind == "breakpoint":
             self._halt_reason = f"breakpoint at {ex.code:#x} on CPU {cpu.address}"
             self.stopped_at = (cpu.address, ex.code)
+            self.last_stop = (cpu.address, ex)
+        elif kind == "watch":
+            what = "store" if ex.data.get("write") else "access"
+            self._halt_reason = f"watchpoint: {what} at {ex.code:#x} on CPU {cpu.address}"
+            self.stopped_at = (cpu.address, cpu.pc)
+            self.last_stop = (cpu.address, ex)
         # "wait", "limit", "halt", "stopped": the loop decides
 
     def _result(self, reason: str, t0: float, counted: bool) -> RunResult:
@@ -360,6 +372,12 @@ class Machine:
     # -- instructions handed back by the CPU -----------------------------------------------------------
 
     def _handle_insn(self, cpu: Cpu, insn: Insn) -> None:
+        if self.insn_filter is not None:
+            why = self.insn_filter(cpu, insn)
+            if why is not None:
+                self._halt_reason = why
+                self.stopped_at = (cpu.address, insn.pc)
+                return
         custom = self.insn_handlers.get(insn.name)
         try:
             if custom is not None:
