@@ -260,9 +260,38 @@ def check(images_dir: Path) -> list[str]:
     return problems
 
 
+def update_expected(names: set[str], images_dir: Path) -> list[str]:
+    """Run images under qemu (tools/qemu_run.py) and write guests/expected/NAME.txt with their output: the
+    named ones, or, when names is empty, every qemu-comparable image that already has an expected file.
+    Architecture-only images (qemu = false) are refused: their expected files are written by hand."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from qemu_run import run_qemu  # noqa: PLC0415 (tools/ is not a package)
+
+    images = {img.name: img for img in load_images()}
+    missing = names - set(images)
+    if missing:
+        raise GuestError(f"no such image(s): {sorted(missing)}")
+    chosen = sorted(names) if names else [n for n, img in images.items() if img.qemu and (REPO / img.expected).is_file()]
+    written = []
+    for name in chosen:
+        img = images[name]
+        if not img.qemu:
+            raise GuestError(f"{name}: qemu = false, its expected output is the architected one (edit it by hand)")
+        out = run_qemu(images_dir / f"{name}.elf", smp=img.smp, append=img.append, timeout=60)
+        (REPO / img.expected).parent.mkdir(parents=True, exist_ok=True)
+        (REPO / img.expected).write_text(out)
+        written.append(str(img.expected))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="rebuild in a temporary directory and compare")
+    parser.add_argument(
+        "--update-expected",
+        action="store_true",
+        help="write guests/expected/NAME.txt from qemu for the named images (default: those that have one)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output directory (default guests/images)")
     parser.add_argument("--list", action="store_true", help="list the images and exit")
     parser.add_argument("names", nargs="*", help="build only these images (no manifest is written)")
@@ -274,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"append={img.append!r}")
             return 0
         out = args.out if args.out is not None else REPO / IMAGES
+        if args.update_expected:
+            for path in update_expected(set(args.names), out):
+                print(f"wrote {path}")
+            return 0
         if args.check:
             problems = check(out)
             for p in problems:
@@ -288,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except GuestError as exc:
         print(f"build_guests: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # qemu_run.QemuError (imported lazily)
+        if type(exc).__name__ != "QemuError":
+            raise
+        print(f"build_guests: qemu: {exc}", file=sys.stderr)
         return 1
 
 

@@ -61,9 +61,11 @@ rt_start64:
     brasl   %r14,rt_irq_dispatch
     la      %r1,STACK_FRAME_OVERHEAD+FRAME_SIZE(%r15)
     stg     %r1,LC_RT_STACK+\cls*8      /* pop */
-    mvc     \oldpsw(16),STACK_FRAME_OVERHEAD+FRAME_PSW(%r15)
+    /* Resume from the PSW in the frame, copied to this class's save area (above 511, so that low-address
+     * protection does not apply to the runtime's own stores). */
+    mvc     LC_RT_SAVE+\cls*128(16),STACK_FRAME_OVERHEAD+FRAME_PSW(%r15)
     lmg     %r0,%r15,STACK_FRAME_OVERHEAD+FRAME_GR(%r15)
-    lpswe   \oldpsw
+    lpswe   LC_RT_SAVE+\cls*128
     .endm
 
     IRQ_ENTRY rt_ext_entry, IRQ_CLASS_EXT, LC_EXT_OLD_PSW

@@ -1,13 +1,15 @@
 /* string.c: memory and string functions the compiler and guests need, command-line parsing, EBCDIC. */
 #include "runtime.h"
 
+/* memcpy and memset use MOVE LONG EXTENDED (it stops after some bytes with cc 3; repeat until done). */
 void *memcpy(void *dst, const void *src, size_t n)
 {
-    uint8_t *d = dst;
-    const uint8_t *s = src;
+    register uint64_t d asm("2") = (uint64_t)dst;
+    register uint64_t dl asm("3") = n;
+    register uint64_t s asm("4") = (uint64_t)src;
+    register uint64_t sl asm("5") = n;
 
-    while (n--)
-        *d++ = *s++;
+    asm volatile("0: mvcle %0,%2,0\n\tjo 0b" : "+d"(d), "+d"(dl), "+d"(s), "+d"(sl) : : "cc", "memory");
     return dst;
 }
 
@@ -16,8 +18,8 @@ void *memmove(void *dst, const void *src, size_t n)
     uint8_t *d = dst;
     const uint8_t *s = src;
 
-    if (d < s || d >= s + n)
-        return memcpy(dst, src, n);
+    if (d <= s || d >= s + n)
+        return memcpy(dst, src, n);  /* MVCLE moves left to right */
     while (n--)
         d[n] = s[n];
     return dst;
@@ -25,10 +27,15 @@ void *memmove(void *dst, const void *src, size_t n)
 
 void *memset(void *dst, int c, size_t n)
 {
-    uint8_t *d = dst;
+    register uint64_t d asm("2") = (uint64_t)dst;
+    register uint64_t dl asm("3") = n;
+    register uint64_t s asm("4") = 0;
+    register uint64_t sl asm("5") = 0;
 
-    while (n--)
-        *d++ = (uint8_t)c;
+    asm volatile("0: mvcle %0,%2,0(%4)\n\tjo 0b"
+                 : "+d"(d), "+d"(dl), "+d"(s), "+d"(sl)
+                 : "a"((uint64_t)(uint8_t)c)
+                 : "cc", "memory");
     return dst;
 }
 

@@ -37,9 +37,9 @@ static void cpu1_main(uint64_t mode)
 static void show(const char *what, int cc, uint32_t status)
 {
     if (cc == 1)
-        printf("%-34s cc=1 status=0x%08x\n", what, status);
+        printf("%-40s cc=1 status=0x%08x\n", what, status);
     else
-        printf("%-34s cc=%d\n", what, cc);
+        printf("%-40s cc=%d\n", what, cc);
 }
 
 static void order(const char *what, uint16_t cpu, uint8_t code, uint64_t param)
@@ -67,6 +67,8 @@ int main(const char *cmdline)
 {
     uint64_t lc = (uint64_t)cpu1_lowcore;
     uint64_t psw_addr;
+    uint32_t status;
+    int cc;
 
     printf("sigp: cpu %u, prefix 0x%x\n", stap(), stpx());
     order("sense cpu 0 (self, operating)", 0, SIGP_SENSE, 0);
@@ -81,10 +83,13 @@ int main(const char *cmdline)
     /* First start: CPU 1 prints and stops itself. */
     rt_secondary_prepare(lc, &cpu1_stacks, cpu1_main, 1);
     order("set prefix cpu 1", CPU1, SIGP_SET_PREFIX, lc);
-    order("restart cpu 1", CPU1, SIGP_RESTART, 0);
+    /* CPU 1 prints while it runs: this CPU prints nothing until it has stopped (they share the SCCB). */
+    status = 0;
+    cc = sigp(CPU1, SIGP_RESTART, 0, &status);
     while (!cpu1_done)
         ;
     wait_stopped(CPU1);
+    show("restart cpu 1 (it printed, then stopped)", cc, status);
     order("sense cpu 1 after it stopped", CPU1, SIGP_SENSE, 0);
 
     /* Second start: CPU 1 spins; orders to an operating CPU; then stop and store status. */
