@@ -1,0 +1,1 @@
+"""The trusted firmware: the Ultravisor model, SE header crypto and machine identities."""

@@ -1,0 +1,427 @@
+"""Cryptography of the Ultravisor and its tools (spec sections 8.6, 9, 10.4, 11.2): the only firmware importer of `cryptography`.
+
+Everything here is a thin, typed layer over `cryptography` with the conventions of the
+Secure Execution architecture built in:
+
+* EC keys are NIST P-521 (secp521r1). On the wire a public key is the 160-byte
+  ``X || Y`` encoding, each coordinate left-zero-padded big-endian to 80 bytes
+  (:func:`ec_pub_to_coords`, :func:`ec_pub_from_coords`).
+* The public host-key hash (PHKH) is ``SHA-256(X || Y)`` over that encoding (:func:`phkh`).
+* The key-slot KDF is ``K = SHA-256(ECDH(priv, pub) || 00 00 00 01)`` where the ECDH result is the
+  66-byte shared X coordinate as OpenSSL derives it (:func:`key_slot_kdf`).
+* Key wrapping: ``wrpk || kst = AES-256-GCM(K, IV = 12 zero bytes, AAD = empty, key)``
+  (:func:`wrap_key`, :func:`unwrap_key`).
+* Components and exported pages: AES-256-XTS with a 64-byte key (key1 || key2) and a 16-byte tweak
+  used as the XTS IV bytes as given (:func:`aes_xts_encrypt`, :func:`aes_xts_decrypt`).
+* HKDF-SHA512 (add-secret extension secret, dump key) and HMAC-SHA512 (attestation).
+
+Key material travels in :class:`Secret` (redacted ``repr``, explicit :meth:`Secret.expose`).
+Randomness is a parameter (:class:`Rng`): :class:`SystemRng` for real use, :class:`DeterministicRng`
+for reproducible images and golden files. Errors are :class:`CryptoError`; anything whose failure
+depends on a secret (a GCM tag) collapses into one :class:`CryptoError` without detail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac as _hmac
+import os
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = [
+    "CryptoError",
+    "Secret",
+    "Rng",
+    "SystemRng",
+    "DeterministicRng",
+    "EllipticCurvePrivateKey",
+    "EllipticCurvePublicKey",
+    "P521_ORDER",
+    "EC_COORD_SIZE",
+    "EC_PUB_SIZE",
+    "ECDH_SHARED_SIZE",
+    "AES256_KEY_SIZE",
+    "XTS_KEY_SIZE",
+    "GCM_IV_SIZE",
+    "GCM_TAG_SIZE",
+    "sha256",
+    "sha512",
+    "Sha512",
+    "hmac_sha512",
+    "hkdf_sha512",
+    "generate_p521_key",
+    "p521_key_from_scalar",
+    "ec_pub_to_coords",
+    "ec_pub_from_coords",
+    "phkh",
+    "ecdh_shared",
+    "key_slot_kdf",
+    "aes_gcm_seal",
+    "aes_gcm_open",
+    "wrap_key",
+    "unwrap_key",
+    "aes_xts_encrypt",
+    "aes_xts_decrypt",
+    "constant_time_eq",
+    "private_key_to_pem",
+    "private_key_from_pem",
+    "public_key_to_pem",
+    "public_key_from_pem",
+    "certificate_public_key",
+]
+
+#: Order n of the NIST P-521 base point.
+P521_ORDER = int(
+    "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+    "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+    16,
+)
+#: A P-521 coordinate as stored in SE structures: 66 significant bytes left-padded to 80.
+EC_COORD_SIZE = 80
+EC_PUB_SIZE = 2 * EC_COORD_SIZE
+_P521_BYTES = 66
+#: Length of the ECDH shared secret (the X coordinate) for P-521.
+ECDH_SHARED_SIZE = _P521_BYTES
+AES256_KEY_SIZE = 32
+XTS_KEY_SIZE = 64
+GCM_IV_SIZE = 12
+GCM_TAG_SIZE = 16
+_KDF_COUNTER = b"\x00\x00\x00\x01"
+
+
+class CryptoError(Exception):
+    """A cryptographic operation failed: bad key or parameter, or an authentication tag mismatch."""
+
+
+class Secret:
+    """Key material with a redacted ``repr``; the bytes come out only through :meth:`expose`.
+
+    Equality is constant-time; a Secret is unhashable so it cannot leak through dict keys.
+    """
+
+    __slots__ = ("_value", "_label")
+
+    def __init__(self, value: bytes, label: str = "secret") -> None:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError("Secret wraps bytes")
+        self._value = bytes(value)
+        self._label = label
+
+    def expose(self) -> bytes:
+        """The key bytes. Call only where the bytes are fed into a cipher or written to a key file."""
+        return self._value
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __repr__(self) -> str:
+        return f"<Secret {self._label}: {len(self._value)} bytes>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return _hmac.compare_digest(self._value, other._value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self):  # pickling would write the key somewhere unexpected
+        raise TypeError("Secret objects cannot be pickled")
+
+
+class Rng(Protocol):
+    """Source of random bytes (injected everywhere keys, IVs or tweaks are chosen)."""
+
+    def random_bytes(self, n: int) -> bytes:
+        """Return n random bytes."""
+        ...
+
+
+class SystemRng:
+    """The operating system's CSPRNG."""
+
+    def random_bytes(self, n: int) -> bytes:
+        """Return n bytes from ``os.urandom``."""
+        return os.urandom(n)
+
+    def __repr__(self) -> str:
+        return "SystemRng()"
+
+
+class DeterministicRng:
+    """Reproducible byte stream for tests and golden files: SHA-512(seed || u64 counter) blocks.
+
+    Not for real keys: anyone who knows the seed knows every key derived from it.
+    """
+
+    def __init__(self, seed: bytes | int | str) -> None:
+        if isinstance(seed, int):
+            seed = seed.to_bytes(16, "big", signed=False)
+        elif isinstance(seed, str):
+            seed = seed.encode()
+        self._seed = hashlib.sha512(b"zuv-deterministic-rng\x00" + bytes(seed)).digest()
+        self._counter = 0
+        self._buf = b""
+
+    def random_bytes(self, n: int) -> bytes:
+        """Return the next n bytes of the stream."""
+        while len(self._buf) < n:
+            self._buf += hashlib.sha512(self._seed + self._counter.to_bytes(8, "big")).digest()
+            self._counter += 1
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def __repr__(self) -> str:
+        return "DeterministicRng(<seed>)"
+
+
+# --------------------------------------------------------------------------------------------- hashes
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest (32 bytes)."""
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+def sha512(data: bytes) -> bytes:
+    """SHA-512 digest (64 bytes)."""
+    h = hashes.Hash(hashes.SHA512())
+    h.update(data)
+    return h.finalize()
+
+
+class Sha512:
+    """Running SHA-512 (the UV's PLD/ALD/TLD accumulators); :meth:`digest` does not end the stream."""
+
+    def __init__(self) -> None:
+        self._h = hashes.Hash(hashes.SHA512())
+
+    def update(self, data: bytes) -> None:
+        """Feed data."""
+        self._h.update(data)
+
+    def digest(self) -> bytes:
+        """Digest of everything fed so far; more data may follow."""
+        return self._h.copy().finalize()
+
+
+def hmac_sha512(key: Secret | bytes, data: bytes) -> bytes:
+    """HMAC-SHA512 (attestation measurement, spec 9.4)."""
+    from cryptography.hazmat.primitives import hmac
+
+    k = key.expose() if isinstance(key, Secret) else bytes(key)
+    h = hmac.HMAC(k, hashes.SHA512())
+    h.update(data)
+    return h.finalize()
+
+
+def hkdf_sha512(ikm: Secret | bytes, salt: bytes, info: bytes, length: int) -> Secret:
+    """HKDF-SHA512 (RFC 5869): extension secret (spec 10.4) and dump key (spec 11.2)."""
+    k = ikm.expose() if isinstance(ikm, Secret) else bytes(ikm)
+    return Secret(HKDF(algorithm=hashes.SHA512(), length=length, salt=salt, info=info).derive(k), "hkdf")
+
+
+def constant_time_eq(a: bytes, b: bytes) -> bool:
+    """Compare two byte strings in time independent of where they differ."""
+    return _hmac.compare_digest(a, b)
+
+
+# --------------------------------------------------------------------------------------------- EC P-521
+
+
+def p521_key_from_scalar(scalar: int) -> EllipticCurvePrivateKey:
+    """The P-521 private key with the given scalar (1 <= scalar < n)."""
+    if not 1 <= scalar < P521_ORDER:
+        raise CryptoError("P-521 private scalar out of range")
+    return ec.derive_private_key(scalar, ec.SECP521R1())
+
+
+def generate_p521_key(rng: Rng) -> EllipticCurvePrivateKey:
+    """A fresh P-521 key pair whose scalar comes from rng (rejection sampling, no modulo bias)."""
+    while True:
+        raw = int.from_bytes(rng.random_bytes(_P521_BYTES), "big") & ((1 << 521) - 1)
+        if 1 <= raw < P521_ORDER:
+            return p521_key_from_scalar(raw)
+
+
+def _as_public(key: EllipticCurvePrivateKey | EllipticCurvePublicKey) -> EllipticCurvePublicKey:
+    if isinstance(key, EllipticCurvePrivateKey):
+        return key.public_key()
+    if isinstance(key, EllipticCurvePublicKey):
+        return key
+    raise CryptoError(f"not an EC key: {type(key).__name__}")
+
+
+def ec_pub_to_coords(key: EllipticCurvePrivateKey | EllipticCurvePublicKey) -> bytes:
+    """The 160-byte SE encoding ``X || Y`` of a P-521 public key (each coordinate padded to 80 bytes)."""
+    pub = _as_public(key)
+    if not isinstance(pub.curve, ec.SECP521R1):
+        raise CryptoError(f"host and customer keys must be P-521, not {pub.curve.name}")
+    nums = pub.public_numbers()
+    return nums.x.to_bytes(EC_COORD_SIZE, "big") + nums.y.to_bytes(EC_COORD_SIZE, "big")
+
+
+def ec_pub_from_coords(data: bytes) -> EllipticCurvePublicKey:
+    """Parse the 160-byte ``X || Y`` encoding; raises CryptoError unless it is a valid P-521 point."""
+    if len(data) != EC_PUB_SIZE:
+        raise CryptoError("EC public key encoding must be 160 bytes")
+    xb, yb = data[:EC_COORD_SIZE], data[EC_COORD_SIZE:]
+    pad = EC_COORD_SIZE - _P521_BYTES
+    if any(xb[:pad]) or any(yb[:pad]):
+        raise CryptoError("EC coordinate padding is not zero")
+    try:
+        return ec.EllipticCurvePublicNumbers(
+            int.from_bytes(xb, "big"), int.from_bytes(yb, "big"), ec.SECP521R1()
+        ).public_key()
+    except ValueError:
+        raise CryptoError("point is not on P-521") from None
+
+
+def phkh(key: EllipticCurvePrivateKey | EllipticCurvePublicKey) -> bytes:
+    """Public host-key hash: SHA-256 over the 160-byte coordinate encoding (spec 8.6, 4.18)."""
+    return sha256(ec_pub_to_coords(key))
+
+
+def ecdh_shared(priv: EllipticCurvePrivateKey, pub: EllipticCurvePublicKey) -> Secret:
+    """ECDH on P-521: the 66-byte shared X coordinate."""
+    try:
+        return Secret(priv.exchange(ec.ECDH(), pub), "ecdh")
+    except ValueError:
+        raise CryptoError("ECDH failed") from None
+
+
+def key_slot_kdf(priv: EllipticCurvePrivateKey, pub: EllipticCurvePublicKey) -> Secret:
+    """Key-slot key ``SHA-256(ECDH(priv, pub) || 00 00 00 01)`` (spec 8.6); symmetric in the two parties."""
+    shared = ecdh_shared(priv, pub)
+    return Secret(sha256(shared.expose() + _KDF_COUNTER), "key-slot key")
+
+
+# --------------------------------------------------------------------------------------------- AES
+
+
+def _key_bytes(key: Secret | bytes, size: int, what: str) -> bytes:
+    k = key.expose() if isinstance(key, Secret) else bytes(key)
+    if len(k) != size:
+        raise CryptoError(f"{what} must be {size} bytes")
+    return k
+
+
+def aes_gcm_seal(key: Secret | bytes, iv: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    """AES-256-GCM encryption; returns (ciphertext, 16-byte tag)."""
+    k = _key_bytes(key, AES256_KEY_SIZE, "AES-256-GCM key")
+    if len(iv) != GCM_IV_SIZE:
+        raise CryptoError("GCM IV must be 12 bytes")
+    out = AESGCM(k).encrypt(bytes(iv), bytes(plaintext), bytes(aad))
+    return out[:-GCM_TAG_SIZE], out[-GCM_TAG_SIZE:]
+
+
+def aes_gcm_open(key: Secret | bytes, iv: bytes, aad: bytes, ciphertext: bytes, tag: bytes) -> bytes:
+    """AES-256-GCM decryption; raises CryptoError (no detail) when the tag does not authenticate."""
+    k = _key_bytes(key, AES256_KEY_SIZE, "AES-256-GCM key")
+    if len(iv) != GCM_IV_SIZE or len(tag) != GCM_TAG_SIZE:
+        raise CryptoError("GCM IV must be 12 bytes and the tag 16 bytes")
+    try:
+        return AESGCM(k).decrypt(bytes(iv), bytes(ciphertext) + bytes(tag), bytes(aad))
+    except InvalidTag:
+        raise CryptoError("authentication failed") from None
+
+
+def wrap_key(kek: Secret, key: Secret) -> tuple[bytes, bytes]:
+    """Wrap a 32-byte protection key for a key slot: ``(wrpk, kst)`` (spec 8.6, IV = 12 zero bytes)."""
+    return aes_gcm_seal(kek, bytes(GCM_IV_SIZE), b"", _key_bytes(key, AES256_KEY_SIZE, "protection key"))
+
+
+def unwrap_key(kek: Secret, wrpk: bytes, kst: bytes) -> Secret:
+    """Unwrap a key slot's protection key; CryptoError when the key-slot tag does not authenticate."""
+    return Secret(aes_gcm_open(kek, bytes(GCM_IV_SIZE), b"", wrpk, kst), "protection key")
+
+
+def _xts(key: Secret | bytes, tweak: bytes, data: bytes, encrypt: bool) -> bytes:
+    k = _key_bytes(key, XTS_KEY_SIZE, "AES-256-XTS key")
+    if len(tweak) != 16:
+        raise CryptoError("XTS tweak must be 16 bytes")
+    if len(data) < 16:
+        raise CryptoError("XTS data must be at least 16 bytes")
+    try:
+        cipher = Cipher(algorithms.AES(k), modes.XTS(bytes(tweak)))
+    except ValueError:  # key1 == key2 is refused by OpenSSL (IEEE 1619 weak-key rule)
+        raise CryptoError("invalid AES-256-XTS key (both halves equal)") from None
+    ctx = cipher.encryptor() if encrypt else cipher.decryptor()
+    return ctx.update(bytes(data)) + ctx.finalize()
+
+
+def aes_xts_encrypt(key: Secret | bytes, tweak: bytes, plaintext: bytes) -> bytes:
+    """AES-256-XTS encryption of one data unit (a 4 KiB page) with a 16-byte tweak."""
+    return _xts(key, tweak, plaintext, True)
+
+
+def aes_xts_decrypt(key: Secret | bytes, tweak: bytes, ciphertext: bytes) -> bytes:
+    """AES-256-XTS decryption of one data unit with a 16-byte tweak."""
+    return _xts(key, tweak, ciphertext, False)
+
+
+# --------------------------------------------------------------------------------------------- PEM
+
+
+def private_key_to_pem(key: EllipticCurvePrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted (emulated machines' keys are committed on purpose)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def private_key_from_pem(data: bytes) -> EllipticCurvePrivateKey:
+    """Load an unencrypted P-521 private key from PEM (text before the PEM block is ignored)."""
+    start = data.find(b"-----BEGIN")
+    try:
+        key = serialization.load_pem_private_key(data[max(start, 0):], password=None)
+    except (ValueError, TypeError):
+        raise CryptoError("not an unencrypted PEM private key") from None
+    if not isinstance(key, EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP521R1):
+        raise CryptoError("host keys must be EC P-521 keys")
+    return key
+
+
+def public_key_to_pem(key: EllipticCurvePrivateKey | EllipticCurvePublicKey) -> bytes:
+    """SubjectPublicKeyInfo PEM of the public half."""
+    return _as_public(key).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_from_pem(data: bytes) -> EllipticCurvePublicKey:
+    """Load a P-521 public key from SubjectPublicKeyInfo PEM."""
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        raise CryptoError("not a PEM public key") from None
+    if not isinstance(key, EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP521R1):
+        raise CryptoError("host keys must be EC P-521 keys")
+    return key
+
+
+def certificate_public_key(data: bytes) -> EllipticCurvePublicKey:
+    """The P-521 public key of an X.509 certificate (PEM or DER), e.g. a host-key document."""
+    try:
+        if b"-----BEGIN" in data:
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise CryptoError("not an X.509 certificate") from None
+    key = cert.public_key()
+    if not isinstance(key, EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP521R1):
+        raise CryptoError("the certificate's key is not an EC P-521 key")
+    return key
