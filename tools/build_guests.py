@@ -86,7 +86,7 @@ class Image:
 _KEYS = {"name", "sources", "runtime", "ldscript", "cflags", "smp", "append", "qemu", "flat"}
 
 
-def _image_from_table(table: dict, directory: Path, where: str) -> Image:
+def _image_from_table(table: dict, directory: Path, where: str, root: Path) -> Image:
     unknown = set(table) - _KEYS
     if unknown:
         raise GuestError(f"{where}: unknown key(s) {sorted(unknown)}")
@@ -113,24 +113,28 @@ def _image_from_table(table: dict, directory: Path, where: str) -> Image:
     smp = want("smp", int, 1)
     if not 1 <= smp <= 248:
         raise GuestError(f"{where}: 'smp' out of range: {smp}")
+    runtime = want("runtime", bool, True)
+    append = want("append", str, "")
+    qemu = want("qemu", bool, True)
+    flat = want("flat", bool, False)
     ldscript = directory / want("ldscript", str) if "ldscript" in table else DEFAULT_LDSCRIPT
     srcs = tuple(directory / s for s in sources)
     for path in (*srcs, ldscript):
-        if not (REPO / path).is_file():
-            raise GuestError(f"{where}: no such file {path}")
         if not str(path).endswith((".c", ".S", ".s", ".ld")):
             raise GuestError(f"{where}: unsupported source type {path}")
+        if not (root / path).is_file():
+            raise GuestError(f"{where}: no such file {path}")
     return Image(
         name=name,
         directory=directory,
         sources=srcs,
-        runtime=want("runtime", bool, True),
+        runtime=runtime,
         ldscript=ldscript,
         cflags=tuple(cflags),
         smp=smp,
-        append=want("append", str, ""),
-        qemu=want("qemu", bool, True),
-        flat=want("flat", bool, False),
+        append=append,
+        qemu=qemu,
+        flat=flat,
     )
 
 
@@ -150,7 +154,9 @@ def load_images(root: Path = REPO) -> list[Image]:
         if extra:
             raise GuestError(f"{toml_path.relative_to(root)}: unknown top-level key(s) {sorted(extra)}")
         for i, table in enumerate(tables):
-            images.append(_image_from_table(table, rel_dir, f"{toml_path.relative_to(root)} image {i}"))
+            if not isinstance(table, dict):
+                raise GuestError(f"{toml_path.relative_to(root)}: [[image]] {i} is not a table")
+            images.append(_image_from_table(table, rel_dir, f"{toml_path.relative_to(root)} image {i}", root))
     names = [img.name for img in images]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
@@ -158,8 +164,11 @@ def load_images(root: Path = REPO) -> list[Image]:
     return sorted(images, key=lambda img: img.name)
 
 
-def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+def _run(cmd: list[str], root: Path = REPO) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    except OSError as exc:
+        raise GuestError(f"cannot run {cmd[0]}: {exc}") from None
     if proc.returncode != 0:
         raise GuestError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
 
@@ -173,18 +182,20 @@ def toolchain_version() -> str:
     return proc.stdout.splitlines()[0].strip()
 
 
-def _compile(src: Path, obj: Path, extra: tuple[str, ...] = ()) -> None:
-    _run([CC, *BASE_FLAGS, *extra, "-c", "-o", str(obj), str(src)])
+def _compile(src: Path, obj: Path, extra: tuple[str, ...] = (), root: Path = REPO) -> None:
+    _run([CC, *BASE_FLAGS, *extra, "-c", "-o", str(obj), str(src)], root)
 
 
-def build_image(img: Image, out_dir: Path, work: Path, runtime_objs: list[Path]) -> dict[str, str]:
+def build_image(
+    img: Image, out_dir: Path, work: Path, runtime_objs: list[Path], root: Path = REPO
+) -> dict[str, str]:
     """Compile and link one image into out_dir; returns {output file name: sha256}."""
     objs = []
     obj_dir = work / img.name
     obj_dir.mkdir(parents=True, exist_ok=True)
     for i, src in enumerate(img.sources):
         obj = obj_dir / f"{i:02d}_{src.stem}.o"
-        _compile(src, obj, ("-I", str(img.directory), *img.cflags))
+        _compile(src, obj, ("-I", str(img.directory), *img.cflags), root)
         objs.append(obj)
     elf = out_dir / f"{img.name}.elf"
     link = [CC, *BASE_FLAGS, *img.cflags, *LINK_FLAGS, f"-Wl,-T,{img.ldscript}", "-o", str(elf)]
@@ -192,15 +203,17 @@ def build_image(img: Image, out_dir: Path, work: Path, runtime_objs: list[Path])
     if img.runtime:
         link += [str(o) for o in runtime_objs]
     link.append("-lgcc")
-    _run(link)
+    _run(link, root)
     if img.flat:
-        _run([OBJCOPY, "-O", "binary", str(elf), str(out_dir / f"{img.name}.bin")])
+        _run([OBJCOPY, "-O", "binary", str(elf), str(out_dir / f"{img.name}.bin")], root)
     return {name: hashlib.sha256((out_dir / name).read_bytes()).hexdigest() for name in img.outputs}
 
 
-def build_all(out_dir: Path, only: set[str] | None = None) -> dict:
-    """Build every image (or those named in only) into out_dir and write its MANIFEST.json there."""
-    images = load_images()
+def build_all(out_dir: Path, only: set[str] | None = None, root: Path = REPO) -> dict:
+    """Build every image of the tree at root (or those named in only) into out_dir and, when all were built,
+    write its MANIFEST.json there."""
+    images = load_images(root)
+    out_dir = out_dir.resolve()
     if only:
         missing = only - {img.name for img in images}
         if missing:
@@ -210,54 +223,63 @@ def build_all(out_dir: Path, only: set[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="zuv-guests-") as tmp:
         work = Path(tmp)
         runtime_objs = []
-        for src in RUNTIME_SOURCES:
-            obj = work / f"rt_{Path(src).stem}.o"
-            _compile(RUNTIME / src, obj)
-            runtime_objs.append(obj)
+        if any(img.runtime for img in images if not only or img.name in only):
+            for src in RUNTIME_SOURCES:
+                obj = work / f"rt_{Path(src).stem}.o"
+                _compile(RUNTIME / src, obj, (), root)
+                runtime_objs.append(obj)
         for img in images:
             if only and img.name not in only:
                 continue
-            files = build_image(img, out_dir, work, runtime_objs)
+            files = build_image(img, out_dir, work, runtime_objs, root)
             manifest["images"][img.name] = {
                 "files": files,
                 "smp": img.smp,
                 "append": img.append,
                 "qemu": img.qemu,
-                "expected": str(img.expected) if (REPO / img.expected).is_file() else None,
+                "expected": str(img.expected) if (root / img.expected).is_file() else None,
             }
     if not only:
         (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
+def compare(fresh: Path, images_dir: Path) -> list[str]:
+    """Differences between a fresh build in fresh and the images and manifest in images_dir."""
+    problems = []
+    committed_manifest = images_dir / MANIFEST
+    if not committed_manifest.is_file():
+        return [f"{committed_manifest} is missing"]
+    try:
+        old = json.loads(committed_manifest.read_text())
+    except json.JSONDecodeError as exc:
+        return [f"{committed_manifest}: not JSON: {exc}"]
+    new = json.loads((fresh / MANIFEST).read_text())
+    if old.get("toolchain") != new["toolchain"]:
+        problems.append(f"toolchain differs: committed {old.get('toolchain')!r}, here {new['toolchain']!r}")
+    old_images, new_images = old.get("images", {}), new["images"]
+    for name in sorted(set(old_images) | set(new_images)):
+        if name not in new_images:
+            problems.append(f"{name}: in the manifest but no longer built")
+            continue
+        if name not in old_images:
+            problems.append(f"{name}: built but not in the committed manifest")
+        elif old_images[name] != new_images[name]:
+            problems.append(f"{name}: manifest entry differs: {old_images[name]} != {new_images[name]}")
+        for fname in new_images[name]["files"]:
+            committed = images_dir / fname
+            if not committed.is_file():
+                problems.append(f"{fname}: not committed")
+            elif committed.read_bytes() != (fresh / fname).read_bytes():
+                problems.append(f"{fname}: committed image differs from a fresh build")
+    return problems
+
+
 def check(images_dir: Path) -> list[str]:
     """Rebuild into a temporary directory; return the differences from images_dir (empty when equal)."""
-    problems = []
     with tempfile.TemporaryDirectory(prefix="zuv-guests-check-") as tmp:
-        fresh = Path(tmp)
-        build_all(fresh)
-        committed_manifest = images_dir / MANIFEST
-        if not committed_manifest.is_file():
-            return [f"{committed_manifest} is missing"]
-        old = json.loads(committed_manifest.read_text())
-        new = json.loads((fresh / MANIFEST).read_text())
-        if old.get("toolchain") != new["toolchain"]:
-            problems.append(f"toolchain differs: committed {old.get('toolchain')!r}, here {new['toolchain']!r}")
-        old_images, new_images = old.get("images", {}), new["images"]
-        for name in sorted(set(old_images) | set(new_images)):
-            if name not in new_images:
-                problems.append(f"{name}: in the manifest but no longer built")
-            elif name not in old_images:
-                problems.append(f"{name}: built but not in the committed manifest")
-            elif old_images[name] != new_images[name]:
-                problems.append(f"{name}: manifest entry differs: {old_images[name]} != {new_images[name]}")
-            for fname in new_images.get(name, {}).get("files", {}):
-                committed = images_dir / fname
-                if not committed.is_file():
-                    problems.append(f"{fname}: not committed")
-                elif committed.read_bytes() != (fresh / fname).read_bytes():
-                    problems.append(f"{fname}: committed image differs from a fresh build")
-    return problems
+        build_all(Path(tmp))
+        return compare(Path(tmp), images_dir)
 
 
 def update_expected(names: set[str], images_dir: Path) -> list[str]:
@@ -271,12 +293,15 @@ def update_expected(names: set[str], images_dir: Path) -> list[str]:
     missing = names - set(images)
     if missing:
         raise GuestError(f"no such image(s): {sorted(missing)}")
-    chosen = sorted(names) if names else [n for n, img in images.items() if img.qemu and (REPO / img.expected).is_file()]
+    if names:
+        chosen = sorted(names)
+    else:
+        chosen = [n for n, img in images.items() if img.qemu and (REPO / img.expected).is_file()]
     written = []
     for name in chosen:
         img = images[name]
         if not img.qemu:
-            raise GuestError(f"{name}: qemu = false, its expected output is the architected one (edit it by hand)")
+            raise GuestError(f"{name}: qemu = false; its expected output is the architected one (edit by hand)")
         out = run_qemu(images_dir / f"{name}.elf", smp=img.smp, append=img.append, timeout=60)
         (REPO / img.expected).parent.mkdir(parents=True, exist_ok=True)
         (REPO / img.expected).write_text(out)
@@ -299,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list:
             for img in load_images():
-                print(f"{img.name:14} smp={img.smp} qemu={str(img.qemu).lower():5} flat={str(img.flat).lower():5} "
-                      f"append={img.append!r}")
+                qemu, flat = str(img.qemu).lower(), str(img.flat).lower()
+                print(f"{img.name:14} smp={img.smp} qemu={qemu:5} flat={flat:5} append={img.append!r}")
             return 0
         out = args.out if args.out is not None else REPO / IMAGES
         if args.update_expected:

@@ -49,7 +49,11 @@ def run_qemu(path: str | os.PathLike, smp: int = 1, append: str = "", timeout: f
     cmd = qemu_command(path, smp=smp, append=append)
     try:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except OSError as exc:
         raise QemuError(f"cannot run {QEMU}: {exc}") from None
@@ -62,7 +66,8 @@ def run_qemu(path: str | os.PathLike, smp: int = 1, append: str = "", timeout: f
     text = clean_output(out)
     if proc.returncode != 0:
         detail = err.decode("utf-8", "replace").strip()
-        raise QemuError(f"qemu exited with status {proc.returncode}" + (f": {detail}" if detail else ""), text)
+        message = f"qemu exited with status {proc.returncode}" + (f": {detail}" if detail else "")
+        raise QemuError(message, text)
     return text
 
 
