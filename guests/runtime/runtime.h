@@ -20,6 +20,10 @@ int puts(const char *s);                      /* s and a newline */
 void console_write(const char *s, size_t n);  /* raw bytes; one or more Write Event Data calls */
 /* Read Event Data: copy pending console input into buf; returns its length, 0 when none is pending. */
 size_t console_read(char *buf, size_t size);
+/* Wait (enabled for external interruptions) until console input arrives, then read it; returns its length. */
+size_t console_read_wait(char *buf, size_t size);
+/* Set when a service signal announced pending events (console input); console_read clears it. */
+extern volatile int sclp_input_pending;
 /* Response code of the last SCLP command the runtime issued (0x0020 = normal completion). */
 extern volatile uint16_t sclp_last_response;
 /* One service call: SERVC with cmd and sccb, then wait for the service-signal interruption. Returns cc. */

@@ -182,3 +182,15 @@ int sclp_read_scp_info(uint64_t *memory, unsigned *cpus)
     *cpus = ri->entries_cpu;
     return 0;
 }
+
+size_t console_read_wait(char *buf, size_t size)
+{
+    size_t n = 0;
+
+    while (n == 0) {
+        while (!sclp_input_pending)
+            wait_for_ext();
+        n = console_read(buf, size);
+    }
+    return n;
+}
