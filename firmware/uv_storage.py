@@ -1,0 +1,122 @@
+"""Secure-page bookkeeping and export/import sealing: the Ultravisor's per-configuration page table.
+
+Each secure configuration owns a ``PageTable``: one ``PageRecord`` per guest page that has ever been
+secure, holding the host frame while the page is secure and, after an export, the counter and the integrity
+value of the ciphertext the host was given (``secure-execution.md`` 6.5: "an integrity value plus page index
+and a counter in a UV-internal table").
+
+Sealing (zuv's choice where the sources are silent, 13.4): the exported page is AES-256-XTS ciphertext under
+a per-configuration key, with the tweak ``component | nonce`` the dump format describes (11.2), where the
+16-byte component is ``u64 gaddr || u64 counter`` and the per-configuration nonce only uses bits the component
+never uses, so the OR is injective. The integrity value is HMAC-SHA-256 over the configuration's unique ID,
+the component and the ciphertext, kept by the UV and never given to the host. Import recomputes it over what
+the host hands back: a modified page, a page from another address or another configuration, and an older
+export of the same page (its counter is no longer the recorded one) all fail the same single check.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+__all__ = ["PageRecord", "PageSealer", "component", "COUNTER_LIMIT"]
+
+PAGE: Final = 4096
+_COMPONENT: Final = struct.Struct(">QQ")
+#: The counter and the guest address stay below 2**48 so that the nonce's top 16 bits of each half never
+#: collide with them (and the first word of a component is never the 0xFFFFFFFF "special" marker).
+COUNTER_LIMIT: Final = 1 << 48
+_NONCE_MASK: Final = (0xFFFF << 48, 0xFFFF << 48)
+_MAC_LABEL: Final = b"zuv export v1\0\0\0"
+
+
+def component(gaddr: int, counter: int) -> bytes:
+    """The 16-byte tweak component of an exported page (the value a storage-state dump reports)."""
+    return _COMPONENT.pack(gaddr & ~0xFFF, counter)
+
+
+@dataclass
+class PageRecord:
+    """What the UV knows about one guest page of a configuration.
+
+    Attributes:
+        gaddr: guest absolute address of the page.
+        frame: host frame number while the page is secure, None while exported or destroyed.
+        counter: counter of the last export (0: never exported since it became secure).
+        mac: integrity value of the last export's ciphertext, None if the page holds no exported content.
+        reserved: counter a dump's storage-state already announced for the next export, or None.
+        pinned: the host pinned the page while it is shared (Pin Page Shared).
+    """
+
+    gaddr: int
+    frame: int | None = None
+    counter: int = 0
+    mac: bytes | None = None
+    reserved: int | None = None
+    pinned: bool = False
+
+    def __repr__(self) -> str:  # the MAC is UV-internal: never printed
+        return (
+            f"PageRecord(gaddr={self.gaddr:#x}, frame={self.frame!r}, counter={self.counter}, "
+            f"exported={self.mac is not None}, pinned={self.pinned})"
+        )
+
+
+class PageSealer:
+    """Per-configuration export keys and the seal/open operations (keys never leave this object).
+
+    Args:
+        uid: the configuration's 16-byte unique ID (bound into every integrity value).
+        rng: ``rng(n) -> n random bytes`` (injected for reproducible tests).
+    """
+
+    __slots__ = ("_uid", "_xts", "_nonce", "_mac")
+
+    def __init__(self, uid: bytes, rng: Callable[[int], bytes]) -> None:
+        self._uid = bytes(uid)
+        key = rng(64)
+        while key[:32] == key[32:]:  # XTS refuses equal halves
+            key = rng(64)
+        self._xts = key
+        hi, lo = struct.unpack(">QQ", rng(16))
+        self._nonce = _COMPONENT.pack(hi & _NONCE_MASK[0], lo & _NONCE_MASK[1])
+        self._mac = rng(32)
+
+    def __repr__(self) -> str:
+        return "PageSealer(<keys redacted>)"
+
+    def tweak(self, comp: bytes) -> bytes:
+        """The XTS tweak for a component: component OR nonce (``secure-execution.md`` 11.2)."""
+        return bytes(a | b for a, b in zip(comp, self._nonce, strict=True))
+
+    def _mac_of(self, comp: bytes, ciphertext: bytes) -> hmac.HMAC:
+        h = hmac.HMAC(self._mac, hashes.SHA256())
+        h.update(_MAC_LABEL + self._uid + comp + ciphertext)
+        return h
+
+    def seal(self, plaintext: bytes, gaddr: int, counter: int) -> tuple[bytes, bytes]:
+        """Encrypt one page for export; returns ``(ciphertext, integrity value)``."""
+        comp = component(gaddr, counter)
+        enc = Cipher(algorithms.AES(self._xts), modes.XTS(self.tweak(comp))).encryptor()
+        ct = enc.update(plaintext) + enc.finalize()
+        return ct, self._mac_of(comp, ct).finalize()
+
+    def open(self, ciphertext: bytes, gaddr: int, counter: int, mac: bytes) -> bytes | None:
+        """Check and decrypt an exported page; None if the integrity check fails (one result for all causes)."""
+        comp = component(gaddr, counter)
+        try:
+            self._mac_of(comp, ciphertext).verify(mac)
+        except InvalidSignature:
+            return None
+        dec = Cipher(algorithms.AES(self._xts), modes.XTS(self.tweak(comp))).decryptor()
+        return dec.update(ciphertext) + dec.finalize()
+
+    def dump_material(self) -> tuple[bytes, bytes]:
+        """The tweak nonce and XTS key, for the sealed completion data of a dump (only ever sealed)."""
+        return self._nonce, self._xts
