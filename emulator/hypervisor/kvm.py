@@ -1,0 +1,863 @@
+"""The KVM-like hypervisor: VMs with a memory slot in host memory, vCPUs run through SIE, intercept handling.
+
+The hypervisor is untrusted. It reaches host memory only through ``PhysicalMemory.host_view()`` (a secure
+page raises PGM 0x3D there and is exported through the Ultravisor before the host may touch it again),
+learns about a guest only from the state description and SIDA that SIE hands back, and reuses the device
+models of ``emulator.hw`` (SCLP, SIGP, STSI) for its guests, exactly as the bare machine does for
+``zuv run``. A VM's guest absolute address A lives at host absolute ``mso + A``; the guest sees memory
+from 0 to its size.
+
+Secure guests (protected virtualisation) are entered and managed by ``emulator.hypervisor.pv``; the
+intercept handlers here serve both kinds and read their operands from wherever the kind puts them
+(guest registers for a normal guest, the PV register save area and the SIDA for a secure one).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Protocol
+
+from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
+from emulator.hw import sigp as sigp_mod
+from emulator.hw.cpu import (
+    CHECK_STOP,
+    OPERATING,
+    PSW_MASK_64,
+    PSW_MASK_EXT,
+    PSW_MASK_IO,
+    PSW_MASK_MCHECK,
+    PSW_MASK_WAIT,
+    STOPPED,
+    Cpu,
+    Insn,
+)
+from emulator.hw.memory import PAGE_SIZE, HostView, PhysicalMemory
+from emulator.hw.sclp import Sclp
+from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
+from emulator.hw.tod import TodClock
+from emulator.hypervisor.sie import (
+    CPUSTAT_STOPPED,
+    ICPT_INST,
+    ICPT_PROGI,
+    ICPT_STOP,
+    ICPT_WAIT,
+    SieEngine,
+    SieExit,
+    SiePage,
+)
+
+if TYPE_CHECKING:
+    from emulator.hypervisor.pv import PvVm
+
+__all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
+
+MIB: Final = 1 << 20
+SLICE: Final = 20_000
+#: Host memory the hypervisor keeps for itself (its "kernel": lowcore, SIE pages, SIDAs) below the VMs.
+HOST_RESERVED: Final = 16 * MIB
+
+
+class HostAllocator:
+    """Host absolute storage handed out by the hypervisor: 1 MiB-aligned guest slots and single pages.
+
+    Pages for SIE pages, SIDAs and Ultravisor donations come from the reserved low area first and then
+    from free 1 MiB blocks; guest slots take the lowest free range of whole MiB above the reserved area.
+    """
+
+    def __init__(self, size: int, reserved: int = HOST_RESERVED) -> None:
+        if size < reserved + MIB:
+            raise HypervisorError(f"host memory of {size >> 20} MiB leaves no room for guests")
+        self.size = size
+        self._free_pages = list(range(reserved - PAGE_SIZE, 0x10000 - PAGE_SIZE, -PAGE_SIZE))
+        self._ranges: list[tuple[int, int]] = [(reserved, size - reserved)]  # free (start, length), 1 MiB units
+
+    def alloc_range(self, length: int, align: int = MIB, below: int | None = None, above: int = 0) -> int:
+        """Take ``length`` bytes (rounded up to 1 MiB) at an ``align``-aligned address; returns it."""
+        length = (length + MIB - 1) & ~(MIB - 1)
+        for i, (start, n) in enumerate(self._ranges):
+            base = max((start + align - 1) & ~(align - 1), (above + align - 1) & ~(align - 1))
+            if base + length <= start + n and (below is None or base + length <= below):
+                pieces = []
+                if base > start:
+                    pieces.append((start, base - start))
+                if base + length < start + n:
+                    pieces.append((base + length, start + n - base - length))
+                self._ranges[i : i + 1] = pieces
+                return base
+        where = f" between {above:#x} and {below:#x}" if below is not None or above else ""
+        raise HypervisorError(f"host memory exhausted: no free {length >> 20} MiB{where}")
+
+    def free_range(self, start: int, length: int) -> None:
+        """Give a range back."""
+        length = (length + MIB - 1) & ~(MIB - 1)
+        self._ranges.append((start, length))
+        self._ranges.sort()
+        merged: list[tuple[int, int]] = []
+        for s, n in self._ranges:
+            if merged and merged[-1][0] + merged[-1][1] == s:
+                merged[-1] = (merged[-1][0], merged[-1][1] + n)
+            else:
+                merged.append((s, n))
+        self._ranges = merged
+
+    def alloc_page(self) -> int:
+        """One 4 KiB host page."""
+        if not self._free_pages:
+            block = self.alloc_range(MIB)
+            self._free_pages = list(range(block + MIB - PAGE_SIZE, block - PAGE_SIZE, -PAGE_SIZE))
+        return self._free_pages.pop()
+
+    def free_page(self, addr: int) -> None:
+        """Give a page back."""
+        self._free_pages.append(addr)
+
+
+class GuestWindow:
+    """A guest's absolute storage seen by the host: guest address A is host address ``mso + A``.
+
+    This is how the loader and the device models touch guest memory. Every access goes through the
+    host view, so a secure page raises PGM 0x3D; ``on_secure`` (set for secure guests) then makes the
+    page accessible the way Linux's ``arch_make_folio_accessible`` does (export through the Ultravisor)
+    and the access is retried once. The loader interface (``size``, ``write``, ``fill``, ``read_u64``)
+    matches ``PhysicalMemory``'s so ``emulator.machine.loader`` can load programs into a VM.
+    """
+
+    def __init__(self, host: HostView, mso: int, size: int) -> None:
+        self._host = host
+        self.mso = mso
+        self.size = size
+        self.on_secure: Callable[[SecureStorageAccess], None] | None = None
+        #: Host touches that hit a secure page (each one a PGM 0x3D the host took): (guest address, store?).
+        self.trapped: list[tuple[int, bool]] = []
+
+    def _check(self, addr: int, length: int) -> None:
+        if addr < 0 or length < 0 or addr + length > self.size:
+            raise HypervisorError(f"guest range {addr:#x}+{length:#x} is outside guest memory ({self.size:#x})")
+
+    def _retry(self, fn: Callable[[], bytes | None]) -> bytes | None:
+        try:
+            return fn()
+        except SecureStorageAccess as e:
+            self.trapped.append((e.addr - self.mso, e.write))
+            if self.on_secure is None:
+                raise
+            self.on_secure(e)
+            return fn()
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Read guest absolute storage as the host (secure pages: trapped, exported, then read)."""
+        self._check(addr, length)
+        out = self._retry(lambda: self._host.read(self.mso + addr, length))
+        assert out is not None
+        return out
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """Write guest absolute storage as the host (secure pages: trapped, exported, then written)."""
+        self._check(addr, len(data))
+        self._retry(lambda: self._host.write(self.mso + addr, data))
+
+    def fill(self, addr: int, length: int, byte: int = 0) -> None:
+        """Set a guest range to one byte value."""
+        self.write(addr, bytes([byte]) * length)
+
+    def read_u64(self, addr: int) -> int:
+        """Read a big-endian doubleword of guest storage."""
+        return int.from_bytes(self.read(addr, 8), "big")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        """Write a big-endian doubleword of guest storage."""
+        self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big"))
+
+
+class Device(Protocol):
+    """A device model behind DIAGNOSE 0x500 notifications (``emulator.hypervisor.virtio``)."""
+
+    device_id: int
+
+    def notify(self, vm: Vm, queue: int, cookie: int) -> int:
+        """Handle a notification; returns the value for GR2 (0 or a negative errno)."""
+        ...
+
+
+@dataclass
+class VcpuResult:
+    """How one vCPU ended."""
+
+    address: int
+    state: str  # "stopped", "disabled-wait", "check-stop", "running", "wait"
+    psw: tuple[int, int]
+    detail: str = ""
+
+
+@dataclass
+class VmResult:
+    """How a VM run ended: the reason, per-vCPU states, console output verdict and counts."""
+
+    reason: str
+    clean: bool
+    cpus: list[VcpuResult]
+    instructions: int | None
+    seconds: float
+    exit_line: str | None = None
+    detail: str = ""
+    intercepts: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for the user."""
+        return "; ".join(p for p in (self.reason, self.detail) if p)
+
+
+@dataclass
+class _SccbAccess:
+    """SCCB access for the SCLP model: real addresses of one vCPU (prefixing and MSO applied)."""
+
+    cpu: Cpu
+    memory_size: int
+    prefix: int
+
+    def read(self, real: int, length: int) -> bytes:
+        return self.cpu.read_real(real, length)
+
+    def write(self, real: int, data: bytes) -> None:
+        self.cpu.write_real(real, data)
+
+
+class Vcpu:
+    """One virtual CPU: its SIE page in host memory, the hardware CPU SIE runs it on, and its state.
+
+    For a normal guest the guest's register file is reachable (SIE shares it with the host); once the VM
+    is secure the hardware CPU belongs to the Ultravisor's SIE and the hypervisor only sees the SIE page.
+    """
+
+    def __init__(self, vm: Vm, address: int, cpu: Cpu, page_addr: int, page: SiePage) -> None:
+        self.vm = vm
+        self.address = address
+        self._cpu: Cpu | None = cpu
+        self.page_addr = page_addr
+        self.page = page
+        self.sd = page.sie_block
+        self.sd.icpua = address
+        self.sd.mso = vm.mso
+        self.sd.msl = vm.memory_size - 1
+        self.sd.cpuflags = CPUSTAT_STOPPED
+        self.disabled_wait: int | None = None
+        self.detail = ""
+        self.sida_addr = 0
+
+    # -- the guest's register file (normal guests only) ---------------------------------------------
+
+    @property
+    def cpu(self) -> Cpu:
+        """The hardware CPU of a normal guest (its registers are the host's to read and write)."""
+        if self._cpu is None:
+            raise HypervisorError(f"vCPU {self.address} is secure: its registers belong to the Ultravisor")
+        return self._cpu
+
+    @property
+    def secure(self) -> bool:
+        """True while the vCPU runs as a secure CPU (format-4 SD)."""
+        return self._cpu is None
+
+    @property
+    def operating(self) -> bool:
+        """True unless the vCPU is stopped (cpuflags STOPPED)."""
+        return not self.sd.cpuflags & CPUSTAT_STOPPED
+
+    def set_operating(self, on: bool) -> None:
+        """Start or stop the vCPU (KVM_SET_MP_STATE for a normal vCPU)."""
+        if on:
+            self.sd.cpuflags &= ~CPUSTAT_STOPPED
+            self.disabled_wait = None
+        else:
+            self.sd.cpuflags |= CPUSTAT_STOPPED
+
+    @property
+    def psw(self) -> tuple[int, int]:
+        """The guest PSW as the SD holds it."""
+        return self.sd.psw_mask, self.sd.psw_addr
+
+    def set_psw(self, mask: int, addr: int) -> None:
+        """Set the guest PSW in the SD (taken at the next SIE entry)."""
+        self.sd.psw_mask, self.sd.psw_addr = mask, addr
+
+    def set_cc(self, cc: int) -> None:
+        """Set the condition code in the SD's guest PSW."""
+        self.sd.psw_mask = (self.sd.psw_mask & ~(3 << 44)) | (cc & 3) << 44
+
+
+class Vm:
+    """One virtual machine: a memory slot, vCPUs, an SCLP with a console, devices, and a run loop.
+
+    Created by ``Hypervisor.create_vm``. ``load`` puts a program into guest memory the way
+    ``qemu-system-s390x -kernel`` does; ``run`` runs the vCPUs until they stop.
+    """
+
+    def __init__(
+        self,
+        hv: Hypervisor,
+        name: str,
+        mso: int,
+        memory_size: int,
+        cpus: int,
+        console_out: Callable[[bytes], None] | None,
+    ) -> None:
+        self.hv = hv
+        self.name = name
+        self.mso = mso
+        self.memory_size = memory_size
+        self.memory = GuestWindow(hv.host, mso, memory_size)
+        self.console = bytearray()
+        self._console_out = console_out
+        self.sclp = Sclp(lambda: sorted(self.vcpus), self._console_write)
+        self.devices: dict[int, Device] = {}
+        self.vcpus: dict[int, Vcpu] = {}
+        self.facilities = facility_list(hv.ultravisor is not None)
+        for addr in range(cpus):
+            self._add_vcpu(addr)
+        self.ipl_parameters: bytes | None = None
+        self.pv_ipl_parameters: bytes | None = None
+        self.pv: PvVm | None = None
+        self.program_path: str | None = None
+        self._cmdline = ""
+        self._halt_reason: str | None = None
+        self.intercepts: dict[str, int] = {}
+        self.destroyed = False
+
+    # -- construction ----------------------------------------------------------------------------------
+
+    def _add_vcpu(self, addr: int) -> Vcpu:
+        hv = self.hv
+        cpu = Cpu(hv.memory, addr, hv.clock, self.facilities, hv.info.cpuid(addr))
+        cpu.guest_memory_size = self.memory_size
+        page_addr = hv.alloc.alloc_page()
+        hv.host.write(page_addr, bytes(PAGE_SIZE))
+        page = hv.sie_page(page_addr)
+        v = Vcpu(self, addr, cpu, page_addr, page)
+        hv.engine.relocate(cpu, v.sd)
+        self.vcpus[addr] = v
+        group = [x._cpu for x in self.vcpus.values() if x._cpu is not None]
+        for c in group:
+            c.tlb_group = group
+        return v
+
+    def _console_write(self, data: bytes) -> None:
+        self.console += data
+        if self._console_out is not None:
+            self._console_out(data)
+
+    def add_device(self, dev: Device) -> None:
+        """Attach a device model reachable with DIAGNOSE 0x500 (GR2 = its device id)."""
+        self.devices[dev.device_id] = dev
+
+    # -- loading ---------------------------------------------------------------------------------------
+
+    def load(self, path: str, cmdline: str = "") -> int:
+        """Load an ELF or flat image into guest memory (QEMU ``-kernel`` rules); CPU 0 starts at its entry.
+
+        Returns the start address. Raises ``LoadError`` for a bad program.
+        """
+        from emulator.machine.loader import load_program  # the loader is shared with the bare machine
+
+        _prog, start = load_program(path, self.memory, cmdline)  # type: ignore[arg-type]
+        self.program_path, self._cmdline = path, cmdline
+        self.ipl(start)
+        return start
+
+    def ipl(self, start: int, mask: int = PSW_MASK_64) -> None:
+        """Initial reset of every vCPU; CPU 0 starts at ``start``."""
+        for v in self.vcpus.values():
+            v.cpu.reset_initial()
+            v.set_operating(False)
+            v.set_psw(0, 0)
+        v0 = self.vcpus[0]
+        v0.set_psw(mask, start)
+        v0.set_operating(True)
+
+    # -- control ---------------------------------------------------------------------------------------
+
+    def request_halt(self, reason: str = "halted") -> None:
+        """Stop a running ``run`` soon (thread-safe)."""
+        self._halt_reason = reason
+        self.hv.halt_cpus(self)
+
+    def feed_console(self, data: bytes) -> None:
+        """Console input (an SCLP event; the guest is told with a service signal)."""
+        self.sclp.feed_input(data)
+        self.inject_service_signal(1)
+
+    def inject_service_signal(self, param: int) -> None:
+        """Make a service-signal external interruption pending (floating: CPU 0 takes it)."""
+        v = self.vcpus[min(self.vcpus)]
+        if self.pv is not None and v.secure:
+            self.pv.pending_ext(v)["service"] = param
+        else:
+            v.cpu.ext_pending.setdefault("service", param)
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        max_insns: int | None = None,
+        time_limit: float | None = None,
+        stop_when: Callable[[], bool] | None = None,
+        deterministic: bool = False,
+    ) -> VmResult:
+        """Run the vCPUs until all have stopped, a limit is reached, ``stop_when()`` holds or a halt.
+
+        One operating vCPU runs free (a timer-deadline timeout bounds each SIE entry); several, an
+        instruction limit or ``deterministic`` use count-based slices in CPU-address order.
+        """
+        if self.destroyed:
+            raise HypervisorError(f"VM {self.name} was destroyed")
+        t0 = time.monotonic()
+        timer = None
+        if time_limit is not None:
+            timer = threading.Timer(time_limit, self.request_halt, args=("time limit reached",))
+            timer.daemon = True
+            timer.start()
+        self._halt_reason = None
+        counted = deterministic or max_insns is not None
+        budget = max_insns
+        clock = self.hv.clock
+        try:
+            while True:
+                operating = [v for v in self.vcpus.values() if v.operating]
+                if not operating:
+                    return self._result("all CPUs stopped", t0, counted)
+                if self._halt_reason is not None:
+                    return self._result(self._halt_reason, t0, counted)
+                if stop_when is not None and stop_when():
+                    return self._result("stop condition met", t0, counted)
+                if budget is not None and budget <= 0:
+                    return self._result("instruction limit reached", t0, counted)
+                progressed = False
+                if len(operating) == 1 and not counted:
+                    v = operating[0]
+                    deadline = self.hv.timer_deadline(v)
+                    timeout = clock.us_until(deadline) + 1 if deadline is not None else 0
+                    progressed = self.handle_exit(v, self.hv.enter(v, timeout_us=timeout))
+                else:
+                    for v in operating:
+                        n = SLICE if budget is None else min(SLICE, budget)
+                        before = self.hv.insn_count(v)
+                        ex = self.hv.enter(v, count=n)
+                        done = self.hv.insn_count(v) - before
+                        clock.advance_insns(done)
+                        if budget is not None:
+                            budget -= done
+                        progressed = self.handle_exit(v, ex) or progressed
+                        if self._halt_reason is not None or (budget is not None and budget <= 0):
+                            break
+                if not progressed and not self._idle_skip():
+                    return self._result("all CPUs wait with no interruption that can end the wait", t0, counted)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _idle_skip(self) -> bool:
+        """Every operating vCPU waits: move the clock to the next timer deadline. False: nothing will come."""
+        ops = [v for v in self.vcpus.values() if v.operating]
+        if not ops:
+            return True
+        if any(self.hv.interrupt_ready(v) for v in ops):
+            return True
+        deadlines = [d for v in ops if (d := self.hv.timer_deadline(v)) is not None]
+        if not deadlines:
+            return False
+        self.hv.clock.skip_to(min(deadlines))
+        return True
+
+    def _count(self, name: str) -> None:
+        self.intercepts[name] = self.intercepts.get(name, 0) + 1
+
+    def handle_exit(self, v: Vcpu, ex: SieExit) -> bool:
+        """Handle one SIE exit of a vCPU; True if the guest made progress (False: it only waits)."""
+        code = ex.icptcode
+        if self.pv is not None and v.secure:
+            self._count(ex.name)
+            return self.pv.handle_exit(v, ex)
+        if code == ICPT_INST:
+            assert ex.insn is not None
+            self._count(ex.insn.name)
+            self._instruction(v, ex.insn)
+            return True
+        if code == ICPT_WAIT:
+            mask = v.sd.psw_mask
+            if mask & PSW_MASK_WAIT and not mask & (PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK):
+                v.disabled_wait = v.sd.psw_addr
+                v.set_operating(False)
+                return True
+            return False
+        if code == ICPT_STOP:
+            v.set_operating(False)
+            return True
+        if code == ICPT_PROGI:
+            return True
+        if ex.reason == "check_stop":
+            v.detail = ex.detail
+            v.set_operating(False)
+            v.cpu.state = CHECK_STOP
+            return True
+        if ex.host_pgm:
+            raise HypervisorError(f"VM {self.name}: {ex.name} at guest {ex.teid:#x} in a normal guest ({ex.reason})")
+        if ex.reason == "breakpoint":
+            self._halt_reason = f"breakpoint at {ex.data.get('pc', 0):#x} on CPU {v.address}"
+        return True  # a host interruption: the time slice ended
+
+    def _instruction(self, v: Vcpu, insn: Insn) -> None:
+        """Emulate an intercepted instruction of a normal guest (the PSW already points past it)."""
+        cpu = v.cpu
+        try:
+            handler = _HANDLERS.get(insn.name)
+            if handler is None:
+                raise ProgramException(0x01, why=f"{insn.name} is not available to a guest")
+            handler(self, v, insn)
+        except ProgramException as e:
+            cpu.program_interrupt(e.code, e.ilc if e.ilc is not None else insn.ilen, e.teid, pc=insn.pc)
+            v.set_psw(*cpu.psw)
+
+    def _result(self, reason: str, t0: float, counted: bool) -> VmResult:
+        cpus = []
+        clean = reason == "all CPUs stopped"
+        detail = ""
+        for addr, v in sorted(self.vcpus.items()):
+            if v.disabled_wait is not None:
+                code = v.disabled_wait
+                cpus.append(VcpuResult(addr, "disabled-wait", v.psw, f"disabled wait {code:#x}"))
+                if code & 0xFFF != 0xFFF:
+                    clean = False
+                    detail = detail or f"CPU {addr} in disabled wait with code {code:#x} (a crash)"
+            elif v.detail:
+                cpus.append(VcpuResult(addr, "check-stop", v.psw, v.detail))
+                clean = False
+                detail = detail or f"CPU {addr} check-stopped: {v.detail}"
+            elif not v.operating:
+                cpus.append(VcpuResult(addr, "stopped", v.psw))
+            else:
+                cpus.append(VcpuResult(addr, "wait" if v.sd.psw_mask & PSW_MASK_WAIT else "running", v.psw))
+        exit_line = None
+        for line in bytes(self.console).decode("ascii", "replace").splitlines():
+            if line.startswith("EXIT: STATUS="):
+                exit_line = line.strip()
+        insns = sum(self.hv.insn_count(v) for v in self.vcpus.values()) if counted else None
+        return VmResult(reason, clean, cpus, insns, time.monotonic() - t0, exit_line, detail, dict(self.intercepts))
+
+    # -- host access to guest memory --------------------------------------------------------------------
+
+    def read_guest(self, gaddr: int, length: int) -> bytes:
+        """Read guest absolute storage as the hypervisor (a secure page is exported first: ciphertext)."""
+        return self.memory.read(gaddr, length)
+
+    def write_guest(self, gaddr: int, data: bytes) -> None:
+        """Write guest absolute storage as the hypervisor (a secure page is exported first)."""
+        self.memory.write(gaddr, data)
+
+    def destroy(self) -> None:
+        """Tear the VM down: leave secure mode, release the vCPUs and the memory slot."""
+        if self.destroyed:
+            return
+        if self.pv is not None:
+            self.pv.disable()
+        self.hv.destroy_vm(self)
+        self.destroyed = True
+
+
+# -- intercepted instructions (normal guests; secure guests come through emulator.hypervisor.pv) ---------
+
+
+def _servc(vm: Vm, v: Vcpu, insn: Insn) -> None:
+    cpu = v.cpu
+    if "service" in cpu.ext_pending:
+        v.set_cc(2)  # busy until the pending service signal was taken
+        return
+    command = cpu.gpr(insn.r1) & 0xFFFFFFFF
+    sccb = cpu.gpr(insn.r2)
+    res = vm.sclp.service_call(_SccbAccess(cpu, vm.memory_size, cpu.prefix), command, sccb)
+    cpu.ext_pending["service"] = res.ext_param
+    v.set_cc(0)
+
+
+def _stsi(vm: Vm, v: Vcpu, insn: Insn) -> None:
+    cpu = v.cpu
+    r0, r1 = cpu.gpr(0), cpu.gpr(1)
+    fc = (r0 >> 28) & 0xF
+    addr = insn.address()
+    if fc not in (0, 15) and addr & 0xFFF:
+        raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
+    cc, new_r0, block = stsi(vm.hv.info, 3, r0, r1, len(vm.vcpus))
+    if block is not None:
+        cpu.write_virtual(addr, block)
+    if new_r0 is not None:
+        cpu.set_gpr(0, new_r0)
+    v.set_cc(cc)
+
+
+def _sigp(vm: Vm, v: Vcpu, insn: Insn) -> None:
+    cpu = v.cpu
+    order = insn.address() & 0xFF
+    param = cpu.gpr(insn.r1 | 1)
+    target = cpu.gpr(insn.r3) & 0xFFFF
+    cc, status = vm.hv.sigp(vm, v, order, target, param)
+    if status is not None:
+        cpu.set_gpr(insn.r1, (cpu.gpr(insn.r1) & ~0xFFFFFFFF) | status)
+    v.set_cc(cc)
+
+
+def _diag(vm: Vm, v: Vcpu, insn: Insn) -> None:
+    cpu = v.cpu
+    code = insn.address() & 0xFFFF
+    if code in (0x44, 0x9C, 0x10, 0x288):
+        return
+    if code == 0x500:
+        cpu.set_gpr(2, vm.hv.virtio_notify(vm, cpu.gpr(1), cpu.gpr(2), cpu.gpr(3), cpu.gpr(4)))
+        return
+    if code == 0x308:
+        vm.hv.diag308(vm, v, insn.r1, cpu.gpr(insn.r1), cpu.gpr(insn.r1 + 1 & 15), cpu.gpr(insn.r3))
+        return
+    raise ProgramException(0x06, why=f"DIAGNOSE code {code:#x} is not supported")
+
+
+def _uvc(vm: Vm, v: Vcpu, insn: Insn) -> None:
+    raise ProgramException(0x01, why="the Ultravisor-call facility is not offered to normal guests")
+
+
+def _sie(vm: Vm, v: Vcpu, insn: Insn) -> None:
+    raise ProgramException(0x01, why="SIE is not available to a guest (no nested virtualisation)")
+
+
+def _channel(vm: Vm, v: Vcpu, insn: Insn) -> None:
+    cpu = v.cpu
+    name = insn.name
+    if name == "TPI":
+        v.set_cc(0)
+    elif name == "STCRW":
+        cpu.write_virtual(insn.address(), bytes(4))
+        v.set_cc(1)
+    elif name in ("SAL", "SCHM"):
+        pass
+    elif name in ("CHSC", "RCHP"):
+        v.set_cc(3)
+    else:
+        sid = cpu.gpr(1) & 0xFFFFFFFF
+        if sid >> 16 != 0x0001:
+            raise ProgramException(0x15, why=f"subsystem id {sid:#x} is not a subchannel id")
+        v.set_cc(3)  # no subchannels: not operational
+
+
+_Handler = Callable[[Vm, Vcpu, Insn], None]
+_HANDLERS: Final[dict[str, _Handler]] = {
+    "SERVC": _servc,
+    "STSI": _stsi,
+    "SIGP": _sigp,
+    "DIAG": _diag,
+    "UVC": _uvc,
+    "SIE": _sie,
+    **{
+        n: _channel
+        for n in (
+            "CSCH", "HSCH", "MSCH", "SSCH", "STSCH", "TSCH", "TPI", "SAL", "RSCH", "STCRW", "STCPS", "RCHP",
+            "SCHM", "CHSC",
+        )
+    },  # fmt: skip
+}
+
+
+class Hypervisor:
+    """The KVM-like hypervisor of one host: its memory allocator, the SIE engine and the VMs.
+
+    Args:
+        memory: host absolute storage (only SIE and vCPU creation use it directly; the hypervisor's own
+            accesses go through ``memory.host_view()``).
+        clock: the host TOD clock (shared with the vCPUs).
+        info: identity strings the guests see (STSI, STIDP).
+        ultravisor: the Ultravisor (firmware) of the machine, or None; secure guests need one.
+        reserved: host memory kept below the guest slots.
+    """
+
+    def __init__(
+        self,
+        memory: PhysicalMemory,
+        clock: TodClock,
+        info: MachineInfo | None = None,
+        ultravisor: object | None = None,
+        reserved: int = HOST_RESERVED,
+    ) -> None:
+        self.memory = memory
+        self.host = memory.host_view()
+        self.clock = clock
+        self.info = info or MachineInfo()
+        self.ultravisor = ultravisor
+        self.alloc = HostAllocator(memory.size, reserved)
+        self.engine = SieEngine(memory.size)
+        self.vms: list[Vm] = []
+        self._pv_host: object | None = None
+
+    @classmethod
+    def on_machine(cls, machine: object, reserved: int = HOST_RESERVED) -> Hypervisor:
+        """A hypervisor running in the LPAR of a ``Machine`` (its memory, clock, identity and Ultravisor)."""
+        return cls(
+            machine.memory,  # type: ignore[attr-defined]
+            machine.tod,  # type: ignore[attr-defined]
+            machine.info,  # type: ignore[attr-defined]
+            getattr(machine, "uv", None),
+            reserved,
+        )
+
+    def sie_page(self, addr: int) -> SiePage:
+        """The SIE page at host page ``addr`` (the SD lives in host storage; the hardware reads it there)."""
+        if not self.host.accessible(addr):
+            raise HypervisorError(f"SIE page {addr:#x} is not host storage")
+        return SiePage.from_buffer(self.memory.buffer(), addr)
+
+    # -- VMs -------------------------------------------------------------------------------------------
+
+    def create_vm(
+        self,
+        memory_size: int = 128 * MIB,
+        cpus: int = 1,
+        console_out: Callable[[bytes], None] | None = None,
+        name: str = "",
+        mso: int | None = None,
+    ) -> Vm:
+        """Create a VM with ``memory_size`` bytes of guest memory (whole MiB) and ``cpus`` vCPUs.
+
+        The slot comes from free host memory (or exactly at ``mso`` when given). Raises
+        ``HypervisorError`` when the host has no room.
+        """
+        if memory_size <= 0 or memory_size % MIB:
+            raise HypervisorError(f"guest memory {memory_size:#x} must be a positive multiple of 1 MiB")
+        if not 1 <= cpus <= 248:
+            raise HypervisorError(f"a VM has 1 to 248 vCPUs, not {cpus}")
+        if mso is None:
+            base = self.alloc.alloc_range(memory_size)
+        else:
+            base = self.alloc.alloc_range(memory_size, above=mso, below=mso + memory_size)
+        self.host.write(base, bytes(0))  # range check
+        vm = Vm(self, name or f"vm{len(self.vms)}", base, memory_size, cpus, console_out)
+        self.vms.append(vm)
+        return vm
+
+    def destroy_vm(self, vm: Vm) -> None:
+        """Release the vCPUs, SIE pages and the memory slot of a VM (not secure any more)."""
+        for v in vm.vcpus.values():
+            if v._cpu is not None:
+                v._cpu.close()
+            self.alloc.free_page(v.page_addr)
+        self.host.write(vm.mso, bytes(0))
+        self.alloc.free_range(vm.mso, vm.memory_size)
+        if vm in self.vms:
+            self.vms.remove(vm)
+
+    # -- entering guests -------------------------------------------------------------------------------
+
+    def enter(self, v: Vcpu, count: int = 0, timeout_us: int = 0) -> SieExit:
+        """One SIE execution of a vCPU."""
+        vm = v.vm
+        if vm.pv is not None and v.secure:
+            return vm.pv.enter(v, count, timeout_us)
+        return self.engine.enter(v.cpu, v.page, count, timeout_us)
+
+    def insn_count(self, v: Vcpu) -> int:
+        """Instructions the vCPU executed (exact in counted runs)."""
+        vm = v.vm
+        if vm.pv is not None and v.secure:
+            return vm.pv.insn_count(v)
+        return v.cpu.insn_count
+
+    def timer_deadline(self, v: Vcpu) -> int | None:
+        """TOD value at which an enabled timer interruption of the vCPU becomes pending."""
+        vm = v.vm
+        if vm.pv is not None and v.secure:
+            return vm.pv.timer_deadline(v)
+        return v.cpu.next_timer_deadline()
+
+    def interrupt_ready(self, v: Vcpu) -> bool:
+        """True if the vCPU has an interruption pending that it is enabled for (so a wait ends)."""
+        vm = v.vm
+        if vm.pv is not None and v.secure:
+            return vm.pv.interrupt_ready(v)
+        cpu = v.cpu
+        if cpu.restart_pending:
+            return True
+        return cpu._ext_deliverable() is not None  # noqa: SLF001 - the SIE reads the same pending state
+
+    def halt_cpus(self, vm: Vm) -> None:
+        """Ask every vCPU of a VM to leave SIE soon (thread-safe)."""
+        for v in vm.vcpus.values():
+            if v._cpu is not None:
+                v._cpu.request_halt()
+        if vm.pv is not None:
+            vm.pv.halt()
+
+    # -- services shared by normal and secure guests ----------------------------------------------------
+
+    def virtio_notify(self, vm: Vm, function: int, device_id: int, queue: int, cookie: int) -> int:
+        """DIAGNOSE 0x500: a notification for a device; returns the GR2 result (0 or -errno)."""
+        if function != 3:  # KVM_S390_VIRTIO_CCW_NOTIFY
+            return -22 & 0xFFFFFFFFFFFFFFFF
+        dev = vm.devices.get(device_id & 0xFFFFFFFF)
+        if dev is None:
+            return -22 & 0xFFFFFFFFFFFFFFFF  # no device behind this id: -EINVAL, as QEMU answers
+        return dev.notify(vm, queue, cookie) & 0xFFFFFFFFFFFFFFFF
+
+    def sigp(self, vm: Vm, v: Vcpu, order: int, target: int, param: int) -> tuple[int, int | None]:
+        """SIGP among the vCPUs of one VM (normal guests: on their hardware CPUs)."""
+        cpus = {a: x.cpu for a, x in vm.vcpus.items()}
+        for x in vm.vcpus.values():  # the SD's stopped flag is the hypervisor's record of the CPU state
+            x.cpu.state = OPERATING if x.operating else STOPPED
+            x.cpu.set_psw(*x.psw)
+        cc, status = sigp_mod.sigp(v.cpu, order, target, param, cpus, vm.memory_size, vm.memory.write)
+        for x in vm.vcpus.values():
+            x.set_operating(x.cpu.state == OPERATING)
+            x.set_psw(*x.cpu.psw)
+        return cc, status
+
+    def diag308(self, vm: Vm, v: Vcpu, r1: int, rx: int, rx1: int, subcode: int) -> None:
+        """DIAGNOSE 0x308 (IPL functions) of a normal guest; secure IPL (8, 9, 10) goes to the PV code."""
+        cpu = v.cpu
+        if subcode in (5, 6, 8, 9):
+            if r1 & 1:
+                raise ProgramException(0x06, why="DIAG 0x308 subcodes 5/6/8/9 need an even R1")
+            if rx & 0xFFF:
+                raise ProgramException(0x06, why="IPL parameter block not on a 4 KiB boundary")
+        if subcode in (8, 9, 10) and self.ultravisor is None:
+            raise ProgramException(0x06, why="secure IPL needs the unpack facility (no Ultravisor)")
+        if subcode == 5:
+            length = int.from_bytes(cpu.read_real(rx, 4), "big")
+            if not 8 <= length <= 0x1000:
+                cpu.set_gpr(r1 + 1, 0x0402)
+            else:
+                vm.ipl_parameters = cpu.read_real(rx, length)
+                cpu.set_gpr(r1 + 1, 0x0001)
+            return
+        if subcode == 6:
+            if vm.ipl_parameters is None:
+                cpu.set_gpr(r1 + 1, 0x0102)
+            else:
+                cpu.write_real(rx, vm.ipl_parameters)
+                cpu.set_gpr(r1 + 1, 0x0001)
+            return
+        if subcode in (8, 9, 10):
+            from emulator.hypervisor.pv import diag308_secure
+
+            diag308_secure(vm, v, r1, rx, subcode)
+            return
+        if subcode in (0, 1, 3):
+            if subcode in (0, 3):
+                vm.memory.fill(0, vm.memory_size)
+                if vm.program_path is not None:
+                    vm.load(vm.program_path, vm._cmdline)  # noqa: SLF001
+                    return
+            for x in vm.vcpus.values():
+                x.cpu.reset_cpu()
+                x.set_operating(False)
+            short = vm.memory.read_u64(0)
+            mask = (short & 0xFFFFFFFF00000000) ^ (1 << 51)
+            v0 = vm.vcpus[0]
+            v0.set_psw(mask | (short & 0x80000000), short & 0x7FFFFFFF)
+            v0.set_operating(True)
+            return
+        raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode} is not supported")
