@@ -395,6 +395,7 @@ _U64: Final = struct.Struct(">Q")
 _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
 
+_TLB_MAX: Final = 1 << 20
 STOPPED: Final = "stopped"
 OPERATING: Final = "operating"
 CHECK_STOP: Final = "check-stop"
@@ -457,6 +458,9 @@ class Cpu:
         self._halt = threading.Event()
         self._fills = 0
         self._tlb_size = 256
+        self._want_flush = False
+        self._pgm_last: tuple[int, int] | None = None
+        self._pgm_repeat = 0
         self.tlb_fills = 0
         self.traps = 0
         #: Debugger hooks (empty / None: no cost). ``watch_frames`` maps a host frame to True (stop on any
@@ -778,6 +782,12 @@ class Cpu:
     def _fill(self, uc: Uc, vaddr: int, access: int, entry: object, _ud: object) -> bool:
         self.tlb_fills += 1
         self._fills += 1
+        if self._fills > self._tlb_size and self._tlb_size < _TLB_MAX:
+            # unicorn's TLB only grows at a flush (QEMU's dynamic TLB doubles when >70% was used):
+            # a working set larger than the TLB would otherwise miss into Python forever
+            self._tlb_size *= 2
+            self._want_flush = True
+            uc.emu_stop()
         write = access == 17
         fetch = access == 18
         try:
@@ -869,6 +879,16 @@ class Cpu:
             pc = self.pc
         if self.pgm_observer is not None:
             self.pgm_observer(self, code, teid)
+        key = (pc, code)
+        self._pgm_repeat = self._pgm_repeat + 1 if key == self._pgm_last else 0
+        self._pgm_last = key
+        if self._pgm_repeat >= 64:
+            self.state = CHECK_STOP
+            self.check_stop_reason = (
+                f"program-interruption loop: code {code:#06x} at {pc:#x} over and over"
+                " (is the program new PSW at 0x1d0 set up?)"
+            )
+            return
         self.set_pc(pc if code in NULLIFYING else pc + ilc)
         self._lowcore_write(LC_PGM_ILC, _U16.pack(ilc) + _U16.pack(code))
         if teid is not None:
@@ -1004,6 +1024,10 @@ class Cpu:
                 budget -= executed
             if self._smc_frames:
                 self._rescan_smc()
+            if self._want_flush:
+                self._want_flush = False
+                self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+                self._fills = 0
             if self._fault is not None:
                 f = self._fault
                 self._fault = None
@@ -1144,15 +1168,17 @@ def _is_trapped(key: int) -> bool:
 
 
 def psw_invalid(mask: int, addr: int) -> str:
-    """Why a 64-bit PSW is invalid ("" when it is valid)."""
+    """Why a 64-bit PSW is invalid when loaded ("" when it is valid).
+
+    An odd instruction address is not checked here: it is recognised on instruction fetch (late), so a
+    wait PSW such as QEMU's ``0xfff`` shutdown code is valid.
+    """
     if mask & PSW_MASK_BIT12:
         return "bit 12 is one"
     if mask & PSW_MASK_EA and not mask & PSW_MASK_BA:
         return "extended addressing without basic addressing"
     if mask & PSW_MASK_RESERVED:
         return "reserved mask bits are one"
-    if addr & 1:
-        return "odd instruction address"
     if not mask & PSW_MASK_EA and addr >> (31 if mask & PSW_MASK_BA else 24):
         return "address beyond the addressing mode"
     return ""

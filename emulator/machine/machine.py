@@ -247,10 +247,10 @@ class Machine:
         try:
             while True:
                 operating = [c for c in self.cpus.values() if c.state == OPERATING]
-                if not operating:
-                    return self._result("all CPUs stopped", t0, counted)
                 if any(c.state == CHECK_STOP for c in self.cpus.values()):
                     return self._result("check stop", t0, counted)
+                if not operating:
+                    return self._result("all CPUs stopped", t0, counted)
                 if self._halt_reason is not None:
                     return self._result(self._halt_reason, t0, counted)
                 if budget is not None and budget <= 0:
