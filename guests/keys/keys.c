@@ -125,10 +125,12 @@ int main(const char *cmdline)
     ctl_clear_bit(0, CR0_FETCH_PROT_OVR);
     sske(0, 0x00);
 
-    /* Low-address protection: stores to real 0-511 are refused even with key 0. */
+    /* Low-address protection: stores to real 0-511 and 4096-4607 are refused even with key 0. */
     ctl_set_bit(0, CR0_LOW_ADDR_PROT);
     try_access("store 0x1f8, low-address protection", 1, 0x1f8, 0);
     try_access("store 0x800, low-address protection", 1, 0x800, 0);
+    try_access("store 0x1008, low-address protection", 1, 0x1008, 0);
+    try_access("store 0x1208, low-address protection", 1, 0x1208, 0);
     ctl_clear_bit(0, CR0_LOW_ADDR_PROT);
     try_access("store 0x1f8, protection off", 1, 0x1f8, 0);
 
