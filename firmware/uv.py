@@ -299,6 +299,11 @@ class Ultravisor:
         self._inject: dict[int, list[int]] = {}  # cmd -> [count, cc]
         self.calls = 0
 
+    @property
+    def host_keys(self) -> tuple[Any, ...]:
+        """The machine's host private keys (installed first, then backups), for the SE-header module."""
+        return self._host_keys
+
     def __repr__(self) -> str:
         return f"Ultravisor(initialized={self.initialized}, configs={len(self._configs)})"
 
@@ -1130,23 +1135,24 @@ class Ultravisor:
     def _cmd_set_sec_conf_params(self, caller: UvCaller, blk: B.UvCbSsc, cb: ControlBlock, g: Any) -> _Outcome:
         """Set Secure Configuration Parameters (0x0300): open the SE header for this configuration.
 
-        Returns: 0x0020 invalid handle, 0x0103 header not accessible, 0x0107 parameters already set (zuv),
+        Returns: 0x0020 invalid handle, 0x010A rrc 0x0031 length above two pages (zuv, before any access),
+        0x0103 header not accessible, 0x0107 parameters already set (zuv),
         the SE-header module's rc/rrc (0x0104 .. 0x010A, 4.11), 0x0001 success.
         """
         cfg = self._configs.get(blk.guest_handle)
         if cfg is None:
             return _Outcome(Rc.INV_GHANDLE)
+        from firmware import uv_image
+
+        too_long = uv_image.check_header_length(blk.sec_header_len)
+        if too_long is not None:
+            return _Outcome(*too_long)
         pieces = self._host_buffer(cb, blk.sec_header_origin, blk.sec_header_len, False)
         if pieces is None:
             return _Outcome(0x0103)
         if cfg.state != "created":
             return _Outcome(0x0107)
-        return self._open_header(cfg, self._read_pieces(pieces))
-
-    def _open_header(self, cfg: SecureConfig, data: bytes) -> _Outcome:
-        from firmware import image
-
-        return image.set_params(self, cfg, data)
+        return _Outcome(*uv_image.set_params(self, cfg, self._read_pieces(pieces)))
 
     def _cmd_unpack_img(self, caller: UvCaller, blk: B.UvCbUnp, cb: ControlBlock, g: Any) -> _Outcome:
         """Unpack (0x0301): decrypt one image page in place, make it secure and measure it (4.12).
@@ -1162,9 +1168,9 @@ class Ultravisor:
         frame, bad = self._import_target(cfg, blk.gaddr)
         if bad is not None or frame is None:
             return bad or _Outcome(0x0105)
-        from firmware import image
+        from firmware import uv_image
 
-        image.unpack_page(self, cfg, frame, blk.gaddr & ~0xFFF, blk.tweak[0], blk.tweak[1])
+        uv_image.unpack_page(self, cfg, frame, blk.gaddr & ~0xFFF, blk.tweak[0], blk.tweak[1])
         self._take_frame(cfg, frame, blk.gaddr)
         rec = cfg.pages[blk.gaddr & ~0xFFF]
         rec.mac = None
@@ -1181,9 +1187,9 @@ class Ultravisor:
             return _Outcome(Rc.INV_GHANDLE)
         if cfg.state != "params":
             return _Outcome(Rc.INV_STATE)
-        from firmware import image
+        from firmware import uv_image
 
-        rrc = image.verify(cfg)
+        rrc = uv_image.verify(cfg)
         if rrc:
             return _Outcome(0x0102, rrc)
         cfg.state = "verified"
@@ -1257,24 +1263,10 @@ def header_psw(header: Any) -> tuple[int, int]:
 
 
 def host_key_hash(key: Any) -> bytes:
-    """PHKH: SHA-256 over the 160-byte X || Y encoding of a P-521 host key (8.6); accepts private or public
-    keys, raw 32-byte hashes, or objects with a ``phkh`` attribute."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    """PHKH of a host key: SHA-256 over its 160-byte X || Y encoding (8.6)."""
+    from firmware.crypto import phkh
 
-    if isinstance(key, (bytes, bytearray)) and len(key) == 32:
-        return bytes(key)
-    phkh = getattr(key, "phkh", None)
-    if phkh is not None:
-        return bytes(phkh() if callable(phkh) else phkh)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        key = key.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise HwError(f"host key of type {type(key).__name__} cannot be hashed")
-    nums = key.public_numbers()
-    h = hashes.Hash(hashes.SHA256())
-    h.update(nums.x.to_bytes(80, "big") + nums.y.to_bytes(80, "big"))
-    return h.finalize()
+    return phkh(key)
 
 
 class SecureGuestView:

@@ -134,11 +134,11 @@ COMMANDS: Final[tuple[UvCommand, ...]] = (
     UvCommand(0x0201, "conv_from_sec_stor", "Convert from Secure Storage", 0x20, 7, _H, struct="UvCbCfs"),
     UvCommand(0x0202, "destr_sec_stor", "Destroy Secure Storage", 0x20, 12, _H, struct="UvCbCfs"),
     UvCommand(
-        0x0300, "set_sec_conf_params", "Set Secure Configuration Parameters", 0x50, 11, _H, implemented=False,
+        0x0300, "set_sec_conf_params", "Set Secure Configuration Parameters", 0x50, 11, _H,
         struct="UvCbSsc"
     ),
-    UvCommand(0x0301, "unpack_img", "Unpack", 0x50, 13, _H, implemented=False, struct="UvCbUnp"),
-    UvCommand(0x0302, "verify_img", "Verify", 0x40, 14, _H, implemented=False, struct="UvCbNodata"),
+    UvCommand(0x0301, "unpack_img", "Unpack", 0x50, 13, _H, struct="UvCbUnp"),
+    UvCommand(0x0302, "verify_img", "Verify", 0x40, 14, _H, struct="UvCbNodata"),
     UvCommand(0x0310, "cpu_reset", "Perform CPU Reset", 0x40, 15, _H, struct="UvCbNodata"),
     UvCommand(0x0311, "cpu_reset_initial", "Perform Initial CPU Reset", 0x40, 16, _H, struct="UvCbNodata"),
     UvCommand(0x0320, "prepare_reset", "Prepare Reset", 0x40, 18, _H, struct="UvCbNodata"),
@@ -348,7 +348,7 @@ class QueryValues:
     max_guest_cpu_id: int = 247
     uv_feature_indications: int = 1 << 63  # bit 0: MISC
     supp_se_hdr_versions: int = 1 << 63  # bit 0: version 0x0100
-    supp_se_hdr_pcf: int = 0x300050E3
+    supp_se_hdr_pcf: int = 0x300050F3  # 0x300050E3 (s390-tools sample) + bit 59 PCKMO-HMAC
     conf_dump_storage_state_len: int = 0x1000
     conf_dump_finalize_len: int = 0x1000
     supp_att_req_hdr_ver: int = 1 << 63

@@ -1,0 +1,322 @@
+"""Host-side Ultravisor client: builds UVCBs in host memory, issues UVCs, decodes rc/rrc with the UV's table.
+
+This is what a hypervisor (honest or malicious) has: a ``HostView`` of absolute storage and the UVC
+instruction. Every call goes *through* the Ultravisor's checks (``Ultravisor.call`` with an
+``AbsoluteControlBlock`` in host memory, as a host CPU with DAT off issues it), and every memory access
+goes through the host view, so touching a secure or donated frame raises ``SecureStorageAccess``
+(PGM 0x3D). Attack scripts (``tools/attack_*.py``) and the conformance tests use it.
+
+Also here: ``HostArena`` (a bump allocator over a host memory range) and ``GuestMap`` (a gmap: the
+segment and page tables that map a secure guest's absolute addresses to host frames, whose ASCE is the
+configuration's ``guest_asce``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from emulator.errors import HypervisorError, SecureStorageAccess
+from emulator.hw.memory import PAGE_SIZE, HostView
+from firmware import uv_blocks as B
+from firmware.uv import AbsoluteControlBlock, Ultravisor, UvCaller
+from firmware.uv_codes import QUERY_FULL_LEN, Cc, Rc, UvCommand, command, describe
+
+__all__ = ["UvResult", "UvCallError", "UvClient", "HostArena", "GuestMap", "ConfigSetup"]
+
+#: How often ``UvClient.call`` re-issues a UVC that ended with cc 2 or 3 before giving up.
+DEFAULT_RETRIES: Final = 64
+
+
+@dataclass(frozen=True)
+class UvResult:
+    """The outcome of one UVC: condition code, rc/rrc, the block as stored afterwards, retries needed."""
+
+    cmd: UvCommand
+    cc: int
+    rc: int
+    rrc: int
+    block: Any
+    retries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """rc 0x0001, or Query's rc 0x0100 (short block, "more data": not an error)."""
+        return self.rc == Rc.EXECUTED or (self.cmd.code == 0x0001 and self.rc == Rc.MORE_DATA)
+
+    def __str__(self) -> str:
+        return f"cc {self.cc}: {describe(self.cmd.code, self.rc, self.rrc)}"
+
+
+class UvCallError(HypervisorError):
+    """A UVC the client required to succeed failed; the message names the command and decodes rc/rrc."""
+
+    def __init__(self, result: UvResult) -> None:
+        super().__init__(describe(result.cmd.code, result.rc, result.rrc), result.rc, result.rrc)
+        self.result = result
+
+
+class HostArena:
+    """A bump allocator over ``[start, end)`` of host absolute storage (no freeing: scripts and tests)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = self.next = start
+        self.end = end
+
+    def alloc(self, size: int, align: int = PAGE_SIZE) -> int:
+        """Allocate ``size`` bytes aligned to ``align``; raises HypervisorError when the arena is full."""
+        addr = (self.next + align - 1) & ~(align - 1)
+        if addr + size > self.end:
+            raise HypervisorError(f"host arena {self.start:#x}-{self.end:#x} exhausted ({size:#x} wanted)")
+        self.next = addr + size
+        return addr
+
+
+class GuestMap:
+    """A gmap: segment-table ASCE mapping guest absolute addresses below 2 GiB to host 4 KiB frames.
+
+    The tables live in host storage (written through the host view); the ASCE has the private-space bit
+    that Create Secure Configuration requires. ``map``/``unmap`` edit page-table entries as KVM's gmap does.
+    """
+
+    _SEG_INVALID: Final = 0x20
+    _PTE_INVALID: Final = 0x400
+    ASCE_P: Final = 0x100
+
+    def __init__(self, view: HostView, arena: HostArena) -> None:
+        self.view = view
+        self.arena = arena
+        self.segment_table = arena.alloc(0x4000, 0x4000)
+        view.write(self.segment_table, struct.pack(">Q", self._SEG_INVALID) * 2048)
+        self._page_tables: dict[int, int] = {}
+        #: the ASCE: segment table, designation type 0 (segment), table length 3 (2048 entries), P bit
+        self.asce = self.segment_table | self.ASCE_P | 0x3
+
+    def _page_table(self, gaddr: int) -> int:
+        sx = gaddr >> 20
+        pt = self._page_tables.get(sx)
+        if pt is None:
+            pt = self._page_tables[sx] = self.arena.alloc(0x800, 0x800)
+            self.view.write(pt, struct.pack(">Q", self._PTE_INVALID) * 256)
+            self.view.write(self.segment_table + 8 * sx, struct.pack(">Q", pt))
+        return pt
+
+    def map(self, gaddr: int, host_addr: int) -> None:
+        """Map the guest page at ``gaddr`` to the host frame at ``host_addr``."""
+        if gaddr >= 1 << 31:
+            raise HypervisorError(f"GuestMap covers guest addresses below 2 GiB, not {gaddr:#x}")
+        pt = self._page_table(gaddr)
+        self.view.write(pt + 8 * ((gaddr >> 12) & 0xFF), struct.pack(">Q", host_addr & ~0xFFF))
+
+    def unmap(self, gaddr: int) -> None:
+        """Make the guest page invalid in the gmap."""
+        pt = self._page_table(gaddr)
+        self.view.write(pt + 8 * ((gaddr >> 12) & 0xFF), struct.pack(">Q", self._PTE_INVALID))
+
+    def lookup(self, gaddr: int) -> int | None:
+        """Host address the gmap maps ``gaddr`` to, or None."""
+        pt = self._page_tables.get(gaddr >> 20)
+        if pt is None:
+            return None
+        pte = struct.unpack(">Q", self.view.read(pt + 8 * ((gaddr >> 12) & 0xFF), 8))[0]
+        return None if pte & self._PTE_INVALID else (pte & ~0xFFF) | (gaddr & 0xFFF)
+
+
+@dataclass
+class ConfigSetup:
+    """What ``UvClient.create_guest`` built: handles, the gmap and the donated areas."""
+
+    handle: int
+    cpu_handles: list[int]
+    gmap: GuestMap
+    guest_frames: dict[int, int]  # guest page address -> host absolute address
+    base: int
+    var: int
+    sca: int
+    msl: int
+
+
+class UvClient:
+    """The hypervisor's door to the Ultravisor.
+
+    Args:
+        uv: the machine's Ultravisor.
+        view: the host view of absolute storage (the only memory object the client holds).
+        arena: host storage for UVCBs, donations, gmaps and guest frames.
+        caller: the caller identity (a host CPU; ``other_cpus_running`` for Init).
+        retries: how often a cc 2/3 answer is re-issued before ``call`` returns it.
+    """
+
+    def __init__(
+        self,
+        uv: Ultravisor,
+        view: HostView,
+        arena: HostArena,
+        *,
+        caller: UvCaller | None = None,
+        retries: int = DEFAULT_RETRIES,
+    ) -> None:
+        self.uv = uv
+        self.view = view
+        self.arena = arena
+        self.caller = caller or UvCaller("host")
+        self.retries = retries
+        self.uvcb_addr = arena.alloc(PAGE_SIZE)
+        self.log: list[UvResult] = []
+
+    # -- raw calls -----------------------------------------------------------------------------------
+
+    def build(self, cmd: int | str, *, length: int | None = None, code: int | None = None, **fields: Any) -> Any:
+        """The control-block record for ``cmd`` with header and fields set (not yet in memory)."""
+        c = command(cmd)
+        layout = B.LAYOUTS[c.struct]
+        blk = layout()
+        blk.header.len = c.length if length is None else length
+        blk.header.cmd = c.code if code is None else code
+        for name, value in fields.items():
+            if not hasattr(blk, name):
+                raise HypervisorError(f"{layout.__name__} has no field {name!r}")
+            if isinstance(value, (bytes, bytearray, Sequence)) and not isinstance(value, str):
+                arr = getattr(blk, name)
+                for i, v in enumerate(value):
+                    arr[i] = v
+            else:
+                setattr(blk, name, value)
+        return blk
+
+    def issue(self, blk: Any, *, cmd: UvCommand | None = None, retry: bool = True, addr: int | None = None) -> UvResult:
+        """Write a block into host memory, execute UVC on it (re-issuing on cc 2/3), read it back."""
+        addr = self.uvcb_addr if addr is None else addr
+        raw = bytes(blk)
+        self.view.write(addr, raw)
+        cb = AbsoluteControlBlock(self.view, addr)
+        tries = 0
+        while True:
+            cc = self.uv.call(self.caller, cb)
+            if cc in (Cc.BUSY, Cc.PARTIAL) and retry and tries < self.retries:
+                tries += 1
+                continue
+            break
+        out = B.parse(type(blk), self.view.read(addr, len(raw)))
+        if cmd is None:
+            try:
+                cmd = command(blk.header.cmd)
+            except KeyError:
+                cmd = UvCommand(blk.header.cmd, "unknown", "unknown command", 8, None, frozenset())
+        res = UvResult(cmd, cc, out.header.rc, out.header.rrc, out, tries)
+        self.log.append(res)
+        return res
+
+    def call(self, cmd: int | str, *, length: int | None = None, retry: bool = True, **fields: Any) -> UvResult:
+        """Build, issue and decode one UVC (no exception on an error rc: inspect the result)."""
+        c = command(cmd)
+        return self.issue(self.build(c.code, length=length, **fields), cmd=c, retry=retry)
+
+    def check(self, cmd: int | str, **fields: Any) -> UvResult:
+        """As ``call``, but raise ``UvCallError`` (message from the UV's table) unless it succeeded."""
+        res = self.call(cmd, **fields)
+        if not res.ok:
+            raise UvCallError(res)
+        return res
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    def query(self, length: int = QUERY_FULL_LEN) -> Any:
+        """Query Ultravisor Information; returns the ``UvCbQui`` record."""
+        return self.check("qui", length=length).block
+
+    def init(self, origin: int | None = None) -> int:
+        """Initialize the Ultravisor with base storage at ``origin`` (default: allocated from the arena)."""
+        q = self.query()
+        if origin is None:
+            origin = self.arena.alloc(q.uv_base_stor_len, 1 << 20)
+        self.check("init_uv", stor_origin=origin, stor_len=q.uv_base_stor_len)
+        return origin
+
+    def create_guest(self, msl: int, *, cpus: int = 1, map_pages: bool = True) -> ConfigSetup:
+        """Create a secure configuration with its gmap (every guest page mapped to a fresh host frame when
+        ``map_pages``), donated storage, SCA and ``cpus`` secure CPUs, as KVM_PV_ENABLE does."""
+        q = self.query()
+        gmap = GuestMap(self.view, self.arena)
+        frames: dict[int, int] = {}
+        if map_pages:
+            for g in range(0, msl, PAGE_SIZE):
+                h = self.arena.alloc(PAGE_SIZE)
+                gmap.map(g, h)
+                frames[g] = h
+        base = self.arena.alloc(q.conf_base_phys_stor_len, q.conf_base_phys_stor_len)
+        vlen = self.uv.query.var_stor_len(msl)
+        var = self.arena.alloc(vlen)
+        sca = self.arena.alloc(0x4000, 0x4000)
+        res = self.check(
+            "create_sec_conf",
+            conf_base_stor_origin=base,
+            conf_virt_stor_origin=var,
+            guest_stor_origin=0,
+            guest_stor_len=msl,
+            guest_sca=sca,
+            guest_asce=gmap.asce,
+        )
+        handle = res.block.guest_handle
+        cpu_handles = [self.create_cpu(handle, n) for n in range(cpus)]
+        return ConfigSetup(handle, cpu_handles, gmap, frames, base, var, sca, msl)
+
+    def create_cpu(self, handle: int, num: int) -> int:
+        """Create a secure CPU with fresh CPU storage and state description; returns its handle."""
+        q = self.query()
+        stor = self.arena.alloc(q.cpu_stor_len)
+        sd = self.arena.alloc(PAGE_SIZE)
+        res = self.check("create_sec_cpu", guest_handle=handle, stor_origin=stor, state_origin=sd, num=num)
+        return int(res.block.cpu_handle)
+
+    def destroy_guest(self, setup: ConfigSetup) -> None:
+        """KVM_PV_DISABLE: destroy the CPUs, the configuration, then every guest page still secure."""
+        for h in setup.cpu_handles:
+            self.check("destroy_sec_cpu", handle=h)
+        self.check("destroy_sec_conf", handle=setup.handle)
+        for host in setup.guest_frames.values():
+            res = self.call("destr_sec_stor", paddr=host)
+            if not res.ok and not (res.rc == 0x0107):
+                raise UvCallError(res)
+
+    def import_page(self, handle: int, gaddr: int) -> UvResult:
+        """Convert to Secure Storage (the result, not an exception: a refused import is an outcome)."""
+        return self.call("conv_to_sec_stor", guest_handle=handle, gaddr=gaddr)
+
+    def export_page(self, paddr: int) -> UvResult:
+        """Convert from Secure Storage of the frame at host absolute ``paddr``."""
+        return self.call("conv_from_sec_stor", paddr=paddr)
+
+    def destroy_page(self, paddr: int) -> UvResult:
+        """Destroy Secure Storage of the frame at ``paddr``."""
+        return self.call("destr_sec_stor", paddr=paddr)
+
+    def set_cpu_state(self, cpu_handle: int, state: int) -> UvResult:
+        """Set CPU State."""
+        return self.call("cpu_set_state", cpu_handle=cpu_handle, state=state)
+
+    # -- host memory (through the host view: secure frames raise PGM 0x3D) ------------------------------
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Read host absolute storage; raises ``SecureStorageAccess`` on a secure or donated frame."""
+        return self.view.read(addr, length)
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write host absolute storage; raises ``SecureStorageAccess`` on a secure or donated frame."""
+        self.view.write(addr, data)
+
+    def try_read(self, addr: int, length: int) -> bytes | SecureStorageAccess:
+        """Read, or return the exception the host got (for scripts that print what the host saw)."""
+        try:
+            return self.view.read(addr, length)
+        except SecureStorageAccess as e:
+            return e
+
+    def make_accessible(self, paddr: int) -> UvResult:
+        """Linux ``arch_make_folio_accessible``: pin the page if the guest shared it, else export it."""
+        res = self.call("pin_page_shared", paddr=paddr)
+        if res.ok:
+            return res
+        return self.export_page(paddr)
