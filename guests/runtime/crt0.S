@@ -41,8 +41,9 @@ rt_start64:
 
 /*
  * Interrupt entry: save the GRs in this class's lowcore save area, switch to this class's interrupt
- * stack (nesting: the stack top in the lowcore moves down while a handler runs), build a struct irq_frame (GRs, old PSW, lowcore 0x80..0xff), call rt_irq_dispatch(frame, class),
- * then reload the (possibly changed) GRs and old PSW from the frame and return with LPSWE.
+ * stack (nesting: the stack top in the lowcore moves down while a handler runs), build a struct irq_frame
+ * (GRs, old PSW, lowcore 0x80..0xff), call rt_irq_dispatch(frame, class), then reload the (possibly
+ * changed) GRs and old PSW from the frame and return with LPSWE.
  * All lowcore references are displacements with base 0: real addresses, relative to this CPU's prefix.
  */
     .macro  IRQ_ENTRY name, cls, oldpsw
