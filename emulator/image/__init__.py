@@ -1,0 +1,1 @@
+"""SE image tools: the pvimg-like image builder and inspector, and the emulated host-key PKI."""

@@ -1,0 +1,599 @@
+"""Emulated IBM Z host-key PKI (spec 8.8): issue root CA, intermediate CA, IBM Z signing key, host-key documents and CRLs; verify them as pvimg does.
+
+The real chain is ``root CA -> intermediate CA -> IBM Z signing key -> host-key document (HKD)``;
+the HKD's public key is a machine's EC P-521 host key, and CRLs issued by the IBM Z signing key
+list revoked HKDs. The emulator issues the same shape of chain with its own keys (EC P-521
+throughout, deterministic ECDSA so that a seeded generator reproduces its output byte for byte).
+None of it is IBM's; every subject says "zuv emulation" somewhere except the IBM Z signing-key
+subject, whose six fixed entries the verifier requires exactly as pvimg does.
+
+Verification (``verify_host_key_document``), in pvimg's order:
+
+1. exactly one IBM Z signing-key certificate among the given certificates (subject: exactly six
+   entries, C=US, ST=New York, L=Poughkeepsie or Armonk, O and CN "International Business Machines
+   Corporation", OU ending in "Key Signing Service");
+2. chain signing key <- intermediate CA(s) <- trusted root: signatures, validity at ``now``, CA basic
+   constraints, at most 2 certificates between the signing key and the root, >= 112-bit security;
+3. HKD: issued (name and signature) by the signing key, within validity, AKID = signing key SKID
+   when present, an EC P-521 key;
+4. CRLs: every given CRL must be issued and signed by a certificate of the chain, be within
+   ``last_update .. next_update`` and have a consistent AKID; at least one valid CRL from the IBM
+   Z signing key is required; neither the HKD nor a chain certificate may be listed.
+   Locality quirk: a CRL naming L=Armonk is accepted for a Poughkeepsie signing key.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+from firmware.crypto import (
+    EllipticCurvePrivateKey,
+    Rng,
+    generate_p521_key,
+    private_key_from_pem,
+    private_key_to_pem,
+)
+
+__all__ = [
+    "PkiError",
+    "IBM_ORG",
+    "signing_key_subject",
+    "is_ibm_signing_subject",
+    "Pki",
+    "HostKeyDocumentInfo",
+    "create_pki",
+    "issue_host_key_document",
+    "issue_crl",
+    "load_certificate",
+    "load_certificates",
+    "load_crl",
+    "verify_host_key_document",
+    "hkd_machine_name",
+    "describe_unverified",
+]
+
+IBM_ORG = "International Business Machines Corporation"
+_SIGNING_OU = "IBM Z Host Key Signing Service"
+_EMU_NOTE = "zuv emulation (not IBM)"
+_HASH = hashes.SHA512()
+_MAX_INTERMEDIATES = 2
+
+
+class PkiError(Exception):
+    """A certificate, CRL or chain failed a check; the message names the check."""
+
+
+def _now(now: _dt.datetime | None) -> _dt.datetime:
+    if now is None:
+        return _dt.datetime.now(_dt.timezone.utc)
+    if now.tzinfo is None:
+        return now.replace(tzinfo=_dt.timezone.utc)
+    return now
+
+
+def signing_key_subject(locality: str = "Poughkeepsie") -> x509.Name:
+    """The six-entry subject pvimg requires of the IBM Z signing-key certificate."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "New York"),
+            x509.NameAttribute(NameOID.LOCALITY_NAME, locality),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, IBM_ORG),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _SIGNING_OU),
+            x509.NameAttribute(NameOID.COMMON_NAME, IBM_ORG),
+        ]
+    )
+
+
+def _attrs(name: x509.Name) -> list[tuple[x509.ObjectIdentifier, str]]:
+    return [(a.oid, str(a.value)) for a in name]
+
+
+def is_ibm_signing_subject(name: x509.Name) -> bool:
+    """True for a subject of exactly six entries matching the IBM Z signing key (spec 8.8)."""
+    attrs = _attrs(name)
+    if len(attrs) != 6:
+        return False
+    d = dict(attrs)
+    if len(d) != 6:
+        return False
+    return (
+        d.get(NameOID.COUNTRY_NAME) == "US"
+        and d.get(NameOID.STATE_OR_PROVINCE_NAME) == "New York"
+        and d.get(NameOID.LOCALITY_NAME) in ("Poughkeepsie", "Armonk")
+        and d.get(NameOID.ORGANIZATION_NAME) == IBM_ORG
+        and d.get(NameOID.COMMON_NAME) == IBM_ORG
+        and str(d.get(NameOID.ORGANIZATIONAL_UNIT_NAME, "")).endswith("Key Signing Service")
+    )
+
+
+def _same_issuer(crl_issuer: x509.Name, subject: x509.Name) -> bool:
+    """Name equality with pvimg's Armonk/Poughkeepsie locality quirk for IBM signing-key names."""
+    if crl_issuer == subject:
+        return True
+    if not (is_ibm_signing_subject(crl_issuer) and is_ibm_signing_subject(subject)):
+        return False
+    strip = [(o, v) for o, v in _attrs(crl_issuer) if o != NameOID.LOCALITY_NAME]
+    return strip == [(o, v) for o, v in _attrs(subject) if o != NameOID.LOCALITY_NAME]
+
+
+# ------------------------------------------------------------------------------------------------ issue
+
+
+def _serial(rng: Rng) -> int:
+    return (int.from_bytes(rng.random_bytes(20), "big") >> 1) | 1
+
+
+def _ski(key) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(key)
+
+
+def _cert(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key,
+    issuer_key: EllipticCurvePrivateKey,
+    issuer_public_key,
+    serial: int,
+    not_before: _dt.datetime,
+    not_after: _dt.datetime,
+    ca: bool,
+    path_length: int | None = None,
+    crl_uri: str | None = None,
+) -> x509.Certificate:
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True)
+        .add_extension(_ski(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False)
+    )
+    if ca:
+        b = b.add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    else:
+        b = b.add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=True, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    if crl_uri:
+        b = b.add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_uri)], None, None, None)]
+            ),
+            critical=False,
+        )
+    return b.sign(issuer_key, _HASH, ecdsa_deterministic=True)
+
+
+def issue_crl(
+    issuer_key: EllipticCurvePrivateKey,
+    issuer_cert: x509.Certificate,
+    revoked_serials: Iterable[int] = (),
+    *,
+    last_update: _dt.datetime,
+    next_update: _dt.datetime,
+    revocation_date: _dt.datetime | None = None,
+) -> x509.CertificateRevocationList:
+    """A CRL signed by issuer_key listing revoked_serials (sorted, deduplicated)."""
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer_cert.subject)
+        .last_update(last_update)
+        .next_update(next_update)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    for serial in sorted(set(revoked_serials)):
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(revocation_date or last_update)
+            .build()
+        )
+    return b.sign(issuer_key, _HASH, ecdsa_deterministic=True)
+
+
+@dataclass
+class Pki:
+    """The emulated issuing side: root CA, intermediate CA, IBM Z signing key, and the signing key's CRL.
+
+    Private keys are emulation-only and committed for the bundled machines on purpose.
+    """
+
+    root_key: EllipticCurvePrivateKey
+    root_cert: x509.Certificate
+    inter_key: EllipticCurvePrivateKey
+    inter_cert: x509.Certificate
+    signing_key: EllipticCurvePrivateKey
+    signing_cert: x509.Certificate
+    crl: x509.CertificateRevocationList
+    inter_crl: x509.CertificateRevocationList
+
+    FILES = {
+        "root_key": "root-ca.key",
+        "root_cert": "root-ca.crt",
+        "inter_key": "intermediate-ca.key",
+        "inter_cert": "intermediate-ca.crt",
+        "inter_crl": "intermediate-ca.crl",
+        "signing_key": "ibm-z-signing-key.key",
+        "signing_cert": "ibm-z-signing-key.crt",
+        "crl": "ibm-z-signing-key.crl",
+    }
+
+    def __repr__(self) -> str:
+        return f"Pki(signing={self.signing_cert.subject.rfc4514_string()!r}, revoked={len(self.crl)})"
+
+    def save(self, directory: Path) -> None:
+        """Write every file of the PKI (PEM) into directory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        warn = b"# EMULATION ONLY: private key of zuv's emulated host-key PKI. Not a secret, not IBM's.\n"
+        for attr, name in self.FILES.items():
+            value = getattr(self, attr)
+            if isinstance(value, EllipticCurvePrivateKey):
+                data = warn + private_key_to_pem(value)
+            else:
+                data = value.public_bytes(serialization.Encoding.PEM)
+            (directory / name).write_bytes(data)
+
+    @classmethod
+    def load(cls, directory: Path) -> Pki:
+        """Read a PKI written by :meth:`save`."""
+        try:
+            vals = {}
+            for attr, name in cls.FILES.items():
+                data = (directory / name).read_bytes()
+                if name.endswith(".key"):
+                    vals[attr] = private_key_from_pem(data)
+                elif name.endswith(".crl"):
+                    vals[attr] = x509.load_pem_x509_crl(data)
+                else:
+                    vals[attr] = x509.load_pem_x509_certificate(data)
+        except OSError as exc:
+            raise PkiError(f"cannot read the PKI in {directory}: {exc.strerror}: {exc.filename}") from None
+        except Exception as exc:  # malformed PEM from cryptography or firmware.crypto
+            raise PkiError(f"malformed PKI file in {directory}: {exc}") from None
+        return cls(**vals)
+
+    def revoke(self, serial: int, now: _dt.datetime | None = None, days: int = 5844) -> None:
+        """Add serial to the signing key's CRL and re-issue it."""
+        now = _now(now)
+        serials = {r.serial_number for r in self.crl} | {serial}
+        self.crl = issue_crl(
+            self.signing_key, self.signing_cert, serials, last_update=now, next_update=now + _dt.timedelta(days=days)
+        )
+
+
+def create_pki(rng: Rng, now: _dt.datetime | None = None, years: int = 16) -> Pki:
+    """Create root CA, intermediate CA, IBM Z signing key and empty CRLs, valid from now for years."""
+    start = _now(now)
+    end = start + _dt.timedelta(days=365 * years + years // 4)
+    root_key, inter_key, signing_key = generate_p521_key(rng), generate_p521_key(rng), generate_p521_key(rng)
+    root_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zuv emulated trust anchor"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _EMU_NOTE),
+            x509.NameAttribute(NameOID.COMMON_NAME, "zuv Emulated Root CA"),
+        ]
+    )
+    inter_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zuv emulated trust anchor"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _EMU_NOTE),
+            x509.NameAttribute(NameOID.COMMON_NAME, "zuv Emulated Code Signing CA"),
+        ]
+    )
+    root = _cert(
+        subject=root_name, issuer=root_name, public_key=root_key.public_key(), issuer_key=root_key,
+        issuer_public_key=root_key.public_key(), serial=_serial(rng), not_before=start, not_after=end, ca=True,
+        path_length=1,
+    )
+    inter = _cert(
+        subject=inter_name, issuer=root_name, public_key=inter_key.public_key(), issuer_key=root_key,
+        issuer_public_key=root_key.public_key(), serial=_serial(rng), not_before=start, not_after=end, ca=True,
+        path_length=0,
+    )
+    signing = _cert(
+        subject=signing_key_subject(), issuer=inter_name, public_key=signing_key.public_key(), issuer_key=inter_key,
+        issuer_public_key=inter_key.public_key(), serial=_serial(rng), not_before=start, not_after=end, ca=False,
+    )
+    crl = issue_crl(signing_key, signing, (), last_update=start, next_update=end)
+    inter_crl = issue_crl(inter_key, inter, (), last_update=start, next_update=end)
+    return Pki(root_key, root, inter_key, inter, signing_key, signing, crl, inter_crl)
+
+
+def issue_host_key_document(
+    pki: Pki,
+    host_public_key,
+    machine_name: str,
+    rng: Rng,
+    now: _dt.datetime | None = None,
+    years: int = 15,
+) -> x509.Certificate:
+    """A host-key document for machine_name: the host's P-521 public key, signed by the IBM Z signing key."""
+    if not isinstance(host_public_key, ec.EllipticCurvePublicKey) or not isinstance(
+        host_public_key.curve, ec.SECP521R1
+    ):
+        raise PkiError("a host key must be an EC P-521 key")
+    if not machine_name or any(c in machine_name for c in ",=+<>#;\\\"\n"):
+        raise PkiError(f"bad machine name {machine_name!r}")
+    start = _now(now)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "New York"),
+            x509.NameAttribute(NameOID.LOCALITY_NAME, "Poughkeepsie"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, IBM_ORG),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"IBM Z Host Key ({_EMU_NOTE})"),
+            x509.NameAttribute(NameOID.COMMON_NAME, machine_name),
+        ]
+    )
+    end = min(start + _dt.timedelta(days=365 * years), pki.signing_cert.not_valid_after_utc)
+    return _cert(
+        subject=subject, issuer=pki.signing_cert.subject, public_key=host_public_key, issuer_key=pki.signing_key,
+        issuer_public_key=pki.signing_key.public_key(), serial=_serial(rng), not_before=start, not_after=end,
+        ca=False, crl_uri="file:ibm-z-signing-key.crl",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+
+def load_certificates(data: bytes, what: str = "certificate") -> list[x509.Certificate]:
+    """All certificates in a PEM file (or the one DER certificate)."""
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise PkiError(f"{what}: not an X.509 certificate (PEM or DER)") from None
+    return certs
+
+
+def load_certificate(data: bytes, what: str = "certificate") -> x509.Certificate:
+    """Exactly one certificate from PEM or DER."""
+    certs = load_certificates(data, what)
+    if len(certs) != 1:
+        raise PkiError(f"{what}: expected one certificate, found {len(certs)}")
+    return certs[0]
+
+
+def load_crl(data: bytes, what: str = "CRL") -> x509.CertificateRevocationList:
+    """A CRL from PEM or DER."""
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError:
+        raise PkiError(f"{what}: not an X.509 CRL (PEM or DER)") from None
+
+
+# ------------------------------------------------------------------------------------------------ verify
+
+
+@dataclass(frozen=True)
+class HostKeyDocumentInfo:
+    """What a verified (or merely parsed) host-key document says."""
+
+    machine_name: str
+    serial: int
+    subject: str
+    issuer: str
+    not_before: _dt.datetime
+    not_after: _dt.datetime
+    public_key: ec.EllipticCurvePublicKey
+    verified: bool
+
+
+def hkd_machine_name(cert: x509.Certificate) -> str:
+    """The machine name an HKD was issued for (its subject CN)."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cns[0].value) if cns else ""
+
+
+def _info(cert: x509.Certificate, verified: bool) -> HostKeyDocumentInfo:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP521R1):
+        raise PkiError("host-key document: the public key is not an EC P-521 host key")
+    return HostKeyDocumentInfo(
+        machine_name=hkd_machine_name(cert),
+        serial=cert.serial_number,
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        public_key=key,
+        verified=verified,
+    )
+
+
+def _security_bits(key) -> int:
+    if isinstance(key, rsa.RSAPublicKey):
+        n = key.key_size
+        return 80 if n < 2048 else 112 if n < 3072 else 128 if n < 7680 else 192
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.curve.key_size // 2
+    if isinstance(key, (ed25519.Ed25519PublicKey,)):
+        return 128
+    if isinstance(key, (ed448.Ed448PublicKey,)):
+        return 224
+    if isinstance(key, dsa.DSAPublicKey):
+        return 80 if key.key_size < 2048 else 112
+    return 0
+
+
+def _check_validity(cert: x509.Certificate, now: _dt.datetime, what: str) -> None:
+    if now < cert.not_valid_before_utc:
+        raise PkiError(f"{what} is not yet valid (valid from {cert.not_valid_before_utc:%Y-%m-%d})")
+    if now > cert.not_valid_after_utc:
+        raise PkiError(f"{what} has expired (valid until {cert.not_valid_after_utc:%Y-%m-%d})")
+
+
+def _check_issued(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
+    if child.issuer != parent.subject:
+        raise PkiError(f"{what}: issuer {child.issuer.rfc4514_string()!r} is not {parent.subject.rfc4514_string()!r}")
+    try:
+        child.verify_directly_issued_by(parent)
+    except (InvalidSignature, ValueError, TypeError):
+        raise PkiError(f"{what}: signature does not verify with {parent.subject.rfc4514_string()!r}") from None
+    try:
+        akid = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        skid = parent.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return
+    if akid.key_identifier is not None and akid.key_identifier != skid.digest:
+        raise PkiError(f"{what}: authority key identifier does not match the issuer's subject key identifier")
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _build_chain(
+    signing: x509.Certificate, pool: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], now: _dt.datetime
+) -> list[x509.Certificate]:
+    """signing <- intermediates... <- root; returns [signing, intermediates..., root]."""
+    chain = [signing]
+    current = signing
+    for _ in range(_MAX_INTERMEDIATES + 1):
+        for root in roots:
+            if current.issuer == root.subject:
+                _check_issued(current, root, f"certificate {current.subject.rfc4514_string()!r}")
+                _check_validity(root, now, "the root CA certificate")
+                if not _is_ca(root):
+                    raise PkiError("the root CA certificate is not a CA")
+                chain.append(root)
+                return chain
+        parents = [c for c in pool if c.subject == current.issuer and c is not current and c not in chain]
+        if not parents:
+            raise PkiError(
+                f"no issuer certificate for {current.subject.rfc4514_string()!r} "
+                f"(issuer {current.issuer.rfc4514_string()!r}); give it with --cert or the root with --root-ca"
+            )
+        parent = parents[0]
+        what = "the IBM Z signing-key certificate" if current is signing else "an intermediate CA certificate"
+        _check_issued(current, parent, what)
+        _check_validity(parent, now, "an intermediate CA certificate")
+        if not _is_ca(parent):
+            raise PkiError(f"{parent.subject.rfc4514_string()!r} issues certificates but is not a CA")
+        chain.append(parent)
+        current = parent
+    raise PkiError(f"certificate chain longer than {_MAX_INTERMEDIATES} intermediates")
+
+
+def _check_crl(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: _dt.datetime, what: str
+) -> None:
+    if not crl.is_signature_valid(issuer.public_key()):
+        raise PkiError(f"{what}: signature does not verify with {issuer.subject.rfc4514_string()!r}")
+    if now < crl.last_update_utc:
+        raise PkiError(f"{what}: not yet valid (last update {crl.last_update_utc:%Y-%m-%d})")
+    if crl.next_update_utc is None or now > crl.next_update_utc:
+        raise PkiError(f"{what}: outdated (next update was due {crl.next_update_utc:%Y-%m-%d})")
+    try:
+        akid = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        skid = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return
+    if akid.key_identifier is not None and akid.key_identifier != skid.digest:
+        raise PkiError(f"{what}: authority key identifier does not match its issuer")
+
+
+def verify_host_key_document(
+    hkd: x509.Certificate,
+    *,
+    certs: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+    now: _dt.datetime | None = None,
+) -> HostKeyDocumentInfo:
+    """Verify a host-key document like ``pvimg create`` does (module docstring, steps 1-4).
+
+    Args:
+        hkd: the host-key document.
+        certs: the IBM Z signing-key certificate and intermediate CA certificates.
+        roots: trusted root CA certificates.
+        crls: CRLs of the signing key (required) and of the CAs (optional).
+        now: verification time (default: the current time).
+
+    Returns:
+        The verified document's details.
+
+    Raises:
+        PkiError: the first failed check.
+    """
+    now = _now(now)
+    signing = [c for c in certs if is_ibm_signing_subject(c.subject)]
+    if not signing:
+        raise PkiError("no IBM Z signing-key certificate given (--cert)")
+    if len({c.fingerprint(hashes.SHA256()) for c in signing}) > 1:
+        raise PkiError("more than one IBM Z signing-key certificate given; give exactly one")
+    signer = signing[0]
+    if not roots:
+        raise PkiError("no trusted root CA given (--root-ca)")
+    chain = _build_chain(signer, certs, roots, now)
+    _check_validity(signer, now, "the IBM Z signing-key certificate")
+    for c in chain:
+        if _security_bits(c.public_key()) < 112:
+            raise PkiError(f"{c.subject.rfc4514_string()!r}: key weaker than 112-bit security")
+
+    _check_issued(hkd, signer, "host-key document")
+    _check_validity(hkd, now, "the host-key document")
+    info = _info(hkd, True)
+
+    if not crls:
+        raise PkiError("no CRL given for the IBM Z signing key (--crl); at least one valid CRL is required")
+    signer_crls = 0
+    for i, crl in enumerate(crls):
+        what = f"CRL {i + 1} ({crl.issuer.rfc4514_string()})"
+        if _same_issuer(crl.issuer, signer.subject):
+            _check_crl(crl, signer, now, what)
+            signer_crls += 1
+            if crl.get_revoked_certificate_by_serial_number(hkd.serial_number) is not None:
+                raise PkiError(f"the host-key document (serial {hkd.serial_number:#x}) is revoked")
+            continue
+        issuers = [c for c in chain[1:] if c.subject == crl.issuer]
+        if not issuers:
+            raise PkiError(f"{what}: not issued by the IBM Z signing key or a CA of its chain")
+        _check_crl(crl, issuers[0], now, what)
+        idx = chain.index(issuers[0])
+        child = chain[idx - 1]
+        if crl.get_revoked_certificate_by_serial_number(child.serial_number) is not None:
+            raise PkiError(f"certificate {child.subject.rfc4514_string()!r} is revoked")
+    if not signer_crls:
+        raise PkiError("no valid CRL of the IBM Z signing key; at least one is required")
+    return info
+
+
+def describe_unverified(hkd: x509.Certificate) -> HostKeyDocumentInfo:
+    """Details of a host-key document without verifying it (``--no-verify``)."""
+    return _info(hkd, False)
+
