@@ -232,6 +232,8 @@ class SecureConfig:
     reset_prepared: bool = False
     #: the first OPR_LOAD (PSW from the SE header) happened; later loads take the PSW at absolute 0
     booted: bool = False
+    #: an add-secret request forbade host-initiated dumps (secrets issue)
+    dump_disabled: bool = False
     dump: Any = None
     unpack: Any = None
 
@@ -441,6 +443,22 @@ class Ultravisor:
             v, left = v + n, left - n
         return pieces
 
+    def host_buffer(self, cb: ControlBlock, vaddr: int, length: int, write: bool) -> list[tuple[int, int]] | None:
+        """Public form of the host-buffer translation (for the UV's command modules)."""
+        return self._host_buffer(cb, vaddr, length, write)
+
+    def write_pieces(self, pieces: list[tuple[int, int]], data: bytes) -> None:
+        """Store ``data`` into translated host-buffer pieces (firmware access)."""
+        self._write_pieces(pieces, data)
+
+    def random(self, n: int) -> bytes:
+        """``n`` bytes from the injected random source."""
+        return self._rng(n)
+
+    def gmap_frame(self, cfg: SecureConfig, gaddr: int) -> int | None:
+        """Host frame of a guest page through the configuration's ASCE, or None."""
+        return self._gmap(cfg, gaddr)
+
     def _read_pieces(self, pieces: list[tuple[int, int]]) -> bytes:
         return b"".join(self.mem.read(a, n) for a, n in pieces)
 
@@ -553,7 +571,7 @@ class Ultravisor:
         the UV returns to the uninitialised state (``secure-execution.md`` 4.1)."""
         owner = self.mem.owner
         tracked: set[int] = set(self._frames(self.base_origin, self.base_len)) if self.initialized else set()
-        for cfg in set(self._by_tag.values()) | set(self._configs.values()):
+        for cfg in {id(c): c for c in (*self._by_tag.values(), *self._configs.values())}.values():
             tracked.update(cfg.frames)
             if cfg.state != "destroyed":
                 tracked.update(self._frames(cfg.base_origin, cfg.base_len))

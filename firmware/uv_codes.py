@@ -147,14 +147,14 @@ COMMANDS: Final[tuple[UvCommand, ...]] = (
     UvCommand(0x0340, "set_unshare_all", "Unshare All", 0x40, 20, _H, struct="UvCbNodata"),
     UvCommand(0x0341, "pin_page_shared", "Pin Page Shared", 0x20, 21, _H, struct="UvCbCfs"),
     UvCommand(0x0342, "unpin_page_shared", "Unpin Page Shared", 0x28, 22, _H, struct="UvCbCts"),
-    UvCommand(0x0400, "dump_init", "Initiate Configuration Dump", 0x40, 24, _H, implemented=False, struct="UvCbNodata"),
+    UvCommand(0x0400, "dump_init", "Initiate Configuration Dump", 0x40, 24, _H, struct="UvCbNodata"),
     UvCommand(
-        0x0401, "dump_conf_stor_state", "Dump Configuration Storage State", 0x50, 25, _H, implemented=False,
+        0x0401, "dump_conf_stor_state", "Dump Configuration Storage State", 0x50, 25, _H,
         struct="UvCbDumpStorState",
     ),
-    UvCommand(0x0402, "dump_cpu", "Dump CPU State", 0x50, 26, _H, implemented=False, struct="UvCbDumpCpu"),
+    UvCommand(0x0402, "dump_cpu", "Dump CPU State", 0x50, 26, _H, struct="UvCbDumpCpu"),
     UvCommand(
-        0x0403, "dump_complete", "Complete Configuration Dump", 0x50, 27, _H, implemented=False,
+        0x0403, "dump_complete", "Complete Configuration Dump", 0x50, 27, _H,
         struct="UvCbDumpComplete"
     ),
     UvCommand(0x1000, "set_shared_access", "Set Shared Access", 0x30, 8, _G, struct="UvCbShare"),
