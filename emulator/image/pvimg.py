@@ -1,0 +1,820 @@
+"""SE image builder and inspector with the command lines of IBM's pvimg/genprotimg (create, info), and the hostkey tool.
+
+Image layout (a memory image loaded at absolute 0, spec 8.1; details in docs/se-image.md)::
+
+    0x00000  short PSW -> 0x11000 (stage3a entry)              plaintext
+    0x0C000  image metadata "SeImgLnx" (28 bytes)              plaintext
+    0x10000  stage3a (init stub; entry 0x11000; stage3a_args)  plaintext
+    next 4K  kernel (tweak 40), ramdisk (50), parmfile (60),   secure: AES-256-XTS per page, measured
+             stage3b (70, argument block patched)
+    next 4K  SE header                                          plaintext
+    next 4K  IPL parameter block, PV type 5                     plaintext
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import io
+import json
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from firmware.crypto import (
+    CryptoError,
+    EllipticCurvePrivateKey,
+    EllipticCurvePublicKey,
+    DeterministicRng,
+    Rng,
+    Secret,
+    SystemRng,
+    aes_xts_encrypt,
+    generate_p521_key,
+    phkh,
+    private_key_from_pem,
+)
+from firmware.machine_identity import BUNDLED, MachineIdentity, MachineIdentityError
+from firmware.se_header import (
+    MAGIC as HDR_MAGIC,
+    PAGE_SIZE,
+    PCF_ALLOW_DUMPING,
+    PCF_BACKUP_KEYS,
+    PCF_DEFAULT,
+    PCF_NO_COMP_ENCRYPTION,
+    PCF_PCKMO_AES,
+    PCF_PCKMO_DEA_TDEA,
+    PCF_PCKMO_ECC,
+    PCF_PCKMO_HMAC,
+    PSW_MASK_DEFAULT,
+    SCF_CCK_EXTENSION_SECRET,
+    SCF_CCK_UPDATE,
+    ImageDigests,
+    OpenedHeader,
+    SeHeader,
+    SeHeaderBuildError,
+    SeHeaderError,
+    build_header,
+    open_header,
+    page_tweak,
+)
+
+from . import pki
+
+__all__ = [
+    "ImageError",
+    "ImgMetadata",
+    "IpibPvComponent",
+    "IplParameterBlockPv",
+    "ImageComponent",
+    "SeImage",
+    "COMP_KERNEL",
+    "COMP_RAMDISK",
+    "COMP_PARMFILE",
+    "COMP_STAGE3B",
+    "STAGE3A_LOAD_ADDRESS",
+    "STAGE3A_ENTRY",
+    "METADATA_ADDRESS",
+    "bootloader_dir",
+    "load_kernel",
+    "prepare_cmdline",
+    "build_image",
+    "parse_image",
+    "pvimg_main",
+    "hostkey_main",
+]
+
+# Component kinds = tweak prefixes (spec 8.1).
+COMP_SHORT_PSW, COMP_METADATA, COMP_STAGE3A = 10, 20, 30
+COMP_KERNEL, COMP_RAMDISK, COMP_PARMFILE, COMP_STAGE3B = 40, 50, 60, 70
+COMP_SEHDR, COMP_IPIB = 80, 90
+_COMP_NAMES = {
+    COMP_SHORT_PSW: "short PSW", COMP_METADATA: "image metadata", COMP_STAGE3A: "stage3a",
+    COMP_KERNEL: "kernel", COMP_RAMDISK: "ramdisk", COMP_PARMFILE: "parmfile", COMP_STAGE3B: "stage3b",
+    COMP_SEHDR: "SE header", COMP_IPIB: "IPIB",
+}
+
+STAGE3A_LOAD_ADDRESS = 0x10000
+STAGE3A_ENTRY = 0x11000
+STAGE3A_MAX_END = 0x13000
+METADATA_ADDRESS = 0xC000
+IMAGE_LOAD_ADDRESS = 0x10000  # Linux kernel entry; stage3b moves the kernel here
+MAX_COMMAND_LINE_SIZE_ADDR = 0x10430
+LEGACY_COMMAND_LINE_SIZE = 896
+IMG_META_MAGIC = b"SeImgLnx"
+SHORT_PSW_BIT12 = 0x0008000000000000
+IPL_PBT_PV = 5
+
+
+class ImageError(Exception):
+    """Bad input to the builder or a malformed image (exit status 2 in the CLIs)."""
+
+
+def _round_up(n: int, a: int = PAGE_SIZE) -> int:
+    return (n + a - 1) // a * a
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True)
+class ImgMetadata:
+    """Image metadata at 0xC000 (28 bytes, packed): magic, hdr_off, version, ipib_off."""
+
+    magic: bytes
+    hdr_off: int
+    version: int
+    ipib_off: int
+
+    FMT = ">8sQIQ"
+    SIZE = 28
+
+    def pack(self) -> bytes:
+        """The 28 bytes."""
+        return struct.pack(self.FMT, self.magic, self.hdr_off, self.version, self.ipib_off)
+
+    @classmethod
+    def parse(cls, data: bytes, offset: int = 0) -> ImgMetadata:
+        """Parse 28 bytes at offset."""
+        return cls(*struct.unpack_from(cls.FMT, data, offset))
+
+
+@dataclass(frozen=True)
+class IpibPvComponent:
+    """One PV IPIB component entry (24 bytes): tweak prefix, guest address, length."""
+
+    tweak_pref: int
+    addr: int
+    len: int
+
+    FMT = ">QQQ"
+    SIZE = 24
+
+
+@dataclass(frozen=True)
+class IplParameterBlockPv:
+    """IPL parameter block of type 5 (PV), spec 8.2."""
+
+    components: tuple[IpibPvComponent, ...]
+    pv_hdr_addr: int
+    pv_hdr_size: int
+    flags: int = 0
+    version: int = 1
+    loadparm: bytes = bytes(8)
+    pv_version: int = 1
+
+    HDR_FMT = ">IB2xBIB3x8s87xB4xIQQ"
+    HDR_SIZE = 0x88
+
+    @property
+    def size(self) -> int:
+        """Total length 0x88 + 24 * n."""
+        return self.HDR_SIZE + IpibPvComponent.SIZE * len(self.components)
+
+    def pack(self) -> bytes:
+        """The IPIB bytes."""
+        head = struct.pack(
+            self.HDR_FMT, self.size, self.flags, self.version, self.size - 8, IPL_PBT_PV, self.loadparm,
+            self.pv_version, len(self.components), self.pv_hdr_addr, self.pv_hdr_size,
+        )
+        return head + b"".join(struct.pack(IpibPvComponent.FMT, c.tweak_pref, c.addr, c.len) for c in self.components)
+
+    @classmethod
+    def parse(cls, data: bytes, offset: int = 0) -> IplParameterBlockPv:
+        """Parse and check an IPIB at offset (length, block type, component count)."""
+        if len(data) < offset + cls.HDR_SIZE:
+            raise ImageError("IPIB truncated")
+        (size, flags, version, blk_len, pbt, loadparm, pv_version, n, hdr_addr, hdr_size) = struct.unpack_from(
+            cls.HDR_FMT, data, offset
+        )
+        if pbt != IPL_PBT_PV:
+            raise ImageError(f"IPIB block type {pbt} is not 5 (PV)")
+        if size != cls.HDR_SIZE + IpibPvComponent.SIZE * n or blk_len != size - 8:
+            raise ImageError(f"IPIB length {size:#x} does not match {n} components")
+        if len(data) < offset + size:
+            raise ImageError("IPIB truncated")
+        comps = tuple(
+            IpibPvComponent(*struct.unpack_from(IpibPvComponent.FMT, data, offset + cls.HDR_SIZE + 24 * i))
+            for i in range(n)
+        )
+        return cls(comps, hdr_addr, hdr_size, flags, version, loadparm, pv_version)
+
+
+assert struct.calcsize(ImgMetadata.FMT) == ImgMetadata.SIZE
+assert struct.calcsize(IplParameterBlockPv.HDR_FMT) == IplParameterBlockPv.HDR_SIZE
+
+
+@dataclass(frozen=True)
+class ImageComponent:
+    """A component of the built image: kind, address, original and stored (page-padded) size, tweak prefix."""
+
+    kind: int
+    addr: int
+    size: int
+    stored_size: int
+    tweak_pref: int | None  # None: plaintext component
+
+    @property
+    def name(self) -> str:
+        """Human name of the kind."""
+        return _COMP_NAMES.get(self.kind, str(self.kind))
+
+    @property
+    def secure(self) -> bool:
+        """Encrypted and measured (unpacked by the UV)."""
+        return self.tweak_pref is not None
+
+
+@dataclass(frozen=True)
+class SeImage:
+    """A built or parsed SE image."""
+
+    data: bytes
+    header_addr: int
+    header_size: int
+    ipib_addr: int
+    ipib: IplParameterBlockPv
+    components: tuple[ImageComponent, ...] = ()
+
+    @property
+    def header(self) -> bytes:
+        """The SE header bytes."""
+        return self.data[self.header_addr:self.header_addr + self.header_size]
+
+    def secure_pages(self):
+        """(gaddr, tweak, stored page) of every secure page, in Unpack order (from the IPIB)."""
+        for comp in self.ipib.components:
+            for off in range(0, _round_up(comp.len), PAGE_SIZE):
+                yield comp.addr + off, page_tweak(comp.tweak_pref, off), self.data[comp.addr + off:comp.addr + off + PAGE_SIZE]
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def bootloader_dir() -> Path:
+    """Where the prebuilt stage3a.bin / stage3b.bin live (guests/images of the repository)."""
+    return Path(__file__).resolve().parents[2] / "guests" / "images"
+
+
+def _read_bootloader(directory: Path | None, name: str) -> bytes:
+    path = (directory or bootloader_dir()) / f"{name}.bin"
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read the {name} loader {path}: {exc.strerror} (build it with tools/build_guests.py)")
+
+
+def load_kernel(data: bytes) -> tuple[bytes, int]:
+    """The kernel as a memory image from absolute 0, and its entry address.
+
+    An s390x ELF is flattened (PT_LOAD segments at their physical addresses, BSS zero-filled, nothing
+    below 0x10000 allowed); any other file is taken as a memory image from 0 like Linux's ``image``,
+    entered at 0x10000. Either must extend beyond 0x10000.
+    """
+    if data[:4] == b"\x7fELF":
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
+        try:
+            elf = ELFFile(io.BytesIO(data))
+            if elf["e_machine"] != "EM_S390" or elf.elfclass != 64 or elf.little_endian:
+                raise ImageError("kernel ELF is not a 64-bit big-endian s390x executable")
+            segs = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_memsz"] > 0]
+            if not segs:
+                raise ImageError("kernel ELF has no loadable segment")
+            low = min(s["p_paddr"] for s in segs)
+            if low < IMAGE_LOAD_ADDRESS:
+                raise ImageError(f"kernel ELF loads at {low:#x}, below 0x10000 (lowcore/IPL area)")
+            end = max(s["p_paddr"] + s["p_memsz"] for s in segs)
+            if end > 1 << 32:
+                raise ImageError("kernel ELF loads above 4 GiB")
+            image = bytearray(end)
+            for s in segs:
+                image[s["p_paddr"]:s["p_paddr"] + s["p_filesz"]] = s.data()
+            return bytes(image), elf["e_entry"]
+        except ELFError as exc:
+            raise ImageError(f"malformed kernel ELF: {exc}") from None
+    if len(data) <= IMAGE_LOAD_ADDRESS:
+        raise ImageError("kernel image must be a memory image from address 0 larger than 64 KiB (or an ELF)")
+    return bytes(data), IMAGE_LOAD_ADDRESS
+
+
+def prepare_cmdline(text: bytes, kernel_image: bytes) -> bytes:
+    """Parmfile -> NUL-terminated command line (lines joined by blanks), checked against the kernel's limit."""
+    try:
+        s = text.decode("ascii")
+    except UnicodeDecodeError:
+        raise ImageError("the parmfile must be ASCII") from None
+    if "\0" in s:
+        raise ImageError("the parmfile contains a NUL byte")
+    line = " ".join(part.strip() for part in s.splitlines() if part.strip())
+    out = line.encode() + b"\0"
+    limit = LEGACY_COMMAND_LINE_SIZE
+    if len(kernel_image) >= MAX_COMMAND_LINE_SIZE_ADDR + 8:
+        declared = int.from_bytes(kernel_image[MAX_COMMAND_LINE_SIZE_ADDR:MAX_COMMAND_LINE_SIZE_ADDR + 8], "big")
+        limit = declared or limit
+    if len(out) > limit:
+        raise ImageError(f"the kernel command line has {len(out)} bytes with its NUL; the kernel accepts {limit}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ build
+
+
+def build_image(
+    *,
+    kernel: bytes,
+    host_keys: Sequence[EllipticCurvePublicKey],
+    rng: Rng,
+    ramdisk: bytes | None = None,
+    parmfile: bytes | None = None,
+    pcf: int = PCF_DEFAULT,
+    scf: int = 0,
+    cck: Secret | None = None,
+    xts_key: Secret | None = None,
+    stage3a: bytes | None = None,
+    stage3b: bytes | None = None,
+    loader_dir: Path | None = None,
+) -> SeImage:
+    """Build an SE image (what ``pvimg create`` writes).
+
+    Raises:
+        ImageError: bad kernel/ramdisk/parmfile/loader, or a header the architecture cannot express.
+    """
+    kimage, entry = load_kernel(kernel)
+    stage3a = stage3a if stage3a is not None else _read_bootloader(loader_dir, "stage3a")
+    stage3b = stage3b if stage3b is not None else _read_bootloader(loader_dir, "stage3b")
+    if len(stage3a) < 0x1000 + 24 or STAGE3A_LOAD_ADDRESS + len(stage3a) > STAGE3A_MAX_END or any(stage3a[-24:]):
+        raise ImageError("stage3a.bin is not a stage3a loader (size or parameter block)")
+    if len(stage3b) < 64 + 8 or any(stage3b[-64:]):
+        raise ImageError("stage3b.bin is not a stage3b loader (argument block)")
+    if xts_key is None:
+        while True:
+            xts_key = Secret(rng.random_bytes(64), "XTS key")
+            if xts_key.expose()[:32] != xts_key.expose()[32:]:
+                break
+    cmdline = prepare_cmdline(parmfile, kimage) if parmfile is not None else None
+    encrypt = not pcf & PCF_NO_COMP_ENCRYPTION
+
+    out = bytearray()
+    comps: list[ImageComponent] = []
+    digests = ImageDigests()
+    next_addr = _round_up(STAGE3A_LOAD_ADDRESS + len(stage3a))
+
+    def place(addr: int, blob: bytes) -> None:
+        if len(out) < addr + len(blob):
+            out.extend(bytes(addr + len(blob) - len(out)))
+        out[addr:addr + len(blob)] = blob
+
+    def add_secure(kind: int, blob: bytes) -> ImageComponent:
+        nonlocal next_addr
+        if not blob:
+            raise ImageError(f"the {_COMP_NAMES[kind]} is empty")
+        pref = (kind << 48) | int.from_bytes(rng.random_bytes(6), "big")
+        addr, stored = next_addr, _round_up(len(blob))
+        padded = blob + bytes(stored - len(blob))
+        for off in range(0, stored, PAGE_SIZE):
+            tweak = page_tweak(pref, off)
+            page = padded[off:off + PAGE_SIZE]
+            if encrypt:
+                try:
+                    page = aes_xts_encrypt(xts_key, tweak, page)
+                except CryptoError as exc:
+                    raise ImageError(f"component key: {exc}") from None
+            digests.add_page(addr + off, tweak, page)
+            place(addr + off, page)
+        comp = ImageComponent(kind, addr, len(blob), stored, pref)
+        comps.append(comp)
+        next_addr = addr + stored
+        return comp
+
+    k = add_secure(COMP_KERNEL, kimage)
+    r = add_secure(COMP_RAMDISK, ramdisk) if ramdisk else None
+    p = add_secure(COMP_PARMFILE, cmdline) if cmdline else None
+    args = struct.pack(
+        ">8Q",
+        k.addr, k.size,
+        p.addr if p else 0, p.size if p else 0,
+        r.addr if r else 0, r.size if r else 0,
+        PSW_MASK_DEFAULT, entry,
+    )
+    s3b = add_secure(COMP_STAGE3B, stage3b[:-64] + args)
+
+    try:
+        header = build_header(
+            host_keys=host_keys, psw_addr=s3b.addr, digests=digests, xts_key=xts_key, rng=rng, pcf=pcf, scf=scf,
+            cck=cck,
+        )
+    except SeHeaderBuildError as exc:
+        raise ImageError(str(exc)) from None
+    hdr_addr = next_addr
+    place(hdr_addr, header)
+    comps.append(ImageComponent(COMP_SEHDR, hdr_addr, len(header), _round_up(len(header)), None))
+    ipib_addr = _round_up(hdr_addr + len(header))
+    ipib = IplParameterBlockPv(
+        components=tuple(IpibPvComponent(c.tweak_pref, c.addr, c.stored_size) for c in comps if c.secure),
+        pv_hdr_addr=hdr_addr,
+        pv_hdr_size=len(header),
+    )
+    place(ipib_addr, ipib.pack())
+    comps.append(ImageComponent(COMP_IPIB, ipib_addr, ipib.size, ipib.size, None))
+
+    parms = STAGE3A_LOAD_ADDRESS + len(stage3a) - 24
+    place(STAGE3A_LOAD_ADDRESS, stage3a[:-24] + struct.pack(">QQQ", hdr_addr - parms, len(header), ipib_addr - parms))
+    comps.insert(0, ImageComponent(COMP_STAGE3A, STAGE3A_LOAD_ADDRESS, len(stage3a), len(stage3a), None))
+    place(METADATA_ADDRESS, ImgMetadata(IMG_META_MAGIC, hdr_addr, 1, ipib_addr).pack())
+    comps.insert(0, ImageComponent(COMP_METADATA, METADATA_ADDRESS, ImgMetadata.SIZE, ImgMetadata.SIZE, None))
+    short_psw = SHORT_PSW_BIT12 | (PSW_MASK_DEFAULT & 0xFFFFFFFF00000000) | 0x80000000 | STAGE3A_ENTRY
+    place(0, struct.pack(">Q", short_psw))
+    comps.insert(0, ImageComponent(COMP_SHORT_PSW, 0, 8, 8, None))
+    return SeImage(bytes(out), hdr_addr, len(header), ipib_addr, ipib, tuple(comps))
+
+
+# ------------------------------------------------------------------------------------------------ parse
+
+
+def parse_image(data: bytes) -> SeImage:
+    """Locate and parse the SE header and IPIB of an image (metadata at 0xC000, else a page scan).
+
+    A file that starts with the header magic is taken as a bare SE header (no IPIB).
+    """
+    if data[:8] == HDR_MAGIC:
+        size = struct.unpack_from(">I", data, 12)[0] if len(data) >= 16 else 0
+        return SeImage(bytes(data), 0, size, -1, IplParameterBlockPv((), 0, size))
+    hdr_addr = ipib_addr = None
+    if len(data) >= METADATA_ADDRESS + ImgMetadata.SIZE:
+        meta = ImgMetadata.parse(data, METADATA_ADDRESS)
+        if meta.magic == IMG_META_MAGIC:
+            hdr_addr, ipib_addr = meta.hdr_off, meta.ipib_off
+    if hdr_addr is None:
+        for off in range(0, len(data) - 16, PAGE_SIZE):
+            if data[off:off + 8] == HDR_MAGIC:
+                hdr_addr = off
+                break
+        else:
+            raise ImageError("no SE header in the image (no metadata, no 'IBMSecEx' at a page boundary)")
+    if hdr_addr + 16 > len(data):
+        raise ImageError(f"SE header offset {hdr_addr:#x} beyond the image")
+    size = struct.unpack_from(">I", data, hdr_addr + 12)[0]
+    if hdr_addr + size > len(data):
+        raise ImageError(f"SE header at {hdr_addr:#x} claims {size:#x} bytes beyond the end of the image")
+    if ipib_addr is None:
+        ipib_addr = _round_up(hdr_addr + size)
+    ipib = IplParameterBlockPv.parse(data, ipib_addr)
+    return SeImage(bytes(data), hdr_addr, size, ipib_addr, ipib)
+
+
+# ------------------------------------------------------------------------------------------------ CLI plumbing
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage block
+        raise _UsageError(message)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _time(text: str) -> _dt.datetime:
+    try:
+        t = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def _read(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _rng(seed: str | None) -> Rng:
+    return DeterministicRng(seed) if seed is not None else SystemRng()
+
+
+def _bundled_pki_dir() -> Path:
+    return MachineIdentity.bundled_dir("zuv-demo") / "pki"
+
+
+def _run(prog: str, argv: Sequence[str] | None, build, handler) -> int:
+    parser = build()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        return handler(args)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except _UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (MachineIdentityError, CryptoError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except pki.PkiError as exc:
+        print(f"{prog}: verification failed: {exc}", file=sys.stderr)
+        return 1
+    except SeHeaderError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+
+
+# ------------------------------------------------------------------------------------------------ pvimg
+
+
+def _pvimg_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pvimg", description="Create and inspect IBM Secure Execution images (zuv emulation).")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("create", help="create an SE image", description="Create an SE image (like pvimg create).")
+    c.add_argument("-i", "--image", required=True, help="kernel: s390x ELF or memory image from address 0")
+    c.add_argument("-r", "--ramdisk", help="initial ramdisk")
+    c.add_argument("-p", "--parmfile", help="kernel command line file")
+    c.add_argument("-k", "--host-key-document", action="append", required=True, dest="hkds",
+                   help="host-key document of a target machine (repeat for several machines)")
+    c.add_argument("-o", "--output", required=True, help="output image")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    c.add_argument("--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)")
+    c.add_argument("-C", "--cert", action="append", default=[], help="IBM Z signing-key or intermediate CA certificate")
+    c.add_argument("--crl", action="append", default=[], help="certificate revocation list")
+    c.add_argument("--root-ca", help="trusted root CA (default: zuv's emulated root CA)")
+    c.add_argument("--offline", action="store_true", help="never download CRLs (zuv never downloads)")
+    c.add_argument("--cck", "--comm-key", dest="cck", help="32-byte customer communication key file")
+    for flag, help_ in (
+        ("dump", "allow dumping of the secure guest (PCF bit 34)"),
+        ("pckmo", "PCKMO DEA/TDEA, AES and ECC key functions (PCF bits 56-58, default on)"),
+        ("pckmo-hmac", "PCKMO HMAC functions (PCF bit 59)"),
+        ("backup-keys", "allow backup host keys (PCF bit 62)"),
+        ("cck-extension-secret", "enforce the CCK extension secret for add-secret requests (SCF bit 1)"),
+        ("cck-update", "allow a secret to replace the CCK (SCF bit 2)"),
+        ("component-encryption", "encrypt the components (PCF bit 35 clear, default on)"),
+    ):
+        g = c.add_mutually_exclusive_group()
+        g.add_argument(f"--enable-{flag}", action="store_true", help=help_)
+        g.add_argument(f"--disable-{flag}", action="store_true", help=argparse.SUPPRESS)
+    c.add_argument("--x-pcf", type=_int, help="expert: plaintext control flags value")
+    c.add_argument("--x-scf", type=_int, help="expert: secret control flags value")
+    c.add_argument("--x-bootloader-directory", type=Path, help="expert: directory with stage3a.bin/stage3b.bin")
+    c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible images)")
+    c.add_argument("--time", type=_time, help="zuv: verify certificates at this time (ISO 8601)")
+
+    i = sub.add_parser("info", help="show the SE header of an image", description="Show an SE image's header.")
+    i.add_argument("input", help="SE image or bare SE header")
+    i.add_argument("--format", choices=("text", "json"), default="text")
+    key = i.add_mutually_exclusive_group()
+    key.add_argument("--host-key", help="host private key (PEM) to open the header with")
+    key.add_argument("--machine", help="machine directory, or the name of a bundled machine")
+    return p
+
+
+def _pcf_scf(a) -> tuple[int, int]:
+    pcf = PCF_DEFAULT if a.x_pcf is None else a.x_pcf
+    scf = 0 if a.x_scf is None else a.x_scf
+    for name, bits in (
+        ("dump", PCF_ALLOW_DUMPING), ("pckmo", PCF_PCKMO_DEA_TDEA | PCF_PCKMO_AES | PCF_PCKMO_ECC),
+        ("pckmo_hmac", PCF_PCKMO_HMAC), ("backup_keys", PCF_BACKUP_KEYS),
+    ):
+        if getattr(a, f"enable_{name}"):
+            pcf |= bits
+        if getattr(a, f"disable_{name}"):
+            pcf &= ~bits
+    if a.disable_component_encryption:
+        pcf |= PCF_NO_COMP_ENCRYPTION
+    if a.enable_component_encryption:
+        pcf &= ~PCF_NO_COMP_ENCRYPTION
+    for name, bits in (("cck_extension_secret", SCF_CCK_EXTENSION_SECRET), ("cck_update", SCF_CCK_UPDATE)):
+        if getattr(a, f"enable_{name}"):
+            scf |= bits
+        if getattr(a, f"disable_{name}"):
+            scf &= ~bits
+    if not (0 <= pcf < 1 << 64 and 0 <= scf < 1 << 64):
+        raise ImageError("control flags must fit in 64 bits")
+    return pcf, scf
+
+
+def _host_keys_from_hkds(a) -> list[EllipticCurvePublicKey]:
+    docs = [(path, pki.load_certificate(_read(path, "host-key document"), f"host-key document {path}")) for path in a.hkds]
+    if a.no_verify:
+        print("pvimg: WARNING: host-key document verification is disabled. Your workload is not secured.",
+              file=sys.stderr)
+        return [pki.describe_unverified(d).public_key for _, d in docs]
+    if not a.cert:
+        raise pki.PkiError(
+            "give the IBM Z signing-key and intermediate CA certificates with --cert, or disable the "
+            "verification with --no-verify (at your own risk)"
+        )
+    certs = [c for path in a.cert for c in pki.load_certificates(_read(path, "certificate"), str(path))]
+    crls = [pki.load_crl(_read(path, "CRL"), str(path)) for path in a.crl]
+    root_path = Path(a.root_ca) if a.root_ca else _bundled_pki_dir() / "root-ca.crt"
+    roots = pki.load_certificates(_read(root_path, "root CA"), str(root_path))
+    keys = []
+    for path, doc in docs:
+        try:
+            keys.append(pki.verify_host_key_document(doc, certs=certs, roots=roots, crls=crls, now=a.time).public_key)
+        except pki.PkiError as exc:
+            raise pki.PkiError(f"{path}: {exc}") from None
+    return keys
+
+
+def _create(a) -> int:
+    out = Path(a.output)
+    if out.exists() and not a.overwrite:
+        raise ImageError(f"{out} exists; use --overwrite to replace it")
+    pcf, scf = _pcf_scf(a)
+    cck = None
+    if a.cck:
+        raw = _read(a.cck, "communication key")
+        if len(raw) != 32:
+            raise ImageError(f"the communication key must be 32 bytes, {a.cck} has {len(raw)}")
+        cck = Secret(raw, "CCK")
+    keys = _host_keys_from_hkds(a)
+    img = build_image(
+        kernel=_read(a.image, "kernel"),
+        ramdisk=_read(a.ramdisk, "ramdisk") if a.ramdisk else None,
+        parmfile=_read(a.parmfile, "parmfile") if a.parmfile else None,
+        host_keys=keys,
+        rng=_rng(a.seed),
+        pcf=pcf,
+        scf=scf,
+        cck=cck,
+        loader_dir=a.x_bootloader_directory,
+    )
+    try:
+        out.write_bytes(img.data)
+    except OSError as exc:
+        raise ImageError(f"cannot write {out}: {exc.strerror}") from None
+    return 0
+
+
+def _load_machine_keys(a) -> tuple[EllipticCurvePrivateKey, ...] | None:
+    if a.host_key:
+        return (private_key_from_pem(_read(a.host_key, "host key")),)
+    if a.machine:
+        m = MachineIdentity.bundled(a.machine) if a.machine in BUNDLED and not Path(a.machine).is_dir() else None
+        return (m or MachineIdentity.load(a.machine)).host_keys
+    return None
+
+
+def _flags_text(value: int) -> str:
+    bits = [str(b) for b in range(64) if value & (1 << (63 - b))]
+    return f"{value:#018x}" + (f" (bits {', '.join(bits)})" if bits else "")
+
+
+def _info_text(d: dict, components: Sequence[IpibPvComponent]) -> str:
+    lines = [
+        f"SE header version {d['version']:#x} ({d['magic']}), {d['sehs']} bytes",
+        f"  key slots (nks):        {d['nks']}",
+        f"  encrypted area (sea):   {d['sea']:#x} bytes",
+        f"  encrypted pages (nep):  {d['nep']}",
+        f"  plaintext flags (pcf):  {_flags_text(d['pcf'])}",
+        f"  IV:                     {d['iv']}",
+        f"  customer public key:    {d['cust_pub_key'][:32]}...",
+        f"  PLD: {d['pld']}",
+        f"  ALD: {d['ald']}",
+        f"  TLD: {d['tld']}",
+        f"  tag: {d['tag']}",
+    ]
+    for i, s in enumerate(d["key_slots"]):
+        lines.append(f"  key slot {i}: phkh {s['phkh']}")
+    for c in components:
+        kind = _COMP_NAMES.get(c.tweak_pref >> 48, "?")
+        lines.append(f"  component {kind:9} addr {c.addr:#010x} len {c.len:#x} tweak {c.tweak_pref:#018x}")
+    dec = d.get("decrypted")
+    if dec:
+        lines += [
+            f"decrypted with key slot {dec['key_slot']} (host key {dec['phkh'][:16]}...)"
+            + (" [backup key]" if dec["backup_key_used"] else ""),
+            f"  PSW:                    {dec['psw_mask']:#018x} {dec['psw_addr']:#018x}",
+            f"  secret flags (scf):     {_flags_text(dec['scf'])}",
+            f"  optional items (noi):   {dec['noi']}",
+        ]
+    return "\n".join(lines)
+
+
+def _info(a) -> int:
+    img = parse_image(_read(a.input, "image"))
+    keys = _load_machine_keys(a)
+    if keys is not None:
+        opened: OpenedHeader = open_header(img.header, keys)
+        d = opened.describe()
+    else:
+        d = SeHeader.parse(img.header).describe()
+    comps = img.ipib.components
+    if a.format == "json":
+        d["components"] = [
+            {"kind": _COMP_NAMES.get(c.tweak_pref >> 48, "?"), "addr": c.addr, "len": c.len, "tweak_pref": c.tweak_pref}
+            for c in comps
+        ]
+        print(json.dumps(d, indent=2))
+    else:
+        print(_info_text(d, comps))
+    return 0
+
+
+def pvimg_main(argv: Sequence[str] | None = None) -> int:
+    """``pvimg create`` / ``pvimg info``: exit 0 ok, 1 refused or verification failed, 2 usage or bad input."""
+
+    def handler(a) -> int:
+        return _create(a) if a.command == "create" else _info(a)
+
+    return _run("pvimg", argv, _pvimg_parser, handler)
+
+
+# ------------------------------------------------------------------------------------------------ hostkey
+
+
+def _hostkey_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hostkey", description="Emulated IBM Z host keys, host-key documents and their PKI.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("init-pki", help="create root CA, intermediate CA, IBM Z signing key and CRLs")
+    s.add_argument("directory")
+    s.add_argument("--years", type=int, default=16)
+    m = sub.add_parser("new-machine", help="create a machine: host key pair and its host-key document")
+    m.add_argument("directory", help="machine directory; its name is the machine name")
+    m.add_argument("--pki", help="PKI directory (default: the bundled emulated PKI)")
+    m.add_argument("--backup", action="store_true", help="also create a backup host key")
+    r = sub.add_parser("revoke", help="revoke a host-key document in the PKI's CRL")
+    r.add_argument("hkd")
+    r.add_argument("--pki", required=True)
+    v = sub.add_parser("verify", help="verify a host-key document: chain, CRL, validity, machine identity")
+    v.add_argument("hkd")
+    v.add_argument("--root-ca", help="trusted root CA (default: the PKI's or the bundled one)")
+    v.add_argument("-C", "--cert", action="append", default=[])
+    v.add_argument("--crl", action="append", default=[])
+    v.add_argument("--pki", help="take root CA, certificates and CRLs from this PKI directory")
+    v.add_argument("--machine", help="also check that the document carries this machine's host key")
+    for q in (s, m, r, v):
+        q.add_argument("--time", type=_time, help="the current time for issuing/verifying (ISO 8601)")
+    for q in (s, m):
+        q.add_argument("--seed", help="derive keys and serials from this seed (reproducible)")
+    return p
+
+
+def _hk_verify(a) -> int:
+    hkd = pki.load_certificate(_read(a.hkd, "host-key document"), a.hkd)
+    pki_dir = Path(a.pki) if a.pki else (_bundled_pki_dir() if not a.cert else None)
+    certs = [c for path in a.cert for c in pki.load_certificates(_read(path, "certificate"), path)]
+    crls = [pki.load_crl(_read(path, "CRL"), path) for path in a.crl]
+    root_path = Path(a.root_ca) if a.root_ca else (pki_dir or _bundled_pki_dir()) / "root-ca.crt"
+    if pki_dir is not None:
+        loaded = pki.Pki.load(pki_dir)
+        certs += [loaded.signing_cert, loaded.inter_cert]
+        if not a.crl:
+            crls += [loaded.crl, loaded.inter_crl]
+    roots = pki.load_certificates(_read(root_path, "root CA"), str(root_path))
+    info = pki.verify_host_key_document(hkd, certs=certs, roots=roots, crls=crls, now=a.time)
+    if a.machine:
+        m = MachineIdentity.bundled(a.machine) if a.machine in BUNDLED and not Path(a.machine).is_dir() else None
+        m = m or MachineIdentity.load(a.machine)
+        if phkh(info.public_key) != m.host_key_hash:
+            raise pki.PkiError(f"the host-key document is not for machine {m.name}")
+    print(f"{a.hkd}: OK: host key of {info.machine_name!r}, serial {info.serial:#x}, "
+          f"phkh {phkh(info.public_key).hex()}, valid until {info.not_after:%Y-%m-%d}")
+    return 0
+
+
+def _hostkey(a) -> int:
+    if a.command == "init-pki":
+        pki.create_pki(_rng(a.seed), a.time, a.years).save(Path(a.directory))
+        print(f"created the emulated PKI in {a.directory}")
+        return 0
+    if a.command == "new-machine":
+        d = Path(a.directory)
+        if (d / "host-key.pem").exists():
+            raise ImageError(f"{d} already holds a machine")
+        issuer = pki.Pki.load(Path(a.pki) if a.pki else _bundled_pki_dir())
+        rng = _rng(a.seed)
+        key = generate_p521_key(rng)
+        backup = generate_p521_key(rng) if a.backup else None
+        doc = pki.issue_host_key_document(issuer, key.public_key(), d.resolve().name, rng, a.time)
+        from cryptography.hazmat.primitives import serialization
+
+        m = MachineIdentity(d.resolve().name, key, doc.public_bytes(serialization.Encoding.PEM), backup)
+        m.save(d)
+        print(f"created machine {m.name} in {d}: phkh {m.host_key_hash.hex()}")
+        return 0
+    if a.command == "revoke":
+        hkd = pki.load_certificate(_read(a.hkd, "host-key document"), a.hkd)
+        issuer = pki.Pki.load(Path(a.pki))
+        issuer.revoke(hkd.serial_number, a.time)
+        issuer.save(Path(a.pki))
+        print(f"revoked serial {hkd.serial_number:#x}")
+        return 0
+    return _hk_verify(a)
+
+
+def hostkey_main(argv: Sequence[str] | None = None) -> int:
+    """``hostkey init-pki|new-machine|revoke|verify``: exit 0 ok, 1 verification failed, 2 usage or bad input."""
+    return _run("hostkey", argv, _hostkey_parser, _hostkey)
