@@ -627,7 +627,7 @@ class Ultravisor:
 
         Returns (in check order, 4.1): 0x0103 length is not Query's ``uv_base_stor_len``, 0x0104 origin
         beyond memory, 0x0105 origin + length beyond memory, 0x0104 origin not 4 KiB aligned, 0x0108 below
-        2 GiB, 0x0106 storage not host storage, 0x0102 other CPUs running, 0x0101 already initialised,
+        2 GiB, 0x0102 other CPUs running, 0x0101 already initialised,
         0x0001 success.
         """
         origin, length = blk.stor_origin, blk.stor_len
@@ -643,8 +643,6 @@ class Ultravisor:
         if origin < TWO_GIB:
             return _Outcome(0x0108)
         frames = self._frames(origin, length)
-        if not self.initialized and not self._all_host(frames):
-            return _Outcome(0x0106)
         if caller.other_cpus_running:
             return _Outcome(0x0102)
         if self.initialized:

@@ -201,7 +201,6 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
         0x0103: "storage length is not the length Query reports",
         0x0104: "storage origin invalid (beyond memory, or not on a 4 KiB boundary (zuv))",
         0x0105: "storage origin + length beyond memory",
-        0x0106: "donated storage is not host storage (already donated or secure) (zuv)",
         0x0108: "storage below 2 GiB",
     },
     0x0100: {
