@@ -37,6 +37,8 @@ from unicorn.unicorn_const import (
     UC_CTL_IO_WRITE,
     UC_CTL_TLB_FLUSH,
     UC_HOOK_INTR,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
     UC_MODE_BIG_ENDIAN,
     UC_PROT_ALL,
@@ -154,10 +156,11 @@ _B2_TRAPS: Final = bytes(
     ]
 )  # fmt: skip
 _B9_TRAPS: Final = bytes([0x05, 0x25, 0x8A, 0x8E, 0xA4, 0xAF])
-_ONE_BYTE_TRAPS: Final = bytes([0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
+_ONE_BYTE_TRAPS: Final = bytes([0x4F, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
+_E3_TRAPS: Final = bytes([0x06, 0x0E])  # CVBY, CVBG (unicorn has no CVB family)
 
 _TRAP_RE: Final = re.compile(
-    b"(?=([\\x80\\x82\\x83\\xac\\xad\\xae\\xb7]|\\xb2["
+    b"(?=([\\x4f\\x80\\x82\\x83\\xac\\xad\\xae\\xb7]|\\x01\\x07|\\xe3....[\\x06\\x0e]|\\xb2["
     + b"".join(b"\\x%02x" % b for b in _B2_TRAPS)
     + b"]|\\xb9["
     + b"".join(b"\\x%02x" % b for b in _B9_TRAPS)
@@ -192,9 +195,9 @@ OWNER_INSNS: Final = {
 
 def _opcode_key(b: bytes) -> int:
     op = b[0]
-    if op in (0xB2, 0xB9, 0xE5):
+    if op in (0xB2, 0xB9, 0xE5, 0x01):
         return op << 8 | b[1]
-    if op == 0xEB:
+    if op in (0xEB, 0xE3):
         return op << 8 | b[5]
     return op
 
@@ -373,6 +376,17 @@ class WatchHit:
     write: bool
 
 
+class SubPageAccess(Exception):  # noqa: N818 - a decision the TLB fill cannot make per page
+    """A page whose protection depends on the byte address (low-address protection, fetch-protection
+    override): the CPU runs the instruction once under watch instead of caching a page decision."""
+
+    def __init__(self, vpage: int, write: bool, rule: str) -> None:
+        super().__init__(rule)
+        self.vpage = vpage
+        self.write = write
+        self.rule = rule
+
+
 class GuestIntercept(Exception):  # noqa: N818 - an architectural event, not an error
     """Raised by a ``GuestMapping`` for a condition that ends SIE with an interception code."""
 
@@ -459,6 +473,7 @@ class Cpu:
         self._fills = 0
         self._tlb_size = 256
         self._want_flush = False
+        self._probe: tuple[int, bool] | None = None
         self._pgm_last: tuple[int, int] | None = None
         self._pgm_repeat = 0
         self.tlb_fills = 0
@@ -685,11 +700,22 @@ class Cpu:
     def _guest_real_to_host(self, real: int) -> int:
         return self._abs_to_host(self.real_to_abs(real), False, False)
 
-    def translate(self, vaddr: int, write: bool = False, fetch: bool = False, asc: int | None = None) -> int:
+    def translate(
+        self,
+        vaddr: int,
+        write: bool = False,
+        fetch: bool = False,
+        asc: int | None = None,
+        *,
+        page_fill: bool = False,
+        mark: bool = True,
+    ) -> int:
         """Translate a virtual address of the current mode to host absolute, with every check.
 
         Raises ProgramException (translation, protection, addressing, secure-storage access) exactly as
-        the access would in the guest, or GuestIntercept for SIE guests.
+        the access would in the guest, or GuestIntercept for SIE guests. ``page_fill``: decide for the
+        whole page (TLB fill); a page whose protection differs below 4 KiB raises ``SubPageAccess``.
+        ``mark``: set the storage key's reference and change bits (an access, not a probe).
         """
         mask, _ = self.psw
         if asc is None:
@@ -723,22 +749,31 @@ class Cpu:
         # key-controlled protection
         key = mem.keys[frame]
         pkey = (mask >> 52) & 0xF
+        cr0 = self.cr(0)
         if pkey:
             acc = key >> 4
-            cr0 = self.cr(0)
             if acc != pkey and not (cr0 & CR0_SPO and acc == 9):
-                if write or (key & KEY_F and not (cr0 & CR0_FPO and real < 2048)):
+                fpo = not write and key & KEY_F and cr0 & CR0_FPO and vaddr < 2048
+                if fpo and page_fill:
+                    raise SubPageAccess(vaddr & ~0xFFF, write, "fetch-protection override")
+                if write or (key & KEY_F and not fpo):
                     raise ProgramException(
                         dat.PGM_PROTECTION,
                         (vaddr & ~0xFFF) | (0x400 if write else 0x800) | asid,
                         why=f"key-controlled protection: PSW key {pkey} vs storage key {key:#x}",
                     )
-        if write and real < 0x2000 and (real & 0xFFF) < 512 and self.cr(0) & CR0_LAP and not fetch:
-            raise ProgramException(
-                dat.PGM_PROTECTION,
-                (vaddr & ~0xFFF) | 0x400 | asid,
-                why="low-address protection",
-            )
+        if write and cr0 & CR0_LAP and vaddr & ~0x1FFF == 0 and not fetch:
+            # low-address protection covers effective addresses 0-511 and 4096-4607
+            if page_fill:
+                raise SubPageAccess(vaddr & ~0xFFF, write, "low-address protection")
+            if vaddr & 0xFFF < 512:
+                raise ProgramException(
+                    dat.PGM_PROTECTION,
+                    (vaddr & ~0xFFF) | 0x400 | asid,
+                    why="low-address protection",
+                )
+        if not mark:
+            return host
         mem.keys[frame] = key | KEY_R | (KEY_C if write else 0)
         return host
 
@@ -791,7 +826,16 @@ class Cpu:
         write = access == 17
         fetch = access == 18
         try:
-            host = self.translate(vaddr, write=write, fetch=fetch)
+            host = self.translate(vaddr, write=write, fetch=fetch, page_fill=True)
+        except SubPageAccess as e:
+            if self._probe != (vaddr & ~0xFFF, write):
+                self._fault = e
+                return False
+            try:  # the watched step checks the bytes itself: translate without the sub-page rule
+                host = self.translate(vaddr, fetch=fetch, mark=False)
+            except (ProgramException, GuestIntercept) as e2:
+                self._fault = e2
+                return False
         except (ProgramException, GuestIntercept) as e:
             self._fault = e
             return False
@@ -820,10 +864,10 @@ class Cpu:
 
     def _store_allowed(self, vaddr: int) -> bool:
         try:
-            self.translate(vaddr, write=True)
-        except (ProgramException, GuestIntercept):
+            self.translate(vaddr, write=True, page_fill=True, mark=False)
+        except (ProgramException, GuestIntercept, SubPageAccess):
             return False
-        return not (vaddr < 0x2000 and self.cr(0) & CR0_LAP)
+        return True
 
     def _scan(self, frame: int) -> tuple[int, ...]:
         hits = self._scan_cache.get(frame)
@@ -1033,6 +1077,12 @@ class Cpu:
                 self._fault = None
                 if isinstance(f, GuestIntercept):
                     return CpuExit("intercept", code=f.code, reason=f.reason, data=dict(f.data))
+                if isinstance(f, SubPageAccess):
+                    done = self._watched_step(f)
+                    if counted:
+                        budget -= done
+                        self.insn_count += done
+                    continue
                 if isinstance(f, WatchHit):
                     return CpuExit("watch", code=f.vaddr, data={"host": f.host, "write": int(f.write)})
                 fpc = self.pc
@@ -1075,6 +1125,72 @@ class Cpu:
             return 0
         n = ctypes.c_size_t.from_address(self.uc._uch.value + _LAYOUT.counter).value  # noqa: SLF001
         return min(n, budget)
+
+    def _watched_step(self, f: SubPageAccess) -> int:
+        """Run the one instruction at the PC with the sub-page-protected page granted, watching the bytes
+        it touches; undo it and raise PGM 0x04 if it touched a protected byte. Returns 1 if it completed."""
+        pc = self.pc
+        uc = self.uc
+        ctx = uc.context_save()
+        host_page = self.translate(f.vpage, write=f.write, mark=False) if not f.write else None
+        if host_page is None:
+            mask = self.psw[0]
+            # the page address for a store: translate as a read (the store check is what we defer)
+            host_page = self.translate(f.vpage, mark=False)
+            del mask
+        snapshot = bytes(self._buf[host_page : host_page + 0x1000])
+        touched: list[int] = []
+
+        def watch(_uc: Uc, _access: int, address: int, size: int, _value: int, _ud: object) -> None:
+            if host_page <= address < host_page + 0x1000:
+                touched.extend(range(address - host_page, min(address - host_page + size, 0x1000)))
+
+        hook = uc.hook_add(UC_HOOK_MEM_WRITE if f.write else UC_HOOK_MEM_READ, watch)
+        self._probe = (f.vpage, f.write)
+        uc.ctl_remove_cache(pc, pc + 6)
+        self.flush_tlb()
+        self._fault = None
+        try:
+            uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, 1)
+            err = None
+        except UcError as e:
+            err = e
+        finally:
+            uc.hook_del(hook)
+            self._probe = None
+            uc.ctl_remove_cache(pc, pc + 6)
+            self.flush_tlb()
+        if f.rule == "low-address protection":
+            bad = [o for o in touched if o < 512]
+        else:
+            bad = [o for o in touched if o >= 2048]
+        if bad:
+            self.mem.write(host_page, snapshot)
+            uc.context_restore(ctx)
+            raw = self._fetch_insn(pc)
+            ilc = ILC_FOR(raw[0]) if raw else 2
+            asid = (self.psw[0] >> 46) & 3 if self.psw[0] & PSW_MASK_DAT else 0
+            self.program_interrupt(
+                dat.PGM_PROTECTION, ilc, f.vpage | (0x400 if f.write else 0x800) | asid, pc=pc
+            )
+            return 0
+        if err is not None and self._fault is not None:
+            fault = self._fault
+            self._fault = None
+            if isinstance(fault, ProgramException):
+                self._deliver_fault(fault, self.pc)
+            return 0
+        if self._intr_info is not None:
+            intno, code, ilen = self._intr_info
+            self._intr_info = None
+            if intno == 2:
+                self.deliver_svc(code, ilen, self.pc)
+            else:
+                self.program_interrupt(code, ilen or 2, pc=self.pc)
+            return 0
+        frame = host_page >> PAGE_SHIFT
+        self.mem.keys[frame] |= KEY_R | (KEY_C if f.write and touched else 0)
+        return 1
 
     def _deliver_fault(self, f: ProgramException, pc: int) -> None:
         raw = self._fetch_insn(pc)
@@ -1164,6 +1280,10 @@ def _is_trapped(key: int) -> bool:
         return lo == 0x01
     if hi == 0xEB:
         return lo == 0x2F
+    if hi == 0xE3:
+        return lo in _E3_TRAPS
+    if hi == 0x01:
+        return lo == 0x07
     return False
 
 

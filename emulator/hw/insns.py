@@ -479,7 +479,7 @@ def _tprot(cpu: Cpu, insn: Insn) -> None:
     try:
         cpu.uc.reg_write(_pswm_reg(), (mask & ~PSW_MASK_KEY) | key << 52)
         try:
-            cpu.translate(addr)
+            cpu.translate(addr, mark=False)
         except ProgramException as e:
             if e.code in (0x10, 0x11, 0x38, 0x39, 0x3A, 0x3B):
                 insn.finish(3)
@@ -489,7 +489,7 @@ def _tprot(cpu: Cpu, insn: Insn) -> None:
                 return
             raise
         try:
-            cpu.translate(addr, write=True)
+            cpu.translate(addr, write=True, mark=False)
         except ProgramException as e:
             if e.code == dat.PGM_PROTECTION:
                 insn.finish(1)
@@ -507,3 +507,58 @@ def _pswm_reg() -> int:
 
     return _PSWM
 
+
+
+# -- instructions unicorn lacks -------------------------------------------------------------------------
+
+
+@_handler(0x0107, "SCKPF")
+def _sckpf(cpu: Cpu, insn: Insn) -> None:
+    r0 = cpu.gpr(0)
+    if r0 & 0xFFFF0000:
+        raise _spec("SCKPF: bits 32-47 of general register 0 must be zero")
+    cpu.tod_programmable = r0 & 0xFFFF
+    insn.finish()
+
+
+def _rx_address(cpu: Cpu, raw: bytes, long_disp: bool) -> int:
+    x2, b2 = raw[1] & 0xF, raw[2] >> 4
+    d = (raw[2] & 0xF) << 8 | raw[3]
+    if long_disp:
+        d |= raw[4] << 12
+        if d & 0x80000:
+            d -= 0x100000
+    return cpu.wrap(d + (cpu.gpr(x2) if x2 else 0) + (cpu.gpr(b2) if b2 else 0))
+
+
+def _cvb(cpu: Cpu, insn: Insn, size: int, bits: int, long_disp: bool) -> None:
+    """CONVERT TO BINARY: packed decimal to a signed binary integer."""
+    r1 = insn.raw[1] >> 4
+    data = cpu.read_virtual(_rx_address(cpu, insn.raw, long_disp), size)
+    digits = data.hex()
+    sign = digits[-1]
+    body = digits[:-1]
+    if any(c not in "0123456789" for c in body) or sign in "0123456789":
+        cpu.write_real(0x90, (0).to_bytes(4, "big"))  # DXC 0: decimal operand data
+        raise ProgramException(0x07, why="CVB: invalid digit or sign")
+    value = int(body) * (-1 if sign in "bd" else 1)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if not lo <= value <= hi:
+        # the result is the low-order bits, then a fixed-point-divide exception
+        value &= (1 << bits) - 1
+        _set_result(cpu, r1, value, bits)
+        raise ProgramException(0x09, why="CVB: result does not fit")
+    _set_result(cpu, r1, value & ((1 << bits) - 1), bits)
+    insn.finish()
+
+
+def _set_result(cpu: Cpu, r1: int, value: int, bits: int) -> None:
+    if bits == 64:
+        cpu.set_gpr(r1, value)
+    else:
+        cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | value)
+
+
+HANDLERS[0x4F] = ("CVB", False, lambda c, i: _cvb(c, i, 8, 32, False))
+HANDLERS[0xE306] = ("CVBY", False, lambda c, i: _cvb(c, i, 8, 32, True))
+HANDLERS[0xE30E] = ("CVBG", False, lambda c, i: _cvb(c, i, 16, 64, True))

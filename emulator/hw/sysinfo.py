@@ -58,11 +58,31 @@ class MachineInfo:
     vm_name: str = "ZUVGUEST"
     hypervisor_cpi: str = "zuv/KVM"
     version: int = 0x00
+    lpar_number: int = 1
+    cpuid_format1: bool = True
 
     def cpuid(self, cpu_address: int) -> int:
-        """The STIDP value: version, CPU identification, machine type, format 1 (LPAR CPU id)."""
+        """The STIDP value: version, CPU identification, machine type, format bit."""
+        if not self.cpuid_format1:
+            return self.version << 56 | int(self.machine_type, 16) << 16
         ident = (0x100000 | cpu_address & 0xFFFF) & 0xFFFFFF
         return self.version << 56 | ident << 32 | int(self.machine_type, 16) << 16 | 0x8000
+
+    @classmethod
+    def qemu_compatible(cls) -> MachineInfo:
+        """The identity QEMU 7.2 TCG gives its guests (``zuv run``'s default, so outputs compare)."""
+        return cls(
+            manufacturer="QEMU",
+            machine_type="8561",
+            model="QEMU",
+            sequence="QEMU",
+            plant="QEMU",
+            lpar_name="QEMU",
+            vm_name="TCGguest",
+            hypervisor_cpi="KVM/Linux",
+            lpar_number=0,
+            cpuid_format1=False,
+        )
 
 
 class SysIB111(ctypes.BigEndianStructure):
@@ -178,7 +198,7 @@ def stsi(
         del b2
     elif (fc, sel1, sel2) == (2, 2, 2):
         b3 = SysIB222.from_buffer(block)
-        b3.lpar_num = 1
+        b3.lpar_num = info.lpar_number
         b3.lcpuc = 0x80  # dedicated
         b3.total_cpus = b3.conf_cpus = b3.dedicated_cpus = cpus
         b3.name = ebcdic(info.lpar_name, 8)

@@ -135,7 +135,7 @@ class Machine:
         self.tod = TodClock(deterministic=deterministic)
         self.deterministic = deterministic
         self.level = level
-        self.info = info or MachineInfo()
+        self.info = info or (MachineInfo.qemu_compatible() if level == 3 else MachineInfo())
         self.uv = ultravisor
         self.console = bytearray()
         self._console_out = console_out

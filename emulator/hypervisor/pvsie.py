@@ -1,0 +1,574 @@
+"""SIE for secure guests (format-4 state description): the part of SIE the Ultravisor performs.
+
+Trusted code: it runs a secure CPU on a hardware CPU and is the only place where the secure CPU's
+registers and the secure guest's storage meet the host. What the host gets back is what a real format-4
+SIE exit leaves in the SIE page (``secure-execution.md`` section 7):
+
+* the interception code; for a PV instruction intercept (0x68) the *normalised* instruction text in
+  IPA/IPB, the operand registers the host needs in ``pv_grregs`` and the instruction's data in the SIDA;
+  the secure CPU stays "pending for completion" and the next entry completes the instruction with the
+  host's results (registers, SIDA contents, condition code, or a program interruption through ``iictl``);
+* for a PV notification (0x6C) the instruction was done (or, for Remove Shared Access of a pinned page,
+  will be re-issued); the host may not change anything;
+* 0x70 when a prefix page is not secure; a *host* program interruption 0x3E/0x3F (``SieExit.host_pgm``)
+  when the guest touched a page that is not secure (the host imports it and re-enters: the guest sees
+  nothing);
+* the guest PSW, prefix and CR0/CR6/CR14 so the host can decide which interruptions are deliverable (the
+  PSW is not authoritative: entering never loads it);
+* validity interceptions (0x20, reason code in ``ipb >> 16``) for a state description the Ultravisor
+  refuses.
+
+Interruptions reach a secure guest only through ``iictl`` (7.5): the host names the class and its data,
+this code checks that the guest is enabled (else validity) and performs the PSW swap.
+
+Guest UVCs (Set/Remove Shared Access, attestation, secrets) are executed here by calling the Ultravisor
+as the guest; they never leave SIE unless the Ultravisor asks for a notification or the host must import
+a page first.
+
+Normalisation map (zuv's choice where the sources only give the DIAGNOSE example, 13.6; see
+``docs/hypervisor.md``): DIAGNOSE ``ipa 0x8302 ipb 0x50000000`` with the code in GR5, R1's value in GR0,
+R1+1 in GR1, R3 in GR2 (0x500: the virtio registers GR1-GR4 as they are); SERVC ``ipa 0xB220 ipb
+0x00240000``: command in GR2, a dummy SCCB address 0x43000 in GR4, the SCCB in the SIDA; STSI ``ipa
+0xB27D ipb 0``: GR0/GR1 as they are, the 4 KiB block through the SIDA; SIGP ``ipa 0xAE24 ipb
+0x50000000``: R1 in GR2, R1+1 in GR3, R3 (CPU address) in GR4, the order code in GR5.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from emulator.errors import ProgramException
+from emulator.hw.cpu import (
+    CHECK_STOP,
+    OPERATING,
+    PSW_MASK_EXT,
+    PSW_MASK_IO,
+    PSW_MASK_MCHECK,
+    STOPPED,
+    Cpu,
+    CpuExit,
+    GuestIntercept,
+    GuestMapping,
+    Insn,
+    psw_invalid,
+)
+from emulator.hw.memory import PAGE_SHIFT
+from emulator.hypervisor.sie import (
+    ICPT_PV_INSTR,
+    ICPT_PV_NOTIFY,
+    ICPT_PV_PREF,
+    ICPT_STOP,
+    ICPT_VALIDITY,
+    ICPT_WAIT,
+    IICTL_EXT,
+    IICTL_IO,
+    IICTL_MCHK,
+    IICTL_NONE,
+    IICTL_OPERAND,
+    IICTL_RESTART,
+    IICTL_SPECIFICATION,
+    SDF_PV,
+    SieExit,
+    SiePage,
+)
+
+if TYPE_CHECKING:
+    from firmware.uv import SecureCpu, Ultravisor
+
+__all__ = [
+    "PvSieEngine",
+    "DUMMY_SCCB",
+    "VIR_CONFIG_HANDLE",
+    "VIR_CPU_HANDLE",
+    "VIR_NOT_OPERATING",
+    "VIR_INJECT_DISABLED",
+    "VIR_INJECT_INVALID",
+    "VIR_FORMAT",
+    "VIR_CONCURRENT",
+    "VIR_NAMES",
+]
+
+#: The page of the SCCB address the host sees (and names in the service-signal parameter); the UV substitutes
+#: the real address when it injects the service signal.
+DUMMY_SCCB: Final = 0x43000
+
+# Validity-interception reason codes (VIR = ipb >> 16). The public sources give only the 0x20xx range
+# (7.4); the individual values are zuv's (docs/hypervisor.md).
+VIR_FORMAT: Final = 0x2001
+VIR_CONFIG_HANDLE: Final = 0x2002
+VIR_CPU_HANDLE: Final = 0x2003
+VIR_NOT_OPERATING: Final = 0x2004
+VIR_INJECT_DISABLED: Final = 0x2005
+VIR_INJECT_INVALID: Final = 0x2006
+VIR_CONCURRENT: Final = 0x2007
+
+VIR_NAMES: Final = {
+    VIR_FORMAT: "state description is not format 4 / secure CPU entered with a normal SD",
+    VIR_CONFIG_HANDLE: "configuration handle does not name the CPU's configuration",
+    VIR_CPU_HANDLE: "CPU handle is not a secure CPU",
+    VIR_NOT_OPERATING: "secure CPU is not operating (stopped, check-stopped or reset protocol incomplete)",
+    VIR_INJECT_DISABLED: "injected interruption class is disabled in the guest",
+    VIR_INJECT_INVALID: "program-interruption injection without an intercepted instruction to complete",
+    VIR_CONCURRENT: "secure CPU entered on two host CPUs at once",
+}
+
+_EXT_SUBCLASS: Final = {0x2401: 1 << 9, 0x1201: 1 << 14, 0x1202: 1 << 13, 0x1004: 1 << 11, 0x1005: 1 << 10}
+_U64: Final = struct.Struct(">Q")
+_U32: Final = struct.Struct(">I")
+_U16: Final = struct.Struct(">H")
+
+
+@dataclass
+class _Pending:
+    """An instruction intercepted with 0x68, waiting for the host's results."""
+
+    insn: Insn
+    kind: str  # "diag", "servc", "stsi", "sigp", "io"
+    r1: int = 0
+    r3: int = 0
+    address: int = 0  # SCCB real address / STSI operand address (never shown to the host)
+    length: int = 0
+    diag_code: int = 0
+
+
+class _GuestCpuControlBlock:
+    """A guest UVC's control block: home-space virtual (DAT on) or real (DAT off) addresses of the CPU."""
+
+    def __init__(self, cpu: Cpu, addr: int) -> None:
+        self.cpu = cpu
+        self.addr = addr
+
+    def _host(self, vaddr: int, write: bool) -> int:
+        return self.cpu.translate(vaddr, write=write, asc=3)
+
+    def read(self, offset: int, length: int) -> bytes:
+        out = bytearray()
+        v = self.addr + offset
+        while length > 0:
+            n = min(length, 0x1000 - (v & 0xFFF))
+            h = self._host(v, False)
+            out += self.cpu.mem.read(h, n)
+            v, length = v + n, length - n
+        return bytes(out)
+
+    def write(self, offset: int, data: bytes) -> None:
+        parts = []
+        v, off = self.addr + offset, 0
+        while off < len(data):
+            n = min(len(data) - off, 0x1000 - (v & 0xFFF))
+            parts.append((self._host(v, True), data[off : off + n]))
+            v, off = v + n, off + n
+        for h, chunk in parts:
+            self.cpu.mem.write(h, chunk)
+
+    def translate(self, vaddr: int, write: bool) -> int:
+        return self._host(vaddr, write)
+
+
+class _SecureMapping:
+    """Guest absolute -> host absolute for a secure guest: the Ultravisor's per-page decision.
+
+    A page that is not secure for this configuration is a *host* event (PGM 0x3E / 0x3F during SIE),
+    reported to the CPU as ``GuestIntercept`` so that SIE ends with the guest untouched.
+    """
+
+    def __init__(self, uv: Ultravisor, handle: int, tag: int) -> None:
+        self.uv = uv
+        self.handle = handle
+        self.mapping = GuestMapping(self.to_host, tag)
+
+    def to_host(self, guest_abs: int, write: bool, fetch: bool) -> int:
+        try:
+            frame = self.uv.guest_frame_check(self.handle, guest_abs, write)
+        except ProgramException as e:
+            if e.code in (0x3E, 0x3F):
+                raise GuestIntercept(e.code, e.why, teid=e.teid or 0, gaddr=guest_abs & ~0xFFF) from None
+            raise
+        return frame << PAGE_SHIFT | (guest_abs & 0xFFF)
+
+
+class PvSieEngine:
+    """The Ultravisor's half of SIE: format-4 entries of secure CPUs on hardware CPUs.
+
+    Args:
+        uv: the Ultravisor (its records of secure configurations and CPUs, its UVC entry point).
+        sida: ``sida(page) -> memoryview`` of the SIDA the SD designates (host storage).
+    """
+
+    def __init__(self, uv: Ultravisor, sida: Callable[[SiePage], memoryview]) -> None:
+        self.uv = uv
+        self._sida = sida
+        self._pending: dict[int, _Pending] = {}  # cpu handle -> instruction awaiting completion
+        self._loaded: dict[int, tuple[object, ...]] = {}  # cpu handle -> snapshot of the record at exit
+        self._maps: dict[int, _SecureMapping] = {}  # config handle -> mapping
+        self._running: set[int] = set()
+        self._sccbs: dict[int, int] = {}  # cpu handle -> real SCCB address of the last SERVC
+        self.entries = 0
+
+    # -- entry checks ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _validity(page: SiePage, vir: int) -> SieExit:
+        sd = page.sie_block
+        sd.icptcode = ICPT_VALIDITY
+        sd.ipa = 0
+        sd.ipb = vir << 16
+        return SieExit(ICPT_VALIDITY, reason=VIR_NAMES.get(vir, ""), data={"vir": vir})
+
+    def enter(self, cpu: Cpu, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
+        """Run the secure CPU named by the SD on ``cpu`` until the host must act."""
+        self.entries += 1
+        sd = page.sie_block
+        if sd.sdf != SDF_PV:
+            return self._validity(page, VIR_FORMAT)
+        scpu = self.uv.secure_cpu(sd.pv_handle_cpu)
+        if scpu is None:
+            return self._validity(page, VIR_CPU_HANDLE)
+        cfg = scpu.config
+        if cfg.handle != sd.pv_handle_config or self.uv.secure_config(cfg.handle) is None:
+            return self._validity(page, VIR_CONFIG_HANDLE)
+        if scpu.state != 1 or not scpu.psw_loaded:  # CPU_STATE_OPR with its PSW loaded
+            return self._validity(page, VIR_NOT_OPERATING)
+        if scpu.handle in self._running:
+            return self._validity(page, VIR_CONCURRENT)
+        self._running.add(scpu.handle)
+        try:
+            return self._enter(cpu, page, scpu, count, timeout_us)
+        finally:
+            self._running.discard(scpu.handle)
+
+    def _enter(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, count: int, timeout_us: int) -> SieExit:
+        sd = page.sie_block
+        cfg = scpu.config
+        m = self._maps.get(cfg.handle)
+        if m is None or m.uv is not self.uv:
+            m = self._maps[cfg.handle] = _SecureMapping(self.uv, cfg.handle, cfg.tag)
+        if cpu.guest is not m.mapping:
+            cpu.guest = m.mapping
+            cpu.guest_memory_size = cfg.msl
+            cpu.flush_tlb()
+        self._load(cpu, scpu)
+        cpu.state = OPERATING
+        # 1. complete an intercepted instruction with the host's results
+        pending = self._pending.pop(scpu.handle, None)
+        iictl = sd.iictl
+        if iictl in (IICTL_SPECIFICATION, IICTL_OPERAND):
+            sd.iictl = IICTL_NONE
+            if pending is None:
+                self._save(cpu, page, scpu)
+                return self._validity(page, VIR_INJECT_INVALID)
+            code = 0x06 if iictl == IICTL_SPECIFICATION else 0x15
+            cpu.program_interrupt(code, pending.insn.ilen, pc=pending.insn.pc)
+        elif pending is not None:
+            try:
+                self._complete(cpu, page, pending)
+            except ProgramException as e:  # the guest's operand went away meanwhile: its own exception
+                cpu.program_interrupt(e.code, e.ilc or pending.insn.ilen, e.teid, pc=pending.insn.pc)
+            except GuestIntercept as e:
+                self._pending[scpu.handle] = pending  # complete after the host imported the page
+                return self._host_exit(cpu, page, scpu, e.code, e.data.get("teid", 0), e.reason)
+        # 2. interruption injection
+        if sd.iictl != IICTL_NONE:
+            vir = self._inject(cpu, page, scpu)
+            if vir:
+                self._save(cpu, page, scpu)
+                return self._validity(page, vir)
+        # 3. both prefix pages must be secure before the CPU may run
+        p = cpu.prefix
+        if self.uv.secure_guest_frame(cfg.handle, p) is None or self.uv.secure_guest_frame(cfg.handle, p + 0x1000) is None:
+            self._save(cpu, page, scpu)
+            sd.icptcode = ICPT_PV_PREF
+            return SieExit(ICPT_PV_PREF)
+        # 4. run
+        while True:
+            ex = cpu.run(count=count, timeout_us=timeout_us)
+            if ex.kind == "insn":
+                assert ex.insn is not None
+                out = self._instruction(cpu, page, scpu, ex.insn)
+                if out is None:
+                    if count:
+                        return self._leave(cpu, page, scpu, SieExit(0, reason="limit"))
+                    continue  # done inside SIE (a guest UVC): keep running
+                return self._leave(cpu, page, scpu, out)
+            return self._leave(cpu, page, scpu, self._cpu_exit(ex))
+
+    def _cpu_exit(self, ex: CpuExit) -> SieExit:
+        kind = ex.kind
+        if kind in ("wait", "disabled_wait"):
+            return SieExit(ICPT_WAIT, reason=kind)
+        if kind == "intercept":
+            return SieExit(0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data))
+        if kind == "check_stop":
+            return SieExit(0, reason="check_stop", detail=ex.reason)
+        if kind == "stopped":
+            return SieExit(ICPT_STOP)
+        return SieExit(0, reason=kind)
+
+    def _leave(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, out: SieExit) -> SieExit:
+        sd = page.sie_block
+        if out.reason == "check_stop":
+            scpu.state = 3  # CPU_STATE_CHKSTP
+            cpu.state = OPERATING
+        self._save(cpu, page, scpu)
+        sd.icptcode = out.icptcode
+        return out
+
+    def _host_exit(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, code: int, teid: int, why: str) -> SieExit:
+        self._save(cpu, page, scpu)
+        page.sie_block.icptcode = 0
+        return SieExit(0, host_pgm=code, teid=teid, reason=why)
+
+    # -- the secure CPU's registers: the UV record <-> the hardware CPU --------------------------------
+
+    def _load(self, cpu: Cpu, scpu: SecureCpu) -> None:
+        """Put the UV's record of the secure CPU into the hardware CPU unless it is there already."""
+        snap = self._loaded.get(scpu.handle)
+        if snap is not None and snap[0] is cpu and snap[1] is scpu.psw and snap[2] is scpu.gprs and snap[3] is scpu.crs:
+            return
+        for i, v in enumerate(scpu.gprs):
+            cpu.set_gpr(i, v)
+        for i, v in enumerate(scpu.ars):
+            cpu.set_ar(i, v)
+        for i, v in enumerate(scpu.fprs):
+            cpu.set_fpr(i, v)
+        for i, v in enumerate(scpu.crs):
+            cpu.set_cr(i, v)
+        if cpu.prefix != scpu.prefix:
+            cpu.set_prefix(scpu.prefix)
+        cpu.ckc = scpu.ckc
+        cpu.set_cpu_timer(scpu.cputm)
+        cpu.tod_programmable = scpu.todpr
+        cpu.set_psw(*scpu.psw)
+        cpu.ext_pending.clear()
+        cpu.emergency_from.clear()
+        cpu.restart_pending = False
+
+    def _save(self, cpu: Cpu, page: SiePage, scpu: SecureCpu) -> None:
+        """Record the secure CPU's state in the UV; show the host what format-4 SIE shows it."""
+        scpu.psw = cpu.psw
+        scpu.gprs = cpu.gprs()
+        scpu.crs = [cpu.cr(i) for i in range(16)]
+        scpu.prefix = cpu.prefix
+        scpu.ckc = cpu.ckc
+        scpu.cputm = cpu.cpu_timer & 0xFFFFFFFFFFFFFFFF
+        scpu.todpr = cpu.tod_programmable
+        self._loaded[scpu.handle] = (cpu, scpu.psw, scpu.gprs, scpu.crs)
+        sd = page.sie_block
+        sd.psw_mask, sd.psw_addr = scpu.psw
+        sd.prefix = scpu.prefix
+        sd.gcr[0], sd.gcr[6], sd.gcr[14] = scpu.crs[0], scpu.crs[6], scpu.crs[14]
+        sd.ckc = scpu.ckc
+        sd.cputm = scpu.cputm
+
+    def forget(self, cpu_handle: int) -> None:
+        """Drop what the engine keeps for a secure CPU (it was destroyed)."""
+        self._loaded.pop(cpu_handle, None)
+        self._pending.pop(cpu_handle, None)
+
+    def pending_completion(self, cpu_handle: int) -> bool:
+        """True while an instruction of the secure CPU waits for the host's results (0x68)."""
+        return cpu_handle in self._pending
+
+    # -- interruption injection (iictl) ------------------------------------------------------------------
+
+    def _inject(self, cpu: Cpu, page: SiePage, scpu: SecureCpu) -> int:
+        sd = page.sie_block
+        iictl = sd.iictl
+        mask, _ = cpu.psw
+        cr0 = cpu.cr(0)
+        if iictl == IICTL_EXT:
+            sub = _EXT_SUBCLASS.get(sd.eic)
+            if not mask & PSW_MASK_EXT or sub is None or not cr0 & sub:
+                return VIR_INJECT_DISABLED
+            param = sd.eiparams
+            if sd.eic == 0x2401 and (param & ~0xFFF) == DUMMY_SCCB:
+                param = (self._sccbs.get(scpu.handle, 0) & ~3) | (param & 3)
+            cpu.write_real(0x80, _U32.pack(param) + _U16.pack(sd.extcpuaddr) + _U16.pack(sd.eic))
+            self._swap(cpu, 0x130, 0x1B0)
+        elif iictl == IICTL_IO:
+            if not mask & PSW_MASK_IO:
+                return VIR_INJECT_DISABLED
+            cpu.write_real(
+                0xB8, _U16.pack(sd.subchannel_id) + _U16.pack(sd.subchannel_nr) + _U32.pack(sd.io_int_parm)
+                + _U32.pack(sd.io_int_word)
+            )  # fmt: skip
+            self._swap(cpu, 0x170, 0x1F0)
+        elif iictl == IICTL_MCHK:
+            if not mask & PSW_MASK_MCHECK:
+                return VIR_INJECT_DISABLED
+            cpu.write_real(0xE8, _U64.pack(sd.mcic))
+            self._swap(cpu, 0x160, 0x1E0)
+        elif iictl == IICTL_RESTART:
+            self._swap(cpu, 0x120, 0x1A0)
+        else:
+            return VIR_INJECT_INVALID
+        sd.iictl = IICTL_NONE
+        return 0
+
+    @staticmethod
+    def _swap(cpu: Cpu, old: int, new: int) -> None:
+        mask, addr = cpu.psw
+        cpu.write_real(old, _U64.pack(mask) + _U64.pack(addr))
+        raw = cpu.read_real(new, 16)
+        nmask, naddr = _U64.unpack_from(raw, 0)[0], _U64.unpack_from(raw, 8)[0]
+        cpu.set_psw(nmask, naddr)
+        problem = psw_invalid(nmask, naddr)
+        if problem:
+            cpu.state = CHECK_STOP
+            cpu.check_stop_reason = f"new PSW at lowcore {new:#x} is invalid ({problem})"
+
+    # -- intercepted instructions ------------------------------------------------------------------------
+
+    def _instruction(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn) -> SieExit | None:
+        """Handle an owner instruction of the secure guest; None when it was completed inside SIE."""
+        try:
+            return self._classify(cpu, page, scpu, insn)
+        except GuestIntercept as e:
+            if e.code in (0x3E, 0x3F):
+                return SieExit(0, host_pgm=e.code, teid=e.data.get("teid", 0), reason=e.reason)
+            raise
+        except ProgramException as e:
+            if e.code in (0x3E, 0x3F):  # the UV touched a page the host must import first
+                return SieExit(0, host_pgm=e.code, teid=e.teid or 0, reason=e.why)
+            cpu.program_interrupt(e.code, e.ilc if e.ilc is not None else insn.ilen, e.teid, pc=insn.pc)
+            return None
+
+    def _pv_instr(self, page: SiePage, scpu: SecureCpu, pending: _Pending, ipa: int, ipb: int) -> SieExit:
+        sd = page.sie_block
+        sd.ipa, sd.ipb = ipa, ipb
+        self._pending[scpu.handle] = pending
+        return SieExit(ICPT_PV_INSTR)
+
+    @staticmethod
+    def _notify(page: SiePage, insn: Insn, ipa: int, ipb: int, done: bool = True) -> SieExit:
+        sd = page.sie_block
+        sd.ipa, sd.ipb = ipa, ipb
+        if done:
+            insn.finish()
+        return SieExit(ICPT_PV_NOTIFY, insn=None)
+
+    def _classify(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn) -> SieExit | None:
+        regs = page.pv_grregs
+        for i in range(16):
+            regs[i] = 0
+        name = insn.name
+        if name == "UVC":
+            return self._uvc(cpu, page, scpu, insn)
+        if name == "DIAG":
+            code = insn.address() & 0xFFFF
+            r1, r3 = insn.r1, insn.r3
+            regs[5] = code
+            if code in (0x44, 0x9C):
+                regs[0] = cpu.gpr(r1)
+                return self._notify(page, insn, 0x8302, 0x50000000)
+            if code == 0x308:
+                subcode = cpu.gpr(r3) & 0xFFFF
+                regs[2] = subcode
+                if subcode in (0, 1):
+                    # the secure CPU stops operating until the host completed the reset protocol (7.7)
+                    scpu.psw_loaded = False
+                    return self._notify(page, insn, 0x8302, 0x50000000)
+            if code == 0x500:
+                for i in (1, 2, 3, 4):
+                    regs[i] = cpu.gpr(i)
+            else:
+                regs[0], regs[1], regs[2] = cpu.gpr(r1), cpu.gpr((r1 + 1) & 15), cpu.gpr(r3)
+            return self._pv_instr(page, scpu, _Pending(insn, "diag", r1, r3, diag_code=code), 0x8302, 0x50000000)
+        if name == "SERVC":
+            sccb = cpu.gpr(insn.r2)
+            mem_size = scpu.config.msl
+            if sccb + 8 > mem_size:
+                raise ProgramException(0x05, why=f"SCCB {sccb:#x} is outside memory")
+            if sccb & 7 or sccb & ~0x7FFFFFF8 & 0xFFFFFFFFFFFFFFFF:
+                raise ProgramException(0x06, why=f"SCCB {sccb:#x} is not 8-byte aligned below 2 GiB")
+            if sccb < 0x2000 or cpu.prefix <= sccb < cpu.prefix + 0x2000:
+                raise ProgramException(0x06, why=f"SCCB {sccb:#x} lies in a lowcore")
+            length = _U16.unpack(cpu.read_real(sccb, 2))[0]
+            if length < 8:
+                raise ProgramException(0x06, why="SCCB length below 8")
+            # The SIDA is one page: it holds the part of the SCCB in the SCCB's own page. The host sees the
+            # SCCB at a dummy address with the real page offset, so the SCLP's boundary check (0x0100 for a
+            # page-crossing or longer SCCB) comes out as it would for the real address.
+            off = sccb & 0xFFF
+            n = min(length, 0x1000 - off)
+            sida = self._sida(page)
+            sida[:n] = cpu.read_real(sccb, n)
+            regs[2] = cpu.gpr(insn.r1) & 0xFFFFFFFF
+            regs[4] = DUMMY_SCCB | off
+            self._sccbs[scpu.handle] = sccb
+            return self._pv_instr(page, scpu, _Pending(insn, "servc", address=sccb, length=n), 0xB220, 0x00240000)
+        if name == "STSI":
+            addr = insn.address()
+            fc = (cpu.gpr(0) >> 28) & 0xF
+            if fc not in (0, 15) and addr & 0xFFF:
+                raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
+            if fc not in (0, 15):
+                cpu.translate(addr, write=True)  # the operand must be accessible before the host is asked
+            regs[0], regs[1] = cpu.gpr(0), cpu.gpr(1)
+            self._sida(page)[:0x1000] = bytes(0x1000)
+            return self._pv_instr(page, scpu, _Pending(insn, "stsi", address=addr), 0xB27D, 0)
+        if name == "SIGP":
+            r1, r3 = insn.r1, insn.r3
+            regs[2], regs[3], regs[4] = cpu.gpr(r1), cpu.gpr(r1 | 1), cpu.gpr(r3)
+            regs[5] = insn.address() & 0xFF
+            return self._pv_instr(page, scpu, _Pending(insn, "sigp", r1, r3), 0xAE24, 0x50000000)
+        if name == "SIE":
+            raise ProgramException(0x01, why="SIE is not available to a secure guest")
+        # channel-subsystem instructions: the subsystem-identification word only
+        regs[1] = cpu.gpr(1)
+        return self._pv_instr(page, scpu, _Pending(insn, "io"), insn.opcode & 0xFFFF, 0)
+
+    def _uvc(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn) -> SieExit | None:
+        from firmware.uv import UvCaller
+
+        if insn.m_fields:
+            raise ProgramException(0x06, why="UVC with nonzero M fields")
+        cb = _GuestCpuControlBlock(cpu, cpu.gpr(insn.r2))
+        caller = UvCaller("guest", scpu.config.handle, scpu.handle)
+        try:
+            cc = self.uv.call(caller, cb)
+        except GuestIntercept as e:
+            if e.code == ICPT_PV_NOTIFY:
+                # the host must act first (unpin); the guest re-issues the UVC afterwards
+                sida = getattr(e, "sida", b"")
+                self._sida(page)[: len(sida)] = sida
+                return self._notify(page, insn, e.data.get("ipa", 0xB9A4), e.data.get("ipb", 0), done=False)
+            raise
+        insn.finish(cc)
+        return None
+
+    # -- completion of a 0x68 intercept -----------------------------------------------------------------
+
+    def _complete(self, cpu: Cpu, page: SiePage, p: _Pending) -> None:
+        sd = page.sie_block
+        regs = page.pv_grregs
+        cc = (sd.psw_mask >> 44) & 3
+        if p.kind == "diag":
+            if p.diag_code == 0x500:
+                cpu.set_gpr(2, regs[2])
+            elif p.diag_code == 0x308:
+                cpu.set_gpr((p.r1 + 1) & 15, regs[1])
+            p.insn.finish()
+            return
+        if p.kind == "servc":
+            cpu.write_real(p.address, bytes(self._sida(page)[: p.length]))
+        elif p.kind == "stsi":
+            fc = (cpu.gpr(0) >> 28) & 0xF
+            if cc == 0 and fc not in (0, 15):
+                cpu.write_virtual(p.address, bytes(self._sida(page)[:0x1000]))
+            if fc == 0:
+                cpu.set_gpr(0, regs[0])
+        elif p.kind == "sigp":
+            if cc == 1:
+                cpu.set_gpr(p.r1, (cpu.gpr(p.r1) & ~0xFFFFFFFF) | (regs[2] & 0xFFFFFFFF))
+        p.insn.finish(cc)
+
+    # -- queries for the host --------------------------------------------------------------------------
+
+    @staticmethod
+    def stopped(cpu: Cpu) -> bool:
+        """True if the hardware CPU is stopped."""
+        return cpu.state == STOPPED
