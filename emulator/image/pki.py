@@ -45,6 +45,7 @@ from firmware.crypto import (
 
 __all__ = [
     "PkiError",
+    "PkiFormatError",
     "IBM_ORG",
     "signing_key_subject",
     "is_ibm_signing_subject",
@@ -70,6 +71,10 @@ _MAX_INTERMEDIATES = 2
 
 class PkiError(Exception):
     """A certificate, CRL or chain failed a check; the message names the check."""
+
+
+class PkiFormatError(PkiError):
+    """A file is not a certificate, CRL or key at all (bad input rather than a failed check)."""
 
 
 def _now(now: _dt.datetime | None) -> _dt.datetime:
@@ -272,9 +277,9 @@ class Pki:
                 else:
                     vals[attr] = x509.load_pem_x509_certificate(data)
         except OSError as exc:
-            raise PkiError(f"cannot read the PKI in {directory}: {exc.strerror}: {exc.filename}") from None
+            raise PkiFormatError(f"cannot read the PKI in {directory}: {exc.strerror}: {exc.filename}") from None
         except Exception as exc:  # malformed PEM from cryptography or firmware.crypto
-            raise PkiError(f"malformed PKI file in {directory}: {exc}") from None
+            raise PkiFormatError(f"malformed PKI file in {directory}: {exc}") from None
         return cls(**vals)
 
     def revoke(self, serial: int, now: _dt.datetime | None = None, days: int = 5844) -> None:
@@ -371,7 +376,7 @@ def load_certificates(data: bytes, what: str = "certificate") -> list[x509.Certi
         else:
             certs = [x509.load_der_x509_certificate(data)]
     except ValueError:
-        raise PkiError(f"{what}: not an X.509 certificate (PEM or DER)") from None
+        raise PkiFormatError(f"{what}: not an X.509 certificate (PEM or DER)") from None
     return certs
 
 
@@ -379,7 +384,7 @@ def load_certificate(data: bytes, what: str = "certificate") -> x509.Certificate
     """Exactly one certificate from PEM or DER."""
     certs = load_certificates(data, what)
     if len(certs) != 1:
-        raise PkiError(f"{what}: expected one certificate, found {len(certs)}")
+        raise PkiFormatError(f"{what}: expected one certificate, found {len(certs)}")
     return certs[0]
 
 
@@ -390,7 +395,7 @@ def load_crl(data: bytes, what: str = "CRL") -> x509.CertificateRevocationList:
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
     except ValueError:
-        raise PkiError(f"{what}: not an X.509 CRL (PEM or DER)") from None
+        raise PkiFormatError(f"{what}: not an X.509 CRL (PEM or DER)") from None
 
 
 # ------------------------------------------------------------------------------------------------ verify

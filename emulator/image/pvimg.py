@@ -521,7 +521,7 @@ def _run(prog: str, argv: Sequence[str] | None, build, handler) -> int:
     except ImageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except (MachineIdentityError, CryptoError) as exc:
+    except (MachineIdentityError, CryptoError, pki.PkiFormatError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except pki.PkiError as exc:
