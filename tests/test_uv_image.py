@@ -200,3 +200,15 @@ def test_dump_needs_the_header_flag_and_the_owner_can_decrypt_it() -> None:
     assert struct.unpack_from(">Q", plain, 5 * 8)[0] == 0x1234
     with pytest.raises(ProgramException):
         env.uv.guest_view(h).read(0x10000, 1)  # exported: the guest's next touch goes to the host
+
+
+def test_query_keys_reports_the_hash_of_each_installed_host_key() -> None:
+    from firmware.crypto import phkh
+
+    env = Env()
+    env.uv._host_keys = (HOST_KEY, OTHER_KEY)
+    res = env.c.call("query_keys")
+    assert (res.cc, res.rc) == (Cc.OK, Rc.EXECUTED)
+    assert bytes(res.block.key_hashes[0]) == phkh(HOST_KEY)
+    assert bytes(res.block.key_hashes[1]) == phkh(OTHER_KEY)
+    assert bytes(res.block.key_hashes[2]) == bytes(32)
