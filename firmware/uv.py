@@ -38,10 +38,9 @@ from firmware.uv_codes import (
     Cc,
     QueryValues,
     Rc,
-    UvCommand,
     installed_calls,
 )
-from firmware.uv_storage import COUNTER_LIMIT, PageRecord, PageSealer, component
+from firmware.uv_storage import COUNTER_LIMIT, PageRecord, PageSealer
 
 __all__ = [
     "UvCaller",

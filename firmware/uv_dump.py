@@ -20,7 +20,6 @@ from firmware.se_header import PCF_ALLOW_DUMPING
 from firmware.uv_storage import component
 
 if TYPE_CHECKING:
-    from emulator.hw.memory import PhysicalMemory
     from firmware import uv_blocks as B
     from firmware.uv import ControlBlock, SecureCpu, Ultravisor
 
