@@ -26,6 +26,7 @@ import ctypes
 import re
 import struct
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -467,6 +468,7 @@ class Cpu:
         self._scan_cache: dict[int, tuple[int, ...]] = {}  # frame -> trapped offsets
         self._code_pages: dict[int, set[int]] = {}  # frame -> virtual page addresses fetched from it
         self._smc_frames: set[int] = set()
+        self._smc_digest: dict[int, int] = {}
         self._fault: ProgramException | GuestIntercept | WatchHit | None = None
         self._intr_info: tuple[int, int, int] | None = None
         self._halt = threading.Event()
@@ -855,8 +857,8 @@ class Cpu:
         if write:
             perms |= UC_PROT_WRITE
             if frame in self._code_pages:
+                # a store into a page holding scanned code: rescan it whenever the CPU is back in Python
                 self._smc_frames.add(frame)
-                uc.emu_stop()
         elif self.mem.keys[frame] & KEY_C and frame not in self.watch_frames and self._store_allowed(vaddr):
             perms |= UC_PROT_WRITE
         entry.perms = perms  # type: ignore[attr-defined]
@@ -878,6 +880,7 @@ class Cpu:
             )
             hits = tuple(m.start() for m in _TRAP_RE.finditer(page, 0, 0x1000) if not m.start() & 1)
             self._scan_cache[frame] = hits
+            self._smc_digest[frame] = zlib.crc32(page[:0x1000])
         return hits
 
     def _add_exits(self, vpage: int, frame: int) -> None:
@@ -1212,14 +1215,21 @@ class Cpu:
             return None
 
     def _rescan_smc(self) -> None:
-        """Guest stores hit pages that hold code: rescan them for trapped instructions."""
+        """Guest stores hit pages that hold code: rescan those whose bytes changed for trapped instructions.
+
+        The frames stay watched (their TLB entries keep write access), so this runs at every return to
+        Python; a changed page gets new exits and its translations dropped.
+        """
+        buf = self._buf
         for frame in self._smc_frames:
+            base = frame << PAGE_SHIFT
+            digest = zlib.crc32(buf[base : base + 0x1000])
+            if self._smc_digest.get(frame) == digest:
+                continue
             self._scan_cache.pop(frame, None)
             for vpage in self._code_pages.get(frame, ()):
                 self._add_exits(vpage, frame)
                 self.uc.ctl_remove_cache(vpage, vpage + 0x1000)
-        self._smc_frames.clear()
-        self.flush_tlb()
 
     def _at_exit(
         self, pc: int, emulate: Callable[[Cpu, Insn], CpuExit | None], raw: bytes | None = None, keep: bool = False

@@ -104,6 +104,42 @@ class _Sccb:
         self.cpu.write_real(real, data)
 
 
+class CpuControlBlock:
+    """A UVCB as the calling CPU addresses it: home-space virtual when DAT is on, real otherwise.
+
+    Every byte goes through the CPU's translation with all its checks, so a block that is not
+    accessible (also only its tail) raises the caller's access exception and nothing is stored.
+    """
+
+    def __init__(self, cpu: Cpu, addr: int) -> None:
+        self.cpu = cpu
+        self.addr = addr
+
+    def translate(self, vaddr: int, write: bool) -> int:
+        """Host absolute address of a home-space (or real) address."""
+        return self.cpu.translate(vaddr, write=write, asc=3)
+
+    def _pages(self, offset: int, length: int, write: bool) -> list[tuple[int, int]]:
+        out = []
+        v = self.cpu.wrap(self.addr + offset)
+        while length > 0:
+            n = min(length, 0x1000 - (v & 0xFFF))
+            out.append((self.translate(v, write), n))
+            v, length = self.cpu.wrap(v + n), length - n
+        return out
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Read block bytes through the CPU's translation."""
+        return b"".join(self.cpu.mem.read(h, n) for h, n in self._pages(offset, length, False))
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Store block bytes; every page is checked before anything is stored."""
+        pos = 0
+        for h, n in self._pages(offset, len(data), True):
+            self.cpu.mem.write(h, data[pos : pos + n])
+            pos += n
+
+
 class Machine:
     """An emulated IBM Z configuration.
 
@@ -113,7 +149,8 @@ class Machine:
         deterministic: deterministic TOD and count-based scheduling even with one CPU.
         level: 3 (a VM of zuv's hypervisor, like QEMU/KVM) or 2 (the LPAR itself).
         console_out: called with every chunk of console output.
-        ultravisor: an Ultravisor to install (enables facilities 158/161 and host UVCs at level 2).
+        ultravisor: install the machine's Ultravisor (facilities 158/161; host UVCs at level 2), or pass
+            an already-built one (its memory must be this machine's: build it from ``machine.memory``).
     """
 
     def __init__(
@@ -124,7 +161,7 @@ class Machine:
         deterministic: bool = False,
         level: int = 3,
         console_out: Callable[[bytes], None] | None = None,
-        ultravisor: object | None = None,
+        ultravisor: object | bool | None = None,
         info: MachineInfo | None = None,
     ) -> None:
         if not 1 <= cpus <= MAX_CPUS:
@@ -136,10 +173,16 @@ class Machine:
         self.deterministic = deterministic
         self.level = level
         self.info = info or (MachineInfo.qemu_compatible() if level == 3 else MachineInfo())
-        self.uv = ultravisor
+        self.uv = None
         self.console = bytearray()
         self._console_out = console_out
-        self.facilities = facility_list(ultravisor is not None)
+        if ultravisor is True:
+            from firmware.uv import Ultravisor  # noqa: PLC0415 - optional layer, built on this memory
+
+            self.uv = Ultravisor(self.memory, cpu_prefixes=lambda: [c.prefix for c in self.cpus.values()])
+        elif ultravisor:
+            self.uv = ultravisor
+        self.facilities = facility_list(bool(ultravisor))
         self.cpus: dict[int, Cpu] = {}
         for addr in range(cpus):
             self.cpus[addr] = Cpu(self.memory, addr, self.tod, self.facilities, self.info.cpuid(addr))
@@ -480,7 +523,17 @@ class Machine:
         raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode} is not supported")
 
     def _insn_uvc(self, cpu: Cpu, insn: Insn) -> None:
-        raise ProgramException(0x01, why="no Ultravisor call facility in this configuration")
+        """A UVC from a program running in the LPAR: the host calls the Ultravisor."""
+        if self.uv is None or self.level != 2:
+            raise ProgramException(0x01, why="no Ultravisor call facility in this configuration")
+        if insn.raw[2]:
+            raise ProgramException(0x06, why="UVC: bits 16-23 (M3, M4) must be zero")
+        from firmware.uv import UvCaller  # noqa: PLC0415 - the Ultravisor is optional
+
+        others = any(c.state == OPERATING for c in self.cpus.values() if c is not cpu)
+        cb = CpuControlBlock(cpu, cpu.gpr(insn.r2))
+        cc = self.uv.call(UvCaller("host", other_cpus_running=others), cb)  # type: ignore[attr-defined]
+        insn.finish(cc)
 
     def _insn_sie(self, cpu: Cpu, insn: Insn) -> None:
         raise ProgramException(0x01, why="SIE is not available to a guest (no nested virtualisation)")

@@ -1,0 +1,96 @@
+"""A host program in the LPAR calls the Ultravisor with the UVC instruction: cc, rc, and the program checks."""
+
+import struct
+import subprocess
+
+import pytest
+
+from emulator.machine.machine import Machine
+
+pytestmark = pytest.mark.toolchain
+
+PROGRAM = r"""
+.text
+.globl _start
+_start:
+    larl %r15,pgmnew
+    mvc 0x1d0(16,%r0),0(%r15)       # program new PSW: record the code and go on at `next`
+    larl %r2,query
+    lghi %r0,0
+    .insn rrf,0xb9a40000,%r0,%r2,0,0 # UVC 0,2: Query
+    ipm %r3
+    larl %r4,results
+    st %r3,0(%r4)
+    larl %r2,init
+    .insn rrf,0xb9a40000,%r0,%r2,0,0 # Init with no storage: an rc, cc 1
+    ipm %r3
+    st %r3,4(%r4)
+    .insn rrf,0xb9a40000,%r0,%r2,4,2 # M fields set: specification exception
+    larl %r2,query
+    stosm 8(%r4),0x00
+    larl %r1,prob
+    lpswe 0(%r1)                    # to problem state
+probstate:
+    .insn rrf,0xb9a40000,%r0,%r2,0,0 # privileged operation
+    .long 0                         # operation exception ends the test below
+next:
+    larl %r4,results
+    llgh %r5,0x8e                   # program-interruption code
+    lgf %r6,12(%r4)
+    sll %r6,8
+    or %r6,%r5
+    st %r6,12(%r4)
+    lg %r7,0x158
+    clfi %r5,1
+    je done
+    lpswe 0x150
+done:
+    larl %r1,waitpsw
+    lpswe 0(%r1)
+    .align 8
+pgmnew: .quad 0x0000000180000000, next
+prob:   .quad 0x0001000180000000, probstate
+waitpsw: .quad 0x0002000180000000, 0xfff
+    .align 8
+results: .long 0,0,0,0
+    .align 4096
+query: .short 0x120, 0x0001, 0, 0
+    .fill 0x118,1,0
+    .align 256
+init:  .short 0x48, 0x0002, 0, 0
+    .fill 0x40,1,0
+"""
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    d = tmp_path_factory.mktemp("uvc")
+    (d / "p.s").write_text(PROGRAM)
+    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", d / "p.o", d / "p.s"], check=True)
+    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True)
+    return d / "p.elf"
+
+
+def run(program, **kw):
+    m = Machine(64 << 20, 1, level=2, **kw)
+    prog = m.load(str(program))
+    r = m.run(time_limit=30)
+    res = m.memory.read(prog.symbols["results"], 16)
+    return m, prog, r, struct.unpack(">IIII", res)
+
+
+def test_host_uvc_query_init_and_program_checks(program):
+    m, prog, r, (cc_query, cc_init, _, codes) = run(program, ultravisor=True)
+    assert r.clean, r.describe()
+    assert (cc_query >> 28) & 3 == 0
+    assert m.memory.read(prog.symbols["query"] + 4, 2) == b"\x00\x01"  # rc 0x0001
+    assert (cc_init >> 28) & 3 == 1
+    assert m.memory.read(prog.symbols["init"] + 4, 2) != b"\x00\x01"  # refused with an rc
+    # the program interruptions in order: specification (M fields), privileged operation, then operation
+    assert codes & 0xFFFFFF == 0x060201
+
+
+def test_without_ultravisor_uvc_is_an_operation_exception(program):
+    m, prog, r, (_, _, _, codes) = run(program)
+    assert r.clean
+    assert codes & 0xFF == 0x01
