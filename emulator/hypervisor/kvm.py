@@ -50,7 +50,7 @@ from emulator.hypervisor.sie import (
 )
 
 if TYPE_CHECKING:
-    from emulator.hypervisor.pv import PvVm
+    from emulator.hypervisor.pv import ProtectFailure, PvHost, PvVm
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
 
@@ -320,6 +320,8 @@ class Vm:
         self.ipl_parameters: bytes | None = None
         self.pv_ipl_parameters: bytes | None = None
         self.pv: PvVm | None = None
+        #: why the last secure IPL (DIAG 0x308 subcode 10) failed, or None
+        self.pv_failure: ProtectFailure | None = None
         self.program_path: str | None = None
         self._cmdline = ""
         self._halt_reason: str | None = None
@@ -693,7 +695,7 @@ class Hypervisor:
         self.alloc = HostAllocator(memory.size, reserved)
         self.engine = SieEngine(memory.size)
         self.vms: list[Vm] = []
-        self._pv_host: object | None = None
+        self._pv_host: PvHost | None = None
 
     @classmethod
     def on_machine(cls, machine: object, reserved: int = HOST_RESERVED) -> Hypervisor:
@@ -705,6 +707,14 @@ class Hypervisor:
             getattr(machine, "uv", None),
             reserved,
         )
+
+    def pv_host(self) -> PvHost:
+        """The Ultravisor connection (created, and the Ultravisor initialised, on first use)."""
+        if self._pv_host is None:
+            from emulator.hypervisor.pv import PvHost
+
+            self._pv_host = PvHost(self, self.ultravisor)
+        return self._pv_host
 
     def sie_page(self, addr: int) -> SiePage:
         """The SIE page at host page ``addr`` (the SD lives in host storage; the hardware reads it there)."""

@@ -1,0 +1,806 @@
+"""Protected virtualisation in the hypervisor: the secure-guest lifecycle and the secure intercept handlers.
+
+What KVM's ``arch/s390/kvm/pv.c`` and QEMU's ``hw/s390x/pv.c`` do, through the Ultravisor client
+(``emulator.hypervisor.uvclient``) and nothing else:
+
+* lifecycle (``secure-execution.md`` 12.1): enable (gmap, donated base/variable storage, SCA, Create
+  Secure Configuration, a SIDA and Create Secure CPU per vCPU), set secure parameters (the SE header),
+  unpack every component page in order, verify, Set CPU State, prepare reset, unshare all, disable
+  (destroy the CPUs, the configuration, then every guest page that may still be secure);
+* the secure IPL of DIAGNOSE 0x308 subcodes 8, 9 and 10 (8.3) with QEMU's IPIB checks and its packed
+  error value when protecting fails;
+* the intercepts of a secure vCPU: PV instruction (0x68), PV notification (0x6C), prefix not secure
+  (0x70), host program interruptions 0x3E/0x3F (import the page), wait and validity;
+* interruptions for secure vCPUs, injected only through ``iictl`` (7.5);
+* host touches of a secure page: export it first (``arch_make_folio_accessible``).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
+from emulator.hw import sigp as S
+from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT, Cpu
+from emulator.hw.memory import PAGE_SIZE
+from emulator.hw.sysinfo import stsi
+from emulator.hypervisor.pvsie import VIR_NAMES, PvSieEngine
+from emulator.hypervisor.sie import (
+    ICPT_PV_INSTR,
+    ICPT_PV_NOTIFY,
+    ICPT_PV_PREF,
+    ICPT_STOP,
+    ICPT_VALIDITY,
+    ICPT_WAIT,
+    IICTL_EXT,
+    IICTL_NONE,
+    IICTL_RESTART,
+    IICTL_SPECIFICATION,
+    SDF_NORMAL,
+    SDF_PV,
+    SieExit,
+    SiePage,
+)
+from emulator.hypervisor.uvclient import HostArena, UvCallError, UvClient, UvResult
+
+if TYPE_CHECKING:
+    from emulator.hypervisor.kvm import Hypervisor, Vcpu, Vm
+
+__all__ = [
+    "PvError",
+    "PvHost",
+    "PvVm",
+    "PvIplBlock",
+    "diag308_secure",
+    "protect",
+    "KVM_PV_SET_SEC_PARMS",
+    "KVM_PV_UNPACK",
+    "KVM_PV_VERIFY",
+    "DIAG308_RC_INVAL_FOR_PV",
+]
+
+log = logging.getLogger("emulator.hypervisor.pv")
+
+# KVM_PV_* command numbers (include/uapi/linux/kvm.h), used in the packed secure-IPL error (8.3 step 5)
+KVM_PV_ENABLE: Final = 0
+KVM_PV_DISABLE: Final = 1
+KVM_PV_SET_SEC_PARMS: Final = 2
+KVM_PV_UNPACK: Final = 3
+KVM_PV_VERIFY: Final = 4
+KVM_PV_PREP_RESET: Final = 5
+KVM_PV_UNSHARE_ALL: Final = 6
+PV_CMD_NAMES: Final = {
+    KVM_PV_ENABLE: "KVM_PV_ENABLE",
+    KVM_PV_DISABLE: "KVM_PV_DISABLE",
+    KVM_PV_SET_SEC_PARMS: "KVM_PV_SET_SEC_PARMS",
+    KVM_PV_UNPACK: "KVM_PV_UNPACK",
+    KVM_PV_VERIFY: "KVM_PV_VERIFY",
+    KVM_PV_PREP_RESET: "KVM_PV_PREP_RESET",
+    KVM_PV_UNSHARE_ALL: "KVM_PV_UNSHARE_ALL",
+}
+
+# DIAGNOSE 0x308 response codes (qemu hw/s390x/ipl.h)
+DIAG308_RC_OK: Final = 0x0001
+DIAG308_RC_NO_CONF: Final = 0x0102
+DIAG308_RC_INVALID: Final = 0x0402
+DIAG308_RC_NO_PV_CONF: Final = 0x0902
+DIAG308_RC_INVAL_FOR_PV: Final = 0x0A02
+
+CPU_STATE_OPR: Final = 1
+CPU_STATE_STP: Final = 2
+CPU_STATE_OPR_LOAD: Final = 5
+
+MAX_HEADER: Final = 2 * PAGE_SIZE
+_SEG_INVALID: Final = 0x20
+_PTE_INVALID: Final = 0x400
+_ASCE_P: Final = 0x100
+
+
+class PvError(HypervisorError):
+    """A protected-virtualisation step failed: ``cmd`` names the KVM_PV step, rc/rrc come from the UV."""
+
+    def __init__(self, cmd: int, msg: str, rc: int = 0, rrc: int = 0) -> None:
+        super().__init__(f"{PV_CMD_NAMES.get(cmd, cmd)}: {msg}", rc, rrc)
+        self.cmd = cmd
+
+
+def _fail(cmd: int, res: UvResult) -> PvError:
+    return PvError(cmd, str(res), res.rc, res.rrc)
+
+
+# -- the IPL parameter block, PV type (8.2) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PvComponent:
+    """One secure component of a PV IPL block: tweak prefix, guest address, length."""
+
+    tweak_pref: int
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True)
+class PvIplBlock:
+    """An IPL parameter block of type 5 (PV): where the SE header is and the secure components."""
+
+    raw: bytes
+    hdr_addr: int
+    hdr_size: int
+    components: tuple[PvComponent, ...]
+
+    HEADER_LEN: Final = 0x88  # bytes before the first component entry
+    MIN_LEN: Final = 148  # qemu iplb_valid_pv: len >= sizeof(IplBlockPv) + header
+
+    @classmethod
+    def parse(cls, raw: bytes, guest_size: int) -> PvIplBlock:
+        """Validate a PV IPIB like QEMU (``iplb_valid_pv``); raises ValueError with the reason."""
+        if len(raw) < cls.MIN_LEN:
+            raise ValueError(f"IPL block of {len(raw)} bytes is shorter than {cls.MIN_LEN}")
+        total, = struct.unpack_from(">I", raw, 0)
+        blk0_len, pbt = struct.unpack_from(">IB", raw, 8)
+        if pbt != 5:
+            raise ValueError(f"IPL block type {pbt} is not 5 (PV)")
+        if total < cls.MIN_LEN or total > len(raw):
+            raise ValueError(f"IPL block length {total} invalid")
+        num, hdr_addr, hdr_size = struct.unpack_from(">IQQ", raw, 0x74)
+        if num < 1:
+            raise ValueError("no secure component")
+        if cls.HEADER_LEN + 24 * num > total:
+            raise ValueError(f"{num} components do not fit in an IPL block of {total} bytes")
+        if not 0 < hdr_size <= MAX_HEADER or hdr_addr + hdr_size > guest_size:
+            raise ValueError(f"SE header {hdr_addr:#x}+{hdr_size:#x} is not readable or longer than 8 KiB")
+        comps = []
+        last = -1
+        for i in range(num):
+            tweak, addr, length = struct.unpack_from(">QQQ", raw, cls.HEADER_LEN + 24 * i)
+            if addr & 0xFFF:
+                raise ValueError(f"component {i} at {addr:#x} is not 4 KiB aligned")
+            if tweak <= last:
+                raise ValueError(f"component {i}: tweak prefixes do not increase")
+            if addr + length > guest_size:
+                raise ValueError(f"component {i} at {addr:#x}+{length:#x} is beyond guest memory")
+            last = tweak
+            comps.append(PvComponent(tweak, addr, length))
+        return cls(bytes(raw[:total]), hdr_addr, hdr_size, tuple(comps))
+
+
+# -- the host side of PV: the UV client and its arena -------------------------------------------------
+
+
+class PvHost:
+    """The hypervisor's Ultravisor connection: the client, UV initialisation (``prot_virt=1``), the arena.
+
+    Args:
+        hv: the hypervisor (its allocator and host view).
+        uv: the machine's Ultravisor.
+    """
+
+    def __init__(self, hv: Hypervisor, uv: object) -> None:
+        self.hv = hv
+        self.uv = uv
+        start = hv.alloc.alloc_range(1 << 20)
+        self.client = UvClient(uv, hv.host, HostArena(start, start + (1 << 20)))  # type: ignore[arg-type]
+        self.query = self.client.query()
+        self.engine = PvSieEngine(uv, self._sida)  # type: ignore[arg-type]
+        if not getattr(uv, "initialized", False):
+            n = self.query.uv_base_stor_len
+            origin = hv.alloc.alloc_range(n, above=1 << 31)
+            res = self.client.call("init_uv", stor_origin=origin, stor_len=n)
+            if not res.ok:
+                raise PvError(KVM_PV_ENABLE, f"Ultravisor initialisation failed: {res}", res.rc, res.rrc)
+            log.info("Ultravisor initialised with %#x bytes at %#x", n, origin)
+
+    def _sida(self, page: SiePage) -> memoryview:
+        addr = page.sie_block.sida_origin
+        if not addr or not self.hv.host.accessible(addr):
+            raise HypervisorError(f"SIDA {addr:#x} is not host storage")
+        return self.hv.memory.buffer()[addr : addr + page.sie_block.sida_size]
+
+
+# -- one secure VM ------------------------------------------------------------------------------------
+
+
+class PvVm:
+    """The secure side of one VM: handles, donated storage, the gmap, SIDAs and the secure vCPUs' state.
+
+    Created by ``enable`` (KVM_PV_ENABLE); ``disable`` (KVM_PV_DISABLE) turns the VM back into a normal one.
+    """
+
+    def __init__(self, vm: Vm) -> None:
+        hv = vm.hv
+        if hv.ultravisor is None:
+            raise PvError(KVM_PV_ENABLE, "this machine has no Ultravisor")
+        if vm.memory_size > 1 << 31:
+            raise PvError(KVM_PV_ENABLE, "secure guests of zuv have at most 2 GiB (one segment table)")
+        self.vm = vm
+        self.hv = hv
+        self.host = hv.pv_host()
+        self.client = self.host.client
+        self.engine = self.host.engine
+        self.handle = 0
+        self.cpu_handles: dict[int, int] = {}
+        self.hw: dict[int, Cpu] = {}
+        self.cpu_stor: dict[int, int] = {}
+        self.possibly_secure: set[int] = set()  # guest pages that may be secure (Linux: PG_arch_1)
+        self.ext: dict[int, dict[str, int]] = {}
+        self.restart: set[int] = set()
+        self.emergency: dict[int, set[int]] = {}
+        self.exports = 0
+        self.imports = 0
+        self._arena_range = (0, 0)
+        self.asce = 0
+        self.verified = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def _arena(self) -> HostArena:
+        q = self.host.query
+        size = self.vm.memory_size
+        need = 0x4000 + (size >> 20) * 0x800 + q.conf_base_phys_stor_len + q.conf_base_phys_stor_len
+        need += self.hv.ultravisor.query.var_stor_len(size) + 0x4000 + 2 * PAGE_SIZE  # type: ignore[attr-defined]
+        need += len(self.vm.vcpus) * (q.cpu_stor_len + 2 * PAGE_SIZE)
+        need = (need + (1 << 20) - 1) & ~((1 << 20) - 1)
+        start = self.hv.alloc.alloc_range(need)
+        self._arena_range = (start, need)
+        return HostArena(start, start + need)
+
+    def _build_gmap(self, arena: HostArena) -> int:
+        """Segment and page tables mapping guest absolute A to host mso + A (KVM's gmap); returns the ASCE."""
+        view = self.hv.host
+        st = arena.alloc(0x4000, 0x4000)
+        n_seg = self.vm.memory_size >> 20
+        segs = []
+        for sx in range(n_seg):
+            pt = arena.alloc(0x800, 0x800)
+            base = self.vm.mso + (sx << 20)
+            view.write(pt, struct.pack(">256Q", *range(base, base + (1 << 20), PAGE_SIZE)))
+            segs.append(pt)
+        view.write(st, struct.pack(f">{n_seg}Q", *segs) + struct.pack(">Q", _SEG_INVALID) * (2048 - n_seg))
+        return st | _ASCE_P | 0x3
+
+    def enable(self) -> None:
+        """KVM_PV_ENABLE: Create Secure Configuration and a secure CPU per vCPU; rolls back on failure."""
+        vm, q = self.vm, self.host.query
+        arena = self._arena()
+        try:
+            self.asce = self._build_gmap(arena)
+            base = arena.alloc(q.conf_base_phys_stor_len, q.conf_base_phys_stor_len)
+            var = arena.alloc(self.hv.ultravisor.query.var_stor_len(vm.memory_size))  # type: ignore[attr-defined]
+            sca = arena.alloc(0x4000, 0x4000)
+            res = self.client.call(
+                "create_sec_conf",
+                conf_base_stor_origin=base,
+                conf_virt_stor_origin=var,
+                guest_stor_origin=0,
+                guest_stor_len=vm.memory_size,
+                guest_sca=sca,
+                guest_asce=self.asce,
+            )
+            if not res.ok:
+                if res.rc & 0x8000:
+                    self.client.call("destroy_sec_conf", handle=res.block.guest_handle)
+                raise _fail(KVM_PV_ENABLE, res)
+            self.handle = int(res.block.guest_handle)
+            for addr, v in sorted(vm.vcpus.items()):
+                sida = arena.alloc(PAGE_SIZE)
+                self.hv.host.write(sida, bytes(PAGE_SIZE))
+                v.sd.sidad = sida  # one page: size bits 0
+                stor = arena.alloc(q.cpu_stor_len)
+                res = self.client.call(
+                    "create_sec_cpu", guest_handle=self.handle, stor_origin=stor, state_origin=v.page_addr, num=addr
+                )
+                if not res.ok:
+                    raise _fail(KVM_PV_ENABLE, res)
+                self.cpu_handles[addr] = int(res.block.cpu_handle)
+                self.cpu_stor[addr] = stor
+        except BaseException:
+            self._teardown()
+            raise
+        for addr, v in vm.vcpus.items():
+            sd = v.sd
+            sd.sdf = SDF_PV
+            sd.pv_handle_cpu = self.cpu_handles[addr]
+            sd.pv_handle_config = self.handle
+            self.hw[addr] = v.cpu
+            v._cpu = None  # noqa: SLF001 - the vCPU's registers now belong to the Ultravisor
+            v.set_operating(False)
+            self.ext[addr] = {}
+            self.emergency[addr] = set()
+        vm.pv = self
+        vm.memory.on_secure = self._make_accessible
+        log.info("VM %s is secure: configuration %#x, %d CPUs", vm.name, self.handle, len(self.cpu_handles))
+
+    def _teardown(self) -> None:
+        for addr, h in list(self.cpu_handles.items()):
+            self.client.call("destroy_sec_cpu", handle=h)
+            self.engine.forget(h)
+            del self.cpu_handles[addr]
+        if self.handle:
+            self.client.call("destroy_sec_conf", handle=self.handle)
+            self.handle = 0
+        for g in sorted(self.possibly_secure):
+            self.client.call("destr_sec_stor", paddr=self.vm.mso + g)
+        self.possibly_secure.clear()
+        if self._arena_range[1]:
+            self.hv.alloc.free_range(*self._arena_range)
+            self._arena_range = (0, 0)
+
+    def disable(self) -> None:
+        """KVM_PV_DISABLE: destroy the secure CPUs and the configuration, then destroy every page that may
+        still be secure; the vCPUs become normal again (stopped, their registers reset)."""
+        vm = self.vm
+        self._teardown()
+        for addr, v in vm.vcpus.items():
+            cpu = self.hw.pop(addr, None)
+            if cpu is not None:
+                v._cpu = cpu  # noqa: SLF001
+                cpu.reset_clear()
+            sd = v.sd
+            sd.sdf = SDF_NORMAL
+            sd.pv_handle_cpu = sd.pv_handle_config = 0
+            sd.sidad = 0
+            sd.iictl = IICTL_NONE
+            v.set_operating(False)
+        vm.pv = None
+        vm.memory.on_secure = None
+        log.info("VM %s is not secure any more", vm.name)
+
+    def set_sec_parms(self, header: bytes) -> None:
+        """KVM_PV_SET_SEC_PARMS: hand a host copy of the SE header (at most 8 KiB) to the Ultravisor."""
+        if not 0 < len(header) <= MAX_HEADER:
+            raise PvError(KVM_PV_SET_SEC_PARMS, f"SE header of {len(header)} bytes (at most 8 KiB)")
+        start = self._hdr_pages()
+        self.hv.host.write(start, header)
+        res = self.client.call("set_sec_conf_params", guest_handle=self.handle, sec_header_origin=start,
+                               sec_header_len=len(header))  # fmt: skip
+        if not res.ok:
+            raise _fail(KVM_PV_SET_SEC_PARMS, res)
+
+    def _hdr_pages(self) -> int:
+        addr = getattr(self, "_hdr_addr", 0)
+        if not addr:
+            start, n = self._arena_range
+            addr = self._hdr_addr = start + n - 2 * PAGE_SIZE
+        return addr
+
+    def unpack(self, addr: int, size: int, tweak: int) -> None:
+        """KVM_PV_UNPACK: Unpack every page of one component (``tweak[1]`` = the page's offset)."""
+        if addr & 0xFFF or size & 0xFFF:
+            raise PvError(KVM_PV_UNPACK, f"component {addr:#x}+{size:#x} is not page aligned")
+        call = self.client.call
+        for off in range(0, size, PAGE_SIZE):
+            res = call("unpack_img", guest_handle=self.handle, gaddr=addr + off, tweak=(tweak, off))
+            if not res.ok:
+                raise _fail(KVM_PV_UNPACK, res)
+            self.possibly_secure.add(addr + off)
+
+    def verify(self) -> None:
+        """KVM_PV_VERIFY."""
+        res = self.client.call("verify_img", handle=self.handle)
+        if not res.ok:
+            raise _fail(KVM_PV_VERIFY, res)
+        self.verified = True
+
+    def set_cpu_state(self, v: Vcpu, state: int) -> UvResult:
+        """KVM_SET_MP_STATE of a secure vCPU: Set CPU State (STP, OPR, OPR_LOAD); the SD follows."""
+        res = self.client.call("cpu_set_state", cpu_handle=self.cpu_handles[v.address], state=state)
+        if res.ok:
+            v.set_operating(state != CPU_STATE_STP)
+        return res
+
+    def prep_reset(self) -> None:
+        """KVM_PV_PREP_RESET."""
+        res = self.client.call("prepare_reset", handle=self.handle)
+        if not res.ok:
+            raise _fail(KVM_PV_PREP_RESET, res)
+
+    def unshare_all(self) -> None:
+        """KVM_PV_UNSHARE_ALL."""
+        res = self.client.call("set_unshare_all", handle=self.handle)
+        if not res.ok:
+            raise _fail(KVM_PV_UNSHARE_ALL, res)
+
+    def cpu_reset(self, v: Vcpu, kind: str) -> None:
+        """KVM_S390_{NORMAL,INITIAL,CLEAR}_RESET of a secure vCPU ("normal", "initial", "clear")."""
+        cmd = {"normal": "cpu_reset", "initial": "cpu_reset_initial", "clear": "cpu_reset_clear"}[kind]
+        res = self.client.call(cmd, handle=self.cpu_handles[v.address])
+        if not res.ok:
+            raise HypervisorError(f"{kind} reset of secure CPU {v.address}: {res}", res.rc, res.rrc)
+        self.ext[v.address].clear()
+        self.emergency[v.address].clear()
+        self.restart.discard(v.address)
+
+    # -- storage ----------------------------------------------------------------------------------------
+
+    def _make_accessible(self, e: SecureStorageAccess) -> None:
+        """The host touched a secure guest page (PGM 0x3D): export it so the access can be retried."""
+        res = self.client.call("conv_from_sec_stor", paddr=e.addr & ~0xFFF)
+        if not res.ok:
+            raise HypervisorError(f"host access to {e.addr:#x} cannot be resolved: {res}", res.rc, res.rrc)
+        self.exports += 1
+
+    def import_page(self, gaddr: int) -> UvResult:
+        """Convert to Secure Storage of one guest page (after a 0x3E)."""
+        page = gaddr & ~0xFFF
+        res = self.client.call("conv_to_sec_stor", guest_handle=self.handle, gaddr=page)
+        if res.ok:
+            self.possibly_secure.add(page)
+            self.imports += 1
+        return res
+
+    # -- running -----------------------------------------------------------------------------------------
+
+    def pending_ext(self, v: Vcpu) -> dict[str, int]:
+        """Floating and local external interruptions the hypervisor holds for a secure vCPU."""
+        return self.ext[v.address]
+
+    def _deliverable(self, v: Vcpu) -> tuple[int, int, int, int] | None:
+        """(iictl, eic, param, cpu address) of the interruption to inject now, from the SD's PSW and CR0."""
+        if v.address in self.restart:
+            return IICTL_RESTART, 0, 0, 0
+        sd = v.sd
+        if not sd.psw_mask & PSW_MASK_EXT:
+            return None
+        cr0 = sd.gcr[0]
+        ext = self.ext[v.address]
+        em = self.emergency[v.address]
+        if em and cr0 & (1 << 14):
+            return IICTL_EXT, 0x1201, 0, min(em)
+        if "external_call" in ext and cr0 & (1 << 13):
+            return IICTL_EXT, 0x1202, 0, ext["external_call"]
+        if "service" in ext and cr0 & (1 << 9):
+            return IICTL_EXT, 0x2401, ext["service"], 0
+        return None
+
+    def interrupt_ready(self, v: Vcpu) -> bool:
+        """True if an interruption can be injected into the vCPU now."""
+        return self._deliverable(v) is not None
+
+    def timer_deadline(self, v: Vcpu) -> int | None:
+        """Clock-comparator deadline of an enabled secure vCPU (the SD shows CKC, CPU timer and CR0)."""
+        sd = v.sd
+        if not sd.psw_mask & PSW_MASK_EXT:
+            return None
+        out = []
+        if sd.gcr[0] & (1 << 11):
+            out.append(sd.ckc)
+        if sd.gcr[0] & (1 << 10):
+            t = sd.cputm - (1 << 64) if sd.cputm >> 63 else sd.cputm
+            out.append(self.hv.clock.now() + max(t, 0) + 1)
+        return min(out) if out else None
+
+    def insn_count(self, v: Vcpu) -> int:
+        """Instructions the vCPU's hardware CPU executed."""
+        return self.hw[v.address].insn_count
+
+    def halt(self) -> None:
+        """Ask the hardware CPUs to leave SIE soon."""
+        for cpu in self.hw.values():
+            cpu.request_halt()
+
+    def enter(self, v: Vcpu, count: int, timeout_us: int) -> SieExit:
+        """Inject what is deliverable (iictl), then SIE on the vCPU's hardware CPU."""
+        sd = v.sd
+        if sd.iictl == IICTL_NONE:
+            d = self._deliverable(v)
+            if d is not None:
+                iictl, eic, param, src = d
+                sd.iictl = iictl
+                if iictl == IICTL_RESTART:
+                    self.restart.discard(v.address)
+                else:
+                    sd.eic, sd.eiparams, sd.extcpuaddr = eic, param, src
+                    if eic == 0x2401:
+                        del self.ext[v.address]["service"]
+                    elif eic == 0x1202:
+                        del self.ext[v.address]["external_call"]
+                    elif eic == 0x1201:
+                        self.emergency[v.address].discard(src)
+        return self.engine.enter(self.hw[v.address], v.page, count, timeout_us)
+
+    def handle_exit(self, v: Vcpu, ex: SieExit) -> bool:
+        """Handle a secure vCPU's SIE exit; True if the guest made progress."""
+        code = ex.icptcode
+        if ex.host_pgm in (0x3E, 0x3F):
+            gaddr = ex.teid & ~0xFFF
+            if ex.host_pgm == 0x3F:  # a frame still secure for someone else: destroy, else export
+                res = self.client.call("destr_sec_stor", paddr=self.vm.mso + gaddr)
+                if not res.ok:
+                    self.client.call("conv_from_sec_stor", paddr=self.vm.mso + gaddr)
+            res = self.import_page(gaddr)
+            if not res.ok and res.rc != 0x0104:
+                self._crash(v, f"guest page {gaddr:#x} cannot be made secure ({res})")
+            return True
+        if code == ICPT_PV_PREF:
+            for p in (v.sd.prefix, v.sd.prefix + PAGE_SIZE):
+                res = self.import_page(p)
+                if not res.ok and res.rc != 0x0104:
+                    self._crash(v, f"prefix page {p:#x} cannot be made secure ({res})")
+            return True
+        if code == ICPT_PV_INSTR:
+            self._pv_instruction(v)
+            return True
+        if code == ICPT_PV_NOTIFY:
+            self._pv_notification(v)
+            return True
+        if code == ICPT_WAIT:
+            mask = v.sd.psw_mask
+            if mask & PSW_MASK_WAIT and not mask & (0x7 << 56 | 1 << 50):
+                v.disabled_wait = v.sd.psw_addr
+                self.set_cpu_state(v, CPU_STATE_STP)
+                return True
+            return False
+        if code == ICPT_VALIDITY:
+            vir = v.sd.ipb >> 16
+            self._crash(v, f"validity interception {vir:#06x}: {VIR_NAMES.get(vir, 'unknown reason')}")
+            return True
+        if code == ICPT_STOP:
+            v.set_operating(False)
+            return True
+        if ex.reason == "check_stop":
+            self._crash(v, f"secure CPU check-stopped: {ex.detail}")
+            return True
+        if ex.reason == "breakpoint":
+            return True
+        return True  # host interruption (time slice)
+
+    def _crash(self, v: Vcpu, why: str) -> None:
+        v.detail = why
+        v.set_operating(False)
+        log.warning("VM %s CPU %d: %s", self.vm.name, v.address, why)
+
+    # -- 0x68: emulate for the Ultravisor -----------------------------------------------------------------
+
+    def _pv_instruction(self, v: Vcpu) -> None:
+        sd, regs = v.sd, v.page.pv_grregs
+        ipa = sd.ipa
+        vm = self.vm
+        try:
+            if ipa == 0x8302:
+                self._diag(v, regs[5])
+                vm._count(f"DIAG {regs[5]:#x}")  # noqa: SLF001
+            elif ipa == 0xB220:
+                self._servc(v)
+                vm._count("SERVC")  # noqa: SLF001
+            elif ipa == 0xB27D:
+                cc, new_r0, block = stsi(self.hv.info, 3, regs[0], regs[1], len(vm.vcpus))
+                if block is not None:
+                    self.host.engine._sida(v.page)[:0x1000] = block  # noqa: SLF001 - the SIDA is host storage
+                if new_r0 is not None:
+                    regs[0] = new_r0
+                v.set_cc(cc)
+                vm._count("STSI")  # noqa: SLF001
+            elif ipa == 0xAE24:
+                cc, status = self._sigp(v, regs[5] & 0xFF, regs[4] & 0xFFFF, regs[3])
+                if status is not None:
+                    regs[2] = status
+                v.set_cc(cc)
+                vm._count("SIGP")  # noqa: SLF001
+            else:  # channel subsystem: no subchannels
+                v.set_cc(3)
+                vm._count(f"I/O {ipa:#06x}")  # noqa: SLF001
+        except ProgramException as e:
+            sd.iictl = IICTL_SPECIFICATION if e.code == 0x06 else 0x11
+            log.debug("VM %s CPU %d: program exception %#x injected: %s", vm.name, v.address, e.code, e.why)
+
+    def _diag(self, v: Vcpu, code: int) -> None:
+        regs = v.page.pv_grregs
+        if code == 0x500:
+            regs[2] = self.hv.virtio_notify(self.vm, regs[1], regs[2], regs[3], regs[4])
+            return
+        if code == 0x308:
+            raise ProgramException(0x06, why=f"DIAG 0x308 subcode {regs[2]} is not valid for a secure guest")
+        raise ProgramException(0x06, why=f"DIAGNOSE {code:#x} is not supported")
+
+    def _servc(self, v: Vcpu) -> None:
+        ext = self.ext[v.address] if v.address == min(self.vm.vcpus) else self.ext[min(self.vm.vcpus)]
+        if "service" in ext:
+            v.set_cc(2)
+            return
+        regs = v.page.pv_grregs
+        sida = self.host.engine._sida(v.page)  # noqa: SLF001
+        res = self.vm.sclp.service_call(_SidaSccb(sida, regs[4], self.vm.memory_size), regs[2], regs[4])
+        ext["service"] = res.ext_param
+        v.set_cc(0)
+
+    def _sigp(self, v: Vcpu, order: int, target_addr: int, param: int) -> tuple[int, int | None]:
+        vm = self.vm
+        target = vm.vcpus.get(target_addr)
+        if order == S.SET_ARCHITECTURE:
+            others = all(not x.operating for x in vm.vcpus.values() if x is not v)
+            return 1, S.STAT_INVALID_PARAMETER if others else S.STAT_INCORRECT_STATE
+        if target is None:
+            return 3, None
+        t = target.address
+        if order == S.SENSE:
+            status = (S.STAT_STOPPED if not target.operating else 0) | (
+                S.STAT_EXT_CALL_PENDING if "external_call" in self.ext[t] else 0
+            )
+            return (1, status) if status else (0, None)
+        if order == S.SENSE_RUNNING:
+            running = target.operating and not target.sd.psw_mask & PSW_MASK_WAIT
+            return (0, None) if running else (1, S.STAT_NOT_RUNNING)
+        if order == S.EXTERNAL_CALL:
+            if "external_call" in self.ext[t]:
+                return 1, S.STAT_EXT_CALL_PENDING
+            self.ext[t]["external_call"] = v.address
+            return 0, None
+        if order in (S.EMERGENCY, S.COND_EMERGENCY):
+            self.emergency[t].add(v.address)
+            return 0, None
+        if order == S.START:
+            if not target.operating:
+                self.set_cpu_state(target, CPU_STATE_OPR)
+            return 0, None
+        if order in (S.STOP, S.STOP_AND_STORE_STATUS):
+            # store status of a secure CPU is the Ultravisor's (dump) business: only the stop happens
+            if target.operating:
+                self.set_cpu_state(target, CPU_STATE_STP)
+            return 0, None
+        if order == S.RESTART:
+            self.restart.add(t)
+            if not target.operating:
+                self.set_cpu_state(target, CPU_STATE_OPR)
+            return 0, None
+        if order in (S.INITIAL_CPU_RESET, S.CPU_RESET):
+            self.cpu_reset(target, "initial" if order == S.INITIAL_CPU_RESET else "normal")
+            self.set_cpu_state(target, CPU_STATE_STP)
+            return 0, None
+        if order in (S.SET_PREFIX, S.STORE_STATUS_AT_ADDRESS, S.STORE_ADDITIONAL_STATUS):
+            return 1, S.STAT_INCORRECT_STATE  # the host cannot reach a secure CPU's prefix or registers
+        return 1, S.STAT_INVALID_ORDER
+
+    # -- 0x6C: the Ultravisor tells ----------------------------------------------------------------------
+
+    def _pv_notification(self, v: Vcpu) -> None:
+        sd, regs = v.sd, v.page.pv_grregs
+        if sd.ipa == 0x8302:
+            code = regs[5]
+            self.vm._count(f"DIAG {code:#x} (notification)")  # noqa: SLF001
+            if code == 0x308 and regs[2] in (0, 1):
+                self.reset_protocol(v, clear=regs[2] == 0)
+            return
+        if sd.ipa == 0xB9A4:  # Remove Shared Access of a pinned page: unpin, the guest re-issues the UVC
+            sida = bytes(self.host.engine._sida(v.page)[:0x30])  # noqa: SLF001
+            gaddr = struct.unpack_from(">Q", sida, 0x20)[0]
+            self.client.call("unpin_page_shared", guest_handle=self.handle, gaddr=gaddr)
+            self.vm._count("UVC (notification)")  # noqa: SLF001
+
+    def reset_protocol(self, initiator: Vcpu, clear: bool) -> None:
+        """The guest asked for a reset (DIAG 0x308 subcode 0 or 1): stop every CPU, Unshare All, Prepare
+        Reset, reset the CPUs (clear: every CPU clear-reset; else initial reset of the initiator, normal of
+        the others), then Set CPU State OPR_LOAD on the initiator (its PSW from guest absolute 0)."""
+        vm = self.vm
+        for x in vm.vcpus.values():
+            self.set_cpu_state(x, CPU_STATE_STP)
+        self.unshare_all()
+        self.prep_reset()
+        for x in vm.vcpus.values():
+            self.cpu_reset(x, "clear" if clear else ("initial" if x is initiator else "normal"))
+        res = self.set_cpu_state(initiator, CPU_STATE_OPR_LOAD)
+        if not res.ok and res.rc == 0x0102:  # absolute page 0 is not secure: import it, then load
+            self.import_page(0)
+            res = self.set_cpu_state(initiator, CPU_STATE_OPR_LOAD)
+        if not res.ok:
+            self._crash(initiator, f"reset of the secure guest failed: {res}")
+
+
+class _SidaSccb:
+    """The SCLP's view of an SCCB the Ultravisor copied into the SIDA (real address -> SIDA offset)."""
+
+    def __init__(self, sida: memoryview, sccb: int, memory_size: int) -> None:
+        self._sida = sida
+        self._base = sccb
+        self.memory_size = memory_size
+        self.prefix = 0
+
+    def _off(self, real: int, n: int) -> int:
+        off = real - self._base
+        if off < 0 or off + n > len(self._sida):
+            raise ProgramException(0x05, why="SCCB access outside the SIDA")
+        return off
+
+    def read(self, real: int, length: int) -> bytes:
+        off = self._off(real, length)
+        return bytes(self._sida[off : off + length])
+
+    def write(self, real: int, data: bytes) -> None:
+        off = self._off(real, len(data))
+        self._sida[off : off + len(data)] = data
+
+
+# -- DIAGNOSE 0x308 subcodes 8, 9, 10: the secure IPL -------------------------------------------------
+
+
+@dataclass
+class ProtectFailure:
+    """Why protecting a VM failed: the KVM_PV step and the Ultravisor's rc/rrc with its message."""
+
+    cmd: int
+    rc: int
+    rrc: int
+    message: str
+
+    @property
+    def packed(self) -> int:
+        """The value QEMU returns in Rx+1: cmd, rrc, rc, 0x0A02 (16 bits each, MSB first)."""
+        return self.cmd << 48 | (self.rrc & 0xFFFF) << 32 | (self.rc & 0xFFFF) << 16 | DIAG308_RC_INVAL_FOR_PV
+
+
+def protect(vm: Vm, ipib: PvIplBlock, header: bytes | None = None) -> None:
+    """QEMU's "protect": enable, set secure parameters, unpack every component, verify, start CPU 0.
+
+    ``header`` defaults to the SE header read from guest memory at the IPIB's ``pv_hdr_addr``. On
+    failure the VM is made non-secure again and ``PvError`` is raised.
+    """
+    if header is None:
+        header = vm.memory.read(ipib.hdr_addr, ipib.hdr_size)
+    pv = PvVm(vm)
+    pv.enable()
+    try:
+        pv.set_sec_parms(header)
+        for c in ipib.components:
+            size = (c.length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+            pv.unpack(c.addr, size, c.tweak_pref)
+        pv.verify()
+        for x in vm.vcpus.values():
+            if x.address != min(vm.vcpus):
+                pv.set_cpu_state(x, CPU_STATE_STP)
+        res = pv.set_cpu_state(vm.vcpus[min(vm.vcpus)], CPU_STATE_OPR_LOAD)
+        if not res.ok:
+            raise UvCallError(res)
+    except BaseException:
+        pv.disable()
+        raise
+
+
+def diag308_secure(vm: Vm, v: Vcpu, r1: int, rx: int, subcode: int) -> None:
+    """DIAGNOSE 0x308 subcodes 8 (set PV IPIB), 9 (store PV IPIB) and 10 (enter secure mode)."""
+    cpu = v.cpu
+    if subcode == 8:
+        length = int.from_bytes(cpu.read_real(rx, 4), "big")
+        raw = cpu.read_real(rx, min(max(length, 8), PAGE_SIZE))
+        try:
+            PvIplBlock.parse(raw, vm.memory_size)
+        except ValueError as e:
+            log.info("VM %s: PV IPL block refused: %s", vm.name, e)
+            cpu.set_gpr(r1 + 1, DIAG308_RC_INVALID)
+            return
+        vm.pv_ipl_parameters = raw[:length]
+        cpu.set_gpr(r1 + 1, DIAG308_RC_OK)
+        return
+    if subcode == 9:
+        if vm.pv_ipl_parameters is None:
+            cpu.set_gpr(r1 + 1, DIAG308_RC_NO_CONF)
+        else:
+            cpu.write_real(rx, vm.pv_ipl_parameters)
+            cpu.set_gpr(r1 + 1, DIAG308_RC_OK)
+        return
+    if vm.pv_ipl_parameters is None:
+        cpu.set_gpr(r1 + 1, DIAG308_RC_NO_PV_CONF)
+        return
+    ipib = PvIplBlock.parse(vm.pv_ipl_parameters, vm.memory_size)
+    # the "PV reset": every other CPU stops and is reset, then the VM is protected
+    for x in vm.vcpus.values():
+        if x is not v:
+            x.cpu.reset_initial()
+            x.set_operating(False)
+    try:
+        protect(vm, ipib)
+    except PvError as e:
+        f = ProtectFailure(e.cmd, e.rc, e.rrc, str(e))
+        vm.pv_failure = f
+        log.warning("VM %s: secure IPL failed: %s", vm.name, e)
+        cpu.set_gpr(r1 + 1, f.packed)
+        return
+    except UvCallError as e:
+        f = ProtectFailure(KVM_PV_VERIFY, e.rc, e.rrc, str(e))
+        vm.pv_failure = f
+        cpu.set_gpr(r1 + 1, f.packed)
+        return
+    vm.pv_failure = None
+
