@@ -505,6 +505,8 @@ class Machine:
             insn.finish()
             return
         if subcode in (0, 1, 3):
+            if self.uv is not None:  # a load-normal/clear reset returns the Ultravisor to uninitialised
+                self.uv.reset()  # type: ignore[attr-defined]
             if subcode == 0:
                 self.memory.fill(0, self.memory.size)
                 if self.program is not None:
