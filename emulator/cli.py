@@ -64,6 +64,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_boot(args: argparse.Namespace) -> int:
+    """``zuv boot``: boot a Secure Execution image on an emulated machine; show the host's read attempt."""
+    from emulator.hypervisor.boot import DEMO_IMAGE, SecureHost, boot
+    from emulator.machine.machine import parse_size
+
+    image = args.image or str(DEMO_IMAGE)
+    host = SecureHost(args.machine)
+    print(f"zuv: booting {image} on the emulated machine {host.name} (Secure Execution)", file=sys.stderr)
+
+    def show(t: object) -> None:
+        what = f"trapped (PGM {t.code:#04x} secure-storage access)" if t.trapped else "NOT trapped"  # type: ignore[attr-defined]
+        print(f"[hypervisor] read of the guest's secret page {t.gaddr:#x}: {what}")  # type: ignore[attr-defined]
+        print(f"[hypervisor] after exporting the page through the Ultravisor it reads {t.seen[:16].hex()}... "  # type: ignore[attr-defined]
+              f"(ciphertext); secret visible: {'YES' if t.secret_visible else 'no'}", flush=True)  # type: ignore[attr-defined]  # fmt: skip
+
+    r = run_interruptible(
+        lambda: boot(host, image, parse_size(args.memory), console_out=_out, attack=not args.no_attack,
+                     time_limit=args.time_limit, report=show),  # fmt: skip
+        lambda: None,
+    )
+    sys.stdout.flush()
+    if r.failure is not None:
+        print(f"zuv: {r.failure_text()}", file=sys.stderr)
+        return 1
+    if not r.run.clean:
+        print(f"zuv: {r.run.describe()}", file=sys.stderr)
+        return 1
+    if args.verbose:
+        print(f"zuv: {r.run.describe()}; secure guest: {'yes' if r.secure else 'no'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zuv``."""
     p = argparse.ArgumentParser(prog="zuv", description="An emulated IBM Z machine with an Ultravisor.")
@@ -79,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--level", type=int, choices=(2, 3), default=3, help="STSI level: 3 = VM (default), 2 = LPAR")
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     r.set_defaults(func=cmd_run)
+    b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")
+    b.add_argument("image", nargs="?", default=None, help="SE image (pvimg create); default: the bundled demo")
+    b.add_argument("--machine", default="zuv-demo", help="bundled machine name or machine directory (host keys)")
+    b.add_argument("--memory", "-m", default="128M", help="guest memory (default 128M)")
+    b.add_argument("--time-limit", type=float, default=120.0, help="stop after this many seconds")
+    b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
+    b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
+    b.set_defaults(func=cmd_boot)
     return p
 
 
@@ -87,8 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        # the main job: boot the bundled secure demo guest (the interactive monitor takes over on a terminal
+        # once it exists; without one, or with stdin not a terminal, the boot runs non-interactively)
+        args = parser.parse_args(["boot"])
     try:
         return int(args.func(args))
     except EmulatorError as e:
