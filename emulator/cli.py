@@ -66,18 +66,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_boot(args: argparse.Namespace) -> int:
     """``zuv boot``: boot a Secure Execution image on an emulated machine; show the host's read attempt."""
-    from emulator.hypervisor.boot import DEMO_IMAGE, SecureHost, boot
+    from emulator.hypervisor.boot import DEMO_IMAGE, SecureHost, TrapReport, boot
     from emulator.machine.machine import parse_size
 
     image = args.image or str(DEMO_IMAGE)
     host = SecureHost(args.machine)
     print(f"zuv: booting {image} on the emulated machine {host.name} (Secure Execution)", file=sys.stderr)
 
-    def show(t: object) -> None:
-        what = f"trapped (PGM {t.code:#04x} secure-storage access)" if t.trapped else "NOT trapped"  # type: ignore[attr-defined]
-        print(f"[hypervisor] read of the guest's secret page {t.gaddr:#x}: {what}")  # type: ignore[attr-defined]
-        print(f"[hypervisor] after exporting the page through the Ultravisor it reads {t.seen[:16].hex()}... "  # type: ignore[attr-defined]
-              f"(ciphertext); secret visible: {'YES' if t.secret_visible else 'no'}", flush=True)  # type: ignore[attr-defined]  # fmt: skip
+    def show(t: TrapReport) -> None:
+        what = f"trapped (PGM {t.code:#04x} secure-storage access)" if t.trapped else "NOT trapped"
+        print(f"[hypervisor] read of the guest's secret page {t.gaddr:#x}: {what}")
+        print(f"[hypervisor] after exporting the page through the Ultravisor it reads {t.seen[:16].hex()}... "
+              f"(ciphertext); secret visible: {'YES' if t.secret_visible else 'no'}", flush=True)  # fmt: skip
 
     r = run_interruptible(
         lambda: boot(host, image, parse_size(args.memory), console_out=_out, attack=not args.no_attack,
@@ -94,6 +94,13 @@ def cmd_boot(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f"zuv: {r.run.describe()}; secure guest: {'yes' if r.secure else 'no'}", file=sys.stderr)
     return 0
+
+
+def _image_tool(target: str, argv: list[str]) -> int:
+    """Run the SE image tools (``emulator.image.pvimg``) with their own argument parsers."""
+    from emulator.image import pvimg
+
+    return int(getattr(pvimg, target)(argv))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     b.set_defaults(func=cmd_boot)
+    for name, target in (("pvimg", "pvimg_main"), ("hostkey", "hostkey_main")):
+        t = sub.add_parser(name, help=f"the SE {name} tool (see zuv {name} --help)", add_help=False)
+        t.add_argument("args", nargs=argparse.REMAINDER)
+        t.set_defaults(func=lambda a, target=target: _image_tool(target, a.args))
     return p
 
 
