@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zuv`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("pvimg", "hostkey"):  # the image tools parse their own arguments
+        try:
+            return _image_tool(f"{argv[0]}_main", argv[1:])
+        except EmulatorError as e:
+            print(f"zuv: {e}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
