@@ -11,12 +11,9 @@ Usage: python bench/bench_machine.py [--repeat 3] [--scale 1.0] [--markdown]
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -149,7 +146,6 @@ def main() -> int:
     out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(IMAGES / "hello.elf")], capture_output=True, text=True)
     if out.returncode == 0:
         print(f"resident memory of a 2.2 GiB machine after running hello: {int(out.stdout.strip()) / 1024:.0f} MiB")
-    del os, tempfile, resource
     return 0
 
 
