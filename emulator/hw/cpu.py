@@ -673,10 +673,13 @@ class Cpu:
     def set_breakpoints(self, addrs: set[int]) -> None:
         """Stop before executing any of these (virtual) addresses; no cost between stops."""
         removed = self.breakpoints - addrs
+        added = addrs - self._exits
         self.breakpoints = set(addrs)
         self._exits |= addrs
         self.uc.ctl_set_exits(sorted(self._exits))
-        if removed:
+        if removed or added:
+            # exits are baked into translated blocks: a block translated before the exit was added
+            # would run through it
             self.uc.ctl_flush_tb()
 
     # -- address translation ----------------------------------------------------------------------------
