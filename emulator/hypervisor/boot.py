@@ -25,14 +25,19 @@ from emulator.hypervisor.kvm import MIB, Hypervisor, Vm, VmResult
 from emulator.hypervisor.pv import PV_CMD_NAMES, ProtectFailure
 from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
-__all__ = ["SecureHost", "BootResult", "TrapReport", "boot", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]
+__all__ = ["SecureHost", "BootResult", "TrapReport", "boot", "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]
 
 #: Host memory of the emulated machine: the Ultravisor's base storage must lie above 2 GiB (4.1); an
 #: anonymous mapping costs only the pages touched.
 HOST_MEMORY: Final = 4 << 30
 GUEST_MEMORY: Final = 128 * MIB
-#: The bundled secure demo image (built for the bundled machine zuv-demo by tools/build_secure_demo.py).
-DEMO_IMAGE: Final = Path(__file__).resolve().parents[2] / "guests" / "images" / "secure_demo.se"
+_IMAGES: Final = Path(__file__).resolve().parents[2] / "guests" / "images"
+#: The bundled secure demo image: ``guests/images/secure_demo.elf`` as an SE image for the bundled machine
+#: zuv-demo, made reproducible by a fixed seed (``build_demo_image`` rebuilds it byte for byte).
+DEMO_IMAGE: Final = _IMAGES / "secure_demo.se"
+DEMO_KERNEL: Final = _IMAGES / "secure_demo.elf"
+DEMO_SEED: Final = "zuv secure demo image v1"
+DEMO_MACHINE: Final = "zuv-demo"
 _SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
 
 
@@ -104,6 +109,17 @@ class BootResult:
         return f"secure boot failed in {PV_CMD_NAMES.get(f.cmd, f.cmd)}: {f.message}"
 
 
+
+def build_demo_image(machines: tuple[str, ...] = (DEMO_MACHINE,), seed: str = DEMO_SEED) -> bytes:
+    """The bundled demo image: the secure demo guest for the host keys of ``machines`` (pvimg create)."""
+    from emulator.image.pvimg import build_image
+    from firmware.crypto import DeterministicRng
+    from firmware.machine_identity import MachineIdentity
+
+    keys = [MachineIdentity.bundled(m).public_key for m in machines]
+    return build_image(kernel=DEMO_KERNEL.read_bytes(), host_keys=keys, rng=DeterministicRng(seed)).data
+
+
 def read_secret_attempt(vm: Vm, gaddr: int, known: bytes = b"") -> TrapReport:
     """The hypervisor tries to read a guest page: first as a plain host access (PGM 0x3D when the page is
     secure), then the way Linux makes a page accessible (export through the Ultravisor) and reads again."""
@@ -125,11 +141,12 @@ def boot(
     console_out: Callable[[bytes], None] | None = None,
     attack: bool = True,
     time_limit: float | None = 120.0,
+    report: Callable[[TrapReport], None] | None = None,
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
     With ``attack``, when the guest prints ``secret page at 0x...`` the hypervisor tries to read that page
-    (``TrapReport``) and then lets the guest go on.
+    (``TrapReport``, also handed to ``report`` at once) and then lets the guest go on.
 
     Raises:
         LoadError: the image cannot be read or does not fit.
@@ -151,6 +168,8 @@ def boot(
             m = _SECRET_LINE.search(bytes(vm.console))
             assert m is not None
             trap = read_secret_attempt(vm, int(m.group(1), 16), b"zuv secret:")
+            if report is not None:
+                report(trap)
             res = vm.run(time_limit=time_limit)
         secure = vm.pv is not None
         out = BootResult(res, bytes(vm.console), secure, vm.pv_failure, trap, dict(res.intercepts))

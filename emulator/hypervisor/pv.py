@@ -45,6 +45,7 @@ from emulator.hypervisor.sie import (
     SiePage,
 )
 from emulator.hypervisor.uvclient import HostArena, UvCallError, UvClient, UvResult
+from firmware.uv_codes import describe
 
 if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Hypervisor, Vcpu, Vm
@@ -105,10 +106,11 @@ class PvError(HypervisorError):
     def __init__(self, cmd: int, msg: str, rc: int = 0, rrc: int = 0) -> None:
         super().__init__(f"{PV_CMD_NAMES.get(cmd, cmd)}: {msg}", rc, rrc)
         self.cmd = cmd
+        self.detail = msg
 
 
 def _fail(cmd: int, res: UvResult) -> PvError:
-    return PvError(cmd, str(res), res.rc, res.rrc)
+    return PvError(cmd, describe(res.cmd.code, res.rc, res.rrc), res.rc, res.rrc)
 
 
 # -- the IPL parameter block, PV type (8.2) ------------------------------------------------------------
@@ -329,16 +331,18 @@ class PvVm:
             self.hv.alloc.free_range(*self._arena_range)
             self._arena_range = (0, 0)
 
-    def disable(self) -> None:
+    def disable(self, reset_cpus: bool = True) -> None:
         """KVM_PV_DISABLE: destroy the secure CPUs and the configuration, then destroy every page that may
-        still be secure; the vCPUs become normal again (stopped, their registers reset)."""
+        still be secure; the vCPUs become normal again, stopped (with ``reset_cpus`` their registers are
+        cleared: a secure CPU's registers never go back to the host; a VM that never ran secure keeps its)."""
         vm = self.vm
         self._teardown()
         for addr, v in vm.vcpus.items():
             cpu = self.hw.pop(addr, None)
             if cpu is not None:
                 v._cpu = cpu  # noqa: SLF001
-                cpu.reset_clear()
+                if reset_cpus:
+                    cpu.reset_clear()
             sd = v.sd
             sd.sdf = SDF_NORMAL
             sd.pv_handle_cpu = sd.pv_handle_config = 0
@@ -754,7 +758,7 @@ def protect(vm: Vm, ipib: PvIplBlock, header: bytes | None = None) -> None:
         if not res.ok:
             raise UvCallError(res)
     except BaseException:
-        pv.disable()
+        pv.disable(reset_cpus=False)  # nothing ran secure yet: the normal CPUs keep their state
         raise
 
 
@@ -791,16 +795,16 @@ def diag308_secure(vm: Vm, v: Vcpu, r1: int, rx: int, subcode: int) -> None:
             x.set_operating(False)
     try:
         protect(vm, ipib)
-    except PvError as e:
-        f = ProtectFailure(e.cmd, e.rc, e.rrc, str(e))
+    except (PvError, UvCallError) as e:
+        if isinstance(e, PvError):
+            f = ProtectFailure(e.cmd, e.rc, e.rrc, e.detail)
+        else:
+            f = ProtectFailure(KVM_PV_VERIFY, e.rc, e.rrc, str(e.result))
         vm.pv_failure = f
-        log.warning("VM %s: secure IPL failed: %s", vm.name, e)
+        log.info("VM %s: secure IPL failed: %s", vm.name, e)
+        # the issuing CPU resumes after the DIAGNOSE with the packed error (QEMU s390_pv_inject_reset_error)
         cpu.set_gpr(r1 + 1, f.packed)
-        return
-    except UvCallError as e:
-        f = ProtectFailure(KVM_PV_VERIFY, e.rc, e.rrc, str(e))
-        vm.pv_failure = f
-        cpu.set_gpr(r1 + 1, f.packed)
+        v.set_operating(True)
         return
     vm.pv_failure = None
 
