@@ -23,7 +23,7 @@ KNOWN_GAPS = {"pgm_arch": ("fixed-point overflow", "pgm: ", "EXIT: ")}
 def test_guest_output_matches_expected(name):
     m = MANIFEST[name]
     elf = next(f for f in m["files"] if f.endswith(".elf"))
-    machine = Machine(128 << 20, m.get("smp", 1))
+    machine = Machine(128 << 20, m.get("smp", 1), deterministic=True)
     machine.load(str(ROOT / "guests/images" / elf), m.get("append", ""))
     result = machine.run(time_limit=60)
     expected = (ROOT / m["expected"]).read_text()

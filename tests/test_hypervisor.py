@@ -23,7 +23,7 @@ FAST = [n for n in ("hello", "sigp", "ext", "svc", "sysinfo", "prefix", "pgm_arc
 
 @pytest.fixture(scope="module")
 def hv():
-    m = Machine(512 * MIB, 1)
+    m = Machine(512 * MIB, 1, deterministic=True)
     yield Hypervisor.on_machine(m)
     m.close()
 
@@ -33,7 +33,7 @@ def test_guest_in_a_vm_at_a_nonzero_mso_prints_what_zuv_run_prints(hv, name):
     entry = MANIFEST[name]
     elf = str(IMAGES / next(f for f in entry["files"] if f.endswith(".elf")))
     smp, append = entry.get("smp", 1), entry.get("append", "")
-    bare = Machine(128 * MIB, smp)
+    bare = Machine(128 * MIB, smp, deterministic=True)
     bare.load(elf, append)
     bare_result = bare.run(time_limit=30)
     bare.close()
