@@ -372,6 +372,7 @@ class Vm:
         """Initial reset of every vCPU; CPU 0 starts at ``start``."""
         for v in self.vcpus.values():
             v.cpu.reset_initial()
+            self.hv.engine.forget(v.cpu)
             v.set_operating(False)
             v.set_psw(0, 0)
         v0 = self.vcpus[0]
@@ -823,6 +824,7 @@ class Hypervisor:
         for x in vm.vcpus.values():
             x.set_operating(x.cpu.state == OPERATING)
             x.set_psw(*x.cpu.psw)
+            self.engine.forget(x.cpu)
         return cc, status
 
     def diag308(self, vm: Vm, v: Vcpu, r1: int, rx: int, rx1: int, subcode: int) -> None:

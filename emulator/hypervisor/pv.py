@@ -341,6 +341,7 @@ class PvVm:
             cpu = self.hw.pop(addr, None)
             if cpu is not None:
                 v._cpu = cpu  # noqa: SLF001
+                self.hv.engine.forget(cpu)
                 if reset_cpus:
                     cpu.reset_clear()
             sd = v.sd

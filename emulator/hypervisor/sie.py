@@ -312,6 +312,7 @@ class SieEngine:
     def __init__(self, host_memory_size: int) -> None:
         self._host_size = host_memory_size
         self.entries = 0
+        self._last_psw: dict[int, tuple[int, int]] = {}  # id(cpu) -> guest PSW stored at its last exit
 
     def relocate(self, cpu: Cpu, sd: SieBlock) -> None:
         """Point the CPU's guest mapping at the SD's MSO/MSL (done at every entry; cheap when unchanged)."""
@@ -328,6 +329,10 @@ class SieEngine:
         cpu.guest_memory_size = size
         cpu.flush_tlb()
 
+    def forget(self, cpu: Cpu) -> None:
+        """The CPU's registers were changed outside SIE (a reset): load the SD's PSW at the next entry."""
+        self._last_psw.pop(id(cpu), None)
+
     def enter(self, cpu: Cpu, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
         """Run a normal guest CPU (format-2 SD) until it needs the host.
 
@@ -339,7 +344,9 @@ class SieEngine:
         sd = page.sie_block
         self.entries += 1
         self.relocate(cpu, sd)
-        cpu.set_psw(sd.psw_mask, sd.psw_addr)
+        psw = (sd.psw_mask, sd.psw_addr)
+        if self._last_psw.get(id(cpu)) != psw:  # the host changed the guest PSW since the last exit
+            cpu.set_psw(*psw)
         if sd.cpuflags & CPUSTAT_STOPPED:
             sd.icptcode = ICPT_STOP
             return SieExit(ICPT_STOP)
@@ -347,7 +354,9 @@ class SieEngine:
             cpu.state = OPERATING  # the SD, not the CPU, records whether the guest CPU is stopped
         ex = cpu.run(count=count, timeout_us=timeout_us)
         out = self._exit(cpu, sd, ex)
-        sd.psw_mask, sd.psw_addr = cpu.psw
+        psw = cpu.psw
+        sd.psw_mask, sd.psw_addr = psw
+        self._last_psw[id(cpu)] = psw
         return out
 
     @staticmethod
