@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     b.set_defaults(func=cmd_boot)
+    from emulator.console.cli import add_parser as add_console_parser
+
+    add_console_parser(sub)
     for name, target in (("pvimg", "pvimg_main"), ("hostkey", "hostkey_main")):
         t = sub.add_parser(name, help=f"the SE {name} tool (see zuv {name} --help)", add_help=False)
         t.add_argument("args", nargs=argparse.REMAINDER)

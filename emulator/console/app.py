@@ -1,0 +1,186 @@
+"""The console program: an interactive prompt_toolkit application, and the non-interactive script runner.
+
+Interactive: history, completion of commands, registers, symbols and addresses (``ConsoleCompleter``),
+coloured output, and a status line (CPU, PSW, guest state, secure or not, view). ``continue`` runs the
+machine on a worker thread so the prompt stays alive: ``stop`` or Ctrl-C halts it, guest console output
+appears as it comes. Input and output are injectable (``run_interactive(..., input=, output=)``), which is
+how the tests drive it with a pipe.
+
+Non-interactive (``run_script``): each command is echoed after the prompt, its output follows, and the
+exit status is 0 when every command succeeded, 1 when one failed (or ``quit N``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.patch_stdout import patch_stdout
+from prompt_toolkit.shortcuts import print_formatted_text
+
+from emulator.console.commands import REGISTRY, QuitRequest, completion_words, execute, lookup, status_line
+from emulator.console.render import STYLE, Output
+
+if TYPE_CHECKING:
+    from prompt_toolkit.input import Input
+    from prompt_toolkit.output import Output as PtOutput
+
+    from emulator.console.session import Session
+
+__all__ = ["ConsoleCompleter", "run_script", "run_interactive", "PROMPT", "load_console_bindings"]
+
+PROMPT = "(zuv) "
+
+#: Completion kinds per command argument that depend on the first argument (break uvc / break sie).
+_SUBKINDS = {("break", "uvc"): "uvcmd", ("break", "sie"): "sie"}
+
+
+class ConsoleCompleter(Completer):
+    """Completes command names, then each argument by the kind the command registry declares."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get_completions(self, document: Document, complete_event: object) -> Iterator[Completion]:
+        """Completions for the word before the cursor."""
+        text = document.text_before_cursor
+        words = text.split()
+        if text.endswith(" "):
+            words.append("")
+        if not words:
+            words = [""]
+        word = words[-1]
+        if len(words) == 1:
+            names = sorted(REGISTRY)
+            for n in names:
+                if n.startswith(word):
+                    yield Completion(n, -len(word), display_meta=REGISTRY[n].summary[:50])
+            return
+        cmd = lookup(words[0])
+        if cmd is None:
+            return
+        pos = len(words) - 2
+        kind = _SUBKINDS.get((cmd.name, words[1])) if pos >= 1 else None
+        if kind is None:
+            if cmd.name == "break" and pos >= 1:
+                kind = "loc"
+            elif pos < len(cmd.complete):
+                kind = cmd.complete[pos]
+            else:
+                return
+        for cand in completion_words(self.session, kind):
+            if cand.startswith(word) and cand != word:
+                yield Completion(cand, -len(word))
+
+
+def load_console_bindings(session: Session) -> KeyBindings:
+    """Key bindings: Ctrl-C stops a running machine (and clears the line otherwise)."""
+    kb = KeyBindings()
+
+    @kb.add("c-c")
+    def _(event: object) -> None:
+        if session.running:
+            session.stop("interrupted (Ctrl-C)")
+        else:
+            event.app.current_buffer.reset()  # type: ignore[attr-defined]
+
+    return kb
+
+
+def run_script(session: Session, lines: Iterable[str], out: TextIO, *, echo: bool = True) -> int:
+    """Run commands without a terminal; returns the exit status (0 all succeeded, 1 one failed, or quit's)."""
+    status = 0
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if not line.strip():
+            continue
+        if echo:
+            out.write(PROMPT + line + "\n")
+        try:
+            result = execute(session, line)
+        except QuitRequest as q:
+            out.flush()
+            return q.status or status
+        out.write(result.plain())
+        if not result.ok:
+            status = 1
+    out.flush()
+    return status
+
+
+def run_interactive(
+    session: Session,
+    *,
+    input: Input | None = None,  # noqa: A002 - prompt_toolkit's name
+    output: PtOutput | None = None,
+    history: History | None = None,
+) -> int:
+    """The interactive console; returns the exit status when the user quits (or at end of input)."""
+    return asyncio.run(_interactive(session, input, output, history))
+
+
+async def _interactive(session: Session, input: Input | None, output: PtOutput | None, history: History | None) -> int:  # noqa: A002
+    prompt: PromptSession[str] = PromptSession(
+        history=history if history is not None else InMemoryHistory(),
+        completer=ConsoleCompleter(session),
+        complete_while_typing=False,
+        key_bindings=load_console_bindings(session),
+        bottom_toolbar=lambda: FormattedText(status_line(session)),
+        style=STYLE,
+        input=input,
+        output=output,
+        refresh_interval=0.25,
+    )
+
+    def show(result: Output) -> None:
+        print_formatted_text(result.formatted(), style=STYLE, output=output, end="")
+
+    show(Output().add(("heading", "zuv console")).text("type help for the commands; Tab completes", "dim"))
+    worker: threading.Thread | None = None
+    with patch_stdout(raw=True):
+        while True:
+            try:
+                line = await prompt.prompt_async(PROMPT)
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                if session.running:
+                    session.stop("console closed")
+                if worker is not None:
+                    worker.join()
+                return 0
+            cmd = lookup(line.split()[0]) if line.strip() else None
+            if cmd is not None and cmd.name in ("continue", "until", "next") and not session.running:
+                worker = _background(session, line, show)
+                continue
+            try:
+                show(execute(session, line))
+            except QuitRequest as q:
+                if worker is not None:
+                    worker.join()
+                return q.status
+
+
+def _background(session: Session, line: str, show: object) -> threading.Thread:
+    """Run an execution command on a worker thread; its output is printed above the prompt when it ends."""
+    session.running = True  # refuse other commands until the run ends
+
+    def work() -> None:
+        session.running = False  # the session sets it again for the run itself
+        try:
+            result = execute(session, line)
+        finally:
+            session.running = False
+        show(result)  # type: ignore[operator]
+
+    t = threading.Thread(target=work, name="zuv-console-run", daemon=True)
+    t.start()
+    return t

@@ -1,0 +1,880 @@
+"""The console's one command registry: every command's name, aliases, usage, help, completion and handler.
+
+Handlers take the ``Session`` and the words after the command and return an ``Output``; they never print.
+Help, completion and the documentation's command table are all generated from ``REGISTRY``. ``execute``
+turns any mistake into one ``error:`` line: unknown commands, bad numbers, addresses outside memory.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from emulator.console.disasm import disassemble
+from emulator.console.errors import ConsoleError
+from emulator.console.expr import parse_number
+from emulator.console.providers import PageInfo
+from emulator.console.render import Output, hexdump
+from emulator.console.session import BP_KINDS, OWNER_LABEL, SPACES, VIEWS, Segment, Session, Stop
+from emulator.console.tables import SIE_INTERCEPTS, rc_meaning, uv_command
+from emulator.errors import EmulatorError
+from emulator.hw.memory import PAGE_SHIFT
+
+__all__ = ["Command", "REGISTRY", "execute", "lookup", "QuitRequest", "status_line"]
+
+Handler = Callable[[Session, list[str]], Output]
+
+
+class QuitRequest(Exception):  # noqa: N818 - control flow, not an error
+    """``quit`` was typed: leave the console with this status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Command:
+    """One console command."""
+
+    name: str
+    handler: Handler
+    usage: str
+    summary: str
+    help: str = ""
+    aliases: tuple[str, ...] = ()
+    group: str = "inspect"
+    complete: tuple[str, ...] = ()  # completion kind per argument position ("loc", "bpkind", ...)
+    while_running: bool = False  # allowed while the machine runs in the background
+
+
+REGISTRY: dict[str, Command] = {}
+_ALIASES: dict[str, str] = {}
+GROUPS: Final = ("run", "break", "inspect", "secure", "session")
+
+
+def command(
+    name: str,
+    usage: str,
+    summary: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    group: str = "inspect",
+    complete: tuple[str, ...] = (),
+    while_running: bool = False,
+) -> Callable[[Handler], Handler]:
+    """Register a handler; its docstring is the long help."""
+
+    def deco(fn: Handler) -> Handler:
+        REGISTRY[name] = Command(
+            name, fn, usage, summary, (fn.__doc__ or "").strip(), aliases, group, complete, while_running
+        )
+        for a in aliases:
+            _ALIASES[a] = name
+        return fn
+
+    return deco
+
+
+def lookup(word: str) -> Command | None:
+    """The command named or aliased ``word`` (a unique prefix of a name also works)."""
+    if word in REGISTRY:
+        return REGISTRY[word]
+    if word in _ALIASES:
+        return REGISTRY[_ALIASES[word]]
+    hits = [n for n in REGISTRY if n.startswith(word)]
+    return REGISTRY[hits[0]] if len(hits) == 1 else None
+
+
+def execute(session: Session, line: str) -> Output:
+    """Run one command line; never raises except ``QuitRequest``."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return Output()
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        return Output.error(f"cannot split the line into words: {e}")
+    cmd = lookup(words[0])
+    if cmd is None:
+        near = [n for n in REGISTRY if n.startswith(words[0][:2])]
+        hint = f" (did you mean {', '.join(near)}?)" if near else " (type help for the list)"
+        return Output.error(f"unknown command {words[0]!r}{hint}")
+    if session.running and not cmd.while_running:
+        return Output.error(f"the machine is running: {cmd.name} needs it stopped (stop, or Ctrl-C)")
+    try:
+        return cmd.handler(session, words[1:])
+    except QuitRequest:
+        raise
+    except ConsoleError as e:
+        return Output.error(str(e))
+    except EmulatorError as e:
+        return Output.error(str(e))
+    except (ValueError, OverflowError, IndexError, KeyError) as e:
+        return Output.error(f"{cmd.name}: {e}")
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _count(args: list[str], i: int, default: int, what: str, lo: int = 1, hi: int = 1 << 30) -> int:
+    if len(args) <= i:
+        return default
+    v = parse_number(args[i])
+    if v is None:
+        raise ConsoleError(f"bad {what} {args[i]!r} (write decimal or 0x-prefixed hex)")
+    if not lo <= v <= hi:
+        raise ConsoleError(f"{what} {v} must be between {lo} and {hi}")
+    return v
+
+
+def _no_more(args: list[str], n: int, usage: str) -> None:
+    if len(args) > n:
+        raise ConsoleError(f"too many arguments (usage: {usage})")
+
+
+def _where_line(s: Session) -> Output:
+    out = Output()
+    cpu = s.cpu
+    if cpu.state != "operating":
+        return out
+    insn = s.current_instruction()
+    pc = cpu.pc
+    sym = s.symbolize(pc)
+    if insn is None:
+        return out.add(("stop", "=> "), ("addr", f"{pc:#x}"), ("trap", "  (instruction not readable)"))
+    return out.add(
+        ("stop", "=> "),
+        ("addr", f"{pc:#x}"),
+        ("sym", f" <{sym}>" if sym else ""),
+        ": ",
+        ("mnemonic", insn.mnemonic),
+        " ",
+        ("operands", insn.operands),
+    )
+
+
+def _console_news(s: Session) -> Output:
+    out = Output()
+    data = bytes(s.machine.console[s.console_seen :])
+    s.console_seen += len(data)
+    if data:
+        for line in data.decode("ascii", "replace").splitlines():
+            out.add(("dim", "guest| "), line)
+    return out
+
+
+def _stop_output(s: Session, stop: Stop) -> Output:
+    out = _console_news(s)
+    style = "stop" if stop.kind not in ("end",) else "ok"
+    if stop.result is not None and not stop.result.clean and stop.kind == "end":
+        style = "warn"
+    out.add((style, stop.reason))
+    for d in stop.details:
+        out.add("  ", ("changed", d))
+    return out.extend(_where_line(s))
+
+
+def status_line(s: Session) -> list[tuple[str, str]]:
+    """The status bar: CPU, PSW, guest state, secure or not, view, breakpoints."""
+    cpu = s.cpu
+    frags: list[tuple[str, str]] = [("class:status.key", " CPU "), ("class:status", f"{s.cpu_address} ")]
+    if s.running:
+        frags += [("class:status.running", " running "), ("class:status", " (stop or Ctrl-C) ")]
+    else:
+        mask, addr = cpu.psw
+        frags += [
+            ("class:status.key", " PSW "),
+            ("class:status", f"{mask:016x} {addr:016x} "),
+            ("class:status.key", " state "),
+            ("class:status", s.cpu_state() + " "),
+        ]
+    secure = s.is_secure()
+    frags.append(("class:status.secure" if secure else "class:status", " secure guest " if secure else " non-secure "))
+    frags.append(("class:status.owner" if s.view == "owner" else "class:status", f" view {s.view} "))
+    n = sum(1 for b in s.breakpoints.values() if b.enabled)
+    frags.append(("class:status", f" breakpoints {n} "))
+    return frags
+
+
+# -- execution ---------------------------------------------------------------------------------------------
+
+
+@command("step", "step [N]", "execute N instructions on the selected CPU (default 1)", aliases=("s", "si", "stepi"),
+         group="run", complete=("num",))  # fmt: skip
+def _step(s: Session, args: list[str]) -> Output:
+    """Execute instructions one at a time on the selected CPU; other CPUs do not move. Watched values are
+    compared after every instruction; UVC breakpoints do not stop a step (the UVC is executed)."""
+    _no_more(args, 1, "step [N]")
+    return _stop_output(s, s.step(_count(args, 0, 1, "step count")))
+
+
+@command("next", "next", "step one instruction, running subroutine calls (BRASL/BASR/...) to their return",
+         aliases=("n", "ni"), group="run")  # fmt: skip
+def _next(s: Session, args: list[str]) -> Output:
+    """Like step, but a branch-and-save (a call) runs at full speed until the instruction after it."""
+    _no_more(args, 0, "next")
+    return _stop_output(s, s.next())
+
+
+def _run_opts(args: list[str], usage: str) -> tuple[list[str], float | None, int | None]:
+    rest: list[str] = []
+    time_limit: float | None = None
+    insns: int | None = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--time", "-t") and i + 1 < len(args):
+            try:
+                time_limit = float(args[i + 1])
+            except ValueError:
+                raise ConsoleError(f"bad time limit {args[i + 1]!r} (seconds)") from None
+            if time_limit <= 0:
+                raise ConsoleError("the time limit must be positive")
+            i += 2
+        elif a in ("--insns", "-n") and i + 1 < len(args):
+            insns = _count(args, i + 1, 0, "instruction limit")
+            i += 2
+        elif a.startswith("-") and parse_number(a) is None:
+            raise ConsoleError(f"unknown option {a!r} (usage: {usage})")
+        else:
+            rest.append(a)
+            i += 1
+    return rest, time_limit, insns
+
+
+@command("continue", "continue [--time S] [--insns N]", "run all CPUs at full speed until something stops them",
+         aliases=("c", "cont", "run"), group="run")  # fmt: skip
+def _continue(s: Session, args: list[str]) -> Output:
+    """Runs the machine at full speed (breakpoints are unicorn exits, watchpoints refused TLB fills: nothing
+    runs per instruction). Stops at a breakpoint, at the end of the program, at a limit, or on stop / Ctrl-C."""
+    rest, t, n = _run_opts(args, "continue [--time S] [--insns N]")
+    _no_more(rest, 0, "continue [--time S] [--insns N]")
+    return _stop_output(s, s.cont(time_limit=t, max_insns=n))
+
+
+@command("until", "until [LOCATION]", "run to LOCATION; without one, until the instruction after a loop's branch",
+         aliases=("u",), group="run", complete=("loc",))  # fmt: skip
+def _until(s: Session, args: list[str]) -> Output:
+    """With a location (address or symbol): run until the selected CPU's code reaches it. Without: at a
+    backward branch, run until the instruction after it (leave the loop); otherwise like next."""
+    rest, t, n = _run_opts(args, "until [LOCATION]")
+    if t is not None or n is not None:
+        raise ConsoleError("until takes no limits")
+    return _stop_output(s, s.until(" ".join(rest) if rest else None))
+
+
+@command("stop", "stop", "stop a machine that runs in the background (Ctrl-C does the same)", group="run",
+         while_running=True)  # fmt: skip
+def _stop(s: Session, args: list[str]) -> Output:
+    """Asks the running machine to stop at the next instruction boundary."""
+    _no_more(args, 0, "stop")
+    if not s.running:
+        return Output().text("the machine is not running")
+    s.stop()
+    return Output().text("stopping...")
+
+
+# -- breakpoints ----------------------------------------------------------------------------------------------
+
+
+@command("break", "break LOCATION | break uvc [CMD] | break sie [CODE] | break secure | break page [ADDR]",
+         "stop at an address or symbol, or on an Ultravisor / SIE / secure-storage / page-state event",
+         aliases=("b", "br"), group="break", complete=("bpkind", "bparg"))  # fmt: skip
+def _break(s: Session, args: list[str]) -> Output:
+    """break LOCATION        before the instruction at LOCATION (address, symbol, sym+off) executes
+    break uvc [CMD]        before a CPU executes UVC with command CMD (code like 0x0100 or a short name
+                           like create-config; none: any command), and after the Ultravisor completes
+                           such a call made by the hypervisor (when the machine has a UV-call log)
+    break sie [CODE]       on a SIE interception with this code (e.g. 0x68; none: any)
+    break secure           when a host CPU touches secure storage (PGM 0x3D)
+    break page [ADDR]      when a frame changes state (non-secure/secure/shared/donated); ADDR is a
+                           host absolute address or frame:N (none: any frame)"""
+    if not args:
+        raise ConsoleError("break needs a location or an event (help break)")
+    kind = args[0]
+    if kind in ("uvc", "sie", "secure", "page"):
+        bp = s.add_breakpoint(kind, " ".join(args[1:]))
+    else:
+        bp = s.add_breakpoint("addr", " ".join(args))
+    out = Output().add(("ok", "breakpoint "), bp.describe())
+    if kind == "sie" and s.providers.intercepts is None:
+        out.add(("warn", "  pending: this machine has no hypervisor stream of SIE interceptions"))
+    if kind == "uvc" and s.providers.uv_log is None and getattr(s.machine, "uv", None) is None:
+        out.add(("warn", "  note: this machine has no Ultravisor; UVC raises an operation exception"))
+    return out
+
+
+@command("watch", "watch [-a] ADDRESS [LENGTH]", "stop when the guest stores to (-a: reads or stores) memory",
+         aliases=("w",), group="break", complete=("loc", "num"))  # fmt: skip
+def _watch(s: Session, args: list[str]) -> Output:
+    """ADDRESS is virtual (the selected CPU's DAT) unless prefixed abs:, real: or host:. The watch is on
+    the host frame behind it (aliases are caught too). The stop comes after the access, with the old and
+    new value; firmware stores (SCLP, Ultravisor) into the range stop the machine as well. LENGTH default 8."""
+    access = False
+    if args and args[0] == "-a":
+        access, args = True, args[1:]
+    if not args:
+        raise ConsoleError("watch needs an address")
+    _no_more(args, 2, "watch [-a] ADDRESS [LENGTH]")
+    bp = s.add_breakpoint("watch", args[0], access=access, length=_count(args, 1, 8, "length", 1, 4096))
+    return Output().add(("ok", "watchpoint "), bp.describe(), ("dim", f"  now {bp.old.hex()}"))
+
+
+@command("delete", "delete [N|all]", "delete breakpoint N (all without argument)", aliases=("d",), group="break",
+         complete=("bpnum",))  # fmt: skip
+def _delete(s: Session, args: list[str]) -> Output:
+    """Deletes one breakpoint by number, or all of them."""
+    _no_more(args, 1, "delete [N|all]")
+    if not args or args[0] == "all":
+        n = len(s.breakpoints)
+        s.delete_breakpoint(None)
+        return Output().text(f"deleted {n} breakpoint{'s' if n != 1 else ''}")
+    s.delete_breakpoint(_count(args, 0, 0, "breakpoint number"))
+    return Output().text(f"deleted breakpoint {args[0]}")
+
+
+@command("enable", "enable N", "enable breakpoint N", group="break", complete=("bpnum",))
+def _enable(s: Session, args: list[str]) -> Output:
+    """Turns a disabled breakpoint back on."""
+    if len(args) != 1:
+        raise ConsoleError("usage: enable N")
+    s.enable_breakpoint(_count(args, 0, 0, "breakpoint number"), True)
+    return Output().text(f"enabled breakpoint {args[0]}")
+
+
+@command("disable", "disable N", "disable breakpoint N (keep it for later)", group="break", complete=("bpnum",))
+def _disable(s: Session, args: list[str]) -> Output:
+    """Keeps a breakpoint but stops nothing until enable."""
+    if len(args) != 1:
+        raise ConsoleError("usage: disable N")
+    s.enable_breakpoint(_count(args, 0, 0, "breakpoint number"), False)
+    return Output().text(f"disabled breakpoint {args[0]}")
+
+
+@command("breaks", "breaks", "list breakpoints and watchpoints", aliases=("bl", "breakpoints"), group="break",
+         while_running=True)  # fmt: skip
+def _breaks(s: Session, args: list[str]) -> Output:
+    """One line per breakpoint: number, kind, what it stops at, hit count."""
+    _no_more(args, 0, "breaks")
+    if not s.breakpoints:
+        return Output().text("no breakpoints")
+    out = Output()
+    for bp in s.breakpoints.values():
+        out.add(("dim" if not bp.enabled else "", bp.describe()))
+    return out
+
+
+# -- inspection -----------------------------------------------------------------------------------------------
+
+
+def _secure_cpu_hidden(s: Session) -> Output | None:
+    if s.view == "host" and s.is_secure():
+        return Output().text(
+            f"CPU {s.cpu_address} runs a secure guest: its registers are held by the Ultravisor; the host sees "
+            "only the SIE state description (view owner to see them)",
+            "trap",
+        )
+    return None
+
+
+_PSW_BITS: Final = (
+    (62, "R", "PER"),
+    (58, "T", "DAT"),
+    (57, "IO", "I/O interrupts"),
+    (56, "EX", "external interrupts"),
+    (50, "M", "machine checks"),
+    (49, "W", "wait"),
+    (48, "P", "problem state"),
+)
+
+
+def psw_decoded(mask: int, addr: int) -> list[str]:
+    """The PSW's fields by name."""
+    on = [short for bit, short, _ in _PSW_BITS if mask >> bit & 1]
+    asc = ("primary", "access-register", "secondary", "home")[(mask >> 46) & 3]
+    ea, ba = mask >> 32 & 1, mask >> 31 & 1
+    amode = {(1, 1): "64-bit", (0, 1): "31-bit", (0, 0): "24-bit"}.get((ea, ba), "invalid (EA without BA)")
+    return [
+        f"PSW {mask:016x} {addr:016x}",
+        f"  flags {' '.join(on) or '-'}  key {(mask >> 52) & 0xF}  ASC {asc}  CC {(mask >> 44) & 3}"
+        f"  program mask {(mask >> 40) & 0xF:#x}  addressing {amode}  address {addr:#x}",
+    ]
+
+
+@command("regs", "regs [gpr|cr|ar|fpr|vr|all]", "show registers (default: general registers and the PSW)",
+         aliases=("r", "registers"), complete=("regset",))  # fmt: skip
+def _regs(s: Session, args: list[str]) -> Output:
+    """gpr: general registers, cr: control registers, ar: access registers, fpr: floating-point registers,
+    vr: vector registers (16 bytes), all: everything. The PSW is decoded below the general registers."""
+    _no_more(args, 1, "regs [gpr|cr|ar|fpr|vr|all]")
+    which = args[0] if args else "gpr"
+    if which not in ("gpr", "cr", "ar", "fpr", "vr", "all"):
+        raise ConsoleError(f"unknown register set {which!r} (gpr, cr, ar, fpr, vr, all)")
+    hidden = _secure_cpu_hidden(s)
+    if hidden is not None:
+        return hidden
+    cpu = s.cpu
+    out = Output()
+    if s.view == "owner" and s.is_secure():
+        out.add(("owner", OWNER_LABEL))
+
+    def table(prefix: str, values: list[int], width: int = 16) -> None:
+        for row in range(0, len(values), 4):
+            frags: list[tuple[str, str] | str] = []
+            for i in range(row, min(row + 4, len(values))):
+                frags += [("reg", f"{prefix}{i:<2}"), " ", ("value", f"{values[i]:0{width}x}"), "  "]
+            out.add(*frags)
+
+    if which in ("gpr", "all"):
+        table("r", cpu.gprs())
+        for line in psw_decoded(*cpu.psw):
+            out.text(line)
+    if which in ("cr", "all"):
+        table("c", [cpu.cr(i) for i in range(16)])
+        out.text(f"prefix {cpu.prefix:#x}")
+    if which in ("ar", "all"):
+        table("a", [cpu.ar(i) for i in range(16)], 8)
+    if which in ("fpr", "all"):
+        table("f", [cpu.fpr(i) for i in range(16)])
+        out.text(f"fpc {cpu.fpc():08x}")
+    if which in ("vr", "all"):
+        for i in range(0, 32 if which == "vr" else 16):
+            if i >= 16:
+                break
+            out.add(("reg", f"v{i:<2}"), " ", ("value", cpu.vr(i).hex()))
+    return out
+
+
+@command("psw", "psw", "show the PSW with its fields decoded")
+def _psw(s: Session, args: list[str]) -> Output:
+    """Mask bits (PER, DAT, I/O, external, machine check, wait, problem state), key, address-space
+    control, condition code, program mask, addressing mode and instruction address."""
+    _no_more(args, 0, "psw")
+    hidden = _secure_cpu_hidden(s)
+    if hidden is not None:
+        return hidden
+    return Output().text("\n".join(psw_decoded(*s.cpu.psw)))
+
+
+def _space_addr(s: Session, text: str, default: str = "virt") -> tuple[str, int]:
+    space = default
+    for prefix in SPACES:
+        if text.startswith(prefix + ":"):
+            space, text = prefix, text[len(prefix) + 1 :]
+    return space, s.value(text)
+
+
+def _dump(s: Session, space: str, addr: int, length: int) -> Output:
+    segs = s.read(space, addr, length)
+    out = Output()
+    if s.view == "owner":
+        out.add(("owner", OWNER_LABEL))
+    for seg in segs:
+        if seg.data is None:
+            out.add(("addr", f"{seg.address:016x}"), "  ", ("trap", seg.note))
+        else:
+            out.lines += hexdump(seg.address, seg.data)
+    return out
+
+
+@command("mem", "mem [SPACE:]ADDRESS [LENGTH]", "dump memory: virtual (default), real, abs (guest absolute), host",
+         aliases=("x", "m"), complete=("loc", "num"))  # fmt: skip
+def _mem(s: Session, args: list[str]) -> Output:
+    """virt: through the selected CPU's DAT (no reference bits are set), real: with prefixing, abs: guest
+    absolute, host: host absolute. In the host view a secure page shows as the trap the host would get
+    (PGM 0x3D); in the owner view it shows the plaintext. LENGTH defaults to 64 bytes."""
+    if not args:
+        raise ConsoleError("mem needs an address")
+    _no_more(args, 2, "mem [SPACE:]ADDRESS [LENGTH]")
+    space, addr = _space_addr(s, args[0])
+    return _dump(s, space, addr, _count(args, 1, 64, "length", 1, 1 << 20))
+
+
+@command("dis", "dis [ADDRESS] [N]", "disassemble N instructions (default: 10 at the PC)", aliases=("disassemble", "l"),
+         complete=("loc", "num"))  # fmt: skip
+def _dis(s: Session, args: list[str]) -> Output:
+    """capstone decodes, and a table covers what capstone lacks (UVC, SERVC, ...). The PC is marked =>."""
+    _no_more(args, 2, "dis [ADDRESS] [N]")
+    space, addr = _space_addr(s, args[0]) if args else ("virt", s.cpu.pc)
+    n = _count(args, 1, 10, "instruction count", 1, 10000)
+    segs = s.read(space, addr, n * 6)
+    code = b""
+    trap = None
+    for seg in segs:
+        if seg.data is None:
+            trap = seg
+            break
+        code += seg.data
+    out = Output()
+    pc = s.cpu.pc if space == "virt" else None
+    for insn in disassemble(code, addr, n):
+        sym = s.symbolize(insn.address)
+        label = s.symbols and sym and "+" not in sym
+        if label:
+            out.add(("sym", f"<{sym}>:"))
+        mark = ("stop", "=> ") if insn.address == pc else ("", "   ")
+        out.add(
+            mark,
+            ("addr", f"{insn.address:#x}"),
+            ("dim", f"  {insn.raw.hex():<12}  "),
+            ("mnemonic", f"{insn.mnemonic:<8}"),
+            ("operands", insn.operands),
+            ("dim", "   (table)" if insn.source == "table" else ""),
+        )
+    if trap is not None and (len(code) < n * 2):
+        out.add(("addr", f"{trap.address:#x}"), "  ", ("trap", trap.note))
+    return out
+
+
+@command("sym", "sym [PATTERN]", "list ELF symbols (glob pattern), or the symbol of an address", aliases=("symbols",),
+         complete=("loc",))  # fmt: skip
+def _sym(s: Session, args: list[str]) -> Output:
+    """sym lists all symbols; sym 'rt_*' filters with a glob; sym 0x20070 names the address."""
+    _no_more(args, 1, "sym [PATTERN]")
+    if not s.symbols:
+        return Output().text("no symbols (the program is not an ELF with a symbol table)")
+    if args and (parse_number(args[0]) is not None or args[0] in s.symbols or "+" in args[0]):
+        addr = s.value(args[0])
+        name = s.symbolize(addr)
+        return Output().add(("addr", f"{addr:#x}"), " ", ("sym", f"<{name}>" if name else "(no symbol)"))
+    pat = args[0] if args else "*"
+    out = Output()
+    for name, addr in sorted(s.symbols.items(), key=lambda kv: (kv[1], kv[0])):
+        if fnmatch.fnmatchcase(name, pat):
+            out.add(("addr", f"{addr:016x}"), "  ", ("sym", name))
+    if not out.lines:
+        out.text(f"no symbol matches {pat!r}")
+    return out
+
+
+@command("translate", "translate ADDRESS [primary|secondary|home]", "show how a virtual address translates",
+         aliases=("tr",), complete=("loc",))  # fmt: skip
+def _translate(s: Session, args: list[str]) -> Output:
+    """Walks the selected CPU's DAT tables (without touching reference bits) and shows the real, guest
+    absolute and host absolute address, and the page-map state of the host frame."""
+    if not args:
+        raise ConsoleError("translate needs an address")
+    _no_more(args, 2, "translate ADDRESS [primary|secondary|home]")
+    asc = None
+    if len(args) == 2:
+        names = {"primary": 0, "secondary": 2, "home": 3}
+        if args[1] not in names:
+            raise ConsoleError(f"unknown address space {args[1]!r} (primary, secondary, home)")
+        asc = names[args[1]]
+    v = s.value(args[0])
+    real, absolute, host = s.translate(v, asc)
+    info = s.page_info(host >> PAGE_SHIFT) if host < s.machine.memory.size else None
+    out = Output().add(
+        ("addr", f"virtual {v:#x}"), " -> ", f"real {real:#x} -> ", f"guest absolute {absolute:#x} -> ",
+        ("addr", f"host {host:#x}"),
+    )  # fmt: skip
+    if info is not None:
+        out.add("frame ", ("addr", f"{info.frame:#x}"), ": ", (_state_style(info.state), info.state))
+    return out
+
+
+@command("print", "print EXPRESSION", "evaluate an expression (registers, symbols, [address], + and -)",
+         aliases=("p",), complete=("loc",))  # fmt: skip
+def _print(s: Session, args: list[str]) -> Output:
+    """Shows the value in hex and decimal, and the symbol it points at."""
+    if not args:
+        raise ConsoleError("print needs an expression")
+    v = s.value(" ".join(args))
+    sym = s.symbolize(v)
+    return Output().add(("value", f"{v:#x}"), f" = {v}", ("sym", f" <{sym}>" if sym else ""))
+
+
+@command("assert", "assert EXPRESSION OP EXPRESSION", "check a condition in a script (==, !=, <, <=, >, >=)",
+         group="session", complete=("loc",))  # fmt: skip
+def _assert(s: Session, args: list[str]) -> Output:
+    """Fails (and so makes a script exit with status 1) unless the comparison holds. Example:
+    assert [counter] == 5"""
+    ops = ("==", "!=", "<=", ">=", "<", ">")
+    text = " ".join(args)
+    for op in ops:
+        if op in text:
+            lhs, rhs = text.split(op, 1)
+            a, b = s.value(lhs), s.value(rhs)
+            ok = {"==": a == b, "!=": a != b, "<=": a <= b, ">=": a >= b, "<": a < b, ">": a > b}[op]
+            if not ok:
+                return Output.error(f"assertion failed: {lhs.strip()} ({a:#x}) {op} {rhs.strip()} ({b:#x})")
+            return Output().text(f"ok: {text}", "ok")
+    raise ConsoleError(f"assert needs a comparison ({', '.join(ops)})")
+
+
+# -- secure execution views -------------------------------------------------------------------------------------
+
+
+def _state_style(state: str) -> str:
+    return {"secure": "secure", "shared": "shared", "donated": "donated", "exported": "exported"}.get(state, "")
+
+
+@command("pages", "pages [all]", "page map: runs of secure / shared / exported / donated frames", group="secure")
+def _pages(s: Session, args: list[str]) -> Output:
+    """From the page-map provider (the Ultravisor's, or the hardware's owner tags when there is none).
+    Contiguous frames with the same state and owner are one line; all lists every frame."""
+    _no_more(args, 1, "pages [all]")
+    every = bool(args) and args[0] == "all"
+    if args and not every:
+        raise ConsoleError("usage: pages [all]")
+    pages = list(s.providers.page_map.pages())
+    out = Output().text(f"page map ({s.providers.sources.get('page_map', 'owner tags')}), "
+                        f"{s.machine.memory.frames} frames of 4 KiB", "heading")  # fmt: skip
+    if not pages:
+        return out.text("every frame is non-secure host storage")
+    runs: list[tuple[PageInfo, int]] = []
+    for p in pages:
+        if runs and not every:
+            first, n = runs[-1]
+            same = (first.state, first.owner, first.shared) == (p.state, p.owner, p.shared)
+            if same and first.frame + n == p.frame and p.guest_abs is None and not p.detail:
+                runs[-1] = (first, n + 1)
+                continue
+        runs.append((p, 1))
+    for p, n in runs:
+        end = (p.frame + n) << PAGE_SHIFT
+        out.add(
+            ("addr", f"{p.host_abs:#012x}-{end - 1:#012x}"),
+            f"  {n:6d} page{'s' if n != 1 else ' '}  ",
+            (_state_style(p.state), f"{p.state:<10}"),
+            f" owner tag {p.owner}",
+            ("dim", f"  guest {p.guest_abs:#x}" if p.guest_abs is not None else ""),
+            ("dim", f"  {p.detail}" if p.detail else ""),
+        )
+    return out
+
+
+@command("uvlog", "uvlog [N]", "the Ultravisor call log, decoded (last N calls, default 20)", group="secure")
+def _uvlog(s: Session, args: list[str]) -> Output:
+    """Each call: sequence number, caller, command, cc, rc/rrc and what the rc means, then the control
+    block's fields as the Ultravisor left them."""
+    _no_more(args, 1, "uvlog [N]")
+    n = _count(args, 0, 20, "count", 1, 1 << 20)
+    calls = s.uv_calls()
+    if calls is None:
+        return Output().text("no UV-call log: this machine has no Ultravisor log provider")
+    if not calls:
+        return Output().text("no Ultravisor calls yet")
+    out = Output()
+    for c in calls[-n:]:
+        cmd = uv_command(c.cmd)
+        meaning = rc_meaning(c.cmd, c.rc)
+        ok = c.rc == 0x0001 or (c.cmd == 0x0001 and c.rc == 0x0100)
+        out.add(
+            ("dim", f"#{c.seq:<4} "),
+            f"{c.caller:<8} ",
+            ("mnemonic", f"{c.cmd:#06x} {cmd.name if cmd else 'unknown command'}"),
+            f"  cc {c.cc} ",
+            ("ok" if ok else "error", f"rc {c.rc:#06x}"),
+            f" rrc {c.rrc:#06x}",
+            ("dim", f"  {meaning}" if meaning else ""),
+        )
+        for name, value in c.fields:
+            out.add(("dim", f"        {name:<24}"), value)
+    return out
+
+
+@command("dual", "dual ADDRESS [LENGTH]", "one page side by side: guest plaintext, host view, UV metadata",
+         group="secure", complete=("loc", "num"))  # fmt: skip
+def _dual(s: Session, args: list[str]) -> Output:
+    """ADDRESS is host absolute unless prefixed virt:, real: or abs:. Left: the plaintext (owner view, an
+    emulator privilege). Middle: what the host reads (bytes, or the PGM 0x3D trap; after an export, the
+    ciphertext). Right: the page map's entry (state, owner tag, shared, storage key, guest address)."""
+    if not args:
+        raise ConsoleError("dual needs an address")
+    _no_more(args, 2, "dual ADDRESS [LENGTH]")
+    space, addr = _space_addr(s, args[0], default="host")
+    length = _count(args, 1, 64, "length", 1, 4096)
+    owner = s.read(space, addr, length, owner=True)
+    host = s.read(space, addr, length, owner=False)
+    out = Output().add(
+        ("heading", f"{'owner view (emulator privilege)':<44}"), " | ", ("heading", f"{'host view':<44}"), " | ",
+        ("heading", "UV metadata"),
+    )  # fmt: skip
+    for o, h in zip(owner, host, strict=True):
+        meta = _meta_lines(s, o)
+        orows = _rows(o)
+        hrows = _rows(h)
+        for i in range(max(len(orows), len(hrows), len(meta))):
+            ol = orows[i] if i < len(orows) else ("", "")
+            hl = hrows[i] if i < len(hrows) else ("", "")
+            ml = meta[i] if i < len(meta) else ""
+            out.add((ol[0], f"{ol[1]:<44}"), " | ", (hl[0], f"{hl[1]:<44}"), " | ", ("dim", ml))
+    return out
+
+
+def _rows(seg: Segment) -> list[tuple[str, str]]:
+    if seg.data is None:
+        return [("trap", seg.note[i : i + 44]) for i in range(0, len(seg.note), 44)]
+    rows = []
+    for off in range(0, len(seg.data), 16):
+        chunk = seg.data[off : off + 16]
+        rows.append(("", f"{seg.address + off:08x} " + " ".join(chunk[i : i + 4].hex() for i in range(0, 16, 4))))
+    return rows
+
+
+def _meta_lines(s: Session, seg: Segment) -> list[str]:
+    if seg.host is None:
+        return ["(no host frame)"]
+    frame = seg.host >> PAGE_SHIFT
+    p = s.page_info(frame)
+    key = s.machine.memory.keys[frame]
+    lines = [
+        f"frame {frame:#x} {p.state}",
+        f"owner tag {p.owner}{' (UV)' if p.owner == 1 else ''}" + (" shared" if p.shared else ""),
+        f"storage key {key >> 4} F{key >> 3 & 1} R{key >> 2 & 1} C{key >> 1 & 1}",
+    ]
+    if p.guest_abs is not None:
+        lines.append(f"guest absolute {p.guest_abs:#x}")
+    if p.detail:
+        lines.append(p.detail)
+    return lines
+
+
+# -- session ----------------------------------------------------------------------------------------------------
+
+
+@command("view", "view [host|owner]", "switch the point of view (host: what the hypervisor sees; owner: plaintext)",
+         group="session", complete=("view",), while_running=True)  # fmt: skip
+def _view(s: Session, args: list[str]) -> Output:
+    """host: memory and registers as the real hypervisor can see them (secure pages trap, exported pages
+    are ciphertext). owner: the guest owner's debugging view, an emulator privilege that no real machine
+    offers; everything it shows is labelled."""
+    _no_more(args, 1, "view [host|owner]")
+    if args:
+        s.set_view(args[0])
+    out = Output().text(f"view: {s.view}")
+    if s.view == "owner":
+        out.add(("owner", OWNER_LABEL))
+    return out
+
+
+@command("cpu", "cpu [N]", "select a CPU (without argument: list CPUs)", group="session", complete=("cpu",))
+def _cpu(s: Session, args: list[str]) -> Output:
+    """step, registers and virtual addresses refer to the selected CPU."""
+    _no_more(args, 1, "cpu [N]")
+    if args:
+        s.select_cpu(_count(args, 0, 0, "CPU address", 0, 0xFFFF))
+    out = Output()
+    for addr, c in sorted(s.machine.cpus.items()):
+        mark = "*" if addr == s.cpu_address else " "
+        mask, pc = c.psw
+        out.add(f"{mark} CPU {addr}  ", f"{s.cpu_state(c):<13}", ("addr", f" PSW {mask:016x} {pc:016x}"),
+                ("secure", "  secure guest" if s.is_secure(c) else ""))  # fmt: skip
+    return out
+
+
+@command("status", "status", "CPU, PSW, state, secure or not, view (the status line as text)", group="session",
+         while_running=True)  # fmt: skip
+def _status(s: Session, args: list[str]) -> Output:
+    """The same facts as the status bar of the interactive console."""
+    _no_more(args, 0, "status")
+    return Output().text("".join(t for _, t in status_line(s)).strip())
+
+
+@command("info", "info", "the machine: memory, CPUs, program, Ultravisor and the console's providers",
+         group="session", while_running=True)  # fmt: skip
+def _info(s: Session, args: list[str]) -> Output:
+    """What is loaded and which views the lower layers provide."""
+    _no_more(args, 0, "info")
+    m = s.machine
+    out = Output()
+    out.text(f"memory {m.memory.size >> 20} MiB, {len(m.cpus)} CPU(s), STSI level {m.level}"
+             f"{', deterministic' if m.deterministic else ''}")  # fmt: skip
+    if s.program is not None:
+        p = s.program
+        out.text(f"program {p.path} ({p.kind}, entry {p.entry:#x}, {len(p.symbols)} symbols)")
+    out.text(f"Ultravisor: {'installed' if getattr(m, 'uv', None) is not None else 'none'}")
+    for k in ("page_map", "uv_log", "intercepts"):
+        out.text(f"provider {k}: {s.providers.sources.get(k, 'none')}")
+    return out
+
+
+@command("console", "console", "show the guest's console output so far", group="session", while_running=True)
+def _console(s: Session, args: list[str]) -> Output:
+    """Everything the guest wrote to the SCLP console (new output is also shown after each run)."""
+    _no_more(args, 0, "console")
+    data = bytes(s.machine.console).decode("ascii", "replace")
+    s.console_seen = len(s.machine.console)
+    return Output().text(data.rstrip("\n") if data else "(no console output)")
+
+
+@command("send", "send TEXT", "type a line into the guest's console (SCLP input)", group="session",
+         while_running=True)  # fmt: skip
+def _send(s: Session, args: list[str]) -> Output:
+    """The text and a newline arrive as an SCLP event with a service signal."""
+    if not args:
+        raise ConsoleError("send needs text")
+    s.machine.feed_console((" ".join(args) + "\n").encode())
+    return Output().text(f"sent {len(' '.join(args)) + 1} bytes")
+
+
+@command("help", "help [COMMAND]", "list commands, or explain one", aliases=("h", "?"), group="session",
+         complete=("cmd",), while_running=True)  # fmt: skip
+def _help(s: Session, args: list[str]) -> Output:
+    """help alone lists every command by group; help COMMAND shows its usage, aliases and details."""
+    out = Output()
+    if args:
+        cmd = lookup(args[0])
+        if cmd is None:
+            raise ConsoleError(f"no command {args[0]!r}")
+        out.add(("mnemonic", cmd.usage))
+        out.text(cmd.summary)
+        if cmd.aliases:
+            out.text("aliases: " + ", ".join(cmd.aliases), "dim")
+        if cmd.help:
+            out.text("")
+            for line in cmd.help.splitlines():
+                out.text(line.strip() if not line.startswith("    ") else line[4:])
+        return out
+    for group in GROUPS:
+        out.add(("heading", group))
+        for cmd in REGISTRY.values():
+            if cmd.group == group:
+                out.add("  ", ("mnemonic", f"{cmd.usage:<44}"), " ", cmd.summary)
+    out.text("Numbers are decimal or 0x-hex; addresses may use symbols, registers, + - and [address].", "dim")
+    return out
+
+
+@command("quit", "quit [STATUS]", "leave the console (scripts: with this exit status)", aliases=("q", "exit"),
+         group="session", while_running=True)  # fmt: skip
+def _quit(s: Session, args: list[str]) -> Output:
+    """Stops a running machine first."""
+    _no_more(args, 1, "quit [STATUS]")
+    status = _count(args, 0, 0, "status", 0, 255)
+    if s.running:
+        s.stop("console closed")
+    raise QuitRequest(status)
+
+
+def completion_words(s: Session, kind: str) -> list[str]:
+    """Candidate words for one completion kind."""
+    if kind == "loc":
+        from emulator.console.expr import REGISTER_NAMES
+
+        return sorted(s.symbols) + REGISTER_NAMES + [f"{sp}:" for sp in SPACES]
+    if kind == "bpkind":
+        return ["uvc", "sie", "secure", "page", *sorted(s.symbols)]
+    if kind == "uvcmd":
+        from emulator.console.tables import uv_commands
+
+        return [c.short for c in uv_commands()] + [f"{c.code:#06x}" for c in uv_commands()]
+    if kind == "sie":
+        return [f"{c:#04x}" for c in SIE_INTERCEPTS]
+    if kind == "view":
+        return list(VIEWS)
+    if kind == "regset":
+        return ["gpr", "cr", "ar", "fpr", "vr", "all"]
+    if kind == "bpnum":
+        return [str(n) for n in s.breakpoints] + ["all"]
+    if kind == "cpu":
+        return [str(a) for a in s.machine.cpus]
+    if kind == "cmd":
+        return sorted(REGISTRY)
+    if kind == "bpkinds":
+        return list(BP_KINDS)
+    return []
