@@ -100,7 +100,7 @@ def run_script(session: Session, lines: Iterable[str], out: TextIO, *, echo: boo
     status = 0
     for raw in lines:
         line = raw.rstrip("\n")
-        if not line.strip():
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
         if echo:
             out.write(PROMPT + line + "\n")
@@ -151,11 +151,12 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
                 line = await prompt.prompt_async(PROMPT)
             except KeyboardInterrupt:
                 continue
-            except EOFError:
-                if session.running:
-                    session.stop("console closed")
-                if worker is not None:
-                    worker.join()
+            except EOFError:  # end of input: let a background run finish (Ctrl-C stops it)
+                while worker is not None and worker.is_alive():
+                    try:
+                        worker.join(0.2)
+                    except KeyboardInterrupt:
+                        session.stop("interrupted (Ctrl-C)")
                 return 0
             cmd = lookup(line.split()[0]) if line.strip() else None
             if cmd is not None and cmd.name in ("continue", "until", "next") and not session.running:

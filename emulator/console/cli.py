@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-__all__ = ["add_parser", "cmd_console", "open_session", "DEFAULT_SCRIPT", "DEFAULT_PROGRAM"]
+__all__ = ["add_parser", "cmd_console", "open_session", "build_session_from_args", "DEFAULT_SCRIPT", "DEFAULT_PROGRAM"]
 
 #: The program ``zuv console`` loads when none is named.
 DEFAULT_PROGRAM: Final = Path(__file__).resolve().parents[2] / "guests" / "images" / "hello.elf"
@@ -29,6 +29,7 @@ def open_session(
     level: int = 3,
     append: str = "",
     view: str = "host",
+    ultravisor: bool = False,
 ) -> object:
     """A ``Session`` on a new machine with ``program`` loaded (the Python entry point of the console).
 
@@ -38,7 +39,7 @@ def open_session(
     from emulator.console.session import Session
     from emulator.machine.machine import Machine, parse_size
 
-    m = Machine(parse_size(memory), cpus, deterministic=deterministic, level=level)
+    m = Machine(parse_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None)
     prog = m.load(str(program or DEFAULT_PROGRAM), append)
     return Session(m, prog, view=view)
 
@@ -53,10 +54,23 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument("--append", default="", help="kernel command line")
     c.add_argument("--deterministic", action="store_true", help="deterministic clock and scheduling")
     c.add_argument("--level", type=int, choices=(2, 3), default=3, help="STSI level: 3 = VM (default), 2 = LPAR")
+    c.add_argument("--ultravisor", action="store_true", help="install the Ultravisor (host UVCs at --level 2)")
     c.add_argument("--view", choices=("host", "owner"), default="host", help="initial point of view")
     c.add_argument("--quiet", "-q", action="store_true", help="scripts: do not echo the commands")
     c.set_defaults(func=cmd_console)
     return c
+
+
+def build_session_from_args(argv: list[str]) -> object:
+    """A session from ``zuv console`` arguments (the scripted-session tests use the same parser)."""
+    p = argparse.ArgumentParser(prog="zuv")
+    sub = p.add_subparsers(dest="command")
+    add_parser(sub)
+    args = p.parse_args(["console", *argv])
+    return open_session(
+        args.program, memory=args.memory, cpus=args.cpus, deterministic=args.deterministic,
+        level=args.level, append=args.append, view=args.view, ultravisor=args.ultravisor,
+    )  # fmt: skip
 
 
 def cmd_console(args: argparse.Namespace) -> int:
@@ -67,7 +81,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     try:
         session = open_session(
             args.program, memory=args.memory, cpus=args.cpus, deterministic=args.deterministic,
-            level=args.level, append=args.append, view=args.view,
+            level=args.level, append=args.append, view=args.view, ultravisor=args.ultravisor,
         )  # fmt: skip
     except ConsoleError as e:
         print(f"zuv: {e}", file=sys.stderr)

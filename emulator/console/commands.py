@@ -662,7 +662,7 @@ def _uvlog(s: Session, args: list[str]) -> Output:
     out = Output()
     for c in calls[-n:]:
         cmd = uv_command(c.cmd)
-        meaning = rc_meaning(c.cmd, c.rc)
+        meaning = rc_meaning(c.cmd, c.rc, c.rrc)
         ok = c.rc == 0x0001 or (c.cmd == 0x0001 and c.rc == 0x0100)
         out.add(
             ("dim", f"#{c.seq:<4} "),

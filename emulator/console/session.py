@@ -308,7 +308,7 @@ class Session:
                 raise ConsoleError(f"unknown UVC command code {v:#06x}")
             return v
         for c in uv_commands():
-            if spec.lower() in (c.short, c.name.lower()):
+            if spec.lower().replace("-", "_") in (c.short, c.name.lower()):
                 return c.code
         raise ConsoleError(f"unknown UVC command {spec!r} (try: help break)")
 

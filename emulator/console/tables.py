@@ -1,8 +1,8 @@
 """Names the console shows: UV commands and response codes, SIE interception codes, program-interruption codes.
 
-The Ultravisor owns the authoritative UV command table; until ``firmware`` exports one, this module carries
-the public catalogue (``secure-execution.md`` sections 2.4, 3 and 7.3) so that breakpoints can be set by name
-and logged calls can be explained. ``uv_commands()`` prefers the firmware's table when it is importable.
+UV commands and response-code messages come from the Ultravisor's one table (``firmware.uv_codes``); this
+module adapts them for breakpoints and completion (short names) and adds the SIE interception and
+program-interruption names (``secure-execution.md`` 7.3, ``machine.md`` 3).
 """
 
 from __future__ import annotations
@@ -23,105 +23,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class UvCommand:
-    """One Ultravisor call: code, name, short name (for breakpoints and completion) and caller."""
+    """One Ultravisor call: code, title, short name (``firmware.uv_codes`` name) and callers."""
 
     code: int
     name: str
     short: str
     caller: str  # "host", "guest" or "host+guest"
 
-
-_CATALOGUE: Final = (
-    UvCommand(0x0001, "Query Ultravisor Information", "query", "host+guest"),
-    UvCommand(0x0002, "Query Ultravisor Keys", "query-keys", "host"),
-    UvCommand(0x000F, "Initialize Ultravisor", "init", "host"),
-    UvCommand(0x0100, "Create Secure Configuration", "create-config", "host"),
-    UvCommand(0x0101, "Destroy Secure Configuration", "destroy-config", "host"),
-    UvCommand(0x0102, "Destroy Secure Configuration Fast", "destroy-config-fast", "host"),
-    UvCommand(0x0120, "Create Secure CPU", "create-cpu", "host"),
-    UvCommand(0x0121, "Destroy Secure CPU", "destroy-cpu", "host"),
-    UvCommand(0x0200, "Convert to Secure Storage", "import", "host"),
-    UvCommand(0x0201, "Convert from Secure Storage", "export", "host"),
-    UvCommand(0x0202, "Destroy Secure Storage", "destroy-page", "host"),
-    UvCommand(0x0300, "Set Secure Configuration Parameters", "set-params", "host"),
-    UvCommand(0x0301, "Unpack", "unpack", "host"),
-    UvCommand(0x0302, "Verify", "verify", "host"),
-    UvCommand(0x0310, "Perform CPU Reset", "cpu-reset", "host"),
-    UvCommand(0x0311, "Perform Initial CPU Reset", "cpu-reset-initial", "host"),
-    UvCommand(0x0320, "Prepare Reset", "prepare-reset", "host"),
-    UvCommand(0x0321, "Perform CPU Clear Reset", "cpu-reset-clear", "host"),
-    UvCommand(0x0330, "Set CPU State", "set-cpu-state", "host"),
-    UvCommand(0x0340, "Unshare All", "unshare-all", "host"),
-    UvCommand(0x0341, "Pin Page Shared", "pin-shared", "host"),
-    UvCommand(0x0342, "Unpin Page Shared", "unpin-shared", "host"),
-    UvCommand(0x0400, "Initiate Configuration Dump", "dump-init", "host"),
-    UvCommand(0x0401, "Dump Configuration Storage State", "dump-storage", "host"),
-    UvCommand(0x0402, "Dump CPU State", "dump-cpu", "host"),
-    UvCommand(0x0403, "Complete Configuration Dump", "dump-complete", "host"),
-    UvCommand(0x1000, "Set Shared Access", "set-shared", "guest"),
-    UvCommand(0x1001, "Remove Shared Access", "remove-shared", "guest"),
-    UvCommand(0x1020, "Retrieve Attestation Measurement", "attest", "guest"),
-    UvCommand(0x1031, "Add Secret", "add-secret", "guest"),
-    UvCommand(0x1033, "List Secrets", "list-secrets", "guest"),
-    UvCommand(0x1034, "Lock Secret Store", "lock-secrets", "guest"),
-    UvCommand(0x1035, "Retrieve Secret", "retrieve-secret", "guest"),
-)
-
-#: Generic response codes (section 2.4); command-specific ones are >= 0x0100.
-_GENERIC_RC: Final = {
-    0x0001: "executed",
-    0x0002: "invalid command: not installed for this caller",
-    0x0003: "invalid state",
-    0x0005: "invalid UVCB length",
-    0x0007: "no resume",
-    0x0020: "invalid configuration handle",
-    0x0021: "invalid CPU handle",
-    0x0030: "home address-space control has the real-space bit set",
-    0x0031: "address-translation exception on an address in the UVCB",
-    0x0032: "virtual address translates to an invalid address",
-    0x0100: "more data than fits (not an error)",
-}
-
-#: Command-specific response codes (sections 4, 9, 10), by command code.
-_SPECIFIC_RC: Final = {
-    0x000F: {
-        0x0101: "already initialised",
-        0x0102: "more than one CPU running",
-        0x0103: "storage length invalid",
-        0x0104: "storage origin invalid",
-        0x0105: "storage beyond memory",
-        0x0108: "storage below 2 GiB",
-    },
-    0x0100: {
-        0x0101: "MSO beyond the maximum guest address",
-        0x0102: "MSO + MSL beyond the maximum guest address",
-        0x0104: "ASCE already used by another configuration",
-        0x0105: "ASCE invalid",
-        0x0108: "base storage beyond available memory",
-        0x0109: "base storage overlaps the lowcore",
-        0x010C: "SCA origin is 0",
-        0x010D: "SCA inaccessible",
-    },
-    0x0120: {
-        0x0103: "CPU number too large",
-        0x0104: "CPU number already defined",
-        0x0105: "CPU storage inaccessible",
-        0x0106: "CPU storage in the lowcore",
-        0x0107: "state description inaccessible",
-    },
-    0x0300: {
-        0x0103: "access exception on the SE header",
-        0x0104: "SE header version not supported",
-        0x0106: "unsupported plaintext control flag",
-        0x0108: "image not encrypted for this host (no matching key slot)",
-        0x0109: "unsupported secret control flag",
-        0x010A: "SE header size invalid",
-    },
-    0x0302: {0x0102: "digest mismatch (ALD, PLD or TLD)"},
-    0x1000: {0x0101: "address beyond guest memory"},
-    0x1001: {0x0101: "address beyond guest memory"},
-    0x1034: {0x0101: "not allowed to modify the secret store", 0x0102: "secret store already locked"},
-}
 
 #: SIE interception codes (section 7.3).
 SIE_INTERCEPTS: Final = {
@@ -171,22 +79,12 @@ PGM_CODES: Final = {
 
 
 def uv_commands() -> tuple[UvCommand, ...]:
-    """Every UV command the console knows (the firmware's table when it provides ``UV_COMMANDS``)."""
-    try:
-        from firmware import codes  # type: ignore[import-not-found]  # noqa: PLC0415 - optional, lands later
-    except ImportError:
-        return _CATALOGUE
-    table = getattr(codes, "UV_COMMANDS", None)
-    if not table:
-        return _CATALOGUE
-    out = []
-    shorts = {c.code: c.short for c in _CATALOGUE}
-    for entry in table:
-        code = int(getattr(entry, "code"))
-        name = str(getattr(entry, "name", f"UVC {code:#06x}"))
-        short = shorts.get(code, name.lower().replace(" ", "-"))
-        out.append(UvCommand(code, name, short, str(getattr(entry, "caller", "host"))))
-    return tuple(out)
+    """Every UV command, from the Ultravisor's own table (``firmware.uv_codes.COMMANDS``)."""
+    from firmware.uv_codes import COMMANDS
+
+    return tuple(
+        UvCommand(c.code, c.title, c.name, "+".join(sorted(c.callers))) for c in COMMANDS
+    )
 
 
 def uv_command(code: int) -> UvCommand | None:
@@ -197,15 +95,11 @@ def uv_command(code: int) -> UvCommand | None:
     return None
 
 
-def rc_meaning(cmd: int, rc: int) -> str:
-    """What a response code means for a command ("" when the sources are silent)."""
-    base = rc & 0x7FFF
-    text = _SPECIFIC_RC.get(cmd, {}).get(base) if base >= 0x0100 and base != 0x0100 else None
-    if text is None:
-        text = _GENERIC_RC.get(base, "command-specific error" if base > 0x0100 else "")
-    if rc & 0x8000:
-        text += " (a handle was allocated: Destroy Secure Configuration needed)"
-    return text
+def rc_meaning(cmd: int, rc: int, rrc: int = 0) -> str:
+    """What a response code means for a command (the Ultravisor's message table)."""
+    from firmware.uv_codes import rc_message
+
+    return rc_message(cmd, rc, rrc)
 
 
 def pgm_name(code: int) -> str:
