@@ -18,7 +18,7 @@ MANIFEST = json.loads((IMAGES / "MANIFEST.json").read_text())["images"]
 # Guests that finish in well under a second. Left out: tod and keys (seconds of trapped clock and key
 # instructions, no SIE-specific path), pgm and dat (the CPU model stores the DXC and walks LRA tables at
 # host absolute addresses, not through the guest mapping: reported to the CPU model's owner).
-FAST = [n for n in ("hello", "sigp", "ext", "svc", "sysinfo", "prefix", "pgm_arch") if n in MANIFEST]
+FAST = [n for n in ("hello", "sigp", "ext", "svc", "sysinfo", "prefix", "pgm_arch", "pgm", "dat", "keys") if n in MANIFEST]
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,14 @@ import ctypes
 import re
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from unicorn import Uc, UcError
+from unicorn.unicorn_py3.unicorn import uclib as _uclib
 from unicorn import s390x_const as S
 from unicorn.unicorn_const import (
     UC_ARCH_S390X,
@@ -157,11 +159,11 @@ _B2_TRAPS: Final = bytes(
     ]
 )  # fmt: skip
 _B9_TRAPS: Final = bytes([0x05, 0x25, 0x8A, 0x8E, 0xA4, 0xAF])
-_ONE_BYTE_TRAPS: Final = bytes([0x4F, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
-_E3_TRAPS: Final = bytes([0x06, 0x0E])  # CVBY, CVBG (unicorn has no CVB family)
+_ONE_BYTE_TRAPS: Final = bytes([0x4F, 0xB1, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
+_E3_TRAPS: Final = bytes([0x03, 0x06, 0x0E, 0x13])  # LRAG, CVBY, CVBG, LRAY (see insns.py)
 
 _TRAP_RE: Final = re.compile(
-    b"(?=([\\x4f\\x80\\x82\\x83\\xac\\xad\\xae\\xb7]|\\x01\\x07|\\xe3....[\\x06\\x0e]|\\xb2["
+    b"(?=([\\x4f\\xb1\\x80\\x82\\x83\\xac\\xad\\xae\\xb7]|\\x01\\x07|\\xe3....[\\x03\\x06\\x0e\\x13]|\\xb2["
     + b"".join(b"\\x%02x" % b for b in _B2_TRAPS)
     + b"]|\\xb9["
     + b"".join(b"\\x%02x" % b for b in _B9_TRAPS)
@@ -398,8 +400,57 @@ class GuestIntercept(Exception):  # noqa: N818 - an architectural event, not an 
         self.data = data
 
 
+# -- time slices -------------------------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """One thread that stops CPUs at their time-slice deadlines.
+
+    unicorn's own ``emu_start`` timeout starts and joins a thread on every call (about 190 us against
+    7 us without it), which would make every trap of a guest with an armed timer 25x dearer. Deadlines
+    are absolute (monotonic seconds); a fired deadline keeps firing every millisecond until the CPU
+    disarms it, so a stop that lands while the CPU is briefly outside unicorn is not lost.
+    """
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._due: dict[Cpu, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def arm(self, cpu: Cpu, deadline: float) -> None:
+        with self._cv:
+            self._due[cpu] = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="zuv-watchdog", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def disarm(self, cpu: Cpu) -> None:
+        with self._cv:
+            self._due.pop(cpu, None)
+
+    def _loop(self) -> None:
+        with self._cv:
+            while True:
+                if not self._due:
+                    self._cv.wait()
+                    continue
+                cpu, when = min(self._due.items(), key=lambda kv: kv[1])
+                now = time.monotonic()
+                if when > now:
+                    self._cv.wait(when - now)
+                    continue
+                cpu.uc.emu_stop()
+                self._due[cpu] = now + 0.001
+
+
+_WATCHDOG: Final = _Watchdog()
+
+
 # -- the CPU -----------------------------------------------------------------------------------------------
 
+_uc_reg_read: Final = _uclib.uc_reg_read
+_uc_reg_write: Final = _uclib.uc_reg_write
 _GPR: Final = [getattr(S, f"UC_S390X_REG_R{i}") for i in range(16)]
 _CR: Final = [getattr(S, f"UC_S390X_REG_CR{i}") for i in range(16)]
 _AR: Final = [getattr(S, f"UC_S390X_REG_A{i}") for i in range(16)]
@@ -448,6 +499,10 @@ class Cpu:
         uc.hook_add(UC_HOOK_TLB_FILL, self._fill)
         uc.hook_add(UC_HOOK_INTR, self._intr)
         self.uc = uc
+        self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
+        self._rv = ctypes.c_uint64()
+        self._rp = ctypes.byref(self._rv)
+        self._stale()
         self.state = STOPPED
         self.prefix = 0
         self.ckc = 0xFFFFFFFFFFFFFFFF
@@ -459,7 +514,8 @@ class Cpu:
         self.restart_pending = False
         self.breakpoints: set[int] = set()
         self.insn_count = 0
-        self.guest: GuestMapping | None = None
+        self._guest: GuestMapping | None = None
+        self._uc_psa = -1
         self.guest_memory_size = 0
         self.tlb_group: list[Cpu] = [self]
         self.check_stop_reason = ""
@@ -475,6 +531,7 @@ class Cpu:
         self._fills = 0
         self._tlb_size = 256
         self._want_flush = False
+        self._armed = 0.0
         self._probe: tuple[int, bool] | None = None
         self._pgm_last: tuple[int, int] | None = None
         self._pgm_repeat = 0
@@ -488,11 +545,12 @@ class Cpu:
         self.pgm_observer: Callable[[Cpu, int, int | None], None] | None = None
         memory.add_invalidate_listener(self._invalidate)
         memory.add_owner_listener(self._owner_changed)
-        self.uc.reg_write(_PSWM, PSW_MASK_64)
+        self.write_mask(PSW_MASK_64)
         self.reset_initial()
 
     def close(self) -> None:
         """Detach from memory (the CPU is going away)."""
+        self._disarm()
         self.mem.remove_invalidate_listener(self._invalidate)
         self.mem.remove_owner_listener(self._owner_changed)
 
@@ -500,24 +558,57 @@ class Cpu:
 
     def gpr(self, i: int) -> int:
         """General register ``i``."""
-        return int(self.uc.reg_read(_GPR[i]))
+        return self._rd(_GPR[i])
 
     def set_gpr(self, i: int, value: int) -> None:
         """Set general register ``i``."""
-        self.uc.reg_write(_GPR[i], value & 0xFFFFFFFFFFFFFFFF)
+        self._wr(_GPR[i], value)
 
     def gprs(self) -> list[int]:
         """All 16 general registers, read in one go from the context blob."""
         b = bytes(self.uc.context_save())
         return list(struct.unpack_from("<16Q", b, _LAYOUT.regs))
 
+    # Register access goes straight to the engine through ctypes (a third of the binding's cost) and
+    # caches the PSW and control registers until unicorn runs again: a trap round trip reads them a
+    # dozen times. Every Python-side write goes through the setters below, which keep the caches true.
+
+    def _rd(self, reg: int) -> int:
+        _uc_reg_read(self._h, reg, self._rp)
+        return self._rv.value
+
+    def _wr(self, reg: int, value: int) -> None:
+        self._rv.value = value & 0xFFFFFFFFFFFFFFFF
+        _uc_reg_write(self._h, reg, self._rp)
+
+    def _stale(self) -> None:
+        """unicorn ran (or a context was restored): forget the cached PSW and control registers."""
+        self._mask_c = None
+        self._pc_c = None
+        self._cr_c = [None] * 16
+
+    def _mask(self) -> int:
+        m = self._mask_c
+        if m is None:
+            m = self._mask_c = self._rd(_PSWM)
+        return m
+
     def cr(self, i: int) -> int:
         """Control register ``i``."""
-        return int(self.uc.reg_read(_CR[i]))
+        v = self._cr_c[i]
+        if v is None:
+            v = self._cr_c[i] = self._rd(_CR[i])
+        return v
+
+    def write_cr(self, i: int, value: int) -> None:
+        """Set control register ``i`` without flushing the TLB (the caller flushes once)."""
+        value &= 0xFFFFFFFFFFFFFFFF
+        self._wr(_CR[i], value)
+        self._cr_c[i] = value
 
     def set_cr(self, i: int, value: int) -> None:
         """Set control register ``i``; translation-relevant registers flush the TLB."""
-        self.uc.reg_write(_CR[i], value & 0xFFFFFFFFFFFFFFFF)
+        self.write_cr(i, value)
         if i in (0, 1, 7, 13):
             self.flush_tlb()
 
@@ -550,38 +641,48 @@ class Cpu:
     @property
     def psw(self) -> tuple[int, int]:
         """The current PSW as (mask, address)."""
-        return int(self.uc.reg_read(_PSWM)), int(self.uc.reg_read(_PC))
+        return self._mask(), self.pc
+
+    def write_mask(self, mask: int) -> None:
+        """Set the PSW mask without flushing the TLB (the caller knows no translation bit changed)."""
+        mask &= 0xFFFFFFFFFFFFFFFF
+        self._wr(_PSWM, mask)
+        self._mask_c = mask
 
     def set_psw(self, mask: int, addr: int) -> None:
         """Load a PSW (no validity checks: use ``load_psw`` for architectural loads)."""
-        old = int(self.uc.reg_read(_PSWM))
-        self.uc.reg_write(_PSWM, mask & 0xFFFFFFFFFFFFFFFF)
-        self.uc.reg_write(_PC, addr & 0xFFFFFFFFFFFFFFFF)
+        old = self._mask()
+        self.write_mask(mask)
+        self.set_pc(addr)
         if (old ^ mask) & (PSW_MASK_DAT | PSW_MASK_KEY | PSW_MASK_ASC | PSW_MASK_PSTATE):
             self.flush_tlb()
 
     @property
     def pc(self) -> int:
         """The PSW instruction address."""
-        return int(self.uc.reg_read(_PC))
+        v = self._pc_c
+        if v is None:
+            v = self._pc_c = self._rd(_PC)
+        return v
 
     def set_pc(self, addr: int) -> None:
         """Set the PSW instruction address."""
-        self.uc.reg_write(_PC, addr & 0xFFFFFFFFFFFFFFFF)
+        addr &= 0xFFFFFFFFFFFFFFFF
+        self._wr(_PC, addr)
+        self._pc_c = addr
 
     def set_cc(self, cc: int) -> None:
         """Set the condition code in the PSW."""
-        mask = int(self.uc.reg_read(_PSWM))
-        self.uc.reg_write(_PSWM, (mask & ~PSW_MASK_CC) | (cc & 3) << 44)
+        self.write_mask((self._mask() & ~PSW_MASK_CC) | (cc & 3) << 44)
 
     @property
     def problem_state(self) -> bool:
         """True when the PSW's P bit is set."""
-        return bool(int(self.uc.reg_read(_PSWM)) & PSW_MASK_PSTATE)
+        return bool(self._mask() & PSW_MASK_PSTATE)
 
     def wrap(self, addr: int) -> int:
         """Wrap an address to the current addressing mode (24, 31 or 64 bits)."""
-        mask = int(self.uc.reg_read(_PSWM))
+        mask = self._mask()
         if mask & PSW_MASK_EA:
             return addr & 0xFFFFFFFFFFFFFFFF
         if mask & PSW_MASK_BA:
@@ -589,14 +690,53 @@ class Cpu:
         return addr & 0xFFFFFF
 
     def set_prefix(self, prefix: int) -> None:
-        """Set the prefix register (also in unicorn's hidden state, for LRA and friends)."""
+        """Set the prefix register."""
         self.prefix = prefix & 0x7FFFE000
+        self._sync_uc_psa()
+        self.flush_tlb()
+
+    @property
+    def guest(self) -> GuestMapping | None:
+        """The SIE guest mapping this CPU runs under (None: the CPU runs in the LPAR)."""
+        return self._guest
+
+    @guest.setter
+    def guest(self, mapping: GuestMapping | None) -> None:
+        self._guest = mapping
+        self._sync_uc_psa()
+        self.flush_tlb()
+
+    def _move_dxc(self) -> None:
+        """unicorn stored a DXC at its psa: if the guest's prefix page moved since, carry the code over."""
+        stored_at = self._uc_psa
+        self._sync_uc_psa()
+        if stored_at != self._uc_psa and stored_at >= 0:
+            dxc = self.mem.read(stored_at + LC_DXC, 4)
+            self._lowcore_write(LC_DXC, dxc)
+
+    def _sync_uc_psa(self) -> None:
+        """Point unicorn's own prefix at the host absolute address of this CPU's lowcore.
+
+        unicorn stores a few lowcore fields itself (the data-exception code at 0x90) at ``psa + offset``
+        in its physical space, which is host absolute storage. For a SIE guest that is the guest's
+        prefix relocated to the host; if it is not mappable yet (a secure guest's prefix before import)
+        the host's own lowcore at absolute 0 takes the store instead of some unrelated host page.
+        """
+        host = self.prefix
+        if self._guest is not None:
+            try:
+                host = self._guest.to_host(self.prefix, False, False)
+            except Exception:  # noqa: BLE001 - a mapping refuses with architectural exceptions
+                host = 0
+        if host == self._uc_psa:
+            return
+        self._uc_psa = host
         ctx = self.uc.context_save()
         ptr = ctypes.cast(ctx.context, ctypes.c_void_p).value
         assert ptr is not None
-        ctypes.memmove(ptr + _LAYOUT.psa, struct.pack("<Q", self.prefix), 8)
+        ctypes.memmove(ptr + _LAYOUT.psa, struct.pack("<Q", host), 8)
         self.uc.context_restore(ctx)
-        self.flush_tlb()
+        self._stale()
 
     # -- timers -----------------------------------------------------------------------------------------
 
@@ -622,16 +762,16 @@ class Cpu:
     def reset_initial(self) -> None:
         """Initial CPU reset: CR0 = 0xE0, CR14 = 0xC2000000, prefix 0, timers cleared, PSW 0."""
         for i in range(16):
-            self.uc.reg_write(_CR[i], 0)
-        self.uc.reg_write(_CR[0], 0xE0)
-        self.uc.reg_write(_CR[14], 0xC2000000)
+            self.write_cr(i, 0)
+        self.write_cr(0, 0xE0)
+        self.write_cr(14, 0xC2000000)
         self.set_prefix(0)
         self.ckc = 0
         self.set_cpu_timer(0)
         self.tod_programmable = 0
         self.reset_cpu()
-        self.uc.reg_write(_PSWM, 0)
-        self.uc.reg_write(_PC, 0)
+        self.write_mask(0)
+        self.set_pc(0)
 
     def reset_cpu(self) -> None:
         """CPU reset: pending interrupts cleared, the CPU stopped."""
@@ -958,7 +1098,7 @@ class Cpu:
 
     def _ext_deliverable(self) -> tuple[int, int | None, int | None] | None:
         """The highest-priority deliverable external interruption: (code, cpu address, parameter)."""
-        mask = int(self.uc.reg_read(_PSWM))
+        mask = self._mask()
         if not mask & PSW_MASK_EXT:
             return None
         cr0 = self.cr(0)
@@ -998,7 +1138,7 @@ class Cpu:
 
     def next_timer_deadline(self) -> int | None:
         """TOD value at which an enabled clock-comparator or CPU-timer interrupt becomes pending."""
-        mask = int(self.uc.reg_read(_PSWM))
+        mask = self._mask()
         if not mask & PSW_MASK_EXT:
             return None
         cr0 = self.cr(0)
@@ -1011,7 +1151,7 @@ class Cpu:
 
     def interrupt_possible(self) -> bool:
         """True if any interruption class is enabled in the PSW (so a wait can end)."""
-        mask = int(self.uc.reg_read(_PSWM))
+        mask = self._mask()
         return bool(mask & (PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK))
 
     # -- running ---------------------------------------------------------------------------------------------
@@ -1031,6 +1171,15 @@ class Cpu:
 
         counted = count > 0
         budget = count
+        deadline = 0.0
+        if timeout_us:
+            deadline = time.monotonic() + timeout_us / 1e6
+            if abs(deadline - self._armed) > 1e-4:
+                _WATCHDOG.arm(self, deadline)
+                self._armed = deadline
+        elif self._armed:
+            _WATCHDOG.disarm(self)
+            self._armed = 0.0
         while True:
             if self.state == CHECK_STOP:
                 return CpuExit("check_stop", reason=self.check_stop_reason)
@@ -1063,11 +1212,16 @@ class Cpu:
                 continue
             self._fault = None
             self._intr_info = None
+            if deadline and time.monotonic() >= deadline:
+                self._disarm()
+                return CpuExit("limit")
+            self._stale()
             try:
-                self.uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, timeout_us, budget if counted else 0)
+                self.uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, budget if counted else 0)
                 err = None
             except UcError as e:
                 err = e
+            self._stale()
             executed = self._executed(counted, budget)
             self.insn_count += executed
             if counted:
@@ -1105,6 +1259,8 @@ class Cpu:
                 if intno == 2:
                     self.deliver_svc(code, ilen, ipc)
                     continue
+                if code == 0x07 and self._guest is not None:
+                    self._move_dxc()
                 if code == PGM_OPERATION:
                     raw = self._fetch_insn(ipc)
                     if raw is not None and _opcode_key(raw) in OWNER_INSNS:
@@ -1122,9 +1278,15 @@ class Cpu:
                 continue  # handled at the top of the loop (breakpoints are exits too)
             if counted and budget <= 0:
                 return CpuExit("limit")
-            if timeout_us:
+            if deadline and time.monotonic() >= deadline:
+                self._disarm()
                 return CpuExit("limit")
             # an emu_stop from a fill (self-modifying code): just go on
+
+    def _disarm(self) -> None:
+        if self._armed:
+            _WATCHDOG.disarm(self)
+            self._armed = 0.0
 
     def _executed(self, counted: bool, budget: int) -> int:
         if not counted:
@@ -1156,12 +1318,14 @@ class Cpu:
         uc.ctl_remove_cache(pc, pc + 6)
         self.flush_tlb()
         self._fault = None
+        self._stale()
         try:
             uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, 1)
             err = None
         except UcError as e:
             err = e
         finally:
+            self._stale()
             uc.hook_del(hook)
             self._probe = None
             uc.ctl_remove_cache(pc, pc + 6)
@@ -1173,6 +1337,7 @@ class Cpu:
         if bad:
             self.mem.write(host_page, snapshot)
             uc.context_restore(ctx)
+            self._stale()
             raw = self._fetch_insn(pc)
             ilc = ILC_FOR(raw[0]) if raw else 2
             asid = (self.psw[0] >> 46) & 3 if self.psw[0] & PSW_MASK_DAT else 0

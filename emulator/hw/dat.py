@@ -98,8 +98,10 @@ def translate(
     if asce & _ASCE_REAL:
         return vaddr, False
 
-    def exc(code: int, dat_prot: bool = False) -> ProgramException:
-        return ProgramException(code, teid(vaddr, write, asid, dat_prot))
+    def exc(code: int, dat_prot: bool = False, entry_real: int | None = None) -> ProgramException:
+        e = ProgramException(code, teid(vaddr, write, asid, dat_prot))
+        e.entry_real = entry_real  # type: ignore[attr-defined] - LRA reports the invalid entry's address
+        return e
 
     def entry(table_real: int, index: int) -> int:
         try:
@@ -130,7 +132,7 @@ def translate(
             raise exc(code)
         e = entry(origin, index)
         if e & _ENTRY_INVALID:
-            raise exc(code)
+            raise exc(code, entry_real=origin + index * 8)
         if (e >> 2) & 3 != tt:
             raise exc(PGM_TRANSLATION_SPEC)
         if e & _RTE_PROTECT:
@@ -143,7 +145,7 @@ def translate(
         raise exc(PGM_SEGMENT_TRANSLATION)
     e = entry(origin, sx)
     if e & _ENTRY_INVALID:
-        raise exc(PGM_SEGMENT_TRANSLATION)
+        raise exc(PGM_SEGMENT_TRANSLATION, entry_real=origin + sx * 8)
     if (e >> 2) & 3 != 0:
         raise exc(PGM_TRANSLATION_SPEC)
     if e & _SEG_PROTECT:
@@ -154,7 +156,7 @@ def translate(
         pto = e & ~0x7FF & 0xFFFFFFFFFFFFFFFF
         pte = entry(pto, (vaddr >> 12) & 0xFF)
         if pte & _PTE_INVALID:
-            raise exc(PGM_PAGE_TRANSLATION)
+            raise exc(PGM_PAGE_TRANSLATION, entry_real=pto + ((vaddr >> 12) & 0xFF) * 8)
         if pte & _PTE_ZERO:
             raise exc(PGM_TRANSLATION_SPEC)
         if pte & _PTE_PROTECT:

@@ -185,15 +185,9 @@ def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
             value = _U64.unpack_from(data, 8 * k)[0]
         else:
             value = (cpu.cr(i) & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
-        cpu.uc.reg_write(_cr_reg(i), value)
+        cpu.write_cr(i, value)
     cpu.flush_tlb()
     insn.finish()
-
-
-def _cr_reg(i: int) -> int:
-    from emulator.hw.cpu import _CR  # noqa: PLC0415 - the register ids live with the CPU
-
-    return _CR[i]
 
 
 @_handler(0xB7, "LCTL")
@@ -477,7 +471,7 @@ def _tprot(cpu: Cpu, insn: Insn) -> None:
     mask, pc = cpu.psw
     saved = mask
     try:
-        cpu.uc.reg_write(_pswm_reg(), (mask & ~PSW_MASK_KEY) | key << 52)
+        cpu.write_mask((mask & ~PSW_MASK_KEY) | key << 52)
         try:
             cpu.translate(addr, mark=False)
         except ProgramException as e:
@@ -498,14 +492,8 @@ def _tprot(cpu: Cpu, insn: Insn) -> None:
         insn.finish(0)
     finally:
         cc = (cpu.psw[0] >> 44) & 3
-        cpu.uc.reg_write(_pswm_reg(), (saved & ~(3 << 44)) | cc << 44)
+        cpu.write_mask((saved & ~(3 << 44)) | cc << 44)
         del pc
-
-
-def _pswm_reg() -> int:
-    from emulator.hw.cpu import _PSWM  # noqa: PLC0415
-
-    return _PSWM
 
 
 
@@ -562,3 +550,54 @@ def _set_result(cpu: Cpu, r1: int, value: int, bits: int) -> None:
 HANDLERS[0x4F] = ("CVB", False, lambda c, i: _cvb(c, i, 8, 32, False))
 HANDLERS[0xE306] = ("CVBY", False, lambda c, i: _cvb(c, i, 8, 32, True))
 HANDLERS[0xE30E] = ("CVBG", False, lambda c, i: _cvb(c, i, 16, 64, True))
+
+
+def _lra(cpu: Cpu, insn: Insn, long_disp: bool, width: int) -> None:
+    """LOAD REAL ADDRESS: translate in Python (unicorn's helper would walk host-absolute tables)."""
+    r1 = insn.raw[1] >> 4
+    vaddr = _rx_address(cpu, insn.raw, long_disp)
+    mask, _ = cpu.psw
+    asc = (mask >> 46) & 3
+    asce = cpu.cr((1, 1, 7, 13)[asc])
+
+    def put(value: int) -> None:
+        if width == 64:
+            cpu.set_gpr(r1, value)
+        else:
+            cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | (value & 0xFFFFFFFF))
+
+    try:
+        real, _protected = dat.translate(
+            cpu._buf,  # noqa: SLF001 - the CPU's own buffer, same layer
+            cpu._guest_real_to_host,  # noqa: SLF001
+            asce,
+            vaddr,
+            False,
+            (0, 1, 2, 3)[asc],
+            bool(cpu.cr(0) & (1 << 23)),
+        )
+    except ProgramException as e:
+        entry = getattr(e, "entry_real", None)
+        if e.code in (dat.PGM_REGION_FIRST, dat.PGM_REGION_SECOND, dat.PGM_REGION_THIRD,
+                      dat.PGM_SEGMENT_TRANSLATION) and entry is not None:
+            put(entry)
+            insn.finish(1)
+        elif e.code == dat.PGM_PAGE_TRANSLATION and entry is not None:
+            put(entry)
+            insn.finish(2)
+        elif e.code in (dat.PGM_ASCE_TYPE, dat.PGM_REGION_FIRST, dat.PGM_REGION_SECOND, dat.PGM_REGION_THIRD,
+                        dat.PGM_SEGMENT_TRANSLATION):
+            put(e.code)  # a length violation: the interruption code in bits 48-63
+            insn.finish(3)
+        else:
+            raise
+        return
+    if width == 32 and real >> 31:
+        raise ProgramException(0x13, why="LRA: real address above 2 GiB in a 32-bit register")
+    put(real)
+    insn.finish(0)
+
+
+HANDLERS[0xB1] = ("LRA", True, lambda c, i: _lra(c, i, False, 32 if not c.psw[0] & (1 << 32) else 64))
+HANDLERS[0xE313] = ("LRAY", True, lambda c, i: _lra(c, i, True, 32 if not c.psw[0] & (1 << 32) else 64))
+HANDLERS[0xE303] = ("LRAG", True, lambda c, i: _lra(c, i, True, 64))
