@@ -502,6 +502,7 @@ class Cpu:
         self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
         self._rv = ctypes.c_uint64()
         self._rp = ctypes.byref(self._rv)
+        self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         self._stale()
         self.state = STOPPED
         self.prefix = 0
@@ -795,6 +796,7 @@ class Cpu:
         """Forget every translation decision (after CR, prefix, key, PSW or ownership changes)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self._fills = 0
+        self._xc.clear()
 
     def _invalidate(self, lo: int, hi: int) -> None:
         first, last = lo >> PAGE_SHIFT, (hi - 1) >> PAGE_SHIFT
@@ -861,7 +863,16 @@ class Cpu:
         the access would in the guest, or GuestIntercept for SIE guests. ``page_fill``: decide for the
         whole page (TLB fill); a page whose protection differs below 4 KiB raises ``SubPageAccess``.
         ``mark``: set the storage key's reference and change bits (an access, not a probe).
+
+        Instruction emulation repeats the same translations (the instruction fetch, its operand page):
+        successful ones are kept in a small cache with exactly the lifetime of unicorn's TLB entries
+        (emptied by ``flush_tlb``, which every translation-relevant change calls). Pages 0 and 1 are never
+        cached, because their protection depends on the byte address.
         """
+        if mark and not page_fill:
+            hit = self._xc.get((vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc))
+            if hit is not None:
+                return hit | (vaddr & 0xFFF)
         mask, _ = self.psw
         if asc is None:
             asc = (mask >> 46) & 3
@@ -920,6 +931,8 @@ class Cpu:
         if not mark:
             return host
         mem.keys[frame] = key | KEY_R | (KEY_C if write else 0)
+        if not page_fill and vaddr & ~0x1FFF:
+            self._xc[(vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc)] = host & ~0xFFF
         return host
 
     def read_virtual(self, vaddr: int, length: int) -> bytes:
