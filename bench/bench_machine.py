@@ -64,7 +64,11 @@ def qemu_time(elf: Path, n: int, memory: int) -> tuple[float, str]:
 
 
 def unicorn_time(elf: Path, n: int) -> float | None:
-    """The guest's bench_kernel(n) in a bare unicorn (default TLB, no hooks, DAT off)."""
+    """The guest's inner loop in a bare unicorn (default TLB mode, no hooks, DAT off), when it has one.
+
+    bench_alu: ``alu_loop`` with r1 = n up to its end; bench_store: ``store_rounds(buf, 8192, n)`` called
+    with the ABI. The sieve runs with DAT on and has no machine-free kernel.
+    """
     from unicorn import Uc
     from unicorn import s390x_const as S
     from unicorn.unicorn_const import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN
@@ -73,22 +77,29 @@ def unicorn_time(elf: Path, n: int) -> float | None:
         e = ELFFile(f)
         symtab = e.get_section_by_name(".symtab")
         sym = {s.name: s["st_value"] for s in symtab.iter_symbols()} if symtab else {}  # type: ignore[attr-defined]
-        if "bench_kernel" not in sym:
-            return None
         uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
         uc.mem_map(0, 256 << 20)
         for seg in e.iter_segments():
             if seg["p_type"] == "PT_LOAD":
                 uc.mem_write(seg["p_paddr"], seg.data())
-    ret = 0x1000
-    uc.mem_write(ret, b"\x07\x07")
     uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
     uc.reg_write(S.UC_S390X_REG_CR0, 0x60000)
-    uc.reg_write(S.UC_S390X_REG_R2, n)
-    uc.reg_write(S.UC_S390X_REG_R15, (200 << 20) - 160)
-    uc.reg_write(S.UC_S390X_REG_R14, ret)
+    if "alu_loop" in sym:
+        begin, until = sym["alu_loop"], sym["alu_loop"] + 12
+        uc.reg_write(S.UC_S390X_REG_R1, n)
+    elif "store_rounds" in sym:
+        ret = 0x1000
+        uc.mem_write(ret, b"\x07\x07")
+        begin, until = sym["store_rounds"], ret
+        uc.reg_write(S.UC_S390X_REG_R2, 0x100000)
+        uc.reg_write(S.UC_S390X_REG_R3, 8192)
+        uc.reg_write(S.UC_S390X_REG_R4, n)
+        uc.reg_write(S.UC_S390X_REG_R15, (200 << 20) - 160)
+        uc.reg_write(S.UC_S390X_REG_R14, ret)
+    else:
+        return None
     t0 = time.perf_counter()
-    uc.emu_start(sym["bench_kernel"], ret)
+    uc.emu_start(begin, until)
     return time.perf_counter() - t0
 
 
