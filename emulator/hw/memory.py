@@ -15,6 +15,12 @@ Two kinds of access exist, mirroring the hardware:
 
 Python-side writes invalidate translated code (unicorn does not notice them by itself,
 ``unicorn-s390x.md`` section 4): CPUs register a listener that drops their translation cache.
+
+Owner-tag changes are told to listeners: per-frame listeners (``add_owner_listener``) hear every change at
+once; batch listeners (``add_owner_batch_listener``, the CPUs' TLB flush) hear a list of changed frames,
+either at once or, inside ``owner_batch()`` / ``set_owner_range``, once when the outermost batch ends. A
+batch only delays the *telling*: the tags themselves change at once, and no CPU may run inside a batch
+(its TLB could still hold a decision made under the old tag).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from __future__ import annotations
 import array
 import ctypes
 import mmap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Final
 
 from emulator.errors import HwError, SecureStorageAccess
@@ -58,8 +65,10 @@ KEY_R: Final = 0x04
 KEY_C: Final = 0x02
 
 InvalidateListener = Callable[[int, int], None]
-#: Called with the frame number after its owner tag or shared flag changed (CPUs flush their TLBs).
+#: Called with the frame number after its owner tag or shared flag changed.
 OwnerListener = Callable[[int], None]
+#: Called with the frame numbers whose owner tag or shared flag changed (CPUs flush their TLBs once).
+OwnerBatchListener = Callable[[list[int]], None]
 
 
 class PhysicalMemory:
@@ -88,6 +97,9 @@ class PhysicalMemory:
         self.keys = bytearray(self.frames)
         self._listeners: list[InvalidateListener] = []
         self._owner_listeners: list[OwnerListener] = []
+        self._owner_batch_listeners: list[OwnerBatchListener] = []
+        self._batch_depth = 0
+        self._batch_frames: list[int] = []
         #: Number of frames whose owner is not the host: lets host views skip tag checks when 0.
         self.non_host_frames = 0
 
@@ -100,16 +112,19 @@ class PhysicalMemory:
 
     def read(self, addr: int, length: int) -> bytes:
         """Read absolute storage without any check (firmware access)."""
-        self.check_range(addr, length)
-        return bytes(self._view[addr : addr + length])
+        if addr < 0 or length < 0 or addr + length > self.size:
+            self.check_range(addr, length)
+        return self._view[addr : addr + length].tobytes()
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write absolute storage without any owner check (firmware access); drops translated code."""
         n = len(data)
-        self.check_range(addr, n)
+        if addr < 0 or addr + n > self.size:
+            self.check_range(addr, n)
         self._view[addr : addr + n] = data
         if n:
-            self.invalidate_code(addr, addr + n)
+            for listener in self._listeners:
+                listener(addr, addr + n)
 
     def fill(self, addr: int, length: int, byte: int = 0) -> None:
         """Set a range to one byte value (clearing pages), firmware access."""
@@ -154,14 +169,46 @@ class PhysicalMemory:
             self.non_host_frames += 1 if tag != OWNER_HOST else -1
         self.owner[frame] = tag
         self.shared[frame] = 0
-        for listener in self._owner_listeners:
-            listener(frame)
+        self._owner_changed(frame)
+
+    def set_owner_range(self, frames: Iterable[int], tag: int) -> None:
+        """Tag many frames (Ultravisor only; clears their shared flags); batch listeners hear it once."""
+        with self.owner_batch():
+            for frame in frames:
+                self.set_owner(frame, tag)
 
     def set_shared(self, frame: int, shared: bool) -> None:
         """Mark a secure frame shared with the host (or not) (Ultravisor only)."""
         self.shared[frame] = 1 if shared else 0
+        self._owner_changed(frame)
+
+    def _owner_changed(self, frame: int) -> None:
         for listener in self._owner_listeners:
             listener(frame)
+        if self._batch_depth:
+            self._batch_frames.append(frame)
+        elif self._owner_batch_listeners:
+            frames = [frame]
+            for batch_listener in self._owner_batch_listeners:
+                batch_listener(frames)
+
+    @contextmanager
+    def owner_batch(self) -> Iterator[None]:
+        """Tell batch listeners about the owner changes made inside once, when the outermost batch ends.
+
+        For loops of Ultravisor calls that each change one frame (Unpack of an image, Destroy Secure
+        Storage of a VM's pages): the CPUs flush their TLBs once instead of once per frame. Tags change at
+        once; per-frame listeners still hear every change at once. No CPU may run inside a batch.
+        """
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if not self._batch_depth and self._batch_frames:
+                frames, self._batch_frames = self._batch_frames, []
+                for batch_listener in self._owner_batch_listeners:
+                    batch_listener(frames)
 
     def add_owner_listener(self, listener: OwnerListener) -> None:
         """Register ``listener(frame)``, called after every owner-tag or shared-flag change."""
@@ -170,6 +217,15 @@ class PhysicalMemory:
     def remove_owner_listener(self, listener: OwnerListener) -> None:
         """Forget a listener registered with ``add_owner_listener``."""
         self._owner_listeners.remove(listener)
+
+    def add_owner_batch_listener(self, listener: OwnerBatchListener) -> None:
+        """Register ``listener(frames)``, called after owner-tag or shared-flag changes with the changed
+        frames: after each change, or once at the end of an ``owner_batch``."""
+        self._owner_batch_listeners.append(listener)
+
+    def remove_owner_batch_listener(self, listener: OwnerBatchListener) -> None:
+        """Forget a listener registered with ``add_owner_batch_listener``."""
+        self._owner_batch_listeners.remove(listener)
 
     def is_host_accessible(self, frame: int) -> bool:
         """True if a non-secure accessor (host CPU or host Python code) may touch the frame."""
@@ -193,17 +249,20 @@ class HostView:
 
     def _check(self, addr: int, length: int, write: bool) -> None:
         mem = self._mem
-        mem.check_range(addr, length)
+        if addr < 0 or length < 0 or addr + length > mem.size:
+            mem.check_range(addr, length)
         if mem.non_host_frames == 0 or length == 0:
             return
-        for frame in range(addr >> PAGE_SHIFT, (addr + length - 1 >> PAGE_SHIFT) + 1):
-            if not mem.is_host_accessible(frame):
+        owner, shared = mem.owner, mem.shared
+        first, last = addr >> PAGE_SHIFT, (addr + length - 1) >> PAGE_SHIFT
+        for frame in range(first, last + 1):
+            if owner[frame] != OWNER_HOST and not shared[frame]:
                 raise SecureStorageAccess(max(addr, frame << PAGE_SHIFT), write)
 
     def read(self, addr: int, length: int) -> bytes:
         """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
         self._check(addr, length, False)
-        return self._mem.read(addr, length)
+        return self._mem._view[addr : addr + length].tobytes()
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
