@@ -545,7 +545,7 @@ class Cpu:
         #: Called as ``pgm_observer(cpu, code, teid)`` before each program interruption is delivered.
         self.pgm_observer: Callable[[Cpu, int, int | None], None] | None = None
         memory.add_invalidate_listener(self._invalidate)
-        memory.add_owner_listener(self._owner_changed)
+        memory.add_owner_batch_listener(self._owner_changed)
         self.write_mask(PSW_MASK_64)
         self.reset_initial()
 
@@ -553,7 +553,7 @@ class Cpu:
         """Detach from memory (the CPU is going away)."""
         self._disarm()
         self.mem.remove_invalidate_listener(self._invalidate)
-        self.mem.remove_owner_listener(self._owner_changed)
+        self.mem.remove_owner_batch_listener(self._owner_changed)
 
     # -- registers -----------------------------------------------------------------------------------
 
@@ -809,8 +809,8 @@ class Cpu:
             self.uc.ctl_flush_tb()
             self.flush_tlb()
 
-    def _owner_changed(self, frame: int) -> None:
-        self.flush_tlb()
+    def _owner_changed(self, frames: list[int]) -> None:
+        self.flush_tlb()  # once per change, or once per owner_batch
 
     def set_breakpoints(self, addrs: set[int]) -> None:
         """Stop before executing any of these (virtual) addresses; no cost between stops."""
