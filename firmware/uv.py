@@ -233,6 +233,8 @@ class SecureConfig:
     booted: bool = False
     #: an add-secret request forbade host-initiated dumps (secrets issue)
     dump_disabled: bool = False
+    #: the secret store (``firmware.uv_secrets.SecretStore``), created on first use
+    secret_store: Any = None
     dump: Any = None
     unpack: Any = None
 
@@ -272,6 +274,8 @@ class Ultravisor:
         query: the numbers Query reports (defaults: ``QUERY_VALUES``).
         cpu_prefixes: ``() -> iterable of prefix addresses`` of the host CPUs (lowcore checks of Create
             Secure Configuration / CPU); absolute 0-0x1FFF is always a lowcore.
+        attestation_keys: the machine's ``firmware.uv_attest.AttestationKeys`` for zuv's signed evidence
+            (None: the evidence command answers rc 0x0110).
     """
 
     def __init__(
@@ -283,8 +287,10 @@ class Ultravisor:
         clock: Callable[[], int] = time.time_ns,
         query: QueryValues = QUERY_VALUES,
         cpu_prefixes: Callable[[], Iterable[int]] | None = None,
+        attestation_keys: Any = None,
     ) -> None:
         self.mem = memory
+        self.attestation_keys = attestation_keys
         self._host_keys = tuple(host_keys)
         self._rng = rng
         self._clock = clock
@@ -453,6 +459,10 @@ class Ultravisor:
     def random(self, n: int) -> bytes:
         """``n`` bytes from the injected random source."""
         return self._rng(n)
+
+    def time_ns(self) -> int:
+        """The injected clock (nanoseconds since the epoch)."""
+        return self._clock()
 
     def gmap_frame(self, cfg: SecureConfig, gaddr: int) -> int | None:
         """Host frame of a guest page through the configuration's ASCE, or None."""
@@ -876,6 +886,9 @@ class Ultravisor:
         cfg.reset_prepared = True
         for cpu in cfg.cpus.values():
             cpu.psw_loaded = False
+        from firmware import uv_secrets
+
+        uv_secrets.reset(cfg)  # the guest reboots: its secrets are gone
         return _Outcome(Rc.EXECUTED)
 
     def _cmd_cpu_set_state(self, caller: UvCaller, blk: B.UvCbCpuSetState, cb: ControlBlock, g: Any) -> _Outcome:
@@ -1144,6 +1157,44 @@ class Ultravisor:
         if self.mem.shared[frame]:
             self.mem.set_shared(frame, False)
         return _Outcome(Rc.EXECUTED)
+
+    # -- attestation and secrets (firmware.uv_attest, firmware.uv_secrets) ------------------------------
+
+    def _cmd_retr_attest(self, caller: UvCaller, blk: B.UvCbAttest, cb: ControlBlock, g: Any) -> _Outcome:
+        """Retrieve Attestation Measurement (0x1020, guest): rcs in ``firmware.uv_attest``."""
+        from firmware import uv_attest
+
+        return _Outcome(*uv_attest.retrieve(self, g, blk, cb))
+
+    def _cmd_retr_attest_evidence(self, caller: UvCaller, blk: B.UvCbAttest, cb: ControlBlock, g: Any) -> _Outcome:
+        """zuv's Retrieve Attestation Measurement and Signed Evidence (0x1F20, guest): ``firmware.uv_attest``."""
+        from firmware import uv_attest
+
+        return _Outcome(*uv_attest.retrieve(self, g, blk, cb, evidence=True))
+
+    def _cmd_add_secret(self, caller: UvCaller, blk: B.UvCbGuestAddr, cb: ControlBlock, g: Any) -> _Outcome:
+        """Add Secret (0x1031, guest): rcs in ``firmware.uv_secrets``."""
+        from firmware import uv_secrets
+
+        return _Outcome(*uv_secrets.add(self, g, blk, cb))
+
+    def _cmd_list_secrets(self, caller: UvCaller, blk: B.UvCbListSecrets, cb: ControlBlock, g: Any) -> _Outcome:
+        """List Secrets (0x1033, guest): rcs in ``firmware.uv_secrets``."""
+        from firmware import uv_secrets
+
+        return _Outcome(*uv_secrets.list_secrets(self, g, blk, cb))
+
+    def _cmd_lock_secrets(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:
+        """Lock Secret Store (0x1034, guest): rcs in ``firmware.uv_secrets``."""
+        from firmware import uv_secrets
+
+        return _Outcome(*uv_secrets.lock(self, g, blk))
+
+    def _cmd_retr_secret(self, caller: UvCaller, blk: B.UvCbRetrSecret, cb: ControlBlock, g: Any) -> _Outcome:
+        """Retrieve Secret (0x1035, guest): rcs in ``firmware.uv_secrets``."""
+        from firmware import uv_secrets
+
+        return _Outcome(*uv_secrets.retrieve(self, g, blk, cb))
 
     # -- SE image: Set Secure Configuration Parameters, Unpack, Verify ------------------------------------
 
