@@ -159,19 +159,15 @@ COMMANDS: Final[tuple[UvCommand, ...]] = (
     ),
     UvCommand(0x1000, "set_shared_access", "Set Shared Access", 0x30, 8, _G, struct="UvCbShare"),
     UvCommand(0x1001, "remove_shared_access", "Remove Shared Access", 0x30, 9, _G, struct="UvCbShare"),
+    UvCommand(0x1020, "retr_attest", "Retrieve Attestation Measurement", 0x188, 28, _G, struct="UvCbAttest"),
+    UvCommand(0x1031, "add_secret", "Add Secret", 0x48, 29, _G, struct="UvCbGuestAddr"),
+    UvCommand(0x1033, "list_secrets", "List Secrets", 0x48, 30, _G, struct="UvCbListSecrets"),
+    UvCommand(0x1034, "lock_secrets", "Lock Secret Store", 0x40, 31, _G, struct="UvCbNodata"),
+    UvCommand(0x1035, "retr_secret", "Retrieve Secret", 0x48, 33, _G, struct="UvCbRetrSecret"),
+    # zuv's own (not architected): 0x1Fxx guest commands, Query bit 63; docs/attestation.md
     UvCommand(
-        0x1020, "retr_attest", "Retrieve Attestation Measurement", 0x188, 28, _G, implemented=False,
-        struct="UvCbAttest",
-    ),
-    UvCommand(0x1031, "add_secret", "Add Secret", 0x48, 29, _G, implemented=False, struct="UvCbGuestAddr"),
-    UvCommand(
-        0x1033, "list_secrets", "List Secrets", 0x48, 30, _G, implemented=False, struct="UvCbListSecrets"
-    ),
-    UvCommand(
-        0x1034, "lock_secrets", "Lock Secret Store", 0x40, 31, _G, implemented=False, struct="UvCbNodata"
-    ),
-    UvCommand(
-        0x1035, "retr_secret", "Retrieve Secret", 0x48, 33, _G, implemented=False, struct="UvCbRetrSecret"
+        0x1F20, "retr_attest_evidence", "Retrieve Attestation Measurement and Signed Evidence (zuv)", 0x188, 63,
+        _G, struct="UvCbAttest",
     ),
 )
 
@@ -191,6 +187,23 @@ def command(code_or_name: int | str) -> UvCommand:
         return BY_NAME[code_or_name]
     return BY_CODE[code_or_name]
 
+
+_ATTEST_RCS: Final[dict[int, str]] = {
+        0x0101: "invalid continuation token specified",
+        0x0102: "user data length is greater than 256",
+        0x0103: "access exception on the attestation request control block",
+        0x0104: "access exception on the measurement data area",
+        0x0105: "access exception on the additional data area",
+        0x0106: "unsupported attestation request version",
+        0x0107: "invalid attestation request length for the request version",
+        0x0108: "number of key slots is 0 or above the version's maximum",
+        0x0109: "size of the encrypted area does not match the measurement key plus optional items",
+        0x010A: "unsupported plaintext attestation flag set",
+        0x010B: "unsupported measurement algorithm",
+        0x010C: "unable to decrypt the attestation request (no key slot for this machine, or tag mismatch)",
+        0x010D: "measurement data length too small for the measurement",
+        0x010E: "additional data length too small for the requested additional data",
+    }
 
 #: Command-specific response codes (>= 0x0100). "(zuv)" marks this emulator's choices.
 COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
@@ -282,6 +295,37 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
     0x0403: {0x0103: "access exception on the dump area (zuv)"},
     0x1000: {0x0101: "address beyond guest memory"},
     0x1001: {0x0101: "address beyond guest memory"},
+    0x1020: _ATTEST_RCS,
+    0x1F20: {
+        **_ATTEST_RCS,
+        0x0110: "this machine has no attestation key (zuv)",
+        0x0111: "evidence area too small (zuv)",
+        0x0112: "access exception on the evidence area (zuv)",
+    },
+    0x1031: {
+        0x0101: "not allowed to modify the secret store (rrc: 1 image, 2 CUID, 3 extension secret, 4 CCK update)",
+        0x0102: "secret store locked",
+        0x0103: "access exception on the add-secret request",
+        0x0104: "unsupported add-secret request version",
+        0x0105: "invalid request size",
+        0x0106: "invalid number of host keys",
+        0x0107: "unsupported flags specified",
+        0x0108: "unable to decrypt the request",
+        0x0109: "unsupported secret type",
+        0x010A: "invalid length for the secret type",
+        0x010B: "secret store full",
+        0x010C: "unable to add the secret (a secret with this ID exists) (zuv)",
+        0x010D: "dump in progress, try again later",
+    },
+    0x1033: {0x0100: "more secrets than fit into the page", 0x0102: "access exception on the list page (zuv)"},
+    0x1034: {0x0102: "secret store already locked"},
+    0x1035: {
+        0x0102: "access exception on the secret buffer",
+        0x0109: "buffer too small for the secret",
+        0x010F: "the secret store is empty",
+        0x0110: "no secret with the specified index",
+        0x0111: "the secret is not retrievable",
+    },
 }
 
 #: Reason codes with their own messages: (command, rc, rrc).
@@ -298,6 +342,10 @@ RRC_MESSAGES: Final[dict[tuple[int, int, int], str]] = {
     (0x0300, 0x010A, 0x0031): "header size mismatch",
     (0x0300, 0x010A, 0x0039): "size of the encrypted area invalid",
     (0x0300, 0x010A, 0x0040): "no key slots in the header",
+    (0x1031, 0x0101, 0x0001): "the request is for another image (PLD/ALD/TLD/header tag) (zuv)",
+    (0x1031, 0x0101, 0x0002): "the request is for another guest instance (CUID) (zuv)",
+    (0x1031, 0x0101, 0x0003): "the extension secret differs from the one this store requires (zuv)",
+    (0x1031, 0x0101, 0x0004): "the SE header does not allow a CCK update (SCF bit 2) (zuv)",
 }
 
 #: Known hints, as QEMU adds one for Init rc 0x0108.
