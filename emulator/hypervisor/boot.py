@@ -69,7 +69,16 @@ class SecureHost:
         self.clock = TodClock(deterministic=deterministic)
         rng = random.Random(seed).randbytes if seed is not None else None
         kwargs = {"rng": rng} if rng is not None else {}
-        self.uv = Ultravisor(self.memory, host_keys=self.identity.host_keys, **kwargs)
+        from firmware.uv_attest import AttestationKeyError, AttestationKeys
+
+        directory = Path(machine) if Path(machine).is_dir() else MachineIdentity.bundled_dir(machine)
+        try:  # zuv's signed attestation evidence: only machines with attestation keys offer it
+            att_keys = AttestationKeys.load(directory) if AttestationKeys.present(directory) else None
+        except AttestationKeyError as e:
+            raise HypervisorError(str(e)) from None
+        self.uv = Ultravisor(
+            self.memory, host_keys=self.identity.host_keys, attestation_keys=att_keys, **kwargs
+        )
         self.hv = Hypervisor(self.memory, self.clock, MachineInfo(), self.uv)
 
     @property
