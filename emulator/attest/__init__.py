@@ -1,0 +1,1 @@
+"""Attestation and secret tools of zuv: pvattest/pvsecret-shaped CLIs, attestation-key issuing, evidence checks, the relying-party verifier service and its client."""
