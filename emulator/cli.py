@@ -40,6 +40,24 @@ def _out(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+def _forward_stdin(machine: object) -> None:
+    """Feed standard input, line by line, to the program's SCLP console until end of file."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return
+    machine.input_open = True  # type: ignore[attr-defined]
+
+    def pump() -> None:
+        try:
+            for line in iter(stdin.buffer.readline, b""):
+                machine.feed_console(line)  # type: ignore[attr-defined]
+        except (OSError, ValueError):
+            pass
+        machine.close_input()  # type: ignore[attr-defined]
+
+    threading.Thread(target=pump, name="zuv-stdin", daemon=True).start()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``zuv run``: boot a bare-metal program like ``qemu-system-s390x -kernel``."""
     from emulator.machine.machine import Machine, parse_size
@@ -47,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     size = parse_size(args.memory)
     m = Machine(size, args.cpus, deterministic=args.deterministic, level=args.level, console_out=_out)
     m.load(args.program, args.append)
+    _forward_stdin(m)
     res = run_interruptible(
         lambda: m.run(max_insns=args.max_insns, time_limit=args.time_limit),
         lambda: m.request_halt("interrupted (Ctrl-C)"),

@@ -13,7 +13,8 @@ HELLO = ROOT / "guests/images/hello.elf"
 
 def zuv(*args, timeout=60):
     return subprocess.run(
-        [sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -92,3 +93,12 @@ def test_disabled_wait_code_is_a_crash(tmp_path):
     p = zuv("run", str(f))
     assert p.returncode == 1
     assert "0x1234" in p.stderr
+
+
+def test_standard_input_reaches_the_sclp_console():
+    p = subprocess.run(
+        [sys.executable, "-m", "emulator.cli", "run", str(ROOT / "guests/images/echo.elf")],
+        input="first line\nquit\n", capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "echo 1: first line\necho 2: quit\n" in p.stdout

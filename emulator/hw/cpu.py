@@ -1169,6 +1169,10 @@ class Cpu:
 
     # -- running ---------------------------------------------------------------------------------------------
 
+    def kick(self) -> None:
+        """Make a running ``run`` look at pending interruptions now (thread-safe; it does not return)."""
+        self.uc.emu_stop()
+
     def request_halt(self) -> None:
         """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
         self._halt.set()

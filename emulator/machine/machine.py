@@ -197,6 +197,9 @@ class Machine:
         self._lock = threading.Lock()
         self._running_cpu: Cpu | None = None
         self.ipl_parameters: bytes | None = None
+        #: True while console input may still arrive (a waiting program then waits instead of ending).
+        self.input_open = False
+        self._input_event = threading.Event()
         self.insn_handlers: dict[str, Callable[[Cpu, Insn], None]] = {}
         #: Debugger hook: called before each instruction handed back by a CPU is answered; a returned
         #: reason leaves the instruction unexecuted (the PSW still points at it) and halts ``run``.
@@ -236,8 +239,16 @@ class Machine:
     def feed_console(self, data: bytes) -> None:
         """Console input for the program (it arrives as an SCLP event with a service signal)."""
         self.sclp.feed_input(data)
-        cpu0 = self.cpus[min(self.cpus)]
-        cpu0.ext_pending.setdefault("service", 1)
+        if self.sclp.event_pending:  # only a program that asked for console input is told
+            cpu0 = self.cpus[min(self.cpus)]
+            cpu0.ext_pending["service"] = cpu0.ext_pending.get("service", 0) | 1
+            cpu0.kick()
+        self._input_event.set()
+
+    def close_input(self) -> None:
+        """No more console input will come (end of file): a machine waiting only for it may end."""
+        self.input_open = False
+        self._input_event.set()
 
     @property
     def instructions(self) -> int:
@@ -301,6 +312,10 @@ class Machine:
                 runnable = [c for c in operating if not self._idle(c)]
                 if not runnable:
                     if not self._skip_idle(operating):
+                        if self.input_open:  # console input may still end the wait
+                            self._input_event.wait(0.05)
+                            self._input_event.clear()
+                            continue
                         return self._result("all CPUs wait with no interruption that can end the wait", t0, counted)
                     continue
                 if len(runnable) == 1 and not counted and len(operating) == 1:
@@ -434,9 +449,6 @@ class Machine:
             cpu.program_interrupt(e.code, e.ilc if e.ilc is not None else insn.ilen, e.teid, pc=insn.pc)
 
     def _insn_servc(self, cpu: Cpu, insn: Insn) -> None:
-        if "service" in cpu.ext_pending:
-            insn.finish(2)  # the SCLP is busy until the pending service signal is taken
-            return
         command = cpu.gpr(insn.r1) & 0xFFFFFFFF
         sccb = cpu.gpr(insn.r2)
         res = self.sclp.service_call(_Sccb(cpu, self.memory.size), command, sccb)
