@@ -74,9 +74,12 @@ class PageSealer:
     Args:
         uid: the configuration's 16-byte unique ID (bound into every integrity value).
         rng: ``rng(n) -> n random bytes`` (injected for reproducible tests).
+
+    The AES key object and an HMAC already keyed and fed with the label and the CUID are made once; each
+    seal/open then costs one XTS context (its tweak differs per export) and one HMAC copy.
     """
 
-    __slots__ = ("_uid", "_xts", "_nonce", "_mac")
+    __slots__ = ("_uid", "_xts", "_nonce", "_mac", "_nonce_hi", "_nonce_lo", "_aes", "_mac_prefix")
 
     def __init__(self, uid: bytes, rng: Callable[[int], bytes]) -> None:
         self._uid = bytes(uid)
@@ -85,37 +88,47 @@ class PageSealer:
             key = rng(64)
         self._xts = key
         hi, lo = struct.unpack(">QQ", rng(16))
-        self._nonce = _COMPONENT.pack(hi & _NONCE_MASK[0], lo & _NONCE_MASK[1])
+        self._nonce_hi, self._nonce_lo = hi & _NONCE_MASK[0], lo & _NONCE_MASK[1]
+        self._nonce = _COMPONENT.pack(self._nonce_hi, self._nonce_lo)
         self._mac = rng(32)
+        self._aes = algorithms.AES(self._xts)
+        self._mac_prefix = hmac.HMAC(self._mac, hashes.SHA256())
+        self._mac_prefix.update(_MAC_LABEL + self._uid)
 
     def __repr__(self) -> str:
         return "PageSealer(<keys redacted>)"
 
     def tweak(self, comp: bytes) -> bytes:
         """The XTS tweak for a component: component OR nonce (``secure-execution.md`` 11.2)."""
-        return bytes(a | b for a, b in zip(comp, self._nonce, strict=True))
+        hi, lo = _COMPONENT.unpack(comp)
+        return _COMPONENT.pack(hi | self._nonce_hi, lo | self._nonce_lo)
 
-    def _mac_of(self, comp: bytes, ciphertext: bytes) -> hmac.HMAC:
-        h = hmac.HMAC(self._mac, hashes.SHA256())
-        h.update(_MAC_LABEL + self._uid + comp + ciphertext)
+    def _mac_of(self, comp: bytes, ciphertext: bytes | memoryview) -> hmac.HMAC:
+        h = self._mac_prefix.copy()
+        h.update(comp)
+        h.update(ciphertext)
         return h
 
-    def seal(self, plaintext: bytes, gaddr: int, counter: int) -> tuple[bytes, bytes]:
+    def _cipher(self, gaddr: int, counter: int) -> tuple[bytes, Cipher[modes.XTS]]:
+        page = gaddr & ~0xFFF
+        comp = _COMPONENT.pack(page, counter)
+        tweak = _COMPONENT.pack(page | self._nonce_hi, counter | self._nonce_lo)
+        return comp, Cipher(self._aes, modes.XTS(tweak))
+
+    def seal(self, plaintext: bytes | memoryview, gaddr: int, counter: int) -> tuple[bytes, bytes]:
         """Encrypt one page for export; returns ``(ciphertext, integrity value)``."""
-        comp = component(gaddr, counter)
-        enc = Cipher(algorithms.AES(self._xts), modes.XTS(self.tweak(comp))).encryptor()
-        ct = enc.update(plaintext) + enc.finalize()
+        comp, cipher = self._cipher(gaddr, counter)
+        ct = cipher.encryptor().update(plaintext)  # XTS: one data unit, nothing left for finalize
         return ct, self._mac_of(comp, ct).finalize()
 
-    def open(self, ciphertext: bytes, gaddr: int, counter: int, mac: bytes) -> bytes | None:
+    def open(self, ciphertext: bytes | memoryview, gaddr: int, counter: int, mac: bytes) -> bytes | None:
         """Check and decrypt an exported page; None if the integrity check fails (one result for all causes)."""
-        comp = component(gaddr, counter)
+        comp, cipher = self._cipher(gaddr, counter)
         try:
             self._mac_of(comp, ciphertext).verify(mac)
         except InvalidSignature:
             return None
-        dec = Cipher(algorithms.AES(self._xts), modes.XTS(self.tweak(comp))).decryptor()
-        return dec.update(ciphertext) + dec.finalize()
+        return cipher.decryptor().update(ciphertext)
 
     def dump_material(self) -> tuple[bytes, bytes]:
         """The tweak nonce and XTS key, for the sealed completion data of a dump (only ever sealed)."""

@@ -324,8 +324,10 @@ class PvVm:
         if self.handle:
             self.client.call("destroy_sec_conf", handle=self.handle)
             self.handle = 0
-        for g in sorted(self.possibly_secure):
-            self.client.call("destr_sec_stor", paddr=self.vm.mso + g)
+        call, mso = self.client.call, self.vm.mso
+        with self.hv.memory.owner_batch():  # no CPU runs here: the CPUs flush their TLBs once, at the end
+            for g in sorted(self.possibly_secure):
+                call("destr_sec_stor", paddr=mso + g)
         self.possibly_secure.clear()
         if self._arena_range[1]:
             self.hv.alloc.free_range(*self._arena_range)
@@ -376,12 +378,13 @@ class PvVm:
         """KVM_PV_UNPACK: Unpack every page of one component (``tweak[1]`` = the page's offset)."""
         if addr & 0xFFF or size & 0xFFF:
             raise PvError(KVM_PV_UNPACK, f"component {addr:#x}+{size:#x} is not page aligned")
-        call = self.client.call
-        for off in range(0, size, PAGE_SIZE):
-            res = call("unpack_img", guest_handle=self.handle, gaddr=addr + off, tweak=(tweak, off))
-            if not res.ok:
-                raise _fail(KVM_PV_UNPACK, res)
-            self.possibly_secure.add(addr + off)
+        call, handle, secure = self.client.call, self.handle, self.possibly_secure
+        with self.hv.memory.owner_batch():  # no CPU runs here: the CPUs flush their TLBs once, at the end
+            for off in range(0, size, PAGE_SIZE):
+                res = call("unpack_img", guest_handle=handle, gaddr=addr + off, tweak=(tweak, off))
+                if not res.ok:
+                    raise _fail(KVM_PV_UNPACK, res)
+                secure.add(addr + off)
 
     def verify(self) -> None:
         """KVM_PV_VERIFY."""

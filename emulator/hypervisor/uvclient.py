@@ -9,37 +9,78 @@ goes through the host view, so touching a secure or donated frame raises ``Secur
 Also here: ``HostArena`` (a bump allocator over a host memory range) and ``GuestMap`` (a gmap: the
 segment and page tables that map a secure guest's absolute addresses to host frames, whose ASCE is the
 configuration's ``guest_asce``).
+
+Cost: ``call`` packs the block from a per-command template (field offsets from the ``uv_blocks`` record)
+instead of building a ``ctypes`` record, reuses one control block over its UVCB page, reads back only the
+block's bytes and decodes rc/rrc from them; ``UvResult.block`` parses the full record on first use. The
+UV's checks are the same (``Ultravisor.call`` reads the block from host memory as before).
 """
 
 from __future__ import annotations
 
+import ctypes
 import struct
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from emulator.errors import HypervisorError, SecureStorageAccess
+from emulator.errors import HwError, HypervisorError, ProgramException, SecureStorageAccess
+from emulator.hw.dat import PGM_ADDRESSING
 from emulator.hw.memory import PAGE_SIZE, HostView
 from firmware import uv_blocks as B
-from firmware.uv import AbsoluteControlBlock, Ultravisor, UvCaller
+from firmware.uv import PGM_SECURE_STORAGE_ACCESS, AbsoluteControlBlock, Ultravisor, UvCaller
 from firmware.uv_codes import QUERY_FULL_LEN, Cc, Rc, UvCommand, command, describe
 
 __all__ = ["UvResult", "UvCallError", "UvClient", "HostArena", "GuestMap", "ConfigSetup"]
 
 #: How often ``UvClient.call`` re-issues a UVC that ended with cc 2 or 3 before giving up.
 DEFAULT_RETRIES: Final = 64
+#: How many results ``UvClient.log`` keeps (the most recent ones; a boot issues one Unpack per page).
+LOG_LENGTH: Final = 4096
+
+_RC_RRC: Final = struct.Struct(">HH")
+_HEADER: Final = struct.Struct(">HH")
+#: struct format of an unsigned integer field by size (``uv_blocks`` declares only u8/u16/u32/u64)
+_INT_FORMATS: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-@dataclass(frozen=True)
 class UvResult:
-    """The outcome of one UVC: condition code, rc/rrc, the block as stored afterwards, retries needed."""
+    """The outcome of one UVC: condition code, rc/rrc, the block as stored afterwards, retries needed.
 
-    cmd: UvCommand
-    cc: int
-    rc: int
-    rrc: int
-    block: Any
-    retries: int = 0
+    ``block`` is the ``uv_blocks`` record; when the result was made from the stored bytes it is parsed on
+    first use.
+    """
+
+    __slots__ = ("cmd", "cc", "rc", "rrc", "retries", "_block", "_raw", "_layout")
+
+    def __init__(
+        self,
+        cmd: UvCommand,
+        cc: int,
+        rc: int,
+        rrc: int,
+        block: Any = None,
+        retries: int = 0,
+        *,
+        raw: bytes | None = None,
+        layout: type | None = None,
+    ) -> None:
+        self.cmd = cmd
+        self.cc = cc
+        self.rc = rc
+        self.rrc = rrc
+        self.retries = retries
+        self._block = block
+        self._raw = raw
+        self._layout = layout
+
+    @property
+    def block(self) -> Any:
+        """The control block as the UV stored it (a ``uv_blocks`` record)."""
+        if self._block is None and self._raw is not None and self._layout is not None:
+            self._block = B.parse(self._layout, self._raw)
+        return self._block
 
     @property
     def ok(self) -> bool:
@@ -48,6 +89,80 @@ class UvResult:
 
     def __str__(self) -> str:
         return f"cc {self.cc}: {describe(self.cmd.code, self.rc, self.rrc)}"
+
+    def __repr__(self) -> str:
+        return f"UvResult({self.cmd.name}, cc={self.cc}, rc={self.rc:#06x}, rrc={self.rrc:#06x}, retries={self.retries})"
+
+
+class _HostControlBlock(AbsoluteControlBlock):
+    """``AbsoluteControlBlock`` (host CPU, DAT off) with the same results, without a closure per access."""
+
+    def read(self, offset: int, length: int) -> bytes:
+        try:
+            return self.view.read(self.addr + offset, length)
+        except SecureStorageAccess as e:
+            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
+        except HwError:
+            raise ProgramException(
+                PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
+            ) from None
+
+    def write(self, offset: int, data: bytes) -> None:
+        try:
+            self.view.write(self.addr + offset, data)
+        except SecureStorageAccess as e:
+            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
+        except HwError:
+            raise ProgramException(
+                PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
+            ) from None
+
+
+class _Template:
+    """How to pack one command's block without ``ctypes``: its size, header and integer fields."""
+
+    __slots__ = ("cmd", "layout", "size", "fields")
+
+    def __init__(self, cmd: UvCommand) -> None:
+        self.cmd = cmd
+        self.layout = B.LAYOUTS[cmd.struct]
+        self.size = ctypes.sizeof(self.layout)
+        #: field name -> (offset, struct format of one element, element count or 0 for a scalar, mask)
+        self.fields: dict[str, tuple[int, struct.Struct, int, int]] = {}
+        for name, ctype in self.layout._fields_:  # noqa: SLF001 - the record's declared fields
+            off = getattr(self.layout, name).offset
+            elem, count = ctype, 0
+            if issubclass(ctype, ctypes.Array):
+                elem, count = ctype._type_, ctype._length_  # noqa: SLF001
+            code = getattr(elem, "_type_", None)  # big-endian records hold swapped copies of c_uint*
+            fmt = _INT_FORMATS.get(ctypes.sizeof(elem)) if isinstance(code, str) and code in "BHILQ" else None
+            if fmt is not None:
+                size = ctypes.sizeof(elem)
+                self.fields[name] = (off, struct.Struct(">" + fmt), count, (1 << 8 * size) - 1)
+
+    def pack(self, length: int, code: int, fields: dict[str, Any]) -> bytearray | None:
+        """The block's bytes, or None when a field needs the ``ctypes`` record (``UvClient.build``)."""
+        buf = bytearray(self.size)
+        _HEADER.pack_into(buf, 0, length & 0xFFFF, code & 0xFFFF)
+        spec = self.fields
+        for name, value in fields.items():
+            f = spec.get(name)
+            if f is None:
+                return None
+            off, st, count, mask = f
+            if count:
+                if isinstance(value, str) or not isinstance(value, (bytes, bytearray, Sequence)):
+                    return None
+                if len(value) > count:
+                    return None
+                step = st.size
+                for i, v in enumerate(value):
+                    st.pack_into(buf, off + i * step, v & mask)
+            elif isinstance(value, int):
+                st.pack_into(buf, off, value & mask)
+            else:
+                return None
+        return buf
 
 
 class UvCallError(HypervisorError):
@@ -164,7 +279,10 @@ class UvClient:
         self.caller = caller or UvCaller("host")
         self.retries = retries
         self.uvcb_addr = arena.alloc(PAGE_SIZE)
-        self.log: list[UvResult] = []
+        #: The most recent results (``LOG_LENGTH`` of them), oldest first.
+        self.log: deque[UvResult] = deque(maxlen=LOG_LENGTH)
+        self._cb = _HostControlBlock(view, self.uvcb_addr)
+        self._templates: dict[int, _Template] = {}
 
     # -- raw calls -----------------------------------------------------------------------------------
 
@@ -188,31 +306,44 @@ class UvClient:
 
     def issue(self, blk: Any, *, cmd: UvCommand | None = None, retry: bool = True, addr: int | None = None) -> UvResult:
         """Write a block into host memory, execute UVC on it (re-issuing on cc 2/3), read it back."""
-        addr = self.uvcb_addr if addr is None else addr
-        raw = bytes(blk)
-        self.view.write(addr, raw)
-        cb = AbsoluteControlBlock(self.view, addr)
-        tries = 0
-        while True:
-            cc = self.uv.call(self.caller, cb)
-            if cc in (Cc.BUSY, Cc.PARTIAL) and retry and tries < self.retries:
-                tries += 1
-                continue
-            break
-        out = B.parse(type(blk), self.view.read(addr, len(raw)))
         if cmd is None:
             try:
                 cmd = command(blk.header.cmd)
             except KeyError:
                 cmd = UvCommand(blk.header.cmd, "unknown", "unknown command", 8, None, frozenset())
-        res = UvResult(cmd, cc, out.header.rc, out.header.rrc, out, tries)
+        return self._issue(bytes(blk), type(blk), cmd, retry, addr)
+
+    def _issue(self, raw: bytes | bytearray, layout: type, cmd: UvCommand, retry: bool, addr: int | None) -> UvResult:
+        if addr is None or addr == self.uvcb_addr:
+            addr, cb = self.uvcb_addr, self._cb
+        else:
+            cb = _HostControlBlock(self.view, addr)
+        view = self.view
+        view.write(addr, raw)
+        tries = 0
+        uv_call, caller = self.uv.call, self.caller
+        while True:
+            cc = uv_call(caller, cb)
+            if (cc == Cc.BUSY or cc == Cc.PARTIAL) and retry and tries < self.retries:
+                tries += 1
+                continue
+            break
+        out = view.read(addr, len(raw))
+        rc, rrc = _RC_RRC.unpack_from(out, 4)
+        res = UvResult(cmd, cc, rc, rrc, None, tries, raw=out, layout=layout)
         self.log.append(res)
         return res
 
     def call(self, cmd: int | str, *, length: int | None = None, retry: bool = True, **fields: Any) -> UvResult:
         """Build, issue and decode one UVC (no exception on an error rc: inspect the result)."""
         c = command(cmd)
-        return self.issue(self.build(c.code, length=length, **fields), cmd=c, retry=retry)
+        t = self._templates.get(c.code)
+        if t is None and c.struct in B.LAYOUTS:
+            t = self._templates[c.code] = _Template(c)
+        raw = t.pack(c.length if length is None else length, c.code, fields) if t is not None else None
+        if raw is None:  # a field the template cannot pack: the ctypes record decides (and names errors)
+            return self.issue(self.build(c.code, length=length, **fields), cmd=c, retry=retry)
+        return self._issue(raw, t.layout, c, retry, None)  # type: ignore[union-attr]
 
     def check(self, cmd: int | str, **fields: Any) -> UvResult:
         """As ``call``, but raise ``UvCallError`` (message from the UV's table) unless it succeeded."""
