@@ -277,10 +277,13 @@ def check_attestation(
         if (st.nonce is None) != (nonce is None) or (nonce is not None and not constant_time_eq(st.nonce or b"", nonce)):
             got = st.nonce.hex() if st.nonce else "none"
             raise AttestationMismatch("nonce", f"the Ultravisor measured nonce {got}, not the one of this challenge")
-        for name in tags.differences(st.tags):
+        diff = tags.differences(st.tags)
+        if diff:
+            name = diff[0]
             raise AttestationMismatch(
-                name, f"the guest runs an image whose {name.upper()} is {getattr(st.tags, name).hex()[:32]}..., "
-                f"the reference image has {getattr(tags, name).hex()[:32]}...",
+                name, f"the guest runs another image than the reference ({', '.join(diff)} differ): its "
+                f"{name.upper()} is {getattr(st.tags, name).hex()[:32]}..., the reference has "
+                f"{getattr(tags, name).hex()[:32]}...",
             )  # fmt: skip
         if st.paf != paf:
             raise AttestationMismatch("paf", f"measured with flags {st.paf:#x}, requested {paf:#x}")
