@@ -122,6 +122,21 @@ def _image_tool(target: str, argv: list[str]) -> int:
     return int(getattr(pvimg, target)(argv))
 
 
+_ATTEST_TOOLS = {
+    "pvattest": ("emulator.attest.pvattest", "pvattest_main"),
+    "pvsecret": ("emulator.attest.pvsecret", "pvsecret_main"),
+    "verifier": ("emulator.attest.demo", "verifier_main"),
+}
+
+
+def _attest_tool(name: str, argv: list[str]) -> int:
+    """Run the attestation tools (``emulator.attest``) with their own argument parsers."""
+    import importlib
+
+    module, target = _ATTEST_TOOLS[name]
+    return int(getattr(importlib.import_module(module), target)(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zuv``."""
     p = argparse.ArgumentParser(prog="zuv", description="An emulated IBM Z machine with an Ultravisor.")
@@ -152,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         t = sub.add_parser(name, help=f"the SE {name} tool (see zuv {name} --help)", add_help=False)
         t.add_argument("args", nargs=argparse.REMAINDER)
         t.set_defaults(func=lambda a, target=target: _image_tool(target, a.args))
+    for name, what in (("pvattest", "the attestation request tool"), ("pvsecret", "the add-secret request tool"),
+                       ("verifier", "the lab verifier service (serve) and the attestation demo (demo)")):
+        t = sub.add_parser(name, help=f"{what} (see zuv {name} --help)", add_help=False)
+        t.add_argument("args", nargs=argparse.REMAINDER)
+        t.set_defaults(func=lambda a, name=name: _attest_tool(name, a.args))
     return p
 
 
@@ -161,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in ("pvimg", "hostkey"):  # the image tools parse their own arguments
         try:
             return _image_tool(f"{argv[0]}_main", argv[1:])
+        except EmulatorError as e:
+            print(f"zuv: {e}", file=sys.stderr)
+            return 2
+    if argv and argv[0] in _ATTEST_TOOLS:  # so do the attestation tools
+        try:
+            return _attest_tool(argv[0], argv[1:])
         except EmulatorError as e:
             print(f"zuv: {e}", file=sys.stderr)
             return 2
