@@ -1,0 +1,215 @@
+"""The pvsecret tool of zuv (also ``zuv pvsecret``): ``create`` add-secret requests for an SE image, ``info`` to show one.
+
+``create`` has pvsecret's shape: ``pvsecret create -k HKD --hdr IMAGE -o OUT [options] SECRET`` with
+SECRET one of ``meta``, ``association NAME``, ``retrievable NAME --secret FILE --type TYPE`` and
+``update-cck --secret FILE``. The request is bound to the image's PLD/ALD/TLD and header tag, and with
+``--cuid-hex`` / ``--cuid`` to one guest instance (the CUID from its attestation). ``--cck`` derives the
+extension secret from the image's customer communication key; ``--extension-secret`` gives it raw.
+
+Exit status: 0 success, 1 error (as pvsecret), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+
+from emulator.attest.pvattest import (
+    ToolError,
+    _Parser,
+    _UsageError,
+    add_certificate_options,
+    host_keys_from_documents,
+    image_tags,
+    read_file,
+    write_file,
+)
+from emulator.image import pki
+from firmware import attestation as A
+from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng
+from firmware.machine_identity import MachineIdentityError
+
+__all__ = ["pvsecret_main", "ec_secret"]
+
+_AES = {16: 0x04, 24: 0x05, 32: 0x06}
+_XTS = {32: 0x07, 64: 0x08}
+_HMAC = {64: 0x09, 128: 0x0A}
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def ec_secret(data: bytes) -> tuple[int, bytes]:
+    """(secret type, value) of an EC private key file (PEM or DER): the scalar, left-padded (spec 10.3)."""
+    try:
+        key = (
+            serialization.load_pem_private_key(data, None)
+            if b"-----BEGIN" in data
+            else serialization.load_der_private_key(data, None)
+        )
+    except (ValueError, TypeError) as exc:
+        raise ToolError(f"not an unencrypted private key: {exc}") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        sizes = {"secp256r1": (0x11, 32), "secp384r1": (0x12, 48), "secp521r1": (0x13, 80)}
+        if key.curve.name not in sizes:
+            raise ToolError(f"curve {key.curve.name} is not supported (P-256, P-384, P-521)")
+        t, n = sizes[key.curve.name]
+        return t, key.private_numbers().private_value.to_bytes(n, "big")
+    raw = serialization.Encoding.Raw
+    fmt = serialization.PrivateFormat.Raw
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return 0x14, key.private_bytes(raw, fmt, serialization.NoEncryption())
+    if isinstance(key, ed448.Ed448PrivateKey):
+        return 0x15, key.private_bytes(raw, fmt, serialization.NoEncryption()).rjust(64, b"\0")
+    raise ToolError("only EC (P-256/384/521) and EdDSA (Ed25519/Ed448) keys can be retrievable secrets")
+
+
+def _retrievable(kind: str, data: bytes) -> tuple[int, bytes]:
+    if kind == "plain":
+        return 0x03, A.plaintext_secret(data)
+    table = {"aes": _AES, "aes-xts": _XTS, "hmac-sha": _HMAC}.get(kind)
+    if table is not None:
+        if len(data) not in table:
+            raise ToolError(f"a {kind} key must be {' or '.join(str(n) for n in table)} bytes, not {len(data)}")
+        return table[len(data)], data
+    return ec_secret(data)
+
+
+def _cuid(a: argparse.Namespace) -> bytes | None:
+    if a.cuid_hex:
+        text = a.cuid_hex.removeprefix("0x")
+        if not re.fullmatch(r"[0-9a-fA-F]{32}", text):
+            raise ToolError("--cuid-hex needs 32 hex digits (leading zeros included)")
+        return bytes.fromhex(text)
+    if a.cuid:
+        raw = read_file(a.cuid, "CUID file")
+        if len(raw) == 16:
+            return raw
+        m = re.search(rb"cuid[\"']?\s*:\s*[\"']?(?:0x)?([0-9a-fA-F]{32})", raw)
+        if not m:
+            raise ToolError(f"{a.cuid}: neither 16 bytes nor a YAML/JSON file with a 'cuid' entry")
+        return bytes.fromhex(m.group(1).decode())
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pvsecret", description="Create add-secret requests for IBM Secure Execution guests (zuv).")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("create", help="create an add-secret request")
+    add_certificate_options(c)
+    c.add_argument("--hdr", required=True, help="the SE image (or header) of the target guest")
+    c.add_argument("-o", "--output", required=True, help="write the request to FILE")
+    ext = c.add_mutually_exclusive_group()
+    ext.add_argument("--extension-secret", help="32-byte extension secret FILE")
+    ext.add_argument("--cck", help="32-byte customer communication key FILE: derive the extension secret")
+    cu = c.add_mutually_exclusive_group()
+    cu.add_argument("--cuid-hex", help="bind to the guest instance with this configuration unique ID")
+    cu.add_argument("--cuid", help="FILE with the CUID (16 bytes, or YAML/JSON with a cuid entry)")
+    c.add_argument("--flags", action="append", default=[], choices=("disable-dump",))
+    c.add_argument("--user-data", help="up to 512 bytes of user data (unsigned)")
+    c.add_argument("--use-name", action="store_true", help="use the name itself as secret ID (no hash)")
+    c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible requests)")
+    s = c.add_subparsers(dest="secret", required=True)
+    s.add_parser("meta", help="no secret: only flags, extension secret or lock-in")
+    asc = s.add_parser("association", help="an association secret (AP crypto adapters)")
+    asc.add_argument("name")
+    asc.add_argument("--stdout", action="store_true", help="print the secret ID")
+    io = asc.add_mutually_exclusive_group()
+    io.add_argument("--input-secret", help="32-byte secret FILE (default: random)")
+    io.add_argument("--output-secret", help="save the generated secret to FILE")
+    ret = s.add_parser("retrievable", aliases=["retr"], help="a secret the guest can retrieve")
+    ret.add_argument("name")
+    ret.add_argument("--stdout", action="store_true", help="print the secret ID")
+    ret.add_argument("--secret", required=True, dest="secret_path", help="the secret FILE")
+    ret.add_argument("--type", required=True, dest="kind", choices=("plain", "aes", "aes-xts", "hmac-sha", "ec"))
+    cck = s.add_parser("update-cck", aliases=["cck"], help="replace the guest's CCK")
+    cck.add_argument("--secret", required=True, dest="secret_path", help="the new 32-byte CCK FILE")
+
+    i = sub.add_parser("info", help="zuv: show an add-secret request's plaintext fields")
+    i.add_argument("input")
+    return p
+
+
+def _create(a: argparse.Namespace) -> int:
+    rng = DeterministicRng(a.seed) if a.seed is not None else SystemRng()
+    tags = image_tags(a.hdr)
+    sid = None
+    if a.secret == "meta":
+        stype, value = 0x01, b""
+    elif a.secret in ("update-cck", "cck"):
+        stype, value = 0x16, read_file(a.secret_path, "CCK")
+    else:
+        sid = A.secret_id(a.name, hashed=not a.use_name)
+        if a.secret == "association":
+            value = read_file(a.input_secret, "secret") if a.input_secret else rng.random_bytes(32)
+            stype = 0x02
+            if a.output_secret:
+                write_file(a.output_secret, value, "secret")
+        else:
+            stype, value = _retrievable(a.kind, read_file(a.secret_path, "secret"))
+    ext: bytes | Secret | None = None
+    if a.extension_secret:
+        ext = read_file(a.extension_secret, "extension secret")
+    elif a.cck:
+        raw = read_file(a.cck, "CCK")
+        if len(raw) != 32:
+            raise ToolError(f"the CCK must be 32 bytes, {a.cck} has {len(raw)}")
+        ext = A.extension_secret_from_cck(raw, tags.tag)
+    user = read_file(a.user_data, "user data") if a.user_data else b""
+    keys = host_keys_from_documents(a, "pvsecret")
+    req = A.build_asrcb(
+        keys, tags, rng=rng, secret_type=stype, value=Secret(value, "secret"), secret_id=sid, cuid=_cuid(a),
+        flags=A.ASRCB_FLAG_DISABLE_DUMP if "disable-dump" in a.flags else 0, extension_secret=ext, user_data=user,
+    )  # fmt: skip
+    write_file(a.output, req.data, "request")
+    if sid is not None and getattr(a, "stdout", False):
+        _say(sid.hex())
+    return 0
+
+
+def _info(a: argparse.Namespace) -> int:
+    r = A.parse_asrcb(read_file(a.input, "add-secret request"))
+    st = A.SECRET_TYPES.get(r.secret_header.type)
+    _say(f"add-secret request v{r.header.version >> 8}, {r.header.rql} bytes, {r.header.nks} key slot(s)")
+    _say(f"  secret:     {st.name if st else hex(r.secret_header.type)}, {r.secret_header.length} bytes")
+    if r.secret_header.id is not None and r.secret_header.type != 0x16:
+        _say(f"  secret ID:  {r.secret_header.id.hex()}")
+    _say(f"  flags:      {r.flags:#018x}" + (" (disable dumping)" if r.flags & A.ASRCB_FLAG_DISABLE_DUMP else ""))
+    _say(f"  CUID:       {r.cuid.hex() if any(r.cuid) else 'any instance'}")
+    for name in ("pld", "ald", "tld", "tag"):
+        _say(f"  {name.upper()}:{' ' * (11 - len(name))}{getattr(r.tags, name).hex()}")
+    for s in r.key_slots:
+        _say(f"  key slot:   phkh {s.phkh.hex()}")
+    _say(f"  request tag {r.tag.hex()}")
+    return 0
+
+
+def pvsecret_main(argv: Sequence[str] | None = None) -> int:
+    """``pvsecret create|info``: exit 0 ok, 1 error, 2 usage error."""
+    try:
+        p = _parser()
+        args = list(sys.argv[1:] if argv is None else argv)
+        a = p.parse_args(args)
+        return _create(a) if a.command == "create" else _info(a)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except _UsageError as exc:
+        sys.stderr.write(f"pvsecret: error: {exc}\n")
+        return 2
+    except (ToolError, A.RequestFormatError, MachineIdentityError, pki.PkiFormatError, CryptoError) as exc:
+        sys.stderr.write(f"pvsecret: error: {exc}\n")
+        return 1
+    except pki.PkiError as exc:
+        sys.stderr.write(f"pvsecret: error: host-key document verification failed: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(pvsecret_main())
