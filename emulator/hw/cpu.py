@@ -1273,6 +1273,12 @@ class Cpu:
                 intno, code, ilen = self._intr_info
                 self._intr_info = None
                 ipc = self.pc
+                # unicorn's own int_pgm_ilen is sometimes stale (seen on AFP data exceptions: the value of
+                # an earlier exception): the ILC is the length of the instruction at the PC (for an
+                # EXECUTE target, the PC is at the EX/EXRL, whose length the architecture wants)
+                first = self._fetch_insn(ipc)
+                if first is not None:
+                    ilen = ILC_FOR(first[0])
                 if intno == 2:
                     self.deliver_svc(code, ilen, ipc)
                     continue
