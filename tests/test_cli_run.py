@@ -102,3 +102,25 @@ def test_standard_input_reaches_the_sclp_console():
     )
     assert p.returncode == 0, p.stderr
     assert "echo 1: first line\necho 2: quit\n" in p.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--memory", "-5"], "must be positive"),
+        (["--memory", "2T"], "multiple of 1 MiB up to"),
+        (["--max-insns", "-5"], "instruction limit must be positive"),
+        (["--time-limit", "0"], "time limit must be positive"),
+    ],
+)
+def test_absurd_limits_and_sizes(args, message):
+    p = zuv("run", str(HELLO), *args)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bare_memory_number_is_mib_like_qemu():
+    from emulator.machine.machine import parse_size
+
+    assert parse_size("128") == 128 << 20
+    assert parse_size("2.2G") == (int(2.2 * (1 << 30)) + 0xFFFFF) & ~0xFFFFF
+    assert parse_size("4096K") == 4 << 20

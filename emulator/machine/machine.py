@@ -44,15 +44,20 @@ MAX_CPUS: Final = 248
 
 
 def parse_size(text: str) -> int:
-    """Parse a memory size like ``256M``, ``2G``, ``2.2G``, ``4096K`` or a byte count."""
+    """Parse a memory size like ``256M``, ``2G``, ``2.2G``, ``4096K``; a bare number is MiB, as for QEMU's -m.
+
+    The result is rounded up to the 1 MiB storage increment.
+    """
     t = text.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:] or "", 1)
-    num = t[:-1] if mult != 1 else t
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:] or "")
+    num = t[:-1] if mult is not None else t
     try:
-        value = float(num) if "." in num else int(num, 0)
+        value = float(num) if "." in num else int(num, 10)
     except ValueError:
-        raise MachineError(f"cannot read memory size {text!r} (examples: 256M, 2G, 4096K)") from None
-    size = int(value * mult)
+        raise MachineError(f"cannot read memory size {text!r} (examples: 256M, 2G, 4096K, 512)") from None
+    if value <= 0:
+        raise MachineError(f"memory size {text!r} must be positive")
+    size = int(value * (mult or 1 << 20))
     return (size + 0xFFFFF) & ~0xFFFFF
 
 
@@ -284,6 +289,10 @@ class Machine:
 
     def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
         """Run until every CPU has stopped, a limit is reached, or ``request_halt``."""
+        if max_insns is not None and max_insns <= 0:
+            raise MachineError(f"the instruction limit must be positive, not {max_insns}")
+        if time_limit is not None and time_limit <= 0:
+            raise MachineError(f"the time limit must be positive, not {time_limit}")
         t0 = time.monotonic()
         timer = None
         if time_limit is not None:
