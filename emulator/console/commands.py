@@ -674,7 +674,7 @@ def _uvlog(s: Session, args: list[str]) -> Output:
             ("dim", f"  {meaning}" if meaning else ""),
         )
         for name, value in c.fields:
-            out.add(("dim", f"        {name:<24}"), value)
+            out.add(("dim", f"        {name:<28} "), value)
     return out
 
 

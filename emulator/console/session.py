@@ -150,6 +150,13 @@ class Session:
         self.cpu_address = min(machine.cpus)
         self.view = view
         self.providers = providers if providers is not None else discover(machine)
+        self._uv_log = None
+        if providers is None and self.providers.uv_log is None and getattr(machine, "uv", None) is not None:
+            from emulator.console.uvlog import MachineUvLog
+
+            self._uv_log = MachineUvLog(self._read_uvcb)
+            self.providers.uv_log = self._uv_log
+            self.providers.sources["uv_log"] = "MachineUvLog (the Ultravisor's log records)"
         self.breakpoints: dict[int, Breakpoint] = {}
         self._next_number = 1
         self._temp: set[int] = set()
@@ -162,6 +169,7 @@ class Session:
         self.running = False
         self.last_stop: Stop | None = None
         self.console_seen = 0  # bytes of machine.console already shown
+        self._install()
 
     # -- basics ----------------------------------------------------------------------------------------
 
@@ -340,7 +348,7 @@ class Session:
                     frames[f] = frames.get(f, False) or b.access
         self._set_watch_frames(frames)
         self._listen("watch", "watch" in kinds, self._add_invalidate)
-        m.insn_filter = self._insn_filter if "uvc" in kinds else None
+        m.insn_filter = self._insn_filter if "uvc" in kinds or self._uv_log is not None else None
         self._listen("uvlog", "uvc" in kinds and self.providers.uv_log is not None, self._subscribe_uv)
         self._listen("sie", "sie" in kinds and self.providers.intercepts is not None, self._subscribe_sie)
         for c in m.cpus.values():
@@ -388,8 +396,18 @@ class Session:
 
     # -- observers (run on the machine's thread) ----------------------------------------------------------
 
+    def _read_uvcb(self, cpu: Cpu, vaddr: int, length: int) -> bytes | None:
+        try:
+            return self._read_space("virt", vaddr, length, owner=True, cpu=cpu, asc=3)
+        except _Trap:
+            return None
+
     def _insn_filter(self, cpu: Cpu, insn: Insn) -> str | None:
-        if insn.name != "UVC" or self._stepping:
+        if insn.name != "UVC":
+            return None
+        if self._uv_log is not None:
+            self._uv_log.before_uvc(cpu, cpu.gpr(insn.r2))
+        if self._stepping:
             return None
         if self._uvc_skip == (cpu.address, insn.pc):
             self._uvc_skip = None
@@ -840,6 +858,9 @@ class Session:
         """Remove every hook this session installed."""
         self.breakpoints.clear()
         self._temp.clear()
+        if self._uv_log is not None:
+            self._uv_log.close()
+            self._uv_log = None
         self._install()
 
 

@@ -1,0 +1,99 @@
+"""Console benchmarks: the latency of ``step`` (target <= 5 ms) and the speed of ``continue`` against the plain
+machine (target >= 0.9x), measured in the same run.
+
+``step``: the full command path a person uses (``execute(session, "step")``: parse, step one instruction,
+check watchpoints, disassemble the next instruction, format), on the bundled hello guest, with a
+breakpoint and a watchpoint set; median and 95th percentile over ``--steps`` steps.
+
+``continue``: ``bench_alu`` (300M iterations) and ``bench_store`` (300k, a slow path of the machine) with ``n=`` run by ``Machine.run`` and by the console's
+``continue`` with an address breakpoint that is never reached and a watchpoint on a page the loop does not
+touch (both cost nothing between stops); best of ``--repeat``, ratio = machine time / console time.
+
+Usage: python bench/bench_console.py [--steps 2000] [--repeat 3] [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from emulator.console.commands import execute  # noqa: E402
+from emulator.console.session import Session  # noqa: E402
+from emulator.machine.machine import Machine  # noqa: E402
+
+IMAGES = ROOT / "guests" / "images"
+
+
+def bench_step(steps: int) -> tuple[float, float]:
+    m = Machine(128 << 20)
+    prog = m.load(str(IMAGES / "hello.elf"))
+    s = Session(m, prog)
+    execute(s, "break exit")
+    execute(s, "watch abs:0x7f00000")
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        out = execute(s, "step")
+        times.append(time.perf_counter() - t0)
+        if not out.ok:
+            raise SystemExit(f"step failed: {out.plain()}")
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95)]
+
+
+def _machine(name: str, n: int) -> tuple[Machine, object]:
+    m = Machine(128 << 20)
+    prog = m.load(str(IMAGES / f"{name}.elf"), f"n={n}")
+    return m, prog
+
+
+def bench_continue(name: str, n: int, repeat: int) -> tuple[float, float]:
+    plain, console = [], []
+    for _ in range(repeat):
+        m, _ = _machine(name, n)
+        t0 = time.perf_counter()
+        r = m.run(time_limit=600)
+        plain.append(time.perf_counter() - t0)
+        if not r.clean:
+            raise SystemExit(f"{name}: {r.describe()}")
+        m.close()
+        m, prog = _machine(name, n)
+        s = Session(m, prog)  # type: ignore[arg-type]
+        s.add_breakpoint("addr", "0x7ff0000")  # never reached: an exit that costs nothing
+        s.add_breakpoint("watch", "abs:0x7f00000")  # a refused fill on a page the loop never touches
+        t0 = time.perf_counter()
+        stop = s.cont(time_limit=600)
+        console.append(time.perf_counter() - t0)
+        if stop.kind != "end":
+            raise SystemExit(f"{name} under the console: {stop.reason}")
+        s.close()
+        m.close()
+    return min(plain), min(console)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="scale the iteration counts")
+    a = ap.parse_args()
+    med, p95 = bench_step(a.steps)
+    print(f"step latency (execute 'step', hello.elf): median {med * 1e3:.3f} ms, p95 {p95 * 1e3:.3f} ms "
+          f"(target <= 5 ms) {'OK' if p95 <= 0.005 else 'MISSED'}")  # fmt: skip
+    for name, n in (("bench_alu", 300_000_000), ("bench_store", 300_000)):
+        n = max(1, int(n * a.scale))
+        plain, console = bench_continue(name, n, a.repeat)
+        ratio = plain / console
+        print(f"continue {name} n={n}: machine {plain:.3f} s, console {console:.3f} s, "
+              f"speed {ratio:.2f}x of the machine (target >= 0.9x) {'OK' if ratio >= 0.9 else 'MISSED'}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
