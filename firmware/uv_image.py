@@ -5,7 +5,7 @@ this module keeps the opened header with the configuration, decrypts each Unpack
 header's XTS key and folds it into the running PLD/ALD/TLD/NEP measurement that Verify compares (4.12, 4.13).
 
 Cost per Unpack: the page is hashed and decrypted straight from absolute storage (no copy), the AES key
-object is made once per configuration (only the XTS context is per page: its tweak differs), and the
+key (``uv_storage.XtsKey``) is made once per configuration (only the XTS context is per page), and the
 8- and 16-byte ALD/TLD entries are collected and hashed in large pieces (SHA-512 of a stream does not depend
 on how it is cut, so the digests are those of ``se_header.ImageDigests``).
 """
@@ -15,10 +15,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Final
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from firmware.crypto import Sha512
+from firmware.uv_storage import XtsKey
 from firmware.se_header import (
     MAX_HEADER_SIZE,
     RC_HDR_CORRUPT,
@@ -50,7 +49,7 @@ class UnpackMeasurement:
     ``tld``, ``nep``). Holds the header's XTS key as an AES key object: never shown in a repr.
     """
 
-    __slots__ = ("_header", "_pld", "_ald", "_tld", "_alist", "_tlist", "nep", "_encrypted", "_aes")
+    __slots__ = ("_header", "_pld", "_ald", "_tld", "_alist", "_tlist", "nep", "_encrypted", "_key")
 
     def __init__(self, header: Any) -> None:
         self._header = header
@@ -59,12 +58,12 @@ class UnpackMeasurement:
         self._tlist = bytearray()
         self.nep = 0
         self._encrypted = bool(header.components_encrypted)
-        self._aes: algorithms.AES | None = None
+        self._key: XtsKey | None = None
         if self._encrypted:
             try:
-                self._aes = algorithms.AES(header.xts_key.expose())
-            except ValueError:  # a key length AES refuses: the header's own decryption names the error
-                self._aes = None
+                self._key = XtsKey(header.xts_key.expose())
+            except ValueError:  # a key OpenSSL refuses: the header's own decryption names the error
+                self._key = None
 
     def __repr__(self) -> str:
         return f"UnpackMeasurement(nep={self.nep})"
@@ -89,13 +88,9 @@ class UnpackMeasurement:
         """The page decrypted with the header's XTS key, or None when components are not encrypted."""
         if not self._encrypted:
             return None
-        try:
-            if self._aes is None:
-                raise ValueError("no AES key object")
-            ctx = Cipher(self._aes, modes.XTS(tweak)).decryptor()
-        except ValueError:  # a key OpenSSL refuses: the header's own decryption names the error
+        if self._key is None:  # a key OpenSSL refuses: the header's own decryption names the error
             return bytes(self._header.decrypt_page(tweak, bytes(stored_page)))
-        return ctx.update(stored_page)
+        return self._key.decrypt(tweak, stored_page)
 
     @property
     def pld(self) -> bytes:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["PageRecord", "PageSealer", "component", "COUNTER_LIMIT"]
+__all__ = ["PageRecord", "PageSealer", "XtsKey", "component", "COUNTER_LIMIT"]
 
 PAGE: Final = 4096
 _COMPONENT: Final = struct.Struct(">QQ")
@@ -34,6 +34,49 @@ _COMPONENT: Final = struct.Struct(">QQ")
 COUNTER_LIMIT: Final = 1 << 48
 _NONCE_MASK: Final = (0xFFFF << 48, 0xFFFF << 48)
 _MAC_LABEL: Final = b"zuv export v1\0\0\0"
+_KAT_TWEAKS: Final = (bytes(range(16)), bytes(range(16, 32)))
+
+
+class XtsKey:
+    """An AES-256-XTS key for many 4 KiB data units (export pages, Unpack pages), each with its own tweak.
+
+    ``cryptography``'s ``Cipher()`` re-validates algorithm and mode every time (most of the cost of one
+    page); the tweak is the only per-unit input, so the validated ``Cipher`` is kept and gets each unit's
+    XTS mode. A known-answer check at construction makes sure that is honoured; if not, every unit gets a
+    fresh ``Cipher``. Not for concurrent use (the Ultravisor runs one UVC at a time).
+
+    Raises:
+        ValueError: a key ``cryptography``/OpenSSL refuses (wrong length, equal halves).
+    """
+
+    __slots__ = ("_aes", "_cipher", "_reuse")
+
+    def __init__(self, key: bytes) -> None:
+        self._aes = algorithms.AES(key)
+        self._cipher = Cipher(self._aes, modes.XTS(_KAT_TWEAKS[0]))
+        self._reuse = False
+        block = bytes(32)
+        fresh = [Cipher(self._aes, modes.XTS(t)).encryptor().update(block) for t in _KAT_TWEAKS]
+        self._reuse = fresh[0] != fresh[1] and [self.encrypt(t, block) for t in _KAT_TWEAKS] == fresh
+
+    def __repr__(self) -> str:
+        return "XtsKey(<redacted>)"
+
+    def _context(self, tweak: bytes, encrypt: bool) -> Any:
+        if self._reuse:
+            cipher = self._cipher
+            cipher.mode = modes.XTS(tweak)
+        else:
+            cipher = Cipher(self._aes, modes.XTS(tweak))
+        return cipher.encryptor() if encrypt else cipher.decryptor()
+
+    def encrypt(self, tweak: bytes, data: bytes | memoryview) -> bytes:
+        """One data unit encrypted with the 16-byte ``tweak`` (XTS: nothing is left for ``finalize``)."""
+        return bytes(self._context(tweak, True).update(data))
+
+    def decrypt(self, tweak: bytes, data: bytes | memoryview) -> bytes:
+        """One data unit decrypted with the 16-byte ``tweak``."""
+        return bytes(self._context(tweak, False).update(data))
 
 
 def component(gaddr: int, counter: int) -> bytes:
@@ -75,11 +118,11 @@ class PageSealer:
         uid: the configuration's 16-byte unique ID (bound into every integrity value).
         rng: ``rng(n) -> n random bytes`` (injected for reproducible tests).
 
-    The AES key object and an HMAC already keyed and fed with the label and the CUID are made once; each
-    seal/open then costs one XTS context (its tweak differs per export) and one HMAC copy.
+    The XTS key (``XtsKey``) and an HMAC already keyed and fed with the label and the CUID are made once;
+    each seal/open then costs one XTS context (its tweak differs per export) and one HMAC copy.
     """
 
-    __slots__ = ("_uid", "_xts", "_nonce", "_mac", "_nonce_hi", "_nonce_lo", "_aes", "_mac_prefix")
+    __slots__ = ("_uid", "_xts", "_nonce", "_mac", "_nonce_hi", "_nonce_lo", "_key", "_mac_prefix")
 
     def __init__(self, uid: bytes, rng: Callable[[int], bytes]) -> None:
         self._uid = bytes(uid)
@@ -91,7 +134,7 @@ class PageSealer:
         self._nonce_hi, self._nonce_lo = hi & _NONCE_MASK[0], lo & _NONCE_MASK[1]
         self._nonce = _COMPONENT.pack(self._nonce_hi, self._nonce_lo)
         self._mac = rng(32)
-        self._aes = algorithms.AES(self._xts)
+        self._key = XtsKey(self._xts)
         self._mac_prefix = hmac.HMAC(self._mac, hashes.SHA256())
         self._mac_prefix.update(_MAC_LABEL + self._uid)
 
@@ -109,26 +152,24 @@ class PageSealer:
         h.update(ciphertext)
         return h
 
-    def _cipher(self, gaddr: int, counter: int) -> tuple[bytes, Cipher[modes.XTS]]:
+    def _component(self, gaddr: int, counter: int) -> tuple[bytes, bytes]:
         page = gaddr & ~0xFFF
-        comp = _COMPONENT.pack(page, counter)
-        tweak = _COMPONENT.pack(page | self._nonce_hi, counter | self._nonce_lo)
-        return comp, Cipher(self._aes, modes.XTS(tweak))
+        return _COMPONENT.pack(page, counter), _COMPONENT.pack(page | self._nonce_hi, counter | self._nonce_lo)
 
     def seal(self, plaintext: bytes | memoryview, gaddr: int, counter: int) -> tuple[bytes, bytes]:
         """Encrypt one page for export; returns ``(ciphertext, integrity value)``."""
-        comp, cipher = self._cipher(gaddr, counter)
-        ct = cipher.encryptor().update(plaintext)  # XTS: one data unit, nothing left for finalize
+        comp, tweak = self._component(gaddr, counter)
+        ct = self._key.encrypt(tweak, plaintext)
         return ct, self._mac_of(comp, ct).finalize()
 
     def open(self, ciphertext: bytes | memoryview, gaddr: int, counter: int, mac: bytes) -> bytes | None:
         """Check and decrypt an exported page; None if the integrity check fails (one result for all causes)."""
-        comp, cipher = self._cipher(gaddr, counter)
+        comp, tweak = self._component(gaddr, counter)
         try:
             self._mac_of(comp, ciphertext).verify(mac)
         except InvalidSignature:
             return None
-        return cipher.decryptor().update(ciphertext)
+        return self._key.decrypt(tweak, ciphertext)
 
     def dump_material(self) -> tuple[bytes, bytes]:
         """The tweak nonce and XTS key, for the sealed completion data of a dump (only ever sealed)."""

@@ -255,6 +255,10 @@ class HostView:
             return
         owner, shared = mem.owner, mem.shared
         first, last = addr >> PAGE_SHIFT, (addr + length - 1) >> PAGE_SHIFT
+        if first == last:  # the common case: one frame
+            if owner[first] != OWNER_HOST and not shared[first]:
+                raise SecureStorageAccess(addr, write)
+            return
         for frame in range(first, last + 1):
             if owner[frame] != OWNER_HOST and not shared[frame]:
                 raise SecureStorageAccess(max(addr, frame << PAGE_SHIFT), write)

@@ -151,14 +151,16 @@ class _Template:
                 return None
             off, st, count, mask = f
             if count:
-                if isinstance(value, str) or not isinstance(value, (bytes, bytearray, Sequence)):
+                if type(value) is not tuple and type(value) is not list and (
+                    isinstance(value, str) or not isinstance(value, (bytes, bytearray, Sequence))
+                ):
                     return None
                 if len(value) > count:
                     return None
                 step = st.size
                 for i, v in enumerate(value):
                     st.pack_into(buf, off + i * step, v & mask)
-            elif isinstance(value, int):
+            elif type(value) is int or isinstance(value, int):
                 st.pack_into(buf, off, value & mask)
             else:
                 return None
