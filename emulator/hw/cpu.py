@@ -527,6 +527,7 @@ class Cpu:
         self._smc_frames: set[int] = set()
         self._smc_digest: dict[int, int] = {}
         self._fault: ProgramException | GuestIntercept | WatchHit | None = None
+        self._fault_where: tuple[int, bool] = (0, False)
         self._intr_info: tuple[int, int, int] | None = None
         self._halt = threading.Event()
         self._fills = 0
@@ -987,20 +988,16 @@ class Cpu:
             host = self.translate(vaddr, write=write, fetch=fetch, page_fill=True)
         except SubPageAccess as e:
             if self._probe != (vaddr & ~0xFFF, write):
-                self._fault = e
-                return False
+                return self._refuse(e, vaddr, fetch)
             try:  # the watched step checks the bytes itself: translate without the sub-page rule
                 host = self.translate(vaddr, fetch=fetch, mark=False)
             except (ProgramException, GuestIntercept) as e2:
-                self._fault = e2
-                return False
+                return self._refuse(e2, vaddr, fetch)
         except (ProgramException, GuestIntercept) as e:
-            self._fault = e
-            return False
+            return self._refuse(e, vaddr, fetch)
         frame = host >> PAGE_SHIFT
         if self.watch_frames and not fetch and frame in self.watch_frames and (write or self.watch_frames[frame]):
-            self._fault = WatchHit(vaddr, host, write)
-            return False
+            return self._refuse(WatchHit(vaddr, host, write), vaddr, False)
         page = host & ~0xFFF
         entry.paddr = page  # type: ignore[attr-defined]
         if fetch:
@@ -1019,6 +1016,26 @@ class Cpu:
             perms |= UC_PROT_WRITE
         entry.perms = perms  # type: ignore[attr-defined]
         return True
+
+    def _refuse(self, e: Exception, vaddr: int, fetch: bool) -> bool:
+        """Refuse a fill; the first refusal of a run is the fault the CPU will deliver.
+
+        unicorn itself also looks up code pages after a run: at the end of every ``emu_start`` it
+        invalidates the translated blocks of every exit address, translating each exit's page as an
+        instruction fetch. A refusal there is no guest event; ``_real_fault`` tells them apart.
+        """
+        if self._fault is None:
+            self._fault = e  # type: ignore[assignment]
+            self._fault_where = (vaddr & ~0xFFF, fetch)
+        return False
+
+    def _real_fault(self) -> bool:
+        """True if the recorded fault belongs to the instruction at the PC (see ``_refuse``)."""
+        vpage, fetch = self._fault_where
+        if not fetch:
+            return True
+        pc = self.pc
+        return vpage in (pc & ~0xFFF, self.wrap(pc + 5) & ~0xFFF)
 
     def _store_allowed(self, vaddr: int) -> bool:
         try:
@@ -1249,6 +1266,8 @@ class Cpu:
                 self._want_flush = False
                 self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
                 self._fills = 0
+            if self._fault is not None and not self._real_fault():
+                self._fault = None  # a lookup unicorn made after the run, not the guest's access
             if self._fault is not None:
                 f = self._fault
                 self._fault = None
