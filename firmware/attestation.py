@@ -423,7 +423,10 @@ def build_arcb(
     slots = _key_slots(host_keys, customer_key, protection_key)
     sea = MEASUREMENT_KEY_SIZE + (NONCE_SIZE if with_nonce else 0)
     hdr = RequestHeader.new(ARCB_MAGIC, arcb_size(len(slots), with_nonce), bytes(iv), len(slots), sea)
-    aad = hdr.pack() + ArcbAuth(paf, mai, 0).pack() + ec_pub_to_coords(customer_key) + b"".join(s.pack() for s in slots)
+    aad = (
+        hdr.pack() + ArcbAuth(paf, mai, 0).pack() + ec_pub_to_coords(customer_key)
+        + b"".join(s.pack() for s in slots)
+    )  # fmt: skip
     ct, tag = aes_gcm_seal(protection_key, iv, aad, measurement_key.expose() + (nonce or b""))
     out = aad + ct + tag
     assert len(out) == hdr.rql
@@ -476,7 +479,9 @@ def open_arcb(data: bytes | Arcb, protection_key: Secret) -> ArcbSecrets:
     return _open_arcb(arcb, protection_key)
 
 
-def open_arcb_with_host_key(arcb: Arcb, host_keys: Sequence[EllipticCurvePrivateKey]) -> tuple[ArcbSecrets, bytes] | None:
+def open_arcb_with_host_key(
+    arcb: Arcb, host_keys: Sequence[EllipticCurvePrivateKey]
+) -> tuple[ArcbSecrets, bytes] | None:
     """The UV's decryption: (secrets, PHKH of the host key used), or None if no host key opens it."""
     got = unwrap_request_key(arcb.key_slots, arcb.customer_pub, host_keys)
     if got is None:
@@ -551,7 +556,9 @@ def firmware_state(firmware_digest: bytes, host_key_hashes: Sequence[bytes]) -> 
 
 EXCHANGE_MAGIC: Final = b"pvattest"
 _EXCHANGE_HDR: Final = struct.Struct(">8sIIQ" + "II" * 5)
-_EXCHANGE_LIMITS: Final = (("arcb", 1 << 20), ("measurement", 8 * 4096), ("additional", 8 * 4096), ("user", 256), ("cuid", 16))
+_EXCHANGE_LIMITS: Final = (
+    ("arcb", 1 << 20), ("measurement", 8 * 4096), ("additional", 8 * 4096), ("user", 256), ("cuid", 16),
+)  # fmt: skip
 assert _EXCHANGE_HDR.size == 0x40
 
 
@@ -778,7 +785,8 @@ def extension_secret_from_cck(cck: Secret | bytes, header_tag: bytes) -> Secret:
 
 def asrcb_size(nks: int, stype: int, secret_len: int) -> int:
     """``rql`` of an ASRCB v1."""
-    return ASRCB_SLOTS_OFFSET + KeySlot.SIZE * nks + SecretHeader.size_for(stype) + secret_len + EXT_SECRET_SIZE + GCM_TAG_SIZE
+    head = ASRCB_SLOTS_OFFSET + KeySlot.SIZE * nks + SecretHeader.size_for(stype)
+    return head + secret_len + EXT_SECRET_SIZE + GCM_TAG_SIZE
 
 
 @dataclass(frozen=True)
@@ -877,7 +885,8 @@ def build_asrcb(
     slots = _key_slots(host_keys, customer_key, protection_key)
     sh = SecretHeader(0, secret_type, len(raw), 0, sid)
     magic = ASRCB_MAGIC + struct.pack(">H", 1 if user_data else 0)
-    hdr = RequestHeader.new(magic, asrcb_size(len(slots), secret_type, len(raw)), bytes(iv), len(slots), len(raw) + EXT_SECRET_SIZE)
+    rql = asrcb_size(len(slots), secret_type, len(raw))
+    hdr = RequestHeader.new(magic, rql, bytes(iv), len(slots), len(raw) + EXT_SECRET_SIZE)
     aad = (
         hdr.pack()
         + struct.pack(">Q", flags)

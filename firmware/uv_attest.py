@@ -366,7 +366,9 @@ def _additional(uv: Ultravisor, cfg: SecureConfig, paf: int, attest_phkh: bytes)
     return out
 
 
-def retrieve(uv: Ultravisor, cfg: SecureConfig, blk: UvCbAttest, cb: ControlBlock, evidence: bool = False) -> tuple[int, int]:
+def retrieve(
+    uv: Ultravisor, cfg: SecureConfig, blk: UvCbAttest, cb: ControlBlock, evidence: bool = False
+) -> tuple[int, int]:
     """Retrieve Attestation Measurement (0x1020), or with ``evidence`` zuv's 0x1F20; returns rc/rrc.
 
     Outputs (measurement, additional data, evidence) are stored only on success; ``config_uid`` (and

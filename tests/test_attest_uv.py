@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.attest import evidence as E
 from emulator.attest.local import LocalSecureGuest
@@ -274,3 +276,19 @@ def test_signature_and_statement_tampering_is_detected(guest: LocalSecureGuest) 
     with pytest.raises(E.AttestationMismatch) as exc:
         _verify(b"zuvEVID1" + bytes(8))
     assert exc.value.field == "evidence"
+
+
+_FUZZ = LocalSecureGuest("zuv-demo", IMAGE, seed=8)
+_REQ = arcb(A.PAF_NONCE | A.PAF_ATTEST_PHKH, seed="fuzz").data
+
+
+@settings(max_examples=60, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, len(_REQ) - 1), st.integers(0, 255)), min_size=1, max_size=4))
+def test_mutated_arcbs_always_get_an_architected_rc(edits) -> None:
+    data = bytearray(_REQ)
+    for off, val in edits:
+        data[off] = val
+    call = Call(_FUZZ, bytes(data), A.PAF_NONCE | A.PAF_ATTEST_PHKH)
+    assert call.rc in (0x0001, 0x0106, 0x0107, 0x0108, 0x0109, 0x010A, 0x010B, 0x010C, 0x010E)
+    if call.rc == 0x0001:
+        assert bytes(data) == _REQ

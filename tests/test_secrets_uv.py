@@ -6,7 +6,8 @@ import dataclasses
 import struct
 from pathlib import Path
 
-import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.attest.local import LocalSecureGuest
 from emulator.image.pvimg import build_image, parse_image
@@ -196,3 +197,21 @@ def test_disable_dump_flag_and_dump_in_progress() -> None:
     t = Store(img)
     assert t.add(request(tags=tags, flags=A.ASRCB_FLAG_DISABLE_DUMP)) == (0x0001, 0)
     assert t.g.client.call("dump_init", handle=t.g.setup.handle).rc == 0x0101
+
+
+_FUZZ = Store()
+_GOOD = request(name="fuzz")
+
+
+@settings(max_examples=60, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, len(_GOOD) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.integers(0, 64))  # fmt: skip
+def test_mutated_requests_always_get_an_architected_rc(edits, cut: int) -> None:
+    data = bytearray(_GOOD)
+    for off, val in edits:
+        data[off] = val
+    data = data[: len(data) - cut] if cut < 48 else data
+    rc, rrc = _FUZZ.add(bytes(data))
+    assert rc in (0x0001, 0x0101, 0x0103, 0x0104, 0x0105, 0x0106, 0x0107, 0x0108, 0x0109, 0x010A, 0x010C)
+    if rc == 0x0001:  # only an unchanged secret can be authentic; the ID must then be new
+        assert bytes(data) == _GOOD

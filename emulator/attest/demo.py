@@ -100,7 +100,9 @@ def blob_header() -> str:
     )
 
 
-def build_attest_image(kernel: bytes | None = None, machines: Sequence[str] = (DEMO_MACHINE,), seed: str = DEMO_SEED) -> bytes:
+def build_attest_image(
+    kernel: bytes | None = None, machines: Sequence[str] = (DEMO_MACHINE,), seed: str = DEMO_SEED
+) -> bytes:
     """The demo's SE image (``pvimg create`` of ``attest_demo.elf`` for ``machines``, seeded)."""
     keys = [MachineIdentity.bundled(m).public_key for m in machines]
     elf = DEMO_KERNEL.read_bytes() if kernel is None else kernel
@@ -120,7 +122,9 @@ def _pki() -> pki.Pki:
     return pki.Pki.load(MachineIdentity.bundled_dir(DEMO_MACHINE) / "pki")
 
 
-def demo_policy(image: bytes, machines: Sequence[str] = (DEMO_MACHINE,), now: _dt.datetime | None = None) -> VerifierPolicy:
+def demo_policy(
+    image: bytes, machines: Sequence[str] = (DEMO_MACHINE,), now: _dt.datetime | None = None
+) -> VerifierPolicy:
     """The demo relying party: reference = ``image``, host keys from the machines' verified host-key
     documents, the emulated PKI as trust anchor, the disk key to release, the agent's user data."""
     issuer = _pki()
@@ -197,7 +201,8 @@ class Relay:
             self._challenge = self.client.challenge()  # the answer goes out with this newer one's fields
         else:
             self._challenge = ch
-        return A.exchange_request(unb64(ch["request_blob"], "request_blob"), ch["measurement_size"], ch["additional_size"])
+        arcb = unb64(ch["request_blob"], "request_blob")
+        return A.exchange_request(arcb, ch["measurement_size"], ch["additional_size"])
 
     def _on_evidence(self, body: bytes) -> bytes:
         try:
@@ -313,7 +318,8 @@ def _demo(a: argparse.Namespace) -> int:
         _say("\n[1] genuine image, honest host")
         honest = Relay(client)
         r = run_guest(honest, image, console_out=_console("guest"), time_limit=a.time_limit)
-        results.append(("genuine image", "key released, data decrypted" if r.unlocked else f"FAILED {r.failure}", r.unlocked))
+        verdict = "key released, data decrypted" if r.unlocked else f"FAILED {r.failure}"
+        results.append(("genuine image", verdict, r.unlocked))
         if honest.answer:
             _say(f"verifier: OK, claims {json.dumps(honest.answer['claims']['evidence'])}")
 

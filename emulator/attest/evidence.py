@@ -224,7 +224,7 @@ def verify_evidence(
     try:
         epub.verify(ev.ecdsa_sig, ev.statement, ec.ECDSA(hashes.SHA512()))
     except InvalidSignature:
-        raise AttestationMismatch("signature", "the ECDSA P-521 signature over the statement does not verify") from None
+        raise AttestationMismatch("signature", "the ECDSA P-521 signature over the statement is wrong") from None
     try:
         mpub.verify(ev.mldsa_sig, ev.statement, EVIDENCE_CONTEXT)
     except InvalidSignature:
@@ -234,7 +234,9 @@ def verify_evidence(
 
 def _same(field: str, got: bytes, want: bytes, what: str) -> None:
     if not constant_time_eq(bytes(got), bytes(want)):
-        raise AttestationMismatch(field, f"{what}: got {bytes(got).hex()[:32]}..., expected {bytes(want).hex()[:32]}...")
+        raise AttestationMismatch(
+            field, f"{what}: got {bytes(got).hex()[:32]}..., expected {bytes(want).hex()[:32]}..."
+        )
 
 
 def check_attestation(
@@ -274,7 +276,10 @@ def check_attestation(
     if evidence is not None:
         verified = verify_evidence(evidence, roots=roots, cas=cas, crls=crls, now=now, require_crl=require_crl)
         st = verified.statement
-        if (st.nonce is None) != (nonce is None) or (nonce is not None and not constant_time_eq(st.nonce or b"", nonce)):
+        same_nonce = (st.nonce is None) == (nonce is None) and (
+            nonce is None or constant_time_eq(st.nonce or b"", nonce)
+        )
+        if not same_nonce:
             got = st.nonce.hex() if st.nonce else "none"
             raise AttestationMismatch("nonce", f"the Ultravisor measured nonce {got}, not the one of this challenge")
         diff = tags.differences(st.tags)
@@ -290,7 +295,7 @@ def check_attestation(
         _same("cuid", st.cuid, cuid, "the response's CUID is not the one the Ultravisor signed")
         _same("user_data", st.user_data, user_data, "the response's user data is not what the Ultravisor signed")
         _same("measurement", st.measurement, measurement, "the response's measurement is not the signed one")
-        _same("additional_data", st.additional_digest, sha512(additional), "additional data differs from the signed digest")
+        _same("additional_data", st.additional_digest, sha512(additional), "additional data is not what was signed")
     expect = A.measurement(measurement_key, tags, cuid, user_data, nonce, additional)
     if not constant_time_eq(expect, bytes(measurement)):
         raise AttestationMismatch(

@@ -41,6 +41,7 @@ _WARNING = (
     b"# it protects nothing real. Real IBM Z machines sign no attestation evidence.\n"
 )
 _HASH = hashes.SHA512()
+_CRL_URI = "file:intermediate-ca.crl"
 
 
 def attestation_subject(machine: str, host_key_hash: bytes, algorithm: str) -> x509.Name:
@@ -95,7 +96,7 @@ def _builder(subject: x509.Name, issuer: x509.Certificate, serial: int, start: _
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), critical=False)
         .add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier("file:intermediate-ca.crl")], None, None, None)]
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(_CRL_URI)], None, None, None)]
             ),
             critical=False,
         )
@@ -113,7 +114,9 @@ def _mldsa_certificate(
     cert = builder.public_key(placeholder.public_key()).add_extension(ski, critical=False).sign(
         issuer_key, _HASH, ecdsa_deterministic=True
     )
-    ph = placeholder.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ph = placeholder.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     tbs = cert.tbs_certificate_bytes
     _, start, length = _der_read(tbs, 0)
     body = tbs[start : start + length]

@@ -33,7 +33,10 @@ from firmware.crypto import CryptoError, DeterministicRng, EllipticCurvePublicKe
 from firmware.machine_identity import MachineIdentity, MachineIdentityError
 from firmware.se_header import SeHeaderError
 
-__all__ = ["pvattest_main", "ToolError", "read_file", "host_keys_from_documents", "add_certificate_options", "image_tags"]
+__all__ = [
+    "pvattest_main", "ToolError", "read_file", "write_file", "host_keys_from_documents", "add_certificate_options",
+    "image_tags",
+]  # fmt: skip
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -97,7 +100,7 @@ def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> Non
         p.add_argument("-k", "--host-key-document", action="append", required=True, dest="hkds",
                        help="host-key document of a target machine (repeat for several)")
         p.add_argument("--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)")
-    p.add_argument("-C", "--cert", action="append", default=[], help="IBM Z signing-key or intermediate CA certificate")
+    p.add_argument("-C", "--cert", action="append", default=[], help="IBM Z signing-key or intermediate CA cert")
     p.add_argument("--crl", action="append", default=[], help="certificate revocation list")
     p.add_argument("--root-ca", help="trusted root CA (default: zuv's emulated root CA)")
     p.add_argument("--offline", action="store_true", help="never download CRLs (zuv never downloads)")
@@ -270,7 +273,8 @@ def _verify(a: argparse.Namespace) -> int:
     if ex.user:
         result["user_data"] = "0x" + ex.user.hex()
     if res.evidence is not None:
-        result["evidence"] = {"machine": res.evidence.machine, "host_key_hash": "0x" + res.evidence.host_key_hash.hex()}
+        ev = res.evidence
+        result["evidence"] = {"machine": ev.machine, "host_key_hash": "0x" + ev.host_key_hash.hex()}
     text = json.dumps(result, indent=2) + "\n" if a.format == "json" else _yaml(result)
     sys.stderr.write(text)
     if a.output:
