@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from emulator.attest.client import VerifierClient, VerifierError, VerifierRefused
+from emulator.attest.local import machine_directory
 from emulator.attest.verifier import ReleasedSecret, Verifier, VerifierPolicy, VerifierService, b64, unb64
 from emulator.image import pki
 from emulator.image.pvimg import ImageError, build_image, parse_image
@@ -130,7 +131,8 @@ def demo_policy(
     issuer = _pki()
     keys = []
     for m in machines:
-        hkd = pki.load_certificate(MachineIdentity.bundled(m).host_key_document, f"{m} host-key document")
+        ident = MachineIdentity.load(machine_directory(m))
+        hkd = pki.load_certificate(ident.host_key_document, f"{m} host-key document")
         info = pki.verify_host_key_document(
             hkd, certs=[issuer.signing_cert, issuer.inter_cert], roots=[issuer.root_cert],
             crls=[issuer.crl, issuer.inter_crl], now=now,
