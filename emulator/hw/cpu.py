@@ -528,6 +528,7 @@ class Cpu:
         self._smc_digest: dict[int, int] = {}
         self._fault: ProgramException | GuestIntercept | WatchHit | None = None
         self._fault_where: tuple[int, bool] = (0, False)
+        self._refused_code: set[int] = set()
         self._intr_info: tuple[int, int, int] | None = None
         self._halt = threading.Event()
         self._fills = 0
@@ -1027,7 +1028,22 @@ class Cpu:
         if self._fault is None:
             self._fault = e  # type: ignore[assignment]
             self._fault_where = (vaddr & ~0xFFF, fetch)
+        if fetch:
+            self._refused_code.add(vaddr & ~0xFFF)
         return False
+
+    def _prune_exits(self) -> None:
+        """Drop exits on pages that no longer translate (unicorn would look each of them up after every
+        run); they come back with the page's next fetch fill, which always precedes its translation."""
+        pc_page = self.pc & ~0xFFF
+        gone = {p for p in self._refused_code if p != pc_page}
+        self._refused_code.clear()
+        if not gone:
+            return
+        keep = {a for a in self._exits if a & ~0xFFF not in gone or a in self.breakpoints}
+        if len(keep) != len(self._exits):
+            self._exits = keep
+            self.uc.ctl_set_exits(sorted(keep))
 
     def _real_fault(self) -> bool:
         """True if the recorded fault belongs to the instruction at the PC (see ``_refuse``)."""
@@ -1266,6 +1282,8 @@ class Cpu:
                 self._want_flush = False
                 self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
                 self._fills = 0
+            if self._refused_code:
+                self._prune_exits()
             if self._fault is not None and not self._real_fault():
                 self._fault = None  # a lookup unicorn made after the run, not the guest's access
             if self._fault is not None:
