@@ -154,7 +154,8 @@ class PageSealer:
 
     def _component(self, gaddr: int, counter: int) -> tuple[bytes, bytes]:
         page = gaddr & ~0xFFF
-        return _COMPONENT.pack(page, counter), _COMPONENT.pack(page | self._nonce_hi, counter | self._nonce_lo)
+        tweak = _COMPONENT.pack(page | self._nonce_hi, counter | self._nonce_lo)
+        return _COMPONENT.pack(page, counter), tweak
 
     def seal(self, plaintext: bytes | memoryview, gaddr: int, counter: int) -> tuple[bytes, bytes]:
         """Encrypt one page for export; returns ``(ciphertext, integrity value)``."""
@@ -163,7 +164,8 @@ class PageSealer:
         return ct, self._mac_of(comp, ct).finalize()
 
     def open(self, ciphertext: bytes | memoryview, gaddr: int, counter: int, mac: bytes) -> bytes | None:
-        """Check and decrypt an exported page; None if the integrity check fails (one result for all causes)."""
+        """Check and decrypt an exported page; None if the integrity check fails (one result for all
+        causes)."""
         comp, tweak = self._component(gaddr, counter)
         try:
             self._mac_of(comp, ciphertext).verify(mac)

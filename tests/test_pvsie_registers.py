@@ -2,10 +2,10 @@
 
 import random
 
+from emulator.hw.cpu import Cpu
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import facility_list
 from emulator.hw.tod import TodClock
-from emulator.hw.cpu import Cpu
 from emulator.hypervisor.pvsie import _gprs_crs
 
 

@@ -26,8 +26,12 @@ def _digests(m):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, (1 << 52) - 1), st.binary(min_size=16, max_size=16), st.integers(0, 255)),
-                max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, (1 << 52) - 1), st.binary(min_size=16, max_size=16), st.integers(0, 255)),
+        max_size=40,
+    )
+)
 def test_same_digests_as_image_digests(pages):
     ref, m = ImageDigests(), UnpackMeasurement(_header())
     for i, (gpage, tweak, fill) in enumerate(pages):

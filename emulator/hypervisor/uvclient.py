@@ -91,7 +91,10 @@ class UvResult:
         return f"cc {self.cc}: {describe(self.cmd.code, self.rc, self.rrc)}"
 
     def __repr__(self) -> str:
-        return f"UvResult({self.cmd.name}, cc={self.cc}, rc={self.rc:#06x}, rrc={self.rrc:#06x}, retries={self.retries})"
+        return (
+            f"UvResult({self.cmd.name}, cc={self.cc}, rc={self.rc:#06x}, rrc={self.rrc:#06x}, "
+            f"retries={self.retries})"
+        )
 
 
 class _HostControlBlock(AbsoluteControlBlock):
@@ -315,7 +318,9 @@ class UvClient:
                 cmd = UvCommand(blk.header.cmd, "unknown", "unknown command", 8, None, frozenset())
         return self._issue(bytes(blk), type(blk), cmd, retry, addr)
 
-    def _issue(self, raw: bytes | bytearray, layout: type, cmd: UvCommand, retry: bool, addr: int | None) -> UvResult:
+    def _issue(
+        self, raw: bytes | bytearray, layout: type, cmd: UvCommand, retry: bool, addr: int | None
+    ) -> UvResult:
         if addr is None or addr == self.uvcb_addr:
             addr, cb = self.uvcb_addr, self._cb
         else:
