@@ -503,6 +503,8 @@ class Cpu:
         self._rv = ctypes.c_uint64()
         self._rp = ctypes.byref(self._rv)
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
+        #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no flush)
+        self._tlb_frames: set[int] = set()
         self._stale()
         self.state = STOPPED
         self.prefix = 0
@@ -595,6 +597,10 @@ class Cpu:
         if m is None:
             m = self._mask_c = self._rd(_PSWM)
         return m
+
+    def crs(self) -> list[int]:
+        """All 16 control registers."""
+        return [self.cr(i) for i in range(16)]
 
     def cr(self, i: int) -> int:
         """Control register ``i``."""
@@ -799,6 +805,7 @@ class Cpu:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self._fills = 0
         self._xc.clear()
+        self._tlb_frames.clear()
 
     def _invalidate(self, lo: int, hi: int) -> None:
         first, last = lo >> PAGE_SHIFT, (hi - 1) >> PAGE_SHIFT
@@ -812,7 +819,10 @@ class Cpu:
             self.flush_tlb()
 
     def _owner_changed(self, frames: list[int]) -> None:
-        self.flush_tlb()  # once per change, or once per owner_batch
+        # once per change, or once per owner_batch; only when a decision about one of the frames is held
+        held = self._tlb_frames
+        if any(f in held for f in frames):
+            self.flush_tlb()
 
     def set_breakpoints(self, addrs: set[int]) -> None:
         """Stop before executing any of these (virtual) addresses; no cost between stops."""
@@ -935,6 +945,7 @@ class Cpu:
         mem.keys[frame] = key | KEY_R | (KEY_C if write else 0)
         if not page_fill and vaddr & ~0x1FFF:
             self._xc[(vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc)] = host & ~0xFFF
+            self._tlb_frames.add(frame)
         return host
 
     def read_virtual(self, vaddr: int, length: int) -> bytes:
@@ -1000,6 +1011,7 @@ class Cpu:
         if self.watch_frames and not fetch and frame in self.watch_frames and (write or self.watch_frames[frame]):
             return self._refuse(WatchHit(vaddr, host, write), vaddr, False)
         page = host & ~0xFFF
+        self._tlb_frames.add(frame)
         entry.paddr = page  # type: ignore[attr-defined]
         if fetch:
             entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
