@@ -505,6 +505,8 @@ class Cpu:
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no flush)
         self._tlb_frames: set[int] = set()
+        #: the bytes of trapped instructions by address, valid as long as the TLB (and the code) is
+        self._icache: dict[int, bytes] = {}
         self._stale()
         self.state = STOPPED
         self.prefix = 0
@@ -806,6 +808,7 @@ class Cpu:
         self._fills = 0
         self._xc.clear()
         self._tlb_frames.clear()
+        self._icache.clear()
 
     def _invalidate(self, lo: int, hi: int) -> None:
         first, last = lo >> PAGE_SHIFT, (hi - 1) >> PAGE_SHIFT
@@ -1177,6 +1180,10 @@ class Cpu:
         if self.restart_pending:
             self.deliver_restart()
             return True
+        if not self._mask() & PSW_MASK_EXT:
+            return False
+        if not (self.ext_pending or self.emergency_from) and not self.cr(0) & (CR0_CKC_SC | CR0_CPU_TIMER_SC):
+            return False  # nothing pending and no timer that could be
         ext = self._ext_deliverable()
         if ext is None:
             return False
@@ -1229,8 +1236,7 @@ class Cpu:
         Trapped instructions that belong to the CPU itself are emulated here without returning.
         ``resume`` executes the instruction at a breakpoint the CPU is stopped at instead of reporting it.
         """
-        from emulator.hw.insns import emulate  # local: insns imports this module
-
+        emulate = _emulate or _load_emulate()
         counted = count > 0
         budget = count
         deadline = 0.0
@@ -1467,6 +1473,7 @@ class Cpu:
             if self._smc_digest.get(frame) == digest:
                 continue
             self._scan_cache.pop(frame, None)
+            self._icache.clear()
             for vpage in self._code_pages.get(frame, ()):
                 self._add_exits(vpage, frame)
                 self.uc.ctl_remove_cache(vpage, vpage + 0x1000)
@@ -1477,7 +1484,11 @@ class Cpu:
         """Emulate the trapped instruction at ``pc`` (or run it natively if the page changed)."""
         self.traps += 1
         if raw is None:
-            raw = self._fetch_insn(pc)
+            raw = self._icache.get(pc)
+            if raw is None:
+                raw = self._fetch_insn(pc)
+                if raw is not None:
+                    self._icache[pc] = raw
         if raw is None:
             # the page is gone: let unicorn take the fetch fault natively
             return self._native_step(pc, keep)
@@ -1514,6 +1525,18 @@ class Cpu:
                 self.uc.ctl_set_exits(sorted(self._exits))
                 self.uc.ctl_remove_cache(pc, pc + 6)
         return None if result.kind == "limit" else result
+
+
+_emulate: Callable[[Cpu, Insn], CpuExit | None] | None = None
+
+
+def _load_emulate() -> Callable[[Cpu, Insn], CpuExit | None]:
+    """The instruction emulator (``insns`` imports this module, so it is bound on first use)."""
+    global _emulate  # noqa: PLW0603 - a one-time binding
+    from emulator.hw.insns import emulate  # noqa: PLC0415
+
+    _emulate = emulate
+    return emulate
 
 
 def _is_trapped(key: int) -> bool:
