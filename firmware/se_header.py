@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from firmware.crypto import (
-    EC_PUB_SIZE,
     GCM_IV_SIZE,
     GCM_TAG_SIZE,
     XTS_KEY_SIZE,

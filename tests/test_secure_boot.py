@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.hypervisor.boot import DEMO_IMAGE, SecureHost, boot, build_demo_image
-from emulator.hypervisor.pv import KVM_PV_SET_SEC_PARMS, KVM_PV_UNPACK, KVM_PV_VERIFY
+from emulator.hypervisor.pv import KVM_PV_SET_SEC_PARMS, KVM_PV_VERIFY
 from emulator.image.pvimg import parse_image
 
 ROOT = Path(__file__).resolve().parent.parent

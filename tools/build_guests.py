@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import tempfile

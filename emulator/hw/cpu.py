@@ -895,7 +895,7 @@ class Cpu:
         if mask & PSW_MASK_DAT:
             cr = (1, 1, 7, 13)[asc]
             asid = (0, 1, 2, 3)[asc]
-            real, protected = dat.translate(
+            real, _protected = dat.translate(
                 self._buf,
                 self._guest_real_to_host,
                 self.cr(cr),
@@ -905,7 +905,7 @@ class Cpu:
                 bool(self.cr(0) & CR0_EDAT),
             )
         else:
-            real, protected, asid = vaddr, False, 0
+            real, asid = vaddr, 0
         absolute = self.real_to_abs(real)
         host = self._abs_to_host(absolute, write, fetch)
         frame = host >> PAGE_SHIFT
