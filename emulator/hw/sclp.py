@@ -18,6 +18,7 @@ from emulator.errors import ProgramException
 __all__ = [
     "Sclp",
     "SccbAccess",
+    "CpuSccb",
     "SCLP_CMD_READ_SCP_INFO",
     "SCLP_CMD_READ_SCP_INFO_FORCED",
     "SCLP_CMD_WRITE_EVENT_MASK",
@@ -141,6 +142,23 @@ class SccbAccess(Protocol):
     def write(self, real: int, data: bytes) -> None:
         """Write at a real address."""
         ...
+
+
+class CpuSccb:
+    """SCCB access through one CPU: real addresses with its prefixing (and a SIE guest's relocation)."""
+
+    def __init__(self, cpu: object, memory_size: int) -> None:
+        self.cpu = cpu
+        self.memory_size = memory_size
+        self.prefix: int = cpu.prefix  # type: ignore[attr-defined]
+
+    def read(self, real: int, length: int) -> bytes:
+        """Read at a real address of the CPU."""
+        return self.cpu.read_real(real, length)  # type: ignore[attr-defined,no-any-return]
+
+    def write(self, real: int, data: bytes) -> None:
+        """Write at a real address of the CPU."""
+        self.cpu.write_real(real, data)  # type: ignore[attr-defined]
 
 
 @dataclass

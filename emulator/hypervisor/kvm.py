@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
@@ -35,7 +34,8 @@ from emulator.hw.cpu import (
     Insn,
 )
 from emulator.hw.memory import PAGE_SIZE, HostView, PhysicalMemory
-from emulator.hw.sclp import Sclp
+from emulator.hw.results import CpuResult, RunResult
+from emulator.hw.sclp import CpuSccb, Sclp
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
 from emulator.hypervisor.sie import (
@@ -182,47 +182,10 @@ class Device(Protocol):
         ...
 
 
-@dataclass
-class VcpuResult:
-    """How one vCPU ended."""
-
-    address: int
-    state: str  # "stopped", "disabled-wait", "check-stop", "running", "wait"
-    psw: tuple[int, int]
-    detail: str = ""
-
-
-@dataclass
-class VmResult:
-    """How a VM run ended: the reason, per-vCPU states, console output verdict and counts."""
-
-    reason: str
-    clean: bool
-    cpus: list[VcpuResult]
-    instructions: int | None
-    seconds: float
-    exit_line: str | None = None
-    detail: str = ""
-    intercepts: dict[str, int] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """One line for the user."""
-        return "; ".join(p for p in (self.reason, self.detail) if p)
-
-
-@dataclass
-class _SccbAccess:
-    """SCCB access for the SCLP model: real addresses of one vCPU (prefixing and MSO applied)."""
-
-    cpu: Cpu
-    memory_size: int
-    prefix: int
-
-    def read(self, real: int, length: int) -> bytes:
-        return self.cpu.read_real(real, length)
-
-    def write(self, real: int, data: bytes) -> None:
-        self.cpu.write_real(real, data)
+#: How one vCPU ended (the machine's record).
+VcpuResult = CpuResult
+#: How a VM run ended (the machine's record, with the interception counts filled in).
+VmResult = RunResult
 
 
 class Vcpu:
@@ -578,7 +541,7 @@ def _servc(vm: Vm, v: Vcpu, insn: Insn) -> None:
         return
     command = cpu.gpr(insn.r1) & 0xFFFFFFFF
     sccb = cpu.gpr(insn.r2)
-    res = vm.sclp.service_call(_SccbAccess(cpu, vm.memory_size, cpu.prefix), command, sccb)
+    res = vm.sclp.service_call(CpuSccb(cpu, vm.memory_size), command, sccb)
     cpu.ext_pending["service"] = res.ext_param
     v.set_cc(0)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 from emulator.errors import MachineError, ProgramException
@@ -32,7 +31,8 @@ from emulator.hw.cpu import (
     Insn,
 )
 from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sclp import Sclp
+from emulator.hw.results import CpuResult, RunResult
+from emulator.hw.sclp import CpuSccb, Sclp
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
 from emulator.machine.loader import LoadedProgram, load_program
@@ -59,54 +59,6 @@ def parse_size(text: str) -> int:
         raise MachineError(f"memory size {text!r} must be positive")
     size = int(value * (mult or 1 << 20))
     return (size + 0xFFFFF) & ~0xFFFFF
-
-
-@dataclass
-class CpuResult:
-    """How one CPU ended."""
-
-    address: int
-    state: str  # "stopped", "disabled-wait", "check-stop", "running", "wait"
-    psw: tuple[int, int]
-    detail: str = ""
-
-
-@dataclass
-class RunResult:
-    """How a run ended: the reason, per-CPU states, the console output and the verdict."""
-
-    reason: str
-    clean: bool
-    cpus: list[CpuResult]
-    instructions: int | None
-    seconds: float
-    exit_line: str | None = None
-    detail: str = ""
-
-    def describe(self) -> str:
-        """One line for the user."""
-        parts = [self.reason]
-        if self.detail:
-            parts.append(self.detail)
-        return "; ".join(parts)
-
-
-@dataclass
-class _Sccb:
-    """SCCB access for the SCLP: real addresses of one CPU."""
-
-    cpu: Cpu
-    memory_size: int
-    prefix: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.prefix = self.cpu.prefix
-
-    def read(self, real: int, length: int) -> bytes:
-        return self.cpu.read_real(real, length)
-
-    def write(self, real: int, data: bytes) -> None:
-        self.cpu.write_real(real, data)
 
 
 class CpuControlBlock:
@@ -460,7 +412,7 @@ class Machine:
     def _insn_servc(self, cpu: Cpu, insn: Insn) -> None:
         command = cpu.gpr(insn.r1) & 0xFFFFFFFF
         sccb = cpu.gpr(insn.r2)
-        res = self.sclp.service_call(_Sccb(cpu, self.memory.size), command, sccb)
+        res = self.sclp.service_call(CpuSccb(cpu, self.memory.size), command, sccb)
         cpu.ext_pending["service"] = res.ext_param
         insn.finish(0)
 
