@@ -28,7 +28,7 @@ from __future__ import annotations
 import array
 import ctypes
 import mmap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
@@ -70,6 +70,8 @@ OwnerListener = Callable[[int], None]
 #: Called with the frame numbers whose owner tag or shared flag changed (CPUs flush their TLBs once).
 OwnerBatchListener = Callable[[list[int]], None]
 
+_ZERO_PAGE: Final = bytes(PAGE_SIZE)
+
 
 class PhysicalMemory:
     """Absolute storage of the machine, with per-frame owner tags and storage keys.
@@ -96,6 +98,9 @@ class PhysicalMemory:
         #: Storage key per frame: ACC<<4 | F<<3 | R<<2 | C<<1.
         self.keys = bytearray(self.frames)
         self._listeners: list[InvalidateListener] = []
+        #: (listener, frames it watches or None for all): writes inside one frame skip listeners that do
+        #: not watch it
+        self._frame_listeners: list[tuple[InvalidateListener, Container[int] | None]] = []
         self._owner_listeners: list[OwnerListener] = []
         self._owner_batch_listeners: list[OwnerBatchListener] = []
         self._batch_depth = 0
@@ -123,13 +128,22 @@ class PhysicalMemory:
             self.check_range(addr, n)
         self._view[addr : addr + n] = data
         if n:
-            for listener in self._listeners:
-                listener(addr, addr + n)
+            frame = addr >> PAGE_SHIFT
+            if (addr + n - 1) >> PAGE_SHIFT == frame:  # one frame: only the listeners watching it
+                for listener, watched in self._frame_listeners:
+                    if watched is None or frame in watched:
+                        listener(addr, addr + n)
+            else:
+                for listener in self._listeners:
+                    listener(addr, addr + n)
 
     def fill(self, addr: int, length: int, byte: int = 0) -> None:
         """Set a range to one byte value (clearing pages), firmware access."""
         self.check_range(addr, length)
-        self._view[addr : addr + length] = bytes([byte]) * length
+        if byte == 0 and length == PAGE_SIZE:
+            self._view[addr : addr + length] = _ZERO_PAGE
+        else:
+            self._view[addr : addr + length] = bytes([byte]) * length
         if length:
             self.invalidate_code(addr, addr + length)
 
@@ -147,16 +161,34 @@ class PhysicalMemory:
 
     # -- translated-code coherence --------------------------------------------------------------------
 
-    def add_invalidate_listener(self, listener: InvalidateListener) -> None:
-        """Register ``listener(lo, hi)``, called after every Python-side write to ``[lo, hi)``."""
+    def add_invalidate_listener(
+        self, listener: InvalidateListener, watched: Container[int] | None = None
+    ) -> None:
+        """Register ``listener(lo, hi)``, called after every Python-side write to ``[lo, hi)``.
+
+        ``watched``: the frames the listener acts on, a live container the listener keeps up to date (a
+        CPU's frames holding scanned code). A write inside one frame that is not in it skips the listener
+        (the listener would have done nothing); writes spanning frames always reach it.
+        """
         self._listeners.append(listener)
+        self._frame_listeners.append((listener, watched))
 
     def remove_invalidate_listener(self, listener: InvalidateListener) -> None:
         """Forget a listener registered with ``add_invalidate_listener``."""
         self._listeners.remove(listener)
+        for i, (known, _) in enumerate(self._frame_listeners):
+            if known == listener:
+                del self._frame_listeners[i]
+                break
 
     def invalidate_code(self, lo: int, hi: int) -> None:
         """Tell every CPU that ``[lo, hi)`` changed behind unicorn's back."""
+        frame = lo >> PAGE_SHIFT
+        if hi > lo and (hi - 1) >> PAGE_SHIFT == frame:  # one frame: only the listeners watching it
+            for listener, watched in self._frame_listeners:
+                if watched is None or frame in watched:
+                    listener(lo, hi)
+            return
         for listener in self._listeners:
             listener(lo, hi)
 
@@ -262,6 +294,10 @@ class HostView:
         for frame in range(first, last + 1):
             if owner[frame] != OWNER_HOST and not shared[frame]:
                 raise SecureStorageAccess(max(addr, frame << PAGE_SHIFT), write)
+
+    def check(self, addr: int, length: int, write: bool) -> None:
+        """Raise what ``read`` (``write=False``) or ``write`` of the range would raise, without the access."""
+        self._check(addr, length, write)
 
     def read(self, addr: int, length: int) -> bytes:
         """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
