@@ -550,7 +550,7 @@ class Cpu:
         self.watch_frames: dict[int, bool] = {}
         #: Called as ``pgm_observer(cpu, code, teid)`` before each program interruption is delivered.
         self.pgm_observer: Callable[[Cpu, int, int | None], None] | None = None
-        memory.add_invalidate_listener(self._invalidate)
+        memory.add_invalidate_listener(self._invalidate, self._code_pages)  # one-frame writes elsewhere: no call
         memory.add_owner_batch_listener(self._owner_changed)
         self.write_mask(PSW_MASK_64)
         self.reset_initial()
