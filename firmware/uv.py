@@ -18,13 +18,14 @@ listed in ``docs/ultravisor.md``.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, NamedTuple, Protocol, runtime_checkable
 
 from emulator.errors import HwError, ProgramException, SecureStorageAccess
 from emulator.hw import dat
@@ -79,6 +80,8 @@ ASCE_R: Final = 0x20  # real-space control (bit 58)
 SD_SIZE: Final = 0x200  # SIE state description (kvm_s390_sie_block)
 SCA_SIZE: Final = 0x4000  # ESCA: 16 KiB (kvm-unit-tests allocates 4 pages)
 _U64: Final = struct.Struct(">Q")
+_HEADER: Final = struct.Struct(">HH")  # UVCB header: len, cmd
+_RC_RRC: Final = struct.Struct(">HH")  # UVCB header at 4: rc, rrc
 
 
 # -- the contract with the CPU model ---------------------------------------------------------------------
@@ -160,6 +163,10 @@ class AbsoluteControlBlock:
     def write(self, offset: int, data: bytes) -> None:
         """Store block bytes; all pages are checked before anything is stored."""
         self._do(lambda: self.view.write(self.addr + offset, data), offset)
+
+    def check_store(self, offset: int, length: int) -> None:
+        """The store-access check of ``write`` (same exceptions), nothing stored."""
+        self._do(lambda: self.view.check(self.addr + offset, length, True), offset)
 
     def translate(self, vaddr: int, write: bool) -> int:
         """DAT off: addresses inside the block are absolute."""
@@ -253,8 +260,7 @@ class SecureConfig:
         return rec
 
 
-@dataclass
-class _Outcome:
+class _Outcome(NamedTuple):
     rc: int
     rrc: int = 0
 
@@ -304,6 +310,8 @@ class Ultravisor:
         self._cpus: dict[int, SecureCpu] = {}
         self._used_handles: set[int] = set()
         self._inject: dict[int, list[int]] = {}  # cmd -> [count, cc]
+        #: command code -> (layout, its size, bound handler), filled on first use
+        self._dispatch: dict[int, tuple[Any, int, Callable[..., _Outcome]]] = {}
         self.calls = 0
 
     @property
@@ -339,47 +347,60 @@ class Ultravisor:
         length (rc 0x0005), access to the whole block (fetch and store), UV initialised (rc 0x0003), then
         the command's own checks.
 
+        The store-access check uses ``cb.check_store(offset, length)`` when the block has it (a host block:
+        the host view's check, nothing written), else it stores the block's own bytes back.
+
         Raises:
             ProgramException: an access exception on the control block (nothing was changed), or for a
                 guest caller an access that the host must resolve first (PGM 0x3E with the guest address).
         """
         self.calls += 1
-        hdr = B.parse(B.UvCbHeader, cb.read(0, 8))
-        inj = self._inject.get(hdr.cmd)
-        if inj is not None:
-            inj[0] -= 1
-            if inj[0] <= 0:
-                del self._inject[hdr.cmd]
-            log.debug("UVC %#06x: injected cc %d", hdr.cmd, inj[1])
-            return inj[1]
-        if caller.kind not in ("host", "guest"):
-            raise HwError(f"UVC caller kind {caller.kind!r}")
-        cmd = BY_CODE.get(hdr.cmd)
-        if cmd is None or not cmd.allowed(caller.kind):
-            return self._store_rc(cb, hdr.cmd, Rc.INV_CMD, 0)
-        if cmd.code == 0x0001:
-            if hdr.len < QUERY_MIN_LEN:
-                return self._store_rc(cb, cmd.code, Rc.INV_LEN, 0)
-        elif hdr.len != cmd.length:
-            return self._store_rc(cb, cmd.code, Rc.INV_LEN, 0)
-        raw = cb.read(0, hdr.len)
-        cb.write(0, raw)  # store-access check of the whole block before anything changes
-        if not self.initialized and cmd.code not in (0x0001, 0x000F):
-            return self._store_rc(cb, cmd.code, Rc.INV_STATE, 0)
+        length, code = _HEADER.unpack_from(cb.read(0, 8), 0)
+        if self._inject:
+            inj = self._inject.get(code)
+            if inj is not None:
+                inj[0] -= 1
+                if inj[0] <= 0:
+                    del self._inject[code]
+                log.debug("UVC %#06x: injected cc %d", code, inj[1])
+                return inj[1]
+        kind = caller.kind
+        if kind != "host" and kind != "guest":
+            raise HwError(f"UVC caller kind {kind!r}")
+        cmd = BY_CODE.get(code)
+        if cmd is None or not cmd.allowed(kind):
+            return self._store_rc(cb, code, Rc.INV_CMD, 0)
+        if code == 0x0001:
+            if length < QUERY_MIN_LEN:
+                return self._store_rc(cb, code, Rc.INV_LEN, 0)
+        elif length != cmd.length:
+            return self._store_rc(cb, code, Rc.INV_LEN, 0)
+        raw = cb.read(0, length)
+        check_store = getattr(cb, "check_store", None)
+        if check_store is not None:
+            check_store(0, length)
+        else:
+            cb.write(0, raw)  # store-access check of the whole block before anything changes
+        if not self.initialized and code != 0x0001 and code != 0x000F:
+            return self._store_rc(cb, code, Rc.INV_STATE, 0)
         guest_cfg = None
-        if caller.kind == "guest":
+        if kind == "guest":
             guest_cfg = self._configs.get(caller.config_handle or 0)
             if guest_cfg is None or (caller.cpu_handle is not None and caller.cpu_handle not in guest_cfg.cpus):
                 raise HwError(f"UVC from a guest of unknown secure configuration/CPU {caller}")
-        layout = B.LAYOUTS[cmd.struct]
-        blk = B.parse(layout, raw)
-        handler = getattr(self, f"_cmd_{cmd.name}")
+        entry = self._dispatch.get(code)
+        if entry is None:
+            layout = B.LAYOUTS[cmd.struct]
+            entry = self._dispatch[code] = (layout, ctypes.sizeof(layout), getattr(self, f"_cmd_{cmd.name}"))
+        layout, size, handler = entry
+        blk = layout.from_buffer_copy(raw) if len(raw) == size else B.parse(layout, raw)
         out: _Outcome = handler(caller, blk, cb, guest_cfg)
-        blk.header.rc = out.rc
-        blk.header.rrc = out.rrc
-        cb.write(0, bytes(blk)[: hdr.len])
-        log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, caller.kind, out.rc, out.rrc)
-        return Cc.OK if out.rc == Rc.EXECUTED else Cc.ERROR
+        rc = out.rc
+        data = bytearray(blk)
+        _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
+        cb.write(0, data if length == size else data[:length])
+        log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
+        return Cc.OK if rc == Rc.EXECUTED else Cc.ERROR
 
     def _store_rc(self, cb: ControlBlock, cmd: int, rc: int, rrc: int) -> int:
         cb.write(4, struct.pack(">HH", rc, rrc))

@@ -120,11 +120,21 @@ class _HostControlBlock(AbsoluteControlBlock):
                 PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
             ) from None
 
+    def check_store(self, offset: int, length: int) -> None:
+        try:
+            self.view.check(self.addr + offset, length, True)
+        except SecureStorageAccess as e:
+            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
+        except HwError:
+            raise ProgramException(
+                PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
+            ) from None
+
 
 class _Template:
     """How to pack one command's block without ``ctypes``: its size, header and integer fields."""
 
-    __slots__ = ("cmd", "layout", "size", "fields")
+    __slots__ = ("cmd", "layout", "size", "fields", "_plans")
 
     def __init__(self, cmd: UvCommand) -> None:
         self.cmd = cmd
@@ -142,9 +152,42 @@ class _Template:
             if fmt is not None:
                 size = ctypes.sizeof(elem)
                 self.fields[name] = (off, struct.Struct(">" + fmt), count, (1 << 8 * size) - 1)
+        #: field names in call order -> (one struct for the whole block, (call position, mask) of each
+        #: field in offset order), or None when the names include an array or an unknown field (then
+        #: ``pack`` goes field by field)
+        self._plans: dict[tuple[str, ...], tuple[struct.Struct, tuple[tuple[int, int], ...]] | None] = {}
 
-    def pack(self, length: int, code: int, fields: dict[str, Any]) -> bytearray | None:
+    def _plan(self, names: tuple[str, ...]) -> tuple[struct.Struct, tuple[tuple[int, int], ...]] | None:
+        spec = [(self.fields[n], i) for i, n in enumerate(names) if n in self.fields]
+        if len(spec) != len(names) or any(f[2] for f, _ in spec):
+            return None
+        fmt, pos, order = [">HH"], 4, []
+        for (off, st, _count, mask), i in sorted(spec, key=lambda x: x[0][0]):
+            if off < pos:
+                return None  # overlaps the header or another named field
+            fmt.append(f"{off - pos}x" if off > pos else "")
+            fmt.append(st.format[1:])
+            pos = off + st.size
+            order.append((i, mask))
+        if pos > self.size:
+            return None
+        fmt.append(f"{self.size - pos}x" if self.size > pos else "")
+        return struct.Struct("".join(fmt)), tuple(order)
+
+    def pack(self, length: int, code: int, fields: dict[str, Any]) -> bytes | bytearray | None:
         """The block's bytes, or None when a field needs the ``ctypes`` record (``UvClient.build``)."""
+        names = tuple(fields)
+        try:
+            plan = self._plans[names]
+        except KeyError:
+            plan = self._plans[names] = self._plan(names)
+        if plan is not None:
+            st, order = plan
+            values = tuple(fields.values())
+            try:
+                return st.pack(length & 0xFFFF, code & 0xFFFF, *[values[i] & m for i, m in order])
+            except TypeError:
+                pass  # a value that is not an integer: field by field (which refuses it)
         buf = bytearray(self.size)
         _HEADER.pack_into(buf, 0, length & 0xFFFF, code & 0xFFFF)
         spec = self.fields
@@ -288,6 +331,7 @@ class UvClient:
         self.log: deque[UvResult] = deque(maxlen=LOG_LENGTH)
         self._cb = _HostControlBlock(view, self.uvcb_addr)
         self._templates: dict[int, _Template] = {}
+        self._by_key: dict[int | str, _Template] = {}  # what ``call`` was given (code or name) -> template
 
     # -- raw calls -----------------------------------------------------------------------------------
 
@@ -343,14 +387,20 @@ class UvClient:
 
     def call(self, cmd: int | str, *, length: int | None = None, retry: bool = True, **fields: Any) -> UvResult:
         """Build, issue and decode one UVC (no exception on an error rc: inspect the result)."""
-        c = command(cmd)
-        t = self._templates.get(c.code)
-        if t is None and c.struct in B.LAYOUTS:
-            t = self._templates[c.code] = _Template(c)
-        raw = t.pack(c.length if length is None else length, c.code, fields) if t is not None else None
+        t = self._by_key.get(cmd)
+        if t is None:
+            c = command(cmd)
+            t = self._templates.get(c.code)
+            if t is None and c.struct in B.LAYOUTS:
+                t = self._templates[c.code] = _Template(c)
+            if t is None:
+                return self.issue(self.build(c.code, length=length, **fields), cmd=c, retry=retry)
+            self._by_key[cmd] = t
+        c = t.cmd
+        raw = t.pack(c.length if length is None else length, c.code, fields)
         if raw is None:  # a field the template cannot pack: the ctypes record decides (and names errors)
             return self.issue(self.build(c.code, length=length, **fields), cmd=c, retry=retry)
-        return self._issue(raw, t.layout, c, retry, None)  # type: ignore[union-attr]
+        return self._issue(raw, t.layout, c, retry, None)
 
     def check(self, cmd: int | str, **fields: Any) -> UvResult:
         """As ``call``, but raise ``UvCallError`` (message from the UV's table) unless it succeeded."""
