@@ -244,6 +244,9 @@ class SecureConfig:
     secret_store: Any = None
     dump: Any = None
     unpack: Any = None
+    #: gmap walks: page of MSO + guest address -> (host frame, then address and value of each table entry
+    #: the walk read); reused only while every one of those entries still holds its value (``_gmap``)
+    walks: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -296,6 +299,7 @@ class Ultravisor:
         attestation_keys: Any = None,
     ) -> None:
         self.mem = memory
+        self._buf = memory.buffer()
         self.attestation_keys = attestation_keys
         self._host_keys = tuple(host_keys)
         self._rng = rng
@@ -499,14 +503,43 @@ class Ultravisor:
             off += n
 
     def _gmap(self, cfg: SecureConfig, gaddr: int) -> int | None:
-        """Host frame of a guest page through the configuration's ASCE (writable 4 KiB mapping), or None."""
+        """Host frame of a guest page through the configuration's ASCE (writable 4 KiB mapping), or None.
+
+        The walk's result depends only on the ASCE (fixed for the configuration), the page address and
+        the table entries it read, at addresses each determined by the entries before it. A successful
+        walk is kept with those entries' addresses and values and reused while all of them still hold
+        those values, re-read from storage on every use: whoever changed the tables (host view, firmware,
+        a CPU's own stores), the change is seen at the next use. Failed walks are not kept.
+        """
+        page = (cfg.mso + gaddr) & ~0xFFF  # the walk's result depends on the page of the address only
+        buf = self._buf
+        hit = cfg.walks.get(page)
+        if hit is not None:
+            i, n = 1, len(hit)
+            while i < n and _U64.unpack_from(buf, hit[i])[0] == hit[i + 1]:
+                i += 2
+            if i >= n:
+                return hit[0]
+        read: list[int] = []
+
+        def real_to_abs(real: int) -> int:
+            read.append(real)
+            return real
+
         try:
-            real, _ = dat.translate(self.mem.buffer(), lambda r: r, cfg.asce, cfg.mso + gaddr, True, 0, False)
+            real, _ = dat.translate(buf, real_to_abs, cfg.asce, page, True, 0, False)
         except ProgramException:
+            cfg.walks.pop(page, None)
             return None
         if real >= self.mem.size:
+            cfg.walks.pop(page, None)
             return None
-        return real >> PAGE_SHIFT
+        frame = real >> PAGE_SHIFT
+        entry = [frame]
+        for a in read:
+            entry += (a, _U64.unpack_from(buf, a)[0])
+        cfg.walks[page] = tuple(entry)
+        return frame
 
     def _config(self, handle: int) -> SecureConfig | None:
         return self._configs.get(handle)
