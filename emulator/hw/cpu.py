@@ -451,6 +451,7 @@ _WATCHDOG: Final = _Watchdog()
 
 _uc_reg_read: Final = _uclib.uc_reg_read
 _uc_reg_write: Final = _uclib.uc_reg_write
+_uc_reg_read_batch: Final = _uclib.uc_reg_read_batch
 _GPR: Final = [getattr(S, f"UC_S390X_REG_R{i}") for i in range(16)]
 _CR: Final = [getattr(S, f"UC_S390X_REG_CR{i}") for i in range(16)]
 _AR: Final = [getattr(S, f"UC_S390X_REG_A{i}") for i in range(16)]
@@ -502,6 +503,7 @@ class Cpu:
         self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
         self._rv = ctypes.c_uint64()
         self._rp = ctypes.byref(self._rv)
+        self._batch: tuple[ctypes.Array, ctypes.Array, ctypes.Array] | None = None  # psw_gprs_crs arrays
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no flush)
         self._tlb_frames: set[int] = set()
@@ -575,6 +577,24 @@ class Cpu:
         """All 16 general registers, read in one go from the context blob."""
         b = bytes(self.uc.context_save())
         return list(struct.unpack_from("<16Q", b, _LAYOUT.regs))
+
+    def psw_gprs_crs(self) -> tuple[int, int, list[int], list[int]]:
+        """PSW mask, PSW address, the 16 general and the 16 control registers from one engine call
+        (``uc_reg_read_batch``); the PSW and control-register caches take the values read."""
+        batch = self._batch
+        if batch is None:
+            ids = (ctypes.c_int * 34)(_PSWM, _PC, *_GPR, *_CR)
+            vals = (ctypes.c_uint64 * 34)()
+            ptrs = (ctypes.c_void_p * 34)(*(ctypes.addressof(vals) + 8 * i for i in range(34)))
+            batch = self._batch = (ids, ptrs, vals)
+        ids, ptrs, vals = batch
+        if _uc_reg_read_batch(self._h, ids, ptrs, 34):
+            raise HwError("uc_reg_read_batch failed")
+        v = vals[:]
+        self._mask_c, self._pc_c = v[0], v[1]
+        crs = v[18:34]
+        self._cr_c = crs[:]
+        return v[0], v[1], v[2:18], crs
 
     # Register access goes straight to the engine through ctypes (a third of the binding's cost) and
     # caches the PSW and control registers until unicorn runs again: a trap round trip reads them a
