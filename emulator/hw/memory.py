@@ -69,6 +69,8 @@ InvalidateListener = Callable[[int, int], None]
 OwnerListener = Callable[[int], None]
 #: Called with the frame numbers whose owner tag or shared flag changed (CPUs flush their TLBs once).
 OwnerBatchListener = Callable[[list[int]], None]
+#: Called as ``listener(addr, write)`` when a host view refuses an access to secure storage (PGM 0x3D).
+SecureAccessListener = Callable[[int, bool], None]
 
 _ZERO_PAGE: Final = bytes(PAGE_SIZE)
 
@@ -103,6 +105,8 @@ class PhysicalMemory:
         self._frame_listeners: list[tuple[InvalidateListener, Container[int] | None]] = []
         self._owner_listeners: list[OwnerListener] = []
         self._owner_batch_listeners: list[OwnerBatchListener] = []
+        #: Told about every host-view access refused with PGM 0x3D (debuggers); empty: no cost at all.
+        self.secure_access_listeners: list[SecureAccessListener] = []
         self._batch_depth = 0
         self._batch_frames: list[int] = []
         #: Number of frames whose owner is not the host: lets host views skip tag checks when 0.
@@ -263,6 +267,16 @@ class PhysicalMemory:
         """True if a non-secure accessor (host CPU or host Python code) may touch the frame."""
         return self.owner[frame] == OWNER_HOST or bool(self.shared[frame])
 
+    def add_secure_access_listener(self, listener: SecureAccessListener) -> None:
+        """Register ``listener(addr, write)``, called when a host view refuses an access (PGM 0x3D) before
+        the exception is raised: host-side Python touching secure storage, as ``Cpu.pgm_observer`` reports
+        a host CPU's. Only the refusing path looks at the list."""
+        self.secure_access_listeners.append(listener)
+
+    def remove_secure_access_listener(self, listener: SecureAccessListener) -> None:
+        """Forget a listener registered with ``add_secure_access_listener``."""
+        self.secure_access_listeners.remove(listener)
+
     def host_view(self) -> HostView:
         """A view for host-side Python code whose every access is checked like a host CPU access."""
         return HostView(self)
@@ -289,11 +303,17 @@ class HostView:
         first, last = addr >> PAGE_SHIFT, (addr + length - 1) >> PAGE_SHIFT
         if first == last:  # the common case: one frame
             if owner[first] != OWNER_HOST and not shared[first]:
-                raise SecureStorageAccess(addr, write)
+                self._refused(addr, write)
             return
         for frame in range(first, last + 1):
             if owner[frame] != OWNER_HOST and not shared[frame]:
-                raise SecureStorageAccess(max(addr, frame << PAGE_SHIFT), write)
+                self._refused(max(addr, frame << PAGE_SHIFT), write)
+
+    def _refused(self, addr: int, write: bool) -> None:
+        """Raise PGM 0x3D for the host's access at ``addr``, after telling the secure-access listeners."""
+        for listener in self._mem.secure_access_listeners:
+            listener(addr, write)
+        raise SecureStorageAccess(addr, write)
 
     def check(self, addr: int, length: int, write: bool) -> None:
         """Raise what ``read`` (``write=False``) or ``write`` of the range would raise, without the access."""
