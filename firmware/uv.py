@@ -45,6 +45,8 @@ from firmware.uv_storage import COUNTER_LIMIT, PageRecord, PageSealer
 
 __all__ = [
     "UvCaller",
+    "UvEvent",
+    "UvEventSink",
     "ControlBlock",
     "TranslatingControlBlock",
     "AbsoluteControlBlock",
@@ -263,6 +265,54 @@ class SecureConfig:
         return rec
 
 
+@dataclass(frozen=True)
+class UvEvent:
+    """One UVC as the Ultravisor's event sinks receive it, after rc/rrc and the outputs were stored.
+
+    Attributes:
+        seq: the call's number in this Ultravisor's life (``Ultravisor.calls`` when it was made).
+        code: the command code from the block's header; ``name`` its ``firmware.uv_codes`` name ("" when
+            unknown).
+        caller: who issued it.
+        cc, rc, rrc: the condition code and the return codes stored into the block (an injected cc stores
+            nothing: rc and rrc are 0 and ``injected`` is True).
+        layout: the ``firmware.uv_blocks`` record of the stored block, None when only rc/rrc were stored
+            (an early refusal: unknown command, wrong length, not initialised).
+        block: the block's bytes as stored (b"" with ``layout`` None).
+    """
+
+    seq: int
+    code: int
+    name: str
+    caller: UvCaller
+    cc: int
+    rc: int
+    rrc: int
+    layout: Any = None
+    block: bytes = b""
+    injected: bool = False
+
+    def fields(self) -> tuple[tuple[str, int | tuple[int, ...]], ...]:
+        """The block's fields in layout order (header and reserved fields left out), as the UV stored them."""
+        if self.layout is None:
+            return ()
+        blk = B.parse(self.layout, self.block)
+        out: list[tuple[str, int | tuple[int, ...]]] = []
+        for name, _ in self.layout._fields_:  # noqa: SLF001 - the record's declared fields
+            if name == "header" or name.startswith(("res", "reserved")):
+                continue
+            value = getattr(blk, name)
+            if isinstance(value, ctypes.Array):
+                value = tuple(value)
+            if isinstance(value, (int, tuple)):
+                out.append((name, value))
+        return tuple(out)
+
+
+#: ``sink(event)``, called on the thread that issued the UVC.
+UvEventSink = Callable[[UvEvent], None]
+
+
 class _Outcome(NamedTuple):
     rc: int
     rrc: int = 0
@@ -317,6 +367,8 @@ class Ultravisor:
         #: command code -> (layout, its size, bound handler), filled on first use
         self._dispatch: dict[int, tuple[Any, int, Callable[..., _Outcome]]] = {}
         self.calls = 0
+        #: Told about every completed UVC (``UvEvent``); empty: no cost beyond one test per call.
+        self._sinks: list[UvEventSink] = []
 
     @property
     def host_keys(self) -> tuple[Any, ...]:
@@ -341,6 +393,21 @@ class Ultravisor:
             self._inject.pop(cmd, None)
         else:
             self._inject[cmd] = [count, cc]
+
+    # -- event sinks (debuggers, traces) -----------------------------------------------------------------
+
+    def add_event_sink(self, sink: UvEventSink) -> None:
+        """Register ``sink(event)``, called after every UVC that stored a result or got an injected cc
+        (calls ended by an access exception on the block change nothing and are not reported)."""
+        self._sinks.append(sink)
+
+    def remove_event_sink(self, sink: UvEventSink) -> None:
+        """Forget a sink registered with ``add_event_sink``."""
+        self._sinks.remove(sink)
+
+    def _emit(self, event: UvEvent) -> None:
+        for sink in list(self._sinks):
+            sink(event)
 
     # -- the UVC entry point ---------------------------------------------------------------------------
 
@@ -367,18 +434,21 @@ class Ultravisor:
                 if inj[0] <= 0:
                     del self._inject[code]
                 log.debug("UVC %#06x: injected cc %d", code, inj[1])
+                if self._sinks:
+                    c = BY_CODE.get(code)
+                    self._emit(UvEvent(self.calls, code, c.name if c else "", caller, inj[1], 0, 0, injected=True))
                 return inj[1]
         kind = caller.kind
         if kind != "host" and kind != "guest":
             raise HwError(f"UVC caller kind {kind!r}")
         cmd = BY_CODE.get(code)
         if cmd is None or not cmd.allowed(kind):
-            return self._store_rc(cb, code, Rc.INV_CMD, 0)
+            return self._store_rc(cb, code, Rc.INV_CMD, 0, caller)
         if code == 0x0001:
             if length < QUERY_MIN_LEN:
-                return self._store_rc(cb, code, Rc.INV_LEN, 0)
+                return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
         elif length != cmd.length:
-            return self._store_rc(cb, code, Rc.INV_LEN, 0)
+            return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
         raw = cb.read(0, length)
         check_store = getattr(cb, "check_store", None)
         if check_store is not None:
@@ -386,7 +456,7 @@ class Ultravisor:
         else:
             cb.write(0, raw)  # store-access check of the whole block before anything changes
         if not self.initialized and code != 0x0001 and code != 0x000F:
-            return self._store_rc(cb, code, Rc.INV_STATE, 0)
+            return self._store_rc(cb, code, Rc.INV_STATE, 0, caller)
         guest_cfg = None
         if kind == "guest":
             guest_cfg = self._configs.get(caller.config_handle or 0)
@@ -404,12 +474,21 @@ class Ultravisor:
         _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
         cb.write(0, data if length == size else data[:length])
         log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
-        return Cc.OK if rc == Rc.EXECUTED else Cc.ERROR
+        cc = Cc.OK if rc == Rc.EXECUTED else Cc.ERROR
+        if self._sinks:
+            stored = bytes(data if length == size else data[:length])
+            self._emit(UvEvent(self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout,
+                               stored))  # fmt: skip
+        return cc
 
-    def _store_rc(self, cb: ControlBlock, cmd: int, rc: int, rrc: int) -> int:
+    def _store_rc(self, cb: ControlBlock, cmd: int, rc: int, rrc: int, caller: UvCaller | None = None) -> int:
         cb.write(4, struct.pack(">HH", rc, rrc))
         log.debug("UVC %#06x: rc %#06x", cmd, rc)
-        return Cc.OK if rc == Rc.EXECUTED else Cc.ERROR
+        cc = Cc.OK if rc == Rc.EXECUTED else Cc.ERROR
+        if self._sinks and caller is not None:
+            c = BY_CODE.get(cmd)
+            self._emit(UvEvent(self.calls, cmd, c.name if c else "", caller, int(cc), rc, rrc))
+        return cc
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -576,6 +655,21 @@ class Ultravisor:
             return frame
         return None
 
+    def prefix_secure(self, config_handle: int, prefix: int) -> bool:
+        """True if both pages of the 8 KiB prefix area at ``prefix`` are secure for the configuration
+        (``secure_guest_frame`` of each page is not None): the secure SIE entry's check."""
+        cfg = self._configs.get(config_handle)
+        if cfg is None:
+            return False
+        owner, frames, tag = self.mem.owner, cfg.frames, cfg.tag
+        for page in (prefix & ~0xFFF, (prefix & ~0xFFF) + PAGE_SIZE):
+            if page >= cfg.msl:
+                return False
+            frame = self._gmap(cfg, page)
+            if frame is None or owner[frame] != tag or frames.get(frame) != page:
+                return False
+        return True
+
     def guest_frame_check(self, config_handle: int, guest_abs_addr: int, write: bool) -> int:
         """The full secure-guest access decision: the host frame, or the exception the *host* receives.
 
@@ -626,6 +720,15 @@ class Ultravisor:
     def configs(self) -> list[SecureConfig]:
         """Live secure configurations."""
         return list(self._configs.values())
+
+    def exported_pages(self, config_handle: int) -> dict[int, int]:
+        """Guest pages of a live configuration whose last export the UV still holds (the host has their
+        ciphertext; an import must bring it back): guest page address -> export counter. Empty for an
+        unknown handle. The integrity values stay inside the UV."""
+        cfg = self._configs.get(config_handle)
+        if cfg is None:
+            return {}
+        return {g: rec.counter for g, rec in cfg.pages.items() if rec.mac is not None and rec.frame is None}
 
     # -- DIAG 0x308 load-normal reset ----------------------------------------------------------------------
 
