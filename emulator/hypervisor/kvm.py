@@ -56,6 +56,11 @@ __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator"
 
 MIB: Final = 1 << 20
 SLICE: Final = 20_000
+#: SIE exits that are a debugger's stops (``SieExit.reason`` with no interception code): the guest did not
+#: move; the run loop halts so the debugger can look (``Vm.debug_stop``).
+DEBUG_EXITS: Final = frozenset({"breakpoint", "watch", "filtered"})
+#: ``listener(vm, vcpu, exit)``: told about every SIE exit before the hypervisor handles it.
+ExitListener = Callable[["Vm", "Vcpu", SieExit], None]
 #: Host memory the hypervisor keeps for itself (its "kernel": lowcore, SIE pages, SIDAs) below the VMs.
 HOST_RESERVED: Final = 16 * MIB
 
@@ -290,6 +295,8 @@ class Vm:
         self._halt_reason: str | None = None
         self.intercepts: dict[str, int] = {}
         self.destroyed = False
+        #: (vCPU address, exit) of the last debugger stop (``DEBUG_EXITS``) seen by ``handle_exit``.
+        self.debug_stop: tuple[int, SieExit] | None = None
 
     # -- construction ----------------------------------------------------------------------------------
 
@@ -439,9 +446,35 @@ class Vm:
     def _count(self, name: str) -> None:
         self.intercepts[name] = self.intercepts.get(name, 0) + 1
 
+    def step(self, address: int = 0, count: int = 1) -> tuple[SieExit, int]:
+        """A debugger's step: one SIE entry of vCPU ``address`` with a budget of ``count`` instructions, its
+        exit handled as ``run`` handles it. Returns the exit and the instructions the vCPU executed (an
+        entry can end before the first one: an interception, a wait, an import the host must do first)."""
+        if self.destroyed:
+            raise HypervisorError(f"VM {self.name} was destroyed")
+        v = self.vcpus[address]
+        hv = self.hv
+        before = hv.insn_count(v)
+        ex = hv.enter(v, count=max(1, count))
+        done = hv.insn_count(v) - before
+        hv.clock.advance_insns(done)
+        self.handle_exit(v, ex)
+        return ex, done
+
     def handle_exit(self, v: Vcpu, ex: SieExit) -> bool:
         """Handle one SIE exit of a vCPU; True if the guest made progress (False: it only waits)."""
         code = ex.icptcode
+        listeners = self.hv.exit_listeners
+        if listeners:
+            for listener in list(listeners):
+                listener(self, v, ex)
+        if not code and not ex.host_pgm and ex.reason in DEBUG_EXITS:
+            self.debug_stop = (v.address, ex)
+            if self._halt_reason is None:
+                pc = ex.data.get("pc")
+                where = f" at {pc:#x}" if pc is not None else ""
+                self._halt_reason = ex.detail or f"{ex.reason}{where} on CPU {v.address}"
+            return True
         if self.pv is not None and v.secure:
             self._count(ex.name)
             return self.pv.handle_exit(v, ex)
@@ -660,6 +693,9 @@ class Hypervisor:
         self.engine = SieEngine(memory.size)
         self.vms: list[Vm] = []
         self._pv_host: PvHost | None = None
+        #: Debuggers: told about every SIE exit of every VM (``ExitListener``); empty: no cost.
+        self.exit_listeners: list[ExitListener] = []
+        self._insn_filter: Callable[[Cpu, Insn], str | None] | None = None
 
     @classmethod
     def on_machine(cls, machine: object, reserved: int = HOST_RESERVED) -> Hypervisor:
@@ -678,7 +714,20 @@ class Hypervisor:
             from emulator.hypervisor.pv import PvHost
 
             self._pv_host = PvHost(self, self.ultravisor)
+            self._pv_host.engine.insn_filter = self._insn_filter
         return self._pv_host
+
+    @property
+    def insn_filter(self) -> Callable[[Cpu, Insn], str | None] | None:
+        """Debugger hook for secure guests' instructions that SIE handles inside (guest UVCs): a returned
+        reason leaves the instruction unexecuted and ends SIE (``SieExit.reason`` "filtered")."""
+        return self._insn_filter
+
+    @insn_filter.setter
+    def insn_filter(self, fn: Callable[[Cpu, Insn], str | None] | None) -> None:
+        self._insn_filter = fn
+        if self._pv_host is not None:
+            self._pv_host.engine.insn_filter = fn
 
     def sie_page(self, addr: int) -> SiePage:
         """The SIE page at host page ``addr`` (the SD lives in host storage; the hardware reads it there)."""
