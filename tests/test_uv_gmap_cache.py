@@ -111,3 +111,18 @@ def test_kept_walks_always_equal_a_fresh_walk(ops):
         struct.pack_into(">Q", buf, addr, v)
     for p in range(0, MSL, 0x1000):
         assert uv.gmap_frame(cfg, p) == _fresh(mem, cfg, p)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sets(st.integers(0, 15)), st.integers(0, 7), st.booleans())
+def test_prefix_secure_is_both_prefix_pages_secure(imported, prefix_pair, remap):
+    mem, uv, view, c, g = _env()
+    for p in imported:
+        assert c.import_page(g.handle, p << 12).ok
+    if remap:  # the second page of every pair maps elsewhere now
+        for p in range(1, 16, 2):
+            g.gmap.map(p << 12, 0x7A000000 + (p << 12))
+    prefix = prefix_pair << 13
+    expect = all(uv.secure_guest_frame(g.handle, prefix + d) is not None for d in (0, 0x1000))
+    assert uv.prefix_secure(g.handle, prefix) == expect
+    assert uv.prefix_secure(g.handle, MSL) is False and uv.prefix_secure(0xDEAD, 0) is False

@@ -35,7 +35,6 @@ R1+1 in GR1, R3 in GR2 (0x500: the virtio registers GR1-GR4 as they are); SERVC 
 
 from __future__ import annotations
 
-import ctypes
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +55,7 @@ from emulator.hw.cpu import (
     Insn,
     psw_invalid,
 )
-from emulator.hw.memory import PAGE_SHIFT, PhysicalMemory
-from emulator.hw.tod import TodClock
+from emulator.hw.memory import PAGE_SHIFT
 from emulator.hypervisor.sie import (
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
@@ -123,45 +121,14 @@ _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
 
 
-_LE16Q: Final = struct.Struct("<16Q")
-
-
-def _find_register_blob() -> tuple[int, int] | None:
-    """Offsets of the GPRs and CRs in the CPU's saved register context, checked against ``Cpu.gprs``/``cr``.
-
-    A secure exit saves all 16 GPRs and CRs: one context read (what ``Cpu.gprs`` does) instead of 16 CR
-    reads (1 us each). Found once on a scratch CPU with marker values; None (the per-register reads) if
-    the context does not hold them where they were found.
-    """
-    mem = PhysicalMemory(1 << 20)
-    cpu = Cpu(mem, 0, TodClock(deterministic=True), bytes(256), 0)
-    try:
-        for i in range(16):
-            cpu.set_gpr(i, 0x5A00_0000_0000_0000 | i << 40 | 0x1357)
-            cpu.write_cr(i, 0xC300_0000_0000_0000 | i << 40 | 0x2468)
-        blob = bytes(cpu.uc.context_save())
-        gpr_off = blob.find(_LE16Q.pack(*cpu.gprs()))
-        cr_off = blob.find(_LE16Q.pack(*(cpu.cr(i) for i in range(16))))
-        if gpr_off < 0 or cr_off < 0:
-            return None
-        return gpr_off, cr_off
-    finally:
-        cpu.close()
-
-
-_REGISTER_BLOB: list[tuple[int, int] | None] = []  # empty: not looked for yet
+_MASK64: Final = 0xFFFFFFFFFFFFFFFF
+_ZERO_GRREGS: Final = (0,) * 16
 
 
 def _gprs_crs(cpu: Cpu) -> tuple[list[int], list[int]]:
-    """All general and control registers of the CPU, from one context read when the layout is known."""
-    if not _REGISTER_BLOB:
-        _REGISTER_BLOB.append(_find_register_blob())
-    offsets = _REGISTER_BLOB[0]
-    if offsets is None:
-        return cpu.gprs(), [cpu.cr(i) for i in range(16)]
-    gpr_off, cr_off = offsets
-    blob = bytes(cpu.uc.context_save())
-    return list(_LE16Q.unpack_from(blob, gpr_off)), list(_LE16Q.unpack_from(blob, cr_off))
+    """All general and control registers of the CPU (one engine call, ``Cpu.psw_gprs_crs``)."""
+    _, _, gprs, crs = cpu.psw_gprs_crs()
+    return gprs, crs
 
 
 @dataclass
@@ -320,8 +287,7 @@ class PvSieEngine:
                 self._save(cpu, page, scpu)
                 return self._validity(page, vir)
         # 3. both prefix pages must be secure before the CPU may run
-        p = cpu.prefix
-        if self.uv.secure_guest_frame(cfg.handle, p) is None or self.uv.secure_guest_frame(cfg.handle, p + 0x1000) is None:
+        if not self.uv.prefix_secure(cfg.handle, cpu.prefix):
             self._save(cpu, page, scpu)
             sd.icptcode = ICPT_PV_PREF
             return SieExit(ICPT_PV_PREF)
@@ -390,20 +356,27 @@ class PvSieEngine:
         cpu.restart_pending = False
 
     def _save(self, cpu: Cpu, page: SiePage, scpu: SecureCpu) -> None:
-        """Record the secure CPU's state in the UV; show the host what format-4 SIE shows it."""
-        scpu.psw = cpu.psw
-        scpu.gprs, scpu.crs = _gprs_crs(cpu)
-        scpu.prefix = cpu.prefix
-        scpu.ckc = cpu.ckc
-        scpu.cputm = cpu.cpu_timer & 0xFFFFFFFFFFFFFFFF
+        """Record the secure CPU's state in the UV; show the host what format-4 SIE shows it.
+
+        The PSW, GPRs and CRs come from one engine call (``Cpu.psw_gprs_crs``).
+        """
+        mask, addr, gprs, crs = cpu.psw_gprs_crs()
+        psw = scpu.psw = (mask, addr)
+        scpu.gprs = gprs
+        scpu.crs = crs
+        prefix = scpu.prefix = cpu.prefix
+        ckc = scpu.ckc = cpu.ckc
+        cputm = scpu.cputm = cpu.cpu_timer & _MASK64
         scpu.todpr = cpu.tod_programmable
-        self._loaded[scpu.handle] = (cpu, scpu.psw, scpu.gprs, scpu.crs)
+        self._loaded[scpu.handle] = (cpu, psw, gprs, crs)
         sd = page.sie_block
-        sd.psw_mask, sd.psw_addr = scpu.psw
-        sd.prefix = scpu.prefix
-        sd.gcr[0], sd.gcr[6], sd.gcr[14] = scpu.crs[0], scpu.crs[6], scpu.crs[14]
-        sd.ckc = scpu.ckc
-        sd.cputm = scpu.cputm
+        sd.psw_mask = mask
+        sd.psw_addr = addr
+        sd.prefix = prefix
+        gcr = sd.gcr
+        gcr[0], gcr[6], gcr[14] = crs[0], crs[6], crs[14]
+        sd.ckc = ckc
+        sd.cputm = cputm
 
     def forget(self, cpu_handle: int) -> None:
         """Drop what the engine keeps for a secure CPU (it was destroyed)."""
@@ -490,16 +463,17 @@ class PvSieEngine:
         sd.ipa, sd.ipb = ipa, ipb
         if done:
             insn.finish()
-        return SieExit(ICPT_PV_NOTIFY, insn=None)
+        return SieExit(ICPT_PV_NOTIFY)
 
     def _classify(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn) -> SieExit | None:
         regs = page.pv_grregs
-        ctypes.memset(ctypes.addressof(regs), 0, ctypes.sizeof(regs))
+        regs[:] = _ZERO_GRREGS
         name = insn.name
         if name == "UVC":
             return self._uvc(cpu, page, scpu, insn)
         if name == "DIAG":
-            code = insn.address() & 0xFFFF
+            b2, d2 = insn.b2d2  # the code is the low 16 bits of D2(B2): the addressing mode cannot change them
+            code = (d2 + (cpu.gpr(b2) if b2 else 0)) & 0xFFFF
             r1, r3 = insn.r1, insn.r3
             regs[5] = code
             if code in (0x44, 0x9C):
