@@ -217,6 +217,9 @@ class PvSieEngine:
         self._running: set[int] = set()
         self._sccbs: dict[int, int] = {}  # cpu handle -> real SCCB address of the last SERVC
         self.entries = 0
+        #: Debugger hook (``Hypervisor.insn_filter``): offered each owner instruction of a secure guest before
+        #: it is handled; a returned reason leaves it unexecuted and ends SIE (reason "filtered").
+        self.insn_filter: Callable[[Cpu, Insn], str | None] | None = None
 
     # -- entry checks ---------------------------------------------------------------------------------
 
@@ -314,6 +317,10 @@ class PvSieEngine:
             return SieExit(0, reason="check_stop", detail=ex.reason)
         if kind == "stopped":
             return SieExit(ICPT_STOP)
+        if kind == "breakpoint":  # a debugger's stop: where, for the host's debugger
+            return SieExit(0, reason=kind, data={"pc": ex.code})
+        if kind == "watch":
+            return SieExit(0, reason=kind, data={"vaddr": ex.code, **ex.data})
         return SieExit(0, reason=kind)
 
     def _leave(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, out: SieExit) -> SieExit:
@@ -439,6 +446,11 @@ class PvSieEngine:
 
     def _instruction(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn) -> SieExit | None:
         """Handle an owner instruction of the secure guest; None when it was completed inside SIE."""
+        flt = self.insn_filter
+        if flt is not None:
+            why = flt(cpu, insn)
+            if why is not None:
+                return SieExit(0, reason="filtered", detail=why)
         try:
             return self._classify(cpu, page, scpu, insn)
         except GuestIntercept as e:
