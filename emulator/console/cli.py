@@ -1,7 +1,9 @@
 """``zuv console``: build the machine, load the program, and run the console (interactive or not).
 
 Interactive when stdin and stdout are terminals; otherwise commands come from ``--script FILE`` or from
-stdin, and when stdin is empty from ``DEFAULT_SCRIPT``. The exit status is the script's (0 when every
+stdin, and when stdin is empty from ``DEFAULT_SCRIPT``. A Secure Execution image (``pvimg create``) boots on
+a secure host (``emulator.console.secure.SecureMachine``: the hypervisor's VM loop, the Ultravisor of
+``--machine``); anything else loads into a ``Machine``. The exit status is the script's (0 when every
 command succeeded). Bad input (a missing file, a broken ELF) exits 2 with one line, like ``zuv run``.
 """
 
@@ -30,18 +32,61 @@ def open_session(
     append: str = "",
     view: str = "host",
     ultravisor: bool = False,
+    machine: str = "zuv-demo",
+    seed: int | None = None,
+    attack: bool = True,
+    symbols: str | None = None,
 ) -> object:
     """A ``Session`` on a new machine with ``program`` loaded (the Python entry point of the console).
 
+    An SE image boots on a secure host for ``machine`` (its host keys); ``seed`` fixes the Ultravisor's
+    random numbers (``deterministic`` alone uses seed 0), ``attack`` lets the hypervisor try to read the demo's
+    secret page, ``symbols`` names an ELF whose symbols apply to the guest (the bundled demo's by default).
+
     Raises:
-        EmulatorError: a bad size, CPU count or program (the message is one line).
+        EmulatorError: a bad size, CPU count, program or machine (the message is one line).
     """
     from emulator.console.session import Session
     from emulator.machine.machine import Machine, parse_size
 
+    path = str(program or DEFAULT_PROGRAM)
+    from emulator.console.secure import is_se_image
+
+    if is_se_image(path):
+        sm = open_secure_machine(path, memory=memory, cpus=cpus, deterministic=deterministic, machine=machine,
+                                 seed=seed, attack=attack, symbols=symbols)  # fmt: skip
+        return Session(sm, sm.program, view=view)  # type: ignore[attr-defined]
     m = Machine(parse_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None)
-    prog = m.load(str(program or DEFAULT_PROGRAM), append)
+    prog = m.load(path, append)
     return Session(m, prog, view=view)
+
+
+def open_secure_machine(
+    image: str,
+    *,
+    memory: str = "128M",
+    cpus: int = 1,
+    deterministic: bool = False,
+    machine: str = "zuv-demo",
+    seed: int | None = None,
+    attack: bool = True,
+    symbols: str | None = None,
+) -> object:
+    """A ``SecureMachine``: a secure host for ``machine`` with one VM booting the SE image ``image``."""
+    from emulator.console.secure import SecureMachine
+    from emulator.errors import MachineError
+    from emulator.hypervisor.boot import DEMO_IMAGE, DEMO_KERNEL, SecureHost
+    from emulator.machine.machine import parse_size
+
+    if cpus != 1:
+        raise MachineError("a secure guest of the console has one vCPU (--cpus 1)")
+    if seed is None and deterministic:
+        seed = 0
+    host = SecureHost(machine, deterministic=deterministic, seed=seed)
+    if symbols is None and Path(image).resolve() == DEMO_IMAGE.resolve():
+        symbols = str(DEMO_KERNEL)
+    return SecureMachine(host, image, parse_size(memory), symbols=symbols, attack=attack,
+                         deterministic=deterministic)  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -56,6 +101,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument("--level", type=int, choices=(2, 3), default=3, help="STSI level: 3 = VM (default), 2 = LPAR")
     c.add_argument("--ultravisor", action="store_true", help="install the Ultravisor (host UVCs at --level 2)")
     c.add_argument("--view", choices=("host", "owner"), default="host", help="initial point of view")
+    c.add_argument("--machine", default="zuv-demo", help="SE images: bundled machine name or machine directory")
+    c.add_argument("--seed", type=int, default=None, help="SE images: seed of the Ultravisor's random numbers")
+    c.add_argument("--no-attack", action="store_true", help="SE images: the hypervisor does not read the secret")
+    c.add_argument("--symbols", default=None, help="SE images: ELF whose symbols name guest addresses")
     c.add_argument("--quiet", "-q", action="store_true", help="scripts: do not echo the commands")
     c.set_defaults(func=cmd_console)
     return c
@@ -67,9 +116,14 @@ def build_session_from_args(argv: list[str]) -> object:
     sub = p.add_subparsers(dest="command")
     add_parser(sub)
     args = p.parse_args(["console", *argv])
+    return _session(args)
+
+
+def _session(args: argparse.Namespace) -> object:
     return open_session(
         args.program, memory=args.memory, cpus=args.cpus, deterministic=args.deterministic,
         level=args.level, append=args.append, view=args.view, ultravisor=args.ultravisor,
+        machine=args.machine, seed=args.seed, attack=not args.no_attack, symbols=args.symbols,
     )  # fmt: skip
 
 
@@ -79,10 +133,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     from emulator.console.errors import ConsoleError
 
     try:
-        session = open_session(
-            args.program, memory=args.memory, cpus=args.cpus, deterministic=args.deterministic,
-            level=args.level, append=args.append, view=args.view, ultravisor=args.ultravisor,
-        )  # fmt: skip
+        session = _session(args)
     except ConsoleError as e:
         print(f"zuv: {e}", file=sys.stderr)
         return 2

@@ -373,11 +373,16 @@ def _breaks(s: Session, args: list[str]) -> Output:
 
 def _secure_cpu_hidden(s: Session) -> Output | None:
     if s.view == "host" and s.is_secure():
-        return Output().text(
+        out = Output().text(
             f"CPU {s.cpu_address} runs a secure guest: its registers are held by the Ultravisor; the host sees "
             "only the SIE state description (view owner to see them)",
             "trap",
         )
+        host_state = getattr(s.machine, "host_state", None)
+        if host_state is not None:
+            for name, value in host_state(s.cpu_address):
+                out.add(("reg", f"  {name:<28}"), " ", ("value", value))
+        return out
     return None
 
 
@@ -630,19 +635,25 @@ def _pages(s: Session, args: list[str]) -> Output:
     for p in pages:
         if runs and not every:
             first, n = runs[-1]
-            same = (first.state, first.owner, first.shared) == (p.state, p.owner, p.shared)
-            if same and first.frame + n == p.frame and p.guest_abs is None and not p.detail:
+            same = (first.state, first.owner, first.shared, first.detail) == (p.state, p.owner, p.shared, p.detail)
+            follows = (p.guest_abs is None and first.guest_abs is None) or (
+                p.guest_abs is not None and first.guest_abs is not None and p.guest_abs == first.guest_abs + (n << 12)
+            )
+            if same and follows and first.frame + n == p.frame:
                 runs[-1] = (first, n + 1)
                 continue
         runs.append((p, 1))
     for p, n in runs:
         end = (p.frame + n) << PAGE_SHIFT
+        guest = ""
+        if p.guest_abs is not None:
+            guest = f"  guest {p.guest_abs:#x}" + (f"-{p.guest_abs + (n << 12) - 1:#x}" if n > 1 else "")
         out.add(
             ("addr", f"{p.host_abs:#012x}-{end - 1:#012x}"),
             f"  {n:6d} page{'s' if n != 1 else ' '}  ",
             (_state_style(p.state), f"{p.state:<10}"),
             f" owner tag {p.owner}",
-            ("dim", f"  guest {p.guest_abs:#x}" if p.guest_abs is not None else ""),
+            ("dim", guest),
             ("dim", f"  {p.detail}" if p.detail else ""),
         )
     return out
@@ -731,7 +742,10 @@ def _meta_lines(s: Session, seg: Segment) -> list[str]:
     if p.guest_abs is not None:
         lines.append(f"guest absolute {p.guest_abs:#x}")
     if p.detail:
-        lines.append(p.detail)
+        lines += [p.detail[i : i + 60] for i in range(0, len(p.detail), 60)]
+    if p.state == "exported":
+        lines.append("the plaintext is gone: both views read the ciphertext")
+        lines.append("until the guest's next touch imports the page")
     return lines
 
 
@@ -789,6 +803,10 @@ def _info(s: Session, args: list[str]) -> Output:
         p = s.program
         out.text(f"program {p.path} ({p.kind}, entry {p.entry:#x}, {len(p.symbols)} symbols)")
     out.text(f"Ultravisor: {'installed' if getattr(m, 'uv', None) is not None else 'none'}")
+    describe = getattr(m, "describe", None)
+    if describe is not None:
+        for line in describe():
+            out.text(line)
     for k in ("page_map", "uv_log", "intercepts"):
         out.text(f"provider {k}: {s.providers.sources.get(k, 'none')}")
     return out

@@ -154,13 +154,14 @@ class Session:
         if providers is None and self.providers.uv_log is None and getattr(machine, "uv", None) is not None:
             from emulator.console.uvlog import MachineUvLog
 
-            self._uv_log = MachineUvLog(self._read_uvcb)
+            self._uv_log = MachineUvLog(machine.uv)  # type: ignore[attr-defined]
             self.providers.uv_log = self._uv_log
-            self.providers.sources["uv_log"] = "MachineUvLog (the Ultravisor's log records)"
+            self.providers.sources["uv_log"] = "MachineUvLog (the Ultravisor's event sink)"
         self.breakpoints: dict[int, Breakpoint] = {}
         self._next_number = 1
         self._temp: set[int] = set()
         self._hits: list[tuple[Breakpoint, str]] = []
+        self._more_hits: dict[int, int] = {}  # breakpoint number -> hits after its first in this stop
         self._hits_lock = threading.Lock()
         self._uvc_skip: tuple[int, int] | None = None
         self._stepping = False
@@ -191,8 +192,12 @@ class Session:
         self.view = view
 
     def is_secure(self, cpu: Cpu | None = None) -> bool:
-        """True when the CPU runs a secure guest (its guest mapping carries an owner tag)."""
+        """True when the CPU runs a secure guest (the machine says so for its vCPUs; otherwise: the CPU's
+        guest mapping carries an owner tag)."""
         c = cpu if cpu is not None else self.cpu
+        hook = getattr(self.machine, "cpu_secure", None)
+        if hook is not None:
+            return bool(hook(c.address))
         return c.guest is not None and c.guest.owner_tag is not None
 
     def value(self, text: str) -> int:
@@ -353,6 +358,7 @@ class Session:
         self._listen("sie", "sie" in kinds and self.providers.intercepts is not None, self._subscribe_sie)
         for c in m.cpus.values():
             c.pgm_observer = self._pgm_observer if "secure" in kinds else None
+        self._listen("secure", "secure" in kinds, self._add_secure_access)
         self._listen("page", "page" in kinds, self._add_owner)
 
     def _set_watch_frames(self, frames: dict[int, bool]) -> None:
@@ -373,6 +379,11 @@ class Session:
         mem.add_invalidate_listener(self._python_write)
         return lambda: mem.remove_invalidate_listener(self._python_write)
 
+    def _add_secure_access(self) -> Callable[[], None]:
+        mem = self.machine.memory
+        mem.add_secure_access_listener(self._host_secure_access)
+        return lambda: mem.remove_secure_access_listener(self._host_secure_access)
+
     def _add_owner(self) -> Callable[[], None]:
         mem = self.machine.memory
         self._owner_seen = {}
@@ -390,17 +401,14 @@ class Session:
     def _hit(self, bp: Breakpoint, detail: str, halt: bool = True) -> None:
         bp.hits += 1
         with self._hits_lock:
+            if any(b is bp for b, _ in self._hits):  # the same breakpoint again before the machine stopped
+                self._more_hits[bp.number] = self._more_hits.get(bp.number, 0) + 1
+                return
             self._hits.append((bp, detail))
         if halt and self.running and not self._stepping:
             self.machine.request_halt(f"breakpoint {bp.number}: {detail}")
 
     # -- observers (run on the machine's thread) ----------------------------------------------------------
-
-    def _read_uvcb(self, cpu: Cpu, vaddr: int, length: int) -> bytes | None:
-        try:
-            return self._read_space("virt", vaddr, length, owner=True, cpu=cpu, asc=3)
-        except _Trap:
-            return None
 
     def _insn_filter(self, cpu: Cpu, insn: Insn) -> str | None:
         if insn.name != "UVC":
@@ -432,6 +440,8 @@ class Session:
         return None
 
     def _uv_called(self, call: UvCall) -> None:
+        if call.cpu is not None:
+            return  # a CPU's own UVC: the instruction filter stopped before it
         for bp in self.breakpoints.values():
             if bp.enabled and bp.kind == "uvc" and (bp.code is None or bp.code == call.cmd):
                 c = uv_command(call.cmd)
@@ -459,6 +469,17 @@ class Session:
             if bp.enabled and bp.kind == "secure":
                 where = f" at {teid & ~0xFFF & 0xFFFFFFFFFFFFFFFF:#x} (TEID {teid:#x})" if teid is not None else ""
                 self._hit(bp, f"host CPU {cpu.address}: secure-storage access (PGM 0x3D){where}, pc {cpu.pc:#x}")
+                return
+
+    def _host_secure_access(self, addr: int, write: bool) -> None:
+        if not self.running and not self._stepping:
+            return  # the console's own reads in the host view
+        for bp in self.breakpoints.values():
+            if bp.enabled and bp.kind == "secure":
+                page = self.providers.page_map.page(addr >> PAGE_SHIFT)
+                where = f" (guest {page.guest_abs:#x})" if page.guest_abs is not None else ""
+                self._hit(bp, f"the host (hypervisor code) {'stored to' if write else 'read'} {page.state} storage "
+                              f"at host {addr:#x}{where}: PGM 0x3D secure-storage access")  # fmt: skip
                 return
 
     def _python_write(self, lo: int, hi: int) -> None:
@@ -510,6 +531,8 @@ class Session:
         self._uvc_skip = None
         details: list[str] = []
         done = 0
+        log = self.providers.uv_log
+        calls_before = len(log.calls()) if log is not None else 0
         try:
             cpu.watch_frames = {}
             cpu.flush_tlb()
@@ -517,9 +540,12 @@ class Session:
                 ex = self.machine.step(1, self.cpu_address)
                 if ex.kind == "halt":  # a stop request that arrived after the last run ended
                     ex = self.machine.step(1, self.cpu_address)
-                done += 1
+                done += ex.data.get("executed", 1)
                 changed = self._watch_changes(watches)
-                if changed or self._hits or ex.kind in ("disabled_wait", "check_stop", "stopped", "wait"):
+                note = getattr(self.machine, "last_step_note", "")
+                if note:
+                    details.append(note)
+                if changed or self._hits or note or ex.kind in ("disabled_wait", "check_stop", "stopped", "wait"):
                     details += changed
                     break
                 if cpu.state != "operating":
@@ -530,6 +556,14 @@ class Session:
             self._stepping = False
             cpu.watch_frames = saved
             cpu.flush_tlb()
+        if log is not None:
+            new = list(log.calls())[calls_before:]
+            for c in new[:4]:
+                cmd = uv_command(c.cmd)
+                details.append(f"UV call #{c.seq}: {c.cmd:#06x} {cmd.name if cmd else 'unknown'} by {c.caller}: "
+                               f"cc {c.cc} rc {c.rc:#06x} rrc {c.rrc:#06x}")  # fmt: skip
+            if len(new) > 4:
+                details.append(f"... and {len(new) - 4} more UV calls (uvlog)")
         details += [f"breakpoint {bp.number}: {d}" for bp, d in self._take_hits()]
         state = self.cpu_state(cpu)
         reason = f"stepped {done} instruction{'s' if done != 1 else ''}"
@@ -614,7 +648,10 @@ class Session:
     def _take_hits(self) -> list[tuple[Breakpoint, str]]:
         with self._hits_lock:
             hits, self._hits = self._hits, []
-        return hits
+            more, self._more_hits = self._more_hits, {}
+        return [(bp, d + (f" (and {more[bp.number]} more hit{'s' if more[bp.number] != 1 else ''} of this "
+                          "breakpoint before the machine stopped)" if bp.number in more else ""))
+                for bp, d in hits]  # fmt: skip
 
     def _classify(self, res: RunResult, temp: int | None) -> Stop | None:
         m = self.machine
@@ -744,6 +781,12 @@ class Session:
         return host
 
     def _guest_to_host(self, cpu: Cpu, absolute: int) -> int:
+        hook = getattr(self.machine, "guest_abs_to_host", None)
+        if hook is not None:  # a VM: the hypervisor's mapping of guest absolute storage (its memory slot)
+            try:
+                return int(hook(absolute))
+            except ConsoleError as e:
+                raise _Trap(str(e)) from None
         g = cpu.guest
         if g is None:
             return absolute

@@ -1,0 +1,507 @@
+"""The console's machine for Secure Execution images: a secure host running one VM in the hypervisor's loop.
+
+``SecureMachine`` gives ``Session`` the face of a ``Machine`` (CPUs, ``run``, ``step``, breakpoints,
+``insn_filter``, ``request_halt``, console) over ``emulator.hypervisor``: the image boots like ``zuv boot``
+(stage3a as a normal SIE guest, the secure IPL, then the secure guest under format-4 SIE), and when the
+demo guest prints ``secret page at 0x...`` the hypervisor tries to read that page (trapped, then exported),
+as ``zuv boot`` does.
+
+How the debugger's stops reach a VM without per-instruction cost: address breakpoints and watchpoints are
+the hardware CPU's exits and refused TLB fills, which end SIE with a debugger exit (``Vm.debug_stop``); a
+secure guest's UVC is offered to ``Hypervisor.insn_filter`` before the Ultravisor runs it (stop before);
+``step`` is ``Vm.step`` (one SIE entry with a budget of one instruction).
+
+Registers: ``VcpuCpu`` shows a vCPU. For a secure vCPU the register file is the Ultravisor's record of the
+secure CPU (the owner view: an emulator privilege); what the host may see is the SIE state description
+(``host_state``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from emulator.console.errors import ConsoleError
+from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, UvEventLog, intercept_detail
+from emulator.errors import EmulatorError, MachineError
+from emulator.hw.cpu import CpuExit
+
+if TYPE_CHECKING:
+    from emulator.hw.cpu import Cpu, Insn
+    from emulator.hw.results import RunResult
+    from emulator.hypervisor.boot import SecureHost, TrapReport
+    from emulator.hypervisor.kvm import Vcpu
+    from emulator.hypervisor.sie import SieExit
+    from emulator.machine.loader import LoadedProgram
+
+__all__ = ["SecureMachine", "VcpuCpu", "is_se_image"]
+
+_SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
+_PSW_EA: Final = 1 << 32
+_PSW_BA: Final = 1 << 31
+
+
+def is_se_image(path: str | Path) -> bool:
+    """True if the file is a Secure Execution image (``pvimg create``): it parses as one."""
+    from emulator.image.pvimg import parse_image
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    if b"IBMSecEx" not in data[: 1 << 20]:
+        return False
+    try:
+        parse_image(data)
+    except EmulatorError:
+        return False
+    except Exception:  # noqa: BLE001 - any parse failure means: not an SE image
+        return False
+    return True
+
+
+class VcpuCpu:
+    """One vCPU as the console sees it: the hardware CPU SIE runs it on, with the state the hypervisor
+    records (stopped, disabled wait, check stop) and, for a secure vCPU, the Ultravisor's record of the
+    secure CPU's registers (the hardware CPU holds them only while SIE runs the guest)."""
+
+    def __init__(self, machine: SecureMachine, vcpu: Vcpu, hw: Cpu) -> None:
+        object.__setattr__(self, "_m", machine)
+        object.__setattr__(self, "_v", vcpu)
+        object.__setattr__(self, "_hw", hw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hw, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # debugger hooks go to the hardware CPU
+        setattr(self._hw, name, value)
+
+    @property
+    def hw(self) -> Cpu:
+        """The hardware CPU."""
+        return self._hw
+
+    @property
+    def vcpu(self) -> Vcpu:
+        """The hypervisor's vCPU."""
+        return self._v
+
+    def _secure(self) -> Any:
+        """The UV's record of the secure CPU, or None for a normal vCPU."""
+        v = self._v
+        pv = v.vm.pv
+        if pv is None or not v.secure:
+            return None
+        return self._m.uv.secure_cpu(pv.cpu_handles.get(v.address, 0))
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """operating / stopped / check-stop, as the hypervisor records the vCPU."""
+        v = self._v
+        if v.detail:
+            return "check-stop"
+        if v.disabled_wait is not None or not v.operating:
+            return "stopped"
+        return "operating"
+
+    @property
+    def check_stop_reason(self) -> str:
+        """Why the vCPU stopped (disabled-wait code, check-stop reason), or ""."""
+        v = self._v
+        if v.detail:
+            return v.detail
+        if v.disabled_wait is not None:
+            return f"disabled wait {v.disabled_wait:#x}"
+        return ""
+
+    # -- registers (secure: the UV's record) --------------------------------------------------------------
+
+    @property
+    def psw(self) -> tuple[int, int]:
+        """The PSW: the secure CPU's (UV record), else the SD's (the hypervisor's record between entries)."""
+        s = self._secure()
+        if s is not None:
+            return s.psw
+        return self._v.psw
+
+    @property
+    def pc(self) -> int:
+        """The instruction address."""
+        return self.psw[1]
+
+    @property
+    def prefix(self) -> int:
+        """The prefix register."""
+        s = self._secure()
+        return s.prefix if s is not None else self._hw.prefix
+
+    def gpr(self, i: int) -> int:
+        """General register ``i``."""
+        s = self._secure()
+        return s.gprs[i] if s is not None else self._hw.gpr(i)
+
+    def gprs(self) -> list[int]:
+        """The 16 general registers."""
+        s = self._secure()
+        return list(s.gprs) if s is not None else self._hw.gprs()
+
+    def cr(self, i: int) -> int:
+        """Control register ``i``."""
+        s = self._secure()
+        return s.crs[i] if s is not None else self._hw.cr(i)
+
+    def ar(self, i: int) -> int:
+        """Access register ``i``."""
+        s = self._secure()
+        return s.ars[i] if s is not None else self._hw.ar(i)
+
+    def fpr(self, i: int) -> int:
+        """Floating-point register ``i``."""
+        s = self._secure()
+        return s.fprs[i] if s is not None else self._hw.fpr(i)
+
+    def fpc(self) -> int:
+        """The floating-point control register."""
+        s = self._secure()
+        return s.fpc if s is not None else self._hw.fpc()
+
+    def wrap(self, addr: int) -> int:
+        """Wrap an address to the vCPU's addressing mode."""
+        mask = self.psw[0]
+        if mask & _PSW_EA:
+            return addr & 0xFFFFFFFFFFFFFFFF
+        if mask & _PSW_BA:
+            return addr & 0x7FFFFFFF
+        return addr & 0xFFFFFF
+
+    def real_to_abs(self, real: int) -> int:
+        """Apply the vCPU's prefixing."""
+        p = self.prefix
+        if real < 0x2000:
+            return real + p
+        if p <= real < p + 0x2000:
+            return real - p
+        return real
+
+
+class SecureMachine:
+    """A secure host with one VM booted from an SE image, driven like a ``Machine`` by the console.
+
+    Args:
+        host: the secure host (memory, Ultravisor with the machine's host keys, hypervisor).
+        image: the SE image.
+        memory: guest memory in bytes.
+        symbols: an ELF whose symbols name the guest's addresses (the kernel the image was built from).
+        attack: when the guest prints ``secret page at 0x...``, let the hypervisor try to read that page.
+        deterministic: count-based scheduling (with the host's deterministic clock, repeatable runs).
+    """
+
+    level: Final = 3
+
+    def __init__(
+        self,
+        host: SecureHost,
+        image: str | Path,
+        memory: int,
+        *,
+        symbols: str | Path | None = None,
+        attack: bool = True,
+        deterministic: bool = False,
+    ) -> None:
+        from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
+
+        self.host = host
+        self.memory = host.memory
+        self.uv = host.uv
+        self.hv = host.hv
+        self.tod = host.clock
+        self.info = host.hv.info
+        self.deterministic = deterministic
+        self.image = str(image)
+        self.attack = attack
+        self.trap: TrapReport | None = None
+        self._attacked = False
+        self.vm = vm = host.hv.create_vm(memory, 1, name=Path(image).name)
+        try:
+            vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001 - the VM's console sink
+            vm.add_device(BlockDevice(1 << 20))
+            start = vm.load(self.image)
+        except BaseException:
+            vm.destroy()
+            raise
+        self.cpus: dict[int, VcpuCpu] = {a: VcpuCpu(self, v, v.cpu) for a, v in vm.vcpus.items()}
+        self.program = self._program(start, symbols)
+        self._halt_reason: str | None = None
+        self.stopped_at: tuple[int, int] | None = None
+        self.last_stop: tuple[int, CpuExit] | None = None
+        #: What the last ``step`` ended with when it was more than an instruction (an interception).
+        self.last_step_note = ""
+        self.input_open = False
+        self._log = UvEventLog(self.uv, self._caller_name)
+
+    def _program(self, start: int, symbols: str | Path | None) -> LoadedProgram:
+        from emulator.machine.loader import LoadedProgram
+
+        syms: dict[str, int] = {}
+        if symbols is not None:
+            from elftools.common.exceptions import ELFError
+            from elftools.elf.elffile import ELFFile
+            from elftools.elf.sections import SymbolTableSection
+
+            try:
+                with open(symbols, "rb") as f:
+                    elf = ELFFile(f)
+                    for sec in elf.iter_sections():
+                        if isinstance(sec, SymbolTableSection):
+                            for sym in sec.iter_symbols():
+                                if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") \
+                                        and sym["st_shndx"] != "SHN_UNDEF":  # fmt: skip
+                                    syms[sym.name] = sym["st_value"]
+            except (OSError, ELFError) as e:
+                raise ConsoleError(f"{symbols}: cannot read symbols: {e}") from None
+        return LoadedProgram(self.image, "se-image", start, (), syms)
+
+    def _caller_name(self, caller: Any) -> tuple[str, int | None]:
+        pv = self.vm.pv
+        cpu = self.uv.secure_cpu(caller.cpu_handle or 0)
+        num = cpu.num if cpu is not None else None
+        if pv is not None and caller.config_handle == pv.handle:
+            return "guest", num
+        return f"guest {caller.config_handle or 0:#x}", num
+
+    # -- what the console asks ----------------------------------------------------------------------
+
+    @property
+    def console(self) -> bytearray:
+        """The guest's console output so far."""
+        return self.vm.console
+
+    def console_providers(self) -> dict[str, object]:
+        """The hypervisor's and the Ultravisor's views: page map, UV-call log, SIE interceptions."""
+        return {
+            "page_map": SecureHostPageMap(self.memory, self.uv, lambda: list(self.hv.vms)),
+            "uv_log": self._log,
+            "intercepts": HypervisorIntercepts(self.hv),
+        }
+
+    def cpu_secure(self, address: int) -> bool:
+        """True while the vCPU is a secure CPU (from the secure IPL on)."""
+        return self.vm.vcpus[address].secure
+
+    def guest_abs_to_host(self, absolute: int) -> int:
+        """Host absolute address of guest absolute ``absolute`` (the VM's slot: the gmap maps A to MSO + A)."""
+        if not 0 <= absolute < self.vm.memory_size:
+            raise ConsoleError(f"guest absolute {absolute:#x} is beyond guest memory ({self.vm.memory_size:#x})")
+        return self.vm.mso + absolute
+
+    def host_state(self, address: int) -> list[tuple[str, str]]:
+        """What the hypervisor sees of a secure vCPU: the SIE state description and the PV register area."""
+        v = self.vm.vcpus[address]
+        sd = v.sd
+        regs = v.page.pv_grregs
+        return [
+            ("PSW (SD, not authoritative)", f"{sd.psw_mask:016x} {sd.psw_addr:016x}"),
+            ("prefix (SD)", f"{sd.prefix:#x}"),
+            ("cr0 cr6 cr14 (SD)", f"{sd.gcr[0]:016x} {sd.gcr[6]:016x} {sd.gcr[14]:016x}"),
+            ("last interception", f"code {sd.icptcode:#04x} ipa {sd.ipa:#06x} ipb {sd.ipb:#010x}"),
+            ("pv_grregs 0-7", " ".join(f"{regs[i]:x}" for i in range(8))),
+            ("pv_grregs 8-15", " ".join(f"{regs[i]:x}" for i in range(8, 16))),
+            ("handles", f"configuration {sd.pv_handle_config:#x} CPU {sd.pv_handle_cpu:#x}"),
+        ]
+
+    def describe(self) -> list[str]:
+        """Lines for ``info``."""
+        vm, pv = self.vm, self.vm.pv
+        lines = [
+            f"secure host {self.host.name}: {self.memory.size >> 20} MiB host memory, hypervisor with "
+            f"{len(self.hv.vms)} VM(s)",
+            f"VM {vm.name}: {vm.memory_size >> 20} MiB of guest memory at host {vm.mso:#x}, {len(vm.vcpus)} vCPU(s)",
+        ]
+        if pv is not None:
+            lines.append(f"secure: yes (configuration {pv.handle:#x}, {pv.imports} imports, {pv.exports} exports)")
+        elif vm.pv_failure is not None:
+            lines.append(f"secure: no (the secure IPL failed: {vm.pv_failure.message})")
+        else:
+            lines.append("secure: not yet (stage3a runs as a normal guest until the secure IPL)")
+        if self.trap is not None:
+            t = self.trap
+            lines.append(f"hypervisor read of the secret page {t.gaddr:#x}: "
+                         f"{'trapped (PGM 0x3d)' if t.trapped else 'not trapped'}, then exported")  # fmt: skip
+        return lines
+
+    # -- hooks the session installs -----------------------------------------------------------------
+
+    @property
+    def insn_filter(self) -> Any:
+        """Offered each secure guest's UVC before the Ultravisor runs it (``Hypervisor.insn_filter``)."""
+        return self.hv.insn_filter
+
+    @insn_filter.setter
+    def insn_filter(self, fn: Any) -> None:
+        self.hv.insn_filter = fn
+
+    def set_breakpoints(self, addrs: set[int]) -> None:
+        """Stop before a vCPU executes one of these (guest virtual) addresses."""
+        for c in self.cpus.values():
+            c.hw.set_breakpoints(addrs)
+
+    def request_halt(self, reason: str = "halted") -> None:
+        """Stop a running ``run`` soon (thread-safe)."""
+        self._halt_reason = reason
+        self.vm.request_halt(reason)
+
+    def feed_console(self, data: bytes) -> None:
+        """Console input for the guest (an SCLP event with a service signal)."""
+        self.vm.feed_console(data)
+
+    def close_input(self) -> None:
+        """No more console input."""
+        self.input_open = False
+
+    @property
+    def instructions(self) -> int:
+        """Instructions the vCPUs executed."""
+        return sum(self.hv.insn_count(v) for v in self.vm.vcpus.values())
+
+    # -- the demo's hypervisor read ------------------------------------------------------------------
+
+    def _attack_due(self) -> bool:
+        return (
+            self.attack and not self._attacked and self.vm.pv is not None
+            and _SECRET_LINE.search(bytes(self.vm.console)) is not None
+        )  # fmt: skip
+
+    def _do_attack(self) -> None:
+        from emulator.hypervisor.boot import read_secret_attempt
+
+        m = _SECRET_LINE.search(bytes(self.vm.console))
+        assert m is not None
+        self._attacked = True
+        self.trap = read_secret_attempt(self.vm, int(m.group(1), 16), b"zuv secret:")
+
+    # -- execution --------------------------------------------------------------------------------------
+
+    def _suppress(self, cpu: VcpuCpu) -> tuple[set[int], int] | None:
+        """Take the breakpoint at the vCPU's PC out for one entry (the debugger resumes over it)."""
+        hw = cpu.hw
+        pc = cpu.pc
+        if pc not in hw.breakpoints:
+            return None
+        saved = set(hw.breakpoints)
+        hw.set_breakpoints(saved - {pc})
+        return saved, pc
+
+    def step(self, count: int = 1, cpu: int = 0) -> CpuExit:
+        """Execute ``count`` instructions of one vCPU (an interception ends the step early)."""
+        c = self.cpus[cpu]
+        if c.state != "operating":
+            raise MachineError(f"CPU {cpu} is {c.state}; it cannot step")
+        self.last_step_note = ""
+        ex = CpuExit("limit")
+        for _ in range(count):
+            saved = self._suppress(c)
+            try:
+                sie, done = self.vm.step(cpu, 1)
+                if sie.reason == "halt" and done == 0 and not sie.icptcode:  # a stop request that came late
+                    sie, done = self.vm.step(cpu, 1)
+            finally:
+                if saved is not None:
+                    c.hw.set_breakpoints(saved[0])
+            ex = self._cpu_exit(c, sie, done)
+            if self._attack_due():
+                self._do_attack()
+            if self.last_step_note or ex.kind != "limit":
+                break
+        return ex
+
+    def _cpu_exit(self, c: VcpuCpu, sie: SieExit, done: int) -> CpuExit:
+        v = c.vcpu
+        data = {"executed": done}
+        if sie.icptcode or sie.host_pgm:
+            what = (f"SIE interception {sie.icptcode:#04x} ({sie.name})" if sie.icptcode
+                    else f"SIE ended with a {sie.name}")  # fmt: skip
+            detail = intercept_detail(v, sie)
+            handled = {
+                0x68: "the hypervisor emulated it; the Ultravisor completes the instruction at the next SIE entry",
+                0x6C: "the hypervisor was notified; nothing to complete",
+                0x70: "the hypervisor imported the prefix pages",
+                0x04: "the hypervisor emulated it",
+            }.get(sie.icptcode, "the hypervisor imported the page; the guest retries" if sie.host_pgm else "")
+            self.last_step_note = f"{what}: {detail}" + (f"; {handled}" if handled else "")
+        if v.detail:
+            return CpuExit("check_stop", reason=v.detail, data=data)
+        if v.disabled_wait is not None:
+            return CpuExit("disabled_wait", code=v.disabled_wait, data=data)
+        if not v.operating:
+            return CpuExit("stopped", data=data)
+        if sie.icptcode == 0x1C:
+            return CpuExit("wait", data=data)
+        return CpuExit("limit", data=data)
+
+    def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
+        """Run the VM until its vCPUs stop, a limit, a debugger stop or ``request_halt``."""
+        if max_insns is not None and max_insns <= 0:
+            raise MachineError(f"the instruction limit must be positive, not {max_insns}")
+        if time_limit is not None and time_limit <= 0:
+            raise MachineError(f"the time limit must be positive, not {time_limit}")
+        from emulator.hw.results import RunResult
+
+        t0 = time.monotonic()
+        deadline = None if time_limit is None else t0 + time_limit
+        self._halt_reason = None
+        self.stopped_at = None
+        self.last_stop = None
+        self.vm.debug_stop = None
+        budget = max_insns
+        for c in self.cpus.values():  # resume over a breakpoint a vCPU is stopped at
+            if c.state == "operating":
+                saved = self._suppress(c)
+                if saved is not None:
+                    try:
+                        self.vm.step(c.vcpu.address, 1)
+                    finally:
+                        c.hw.set_breakpoints(saved[0])
+                    if budget is not None:
+                        budget -= 1
+        while True:
+            if self._halt_reason is not None:
+                res = self.vm._result(self._halt_reason, t0, budget is not None)  # noqa: SLF001 - the VM's record
+                break
+            if budget is not None and budget <= 0:
+                res = self.vm._result("instruction limit reached", t0, True)  # noqa: SLF001
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                res = self.vm._result("time limit reached", t0, budget is not None)  # noqa: SLF001
+                break
+            before = self.instructions
+            res = self.vm.run(max_insns=budget, time_limit=left, deterministic=self.deterministic,
+                              stop_when=self._attack_due if self.attack and not self._attacked else None)  # fmt: skip
+            if budget is not None:
+                budget -= self.instructions - before
+            if res.reason != "stop condition met":
+                break
+            self._do_attack()  # a break secure on the trapped read halts here
+        if self._halt_reason is not None and res.reason != self._halt_reason:
+            res.reason = self._halt_reason
+            res.clean = False
+        stop = self.vm.debug_stop
+        if stop is not None:
+            addr, sie = stop
+            c = self.cpus[addr]
+            if sie.reason == "breakpoint":
+                self.last_stop = (addr, CpuExit("breakpoint", code=c.pc))
+            elif sie.reason == "watch":
+                self.last_stop = (addr, CpuExit("watch", code=sie.data.get("vaddr", 0), data=dict(sie.data)))
+            self.stopped_at = (addr, c.pc)
+        return res
+
+    def close(self) -> None:
+        """Tear the VM down and detach from the Ultravisor."""
+        self._log.close()
+        self.hv.insn_filter = None
+        self.vm.destroy()
