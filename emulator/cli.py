@@ -1,4 +1,5 @@
-"""The ``zuv`` command line: ``run`` a program, and (with no arguments) the console on the bundled guest."""
+"""The ``zuv`` command line: ``run``, ``boot``, ``console`` and the image tools; with no arguments, the secure demo
+(the console on a terminal, a non-interactive boot otherwise)."""
 
 from __future__ import annotations
 
@@ -193,9 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        # the main job: boot the bundled secure demo guest (the interactive monitor takes over on a terminal
-        # once it exists; without one, or with stdin not a terminal, the boot runs non-interactively)
-        args = parser.parse_args(["boot"])
+        # the main job: the bundled secure demo guest - in the console on a terminal, else booted
+        # non-interactively (the guest's console and the hypervisor's trapped read on stdout)
+        if sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty():
+            from emulator.hypervisor.boot import DEMO_IMAGE
+
+            args = parser.parse_args(["console", str(DEMO_IMAGE)])
+        else:
+            args = parser.parse_args(["boot"])
     try:
         return int(args.func(args))
     except EmulatorError as e:
