@@ -55,3 +55,30 @@ def test_console_in_a_terminal_breaks_steps_completes_and_quits():
         _wait_for(name, "EXITED=7")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def test_bare_zuv_on_a_terminal_opens_the_console_on_the_secure_demo():
+    name = f"zuv-{uuid.uuid4().hex[:8]}"
+    cmd = f"cd {ROOT} && {sys.executable} -m emulator.cli; echo EXITED=$?; sleep 30"
+    _tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "50", cmd)
+    try:
+        _wait_for(name, "(zuv)")
+        _wait_for(name, "non-secure")  # stage3a runs as a normal guest until the secure IPL
+        _tmux("send-keys", "-t", name, "break uvc set_sh", "Tab")
+        _wait_for(name, "break uvc set_shared_access")
+        _tmux("send-keys", "-t", name, "Enter")
+        _wait_for(name, "breakpoint 1: uvc    UVC 0x1000 Set Shared Access")
+        _tmux("send-keys", "-t", name, "continue", "Enter")
+        _wait_for(name, "(not executed yet)")
+        screen = _wait_for(name, "secure guest ")  # the status line
+        assert "=> 0x10836 <share+0x36>: uvc %r0, %r12" in screen
+        _tmux("send-keys", "-t", name, "step", "Enter")
+        _wait_for(name, "0x1000 Set Shared Access by guest: cc 0 rc 0x0001")
+        _tmux("send-keys", "-t", name, "regs", "Enter")
+        _wait_for(name, "PSW (SD, not authoritative)")
+        _tmux("send-keys", "-t", name, "dual abs:0x15000 16", "Enter")
+        _wait_for(name, "trap: PGM 0x3D secure-storage access")
+        _tmux("send-keys", "-t", name, "quit", "Enter")
+        _wait_for(name, "EXITED=0")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
