@@ -83,6 +83,37 @@ SD_SIZE: Final = 0x200  # SIE state description (kvm_s390_sie_block)
 SCA_SIZE: Final = 0x4000  # ESCA: 16 KiB (kvm-unit-tests allocates 4 pages)
 _U64: Final = struct.Struct(">Q")
 _HEADER: Final = struct.Struct(">HH")  # UVCB header: len, cmd
+_MASK64: Final = 0xFFFFFFFFFFFFFFFF
+_ASCE_DT_REAL: Final = 0x2C  # ASCE designation type (bits 60-61) and real-space control (bit 58)
+# segment-table entry: invalid (bit 58), table type (bits 60-61), DAT protection (bit 54)
+_STE_NO_STORE: Final = 0x20 | 0x0C | 0x200
+# page-table entry: invalid (bit 53), bit 52 (must be zero), DAT protection (bit 54)
+_PTE_NO_STORE: Final = 0x400 | 0x800 | 0x200
+
+
+def _segment_walk(buf: memoryview, asce: int, vaddr: int) -> tuple[int, int, int, int, int] | None:
+    """``dat.translate(buf, identity, asce, vaddr, write=True, edat1=False)`` for a segment-table ASCE
+    (designation type 0, not real space): ``(real, ste_addr, ste, pte_addr, pte)`` or None where
+    ``dat.translate`` raises (ASCE type, segment index beyond the table length, invalid or wrong-type or
+    protected segment entry, invalid or protected page entry or bit 52 set, a table beyond storage)."""
+    if vaddr >> 31:
+        return None
+    sx = vaddr >> 20
+    if sx >> 9 > asce & 3:
+        return None
+    sa = (asce & ~0xFFF & _MASK64) + sx * 8
+    if sa + 8 > len(buf):
+        return None
+    ste = _U64.unpack_from(buf, sa)[0]
+    if ste & _STE_NO_STORE:
+        return None
+    pa = (ste & ~0x7FF & _MASK64) + ((vaddr >> 12) & 0xFF) * 8
+    if pa + 8 > len(buf):
+        return None
+    pte = _U64.unpack_from(buf, pa)[0]
+    if pte & _PTE_NO_STORE:
+        return None
+    return (pte & ~0xFFF & _MASK64) | (vaddr & 0xFFF), sa, ste, pa, pte
 _RC_RRC: Final = struct.Struct(">HH")  # UVCB header at 4: rc, rrc
 
 
@@ -589,6 +620,9 @@ class Ultravisor:
         walk is kept with those entries' addresses and values and reused while all of them still hold
         those values, re-read from storage on every use: whoever changed the tables (host view, firmware,
         a CPU's own stores), the change is seen at the next use. Failed walks are not kept.
+
+        A segment-table ASCE (what the hypervisor's gmap uses) is walked here with ``dat.translate``'s
+        checks for that shape (a store, no EDAT-1); every other ASCE goes through ``dat.translate``.
         """
         page = (cfg.mso + gaddr) & ~0xFFF  # the walk's result depends on the page of the address only
         buf = self._buf
@@ -599,6 +633,15 @@ class Ultravisor:
                 i += 2
             if i >= n:
                 return hit[0]
+        asce = cfg.asce
+        if not asce & _ASCE_DT_REAL:
+            walk = _segment_walk(buf, asce, page)
+            if walk is None or walk[0] >= self.mem.size:
+                cfg.walks.pop(page, None)
+                return None
+            frame = walk[0] >> PAGE_SHIFT
+            cfg.walks[page] = (frame, *walk[1:])
+            return frame
         read: list[int] = []
 
         def real_to_abs(real: int) -> int:
@@ -606,7 +649,7 @@ class Ultravisor:
             return real
 
         try:
-            real, _ = dat.translate(buf, real_to_abs, cfg.asce, page, True, 0, False)
+            real, _ = dat.translate(buf, real_to_abs, asce, page, True, 0, False)
         except ProgramException:
             cfg.walks.pop(page, None)
             return None

@@ -126,3 +126,56 @@ def test_prefix_secure_is_both_prefix_pages_secure(imported, prefix_pair, remap)
     expect = all(uv.secure_guest_frame(g.handle, prefix + d) is not None for d in (0, 0x1000))
     assert uv.prefix_secure(g.handle, prefix) == expect
     assert uv.prefix_secure(g.handle, MSL) is False and uv.prefix_secure(0xDEAD, 0) is False
+
+
+_FLAGS = st.sampled_from([0, 0x20, 0x04, 0x08, 0x0C, 0x200, 0x400, 0x800, 0x600, 0x1, 0x2, 0x3, 0x100])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_segment_walk_equals_dat_translate(data):
+    from firmware.uv import _segment_walk
+
+    size = 0x40000
+    buf = bytearray(size)
+    # segment table at 0x10000 (2048 entries), page tables somewhere inside (or beyond) the buffer
+    asce = 0x10000 | data.draw(st.integers(0, 3)) | data.draw(st.sampled_from([0, 0x100, 0x40, 0x80, 0x1C0]))
+    vaddr = data.draw(st.one_of(st.integers(0, (1 << 31) - 1), st.integers(0, (1 << 64) - 1)))
+    sx = (vaddr >> 20) & 0x7FF
+    pto = data.draw(st.sampled_from([0x20000, 0x20800, 0x3F800, 0x3FC00, size, 1 << 40]))
+    ste = pto | data.draw(_FLAGS) | data.draw(st.sampled_from([0, 0x40, 0xC0, 0x1]))
+    if 0x10000 + 8 * sx + 8 <= size:
+        struct.pack_into(">Q", buf, 0x10000 + 8 * sx, ste & (1 << 64) - 1)
+    pte = data.draw(st.one_of(st.integers(0, (1 << 64) - 1), st.integers(0, 0x80).map(lambda f: f << 12)))
+    pte = pte | data.draw(_FLAGS)
+    pa = (ste & ~0x7FF) + 8 * ((vaddr >> 12) & 0xFF)  # the page-table origin is 2 KiB aligned
+    if pa + 8 <= size:
+        struct.pack_into(">Q", buf, pa, pte & (1 << 64) - 1)
+    view = memoryview(bytes(buf))
+    try:
+        expect = dat.translate(view, lambda r: r, asce, vaddr, True, 0, False)[0]
+    except ProgramException:
+        expect = None
+    got = _segment_walk(view, asce, vaddr)
+    assert (got[0] if got else None) == expect
+    if got:
+        assert got[1:] == (0x10000 + 8 * sx, struct.unpack_from(">Q", view, got[1])[0], pa,
+                           struct.unpack_from(">Q", view, pa)[0])  # fmt: skip
+
+
+def test_segment_walk_table_length_and_asce_type():
+    from firmware.uv import _segment_walk
+
+    buf = bytearray(0x40000)
+    for sx in range(2048):
+        struct.pack_into(">Q", buf, 0x10000 + 8 * sx, 0x20000)
+    struct.pack_into(">Q", buf, 0x20000 + 8 * 5, 0x7000)
+    view = memoryview(bytes(buf))
+    for length in range(4):
+        for part in range(4):
+            vaddr = (part << 29) | 0x5000
+            walk = _segment_walk(view, 0x10000 | length, vaddr)
+            assert (walk is not None) == (part <= length)
+            if walk:
+                assert walk[0] == 0x7000 == dat.translate(view, lambda r: r, 0x10000 | length, vaddr, True)[0]
+    assert _segment_walk(view, 0x10003, 1 << 31) is None
