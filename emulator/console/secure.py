@@ -403,6 +403,9 @@ class SecureMachine:
         self.last_step_note = ""
         ex = CpuExit("limit")
         for _ in range(count):
+            pv = self.vm.pv
+            completes = (pv is not None and c.vcpu.secure
+                         and pv.engine.pending_completion(pv.cpu_handles.get(cpu, 0)))  # fmt: skip
             saved = self._suppress(c)
             try:
                 sie, done = self.vm.step(cpu, 1)
@@ -412,6 +415,9 @@ class SecureMachine:
                 if saved is not None:
                     c.hw.set_breakpoints(saved[0])
             ex = self._cpu_exit(c, sie, done)
+            if completes and not self.last_step_note:
+                self.last_step_note = ("the SIE entry first completed the intercepted instruction with the "
+                                       "hypervisor's results (the Ultravisor's half of 0x68)")  # fmt: skip
             if self._attack_due():
                 self._do_attack()
             if self.last_step_note or ex.kind != "limit":
