@@ -52,3 +52,21 @@ def test_host_view_check_raises_like_the_access():
         view.check(0x1F00, 0x200, True)
     with pytest.raises(SecureStorageAccess):
         view.read(0x1F00, 0x200)
+
+
+def test_watched_owner_batch_listener_skips_single_changes_outside_and_hears_batches():
+    mem = PhysicalMemory(1 << 20)
+    held: set[int] = set()
+    seen, all_seen = [], []
+    mem.add_owner_batch_listener(lambda frames: seen.append(list(frames)), held)
+    mem.add_owner_batch_listener(lambda frames: all_seen.append(list(frames)))
+    mem.set_owner(3, 2)
+    mem.set_shared(3, True)
+    assert seen == [] and all_seen == [[3], [3]]
+    held.add(3)
+    mem.set_owner(3, 0)
+    assert seen == [[3]]
+    with mem.owner_batch():
+        mem.set_owner(5, 2)
+        mem.set_owner(6, 2)
+    assert seen == [[3], [5, 6]] and all_seen[-1] == [5, 6]

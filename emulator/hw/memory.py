@@ -105,6 +105,7 @@ class PhysicalMemory:
         self._frame_listeners: list[tuple[InvalidateListener, Container[int] | None]] = []
         self._owner_listeners: list[OwnerListener] = []
         self._owner_batch_listeners: list[OwnerBatchListener] = []
+        self._owner_batch_watch: list[tuple[OwnerBatchListener, Container[int] | None]] = []
         #: Told about every host-view access refused with PGM 0x3D (debuggers); empty: no cost at all.
         self.secure_access_listeners: list[SecureAccessListener] = []
         self._batch_depth = 0
@@ -224,9 +225,9 @@ class PhysicalMemory:
         if self._batch_depth:
             self._batch_frames.append(frame)
         elif self._owner_batch_listeners:
-            frames = [frame]
-            for batch_listener in self._owner_batch_listeners:
-                batch_listener(frames)
+            for batch_listener, watched in self._owner_batch_watch:  # one frame: only who watches it
+                if watched is None or frame in watched:
+                    batch_listener([frame])
 
     @contextmanager
     def owner_batch(self) -> Iterator[None]:
@@ -254,14 +255,25 @@ class PhysicalMemory:
         """Forget a listener registered with ``add_owner_listener``."""
         self._owner_listeners.remove(listener)
 
-    def add_owner_batch_listener(self, listener: OwnerBatchListener) -> None:
+    def add_owner_batch_listener(
+        self, listener: OwnerBatchListener, watched: Container[int] | None = None
+    ) -> None:
         """Register ``listener(frames)``, called after owner-tag or shared-flag changes with the changed
-        frames: after each change, or once at the end of an ``owner_batch``."""
+        frames: after each change, or once at the end of an ``owner_batch``.
+
+        ``watched``: the frames the listener acts on, a live container it keeps up to date (a CPU's frames
+        with TLB decisions). A single change outside it skips the listener; a batch always reaches it.
+        """
         self._owner_batch_listeners.append(listener)
+        self._owner_batch_watch.append((listener, watched))
 
     def remove_owner_batch_listener(self, listener: OwnerBatchListener) -> None:
         """Forget a listener registered with ``add_owner_batch_listener``."""
         self._owner_batch_listeners.remove(listener)
+        for i, (known, _) in enumerate(self._owner_batch_watch):
+            if known == listener:
+                del self._owner_batch_watch[i]
+                break
 
     def is_host_accessible(self, frame: int) -> bool:
         """True if a non-secure accessor (host CPU or host Python code) may touch the frame."""
