@@ -553,7 +553,7 @@ class Cpu:
         #: Called as ``pgm_observer(cpu, code, teid)`` before each program interruption is delivered.
         self.pgm_observer: Callable[[Cpu, int, int | None], None] | None = None
         memory.add_invalidate_listener(self._invalidate, self._code_pages)  # one-frame writes elsewhere: no call
-        memory.add_owner_batch_listener(self._owner_changed)
+        memory.add_owner_batch_listener(self._owner_changed, self._tlb_frames)  # else: no call
         self.write_mask(PSW_MASK_64)
         self.reset_initial()
 
