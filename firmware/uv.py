@@ -349,6 +349,9 @@ class _Outcome(NamedTuple):
     rrc: int = 0
 
 
+_EXECUTED: Final = _Outcome(Rc.EXECUTED)
+
+
 # -- the Ultravisor ----------------------------------------------------------------------------------------
 
 
@@ -1189,14 +1192,16 @@ class Ultravisor:
         cfg = self._configs.get(blk.guest_handle)
         if cfg is None:
             return _Outcome(Rc.INV_GHANDLE)
-        frame, bad = self._import_target(cfg, blk.gaddr)
+        gaddr = blk.gaddr
+        frame, bad = self._import_target(cfg, gaddr)
         if bad is not None or frame is None:
             return bad or _Outcome(0x0105)
-        page = blk.gaddr & ~0xFFF
+        page = gaddr & ~0xFFF
         rec = cfg.pages.get(page)
         addr = frame << PAGE_SHIFT
         if rec is not None and rec.mac is not None:
-            plain = cfg.sealer.open(self.mem.read(addr, PAGE_SIZE), page, rec.counter, rec.mac)
+            # checked and decrypted straight from storage (the gmap walk put the frame inside memory)
+            plain = cfg.sealer.open(self._buf[addr : addr + PAGE_SIZE], page, rec.counter, rec.mac)
             if plain is None:
                 log.info("import of guest page %#x of %#x refused: integrity check failed", page, cfg.handle)
                 return _Outcome(0x0107)
@@ -1205,7 +1210,7 @@ class Ultravisor:
         else:
             self.mem.fill(addr, PAGE_SIZE)
         self._take_frame(cfg, frame, page)
-        return _Outcome(Rc.EXECUTED)
+        return _EXECUTED
 
     def _cfs_frame(self, paddr: int) -> tuple[int | None, SecureConfig | None, _Outcome | None]:
         if paddr >= self.mem.size:
@@ -1233,7 +1238,7 @@ class Ultravisor:
         if cfg.state == "destroyed":
             return _Outcome(0x0106)
         gaddr = cfg.frames[frame]
-        rec = cfg.record(gaddr)
+        rec = cfg.pages.get(gaddr) or cfg.record(gaddr)
         if rec.reserved is not None:
             counter, rec.reserved = rec.reserved, None
         else:
@@ -1242,11 +1247,12 @@ class Ultravisor:
         if counter >= COUNTER_LIMIT:
             raise HwError("export counter exhausted")
         addr = frame << PAGE_SHIFT
-        ct, mac = cfg.sealer.seal(self.mem.read(addr, PAGE_SIZE), gaddr, counter)
+        # sealed straight from storage (the frame is inside memory: _cfs_frame checked the address)
+        ct, mac = cfg.sealer.seal(self._buf[addr : addr + PAGE_SIZE], gaddr, counter)
         self.mem.write(addr, ct)
         rec.counter, rec.mac = counter, mac
         self._drop_frame(cfg, frame)
-        return _Outcome(Rc.EXECUTED)
+        return _EXECUTED
 
     def _cmd_destr_sec_stor(self, caller: UvCaller, blk: B.UvCbCfs, cb: ControlBlock, g: Any) -> _Outcome:
         """Destroy Secure Storage (0x0202): clear the page and make it host storage, no exported copy.
@@ -1263,7 +1269,7 @@ class Ultravisor:
         rec = self._drop_frame(cfg, frame)
         if rec is not None:
             cfg.pages.pop(rec.gaddr, None)
-        return _Outcome(Rc.EXECUTED)
+        return _EXECUTED
 
     def _cmd_pin_page_shared(self, caller: UvCaller, blk: B.UvCbCfs, cb: ControlBlock, g: Any) -> _Outcome:
         """Pin Page Shared (0x0341): keep a shared page shared until the host unpins it.
@@ -1431,16 +1437,18 @@ class Ultravisor:
             return _Outcome(Rc.INV_GHANDLE)
         if cfg.state != "params":
             return _Outcome(Rc.INV_STATE)
-        frame, bad = self._import_target(cfg, blk.gaddr)
+        gaddr = blk.gaddr
+        frame, bad = self._import_target(cfg, gaddr)
         if bad is not None or frame is None:
             return bad or _Outcome(0x0105)
         from firmware import uv_image
 
-        uv_image.unpack_page(self, cfg, frame, blk.gaddr & ~0xFFF, blk.tweak[0], blk.tweak[1])
-        self._take_frame(cfg, frame, blk.gaddr)
-        rec = cfg.pages[blk.gaddr & ~0xFFF]
-        rec.mac = None
-        return _Outcome(Rc.EXECUTED)
+        page = gaddr & ~0xFFF
+        tweak = blk.tweak
+        uv_image.unpack_page(self, cfg, frame, page, tweak[0], tweak[1])
+        self._take_frame(cfg, frame, page)
+        cfg.pages[page].mac = None
+        return _EXECUTED
 
     def _cmd_verify_img(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:
         """Verify (0x0302): compare the unpack measurements with the header (4.13).
