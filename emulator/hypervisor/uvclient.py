@@ -19,6 +19,7 @@ UV's checks are the same (``Ultravisor.call`` reads the block from host memory a
 from __future__ import annotations
 
 import ctypes
+import operator
 import struct
 from collections import deque
 from collections.abc import Sequence
@@ -40,6 +41,8 @@ DEFAULT_RETRIES: Final = 64
 LOG_LENGTH: Final = 4096
 
 _RC_RRC: Final = struct.Struct(">HH")
+_BUSY: Final = int(Cc.BUSY)
+_PARTIAL: Final = int(Cc.PARTIAL)
 _HEADER: Final = struct.Struct(">HH")
 #: struct format of an unsigned integer field by size (``uv_blocks`` declares only u8/u16/u32/u64)
 _INT_FORMATS: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -153,11 +156,11 @@ class _Template:
                 size = ctypes.sizeof(elem)
                 self.fields[name] = (off, struct.Struct(">" + fmt), count, (1 << 8 * size) - 1)
         #: field names in call order -> (one struct for the whole block, (call position, mask) of each
-        #: field in offset order), or None when the names include an array or an unknown field (then
-        #: ``pack`` goes field by field)
-        self._plans: dict[tuple[str, ...], tuple[struct.Struct, tuple[tuple[int, int], ...]] | None] = {}
+        #: field in offset order, how to fetch the values in offset order), or None when the names include
+        #: an array or an unknown field (then ``pack`` goes field by field)
+        self._plans: dict[tuple[str, ...], tuple[struct.Struct, tuple[tuple[int, int], ...], Any] | None] = {}
 
-    def _plan(self, names: tuple[str, ...]) -> tuple[struct.Struct, tuple[tuple[int, int], ...]] | None:
+    def _plan(self, names: tuple[str, ...]) -> tuple[struct.Struct, tuple[tuple[int, int], ...], Any] | None:
         spec = [(self.fields[n], i) for i, n in enumerate(names) if n in self.fields]
         if len(spec) != len(names) or any(f[2] for f, _ in spec):
             return None
@@ -172,7 +175,13 @@ class _Template:
         if pos > self.size:
             return None
         fmt.append(f"{self.size - pos}x" if self.size > pos else "")
-        return struct.Struct("".join(fmt)), tuple(order)
+        in_offset_order = [names[i] for i, _ in order]
+        get: Any = None
+        if len(in_offset_order) == 1:
+            get = in_offset_order[0]
+        elif in_offset_order:
+            get = operator.itemgetter(*in_offset_order)
+        return struct.Struct("".join(fmt)), tuple(order), get
 
     def pack(self, length: int, code: int, fields: dict[str, Any]) -> bytes | bytearray | None:
         """The block's bytes, or None when a field needs the ``ctypes`` record (``UvClient.build``)."""
@@ -182,7 +191,15 @@ class _Template:
         except KeyError:
             plan = self._plans[names] = self._plan(names)
         if plan is not None:
-            st, order = plan
+            st, order, get = plan
+            try:  # values in range need no mask
+                if get is None:
+                    return st.pack(length, code)
+                if type(get) is str:
+                    return st.pack(length, code, fields[get])
+                return st.pack(length, code, *get(fields))
+            except struct.error:
+                pass  # out of range (masked below) or not an integer
             values = tuple(fields.values())
             try:
                 return st.pack(length & 0xFFFF, code & 0xFFFF, *[values[i] & m for i, m in order])
@@ -400,7 +417,19 @@ class UvClient:
         raw = t.pack(c.length if length is None else length, c.code, fields)
         if raw is None:  # a field the template cannot pack: the ctypes record decides (and names errors)
             return self.issue(self.build(c.code, length=length, **fields), cmd=c, retry=retry)
-        return self._issue(raw, t.layout, c, retry, None)
+        # ``_issue`` for the client's own UVCB page, inline (the path of every per-page UVC)
+        view, addr = self.view, self.uvcb_addr
+        view.write(addr, raw)
+        cc = self.uv.call(self.caller, self._cb)
+        tries = 0
+        while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
+            tries += 1
+            cc = self.uv.call(self.caller, self._cb)
+        out = view.read(addr, len(raw))
+        rc, rrc = _RC_RRC.unpack_from(out, 4)
+        res = UvResult(c, cc, rc, rrc, None, tries, raw=out, layout=t.layout)
+        self.log.append(res)
+        return res
 
     def check(self, cmd: int | str, **fields: Any) -> UvResult:
         """As ``call``, but raise ``UvCallError`` (message from the UV's table) unless it succeeded."""
