@@ -199,7 +199,9 @@ class SecureHostPageMap:
                 return f"VM {vm.name}, configuration {vm.pv.handle:#x}"
         return f"configuration tag {tag}"
 
-    def _info(self, frame: int, donations: dict[int, str] | None, exported: dict[int, tuple[int, int, str]]) -> PageInfo:
+    def _info(
+        self, frame: int, donations: dict[int, str] | None, exported: dict[int, tuple[int, int, str]]
+    ) -> PageInfo:
         mem = self._mem
         owner = mem.owner[frame]
         shared = bool(mem.shared[frame])

@@ -29,7 +29,7 @@ from emulator.errors import EmulatorError, MachineError
 from emulator.hw.cpu import CpuExit
 
 if TYPE_CHECKING:
-    from emulator.hw.cpu import Cpu, Insn
+    from emulator.hw.cpu import Cpu
     from emulator.hw.results import RunResult
     from emulator.hypervisor.boot import SecureHost, TrapReport
     from emulator.hypervisor.kvm import Vcpu
@@ -454,7 +454,6 @@ class SecureMachine:
             raise MachineError(f"the instruction limit must be positive, not {max_insns}")
         if time_limit is not None and time_limit <= 0:
             raise MachineError(f"the time limit must be positive, not {time_limit}")
-        from emulator.hw.results import RunResult
 
         t0 = time.monotonic()
         deadline = None if time_limit is None else t0 + time_limit
