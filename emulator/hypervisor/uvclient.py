@@ -156,27 +156,40 @@ class _Template:
                 size = ctypes.sizeof(elem)
                 self.fields[name] = (off, struct.Struct(">" + fmt), count, (1 << 8 * size) - 1)
         #: field names in call order -> (one struct for the whole block, (call position, mask) of each
-        #: field in offset order, how to fetch the values in offset order), or None when the names include
-        #: an array or an unknown field (then ``pack`` goes field by field)
-        self._plans: dict[tuple[str, ...], tuple[struct.Struct, tuple[tuple[int, int], ...], Any] | None] = {}
+        #: field in offset order or None with an array field (no masked packing), how to fetch the values in
+        #: offset order), or None for an unknown field (then ``pack`` goes field by field)
+        self._plans: dict[tuple[str, ...], tuple[struct.Struct, Any, Any] | None] = {}
 
-    def _plan(self, names: tuple[str, ...]) -> tuple[struct.Struct, tuple[tuple[int, int], ...], Any] | None:
+    def _plan(self, names: tuple[str, ...]) -> tuple[struct.Struct, Any, Any] | None:
         spec = [(self.fields[n], i) for i, n in enumerate(names) if n in self.fields]
-        if len(spec) != len(names) or any(f[2] for f, _ in spec):
+        if len(spec) != len(names):
             return None
-        fmt, pos, order = [">HH"], 4, []
-        for (off, st, _count, mask), i in sorted(spec, key=lambda x: x[0][0]):
+        fmt, pos, order, arrays = [">HH"], 4, [], []
+        for (off, st, count, mask), i in sorted(spec, key=lambda x: x[0][0]):
             if off < pos:
                 return None  # overlaps the header or another named field
             fmt.append(f"{off - pos}x" if off > pos else "")
-            fmt.append(st.format[1:])
-            pos = off + st.size
+            fmt.append(f"{count}{st.format[1:]}" if count else st.format[1:])
+            pos = off + st.size * (count or 1)
             order.append((i, mask))
+            arrays.append((names[i], count))
         if pos > self.size:
             return None
         fmt.append(f"{self.size - pos}x" if self.size > pos else "")
-        in_offset_order = [names[i] for i, _ in order]
         get: Any = None
+        if any(count for _, count in arrays):  # values flattened; an array must have all its elements
+
+            def get(fields: dict[str, Any], arrays: tuple[tuple[str, int], ...] = tuple(arrays)) -> list[Any]:
+                out: list[Any] = []
+                for name, count in arrays:
+                    if count:
+                        out.extend(fields[name])
+                    else:
+                        out.append(fields[name])
+                return out
+
+            return struct.Struct("".join(fmt)), None, get
+        in_offset_order = [name for name, _ in arrays]
         if len(in_offset_order) == 1:
             get = in_offset_order[0]
         elif in_offset_order:
@@ -198,13 +211,14 @@ class _Template:
                 if type(get) is str:
                     return st.pack(length, code, fields[get])
                 return st.pack(length, code, *get(fields))
-            except struct.error:
-                pass  # out of range (masked below) or not an integer
-            values = tuple(fields.values())
-            try:
-                return st.pack(length & 0xFFFF, code & 0xFFFF, *[values[i] & m for i, m in order])
-            except TypeError:
-                pass  # a value that is not an integer: field by field (which refuses it)
+            except (struct.error, TypeError):
+                pass  # out of range (masked below), not an integer, an array of another length
+            if order is not None:
+                values = tuple(fields.values())
+                try:
+                    return st.pack(length & 0xFFFF, code & 0xFFFF, *[values[i] & m for i, m in order])
+                except TypeError:
+                    pass  # a value that is not an integer: field by field (which refuses it)
         buf = bytearray(self.size)
         _HEADER.pack_into(buf, 0, length & 0xFFFF, code & 0xFFFF)
         spec = self.fields
