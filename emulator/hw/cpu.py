@@ -39,6 +39,7 @@ from unicorn.unicorn_const import (
     UC_ARCH_S390X,
     UC_CTL_IO_WRITE,
     UC_CTL_TLB_FLUSH,
+    UC_ERR_EXCEPTION,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
@@ -1323,7 +1324,11 @@ class Cpu:
             if self._refused_code:
                 self._prune_exits()
             if self._fault is not None and not self._real_fault():
-                self._fault = None  # a lookup unicorn made after the run, not the guest's access
+                # a lookup unicorn made after the run (its exit invalidation), not the guest's access;
+                # unicorn then also reports UC_ERR_EXCEPTION for a run that ended normally
+                self._fault = None
+                if err is not None and err.errno == UC_ERR_EXCEPTION:
+                    err = None
             if self._fault is not None:
                 f = self._fault
                 self._fault = None
