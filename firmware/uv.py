@@ -728,17 +728,18 @@ class Ultravisor:
         cfg = self._configs.get(config_handle)
         if cfg is None:
             raise HwError(f"no secure configuration {config_handle:#x}")
-        teid = (guest_abs_addr & ~0xFFF) | 0x4 | (0x400 if write else 0x800)
         if guest_abs_addr >= cfg.msl:
             raise ProgramException(dat.PGM_ADDRESSING, why=f"guest address {guest_abs_addr:#x} beyond storage")
         frame = self._gmap(cfg, guest_abs_addr)
+        if frame is not None:
+            tag = self.mem.owner[frame]
+            if tag == cfg.tag and cfg.frames.get(frame) == guest_abs_addr & ~0xFFF:
+                return frame
+        teid = (guest_abs_addr & ~0xFFF) | 0x4 | (0x400 if write else 0x800)
         if frame is None:
             raise ProgramException(
                 PGM_NON_SECURE_STORAGE_ACCESS, teid, why=f"guest page {guest_abs_addr:#x} is not mapped"
             )
-        tag = self.mem.owner[frame]
-        if tag == cfg.tag and cfg.frames.get(frame) == guest_abs_addr & ~0xFFF:
-            return frame
         if tag == OWNER_HOST:
             raise ProgramException(
                 PGM_NON_SECURE_STORAGE_ACCESS, teid, why=f"guest page {guest_abs_addr:#x} is not secure"
