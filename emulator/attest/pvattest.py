@@ -27,7 +27,7 @@ from cryptography import x509
 
 from emulator.attest.evidence import AttestationMismatch, check_attestation
 from emulator.image import pki
-from emulator.image.pvimg import ImageError, parse_image
+from emulator.image.pvimg import ImageError, host_keys_from_hkds, parse_image
 from firmware import attestation as A
 from firmware.crypto import CryptoError, DeterministicRng, EllipticCurvePublicKey, Rng, Secret, SystemRng
 from firmware.machine_identity import MachineIdentity, MachineIdentityError
@@ -109,26 +109,7 @@ def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> Non
 
 def host_keys_from_documents(a: argparse.Namespace, prog: str) -> list[EllipticCurvePublicKey]:
     """The public host keys of ``--host-key-document``s, verified against the PKI unless ``--no-verify``."""
-    docs = [(p, pki.load_certificate(read_file(p, "host-key document"), f"host-key document {p}")) for p in a.hkds]
-    if a.no_verify:
-        _err(prog, "WARNING: host-key document verification is disabled. Your workload is not secured.")
-        return [pki.describe_unverified(d).public_key for _, d in docs]
-    if not a.cert:
-        raise pki.PkiError(
-            "give the IBM Z signing-key and intermediate CA certificates with --cert, or disable the "
-            "verification with --no-verify (at your own risk)"
-        )
-    certs = [c for path in a.cert for c in pki.load_certificates(read_file(path, "certificate"), str(path))]
-    crls = [pki.load_crl(read_file(path, "CRL"), str(path)) for path in a.crl]
-    root_path = Path(a.root_ca) if a.root_ca else _bundled_pki() / "root-ca.crt"
-    roots = pki.load_certificates(read_file(root_path, "root CA"), str(root_path))
-    keys = []
-    for path, doc in docs:
-        try:
-            keys.append(pki.verify_host_key_document(doc, certs=certs, roots=roots, crls=crls, now=a.time).public_key)
-        except pki.PkiError as exc:
-            raise pki.PkiError(f"{path}: {exc}") from None
-    return keys
+    return host_keys_from_hkds(a, prog, read=read_file)
 
 
 def image_tags(path: str) -> A.BootHdrTags:

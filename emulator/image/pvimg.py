@@ -21,7 +21,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from firmware.crypto import (
     CryptoError,
@@ -604,10 +604,15 @@ def _pcf_scf(a) -> tuple[int, int]:
     return pcf, scf
 
 
-def _host_keys_from_hkds(a) -> list[EllipticCurvePublicKey]:
-    docs = [(path, pki.load_certificate(_read(path, "host-key document"), f"host-key document {path}")) for path in a.hkds]
+def host_keys_from_hkds(
+    a, prog: str = "pvimg", read: Callable[[str | Path, str], bytes] | None = None
+) -> list[EllipticCurvePublicKey]:
+    """The public host keys of ``a.hkds``, verified against the PKI (``--cert``, ``--crl``, ``--root-ca``,
+    ``--time``) unless ``a.no_verify``; ``read`` raises the calling tool's own error for unreadable files."""
+    read = read or _read
+    docs = [(path, pki.load_certificate(read(path, "host-key document"), f"host-key document {path}")) for path in a.hkds]
     if a.no_verify:
-        print("pvimg: WARNING: host-key document verification is disabled. Your workload is not secured.",
+        print(f"{prog}: WARNING: host-key document verification is disabled. Your workload is not secured.",
               file=sys.stderr)
         return [pki.describe_unverified(d).public_key for _, d in docs]
     if not a.cert:
@@ -615,10 +620,10 @@ def _host_keys_from_hkds(a) -> list[EllipticCurvePublicKey]:
             "give the IBM Z signing-key and intermediate CA certificates with --cert, or disable the "
             "verification with --no-verify (at your own risk)"
         )
-    certs = [c for path in a.cert for c in pki.load_certificates(_read(path, "certificate"), str(path))]
-    crls = [pki.load_crl(_read(path, "CRL"), str(path)) for path in a.crl]
+    certs = [c for path in a.cert for c in pki.load_certificates(read(path, "certificate"), str(path))]
+    crls = [pki.load_crl(read(path, "CRL"), str(path)) for path in a.crl]
     root_path = Path(a.root_ca) if a.root_ca else _bundled_pki_dir() / "root-ca.crt"
-    roots = pki.load_certificates(_read(root_path, "root CA"), str(root_path))
+    roots = pki.load_certificates(read(root_path, "root CA"), str(root_path))
     keys = []
     for path, doc in docs:
         try:
@@ -639,7 +644,7 @@ def _create(a) -> int:
         if len(raw) != 32:
             raise ImageError(f"the communication key must be 32 bytes, {a.cck} has {len(raw)}")
         cck = Secret(raw, "CCK")
-    keys = _host_keys_from_hkds(a)
+    keys = host_keys_from_hkds(a)
     img = build_image(
         kernel=_read(a.image, "kernel"),
         ramdisk=_read(a.ramdisk, "ramdisk") if a.ramdisk else None,
