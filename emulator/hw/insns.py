@@ -23,7 +23,6 @@ from emulator.hw.cpu import (
     PSW_MASK_KEY,
     Cpu,
     CpuExit,
-    GuestIntercept,
     Insn,
     psw_invalid,
 )
@@ -225,7 +224,7 @@ def _ipte(cpu: Cpu, insn: Insn) -> None:
 
 @_handler(0xB98E, "IDTE")
 def _idte(cpu: Cpu, insn: Insn) -> None:
-    r3, r1, r2 = insn.raw[2] >> 4, insn.raw[3] >> 4, insn.raw[3] & 0xF
+    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
     g2 = cpu.gpr(r2)
     if not g2 & 0x800:  # invalidation-and-clearing: mark the designated entries invalid
         g1 = cpu.gpr(r1)
@@ -238,7 +237,6 @@ def _idte(cpu: Cpu, insn: Insn) -> None:
             real = origin + 8 * ((index + k) & 0x7FF)
             e = _U64.unpack(cpu.read_real(real, 8))[0]
             cpu.write_real(real, _U64.pack(e | 0x20))
-    del r3
     _flush_group(cpu)
     insn.finish()
 
@@ -395,11 +393,7 @@ def _stpt(cpu: Cpu, insn: Insn) -> None:
 
 def _key_frame(cpu: Cpu, real: int) -> int:
     absolute = cpu.real_to_abs(cpu.wrap(real) & ~0xFFF)
-    try:
-        host = cpu._abs_to_host(absolute, False, False)  # noqa: SLF001 - same-layer helper
-    except GuestIntercept:
-        raise
-    return host >> PAGE_SHIFT
+    return cpu._abs_to_host(absolute, False, False) >> PAGE_SHIFT  # noqa: SLF001 - same-layer helper
 
 
 @_handler(0xB22B, "SSKE")
@@ -468,8 +462,7 @@ def _tprot(cpu: Cpu, insn: Insn) -> None:
     b2, d2 = raw[4] >> 4, (raw[4] & 0xF) << 8 | raw[5]
     addr = cpu.wrap(d1 + (cpu.gpr(b1) if b1 else 0))
     key = ((d2 + (cpu.gpr(b2) if b2 else 0)) >> 4) & 0xF
-    mask, pc = cpu.psw
-    saved = mask
+    saved = mask = cpu.psw[0]
     try:
         cpu.write_mask((mask & ~PSW_MASK_KEY) | key << 52)
         try:
@@ -493,7 +486,6 @@ def _tprot(cpu: Cpu, insn: Insn) -> None:
     finally:
         cc = (cpu.psw[0] >> 44) & 3
         cpu.write_mask((saved & ~(3 << 44)) | cc << 44)
-        del pc
 
 
 

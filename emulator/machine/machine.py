@@ -154,6 +154,8 @@ class Machine:
         self._lock = threading.Lock()
         self._running_cpu: Cpu | None = None
         self.ipl_parameters: bytes | None = None
+        #: disabled-wait codes by CPU address (how each CPU that stopped that way ended)
+        self._disabled_wait: dict[int, int] = {}
         #: True while console input may still arrive (a waiting program then waits instead of ending).
         self.input_open = False
         self._input_event = threading.Event()
@@ -332,7 +334,6 @@ class Machine:
         elif kind == "disabled_wait":
             cpu.state = STOPPED
             cpu.check_stop_reason = f"disabled wait {ex.code:#x}"
-            self._disabled_wait = getattr(self, "_disabled_wait", {})
             self._disabled_wait[cpu.address] = ex.code
         elif kind == "check_stop":
             cpu.state = CHECK_STOP
@@ -352,7 +353,7 @@ class Machine:
 
     def _result(self, reason: str, t0: float, counted: bool) -> RunResult:
         cpus = []
-        dw: dict[int, int] = getattr(self, "_disabled_wait", {})
+        dw = self._disabled_wait
         clean = True
         detail = ""
         for addr, c in sorted(self.cpus.items()):
