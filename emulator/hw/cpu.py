@@ -1403,12 +1403,8 @@ class Cpu:
         pc = self.pc
         uc = self.uc
         ctx = uc.context_save()
-        host_page = self.translate(f.vpage, write=f.write, mark=False) if not f.write else None
-        if host_page is None:
-            mask = self.psw[0]
-            # the page address for a store: translate as a read (the store check is what we defer)
-            host_page = self.translate(f.vpage, mark=False)
-            del mask
+        # the page as a read (for a store, the store check is exactly what the watched step decides)
+        host_page = self.translate(f.vpage, mark=False)
         snapshot = bytes(self._buf[host_page : host_page + 0x1000])
         touched: list[int] = []
 
