@@ -108,12 +108,33 @@ def _write_guest(root: Path, name: str, toml: str, files: dict[str, str]) -> Non
         ('[[image]]\nname = "a b"\nsources = ["a.S"]\n', "bad image name"),
         ("[[image]\n", "guest.toml"),
         ('name = "a"\n', "needs at least one [[image]]"),
+        ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime_extra = "shared.c"\n', "'runtime_extra' must be list"),
+        ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime_extra = ["irq.c"]\n', "unknown runtime unit"),
+        ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime_extra = ["shared.c", "shared.c"]\n', "distinct"),
+        ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime = false\nruntime_extra = ["shared.c"]\n', "needs runtime"),
     ],
 )
 def test_malformed_guest_toml_is_refused_with_a_clear_message(tmp_path, toml, message):
     _write_guest(tmp_path, "g", toml, {"a.S": ""})
     with pytest.raises(build_guests.GuestError, match=message.replace("[", r"\[").replace("]", r"\]")):
         build_guests.load_images(tmp_path)
+
+
+def test_runtime_extra_units_are_linked_only_into_the_images_that_name_them():
+    from elftools.elf.elffile import ELFFile
+
+    def symbols(name: str) -> set[str]:
+        with (IMAGES / f"{name}.elf").open("rb") as f:
+            return {sym.name for sym in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
+
+    images = {img.name: img for img in build_guests.load_images()}
+    wanted = {"share", "zvq_notify", "zvq_init", "zvq_submit"}
+    for name in ("secure_demo", "attest_demo"):
+        assert images[name].runtime_extra == (build_guests.RUNTIME / "shared.c",)
+        assert wanted <= symbols(name), name
+    for name in ("hello", "bench_alu", "echo"):
+        assert images[name].runtime_extra == ()
+        assert not wanted & symbols(name), name
 
 
 def test_duplicate_image_names_are_refused(tmp_path):

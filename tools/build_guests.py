@@ -23,6 +23,9 @@ MANIFEST = "MANIFEST.json"
 CC = "s390x-linux-gnu-gcc"
 OBJCOPY = "s390x-linux-gnu-objcopy"
 RUNTIME_SOURCES = ("crt0.S", "irq.c", "sclp.c", "printf.c", "string.c")
+# Runtime units an image links only when its guest.toml names them in runtime_extra (secure-guest helpers that
+# the other guests must not carry: linking them everywhere would change every image).
+RUNTIME_EXTRA = ("shared.c",)
 DEFAULT_LDSCRIPT = RUNTIME / "guest.ld"
 
 # One set of flags for every guest, so that images are reproducible: no debug info, no build id, no
@@ -66,6 +69,7 @@ class Image:
     directory: Path  # relative to the repository
     sources: tuple[Path, ...]
     runtime: bool
+    runtime_extra: tuple[Path, ...]  # guests/runtime units linked ahead of the image's own objects
     ldscript: Path
     cflags: tuple[str, ...]
     smp: int
@@ -82,7 +86,7 @@ class Image:
         return EXPECTED / f"{self.name}.txt"
 
 
-_KEYS = {"name", "sources", "runtime", "ldscript", "cflags", "smp", "append", "qemu", "flat"}
+_KEYS = {"name", "sources", "runtime", "runtime_extra", "ldscript", "cflags", "smp", "append", "qemu", "flat"}
 
 
 def _image_from_table(table: dict, directory: Path, where: str, root: Path) -> Image:
@@ -113,12 +117,21 @@ def _image_from_table(table: dict, directory: Path, where: str, root: Path) -> I
     if not 1 <= smp <= 248:
         raise GuestError(f"{where}: 'smp' out of range: {smp}")
     runtime = want("runtime", bool, True)
+    extra = want("runtime_extra", list, [])
+    if not all(isinstance(u, str) for u in extra) or len(set(extra)) != len(extra):
+        raise GuestError(f"{where}: 'runtime_extra' must be a list of distinct file names")
+    unknown_units = [u for u in extra if u not in RUNTIME_EXTRA]
+    if unknown_units:
+        raise GuestError(f"{where}: unknown runtime unit(s) {unknown_units} (there are {list(RUNTIME_EXTRA)})")
+    if extra and not runtime:
+        raise GuestError(f"{where}: 'runtime_extra' needs runtime = true")
     append = want("append", str, "")
     qemu = want("qemu", bool, True)
     flat = want("flat", bool, False)
     ldscript = directory / want("ldscript", str) if "ldscript" in table else DEFAULT_LDSCRIPT
     srcs = tuple(directory / s for s in sources)
-    for path in (*srcs, ldscript):
+    units = tuple(RUNTIME / u for u in extra)
+    for path in (*srcs, *units, ldscript):
         if not str(path).endswith((".c", ".S", ".s", ".ld")):
             raise GuestError(f"{where}: unsupported source type {path}")
         if not (root / path).is_file():
@@ -128,6 +141,7 @@ def _image_from_table(table: dict, directory: Path, where: str, root: Path) -> I
         directory=directory,
         sources=srcs,
         runtime=runtime,
+        runtime_extra=units,
         ldscript=ldscript,
         cflags=tuple(cflags),
         smp=smp,
@@ -186,10 +200,16 @@ def _compile(src: Path, obj: Path, extra: tuple[str, ...] = (), root: Path = REP
 
 
 def build_image(
-    img: Image, out_dir: Path, work: Path, runtime_objs: list[Path], root: Path = REPO
+    img: Image,
+    out_dir: Path,
+    work: Path,
+    runtime_objs: list[Path],
+    root: Path = REPO,
+    extra_objs: dict[Path, Path] | None = None,
 ) -> dict[str, str]:
-    """Compile and link one image into out_dir; returns {output file name: sha256}."""
-    objs = []
+    """Compile and link one image into out_dir; returns {output file name: sha256}. extra_objs maps each of
+    img.runtime_extra to its compiled object."""
+    objs = [(extra_objs or {})[unit] for unit in img.runtime_extra]
     obj_dir = work / img.name
     obj_dir.mkdir(parents=True, exist_ok=True)
     for i, src in enumerate(img.sources):
@@ -222,15 +242,18 @@ def build_all(out_dir: Path, only: set[str] | None = None, root: Path = REPO) ->
     with tempfile.TemporaryDirectory(prefix="zuv-guests-") as tmp:
         work = Path(tmp)
         runtime_objs = []
-        if any(img.runtime for img in images if not only or img.name in only):
+        chosen = [img for img in images if not only or img.name in only]
+        if any(img.runtime for img in chosen):
             for src in RUNTIME_SOURCES:
                 obj = work / f"rt_{Path(src).stem}.o"
                 _compile(RUNTIME / src, obj, (), root)
                 runtime_objs.append(obj)
-        for img in images:
-            if only and img.name not in only:
-                continue
-            files = build_image(img, out_dir, work, runtime_objs, root)
+        extra_objs: dict[Path, Path] = {}
+        for unit in sorted({u for img in chosen for u in img.runtime_extra}):
+            extra_objs[unit] = work / f"rt_{unit.stem}.o"
+            _compile(unit, extra_objs[unit], (), root)
+        for img in chosen:
+            files = build_image(img, out_dir, work, runtime_objs, root, extra_objs)
             manifest["images"][img.name] = {
                 "files": files,
                 "smp": img.smp,

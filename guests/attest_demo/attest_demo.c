@@ -13,48 +13,20 @@
  * Console lines the demo runner (emulator/attest/demo.py) reads: "disk unlocked: ..." on success,
  * "attestation refused: ..." when the verifier said no. Exit: 0 unlocked, 3 refused, 1 other failure.
  */
-#include "runtime.h"
+#include "shared.h"
 #include "blob.h"
 
-#define UVC_QUERY               0x0001
-#define UVC_SET_SHARED_ACCESS   0x1000
 #define UVC_ATTEST              0x1020
 #define UVC_ADD_SECRET          0x1031
 #define UVC_LIST_SECRETS        0x1033
 #define UVC_LOCK_SECRETS        0x1034
 #define UVC_RETR_SECRET         0x1035
 #define UVC_ATTEST_EVIDENCE     0x1f20      /* zuv: measurement and signed evidence */
-#define ZVQ_MAGIC               0x5a565131u
-#define ZVQ_NUM                 8
-#define DESC_NEXT               1
-#define DESC_WRITE              2
 #define DEV_MAILBOX             3
-#define KVM_S390_VIRTIO_CCW_NOTIFY 3
 #define MSG_MAGIC               0x5a415454u /* "ZATT" */
 #define MSG_CHALLENGE           1
 #define MSG_EVIDENCE            2
 #define AGENT_ID                "zuv attest_demo agent v1"
-
-struct uv_cb_header {
-    uint16_t len;
-    uint16_t cmd;
-    uint16_t rc;
-    uint16_t rrc;
-} __attribute__((packed));
-
-struct uv_cb_share {
-    struct uv_cb_header h;  /* 0x00 */
-    uint64_t reserved08[3]; /* 0x08 */
-    uint64_t paddr;         /* 0x20 */
-    uint64_t reserved28;    /* 0x28 */
-} __attribute__((packed, aligned(8)));
-
-struct uv_cb_qui {
-    struct uv_cb_header h;  /* 0x00 */
-    uint64_t reserved08;    /* 0x08 */
-    uint64_t inst_calls[4]; /* 0x10 */
-    uint8_t rest[0x120 - 0x30];
-} __attribute__((packed, aligned(8)));
 
 struct uv_cb_attest {
     struct uv_cb_header h;      /* 0x000 */
@@ -132,29 +104,6 @@ struct xchg_hdr {
 
 _Static_assert(sizeof(struct xchg_hdr) == 0x40, "exchange header");
 
-struct zvq_desc {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags;
-    uint16_t next;
-} __attribute__((packed));
-
-struct zvq_used {
-    uint32_t id;
-    uint32_t len;
-} __attribute__((packed));
-
-struct zvq {
-    uint32_t magic;
-    uint16_t num;
-    volatile uint16_t avail_idx;
-    volatile uint16_t used_idx;
-    uint16_t reserved[3];
-    struct zvq_desc desc[32];
-    uint16_t avail[32];
-    struct zvq_used used[32];
-} __attribute__((packed));
-
 /* Shared with the host: the mailbox queue, the outgoing and the reply buffer. */
 static union { struct zvq q; uint8_t page[4096]; } mbox_q ALIGNED(4096);
 static uint8_t mbox_out[16384] ALIGNED(4096);
@@ -169,45 +118,9 @@ static uint8_t secret_list[4096] ALIGNED(4096);
 static uint8_t disk_key[32] ALIGNED(8);
 static uint8_t plain[sizeof(BLOB_CT) + 1];
 
-static int uvc(void *cb)
-{
-    int cc;
-
-    asm volatile(".insn rre,0xb9a40000,0,%[cb]\n\t"
-                 "ipm %[cc]\n\t"
-                 "srl %[cc],28"
-                 : [cc] "=d"(cc)
-                 : [cb] "a"(cb)
-                 : "cc", "memory");
-    return cc;
-}
-
-static void share(const void *page)
-{
-    struct uv_cb_share cb;
-
-    memset(&cb, 0, sizeof(cb));
-    cb.h.len = sizeof(cb);
-    cb.h.cmd = UVC_SET_SHARED_ACCESS;
-    cb.paddr = (uint64_t)page;
-    if (uvc(&cb) != 0 || cb.h.rc != 1)
-        panic("Set Shared Access of %p failed: rc %#x\n", page, cb.h.rc);
-}
-
 static int installed(const struct uv_cb_qui *q, int bit)
 {
     return (int)(q->inst_calls[bit / 64] >> (63 - bit % 64) & 1);
-}
-
-static long notify(uint64_t dev, struct zvq *q)
-{
-    register uint64_t r1 asm("1") = KVM_S390_VIRTIO_CCW_NOTIFY;
-    register uint64_t r2 asm("2") = dev;
-    register uint64_t r3 asm("3") = 0;
-    register uint64_t r4 asm("4") = (uint64_t)q;
-
-    asm volatile("diag %%r2,%%r4,0x500" : "+d"(r2) : "d"(r1), "d"(r3), "d"(r4) : "memory", "cc");
-    return (long)r2;
 }
 
 /* One message to the host and its reply: returns the reply length, or -1. */
@@ -216,16 +129,11 @@ static long mailbox(uint32_t type, uint32_t len)
     struct zvq *q = &mbox_q.q;
     uint32_t head[3] = { MSG_MAGIC, type, len };
     uint16_t idx = q->avail_idx;
-    long rc;
 
     memcpy(mbox_out, head, sizeof(head));
     q->desc[0] = (struct zvq_desc){ (uint64_t)mbox_out, (uint32_t)(sizeof(head) + len), DESC_NEXT, 1 };
     q->desc[1] = (struct zvq_desc){ (uint64_t)mbox_in, sizeof(mbox_in), DESC_WRITE, 0 };
-    q->avail[idx % ZVQ_NUM] = 0;
-    asm volatile("bcr 14,0" : : : "memory");
-    q->avail_idx = (uint16_t)(idx + 1);
-    rc = notify(DEV_MAILBOX, q);
-    if (rc != 0 || q->used_idx != q->avail_idx)
+    if (zvq_submit(DEV_MAILBOX, q) != 0)
         return -1;
     return (long)q->used[idx % ZVQ_NUM].len;
 }
@@ -420,9 +328,7 @@ int main(const char *cmdline)
         share(mbox_out + i);
     for (i = 0; i < sizeof(mbox_in); i += 4096)
         share(mbox_in + i);
-    memset(&mbox_q, 0, sizeof(mbox_q));
-    mbox_q.q.magic = ZVQ_MAGIC;
-    mbox_q.q.num = ZVQ_NUM;
+    zvq_init(&mbox_q.q);
 
     /* 1. a challenge: a pvattest request file (ARCB and the expected sizes) */
     len = mailbox(MSG_CHALLENGE, 0);
