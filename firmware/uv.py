@@ -115,6 +115,9 @@ def _segment_walk(buf: memoryview, asce: int, vaddr: int) -> tuple[int, int, int
         return None
     return (pte & ~0xFFF & _MASK64) | (vaddr & 0xFFF), sa, ste, pa, pte
 _RC_RRC: Final = struct.Struct(">HH")  # UVCB header at 4: rc, rrc
+_RC_EXECUTED: Final = int(Rc.EXECUTED)
+_CC_OK: Final = Cc.OK
+_CC_ERROR: Final = Cc.ERROR
 
 
 # -- the contract with the CPU model ---------------------------------------------------------------------
@@ -200,6 +203,12 @@ class AbsoluteControlBlock:
     def check_store(self, offset: int, length: int) -> None:
         """The store-access check of ``write`` (same exceptions), nothing stored."""
         self._do(lambda: self.view.check(self.addr + offset, length, True), offset)
+
+    def window(self, length: int) -> memoryview:
+        """The first ``length`` bytes of the block in storage (read-only), after the fetch and store checks
+        of all of them (same exceptions as ``read``/``write``)."""
+        result: memoryview = self._do(lambda: self.view.window(self.addr, length), 0)
+        return result
 
     def translate(self, vaddr: int, write: bool) -> int:
         """DAT off: addresses inside the block are absolute."""
@@ -452,15 +461,18 @@ class Ultravisor:
         length (rc 0x0005), access to the whole block (fetch and store), UV initialised (rc 0x0003), then
         the command's own checks.
 
-        The store-access check uses ``cb.check_store(offset, length)`` when the block has it (a host block:
-        the host view's check, nothing written), else it stores the block's own bytes back.
+        A block with ``window(length)`` (a host block: its bytes in storage after the host view's fetch and
+        store checks) is read through it, header first, then the whole block; otherwise the block is read
+        with ``read`` and the store-access check uses ``cb.check_store(offset, length)`` when the block has
+        it, else it stores the block's own bytes back.
 
         Raises:
             ProgramException: an access exception on the control block (nothing was changed), or for a
                 guest caller an access that the host must resolve first (PGM 0x3E with the guest address).
         """
         self.calls += 1
-        length, code = _HEADER.unpack_from(cb.read(0, 8), 0)
+        window = getattr(cb, "window", None)
+        length, code = _HEADER.unpack_from(cb.read(0, 8) if window is None else window(8), 0)
         if self._inject:
             inj = self._inject.get(code)
             if inj is not None:
@@ -483,12 +495,15 @@ class Ultravisor:
                 return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
         elif length != cmd.length:
             return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
-        raw = cb.read(0, length)
-        check_store = getattr(cb, "check_store", None)
-        if check_store is not None:
-            check_store(0, length)
+        if window is not None:
+            raw = window(length)  # fetch- and store-access checks of the whole block
         else:
-            cb.write(0, raw)  # store-access check of the whole block before anything changes
+            raw = cb.read(0, length)
+            check_store = getattr(cb, "check_store", None)
+            if check_store is not None:
+                check_store(0, length)
+            else:
+                cb.write(0, raw)  # store-access check of the whole block before anything changes
         if not self.initialized and code != 0x0001 and code != 0x000F:
             return self._store_rc(cb, code, Rc.INV_STATE, 0, caller)
         guest_cfg = None
@@ -501,14 +516,14 @@ class Ultravisor:
             layout = B.LAYOUTS[cmd.struct]
             entry = self._dispatch[code] = (layout, ctypes.sizeof(layout), getattr(self, f"_cmd_{cmd.name}"))
         layout, size, handler = entry
-        blk = layout.from_buffer_copy(raw) if len(raw) == size else B.parse(layout, raw)
+        blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw))
         out: _Outcome = handler(caller, blk, cb, guest_cfg)
         rc = out.rc
         data = bytearray(blk)
         _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
         cb.write(0, data if length == size else data[:length])
         log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
-        cc = Cc.OK if rc == Rc.EXECUTED else Cc.ERROR
+        cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
         if self._sinks:
             stored = bytes(data if length == size else data[:length])
             self._emit(UvEvent(self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout,

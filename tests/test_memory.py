@@ -1,6 +1,8 @@
 """Physical memory: sizes, lazy cost, owner tags and the host view's 0x3D checks, code invalidation."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.errors import HwError, SecureStorageAccess
 from emulator.hw.memory import OWNER_UV, PhysicalMemory
@@ -40,6 +42,56 @@ def test_host_view_traps_secure_frames_and_changes_nothing():
     assert mem.read(0x5000, 6) == b"secret"
     mem.set_shared(5, True)
     assert host.read(0x5000, 6) == b"secret"
+
+
+def _outcome(fn):
+    try:
+        return "ok", fn()
+    except SecureStorageAccess as e:
+        return "0x3d", e.teid
+    except HwError:
+        return "range", None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["host", "uv", "shared"]), min_size=4, max_size=4),
+    st.sampled_from([0, (1 << 20) - 0x4000]),
+    st.integers(-0x10, 0x4010),
+    st.integers(0, 0x1100),
+)
+def test_host_view_fast_paths_decide_like_the_full_check(owners, base, offset, length):
+    """read, write and window (one-frame fast paths) raise exactly what the full check raises, at both
+    ends of memory."""
+    mem = PhysicalMemory(1 << 20)
+    for f, o in enumerate(owners):
+        if o != "host":
+            mem.set_owner((base >> 12) + f, OWNER_UV)
+        if o == "shared":
+            mem.set_shared((base >> 12) + f, True)
+    host = mem.host_view()
+    addr = base + offset
+    want_read = _outcome(lambda: host.check(addr, length, False))
+    want_write = _outcome(lambda: host.check(addr, length, True))
+    got = _outcome(lambda: host.read(addr, length))
+    assert got[0] == want_read[0] and (got[0] != "0x3d" or got[1] == want_read[1])
+    if got[0] == "ok":
+        assert got[1] == mem.read(addr, length)
+    got = _outcome(lambda: bytes(host.window(addr, length)))
+    assert got[0] == want_read[0] and (got[0] != "0x3d" or got[1] == want_read[1])
+    assert want_read[0] == want_write[0]  # the host view refuses the same frames for both
+    before = mem.read(base, 0x4000)
+    got = _outcome(lambda: host.write(addr, b"\xaa" * length))
+    assert got[0] == want_write[0] and (got[0] != "0x3d" or got[1] == want_write[1])
+    if got[0] != "ok":
+        assert mem.read(base, 0x4000) == before  # a refused store changes nothing
+
+
+def test_window_is_read_only():
+    mem = PhysicalMemory(1 << 20)
+    w = mem.host_view().window(0x100, 8)
+    with pytest.raises(TypeError):
+        w[0] = 1
 
 
 def test_listeners_hear_writes_and_owner_changes():

@@ -123,6 +123,16 @@ class _HostControlBlock(AbsoluteControlBlock):
                 PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
             ) from None
 
+    def window(self, length: int) -> memoryview:
+        try:
+            return self.view.window(self.addr, length)
+        except SecureStorageAccess as e:
+            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
+        except HwError:
+            raise ProgramException(
+                PGM_ADDRESSING, why=f"UVCB byte at {self.addr:#x}+{length:#x} is beyond memory"
+            ) from None
+
     def check_store(self, offset: int, length: int) -> None:
         try:
             self.view.check(self.addr + offset, length, True)
