@@ -5,9 +5,11 @@
 * DIAG round trip: a guest loops ``diag 0,0,0x9c`` (yield); time per intercept, normal guest (ICPT_INST) and
   secure guest (PV notification 0x6C); difference between a large and a small loop count
   (target <= 15 us);
-* secure boot of an SE image with a 256 MiB kernel (Set Secure Parameters, Unpack of every page, Verify,
-  until the guest stops) against the raw AES-256-XTS decryption plus SHA-512 of the same bytes measured in
-  the same run (target: raw / boot >= 0.5).
+* secure boot of an SE image with a 256 MiB kernel (loading the image, Set Secure Parameters, Unpack of
+  every page, Verify, the guest's stage3b moving the kernel into place, until the guest stops) against the
+  raw AES-256-XTS decryption plus SHA-512 of the same bytes measured in the same run (target: raw / boot
+  >= 0.5). The VM's teardown after the guest stopped (Destroy Secure Storage of every page) is timed and
+  printed on its own, with the ratio it would give if it were counted.
 
 Usage: python bench/bench_hypervisor.py [--boot-mib 256] [--repeat 3]
 """
@@ -97,7 +99,7 @@ def bench_export_import(host: SecureHost, pages: int) -> float:
         vm.destroy()
 
 
-def bench_boot(host: SecureHost, mib: int, keys) -> tuple[float, float]:
+def bench_boot(host: SecureHost, mib: int, keys) -> tuple[float, float, float]:
     payload = os.urandom(mib << 20)
     kernel = _loop_kernel(1) + payload
     img = build_image(kernel=kernel, host_keys=keys, rng=DeterministicRng("boot"))
@@ -106,7 +108,7 @@ def bench_boot(host: SecureHost, mib: int, keys) -> tuple[float, float]:
         f.flush()
         t = time.perf_counter()
         r = boot(host, f.name, (mib + 64) << 20, attack=False, time_limit=600)
-        boot_s = time.perf_counter() - t
+        boot_s = time.perf_counter() - t - r.teardown_s
     assert r.run.clean and r.failure is None, (r.run.describe(), r.failure_text())
     # raw cost of the same bytes: AES-256-XTS decryption page by page (one tweak each) and SHA-512
     data = img.data
@@ -122,7 +124,7 @@ def bench_boot(host: SecureHost, mib: int, keys) -> tuple[float, float]:
             h.update(page)
     raw_s = time.perf_counter() - t
     assert comp_bytes >= mib << 20
-    return boot_s, raw_s
+    return boot_s, raw_s, r.teardown_s
 
 
 def main() -> int:
@@ -139,9 +141,11 @@ def main() -> int:
     print(f"DIAG intercept round trip, secure guest:  {secure / (big - small) * 1e6:7.2f} us  (target <= 15)")
     ei = min(bench_export_import(host, 2000) for _ in range(a.repeat))
     print(f"export + import round trip per page:      {ei * 1e6:7.2f} us  (target <= 20)")
-    boot_s, raw_s = bench_boot(host, a.boot_mib, keys)
+    boot_s, raw_s, down_s = bench_boot(host, a.boot_mib, keys)
     print(f"secure boot of a {a.boot_mib} MiB image:            {boot_s:7.2f} s; raw AES-XTS + SHA-512 of the same bytes "
           f"{raw_s:.2f} s; raw/boot = {raw_s / boot_s:.2f}  (target >= 0.5)")
+    print(f"  then the VM's teardown:                   {down_s:7.2f} s ({down_s / (a.boot_mib * 256) * 1e6:.1f} us per "
+          f"page); raw/(boot + teardown) = {raw_s / (boot_s + down_s):.2f}")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,9 @@ class BootResult:
     failure: ProtectFailure | None = None
     trap: TrapReport | None = None
     intercepts: dict[str, int] = field(default_factory=dict)
+    #: seconds the VM's teardown took after the guest stopped (KVM_PV_DISABLE: Destroy Secure Storage of
+    #: every page that may still be secure, then the memory slot)
+    teardown_s: float = 0.0
 
     def failure_text(self) -> str:
         """Which check failed, for the user."""
@@ -182,6 +186,8 @@ def boot(
             res = vm.run(time_limit=time_limit)
         secure = vm.pv is not None
         out = BootResult(res, bytes(vm.console), secure, vm.pv_failure, trap, dict(res.intercepts))
-        return out
     finally:
+        t = time.perf_counter()
         vm.destroy()
+    out.teardown_s = time.perf_counter() - t
+    return out

@@ -98,6 +98,8 @@ MAX_HEADER: Final = 2 * PAGE_SIZE
 _SEG_INVALID: Final = 0x20
 _PTE_INVALID: Final = 0x400
 _ASCE_P: Final = 0x100
+#: intercept-count names of DIAG notifications, by DIAG code (made once each)
+_NOTIFY_NAMES: dict[int, str] = {}
 
 
 class PvError(HypervisorError):
@@ -668,7 +670,10 @@ class PvVm:
         sd, regs = v.sd, v.page.pv_grregs
         if sd.ipa == 0x8302:
             code = regs[5]
-            self.vm._count(f"DIAG {code:#x} (notification)")  # noqa: SLF001
+            name = _NOTIFY_NAMES.get(code)
+            if name is None:
+                name = _NOTIFY_NAMES[code] = f"DIAG {code:#x} (notification)"
+            self.vm._count(name)  # noqa: SLF001
             if code == 0x308 and regs[2] in (0, 1):
                 self.reset_protocol(v, clear=regs[2] == 0)
             return

@@ -283,7 +283,8 @@ class SieExit:
         """Name of the interception (or of the host event)."""
         if self.host_pgm:
             return f"host program interruption {self.host_pgm:#04x}"
-        return ICPT_NAMES.get(self.icptcode, f"interception {self.icptcode:#x}")
+        name = ICPT_NAMES.get(self.icptcode)
+        return name if name is not None else f"interception {self.icptcode:#x}"
 
 
 class _NormalMapping:
