@@ -102,3 +102,25 @@ def test_listeners_hear_writes_and_owner_changes():
     mem.write(0x1000, b"ab")
     mem.set_owner(7, 2)
     assert seen == [(0x1000, 0x1002)] and frames == [7]
+
+
+def test_load_file_reads_straight_into_storage_and_the_host_view_checks_first():
+    import io
+
+    mem = PhysicalMemory(1 << 20)
+    heard = []
+    mem.add_invalidate_listener(lambda lo, hi: heard.append((lo, hi)))
+    data = bytes(range(256)) * 40  # 10240 bytes: three frames
+    assert mem.load_file(0x3F00, io.BytesIO(data), len(data)) == len(data)
+    assert mem.read(0x3F00, len(data)) == data
+    assert heard[-1] == (0x3F00, 0x3F00 + len(data))
+    assert mem.load_file(0x10000, io.BytesIO(b"short"), 100) == 5  # the file ended first
+    with pytest.raises(HwError):
+        mem.load_file((1 << 20) - 4, io.BytesIO(data), 8)
+    host = mem.host_view()
+    mem.set_owner(0x21, OWNER_UV)
+    f = io.BytesIO(data)
+    with pytest.raises(SecureStorageAccess) as e:
+        host.load_file(0x20000, f, 0x2000)
+    assert e.value.teid == 0x21000 | 0x4 | 0x400 and f.tell() == 0  # nothing read, nothing stored
+    assert mem.read(0x20000, 0x2000) == bytes(0x2000)

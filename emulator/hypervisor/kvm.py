@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
 
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw import sigp as sigp_mod
@@ -163,6 +163,19 @@ class GuestWindow:
         """Write guest absolute storage as the host (secure pages: trapped, exported, then written)."""
         self._check(addr, len(data))
         self._retry(lambda: self._host.write(self.mso + addr, data))
+
+    def load_file(self, addr: int, f: BinaryIO, length: int) -> int:
+        """Read up to ``length`` bytes of a binary file straight into guest storage at ``addr`` (the loader's
+        path for big images); returns the bytes read. Secure pages: trapped, exported, then loaded."""
+        self._check(addr, length)
+        pos = f.tell()
+
+        def load() -> int:
+            f.seek(pos)
+            return self._host.load_file(self.mso + addr, f, length)
+
+        done = self._retry(load)  # type: ignore[arg-type]
+        return int(done or 0)
 
     def fill(self, addr: int, length: int, byte: int = 0) -> None:
         """Set a guest range to one byte value."""

@@ -10,9 +10,11 @@ bytes at 0x10008 read ``S390EP``, else at the word at bytes 4-7 masked with 0x7f
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -85,16 +87,28 @@ def _load_elf(path: str, data: bytes, mem: PhysicalMemory) -> LoadedProgram:
         raise LoadError(f"{path}: broken ELF file: {e or type(e).__name__}") from None
 
 
-def _load_flat(path: str, data: bytes, mem: PhysicalMemory) -> LoadedProgram:
-    if len(data) < 8:
-        raise LoadError(f"{path}: flat image of {len(data)} bytes is too short to hold a start PSW")
-    _check_range(path, "flat image", 0, len(data), mem.size)
-    mem.write(0, data)
-    if data[0x10008:0x1000E] == b"S390EP":
+def _load_flat(path: str, f: BinaryIO, size: int, mem: PhysicalMemory) -> LoadedProgram:
+    """A memory image from absolute 0, read from the file straight into storage (``load_file``) when the
+    memory offers it (big SE images: no copy of the whole file in between)."""
+    if size < 8:
+        raise LoadError(f"{path}: flat image of {size} bytes is too short to hold a start PSW")
+    _check_range(path, "flat image", 0, size, mem.size)
+    f.seek(0)
+    loader = getattr(mem, "load_file", None)
+    if loader is not None:
+        done = loader(0, f, size)
+    else:
+        data = f.read(size)
+        mem.write(0, data)
+        done = len(data)
+    if done != size:
+        raise LoadError(f"{path}: the file ended after {done} of {size} bytes while it was loaded")
+    head = mem.read(0, 8)
+    if size >= 0x1000E and mem.read(0x10008, 6) == b"S390EP":
         entry = KERNEL_START
     else:
-        entry = int.from_bytes(data[4:8], "big") & 0x7FFFFFFF
-    return LoadedProgram(path, "flat", entry, ((0, len(data)),), {})
+        entry = int.from_bytes(head[4:8], "big") & 0x7FFFFFFF
+    return LoadedProgram(path, "flat", entry, ((0, size),), {})
 
 
 def load_program(path: str | Path, mem: PhysicalMemory, cmdline: str = "") -> tuple[LoadedProgram, int]:
@@ -106,15 +120,23 @@ def load_program(path: str | Path, mem: PhysicalMemory, cmdline: str = "") -> tu
     """
     p = str(path)
     try:
-        data = Path(p).read_bytes()
+        with open(p, "rb") as raw:
+            f: BinaryIO = raw
+            st = os.fstat(raw.fileno())
+            size = st.st_size
+            magic = f.read(4)
+            if not stat.S_ISREG(st.st_mode):  # a pipe or device: no size, no seeking; read it all
+                data = magic + f.read()
+                f, size = io.BytesIO(data), len(data)
+            if not magic:
+                raise LoadError(f"{p}: empty file")
+            if magic == b"\x7fELF":
+                f.seek(0)
+                prog = _load_elf(p, f.read(), mem)
+            else:
+                prog = _load_flat(p, f, size, mem)
     except OSError as e:
         raise LoadError(f"{p}: cannot read: {e.strerror or e}") from None
-    if not data:
-        raise LoadError(f"{p}: empty file")
-    if data[:4] == b"\x7fELF":
-        prog = _load_elf(p, data, mem)
-    else:
-        prog = _load_flat(p, data, mem)
     start = prog.entry
     if prog.kind == "elf" and start == 0x800:
         start = KERNEL_START
