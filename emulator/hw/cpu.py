@@ -675,6 +675,11 @@ class Cpu:
         """The current PSW as (mask, address)."""
         return self._mask(), self.pc
 
+    @property
+    def psw_mask(self) -> int:
+        """The current PSW mask alone (the address is not read)."""
+        return self._mask()
+
     def write_mask(self, mask: int) -> None:
         """Set the PSW mask without flushing the TLB (the caller knows no translation bit changed)."""
         mask &= 0xFFFFFFFFFFFFFFFF
@@ -909,7 +914,7 @@ class Cpu:
             hit = self._xc.get((vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc))
             if hit is not None:
                 return hit | (vaddr & 0xFFF)
-        mask, _ = self.psw
+        mask = self._mask()
         if asc is None:
             asc = (mask >> 46) & 3
         vaddr &= 0xFFFFFFFFFFFFFFFF

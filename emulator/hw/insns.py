@@ -120,7 +120,7 @@ def _lpsw(cpu: Cpu, insn: Insn) -> None:
 @_handler(0x80, "SSM")
 def _ssm(cpu: Cpu, insn: Insn) -> None:
     byte = cpu.read_virtual(insn.address(), 1)[0]
-    mask, _ = cpu.psw
+    mask = cpu.psw_mask
     if byte & 0xB8:  # bits 0, 2-4 must be zero
         raise _spec(f"SSM mask byte {byte:#x} has reserved bits")
     insn.finish()
@@ -128,7 +128,7 @@ def _ssm(cpu: Cpu, insn: Insn) -> None:
 
 
 def _stxsm(cpu: Cpu, insn: Insn, op: Callable[[int, int], int]) -> None:
-    mask, _ = cpu.psw
+    mask = cpu.psw_mask
     cpu.write_virtual(_si_address(cpu, insn.raw), bytes([mask >> 56]))
     new = op(mask >> 56, insn.raw[1])
     insn.finish()
@@ -150,7 +150,7 @@ def _spka(cpu: Cpu, insn: Insn) -> None:
     key = (insn.address() >> 4) & 0xF
     if cpu.problem_state and not (cpu.cr(3) >> (31 - key)) & 1:
         raise ProgramException(PGM_PRIVILEGED, why="PSW-key mask forbids this key")
-    mask, _ = cpu.psw
+    mask = cpu.psw_mask
     insn.finish()
     cpu.set_psw((mask & ~PSW_MASK_KEY) | key << 52, cpu.pc)
 
@@ -162,7 +162,7 @@ def _sac(cpu: Cpu, insn: Insn) -> None:
         raise _spec(f"address-space control {code} is not defined")
     if not cpu.psw[0] & PSW_MASK_DAT and asc != 0:
         raise ProgramException(0x13, why="SAC with DAT off")
-    mask, _ = cpu.psw
+    mask = cpu.psw_mask
     insn.finish()
     cpu.set_psw((mask & ~PSW_MASK_ASC) | asc << 46, cpu.pc)
 
@@ -548,7 +548,7 @@ def _lra(cpu: Cpu, insn: Insn, long_disp: bool, width: int) -> None:
     """LOAD REAL ADDRESS: translate in Python (unicorn's helper would walk host-absolute tables)."""
     r1 = insn.raw[1] >> 4
     vaddr = _rx_address(cpu, insn.raw, long_disp)
-    mask, _ = cpu.psw
+    mask = cpu.psw_mask
     asc = (mask >> 46) & 3
     asce = cpu.cr((1, 1, 7, 13)[asc])
 

@@ -399,7 +399,7 @@ class PvSieEngine:
     def _inject(self, cpu: Cpu, page: SiePage, scpu: SecureCpu) -> int:
         sd = page.sie_block
         iictl = sd.iictl
-        mask, _ = cpu.psw
+        mask = cpu.psw_mask
         cr0 = cpu.cr(0)
         if iictl == IICTL_EXT:
             sub = _EXT_SUBCLASS.get(sd.eic)

@@ -304,7 +304,7 @@ class Machine:
 
     def _idle(self, cpu: Cpu) -> bool:
         """A waiting CPU with nothing deliverable does not need a turn."""
-        mask, _ = cpu.psw
+        mask = cpu.psw_mask
         if not mask & PSW_MASK_WAIT:
             return False
         if cpu.restart_pending:
