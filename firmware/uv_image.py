@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from firmware.crypto import Sha512
-from firmware.uv_storage import XtsKey
 from firmware.se_header import (
     MAX_HEADER_SIZE,
     RC_HDR_CORRUPT,
@@ -28,6 +27,7 @@ from firmware.se_header import (
     open_header,
     verify_digests,
 )
+from firmware.uv_storage import XtsKey
 
 if TYPE_CHECKING:
     from firmware.uv import SecureConfig, Ultravisor

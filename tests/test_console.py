@@ -17,7 +17,7 @@ from prompt_toolkit.output import DummyOutput
 from prompt_toolkit.output.plain_text import PlainTextOutput
 
 from emulator.console.app import ConsoleCompleter, run_interactive, run_script
-from emulator.console.cli import build_session_from_args, open_session
+from emulator.console.cli import build_session_from_args
 from emulator.console.commands import REGISTRY, execute
 from emulator.console.providers import Intercept, Providers, UvCall, discover
 from emulator.console.session import Session

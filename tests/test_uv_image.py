@@ -11,7 +11,14 @@ from emulator.errors import ProgramException
 from emulator.hw.memory import PhysicalMemory
 from emulator.hypervisor.uvclient import HostArena, UvClient
 from firmware import uv_dump
-from firmware.crypto import DeterministicRng, Secret, aes_gcm_open, aes_xts_decrypt, aes_xts_encrypt, generate_p521_key
+from firmware.crypto import (
+    DeterministicRng,
+    Secret,
+    aes_gcm_open,
+    aes_xts_decrypt,
+    aes_xts_encrypt,
+    generate_p521_key,
+)
 from firmware.se_header import PCF_ALLOW_DUMPING, PCF_DEFAULT, ImageDigests, build_header, page_tweak
 from firmware.uv import CPU_STATE_OPR, CPU_STATE_OPR_LOAD, Ultravisor
 from firmware.uv_codes import Cc, Rc

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from unicorn import Uc, UcError
-from unicorn.unicorn_py3.unicorn import uclib as _uclib
 from unicorn import s390x_const as S
 from unicorn.unicorn_const import (
     UC_ARCH_S390X,
@@ -51,11 +50,12 @@ from unicorn.unicorn_const import (
     UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
 )
+from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from emulator.errors import HwError, ProgramException
 from emulator.hw import dat
-from emulator.hw.tod import TodClock
 from emulator.hw.memory import KEY_C, KEY_F, KEY_R, OWNER_HOST, PAGE_SHIFT, PhysicalMemory
+from emulator.hw.tod import TodClock
 
 __all__ = [
     "Cpu",

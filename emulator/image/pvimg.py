@@ -25,9 +25,9 @@ from typing import Callable, Sequence
 
 from firmware.crypto import (
     CryptoError,
+    DeterministicRng,
     EllipticCurvePrivateKey,
     EllipticCurvePublicKey,
-    DeterministicRng,
     Rng,
     Secret,
     SystemRng,
@@ -39,6 +39,8 @@ from firmware.crypto import (
 from firmware.machine_identity import BUNDLED, MachineIdentity, MachineIdentityError
 from firmware.se_header import (
     MAGIC as HDR_MAGIC,
+)
+from firmware.se_header import (
     PAGE_SIZE,
     PCF_ALLOW_DUMPING,
     PCF_BACKUP_KEYS,
