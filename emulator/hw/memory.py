@@ -360,37 +360,15 @@ class HostView:
         """Raise what ``read`` (``write=False``) or ``write`` of the range would raise, without the access."""
         self._check(addr, length, write)
 
-    # read, write and window inline ``_check``'s common case (a range inside one host frame, inside
-    # memory); everything else takes ``_check`` itself.
-
     def read(self, addr: int, length: int) -> bytes:
         """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
-        mem = self._mem
-        frame = addr >> PAGE_SHIFT
-        if not (
-            0 <= addr
-            and 0 < length
-            and addr + length <= mem.size
-            and (addr + length - 1) >> PAGE_SHIFT == frame
-            and (mem.owner[frame] == OWNER_HOST or mem.shared[frame])
-        ):
-            self._check(addr, length, False)
-        return mem._view[addr : addr + length].tobytes()
+        self._check(addr, length, False)
+        return self._mem._view[addr : addr + length].tobytes()
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
-        mem = self._mem
-        n = len(data)
-        frame = addr >> PAGE_SHIFT
-        if not (
-            0 <= addr
-            and 0 < n
-            and addr + n <= mem.size
-            and (addr + n - 1) >> PAGE_SHIFT == frame
-            and (mem.owner[frame] == OWNER_HOST or mem.shared[frame])
-        ):
-            self._check(addr, n, True)
-        mem.write(addr, data)
+        self._check(addr, len(data), True)
+        self._mem.write(addr, data)
 
     def load_file(self, addr: int, f: BinaryIO, length: int) -> int:
         """``PhysicalMemory.load_file`` as the host: the whole range is checked like ``write`` first (a secure
@@ -406,17 +384,8 @@ class HostView:
         For a caller that takes what it needs at once (the Ultravisor reading a control block); stores
         still go through ``write``.
         """
-        mem = self._mem
-        frame = addr >> PAGE_SHIFT
-        if not (
-            0 <= addr
-            and 0 < length
-            and addr + length <= mem.size
-            and (addr + length - 1) >> PAGE_SHIFT == frame
-            and (mem.owner[frame] == OWNER_HOST or mem.shared[frame])
-        ):
-            self._check(addr, length, False)  # a refused range fails the fetch first
-        return mem._view[addr : addr + length].toreadonly()
+        self._check(addr, length, False)  # a refused range fails the fetch first
+        return self._mem._view[addr : addr + length].toreadonly()
 
     def accessible(self, addr: int) -> bool:
         """True if the host may touch the frame holding ``addr``."""

@@ -100,48 +100,39 @@ class UvResult:
         )
 
 
+def _pgm(e: SecureStorageAccess | HwError, addr: int) -> ProgramException:
+    """The program exception a host CPU gets for a refused UVCB access (0x3D secure, 0x05 beyond memory)."""
+    if isinstance(e, SecureStorageAccess):
+        return ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e))
+    return ProgramException(PGM_ADDRESSING, why=f"UVCB byte at {addr:#x} is beyond memory")
+
+
 class _HostControlBlock(AbsoluteControlBlock):
     """``AbsoluteControlBlock`` (host CPU, DAT off) with the same results, without a closure per access."""
 
     def read(self, offset: int, length: int) -> bytes:
         try:
             return self.view.read(self.addr + offset, length)
-        except SecureStorageAccess as e:
-            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
-        except HwError:
-            raise ProgramException(
-                PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
-            ) from None
+        except (SecureStorageAccess, HwError) as e:
+            raise _pgm(e, self.addr + offset) from None
 
     def write(self, offset: int, data: bytes) -> None:
         try:
             self.view.write(self.addr + offset, data)
-        except SecureStorageAccess as e:
-            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
-        except HwError:
-            raise ProgramException(
-                PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
-            ) from None
+        except (SecureStorageAccess, HwError) as e:
+            raise _pgm(e, self.addr + offset) from None
 
     def window(self, length: int) -> memoryview:
         try:
             return self.view.window(self.addr, length)
-        except SecureStorageAccess as e:
-            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
-        except HwError:
-            raise ProgramException(
-                PGM_ADDRESSING, why=f"UVCB byte at {self.addr:#x}+{length:#x} is beyond memory"
-            ) from None
+        except (SecureStorageAccess, HwError) as e:
+            raise _pgm(e, self.addr) from None
 
     def check_store(self, offset: int, length: int) -> None:
         try:
             self.view.check(self.addr + offset, length, True)
-        except SecureStorageAccess as e:
-            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
-        except HwError:
-            raise ProgramException(
-                PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
-            ) from None
+        except (SecureStorageAccess, HwError) as e:
+            raise _pgm(e, self.addr + offset) from None
 
 
 class _Template:
