@@ -464,6 +464,12 @@ _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
 
 _TLB_MAX: Final = 1 << 20
+_TLB_MIN: Final = 64  # QEMU's smallest dynamic TLB (CPU_TLB_DYN_MIN_BITS)
+#: A Python TLB fill (~3 us) costs what ~2500 TLB entries add to one trap: unicorn translates the trap's
+#: halting block again after every run, and each translation scans every TLB entry (~1.2 ns each).
+_FILL_VS_ENTRY: Final = 2500
+#: QEMU's dynamic TLB shrinks at a flush once a 100 ms window of low use has passed.
+_RESIZE_WINDOW: Final = 0.12
 STOPPED: Final = "stopped"
 OPERATING: Final = "operating"
 CHECK_STOP: Final = "check-stop"
@@ -546,6 +552,10 @@ class Cpu:
         self._pgm_last: tuple[int, int] | None = None
         self._pgm_repeat = 0
         self.tlb_fills = 0
+        #: flushes made only to let unicorn's TLB shrink (see ``_tlb_policy_after_trap``)
+        self.tlb_shrinks = 0
+        self._tlb_traps = 0  # traps since the last flush
+        self._flushed_at = time.monotonic()
         self.traps = 0
         #: Debugger hooks (empty / None: no cost). ``watch_frames`` maps a host frame to True (stop on any
         #: data access) or False (stop on stores): its data fills are refused, so the access stops the CPU
@@ -830,11 +840,37 @@ class Cpu:
 
     def flush_tlb(self) -> None:
         """Forget every translation decision (after CR, prefix, key, PSW or ownership changes)."""
-        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-        self._fills = 0
+        self._engine_flush()
         self._xc.clear()
         self._tlb_frames.clear()
         self._icache.clear()
+
+    def _engine_flush(self) -> None:
+        """Flush unicorn's TLB (where QEMU's dynamic TLB also resizes) and start counting anew."""
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self._fills = 0
+        self._tlb_traps = 0
+        self._flushed_at = time.monotonic()
+
+    def _tlb_policy_after_trap(self) -> None:
+        """Keep unicorn's TLB small while traps, not fills, dominate.
+
+        Every trap makes unicorn translate a block, and every translation scans the whole TLB, so a TLB
+        grown for a large working set makes each later trap dearer (raw unicorn: 3.1 us per trap at 256
+        entries, 48.8 us at 64 Ki). When the traps since the last flush cost more than the fills would
+        (weighted 4:1 against flapping), the TLB is flushed once per resize window; QEMU then shrinks it to
+        what the window used. Python's translation caches stay: no decision changed.
+        """
+        if (
+            self._tlb_size > _TLB_MIN
+            and self._tlb_traps * self._tlb_size > 4 * _FILL_VS_ENTRY * max(self._fills, 1)
+            and time.monotonic() - self._flushed_at > _RESIZE_WINDOW
+        ):
+            used = self._fills
+            self._engine_flush()
+            self.tlb_shrinks += 1
+            # a guess at what QEMU will settle on (it shrinks only after a whole window of low use)
+            self._tlb_size = max(_TLB_MIN, 1 << max(2 * used, 1).bit_length(), self._tlb_size // 2)
 
     def _invalidate(self, lo: int, hi: int) -> None:
         first, last = lo >> PAGE_SHIFT, (hi - 1) >> PAGE_SHIFT
@@ -1017,7 +1053,11 @@ class Cpu:
     def _fill(self, uc: Uc, vaddr: int, access: int, entry: object, _ud: object) -> bool:
         self.tlb_fills += 1
         self._fills += 1
-        if self._fills > self._tlb_size and self._tlb_size < _TLB_MAX:
+        if (
+            self._fills > self._tlb_size
+            and self._tlb_size < _TLB_MAX
+            and self._fills * _FILL_VS_ENTRY > self._tlb_traps * self._tlb_size
+        ):
             # unicorn's TLB only grows at a flush (QEMU's dynamic TLB doubles when >70% was used):
             # a working set larger than the TLB would otherwise miss into Python forever
             self._tlb_size *= 2
@@ -1324,8 +1364,7 @@ class Cpu:
                 self._rescan_smc()
             if self._want_flush:
                 self._want_flush = False
-                self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-                self._fills = 0
+                self._engine_flush()
             if self._refused_code:
                 self._prune_exits()
             if self._fault is not None and not self._real_fault():
@@ -1383,6 +1422,9 @@ class Cpu:
                 self._halt.clear()
                 return CpuExit("halt")
             if pc in self._exits:
+                self._tlb_traps += 1
+                if self._tlb_traps & 31 == 0:
+                    self._tlb_policy_after_trap()
                 continue  # handled at the top of the loop (breakpoints are exits too)
             if counted and budget <= 0:
                 return CpuExit("limit")

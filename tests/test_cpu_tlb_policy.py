@@ -1,0 +1,60 @@
+"""unicorn's TLB is kept small while traps dominate (every trap pays a scan of the whole TLB)."""
+
+import struct
+
+import pytest
+
+from emulator.hw.memory import PhysicalMemory
+from emulator.hw.tod import TodClock
+from emulator.hypervisor.kvm import MIB, Hypervisor
+
+_WAIT = struct.pack(">QQ", 0x0002000180000000, 0xFFF)
+
+
+def _kernel(pages: int, diags: int) -> bytes:
+    """A flat image: store one byte into each of ``pages`` pages from 1 MiB on, then ``diags`` DIAG 0x9C,
+    then a clean disabled wait."""
+    code = bytearray()
+    code += bytes.fromhex("c031") + struct.pack(">I", 0x100000)  # lgfi %r3,0x100000
+    code += bytes.fromhex("c041") + struct.pack(">I", max(pages, 1))  # lgfi %r4,pages
+    code += bytes.fromhex("92013000" "a73b1000" "a747fffc")  # 0: mvi 0(%r3),1 ; aghi %r3,4096 ; brctg %r4,0b
+    code += bytes.fromhex("c021") + struct.pack(">I", max(diags, 1))  # lgfi %r2,diags
+    code += bytes.fromhex("8300009c" "a727fffe")  # 1: diag 0,0,0x9c ; brctg %r2,1b
+    larl = 0x10000 + len(code)
+    code += bytes.fromhex("c010") + struct.pack(">i", (0x10100 - larl) // 2)  # larl %r1,wait psw
+    code += bytes.fromhex("b2b21000")  # lpswe 0(%r1)
+    img = bytearray(0x11000)
+    img[4:8] = struct.pack(">I", 0x80010000)
+    img[0x10000 : 0x10000 + len(code)] = code
+    img[0x10100:0x10110] = _WAIT
+    return bytes(img)
+
+
+@pytest.fixture(scope="module")
+def hv():
+    return Hypervisor(PhysicalMemory(512 * MIB), TodClock())
+
+
+def _run(hv, tmp_path, pages: int, diags: int):
+    vm = hv.create_vm(128 * MIB)
+    try:
+        path = tmp_path / f"k{pages}-{diags}.bin"
+        path.write_bytes(_kernel(pages, diags))
+        vm.load(str(path))
+        res = vm.run(time_limit=120)
+        assert res.clean, res.describe()
+        assert res.intercepts.get("DIAG", 0) == diags
+        return vm.vcpus[0].cpu
+    finally:
+        vm.destroy()
+
+
+def test_a_trap_heavy_phase_after_a_large_working_set_lets_the_tlb_shrink(hv, tmp_path):
+    cpu = _run(hv, tmp_path, 16384, 60000)
+    assert cpu.tlb_fills >= 16384  # the sweep grew the TLB (fills beyond its first 256 entries)
+    assert cpu.tlb_shrinks >= 1
+
+
+def test_a_sweep_without_traps_is_left_alone(hv, tmp_path):
+    cpu = _run(hv, tmp_path, 16384, 1)
+    assert cpu.tlb_shrinks == 0
