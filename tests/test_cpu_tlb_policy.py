@@ -58,3 +58,41 @@ def test_a_trap_heavy_phase_after_a_large_working_set_lets_the_tlb_shrink(hv, tm
 def test_a_sweep_without_traps_is_left_alone(hv, tmp_path):
     cpu = _run(hv, tmp_path, 16384, 1)
     assert cpu.tlb_shrinks == 0
+
+
+def _many_exits_kernel(pages: int, diags: int) -> bytes:
+    """Run through ``pages`` code pages whose unexecuted bytes are all DIAG opcodes (every halfword a
+    scanner hit, as operand bytes of real code often are), then ``diags`` DIAG 0x9C."""
+    base = 0x100000
+    img = bytearray(base + (pages + 1) * 0x1000)
+    img[4:8] = struct.pack(">I", 0x80010000)
+    img[0x10000:0x10006] = bytes.fromhex("c0f4") + struct.pack(">i", (base - 0x10000) // 2)  # brcl 15,base
+    for i in range(pages):
+        page = base + i * 0x1000
+        img[page : page + 0x1000] = bytes.fromhex("8300") * 0x800
+        img[page : page + 4] = bytes.fromhex("a7f40800")  # j +4096
+    tail = base + pages * 0x1000
+    loop = bytes.fromhex("c021") + struct.pack(">I", diags) + bytes.fromhex("8300009c" "a727fffe")
+    loop += bytes.fromhex("c010") + struct.pack(">i", (0x10100 - (tail + len(loop))) // 2) + bytes.fromhex("b2b21000")
+    img[tail : tail + len(loop)] = loop
+    img[0x10100:0x10110] = _WAIT
+    return bytes(img)
+
+
+def test_exits_of_pages_no_longer_run_leave_unicorn(hv, tmp_path):
+    """After the guest ran through pages full of scanner hits, a trap-heavy phase does not keep paying for
+    tens of thousands of exits: unicorn keeps those of the pages fetched since the last flush."""
+    vm = hv.create_vm(128 * MIB)
+    try:
+        path = tmp_path / "exits.bin"
+        path.write_bytes(_many_exits_kernel(20, 60000))
+        vm.load(str(path))
+        res = vm.run(time_limit=120)
+        assert res.clean, res.describe()
+        assert res.intercepts.get("DIAG", 0) == 60000
+        cpu = vm.vcpus[0].cpu
+        assert len(cpu._exits) > 20 * 2000  # noqa: SLF001 - every hit is still known to the CPU
+        assert cpu.tlb_shrinks >= 1
+        assert cpu.registered_exits < 100
+    finally:
+        vm.destroy()
