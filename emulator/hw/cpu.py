@@ -869,6 +869,11 @@ class Cpu:
         self._fills = 0
         self._tlb_traps = 0
         self._flushed_at = time.monotonic()
+        if self._smc_frames:
+            # no entry lets the guest store anywhere now: check the watched code once more, then watch
+            # only frames that get a writable entry again
+            self._rescan_smc()
+            self._smc_frames.clear()
         if len(self._uc_exits) > len(self.breakpoints):
             self._uc_exits = set(self.breakpoints)
             self.uc.ctl_set_exits(sorted(self._uc_exits))
@@ -1112,22 +1117,28 @@ class Cpu:
         if self.watch_frames and not fetch and frame in self.watch_frames and (write or self.watch_frames[frame]):
             return self._refuse(WatchHit(vaddr, host, write), vaddr, False)
         page = host & ~0xFFF
-        self._tlb_frames.add(frame)
         entry.paddr = page  # type: ignore[attr-defined]
         if fetch:
             entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
-            pages = self._code_pages.setdefault(frame, set())
+            pages = self._code_pages.get(frame)
+            if pages is None:
+                pages = self._code_pages[frame] = set()
+                if frame in self._tlb_frames:
+                    # new code in a frame the TLB may already let the guest store into: watch it
+                    self._smc_frames.add(frame)
+            self._tlb_frames.add(frame)
             pages.add(vaddr & ~0xFFF)
             self._add_exits(vaddr & ~0xFFF, frame)
             return True
+        self._tlb_frames.add(frame)
         perms = UC_PROT_READ
         if write:
             perms |= UC_PROT_WRITE
-            if frame in self._code_pages:
-                # a store into a page holding scanned code: rescan it whenever the CPU is back in Python
-                self._smc_frames.add(frame)
         elif self.mem.keys[frame] & KEY_C and frame not in self.watch_frames and self._store_allowed(vaddr):
             perms |= UC_PROT_WRITE
+        if perms & UC_PROT_WRITE and frame in self._code_pages:
+            # stores can reach a page holding scanned code: rescan it whenever the CPU is back in Python
+            self._smc_frames.add(frame)
         entry.perms = perms  # type: ignore[attr-defined]
         return True
 

@@ -1,0 +1,55 @@
+"""Code a guest rewrites is scanned again for trapped instructions, however the store got its access."""
+
+import struct
+
+from emulator.hw.memory import PhysicalMemory
+from emulator.hw.tod import TodClock
+from emulator.hypervisor.kvm import MIB, Hypervisor
+
+_WAIT = struct.pack(">QQ", 0x0002000180000000, 0xFFF)
+
+
+def _larl(at: int, reg: int, target: int) -> bytes:
+    return bytes([0xC0, reg << 4]) + struct.pack(">i", (target - at) // 2)
+
+
+def _kernel() -> bytes:
+    """Call a subroutine page Q once (Q holds scanned code now), store into Q (a write fill), PTLB, read Q
+    (a read fill: Q's change bit lets that entry be writable), store a DIAG over the no-ops at Q+0x100
+    through it, trap once (DIAG 0x9C), then run the patched code: a second DIAG."""
+    q = 0x11000
+    img = bytearray(0x12000)
+    img[4:8] = struct.pack(">I", 0x80010000)
+    code = bytearray()
+    code += bytes.fromhex("c0e5") + struct.pack(">i", (q - 0x10000) // 2)  # brasl %r14,Q
+    code += _larl(0x10000 + len(code), 5, q + 0x800)  # larl %r5,Q data
+    code += bytes.fromhex("92555000")  # mvi 0(%r5),0x55
+    code += bytes.fromhex("b20d0000")  # ptlb
+    code += bytes.fromhex("95555000")  # cli 0(%r5),0x55
+    code += _larl(0x10000 + len(code), 6, q + 0x100)  # larl %r6,patch
+    code += bytes.fromhex("c079") + bytes.fromhex("8300009c")  # iilf %r7,<diag 0,0,0x9c>
+    code += bytes.fromhex("50706000")  # st %r7,0(%r6)
+    code += bytes.fromhex("8300009c")  # diag 0,0,0x9c: back in the host once
+    at = 0x10000 + len(code)
+    code += bytes.fromhex("c0f4") + struct.pack(">i", (q + 0x100 - at) // 2)  # brcl 15,patch
+    img[0x10000 : 0x10000 + len(code)] = code
+    img[q : q + 2] = bytes.fromhex("07fe")  # Q: br %r14
+    img[q + 0x100 : q + 0x104] = bytes.fromhex("07000700")  # patch: nopr ; nopr
+    img[q + 0x104 : q + 0x10A] = _larl(q + 0x104, 1, 0x10200)
+    img[q + 0x10A : q + 0x10E] = bytes.fromhex("b2b21000")  # lpswe 0(%r1)
+    img[0x10200:0x10210] = _WAIT
+    return bytes(img)
+
+
+def test_a_store_through_a_read_fills_writable_entry_is_seen(tmp_path):
+    hv = Hypervisor(PhysicalMemory(256 * MIB), TodClock())
+    vm = hv.create_vm(64 * MIB)
+    try:
+        path = tmp_path / "smc.bin"
+        path.write_bytes(_kernel())
+        vm.load(str(path))
+        res = vm.run(time_limit=60)
+        assert res.clean, res.describe()
+        assert res.intercepts.get("DIAG", 0) == 2  # the patched DIAG traps too
+    finally:
+        vm.destroy()
