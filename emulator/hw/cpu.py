@@ -472,6 +472,8 @@ _FILL_VS_ENTRY: Final = 2500
 _RESIZE_WINDOW: Final = 0.12
 #: One registered exit costs a trap what ~20 TLB entries do (unicorn walks the exits after every run).
 _EXIT_VS_ENTRY: Final = 20
+#: A watched code frame costs a trap what ~1600 TLB entries do (its CRC at every return to Python, ~1.9 us).
+_SMC_VS_ENTRY: Final = 1600
 #: Below this many registered exits the walk is not worth a flush.
 _EXITS_KEPT: Final = 64
 STOPPED: Final = "stopped"
@@ -890,15 +892,17 @@ class Cpu:
         Every trap makes unicorn translate a block, and every translation scans the whole TLB, so a TLB
         grown for a large working set makes each later trap dearer (raw unicorn: 3.1 us per trap at 256
         entries, 48.8 us at 64 Ki); after every run unicorn also walks every registered exit (~26 ns
-        each; real s390x code gives ~30 scanner hits per page, most of them operand bytes). When the traps
+        each; real s390x code gives ~30 scanner hits per page, most of them operand bytes), and checks every
+        watched code frame (~1.9 us each). When the traps
         since the last flush cost more than the fills would (weighted 4:1 against flapping), the TLB is
         flushed once per resize window: QEMU then shrinks it to what the window used, and the exits
         registered fall back to those of the pages fetched again. Python's caches stay: no decision
         changed.
         """
         if (
-            (self._tlb_size > _TLB_MIN or len(self._uc_exits) > _EXITS_KEPT)
-            and self._tlb_traps * (self._tlb_size + _EXIT_VS_ENTRY * len(self._uc_exits))
+            (self._tlb_size > _TLB_MIN or len(self._uc_exits) > _EXITS_KEPT or self._smc_frames)
+            and self._tlb_traps
+            * (self._tlb_size + _EXIT_VS_ENTRY * len(self._uc_exits) + _SMC_VS_ENTRY * len(self._smc_frames))
             > 4 * _FILL_VS_ENTRY * max(self._fills, 1)
             and time.monotonic() - self._flushed_at > _RESIZE_WINDOW
         ):
