@@ -96,3 +96,23 @@ def test_exits_of_pages_no_longer_run_leave_unicorn(hv, tmp_path):
         assert cpu.registered_exits < 100
     finally:
         vm.destroy()
+
+
+def test_an_error_inside_the_tlb_fill_reaches_the_caller(hv, tmp_path, monkeypatch):
+    """The fill hook is registered with the engine directly; a bug in it still surfaces as an exception."""
+    from emulator.hw.cpu import Cpu
+
+    def broken(self, *a, **k):
+        raise RuntimeError("fill bug")
+
+    vm = hv.create_vm(128 * MIB)
+    try:
+        path = tmp_path / "k.bin"
+        path.write_bytes(_kernel(4, 1))
+        vm.load(str(path))
+        monkeypatch.setattr(Cpu, "translate", broken)
+        with pytest.raises(RuntimeError, match="fill bug"):
+            vm.run(time_limit=30)
+    finally:
+        monkeypatch.undo()
+        vm.destroy()
