@@ -536,7 +536,8 @@ class Cpu:
         # the TLB fill hook is registered with the engine directly: the binding's wrappers (a decorator
         # layer, a struct copy of the entry) cost ~0.7 us of a fill; exceptions are still handed to
         # ``emu_start`` the binding's way (``_fill_hook``)
-        self._fill_cb = _TLB_FILL_CB(self._fill_hook)  # referenced for as long as the engine lives
+        self._fill_cb = _TLB_FILL_CB(self._fill_hook)
+        uc._zuv_fill_cb = self._fill_cb  # type: ignore[attr-defined]  # lives as long as the engine
         hh = ctypes.c_size_t()
         if _uc_direct.uc_hook_add(
             uc._uch,  # noqa: SLF001 - the engine handle
