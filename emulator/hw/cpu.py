@@ -30,7 +30,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from unicorn import Uc, UcError
 from unicorn import s390x_const as S
@@ -600,6 +600,8 @@ class Cpu:
         self._probe: tuple[int, bool] | None = None
         self._pgm_last: tuple[int, int] | None = None
         self._pgm_repeat = 0
+        self._ctx: Any = None  # a reused unicorn context for reading hidden CPU state (``_hidden``)
+        self._ctx_ptr = 0
         self.tlb_fills = 0
         #: flushes made only to let unicorn's TLB shrink (see ``_tlb_policy_after_trap``)
         self.tlb_shrinks = 0
@@ -635,8 +637,7 @@ class Cpu:
 
     def gprs(self) -> list[int]:
         """All 16 general registers, read in one go from the context blob."""
-        b = bytes(self.uc.context_save())
-        return list(struct.unpack_from("<16Q", b, _LAYOUT.regs))
+        return list(struct.unpack("<16Q", self._hidden(_LAYOUT.regs, 128)))
 
     def psw_gprs_crs(self) -> tuple[int, int, list[int], list[int]]:
         """PSW mask, PSW address, the 16 general and the 16 control registers from one engine call
@@ -1268,12 +1269,22 @@ class Cpu:
 
     # -- program interrupts from unicorn ------------------------------------------------------------------
 
+    def _hidden(self, offset: int, length: int) -> bytes:
+        """Bytes of unicorn's CPU state at a calibrated context-blob offset: one reused context is updated
+        in place (~0.4 us; a fresh ``context_save`` and its copy cost ~2.6 us)."""
+        ctx = self._ctx
+        if ctx is None:
+            ctx = self._ctx = self.uc.context_save()
+            self._ctx_ptr = ctypes.cast(ctx.context, ctypes.c_void_p).value or 0
+        else:
+            self.uc.context_update(ctx)
+        return ctypes.string_at(self._ctx_ptr + offset, length)
+
     def _intr(self, uc: Uc, intno: int, _ud: object) -> None:
-        b = bytes(uc.context_save())
         if intno == 3:
-            code, ilen = struct.unpack_from("<II", b, _LAYOUT.int_pgm_code)
+            code, ilen = struct.unpack("<II", self._hidden(_LAYOUT.int_pgm_code, 8))
         elif intno == 2:
-            code, ilen = struct.unpack_from("<II", b, _LAYOUT.int_svc_code)
+            code, ilen = struct.unpack("<II", self._hidden(_LAYOUT.int_svc_code, 8))
         else:
             code, ilen = 0, 0
         self._intr_info = (intno, code, ilen)
