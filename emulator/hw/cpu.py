@@ -497,6 +497,8 @@ _RESIZE_WINDOW: Final = 0.12
 _EXIT_VS_ENTRY: Final = 20
 #: A watched code frame costs a trap what ~1600 TLB entries do (its CRC at every return to Python, ~1.9 us).
 _SMC_VS_ENTRY: Final = 1600
+#: (virtual page, frame) pairs whose exit sets are kept ready for their next fetch fill
+_PAGE_EXITS_KEPT: Final = 16384
 #: Below this many registered exits the walk is not worth a flush.
 _EXITS_KEPT: Final = 64
 STOPPED: Final = "stopped"
@@ -1262,6 +1264,8 @@ class Cpu:
         key = (vpage, frame)
         page = self._page_exits.get(key)
         if page is None:
+            if len(self._page_exits) >= _PAGE_EXITS_KEPT:  # a bound for guests with many address spaces
+                self._page_exits.clear()
             page = self._page_exits[key] = frozenset(vpage + off for off in self._scan(frame))
         if page:
             self._exits |= page
