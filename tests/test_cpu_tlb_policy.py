@@ -116,3 +116,21 @@ def test_an_error_inside_the_tlb_fill_reaches_the_caller(hv, tmp_path, monkeypat
     finally:
         monkeypatch.undo()
         vm.destroy()
+
+
+def test_forgetting_the_known_exits_keeps_every_trap(hv, tmp_path, monkeypatch):
+    """With a tiny limit the CPU starts its exits afresh many times; every DIAG still traps."""
+    from emulator.hw import cpu as cpu_mod
+
+    monkeypatch.setattr(cpu_mod, "_EXITS_LIMIT", 500)
+    vm = hv.create_vm(128 * MIB)
+    try:
+        path = tmp_path / "forget.bin"
+        path.write_bytes(_many_exits_kernel(6, 3000))
+        vm.load(str(path))
+        res = vm.run(time_limit=120)
+        assert res.clean, res.describe()
+        assert res.intercepts.get("DIAG", 0) == 3000
+        assert len(vm.vcpus[0].cpu._exits) <= 500 + 2048  # noqa: SLF001 - forgotten at least once
+    finally:
+        vm.destroy()

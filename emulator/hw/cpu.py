@@ -497,6 +497,8 @@ _RESIZE_WINDOW: Final = 0.12
 _EXIT_VS_ENTRY: Final = 20
 #: A watched code frame costs a trap what ~1600 TLB entries do (its CRC at every return to Python, ~1.9 us).
 _SMC_VS_ENTRY: Final = 1600
+#: Known exits beyond which the CPU starts them afresh (``_forget_exits``): ~8,700 code pages' worth
+_EXITS_LIMIT: Final = 1 << 18
 #: (virtual page, frame) pairs whose exit sets are kept ready for their next fetch fill
 _PAGE_EXITS_KEPT: Final = 16384
 #: Below this many registered exits the walk is not worth a flush.
@@ -1253,6 +1255,15 @@ class Cpu:
             self._smc_digest[frame] = zlib.crc32(page[:0x1000])
         return hits
 
+    def _forget_exits(self) -> None:
+        """Start the set of known exits afresh (it only grows, ~30 per code page): drop every translated
+        block (they may hold halts at exits about to be forgotten) and the TLB, so that each page's exits
+        come back with its next fetch fill."""
+        self._exits = set(self.breakpoints)
+        self._page_exits.clear()
+        self.uc.ctl_flush_tb()
+        self.flush_tlb()
+
     def _forget_scan(self, frame: int) -> None:
         """The frame's bytes changed: scan it again at its next use."""
         self._scan_cache.pop(frame, None)
@@ -1489,6 +1500,8 @@ class Cpu:
             if self._want_flush:
                 self._want_flush = False
                 self._engine_flush()
+            if len(self._exits) > _EXITS_LIMIT:
+                self._forget_exits()
             if self._refused_code:
                 self._prune_exits()
             if self._fault is not None and not self._real_fault():
