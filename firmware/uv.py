@@ -181,34 +181,35 @@ class AbsoluteControlBlock:
         self.view = memory_view
         self.addr = addr
 
-    def _do(self, fn: Callable[[], Any], offset: int) -> Any:
-        try:
-            return fn()
-        except SecureStorageAccess as e:
-            raise ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e)) from None
-        except HwError:
-            raise ProgramException(
-                dat.PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
-            ) from None
+    def _pgm(self, e: SecureStorageAccess | HwError, offset: int) -> ProgramException:
+        """The program exception a host CPU gets for a refused access at ``offset`` into the block."""
+        if isinstance(e, SecureStorageAccess):
+            return ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e))
+        return ProgramException(dat.PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory")
+
+    # Every per-page UVC goes through these: plain try/except, no closure per access.
 
     def read(self, offset: int, length: int) -> bytes:
         """Read block bytes (PGM 0x3D / 0x05 as a host CPU would get them)."""
-        result: bytes = self._do(lambda: self.view.read(self.addr + offset, length), offset)
-        return result
+        try:
+            return self.view.read(self.addr + offset, length)
+        except (SecureStorageAccess, HwError) as e:
+            raise self._pgm(e, offset) from None
 
     def write(self, offset: int, data: bytes) -> None:
         """Store block bytes; all pages are checked before anything is stored."""
-        self._do(lambda: self.view.write(self.addr + offset, data), offset)
-
-    def check_store(self, offset: int, length: int) -> None:
-        """The store-access check of ``write`` (same exceptions), nothing stored."""
-        self._do(lambda: self.view.check(self.addr + offset, length, True), offset)
+        try:
+            self.view.write(self.addr + offset, data)
+        except (SecureStorageAccess, HwError) as e:
+            raise self._pgm(e, offset) from None
 
     def window(self, length: int) -> memoryview:
         """The first ``length`` bytes of the block in storage (read-only), after the fetch and store checks
         of all of them (same exceptions as ``read``/``write``)."""
-        result: memoryview = self._do(lambda: self.view.window(self.addr, length), 0)
-        return result
+        try:
+            return self.view.window(self.addr, length)
+        except (SecureStorageAccess, HwError) as e:
+            raise self._pgm(e, 0) from None
 
     def translate(self, vaddr: int, write: bool) -> int:
         """DAT off: addresses inside the block are absolute."""
@@ -463,8 +464,7 @@ class Ultravisor:
 
         A block with ``window(length)`` (a host block: its bytes in storage after the host view's fetch and
         store checks) is read through it, header first, then the whole block; otherwise the block is read
-        with ``read`` and the store-access check uses ``cb.check_store(offset, length)`` when the block has
-        it, else it stores the block's own bytes back.
+        with ``read`` and the store-access check stores the block's own bytes back.
 
         Raises:
             ProgramException: an access exception on the control block (nothing was changed), or for a
@@ -499,11 +499,7 @@ class Ultravisor:
             raw = window(length)  # fetch- and store-access checks of the whole block
         else:
             raw = cb.read(0, length)
-            check_store = getattr(cb, "check_store", None)
-            if check_store is not None:
-                check_store(0, length)
-            else:
-                cb.write(0, raw)  # store-access check of the whole block before anything changes
+            cb.write(0, raw)  # store-access check of the whole block before anything changes
         if not self.initialized and code != 0x0001 and code != 0x000F:
             return self._store_rc(cb, code, Rc.INV_STATE, 0, caller)
         guest_cfg = None

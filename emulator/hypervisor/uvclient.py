@@ -26,11 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from emulator.errors import HwError, HypervisorError, ProgramException, SecureStorageAccess
-from emulator.hw.dat import PGM_ADDRESSING
+from emulator.errors import HypervisorError, SecureStorageAccess
 from emulator.hw.memory import PAGE_SIZE, HostView
 from firmware import uv_blocks as B
-from firmware.uv import PGM_SECURE_STORAGE_ACCESS, AbsoluteControlBlock, Ultravisor, UvCaller
+from firmware.uv import AbsoluteControlBlock, Ultravisor, UvCaller
 from firmware.uv_codes import QUERY_FULL_LEN, Cc, Rc, UvCommand, command, describe
 
 __all__ = ["UvResult", "UvCallError", "UvClient", "HostArena", "GuestMap", "ConfigSetup"]
@@ -98,41 +97,6 @@ class UvResult:
             f"UvResult({self.cmd.name}, cc={self.cc}, rc={self.rc:#06x}, rrc={self.rrc:#06x}, "
             f"retries={self.retries})"
         )
-
-
-def _pgm(e: SecureStorageAccess | HwError, addr: int) -> ProgramException:
-    """The program exception a host CPU gets for a refused UVCB access (0x3D secure, 0x05 beyond memory)."""
-    if isinstance(e, SecureStorageAccess):
-        return ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e))
-    return ProgramException(PGM_ADDRESSING, why=f"UVCB byte at {addr:#x} is beyond memory")
-
-
-class _HostControlBlock(AbsoluteControlBlock):
-    """``AbsoluteControlBlock`` (host CPU, DAT off) with the same results, without a closure per access."""
-
-    def read(self, offset: int, length: int) -> bytes:
-        try:
-            return self.view.read(self.addr + offset, length)
-        except (SecureStorageAccess, HwError) as e:
-            raise _pgm(e, self.addr + offset) from None
-
-    def write(self, offset: int, data: bytes) -> None:
-        try:
-            self.view.write(self.addr + offset, data)
-        except (SecureStorageAccess, HwError) as e:
-            raise _pgm(e, self.addr + offset) from None
-
-    def window(self, length: int) -> memoryview:
-        try:
-            return self.view.window(self.addr, length)
-        except (SecureStorageAccess, HwError) as e:
-            raise _pgm(e, self.addr) from None
-
-    def check_store(self, offset: int, length: int) -> None:
-        try:
-            self.view.check(self.addr + offset, length, True)
-        except (SecureStorageAccess, HwError) as e:
-            raise _pgm(e, self.addr + offset) from None
 
 
 class _Template:
@@ -361,7 +325,7 @@ class UvClient:
         self.uvcb_addr = arena.alloc(PAGE_SIZE)
         #: The most recent results (``LOG_LENGTH`` of them), oldest first.
         self.log: deque[UvResult] = deque(maxlen=LOG_LENGTH)
-        self._cb = _HostControlBlock(view, self.uvcb_addr)
+        self._cb = AbsoluteControlBlock(view, self.uvcb_addr)
         self._templates: dict[int, _Template] = {}
         self._by_key: dict[int | str, _Template] = {}  # what ``call`` was given (code or name) -> template
 
@@ -400,7 +364,7 @@ class UvClient:
         if addr is None or addr == self.uvcb_addr:
             addr, cb = self.uvcb_addr, self._cb
         else:
-            cb = _HostControlBlock(self.view, addr)
+            cb = AbsoluteControlBlock(self.view, addr)
         view = self.view
         view.write(addr, raw)
         tries = 0
