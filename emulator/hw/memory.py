@@ -48,9 +48,9 @@ PAGE_SHIFT: Final = 12
 PAGE_SIZE: Final = 1 << PAGE_SHIFT
 PAGE_MASK: Final = ~(PAGE_SIZE - 1)
 
-#: Owner tag of a frame that belongs to the host (non-secure storage).
 #: madvise(2) advice: fault a range in for writing in one call (Linux 5.14; Python 3.11 has no name for it)
 _MADV_POPULATE_WRITE: Final = 23
+#: Owner tag of a frame that belongs to the host (non-secure storage).
 OWNER_HOST: Final = 0
 #: Owner tag of a frame donated to the Ultravisor (base, configuration or CPU storage).
 OWNER_UV: Final = 1
