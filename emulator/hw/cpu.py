@@ -934,13 +934,12 @@ class Cpu:
 
         Every trap makes unicorn translate a block, and every translation scans the whole TLB, so a TLB
         grown for a large working set makes each later trap dearer (raw unicorn: 3.1 us per trap at 256
-        entries, 48.8 us at 64 Ki); after every run unicorn also walks every registered exit (~26 ns
-        each; real s390x code gives ~30 scanner hits per page, most of them operand bytes), and checks every
-        watched code frame (~1.9 us each). When the traps
-        since the last flush cost more than the fills would (weighted 4:1 against flapping), the TLB is
-        flushed once per resize window: QEMU then shrinks it to what the window used, and the exits
-        registered fall back to those of the pages fetched again. Python's caches stay: no decision
-        changed.
+        entries, 48.8 us at 64 Ki); after every run unicorn also walks every registered exit (~26 ns each;
+        real s390x code gives ~30 scanner hits per page, most of them operand bytes), and the CPU checks
+        every watched code frame (~1.9 us each). When the traps since the last flush cost more than the
+        fills would (weighted 4:1 against flapping), the TLB is flushed once per resize window: QEMU then
+        shrinks it to what the window used, and the exits registered fall back to those of the pages
+        fetched again. Python's caches stay: no decision changed.
         """
         if (
             (self._tlb_size > _TLB_MIN or len(self._uc_exits) > _EXITS_KEPT or self._smc_frames)
