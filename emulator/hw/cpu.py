@@ -1,6 +1,6 @@
 """One s390x CPU on unicorn: registers, the Python MMU (TLB fill), trapped instructions, interrupt delivery.
 
-This is the only module that imports unicorn. The design (measured in ``docs/benchmarks.md``, argued in
+This module and its helper ``engine`` are the only ones that import unicorn. The design (measured in ``docs/benchmarks.md``, argued in
 ``ARCHITECTURE.md``):
 
 * Guest code runs in unicorn's JIT with no per-instruction or per-block Python callback.
@@ -11,6 +11,9 @@ This is the only module that imports unicorn. The design (measured in ``docs/ben
 * Instructions unicorn gets wrong or ignores in supervisor state (DIAG, SIGP, SERVC, STSI, STCK, STFLE,
   SSKE, LPSWE, SPX, ...) are *exits*: every fetch fill scans its page for their opcodes and adds each hit
   as an exit address, so emulation stops before such an instruction and Python emulates it.
+* Exits stay translated across runs (``engine``): unicorn would drop and re-translate every exit's
+  halting block after every run; the CPU never starts a run at an exit, and drops blocks itself when an
+  exit goes away.
 * UVC, SIE and real exceptions arrive through ``UC_HOOK_INTR``; the program-interruption code is read from
   the context blob at offsets calibrated (and checked) at import time.
 * Interrupts are delivered here, architecturally (old/new PSW swap in the lowcore at the prefix).
@@ -54,6 +57,7 @@ from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from emulator.errors import HwError, ProgramException
 from emulator.hw import dat
+from emulator.hw.engine import switch_for
 from emulator.hw.memory import KEY_C, KEY_F, KEY_R, OWNER_HOST, PAGE_SHIFT, PhysicalMemory
 from emulator.hw.tod import TodClock
 
@@ -488,15 +492,17 @@ _U16: Final = struct.Struct(">H")
 
 _TLB_MAX: Final = 1 << 20
 _TLB_MIN: Final = 64  # QEMU's smallest dynamic TLB (CPU_TLB_DYN_MIN_BITS)
-#: A Python TLB fill (~3 us) costs what ~2500 TLB entries add to one trap: unicorn translates the trap's
-#: halting block again after every run, and each translation scans every TLB entry (~1.2 ns each).
-_FILL_VS_ENTRY: Final = 2500
+#: What the trap round trip and a TLB fill cost, in ns, to weigh a flush (``_tlb_policy_after_trap``).
+#: A Python TLB fill costs ~3 us. Per trap: unicorn's stock engine translates the trap's halting block
+#: again after every run, and each translation scans every TLB entry (~1.2 ns each); it also walks every
+#: registered exit after every run (~26 ns each, ~6 ns with the engine switched, ``engine``, which also
+#: leaves no translation to scan the TLB). A watched code frame costs its CRC at every return to Python.
+_NS_FILL: Final = 3000
+_NS_ENTRY: Final = {False: 1.2, True: 0.0}  # by "engine switched"
+_NS_EXIT: Final = {False: 26.0, True: 6.0}
+_NS_SMC_FRAME: Final = 1900.0
 #: QEMU's dynamic TLB shrinks at a flush once a 100 ms window of low use has passed.
 _RESIZE_WINDOW: Final = 0.12
-#: One registered exit costs a trap what ~20 TLB entries do (unicorn walks the exits after every run).
-_EXIT_VS_ENTRY: Final = 20
-#: A watched code frame costs a trap what ~1600 TLB entries do (its CRC at every return to Python, ~1.9 us).
-_SMC_VS_ENTRY: Final = 1600
 #: Known exits beyond which the CPU starts them afresh (``_forget_exits``): ~8,700 code pages' worth
 _EXITS_LIMIT: Final = 1 << 18
 #: (virtual page, frame) pairs whose exit sets are kept ready for their next fetch fill
@@ -555,6 +561,10 @@ class Cpu:
             raise HwError("unicorn refused the TLB fill hook")
         uc.hook_add(UC_HOOK_INTR, self._intr)
         self.uc = uc
+        #: the engine's TB-invalidation slot, switched so that exits survive runs (None: unicorn's own way)
+        self._switch = switch_for(uc)
+        self._ns_entry = _NS_ENTRY[self._switch is not None]
+        self._ns_exit = _NS_EXIT[self._switch is not None]
         self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
         self._rv = ctypes.c_uint64()
         self._rp = ctypes.byref(self._rv)
@@ -932,20 +942,25 @@ class Cpu:
     def _tlb_policy_after_trap(self) -> None:
         """Keep unicorn's TLB small while traps, not fills, dominate.
 
-        Every trap makes unicorn translate a block, and every translation scans the whole TLB, so a TLB
-        grown for a large working set makes each later trap dearer (raw unicorn: 3.1 us per trap at 256
-        entries, 48.8 us at 64 Ki); after every run unicorn also walks every registered exit (~26 ns each;
-        real s390x code gives ~30 scanner hits per page, most of them operand bytes), and the CPU checks
-        every watched code frame (~1.9 us each). When the traps since the last flush cost more than the
+        In the stock engine every trap makes unicorn translate a block, and every translation scans the
+        whole TLB, so a TLB grown for a large working set makes each later trap dearer (raw unicorn: 3.1 us
+        per trap at 256 entries, 48.8 us at 64 Ki; with the engine switched, ``engine``, no block is
+        translated again and the TLB's size does not matter). After every run unicorn also walks every
+        registered exit (~26 ns each, ~6 ns switched; real s390x code gives ~30 scanner hits per page, most
+        of them operand bytes), and the CPU checks every watched code frame (~1.9 us each). When the traps since the last flush cost more than the
         fills would (weighted 4:1 against flapping), the TLB is flushed once per resize window: QEMU then
         shrinks it to what the window used, and the exits registered fall back to those of the pages
         fetched again. Python's caches stay: no decision changed.
         """
         if (
-            (self._tlb_size > _TLB_MIN or len(self._uc_exits) > _EXITS_KEPT or self._smc_frames)
+            ((self._tlb_size > _TLB_MIN and self._ns_entry) or len(self._uc_exits) > _EXITS_KEPT or self._smc_frames)
             and self._tlb_traps
-            * (self._tlb_size + _EXIT_VS_ENTRY * len(self._uc_exits) + _SMC_VS_ENTRY * len(self._smc_frames))
-            > 4 * _FILL_VS_ENTRY * max(self._fills, 1)
+            * (
+                self._ns_entry * self._tlb_size
+                + self._ns_exit * len(self._uc_exits)
+                + _NS_SMC_FRAME * len(self._smc_frames)
+            )
+            > 4 * _NS_FILL * max(self._fills, 1)
             and time.monotonic() - self._flushed_at > _RESIZE_WINDOW
         ):
             used = self._fills
@@ -1150,7 +1165,7 @@ class Cpu:
         if (
             self._fills > self._tlb_size
             and self._tlb_size < _TLB_MAX
-            and self._fills * _FILL_VS_ENTRY > self._tlb_traps * self._tlb_size
+            and self._fills * _NS_FILL > self._tlb_traps * self._tlb_size * self._ns_entry
         ):
             # unicorn's TLB only grows at a flush (QEMU's dynamic TLB doubles when >70% was used):
             # a working set larger than the TLB would otherwise miss into Python forever
@@ -1482,6 +1497,7 @@ class Cpu:
                 self._disarm()
                 return CpuExit("limit")
             self._stale()
+            start = pc
             try:
                 self.uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, budget if counted else 0)
                 err = None
@@ -1567,7 +1583,17 @@ class Cpu:
             if deadline and time.monotonic() >= deadline:
                 self._disarm()
                 return CpuExit("limit")
-            # an emu_stop from a fill (self-modifying code): just go on
+            # an emu_stop from a fill (self-modifying code): just go on. A run that stopped where it
+            # started, at no exit, may have met a halting block left from an exit since dropped: drop it.
+            if pc == start:
+                self._remove_cache(pc, pc + 1)
+
+    def _remove_cache(self, begin: int, end: int) -> None:
+        """Drop unicorn's translated blocks in [begin, end) (with its real invalidation, see ``engine``)."""
+        if self._switch is not None:
+            self._switch.invalidate(begin, end)
+        else:
+            self.uc.ctl_remove_cache(begin, end)
 
     def _disarm(self) -> None:
         if self._armed:
@@ -1597,7 +1623,7 @@ class Cpu:
 
         hook = uc.hook_add(UC_HOOK_MEM_WRITE if f.write else UC_HOOK_MEM_READ, watch)
         self._probe = (f.vpage, f.write)
-        uc.ctl_remove_cache(pc, pc + 6)
+        self._remove_cache(pc, pc + 6)
         self.flush_tlb()
         self._fault = None
         self._stale()
@@ -1610,7 +1636,7 @@ class Cpu:
             self._stale()
             uc.hook_del(hook)
             self._probe = None
-            uc.ctl_remove_cache(pc, pc + 6)
+            self._remove_cache(pc, pc + 6)
             self.flush_tlb()
         if f.rule == "low-address protection":
             bad = [o for o in touched if o < 512]
@@ -1680,7 +1706,7 @@ class Cpu:
             self._icache.clear()
             for vpage in self._code_pages.get(frame, ()):
                 self._add_exits(vpage, frame)
-                self.uc.ctl_remove_cache(vpage, vpage + 0x1000)
+                self._remove_cache(vpage, vpage + 0x1000)
 
     def _at_exit(
         self, pc: int, emulate: Callable[[Cpu, Insn], CpuExit | None], raw: bytes | None = None, keep: bool = False
@@ -1718,7 +1744,10 @@ class Cpu:
         self._exits.discard(pc)
         self._uc_exits.discard(pc)
         self.uc.ctl_set_exits(sorted(self._uc_exits))
-        self.uc.ctl_remove_cache(pc, pc + 6)
+        # the blocks that halt at pc: the zero-length one at pc, and the one that falls into it (it ends
+        # at pc: unicorn's own exit invalidation starts at pc - 1 for it); not back across a page start,
+        # whose page may not translate (the whole invalidation would be skipped)
+        self._remove_cache(pc - 1 if pc & 0xFFF else pc, pc + 6)
         saved = self.breakpoints
         self.breakpoints = set()
         try:
@@ -1729,7 +1758,7 @@ class Cpu:
                 self._exits.add(pc)
                 self._uc_exits.add(pc)
                 self.uc.ctl_set_exits(sorted(self._uc_exits))
-                self.uc.ctl_remove_cache(pc, pc + 6)
+                self._remove_cache(pc, pc + 6)
         return None if result.kind == "limit" else result
 
 

@@ -1,0 +1,186 @@
+"""Keeps unicorn from translating every exit again after every run: its TB-invalidation slot, found and switched.
+
+After each ``emu_start`` unicorn drops the translated blocks at every registered exit (``resume_all_vcpus``
+calls ``uc->uc_invalidate_tb(uc, exit - 1, 1)`` for each), so that a later run *starting* at an exit
+executes the instruction there instead of halting. Each invalidation also drops the zero-length halting
+block of the exit and the block just before it, so every trap costs one or two fresh translations
+(~3 us measured) plus a TLB lookup per exit. The CPU never starts a run at an exit: it emulates the
+instruction at an exit in Python, and steps over a stale exit (``Cpu._native_step``) only after dropping
+that address's blocks itself. So the engine's invalidation after a run does nothing the CPU needs.
+
+This module finds, in the loaded ``libunicorn`` (from its ELF symbol table, read with pyelftools), the
+s390x engine's ``uc_invalidate_tb`` and a function whose whole body is a return, and the offset of the
+``uc_invalidate_tb`` slot in ``uc_struct`` (by looking for the function's address in a live engine). A CPU
+then keeps the no-op in its engine's slot and puts the real function back around its own invalidations
+(``Switch.invalidate``). The slot is used by exactly four callers in unicorn 2.1.4: the exits after a run,
+``UC_CTL_TB_REMOVE_CACHE``, deleting a hook that instrumented code ranges, and unmapping memory; the CPU
+makes the last three only through ``Switch.invalidate`` or not at all.
+
+Anything unexpected (no symbol table, no or several candidate slots, a no-op that is not a bare return,
+the self-test run giving another result) leaves the engine as unicorn made it: ``switch_for`` returns None
+and traps cost what they cost before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from unicorn import Uc
+from unicorn import s390x_const as S
+from unicorn.unicorn_const import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN
+from unicorn.unicorn_py3.unicorn import uclib as _uclib
+
+__all__ = ["Switch", "switch_for", "SLOT"]
+
+log = logging.getLogger(__name__)
+
+_SYM: Final = struct.Struct("<IBBHQQ")  # Elf64_Sym (little-endian hosts: x86-64, aarch64)
+_STT_FUNC: Final = 2
+#: bare returns: x86-64 ``ret``, ``endbr64; ret``; aarch64 ``ret``
+_RETURNS: Final = (b"\xc3", b"\xf3\x0f\x1e\xfa\xc3", b"\xc0\x03\x5f\xd6")
+_SCAN_WORDS: Final = 4096  # how much of uc_struct is searched for the slot (its first 32 KiB)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    offset: int  # of uc_invalidate_tb in uc_struct
+    real: frozenset[int]  # addresses of the engine's uc_invalidate_tb (one per target in the library)
+    noop: int  # address of a function that only returns
+
+
+def _symbols(lib: Path, names: tuple[bytes, ...]) -> tuple[dict[bytes, list[int]], list[tuple[int, int]]]:
+    """Values of the named symbols, and (value, size) of every function symbol of at most 8 bytes."""
+    with lib.open("rb") as f:
+        elf = ELFFile(f)
+        if elf.elfclass != 64 or not elf.little_endian:
+            raise ELFError("not a 64-bit little-endian library")
+        symtab, strtab = elf.get_section_by_name(".symtab"), elf.get_section_by_name(".strtab")
+        if symtab is None or strtab is None:
+            raise ELFError("the library has no symbol table (stripped)")
+        f.seek(symtab["sh_offset"])
+        syms = f.read(symtab["sh_size"])
+        f.seek(strtab["sh_offset"])
+        strs = f.read(strtab["sh_size"])
+    # pyelftools decodes ~40,000 symbols per second; the library has ~53,000: look them up in the raw tables
+    found: dict[bytes, list[int]] = {}
+    for name in names:
+        values = found[name] = []
+        for m in re.finditer(b"\0" + re.escape(name) + b"\0", strs):
+            for hit in re.finditer(re.escape(struct.pack("<I", m.start() + 1)), syms):
+                if hit.start() % _SYM.size == 0:
+                    values.append(_SYM.unpack_from(syms, hit.start())[4])
+    small = [
+        (value, size)
+        for _name, info, _other, shndx, value, size in _SYM.iter_unpack(syms[: len(syms) - len(syms) % _SYM.size])
+        if info & 0xF == _STT_FUNC and shndx and 0 < size <= 8
+    ]
+    return found, small
+
+
+def _find_slot() -> _Slot:
+    lib = Path(_uclib._name)  # noqa: SLF001 - the library the binding loaded
+    found, small = _symbols(lib, (b"uc_invalidate_tb", b"uc_emu_start"))
+    if len(found[b"uc_emu_start"]) != 1 or not found[b"uc_invalidate_tb"]:
+        raise LookupError("uc_emu_start / uc_invalidate_tb not in the symbol table")
+    base = ctypes.cast(_uclib.uc_emu_start, ctypes.c_void_p).value - found[b"uc_emu_start"][0]
+    real = frozenset(base + v for v in found[b"uc_invalidate_tb"])
+    noop = next(
+        (base + v for v, size in small if ctypes.string_at(base + v, size) in _RETURNS), None
+    )  # fmt: skip
+    if noop is None:
+        raise LookupError("no function in the library is a bare return")
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)  # initialises the engine (the slot is filled at its first use)
+    words = struct.unpack(f"<{_SCAN_WORDS}Q", ctypes.string_at(uc._uch.value, 8 * _SCAN_WORDS))  # noqa: SLF001
+    hits = [i for i, w in enumerate(words) if w in real]
+    if len(hits) != 1:
+        raise LookupError(f"{len(hits)} candidate uc_invalidate_tb slots in uc_struct")
+    slot = _Slot(8 * hits[0], real, noop)
+    _self_test(uc, slot)
+    return slot
+
+
+def _self_test(uc: Uc, slot: _Slot) -> None:
+    """With the no-op in place an exit traps, and its halting block survives the run (a run after the
+    exit was dropped from the list still halts there); ``Switch.invalidate`` then removes it."""
+    # 0x10000: lghi %r2,1 ; 0x10004: aghi %r2,1 ; 0x10008: aghi %r2,1 ; 0x1000c: j .
+    uc.mem_write(0x10000, bytes.fromhex("a7290001" "a72a0001" "a72a0001" "a7f4ffff"))
+    uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+    uc.ctl_exits_enabled(True)
+    sw = Switch(uc, slot)
+    seen = []
+    try:
+        for exits, drop in (([0x10004, 0x1000C], False), ([0x1000C], False), ([0x1000C], True)):
+            uc.ctl_set_exits(exits)
+            if drop:
+                sw.invalidate(0x10000, 0x10010)
+            uc.emu_start(0x10000, 0)
+            seen.append((uc.reg_read(S.UC_S390X_REG_PC), uc.reg_read(S.UC_S390X_REG_R2)))
+    finally:
+        sw.restore()
+    if seen != [(0x10004, 1), (0x10004, 1), (0x1000C, 3)]:
+        raise LookupError(f"self-test gave {seen}")
+
+
+class Switch:
+    """One engine's slot: the no-op while it runs, the real function for the owner's invalidations."""
+
+    __slots__ = ("_cell", "_real", "_noop", "_uc")
+
+    def __init__(self, uc: Uc, slot: _Slot) -> None:
+        self._uc = uc
+        self._cell = ctypes.c_uint64.from_address(uc._uch.value + slot.offset)  # noqa: SLF001
+        real = self._cell.value
+        if real not in slot.real:
+            raise LookupError("the engine's slot does not hold uc_invalidate_tb")
+        self._real = real
+        self._noop = slot.noop
+        self._cell.value = slot.noop
+
+    def invalidate(self, begin: int, end: int) -> None:
+        """Drop the translated blocks in [begin, end) (``ctl_remove_cache``) with the real function.
+
+        An exit's halt is either a zero-length block at the exit (any such block on the page goes) or the
+        end of the block that falls into it, which ends at the exit: to drop that one, begin at exit - 1.
+        """
+        cell = self._cell
+        cell.value = self._real
+        try:
+            self._uc.ctl_remove_cache(begin, end)
+        finally:
+            cell.value = self._noop
+
+    def restore(self) -> None:
+        """Give the engine its own function back for good."""
+        self._cell.value = self._real
+
+
+def _load() -> _Slot | None:
+    try:
+        return _find_slot()
+    except (OSError, ELFError, LookupError, ValueError, AttributeError) as e:
+        log.info("unicorn's exits stay as they are (every trap re-translates its exit): %s", e)
+        return None
+
+
+#: The calibrated slot, or None when this unicorn build is not the one measured (then nothing is switched).
+SLOT: Final = _load()
+
+
+def switch_for(uc: Uc) -> Switch | None:
+    """Switch this (initialised) engine's invalidation slot, or None when that is not possible."""
+    if SLOT is None:
+        return None
+    try:
+        return Switch(uc, SLOT)
+    except LookupError as e:
+        log.info("unicorn engine left as it is: %s", e)
+        return None

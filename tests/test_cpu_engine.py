@@ -1,0 +1,131 @@
+"""Exits stay translated across runs (``emulator.hw.engine``), and every way an exit goes away still works."""
+
+import ctypes
+import struct
+
+import pytest
+from unicorn import Uc
+from unicorn import s390x_const as S
+from unicorn.unicorn_const import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN
+
+from emulator.hw import engine
+from emulator.hw.memory import PhysicalMemory
+from emulator.hw.tod import TodClock
+from emulator.machine.machine import Machine
+from emulator.hypervisor.kvm import MIB, Hypervisor
+
+_WAIT = struct.pack(">QQ", 0x0002000180000000, 0xFFF)
+
+
+@pytest.fixture(params=["switched", "stock"])
+def engine_mode(request, monkeypatch):
+    from emulator.hw import cpu as cpu_mod
+
+    if request.param == "stock":
+        monkeypatch.setattr(cpu_mod, "switch_for", lambda uc: None)
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def hv():
+    return Hypervisor(PhysicalMemory(256 * MIB), TodClock())
+
+
+def _flat(code: bytes) -> bytes:
+    img = bytearray(0x11000)
+    img[4:8] = struct.pack(">I", 0x80010000)
+    img[0x10000 : 0x10000 + len(code)] = code
+    img[0x10200:0x10210] = _WAIT
+    return bytes(img)
+
+
+def _stop(at: int) -> bytes:
+    """larl %r1,<wait PSW> ; lpswe 0(%r1)"""
+    return bytes.fromhex("c010") + struct.pack(">i", (0x10200 - at) // 2) + bytes.fromhex("b2b21000")
+
+
+def _run(hv, tmp_path, code: bytes):
+    vm = hv.create_vm(32 * MIB)
+    path = tmp_path / "k.bin"
+    path.write_bytes(_flat(code))
+    vm.load(str(path))
+    return vm, vm.run(time_limit=60)
+
+
+def test_the_pinned_unicorn_is_switched():
+    """unicorn 2.1.4 (the pinned build) is the one measured: its slot is found and every CPU uses it."""
+    assert engine.SLOT is not None
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    sw = engine.switch_for(uc)
+    assert sw is not None
+    cell = ctypes.c_uint64.from_address(uc._uch.value + engine.SLOT.offset)  # noqa: SLF001
+    assert cell.value == engine.SLOT.noop
+    sw.restore()
+    assert cell.value in engine.SLOT.real
+
+
+def test_a_halting_block_survives_the_run_until_the_cpu_drops_it():
+    """The effect itself, in a bare engine: after the exit was dropped from the list the next run still
+    halts there (nothing re-translated it), and ``invalidate`` lets the run through."""
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    sw = engine.switch_for(uc)
+    assert sw is not None
+    uc.mem_write(0x10000, bytes.fromhex("a7290001" "a72a0001" "a7f4ffff"))  # lghi ; aghi ; j .
+    uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+    uc.ctl_exits_enabled(True)
+    uc.ctl_set_exits([0x10004, 0x10008])
+    uc.emu_start(0x10000, 0)  # the block [0x10000, 0x10004) ends in a halt
+    assert uc.reg_read(S.UC_S390X_REG_PC) == 0x10004
+    uc.ctl_set_exits([0x10008])
+    uc.emu_start(0x10000, 0)
+    assert uc.reg_read(S.UC_S390X_REG_PC) == 0x10004
+    sw.invalidate(0x10003, 0x10008)  # from exit - 1: the halt is the end of the block that falls into it
+    uc.emu_start(0x10000, 0)
+    assert (uc.reg_read(S.UC_S390X_REG_PC), uc.reg_read(S.UC_S390X_REG_R2)) == (0x10008, 2)
+
+
+def test_a_trapped_diag_the_guest_overwrites_runs_as_the_new_instruction(hv, tmp_path, engine_mode):
+    """DIAG traps once, the guest stores ``lhi %r9,7`` over it and runs it: no stale halt, no second trap."""
+    code = bytearray()
+    code += bytes.fromhex("a7890002")  # lghi %r8,2 (two passes)
+    code += bytes.fromhex("c060") + struct.pack(">i", 4)  # larl %r6,X (X follows this 6-byte insn +2)
+    code += bytes.fromhex("0700")  # nopr
+    x = len(code)
+    code += bytes.fromhex("8300009c")  # X: diag 0,0,0x9c
+    code += bytes.fromhex("c079a7980007")  # iilf %r7,<lhi %r9,7>
+    code += bytes.fromhex("50706000")  # st %r7,0(%r6)
+    at = len(code)
+    code += bytes.fromhex("a787") + struct.pack(">h", (x - at) // 2)  # brctg %r8,X
+    code += _stop(0x10000 + len(code))
+    assert struct.unpack(">i", code[6:10])[0] * 2 + 4 == x  # larl lands on X
+    vm, res = _run(hv, tmp_path, bytes(code))
+    try:
+        assert res.clean, res.describe()
+        assert res.intercepts.get("DIAG", 0) == 1
+        assert vm.vcpus[0].cpu.gpr(9) == 7
+    finally:
+        vm.destroy()
+
+
+def test_a_removed_breakpoint_no_longer_stops(tmp_path, engine_mode):
+    """A breakpoint hit in a loop three times, then removed: the loop runs to its end without another stop."""
+    code = bytes.fromhex("a7290064")  # lghi %r2,100
+    loop = 0x10000 + len(code)
+    code += bytes.fromhex("a73a0001")  # aghi %r3,1
+    code += bytes.fromhex("a727fffe")  # brctg %r2,loop
+    code += _stop(0x10000 + len(code))
+    path = tmp_path / "bp.bin"
+    path.write_bytes(_flat(code))
+    m = Machine(32 * MIB, 1)
+    m.load(str(path))
+    m.set_breakpoints({loop})
+    for n in range(3):
+        r = m.run(time_limit=20)
+        assert r.reason.startswith("breakpoint") and m.cpus[0].pc == loop
+        assert m.cpus[0].gpr(3) == n
+    m.set_breakpoints(set())
+    r = m.run(time_limit=20)
+    assert r.clean, r.describe()
+    assert m.cpus[0].gpr(3) == 100
