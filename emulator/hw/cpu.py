@@ -459,8 +459,12 @@ _WATCHDOG: Final = _Watchdog()
 _uc_direct: Final = ctypes.CDLL(_uclib._name)  # noqa: SLF001 - the library the binding loaded
 _uc_reg_read: Final = _uc_direct.uc_reg_read
 _uc_reg_write: Final = _uc_direct.uc_reg_write
-_uc_reg_read_batch: Final = _uc_direct.uc_reg_read_batch
-for _f in (_uc_reg_read, _uc_reg_write, _uc_reg_read_batch):
+_uc_context_save: Final = _uc_direct.uc_context_save
+_uc_context_size: Final = _uc_direct.uc_context_size
+_uc_context_size.restype = ctypes.c_size_t
+_Q_LE: Final = struct.Struct("<Q")  # unicorn's context blob is in host byte order (little-endian hosts)
+_16Q_LE: Final = struct.Struct("<16Q")
+for _f in (_uc_reg_read, _uc_reg_write, _uc_context_save):
     _f.restype = ctypes.c_int
 _GPR: Final = [getattr(S, f"UC_S390X_REG_R{i}") for i in range(16)]
 _CR: Final = [getattr(S, f"UC_S390X_REG_CR{i}") for i in range(16)]
@@ -473,7 +477,6 @@ _GPR_C: Final = [ctypes.c_int(r) for r in _GPR]
 _CR_C: Final = [ctypes.c_int(r) for r in _CR]
 _PC_C: Final = ctypes.c_int(_PC)
 _PSWM_C: Final = ctypes.c_int(_PSWM)
-_N34_C: Final = ctypes.c_int(34)
 
 
 class _TlbEntry(ctypes.Structure):
@@ -568,12 +571,12 @@ class Cpu:
         self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
         self._rv = ctypes.c_uint64()
         self._rp = ctypes.byref(self._rv)
-        self._batch: tuple[ctypes.Array, ctypes.Array, ctypes.Array] | None = None  # psw_gprs_crs arrays
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no flush)
         self._tlb_frames: set[int] = set()
-        #: the bytes of trapped instructions by address, valid as long as the TLB (and the code) is
-        self._icache: dict[int, bytes] = {}
+        #: trapped instructions by address (bytes, opcode key, name, trapped?), valid as long as the TLB
+        #: (and the code) is
+        self._icache: dict[int, tuple[bytes, int, str, bool]] = {}
         self._stale()
         self.state = STOPPED
         self.prefix = 0
@@ -606,7 +609,7 @@ class Cpu:
         self._fault_where: tuple[int, bool] = (0, False)
         self._refused_code: set[int] = set()
         self._intr_info: tuple[int, int, int] | None = None
-        self._halt = threading.Event()
+        self._halt = False  # set by request_halt from any thread (a plain attribute store is atomic)
         self._fills = 0
         self._tlb_size = 256
         self._want_flush = False
@@ -614,8 +617,9 @@ class Cpu:
         self._probe: tuple[int, bool] | None = None
         self._pgm_last: tuple[int, int] | None = None
         self._pgm_repeat = 0
-        self._ctx: Any = None  # a reused unicorn context for reading hidden CPU state (``_hidden``)
-        self._ctx_ptr = 0
+        self._ctx: Any = None  # a reused unicorn context for reading hidden CPU state (``_blob``)
+        self._ctx_view: memoryview | None = None
+        self._ctx_arg: Any = None
         self.tlb_fills = 0
         #: flushes made only to let unicorn's TLB shrink (see ``_tlb_policy_after_trap``)
         self.tlb_shrinks = 0
@@ -654,22 +658,16 @@ class Cpu:
         return list(struct.unpack("<16Q", self._hidden(_LAYOUT.regs, 128)))
 
     def psw_gprs_crs(self) -> tuple[int, int, list[int], list[int]]:
-        """PSW mask, PSW address, the 16 general and the 16 control registers from one engine call
-        (``uc_reg_read_batch``); the PSW and control-register caches take the values read."""
-        batch = self._batch
-        if batch is None:
-            ids = (ctypes.c_int * 34)(_PSWM, _PC, *_GPR, *_CR)
-            vals = (ctypes.c_uint64 * 34)()
-            ptrs = (ctypes.c_void_p * 34)(*(ctypes.addressof(vals) + 8 * i for i in range(34)))
-            batch = self._batch = (ids, ptrs, vals)
-        ids, ptrs, vals = batch
-        if _uc_reg_read_batch(self._h, ids, ptrs, _N34_C):
-            raise HwError("uc_reg_read_batch failed")
-        v = vals[:]
-        self._mask_c, self._pc_c = v[0], v[1]
-        crs = v[18:34]
+        """PSW mask, PSW address, the 16 general and the 16 control registers: the mask from the engine
+        (unicorn folds the lazily kept condition code into it), the rest from one context update
+        (``_blob``); the PSW and control-register caches take the values read."""
+        mv = self._blob()
+        addr = _Q_LE.unpack_from(mv, _LAYOUT.psw_mask + 8)[0]
+        gprs = list(_16Q_LE.unpack_from(mv, _LAYOUT.regs))
+        crs = list(_16Q_LE.unpack_from(mv, _LAYOUT.psw_mask + 96))
+        self._pc_c = addr
         self._cr_c = crs[:]
-        return v[0], v[1], v[2:18], crs
+        return self._mask(), addr, gprs, crs
 
     # Register access goes straight to the engine through ctypes (a third of the binding's cost) and
     # caches the PSW and control registers until unicorn runs again: a trap round trip reads them a
@@ -1298,16 +1296,23 @@ class Cpu:
 
     # -- program interrupts from unicorn ------------------------------------------------------------------
 
-    def _hidden(self, offset: int, length: int) -> bytes:
-        """Bytes of unicorn's CPU state at a calibrated context-blob offset: one reused context is updated
-        in place (~0.4 us; a fresh ``context_save`` and its copy cost ~2.6 us)."""
-        ctx = self._ctx
-        if ctx is None:
+    def _blob(self) -> memoryview:
+        """unicorn's CPU state now, as the bytes of one reused context updated in place (one engine call,
+        ~0.3 us; a fresh ``context_save`` and its copy cost ~2.6 us). Offsets: ``_LAYOUT``."""
+        view = self._ctx_view
+        if view is None:
             ctx = self._ctx = self.uc.context_save()
-            self._ctx_ptr = ctypes.cast(ctx.context, ctypes.c_void_p).value or 0
-        else:
-            self.uc.context_update(ctx)
-        return ctypes.string_at(self._ctx_ptr + offset, length)
+            ptr = ctypes.cast(ctx.context, ctypes.c_void_p).value or 0
+            size = _uc_context_size(self._h)
+            view = self._ctx_view = memoryview((ctypes.c_char * size).from_address(ptr)).cast("B")
+            self._ctx_arg = ctx.context
+        elif _uc_context_save(self._h, self._ctx_arg):
+            raise HwError("uc_context_save failed")
+        return view
+
+    def _hidden(self, offset: int, length: int) -> bytes:
+        """Bytes of unicorn's CPU state at a calibrated context-blob offset (``_blob``)."""
+        return bytes(self._blob()[offset : offset + length])
 
     def _intr(self, uc: Uc, intno: int, _ud: object) -> None:
         if intno == 3:
@@ -1440,7 +1445,7 @@ class Cpu:
 
     def request_halt(self) -> None:
         """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
-        self._halt.set()
+        self._halt = True
         self.uc.emu_stop()
 
     def run(self, count: int = 0, timeout_us: int = 0, resume: bool = False) -> CpuExit:
@@ -1466,15 +1471,15 @@ class Cpu:
                 return CpuExit("check_stop", reason=self.check_stop_reason)
             if self.state == STOPPED:
                 return CpuExit("stopped")
-            if self.deliver_pending():
-                continue
             mask, pc = self.psw
+            if (mask & PSW_MASK_EXT or self.restart_pending) and self.deliver_pending():
+                continue  # (only an enabled external interruption or a restart can be delivered here)
             if mask & PSW_MASK_WAIT:
                 if not self.interrupt_possible():
                     return CpuExit("disabled_wait", code=pc)
                 return CpuExit("wait")
-            if self._halt.is_set():
-                self._halt.clear()
+            if self._halt:
+                self._halt = False
                 return CpuExit("halt")
             if counted and budget <= 0:
                 return CpuExit("limit")
@@ -1496,7 +1501,8 @@ class Cpu:
             if deadline and time.monotonic() >= deadline:
                 self._disarm()
                 return CpuExit("limit")
-            self._stale()
+            self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
+            self._cr_c = [None] * 16
             start = pc
             try:
                 self.uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, budget if counted else 0)
@@ -1505,10 +1511,11 @@ class Cpu:
                 err = e
                 if self.uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not
                     raise self.uc._hook_exception from None  # noqa: SLF001 - the refusal it caused
-            self._stale()
-            executed = self._executed(counted, budget)
-            self.insn_count += executed
+            self._mask_c = self._pc_c = None  # _stale(), inline
+            self._cr_c = [None] * 16
             if counted:
+                executed = self._executed(counted, budget)
+                self.insn_count += executed
                 budget -= executed
             if self._smc_frames:
                 self._rescan_smc()
@@ -1570,8 +1577,8 @@ class Cpu:
                 self.program_interrupt(code, ilen or 2, pc=ipc)
                 continue
             pc = self.pc
-            if self._halt.is_set():
-                self._halt.clear()
+            if self._halt:
+                self._halt = False
                 return CpuExit("halt")
             if pc in self._exits:
                 self._tlb_traps += 1
@@ -1714,19 +1721,21 @@ class Cpu:
         """Emulate the trapped instruction at ``pc`` (or run it natively if the page changed)."""
         self.traps += 1
         if raw is None:
-            raw = self._icache.get(pc)
-            if raw is None:
+            hit = self._icache.get(pc)
+            if hit is None:
                 raw = self._fetch_insn(pc)
-                if raw is not None:
-                    self._icache[pc] = raw
-        if raw is None:
-            # the page is gone: let unicorn take the fetch fault natively
+                if raw is None:
+                    # the page is gone: let unicorn take the fetch fault natively
+                    return self._native_step(pc, keep)
+                key = _opcode_key(raw)
+                hit = self._icache[pc] = (raw, key, OWNER_INSNS.get(key) or f"{key:#x}", _is_trapped(key))
+            raw, key, name, trapped = hit
+        else:
+            key = _opcode_key(raw)
+            name, trapped = OWNER_INSNS.get(key) or f"{key:#x}", _is_trapped(key)
+        if not trapped:
             return self._native_step(pc, keep)
-        key = _opcode_key(raw)
-        name = OWNER_INSNS.get(key)
-        insn = Insn(self, pc, raw, name or f"{key:#x}", key)
-        if not _is_trapped(key):
-            return self._native_step(pc, keep)
+        insn = Insn(self, pc, raw, name, key)
         try:
             return emulate(self, insn)
         except ProgramException as e:
