@@ -11,8 +11,8 @@ from unicorn.unicorn_const import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN
 from emulator.hw import engine
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.tod import TodClock
-from emulator.machine.machine import Machine
 from emulator.hypervisor.kvm import MIB, Hypervisor
+from emulator.machine.machine import Machine
 
 _WAIT = struct.pack(">QQ", 0x0002000180000000, 0xFFF)
 

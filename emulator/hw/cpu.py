@@ -857,8 +857,7 @@ class Cpu:
     @property
     def cpu_timer(self) -> int:
         """The CPU timer (signed 64 bits), decremented by the TOD clock."""
-        v = self._cpu_timer - (self.tod() - self._cpu_timer_set_at)
-        return v
+        return self._cpu_timer - (self.clock.now() - self._cpu_timer_set_at)
 
     def set_cpu_timer(self, value: int) -> None:
         """Set the CPU timer (SPT)."""
@@ -1471,7 +1470,12 @@ class Cpu:
                 return CpuExit("check_stop", reason=self.check_stop_reason)
             if self.state == STOPPED:
                 return CpuExit("stopped")
-            mask, pc = self.psw
+            mask = self._mask_c  # self.psw, inline (the caches; the engine only when they were reset)
+            if mask is None:
+                mask = self._mask_c = self._rd(_PSWM_C)
+            pc = self._pc_c
+            if pc is None:
+                pc = self._pc_c = self._rd(_PC_C)
             if (mask & PSW_MASK_EXT or self.restart_pending) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
             if mask & PSW_MASK_WAIT:
@@ -1576,7 +1580,7 @@ class Cpu:
                         continue
                 self.program_interrupt(code, ilen or 2, pc=ipc)
                 continue
-            pc = self.pc
+            pc = self._pc_c = self._rd(_PC_C)
             if self._halt:
                 self._halt = False
                 return CpuExit("halt")
@@ -1737,6 +1741,10 @@ class Cpu:
             return self._native_step(pc, keep)
         insn = Insn(self, pc, raw, name, key)
         try:
+            if key in OWNER_INSNS:  # the owner's: DIAG, SERVC, SIGP, STSI, UVC, SIE, channel I/O
+                if self._mask() & PSW_MASK_PSTATE:
+                    raise ProgramException(PGM_PRIVILEGED, why=f"{name} in problem state")
+                return CpuExit("insn", insn=insn)
             return emulate(self, insn)
         except ProgramException as e:
             ilc = e.ilc if e.ilc is not None else insn.ilen

@@ -2,8 +2,8 @@
 
 Each handler gets the CPU and the decoded ``Insn`` (at an exit, before the instruction ran). It either
 completes the instruction (``insn.finish``), raises ``ProgramException`` (delivered by the CPU with the
-instruction's ILC), or returns a ``CpuExit`` of kind ``"insn"`` for instructions that belong to the CPU's
-owner (DIAG, SIGP, SERVC, STSI, UVC, SIE, channel I/O), after the problem-state check.
+instruction's ILC), or returns a ``CpuExit``. Instructions that belong to the CPU's owner (DIAG, SIGP, SERVC,
+STSI, UVC, SIE, channel I/O) never come here: the CPU hands them over itself, after the problem-state check.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Callable
 from emulator.errors import ProgramException
 from emulator.hw import dat
 from emulator.hw.cpu import (
-    OWNER_INSNS,
     PGM_PRIVILEGED,
     PGM_SPECIFICATION,
     PSW_MASK_ASC,
@@ -71,11 +70,7 @@ def _si_address(cpu: Cpu, raw: bytes) -> int:
 
 
 def emulate(cpu: Cpu, insn: Insn) -> CpuExit | None:
-    """Emulate one trapped instruction, or hand it to the owner."""
-    if insn.opcode in OWNER_INSNS:
-        if cpu.problem_state:
-            raise ProgramException(PGM_PRIVILEGED, why=f"{insn.name} in problem state")
-        return CpuExit("insn", insn=insn)
+    """Emulate one trapped CPU-local instruction (the CPU hands the owner's instructions over itself)."""
     entry = HANDLERS.get(insn.opcode)
     if entry is None:  # a trapped opcode without a handler is an emulator gap: say so architecturally
         raise ProgramException(0x01, why=f"opcode {insn.opcode:#x} is not implemented")

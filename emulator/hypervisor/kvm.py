@@ -377,7 +377,7 @@ class Vm:
     def inject_service_signal(self, param: int) -> None:
         """Make a service-signal external interruption pending (floating: CPU 0 takes it)."""
         v = self.vcpus[min(self.vcpus)]
-        if self.pv is not None and v.secure:
+        if self.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
             self.pv.pending_ext(v)["service"] = param
         else:
             v.cpu.ext_pending.setdefault("service", param)
@@ -488,7 +488,7 @@ class Vm:
                 where = f" at {pc:#x}" if pc is not None else ""
                 self._halt_reason = ex.detail or f"{ex.reason}{where} on CPU {v.address}"
             return True
-        if self.pv is not None and v.secure:
+        if self.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
             self._count(ex.name)
             return self.pv.handle_exit(v, ex)
         if code == ICPT_INST:
@@ -792,28 +792,28 @@ class Hypervisor:
     def enter(self, v: Vcpu, count: int = 0, timeout_us: int = 0) -> SieExit:
         """One SIE execution of a vCPU."""
         vm = v.vm
-        if vm.pv is not None and v.secure:
+        if vm.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
             return vm.pv.enter(v, count, timeout_us)
         return self.engine.enter(v.cpu, v.page, count, timeout_us)
 
     def insn_count(self, v: Vcpu) -> int:
         """Instructions the vCPU executed (exact in counted runs)."""
         vm = v.vm
-        if vm.pv is not None and v.secure:
+        if vm.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
             return vm.pv.insn_count(v)
         return v.cpu.insn_count
 
     def timer_deadline(self, v: Vcpu) -> int | None:
         """TOD value at which an enabled timer interruption of the vCPU becomes pending."""
         vm = v.vm
-        if vm.pv is not None and v.secure:
+        if vm.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
             return vm.pv.timer_deadline(v)
         return v.cpu.next_timer_deadline()
 
     def interrupt_ready(self, v: Vcpu) -> bool:
         """True if the vCPU has an interruption pending that it is enabled for (so a wait ends)."""
         vm = v.vm
-        if vm.pv is not None and v.secure:
+        if vm.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
             return vm.pv.interrupt_ready(v)
         cpu = v.cpu
         if cpu.restart_pending:

@@ -263,7 +263,11 @@ class PvSieEngine:
             cpu.guest = m.mapping
             cpu.guest_memory_size = cfg.msl
             cpu.flush_tlb()
-        self._load(cpu, scpu)
+        snap = self._loaded.get(scpu.handle)  # the record's lists as the last exit left them on ``cpu``
+        if snap is None or snap[0] is not cpu or snap[1] is not scpu.psw or snap[2] is not scpu.gprs or (
+            snap[3] is not scpu.crs
+        ):
+            self._load(cpu, scpu)
         cpu.state = OPERATING
         # 1. complete an intercepted instruction with the host's results
         pending = self._pending.pop(scpu.handle, None)
@@ -340,10 +344,8 @@ class PvSieEngine:
     # -- the secure CPU's registers: the UV record <-> the hardware CPU --------------------------------
 
     def _load(self, cpu: Cpu, scpu: SecureCpu) -> None:
-        """Put the UV's record of the secure CPU into the hardware CPU unless it is there already."""
-        snap = self._loaded.get(scpu.handle)
-        if snap is not None and snap[0] is cpu and snap[1] is scpu.psw and snap[2] is scpu.gprs and snap[3] is scpu.crs:
-            return
+        """Put the UV's record of the secure CPU into the hardware CPU (``_enter`` calls it unless the
+        record is there already)."""
         for i, v in enumerate(scpu.gprs):
             cpu.set_gpr(i, v)
         for i, v in enumerate(scpu.ars):
@@ -484,9 +486,10 @@ class PvSieEngine:
         if name == "UVC":
             return self._uvc(cpu, page, scpu, insn)
         if name == "DIAG":
-            b2, d2 = insn.b2d2  # the code is the low 16 bits of D2(B2): the addressing mode cannot change them
-            code = (d2 + (cpu.gpr(b2) if b2 else 0)) & 0xFFFF
-            r1, r3 = insn.r1, insn.r3
+            raw = insn.raw  # RS format: 83 R1R3 B2D2 D2D2
+            b2, d2 = raw[2] >> 4, (raw[2] & 0xF) << 8 | raw[3]
+            code = (d2 + (cpu.gpr(b2) if b2 else 0)) & 0xFFFF  # the low 16 bits: no addressing mode changes them
+            r1, r3 = raw[1] >> 4, raw[1] & 0xF
             regs[5] = code
             if code in (0x44, 0x9C):
                 regs[0] = cpu.gpr(r1)
