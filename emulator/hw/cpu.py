@@ -337,7 +337,7 @@ class Insn:
         cpu = self.cpu
         if cc is not None:
             cpu.set_cc(cc)
-        cpu.set_pc(self.pc + self.ilen)
+        cpu.set_pc(self.pc + (2, 4, 4, 6)[self.raw[0] >> 6])  # + ILC_FOR(first byte), inline
 
 
 @dataclass
@@ -460,6 +460,10 @@ _uc_direct: Final = ctypes.CDLL(_uclib._name)  # noqa: SLF001 - the library the 
 _uc_reg_read: Final = _uc_direct.uc_reg_read
 _uc_reg_write: Final = _uc_direct.uc_reg_write
 _uc_context_save: Final = _uc_direct.uc_context_save
+_uc_emu_start: Final = _uc_direct.uc_emu_start
+_uc_emu_start.restype = ctypes.c_int
+_UNTIL_C: Final = ctypes.c_uint64(0xFFFFFFFFFFFFFFFF)  # ignored with exits enabled (they end the run)
+_ZERO_U64_C: Final = ctypes.c_uint64(0)  # no engine timeout: the watchdog thread ends time slices
 _uc_context_size: Final = _uc_direct.uc_context_size
 _uc_context_size.restype = ctypes.c_size_t
 _Q_LE: Final = struct.Struct("<Q")  # unicorn's context blob is in host byte order (little-endian hosts)
@@ -1508,13 +1512,15 @@ class Cpu:
             self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
             self._cr_c = [None] * 16
             start = pc
-            try:
-                self.uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, budget if counted else 0)
-                err = None
-            except UcError as e:
-                err = e
-                if self.uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not
-                    raise self.uc._hook_exception from None  # noqa: SLF001 - the refusal it caused
+            # uc.emu_start, called the way the register calls are (ready ctypes arguments)
+            uc = self.uc
+            uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
+            status = _uc_emu_start(
+                self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(budget if counted else 0)
+            )
+            err = UcError(status) if status else None
+            if uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not the refusal
+                raise uc._hook_exception from None  # noqa: SLF001 - it caused
             self._mask_c = self._pc_c = None  # _stale(), inline
             self._cr_c = [None] * 16
             if counted:
@@ -1742,7 +1748,7 @@ class Cpu:
         insn = Insn(self, pc, raw, name, key)
         try:
             if key in OWNER_INSNS:  # the owner's: DIAG, SERVC, SIGP, STSI, UVC, SIE, channel I/O
-                if self._mask() & PSW_MASK_PSTATE:
+                if (self._mask_c if self._mask_c is not None else self._mask()) & PSW_MASK_PSTATE:
                     raise ProgramException(PGM_PRIVILEGED, why=f"{name} in problem state")
                 return CpuExit("insn", insn=insn)
             return emulate(self, insn)
