@@ -718,11 +718,21 @@ class Ultravisor:
         cfg = self._configs.get(config_handle)
         if cfg is None:
             return False
-        owner, frames, tag = self.mem.owner, cfg.frames, cfg.tag
-        for page in (prefix & ~0xFFF, (prefix & ~0xFFF) + PAGE_SIZE):
+        owner, frames, tag, walks, buf, u64 = self.mem.owner, cfg.frames, cfg.tag, cfg.walks, self._buf, _U64
+        page = prefix & ~0xFFF
+        for page in (page, page + PAGE_SIZE):  # checked at every secure entry: _gmap's hit path, inline
             if page >= cfg.msl:
                 return False
-            frame = self._gmap(cfg, page)
+            hit = walks.get((cfg.mso + page) & ~0xFFF)
+            if (
+                hit is not None
+                and len(hit) == 5
+                and u64.unpack_from(buf, hit[1])[0] == hit[2]
+                and u64.unpack_from(buf, hit[3])[0] == hit[4]
+            ):
+                frame = hit[0]  # a segment-table walk whose two entries still hold
+            else:
+                frame = self._gmap(cfg, page)
             if frame is None or owner[frame] != tag or frames.get(frame) != page:
                 return False
         return True

@@ -35,6 +35,7 @@ R1+1 in GR1, R3 in GR2 (0x500: the virtio registers GR1-GR4 as they are); SERVC 
 
 from __future__ import annotations
 
+import ctypes
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,7 +123,9 @@ _U16: Final = struct.Struct(">H")
 
 
 _MASK64: Final = 0xFFFFFFFFFFFFFFFF
-_ZERO_GRREGS: Final = (0,) * 16
+_ZERO_GRREGS: Final = bytes(128)
+_GRREGS_AT: Final = SiePage.pv_grregs.offset
+_GRREGS_END: Final = _GRREGS_AT + 128
 
 
 def _gprs_crs(cpu: Cpu) -> tuple[list[int], list[int]]:
@@ -216,10 +219,18 @@ class PvSieEngine:
         self._maps: dict[int, _SecureMapping] = {}  # config handle -> mapping
         self._running: set[int] = set()
         self._sccbs: dict[int, int] = {}  # cpu handle -> real SCCB address of the last SERVC
+        self._raw: dict[int, memoryview] = {}  # SIE page address -> its bytes (``_page_bytes``)
         self.entries = 0
         #: Debugger hook (``Hypervisor.insn_filter``): offered each owner instruction of a secure guest before
         #: it is handled; a returned reason leaves it unexecuted and ends SIE (reason "filtered").
         self.insn_filter: Callable[[Cpu, Insn], str | None] | None = None
+
+    def _page_bytes(self, page: SiePage) -> memoryview:
+        """The SIE page's 4 KiB as bytes (kept by address: SIE pages live in the machine's storage, which
+        outlives this engine, and a hypervisor reuses a few page addresses)."""
+        addr = ctypes.addressof(page)
+        view = self._raw[addr] = memoryview((ctypes.c_char * 0x1000).from_address(addr)).cast("B")
+        return view
 
     # -- entry checks ---------------------------------------------------------------------------------
 
@@ -480,8 +491,11 @@ class PvSieEngine:
         return SieExit(ICPT_PV_NOTIFY)
 
     def _classify(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn) -> SieExit | None:
+        raw = self._raw.get(ctypes.addressof(page))
+        if raw is None:
+            raw = self._page_bytes(page)
+        raw[_GRREGS_AT:_GRREGS_END] = _ZERO_GRREGS  # one slice store (the ctypes array's costs ~4x)
         regs = page.pv_grregs
-        regs[:] = _ZERO_GRREGS
         name = insn.name
         if name == "UVC":
             return self._uvc(cpu, page, scpu, insn)
