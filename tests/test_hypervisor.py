@@ -115,6 +115,11 @@ def test_host_allocator_never_overlaps_and_reuses_freed_ranges():
     assert al.alloc_range(100 * MIB) == a
     pages = {al.alloc_page() for _ in range(50)}
     assert len(pages) == 50 and all(p % 4096 == 0 and p < 16 * MIB for p in pages)
+    # a bounded request that cannot be met says where it looked (an open end must not break the message)
+    with pytest.raises(HypervisorError, match=r"no free 64 MiB at or above 0x80000000 \(host memory 256 MiB\)"):
+        al.alloc_range(64 * MIB, above=1 << 31)
+    with pytest.raises(HypervisorError, match=r"ending at or below 0x1000000"):
+        al.alloc_range(64 * MIB, below=16 * MIB)
 
 
 def test_hypervisor_on_a_bare_memory_and_clock():
