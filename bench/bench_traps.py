@@ -1,9 +1,11 @@
 """Trap cost against guest size: a normal guest's DIAG round trip after it grew unicorn's TLB or ran
 through many code pages, as a ratio to the same round trip in a guest that did neither (same run).
 
-Two things unicorn does after every run grow with the guest: it translates the trap's halting block
-again, and each translation scans the whole TLB; and it walks every registered exit. The CPU keeps both
-small while traps dominate (ARCHITECTURE.md, "The trap round trip"); this benchmark shows it does.
+Two things stock unicorn does after every run grow with the guest: it translates the trap's halting
+block again, and each translation scans the whole TLB; and it walks every registered exit. The CPU keeps
+the engine from re-translating (``emulator/hw/engine.py``: then the TLB's size costs traps nothing) and
+keeps the exits unicorn walks few while traps dominate (ARCHITECTURE.md, "The trap round trip"); this
+benchmark shows the round trip stays flat.
 
 * sweep N pages: the guest stores one byte into each of N pages first (the TLB grows to hold them);
 * N code pages: the guest runs through N pages with 32 scanner hits each (DIAG opcode bytes among
