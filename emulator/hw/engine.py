@@ -46,7 +46,9 @@ _SYM: Final = struct.Struct("<IBBHQQ")  # Elf64_Sym (little-endian hosts: x86-64
 _STT_FUNC: Final = 2
 #: bare returns: x86-64 ``ret``, ``endbr64; ret``; aarch64 ``ret``
 _RETURNS: Final = (b"\xc3", b"\xf3\x0f\x1e\xfa\xc3", b"\xc0\x03\x5f\xd6")
-_SCAN_WORDS: Final = 4096  # how much of uc_struct is searched for the slot (its first 32 KiB)
+#: how much of uc_struct is searched for the slot: its first 4 KiB (the struct is ~16 KiB in 2.1.4, the
+#: function pointers sit near its start; reading past its end could leave the heap)
+_SCAN_WORDS: Final = 512
 
 
 @dataclass(frozen=True)
