@@ -1,7 +1,7 @@
 """One s390x CPU on unicorn: registers, the Python MMU (TLB fill), trapped instructions, interrupt delivery.
 
-This module and its helper ``engine`` are the only ones that import unicorn. The design (measured in ``docs/benchmarks.md``, argued in
-``ARCHITECTURE.md``):
+This module and its helper ``engine`` are the only ones that import unicorn. The design (measured in
+``docs/benchmarks.md``, argued in ``ARCHITECTURE.md``):
 
 * Guest code runs in unicorn's JIT with no per-instruction or per-block Python callback.
 * Memory: every CPU maps the machine's one buffer with ``mem_map_ptr`` and runs under ``UC_TLB_VIRTUAL``:
@@ -948,13 +948,17 @@ class Cpu:
         per trap at 256 entries, 48.8 us at 64 Ki; with the engine switched, ``engine``, no block is
         translated again and the TLB's size does not matter). After every run unicorn also walks every
         registered exit (~26 ns each, ~6 ns switched; real s390x code gives ~30 scanner hits per page, most
-        of them operand bytes), and the CPU checks every watched code frame (~1.9 us each). When the traps since the last flush cost more than the
-        fills would (weighted 4:1 against flapping), the TLB is flushed once per resize window: QEMU then
-        shrinks it to what the window used, and the exits registered fall back to those of the pages
-        fetched again. Python's caches stay: no decision changed.
+        of them operand bytes), and the CPU checks every watched code frame (~1.9 us each). When the traps
+        since the last flush cost more than the fills would (weighted 4:1 against flapping), the TLB is
+        flushed once per resize window: QEMU then shrinks it to what the window used, and the exits
+        registered fall back to those of the pages fetched again. Python's caches stay: no decision changed.
         """
         if (
-            ((self._tlb_size > _TLB_MIN and self._ns_entry) or len(self._uc_exits) > _EXITS_KEPT or self._smc_frames)
+            (
+                (self._tlb_size > _TLB_MIN and self._ns_entry)
+                or len(self._uc_exits) > _EXITS_KEPT
+                or self._smc_frames
+            )
             and self._tlb_traps
             * (
                 self._ns_entry * self._tlb_size

@@ -1,4 +1,4 @@
-"""Keeps unicorn from translating every exit again after every run: its TB-invalidation slot, found and switched.
+"""unicorn's TB-invalidation slot, found and switched: exits are not translated again after every run.
 
 After each ``emu_start`` unicorn drops the translated blocks at every registered exit (``resume_all_vcpus``
 calls ``uc->uc_invalidate_tb(uc, exit - 1, 1)`` for each), so that a later run *starting* at an exit
@@ -79,9 +79,10 @@ def _symbols(lib: Path, names: tuple[bytes, ...]) -> tuple[dict[bytes, list[int]
             for hit in re.finditer(re.escape(struct.pack("<I", m.start() + 1)), syms):
                 if hit.start() % _SYM.size == 0:
                     values.append(_SYM.unpack_from(syms, hit.start())[4])
+    whole = syms[: len(syms) - len(syms) % _SYM.size]
     small = [
         (value, size)
-        for _name, info, _other, shndx, value, size in _SYM.iter_unpack(syms[: len(syms) - len(syms) % _SYM.size])
+        for _name, info, _other, shndx, value, size in _SYM.iter_unpack(whole)
         if info & 0xF == _STT_FUNC and shndx and 0 < size <= 8
     ]
     return found, small

@@ -92,8 +92,12 @@ class HostAllocator:
                     pieces.append((base + length, start + n - base - length))
                 self._ranges[i : i + 1] = pieces
                 return base
-        where = (f" at or above {above:#x}" if above else "") + (f" ending at or below {below:#x}" if below is not None else "")
-        raise HypervisorError(f"host memory exhausted: no free {length >> 20} MiB{where} (host memory {self.size >> 20} MiB)")
+        where = f" at or above {above:#x}" if above else ""
+        if below is not None:
+            where += f" ending at or below {below:#x}"
+        raise HypervisorError(
+            f"host memory exhausted: no free {length >> 20} MiB{where} (host memory {self.size >> 20} MiB)"
+        )
 
     def free_range(self, start: int, length: int) -> None:
         """Give a range back."""

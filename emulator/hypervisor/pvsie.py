@@ -502,7 +502,7 @@ class PvSieEngine:
         if name == "DIAG":
             raw = insn.raw  # RS format: 83 R1R3 B2D2 D2D2
             b2, d2 = raw[2] >> 4, (raw[2] & 0xF) << 8 | raw[3]
-            code = (d2 + (cpu.gpr(b2) if b2 else 0)) & 0xFFFF  # the low 16 bits: no addressing mode changes them
+            code = (d2 + (cpu.gpr(b2) if b2 else 0)) & 0xFFFF  # low 16 bits: no addressing mode changes them
             r1, r3 = raw[1] >> 4, raw[1] & 0xF
             regs[5] = code
             if code in (0x44, 0x9C):
