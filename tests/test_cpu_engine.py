@@ -129,3 +129,29 @@ def test_a_removed_breakpoint_no_longer_stops(tmp_path, engine_mode):
     r = m.run(time_limit=20)
     assert r.clean, r.describe()
     assert m.cpus[0].gpr(3) == 100
+
+
+def test_registers_from_the_context_blob_agree_with_register_reads(tmp_path):
+    """``psw_gprs_crs`` reads GPRs, PSW address and CRs from one context update, the mask (with its lazily
+    kept condition code) from the engine: the same values one-by-one register reads give."""
+    code = bytearray()
+    for r in range(1, 16):
+        code += bytes.fromhex("c0") + bytes([r << 4 | 1]) + struct.pack(">i", 0x1000 * r + r)  # lgfi %rR,...
+    code += bytes.fromhex("a70a0001")  # ahi %r0,1 (cc 2: result > 0)
+    stop_at = 0x10000 + len(code)
+    code += bytes.fromhex("8300009c")  # diag 0,0,0x9c
+    code += _stop(0x10000 + len(code))
+    path = tmp_path / "regs.bin"
+    path.write_bytes(_flat(bytes(code)))
+    m = Machine(32 * MIB, 1)
+    m.load(str(path))
+    m.set_breakpoints({stop_at})
+    r = m.run(time_limit=20)
+    assert r.reason.startswith("breakpoint"), r.describe()
+    cpu = m.cpus[0]
+    cpu.write_cr(9, 0x1234_5678_9ABC_DEF0)
+    mask, addr, gprs, crs = cpu.psw_gprs_crs()
+    cpu._stale()  # noqa: SLF001 - forget the caches: read every register from the engine again
+    assert (mask, addr) == cpu.psw and addr == stop_at and (mask >> 44) & 3 == 2
+    assert gprs == [cpu.gpr(i) for i in range(16)] == [1] + [0x1000 * r + r for r in range(1, 16)]
+    assert crs == [cpu.cr(i) for i in range(16)] and crs[9] == 0x1234_5678_9ABC_DEF0
