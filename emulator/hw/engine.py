@@ -12,9 +12,10 @@ This module finds, in the loaded ``libunicorn`` (from its ELF symbol table, read
 s390x engine's ``uc_invalidate_tb`` and a function whose whole body is a return, and the offset of the
 ``uc_invalidate_tb`` slot in ``uc_struct`` (by looking for the function's address in a live engine). A CPU
 then keeps the no-op in its engine's slot and puts the real function back around its own invalidations
-(``Switch.invalidate``). The slot is used by exactly four callers in unicorn 2.1.4: the exits after a run,
-``UC_CTL_TB_REMOVE_CACHE``, deleting a hook that instrumented code ranges, and unmapping memory; the CPU
-makes the last three only through ``Switch.invalidate`` or not at all.
+(``Switch.invalidate``). unicorn 2.1.4 calls the slot from five places: the exits after a run,
+``UC_CTL_TB_REMOVE_CACHE``, deleting a hook that instrumented code ranges, unmapping memory, and moving a
+region out for a memory snapshot; the CPU reaches the second only through ``Switch.invalidate``, adds only
+hooks that instrument no code ranges, and neither unmaps memory nor takes snapshots.
 
 Anything unexpected (no symbol table, no or several candidate slots, a no-op that is not a bare return,
 the self-test run giving another result) leaves the engine as unicorn made it: ``switch_for`` returns None
