@@ -15,7 +15,8 @@ then keeps the no-op in its engine's slot and puts the real function back around
 (``Switch.invalidate``). unicorn 2.1.4 calls the slot from five places: the exits after a run,
 ``UC_CTL_TB_REMOVE_CACHE``, deleting a hook that instrumented code ranges, unmapping memory, and moving a
 region out for a memory snapshot; the CPU reaches the second only through ``Switch.invalidate``, adds only
-hooks that instrument no code ranges, and neither unmaps memory nor takes snapshots.
+hooks that instrument no code ranges (the counting hook unicorn adds itself for counted runs goes with a
+flush of every block), and neither unmaps memory nor takes snapshots.
 
 Anything unexpected (no symbol table, no or several candidate slots, a no-op that is not a bare return,
 the self-test run giving another result) leaves the engine as unicorn made it: ``switch_for`` returns None
