@@ -488,7 +488,7 @@ class Ultravisor:
         if kind != "host" and kind != "guest":
             raise HwError(f"UVC caller kind {kind!r}")
         cmd = BY_CODE.get(code)
-        if cmd is None or not cmd.allowed(kind):
+        if cmd is None or not cmd.implemented or kind not in cmd.callers:  # cmd.allowed(kind), inline
             return self._store_rc(cb, code, Rc.INV_CMD, 0, caller)
         if code == 0x0001:
             if length < QUERY_MIN_LEN:
@@ -518,7 +518,8 @@ class Ultravisor:
         data = bytearray(blk)
         _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
         cb.write(0, data if length == size else data[:length])
-        log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
+        if log.isEnabledFor(logging.DEBUG):  # (no argument tuple and no call frame for each per-page UVC)
+            log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
         cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
         if self._sinks:
             stored = bytes(data if length == size else data[:length])

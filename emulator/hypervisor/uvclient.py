@@ -64,7 +64,6 @@ class UvResult:
         rrc: int,
         block: Any = None,
         retries: int = 0,
-        *,
         raw: bytes | None = None,
         layout: type | None = None,
     ) -> None:
@@ -406,7 +405,7 @@ class UvClient:
             cc = self.uv.call(self.caller, self._cb)
         out = view.read(addr, len(raw))
         rc, rrc = _RC_RRC.unpack_from(out, 4)
-        res = UvResult(c, cc, rc, rrc, None, tries, raw=out, layout=t.layout)
+        res = UvResult(c, cc, rc, rrc, None, tries, out, t.layout)
         self.log.append(res)
         return res
 
