@@ -1528,7 +1528,7 @@ class Cpu:
             self._mask_c = self._pc_c = None  # _stale(), inline
             self._cr_c = [None] * 16
             if counted:
-                executed = self._executed(counted, budget)
+                executed = self._executed(budget)
                 self.insn_count += executed
                 budget -= executed
             if self._smc_frames:
@@ -1621,9 +1621,8 @@ class Cpu:
             _WATCHDOG.disarm(self)
             self._armed = 0.0
 
-    def _executed(self, counted: bool, budget: int) -> int:
-        if not counted:
-            return 0
+    def _executed(self, budget: int) -> int:
+        """Instructions the last counted run executed (unicorn's counter, at most the budget)."""
         n = ctypes.c_size_t.from_address(self.uc._uch.value + _LAYOUT.counter).value  # noqa: SLF001
         return min(n, budget)
 

@@ -381,7 +381,7 @@ class Vm:
     def inject_service_signal(self, param: int) -> None:
         """Make a service-signal external interruption pending (floating: CPU 0 takes it)."""
         v = self.vcpus[min(self.vcpus)]
-        if self.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
+        if self.pv is not None and v.secure:
             self.pv.pending_ext(v)["service"] = param
         else:
             v.cpu.ext_pending.setdefault("service", param)
@@ -803,7 +803,7 @@ class Hypervisor:
     def insn_count(self, v: Vcpu) -> int:
         """Instructions the vCPU executed (exact in counted runs)."""
         vm = v.vm
-        if vm.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
+        if vm.pv is not None and v.secure:
             return vm.pv.insn_count(v)
         return v.cpu.insn_count
 
@@ -817,7 +817,7 @@ class Hypervisor:
     def interrupt_ready(self, v: Vcpu) -> bool:
         """True if the vCPU has an interruption pending that it is enabled for (so a wait ends)."""
         vm = v.vm
-        if vm.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
+        if vm.pv is not None and v.secure:
             return vm.pv.interrupt_ready(v)
         cpu = v.cpu
         if cpu.restart_pending:
