@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 from emulator.console.errors import ConsoleError
 from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, UvEventLog, intercept_detail
 from emulator.errors import EmulatorError, MachineError
-from emulator.hw.cpu import CpuExit
+from emulator.hw.cpu import CpuExit, prefixed, wrap_address
+from emulator.machine.machine import check_run_limits
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["SecureMachine", "VcpuCpu", "is_se_image"]
 
 _SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
-_PSW_EA: Final = 1 << 32
-_PSW_BA: Final = 1 << 31
 
 
 def is_se_image(path: str | Path) -> bool:
@@ -171,21 +170,11 @@ class VcpuCpu:
 
     def wrap(self, addr: int) -> int:
         """Wrap an address to the vCPU's addressing mode."""
-        mask = self.psw[0]
-        if mask & _PSW_EA:
-            return addr & 0xFFFFFFFFFFFFFFFF
-        if mask & _PSW_BA:
-            return addr & 0x7FFFFFFF
-        return addr & 0xFFFFFF
+        return wrap_address(self.psw[0], addr)
 
     def real_to_abs(self, real: int) -> int:
         """Apply the vCPU's prefixing."""
-        p = self.prefix
-        if real < 0x2000:
-            return real + p
-        if p <= real < p + 0x2000:
-            return real - p
-        return real
+        return prefixed(real, self.prefix)
 
 
 class SecureMachine:
@@ -450,10 +439,7 @@ class SecureMachine:
 
     def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
         """Run the VM until its vCPUs stop, a limit, a debugger stop or ``request_halt``."""
-        if max_insns is not None and max_insns <= 0:
-            raise MachineError(f"the instruction limit must be positive, not {max_insns}")
-        if time_limit is not None and time_limit <= 0:
-            raise MachineError(f"the time limit must be positive, not {time_limit}")
+        check_run_limits(max_insns, time_limit)
 
         t0 = time.monotonic()
         deadline = None if time_limit is None else t0 + time_limit

@@ -78,6 +78,8 @@ __all__ = [
     "NULLIFYING",
     "GuestMapping",
     "WatchHit",
+    "prefixed",
+    "wrap_address",
 ]
 
 # -- PSW and control-register bits (PoP numbering: bit 0 is the most significant) ----------------------
@@ -800,12 +802,7 @@ class Cpu:
 
     def wrap(self, addr: int) -> int:
         """Wrap an address to the current addressing mode (24, 31 or 64 bits)."""
-        mask = self._mask()
-        if mask & PSW_MASK_EA:
-            return addr & 0xFFFFFFFFFFFFFFFF
-        if mask & PSW_MASK_BA:
-            return addr & 0x7FFFFFFF
-        return addr & 0xFFFFFF
+        return wrap_address(self._mask(), addr)
 
     def set_prefix(self, prefix: int) -> None:
         """Set the prefix register."""
@@ -1008,12 +1005,7 @@ class Cpu:
 
     def real_to_abs(self, real: int) -> int:
         """Apply prefixing (and, for a SIE guest, the guest-to-host mapping is done by the caller)."""
-        p = self.prefix
-        if real < 0x2000:
-            return real + p
-        if p <= real < p + 0x2000:
-            return real - p
-        return real
+        return prefixed(real, self.prefix)
 
     def _abs_to_host(self, absolute: int, write: bool, fetch: bool) -> int:
         """Map an absolute address of this CPU's configuration to host absolute storage."""
@@ -1819,6 +1811,25 @@ def _is_trapped(key: int) -> bool:
     if hi == 0x01:
         return lo == 0x07
     return False
+
+
+def wrap_address(mask: int, addr: int) -> int:
+    """``addr`` wrapped to the addressing mode of a PSW with this mask (24, 31 or 64 bits)."""
+    if mask & PSW_MASK_EA:
+        return addr & 0xFFFFFFFFFFFFFFFF
+    if mask & PSW_MASK_BA:
+        return addr & 0x7FFFFFFF
+    return addr & 0xFFFFFF
+
+
+def prefixed(real: int, prefix: int) -> int:
+    """The absolute address of a real address under this prefix: the two 4 KiB pages at real 0 and at the
+    prefix swap places."""
+    if real < 0x2000:
+        return real + prefix
+    if prefix <= real < prefix + 0x2000:
+        return real - prefix
+    return real
 
 
 def psw_invalid(mask: int, addr: int) -> str:

@@ -37,10 +37,18 @@ from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
 from emulator.machine.loader import LoadedProgram, load_program
 
-__all__ = ["Machine", "RunResult", "CpuResult", "parse_size"]
+__all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
 
 SLICE: Final = 20_000
 MAX_CPUS: Final = 248
+
+
+def check_run_limits(max_insns: int | None, time_limit: float | None) -> None:
+    """Refuse a run limit that is not positive (``MachineError``): the checks of every ``run``."""
+    if max_insns is not None and max_insns <= 0:
+        raise MachineError(f"the instruction limit must be positive, not {max_insns}")
+    if time_limit is not None and time_limit <= 0:
+        raise MachineError(f"the time limit must be positive, not {time_limit}")
 
 
 def parse_size(text: str) -> int:
@@ -243,10 +251,7 @@ class Machine:
 
     def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
         """Run until every CPU has stopped, a limit is reached, or ``request_halt``."""
-        if max_insns is not None and max_insns <= 0:
-            raise MachineError(f"the instruction limit must be positive, not {max_insns}")
-        if time_limit is not None and time_limit <= 0:
-            raise MachineError(f"the time limit must be positive, not {time_limit}")
+        check_run_limits(max_insns, time_limit)
         t0 = time.monotonic()
         timer = None
         if time_limit is not None:
