@@ -17,15 +17,6 @@ from emulator.machine.machine import Machine
 _WAIT = struct.pack(">QQ", 0x0002000180000000, 0xFFF)
 
 
-@pytest.fixture(params=["switched", "stock"])
-def engine_mode(request, monkeypatch):
-    from emulator.hw import cpu as cpu_mod
-
-    if request.param == "stock":
-        monkeypatch.setattr(cpu_mod, "switch_for", lambda uc: None)
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def hv():
     return Hypervisor(PhysicalMemory(256 * MIB), TodClock())

@@ -39,21 +39,13 @@ def hv():
     return Hypervisor(PhysicalMemory(512 * MIB), TodClock())
 
 
-@pytest.fixture(params=["switched", "stock"])
-def engine(request, monkeypatch):
-    """Run the test on CPUs with the engine switched (the default) and as unicorn made it."""
-    from emulator.hw import cpu as cpu_mod
-
-    if request.param == "stock":
-        monkeypatch.setattr(cpu_mod, "switch_for", lambda uc: None)
-    return request.param
-
-
-def _run(hv, tmp_path, pages: int, diags: int):
+def _run(hv, tmp_path, image: bytes, diags: int):
+    """Boot the flat ``image`` in a 128 MiB VM, run it to its clean stop with ``diags`` DIAG intercepts, and
+    return its (destroyed) CPU for inspection."""
     vm = hv.create_vm(128 * MIB)
     try:
-        path = tmp_path / f"k{pages}-{diags}.bin"
-        path.write_bytes(_kernel(pages, diags))
+        path = tmp_path / "k.bin"
+        path.write_bytes(image)
         vm.load(str(path))
         res = vm.run(time_limit=120)
         assert res.clean, res.describe()
@@ -63,10 +55,10 @@ def _run(hv, tmp_path, pages: int, diags: int):
         vm.destroy()
 
 
-def test_a_trap_heavy_phase_after_a_large_working_set_lets_the_tlb_shrink_only_where_it_costs(hv, tmp_path, engine):
-    cpu = _run(hv, tmp_path, 16384, 60000)
+def test_a_trap_heavy_phase_after_a_large_working_set_lets_the_tlb_shrink_only_where_it_costs(hv, tmp_path, engine_mode):
+    cpu = _run(hv, tmp_path, _kernel(16384, 60000), 60000)
     assert cpu.tlb_fills >= 16384  # the sweep grew the TLB (fills beyond its first 256 entries)
-    if engine == "stock":
+    if engine_mode == "stock":
         assert cpu.tlb_shrinks >= 1
     else:  # no trap translates a block any more: flushing the TLB would only cost fills
         assert cpu._switch is not None  # noqa: SLF001
@@ -74,7 +66,7 @@ def test_a_trap_heavy_phase_after_a_large_working_set_lets_the_tlb_shrink_only_w
 
 
 def test_a_sweep_without_traps_is_left_alone(hv, tmp_path):
-    cpu = _run(hv, tmp_path, 16384, 1)
+    cpu = _run(hv, tmp_path, _kernel(16384, 1), 1)
     assert cpu.tlb_shrinks == 0
 
 
@@ -97,23 +89,13 @@ def _many_exits_kernel(pages: int, diags: int) -> bytes:
     return bytes(img)
 
 
-def test_exits_of_pages_no_longer_run_leave_unicorn(hv, tmp_path, engine):
+def test_exits_of_pages_no_longer_run_leave_unicorn(hv, tmp_path, engine_mode):
     """After the guest ran through pages full of scanner hits, a trap-heavy phase does not keep paying for
     tens of thousands of exits: unicorn keeps those of the pages fetched since the last flush."""
-    vm = hv.create_vm(128 * MIB)
-    try:
-        path = tmp_path / "exits.bin"
-        path.write_bytes(_many_exits_kernel(20, 60000))
-        vm.load(str(path))
-        res = vm.run(time_limit=120)
-        assert res.clean, res.describe()
-        assert res.intercepts.get("DIAG", 0) == 60000
-        cpu = vm.vcpus[0].cpu
-        assert len(cpu._exits) > 20 * 2000  # noqa: SLF001 - every hit is still known to the CPU
-        assert cpu.tlb_shrinks >= 1
-        assert cpu.registered_exits < 100
-    finally:
-        vm.destroy()
+    cpu = _run(hv, tmp_path, _many_exits_kernel(20, 60000), 60000)
+    assert len(cpu._exits) > 20 * 2000  # noqa: SLF001 - every hit is still known to the CPU
+    assert cpu.tlb_shrinks >= 1
+    assert cpu.registered_exits < 100
 
 
 def test_an_error_inside_the_tlb_fill_reaches_the_caller(hv, tmp_path, monkeypatch):
@@ -136,19 +118,10 @@ def test_an_error_inside_the_tlb_fill_reaches_the_caller(hv, tmp_path, monkeypat
         vm.destroy()
 
 
-def test_forgetting_the_known_exits_keeps_every_trap(hv, tmp_path, monkeypatch, engine):
+def test_forgetting_the_known_exits_keeps_every_trap(hv, tmp_path, monkeypatch, engine_mode):
     """With a tiny limit the CPU starts its exits afresh many times; every DIAG still traps."""
     from emulator.hw import cpu as cpu_mod
 
     monkeypatch.setattr(cpu_mod, "_EXITS_LIMIT", 500)
-    vm = hv.create_vm(128 * MIB)
-    try:
-        path = tmp_path / "forget.bin"
-        path.write_bytes(_many_exits_kernel(6, 3000))
-        vm.load(str(path))
-        res = vm.run(time_limit=120)
-        assert res.clean, res.describe()
-        assert res.intercepts.get("DIAG", 0) == 3000
-        assert len(vm.vcpus[0].cpu._exits) <= 500 + 2048  # noqa: SLF001 - forgotten at least once
-    finally:
-        vm.destroy()
+    cpu = _run(hv, tmp_path, _many_exits_kernel(6, 3000), 3000)
+    assert len(cpu._exits) <= 500 + 2048  # noqa: SLF001 - forgotten at least once
