@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,11 +33,21 @@ def _wait_for(session: str, text: str, timeout: float = 20.0) -> str:
     raise AssertionError(f"{text!r} did not appear on the screen:\n{screen}")
 
 
-def test_console_in_a_terminal_breaks_steps_completes_and_quits():
+@contextlib.contextmanager
+def _session(cmd: str, width: int, height: int) -> Iterator[str]:
+    """A detached tmux session of this size running ``cmd`` in the repository: its name; killed after."""
     name = f"zuv-{uuid.uuid4().hex[:8]}"
-    cmd = f"cd {ROOT} && {sys.executable} -m emulator.cli console tests/console_scripts/probe.elf; echo EXITED=$?; sleep 30"
-    _tmux("new-session", "-d", "-s", name, "-x", "132", "-y", "40", cmd)
+    shell = f"cd {ROOT} && {cmd}; sleep 30"
+    _tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), shell)
     try:
+        yield name
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def test_console_in_a_terminal_breaks_steps_completes_and_quits():
+    cmd = f"{sys.executable} -m emulator.cli console tests/console_scripts/probe.elf; echo EXITED=$?"
+    with _session(cmd, 132, 40) as name:
         _wait_for(name, "(zuv)")
         screen = _wait_for(name, "non-secure")  # the status line
         assert "PSW 0000000180000000 0000000000020000" in screen and "view host" in screen
@@ -53,15 +65,10 @@ def test_console_in_a_terminal_breaks_steps_completes_and_quits():
         _wait_for(name, "error: unknown command 'frobnicate'")
         _tmux("send-keys", "-t", name, "quit 7", "Enter")
         _wait_for(name, "EXITED=7")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
 
 
 def test_bare_zuv_on_a_terminal_opens_the_console_on_the_secure_demo():
-    name = f"zuv-{uuid.uuid4().hex[:8]}"
-    cmd = f"cd {ROOT} && {sys.executable} -m emulator.cli; echo EXITED=$?; sleep 30"
-    _tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "50", cmd)
-    try:
+    with _session(f"{sys.executable} -m emulator.cli; echo EXITED=$?", 160, 50) as name:
         _wait_for(name, "(zuv)")
         _wait_for(name, "non-secure")  # stage3a runs as a normal guest until the secure IPL
         _tmux("send-keys", "-t", name, "break uvc set_sh", "Tab")
@@ -80,5 +87,3 @@ def test_bare_zuv_on_a_terminal_opens_the_console_on_the_secure_demo():
         _wait_for(name, "trap: PGM 0x3D secure-storage access")
         _tmux("send-keys", "-t", name, "quit", "Enter")
         _wait_for(name, "EXITED=0")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
