@@ -53,3 +53,48 @@ def test_a_store_through_a_read_fills_writable_entry_is_seen(tmp_path):
         assert res.intercepts.get("DIAG", 0) == 2  # the patched DIAG traps too
     finally:
         vm.destroy()
+
+
+def _key_kernel() -> bytes:
+    """PSW key 2 (SPKA), load from page Q (key 2: loads and stores allowed), load from page P (key 3, fetch
+    protection off: loads allowed, stores not), then store into P: a protection exception (PGM 0x04) ends
+    in the program-new PSW's disabled wait."""
+    p, q = 0x11000, 0x12000
+    img = bytearray(0x13000)
+    img[4:8] = struct.pack(">I", 0x80010000)
+    img[0x1D0:0x1E0] = struct.pack(">QQ", 0x0002000180000000, 0xBAD)  # program new PSW: disabled wait
+    code = bytearray(_larl(0x10000, 5, p))  # larl %r5,P
+    code += bytes.fromhex("b20a0020")  # spka 0x20: PSW key 2
+    code += _larl(0x10000 + len(code), 6, q) + bytes.fromhex("95006000")  # larl %r6,Q ; cli 0(%r6),0
+    code += bytes.fromhex("95115000")  # cli 0(%r5),0x11: a load (read fill)
+    code += bytes.fromhex("92555000")  # mvi 0(%r5),0x55: refused by key 3
+    code += _larl(0x10000 + len(code), 1, 0x10200) + bytes.fromhex("b2b21000")  # not reached: clean stop
+    img[0x10000 : 0x10000 + len(code)] = code
+    img[0x10200:0x10210] = _WAIT
+    img[p] = 0x11
+    return bytes(img)
+
+
+def test_a_load_fill_lets_stores_through_only_where_a_store_is_allowed(tmp_path):
+    """The load's fill decides for stores with the same translation: a page whose key refuses stores gets
+    a read-only entry even with its change bit set (the store is a protection exception, the byte stays);
+    loads set the reference bit, and only stores the change bit."""
+    from emulator.hw.memory import KEY_C, KEY_R
+
+    hv = Hypervisor(PhysicalMemory(256 * MIB), TodClock())
+    vm = hv.create_vm(64 * MIB)
+    try:
+        path = tmp_path / "key.bin"
+        path.write_bytes(_key_kernel())
+        vm.load(str(path))
+        frame = (vm.mso + 0x11000) >> 12
+        hv.memory.keys[frame] = 0x30 | KEY_C  # ACC 3, F 0, C already set (what lets a load fill be writable)
+        hv.memory.keys[frame + 1] = 0x20  # Q: ACC 2, R and C clear
+        res = vm.run(time_limit=60)
+        assert res.cpus[0].psw[1] == 0xBAD, res.describe()
+        assert struct.unpack(">H", vm.read_guest(0x8E, 2))[0] == 0x0004  # protection
+        assert vm.read_guest(0x11000, 1) == b"\x11"
+        assert hv.memory.keys[frame] == 0x30 | KEY_C | KEY_R
+        assert hv.memory.keys[frame + 1] == 0x20 | KEY_R
+    finally:
+        vm.destroy()

@@ -1171,8 +1171,12 @@ class Cpu:
             uc.emu_stop()
         write = access == 17
         fetch = access == 18
+        store_ok = False
         try:
-            host = self.translate(vaddr, write=write, fetch=fetch, page_fill=True)
+            if write or fetch:
+                host = self.translate(vaddr, write=write, fetch=fetch, page_fill=True)
+            else:
+                host, store_ok = self._load_fill(vaddr)
         except SubPageAccess as e:
             if self._probe != (vaddr & ~0xFFF, write):
                 return self._refuse(e, vaddr, fetch)
@@ -1203,7 +1207,7 @@ class Cpu:
         perms = UC_PROT_READ
         if write:
             perms |= UC_PROT_WRITE
-        elif self.mem.keys[frame] & KEY_C and frame not in self.watch_frames and self._store_allowed(vaddr):
+        elif store_ok and frame not in self.watch_frames:
             perms |= UC_PROT_WRITE
         if perms & UC_PROT_WRITE and frame in self._code_pages:
             # stores can reach a page holding scanned code: rescan it whenever the CPU is back in Python
@@ -1247,12 +1251,25 @@ class Cpu:
         pc = self.pc
         return vpage in (pc & ~0xFFF, self.wrap(pc + 5) & ~0xFFF)
 
-    def _store_allowed(self, vaddr: int) -> bool:
+    def _load_fill(self, vaddr: int) -> tuple[int, bool]:
+        """A load's TLB fill: the page's host address, and whether the entry may let stores through too
+        (the page translates for a store and its change bit is already set, so no store goes unrecorded).
+
+        One translation serves both where the page translates for a store (the usual case): every check a
+        load makes, a store makes as strictly (DAT and key protection, the owner and the guest mapping,
+        whose address does not depend on the access), so the store's translation stands for the load's,
+        and the load's reference bit is set here. Otherwise the load is translated on its own, with its
+        own exceptions.
+        """
         try:
-            self.translate(vaddr, write=True, page_fill=True, mark=False)
+            host = self.translate(vaddr, write=True, page_fill=True, mark=False)
         except (ProgramException, GuestIntercept, SubPageAccess):
-            return False
-        return True
+            return self.translate(vaddr, page_fill=True), False
+        keys = self.mem.keys
+        frame = host >> PAGE_SHIFT
+        key = keys[frame]
+        keys[frame] = key | KEY_R
+        return host, bool(key & KEY_C)
 
     def _scan(self, frame: int) -> tuple[int, ...]:
         hits = self._scan_cache.get(frame)
