@@ -31,6 +31,7 @@ from emulator.errors import HwError, ProgramException, SecureStorageAccess
 from emulator.hw import dat
 from emulator.hw.memory import OWNER_HOST, OWNER_UV, PAGE_SHIFT, PAGE_SIZE, HostView, PhysicalMemory
 from firmware import uv_blocks as B
+from firmware import uv_image
 from firmware.uv_codes import (
     BY_CODE,
     QUERY_FULL_LEN,
@@ -116,6 +117,9 @@ def _segment_walk(buf: memoryview, asce: int, vaddr: int) -> tuple[int, int, int
     return (pte & ~0xFFF & _MASK64) | (vaddr & 0xFFF), sa, ste, pa, pte
 _RC_RRC: Final = struct.Struct(">HH")  # UVCB header at 4: rc, rrc
 _RC_EXECUTED: Final = int(Rc.EXECUTED)
+#: Commands that store nothing but rc/rrc into their block (the per-page ones): the UV stores those 4 bytes
+#: instead of the whole block as read (the same bytes; ``test_uv_dispatch`` checks it for each).
+_RESULT_ONLY: Final = frozenset({0x0200, 0x0201, 0x0202, 0x0301})
 _CC_OK: Final = Cc.OK
 _CC_ERROR: Final = Cc.ERROR
 
@@ -208,6 +212,16 @@ class AbsoluteControlBlock:
         of all of them (same exceptions as ``read``/``write``)."""
         try:
             return self.view.window(self.addr, length)
+        except (SecureStorageAccess, HwError) as e:
+            raise self._pgm(e, 0) from None
+
+    def frame_window(self) -> memoryview:
+        """``window(8)`` (the header), extended to the end of the header's 4 KiB frame: the checks of the
+        header decide for the whole frame (one owner, and memory ends on a frame boundary)."""
+        addr = self.addr
+        n = PAGE_SIZE - (addr & 0xFFF)
+        try:
+            return self.view.window(addr, n if n >= 8 else 8)
         except (SecureStorageAccess, HwError) as e:
             raise self._pgm(e, 0) from None
 
@@ -472,7 +486,10 @@ class Ultravisor:
         """
         self.calls += 1
         window = getattr(cb, "window", None)
-        length, code = _HEADER.unpack_from(cb.read(0, 8) if window is None else window(8), 0)
+        # a host block: the bytes to the end of the header's frame, after the header's checks (one frame,
+        # one decision); the whole block is read from them when it lies in that frame
+        first = cb.read(0, 8) if window is None else cb.frame_window()
+        length, code = _HEADER.unpack_from(first, 0)
         if self._inject:
             inj = self._inject.get(code)
             if inj is not None:
@@ -496,7 +513,8 @@ class Ultravisor:
         elif length != cmd.length:
             return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
         if window is not None:
-            raw = window(length)  # fetch- and store-access checks of the whole block
+            # fetch- and store-access checks of the whole block (done with the header's where in its frame)
+            raw = first[:length] if length <= len(first) else window(length)
         else:
             raw = cb.read(0, length)
             cb.write(0, raw)  # store-access check of the whole block before anything changes
@@ -515,13 +533,20 @@ class Ultravisor:
         blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw))
         out: _Outcome = handler(caller, blk, cb, guest_cfg)
         rc = out.rc
-        data = bytearray(blk)
-        _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
-        cb.write(0, data if length == size else data[:length])
+        if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored
+            cb.write(4, _RC_RRC.pack(rc & 0xFFFF, out.rrc & 0xFFFF))
+            data = None
+        else:
+            data = bytearray(blk)
+            _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
+            cb.write(0, data if length == size else data[:length])
         if log.isEnabledFor(logging.DEBUG):  # (no argument tuple and no call frame for each per-page UVC)
             log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
         cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
         if self._sinks:
+            if data is None:
+                data = bytearray(blk)
+                _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
             stored = bytes(data if length == size else data[:length])
             self._emit(UvEvent(self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout,
                                stored))  # fmt: skip
@@ -1437,8 +1462,6 @@ class Ultravisor:
         cfg = self._configs.get(blk.guest_handle)
         if cfg is None:
             return _Outcome(Rc.INV_GHANDLE)
-        from firmware import uv_image
-
         too_long = uv_image.check_header_length(blk.sec_header_len)
         if too_long is not None:
             return _Outcome(*too_long)
@@ -1464,8 +1487,6 @@ class Ultravisor:
         frame, bad = self._import_target(cfg, gaddr)
         if bad is not None or frame is None:
             return bad or _Outcome(0x0105)
-        from firmware import uv_image
-
         page = gaddr & ~0xFFF
         tweak = blk.tweak
         uv_image.unpack_page(self, cfg, frame, page, tweak[0], tweak[1])
@@ -1484,8 +1505,6 @@ class Ultravisor:
             return _Outcome(Rc.INV_GHANDLE)
         if cfg.state != "params":
             return _Outcome(Rc.INV_STATE)
-        from firmware import uv_image
-
         rrc = uv_image.verify(cfg)
         if rrc:
             return _Outcome(0x0102, rrc)

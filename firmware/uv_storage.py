@@ -108,7 +108,7 @@ def component(gaddr: int, counter: int) -> bytes:
     return _COMPONENT.pack(gaddr & ~0xFFF, counter)
 
 
-@dataclass
+@dataclass(slots=True)
 class PageRecord:
     """What the UV knows about one guest page of a configuration.
 

@@ -186,3 +186,31 @@ def test_describe_names_the_command_and_marks_zuv_choices() -> None:
     assert "Initialize Ultravisor" in describe(0x000F, 0x0108) and "2 GiB" in describe(0x000F, 0x0108)
     assert "(zuv)" in describe(0x0200, 0x0107)
     assert "destroy" in describe(0x0100, 0x8104)
+
+
+def test_per_page_commands_store_only_rc_and_rrc(env: Env) -> None:
+    """Import, export, destroy (each succeeding) and Unpack (refused: no SE header) leave every byte of their
+    block but rc/rrc as the host wrote it, reserved fields included; the UV stores only those 4 bytes for
+    them, which is the whole block as the handler left it (what an event sink is told was stored)."""
+    events: list = []
+    env.uv.add_event_sink(events.append)
+    env.c.init(UV_BASE)
+    g = env.c.create_guest(1 << 20)
+    frame = g.guest_frames[0x3000]
+    blocks = [
+        ("conv_to_sec_stor", {"guest_handle": g.handle, "gaddr": 0x3000}, Rc.EXECUTED),
+        ("conv_from_sec_stor", {"paddr": frame}, Rc.EXECUTED),
+        ("conv_to_sec_stor", {"guest_handle": g.handle, "gaddr": 0x3000}, Rc.EXECUTED),
+        ("destr_sec_stor", {"paddr": frame}, Rc.EXECUTED),
+        ("unpack_img", {"guest_handle": g.handle, "gaddr": 0x4000, "tweak": (1, 0), "reserved38": (7, 8, 9)},
+         Rc.INV_STATE),
+    ]  # fmt: skip
+    for name, fields, rc in blocks:
+        blk = env.c.build(name, reserved08=(0x1111111111111111, 0x2222222222222222), **fields)
+        blk.header.rc, blk.header.rrc = 0xAAAA, 0xBBBB
+        before = bytes(blk)
+        env.raw(0x10000, before)
+        after = env.view.read(0x10000, len(before))
+        assert struct.unpack_from(">H", after, 4)[0] == rc, name
+        assert after[:4] + after[8:] == before[:4] + before[8:], name
+        assert events[-1].name == name and events[-1].block == after
