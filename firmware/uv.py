@@ -982,7 +982,7 @@ class Ultravisor:
             flags=blk.flags,
             sealer=None,  # type: ignore[arg-type]
         )
-        cfg.sealer = PageSealer(cfg.uid, self._rng)
+        cfg.sealer = PageSealer(self._rng)
         self._donate(base_frames, struct.pack(">8sQQQQ", b"zuvCONF\0", handle, mso, msl, asce))
         self._donate(var_frames)
         self._configs[handle] = cfg

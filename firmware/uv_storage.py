@@ -8,12 +8,13 @@ and a counter in a UV-internal table").
 Sealing (zuv's choice where the sources are silent, 13.4): the exported page is AES-256-XTS ciphertext under
 a per-configuration key, with the tweak ``component | nonce`` the dump format describes (11.2), where the
 16-byte component is ``u64 gaddr || u64 counter`` and the per-configuration nonce only uses bits the component
-never uses, so the OR is injective. The integrity value is a GMAC (AES-256-GCM with empty plaintext, the
-component as its 16-byte IV) over a label, the configuration's unique ID, the component and the ciphertext,
-kept by the UV and never given to the host; the counter never repeats within a configuration, so no IV is
-used twice under one key. Import recomputes it over what the host hands back: a modified page, a page from
-another address or another configuration, and an older export of the same page (its counter is no longer the
-recorded one) all fail the same single check.
+never uses, so the OR is injective. The integrity value is a GMAC (AES-256-GCM with empty plaintext) over the
+ciphertext, with the component as its 16-byte IV, under a key of the configuration's own that serves nothing
+else: the key binds the configuration, the IV the guest address and the counter. It is kept by the UV and never
+given to the host; the counter never repeats within a configuration, so no IV is used twice under one key.
+Import recomputes it over what the host hands back: a modified page, a page from another address or another
+configuration, and an older export of the same page (its counter is no longer the recorded one) all fail the
+same single check.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ _COMPONENT: Final = struct.Struct(">QQ")
 #: collide with them (and the first word of a component is never the 0xFFFFFFFF "special" marker).
 COUNTER_LIMIT: Final = 1 << 48
 _NONCE_MASK: Final = (0xFFFF << 48, 0xFFFF << 48)
-_MAC_LABEL: Final = b"zuv export v2\0\0\0"
 _KAT_TWEAKS: Final = (bytes(range(16)), bytes(range(16, 32)))
 
 
@@ -139,7 +139,6 @@ class PageSealer:
     """Per-configuration export keys and the seal/open operations (keys never leave this object).
 
     Args:
-        uid: the configuration's 16-byte unique ID (bound into every integrity value).
         rng: ``rng(n) -> n random bytes`` (injected for reproducible tests).
 
     The XTS key (``XtsKey``) and the GMAC key (an ``AESGCM`` object) are made once; each seal/open then
@@ -147,10 +146,9 @@ class PageSealer:
     ~3.5 us for the HMAC-SHA-256 of the first version).
     """
 
-    __slots__ = ("_uid", "_xts", "_nonce", "_nonce_hi", "_nonce_lo", "_key", "_gmac", "_mac_prefix")
+    __slots__ = ("_xts", "_nonce", "_nonce_hi", "_nonce_lo", "_key", "_gmac")
 
-    def __init__(self, uid: bytes, rng: Callable[[int], bytes]) -> None:
-        self._uid = bytes(uid)
+    def __init__(self, rng: Callable[[int], bytes]) -> None:
         key = rng(64)
         while key[:32] == key[32:]:  # XTS refuses equal halves
             key = rng(64)
@@ -159,8 +157,7 @@ class PageSealer:
         self._nonce_hi, self._nonce_lo = hi & _NONCE_MASK[0], lo & _NONCE_MASK[1]
         self._nonce = _COMPONENT.pack(self._nonce_hi, self._nonce_lo)
         self._key = XtsKey(self._xts)
-        self._gmac = AESGCM(rng(32))
-        self._mac_prefix = _MAC_LABEL + self._uid
+        self._gmac = AESGCM(rng(32))  # this configuration's, for export integrity values only
 
     def __repr__(self) -> str:
         return "PageSealer(<keys redacted>)"
@@ -169,9 +166,6 @@ class PageSealer:
         """The XTS tweak for a component: component OR nonce (``secure-execution.md`` 11.2)."""
         hi, lo = _COMPONENT.unpack(comp)
         return _COMPONENT.pack(hi | self._nonce_hi, lo | self._nonce_lo)
-
-    def _aad(self, comp: bytes, ciphertext: bytes | memoryview) -> bytes:
-        return b"".join((self._mac_prefix, comp, ciphertext))
 
     def _component(self, gaddr: int, counter: int) -> tuple[bytes, bytes]:
         page = gaddr & ~0xFFF
@@ -182,14 +176,14 @@ class PageSealer:
         """Encrypt one page for export; returns ``(ciphertext, integrity value)``."""
         comp, tweak = self._component(gaddr, counter)
         ct = self._key.encrypt(tweak, plaintext)
-        return ct, self._gmac.encrypt(comp, b"", self._aad(comp, ct))
+        return ct, self._gmac.encrypt(comp, b"", ct)
 
     def open(self, ciphertext: bytes | memoryview, gaddr: int, counter: int, mac: bytes) -> bytes | None:
         """Check and decrypt an exported page; None if the integrity check fails (one result for all
         causes)."""
         comp, tweak = self._component(gaddr, counter)
         try:
-            self._gmac.decrypt(comp, mac, self._aad(comp, ciphertext))
+            self._gmac.decrypt(comp, mac, ciphertext)
         except InvalidTag:
             return None
         return self._key.decrypt(tweak, ciphertext)

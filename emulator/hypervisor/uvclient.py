@@ -42,6 +42,8 @@ LOG_LENGTH: Final = 4096
 _RC_RRC: Final = struct.Struct(">HH")
 _BUSY: Final = int(Cc.BUSY)
 _PARTIAL: Final = int(Cc.PARTIAL)
+_EXECUTED: Final = int(Rc.EXECUTED)
+_MORE_DATA: Final = int(Rc.MORE_DATA)
 _HEADER: Final = struct.Struct(">HH")
 #: struct format of an unsigned integer field by size (``uv_blocks`` declares only u8/u16/u32/u64)
 _INT_FORMATS: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -86,7 +88,7 @@ class UvResult:
     @property
     def ok(self) -> bool:
         """rc 0x0001, or Query's rc 0x0100 (short block, "more data": not an error)."""
-        return self.rc == Rc.EXECUTED or (self.cmd.code == 0x0001 and self.rc == Rc.MORE_DATA)
+        return self.rc == _EXECUTED or (self.rc == _MORE_DATA and self.cmd.code == 0x0001)
 
     def __str__(self) -> str:
         return f"cc {self.cc}: {describe(self.cmd.code, self.rc, self.rrc)}"
