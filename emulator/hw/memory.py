@@ -126,14 +126,14 @@ class PhysicalMemory:
         """Read absolute storage without any check (firmware access)."""
         if addr < 0 or length < 0 or addr + length > self.size:
             self.check_range(addr, length)
-        return self._view[addr : addr + length].tobytes()
+        return self._buf[addr : addr + length]  # mmap slicing: bytes, no intermediate view
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write absolute storage without any owner check (firmware access); drops translated code."""
         n = len(data)
         if addr < 0 or addr + n > self.size:
             self.check_range(addr, n)
-        self._view[addr : addr + n] = data
+        self._buf[addr : addr + n] = data
         if n:
             frame = addr >> PAGE_SHIFT
             if (addr + n - 1) >> PAGE_SHIFT == frame:  # one frame: only the listeners watching it
@@ -175,9 +175,9 @@ class PhysicalMemory:
         """Set a range to one byte value (clearing pages), firmware access."""
         self.check_range(addr, length)
         if byte == 0 and length == PAGE_SIZE:
-            self._view[addr : addr + length] = _ZERO_PAGE
+            self._buf[addr : addr + length] = _ZERO_PAGE
         else:
-            self._view[addr : addr + length] = bytes([byte]) * length
+            self._buf[addr : addr + length] = bytes([byte]) * length
         if length:
             self.invalidate_code(addr, addr + length)
 
@@ -336,16 +336,18 @@ class HostView:
 
     def _check(self, addr: int, length: int, write: bool) -> None:
         mem = self._mem
-        if addr < 0 or length < 0 or addr + length > mem.size:
+        end = addr + length
+        if addr < 0 or length < 0 or end > mem.size:
             mem.check_range(addr, length)
-        if mem.non_host_frames == 0 or length == 0:
+        if not mem.non_host_frames or not length:
             return
-        owner, shared = mem.owner, mem.shared
-        first, last = addr >> PAGE_SHIFT, (addr + length - 1) >> PAGE_SHIFT
+        first = addr >> PAGE_SHIFT
+        last = (end - 1) >> PAGE_SHIFT
         if first == last:  # the common case: one frame
-            if owner[first] != OWNER_HOST and not shared[first]:
+            if mem.owner[first] != OWNER_HOST and not mem.shared[first]:
                 self._refused(addr, write)
             return
+        owner, shared = mem.owner, mem.shared
         for frame in range(first, last + 1):
             if owner[frame] != OWNER_HOST and not shared[frame]:
                 self._refused(max(addr, frame << PAGE_SHIFT), write)
@@ -363,7 +365,7 @@ class HostView:
     def read(self, addr: int, length: int) -> bytes:
         """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
         self._check(addr, length, False)
-        return self._mem._view[addr : addr + length].tobytes()
+        return self._mem._buf[addr : addr + length]
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
