@@ -1063,11 +1063,17 @@ class Cpu:
             )
         else:
             real, asid = vaddr, 0
-        absolute = self.real_to_abs(real)
-        host = self._abs_to_host(absolute, write, fetch)
+        absolute = prefixed(real, self.prefix)  # real_to_abs and _abs_to_host, inline (every TLB fill)
+        g = self._guest
+        if g is not None:
+            host = g.to_host(absolute, write, fetch)
+        elif absolute < self.mem.size:
+            host = absolute
+        else:
+            raise ProgramException(dat.PGM_ADDRESSING, why=f"absolute {absolute:#x} is beyond memory")
         frame = host >> PAGE_SHIFT
         mem = self.mem
-        if self.guest is None or self.guest.owner_tag is None:
+        if g is None or g.owner_tag is None:
             if mem.owner[frame] != OWNER_HOST and not mem.shared[frame]:
                 raise ProgramException(
                     0x3D,
@@ -1077,8 +1083,8 @@ class Cpu:
         # key-controlled protection
         key = mem.keys[frame]
         pkey = (mask >> 52) & 0xF
-        cr0 = self.cr(0)
         if pkey:
+            cr0 = self.cr(0)
             acc = key >> 4
             if acc != pkey and not (cr0 & CR0_SPO and acc == 9):
                 fpo = not write and key & KEY_F and cr0 & CR0_FPO and vaddr < 2048
@@ -1090,7 +1096,7 @@ class Cpu:
                         (vaddr & ~0xFFF) | (0x400 if write else 0x800) | asid,
                         why=f"key-controlled protection: PSW key {pkey} vs storage key {key:#x}",
                     )
-        if write and cr0 & CR0_LAP and vaddr & ~0x1FFF == 0 and not fetch:
+        if write and vaddr & ~0x1FFF == 0 and not fetch and self.cr(0) & CR0_LAP:
             # low-address protection covers effective addresses 0-511 and 4096-4607
             if page_fill:
                 raise SubPageAccess(vaddr & ~0xFFF, write, "low-address protection")
