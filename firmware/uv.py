@@ -513,8 +513,9 @@ class Ultravisor:
         elif length != cmd.length:
             return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
         if window is not None:
-            # fetch- and store-access checks of the whole block (done with the header's where in its frame)
-            raw = first[:length] if length <= len(first) else window(length)
+            # fetch- and store-access checks of the whole block (done with the header's where in its frame;
+            # ``raw`` may then run on past the block: only its first ``length`` bytes are used)
+            raw = first if length <= len(first) else window(length)
         else:
             raw = cb.read(0, length)
             cb.write(0, raw)  # store-access check of the whole block before anything changes
@@ -530,7 +531,7 @@ class Ultravisor:
             layout = B.LAYOUTS[cmd.struct]
             entry = self._dispatch[code] = (layout, ctypes.sizeof(layout), getattr(self, f"_cmd_{cmd.name}"))
         layout, size, handler = entry
-        blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw))
+        blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw[:length]))
         out: _Outcome = handler(caller, blk, cb, guest_cfg)
         rc = out.rc
         if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored
