@@ -362,15 +362,29 @@ class HostView:
         """Raise what ``read`` (``write=False``) or ``write`` of the range would raise, without the access."""
         self._check(addr, length, write)
 
+    # ``read`` and ``write`` decide the common case inline (a range inside memory and inside one frame the
+    # host may touch: ``_check``'s own first outcome) and leave every other case to ``_check``.
+
     def read(self, addr: int, length: int) -> bytes:
         """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
-        self._check(addr, length, False)
-        return self._mem._buf[addr : addr + length]
+        mem = self._mem
+        end = addr + length
+        if addr < 0 or length <= 0 or end > mem.size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
+            mem.owner[addr >> PAGE_SHIFT] != OWNER_HOST and not mem.shared[addr >> PAGE_SHIFT]
+        ):
+            self._check(addr, length, False)
+        return mem._buf[addr:end]
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
-        self._check(addr, len(data), True)
-        self._mem.write(addr, data)
+        mem = self._mem
+        n = len(data)
+        end = addr + n
+        if addr < 0 or n <= 0 or end > mem.size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
+            mem.owner[addr >> PAGE_SHIFT] != OWNER_HOST and not mem.shared[addr >> PAGE_SHIFT]
+        ):
+            self._check(addr, n, True)
+        mem.write(addr, data)
 
     def load_file(self, addr: int, f: BinaryIO, length: int) -> int:
         """``PhysicalMemory.load_file`` as the host: the whole range is checked like ``write`` first (a secure
