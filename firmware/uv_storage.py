@@ -8,13 +8,13 @@ and a counter in a UV-internal table").
 Sealing (zuv's choice where the sources are silent, 13.4): the exported page is AES-256-XTS ciphertext under
 a per-configuration key, with the tweak ``component | nonce`` the dump format describes (11.2), where the
 16-byte component is ``u64 gaddr || u64 counter`` and the per-configuration nonce only uses bits the component
-never uses, so the OR is injective. The integrity value is a GMAC (AES-256-GCM with empty plaintext) over the
-ciphertext, with the component as its 16-byte IV, under a key of the configuration's own that serves nothing
-else: the key binds the configuration, the IV the guest address and the counter. It is kept by the UV and never
-given to the host; the counter never repeats within a configuration, so no IV is used twice under one key.
-Import recomputes it over what the host hands back: a modified page, a page from another address or another
-configuration, and an older export of the same page (its counter is no longer the recorded one) all fail the
-same single check.
+never uses, so the OR is injective. The integrity value is a GMAC (AES-256-GCM with empty plaintext) over
+the ciphertext, with the component as its 16-byte IV, under a key of the configuration's own that serves
+nothing else: the key binds the configuration, the IV the guest address and the counter. It is kept by the
+UV and never given to the host; the counter never repeats within a configuration, so no IV is used twice
+under one key. Import recomputes it over what the host hands back: a modified page, a page from another
+address or another configuration, and an older export of the same page (its counter is no longer the
+recorded one) all fail the same single check.
 """
 
 from __future__ import annotations

@@ -41,13 +41,23 @@ def _kernel() -> bytes:
     return bytes(img)
 
 
-def test_a_store_through_a_read_fills_writable_entry_is_seen(tmp_path):
+def _loaded(tmp_path, image: bytes):
+    """A fresh hypervisor and a 64 MiB VM of it with ``image`` loaded as a flat kernel."""
     hv = Hypervisor(PhysicalMemory(256 * MIB), TodClock())
     vm = hv.create_vm(64 * MIB)
     try:
-        path = tmp_path / "smc.bin"
-        path.write_bytes(_kernel())
+        path = tmp_path / "kernel.bin"
+        path.write_bytes(image)
         vm.load(str(path))
+    except BaseException:
+        vm.destroy()
+        raise
+    return hv, vm
+
+
+def test_a_store_through_a_read_fills_writable_entry_is_seen(tmp_path):
+    _, vm = _loaded(tmp_path, _kernel())
+    try:
         res = vm.run(time_limit=60)
         assert res.clean, res.describe()
         assert res.intercepts.get("DIAG", 0) == 2  # the patched DIAG traps too
@@ -81,12 +91,8 @@ def test_a_load_fill_lets_stores_through_only_where_a_store_is_allowed(tmp_path)
     loads set the reference bit, and only stores the change bit."""
     from emulator.hw.memory import KEY_C, KEY_R
 
-    hv = Hypervisor(PhysicalMemory(256 * MIB), TodClock())
-    vm = hv.create_vm(64 * MIB)
+    hv, vm = _loaded(tmp_path, _key_kernel())
     try:
-        path = tmp_path / "key.bin"
-        path.write_bytes(_key_kernel())
-        vm.load(str(path))
         frame = (vm.mso + 0x11000) >> 12
         hv.memory.keys[frame] = 0x30 | KEY_C  # ACC 3, F 0, C already set (what lets a load fill be writable)
         hv.memory.keys[frame + 1] = 0x20  # Q: ACC 2, R and C clear
