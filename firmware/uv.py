@@ -124,6 +124,13 @@ _CC_OK: Final = Cc.OK
 _CC_ERROR: Final = Cc.ERROR
 
 
+def _stored(blk: Any, length: int, rc: int, rrc: int) -> bytearray:
+    """The block as the UV stores it: the handler's record with rc/rrc, cut to the block's length."""
+    data = bytearray(blk)
+    _RC_RRC.pack_into(data, 4, rc & 0xFFFF, rrc & 0xFFFF)
+    return data if length == len(data) else data[:length]
+
+
 # -- the contract with the CPU model ---------------------------------------------------------------------
 
 
@@ -218,12 +225,8 @@ class AbsoluteControlBlock:
     def frame_window(self) -> memoryview:
         """``window(8)`` (the header), extended to the end of the header's 4 KiB frame: the checks of the
         header decide for the whole frame (one owner, and memory ends on a frame boundary)."""
-        addr = self.addr
-        n = PAGE_SIZE - (addr & 0xFFF)
-        try:
-            return self.view.window(addr, n if n >= 8 else 8)
-        except (SecureStorageAccess, HwError) as e:
-            raise self._pgm(e, 0) from None
+        n = PAGE_SIZE - (self.addr & 0xFFF)
+        return self.window(n if n >= 8 else 8)
 
     def translate(self, vaddr: int, write: bool) -> int:
         """DAT off: addresses inside the block are absolute."""
@@ -536,19 +539,13 @@ class Ultravisor:
         rc = out.rc
         if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored
             cb.write(4, _RC_RRC.pack(rc & 0xFFFF, out.rrc & 0xFFFF))
-            data = None
         else:
-            data = bytearray(blk)
-            _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
-            cb.write(0, data if length == size else data[:length])
+            cb.write(0, _stored(blk, length, rc, out.rrc))
         if log.isEnabledFor(logging.DEBUG):  # (no argument tuple and no call frame for each per-page UVC)
             log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
         cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
         if self._sinks:
-            if data is None:
-                data = bytearray(blk)
-                _RC_RRC.pack_into(data, 4, rc & 0xFFFF, out.rrc & 0xFFFF)
-            stored = bytes(data if length == size else data[:length])
+            stored = bytes(_stored(blk, length, rc, out.rrc))
             self._emit(UvEvent(self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout,
                                stored))  # fmt: skip
         return cc

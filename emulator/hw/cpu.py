@@ -1063,14 +1063,8 @@ class Cpu:
             )
         else:
             real, asid = vaddr, 0
-        absolute = prefixed(real, self.prefix)  # real_to_abs and _abs_to_host, inline (every TLB fill)
+        host = self._abs_to_host(prefixed(real, self.prefix), write, fetch)
         g = self._guest
-        if g is not None:
-            host = g.to_host(absolute, write, fetch)
-        elif absolute < self.mem.size:
-            host = absolute
-        else:
-            raise ProgramException(dat.PGM_ADDRESSING, why=f"absolute {absolute:#x} is beyond memory")
         frame = host >> PAGE_SHIFT
         mem = self.mem
         if g is None or g.owner_tag is None:
