@@ -146,3 +146,41 @@ def test_registers_from_the_context_blob_agree_with_register_reads(tmp_path):
     assert (mask, addr) == cpu.psw and addr == stop_at and (mask >> 44) & 3 == 2
     assert gprs == [cpu.gpr(i) for i in range(16)] == [1] + [0x1000 * r + r for r in range(1, 16)]
     assert crs == [cpu.cr(i) for i in range(16)] and crs[9] == 0x1234_5678_9ABC_DEF0
+
+
+def _branch_to_zero(pgm_new: bytes) -> bytes:
+    """A flat kernel that branches to address 0 (a null function pointer): its start PSW's first halfword
+    there, 0x0008, is no instruction. ``pgm_new`` is the program-new PSW at 0x1d0."""
+    img = bytearray(_flat(bytes.fromhex("a7190000") + bytes.fromhex("07f1")))  # lghi %r1,0 ; br %r1
+    img[0x1D0:0x1E0] = pgm_new
+    return bytes(img)
+
+
+@pytest.mark.parametrize("mask", [0x0000000180000000, 0])  # 64-bit and 24-bit addressing
+def test_a_branch_to_address_zero_gets_its_operation_exception(tmp_path, engine_mode, mask):
+    """unicorn looks up the page before a block that faults while it is translated (its size is 0); at
+    address 0 that page is beyond memory. Refused, it made the CPU retry forever; now the guest gets its
+    operation exception at once."""
+    path = tmp_path / "zero.bin"
+    wait = struct.pack(">QQ", 0x0002000000000000 | mask, 0xBAD)
+    path.write_bytes(_branch_to_zero(wait))
+    m = Machine(32 * MIB, 1)
+    m.load(str(path))
+    m.cpus[0].set_psw(mask, 0x10000)
+    r = m.run(time_limit=20)
+    assert r.cpus[0].state == "disabled-wait" and r.cpus[0].psw[1] == 0xBAD, r.describe()
+    c = m.cpus[0]
+    assert int.from_bytes(c.read_real(0x8C, 4), "big") == 0x00020001  # ILC 2, operation exception
+    assert int.from_bytes(c.read_real(0x158, 8), "big") == 2  # the old PSW after the 2-byte opcode
+
+
+def test_a_zero_program_new_psw_ends_in_a_check_stop_not_a_hang(tmp_path, engine_mode):
+    """The truncated-image case: the operation exception at 0 loads the zero program-new PSW, which runs
+    into the same exception again; the run ends with the loop named."""
+    path = tmp_path / "loop.bin"
+    path.write_bytes(_branch_to_zero(bytes(16)))
+    m = Machine(32 * MIB, 1)
+    m.load(str(path))
+    r = m.run(time_limit=20)
+    assert not r.clean
+    assert "program-interruption loop: code 0x0001 at 0x0" in r.describe(), r.describe()

@@ -621,6 +621,8 @@ class Cpu:
         self._want_flush = False
         self._armed = 0.0
         self._probe: tuple[int, bool] | None = None
+        #: the page before a block whose first instruction faults while it is translated (``_phantom_fill``)
+        self._phantom: int | None = None
         self._pgm_last: tuple[int, int] | None = None
         self._pgm_repeat = 0
         self._ctx: Any = None  # a reused unicorn context for reading hidden CPU state (``_blob``)
@@ -1185,6 +1187,8 @@ class Cpu:
             except (ProgramException, GuestIntercept) as e2:
                 return self._refuse(e2, vaddr, fetch)
         except (ProgramException, GuestIntercept) as e:
+            if fetch and vaddr & ~0xFFF == self._phantom:
+                return self._phantom_fill(entry)
             return self._refuse(e, vaddr, fetch)
         frame = host >> PAGE_SHIFT
         if self.watch_frames and not fetch and frame in self.watch_frames and (write or self.watch_frames[frame]):
@@ -1244,12 +1248,32 @@ class Cpu:
             self.uc.ctl_set_exits(sorted(self._uc_exits))
 
     def _real_fault(self) -> bool:
-        """True if the recorded fault belongs to the instruction at the PC (see ``_refuse``)."""
+        """True if the recorded fault belongs to the instruction at the PC (see ``_refuse``): a fetch of its
+        own bytes, or of the target of an EXECUTE at the PC."""
         vpage, fetch = self._fault_where
         if not fetch:
             return True
         pc = self.pc
-        return vpage in (pc & ~0xFFF, self.wrap(pc + 5) & ~0xFFF)
+        if vpage in (pc & ~0xFFF, self.wrap(pc + 5) & ~0xFFF):
+            return True
+        raw = self._fetch_insn(pc)
+        return raw is not None and (raw[0] == 0x44 or (raw[0] == 0xC6 and raw[1] & 0xF == 0))
+
+    def _phantom_fill(self, entry: object) -> bool:
+        """Grant unicorn's lookup of the page before a block that faults in its first instruction.
+
+        QEMU 5.0's ``tb_gen_code`` finds a block's second page at ``pc + size - 1``; a block whose first
+        instruction raises an exception while it is translated (an invalid opcode, a privileged one in
+        problem state) has size 0, so at the start of a page that is the page before, which the guest
+        never touches. Refused, unicorn would stop without running anything, again and again (a branch
+        to address 0, or to a page after an invalid one). The entry maps host frame 0 read-only: the
+        block raises its exception at once, the run ends there, and the TLB is flushed after it.
+        """
+        self._phantom = None
+        entry.paddr = 0  # type: ignore[attr-defined]
+        entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
+        self._want_flush = True
+        return True
 
     def _load_fill(self, vaddr: int) -> tuple[int, bool]:
         """A load's TLB fill: the page's host address, and whether the entry may let stores through too
@@ -1555,6 +1579,17 @@ class Cpu:
                 self._fault = None
                 if err is not None and err.errno == UC_ERR_EXCEPTION:
                     err = None
+                vpage = self._fault_where[0]
+                before = (start - 1) & 0xFFFFFFFFFFFFF000  # unicorn does not wrap it to the addressing mode
+                if self._rd(_PC_C) == start and not start & 0xFFF and vpage in (before, self.wrap(before)):
+                    # nothing ran: the lookup of a size-0 block's "second page" (``_phantom_fill``)
+                    if self._phantom is not None:
+                        self._phantom = None
+                        self.state = CHECK_STOP
+                        self.check_stop_reason = f"unicorn cannot translate the block at {start:#x}"
+                        continue
+                    self._phantom = vpage
+                    continue
             if self._fault is not None:
                 f = self._fault
                 self._fault = None
@@ -1569,7 +1604,7 @@ class Cpu:
                 if isinstance(f, WatchHit):
                     return CpuExit("watch", code=f.vaddr, data={"host": f.host, "write": int(f.write)})
                 fpc = self.pc
-                self._deliver_fault(f, fpc)
+                self._deliver_fault(f, fpc, self._fault_where[1])
                 continue
             if err is not None:
                 self.state = CHECK_STOP
@@ -1700,8 +1735,10 @@ class Cpu:
         self.mem.keys[frame] |= KEY_R | (KEY_C if f.write and touched else 0)
         return 1
 
-    def _deliver_fault(self, f: ProgramException, pc: int) -> None:
-        raw = self._fetch_insn(pc)
+    def _deliver_fault(self, f: ProgramException, pc: int, fetch: bool = False) -> None:
+        """Deliver a refused access of the instruction at ``pc``. For an instruction fetch (its own bytes or
+        an EXECUTE target) the ILC is architecturally arbitrary; zuv stores 2, as QEMU does."""
+        raw = None if fetch else self._fetch_insn(pc)
         ilc = f.ilc if f.ilc is not None else (ILC_FOR(raw[0]) if raw is not None else 2)
         self.program_interrupt(f.code, ilc, f.teid, pc=pc)
 

@@ -1,5 +1,6 @@
 /* dat.c: five-level DAT (region-first to page tables): loads and stores through them, LRA, IPTE, DAT
- * protection, and the translation exceptions 0x10, 0x11, 0x38, 0x39, 0x3A, 0x3B, 0x12 with their TEIDs. */
+ * protection, and the translation exceptions 0x10, 0x11, 0x38, 0x39, 0x3A, 0x3B, 0x12 with their TEIDs;
+ * an invalid opcode at the start of a page after an invalid one, and an EXECUTE of an untranslatable target. */
 #include "runtime.h"
 
 /* Table entry bits. */
@@ -25,7 +26,7 @@ typedef uint64_t page_table[PAGE_ENTRIES] ALIGNED(2048);
 static region_table r1t, r2t_low, r3t_low, sgt_low, r2t_high, r3t_high, sgt_high;
 static page_table pt_low[IDENTITY_MB], pt_high;
 static uint64_t data0[512] ALIGNED(4096), data1[512] ALIGNED(4096);
-static uint8_t code_page[4096] ALIGNED(4096);
+static uint8_t code_page[4096] ALIGNED(4096), code_page2[4096] ALIGNED(4096);
 
 /* The test window: RFX 2, RSX 0, RTX 0, SX 0: virtual 0x0040000000000000. */
 #define VA_HIGH         0x0040000000000000ULL
@@ -73,6 +74,8 @@ static void build_tables(void)
     pt_high[4] = (uint64_t)data1 | PTE_P;    /* read-only alias of page 1 */
     pt_high[5] = (uint64_t)data1;            /* invalidated later with IPTE */
     pt_high[6] = (uint64_t)code_page;        /* code */
+    pt_high[7] = PTE_I;                      /* invalid page before more code */
+    pt_high[8] = (uint64_t)code_page2;       /* code right after an invalid page */
     /* r1t[5]: a region-third table type where a region-second table is expected. */
     r1t[5] = (uint64_t)r3t_high | RTE_TT_R1 | RTE_TL_FULL;
     r2t_high[1] = RTE_I | RTE_TT_R2;
@@ -134,10 +137,20 @@ static uint64_t fault_va;
 static void do_load(void *arg) { t_load(fault_va); }
 static void do_store(void *arg) { t_store(fault_va, 0xdead); }
 static void do_call(void *arg) { ((void (*)(void))fault_va)(); }
+/* code_page2 + 0x10: "ex %r0,0(%r2)", its target the argument */
+#define EX_INSN         (VA_PAGE(8) + 0x10)
+static void do_exec(void *arg) { ((void (*)(uint64_t))EX_INSN)(fault_va); }
+
+/* Interruption codes that store a TEID: protection and the translation exceptions. */
+static int stores_teid(unsigned code)
+{
+    return code == 0x04 || code == 0x10 || code == 0x11 || (code >= 0x38 && code <= 0x3b);
+}
 
 static void expect(const char *what, void (*fn)(void *), uint64_t va)
 {
-    uint64_t insn = fn == do_load ? (uint64_t)t_load_insn : fn == do_store ? (uint64_t)t_store_insn : va;
+    uint64_t insn = fn == do_load ? (uint64_t)t_load_insn : fn == do_store ? (uint64_t)t_store_insn
+                  : fn == do_exec ? EX_INSN : va;
     struct pgm_info info;
     const char *where;
 
@@ -149,8 +162,7 @@ static void expect(const char *what, void (*fn)(void *), uint64_t va)
     }
     where = info.old_psw.addr == insn ? "at" : info.old_psw.addr == insn + info.ilc ? "after" : "other";
     printf("%-27s code=0x%04x ilc=%u psw=%-5s", what, info.code, info.ilc, where);
-    /* The TEID is not stored for a translation-specification exception. */
-    if (info.code != 0x12)
+    if (stores_teid(info.code))
         printf(" teid=...%03lx teid address %s", info.teid & 0xfff,
                (info.teid & ~0xfffULL) == (va & ~0xfffULL) ? "= page" : "!= page");
     printf("\n");
@@ -168,6 +180,9 @@ int main(const char *cmdline)
     /* code_page: "lghi %r2,77; br %r14" */
     code_page[0] = 0xa7; code_page[1] = 0x29; code_page[2] = 0x00; code_page[3] = 77;
     code_page[4] = 0x07; code_page[5] = 0xfe;
+    /* code_page2: an invalid opcode (0x0000) at its first byte; "ex %r0,0(%r2); br %r14" at 0x10 */
+    code_page2[0x10] = 0x44; code_page2[0x11] = 0x00; code_page2[0x12] = 0x20; code_page2[0x13] = 0x00;
+    code_page2[0x14] = 0x07; code_page2[0x15] = 0xfe;
 
     ctl_set(1, asce_full);
     asm volatile("ptlb" : : : "memory");
@@ -194,6 +209,8 @@ int main(const char *cmdline)
     expect("region-first invalid", do_store, VA_REGION1_3);
     expect("region table type wrong", do_load, VA_REGION1_5);
     expect("DAT protection, store", do_store, VA_PAGE(4));
+    expect("opcode 0 after invalid page", do_call, VA_PAGE(8));
+    expect("EXECUTE target invalid", do_exec, VA_PAGE(7) + 0xff8);
 
     /* IPTE: page 5 is used (so it may be in the TLB), then invalidated. */
     printf("load page 5: 0x%016lx\n", load(VA_PAGE(5)));
