@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emulator.errors import LoadError
 from emulator.hypervisor.boot import DEMO_IMAGE, SecureHost, boot, build_demo_image
 from emulator.hypervisor.pv import KVM_PV_SET_SEC_PARMS, KVM_PV_VERIFY
 from emulator.image.pvimg import parse_image
@@ -151,3 +152,42 @@ def test_zuv_boot_on_the_wrong_machine_says_which_check_failed():
     assert p.returncode == 1
     assert "rc 0x0108 rrc 0x0005" in p.stderr and "KVM_PV_SET_SEC_PARMS" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("cut", "says"),
+    [
+        (5000, "it starts with stage3a's PSW but ends at 0x1388, before the image metadata at 0xc000"),
+        (0x20000, "ends at 0x20000, before the end of its IPL parameter block's fixed part"),
+        (-0x50, "before the end of its IPL parameter block's fixed part"),
+    ],
+)
+def test_a_truncated_image_is_refused_before_it_runs(demo_host, tmp_path, cut, says):
+    """Cut short, an SE image would load as a flat kernel and run into zeros; it is refused with where it
+    ends, and the VM is gone again."""
+    frames = demo_host.memory.non_host_frames
+    with pytest.raises(LoadError, match="a truncated SE image") as e:
+        _boot(demo_host, DEMO_IMAGE.read_bytes()[:cut], tmp_path)
+    assert says in str(e.value)
+    assert demo_host.memory.non_host_frames == frames
+
+
+def test_an_image_cut_inside_its_component_list_gets_the_ultravisors_rc(demo_host, tmp_path):
+    """The IPL parameter block's fixed part is there, the end of its component list is not: what it lists
+    is the Ultravisor's to check, and Verify finds the address list changed."""
+    r = _boot(demo_host, DEMO_IMAGE.read_bytes()[:-8], tmp_path)
+    f = r.failure
+    assert f is not None and (f.cmd, f.rc, f.rrc) == (KVM_PV_VERIFY, 0x0102, 0x001A), r.failure_text()
+
+
+def test_zuv_boot_of_a_truncated_image_says_so_in_one_line(tmp_path):
+    p = tmp_path / "cut.se"
+    p.write_bytes(DEMO_IMAGE.read_bytes()[:5000])
+    r = subprocess.run([sys.executable, "-m", "emulator.cli", "boot", str(p)], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == (
+        f"zuv: {p}: a truncated SE image: it starts with stage3a's PSW but ends at 0x1388, before the image "
+        "metadata at 0xc000"
+    )
+    assert "Traceback" not in r.stderr

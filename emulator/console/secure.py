@@ -201,6 +201,7 @@ class SecureMachine:
         attack: bool = True,
         deterministic: bool = False,
     ) -> None:
+        from emulator.hypervisor.boot import load_image
         from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
         self.host = host
@@ -218,7 +219,7 @@ class SecureMachine:
         try:
             vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001 - the VM's console sink
             vm.add_device(BlockDevice(1 << 20))
-            start = vm.load(self.image)
+            start = load_image(vm, self.image)
         except BaseException:
             vm.destroy()
             raise

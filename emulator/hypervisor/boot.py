@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from emulator.errors import HypervisorError, SecureStorageAccess
+from emulator.errors import HypervisorError, LoadError, SecureStorageAccess
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import MachineInfo
 from emulator.hw.tod import TodClock
@@ -26,7 +26,7 @@ from emulator.hypervisor.kvm import MIB, Hypervisor, Vm, VmResult
 from emulator.hypervisor.pv import PV_CMD_NAMES, ProtectFailure
 from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
-__all__ = ["SecureHost", "BootResult", "TrapReport", "boot", "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]
+__all__ = ["SecureHost", "BootResult", "TrapReport", "boot", "load_image", "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]
 
 #: Host memory of the emulated machine: the Ultravisor's base storage must lie above 2 GiB (4.1); an
 #: anonymous mapping costs only the pages touched.
@@ -133,6 +133,24 @@ def build_demo_image(machines: tuple[str, ...] = (DEMO_MACHINE,), seed: str = DE
     return build_image(kernel=DEMO_KERNEL.read_bytes(), host_keys=keys, rng=DeterministicRng(seed)).data
 
 
+def load_image(vm: Vm, image: str | Path) -> int:
+    """Load an image into ``vm`` as QEMU ``-kernel`` would; returns the start address.
+
+    A file that starts like an SE image but is cut short is refused first (``pvimg.check_layout``):
+    loaded, it would run into zeros.
+
+    Raises:
+        LoadError: a truncated SE image, or what the loader refuses.
+    """
+    from emulator.image.pvimg import ImageError, check_layout
+
+    try:
+        check_layout(image)
+    except ImageError as e:
+        raise LoadError(str(e)) from None
+    return vm.load(str(image))
+
+
 def read_secret_attempt(vm: Vm, gaddr: int, known: bytes = b"") -> TrapReport:
     """The hypervisor tries to read a guest page: first as a plain host access (PGM 0x3D when the page is
     secure), then the way Linux makes a page accessible (export through the Ultravisor) and reads again."""
@@ -168,7 +186,7 @@ def boot(
     try:
         vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001 - the VM's console sink
         vm.add_device(BlockDevice(1 << 20))
-        vm.load(str(image))
+        load_image(vm, image)
         trap = None
         stop = None
         if attack:

@@ -17,6 +17,8 @@ import argparse
 import datetime as _dt
 import io
 import json
+import os
+import stat
 import struct
 import sys
 from dataclasses import dataclass
@@ -108,6 +110,8 @@ LEGACY_COMMAND_LINE_SIZE = 896
 IMG_META_MAGIC = b"SeImgLnx"
 SHORT_PSW_BIT12 = 0x0008000000000000
 IPL_PBT_PV = 5
+#: the short (ESA) PSW at 0 that IPLs the image into stage3a, 31-bit ("create" writes it; a Linux image's IPL PSW)
+_SHORT_PSW = SHORT_PSW_BIT12 | (PSW_MASK_DEFAULT & 0xFFFFFFFF00000000) | 0x80000000 | STAGE3A_ENTRY
 
 
 class ImageError(Exception):
@@ -428,8 +432,7 @@ def build_image(
     comps.insert(0, ImageComponent(COMP_STAGE3A, STAGE3A_LOAD_ADDRESS, len(stage3a), len(stage3a), None))
     place(METADATA_ADDRESS, ImgMetadata(IMG_META_MAGIC, hdr_addr, 1, ipib_addr).pack())
     comps.insert(0, ImageComponent(COMP_METADATA, METADATA_ADDRESS, ImgMetadata.SIZE, ImgMetadata.SIZE, None))
-    short_psw = SHORT_PSW_BIT12 | (PSW_MASK_DEFAULT & 0xFFFFFFFF00000000) | 0x80000000 | STAGE3A_ENTRY
-    place(0, struct.pack(">Q", short_psw))
+    place(0, struct.pack(">Q", _SHORT_PSW))
     comps.insert(0, ImageComponent(COMP_SHORT_PSW, 0, 8, 8, None))
     return SeImage(bytes(out), hdr_addr, len(header), ipib_addr, ipib, tuple(comps))
 
@@ -466,6 +469,46 @@ def parse_image(data: bytes) -> SeImage:
         ipib_addr = _round_up(hdr_addr + size)
     ipib = IplParameterBlockPv.parse(data, ipib_addr)
     return SeImage(bytes(data), hdr_addr, size, ipib_addr, ipib)
+
+
+def check_layout(path: str | Path) -> None:
+    """Refuse a file that starts like an SE image but does not hold all of it.
+
+    A file starts like one with the short PSW ``create`` writes at 0 or with the image metadata at 0xC000.
+    Cut short, it would load as a flat kernel and run into zeros. Checked: the metadata, and that the file
+    reaches the end of the fixed part of the IPL parameter block it points to, which ``create`` writes
+    last. No field is interpreted: what the block says (the header, the components) is left to the
+    hypervisor and the Ultravisor, whose checks give a tampered image its architected result. Other files
+    pass; an unreadable one is left to the loader.
+
+    Raises:
+        ImageError: the file is a truncated SE image; the message says where it ends and what is missing.
+    """
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return
+            size = st.st_size
+            head = f.read(8)
+            f.seek(METADATA_ADDRESS)
+            raw = f.read(ImgMetadata.SIZE)
+            meta = ImgMetadata.parse(raw) if len(raw) == ImgMetadata.SIZE else None
+            if meta is None or meta.magic != IMG_META_MAGIC:
+                if head == struct.pack(">Q", _SHORT_PSW):
+                    raise ImageError(
+                        f"{path}: a truncated SE image: it starts with stage3a's PSW but ends at {size:#x}, "
+                        f"before the image metadata at {METADATA_ADDRESS:#x}"
+                    )
+                return
+    except OSError:
+        return
+    need = meta.ipib_off + IplParameterBlockPv.HDR_SIZE
+    if size < need:
+        raise ImageError(
+            f"{path}: a truncated SE image: it ends at {size:#x}, before the end of its IPL parameter block's "
+            f"fixed part at {meta.ipib_off:#x}+{IplParameterBlockPv.HDR_SIZE:#x}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ CLI plumbing
