@@ -104,6 +104,21 @@ def test_state_description_layout_matches_linux():
     assert sd.prefix == 0x7FFFE000 and sd.prefix_ibc == 0x7FFFE000
 
 
+def test_a_new_vm_in_a_freed_slot_sees_zeros_not_the_last_guest(hv):
+    """A VM's memory goes back zeroed: the next VM in the same host range reads none of it (KVM guests get
+    fresh anonymous pages)."""
+    vm = hv.create_vm(16 * MIB)
+    mso = vm.mso
+    vm.write_guest(0x10000, b"the previous guest's data")
+    vm.destroy()
+    vm2 = hv.create_vm(16 * MIB, mso=mso)
+    try:
+        assert vm2.mso == mso
+        assert vm2.read_guest(0x10000, 25) == bytes(25)
+    finally:
+        vm2.destroy()
+
+
 def test_host_allocator_never_overlaps_and_reuses_freed_ranges():
     al = HostAllocator(256 * MIB, 16 * MIB)
     a = al.alloc_range(100 * MIB)

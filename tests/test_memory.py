@@ -124,3 +124,22 @@ def test_load_file_reads_straight_into_storage_and_the_host_view_checks_first():
         host.load_file(0x20000, f, 0x2000)
     assert e.value.teid == 0x21000 | 0x4 | 0x400 and f.tell() == 0  # nothing read, nothing stored
     assert mem.read(0x20000, 0x2000) == bytes(0x2000)
+
+
+def test_discard_gives_frames_back_zeroed_with_key_zero_and_the_host_view_checks_first():
+    mem = PhysicalMemory(1 << 20)
+    host = mem.host_view()
+    mem.write(0x3000, b"left behind" * 100)
+    mem.write(0x7000, b"secret")
+    mem.keys[3] = 0x36
+    seen = []
+    mem.add_invalidate_listener(lambda lo, hi: seen.append((lo, hi)))
+    host.discard(0x2000, 0x3000)
+    assert mem.read(0x2000, 0x3000) == bytes(0x3000) and mem.keys[3] == 0
+    assert (0x2000, 0x5000) in seen
+    with pytest.raises(ValueError, match="whole 4 KiB frames"):
+        host.discard(0x2800, 0x1000)
+    mem.set_owner(7, OWNER_UV)
+    with pytest.raises(SecureStorageAccess):
+        host.discard(0x6000, 0x2000)
+    assert mem.read(0x7000, 6) == b"secret"  # refused: nothing discarded

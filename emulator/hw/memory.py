@@ -181,6 +181,21 @@ class PhysicalMemory:
         if length:
             self.invalidate_code(addr, addr + length)
 
+    def discard(self, addr: int, length: int) -> None:
+        """Give whole frames back zeroed, with storage key 0 (firmware access): the kernel drops their pages
+        (``MADV_DONTNEED`` on the private anonymous mapping) and the next touch faults in a zero page."""
+        self.check_range(addr, length)
+        if addr % PAGE_SIZE or length % PAGE_SIZE:
+            raise ValueError(f"discard of {addr:#x}+{length:#x}: not whole 4 KiB frames")
+        if not length:
+            return
+        try:
+            self._buf.madvise(mmap.MADV_DONTNEED, addr, length)
+        except (OSError, ValueError, AttributeError):
+            self._buf[addr : addr + length] = bytes(length)
+        self.keys[addr >> PAGE_SHIFT : (addr + length) >> PAGE_SHIFT] = bytes(length >> PAGE_SHIFT)
+        self.invalidate_code(addr, addr + length)
+
     def read_u64(self, addr: int) -> int:
         """Read a big-endian doubleword (firmware access)."""
         return int.from_bytes(self.read(addr, 8), "big")
@@ -391,6 +406,12 @@ class HostView:
         frame raises ``SecureStorageAccess`` and nothing is read or stored)."""
         self._check(addr, length, True)
         return self._mem.load_file(addr, f, length)
+
+    def discard(self, addr: int, length: int) -> None:
+        """``PhysicalMemory.discard`` as the host (zeroed frames, key 0), after the checks of a write of the
+        whole range (a secure frame raises ``SecureStorageAccess`` and nothing is discarded)."""
+        self._check(addr, length, True)
+        self._mem.discard(addr, length)
 
     def window(self, addr: int, length: int) -> memoryview:
         """The bytes of ``[addr, addr+length)`` in storage, read-only, after the checks of both a read and a

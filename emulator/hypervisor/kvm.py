@@ -781,12 +781,14 @@ class Hypervisor:
         return vm
 
     def destroy_vm(self, vm: Vm) -> None:
-        """Release the vCPUs, SIE pages and the memory slot of a VM (not secure any more)."""
+        """Release the vCPUs, SIE pages and the memory slot of a VM (not secure any more), the slot zeroed."""
         for v in vm.vcpus.values():
             if v._cpu is not None:
                 v._cpu.close()
             self.alloc.free_page(v.page_addr)
-        self.host.write(vm.mso, bytes(0))
+        # the next VM gets zeroed memory, as a new KVM guest gets fresh anonymous pages: nothing of this
+        # guest (its shared buffers, its image, pages the host held exported) reaches another one
+        self.host.discard(vm.mso, vm.memory_size)
         self.alloc.free_range(vm.mso, vm.memory_size)
         if vm in self.vms:
             self.vms.remove(vm)
