@@ -28,6 +28,7 @@ from __future__ import annotations
 import array
 import ctypes
 import mmap
+import re
 from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Final
@@ -50,6 +51,14 @@ PAGE_MASK: Final = ~(PAGE_SIZE - 1)
 
 #: madvise(2) advice: fault a range in for writing in one call (Linux 5.14; Python 3.11 has no name for it)
 _MADV_POPULATE_WRITE: Final = 23
+#: mincore(2): which pages of a range are resident (touched and not swapped out); None where libc lacks it
+try:
+    _mincore: Final = ctypes.CDLL(None, use_errno=True).mincore
+    _mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    _mincore.restype = ctypes.c_int
+except (OSError, AttributeError):
+    _mincore = None  # type: ignore[misc]
+_RESIDENT: Final = re.compile(rb"[^\x00]+")
 #: Owner tag of a frame that belongs to the host (non-secure storage).
 OWNER_HOST: Final = 0
 #: Owner tag of a frame donated to the Ultravisor (base, configuration or CPU storage).
@@ -182,17 +191,34 @@ class PhysicalMemory:
             self.invalidate_code(addr, addr + length)
 
     def discard(self, addr: int, length: int) -> None:
-        """Give whole frames back zeroed, with storage key 0 (firmware access): the kernel drops their pages
-        (``MADV_DONTNEED`` on the private anonymous mapping) and the next touch faults in a zero page."""
+        """Give whole frames back zeroed, with storage key 0 (firmware access).
+
+        Resident pages are cleared in place, so the next user of the range does not fault them in again
+        (a 256 MiB VM: ~65k faults, ~15% of a boot); the rest are dropped (``MADV_DONTNEED``: the next
+        touch faults in a zero page, also for a page that was swapped out).
+        """
         self.check_range(addr, length)
         if addr % PAGE_SIZE or length % PAGE_SIZE:
             raise ValueError(f"discard of {addr:#x}+{length:#x}: not whole 4 KiB frames")
         if not length:
             return
-        try:
-            self._buf.madvise(mmap.MADV_DONTNEED, addr, length)
-        except (OSError, ValueError, AttributeError):
+        resident = None
+        if _mincore is not None and mmap.PAGESIZE == PAGE_SIZE:
+            vec = ctypes.create_string_buffer(length >> PAGE_SHIFT)
+            if _mincore(self.address + addr, length, vec) == 0:
+                resident = vec.raw
+        if resident is None:
             self._buf[addr : addr + length] = bytes(length)
+        else:
+            done = 0
+            for m in _RESIDENT.finditer(resident):
+                lo, hi = m.start() << PAGE_SHIFT, m.end() << PAGE_SHIFT
+                if lo > done:
+                    self._buf.madvise(mmap.MADV_DONTNEED, addr + done, lo - done)
+                ctypes.memset(self.address + addr + lo, 0, hi - lo)
+                done = hi
+            if done < length:
+                self._buf.madvise(mmap.MADV_DONTNEED, addr + done, length - done)
         self.keys[addr >> PAGE_SHIFT : (addr + length) >> PAGE_SHIFT] = bytes(length >> PAGE_SHIFT)
         self.invalidate_code(addr, addr + length)
 
