@@ -223,3 +223,18 @@ def test_zuv_console_on_an_se_image_from_stdin():
     )  # fmt: skip
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Set Shared Access" in p.stdout and "ok: pc == share+0x3a" in p.stdout
+
+
+def test_zuv_console_on_a_truncated_se_image_says_where_it_ends(tmp_path):
+    """Cut before its metadata, the file no longer parses as an SE image; it still starts like one, so the
+    console takes the secure path, which refuses it in one line (it used to run it as a flat kernel)."""
+    cut = tmp_path / "cut.se"
+    cut.write_bytes(DEMO_IMAGE.read_bytes()[:5000])
+    assert is_se_image(cut)
+    p = subprocess.run([sys.executable, "-m", "emulator.cli", "console", str(cut)], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        f"zuv: {cut}: a truncated SE image: it starts with stage3a's PSW but ends at 0x1388, before the image "
+        "metadata at 0xc000"
+    )

@@ -43,9 +43,12 @@ _SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
 
 
 def is_se_image(path: str | Path) -> bool:
-    """True if the file is a Secure Execution image (``pvimg create``): it parses as one."""
-    from emulator.image.pvimg import parse_image
+    """True if the file is a Secure Execution image (``pvimg create``): it starts like one (a truncated
+    one is then refused where it is loaded, with where it ends) or parses as one."""
+    from emulator.image.pvimg import parse_image, starts_like_image
 
+    if starts_like_image(path):
+        return True
     try:
         data = Path(path).read_bytes()
     except OSError:

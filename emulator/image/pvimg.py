@@ -471,10 +471,31 @@ def parse_image(data: bytes) -> SeImage:
     return SeImage(bytes(data), hdr_addr, size, ipib_addr, ipib)
 
 
-def check_layout(path: str | Path) -> None:
-    """Refuse a file that starts like an SE image but does not hold all of it.
+def _image_start(path: str | Path) -> tuple[int, bytes, ImgMetadata | None] | None:
+    """A regular file's size, first 8 bytes and image metadata (None if absent); None: not readable."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            head = f.read(8)
+            f.seek(METADATA_ADDRESS)
+            raw = f.read(ImgMetadata.SIZE)
+    except OSError:
+        return None
+    meta = ImgMetadata.parse(raw) if len(raw) == ImgMetadata.SIZE else None
+    return st.st_size, head, meta if meta is not None and meta.magic == IMG_META_MAGIC else None
 
-    A file starts like one with the short PSW ``create`` writes at 0 or with the image metadata at 0xC000.
+
+def starts_like_image(path: str | Path) -> bool:
+    """True if the file starts like an SE image: ``create``'s short PSW at 0, or the image metadata."""
+    start = _image_start(path)
+    return start is not None and (start[1] == struct.pack(">Q", _SHORT_PSW) or start[2] is not None)
+
+
+def check_layout(path: str | Path) -> None:
+    """Refuse a file that starts like an SE image (``starts_like_image``) but does not hold all of it.
+
     Cut short, it would load as a flat kernel and run into zeros. Checked: the metadata, and that the file
     reaches the end of the fixed part of the IPL parameter block it points to, which ``create`` writes
     last. No field is interpreted: what the block says (the header, the components) is left to the
@@ -484,27 +505,18 @@ def check_layout(path: str | Path) -> None:
     Raises:
         ImageError: the file is a truncated SE image; the message says where it ends and what is missing.
     """
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                return
-            size = st.st_size
-            head = f.read(8)
-            f.seek(METADATA_ADDRESS)
-            raw = f.read(ImgMetadata.SIZE)
-            meta = ImgMetadata.parse(raw) if len(raw) == ImgMetadata.SIZE else None
-            if meta is None or meta.magic != IMG_META_MAGIC:
-                if head == struct.pack(">Q", _SHORT_PSW):
-                    raise ImageError(
-                        f"{path}: a truncated SE image: it starts with stage3a's PSW but ends at {size:#x}, "
-                        f"before the image metadata at {METADATA_ADDRESS:#x}"
-                    )
-                return
-    except OSError:
+    start = _image_start(path)
+    if start is None:
         return
-    need = meta.ipib_off + IplParameterBlockPv.HDR_SIZE
-    if size < need:
+    size, head, meta = start
+    if meta is None:
+        if head == struct.pack(">Q", _SHORT_PSW):
+            raise ImageError(
+                f"{path}: a truncated SE image: it starts with stage3a's PSW but ends at {size:#x}, "
+                f"before the image metadata at {METADATA_ADDRESS:#x}"
+            )
+        return
+    if size < meta.ipib_off + IplParameterBlockPv.HDR_SIZE:
         raise ImageError(
             f"{path}: a truncated SE image: it ends at {size:#x}, before the end of its IPL parameter block's "
             f"fixed part at {meta.ipib_off:#x}+{IplParameterBlockPv.HDR_SIZE:#x}"
