@@ -119,6 +119,17 @@ def test_a_new_vm_in_a_freed_slot_sees_zeros_not_the_last_guest(hv):
         vm2.destroy()
 
 
+def test_a_run_limit_that_is_not_positive_is_refused(hv):
+    vm = hv.create_vm(16 * MIB)
+    try:
+        with pytest.raises(HypervisorError, match="time limit must be positive, not -1"):
+            vm.run(time_limit=-1)
+        with pytest.raises(HypervisorError, match="instruction limit must be positive, not 0"):
+            vm.run(max_insns=0)
+    finally:
+        vm.destroy()
+
+
 def test_host_allocator_never_overlaps_and_reuses_freed_ranges():
     al = HostAllocator(256 * MIB, 16 * MIB)
     a = al.alloc_range(100 * MIB)

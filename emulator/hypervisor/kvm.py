@@ -402,6 +402,10 @@ class Vm:
         """
         if self.destroyed:
             raise HypervisorError(f"VM {self.name} was destroyed")
+        if max_insns is not None and max_insns <= 0:
+            raise HypervisorError(f"the instruction limit must be positive, not {max_insns}")
+        if time_limit is not None and time_limit <= 0:
+            raise HypervisorError(f"the time limit must be positive, not {time_limit}")
         t0 = time.monotonic()
         timer = None
         if time_limit is not None:
