@@ -137,7 +137,7 @@ def test_discard_gives_frames_back_zeroed_with_key_zero_and_the_host_view_checks
     host.discard(0x2000, 0x3000)
     assert mem.read(0x2000, 0x3000) == bytes(0x3000) and mem.keys[3] == 0
     assert (0x2000, 0x5000) in seen
-    with pytest.raises(ValueError, match="whole 4 KiB frames"):
+    with pytest.raises(HwError, match="whole 4 KiB frames"):
         host.discard(0x2800, 0x1000)
     mem.set_owner(7, OWNER_UV)
     with pytest.raises(SecureStorageAccess):

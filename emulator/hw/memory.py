@@ -199,7 +199,7 @@ class PhysicalMemory:
         """
         self.check_range(addr, length)
         if addr % PAGE_SIZE or length % PAGE_SIZE:
-            raise ValueError(f"discard of {addr:#x}+{length:#x}: not whole 4 KiB frames")
+            raise HwError(f"discard of {addr:#x}+{length:#x}: not whole 4 KiB frames")
         if not length:
             return
         resident = None
