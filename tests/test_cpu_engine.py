@@ -184,3 +184,26 @@ def test_a_zero_program_new_psw_ends_in_a_check_stop_not_a_hang(tmp_path, engine
     r = m.run(time_limit=20)
     assert not r.clean
     assert "program-interruption loop: code 0x0001 at 0x0" in r.describe(), r.describe()
+
+
+def test_instructions_before_one_that_crosses_out_of_memory_run_and_it_gets_its_exception(tmp_path, engine_mode):
+    """A block runs from three AGHIs into a 6-byte BRCL crossing the end of memory. Translating the block
+    fails on the page beyond before anything runs; the CPU used to retry it forever. The AGHIs run, and
+    the BRCL gets its addressing exception (ILC 2, the PSW advanced past it as QEMU does)."""
+    path = tmp_path / "cross.bin"
+    img = bytearray(_flat(b""))
+    img[0x1D0:0x1E0] = struct.pack(">QQ", 0x0002000180000000, 0xBAD)
+    path.write_bytes(img)
+    m = Machine(16 * MIB, 1)
+    m.load(str(path))
+    end = 16 * MIB
+    code = bytes.fromhex("a73a0001") * 3 + bytes.fromhex("c0f4")  # aghi %r3,1 (x3) ; brcl 15,... (cut)
+    at = end - len(code)
+    m.memory.write(at, code)
+    m.cpus[0].set_psw(0x0000000180000000, at)
+    r = m.run(time_limit=20)
+    c = m.cpus[0]
+    assert r.cpus[0].state == "disabled-wait" and r.cpus[0].psw[1] == 0xBAD, r.describe()
+    assert c.gpr(3) == 3
+    assert int.from_bytes(c.read_real(0x8C, 4), "big") == 0x00020005  # ILC 2, addressing
+    assert int.from_bytes(c.read_real(0x158, 8), "big") == end  # the BRCL at end - 2, plus 2

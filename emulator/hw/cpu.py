@@ -1259,6 +1259,46 @@ class Cpu:
         raw = self._fetch_insn(pc)
         return raw is not None and (raw[0] == 0x44 or (raw[0] == 0xC6 and raw[1] & 0xF == 0))
 
+    def _unstick(self, start: int, vpage: int) -> bool:
+        """After a run that stopped at ``start`` with nothing run and a refused fetch of ``vpage`` that is
+        no fault of the instruction at ``start``: make the next run get on, if this is one of unicorn's two
+        cases; True if so.
+
+        * The page before ``start``, ``start`` at a page start: the lookup of a size-0 block's "second
+          page" (``_phantom_fill``), granted once.
+        * The page after: the block from ``start`` runs on into an instruction that crosses into that
+          page, and translating it fails before anything runs. An exit at that instruction ends the block
+          before it; run there, its own fetch fault is delivered (``_real_fault``).
+        """
+        before = (start - 1) & 0xFFFFFFFFFFFFF000  # unicorn does not wrap it to the addressing mode
+        if not start & 0xFFF and vpage in (before, self.wrap(before)):
+            if self._phantom is not None:  # granted, and still nothing ran
+                self._phantom = None
+                self.state = CHECK_STOP
+                self.check_stop_reason = f"unicorn cannot translate the block at {start:#x}"
+                return True
+            self._phantom = vpage
+            return True
+        if vpage != self.wrap((start | 0xFFF) + 1):
+            return False
+        try:
+            host = self.translate(start, fetch=True, mark=False)
+        except (ProgramException, GuestIntercept):
+            return False
+        buf, end = self._buf, (start | 0xFFF) + 1
+        at = start
+        while at < end:
+            n = ILC_FOR(buf[host + at - start])
+            if at + n > end:
+                break
+            at += n
+        if at >= end or at == start or at in self._exits:
+            return False
+        self._exits.add(at)  # a stale exit to the CPU: the instruction there is stepped natively
+        self._register_exits(frozenset((at,)))
+        self._remove_cache(start, at)
+        return True
+
     def _phantom_fill(self, entry: object) -> bool:
         """Grant unicorn's lookup of the page before a block that faults in its first instruction.
 
@@ -1579,16 +1619,7 @@ class Cpu:
                 self._fault = None
                 if err is not None and err.errno == UC_ERR_EXCEPTION:
                     err = None
-                vpage = self._fault_where[0]
-                before = (start - 1) & 0xFFFFFFFFFFFFF000  # unicorn does not wrap it to the addressing mode
-                if self._rd(_PC_C) == start and not start & 0xFFF and vpage in (before, self.wrap(before)):
-                    # nothing ran: the lookup of a size-0 block's "second page" (``_phantom_fill``)
-                    if self._phantom is not None:
-                        self._phantom = None
-                        self.state = CHECK_STOP
-                        self.check_stop_reason = f"unicorn cannot translate the block at {start:#x}"
-                        continue
-                    self._phantom = vpage
+                if self._rd(_PC_C) == start and self._unstick(start, self._fault_where[0]):
                     continue
             if self._fault is not None:
                 f = self._fault

@@ -1,6 +1,7 @@
 /* dat.c: five-level DAT (region-first to page tables): loads and stores through them, LRA, IPTE, DAT
  * protection, and the translation exceptions 0x10, 0x11, 0x38, 0x39, 0x3A, 0x3B, 0x12 with their TEIDs;
- * an invalid opcode at the start of a page after an invalid one, and an EXECUTE of an untranslatable target. */
+ * an invalid opcode at the start of a page after an invalid one, an EXECUTE of an untranslatable target, and
+ * an instruction that crosses into an invalid page after others that run. */
 #include "runtime.h"
 
 /* Table entry bits. */
@@ -140,6 +141,9 @@ static void do_call(void *arg) { ((void (*)(void))fault_va)(); }
 /* code_page2 + 0x10: "ex %r0,0(%r2)", its target the argument */
 #define EX_INSN         (VA_PAGE(8) + 0x10)
 static void do_exec(void *arg) { ((void (*)(uint64_t))EX_INSN)(fault_va); }
+/* code_page2 + 0xff0: seven "nopr", then a 6-byte "brcl" from 0xffe that crosses into page 9 (invalid) */
+#define CROSS_INSN      (VA_PAGE(8) + 0xffe)
+static void do_cross(void *arg) { ((void (*)(void))(VA_PAGE(8) + 0xff0))(); }
 
 /* Interruption codes that store a TEID: protection and the translation exceptions. */
 static int stores_teid(unsigned code)
@@ -150,7 +154,7 @@ static int stores_teid(unsigned code)
 static void expect(const char *what, void (*fn)(void *), uint64_t va)
 {
     uint64_t insn = fn == do_load ? (uint64_t)t_load_insn : fn == do_store ? (uint64_t)t_store_insn
-                  : fn == do_exec ? EX_INSN : va;
+                  : fn == do_exec ? EX_INSN : fn == do_cross ? CROSS_INSN : va;
     struct pgm_info info;
     const char *where;
 
@@ -183,6 +187,10 @@ int main(const char *cmdline)
     /* code_page2: an invalid opcode (0x0000) at its first byte; "ex %r0,0(%r2); br %r14" at 0x10 */
     code_page2[0x10] = 0x44; code_page2[0x11] = 0x00; code_page2[0x12] = 0x20; code_page2[0x13] = 0x00;
     code_page2[0x14] = 0x07; code_page2[0x15] = 0xfe;
+    for (int i = 0xff0; i < 0xffe; i += 2) {
+        code_page2[i] = 0x07; code_page2[i + 1] = 0x00;
+    }
+    code_page2[0xffe] = 0xc0; code_page2[0xfff] = 0xf4;
 
     ctl_set(1, asce_full);
     asm volatile("ptlb" : : : "memory");
@@ -211,6 +219,7 @@ int main(const char *cmdline)
     expect("DAT protection, store", do_store, VA_PAGE(4));
     expect("opcode 0 after invalid page", do_call, VA_PAGE(8));
     expect("EXECUTE target invalid", do_exec, VA_PAGE(7) + 0xff8);
+    expect("insn crossing into invalid", do_cross, VA_PAGE(9));
 
     /* IPTE: page 5 is used (so it may be in the TLB), then invalidated. */
     printf("load page 5: 0x%016lx\n", load(VA_PAGE(5)));
