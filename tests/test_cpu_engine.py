@@ -207,3 +207,19 @@ def test_instructions_before_one_that_crosses_out_of_memory_run_and_it_gets_its_
     assert c.gpr(3) == 3
     assert int.from_bytes(c.read_real(0x8C, 4), "big") == 0x00020005  # ILC 2, addressing
     assert int.from_bytes(c.read_real(0x158, 8), "big") == end  # the BRCL at end - 2, plus 2
+
+
+def test_a_refusal_that_stops_every_run_before_anything_runs_ends_in_a_named_check_stop(tmp_path, monkeypatch):
+    """The safety net behind ``Cpu._unstick``: if unicorn ever stalls on a lookup the CPU does not know
+    how to grant, the run ends with where and why instead of spinning (seen with the branch to 0 when the
+    known cases are not taken care of)."""
+    from emulator.hw import cpu as cpu_mod
+
+    monkeypatch.setattr(cpu_mod.Cpu, "_unstick", lambda self, start, vpage: False)
+    path = tmp_path / "zero.bin"
+    path.write_bytes(_branch_to_zero(struct.pack(">QQ", 0x0002000180000000, 0xBAD)))
+    m = Machine(32 * MIB, 1)
+    m.load(str(path))
+    r = m.run(time_limit=20)
+    assert "no progress at 0x0: unicorn's fetch of the page 0xfffffffffffff000 is refused" in r.describe()
+    assert r.seconds < 10

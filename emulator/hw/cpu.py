@@ -464,6 +464,9 @@ _uc_reg_write: Final = _uc_direct.uc_reg_write
 _uc_context_save: Final = _uc_direct.uc_context_save
 _uc_emu_start: Final = _uc_direct.uc_emu_start
 _uc_emu_start.restype = ctypes.c_int
+#: Runs in a row that stop where they started after the same refused lookup before the CPU check-stops
+#: with "no progress" (a few ms; far more than any known case of unicorn's own lookups needs)
+_STUCK_LIMIT: Final = 10000
 _UNTIL_C: Final = ctypes.c_uint64(0xFFFFFFFFFFFFFFFF)  # ignored with exits enabled (they end the run)
 _ZERO_U64_C: Final = ctypes.c_uint64(0)  # no engine timeout: the watchdog thread ends time slices
 _uc_context_size: Final = _uc_direct.uc_context_size
@@ -623,6 +626,9 @@ class Cpu:
         self._probe: tuple[int, bool] | None = None
         #: the page before a block whose first instruction faults while it is translated (``_phantom_fill``)
         self._phantom: int | None = None
+        #: runs in a row that stopped where they started after the same refused lookup (``run``)
+        self._stuck = 0
+        self._stuck_at: tuple[int, int] = (0, 0)
         self._pgm_last: tuple[int, int] | None = None
         self._pgm_repeat = 0
         self._ctx: Any = None  # a reused unicorn context for reading hidden CPU state (``_blob``)
@@ -1616,11 +1622,25 @@ class Cpu:
             if self._fault is not None and not self._real_fault():
                 # a lookup unicorn made after the run (its exit invalidation), not the guest's access;
                 # unicorn then also reports UC_ERR_EXCEPTION for a run that ended normally
+                f_why = self._fault
                 self._fault = None
                 if err is not None and err.errno == UC_ERR_EXCEPTION:
                     err = None
-                if self._rd(_PC_C) == start and self._unstick(start, self._fault_where[0]):
-                    continue
+                if self._rd(_PC_C) == start:
+                    if self._unstick(start, self._fault_where[0]):
+                        continue
+                    # a refusal seen again and again with the PC where it was: no progress, say so
+                    stuck = (start, self._fault_where[0])
+                    self._stuck = self._stuck + 1 if stuck == self._stuck_at else 1
+                    self._stuck_at = stuck
+                    if self._stuck >= _STUCK_LIMIT:
+                        self._stuck = 0
+                        self.state = CHECK_STOP
+                        self.check_stop_reason = (
+                            f"no progress at {start:#x}: unicorn's fetch of the page {stuck[1]:#x} is refused "
+                            f"again and again ({f_why})"
+                        )
+                        continue
             if self._fault is not None:
                 f = self._fault
                 self._fault = None
