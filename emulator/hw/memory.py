@@ -191,11 +191,14 @@ class PhysicalMemory:
             self.invalidate_code(addr, addr + length)
 
     def discard(self, addr: int, length: int) -> None:
-        """Give whole frames back zeroed, with storage key 0 (firmware access).
+        """Give whole frames back zeroed (firmware access), as the host zeroing them would leave them: the
+        storage key's access-control and fetch-protection bits 0, reference and change bits set.
 
         Resident pages are cleared in place, so the next user of the range does not fault them in again
         (a 256 MiB VM: ~65k faults, ~15% of a boot); the rest are dropped (``MADV_DONTNEED``: the next
-        touch faults in a zero page, also for a page that was swapped out).
+        touch faults in a zero page, also for a page that was swapped out). The change bit set matters
+        for speed too: a TLB fill for a load of a page whose change bit is set may let stores through,
+        so a new guest's first touches cost one fill per page, not two (~10% of a secure boot).
         """
         self.check_range(addr, length)
         if addr % PAGE_SIZE or length % PAGE_SIZE:
@@ -219,7 +222,8 @@ class PhysicalMemory:
                 done = hi
             if done < length:
                 self._buf.madvise(mmap.MADV_DONTNEED, addr + done, length - done)
-        self.keys[addr >> PAGE_SHIFT : (addr + length) >> PAGE_SHIFT] = bytes(length >> PAGE_SHIFT)
+        frames = length >> PAGE_SHIFT
+        self.keys[addr >> PAGE_SHIFT : (addr >> PAGE_SHIFT) + frames] = bytes([KEY_R | KEY_C]) * frames
         self.invalidate_code(addr, addr + length)
 
     def read_u64(self, addr: int) -> int:
