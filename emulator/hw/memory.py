@@ -438,8 +438,9 @@ class HostView:
         return self._mem.load_file(addr, f, length)
 
     def discard(self, addr: int, length: int) -> None:
-        """``PhysicalMemory.discard`` as the host (zeroed frames, key 0), after the checks of a write of the
-        whole range (a secure frame raises ``SecureStorageAccess`` and nothing is discarded)."""
+        """``PhysicalMemory.discard`` as the host (zeroed frames, the keys its stores leave), after the checks
+        of a write of the whole range (a secure frame raises ``SecureStorageAccess`` and nothing is
+        discarded)."""
         self._check(addr, length, True)
         self._mem.discard(addr, length)
 

@@ -34,7 +34,7 @@ from emulator.hw.cpu import (
     Insn,
 )
 from emulator.hw.memory import PAGE_SIZE, HostView, PhysicalMemory
-from emulator.hw.results import CpuResult, RunResult
+from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import CpuSccb, Sclp
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
@@ -402,10 +402,9 @@ class Vm:
         """
         if self.destroyed:
             raise HypervisorError(f"VM {self.name} was destroyed")
-        if max_insns is not None and max_insns <= 0:
-            raise HypervisorError(f"the instruction limit must be positive, not {max_insns}")
-        if time_limit is not None and time_limit <= 0:
-            raise HypervisorError(f"the time limit must be positive, not {time_limit}")
+        problem = run_limits_problem(max_insns, time_limit)
+        if problem is not None:
+            raise HypervisorError(problem)
         t0 = time.monotonic()
         timer = None
         if time_limit is not None:

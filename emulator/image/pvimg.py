@@ -111,7 +111,9 @@ IMG_META_MAGIC = b"SeImgLnx"
 SHORT_PSW_BIT12 = 0x0008000000000000
 IPL_PBT_PV = 5
 #: the short (ESA) PSW at 0 that IPLs the image into stage3a, 31-bit ("create" writes it; a Linux image's IPL PSW)
-_SHORT_PSW = SHORT_PSW_BIT12 | (PSW_MASK_DEFAULT & 0xFFFFFFFF00000000) | 0x80000000 | STAGE3A_ENTRY
+_SHORT_PSW = struct.pack(
+    ">Q", SHORT_PSW_BIT12 | (PSW_MASK_DEFAULT & 0xFFFFFFFF00000000) | 0x80000000 | STAGE3A_ENTRY
+)
 
 
 class ImageError(Exception):
@@ -432,7 +434,7 @@ def build_image(
     comps.insert(0, ImageComponent(COMP_STAGE3A, STAGE3A_LOAD_ADDRESS, len(stage3a), len(stage3a), None))
     place(METADATA_ADDRESS, ImgMetadata(IMG_META_MAGIC, hdr_addr, 1, ipib_addr).pack())
     comps.insert(0, ImageComponent(COMP_METADATA, METADATA_ADDRESS, ImgMetadata.SIZE, ImgMetadata.SIZE, None))
-    place(0, struct.pack(">Q", _SHORT_PSW))
+    place(0, _SHORT_PSW)
     comps.insert(0, ImageComponent(COMP_SHORT_PSW, 0, 8, 8, None))
     return SeImage(bytes(out), hdr_addr, len(header), ipib_addr, ipib, tuple(comps))
 
@@ -490,7 +492,7 @@ def _image_start(path: str | Path) -> tuple[int, bytes, ImgMetadata | None] | No
 def starts_like_image(path: str | Path) -> bool:
     """True if the file starts like an SE image: ``create``'s short PSW at 0, or the image metadata."""
     start = _image_start(path)
-    return start is not None and (start[1] == struct.pack(">Q", _SHORT_PSW) or start[2] is not None)
+    return start is not None and (start[1] == _SHORT_PSW or start[2] is not None)
 
 
 def check_layout(path: str | Path) -> None:
@@ -510,7 +512,7 @@ def check_layout(path: str | Path) -> None:
         return
     size, head, meta = start
     if meta is None:
-        if head == struct.pack(">Q", _SHORT_PSW):
+        if head == _SHORT_PSW:
             raise ImageError(
                 f"{path}: a truncated SE image: it starts with stage3a's PSW but ends at {size:#x}, "
                 f"before the image metadata at {METADATA_ADDRESS:#x}"

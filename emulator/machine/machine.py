@@ -31,7 +31,7 @@ from emulator.hw.cpu import (
     Insn,
 )
 from emulator.hw.memory import PhysicalMemory
-from emulator.hw.results import CpuResult, RunResult
+from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import CpuSccb, Sclp
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
@@ -45,10 +45,9 @@ MAX_CPUS: Final = 248
 
 def check_run_limits(max_insns: int | None, time_limit: float | None) -> None:
     """Refuse a run limit that is not positive (``MachineError``): the checks of every ``run``."""
-    if max_insns is not None and max_insns <= 0:
-        raise MachineError(f"the instruction limit must be positive, not {max_insns}")
-    if time_limit is not None and time_limit <= 0:
-        raise MachineError(f"the time limit must be positive, not {time_limit}")
+    problem = run_limits_problem(max_insns, time_limit)
+    if problem is not None:
+        raise MachineError(problem)
 
 
 def parse_size(text: str) -> int:
