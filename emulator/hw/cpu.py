@@ -1637,8 +1637,8 @@ class Cpu:
                         self._stuck = 0
                         self.state = CHECK_STOP
                         self.check_stop_reason = (
-                            f"no progress at {start:#x}: unicorn's fetch of the page {stuck[1]:#x} is refused "
-                            f"again and again ({f_why})"
+                            f"no progress at {start:#x}: unicorn's fetch of the page {stuck[1]:#x} is "
+                            f"refused again and again ({f_why})"
                         )
                         continue
             if self._fault is not None:

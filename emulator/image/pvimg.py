@@ -110,7 +110,8 @@ LEGACY_COMMAND_LINE_SIZE = 896
 IMG_META_MAGIC = b"SeImgLnx"
 SHORT_PSW_BIT12 = 0x0008000000000000
 IPL_PBT_PV = 5
-#: the short (ESA) PSW at 0 that IPLs the image into stage3a, 31-bit ("create" writes it; a Linux image's IPL PSW)
+#: the short (ESA) PSW at 0 that IPLs the image into stage3a, 31-bit ("create" writes it; a Linux image's
+#: IPL PSW differs)
 _SHORT_PSW = struct.pack(
     ">Q", SHORT_PSW_BIT12 | (PSW_MASK_DEFAULT & 0xFFFFFFFF00000000) | 0x80000000 | STAGE3A_ENTRY
 )
@@ -520,8 +521,8 @@ def check_layout(path: str | Path) -> None:
         return
     if size < meta.ipib_off + IplParameterBlockPv.HDR_SIZE:
         raise ImageError(
-            f"{path}: a truncated SE image: it ends at {size:#x}, before the end of its IPL parameter block's "
-            f"fixed part at {meta.ipib_off:#x}+{IplParameterBlockPv.HDR_SIZE:#x}"
+            f"{path}: a truncated SE image: it ends at {size:#x}, before the end of its IPL parameter "
+            f"block's fixed part at {meta.ipib_off:#x}+{IplParameterBlockPv.HDR_SIZE:#x}"
         )
 
 
