@@ -23,9 +23,12 @@ depends on a secret (a GCM tag) collapses into one :class:`CryptoError` without 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac as _hmac
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from cryptography import x509
@@ -56,6 +59,7 @@ __all__ = [
     "sha256",
     "sha512",
     "Sha512",
+    "BackgroundSha512",
     "hmac_sha512",
     "hkdf_sha512",
     "generate_p521_key",
@@ -214,6 +218,92 @@ class Sha512:
 
     def digest(self) -> bytes:
         """Digest of everything fed so far; more data may follow."""
+        return self._h.copy().finalize()
+
+
+#: Bytes a :class:`BackgroundSha512` collects before its worker hashes them, and chunks it lets be in flight.
+_BG_CHUNK = 1 << 20
+_BG_IN_FLIGHT = 4
+_bg_lock = threading.Lock()
+_bg_worker: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _bg_submit(fn: object, data: object) -> Future[None] | None:
+    """Run ``fn(data)`` on the process's one hashing thread (FIFO); None when no thread can take it."""
+    global _bg_worker
+    with _bg_lock:
+        if _bg_worker is None or _bg_worker[0] != os.getpid():  # a forked child has no worker thread
+            _bg_worker = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="zuv-sha512"))
+        pool = _bg_worker[1]
+    try:
+        return pool.submit(fn, data)  # type: ignore[arg-type]
+    except RuntimeError:  # interpreter shutdown: hash on the caller's thread
+        return None
+
+
+class BackgroundSha512:
+    """Running SHA-512 of a long stream fed in small pieces, hashed on a worker thread (the Unpack PLD).
+
+    ``update`` copies each piece into a 1 MiB chunk (~0.2 us per 4 KiB page against ~3.7 us to hash it);
+    each full chunk goes to one hashing thread shared by the process. ``cryptography`` hashes without holding
+    the GIL, so on a machine with a second core the hashing overlaps the caller's Python work on the next
+    pieces. Chunks are hashed in the order they were fed (one thread, first in first out), so the digest is
+    that of :class:`Sha512` fed the same bytes; :meth:`digest` waits for what was fed so far. At most four
+    chunks wait at a time (the feeder then waits for the oldest); their buffers are reused. Where no thread
+    can be started, the chunk is hashed on the caller's thread. Not for concurrent feeders.
+    """
+
+    __slots__ = ("_h", "_buf", "_pos", "_pending")
+
+    def __init__(self) -> None:
+        self._h = hashes.Hash(hashes.SHA512())
+        self._buf = bytearray(_BG_CHUNK)
+        self._pos = 0
+        self._pending: collections.deque[tuple[Future[None], bytearray]] = collections.deque()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed data (copied before this returns: the caller may overwrite it)."""
+        n = len(data)
+        pos = self._pos
+        if pos + n > _BG_CHUNK:
+            self._ship()
+            pos = 0
+            if n > _BG_CHUNK:  # a piece bigger than a chunk: hashed here, after what was fed before it
+                self._drain()
+                self._h.update(data)
+                return
+        self._buf[pos : pos + n] = data
+        self._pos = pos + n
+
+    def _ship(self) -> None:
+        buf, pos = self._buf, self._pos
+        if not pos:
+            return
+        data = buf if pos == _BG_CHUNK else memoryview(buf)[:pos]
+        fut = _bg_submit(self._h.update, data)
+        if fut is None:
+            self._drain()
+            self._h.update(data)
+            self._pos = 0
+            return
+        pending = self._pending
+        pending.append((fut, buf))
+        if len(pending) >= _BG_IN_FLIGHT or pending[0][0].done():
+            old, self._buf = pending.popleft()
+            old.result()
+        else:
+            self._buf = bytearray(_BG_CHUNK)
+        self._pos = 0
+
+    def _drain(self) -> None:
+        pending = self._pending
+        while pending:
+            pending.popleft()[0].result()
+
+    def digest(self) -> bytes:
+        """Digest of everything fed so far (waits for the worker); more data may follow."""
+        self._ship()
+        self._drain()
         return self._h.copy().finalize()
 
 
