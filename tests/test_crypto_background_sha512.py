@@ -1,4 +1,4 @@
-"""BackgroundSha512 (the Unpack PLD) gives the SHA-512 of exactly the bytes fed, in order, however they are cut."""
+"""BackgroundSha512 (the Unpack PLD): the SHA-512 of exactly the bytes fed, in order, however they are cut."""
 
 import hashlib
 import os

@@ -219,3 +219,33 @@ def test_query_keys_reports_the_hash_of_each_installed_host_key() -> None:
     assert bytes(res.block.key_hashes[0]) == phkh(HOST_KEY)
     assert bytes(res.block.key_hashes[1]) == phkh(OTHER_KEY)
     assert bytes(res.block.key_hashes[2]) == bytes(32)
+
+
+def test_unpack_range_is_one_logged_uvc_per_page_and_stops_at_the_first_refusal() -> None:
+    """The hypervisor's unpack loop (KVM_PV_UNPACK): tweak (prefix, page offset), each block as ``call``
+    packs it."""
+    env = Env()
+    assert env.ssc().ok
+    first = min(env.enc)
+    env.g.gmap.unmap(first + 0x2000)  # the third page is not mapped: rc 0x010A there
+    before = len(env.c.log)
+    done, res = env.c.unpack_range(env.g.handle, first, 0x4000, PREFIX)
+    assert done == 0x2000 and res is not None and res.rc == 0x010A
+    assert len(env.c.log) - before == 3 and env.c.log[-1] is res
+    for i, r in enumerate(list(env.c.log)[before:]):
+        blk = r.block
+        want = (first + i * 0x1000, (PREFIX, i * 0x1000), env.g.handle)
+        assert (blk.gaddr, tuple(blk.tweak), blk.guest_handle) == want
+    assert env.c.unpack_range(env.g.handle, first, 0x1000, PREFIX)[1].rc == 0x0104  # already secure
+    assert env.c.unpack_range(env.g.handle, first, 0, PREFIX) == (0, None)
+    gv = env.uv.guest_view(env.g.handle)
+    for ga in (first, first + 0x1000):
+        assert gv.read(ga, 4096) == PAGES[ga]
+
+
+def test_unpack_range_unpacks_the_image_as_single_calls_do() -> None:
+    env = Env()
+    assert env.ssc().ok
+    size = len(env.enc) * 0x1000
+    assert env.c.unpack_range(env.g.handle, min(env.enc), size, PREFIX) == (size, None)
+    assert env.c.call("verify_img", handle=env.g.handle).rc == Rc.EXECUTED

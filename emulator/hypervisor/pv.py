@@ -380,13 +380,11 @@ class PvVm:
         """KVM_PV_UNPACK: Unpack every page of one component (``tweak[1]`` = the page's offset)."""
         if addr & 0xFFF or size & 0xFFF:
             raise PvError(KVM_PV_UNPACK, f"component {addr:#x}+{size:#x} is not page aligned")
-        call, handle, secure = self.client.call, self.handle, self.possibly_secure
         with self.hv.memory.owner_batch():  # no CPU runs here: the CPUs flush their TLBs once, at the end
-            for off in range(0, size, PAGE_SIZE):
-                res = call("unpack_img", guest_handle=handle, gaddr=addr + off, tweak=(tweak, off))
-                if not res.ok:
-                    raise _fail(KVM_PV_UNPACK, res)
-                secure.add(addr + off)
+            done, res = self.client.unpack_range(self.handle, addr, size, tweak)
+        self.possibly_secure.update(range(addr, addr + done, PAGE_SIZE))
+        if res is not None:
+            raise _fail(KVM_PV_UNPACK, res)
 
     def verify(self) -> None:
         """KVM_PV_VERIFY."""

@@ -45,6 +45,7 @@ _PARTIAL: Final = int(Cc.PARTIAL)
 _EXECUTED: Final = int(Rc.EXECUTED)
 _MORE_DATA: Final = int(Rc.MORE_DATA)
 _HEADER: Final = struct.Struct(">HH")
+_U64: Final = struct.Struct(">Q")
 #: struct format of an unsigned integer field by size (``uv_blocks`` declares only u8/u16/u32/u64)
 _INT_FORMATS: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
@@ -481,6 +482,52 @@ class UvClient:
     def import_page(self, handle: int, gaddr: int) -> UvResult:
         """Convert to Secure Storage (the result, not an exception: a refused import is an outcome)."""
         return self.call("conv_to_sec_stor", guest_handle=handle, gaddr=gaddr)
+
+    def unpack_range(self, handle: int, gaddr: int, size: int, tweak: int) -> tuple[int, UvResult | None]:
+        """Unpack (0x0301) each page of ``[gaddr, gaddr+size)`` in order, as KVM's unpack loop does: one UVC
+        per page, tweak ``(tweak, offset of the page)``, each re-issued on cc 2/3 like ``call`` and each
+        result logged. Returns the bytes unpacked and the first result that was not rc 0x0001 (None when all
+        were); the loop stops there.
+
+        The block is packed once and only its address and tweak words change from page to page.
+        """
+        t = self._by_key.get(0x0301) or self._template(0x0301)
+        c = t.cmd
+        raw = t.pack(c.length, c.code, {"guest_handle": handle, "gaddr": gaddr, "tweak": (tweak, 0)})
+        if size <= 0:
+            return 0, None
+        if raw is None:  # a value that is not an integer: ``call`` names the error
+            return 0, self.call(0x0301, guest_handle=handle, gaddr=gaddr, tweak=(tweak, 0))
+        blk = bytearray(raw)
+        n = len(blk)
+        gaddr_at, tweak_at = t.fields["gaddr"][0], t.fields["tweak"][0] + 8
+        view, addr, cb, log, layout = self.view, self.uvcb_addr, self._cb, self.log, t.layout
+        uv_call, caller, retries = self.uv.call, self.caller, self.retries
+        pack_into = _U64.pack_into
+        mask = 0xFFFFFFFFFFFFFFFF
+        for off in range(0, size, PAGE_SIZE):
+            pack_into(blk, gaddr_at, (gaddr + off) & mask)
+            pack_into(blk, tweak_at, off)
+            view.write(addr, blk)
+            cc = uv_call(caller, cb)
+            tries = 0
+            while (cc == _BUSY or cc == _PARTIAL) and tries < retries:
+                tries += 1
+                cc = uv_call(caller, cb)
+            out = view.read(addr, n)
+            rc, rrc = _RC_RRC.unpack_from(out, 4)
+            res = UvResult(c, cc, rc, rrc, None, tries, out, layout)
+            log.append(res)
+            if rc != _EXECUTED:
+                return off, res
+        return size, None
+
+    def _template(self, code: int) -> _Template:
+        t = self._templates.get(code)
+        if t is None:
+            t = self._templates[code] = _Template(command(code))
+        self._by_key[code] = t
+        return t
 
     def export_page(self, paddr: int) -> UvResult:
         """Convert from Secure Storage of the frame at host absolute ``paddr``."""
