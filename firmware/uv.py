@@ -1179,10 +1179,12 @@ class Ultravisor:
 
     # -- storage conversions ----------------------------------------------------------------------------
 
-    def _take_frame(self, cfg: SecureConfig, frame: int, gaddr: int) -> None:
+    def _take_frame(self, cfg: SecureConfig, frame: int, gaddr: int) -> PageRecord:
         self.mem.set_owner(frame, cfg.tag)
         cfg.frames[frame] = gaddr & ~0xFFF
-        cfg.record(gaddr).frame = frame
+        rec = cfg.record(gaddr)
+        rec.frame = frame
+        return rec
 
     def _drop_frame(self, cfg: SecureConfig, frame: int) -> PageRecord | None:
         gaddr = cfg.frames.pop(frame, None)
@@ -1488,8 +1490,7 @@ class Ultravisor:
         page = gaddr & ~0xFFF
         tweak = blk.tweak
         uv_image.unpack_page(self, cfg, frame, page, tweak[0], tweak[1])
-        self._take_frame(cfg, frame, page)
-        cfg.pages[page].mac = None
+        self._take_frame(cfg, frame, page).mac = None
         return _EXECUTED
 
     def _cmd_verify_img(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:
