@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Final
 
-from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
+from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT, PAGE_SIZE
 from firmware.crypto import BackgroundSha512, Sha512
 from firmware.se_header import (
     MAX_HEADER_SIZE,
@@ -149,13 +149,22 @@ def set_params(uv: Ultravisor, cfg: SecureConfig, data: bytes) -> tuple[int, int
 
 
 def unpack_page(uv: Ultravisor, cfg: SecureConfig, frame: int, gaddr: int, tweak0: int, tweak1: int) -> None:
-    """Measure the page as the host stored it, then decrypt it in place (the caller makes it secure)."""
+    """Measure the page as the host stored it, then decrypt it in place (the caller makes it secure).
+
+    The frame's storage key gets the reference bit, and the change bit when the page was decrypted, as the
+    fetch and store of any access would set them. (It matters for speed too: a guest's first TLB fill for
+    a load from a page whose change bit is set may let its stores through, so a boot's loader copying the
+    kernel makes one fill per page instead of two.)"""
     addr = frame << PAGE_SHIFT
     stored = uv.mem.buffer()[addr : addr + PAGE_SIZE]  # the frame is inside memory: the gmap walk said so
     tweak = _TWEAK.pack(tweak0 & 0xFFFFFFFFFFFFFFFF, tweak1 & 0xFFFFFFFFFFFFFFFF)
     plain = cfg.unpack.measure_and_decrypt(gaddr, tweak, stored)
-    if plain is not None:  # PCF bit 35 (components not encrypted): the page stays as stored
+    keys = uv.mem.keys
+    if plain is None:  # PCF bit 35 (components not encrypted): the page stays as stored
+        keys[frame] |= KEY_R
+    else:
         uv.mem.write(addr, plain)
+        keys[frame] |= KEY_R | KEY_C  # the frame's key records the UV's fetch and store as any access
 
 
 def verify(cfg: SecureConfig) -> int:

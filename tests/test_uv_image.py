@@ -241,6 +241,7 @@ def test_unpack_range_is_one_logged_uvc_per_page_and_stops_at_the_first_refusal(
     gv = env.uv.guest_view(env.g.handle)
     for ga in (first, first + 0x1000):
         assert gv.read(ga, 4096) == PAGES[ga]
+        assert env.mem.keys[env.g.guest_frames[ga] >> 12] & 0x06 == 0x06  # the UV's fetch and store: R and C
 
 
 def test_unpack_range_unpacks_the_image_as_single_calls_do() -> None:
