@@ -95,13 +95,8 @@ class UnpackMeasurement:
         return self._key.decrypt(tweak, stored_page)
 
     def measure_and_decrypt(self, gaddr: int, tweak: bytes, stored_page: bytes | memoryview) -> bytes | None:
-        """``add_page`` then ``decrypt_page`` (what each Unpack does), in one call."""
-        self._pld.update(stored_page)
-        self._alist += _ADDR.pack(gaddr)
-        self._tlist += tweak
-        self.nep += 1
-        if len(self._tlist) >= _LIST_FLUSH:
-            self._flush()
+        """``add_page`` then ``decrypt_page`` (what each Unpack does)."""
+        self.add_page(gaddr, tweak, stored_page)
         key = self._key
         if key is not None:
             return key.decrypt(tweak, stored_page)
