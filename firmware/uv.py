@@ -537,15 +537,17 @@ class Ultravisor:
         blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw[:length]))
         out: _Outcome = handler(caller, blk, cb, guest_cfg)
         rc = out.rc
+        data = None
         if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored
             cb.write(4, _RC_RRC.pack(rc & 0xFFFF, out.rrc & 0xFFFF))
         else:
-            cb.write(0, _stored(blk, length, rc, out.rrc))
+            data = _stored(blk, length, rc, out.rrc)
+            cb.write(0, data)
         if log.isEnabledFor(logging.DEBUG):  # (no argument tuple and no call frame for each per-page UVC)
             log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
         cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
         if self._sinks:
-            stored = bytes(_stored(blk, length, rc, out.rrc))
+            stored = bytes(data if data is not None else _stored(blk, length, rc, out.rrc))
             self._emit(UvEvent(self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout,
                                stored))  # fmt: skip
         return cc

@@ -94,14 +94,6 @@ class UnpackMeasurement:
             return bytes(self._header.decrypt_page(tweak, bytes(stored_page)))
         return self._key.decrypt(tweak, stored_page)
 
-    def measure_and_decrypt(self, gaddr: int, tweak: bytes, stored_page: bytes | memoryview) -> bytes | None:
-        """``add_page`` then ``decrypt_page`` (what each Unpack does)."""
-        self.add_page(gaddr, tweak, stored_page)
-        key = self._key
-        if key is not None:
-            return key.decrypt(tweak, stored_page)
-        return self.decrypt_page(tweak, stored_page)
-
     @property
     def pld(self) -> bytes:
         """Page-list digest so far."""
@@ -153,7 +145,9 @@ def unpack_page(uv: Ultravisor, cfg: SecureConfig, frame: int, gaddr: int, tweak
     addr = frame << PAGE_SHIFT
     stored = uv.mem.buffer()[addr : addr + PAGE_SIZE]  # the frame is inside memory: the gmap walk said so
     tweak = _TWEAK.pack(tweak0 & 0xFFFFFFFFFFFFFFFF, tweak1 & 0xFFFFFFFFFFFFFFFF)
-    plain = cfg.unpack.measure_and_decrypt(gaddr, tweak, stored)
+    m: UnpackMeasurement = cfg.unpack
+    m.add_page(gaddr, tweak, stored)
+    plain = m.decrypt_page(tweak, stored)
     keys = uv.mem.keys
     if plain is None:  # PCF bit 35 (components not encrypted): the page stays as stored
         keys[frame] |= KEY_R

@@ -452,13 +452,8 @@ class HostView:
         For a caller that takes what it needs at once (the Ultravisor reading a control block); stores
         still go through ``write``.
         """
-        mem = self._mem
-        end = addr + length
-        if addr < 0 or length <= 0 or end > mem.size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
-            mem.owner[addr >> PAGE_SHIFT] != OWNER_HOST and not mem.shared[addr >> PAGE_SHIFT]
-        ):
-            self._check(addr, length, False)  # a refused range fails the fetch first
-        return mem._view[addr:end].toreadonly()
+        self._check(addr, length, False)  # a refused range fails the fetch first
+        return self._mem._view[addr : addr + length].toreadonly()
 
     def accessible(self, addr: int) -> bool:
         """True if the host may touch the frame holding ``addr``."""
