@@ -14,11 +14,6 @@ CASES = sorted(
 )
 
 
-# Differences zuv documents instead of hiding (ARCHITECTURE.md, "Known gaps"): unicorn 2.1.4 never raises
-# the fixed-point-overflow interruption, and recognising it would need every signed add traced.
-KNOWN_GAPS = {"pgm_arch": ("fixed-point overflow", "pgm: ", "EXIT: ")}
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_guest_output_matches_expected(name):
     m = MANIFEST[name]
@@ -28,12 +23,6 @@ def test_guest_output_matches_expected(name):
     result = machine.run(time_limit=60)
     expected = (ROOT / m["expected"]).read_text()
     got = machine.console.decode("ascii", "replace")
-    gaps = KNOWN_GAPS.get(name)
-    if gaps:
-        keep = lambda text: [ln for ln in text.splitlines() if not ln.startswith(gaps)]  # noqa: E731
-        assert keep(got) == keep(expected)
-        assert "fixed-point overflow   no interruption" in got  # the gap is still there: update this test
-        return
     assert got == expected
     assert result.reason == "all CPUs stopped", result.describe()
 

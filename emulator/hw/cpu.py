@@ -58,6 +58,8 @@ from unicorn.unicorn_py3.unicorn import uclib as _uclib
 from emulator.errors import HwError, ProgramException
 from emulator.hw import dat
 from emulator.hw.engine import switch_for
+from emulator.hw.fixedpoint import OPCODES as _FPO_OPCODES
+from emulator.hw.fixedpoint import scan_pattern as _fpo_scan_pattern
 from emulator.hw.memory import KEY_C, KEY_F, KEY_R, OWNER_HOST, PAGE_SHIFT, PhysicalMemory
 from emulator.hw.tod import TodClock
 
@@ -94,6 +96,7 @@ PSW_MASK_WAIT: Final = 1 << 49
 PSW_MASK_PSTATE: Final = 1 << 48
 PSW_MASK_ASC: Final = 3 << 46
 PSW_MASK_CC: Final = 3 << 44
+PSW_MASK_FPO: Final = 1 << 43  # program mask bit 20: fixed-point overflow
 PSW_MASK_EA: Final = 1 << 32
 PSW_MASK_BA: Final = 1 << 31
 PSW_MASK_64: Final = PSW_MASK_EA | PSW_MASK_BA
@@ -166,16 +169,23 @@ _B2_TRAPS: Final = bytes(
     ]
 )  # fmt: skip
 _B9_TRAPS: Final = bytes([0x05, 0x25, 0x8A, 0x8E, 0xA4, 0xAF])
-_ONE_BYTE_TRAPS: Final = bytes([0x4F, 0xB1, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
+_ONE_BYTE_TRAPS: Final = bytes([0x04, 0x4F, 0xB1, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
 _E3_TRAPS: Final = bytes([0x03, 0x06, 0x0E, 0x13])  # LRAG, CVBY, CVBG, LRAY (see insns.py)
 
-_TRAP_RE: Final = re.compile(
-    b"(?=([\\x4f\\xb1\\x80\\x82\\x83\\xac\\xad\\xae\\xb7]|\\x01\\x07|\\xe3....[\\x03\\x06\\x0e\\x13]|\\xb2["
+_TRAP_ALTERNATIVES: Final = (
+    b"["
+    + b"".join(b"\\x%02x" % b for b in _ONE_BYTE_TRAPS)
+    + b"]|\\x01\\x07|\\xe3....[\\x03\\x06\\x0e\\x13]|\\xb2["
     + b"".join(b"\\x%02x" % b for b in _B2_TRAPS)
     + b"]|\\xb9["
     + b"".join(b"\\x%02x" % b for b in _B9_TRAPS)
-    + b"]|\\xe5\\x01|\\xeb....\\x2f))",
-    re.DOTALL,
+    + b"]|\\xe5\\x01|\\xeb....\\x2f"
+)
+#: the page scan: (fixed-point-overflow mask off, on); with the mask on, the signed arithmetic that can
+#: overflow is trapped too (``fixedpoint``)
+_TRAP_RES: Final = (
+    re.compile(b"(?=(" + _TRAP_ALTERNATIVES + b"))", re.DOTALL),
+    re.compile(b"(?=(" + _TRAP_ALTERNATIVES + b"|" + _fpo_scan_pattern() + b"))", re.DOTALL),
 )
 
 #: Instructions returned to the owner of the CPU (name by opcode).
@@ -207,8 +217,10 @@ def _opcode_key(b: bytes) -> int:
     op = b[0]
     if op in (0xB2, 0xB9, 0xE5, 0x01):
         return op << 8 | b[1]
-    if op in (0xEB, 0xE3):
+    if op in (0xEB, 0xE3, 0xEC):
         return op << 8 | b[5]
+    if op in (0xA7, 0xC2, 0xCC):  # the extension is bits 12-15
+        return op << 8 | b[1] & 0xF
     return op
 
 
@@ -609,7 +621,10 @@ class Cpu:
         #: TLB flush (unicorn looks at exits when it translates, and translating a page needs its fetch
         #: fill first; after every run it also walks all of them, so fewer is cheaper)
         self._uc_exits: set[int] = set()
-        self._scan_cache: dict[int, tuple[int, ...]] = {}  # frame -> trapped offsets
+        #: frame -> trapped offsets, one cache per scan (fixed-point-overflow mask off, on)
+        self._scan_caches: tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]] = ({}, {})
+        self._scan_cache = self._scan_caches[0]
+        self._fpo = 0  # the PSW's fixed-point-overflow mask bit as the scan knows it (0 or PSW_MASK_FPO)
         self._page_exits: dict[tuple[int, int], frozenset[int]] = {}  # (virtual page, frame) -> its exits
         self._code_pages: dict[int, set[int]] = {}  # frame -> virtual page addresses fetched from it
         self._smc_frames: set[int] = set()
@@ -776,6 +791,19 @@ class Cpu:
         mask &= 0xFFFFFFFFFFFFFFFF
         self._wr(_PSWM_C, mask)
         self._mask_c = mask
+        if mask & PSW_MASK_FPO != self._fpo:
+            self._fpo_changed(mask & PSW_MASK_FPO)
+
+    def _fpo_changed(self, fpo: int) -> None:
+        """The fixed-point-overflow mask changed: scan code pages for the other set of trapped opcodes.
+
+        unicorn never raises the fixed-point-overflow interruption, so while the mask is on the signed
+        arithmetic that can overflow is trapped and emulated (``fixedpoint``). Every page's exits come
+        back with its next fetch fill from the scan of the new mode (both modes' scans are kept).
+        """
+        self._fpo = fpo
+        self._scan_cache = self._scan_caches[1 if fpo else 0]
+        self._forget_exits()
 
     def set_psw(self, mask: int, addr: int) -> None:
         """Load a PSW (no validity checks: use ``load_psw`` for architectural loads)."""
@@ -896,11 +924,14 @@ class Cpu:
         self.set_pc(0)
 
     def reset_cpu(self) -> None:
-        """CPU reset: pending interrupts cleared, the CPU stopped."""
+        """CPU reset: pending interrupts cleared, the CPU stopped, the program-interruption loop count
+        started anew."""
         self.ext_pending.clear()
         self.emergency_from.clear()
         self.restart_pending = False
         self.state = STOPPED
+        self._pgm_last = None
+        self._pgm_repeat = 0
         self.flush_tlb()
 
     def reset_clear(self) -> None:
@@ -1348,7 +1379,8 @@ class Cpu:
             page = bytes(self._buf[base : base + 0x1000 + 4]) if base + 0x1004 <= self.mem.size else bytes(
                 self._buf[base : base + 0x1000]
             )
-            hits = tuple(m.start() for m in _TRAP_RE.finditer(page, 0, 0x1000) if not m.start() & 1)
+            scan = _TRAP_RES[1 if self._fpo else 0]
+            hits = tuple(m.start() for m in scan.finditer(page, 0, 0x1000) if not m.start() & 1)
             self._scan_cache[frame] = hits
             self._smc_digest[frame] = zlib.crc32(page[:0x1000])
         return hits
@@ -1364,7 +1396,8 @@ class Cpu:
 
     def _forget_scan(self, frame: int) -> None:
         """The frame's bytes changed: scan it again at its next use."""
-        self._scan_cache.pop(frame, None)
+        for cache in self._scan_caches:
+            cache.pop(frame, None)
         if any(f == frame for _, f in self._page_exits):
             self._page_exits = {k: v for k, v in self._page_exits.items() if k[1] != frame}
 
@@ -1563,6 +1596,8 @@ class Cpu:
             pc = self._pc_c
             if pc is None:
                 pc = self._pc_c = self._rd(_PC_C)
+            if mask & PSW_MASK_FPO != self._fpo:  # set natively (an SPM as the target of EXECUTE)
+                self._fpo_changed(mask & PSW_MASK_FPO)
             if (mask & PSW_MASK_EXT or self.restart_pending) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
             if mask & PSW_MASK_WAIT:
@@ -1595,12 +1630,13 @@ class Cpu:
             self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
             self._cr_c = [None] * 16
             start = pc
+            limit = budget if counted else 0
+            if limit == 1 and self._is_execute(pc):
+                limit = 2  # unicorn counts an EXECUTE and its target apart: one step is both
             # uc.emu_start, called the way the register calls are (ready ctypes arguments)
             uc = self.uc
             uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
-            status = _uc_emu_start(
-                self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(budget if counted else 0)
-            )
+            status = _uc_emu_start(self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(limit))
             err = UcError(status) if status else None
             if uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not the refusal
                 raise uc._hook_exception from None  # noqa: SLF001 - it caused
@@ -1715,6 +1751,11 @@ class Cpu:
         if self._armed:
             _WATCHDOG.disarm(self)
             self._armed = 0.0
+
+    def _is_execute(self, pc: int) -> bool:
+        """Whether the instruction at ``pc`` is EXECUTE or EXECUTE RELATIVE LONG."""
+        raw = self._fetch_insn(pc)
+        return raw is not None and (raw[0] == 0x44 or (raw[0] == 0xC6 and raw[1] & 0xF == 0))
 
     def _executed(self, budget: int) -> int:
         """Instructions the last counted run executed (unicorn's counter, at most the budget)."""
@@ -1838,11 +1879,13 @@ class Cpu:
                     # the page is gone: let unicorn take the fetch fault natively
                     return self._native_step(pc, keep)
                 key = _opcode_key(raw)
-                hit = self._icache[pc] = (raw, key, OWNER_INSNS.get(key) or f"{key:#x}", _is_trapped(key))
+                trapped = _is_trapped(key) or (self._fpo and key in _FPO_OPCODES)
+                hit = self._icache[pc] = (raw, key, OWNER_INSNS.get(key) or f"{key:#x}", trapped)
             raw, key, name, trapped = hit
         else:
             key = _opcode_key(raw)
-            name, trapped = OWNER_INSNS.get(key) or f"{key:#x}", _is_trapped(key)
+            name = OWNER_INSNS.get(key) or f"{key:#x}"
+            trapped = _is_trapped(key) or bool(self._fpo and key in _FPO_OPCODES)
         if not trapped:
             return self._native_step(pc, keep)
         insn = Insn(self, pc, raw, name, key)

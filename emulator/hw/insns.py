@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 
 from emulator.errors import ProgramException
-from emulator.hw import dat
+from emulator.hw import dat, fixedpoint
 from emulator.hw.cpu import (
     PGM_PRIVILEGED,
     PGM_SPECIFICATION,
@@ -34,7 +34,9 @@ _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 
 Handler = Callable[[Cpu, Insn], "CpuExit | None"]
-HANDLERS: dict[int, tuple[str, bool, Handler]] = {}
+#: opcode key -> (mnemonic, privileged, handler); the fixed-point arithmetic trapped while the PSW's
+#: fixed-point-overflow mask is on comes from ``fixedpoint``
+HANDLERS: dict[int, tuple[str, bool, Handler]] = dict(fixedpoint.HANDLERS)
 
 
 def _handler(opcode: int, name: str, privileged: bool = True) -> Callable[[Handler], Handler]:
@@ -138,6 +140,16 @@ def _stosm(cpu: Cpu, insn: Insn) -> None:
 @_handler(0xAC, "STNSM")
 def _stnsm(cpu: Cpu, insn: Insn) -> None:
     _stxsm(cpu, insn, lambda a, b: a & b)
+
+
+@_handler(0x04, "SPM", privileged=False)
+def _spm(cpu: Cpu, insn: Insn) -> None:
+    """SET PROGRAM MASK: bits 34-35 of R1 become the condition code, bits 36-39 the program mask (trapped
+    because the fixed-point-overflow mask changes which instructions the CPU must emulate)."""
+    bits = (cpu.gpr(insn.raw[1] >> 4) >> 24) & 0x3F
+    mask = (cpu.psw_mask & ~(0x3F << 40)) | bits << 40
+    insn.finish()
+    cpu.write_mask(mask)
 
 
 @_handler(0xB20A, "SPKA", privileged=False)

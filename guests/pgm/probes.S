@@ -86,7 +86,8 @@ INSN t_divide_overflow
 PROBE t_overflow
     llilh   %r0,0x0800              /* program mask: fixed-point overflow enabled */
     spm     %r0
-    llihh   %r2,0x7fff
+    lghi    %r2,-1
+    srlg    %r2,%r2,1               /* 0x7fffffffffffffff: the largest positive doubleword */
     lghi    %r3,1
 INSN t_overflow
     agr     %r2,%r3
