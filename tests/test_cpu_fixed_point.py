@@ -153,11 +153,19 @@ def test_the_mask_off_traps_nothing_and_the_mask_on_traps_only_arithmetic(cpu):
     assert cpu.traps == before + 1
 
 
-def test_slda_with_an_odd_register_is_a_specification_exception_as_unicorn_raises_it(cpu):
-    native = run_one(cpu, bytes.fromhex("8f300001"), [0] * 16, b"", fpo=False)
-    trapped = run_one(cpu, bytes.fromhex("8f300001"), [0] * 16, b"", fpo=True)
-    assert trapped["pgm"] == native["pgm"] == (4, 0x0006)
+@pytest.mark.parametrize(
+    ("hexcode", "ilc"),
+    [("8f300001", 4), ("eb23100200f8", 6)],  # SLDA with an odd register; LAA of an unaligned word
+    ids=["SLDA odd register", "LAA unaligned"],
+)
+def test_a_specification_exception_as_unicorn_raises_it(cpu, hexcode, ilc):
+    regs = [0] * 16
+    regs[1] = DATA
+    native = run_one(cpu, bytes.fromhex(hexcode), regs, bytes(16), fpo=False)
+    trapped = run_one(cpu, bytes.fromhex(hexcode), regs, bytes(16), fpo=True)
+    assert trapped["pgm"] == native["pgm"] == (ilc, 0x0006)
     assert trapped["pc"] == native["pc"] and trapped["regs"] == native["regs"]
+    assert trapped["data"] == native["data"] == bytes(16)  # suppressed: nothing stored
 
 
 # The architecture where unicorn's condition code is wrong: (instruction, R1, R2 or R3 values) -> the

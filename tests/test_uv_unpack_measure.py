@@ -61,4 +61,3 @@ def test_decrypts_like_the_header_key_and_leaves_plain_components():
     assert UnpackMeasurement(_header(key=key)).decrypt_page(tweak, memoryview(ct)) == page
     assert UnpackMeasurement(_header(encrypted=False)).decrypt_page(tweak, ct) is None
     assert "xts" not in repr(UnpackMeasurement(_header(key=key))).lower()
-

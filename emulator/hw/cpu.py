@@ -346,6 +346,27 @@ class Insn:
         b, d = self.b2d2
         return self.cpu.wrap(d + (self.cpu.gpr(b) if b else 0))
 
+    def _disp(self) -> int:
+        """Bits 20-31 of the instruction, and for a six-byte one bits 32-39 above them (signed 20 bits)."""
+        raw = self.raw
+        d = (raw[2] & 0xF) << 8 | raw[3]
+        if len(raw) == 6:
+            d |= raw[4] << 12
+            if d & 0x80000:
+                d -= 0x100000
+        return d
+
+    def rx_address(self) -> int:
+        """D2(X2,B2) of an RX instruction, or of an RXY one (six bytes: 20-bit signed displacement)."""
+        raw, gpr = self.raw, self.cpu.gpr
+        x2, b2 = raw[1] & 0xF, raw[2] >> 4
+        return self.cpu.wrap(self._disp() + (gpr(x2) if x2 else 0) + (gpr(b2) if b2 else 0))
+
+    def rsy_address(self) -> int:
+        """D2(B2) (or D1(B1)) of an RSY or SIY instruction: base in bits 16-19, 20-bit signed displacement."""
+        b = self.raw[2] >> 4
+        return self.cpu.wrap(self._disp() + (self.cpu.gpr(b) if b else 0))
+
     def finish(self, cc: int | None = None) -> None:
         """Complete the instruction: set the condition code (if given) and step past it."""
         cpu = self.cpu
@@ -1636,7 +1657,9 @@ class Cpu:
             # uc.emu_start, called the way the register calls are (ready ctypes arguments)
             uc = self.uc
             uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
-            status = _uc_emu_start(self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(limit))
+            status = _uc_emu_start(
+                self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(limit)
+            )
             err = UcError(status) if status else None
             if uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not the refusal
                 raise uc._hook_exception from None  # noqa: SLF001 - it caused

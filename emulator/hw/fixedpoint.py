@@ -27,7 +27,7 @@ from emulator.errors import ProgramException
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu, Insn
 
-__all__ = ["HANDLERS", "OPCODES", "PGM_FIXED_POINT_OVERFLOW", "scan_pattern"]
+__all__ = ["HANDLERS", "OPCODES", "PGM_FIXED_POINT_OVERFLOW", "put_result", "scan_pattern"]
 
 PGM_FIXED_POINT_OVERFLOW = 0x0008
 
@@ -46,36 +46,15 @@ def _signed(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-def _disp20(raw: bytes) -> int:
-    d = (raw[2] & 0xF) << 8 | raw[3] | raw[4] << 12
-    return d - 0x100000 if d & 0x80000 else d
-
-
-def _base(cpu: Cpu, b: int) -> int:
-    return cpu.gpr(b) if b else 0
-
-
-def _rx_addr(cpu: Cpu, raw: bytes) -> int:
-    """D2(X2,B2) of RX (12-bit displacement) or RXY (20-bit signed) formats."""
-    x2, b2 = raw[1] & 0xF, raw[2] >> 4
-    d = _disp20(raw) if len(raw) == 6 else (raw[2] & 0xF) << 8 | raw[3]
-    return cpu.wrap(d + _base(cpu, x2) + _base(cpu, b2))
-
-
-def _rs_addr(cpu: Cpu, raw: bytes) -> int:
-    """D2(B2) of RS (12-bit) or RSY/SIY (20-bit signed) formats."""
-    d = _disp20(raw) if len(raw) == 6 else (raw[2] & 0xF) << 8 | raw[3]
-    return cpu.wrap(d + _base(cpu, raw[2] >> 4))
-
-
 def _half(cpu: Cpu, r: int, high: bool) -> int:
     """Bits 32-63 (``high``: bits 0-31) of general register ``r``."""
     v = cpu.gpr(r)
     return v >> 32 if high else v & _M32
 
 
-def _put(cpu: Cpu, r: int, value: int, bits: int, high: bool = False) -> None:
-    """Store a ``bits``-wide result into register ``r`` (32-bit results leave the other half alone)."""
+def put_result(cpu: Cpu, r: int, value: int, bits: int, high: bool = False) -> None:
+    """Store a ``bits``-wide result into general register ``r``: a 32-bit one into bits 32-63 (``high``:
+    bits 0-31) and the other half left alone."""
     if bits == 64:
         cpu.set_gpr(r, value & _M64)
     elif high:
@@ -114,27 +93,27 @@ def _arith(insn: Insn, value: int, bits: int, store: Callable[[int], None]) -> N
 # -- add and subtract: first operand register, second operand register, storage or immediate -------------
 
 #: reads the second operand as a signed integer
-_ArithSource = Callable[["Cpu", bytes], int]
+_ArithSource = Callable[["Insn"], int]
 
 
 def _src_r2_rr(bits: int) -> _ArithSource:
-    return lambda cpu, raw: _signed(cpu.gpr(raw[1] & 0xF), bits)
+    return lambda insn: _signed(insn.cpu.gpr(insn.raw[1] & 0xF), bits)
 
 
 def _src_r2_rre(bits: int) -> _ArithSource:
-    return lambda cpu, raw: _signed(cpu.gpr(raw[3] & 0xF), bits)
+    return lambda insn: _signed(insn.cpu.gpr(insn.raw[3] & 0xF), bits)
 
 
 def _src_rx(size: int) -> _ArithSource:
-    return lambda cpu, raw: _mem(cpu, _rx_addr(cpu, raw), size)
+    return lambda insn: _mem(insn.cpu, insn.rx_address(), size)
 
 
-def _src_i16(cpu: Cpu, raw: bytes) -> int:
-    return _signed(raw[2] << 8 | raw[3], 16)
+def _src_i16(insn: Insn) -> int:
+    return _signed(insn.raw[2] << 8 | insn.raw[3], 16)
 
 
-def _src_i32(cpu: Cpu, raw: bytes) -> int:
-    return _signed(int.from_bytes(raw[2:6], "big"), 32)
+def _src_i32(insn: Insn) -> int:
+    return _signed(int.from_bytes(insn.raw[2:6], "big"), 32)
 
 
 # key: (mnemonic, sign, result bits, source); the first operand is R1 (bits 8-11, or 24-27 for RRE)
@@ -170,9 +149,9 @@ def _two_operand(key: int) -> Handler:
     def run(cpu: Cpu, insn: Insn) -> None:
         raw = insn.raw
         r1 = raw[3] >> 4 if raw[0] == 0xB9 else raw[1] >> 4
-        b = source(cpu, raw)
+        b = source(insn)
         a = _signed(cpu.gpr(r1), bits)
-        _arith(insn, a + sign * b, bits, lambda v: _put(cpu, r1, v, bits))
+        _arith(insn, a + sign * b, bits, lambda v: put_result(cpu, r1, v, bits))
 
     return run
 
@@ -204,7 +183,7 @@ def _distinct(key: int) -> Handler:
             a, b = _signed(cpu.gpr(r2), 64), _signed(cpu.gpr(r3), 64)
         else:
             a, b = _signed(_half(cpu, r2, h2), 32), _signed(_half(cpu, r3, h3), 32)
-        _arith(insn, a + sign * b, bits, lambda v: _put(cpu, r1, v, bits, h1))
+        _arith(insn, a + sign * b, bits, lambda v: put_result(cpu, r1, v, bits, h1))
 
     return run
 
@@ -217,7 +196,7 @@ def _ahik(bits: int) -> Handler:
         raw = insn.raw
         r1, r3 = raw[1] >> 4, raw[1] & 0xF
         a = _signed(cpu.gpr(r3), bits)
-        _arith(insn, a + _src_i16(cpu, raw), bits, lambda v: _put(cpu, r1, v, bits))
+        _arith(insn, a + _src_i16(insn), bits, lambda v: put_result(cpu, r1, v, bits))
 
     return run
 
@@ -229,7 +208,7 @@ HANDLERS[0xECD9] = ("AGHIK", False, _ahik(64))
 def _aih(cpu: Cpu, insn: Insn) -> None:
     r1 = insn.raw[1] >> 4
     a = _signed(_half(cpu, r1, True), 32)
-    _arith(insn, a + _src_i32(cpu, insn.raw), 32, lambda v: _put(cpu, r1, v, 32, True))
+    _arith(insn, a + _src_i32(insn), 32, lambda v: put_result(cpu, r1, v, 32, True))
 
 
 HANDLERS[0xCC08] = ("AIH", False, _aih)
@@ -243,7 +222,7 @@ def _unary(bits: int, negate_always: bool, rre: bool) -> Handler:
         raw = insn.raw
         r1, r2 = (raw[3] >> 4, raw[3] & 0xF) if rre else (raw[1] >> 4, raw[1] & 0xF)
         v = _signed(cpu.gpr(r2), bits)
-        _arith(insn, -v if negate_always or v < 0 else v, bits, lambda w: _put(cpu, r1, w, bits))
+        _arith(insn, -v if negate_always or v < 0 else v, bits, lambda w: put_result(cpu, r1, w, bits))
 
     return run
 
@@ -270,9 +249,9 @@ def _sla_single(bits: int, rsy: bool) -> Handler:
         raw = insn.raw
         r1 = raw[1] >> 4
         r3 = raw[1] & 0xF if rsy else r1  # SLA shifts R1 in place (its R3 field is ignored)
-        n = _rs_addr(cpu, raw) & 63
+        n = (insn.rsy_address() if rsy else insn.address()) & 63
         result, exact = _shifted(cpu.gpr(r3) & ((1 << bits) - 1), bits, n)
-        _complete(insn, result, result != exact, lambda v: _put(cpu, r1, v, bits))
+        _complete(insn, result, result != exact, lambda v: put_result(cpu, r1, v, bits))
 
     return run
 
@@ -282,11 +261,11 @@ def _slda(cpu: Cpu, insn: Insn) -> None:
     if r1 & 1:
         raise ProgramException(0x06, why="SLDA: R1 must name an even register")
     pair = (cpu.gpr(r1) & _M32) << 32 | cpu.gpr(r1 + 1) & _M32
-    result, exact = _shifted(pair, 64, _rs_addr(cpu, insn.raw) & 63)
+    result, exact = _shifted(pair, 64, insn.address() & 63)
 
     def store(v: int) -> None:
-        _put(cpu, r1, (v & _M64) >> 32, 32)
-        _put(cpu, r1 + 1, v, 32)
+        put_result(cpu, r1, (v & _M64) >> 32, 32)
+        put_result(cpu, r1 + 1, v, 32)
 
     _complete(insn, result, result != exact, store)
 
@@ -302,7 +281,7 @@ HANDLERS[0x8F] = ("SLDA", False, _slda)
 
 def _asi(size: int) -> Handler:
     def run(cpu: Cpu, insn: Insn) -> None:
-        addr = _rs_addr(cpu, insn.raw)
+        addr = insn.rsy_address()
         old = _mem(cpu, addr, size)
         bits = size * 8
         value = old + _signed(insn.raw[1], 8)
@@ -316,7 +295,7 @@ def _laa(size: int) -> Handler:
         raw = insn.raw
         r1, r3 = raw[1] >> 4, raw[1] & 0xF
         bits = size * 8
-        addr = _rs_addr(cpu, raw)
+        addr = insn.rsy_address()
         if addr % size:
             raise ProgramException(0x06, why=f"{insn.name}: operand {addr:#x} is not aligned on {size} bytes")
         old = _mem(cpu, addr, size)
@@ -324,7 +303,7 @@ def _laa(size: int) -> Handler:
 
         def store(v: int) -> None:
             cpu.write_virtual(addr, _bytes(v, size))
-            _put(cpu, r1, old, bits)  # R1 gets the storage operand as it was
+            put_result(cpu, r1, old, bits)  # R1 gets the storage operand as it was
 
         _arith(insn, value, bits, store)
 

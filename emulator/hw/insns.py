@@ -57,14 +57,6 @@ def _aligned(addr: int, n: int) -> int:
     return addr
 
 
-def _rsy_address(cpu: Cpu, raw: bytes) -> int:
-    b2 = raw[2] >> 4
-    d = (raw[2] & 0xF) << 8 | raw[3] | raw[4] << 12
-    if d & 0x80000:
-        d -= 0x100000
-    return cpu.wrap(d + (cpu.gpr(b2) if b2 else 0))
-
-
 def _si_address(cpu: Cpu, raw: bytes) -> int:
     b1 = raw[2] >> 4
     d = (raw[2] & 0xF) << 8 | raw[3]
@@ -203,7 +195,7 @@ def _lctl(cpu: Cpu, insn: Insn) -> None:
 
 @_handler(0xEB2F, "LCTLG")
 def _lctlg(cpu: Cpu, insn: Insn) -> None:
-    _load_cr(cpu, insn, _aligned(_rsy_address(cpu, insn.raw), 8), 8)
+    _load_cr(cpu, insn, _aligned(insn.rsy_address(), 8), 8)
 
 
 def _flush_group(cpu: Cpu) -> None:
@@ -508,20 +500,10 @@ def _sckpf(cpu: Cpu, insn: Insn) -> None:
     insn.finish()
 
 
-def _rx_address(cpu: Cpu, raw: bytes, long_disp: bool) -> int:
-    x2, b2 = raw[1] & 0xF, raw[2] >> 4
-    d = (raw[2] & 0xF) << 8 | raw[3]
-    if long_disp:
-        d |= raw[4] << 12
-        if d & 0x80000:
-            d -= 0x100000
-    return cpu.wrap(d + (cpu.gpr(x2) if x2 else 0) + (cpu.gpr(b2) if b2 else 0))
-
-
-def _cvb(cpu: Cpu, insn: Insn, size: int, bits: int, long_disp: bool) -> None:
+def _cvb(cpu: Cpu, insn: Insn, size: int, bits: int) -> None:
     """CONVERT TO BINARY: packed decimal to a signed binary integer."""
     r1 = insn.raw[1] >> 4
-    data = cpu.read_virtual(_rx_address(cpu, insn.raw, long_disp), size)
+    data = cpu.read_virtual(insn.rx_address(), size)
     digits = data.hex()
     sign = digits[-1]
     body = digits[:-1]
@@ -532,38 +514,27 @@ def _cvb(cpu: Cpu, insn: Insn, size: int, bits: int, long_disp: bool) -> None:
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if not lo <= value <= hi:
         # the result is the low-order bits, then a fixed-point-divide exception
-        value &= (1 << bits) - 1
-        _set_result(cpu, r1, value, bits)
+        fixedpoint.put_result(cpu, r1, value, bits)
         raise ProgramException(0x09, why="CVB: result does not fit")
-    _set_result(cpu, r1, value & ((1 << bits) - 1), bits)
+    fixedpoint.put_result(cpu, r1, value, bits)
     insn.finish()
 
 
-def _set_result(cpu: Cpu, r1: int, value: int, bits: int) -> None:
-    if bits == 64:
-        cpu.set_gpr(r1, value)
-    else:
-        cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | value)
+HANDLERS[0x4F] = ("CVB", False, lambda c, i: _cvb(c, i, 8, 32))
+HANDLERS[0xE306] = ("CVBY", False, lambda c, i: _cvb(c, i, 8, 32))
+HANDLERS[0xE30E] = ("CVBG", False, lambda c, i: _cvb(c, i, 16, 64))
 
 
-HANDLERS[0x4F] = ("CVB", False, lambda c, i: _cvb(c, i, 8, 32, False))
-HANDLERS[0xE306] = ("CVBY", False, lambda c, i: _cvb(c, i, 8, 32, True))
-HANDLERS[0xE30E] = ("CVBG", False, lambda c, i: _cvb(c, i, 16, 64, True))
-
-
-def _lra(cpu: Cpu, insn: Insn, long_disp: bool, width: int) -> None:
+def _lra(cpu: Cpu, insn: Insn, width: int) -> None:
     """LOAD REAL ADDRESS: translate in Python (unicorn's helper would walk host-absolute tables)."""
     r1 = insn.raw[1] >> 4
-    vaddr = _rx_address(cpu, insn.raw, long_disp)
+    vaddr = insn.rx_address()
     mask = cpu.psw_mask
     asc = (mask >> 46) & 3
     asce = cpu.cr((1, 1, 7, 13)[asc])
 
     def put(value: int) -> None:
-        if width == 64:
-            cpu.set_gpr(r1, value)
-        else:
-            cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | (value & 0xFFFFFFFF))
+        fixedpoint.put_result(cpu, r1, value, width)
 
     try:
         real, _protected = dat.translate(
@@ -597,6 +568,6 @@ def _lra(cpu: Cpu, insn: Insn, long_disp: bool, width: int) -> None:
     insn.finish(0)
 
 
-HANDLERS[0xB1] = ("LRA", True, lambda c, i: _lra(c, i, False, 32 if not c.psw[0] & (1 << 32) else 64))
-HANDLERS[0xE313] = ("LRAY", True, lambda c, i: _lra(c, i, True, 32 if not c.psw[0] & (1 << 32) else 64))
-HANDLERS[0xE303] = ("LRAG", True, lambda c, i: _lra(c, i, True, 64))
+HANDLERS[0xB1] = ("LRA", True, lambda c, i: _lra(c, i, 32 if not c.psw[0] & (1 << 32) else 64))
+HANDLERS[0xE313] = ("LRAY", True, lambda c, i: _lra(c, i, 32 if not c.psw[0] & (1 << 32) else 64))
+HANDLERS[0xE303] = ("LRAG", True, lambda c, i: _lra(c, i, 64))
