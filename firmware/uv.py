@@ -288,9 +288,15 @@ class SecureConfig:
     flags: int
     sealer: PageSealer
     cpus: dict[int, SecureCpu] = field(default_factory=dict)
+    #: guest page address -> record, only for pages with a history beyond being secure in a frame (an export
+    #: whose integrity value the UV holds, a counter a dump announced, a pin): a boot makes every page
+    #: secure, and a record each would be objects the garbage collector walks again and again (~1 us per
+    #: page of a 256 MiB boot), where the two int -> int maps below are not tracked by it at all
     pages: dict[int, PageRecord] = field(default_factory=dict)
     #: secure frame -> guest page address (the zone-security table's "guest address" column)
     frames: dict[int, int] = field(default_factory=dict)
+    #: guest page address -> secure frame (the reverse of ``frames``)
+    secure: dict[int, int] = field(default_factory=dict)
     #: "created" -> "params" (SE header accepted) -> "verified"; "destroyed" once the config is gone
     state: str = "created"
     header: Any = None
@@ -822,7 +828,8 @@ class Ultravisor:
         cfg = self._configs.get(config_handle)
         if cfg is None:
             return {}
-        return {g: rec.counter for g, rec in cfg.pages.items() if rec.mac is not None and rec.frame is None}
+        secure = cfg.secure
+        return {g: rec.counter for g, rec in cfg.pages.items() if rec.mac is not None and g not in secure}
 
     # -- DIAG 0x308 load-normal reset ----------------------------------------------------------------------
 
@@ -1181,20 +1188,22 @@ class Ultravisor:
 
     # -- storage conversions ----------------------------------------------------------------------------
 
-    def _take_frame(self, cfg: SecureConfig, frame: int, gaddr: int) -> PageRecord:
+    def _take_frame(self, cfg: SecureConfig, frame: int, gaddr: int) -> None:
+        page = gaddr & ~0xFFF
         self.mem.set_owner(frame, cfg.tag)
-        cfg.frames[frame] = gaddr & ~0xFFF
-        rec = cfg.record(gaddr)
-        rec.frame = frame
-        return rec
+        cfg.frames[frame] = page
+        cfg.secure[page] = frame
 
     def _drop_frame(self, cfg: SecureConfig, frame: int) -> PageRecord | None:
+        """Make a secure frame host storage again; returns the guest page's record if it has one."""
         gaddr = cfg.frames.pop(frame, None)
         self.mem.set_owner(frame, OWNER_HOST)
-        rec = cfg.pages.get(gaddr) if gaddr is not None else None
-        if rec is not None:
-            rec.frame = None
-            rec.pinned = False
+        rec = None
+        if gaddr is not None:
+            cfg.secure.pop(gaddr, None)
+            rec = cfg.pages.get(gaddr)
+            if rec is not None:
+                rec.pinned = False
         if cfg.state == "destroyed" and not cfg.frames:
             self._by_tag.pop(cfg.tag, None)
         return rec
@@ -1213,8 +1222,7 @@ class Ultravisor:
             if cfg.frames.get(frame) == page:
                 return None, _Outcome(0x0104)
             return None, _Outcome(0x0105)
-        rec = cfg.pages.get(page)
-        if rec is not None and rec.frame is not None:
+        if page in cfg.secure:
             return None, _Outcome(0x0105)  # the guest page is secure in another frame
         if tag == OWNER_HOST:
             return frame, None
@@ -1288,7 +1296,7 @@ class Ultravisor:
         if cfg.state == "destroyed":
             return _Outcome(0x0106)
         gaddr = cfg.frames[frame]
-        rec = cfg.pages.get(gaddr) or cfg.record(gaddr)
+        rec = cfg.record(gaddr)
         if rec.reserved is not None:
             counter, rec.reserved = rec.reserved, None
         else:
@@ -1352,7 +1360,9 @@ class Ultravisor:
         page = blk.gaddr & ~0xFFF
         if self.mem.owner[frame] != cfg.tag or cfg.frames.get(frame) != page or not self.mem.shared[frame]:
             return _Outcome(0x0104)
-        cfg.record(page).pinned = False
+        rec = cfg.pages.get(page)
+        if rec is not None:
+            rec.pinned = False
         return _Outcome(Rc.EXECUTED)
 
     def _cmd_set_unshare_all(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:
@@ -1492,7 +1502,10 @@ class Ultravisor:
         page = gaddr & ~0xFFF
         tweak = blk.tweak
         uv_image.unpack_page(self, cfg, frame, page, tweak[0], tweak[1])
-        self._take_frame(cfg, frame, page).mac = None
+        self._take_frame(cfg, frame, page)
+        rec = cfg.pages.get(page)
+        if rec is not None:  # an export of this page is overwritten: it can no longer be imported
+            rec.mac = None
         return _EXECUTED
 
     def _cmd_verify_img(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:

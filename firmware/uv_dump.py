@@ -94,11 +94,14 @@ def storage_state(uv: Ultravisor, cb: ControlBlock, blk: B.UvCbDumpStorState) ->
     out = bytearray()
     mem = uv.mem
     for page in range(blk.gaddr, blk.gaddr + ONE_MIB, PAGE_SIZE):
+        frame = cfg.secure.get(page)
         rec = cfg.pages.get(page)
-        if rec is not None and rec.frame is not None:
-            if mem.shared[rec.frame]:
+        if frame is not None:
+            if mem.shared[frame]:
                 out += _special(SPECIAL_MAPPED | SPECIAL_SHARED)
                 continue
+            if rec is None:
+                rec = cfg.record(page)
             if rec.reserved is None:
                 cfg.export_counter += 1
                 rec.reserved = cfg.export_counter

@@ -1,9 +1,9 @@
 """Secure-page bookkeeping and export/import sealing: the Ultravisor's per-configuration page table.
 
-Each secure configuration owns a ``PageTable``: one ``PageRecord`` per guest page that has ever been
-secure, holding the host frame while the page is secure and, after an export, the counter and the integrity
-value of the ciphertext the host was given (``secure-execution.md`` 6.5: "an integrity value plus page index
-and a counter in a UV-internal table").
+Each secure configuration keeps which frame holds each of its secure pages (``SecureConfig.frames`` and
+``secure``) and a ``PageRecord`` for a guest page with more history: after an export, the counter and
+the integrity value of the ciphertext the host was given (``secure-execution.md`` 6.5: "an integrity
+value plus page index and a counter in a UV-internal table").
 
 Sealing (zuv's choice where the sources are silent, 13.4): the exported page is AES-256-XTS ciphertext under
 a per-configuration key, with the tweak ``component | nonce`` the dump format describes (11.2), where the
@@ -110,11 +110,11 @@ def component(gaddr: int, counter: int) -> bytes:
 
 @dataclass(slots=True)
 class PageRecord:
-    """What the UV knows about one guest page of a configuration.
+    """What the UV knows about one guest page of a configuration beyond which frame holds it while it is
+    secure (``SecureConfig.secure``); made at the page's first export, dump announcement or pin.
 
     Attributes:
         gaddr: guest absolute address of the page.
-        frame: host frame number while the page is secure, None while exported or destroyed.
         counter: counter of the last export (0: never exported since it became secure).
         mac: integrity value of the last export's ciphertext, None if the page holds no exported content.
         reserved: counter a dump's storage-state already announced for the next export, or None.
@@ -122,7 +122,6 @@ class PageRecord:
     """
 
     gaddr: int
-    frame: int | None = None
     counter: int = 0
     mac: bytes | None = None
     reserved: int | None = None
@@ -130,7 +129,7 @@ class PageRecord:
 
     def __repr__(self) -> str:  # the MAC is UV-internal: never printed
         return (
-            f"PageRecord(gaddr={self.gaddr:#x}, frame={self.frame!r}, counter={self.counter}, "
+            f"PageRecord(gaddr={self.gaddr:#x}, counter={self.counter}, "
             f"exported={self.mac is not None}, pinned={self.pinned})"
         )
 

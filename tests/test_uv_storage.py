@@ -103,6 +103,25 @@ def test_export_gives_the_host_ciphertext_and_import_restores_the_plaintext(env:
     assert env.view.read(h, 4096) != ct
 
 
+def test_a_guest_page_is_secure_in_one_frame_and_an_exported_page_comes_back_in_any(env: Env) -> None:
+    assert env.c.import_page(env.g.handle, 0x3000).ok
+    env.gv.write(0x3000, b"kept across frames")
+    a, b = env.host(0x3000), 0x7E000000
+    env.g.gmap.map(0x3000, b)  # the hypervisor maps the secure guest page to a second frame
+    assert env.c.import_page(env.g.handle, 0x3000).rc == 0x0105
+    assert env.mem.owner[b >> 12] == OWNER_HOST
+    env.g.gmap.map(0x3000, a)
+    assert env.c.export_page(a).ok
+    assert env.uv.exported_pages(env.g.handle) == {0x3000: 1}
+    env.view.write(b, env.view.read(a, 4096))  # swapped in to another frame, as a host may
+    env.g.gmap.map(0x3000, b)
+    assert env.c.import_page(env.g.handle, 0x3000).ok
+    assert env.uv.secure_guest_frame(env.g.handle, 0x3000) == b >> 12
+    assert env.gv.read(0x3000, 18) == b"kept across frames"
+    assert env.uv.exported_pages(env.g.handle) == {}
+    assert env.c.export_page(a).rc == 0x0107  # the first frame is host storage again
+
+
 def test_modified_swapped_and_replayed_pages_are_refused_and_nothing_changes(env: Env) -> None:
     hnd = env.g.handle
     for ga, fill in ((0x2000, b"A"), (0x3000, b"B")):
