@@ -1251,8 +1251,7 @@ class Cpu:
         frame = host >> PAGE_SHIFT
         if self.watch_frames and not fetch and frame in self.watch_frames and (write or self.watch_frames[frame]):
             return self._refuse(WatchHit(vaddr, host, write), vaddr, False)
-        page = host & ~0xFFF
-        entry.paddr = page  # type: ignore[attr-defined]
+        entry.paddr = host & ~0xFFF  # type: ignore[attr-defined]
         if fetch:
             entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
             pages = self._code_pages.get(frame)
@@ -1266,15 +1265,13 @@ class Cpu:
             self._add_exits(vaddr & ~0xFFF, frame)
             return True
         self._tlb_frames.add(frame)
-        perms = UC_PROT_READ
-        if write:
-            perms |= UC_PROT_WRITE
-        elif store_ok and frame not in self.watch_frames:
-            perms |= UC_PROT_WRITE
-        if perms & UC_PROT_WRITE and frame in self._code_pages:
-            # stores can reach a page holding scanned code: rescan it whenever the CPU is back in Python
-            self._smc_frames.add(frame)
-        entry.perms = perms  # type: ignore[attr-defined]
+        if write or (store_ok and frame not in self.watch_frames):
+            entry.perms = UC_PROT_READ | UC_PROT_WRITE  # type: ignore[attr-defined]
+            if frame in self._code_pages:
+                # stores can reach a page holding scanned code: rescan it whenever the CPU is back in Python
+                self._smc_frames.add(frame)
+        else:
+            entry.perms = UC_PROT_READ  # type: ignore[attr-defined]
         return True
 
     def _refuse(self, e: Exception, vaddr: int, fetch: bool) -> bool:
@@ -1382,9 +1379,24 @@ class Cpu:
         whose address does not depend on the access), so the store's translation stands for the load's,
         and the load's reference bit is set here. Otherwise the load is translated on its own, with its
         own exceptions.
+
+        A secure guest's fill in real mode with PSW key 0, outside the low pages and the prefix area (a
+        boot's loader copying the kernel), asks its guest mapping directly: translate would do nothing
+        else there (no DAT, no prefixing, no key or low-address protection, and the owner check is the
+        mapping's own), and this path is taken once per page of such a copy.
         """
+        g = self._guest
         try:
-            host = self.translate(vaddr, write=True, page_fill=True, mark=False)
+            if (
+                g is not None
+                and g.owner_tag is not None
+                and not self._mask() & (PSW_MASK_DAT | PSW_MASK_KEY)
+                and vaddr & ~0x1FFF
+                and not 0 <= vaddr - self.prefix < 0x2000
+            ):
+                host = g.to_host(vaddr, True, False)
+            else:
+                host = self.translate(vaddr, write=True, page_fill=True, mark=False)
         except (ProgramException, GuestIntercept, SubPageAccess):
             return self.translate(vaddr, page_fill=True), False
         keys = self.mem.keys
