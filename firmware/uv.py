@@ -42,7 +42,7 @@ from firmware.uv_codes import (
     Rc,
     installed_calls,
 )
-from firmware.uv_storage import COUNTER_LIMIT, PageRecord, PageSealer
+from firmware.uv_storage import COUNTER_LIMIT, PageSealer
 
 __all__ = [
     "UvCaller",
@@ -288,15 +288,20 @@ class SecureConfig:
     flags: int
     sealer: PageSealer
     cpus: dict[int, SecureCpu] = field(default_factory=dict)
-    #: guest page address -> record, only for pages with a history beyond being secure in a frame (an export
-    #: whose integrity value the UV holds, a counter a dump announced, a pin): a boot makes every page
-    #: secure, and a record each would be objects the garbage collector walks again and again (~1 us per
-    #: page of a 256 MiB boot), where the two int -> int maps below are not tracked by it at all
-    pages: dict[int, PageRecord] = field(default_factory=dict)
+    # The UV's page table (6.5), as plain maps of ints: a boot makes every page secure, and an object per
+    # page would be one more for the garbage collector to walk again and again (~1 us per page of a 256
+    # MiB boot); int -> int maps are not tracked by it at all.
     #: secure frame -> guest page address (the zone-security table's "guest address" column)
     frames: dict[int, int] = field(default_factory=dict)
     #: guest page address -> secure frame (the reverse of ``frames``)
     secure: dict[int, int] = field(default_factory=dict)
+    #: guest page address -> (counter, integrity value) of its last export, while the host holds that
+    #: ciphertext and the page is not secure: an import must bring exactly it back
+    exports: dict[int, tuple[int, bytes]] = field(default_factory=dict, repr=False)
+    #: guest page address -> the counter a dump's storage state announced for the page's next export
+    reserved: dict[int, int] = field(default_factory=dict)
+    #: guest pages the host pinned while they are shared (Pin Page Shared)
+    pinned: set[int] = field(default_factory=set)
     #: "created" -> "params" (SE header accepted) -> "verified"; "destroyed" once the config is gone
     state: str = "created"
     header: Any = None
@@ -319,14 +324,6 @@ class SecureConfig:
             f"SecureConfig(handle={self.handle:#x}, tag={self.tag}, state={self.state}, "
             f"cpus={len(self.cpus)}, secure_pages={len(self.frames)})"
         )
-
-    def record(self, gaddr: int) -> PageRecord:
-        """The page record of a guest page, created on first use."""
-        page = gaddr & ~0xFFF
-        rec = self.pages.get(page)
-        if rec is None:
-            rec = self.pages[page] = PageRecord(page)
-        return rec
 
 
 @dataclass(frozen=True)
@@ -828,8 +825,7 @@ class Ultravisor:
         cfg = self._configs.get(config_handle)
         if cfg is None:
             return {}
-        secure = cfg.secure
-        return {g: rec.counter for g, rec in cfg.pages.items() if rec.mac is not None and g not in secure}
+        return {g: counter for g, (counter, _) in cfg.exports.items()}
 
     # -- DIAG 0x308 load-normal reset ----------------------------------------------------------------------
 
@@ -1189,24 +1185,25 @@ class Ultravisor:
     # -- storage conversions ----------------------------------------------------------------------------
 
     def _take_frame(self, cfg: SecureConfig, frame: int, gaddr: int) -> None:
+        """Make a frame secure for a guest page; an export of the page the host still holds is void."""
         page = gaddr & ~0xFFF
         self.mem.set_owner(frame, cfg.tag)
         cfg.frames[frame] = page
         cfg.secure[page] = frame
+        if cfg.exports:
+            cfg.exports.pop(page, None)
 
-    def _drop_frame(self, cfg: SecureConfig, frame: int) -> PageRecord | None:
-        """Make a secure frame host storage again; returns the guest page's record if it has one."""
+    def _drop_frame(self, cfg: SecureConfig, frame: int) -> int | None:
+        """Make a secure frame host storage again (no longer pinned); returns its guest page address."""
         gaddr = cfg.frames.pop(frame, None)
         self.mem.set_owner(frame, OWNER_HOST)
-        rec = None
         if gaddr is not None:
             cfg.secure.pop(gaddr, None)
-            rec = cfg.pages.get(gaddr)
-            if rec is not None:
-                rec.pinned = False
+            if cfg.pinned:
+                cfg.pinned.discard(gaddr)
         if cfg.state == "destroyed" and not cfg.frames:
             self._by_tag.pop(cfg.tag, None)
-        return rec
+        return gaddr
 
     def _import_target(self, cfg: SecureConfig, gaddr: int) -> tuple[int | None, _Outcome | None]:
         """The frame a guest page maps to, if it can become secure for ``cfg`` (the shared checks of
@@ -1230,9 +1227,7 @@ class Ultravisor:
         if other is not None and self.mem.shared[frame]:
             # MISC feature: a page another configuration shared moves to this one (its content is not
             # secret: the other guest gave it to the host).
-            rec_other = self._drop_frame(other, frame)
-            if rec_other is not None:
-                rec_other.mac = None
+            self._drop_frame(other, frame)
             return frame, None
         return None, _Outcome(0x0105)
 
@@ -1255,16 +1250,15 @@ class Ultravisor:
         if bad is not None or frame is None:
             return bad or _Outcome(0x0105)
         page = gaddr & ~0xFFF
-        rec = cfg.pages.get(page)
+        exported = cfg.exports.get(page)
         addr = frame << PAGE_SHIFT
-        if rec is not None and rec.mac is not None:
+        if exported is not None:
             # checked and decrypted straight from storage (the gmap walk put the frame inside memory)
-            plain = cfg.sealer.open(self._buf[addr : addr + PAGE_SIZE], page, rec.counter, rec.mac)
+            plain = cfg.sealer.open(self._buf[addr : addr + PAGE_SIZE], page, *exported)
             if plain is None:
                 log.info("import of guest page %#x of %#x refused: integrity check failed", page, cfg.handle)
                 return _Outcome(0x0107)
             self.mem.write(addr, plain)
-            rec.mac = None
         else:
             self.mem.fill(addr, PAGE_SIZE)
         self._take_frame(cfg, frame, page)
@@ -1296,10 +1290,8 @@ class Ultravisor:
         if cfg.state == "destroyed":
             return _Outcome(0x0106)
         gaddr = cfg.frames[frame]
-        rec = cfg.record(gaddr)
-        if rec.reserved is not None:
-            counter, rec.reserved = rec.reserved, None
-        else:
+        counter = cfg.reserved.pop(gaddr, None) if cfg.reserved else None
+        if counter is None:
             cfg.export_counter += 1
             counter = cfg.export_counter
         if counter >= COUNTER_LIMIT:
@@ -1308,7 +1300,7 @@ class Ultravisor:
         # sealed straight from storage (the frame is inside memory: _cfs_frame checked the address)
         ct, mac = cfg.sealer.seal(self._buf[addr : addr + PAGE_SIZE], gaddr, counter)
         self.mem.write(addr, ct)
-        rec.counter, rec.mac = counter, mac
+        cfg.exports[gaddr] = (counter, mac)
         self._drop_frame(cfg, frame)
         return _EXECUTED
 
@@ -1324,9 +1316,9 @@ class Ultravisor:
         if bad is not None or frame is None or cfg is None:
             return bad or _Outcome(0x0105)
         self.mem.fill(frame << PAGE_SHIFT, PAGE_SIZE)
-        rec = self._drop_frame(cfg, frame)
-        if rec is not None:
-            cfg.pages.pop(rec.gaddr, None)
+        gaddr = self._drop_frame(cfg, frame)
+        if gaddr is not None:
+            cfg.reserved.pop(gaddr, None)  # a dump's announced counter goes too: the page is gone
         return _EXECUTED
 
     def _cmd_pin_page_shared(self, caller: UvCaller, blk: B.UvCbCfs, cb: ControlBlock, g: Any) -> _Outcome:
@@ -1340,7 +1332,7 @@ class Ultravisor:
             return bad or _Outcome(0x0105)
         if not self.mem.shared[frame]:
             return _Outcome(0x0108)
-        cfg.record(cfg.frames[frame]).pinned = True
+        cfg.pinned.add(cfg.frames[frame])
         return _Outcome(Rc.EXECUTED)
 
     def _cmd_unpin_page_shared(self, caller: UvCaller, blk: B.UvCbCts, cb: ControlBlock, g: Any) -> _Outcome:
@@ -1360,9 +1352,7 @@ class Ultravisor:
         page = blk.gaddr & ~0xFFF
         if self.mem.owner[frame] != cfg.tag or cfg.frames.get(frame) != page or not self.mem.shared[frame]:
             return _Outcome(0x0104)
-        rec = cfg.pages.get(page)
-        if rec is not None:
-            rec.pinned = False
+        cfg.pinned.discard(page)
         return _Outcome(Rc.EXECUTED)
 
     def _cmd_set_unshare_all(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:
@@ -1373,12 +1363,10 @@ class Ultravisor:
         cfg = self._configs.get(blk.handle)
         if cfg is None:
             return _Outcome(Rc.INV_GHANDLE)
-        for frame, gaddr in cfg.frames.items():
+        for frame in cfg.frames:
             if self.mem.shared[frame]:
                 self.mem.set_shared(frame, False)
-            rec = cfg.pages.get(gaddr)
-            if rec is not None:
-                rec.pinned = False
+        cfg.pinned.clear()  # only secure pages are pinned
         return _Outcome(Rc.EXECUTED)
 
     # -- guest commands ----------------------------------------------------------------------------------
@@ -1413,8 +1401,7 @@ class Ultravisor:
         frame, bad = self._share_target(g, blk.paddr, True)
         if bad is not None or frame is None:
             return bad or _Outcome(0x0101)
-        rec = g.pages.get(blk.paddr & ~0xFFF)
-        if rec is not None and rec.pinned:
+        if blk.paddr & ~0xFFF in g.pinned:
             from emulator.hw.cpu import GuestIntercept
 
             exc = GuestIntercept(0x6C, "Remove Shared Access of a pinned page", ipa=0xB9A4, ipb=0)
@@ -1502,10 +1489,7 @@ class Ultravisor:
         page = gaddr & ~0xFFF
         tweak = blk.tweak
         uv_image.unpack_page(self, cfg, frame, page, tweak[0], tweak[1])
-        self._take_frame(cfg, frame, page)
-        rec = cfg.pages.get(page)
-        if rec is not None:  # an export of this page is overwritten: it can no longer be imported
-            rec.mac = None
+        self._take_frame(cfg, frame, page)  # an export of this page the host still holds is overwritten
         return _EXECUTED
 
     def _cmd_verify_img(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:

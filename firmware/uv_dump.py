@@ -95,19 +95,17 @@ def storage_state(uv: Ultravisor, cb: ControlBlock, blk: B.UvCbDumpStorState) ->
     mem = uv.mem
     for page in range(blk.gaddr, blk.gaddr + ONE_MIB, PAGE_SIZE):
         frame = cfg.secure.get(page)
-        rec = cfg.pages.get(page)
         if frame is not None:
             if mem.shared[frame]:
                 out += _special(SPECIAL_MAPPED | SPECIAL_SHARED)
                 continue
-            if rec is None:
-                rec = cfg.record(page)
-            if rec.reserved is None:
+            counter = cfg.reserved.get(page)
+            if counter is None:
                 cfg.export_counter += 1
-                rec.reserved = cfg.export_counter
-            out += component(page, rec.reserved)
-        elif rec is not None and rec.mac is not None:
-            out += component(page, rec.counter)
+                counter = cfg.reserved[page] = cfg.export_counter
+            out += component(page, counter)
+        elif page in cfg.exports:
+            out += component(page, cfg.exports[page][0])
         else:
             mapped = uv.gmap_frame(cfg, page) is not None
             out += _special(SPECIAL_ZERO | (SPECIAL_MAPPED if mapped else 0))

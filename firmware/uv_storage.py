@@ -1,9 +1,9 @@
-"""Secure-page bookkeeping and export/import sealing: the Ultravisor's per-configuration page table.
+"""Export/import sealing of secure pages: the keys and checks behind the Ultravisor's page table.
 
-Each secure configuration keeps which frame holds each of its secure pages (``SecureConfig.frames`` and
-``secure``) and a ``PageRecord`` for a guest page with more history: after an export, the counter and
-the integrity value of the ciphertext the host was given (``secure-execution.md`` 6.5: "an integrity
-value plus page index and a counter in a UV-internal table").
+Each secure configuration keeps its page table in plain maps (``SecureConfig``): which frame holds each
+secure page (``frames`` and ``secure``) and, for each exported page, the counter and the integrity value of
+the ciphertext the host was given (``exports``; ``secure-execution.md`` 6.5: "an integrity value plus page
+index and a counter in a UV-internal table"). This module seals and opens those pages.
 
 Sealing (zuv's choice where the sources are silent, 13.4): the exported page is AES-256-XTS ciphertext under
 a per-configuration key, with the tweak ``component | nonce`` the dump format describes (11.2), where the
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -33,7 +32,7 @@ try:  # the Rust binding behind ``Cipher.encryptor`` (XtsKey checks it against t
 except ImportError:  # pragma: no cover - another cryptography layout: the public path only
     _rust_openssl = None
 
-__all__ = ["PageRecord", "PageSealer", "XtsKey", "component", "COUNTER_LIMIT"]
+__all__ = ["PageSealer", "XtsKey", "component", "COUNTER_LIMIT"]
 
 PAGE: Final = 4096
 _COMPONENT: Final = struct.Struct(">QQ")
@@ -106,32 +105,6 @@ class XtsKey:
 def component(gaddr: int, counter: int) -> bytes:
     """The 16-byte tweak component of an exported page (the value a storage-state dump reports)."""
     return _COMPONENT.pack(gaddr & ~0xFFF, counter)
-
-
-@dataclass(slots=True)
-class PageRecord:
-    """What the UV knows about one guest page of a configuration beyond which frame holds it while it is
-    secure (``SecureConfig.secure``); made at the page's first export, dump announcement or pin.
-
-    Attributes:
-        gaddr: guest absolute address of the page.
-        counter: counter of the last export (0: never exported since it became secure).
-        mac: integrity value of the last export's ciphertext, None if the page holds no exported content.
-        reserved: counter a dump's storage-state already announced for the next export, or None.
-        pinned: the host pinned the page while it is shared (Pin Page Shared).
-    """
-
-    gaddr: int
-    counter: int = 0
-    mac: bytes | None = None
-    reserved: int | None = None
-    pinned: bool = False
-
-    def __repr__(self) -> str:  # the MAC is UV-internal: never printed
-        return (
-            f"PageRecord(gaddr={self.gaddr:#x}, counter={self.counter}, "
-            f"exported={self.mac is not None}, pinned={self.pinned})"
-        )
 
 
 class PageSealer:
