@@ -55,7 +55,8 @@ def _by_translation(cpu: Cpu, vaddr: int):
 
 @settings(max_examples=300, deadline=None)
 @given(
-    page=st.sampled_from([0, 1, 2, 3, 4, 5, 8, 9, 0x10, 0x11, 0x41, 0xFF, 0x100, 0x101]) | st.integers(0, 0x10F),
+    page=st.sampled_from([0, 1, 2, 3, 4, 5, 8, 9, 0x10, 0x11, 0x41, 0xFF, 0x100, 0x101])
+    | st.integers(0, 0x10F),
     offset=st.integers(0, 0xFFF),
     prefix=st.sampled_from([0, 0x2000, 0x8000, 0x10000, 0x40000]),
     psw_key=st.sampled_from([0, 0, 0, 3, 9]),
@@ -63,7 +64,9 @@ def _by_translation(cpu: Cpu, vaddr: int):
     dat=st.booleans(),
     cr0=st.sampled_from([0, CR0_LAP, CR0_FPO, CR0_LAP | CR0_FPO]),
 )
-def test_the_direct_path_decides_as_the_translation(cpu, page, offset, prefix, psw_key, storage_key, dat, cr0):
+def test_the_direct_path_decides_as_the_translation(
+    cpu, page, offset, prefix, psw_key, storage_key, dat, cr0
+) -> None:
     vaddr = page << 12 | offset
     cpu.set_prefix(prefix)
     cpu.write_cr(0, cr0)  # low-address protection, fetch-protection override
