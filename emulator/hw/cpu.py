@@ -1309,10 +1309,7 @@ class Cpu:
         if not fetch:
             return True
         pc = self.pc
-        if vpage in (pc & ~0xFFF, self.wrap(pc + 5) & ~0xFFF):
-            return True
-        raw = self._fetch_insn(pc)
-        return raw is not None and (raw[0] == 0x44 or (raw[0] == 0xC6 and raw[1] & 0xF == 0))
+        return vpage in (pc & ~0xFFF, self.wrap(pc + 5) & ~0xFFF) or self._is_execute(pc)
 
     def _unstick(self, start: int, vpage: int) -> bool:
         """After a run that stopped at ``start`` with nothing run and a refused fetch of ``vpage`` that is
