@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from emulator.errors import EmulatorError
+from emulator.errors import EmulatorError, MachineError
 
 T = TypeVar("T")
 
@@ -59,12 +59,28 @@ def _forward_stdin(machine: object) -> None:
     threading.Thread(target=pump, name="zuv-stdin", daemon=True).start()
 
 
+def run_level(level: int | None, ultravisor: bool) -> int:
+    """The STSI level of ``zuv run``: 3 (a VM) unless the Ultravisor is installed, which is the LPAR's (2).
+
+    Raises:
+        MachineError: ``--level 3`` with ``--ultravisor`` (a VM has no host Ultravisor calls).
+    """
+    if not ultravisor:
+        return 3 if level is None else level
+    if level == 3:
+        raise MachineError("--ultravisor runs the program in the LPAR (level 2), where the Ultravisor is; "
+                           "drop --level 3")  # fmt: skip
+    return 2
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``zuv run``: boot a bare-metal program like ``qemu-system-s390x -kernel``."""
     from emulator.machine.machine import Machine, parse_size
 
     size = parse_size(args.memory)
-    m = Machine(size, args.cpus, deterministic=args.deterministic, level=args.level, console_out=_out)
+    level = run_level(args.level, args.ultravisor)
+    m = Machine(size, args.cpus, deterministic=args.deterministic, level=level, console_out=_out,
+                ultravisor=args.ultravisor or None)  # fmt: skip
     m.load(args.program, args.append)
     _forward_stdin(m)
     res = run_interruptible(
@@ -150,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-insns", type=int, default=None, help="stop after this many instructions")
     r.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     r.add_argument("--deterministic", action="store_true", help="deterministic clock and scheduling")
-    r.add_argument("--level", type=int, choices=(2, 3), default=3, help="STSI level: 3 = VM (default), 2 = LPAR")
+    r.add_argument("--level", type=int, choices=(2, 3), default=None,
+                   help="STSI level: 3 = VM (default), 2 = LPAR (the default with --ultravisor)")
+    r.add_argument("--ultravisor", action="store_true",
+                   help="an LPAR of a machine with Secure Execution: facilities 158 and 161, the Ultravisor "
+                        "installed, host UVCs (implies --level 2)")
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")

@@ -388,7 +388,7 @@ class QueryValues:
     uv_base_stor_len: int = 0x200000
     conf_base_phys_stor_len: int = 0x4000
     conf_base_virt_stor_len: int = 0x2000
-    conf_virt_var_stor_len: int = 0x400
+    conf_virt_var_stor_len: int = 0x1000
     cpu_stor_len: int = 0x1000
     max_num_sec_conf: int = 0x7FFFFF
     max_guest_stor_addr: int = 0x800000000000

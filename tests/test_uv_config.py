@@ -146,6 +146,25 @@ def test_create_configuration_checks_one_field_at_a_time(env: Env) -> None:
     assert res.rc == Rc.EXECUTED and res.block.guest_handle not in (0, handle)
 
 
+@pytest.mark.parametrize("mib", [1, 42, 43, 2200])
+def test_variable_storage_as_a_host_computes_it_from_query_is_whole_pages_and_all_secure(mib: int) -> None:
+    """kvm-unit-tests sizes the variable storage as Query's base + MiB * per-MiB with no rounding, and its
+    protection check asserts that this is a whole number of pages: for every guest size the host's figure
+    is what the UV secures, to the page."""
+    env = Env()
+    q = env.c.query()
+    vlen = q.conf_base_virt_stor_len + mib * q.conf_virt_var_stor_len
+    assert vlen % 4096 == 0 and vlen == Q.var_stor_len(mib << 20)
+    assert q.conf_base_phys_stor_len % 4096 == 0 and q.cpu_stor_len % 4096 == 0
+    fields = env.cgc_fields()
+    var = env.arena.alloc(vlen + 4096)
+    fields.update(conf_virt_stor_origin=var, guest_stor_len=mib << 20)
+    res = env.c.call("create_sec_conf", **fields)
+    assert (res.cc, res.rc) == (Cc.OK, Rc.EXECUTED)
+    assert env.secure(var, vlen)
+    assert env.view.read(var + vlen, 1) is not None  # the page after it stays the host's
+
+
 def test_destroy_configuration_checks_the_handle_and_cpus_then_returns_the_storage(env: Env) -> None:
     good = env.cgc_fields()
     handle = env.c.check("create_sec_conf", **good).block.guest_handle
