@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from emulator.errors import EmulatorError, MachineError
+from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS
 
 T = TypeVar("T")
 
@@ -80,7 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     size = parse_size(args.memory)
     level = run_level(args.level, args.ultravisor)
     m = Machine(size, args.cpus, deterministic=args.deterministic, level=level, console_out=_out,
-                ultravisor=args.ultravisor or None)  # fmt: skip
+                ultravisor=args.ultravisor or None, watchdog=args.watchdog,
+                watchdog_action=args.watchdog_action)  # fmt: skip
     m.load(args.program, args.append)
     _forward_stdin(m)
     res = run_interruptible(
@@ -171,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ultravisor", action="store_true",
                    help="an LPAR of a machine with Secure Execution: facilities 158 and 161, the Ultravisor "
                         "installed, host UVCs (implies --level 2)")
+    r.add_argument("--watchdog", choices=WATCHDOG_MODELS, default=None,
+                   help="give the program a watchdog: diag288 (DIAGNOSE 0x288, QEMU's -device diag288)")
+    r.add_argument("--watchdog-action", choices=WATCHDOG_ACTIONS, default="reset",
+                   help="what the watchdog does when it expires: reset (re-IPL, the default), inject-nmi (a "
+                        "restart interruption on CPU 0), shutdown/poweroff (end the run), pause (halt the run), "
+                        "debug/none (nothing); QEMU's --watchdog-action")  # fmt: skip
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")

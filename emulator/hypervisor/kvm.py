@@ -892,7 +892,7 @@ class Hypervisor:
             diag308_secure(vm, v, r1, rx, subcode)
             return
         if subcode in (0, 1, 3):
-            if subcode in (0, 3):
+            if subcode == 3:  # load clear: storage cleared and the program IPLed again (0 and 1 keep storage)
                 vm.memory.fill(0, vm.memory_size)
                 if vm.program_path is not None:
                     vm.load(vm.program_path, vm._cmdline)  # noqa: SLF001

@@ -20,6 +20,7 @@ from typing import Final
 
 from emulator.errors import MachineError, ProgramException
 from emulator.hw import sigp as sigp_mod
+from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS, Diag288, release_pages
 from emulator.hw.cpu import (
     CHECK_STOP,
     OPERATING,
@@ -115,6 +116,10 @@ class Machine:
         console_out: called with every chunk of console output.
         ultravisor: install the machine's Ultravisor (facilities 158/161; host UVCs at level 2), or pass
             an already-built one (its memory must be this machine's: build it from ``machine.memory``).
+        watchdog: the watchdog device the program may use (``"diag288"``: DIAGNOSE 0x288, QEMU's
+            ``-device diag288``), or None (DIAG 0x288 is then a specification exception, as in QEMU).
+        watchdog_action: what the watchdog does when it expires (``emulator.hw.diag.WATCHDOG_ACTIONS``,
+            QEMU's ``--watchdog-action``; default ``reset``, QEMU's).
     """
 
     def __init__(
@@ -127,9 +132,19 @@ class Machine:
         console_out: Callable[[bytes], None] | None = None,
         ultravisor: object | bool | None = None,
         info: MachineInfo | None = None,
+        watchdog: str | None = None,
+        watchdog_action: str = "reset",
     ) -> None:
         if not 1 <= cpus <= MAX_CPUS:
             raise MachineError(f"--cpus must be between 1 and {MAX_CPUS}, not {cpus}")
+        if watchdog is not None and watchdog not in WATCHDOG_MODELS:
+            raise MachineError(f"unknown watchdog {watchdog!r} (the machine offers {', '.join(WATCHDOG_MODELS)})")
+        if watchdog_action not in WATCHDOG_ACTIONS:
+            raise MachineError(
+                f"unknown watchdog action {watchdog_action!r} (one of {', '.join(WATCHDOG_ACTIONS)})"
+            )
+        #: the DIAGNOSE 0x288 watchdog, or None when the machine has none
+        self.watchdog = Diag288(watchdog_action) if watchdog is not None else None
         if level not in (2, 3):
             raise MachineError(f"level must be 2 (LPAR) or 3 (VM), not {level}")
         self.memory = PhysicalMemory(memory)
@@ -183,6 +198,9 @@ class Machine:
         return prog
 
     def _ipl(self, start: int) -> None:
+        if self.watchdog is not None:
+            self.watchdog.reset()
+        self._disabled_wait.clear()
         for c in self.cpus.values():
             c.reset_initial()
         cpu0 = self.cpus[0]
@@ -267,6 +285,8 @@ class Machine:
                 self._step(c, c.run(count=1, resume=True))
         try:
             while True:
+                if self.watchdog is not None and self.watchdog.deadline is not None:
+                    self._watchdog_check()
                 operating = [c for c in self.cpus.values() if c.state == OPERATING]
                 if any(c.state == CHECK_STOP for c in self.cpus.values()):
                     return self._result("check stop", t0, counted)
@@ -287,7 +307,7 @@ class Machine:
                     continue
                 if len(runnable) == 1 and not counted and len(operating) == 1:
                     cpu = runnable[0]
-                    deadline = cpu.next_timer_deadline()
+                    deadline = self._earliest(cpu.next_timer_deadline())
                     timeout = self.tod.us_until(deadline) + 1 if deadline is not None else 0
                     self._step(cpu, cpu.run(timeout_us=timeout))
                     continue
@@ -325,10 +345,37 @@ class Machine:
                     c.check_stop_reason = f"disabled wait {c.pc:#x}"
             return True
         deadlines = [d for c in operating if (d := c.next_timer_deadline()) is not None]
+        if self.watchdog is not None and self.watchdog.deadline is not None:
+            deadlines.append(self.watchdog.deadline)
         if not deadlines:
             return False
         self.tod.skip_to(min(deadlines))
         return True
+
+    def _earliest(self, deadline: int | None) -> int | None:
+        """A CPU's next timer deadline, or the watchdog's if that comes first (TOD values)."""
+        wd = self.watchdog.deadline if self.watchdog is not None else None
+        if wd is None:
+            return deadline
+        return wd if deadline is None else min(wd, deadline)
+
+    def _watchdog_check(self) -> None:
+        """Take the watchdog's action if it has expired (QEMU's ``watchdog_perform_action``)."""
+        assert self.watchdog is not None
+        action = self.watchdog.expire(self.tod.now())
+        if action is None or action in ("none", "debug"):
+            return
+        if action == "inject-nmi":  # s390x's NMI is a restart interruption on CPU 0 (QEMU s390_nmi)
+            cpu0 = self.cpus[0]
+            if cpu0.state != CHECK_STOP:
+                cpu0.restart_pending = True
+                cpu0.state = OPERATING
+                self._disabled_wait.pop(0, None)
+        elif action == "reset" and self.program is not None:
+            self.load(self.program.path, self._cmdline)  # a system reset re-IPLs the program
+        else:
+            what = {"pause": "paused", "reset": "reset"}.get(action, "powered off")
+            self._halt_reason = f"the watchdog expired ({what}: --watchdog-action {action})"
 
     def _step(self, cpu: Cpu, ex: CpuExit) -> None:
         kind = ex.kind
@@ -449,7 +496,17 @@ class Machine:
     def _insn_diag(self, cpu: Cpu, insn: Insn) -> None:
         code = insn.address() & 0xFFFF
         r1, r3 = insn.r1, insn.r3
-        if code in (0x44, 0x9C, 0x10, 0x288):
+        if code in (0x44, 0x9C):
+            insn.finish()
+            return
+        if code == 0x10:
+            release_pages(self.memory, cpu.gpr(r1), cpu.gpr(r3), cpu.prefix)
+            insn.finish()
+            return
+        if code == 0x288:
+            if self.watchdog is None:
+                raise ProgramException(0x06, why="DIAG 0x288: no watchdog device (zuv run --watchdog diag288)")
+            self.watchdog.call(r1, cpu.gpr(r1), cpu.gpr((r1 + 1) & 15), cpu.gpr(r3), self.tod.now())
             insn.finish()
             return
         if code == 0x500:
@@ -483,20 +540,28 @@ class Machine:
             insn.finish()
             return
         if subcode in (0, 1, 3):
+            # QEMU s390_machine_reset: 0 = modified clear (clear reset of every CPU, then "load normal" on
+            # the calling CPU), 1 = load normal (CPU reset of the others, initial reset of the caller, then
+            # load normal), 3 = load clear (storage cleared and the program IPLed again)
             if self.uv is not None:  # a load-normal/clear reset returns the Ultravisor to uninitialised
                 self.uv.reset()  # type: ignore[attr-defined]
-            if subcode == 0:
+            if subcode == 3:
                 self.memory.fill(0, self.memory.size)
                 if self.program is not None:
                     self.load(self.program.path, self._cmdline)
                     return
             for c in self.cpus.values():
-                c.reset_cpu()
+                if subcode == 0:
+                    c.reset_clear()
+                elif c is cpu:
+                    c.reset_initial()
+                else:
+                    c.reset_cpu()
+                self._disabled_wait.pop(c.address, None)
             short = self.memory.read_u64(0)
-            mask = (short & 0xFFFFFFFF00000000) ^ (1 << 51)
-            cpu0 = self.cpus[0]
-            cpu0.set_psw(mask | (short & 0x80000000), short & 0x7FFFFFFF)
-            cpu0.state = OPERATING
+            mask = (short & 0xFFFFFFFF00000000) ^ (1 << 51)  # the short-PSW bit inverted: 0 is valid, as QEMU
+            cpu.set_psw(mask | (short & 0x80000000), short & 0x7FFFFFFF)
+            cpu.state = OPERATING
             return
         if subcode in (8, 9, 10) and self.uv is not None:
             raise ProgramException(0x06, why="secure IPL is done by the hypervisor (run the image with zuv boot)")
