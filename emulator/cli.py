@@ -90,12 +90,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         lambda: m.request_halt("interrupted (Ctrl-C)"),
     )
     sys.stdout.flush()
+    if res.clean:
+        code = res.guest_exit_code()
+        if code:
+            print(f"zuv: the guest reported a failure ({res.exit_line}): exit code {code}", file=sys.stderr)
+        elif args.verbose:
+            print(f"zuv: {res.describe()}" + (f"; guest reported {res.exit_line}" if res.exit_line else ""),
+                  file=sys.stderr)
+        return code
     if res.exit_line:
         print(f"zuv: guest reported {res.exit_line}", file=sys.stderr)
-    if res.clean:
-        if args.verbose:
-            print(f"zuv: {res.describe()}", file=sys.stderr)
-        return 0
     print(f"zuv: {res.describe()}", file=sys.stderr)
     for c in res.cpus:
         print(f"zuv:   CPU {c.address}: {c.state} PSW {c.psw[0]:016x} {c.psw[1]:016x} {c.detail}", file=sys.stderr)

@@ -124,3 +124,17 @@ def test_bare_memory_number_is_mib_like_qemu():
     assert parse_size("128") == 128 << 20
     assert parse_size("2.2G") == (int(2.2 * (1 << 30)) + 0xFFFFF) & ~0xFFFFF
     assert parse_size("4096K") == 4 << 20
+
+
+def test_guest_failure_status_is_the_exit_code():
+    # bench_sieve refuses a sieve larger than storage with EXIT: STATUS=5: zuv exits 5, as kvm-unit-tests'
+    # runner reads a status (1 is success, 77 a skip)
+    p = zuv("run", str(ROOT / "guests/images/bench_sieve.elf"), "--append", "n=500000000")
+    assert p.stdout.endswith("EXIT: STATUS=5\n")
+    assert p.returncode == 5
+    assert "guest reported a failure (EXIT: STATUS=5)" in p.stderr
+
+
+def test_guest_success_prints_nothing_on_stderr():
+    p = zuv("run", str(HELLO))
+    assert p.returncode == 0 and p.stderr == ""

@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+# the kvm-unit-tests suite (tests/test_conformance.py) runs too: a few minutes
+export ZUV_CONFORMANCE=1
 exec .venv/bin/python -m pytest -q "$@"

@@ -44,6 +44,26 @@ class RunResult:
     detail: str = ""
     intercepts: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def guest_status(self) -> int | None:
+        """The N of the guest's last ``EXIT: STATUS=N`` console line (kvm-unit-tests' convention: 1 is success,
+        77 a skip, any other value a failure), or None when it printed none."""
+        if not self.exit_line:
+            return None
+        _, _, value = self.exit_line.partition("STATUS=")
+        try:
+            return int(value.split()[0], 0)
+        except (ValueError, IndexError):
+            return None
+
+    def guest_exit_code(self) -> int:
+        """The process exit code the guest asked for, as kvm-unit-tests' runner reads ``EXIT: STATUS=N``: 0 for
+        ``STATUS=1`` (success) or no status line, N itself otherwise (77 is a skip), 255 at most, 1 for 0."""
+        status = self.guest_status
+        if status is None or status == 1:
+            return 0
+        return min(status, 255) if status > 0 else 1
+
     def describe(self) -> str:
         """One line for the user."""
         return "; ".join(p for p in (self.reason, self.detail) if p)

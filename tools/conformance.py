@@ -1,0 +1,428 @@
+"""Runs kvm-unit-tests for s390x through ``zuv run`` (and optionally ``qemu-system-s390x``) against the
+recorded expectations: builds the suite from the shared tarball into a cache, runs each test of
+``s390x/unittests.cfg`` with its CPUs, memory, command line and devices, and reports per test.
+
+    .venv/bin/python tools/conformance.py             # on zuv, against tests/conformance/expected.json
+    .venv/bin/python tools/conformance.py --update    # record zuv's results as the new expectations
+    .venv/bin/python tools/conformance.py --qemu      # QEMU TCG too, in the same run (its figures recorded)
+    .venv/bin/python tools/conformance.py --report docs/conformance.md
+    .venv/bin/python tools/conformance.py skey edat   # only these tests
+
+Exit status: 0 when no test regressed against the expectations, 1 when one did, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARBALL_NAME = "kvm-unit-tests-1da1819e.tar.xz"
+
+
+def default_tarball() -> Path:
+    """``../shared/conformance/`` beside the clone (or beside one of its parents, for a git worktree)."""
+    for d in REPO.parents:
+        t = d / "shared" / "conformance" / TARBALL_NAME
+        if t.is_file():
+            return t
+    return REPO.parent / "shared" / "conformance" / TARBALL_NAME
+
+
+EXPECTED = REPO / "tests" / "conformance" / "expected.json"
+DEFAULT_TIMEOUT = 90.0  # the upstream runner's default (scripts/runtime.bash)
+EXIT_RE = re.compile(rb"EXIT: STATUS=(\d+)")
+COUNT_RE = re.compile(rb"^(PASS|FAIL|XPASS|XFAIL|SKIP):", re.M)
+VERDICT_RANK = {"PASS": 3, "SKIP": 2, "FAIL": 1, "TIMEOUT": 0}
+
+# QEMU options of unittests.cfg and the zuv run options that give the same machine; a QEMU option zuv does not
+# offer (its zuv option is missing from ``zuv run --help``) is reported as not offered and left out.
+QEMU_DEVICE_OPTIONS = {"virtio-net-ccw": ("--device", "virtio-net-ccw"), "diag288": ("--watchdog", "diag288")}
+
+
+class ConformanceError(Exception):
+    """Bad input to the runner: no tarball, a build that fails, an unreadable expectations file."""
+
+
+@dataclasses.dataclass
+class TestSpec:
+    """One entry of ``unittests.cfg`` as the upstream runner reads it."""
+
+    name: str
+    file: str
+    smp: int = 1
+    test_args: str = ""
+    qemu_params: str = ""
+    groups: tuple[str, ...] = ()
+    accel: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def memory_mib(self) -> int:
+        """Guest memory in MiB: QEMU's ``-m`` (plain numbers are MiB), 128 MiB by default as QEMU's s390x."""
+        m = re.search(r"(?:^|\s)-m\s+(\d+)([MGmg]?)", self.qemu_params)
+        if not m:
+            return 128
+        return int(m.group(1)) * (1024 if m.group(2).upper() == "G" else 1)
+
+    @property
+    def cpus(self) -> int:
+        """CPUs at start: ``smp =`` or QEMU's ``-smp N[,maxcpus=..]`` (its first number)."""
+        m = re.search(r"(?:^|\s)-smp\s+(?:cpus=)?(\d+)", self.qemu_params)
+        return int(m.group(1)) if m else self.smp
+
+
+@dataclasses.dataclass
+class Result:
+    """What one run of one test printed and how it ended."""
+
+    name: str
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    status: int | None = None  # the EXIT: STATUS=N value (1 is success)
+    verdict: str = "FAIL"  # PASS / FAIL / SKIP / TIMEOUT, as the upstream runner reports the test
+    seconds: float = 0.0
+    exit_code: int | None = None
+    note: str = ""
+
+    def counts(self) -> str:
+        """PASS/FAIL/SKIP counts as the docs show them."""
+        return f"{self.passed}/{self.failed}/{self.skipped}"
+
+
+def parse_cfg(text: str) -> list[TestSpec]:
+    """The entries of ``unittests.cfg`` (INI-like, values may be triple-quoted across lines)."""
+    specs: list[TestSpec] = []
+    cur: dict[str, str] | None = None
+    name = ""
+    lines = iter(text.splitlines())
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            if cur is not None:
+                specs.append(_spec(name, cur))
+            name, cur = line[1:-1].strip(), {}
+            continue
+        if cur is None or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if value.startswith('"""'):
+            parts = [value[3:]]
+            while not parts[-1].rstrip().endswith('"""'):
+                parts.append(next(lines, '"""'))
+            value = " ".join(p.strip().rstrip("\\") for p in parts)[: -3].strip()
+        cur[key.strip()] = value.strip("'\"")
+    if cur is not None:
+        specs.append(_spec(name, cur))
+    return specs
+
+
+def _spec(name: str, kv: dict[str, str]) -> TestSpec:
+    timeout = kv.get("timeout", "")
+    return TestSpec(
+        name=name,
+        file=kv.get("file", ""),
+        smp=int(kv.get("smp", "1") or 1),
+        test_args=kv.get("test_args", ""),
+        qemu_params=kv.get("qemu_params", ""),
+        groups=tuple(kv.get("groups", "").split()),
+        accel=kv.get("accel", ""),
+        timeout=float(timeout.rstrip("s")) if timeout else DEFAULT_TIMEOUT,
+    )
+
+
+def selected(specs: list[TestSpec]) -> list[TestSpec]:
+    """The tests a TCG run of the upstream runner starts: not KVM-only, not migration or panic tests."""
+    return [s for s in specs if s.accel != "kvm" and not {"migration", "panic"} & set(s.groups)]
+
+
+def cache_dir() -> Path:
+    """Where the suite is built: ``$ZUV_CACHE`` or ``$XDG_CACHE_HOME/zuv`` (``~/.cache/zuv``)."""
+    base = os.environ.get("ZUV_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "zuv")
+    return Path(base)
+
+
+def build(tarball: Path, into: Path | None = None) -> Path:
+    """Unpack and build the suite once per tarball (a stamp holds the tarball's digest); returns the tree."""
+    if not tarball.is_file():
+        raise ConformanceError(f"no kvm-unit-tests tarball at {tarball} (pass --tarball)")
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    tree = into or cache_dir() / f"kvm-unit-tests-{digest[:12]}"
+    stamp = tree / ".zuv-built"
+    if stamp.is_file() and stamp.read_text() == digest:
+        return tree
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    try:
+        with tarfile.open(tarball) as tf:
+            tf.extractall(tree, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise ConformanceError(f"cannot unpack {tarball}: {e}") from e
+    for step in (["./configure", "--arch=s390x", "--cross-prefix=s390x-linux-gnu-"],
+                 ["make", f"-j{os.cpu_count() or 2}"]):
+        p = subprocess.run(step, cwd=tree, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise ConformanceError(f"building kvm-unit-tests: {' '.join(step)} failed:\n{p.stdout[-2000:]}"
+                                   f"{p.stderr[-2000:]}")
+    stamp.write_text(digest)
+    return tree
+
+
+def zuv_options() -> str:
+    """``zuv run --help``, to tell which QEMU options zuv offers."""
+    p = subprocess.run([sys.executable, "-m", "emulator.cli", "run", "--help"], capture_output=True,
+                       text=True, cwd=REPO)
+    return p.stdout
+
+
+def zuv_command(spec: TestSpec, elf: Path, offered: str) -> tuple[list[str], list[str]]:
+    """The ``zuv run`` command for a test, and the QEMU options of it that zuv does not offer."""
+    cmd = [sys.executable, "-m", "emulator.cli", "run", "--memory", f"{spec.memory_mib}M",
+           "--cpus", str(spec.cpus), "--time-limit", str(spec.timeout)]
+    missing: list[str] = []
+    params = shlex.split(spec.qemu_params)
+    i = 0
+    while i < len(params):
+        opt = params[i]
+        arg = params[i + 1] if i + 1 < len(params) and not params[i + 1].startswith("-") else ""
+        i += 2 if arg else 1
+        if opt in ("-m", "-smp"):
+            continue
+        if opt == "-device":
+            dev = arg.split(",")[0]
+            if dev in QEMU_DEVICE_OPTIONS and QEMU_DEVICE_OPTIONS[dev][0] in offered:
+                cmd += list(QEMU_DEVICE_OPTIONS[dev])
+                continue
+        elif opt in ("-name", "--uuid", "-uuid", "--watchdog-action"):
+            zopt = "--" + opt.lstrip("-")
+            if zopt in offered:
+                cmd += [zopt, arg]
+                continue
+        missing.append(f"{opt} {arg}".strip())
+    if spec.test_args:
+        cmd += ["--append", spec.test_args]
+    return cmd + [str(elf)], missing
+
+
+def qemu_command(spec: TestSpec, elf: Path) -> list[str]:
+    """The ``qemu-system-s390x`` TCG command the upstream runner builds for a test."""
+    cmd = ["qemu-system-s390x", "-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
+           "-cpu", "max", "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
+           "-smp", str(spec.smp), "-kernel", str(elf)]
+    cmd += shlex.split(spec.qemu_params)
+    if spec.test_args:
+        cmd += ["-append", spec.test_args]
+    return cmd
+
+
+def run_one(name: str, cmd: list[str], timeout: float, log: Path | None = None) -> Result:
+    """Run one test command, kill it at ``timeout`` (plus a grace), and read its output as the runner does."""
+    res = Result(name)
+    t0 = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 15, env=env,
+                           cwd=REPO)
+        out, res.exit_code = p.stdout + p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"") + (e.stderr or b"")
+        res.note = f"killed after {timeout + 15:.0f} s"
+    res.seconds = time.monotonic() - t0
+    if log is not None:
+        log.write_bytes(out)
+    for kind in COUNT_RE.findall(out):
+        if kind in (b"PASS", b"XFAIL"):
+            res.passed += 1
+        elif kind in (b"FAIL", b"XPASS"):
+            res.failed += 1
+        else:
+            res.skipped += 1
+    statuses = EXIT_RE.findall(out)
+    if statuses:
+        res.status = int(statuses[-1])
+        res.verdict = "PASS" if res.status == 1 else "SKIP" if res.status == 77 else "FAIL"
+    else:
+        res.verdict = "TIMEOUT" if res.note or b"time limit" in out else "FAIL"
+        if not res.note:
+            tail = out.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            res.note = tail[0][:120]
+    return res
+
+
+def regressions(now: Result, expected: dict) -> list[str]:
+    """Why ``now`` is worse than the expectation (empty when it is not)."""
+    why = []
+    if VERDICT_RANK.get(now.verdict, 0) < VERDICT_RANK.get(expected["verdict"], 0):
+        why.append(f"verdict {expected['verdict']} -> {now.verdict}")
+    if expected["verdict"] != "TIMEOUT":  # a killed run's counts depend on how far it got
+        if now.passed < expected["pass"]:
+            why.append(f"PASS {expected['pass']} -> {now.passed}")
+        if now.failed > expected["fail"]:
+            why.append(f"FAIL {expected['fail']} -> {now.failed}")
+    return why
+
+
+def improved(now: Result, expected: dict) -> bool:
+    """Whether ``now`` is better than the expectation in any way (so the expectations should be updated)."""
+    return (VERDICT_RANK.get(now.verdict, 0) > VERDICT_RANK.get(expected["verdict"], 0)
+            or now.passed > expected["pass"] or now.failed < expected["fail"])
+
+
+def load_expected(path: Path) -> dict:
+    """The recorded expectations (``{"zuv": {name: {...}}, "qemu": {name: {...}}}``)."""
+    if not path.exists():
+        return {"zuv": {}, "qemu": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConformanceError(f"cannot read {path}: {e}") from e
+    data.setdefault("zuv", {})
+    data.setdefault("qemu", {})
+    return data
+
+
+def as_record(r: Result) -> dict:
+    """A result as the expectations file stores it."""
+    return {"pass": r.passed, "fail": r.failed, "skip": r.skipped, "verdict": r.verdict,
+            "seconds": round(r.seconds, 1)}
+
+REPORT_HEAD = """# Conformance: kvm-unit-tests for s390x on zuv
+
+Generated by `.venv/bin/python tools/conformance.py --qemu --report docs/conformance.md` (the suite at
+commit 1da1819e, built from `../shared/conformance/`). Each test runs as the upstream runner starts it
+under TCG (KVM-only, migration and panic entries are left out): on zuv through `zuv run` with the test's
+CPUs, memory, command line and devices, and on `qemu-system-s390x -machine s390-ccw-virtio,accel=tcg
+-cpu max` in the same run, two tests at a time. Figures are PASS/FAIL/SKIP check counts, the verdict as
+the upstream runner reads `EXIT: STATUS=N` (TIMEOUT: killed at the test's timeout) and the time. CI runs
+the suite (`tests/test_conformance.py`) and fails on any test that regresses against
+`tests/conformance/expected.json`."""
+
+
+def report(path: Path, specs: list[TestSpec], zuv: dict, qemu: dict, missing: dict[str, list[str]]) -> None:
+    """Write ``docs/conformance.md``: per test, zuv against QEMU TCG."""
+    rows = []
+    zt = qt = 0.0
+    at_least = 0
+    for s in specs:
+        z, q = zuv.get(s.name), qemu.get(s.name)
+        zs = f"{z['pass']}/{z['fail']}/{z['skip']} {z['verdict']} ({z['seconds']:.1f} s)" if z else "not run"
+        qs = f"{q['pass']}/{q['fail']}/{q['skip']} {q['verdict']} ({q['seconds']:.1f} s)" if q else "not run"
+        ok = bool(z and q and z["fail"] <= q["fail"] and z["pass"] >= q["pass"]
+                  and VERDICT_RANK[z["verdict"]] >= VERDICT_RANK[q["verdict"]])
+        at_least += ok
+        zt += z["seconds"] if z else 0.0
+        qt += q["seconds"] if q else 0.0
+        note = "; ".join(f"not offered: `{m}`" for m in missing.get(s.name, []))
+        mark = "yes" if ok else "**no**"
+        rows.append(f"| {s.name} | {s.cpus} | {s.memory_mib} | {zs} | {qs} | {mark} | {note} |")
+    summary = (f"zuv is at or above QEMU on {at_least} of {len(specs)} tests; the test times add up to "
+               f"{zt:.0f} s on zuv and {qt:.0f} s on QEMU.")
+    head = "| test | CPUs | MiB | zuv P/F/S | QEMU TCG P/F/S | zuv >= QEMU | notes |"
+    text = [REPORT_HEAD, "", summary, "", head, "|---|---|---|---|---|---|---|", *rows, ""]
+    path.write_text("\n".join(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the runner."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("tests", nargs="*", help="test names from unittests.cfg (default: all a TCG run starts)")
+    ap.add_argument("--tarball", type=Path, default=None, help="the kvm-unit-tests tarball")
+    ap.add_argument("--expected", type=Path, default=EXPECTED, help="the expectations file")
+    ap.add_argument("--update", action="store_true", help="record zuv's results as the expectations")
+    ap.add_argument("--qemu", action="store_true", help="also run qemu-system-s390x TCG and record it")
+    ap.add_argument("--report", type=Path, help="write the markdown table to this file")
+    ap.add_argument("--jobs", "-j", type=int, default=2, help="tests run at the same time (default 2)")
+    ap.add_argument("--logs", type=Path, help="keep each test's output in this directory")
+    args = ap.parse_args(argv)
+    try:
+        tree = build(args.tarball or default_tarball())
+        specs = selected(parse_cfg((tree / "s390x" / "unittests.cfg").read_text()))
+        expected = load_expected(args.expected)
+    except (ConformanceError, OSError) as e:
+        print(f"conformance: {e}", file=sys.stderr)
+        return 2
+    if args.tests:
+        unknown = set(args.tests) - {s.name for s in specs}
+        if unknown:
+            print(f"conformance: no such test: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        specs = [s for s in specs if s.name in args.tests]
+    if args.logs:
+        args.logs.mkdir(parents=True, exist_ok=True)
+    offered = zuv_options()
+    jobs: list[tuple[str, str, list[str], float]] = []
+    missing: dict[str, list[str]] = {}
+    for s in specs:
+        elf = tree / "s390x" / s.file
+        cmd, missing[s.name] = zuv_command(s, elf, offered)
+        jobs.append(("zuv", s.name, cmd, s.timeout))
+        if args.qemu:
+            jobs.append(("qemu", s.name, qemu_command(s, elf), s.timeout))
+    results: dict[str, dict[str, Result]] = {"zuv": {}, "qemu": {}}
+
+    def one(job: tuple[str, str, list[str], float]) -> tuple[str, Result]:
+        who, name, cmd, timeout = job
+        if not Path(cmd[-1] if who == "zuv" else cmd[cmd.index("-kernel") + 1]).exists():
+            return who, Result(name, verdict="SKIP", note="not built")
+        log = args.logs / f"{name}.{who}.log" if args.logs else None
+        return who, run_one(name, cmd, timeout, log)
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for who, r in pool.map(one, jobs):
+            results[who][r.name] = r
+            line = f"{who:4} {r.name:28} {r.counts():>10} {r.verdict:7} {r.seconds:6.1f} s {r.note}"
+            print(line, flush=True)
+    bad = 0
+    better = []
+    for s in specs:
+        r = results["zuv"][s.name]
+        exp = expected["zuv"].get(s.name)
+        if exp is None:
+            continue
+        why = regressions(r, exp)
+        if why:
+            bad += 1
+            print(f"REGRESSION {s.name}: {'; '.join(why)}")
+        elif improved(r, exp):
+            better.append(s.name)
+    if better and not args.update:
+        print(f"better than recorded (run with --update): {', '.join(better)}")
+    if args.update:
+        for s in specs:
+            expected["zuv"][s.name] = as_record(results["zuv"][s.name])
+    if args.qemu:
+        for s in specs:
+            expected["qemu"][s.name] = as_record(results["qemu"][s.name])
+    if args.update or args.qemu:
+        args.expected.parent.mkdir(parents=True, exist_ok=True)
+        args.expected.write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+    if args.report:
+        all_specs = selected(parse_cfg((tree / "s390x" / "unittests.cfg").read_text()))
+        zuv = {**expected["zuv"], **{n: as_record(r) for n, r in results["zuv"].items()}}
+        qemu = {**expected["qemu"], **{n: as_record(r) for n, r in results["qemu"].items()}}
+        report(args.report, all_specs, zuv, qemu, missing)
+    npass = sum(r.verdict == "PASS" for r in results["zuv"].values())
+    print(f"conformance: {len(specs)} tests on zuv, {npass} PASS, {bad} regressed")
+    return 1 if bad and not args.update else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
