@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 
 from emulator.errors import ProgramException
-from emulator.hw import dat, fixedpoint
+from emulator.hw import cpacf, dat, fixedpoint
 from emulator.hw.cpu import (
     PGM_PRIVILEGED,
     PGM_SPECIFICATION,
@@ -35,8 +35,8 @@ _U16 = struct.Struct(">H")
 
 Handler = Callable[[Cpu, Insn], "CpuExit | None"]
 #: opcode key -> (mnemonic, privileged, handler); the fixed-point arithmetic trapped while the PSW's
-#: fixed-point-overflow mask is on comes from ``fixedpoint``
-HANDLERS: dict[int, tuple[str, bool, Handler]] = dict(fixedpoint.HANDLERS)
+#: fixed-point-overflow mask is on comes from ``fixedpoint``, the message-security-assist instructions from ``cpacf``
+HANDLERS: dict[int, tuple[str, bool, Handler]] = dict(fixedpoint.HANDLERS) | dict(cpacf.HANDLERS)
 
 
 def _handler(opcode: int, name: str, privileged: bool = True) -> Callable[[Handler], Handler]:

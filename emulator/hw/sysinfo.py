@@ -1,8 +1,9 @@
 """What the machine says about itself: the facility list (STFL/STFLE), CPU id (STIDP) and STSI blocks.
 
 The facility list names what this machine really implements: the instruction set unicorn 2.1.4 executes
-(z13 level: QEMU 5.0 TCG, see ``unicorn-s390x.md`` section 6) plus what zuv adds (the Ultravisor-call and
-unpack facilities 158 and 161 when an Ultravisor is installed). STSI follows QEMU
+(z13 level: QEMU 5.0 TCG, see ``unicorn-s390x.md`` section 6) plus what zuv adds (the message-security-assist
+extensions ``cpacf`` emulates; the Ultravisor-call and unpack facilities 158 and 161 when an Ultravisor is
+installed). STSI follows QEMU
 ``target/s390x/tcg/misc_helper.c`` ``HELPER(stsi)``: level 3 (a VM of zuv's hypervisor) or level 2 (the
 program runs in the LPAR itself).
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from emulator.errors import ProgramException
+from emulator.hw import cpacf
 
 __all__ = ["facility_list", "MachineInfo", "stsi"]
 
@@ -22,9 +24,10 @@ BASE_FACILITIES: Final = (
     0, 1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 31, 32, 33,
     34, 35, 37, 41, 42, 43, 44, 45, 49, 51, 52, 53, 129,
 )  # fmt: skip
-# Left out on purpose although unicorn decodes some of their instructions: 10 (conditional SSKE: the MR/MC
-# controls are not honoured), 57/76/77 (MSA 3-5: unicorn answers only the query functions), 78 (EDAT-2:
-# no 2 GiB frames in the Python DAT), 130/131 (instruction-execution and side-effect-access protection).
+# 17 (MSA) is in the base list and the other message-security-assist levels come from ``cpacf.FACILITIES``:
+# the CPU emulates those instructions. Left out on purpose although unicorn decodes some of their
+# instructions: 10 (conditional SSKE: the MR/MC controls are not honoured), 78 (EDAT-2: no 2 GiB frames in
+# the Python DAT), 130/131 (instruction-execution and side-effect-access protection).
 #: Ultravisor call facility and the unpack facility (secure IPL).
 FAC_UV_CALL: Final = 158
 FAC_UNPACK: Final = 161
@@ -32,7 +35,7 @@ FAC_UNPACK: Final = 161
 
 def facility_list(ultravisor: bool, secure_guest: bool = False) -> bytes:
     """The facility list as bytes (bit 0 = MSB of byte 0), 32 bytes long."""
-    bits = set(BASE_FACILITIES)
+    bits = set(BASE_FACILITIES) | set(cpacf.FACILITIES)
     if ultravisor:
         bits.add(FAC_UV_CALL)
         if not secure_guest:

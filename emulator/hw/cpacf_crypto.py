@@ -1,0 +1,310 @@
+"""The CPU's one crypto home: CPACF's ciphers, chaining modes, GHASH, CMAC and the machine's key wrapping.
+
+Every cryptographic primitive the message-security-assist instructions use comes from here, and this is
+the only module of the CPU that imports ``cryptography`` (AES, TDEA, SHA-256/512, random numbers). The
+modes are those of the Principles of Operation's CPACF functions, whose state lives in the program's
+parameter block rather than in a library object: CBC and OFB chain through the block the instruction stores
+back, CFB feeds back ``s`` bytes, the counter mode takes its counter blocks from storage (KMCTR), XTS starts
+from the already-enciphered tweak (the "XTS parameter" PCC computes), GHASH and CMAC continue from a stored
+value. Where ``cryptography`` has the mode itself (ECB, CBC, OFB, CFB, CFB8) it does the work; the rest
+is the mode's own few XORs on top of its block cipher. The SHA compression functions, which no library
+exposes with a caller-supplied chaining value, are in ``cpacf_sha``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import weakref
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.decrepit.ciphers.modes import CFB8
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+__all__ = [
+    "BlockCipher",
+    "WrappingKey",
+    "aes",
+    "tdea",
+    "xts",
+    "ghash",
+    "cmac_last_block",
+    "xts_parameter",
+    "sha512",
+    "random_bytes",
+    "wrapping_key_for",
+]
+
+_GCM_R: Final = 0xE1 << 120
+_MASK128: Final = (1 << 128) - 1
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    """Bytewise XOR of two equally long strings (one big-integer operation)."""
+    n = len(a)
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(n, "big")
+
+
+class BlockCipher:
+    """A block cipher under one key (AES or TDEA), with the CPACF chaining modes on top of it."""
+
+    def __init__(self, algorithm: algorithms.AES | TripleDES, block: int) -> None:
+        self._alg = algorithm
+        self.block = block
+        self._ecb = Cipher(algorithm, modes.ECB())
+
+    def encrypt(self, data: bytes) -> bytes:
+        """Encipher whole blocks independently (KM, the ECB mode)."""
+        e = self._ecb.encryptor()
+        return e.update(data) + e.finalize()
+
+    def decrypt(self, data: bytes) -> bytes:
+        """Decipher whole blocks independently."""
+        d = self._ecb.decryptor()
+        return d.update(data) + d.finalize()
+
+    def cbc(self, icv: bytes, data: bytes, decrypt: bool) -> tuple[bytes, bytes]:
+        """CBC (KMC): the result and the chaining value to store back (the last ciphertext block)."""
+        c = Cipher(self._alg, modes.CBC(icv))
+        ctx = c.decryptor() if decrypt else c.encryptor()
+        out = ctx.update(data) + ctx.finalize()
+        last = (data if decrypt else out)[-self.block :]
+        return out, last
+
+    def cbc_mac(self, icv: bytes, data: bytes) -> bytes:
+        """The CBC-MAC chaining value after ``data`` (KMAC): the last block of the CBC encipherment."""
+        return self.cbc(icv, data, False)[1]
+
+    def ofb(self, icv: bytes, data: bytes) -> tuple[bytes, bytes]:
+        """OFB (KMO): the result and the next chaining value (the last cipher output block)."""
+        ctx = Cipher(self._alg, modes.OFB(icv)).encryptor()
+        stream = ctx.update(bytes(len(data)))
+        return _xor(data, stream), stream[-self.block :]
+
+    def cfb(self, icv: bytes, data: bytes, s: int, decrypt: bool) -> tuple[bytes, bytes]:
+        """CFB with ``s``-byte feedback (KMF's LCFB): the result and the next chaining value.
+
+        The chaining value after the operation is the last block-size bytes of ICV || ciphertext.
+        """
+        b = self.block
+        if s == b:
+            mode: modes.Mode = modes.CFB(icv)
+        elif s == 1:
+            mode = CFB8(icv)
+        else:
+            mode = None  # type: ignore[assignment]
+        if mode is not None:
+            c = Cipher(self._alg, mode)
+            ctx = c.decryptor() if decrypt else c.encryptor()
+            out = ctx.update(data) + ctx.finalize()
+        else:
+            reg, parts = icv, []
+            for off in range(0, len(data), s):
+                seg = data[off : off + s]
+                o = _xor(seg, self.encrypt(reg)[:s])
+                parts.append(o)
+                reg = (reg + (seg if decrypt else o))[-b:]
+            out = b"".join(parts)
+        cipher_text = data if decrypt else out
+        return out, (icv + cipher_text)[-b:]
+
+    def ctr(self, counters: bytes, data: bytes) -> bytes:
+        """Counter mode with the counter blocks given (KMCTR): data XOR E(counter_i)."""
+        return _xor(data, self.encrypt(counters))
+
+
+def aes(key: bytes) -> BlockCipher:
+    """AES-128/192/256 under ``key``."""
+    return BlockCipher(algorithms.AES(key), 16)
+
+
+def tdea(key: bytes) -> BlockCipher:
+    """DEA (8-byte key), TDEA-128 (K1 K2 K1) or TDEA-192 (K1 K2 K3); parity bits are ignored, as by DEA."""
+    if len(key) == 8:
+        key = key * 3
+    elif len(key) == 16:
+        key = key + key[:8]
+    return BlockCipher(TripleDES(key), 8)
+
+
+def _xts_stream(t: bytes, n: int) -> tuple[bytes, bytes]:
+    """The tweaks for ``n`` blocks from T (IEEE 1619: multiply by alpha, little-endian), and the next T."""
+    v = int.from_bytes(t, "little")
+    out = []
+    for _ in range(n):
+        out.append(v.to_bytes(16, "little"))
+        v <<= 1
+        if v >> 128:
+            v = (v & _MASK128) ^ 0x87
+    return b"".join(out), v.to_bytes(16, "little")
+
+
+def xts(cipher: BlockCipher, t: bytes, data: bytes, decrypt: bool) -> tuple[bytes, bytes]:
+    """XTS from the XTS parameter ``t`` (the enciphered tweak of the first block): result and next ``t``."""
+    stream, nxt = _xts_stream(t, len(data) // 16)
+    mid = _xor(data, stream)
+    mid = cipher.decrypt(mid) if decrypt else cipher.encrypt(mid)
+    return _xor(mid, stream), nxt
+
+
+def xts_parameter(cipher: BlockCipher, tweak: bytes, block_number: int) -> bytes:
+    """PCC's Compute XTS Parameter: E(tweak) multiplied by alpha ``block_number`` times."""
+    t = int.from_bytes(cipher.encrypt(tweak), "little")
+    # alpha^j by square-and-multiply over GF(2^128) in XTS's little-endian convention
+    power, base, j = 1, 2, block_number
+    while j:
+        if j & 1:
+            power = _gf_xts_mul(power, base)
+        base = _gf_xts_mul(base, base)
+        j >>= 1
+    return _gf_xts_mul(t, power).to_bytes(16, "little")
+
+
+def _gf_xts_mul(a: int, b: int) -> int:
+    """Multiply in GF(2^128) mod x^128 + x^7 + x^2 + x + 1, bit i of the integer = coefficient of x^i."""
+    r = 0
+    while b:
+        if b & 1:
+            r ^= a
+        b >>= 1
+        a <<= 1
+        if a >> 128:
+            a = (a & _MASK128) ^ 0x87
+    return r
+
+
+# -- GHASH (KIMD-GHASH and KMA's GCM) -----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _ghash_tables(h: int) -> tuple[tuple[int, ...], ...]:
+    """Per byte position, the products X*H of every byte value there (GCM bit order: MSB = x^0)."""
+    single = []
+    v = h
+    for _ in range(128):
+        single.append(v)
+        v = (v >> 1) ^ _GCM_R if v & 1 else v >> 1
+    tables = []
+    for i in range(16):
+        t = [0] * 256
+        for b in range(1, 256):
+            low = b & -b
+            t[b] = t[b ^ low] ^ single[8 * i + 8 - low.bit_length()]
+        tables.append(tuple(t))
+    return tuple(tables)
+
+
+def ghash(h: bytes, icv: bytes, data: bytes) -> bytes:
+    """GHASH of whole 16-byte blocks, continuing from ``icv``: Y_i = (Y_{i-1} XOR X_i) * H."""
+    tables = _ghash_tables(int.from_bytes(h, "big"))
+    y = int.from_bytes(icv, "big")
+    for off in range(0, len(data), 16):
+        x = y ^ int.from_bytes(data[off : off + 16], "big")
+        y = 0
+        for i, tab in enumerate(tables):
+            y ^= tab[(x >> (120 - 8 * i)) & 0xFF]
+    return y.to_bytes(16, "big")
+
+
+# -- CMAC (PCC Compute Last Block CMAC) ------------------------------------------------------------------
+
+
+def _dbl(v: int, bits: int) -> int:
+    r = 0x87 if bits == 128 else 0x1B
+    v <<= 1
+    if v >> bits:
+        v = (v & ((1 << bits) - 1)) ^ r
+    return v
+
+
+def cmac_last_block(cipher: BlockCipher, icv: bytes, message: bytes, ml_bits: int) -> bytes:
+    """The CMAC (NIST SP 800-38B) after its last block: ``message`` holds ``ml_bits`` valid bits.
+
+    A full block is XORed with subkey K1; a shorter one is padded with a one bit and zeros and XORed with
+    K2. The result is E(ICV XOR block), the MAC, which PCC stores in the ICV field.
+    """
+    b = cipher.block
+    bits = 8 * b
+    k1 = _dbl(int.from_bytes(cipher.encrypt(bytes(b)), "big"), bits)
+    m = int.from_bytes(message, "big")
+    if ml_bits == bits:
+        last = m ^ k1
+    else:
+        keep = m >> (bits - ml_bits) << (bits - ml_bits) if ml_bits else 0
+        last = keep | 1 << (bits - ml_bits - 1)
+        last ^= _dbl(k1, bits)
+    return cipher.encrypt((last ^ int.from_bytes(icv, "big")).to_bytes(b, "big"))
+
+
+# -- hashes and random numbers ----------------------------------------------------------------------------
+
+
+def sha512(data: bytes) -> bytes:
+    """SHA-512 of ``data``."""
+    h = hashes.Hash(hashes.SHA512())
+    h.update(data)
+    return h.finalize()
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of ``data``."""
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+def random_bytes(n: int) -> bytes:
+    """``n`` bytes from the host's entropy source (PRNO's true-random-number generator)."""
+    return os.urandom(n)
+
+
+# -- protected keys: the machine's wrapping key -----------------------------------------------------------
+
+#: length of the wrapping-key verification pattern that follows a protected AES key
+WKVP_LEN: Final = 32
+
+
+@dataclass
+class WrappingKey:
+    """The machine's AES wrapping key for protected keys (PCKMO and the encrypted-key functions).
+
+    It is made from the host's entropy when the machine's storage is first used by a CPACF function and
+    lives only here: a guest sees protected keys and the verification pattern (WKVP), never the key.
+    A protected key is the clear key enciphered with XTS-AES-256 under the wrapping key, the tweak naming
+    the function code's key type, so it keeps the clear key's length as on the real machine (key then
+    WKVP in the parameter block) and a protected key of one type does not decipher as another.
+    """
+
+    _key: bytes = field(default_factory=lambda: os.urandom(64), repr=False)
+
+    @property
+    def wkvp(self) -> bytes:
+        """The verification pattern: a digest of the wrapping key (it identifies the key, reveals nothing)."""
+        return sha256(b"zuv CPACF wrapping-key verification pattern" + self._key)
+
+    def _xts(self, key_type: int) -> Cipher[modes.XTS]:
+        return Cipher(algorithms.AES(self._key), modes.XTS(key_type.to_bytes(16, "big")))
+
+    def wrap(self, key_type: int, clear: bytes) -> bytes:
+        """The protected form of a clear AES key (16, 24 or 32 bytes)."""
+        e = self._xts(key_type).encryptor()
+        return e.update(clear) + e.finalize()
+
+    def unwrap(self, key_type: int, protected: bytes) -> bytes:
+        """The clear key inside a protected key made by ``wrap`` with the same ``key_type``."""
+        d = self._xts(key_type).decryptor()
+        return d.update(protected) + d.finalize()
+
+
+_WRAPPING_KEYS: weakref.WeakKeyDictionary[object, WrappingKey] = weakref.WeakKeyDictionary()
+
+
+def wrapping_key_for(machine_storage: object) -> WrappingKey:
+    """The wrapping key of the machine that owns ``machine_storage`` (all its CPUs share one)."""
+    wk = _WRAPPING_KEYS.get(machine_storage)
+    if wk is None:
+        wk = _WRAPPING_KEYS[machine_storage] = WrappingKey()
+    return wk
