@@ -1,4 +1,6 @@
-"""CPACF: the message-security-assist instructions (KM, KMC, KMA, KMF, KMO, KMCTR, KIMD, KLMD, KMAC, PCC, PRNO, PCKMO).
+"""CPACF: the message-security-assist instructions, their query functions and the MSA facility bits.
+
+All twelve: KM, KMC, KMA, KMF, KMO, KMCTR, KIMD, KLMD, KMAC, PCC, PRNO and PCKMO.
 
 The CPU traps their opcodes (unicorn 2.1.4, QEMU 5.0, answers only the query functions and aborts the
 process on any other function its query claims), and ``insns.emulate`` hands them here. Each instruction
@@ -114,7 +116,7 @@ def _spec(why: str) -> ProgramException:
 
 
 class _Regs:
-    """Address and length registers in the current addressing mode (PoP: 24/31-bit modes keep the high bits)."""
+    """Address and length registers in the current addressing mode (24/31-bit modes keep the high bits)."""
 
     def __init__(self, cpu: Cpu) -> None:
         self.cpu = cpu

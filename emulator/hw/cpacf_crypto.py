@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.decrepit.ciphers.modes import CFB8
+from cryptography.hazmat.decrepit.ciphers.modes import CFB, CFB8, OFB
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -80,7 +80,7 @@ class BlockCipher:
 
     def ofb(self, icv: bytes, data: bytes) -> tuple[bytes, bytes]:
         """OFB (KMO): the result and the next chaining value (the last cipher output block)."""
-        ctx = Cipher(self._alg, modes.OFB(icv)).encryptor()
+        ctx = Cipher(self._alg, OFB(icv)).encryptor()
         stream = ctx.update(bytes(len(data)))
         return _xor(data, stream), stream[-self.block :]
 
@@ -91,11 +91,11 @@ class BlockCipher:
         """
         b = self.block
         if s == b:
-            mode: modes.Mode = modes.CFB(icv)
+            mode: modes.Mode | None = CFB(icv)
         elif s == 1:
             mode = CFB8(icv)
         else:
-            mode = None  # type: ignore[assignment]
+            mode = None
         if mode is not None:
             c = Cipher(self._alg, mode)
             ctx = c.decryptor() if decrypt else c.encryptor()

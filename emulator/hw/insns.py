@@ -35,7 +35,8 @@ _U16 = struct.Struct(">H")
 
 Handler = Callable[[Cpu, Insn], "CpuExit | None"]
 #: opcode key -> (mnemonic, privileged, handler); the fixed-point arithmetic trapped while the PSW's
-#: fixed-point-overflow mask is on comes from ``fixedpoint``, the message-security-assist instructions from ``cpacf``
+#: fixed-point-overflow mask is on comes from ``fixedpoint``, the message-security-assist instructions
+#: from ``cpacf``
 HANDLERS: dict[int, tuple[str, bool, Handler]] = dict(fixedpoint.HANDLERS) | dict(cpacf.HANDLERS)
 
 
