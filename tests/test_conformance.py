@@ -71,6 +71,9 @@ def test_zuv_command_passes_what_zuv_offers_and_names_the_rest():
     assert cmd[cmd.index("--name") + 1] == "kvm-unit-test"
     assert missing == ["--uuid 0fb84a86"]
     assert cmd[-1] == "stsi.elf" and cmd[cmd.index("--cpus") + 1] == "1"
+    uv_host = conformance.parse_cfg(CFG)[2]
+    assert "--ultravisor" in conformance.zuv_command(uv_host, Path("uv-host.elf"), offered="--ultravisor")[0]
+    assert conformance.zuv_command(uv_host, Path("uv-host.elf"), offered="")[1] == ["an Ultravisor (pv-host)"]
 
 
 def _result(out: bytes, tmp_path, code=0):
@@ -81,7 +84,7 @@ def _result(out: bytes, tmp_path, code=0):
 
 
 def test_output_is_read_as_the_upstream_runner_reads_it(tmp_path):
-    r = _result(b"PASS: a\nFAIL: b\nXFAIL: c\nSKIP: d\nSUMMARY: 4 tests\n\nEXIT: STATUS=3\n", tmp_path)
+    r = _result(b"\rPASS: a\nFAIL: b\nXFAIL: c\nSKIP: d\nSUMMARY: 4 tests\n\nEXIT: STATUS=3\n", tmp_path)
     assert (r.passed, r.failed, r.skipped, r.status, r.verdict) == (2, 1, 1, 3, "FAIL")
     assert _result(b"PASS: a\nEXIT: STATUS=1\n", tmp_path).verdict == "PASS"
     assert _result(b"SKIP: a\nEXIT: STATUS=77\n", tmp_path).verdict == "SKIP"

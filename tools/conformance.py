@@ -44,7 +44,7 @@ def default_tarball() -> Path:
 EXPECTED = REPO / "tests" / "conformance" / "expected.json"
 DEFAULT_TIMEOUT = 90.0  # the upstream runner's default (scripts/runtime.bash)
 EXIT_RE = re.compile(rb"EXIT: STATUS=(\d+)")
-COUNT_RE = re.compile(rb"^(PASS|FAIL|XPASS|XFAIL|SKIP):", re.M)
+COUNT_RE = re.compile(rb"(?:^|\r)(PASS|FAIL|XPASS|XFAIL|SKIP):", re.M)
 VERDICT_RANK = {"PASS": 3, "SKIP": 2, "FAIL": 1, "TIMEOUT": 0}
 
 # QEMU options of unittests.cfg and the zuv run options that give the same machine; a QEMU option zuv does not
@@ -198,6 +198,11 @@ def zuv_command(spec: TestSpec, elf: Path, offered: str) -> tuple[list[str], lis
     cmd = [sys.executable, "-m", "emulator.cli", "run", "--memory", f"{spec.memory_mib}M",
            "--cpus", str(spec.cpus), "--time-limit", str(spec.timeout)]
     missing: list[str] = []
+    if "pv-host" in spec.groups:  # they run as a hypervisor on an LPAR of a Secure Execution machine
+        if "--ultravisor" in offered:
+            cmd.append("--ultravisor")
+        else:
+            missing.append("an Ultravisor (pv-host)")
     params = shlex.split(spec.qemu_params)
     i = 0
     while i < len(params):
