@@ -56,7 +56,7 @@ from unicorn.unicorn_const import (
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from emulator.errors import HwError, ProgramException
-from emulator.hw import dat
+from emulator.hw import access, dat
 from emulator.hw.engine import switch_for
 from emulator.hw.fixedpoint import OPCODES as _FPO_OPCODES
 from emulator.hw.fixedpoint import scan_pattern as _fpo_scan_pattern
@@ -164,8 +164,8 @@ def ILC_FOR(first_byte: int) -> int:  # noqa: N802 - the architecture's name
 _B2_TRAPS: Final = bytes(
     [
         0x02, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0D, 0x10, 0x11, 0x12, 0x14, 0x19, 0x20, 0x21,
-        0x23, 0x29, 0x2A, 0x2B, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x3B,
-        0x3C, 0x46, 0x4B, 0x50, 0x5F, 0x78, 0x79, 0x7C, 0x7D, 0xB0, 0xB1, 0xB2,
+        0x23, 0x29, 0x2A, 0x2B, 0x2C, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A,
+        0x3B, 0x3C, 0x46, 0x4B, 0x50, 0x5F, 0x78, 0x79, 0x7C, 0x7D, 0xB0, 0xB1, 0xB2,
     ]
 )  # fmt: skip
 _B9_TRAPS: Final = bytes(
@@ -887,7 +887,9 @@ class Cpu:
         """unicorn stored a DXC at its psa: if the guest's prefix page moved since, carry the code over."""
         stored_at = self._uc_psa
         self._sync_uc_psa()
-        if stored_at != self._uc_psa and stored_at >= 0:
+        if stored_at != self._uc_psa and stored_at >= 0 and access.may_access(
+            self.mem, stored_at >> PAGE_SHIFT, self.accessor
+        ):
             dxc = self.mem.read(stored_at + LC_DXC, 4)
             self._lowcore_write(LC_DXC, dxc)
 
@@ -1081,8 +1083,26 @@ class Cpu:
             raise ProgramException(dat.PGM_ADDRESSING, why=f"absolute {absolute:#x} is beyond memory")
         return absolute
 
+    @property
+    def accessor(self) -> int | None:
+        """Who this CPU accesses storage for (``access``): the secure configuration's owner tag while it runs
+        a secure guest, else ``access.HOST``."""
+        g = self._guest
+        return access.HOST if g is None else g.owner_tag
+
     def _guest_real_to_host(self, real: int) -> int:
-        return self._abs_to_host(self.real_to_abs(real), False, False)
+        """Host absolute address of a DAT table entry at ``real`` (the walk's implicit fetch): a host CPU
+        (or a normal guest) fetching it from secure storage gets PGM 0x3D (``dat.translate`` gives it the
+        TEID of the address being translated)."""
+        host = self._abs_to_host(prefixed(real, self.prefix), False, False)
+        mem = self.mem
+        frame = host >> PAGE_SHIFT
+        owner = mem.owner[frame]
+        g = self._guest
+        if owner != OWNER_HOST and not mem.shared[frame] and (g is None or owner != g.owner_tag):
+            # access.may_access(mem, frame, self.accessor) written out: the walk runs in every fill
+            raise access.secure_storage_exception(real, False, why=f"DAT table entry at real {real:#x}")
+        return host
 
     def translate(
         self,
@@ -1133,11 +1153,10 @@ class Cpu:
         frame = host >> PAGE_SHIFT
         mem = self.mem
         if g is None or g.owner_tag is None:
+            # access.may_access(mem, frame, HOST) written out: this is the TLB fill's path
             if mem.owner[frame] != OWNER_HOST and not mem.shared[frame]:
-                raise ProgramException(
-                    0x3D,
-                    (vaddr & ~0xFFF) | 0x4 | (0x400 if write else 0x800) | asid,
-                    why=f"non-secure access to secure storage at absolute {host:#x}",
+                raise access.secure_storage_exception(
+                    vaddr, write, asid, f"non-secure access to secure storage at absolute {host:#x}"
                 )
         # key-controlled protection
         key = mem.keys[frame]
@@ -1194,19 +1213,52 @@ class Cpu:
         for host, chunk in parts:
             self.mem.write(host, chunk)
 
+    def _real_checked(self, real: int, length: int, write: bool) -> int:
+        """Host absolute address of ``[real, real+length)`` for an access of this CPU, after the access
+        rules (``access.check``: PGM 0x3D naming the real address) and addressing."""
+        host = self._abs_to_host(self.real_to_abs(real), write, False)
+        mem = self.mem
+        if host + length > mem.size:
+            raise ProgramException(dat.PGM_ADDRESSING, why=f"real {real:#x}+{length:#x} is beyond memory")
+        if mem.non_host_frames:
+            access.check(mem, host, length, write, self.accessor, teid_addr=real, what="real-address access")
+        return host
+
     def read_real(self, real: int, length: int) -> bytes:
-        """Read storage at a real address (prefixing applied)."""
-        return self.mem.read(self._abs_to_host(self.real_to_abs(real), False, False), length)
+        """Read storage at a real address (prefixing applied), as this CPU may (``access``)."""
+        return self.mem.read(self._real_checked(real, length, False), length)
 
     def write_real(self, real: int, data: bytes) -> None:
-        """Write storage at a real address (prefixing applied)."""
-        self.mem.write(self._abs_to_host(self.real_to_abs(real), True, False), data)
+        """Write storage at a real address (prefixing applied), as this CPU may (``access``); all of the
+        range is checked before anything is stored."""
+        self.mem.write(self._real_checked(real, len(data), True), data)
+
+    def _prefix_refused(self) -> bool:
+        """True when this CPU may not use its prefix area (its first frame is secure storage for it).
+
+        A secure guest's own mapping decides for it (a prefix page that is not secure is a host event,
+        ``GuestIntercept``, raised by the store itself), as do a guest mapping's exceptions.
+        """
+        mem = self.mem
+        if not mem.non_host_frames or self.accessor is not access.HOST:
+            return False
+        host = self._abs_to_host(self.prefix, True, False)
+        return access.refused_address(mem, host, 0x1000) is not None
 
     def _lowcore_write(self, off: int, data: bytes) -> None:
-        self.mem.write(self._abs_to_host(self.prefix + off, True, False), data)
+        self.mem.write(self._real_checked(off, len(data), True), data)
 
     def _lowcore_read(self, off: int, length: int) -> bytes:
-        return self.mem.read(self._abs_to_host(self.prefix + off, False, False), length)
+        return self.mem.read(self._real_checked(off, length, False), length)
+
+    def _deliverable(self) -> bool:
+        """Before an interruption stores anything: False, with the CPU check-stopped, when its prefix area
+        is secure storage (``access.prefix_check_stop``: the reason shows no storage byte)."""
+        if not self._prefix_refused():
+            return True
+        self.state = CHECK_STOP
+        self.check_stop_reason = access.prefix_check_stop(self.prefix)
+        return False
 
     # -- the TLB fill (runs inside unicorn, once per page until a flush) ----------------------------------
 
@@ -1489,9 +1541,9 @@ class Cpu:
         problem = psw_invalid(nmask, naddr)
         if problem:
             self.state = CHECK_STOP
-            self.check_stop_reason = (
-                f"new PSW at lowcore {new_off:#x} is invalid ({problem}): {nmask:016x} {naddr:016x}"
-            )
+            self.check_stop_reason = f"new PSW at lowcore {new_off:#x} is invalid ({problem})"
+            if self.accessor is access.HOST:  # the host's own lowcore: its bytes are the host's to see
+                self.check_stop_reason += f": {nmask:016x} {naddr:016x}"
 
     def program_interrupt(self, code: int, ilc: int, teid: int | None = None, pc: int | None = None) -> None:
         """Deliver a program interruption for the instruction at ``pc`` (default: the current PC).
@@ -1512,6 +1564,8 @@ class Cpu:
                 " (is the program new PSW at 0x1d0 set up?)"
             )
             return
+        if not self._deliverable():
+            return
         self.set_pc(pc if code in NULLIFYING else pc + ilc)
         self._lowcore_write(LC_PGM_ILC, _U16.pack(ilc) + _U16.pack(code))
         if teid is not None:
@@ -1520,6 +1574,8 @@ class Cpu:
 
     def deliver_svc(self, code: int, ilen: int, pc: int) -> None:
         """Deliver a supervisor-call interruption (old PSW after the SVC)."""
+        if not self._deliverable():
+            return
         self.set_pc(pc + ilen)
         self._lowcore_write(LC_SVC_ILC, _U16.pack(ilen) + _U16.pack(code))
         self._swap_psw(LC_SVC_OLD, LC_SVC_NEW)
@@ -1527,7 +1583,8 @@ class Cpu:
     def deliver_restart(self) -> None:
         """Deliver a restart interruption (SIGP restart)."""
         self.restart_pending = False
-        self._swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
+        if self._deliverable():
+            self._swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
 
     def _ext_deliverable(self) -> tuple[int, int | None, int | None] | None:
         """The highest-priority deliverable external interruption: (code, cpu address, parameter)."""
@@ -1560,6 +1617,8 @@ class Cpu:
         if ext is None:
             return False
         code, cpu_addr, param = ext
+        if not self._deliverable():
+            return True  # the CPU check-stopped: the interruption stays pending
         if code == 0x1201 and cpu_addr is not None:
             self.emergency_from.discard(cpu_addr)
             self._lowcore_write(LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))

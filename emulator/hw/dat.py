@@ -29,6 +29,7 @@ __all__ = [
     "PGM_REGION_FIRST",
     "PGM_REGION_SECOND",
     "PGM_REGION_THIRD",
+    "PGM_SECURE_STORAGE",
     "translate",
     "teid",
 ]
@@ -42,6 +43,7 @@ PGM_ASCE_TYPE: Final = 0x38
 PGM_REGION_FIRST: Final = 0x39
 PGM_REGION_SECOND: Final = 0x3A
 PGM_REGION_THIRD: Final = 0x3B
+PGM_SECURE_STORAGE: Final = 0x3D
 
 TEID_STORE: Final = 0x400
 TEID_FETCH: Final = 0x800
@@ -92,7 +94,9 @@ def translate(
 
     Raises:
         ProgramException: translation exceptions (0x10, 0x11, 0x12, 0x38-0x3B), protection (0x04) for a
-            store to a DAT-protected page, addressing (0x05) when a table lies outside memory.
+            store to a DAT-protected page, addressing (0x05) when a table lies outside memory, secure-storage
+            access (0x3D) when ``real_to_abs`` refuses a table entry in secure storage (the TEID's bit 61,
+            as ``access.secure_teid`` sets it).
     """
     vaddr &= 0xFFFFFFFFFFFFFFFF
     if asce & _ASCE_REAL:
@@ -106,7 +110,11 @@ def translate(
     def entry(table_real: int, index: int) -> int:
         try:
             addr = real_to_abs(table_real + index * 8)
-        except ProgramException:
+        except ProgramException as e:
+            # a table in secure storage is the walk's own access exception (PGM 0x3D, ``access``), with the
+            # TEID of the address being translated; anything else a table access refuses is addressing
+            if e.code == PGM_SECURE_STORAGE:
+                raise exc(PGM_SECURE_STORAGE, dat_prot=True) from None
             raise exc(PGM_ADDRESSING) from None
         if addr + 8 > len(buf):
             raise exc(PGM_ADDRESSING)

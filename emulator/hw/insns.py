@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 
 from emulator.errors import ProgramException
-from emulator.hw import cpacf, dat, fixedpoint
+from emulator.hw import access, cpacf, dat, fixedpoint
 from emulator.hw.cpu import (
     PGM_PRIVILEGED,
     PGM_SPECIFICATION,
@@ -293,6 +293,13 @@ def _spx(cpu: Cpu, insn: Insn) -> None:
     limit = cpu.guest_memory_size if cpu.guest is not None else cpu.mem.size
     if value + 0x2000 > limit:
         raise ProgramException(dat.PGM_ADDRESSING, why=f"prefix {value:#x} is outside memory")
+    if cpu.accessor is access.HOST and cpu.mem.non_host_frames:
+        # the prefix area is the CPU's own storage for every interruption: never secure storage for the host
+        # (``access.prefix_refused``); a secure guest's SET PREFIX is the Ultravisor's to check
+        for page in (value, value + 0x1000):
+            host = cpu._abs_to_host(page, True, False)  # noqa: SLF001 - same-layer helper
+            if access.prefix_refused(cpu.mem, host & ~0xFFF):
+                raise access.secure_storage_exception(page, True, why=f"SPX: {page:#x} is secure storage")
     insn.finish()
     cpu.set_prefix(value)
 
@@ -443,8 +450,11 @@ def _pfmf(cpu: Cpu, insn: Insn) -> None:
         raise _spec(f"PFMF frame-size code {fsc} is not supported")
     start = cpu.wrap(cpu.gpr(r2)) & ~0xFFF
     end = (start | (size - 1)) + 1 if size > 0x1000 else start + 0x1000
-    for real in range(start, end, 0x1000):
-        frame = _key_frame(cpu, real)
+    frames = [(real, _key_frame(cpu, real)) for real in range(start, end, 0x1000)]
+    if clear:  # a clear is a store into each frame: every one is checked before any is cleared
+        for real, frame in frames:
+            access.check(cpu.mem, frame << PAGE_SHIFT, 0x1000, True, cpu.accessor, real, what="PFMF")
+    for _real, frame in frames:
         if clear:
             cpu.mem.fill(frame << PAGE_SHIFT, 0x1000)
         if set_key:
@@ -453,6 +463,21 @@ def _pfmf(cpu: Cpu, insn: Insn) -> None:
         cpu.set_gpr(r2, end)
     _flush_group(cpu)
     insn.finish()
+
+
+@_handler(0xB22C, "TB")
+def _tb(cpu: Cpu, insn: Insn) -> None:
+    """TEST BLOCK: clear the 4 KiB block at the real address in R2 and report it usable (cc 0).
+
+    Emulated rather than left to unicorn, whose helper stores through the TLB as if the real address were
+    virtual. The clear is a store of the CPU's (``access``: PGM 0x3D on secure storage, nothing cleared).
+    """
+    r2 = insn.raw[3] & 0xF
+    real = cpu.wrap(cpu.gpr(r2)) & ~0xFFF
+    if real < 0x2000 and cpu.cr(0) & (1 << 28):  # low-address protection covers the whole of pages 0 and 1
+        raise ProgramException(dat.PGM_PROTECTION, why="TEST BLOCK: low-address protection")
+    cpu.write_real(real, bytes(0x1000))
+    insn.finish(0)
 
 
 @_handler(0xE501, "TPROT")

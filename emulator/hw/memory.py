@@ -8,10 +8,10 @@ Two kinds of access exist, mirroring the hardware:
 
 * ``PhysicalMemory.read/write`` are *firmware* accesses: no checks. Only the CPU model and the
   Ultravisor (trusted firmware) use them.
-* ``host_view()`` returns a ``HostView`` whose accesses are checked against the frame owner tags the way
-  the hardware checks a non-secure accessor: touching a secure or donated frame raises
-  ``SecureStorageAccess`` (PGM 0x3D) and the access does not happen. The hypervisor, device models and
-  attack scripts only ever get a ``HostView``.
+* ``host_view()`` returns a ``HostView`` whose accesses are checked against the frame owner tags by the
+  access rules (``emulator.hw.access``), the way the hardware checks a non-secure accessor: touching a
+  secure or donated frame raises ``SecureStorageAccess`` (PGM 0x3D) and the access does not happen. The
+  hypervisor, device models and attack scripts only ever get a ``HostView``.
 
 Python-side writes invalidate translated code (unicorn does not notice them by itself,
 ``unicorn-s390x.md`` section 4): CPUs register a listener that drops their translation cache.
@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from typing import BinaryIO, Final
 
 from emulator.errors import HwError, SecureStorageAccess
+from emulator.hw import access
 
 __all__ = [
     "PAGE_SIZE",
@@ -350,8 +351,8 @@ class PhysicalMemory:
                 break
 
     def is_host_accessible(self, frame: int) -> bool:
-        """True if a non-secure accessor (host CPU or host Python code) may touch the frame."""
-        return self.owner[frame] == OWNER_HOST or bool(self.shared[frame])
+        """True if a non-secure accessor (host CPU or host Python code) may touch the frame (``access``)."""
+        return access.may_access(self, frame, access.HOST)
 
     def add_secure_access_listener(self, listener: SecureAccessListener) -> None:
         """Register ``listener(addr, write)``, called when a host view refuses an access (PGM 0x3D) before
@@ -386,16 +387,9 @@ class HostView:
             mem.check_range(addr, length)
         if not mem.non_host_frames or not length:
             return
-        first = addr >> PAGE_SHIFT
-        last = (end - 1) >> PAGE_SHIFT
-        if first == last:  # the common case: one frame
-            if mem.owner[first] != OWNER_HOST and not mem.shared[first]:
-                self._refused(addr, write)
-            return
-        owner, shared = mem.owner, mem.shared
-        for frame in range(first, last + 1):
-            if owner[frame] != OWNER_HOST and not shared[frame]:
-                self._refused(max(addr, frame << PAGE_SHIFT), write)
+        bad = access.refused_address(mem, addr, length, access.HOST)
+        if bad is not None:
+            self._refused(bad, write)
 
     def _refused(self, addr: int, write: bool) -> None:
         """Raise PGM 0x3D for the host's access at ``addr``, after telling the secure-access listeners."""

@@ -92,8 +92,15 @@ def sigp(
     cpus: Mapping[int, Cpu],
     memory_size: int,
     write_abs: Callable[[int, bytes], None],
+    may_store: Callable[[int, int], bool] | None = None,
 ) -> tuple[int, int | None]:
-    """Perform one SIGP order; returns (condition code, status to store in R1 or None)."""
+    """Perform one SIGP order; returns (condition code, status to store in R1 or None).
+
+    ``may_store(absolute, length)``: the access rules for the stores the orders make on the target's
+    behalf and for a new prefix area (``access.store_refused``); a refused order stores nothing, changes
+    no prefix and ends with status "invalid parameter" (``docs/security.md``). None: every store may be
+    made (``write_abs`` checks for itself).
+    """
     target = cpus.get(target_addr)
     if order == SET_ARCHITECTURE:
         others_stopped = all(c.state != OPERATING for a, c in cpus.items() if c is not source)
@@ -136,6 +143,8 @@ def sigp(
     if order == STOP_AND_STORE_STATUS:
         if target.state == OPERATING:
             target.state = STOPPED
+        if may_store is not None and not may_store(0x1200, 0x200):
+            return 1, STAT_INVALID_PARAMETER
         store_status(target, 0x1200, write_abs)
         return 0, None
     if order == INITIAL_CPU_RESET:
@@ -148,7 +157,7 @@ def sigp(
         if target.state != STOPPED:
             return 1, STAT_INCORRECT_STATE
         prefix = param & 0x7FFFE000
-        if prefix + 0x2000 > memory_size:
+        if prefix + 0x2000 > memory_size or (may_store is not None and not may_store(prefix, 0x2000)):
             return 1, STAT_INVALID_PARAMETER
         target.set_prefix(prefix)
         return 0, None
@@ -156,7 +165,7 @@ def sigp(
         if target.state != STOPPED:
             return 1, STAT_INCORRECT_STATE
         addr = param & 0x7FFFFE00
-        if addr + 0x200 > memory_size:
+        if addr + 0x200 > memory_size or (may_store is not None and not may_store(addr, 0x200)):
             return 1, STAT_INVALID_PARAMETER
         store_status(target, addr, write_abs)
         return 0, None
@@ -164,7 +173,8 @@ def sigp(
         if target.state != STOPPED:
             return 1, STAT_INCORRECT_STATE
         addr = param & ~0x3FF & 0xFFFFFFFF
-        if addr + 0x400 > memory_size or param & 0x3FF:
+        refused = may_store is not None and not may_store(addr, 0x400)
+        if addr + 0x400 > memory_size or param & 0x3FF or refused:
             return 1, STAT_INVALID_PARAMETER
         write_abs(addr, b"".join(target.vr(i) for i in range(32)))
         return 0, None

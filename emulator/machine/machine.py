@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Final
 
 from emulator.errors import MachineError, ProgramException
+from emulator.hw import access
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS, Diag288, release_pages
 from emulator.hw.cpu import (
@@ -487,7 +488,11 @@ class Machine:
         order = insn.address() & 0xFF
         param = cpu.gpr(r1 | 1)
         target = cpu.gpr(r3) & 0xFFFF
-        cc, status = sigp_mod.sigp(cpu, order, target, param, self.cpus, self.memory.size, self.memory.write)
+        mem = self.memory
+        cc, status = sigp_mod.sigp(
+            cpu, order, target, param, self.cpus, mem.size, mem.write,
+            lambda addr, n: not access.store_refused(mem, addr, n),
+        )  # fmt: skip
         if status is not None:
             cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | status)
         if cpu.state == OPERATING or cpu.state == STOPPED:
