@@ -1221,7 +1221,13 @@ class Cpu:
         if host + length > mem.size:
             raise ProgramException(dat.PGM_ADDRESSING, why=f"real {real:#x}+{length:#x} is beyond memory")
         if mem.non_host_frames:
-            access.check(mem, host, length, write, self.accessor, teid_addr=real, what="real-address access")
+            frame = host >> PAGE_SHIFT
+            owner = mem.owner[frame]
+            g = self._guest
+            if (host + length - 1) >> PAGE_SHIFT != frame or (
+                owner != OWNER_HOST and not mem.shared[frame] and (g is None or owner != g.owner_tag)
+            ):  # all but one frame this CPU may touch (access.may_access written out): the rules decide
+                access.check(mem, host, length, write, self.accessor, real, what="real-address access")
         return host
 
     def read_real(self, real: int, length: int) -> bytes:

@@ -387,6 +387,9 @@ class HostView:
             mem.check_range(addr, length)
         if not mem.non_host_frames or not length:
             return
+        first = addr >> PAGE_SHIFT
+        if first == (end - 1) >> PAGE_SHIFT and (mem.owner[first] == OWNER_HOST or mem.shared[first]):
+            return  # the common case, one frame the host may touch: access.may_access written out
         bad = access.refused_address(mem, addr, length, access.HOST)
         if bad is not None:
             self._refused(bad, write)
