@@ -1152,8 +1152,8 @@ class Ultravisor:
         short PSW at guest absolute 0.
 
         Returns: 0x0021 invalid CPU handle, 0x0101 unsupported state, 0x0003 OPR_LOAD before the image was
-        verified, 0x0102 OPR_LOAD after a reset while guest absolute page 0 is not secure (import it, then
-        retry), 0x0001 success.
+        verified or, after the first boot, without a Prepare Reset since the last load, 0x0102 OPR_LOAD
+        after a reset while guest absolute page 0 is not secure (import it, then retry), 0x0001 success.
         """
         cpu = self._cpu_of(blk.cpu_handle)
         if cpu is None:
@@ -1164,6 +1164,10 @@ class Ultravisor:
         if st == CPU_STATE_OPR_LOAD:
             cfg = cpu.config
             if cfg.state != "verified":
+                return _Outcome(Rc.INV_STATE)
+            if cfg.booted and not cfg.reset_prepared:
+                # a restart without Prepare Reset would keep the secret store and what the last boot
+                # left behind (4.14, 7.7): the reset protocol is not optional
                 return _Outcome(Rc.INV_STATE)
             if cfg.booted:
                 frame = self.secure_guest_frame(cfg.handle, 0)
@@ -1185,8 +1189,17 @@ class Ultravisor:
     # -- storage conversions ----------------------------------------------------------------------------
 
     def _take_frame(self, cfg: SecureConfig, frame: int, gaddr: int) -> None:
-        """Make a frame secure for a guest page; an export of the page the host still holds is void."""
+        """Make a frame secure for a guest page; an export of the page the host still holds is void.
+
+        A page another configuration shared moves here now (``_import_target`` allowed it), when the
+        command has succeeded: a refused import leaves it where it was.
+        """
         page = gaddr & ~0xFFF
+        tag = self.mem.owner[frame]
+        if tag != OWNER_HOST:
+            other = self._by_tag.get(tag)
+            if other is not None and other is not cfg:
+                self._drop_frame(other, frame)
         self.mem.set_owner(frame, cfg.tag)
         cfg.frames[frame] = page
         cfg.secure[page] = frame
@@ -1226,8 +1239,8 @@ class Ultravisor:
         other = self._by_tag.get(tag)
         if other is not None and self.mem.shared[frame]:
             # MISC feature: a page another configuration shared moves to this one (its content is not
-            # secret: the other guest gave it to the host).
-            self._drop_frame(other, frame)
+            # secret: the other guest gave it to the host); ``_take_frame`` moves it once the command
+            # succeeded, so that a refused one changes nothing.
             return frame, None
         return None, _Outcome(0x0105)
 
