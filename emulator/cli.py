@@ -80,9 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     size = parse_size(args.memory)
     level = run_level(args.level, args.ultravisor)
+    if args.machine is not None and not args.ultravisor:
+        raise MachineError("--machine names the machine whose Ultravisor is installed: add --ultravisor")
     m = Machine(size, args.cpus, deterministic=args.deterministic, level=level, console_out=_out,
-                ultravisor=args.ultravisor or None, watchdog=args.watchdog,
-                watchdog_action=args.watchdog_action)  # fmt: skip
+                ultravisor=args.ultravisor or None, uv_machine=args.machine or "zuv-demo",
+                watchdog=args.watchdog, watchdog_action=args.watchdog_action)  # fmt: skip
     m.load(args.program, args.append)
     _forward_stdin(m)
     res = run_interruptible(
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the watchdog does when it expires: reset (re-IPL, the default), inject-nmi (a "
                         "restart interruption on CPU 0), shutdown/poweroff (end the run), pause (halt the run), "
                         "debug/none (nothing); QEMU's --watchdog-action")  # fmt: skip
+    r.add_argument("--machine", default=None,
+                   help="with --ultravisor: bundled machine name or machine directory whose host keys the "
+                        "Ultravisor holds (default zuv-demo)")
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")

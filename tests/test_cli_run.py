@@ -138,3 +138,12 @@ def test_guest_failure_status_is_the_exit_code():
 def test_guest_success_prints_nothing_on_stderr():
     p = zuv("run", str(HELLO))
     assert p.returncode == 0 and p.stderr == ""
+
+
+def test_machine_needs_ultravisor_and_must_exist():
+    p = zuv("run", str(HELLO), "--machine", "zuv-other")
+    assert p.returncode == 2 and "--ultravisor" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = zuv("run", str(HELLO), "--ultravisor", "--machine", "no/such/machine")
+    assert p.returncode == 2 and "no machine directory" in p.stderr and "Traceback" not in p.stderr
+    p = zuv("run", str(HELLO), "--ultravisor", "--machine", "zuv-other")
+    assert p.returncode == 0, p.stderr

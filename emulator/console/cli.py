@@ -56,7 +56,8 @@ def open_session(
         sm = open_secure_machine(path, memory=memory, cpus=cpus, deterministic=deterministic, machine=machine,
                                  seed=seed, attack=attack, symbols=symbols)  # fmt: skip
         return Session(sm, sm.program, view=view)  # type: ignore[attr-defined]
-    m = Machine(parse_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None)
+    m = Machine(parse_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
+                uv_machine=machine, uv_seed=seed)  # fmt: skip
     prog = m.load(path, append)
     return Session(m, prog, view=view)
 
@@ -101,8 +102,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument("--level", type=int, choices=(2, 3), default=3, help="STSI level: 3 = VM (default), 2 = LPAR")
     c.add_argument("--ultravisor", action="store_true", help="install the Ultravisor (host UVCs at --level 2)")
     c.add_argument("--view", choices=("host", "owner"), default="host", help="initial point of view")
-    c.add_argument("--machine", default="zuv-demo", help="SE images: bundled machine name or machine directory")
-    c.add_argument("--seed", type=int, default=None, help="SE images: seed of the Ultravisor's random numbers")
+    c.add_argument("--machine", default="zuv-demo",
+                   help="SE images and --ultravisor: bundled machine name or machine directory (host keys)")
+    c.add_argument("--seed", type=int, default=None,
+                   help="SE images and --ultravisor: seed of the Ultravisor's random numbers")
     c.add_argument("--no-attack", action="store_true", help="SE images: the hypervisor does not read the secret")
     c.add_argument("--symbols", default=None, help="SE images: ELF whose symbols name guest addresses")
     c.add_argument("--quiet", "-q", action="store_true", help="scripts: do not echo the commands")

@@ -56,30 +56,16 @@ class SecureHost:
         self, machine: str = "zuv-demo", memory: int = HOST_MEMORY, deterministic: bool = False,
         seed: int | None = None,
     ) -> None:  # fmt: skip
-        from firmware.machine_identity import BUNDLED, MachineIdentity, MachineIdentityError
-        from firmware.uv import Ultravisor
+        from firmware.machine_identity import MachineIdentityError
+        from firmware.uv_machine import machine_ultravisor
 
-        try:
-            if machine in BUNDLED and not Path(machine).is_dir():
-                self.identity = MachineIdentity.bundled(machine)
-            else:
-                self.identity = MachineIdentity.load(machine)
-        except MachineIdentityError as e:
-            raise HypervisorError(str(e)) from None
         self.memory = PhysicalMemory(memory)
         self.clock = TodClock(deterministic=deterministic)
         rng = random.Random(seed).randbytes if seed is not None else None
-        kwargs = {"rng": rng} if rng is not None else {}
-        from firmware.uv_attest import AttestationKeyError, AttestationKeys
-
-        directory = Path(machine) if Path(machine).is_dir() else MachineIdentity.bundled_dir(machine)
-        try:  # zuv's signed attestation evidence: only machines with attestation keys offer it
-            att_keys = AttestationKeys.load(directory) if AttestationKeys.present(directory) else None
-        except AttestationKeyError as e:
+        try:
+            self.identity, self.uv = machine_ultravisor(self.memory, machine, rng=rng)
+        except MachineIdentityError as e:
             raise HypervisorError(str(e)) from None
-        self.uv = Ultravisor(
-            self.memory, host_keys=self.identity.host_keys, attestation_keys=att_keys, **kwargs
-        )
         self.hv = Hypervisor(self.memory, self.clock, MachineInfo(), self.uv)
 
     @property

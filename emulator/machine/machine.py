@@ -13,6 +13,7 @@ so the same program and input give the same output and the same instruction coun
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -121,6 +122,13 @@ class Machine:
             ``-device diag288``), or None (DIAG 0x288 is then a specification exception, as in QEMU).
         watchdog_action: what the watchdog does when it expires (``emulator.hw.diag.WATCHDOG_ACTIONS``,
             QEMU's ``--watchdog-action``; default ``reset``, QEMU's).
+        uv_machine: with ``ultravisor=True``, the machine whose Ultravisor is installed, with its host
+            keys (a bundled name or a machine directory): SE headers for its host-key document open.
+        uv_seed: seed of that Ultravisor's random numbers (handles, keys); None: 0 when deterministic,
+            else the OS's.
+
+    Raises:
+        MachineError: a bad size, CPU count, level or machine (one line).
     """
 
     def __init__(
@@ -135,6 +143,8 @@ class Machine:
         info: MachineInfo | None = None,
         watchdog: str | None = None,
         watchdog_action: str = "reset",
+        uv_machine: str = "zuv-demo",
+        uv_seed: int | None = None,
     ) -> None:
         if not 1 <= cpus <= MAX_CPUS:
             raise MachineError(f"--cpus must be between 1 and {MAX_CPUS}, not {cpus}")
@@ -157,9 +167,7 @@ class Machine:
         self.console = bytearray()
         self._console_out = console_out
         if ultravisor is True:
-            from firmware.uv import Ultravisor  # noqa: PLC0415 - optional layer, built on this memory
-
-            self.uv = Ultravisor(self.memory, cpu_prefixes=lambda: [c.prefix for c in self.cpus.values()])
+            self.uv = self._machine_ultravisor(uv_machine, uv_seed)
         elif ultravisor:
             self.uv = ultravisor
         self.facilities = facility_list(bool(ultravisor))
@@ -188,6 +196,21 @@ class Machine:
         self.insn_filter: Callable[[Cpu, Insn], str | None] | None = None
         #: The CPU exit that ended the last ``run`` at a breakpoint or watchpoint: (CPU address, exit).
         self.last_stop: tuple[int, CpuExit] | None = None
+
+    def _machine_ultravisor(self, machine: str, seed: int | None) -> object:
+        """The Ultravisor of ``machine`` on this memory, with its host keys."""
+        from firmware.machine_identity import MachineIdentityError  # noqa: PLC0415 - optional layer
+        from firmware.uv_machine import machine_ultravisor  # noqa: PLC0415
+
+        if seed is None and self.deterministic:
+            seed = 0
+        rng = random.Random(seed).randbytes if seed is not None else None
+        try:
+            _, uv = machine_ultravisor(self.memory, machine, rng=rng,
+                                       cpu_prefixes=lambda: [c.prefix for c in self.cpus.values()])  # fmt: skip
+        except MachineIdentityError as e:
+            raise MachineError(str(e)) from None
+        return uv
 
     # -- loading --------------------------------------------------------------------------------------
 
