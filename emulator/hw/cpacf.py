@@ -2,8 +2,9 @@
 
 All twelve: KM, KMC, KMA, KMF, KMO, KMCTR, KIMD, KLMD, KMAC, PCC, PRNO and PCKMO.
 
-The CPU traps their opcodes (unicorn 2.1.4, QEMU 5.0, answers only the query functions and aborts the
-process on any other function its query claims), and ``insns.emulate`` hands them here. Each instruction
+Natively unicorn 2.1.4 (QEMU 5.0 TCG) knows only the query function of eleven of them, and its query
+reports nothing but query, so every real function is a specification exception; KMA is an operation
+exception. The CPU therefore traps all twelve opcodes and ``insns.emulate`` hands them here. Each instruction
 follows the Principles of Operation, chapter 7 "Message-Security-Assist", as Linux
 ``arch/s390/include/asm/cpacf.h`` and QEMU ``target/s390x/tcg/crypto_helper.c`` use it:
 

@@ -170,8 +170,8 @@ _B2_TRAPS: Final = bytes(
 )  # fmt: skip
 _B9_TRAPS: Final = bytes(
     [0x05, 0x25, 0x8A, 0x8E, 0xA4, 0xAF]
-    # the message-security-assist (CPACF) instructions, emulated by ``cpacf``: unicorn knows only their
-    # query functions and aborts the process on any other function
+    # the message-security-assist (CPACF) instructions, emulated by ``cpacf``: unicorn knows only the
+    # query function (and reports no other) of all but KMA
     + [0x1E, 0x28, 0x29, 0x2A, 0x2B, 0x2C, 0x2D, 0x2E, 0x2F, 0x3C, 0x3E, 0x3F]
 )
 _ONE_BYTE_TRAPS: Final = bytes([0x04, 0x4F, 0xB1, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
