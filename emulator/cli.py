@@ -60,29 +60,14 @@ def _forward_stdin(machine: object) -> None:
     threading.Thread(target=pump, name="zuv-stdin", daemon=True).start()
 
 
-def run_level(level: int | None, ultravisor: bool) -> int:
-    """The STSI level of ``zuv run``: 3 (a VM) unless the Ultravisor is installed, which is the LPAR's (2).
-
-    Raises:
-        MachineError: ``--level 3`` with ``--ultravisor`` (a VM has no host Ultravisor calls).
-    """
-    if not ultravisor:
-        return 3 if level is None else level
-    if level == 3:
-        raise MachineError("--ultravisor runs the program in the LPAR (level 2), where the Ultravisor is; "
-                           "drop --level 3")  # fmt: skip
-    return 2
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """``zuv run``: boot a bare-metal program like ``qemu-system-s390x -kernel``."""
     from emulator.machine.machine import Machine, parse_size
 
     size = parse_size(args.memory)
-    level = run_level(args.level, args.ultravisor)
     if args.machine is not None and not args.ultravisor:
         raise MachineError("--machine names the machine whose Ultravisor is installed: add --ultravisor")
-    m = Machine(size, args.cpus, deterministic=args.deterministic, level=level, console_out=_out,
+    m = Machine(size, args.cpus, deterministic=args.deterministic, level=args.level, console_out=_out,
                 ultravisor=args.ultravisor or None, uv_machine=args.machine or "zuv-demo",
                 watchdog=args.watchdog, watchdog_action=args.watchdog_action)  # fmt: skip
     m.load(args.program, args.append)

@@ -45,3 +45,23 @@ def test_an_unknown_machine_is_one_clear_error(tmp_path) -> None:
     (tmp_path / "broken").mkdir()
     with pytest.raises(MachineError, match="cannot read host-key.pem"):
         Machine(MEM, level=2, ultravisor=True, uv_machine=str(tmp_path / "broken"))
+
+
+def test_the_ultravisor_makes_the_program_the_lpar() -> None:
+    m = Machine(16 << 20, ultravisor=True)
+    assert m.level == 2 and m.uv is not None
+    m.close()
+    m = Machine(16 << 20)
+    assert m.level == 3 and m.uv is None
+    m.close()
+    with pytest.raises(MachineError, match="level 2"):
+        Machine(16 << 20, level=3, ultravisor=True)
+
+
+def test_console_ultravisor_is_the_lpar_too() -> None:
+    from emulator.console.cli import DEFAULT_PROGRAM, build_session_from_args
+
+    s = build_session_from_args(["--ultravisor", str(DEFAULT_PROGRAM)])
+    assert s.machine.level == 2 and s.machine.uv is not None
+    with pytest.raises(MachineError, match="--level 3"):
+        build_session_from_args(["--ultravisor", "--level", "3", str(DEFAULT_PROGRAM)])

@@ -28,7 +28,7 @@ def open_session(
     memory: str = "128M",
     cpus: int = 1,
     deterministic: bool = False,
-    level: int = 3,
+    level: int | None = None,
     append: str = "",
     view: str = "host",
     ultravisor: bool = False,
@@ -99,8 +99,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument("--cpus", "-smp", type=int, default=1, help="number of CPUs (default 1)")
     c.add_argument("--append", default="", help="kernel command line")
     c.add_argument("--deterministic", action="store_true", help="deterministic clock and scheduling")
-    c.add_argument("--level", type=int, choices=(2, 3), default=3, help="STSI level: 3 = VM (default), 2 = LPAR")
-    c.add_argument("--ultravisor", action="store_true", help="install the Ultravisor (host UVCs at --level 2)")
+    c.add_argument("--level", type=int, choices=(2, 3), default=None,
+                   help="STSI level: 3 = VM (default), 2 = LPAR (the default with --ultravisor)")
+    c.add_argument("--ultravisor", action="store_true",
+                   help="the LPAR of a machine with Secure Execution: the Ultravisor installed, host UVCs "
+                        "(implies --level 2)")
     c.add_argument("--view", choices=("host", "owner"), default="host", help="initial point of view")
     c.add_argument("--machine", default="zuv-demo",
                    help="SE images and --ultravisor: bundled machine name or machine directory (host keys)")

@@ -114,7 +114,9 @@ class Machine:
         memory: RAM size in bytes (multiple of 1 MiB).
         cpus: number of CPUs (CPU 0 starts, the others are stopped until SIGP).
         deterministic: deterministic TOD and count-based scheduling even with one CPU.
-        level: 3 (a VM of zuv's hypervisor, like QEMU/KVM) or 2 (the LPAR itself).
+        level: 3 (a VM of zuv's hypervisor, like QEMU/KVM) or 2 (the LPAR itself); None: 3, or 2 with an
+            Ultravisor, which belongs to the LPAR (a VM has no host Ultravisor calls: level 3 with one is
+            refused).
         console_out: called with every chunk of console output.
         ultravisor: install the machine's Ultravisor (facilities 158/161; host UVCs at level 2), or pass
             an already-built one (its memory must be this machine's: build it from ``machine.memory``).
@@ -137,7 +139,7 @@ class Machine:
         cpus: int = 1,
         *,
         deterministic: bool = False,
-        level: int = 3,
+        level: int | None = None,
         console_out: Callable[[bytes], None] | None = None,
         ultravisor: object | bool | None = None,
         info: MachineInfo | None = None,
@@ -156,8 +158,13 @@ class Machine:
             )
         #: the DIAGNOSE 0x288 watchdog, or None when the machine has none
         self.watchdog = Diag288(watchdog_action) if watchdog is not None else None
+        if level is None:
+            level = 2 if ultravisor else 3
         if level not in (2, 3):
             raise MachineError(f"level must be 2 (LPAR) or 3 (VM), not {level}")
+        if level == 3 and ultravisor:
+            raise MachineError("the Ultravisor is the LPAR's (level 2), a VM has none: --ultravisor with "
+                               "--level 3 is refused")  # fmt: skip
         self.memory = PhysicalMemory(memory)
         self.tod = TodClock(deterministic=deterministic)
         self.deterministic = deterministic
