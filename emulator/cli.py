@@ -70,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     m = Machine(size, args.cpus, deterministic=args.deterministic, level=args.level, console_out=_out,
                 ultravisor=args.ultravisor or None, uv_machine=args.machine or "zuv-demo",
                 watchdog=args.watchdog, watchdog_action=args.watchdog_action)  # fmt: skip
+    for spec in args.device:
+        m.add_device(spec)
+    for path in args.drive:
+        m.add_device(f"virtio-blk-ccw,file={path}")
     m.load(args.program, args.append)
     _forward_stdin(m)
     res = run_interruptible(
@@ -173,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--machine", default=None,
                    help="with --ultravisor: bundled machine name or machine directory whose host keys the "
                         "Ultravisor holds (default zuv-demo)")
+    r.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add a channel-attached device (repeatable), as QEMU's -device: virtio-net-ccw[,mac=M] or "
+        "virtio-blk-ccw,file=PATH[,readonly=on]",
+    )
+    r.add_argument(
+        "--drive", action="append", default=[], metavar="FILE", help="a virtio-blk-ccw disk backed by FILE"
+    )
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")

@@ -33,7 +33,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from unicorn import Uc, UcError
 from unicorn import s390x_const as S
@@ -134,6 +134,7 @@ LC_SVC_OLD: Final = 0x140
 LC_PGM_OLD: Final = 0x150
 LC_MCK_OLD: Final = 0x160
 LC_IO_OLD: Final = 0x170
+LC_IO_SID: Final = 0xB8  # subsystem-identification word, then the interruption parameter and id word
 LC_RESTART_NEW: Final = 0x1A0
 LC_EXT_NEW: Final = 0x1B0
 LC_SVC_NEW: Final = 0x1C0
@@ -165,7 +166,7 @@ _B2_TRAPS: Final = bytes(
     [
         0x02, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0D, 0x10, 0x11, 0x12, 0x14, 0x19, 0x20, 0x21,
         0x23, 0x29, 0x2A, 0x2B, 0x2C, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A,
-        0x3B, 0x3C, 0x46, 0x4B, 0x50, 0x5F, 0x78, 0x79, 0x7C, 0x7D, 0xB0, 0xB1, 0xB2,
+        0x3B, 0x3C, 0x46, 0x4B, 0x50, 0x5F, 0x76, 0x78, 0x79, 0x7C, 0x7D, 0xB0, 0xB1, 0xB2,
     ]
 )  # fmt: skip
 _B9_TRAPS: Final = bytes(
@@ -214,6 +215,7 @@ OWNER_INSNS: Final = {
     0xB23A: "STCPS",
     0xB23B: "RCHP",
     0xB23C: "SCHM",
+    0xB276: "XSCH",
     0xB25F: "CHSC",
 }
 
@@ -398,6 +400,16 @@ class CpuExit:
     code: int = 0
     reason: str = ""
     data: dict[str, int] = field(default_factory=dict)
+
+
+class IoSource(Protocol):
+    """Where a CPU finds pending I/O interruptions (the channel subsystem): ``pending`` is a cheap flag."""
+
+    pending: bool
+
+    def io_deliverable(self, cr6: int) -> bool: ...
+
+    def take_io(self, cr6: int) -> tuple[int, int, int] | None: ...
 
 
 class GuestMapping:
@@ -632,6 +644,8 @@ class Cpu:
         self._cpu_timer_set_at = clock.now()
         self.tod_programmable = 0
         self.ext_pending: dict[str, int] = {}  # "service" -> param; "external_call" -> cpu address
+        #: the machine's pending I/O interruptions (its channel subsystem), None: no I/O (``IoSource``)
+        self.io_source: IoSource | None = None
         self.emergency_from: set[int] = set()
         self.restart_pending = False
         self.breakpoints: set[int] = set()
@@ -1638,6 +1652,27 @@ class Cpu:
         self._swap_psw(LC_EXT_OLD, LC_EXT_NEW)
         return True
 
+    def io_deliverable(self) -> bool:
+        """An I/O interruption is pending that the PSW (bit 6) and CR6's subclass mask let this CPU take."""
+        src = self.io_source
+        if src is None or not src.pending or not self._mask() & PSW_MASK_IO:
+            return False
+        return src.io_deliverable(self.cr(6))
+
+    def deliver_io(self) -> bool:
+        """Deliver the highest-priority enabled I/O interruption (subsystem id, parameter and identification
+        word at 0xB8-0xC3, old/new PSW at 0x170/0x1F0); True if one was."""
+        src = self.io_source
+        if src is None or not self._mask() & PSW_MASK_IO:
+            return False
+        taken = src.take_io(self.cr(6))
+        if taken is None:
+            return False
+        sid, param, ident = taken
+        self._lowcore_write(LC_IO_SID, _U32.pack(sid) + _U32.pack(param) + _U32.pack(ident))
+        self._swap_psw(LC_IO_OLD, LC_IO_NEW)
+        return True
+
     def next_timer_deadline(self) -> int | None:
         """TOD value at which an enabled clock-comparator or CPU-timer interrupt becomes pending."""
         mask = self._mask()
@@ -1700,6 +1735,8 @@ class Cpu:
                 self._fpo_changed(mask & PSW_MASK_FPO)
             if (mask & PSW_MASK_EXT or self.restart_pending) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
+            if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending and self.deliver_io():
+                continue
             if mask & PSW_MASK_WAIT:
                 if not self.interrupt_possible():
                     return CpuExit("disabled_wait", code=pc)

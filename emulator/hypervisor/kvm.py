@@ -678,7 +678,7 @@ _HANDLERS: Final[dict[str, _Handler]] = {
         n: _channel
         for n in (
             "CSCH", "HSCH", "MSCH", "SSCH", "STSCH", "TSCH", "TPI", "SAL", "RSCH", "STCRW", "STCPS", "RCHP",
-            "SCHM", "CHSC",
+            "SCHM", "CHSC", "XSCH",
         )
     },  # fmt: skip
 }

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from emulator.errors import MachineError, ProgramException
+from emulator.errors import HwError, MachineError, ProgramException
 from emulator.hw import access
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS, Diag288, release_pages
@@ -33,11 +33,15 @@ from emulator.hw.cpu import (
     CpuExit,
     Insn,
 )
+from emulator.hw.css import ChannelSubsystem, Subchannel
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import CpuSccb, Sclp
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
+from emulator.hw.virtio_ccw import make_device
+from emulator.hw.virtio_ccw import notify as virtio_notify
+from emulator.machine import channel
 from emulator.machine.loader import LoadedProgram, load_program
 
 __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
@@ -185,6 +189,10 @@ class Machine:
         for c in group:
             c.tlb_group = group
         self.sclp = Sclp(lambda: sorted(self.cpus), self._console_write)
+        #: the channel subsystem (``add_device`` puts devices behind its subchannels)
+        self.css = ChannelSubsystem(self.memory.host_view(), self.memory.keys)
+        for c in group:
+            c.io_source = self.css
         self.program: LoadedProgram | None = None
         self._start = 0
         self._cmdline = ""
@@ -218,6 +226,17 @@ class Machine:
         except MachineIdentityError as e:
             raise MachineError(str(e)) from None
         return uv
+
+    # -- devices --------------------------------------------------------------------------------------
+
+    def add_device(self, spec: str) -> Subchannel:
+        """Attach a device from a QEMU-like ``-device`` string (``virtio-net-ccw``,
+        ``virtio-blk-ccw,file=PATH[,readonly=on]``) behind the next subchannel; ``MachineError`` if bad."""
+        try:
+            device = make_device(spec, self.memory.host_view())
+        except HwError as e:
+            raise MachineError(str(e)) from None
+        return self.css.attach(device)
 
     # -- loading --------------------------------------------------------------------------------------
 
@@ -364,7 +383,7 @@ class Machine:
             return False
         if cpu.restart_pending:
             return False
-        return cpu._ext_deliverable() is None  # noqa: SLF001 - same package family
+        return cpu._ext_deliverable() is None and not cpu.io_deliverable()  # noqa: SLF001 - same package family
 
     def _skip_idle(self, operating: list[Cpu]) -> bool:
         """Every running CPU waits: move the clock to the next timer, or give up. True if time moved."""
@@ -545,7 +564,11 @@ class Machine:
             insn.finish()
             return
         if code == 0x500:
-            cpu.set_gpr(2, -22)  # no virtio device behind this subchannel: -EINVAL, as QEMU answers
+            if cpu.gpr(1) == 3:  # virtio-ccw notification: GR2 subsystem id, GR3 queue index
+                rc = virtio_notify(self.css, cpu.gpr(2) & 0xFFFFFFFF, cpu.gpr(3))
+            else:
+                rc = -22  # no such function: -EINVAL, as QEMU answers
+            cpu.set_gpr(2, rc & 0xFFFFFFFFFFFFFFFF)
             insn.finish()
             return
         if code == 0x308:
@@ -580,6 +603,7 @@ class Machine:
             # load normal), 3 = load clear (storage cleared and the program IPLed again)
             if self.uv is not None:  # a load-normal/clear reset returns the Ultravisor to uninitialised
                 self.uv.reset()  # type: ignore[attr-defined]
+            self.css.reset()  # the I/O-system reset of every load-normal/clear
             if subcode == 3:
                 self.memory.fill(0, self.memory.size)
                 if self.program is not None:
@@ -619,27 +643,17 @@ class Machine:
         raise ProgramException(0x01, why="SIE is not available to a guest (no nested virtualisation)")
 
     def _channel_subsystem(self, cpu: Cpu, insn: Insn) -> None:
-        name = insn.name
-        if name in ("TPI",):
-            insn.finish(0)
-        elif name == "STCRW":
-            cpu.write_virtual(insn.address(), bytes(4))
-            insn.finish(1)
-        elif name in ("SAL", "SCHM"):
-            insn.finish()
-        elif name in ("CHSC", "RCHP"):
-            insn.finish(3)
-        else:
-            sid = cpu.gpr(1) & 0xFFFFFFFF
-            if sid >> 16 != 0x0001:
-                raise ProgramException(0x15, why=f"subsystem id {sid:#x} is not a subchannel id")
-            insn.finish(3)  # no subchannels: not operational
+        channel.HANDLERS[insn.name](self.css, cpu, insn)
 
-    _insn_csch = _insn_hsch = _insn_msch = _insn_ssch = _channel_subsystem
+    _insn_csch = _insn_hsch = _insn_msch = _insn_ssch = _insn_xsch = _channel_subsystem
     _insn_stsch = _insn_tsch = _insn_tpi = _insn_sal = _channel_subsystem
     _insn_rsch = _insn_stcrw = _insn_stcps = _insn_rchp = _insn_schm = _insn_chsc = _channel_subsystem
 
     def close(self) -> None:
-        """Release the CPUs."""
+        """Release the CPUs and the devices."""
         for c in self.cpus.values():
             c.close()
+        for sch in self.css.subchannels:
+            closer = getattr(sch.device, "close", None)
+            if closer is not None:
+                closer()
