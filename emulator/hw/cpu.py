@@ -1735,8 +1735,9 @@ class Cpu:
                 self._fpo_changed(mask & PSW_MASK_FPO)
             if (mask & PSW_MASK_EXT or self.restart_pending) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
-            if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending and self.deliver_io():
-                continue
+            if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending:
+                if self.deliver_io():
+                    continue
             if mask & PSW_MASK_WAIT:
                 if not self.interrupt_possible():
                     return CpuExit("disabled_wait", code=pc)

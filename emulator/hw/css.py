@@ -468,7 +468,7 @@ class ChannelSubsystem:
             return 2
         sch.scsw.ctrl = (ctrl & ~cb.ACTL_SUSPENDED) | cb.ACTL_RESUME_PEND
         self._measure(sch)
-        self._run(sch, sch.suspended_at, resumed=True)
+        self._run(sch, sch.suspended_at)  # the CCW is fetched again: still S, it suspends again
         return 0
 
     def _measure(self, sch: Subchannel) -> None:
@@ -537,11 +537,12 @@ class ChannelSubsystem:
         if (mode == 1 and addr < self.address_limit) or (mode == 2 and addr + count > self.address_limit):
             raise ChannelCheck(cb.SCH_PROGRAM_CHECK, f"data address {addr:#x} violates the address limit")
 
-    def _run(self, sch: Subchannel, addr: int, resumed: bool = False) -> None:
-        """Execute the channel program at ``addr`` to its end (or a suspension) and make the status pending."""
+    def _run(self, sch: Subchannel, addr: int) -> None:
+        """Execute the channel program at ``addr`` to its end (or a suspension); make the status pending."""
         orb = sch.orb
         s = sch.scsw
-        s.ctrl = (s.ctrl & ~(cb.ACTL_START_PEND | cb.ACTL_RESUME_PEND)) | cb.ACTL_SCH_ACTIVE | cb.ACTL_DEV_ACTIVE
+        s.ctrl &= ~(cb.ACTL_START_PEND | cb.ACTL_RESUME_PEND)
+        s.ctrl |= cb.ACTL_SCH_ACTIVE | cb.ACTL_DEV_ACTIVE
         dstat, cstat, residual, last = 0, 0, 0, addr - 8
         after_tic = False
         try:
@@ -558,12 +559,11 @@ class ChannelSubsystem:
                     raise ChannelCheck(cb.SCH_PROGRAM_CHECK, f"invalid command code {ccw.cmd:#04x}")
                 if ccw.flags & cb.CCW_MIDA:
                     raise ChannelCheck(cb.SCH_PROGRAM_CHECK, "MIDA flag without the MIDAW facility")
-                if ccw.flags & cb.CCW_S and not resumed:
+                if ccw.flags & cb.CCW_S:
                     if not orb.ctrl & cb.ORB_SPND:
                         raise ChannelCheck(cb.SCH_PROGRAM_CHECK, "suspend flag without suspend control")
                     self._suspend(sch, addr)
                     return
-                resumed = False
                 if ccw.flags & cb.CCW_PCI:
                     cstat |= cb.SCH_PCI
                 chunks = self._chunks(sch, ccw)
@@ -594,7 +594,8 @@ class ChannelSubsystem:
         s.cstat = cstat
         s.ctrl &= ~(cb.ACTL_MASK | cb.STCTL_MASK)
         s.ctrl |= cb.STCTL_PRIMARY | cb.STCTL_SECONDARY | cb.STCTL_PENDING
-        if dstat & (cb.DEV_UNIT_CHECK | cb.DEV_UNIT_EXCEPTION) or cstat & ~(cb.SCH_PCI | cb.SCH_INCORRECT_LENGTH):
+        checks = cstat & ~(cb.SCH_PCI | cb.SCH_INCORRECT_LENGTH)
+        if dstat & (cb.DEV_UNIT_CHECK | cb.DEV_UNIT_EXCEPTION) or checks:
             s.ctrl |= cb.STCTL_ALERT
         self._make_pending(sch)
 

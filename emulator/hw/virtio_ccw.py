@@ -23,7 +23,14 @@ from typing import BinaryIO, Final
 
 from emulator.errors import HwError, SecureStorageAccess
 from emulator.hw import css_blocks as cb
-from emulator.hw.css import CU_TYPE_VIRTIO, CcwDevice, ChannelCheck, ChannelSubsystem, CommandReject, DataStream
+from emulator.hw.css import (
+    CU_TYPE_VIRTIO,
+    CcwDevice,
+    ChannelCheck,
+    ChannelSubsystem,
+    CommandReject,
+    DataStream,
+)
 from emulator.hw.memory import HostView
 
 __all__ = ["VirtioCcwDevice", "VirtioNet", "VirtioBlk", "notify", "DEVICE_TYPES", "make_device"]
@@ -134,7 +141,7 @@ class VirtioCcwDevice(CcwDevice):
     @staticmethod
     def _need(data: DataStream, n: int) -> None:
         if data.count < n:
-            raise ChannelCheck(cb.SCH_PROGRAM_CHECK, f"virtio command needs {n} bytes, the CCW has {data.count}")
+            raise ChannelCheck(cb.SCH_PROGRAM_CHECK, f"virtio command needs {n} bytes, count {data.count}")
 
     def command(self, cmd: int, data: DataStream) -> None:
         if cmd == CMD_SET_VIRTIO_REV:
@@ -158,7 +165,8 @@ class VirtioCcwDevice(CcwDevice):
             word, index = struct.unpack("<IB", data.read(5))
             if index < 2 and (self.revision or index == 0):
                 mask = 0xFFFFFFFF << (32 * index)
-                self.guest_features = (self.guest_features & ~mask) | (word << (32 * index)) & self.host_features()
+                offered = (word << (32 * index)) & self.host_features()
+                self.guest_features = (self.guest_features & ~mask) | offered
         elif cmd == CMD_READ_CONF:
             data.write(self.config_bytes(self.le))
         elif cmd == CMD_WRITE_CONF:
@@ -329,7 +337,8 @@ class VirtioBlk(VirtioCcwDevice):
 
     def __init__(self, storage: HostView, path: str, readonly: bool = False) -> None:
         try:
-            self.file: BinaryIO = open(path, "rb" if readonly else "r+b")  # noqa: SIM115 - the device's lifetime
+            # open for the device's lifetime (``close``)
+            self.file: BinaryIO = open(path, "rb" if readonly else "r+b")  # noqa: SIM115
         except OSError as e:
             raise HwError(f"virtio-blk: cannot open {path!r}: {e.strerror}") from None
         self.path = path

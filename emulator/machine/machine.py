@@ -383,7 +383,9 @@ class Machine:
             return False
         if cpu.restart_pending:
             return False
-        return cpu._ext_deliverable() is None and not cpu.io_deliverable()  # noqa: SLF001 - same package family
+        if cpu._ext_deliverable() is not None:  # noqa: SLF001 - same package family
+            return False
+        return not cpu.io_deliverable()
 
     def _skip_idle(self, operating: list[Cpu]) -> bool:
         """Every running CPU waits: move the clock to the next timer, or give up. True if time moved."""
