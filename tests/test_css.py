@@ -140,6 +140,15 @@ def test_sense_id_program_interrupts_and_tsch(env):
     assert cc == 1 and i.scsw.ctrl & cb.STCTL_MASK == 0  # no status any more
 
 
+def test_sense_id_into_a_short_area_is_incorrect_length_unless_suppressed(env):
+    mem, css, _ = env
+    enable(css)
+    assert start(mem, css, [ccw(cb.CMD_SENSE_ID, 0, 4, 0x2000)]) == 0
+    i = irb(css)[1]
+    assert (i.scsw.dstat, i.scsw.cstat, i.scsw.count) == (0x0C, cb.SCH_INCORRECT_LENGTH, 0)
+    assert mem.read(0x2000, 5) == b"\xff\x12\x34\x56\0"  # nothing beyond the area
+
+
 def test_status_pending_blocks_msch_and_ssch_and_tsch_withdraws_the_interruption(env):
     mem, css, _ = env
     enable(css)
@@ -216,7 +225,7 @@ def test_command_reject_unit_check_then_basic_sense_and_concurrent_sense(env):
     enable(css)
     assert start(mem, css, [ccw(0x77, 0, 1, 0x3000)]) == 0
     _, i = irb(css)
-    assert i.scsw.dstat == 0x0E and i.scsw.ctrl & cb.STCTL_ALERT and i.erw == 0
+    assert i.scsw.dstat == 0x02 and i.scsw.ctrl & cb.STCTL_ALERT and i.erw == 0
     assert start(mem, css, [ccw(cb.CMD_SENSE, 0, 32, 0x3000)]) == 0
     assert mem.read(0x3000, 1) == b"\x80"
     irb(css)

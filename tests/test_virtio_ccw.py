@@ -97,7 +97,8 @@ def request(drv, rtype, sector, data_len=512, payload=b"", data_at=0x20000):
 
 def test_sense_id_names_a_virtio_block_device(disk):
     mem, css, _, drv = blk(disk)
-    ident = drv.ok(cb.CMD_SENSE_ID, count=8)
+    dstat, cstat, ident = drv.ccw(cb.CMD_SENSE_ID, count=8, flags=cb.CCW_SLI)
+    assert (dstat, cstat) == (0x0C, 0)
     assert ident[:4] == b"\xff\x38\x32\x02"  # control unit 0x3832, model = virtio device id 2
 
 
@@ -153,10 +154,10 @@ def test_a_buffer_in_a_secure_page_stops_the_device_without_touching_it(disk):
 
 def test_transport_rejects(disk):
     mem, css, dev, drv = blk(disk)
-    assert drv.ccw(vc.CMD_SET_VIRTIO_REV, struct.pack(">HH", 3, 0))[0] == 0x0E  # unit check
+    assert drv.ccw(vc.CMD_SET_VIRTIO_REV, struct.pack(">HH", 3, 0))[0] == 0x02  # unit check
     drv.ok(vc.CMD_SET_VIRTIO_REV, struct.pack(">HH", 2, 0))
-    assert drv.ccw(vc.CMD_SET_VIRTIO_REV, struct.pack(">HH", 1, 0))[0] == 0x0E  # only once
-    assert drv.ccw(vc.CMD_SET_IND_ADAPTER, bytes(8))[0] == 0x0E  # no adapter interruptions
+    assert drv.ccw(vc.CMD_SET_VIRTIO_REV, struct.pack(">HH", 1, 0))[0] == 0x02  # only once
+    assert drv.ccw(vc.CMD_SET_IND_ADAPTER, bytes(8))[0] == 0x02  # no adapter interruptions
     assert drv.ok(vc.CMD_READ_STATUS, count=1) == b"\0"
     assert drv.ccw(vc.CMD_SET_IND, bytes(4))[1] == cb.SCH_PROGRAM_CHECK  # too short
     assert vc.notify(css, SID, 0) == vc.EINVAL  # no queue set up

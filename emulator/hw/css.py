@@ -86,6 +86,8 @@ class DataStream:
         self._key = key
         self.count = sum(n for _, n, _ in chunks)
         self.pos = 0
+        #: the device had more to store than the area holds (incorrect length unless SLI)
+        self.overrun = False
 
     @property
     def residual(self) -> int:
@@ -130,6 +132,8 @@ class DataStream:
         """Store ``data`` at the next bytes of the area (what does not fit is dropped); skipped CCWs store
         nothing but count."""
         pos = 0
+        if len(data) > self.residual:
+            self.overrun = True
         for a, k, skip in self._pieces(len(data)):
             if not skip:
                 self._css.channel_write(a, data[pos : pos + k], self._key)
@@ -142,7 +146,8 @@ class CcwDevice:
     model adds its own in ``command``.
 
     ``execute`` returns the device status ending the command (channel end and device end for a normal
-    end); a rejected command ends with unit check and command reject in the sense data.
+    end); a rejected command ends with unit check alone (initial status: the command never started) and
+    command reject in the sense data. SENSE ID stores the 256-byte area (zero beyond the common part).
     """
 
     cu_type = 0
@@ -169,7 +174,7 @@ class CcwDevice:
             elif cmd == cb.CMD_SENSE_ID:
                 ident = bytes([0xFF]) + self.cu_type.to_bytes(2, "big") + bytes([self.cu_model])
                 ident += self.dev_type.to_bytes(2, "big") + bytes([self.dev_model, 0])
-                data.write(ident.ljust(min(data.count, 256), b"\0"))  # the 256-byte area, zero beyond
+                data.write(ident.ljust(256, b"\0"))
             elif cmd == cb.CMD_NOOP:
                 pass
             else:
@@ -177,7 +182,7 @@ class CcwDevice:
         except CommandReject:
             self.sense[:] = bytes(32)
             self.sense[0] = SENSE_COMMAND_REJECT
-            return cb.DEV_CHANNEL_END | cb.DEV_DEVICE_END | cb.DEV_UNIT_CHECK
+            return cb.DEV_UNIT_CHECK
         return cb.DEV_CHANNEL_END | cb.DEV_DEVICE_END
 
     def command(self, cmd: int, data: DataStream) -> None:
@@ -578,7 +583,8 @@ class ChannelSubsystem:
                 stream = DataStream(self, chunks, orb.ctrl >> 28)
                 dstat = sch.device.execute(first_ccw.cmd, stream)
                 residual = min(stream.residual, ccw.count)
-                if stream.residual and not ccw.flags & cb.CCW_SLI:
+                executed = dstat & cb.DEV_CHANNEL_END  # (a rejected command transferred nothing)
+                if executed and (stream.residual or stream.overrun) and not ccw.flags & cb.CCW_SLI:
                     cstat |= cb.SCH_INCORRECT_LENGTH
                 chain = ccw.flags & cb.CCW_CC and not cstat & cb.SCH_INCORRECT_LENGTH
                 normal = dstat & ~cb.DEV_STATUS_MODIFIER == cb.DEV_CHANNEL_END | cb.DEV_DEVICE_END

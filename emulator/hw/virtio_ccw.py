@@ -168,7 +168,7 @@ class VirtioCcwDevice(CcwDevice):
                 offered = (word << (32 * index)) & self.host_features()
                 self.guest_features = (self.guest_features & ~mask) | offered
         elif cmd == CMD_READ_CONF:
-            data.write(self.config_bytes(self.le))
+            data.write(self.config_bytes(self.le)[: data.count])  # as far as the driver reads
         elif cmd == CMD_WRITE_CONF:
             self.config_write(data.read(data.count))
         elif cmd == CMD_WRITE_STATUS:
