@@ -141,11 +141,14 @@ def _where_line(s: Session) -> Output:
     cpu = s.cpu
     if cpu.state != "operating":
         return out
-    insn = s.current_instruction()
+    insn = s.current_instruction(owner=s.view == "owner")  # the host view reads no secure code
     pc = cpu.pc
     sym = s.symbolize(pc)
     if insn is None:
-        return out.add(("stop", "=> "), ("addr", f"{pc:#x}"), ("trap", "  (instruction not readable)"))
+        why = "in secure storage: PGM 0x3D for the host" if s.view == "host" and s.is_secure() else "not readable"
+        return out.add(
+            ("stop", "=> "), ("addr", f"{pc:#x}"), ("sym", f" <{sym}>" if sym else ""), ("trap", f"  (instruction {why})")
+        )
     return out.add(
         ("stop", "=> "),
         ("addr", f"{pc:#x}"),
@@ -186,9 +189,14 @@ def status_line(s: Session) -> list[tuple[str, str]]:
         frags += [("class:status.running", " running "), ("class:status", " (stop or Ctrl-C) ")]
     else:
         mask, addr = cpu.psw
+        psw = f"{mask:016x} {addr:016x} "
+        if s.view == "host" and s.is_secure():  # the host sees the SIE state description's PSW, if anything
+            host_state = getattr(s.machine, "host_state", None)
+            sd = dict(host_state(s.cpu_address)) if host_state is not None else {}
+            psw = next((v + " (SD) " for k, v in sd.items() if k.startswith("PSW")), "held by the Ultravisor ")
         frags += [
             ("class:status.key", " PSW "),
-            ("class:status", f"{mask:016x} {addr:016x} "),
+            ("class:status", psw),
             ("class:status.key", " state "),
             ("class:status", s.cpu_state() + " "),
         ]
@@ -321,7 +329,8 @@ def _watch(s: Session, args: list[str]) -> Output:
         raise ConsoleError("watch needs an address")
     _no_more(args, 2, "watch [-a] ADDRESS [LENGTH]")
     bp = s.add_breakpoint("watch", args[0], access=access, length=_count(args, 1, 8, "length", 1, 4096))
-    return Output().add(("ok", "watchpoint "), bp.describe(), ("dim", f"  now {bp.old.hex()}"))
+    assert bp.address is not None
+    return Output().add(("ok", "watchpoint "), bp.describe(), ("dim", f"  now {s.shown(bp.address, bp.old)}"))
 
 
 @command("delete", "delete [N|all]", "delete breakpoint N (all without argument)", aliases=("d",), group="break",

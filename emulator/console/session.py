@@ -28,7 +28,7 @@ from emulator.console.expr import evaluate
 from emulator.console.providers import Intercept, PageInfo, Providers, UvCall, discover
 from emulator.console.tables import SIE_INTERCEPTS, pgm_name, uv_command
 from emulator.errors import EmulatorError, ProgramException, SecureStorageAccess
-from emulator.hw import dat
+from emulator.hw import access, dat
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class Session:
         self.breakpoints: dict[int, Breakpoint] = {}
         self._next_number = 1
         self._temp: set[int] = set()
-        self._hits: list[tuple[Breakpoint, str]] = []
+        self._hits: list[tuple[Breakpoint, str | Callable[[], str]]] = []
         self._more_hits: dict[int, int] = {}  # breakpoint number -> hits after its first in this stop
         self._hits_lock = threading.Lock()
         self._uvc_skip: tuple[int, int] | None = None
@@ -398,7 +398,8 @@ class Session:
         assert self.providers.intercepts is not None
         return self.providers.intercepts.subscribe(self._intercepted)
 
-    def _hit(self, bp: Breakpoint, detail: str, halt: bool = True) -> None:
+    def _hit(self, bp: Breakpoint, detail: str | Callable[[], str], halt: bool = True) -> None:
+        """Record a breakpoint hit; a callable ``detail`` is rendered when the stop is reported."""
         bp.hits += 1
         with self._hits_lock:
             if any(b is bp for b, _ in self._hits):  # the same breakpoint again before the machine stopped
@@ -406,7 +407,7 @@ class Session:
                 return
             self._hits.append((bp, detail))
         if halt and self.running and not self._stepping:
-            self.machine.request_halt(f"breakpoint {bp.number}: {detail}")
+            self.machine.request_halt(f"breakpoint {bp.number}" + (f": {detail}" if isinstance(detail, str) else ""))
 
     # -- observers (run on the machine's thread) ----------------------------------------------------------
 
@@ -488,9 +489,12 @@ class Session:
                 if lo < bp.address + bp.length and bp.address < hi:
                     new = self.machine.memory.read(bp.address, bp.length)
                     if new != bp.old:
-                        detail = f"firmware store to host {bp.address:#x}: {bp.old.hex()} -> {new.hex()}"
+                        # told while the Ultravisor is still at work: the old value is shown as the frame was
+                        # before the store (an export's plaintext: hidden), the new one as the frame is at
+                        # the stop (an import stores the plaintext before the frame becomes secure: hidden)
+                        at, old_s = bp.address, self.shown(bp.address, bp.old)
                         bp.old = new
-                        self._hit(bp, detail)
+                        self._hit(bp, lambda: f"firmware store to host {at:#x}: {old_s} -> {self.shown(at, new)}")
 
     def _owner_changed(self, frame: int) -> None:
         mem = self.machine.memory
@@ -582,17 +586,26 @@ class Session:
             why = f" ({cpu.check_stop_reason})" if cpu.check_stop_reason else ""
             raise ConsoleError(f"CPU {cpu.address} is {self.cpu_state(cpu)}{why}: it cannot run")
 
-    def current_instruction(self) -> Instruction | None:
-        """The instruction at the selected CPU's PC (owner view), or None when it cannot be read."""
+    def current_instruction(self, owner: bool = True) -> Instruction | None:
+        """The instruction at the selected CPU's PC, or None when it cannot be read: ``owner`` True (the
+        debugger's own decisions: step over calls, operand ranges) reads as firmware; False as the host
+        view reads (a secure guest's code is then not readable)."""
         pc = self.cpu.pc
         try:
-            code = self._read_space("virt", pc, 6, owner=True)
+            code = self._read_space("virt", pc, 6, owner=owner)
         except _Trap:
             try:
-                code = self._read_space("virt", pc, 2, owner=True)
+                code = self._read_space("virt", pc, 2, owner=owner)
             except _Trap:
                 return None
         return next(disassemble(code, pc, 1), None)
+
+    def shown(self, host: int, data: bytes) -> str:
+        """``data`` (read at host absolute ``host``) in hex as the current view may show it: the host view
+        shows no byte of a frame the host may not touch (``emulator.hw.access``)."""
+        if self.view == "owner" or access.refused_address(self.machine.memory, host, len(data)) is None:
+            return data.hex()
+        return "(secure storage: hidden in the host view)"
 
     def next(self) -> Stop:
         """Step one instruction, stepping over subroutine calls (branch-and-save)."""
@@ -649,8 +662,9 @@ class Session:
         with self._hits_lock:
             hits, self._hits = self._hits, []
             more, self._more_hits = self._more_hits, {}
-        return [(bp, d + (f" (and {more[bp.number]} more hit{'s' if more[bp.number] != 1 else ''} of this "
-                          "breakpoint before the machine stopped)" if bp.number in more else ""))
+        return [(bp, (d if isinstance(d, str) else d()) + (
+                    f" (and {more[bp.number]} more hit{'s' if more[bp.number] != 1 else ''} of this "
+                    "breakpoint before the machine stopped)" if bp.number in more else ""))
                 for bp, d in hits]  # fmt: skip
 
     def _classify(self, res: RunResult, temp: int | None) -> Stop | None:
@@ -713,7 +727,8 @@ class Session:
                 bp.hits += 1
                 kind = "store" if write else "read"
                 detail = f"{kind} by the instruction at {self._where(pc)}"
-                change = f"value {bp.old.hex()} -> {new.hex()}" if new != bp.old else f"value {new.hex()} (unchanged)"
+                old_s, new_s = self.shown(bp.address, bp.old), self.shown(bp.address, new)
+                change = f"value {old_s} -> {new_s}" if new != bp.old else f"value {new_s} (unchanged)"
                 bp.old = new
                 self.cpu_address = cpu_addr
                 return Stop("watch", f"watchpoint {bp.number}: {detail}", cpu_addr, cpu.pc, bp, [change], res)
@@ -749,7 +764,9 @@ class Session:
             new = self.machine.memory.read(bp.address, bp.length)
             if new != bp.old:
                 bp.hits += 1
-                out.append(f"watchpoint {bp.number}: value {bp.old.hex()} -> {new.hex()}")
+                out.append(
+                    f"watchpoint {bp.number}: value {self.shown(bp.address, bp.old)} -> {self.shown(bp.address, new)}"
+                )
                 bp.old = new
         return out
 
