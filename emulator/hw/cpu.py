@@ -58,6 +58,7 @@ from unicorn.unicorn_py3.unicorn import uclib as _uclib
 from emulator.errors import HwError, ProgramException
 from emulator.hw import access, dat
 from emulator.hw.engine import switch_for
+from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, emulate_relative
 from emulator.hw.fixedpoint import OPCODES as _FPO_OPCODES
 from emulator.hw.fixedpoint import scan_pattern as _fpo_scan_pattern
 from emulator.hw.memory import KEY_C, KEY_F, KEY_R, OWNER_HOST, PAGE_SHIFT, PhysicalMemory
@@ -144,6 +145,7 @@ LC_IO_NEW: Final = 0x1F0
 
 PGM_OPERATION: Final = 0x01
 PGM_PRIVILEGED: Final = 0x02
+PGM_EXECUTE: Final = 0x03
 PGM_SPECIFICATION: Final = 0x06
 
 #: Program-interruption codes after which the old PSW points *at* the instruction (machine.md section 3).
@@ -186,6 +188,7 @@ _TRAP_ALTERNATIVES: Final = (
     + b"]|\\xb9["
     + b"".join(b"\\x%02x" % b for b in _B9_TRAPS)
     + b"]|\\xe5\\x01|\\xeb....\\x2f"
+    + b"|\\x44|\\xc6[\\x00\\x10\\x20\\x30\\x40\\x50\\x60\\x70\\x80\\x90\\xa0\\xb0\\xc0\\xd0\\xe0\\xf0]"
 )
 #: the page scan: (fixed-point-overflow mask off, on); with the mask on, the signed arithmetic that can
 #: overflow is trapped too (``fixedpoint``)
@@ -226,7 +229,7 @@ def _opcode_key(b: bytes) -> int:
         return op << 8 | b[1]
     if op in (0xEB, 0xE3, 0xEC):
         return op << 8 | b[5]
-    if op in (0xA7, 0xC2, 0xCC):  # the extension is bits 12-15
+    if op in (0xA7, 0xC0, 0xC2, 0xC4, 0xC6, 0xCC):  # the extension is bits 12-15
         return op << 8 | b[1] & 0xF
     return op
 
@@ -311,11 +314,16 @@ class Insn:
     raw: bytes
     name: str
     opcode: int
+    #: for the target of EXECUTE / EXECUTE RELATIVE LONG: the EXECUTE's length (the target executes at the
+    #: EXECUTE's address with its ILC, and the PSW then points after the EXECUTE), else 0
+    ex_ilen: int = 0
+    #: the address of an EXECUTE target (relative addressing is relative to it)
+    target: int = 0
 
     @property
     def ilen(self) -> int:
-        """Instruction length in bytes."""
-        return ILC_FOR(self.raw[0])
+        """Instruction length in bytes (of the EXECUTE for an EXECUTE target: its ILC is the EXECUTE's)."""
+        return self.ex_ilen or ILC_FOR(self.raw[0])
 
     @property
     def r1(self) -> int:
@@ -379,7 +387,7 @@ class Insn:
         cpu = self.cpu
         if cc is not None:
             cpu.set_cc(cc)
-        cpu.set_pc(self.pc + (2, 4, 4, 6)[self.raw[0] >> 6])  # + ILC_FOR(first byte), inline
+        cpu.set_pc(self.pc + (self.ex_ilen or (2, 4, 4, 6)[self.raw[0] >> 6]))  # + self.ilen, inline
 
 
 @dataclass
@@ -666,6 +674,14 @@ class Cpu:
         self._scan_cache = self._scan_caches[0]
         self._fpo = 0  # the PSW's fixed-point-overflow mask bit as the scan knows it (0 or PSW_MASK_FPO)
         self._page_exits: dict[tuple[int, int], frozenset[int]] = {}  # (virtual page, frame) -> its exits
+        #: frame -> offsets of its EXECUTE RELATIVE LONGs whose targets lie on another page
+        self._far_exrl: dict[int, frozenset[int]] = {}
+        #: EXRL address -> the frame of its target, for EXRLs on another page than their target decided native
+        self._far_native: dict[int, int] = {}
+        #: target frame -> (virtual page, frame) of the EXRLs decided native from it
+        self._exrl_deps: dict[int, set[tuple[int, int]]] = {}
+        #: virtual pages whose translated blocks must go before the next run (an EXRL no longer native)
+        self._stale_code: set[int] = set()
         self._code_pages: dict[int, set[int]] = {}  # frame -> virtual page addresses fetched from it
         self._smc_frames: set[int] = set()
         self._smc_digest: dict[int, int] = {}
@@ -1486,8 +1502,27 @@ class Cpu:
             page = bytes(self._buf[base : base + 0x1000 + 4]) if base + 0x1004 <= self.mem.size else bytes(
                 self._buf[base : base + 0x1000]
             )
-            scan = _TRAP_RES[1 if self._fpo else 0]
-            hits = tuple(m.start() for m in scan.finditer(page, 0, 0x1000) if not m.start() & 1)
+            fpo = bool(self._fpo)
+            scan = _TRAP_RES[1 if fpo else 0]
+            # an EXECUTE RELATIVE LONG is an exit only if its target may need Python; one whose target lies
+            # on another page is decided at each fetch fill of this page (``_add_exits``)
+            found, far = [], []
+            for m in scan.finditer(page, 0, 0x1000):
+                h = m.start()
+                if h & 1:
+                    continue
+                if page[h] == 0xC6:
+                    decision = _exrl_decision(page, h, fpo)
+                    if decision == _EXRL_NATIVE:
+                        continue
+                    if decision == _EXRL_FAR:
+                        far.append(h)
+                found.append(h)
+            hits = tuple(found)
+            if far:
+                self._far_exrl[frame] = frozenset(far)
+            else:
+                self._far_exrl.pop(frame, None)
             self._scan_cache[frame] = hits
             self._smc_digest[frame] = zlib.crc32(page[:0x1000])
         return hits
@@ -1498,27 +1533,80 @@ class Cpu:
         come back with its next fetch fill."""
         self._exits = set(self.breakpoints)
         self._page_exits.clear()
+        self._far_native.clear()
+        self._exrl_deps.clear()
         self.uc.ctl_flush_tb()
         self.flush_tlb()
 
-    def _forget_scan(self, frame: int) -> None:
-        """The frame's bytes changed: scan it again at its next use."""
+    def _forget_scan(self, frame: int) -> set[tuple[int, int]]:
+        """The frame's bytes changed: scan it again at its next use. Returns the (virtual page, frame) pairs
+        whose EXECUTE RELATIVE LONGs were decided native from a target in this frame (decide them again)."""
         for cache in self._scan_caches:
             cache.pop(frame, None)
+        self._far_exrl.pop(frame, None)
         if any(f == frame for _, f in self._page_exits):
             self._page_exits = {k: v for k, v in self._page_exits.items() if k[1] != frame}
+        return self._exrl_deps.pop(frame, set())
 
     def _add_exits(self, vpage: int, frame: int) -> None:
-        """The exits of a page being fetch-filled (known to Python and registered in unicorn)."""
+        """The exits of a page being fetch-filled (known to Python and registered in unicorn).
+
+        A page with EXECUTE RELATIVE LONGs whose targets lie on other pages is not kept: each of its fetch
+        fills decides those again through the targets' current mapping (``_far_target_native``).
+        """
         key = (vpage, frame)
         page = self._page_exits.get(key)
         if page is None:
-            if len(self._page_exits) >= _PAGE_EXITS_KEPT:  # a bound for guests with many address spaces
-                self._page_exits.clear()
-            page = self._page_exits[key] = frozenset(vpage + off for off in self._scan(frame))
+            offsets = self._scan(frame)
+            far = self._far_exrl.get(frame)
+            if far:
+                native = {off for off in far if self._far_target_native(vpage, frame, off)}
+                page = frozenset(vpage + off for off in offsets if off not in native)
+            else:
+                if len(self._page_exits) >= _PAGE_EXITS_KEPT:  # a bound for guests with many address spaces
+                    self._page_exits.clear()
+                page = self._page_exits[key] = frozenset(vpage + off for off in offsets)
         if page:
             self._exits |= page
             self._register_exits(page)
+
+    def _far_target_native(self, vpage: int, frame: int, off: int) -> bool:
+        """Whether the EXECUTE RELATIVE LONG at ``vpage + off`` (its target on another page) may run natively:
+        its target translates for an instruction fetch now and cannot need Python (``_execute_may_trap``).
+
+        The target's frame is then watched as code: a change of its bytes decides the EXRL again (and drops
+        its translated blocks, ``_rescan_smc``). If an EXRL decided native before is no longer (its target
+        page was mapped elsewhere), its translated blocks are dropped before anything more runs.
+        """
+        buf = self._buf
+        at = (frame << PAGE_SHIFT) + off
+        pc = vpage + off
+        target = self.wrap(pc + 2 * int.from_bytes(buf[at + 2 : at + 6], "big", signed=True))
+        native = False
+        tframe = -1
+        try:
+            host = self.translate(target, fetch=True, mark=False)
+            n = ILC_FOR(buf[host])
+            if (target & 0xFFF) + n <= 0x1000:
+                text = bytes(buf[host : host + n])
+                native = not _execute_may_trap(text, bool(buf[at + 1] >> 4), bool(self._fpo))
+                tframe = host >> PAGE_SHIFT
+        except (ProgramException, GuestIntercept):
+            pass
+        if native:
+            self._far_native[pc] = tframe
+            self._scan(tframe)  # its digest, for the change check
+            pages = self._code_pages.get(tframe)
+            if pages is None:
+                pages = self._code_pages[tframe] = set()
+                if tframe in self._tlb_frames:  # the TLB may already let the guest store into it: watch it
+                    self._smc_frames.add(tframe)
+            pages.add(target & ~0xFFF)
+            self._exrl_deps.setdefault(tframe, set()).add((vpage, frame))
+        elif self._far_native.pop(pc, None) is not None:
+            self._stale_code.add(vpage)
+            self.uc.emu_stop()
+        return native
 
     # -- program interrupts from unicorn ------------------------------------------------------------------
 
@@ -1791,6 +1879,10 @@ class Cpu:
             if self._want_flush:
                 self._want_flush = False
                 self._engine_flush()
+            if self._stale_code:
+                for vpage in self._stale_code:
+                    self._remove_cache(vpage, vpage + 0x1000)
+                self._stale_code.clear()
             if len(self._exits) > _EXITS_LIMIT:
                 self._forget_exits()
             if self._refused_code:
@@ -1977,14 +2069,7 @@ class Cpu:
     def _fetch_insn(self, pc: int) -> bytes | None:
         """The (up to) 6 bytes of the instruction at ``pc``, or None when it cannot be fetched."""
         try:
-            first = self.translate(pc, fetch=True)
-            b0 = self._buf[first]
-            n = ILC_FOR(b0)
-            if (pc & 0xFFF) + n <= 0x1000:
-                return bytes(self._buf[first : first + n])
-            head = bytes(self._buf[first : (first | 0xFFF) + 1])
-            second = self.translate(self.wrap((pc | 0xFFF) + 1), fetch=True)
-            return head + bytes(self._buf[second : second + n - len(head)])
+            return self._fetch_text(pc)
         except (ProgramException, GuestIntercept):
             return None
 
@@ -1995,15 +2080,18 @@ class Cpu:
         Python; a changed page gets new exits and its translations dropped.
         """
         buf = self._buf
-        for frame in self._smc_frames:
+        for frame in list(self._smc_frames):
             base = frame << PAGE_SHIFT
             digest = zlib.crc32(buf[base : base + 0x1000])
             if self._smc_digest.get(frame) == digest:
                 continue
-            self._forget_scan(frame)
+            dependents = self._forget_scan(frame)
             self._icache.clear()
-            for vpage in self._code_pages.get(frame, ()):
+            for vpage in list(self._code_pages.get(frame, ())):
                 self._add_exits(vpage, frame)
+                self._remove_cache(vpage, vpage + 0x1000)
+            for vpage, f in dependents:  # EXRLs elsewhere that execute an instruction of this frame
+                self._add_exits(vpage, f)
                 self._remove_cache(vpage, vpage + 0x1000)
 
     def _at_exit(
@@ -2028,7 +2116,13 @@ class Cpu:
             trapped = _is_trapped(key) or bool(self._fpo and key in _FPO_OPCODES)
         if not trapped:
             return self._native_step(pc, keep)
-        insn = Insn(self, pc, raw, name, key)
+        if key in EXECUTE_KEYS:
+            return self._execute(pc, raw, emulate)
+        return self._dispatch(Insn(self, pc, raw, name, key), emulate)
+
+    def _dispatch(self, insn: Insn, emulate: Callable[[Cpu, Insn], CpuExit | None]) -> CpuExit | None:
+        """Emulate a trapped instruction (or hand it to the owner); deliver its program interruption."""
+        key, name, pc = insn.opcode, insn.name, insn.pc
         try:
             if key in OWNER_INSNS:  # the owner's: DIAG, SERVC, SIGP, STSI, UVC, SIE, channel I/O
                 if (self._mask_c if self._mask_c is not None else self._mask()) & PSW_MASK_PSTATE:
@@ -2042,6 +2136,66 @@ class Cpu:
         except GuestIntercept as e:
             return CpuExit("intercept", code=e.code, reason=e.reason, data=dict(e.data))
 
+    def _execute(
+        self, pc: int, raw: bytes, emulate: Callable[[Cpu, Insn], CpuExit | None]
+    ) -> CpuExit | None:
+        """EXECUTE or EXECUTE RELATIVE LONG at an exit: the target runs as if it stood at the EXECUTE.
+
+        The target's address comes from D2(X2,B2) (EX) or is relative to the EXECUTE (EXRL); an odd one is a
+        specification exception. The target is fetched as an instruction (a refused fetch is the EXECUTE's
+        interruption with ILC 2, as QEMU stores it for any instruction fetch), and bits 56-63 of R1 (unless
+        R1 is 0) are ORed
+        into its second byte. An EXECUTE target is an execute exception (PGM 0x03). A trapped target is
+        emulated (or handed to the owner) with the EXECUTE's address and ILC, so its PSW ends after the
+        EXECUTE; a relative-addressing one is emulated by ``execute``; any other runs natively, as unicorn
+        runs EXECUTE right for those.
+        """
+        ilen = len(raw)
+        try:
+            if raw[0] == 0x44:
+                x2, b2 = raw[1] & 0xF, raw[2] >> 4
+                d2 = (raw[2] & 0xF) << 8 | raw[3]
+                target = self.wrap(d2 + (self.gpr(x2) if x2 else 0) + (self.gpr(b2) if b2 else 0))
+            else:
+                target = self.wrap(pc + 2 * int.from_bytes(raw[2:6], "big", signed=True))
+            if target & 1:
+                raise ProgramException(PGM_SPECIFICATION, why=f"EXECUTE target {target:#x} is odd")
+            try:
+                text = self._fetch_text(target)
+            except ProgramException as e:
+                e.ilc = 2 if e.ilc is None else e.ilc  # as QEMU (and unicorn's own fetch of a target)
+                raise
+            r1 = raw[1] >> 4
+            if r1:
+                text = bytes((text[0], text[1] | (self.gpr(r1) & 0xFF))) + text[2:]
+            key = _opcode_key(text)
+            if key in EXECUTE_KEYS:
+                raise ProgramException(PGM_EXECUTE, why=f"EXECUTE of EXECUTE at {target:#x}")
+            rel = RELATIVE.get(key)
+            if rel is not None:
+                emulate_relative(self, Insn(self, pc, text, rel[0], key, ilen, target))
+                return None
+        except ProgramException as e:
+            self.program_interrupt(e.code, e.ilc if e.ilc is not None else ilen, e.teid, pc=pc)
+            return None
+        except GuestIntercept as e:
+            return CpuExit("intercept", code=e.code, reason=e.reason, data=dict(e.data))
+        if _is_trapped(key) or (self._fpo and key in _FPO_OPCODES):
+            insn = Insn(self, pc, text, OWNER_INSNS.get(key) or f"{key:#x}", key, ilen, target)
+            return self._dispatch(insn, emulate)
+        return self._native_step(pc, keep=True)
+
+    def _fetch_text(self, addr: int) -> bytes:
+        """The instruction at ``addr`` (its length from its first byte), fetched with every check; raises
+        the fetch's ``ProgramException`` or ``GuestIntercept``."""
+        first = self.translate(addr, fetch=True)
+        n = ILC_FOR(self._buf[first])
+        if (addr & 0xFFF) + n <= 0x1000:
+            return bytes(self._buf[first : first + n])
+        head = bytes(self._buf[first : (first | 0xFFF) + 1])
+        second = self.translate(self.wrap((addr | 0xFFF) + 1), fetch=True)
+        return head + bytes(self._buf[second : second + n - len(head)])
+
     def _native_step(self, pc: int, keep: bool = False) -> CpuExit | None:
         """Run one instruction natively at an exit address whose instruction is not a trapped one.
 
@@ -2050,21 +2204,23 @@ class Cpu:
         self._exits.discard(pc)
         self._uc_exits.discard(pc)
         self.uc.ctl_set_exits(sorted(self._uc_exits))
-        # the blocks that halt at pc: the zero-length one at pc, and the one that falls into it (it ends
-        # at pc: unicorn's own exit invalidation starts at pc - 1 for it); not back across a page start,
-        # whose page may not translate (the whole invalidation would be skipped)
-        self._remove_cache(pc - 1 if pc & 0xFFF else pc, pc + 6)
-        saved = self.breakpoints
+        # the blocks that halt at pc: the zero-length one at pc, and (unless the exit stays, as a breakpoint
+        # or an EXECUTE's does) the one that falls into it (it ends at pc: unicorn's own exit invalidation
+        # starts at pc - 1 for it); not back across a page start, whose page may not translate (the whole
+        # invalidation would be skipped)
+        self._remove_cache(pc if keep or not pc & 0xFFF else pc - 1, pc + 1 if keep else pc + 6)
+        saved, counted = self.breakpoints, self.insn_count
         self.breakpoints = set()
         try:
             result = self.run(count=1)
         finally:
             self.breakpoints = saved
+            self.insn_count = counted  # the caller counts the instruction at its exit
             if keep:
                 self._exits.add(pc)
                 self._uc_exits.add(pc)
                 self.uc.ctl_set_exits(sorted(self._uc_exits))
-                self._remove_cache(pc, pc + 6)
+                self._remove_cache(pc, pc + 1)  # the block that ran the instruction at pc
         return None if result.kind == "limit" else result
 
 
@@ -2081,7 +2237,7 @@ def _load_emulate() -> Callable[[Cpu, Insn], CpuExit | None]:
 
 
 def _is_trapped(key: int) -> bool:
-    if key in OWNER_INSNS:
+    if key in OWNER_INSNS or key in EXECUTE_KEYS:
         return True
     if key < 0x100:
         return key in _ONE_BYTE_TRAPS
@@ -2099,6 +2255,49 @@ def _is_trapped(key: int) -> bool:
     if hi == 0x01:
         return lo == 0x07
     return False
+
+
+#: (target's first two bytes and byte 5, R1 nonzero, fixed-point-overflow mode) -> ``_execute_may_trap``
+_EXECUTE_DECIDED: dict[tuple[bytes, bool, bool], bool] = {}
+
+
+def _execute_may_trap(text: bytes, any_or: bool, fpo: bool) -> bool:
+    """Whether EXECUTE of the instruction ``text`` may run one that unicorn cannot run as its target: a
+    trapped instruction, a relative-addressing one (``execute.RELATIVE``) or an EXECUTE. With ``any_or``
+    (R1 is not 0) the target's second byte may get any bits ORed in, so every opcode that gives counts."""
+    k = (text[:2] + text[5:6], any_or, fpo)
+    hit = _EXECUTE_DECIDED.get(k)
+    if hit is None:
+        b1 = text[1]
+        hit = False
+        for v in (v for v in range(256) if v | b1 == v) if any_or else (b1,):
+            key = _opcode_key(bytes((text[0], v)) + text[2:])
+            if _is_trapped(key) or key in RELATIVE or (fpo and key in _FPO_OPCODES):
+                hit = True
+                break
+        _EXECUTE_DECIDED[k] = hit
+    return hit
+
+
+_EXRL_NATIVE: Final = 0
+_EXRL_EXIT: Final = 1
+_EXRL_FAR: Final = 2
+
+
+def _exrl_decision(page: bytes, off: int, fpo: bool) -> int:
+    """Whether the EXECUTE RELATIVE LONG at ``off`` of a scanned page must be an exit: not when its target,
+    in the same page, cannot need Python (``_execute_may_trap``); ``_EXRL_FAR`` when the target lies on
+    another page (decided with that page's mapping at each fetch fill, ``Cpu._far_target_native``)."""
+    if off + 6 > 0x1000:
+        return _EXRL_EXIT  # the EXRL itself crosses into the next page
+    t = off + 2 * int.from_bytes(page[off + 2 : off + 6], "big", signed=True)
+    if t < 0 or t >= 0x1000:
+        return _EXRL_FAR
+    if t + ILC_FOR(page[t]) > 0x1000:
+        return _EXRL_EXIT
+    if _execute_may_trap(page[t : t + ILC_FOR(page[t])], bool(page[off + 1] >> 4), fpo):
+        return _EXRL_EXIT
+    return _EXRL_NATIVE
 
 
 def wrap_address(mask: int, addr: int) -> int:

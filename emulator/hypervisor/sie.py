@@ -368,7 +368,10 @@ class SieEngine:
             assert insn is not None
             sd.ipa, sd.ipb = ipa_ipb(insn.raw)
             sd.icptcode = ICPT_INST
-            insn.finish()  # the PSW designates the next instruction
+            # executed by EXECUTE: bit 7 of the status, the EXECUTE's length in bits 1-2 of the high nibble
+            # (KVM's kvm_s390_get_ilen reads it to step back over the EXECUTE, not the target)
+            sd.icptstatus = insn.ex_ilen << 4 | 1 if insn.ex_ilen else 0
+            insn.finish()  # the PSW designates the next instruction (after the EXECUTE for a target)
             return SieExit(ICPT_INST, insn=insn)
         if kind in ("wait", "disabled_wait"):
             sd.icptcode = ICPT_WAIT

@@ -1,0 +1,323 @@
+"""EXECUTE and EXECUTE RELATIVE LONG whose target zuv must see: trapped instructions (DIAG, STCK, SSM, ...),
+relative-addressing instructions, EXECUTE itself and odd targets; and the EXRLs that stay native.
+
+The architecture: the target executes as if it stood at the EXECUTE's address, with the EXECUTE's ILC and
+bits 56-63 of R1 ORed into its second byte; the PSW then points after the EXECUTE; an EXECUTE target is an
+execute exception (PGM 0x03). Relative addressing is relative to the target's own address. Relative targets
+are checked against unicorn running the same instruction natively at the target's address.
+"""
+
+import struct
+import subprocess
+
+import pytest
+
+from emulator.hw.cpu import OPERATING, PSW_MASK_64, PSW_MASK_PSTATE, Cpu
+from emulator.hw.memory import PhysicalMemory
+from emulator.hw.sysinfo import facility_list
+from emulator.hw.tod import TodClock
+
+CODE = 0x10000
+TARGET = 0x10800  # same page as CODE
+FAR = 0x13000  # another page
+DATA = 0x20000
+PGM_NEW = 0x0BAD0
+PSW_31 = 1 << 31  # 31-bit addressing mode
+
+
+@pytest.fixture
+def cpu():
+    mem = PhysicalMemory(1 << 20)
+    c = Cpu(mem, 0, TodClock(), facility_list(False), 0)
+    mem.write(0x1D0, struct.pack(">QQ", 0x0002000180000000, PGM_NEW))  # program new PSW: disabled wait
+    yield c
+    c.close()
+
+
+def ex(r1: int, b2: int, d2: int = 0) -> bytes:
+    return bytes((0x44, r1 << 4, b2 << 4 | d2 >> 8, d2 & 0xFF))
+
+
+def exrl(r1: int, at: int, target: int) -> bytes:
+    return bytes((0xC6, r1 << 4)) + struct.pack(">i", (target - at) // 2)
+
+
+def start(cpu: Cpu, code: bytes, target: bytes, target_at: int = TARGET, mask: int = PSW_MASK_64) -> None:
+    cpu.mem.write(CODE, code + bytes.fromhex("07000700"))
+    cpu.mem.write(target_at, target)
+    cpu.set_psw(mask, CODE)
+    cpu.state = OPERATING
+
+
+def pgm(cpu: Cpu) -> tuple[int, int, int]:
+    """(code, ILC, old PSW address) of the last program interruption."""
+    ilc, code = struct.unpack(">HH", cpu.mem.read(0x8C, 4))
+    return code, ilc, struct.unpack(">Q", cpu.mem.read(0x158, 8))[0]
+
+
+@pytest.mark.parametrize("kind", ["EX", "EXRL"])
+def test_an_executed_diag_reaches_the_owner_as_if_at_the_execute(cpu, kind):
+    code = ex(2, 1) if kind == "EX" else exrl(2, CODE, TARGET)
+    start(cpu, code, bytes.fromhex("8300009c"))  # diag %r0,%r0,0x9c; R2's 0x45 makes it diag %r4,%r5
+    cpu.set_gpr(1, TARGET)
+    cpu.set_gpr(2, 0x45)
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.name == "DIAG"
+    insn = out.insn
+    assert (insn.pc, insn.ilen, insn.r1, insn.r3, insn.address()) == (CODE, len(code), 4, 5, 0x9C)
+    insn.finish()
+    assert cpu.pc == CODE + len(code)
+
+
+@pytest.mark.parametrize("kind", ["EX", "EXRL"])
+def test_an_executed_privileged_diag_in_problem_state_interrupts_with_the_execute_ilc(cpu, kind):
+    code = ex(0, 1) if kind == "EX" else exrl(0, CODE, TARGET)
+    start(cpu, code, bytes.fromhex("8300009c"), mask=PSW_MASK_64 | PSW_MASK_PSTATE)
+    cpu.set_gpr(1, TARGET)
+    assert cpu.run().kind == "disabled_wait"
+    assert pgm(cpu) == (0x02, len(code), CODE + len(code))
+
+
+def test_an_executed_stck_stores_the_tod_clock(cpu):
+    """unicorn's STCK stores 0: run natively as an EXECUTE target it would too."""
+    start(cpu, exrl(0, CODE, TARGET), bytes.fromhex("b2051000"))  # stck 0(%r1)
+    cpu.set_gpr(1, DATA)
+    before = cpu.tod()
+    assert cpu.run(count=1).kind == "limit"
+    assert cpu.pc == CODE + 6
+    assert struct.unpack(">Q", cpu.mem.read(DATA, 8))[0] >= before > 0
+
+
+def test_an_executed_spm_switches_fixed_point_overflow_trapping_at_once(cpu):
+    """SPM by EXECUTE sets the program mask; the next add that overflows interrupts (PGM 0x08)."""
+    add = bytes.fromhex("1a34")  # ar %r3,%r4
+    start(cpu, exrl(0, CODE, TARGET) + add, bytes.fromhex("0420"))  # spm %r2
+    cpu.set_gpr(2, 0x08000000)  # program mask bit 20 (fixed-point overflow) on
+    cpu.set_gpr(3, 0x7FFFFFFF)
+    cpu.set_gpr(4, 1)
+    assert cpu.run().kind == "disabled_wait"
+    assert pgm(cpu) == (0x08, 2, CODE + 8)
+
+
+@pytest.mark.parametrize("kind", ["EX", "EXRL"])
+def test_execute_of_execute_is_an_execute_exception(cpu, kind):
+    code = ex(0, 1) if kind == "EX" else exrl(0, CODE, TARGET)
+    start(cpu, code, exrl(0, TARGET, TARGET) if kind == "EX" else ex(0, 1))
+    cpu.set_gpr(1, TARGET)
+    assert cpu.run().kind == "disabled_wait"
+    assert pgm(cpu) == (0x03, len(code), CODE + len(code))
+
+
+def test_an_odd_execute_target_is_a_specification_exception(cpu):
+    start(cpu, ex(0, 1, 1), bytes.fromhex("8300009c"))
+    cpu.set_gpr(1, TARGET)
+    assert cpu.run().kind == "disabled_wait"
+    assert pgm(cpu) == (0x06, 4, CODE + 4)
+
+
+def test_an_execute_target_that_cannot_be_fetched_interrupts_at_the_execute(cpu):
+    start(cpu, ex(0, 1), b"")
+    cpu.set_gpr(1, 0x200000)  # beyond the 1 MiB of storage: addressing exception
+    assert cpu.run().kind == "disabled_wait"
+    assert pgm(cpu) == (0x05, 2, CODE + 2)  # ILC 2 for a fetch, as QEMU (guests/expected/dat.txt)
+
+
+def test_exrls_with_harmless_targets_stay_native_and_the_others_are_exits(cpu):
+    """The scan makes an EXRL an exit only when its target may need Python, in its own page or (through
+    that page's mapping) in another: memcpy-style EXRLs of MVC stay native; EX (its target is in registers)
+    is always an exit."""
+    code = (exrl(3, CODE, TARGET) + exrl(3, CODE + 6, FAR) + exrl(0, CODE + 12, TARGET + 6)
+            + exrl(0, CODE + 18, FAR + 6) + ex(0, 1))  # fmt: skip
+    mvc, diag = bytes.fromhex("d20010002000"), bytes.fromhex("8300009c")
+    start(cpu, code, mvc + diag)
+    cpu.mem.write(FAR, mvc + diag)
+    cpu.set_gpr(1, DATA)
+    cpu.set_gpr(2, DATA + 0x100)
+    cpu.set_gpr(3, 0x0F)
+    cpu.mem.write(DATA + 0x100, bytes(range(16)))
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.pc == CODE + 12  # both MVCs ran natively, the DIAG came out
+    assert cpu.mem.read(DATA, 16) == bytes(range(16))  # R3's 0x0F made it a 16-byte MVC
+    exits = cpu._exits
+    assert CODE not in exits and CODE + 6 not in exits
+    assert {CODE + 12, CODE + 18, CODE + 24} <= exits
+
+
+@pytest.mark.parametrize("where", [TARGET, FAR], ids=["same page", "other page"])
+def test_an_exrl_whose_target_becomes_a_diag_is_trapped_after_the_change(cpu, where):
+    start(cpu, exrl(0, CODE, where), bytes.fromhex("a70a0001"), target_at=where)  # ahi %r0,1
+    assert cpu.run(count=1).kind == "limit" and cpu.gpr(0) == 1
+    assert CODE not in cpu._exits
+    cpu.mem.write(where, bytes.fromhex("8300009c"))
+    cpu.set_pc(CODE)
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.name == "DIAG" and out.insn.pc == CODE
+
+
+@pytest.mark.parametrize("where", [TARGET, FAR], ids=["same page", "other page"])
+def test_an_exrl_whose_target_the_guest_rewrites_into_a_diag_is_trapped(cpu, where):
+    """The guest itself stores a DIAG over the target (self-modifying code) and runs the EXRL again."""
+    # 0: exrl 0,target ; mvc 0(4,%r4),0(%r5) ; j 0b      (R4 = target, R5 = a DIAG's text)
+    code = exrl(0, CODE, where) + bytes.fromhex("d20340005000") + bytes.fromhex("a7f4fffa")
+    start(cpu, code, bytes.fromhex("a70a0001"), target_at=where)
+    cpu.mem.write(DATA, bytes.fromhex("8300009c"))
+    cpu.set_gpr(4, where)
+    cpu.set_gpr(5, DATA)
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.name == "DIAG" and out.insn.pc == CODE
+    assert cpu.gpr(0) == 1  # the first round ran the AHI
+
+
+# -- relative-addressing targets, against unicorn running them natively at the target's address ----------
+
+REGS = {1: 0x0000000012345678, 2: 0x8000000000000007, 3: 0xFFFFFFFFFFFFFFFE, 4: 0x10,
+        5: 0x7FFFFFFF00000003, 6: 0x00000000FFFFFFF0, 7: 0xFFFFFFFF80000000}  # fmt: skip
+
+
+def ri(op: int, ext: int, r1: int, halfwords: int) -> bytes:
+    return bytes((op, r1 << 4 | ext)) + struct.pack(">h", halfwords)
+
+
+def ril(op: int, ext: int, r1: int, halfwords: int) -> bytes:
+    return bytes((op, r1 << 4 | ext)) + struct.pack(">i", halfwords)
+
+
+def rie(r1: int, r2: int, halfwords: int, byte4: int, op2: int) -> bytes:
+    return bytes((0xEC, r1 << 4 | r2)) + struct.pack(">h", halfwords) + bytes((byte4, op2))
+
+
+TO_DATA = (DATA - TARGET) // 2  # halfwords from the target to DATA
+RELATIVE_CASES = {
+    "BRC taken": ri(0xA7, 4, 0xF, 0x40),
+    "BRC not taken": ri(0xA7, 4, 0x1, 0x40),
+    "BRAS": ri(0xA7, 5, 9, -0x20),
+    "BRCT": ri(0xA7, 6, 4, 0x10),
+    "BRCTG": ri(0xA7, 7, 1, 0x10),
+    "BRCTH": ril(0xCC, 6, 1, 0x10),
+    "BRCL": ril(0xC0, 4, 0x8, 0x1000),
+    "BRASL": ril(0xC0, 5, 10, 0x1000),
+    "LARL": ril(0xC0, 0, 11, TO_DATA),
+    "BRXH": bytes((0x84, 0x24)) + struct.pack(">h", 0x30),
+    "BRXLE": bytes((0x85, 0x64)) + struct.pack(">h", 0x30),
+    "BRXHG": rie(2, 4, 0x30, 0, 0x44),
+    "BRXLG": rie(6, 5, 0x30, 0, 0x45),
+    "CRJ": rie(1, 4, 0x30, 0x20, 0x76),
+    "CGRJ": rie(2, 3, 0x30, 0x40, 0x64),
+    "CLRJ": rie(6, 4, 0x30, 0x20, 0x77),
+    "CLGRJ": rie(2, 3, 0x30, 0x20, 0x65),
+    "CIJ": rie(7, 0x4, 0x30, 0xF0, 0x7E),
+    "CGIJ": rie(3, 0x8, 0x30, 0xFE, 0x7C),
+    "CLIJ": rie(4, 0x8, 0x30, 0x10, 0x7F),
+    "CLGIJ": rie(4, 0x2, 0x30, 0x01, 0x7D),
+    "LRL": ril(0xC4, 0xD, 12, TO_DATA),
+    "LGRL": ril(0xC4, 0x8, 12, TO_DATA),
+    "LGFRL": ril(0xC4, 0xC, 12, TO_DATA + 2),
+    "LLGFRL": ril(0xC4, 0xE, 12, TO_DATA + 2),
+    "LHRL": ril(0xC4, 0x5, 12, TO_DATA + 3),
+    "LGHRL": ril(0xC4, 0x4, 12, TO_DATA + 3),
+    "LLHRL": ril(0xC4, 0x2, 12, TO_DATA + 3),
+    "LLGHRL": ril(0xC4, 0x6, 12, TO_DATA + 3),
+    "STRL": ril(0xC4, 0xF, 5, TO_DATA + 8),
+    "STGRL": ril(0xC4, 0xB, 2, TO_DATA + 8),
+    "STHRL": ril(0xC4, 0x7, 1, TO_DATA + 9),
+    "CRL": ril(0xC6, 0xD, 1, TO_DATA),
+    "CGRL": ril(0xC6, 0x8, 3, TO_DATA),
+    "CGFRL": ril(0xC6, 0xC, 7, TO_DATA + 2),
+    "CHRL": ril(0xC6, 0x5, 2, TO_DATA + 3),
+    "CGHRL": ril(0xC6, 0x4, 3, TO_DATA + 3),
+    "CLRL": ril(0xC6, 0xF, 7, TO_DATA),
+    "CLGRL": ril(0xC6, 0xA, 5, TO_DATA),
+    "CLGFRL": ril(0xC6, 0xE, 6, TO_DATA + 2),
+    "CLHRL": ril(0xC6, 0x7, 1, TO_DATA + 3),
+    "CLGHRL": ril(0xC6, 0x6, 3, TO_DATA + 3),
+    "PFDRL": ril(0xC6, 0x2, 1, TO_DATA),
+    "LRL unaligned": ril(0xC4, 0xD, 12, TO_DATA + 1),
+    "LGRL unaligned": ril(0xC4, 0x8, 12, TO_DATA + 2),
+}
+
+
+def _state(cpu: Cpu, text: bytes, mask: int) -> None:
+    cpu.mem.write(TARGET, text + bytes.fromhex("0700"))
+    cpu.mem.write(DATA, bytes.fromhex("12345678 8000fff0 0000000000000000"))
+    for r, v in REGS.items():
+        cpu.set_gpr(r, v)
+    cpu.set_gpr(12, 0x5555555555555555)
+    cpu.set_gpr(13, TARGET)  # EX's base register
+    cpu.set_psw(mask | 1 << 44, CODE)  # condition code 1
+    cpu.state = OPERATING
+
+
+def _outcome(cpu: Cpu) -> tuple:
+    return (cpu.gprs(), (cpu.psw_mask >> 44) & 3, cpu.mem.read(DATA, 16), cpu.mem.read(0x8C, 4))
+
+
+@pytest.mark.parametrize("mode", [PSW_MASK_64, PSW_31], ids=["64-bit", "31-bit"])
+@pytest.mark.parametrize("kind", ["EX", "EXRL"])
+@pytest.mark.parametrize("name", list(RELATIVE_CASES))
+def test_relative_targets_address_from_the_target_and_continue_after_the_execute(cpu, name, kind, mode):
+    text = RELATIVE_CASES[name]
+    # unicorn natively, the instruction at the target's own address
+    _state(cpu, text, mode)
+    cpu.set_pc(TARGET)
+    cpu.run(count=1)
+    native_pc, native = cpu.pc, _outcome(cpu)
+    # the same instruction as the target of an EXECUTE
+    code = ex(0, 13) if kind == "EX" else exrl(0, CODE, TARGET)
+    cpu.mem.write(CODE, code + bytes.fromhex("0700"))
+    cpu.mem.write(0x8C, bytes(4))
+    _state(cpu, text, mode)
+    cpu.run(count=1)
+    executed = _outcome(cpu)
+    after_target, after_ex = TARGET + len(text), CODE + len(code)
+    if name in ("BRAS", "BRASL"):  # the link is the address after the EXECUTE
+        r = text[1] >> 4
+        link = after_ex | (0x80000000 if mode == PSW_31 else 0)
+        assert executed[0][r] & 0xFFFFFFFF == link & 0xFFFFFFFF
+        executed[0][r] = native[0][r]
+    if "unaligned" in name:
+        assert executed[3] == struct.pack(">HH", len(code), 0x06)
+        assert cpu.mem.read(0x158, 8) == struct.pack(">Q", after_ex)
+        return
+    assert executed == native
+    assert cpu.pc == (after_ex if native_pc == after_target else native_pc)
+
+
+# -- SIE: the interception says the instruction was executed by EXECUTE ----------------------------------
+
+
+@pytest.mark.toolchain
+def test_sie_instruction_interception_of_an_executed_diag_flags_execute(tmp_path):
+    from emulator.hypervisor.kvm import MIB, Hypervisor
+
+    src = r"""
+    .text
+    .globl _start
+    _start:
+        larl %r1,tmpl
+        lghi %r2,0x45
+        ex %r2,0(%r1)
+        exrl %r0,tmpl
+        diag %r0,%r0,0x9c
+        larl %r1,waitpsw
+        lpswe 0(%r1)
+    tmpl: diag %r0,%r0,0x9c
+        .align 8
+    waitpsw: .quad 0x0002000180000000, 0xfff
+    """
+    (tmp_path / "g.s").write_text(src)
+    subprocess.run(["s390x-linux-gnu-as", "-o", tmp_path / "g.o", tmp_path / "g.s"], check=True)
+    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", tmp_path / "g.elf",
+                    tmp_path / "g.o"], check=True)  # fmt: skip
+    hv = Hypervisor(PhysicalMemory(64 * MIB), TodClock())
+    vm = hv.create_vm(16 * MIB)
+    seen = []
+    hv.exit_listeners.append(lambda _vm, v, e: seen.append((v.sd.icptstatus, v.sd.ipa, e.insn.pc, v.sd.psw_addr))
+                             if e.insn is not None else None)  # fmt: skip
+    vm.load(str(tmp_path / "g.elf"))
+    assert vm.run(time_limit=30).clean
+    base = 0x10000
+    assert seen == [
+        (0x41, 0x8345, base + 0x0A, base + 0x0E),  # EX: ILC 4 in bits 1-2 of the high nibble, R2 ORed in
+        (0x61, 0x8300, base + 0x0E, base + 0x14),  # EXRL: 6
+        (0x00, 0x8300, base + 0x14, base + 0x18),  # the DIAG itself
+    ]
