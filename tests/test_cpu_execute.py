@@ -311,8 +311,11 @@ def test_sie_instruction_interception_of_an_executed_diag_flags_execute(tmp_path
     hv = Hypervisor(PhysicalMemory(64 * MIB), TodClock())
     vm = hv.create_vm(16 * MIB)
     seen = []
-    hv.exit_listeners.append(lambda _vm, v, e: seen.append((v.sd.icptstatus, v.sd.ipa, e.insn.pc, v.sd.psw_addr))
-                             if e.insn is not None else None)  # fmt: skip
+    def listen(_vm, v, e):
+        if e.insn is not None:
+            seen.append((v.sd.icptstatus, v.sd.ipa, e.insn.pc, v.sd.psw_addr))
+
+    hv.exit_listeners.append(listen)
     vm.load(str(tmp_path / "g.elf"))
     assert vm.run(time_limit=30).clean
     base = 0x10000

@@ -17,10 +17,8 @@ SECOND = 1_000_000 * TOD_PER_US
 def _build(tmp_path, source: str):
     (tmp_path / "p.s").write_text(source)
     subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", tmp_path / "p.o", tmp_path / "p.s"], check=True)
-    subprocess.run(
-        ["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", tmp_path / "p.elf", tmp_path / "p.o"],
-        check=True,
-    )
+    out, obj = tmp_path / "p.elf", tmp_path / "p.o"
+    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", out, obj], check=True)
     return str(tmp_path / "p.elf")
 
 
@@ -248,9 +246,12 @@ def test_zuv_run_offers_the_watchdog_and_its_action(watchdog_program):
     import sys
     from pathlib import Path
 
+    root = Path(__file__).resolve().parent.parent
+
     def zuv(*args):
-        return subprocess.run([sys.executable, "-m", "emulator.cli", "run", *args], capture_output=True, text=True,
-                              timeout=60, cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL)  # fmt: skip
+        cmd = [sys.executable, "-m", "emulator.cli", "run", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=root,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
 
     p = zuv("--deterministic", "--watchdog", "diag288", "--watchdog-action", "poweroff", watchdog_program)
     assert p.returncode == 1

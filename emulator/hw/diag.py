@@ -49,7 +49,7 @@ def release_pages(memory: PhysicalMemory, start: int, end_page: int, prefix: int
     end = (end_page + PAGE_SIZE) & 0xFFFFFFFFFFFFFFFF
     if start & 0xFFF or end & 0xFFF or start >= end or start < 2 * PAGE_SIZE:
         raise ProgramException(
-            PGM_SPECIFICATION, why=f"DIAG 0x10: bad page range {start:#x}-{end_page:#x} (aligned, above 8 KiB)"
+            PGM_SPECIFICATION, why=f"DIAG 0x10: bad page range {start:#x}-{end_page:#x} (aligned, from 8 KiB)"
         )
     ranges: list[tuple[int, int]] = []
     if end <= prefix or start >= prefix + 2 * PAGE_SIZE:

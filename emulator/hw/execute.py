@@ -96,7 +96,7 @@ def _operand(cpu: Cpu, insn: Insn, size: int) -> int:
     """The relative-long storage operand's address; it must be aligned on its size."""
     addr = _relative(cpu, insn, _i32(insn.raw))
     if addr % size:
-        raise ProgramException(PGM_SPECIFICATION, why=f"{insn.name}: operand {addr:#x} is not aligned on {size}")
+        raise ProgramException(PGM_SPECIFICATION, why=f"{insn.name}: operand {addr:#x} not aligned on {size}")
     return addr
 
 
@@ -157,7 +157,7 @@ def _brx(bits: int, high: bool) -> Handler:  # BRXH, BRXLE (RSI) and BRXHG, BRXL
     return run
 
 
-def _cj(bits: int, signed: bool, immediate: bool) -> Handler:  # CRJ, CGRJ, CLRJ, CLGRJ, CIJ, CGIJ, CLIJ, CLGIJ
+def _cj(bits: int, signed: bool, immediate: bool) -> Handler:  # CRJ CGRJ CLRJ CLGRJ CIJ CGIJ CLIJ CLGIJ
     def run(cpu: Cpu, insn: Insn) -> None:
         raw = insn.raw
         first = cpu.gpr(raw[1] >> 4)
@@ -201,7 +201,7 @@ def _store_rl(size: int) -> Handler:  # STRL STGRL STHRL
     return run
 
 
-def _compare_rl(bits: int, size: int, signed: bool) -> Handler:  # CRL CGRL CGFRL CHRL CGHRL and the logical ones
+def _compare_rl(bits: int, size: int, signed: bool) -> Handler:  # CRL CGRL CGFRL CHRL CGHRL, CL...RL
     def run(cpu: Cpu, insn: Insn) -> None:
         second = _load(cpu, insn, size, signed)
         first = cpu.gpr(insn.raw[1] >> 4)

@@ -155,7 +155,7 @@ class Machine:
         if not 1 <= cpus <= MAX_CPUS:
             raise MachineError(f"--cpus must be between 1 and {MAX_CPUS}, not {cpus}")
         if watchdog is not None and watchdog not in WATCHDOG_MODELS:
-            raise MachineError(f"unknown watchdog {watchdog!r} (the machine offers {', '.join(WATCHDOG_MODELS)})")
+            raise MachineError(f"unknown watchdog {watchdog!r} (one of {', '.join(WATCHDOG_MODELS)})")
         if watchdog_action not in WATCHDOG_ACTIONS:
             raise MachineError(
                 f"unknown watchdog action {watchdog_action!r} (one of {', '.join(WATCHDOG_ACTIONS)})"
@@ -561,7 +561,7 @@ class Machine:
             return
         if code == 0x288:
             if self.watchdog is None:
-                raise ProgramException(0x06, why="DIAG 0x288: no watchdog device (zuv run --watchdog diag288)")
+                raise ProgramException(0x06, why="DIAG 0x288 without a watchdog (zuv run --watchdog diag288)")
             self.watchdog.call(r1, cpu.gpr(r1), cpu.gpr((r1 + 1) & 15), cpu.gpr(r3), self.tod.now())
             insn.finish()
             return
