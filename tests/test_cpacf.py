@@ -519,3 +519,68 @@ def test_in_31_bit_mode_only_the_low_register_half_moves(cpu):
     assert out["ccs"] == [0]
     assert out["regs"][2:5] == [high | (SRC + 32), high, high | (DST + 32)]
     assert cpu.mem.read(DST, 32) == ecb(algorithms.AES(k), data)
+
+
+# NIST CAVS Hash_DRBG SHA-512 "Count 0" (no reseed, no additional input), the vector Linux's s390 prng
+# driver checks PRNO with at start-up: the seed, the working state after instantiation, and the output of
+# the second of two 256-byte generate requests.
+NIST_SEED = bytes.fromhex(
+    "6b50a7d8f8a55d7a3df8bb40bcc3b722d8708de67fda010b03c4c84d72096f8c3ec649cc6256d9fa31db7a2904aaf025"
+)
+NIST_V0 = bytes.fromhex(
+    "00ade36f9a01c776613435f54e247422219a2989c7932e601ee814248dd503f1655d082272d5ad95e1231e8aa713d92b"
+    "5ebcbb80ab8de579ab5b474eddee6b038f0f5c5ea91a83ddd388b2754bce8336574bf15cca7e09c0d389c6e0dac4817e"
+    "5bf9e101c19205eaf52fc6c6c78fbcf4"
+)
+NIST_C0 = bytes.fromhex(
+    "00f4a3e5a0726395c64f48d08b5b5f8e6b961f16edbc66944531d7477322a586cec04cac63b83950bfe6596c3858991f"
+    "27a79d712ab37bf9fb1786aa9981aa43e437d31e6ee5e6eec2ed954f530e468acc45a5db690d81c93292bc8f33e6f609"
+    "7c8e05190df1b6ccf302219025eced0e"
+)
+NIST_OUT = bytes.fromhex(
+    "95b7f17e9802d3577392c6a9c08083b67dd1292265b5f42d237f1c55bb9b10bfcfd82c77a378b8266a0099143b3c2d64"
+    "611eeeb69acdc055957c139e8b190c7a06955f2c797c2778de940396a501f40e91396acf8d7e45ebdbb53bbf8c975230"
+    "d2f0ff9106c76119ae498e7fbc03d90f8e4c51627aed5c8d4263d5d2b978873a0de596ee6dc7f7c29e37eee8b34c90dd"
+    "1cf6a9ddb22b4cbd086b14b35de93da2d5cb1806698cbd7bbb67bfe3d31fd2d1dbd2a1e058a3eb99d7e51f1a938eed5e"
+    "1c1de23a6b4345d3191409f92f39b3670d8dbfb635d8e6a36932d81033d1448d63b403ddf88e121b6e819ac381226c13"
+    "21e4b08644f6727c368c5a9f7a4b3ee2"
+)
+
+
+def test_prno_sha512_drng_passes_the_nist_vector_linux_checks(cpu):
+    cpu.mem.fill(PARAM, 240)
+    cpu.mem.write(SRC, NIST_SEED)
+    out = execute(cpu, rre(PRNO, 2, 4), {0: 0x83, 1: PARAM, 2: 0, 3: 0, 4: SRC, 5: len(NIST_SEED)})
+    assert out["ccs"] == [0]
+    assert cpu.mem.read(PARAM + 16, 112) == NIST_V0 and cpu.mem.read(PARAM + 128, 112) == NIST_C0
+    assert struct.unpack(">IIQ", cpu.mem.read(PARAM, 16)) == (0, 1, 0)
+    for _ in range(2):
+        out = execute(cpu, rre(PRNO, 2, 4), {0: 3, 1: PARAM, 2: DST, 3: 256, 4: 0, 5: 0})
+        assert out["ccs"] == [0] and out["regs"][2:4] == [DST + 256, 0]
+    assert cpu.mem.read(DST, 256) == NIST_OUT
+    assert struct.unpack(">IIQ", cpu.mem.read(PARAM, 16)) == (0, 3, 512)  # reseed counter, stream bytes
+
+
+def test_prno_reseed_changes_the_state_and_keeps_generating(cpu):
+    cpu.mem.fill(PARAM, 240)
+    cpu.mem.write(SRC, NIST_SEED)
+    execute(cpu, rre(PRNO, 2, 4), {0: 0x83, 1: PARAM, 4: SRC, 5: len(NIST_SEED)})
+    execute(cpu, rre(PRNO, 2, 4), {0: 3, 1: PARAM, 2: DST, 3: 64})
+    execute(cpu, rre(PRNO, 2, 4), {0: 0x83, 1: PARAM, 4: SRC, 5: 16})  # reseed: counter back to 1
+    assert struct.unpack(">IIQ", cpu.mem.read(PARAM, 16)) == (0, 1, 64)
+    assert cpu.mem.read(PARAM + 16, 112) != NIST_V0
+
+
+def test_kmc_prng_is_the_x917_generator(cpu):
+    cv, key, data = os.urandom(8), os.urandom(24), os.urandom(64)
+    cpu.mem.write(PARAM, cv + key)
+    cpu.mem.write(SRC, data)
+    out = execute(cpu, rre(KMC, 4, 2), cipher_regs(67, n=64))
+    assert out["ccs"] == [0]
+    alg, v, want = TripleDES(key), cv, b""
+    for off in range(0, 64, 8):  # ANSI X9.17: I = E(D), R = E(I ^ V), V = E(R ^ I)
+        i = ecb(alg, data[off : off + 8])
+        r = ecb(alg, bytes(a ^ b for a, b in zip(i, v, strict=True)))
+        v = ecb(alg, bytes(a ^ b for a, b in zip(r, i, strict=True)))
+        want += r
+    assert cpu.mem.read(DST, 64) == want and cpu.mem.read(PARAM, 8) == v

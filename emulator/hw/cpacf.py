@@ -71,6 +71,8 @@ _AES128, _AES192, _AES256 = 18, 19, 20
 _PAES128, _PAES192, _PAES256 = 26, 27, 28
 _XTS128, _XTS256, _PXTS128, _PXTS256 = 50, 52, 58, 60
 _GHASH = 65
+_PRNG = 67  # KMC-PRNG (ANSI X9.17 under TDEA-192)
+_DRNG = 3  # PRNO SHA-512-DRNG: generate, or seed with the modifier bit
 _TRNG_QUERY_RATIO, _TRNG = 112, 114
 
 _CIPHERS: Final = frozenset(
@@ -81,7 +83,7 @@ _XTS: Final = frozenset({_XTS128, _XTS256, _PXTS128, _PXTS256})
 #: installed function codes per instruction (what the query function reports)
 FUNCTIONS: Final[dict[str, frozenset[int]]] = {
     "KM": _CIPHERS | _XTS | {0},
-    "KMC": _CIPHERS | {0},
+    "KMC": _CIPHERS | {0, _PRNG},
     "KMF": _CIPHERS | {0},
     "KMO": _CIPHERS | {0},
     "KMCTR": _CIPHERS | {0},
@@ -91,7 +93,7 @@ FUNCTIONS: Final[dict[str, frozenset[int]]] = {
     "KLMD": frozenset({0, 1, 2, 3}),
     "PCC": _CIPHERS | _XTS | {0},
     "PCKMO": frozenset({0, _AES128, _AES192, _AES256}),
-    "PRNO": frozenset({0, _TRNG_QUERY_RATIO, _TRNG}),
+    "PRNO": frozenset({0, _DRNG, _TRNG_QUERY_RATIO, _TRNG}),
 }
 
 #: the most data bytes one execution processes (then CC 3); the SHA functions stop at ``_SHA_LIMIT``
@@ -372,7 +374,10 @@ def _chaining(
 
 @_instruction("KMC")
 def _kmc(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, _r3: int, decipher: bool) -> int:
-    """CIPHER MESSAGE WITH CHAINING: CBC; the chaining value becomes the last ciphertext block."""
+    """CIPHER MESSAGE WITH CHAINING: CBC; the chaining value becomes the last ciphertext block. KMC-PRNG
+    runs the ANSI X9.17 generator (chaining value, then a TDEA-192 key)."""
+    if fc == _PRNG:
+        return _chaining(cpu, regs, _TDEA192, r1, r2, lambda b: b, lambda c, cv, d: cc.x917_prng(c, cv, d))
     return _chaining(cpu, regs, fc, r1, r2, lambda b: b, lambda c, cv, d: c.cbc(cv, d, decipher))
 
 
@@ -563,9 +568,12 @@ def _pckmo(cpu: Cpu, regs: _Regs, fc: int, _r1: int, _r2: int, _r3: int, _deciph
 
 
 @_instruction("PRNO")
-def _prno(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, _r3: int, _decipher: bool) -> int:
-    """PERFORM RANDOM NUMBER OPERATION: the true-random-number generator (raw and conditioned entropy,
-    both from the host's entropy source) and its raw-to-conditioned ratio query."""
+def _prno(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, _r3: int, decipher: bool) -> int:
+    """PERFORM RANDOM NUMBER OPERATION: the SHA-512 deterministic generator (seed with the modifier bit),
+    the true-random-number generator (raw and conditioned entropy, both from the host's entropy source)
+    and its raw-to-conditioned ratio query."""
+    if fc == _DRNG:
+        return _drng(cpu, regs, r1, r2, decipher)
     if fc == _TRNG_QUERY_RATIO:
         pb, _ = _param(cpu, 8, write=True)
         cpu.write_virtual(pb, struct.pack(">II", 1, 1))
@@ -583,3 +591,33 @@ def _prno(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, _r3: int, _decipher:
         if n < total:
             return 3
     return 0
+
+
+# the SHA-512-DRNG parameter block: reserved (4), reseed counter (4), stream bytes (8), V (112), C (112); V and
+# C are the 111-byte values of the Hash_DRBG, right-aligned
+_DRNG_BLOCK: Final = struct.Struct(">IIQ112s112s")
+
+
+def _drng(cpu: Cpu, regs: _Regs, r1: int, r2: int, seed: bool) -> int:
+    """PRNO SHA-512-DRNG (NIST SP 800-90A Hash_DRBG): seed (instantiate when the reseed counter is zero,
+    else reseed) from the second operand, or generate into the first operand."""
+    pb, block = _param(cpu, _DRNG_BLOCK.size, write=True)
+    res, counter, stream, v, c = _DRNG_BLOCK.unpack(block)
+    v, c = v[1:], c[1:]
+    if seed:
+        n = regs.length(r2 + 1)
+        material = cpu.read_virtual(regs.addr(r2), n) if n else b""
+        v, c = cc.drbg_seed(v, counter, material)
+        cpu.write_virtual(pb, _DRNG_BLOCK.pack(res, 1, stream, b"\0" + v, b"\0" + c))
+        return 0
+    total = regs.length(r1 + 1)
+    n = _plan(cpu, [(regs.addr(r1), True)], min(total, LIMIT), 1)
+    if not n:
+        return 0
+    out, v = cc.drbg_generate(v, c, counter, n)
+    cpu.write_virtual(regs.addr(r1), out)
+    cpu.write_virtual(pb, _DRNG_BLOCK.pack(res, (counter + 1) & 0xFFFFFFFF, (stream + n) & (2**64 - 1),
+                                           b"\0" + v, b"\0" + c))
+    regs.advance(r1, n)
+    regs.consume(r1 + 1, n)
+    return 3 if n < total else 0

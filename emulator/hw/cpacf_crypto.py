@@ -34,6 +34,9 @@ __all__ = [
     "cmac_last_block",
     "xts_parameter",
     "sha512",
+    "drbg_seed",
+    "drbg_generate",
+    "x917_prng",
     "random_bytes",
     "wrapping_key_for",
 ]
@@ -254,6 +257,51 @@ def sha256(data: bytes) -> bytes:
     h = hashes.Hash(hashes.SHA256())
     h.update(data)
     return h.finalize()
+
+
+#: Hash_DRBG with SHA-512 (NIST SP 800-90A): seed length 888 bits
+DRBG_SEEDLEN: Final = 111
+
+
+def _hash_df(data: bytes, nbytes: int) -> bytes:
+    """SP 800-90A Hash_df: SHA-512(counter || bits requested || data) until ``nbytes`` are made."""
+    out = b""
+    counter = 1
+    while len(out) < nbytes:
+        out += sha512(bytes([counter]) + (8 * nbytes).to_bytes(4, "big") + data)
+        counter += 1
+    return out[:nbytes]
+
+
+def drbg_seed(v: bytes, reseed_counter: int, seed: bytes) -> tuple[bytes, bytes]:
+    """PRNO SHA-512-DRNG seed: instantiate (reseed counter 0) or reseed; the new V and C (111 bytes each)."""
+    material = seed if reseed_counter == 0 else b"\x01" + v + seed
+    new_v = _hash_df(material, DRBG_SEEDLEN)
+    return new_v, _hash_df(b"\x00" + new_v, DRBG_SEEDLEN)
+
+
+def drbg_generate(v: bytes, c: bytes, reseed_counter: int, n: int) -> tuple[bytes, bytes]:
+    """PRNO SHA-512-DRNG generate (no additional input): ``n`` bytes and the next V."""
+    mod = 1 << (8 * DRBG_SEEDLEN)
+    data, out = int.from_bytes(v, "big"), []
+    for _ in range(-(-n // 64)):
+        out.append(sha512(data.to_bytes(DRBG_SEEDLEN, "big")))
+        data = (data + 1) % mod
+    h = int.from_bytes(sha512(b"\x03" + v), "big")
+    new_v = (int.from_bytes(v, "big") + h + int.from_bytes(c, "big") + reseed_counter) % mod
+    return b"".join(out)[:n], new_v.to_bytes(DRBG_SEEDLEN, "big")
+
+
+def x917_prng(cipher: BlockCipher, cv: bytes, data: bytes) -> tuple[bytes, bytes]:
+    """KMC-PRNG, the ANSI X9.17 generator under TDEA: per 8-byte block D, I = E(D), R = E(I XOR V),
+    V = E(R XOR I); the R blocks and the final V."""
+    v, out = cv, []
+    for off in range(0, len(data), 8):
+        i = cipher.encrypt(data[off : off + 8])
+        r = cipher.encrypt(_xor(i, v))
+        v = cipher.encrypt(_xor(r, i))
+        out.append(r)
+    return b"".join(out), v
 
 
 def random_bytes(n: int) -> bytes:
