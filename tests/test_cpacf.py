@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.hw import cpacf
+from emulator.hw.cpacf_sha import SHA1, SHA256, SHA512, pad
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, PSW_MASK_BA, PSW_MASK_PSTATE, Cpu, _is_trapped
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import facility_list
@@ -339,12 +340,34 @@ def test_kimd_then_klmd_is_the_sha_digest(cpu, fc, n):
 
 
 def test_a_long_klmd_completes_in_parts(cpu):
-    msg = os.urandom(3 * cpacf._SHA_LIMIT + 100)
+    msg = os.urandom(3 * cpacf.sha_limit(SHA256) + 100)
     cpu.mem.write(SRC, msg)
     cpu.mem.write(PARAM, IVS[2] + (8 * len(msg)).to_bytes(8, "big"))
     out = execute(cpu, rre(KLMD, 0, 2), {0: 2, 1: PARAM, 2: SRC, 3: len(msg)})
     assert out["ccs"] == [3, 3, 3, 0]
     assert cpu.mem.read(PARAM, 32) == hashlib.sha256(msg).digest()
+
+
+@pytest.mark.parametrize("alg", [SHA1, SHA256, SHA512], ids=lambda a: a.name)
+@pytest.mark.parametrize("how", ["compress", "compress_python"])
+@SLOW
+@given(n=st.integers(0, 700))
+def test_both_compression_functions_give_the_digest(alg, how, n):
+    """OpenSSL's block function (when libcrypto is there) and the Python one: both are SHA."""
+    ref = {"SHA-1": hashlib.sha1, "SHA-256": hashlib.sha256, "SHA-512": hashlib.sha512}[alg.name]
+    iv = IVS[{"SHA-1": 1, "SHA-256": 2, "SHA-512": 3}[alg.name]]
+    msg = os.urandom(n)
+    whole = n - n % alg.block
+    fn = getattr(alg, how)
+    assert fn(fn(iv, msg[:whole]), pad(alg, msg[whole:], 8 * n)) == ref(msg).digest()
+
+
+def test_openssl_runs_the_sha_functions_where_libcrypto_is():
+    import ctypes.util
+
+    if ctypes.util.find_library("crypto") is None:
+        pytest.skip("no libcrypto on this host: the Python functions run")
+    assert SHA1.fast and SHA256.fast and SHA512.fast
 
 
 def ghash_reference(h: bytes, data: bytes) -> bytes:

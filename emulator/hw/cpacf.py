@@ -16,7 +16,7 @@ follows the Principles of Operation, chapter 7 "Message-Security-Assist", as Lin
   function is installed (query bit), then the operands;
 - function code 0 (query) stores the 16-byte bit mask of installed functions;
 - a CPU-determined amount is processed per execution: at most ``LIMIT`` bytes of the instruction's data
-  (less for the SHA functions, which run in Python), and never past an operand page that cannot be
+  (less for GHASH and, without OpenSSL, the SHA functions, which then run in Python), and never past an operand page that cannot be
   accessed once some data was processed. The registers then name the rest and the condition code is 3
   (partial completion); the program branches back (``brc 1``), and the access exception is recognised
   when that page comes first;
@@ -96,9 +96,17 @@ FUNCTIONS: Final[dict[str, frozenset[int]]] = {
     "PRNO": frozenset({0, _DRNG, _TRNG_QUERY_RATIO, _TRNG}),
 }
 
-#: the most data bytes one execution processes (then CC 3); the SHA functions stop at ``_SHA_LIMIT``
+#: the most data bytes one execution processes (then CC 3)
 LIMIT: Final = 64 * 1024
-_SHA_LIMIT: Final = 4 * 1024
+#: the SHA functions' share per execution when they run in Python (~120 us per SHA-256 block)
+SHA_PYTHON_LIMIT: Final = 4 * 1024
+#: GHASH's share per execution (Python big-integer arithmetic, ~3 us per block)
+_GHASH_LIMIT: Final = 16 * 1024
+
+
+def sha_limit(alg: Sha) -> int:
+    """How many message bytes one KIMD/KLMD execution processes at most with this algorithm."""
+    return LIMIT if alg.fast else SHA_PYTHON_LIMIT
 
 _SHAS: Final[dict[int, Sha]] = {1: SHA1, 2: SHA256, 3: SHA512}
 
@@ -423,14 +431,14 @@ def _kimd(cpu: Cpu, regs: _Regs, fc: int, _r1: int, r2: int, _r3: int, _decipher
     """COMPUTE INTERMEDIATE MESSAGE DIGEST: SHA-1/256/512 blocks or GHASH, continuing from the ICV."""
     if fc == _GHASH:
         pb, block = _param(cpu, 32, write=True)
-        n, data = _data(cpu, regs, None, r2, 16, _SHA_LIMIT * 4)
+        n, data = _data(cpu, regs, None, r2, 16, _GHASH_LIMIT)
         if not n:
             return 0
         cpu.write_virtual(pb, cc.ghash(block[16:32], block[:16], data))
         return _done(regs, None, r2, n)
     alg = _SHAS[fc]
     pb, block = _param(cpu, alg.state, write=True)
-    n, data = _data(cpu, regs, None, r2, alg.block, _SHA_LIMIT)
+    n, data = _data(cpu, regs, None, r2, alg.block, sha_limit(alg))
     if not n:
         return 0
     cpu.write_virtual(pb, alg.compress(block, data))
@@ -447,7 +455,7 @@ def _klmd(cpu: Cpu, regs: _Regs, fc: int, _r1: int, r2: int, _r3: int, _decipher
     whole = total - total % alg.block
     n = 0
     if whole:
-        n = _plan(cpu, [(regs.addr(r2), False)], min(whole, _SHA_LIMIT), alg.block)
+        n = _plan(cpu, [(regs.addr(r2), False)], min(whole, sha_limit(alg)), alg.block)
         state = alg.compress(state, cpu.read_virtual(regs.addr(r2), n))
     try:
         if n < whole:
@@ -593,8 +601,8 @@ def _prno(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, _r3: int, decipher: 
     return 0
 
 
-# the SHA-512-DRNG parameter block: reserved (4), reseed counter (4), stream bytes (8), V (112), C (112); V and
-# C are the 111-byte values of the Hash_DRBG, right-aligned
+# the SHA-512-DRNG parameter block: reserved (4), reseed counter (4), stream bytes (8), V (112), C (112);
+# V and C are the 111-byte values of the Hash_DRBG, right-aligned
 _DRNG_BLOCK: Final = struct.Struct(">IIQ112s112s")
 
 

@@ -7,15 +7,20 @@ parameter block rather than in a library object: CBC and OFB chain through the b
 back, CFB feeds back ``s`` bytes, the counter mode takes its counter blocks from storage (KMCTR), XTS starts
 from the already-enciphered tweak (the "XTS parameter" PCC computes), GHASH and CMAC continue from a stored
 value. Where ``cryptography`` has the mode itself (ECB, CBC, OFB, CFB, CFB8) it does the work; the rest
-is the mode's own few XORs on top of its block cipher. The SHA compression functions, which no library
-exposes with a caller-supplied chaining value, are in ``cpacf_sha``.
+is the mode's own few XORs on top of its block cipher. The SHA compression functions KIMD/KLMD need with a
+caller-supplied chaining value come from OpenSSL's libcrypto block functions (``openssl_sha``), checked
+against the Python ones in ``cpacf_sha``, which stand in without that library.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import os
+import struct
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,6 +43,7 @@ __all__ = [
     "drbg_generate",
     "x917_prng",
     "random_bytes",
+    "openssl_sha",
     "wrapping_key_for",
 ]
 
@@ -302,6 +308,59 @@ def x917_prng(cipher: BlockCipher, cv: bytes, data: bytes) -> tuple[bytes, bytes
         v = cipher.encrypt(_xor(r, i))
         out.append(r)
     return b"".join(out), v
+
+
+# -- SHA compression through OpenSSL's block functions -------------------------------------------------------
+#
+# KIMD/KLMD continue a digest from a chaining value in storage; ``cryptography`` and ``hashlib`` only hash
+# from the standard initial value. OpenSSL's libcrypto (the library Python's ``hashlib`` itself runs on)
+# still exports the SHA*_Update functions over a context whose chaining words can be set, so whole blocks go
+# through OpenSSL's compression function; ``cpacf_sha`` has the same functions in Python and is used
+# when the library or its context layout is not the expected one (checked once against it).
+
+#: name -> (Init, Update symbols, context bytes, word format of the chaining value in the context)
+_OPENSSL_SHA: Final = {
+    "SHA-1": ("SHA1_Init", "SHA1_Update", 96, "5I"),
+    "SHA-256": ("SHA256_Init", "SHA256_Update", 112, "8I"),
+    "SHA-512": ("SHA512_Init", "SHA512_Update", 216, "8Q"),
+}
+
+
+class _OpenSslSha:
+    """One SHA algorithm's compression function in libcrypto, over a context whose chaining value is set."""
+
+    def __init__(self, lib: ctypes.CDLL, name: str) -> None:
+        init, update, self._size, words = _OPENSSL_SHA[name]
+        self._init = getattr(lib, init)
+        self._update = getattr(lib, update)
+        self._init.argtypes = [ctypes.c_void_p]
+        self._update.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        self._host = struct.Struct("=" + words)  # the context keeps the words in host byte order
+        self._be = struct.Struct(">" + words)
+
+    def compress(self, state: bytes, data: bytes) -> bytes:
+        ctx = ctypes.create_string_buffer(self._size)
+        self._init(ctx)
+        self._host.pack_into(ctx, 0, *self._be.unpack(state))
+        self._update(ctx, data, len(data))  # whole blocks only: nothing stays buffered
+        return self._be.pack(*self._host.unpack_from(ctx, 0))
+
+
+def openssl_sha(name: str) -> Callable[[bytes, bytes], bytes] | None:
+    """OpenSSL's compression function for ``name`` (SHA-1, SHA-256, SHA-512), or None without libcrypto."""
+    return _openssl_shas().get(name)
+
+
+@functools.cache
+def _openssl_shas() -> dict[str, Callable[[bytes, bytes], bytes]]:
+    path = ctypes.util.find_library("crypto")
+    if path is None:
+        return {}
+    try:
+        lib = ctypes.CDLL(path)
+        return {name: _OpenSslSha(lib, name).compress for name in _OPENSSL_SHA}
+    except (OSError, AttributeError):
+        return {}
 
 
 def random_bytes(n: int) -> bytes:

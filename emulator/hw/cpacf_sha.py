@@ -2,9 +2,11 @@
 
 KIMD continues a digest from the chaining value the program keeps in its parameter block, and KLMD pads
 with the message bit length the program supplies; both need the bare compression function with a
-caller-supplied state, which neither ``cryptography`` nor ``hashlib`` exposes. So it is written out here,
-once per algorithm, and the tests check every result against ``cryptography``'s digests of the same
-messages. States are the big-endian words H0..Hn as the parameter block holds them.
+caller-supplied state, which neither ``cryptography`` nor ``hashlib`` exposes. OpenSSL's block function
+does the work when libcrypto offers it (``cpacf_crypto.openssl_sha``, checked here at import against the
+Python functions written out below, which otherwise do it); the tests check both against
+``cryptography``'s digests of the same messages. States are the big-endian words H0..Hn as the parameter
+block holds them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from typing import Final
+
+from emulator.hw.cpacf_crypto import openssl_sha
 
 __all__ = ["Sha", "SHA1", "SHA256", "SHA512", "pad"]
 
@@ -118,7 +122,20 @@ class Sha:
     _fn: object
 
     def compress(self, state: bytes, data: bytes) -> bytes:
-        """Run the compression function over whole blocks of ``data`` starting from ``state``."""
+        """Run the compression function over whole blocks of ``data`` starting from ``state``: OpenSSL's
+        when libcrypto offers it and gave this module's result on the start-up check, else Python's."""
+        fast = _FAST.get(self.name)
+        if fast is not None:
+            return fast(state, data)
+        return self.compress_python(state, data)
+
+    @property
+    def fast(self) -> bool:
+        """Whether OpenSSL's compression function runs this algorithm."""
+        return self.name in _FAST
+
+    def compress_python(self, state: bytes, data: bytes) -> bytes:
+        """The compression function in Python (the reference)."""
         fmt = f">{self.state // struct.calcsize(self._word)}{self._word}"
         h = list(struct.unpack(fmt, state))
         fn = self._fn
@@ -138,3 +155,18 @@ def pad(alg: Sha, tail: bytes, mbl_bits: int) -> bytes:
     body = tail + b"\x80"
     total = -(-(len(body) + alg.mbl) // alg.block) * alg.block
     return body + bytes(total - len(body) - alg.mbl) + lenbytes
+
+
+def _fast_functions() -> dict[str, object]:
+    """OpenSSL's compression functions that give the Python functions' results on a known input."""
+    out = {}
+    for alg in (SHA1, SHA256, SHA512):
+        fn = openssl_sha(alg.name)
+        state = bytes(range(1, alg.state + 1))
+        data = bytes(range(2 * alg.block))
+        if fn is not None and fn(state, data) == alg.compress_python(state, data):
+            out[alg.name] = fn
+    return out
+
+
+_FAST: Final = _fast_functions()
