@@ -717,6 +717,9 @@ class Cpu:
         self.watch_frames: dict[int, bool] = {}
         #: Called as ``pgm_observer(cpu, code, teid)`` before each program interruption is delivered.
         self.pgm_observer: Callable[[Cpu, int, int | None], None] | None = None
+        #: SIE of a level-2 host (``emulator.machine.lpar_sie``): called as ``pgm_intercept(cpu, code, ilc,
+        #: teid, pc)`` before a program interruption is delivered; True: it ends SIE instead (not delivered).
+        self.pgm_intercept: Callable[[Cpu, int, int, int | None, int], bool] | None = None
         memory.add_invalidate_listener(self._invalidate, self._code_pages)  # one-frame writes elsewhere: no call
         memory.add_owner_batch_listener(self._owner_changed, self._tlb_frames)  # else: no call
         self.write_mask(PSW_MASK_64)
@@ -826,6 +829,10 @@ class Cpu:
     def fpc(self) -> int:
         """Floating-point-control register."""
         return int(self.uc.reg_read(S.UC_S390X_REG_FPC))
+
+    def set_fpc(self, value: int) -> None:
+        """Set the floating-point-control register."""
+        self.uc.reg_write(S.UC_S390X_REG_FPC, value & 0xFFFFFFFF)
 
     @property
     def psw(self) -> tuple[int, int]:
@@ -1662,6 +1669,8 @@ class Cpu:
             pc = self.pc
         if self.pgm_observer is not None:
             self.pgm_observer(self, code, teid)
+        if self.pgm_intercept is not None and self.pgm_intercept(self, code, ilc, teid, pc):
+            return
         key = (pc, code)
         self._pgm_repeat = self._pgm_repeat + 1 if key == self._pgm_last else 0
         self._pgm_last = key

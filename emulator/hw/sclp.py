@@ -182,6 +182,8 @@ class Sclp:
         self.input: deque[bytes] = deque()
         self.cp_receive_mask = 0
         self.cp_send_mask = 0
+        #: the feature bytes of every CPU entry of Read SCP Info (byte 0 bit 4: SIEF2, the SIE facility)
+        self.cpu_features = b""
 
     # -- console input --------------------------------------------------------------------------------
 
@@ -254,6 +256,8 @@ class Sclp:
             e = CpuEntry.from_buffer(data, ctypes.sizeof(ReadInfo) + i * ctypes.sizeof(CpuEntry))
             e.address = addr
             e.type = 0
+            for j, b in enumerate(self.cpu_features[:12]):
+                e.features[j] = b
         del info
         return RC_NORMAL_READ_COMPLETION
 

@@ -37,6 +37,7 @@ from emulator.hw.css import ChannelSubsystem, Subchannel
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import CpuSccb, Sclp
+from emulator.machine.lpar_sie import SCLP_CPU_FEATURE_SIEF2, LparSie
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
 from emulator.hw.virtio_ccw import make_device
@@ -193,6 +194,10 @@ class Machine:
         self.css = ChannelSubsystem(self.memory.host_view(), self.memory.keys)
         for c in group:
             c.io_source = self.css
+        #: SIE for the machine's programs: an LPAR's SIE facility at level 2, and at level 3 the nested
+        #: virtualisation a KVM host with ``nested=1`` offers its guests (vSIE); the SCLP announces SIEF2
+        self.sie: LparSie | None = LparSie(self.memory, self.tod, self.facilities)
+        self.sclp.cpu_features = bytes([SCLP_CPU_FEATURE_SIEF2])
         self.program: LoadedProgram | None = None
         self._start = 0
         self._cmdline = ""
@@ -642,7 +647,9 @@ class Machine:
         insn.finish(cc)
 
     def _insn_sie(self, cpu: Cpu, insn: Insn) -> None:
-        raise ProgramException(0x01, why="SIE is not available to a guest (no nested virtualisation)")
+        if self.sie is None:
+            raise ProgramException(0x01, why="SIE is not available to a guest (no nested virtualisation)")
+        self.sie.execute(cpu, insn)
 
     def _channel_subsystem(self, cpu: Cpu, insn: Insn) -> None:
         channel.HANDLERS[insn.name](self.css, cpu, insn)
@@ -653,6 +660,8 @@ class Machine:
 
     def close(self) -> None:
         """Release the CPUs and the devices."""
+        if self.sie is not None:
+            self.sie.close()
         for c in self.cpus.values():
             c.close()
         for sch in self.css.subchannels:
