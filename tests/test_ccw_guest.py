@@ -29,6 +29,11 @@ EXPECTED = (
     + DEVICE.format(model=2)
     + """stsch beyond the last subchannel: cc 3 after 2 subchannels
 tsch of subchannel 0xffff: cc 3
+stcrw with no report: cc 1, crw 00000000
+rchp 0: cc 0; machine checks 1, channel report pending yes, PSW and registers valid yes
+stcrw: cc 0, source 4 (channel path), recovery 02, id 0000
+stcrw again: cc 1
+rchp of a path not installed: cc 3
 virtio-blk: revision 1 accepted, VERSION_1 offered yes
 virtio-blk: queue and indicators set up ok, capacity 8 sectors
 virtio-blk: read sector 0: status 0, "zuv disk: sector zero..."

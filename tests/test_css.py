@@ -377,3 +377,16 @@ def test_chsc_store_channel_subsystem_characteristics(env):
     assert general[6] == 0x80  # bit 48: extended measurement block
     assert struct.unpack(">HH", css.chsc(struct.pack(">HH12x", 0x18, 0x10))[:4]) == (8, 3)  # bad length
     assert struct.unpack(">HH", css.chsc(struct.pack(">HH12x", 0x10, 0x4242))[:4]) == (8, 4)  # not installed
+
+
+def test_channel_reports_are_announced_by_one_machine_check_until_drained(env):
+    _, css, _ = env
+    assert css.rchp(0) == 0 and css.rchp(0) == 0
+    assert css.crw_mcheck and css.take_crw_mcheck()
+    assert not css.crw_mcheck and not css.take_crw_mcheck()  # one machine check for both reports
+    assert css.rchp(0) == 0 and not css.crw_mcheck  # not announced again while reports wait
+    assert [css.stcrw() is not None for _ in range(3)] == [True, True, True]
+    assert css.stcrw() is None  # drained: the next report is announced again
+    assert css.rchp(0) == 0 and css.crw_mcheck
+    css.reset()
+    assert not css.crw_mcheck and css.stcrw() is None

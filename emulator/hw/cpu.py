@@ -118,6 +118,15 @@ CR0_EXTERNAL_CALL_SC: Final = 1 << 13
 CR0_CKC_SC: Final = 1 << 11
 CR0_CPU_TIMER_SC: Final = 1 << 10
 CR0_SERVICE_SC: Final = 1 << 9
+CR14_CHANNEL_REPORT_SC: Final = 1 << 28  # bit 35: channel-report-pending subclass mask
+LC_MCIC: Final = 0xE8  # machine-check interruption code (u64)
+LC_MCESAD: Final = 0x11B0  # machine-check extended save area designation (u64)
+#: machine-check interruption code: channel report pending (bit 9) and the validity bits of what the
+#: interruption stores (PSW 20-23, FPRs 27, GRs 28, CRs 29, storage 31, ARs 33, TOD programmable 42, FPC 43,
+#: CPU timer 46, clock comparator 47)
+MCIC_CP: Final = 1 << (63 - 9)
+MCIC_VR: Final = 1 << (63 - 25)
+MCIC_VALID: Final = sum(1 << (63 - b) for b in (20, 21, 22, 23, 27, 28, 29, 31, 33, 42, 43, 46, 47))
 
 LC_EXT_PARAM: Final = 0x80
 LC_EXT_CPU_ADDR: Final = 0x84
@@ -414,8 +423,12 @@ class IoSource(Protocol):
     """Where a CPU finds pending I/O interruptions (the channel subsystem): ``pending`` is a cheap flag."""
 
     pending: bool
+    #: a channel-report-pending machine check waits for a CPU enabled for it (PSW bit 13, CR14 bit 35)
+    crw_mcheck: bool
 
     def io_deliverable(self, cr6: int) -> bool: ...
+
+    def take_crw_mcheck(self) -> bool: ...
 
     def take_io(self, cr6: int) -> tuple[int, int, int] | None: ...
 
@@ -557,6 +570,7 @@ _TLB_FILL_CB: Final = ctypes.CFUNCTYPE(
     ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p
 )
 _U64: Final = struct.Struct(">Q")
+_VECTOR_FACILITY: Final = 129
 _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
 
@@ -1749,6 +1763,50 @@ class Cpu:
         self._swap_psw(LC_EXT_OLD, LC_EXT_NEW)
         return True
 
+    def store_status(self, absolute: int, write: Callable[[int, bytes], None]) -> None:
+        """Store the CPU's status in the save-area layout at ``absolute`` (0x1200: SIGP store status at
+        absolute 0x1200, a machine check into its own lowcore).
+
+        Offsets (from 0x1200): FPRs +0x00, GRs +0x80, PSW +0x100, prefix +0x118, FPC +0x11C, TOD
+        programmable register +0x124, CPU timer +0x128, clock comparator >> 8 +0x130, ARs +0x140, CRs +0x180.
+        """
+        mask, addr = self.psw
+        write(absolute + 0x00, b"".join(_U64.pack(self.fpr(i)) for i in range(16)))
+        write(absolute + 0x80, b"".join(_U64.pack(v) for v in self.gprs()))
+        write(absolute + 0x100, _U64.pack(mask) + _U64.pack(addr))
+        write(absolute + 0x118, struct.pack(">II", self.prefix, self.fpc()))
+        write(absolute + 0x124, struct.pack(">I", self.tod_programmable))
+        write(absolute + 0x128, _U64.pack(self.cpu_timer & 0xFFFFFFFFFFFFFFFF) + _U64.pack(self.ckc >> 8))
+        write(absolute + 0x140, b"".join(struct.pack(">I", self.ar(i)) for i in range(16)))
+        write(absolute + 0x180, b"".join(_U64.pack(self.cr(i)) for i in range(16)))
+
+    def mcheck_deliverable(self) -> bool:
+        """A channel-report-pending machine check is waiting and this CPU is enabled for it."""
+        src = self.io_source
+        if src is None or not src.crw_mcheck or not self._mask() & PSW_MASK_MCHECK:
+            return False
+        return bool(self.cr(14) & CR14_CHANNEL_REPORT_SC)
+
+    def deliver_crw_mcheck(self) -> bool:
+        """Deliver the channel-report-pending machine check (repressible): the registers into the lowcore's
+        save areas (and the vector registers into the extended save area, if one is designated), the
+        interruption code with its validity bits at 0xE8, old/new PSW at 0x160/0x1E0. True if delivered."""
+        src = self.io_source
+        if not self.mcheck_deliverable() or src is None or not src.take_crw_mcheck():
+            return False
+        mcic = MCIC_CP | MCIC_VALID
+        self.store_status(0x1200, self._lowcore_write)
+        if _VECTOR_FACILITY < len(self.facilities) * 8 and self.facilities[_VECTOR_FACILITY // 8] & (
+            0x80 >> _VECTOR_FACILITY % 8
+        ):
+            mcesa = _U64.unpack(self._lowcore_read(LC_MCESAD, 8))[0] & ~0x3FF & 0xFFFFFFFFFFFFFFFF
+            if mcesa and mcesa + 0x200 <= self.mem.size:
+                self.mem.write(self._abs_to_host(mcesa, True, False), b"".join(self.vr(i) for i in range(32)))
+                mcic |= MCIC_VR
+        self._lowcore_write(LC_MCIC, _U64.pack(mcic))
+        self._swap_psw(LC_MCK_OLD, LC_MCK_NEW)
+        return True
+
     def io_deliverable(self) -> bool:
         """An I/O interruption is pending that the PSW (bit 6) and CR6's subclass mask let this CPU take."""
         src = self.io_source
@@ -1830,6 +1888,9 @@ class Cpu:
                 pc = self._pc_c = self._rd(_PC_C)
             if mask & PSW_MASK_FPO != self._fpo:  # set natively (an SPM as the target of EXECUTE)
                 self._fpo_changed(mask & PSW_MASK_FPO)
+            if mask & PSW_MASK_MCHECK and self.io_source is not None and self.io_source.crw_mcheck:
+                if self.deliver_crw_mcheck():
+                    continue
             if (mask & PSW_MASK_EXT or self.restart_pending) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
             if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending:

@@ -257,6 +257,10 @@ class ChannelSubsystem:
         #: True while an I/O interruption is pending (the CPUs' cheap test before they ask ``take_io``)
         self.pending = False
         self.crws: list[int] = []
+        #: a channel-report-pending machine check waits for a CPU (made when a report is queued while
+        #: reports are announced; STCRW finding none announces the next again)
+        self.crw_mcheck = False
+        self._announce = True
         self.mb_update = False
         self.mb_dct = False
         self.mbo = 0
@@ -282,6 +286,7 @@ class ChannelSubsystem:
         self._queue.clear()
         self.pending = False
         self.crws.clear()
+        self.crw_mcheck, self._announce = False, True
         self.mb_update = self.mb_dct = False
         self.mbo = self.mbk = self.address_limit = 0
 
@@ -374,10 +379,22 @@ class ChannelSubsystem:
             self.crws[-1] |= 0x20000000
             return
         self.crws.append(word)
+        if self._announce:
+            self._announce = False
+            self.crw_mcheck = True
+
+    def take_crw_mcheck(self) -> bool:
+        """A CPU takes the channel-report-pending machine check (True if one was waiting)."""
+        taken, self.crw_mcheck = self.crw_mcheck, False
+        return taken
 
     def stcrw(self) -> int | None:
-        """STORE CHANNEL REPORT WORD: the oldest pending report, or None (cc 1)."""
-        return self.crws.pop(0) if self.crws else None
+        """STORE CHANNEL REPORT WORD: the oldest pending report, or None (cc 1: the next report will be
+        announced by a machine check again)."""
+        if self.crws:
+            return self.crws.pop(0)
+        self._announce = True
+        return None
 
     def rchp(self, gr1: int) -> int:
         """RESET CHANNEL PATH: cc 0 and a solicited channel-path report, cc 3 for a path not installed."""

@@ -6,7 +6,6 @@ configuration (the machine, or one VM) passes its CPUs by address; the orders ac
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -60,8 +59,6 @@ STAT_INOPERATIVE: Final = 0x00000004
 STAT_INVALID_ORDER: Final = 0x00000002
 STAT_RECEIVER_CHECK: Final = 0x00000001
 
-_U64 = struct.Struct(">Q")
-
 
 def store_status(cpu: Cpu, absolute: int, write: Callable[[int, bytes], None]) -> None:
     """Store the CPU's status in the save-area layout at ``absolute`` (0x1200 for SIGP store status).
@@ -69,15 +66,7 @@ def store_status(cpu: Cpu, absolute: int, write: Callable[[int, bytes], None]) -
     Offsets (from 0x1200): FPRs +0x00, GRs +0x80, PSW +0x100, prefix +0x118, FPC +0x11C, TOD programmable
     register +0x124, CPU timer +0x128, clock comparator >> 8 +0x130, ARs +0x140, CRs +0x180.
     """
-    mask, addr = cpu.psw
-    write(absolute + 0x00, b"".join(_U64.pack(cpu.fpr(i)) for i in range(16)))
-    write(absolute + 0x80, b"".join(_U64.pack(v) for v in cpu.gprs()))
-    write(absolute + 0x100, _U64.pack(mask) + _U64.pack(addr))
-    write(absolute + 0x118, struct.pack(">II", cpu.prefix, cpu.fpc()))
-    write(absolute + 0x124, struct.pack(">I", cpu.tod_programmable))
-    write(absolute + 0x128, _U64.pack(cpu.cpu_timer & 0xFFFFFFFFFFFFFFFF) + _U64.pack(cpu.ckc >> 8))
-    write(absolute + 0x140, b"".join(struct.pack(">I", cpu.ar(i)) for i in range(16)))
-    write(absolute + 0x180, b"".join(_U64.pack(cpu.cr(i)) for i in range(16)))
+    cpu.store_status(absolute, write)
 
 
 def _running(cpu: Cpu) -> bool:

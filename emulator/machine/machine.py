@@ -390,7 +390,7 @@ class Machine:
             return False
         if cpu._ext_deliverable() is not None:  # noqa: SLF001 - same package family
             return False
-        return not cpu.io_deliverable()
+        return not cpu.io_deliverable() and not cpu.mcheck_deliverable()
 
     def _skip_idle(self, operating: list[Cpu]) -> bool:
         """Every running CPU waits: move the clock to the next timer, or give up. True if time moved."""

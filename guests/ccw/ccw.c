@@ -105,7 +105,61 @@ static long notify(uint32_t sid, uint64_t queue)
     return (long)r2;
 }
 
-static volatile uint32_t io_count, io_sid, io_param, io_ident;
+static int rchp(uint8_t chpid)
+{
+    register uint64_t r1 asm("1") = chpid;
+    int cc;
+
+    asm volatile("rchp\n ipm %0\n srl %0,28" : "=d"(cc) : "d"(r1) : "cc");
+    return cc;
+}
+
+static int stcrw(uint32_t *crw)
+{
+    int cc;
+
+    asm volatile("stcrw %1\n ipm %0\n srl %0,28" : "=d"(cc), "=Q"(*crw) : : "cc");
+    return cc;
+}
+
+static volatile uint32_t io_count, io_sid, io_param, io_ident, mck_count;
+static volatile uint64_t mck_code;
+
+static int mck_hook(struct irq_frame *f)
+{
+    mck_code = frame_lc64(f, 0xe8);
+    mck_count++;
+    return 1;
+}
+
+/* Load an enabled-wait PSW (current mask + machine check + wait) and return after one machine check. */
+static void wait_for_mck(void)
+{
+    struct psw psw = { psw_mask() | PSW_MASK_MCHECK | PSW_MASK_WAIT, 0 };
+
+    asm volatile("larl %%r1,0f\n stg %%r1,%0\n lpswe %1\n0:" : "=Q"(psw.addr) : "Q"(psw) : "r1", "memory");
+}
+
+/* RESET CHANNEL PATH: its channel report, announced by a channel-report-pending machine check. */
+static void channel_report(void)
+{
+    uint32_t crw = 0xfeedc0fe;
+    int cc;
+
+    set_mck_hook(mck_hook);
+    ctl_set_bit(14, 1UL << 28);  /* channel-report-pending subclass */
+    printf("stcrw with no report: cc %d, crw %08x\n", stcrw(&crw), crw);
+    cc = rchp(0);
+    wait_for_mck();
+    printf("rchp 0: cc %d; machine checks %u, channel report pending %s, PSW and registers valid %s\n", cc,
+           mck_count, mck_code & (1UL << 54) ? "yes" : "no",
+           (mck_code & 0x00000f0800000000UL) == 0x00000f0800000000UL ? "yes" : "no");
+    cc = stcrw(&crw);
+    printf("stcrw: cc %d, source %x (channel path), recovery %02x, id %04x\n", cc, crw >> 24 & 0xf, crw >> 16 & 0x3f,
+           crw & 0xffff);
+    printf("stcrw again: cc %d\n", stcrw(&crw));
+    printf("rchp of a path not installed: cc %d\n", rchp(0x42));
+}
 
 static int io_hook(struct irq_frame *f)
 {
@@ -298,6 +352,8 @@ int main(void)
     }
     printf("stsch beyond the last subchannel: cc %d after %d subchannels\n", cc, n);
     printf("tsch of subchannel 0xffff: cc %d\n", tsch(0x1ffff, &irb));
+    if (n)
+        channel_report();
     if (blk_sid)
         virtio_blk(blk_sid);
     exit(0);
