@@ -607,3 +607,24 @@ def test_kmc_prng_is_the_x917_generator(cpu):
         v = ecb(alg, bytes(a ^ b for a, b in zip(r, i, strict=True)))
         want += r
     assert cpu.mem.read(DST, 64) == want and cpu.mem.read(PARAM, 8) == v
+
+
+def test_chaining_and_gcm_state_carry_over_partial_completion(cpu):
+    """KMC and KMA over more than one execution's share: the chaining value, counter and tag stored at
+    CC 3 continue exactly where one long operation would be."""
+    k, iv = os.urandom(32), os.urandom(16)
+    data = os.urandom(cpacf.LIMIT + 48)
+    cpu.mem.write(PARAM, iv + k)
+    cpu.mem.write(SRC, data)
+    out = execute(cpu, rre(KMC, 4, 2), cipher_regs(20, n=len(data)))
+    assert out["ccs"] == [3, 0]
+    e = Cipher(algorithms.AES(k), modes.CBC(iv)).encryptor()
+    assert cpu.mem.read(DST, len(data)) == e.update(data) + e.finalize()
+    a, p, nonce = os.urandom(cpacf.LIMIT + 20), data[: cpacf.LIMIT + 5], os.urandom(12)
+    cpu.mem.write(PARAM, struct.pack(">12xI16x16xQQ", 1, 8 * len(a), 8 * len(p)) + nonce + b"\0\0\0\1" + k)
+    cpu.mem.write(AAD, a)
+    regs = {0: 20 | 0x300, 1: PARAM, 2: SRC, 3: len(p), 4: DST, 6: AAD, 7: len(a)}
+    out = execute(cpu, rrf(KMA, 4, 2, 6), regs)
+    assert out["ccs"] == [3, 3, 0]
+    want = AESGCM(k).encrypt(nonce, p, a)
+    assert cpu.mem.read(DST, len(p)) == want[:-16] and cpu.mem.read(PARAM + 16, 16) == want[-16:]

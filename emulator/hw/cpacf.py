@@ -16,8 +16,8 @@ follows the Principles of Operation, chapter 7 "Message-Security-Assist", as Lin
   function is installed (query bit), then the operands;
 - function code 0 (query) stores the 16-byte bit mask of installed functions;
 - a CPU-determined amount is processed per execution: at most ``LIMIT`` bytes of the instruction's data
-  (less for GHASH and, without OpenSSL, the SHA functions, which then run in Python), and never past an operand page that cannot be
-  accessed once some data was processed. The registers then name the rest and the condition code is 3
+  (less for GHASH and, without OpenSSL, the SHA functions, which then run in Python), and never past an
+  operand page that cannot be accessed once some data was processed. The registers then name the rest and the condition code is 3
   (partial completion); the program branches back (``brc 1``), and the access exception is recognised
   when that page comes first;
 - functions with a protected (encrypted) key find the machine's wrapping-key verification pattern after
@@ -471,17 +471,21 @@ def _klmd(cpu: Cpu, regs: _Regs, fc: int, _r1: int, r2: int, _r3: int, _decipher
     return _done(regs, None, r2, total)
 
 
+#: KMA's parameter block before the key: reserved (12), counter value CV (4), tag T (16), hash subkey H (16),
+#: total AAD length TAADL (8), total plaintext/ciphertext length TPCL (8), J0 (16); lengths in bits
+_KMA_BLOCK: Final = struct.Struct(">12sI16s16sQQ16s")
+
+
 @_instruction("KMA")
 def _kma(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, r3: int, decipher: bool) -> int:
     """CIPHER MESSAGE WITH AUTHENTICATION: GCM over the AAD (R3 pair) and the text (R2 pair) into R1."""
     gr0 = cpu.gpr(0)
     lpc, laad, hs = bool(gr0 & 0x100), bool(gr0 & 0x200), bool(gr0 & 0x400)
-    pb, block = _param(cpu, 80 + _key_field(fc), write=True)
-    ciph = _cipher(cpu, fc, block[80:])
+    pb, block = _param(cpu, _KMA_BLOCK.size + _key_field(fc), write=True)
+    ciph = _cipher(cpu, fc, block[_KMA_BLOCK.size :])
     if ciph is None:
         return 1
-    cv = int.from_bytes(block[12:16], "big")
-    tag, h, j0 = block[16:32], block[32:48], block[64:80]
+    reserved, cv, tag, h, taadl, tpcl, j0 = _KMA_BLOCK.unpack_from(block)
     if not hs:
         h = ciph.encrypt(bytes(16))
     aad_len, text_len = regs.length(r3 + 1), regs.length(r2 + 1)
@@ -522,13 +526,9 @@ def _kma(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, r3: int, decipher: bo
         regs.consume(r2 + 1, n_text)
     complete = n_aad == aad_len and n_text == text_len
     if complete and laad and lpc:
-        tag = cc.ghash(h, tag, block[48:64])  # TAADL || TPCL, in bits
+        tag = cc.ghash(h, tag, struct.pack(">QQ", taadl, tpcl))
         tag = bytes(a ^ b for a, b in zip(tag, ciph.encrypt(j0), strict=True))
-    update = bytearray(block[:48])
-    update[12:16] = cv.to_bytes(4, "big")
-    update[16:32] = tag
-    update[32:48] = h
-    cpu.write_virtual(pb, bytes(update))
+    cpu.write_virtual(pb, _KMA_BLOCK.pack(reserved, cv, tag, h, taadl, tpcl, j0))
     return 0 if complete else 3
 
 
