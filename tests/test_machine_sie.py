@@ -85,6 +85,14 @@ def test_instruction_interception_carries_the_guest_state_back(host_elf):
     assert (sd.gg14, sd.gg15) == (0x1414, 0x1515)
 
 
+def test_an_instruction_executed_by_exrl_is_intercepted_with_the_execute_status(host_elf):
+    # guest: exrl 0,0x4008 ; nopr ; 0x4008: diag 0,0,0x44 (the EXRL's target)
+    m, r, sd = _sie(host_elf, bytes.fromhex("c60000000004" "0700") + DIAG_44)
+    assert sd.icptcode == 0x04 and (sd.ipa, sd.ipb) == (0x8300, 0x00440000)
+    assert sd.icptstatus == 0x61  # executed by EXECUTE, whose length is 6 (KVM's kvm_s390_get_ilen)
+    assert sd.psw_addr == 0x4006  # after the EXRL, not after the DIAG
+
+
 def test_guest_storage_is_relocated_by_mso(host_elf):
     # guest: mvi 0x100,0xab ; diag 0,0,0x44  -> host byte at MSO + 0x100
     m, r, sd = _sie(host_elf, bytes.fromhex("92ab0100") + DIAG_44)

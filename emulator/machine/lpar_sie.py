@@ -254,7 +254,9 @@ class LparSie:
             gi = ex.insn
             assert gi is not None
             sd.ipa, sd.ipb = ipa_ipb(gi.raw)
-            gi.finish()  # the guest PSW designates the next instruction
+            # executed by EXECUTE: bit 7 of the status, the EXECUTE's length in bits 1-2 of the high nibble
+            sd.icptstatus = gi.ex_ilen << 4 | 1 if gi.ex_ilen else 0
+            gi.finish()  # the guest PSW designates the next instruction (after the EXECUTE for a target)
             self._store(host, g, sd)
             return self._intercept(host, insn, sd, ICPT_INST)
         self._store(host, g, sd)
