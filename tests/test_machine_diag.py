@@ -8,7 +8,7 @@ import pytest
 from emulator.errors import MachineError, ProgramException
 from emulator.hw.diag import Diag288, release_pages
 from emulator.hw.memory import PhysicalMemory
-from emulator.hw.tod import TOD_PER_US
+from emulator.hw.tod import TOD_PER_US, TodClock
 from emulator.machine.machine import Machine
 
 SECOND = 1_000_000 * TOD_PER_US
@@ -65,6 +65,52 @@ def test_diag10_beyond_memory_is_ignored():
     mem.write(0xFF000, b"z" * 0x1000)
     assert release_pages(mem, 0xFF000, 0x200000, 0) == [(0xFF000, 0x1000)]
     assert mem.read(0xFF000, 0x1000) == bytes(0x1000)
+
+
+RELEASE = r"""
+.text
+.globl _start
+_start:
+    larl %r1,pgmnew
+    mvc 0x1d0(16,%r0),0(%r1)
+    lgfi %r2,0x30000
+    mvhi 0(%r2),0x55
+    lgfi %r5,0x31000
+    mvhi 0(%r5),0x66
+    lgr %r3,%r2
+    diag %r2,%r3,0x10           # release the page at 0x30000 (R3: the last page)
+    lgfi %r4,0x30001
+    diag %r4,%r3,0x10           # unaligned: a specification exception
+    larl %r1,donepsw
+    lpswe 0(%r1)
+pgm:
+    mvc 0xF08(2,%r0),0x8e
+    lpswe 0x150                 # back after the DIAG
+    .align 8
+pgmnew:  .quad 0x0000000180000000, pgm
+donepsw: .quad 0x0002000180000000, 0xfff
+"""
+
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("owner", ["machine", "hypervisor"])
+def test_diag10_in_a_program_releases_its_page_and_refuses_an_unaligned_one(tmp_path, owner):
+    elf = _build(tmp_path, RELEASE)
+    if owner == "machine":
+        m = Machine(16 << 20, deterministic=True)
+        m.load(elf)
+        assert m.run(time_limit=30).clean
+        read = m.memory.read
+    else:
+        from emulator.hypervisor.kvm import MIB, Hypervisor
+
+        hv = Hypervisor(PhysicalMemory(64 * MIB), TodClock())
+        vm = hv.create_vm(16 * MIB)
+        vm.load(elf)
+        assert vm.run(time_limit=30).clean
+        read = vm.memory.read
+    assert read(0x30000, 4) == bytes(4) and read(0x31000, 4) == struct.pack(">I", 0x66)
+    assert read(0xF08, 2) == struct.pack(">H", 0x06)
 
 
 # -- DIAG 0x288 ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from emulator.errors import ProgramException
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from emulator.hw.tod import TOD_PER_US
 
-__all__ = ["release_pages", "Diag288", "WATCHDOG_ACTIONS", "WATCHDOG_MODELS"]
+__all__ = ["release_ranges", "release_pages", "Diag288", "WATCHDOG_ACTIONS", "WATCHDOG_MODELS"]
 
 PGM_SPECIFICATION: Final = 0x06
 
@@ -35,34 +35,38 @@ WDT_ACTION_RESTART: Final = 0
 WDT_MIN_TIMEOUT: Final = 15
 
 
-def release_pages(memory: PhysicalMemory, start: int, end_page: int, prefix: int) -> list[tuple[int, int]]:
-    """DIAGNOSE 0x10: release the guest real pages ``start`` to ``end_page`` (the last page's address).
-
-    The checks are KVM's (``diag_release_pages``): both addresses 4 KiB aligned, start not above the last
-    page, and start above the low 8 KiB; anything else is a specification exception. A released page
-    reads as zeros afterwards (the host dropped it); the prefix area's real pages are absolute 0 and 1,
-    which go too, while the absolute pages behind real 0-1 stay. Pages beyond memory are ignored, as are
-    frames the host does not own (secure or donated storage stays with the Ultravisor). Storage keys stay.
-
-    Returns the absolute ranges released (start, length).
-    """
+def release_ranges(start: int, end_page: int, prefix: int) -> list[tuple[int, int]]:
+    """DIAGNOSE 0x10's absolute ranges [lo, hi) for the guest real pages ``start`` to ``end_page`` (the last
+    page's address), checked as KVM checks them (``diag_release_pages``): both addresses 4 KiB aligned,
+    start not above the last page, and start above the low 8 KiB; anything else is a specification
+    exception. The prefix area's real pages are absolute 0 and 1, which go too, while the absolute pages
+    behind real 0-1 stay."""
     end = (end_page + PAGE_SIZE) & 0xFFFFFFFFFFFFFFFF
     if start & 0xFFF or end & 0xFFF or start >= end or start < 2 * PAGE_SIZE:
         raise ProgramException(
             PGM_SPECIFICATION, why=f"DIAG 0x10: bad page range {start:#x}-{end_page:#x} (aligned, from 8 KiB)"
         )
-    ranges: list[tuple[int, int]] = []
     if end <= prefix or start >= prefix + 2 * PAGE_SIZE:
-        ranges.append((start, end))
-    else:
-        ranges.append((start, prefix))
-        if start <= prefix:
-            ranges.append((0, PAGE_SIZE))
-        if end > prefix + PAGE_SIZE:
-            ranges.append((PAGE_SIZE, 2 * PAGE_SIZE))
-        ranges.append((prefix + 2 * PAGE_SIZE, end))
+        return [(start, end)]
+    ranges = [(start, prefix)]
+    if start <= prefix:
+        ranges.append((0, PAGE_SIZE))
+    if end > prefix + PAGE_SIZE:
+        ranges.append((PAGE_SIZE, 2 * PAGE_SIZE))
+    ranges.append((prefix + 2 * PAGE_SIZE, end))
+    return [(lo, hi) for lo, hi in ranges if lo < hi]
+
+
+def release_pages(memory: PhysicalMemory, start: int, end_page: int, prefix: int) -> list[tuple[int, int]]:
+    """DIAGNOSE 0x10 on a machine's own storage: release the guest real pages ``start`` to ``end_page``
+    (``release_ranges``). A released page reads as zeros afterwards (the host dropped it). Pages beyond
+    memory are ignored, as are frames the host does not own (secure or donated storage stays with the
+    Ultravisor). Storage keys stay.
+
+    Returns the absolute ranges released (start, length).
+    """
     done = []
-    for lo, hi in ranges:
+    for lo, hi in release_ranges(start, end_page, prefix):
         hi = min(hi, memory.size)
         if lo >= hi:
             continue

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
 
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw import sigp as sigp_mod
+from emulator.hw.diag import release_ranges
 from emulator.hw.cpu import (
     CHECK_STOP,
     OPERATING,
@@ -628,7 +629,12 @@ def _sigp(vm: Vm, v: Vcpu, insn: Insn) -> None:
 def _diag(vm: Vm, v: Vcpu, insn: Insn) -> None:
     cpu = v.cpu
     code = insn.address() & 0xFFFF
-    if code in (0x44, 0x9C, 0x10, 0x288):
+    if code in (0x44, 0x9C, 0x288):
+        return
+    if code == 0x10:  # release pages: the guest's storage reads zero there afterwards
+        for lo, hi in release_ranges(cpu.gpr(insn.r1), cpu.gpr(insn.r3), cpu.prefix):
+            if lo < vm.memory_size:
+                vm.memory.fill(lo, min(hi, vm.memory_size) - lo)
         return
     if code == 0x500:
         cpu.set_gpr(2, vm.hv.virtio_notify(vm, cpu.gpr(1), cpu.gpr(2), cpu.gpr(3), cpu.gpr(4)))
