@@ -86,6 +86,7 @@ def _result(out: bytes, tmp_path, code=0):
 def test_output_is_read_as_the_upstream_runner_reads_it(tmp_path):
     r = _result(b"\rPASS: a\nFAIL: b\nXFAIL: c\nSKIP: d\nSUMMARY: 4 tests\n\nEXIT: STATUS=3\n", tmp_path)
     assert (r.passed, r.failed, r.skipped, r.status, r.verdict) == (2, 1, 1, 3, "FAIL")
+    assert _result(b"\x1bcPASS: a\nEXIT: STATUS=1\n", tmp_path).passed == 1  # after a terminal reset
     assert _result(b"PASS: a\nEXIT: STATUS=1\n", tmp_path).verdict == "PASS"
     assert _result(b"SKIP: a\nEXIT: STATUS=77\n", tmp_path).verdict == "SKIP"
     r = _result(b"PASS: a\nzuv: check stop\n", tmp_path, code=1)

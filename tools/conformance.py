@@ -44,7 +44,7 @@ def default_tarball() -> Path:
 EXPECTED = REPO / "tests" / "conformance" / "expected.json"
 DEFAULT_TIMEOUT = 90.0  # the upstream runner's default (scripts/runtime.bash)
 EXIT_RE = re.compile(rb"EXIT: STATUS=(\d+)")
-COUNT_RE = re.compile(rb"(?:^|\r)(PASS|FAIL|XPASS|XFAIL|SKIP):", re.M)
+COUNT_RE = re.compile(rb"(?:^|\r)(?:\x1bc)?(PASS|FAIL|XPASS|XFAIL|SKIP):", re.M)
 VERDICT_RANK = {"PASS": 3, "SKIP": 2, "FAIL": 1, "TIMEOUT": 0}
 
 # QEMU options of unittests.cfg and the zuv run options that give the same machine; a QEMU option zuv does not
