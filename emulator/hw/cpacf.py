@@ -17,9 +17,9 @@ follows the Principles of Operation, chapter 7 "Message-Security-Assist", as Lin
 - function code 0 (query) stores the 16-byte bit mask of installed functions;
 - a CPU-determined amount is processed per execution: at most ``LIMIT`` bytes of the instruction's data
   (less for GHASH and, without OpenSSL, the SHA functions, which then run in Python), and never past an
-  operand page that cannot be accessed once some data was processed. The registers then name the rest and the condition code is 3
-  (partial completion); the program branches back (``brc 1``), and the access exception is recognised
-  when that page comes first;
+  operand page that cannot be accessed once some data was processed. The registers then name the rest
+  and the condition code is 3 (partial completion); the program branches back (``brc 1``), and the
+  access exception is recognised when that page comes first;
 - functions with a protected (encrypted) key find the machine's wrapping-key verification pattern after
   the key in the parameter block; a pattern that does not match ends the instruction with CC 1.
 
