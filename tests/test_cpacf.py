@@ -628,3 +628,14 @@ def test_chaining_and_gcm_state_carry_over_partial_completion(cpu):
     assert out["ccs"] == [3, 3, 0]
     want = AESGCM(k).encrypt(nonce, p, a)
     assert cpu.mem.read(DST, len(p)) == want[:-16] and cpu.mem.read(PARAM + 16, 16) == want[-16:]
+
+
+def test_a_cpacf_instruction_as_the_target_of_execute(cpu):
+    """EX of a KM: the target is emulated as if at the EX, and the PSW moves past the EX."""
+    k, data = os.urandom(16), os.urandom(32)
+    cpu.mem.write(PARAM, k)
+    cpu.mem.write(SRC, data)
+    cpu.mem.write(CODE + 0x100, rre(KM, 4, 2))
+    out = execute(cpu, bytes.fromhex("44009100"), {**cipher_regs(18, n=32), 9: CODE})  # ex 0,0x100(%r9)
+    assert out["ccs"] == [0] and out["regs"][2:5] == [SRC + 32, 0, DST + 32]
+    assert cpu.mem.read(DST, 32) == ecb(algorithms.AES(k), data)
