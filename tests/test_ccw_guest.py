@@ -98,3 +98,12 @@ def test_qemu_prints_the_same_but_for_the_short_sense_id(disk):
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False).stdout
     assert out.decode().replace("no SLI: status 0020", "no SLI: status 0c40") == EXPECTED
+
+
+def test_the_console_takes_devices_too(disk):
+    from emulator.console.cli import build_session_from_args
+
+    session = build_session_from_args(["--device", "virtio-net-ccw", "--drive", str(disk), str(IMAGE)])
+    machine = session.machine  # type: ignore[attr-defined]
+    assert [s.device.name for s in machine.css.subchannels] == ["virtio-net-ccw", "virtio-blk-ccw"]
+    machine.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -36,12 +37,14 @@ def open_session(
     seed: int | None = None,
     attack: bool = True,
     symbols: str | None = None,
+    devices: Sequence[str] = (),
 ) -> object:
     """A ``Session`` on a new machine with ``program`` loaded (the Python entry point of the console).
 
     An SE image boots on a secure host for ``machine`` (its host keys); ``seed`` fixes the Ultravisor's
     random numbers (``deterministic`` alone uses seed 0), ``attack`` lets the hypervisor try to read the demo's
     secret page, ``symbols`` names an ELF whose symbols apply to the guest (the bundled demo's by default).
+    ``devices`` are channel-attached devices as ``zuv run --device`` takes them (plain machines only).
 
     Raises:
         EmulatorError: a bad size, CPU count, program or machine (the message is one line).
@@ -53,11 +56,17 @@ def open_session(
     from emulator.console.secure import is_se_image
 
     if is_se_image(path):
+        if devices:
+            from emulator.errors import MachineError
+
+            raise MachineError("--device and --drive are for plain machines, not SE images")
         sm = open_secure_machine(path, memory=memory, cpus=cpus, deterministic=deterministic, machine=machine,
                                  seed=seed, attack=attack, symbols=symbols)  # fmt: skip
         return Session(sm, sm.program, view=view)  # type: ignore[attr-defined]
     m = Machine(parse_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
                 uv_machine=machine, uv_seed=seed)  # fmt: skip
+    for spec in devices:
+        m.add_device(spec)
     prog = m.load(path, append)
     return Session(m, prog, view=view)
 
@@ -111,6 +120,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
                    help="SE images and --ultravisor: seed of the Ultravisor's random numbers")
     c.add_argument("--no-attack", action="store_true", help="SE images: the hypervisor does not read the secret")
     c.add_argument("--symbols", default=None, help="SE images: ELF whose symbols name guest addresses")
+    c.add_argument("--device", action="append", default=[], metavar="SPEC",
+                   help="a channel-attached device, as zuv run --device (repeatable)")
+    c.add_argument("--drive", action="append", default=[], metavar="FILE",
+                   help="a virtio-blk-ccw disk backed by FILE")
     c.add_argument("--quiet", "-q", action="store_true", help="scripts: do not echo the commands")
     c.set_defaults(func=cmd_console)
     return c
@@ -130,6 +143,7 @@ def _session(args: argparse.Namespace) -> object:
         args.program, memory=args.memory, cpus=args.cpus, deterministic=args.deterministic,
         level=args.level, append=args.append, view=args.view, ultravisor=args.ultravisor,
         machine=args.machine, seed=args.seed, attack=not args.no_attack, symbols=args.symbols,
+        devices=[*args.device, *(f"virtio-blk-ccw,file={d}" for d in args.drive)],
     )  # fmt: skip
 
 
