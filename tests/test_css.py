@@ -6,6 +6,7 @@ import struct
 import pytest
 
 from emulator.errors import ProgramException
+from emulator.hw import chsc
 from emulator.hw import css_blocks as cb
 from emulator.hw.css import CcwDevice, ChannelSubsystem, CommandReject
 from emulator.hw.memory import PhysicalMemory
@@ -370,13 +371,13 @@ def test_channel_reports_from_rchp(env):
 def test_chsc_store_channel_subsystem_characteristics(env):
     _, css, _ = env
     req = struct.pack(">HHHBB8x", 0x10, 0x10, 0, 0, 0)
-    res = css.chsc(req)
+    res = chsc.call(css, req)
     length, code = struct.unpack(">HH", res[:4])
     assert (length, code, len(res)) == (0xFF0, 1, 0xFF0)
     general = res[8 : 8 + 255 * 8]
     assert general[6] == 0x80  # bit 48: extended measurement block
-    assert struct.unpack(">HH", css.chsc(struct.pack(">HH12x", 0x18, 0x10))[:4]) == (8, 3)  # bad length
-    assert struct.unpack(">HH", css.chsc(struct.pack(">HH12x", 0x10, 0x4242))[:4]) == (8, 4)  # not installed
+    assert struct.unpack(">HH", chsc.call(css, struct.pack(">HH12x", 0x18, 0x10))[:4]) == (8, 3)  # bad length
+    assert struct.unpack(">HH", chsc.call(css, struct.pack(">HH12x", 0x10, 0x4242))[:4]) == (8, 4)  # not installed
 
 
 def test_channel_reports_are_announced_by_one_machine_check_until_drained(env):
@@ -390,3 +391,22 @@ def test_channel_reports_are_announced_by_one_machine_check_until_drained(env):
     assert css.rchp(0) == 0 and css.crw_mcheck
     css.reset()
     assert not css.crw_mcheck and css.stcrw() is None
+
+
+def test_chsc_store_channel_path_description(env):
+    _, css, _ = env
+
+    def scpd(word1, word2, length=0x10):
+        res = chsc.call(css, struct.pack(">HHIII", length, 0x0002, word1, word2, 0))
+        n, code, param = struct.unpack(">HHI", res[:8])
+        assert n == len(res)
+        return code, param, res[8:]
+
+    assert scpd(0x00000000, 0x000000FF) == (1, 0, bytes([0x80, 0, 0x32, 0]) + bytes(4))  # valid, type 0x32
+    code, param, desc = scpd(0x10000100, 0x00000000)  # C and RFMT 1: the 32-byte format-1 description
+    assert (code, param, len(desc), desc[:4]) == (1, 1, 32, bytes([0x80, 0, 0x32, 0]))
+    assert scpd(0x00000001, 0x000000FF) == (1, 0, b"")  # no path installed from CHPID 1 on
+    assert scpd(0x00000005, 0x00000004)[0] == 3  # last before first
+    assert scpd(0x00000000, 0x00000000, length=0x18)[0] == 3
+    assert scpd(0x01000000, 0x00000000)[0] == 7  # FMT other than 0
+    assert scpd(0x00010000, 0x00000000)[0] == 8  # CSSID 1

@@ -49,15 +49,6 @@ PATH_MASK: Final = 0x80  # the one installed path: CHPID slot 0
 CU_TYPE_VIRTIO: Final = 0x3832
 MAX_CRWS: Final = 64
 SENSE_COMMAND_REJECT: Final = 0x80  # sense byte 0 bit 0
-#: Store Channel Subsystem Characteristics, general characteristics this CSS has (bit numbers)
-GENERAL_CHARS: Final = (48,)  # extended measurement block (format-1 measurement blocks)
-CHSC_SCSC: Final = 0x0010
-CHSC_SEI: Final = 0x000E
-CHSC_RSP_OK: Final = 0x0001
-CHSC_RSP_REQERR: Final = 0x0003
-CHSC_RSP_ENOCMD: Final = 0x0004
-CHSC_RSP_NODATA: Final = 0x0005
-CHSC_RSP_EFRMT: Final = 0x0007
 
 
 class ChannelCheck(Exception):  # noqa: N818 - the architecture's name for the condition
@@ -706,7 +697,7 @@ class ChannelSubsystem:
             return 3
         return 1 if sch.status_pending else 2
 
-    # -- SCHM, SAL, CHSC -------------------------------------------------------------------------------
+    # -- SCHM, SAL ------------------------------------------------------------------------------------
 
     def schm(self, gr1: int, gr2: int) -> None:
         """SET CHANNEL MONITOR: measurement-block key, update mode, device-connect-time mode, origin."""
@@ -727,27 +718,3 @@ class ChannelSubsystem:
         if gr1 & 0x8000FFFF:
             raise ProgramException(PGM_OPERAND, why="SAL: bits 32 and 48-63 of GR1 must be zero")
         self.address_limit = gr1
-
-    def chsc(self, request: bytes) -> bytes:
-        """CHANNEL SUBSYSTEM CALL: the response block for a command-request block (its length checked by
-        the caller: 16..4088, a multiple of 8)."""
-        length = int.from_bytes(request[0:2], "big")
-        code = int.from_bytes(request[2:4], "big")
-        if code == CHSC_SCSC:
-            if length != 0x10:
-                return _chsc_response(CHSC_RSP_REQERR)
-            if int.from_bytes(request[4:6], "big") & 0xF or int.from_bytes(request[12:16], "big") & 0xF:
-                return _chsc_response(CHSC_RSP_EFRMT)
-            general = bytearray(255 * 8)
-            for bit in GENERAL_CHARS:
-                general[bit // 8] |= 0x80 >> (bit % 8)
-            body = bytes(4) + bytes(general) + bytes(254 * 8)
-            return (0x1000 - 0x10).to_bytes(2, "big") + CHSC_RSP_OK.to_bytes(2, "big") + body
-        if code == CHSC_SEI:
-            return _chsc_response(CHSC_RSP_NODATA)  # no event information pending
-        return _chsc_response(CHSC_RSP_ENOCMD)
-
-
-def _chsc_response(code: int) -> bytes:
-    """A response block with only its header and a response code (eight bytes)."""
-    return (8).to_bytes(2, "big") + code.to_bytes(2, "big") + bytes(4)

@@ -14,6 +14,7 @@ from typing import Final
 
 from emulator.errors import ProgramException
 from emulator.hw.cpu import Cpu, Insn
+from emulator.hw import chsc
 from emulator.hw.css import PGM_OPERAND, ChannelSubsystem
 
 __all__ = ["HANDLERS"]
@@ -150,7 +151,7 @@ def _chsc(css: ChannelSubsystem, cpu: Cpu, insn: Insn) -> None:
     length = int.from_bytes(header[:2], "big")
     if length < 16 or length > 4088 or length & 7:
         raise ProgramException(PGM_OPERAND, why=f"CHSC request length {length:#x}")
-    response = css.chsc(cpu.read_virtual(addr, length))
+    response = chsc.call(css, cpu.read_virtual(addr, length))
     cpu.write_virtual(addr + length, response[: 0x1000 - length])
     insn.finish(0)
 
