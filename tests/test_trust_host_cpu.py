@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from emulator.errors import ProgramException
-from emulator.hw.cpu import CHECK_STOP, OPERATING, PSW_MASK_64, PSW_MASK_DAT, Cpu, GuestMapping
+from emulator.hw.cpu import CHECK_STOP, OPERATING, PSW_MASK_64, PSW_MASK_DAT, PSW_MASK_IO, Cpu, GuestMapping
 from emulator.hw.memory import OWNER_HOST, PhysicalMemory
 from emulator.hw.sysinfo import facility_list
 from emulator.hw.tod import TodClock
@@ -212,7 +212,26 @@ def test_an_interruption_with_the_prefix_area_on_a_secure_frame_check_stops_and_
         cpu.state = OPERATING
         deliver()
         assert cpu.state == CHECK_STOP
+    # an I/O interruption stays pending: the channel subsystem is not asked for it
+    cpu.io_source = _PendingIo()
+    cpu.set_cr(6, 0xFF000000)
+    cpu.set_psw(PSW_MASK_64 | PSW_MASK_IO, 0x10000)
+    cpu.state = OPERATING
+    assert cpu.deliver_io() and cpu.state == CHECK_STOP
+    cpu.io_source = None
     assert_nothing_obtained(cpu.mem, [cpu])
+
+
+class _PendingIo:
+    """A channel subsystem with an I/O interruption pending in every subclass."""
+
+    pending = True
+
+    def io_deliverable(self, cr6: int) -> bool:
+        return True
+
+    def take_io(self, cr6: int) -> tuple[int, int, int]:
+        raise AssertionError("the interruption was taken although its old PSW cannot be stored")
 
 
 def test_a_secure_cpus_check_stop_message_shows_no_byte_of_its_new_psw(cpu):

@@ -1820,6 +1820,10 @@ class Cpu:
         src = self.io_source
         if src is None or not self._mask() & PSW_MASK_IO:
             return False
+        if not src.io_deliverable(self.cr(6)):
+            return False
+        if not self._deliverable():
+            return True  # the CPU check-stopped: the interruption stays pending
         taken = src.take_io(self.cr(6))
         if taken is None:
             return False
