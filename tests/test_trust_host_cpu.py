@@ -14,7 +14,16 @@ import subprocess
 import pytest
 
 from emulator.errors import ProgramException
-from emulator.hw.cpu import CHECK_STOP, OPERATING, PSW_MASK_64, PSW_MASK_DAT, PSW_MASK_IO, Cpu, GuestMapping
+from emulator.hw.cpu import (
+    CHECK_STOP,
+    OPERATING,
+    PSW_MASK_64,
+    PSW_MASK_DAT,
+    PSW_MASK_IO,
+    PSW_MASK_MCHECK,
+    Cpu,
+    GuestMapping,
+)
 from emulator.hw.memory import OWNER_HOST, PhysicalMemory
 from emulator.hw.sysinfo import facility_list
 from emulator.hw.tod import TodClock
@@ -84,13 +93,14 @@ def _host_bytes(mem: PhysicalMemory) -> bytes:
     )
 
 
-def assert_nothing_obtained(mem: PhysicalMemory, cpus: list[Cpu]) -> None:
+def assert_nothing_obtained(mem: PhysicalMemory, cpus: list[Cpu], pages: tuple[int, ...] = (SECRET,)) -> None:
     assert MAGIC not in _host_bytes(mem), "secure plaintext reached host storage"
     for c in cpus:
         regs = b"".join(v.to_bytes(8, "big") for v in (*c.gprs(), *c.crs(), *(c.fpr(i) for i in range(16))))
         assert MAGIC not in regs, "secure plaintext reached a host CPU register"
         assert MAGIC.hex() not in c.check_stop_reason
-    assert mem.read(SECRET, 0x1000) == CANARY, "the secure page was changed"
+    for page in pages:
+        assert mem.read(page, 0x1000) == CANARY, "the secure page was changed"
 
 
 def run_program(tmp_path, body: str, data: str = "", cpus: int = 1, **kw) -> tuple[Machine, int, int]:
@@ -249,3 +259,47 @@ def test_a_secure_cpus_check_stop_message_shows_no_byte_of_its_new_psw(cpu):
     cpu.guest = None
     mem.set_owner(0, OWNER_HOST)
     mem.set_owner(1, OWNER_HOST)
+
+
+class _PendingCrw:
+    """A channel subsystem with a channel report to announce by machine check."""
+
+    pending = False
+    crw_mcheck = True
+
+    def io_deliverable(self, cr6: int) -> bool:
+        return False
+
+    def take_io(self, cr6: int) -> None:
+        return None
+
+    def take_crw_mcheck(self) -> bool:
+        return True
+
+
+def _mcheck_ready(cpu) -> None:
+    cpu.io_source = _PendingCrw()
+    cpu.set_cr(14, 1 << 28)  # channel-report-pending subclass
+    cpu.set_psw(PSW_MASK_64 | PSW_MASK_MCHECK, 0x10000)
+    cpu.state = OPERATING
+
+
+def test_a_machine_check_with_a_secure_save_area_check_stops_and_stores_nothing(cpu):
+    """The save areas at 0x1200 are in the prefix area's second frame: the whole prefix area counts."""
+    cpu.set_prefix(0x300000)  # the first prefix frame is the host's, the second a secure one
+    _secure_page(cpu.mem, 0x301000)
+    _mcheck_ready(cpu)
+    assert cpu.deliver_crw_mcheck() and cpu.state == CHECK_STOP
+    assert "secure storage" in cpu.check_stop_reason
+    assert_nothing_obtained(cpu.mem, [cpu], pages=(0x301000,))
+
+
+def test_a_machine_check_stores_no_vector_register_into_a_secure_extended_save_area(cpu):
+    _secure_page(cpu.mem)
+    cpu.mem.write(0x11B0, SECRET.to_bytes(8, "big"))  # the extended save area designation
+    cpu.mem.write(0x1E0, struct.pack(">QQ", PSW_MASK_64, 0x10000))  # machine-check new PSW
+    _mcheck_ready(cpu)
+    assert cpu.deliver_crw_mcheck() and cpu.state == OPERATING
+    mcic = struct.unpack(">Q", cpu.mem.read(0xE8, 8))[0]
+    assert not mcic & 1 << (63 - 25)  # the vector registers are not valid: not stored
+    assert_nothing_obtained(cpu.mem, [cpu])

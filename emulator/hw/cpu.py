@@ -1141,7 +1141,7 @@ class Cpu:
         g = self._guest
         return access.HOST if g is None else g.owner_tag
 
-    def _guest_real_to_host(self, real: int) -> int:
+    def table_to_host(self, real: int) -> int:
         """Host absolute address of a DAT table entry at ``real`` (the walk's implicit fetch): a host CPU
         (or a normal guest) fetching it from secure storage gets PGM 0x3D (``dat.translate`` gives it the
         TEID of the address being translated)."""
@@ -1190,7 +1190,7 @@ class Cpu:
             asid = (0, 1, 2, 3)[asc]
             real, _protected = dat.translate(
                 self._buf,
-                self._guest_real_to_host,
+                self.table_to_host,
                 self.cr(cr),
                 vaddr,
                 write,
@@ -1291,7 +1291,8 @@ class Cpu:
         self.mem.write(self._real_checked(real, len(data), True), data)
 
     def _prefix_refused(self) -> bool:
-        """True when this CPU may not use its prefix area (its first frame is secure storage for it).
+        """True when this CPU may not use its prefix area (one of its two frames is secure storage for it:
+        interruptions store into both, a machine check its save areas at 0x1200-0x13FF).
 
         A secure guest's own mapping decides for it (a prefix page that is not secure is a host event,
         ``GuestIntercept``, raised by the store itself), as do a guest mapping's exceptions.
@@ -1299,8 +1300,10 @@ class Cpu:
         mem = self.mem
         if not mem.non_host_frames or self.accessor is not access.HOST:
             return False
-        host = self._abs_to_host(self.prefix, True, False)
-        return access.refused_address(mem, host, 0x1000) is not None
+        return any(
+            access.refused_address(mem, self._abs_to_host(self.prefix + off, True, False), 0x1000) is not None
+            for off in (0, 0x1000)
+        )
 
     def _lowcore_write(self, off: int, data: bytes) -> None:
         self.mem.write(self._real_checked(off, len(data), True), data)
@@ -1792,7 +1795,11 @@ class Cpu:
         save areas (and the vector registers into the extended save area, if one is designated), the
         interruption code with its validity bits at 0xE8, old/new PSW at 0x160/0x1E0. True if delivered."""
         src = self.io_source
-        if not self.mcheck_deliverable() or src is None or not src.take_crw_mcheck():
+        if not self.mcheck_deliverable() or src is None:
+            return False
+        if not self._deliverable():
+            return True  # the CPU check-stopped: the machine check stays pending
+        if not src.take_crw_mcheck():
             return False
         mcic = MCIC_CP | MCIC_VALID
         self.store_status(0x1200, self._lowcore_write)
@@ -1800,8 +1807,11 @@ class Cpu:
             0x80 >> _VECTOR_FACILITY % 8
         ):
             mcesa = _U64.unpack(self._lowcore_read(LC_MCESAD, 8))[0] & ~0x3FF & 0xFFFFFFFFFFFFFFFF
-            if mcesa and mcesa + 0x200 <= self.mem.size:
-                self.mem.write(self._abs_to_host(mcesa, True, False), b"".join(self.vr(i) for i in range(32)))
+            host = self._abs_to_host(mcesa, True, False) if mcesa and mcesa + 0x200 <= self.mem.size else None
+            # an extended save area in storage this CPU may not store into is not stored (access): the
+            # interruption code then says the vector registers are not valid
+            if host is not None and access.refused_address(self.mem, host, 0x200, self.accessor) is None:
+                self.mem.write(host, b"".join(self.vr(i) for i in range(32)))
                 mcic |= MCIC_VR
         self._lowcore_write(LC_MCIC, _U64.pack(mcic))
         self._swap_psw(LC_MCK_OLD, LC_MCK_NEW)

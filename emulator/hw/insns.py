@@ -565,7 +565,7 @@ def _lra(cpu: Cpu, insn: Insn, width: int) -> None:
     try:
         real, _protected = dat.translate(
             cpu._buf,  # noqa: SLF001 - the CPU's own buffer, same layer
-            cpu._guest_real_to_host,  # noqa: SLF001
+            cpu.table_to_host,
             asce,
             vaddr,
             False,

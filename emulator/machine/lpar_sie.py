@@ -108,12 +108,15 @@ class _Relocation:
         invalid region or segment entry, or a large page, on the way)."""
         if self.asce is None:
             return None
-        buf, real_to_abs = self.buf, self.host.real_to_abs
+        buf, table_to_host = self.buf, self.host.table_to_host
         level = (self.asce >> 2) & 3  # 3 region-first ... 0 segment table
         origin = self.asce & ~0xFFF & 0xFFFFFFFFFFFFFFFF
         while True:
             index = (vaddr >> (20 + 11 * level)) & 0x7FF
-            entry_abs = real_to_abs(origin + index * 8)
+            try:  # a table in secure storage is not the host's to read (emulator.hw.access)
+                entry_abs = table_to_host(origin + index * 8)
+            except ProgramException:
+                return None
             if entry_abs + 8 > len(buf):
                 return None
             entry = int.from_bytes(buf[entry_abs : entry_abs + 8], "big")
@@ -133,7 +136,8 @@ class _Relocation:
         try:
             real = vaddr
             if self.asce is not None:
-                real, _prot = dat.translate(self.buf, host.real_to_abs, self.asce, vaddr, write, 0, self.edat)
+                # the host's table fetches, checked as the host CPU's own (PGM 0x3D from secure storage)
+                real, _prot = dat.translate(self.buf, host.table_to_host, self.asce, vaddr, write, 0, self.edat)
             absolute = host.real_to_abs(real)
         except ProgramException as e:
             why = f"host {e} for guest absolute {guest_abs:#x}"
