@@ -168,6 +168,30 @@ def test_an_exrl_whose_target_the_guest_rewrites_into_a_diag_is_trapped(cpu, whe
     assert cpu.gpr(0) == 1  # the first round ran the AHI
 
 
+def test_an_ex_whose_target_needs_no_python_runs_natively_from_its_exit(cpu):
+    """EX is always an exit; a target that needs no Python then runs natively, counted once, and the exit
+    stays: the next EX that targets a DIAG on the loop's back edge is trapped."""
+    start(cpu, ex(2, 1), bytes.fromhex("a70a0001"))  # ahi %r0,1; R2's 0xF0 makes it ahi %r15,1
+    cpu.set_gpr(1, TARGET)
+    cpu.set_gpr(2, 0xF0)
+    for n in (1, 2, 3):
+        cpu.set_pc(CODE)
+        before = cpu.insn_count
+        assert cpu.run(count=1).kind == "limit"
+        assert cpu.pc == CODE + 4 and cpu.gpr(15) == n and cpu.insn_count == before + 1
+    assert CODE in cpu._exits
+    # 0: ex %r0,0(%r1) ; lgr %r1,%r3 ; brctg %r9,0b   (R1: the AHI first, then R3: a DIAG)
+    start(cpu, ex(0, 1) + bytes.fromhex("b9040013") + bytes.fromhex("a797fffc"), bytes.fromhex("a70a0001"))
+    cpu.mem.write(FAR, bytes.fromhex("8300009c"))
+    cpu.set_gpr(0, 0)
+    cpu.set_gpr(1, TARGET)
+    cpu.set_gpr(3, FAR)
+    cpu.set_gpr(9, 5)
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.name == "DIAG" and out.insn.pc == CODE
+    assert cpu.gpr(0) == 1 and cpu.gpr(9) == 4
+
+
 # -- relative-addressing targets, against unicorn running them natively at the target's address ----------
 
 REGS = {1: 0x0000000012345678, 2: 0x8000000000000007, 3: 0xFFFFFFFFFFFFFFFE, 4: 0x10,
