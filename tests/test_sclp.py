@@ -7,6 +7,7 @@ import pytest
 from emulator.errors import ProgramException
 from emulator.hw.sclp import (
     EVENT_ASCII_CONSOLE,
+    SCLP_CMD_READ_CPU_INFO,
     SCLP_CMD_READ_EVENT_DATA,
     SCLP_CMD_READ_SCP_INFO,
     SCLP_CMD_WRITE_EVENT_DATA,
@@ -129,3 +130,54 @@ def test_console_input(sclp):
     assert rc(mem, 0x33000) == 0x0020 and res.ext_param & 1 == 0
     length, etype = struct.unpack(">HB", mem.read(0x33008, 3))
     assert etype == EVENT_ASCII_CONSOLE and mem.read(0x3300E, length - 6) == b"\x00ls\n"
+
+
+class SparseMem(Mem):
+    """A large memory whose SCCB pages alone exist (for 1 GiB and 3 GiB configurations)."""
+
+    def __init__(self, size):
+        self.buf = bytearray(1 << 20)
+        self.memory_size = size
+        self.prefix = 0
+
+
+@pytest.mark.parametrize(
+    "size, rnsize, rnmax",
+    [(128 << 20, 1, 128), (1 << 30, 2, 512), (3 << 30, 4, 768), ((1 << 30) + (3 << 20), 2, 513)],
+    ids=["128M", "1G", "3G", "1G+3M"],
+)
+def test_read_scp_info_reports_at_most_1020_storage_increments(size, rnsize, rnmax):
+    """The increment size doubles from 1 MiB until no more than 1020 increments cover the memory, as QEMU's
+    SCLP sizes them; a program reads its memory as their product (whole increments only)."""
+    mem = SparseMem(size)
+    sccb(mem, 0x30000, 4096)
+    Sclp(lambda: [0], lambda b: None).service_call(mem, SCLP_CMD_READ_SCP_INFO, 0x30000)
+    assert rc(mem, 0x30000) == 0x0010
+    got_rnmax, got_rnsize = struct.unpack(">HB", mem.read(0x30008, 3))
+    assert (got_rnsize, got_rnmax) == (rnsize, rnmax)
+    assert got_rnmax * got_rnsize << 20 <= size < (got_rnmax + 1) * got_rnsize << 20
+
+
+def test_read_scp_info_uses_the_wide_fields_for_increments_above_128_mib():
+    mem = SparseMem(1 << 40)  # 1 TiB: 1 GiB increments, 1024 > 1020, so 2 GiB ones
+    sccb(mem, 0x30000, 4096)
+    Sclp(lambda: [0], lambda b: None).service_call(mem, SCLP_CMD_READ_SCP_INFO, 0x30000)
+    rnmax, rnsize = struct.unpack(">HB", mem.read(0x30008, 3))
+    rnsize2, rnmax2 = struct.unpack(">IQ", mem.read(0x30000 + 100, 12))
+    assert (rnsize, rnmax) == (0, 512) and (rnsize2, rnmax2) == (2048, 0)
+
+
+def test_read_cpu_info_lists_the_configured_cpus_after_its_header(sclp):
+    mem = Mem()
+    for length in (8, 39):  # a header of 24 bytes and one 16-byte entry per CPU: 56 for two
+        sccb(mem, 0x30000, length)
+        sclp.service_call(mem, SCLP_CMD_READ_CPU_INFO, 0x30000)
+        assert rc(mem, 0x30000) == 0x0300
+    sccb(mem, 0x30000, 55)
+    sclp.service_call(mem, SCLP_CMD_READ_CPU_INFO, 0x30000)
+    assert rc(mem, 0x30000) == 0x0300
+    sccb(mem, 0x30000, 56)
+    sclp.service_call(mem, SCLP_CMD_READ_CPU_INFO, 0x30000)
+    assert rc(mem, 0x30000) == 0x0010
+    assert struct.unpack(">HHHH", mem.read(0x30008, 8)) == (2, 24, 0, 56)
+    assert mem.read(0x30000 + 24, 1) == b"\x00" and mem.read(0x30000 + 40, 1) == b"\x01"

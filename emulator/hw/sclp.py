@@ -8,6 +8,7 @@ the calling configuration), so the same model serves a bare-metal program and a 
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ __all__ = [
     "CpuSccb",
     "SCLP_CMD_READ_SCP_INFO",
     "SCLP_CMD_READ_SCP_INFO_FORCED",
+    "SCLP_CMD_READ_CPU_INFO",
+    "storage_increments",
     "SCLP_CMD_WRITE_EVENT_MASK",
     "SCLP_CMD_WRITE_EVENT_DATA",
     "SCLP_CMD_READ_EVENT_DATA",
@@ -129,6 +132,22 @@ SCLP_HAS_IOA_RECONFIG: Final = 0x0000000040000000
 EVENT_PROCESSED: Final = 0x80
 
 
+#: Read CPU Info: counts and offsets of the configured and standby CPU entries, then the entries at 24
+READ_CPU_INFO_HEADER: Final = 24
+#: at most this many storage increments: the increment size doubles from 1 MiB until the memory fits
+MAX_STORAGE_INCREMENTS: Final = 1020
+
+
+def storage_increments(memory_size: int) -> tuple[int, int]:
+    """The storage increment size in MiB (a power of two) and the number of whole increments that
+    Read SCP Info reports for ``memory_size`` bytes, as QEMU's SCLP sizes them: the smallest size
+    (from 1 MiB) that gives no more than 1020 increments. A program's memory is their product."""
+    shift = 20
+    while memory_size >> shift > MAX_STORAGE_INCREMENTS:
+        shift += 1
+    return 1 << (shift - 20), memory_size >> shift
+
+
 class SccbAccess(Protocol):
     """How the SCLP reaches the SCCB: real addresses of the calling configuration."""
 
@@ -214,6 +233,7 @@ class Sclp:
         handler = {
             SCLP_CMD_READ_SCP_INFO: self._read_scp_info,
             SCLP_CMD_READ_SCP_INFO_FORCED: self._read_scp_info,
+            SCLP_CMD_READ_CPU_INFO: self._read_cpu_info,
             SCLP_CMD_WRITE_EVENT_MASK: self._write_event_mask,
             SCLP_CMD_WRITE_EVENT_DATA: self._write_event_data,
             SCLP_CMD_READ_EVENT_DATA: self._read_event_data,
@@ -242,12 +262,15 @@ class Sclp:
         if len(data) < need:
             return RC_INSUFFICIENT_SCCB_LENGTH
         info = ReadInfo.from_buffer(data)
-        mb = memory_size >> 20
-        if mb <= 0xFFFF:
-            info.rnsize, info.rnmax = 1, mb
+        rnsize, rnmax = storage_increments(memory_size)
+        if rnsize <= 128:  # the one-byte field holds sizes up to 128 MiB; beyond, the 4-byte one
+            info.rnsize, info.rnsize2 = rnsize, 0
         else:
-            info.rnsize, info.rnmax = 0, 0
-            info.rnsize2, info.rnmax2 = 1, mb
+            info.rnsize, info.rnsize2 = 0, rnsize
+        if rnmax <= 0xFFFF:
+            info.rnmax, info.rnmax2 = rnmax, 0
+        else:
+            info.rnmax, info.rnmax2 = 0, rnmax
         info.entries_cpu = len(cpus)
         info.offset_cpu = ctypes.sizeof(ReadInfo)
         info.highest_cpu = max(cpus) if cpus else 0
@@ -259,6 +282,21 @@ class Sclp:
             for j, b in enumerate(self.cpu_features[:12]):
                 e.features[j] = b
         del info
+        return RC_NORMAL_READ_COMPLETION
+
+    def _read_cpu_info(self, data: bytearray, _size: int) -> int:
+        """Read CPU Info: the configured CPUs' entries after a 24-byte header (no standby CPUs)."""
+        cpus = self._cpus()
+        entry = ctypes.sizeof(CpuEntry)
+        if len(data) < READ_CPU_INFO_HEADER + entry * len(cpus):
+            return RC_INSUFFICIENT_SCCB_LENGTH
+        struct.pack_into(
+            ">HHHH", data, 8, len(cpus), READ_CPU_INFO_HEADER, 0, READ_CPU_INFO_HEADER + entry * len(cpus)
+        )
+        for i, addr in enumerate(cpus):
+            data[READ_CPU_INFO_HEADER + i * entry : READ_CPU_INFO_HEADER + (i + 1) * entry] = bytes(
+                CpuEntry(address=addr, type=0)
+            )
         return RC_NORMAL_READ_COMPLETION
 
     def _write_event_mask(self, data: bytearray, _size: int) -> int:
