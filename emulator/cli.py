@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -74,6 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         m.add_device(spec)
     for path in args.drive:
         m.add_device(f"virtio-blk-ccw,file={path}")
+    if args.name is not None or args.uuid is not None:  # STSI 3.2.2's VM name and UUID
+        m.info = dataclasses.replace(
+            m.info,
+            vm_name=m.info.vm_name if args.name is None else args.name,
+            vm_uuid=m.info.vm_uuid if args.uuid is None else args.uuid,
+        )
     m.load(args.program, args.append)
     _forward_stdin(m)
     res = run_interruptible(
@@ -151,6 +159,14 @@ def _attest_tool(name: str, argv: list[str]) -> int:
     return int(getattr(importlib.import_module(module), target)(argv))
 
 
+def _uuid(text: str) -> bytes:
+    """A UUID argument (``0fb84a86-727c-11ea-bc55-0242ac130003``) as its 16 bytes."""
+    try:
+        return uuid.UUID(text).bytes
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zuv``."""
     p = argparse.ArgumentParser(prog="zuv", description="An emulated IBM Z machine with an Ultravisor.")
@@ -188,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--drive", action="append", default=[], metavar="FILE", help="a virtio-blk-ccw disk backed by FILE"
     )
+    r.add_argument("--name", default=None, help="the VM's name in STSI 3.2.2 (as QEMU's -name)")
+    r.add_argument("--uuid", type=_uuid, default=None, help="the VM's UUID in STSI 3.2.2 (as QEMU's --uuid)")
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")

@@ -147,3 +147,8 @@ def test_machine_needs_ultravisor_and_must_exist():
     assert p.returncode == 2 and "no machine directory" in p.stderr and "Traceback" not in p.stderr
     p = zuv("run", str(HELLO), "--ultravisor", "--machine", "zuv-other")
     assert p.returncode == 0, p.stderr
+
+
+def test_a_bad_uuid_is_one_clear_line():
+    p = zuv("run", str(HELLO), "--uuid", "not-a-uuid")
+    assert p.returncode == 2 and "not a UUID" in p.stderr and "Traceback" not in p.stderr

@@ -186,6 +186,28 @@ def test_a_zero_program_new_psw_ends_in_a_check_stop_not_a_hang(tmp_path, engine
     assert "program-interruption loop: code 0x0001 at 0x0" in r.describe(), r.describe()
 
 
+def test_a_program_taking_one_exception_again_and_again_is_no_interruption_loop(tmp_path, engine_mode):
+    """A test loop meets an invalid opcode at one address 100 times and returns from each program
+    interruption with LPSWE (as kvm-unit-tests' sclp test does with SERVC): that is the program's doing,
+    not the loop of a broken program-new PSW, and the run ends in the program's own wait."""
+    code = (
+        bytes.fromhex("a7290064")  # lghi %r2,100
+        + bytes.fromhex("0000")  # 0x10004: no instruction (operation exception, old PSW after it)
+        + bytes.fromhex("a726ffff")  # brct %r2,0x10004
+        + _stop(0x1000A)
+    )
+    img = bytearray(_flat(code))
+    img[0x10100:0x10104] = bytes.fromhex("b2b20150")  # the handler: lpswe 0x150 (the program old PSW)
+    img[0x1D0:0x1E0] = struct.pack(">QQ", 0x0000000180000000, 0x10100)
+    path = tmp_path / "again.bin"
+    path.write_bytes(bytes(img))
+    m = Machine(32 * MIB, 1)
+    m.load(str(path))
+    r = m.run(time_limit=20)
+    assert r.cpus[0].state == "disabled-wait" and r.cpus[0].psw[1] == 0xFFF, r.describe()
+    assert m.cpus[0].gpr(2) == 0
+
+
 def test_instructions_before_one_that_crosses_out_of_memory_run_and_it_gets_its_exception(tmp_path, engine_mode):
     """A block runs from three AGHIs into a 6-byte BRCL crossing the end of memory. Translating the block
     fails on the page beyond before anything runs; the CPU used to retry it forever. The AGHIs run, and

@@ -74,6 +74,7 @@ __all__ = [
     "PSW_MASK_KEY",
     "PSW_MASK_MCHECK",
     "PSW_MASK_WAIT",
+    "RL_ALIGNMENT",
     "PSW_MASK_PSTATE",
     "PSW_MASK_ASC",
     "PSW_MASK_64",
@@ -109,6 +110,7 @@ ASC_ACCESS_REG: Final = 1
 ASC_SECONDARY: Final = 2
 ASC_HOME: Final = 3
 
+CR0_IEP: Final = 1 << 20  # instruction-execution protection (bit 43)
 CR0_LAP: Final = 1 << 28
 CR0_FPO: Final = 1 << 25
 CR0_SPO: Final = 1 << 24
@@ -177,7 +179,7 @@ _B2_TRAPS: Final = bytes(
     [
         0x02, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0D, 0x10, 0x11, 0x12, 0x14, 0x19, 0x20, 0x21,
         0x23, 0x29, 0x2A, 0x2B, 0x2C, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A,
-        0x3B, 0x3C, 0x46, 0x4B, 0x50, 0x5F, 0x76, 0x78, 0x79, 0x7C, 0x7D, 0xB0, 0xB1, 0xB2,
+        0x3B, 0x3C, 0x46, 0x4B, 0x50, 0x54, 0x5F, 0x76, 0x78, 0x79, 0x7C, 0x7D, 0xB0, 0xB1, 0xB2,
     ]
 )  # fmt: skip
 _B9_TRAPS: Final = bytes(
@@ -189,8 +191,20 @@ _B9_TRAPS: Final = bytes(
 _ONE_BYTE_TRAPS: Final = bytes([0x04, 0x4F, 0xB1, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
 _E3_TRAPS: Final = bytes([0x03, 0x06, 0x0E, 0x13])  # LRAG, CVBY, CVBG, LRAY (see insns.py)
 
+#: relative-long instructions whose storage operand must be aligned (opcode key -> alignment in bytes):
+#: LGRL, STGRL, LGFRL, LRL, LLGFRL, STRL and the compares CGRL, CLGRL, CGFRL, CRL, CLGFRL, CLRL. unicorn
+#: does not check; the target is fixed by the instruction's address, so the page scan keeps only the
+#: misaligned ones as exits and those raise the specification exception (``insns._misaligned_rl``)
+RL_ALIGNMENT: Final = {
+    0xC408: 8, 0xC40B: 8, 0xC40C: 4, 0xC40D: 4, 0xC40E: 4, 0xC40F: 4,
+    0xC608: 8, 0xC60A: 8, 0xC60C: 4, 0xC60D: 4, 0xC60E: 4, 0xC60F: 4,
+}  # fmt: skip
+_RL_SECOND: Final = bytes(sorted({r << 4 | (k & 0xF) for k in RL_ALIGNMENT for r in range(16)}))
+
 _TRAP_ALTERNATIVES: Final = (
-    b"["
+    b"[\\xc4\\xc6]["
+    + b"".join(b"\\x%02x" % b for b in _RL_SECOND)
+    + b"]....|["
     + b"".join(b"\\x%02x" % b for b in _ONE_BYTE_TRAPS)
     + b"]|\\x01\\x07|\\xe3....[\\x03\\x06\\x0e\\x13]|\\xb2["
     + b"".join(b"\\x%02x" % b for b in _B2_TRAPS)
@@ -241,6 +255,16 @@ def _opcode_key(b: bytes) -> int:
     if op in (0xA7, 0xC0, 0xC2, 0xC4, 0xC6, 0xCC):  # the extension is bits 12-15
         return op << 8 | b[1] & 0xF
     return op
+
+
+def _rl_misaligned(raw: bytes, off: int, addr: int) -> bool:
+    """True if the relative-long instruction at ``raw[off:]``, at address ``addr`` (or its offset in the
+    page: a page is aligned beyond any operand's alignment), designates a storage operand its alignment
+    does not allow."""
+    align = RL_ALIGNMENT.get(raw[off] << 8 | raw[off + 1] & 0xF)
+    if align is None or len(raw) < off + 6:
+        return False
+    return bool((addr + 2 * int.from_bytes(raw[off + 2 : off + 6], "big", signed=True)) % align)
 
 
 # -- unicorn context-blob calibration ----------------------------------------------------------------------
@@ -659,9 +683,10 @@ class Cpu:
         #: (and the code) is
         self._icache: dict[int, tuple[bytes, int, str, bool]] = {}
         self._stale()
-        self.state = STOPPED
+        self._state = STOPPED
         self.prefix = 0
         self.ckc = 0xFFFFFFFFFFFFFFFF
+        #: the CPU timer's value at ``_cpu_timer_set_at`` (while operating) or its held value (otherwise)
         self._cpu_timer = 0x7FFFFFFFFFFFFFFF
         self._cpu_timer_set_at = clock.now()
         self.tod_programmable = 0
@@ -971,12 +996,30 @@ class Cpu:
     # -- timers -----------------------------------------------------------------------------------------
 
     @property
+    def state(self) -> str:
+        """The CPU's state: ``OPERATING`` (running or waiting), ``STOPPED`` or ``CHECK_STOP``."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if (value == OPERATING) != (self._state == OPERATING):
+            # the CPU timer steps in the operating state (waiting included) and holds its value while the
+            # CPU is stopped or check-stopped (Principles of Operation, "CPU Timer")
+            held = self.cpu_timer
+            self._state = value
+            self.set_cpu_timer(held)
+        self._state = value
+
+    @property
     def cpu_timer(self) -> int:
-        """The CPU timer (signed 64 bits), decremented by the TOD clock."""
+        """The CPU timer (signed 64 bits), decremented by the TOD clock while the CPU is operating."""
+        if self._state != OPERATING:
+            return self._cpu_timer
         return self._cpu_timer - (self.clock.now() - self._cpu_timer_set_at)
 
     def set_cpu_timer(self, value: int) -> None:
         """Set the CPU timer (SPT)."""
+        value &= 0xFFFFFFFFFFFFFFFF
         if value >= 1 << 63:
             value -= 1 << 64
         self._cpu_timer = value
@@ -989,16 +1032,18 @@ class Cpu:
     # -- resets ------------------------------------------------------------------------------------------
 
     def reset_initial(self) -> None:
-        """Initial CPU reset: CR0 = 0xE0, CR14 = 0xC2000000, prefix 0, timers cleared, PSW 0."""
+        """Initial CPU reset: CR0 = 0xE0, CR14 = 0xC2000000, prefix 0, FPC and timers cleared, PSW 0, the
+        CPU stopped."""
         for i in range(16):
             self.write_cr(i, 0)
         self.write_cr(0, 0xE0)
         self.write_cr(14, 0xC2000000)
         self.set_prefix(0)
         self.ckc = 0
-        self.set_cpu_timer(0)
         self.tod_programmable = 0
+        self.set_fpc(0)
         self.reset_cpu()
+        self.set_cpu_timer(0)
         self.write_mask(0)
         self.set_pc(0)
 
@@ -1188,6 +1233,7 @@ class Cpu:
         if mask & PSW_MASK_DAT:
             cr = (1, 1, 7, 13)[asc]
             asid = (0, 1, 2, 3)[asc]
+            cr0 = self.cr(0)
             real, _protected = dat.translate(
                 self._buf,
                 self.table_to_host,
@@ -1195,7 +1241,8 @@ class Cpu:
                 vaddr,
                 write,
                 asid,
-                bool(self.cr(0) & CR0_EDAT),
+                bool(cr0 & CR0_EDAT),
+                fetch and bool(cr0 & CR0_IEP),
             )
         else:
             real, asid = vaddr, 0
@@ -1535,7 +1582,11 @@ class Cpu:
                 h = m.start()
                 if h & 1:
                     continue
-                if page[h] == 0xC6:
+                if page[h] in (0xC4, 0xC6) and page[h + 1] & 0xF:
+                    # a relative-long load, store or compare: an exit only if its operand is misaligned
+                    if not _rl_misaligned(page, h, h):
+                        continue
+                elif page[h] == 0xC6:
                     decision = _exrl_decision(page, h, fpo)
                     if decision == _EXRL_NATIVE:
                         continue
@@ -1705,6 +1756,13 @@ class Cpu:
         if teid is not None:
             self._lowcore_write(LC_TEID, _U64.pack(teid))
         self._swap_psw(LC_PGM_OLD, LC_PGM_NEW)
+
+    def psw_loaded(self) -> None:
+        """The program loaded a valid PSW (LPSW, LPSWE): it got out of its interruption handler, so a
+        program interruption at the same place again is the program's own doing (a test taking the same
+        exception in a loop), not an interruption loop."""
+        self._pgm_repeat = 0
+        self._pgm_last = None
 
     def deliver_svc(self, code: int, ilen: int, pc: int) -> None:
         """Deliver a supervisor-call interruption (old PSW after the SVC)."""
@@ -2191,13 +2249,21 @@ class Cpu:
                     # the page is gone: let unicorn take the fetch fault natively
                     return self._native_step(pc, keep)
                 key = _opcode_key(raw)
-                trapped = _is_trapped(key) or (self._fpo and key in _FPO_OPCODES)
+                trapped = (
+                    _is_trapped(key)
+                    or (self._fpo and key in _FPO_OPCODES)
+                    or (key in RL_ALIGNMENT and _rl_misaligned(raw, 0, pc))
+                )
                 hit = self._icache[pc] = (raw, key, OWNER_INSNS.get(key) or f"{key:#x}", trapped)
             raw, key, name, trapped = hit
         else:
             key = _opcode_key(raw)
             name = OWNER_INSNS.get(key) or f"{key:#x}"
-            trapped = _is_trapped(key) or bool(self._fpo and key in _FPO_OPCODES)
+            trapped = (
+                _is_trapped(key)
+                or bool(self._fpo and key in _FPO_OPCODES)
+                or (key in RL_ALIGNMENT and _rl_misaligned(raw, 0, pc))
+            )
         if not trapped:
             return self._native_step(pc, keep)
         if key in EXECUTE_KEYS:

@@ -48,11 +48,14 @@ PGM_SECURE_STORAGE: Final = 0x3D
 TEID_STORE: Final = 0x400
 TEID_FETCH: Final = 0x800
 TEID_DAT_PROT: Final = 0x4
+#: TEID protection code 101 (bits 56, 60, 61 with ESOP-2): instruction-execution protection
+TEID_IEP: Final = 0x84
 
 _ENTRY_INVALID: Final = 0x20  # bit 58 of region and segment entries
 _PTE_INVALID: Final = 0x400  # bit 53
 _PTE_PROTECT: Final = 0x200  # bit 54
 _PTE_ZERO: Final = 0x800  # bit 52 must be zero
+_ENTRY_IEP: Final = 0x100  # bit 55 of a page-table entry or a 1 MiB segment-table entry
 _SEG_FC: Final = 0x400  # bit 53: format control (1 MiB frame, EDAT-1)
 _SEG_PROTECT: Final = 0x200  # bit 54
 _RTE_PROTECT: Final = 0x200  # bit 54 (with EDAT-2)
@@ -86,15 +89,20 @@ def translate(
     write: bool,
     asid: int = 0,
     edat1: bool = False,
+    iep: bool = False,
 ) -> tuple[int, bool]:
     """Translate a virtual address through the tables designated by ``asce``.
 
     Returns ``(real_address, protected)``: ``protected`` is True when a DAT-protection bit covers the page
     (a store must then raise PGM 0x04, which this function does when ``write`` is set).
 
+    ``iep``: the access is an instruction fetch with instruction-execution protection on (CR0 bit 43):
+    a page whose page-table entry (or, for a 1 MiB frame, segment-table entry) has its IEP bit (55) set
+    raises PGM 0x04 with the TEID's protection code for IEP (bits 56 and 61, ESOP-2).
+
     Raises:
         ProgramException: translation exceptions (0x10, 0x11, 0x12, 0x38-0x3B), protection (0x04) for a
-            store to a DAT-protected page, addressing (0x05) when a table lies outside memory, secure-storage
+            store to a DAT-protected page or a fetch from an IEP page, addressing (0x05) when a table lies outside memory, secure-storage
             access (0x3D) when ``real_to_abs`` refuses a table entry in secure storage (the TEID's bit 61,
             as ``access.secure_teid`` sets it).
     """
@@ -159,6 +167,8 @@ def translate(
     if e & _SEG_PROTECT:
         protected = True
     if edat1 and e & _SEG_FC:
+        if iep and e & _ENTRY_IEP:
+            raise ProgramException(PGM_PROTECTION, teid(vaddr, False, asid) | TEID_IEP)
         real = (e & ~0xFFFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFFFF)
     else:
         pto = e & ~0x7FF & 0xFFFFFFFFFFFFFFFF
@@ -169,6 +179,8 @@ def translate(
             raise exc(PGM_TRANSLATION_SPEC)
         if pte & _PTE_PROTECT:
             protected = True
+        if iep and pte & _ENTRY_IEP:
+            raise ProgramException(PGM_PROTECTION, teid(vaddr, False, asid) | TEID_IEP)
         real = (pte & ~0xFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFF)
     if protected and write:
         raise exc(PGM_PROTECTION, dat_prot=True)

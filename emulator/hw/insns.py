@@ -20,6 +20,8 @@ from emulator.hw.cpu import (
     PSW_MASK_BIT12,
     PSW_MASK_DAT,
     PSW_MASK_KEY,
+    PSW_MASK_WAIT,
+    RL_ALIGNMENT,
     Cpu,
     CpuExit,
     Insn,
@@ -80,10 +82,17 @@ def emulate(cpu: Cpu, insn: Insn) -> CpuExit | None:
 
 
 def load_psw(cpu: Cpu, insn: Insn, mask: int, addr: int) -> None:
-    """Load a new PSW architecturally; an invalid one raises PGM 0x06 with ILC 0 at the new PSW."""
+    """Load a new PSW architecturally; an invalid one raises PGM 0x06 with ILC 0 at the new PSW.
+
+    An odd instruction address counts too unless the PSW is a wait PSW (which fetches nothing, such as
+    QEMU's ``0xfff`` shutdown code): unicorn would fetch from the odd address, where the architecture
+    recognizes a specification exception with the loaded PSW as the old PSW.
+    """
     cpu.set_psw(mask, addr)
-    if psw_invalid(mask, addr):
+    if psw_invalid(mask, addr) or (addr & 1 and not mask & PSW_MASK_WAIT):
         cpu.program_interrupt(PGM_SPECIFICATION, 0, pc=addr)
+    else:
+        cpu.psw_loaded()
 
 
 @_handler(0xB2B2, "LPSWE")
@@ -174,18 +183,33 @@ HANDLERS[0xB279] = ("SACF", False, _sac)
 # -- control registers, TLB ------------------------------------------------------------------------------
 
 
+#: CR0 bits that no translation or protection decision depends on: the external-interruption subclass
+#: masks (bits 48-63) and the AFP-register and vector enablement (bits 45-46, which unicorn reads when it
+#: looks a block up). A program that only opens or closes an interruption class keeps its TLB.
+_CR0_NO_TRANSLATION = 0xFFFF | 1 << 18 | 1 << 17
+
+
 def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
+    """LCTL/LCTLG: the TLB is flushed only when an address-space control (CR1, CR7, CR13) or a CR0 bit
+    that DAT or protection reads changed."""
     r1, r3 = insn.raw[1] >> 4, insn.raw[1] & 0xF
     n = (r3 - r1) % 16 + 1
     data = cpu.read_virtual(addr, n * width)
+    flush = False
     for k in range(n):
         i = (r1 + k) % 16
+        old = cpu.cr(i)
         if width == 8:
             value = _U64.unpack_from(data, 8 * k)[0]
         else:
-            value = (cpu.cr(i) & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
+            value = (old & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
         cpu.write_cr(i, value)
-    cpu.flush_tlb()
+        if i in (1, 7, 13):
+            flush = flush or value != old
+        elif i == 0:
+            flush = flush or bool((value ^ old) & ~_CR0_NO_TRANSLATION)
+    if flush:
+        cpu.flush_tlb()
     insn.finish()
 
 
@@ -512,6 +536,100 @@ def _tprot(cpu: Cpu, insn: Insn) -> None:
         cc = (cpu.psw[0] >> 44) & 3
         cpu.write_mask((saved & ~(3 << 44)) | cc << 44)
 
+
+
+# -- MOVE PAGE ------------------------------------------------------------------------------------------
+
+#: lowcore byte where a page-translation exception of MVPG stores its R1 and R2 fields
+LC_OP_ACCESS_ID = 0xA2
+_MVPG_KEY_DEST = 0x800  # GR0 bit 52: the destination is accessed with the key in bits 56-59
+_MVPG_KEY_SOURCE = 0x400  # GR0 bit 53: the source is accessed with that key
+_MVPG_CCO = 0x100  # GR0 bit 55: a page-translation exception sets a condition code instead
+TEID_MVPG = 0x4  # TEID bit 61 of MVPG's page-translation exception: the operand-access id is stored
+
+
+def _page_with_key(cpu: Cpu, vaddr: int, write: bool, key: int) -> int:
+    """Host address of the page at ``vaddr``, checked as an access with access key ``key`` (no R/C)."""
+    saved = cpu.psw_mask
+    if key == (saved >> 52) & 0xF:
+        return cpu.translate(vaddr, write=write, mark=False)
+    cpu.write_mask((saved & ~PSW_MASK_KEY) | key << 52)  # translate reads the access key from the PSW
+    try:
+        return cpu.translate(vaddr, write=write, mark=False)
+    finally:
+        cpu.write_mask(saved)
+
+
+def _mvpg_page_fault(cpu: Cpu, e: ProgramException, r1: int, r2: int) -> None:
+    """A page-translation exception of MVPG names its operands: R1 and R2 in the operand-access
+    identification, and TEID bit 61 set to say that it is stored."""
+    cpu.write_real(LC_OP_ACCESS_ID, bytes([r1 << 4 | r2]))
+    if e.teid is not None:
+        e.teid |= TEID_MVPG
+
+
+@_handler(0xB254, "MVPG", privileged=False)
+def _mvpg(cpu: Cpu, insn: Insn) -> None:
+    """MOVE PAGE: copy the 4 KiB page at R2 to the page at R1 (both addresses rounded down to a page).
+
+    General register 0 holds the controls: bits 48-51 must be zero; bit 52 or 53 (not both) selects the
+    key in bits 56-59 for the destination or the source (in the problem state only a key the PSW-key
+    mask in CR3 allows); bit 55 is the condition-code option, which turns a page-translation exception
+    on the source into CC 2 and on the destination into CC 1. Without it, such an exception stores
+    R1 and R2 in the operand-access identification at real 0xA2 and sets TEID bit 61.
+    Protection and addressing exceptions are recognized either way; the source is checked first.
+    """
+    r0 = cpu.gpr(0)
+    r1, r2 = insn.r1, insn.r2
+    pkey = (cpu.psw_mask >> 52) & 0xF
+    skey = dkey = pkey
+    if r0 & (_MVPG_KEY_DEST | _MVPG_KEY_SOURCE):
+        key = (r0 >> 4) & 0xF
+        if cpu.problem_state and not (cpu.cr(3) >> (31 - key)) & 1:
+            raise ProgramException(PGM_PRIVILEGED, why=f"MVPG: key {key} is not in the PSW-key mask")
+        if r0 & _MVPG_KEY_DEST:
+            dkey = key
+        if r0 & _MVPG_KEY_SOURCE:
+            skey = key
+    if r0 & 0xF000 or r0 & (_MVPG_KEY_DEST | _MVPG_KEY_SOURCE) == _MVPG_KEY_DEST | _MVPG_KEY_SOURCE:
+        raise _spec("MVPG: general register 0 bits 48-51 must be zero and bits 52-53 not both one")
+    src = cpu.wrap(cpu.gpr(r2)) & ~0xFFF
+    dst = cpu.wrap(cpu.gpr(r1)) & ~0xFFF
+    cco = r0 & _MVPG_CCO
+    try:
+        # the last byte of the page: the fetch-protection override never applies to a whole page
+        hsrc = _page_with_key(cpu, src | 0xFFF, False, skey) & ~0xFFF
+    except ProgramException as e:
+        if e.code == dat.PGM_PAGE_TRANSLATION:
+            if cco:
+                insn.finish(2)
+                return
+            _mvpg_page_fault(cpu, e, r1, r2)
+        raise
+    try:
+        hdst = _page_with_key(cpu, dst, True, dkey)
+    except ProgramException as e:
+        if e.code == dat.PGM_PAGE_TRANSLATION:
+            if cco:
+                insn.finish(1)
+                return
+            _mvpg_page_fault(cpu, e, r1, r2)
+        raise
+    mem = cpu.mem
+    mem.keys[hsrc >> PAGE_SHIFT] |= KEY_R
+    mem.keys[hdst >> PAGE_SHIFT] |= KEY_R | KEY_C
+    mem.write(hdst, mem.read(hsrc, 0x1000))
+    insn.finish(0)
+
+
+def _misaligned_rl(cpu: Cpu, insn: Insn) -> None:
+    """A relative-long instruction whose storage operand is not aligned as it must be (the CPU traps only
+    those: ``cpu.RL_ALIGNMENT``): a specification exception."""
+    raise _spec(f"{insn.opcode:#x}: relative-long operand at {insn.pc:#x} is misaligned")
+
+
+for _key in RL_ALIGNMENT:
+    HANDLERS[_key] = (f"{_key:#x}", False, _misaligned_rl)
 
 
 # -- instructions unicorn lacks -------------------------------------------------------------------------

@@ -22,12 +22,18 @@ __all__ = ["facility_list", "MachineInfo", "stsi"]
 #: Facility bits of the emulated CPU (PoP "Facility Indications"); every one is executed by the CPU model.
 BASE_FACILITIES: Final = (
     0, 1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 31, 32, 33,
-    34, 35, 37, 41, 42, 43, 44, 45, 49, 51, 52, 53, 129,
+    34, 35, 37, 41, 45, 49, 51, 52, 53, 129, 130, 131,
 )  # fmt: skip
+# 130 (instruction-execution protection) is the Python DAT's (IEP bit of page and segment entries, CR0 bit
+# 43); 131 (side-effect access, ESOP-2): no side-effect accesses happen, and protection TEIDs carry the
+# ESOP-2 codes (DAT 001, IEP 101; key-controlled and low-address protection 000, "either").
 # 17 (MSA) is in the base list and the other message-security-assist levels come from ``cpacf.FACILITIES``:
 # the CPU emulates those instructions. Left out on purpose although unicorn decodes some of their
 # instructions: 10 (conditional SSKE: the MR/MC controls are not honoured), 78 (EDAT-2: no 2 GiB frames in
-# the Python DAT), 130/131 (instruction-execution and side-effect-access protection).
+# the Python DAT). Left out because unicorn raises an operation exception for their instructions: 42 and
+# 43 (decimal floating point, its zoned conversions: ADTR, LDETR, CDZT), 44 (PFPO), 5 (LPTEA), 50/73
+# (constrained and full transactional execution), 61 (MIE-3), 135 (vector enhancements 1: VFMAX, VBPERM,
+# short and extended vector BFP).
 #: Ultravisor call facility and the unpack facility (secure IPL).
 FAC_UV_CALL: Final = 158
 FAC_UNPACK: Final = 161
@@ -61,7 +67,11 @@ class MachineInfo:
     sequence: str = "0000000000000ZUV"
     plant: str = "ZUV"
     lpar_name: str = "ZUVLPAR"
+    #: the VM's name: STSI 3.2.2 gives its first 8 characters in EBCDIC and all of it (UTF-8) as the
+    #: extended name (QEMU's ``-name``)
     vm_name: str = "ZUVGUEST"
+    #: the VM's universally unique identifier, 16 bytes (QEMU's ``--uuid``; all zeros when none is set)
+    vm_uuid: bytes = bytes(16)
     hypervisor_cpi: str = "zuv/KVM"
     version: int = 0x00
     lpar_number: int = 1
@@ -170,7 +180,14 @@ class SysIB322(ctypes.BigEndianStructure):
         ("_res1", ctypes.c_char * 31),
         ("count", ctypes.c_uint8),
         ("vm", SysIB322Vm * 8),
+        ("_res4", ctypes.c_char * 1504),
+        ("ext_names", (ctypes.c_char * 256) * 8),
     ]
+
+
+assert ctypes.sizeof(SysIB322) == 4096
+#: STSI 3.2.2 extended-name encoding: UTF-8
+EXT_NAME_UTF8: Final = 2
 
 
 def stsi(
@@ -218,7 +235,12 @@ def stsi(
         vm.name = ebcdic(info.vm_name, 8)
         vm.caf = 1000
         vm.cpi = ebcdic(info.hypervisor_cpi, 16)
+        vm.ext_name_encoding = EXT_NAME_UTF8
+        b4.ext_names[0].value = info.vm_name.encode()[:255]
         del vm, b4
+        # (a c_char array stops at a zero byte: the UUID goes in as raw bytes)
+        at = SysIB322.vm.offset + SysIB322Vm.uuid.offset
+        block[at : at + 16] = info.vm_uuid[:16].ljust(16, b"\0")
     else:
         return 3, None, None
     return 0, None, bytes(block)

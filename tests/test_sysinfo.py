@@ -1,0 +1,44 @@
+"""What the machine says about itself: STSI 3.2.2's VM name and UUID, and the facility list's claims."""
+
+import dataclasses
+import uuid
+
+from emulator.hw.sysinfo import BASE_FACILITIES, MachineInfo, facility_list, stsi
+
+UUID = uuid.UUID("0fb84a86-727c-11ea-bc55-0242ac130003").bytes
+
+
+def block_322(info: MachineInfo, cpus: int = 2) -> bytes:
+    cc, _r0, block = stsi(info, 3, 3 << 28 | 2, 2, cpus)
+    assert cc == 0 and block is not None and len(block) == 4096
+    return block
+
+
+def test_stsi_322_gives_the_vm_name_in_ebcdic_its_utf8_extended_name_and_the_uuid():
+    info = dataclasses.replace(MachineInfo.qemu_compatible(), vm_name="kvm-unit-test", vm_uuid=UUID)
+    b = block_322(info)
+    vm = b[32:96]
+    assert vm[12:20] == "kvm-unit".encode("cp037")
+    assert vm[43] == 2  # extended names in UTF-8
+    assert vm[48:64] == UUID  # a UUID with zero bytes in it arrives whole
+    assert b[2048:2048 + 14] == b"kvm-unit-test\0"
+    assert vm[24:40].startswith("KVM/".encode("cp037"))
+
+
+def test_stsi_322_short_names_are_blank_padded_and_the_default_uuid_is_zero():
+    b = block_322(dataclasses.replace(MachineInfo.qemu_compatible(), vm_name="vm1"))
+    assert b[32 + 12 : 32 + 20] == "vm1     ".encode("cp037")
+    assert b[32 + 48 : 32 + 64] == bytes(16)
+    assert b[2048:2052] == b"vm1\0"
+
+
+def test_the_facility_list_leaves_out_what_unicorn_cannot_execute():
+    fl = facility_list(False)
+
+    def has(bit: int) -> bool:
+        return bool(fl[bit // 8] & 0x80 >> bit % 8)
+
+    for bit in (42, 43, 44, 5, 50, 73, 61, 135):  # DFP, PFPO, LPTEA, TX, MIE-3, VE-1: operation exceptions
+        assert not has(bit), bit
+    assert has(129) and has(130) and has(131)  # vector; IEP and ESOP-2 (the Python DAT's)
+    assert all(has(b) for b in BASE_FACILITIES)
