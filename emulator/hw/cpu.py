@@ -821,8 +821,11 @@ class Cpu:
         return m
 
     def crs(self) -> list[int]:
-        """All 16 control registers."""
-        return [self.cr(i) for i in range(16)]
+        """All 16 control registers (after a run, read in one context update rather than 16 reads)."""
+        c = self._cr_c
+        if None in c:
+            c = self._cr_c = list(_16Q_LE.unpack_from(self._blob(), _LAYOUT.psw_mask + 96))
+        return c[:]
 
     def cr(self, i: int) -> int:
         """Control register ``i``."""

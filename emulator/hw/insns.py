@@ -196,18 +196,19 @@ def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
     n = (r3 - r1) % 16 + 1
     data = cpu.read_virtual(addr, n * width)
     flush = False
+    current = cpu.crs()
     for k in range(n):
         i = (r1 + k) % 16
-        old = cpu.cr(i)
+        old = current[i]
         if width == 8:
             value = _U64.unpack_from(data, 8 * k)[0]
         else:
             value = (old & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
+        if value == old:
+            continue
+        if i in (1, 7, 13) or (i == 0 and (value ^ old) & ~_CR0_NO_TRANSLATION):
+            flush = True
         cpu.write_cr(i, value)
-        if i in (1, 7, 13):
-            flush = flush or value != old
-        elif i == 0:
-            flush = flush or bool((value ^ old) & ~_CR0_NO_TRANSLATION)
     if flush:
         cpu.flush_tlb()
     insn.finish()
