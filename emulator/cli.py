@@ -198,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="add a channel-attached device (repeatable), as QEMU's -device: virtio-net-ccw[,mac=M] or "
-        "virtio-blk-ccw,file=PATH[,readonly=on]",
+        help="add a device (repeatable), as QEMU's -device: virtio-net-ccw[,mac=M], "
+        "virtio-blk-ccw,file=PATH[,readonly=on], or a CPU: s390x-cpu,core-id=N (any MODEL-s390x-cpu)",
     )
     r.add_argument(
         "--drive", action="append", default=[], metavar="FILE", help="a virtio-blk-ccw disk backed by FILE"

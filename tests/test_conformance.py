@@ -67,6 +67,11 @@ def test_config_entries_as_the_upstream_runner_reads_them():
 
 def test_zuv_command_passes_what_zuv_offers_and_names_the_rest():
     spec = conformance.parse_cfg(CFG)[3]  # stsi
+    firq = conformance.TestSpec("firq", "firq.elf", qemu_params="-smp 1,maxcpus=3 -cpu qemu "
+                                "-device qemu-s390x-cpu,core-id=2 -device diag288,id=w")
+    cmd, missing = conformance.zuv_command(firq, Path("firq.elf"), offered="--device --watchdog")
+    assert cmd[cmd.index("--device") + 1] == "qemu-s390x-cpu,core-id=2" and "diag288" in cmd
+    assert missing == ["-cpu qemu"] and cmd[cmd.index("--cpus") + 1] == "1"
     cmd, missing = conformance.zuv_command(spec, Path("stsi.elf"), offered="--memory --cpus --name")
     assert cmd[cmd.index("--name") + 1] == "kvm-unit-test"
     assert missing == ["--uuid 0fb84a86"]
@@ -89,6 +94,8 @@ def test_output_is_read_as_the_upstream_runner_reads_it(tmp_path):
     assert _result(b"\x1bcPASS: a\nEXIT: STATUS=1\n", tmp_path).passed == 1  # after a terminal reset
     assert _result(b"PASS: a\nEXIT: STATUS=1\n", tmp_path).verdict == "PASS"
     assert _result(b"SKIP: a\nEXIT: STATUS=77\n", tmp_path).verdict == "SKIP"
+    r = _result(b"PASS: a\nEXIT: STATUS=1\nzuv: CPU 1 in disabled wait (a crash)\n", tmp_path, code=1)
+    assert r.verdict == "FAIL" and "a crash" in r.note  # success said, but the machine did not end cleanly
     r = _result(b"PASS: a\nzuv: check stop\n", tmp_path, code=1)
     assert r.verdict == "FAIL" and r.note == "zuv: check stop"
 

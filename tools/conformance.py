@@ -49,7 +49,9 @@ VERDICT_RANK = {"PASS": 3, "SKIP": 2, "FAIL": 1, "TIMEOUT": 0}
 
 # QEMU options of unittests.cfg and the zuv run options that give the same machine; a QEMU option zuv does not
 # offer (its zuv option is missing from ``zuv run --help``) is reported as not offered and left out.
-QEMU_DEVICE_OPTIONS = {"virtio-net-ccw": ("--device", "virtio-net-ccw"), "diag288": ("--watchdog", "diag288")}
+QEMU_WATCHDOGS = {"diag288": ("--watchdog", "diag288")}
+#: ``-device`` models zuv's ``--device`` takes as they are (CPU models by their suffix)
+ZUV_DEVICES = ("virtio-net-ccw", "virtio-blk-ccw", "-s390x-cpu")
 
 
 class ConformanceError(Exception):
@@ -213,8 +215,11 @@ def zuv_command(spec: TestSpec, elf: Path, offered: str) -> tuple[list[str], lis
             continue
         if opt == "-device":
             dev = arg.split(",")[0]
-            if dev in QEMU_DEVICE_OPTIONS and QEMU_DEVICE_OPTIONS[dev][0] in offered:
-                cmd += list(QEMU_DEVICE_OPTIONS[dev])
+            if dev in QEMU_WATCHDOGS and QEMU_WATCHDOGS[dev][0] in offered:
+                cmd += list(QEMU_WATCHDOGS[dev])
+                continue
+            if dev.endswith(ZUV_DEVICES) and "--device" in offered:
+                cmd += ["--device", arg]
                 continue
         elif opt in ("-name", "--uuid", "-uuid", "--watchdog-action"):
             zopt = "--" + opt.lstrip("-")
@@ -264,6 +269,11 @@ def run_one(name: str, cmd: list[str], timeout: float, log: Path | None = None) 
     if statuses:
         res.status = int(statuses[-1])
         res.verdict = "PASS" if res.status == 1 else "SKIP" if res.status == 77 else "FAIL"
+        if res.verdict == "PASS" and res.exit_code not in (0, None):
+            # the test said success but the machine ended otherwise (a CPU crashed, a limit): not a pass
+            res.verdict = "FAIL"
+            tail = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            res.note = f"exit code {res.exit_code}: {tail[0][:100]}"
     else:
         res.verdict = "TIMEOUT" if res.note or b"time limit" in out else "FAIL"
         if not res.note:

@@ -25,8 +25,10 @@ from emulator.hw import sigp as sigp_mod
 from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS, Diag288, release_pages
 from emulator.hw.cpu import (
     CHECK_STOP,
+    CR0_SERVICE_SC,
     OPERATING,
     PSW_MASK_64,
+    PSW_MASK_EXT,
     PSW_MASK_WAIT,
     STOPPED,
     Cpu,
@@ -49,6 +51,11 @@ __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"
 
 SLICE: Final = 20_000
 MAX_CPUS: Final = 248
+#: SIGP orders after which a CPU's earlier disabled wait no longer says how it ended
+_SIGP_TAKES_OVER: Final = frozenset({
+    sigp_mod.START, sigp_mod.STOP, sigp_mod.RESTART, sigp_mod.STOP_AND_STORE_STATUS,
+    sigp_mod.INITIAL_CPU_RESET, sigp_mod.CPU_RESET,
+})
 
 
 def check_run_limits(max_insns: int | None, time_limit: float | None) -> None:
@@ -184,16 +191,11 @@ class Machine:
             self.uv = ultravisor
         self.facilities = facility_list(bool(ultravisor))
         self.cpus: dict[int, Cpu] = {}
-        for addr in range(cpus):
-            self.cpus[addr] = Cpu(self.memory, addr, self.tod, self.facilities, self.info.cpuid(addr))
-        group = list(self.cpus.values())
-        for c in group:
-            c.tlb_group = group
         self.sclp = Sclp(lambda: sorted(self.cpus), self._console_write)
         #: the channel subsystem (``add_device`` puts devices behind its subchannels)
         self.css = ChannelSubsystem(self.memory.host_view(), self.memory.keys)
-        for c in group:
-            c.io_source = self.css
+        for addr in range(cpus):
+            self._add_cpu(addr)
         #: SIE for the machine's programs: an LPAR's SIE facility at level 2, and at level 3 the nested
         #: virtualisation a KVM host with ``nested=1`` offers its guests (vSIE); the SCLP announces SIEF2
         self.sie: LparSie | None = LparSie(self.memory, self.tod, self.facilities)
@@ -217,6 +219,20 @@ class Machine:
         #: The CPU exit that ended the last ``run`` at a breakpoint or watchpoint: (CPU address, exit).
         self.last_stop: tuple[int, CpuExit] | None = None
 
+    def _add_cpu(self, addr: int) -> Cpu:
+        """A new CPU with address ``addr``, stopped (CPU 0 is started by the load); every CPU's TLB group
+        (IPTE and friends reach all of them) and the I/O source it takes interruptions from."""
+        if addr in self.cpus:
+            raise MachineError(f"there is a CPU with address {addr} already")
+        if not 0 <= addr < MAX_CPUS:
+            raise MachineError(f"a CPU address must be between 0 and {MAX_CPUS - 1}, not {addr}")
+        cpu = self.cpus[addr] = Cpu(self.memory, addr, self.tod, self.facilities, self.info.cpuid(addr))
+        cpu.io_source = self.css
+        group = list(self.cpus.values())
+        for c in group:
+            c.tlb_group = group
+        return cpu
+
     def _machine_ultravisor(self, machine: str, seed: int | None) -> object:
         """The Ultravisor of ``machine`` on this memory, with its host keys."""
         from firmware.machine_identity import MachineIdentityError  # noqa: PLC0415 - optional layer
@@ -234,9 +250,20 @@ class Machine:
 
     # -- devices --------------------------------------------------------------------------------------
 
-    def add_device(self, spec: str) -> Subchannel:
-        """Attach a device from a QEMU-like ``-device`` string (``virtio-net-ccw``,
-        ``virtio-blk-ccw,file=PATH[,readonly=on]``) behind the next subchannel; ``MachineError`` if bad."""
+    def add_device(self, spec: str) -> Subchannel | Cpu:
+        """Attach a device from a QEMU-like ``-device`` string: ``virtio-net-ccw``,
+        ``virtio-blk-ccw,file=PATH[,readonly=on]`` behind the next subchannel, or a CPU
+        (``s390x-cpu,core-id=N``, also QEMU's model-named ``qemu-s390x-cpu``/``max-s390x-cpu``/...: a stopped
+        CPU with address N, as QEMU's CPU hot-plug); ``MachineError`` if bad."""
+        kind, _, opts = spec.partition(",")
+        if kind == "s390x-cpu" or kind.endswith("-s390x-cpu"):
+            props = dict(o.partition("=")[::2] for o in opts.split(",") if o)
+            core = props.pop("core-id", None)
+            if core is None or not core.isdigit():
+                raise MachineError(f"{kind} needs core-id=N (the CPU address), not {spec!r}")
+            if props:
+                raise MachineError(f"{kind}: options zuv does not offer: {', '.join(sorted(props))}")
+            return self._add_cpu(int(core))
         try:
             device = make_device(spec, self.memory.host_view())
         except HwError as e:
@@ -280,7 +307,7 @@ class Machine:
         self.sclp.feed_input(data)
         if self.sclp.event_pending:  # only a program that asked for console input is told
             cpu0 = self.cpus[min(self.cpus)]
-            cpu0.ext_pending["service"] = cpu0.ext_pending.get("service", 0) | 1
+            self._service_signal(1, cpu0)
             cpu0.kick()
         self._input_event.set()
 
@@ -343,6 +370,8 @@ class Machine:
                 if self.watchdog is not None and self.watchdog.deadline is not None:
                     self._watchdog_check()
                 operating = [c for c in self.cpus.values() if c.state == OPERATING]
+                if len(operating) > 1:
+                    self._route_service_signal()
                 if any(c.state == CHECK_STOP for c in self.cpus.values()):
                     return self._result("check stop", t0, counted)
                 if not operating:
@@ -522,8 +551,34 @@ class Machine:
         command = cpu.gpr(insn.r1) & 0xFFFFFFFF
         sccb = cpu.gpr(insn.r2)
         res = self.sclp.service_call(CpuSccb(cpu, self.memory.size), command, sccb)
-        cpu.ext_pending["service"] = res.ext_param
+        self._service_signal(res.ext_param, cpu)
         insn.finish(0)
+
+    @staticmethod
+    def _takes_service_signal(cpu: Cpu) -> bool:
+        enabled = cpu.psw_mask & PSW_MASK_EXT and cpu.cr(0) & CR0_SERVICE_SC
+        return cpu.state == OPERATING and bool(enabled)
+
+    def _service_signal(self, param: int, issuer: Cpu) -> None:
+        """Make a service-signal external interruption pending. It is a floating interruption: any CPU
+        enabled for it may take it (the issuer first); while none is, the issuer holds it and the run loop
+        moves it to the first CPU that becomes enabled (``_route_service_signal``)."""
+        target = issuer
+        if not self._takes_service_signal(issuer):
+            target = next((c for _, c in sorted(self.cpus.items()) if self._takes_service_signal(c)), issuer)
+        target.ext_pending["service"] = target.ext_pending.get("service", 0) | param
+        if target is not issuer:
+            target.kick()
+
+    def _route_service_signal(self) -> None:
+        """A pending service signal held by a CPU not enabled for it moves to one that is."""
+        holder = next((c for c in self.cpus.values() if "service" in c.ext_pending), None)
+        if holder is None or self._takes_service_signal(holder):
+            return
+        for _, c in sorted(self.cpus.items()):
+            if c is not holder and self._takes_service_signal(c):
+                c.ext_pending["service"] = c.ext_pending.get("service", 0) | holder.ext_pending.pop("service")
+                return
 
     def _insn_stsi(self, cpu: Cpu, insn: Insn) -> None:
         r0, r1 = cpu.gpr(0), cpu.gpr(1)
@@ -551,6 +606,10 @@ class Machine:
         )  # fmt: skip
         if status is not None:
             cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | status)
+        if cc == 0 and order in _SIGP_TAKES_OVER:
+            # the program took the CPU over (stopped, restarted or reset it): a disabled wait it was left in
+            # is no longer how it ended
+            self._disabled_wait.pop(target, None)
         if cpu.state == OPERATING or cpu.state == STOPPED:
             insn.finish(cc)
 
