@@ -200,3 +200,12 @@ def test_virtio_net_consumes_transmitted_frames():
 def test_device_specs_are_checked(spec, message):
     with pytest.raises(HwError, match=message):
         vc.make_device(spec, PhysicalMemory(1 << 20).host_view())
+
+
+def test_a_file_cut_short_under_the_device_is_an_io_error(disk):
+    mem, css, dev, drv = blk(disk)
+    drv.setup()
+    disk.write_bytes(bytes(512))  # now one sector; the device was told eight
+    assert request(drv, 0, 4) == 0
+    assert mem.read(0x15000, 1) == b"\1" and mem.read(USED + 2, 2) == b"\1\0"
+    dev.close()

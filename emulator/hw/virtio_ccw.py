@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import Final
 
 from emulator.errors import HwError, SecureStorageAccess
 from emulator.hw import css_blocks as cb
@@ -336,18 +336,19 @@ class VirtioBlk(VirtioCcwDevice):
     S_UNSUPP: Final = 2
 
     def __init__(self, storage: HostView, path: str, readonly: bool = False) -> None:
-        try:
-            # open for the device's lifetime (``close``)
-            self.file: BinaryIO = open(path, "rb" if readonly else "r+b")  # noqa: SIM115
+        try:  # open for the device's lifetime (``close``); reads and writes go to the file at once
+            self.fd = os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
         except OSError as e:
             raise HwError(f"virtio-blk: cannot open {path!r}: {e.strerror}") from None
         self.path = path
         self.readonly = readonly
-        self.sectors = os.fstat(self.file.fileno()).st_size // SECTOR
+        self.sectors = os.fstat(self.fd).st_size // SECTOR
         super().__init__(storage)
 
     def close(self) -> None:
-        self.file.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def host_features(self) -> int:
         f = F_VERSION_1 | self.F_SEG_MAX | self.F_BLK_SIZE | self.F_FLUSH
@@ -377,6 +378,14 @@ class VirtioBlk(VirtioCcwDevice):
             raise VirtioError("virtio-blk request without header or status byte")
         rtype, _res, sector = struct.unpack("<IIQ" if self.le else ">IIQ", out[:16])
         payload = out[16:]
+        try:
+            data, status = self._carry_out(rtype, sector, payload, room)
+        except OSError:  # the host file failed (a disk error, a file cut short): the driver sees an I/O error
+            data, status = b"", self.S_IOERR
+        self._store(writable, data + bytes([status]))
+        return len(data) + 1
+
+    def _carry_out(self, rtype: int, sector: int, payload: bytes, room: int) -> tuple[bytes, int]:
         data = b""
         status = self.S_OK
         if rtype == self.T_IN:
@@ -384,23 +393,35 @@ class VirtioBlk(VirtioCcwDevice):
             if want % SECTOR or sector + want // SECTOR > self.sectors:
                 status = self.S_IOERR
             else:
-                self.file.seek(sector * SECTOR)
-                data = self.file.read(want)
+                data = self._pread(want, sector * SECTOR)
         elif rtype == self.T_OUT:
             if self.readonly or len(payload) % SECTOR or sector + len(payload) // SECTOR > self.sectors:
                 status = self.S_IOERR
             else:
-                self.file.seek(sector * SECTOR)
-                self.file.write(payload)
+                self._pwrite(payload, sector * SECTOR)
         elif rtype == self.T_FLUSH:
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            os.fsync(self.fd)
         elif rtype == self.T_GET_ID:
             data = ("zuv-" + os.path.basename(self.path))[:20].encode().ljust(20, b"\0")[: room - 1]
         else:
             status = self.S_UNSUPP
-        self._store(writable, data + bytes([status]))
-        return len(data) + 1
+        return data, status
+
+    def _pread(self, n: int, offset: int) -> bytes:
+        parts = []
+        while n > 0:
+            chunk = os.pread(self.fd, n, offset)
+            if not chunk:
+                raise OSError(f"virtio-blk: {self.path} is shorter than its capacity")
+            parts.append(chunk)
+            n, offset = n - len(chunk), offset + len(chunk)
+        return b"".join(parts)
+
+    def _pwrite(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self.fd, view, offset)
+            view, offset = view[done:], offset + done
 
     def _store(self, writable: list[tuple[int, int]], data: bytes) -> None:
         """Data from the start of the writable buffers, the status byte in the very last one."""
