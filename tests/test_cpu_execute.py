@@ -23,6 +23,7 @@ FAR = 0x13000  # another page
 DATA = 0x20000
 PGM_NEW = 0x0BAD0
 PSW_31 = 1 << 31  # 31-bit addressing mode
+DIAG_44 = bytes.fromhex("83000044")
 
 
 @pytest.fixture
@@ -166,6 +167,81 @@ def test_an_exrl_whose_target_the_guest_rewrites_into_a_diag_is_trapped(cpu, whe
     out = cpu.run()
     assert out.kind == "insn" and out.insn.name == "DIAG" and out.insn.pc == CODE
     assert cpu.gpr(0) == 1  # the first round ran the AHI
+
+
+def test_an_exrl_whose_far_target_page_is_mapped_elsewhere_is_decided_again(cpu):
+    """An EXRL decided native through its target page's mapping: when the guest maps that page to a frame
+    holding a DIAG (and purges the TLB), the EXRL's translated block must not run it natively."""
+    from emulator.hw.cpu import PSW_MASK_DAT
+
+    seg, pt = 0x40000, 0x41000
+    cpu.mem.write(seg, struct.pack(">Q", pt) + struct.pack(">Q", 0x20) * 511)  # segment 0 valid, the rest not
+    cpu.mem.write(pt, b"".join(struct.pack(">Q", page << 12) for page in range(256)))  # identity
+    cpu.mem.write(0x50000, bytes.fromhex("a70a0001"))  # ahi %r0,1
+    cpu.mem.write(0x51000, bytes.fromhex("8300009c"))  # diag
+    cpu.mem.write(pt + 8 * 0x13, struct.pack(">Q", 0x50000))  # the target page FAR -> frame 0x50
+    # exrl 0,FAR ; ahi %r1,1 ; diag 0,0,0x44
+    start(cpu, exrl(0, CODE, FAR) + bytes.fromhex("a71a0001" "83000044"), b"", target_at=CODE + 0x100,
+          mask=PSW_MASK_64 | PSW_MASK_DAT)  # fmt: skip
+    cpu.set_cr(1, seg)  # primary ASCE: a segment table of 512 entries
+    out = cpu.run()  # (uncounted runs: unicorn keeps the translated blocks between them)
+    assert out.kind == "insn" and out.insn.pc == CODE + 10 and cpu.gpr(0) == 1 and cpu.gpr(1) == 1
+    assert CODE not in cpu._exits
+    cpu.mem.write(pt + 8 * 0x13, struct.pack(">Q", 0x51000))  # FAR -> frame 0x51 now
+    cpu.flush_tlb()  # what the guest's IPTE or PTLB does
+    cpu.set_pc(CODE)
+    cpu.set_gpr(1, 0)
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.name == "DIAG" and out.insn.pc == CODE
+    assert out.insn.address() == 0x9C and cpu.gpr(0) == 1
+    out.insn.finish()
+    out = cpu.run()  # the instructions after the EXRL, once each
+    assert out.kind == "insn" and out.insn.pc == CODE + 10 and out.insn.address() == 0x44
+    assert cpu.gpr(1) == 1
+
+
+def test_an_execute_stopped_before_its_target_runs_the_target_once(cpu):
+    """unicorn performs EXECUTE in two blocks, and a run can end between them: here the EXRL's block was
+    translated before its address became an exit, so the target's new block halts there with the target
+    pending in unicorn. The CPU then performs the EXRL itself, and the target runs once."""
+    # nopr ; exrl 2,target ; diag 0,0,0x44
+    start(cpu, bytes.fromhex("0700") + exrl(2, CODE + 2, TARGET) + DIAG_44, bytes.fromhex("a70a0001"))
+    cpu.set_gpr(2, 0xF0)  # ahi %r15,1
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.pc == CODE + 8 and cpu.gpr(15) == 1
+    cpu._exits.add(CODE + 2)  # an exit from now on (as when its target changed); the block stays translated
+    cpu._register_exits(frozenset((CODE + 2,)))
+    cpu.set_gpr(2, 0xE0)  # ahi %r14,1: a new target block, which halts at the exit with its text pending
+    cpu.set_pc(CODE)
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.pc == CODE + 8
+    assert (cpu.gpr(14), cpu.gpr(15)) == (1, 1)
+
+
+def test_a_pending_execute_target_is_dropped_when_the_cpu_performs_the_execute(cpu):
+    """When the CPU emulates an EXECUTE whose target unicorn holds pending (the state above), the pending
+    target must not run later in place of the instruction after the EXECUTE."""
+    from emulator.hw.cpu import _LAYOUT
+
+    # exrl 0,target (a DIAG) ; ahi %r1,1 ; diag 0,0,0x44
+    start(cpu, exrl(0, CODE, TARGET) + bytes.fromhex("a71a0001") + DIAG_44, bytes.fromhex("8300009c"))
+    performed = cpu._execute
+
+    def execute_with_target_pending(pc, raw, emulate):  # as unicorn leaves it: the DIAG's text, EXRL's length
+        view = cpu._blob()
+        view[_LAYOUT.ex_value : _LAYOUT.ex_value + 8] = struct.pack("<Q", 0x8300009C << 32 | 6)
+        cpu.uc.context_restore(cpu._ctx)
+        cpu._stale()
+        return performed(pc, raw, emulate)
+
+    cpu._execute = execute_with_target_pending
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.pc == CODE and out.insn.address() == 0x9C
+    out.insn.finish()
+    cpu._execute = performed
+    out = cpu.run()
+    assert out.kind == "insn" and out.insn.pc == CODE + 10 and out.insn.address() == 0x44
+    assert cpu.gpr(1) == 1
 
 
 def test_an_ex_whose_target_needs_no_python_runs_natively_from_its_exit(cpu):

@@ -280,6 +280,7 @@ class _BlobLayout:
     int_svc_code: int
     int_svc_ilen: int
     counter: int  # offset of uc_struct.emu_counter from the engine handle
+    ex_value: int = -1  # the EXECUTE target unicorn holds pending (CPUS390XState.ex_value)
 
 
 def _calibrate() -> _BlobLayout:
@@ -329,7 +330,26 @@ def _calibrate() -> _BlobLayout:
     hit = raw.find(struct.pack("<QQ", 1235, 1234))
     if hit < 0:
         raise HwError("cannot find unicorn's instruction counter; unsupported unicorn build")
-    return _BlobLayout(regs, mask, mask + 56, mask + 64, mask + 68, mask + 72, mask + 76, hit)
+    # the pending EXECUTE target: unicorn performs "ex %r2,0(%r1)" in two blocks, the EX's and the target's
+    # (its text ORed with R2 held in ex_value). Run it once to an exit beyond (the EX's block stays
+    # translated), then make the EX's address an exit and run it again with a new R2: the target's new
+    # block halts there before it runs, its text pending
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    uc.ctl_exits_enabled(True)
+    uc.mem_write(0x10000, bytes.fromhex("44201000" "07000700"))
+    uc.mem_write(0x10100, bytes.fromhex("1a34"))  # ar %r3,%r4
+    uc.reg_write(S.UC_S390X_REG_R1, 0x10100)
+    uc.reg_write(S.UC_S390X_REG_PSWM, PSW_MASK_64)
+    uc.ctl_set_exits([0x10006])
+    uc.emu_start(0x10000, 0)
+    uc.ctl_set_exits([0x10000, 0x10006])
+    uc.reg_write(S.UC_S390X_REG_R2, 0x56)
+    uc.emu_start(0x10000, 0)
+    ex_value = bytes(uc.context_save()).find(le.pack(0x1A76 << 48 | 4))  # ar %r7,%r6 and the EX's length
+    if ex_value < 0 or uc.reg_read(S.UC_S390X_REG_PC) != 0x10000:
+        raise HwError("cannot find unicorn's pending EXECUTE target; unsupported unicorn build")
+    return _BlobLayout(regs, mask, mask + 56, mask + 64, mask + 68, mask + 72, mask + 76, hit, ex_value)
 
 
 _LAYOUT: Final = _calibrate()
@@ -2304,6 +2324,7 @@ class Cpu:
         runs EXECUTE right for those.
         """
         ilen = len(raw)
+        self._drop_pending_execute()
         try:
             if raw[0] == 0x44:
                 x2, b2 = raw[1] & 0xF, raw[2] >> 4
@@ -2337,6 +2358,21 @@ class Cpu:
             insn = Insn(self, pc, text, OWNER_INSNS.get(key) or f"{key:#x}", key, ilen, target)
             return self._dispatch(insn, emulate)
         return self._native_step(pc, keep=True)
+
+    def _drop_pending_execute(self) -> None:
+        """Forget a target unicorn holds pending for the EXECUTE at the PC (``ex_value``).
+
+        unicorn performs EXECUTE in two steps, and a run can end between them: a time slice or halt, or the
+        target's block halting at an exit the EXECUTE's own block was translated without. The target would
+        then run at the next start, wherever that starts. Here the EXECUTE is performed again from the
+        start (it has no other effect), so the pending target must go.
+        """
+        mv = self._blob()
+        off = _LAYOUT.ex_value
+        if any(mv[off : off + 8]):
+            mv[off : off + 8] = bytes(8)
+            self.uc.context_restore(self._ctx)
+            self._stale()
 
     def _fetch_text(self, addr: int) -> bytes:
         """The instruction at ``addr`` (its length from its first byte), fetched with every check; raises
