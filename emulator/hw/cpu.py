@@ -1,4 +1,4 @@
-"""One s390x CPU on unicorn: registers, the Python MMU (TLB fill), trapped instructions, interrupt delivery.
+"""One s390x CPU on unicorn: registers, the TLB fill, exits and runs (access path: mmu; delivery: interrupts).
 
 This module and its helper ``engine`` are the only ones that import unicorn. The design (measured in
 ``docs/benchmarks.md``, argued in ``ARCHITECTURE.md``):
@@ -16,7 +16,10 @@ This module and its helper ``engine`` are the only ones that import unicorn. The
   exit goes away.
 * UVC, SIE and real exceptions arrive through ``UC_HOOK_INTR``; the program-interruption code is read from
   the context blob at offsets calibrated (and checked) at import time.
-* Interrupts are delivered here, architecturally (old/new PSW swap in the lowcore at the prefix).
+* Interrupts are delivered architecturally (old/new PSW swap in the lowcore at the prefix) by the CPU's
+  base class ``interrupts.InterruptDelivery``, which stores through the access path of its own base class
+  ``mmu.StorageAccess`` (prefixing, DAT, the guest mapping, the access rules of ``access``). The
+  architecture's constants and pure helpers are in ``arch`` (and still importable from here).
 
 Instructions that belong to the owner of the CPU (the LPAR machine, or the hypervisor for a SIE guest) are
 returned as a ``CpuExit`` of kind ``"insn"``: DIAG, SERVC, SIGP, STSI, UVC, SIE and the channel-subsystem
@@ -33,7 +36,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from unicorn import Uc, UcError
 from unicorn import s390x_const as S
@@ -57,11 +60,87 @@ from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from emulator.errors import HwError, ProgramException
 from emulator.hw import access, dat
+# the architecture's names, defined in ``arch`` and still importable from here
+from emulator.hw.arch import (  # noqa: F401
+    ASC_ACCESS_REG,
+    ASC_HOME,
+    ASC_PRIMARY,
+    ASC_SECONDARY,
+    CHECK_STOP,
+    CR0_CKC_SC,
+    CR0_CPU_TIMER_SC,
+    CR0_EDAT,
+    CR0_EMERGENCY_SC,
+    CR0_EXTERNAL_CALL_SC,
+    CR0_FPO,
+    CR0_IEP,
+    CR0_LAP,
+    CR0_SERVICE_SC,
+    CR0_SPO,
+    CR14_CHANNEL_REPORT_SC,
+    ILC_FOR,
+    LC_DXC,
+    LC_EXT_CODE,
+    LC_EXT_CPU_ADDR,
+    LC_EXT_NEW,
+    LC_EXT_OLD,
+    LC_EXT_PARAM,
+    LC_IO_NEW,
+    LC_IO_OLD,
+    LC_IO_SID,
+    LC_MCESAD,
+    LC_MCIC,
+    LC_MCK_NEW,
+    LC_MCK_OLD,
+    LC_PGM_CODE,
+    LC_PGM_ILC,
+    LC_PGM_NEW,
+    LC_PGM_OLD,
+    LC_RESTART_NEW,
+    LC_RESTART_OLD,
+    LC_STFL,
+    LC_SVC_CODE,
+    LC_SVC_ILC,
+    LC_SVC_NEW,
+    LC_SVC_OLD,
+    LC_TEID,
+    MCIC_CP,
+    MCIC_VALID,
+    MCIC_VR,
+    NULLIFYING,
+    OPERATING,
+    PGM_EXECUTE,
+    PGM_OPERATION,
+    PGM_PRIVILEGED,
+    PGM_SPECIFICATION,
+    PSW_MASK_64,
+    PSW_MASK_ASC,
+    PSW_MASK_BA,
+    PSW_MASK_BIT12,
+    PSW_MASK_CC,
+    PSW_MASK_DAT,
+    PSW_MASK_EA,
+    PSW_MASK_EXT,
+    PSW_MASK_FPO,
+    PSW_MASK_IO,
+    PSW_MASK_KEY,
+    PSW_MASK_MCHECK,
+    PSW_MASK_PER,
+    PSW_MASK_PSTATE,
+    PSW_MASK_RESERVED,
+    PSW_MASK_WAIT,
+    STOPPED,
+    prefixed,
+    psw_invalid,
+    wrap_address,
+)
 from emulator.hw.engine import switch_for
 from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, emulate_relative
 from emulator.hw.fixedpoint import OPCODES as _FPO_OPCODES
 from emulator.hw.fixedpoint import scan_pattern as _fpo_scan_pattern
-from emulator.hw.memory import KEY_C, KEY_F, KEY_R, OWNER_HOST, PAGE_SHIFT, PhysicalMemory
+from emulator.hw.interrupts import InterruptDelivery, IoSource
+from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT, PhysicalMemory
+from emulator.hw.mmu import GuestIntercept, GuestMapping, SubPageAccess
 from emulator.hw.tod import TodClock
 
 __all__ = [
@@ -86,90 +165,6 @@ __all__ = [
     "wrap_address",
 ]
 
-# -- PSW and control-register bits (PoP numbering: bit 0 is the most significant) ----------------------
-PSW_MASK_PER: Final = 1 << 62
-PSW_MASK_DAT: Final = 1 << 58
-PSW_MASK_IO: Final = 1 << 57
-PSW_MASK_EXT: Final = 1 << 56
-PSW_MASK_KEY: Final = 0xF << 52
-PSW_MASK_BIT12: Final = 1 << 51
-PSW_MASK_MCHECK: Final = 1 << 50
-PSW_MASK_WAIT: Final = 1 << 49
-PSW_MASK_PSTATE: Final = 1 << 48
-PSW_MASK_ASC: Final = 3 << 46
-PSW_MASK_CC: Final = 3 << 44
-PSW_MASK_FPO: Final = 1 << 43  # program mask bit 20: fixed-point overflow
-PSW_MASK_EA: Final = 1 << 32
-PSW_MASK_BA: Final = 1 << 31
-PSW_MASK_64: Final = PSW_MASK_EA | PSW_MASK_BA
-#: bits that must be zero in a 64-bit PSW mask (PoP bits 0, 2-4, 25-30 and 33-63; bit 12 is checked apart)
-PSW_MASK_RESERVED: Final = (1 << 63) | (0x7 << 59) | (0x3F << 33) | 0x7FFFFFFF
-
-ASC_PRIMARY: Final = 0
-ASC_ACCESS_REG: Final = 1
-ASC_SECONDARY: Final = 2
-ASC_HOME: Final = 3
-
-CR0_IEP: Final = 1 << 20  # instruction-execution protection (bit 43)
-CR0_LAP: Final = 1 << 28
-CR0_FPO: Final = 1 << 25
-CR0_SPO: Final = 1 << 24
-CR0_EDAT: Final = 1 << 23
-CR0_EMERGENCY_SC: Final = 1 << 14
-CR0_EXTERNAL_CALL_SC: Final = 1 << 13
-CR0_CKC_SC: Final = 1 << 11
-CR0_CPU_TIMER_SC: Final = 1 << 10
-CR0_SERVICE_SC: Final = 1 << 9
-CR14_CHANNEL_REPORT_SC: Final = 1 << 28  # bit 35: channel-report-pending subclass mask
-LC_MCIC: Final = 0xE8  # machine-check interruption code (u64)
-LC_MCESAD: Final = 0x11B0  # machine-check extended save area designation (u64)
-#: machine-check interruption code: channel report pending (bit 9) and the validity bits of what the
-#: interruption stores (PSW 20-23, FPRs 27, GRs 28, CRs 29, storage 31, ARs 33, TOD programmable 42, FPC 43,
-#: CPU timer 46, clock comparator 47)
-MCIC_CP: Final = 1 << (63 - 9)
-MCIC_VR: Final = 1 << (63 - 25)
-MCIC_VALID: Final = sum(1 << (63 - b) for b in (20, 21, 22, 23, 27, 28, 29, 31, 33, 42, 43, 46, 47))
-
-LC_EXT_PARAM: Final = 0x80
-LC_EXT_CPU_ADDR: Final = 0x84
-LC_EXT_CODE: Final = 0x86
-LC_SVC_ILC: Final = 0x88
-LC_SVC_CODE: Final = 0x8A
-LC_PGM_ILC: Final = 0x8C
-LC_PGM_CODE: Final = 0x8E
-LC_DXC: Final = 0x90
-LC_TEID: Final = 0xA8
-LC_STFL: Final = 0xC8
-LC_RESTART_OLD: Final = 0x120
-LC_EXT_OLD: Final = 0x130
-LC_SVC_OLD: Final = 0x140
-LC_PGM_OLD: Final = 0x150
-LC_MCK_OLD: Final = 0x160
-LC_IO_OLD: Final = 0x170
-LC_IO_SID: Final = 0xB8  # subsystem-identification word, then the interruption parameter and id word
-LC_RESTART_NEW: Final = 0x1A0
-LC_EXT_NEW: Final = 0x1B0
-LC_SVC_NEW: Final = 0x1C0
-LC_PGM_NEW: Final = 0x1D0
-LC_MCK_NEW: Final = 0x1E0
-LC_IO_NEW: Final = 0x1F0
-
-PGM_OPERATION: Final = 0x01
-PGM_PRIVILEGED: Final = 0x02
-PGM_EXECUTE: Final = 0x03
-PGM_SPECIFICATION: Final = 0x06
-
-#: Program-interruption codes after which the old PSW points *at* the instruction (machine.md section 3).
-NULLIFYING: Final = frozenset(
-    {0x10, 0x11, 0x16, 0x18, 0x1B, 0x1C, 0x38, 0x39, 0x3A, 0x3B, 0x3D, 0x3E, 0x119}
-    | set(range(0x20, 0x30))
-    | set(range(0x30, 0x35))
-)
-
-
-def ILC_FOR(first_byte: int) -> int:  # noqa: N802 - the architecture's name
-    """Instruction length in bytes from the first opcode byte (bits 0-1: 00 -> 2, 01/10 -> 4, 11 -> 6)."""
-    return (2, 4, 4, 6)[first_byte >> 6]
 
 
 # -- trapped opcodes ---------------------------------------------------------------------------------------
@@ -463,35 +458,6 @@ class CpuExit:
     data: dict[str, int] = field(default_factory=dict)
 
 
-class IoSource(Protocol):
-    """Where a CPU finds pending I/O interruptions (the channel subsystem): ``pending`` is a cheap flag."""
-
-    pending: bool
-    #: a channel-report-pending machine check waits for a CPU enabled for it (PSW bit 13, CR14 bit 35)
-    crw_mcheck: bool
-
-    def io_deliverable(self, cr6: int) -> bool: ...
-
-    def take_crw_mcheck(self) -> bool: ...
-
-    def take_io(self, cr6: int) -> tuple[int, int, int] | None: ...
-
-
-class GuestMapping:
-    """How a SIE guest's absolute addresses reach host absolute storage (set by the hypervisor's SIE).
-
-    ``to_host(guest_abs, write, fetch)`` returns the host absolute address of the guest page or raises
-    ``ProgramException`` (a guest program interrupt: addressing beyond the guest's memory) or
-    ``GuestIntercept`` (a condition the host must handle: a secure guest touching a non-secure page).
-    ``owner_tag`` is the owner tag a secure guest's frames carry (None for a normal guest, whose frames
-    must be host frames).
-    """
-
-    def __init__(self, to_host: Callable[[int, bool, bool], int], owner_tag: int | None = None) -> None:
-        self.to_host = to_host
-        self.owner_tag = owner_tag
-
-
 @dataclass(frozen=True)
 class WatchHit:
     """A data access to a watched frame, refused in the TLB fill (the debugger's watchpoints)."""
@@ -501,25 +467,6 @@ class WatchHit:
     write: bool
 
 
-class SubPageAccess(Exception):  # noqa: N818 - a decision the TLB fill cannot make per page
-    """A page whose protection depends on the byte address (low-address protection, fetch-protection
-    override): the CPU runs the instruction once under watch instead of caching a page decision."""
-
-    def __init__(self, vpage: int, write: bool, rule: str) -> None:
-        super().__init__(rule)
-        self.vpage = vpage
-        self.write = write
-        self.rule = rule
-
-
-class GuestIntercept(Exception):  # noqa: N818 - an architectural event, not an error
-    """Raised by a ``GuestMapping`` for a condition that ends SIE with an interception code."""
-
-    def __init__(self, code: int, reason: str, **data: int) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.data = data
 
 
 # -- time slices -------------------------------------------------------------------------------------------
@@ -614,7 +561,6 @@ _TLB_FILL_CB: Final = ctypes.CFUNCTYPE(
     ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p
 )
 _U64: Final = struct.Struct(">Q")
-_VECTOR_FACILITY: Final = 129
 _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
 
@@ -637,12 +583,9 @@ _EXITS_LIMIT: Final = 1 << 18
 _PAGE_EXITS_KEPT: Final = 16384
 #: Below this many registered exits the walk is not worth a flush.
 _EXITS_KEPT: Final = 64
-STOPPED: Final = "stopped"
-OPERATING: Final = "operating"
-CHECK_STOP: Final = "check-stop"
 
 
-class Cpu:
+class Cpu(InterruptDelivery):
     """One CPU of the machine: a unicorn instance plus the architecture unicorn leaves out.
 
     Args:
@@ -1187,209 +1130,6 @@ class Cpu:
             # would run through it
             self.uc.ctl_flush_tb()
 
-    # -- address translation ----------------------------------------------------------------------------
-
-    def real_to_abs(self, real: int) -> int:
-        """Apply prefixing (and, for a SIE guest, the guest-to-host mapping is done by the caller)."""
-        return prefixed(real, self.prefix)
-
-    def _abs_to_host(self, absolute: int, write: bool, fetch: bool) -> int:
-        """Map an absolute address of this CPU's configuration to host absolute storage."""
-        g = self.guest
-        if g is not None:
-            return g.to_host(absolute, write, fetch)
-        if absolute >= self.mem.size:
-            raise ProgramException(dat.PGM_ADDRESSING, why=f"absolute {absolute:#x} is beyond memory")
-        return absolute
-
-    @property
-    def accessor(self) -> int | None:
-        """Who this CPU accesses storage for (``access``): the secure configuration's owner tag while it runs
-        a secure guest, else ``access.HOST``."""
-        g = self._guest
-        return access.HOST if g is None else g.owner_tag
-
-    def table_to_host(self, real: int) -> int:
-        """Host absolute address of a DAT table entry at ``real`` (the walk's implicit fetch): a host CPU
-        (or a normal guest) fetching it from secure storage gets PGM 0x3D (``dat.translate`` gives it the
-        TEID of the address being translated)."""
-        host = self._abs_to_host(prefixed(real, self.prefix), False, False)
-        mem = self.mem
-        frame = host >> PAGE_SHIFT
-        owner = mem.owner[frame]
-        g = self._guest
-        if owner != OWNER_HOST and not mem.shared[frame] and (g is None or owner != g.owner_tag):
-            # access.may_access(mem, frame, self.accessor) written out: the walk runs in every fill
-            raise access.secure_storage_exception(real, False, why=f"DAT table entry at real {real:#x}")
-        return host
-
-    def translate(
-        self,
-        vaddr: int,
-        write: bool = False,
-        fetch: bool = False,
-        asc: int | None = None,
-        *,
-        page_fill: bool = False,
-        mark: bool = True,
-    ) -> int:
-        """Translate a virtual address of the current mode to host absolute, with every check.
-
-        Raises ProgramException (translation, protection, addressing, secure-storage access) exactly as
-        the access would in the guest, or GuestIntercept for SIE guests. ``page_fill``: decide for the
-        whole page (TLB fill); a page whose protection differs below 4 KiB raises ``SubPageAccess``.
-        ``mark``: set the storage key's reference and change bits (an access, not a probe).
-
-        Instruction emulation repeats the same translations (the instruction fetch, its operand page):
-        successful ones are kept in a small cache with exactly the lifetime of unicorn's TLB entries
-        (emptied by ``flush_tlb``, which every translation-relevant change calls). Pages 0 and 1 are never
-        cached, because their protection depends on the byte address.
-        """
-        if mark and not page_fill:
-            hit = self._xc.get((vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc))
-            if hit is not None:
-                return hit | (vaddr & 0xFFF)
-        mask = self._mask()
-        if asc is None:
-            asc = (mask >> 46) & 3
-        vaddr &= 0xFFFFFFFFFFFFFFFF
-        if mask & PSW_MASK_DAT:
-            cr = (1, 1, 7, 13)[asc]
-            asid = (0, 1, 2, 3)[asc]
-            cr0 = self.cr(0)
-            real, _protected = dat.translate(
-                self._buf,
-                self.table_to_host,
-                self.cr(cr),
-                vaddr,
-                write,
-                asid,
-                bool(cr0 & CR0_EDAT),
-                fetch and bool(cr0 & CR0_IEP),
-            )
-        else:
-            real, asid = vaddr, 0
-        host = self._abs_to_host(prefixed(real, self.prefix), write, fetch)
-        g = self._guest
-        frame = host >> PAGE_SHIFT
-        mem = self.mem
-        if g is None or g.owner_tag is None:
-            # access.may_access(mem, frame, HOST) written out: this is the TLB fill's path
-            if mem.owner[frame] != OWNER_HOST and not mem.shared[frame]:
-                raise access.secure_storage_exception(
-                    vaddr, write, asid, f"non-secure access to secure storage at absolute {host:#x}"
-                )
-        # key-controlled protection
-        key = mem.keys[frame]
-        pkey = (mask >> 52) & 0xF
-        if pkey:
-            cr0 = self.cr(0)
-            acc = key >> 4
-            if acc != pkey and not (cr0 & CR0_SPO and acc == 9):
-                fpo = not write and key & KEY_F and cr0 & CR0_FPO and vaddr < 2048
-                if fpo and page_fill:
-                    raise SubPageAccess(vaddr & ~0xFFF, write, "fetch-protection override")
-                if write or (key & KEY_F and not fpo):
-                    raise ProgramException(
-                        dat.PGM_PROTECTION,
-                        (vaddr & ~0xFFF) | (0x400 if write else 0x800) | asid,
-                        why=f"key-controlled protection: PSW key {pkey} vs storage key {key:#x}",
-                    )
-        if write and vaddr & ~0x1FFF == 0 and not fetch and self.cr(0) & CR0_LAP:
-            # low-address protection covers effective addresses 0-511 and 4096-4607
-            if page_fill:
-                raise SubPageAccess(vaddr & ~0xFFF, write, "low-address protection")
-            if vaddr & 0xFFF < 512:
-                raise ProgramException(
-                    dat.PGM_PROTECTION,
-                    (vaddr & ~0xFFF) | 0x400 | asid,
-                    why="low-address protection",
-                )
-        if not mark:
-            return host
-        mem.keys[frame] = key | KEY_R | (KEY_C if write else 0)
-        if not page_fill and vaddr & ~0x1FFF:
-            self._xc[(vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc)] = host & ~0xFFF
-            self._tlb_frames.add(frame)
-        return host
-
-    def read_virtual(self, vaddr: int, length: int) -> bytes:
-        """Read guest storage at a virtual address with every check (instruction emulation)."""
-        out = bytearray()
-        while length:
-            n = min(length, 0x1000 - (vaddr & 0xFFF))
-            host = self.translate(vaddr)
-            out += self._buf[host : host + n]
-            vaddr, length = self.wrap(vaddr + n), length - n
-        return bytes(out)
-
-    def write_virtual(self, vaddr: int, data: bytes) -> None:
-        """Store to guest storage at a virtual address; all pages are checked before anything is stored."""
-        parts = []
-        off, v = 0, vaddr
-        while off < len(data):
-            n = min(len(data) - off, 0x1000 - (v & 0xFFF))
-            parts.append((self.translate(v, write=True), data[off : off + n]))
-            off, v = off + n, self.wrap(v + n)
-        for host, chunk in parts:
-            self.mem.write(host, chunk)
-
-    def _real_checked(self, real: int, length: int, write: bool) -> int:
-        """Host absolute address of ``[real, real+length)`` for an access of this CPU, after the access
-        rules (``access.check``: PGM 0x3D naming the real address) and addressing."""
-        host = self._abs_to_host(self.real_to_abs(real), write, False)
-        mem = self.mem
-        if host + length > mem.size:
-            raise ProgramException(dat.PGM_ADDRESSING, why=f"real {real:#x}+{length:#x} is beyond memory")
-        if mem.non_host_frames:
-            frame = host >> PAGE_SHIFT
-            owner = mem.owner[frame]
-            g = self._guest
-            if (host + length - 1) >> PAGE_SHIFT != frame or (
-                owner != OWNER_HOST and not mem.shared[frame] and (g is None or owner != g.owner_tag)
-            ):  # all but one frame this CPU may touch (access.may_access written out): the rules decide
-                access.check(mem, host, length, write, self.accessor, real, what="real-address access")
-        return host
-
-    def read_real(self, real: int, length: int) -> bytes:
-        """Read storage at a real address (prefixing applied), as this CPU may (``access``)."""
-        return self.mem.read(self._real_checked(real, length, False), length)
-
-    def write_real(self, real: int, data: bytes) -> None:
-        """Write storage at a real address (prefixing applied), as this CPU may (``access``); all of the
-        range is checked before anything is stored."""
-        self.mem.write(self._real_checked(real, len(data), True), data)
-
-    def _prefix_refused(self) -> bool:
-        """True when this CPU may not use its prefix area (one of its two frames is secure storage for it:
-        interruptions store into both, a machine check its save areas at 0x1200-0x13FF).
-
-        A secure guest's own mapping decides for it (a prefix page that is not secure is a host event,
-        ``GuestIntercept``, raised by the store itself), as do a guest mapping's exceptions.
-        """
-        mem = self.mem
-        if not mem.non_host_frames or self.accessor is not access.HOST:
-            return False
-        return any(
-            access.refused_address(mem, self._abs_to_host(self.prefix + off, True, False), 0x1000) is not None
-            for off in (0, 0x1000)
-        )
-
-    def _lowcore_write(self, off: int, data: bytes) -> None:
-        self.mem.write(self._real_checked(off, len(data), True), data)
-
-    def _lowcore_read(self, off: int, length: int) -> bytes:
-        return self.mem.read(self._real_checked(off, length, False), length)
-
-    def _deliverable(self) -> bool:
-        """Before an interruption stores anything: False, with the CPU check-stopped, when its prefix area
-        is secure storage (``access.prefix_check_stop``: the reason shows no storage byte)."""
-        if not self._prefix_refused():
-            return True
-        self.state = CHECK_STOP
-        self.check_stop_reason = access.prefix_check_stop(self.prefix)
-        return False
-
     # -- the TLB fill (runs inside unicorn, once per page until a flush) ----------------------------------
 
     def _fill_hook(self, _handle: int, vaddr: int, access: int, entry: int, _ud: int) -> bool:
@@ -1735,211 +1475,6 @@ class Cpu:
             code, ilen = 0, 0
         self._intr_info = (intno, code, ilen)
         uc.emu_stop()
-
-    # -- interrupt delivery ---------------------------------------------------------------------------------
-
-    def _swap_psw(self, old_off: int, new_off: int) -> None:
-        mask, addr = self.psw
-        self._lowcore_write(old_off, _U64.pack(mask) + _U64.pack(addr))
-        new = self._lowcore_read(new_off, 16)
-        nmask, naddr = _U64.unpack_from(new, 0)[0], _U64.unpack_from(new, 8)[0]
-        self.set_psw(nmask, naddr)
-        problem = psw_invalid(nmask, naddr)
-        if problem:
-            self.state = CHECK_STOP
-            self.check_stop_reason = f"new PSW at lowcore {new_off:#x} is invalid ({problem})"
-            if self.accessor is access.HOST:  # the host's own lowcore: its bytes are the host's to see
-                self.check_stop_reason += f": {nmask:016x} {naddr:016x}"
-
-    def program_interrupt(self, code: int, ilc: int, teid: int | None = None, pc: int | None = None) -> None:
-        """Deliver a program interruption for the instruction at ``pc`` (default: the current PC).
-
-        The old PSW points at the instruction for nullifying codes and after it otherwise.
-        """
-        if pc is None:
-            pc = self.pc
-        if self.pgm_observer is not None:
-            self.pgm_observer(self, code, teid)
-        if self.pgm_intercept is not None and self.pgm_intercept(self, code, ilc, teid, pc):
-            return
-        key = (pc, code)
-        self._pgm_repeat = self._pgm_repeat + 1 if key == self._pgm_last else 0
-        self._pgm_last = key
-        if self._pgm_repeat >= 64:
-            self.state = CHECK_STOP
-            self.check_stop_reason = (
-                f"program-interruption loop: code {code:#06x} at {pc:#x} over and over"
-                " (is the program new PSW at 0x1d0 set up?)"
-            )
-            return
-        if not self._deliverable():
-            return
-        self.set_pc(pc if code in NULLIFYING else pc + ilc)
-        self._lowcore_write(LC_PGM_ILC, _U16.pack(ilc) + _U16.pack(code))
-        if teid is not None:
-            self._lowcore_write(LC_TEID, _U64.pack(teid))
-        self._swap_psw(LC_PGM_OLD, LC_PGM_NEW)
-
-    def psw_loaded(self) -> None:
-        """The program loaded a valid PSW (LPSW, LPSWE): it got out of its interruption handler, so a
-        program interruption at the same place again is the program's own doing (a test taking the same
-        exception in a loop), not an interruption loop."""
-        self._pgm_repeat = 0
-        self._pgm_last = None
-
-    def deliver_svc(self, code: int, ilen: int, pc: int) -> None:
-        """Deliver a supervisor-call interruption (old PSW after the SVC)."""
-        if not self._deliverable():
-            return
-        self.set_pc(pc + ilen)
-        self._lowcore_write(LC_SVC_ILC, _U16.pack(ilen) + _U16.pack(code))
-        self._swap_psw(LC_SVC_OLD, LC_SVC_NEW)
-
-    def deliver_restart(self) -> None:
-        """Deliver a restart interruption (SIGP restart)."""
-        self.restart_pending = False
-        if self._deliverable():
-            self._swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
-
-    def _ext_deliverable(self) -> tuple[int, int | None, int | None] | None:
-        """The highest-priority deliverable external interruption: (code, cpu address, parameter)."""
-        mask = self._mask()
-        if not mask & PSW_MASK_EXT:
-            return None
-        cr0 = self.cr(0)
-        if self.emergency_from and cr0 & CR0_EMERGENCY_SC:
-            return 0x1201, min(self.emergency_from), None
-        if "external_call" in self.ext_pending and cr0 & CR0_EXTERNAL_CALL_SC:
-            return 0x1202, self.ext_pending["external_call"], None
-        if cr0 & CR0_CKC_SC and self.tod() >= self.ckc:
-            return 0x1004, None, None
-        if cr0 & CR0_CPU_TIMER_SC and self.cpu_timer < 0:
-            return 0x1005, None, None
-        if "service" in self.ext_pending and cr0 & CR0_SERVICE_SC:
-            return 0x2401, None, self.ext_pending["service"]
-        return None
-
-    def deliver_pending(self) -> bool:
-        """Deliver the highest-priority pending interruption that is enabled; True if one was."""
-        if self.restart_pending:
-            self.deliver_restart()
-            return True
-        if not self._mask() & PSW_MASK_EXT:
-            return False
-        if not (self.ext_pending or self.emergency_from) and not self.cr(0) & (CR0_CKC_SC | CR0_CPU_TIMER_SC):
-            return False  # nothing pending and no timer that could be
-        ext = self._ext_deliverable()
-        if ext is None:
-            return False
-        code, cpu_addr, param = ext
-        if not self._deliverable():
-            return True  # the CPU check-stopped: the interruption stays pending
-        if code == 0x1201 and cpu_addr is not None:
-            self.emergency_from.discard(cpu_addr)
-            self._lowcore_write(LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
-        elif code == 0x1202 and cpu_addr is not None:
-            del self.ext_pending["external_call"]
-            self._lowcore_write(LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
-        elif code == 0x2401 and param is not None:
-            del self.ext_pending["service"]
-            self._lowcore_write(LC_EXT_PARAM, _U32.pack(param))
-        self._lowcore_write(LC_EXT_CODE, _U16.pack(code))
-        self._swap_psw(LC_EXT_OLD, LC_EXT_NEW)
-        return True
-
-    def store_status(self, absolute: int, write: Callable[[int, bytes], None]) -> None:
-        """Store the CPU's status in the save-area layout at ``absolute`` (0x1200: SIGP store status at
-        absolute 0x1200, a machine check into its own lowcore).
-
-        Offsets (from 0x1200): FPRs +0x00, GRs +0x80, PSW +0x100, prefix +0x118, FPC +0x11C, TOD
-        programmable register +0x124, CPU timer +0x128, clock comparator >> 8 +0x130, ARs +0x140, CRs +0x180.
-        """
-        mask, addr = self.psw
-        write(absolute + 0x00, b"".join(_U64.pack(self.fpr(i)) for i in range(16)))
-        write(absolute + 0x80, b"".join(_U64.pack(v) for v in self.gprs()))
-        write(absolute + 0x100, _U64.pack(mask) + _U64.pack(addr))
-        write(absolute + 0x118, struct.pack(">II", self.prefix, self.fpc()))
-        write(absolute + 0x124, struct.pack(">I", self.tod_programmable))
-        write(absolute + 0x128, _U64.pack(self.cpu_timer & 0xFFFFFFFFFFFFFFFF) + _U64.pack(self.ckc >> 8))
-        write(absolute + 0x140, b"".join(struct.pack(">I", self.ar(i)) for i in range(16)))
-        write(absolute + 0x180, b"".join(_U64.pack(self.cr(i)) for i in range(16)))
-
-    def mcheck_deliverable(self) -> bool:
-        """A channel-report-pending machine check is waiting and this CPU is enabled for it."""
-        src = self.io_source
-        if src is None or not src.crw_mcheck or not self._mask() & PSW_MASK_MCHECK:
-            return False
-        return bool(self.cr(14) & CR14_CHANNEL_REPORT_SC)
-
-    def deliver_crw_mcheck(self) -> bool:
-        """Deliver the channel-report-pending machine check (repressible): the registers into the lowcore's
-        save areas (and the vector registers into the extended save area, if one is designated), the
-        interruption code with its validity bits at 0xE8, old/new PSW at 0x160/0x1E0. True if delivered."""
-        src = self.io_source
-        if not self.mcheck_deliverable() or src is None:
-            return False
-        if not self._deliverable():
-            return True  # the CPU check-stopped: the machine check stays pending
-        if not src.take_crw_mcheck():
-            return False
-        mcic = MCIC_CP | MCIC_VALID
-        self.store_status(0x1200, self._lowcore_write)
-        if _VECTOR_FACILITY < len(self.facilities) * 8 and self.facilities[_VECTOR_FACILITY // 8] & (
-            0x80 >> _VECTOR_FACILITY % 8
-        ):
-            mcesa = _U64.unpack(self._lowcore_read(LC_MCESAD, 8))[0] & ~0x3FF & 0xFFFFFFFFFFFFFFFF
-            host = self._abs_to_host(mcesa, True, False) if mcesa and mcesa + 0x200 <= self.mem.size else None
-            # an extended save area in storage this CPU may not store into is not stored (access): the
-            # interruption code then says the vector registers are not valid
-            if host is not None and access.refused_address(self.mem, host, 0x200, self.accessor) is None:
-                self.mem.write(host, b"".join(self.vr(i) for i in range(32)))
-                mcic |= MCIC_VR
-        self._lowcore_write(LC_MCIC, _U64.pack(mcic))
-        self._swap_psw(LC_MCK_OLD, LC_MCK_NEW)
-        return True
-
-    def io_deliverable(self) -> bool:
-        """An I/O interruption is pending that the PSW (bit 6) and CR6's subclass mask let this CPU take."""
-        src = self.io_source
-        if src is None or not src.pending or not self._mask() & PSW_MASK_IO:
-            return False
-        return src.io_deliverable(self.cr(6))
-
-    def deliver_io(self) -> bool:
-        """Deliver the highest-priority enabled I/O interruption (subsystem id, parameter and identification
-        word at 0xB8-0xC3, old/new PSW at 0x170/0x1F0); True if one was."""
-        src = self.io_source
-        if src is None or not self._mask() & PSW_MASK_IO:
-            return False
-        if not src.io_deliverable(self.cr(6)):
-            return False
-        if not self._deliverable():
-            return True  # the CPU check-stopped: the interruption stays pending
-        taken = src.take_io(self.cr(6))
-        if taken is None:
-            return False
-        sid, param, ident = taken
-        self._lowcore_write(LC_IO_SID, _U32.pack(sid) + _U32.pack(param) + _U32.pack(ident))
-        self._swap_psw(LC_IO_OLD, LC_IO_NEW)
-        return True
-
-    def next_timer_deadline(self) -> int | None:
-        """TOD value at which an enabled clock-comparator or CPU-timer interrupt becomes pending."""
-        mask = self._mask()
-        if not mask & PSW_MASK_EXT:
-            return None
-        cr0 = self.cr(0)
-        deadlines = []
-        if cr0 & CR0_CKC_SC:
-            deadlines.append(self.ckc)
-        if cr0 & CR0_CPU_TIMER_SC:
-            deadlines.append(self.tod() + max(self.cpu_timer, 0) + 1)
-        return min(deadlines) if deadlines else None
-
-    def interrupt_possible(self) -> bool:
-        """True if any interruption class is enabled in the PSW (so a wait can end)."""
-        mask = self._mask()
-        return bool(mask & (PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK))
 
     # -- running ---------------------------------------------------------------------------------------------
 
@@ -2487,40 +2022,4 @@ def _exrl_decision(page: bytes, off: int, fpo: bool) -> int:
     if _execute_may_trap(page[t : t + ILC_FOR(page[t])], bool(page[off + 1] >> 4), fpo):
         return _EXRL_EXIT
     return _EXRL_NATIVE
-
-
-def wrap_address(mask: int, addr: int) -> int:
-    """``addr`` wrapped to the addressing mode of a PSW with this mask (24, 31 or 64 bits)."""
-    if mask & PSW_MASK_EA:
-        return addr & 0xFFFFFFFFFFFFFFFF
-    if mask & PSW_MASK_BA:
-        return addr & 0x7FFFFFFF
-    return addr & 0xFFFFFF
-
-
-def prefixed(real: int, prefix: int) -> int:
-    """The absolute address of a real address under this prefix: the two 4 KiB pages at real 0 and at the
-    prefix swap places."""
-    if real < 0x2000:
-        return real + prefix
-    if prefix <= real < prefix + 0x2000:
-        return real - prefix
-    return real
-
-
-def psw_invalid(mask: int, addr: int) -> str:
-    """Why a 64-bit PSW is invalid when loaded ("" when it is valid).
-
-    An odd instruction address is not checked here: it is recognised on instruction fetch (late), so a
-    wait PSW such as QEMU's ``0xfff`` shutdown code is valid.
-    """
-    if mask & PSW_MASK_BIT12:
-        return "bit 12 is one"
-    if mask & PSW_MASK_EA and not mask & PSW_MASK_BA:
-        return "extended addressing without basic addressing"
-    if mask & PSW_MASK_RESERVED:
-        return "reserved mask bits are one"
-    if not mask & PSW_MASK_EA and addr >> (31 if mask & PSW_MASK_BA else 24):
-        return "address beyond the addressing mode"
-    return ""
 
