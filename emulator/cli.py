@@ -5,38 +5,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
+from emulator import options
 from emulator.errors import EmulatorError, MachineError
 from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS
+from emulator.interrupt import EXIT_INTERRUPTED, run_interruptible
 
-T = TypeVar("T")
-
-
-def run_interruptible(fn: Callable[[], T], on_interrupt: Callable[[], None]) -> T:
-    """Run ``fn`` in a worker thread so Ctrl-C can reach a guest running inside unicorn."""
-    box: dict[str, object] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
-            box["error"] = e
-
-    t = threading.Thread(target=work, name="zuv-cpu", daemon=True)
-    t.start()
-    while t.is_alive():
-        try:
-            t.join(0.2)
-        except KeyboardInterrupt:
-            on_interrupt()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+#: The exit status after the output was cut off (a closed pipe: ``zuv ... | head``), 128 + SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 def _out(data: bytes) -> None:
@@ -64,9 +45,9 @@ def _forward_stdin(machine: object) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``zuv run``: boot a bare-metal program like ``qemu-system-s390x -kernel``."""
-    from emulator.machine.machine import Machine, parse_size
+    from emulator.machine.machine import Machine
 
-    size = parse_size(args.memory)
+    size = args.memory  # bytes: options.memory_size checked it
     if args.machine is not None and not args.ultravisor:
         raise MachineError("--machine names the machine whose Ultravisor is installed: add --ultravisor")
     m = Machine(size, args.cpus, deterministic=args.deterministic, level=args.level, console_out=_out,
@@ -107,12 +88,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_boot(args: argparse.Namespace) -> int:
     """``zuv boot``: boot a Secure Execution image on an emulated machine; show the host's read attempt."""
-    from emulator.hypervisor.boot import DEMO_IMAGE, SecureHost, TrapReport, boot
-    from emulator.machine.machine import parse_size
+    from emulator.console.secure import is_se_image
+    from emulator.hypervisor.boot import DEMO_IMAGE, BootInterrupt, SecureHost, TrapReport, boot
 
     image = args.image or str(DEMO_IMAGE)
+    try:
+        with open(image, "rb"):
+            pass
+    except OSError as e:
+        print(f"zuv: {image}: cannot read: {e.strerror or e}", file=sys.stderr)
+        return 2
+    secure = is_se_image(image)
     host = SecureHost(args.machine)
-    print(f"zuv: booting {image} on the emulated machine {host.name} (Secure Execution)", file=sys.stderr)
+    kind = "Secure Execution" if secure else "not a Secure Execution image: a normal guest of the hypervisor"
+    print(f"zuv: booting {image} on the emulated machine {host.name} ({kind})", file=sys.stderr)
 
     def show(t: TrapReport) -> None:
         what = f"trapped (PGM {t.code:#04x} secure-storage access)" if t.trapped else "NOT trapped"
@@ -120,10 +109,11 @@ def cmd_boot(args: argparse.Namespace) -> int:
         print(f"[hypervisor] after exporting the page through the Ultravisor it reads {t.seen[:16].hex()}... "
               f"(ciphertext); secret visible: {'YES' if t.secret_visible else 'no'}", flush=True)  # fmt: skip
 
+    interrupt = BootInterrupt()
     r = run_interruptible(
-        lambda: boot(host, image, parse_size(args.memory), console_out=_out, attack=not args.no_attack,
-                     time_limit=args.time_limit, report=show),  # fmt: skip
-        lambda: None,
+        lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack,
+                     time_limit=args.time_limit, report=show, interrupt=interrupt),  # fmt: skip
+        interrupt,
     )
     sys.stdout.flush()
     if r.failure is not None:
@@ -173,11 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     r = sub.add_parser("run", help="run a bare-metal s390x ELF or flat image (QEMU -kernel style)")
     r.add_argument("program", help="ELF or flat image")
-    r.add_argument("--memory", "-m", default="128M", help="RAM size, e.g. 256M or 2G (default 128M)")
-    r.add_argument("--cpus", "-smp", type=int, default=1, help="number of CPUs (default 1)")
+    r.add_argument("--memory", "-m", type=options.memory_size, default="128M",
+                   help="RAM size, e.g. 256M or 2G (default 128M)")  # fmt: skip
+    r.add_argument("--cpus", "-smp", type=options.cpus, default=1, help="number of CPUs (default 1)")
     r.add_argument("--append", default="", help="kernel command line (stored at 0x10480)")
-    r.add_argument("--max-insns", type=int, default=None, help="stop after this many instructions")
-    r.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--max-insns", type=options.count("the instruction limit"), default=None,
+                   help="stop after this many instructions")  # fmt: skip
+    r.add_argument("--time-limit", type=options.seconds, default=None, help="stop after this many seconds")
     r.add_argument("--deterministic", action="store_true", help="deterministic clock and scheduling")
     r.add_argument("--level", type=int, choices=(2, 3), default=None,
                    help="STSI level: 3 = VM (default), 2 = LPAR (the default with --ultravisor)")
@@ -208,17 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--uuid", type=_uuid, default=None, help="the VM's UUID in STSI 3.2.2 (as QEMU's --uuid)")
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     r.set_defaults(func=cmd_run)
+    subparsers = {"run": r}
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")
     b.add_argument("image", nargs="?", default=None, help="SE image (pvimg create); default: the bundled demo")
     b.add_argument("--machine", default="zuv-demo", help="bundled machine name or machine directory (host keys)")
-    b.add_argument("--memory", "-m", default="128M", help="guest memory (default 128M)")
-    b.add_argument("--time-limit", type=float, default=120.0, help="stop after this many seconds")
+    b.add_argument("--memory", "-m", type=options.memory_size, default="128M", help="guest memory (default 128M)")
+    b.add_argument("--time-limit", type=options.seconds, default=120.0, help="stop after this many seconds")
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     b.set_defaults(func=cmd_boot)
+    subparsers["boot"] = b
     from emulator.console.cli import add_parser as add_console_parser
 
-    add_console_parser(sub)
+    subparsers["console"] = add_console_parser(sub)
+    p.set_defaults(subparsers=subparsers)
     for name, target in (("pvimg", "pvimg_main"), ("hostkey", "hostkey_main")):
         t = sub.add_parser(name, help=f"the SE {name} tool (see zuv {name} --help)", add_help=False)
         t.add_argument("args", nargs=argparse.REMAINDER)
@@ -232,7 +227,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``zuv`` console script."""
+    """Entry point of the ``zuv`` console script: every command's Ctrl-C and closed pipe end here, as one
+    line and an exit status (130, 141), never a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        _quiet_exit()
+        print("\nzuv: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_exit()
+        return EXIT_BROKEN_PIPE
+
+
+def _quiet_exit() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush (into a closed pipe) says nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("pvimg", "hostkey"):  # the image tools parse their own arguments
         try:
@@ -247,7 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"zuv: {e}", file=sys.stderr)
             return 2
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the subcommand's own usage, not the top-level one
+        parser_of = args.subparsers.get(args.command, parser)
+        parser_of.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         # the main job: the bundled secure demo guest - in the console on a terminal, else booted
         # non-interactively (the guest's console and the hypervisor's trapped read on stdout)

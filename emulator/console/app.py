@@ -7,12 +7,15 @@ appears as it comes. Input and output are injectable (``run_interactive(..., inp
 how the tests drive it with a pipe.
 
 Non-interactive (``run_script``): each command is echoed after the prompt, its output follows, and the
-exit status is 0 when every command succeeded, 1 when one failed (or ``quit N``).
+exit status is 0 when every command succeeded, 1 when one failed (or ``quit N``). Each command runs on a
+worker thread (``emulator.interrupt``): Ctrl-C stops a long run where it is, shows its stop, and ends the
+script with status 130.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, TextIO
@@ -28,6 +31,7 @@ from prompt_toolkit.shortcuts import print_formatted_text
 
 from emulator.console.commands import REGISTRY, QuitRequest, completion_words, execute, lookup, status_line
 from emulator.console.render import STYLE, Output
+from emulator.interrupt import EXIT_INTERRUPTED, run_interruptible
 
 if TYPE_CHECKING:
     from prompt_toolkit.input import Input
@@ -104,14 +108,25 @@ def run_script(session: Session, lines: Iterable[str], out: TextIO, *, echo: boo
             continue
         if echo:
             out.write(PROMPT + line + "\n")
-        try:
-            result = execute(session, line)
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            session.stop("interrupted (Ctrl-C)")
+
+        try:  # on a worker thread: Ctrl-C stops a long continue or step (``emulator.interrupt``)
+            result = run_interruptible(lambda line=line: execute(session, line), interrupt)  # type: ignore[misc]
         except QuitRequest as q:
             out.flush()
             return q.status or status
         out.write(result.plain())
         if not result.ok:
             status = 1
+        if interrupted:  # the run stopped where it was; the rest of the script does not run
+            out.write("script interrupted (Ctrl-C)\n")
+            out.flush()
+            return EXIT_INTERRUPTED
     out.flush()
     return status
 
@@ -163,11 +178,29 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
                 worker = _background(session, line, show)
                 continue
             try:
-                show(execute(session, line))
+                show(await _foreground(session, line))
             except QuitRequest as q:
                 if worker is not None:
                     worker.join()
                 return q.status
+
+
+async def _foreground(session: Session, line: str) -> Output:
+    """Run one command on a worker thread and wait for it, with Ctrl-C (SIGINT: the terminal is not in raw
+    mode while no prompt is shown) stopping it: a ``step 1000000`` can be interrupted like a ``continue``."""
+    loop = asyncio.get_running_loop()
+    handler = False
+    try:
+        loop.add_signal_handler(signal.SIGINT, session.stop, "interrupted (Ctrl-C)")
+        handler = True
+    except (RuntimeError, ValueError, NotImplementedError):  # not the main thread, or no signals here
+        pass
+    try:
+        return await asyncio.to_thread(execute, session, line)
+    finally:
+        if handler:
+            loop.remove_signal_handler(signal.SIGINT)
+        session.discard_stop()  # a Ctrl-C during a command that runs nothing stops no later step
 
 
 def _background(session: Session, line: str, show: object) -> threading.Thread:

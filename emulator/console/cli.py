@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from emulator import options
+
 __all__ = ["add_parser", "cmd_console", "open_session", "build_session_from_args", "DEFAULT_SCRIPT", "DEFAULT_PROGRAM"]
 
 #: The program ``zuv console`` loads when none is named.
@@ -26,7 +28,7 @@ DEFAULT_SCRIPT: Final = ("info", "status", "dis pc 5", "continue --time 30", "re
 def open_session(
     program: str | None = None,
     *,
-    memory: str = "128M",
+    memory: str | int = "128M",
     cpus: int = 1,
     deterministic: bool = False,
     level: int | None = None,
@@ -50,7 +52,7 @@ def open_session(
         EmulatorError: a bad size, CPU count, program or machine (the message is one line).
     """
     from emulator.console.session import Session
-    from emulator.machine.machine import Machine, parse_size
+    from emulator.machine.machine import Machine
 
     path = str(program or DEFAULT_PROGRAM)
     from emulator.console.secure import is_se_image
@@ -63,7 +65,7 @@ def open_session(
         sm = open_secure_machine(path, memory=memory, cpus=cpus, deterministic=deterministic, machine=machine,
                                  seed=seed, attack=attack, symbols=symbols)  # fmt: skip
         return Session(sm, sm.program, view=view)  # type: ignore[attr-defined]
-    m = Machine(parse_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
+    m = Machine(_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
                 uv_machine=machine, uv_seed=seed)  # fmt: skip
     for spec in devices:
         m.add_device(spec)
@@ -74,7 +76,7 @@ def open_session(
 def open_secure_machine(
     image: str,
     *,
-    memory: str = "128M",
+    memory: str | int = "128M",
     cpus: int = 1,
     deterministic: bool = False,
     machine: str = "zuv-demo",
@@ -86,7 +88,6 @@ def open_secure_machine(
     from emulator.console.secure import SecureMachine
     from emulator.errors import MachineError
     from emulator.hypervisor.boot import DEMO_IMAGE, DEMO_KERNEL, SecureHost
-    from emulator.machine.machine import parse_size
 
     if cpus != 1:
         raise MachineError("a secure guest of the console has one vCPU (--cpus 1)")
@@ -95,8 +96,15 @@ def open_secure_machine(
     host = SecureHost(machine, deterministic=deterministic, seed=seed)
     if symbols is None and Path(image).resolve() == DEMO_IMAGE.resolve():
         symbols = str(DEMO_KERNEL)
-    return SecureMachine(host, image, parse_size(memory), symbols=symbols, attack=attack,
+    return SecureMachine(host, image, _size(memory), symbols=symbols, attack=attack,
                          deterministic=deterministic)  # fmt: skip
+
+
+def _size(memory: str | int) -> int:
+    """A memory size in bytes: as given (the command line checked it), or read from text (``parse_size``)."""
+    from emulator.machine.machine import parse_size
+
+    return memory if isinstance(memory, int) else parse_size(memory)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -104,8 +112,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c = sub.add_parser("console", help="the monitor console: step, break, inspect (interactive or scripted)")
     c.add_argument("program", nargs="?", default=None, help="ELF or flat image (default: the bundled hello guest)")
     c.add_argument("--script", "-x", default=None, help="run the commands in FILE and exit with a status")
-    c.add_argument("--memory", "-m", default="128M", help="RAM size (default 128M)")
-    c.add_argument("--cpus", "-smp", type=int, default=1, help="number of CPUs (default 1)")
+    c.add_argument("--memory", "-m", type=options.memory_size, default="128M", help="RAM size (default 128M)")
+    c.add_argument("--cpus", "-smp", type=options.cpus, default=1, help="number of CPUs (default 1)")
     c.add_argument("--append", default="", help="kernel command line")
     c.add_argument("--deterministic", action="store_true", help="deterministic clock and scheduling")
     c.add_argument("--level", type=int, choices=(2, 3), default=None,
@@ -159,14 +167,22 @@ def cmd_console(args: argparse.Namespace) -> int:
         return 2
     if args.script is not None:
         try:
-            lines = Path(args.script).read_text().splitlines()
+            lines = Path(args.script).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             print(f"zuv: {args.script}: cannot read: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except UnicodeDecodeError as e:
+            print(f"zuv: {args.script}: not a text file of console commands (byte {e.start}: "
+                  f"not UTF-8)", file=sys.stderr)  # fmt: skip
             return 2
         return run_script(session, lines, sys.stdout, echo=not args.quiet)  # type: ignore[arg-type]
     if sys.stdin.isatty() and sys.stdout.isatty():
         return run_interactive(session)  # type: ignore[arg-type]
-    lines = sys.stdin.read().splitlines()
+    try:
+        lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        print(f"zuv: standard input is no text of console commands (byte {e.start}: not UTF-8)", file=sys.stderr)
+        return 2
     if not any(line.strip() for line in lines):
         lines = list(DEFAULT_SCRIPT)
     return run_script(session, lines, sys.stdout, echo=not args.quiet)  # type: ignore[arg-type]

@@ -168,6 +168,8 @@ class Session:
         self._listeners: dict[str, Callable[[], None]] = {}
         self._owner_seen: dict[int, tuple[int, int]] = {}
         self.running = False
+        #: why the user asked the current step or run to stop (``stop``, Ctrl-C), until it has stopped
+        self._stop_reason: str | None = None
         self.last_stop: Stop | None = None
         self.console_seen = 0  # bytes of machine.console already shown
         self._install()
@@ -541,6 +543,9 @@ class Session:
             cpu.watch_frames = {}
             cpu.flush_tlb()
             for _ in range(count):
+                if self._stop_reason is not None:  # stop / Ctrl-C during a long step N
+                    details.append(self._stop_reason)
+                    break
                 ex = self.machine.step(1, self.cpu_address)
                 if ex.kind == "halt":  # a stop request that arrived after the last run ended
                     ex = self.machine.step(1, self.cpu_address)
@@ -558,6 +563,7 @@ class Session:
             raise ConsoleError(str(e)) from None
         finally:
             self._stepping = False
+            self._stop_reason = None
             cpu.watch_frames = saved
             cpu.flush_tlb()
         if log is not None:
@@ -638,7 +644,15 @@ class Session:
         try:
             while True:
                 self._hits.clear()
+                if self._stop_reason is not None:  # a stop that came before or between the machine's runs
+                    cpu = self.cpu
+                    stop = Stop("halt", self._stop_reason, cpu.address, cpu.pc)
+                    break
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if remaining == 0.0:
+                    cpu = self.cpu
+                    stop = Stop("limit", "time limit reached", cpu.address, cpu.pc)
+                    break
                 try:
                     res = self.machine.run(max_insns=max_insns, time_limit=remaining)
                 except EmulatorError as e:
@@ -648,6 +662,7 @@ class Session:
                     break
         finally:
             self.running = False
+            self._stop_reason = None
             if temp is not None:
                 self._temp = set()
                 self._install()
@@ -655,8 +670,14 @@ class Session:
         return stop
 
     def stop(self, reason: str = "stopped by the user") -> None:
-        """Ask a running machine to stop (thread-safe)."""
+        """Ask a running machine, or a step of many instructions, to stop (thread-safe); the machine stays
+        steppable."""
+        self._stop_reason = reason
         self.machine.request_halt(reason)
+
+    def discard_stop(self) -> None:
+        """Forget a stop request that found nothing running (it must not end the next step at once)."""
+        self._stop_reason = None
 
     def _take_hits(self) -> list[tuple[Breakpoint, str]]:
         with self._hits_lock:

@@ -102,15 +102,19 @@ class PhysicalMemory:
             raise HwError(f"memory size {size:#x} must be a positive multiple of 1 MiB up to {MAX_MEMORY:#x}")
         self.size: Final = size
         self.frames: Final = size >> PAGE_SHIFT
-        self._buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            self._buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            #: Owner tag per frame: OWNER_HOST, OWNER_UV or a secure-configuration tag (>= 2).
+            self.owner = array.array("I", bytes(4 * self.frames))
+            #: 1 where a secure frame has been shared by its guest (Set Shared Access).
+            self.shared = bytearray(self.frames)
+            #: Storage key per frame: ACC<<4 | F<<3 | R<<2 | C<<1.
+            self.keys = bytearray(self.frames)
+        except (OSError, MemoryError) as e:  # the host has not that much (address space or overcommit)
+            why = e.strerror if isinstance(e, OSError) and e.strerror else "out of memory"
+            raise HwError(f"cannot reserve {size >> 20} MiB for the machine's memory on this host ({why})") from None
         self._view = memoryview(self._buf)
         self.address: Final = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
-        #: Owner tag per frame: OWNER_HOST, OWNER_UV or a secure-configuration tag (>= 2).
-        self.owner = array.array("I", bytes(4 * self.frames))
-        #: 1 where a secure frame has been shared by its guest (Set Shared Access).
-        self.shared = bytearray(self.frames)
-        #: Storage key per frame: ACC<<4 | F<<3 | R<<2 | C<<1.
-        self.keys = bytearray(self.frames)
         self._listeners: list[InvalidateListener] = []
         #: (listener, frames it watches or None for all): writes inside one frame skip listeners that do
         #: not watch it

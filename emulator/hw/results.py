@@ -3,9 +3,13 @@ what a run may be asked for (its limits)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 __all__ = ["CpuResult", "RunResult", "run_limits_problem"]
+
+#: The longest time limit a run takes: what a timer thread can wait for, capped at a year.
+_MAX_SECONDS = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
 
 
 def run_limits_problem(max_insns: int | None, time_limit: float | None) -> str | None:
@@ -13,8 +17,8 @@ def run_limits_problem(max_insns: int | None, time_limit: float | None) -> str |
     of the machine and of a VM, each raising its layer's error."""
     if max_insns is not None and max_insns <= 0:
         return f"the instruction limit must be positive, not {max_insns}"
-    if time_limit is not None and time_limit <= 0:
-        return f"the time limit must be positive, not {time_limit}"
+    if time_limit is not None and not 0 < time_limit <= _MAX_SECONDS:  # (nan fails every comparison)
+        return f"the time limit must be positive and finite (at most {_MAX_SECONDS:.0f} seconds), not {time_limit}"
     return None
 
 

@@ -26,7 +26,7 @@ from emulator.hypervisor.kvm import MIB, Hypervisor, Vm, VmResult
 from emulator.hypervisor.pv import PV_CMD_NAMES, ProtectFailure
 from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
-__all__ = ["SecureHost", "BootResult", "TrapReport", "boot", "load_image", "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]
+__all__ = ["SecureHost", "BootInterrupt", "BootResult", "TrapReport", "boot", "load_image", "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]
 
 #: Host memory of the emulated machine: the Ultravisor's base storage must lie above 2 GiB (4.1); an
 #: anonymous mapping costs only the pages touched.
@@ -109,6 +109,23 @@ class BootResult:
 
 
 
+class BootInterrupt:
+    """Stops a ``boot`` from another thread (Ctrl-C): before the VM runs, between its runs or during one.
+
+    Call it (thread-safe) with the reason; the boot then ends with that reason, the VM torn down as usual.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.vm: Vm | None = None
+
+    def __call__(self, reason: str = "interrupted (Ctrl-C)") -> None:
+        self.reason = reason
+        vm = self.vm
+        if vm is not None and not vm.destroyed:
+            vm.request_halt(reason)
+
+
 def build_demo_image(machines: tuple[str, ...] = (DEMO_MACHINE,), seed: str = DEMO_SEED) -> bytes:
     """The bundled demo image: the secure demo guest for the host keys of ``machines`` (pvimg create)."""
     from emulator.image.pvimg import build_image
@@ -159,35 +176,43 @@ def boot(
     attack: bool = True,
     time_limit: float | None = 120.0,
     report: Callable[[TrapReport], None] | None = None,
+    interrupt: BootInterrupt | None = None,
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
     With ``attack``, when the guest prints ``secret page at 0x...`` the hypervisor tries to read that page
-    (``TrapReport``, also handed to ``report`` at once) and then lets the guest go on.
+    (``TrapReport``, also handed to ``report`` at once) and then lets the guest go on. ``interrupt`` stops the
+    boot from another thread (its reason becomes the run's).
 
     Raises:
         LoadError: the image cannot be read or does not fit.
     """
     vm = host.hv.create_vm(memory, 1, console_out=console_out, name=Path(image).name)
+    if interrupt is not None:
+        interrupt.vm = vm
     try:
         vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001 - the VM's console sink
         vm.add_device(BlockDevice(1 << 20))
         load_image(vm, image)
         trap = None
-        stop = None
-        if attack:
 
-            def stop() -> bool:
-                return _SECRET_LINE.search(bytes(vm.console)) is not None and vm.pv is not None
+        def stop() -> bool:  # checked after every SIE exit; a halt request also ends the SIE entry
+            if interrupt is not None and interrupt.reason is not None:
+                return True
+            return attack and _SECRET_LINE.search(bytes(vm.console)) is not None and vm.pv is not None
 
         res = vm.run(time_limit=time_limit, stop_when=stop)
-        if res.reason == "stop condition met":
+        if interrupt is not None and interrupt.reason is not None:
+            res.reason, res.clean = interrupt.reason, False
+        elif res.reason == "stop condition met":
             m = _SECRET_LINE.search(bytes(vm.console))
             assert m is not None
             trap = read_secret_attempt(vm, int(m.group(1), 16), b"zuv secret:")
             if report is not None:
                 report(trap)
-            res = vm.run(time_limit=time_limit)
+            res = vm.run(time_limit=time_limit, stop_when=lambda: interrupt is not None and interrupt.reason is not None)
+            if interrupt is not None and interrupt.reason is not None:
+                res.reason, res.clean = interrupt.reason, False
         secure = vm.pv is not None
         out = BootResult(res, bytes(vm.console), secure, vm.pv_failure, trap, dict(res.intercepts))
     finally:

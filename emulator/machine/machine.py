@@ -46,11 +46,11 @@ from emulator.hw.virtio_ccw import make_device
 from emulator.hw.virtio_ccw import notify as virtio_notify
 from emulator.machine import channel
 from emulator.machine.loader import LoadedProgram, load_program
+from emulator.options import MAX_CPUS, parse_size
 
 __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
 
 SLICE: Final = 20_000
-MAX_CPUS: Final = 248
 #: SIGP orders after which a CPU's earlier disabled wait no longer says how it ended
 _SIGP_TAKES_OVER: Final = frozenset({
     sigp_mod.START, sigp_mod.STOP, sigp_mod.RESTART, sigp_mod.STOP_AND_STORE_STATUS,
@@ -63,24 +63,6 @@ def check_run_limits(max_insns: int | None, time_limit: float | None) -> None:
     problem = run_limits_problem(max_insns, time_limit)
     if problem is not None:
         raise MachineError(problem)
-
-
-def parse_size(text: str) -> int:
-    """Parse a memory size like ``256M``, ``2G``, ``2.2G``, ``4096K``; a bare number is MiB, as for QEMU's -m.
-
-    The result is rounded up to the 1 MiB storage increment.
-    """
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:] or "")
-    num = t[:-1] if mult is not None else t
-    try:
-        value = float(num) if "." in num else int(num, 10)
-    except ValueError:
-        raise MachineError(f"cannot read memory size {text!r} (examples: 256M, 2G, 4096K, 512)") from None
-    if value <= 0:
-        raise MachineError(f"memory size {text!r} must be positive")
-    size = int(value * (mult or 1 << 20))
-    return (size + 0xFFFFF) & ~0xFFFFF
 
 
 class CpuControlBlock:
