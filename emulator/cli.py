@@ -83,7 +83,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"zuv: {res.describe()}", file=sys.stderr)
     for c in res.cpus:
         print(f"zuv:   CPU {c.address}: {c.state} PSW {c.psw[0]:016x} {c.psw[1]:016x} {c.detail}", file=sys.stderr)
+    hint = _se_image_hint(args.program)
+    if hint:
+        print(f"zuv: {hint}", file=sys.stderr)
     return 1
+
+
+def _se_image_hint(program: str) -> str:
+    """What to do instead when ``zuv run`` was given a Secure Execution image (its stage3a asks for the
+    secure IPL, DIAG 0x308 subcode 10, which only the hypervisor of ``zuv boot`` performs)."""
+    from emulator.console.secure import is_se_image
+
+    if not is_se_image(program):
+        return ""
+    return (f"{program} is a Secure Execution image: zuv run has no secure IPL (its loader stops in that "
+            f"disabled wait); boot it with 'zuv boot {program}' or debug it with 'zuv console {program}'")
 
 
 def cmd_boot(args: argparse.Namespace) -> int:

@@ -96,10 +96,12 @@ def seconds(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"the time limit must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(v) or v <= 0 or v > MAX_SECONDS:
-        raise argparse.ArgumentTypeError(
-            f"the time limit must be positive and finite, at most {MAX_SECONDS:.0f} seconds, not {text}"
-        )
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"the time limit must be a finite number of seconds, not {text}")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"the time limit must be positive, not {text}")
+    if v > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"the time limit must be at most {MAX_SECONDS:.0f} seconds (a year), not {text}")
     return v
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from emulator import options
 from emulator.attest.client import VerifierClient, VerifierError, VerifierRefused
 from emulator.attest.local import machine_directory
 from emulator.attest.verifier import ReleasedSecret, Verifier, VerifierPolicy, VerifierService, b64, unb64
@@ -387,11 +388,11 @@ def verifier_main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--secret", action="append", default=[], help="NAME=FILE: an AES key to release (repeat)")
     s.add_argument("--hmac-only", action="store_true", help="accept responses without signed evidence")
     s.add_argument("--any-user-data", action="store_true", help="do not require the demo agent's user data")
-    s.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    s.add_argument("--port", type=options.port, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
     s.add_argument("--seed", help="seed the verifier's randomness (reproducible runs)")
     d = sub.add_parser("demo", help="genuine, tampered, stale-nonce and replay runs of the attestation demo")
-    d.add_argument("--port", type=int, default=0)
-    d.add_argument("--time-limit", type=float, default=120.0)
+    d.add_argument("--port", type=options.port, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    d.add_argument("--time-limit", type=options.seconds, default=120.0, help="seconds each guest run may take")
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("serve", "demo", "-h", "--help"):
         args = ["serve", *args]

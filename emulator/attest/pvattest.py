@@ -103,6 +103,8 @@ def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> Non
     p.add_argument("-C", "--cert", action="append", default=[], help="IBM Z signing-key or intermediate CA cert")
     p.add_argument("--crl", action="append", default=[], help="certificate revocation list")
     p.add_argument("--root-ca", help="trusted root CA (default: zuv's emulated root CA)")
+    if hkd:
+        p.add_argument("--pki", help="zuv: take the certificates, CRLs and root CA from this PKI directory")
     p.add_argument("--offline", action="store_true", help="never download CRLs (zuv never downloads)")
     p.add_argument("--time", type=_time, help="zuv: verify certificates at this time (ISO 8601)")
 

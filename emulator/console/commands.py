@@ -294,8 +294,9 @@ def _stop(s: Session, args: list[str]) -> Output:
          aliases=("b", "br"), group="break", complete=("bpkind", "bparg"))  # fmt: skip
 def _break(s: Session, args: list[str]) -> Output:
     """break LOCATION        before the instruction at LOCATION (address, symbol, sym+off) executes
-    break uvc [CMD]        before a CPU executes UVC with command CMD (code like 0x0100 or a short name
-                           like create-config; none: any command), and after the Ultravisor completes
+    break uvc [CMD]        before a CPU executes UVC with command CMD (code like 0x0100, a short name
+                           like create_sec_conf, or a title like create-secure-configuration; Tab
+                           completes the short names; none: any command), and after the Ultravisor completes
                            such a call made by the hypervisor (when the machine has a UV-call log)
     break sie [CODE]       on a SIE interception with this code (e.g. 0x68; none: any)
     break secure           when a host CPU touches secure storage (PGM 0x3D)
@@ -701,13 +702,13 @@ def _uvlog(s: Session, args: list[str]) -> Output:
 @command("dual", "dual ADDRESS [LENGTH]", "one page side by side: guest plaintext, host view, UV metadata",
          group="secure", complete=("loc", "num"))  # fmt: skip
 def _dual(s: Session, args: list[str]) -> Output:
-    """ADDRESS is host absolute unless prefixed virt:, real: or abs:. Left: the plaintext (owner view, an
+    """ADDRESS is virtual (the selected CPU's DAT), like mem's, unless prefixed real:, abs: or host:. Left: the plaintext (owner view, an
     emulator privilege). Middle: what the host reads (bytes, or the PGM 0x3D trap; after an export, the
     ciphertext). Right: the page map's entry (state, owner tag, shared, storage key, guest address)."""
     if not args:
         raise ConsoleError("dual needs an address")
     _no_more(args, 2, "dual ADDRESS [LENGTH]")
-    space, addr = _space_addr(s, args[0], default="host")
+    space, addr = _space_addr(s, args[0])
     length = _count(args, 1, 64, "length", 1, 4096)
     owner = s.read(space, addr, length, owner=True)
     host = s.read(space, addr, length, owner=False)

@@ -69,11 +69,11 @@ def evaluate(
     symbols: dict[str, int],
     read_u64: Callable[[int], int] | None = None,
 ) -> int:
-    """Evaluate an expression to a 64-bit value.
+    """Evaluate an expression to a 64-bit value (a negative result is taken as its two's complement).
 
     Raises:
         ConsoleError: an empty or malformed expression, an unknown name, a bad number, an unreadable
-            ``[address]``.
+            ``[address]``, a result that does not fit in 64 bits.
     """
     src = text.strip()
     if not src:
@@ -143,4 +143,6 @@ def evaluate(
     value = expr()
     if i != len(tokens):
         raise ConsoleError(f"cannot read {src!r}: unexpected {tokens[i]!r}")
+    if not -(1 << 63) <= value < 1 << 64:  # never cut to 64 bits silently (a negative one is two's complement)
+        raise ConsoleError(f"{src!r} is {value:#x}, which does not fit in 64 bits")
     return value & 0xFFFFFFFFFFFFFFFF

@@ -409,7 +409,7 @@ class SecureMachine:
                     c.hw.set_breakpoints(saved[0])
             ex = self._cpu_exit(c, sie, done)
             if completes and not self.last_step_note:
-                self.last_step_note = ("the SIE entry first completed the intercepted instruction with the "
+                self.last_step_note = ("the SIE entry completed the intercepted instruction with the "
                                        "hypervisor's results (the Ultravisor's half of 0x68)")  # fmt: skip
             if self._attack_due():
                 self._do_attack()

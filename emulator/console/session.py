@@ -322,10 +322,13 @@ class Session:
             if uv_command(v) is None:
                 raise ConsoleError(f"unknown UVC command code {v:#06x}")
             return v
+        want = re.sub(r"[\s_-]+", "_", spec.strip().lower())
         for c in uv_commands():
-            if spec.lower().replace("-", "_") in (c.short, c.name.lower()):
+            if want in (c.short, re.sub(r"[\s_-]+", "_", c.name.lower())):
                 return c.code
-        raise ConsoleError(f"unknown UVC command {spec!r} (try: help break)")
+        near = [c.short for c in uv_commands() if c.short.startswith(want[:4])]
+        hint = f"did you mean {', '.join(near)}?" if near else "Tab completes the short names"
+        raise ConsoleError(f"unknown UVC command {spec!r} ({hint})")
 
     def _watch_host_address(self, spec: str, length: int) -> int:
         space = "virt"
@@ -333,6 +336,11 @@ class Session:
             if spec.startswith(prefix + ":"):
                 space, spec = prefix, spec[len(prefix) + 1 :]
         addr = self.value(spec)
+        if (addr & (PAGE_SIZE - 1)) + length > PAGE_SIZE:  # one frame per watch: its TLB fills are refused
+            raise ConsoleError(
+                f"a watched range must not cross a page boundary ({space} {addr:#x}+{length} ends in the next page; "
+                "watch each page's part)"
+            )
         try:
             host = self._to_host(space, addr, owner=True)
             end = self._to_host(space, addr + length - 1, owner=True)
@@ -887,6 +895,8 @@ class Session:
             raise ConsoleError(f"unknown address space {space!r} (spaces: {', '.join(SPACES)})")
         if not 0 < length <= 1 << 20:
             raise ConsoleError(f"length {length} must be between 1 and {1 << 20}")
+        if not 0 <= addr or addr + length > 1 << 64:
+            raise ConsoleError(f"{addr:#x}+{length} runs past the end of the 64-bit address space")
         as_owner = self.view == "owner" if owner is None else owner
         mem = self.machine.memory
         hv = mem.host_view()

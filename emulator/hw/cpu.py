@@ -1620,6 +1620,10 @@ class Cpu(InterruptDelivery):
                 f = self._fault
                 self._fault = None
                 if isinstance(f, GuestIntercept):
+                    if counted and executed and not self._fault_where[1]:
+                        # unicorn counted the instruction whose operand access ended SIE; it is nullified
+                        # and runs again after the host's work (a block's fetch fault is met before its count)
+                        self.insn_count -= 1
                     return CpuExit("intercept", code=f.code, reason=f.reason, data=dict(f.data))
                 if isinstance(f, SubPageAccess):
                     done = self._watched_step(f)

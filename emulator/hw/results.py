@@ -17,8 +17,13 @@ def run_limits_problem(max_insns: int | None, time_limit: float | None) -> str |
     of the machine and of a VM, each raising its layer's error."""
     if max_insns is not None and max_insns <= 0:
         return f"the instruction limit must be positive, not {max_insns}"
-    if time_limit is not None and not 0 < time_limit <= _MAX_SECONDS:  # (nan fails every comparison)
-        return f"the time limit must be positive and finite (at most {_MAX_SECONDS:.0f} seconds), not {time_limit}"
+    if time_limit is not None:
+        if time_limit != time_limit or time_limit in (float("inf"), float("-inf")):
+            return f"the time limit must be a finite number of seconds, not {time_limit}"
+        if time_limit <= 0:
+            return f"the time limit must be positive, not {time_limit}"
+        if time_limit > _MAX_SECONDS:
+            return f"the time limit must be at most {_MAX_SECONDS:.0f} seconds (a year), not {time_limit}"
     return None
 
 

@@ -276,6 +276,7 @@ class PvSieEngine:
         cpu.state = OPERATING
         # 1. complete an intercepted instruction with the host's results
         pending = self._pending.pop(scpu.handle, None)
+        completed = False
         iictl = sd.iictl
         if iictl in (IICTL_SPECIFICATION, IICTL_OPERAND):
             sd.iictl = IICTL_NONE
@@ -287,6 +288,7 @@ class PvSieEngine:
         elif pending is not None:
             try:
                 self._complete(cpu, page, pending)
+                completed = True
             except ProgramException as e:  # the guest's operand went away meanwhile: its own exception
                 cpu.program_interrupt(e.code, e.ilc or pending.insn.ilen, e.teid, pc=pending.insn.pc)
             except GuestIntercept as e:
@@ -303,7 +305,13 @@ class PvSieEngine:
             self._save(cpu, page, scpu)
             sd.icptcode = ICPT_PV_PREF
             return SieExit(ICPT_PV_PREF)
-        # 4. run
+        # 4. run. A completed instruction is the entry's first of ``count`` (a debugger's step of one ends
+        # with it: the guest moved one instruction, as the step says)
+        if completed and count:
+            cpu.insn_count += 1
+            if count == 1:
+                return self._leave(cpu, page, scpu, SieExit(0, reason="limit"))
+            count -= 1
         while True:
             ex = cpu.run(count=count, timeout_us=timeout_us)
             if ex.kind == "insn":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from emulator import options
 from firmware.crypto import (
     CryptoError,
     DeterministicRng,
@@ -299,6 +300,12 @@ def load_kernel(data: bytes) -> tuple[bytes, int]:
             end = max(s["p_paddr"] + s["p_memsz"] for s in segs)
             if end > 1 << 32:
                 raise ImageError("kernel ELF loads above 4 GiB")
+            for s in segs:  # a cut-off file would leave the kernel's tail out of the image, silently
+                if s["p_filesz"] > s["p_memsz"] or s["p_offset"] + s["p_filesz"] > len(data):
+                    raise ImageError(
+                        f"kernel ELF is truncated or corrupt: a segment's {s['p_filesz']} bytes at file offset "
+                        f"{s['p_offset']:#x} go beyond the file's {len(data)} bytes"
+                    )
             image = bytearray(end)
             for s in segs:
                 image[s["p_paddr"]:s["p_paddr"] + s["p_filesz"]] = s.data()
@@ -610,6 +617,8 @@ def _pvimg_parser() -> argparse.ArgumentParser:
     c.add_argument("-C", "--cert", action="append", default=[], help="IBM Z signing-key or intermediate CA certificate")
     c.add_argument("--crl", action="append", default=[], help="certificate revocation list")
     c.add_argument("--root-ca", help="trusted root CA (default: zuv's emulated root CA)")
+    c.add_argument("--pki", help="zuv: take the certificates, CRLs and root CA from this PKI directory "
+                                 "(hostkey init-pki)")  # fmt: skip
     c.add_argument("--offline", action="store_true", help="never download CRLs (zuv never downloads)")
     c.add_argument("--cck", "--comm-key", dest="cck", help="32-byte customer communication key file")
     for flag, help_ in (
@@ -675,21 +684,31 @@ def host_keys_from_hkds(
         print(f"{prog}: WARNING: host-key document verification is disabled. Your workload is not secured.",
               file=sys.stderr)
         return [pki.describe_unverified(d).public_key for _, d in docs]
-    if not a.cert:
+    pki_dir = Path(a.pki) if getattr(a, "pki", None) else None
+    if not a.cert and pki_dir is None:
         raise pki.PkiError(
-            "give the IBM Z signing-key and intermediate CA certificates with --cert, or disable the "
-            "verification with --no-verify (at your own risk)"
+            "give the IBM Z signing-key and intermediate CA certificates with --cert (or a PKI directory of "
+            "your own with --pki), or disable the verification with --no-verify (at your own risk)"
         )
     certs = [c for path in a.cert for c in pki.load_certificates(read(path, "certificate"), str(path))]
     crls = [pki.load_crl(read(path, "CRL"), str(path)) for path in a.crl]
-    root_path = Path(a.root_ca) if a.root_ca else _bundled_pki_dir() / "root-ca.crt"
+    if pki_dir is not None:  # hostkey init-pki's layout: certificates, CRLs and the root CA in one place
+        loaded = pki.Pki.load(pki_dir)
+        certs += [loaded.signing_cert, loaded.inter_cert]
+        if not a.crl:
+            crls += [loaded.crl, loaded.inter_crl]
+    root_path = Path(a.root_ca) if a.root_ca else (pki_dir or _bundled_pki_dir()) / "root-ca.crt"
     roots = pki.load_certificates(read(root_path, "root CA"), str(root_path))
     keys = []
     for path, doc in docs:
         try:
             keys.append(pki.verify_host_key_document(doc, certs=certs, roots=roots, crls=crls, now=a.time).public_key)
         except pki.PkiError as exc:
-            raise pki.PkiError(f"{path}: {exc}") from None
+            hint = ""
+            if not a.root_ca and pki_dir is None:
+                hint = (" (checked against zuv's emulated root CA: for a PKI of your own, give its root CA with "
+                        "--root-ca, or its directory with --pki)")
+            raise pki.PkiError(f"{path}: {exc}{hint}") from None
     return keys
 
 
@@ -805,7 +824,7 @@ def _hostkey_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("init-pki", help="create root CA, intermediate CA, IBM Z signing key and CRLs")
     s.add_argument("directory")
-    s.add_argument("--years", type=int, default=16)
+    s.add_argument("--years", type=options.count("--years", 100), default=16, help="validity of the PKI in years")
     m = sub.add_parser("new-machine", help="create a machine: host key pair and its host-key document")
     m.add_argument("directory", help="machine directory; its name is the machine name")
     m.add_argument("--pki", help="PKI directory (default: the bundled emulated PKI)")

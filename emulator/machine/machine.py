@@ -193,6 +193,8 @@ class Machine:
         self._disabled_wait: dict[int, int] = {}
         #: True while console input may still arrive (a waiting program then waits instead of ending).
         self.input_open = False
+        #: True once console input that was open has ended (``close_input``): a wait then has a known cause.
+        self.input_closed = False
         self._input_event = threading.Event()
         self.insn_handlers: dict[str, Callable[[Cpu, Insn], None]] = {}
         #: Debugger hook: called before each instruction handed back by a CPU is answered; a returned
@@ -296,6 +298,7 @@ class Machine:
     def close_input(self) -> None:
         """No more console input will come (end of file): a machine waiting only for it may end."""
         self.input_open = False
+        self.input_closed = True
         self._input_event.set()
 
     @property
@@ -369,7 +372,10 @@ class Machine:
                             self._input_event.wait(0.05)
                             self._input_event.clear()
                             continue
-                        return self._result("all CPUs wait with no interruption that can end the wait", t0, counted)
+                        why = "all CPUs wait with no interruption that can end the wait"
+                        if self.input_closed:
+                            why = "end of console input (stdin closed) while the program waits for more"
+                        return self._result(why, t0, counted)
                     continue
                 if len(runnable) == 1 and not counted and len(operating) == 1:
                     cpu = runnable[0]
