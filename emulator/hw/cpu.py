@@ -1959,12 +1959,16 @@ class Cpu(InterruptDelivery):
         # invalidation would be skipped)
         self._remove_cache(pc if keep or not pc & 0xFFF else pc - 1, pc + 1 if keep else pc + 6)
         saved, counted = self.breakpoints, self.insn_count
+        armed = self._armed  # the one-instruction run disarms the time slice of the run this step is part of
         self.breakpoints = set()
         try:
             result = self.run(count=1)
         finally:
             self.breakpoints = saved
             self.insn_count = counted  # the caller counts the instruction at its exit
+            if armed:
+                _WATCHDOG.arm(self, armed)
+                self._armed = armed
             if keep:
                 self._exits.add(pc)
                 self._uc_exits.add(pc)
