@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")
     b.add_argument("image", nargs="?", default=None, help="SE image (pvimg create); default: the bundled demo")
     b.add_argument("--machine", default="zuv-demo", help="bundled machine name or machine directory (host keys)")
-    b.add_argument("--memory", "-m", type=options.memory_size, default="128M", help="guest memory (default 128M)")
+    b.add_argument("--memory", "-m", type=options.memory_size, default="128M",
+                   help="guest memory (default 128M)")  # fmt: skip
     b.add_argument("--time-limit", type=options.seconds, default=120.0, help="stop after this many seconds")
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")

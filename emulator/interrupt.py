@@ -55,7 +55,8 @@ def run_interruptible(fn: Callable[[], T], on_interrupt: Callable[[], None], *, 
         presses += 1
         if presses == 1:
             if not quiet:
-                print("\nzuv: interrupted: stopping (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+                print("\nzuv: interrupted: stopping (Ctrl-C again to quit at once)", file=sys.stderr,
+                      flush=True)  # fmt: skip
             on_interrupt()
             return
         if done.is_set():

@@ -15,7 +15,8 @@ from typing import Final
 
 from emulator.errors import MachineError
 
-__all__ = ["parse_size", "memory_size", "count", "seconds", "port", "cpus", "MIB", "MAX_CPUS", "MAX_MEMORY_SIZE", "MAX_SECONDS"]
+__all__ = ["parse_size", "memory_size", "count", "seconds", "port", "cpus", "MIB", "MAX_CPUS",
+           "MAX_MEMORY_SIZE", "MAX_SECONDS"]  # fmt: skip
 
 MIB: Final = 1 << 20
 #: The largest memory a machine may have (``emulator.hw.memory.MAX_MEMORY``: 1 TiB).
@@ -37,7 +38,7 @@ def _size_bytes(text: str) -> float:
         raise MachineError(f"memory size {text!r} must be positive")
     size = value * (mult or MIB)
     if size < MIB:
-        raise MachineError(f"memory size {text!r} is below the 1 MiB storage increment (the smallest machine)")
+        raise MachineError(f"memory size {text!r} is below the 1 MiB storage increment (the smallest size)")
     if size > MAX_MEMORY_SIZE:
         raise MachineError(f"memory size {text!r} must be a multiple of 1 MiB up to 1T")
     return size
@@ -63,7 +64,8 @@ def memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
     size = parse_size(text)
     if size != exact:
-        print(f"zuv: memory size {text} rounded up to {size >> 20}M (the 1 MiB storage increment)", file=sys.stderr)
+        print(f"zuv: memory size {text} rounded up to {size >> 20}M (the 1 MiB storage increment)",
+              file=sys.stderr)  # fmt: skip
     return size
 
 
@@ -72,7 +74,8 @@ def count(what: str, high: int = 1 << 63) -> argparse._TypeFunc:  # type: ignore
 
     def check(text: str) -> int:
         try:
-            v = int(text.strip(), 0) if text.strip().lower().startswith(("0x", "-0x")) else int(text.strip(), 10)
+            t = text.strip()
+            v = int(t, 16) if t.lower().startswith(("0x", "-0x")) else int(t, 10)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {text!r}") from None
         if v < 1:
@@ -95,13 +98,13 @@ def seconds(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"the time limit must be a number of seconds, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"the time limit must be seconds, not {text!r}") from None
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"the time limit must be a finite number of seconds, not {text}")
     if v <= 0:
         raise argparse.ArgumentTypeError(f"the time limit must be positive, not {text}")
     if v > MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"the time limit must be at most {MAX_SECONDS:.0f} seconds (a year), not {text}")
+        raise argparse.ArgumentTypeError(f"the time limit must be at most {MAX_SECONDS:.0f} s, not {text}")
     return v
 
 

@@ -392,7 +392,8 @@ def verifier_main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--seed", help="seed the verifier's randomness (reproducible runs)")
     d = sub.add_parser("demo", help="genuine, tampered, stale-nonce and replay runs of the attestation demo")
     d.add_argument("--port", type=options.port, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
-    d.add_argument("--time-limit", type=options.seconds, default=120.0, help="seconds each guest run may take")
+    d.add_argument("--time-limit", type=options.seconds, default=120.0,
+                   help="seconds each guest run may take")  # fmt: skip
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("serve", "demo", "-h", "--help"):
         args = ["serve", *args]

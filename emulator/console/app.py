@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from prompt_toolkit import PromptSession
@@ -116,7 +116,7 @@ def run_script(session: Session, lines: Iterable[str], out: TextIO, *, echo: boo
             session.stop("interrupted (Ctrl-C)")
 
         try:  # on a worker thread: Ctrl-C stops a long continue or step (``emulator.interrupt``)
-            result = run_interruptible(lambda line=line: execute(session, line), interrupt)  # type: ignore[misc]
+            result = run_interruptible(lambda: execute(session, line), interrupt)  # noqa: B023 - runs at once
         except QuitRequest as q:
             out.flush()
             return q.status or status
@@ -203,7 +203,7 @@ async def _foreground(session: Session, line: str) -> Output:
         session.discard_stop()  # a Ctrl-C during a command that runs nothing stops no later step
 
 
-def _background(session: Session, line: str, show: object) -> threading.Thread:
+def _background(session: Session, line: str, show: Callable[[Output], None]) -> threading.Thread:
     """Run an execution command on a worker thread; its output is printed above the prompt when it ends."""
     session.running = True  # refuse other commands until the run ends
 
@@ -213,7 +213,7 @@ def _background(session: Session, line: str, show: object) -> threading.Thread:
             result = execute(session, line)
         finally:
             session.running = False
-        show(result)  # type: ignore[operator]
+        show(result)
 
     t = threading.Thread(target=work, name="zuv-console-run", daemon=True)
     t.start()

@@ -181,7 +181,8 @@ def cmd_console(args: argparse.Namespace) -> int:
     try:
         lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
-        print(f"zuv: standard input is no text of console commands (byte {e.start}: not UTF-8)", file=sys.stderr)
+        print(f"zuv: standard input is no text of console commands (byte {e.start}: not UTF-8)",
+              file=sys.stderr)  # fmt: skip
         return 2
     if not any(line.strip() for line in lines):
         lines = list(DEFAULT_SCRIPT)

@@ -702,9 +702,10 @@ def _uvlog(s: Session, args: list[str]) -> Output:
 @command("dual", "dual ADDRESS [LENGTH]", "one page side by side: guest plaintext, host view, UV metadata",
          group="secure", complete=("loc", "num"))  # fmt: skip
 def _dual(s: Session, args: list[str]) -> Output:
-    """ADDRESS is virtual (the selected CPU's DAT), like mem's, unless prefixed real:, abs: or host:. Left: the plaintext (owner view, an
-    emulator privilege). Middle: what the host reads (bytes, or the PGM 0x3D trap; after an export, the
-    ciphertext). Right: the page map's entry (state, owner tag, shared, storage key, guest address)."""
+    """ADDRESS is virtual (the selected CPU's DAT), like mem's, unless prefixed real:, abs: or host:.
+    Left: the plaintext (owner view, an emulator privilege). Middle: what the host reads (bytes, or the
+    PGM 0x3D trap; after an export, the ciphertext). Right: the page map's entry (state, owner tag,
+    shared, storage key, guest address)."""
     if not args:
         raise ConsoleError("dual needs an address")
     _no_more(args, 2, "dual ADDRESS [LENGTH]")

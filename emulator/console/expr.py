@@ -143,6 +143,6 @@ def evaluate(
     value = expr()
     if i != len(tokens):
         raise ConsoleError(f"cannot read {src!r}: unexpected {tokens[i]!r}")
-    if not -(1 << 63) <= value < 1 << 64:  # never cut to 64 bits silently (a negative one is two's complement)
+    if not -(1 << 63) <= value < 1 << 64:  # never cut to 64 bits silently (a negative one: two's complement)
         raise ConsoleError(f"{src!r} is {value:#x}, which does not fit in 64 bits")
     return value & 0xFFFFFFFFFFFFFFFF

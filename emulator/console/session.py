@@ -338,8 +338,8 @@ class Session:
         addr = self.value(spec)
         if (addr & (PAGE_SIZE - 1)) + length > PAGE_SIZE:  # one frame per watch: its TLB fills are refused
             raise ConsoleError(
-                f"a watched range must not cross a page boundary ({space} {addr:#x}+{length} ends in the next page; "
-                "watch each page's part)"
+                f"a watched range must not cross a page boundary ({space} {addr:#x}+{length} ends in the "
+                "next page; watch each page's part)"
             )
         try:
             host = self._to_host(space, addr, owner=True)

@@ -112,7 +112,9 @@ class PhysicalMemory:
             self.keys = bytearray(self.frames)
         except (OSError, MemoryError) as e:  # the host has not that much (address space or overcommit)
             why = e.strerror if isinstance(e, OSError) and e.strerror else "out of memory"
-            raise HwError(f"cannot reserve {size >> 20} MiB for the machine's memory on this host ({why})") from None
+            raise HwError(
+                f"cannot reserve {size >> 20} MiB for the machine's memory on this host ({why})"
+            ) from None
         self._view = memoryview(self._buf)
         self.address: Final = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
         self._listeners: list[InvalidateListener] = []

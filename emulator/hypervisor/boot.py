@@ -26,7 +26,8 @@ from emulator.hypervisor.kvm import MIB, Hypervisor, Vm, VmResult
 from emulator.hypervisor.pv import PV_CMD_NAMES, ProtectFailure
 from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
-__all__ = ["SecureHost", "BootInterrupt", "BootResult", "TrapReport", "boot", "load_image", "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]
+__all__ = ["SecureHost", "BootInterrupt", "BootResult", "TrapReport", "boot", "load_image",
+           "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]  # fmt: skip
 
 #: Host memory of the emulated machine: the Ultravisor's base storage must lie above 2 GiB (4.1); an
 #: anonymous mapping costs only the pages touched.
@@ -196,8 +197,11 @@ def boot(
         load_image(vm, image)
         trap = None
 
+        def interrupted() -> bool:
+            return interrupt is not None and interrupt.reason is not None
+
         def stop() -> bool:  # checked after every SIE exit; a halt request also ends the SIE entry
-            if interrupt is not None and interrupt.reason is not None:
+            if interrupted():
                 return True
             return attack and _SECRET_LINE.search(bytes(vm.console)) is not None and vm.pv is not None
 
@@ -210,7 +214,7 @@ def boot(
             trap = read_secret_attempt(vm, int(m.group(1), 16), b"zuv secret:")
             if report is not None:
                 report(trap)
-            res = vm.run(time_limit=time_limit, stop_when=lambda: interrupt is not None and interrupt.reason is not None)
+            res = vm.run(time_limit=time_limit, stop_when=interrupted)
             if interrupt is not None and interrupt.reason is not None:
                 res.reason, res.clean = interrupt.reason, False
         secure = vm.pv is not None

@@ -303,8 +303,8 @@ def load_kernel(data: bytes) -> tuple[bytes, int]:
             for s in segs:  # a cut-off file would leave the kernel's tail out of the image, silently
                 if s["p_filesz"] > s["p_memsz"] or s["p_offset"] + s["p_filesz"] > len(data):
                     raise ImageError(
-                        f"kernel ELF is truncated or corrupt: a segment's {s['p_filesz']} bytes at file offset "
-                        f"{s['p_offset']:#x} go beyond the file's {len(data)} bytes"
+                        f"kernel ELF is truncated or corrupt: a segment's {s['p_filesz']} bytes at file "
+                        f"offset {s['p_offset']:#x} go beyond the file's {len(data)} bytes"
                     )
             image = bytearray(end)
             for s in segs:
@@ -706,8 +706,8 @@ def host_keys_from_hkds(
         except pki.PkiError as exc:
             hint = ""
             if not a.root_ca and pki_dir is None:
-                hint = (" (checked against zuv's emulated root CA: for a PKI of your own, give its root CA with "
-                        "--root-ca, or its directory with --pki)")
+                hint = (" (checked against zuv's emulated root CA: for a PKI of your own, give its root CA "
+                        "with --root-ca, or its directory with --pki)")  # fmt: skip
             raise pki.PkiError(f"{path}: {exc}{hint}") from None
     return keys
 
@@ -824,7 +824,8 @@ def _hostkey_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("init-pki", help="create root CA, intermediate CA, IBM Z signing key and CRLs")
     s.add_argument("directory")
-    s.add_argument("--years", type=options.count("--years", 100), default=16, help="validity of the PKI in years")
+    s.add_argument("--years", type=options.count("--years", 100), default=16,
+                   help="validity of the PKI in years")  # fmt: skip
     m = sub.add_parser("new-machine", help="create a machine: host key pair and its host-key document")
     m.add_argument("directory", help="machine directory; its name is the machine name")
     m.add_argument("--pki", help="PKI directory (default: the bundled emulated PKI)")
