@@ -1000,7 +1000,7 @@ class Ultravisor:
             tag += 1
         return tag if tag < 1 << 32 else None
 
-    def _destroy_config(self, blk: Any) -> _Outcome:
+    def _destroy_config(self, blk: Any, fast: bool = False) -> _Outcome:
         cfg = self._configs.get(blk.handle)
         if cfg is None:
             return _Outcome(Rc.INV_GHANDLE)
@@ -1013,8 +1013,17 @@ class Ultravisor:
         cfg.header = None
         cfg.dump = None
         cfg.unpack = None
-        # Secure guest pages stay secure (tagged) until the host destroys or exports them (4.3); the tag is
-        # only reused once the last of them is gone.
+        if not fast:
+            # Destroy Configuration ends the guest's storage too: every page it still holds is cleared and
+            # becomes host storage (kvm-unit-tests, written with the Ultravisor's authors, reuses a destroyed
+            # guest's storage at once: lib/s390x/uv.c "Enable reusability of VMs that were in PV mode"); a
+            # later Destroy Secure Storage of such a page finds it not secure (rc 0x0107, which KVM accepts).
+            for f in list(cfg.frames):
+                self.mem.fill(f << PAGE_SHIFT, PAGE_SIZE)
+                self.mem.set_shared(f, False)
+                self._drop_frame(cfg, f)
+        # After Destroy Fast, secure guest pages stay secure (tagged) until the host destroys or exports them
+        # (4.3: KVM's asynchronous teardown); the tag is only reused once the last of them is gone.
         for f in list(cfg.frames):
             if self.mem.shared[f]:
                 self.mem.set_shared(f, False)
@@ -1027,18 +1036,19 @@ class Ultravisor:
         """Destroy Secure Configuration (0x0101).
 
         Returns: 0x0020 invalid handle, 0x0102 secure CPUs still exist, 0x0001 success (donated storage
-        cleared and returned; guest pages stay secure until destroyed or exported).
+        and every guest page still secure cleared and returned to the host).
         """
         return self._destroy_config(blk)
 
     def _cmd_destroy_sec_conf_fast(
         self, caller: UvCaller, blk: B.UvCbDestroyFast, cb: ControlBlock, g: Any
     ) -> _Outcome:
-        """Destroy Secure Configuration Fast (0x0102): as 0x0101 (guest pages are never walked here either).
+        """Destroy Secure Configuration Fast (0x0102): as 0x0101, but the guest pages are not walked: they stay
+        secure until the host destroys (or exports) each one.
 
         Returns: 0x0020 invalid handle, 0x0102 secure CPUs still exist, 0x0001 success.
         """
-        return self._destroy_config(blk)
+        return self._destroy_config(blk, fast=True)
 
     # -- CPUs ---------------------------------------------------------------------------------------
 

@@ -448,7 +448,8 @@ class CpuExit:
     ``"breakpoint"`` (PC at a breakpoint), ``"check_stop"`` (``reason``: a program-interruption loop,
     an invalid new PSW, an emulator fault), ``"intercept"`` (a SIE-guest condition for the hypervisor:
     ``code`` and ``reason``), ``"watch"`` (a data access to a frame in ``watch_frames``, not yet
-    performed: ``code`` = virtual address, ``data`` = host address and write flag).
+    performed: ``code`` = virtual address, ``data`` = host address and write flag), ``"notify"`` (a secure
+    guest's instruction that completed but that its host must hear of: ``insn``, its PSW already after it).
     """
 
     kind: str

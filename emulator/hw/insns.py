@@ -312,7 +312,7 @@ HANDLERS[0xB925] = ("STURG", True, lambda c, i: _real_access(c, i, 8, True))
 
 
 @_handler(0xB210, "SPX")
-def _spx(cpu: Cpu, insn: Insn) -> None:
+def _spx(cpu: Cpu, insn: Insn) -> CpuExit | None:
     a = _aligned(insn.address(), 4)
     value = _U32.unpack(cpu.read_virtual(a, 4))[0] & 0x7FFFE000
     limit = cpu.guest_memory_size if cpu.guest is not None else cpu.mem.size
@@ -327,6 +327,12 @@ def _spx(cpu: Cpu, insn: Insn) -> None:
                 raise access.secure_storage_exception(page, True, why=f"SPX: {page:#x} is secure storage")
     insn.finish()
     cpu.set_prefix(value)
+    g = cpu.guest
+    if g is not None and g.owner_tag is not None:
+        # a secure guest's SET PREFIX is done, and its host must be told (format-4 SIE: a PV notification,
+        # interception 0x6C with the new prefix in the SIDA; secure-execution.md 7.3): the run ends here
+        return CpuExit("notify", insn=insn)
+    return None
 
 
 @_handler(0xB211, "STPX")

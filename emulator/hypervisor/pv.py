@@ -675,6 +675,9 @@ class PvVm:
             if code == 0x308 and regs[2] in (0, 1):
                 self.reset_protocol(v, clear=regs[2] == 0)
             return
+        if sd.ipa == 0xB210:  # SET PREFIX, done: the next entry's prefix check (0x70) imports the new area
+            self.vm._count("SPX (notification)")  # noqa: SLF001
+            return
         if sd.ipa == 0xB9A4:  # Remove Shared Access of a pinned page: unpin, the guest re-issues the UVC
             sida = bytes(self.host.engine._sida(v.page)[:0x30])  # noqa: SLF001
             gaddr = struct.unpack_from(">Q", sida, 0x20)[0]

@@ -39,7 +39,7 @@ import ctypes
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from emulator.errors import ProgramException
 from emulator.hw.cpu import (
@@ -89,6 +89,9 @@ __all__ = [
     "VIR_INJECT_INVALID",
     "VIR_FORMAT",
     "VIR_CONCURRENT",
+    "VIR_ASCE",
+    "VIR_CPU_TIMER",
+    "VIR_SIDA",
     "VIR_NAMES",
 ]
 
@@ -105,6 +108,9 @@ VIR_NOT_OPERATING: Final = 0x2004
 VIR_INJECT_DISABLED: Final = 0x2005
 VIR_INJECT_INVALID: Final = 0x2006
 VIR_CONCURRENT: Final = 0x2007
+VIR_ASCE: Final = 0x2008
+VIR_CPU_TIMER: Final = 0x2009
+VIR_SIDA: Final = 0x200A
 
 VIR_NAMES: Final = {
     VIR_FORMAT: "state description is not format 4 / secure CPU entered with a normal SD",
@@ -114,6 +120,9 @@ VIR_NAMES: Final = {
     VIR_INJECT_DISABLED: "injected interruption class is disabled in the guest",
     VIR_INJECT_INVALID: "program-interruption injection without an intercepted instruction to complete",
     VIR_CONCURRENT: "secure CPU entered on two host CPUs at once",
+    VIR_ASCE: "CR1 at SIE entry is not the ASCE given at Create Secure Configuration",
+    VIR_CPU_TIMER: "CPU timer raised, or lowered by more than the time spent outside SIE",
+    VIR_SIDA: "the SIDA is not host storage",
 }
 
 _EXT_SUBCLASS: Final = {0x2401: 1 << 9, 0x1201: 1 << 14, 0x1202: 1 << 13, 0x1004: 1 << 11, 0x1005: 1 << 10}
@@ -214,6 +223,9 @@ class PvSieEngine:
         self._running: set[int] = set()
         self._sccbs: dict[int, int] = {}  # cpu handle -> real SCCB address of the last SERVC
         self._raw: dict[int, memoryview] = {}  # SIE page address -> its bytes (``_page_bytes``)
+        #: cpu handle -> (CPU timer at the last exit, TOD when the last SIE ended): the reference of the
+        #: CPU-timer check at entry (7.4)
+        self._left: dict[int, tuple[int, int]] = {}
         self.entries = 0
         #: Debugger hook (``Hypervisor.insn_filter``): offered each owner instruction of a secure guest before
         #: it is handled; a returned reason leaves it unexecuted and ends SIE (reason "filtered").
@@ -236,8 +248,14 @@ class PvSieEngine:
         sd.ipb = vir << 16
         return SieExit(ICPT_VALIDITY, reason=VIR_NAMES.get(vir, ""), data={"vir": vir})
 
-    def enter(self, cpu: Cpu, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
-        """Run the secure CPU named by the SD on ``cpu`` until the host must act."""
+    def enter(
+        self, cpu: Cpu, page: SiePage, count: int = 0, timeout_us: int = 0, asce: int | None = None
+    ) -> SieExit:
+        """Run the secure CPU named by the SD on ``cpu`` until the host must act.
+
+        ``asce``: the host's CR1 at SIE (a hypervisor program's SIE; zuv's own hypervisor has none to give):
+        it must be the configuration's ASCE, else a validity interception.
+        """
         self.entries += 1
         sd = page.sie_block
         if sd.sdf != SDF_PV:
@@ -246,17 +264,45 @@ class PvSieEngine:
         if scpu is None:
             return self._validity(page, VIR_CPU_HANDLE)
         cfg = scpu.config
+        vir = 0
         if cfg.handle != sd.pv_handle_config or self.uv.secure_config(cfg.handle) is None:
-            return self._validity(page, VIR_CONFIG_HANDLE)
-        if scpu.state != 1 or not scpu.psw_loaded:  # CPU_STATE_OPR with its PSW loaded
-            return self._validity(page, VIR_NOT_OPERATING)
-        if scpu.handle in self._running:
-            return self._validity(page, VIR_CONCURRENT)
+            vir = VIR_CONFIG_HANDLE
+        elif asce is not None and asce != cfg.asce:
+            vir = VIR_ASCE
+        elif scpu.state != 1 or not scpu.psw_loaded:  # CPU_STATE_OPR with its PSW loaded
+            vir = VIR_NOT_OPERATING
+        elif scpu.handle in self._running:
+            vir = VIR_CONCURRENT
+        else:
+            vir = self._cpu_timer_check(cpu, sd, scpu)
+        if vir:
+            self._left[scpu.handle] = (self._left.get(scpu.handle, (scpu.cputm, 0))[0], cpu.tod())
+            return self._validity(page, vir)
         self._running.add(scpu.handle)
         try:
             return self._enter(cpu, page, scpu, count, timeout_us)
         finally:
             self._running.discard(scpu.handle)
+
+    def _cpu_timer_check(self, cpu: Cpu, sd: Any, scpu: SecureCpu) -> int:
+        """The CPU timer the host gives at entry (7.4): it may not be above the value at the last exit, nor
+        below it by more than the time since the last SIE ended (both in CPU-timer units, 1/4096 us); 0 when
+        it is taken (then the secure CPU runs on with it), else the validity reason.
+
+        With no exit recorded, or when the Ultravisor changed the CPU's timer since (a CPU reset), the
+        host's value is taken as it is: the host starts the timer of a new or reset CPU."""
+        entry = sd.cputm
+        left = self._left.get(scpu.handle)
+        if left is not None and left[0] == scpu.cputm:
+            ref, since = left
+            signed_entry = entry - (1 << 64) if entry >> 63 else entry
+            signed_ref = ref - (1 << 64) if ref >> 63 else ref
+            if signed_entry > signed_ref or signed_ref - signed_entry > cpu.tod() - since:
+                return VIR_CPU_TIMER
+        if entry != scpu.cputm:
+            scpu.cputm = entry
+            self._loaded.pop(scpu.handle, None)  # the next load puts the host's timer into the CPU
+        return 0
 
     def _enter(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, count: int, timeout_us: int) -> SieExit:
         sd = page.sie_block
@@ -322,6 +368,11 @@ class PvSieEngine:
                         return self._leave(cpu, page, scpu, SieExit(0, reason="limit"))
                     continue  # done inside SIE (a guest UVC): keep running
                 return self._leave(cpu, page, scpu, out)
+            if ex.kind == "notify":  # SET PREFIX, done: the host hears of the new prefix (7.3)
+                assert ex.insn is not None
+                self._sida(page)[:4] = _U32.pack(cpu.prefix)
+                sd.ipa, sd.ipb = 0xB210, 0
+                return self._leave(cpu, page, scpu, SieExit(ICPT_PV_NOTIFY))
             return self._leave(cpu, page, scpu, self._cpu_exit(ex))
 
     def _cpu_exit(self, ex: CpuExit) -> SieExit:
@@ -391,6 +442,7 @@ class PvSieEngine:
         cputm = scpu.cputm = cpu.cpu_timer & _MASK64
         scpu.todpr = cpu.tod_programmable
         self._loaded[scpu.handle] = (cpu, psw, gprs, crs)
+        self._left[scpu.handle] = (cputm, cpu.tod())
         sd = page.sie_block
         sd.psw_mask = mask
         sd.psw_addr = addr
@@ -404,6 +456,13 @@ class PvSieEngine:
         """Drop what the engine keeps for a secure CPU (it was destroyed)."""
         self._loaded.pop(cpu_handle, None)
         self._pending.pop(cpu_handle, None)
+        self._left.pop(cpu_handle, None)
+
+    def drop_cpu(self, cpu: Cpu) -> None:
+        """The hardware CPU ran something else (a normal guest): the next entry of a secure CPU on it loads
+        the Ultravisor's record again."""
+        for handle in [h for h, snap in self._loaded.items() if snap[0] is cpu]:
+            del self._loaded[handle]
 
     def pending_completion(self, cpu_handle: int) -> bool:
         """True while an instruction of the secure CPU waits for the host's results (0x68)."""

@@ -21,7 +21,9 @@ Architecture followed (as Linux ``arch/s390/kvm`` and kvm-unit-tests ``lib/s390x
   code 0x08 (``iprcc``, ``pgmilc``, the PSW as the interruption would have stored it) when the SD's
   ``ictl`` asks for them (``ICTL_PINT``), operation exceptions with 0x2C under ``ICTL_OPEREXC``; an
   enabled or disabled wait with 0x1C; a stopped guest CPU with 0x28; an SD the machine cannot run (format,
-  relocation) with a validity interception 0x20 and its reason in ``ipb``. Other program interruptions are
+  relocation; format 4 on a machine without an Ultravisor) with a validity interception 0x20 and its reason
+  in ``ipb``. A format-4 SD (``sdf = 2``) on a machine with an Ultravisor runs a secure guest
+  (``lpar_pvsie``). Other program interruptions are
   interpreted: the guest takes them through its own lowcore.
 - STFLE in the guest stores the facility list the SD's ``fac`` field designates (format 0, below 2 GiB).
 - A time slice (10 ms) that ends with nothing to intercept returns to the host with code 0, the PSW after
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
 from emulator.hw import dat
@@ -60,9 +62,14 @@ from emulator.hypervisor.sie import (
     ICPT_STOP,
     ICPT_VALIDITY,
     ICPT_WAIT,
+    SDF_PV,
     SieBlock,
     ipa_ipb,
 )
+from emulator.machine.lpar_pvsie import LparPvSie
+
+if TYPE_CHECKING:
+    from firmware.uv import Ultravisor
 
 __all__ = ["LparSie", "ICTL_PINT", "ICTL_OPEREXC", "CPUSTAT_SM", "SCLP_CPU_FEATURE_SIEF2"]
 
@@ -151,8 +158,12 @@ class _Relocation:
 class LparSie:
     """SIE for the programs of one machine's LPAR: one guest CPU per host CPU, made at its first SIE."""
 
-    def __init__(self, memory: PhysicalMemory, clock: TodClock, facilities: bytes) -> None:
+    def __init__(
+        self, memory: PhysicalMemory, clock: TodClock, facilities: bytes, ultravisor: Ultravisor | None = None
+    ) -> None:
         self._memory = memory
+        #: format-4 SIE (secure guests) when the machine has an Ultravisor
+        self.pv = LparPvSie(ultravisor, memory) if ultravisor is not None else None
         self._buf = memory.buffer()
         self._clock = clock
         self._facilities = facilities
@@ -183,6 +194,10 @@ class LparSie:
         # secure storage) like any other
         sd = SieBlock.from_buffer_copy(host.read_real(sd_real, _SD_SIZE))
         self.entries += 1
+        if sd.sdf == SDF_PV and self.pv is not None:  # format 4: the Ultravisor runs the secure CPU
+            code = self.pv.execute(host, insn, self._guest_cpu(host), sd_real)
+            self.intercepts[code] = self.intercepts.get(code, 0) + 1
+            return
         code = self._run(host, insn, sd)
         self.intercepts[code] = self.intercepts.get(code, 0) + 1
         host.write_real(sd_real, bytes(sd))
@@ -204,6 +219,8 @@ class LparSie:
         if sd.cpuflags & CPUSTAT_STOPPED:
             return self._intercept(host, insn, sd, ICPT_STOP)
         g = self._guest_cpu(host)
+        if self.pv is not None:  # the guest CPU may have held a secure CPU's registers
+            self.pv.engine.drop_cpu(g)
         reloc = _Relocation(host, sd, self._buf)
         g.guest = reloc.mapping  # flushes the guest CPU's TLB: the host's tables may have changed
         g.guest_memory_size = reloc.limit + 1 if reloc.limit is not None else host.mem.size

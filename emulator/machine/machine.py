@@ -66,7 +66,9 @@ def check_run_limits(max_insns: int | None, time_limit: float | None) -> None:
 
 
 class CpuControlBlock:
-    """A UVCB as the calling CPU addresses it: home-space virtual when DAT is on, real otherwise.
+    """A UVCB as the calling CPU addresses it: a logical address (virtual in the PSW's address space when DAT is
+    on, real otherwise), as the CPU's own operands are. kvm-unit-tests' pv-ipl initialises the Ultravisor in
+    primary-space mode before it loads CR13 at all, so the home space cannot be what the UVC uses there.
 
     Every byte goes through the CPU's translation with all its checks, so a block that is not
     accessible (also only its tail) raises the caller's access exception and nothing is stored.
@@ -77,8 +79,8 @@ class CpuControlBlock:
         self.addr = addr
 
     def translate(self, vaddr: int, write: bool) -> int:
-        """Host absolute address of a home-space (or real) address."""
-        return self.cpu.translate(vaddr, write=write, asc=3)
+        """Host absolute address of a logical address of the calling CPU."""
+        return self.cpu.translate(vaddr, write=write)
 
     def _pages(self, offset: int, length: int, write: bool) -> list[tuple[int, int]]:
         out = []
@@ -180,7 +182,9 @@ class Machine:
             self._add_cpu(addr)
         #: SIE for the machine's programs: an LPAR's SIE facility at level 2, and at level 3 the nested
         #: virtualisation a KVM host with ``nested=1`` offers its guests (vSIE); the SCLP announces SIEF2
-        self.sie: LparSie | None = LparSie(self.memory, self.tod, self.facilities)
+        self.sie: LparSie | None = LparSie(
+            self.memory, self.tod, self.facilities, self.uv if level == 2 else None  # type: ignore[arg-type]
+        )
         self.sclp.cpu_features = bytes([SCLP_CPU_FEATURE_SIEF2])
         self.program: LoadedProgram | None = None
         self._start = 0
