@@ -102,8 +102,12 @@ def test_qemu_prints_the_same_but_for_the_short_sense_id(disk):
 
 def test_the_console_takes_devices_too(disk):
     from emulator.console.cli import build_session_from_args
+    from emulator.console.commands import execute
 
     session = build_session_from_args(["--device", "virtio-net-ccw", "--drive", str(disk), str(IMAGE)])
     machine = session.machine  # type: ignore[attr-defined]
     assert [s.device.name for s in machine.css.subchannels] == ["virtio-net-ccw", "virtio-blk-ccw"]
+    info = execute(session, "info").plain()  # type: ignore[arg-type]
+    assert "device 0.0.0000: virtio-net-ccw (subchannel 0x00010000, disabled)" in info
+    assert f"device 0.0.0001: virtio-blk-ccw, {disk} (subchannel 0x00010001, disabled)" in info
     machine.close()

@@ -42,7 +42,7 @@ from emulator.hw.sclp import CpuSccb, Sclp
 from emulator.machine.lpar_sie import SCLP_CPU_FEATURE_SIEF2, LparSie
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
-from emulator.hw.virtio_ccw import make_device
+from emulator.hw.virtio_ccw import VirtioBlk, make_device
 from emulator.hw.virtio_ccw import notify as virtio_notify
 from emulator.machine import channel
 from emulator.machine.loader import LoadedProgram, load_program
@@ -257,6 +257,18 @@ class Machine:
         except HwError as e:
             raise MachineError(str(e)) from None
         return self.css.attach(device)
+
+    def describe(self) -> list[str]:
+        """One line per channel-attached device (the console's ``info``)."""
+        lines = []
+        for sch in self.css.subchannels:
+            d = sch.device
+            state = f"enabled, subclass {sch.isc}" if sch.enabled else "disabled"
+            if sch.status_pending:
+                state += ", status pending"
+            backing = f", {d.path}" + (" read-only" if d.readonly else "") if isinstance(d, VirtioBlk) else ""
+            lines.append(f"device 0.0.{sch.number:04x}: {d.name}{backing} (subchannel {sch.sid:#010x}, {state})")
+        return lines
 
     # -- loading --------------------------------------------------------------------------------------
 
