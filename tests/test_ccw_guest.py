@@ -77,7 +77,8 @@ def test_without_devices_nothing_is_found(disk):
 
 
 def test_zuv_run_devices_on_the_command_line(disk, capsys):
-    assert main(["run", "--deterministic", "--device", "virtio-net-ccw", "--drive", str(disk), str(IMAGE)]) == 0
+    argv = ["run", "--deterministic", "--device", "virtio-net-ccw", "--drive", str(disk), str(IMAGE)]
+    assert main(argv) == 0
     assert capsys.readouterr().out == EXPECTED
     assert main(["run", "--device", "virtio-gpu-ccw", str(IMAGE)]) == 2
     assert "unknown device 'virtio-gpu-ccw'" in capsys.readouterr().err

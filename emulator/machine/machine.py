@@ -267,7 +267,8 @@ class Machine:
             if sch.status_pending:
                 state += ", status pending"
             backing = f", {d.path}" + (" read-only" if d.readonly else "") if isinstance(d, VirtioBlk) else ""
-            lines.append(f"device 0.0.{sch.number:04x}: {d.name}{backing} (subchannel {sch.sid:#010x}, {state})")
+            where = f"subchannel {sch.sid:#010x}"
+            lines.append(f"device 0.0.{sch.number:04x}: {d.name}{backing} ({where}, {state})")
         return lines
 
     # -- loading --------------------------------------------------------------------------------------
