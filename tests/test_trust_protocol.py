@@ -90,6 +90,10 @@ def host_refusals(e: Env) -> list[tuple[str, dict[str, Any]]]:
         ("init_uv", {"stor_origin": 0x80000000, "stor_len": 0x200000}),  # already initialised
         ("create_sec_conf", {}),  # nothing in the block
         ("destroy_sec_conf", {"handle": e.h + 1}),
+        ("destroy_sec_conf", {"handle": e.h}),  # secure CPUs still exist
+        ("destroy_sec_conf_fast", {"handle": e.h}),
+        ("set_sec_conf_params", {"guest_handle": e.h, "sec_header_origin": e.c.arena.alloc(0x1000),
+                                 "sec_header_len": 0x1000}),
         ("create_sec_cpu", {"guest_handle": e.h + 1}),
         ("destroy_sec_cpu", {"handle": e.ch + 1}),
         ("conv_to_sec_stor", {"guest_handle": e.h + 1, "gaddr": 0x2000}),
@@ -114,14 +118,17 @@ def host_refusals(e: Env) -> list[tuple[str, dict[str, Any]]]:
         ("dump_init", {"handle": e.h}),  # the image does not allow dumping
         # no dump in progress
         ("dump_cpu", {"cpu_handle": e.ch, "dump_area_origin": e.c.arena.alloc(0x1000)}),
-        ("query_keys", {}),
+        ("dump_conf_stor_state", {"config_handle": e.h, "dump_area_origin": e.c.arena.alloc(0x1000), "gaddr": 0}),
+        ("dump_complete", {"config_handle": e.h, "dump_area_origin": e.c.arena.alloc(0x1000)}),
+        ("query_keys", {}),  # with a block too short (below)
+        ("qui", {}),
     ]
 
 
 def test_every_refused_host_uvc_changes_nothing() -> None:
     e = Env()
     for name, fields in host_refusals(e):
-        kw: dict[str, Any] = {"length": 0x10} if name == "query_keys" else {}
+        kw: dict[str, Any] = {"length": 0x10} if name in ("query_keys", "qui") else {}
         before = e.snapshot(_frames_named(e.mem, fields))
         res = e.c.call(name, **fields, **kw)
         assert not res.ok, f"{name} {fields} was not refused"
@@ -150,14 +157,18 @@ def test_a_refused_import_leaves_another_configurations_shared_page_where_it_was
         ("retr_secret", {"secret_idx": 7, "buf_size": 64, "buf_addr": 0x0}),
         ("add_secret", {"addr": None}),  # not a request: zeroes
         ("lock_secrets", {}),  # the second lock (below) is refused
+        ("list_secrets", {"list_addr": 1 << 40}),  # beyond the guest's storage
+        ("retr_attest", {"arcb_addr": None}),  # not a request: zeroes
+        ("retr_attest_evidence", {"arcb_addr": None}),
     ],
 )
 def test_every_refused_guest_uvc_changes_nothing(name, fields) -> None:
     e = Env()
     if name == "lock_secrets":
         assert e.g.uvc("lock_secrets").header.rc == 0x0001
-    if fields.get("addr", 0) is None:
-        fields = {"addr": e.g.put(bytes(0x200))}
+    for k, v in fields.items():
+        if v is None:  # a guest page of zeroes
+            fields = {**fields, k: e.g.put(bytes(0x200))}
     c = command(name)
     blk = e.c.build(c.code, **fields)
     raw = bytes(blk)
