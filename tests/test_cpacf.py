@@ -639,3 +639,39 @@ def test_a_cpacf_instruction_as_the_target_of_execute(cpu):
     out = execute(cpu, bytes.fromhex("44009100"), {**cipher_regs(18, n=32), 9: CODE})  # ex 0,0x100(%r9)
     assert out["ccs"] == [0] and out["regs"][2:5] == [SRC + 32, 0, DST + 32]
     assert cpu.mem.read(DST, 32) == ecb(algorithms.AES(k), data)
+
+
+def test_in_24_bit_mode_addresses_wrap_and_keep_their_high_byte(cpu):
+    k, data = os.urandom(16), os.urandom(32)
+    cpu.mem.write(PARAM, k)
+    cpu.mem.write(SRC, data)
+    high = 0x12345678AB << 24
+    regs = {0: 18, 1: PARAM, 2: high | SRC, 3: (0xCAFE << 32) | 32, 4: high | DST}
+    out = execute(cpu, rre(KM, 4, 2), regs, mask=0)
+    assert out["ccs"] == [0]
+    assert out["regs"][2:5] == [high | (SRC + 32), 0xCAFE << 32, high | (DST + 32)]
+    assert cpu.mem.read(DST, 32) == ecb(algorithms.AES(k), data)
+
+
+def test_a_protected_target_suppresses_the_whole_operation(cpu):
+    """Low-address protection on the first target page: PGM 0x04, registers and storage as before."""
+    k, data = os.urandom(16), os.urandom(64)
+    cpu.mem.write(PARAM, k)
+    cpu.mem.write(SRC, data)
+    cpu.mem.write(0x100, bytes(64))
+    cpu.reset_cpu()
+    cpu.write_cr(0, cpu.cr(0) | 1 << 28)  # CR0 bit 35: low-address protection
+    try:
+        mem = cpu.mem
+        mem.write(0x1D0, struct.pack(">QQ", 0x0002000180000000, PGM_NEW_ADDR))
+        mem.write(CODE, rre(KM, 4, 2))
+        for i, v in cipher_regs(18, dst=0x100, n=64).items():
+            cpu.set_gpr(i, v)
+        cpu.set_psw(PSW_MASK_64, CODE)
+        cpu.state = OPERATING
+        cpu.run(count=1)
+        assert cpu.psw[1] == PGM_NEW_ADDR and struct.unpack(">HH", mem.read(0x8C, 4)) == (4, 0x04)
+        assert cpu.gprs()[2:5] == [SRC, 64, 0x100]
+        assert mem.read(0x100, 64) == bytes(64)
+    finally:
+        cpu.write_cr(0, cpu.cr(0) & ~(1 << 28))
