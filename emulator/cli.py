@@ -65,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     m.load(args.program, args.append)
     _forward_stdin(m)
+    if args.gdb is not None or args.gdb_default:
+        return _serve_gdb(m, args)
     res = run_interruptible(
         lambda: m.run(max_insns=args.max_insns, time_limit=args.time_limit),
         lambda: m.request_halt("interrupted (Ctrl-C)"),
@@ -98,6 +100,28 @@ def _se_image_hint(program: str) -> str:
         return ""
     return (f"{program} is a Secure Execution image: zuv run has no secure IPL (its loader stops in that "
             f"disabled wait); boot it with 'zuv boot {program}' or debug it with 'zuv console {program}'")
+
+
+def _serve_gdb(m: object, args: argparse.Namespace) -> int:
+    """``zuv run -s``/``-S``/``--gdb tcp::PORT``: the program runs under a GDB stub (QEMU's options)."""
+    from emulator.gdb.stub import GdbStub, parse_endpoint
+
+    try:
+        host, port = parse_endpoint(args.gdb or "tcp::1234")
+    except ValueError as e:
+        raise MachineError(str(e)) from None
+    try:
+        stub = GdbStub(m, host, port, log=lambda line: print(f"zuv: {line}", file=sys.stderr))  # type: ignore
+    except OSError as e:
+        raise MachineError(f"cannot listen for gdb on {host}:{port}: {e.strerror or e}") from None
+    try:
+        def interrupted() -> None:
+            m.request_halt("interrupted (Ctrl-C)")  # type: ignore[attr-defined]
+            stub.close()
+
+        return run_interruptible(lambda: stub.serve(start_running=not args.freeze), interrupted)
+    finally:
+        stub.close()
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -213,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", default=None, help="the VM's name in STSI 3.2.2 (as QEMU's -name)")
     r.add_argument("--uuid", type=_uuid, default=None, help="the VM's UUID in STSI 3.2.2 (as QEMU's --uuid)")
     r.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
+    r.add_argument("-s", dest="gdb_default", action="store_true",
+                   help="serve gdb on tcp::1234 (short for --gdb tcp::1234)")
+    r.add_argument("-S", dest="freeze", action="store_true",
+                   help="with -s/--gdb: do not start the CPUs until gdb says continue")
+    r.add_argument("--gdb", metavar="DEV", default=None,
+                   help="serve the GDB remote protocol on tcp::PORT (loopback) or tcp:HOST:PORT (QEMU's -gdb)")
     r.set_defaults(func=cmd_run)
     subparsers = {"run": r}
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")

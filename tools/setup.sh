@@ -7,6 +7,7 @@ command -v s390x-linux-gnu-gcc >/dev/null || need+=(gcc-s390x-linux-gnu)
 command -v s390x-linux-gnu-as >/dev/null || need+=(binutils-s390x-linux-gnu)
 command -v qemu-system-s390x >/dev/null || need+=(qemu-system-misc)
 command -v tmux >/dev/null || need+=(tmux)
+command -v gdb-multiarch >/dev/null || need+=(gdb-multiarch)
 if ((${#need[@]})); then
     sudo_cmd=""
     if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi

@@ -834,6 +834,11 @@ class Cpu(InterruptDelivery):
         lo = int(self.uc.reg_read(getattr(S, f"UC_S390X_REG_F{i}_HI")))
         return _U64.pack(hi) + _U64.pack(lo)
 
+    def set_vr(self, i: int, value: bytes) -> None:
+        """Set vector register ``i`` from 16 big-endian bytes (its left half is floating-point register ``i``)."""
+        self.uc.reg_write(getattr(S, f"UC_S390X_REG_F{i}"), int.from_bytes(value[:8], "big"))
+        self.uc.reg_write(getattr(S, f"UC_S390X_REG_F{i}_HI"), int.from_bytes(value[8:16], "big"))
+
     def fpc(self) -> int:
         """Floating-point-control register."""
         return int(self.uc.reg_read(S.UC_S390X_REG_FPC))

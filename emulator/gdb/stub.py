@@ -1,0 +1,426 @@
+"""The GDB remote serial protocol over TCP for one zuv ``Machine``: registers, memory, breakpoints, stepping,
+continuing and interrupting, each CPU a thread (thread id = CPU address + 1), as QEMU's gdbstub serves it.
+
+Memory is read and written through the selected CPU's own translation (DAT, prefixing) with every check the
+CPU makes, owner tags included: a secure guest's storage is refused to the debugger (``E14``) exactly as to
+the host. Reads and writes do not set reference or change bits. A write drops translated code through the
+memory's listeners, so a patched instruction runs as patched.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from emulator.errors import EmulatorError
+from emulator.gdb.target import REGISTERS, TARGET_XML, read_register, write_register
+from emulator.hw.cpu import OPERATING, Cpu, CpuExit
+from emulator.hw.results import RunResult
+
+__all__ = ["GdbStub", "parse_endpoint", "checksum", "frame", "escape_binary"]
+
+SIGTRAP = 5
+SIGINT = 2
+_EFAULT = "E14"
+
+
+class StubMachine(Protocol):
+    """What the stub needs of a machine (``emulator.machine.machine.Machine`` has it)."""
+
+    cpus: dict[int, Cpu]
+
+    def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult: ...
+    def step(self, count: int = 1, cpu: int = 0) -> CpuExit: ...
+    def set_breakpoints(self, addrs: set[int]) -> None: ...
+    def request_halt(self, reason: str = "halted") -> None: ...
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """QEMU's ``-gdb`` device: ``tcp::PORT`` (loopback here) or ``tcp:HOST:PORT``; ValueError if malformed."""
+    kind, _, rest = text.partition(":")
+    host, _, port = rest.rpartition(":")
+    if kind != "tcp" or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--gdb takes tcp::PORT or tcp:HOST:PORT with a port 1-65535, not {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def checksum(data: bytes) -> int:
+    """The packet checksum: the sum of the bytes modulo 256."""
+    return sum(data) & 0xFF
+
+
+def frame(payload: bytes) -> bytes:
+    """``$payload#cs``."""
+    return b"$" + payload + b"#" + f"{checksum(payload):02x}".encode()
+
+
+def escape_binary(data: bytes) -> bytes:
+    """Binary data in a reply: ``#``, ``$``, ``}`` and ``*`` escaped as ``}`` and the byte XOR 0x20."""
+    out = bytearray()
+    for b in data:
+        if b in (0x23, 0x24, 0x7D, 0x2A):
+            out += bytes((0x7D, b ^ 0x20))
+        else:
+            out.append(b)
+    return bytes(out)
+
+
+class GdbStub:
+    """Serve one GDB connection for ``machine``; ``serve`` returns the exit code for the process.
+
+    Args:
+        machine: the machine to debug (loaded, not running).
+        host, port: where to listen (QEMU's ``-gdb tcp::PORT``; loopback unless a host is given).
+        log: called with one line per event worth telling the user (listening, attached, detached).
+    """
+
+    def __init__(self, machine: StubMachine, host: str = "127.0.0.1", port: int = 1234,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.m = machine
+        self._log = log or (lambda _line: None)
+        self._sock = socket.create_server((host, port))
+        self.port = self._sock.getsockname()[1]
+        self._conn: socket.socket | None = None
+        self._buf = b""
+        self._breakpoints: set[int] = set()
+        self._g = self._c = min(machine.cpus)  # the CPUs the g and c operations address
+        self._last_signal = SIGTRAP
+        self._stopped_cpu = self._g
+        self._result: RunResult | None = None
+        self._done: int | None = None
+        self._no_ack = False
+
+    # -- the connection ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the listening socket and the connection."""
+        for s in (self._conn, self._sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def serve(self, start_running: bool = False) -> int:
+        """Wait for GDB, then answer it until it detaches, kills, or the program ends. ``start_running``:
+        the machine runs until GDB connects (QEMU without ``-S``); else it waits for GDB's continue."""
+        self._log(f"waiting for gdb on {self._sock.getsockname()[0]}:{self.port}")
+        runner = None
+        if start_running:
+            runner = self._start_run()
+        self._conn, peer = self._sock.accept()
+        self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._log(f"gdb attached from {peer[0]}:{peer[1]}")
+        if runner is not None:
+            self.m.request_halt("gdb attached")
+            runner.join()
+            if self._done is not None:
+                self._send_exit()
+                return self._done
+            self._last_signal = SIGINT
+        try:
+            while True:
+                payload = self._read_packet()
+                if payload is None:
+                    self._log("gdb went away")
+                    return self._done if self._done is not None else 0
+                reply = self._dispatch(payload)
+                if reply is not None:
+                    self._send(reply)
+                if self._done is not None:
+                    return self._done
+        finally:
+            self.close()
+
+    def _read_packet(self, poll: bool = False) -> bytes | None:
+        """The next packet's payload (acknowledged), ``b"\\x03"`` for an interrupt, None at end of stream;
+        with ``poll`` only what has arrived already (``b""`` if nothing)."""
+        conn = self._conn
+        assert conn is not None
+        while True:
+            buf = self._buf.lstrip(b"+-")
+            if buf.startswith(b"\x03"):
+                self._buf = buf[1:]
+                return b"\x03"
+            start = buf.find(b"$")
+            end = buf.find(b"#", start)
+            if start >= 0 and end >= 0 and len(buf) >= end + 3:
+                payload, cs = buf[start + 1 : end], buf[end + 1 : end + 3]
+                self._buf = buf[end + 3 :]
+                ok = cs.lower() == f"{checksum(payload):02x}".encode()
+                if not self._no_ack:
+                    conn.sendall(b"+" if ok else b"-")
+                if ok:
+                    return _unescape(payload)
+                continue
+            self._buf = buf
+            if poll and not select.select([conn], [], [], 0.05)[0]:
+                return b""
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return None
+            if not data:
+                return None
+            self._buf += data
+
+    def _send(self, payload: bytes | str) -> None:
+        if isinstance(payload, str):
+            payload = payload.encode()
+        assert self._conn is not None
+        try:
+            self._conn.sendall(frame(payload))
+        except OSError:
+            pass
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    def _start_run(self) -> threading.Thread:
+        def work() -> None:
+            try:
+                res = self.m.run()
+            except EmulatorError as e:
+                self._log(f"the run failed: {e}")
+                self._done = 1
+                return
+            self._result = res
+            if res.reason in ("all CPUs stopped", "check stop") or not any(
+                c.state == OPERATING for c in self.m.cpus.values()
+            ):
+                self._done = res.guest_exit_code() if res.clean else 1
+
+        t = threading.Thread(target=work, name="zuv-gdb-run", daemon=True)
+        t.start()
+        return t
+
+    def _continue(self) -> str | None:
+        """Run until a breakpoint, the end, or GDB's interrupt; the stop reply (None: already sent)."""
+        runner = self._start_run()
+        while runner.is_alive():
+            got = self._read_packet(poll=True)
+            if got is None:  # GDB went away: stop the machine and end
+                self.m.request_halt("gdb went away")
+                runner.join()
+                self._done = self._done if self._done is not None else 0
+                return None
+            if got == b"\x03":
+                self.m.request_halt("interrupted by gdb")
+                self._last_signal = SIGINT
+            runner.join(0.01)
+        if self._done is not None:
+            self._send_exit()
+            return None
+        last = getattr(self.m, "last_stop", None)
+        if last is not None:
+            self._stopped_cpu = last[0]
+            self._last_signal = SIGTRAP
+        return self._stop_reply()
+
+    def _send_exit(self) -> None:
+        self._log(f"the program ended: {self._result.describe() if self._result else 'stopped'}")
+        self._send(f"W{(self._done or 0) & 0xFF:02x}")
+
+    def _step(self, cpu_addr: int) -> str | None:
+        try:
+            self.m.step(1, cpu=cpu_addr)
+        except EmulatorError:
+            pass  # a stopped CPU does not step; GDB still gets its stop
+        self._stopped_cpu = cpu_addr
+        self._last_signal = SIGTRAP
+        return self._stop_reply()
+
+    def _stop_reply(self) -> str:
+        return f"T{self._last_signal:02x}thread:{self._stopped_cpu + 1:x};"
+
+    # -- packets ---------------------------------------------------------------------------------------
+
+    def _cpu(self, which: int) -> Cpu:
+        cpus = self.m.cpus
+        return cpus[which] if which in cpus else cpus[min(cpus)]
+
+    def _dispatch(self, p: bytes) -> str | bytes | None:
+        text = p.decode("latin-1")
+        head = text[:1]
+        try:
+            if text == "\x03":
+                return self._stop_reply()
+            if head == "?":
+                return self._stop_reply()
+            if head == "q" or head == "Q":
+                return self._query(text)
+            if head == "H":
+                return self._select(text)
+            if head == "T":
+                return "OK" if int(text[1:], 16) - 1 in self.m.cpus else "E01"
+            if head == "g":
+                cpu = self._cpu(self._g)
+                return "".join(read_register(cpu, r).hex() for r in REGISTERS)
+            if head == "G":
+                return self._write_all(bytes.fromhex(text[1:]))
+            if head == "p":
+                n = int(text[1:], 16)
+                return read_register(self._cpu(self._g), REGISTERS[n]).hex() if n < len(REGISTERS) else "E00"
+            if head == "P":
+                n, _, value = text[1:].partition("=")
+                reg = REGISTERS[int(n, 16)] if int(n, 16) < len(REGISTERS) else None
+                ok = reg is not None and write_register(self._cpu(self._g), reg, bytes.fromhex(value))
+                return "OK" if ok else "E00"
+            if head == "m":
+                addr, _, length = text[1:].partition(",")
+                return self._read_memory(int(addr, 16), int(length, 16))
+            if head == "M":
+                where, _, data = text[1:].partition(":")
+                addr, _, _length = where.partition(",")
+                return self._write_memory(int(addr, 16), bytes.fromhex(data))
+            if head in ("Z", "z"):
+                return self._breakpoint(head == "Z", text[1:])
+            if head == "c":
+                return self._continue()
+            if head == "s":
+                return self._step(self._c if self._c in self.m.cpus else self._g)
+            if text.startswith("vCont?"):
+                return "vCont;c;C;s;S"
+            if text.startswith("vCont;"):
+                return self._vcont(text[6:])
+            if head == "D":
+                self._detach()
+                return None
+            if head == "k":
+                self._done = 0
+                return None
+        except (ValueError, IndexError):
+            return "E01"
+        return ""
+
+    def _query(self, text: str) -> str:
+        if text.startswith("qSupported"):
+            return "PacketSize=4000;qXfer:features:read+;vContSupported+;QStartNoAckMode+"
+        if text == "QStartNoAckMode":
+            self._send("OK")
+            self._no_ack = True
+            return None  # type: ignore[return-value]  # already answered before the mode changes
+        if text.startswith("qXfer:features:read:"):
+            annex, _, span = text[len("qXfer:features:read:") :].partition(":")
+            if annex != "target.xml":
+                return "E00"
+            off, _, length = span.partition(",")
+            chunk = TARGET_XML.encode()[int(off, 16) : int(off, 16) + int(length, 16)]
+            more = int(off, 16) + int(length, 16) < len(TARGET_XML)
+            return ((b"m" if more else b"l") + escape_binary(chunk)).decode("latin-1")
+        if text == "qAttached":
+            return "1"
+        if text == "qC":
+            return f"QC{self._g + 1:x}"
+        if text == "qfThreadInfo":
+            return "m" + ",".join(f"{a + 1:x}" for a in sorted(self.m.cpus))
+        if text == "qsThreadInfo":
+            return "l"
+        if text.startswith("qThreadExtraInfo,"):
+            a = int(text.split(",", 1)[1], 16) - 1
+            c = self.m.cpus.get(a)
+            return f"CPU {a} {c.state if c is not None else 'absent'}".encode().hex()
+        if text.startswith("qSymbol"):
+            return "OK"
+        return ""
+
+    def _select(self, text: str) -> str:
+        op, tid = text[1:2], int(text[2:], 16) if text[2:] not in ("-1", "") else 0
+        addr = tid - 1 if tid > 0 else min(self.m.cpus)
+        if addr not in self.m.cpus:
+            return "E01"
+        if op == "g":
+            self._g = addr
+        else:
+            self._c = addr
+        return "OK"
+
+    def _vcont(self, actions: str) -> str | None:
+        for action in actions.split(";"):
+            verb, _, tid = action.partition(":")
+            if verb[:1] in ("s", "S"):
+                target = int(tid, 16) - 1 if tid and tid != "-1" else self._c
+                return self._step(target if target in self.m.cpus else min(self.m.cpus))
+        return self._continue()
+
+    def _write_all(self, data: bytes) -> str:
+        cpu = self._cpu(self._g)
+        off = 0
+        for reg in REGISTERS:
+            n = reg.bits // 8
+            if off + n > len(data):
+                break
+            write_register(cpu, reg, data[off : off + n])
+            off += n
+        return "OK"
+
+    def _pages(self, addr: int, length: int, write: bool) -> list[tuple[int, int]] | None:
+        """(host absolute, length) per page of a debugger access through the selected CPU; None: refused."""
+        cpu = self._cpu(self._g)
+        out = []
+        while length > 0:
+            n = min(length, 0x1000 - (addr & 0xFFF))
+            try:
+                host = cpu.translate(addr, write=False, mark=False)
+            except Exception:  # noqa: BLE001 - any refusal (access exception, intercept) is EFAULT
+                return None
+            if host + n > cpu.mem.size:
+                return None
+            out.append((host, n))
+            addr, length = (addr + n) & 0xFFFFFFFFFFFFFFFF, length - n
+        return out
+
+    def _read_memory(self, addr: int, length: int) -> str:
+        pages = self._pages(addr, min(length, 0x1000), False)
+        if pages is None:
+            return _EFAULT
+        mem = self._cpu(self._g).mem
+        return b"".join(mem.read(h, n) for h, n in pages).hex()
+
+    def _write_memory(self, addr: int, data: bytes) -> str:
+        pages = self._pages(addr, len(data), True)
+        if pages is None:
+            return _EFAULT
+        mem = self._cpu(self._g).mem
+        off = 0
+        for h, n in pages:
+            mem.write(h, data[off : off + n])
+            off += n
+        return "OK"
+
+    def _breakpoint(self, insert: bool, spec: str) -> str:
+        kind, addr, _size = spec.split(",")[:3]
+        if kind not in ("0", "1"):
+            return ""  # watchpoints: not offered yet (GDB then says so)
+        a = int(addr, 16)
+        if insert:
+            self._breakpoints.add(a)
+        else:
+            self._breakpoints.discard(a)
+        self.m.set_breakpoints(set(self._breakpoints))
+        return "OK"
+
+    def _detach(self) -> None:
+        self._send("OK")
+        self._log("gdb detached; the program runs on")
+        self.m.set_breakpoints(set())
+        runner = self._start_run()
+        runner.join()
+        if self._done is None:
+            self._done = 0
+
+
+def _unescape(payload: bytes) -> bytes:
+    """A packet's payload with ``}`` escapes undone."""
+    if b"}" not in payload:
+        return payload
+    out = bytearray()
+    it = iter(payload)
+    for b in it:
+        if b == 0x7D:
+            out.append(next(it, 0) ^ 0x20)
+        else:
+            out.append(b)
+    return bytes(out)
