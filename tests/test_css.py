@@ -117,9 +117,17 @@ def test_msch_ignores_bit_5_and_takes_only_its_fields(env):
     assert (now.pmcw.intparm, now.pmcw.devno, now.pmcw.pim) == (0x11223344, 0, 0x80)
 
 
-def test_ssch_on_a_disabled_subchannel_is_not_operational(env):
+def test_ssch_on_a_disabled_subchannel_or_without_a_path_is_not_operational(env):
     mem, css, _ = env
     assert start(mem, css, [ccw(cb.CMD_NOOP, cb.CCW_SLI, 1, 0)]) == 3
+    enable(css)
+    mem.write(0x1000, ccw(cb.CMD_NOOP, cb.CCW_SLI, 1, 0))
+    o = cb.parse(cb.Orb, orb(0x1000))
+    o.ctrl &= ~cb.ORB_LPM
+    assert css.ssch(SID, bytes(o)) == 3  # no path in the ORB's logical-path mask
+    o.ctrl |= 0xFF00
+    assert css.ssch(SID, bytes(o)) == 0
+    assert schib(css).pmcw.lpm == 0xFF  # the ORB's mask replaced the subchannel's
 
 
 def test_sense_id_program_interrupts_and_tsch(env):

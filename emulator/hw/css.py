@@ -450,10 +450,12 @@ class ChannelSubsystem:
             return 1
         if sch.scsw.ctrl & cb.FCTL_MASK:
             return 2
-        if not (orb.ctrl & cb.ORB_LPM) >> 8 & sch.pmcw.pam & sch.pmcw.lpm:
+        lpm = (orb.ctrl & cb.ORB_LPM) >> 8
+        if not lpm & sch.pmcw.pam:
             return 3  # no logical path available
         sch.orb = orb
-        sch.pmcw.intparm = orb.intparm
+        sch.pmcw.intparm = orb.intparm  # the ORB's interruption parameter and LPM replace the subchannel's
+        sch.pmcw.lpm = lpm
         sch.scsw = cb.Scsw()
         sch.scsw.ctrl = cb.FCTL_START | cb.ACTL_START_PEND | (orb.ctrl & cb.ORB_KEY)
         for bit, sbit in ((cb.ORB_SPND, cb.SCSW_S), (cb.ORB_FMT, cb.SCSW_F), (cb.ORB_PFCH, cb.SCSW_P)):
