@@ -675,3 +675,30 @@ def test_a_protected_target_suppresses_the_whole_operation(cpu):
         assert mem.read(0x100, 64) == bytes(64)
     finally:
         cpu.write_cr(0, cpu.cr(0) & ~(1 << 28))
+
+
+def test_trng_with_an_inaccessible_second_operand_completes_the_first_then_interrupts(cpu):
+    cpu.mem.fill(DST, 64)
+    regs = {0: 114, 1: PARAM, 2: DST, 3: 64, 4: MEM + 0x1000, 5: 32}  # the second operand beyond storage
+    out = execute(cpu, rre(PRNO, 2, 4), regs)
+    assert out["ccs"] == [3] and out["pgm"] == (4, 0x05)
+    assert out["regs"][2:6] == [DST + 64, 0, MEM + 0x1000, 32]
+    assert cpu.mem.read(DST, 64) != bytes(64)
+
+
+@SLOW
+@given(fits=st.integers(1, 600), more=st.integers(1, 300), fc=st.sampled_from([18, 20, 2]))
+def test_an_operation_running_into_inaccessible_storage_ends_exactly_there(cpu, fits, more, fc):
+    """Whatever the block where the target leaves storage: every accessible block is done (CC 3), then the
+    next execution interrupts with the registers on the first inaccessible byte."""
+    klen, b = {18: (16, 16), 20: (32, 16), 2: (16, 8)}[fc]
+    k = os.urandom(klen)
+    data = os.urandom((fits + more) * b)
+    dst = MEM - fits * b
+    cpu.mem.write(PARAM, k)
+    cpu.mem.write(SRC, data)
+    out = execute(cpu, rre(KM, 4, 2), cipher_regs(fc, dst=dst, n=len(data)))
+    assert out["pgm"] == (4, 0x05) and set(out["ccs"]) == {3}
+    assert out["regs"][2:5] == [SRC + fits * b, more * b, MEM]
+    alg = algorithms.AES(k) if b == 16 else dea_alg(k)
+    assert cpu.mem.read(dst, fits * b) == ecb(alg, data[: fits * b])

@@ -590,7 +590,12 @@ def _prno(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, _r3: int, decipher: 
     for r in (r1, r2):
         total = regs.length(r + 1)
         n = min(total, budget)
-        n = _plan(cpu, [(regs.addr(r), True)], n, 1)
+        try:
+            n = _plan(cpu, [(regs.addr(r), True)], n, 1)
+        except ProgramException:
+            if budget == LIMIT:  # nothing stored yet: the exception, as the instruction is suppressed
+                raise
+            return 3  # the first operand is done: partial completion, the next execution faults
         if n:
             cpu.write_virtual(regs.addr(r), cc.random_bytes(n))
             regs.advance(r, n)
