@@ -7,12 +7,14 @@ turns any mistake into one ``error:`` line: unknown commands, bad numbers, addre
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from emulator import options
 from emulator.console.disasm import disassemble
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import parse_number
@@ -236,12 +238,10 @@ def _run_opts(args: list[str], usage: str) -> tuple[list[str], float | None, int
     while i < len(args):
         a = args[i]
         if a in ("--time", "-t") and i + 1 < len(args):
-            try:
-                time_limit = float(args[i + 1])
-            except ValueError:
-                raise ConsoleError(f"bad time limit {args[i + 1]!r} (seconds)") from None
-            if time_limit <= 0:
-                raise ConsoleError("the time limit must be positive")
+            try:  # the command line's own check (finite, positive, at most a year)
+                time_limit = options.seconds(args[i + 1])
+            except argparse.ArgumentTypeError as e:
+                raise ConsoleError(str(e)) from None
             i += 2
         elif a in ("--insns", "-n") and i + 1 < len(args):
             insns = _count(args, i + 1, 0, "instruction limit")
