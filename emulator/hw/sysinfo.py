@@ -21,7 +21,7 @@ __all__ = ["facility_list", "MachineInfo", "stsi"]
 
 #: Facility bits of the emulated CPU (PoP "Facility Indications"); every one is executed by the CPU model.
 BASE_FACILITIES: Final = (
-    0, 1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 31, 32, 33,
+    0, 1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 21, 22, 24, 25, 27, 30, 31, 32, 33,
     34, 35, 37, 41, 45, 49, 51, 52, 53, 129, 130, 131,
 )  # fmt: skip
 # 130 (instruction-execution protection) is the Python DAT's (IEP bit of page and segment entries, CR0 bit
@@ -31,7 +31,9 @@ BASE_FACILITIES: Final = (
 # the CPU emulates those instructions. Left out on purpose although unicorn decodes some of their
 # instructions: 10 (conditional SSKE: the MR/MC controls are not honoured), 78 (EDAT-2: no 2 GiB frames in
 # the Python DAT). Left out because unicorn raises an operation exception for their instructions: 42 and
-# 43 (decimal floating point, its zoned conversions: ADTR, LDETR, CDZT), 44 (PFPO), 5 (LPTEA), 50/73
+# 43 (decimal floating point, its zoned conversions: ADTR, LDETR, CDZT), 44 (PFPO), 20 and 23 (HFP
+# multiply-and-add, unnormalized extension: MADR, MAER, MAY; unicorn has no HFP), 26 (parsing enhancement:
+# TRTE, TRTRE), 28 (TOD-clock steering: PTFF, which Linux calls when the bit is on), 5 (LPTEA), 50/73
 # (constrained and full transactional execution), 61 (MIE-3), 135 (vector enhancements 1: VFMAX, VBPERM,
 # short and extended vector BFP).
 #: Ultravisor call facility and the unpack facility (secure IPL).
