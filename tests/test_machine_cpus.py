@@ -23,13 +23,22 @@ def test_cpu_devices_add_stopped_cpus_at_their_core_ids():
     ("qemu-s390x-cpu,core-id=x", "core-id"),
     ("qemu-s390x-cpu,core-id=0", "already"),
     ("qemu-s390x-cpu,core-id=999", "between"),
-    ("max-s390x-cpu,core-id=3,dedicated=true", "dedicated"),
+    ("max-s390x-cpu,core-id=3,dedicated=maybe", "dedicated"),
+    ("max-s390x-cpu,core-id=3,socket-id=x", "socket-id"),
+    ("max-s390x-cpu,core-id=3,threads=2", "threads"),
 ])
 def test_bad_cpu_devices_are_refused_with_one_line(spec, message):
     m = Machine(16 << 20, 1)
     with pytest.raises(MachineError, match=message):
         m.add_device(spec)
     assert sorted(m.cpus) == [0]
+
+
+def test_cpu_devices_keep_their_topology():
+    m = Machine(16 << 20, 1)
+    m.add_device("max-s390x-cpu,core-id=31,drawer-id=0,book-id=1,socket-id=0,entitlement=high,dedicated=true")
+    assert m.cpu_topology[31] == {"drawer-id": "0", "book-id": "1", "socket-id": "0", "entitlement": "high",
+                                  "dedicated": "true"}
 
 
 def _enable_service_signal(cpu, on=True):

@@ -253,7 +253,7 @@ def zuv_command(spec: TestSpec, elf: Path, offered: str) -> tuple[list[str], lis
                 continue
         missing.append(f"{opt} {arg}".strip())
     if spec.test_args:
-        cmd += ["--append", spec.test_args]
+        cmd.append(f"--append={spec.test_args}")  # one word: the arguments may start with a dash
     return cmd + [str(elf)], missing
 
 

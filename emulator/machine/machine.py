@@ -103,6 +103,27 @@ class CpuControlBlock:
             pos += n
 
 
+def _cpu_topology(kind: str, props: dict[str, str]) -> dict[str, str]:
+    """The topology options of a CPU device, checked as QEMU checks them; ``MachineError`` for the rest."""
+    out = {}
+    for key in ("socket-id", "book-id", "drawer-id"):
+        value = props.pop(key, None)
+        if value is not None:
+            if not value.isdigit():
+                raise MachineError(f"{kind}: {key} must be a number, not {value!r}")
+            out[key] = value
+    choices = (("entitlement", ("low", "medium", "high")), ("dedicated", ("true", "false", "on", "off")))
+    for key, allowed in choices:
+        value = props.pop(key, None)
+        if value is not None:
+            if value not in allowed:
+                raise MachineError(f"{kind}: {key} must be one of {', '.join(allowed)}, not {value!r}")
+            out[key] = value
+    if props:
+        raise MachineError(f"{kind}: options zuv does not offer: {', '.join(sorted(props))}")
+    return out
+
+
 class Machine:
     """An emulated IBM Z configuration.
 
@@ -175,6 +196,7 @@ class Machine:
             self.uv = ultravisor
         self.facilities = facility_list(bool(ultravisor))
         self.cpus: dict[int, Cpu] = {}
+        self.cpu_topology = {}
         self.sclp = Sclp(lambda: sorted(self.cpus), self._console_write)
         #: the channel subsystem (``add_device`` puts devices behind its subchannels)
         self.css = ChannelSubsystem(self.memory.host_view(), self.memory.keys)
@@ -206,6 +228,11 @@ class Machine:
         self.insn_filter: Callable[[Cpu, Insn], str | None] | None = None
         #: The CPU exit that ended the last ``run`` at a breakpoint or watchpoint: (CPU address, exit).
         self.last_stop: tuple[int, CpuExit] | None = None
+
+    #: per CPU address, the topology QEMU's CPU device gave it (``socket-id``, ``book-id``, ``drawer-id``,
+    #: ``entitlement``, ``dedicated``): kept for the configuration-topology facility (11), which zuv does not
+    #: offer yet, so programs see none of it (STSI 15 is refused; kvm-unit-tests' topology tests skip)
+    cpu_topology: dict[int, dict[str, str]]
 
     def _add_cpu(self, addr: int) -> Cpu:
         """A new CPU with address ``addr``, stopped (CPU 0 is started by the load); every CPU's TLB group
@@ -249,9 +276,10 @@ class Machine:
             core = props.pop("core-id", None)
             if core is None or not core.isdigit():
                 raise MachineError(f"{kind} needs core-id=N (the CPU address), not {spec!r}")
-            if props:
-                raise MachineError(f"{kind}: options zuv does not offer: {', '.join(sorted(props))}")
-            return self._add_cpu(int(core))
+            topology = _cpu_topology(kind, props)
+            cpu = self._add_cpu(int(core))
+            self.cpu_topology[cpu.address] = topology
+            return cpu
         try:
             device = make_device(spec, self.memory.host_view())
         except HwError as e:
