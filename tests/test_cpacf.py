@@ -16,7 +16,7 @@ from cryptography.hazmat.decrepit.ciphers.modes import CFB, CFB8, OFB
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from emulator.hw import cpacf
@@ -702,3 +702,37 @@ def test_an_operation_running_into_inaccessible_storage_ends_exactly_there(cpu, 
     assert out["regs"][2:5] == [SRC + fits * b, more * b, MEM]
     alg = algorithms.AES(k) if b == 16 else dea_alg(k)
     assert cpu.mem.read(dst, fits * b) == ecb(alg, data[: fits * b])
+
+
+ADDRESSES = st.one_of(st.sampled_from([PARAM, SRC, DST, CTR, AAD, MEM - 16, MEM, 0, 0x200]),
+                      st.integers(0, (1 << 64) - 1))
+LENGTHS = st.one_of(st.integers(0, 300), st.integers(0, 20).map(lambda n: 16 * n),
+                    st.sampled_from([1 << 40, (1 << 64) - 1, 0x10000]))
+FIELDS = st.sampled_from([2, 4, 6, 8, 10, 12] * 3 + [0, 1, 9])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_operands_end_in_a_condition_code_or_a_program_interruption(cpu, data):
+    """Fuzz: any instruction, register fields, function code, flags, addresses and lengths, in any addressing
+    mode, ends one execution architecturally (a condition code, or a specification, protection or addressing
+    exception), never in a Python error."""
+    op = data.draw(st.sampled_from(sorted(cpacf.OPCODES)))
+    name = cpacf.OPCODES[op]
+    installed = st.sampled_from(sorted(cpacf.FUNCTIONS[name] - {0}) or [0])
+    fc = data.draw(st.one_of(installed, installed, installed, st.integers(0, 127)))
+    flags = data.draw(st.one_of(st.just(0), st.integers(0, (1 << 64) - 1))) & ~0xFF
+    gr0 = flags | fc | data.draw(st.sampled_from([0, 0, DECRYPT]))
+    r1, r2, r3 = (data.draw(FIELDS) for _ in range(3))
+    regs = {i: data.draw(ADDRESSES) for i in range(1, 16)}
+    for r in (3, 5, 7, 9):
+        regs[r] = data.draw(LENGTHS)
+    regs[0] = gr0
+    cpu.mem.write(PARAM, os.urandom(512))
+    mask = data.draw(st.sampled_from([PSW_MASK_64, PSW_MASK_BA, 0]))
+    out = execute(cpu, rrf(op, r1, r2, r3), regs, mask=mask, again=False)
+    event(f"{name} {'cc %d' % out['ccs'][0] if out['pgm'] is None else 'pgm %#x' % out['pgm'][1]}")
+    if out["pgm"] is None:
+        assert out["ccs"][0] in (0, 1, 2, 3)
+    else:
+        assert out["pgm"][0] == 4 and out["pgm"][1] in (0x04, 0x05, 0x06)

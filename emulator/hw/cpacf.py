@@ -618,9 +618,11 @@ def _drng(cpu: Cpu, regs: _Regs, r1: int, r2: int, seed: bool) -> int:
     res, counter, stream, v, c = _DRNG_BLOCK.unpack(block)
     v, c = v[1:], c[1:]
     if seed:
-        n = regs.length(r2 + 1)
-        material = cpu.read_virtual(regs.addr(r2), n) if n else b""
-        v, c = cc.drbg_seed(v, counter, material)
+        # the seed operand is taken whole (a seed is not partially completed), read a share at a time;
+        # an access exception anywhere in it suppresses the operation (nothing is stored before the end)
+        n, addr = regs.length(r2 + 1), regs.addr(r2)
+        parts = (cpu.read_virtual(cpu.wrap(addr + off), min(LIMIT, n - off)) for off in range(0, n, LIMIT))
+        v, c = cc.drbg_seed(v, counter, parts)
         cpu.write_virtual(pb, _DRNG_BLOCK.pack(res, 1, stream, b"\0" + v, b"\0" + c))
         return 0
     total = regs.length(r1 + 1)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import itertools
 import os
 import struct
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -269,21 +270,28 @@ def sha256(data: bytes) -> bytes:
 DRBG_SEEDLEN: Final = 111
 
 
-def _hash_df(data: bytes, nbytes: int) -> bytes:
-    """SP 800-90A Hash_df: SHA-512(counter || bits requested || data) until ``nbytes`` are made."""
-    out = b""
-    counter = 1
-    while len(out) < nbytes:
-        out += sha512(bytes([counter]) + (8 * nbytes).to_bytes(4, "big") + data)
-        counter += 1
-    return out[:nbytes]
+def _hash_df(parts: Iterable[bytes], nbytes: int) -> bytes:
+    """SP 800-90A Hash_df: SHA-512(counter || bits requested || data) for counters 1, 2, ... until
+    ``nbytes`` are made; ``data`` comes in parts (a long seed operand is read piecewise)."""
+    hs = []
+    for counter in range(1, -(-nbytes // 64) + 1):
+        h = hashes.Hash(hashes.SHA512())
+        h.update(bytes([counter]) + (8 * nbytes).to_bytes(4, "big"))
+        hs.append(h)
+    for part in parts:
+        for h in hs:
+            h.update(part)
+    return b"".join(h.finalize() for h in hs)[:nbytes]
 
 
-def drbg_seed(v: bytes, reseed_counter: int, seed: bytes) -> tuple[bytes, bytes]:
-    """PRNO SHA-512-DRNG seed: instantiate (reseed counter 0) or reseed; the new V and C (111 bytes each)."""
-    material = seed if reseed_counter == 0 else b"\x01" + v + seed
-    new_v = _hash_df(material, DRBG_SEEDLEN)
-    return new_v, _hash_df(b"\x00" + new_v, DRBG_SEEDLEN)
+def drbg_seed(v: bytes, reseed_counter: int, seed: Iterable[bytes]) -> tuple[bytes, bytes]:
+    """PRNO SHA-512-DRNG seed: instantiate (reseed counter 0) or reseed; the new V and C (111 bytes each).
+
+    ``seed`` is the seed operand in parts, in order.
+    """
+    prefix = [] if reseed_counter == 0 else [b"\x01" + v]
+    new_v = _hash_df(itertools.chain(prefix, seed), DRBG_SEEDLEN)
+    return new_v, _hash_df([b"\x00" + new_v], DRBG_SEEDLEN)
 
 
 def drbg_generate(v: bytes, c: bytes, reseed_counter: int, n: int) -> tuple[bytes, bytes]:
