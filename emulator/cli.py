@@ -160,9 +160,12 @@ def cmd_boot(args: argparse.Namespace) -> int:
     if not r.run.clean:
         print(f"zuv: {r.run.describe()}", file=sys.stderr)
         return 1
-    if args.verbose:
+    code = r.run.guest_exit_code()  # as zuv run: a guest's EXIT: STATUS=N other than 1 is its failure
+    if code:
+        print(f"zuv: the guest reported a failure ({r.run.exit_line}): exit code {code}", file=sys.stderr)
+    elif args.verbose:
         print(f"zuv: {r.run.describe()}; secure guest: {'yes' if r.secure else 'no'}", file=sys.stderr)
-    return 0
+    return code
 
 
 def _image_tool(target: str, argv: list[str]) -> int:

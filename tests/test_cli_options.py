@@ -165,3 +165,11 @@ def test_end_of_standard_input_is_named_when_the_program_waits_for_more():
     p = zuv("run", str(IMAGES / "echo.elf"), stdin="one line\n")
     assert "echo 1: one line" in p.stdout
     assert "end of console input (stdin closed) while the program waits for more" in p.stderr
+
+
+def test_boot_exits_with_the_guest_s_failure_status_as_run_does():
+    p = zuv("boot", str(IMAGES / "attest_demo.se"))  # no verifier behind the mailbox: the agent gives up
+    assert "EXIT: STATUS=3" in p.stdout
+    assert p.returncode == 3 and "the guest reported a failure (EXIT: STATUS=3): exit code 3" in p.stderr
+    p = zuv("boot")
+    assert p.returncode == 0 and "EXIT: STATUS=1" in p.stdout and "failure" not in p.stderr
