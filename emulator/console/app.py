@@ -167,11 +167,9 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
             except KeyboardInterrupt:
                 continue
             except EOFError:  # end of input: let a background run finish (Ctrl-C stops it)
-                while worker is not None and worker.is_alive():
-                    try:
-                        worker.join(0.2)
-                    except KeyboardInterrupt:
-                        session.stop("interrupted (Ctrl-C)")
+                if worker is not None and worker.is_alive():
+                    # a run on a worker thread whose end is waited for: Ctrl-C asks it to stop
+                    run_interruptible(worker.join, lambda: session.stop("interrupted (Ctrl-C)"), quiet=True)
                 return 0
             cmd = lookup(line.split()[0]) if line.strip() else None
             if cmd is not None and cmd.name in ("continue", "until", "next") and not session.running:
