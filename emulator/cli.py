@@ -190,6 +190,13 @@ def _attest_tool(name: str, argv: list[str]) -> int:
     return int(getattr(importlib.import_module(module), target)(argv))
 
 
+def _attack_tool(argv: list[str]) -> int:
+    """Run the attack playbook (``emulator.attacks``) with its own argument parser."""
+    from emulator.attacks import main as attack_main
+
+    return int(attack_main(argv))
+
+
 def _uuid(text: str) -> bytes:
     """A UUID argument (``0fb84a86-727c-11ea-bc55-0242ac130003``) as its 16 bytes."""
     try:
@@ -271,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
         t = sub.add_parser(name, help=f"{what} (see zuv {name} --help)", add_help=False)
         t.add_argument("args", nargs=argparse.REMAINDER)
         t.set_defaults(func=lambda a, name=name: _attest_tool(name, a.args))
+    t = sub.add_parser("attack", help="the attack playbook: a malicious hypervisor against a secure guest "
+                       "(zuv attack list, zuv attack run NAME|all)", add_help=False)
+    t.add_argument("args", nargs=argparse.REMAINDER)
+    t.set_defaults(func=lambda a: _attack_tool(a.args))
     return p
 
 
@@ -308,6 +319,12 @@ def _main(argv: Sequence[str] | None) -> int:
     if argv and argv[0] in _ATTEST_TOOLS:  # so do the attestation tools
         try:
             return _attest_tool(argv[0], argv[1:])
+        except EmulatorError as e:
+            print(f"zuv: {e}", file=sys.stderr)
+            return 2
+    if argv and argv[0] == "attack":  # and so does the attack playbook
+        try:
+            return _attack_tool(argv[1:])
         except EmulatorError as e:
             print(f"zuv: {e}", file=sys.stderr)
             return 2

@@ -1,0 +1,711 @@
+"""The public Python API for attack-demo authors: boot a guest, act as its hypervisor by the host's paths.
+
+A ``Host`` is an emulated IBM Z machine with an Ultravisor (the host keys of one machine) and zuv's KVM-like
+hypervisor. ``Host.boot`` loads an image into a new VM and runs it; the ``Guest`` it returns lets a script
+do what a (malicious) hypervisor can do, and nothing more:
+
+* read and write guest storage through the host's view (``Guest.read``/``write``): a secure page raises
+  ``SecureStorageAccess``, the architecture's PGM 0x3D, and nothing is accessed;
+* issue host Ultravisor calls and get their condition code, rc and rrc (``Guest.uvc``, ``export``,
+  ``import_page``, ``destroy_page``, ``prepare_reset``, ``set_cpu_state``, ``cpu_reset``);
+* change the guest's mapping (``remap``: the host owns the page tables the Ultravisor walks);
+* enter SIE and see its exits (``step``, ``run``, ``on_exit``) with the state description and SIDA the
+  hardware hands back (``state_description``, ``sida``);
+* drive the shared (virtio-like) queue pages and their device models (``queue``, ``notify``);
+* read the Ultravisor call log (``Host.uv_log``) and run the attestation flow (``attest``).
+
+Nothing returned reaches a secure guest's plaintext: no ``PhysicalMemory``, no CPU of a secure guest, no
+Ultravisor object. Output goes to the caller as return values, events and ``logging`` (loggers ``zuv.api``
+and ``emulator.*``; configure ``logging`` to see them); the library never prints.
+
+Example: the bundled secure demo guest, stopped where it announces its secret page::
+
+    >>> from emulator.api import Host, SecureStorageAccess
+    >>> host = Host(seed=1)
+    >>> guest = host.boot()                      # runs until "secret page at 0x..."
+    >>> guest.secure, hex(guest.secret_page)
+    (True, '0x15000')
+    >>> try:
+    ...     guest.read(guest.secret_page, 16)
+    ... except SecureStorageAccess as e:
+    ...     print(f"PGM {e.code:#04x}")
+    PGM 0x3d
+    >>> guest.run().clean, b"secret intact: yes" in guest.console
+    (True, True)
+    >>> guest.destroy()
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import re
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from emulator.errors import EmulatorError, HypervisorError, SecureStorageAccess
+from emulator.hw.memory import PAGE_SIZE
+from emulator.hypervisor.boot import DEMO_IMAGE, GUEST_MEMORY, SecureHost, load_image
+from emulator.hypervisor.uvclient import UvResult
+from emulator.hypervisor.virtio import DEVICE_BLOCK, DEVICE_CONSOLE, ZvqHeader
+
+if TYPE_CHECKING:
+    from emulator.hypervisor.kvm import Vm, VmResult
+    from emulator.hypervisor.sie import SieExit
+
+__all__ = [
+    "Host",
+    "Guest",
+    "Access",
+    "Exit",
+    "StateDescription",
+    "RunOutcome",
+    "UvLogEntry",
+    "AttestOutcome",
+    "UvResult",
+    "SecureStorageAccess",
+    "EmulatorError",
+    "DEMO_IMAGE",
+    "ATTEST_IMAGE",
+    "SECRET_LINE",
+    "DEVICE_CONSOLE",
+    "DEVICE_BLOCK",
+    "RelyingParty",
+]
+
+log = logging.getLogger("zuv.api")
+# A library logs and the application decides: without a handler of the caller's, Python's last-resort
+# handler would put the hypervisor's warnings (a guest it had to stop) on stderr in the middle of a script.
+logging.getLogger("emulator").addHandler(logging.NullHandler())
+logging.getLogger("zuv").addHandler(logging.NullHandler())
+
+#: The line the bundled demo guest prints when a host may try its secret page.
+SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
+#: The bundled attestation demo image (``guests/attest_demo``).
+ATTEST_IMAGE: Final = DEMO_IMAGE.with_name("attest_demo.se")
+_MIB: Final = 1 << 20
+
+
+@dataclass(frozen=True)
+class Access:
+    """The result of one host access: the bytes (reads), or the program interruption the host took."""
+
+    ok: bool
+    data: bytes = b""
+    code: int = 0  # program-interruption code (0x3D) when refused
+    teid: int = 0
+    message: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"ok ({len(self.data)} bytes)"
+        return f"refused: PGM {self.code:#04x} ({self.message})"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """One SIE exit as the host sees it: the interception code and IPA/IPB from the state description, or
+    the host program interruption (0x3E/0x3F: the host must import or free a page) with its TEID."""
+
+    cpu: int
+    icptcode: int
+    name: str
+    ipa: int = 0
+    ipb: int = 0
+    host_pgm: int = 0
+    teid: int = 0
+
+
+@dataclass(frozen=True)
+class StateDescription:
+    """What the host may read of a vCPU after SIE: selected fields of the state description and the PV
+    register save area (``pv_grregs``: only the operand registers of the intercepted instruction)."""
+
+    psw: tuple[int, int]
+    icptcode: int
+    ipa: int
+    ipb: int
+    prefix: int
+    gg14: int
+    gg15: int
+    pv_grregs: tuple[int, ...]
+    raw: bytes  # the whole 4 KiB SIE page (host storage)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a ``Guest.run`` ended."""
+
+    reason: str
+    clean: bool
+    exit_line: str | None
+    detail: str
+
+    @classmethod
+    def _of(cls, r: VmResult) -> RunOutcome:
+        return cls(r.reason, r.clean, r.exit_line, r.detail)
+
+
+@dataclass(frozen=True)
+class UvLogEntry:
+    """One completed Ultravisor call: who called it (``host`` or ``guest``), the command, cc, rc, rrc.
+
+    ``fields`` are the host's control-block fields (host storage); a guest's call shows the command and
+    its result only (its block is in secure storage).
+    """
+
+    seq: int
+    caller: str
+    code: int
+    name: str
+    cc: int
+    rc: int
+    rrc: int
+    fields: tuple[tuple[str, str], ...]
+
+    def __str__(self) -> str:
+        return (f"#{self.seq} {self.caller}: {self.name} ({self.code:#06x}) cc {self.cc} rc {self.rc:#06x} "
+                f"rrc {self.rrc:#06x}")
+
+
+@dataclass(frozen=True)
+class AttestOutcome:
+    """One boot of the attestation demo guest: its console, whether it got its key, the verifier's refusal."""
+
+    console: bytes
+    unlocked: bool
+    refused_field: str | None
+    refused_reason: str | None
+    sent: dict[str, Any] | None  # what the (untrusted) relay sent the verifier
+    answer: dict[str, Any] | None  # what the verifier answered (secrets as add-secret requests)
+
+
+class Host:
+    """An emulated IBM Z machine with an Ultravisor and zuv's hypervisor.
+
+    Args:
+        machine: a bundled machine name (``zuv-demo``, ``zuv-other``) or a machine directory; its host keys
+            are the ones the Ultravisor holds.
+        seed: seed of the Ultravisor's random numbers (handles, export keys) for repeatable runs.
+        deterministic: a deterministic TOD clock.
+
+    Raises:
+        EmulatorError: the machine cannot be loaded.
+
+    Example::
+
+        >>> from emulator.api import Host
+        >>> with Host(seed=1) as host:
+        ...     host.uvc("qui").rc == 1
+        True
+    """
+
+    def __init__(
+        self, machine: str = "zuv-demo", *, seed: int | None = None, deterministic: bool = False
+    ) -> None:
+        self._host = SecureHost(machine, deterministic=deterministic, seed=seed)
+        self._log: list[UvLogEntry] = []
+        self._subs: list[Callable[[UvLogEntry], None]] = []
+        self._host.uv.add_event_sink(self._event)
+        self._guests: list[Guest] = []
+
+    @property
+    def name(self) -> str:
+        """The machine's name."""
+        return self._host.name
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Destroy every guest of this host and detach from the Ultravisor."""
+        for g in list(self._guests):
+            g.destroy()
+        try:
+            self._host.uv.remove_event_sink(self._event)
+        except ValueError:
+            pass
+
+    # -- the UV log ------------------------------------------------------------------------------------
+
+    def _event(self, ev: Any) -> None:
+        from emulator.console.hostviews import format_field
+        from firmware.uv_codes import BY_CODE
+
+        cmd = BY_CODE.get(ev.code)
+        host = ev.caller.kind != "guest"
+        fields = tuple((n, format_field(v)) for n, v in ev.fields()) if host else ()
+        title = cmd.title if cmd is not None else f"UVC {ev.code:#06x}"
+        who = "host" if host else "guest"
+        entry = UvLogEntry(len(self._log) + 1, who, ev.code, title, ev.cc, ev.rc, ev.rrc, fields)
+        self._log.append(entry)
+        for sub in list(self._subs):
+            sub(entry)
+
+    def uv_log(self, since: int = 0) -> list[UvLogEntry]:
+        """Every Ultravisor call completed since the host was made (entries after sequence ``since``)."""
+        return self._log[since:]
+
+    def on_uvc(self, callback: Callable[[UvLogEntry], None]) -> Callable[[], None]:
+        """Call ``callback`` after each completed Ultravisor call; returns the function that unsubscribes."""
+        self._subs.append(callback)
+        return lambda: self._subs.remove(callback)
+
+    # -- host storage and calls ------------------------------------------------------------------------
+
+    def uvc(self, cmd: int | str, **fields: Any) -> UvResult:
+        """Issue a host UVC (name from ``firmware.uv_codes``, e.g. ``"qui"``, or its code) with the given
+        control-block fields; the block lives in host storage. Returns cc, rc, rrc and the stored block."""
+        return self._host.hv.pv_host().client.call(cmd, **fields)
+
+    def alloc_page(self) -> int:
+        """A free page of host storage for the attacker's own data; returns its host absolute address."""
+        addr = self._host.hv.alloc.alloc_page()
+        self._host.hv.host.write(addr, bytes(PAGE_SIZE))
+        return addr
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Read host absolute storage as the host. Raises ``SecureStorageAccess`` (PGM 0x3D) on a secure or
+        Ultravisor frame; nothing is read then."""
+        return self._host.hv.host.read(addr, length)
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write host absolute storage as the host. Raises ``SecureStorageAccess`` (PGM 0x3D) on a secure or
+        Ultravisor frame; nothing is written then."""
+        self._host.hv.host.write(addr, data)
+
+    # -- guests ------------------------------------------------------------------------------------------
+
+    def boot(
+        self,
+        image: str | Path | None = None,
+        *,
+        memory: int = GUEST_MEMORY,
+        until: bytes | str | re.Pattern[bytes] | None = SECRET_LINE,
+        time_limit: float = 30.0,
+        console_out: Callable[[bytes], None] | None = None,
+        run: bool = True,
+    ) -> Guest:
+        """Create a VM, load ``image`` (an SE image: the secure IPL protects it; any other image boots as a
+        normal guest) and run it until its console matches ``until`` (default: the demo guest's secret
+        line; None: until its CPUs stop); with ``run=False`` it is loaded and not started. The guest gets the
+        console device (id 1) and a 1 MiB block device (id 2) behind DIAGNOSE 0x500, as ``zuv boot`` does.
+
+        Raises:
+            EmulatorError: the image cannot be loaded (``LoadError``) or the VM cannot be made.
+        """
+        from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
+
+        path = Path(image) if image is not None else DEMO_IMAGE
+        vm = self._host.hv.create_vm(memory, 1, console_out=console_out, name=path.name)
+        try:
+            vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001 - the VM's console sink
+            vm.add_device(BlockDevice(_MIB))
+            load_image(vm, path)
+        except BaseException:
+            vm.destroy()
+            raise
+        g = Guest(self, vm)
+        self._guests.append(g)
+        if run:
+            g.run(until=until, time_limit=time_limit)
+        return g
+
+
+def _pattern(until: bytes | str | re.Pattern[bytes]) -> re.Pattern[bytes]:
+    if isinstance(until, re.Pattern):
+        return until
+    return re.compile(re.escape(until.encode() if isinstance(until, str) else until))
+
+
+class Guest:
+    """One VM as its hypervisor sees it (made by ``Host.boot``). Guest addresses are guest absolute."""
+
+    def __init__(self, host: Host, vm: Vm) -> None:
+        self._owner = host
+        self._vm = vm
+        self._listeners: list[Callable[[Exit], None]] = []
+        vm.hv.exit_listeners.append(self._exit)
+
+    # -- identity and console ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The VM's name (the image's file name)."""
+        return self._vm.name
+
+    @property
+    def secure(self) -> bool:
+        """True while the VM is a secure configuration (after a successful secure IPL)."""
+        return self._vm.pv is not None
+
+    @property
+    def handle(self) -> int:
+        """The secure configuration's handle (0 for a normal guest)."""
+        pv = self._vm.pv
+        return pv.handle if pv is not None else 0
+
+    @property
+    def cpu_handles(self) -> dict[int, int]:
+        """Secure CPU handles by vCPU address (empty for a normal guest)."""
+        pv = self._vm.pv
+        return dict(pv.cpu_handles) if pv is not None else {}
+
+    @property
+    def memory_size(self) -> int:
+        """Guest storage in bytes."""
+        return self._vm.memory_size
+
+    @property
+    def console(self) -> bytes:
+        """Everything the guest wrote to its consoles (SCLP and the console device)."""
+        return bytes(self._vm.console)
+
+    @property
+    def secret_page(self) -> int:
+        """The page the demo guest announced with ``secret page at 0x...``.
+
+        Raises:
+            HypervisorError: the guest has not announced one.
+        """
+        m = SECRET_LINE.search(self.console)
+        if m is None:
+            raise HypervisorError(f"{self.name} has not announced a secret page")
+        return int(m.group(1), 16)
+
+    @property
+    def secure_boot_failure(self) -> str:
+        """Why the secure IPL failed (the step and the Ultravisor's rc/rrc), or ""."""
+        f = self._vm.pv_failure
+        return f.message if f is not None else ""
+
+    @property
+    def cpu_detail(self) -> str:
+        """Why a vCPU stopped abnormally (the hypervisor's crash reason, a check stop), or ""."""
+        return next((v.detail for v in self._vm.vcpus.values() if v.detail), "")
+
+    @property
+    def host_traps(self) -> list[tuple[int, bool]]:
+        """Host touches of this guest's storage that hit a secure page, each a PGM 0x3D the hypervisor took
+        (guest address, store?): the device models' accesses, resolved by exporting the page."""
+        return list(self._vm.memory.trapped)
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        until: bytes | str | re.Pattern[bytes] | None = None,
+        *,
+        time_limit: float = 30.0,
+        max_insns: int | None = None,
+    ) -> RunOutcome:
+        """Run the vCPUs until they stop, the console matches ``until`` (new output only), or a limit."""
+        stop = None
+        if until is not None:
+            pat, start = _pattern(until), len(self._vm.console)
+            stop = lambda: pat.search(self._vm.console, start) is not None  # noqa: E731
+        r = self._vm.run(max_insns=max_insns, time_limit=time_limit, stop_when=stop)
+        log.info("%s: run ended: %s", self.name, r.reason)
+        return RunOutcome._of(r)
+
+    def step(self, cpu: int = 0, count: int = 1) -> tuple[Exit, int]:
+        """One SIE entry of vCPU ``cpu`` with a budget of ``count`` instructions; its exit is handled as the
+        hypervisor's run loop handles it. Returns the exit and the instructions executed."""
+        ex, done = self._vm.step(cpu, count)
+        return self._as_exit(cpu, ex), done
+
+    def on_exit(self, callback: Callable[[Exit], None]) -> Callable[[], None]:
+        """Call ``callback(exit)`` at every SIE exit of this guest, before the hypervisor handles it (the
+        moment a hypervisor may change the state description, the SIDA or shared pages); returns the
+        function that unsubscribes."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    @contextmanager
+    def exits(self) -> Iterator[list[Exit]]:
+        """Collect the SIE exits of the block's runs into a list."""
+        seen: list[Exit] = []
+        off = self.on_exit(seen.append)
+        try:
+            yield seen
+        finally:
+            off()
+
+    def _as_exit(self, cpu: int, ex: SieExit) -> Exit:
+        sd = self._vm.vcpus[cpu].sd
+        return Exit(cpu, ex.icptcode, ex.name, sd.ipa if ex.icptcode else 0, sd.ipb if ex.icptcode else 0,
+                    ex.host_pgm, ex.teid if ex.host_pgm else 0)  # fmt: skip
+
+    def _exit(self, vm: Vm, v: Any, ex: SieExit) -> None:
+        if vm is not self._vm or not self._listeners:
+            return
+        e = self._as_exit(v.address, ex)
+        for cb in list(self._listeners):
+            cb(e)
+
+    # -- storage through the host's view ------------------------------------------------------------------
+
+    def _check(self, gaddr: int, length: int) -> None:
+        if gaddr < 0 or length < 0 or gaddr + length > self._vm.memory_size:
+            raise HypervisorError(f"guest range {gaddr:#x}+{length:#x} is outside guest storage")
+
+    def frame(self, gaddr: int) -> int:
+        """The host absolute address backing guest address ``gaddr``: through the page tables the hypervisor
+        built for the Ultravisor (a secure guest) or the memory slot (a normal guest)."""
+        self._check(gaddr, 1)
+        pv = self._vm.pv
+        if pv is None:
+            return self._vm.mso + gaddr
+        pte = self._pte(gaddr)
+        return (struct.unpack(">Q", self._vm.hv.host.read(pte, 8))[0] & ~0xFFF) | (gaddr & 0xFFF)
+
+    def read(self, gaddr: int, length: int) -> bytes:
+        """Read guest storage as the host reads it (its frames through the host view).
+
+        Raises:
+            SecureStorageAccess: PGM 0x3D, a page of the range is secure; nothing was read.
+        """
+        self._check(gaddr, length)
+        out = bytearray()
+        for a, n in _pages(gaddr, length):
+            out += self._vm.hv.host.read(self.frame(a), n)
+        return bytes(out)
+
+    def write(self, gaddr: int, data: bytes) -> None:
+        """Write guest storage as the host writes it.
+
+        Raises:
+            SecureStorageAccess: PGM 0x3D, a page of the range is secure; nothing was written.
+        """
+        self._check(gaddr, len(data))
+        spans = list(_pages(gaddr, len(data)))
+        for a, n in spans:  # check the whole range before any store
+            self._vm.hv.host.check(self.frame(a), n, True)
+        off = 0
+        for a, n in spans:
+            self._vm.hv.host.write(self.frame(a), data[off : off + n])
+            off += n
+
+    def try_read(self, gaddr: int, length: int) -> Access:
+        """``read``, with a refusal as a result instead of an exception."""
+        try:
+            return Access(True, self.read(gaddr, length))
+        except SecureStorageAccess as e:
+            return Access(False, code=e.code, teid=e.teid, message=str(e))
+
+    def try_write(self, gaddr: int, data: bytes) -> Access:
+        """``write``, with a refusal as a result instead of an exception."""
+        try:
+            self.write(gaddr, data)
+            return Access(True)
+        except SecureStorageAccess as e:
+            return Access(False, code=e.code, teid=e.teid, message=str(e))
+
+    def page_state(self, gaddr: int) -> str:
+        """What the host can tell of a guest page: ``"host"`` (accessible), ``"shared"`` (accessible, shared
+        by the secure guest), ``"secure"`` (a host access takes PGM 0x3D)."""
+        frame = self.frame(gaddr) >> 12
+        mem = self._vm.hv.memory
+        if not mem.is_host_accessible(frame):
+            return "secure"
+        return "shared" if mem.shared[frame] else "host"
+
+    def pages(self, state: str) -> list[int]:
+        """Guest pages in ``state`` (see ``page_state``), lowest first."""
+        return [g for g in range(0, self._vm.memory_size, PAGE_SIZE) if self.page_state(g) == state]
+
+    # -- the Ultravisor, as the host calls it ----------------------------------------------------------------
+
+    def uvc(self, cmd: int | str, **fields: Any) -> UvResult:
+        """Issue a host UVC with the given control-block fields (see ``Host.uvc``)."""
+        return self._owner.uvc(cmd, **fields)
+
+    def export(self, gaddr: int) -> UvResult:
+        """Convert from Secure Storage of the page's frame: the Ultravisor encrypts it in place and the
+        host may read its ciphertext (rc 0x0001)."""
+        return self.uvc("conv_from_sec_stor", paddr=self.frame(gaddr) & ~0xFFF)
+
+    def import_page(self, gaddr: int) -> UvResult:
+        """Convert to Secure Storage of a guest page: the Ultravisor checks and decrypts an exported page
+        (rc 0x0107 when its integrity check fails) or takes a fresh one cleared."""
+        pv = self._pv()
+        return pv.import_page(gaddr)
+
+    def destroy_page(self, gaddr: int) -> UvResult:
+        """Destroy Secure Storage of the page's frame: cleared and made non-secure, no copy kept."""
+        return self.uvc("destr_sec_stor", paddr=self.frame(gaddr) & ~0xFFF)
+
+    def prepare_reset(self) -> UvResult:
+        """Prepare Reset of the configuration (the first call of every guest reboot)."""
+        return self.uvc("prepare_reset", handle=self._pv().handle)
+
+    def cpu_reset(self, kind: str = "clear", cpu: int = 0) -> UvResult:
+        """Perform (Initial / Clear) CPU Reset of secure CPU ``cpu``: ``kind`` normal, initial or clear."""
+        cmd = {"normal": "cpu_reset", "initial": "cpu_reset_initial", "clear": "cpu_reset_clear"}.get(kind)
+        if cmd is None:
+            raise HypervisorError(f"unknown reset kind {kind!r} (normal, initial, clear)")
+        return self.uvc(cmd, handle=self._pv().cpu_handles[cpu])
+
+    def set_cpu_state(self, state: str, cpu: int = 0) -> UvResult:
+        """Set CPU State of secure CPU ``cpu``: ``stopped``, ``operating`` or ``load`` (operating, load: the
+        start of a reboot, allowed only after Prepare Reset)."""
+        from emulator.hypervisor.pv import CPU_STATE_OPR, CPU_STATE_OPR_LOAD, CPU_STATE_STP
+
+        code = {"stopped": CPU_STATE_STP, "operating": CPU_STATE_OPR, "load": CPU_STATE_OPR_LOAD}.get(state)
+        if code is None:
+            raise HypervisorError(f"unknown CPU state {state!r} (stopped, operating, load)")
+        pv = self._pv()
+        return pv.set_cpu_state(self._vm.vcpus[cpu], code)
+
+    def _pv(self) -> Any:
+        pv = self._vm.pv
+        if pv is None:
+            raise HypervisorError(f"{self.name} is not a secure guest")
+        return pv
+
+    # -- the mapping the host owns -----------------------------------------------------------------------
+
+    def _pte(self, gaddr: int) -> int:
+        pv = self._pv()
+        host = self._vm.hv.host
+        st = pv.asce & ~0xFFF
+        ste = struct.unpack(">Q", host.read(st + (gaddr >> 20) * 8, 8))[0]
+        return (ste & ~0x7FF) + ((gaddr >> 12) & 0xFF) * 8
+
+    def remap(self, gaddr: int, host_addr: int) -> int:
+        """Point the guest page at another host frame in the page tables the hypervisor gave the
+        Ultravisor, and purge the vCPUs' TLBs (IPTE); returns the frame it mapped before."""
+        old = self.frame(gaddr & ~0xFFF)
+        self._vm.hv.host.write(self._pte(gaddr), struct.pack(">Q", host_addr & ~0xFFF))
+        for cpu in self._pv().hw.values():
+            cpu.flush_tlb()
+        return old
+
+    # -- what SIE hands back ---------------------------------------------------------------------------
+
+    def state_description(self, cpu: int = 0) -> StateDescription:
+        """The vCPU's SIE page as the host reads it (host storage)."""
+        v = self._vm.vcpus[cpu]
+        raw = self._vm.hv.host.read(v.page_addr, PAGE_SIZE)
+        sd, page = v.sd, v.page
+        return StateDescription((sd.psw_mask, sd.psw_addr), sd.icptcode, sd.ipa, sd.ipb, sd.prefix, sd.gg14,
+                                sd.gg15, tuple(page.pv_grregs), raw)  # fmt: skip
+
+    def sida(self, cpu: int = 0) -> bytes:
+        """The vCPU's secure-instruction data area (one page of host storage; b"" for a normal guest)."""
+        addr = self._vm.vcpus[cpu].sd.sidad & ~0xFFF
+        return self._vm.hv.host.read(addr, PAGE_SIZE) if addr else b""
+
+    # -- shared queues and devices ----------------------------------------------------------------------
+
+    def queue(self, gaddr: int) -> ZvqHeader:
+        """The virtio-like queue in the guest page at ``gaddr`` (a copy; see ``write_queue``).
+
+        Raises:
+            SecureStorageAccess: the page is not shared.
+        """
+        return ZvqHeader.from_buffer_copy(self.read(gaddr, ctypes.sizeof(ZvqHeader)))
+
+    def write_queue(self, gaddr: int, q: ZvqHeader) -> None:
+        """Store a (modified) queue back into the guest page at ``gaddr``."""
+        self.write(gaddr, bytes(q))
+
+    def notify(self, device: int, queue_gaddr: int) -> int:
+        """Run device ``device``'s model on the queue at ``queue_gaddr`` as a guest's DIAGNOSE 0x500 would
+        (its accesses go through the hypervisor's guest window: a secure page is exported first); returns
+        the notification's result (0 or a negative errno)."""
+        dev = self._vm.devices.get(device)
+        if dev is None:
+            raise HypervisorError(f"{self.name} has no device {device}")
+        return dev.notify(self._vm, 0, queue_gaddr)
+
+    # -- end ----------------------------------------------------------------------------------------------
+
+    @property
+    def destroyed(self) -> bool:
+        """True after ``destroy``."""
+        return self._vm.destroyed
+
+    def destroy(self) -> None:
+        """Tear the VM down (KVM_PV_DISABLE for a secure guest: every secure page destroyed)."""
+        if not self._vm.destroyed:
+            self._vm.destroy()
+        try:
+            self._vm.hv.exit_listeners.remove(self._exit)
+        except ValueError:
+            pass
+        if self in self._owner._guests:
+            self._owner._guests.remove(self)
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+def _pages(addr: int, length: int) -> Iterator[tuple[int, int]]:
+    end = addr + length
+    while addr < end:
+        n = min(end, (addr | 0xFFF) + 1) - addr
+        yield addr, n
+        addr += n
+
+
+class RelyingParty:
+    """The attestation demo's relying party (``zuv verifier``'s demo policy, on loopback) and the demo guest
+    (``guests/attest_demo``) booted on zuv-demo, the host playing the untrusted relay between them.
+
+    Args:
+        image: the reference SE image whose measurement the verifier expects (default ``ATTEST_IMAGE``).
+
+    Example::
+
+        >>> from emulator.api import RelyingParty
+        >>> with RelyingParty() as rp:
+        ...     first = rp.boot()
+        ...     again = rp.boot("replay", replay=first.sent)
+        >>> first.unlocked, again.unlocked, again.refused_field
+        (True, False, 'nonce')
+    """
+
+    def __init__(self, image: str | Path | None = None) -> None:
+        from emulator.attest.client import VerifierClient
+        from emulator.attest.demo import demo_policy
+        from emulator.attest.verifier import Verifier, VerifierService
+
+        self.reference = Path(image).read_bytes() if image is not None else ATTEST_IMAGE.read_bytes()
+        self._svc = VerifierService(Verifier(demo_policy(self.reference)), port=0)
+        self._svc.__enter__()
+        self._client = VerifierClient(self._svc.url)
+
+    def __enter__(self) -> RelyingParty:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the verifier service."""
+        self._svc.__exit__(None, None, None)
+
+    def boot(self, mode: str = "honest", *, replay: dict[str, Any] | None = None, image: bytes | None = None,
+             time_limit: float = 60.0) -> AttestOutcome:  # fmt: skip
+        """Boot the attestation guest once. ``mode``: ``honest``; ``stale-nonce`` (the guest gets an earlier
+        challenge's request, the answer goes out with a newer challenge's fields); ``replay`` (the relay
+        sends ``replay``, an earlier ``AttestOutcome.sent``, instead of the guest's answer). ``image``: the
+        SE image to boot (default: the reference)."""
+        from emulator.attest.demo import Relay, run_guest
+
+        relay = Relay(self._client, mode, replay_body=replay)
+        r = run_guest(relay, image if image is not None else self.reference, time_limit=time_limit)
+        ref = relay.refusal
+        return AttestOutcome(r.console, r.unlocked, ref.field if ref else None, ref.reason if ref else None,
+                             relay.sent, relay.answer)  # fmt: skip

@@ -1,0 +1,560 @@
+"""The attacks of a malicious hypervisor on a booted secure guest, each written against ``emulator.api`` only.
+
+Every attack boots the bundled demo guest (``guests/images/secure_demo.se``) on its own host, stops it
+where it announces its secret page, does what a hostile hypervisor can do, lets the guest go on, and
+records what it tried, what the machine did (PGM code, UV rc/rrc) and why the guest stayed safe. The
+referee (``emulator.attacks.referee``) counts the secret's bytes in everything the host obtained.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.api import (
+    DEMO_IMAGE,
+    DEVICE_BLOCK,
+    DEVICE_CONSOLE,
+    Exit,
+    Guest,
+    Host,
+    RelyingParty,
+    SecureStorageAccess,
+)
+from emulator.attacks import referee
+
+__all__ = ["Outcome", "ATTACKS", "Attack"]
+
+INTACT = b"secret intact: yes"
+BROKEN = b"secret intact: NO"
+
+
+@dataclass
+class Outcome:
+    """What one attack did and got."""
+
+    name: str
+    held: bool = True
+    secure_bytes: int = 0
+    lines: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def tried(self, text: str) -> None:
+        self.lines.append(f"tried:   {text}")
+
+    def machine(self, text: str) -> None:
+        self.lines.append(f"machine: {text}")
+
+    def why(self, text: str) -> None:
+        self.lines.append(f"safe:    {text}")
+
+    def got(self, data: bytes) -> None:
+        """The host obtained ``data``: count the secret's bytes in it."""
+        n = referee.secret_bytes(data)
+        self.secure_bytes += n
+        if n:
+            self.held = False
+            self.lines.append(f"LEAK:    {n} bytes of the secret reached the host")
+
+    def fail(self, text: str) -> None:
+        self.held = False
+        self.lines.append(f"FAILED:  {text}")
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One playbook entry."""
+
+    name: str
+    title: str
+    run: Callable[..., Outcome]  # run(seed=1): the Ultravisor's seed
+
+
+def _boot(seed: int = 1) -> tuple[Host, Guest]:
+    host = Host(seed=seed)
+    g = host.boot()
+    if not g.secure:
+        host.close()
+        raise RuntimeError(f"the demo guest did not boot secure: {g.secure_boot_failure}")
+    return host, g
+
+
+def _finish(o: Outcome, host: Host, g: Guest, expect: str = "intact") -> None:
+    """Let the guest go on; ``expect``: ``intact`` (it prints secret intact: yes), ``stopped`` (the
+    hypervisor must stop it: its page cannot be made secure again), ``zeroed`` (it sees its page lost)."""
+    r = g.run(time_limit=20)
+    o.got(g.console.split(b"digest", 1)[-1])  # what the devices printed after the announcement
+    if not referee.digest_matches(g.console):
+        o.fail("the referee's model of the secret does not match the guest's digest")
+    if expect == "intact":
+        if INTACT in g.console and r.clean:
+            o.machine("the guest ran on and printed 'secret intact: yes'")
+        else:
+            o.fail(f"the guest did not confirm its secret ({r.detail or r.reason})")
+    elif expect == "stopped":
+        if BROKEN in g.console:
+            o.fail("the guest ran on with a changed secret page")
+        elif g.cpu_detail:
+            o.machine(f"the hypervisor had to stop the guest: {g.cpu_detail}")
+            o.facts["stopped"] = g.cpu_detail
+        elif INTACT in g.console:
+            o.machine("the guest ran on and printed 'secret intact: yes'")
+        else:
+            o.fail(f"unexpected end: {r.detail or r.reason}")
+    elif expect == "zeroed":
+        o.machine("the guest ran on: " + ("it found its secret page lost (cleared)" if BROKEN in g.console
+                                          else r.reason))  # fmt: skip
+    g.destroy()
+    host.close()
+
+
+def _read_as_host(o: Outcome, g: Guest, gaddr: int, length: int = 4096) -> None:
+    a = g.try_read(gaddr, length)
+    if a.ok:
+        o.machine(f"the host read {len(a.data)} bytes")
+        o.got(a.data)
+    else:
+        o.machine(f"PGM {a.code:#04x} (secure-storage access), TEID {a.teid:#x}; nothing read")
+        o.facts.setdefault("pgm", a.code)
+
+
+# -- storage ---------------------------------------------------------------------------------------------
+
+
+def read_secret(seed: int = 1) -> Outcome:
+    o = Outcome("read-secret")
+    host, g = _boot(seed)
+    s = g.secret_page
+    o.tried(f"read guest page {s:#x} (host frame {g.frame(s):#x}) through the host's view")
+    _read_as_host(o, g, s)
+    try:
+        o.got(host.read(g.frame(s), 4096))
+    except SecureStorageAccess as e:
+        o.machine(f"the same frame by host absolute address: PGM {e.code:#04x}")
+    o.why("the frame's owner tag is the secure configuration's: every host access is refused before it "
+          "touches storage (emulator/hw/access.py)")
+    _finish(o, host, g)
+    return o
+
+
+def write_secret(seed: int = 1) -> Outcome:
+    o = Outcome("write-secret")
+    host, g = _boot(seed)
+    s = g.secret_page
+    o.tried(f"overwrite guest page {s:#x} with 'host was here'")
+    a = g.try_write(s, b"host was here" * 8)
+    o.machine(str(a))
+    if a.ok:
+        o.fail("the host wrote into a secure page")
+    else:
+        o.facts["pgm"] = a.code
+    o.why("a store is decided like a fetch: PGM 0x3D, nothing stored; the guest's digest still matches")
+    _finish(o, host, g)
+    return o
+
+
+def export_read(seed: int = 1) -> Outcome:
+    o = Outcome("export-read")
+    host, g = _boot(seed)
+    s = g.secret_page
+    o.tried(f"force the page out with Convert from Secure Storage, then read it")
+    r = g.export(s)
+    o.machine(f"export: {r}")
+    o.facts["rc"] = r.rc
+    _read_as_host(o, g, s)
+    o.why("the Ultravisor encrypts the page in place (AES-XTS, sealed with its guest address and a counter) "
+          "before the host may touch it; the guest's next access imports it back, checked")
+    _finish(o, host, g)
+    return o
+
+
+def dma_read(seed: int = 1) -> Outcome:
+    o = Outcome("dma-read")
+    host, g = _boot(seed)
+    s = g.secret_page
+    m = re.search(rb"console: virtio-like queue at (0x[0-9a-f]+)", g.console)  # the guest says where
+    assert m is not None
+    cons_q = int(m.group(1), 16)
+    done: list[Exit] = []
+
+    def at_exit(e: Exit) -> None:  # the guest's next console notification (DIAGNOSE 0x500)
+        if done or e.icptcode != 0x68 or e.ipa != 0x8302:
+            return
+        sd = g.state_description()
+        if sd.pv_grregs[2] != DEVICE_CONSOLE:
+            return
+        q = g.queue(cons_q)
+        q.desc[q.avail[(q.avail_idx - 1) % q.num]].addr = s
+        g.write_queue(cons_q, q)
+        done.append(e)
+
+    off = g.on_exit(at_exit)
+    o.tried(f"at the guest's console notification, point its descriptor in the shared queue {cons_q:#x} at "
+            f"the secret page {s:#x}, so the console device prints it")
+    r = g.run(time_limit=20)
+    off()
+    o.machine(f"the queue was rewritten at {len(done)} notification(s); the device's read of {s:#x} took "
+              f"PGM 0x3d {len(g.host_traps)} time(s) and the hypervisor exported the page")
+    o.facts["traps"] = len(g.host_traps)
+    o.got(g.console)
+    o.why("a device reaches guest storage only through the host view: the secure page traps, and the only "
+          "way on is an export, which hands the device ciphertext; the guest's next touch imports it")
+    # main() returned 0 (EXIT: STATUS=1): the digest still matched; the line may follow the ciphertext
+    if r.clean and g.console.rstrip().endswith(b"EXIT: STATUS=1"):
+        o.machine("the console printed ciphertext in place of the guest's last line; the guest ended with "
+                  "exit status 0 (its secret's digest matched)")
+    else:
+        o.fail(f"the guest did not confirm its secret ({r.detail or r.reason})")
+    g.destroy()
+    host.close()
+    return o
+
+
+def dma_write(seed: int = 1) -> Outcome:
+    o = Outcome("dma-write")
+    host, g = _boot(seed)
+    s = g.secret_page
+    queues = [a for a in g.pages("shared") if bytes(g.queue(a))[:4] == b"ZVQ1"]
+    blk_q = next(a for a in queues if g.queue(a).desc[2].len == 1)  # the block queue: 3-descriptor chains
+    q = g.queue(blk_q)
+    buf = q.desc[0].addr & ~0xFFF
+    g.write(buf, bytes(16))  # header: type 0 (read from the disk into guest storage), sector 0
+    q.desc[0].addr, q.desc[0].len, q.desc[0].flags, q.desc[0].next = buf, 16, 1, 1
+    q.desc[1].addr, q.desc[1].len, q.desc[1].flags, q.desc[1].next = s, 512, 3, 2
+    q.desc[2].addr, q.desc[2].len, q.desc[2].flags, q.desc[2].next = buf + 1024, 1, 2, 0
+    q.avail[q.avail_idx % q.num] = 0
+    q.avail_idx += 1
+    g.write_queue(blk_q, q)
+    o.tried(f"forge a block request in the shared queue {blk_q:#x} whose data buffer is the secret page "
+            f"{s:#x}, and run the disk model on it (a DMA of sector 0 into secure storage)")
+    rc = g.notify(DEVICE_BLOCK, blk_q)
+    o.machine(f"notify: {rc}; the device's store took PGM 0x3d {len(g.host_traps)} time(s); the hypervisor "
+              "exported the page and the device overwrote its ciphertext")
+    o.why("the Ultravisor checks an exported page's integrity on import: the overwritten ciphertext fails "
+          "(rc 0x0107) and the page can never become secure with the host's bytes")
+    log0 = len(host.uv_log())
+    _finish(o, host, g, "stopped")
+    imports = [e for e in host.uv_log(log0) if e.code == 0x0200 and e.rc != 1]
+    if imports:
+        o.machine(f"import: rc {imports[0].rc:#06x}")
+        o.facts["rc"] = imports[0].rc
+    return o
+
+
+def swap_pages(seed: int = 1) -> Outcome:
+    o = Outcome("swap-pages")
+    host, g = _boot(seed)
+    s = g.secret_page
+    other = next(a for a in g.pages("secure") if a not in (s, 0, 0x1000) and a > s)
+    o.tried(f"export the secret page {s:#x} and page {other:#x}, swap their ciphertexts, import both")
+    for a in (s, other):
+        o.machine(f"export {a:#x}: {g.export(a)}")
+    ca, cb = g.read(s, 4096), g.read(other, 4096)
+    o.got(ca + cb)
+    g.write(s, cb)
+    g.write(other, ca)
+    rcs = []
+    for a in (s, other):
+        r = g.import_page(a)
+        rcs.append(r.rc)
+        o.machine(f"import {a:#x}: {r}")
+    o.facts["rc"] = rcs
+    if any(rc == 1 for rc in rcs):
+        o.fail("a swapped page was accepted")
+    o.why("each export is sealed with its guest address: a page's ciphertext does not open at another "
+          "address")
+    _finish(o, host, g, "stopped")
+    return o
+
+
+def replay_export(seed: int = 1) -> Outcome:
+    o = Outcome("replay-export")
+    host, g = _boot(seed)
+    s = g.secret_page
+    o.tried(f"keep an exported copy of {s:#x}, let it be imported and exported again, then hand back the "
+            "old copy")
+    g.export(s)
+    old = g.read(s, 4096)
+    o.machine(f"import (genuine): {g.import_page(s)}")
+    o.machine(f"export again: {g.export(s)}")
+    latest = g.read(s, 4096)
+    o.got(old + latest)
+    g.write(s, old)
+    r = g.import_page(s)
+    o.machine(f"import of the old copy: {r}")
+    o.facts["rc"] = r.rc
+    if r.ok:
+        o.fail("the replayed page was accepted")
+    g.write(s, latest)
+    r2 = g.import_page(s)
+    o.machine(f"import of the latest copy: {r2}")
+    o.why("each export carries a counter the Ultravisor keeps: only the newest copy opens")
+    _finish(o, host, g)
+    return o
+
+
+def remap_page(seed: int = 1) -> Outcome:
+    o = Outcome("remap-page")
+    host, g = _boot(seed)
+    s = g.secret_page
+    evil = host.alloc_page()
+    host.write(evil, b"EVIL" * 1024)
+    old = g.remap(s, evil)
+    o.tried(f"point guest page {s:#x} at a host frame {evil:#x} holding the host's data (was {old:#x})")
+    _read_as_host(o, g, s)  # the host reads its own frame now: its own bytes
+    try:
+        o.got(host.read(old, 4096))
+    except SecureStorageAccess as e:
+        o.machine(f"the old frame {old:#x}: PGM {e.code:#04x}")
+    log0 = len(host.uv_log())
+    o.why("the Ultravisor records which frame holds which guest page: a page mapped elsewhere is not "
+          "secure (0x3E), and the frame it names cannot be imported in its place")
+    _finish(o, host, g, "stopped")
+    bad = [e for e in host.uv_log(log0) if e.code == 0x0200 and e.rc != 1]
+    if bad:
+        o.facts["rc"] = bad[0].rc
+    return o
+
+
+def discard_page(seed: int = 1) -> Outcome:
+    o = Outcome("discard-page")
+    host, g = _boot(seed)
+    s = g.secret_page
+    o.tried(f"Destroy Secure Storage of the secret page {s:#x} while the guest runs, read the frame, fill "
+            "it with the host's data")
+    r = g.destroy_page(s)
+    o.machine(f"destroy: {r}")
+    a = g.try_read(s, 4096)
+    o.got(a.data)
+    o.machine(f"the frame reads {'all zeros' if a.ok and not any(a.data) else a}")
+    g.write(s, b"EVIL" * 1024)
+    o.why("the Ultravisor clears the page before the host may touch it, and a page imported without an "
+          "export record is a fresh cleared page: the host can discard guest memory (availability) but "
+          "neither read it nor plant its own bytes")
+    _finish(o, host, g, "zeroed")
+    if b"EVIL" in g.console:
+        o.fail("the host's bytes reached the guest")
+    return o
+
+
+def share_secret(seed: int = 1) -> Outcome:
+    o = Outcome("share-secret")
+    host, g = _boot(seed)
+    s = g.secret_page
+    o.tried(f"open the secret page {s:#x} to the host: Set Shared Access (a guest call) and Pin Page Shared")
+    r1 = g.uvc("set_shared_access", paddr=s)
+    o.machine(f"Set Shared Access from the host: {r1}")
+    r2 = g.uvc("pin_page_shared", paddr=g.frame(s))
+    o.machine(f"Pin Page Shared: {r2}")
+    o.facts["rc"] = [r1.rc, r2.rc]
+    if r1.ok or r2.ok:
+        o.fail("the host shared a secure page")
+    _read_as_host(o, g, s)
+    o.why("only the guest may share its pages; Pin Page Shared keeps a page shared only if it already is")
+    _finish(o, host, g)
+    return o
+
+
+# -- registers, reset, dump -------------------------------------------------------------------------------
+
+
+def register_theft(seed: int = 1) -> Outcome:
+    o = Outcome("register-theft")
+    host, g = _boot(seed)
+    seen: list[tuple[int, int]] = []
+    bad: list[str] = []
+
+    def at_exit(e: Exit) -> None:
+        if not e.icptcode:
+            return
+        sd = g.state_description()
+        blob = sd.raw + g.sida()
+        passed = set(sd.pv_grregs) | set(sd.psw)  # what the interception hands the host by architecture
+        regs = referee.secure_registers(g)
+        for i, val in enumerate(regs):
+            if val > 0xFFFF and val not in passed and val.to_bytes(8, "big") in blob:
+                bad.append(f"GR{i}={val:#x} at {e.name}")
+        seen.append((e.icptcode, e.ipa))
+
+    off = g.on_exit(at_exit)
+    o.tried("after every interception, read the whole SIE page (state description, pv_grregs) and the SIDA, "
+            "and look for the secure CPU's registers")
+    r = g.run(time_limit=20)
+    off()
+    o.machine(f"{len(seen)} interceptions; the SD and SIDA held "
+              f"{len(bad)} register values the intercepted instruction does not pass")
+    o.facts["interceptions"] = len(seen)
+    o.facts["leaked_registers"] = bad
+    if bad:
+        o.fail("secure registers in the state description: " + ", ".join(bad[:4]))
+    o.why("format-4 SIE keeps the registers in the Ultravisor's storage; the host gets only the operands "
+          "of the intercepted instruction in pv_grregs and its data in the SIDA")
+    if not (INTACT in g.console and r.clean):
+        o.fail("the guest did not finish")
+    g.destroy()
+    host.close()
+    return o
+
+
+def reset_restart(seed: int = 1) -> Outcome:
+    o = Outcome("reset-restart")
+    host, g = _boot(seed)
+    s = g.secret_page
+    o.tried("stop and clear-reset the secure CPU, then restart the configuration without Prepare Reset")
+    o.machine(f"stop: {g.set_cpu_state('stopped')}")
+    o.machine(f"clear reset: {g.cpu_reset('clear')}")
+    r = g.set_cpu_state("load")
+    o.machine(f"Set CPU State operating-load: {r}")
+    o.facts["rc"] = r.rc
+    if r.ok:
+        o.fail("the configuration restarted without Prepare Reset")
+    _read_as_host(o, g, s)
+    o.why("a restart needs Prepare Reset, which empties the secret store; a reset leaves memory secure")
+    g.destroy()
+    host.close()
+    return o
+
+
+def dump_without_key(seed: int = 1) -> Outcome:
+    o = Outcome("dump-without-key")
+    host, g = _boot(seed)
+    o.tried("dump the configuration and its CPU (Initiate Configuration Dump, Dump CPU State)")
+    r = g.uvc("dump_init", handle=g.handle)
+    o.machine(f"Initiate Configuration Dump: {r}")
+    area = host.alloc_page()
+    r2 = g.uvc("dump_cpu", cpu_handle=g.cpu_handles[0], dump_area_origin=area)
+    o.machine(f"Dump CPU State: {r2}")
+    o.got(host.read(area, 4096))
+    o.facts["rc"] = [r.rc, r2.rc]
+    if r.ok or r2.ok:
+        o.fail("a dump was started for an image that does not allow it")
+    o.why("the SE header's flags decide whether a guest may be dumped, and a dump is encrypted for the "
+          "owner's customer communication key, never for the host")
+    _finish(o, host, g)
+    return o
+
+
+# -- the image --------------------------------------------------------------------------------------------
+
+
+def _tampered_boot(o: Outcome, offset: int, what: str, seed: int) -> None:
+    data = bytearray(DEMO_IMAGE.read_bytes())
+    data[offset] ^= 0x01
+    o.tried(f"flip one bit of the image at {offset:#x} ({what}) and boot it")
+    with tempfile.TemporaryDirectory() as d, Host(seed=seed) as host:
+        path = Path(d) / "tampered.se"
+        path.write_bytes(bytes(data))
+        g = host.boot(path, until=None, time_limit=20)
+        ipl = (0x0300, 0x0301, 0x0302)  # Set Secure Configuration Parameters, Unpack, Verify
+        bad = [e for e in host.uv_log() if e.rc != 1 and e.caller == "host" and e.code in ipl]
+        o.machine(f"secure IPL: {g.secure_boot_failure or 'succeeded'}")
+        if bad:
+            o.facts["rc"] = bad[0].rc
+            o.facts["uvc"] = bad[0].name
+        if g.secure or not bad:
+            o.fail("the tampered image ran as a secure guest")
+        o.got(g.console)
+
+
+def header_tamper(seed: int = 1) -> Outcome:
+    from emulator.image.pvimg import parse_image
+
+    o = Outcome("header-tamper")
+    im = parse_image(DEMO_IMAGE.read_bytes())
+    _tampered_boot(o, im.header_addr + im.header_size - 0x20, "the SE header's encrypted part", seed)
+    o.why("the header is authenticated (AES-GCM under a key only the machine's host key opens): Set Secure "
+          "Configuration Parameters refuses it and the guest never becomes secure")
+    return o
+
+
+def image_tamper(seed: int = 1) -> Outcome:
+    from emulator.image.pvimg import parse_image
+
+    o = Outcome("image-tamper")
+    im = parse_image(DEMO_IMAGE.read_bytes())
+    comp = im.ipib.components[0]
+    _tampered_boot(o, comp.addr + 0x800, "the encrypted kernel", seed)
+    o.why("Unpack hashes every encrypted page into the page-list digest; Verify compares it with the "
+          "header's, so a changed page stops the secure IPL")
+    return o
+
+
+# -- attestation and secrets ------------------------------------------------------------------------------
+
+
+def attest_replay(seed: int = 1) -> Outcome:
+    o = Outcome("attest-replay")
+    with RelyingParty() as rp:
+        first = rp.boot()
+        o.tried("record the guest's attestation response, then send it again for a second boot")
+        again = rp.boot("replay", replay=first.sent)
+        stale = rp.boot("stale-nonce")
+    o.machine(f"first boot: key released {first.unlocked}")
+    o.machine(f"replay: refused ({again.refused_field}: {again.refused_reason})")
+    o.machine(f"stale challenge: refused ({stale.refused_field}: {stale.refused_reason})")
+    o.facts["refused"] = [again.refused_field, stale.refused_field]
+    if not first.unlocked or again.unlocked or stale.unlocked:
+        o.fail("a replayed or stale answer released the key")
+    for x in (first, again, stale):
+        o.got(json.dumps(x.answer or {}).encode() + json.dumps(x.sent or {}).encode())
+    o.why("a challenge is valid once and the measurement binds its nonce; the Ultravisor measured the "
+          "nonce it decrypted, which the host cannot change")
+    return o
+
+
+def secret_theft(seed: int = 1) -> Outcome:
+    from emulator.attest.demo import demo_disk_key
+
+    o = Outcome("secret-theft")
+    host, g = _boot(seed)
+    o.tried("ask the Ultravisor for the guest's secrets as the host: List Secrets, Retrieve Secret")
+    rs = [g.uvc("list_secrets"), g.uvc("retr_secret")]
+    for r in rs:
+        o.machine(str(r))
+    o.facts["rc"] = [r.rc for r in rs]
+    if any(r.ok for r in rs):
+        o.fail("the host listed or retrieved secrets")
+    g.destroy()
+    host.close()
+    o.tried("relay an attestation and keep everything that passes through the host")
+    with RelyingParty() as rp:
+        run = rp.boot()
+    key = demo_disk_key().expose()
+    traffic = json.dumps(run.answer or {}).encode() + json.dumps(run.sent or {}).encode()
+    blobs = [base64.b64decode(s["asrcb"]) for s in (run.answer or {}).get("secrets", [])]
+    found = any(key in b for b in blobs + [traffic])
+    o.machine(f"the guest unlocked its disk: {run.unlocked}; the released add-secret request "
+              f"({sum(map(len, blobs))} bytes) holds the key in the clear: {found}")
+    if found:
+        o.fail("the disk key crossed the host in the clear")
+    o.why("secrets are released as add-secret requests sealed for the machine's host key and bound to the "
+          "attested instance; only the Ultravisor opens them, and only the guest may retrieve them")
+    return o
+
+
+ATTACKS: tuple[Attack, ...] = (
+    Attack("read-secret", "read a secure page through the host's view", read_secret),
+    Attack("write-secret", "write into a secure page", write_secret),
+    Attack("export-read", "export a secure page and read what the host gets", export_read),
+    Attack("dma-read", "redirect a shared virtio descriptor at the secret page (device read)", dma_read),
+    Attack("dma-write", "forge a block request that DMAs into the secret page", dma_write),
+    Attack("swap-pages", "swap the ciphertexts of two exported pages", swap_pages),
+    Attack("replay-export", "replay an older export of a page", replay_export),
+    Attack("remap-page", "remap a guest page to a host frame of the host's choice", remap_page),
+    Attack("discard-page", "destroy a secure page under a running guest", discard_page),
+    Attack("share-secret", "make the secret page shared from the host", share_secret),
+    Attack("register-theft", "read registers from the state description and SIDA", register_theft),
+    Attack("reset-restart", "reset and restart without Prepare Reset", reset_restart),
+    Attack("dump-without-key", "dump a guest whose header forbids it", dump_without_key),
+    Attack("header-tamper", "boot an image with a modified SE header", header_tamper),
+    Attack("image-tamper", "boot an image with a modified encrypted kernel", image_tamper),
+    Attack("attest-replay", "replay an attestation answer, or give the guest a stale challenge",
+           attest_replay),
+    Attack("secret-theft", "take the guest's secrets from the UV or the relay", secret_theft),
+)

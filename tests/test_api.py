@@ -1,0 +1,134 @@
+"""The public API (emulator.api): its examples run, it hands out only what the host may have, it never
+prints, and each host path gives the architected result."""
+
+from __future__ import annotations
+
+import doctest
+import re
+import inspect
+
+import pytest
+
+import emulator.api as api
+from emulator.api import Guest, Host, HypervisorError, SecureStorageAccess
+from emulator.hypervisor.boot import DEMO_IMAGE
+
+HELLO = DEMO_IMAGE.with_name("hello.elf")
+#: what must never be reachable through the API's public surface
+FORBIDDEN = ("PhysicalMemory", "HostView", "Cpu", "Ultravisor", "Vm", "Vcpu", "SecureHost", "Hypervisor")
+
+
+def test_docstring_examples_run() -> None:
+    res = doctest.testmod(api, optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 10 and res.failed == 0
+
+
+@pytest.mark.parametrize("cls", [Host, Guest, api.RelyingParty])
+def test_public_surface_hands_out_no_trusted_object(cls: type) -> None:
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("_"):
+            continue
+        fn = member.fget if isinstance(member, property) else member
+        if not callable(fn):
+            continue
+        ret = str(inspect.signature(fn).return_annotation)
+        types = set(re.split(r"[\[\]|, ]+", ret))
+        assert not types & set(FORBIDDEN), (name, ret)
+
+
+def test_public_values_are_plain_data(capsys) -> None:
+    with Host(seed=3) as host:
+        g = host.boot()
+        for name, member in inspect.getmembers(Guest):
+            if isinstance(member, property):
+                value = getattr(g, name)
+                assert type(value).__module__ in ("builtins",), (name, type(value))
+        sd = g.state_description()
+        assert len(sd.raw) == 4096 and len(sd.pv_grregs) == 16
+        assert len(g.sida()) == 4096
+    assert capsys.readouterr().out == ""
+
+
+def test_secure_guest_host_paths_and_nothing_printed(capsys) -> None:
+    with Host(seed=1) as host:
+        g = host.boot()
+        s = g.secret_page
+        assert g.secure and g.handle and g.cpu_handles
+        assert g.page_state(s) == "secure"
+        shared = g.pages("shared")
+        assert len(shared) == 4 and all(g.page_state(a) == "shared" for a in shared)
+        with pytest.raises(SecureStorageAccess) as e:
+            g.read(s, 8)
+        assert e.value.code == 0x3D
+        a = g.try_write(s - 4, b"12345678")  # crosses into the secure page: nothing stored
+        assert not a.ok and a.code == 0x3D
+        assert g.try_read(shared[0], 16).ok
+        r = g.export(s)
+        assert r.ok and r.rc == 1 and g.page_state(s) == "host"
+        assert g.import_page(s).rc == 1 and g.page_state(s) == "secure"
+        log = host.uv_log()
+        names = {e.name for e in log if e.caller == "host" and e.rc == 1}
+        assert {"Set Secure Configuration Parameters", "Unpack", "Verify"} <= names
+        assert all(e.fields == () for e in log if e.caller == "guest")
+        assert any(e.name == "Set Shared Access" for e in log if e.caller == "guest")
+        out = g.run()
+        assert out.clean and b"secret intact: yes" in g.console
+        # a guest stopped by the hypervisor (a forged page) is reported through the API, not on stdout
+        host2 = Host(seed=1)
+        g2 = host2.boot()
+        g2.export(g2.secret_page)
+        g2.write(g2.secret_page, b"forged")
+        assert not g2.run().clean and "0x0107" in g2.cpu_detail
+        host2.close()
+    assert capsys.readouterr().out == ""
+
+
+def test_step_and_exits() -> None:
+    with Host(seed=1) as host:
+        g = host.boot(run=False)
+        seen: list[api.Exit] = []
+        off = g.on_exit(seen.append)
+        total = 0
+        for _ in range(400):
+            ex, n = g.step(count=5000)
+            total += n
+            if g.secure and any(e.icptcode == 0x68 for e in seen):
+                break
+        off()
+        assert g.secure and total > 0
+        assert any(e.icptcode == 0x68 and e.ipa for e in seen)
+        with g.exits() as more:
+            g.run(until=b"secret page at")
+        assert more and b"secret page at" in g.console
+
+
+def test_remap_changes_the_frame_the_guest_page_names() -> None:
+    with Host(seed=1) as host:
+        g = host.boot()
+        s = g.secret_page
+        mine = host.alloc_page()
+        host.write(mine, b"host data")
+        old = g.remap(s, mine)
+        assert g.frame(s) == mine and old != mine
+        assert g.read(s, 9) == b"host data"  # the host reads its own frame, not the guest's
+        with pytest.raises(SecureStorageAccess):
+            host.read(old, 8)
+
+
+def test_normal_guest() -> None:
+    with Host(seed=1) as host:
+        g = host.boot(HELLO, until=None)
+        assert not g.secure and g.handle == 0 and g.sida() == b""
+        assert g.run().clean or g.console
+        g.write(0x80000, b"abc")
+        assert g.read(0x80000, 3) == b"abc" and g.page_state(0x80000) == "host"
+        with pytest.raises(HypervisorError):
+            g.import_page(0x80000)
+        with pytest.raises(HypervisorError):
+            g.read(g.memory_size - 1, 2)
+
+
+def test_relying_party_honest_run_unlocks() -> None:
+    with api.RelyingParty() as rp:
+        r = rp.boot()
+    assert r.unlocked and r.refused_field is None and r.answer is not None
