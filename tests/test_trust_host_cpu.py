@@ -303,3 +303,22 @@ def test_a_machine_check_stores_no_vector_register_into_a_secure_extended_save_a
     mcic = struct.unpack(">Q", cpu.mem.read(0xE8, 8))[0]
     assert not mcic & 1 << (63 - 25)  # the vector registers are not valid: not stored
     assert_nothing_obtained(cpu.mem, [cpu])
+
+
+def test_the_loader_stores_nothing_into_secure_storage(tmp_path):
+    """``Machine.load`` is the host: an ELF segment or a flat image over a secure frame is refused."""
+    from emulator.errors import LoadError
+
+    m = Machine(16 << 20, 1, level=2)
+    elf = _assemble(tmp_path, "    nopr %r7")
+    _secure_page(m.memory, 0x10000)  # the program's own first page
+    with pytest.raises(LoadError, match="secure storage at 0x10000"):
+        m.load(elf)
+    assert_nothing_obtained(m.memory, [], pages=(0x10000,))
+    flat = tmp_path / "flat.bin"
+    flat.write_bytes(bytes(0x11000))
+    m2 = Machine(16 << 20, 1, level=2)
+    _secure_page(m2.memory, 0x10000)
+    with pytest.raises(LoadError, match="secure storage"):
+        m2.load(str(flat))
+    assert_nothing_obtained(m2.memory, [], pages=(0x10000,))

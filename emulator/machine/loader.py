@@ -20,6 +20,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from emulator.errors import LoadError
+from emulator.hw import access
 from emulator.hw.memory import PhysicalMemory
 
 __all__ = ["LoadedProgram", "load_program", "EM_S390", "CMDLINE_ADDR"]
@@ -42,12 +43,18 @@ class LoadedProgram:
     symbols: dict[str, int]
 
 
-def _check_range(path: str, what: str, addr: int, size: int, mem_size: int) -> None:
-    if addr < 0 or size < 0 or addr + size > mem_size:
+def _check_range(path: str, what: str, addr: int, size: int, mem: PhysicalMemory) -> None:
+    """The loader is the host: a range must fit in memory and lie in storage the host may touch
+    (``emulator.hw.access``), or nothing is loaded there."""
+    if addr < 0 or size < 0 or addr + size > mem.size:
         raise LoadError(
-            f"{path}: {what} at {addr:#x}+{size:#x} does not fit in memory of {mem_size:#x} bytes"
+            f"{path}: {what} at {addr:#x}+{size:#x} does not fit in memory of {mem.size:#x} bytes"
             " (use --memory to enlarge it)"
         )
+    # a VM's guest window (the hypervisor's loader) exports a secure page before it touches it
+    bad = access.refused_address(mem, addr, size) if isinstance(mem, PhysicalMemory) else None
+    if bad is not None:
+        raise LoadError(f"{path}: {what} at {addr:#x}+{size:#x} reaches secure storage at {bad:#x}")
 
 
 def _load_elf(path: str, data: bytes, mem: PhysicalMemory) -> LoadedProgram:
@@ -67,7 +74,7 @@ def _load_elf(path: str, data: bytes, mem: PhysicalMemory) -> LoadedProgram:
                 raise LoadError(f"{path}: segment at {paddr:#x} has file size above its memory size")
             if seg["p_offset"] + filesz > len(data):
                 raise LoadError(f"{path}: segment at {paddr:#x} runs past the end of the file (truncated?)")
-            _check_range(path, "segment", paddr, memsz, mem.size)
+            _check_range(path, "segment", paddr, memsz, mem)
             segments.append((paddr, memsz, seg.data()))
         for paddr, memsz, body in segments:
             mem.write(paddr, body)
@@ -92,7 +99,7 @@ def _load_flat(path: str, f: BinaryIO, size: int, mem: PhysicalMemory) -> Loaded
     memory offers it (big SE images: no copy of the whole file in between)."""
     if size < 8:
         raise LoadError(f"{path}: flat image of {size} bytes is too short to hold a start PSW")
-    _check_range(path, "flat image", 0, size, mem.size)
+    _check_range(path, "flat image", 0, size, mem)
     f.seek(0)
     loader = getattr(mem, "load_file", None)
     if loader is not None:
@@ -145,12 +152,13 @@ def load_program(path: str | Path, mem: PhysicalMemory, cmdline: str = "") -> tu
     if start == KERNEL_START:
         limit = CMDLINE_DEFAULT_MAX
         if mem.size > CMDLINE_SIZE_ADDR + 8:
+            _check_range(p, "the program's command-line size", CMDLINE_SIZE_ADDR, 8, mem)
             stored = mem.read_u64(CMDLINE_SIZE_ADDR)
             if stored:
                 limit = stored
         raw = cmdline.encode("ascii", "replace")
         if len(raw) + 1 > limit:
             raise LoadError(f"{p}: command line of {len(raw)} bytes exceeds the program's {limit - 1}-byte limit")
-        _check_range(p, "command line", CMDLINE_ADDR, len(raw) + 1, mem.size)
+        _check_range(p, "command line", CMDLINE_ADDR, len(raw) + 1, mem)
         mem.write(CMDLINE_ADDR, raw + b"\0")
     return prog, start
