@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (tools/setup.sh)")
 
 
+#: a tmux server of this test process's own: test runs side by side (or a user's tmux) never share one, so one
+#: run's last kill-session cannot take the server away under another run's new-session
+_SOCKET = f"zuv-tests-{os.getpid()}"
+
+
 def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(["tmux", "-L", _SOCKET, *args], capture_output=True, text=True, check=True).stdout
 
 
 def _wait_for(session: str, text: str, timeout: float = 20.0) -> str:
@@ -42,7 +48,7 @@ def _session(cmd: str, width: int, height: int) -> Iterator[str]:
     try:
         yield name
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run(["tmux", "-L", _SOCKET, "kill-session", "-t", name], capture_output=True)
 
 
 def test_console_in_a_terminal_breaks_steps_completes_and_quits():
