@@ -692,7 +692,7 @@ class Ultravisor:
             return real
 
         try:
-            real, _ = dat.translate(buf, real_to_abs, asce, page, True, 0, False)
+            real = dat.translate(buf, real_to_abs, asce, page, True, 0, False).address
         except ProgramException:
             cfg.walks.pop(page, None)
             return None

@@ -309,3 +309,25 @@ def test_bad_program_and_missing_script_exit_2_with_one_line(tmp_path):
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "cannot read" in p.stderr
     p = zuv(PROBE, "--script", str(tmp_path / "nope.zuv"))
     assert p.returncode == 2 and "cannot read" in p.stderr
+
+
+def test_translate_through_an_enhanced_dat_large_frame_shows_its_absolute_address():
+    """A 1 MiB frame (EDAT-1) maps to an absolute address: the console shows it, unprefixed, as both the
+    real and the absolute address; a 4 KiB page's real address is prefixed."""
+    import struct
+
+    s = probe()
+    c = s.cpu
+    mem = s.machine.memory
+    sgt, pgt = 0x200000, 0x201000
+    mem.write(sgt, struct.pack(">Q", 0x300000 | 0x400))  # segment 0: a 1 MiB frame at absolute 3 MiB
+    mem.write(sgt + 8, struct.pack(">Q", pgt))  # segment 1: a page table mapping page 0 to real 0
+    mem.write(pgt, struct.pack(">Q", 0))
+    for i in range(2, 2048):
+        mem.write(sgt + 8 * i, struct.pack(">Q", 0x20))
+    c.set_cr(1, sgt)
+    c.set_cr(0, 1 << 23)  # EDAT on
+    c.set_prefix(0x100000)
+    c.set_psw(c.psw[0] | 1 << 58, c.psw[1])  # DAT on
+    assert s.translate(0x1234) == (0x301234, 0x301234, 0x301234)
+    assert s.translate(0x100234) == (0x234, 0x100234, 0x100234)  # real 0 is the prefix area

@@ -33,7 +33,7 @@ def _env():
 def _fresh(mem, cfg, gaddr):
     """What a walk without any kept state answers."""
     try:
-        real, _ = dat.translate(mem.buffer(), lambda r: r, cfg.asce, cfg.mso + gaddr, True, 0, False)
+        real = dat.translate(mem.buffer(), lambda r: r, cfg.asce, cfg.mso + gaddr, True, 0, False).address
     except ProgramException:
         return None
     return None if real >= mem.size else real >> 12

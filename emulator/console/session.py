@@ -30,6 +30,7 @@ from emulator.console.tables import SIE_INTERCEPTS, pgm_name, uv_command
 from emulator.errors import EmulatorError, ProgramException, SecureStorageAccess
 from emulator.hw import access, dat
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
+from emulator.hw.sysinfo import FAC_EDAT2
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu, Insn
@@ -813,8 +814,7 @@ class Session:
             host = addr
         else:
             if space == "virt":
-                real = self._dat(c, addr, owner, asc)
-                absolute = c.real_to_abs(real)
+                _real, absolute = self._dat(c, addr, owner, asc)
             elif space == "real":
                 absolute = c.real_to_abs(addr)
             elif space == "abs":
@@ -843,10 +843,11 @@ class Session:
         except Exception as e:  # noqa: BLE001 - a GuestIntercept: the page is not imported yet
             raise _Trap(f"guest absolute {absolute:#x}: {e}") from None
 
-    def _dat(self, cpu: Cpu, vaddr: int, owner: bool, asc: int | None) -> int:
+    def _dat(self, cpu: Cpu, vaddr: int, owner: bool, asc: int | None) -> tuple[int, int]:
+        """(real, absolute) of a virtual address (for a large frame both are its absolute address)."""
         mask = cpu.psw[0]
         if not mask & _PSW_DAT:
-            return vaddr
+            return vaddr, cpu.real_to_abs(vaddr)
         if asc is None:
             asc = (mask >> 46) & 3
         cr = (1, 1, 7, 13)[asc]
@@ -860,12 +861,21 @@ class Session:
             return host
 
         try:
-            real, _ = dat.translate(
-                mem.buffer().toreadonly(), table_real_to_host, cpu.cr(cr), vaddr, False, asc, bool(cpu.cr(0) & _CR0_EDAT)
+            edat1 = bool(cpu.cr(0) & _CR0_EDAT)
+            t = dat.translate(
+                mem.buffer().toreadonly(),
+                table_real_to_host,
+                cpu.cr(cr),
+                vaddr,
+                False,
+                asc,
+                edat1,
+                edat2=edat1 and cpu.has_facility(FAC_EDAT2),
             )
         except ProgramException as e:
             raise _Trap(f"PGM {e.code:#04x} {pgm_name(e.code)} translating {vaddr:#x}") from None
-        return real
+        # a large frame (enhanced DAT) maps to an absolute address, which has no real address of its own
+        return t.address, t.address if t.absolute else cpu.real_to_abs(t.address)
 
     def _read_space(
         self, space: str, addr: int, length: int, *, owner: bool = False, cpu: Cpu | None = None, asc: int | None = None
@@ -926,8 +936,7 @@ class Session:
         """(real, guest absolute, host absolute) of a virtual address of the selected CPU (owner view)."""
         c = self.cpu
         try:
-            real = self._dat(c, vaddr, True, asc)
-            absolute = c.real_to_abs(real)
+            real, absolute = self._dat(c, vaddr, True, asc)
             return real, absolute, self._guest_to_host(c, absolute)
         except _Trap as t:
             raise ConsoleError(t.note) from None

@@ -34,7 +34,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -438,6 +438,14 @@ class Insn:
         cpu.set_pc(self.pc + (self.ex_ilen or (2, 4, 4, 6)[self.raw[0] >> 6]))  # + self.ilen, inline
 
 
+#: CR0 bits no translation or protection decision reads: the external and I/O-related subclass masks
+#: (bits 48-63) and the AFP-register and vector enablement (bits 45-46, which unicorn reads when it looks a
+#: block up). A program that only opens or closes an interruption class keeps its TLB.
+_CR0_NO_TRANSLATION: Final = 0xFFFF | 1 << 18 | 1 << 17
+#: control registers that designate address spaces, or lead to them in access-register translation
+_TLB_CRS: Final = frozenset({1, 2, 5, 7, 8, 13})
+
+
 @dataclass
 class CpuExit:
     """Why ``Cpu.run`` returned.
@@ -643,6 +651,8 @@ class Cpu(InterruptDelivery):
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no flush)
         self._tlb_frames: set[int] = set()
+        #: a translation since the last TLB flush depends on CR0's enhanced-DAT control (``load_crs``)
+        self._edat_dependent = False
         #: trapped instructions by address (bytes, opcode key, name, trapped?), valid as long as the TLB
         #: (and the code) is
         self._icache: dict[int, tuple[bytes, int, str, bool]] = {}
@@ -797,7 +807,10 @@ class Cpu(InterruptDelivery):
         """Control register ``i``."""
         v = self._cr_c[i]
         if v is None:
-            v = self._cr_c[i] = self._rd(_CR_C[i])
+            # all sixteen from one read of the engine's state (CR0 follows the PSW mask by 96 bytes, as
+            # ``_calibrate`` checks): an LCTLG of all of them then costs one engine call, not sixteen
+            self._cr_c[:] = _16Q_LE.unpack_from(self._blob(), _LAYOUT.psw_mask + 96)
+            v = self._cr_c[i]
         return v
 
     def write_cr(self, i: int, value: int) -> None:
@@ -805,6 +818,32 @@ class Cpu(InterruptDelivery):
         value &= 0xFFFFFFFFFFFFFFFF
         self._wr(_CR_C[i], value)
         self._cr_c[i] = value
+
+    def load_crs(self, values: dict[int, int]) -> None:
+        """Load control registers as LCTL and LCTLG do, flushing the TLB only when a value its decisions
+        depend on changed: an address-space designation (CR1, CR7, CR13, and CR2, CR5, CR8 of access-register
+        translation), or a CR0 bit other than the interruption subclass masks and the AFP and vector
+        enablement (``_CR0_NO_TRANSLATION``), except the enhanced-DAT control while no translation the TLB
+        holds depends on it (``dat.Translation.edat_dependent``).
+
+        A program's interruption handler that switches CR0 (a kvm-unit-tests handler loads its own CR0 and
+        then the interrupted one back) thus keeps the TLB, as the hardware's keeps its entries.
+        """
+        flush = False
+        current = self.crs()
+        for i, value in values.items():
+            value &= 0xFFFFFFFFFFFFFFFF
+            old = current[i]
+            if old == value:
+                continue
+            self.write_cr(i, value)
+            if i in _TLB_CRS:
+                flush = True
+            elif i == 0:
+                diff = (old ^ value) & ~_CR0_NO_TRANSLATION
+                flush = flush or bool(diff & ~CR0_EDAT) or bool(diff & CR0_EDAT and self._edat_dependent)
+        if flush:
+            self.flush_tlb()
 
     def set_cr(self, i: int, value: int) -> None:
         """Set control register ``i``; translation-relevant registers flush the TLB."""
@@ -1048,6 +1087,7 @@ class Cpu(InterruptDelivery):
         self._xc.clear()
         self._tlb_frames.clear()
         self._icache.clear()
+        self._edat_dependent = False
 
     def _engine_flush(self) -> None:
         """Flush unicorn's TLB (where QEMU's dynamic TLB also resizes) and start counting anew.
@@ -1118,6 +1158,23 @@ class Cpu(InterruptDelivery):
         if hit:
             self.uc.ctl_flush_tb()
             self.flush_tlb()
+
+    def storage_keys_changed(self, frames: Collection[int]) -> None:
+        """Storage keys of these host frames changed: every CPU of the group that holds a translation
+        decision about one of them (protection, reference and change recording) flushes its TLB."""
+        for c in self.tlb_group:
+            held = c._tlb_frames  # noqa: SLF001 - the group's CPUs are this class
+            if len(frames) <= len(held):
+                hit = any(f in held for f in frames)
+            else:
+                hit = any(f in frames for f in held)
+            if hit:
+                c.flush_tlb()
+
+    def flush_group_tlbs(self) -> None:
+        """Flush the TLB of every CPU that shares this one's storage (IPTE, IDTE, CSP with purge)."""
+        for c in self.tlb_group:
+            c.flush_tlb()
 
     def _owner_changed(self, frames: list[int]) -> None:
         # once per change, or once per owner_batch; only when a decision about one of the frames is held
@@ -1329,7 +1386,11 @@ class Cpu(InterruptDelivery):
                 host = g.to_host(vaddr, True, False)
             else:
                 host = self.translate(vaddr, write=True, page_fill=True, mark=False)
-        except (ProgramException, GuestIntercept, SubPageAccess):
+        except ProgramException as e:
+            if e.code == dat.PGM_ADDRESSING and g is None:
+                raise  # a table or the page beyond storage: the load's own walk would end the same way
+            return self.translate(vaddr, page_fill=True), False
+        except (GuestIntercept, SubPageAccess):
             return self.translate(vaddr, page_fill=True), False
         keys = self.mem.keys
         frame = host >> PAGE_SHIFT

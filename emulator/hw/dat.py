@@ -2,8 +2,11 @@
 
 The walk follows the Principles of Operation ("Dynamic Address Translation"): an address-space-control
 element (ASCE) designates a region-first, region-second, region-third or segment table; each entry is checked
-for the invalid bit, the table type, the table offset/length, and the DAT-protection bit; a segment entry with
-the format-control bit (EDAT-1) maps a 1 MiB frame. Table origins are real addresses: the caller passes
+for the invalid bit, the table type, the table offset/length, and the DAT-protection bit. With the enhanced-DAT
+facility 1 enabled (CR0 bit 40) a segment entry with the format-control bit maps a 1 MiB frame and region
+entries carry a DAT-protection bit; with enhanced-DAT 2 as well (facility 78) a region-third entry with the
+format-control bit maps a 2 GiB frame. A large frame's address is absolute: prefixing does not apply to it
+(only a page-table entry's frame address is real). Table origins are real addresses: the caller passes
 ``real_to_abs`` (prefixing, and for a SIE guest the guest-memory mapping).
 
 Exceptions are raised as ``ProgramException`` with the code and the translation-exception identification
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 from emulator.errors import ProgramException
 
@@ -30,6 +33,7 @@ __all__ = [
     "PGM_REGION_SECOND",
     "PGM_REGION_THIRD",
     "PGM_SECURE_STORAGE",
+    "Translation",
     "translate",
     "teid",
 ]
@@ -58,8 +62,14 @@ _PTE_ZERO: Final = 0x800  # bit 52 must be zero
 _ENTRY_IEP: Final = 0x100  # bit 55 of a page-table entry or a 1 MiB segment-table entry
 _SEG_FC: Final = 0x400  # bit 53: format control (1 MiB frame, EDAT-1)
 _SEG_PROTECT: Final = 0x200  # bit 54
-_RTE_PROTECT: Final = 0x200  # bit 54 (with EDAT-2)
+_SEG_COMMON: Final = 0x10  # bit 59: common segment
+_RTE_PROTECT: Final = 0x200  # bit 54 (with EDAT-1)
+_RTTE_FC: Final = 0x400  # bit 53 of a region-third entry: format control (2 GiB frame, EDAT-2)
+_RTTE_COMMON: Final = 0x10  # bit 59 of a region-third entry: common region (EDAT-2)
+_ASCE_PRIVATE: Final = 0x100  # bit 55: private-space control
 _ASCE_REAL: Final = 0x20  # bit 58: real-space control
+_SFAA: Final = 0xFFFFFFFFFFF00000  # segment-frame absolute address (bits 0-43)
+_RFAA: Final = 0xFFFFFFFF80000000  # region-frame absolute address (bits 0-32)
 
 _u64 = struct.Struct(">Q").unpack_from
 
@@ -81,6 +91,22 @@ def teid(vaddr: int, write: bool, asid: int, dat_prot: bool = False) -> int:
     )
 
 
+class Translation(NamedTuple):
+    """The result of a table walk.
+
+    ``address`` is a real address, or an absolute one when ``absolute`` is set (a 1 MiB or 2 GiB frame of
+    enhanced DAT, whose entry holds an absolute frame address: no prefixing). ``protected``: a
+    DAT-protection bit covers the page. ``edat_dependent``: an entry of the walk had a bit whose meaning
+    depends on whether enhanced DAT is enabled (a region entry's DAT-protection bit, a format-control or
+    common-region bit), so the result may change when CR0's EDAT control does.
+    """
+
+    address: int
+    protected: bool
+    absolute: bool
+    edat_dependent: bool = False
+
+
 def translate(
     buf: memoryview,
     real_to_abs: Callable[[int], int],
@@ -90,25 +116,30 @@ def translate(
     asid: int = 0,
     edat1: bool = False,
     iep: bool = False,
-) -> tuple[int, bool]:
+    edat2: bool = False,
+) -> Translation:
     """Translate a virtual address through the tables designated by ``asce``.
 
-    Returns ``(real_address, protected)``: ``protected`` is True when a DAT-protection bit covers the page
-    (a store must then raise PGM 0x04, which this function does when ``write`` is set).
+    ``edat1``: the enhanced-DAT facility 1 applies (installed and CR0 bit 40 on); ``edat2``: facility 2
+    as well (installed; it is enabled by the same control bit). A store to a DAT-protected page raises
+    PGM 0x04 here when ``write`` is set; otherwise the result says whether the page is protected.
 
     ``iep``: the access is an instruction fetch with instruction-execution protection on (CR0 bit 43):
-    a page whose page-table entry (or, for a 1 MiB frame, segment-table entry) has its IEP bit (55) set
-    raises PGM 0x04 with the TEID's protection code for IEP (bits 56 and 61, ESOP-2).
+    a page whose page-table entry (or, for a 1 MiB or 2 GiB frame, segment- or region-third-table entry)
+    has its IEP bit (55) set raises PGM 0x04 with the TEID's protection code for IEP (bits 56 and 61,
+    ESOP-2).
 
     Raises:
         ProgramException: translation exceptions (0x10, 0x11, 0x12, 0x38-0x3B), protection (0x04) for a
-            store to a DAT-protected page or a fetch from an IEP page, addressing (0x05) when a table lies outside memory, secure-storage
-            access (0x3D) when ``real_to_abs`` refuses a table entry in secure storage (the TEID's bit 61,
+            store to a DAT-protected page or a fetch from an IEP page, addressing (0x05) when a table lies
+            outside memory, secure-storage access (0x3D) when ``real_to_abs`` refuses a table entry in secure storage (the TEID's bit 61,
             as ``access.secure_teid`` sets it).
     """
     vaddr &= 0xFFFFFFFFFFFFFFFF
     if asce & _ASCE_REAL:
-        return vaddr, False
+        return Translation(vaddr, False, False)
+    edat2 = edat2 and edat1
+    dependent = 0
 
     def exc(code: int, dat_prot: bool = False, entry_real: int | None = None) -> ProgramException:
         e = ProgramException(code, teid(vaddr, write, asid, dat_prot))
@@ -151,8 +182,16 @@ def translate(
             raise exc(code, entry_real=origin + index * 8)
         if (e >> 2) & 3 != tt:
             raise exc(PGM_TRANSLATION_SPEC)
-        if e & _RTE_PROTECT:
+        dependent |= e & (_RTE_PROTECT | (_RTTE_FC | _RTTE_COMMON if tt == 1 else 0))
+        if edat1 and e & _RTE_PROTECT:  # without EDAT-1 the bit is ignored
             protected = True
+        if tt == 1 and edat2:
+            if e & _RTTE_COMMON and asce & _ASCE_PRIVATE:
+                raise exc(PGM_TRANSLATION_SPEC)
+            if e & _RTTE_FC:
+                if iep and e & _ENTRY_IEP:  # a 2 GiB frame's entry has the IEP bit too (bit 55)
+                    raise ProgramException(PGM_PROTECTION, teid(vaddr, False, asid) | TEID_IEP)
+                return _frame(exc, (e & _RFAA) | (vaddr & ~_RFAA), protected, write)
         origin = e & ~0xFFF & 0xFFFFFFFFFFFFFFFF
         offset = (e >> 6) & 3
         length = e & 3
@@ -164,24 +203,32 @@ def translate(
         raise exc(PGM_SEGMENT_TRANSLATION, entry_real=origin + sx * 8)
     if (e >> 2) & 3 != 0:
         raise exc(PGM_TRANSLATION_SPEC)
+    if e & _SEG_COMMON and asce & _ASCE_PRIVATE:
+        raise exc(PGM_TRANSLATION_SPEC)
     if e & _SEG_PROTECT:
         protected = True
-    if edat1 and e & _SEG_FC:
+    dependent |= e & _SEG_FC
+    if edat1 and e & _SEG_FC:  # without EDAT-1 the bit is ignored and the entry designates a page table
         if iep and e & _ENTRY_IEP:
             raise ProgramException(PGM_PROTECTION, teid(vaddr, False, asid) | TEID_IEP)
-        real = (e & ~0xFFFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFFFF)
-    else:
-        pto = e & ~0x7FF & 0xFFFFFFFFFFFFFFFF
-        pte = entry(pto, (vaddr >> 12) & 0xFF)
-        if pte & _PTE_INVALID:
-            raise exc(PGM_PAGE_TRANSLATION, entry_real=pto + ((vaddr >> 12) & 0xFF) * 8)
-        if pte & _PTE_ZERO:
-            raise exc(PGM_TRANSLATION_SPEC)
-        if pte & _PTE_PROTECT:
-            protected = True
-        if iep and pte & _ENTRY_IEP:
-            raise ProgramException(PGM_PROTECTION, teid(vaddr, False, asid) | TEID_IEP)
-        real = (pte & ~0xFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFF)
+        return _frame(exc, (e & _SFAA) | (vaddr & ~_SFAA), protected, write)
+    pto = e & ~0x7FF & 0xFFFFFFFFFFFFFFFF
+    pte = entry(pto, (vaddr >> 12) & 0xFF)
+    if pte & _PTE_INVALID:
+        raise exc(PGM_PAGE_TRANSLATION, entry_real=pto + ((vaddr >> 12) & 0xFF) * 8)
+    if pte & _PTE_ZERO:
+        raise exc(PGM_TRANSLATION_SPEC)
+    if pte & _PTE_PROTECT:
+        protected = True
+    if iep and pte & _ENTRY_IEP:
+        raise ProgramException(PGM_PROTECTION, teid(vaddr, False, asid) | TEID_IEP)
     if protected and write:
         raise exc(PGM_PROTECTION, dat_prot=True)
-    return real, protected
+    return Translation((pte & ~0xFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFF), protected, False, bool(dependent))
+
+
+def _frame(exc: Callable[..., ProgramException], absolute: int, protected: bool, write: bool) -> Translation:
+    """A large frame's translation: its absolute address, and DAT protection for a store."""
+    if protected and write:
+        raise exc(PGM_PROTECTION, dat_prot=True)
+    return Translation(absolute, protected, True, True)

@@ -1,4 +1,4 @@
-"""Emulation of the instructions the CPU traps: PSW and control loads, clocks, prefix, keys, facilities, TLB.
+"""Emulation of the instructions the CPU traps: PSW and control loads, clocks, prefix, facilities, TLB.
 
 Each handler gets the CPU and the decoded ``Insn`` (at an exit, before the instruction ran). It either
 completes the instruction (``insn.finish``), raises ``ProgramException`` (delivered by the CPU with the
@@ -12,8 +12,9 @@ import struct
 from collections.abc import Callable
 
 from emulator.errors import ProgramException
-from emulator.hw import access, cpacf, dat, fixedpoint
+from emulator.hw import access, cpacf, dat, fixedpoint, keys
 from emulator.hw.cpu import (
+    CR0_EDAT,
     PGM_PRIVILEGED,
     PGM_SPECIFICATION,
     PSW_MASK_ASC,
@@ -28,6 +29,7 @@ from emulator.hw.cpu import (
     psw_invalid,
 )
 from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT
+from emulator.hw.sysinfo import FAC_EDAT2
 
 __all__ = ["emulate", "HANDLERS"]
 
@@ -38,8 +40,10 @@ _U16 = struct.Struct(">H")
 Handler = Callable[[Cpu, Insn], "CpuExit | None"]
 #: opcode key -> (mnemonic, privileged, handler); the fixed-point arithmetic trapped while the PSW's
 #: fixed-point-overflow mask is on comes from ``fixedpoint``, the message-security-assist instructions
-#: from ``cpacf``
-HANDLERS: dict[int, tuple[str, bool, Handler]] = dict(fixedpoint.HANDLERS) | dict(cpacf.HANDLERS)
+#: from ``cpacf``, the storage-key and frame-management instructions from ``keys``
+HANDLERS: dict[int, tuple[str, bool, Handler]] = (
+    dict(fixedpoint.HANDLERS) | dict(cpacf.HANDLERS) | dict(keys.HANDLERS)
+)
 
 
 def _handler(opcode: int, name: str, privileged: bool = True) -> Callable[[Handler], Handler]:
@@ -183,34 +187,21 @@ HANDLERS[0xB279] = ("SACF", False, _sac)
 # -- control registers, TLB ------------------------------------------------------------------------------
 
 
-#: CR0 bits that no translation or protection decision depends on: the external-interruption subclass
-#: masks (bits 48-63) and the AFP-register and vector enablement (bits 45-46, which unicorn reads when it
-#: looks a block up). A program that only opens or closes an interruption class keeps its TLB.
-_CR0_NO_TRANSLATION = 0xFFFF | 1 << 18 | 1 << 17
-
-
 def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
-    """LCTL/LCTLG: the TLB is flushed only when an address-space control (CR1, CR7, CR13) or a CR0 bit
-    that DAT or protection reads changed."""
+    """LCTL/LCTLG: the TLB is flushed only when a value a translation decision reads changed
+    (``Cpu.load_crs``)."""
     r1, r3 = insn.raw[1] >> 4, insn.raw[1] & 0xF
     n = (r3 - r1) % 16 + 1
     data = cpu.read_virtual(addr, n * width)
-    flush = False
     current = cpu.crs()
+    values = {}
     for k in range(n):
         i = (r1 + k) % 16
-        old = current[i]
         if width == 8:
-            value = _U64.unpack_from(data, 8 * k)[0]
+            values[i] = _U64.unpack_from(data, 8 * k)[0]
         else:
-            value = (old & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
-        if value == old:
-            continue
-        if i in (1, 7, 13) or (i == 0 and (value ^ old) & ~_CR0_NO_TRANSLATION):
-            flush = True
-        cpu.write_cr(i, value)
-    if flush:
-        cpu.flush_tlb()
+            values[i] = (current[i] & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
+    cpu.load_crs(values)
     insn.finish()
 
 
@@ -222,11 +213,6 @@ def _lctl(cpu: Cpu, insn: Insn) -> None:
 @_handler(0xEB2F, "LCTLG")
 def _lctlg(cpu: Cpu, insn: Insn) -> None:
     _load_cr(cpu, insn, _aligned(insn.rsy_address(), 8), 8)
-
-
-def _flush_group(cpu: Cpu) -> None:
-    for c in getattr(cpu, "tlb_group", [cpu]):
-        c.flush_tlb()
 
 
 @_handler(0xB20D, "PTLB")
@@ -243,7 +229,7 @@ def _ipte(cpu: Cpu, insn: Insn) -> None:
     real = pto + 8 * px
     pte = _U64.unpack(cpu.read_real(real, 8))[0]
     cpu.write_real(real, _U64.pack(pte | 0x400))
-    _flush_group(cpu)
+    cpu.flush_group_tlbs()
     insn.finish()
 
 
@@ -262,7 +248,7 @@ def _idte(cpu: Cpu, insn: Insn) -> None:
             real = origin + 8 * ((index + k) & 0x7FF)
             e = _U64.unpack(cpu.read_real(real, 8))[0]
             cpu.write_real(real, _U64.pack(e | 0x20))
-    _flush_group(cpu)
+    cpu.flush_group_tlbs()
     insn.finish()
 
 
@@ -279,7 +265,7 @@ def _csp(cpu: Cpu, insn: Insn, width: int) -> None:
     if cur == expect:
         cpu.write_real(real, fmt.pack(cpu.gpr(r1 + 1) & mask))
         if g2 & 1:
-            _flush_group(cpu)
+            cpu.flush_group_tlbs()
         insn.finish(0)
     else:
         cpu.set_gpr(r1, (cpu.gpr(r1) & ~mask) | cur)
@@ -426,125 +412,6 @@ def _stpt(cpu: Cpu, insn: Insn) -> None:
     insn.finish()
 
 
-# -- storage keys ------------------------------------------------------------------------------------
-
-
-def _key_frame(cpu: Cpu, real: int) -> int:
-    absolute = cpu.real_to_abs(cpu.wrap(real) & ~0xFFF)
-    return cpu._abs_to_host(absolute, False, False) >> PAGE_SHIFT  # noqa: SLF001 - same-layer helper
-
-
-@_handler(0xB22B, "SSKE")
-def _sske(cpu: Cpu, insn: Insn) -> None:
-    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
-    frame = _key_frame(cpu, cpu.gpr(r2))
-    cpu.mem.keys[frame] = cpu.gpr(r1) & 0xFE
-    _flush_group(cpu)
-    insn.finish()
-
-
-@_handler(0xB229, "ISKE")
-def _iske(cpu: Cpu, insn: Insn) -> None:
-    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
-    frame = _key_frame(cpu, cpu.gpr(r2))
-    cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFF) | cpu.mem.keys[frame] & 0xFE)
-    insn.finish()
-
-
-@_handler(0xB223, "IVSK")
-def _ivsk(cpu: Cpu, insn: Insn) -> None:
-    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
-    host = cpu.translate(cpu.gpr(r2))
-    cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFF) | cpu.mem.keys[host >> PAGE_SHIFT] & 0xF8)
-    insn.finish()
-
-
-@_handler(0xB22A, "RRBE")
-def _rrbe(cpu: Cpu, insn: Insn) -> None:
-    r2 = insn.raw[3] & 0xF
-    frame = _key_frame(cpu, cpu.gpr(r2))
-    key = cpu.mem.keys[frame]
-    cc = (2 if key & KEY_R else 0) | (1 if key & KEY_C else 0)
-    cpu.mem.keys[frame] = key & ~KEY_R
-    _flush_group(cpu)
-    insn.finish(cc)
-
-
-@_handler(0xB9AF, "PFMF")
-def _pfmf(cpu: Cpu, insn: Insn) -> None:
-    r1, r2 = insn.raw[3] >> 4, insn.raw[3] & 0xF
-    g1 = cpu.gpr(r1)
-    fsc = (g1 >> 12) & 3
-    set_key, clear = bool(g1 & 0x20000), bool(g1 & 0x10000)
-    size = {0: 0x1000, 1: 0x100000}.get(fsc)
-    if size is None:
-        raise _spec(f"PFMF frame-size code {fsc} is not supported")
-    start = cpu.wrap(cpu.gpr(r2)) & ~0xFFF
-    end = (start | (size - 1)) + 1 if size > 0x1000 else start + 0x1000
-    frames = [(real, _key_frame(cpu, real)) for real in range(start, end, 0x1000)]
-    if clear:  # a clear is a store into each frame: every one is checked before any is cleared
-        for real, frame in frames:
-            access.check(cpu.mem, frame << PAGE_SHIFT, 0x1000, True, cpu.accessor, real, what="PFMF")
-    for _real, frame in frames:
-        if clear:
-            cpu.mem.fill(frame << PAGE_SHIFT, 0x1000)
-        if set_key:
-            cpu.mem.keys[frame] = g1 & 0xFE
-    if size > 0x1000:
-        cpu.set_gpr(r2, end)
-    _flush_group(cpu)
-    insn.finish()
-
-
-@_handler(0xB22C, "TB")
-def _tb(cpu: Cpu, insn: Insn) -> None:
-    """TEST BLOCK: clear the 4 KiB block at the real address in R2 and report it usable (cc 0).
-
-    Emulated rather than left to unicorn, whose helper stores through the TLB as if the real address were
-    virtual. The clear is a store of the CPU's (``access``: PGM 0x3D on secure storage, nothing cleared).
-    """
-    r2 = insn.raw[3] & 0xF
-    real = cpu.wrap(cpu.gpr(r2)) & ~0xFFF
-    if real < 0x2000 and cpu.cr(0) & (1 << 28):  # low-address protection covers the whole of pages 0 and 1
-        raise ProgramException(dat.PGM_PROTECTION, why="TEST BLOCK: low-address protection")
-    cpu.write_real(real, bytes(0x1000))
-    insn.finish(0)
-
-
-@_handler(0xE501, "TPROT")
-def _tprot(cpu: Cpu, insn: Insn) -> None:
-    raw = insn.raw
-    b1, d1 = raw[2] >> 4, (raw[2] & 0xF) << 8 | raw[3]
-    b2, d2 = raw[4] >> 4, (raw[4] & 0xF) << 8 | raw[5]
-    addr = cpu.wrap(d1 + (cpu.gpr(b1) if b1 else 0))
-    key = ((d2 + (cpu.gpr(b2) if b2 else 0)) >> 4) & 0xF
-    saved = mask = cpu.psw[0]
-    try:
-        cpu.write_mask((mask & ~PSW_MASK_KEY) | key << 52)
-        try:
-            cpu.translate(addr, mark=False)
-        except ProgramException as e:
-            if e.code in (0x10, 0x11, 0x38, 0x39, 0x3A, 0x3B):
-                insn.finish(3)
-                return
-            if e.code == dat.PGM_PROTECTION:
-                insn.finish(2)
-                return
-            raise
-        try:
-            cpu.translate(addr, write=True, mark=False)
-        except ProgramException as e:
-            if e.code == dat.PGM_PROTECTION:
-                insn.finish(1)
-                return
-            raise
-        insn.finish(0)
-    finally:
-        cc = (cpu.psw[0] >> 44) & 3
-        cpu.write_mask((saved & ~(3 << 44)) | cc << 44)
-
-
-
 # -- MOVE PAGE ------------------------------------------------------------------------------------------
 
 #: lowcore byte where a page-translation exception of MVPG stores its R1 and R2 fields
@@ -687,16 +554,19 @@ def _lra(cpu: Cpu, insn: Insn, width: int) -> None:
     def put(value: int) -> None:
         fixedpoint.put_result(cpu, r1, value, width)
 
+    edat1 = bool(cpu.cr(0) & CR0_EDAT)
     try:
-        real, _protected = dat.translate(
+        # a large frame's address is absolute and is returned as it is, as the table entry holds it
+        real = dat.translate(
             cpu._buf,  # noqa: SLF001 - the CPU's own buffer, same layer
             cpu.table_to_host,
             asce,
             vaddr,
             False,
             (0, 1, 2, 3)[asc],
-            bool(cpu.cr(0) & (1 << 23)),
-        )
+            edat1,
+            edat2=edat1 and cpu.has_facility(FAC_EDAT2),
+        ).address
     except ProgramException as e:
         entry = getattr(e, "entry_real", None)
         if e.code in (dat.PGM_REGION_FIRST, dat.PGM_REGION_SECOND, dat.PGM_REGION_THIRD,

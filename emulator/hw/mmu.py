@@ -23,6 +23,7 @@ from emulator.hw.arch import (
     prefixed,
 )
 from emulator.hw.memory import KEY_C, KEY_F, KEY_R, OWNER_HOST, PAGE_SHIFT, PhysicalMemory
+from emulator.hw.sysinfo import FAC_EDAT2, has_facility
 
 __all__ = ["StorageAccess", "GuestMapping", "GuestIntercept", "SubPageAccess"]
 
@@ -72,12 +73,18 @@ class StorageAccess:
         _guest: GuestMapping | None
         _xc: dict[tuple[int, bool, bool, int | None], int]
         _tlb_frames: set[int]
+        _edat_dependent: bool
+        facilities: bytes
 
         def _mask(self) -> int: ...
 
         def cr(self, i: int) -> int: ...
 
         def wrap(self, addr: int) -> int: ...
+
+    def has_facility(self, bit: int) -> bool:
+        """Whether the facility list this CPU stores (STFLE) has facility ``bit``."""
+        return has_facility(self.facilities, bit)
 
     def real_to_abs(self, real: int) -> int:
         """Apply prefixing (and, for a SIE guest, the guest-to-host mapping is done by the caller)."""
@@ -132,11 +139,15 @@ class StorageAccess:
 
         Instruction emulation repeats the same translations (the instruction fetch, its operand page):
         successful ones are kept in a small cache with exactly the lifetime of unicorn's TLB entries
-        (emptied by ``flush_tlb``, which every translation-relevant change calls). Pages 0 and 1 are never
-        cached, because their protection depends on the byte address.
+        (emptied by ``flush_tlb``, which every translation-relevant change calls). Pages 0 and 1 are cached
+        only for loads and fetches with PSW key 0, because their protection may depend on the byte address
+        (low-address protection of stores, the fetch-protection override under a nonzero key).
         """
+        # keyed by the ``asc`` argument as given: None stands for the PSW's, which cannot change without a
+        # flush of the cache
+        xc_key = (vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc)
         if mark and not page_fill:
-            hit = self._xc.get((vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc))
+            hit = self._xc.get(xc_key)
             if hit is not None:
                 return hit | (vaddr & 0xFFF)
         mask = self._mask()
@@ -147,19 +158,23 @@ class StorageAccess:
             cr = (1, 1, 7, 13)[asc]
             asid = (0, 1, 2, 3)[asc]
             cr0 = self.cr(0)
-            real, _protected = dat.translate(
+            edat1 = bool(cr0 & CR0_EDAT)
+            real, _protected, absolute, edat_dependent = dat.translate(
                 self._buf,
                 self.table_to_host,
                 self.cr(cr),
                 vaddr,
                 write,
                 asid,
-                bool(cr0 & CR0_EDAT),
+                edat1,
                 fetch and bool(cr0 & CR0_IEP),
+                edat2=edat1 and self.has_facility(FAC_EDAT2),
             )
+            if not absolute:  # a large frame's address is absolute already
+                real = prefixed(real, self.prefix)
         else:
-            real, asid = vaddr, 0
-        host = self._abs_to_host(prefixed(real, self.prefix), write, fetch)
+            real, asid, edat_dependent = prefixed(vaddr, self.prefix), 0, False
+        host = self._abs_to_host(real, write, fetch)
         g = self._guest
         frame = host >> PAGE_SHIFT
         mem = self.mem
@@ -195,11 +210,14 @@ class StorageAccess:
                     (vaddr & ~0xFFF) | 0x400 | asid,
                     why="low-address protection",
                 )
+        if edat_dependent:  # a decision the TLB may hold from here on
+            self._edat_dependent = True
         if not mark:
             return host
         mem.keys[frame] = key | KEY_R | (KEY_C if write else 0)
-        if not page_fill and vaddr & ~0x1FFF:
-            self._xc[(vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc)] = host & ~0xFFF
+        if not page_fill and (vaddr & ~0x1FFF or not (write or pkey)):
+            # (pages 0 and 1 too for a load or fetch with PSW key 0: no sub-page rule can apply to it)
+            self._xc[xc_key] = host & ~0xFFF
             self._tlb_frames.add(frame)
         return host
 

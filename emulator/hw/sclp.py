@@ -129,6 +129,11 @@ class EventBufferHeader(ctypes.BigEndianStructure):
 assert ctypes.sizeof(ReadInfo) == 128 and ctypes.sizeof(CpuEntry) == 16
 SCLP_HAS_CPU_INFO: Final = 0x0C00000000000000
 SCLP_HAS_IOA_RECONFIG: Final = 0x0000000040000000
+#: Configuration characteristics (Read SCP Info bytes 80-98: byte -> bits): byte 80 bit 2 suppression on
+#: protection, byte 85 bit 6 enhanced suppression on protection 1 (a DAT-protection exception's TEID
+#: designates the page and says so in bit 61; key-controlled and low-address protection leave bits 60-61
+#: zero), as QEMU's CPU models report them.
+SCLP_CONF_CHAR: Final = {80: 0x80 >> 2, 85: 0x80 >> 6}
 EVENT_PROCESSED: Final = 0x80
 
 
@@ -275,6 +280,8 @@ class Sclp:
         info.offset_cpu = ctypes.sizeof(ReadInfo)
         info.highest_cpu = max(cpus) if cpus else 0
         info.facilities = SCLP_HAS_CPU_INFO | SCLP_HAS_IOA_RECONFIG
+        for byte, bits in SCLP_CONF_CHAR.items():
+            info.conf_char[byte - 80] = bits
         for i, addr in enumerate(cpus):
             e = CpuEntry.from_buffer(data, ctypes.sizeof(ReadInfo) + i * ctypes.sizeof(CpuEntry))
             e.address = addr

@@ -17,28 +17,37 @@ from typing import Final
 from emulator.errors import ProgramException
 from emulator.hw import cpacf
 
-__all__ = ["facility_list", "MachineInfo", "stsi"]
+__all__ = ["facility_list", "has_facility", "MachineInfo", "stsi"]
 
 #: Facility bits of the emulated CPU (PoP "Facility Indications"); every one is executed by the CPU model.
 BASE_FACILITIES: Final = (
-    0, 1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 21, 22, 24, 25, 27, 30, 31, 32, 33,
-    34, 35, 37, 41, 45, 49, 51, 52, 53, 129, 130, 131,
+    0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 14, 16, 17, 18, 19, 21, 22, 24, 25, 27, 30, 31, 32, 33,
+    34, 35, 37, 41, 45, 49, 51, 52, 53, 78, 129, 130, 131,
 )  # fmt: skip
 # 130 (instruction-execution protection) is the Python DAT's (IEP bit of page and segment entries, CR0 bit
 # 43); 131 (side-effect access, ESOP-2): no side-effect accesses happen, and protection TEIDs carry the
 # ESOP-2 codes (DAT 001, IEP 101; key-controlled and low-address protection 000, "either").
 # 17 (MSA) is in the base list and the other message-security-assist levels come from ``cpacf.FACILITIES``:
-# the CPU emulates those instructions. Left out on purpose although unicorn decodes some of their
-# instructions: 10 (conditional SSKE: the MR/MC controls are not honoured), 78 (EDAT-2: no 2 GiB frames in
-# the Python DAT). Left out because unicorn raises an operation exception for their instructions: 42 and
-# 43 (decimal floating point, its zoned conversions: ADTR, LDETR, CDZT), 44 (PFPO), 20 and 23 (HFP
-# multiply-and-add, unnormalized extension: MADR, MAER, MAY; unicorn has no HFP), 26 (parsing enhancement:
-# TRTE, TRTRE), 28 (TOD-clock steering: PTFF, which Linux calls when the bit is on), 5 (LPTEA), 50/73
-# (constrained and full transactional execution), 61 (MIE-3), 135 (vector enhancements 1: VFMAX, VBPERM,
-# short and extended vector BFP).
+# the CPU emulates those instructions. 8 and 78 (enhanced DAT 1 and 2: large frames in the Python DAT walk,
+# PFMF, SSKE's multiple-block control), 10 (conditional SSKE) and 14 (nonquiescing key setting) are
+# emulated in ``keys`` and ``dat``. Left out because unicorn raises an operation exception for their
+# instructions: 42 and 43 (decimal floating point, its zoned conversions: ADTR, LDETR, CDZT), 44 (PFPO),
+# 20 and 23 (HFP multiply-and-add, unnormalized extension: MADR, MAER, MAY; unicorn has no HFP), 26
+# (parsing enhancement: TRTE, TRTRE), 28 (TOD-clock steering: PTFF, which Linux calls when the bit is on),
+# 5 (LPTEA), 50/73 (constrained and full transactional execution), 61 (MIE-3), 135 (vector enhancements
+# 1: VFMAX, VBPERM, short and extended vector BFP).
+FAC_EDAT1: Final = 8
+FAC_COND_SSKE: Final = 10
+FAC_NQ_KEY: Final = 14
+FAC_EDAT2: Final = 78
 #: Ultravisor call facility and the unpack facility (secure IPL).
 FAC_UV_CALL: Final = 158
 FAC_UNPACK: Final = 161
+
+
+def has_facility(facilities: bytes, bit: int) -> bool:
+    """Whether facility ``bit`` is on in a facility list (bit 0 = MSB of byte 0)."""
+    return bit >> 3 < len(facilities) and bool(facilities[bit >> 3] & (0x80 >> (bit & 7)))
 
 
 def facility_list(ultravisor: bool, secure_guest: bool = False) -> bytes:

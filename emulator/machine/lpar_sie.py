@@ -52,6 +52,7 @@ from emulator.hw.cpu import (
     prefixed,
 )
 from emulator.hw.memory import PhysicalMemory
+from emulator.hw.sysinfo import FAC_EDAT2
 from emulator.hw.tod import TodClock
 from emulator.hypervisor.sie import (
     CPUSTAT_STOPPED,
@@ -96,7 +97,7 @@ class _HostPgm(Exception):  # noqa: N818 - an architectural event of the host, n
 class _Relocation:
     """Guest absolute -> host absolute for one SIE entry: MSO/MSL (unless suppressed), then the host's DAT."""
 
-    __slots__ = ("host", "buf", "mso", "limit", "asce", "edat", "mapping")
+    __slots__ = ("host", "buf", "mso", "limit", "asce", "edat", "edat2", "mapping")
 
     def __init__(self, host: Cpu, sd: SieBlock, buf: memoryview) -> None:
         self.host = host
@@ -108,6 +109,7 @@ class _Relocation:
         # with DAT off has its guests' storage at host real addresses
         self.asce = host.cr(1) if host.psw[0] & PSW_MASK_DAT else None
         self.edat = bool(host.cr(0) & CR0_EDAT)
+        self.edat2 = self.edat and host.has_facility(FAC_EDAT2)
         self.mapping = GuestMapping(self.to_host, None)
 
     def pte_real(self, vaddr: int) -> int | None:
@@ -141,11 +143,15 @@ class _Relocation:
         host = self.host
         vaddr = (self.mso + guest_abs) & 0xFFFFFFFFFFFFFFFF
         try:
-            real = vaddr
             if self.asce is not None:
                 # the host's table fetches, checked as the host CPU's own (PGM 0x3D from secure storage)
-                real, _prot = dat.translate(self.buf, host.table_to_host, self.asce, vaddr, write, 0, self.edat)
-            absolute = host.real_to_abs(real)
+                t = dat.translate(
+                    self.buf, host.table_to_host, self.asce, vaddr, write, 0, self.edat, edat2=self.edat2
+                )
+                # a large frame (enhanced DAT) is an absolute address already
+                absolute = t.address if t.absolute else host.real_to_abs(t.address)
+            else:
+                absolute = host.real_to_abs(vaddr)
         except ProgramException as e:
             why = f"host {e} for guest absolute {guest_abs:#x}"
             raise GuestIntercept(e.code, why, teid=e.teid or 0) from None
