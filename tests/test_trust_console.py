@@ -60,6 +60,7 @@ def test_the_status_bar_in_the_host_view_shows_the_state_descriptions_psw():
     sd = s.machine.vm.vcpus[0].sd
     host = "".join(t for _, t in status_line(s))
     assert f"{sd.psw_mask:016x} {sd.psw_addr:016x} (SD)" in host and "view host" in host
+    assert f"PSW {sd.psw_mask:016x} {sd.psw_addr:016x} (SD)" in execute(s, "cpu").plain()  # the CPU list too
     s.set_view("owner")
     mask, addr = s.cpu.psw
     assert f"{mask:016x} {addr:016x}" in "".join(t for _, t in status_line(s))

@@ -183,6 +183,18 @@ def _stop_output(s: Session, stop: Stop) -> Output:
     return out.extend(_where_line(s))
 
 
+def _shown_psw(s: Session, address: int) -> str:
+    """A CPU's PSW as the view may show it: in the host view a secure CPU's is the SIE state description's
+    (marked SD), if the machine has one, else nothing."""
+    c = s.machine.cpus[address]
+    if s.view == "host" and s.is_secure(c):
+        host_state = getattr(s.machine, "host_state", None)
+        sd = dict(host_state(address)) if host_state is not None else {}
+        return next((v + " (SD)" for k, v in sd.items() if k.startswith("PSW")), "held by the Ultravisor")
+    mask, addr = c.psw
+    return f"{mask:016x} {addr:016x}"
+
+
 def status_line(s: Session) -> list[tuple[str, str]]:
     """The status bar: CPU, PSW, guest state, secure or not, view, breakpoints."""
     cpu = s.cpu
@@ -190,15 +202,9 @@ def status_line(s: Session) -> list[tuple[str, str]]:
     if s.running:
         frags += [("class:status.running", " running "), ("class:status", " (stop or Ctrl-C) ")]
     else:
-        mask, addr = cpu.psw
-        psw = f"{mask:016x} {addr:016x} "
-        if s.view == "host" and s.is_secure():  # the host sees the SIE state description's PSW, if anything
-            host_state = getattr(s.machine, "host_state", None)
-            sd = dict(host_state(s.cpu_address)) if host_state is not None else {}
-            psw = next((v + " (SD) " for k, v in sd.items() if k.startswith("PSW")), "held by the Ultravisor ")
         frags += [
             ("class:status.key", " PSW "),
-            ("class:status", psw),
+            ("class:status", _shown_psw(s, s.cpu_address) + " "),
             ("class:status.key", " state "),
             ("class:status", s.cpu_state() + " "),
         ]
@@ -787,8 +793,7 @@ def _cpu(s: Session, args: list[str]) -> Output:
     out = Output()
     for addr, c in sorted(s.machine.cpus.items()):
         mark = "*" if addr == s.cpu_address else " "
-        mask, pc = c.psw
-        out.add(f"{mark} CPU {addr}  ", f"{s.cpu_state(c):<13}", ("addr", f" PSW {mask:016x} {pc:016x}"),
+        out.add(f"{mark} CPU {addr}  ", f"{s.cpu_state(c):<13}", ("addr", f" PSW {_shown_psw(s, addr)}"),
                 ("secure", "  secure guest" if s.is_secure(c) else ""))  # fmt: skip
     return out
 
