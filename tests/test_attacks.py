@@ -28,6 +28,7 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "register-theft": ("leaked_registers", []),
     "reset-restart": ("rc", 0x0003),
     "dump-without-key": ("rc", [0x0101, 0x0003]),
+    "dump-ciphertext": ("opened_by", ["the owner, with the CCK"]),
     "header-tamper": ("rc", 0x0108),
     "image-tamper": ("rc", 0x0102),
     "attest-replay": ("refused", ["nonce", "nonce"]),
@@ -57,6 +58,8 @@ def test_attack_defence_holds(name: str) -> None:
         assert "cannot be made secure" in o.facts["stopped"], text  # the forged page never ran
     if name == "dma-read":
         assert o.facts["traps"] >= 1, text
+    if name == "dump-ciphertext":
+        assert o.facts["rc"] == [0x0001] and o.facts["registers_in_dump"] == [], text
     if name == "register-theft":
         assert o.facts["interceptions"] > 0, text
 

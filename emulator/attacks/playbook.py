@@ -440,6 +440,79 @@ def dump_without_key(seed: int = 1) -> Outcome:
     return o
 
 
+def dump_ciphertext(seed: int = 1) -> Outcome:
+    from emulator.hypervisor.boot import DEMO_KERNEL
+    from emulator.image.pvimg import build_image
+    from firmware.crypto import DeterministicRng, Secret
+    from firmware.machine_identity import MachineIdentity
+    from firmware.se_header import PCF_ALLOW_DUMPING, PCF_DEFAULT
+
+    o = Outcome("dump-ciphertext")
+    rng = DeterministicRng("zuv attack playbook: a dumpable demo image")
+    cck = Secret(rng.random_bytes(32), "CCK")  # the image owner's customer communication key
+    key = MachineIdentity.bundled("zuv-demo").public_key
+    image = build_image(kernel=DEMO_KERNEL.read_bytes(), host_keys=[key], rng=rng,
+                        pcf=PCF_DEFAULT | PCF_ALLOW_DUMPING, cck=cck).data  # fmt: skip
+    with tempfile.TemporaryDirectory() as d, Host(seed=seed) as host:
+        path = Path(d) / "dumpable.se"
+        path.write_bytes(image)
+        g = host.boot(path)
+        if not g.secure:
+            o.fail(f"the dumpable image did not boot: {g.secure_boot_failure}")
+            return o
+        o.tried("the owner allowed dumps (SE header flag): dump the whole guest as the host - Initiate "
+                "Configuration Dump, Dump Configuration Storage State, Dump CPU State, every secure page "
+                "exported, Complete Configuration Dump")
+        regs = referee.secure_registers(g)
+        area = [host.alloc_page() for _ in range(2)]
+        rs = [g.uvc("dump_init", handle=g.handle)]
+        dump = b""
+        for mb in range(0, g.memory_size, 1 << 20):
+            rs.append(g.uvc("dump_conf_stor_state", config_handle=g.handle, dump_area_origin=area[0],
+                            gaddr=mb))  # fmt: skip
+            dump += host.read(area[0], 4096)
+            if not rs[-1].ok:
+                break
+        rs.append(g.uvc("dump_cpu", cpu_handle=g.cpu_handles[0], dump_area_origin=area[0]))
+        cpu_state = host.read(area[0], 4096)
+        pages = g.pages("secure")
+        for a in pages:
+            g.export(a)
+            dump += g.read(a, 4096)
+        rs.append(g.uvc("dump_complete", config_handle=g.handle, dump_area_origin=area[1]))
+        completion = host.read(area[1], 4096)
+        dump += cpu_state + completion
+        for r in (rs[0], rs[1], rs[-2], rs[-1]):
+            o.machine(str(r))
+        o.machine(f"{len(pages)} secure pages exported and read: {len(dump)} bytes of dump in the host's "
+                  "hands")
+        o.facts["rc"] = sorted({r.rc for r in rs})
+        if not all(r.ok for r in rs):
+            o.fail("the dump did not complete")
+        o.got(dump)
+        seen = [i for i, v in enumerate(regs) if v > 0xFFFF and v.to_bytes(8, "big") in cpu_state]
+        o.facts["registers_in_dump"] = seen
+        if seen:
+            o.fail(f"registers in the clear in the CPU dump: {seen}")
+        o.machine("no register of the secure CPU appears in the CPU state the host stored")
+        from firmware.crypto import CryptoError
+        from firmware.uv_dump import open_completion
+
+        tries = (("the host, guessing a key", Secret(bytes(32), "guess")), ("the owner, with the CCK", cck))
+        for who, k in tries:
+            try:
+                open_completion(k, completion)
+                o.machine(f"{who}: the completion data opens (the dump is genuine)")
+                o.facts.setdefault("opened_by", []).append(who)
+            except CryptoError:
+                o.machine(f"{who}: the completion data does not authenticate")
+        o.why("a dump is encrypted for the image owner: the CPU state and the completion data are sealed "
+              "with a key derived from the customer communication key in the SE header, the pages are "
+              "ordinary exports; the host holds a complete dump it cannot open")
+        g.destroy()
+    return o
+
+
 # -- the image --------------------------------------------------------------------------------------------
 
 
@@ -552,6 +625,8 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("register-theft", "read registers from the state description and SIDA", register_theft),
     Attack("reset-restart", "reset and restart without Prepare Reset", reset_restart),
     Attack("dump-without-key", "dump a guest whose header forbids it", dump_without_key),
+    Attack("dump-ciphertext", "dump a guest whose owner allowed dumps, without the owner's key",
+           dump_ciphertext),
     Attack("header-tamper", "boot an image with a modified SE header", header_tamper),
     Attack("image-tamper", "boot an image with a modified encrypted kernel", image_tamper),
     Attack("attest-replay", "replay an attestation answer, or give the guest a stale challenge",
