@@ -24,6 +24,8 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "swap-pages": ("rc", [0x0107, 0x0107]),
     "replay-export": ("rc", 0x0107),
     "remap-page": ("rc", 0x0105),
+    "transplant-page": ("rc", 0x0107),
+    "alias-page": ("rc", 0x0105),
     "share-secret": ("rc", [0x0002, 0x0108]),
     "register-theft": ("leaked_registers", []),
     "reset-restart": ("rc", 0x0003),
@@ -56,6 +58,8 @@ def test_attack_defence_holds(name: str) -> None:
         assert o.facts.get(fact) == value, text
     if name in ("dma-write", "swap-pages", "remap-page"):
         assert "cannot be made secure" in o.facts["stopped"], text  # the forged page never ran
+    if name == "alias-page":
+        assert o.facts["pgm"] == 0x3D, text
     if name == "dma-read":
         assert o.facts["traps"] >= 1, text
     if name == "dump-ciphertext":

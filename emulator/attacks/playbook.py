@@ -322,6 +322,53 @@ def remap_page(seed: int = 1) -> Outcome:
     return o
 
 
+def transplant_page(seed: int = 1) -> Outcome:
+    o = Outcome("transplant-page")
+    host = Host(seed=seed)
+    a = host.boot()
+    b = host.boot()  # a second instance of the same image: the same secret at the same address
+    s = a.secret_page
+    o.tried(f"boot the image twice, export page {s:#x} of both, put the first guest's ciphertext in the "
+            "second guest's frame, import it there")
+    o.machine(f"export (guest 1): {a.export(s)}")
+    ct = a.read(s, 4096)
+    o.machine(f"export (guest 2): {b.export(s)}")
+    o.got(ct + b.read(s, 4096))
+    b.write(s, ct)
+    r = b.import_page(s)
+    o.machine(f"import into guest 2: {r}")
+    o.facts["rc"] = r.rc
+    if r.ok:
+        o.fail("another configuration's page was accepted")
+    o.why("each configuration seals its exports under its own keys: a page of one instance does not open in "
+          "another, even of the same image at the same address")
+    r2 = a.import_page(s)
+    o.machine(f"guest 1's page goes back where it belongs: {r2}")
+    b.destroy()
+    _finish(o, host, a)
+    return o
+
+
+def alias_page(seed: int = 1) -> Outcome:
+    o = Outcome("alias-page")
+    host, g = _boot(seed)
+    s = g.secret_page
+    bounce = next(a for a in g.pages("shared") if a != s)
+    o.tried(f"map the shared page {bounce:#x} (which the host may read) onto the secret page's frame "
+            f"{g.frame(s):#x}, read it, and import it as the guest's page {bounce:#x}")
+    g.remap(bounce, g.frame(s))
+    _read_as_host(o, g, bounce)
+    r = g.import_page(bounce)
+    o.machine(f"import of {bounce:#x} on that frame: {r}")
+    o.facts["rc"] = r.rc
+    if r.ok:
+        o.fail("one frame became two guest pages")
+    o.why("sharing is a property of the frame, not of the mapping: the secret's frame stays secure "
+          "whatever maps it, and the Ultravisor records the one guest address each secure frame holds")
+    _finish(o, host, g)
+    return o
+
+
 def discard_page(seed: int = 1) -> Outcome:
     o = Outcome("discard-page")
     host, g = _boot(seed)
@@ -620,6 +667,9 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("swap-pages", "swap the ciphertexts of two exported pages", swap_pages),
     Attack("replay-export", "replay an older export of a page", replay_export),
     Attack("remap-page", "remap a guest page to a host frame of the host's choice", remap_page),
+    Attack("transplant-page", "move an exported page into another instance of the same image",
+           transplant_page),
+    Attack("alias-page", "map a shared page onto the secret page's frame", alias_page),
     Attack("discard-page", "destroy a secure page under a running guest", discard_page),
     Attack("share-secret", "make the secret page shared from the host", share_secret),
     Attack("register-theft", "read registers from the state description and SIDA", register_theft),
