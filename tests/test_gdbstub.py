@@ -183,3 +183,46 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+WATCHED = r"""
+.text
+.globl _start
+_start:
+    larl %r1,val
+    lghi %r2,0
+loop:
+    aghi %r2,1
+    lg %r3,8(%r1)               # reads `other`, in the same frame as `val`
+    stg %r2,0(%r1)              # writes `val`
+    j loop
+    .align 4096
+val:   .quad 0
+other: .quad 0x77
+"""
+
+
+@pytest.mark.toolchain
+def test_watchpoints_stop_after_the_access_they_watch(tmp_path):
+    (tmp_path / "w.s").write_text(WATCHED)
+    subprocess.run(["s390x-linux-gnu-as", "-o", tmp_path / "w.o", tmp_path / "w.s"], check=True)
+    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-o", tmp_path / "w.elf", tmp_path / "w.o"], check=True)
+    m = Machine(16 << 20, 1, console_out=lambda b: None)
+    prog = m.load(str(tmp_path / "w.elf"))
+    val, other = prog.symbols["val"], prog.symbols["other"]
+    stub = GdbStub(m, port=0)
+    t = threading.Thread(target=stub.serve, kwargs={"start_running": False}, daemon=True)
+    t.start()
+    c = Client(stub.port)
+    assert c.ask(f"Z2,{val:x},8") == "OK"
+    for n in (1, 2):  # each store stops once, after it: the new value is there, the read of `other` never stops
+        assert c.ask("c") == f"T05thread:1;watch:{val:x};"
+        assert c.ask(f"m{val:x},8") == f"{n:016x}"
+    assert c.ask(f"z2,{val:x},8") == "OK" and c.ask(f"Z3,{other:x},8") == "OK"
+    assert c.ask("c") == f"T05thread:1;rwatch:{other:x};"
+    assert c.ask(f"z3,{other:x},8") == "OK" and c.ask(f"Z4,{val:x},8") == "OK"
+    assert c.ask("c") == f"T05thread:1;awatch:{val:x};"
+    assert c.ask("Z2,ffffffffffff0000,8") == "E01"  # not addressable: refused
+    c.raw(frame(b"k"))
+    t.join(10)
+    stub.close()

@@ -86,6 +86,8 @@ class GdbStub:
         self._conn: socket.socket | None = None
         self._buf = b""
         self._breakpoints: set[int] = set()
+        #: (address, length, Z kind "2" write / "3" read / "4" access) -> its (host absolute, length) pieces
+        self._watches: dict[tuple[int, int, str], list[tuple[int, int]]] = {}
         self._g = self._c = min(machine.cpus)  # the CPUs the g and c operations address
         self._last_signal = SIGTRAP
         self._stopped_cpu = self._g
@@ -197,7 +199,22 @@ class GdbStub:
         return t
 
     def _continue(self) -> str | None:
-        """Run until a breakpoint, the end, or GDB's interrupt; the stop reply (None: already sent)."""
+        """Run until a breakpoint, a watchpoint, the end, or GDB's interrupt; the stop reply (None: sent)."""
+        while True:
+            reply = self._run_once()
+            last = getattr(self.m, "last_stop", None)
+            if reply is None or last is None or last[1].kind != "watch":
+                return reply
+            cpu_addr, _ex = last
+            hit = self._step_unwatched(cpu_addr)  # the access happens: GDB looks at the value after it
+            if hit is not None:
+                self._stopped_cpu = cpu_addr
+                return f"T{SIGTRAP:02x}thread:{cpu_addr + 1:x};{hit[0]}:{hit[1]:x};"
+            if self._done is not None:
+                self._send_exit()
+                return None
+
+    def _run_once(self) -> str | None:
         runner = self._start_run()
         while runner.is_alive():
             got = self._read_packet(poll=True)
@@ -359,7 +376,7 @@ class GdbStub:
     def _pages(self, addr: int, length: int, write: bool) -> list[tuple[int, int]] | None:
         """(host absolute, length) per page of a debugger access through the selected CPU; None: refused."""
         cpu = self._cpu(self._g)
-        out = []
+        out: list[tuple[int, int]] = []
         while length > 0:
             n = min(length, 0x1000 - (addr & 0xFFF))
             try:
@@ -390,10 +407,68 @@ class GdbStub:
             off += n
         return "OK"
 
+    # -- watchpoints: the CPUs refuse the TLB fill of a watched frame, so an access stops before it happens
+
+    def _watch_hit(self, accesses: list[tuple[int, int, bool]], before: dict) -> tuple[str, int] | None:
+        """The (stop-reply key, watched address) of the watchpoint the step's accesses hit, or None (another
+        part of a watched frame, or a kind of access the watchpoint does not want). A store that Python
+        emulated (no traced access) counts when the watched bytes changed."""
+        mem = self._cpu(self._g).mem
+        for key, hosts in self._watches.items():
+            vaddr, _length, kind = key
+            for addr, size, write in accesses:
+                if kind == "2" and not write or kind == "3" and write:
+                    continue
+                if any(addr < h + n and h < addr + size for h, n in hosts):
+                    return {"2": "watch", "3": "rwatch", "4": "awatch"}[kind], vaddr
+            if kind != "3" and before.get(key) != b"".join(mem.read(h, n) for h, n in hosts):
+                return {"2": "watch", "4": "awatch"}[kind], vaddr
+        return None
+
+    def _arm_watches(self) -> None:
+        frames: dict[int, bool] = {}
+        for (_vaddr, _length, kind), hosts in self._watches.items():
+            for h, n in hosts:
+                for frame in range(h >> 12, (h + n - 1 >> 12) + 1):
+                    frames[frame] = frames.get(frame, False) or kind != "2"
+        for c in self.m.cpus.values():
+            c.watch_frames = dict(frames)
+            c.flush_tlb()
+
+    def _step_unwatched(self, cpu_addr: int) -> tuple[str, int] | None:
+        """Step the instruction a watched frame stopped, with the watch off, tracing its accesses; the hit."""
+        cpu = self.m.cpus[cpu_addr]
+        mem = cpu.mem
+        before = {k: b"".join(mem.read(h, n) for h, n in hosts) for k, hosts in self._watches.items()}
+        cpu.watch_frames = {}
+
+        def step() -> None:
+            try:
+                self.m.step(1, cpu=cpu_addr)
+            except EmulatorError:
+                pass
+
+        try:
+            accesses = cpu.step_tracing_accesses(step)
+        finally:
+            self._arm_watches()
+        return self._watch_hit(accesses, before)
+
     def _breakpoint(self, insert: bool, spec: str) -> str:
-        kind, addr, _size = spec.split(",")[:3]
+        kind, addr, size = spec.split(",")[:3]
+        if kind in ("2", "3", "4"):
+            key = (int(addr, 16), int(size, 16), kind)
+            if insert:
+                pages = self._pages(key[0], key[1], False)
+                if pages is None or not key[1]:
+                    return "E01"
+                self._watches[key] = pages
+            else:
+                self._watches.pop(key, None)
+            self._arm_watches()
+            return "OK"
         if kind not in ("0", "1"):
-            return ""  # watchpoints: not offered yet (GDB then says so)
+            return ""
         a = int(addr, 16)
         if insert:
             self._breakpoints.add(a)
@@ -406,6 +481,8 @@ class GdbStub:
         self._send("OK")
         self._log("gdb detached; the program runs on")
         self.m.set_breakpoints(set())
+        self._watches.clear()
+        self._arm_watches()
         runner = self._start_run()
         runner.join()
         if self._done is None:

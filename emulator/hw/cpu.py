@@ -47,6 +47,7 @@ from unicorn.unicorn_const import (
     UC_ERR_EXCEPTION,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
+    UC_MEM_WRITE,
     UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
     UC_MODE_BIG_ENDIAN,
@@ -1783,6 +1784,28 @@ class Cpu(InterruptDelivery):
         """Instructions the last counted run executed (unicorn's counter, at most the budget)."""
         n = ctypes.c_size_t.from_address(self.uc._uch.value + _LAYOUT.counter).value  # noqa: SLF001
         return min(n, budget)
+
+    def step_tracing_accesses(self, step: Callable[[], object]) -> list[tuple[int, int, bool]]:
+        """Call ``step`` (one instruction of this CPU, e.g. ``Machine.step``) recording each data access
+        unicorn makes meanwhile as (host absolute address, size, store?): the debugger's exact watchpoints.
+        A hook per access, so for single steps only; translated code is dropped before and after so that
+        no block keeps the hook. Accesses that Python emulation makes (trapped instructions) are not seen."""
+        seen: list[tuple[int, int, bool]] = []
+
+        def record(_uc: Uc, access: int, address: int, size: int, _value: int, _ud: object) -> None:
+            seen.append((address, size, access == UC_MEM_WRITE))
+
+        uc = self.uc
+        hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, record)
+        uc.ctl_flush_tb()
+        self.flush_tlb()
+        try:
+            step()
+        finally:
+            uc.hook_del(hook)
+            uc.ctl_flush_tb()
+            self.flush_tlb()
+        return seen
 
     def _watched_step(self, f: SubPageAccess) -> int:
         """Run the one instruction at the PC with the sub-page-protected page granted, watching the bytes
