@@ -1,0 +1,160 @@
+"""The console's command registry and what every command module shares: ``command``, ``lookup``, argument
+helpers and the stop report (the commands themselves live in ``commands.py``, ``securecmds.py``, ``gdbcmds.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from emulator.console.errors import ConsoleError
+from emulator.console.expr import parse_number
+from emulator.console.render import Output
+from emulator.console.session import SPACES, Session, Stop
+
+__all__ = ["Command", "REGISTRY", "GROUPS", "command", "lookup", "QuitRequest", "count", "no_more", "space_addr",
+           "stop_output", "where_line", "state_style"]  # fmt: skip
+
+Handler = Callable[[Session, list[str]], Output]
+
+
+class QuitRequest(Exception):  # noqa: N818 - control flow, not an error
+    """``quit`` was typed: leave the console with this status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Command:
+    """One console command."""
+
+    name: str
+    handler: Handler
+    usage: str
+    summary: str
+    help: str = ""
+    aliases: tuple[str, ...] = ()
+    group: str = "inspect"
+    complete: tuple[str, ...] = ()  # completion kind per argument position ("loc", "bpkind", ...)
+    while_running: bool = False  # allowed while the machine runs in the background
+
+
+REGISTRY: dict[str, Command] = {}
+_ALIASES: dict[str, str] = {}
+GROUPS: Final = ("run", "break", "inspect", "secure", "session")
+
+
+def command(
+    name: str,
+    usage: str,
+    summary: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    group: str = "inspect",
+    complete: tuple[str, ...] = (),
+    while_running: bool = False,
+) -> Callable[[Handler], Handler]:
+    """Register a handler; its docstring is the long help."""
+
+    def deco(fn: Handler) -> Handler:
+        REGISTRY[name] = Command(
+            name, fn, usage, summary, (fn.__doc__ or "").strip(), aliases, group, complete, while_running
+        )
+        for a in aliases:
+            _ALIASES[a] = name
+        return fn
+
+    return deco
+
+
+def lookup(word: str) -> Command | None:
+    """The command named or aliased ``word`` (a unique prefix of a name also works)."""
+    if word in REGISTRY:
+        return REGISTRY[word]
+    if word in _ALIASES:
+        return REGISTRY[_ALIASES[word]]
+    hits = [n for n in REGISTRY if n.startswith(word)]
+    return REGISTRY[hits[0]] if len(hits) == 1 else None
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def count(args: list[str], i: int, default: int, what: str, lo: int = 1, hi: int = 1 << 30) -> int:
+    if len(args) <= i:
+        return default
+    v = parse_number(args[i])
+    if v is None:
+        raise ConsoleError(f"bad {what} {args[i]!r} (write decimal or 0x-prefixed hex)")
+    if not lo <= v <= hi:
+        raise ConsoleError(f"{what} {v} must be between {lo} and {hi}")
+    return v
+
+
+def no_more(args: list[str], n: int, usage: str) -> None:
+    if len(args) > n:
+        raise ConsoleError(f"too many arguments (usage: {usage})")
+
+
+def where_line(s: Session) -> Output:
+    out = Output()
+    cpu = s.cpu
+    if cpu.state != "operating":
+        return out
+    insn = s.current_instruction(owner=s.view == "owner")  # the host view reads no secure code
+    pc = cpu.pc
+    sym = s.symbolize(pc)
+    if insn is None:
+        why = "in secure storage: PGM 0x3D for the host" if s.view == "host" and s.is_secure() else "not readable"
+        return out.add(
+            ("stop", "=> "), ("addr", f"{pc:#x}"), ("sym", f" <{sym}>" if sym else ""), ("trap", f"  (instruction {why})")
+        )
+    return out.add(
+        ("stop", "=> "),
+        ("addr", f"{pc:#x}"),
+        ("sym", f" <{sym}>" if sym else ""),
+        ": ",
+        ("mnemonic", insn.mnemonic),
+        " ",
+        ("operands", insn.operands),
+    )
+
+
+def console_news(s: Session) -> Output:
+    out = Output()
+    data = bytes(s.machine.console[s.console_seen :])
+    s.console_seen += len(data)
+    if data:
+        for line in data.decode("ascii", "replace").splitlines():
+            out.add(("dim", "guest| "), line)
+    return out
+
+
+def stop_output(s: Session, stop: Stop) -> Output:
+    out = console_news(s)
+    style = "stop" if stop.kind not in ("end",) else "ok"
+    if stop.result is not None and not stop.result.clean and stop.kind == "end":
+        style = "warn"
+    out.add((style, stop.reason))
+    for d in stop.details:
+        out.add("  ", ("changed", d))
+    return out.extend(where_line(s))
+
+
+
+
+def space_addr(s: Session, text: str, default: str = "virt") -> tuple[str, int]:
+    space = default
+    for prefix in SPACES:
+        if text.startswith(prefix + ":"):
+            space, text = prefix, text[len(prefix) + 1 :]
+    return space, s.value(text)
+
+
+
+def state_style(state: str) -> str:
+    """The output style of a page-map state."""
+    return {"secure": "secure", "shared": "shared", "donated": "donated", "exported": "exported"}.get(state, "")
