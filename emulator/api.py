@@ -564,6 +564,13 @@ class Guest:
         pv = self._pv()
         return pv.set_cpu_state(self._vm.vcpus[cpu], code)
 
+    def donated_storage(self) -> list[tuple[str, int, int]]:
+        """The host storage the hypervisor donated to the Ultravisor for this configuration (what, host
+        address, length): configuration base and variable storage, each secure CPU's storage. The host
+        knows these ranges (it gave them) and may not touch them while the configuration lives."""
+        pv = self._vm.pv
+        return list(pv.donated) if pv is not None else []
+
     def _pv(self) -> Any:
         pv = self._vm.pv
         if pv is None:

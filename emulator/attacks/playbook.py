@@ -449,6 +449,48 @@ def register_theft(seed: int = 1) -> Outcome:
     return o
 
 
+def read_donated(seed: int = 1) -> Outcome:
+    o = Outcome("read-donated")
+    host, g = _boot(seed)
+    regions = g.donated_storage()
+    o.tried("read and write the storage the host donated to the Ultravisor (configuration base and "
+            "variable storage, the secure CPU's storage), then read it again after the configuration is gone")
+    refused = 0
+    for what, addr, length in regions:
+        n = min(length, 0x4000)
+        try:
+            o.got(host.read(addr, n))
+            o.machine(f"{what} at {addr:#x}: read {n} bytes")
+        except SecureStorageAccess as e:
+            refused += 1
+            o.machine(f"{what} at {addr:#x}+{length:#x}: PGM {e.code:#04x}")
+        try:
+            host.write(addr, b"host")
+            o.fail(f"the host wrote into {what}")
+        except SecureStorageAccess:
+            pass
+    o.facts["refused"] = refused
+    o.facts["regions"] = len(regions)
+    if refused != len(regions):
+        o.fail("donated storage was readable while the configuration lived")
+    regs = referee.secure_registers(g)
+    r = g.run(time_limit=20)
+    o.machine(f"the guest ran on: {'secret intact: yes' if INTACT in g.console and r.clean else r.reason}")
+    g.destroy()
+    after = b"".join(host.read(addr, length) for _, addr, length in regions)
+    o.got(after)
+    left = [i for i, v in enumerate(regs) if v > 0xFFFF and v.to_bytes(8, "big") in after]
+    o.facts["registers_after"] = left
+    o.machine(f"after the configuration was destroyed the {len(after)} bytes read back hold "
+              f"{len(left)} of its register values and {referee.secret_bytes(after)} secret bytes")
+    if left:
+        o.fail(f"registers left in freed donated storage: {left}")
+    o.why("donated frames belong to the Ultravisor (owner tag): the host is refused like on a secure page, "
+          "and they come back only when the configuration or CPU is destroyed")
+    host.close()
+    return o
+
+
 def reset_restart(seed: int = 1) -> Outcome:
     o = Outcome("reset-restart")
     host, g = _boot(seed)
@@ -673,6 +715,8 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("discard-page", "destroy a secure page under a running guest", discard_page),
     Attack("share-secret", "make the secret page shared from the host", share_secret),
     Attack("register-theft", "read registers from the state description and SIDA", register_theft),
+    Attack("read-donated", "read the storage donated to the Ultravisor, during and after the guest's life",
+           read_donated),
     Attack("reset-restart", "reset and restart without Prepare Reset", reset_restart),
     Attack("dump-without-key", "dump a guest whose header forbids it", dump_without_key),
     Attack("dump-ciphertext", "dump a guest whose owner allowed dumps, without the owner's key",

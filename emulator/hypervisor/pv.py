@@ -229,6 +229,8 @@ class PvVm:
         self.cpu_handles: dict[int, int] = {}
         self.hw: dict[int, Cpu] = {}
         self.cpu_stor: dict[int, int] = {}
+        #: storage donated to the Ultravisor: (what, host address, length), as KVM keeps it to free it later
+        self.donated: list[tuple[str, int, int]] = []
         self.possibly_secure: set[int] = set()  # guest pages that may be secure (Linux: PG_arch_1)
         self.ext: dict[int, dict[str, int]] = {}
         self.restart: set[int] = set()
@@ -273,7 +275,8 @@ class PvVm:
         try:
             self.asce = self._build_gmap(arena)
             base = arena.alloc(q.conf_base_phys_stor_len, q.conf_base_phys_stor_len)
-            var = arena.alloc(self.hv.ultravisor.query.var_stor_len(vm.memory_size))  # type: ignore[attr-defined]
+            var_len = self.hv.ultravisor.query.var_stor_len(vm.memory_size)  # type: ignore[attr-defined]
+            var = arena.alloc(var_len)
             sca = arena.alloc(0x4000, 0x4000)
             res = self.client.call(
                 "create_sec_conf",
@@ -289,6 +292,8 @@ class PvVm:
                     self.client.call("destroy_sec_conf", handle=res.block.guest_handle)
                 raise _fail(KVM_PV_ENABLE, res)
             self.handle = int(res.block.guest_handle)
+            self.donated = [("configuration base storage", base, q.conf_base_phys_stor_len),
+                            ("configuration variable storage", var, var_len)]  # fmt: skip
             for addr, v in sorted(vm.vcpus.items()):
                 sida = arena.alloc(PAGE_SIZE)
                 self.hv.host.write(sida, bytes(PAGE_SIZE))
@@ -301,6 +306,7 @@ class PvVm:
                     raise _fail(KVM_PV_ENABLE, res)
                 self.cpu_handles[addr] = int(res.block.cpu_handle)
                 self.cpu_stor[addr] = stor
+                self.donated.append((f"secure CPU {addr} storage", stor, q.cpu_stor_len))
         except BaseException:
             self._teardown()
             raise
