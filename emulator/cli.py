@@ -169,10 +169,14 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def _image_tool(target: str, argv: list[str]) -> int:
-    """Run the SE image tools (``emulator.image.pvimg``) with their own argument parsers."""
-    from emulator.image import pvimg
+    """Run the SE image tools (``emulator.image.pvimg_cli``, ``emulator.image.pvimg``) with their own parsers."""
+    if target == "pvimg_main":
+        from emulator.image.pvimg_cli import pvimg_main
 
-    return int(getattr(pvimg, target)(argv))
+        return int(pvimg_main(argv))
+    from emulator.image.pvimg import hostkey_main
+
+    return int(hostkey_main(argv))
 
 
 _ATTEST_TOOLS = {

@@ -127,6 +127,7 @@ __all__ = [
     "header_size",
     "build_header",
     "open_header",
+    "decrypt_with_protection_key",
     "verify_digests",
 ]
 
@@ -664,6 +665,24 @@ class OpenedHeader:
             f"OpenedHeader(sehs={self.sehs:#x}, nks={self.nks}, slot={self.slot_index}, nep={self.nep}, "
             f"pcf={self.pcf:#x}, scf={self.scf:#x}, psw={self.psw_mask:#018x}:{self.psw_addr:#x})"
         )
+
+
+def decrypt_with_protection_key(data: bytes, protection_key: Secret) -> tuple[SeHeader, SeHdrEncrypted]:
+    """Authenticate and decrypt a header with its protection key (what ``pvimg info --hdr-key`` does).
+
+    Only the structure is checked (``SeHeader.parse``); no host key and no flag support is involved.
+
+    Raises:
+        SeHeaderError: malformed header, or the key does not authenticate it (rc of a host-key mismatch).
+    """
+    hdr = SeHeader.parse(data)
+    try:
+        plain = aes_gcm_open(protection_key, hdr.head.iv, hdr.aad, hdr.encrypted, hdr.tag)
+    except CryptoError:
+        raise SeHeaderError(
+            RC_HOSTKEY, RRC_NOT_ENCRYPTED_FOR_HOST, "the header protection key does not authenticate the header"
+        ) from None
+    return hdr, SeHdrEncrypted.parse(plain)
 
 
 def open_header(

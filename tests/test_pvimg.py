@@ -10,6 +10,7 @@ import capstone
 import pytest
 
 from emulator.image import pvimg as p
+from emulator.image import pvimg_cli
 from firmware import crypto as c
 from firmware import se_header as s
 from firmware.machine_identity import MachineIdentity
@@ -170,40 +171,45 @@ def _verify_args():
 def test_cli_create_verified_and_info(tmp_path, capsys):
     (tmp_path / "parm").write_bytes(PARM)
     out = tmp_path / "img"
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", HELLO, "-p", tmp_path / "parm",
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-p", tmp_path / "parm",
                       "-k", MACHINES / "zuv-demo" / "host-key-document.crt",
                       "-k", MACHINES / "zuv-other" / "host-key-document.crt", "-o", out, *_verify_args(), "--seed", 3)
     assert rc == 0 and err == ""
-    rc, text, _ = _cli(capsys, p.pvimg_main, "info", out)
-    assert rc == 0 and "key slot 1" in text and "PSW" not in text
-    rc, text, _ = _cli(capsys, p.pvimg_main, "info", out, "--machine", "zuv-other", "--format", "json")
-    d = json.loads(text)
-    assert rc == 0 and d["nks"] == 2 and d["decrypted"]["key_slot"] == 1 and d["components"][0]["kind"] == "kernel"
+    rc, text, err = _cli(capsys, pvimg_cli.pvimg_main, "info", out, "--format", "text")
+    assert rc == 0 and "key slot 1" in text and "PSW" not in text and "not verified" in err
+    rc, text, _ = _cli(capsys, pvimg_cli.pvimg_main, "info", out, "--machine", "zuv-other", "--format", "json")
+    d = json.loads(text)["data"]
+    assert rc == 0 and d["nks"] == 2 and d["kind"] == "se_hdr" and d["verified"] is True and "psw" not in d
     opened = s.open_header(p.parse_image(out.read_bytes()).header, OTHER.host_keys)
-    assert d["decrypted"]["psw_addr"] == opened.psw_addr
     assert opened.xts_key.expose().hex() not in text and opened.cck.expose().hex() not in text
+    rc, text, _ = _cli(capsys, pvimg_cli.pvimg_main, "info", out, "--machine", "zuv-other", "--show-secrets")
+    d = json.loads(text)["data"]  # stdout is not a terminal: JSON, as the real tool
+    assert d["kind"] == "decrypted_se_hdr" and int(d["psw"]["addr_hex"], 16) == opened.psw_addr
+    assert d["xts_hex"] == opened.xts_key.expose().hex() and "cipher_data_b64" not in d
 
 
 def test_cli_exit_codes_and_single_line_errors(tmp_path, capsys):
+    """s390-tools' pvimg: 2 for a usage error, 1 for any error at run time."""
     hkd = MACHINES / "zuv-demo" / "host-key-document.crt"
     out = tmp_path / "img"
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out)
-    assert rc == 1 and "--no-verify" in err and len(err.strip().splitlines()) == 1
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify")
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out)
+    assert rc == 2 and "--no-verify" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify")
     assert rc == 0 and "WARNING" in err
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify")
-    assert rc == 2 and "--overwrite" in err
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", tmp_path / "nope", "-k", hkd, "-o", tmp_path / "x",
-                      "--no-verify")
-    assert rc == 2 and len(err.strip().splitlines()) == 2  # warning + the one error line
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", HELLO)
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify")
+    assert rc == 1 and "--overwrite" in err
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", tmp_path / "nope", "-k", hkd, "-o",
+                      tmp_path / "x", "--no-verify")
+    assert rc == 1 and len(err.strip().splitlines()) == 2  # warning + the one error line
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO)
     assert rc == 2 and len(err.strip().splitlines()) == 1
-    rc, _, err = _cli(capsys, p.pvimg_main, "info", out, "--machine", "zuv-other")
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "info", out, "--machine", "zuv-other")
     assert rc == 1 and "0x0108" in err
-    rc, _, err = _cli(capsys, p.pvimg_main, "info", HELLO)
-    assert rc == 2
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", HELLO, "-k", HELLO, "-o", tmp_path / "y", "--no-verify")
-    assert rc == 2
-    rc, _, err = _cli(capsys, p.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", tmp_path / "z",
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "info", HELLO)
+    assert rc == 1
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", HELLO, "-o", tmp_path / "y",
+                      "--no-verify")
+    assert rc == 1
+    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", tmp_path / "z",
                       "-C", PKI / "ibm-z-signing-key.crt", "-C", PKI / "intermediate-ca.crt", "--time", "2030-01-01")
     assert rc == 1 and "CRL" in err

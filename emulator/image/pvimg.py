@@ -1,4 +1,6 @@
-"""SE image builder and inspector with the command lines of IBM's pvimg/genprotimg (create, info), and the hostkey tool.
+"""SE image builder and parser (what pvimg/genprotimg write), the tools' shared plumbing, the hostkey tool.
+
+The pvimg command line itself is ``emulator.image.pvimg_cli``.
 
 Image layout (a memory image loaded at absolute 0, spec 8.1; details in docs/se-image.md)::
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import io
-import json
 import os
 import stat
 import struct
@@ -29,7 +30,6 @@ from emulator import options
 from firmware.crypto import (
     CryptoError,
     DeterministicRng,
-    EllipticCurvePrivateKey,
     EllipticCurvePublicKey,
     Rng,
     Secret,
@@ -37,7 +37,6 @@ from firmware.crypto import (
     aes_xts_encrypt,
     generate_p521_key,
     phkh,
-    private_key_from_pem,
 )
 from firmware.machine_identity import BUNDLED, MachineIdentity, MachineIdentityError
 from firmware.se_header import (
@@ -45,24 +44,13 @@ from firmware.se_header import (
 )
 from firmware.se_header import (
     PAGE_SIZE,
-    PCF_ALLOW_DUMPING,
-    PCF_BACKUP_KEYS,
     PCF_DEFAULT,
     PCF_NO_COMP_ENCRYPTION,
-    PCF_PCKMO_AES,
-    PCF_PCKMO_DEA_TDEA,
-    PCF_PCKMO_ECC,
-    PCF_PCKMO_HMAC,
     PSW_MASK_DEFAULT,
-    SCF_CCK_EXTENSION_SECRET,
-    SCF_CCK_UPDATE,
     ImageDigests,
-    OpenedHeader,
-    SeHeader,
     SeHeaderBuildError,
     SeHeaderError,
     build_header,
-    open_header,
     page_tweak,
 )
 
@@ -87,7 +75,6 @@ __all__ = [
     "prepare_cmdline",
     "build_image",
     "parse_image",
-    "pvimg_main",
     "hostkey_main",
 ]
 
@@ -350,6 +337,8 @@ def build_image(
     scf: int = 0,
     cck: Secret | None = None,
     xts_key: Secret | None = None,
+    protection_key: Secret | None = None,
+    psw_addr: int | None = None,
     stage3a: bytes | None = None,
     stage3b: bytes | None = None,
     loader_dir: Path | None = None,
@@ -420,8 +409,8 @@ def build_image(
 
     try:
         header = build_header(
-            host_keys=host_keys, psw_addr=s3b.addr, digests=digests, xts_key=xts_key, rng=rng, pcf=pcf, scf=scf,
-            cck=cck,
+            host_keys=host_keys, psw_addr=s3b.addr if psw_addr is None else psw_addr, digests=digests,
+            xts_key=xts_key, rng=rng, pcf=pcf, scf=scf, cck=cck, protection_key=protection_key,
         )
     except SeHeaderBuildError as exc:
         raise ImageError(str(exc)) from None
@@ -575,7 +564,9 @@ def _bundled_pki_dir() -> Path:
     return MachineIdentity.bundled_dir("zuv-demo") / "pki"
 
 
-def _run(prog: str, argv: Sequence[str] | None, build, handler) -> int:
+def _run(prog: str, argv: Sequence[str] | None, build, handler, input_error: int = 2) -> int:
+    """Parse and run; usage errors exit 2, bad input ``input_error`` (s390-tools' tools: 1), a failed
+    verification or a refused header 1; one line on stderr, never a traceback."""
     parser = build()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -585,12 +576,9 @@ def _run(prog: str, argv: Sequence[str] | None, build, handler) -> int:
     except _UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except ImageError as exc:
+    except (ImageError, MachineIdentityError, CryptoError, pki.PkiFormatError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except (MachineIdentityError, CryptoError, pki.PkiFormatError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return input_error
     except pki.PkiError as exc:
         print(f"{prog}: verification failed: {exc}", file=sys.stderr)
         return 1
@@ -599,78 +587,7 @@ def _run(prog: str, argv: Sequence[str] | None, build, handler) -> int:
         return 1
 
 
-# ------------------------------------------------------------------------------------------------ pvimg
-
-
-def _pvimg_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pvimg", description="Create and inspect IBM Secure Execution images (zuv emulation).")
-    sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("create", help="create an SE image", description="Create an SE image (like pvimg create).")
-    c.add_argument("-i", "--image", required=True, help="kernel: s390x ELF or memory image from address 0")
-    c.add_argument("-r", "--ramdisk", help="initial ramdisk")
-    c.add_argument("-p", "--parmfile", help="kernel command line file")
-    c.add_argument("-k", "--host-key-document", action="append", required=True, dest="hkds",
-                   help="host-key document of a target machine (repeat for several machines)")
-    c.add_argument("-o", "--output", required=True, help="output image")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    c.add_argument("--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)")
-    c.add_argument("-C", "--cert", action="append", default=[], help="IBM Z signing-key or intermediate CA certificate")
-    c.add_argument("--crl", action="append", default=[], help="certificate revocation list")
-    c.add_argument("--root-ca", help="trusted root CA (default: zuv's emulated root CA)")
-    c.add_argument("--pki", help="zuv: take the certificates, CRLs and root CA from this PKI directory "
-                                 "(hostkey init-pki)")  # fmt: skip
-    c.add_argument("--offline", action="store_true", help="never download CRLs (zuv never downloads)")
-    c.add_argument("--cck", "--comm-key", dest="cck", help="32-byte customer communication key file")
-    for flag, help_ in (
-        ("dump", "allow dumping of the secure guest (PCF bit 34)"),
-        ("pckmo", "PCKMO DEA/TDEA, AES and ECC key functions (PCF bits 56-58, default on)"),
-        ("pckmo-hmac", "PCKMO HMAC functions (PCF bit 59)"),
-        ("backup-keys", "allow backup host keys (PCF bit 62)"),
-        ("cck-extension-secret", "enforce the CCK extension secret for add-secret requests (SCF bit 1)"),
-        ("cck-update", "allow a secret to replace the CCK (SCF bit 2)"),
-        ("component-encryption", "encrypt the components (PCF bit 35 clear, default on)"),
-    ):
-        g = c.add_mutually_exclusive_group()
-        g.add_argument(f"--enable-{flag}", action="store_true", help=help_)
-        g.add_argument(f"--disable-{flag}", action="store_true", help=argparse.SUPPRESS)
-    c.add_argument("--x-pcf", type=_int, help="expert: plaintext control flags value")
-    c.add_argument("--x-scf", type=_int, help="expert: secret control flags value")
-    c.add_argument("--x-bootloader-directory", type=Path, help="expert: directory with stage3a.bin/stage3b.bin")
-    c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible images)")
-    c.add_argument("--time", type=_time, help="zuv: verify certificates at this time (ISO 8601)")
-
-    i = sub.add_parser("info", help="show the SE header of an image", description="Show an SE image's header.")
-    i.add_argument("input", help="SE image or bare SE header")
-    i.add_argument("--format", choices=("text", "json"), default="text")
-    key = i.add_mutually_exclusive_group()
-    key.add_argument("--host-key", help="host private key (PEM) to open the header with")
-    key.add_argument("--machine", help="machine directory, or the name of a bundled machine")
-    return p
-
-
-def _pcf_scf(a) -> tuple[int, int]:
-    pcf = PCF_DEFAULT if a.x_pcf is None else a.x_pcf
-    scf = 0 if a.x_scf is None else a.x_scf
-    for name, bits in (
-        ("dump", PCF_ALLOW_DUMPING), ("pckmo", PCF_PCKMO_DEA_TDEA | PCF_PCKMO_AES | PCF_PCKMO_ECC),
-        ("pckmo_hmac", PCF_PCKMO_HMAC), ("backup_keys", PCF_BACKUP_KEYS),
-    ):
-        if getattr(a, f"enable_{name}"):
-            pcf |= bits
-        if getattr(a, f"disable_{name}"):
-            pcf &= ~bits
-    if a.disable_component_encryption:
-        pcf |= PCF_NO_COMP_ENCRYPTION
-    if a.enable_component_encryption:
-        pcf &= ~PCF_NO_COMP_ENCRYPTION
-    for name, bits in (("cck_extension_secret", SCF_CCK_EXTENSION_SECRET), ("cck_update", SCF_CCK_UPDATE)):
-        if getattr(a, f"enable_{name}"):
-            scf |= bits
-        if getattr(a, f"disable_{name}"):
-            scf &= ~bits
-    if not (0 <= pcf < 1 << 64 and 0 <= scf < 1 << 64):
-        raise ImageError("control flags must fit in 64 bits")
-    return pcf, scf
+# ------------------------------------------------------------------------------------------------ host-key documents
 
 
 def host_keys_from_hkds(
@@ -681,8 +598,9 @@ def host_keys_from_hkds(
     read = read or _read
     docs = [(path, pki.load_certificate(read(path, "host-key document"), f"host-key document {path}")) for path in a.hkds]
     if a.no_verify:
-        print(f"{prog}: WARNING: host-key document verification is disabled. Your workload is not secured.",
-              file=sys.stderr)
+        if not getattr(a, "quiet", 0):
+                print(f"{prog}: WARNING: host-key document verification is disabled. Your workload is not secured.",
+                  file=sys.stderr)
         return [pki.describe_unverified(d).public_key for _, d in docs]
     pki_dir = Path(a.pki) if getattr(a, "pki", None) else None
     if not a.cert and pki_dir is None:
@@ -710,110 +628,6 @@ def host_keys_from_hkds(
                         "with --root-ca, or its directory with --pki)")  # fmt: skip
             raise pki.PkiError(f"{path}: {exc}{hint}") from None
     return keys
-
-
-def _create(a) -> int:
-    out = Path(a.output)
-    if out.exists() and not a.overwrite:
-        raise ImageError(f"{out} exists; use --overwrite to replace it")
-    pcf, scf = _pcf_scf(a)
-    cck = None
-    if a.cck:
-        raw = _read(a.cck, "communication key")
-        if len(raw) != 32:
-            raise ImageError(f"the communication key must be 32 bytes, {a.cck} has {len(raw)}")
-        cck = Secret(raw, "CCK")
-    keys = host_keys_from_hkds(a)
-    img = build_image(
-        kernel=_read(a.image, "kernel"),
-        ramdisk=_read(a.ramdisk, "ramdisk") if a.ramdisk else None,
-        parmfile=_read(a.parmfile, "parmfile") if a.parmfile else None,
-        host_keys=keys,
-        rng=_rng(a.seed),
-        pcf=pcf,
-        scf=scf,
-        cck=cck,
-        loader_dir=a.x_bootloader_directory,
-    )
-    try:
-        out.write_bytes(img.data)
-    except OSError as exc:
-        raise ImageError(f"cannot write {out}: {exc.strerror}") from None
-    return 0
-
-
-def _load_machine_keys(a) -> tuple[EllipticCurvePrivateKey, ...] | None:
-    if a.host_key:
-        return (private_key_from_pem(_read(a.host_key, "host key")),)
-    if a.machine:
-        m = MachineIdentity.bundled(a.machine) if a.machine in BUNDLED and not Path(a.machine).is_dir() else None
-        return (m or MachineIdentity.load(a.machine)).host_keys
-    return None
-
-
-def _flags_text(value: int) -> str:
-    bits = [str(b) for b in range(64) if value & (1 << (63 - b))]
-    return f"{value:#018x}" + (f" (bits {', '.join(bits)})" if bits else "")
-
-
-def _info_text(d: dict, components: Sequence[IpibPvComponent]) -> str:
-    lines = [
-        f"SE header version {d['version']:#x} ({d['magic']}), {d['sehs']} bytes",
-        f"  key slots (nks):        {d['nks']}",
-        f"  encrypted area (sea):   {d['sea']:#x} bytes",
-        f"  encrypted pages (nep):  {d['nep']}",
-        f"  plaintext flags (pcf):  {_flags_text(d['pcf'])}",
-        f"  IV:                     {d['iv']}",
-        f"  customer public key:    {d['cust_pub_key'][:32]}...",
-        f"  PLD: {d['pld']}",
-        f"  ALD: {d['ald']}",
-        f"  TLD: {d['tld']}",
-        f"  tag: {d['tag']}",
-    ]
-    for i, s in enumerate(d["key_slots"]):
-        lines.append(f"  key slot {i}: phkh {s['phkh']}")
-    for c in components:
-        kind = _COMP_NAMES.get(c.tweak_pref >> 48, "?")
-        lines.append(f"  component {kind:9} addr {c.addr:#010x} len {c.len:#x} tweak {c.tweak_pref:#018x}")
-    dec = d.get("decrypted")
-    if dec:
-        lines += [
-            f"decrypted with key slot {dec['key_slot']} (host key {dec['phkh'][:16]}...)"
-            + (" [backup key]" if dec["backup_key_used"] else ""),
-            f"  PSW:                    {dec['psw_mask']:#018x} {dec['psw_addr']:#018x}",
-            f"  secret flags (scf):     {_flags_text(dec['scf'])}",
-            f"  optional items (noi):   {dec['noi']}",
-        ]
-    return "\n".join(lines)
-
-
-def _info(a) -> int:
-    img = parse_image(_read(a.input, "image"))
-    keys = _load_machine_keys(a)
-    if keys is not None:
-        opened: OpenedHeader = open_header(img.header, keys)
-        d = opened.describe()
-    else:
-        d = SeHeader.parse(img.header).describe()
-    comps = img.ipib.components
-    if a.format == "json":
-        d["components"] = [
-            {"kind": _COMP_NAMES.get(c.tweak_pref >> 48, "?"), "addr": c.addr, "len": c.len, "tweak_pref": c.tweak_pref}
-            for c in comps
-        ]
-        print(json.dumps(d, indent=2))
-    else:
-        print(_info_text(d, comps))
-    return 0
-
-
-def pvimg_main(argv: Sequence[str] | None = None) -> int:
-    """``pvimg create`` / ``pvimg info``: exit 0 ok, 1 refused or verification failed, 2 usage or bad input."""
-
-    def handler(a) -> int:
-        return _create(a) if a.command == "create" else _info(a)
-
-    return _run("pvimg", argv, _pvimg_parser, handler)
 
 
 # ------------------------------------------------------------------------------------------------ hostkey

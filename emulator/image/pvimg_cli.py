@@ -1,0 +1,466 @@
+"""The ``pvimg`` command line (create, info, test, version): s390-tools' option names, rules and exit codes.
+
+Measured against s390-tools' ``rust/pvimg`` (cli.rs, cmd/*.rs, schema/info-v1.schema.json): exit 0 success,
+1 any error at run time (unreadable or malformed input, failed verification, ``test`` found no key), 2 a
+usage error. Lists are comma-separated or repeated (``-k A,B -k C``); a single-value option given twice
+is a usage error. ``info`` prints JSON in the info-v1 schema (``meta``/``data``) unless stdout is a
+terminal or ``--format text`` is asked for. zuv's own additions, documented as such in docs/se-image.md:
+``--seed``, ``--time``, ``--pki``, ``info --host-key/--machine``, ELF kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from emulator.image.pvimg import (
+    _COMP_NAMES,
+    ImageError,
+    IpibPvComponent,
+    _int,
+    _Parser,
+    _read,
+    _rng,
+    _run,
+    _time,
+    _UsageError,
+    build_image,
+    host_keys_from_hkds,
+    parse_image,
+)
+from firmware.crypto import EllipticCurvePrivateKey, Secret, phkh, private_key_from_pem
+from firmware.machine_identity import BUNDLED, MachineIdentity
+from firmware.se_header import (
+    PCF_ALLOW_DUMPING,
+    PCF_BACKUP_KEYS,
+    PCF_DEFAULT,
+    PCF_NO_COMP_ENCRYPTION,
+    PCF_PCKMO_AES,
+    PCF_PCKMO_DEA_TDEA,
+    PCF_PCKMO_ECC,
+    PCF_PCKMO_HMAC,
+    SCF_CCK_EXTENSION_SECRET,
+    SCF_CCK_UPDATE,
+    SeHdrEncrypted,
+    SeHeader,
+    decrypt_with_protection_key,
+    open_header,
+)
+
+from . import pki
+
+__all__ = ["S390_TOOLS_VERSION", "UV_KEY_HASHES_SIZE", "info_document", "pvimg_main"]
+
+#: the s390-tools release whose pvimg command line and formats this module follows
+S390_TOOLS_VERSION = "2.43.0"
+#: /sys/firmware/uv/keys/all: host key hash, backup host key hash and 13 reserved hashes, 32 bytes each
+UV_KEY_HASHES_SIZE = 15 * 32
+
+
+# ------------------------------------------------------------------------------------------------ actions
+
+
+class _Once(argparse.Action):
+    """A single-value option: given twice is a usage error (as clap's)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, f"_seen_{self.dest}", False):
+            raise _UsageError(f"the argument '{option_string}' cannot be used multiple times")
+        setattr(namespace, f"_seen_{self.dest}", True)
+        setattr(namespace, self.dest, values)
+
+
+class _List(argparse.Action):
+    """A repeatable option whose values are also comma-separated (``-k A,B -k C``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, self.dest, None) or [])
+        parts = values.split(",")
+        if any(not p for p in parts):
+            raise _UsageError(f"an empty file name in '{option_string} {values}'")
+        setattr(namespace, self.dest, items + parts)
+
+
+def _flag_pairs() -> tuple[tuple[str, str], ...]:
+    return (
+        ("dump", "Secure Execution guest dump support (PCF bit 34); needs --cck or --enable-cck-update"),
+        ("cck-extension-secret", "add-secret requests must give the CCK extension secret (SCF bit 1)"),
+        ("cck-update", "CCK update support (SCF bit 2)"),
+        ("pckmo", "the DEA, TDEA, AES and ECC PCKMO key encryption functions (PCF bits 56-58, default on)"),
+        ("pckmo-hmac", "the HMAC PCKMO key encryption function (PCF bit 59)"),
+        ("backup-keys", "backup target keys (PCF bit 62)"),
+        ("image-encryption", "encryption of the image components (PCF bit 35 clear, default on)"),
+    )
+
+
+def _add_global(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """-v/-q (and the old -V) anywhere on the line, as clap's global options; counted over both places."""
+    default = 0 if top else argparse.SUPPRESS
+    p.add_argument("-v", "--verbose", action="count", default=default, help="provide more detailed output")
+    p.add_argument("-q", "--quiet", action="count", default=default, help="provide less output")
+    p.add_argument("-V", dest="verbose_old", action="count", default=default, help=argparse.SUPPRESS)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pvimg", description="Create and inspect IBM Secure Execution images (zuv emulation).")
+    p.add_argument("--version", action="store_true", help="print version information and exit")
+    _add_global(p, top=True)
+    sub = p.add_subparsers(dest="command")
+    c = sub.add_parser("create", help="create an IBM Secure Execution image",
+                       description="Create an IBM Secure Execution image (like pvimg create).")  # fmt: skip
+    _add_global(c)
+    c.add_argument("-i", "--kernel", "--image", dest="kernel", action=_Once,
+                   help="Linux kernel: raw binary s390x kernel (zuv also takes an s390x ELF)")  # fmt: skip
+    c.add_argument("-r", "--ramdisk", action=_Once, help="Linux initial RAM disk")
+    c.add_argument("-p", "--parmfile", action=_Once, help="Linux kernel command line file")
+    c.add_argument("-o", "--output", action=_Once, help="write the image to FILE")
+    c.add_argument("-k", "--host-key-document", dest="hkds", action=_List, default=[],
+                   help="host-key document (repeat or comma-separate for several machines)")  # fmt: skip
+    c.add_argument("--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)")
+    c.add_argument("-C", "--cert", "--crt", dest="cert", action=_List, default=[],
+                   help="IBM Z signing-key or intermediate CA certificate")  # fmt: skip
+    c.add_argument("--crl", action=_List, default=[], help="certificate revocation list")
+    c.add_argument("--offline", action="store_true", help="make no attempt to download CRLs (zuv never does)")
+    c.add_argument("--root-ca", action=_Once, help="root CA (default: zuv's emulated root CA)")
+    c.add_argument("--pki", action=_Once, help="zuv: certificates, CRLs and root CA from this PKI directory")
+    c.add_argument("--no-component-check", action="store_true", help="disable the input component checks")
+    c.add_argument("--overwrite", action="store_true", help="overwrite an existing image")
+    c.add_argument("--cck", "--comm-key", dest="cck", action=_Once, help="communication key (32 bytes)")
+    c.add_argument("--hdr-key", "--x-header-key", dest="hdr_key", action=_Once,
+                   help="SE header protection key (32 bytes; default random)")  # fmt: skip
+    c.add_argument("--image-key", "--x-comp-key", dest="image_key", action=_Once,
+                   help="image encryption key (64 bytes; default random)")  # fmt: skip
+    for flag, help_ in _flag_pairs():
+        c.add_argument(f"--enable-{flag}", action="store_true", help=f"enable {help_}")
+        c.add_argument(f"--disable-{flag}", action="store_true", help=f"disable {help_}")
+    c.add_argument("--x-pcf", type=_int, action=_Once, help=argparse.SUPPRESS)
+    c.add_argument("--x-scf", type=_int, action=_Once, help=argparse.SUPPRESS)
+    c.add_argument("--x-psw", type=_int, action=_Once, help=argparse.SUPPRESS)
+    c.add_argument("--x-bootloader-directory", type=Path, action=_Once, help=argparse.SUPPRESS)
+    c.add_argument("--seed", action=_Once, help="zuv: derive random values from this seed")
+    c.add_argument("--time", type=_time, action=_Once, help="zuv: verify at this time (ISO 8601)")
+
+    i = sub.add_parser("info", help="print information about an IBM Secure Execution image",
+                       description="Print the SE header of an image (JSON in the info-v1 schema unless "
+                                   "stdout is a terminal).")  # fmt: skip
+    _add_global(i)
+    i.add_argument("input", help="SE image or bare SE header")
+    i.add_argument("--format", action=_Once, type=_format_spec,
+                   help="text, text:full, json, json:pretty, json:minify (default: text on a terminal)")
+    i.add_argument("--hdr-key", "--key", dest="hdr_key", action=_Once,
+                   help="verify the header with the header protection key given at create")  # fmt: skip
+    i.add_argument("--show-secrets", action="store_true", help="print the decrypted secrets (needs a key)")
+    i.add_argument("--host-key", action=_Once, help="zuv: open the header with this host private key (PEM)")
+    i.add_argument("--machine", action=_Once, help="zuv: open the header with this machine's host keys")
+
+    t = sub.add_parser("test", help="test aspects of an IBM Secure Execution image",
+                       description="Test whether an image is made for the given host keys.")  # fmt: skip
+    _add_global(t)
+    t.add_argument("input", help="SE image")
+    t.add_argument("-k", "--host-key-document", dest="hkds", action=_List, default=[],
+                   help="succeed if one of these documents' host keys has a key slot")  # fmt: skip
+    t.add_argument("--key-hashes", nargs="?", const="/sys/firmware/uv/keys/all", default=None,
+                   help="succeed if a hash in FILE (Query Ultravisor Keys) has a key slot")
+    sub.add_parser("version", help=argparse.SUPPRESS)
+    return p
+
+
+def _format_spec(text: str) -> tuple[str, str]:
+    kind, _, variant = text.lower().partition(":")
+    variant = variant or "default"
+    ok = {"text": ("default", "full"), "json": ("default", "pretty", "minify")}
+    if kind not in ok or variant not in ok[kind]:
+        raise argparse.ArgumentTypeError(f"invalid value '{text}' for '--format'")
+    return kind, variant
+
+
+def _check_rules(a) -> None:
+    """The argument rules s390-tools' pvimg enforces (clap groups, requires, conflicts)."""
+    if not a.command:
+        raise _UsageError("a subcommand is required: create, info or test")
+    if a.verbose and a.quiet:
+        raise _UsageError("the argument '--quiet' cannot be used with '--verbose'")
+    if a.command == "create":
+        for opt in ("kernel", "output"):
+            if getattr(a, opt) is None:
+                raise _UsageError(f"the following required argument was not provided: --{opt}")
+        if not a.hkds:
+            raise _UsageError("the following required argument was not provided: --host-key-document")
+        if not (a.no_verify or a.cert or a.pki):
+            raise _UsageError("one of --no-verify or --cert is required (zuv: or --pki)")
+        for opt in ("crl", "offline", "root_ca"):
+            if getattr(a, opt) and not (a.cert or a.pki):
+                raise _UsageError(f"--{opt.replace('_', '-')} requires --cert")
+        flags = [f for f, _ in _flag_pairs() for w in ("enable", "disable")
+                 if getattr(a, f"{w}_{f.replace('-', '_')}")]  # fmt: skip
+        for f, _ in _flag_pairs():
+            if getattr(a, f"enable_{f.replace('-', '_')}") and getattr(a, f"disable_{f.replace('-', '_')}"):
+                raise _UsageError(f"the argument '--enable-{f}' cannot be used with '--disable-{f}'")
+        if flags and (a.x_pcf is not None or a.x_scf is not None):
+            raise _UsageError(f"the argument '--{flags[0]}' cannot be used with '--x-pcf' or '--x-scf'")
+        if a.enable_dump and not (a.cck or a.enable_cck_update):
+            raise _UsageError("--enable-dump requires --cck or --enable-cck-update")
+        if a.enable_cck_extension_secret and not a.cck:
+            raise _UsageError("--enable-cck-extension-secret requires --cck")
+        if a.enable_cck_extension_secret and a.enable_cck_update:
+            raise _UsageError(
+                "the argument '--enable-cck-extension-secret' cannot be used with '--enable-cck-update'"
+            )
+        if a.image_key and a.disable_image_encryption:
+            raise _UsageError("the argument '--image-key' cannot be used with '--disable-image-encryption'")
+    elif a.command == "info":
+        if a.hdr_key and (a.host_key or a.machine) or a.host_key and a.machine:
+            raise _UsageError("give one of --hdr-key, --host-key (zuv) or --machine (zuv)")
+        if a.show_secrets and not (a.hdr_key or a.host_key or a.machine):
+            raise _UsageError("--show-secrets requires --hdr-key")
+    elif a.command == "test":
+        if not a.hkds and a.key_hashes is None:
+            raise _UsageError("one of --host-key-document or --key-hashes is required")
+        if a.hkds and a.key_hashes is not None:
+            raise _UsageError("the argument '--key-hashes' cannot be used with '--host-key-document'")
+
+
+# ------------------------------------------------------------------------------------------------ create
+
+
+def _pcf_scf(a) -> tuple[int, int]:
+    pcf = PCF_DEFAULT if a.x_pcf is None else a.x_pcf
+    scf = 0 if a.x_scf is None else a.x_scf
+    for name, bits in (
+        ("dump", PCF_ALLOW_DUMPING), ("pckmo", PCF_PCKMO_DEA_TDEA | PCF_PCKMO_AES | PCF_PCKMO_ECC),
+        ("pckmo_hmac", PCF_PCKMO_HMAC), ("backup_keys", PCF_BACKUP_KEYS),
+    ):
+        if getattr(a, f"enable_{name}"):
+            pcf |= bits
+        if getattr(a, f"disable_{name}"):
+            pcf &= ~bits
+    if a.disable_image_encryption:
+        pcf |= PCF_NO_COMP_ENCRYPTION
+    if a.enable_image_encryption:
+        pcf &= ~PCF_NO_COMP_ENCRYPTION
+    for name, bits in (("cck_extension_secret", SCF_CCK_EXTENSION_SECRET), ("cck_update", SCF_CCK_UPDATE)):
+        if getattr(a, f"enable_{name}"):
+            scf |= bits
+        if getattr(a, f"disable_{name}"):
+            scf &= ~bits
+    if not (0 <= pcf < 1 << 64 and 0 <= scf < 1 << 64):
+        raise ImageError("control flags must fit in 64 bits")
+    return pcf, scf
+
+
+def _key_file(path: str | None, size: int, what: str) -> Secret | None:
+    if path is None:
+        return None
+    raw = _read(path, what)
+    if len(raw) != size:
+        raise ImageError(f"the {what} must be {size} bytes, {path} has {len(raw)}")
+    return Secret(raw, what)
+
+
+def _create(a) -> int:
+    out = Path(a.output)
+    if out.exists() and not a.overwrite:
+        raise ImageError(f"{out} exists; use --overwrite to replace it")
+    pcf, scf = _pcf_scf(a)
+    cck = _key_file(a.cck, 32, "customer-communication key")
+    hdr_key = _key_file(a.hdr_key, 32, "header protection key")
+    image_key = _key_file(a.image_key, 64, "image encryption key")
+    if a.x_psw is not None and not 0 <= a.x_psw < 1 << 64:
+        raise ImageError("--x-psw must fit in 64 bits")
+    keys = host_keys_from_hkds(a)
+    img = build_image(
+        kernel=_read(a.kernel, "kernel"),
+        ramdisk=_read(a.ramdisk, "ramdisk") if a.ramdisk else None,
+        parmfile=_read(a.parmfile, "parmfile") if a.parmfile else None,
+        host_keys=keys,
+        rng=_rng(a.seed),
+        pcf=pcf,
+        scf=scf,
+        cck=cck,
+        xts_key=image_key,
+        protection_key=hdr_key,
+        psw_addr=a.x_psw,
+        loader_dir=a.x_bootloader_directory,
+    )
+    try:
+        out.write_bytes(img.data)
+    except OSError as exc:
+        raise ImageError(f"cannot write {out}: {exc.strerror}") from None
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ info
+
+
+def _machine_keys(a) -> tuple[EllipticCurvePrivateKey, ...]:
+    if a.host_key:
+        return (private_key_from_pem(_read(a.host_key, "host key")),)
+    m = MachineIdentity.bundled(a.machine) if a.machine in BUNDLED and not Path(a.machine).is_dir() else None
+    return (m or MachineIdentity.load(a.machine)).host_keys
+
+
+def info_document(hdr: SeHeader, verified: bool, secrets: SeHdrEncrypted | None = None,
+                  now: _dt.datetime | None = None) -> dict:  # fmt: skip
+    """``pvimg info``'s JSON document (s390-tools' info-v1 schema): ``meta`` and the header as ``data``;
+    ``secrets`` (the decrypted area) makes it a ``decrypted_se_hdr``, else the area is ``cipher_data_b64``."""
+    now = (now or _dt.datetime.now()).astimezone()
+    h = hdr.head
+    data: dict = {
+        "kind": "decrypted_se_hdr" if secrets is not None else "se_hdr",
+        "verified": verified,
+        "magic_hex": h.magic.hex(),
+        "version": f"V{h.version >> 8}" if h.version & 0xFF == 0 else f"{h.version:#x}",
+        "sehs": h.sehs,
+        "iv_hex": h.iv.hex(),
+        "nks": h.nks,
+        "sea": h.sea,
+        "nep": h.nep,
+        "pcf_hex": f"{h.pcf:016x}",
+        "cust_pub_key": {"coord_hex": h.cust_pub_key.hex()},
+        "pld_hex": h.pld.hex(),
+        "ald_hex": h.ald.hex(),
+        "tld_hex": h.tld.hex(),
+        "keyslots": [{"phkh_hex": s.phkh.hex(), "wrpk_hex": s.wrpk.hex(), "kst_hex": s.kst.hex()}
+                     for s in hdr.key_slots],  # fmt: skip
+    }
+    if secrets is None:
+        data["cipher_data_b64"] = base64.b64encode(hdr.encrypted).decode("ascii")
+    else:
+        data["cck_hex"] = secrets.cck.expose().hex()
+        data["xts_hex"] = secrets.xts.expose().hex()
+        data["psw"] = {"mask_hex": f"{secrets.psw_mask:016x}", "addr_hex": f"{secrets.psw_addr:016x}"}
+        data["scf_hex"] = f"{secrets.scf:016x}"
+    data["tag_hex"] = hdr.tag.hex()
+    meta = {
+        "api_level": 1,
+        "version": S390_TOOLS_VERSION,
+        "host": socket.gethostname(),
+        "time_epoch": int(now.timestamp()),
+        "time": now.strftime("%Y-%m-%d %H:%M:%S%z"),
+    }
+    return {"meta": meta, "data": data}
+
+
+def _flags_text(value: int) -> str:
+    bits = [str(b) for b in range(64) if value & (1 << (63 - b))]
+    return f"{value:#018x}" + (f" (bits {', '.join(bits)})" if bits else "")
+
+
+def _info_text(doc: dict, components: Sequence[IpibPvComponent], full: bool) -> str:
+    d = doc["data"]
+    pcf = int(d["pcf_hex"], 16)
+    coord = d["cust_pub_key"]["coord_hex"]
+    lines = [
+        f"SE header {d['version']} ({bytes.fromhex(d['magic_hex']).decode('ascii', 'replace')}), "
+        f"{d['sehs']} bytes"
+        + ("" if d["verified"] else " (NOT verified)"),
+        f"  key slots (nks):        {d['nks']}",
+        f"  encrypted area (sea):   {d['sea']:#x} bytes",
+        f"  encrypted pages (nep):  {d['nep']}",
+        f"  plaintext flags (pcf):  {_flags_text(pcf)}",
+        f"  IV:                     {d['iv_hex']}",
+        f"  customer public key:    {coord if full else coord[:32] + '...'}",
+        f"  PLD: {d['pld_hex']}",
+        f"  ALD: {d['ald_hex']}",
+        f"  TLD: {d['tld_hex']}",
+        f"  tag: {d['tag_hex']}",
+    ]
+    for i, s in enumerate(d["keyslots"]):
+        lines.append(f"  key slot {i}: phkh {s['phkh_hex']}")
+        if full:
+            lines.append(f"              wrpk {s['wrpk_hex']} kst {s['kst_hex']}")
+    for c in components:
+        kind = _COMP_NAMES.get(c.tweak_pref >> 48, "?")
+        lines.append(f"  component {kind:9} addr {c.addr:#010x} len {c.len:#x} tweak {c.tweak_pref:#018x}")
+    if "psw" in d:
+        lines += [
+            f"  PSW:                    {int(d['psw']['mask_hex'], 16):#018x} "
+            f"{int(d['psw']['addr_hex'], 16):#018x}",
+            f"  secret flags (scf):     {_flags_text(int(d['scf_hex'], 16))}",
+            f"  CCK:                    {d['cck_hex']}",
+            f"  image key:              {d['xts_hex']}",
+        ]
+    return "\n".join(lines)
+
+
+def _info(a) -> int:
+    img = parse_image(_read(a.input, "image"))
+    hdr = SeHeader.parse(img.header)
+    secrets = None
+    if a.hdr_key:
+        key = _key_file(a.hdr_key, 32, "header protection key")
+        _, secrets = decrypt_with_protection_key(img.header, key)  # type: ignore[arg-type]
+    elif a.host_key or a.machine:
+        secrets = open_header(img.header, _machine_keys(a)).encrypted
+    verified = secrets is not None
+    if not verified and not a.quiet:
+        print("pvimg: WARNING: The Secure Execution header integrity and authenticity was not verified. "
+              "Specify '--hdr-key' to authenticate it. Do not trust the data without verification.",
+              file=sys.stderr)  # fmt: skip
+    doc = info_document(hdr, verified, secrets if a.show_secrets else None)
+    kind, variant = a.format or (("text", "default") if sys.stdout.isatty() else ("json", "default"))
+    if kind == "json":
+        print(json.dumps(doc, separators=(",", ":")) if variant == "minify" else json.dumps(doc, indent=2))
+    else:
+        print(_info_text(doc, img.ipib.components, variant == "full"))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ test
+
+
+def _test(a) -> int:
+    hdr = SeHeader.parse(parse_image(_read(a.input, "image")).header)
+    hashes = {s.phkh for s in hdr.key_slots}
+    ok = False
+    for path in a.hkds:
+        doc = pki.load_certificate(_read(path, "host-key document"), f"host-key document {path}")
+        included = phkh(pki.describe_unverified(doc).public_key) in hashes
+        ok |= included
+        if not a.quiet:
+            mark, word = ("✓", "") if included else ("✘", "not ")
+            print(f" {mark} Host key document '{path}' is {word}included")
+    if a.key_hashes is not None:
+        raw = _read(a.key_hashes, "key hashes")
+        if len(raw) != UV_KEY_HASHES_SIZE:
+            raise ImageError(f"{a.key_hashes}: {len(raw)} bytes, not {UV_KEY_HASHES_SIZE} (UV key hashes)")
+        names = ["Host key hash", "Backup host key hash"] + ["Key hash"] * 13
+        for i, name in enumerate(names):
+            h = raw[32 * i:32 * i + 32]
+            if any(h) and h in hashes:
+                ok = True
+                if not a.quiet:
+                    print(f" ✓ {name} {h.hex()} is included")
+        if not ok and not a.quiet:
+            print(" ✘ None of the key hashes is included", file=sys.stderr)
+    return 0 if ok else 1
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def _version() -> int:
+    print(f"pvimg version {S390_TOOLS_VERSION} (zuv emulation of s390-tools' pvimg)")
+    return 0
+
+
+def pvimg_main(argv: Sequence[str] | None = None) -> int:
+    """``pvimg create|info|test|version``: exit 0 success, 1 error or test failed, 2 usage error."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["version"]):
+        return _version()
+
+    def handler(a) -> int:
+        if a.version:
+            raise _UsageError("--version takes no other argument")
+        _check_rules(a)
+        commands = {"create": _create, "info": _info, "test": _test, "version": lambda _: _version()}
+        return commands[a.command](a)
+
+    return _run("pvimg", args, _parser, handler, input_error=1)

@@ -1,0 +1,151 @@
+"""pvimg's command line against s390-tools' pvimg: info-v1 JSON, options, lists, rules, test, exit codes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulator.image import pvimg as p
+from emulator.image.pvimg_cli import UV_KEY_HASHES_SIZE, pvimg_main
+from firmware import se_header as s
+from firmware.machine_identity import MachineIdentity
+
+REPO = Path(__file__).resolve().parent.parent
+HELLO = REPO / "guests" / "images" / "hello.elf"
+MACHINES = REPO / "firmware" / "machines"
+DEMO_HKD = MACHINES / "zuv-demo" / "host-key-document.crt"
+OTHER_HKD = MACHINES / "zuv-other" / "host-key-document.crt"
+DEMO = MachineIdentity.bundled("zuv-demo")
+
+# info-v1.schema.json of s390-tools: the fields of ``data`` in each of its three states
+COMMON = {"kind", "verified", "magic_hex", "version", "sehs", "iv_hex", "nks", "sea", "nep", "pcf_hex",
+          "cust_pub_key", "pld_hex", "ald_hex", "tld_hex", "keyslots", "tag_hex"}  # fmt: skip
+HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+def _cli(capsys, *argv):
+    rc = pvimg_main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    """An image for both bundled machines, with a known header protection key and image key."""
+    d = tmp_path_factory.mktemp("img")
+    (d / "hdr.key").write_bytes(bytes(range(32)))
+    (d / "image.key").write_bytes(bytes(range(1, 65)))
+    rc = pvimg_main(["create", "--kernel", str(HELLO), "-k", f"{DEMO_HKD},{OTHER_HKD}", "-o", str(d / "img"),
+                     "--no-verify", "-q", "--hdr-key", str(d / "hdr.key"),
+                     "--image-key", str(d / "image.key"), "--seed", "7"])  # fmt: skip
+    assert rc == 0
+    return d
+
+
+def _check_schema(doc: dict, kind: str, verified: bool) -> dict:
+    assert set(doc) == {"meta", "data"}
+    meta = doc["meta"]
+    assert set(meta) == {"api_level", "version", "host", "time_epoch", "time"} and meta["api_level"] == 1
+    assert isinstance(meta["time_epoch"], int)
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4}$", meta["time"])
+    d = doc["data"]
+    extra = {"cipher_data_b64"} if kind == "se_hdr" else {"psw", "scf_hex", "cck_hex", "xts_hex"}
+    assert set(d) == COMMON | extra and d["kind"] == kind and d["verified"] is verified
+    for k, v in d.items():
+        if k.endswith("_hex"):
+            assert HEX.match(v), k
+    assert all(set(slot) == {"phkh_hex", "wrpk_hex", "kst_hex"} for slot in d["keyslots"])
+    assert set(d["cust_pub_key"]) == {"coord_hex"} and d["magic_hex"] == b"IBMSecEx".hex()
+    assert d["version"] == "V1"
+    return d
+
+
+def test_info_json_is_the_info_v1_schema_in_its_three_states(image, capsys):
+    img = p.parse_image((image / "img").read_bytes())
+    rc, out, err = _cli(capsys, "info", image / "img")  # not a terminal: JSON
+    d = _check_schema(json.loads(out), "se_hdr", False)
+    assert rc == 0 and "not verified" in err
+    assert base64.b64decode(d["cipher_data_b64"]) == s.SeHeader.parse(img.header).encrypted
+    assert d["nks"] == 2 and d["sehs"] == img.header_size and len(d["pcf_hex"]) == 16
+    rc, out, err = _cli(capsys, "info", image / "img", "--hdr-key", image / "hdr.key",
+                        "--format", "json:minify")
+    assert rc == 0 and err == "" and "\n" not in out.strip()
+    _check_schema(json.loads(out), "se_hdr", True)
+    rc, out, _ = _cli(capsys, "info", image / "img", "--key", image / "hdr.key", "--show-secrets")
+    d = _check_schema(json.loads(out), "decrypted_se_hdr", True)
+    assert d["xts_hex"] == bytes(range(1, 65)).hex()  # the --image-key given at create
+    assert int(d["psw"]["addr_hex"], 16) == img.ipib.components[-1].addr  # stage3b's entry
+    (image / "wrong.key").write_bytes(bytes(32))
+    rc, out, err = _cli(capsys, "info", image / "img", "--hdr-key", image / "wrong.key")
+    assert rc == 1 and out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_info_text_only_on_a_terminal_or_when_asked(image, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    rc, out, _ = _cli(capsys, "info", image / "img", "-q")
+    assert rc == 0 and out.startswith("SE header V1") and "key slot 1" in out
+    rc, out, _ = _cli(capsys, "info", image / "img", "--format", "json")
+    assert json.loads(out)["data"]["nks"] == 2
+    rc, out, _ = _cli(capsys, "info", image / "img", "--format", "text:full", "--hdr-key", image / "hdr.key")
+    assert "wrpk" in out and "NOT verified" not in out
+    assert _cli(capsys, "info", image / "img", "--format", "yaml")[0] == 2
+    assert _cli(capsys, "info", image / "img", "--format", "text:pretty")[0] == 2
+    assert _cli(capsys, "info", image / "img", "--show-secrets")[0] == 2  # needs --hdr-key
+
+
+def test_create_option_names_lists_and_rules(image, tmp_path, capsys):
+    base = ["create", "-i", HELLO, "--no-verify", "-k", DEMO_HKD]
+    rc, _, err = _cli(capsys, *base, "-o", tmp_path / "a", "--image", HELLO)
+    assert rc == 2 and "multiple times" in err  # -i and --image are one option
+    for extra in (["--enable-dump"], ["--enable-cck-extension-secret"],
+                  ["--enable-image-encryption", "--disable-image-encryption"],
+                  ["--disable-image-encryption", "--image-key", image / "image.key"],
+                  ["--enable-pckmo", "--x-pcf", "0"], ["-v", "-q"], ["--crl", DEMO_HKD]):  # fmt: skip
+        rc, _, err = _cli(capsys, *base, "-o", tmp_path / "b", *extra)
+        assert rc == 2 and len(err.strip().splitlines()) <= 2, extra
+    rc, _, _ = _cli(capsys, *base, "-o", tmp_path / "c", "-q", "--enable-dump", "--enable-cck-update",
+                    "--disable-image-encryption", "--x-psw", "0x12345", "--no-component-check")
+    hdr = s.SeHeader.parse(p.parse_image((tmp_path / "c").read_bytes()).header)
+    assert rc == 0 and hdr.head.pcf & s.PCF_NO_COMP_ENCRYPTION and hdr.head.pcf & s.PCF_ALLOW_DUMPING
+    assert s.open_header(hdr.pack(), DEMO.host_keys).psw_addr == 0x12345
+    (tmp_path / "short.key").write_bytes(bytes(31))
+    rc, _, err = _cli(capsys, *base, "-o", tmp_path / "d", "-q", "--hdr-key", tmp_path / "short.key")
+    assert rc == 1 and "32 bytes" in err
+    pki_dir = MACHINES / "zuv-demo" / "pki"
+    rc, _, err = _cli(capsys, "create", "--kernel", HELLO, "-k", DEMO_HKD, "-o", tmp_path / "e",
+                      "--time", "2030-01-01",
+                      "--crt", f"{pki_dir / 'ibm-z-signing-key.crt'},{pki_dir / 'intermediate-ca.crt'}",
+                      "--crl", f"{pki_dir / 'ibm-z-signing-key.crl'}")  # fmt: skip
+    assert rc == 0 and err == ""
+
+
+def test_test_subcommand(image, tmp_path, capsys):
+    rc, out, _ = _cli(capsys, "test", image / "img", "-k", f"{DEMO_HKD},{OTHER_HKD}")
+    assert rc == 0 and out.count("✓") == 2
+    rc, out, _ = _cli(capsys, "create", "-i", HELLO, "-k", OTHER_HKD, "-o", tmp_path / "other",
+                      "--no-verify", "-q")
+    rc, out, _ = _cli(capsys, "test", tmp_path / "other", "-k", DEMO_HKD)
+    assert rc == 1 and "✘" in out and "not included" in out
+    hashes = bytes(32) + DEMO.host_key_hash + bytes(UV_KEY_HASHES_SIZE - 64)  # the match in the backup slot
+    (tmp_path / "keys").write_bytes(hashes)
+    rc, out, _ = _cli(capsys, "test", image / "img", f"--key-hashes={tmp_path / 'keys'}")
+    assert rc == 0 and "Backup host key hash" in out
+    assert _cli(capsys, "test", tmp_path / "other", f"--key-hashes={tmp_path / 'keys'}")[0] == 1
+    (tmp_path / "bad").write_bytes(bytes(10))
+    assert _cli(capsys, "test", image / "img", f"--key-hashes={tmp_path / 'bad'}")[0] == 1
+    assert _cli(capsys, "test", image / "img")[0] == 2  # one of -k / --key-hashes
+    assert _cli(capsys, "test", image / "img", "-k", DEMO_HKD, "--key-hashes")[0] == 2
+
+
+def test_version_and_bare_command(capsys):
+    rc, out, _ = _cli(capsys, "--version")
+    assert rc == 0 and out.startswith("pvimg version 2.")
+    assert _cli(capsys, "version")[0] == 0
+    assert _cli(capsys)[0] == 2
+    assert _cli(capsys, "--version", "info", "x")[0] == 2
