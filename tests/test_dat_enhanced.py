@@ -181,3 +181,21 @@ def test_a_cr0_reload_that_changes_no_translation_control_still_sees_an_invalida
     assert cpu.gpr(3).to_bytes(8, "big") == b"FRAME-2M"
     assert cpu.pc == PGM_NEW_ADDR
     assert struct.unpack(">H", mem.read(0x8E, 2))[0] == dat.PGM_PAGE_TRANSLATION
+
+
+def test_sie_guest_storage_through_a_host_1m_frame_is_not_prefixed(cpu):
+    """The level-2 SIE maps guest absolute storage through the host's DAT; a host 1 MiB frame is absolute
+    (the host's prefix area must not be swapped in)."""
+    from emulator.hypervisor.sie import SieBlock
+    from emulator.machine.lpar_sie import _Relocation
+
+    cpu.mem.write(SGT, struct.pack(">Q", 0 | FC))  # host virtual 0-1 MiB: the 1 MiB frame at absolute 0
+    cpu.set_cr(0, CR0_EDAT)
+    cpu.set_prefix(0x200000)
+    cpu.set_psw(PSW_MASK_64 | PSW_MASK_DAT, CODE)
+    sd = SieBlock()
+    sd.mso, sd.msl = 0, 0xFFFFF
+    reloc = _Relocation(cpu, sd, cpu.mem.buffer())
+    assert reloc.to_host(0x100, False, False) == 0x100  # not 0x200100
+    cpu.mem.write(SGT, struct.pack(">Q", 0x100000))  # a page table: page 0 -> real 0, prefixed
+    assert reloc.to_host(0x100, False, False) == 0x200100
