@@ -810,6 +810,13 @@ class Ultravisor:
         """The UV's record of a secure CPU (for the SIE engine): None for an unknown handle."""
         return self._cpus.get(cpu_handle)
 
+    def guest_reset_requested(self, cpu_handle: int) -> None:
+        """The secure CPU asked for a reset (DIAG 0x308 subcode 0 or 1, seen by the SIE engine): it stops
+        operating until the host has completed the reset protocol (Set CPU State OPR_LOAD)."""
+        cpu = self._cpus.get(cpu_handle)
+        if cpu is not None:
+            cpu.psw_loaded = False
+
     def secure_config(self, handle: int) -> SecureConfig | None:
         """The UV's record of a live secure configuration: None for an unknown handle."""
         return self._configs.get(handle)

@@ -757,6 +757,8 @@ class Hypervisor:
 
     def sie_page(self, addr: int) -> SiePage:
         """The SIE page at host page ``addr`` (the SD lives in host storage; the hardware reads it there)."""
+        if addr & 0xFFF or addr < 0 or addr + 0x1000 > self.host.size:
+            raise HypervisorError(f"SIE page {addr:#x} is not a page of storage")
         if not self.host.accessible(addr):
             raise HypervisorError(f"SIE page {addr:#x} is not host storage")
         return SiePage.from_buffer(self.memory.buffer(), addr)

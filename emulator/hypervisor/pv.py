@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw import sigp as S
 from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT, Cpu
-from emulator.hw.memory import PAGE_SIZE
+from emulator.hw.memory import PAGE_SIZE, HostView
 from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.pvsie import VIR_NAMES, PvSieEngine
 from emulator.hypervisor.sie import (
@@ -199,10 +199,19 @@ class PvHost:
             log.info("Ultravisor initialised with %#x bytes at %#x", n, origin)
 
     def _sida(self, page: SiePage) -> memoryview:
-        addr = page.sie_block.sida_origin
-        if not addr or not self.hv.host.accessible(addr):
-            raise HypervisorError(f"SIDA {addr:#x} is not host storage")
-        return self.hv.memory.buffer()[addr : addr + page.sie_block.sida_size]
+        """The SIDA's bytes for the SIE engine (the Ultravisor's side): every page of it checked as host
+        storage at each call (a multi-page SIDA whose later page is secure is refused, not read)."""
+        sd = page.sie_block
+        addr, size = sd.sida_origin, sd.sida_size
+        if not addr:
+            raise HypervisorError("the state description has no SIDA")
+        self.hv.host.check(addr, size, True)  # SecureStorageAccess on any secure or donated frame
+        return self.hv.memory.buffer()[addr : addr + size]
+
+    def sida(self, page: SiePage) -> Sida:
+        """The SIDA of ``page`` as the hypervisor touches it: host storage, checked at every access."""
+        sd = page.sie_block
+        return Sida(self.hv.host, sd.sida_origin, sd.sida_size)
 
 
 # -- one secure VM ------------------------------------------------------------------------------------
@@ -583,7 +592,7 @@ class PvVm:
             elif ipa == 0xB27D:
                 cc, new_r0, block = stsi(self.hv.info, 3, regs[0], regs[1], len(vm.vcpus))
                 if block is not None:
-                    self.host.engine._sida(v.page)[:0x1000] = block  # noqa: SLF001 - the SIDA is host storage
+                    self.host.sida(v.page).write(0, block)
                 if new_r0 is not None:
                     regs[0] = new_r0
                 v.set_cc(cc)
@@ -616,7 +625,7 @@ class PvVm:
             v.set_cc(2)
             return
         regs = v.page.pv_grregs
-        sida = self.host.engine._sida(v.page)  # noqa: SLF001
+        sida = self.host.sida(v.page)
         res = self.vm.sclp.service_call(_SidaSccb(sida, regs[4], self.vm.memory_size), regs[2], regs[4])
         ext["service"] = res.ext_param
         v.set_cc(0)
@@ -685,7 +694,7 @@ class PvVm:
             self.vm._count("SPX (notification)")  # noqa: SLF001
             return
         if sd.ipa == 0xB9A4:  # Remove Shared Access of a pinned page: unpin, the guest re-issues the UVC
-            sida = bytes(self.host.engine._sida(v.page)[:0x30])  # noqa: SLF001
+            sida = self.host.sida(v.page).read(0, 0x30)
             gaddr = struct.unpack_from(">Q", sida, 0x20)[0]
             self.client.call("unpin_page_shared", guest_handle=self.handle, gaddr=gaddr)
             self.vm._count("UVC (notification)")  # noqa: SLF001
@@ -709,10 +718,37 @@ class PvVm:
             self._crash(initiator, f"reset of the secure guest failed: {res}")
 
 
+class Sida:
+    """The SIDA (secure instruction data area) of one state description as the host sees it: host storage
+    through ``HostView``, so every access checks every frame it touches (``SecureStorageAccess`` when a
+    page of a multi-page SIDA is secure: nothing read or stored)."""
+
+    def __init__(self, host: HostView, origin: int, size: int) -> None:
+        self._host = host
+        self.origin = origin
+        self.size = size
+
+    def _range(self, off: int, n: int) -> int:
+        if not self.origin:
+            raise HypervisorError("the state description has no SIDA")
+        if off < 0 or n < 0 or off + n > self.size:
+            raise HypervisorError(f"SIDA access [{off:#x}, {off + n:#x}) outside its {self.size:#x} bytes")
+        return self.origin + off
+
+    def read(self, off: int, n: int) -> bytes:
+        """``n`` bytes at offset ``off`` of the SIDA."""
+        return self._host.read(self._range(off, n), n) if n else b""
+
+    def write(self, off: int, data: bytes) -> None:
+        """Store ``data`` at offset ``off`` of the SIDA."""
+        if data:
+            self._host.write(self._range(off, len(data)), data)
+
+
 class _SidaSccb:
     """The SCLP's view of an SCCB the Ultravisor copied into the SIDA (real address -> SIDA offset)."""
 
-    def __init__(self, sida: memoryview, sccb: int, memory_size: int) -> None:
+    def __init__(self, sida: Sida, sccb: int, memory_size: int) -> None:
         self._sida = sida
         self._base = sccb
         self.memory_size = memory_size
@@ -720,17 +756,15 @@ class _SidaSccb:
 
     def _off(self, real: int, n: int) -> int:
         off = real - self._base
-        if off < 0 or off + n > len(self._sida):
+        if off < 0 or off + n > self._sida.size:
             raise ProgramException(0x05, why="SCCB access outside the SIDA")
         return off
 
     def read(self, real: int, length: int) -> bytes:
-        off = self._off(real, length)
-        return bytes(self._sida[off : off + length])
+        return self._sida.read(self._off(real, length), length)
 
     def write(self, real: int, data: bytes) -> None:
-        off = self._off(real, len(data))
-        self._sida[off : off + len(data)] = data
+        self._sida.write(self._off(real, len(data)), data)
 
 
 # -- DIAGNOSE 0x308 subcodes 8, 9, 10: the secure IPL -------------------------------------------------

@@ -56,7 +56,8 @@ from emulator.hw.cpu import (
     Insn,
     psw_invalid,
 )
-from emulator.hw.memory import PAGE_SHIFT
+from emulator.hw import access
+from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT
 from emulator.hypervisor.sie import (
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
@@ -271,6 +272,8 @@ class PvSieEngine:
             vir = VIR_ASCE
         elif scpu.state != 1 or not scpu.psw_loaded:  # CPU_STATE_OPR with its PSW loaded
             vir = VIR_NOT_OPERATING
+        elif not self._sida_host_storage(sd):
+            vir = VIR_SIDA
         elif scpu.handle in self._running:
             vir = VIR_CONCURRENT
         else:
@@ -283,6 +286,18 @@ class PvSieEngine:
             return self._enter(cpu, page, scpu, count, timeout_us)
         finally:
             self._running.discard(scpu.handle)
+
+    def _sida_host_storage(self, sd: Any) -> bool:
+        """True if every page of the SIDA the SD designates is storage the host may touch (the engine
+        copies instruction data into it for the host: a secure page there would hand the host plaintext)."""
+        mem = self.uv.mem
+        addr, size = sd.sida_origin, sd.sida_size
+        if addr + size > mem.size:
+            return False
+        if size == 0x1000:  # the common one-page SIDA: access.may_access written out
+            frame = addr >> PAGE_SHIFT
+            return mem.owner[frame] == OWNER_HOST or bool(mem.shared[frame])
+        return access.refused_address(mem, addr, size, access.HOST) is None
 
     def _cpu_timer_check(self, cpu: Cpu, sd: Any, scpu: SecureCpu) -> int:
         """The CPU timer the host gives at entry (7.4): it may not be above the value at the last exit, nor
@@ -574,7 +589,7 @@ class PvSieEngine:
                 regs[2] = subcode
                 if subcode in (0, 1):
                     # the secure CPU stops operating until the host completed the reset protocol (7.7)
-                    scpu.psw_loaded = False
+                    self.uv.guest_reset_requested(scpu.handle)
                     return self._notify(page, insn, 0x8302, 0x50000000)
             if code == 0x500:
                 for i in (1, 2, 3, 4):
