@@ -605,6 +605,13 @@ class Guest:
         return StateDescription((sd.psw_mask, sd.psw_addr), sd.icptcode, sd.ipa, sd.ipb, sd.prefix, sd.gg14,
                                 sd.gg15, tuple(page.pv_grregs), raw)  # fmt: skip
 
+    def write_state_description(self, data: bytes, offset: int = 0, cpu: int = 0) -> None:
+        """Store into the vCPU's SIE page (host storage: the hypervisor may write any field before the next
+        entry; the Ultravisor decides at SIE entry what it accepts, else a validity interception)."""
+        if offset < 0 or offset + len(data) > PAGE_SIZE:
+            raise HypervisorError(f"SIE page range {offset:#x}+{len(data):#x} is outside the page")
+        self._vm.hv.host.write(self._vm.vcpus[cpu].page_addr + offset, data)
+
     def sida(self, cpu: int = 0) -> bytes:
         """The vCPU's secure-instruction data area (one page of host storage; b"" for a normal guest)."""
         addr = self._vm.vcpus[cpu].sd.sidad & ~0xFFF

@@ -28,6 +28,7 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "alias-page": ("rc", 0x0105),
     "share-secret": ("rc", [0x0002, 0x0108]),
     "register-theft": ("leaked_registers", []),
+    "sd-swap": ("validity", 0x2002),
     "reset-restart": ("rc", 0x0003),
     "dump-without-key": ("rc", [0x0101, 0x0003]),
     "dump-ciphertext": ("opened_by", ["the owner, with the CCK"]),
@@ -60,6 +61,8 @@ def test_attack_defence_holds(name: str) -> None:
         assert "cannot be made secure" in o.facts["stopped"], text  # the forged page never ran
     if name == "read-donated":
         assert o.facts["refused"] == o.facts["regions"] >= 3 and o.facts["registers_after"] == [], text
+    if name == "sd-swap":
+        assert o.facts["registers"] == [], text
     if name == "alias-page":
         assert o.facts["pgm"] == 0x3D, text
     if name == "dma-read":

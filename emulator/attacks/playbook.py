@@ -491,6 +491,50 @@ def read_donated(seed: int = 1) -> Outcome:
     return o
 
 
+def sd_swap(seed: int = 1) -> Outcome:
+    from emulator.hypervisor.sie import SieBlock
+
+    o = Outcome("sd-swap")
+    host = Host(seed=seed)
+    a = host.boot()
+    b = host.boot()
+    o.tried("enter guest 2's SIE page with guest 1's secure CPU handle")
+    b.write_state_description(a.cpu_handles[0].to_bytes(8, "big"), SieBlock.pv_handle_cpu.offset)
+    ex, n = b.step(count=1000)
+    vir = b.state_description().ipb >> 16
+    o.machine(f"{ex.name} {vir:#06x} after {n} instructions ({b.cpu_detail})")
+    o.facts["validity"] = vir if ex.icptcode == 0x20 else None
+    if ex.icptcode != 0x20:
+        o.fail("a foreign CPU handle was accepted")
+    b.destroy()
+    b = host.boot()
+    o.tried("copy guest 1's whole state description (both handles, timers) into guest 2's SIE page and "
+            "enter it, hoping for guest 1's registers in guest 2's page")
+    regs = referee.secure_registers(a)
+    b.write_state_description(a.state_description().raw[:0x200])
+    ex, n = b.step(count=1000)
+    sd = b.state_description()
+    blob = sd.raw + b.sida()
+    passed = set(sd.pv_grregs) | set(sd.psw)
+    seen = [i for i, v in enumerate(regs) if v > 0xFFFF and v not in passed and v.to_bytes(8, "big") in blob]
+    o.machine(f"{ex.name} after {n} instructions; the page and SIDA hold {len(seen)} other registers")
+    o.facts["registers"] = seen
+    o.facts["foreign_sd_entered"] = ex.icptcode != 0x20
+    if ex.icptcode != 0x20:
+        o.machine("note: guest 1's secure CPU ran from guest 2's SIE page - zuv does not hold a secure CPU "
+                  "to the state description given at Create Secure CPU (state_origin); nothing more reached "
+                  "the host")
+    o.got(blob)
+    if seen:
+        o.fail(f"secure registers in the SD: {seen}")
+    o.why("handles must name a secure CPU of the named configuration (validity 0x2002); a secure CPU entered "
+          "through another page still shows the host only its interception's operands, as through its own")
+    b.destroy()
+    a.destroy()
+    host.close()
+    return o
+
+
 def reset_restart(seed: int = 1) -> Outcome:
     o = Outcome("reset-restart")
     host, g = _boot(seed)
@@ -717,6 +761,7 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("register-theft", "read registers from the state description and SIDA", register_theft),
     Attack("read-donated", "read the storage donated to the Ultravisor, during and after the guest's life",
            read_donated),
+    Attack("sd-swap", "enter SIE with another guest's secure CPU handle or state description", sd_swap),
     Attack("reset-restart", "reset and restart without Prepare Reset", reset_restart),
     Attack("dump-without-key", "dump a guest whose header forbids it", dump_without_key),
     Attack("dump-ciphertext", "dump a guest whose owner allowed dumps, without the owner's key",
