@@ -29,6 +29,7 @@ class Client:
         for _ in range(100):
             try:
                 self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 break
             except OSError:
                 time.sleep(0.05)

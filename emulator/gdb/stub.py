@@ -9,6 +9,7 @@ memory's listeners, so a patched instruction runs as patched.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import threading
@@ -94,11 +95,18 @@ class GdbStub:
         self._result: RunResult | None = None
         self._done: int | None = None
         self._no_ack = False
+        self._wake_r, self._wake_w = os.pipe()  # a finished run wakes the wait on the connection
 
     # -- the connection ------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the listening socket and the connection."""
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
         for s in (self._conn, self._sock):
             if s is not None:
                 try:
@@ -159,8 +167,13 @@ class GdbStub:
                     return _unescape(payload)
                 continue
             self._buf = buf
-            if poll and not select.select([conn], [], [], 0.05)[0]:
-                return b""
+            if poll:
+                ready = select.select([conn, self._wake_r], [], [], 1.0)[0]
+                if self._wake_r in ready:  # the run ended (``_start_run`` wrote a byte): let the caller look
+                    os.read(self._wake_r, 64)
+                    return b""
+                if not ready:
+                    return b""
             try:
                 data = conn.recv(65536)
             except OSError:
@@ -188,6 +201,11 @@ class GdbStub:
                 self._log(f"the run failed: {e}")
                 self._done = 1
                 return
+            finally:
+                try:
+                    os.write(self._wake_w, b"x")  # wake the loop waiting on the connection
+                except OSError:
+                    pass  # the stub was closed meanwhile
             self._result = res
             if res.reason in ("all CPUs stopped", "check stop") or not any(
                 c.state == OPERATING for c in self.m.cpus.values()
@@ -226,7 +244,7 @@ class GdbStub:
             if got == b"\x03":
                 self.m.request_halt("interrupted by gdb")
                 self._last_signal = SIGINT
-            runner.join(0.01)
+        runner.join()
         if self._done is not None:
             self._send_exit()
             return None
