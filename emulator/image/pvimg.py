@@ -7,10 +7,12 @@ Image layout (a memory image loaded at absolute 0, spec 8.1; details in docs/se-
     0x00000  short PSW -> 0x11000 (stage3a entry)              plaintext
     0x0C000  image metadata "SeImgLnx" (28 bytes)              plaintext
     0x10000  stage3a (init stub; entry 0x11000; stage3a_args)  plaintext
+    0x14000  SE header (where pvextract-hdr looks)              plaintext
     next 4K  kernel (tweak 40), ramdisk (50), parmfile (60),   secure: AES-256-XTS per page, measured
              stage3b (70, argument block patched)
-    next 4K  SE header                                          plaintext
     next 4K  IPL parameter block, PV type 5                     plaintext
+
+genprotimg 2.35's layout (no metadata; IPIB at 0x13000, header at 0x14000) is parsed and booted too.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from firmware.se_header import (
     SeHeaderBuildError,
     SeHeaderError,
     build_header,
+    header_size,
     page_tweak,
 )
 
@@ -91,6 +94,10 @@ _COMP_NAMES = {
 STAGE3A_LOAD_ADDRESS = 0x10000
 STAGE3A_ENTRY = 0x11000
 STAGE3A_MAX_END = 0x13000
+#: where the SE header is at the lowest: s390-tools' pvextract-hdr searches from here; genprotimg before the
+#: Rust pvimg (2.35) put the IPIB at 0x13000 below it and wrote no image metadata
+SE_HDR_ADDRESS = 0x14000
+LEGACY_IPIB_ADDRESS = 0x13000
 METADATA_ADDRESS = 0xC000
 IMAGE_LOAD_ADDRESS = 0x10000  # Linux kernel entry; stage3b moves the kernel here
 MAX_COMMAND_LINE_SIZE_ADDR = 0x10430
@@ -366,7 +373,10 @@ def build_image(
     out = bytearray()
     comps: list[ImageComponent] = []
     digests = ImageDigests()
-    next_addr = _round_up(STAGE3A_LOAD_ADDRESS + len(stage3a))
+    # The header goes right after stage3a, at 0x14000 at the lowest, where s390-tools' pvextract-hdr looks
+    # (as pvimg lays it out); the secure components follow it.
+    hdr_addr = max(_round_up(STAGE3A_LOAD_ADDRESS + len(stage3a)), SE_HDR_ADDRESS)
+    next_addr = _round_up(hdr_addr + header_size(len(host_keys)))
 
     def place(addr: int, blob: bytes) -> None:
         if len(out) < addr + len(blob):
@@ -414,10 +424,10 @@ def build_image(
         )
     except SeHeaderBuildError as exc:
         raise ImageError(str(exc)) from None
-    hdr_addr = next_addr
+    assert len(header) == header_size(len(host_keys))
     place(hdr_addr, header)
-    comps.append(ImageComponent(COMP_SEHDR, hdr_addr, len(header), _round_up(len(header)), None))
-    ipib_addr = _round_up(hdr_addr + len(header))
+    comps.insert(0, ImageComponent(COMP_SEHDR, hdr_addr, len(header), _round_up(len(header)), None))
+    ipib_addr = next_addr
     ipib = IplParameterBlockPv(
         components=tuple(IpibPvComponent(c.tweak_pref, c.addr, c.stored_size) for c in comps if c.secure),
         pv_hdr_addr=hdr_addr,
@@ -439,10 +449,19 @@ def build_image(
 # ------------------------------------------------------------------------------------------------ parse
 
 
-def parse_image(data: bytes) -> SeImage:
-    """Locate and parse the SE header and IPIB of an image (metadata at 0xC000, else a page scan).
+def _legacy_ipib(data: bytes) -> bool:
+    """True if a PV IPL parameter block (type 5) starts at 0x13000, as genprotimg 2.35 writes it."""
+    off = LEGACY_IPIB_ADDRESS
+    return len(data) >= off + IplParameterBlockPv.HDR_SIZE and data[off + 12] == IPL_PBT_PV
 
-    A file that starts with the header magic is taken as a bare SE header (no IPIB).
+
+def parse_image(data: bytes) -> SeImage:
+    """Locate and parse the SE header and IPIB of an image.
+
+    The image metadata at 0xC000 names both (pvimg's layout); without it (genprotimg 2.35) the header is
+    the first 'IBMSecEx' at a page boundary and the IPIB the PV block at 0x13000 that points to that
+    header, else the page after the header. A file that starts with the header magic is taken as a bare
+    SE header (no IPIB).
     """
     if data[:8] == HDR_MAGIC:
         size = struct.unpack_from(">I", data, 12)[0] if len(data) >= 16 else 0
@@ -466,6 +485,10 @@ def parse_image(data: bytes) -> SeImage:
         raise ImageError(f"SE header at {hdr_addr:#x} claims {size:#x} bytes beyond the end of the image")
     if ipib_addr is None:
         ipib_addr = _round_up(hdr_addr + size)
+        if _legacy_ipib(data) and LEGACY_IPIB_ADDRESS < hdr_addr:
+            legacy = IplParameterBlockPv.parse(data, LEGACY_IPIB_ADDRESS)
+            if legacy.pv_hdr_addr == hdr_addr:
+                ipib_addr = LEGACY_IPIB_ADDRESS
     ipib = IplParameterBlockPv.parse(data, ipib_addr)
     return SeImage(bytes(data), hdr_addr, size, ipib_addr, ipib)
 
@@ -484,6 +507,17 @@ def _image_start(path: str | Path) -> tuple[int, bytes, ImgMetadata | None] | No
         return None
     meta = ImgMetadata.parse(raw) if len(raw) == ImgMetadata.SIZE else None
     return st.st_size, head, meta if meta is not None and meta.magic == IMG_META_MAGIC else None
+
+
+def _legacy_layout(path: str | Path) -> bool:
+    """True if the file holds the fixed part of a PV IPIB at 0x13000 (genprotimg 2.35, no metadata)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(LEGACY_IPIB_ADDRESS)
+            raw = f.read(IplParameterBlockPv.HDR_SIZE)
+    except OSError:
+        return False
+    return len(raw) == IplParameterBlockPv.HDR_SIZE and raw[12] == IPL_PBT_PV
 
 
 def starts_like_image(path: str | Path) -> bool:
@@ -509,10 +543,11 @@ def check_layout(path: str | Path) -> None:
         return
     size, head, meta = start
     if meta is None:
-        if head == _SHORT_PSW:
+        if head == _SHORT_PSW and not _legacy_layout(path):
             raise ImageError(
-                f"{path}: a truncated SE image: it starts with stage3a's PSW but ends at {size:#x}, "
-                f"before the image metadata at {METADATA_ADDRESS:#x}"
+                f"{path}: a truncated SE image: it starts with stage3a's PSW but ends at {size:#x}, before "
+                f"the image metadata at {METADATA_ADDRESS:#x} or genprotimg 2.35's IPL parameter block at "
+                f"{LEGACY_IPIB_ADDRESS:#x}"
             )
         return
     if size < meta.ipib_off + IplParameterBlockPv.HDR_SIZE:
