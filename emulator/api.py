@@ -263,6 +263,10 @@ class Host:
     def uvc(self, cmd: int | str, **fields: Any) -> UvResult:
         """Issue a host UVC (name from ``firmware.uv_codes``, e.g. ``"qui"``, or its code) with the given
         control-block fields; the block lives in host storage. Returns cc, rc, rrc and the stored block."""
+        from firmware.uv_codes import BY_CODE, BY_NAME
+
+        if cmd not in (BY_CODE if isinstance(cmd, int) else BY_NAME):
+            raise HypervisorError(f"unknown UVC {cmd!r} (names and codes: firmware/uv_codes.py)")
         return self._host.hv.pv_host().client.call(cmd, **fields)
 
     def alloc_page(self) -> int:
@@ -418,7 +422,7 @@ class Guest:
     def step(self, cpu: int = 0, count: int = 1) -> tuple[Exit, int]:
         """One SIE entry of vCPU ``cpu`` with a budget of ``count`` instructions; its exit is handled as the
         hypervisor's run loop handles it. Returns the exit and the instructions executed."""
-        ex, done = self._vm.step(cpu, count)
+        ex, done = self._vm.step(self._vcpu(cpu).address, count)
         return self._as_exit(cpu, ex), done
 
     def on_exit(self, callback: Callable[[Exit], None]) -> Callable[[], None]:
@@ -439,7 +443,7 @@ class Guest:
             off()
 
     def _as_exit(self, cpu: int, ex: SieExit) -> Exit:
-        sd = self._vm.vcpus[cpu].sd
+        sd = self._vcpu(cpu).sd
         return Exit(cpu, ex.icptcode, ex.name, sd.ipa if ex.icptcode else 0, sd.ipb if ex.icptcode else 0,
                     ex.host_pgm, ex.teid if ex.host_pgm else 0)  # fmt: skip
 
@@ -551,7 +555,7 @@ class Guest:
         cmd = {"normal": "cpu_reset", "initial": "cpu_reset_initial", "clear": "cpu_reset_clear"}.get(kind)
         if cmd is None:
             raise HypervisorError(f"unknown reset kind {kind!r} (normal, initial, clear)")
-        return self.uvc(cmd, handle=self._pv().cpu_handles[cpu])
+        return self.uvc(cmd, handle=self._pv().cpu_handles[self._vcpu(cpu).address])
 
     def set_cpu_state(self, state: str, cpu: int = 0) -> UvResult:
         """Set CPU State of secure CPU ``cpu``: ``stopped``, ``operating`` or ``load`` (operating, load: the
@@ -562,7 +566,7 @@ class Guest:
         if code is None:
             raise HypervisorError(f"unknown CPU state {state!r} (stopped, operating, load)")
         pv = self._pv()
-        return pv.set_cpu_state(self._vm.vcpus[cpu], code)
+        return pv.set_cpu_state(self._vcpu(cpu), code)
 
     def donated_storage(self) -> list[tuple[str, int, int]]:
         """The host storage the hypervisor donated to the Ultravisor for this configuration (what, host
@@ -570,6 +574,12 @@ class Guest:
         knows these ranges (it gave them) and may not touch them while the configuration lives."""
         pv = self._vm.pv
         return list(pv.donated) if pv is not None else []
+
+    def _vcpu(self, cpu: int) -> Any:
+        v = self._vm.vcpus.get(cpu)
+        if v is None:
+            raise HypervisorError(f"{self.name} has no CPU {cpu} (CPUs: {sorted(self._vm.vcpus)})")
+        return v
 
     def _pv(self) -> Any:
         pv = self._vm.pv
@@ -599,7 +609,7 @@ class Guest:
 
     def state_description(self, cpu: int = 0) -> StateDescription:
         """The vCPU's SIE page as the host reads it (host storage)."""
-        v = self._vm.vcpus[cpu]
+        v = self._vcpu(cpu)
         raw = self._vm.hv.host.read(v.page_addr, PAGE_SIZE)
         sd, page = v.sd, v.page
         return StateDescription((sd.psw_mask, sd.psw_addr), sd.icptcode, sd.ipa, sd.ipb, sd.prefix, sd.gg14,
@@ -610,11 +620,11 @@ class Guest:
         entry; the Ultravisor decides at SIE entry what it accepts, else a validity interception)."""
         if offset < 0 or offset + len(data) > PAGE_SIZE:
             raise HypervisorError(f"SIE page range {offset:#x}+{len(data):#x} is outside the page")
-        self._vm.hv.host.write(self._vm.vcpus[cpu].page_addr + offset, data)
+        self._vm.hv.host.write(self._vcpu(cpu).page_addr + offset, data)
 
     def sida(self, cpu: int = 0) -> bytes:
         """The vCPU's secure-instruction data area (one page of host storage; b"" for a normal guest)."""
-        addr = self._vm.vcpus[cpu].sd.sidad & ~0xFFF
+        addr = self._vcpu(cpu).sd.sidad & ~0xFFF
         return self._vm.hv.host.read(addr, PAGE_SIZE) if addr else b""
 
     # -- shared queues and devices ----------------------------------------------------------------------

@@ -132,3 +132,19 @@ def test_relying_party_honest_run_unlocks() -> None:
     with api.RelyingParty() as rp:
         r = rp.boot()
     assert r.unlocked and r.refused_field is None and r.answer is not None
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    from emulator.errors import EmulatorError
+
+    with Host(seed=1) as host:
+        g = host.boot()
+        calls = [lambda: g.step(cpu=5), lambda: g.state_description(3), lambda: g.cpu_reset("clear", cpu=2),
+                 lambda: g.cpu_reset("hard"), lambda: g.set_cpu_state("running"), lambda: g.uvc("no_such_call"),
+                 lambda: g.frame(1 << 40), lambda: g.uvc("qui", bogus=1), lambda: g.notify(9, 0x19000),
+                 lambda: g.write_state_description(b"x", 4096), lambda: host.boot("/nonexistent.se"),
+                 lambda: g.sida(7)]  # fmt: skip
+        for call in calls:
+            with pytest.raises(EmulatorError):
+                call()
+        assert g.run().clean  # the refusals changed nothing the guest relies on
