@@ -18,7 +18,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import Completer, Completion
@@ -160,6 +160,7 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
 
     show(Output().add(("heading", "zuv console")).text("type help for the commands; Tab completes", "dim"))
     worker: threading.Thread | None = None
+    last: str | None = None  # what Enter on an empty line repeats
     with patch_stdout(raw=True):
         while True:
             try:
@@ -171,7 +172,9 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
                     # a run on a worker thread whose end is waited for: Ctrl-C asks it to stop
                     run_interruptible(worker.join, lambda: session.stop("interrupted (Ctrl-C)"), quiet=True)
                 return 0
-            cmd = lookup(line.split()[0]) if line.strip() else None
+            line = repeat_line(line, last)
+            last = repeatable(line)
+            cmd = lookup(line.split()[0].split("/")[0]) if line.strip() else None
             if cmd is not None and cmd.name in ("continue", "until", "next") and not session.running:
                 worker = _background(session, line, show)
                 continue
@@ -181,6 +184,27 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
                 if worker is not None:
                     worker.join()
                 return q.status
+
+
+#: Commands an empty line repeats, as in gdb: stepping, and x (going on after the last address).
+REPEATABLE: Final = ("step", "next", "until", "x")
+
+
+def repeatable(line: str) -> str | None:
+    """What an empty line after ``line`` repeats: a step-like command as typed; x as ``x/FMT`` (the same
+    format and count from where the last x ended); None for anything else."""
+    words = line.split()
+    if not words:
+        return None
+    cmd = lookup(words[0].split("/")[0])
+    if cmd is None or cmd.name not in REPEATABLE:
+        return None
+    return words[0] if cmd.name == "x" else line
+
+
+def repeat_line(line: str, last: str | None) -> str:
+    """The line to run: ``line``, or ``last`` when ``line`` is empty (Enter repeats)."""
+    return last if not line.strip() and last is not None else line
 
 
 async def _foreground(session: Session, line: str) -> Output:

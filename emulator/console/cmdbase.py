@@ -1,5 +1,6 @@
-"""The console's command registry and what every command module shares: ``command``, ``lookup``, argument
-helpers and the stop report (the commands themselves live in ``commands.py``, ``securecmds.py``, ``gdbcmds.py``).
+"""The console's one command registry, and what every command module shares (arguments, the stop report).
+
+The commands themselves live in ``commands.py``, ``securecmds.py`` and ``gdbcmds.py``.
 """
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from emulator.console.disasm import Instruction, branch_target
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import parse_number
 from emulator.console.render import Output
 from emulator.console.session import SPACES, Session, Stop
 
-__all__ = ["Command", "REGISTRY", "GROUPS", "command", "lookup", "QuitRequest", "count", "no_more", "space_addr",
-           "stop_output", "where_line", "state_style"]  # fmt: skip
+__all__ = [
+    "Command", "REGISTRY", "GROUPS", "command", "lookup", "QuitRequest", "count", "no_more", "space_addr",
+    "stop_output", "where_line", "state_style", "STOP_HOOKS", "disasm_lines",
+]  # fmt: skip
 
 Handler = Callable[[Session, list[str]], Output]
 
@@ -43,6 +47,8 @@ class Command:
 
 
 REGISTRY: dict[str, Command] = {}
+#: What every stop report ends with (``display``): called with the session after the stop line.
+STOP_HOOKS: list[Callable[[Session], Output]] = []
 _ALIASES: dict[str, str] = {}
 GROUPS: Final = ("run", "break", "inspect", "secure", "session")
 
@@ -141,7 +147,36 @@ def stop_output(s: Session, stop: Stop) -> Output:
     out.add((style, stop.reason))
     for d in stop.details:
         out.add("  ", ("changed", d))
-    return out.extend(where_line(s))
+    out.extend(where_line(s))
+    for hook in STOP_HOOKS:
+        out.extend(hook(s))
+    return out
+
+
+def disasm_lines(s: Session, insns: list[Instruction], pc: int | None, *, labels: bool = True) -> Output:
+    """Instructions as dis shows them: a label line at each symbol, => at the PC, a branch's (and LARL's)
+    target named."""
+    out = Output()
+    for insn in insns:
+        sym = s.symbolize(insn.address)
+        if labels and s.symbols and sym and "+" not in sym:
+            out.add(("sym", f"<{sym}>:"))
+        target = branch_target(insn)
+        if target is None and insn.mnemonic == "larl":  # an address taken: name it too
+            target = int(insn.operands.rsplit(",", 1)[-1], 0)
+        tsym = s.symbolize(target) if target is not None else ""
+        mark = ("stop", "=> ") if insn.address == pc else ("", "   ")
+        out.add(
+            mark,
+            ("addr", f"{insn.address:#x}"),
+            ("sym", "" if labels or not sym else f" <{sym}>"),
+            ("dim", f"  {insn.raw.hex():<12}  "),
+            ("mnemonic", f"{insn.mnemonic:<8}"),
+            ("operands", insn.operands),
+            ("sym", f" <{tsym}>" if tsym else ""),
+            ("dim", "   (table)" if insn.source == "table" else ""),
+        )
+    return out
 
 
 

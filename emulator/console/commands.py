@@ -1,9 +1,10 @@
 """The console's commands for execution, breakpoints, inspection and the session, and ``execute``.
 
 The registry itself is ``cmdbase.REGISTRY``; Secure Execution views are in ``securecmds.py``, the gdb-class
-commands in ``gdbcmds.py``. Handlers take the ``Session`` and the words after the command and return an ``Output``; they never print.
-Help, completion and the documentation's command table are all generated from ``REGISTRY``. ``execute``
-turns any mistake into one ``error:`` line: unknown commands, bad numbers, addresses outside memory.
+commands in ``gdbcmds.py``. Handlers take the ``Session`` and the words after the command and return an
+``Output``; they never print. Help, completion and the documentation's command table are all generated from
+``REGISTRY``. ``execute`` turns any mistake into one ``error:`` line: unknown commands, bad numbers,
+addresses outside memory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from emulator import options
 from emulator.console import gdbcmds, securecmds  # noqa: F401 - they register their commands
 from emulator.console.cmdbase import GROUPS, REGISTRY, Command, QuitRequest, command, lookup
 from emulator.console.cmdbase import count as _count
+from emulator.console.cmdbase import disasm_lines
 from emulator.console.cmdbase import no_more as _no_more
 from emulator.console.cmdbase import space_addr as _space_addr
 from emulator.console.cmdbase import state_style as _state_style
@@ -42,6 +44,9 @@ def execute(session: Session, line: str) -> Output:
         words = shlex.split(text)
     except ValueError as e:
         return Output.error(f"cannot split the line into words: {e}")
+    if "/" in words[0] and not words[0].startswith("/"):  # x/4xw, display/i: the format is an argument
+        name, fmt = words[0].split("/", 1)
+        words = [name, "/" + fmt, *words[1:]]
     cmd = lookup(words[0])
     if cmd is None:
         near = [n for n in REGISTRY if n.startswith(words[0][:2])]
@@ -173,11 +178,13 @@ def _stop(s: Session, args: list[str]) -> Output:
 # -- breakpoints ----------------------------------------------------------------------------------------------
 
 
-@command("break", "break LOCATION | break uvc [CMD] | break sie [CODE] | break secure | break page [ADDR]",
+@command("break",
+         "break LOCATION [if EXPR] | break uvc [CMD] | break sie [CODE] | break secure | break page [ADDR]",
          "stop at an address or symbol, or on an Ultravisor / SIE / secure-storage / page-state event",
          aliases=("b", "br"), group="break", complete=("bpkind", "bparg"))  # fmt: skip
 def _break(s: Session, args: list[str]) -> Output:
     """break LOCATION        before the instruction at LOCATION (address, symbol, sym+off) executes
+    break LOCATION if EXPR  only when EXPR holds there (r2 == 3, [counter] > 2, r7: not zero)
     break uvc [CMD]        before a CPU executes UVC with command CMD (code like 0x0100, a short name
                            like create_sec_conf, or a title like create-secure-configuration; Tab
                            completes the short names; none: any command), and after the Ultravisor completes
@@ -192,7 +199,8 @@ def _break(s: Session, args: list[str]) -> Output:
     if kind in ("uvc", "sie", "secure", "page"):
         bp = s.add_breakpoint(kind, " ".join(args[1:]))
     else:
-        bp = s.add_breakpoint("addr", " ".join(args))
+        loc, cond = gdbcmds.split_condition(args)
+        bp = s.add_breakpoint("addr", loc, condition=cond)
     out = Output().add(("ok", "breakpoint "), bp.describe())
     if kind == "sie" and s.providers.intercepts is None:
         out.add(("warn", "  pending: this machine has no hypervisor stream of SIE interceptions"))
@@ -374,7 +382,7 @@ def _dump(s: Session, space: str, addr: int, length: int) -> Output:
 
 
 @command("mem", "mem [SPACE:]ADDRESS [LENGTH]", "dump memory: virtual (default), real, abs (guest absolute), host",
-         aliases=("x", "m"), complete=("loc", "num"))  # fmt: skip
+         aliases=("m",), complete=("loc", "num"))  # fmt: skip
 def _mem(s: Session, args: list[str]) -> Output:
     """virt: through the selected CPU's DAT (no reference bits are set), real: with prefixing, abs: guest
     absolute, host: host absolute. In the host view a secure page shows as the trap the host would get
@@ -389,7 +397,8 @@ def _mem(s: Session, args: list[str]) -> Output:
 @command("dis", "dis [ADDRESS] [N]", "disassemble N instructions (default: 10 at the PC)", aliases=("disassemble", "l"),
          complete=("loc", "num"))  # fmt: skip
 def _dis(s: Session, args: list[str]) -> Output:
-    """capstone decodes, and a table covers what capstone lacks (UVC, SERVC, ...). The PC is marked =>."""
+    """capstone decodes, and a table covers what capstone lacks (UVC, SERVC, ...). The PC is marked =>; a
+    relative branch's target is named (<loop>) when a symbol covers it."""
     _no_more(args, 2, "dis [ADDRESS] [N]")
     space, addr = _space_addr(s, args[0]) if args else ("virt", s.cpu.pc)
     n = _count(args, 1, 10, "instruction count", 1, 10000)
@@ -401,22 +410,8 @@ def _dis(s: Session, args: list[str]) -> Output:
             trap = seg
             break
         code += seg.data
-    out = Output()
     pc = s.cpu.pc if space == "virt" else None
-    for insn in disassemble(code, addr, n):
-        sym = s.symbolize(insn.address)
-        label = s.symbols and sym and "+" not in sym
-        if label:
-            out.add(("sym", f"<{sym}>:"))
-        mark = ("stop", "=> ") if insn.address == pc else ("", "   ")
-        out.add(
-            mark,
-            ("addr", f"{insn.address:#x}"),
-            ("dim", f"  {insn.raw.hex():<12}  "),
-            ("mnemonic", f"{insn.mnemonic:<8}"),
-            ("operands", insn.operands),
-            ("dim", "   (table)" if insn.source == "table" else ""),
-        )
+    out = disasm_lines(s, list(disassemble(code, addr, n)), pc)
     if trap is not None and (len(code) < n * 2):
         out.add(("addr", f"{trap.address:#x}"), "  ", ("trap", trap.note))
     return out
@@ -538,11 +533,29 @@ def _status(s: Session, args: list[str]) -> Output:
     return Output().text("".join(t for _, t in status_line(s)).strip())
 
 
-@command("info", "info", "the machine: memory, CPUs, program, Ultravisor and the console's providers",
-         group="session", while_running=True)  # fmt: skip
+_INFO_SUBCOMMANDS: Final = {"registers": "regs", "breakpoints": "breaks", "pages": "pages", "mem": "",
+                             "watchpoints": "breaks", "display": "display"}  # fmt: skip
+
+
+@command("info", "info [registers|breakpoints|mem|pages|display]",
+         "the machine (memory, CPUs, program, Ultravisor, providers), or one thing as gdb's info shows it",
+         group="session", while_running=True, complete=("info",))  # fmt: skip
 def _info(s: Session, args: list[str]) -> Output:
-    """What is loaded and which views the lower layers provide."""
-    _no_more(args, 0, "info")
+    """info alone: what is loaded and which views the lower layers provide. info registers [SET] is regs,
+    info breakpoints is breaks, info pages is pages, info display lists the displays; info mem [START
+    [END]] lists the selected CPU's virtual pages that translate in [START, END) (default: as much virtual
+    space as there is memory, at most 256 MiB), merged into runs, read without side effects. A unique
+    prefix of a subcommand works (info reg, info b)."""
+    if args:
+        hits = [k for k in _INFO_SUBCOMMANDS if k.startswith(args[0])]
+        hits = [args[0]] if args[0] in _INFO_SUBCOMMANDS else hits
+        if len(hits) != 1:
+            raise ConsoleError(f"info {args[0]!r}: say which of {', '.join(_INFO_SUBCOMMANDS)}")
+        if s.running and hits[0] not in ("breakpoints", "watchpoints"):
+            raise ConsoleError(f"the machine is running: info {hits[0]} needs it stopped (stop, or Ctrl-C)")
+        if hits[0] == "mem":
+            return _info_mem(s, args[1:])
+        return REGISTRY[_INFO_SUBCOMMANDS[hits[0]]].handler(s, args[1:])
     m = s.machine
     out = Output()
     out.text(f"memory {m.memory.size >> 20} MiB, {len(m.cpus)} CPU(s), STSI level {m.level}"
@@ -558,6 +571,33 @@ def _info(s: Session, args: list[str]) -> Output:
     for k in ("page_map", "uv_log", "intercepts"):
         out.text(f"provider {k}: {s.providers.sources.get(k, 'none')}")
     return out
+
+
+def _info_mem(s: Session, args: list[str]) -> Output:
+    _no_more(args, 2, "info mem [START [END]]")
+    cpu = s.cpu
+    if not cpu.psw[0] & (1 << 58):
+        return Output().text(f"CPU {s.cpu_address}: DAT is off (virtual = real; real 0-0x1fff <-> prefix "
+                             f"{cpu.prefix:#x})")  # fmt: skip
+    start = s.value(args[0]) & ~0xFFF if args else 0
+    end = s.value(args[1]) if len(args) > 1 else start + min(s.machine.memory.size, 256 << 20)
+    if not start < end <= 1 << 64 or (end - start) >> 12 > 1 << 16:
+        raise ConsoleError("info mem: START < END, at most 65536 pages (256 MiB) at a time")
+    runs: list[list[int]] = []  # [virtual start, real start, pages]
+    for v in range(start, end, 4096):
+        try:
+            real = s.translate(v)[0]
+        except ConsoleError:
+            continue
+        if runs and runs[-1][0] + (runs[-1][2] << 12) == v and runs[-1][1] + (runs[-1][2] << 12) == real:
+            runs[-1][2] += 1
+        else:
+            runs.append([v, real, 1])
+    out = Output().text(f"CPU {s.cpu_address}: virtual pages that translate in {start:#x}-{end - 1:#x}"
+                        " (primary space)", "heading")  # fmt: skip
+    for v, r, n in runs:
+        out.add(("addr", f"{v:#018x}-{v + (n << 12) - 1:#018x}"), f" -> real {r:#x}", ("dim", f"  {n} pages"))
+    return out if runs else out.text("no page translates")
 
 
 @command("console", "console", "show the guest's console output so far", group="session", while_running=True)
@@ -643,4 +683,6 @@ def completion_words(s: Session, kind: str) -> list[str]:
         return sorted(REGISTRY)
     if kind == "bpkinds":
         return list(BP_KINDS)
+    if kind == "info":
+        return list(_INFO_SUBCOMMANDS)
     return []

@@ -66,6 +66,8 @@ class Breakpoint:
     enabled: bool = True
     hits: int = 0
     old: bytes = b""  # watch: the bytes last seen
+    condition: str = ""  # addr: stop only when this holds (``Session.holds``)
+    temporary: bool = False  # addr: deleted when it stops the machine (tbreak)
 
     def describe(self) -> str:
         """One line: what this breakpoint stops at."""
@@ -90,6 +92,8 @@ class Breakpoint:
             what = "host access to secure storage (PGM 0x3D)"
         else:
             what = "any page-state change" if self.code is None else f"page-state change of frame {self.code:#x}"
+        what += f" if {self.condition}" if self.condition else ""
+        what += " (temporary)" if self.temporary else ""
         return f"{self.number}: {self.kind:<6} {what}" + ("" if self.enabled else " [disabled]") + (
             f" hits={self.hits}" if self.hits else ""
         )
@@ -173,6 +177,10 @@ class Session:
         self._stop_reason: str | None = None
         self.last_stop: Stop | None = None
         self.console_seen = 0  # bytes of machine.console already shown
+        #: ``display`` expressions, shown after every stop: (format like x's ``/NFU`` or "", expression)
+        self.displays: dict[int, tuple[str, str]] = {}
+        self.x_format = ("x", "w")  # x's last format and unit (gdb's defaults)
+        self.x_next: tuple[str, int] | None = None  # where x without an address goes on: (space, address)
         self._install()
 
     # -- basics ----------------------------------------------------------------------------------------
@@ -207,6 +215,15 @@ class Session:
         """Evaluate an address or value expression on the selected CPU."""
         return evaluate(text, self.cpu, self.symbols, self._read_u64)
 
+    def holds(self, text: str) -> bool:
+        """Whether a condition holds: ``E1 OP E2`` (==, !=, <, <=, >, >=, unsigned) or ``E`` (not zero)."""
+        for op in ("==", "!=", "<=", ">=", "<", ">"):
+            if op in text:
+                lhs, rhs = text.split(op, 1)
+                a, b = self.value(lhs), self.value(rhs)
+                return {"==": a == b, "!=": a != b, "<=": a <= b, ">=": a >= b, "<": a < b, ">": a > b}[op]
+        return self.value(text) != 0
+
     def _read_u64(self, vaddr: int) -> int:
         seg = self.read("virt", vaddr, 8)
         data = b"".join(s.data or b"" for s in seg)
@@ -239,20 +256,28 @@ class Session:
 
     # -- breakpoints -----------------------------------------------------------------------------------
 
-    def add_breakpoint(self, kind: str, spec: str = "", *, access: bool = False, length: int = 8) -> Breakpoint:
+    def add_breakpoint(
+        self, kind: str, spec: str = "", *, access: bool = False, length: int = 8, condition: str = "",
+        temporary: bool = False,
+    ) -> Breakpoint:  # fmt: skip
         """Add a breakpoint of ``kind`` (see ``BP_KINDS``) described by ``spec``.
 
         ``addr``: an address expression or symbol. ``watch``: an expression (virtual address of the
         selected CPU, or ``abs:E`` / ``host:E``), ``length`` bytes, ``access`` to stop on reads too.
         ``uvc``: a command code or short name (empty: any). ``sie``: an interception code (empty: any).
         ``secure``: no spec. ``page``: an absolute address or ``frame:N`` (empty: any frame).
+        ``condition`` (addr only): stop only when it holds (``holds``); ``temporary``: delete at the stop.
         """
         spec = spec.strip()
-        bp = Breakpoint(self._next_number, kind, spec)
+        bp = Breakpoint(self._next_number, kind, spec, condition=condition.strip(), temporary=temporary)
+        if (condition or temporary) and kind != "addr":
+            raise ConsoleError("conditions and temporary breakpoints are for addresses (break LOC if EXPR)")
         if kind == "addr":
             if not spec:
                 raise ConsoleError("break needs an address or a symbol")
             bp.address = self.value(spec)
+            if bp.condition:
+                self.holds(bp.condition)  # a mistake in the condition is an error now, not at the stop
         elif kind == "watch":
             if not spec:
                 raise ConsoleError("watch needs an address")
@@ -715,11 +740,24 @@ class Session:
                 self.cpu_address = cpu_addr
                 if pc == temp:
                     return Stop("step", f"reached {self._where(pc)}", cpu_addr, pc, result=res)
-                for bp in self.breakpoints.values():
-                    if bp.enabled and bp.kind == "addr" and bp.address == pc:
-                        bp.hits += 1
-                        return Stop("breakpoint", f"breakpoint {bp.number} at {self._where(pc)}", cpu_addr, pc, bp,
-                                    result=res)  # fmt: skip
+                bps = self.breakpoints.values()
+                here = [b for b in bps if b.enabled and b.kind == "addr" and b.address == pc]
+                for bp in here:
+                    note = ""
+                    if bp.condition:
+                        try:
+                            if not self.holds(bp.condition):
+                                continue
+                        except ConsoleError as e:  # as gdb: a condition that cannot be evaluated stops
+                            note = f" (condition {bp.condition!r} failed: {e})"
+                    bp.hits += 1
+                    if bp.temporary:
+                        self.delete_breakpoint(bp.number)
+                    kind = "temporary breakpoint" if bp.temporary else "breakpoint"
+                    why = f"{kind} {bp.number} at {self._where(pc)}{note}"
+                    return Stop("breakpoint", why, cpu_addr, pc, bp, result=res)
+                if here:
+                    return None  # no condition held: run on (the machine resumes over the breakpoint)
                 return Stop("breakpoint", f"breakpoint at {self._where(pc)}", cpu_addr, pc, result=res)
             if ex.kind == "watch":
                 return self._watch_stop(cpu_addr, ex.code, ex.data.get("host", 0), bool(ex.data.get("write")), res)
@@ -931,6 +969,36 @@ class Session:
                 segs.append(Segment(pos, None, t.note))
             pos += n
         return segs
+
+    def write(self, space: str, addr: int, data: bytes) -> None:
+        """Store ``data`` the way the current view may: the host view as a host access (a secure or donated
+        frame refuses it with the trap the host would get), the owner view as firmware (plaintext)."""
+        if space not in SPACES:
+            raise ConsoleError(f"unknown address space {space!r} (spaces: {', '.join(SPACES)})")
+        if not 0 <= addr or addr + len(data) > 1 << 64:
+            raise ConsoleError(f"{addr:#x}+{len(data)} runs past the end of the 64-bit address space")
+        owner = self.view == "owner"
+        mem = self.machine.memory
+        pos, end, parts = addr, addr + len(data), []
+        while pos < end:  # translate every page first: nothing is stored unless all of it can be
+            n = min(end - pos, PAGE_SIZE - (pos & (PAGE_SIZE - 1)))
+            try:
+                host = self._to_host(space, pos, owner=owner)
+            except _Trap as t:
+                raise ConsoleError(f"cannot store at {space} {pos:#x}: {t.note}") from None
+            if host + n > mem.size:
+                raise ConsoleError(f"cannot store at {space} {pos:#x}: outside memory (size {mem.size:#x})")
+            if not owner and access.refused_address(mem, host, n) is not None:
+                frame = host >> PAGE_SHIFT
+                state = self.providers.page_map.page(frame).state
+                raise ConsoleError(
+                    f"trap: PGM 0x3D secure-storage access ({state} frame {frame:#x}): the host cannot store "
+                    "there (view owner to write as the guest owner)"
+                )
+            parts.append((host, data[pos - addr : pos - addr + n]))
+            pos += n
+        for host, chunk in parts:
+            mem.write(host, chunk)  # checked above for the host view; drops translated code
 
     def translate(self, vaddr: int, asc: int | None = None) -> tuple[int, int, int]:
         """(real, guest absolute, host absolute) of a virtual address of the selected CPU (owner view)."""
