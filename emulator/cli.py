@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             vm_name=m.info.vm_name if args.name is None else args.name,
             vm_uuid=m.info.vm_uuid if args.uuid is None else args.uuid,
         )
-    m.load(args.program, args.append)
+    m.load(args.program, args.append, args.initrd)
     _forward_stdin(m)
     if args.gdb is not None or args.gdb_default:
         return _serve_gdb(m, args)
@@ -219,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RAM size, e.g. 256M or 2G (default 128M)")  # fmt: skip
     r.add_argument("--cpus", "-smp", type=options.cpus, default=1, help="number of CPUs (default 1)")
     r.add_argument("--append", default="", help="kernel command line (stored at 0x10480)")
+    r.add_argument("--initrd", metavar="FILE", default=None,
+                   help="initial RAM disk, placed at 8 MiB (or above the kernel) and announced at 0x10408")  # fmt: skip
     r.add_argument("--max-insns", type=options.count("the instruction limit"), default=None,
                    help="stop after this many instructions")  # fmt: skip
     r.add_argument("--time-limit", type=options.seconds, default=None, help="stop after this many seconds")

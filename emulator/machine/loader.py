@@ -4,7 +4,9 @@ Rules (``machine.md`` section 1, QEMU ``hw/s390x/ipl.c``): every PT_LOAD of an `
 big-endian ELF at ``p_paddr`` with its bss zeroed; a flat image at absolute 0, started at 0x10000 when the
 bytes at 0x10008 read ``S390EP``, else at the word at bytes 4-7 masked with 0x7fffffff; an ELF entry of
 0x800 starts at 0x10000. The command line goes to 0x10480 when the start address is 0x10000 (at most
-0x380 bytes, or the size the image stores at 0x10430).
+0x380 bytes, or the size the image stores at 0x10430). An initial RAM disk (``-initrd``) goes to 8 MiB, or the
+first MiB boundary at least 1 MiB above the program's end, and its address and size are stored at 0x10408 and
+0x10410 for the kernel's IPL code to find.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from emulator.errors import LoadError
 from emulator.hw import access
 from emulator.hw.memory import PhysicalMemory
 
-__all__ = ["LoadedProgram", "load_program", "EM_S390", "CMDLINE_ADDR"]
+__all__ = ["LoadedProgram", "load_program", "load_initrd", "EM_S390", "CMDLINE_ADDR", "INITRD_START"]
 
 EM_S390: Final = 22
 CMDLINE_ADDR: Final = 0x10480
 CMDLINE_SIZE_ADDR: Final = 0x10430
 CMDLINE_DEFAULT_MAX: Final = 0x380
 KERNEL_START: Final = 0x10000
+INITRD_START: Final = 0x800000
+INITRD_START_ADDR: Final = 0x10408
+INITRD_SIZE_ADDR: Final = 0x10410
 
 
 @dataclass(frozen=True)
@@ -162,3 +167,31 @@ def load_program(path: str | Path, mem: PhysicalMemory, cmdline: str = "") -> tu
         _check_range(p, "command line", CMDLINE_ADDR, len(raw) + 1, mem)
         mem.write(CMDLINE_ADDR, raw + b"\0")
     return prog, start
+
+
+def load_initrd(path: str | Path, prog: LoadedProgram, mem: PhysicalMemory) -> tuple[int, int]:
+    """Place an initial RAM disk after the program and announce it in the kernel's parameter area (QEMU's
+    ``-initrd``); returns its address and size.
+
+    Raises:
+        LoadError: a missing or unreadable file, an initrd that does not fit in memory, a program that does not
+            start at 0x10000 (nothing there would read the parameter area).
+    """
+    p = str(path)
+    end = max((a + s for a, s in prog.segments), default=0)
+    if mem.size <= INITRD_SIZE_ADDR + 8 or not any(a <= INITRD_START_ADDR < a + s for a, s in prog.segments):
+        raise LoadError(f"{p}: --initrd needs a Linux kernel image (a program with a parameter area at 0x10400)")
+    addr = INITRD_START
+    while end + 0x100000 > addr:
+        addr += 0x100000
+    try:
+        with open(p, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise LoadError(f"{p}: cannot read: {e.strerror or e}") from None
+    _check_range(p, "initrd", addr, len(data), mem)
+    _check_range(p, "the initrd parameters", INITRD_START_ADDR, 16, mem)
+    mem.write(addr, data)
+    mem.write_u64(INITRD_START_ADDR, addr)
+    mem.write_u64(INITRD_SIZE_ADDR, len(data))
+    return addr, len(data)

@@ -45,7 +45,7 @@ from emulator.hw.tod import TodClock
 from emulator.hw.virtio_ccw import VirtioBlk, make_device
 from emulator.hw.virtio_ccw import notify as virtio_notify
 from emulator.machine import channel
-from emulator.machine.loader import LoadedProgram, load_program
+from emulator.machine.loader import LoadedProgram, load_initrd, load_program
 from emulator.options import MAX_CPUS, parse_size
 
 __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
@@ -211,6 +211,7 @@ class Machine:
         self.program: LoadedProgram | None = None
         self._start = 0
         self._cmdline = ""
+        self._initrd: str | None = None
         self._halt_reason: str | None = None
         self._lock = threading.Lock()
         self._running_cpu: Cpu | None = None
@@ -301,10 +302,13 @@ class Machine:
 
     # -- loading --------------------------------------------------------------------------------------
 
-    def load(self, path: str, cmdline: str = "") -> LoadedProgram:
-        """Load a program and make CPU 0 ready to start at its entry (QEMU ``-kernel``)."""
+    def load(self, path: str, cmdline: str = "", initrd: str | None = None) -> LoadedProgram:
+        """Load a program (and an initial RAM disk) and make CPU 0 ready to start at its entry (QEMU
+        ``-kernel``, ``-append``, ``-initrd``)."""
         prog, start = load_program(path, self.memory, cmdline)
-        self.program, self._start, self._cmdline = prog, start, cmdline
+        if initrd is not None:
+            load_initrd(initrd, prog, self.memory)
+        self.program, self._start, self._cmdline, self._initrd = prog, start, cmdline, initrd
         self._ipl(start)
         return prog
 
@@ -491,7 +495,7 @@ class Machine:
                 cpu0.state = OPERATING
                 self._disabled_wait.pop(0, None)
         elif action == "reset" and self.program is not None:
-            self.load(self.program.path, self._cmdline)  # a system reset re-IPLs the program
+            self.load(self.program.path, self._cmdline, self._initrd)  # a system reset re-IPLs the program
         else:
             what = {"pause": "paused", "reset": "reset"}.get(action, "powered off")
             self._halt_reason = f"the watchdog expired ({what}: --watchdog-action {action})"
@@ -706,7 +710,7 @@ class Machine:
             if subcode == 3:
                 self.memory.fill(0, self.memory.size)
                 if self.program is not None:
-                    self.load(self.program.path, self._cmdline)
+                    self.load(self.program.path, self._cmdline, self._initrd)
                     return
             for c in self.cpus.values():
                 if subcode == 0:
