@@ -424,3 +424,68 @@ def test_sie_instruction_interception_of_an_executed_diag_flags_execute(tmp_path
         (0x61, 0x8300, base + 0x0E, base + 0x14),  # EXRL: 6
         (0x00, 0x8300, base + 0x14, base + 0x18),  # the DIAG itself
     ]
+
+
+# -- storage-to-storage targets emulated at the EXECUTE (MVC, XC, NC, OC, CLC) ----------------------------
+
+SS_DATA = 0x20FF0  # 16 bytes before a page boundary: operands cross it
+
+
+def ss(op: int, length: int, b1: int, d1: int, b2: int, d2: int) -> bytes:
+    return bytes((op, length, b1 << 4 | d1 >> 8, d1 & 0xFF, b2 << 4 | d2 >> 8, d2 & 0xFF))
+
+
+SS_CASES = {
+    "MVC": ss(0xD2, 0x00, 1, 0x000, 1, 0x100),
+    "MVC propagate": ss(0xD2, 0x00, 1, 0x001, 1, 0x000),  # the classic one-byte-right overlap
+    "MVC overlap back": ss(0xD2, 0x00, 1, 0x000, 1, 0x003),
+    "XC clear": ss(0xD7, 0x00, 1, 0x000, 1, 0x000),
+    "XC": ss(0xD7, 0x00, 1, 0x008, 1, 0x100),
+    "XC overlap": ss(0xD7, 0x00, 1, 0x002, 1, 0x000),
+    "NC": ss(0xD4, 0x00, 1, 0x000, 1, 0x100),
+    "OC": ss(0xD6, 0x00, 1, 0x000, 1, 0x104),
+    "CLC equal": ss(0xD5, 0x00, 1, 0x200, 1, 0x300),
+    "CLC low": ss(0xD5, 0x00, 1, 0x000, 1, 0x100),
+    "CLC high": ss(0xD5, 0x00, 1, 0x100, 1, 0x000),
+}
+
+
+def _ss_state(cpu: Cpu, text: bytes) -> None:
+    cpu.mem.write(TARGET, text + bytes.fromhex("0700"))
+    cpu.mem.write(SS_DATA, bytes((i * 37 + 11) & 0xFF for i in range(0x400)))
+    cpu.mem.write(SS_DATA + 0x200, bytes(range(0x40)))
+    cpu.mem.write(SS_DATA + 0x300, bytes(range(0x40)))
+    cpu.set_gpr(1, SS_DATA)
+    cpu.set_gpr(2, 0x1F)  # the EXECUTE's length byte: 32 bytes, over the page boundary
+    cpu.set_gpr(13, TARGET)
+    cpu.set_psw(PSW_MASK_64 | 3 << 44, CODE)
+    cpu.state = OPERATING
+
+
+@pytest.mark.parametrize("name", list(SS_CASES))
+def test_storage_targets_match_the_native_instruction(cpu, name):
+    """EX is always an exit, where these targets are emulated (an EXRL of them on its own page runs natively)."""
+    text = SS_CASES[name]
+    _ss_state(cpu, bytes((text[0], 0x1F)) + text[2:])  # natively, with the length the EXECUTE ORs in
+    cpu.set_pc(TARGET)
+    cpu.run(count=1)
+    native = (cpu.gprs(), (cpu.psw_mask >> 44) & 3, cpu.mem.read(SS_DATA, 0x400))
+    code = ex(2, 13)
+    cpu.mem.write(CODE, code + bytes.fromhex("0700"))
+    _ss_state(cpu, text)
+    cpu.run(count=1)
+    assert (cpu.gprs(), (cpu.psw_mask >> 44) & 3, cpu.mem.read(SS_DATA, 0x400)) == native
+    assert cpu.pc == CODE + len(code)
+
+
+def test_executed_mvc_to_missing_storage_is_an_addressing_exception_storing_nothing(cpu):
+    """Suppressed, as the MVC natively (the old PSW after the instruction, here the EXECUTE)."""
+    text = ss(0xD2, 0x00, 1, 0x000, 3, 0x000)
+    _ss_state(cpu, text)
+    cpu.set_gpr(1, (1 << 20) - 8)  # the first operand runs past the end of memory
+    cpu.set_gpr(3, SS_DATA)
+    cpu.mem.write(CODE, ex(2, 13) + bytes.fromhex("0700"))
+    before = cpu.mem.read((1 << 20) - 8, 8)
+    assert cpu.run().kind == "disabled_wait"
+    assert pgm(cpu) == (0x05, 4, CODE + 4)
+    assert cpu.mem.read((1 << 20) - 8, 8) == before

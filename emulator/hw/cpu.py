@@ -136,7 +136,7 @@ from emulator.hw.arch import (  # noqa: F401
     wrap_address,
 )
 from emulator.hw.engine import switch_for
-from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, emulate_relative
+from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, STORAGE, emulate_relative, emulate_storage
 from emulator.hw.fixedpoint import OPCODES as _FPO_OPCODES
 from emulator.hw.fixedpoint import scan_pattern as _fpo_scan_pattern
 from emulator.hw.interrupts import InterruptDelivery, IoSource
@@ -1998,6 +1998,10 @@ class Cpu(InterruptDelivery):
             rel = RELATIVE.get(key)
             if rel is not None:
                 emulate_relative(self, Insn(self, pc, text, rel[0], key, ilen, target))
+                return None
+            ss = STORAGE.get(key)
+            if ss is not None:
+                emulate_storage(self, Insn(self, pc, text, ss[0], key, ilen, target))
                 return None
         except ProgramException as e:
             self.program_interrupt(e.code, e.ilc if e.ilc is not None else ilen, e.teid, pc=pc)

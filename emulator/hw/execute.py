@@ -7,7 +7,10 @@ compares take the *target's* address (PoP, "Branch-Address Generation" and "Rela
 the return address of BRAS/BRASL and the next sequential instruction are still those after the EXECUTE.
 The CPU (``cpu.Cpu._execute``) decodes the EXECUTE, ORs R1 into the target's second byte and hands the
 target here when its opcode is in ``RELATIVE``; trapped targets (DIAG, SSM, ...) go to their own emulation
-instead, and every other target runs natively.
+instead, and every other target runs natively, except the storage-to-storage logical ones in ``STORAGE``
+(MVC, XC, NC, OC, CLC): the CPU is already at the EXECUTE's exit, and emulating them here costs less than a
+one-instruction native run (Linux's memcpy/memset/memcmp tails and its code patching execute them by the ten
+thousand while it boots).
 
 Handlers get the ``Insn`` of the target (``raw`` = its modified text, ``pc``/``ilen`` = the EXECUTE's,
 ``target`` = the target's address), complete it (``finish`` or a branch) or raise ``ProgramException``.
@@ -23,7 +26,7 @@ from emulator.errors import ProgramException
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu, Insn
 
-__all__ = ["RELATIVE", "EXECUTE_KEYS", "emulate_relative"]
+__all__ = ["RELATIVE", "STORAGE", "EXECUTE_KEYS", "emulate_relative", "emulate_storage"]
 
 PGM_SPECIFICATION: Final = 0x06
 _M32: Final = 0xFFFFFFFF
@@ -267,5 +270,75 @@ RELATIVE: Final[dict[int, tuple[str, Handler]]] = {
 def emulate_relative(cpu: Cpu, insn: Insn) -> None:
     """Execute a relative-addressing target of EXECUTE (``insn.opcode`` in ``RELATIVE``)."""
     name, handler = RELATIVE[insn.opcode]
+    insn.name = name
+    handler(cpu, insn)
+
+
+def _ss_operands(cpu: Cpu, raw: bytes) -> tuple[int, int, int]:
+    """Length and the two operand addresses of an SS-format instruction with one 8-bit length (L+1)."""
+    b1, b2 = raw[2] >> 4, raw[4] >> 4
+    a1 = cpu.wrap(((raw[2] & 0xF) << 8 | raw[3]) + (cpu.gpr(b1) if b1 else 0))
+    a2 = cpu.wrap(((raw[4] & 0xF) << 8 | raw[5]) + (cpu.gpr(b2) if b2 else 0))
+    return raw[1] + 1, a1, a2
+
+
+def _overlap(cpu: Cpu, a1: int, a2: int, n: int) -> bool:
+    """Whether the second operand's bytes include one the first operand stores before it is fetched."""
+    d = (a1 - a2) & _M64
+    return 0 < d < n or (cpu.wrap(a2 + n - 1) < a2 or cpu.wrap(a1 + n - 1) < a1)
+
+
+def _ss_logical(op: Callable[[int, int], int] | None) -> Callable[[Cpu, Insn], None]:
+    """MVC (``op`` None), XC, NC, OC: operand 1 from the bytes of both, left to right one byte at a time (an
+    overlap sees the bytes already stored); every page of both operands is checked before anything is stored;
+    the logical ones set CC 0 for an all-zero result, else 1."""
+
+    def handler(cpu: Cpu, insn: Insn) -> None:
+        n, a1, a2 = _ss_operands(cpu, insn.raw)
+        src = cpu.read_virtual(a2, n)
+        dst = cpu.read_virtual(a1, n) if op is not None else bytes(n)
+        if not _overlap(cpu, a1, a2, n):
+            if op is None:
+                out = src
+            else:
+                v = op(int.from_bytes(dst, "big"), int.from_bytes(src, "big"))
+                out = v.to_bytes(n, "big")
+        else:
+            stored: dict[int, int] = {}
+            buf = bytearray(n)
+            for i in range(n):
+                s = stored.get(cpu.wrap(a2 + i), src[i])
+                buf[i] = s if op is None else op(stored.get(cpu.wrap(a1 + i), dst[i]), s)
+                stored[cpu.wrap(a1 + i)] = buf[i]
+            out = bytes(buf)
+        cpu.write_virtual(a1, out)
+        if op is None:
+            insn.finish()
+        else:
+            insn.finish(1 if any(out) else 0)
+
+    return handler
+
+
+def _clc(cpu: Cpu, insn: Insn) -> None:
+    """COMPARE LOGICAL (character): CC 0 equal, 1 operand 1 low, 2 operand 1 high."""
+    n, a1, a2 = _ss_operands(cpu, insn.raw)
+    x, y = cpu.read_virtual(a1, n), cpu.read_virtual(a2, n)
+    insn.finish(0 if x == y else 1 if x < y else 2)
+
+
+#: Storage-to-storage targets of EXECUTE emulated at its exit (opcode -> name, handler).
+STORAGE: Final[dict[int, tuple[str, Callable[[Cpu, Insn], None]]]] = {
+    0xD2: ("MVC", _ss_logical(None)),
+    0xD7: ("XC", _ss_logical(lambda x, y: x ^ y)),
+    0xD4: ("NC", _ss_logical(lambda x, y: x & y)),
+    0xD6: ("OC", _ss_logical(lambda x, y: x | y)),
+    0xD5: ("CLC", _clc),
+}
+
+
+def emulate_storage(cpu: Cpu, insn: Insn) -> None:
+    """Execute a storage-to-storage target of EXECUTE (``insn.opcode`` in ``STORAGE``)."""
+    name, handler = STORAGE[insn.opcode]
     insn.name = name
     handler(cpu, insn)
