@@ -4,7 +4,7 @@ is never read or written."""
 
 import struct
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from emulator.errors import ProgramException
@@ -49,6 +49,7 @@ def machine():
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(program=ccws, ctrl=orb_ctrl, idaws=st.binary(min_size=16, max_size=16))
+@example(program=[(1, 2, 0, 0)], ctrl=0x0A988000, idaws=bytes(16))  # suspended, interruption suppressed
 def test_any_channel_program_ends_architecturally_and_never_touches_a_secure_frame(program, ctrl, idaws):
     mem, css = machine()
     mem.write(0x3000, idaws)
@@ -62,8 +63,14 @@ def test_any_channel_program_ends_architecturally_and_never_touches_a_secure_fra
     assert cc in (0, 3)  # 3: no path in the ORB's logical-path mask
     if cc == 0:
         cc, raw = css.tsch(SID)
-        i = cb.parse(cb.Irb, raw)
-        assert cc == 0 and i.scsw.ctrl & cb.STCTL_PENDING
+        if cc == 1:
+            # suspended at a CCW's suspend flag with the suspended interruption suppressed (ORB S and U):
+            # nothing is pending, and the subchannel says it is suspended
+            assert ctrl & cb.ORB_SPND and ctrl & cb.ORB_SSIC
+            assert cb.parse(cb.Schib, css.stsch(SID)[1]).scsw.ctrl & cb.ACTL_SUSPENDED
+        else:
+            i = cb.parse(cb.Irb, raw)
+            assert cc == 0 and i.scsw.ctrl & cb.STCTL_PENDING
     assert mem.read(SECURE_FRAME << 12, 4096) == b"\xa5" * 4096
     assert mem.owner[SECURE_FRAME] == 2
 
