@@ -47,7 +47,8 @@ def test_create_perform_verify_round_trip(files: Path) -> None:
     common = ["-i", str(d / "resp"), "-a", str(d / "arpk"), "-o", str(d / "result.yaml")]
     assert pvattest_main(["verify", *common, "--hdr", str(IMAGE)]) == 0
     text = (d / "result.yaml").read_text()
-    assert f"cuid: 0x{resp.cuid.hex()}" in text and "secret_store_hash: 0x" in text  # type: ignore[union-attr]
+    # quoted as serde_yaml writes it: real pvsecret create --cuid reads the cuid only as a string
+    assert f"cuid: '0x{resp.cuid.hex()}'" in text and "secret_store_hash: '0x" in text  # type: ignore[union-attr]
     assert pvattest_main(["verify", *common, "--hdr", str(IMAGE), "--evidence", str(d / "ev"),
                           "-u", str(d / "user.out")]) == 0  # fmt: skip
     assert (d / "user.out").read_bytes() == b"lab user data"
@@ -87,7 +88,7 @@ def test_create_checks_host_key_documents(files: Path, capsys: pytest.CaptureFix
 def test_pvsecret_round_trip_bound_to_the_attested_instance(files: Path) -> None:
     d = files
     g = LocalSecureGuest("zuv-demo", IMAGE.read_bytes(), seed=9)
-    (d / "result.yaml").write_text(f"cuid: 0x{g.cuid.hex()}\n")
+    (d / "result.yaml").write_text(f"cuid: '0x{g.cuid.hex()}'\n")  # as pvattest verify -o writes it
     (d / "aes").write_bytes(b"A" * 32)
     key = ec.generate_private_key(ec.SECP256R1())
     (d / "ec.pem").write_bytes(
@@ -128,7 +129,14 @@ def test_pvsecret_errors_and_info(files: Path, capsys: pytest.CaptureFixture[str
     assert pvsecret_main([*base, "-o", str(d / "r"), "--cuid-hex", "1234", "meta"]) == 1
     assert pvsecret_main([*base, "-o", str(d / "r"), "association", "apqn", "--stdout",
                           "--output-secret", str(d / "assoc")]) == 0  # fmt: skip
-    assert A.secret_id("apqn").hex() in capsys.readouterr().out and len((d / "assoc").read_bytes()) == 32
+    out = capsys.readouterr().out
+    assert out == f"!Association\nname: apqn\nid: '0x{A.secret_id('apqn').hex()}'\n\n"  # serde_yaml's form
+    assert len((d / "assoc").read_bytes()) == 32 and not (d / "apqn.yaml").exists()
+    assert pvsecret_main([*base, "-o", str(d / "r6"), "retrievable", "my key", "--secret", str(d / "short"),
+                          "--type", "plain"]) == 0  # fmt: skip
+    info = (d / "my_key.yaml").read_text()  # NAME.yaml beside the request, blanks as '_', as pvsecret
+    assert info == f"!Retrievable\nkind: 3 (PLAINTEXT)\nname: my key\nid: '0x{A.secret_id('my key').hex()}'\n"
+    assert "my_key.yaml" in capsys.readouterr().err
     assert pvsecret_main(["info", str(d / "r")]) == 0
     assert "association, 32 bytes" in capsys.readouterr().out
     assert pvsecret_main(["info", str(IMAGE)]) == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -202,14 +203,26 @@ def _perform(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def yaml_scalar(v: Any) -> str:
+    """A YAML scalar as serde_yaml writes it: a string YAML would read as a number (``0x...``, digits) or
+    a boolean/null is single-quoted, so that s390-tools (``pvsecret create --cuid``) reads a string."""
+    text = str(v)
+    if isinstance(v, str) and (
+        re.fullmatch(r"[-+]?(0x[0-9a-fA-F_]*|0o[0-7_]*|[0-9][0-9_.eE+-]*|\.inf|\.nan)", text)
+        or text.lower() in ("true", "false", "null", "~", "yes", "no", "on", "off", "")
+    ):
+        return "'" + text.replace("'", "''") + "'"
+    return text
+
+
 def _yaml(d: dict[str, Any]) -> str:
     lines = []
     for k, v in d.items():
         if isinstance(v, dict):
             lines.append(f"{k}:")
-            lines += [f"  {k2}: {v2}" for k2, v2 in v.items()]
+            lines += [f"  {k2}: {yaml_scalar(v2)}" for k2, v2 in v.items()]
         else:
-            lines.append(f"{k}: {v}")
+            lines.append(f"{k}: {yaml_scalar(v)}")
     return "\n".join(lines) + "\n"
 
 

@@ -15,12 +15,14 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 from emulator.attest.pvattest import (
     ToolError,
+    _err,
     _Parser,
     _UsageError,
     add_certificate_options,
@@ -28,13 +30,14 @@ from emulator.attest.pvattest import (
     image_tags,
     read_file,
     write_file,
+    yaml_scalar,
 )
 from emulator.image import pki
 from firmware import attestation as A
 from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng
 from firmware.machine_identity import MachineIdentityError
 
-__all__ = ["pvsecret_main", "ec_secret"]
+__all__ = ["pvsecret_main", "ec_secret", "secret_info_yaml"]
 
 _AES = {16: 0x04, 24: 0x05, 32: 0x06}
 _XTS = {32: 0x07, 64: 0x08}
@@ -119,13 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_parser("meta", help="no secret: only flags, extension secret or lock-in")
     asc = s.add_parser("association", help="an association secret (AP crypto adapters)")
     asc.add_argument("name")
-    asc.add_argument("--stdout", action="store_true", help="print the secret ID")
+    asc.add_argument("--stdout", action="store_true", help="print the secret info, no NAME.yaml")
     io = asc.add_mutually_exclusive_group()
     io.add_argument("--input-secret", help="32-byte secret FILE (default: random)")
     io.add_argument("--output-secret", help="save the generated secret to FILE")
     ret = s.add_parser("retrievable", aliases=["retr"], help="a secret the guest can retrieve")
     ret.add_argument("name")
-    ret.add_argument("--stdout", action="store_true", help="print the secret ID")
+    ret.add_argument("--stdout", action="store_true", help="print the secret info, no NAME.yaml")
     ret.add_argument("--secret", required=True, dest="secret_path", help="the secret FILE")
     ret.add_argument("--type", required=True, dest="kind", choices=("plain", "aes", "aes-xts", "hmac-sha", "ec"))
     cck = s.add_parser("update-cck", aliases=["cck"], help="replace the guest's CCK")
@@ -168,9 +171,40 @@ def _create(a: argparse.Namespace) -> int:
         flags=A.ASRCB_FLAG_DISABLE_DUMP if "disable-dump" in a.flags else 0, extension_secret=ext, user_data=user,
     )  # fmt: skip
     write_file(a.output, req.data, "request")
-    if sid is not None and getattr(a, "stdout", False):
-        _say(sid.hex())
+    if sid is not None:
+        _write_secret_info(a, stype, sid)
     return 0
+
+
+#: s390-tools' names of the retrievable secret types (pv_core RetrievableSecret's Display)
+_RETR_NAMES = {
+    0x03: "PLAINTEXT", 0x04: "AES-128-KEY", 0x05: "AES-192-KEY", 0x06: "AES-256-KEY",
+    0x07: "AES-XTS-128-KEY", 0x08: "AES-XTS-256-KEY", 0x09: "HMAC-SHA-256-KEY", 0x0A: "HMAC-SHA-512-KEY",
+    0x11: "EC-SECP256R1-PRIVATE-KEY", 0x12: "EC-SECP384R1-PRIVATE-KEY", 0x13: "EC-SECP521R1-PRIVATE-KEY", 0x14: "EC-ED25519-PRIVATE-KEY",
+    0x15: "EC-ED448-PRIVATE-KEY",
+}
+
+
+def secret_info_yaml(name: str, stype: int, sid: bytes) -> str:
+    """The non-confidential secret information as pvsecret writes it (serde_yaml of its GuestSecret):
+    ``!Association`` or ``!Retrievable`` with ``kind`` "N (NAME)", ``name`` and the quoted ``id``."""
+    lines = ["!Association" if stype == 0x02 else "!Retrievable"]
+    if stype != 0x02:
+        lines.append(f"kind: {stype} ({_RETR_NAMES[stype]})")
+    lines += [f"name: {yaml_scalar(name)}", f"id: {yaml_scalar('0x' + sid.hex())}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_secret_info(a: argparse.Namespace, stype: int, sid: bytes) -> None:
+    """``--stdout``: print the secret information; else write it to NAME.yaml (blanks as '_') beside the
+    request, as pvsecret does."""
+    text = secret_info_yaml(a.name, stype, sid)
+    if getattr(a, "stdout", False):
+        sys.stdout.write(text + "\n")
+        return
+    path = Path(a.output).parent / ("".join("_" if c.isspace() else c for c in a.name) + ".yaml")
+    write_file(path, text.encode(), "secret information")
+    _err("pvsecret", f"Successfully wrote secret info to '{path}'")
 
 
 def _info(a: argparse.Namespace) -> int:
