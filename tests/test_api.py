@@ -140,7 +140,8 @@ def test_bad_input_is_a_clear_error() -> None:
     with Host(seed=1) as host:
         g = host.boot()
         calls = [lambda: g.step(cpu=5), lambda: g.state_description(3), lambda: g.cpu_reset("clear", cpu=2),
-                 lambda: g.cpu_reset("hard"), lambda: g.set_cpu_state("running"), lambda: g.uvc("no_such_call"),
+                 lambda: g.cpu_reset("hard"), lambda: g.set_cpu_state("running"),
+                 lambda: g.uvc("no_such_call"),
                  lambda: g.frame(1 << 40), lambda: g.uvc("qui", bogus=1), lambda: g.notify(9, 0x19000),
                  lambda: g.write_state_description(b"x", 4096), lambda: host.boot("/nonexistent.se"),
                  lambda: g.sida(7)]  # fmt: skip
