@@ -114,3 +114,42 @@ def test_info_subcommands_and_named_branch_targets():
     assert "say which of" in run(s, "info zork")
     assert "jl      0x2001c <loop>" in run(s, "dis loop 6")
     assert "brasl   %r14, 0x20064 <bump>" in run(s, "x/3i loop")
+
+
+FRAMES = ROOT / "tests" / "console_scripts" / "frames.elf"
+
+
+def frames_session() -> Session:
+    m = Machine(16 << 20, deterministic=True)
+    return Session(m, m.load(str(FRAMES)))
+
+
+def _bt(s: Session) -> list[str]:
+    return [line.split()[2] for line in run(s, "bt").splitlines()]
+
+
+@pytest.mark.parametrize("cfi", [True, False], ids=["dwarf-cfi", "back-chain"])
+def test_bt_and_finish_walk_the_nested_calls(cfi):
+    """frames.elf: cmain -> outer -> middle -> leaf, built with the back chain and .eh_frame; both ways give
+    the same callers, and finish returns to each with its value in r2."""
+    from emulator.console.unwind import CfiTable
+
+    s = frames_session()
+    if not cfi:
+        s._cfi = CfiTable("")  # no DWARF: the back chain alone
+    assert bool(s.cfi()) is cfi
+    run(s, "break leaf")
+    s.cont()
+    assert _bt(s) == ["<leaf>", "<middle+0x22>", "<outer+0x20>", "<cmain+0x20>", "<_start+0x16>"]
+    run(s, "delete")
+    out = run(s, "finish")
+    assert "value returned: r2 = 0xd" in out and s.cpu.pc == s.symbols["middle"] + 0x22  # leaf(12) = 13
+    assert _bt(s)[:2] == ["<middle+0x22>", "<outer+0x20>"]
+    assert "value returned: r2 = 0x27" in run(s, "finish")  # middle: 13 * 3
+    assert s.cpu.pc == s.symbols["outer"] + 0x20
+
+
+def test_finish_in_the_outermost_frame_says_so():
+    s = probe()  # at _start: no CFI, r14 is 0
+    out = run(s, "finish")
+    assert out.startswith("error: finish: no caller found"), out

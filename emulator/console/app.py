@@ -175,7 +175,7 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
             line = repeat_line(line, last)
             last = repeatable(line)
             cmd = lookup(line.split()[0].split("/")[0]) if line.strip() else None
-            if cmd is not None and cmd.name in ("continue", "until", "next") and not session.running:
+            if cmd is not None and cmd.name in _BACKGROUND and not session.running:
                 worker = _background(session, line, show)
                 continue
             try:
@@ -187,7 +187,9 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
 
 
 #: Commands an empty line repeats, as in gdb: stepping, and x (going on after the last address).
-REPEATABLE: Final = ("step", "next", "until", "x")
+REPEATABLE: Final = ("step", "next", "until", "finish", "x")
+#: Commands that run the machine on a worker thread (the prompt stays alive: stop or Ctrl-C).
+_BACKGROUND: Final = ("continue", "until", "next", "finish")
 
 
 def repeatable(line: str) -> str | None:

@@ -1,16 +1,18 @@
-"""Console commands for people who live in gdb: ``x/NFU``, ``set``, ``tbreak``, ``display``/``undisplay``."""
+"""Console commands for people who live in gdb: x/NFU, set, tbreak, display/undisplay, bt, finish."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
 
-from emulator.console.cmdbase import STOP_HOOKS, command, disasm_lines, no_more, space_addr
+from emulator.console.cmdbase import STOP_HOOKS, command, count, disasm_lines, no_more, space_addr
+from emulator.console.cmdbase import stop_output
 from emulator.console.disasm import disassemble
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import parse_number
 from emulator.console.render import Output
 from emulator.console.session import OWNER_LABEL, Session
+from emulator.console.unwind import backtrace
 
 __all__ = ["examine", "parse_format", "set_register"]
 
@@ -326,3 +328,45 @@ def show_displays(s: Session) -> Output:
 
 
 STOP_HOOKS.append(show_displays)
+
+
+# -- bt, finish --------------------------------------------------------------------------------
+
+
+@command("bt", "bt [N]", "the call stack of the selected CPU (DWARF CFI from the ELF, else the back chain)",
+         aliases=("backtrace", "where"), complete=("num",))  # fmt: skip
+def _bt(s: Session, args: list[str]) -> Output:
+    """Frame 0 is the PC. Each caller is found by the program's DWARF call-frame information at the frame's
+    address when the ELF has it (.debug_frame or .eh_frame), otherwise by the s390x back chain (0(r15): the
+    caller's stack pointer; 112 of it: the saved r14), which needs code built with -mbackchain; a function
+    at its first instruction has its return address in r14. Stack reads go through the view (the host view
+    of a secure guest reads nothing). N: at most N frames (default 64)."""
+    no_more(args, 1, "bt [N]")
+    frames = backtrace(s, count(args, 0, 64, "frame count", 1, 4096))
+    out = Output()
+    for i, f in enumerate(frames):
+        sym = s.symbolize(f.pc)
+        out.add(("dim", f"#{i:<3}"), ("addr", f"{f.pc:#x}"), ("sym", f" <{sym}>" if sym else ""),
+                ("dim", f"  sp {f.sp:#x}" + (f"  ({f.how})" if i else "")))  # fmt: skip
+    return out
+
+
+@command("finish", "finish", "run until the selected frame returns to its caller (bt's frame 1)", group="run")
+def _finish(s: Session, args: list[str]) -> Output:
+    """Runs at full speed to the return address bt finds for frame 1; a hit there from a deeper frame (the
+    stack pointer below the caller's) runs on, so recursion finishes the right call. Shows r2 (the return
+    value in the s390x ELF ABI) at the end."""
+    no_more(args, 0, "finish")
+    frames = backtrace(s, 2)
+    if len(frames) < 2:
+        raise ConsoleError("finish: no caller found (the outermost frame, or no back chain nor CFI here)")
+    caller = frames[1]
+    out = Output().add(("dim", f"run till exit from {frames[0].pc:#x} <{s.symbolize(frames[0].pc)}>"))
+    while True:
+        stop = s.cont(temp=caller.pc)
+        if stop.kind != "step" or s.cpu.pc != caller.pc or s.cpu.gpr(15) >= caller.sp:
+            break
+    out.extend(stop_output(s, stop))
+    if stop.kind == "step":
+        out.add("value returned: r2 = ", ("value", f"{s.cpu.gpr(2):#x}"))
+    return out

@@ -33,6 +33,7 @@ from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from emulator.hw.sysinfo import FAC_EDAT2
 
 if TYPE_CHECKING:
+    from emulator.console.unwind import CfiTable
     from emulator.hw.cpu import Cpu, Insn
     from emulator.machine.loader import LoadedProgram
     from emulator.machine.machine import Machine, RunResult
@@ -179,6 +180,7 @@ class Session:
         self.console_seen = 0  # bytes of machine.console already shown
         #: ``display`` expressions, shown after every stop: (format like x's ``/NFU`` or "", expression)
         self.displays: dict[int, tuple[str, str]] = {}
+        self._cfi: CfiTable | None = None
         self.x_format = ("x", "w")  # x's last format and unit (gdb's defaults)
         self.x_next: tuple[str, int] | None = None  # where x without an address goes on: (space, address)
         self._install()
@@ -223,6 +225,18 @@ class Session:
                 a, b = self.value(lhs), self.value(rhs)
                 return {"==": a == b, "!=": a != b, "<=": a <= b, ">=": a >= b, "<": a < b, ">": a > b}[op]
         return self.value(text) != 0
+
+    def read_u64(self, vaddr: int) -> int:
+        """The doubleword at a virtual address of the selected CPU, read as the view may (else ConsoleError)."""
+        return self._read_u64(vaddr)
+
+    def cfi(self) -> CfiTable:
+        """The program's DWARF call-frame table (empty without an ELF that has one), read once."""
+        if self._cfi is None:
+            from emulator.console.unwind import CfiTable
+
+            self._cfi = CfiTable(str(self.program.path) if self.program is not None else "")
+        return self._cfi
 
     def _read_u64(self, vaddr: int) -> int:
         seg = self.read("virt", vaddr, 8)

@@ -1,6 +1,6 @@
-"""Build the console tests' guest (probe.S -> probe.elf) with the Debian s390x cross toolchain.
+"""Build the console tests' guests (probe.S -> probe.elf, frames.c -> frames.elf) with the s390x toolchain.
 
-Usage: python tests/console_scripts/build.py  (the ELF is checked in; rebuild after editing probe.S)
+Usage: python tests/console_scripts/build.py  (the ELFs are checked in; rebuild after editing a source)
 """
 
 from __future__ import annotations
@@ -25,5 +25,18 @@ def build() -> Path:
     return out
 
 
+def build_frames() -> Path:
+    """Compile frames.c with the back chain and DWARF CFI (.eh_frame); returns the ELF path."""
+    out = HERE / "frames.elf"
+    subprocess.run(
+        ["s390x-linux-gnu-gcc", "-march=z13", "-O2", "-mbackchain", "-fasynchronous-unwind-tables", "-ffreestanding",
+         "-nostdlib", "-static", "-fno-pic", "-no-pie", "-fno-stack-protector", "-fno-ident", "-Wl,--build-id=none",
+         "-T", str(HERE / "frames.ld"), "-o", str(out), str(HERE / "frames.c")],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
 if __name__ == "__main__":
     print(build())
+    print(build_frames())
