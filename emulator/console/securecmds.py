@@ -19,15 +19,44 @@ __all__: list[str] = []
 # -- secure execution views -------------------------------------------------------------------------------------
 
 
-@command("pages", "pages [all]", "page map: runs of secure / shared / exported / donated frames", group="secure")
+def _svg_option(args: list[str], usage: str) -> tuple[list[str], str | None]:
+    """Take ``--svg FILE`` out of ``args``: (the other arguments, FILE or None)."""
+    if "--svg" not in args:
+        return args, None
+    i = args.index("--svg")
+    if i + 1 >= len(args):
+        raise ConsoleError(f"usage: {usage}")
+    return args[:i] + args[i + 2:], args[i + 1]
+
+
+def _write_svg(path: str, text: str, what: str) -> Output:
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise ConsoleError(f"cannot write {path}: {e.strerror or e}") from None
+    return Output().text(f"wrote {what} to {path} ({len(text)} bytes of SVG)")
+
+
+@command("pages", "pages [all] [--svg FILE]", "page map: runs of secure / shared / exported / donated frames",
+         group="secure")  # fmt: skip
 def _pages(s: Session, args: list[str]) -> Output:
     """From the page-map provider (the Ultravisor's, or the hardware's owner tags when there is none).
-    Contiguous frames with the same state and owner are one line; all lists every frame."""
-    _no_more(args, 1, "pages [all]")
+    Contiguous frames with the same state and owner are one line; all lists every frame. --svg FILE also
+    draws the map as an SVG picture (strips of frames coloured by state, a legend with the counts)."""
+    args, svg = _svg_option(args, "pages [all] [--svg FILE]")
+    _no_more(args, 1, "pages [all] [--svg FILE]")
     every = bool(args) and args[0] == "all"
     if args and not every:
-        raise ConsoleError("usage: pages [all]")
+        raise ConsoleError("usage: pages [all] [--svg FILE]")
     pages = list(s.providers.page_map.pages())
+    if svg is not None:
+        from emulator.console.svg import page_map_svg
+
+        import os
+
+        title = "page map" + (f" of {os.path.basename(s.program.path)}" if s.program is not None else "")
+        return _write_svg(svg, page_map_svg(pages, title), "the page map")
     out = Output().text(f"page map ({s.providers.sources.get('page_map', 'owner tags')}), "
                         f"{s.machine.memory.frames} frames of 4 KiB", "heading")  # fmt: skip
     if not pages:
@@ -60,15 +89,22 @@ def _pages(s: Session, args: list[str]) -> Output:
     return out
 
 
-@command("uvlog", "uvlog [N]", "the Ultravisor call log, decoded (last N calls, default 20)", group="secure")
+@command("uvlog", "uvlog [N] [--svg FILE]", "the Ultravisor call log, decoded (last N calls, default 20)",
+         group="secure")  # fmt: skip
 def _uvlog(s: Session, args: list[str]) -> Output:
     """Each call: sequence number, caller, command, cc, rc/rrc and what the rc means, then the control
-    block's fields as the Ultravisor left them."""
-    _no_more(args, 1, "uvlog [N]")
-    n = _count(args, 0, 20, "count", 1, 1 << 20)
+    block's fields as the Ultravisor left them. --svg FILE draws the calls (all of them unless N is given)
+    as a sequence diagram host | Ultravisor | guest instead."""
+    args, svg = _svg_option(args, "uvlog [N] [--svg FILE]")
+    _no_more(args, 1, "uvlog [N] [--svg FILE]")
+    n = _count(args, 0, 20 if svg is None else 1 << 20, "count", 1, 1 << 20)
     calls = s.uv_calls()
     if calls is None:
         return Output().text("no UV-call log: this machine has no Ultravisor log provider")
+    if svg is not None:
+        from emulator.console.svg import uv_sequence_svg
+
+        return _write_svg(svg, uv_sequence_svg(calls[-n:], "Ultravisor calls"), f"{len(calls[-n:])} UV calls")
     if not calls:
         return Output().text("no Ultravisor calls yet")
     out = Output()
