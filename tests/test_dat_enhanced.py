@@ -199,3 +199,93 @@ def test_sie_guest_storage_through_a_host_1m_frame_is_not_prefixed(cpu):
     assert reloc.to_host(0x100, False, False) == 0x100  # not 0x200100
     cpu.mem.write(SGT, struct.pack(">Q", 0x100000))  # a page table: page 0 -> real 0, prefixed
     assert reloc.to_host(0x100, False, False) == 0x200100
+
+
+# -- COMPARE AND REPLACE DAT TABLE ENTRY (enhanced-DAT facility 2), as Linux changes its kernel mapping ------
+
+PT2 = 0x100000 + 0x800 * 2  # the page table of segment 2 (0x200000-0x2fffff)
+
+
+def crdte(r1: int, r2: int, r3: int = 12, m4: int = 0) -> bytes:
+    return bytes((0xB9, 0x8F, r3 << 4 | m4, r1 << 4 | r2))
+
+
+def _crdte_code() -> bytes:
+    return (
+        bytes.fromhex("e3302000" "0004")  # lg %r3,0(%r2)
+        + crdte(0, 10)  # crdte %r0,%r10,%r12
+        + bytes.fromhex("b2220070")  # ipm %r7
+        + bytes.fromhex("e3502000" "0004")  # lg %r5,0(%r2)
+    )
+
+
+def _setup_crdte(cpu: Cpu, regs: dict[int, int]) -> None:
+    cpu.mem.write(0x200000, b"FRAME-2M")
+    cpu.mem.write(0x210000, b"FRAME+64")
+    cpu.mem.write(CODE, _crdte_code() + bytes.fromhex("0700"))
+    for r, v in {2: 0x200000, 12: SGT | 0x3, **regs}.items():
+        cpu.set_gpr(r, v)
+    cpu.set_psw(PSW_MASK_64 | PSW_MASK_DAT, CODE)
+    cpu.state = OPERATING
+
+
+def test_crdte_replaces_a_page_table_entry_and_the_tlb_forgets_the_old_one(cpu):
+    _setup_crdte(cpu, {0: 0x200000, 1: 0x210000, 10: PT2 | 0x00, 11: 0x200000})
+    cpu.run(count=4)
+    assert cpu.gpr(3).to_bytes(8, "big") == b"FRAME-2M"
+    assert (cpu.gpr(7) >> 28) & 3 == 0  # replaced
+    assert cpu.gpr(5).to_bytes(8, "big") == b"FRAME+64"  # the translation the TLB held is gone
+    assert cpu.mem.read(PT2, 8) == struct.pack(">Q", 0x210000)
+
+
+def test_crdte_with_a_different_entry_loads_it_and_replaces_nothing(cpu):
+    _setup_crdte(cpu, {0: 0x123000, 1: 0x210000, 10: PT2, 11: 0x200000})
+    cpu.run(count=4)
+    assert (cpu.gpr(7) >> 28) & 3 == 1
+    assert cpu.gpr(0) == 0x200000  # the current entry
+    assert cpu.gpr(5).to_bytes(8, "big") == b"FRAME-2M"
+    assert cpu.mem.read(PT2, 8) == struct.pack(">Q", 0x200000)
+
+
+def test_crdte_on_a_segment_table_indexes_by_segment(cpu):
+    """Designation type 0b100 (0x10 in R2): the segment index of R2+1 selects the entry; made invalid,
+    the next access to the segment is a segment-translation exception."""
+    _setup_crdte(cpu, {0: PT2, 1: INVALID, 10: SGT | 0x10, 11: 0x2ABCDE})
+    for _ in range(4):
+        cpu.run(count=1)
+    assert cpu.mem.read(SGT + 16, 8) == struct.pack(">Q", INVALID)
+    assert cpu.pc == PGM_NEW_ADDR
+    assert struct.unpack(">H", cpu.mem.read(0x8E, 2))[0] == dat.PGM_SEGMENT_TRANSLATION
+
+
+@pytest.mark.parametrize(
+    "regs", [{10: PT2 | 0x04, 11: 0}, {10: PT2 | 0x08, 11: 0}, {10: PT2 | 0x0C, 11: 0}], ids=["001", "010", "011"]
+)
+def test_crdte_with_a_reserved_designation_type_is_a_specification_exception(cpu, regs):
+    _setup_crdte(cpu, {0: 0x200000, 1: 0x210000, **regs})
+    cpu.run(count=2)
+    assert cpu.pc == PGM_NEW_ADDR
+    assert struct.unpack(">H", cpu.mem.read(0x8E, 2))[0] == 0x06
+    assert cpu.mem.read(PT2, 8) == struct.pack(">Q", 0x200000)
+
+
+def test_crdte_with_an_odd_register_is_a_specification_exception(cpu):
+    cpu.mem.write(CODE, crdte(1, 10) + bytes.fromhex("0700"))
+    cpu.set_psw(PSW_MASK_64, CODE)
+    cpu.state = OPERATING
+    cpu.run(count=1)
+    assert struct.unpack(">H", cpu.mem.read(0x8E, 2))[0] == 0x06
+
+
+def test_crdte_without_facility_78_is_an_operation_exception():
+    fac = bytearray(facility_list(False))
+    fac[78 // 8] &= ~(0x80 >> (78 % 8))
+    mem = PhysicalMemory(1 << 20)
+    c = Cpu(mem, 0, TodClock(), bytes(fac), 0)
+    mem.write(0x1D0, struct.pack(">QQ", 0x0002000180000000, PGM_NEW_ADDR))
+    mem.write(CODE, crdte(0, 10) + bytes.fromhex("0700"))
+    c.set_psw(PSW_MASK_64, CODE)
+    c.state = OPERATING
+    c.run(count=1)
+    assert struct.unpack(">H", mem.read(0x8E, 2))[0] == 0x01
+    c.close()
