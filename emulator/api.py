@@ -601,8 +601,7 @@ class Guest:
         Ultravisor, and purge the vCPUs' TLBs (IPTE); returns the frame it mapped before."""
         old = self.frame(gaddr & ~0xFFF)
         self._vm.hv.host.write(self._pte(gaddr), struct.pack(">Q", host_addr & ~0xFFF))
-        for cpu in self._pv().hw.values():
-            cpu.flush_tlb()
+        self._pv().purge_tlb()
         return old
 
     # -- what SIE hands back ---------------------------------------------------------------------------

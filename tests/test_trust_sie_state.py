@@ -59,3 +59,101 @@ def test_sida_helper_range_is_bounded() -> None:
         sida = g._vm.pv.host.sida(v.page)  # noqa: SLF001
         with pytest.raises(HypervisorError):
             sida.read(0xFFF, 2)
+
+
+# -- class 2: the object graph the host reaches after a secure run --------------------------------------
+
+CANARY = 0x5EC2E7C0FFEE1234
+
+
+def _trusted(obj: object) -> bool:
+    """The doors into trusted layers the walk does not pass: the Ultravisor and its records (``firmware``),
+    the Ultravisor's half of SIE, and the machine's storage (the host touches it through ``HostView``'s
+    checks only)."""
+    from emulator.hw.memory import PhysicalMemory
+    from emulator.hypervisor.pvsie import PvSieEngine
+
+    mod = type(obj).__module__ or ""
+    return mod.startswith("firmware") or isinstance(obj, (PvSieEngine, PhysicalMemory))
+
+
+def _reachable(roots: list[object], storage: set[int], limit: int = 300_000) -> list[object]:
+    """Objects reachable from ``roots`` through ``gc.get_referents`` (not through modules, classes, a
+    function's globals, the trusted doors or the storage buffers), breadth first, at most ``limit``."""
+    import gc
+    import types
+
+    seen: set[int] = set()
+    out: list[object] = []
+    todo = list(roots)
+    while todo and len(out) < limit:
+        obj = todo.pop()
+        if id(obj) in seen or id(obj) in storage:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (types.ModuleType, type)) or _trusted(obj):
+            continue
+        out.append(obj)
+        if isinstance(obj, types.FunctionType):
+            todo.extend(c.cell_contents for c in (obj.__closure__ or ()) if c.cell_contents is not None)
+            todo.extend(obj.__defaults__ or ())
+            continue
+        todo.extend(gc.get_referents(obj))
+    assert len(out) < limit, "the walk did not finish: raise the bound"
+    return out
+
+
+def test_no_secure_byte_register_or_cpu_reachable_from_the_hypervisor_after_a_secure_run() -> None:
+    from emulator.attacks.referee import secure_registers
+    from emulator.hw.cpu import Cpu
+
+    with Host(seed=7) as host:
+        g = host.boot()
+        vm = g._vm  # noqa: SLF001 - the hypervisor's own objects are what this test walks
+        hv = vm.hv
+        uv = hv.ultravisor
+        scpu = uv.secure_cpu(g.cpu_handles[0])
+        # the canary in secure registers: the UV's record, loaded into the hardware CPU at the next entry
+        scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
+        g.step(0, 3)
+        g.run(time_limit=0.5, max_insns=20_000)
+        assert CANARY in secure_registers(g), "the guest overwrote every canary register: the test is void"
+        engine = vm.pv.host.engine
+        hw = list(engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion only
+        assert hw and any(CANARY in c.gprs() for c in hw)  # the hardware CPU ran with the canary
+        mem = hv.memory
+        storage = {id(mem._buf), id(mem._view)}  # noqa: SLF001
+        objs = _reachable([hv, vm, *vm.vcpus.values(), g], storage)
+        secret = SECRET_WORDS[:16]
+        for obj in objs:
+            if isinstance(obj, Cpu):
+                assert obj not in hw, "a hardware CPU of the secure guest is reachable"
+                assert CANARY not in obj.gprs()
+            elif isinstance(obj, int) and not isinstance(obj, bool):
+                assert obj != CANARY, "a secure register value is reachable"
+            elif isinstance(obj, (bytes, bytearray)):
+                assert secret not in obj
+            elif isinstance(obj, memoryview):
+                assert obj.nbytes <= 1 << 20, f"a view of {obj.nbytes:#x} bytes of storage is reachable"
+                assert secret not in obj.tobytes()
+            elif isinstance(obj, str):
+                assert SECRET_WORDS[:16].decode() not in obj
+        assert len(objs) > 1000  # the walk saw the hypervisor's objects
+
+
+def test_hardware_cpu_goes_back_scrubbed_when_the_vm_stops_being_secure() -> None:
+    from emulator.attacks.referee import secure_registers
+
+    with Host(seed=8) as host:
+        g = host.boot()
+        vm = g._vm  # noqa: SLF001
+        regs = [r for r in secure_registers(g) if r > 0xFFFF]
+        assert regs
+        frame = g.frame(g.secret_page)
+        h = g.cpu_handles[0]
+        cpu = vm.pv.host.engine._hw[h]  # noqa: SLF001 - the Ultravisor's side, for the assertion only
+        vm.pv.disable()
+        v = vm.vcpus[0]
+        assert v.cpu is cpu and v.cpu.guest is None
+        assert not set(regs) & set(v.cpu.gprs()) and v.cpu.psw == (0, 0)
+        assert SECRET_WORDS[:16] not in v.cpu.read_real(frame, 4096)  # destroyed: cleared, the host's again

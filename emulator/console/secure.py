@@ -8,7 +8,8 @@ as ``zuv boot`` does.
 
 How the debugger's stops reach a VM without per-instruction cost: address breakpoints and watchpoints are
 the hardware CPU's exits and refused TLB fills, which end SIE with a debugger exit (``Vm.debug_stop``); a
-secure guest's UVC is offered to ``Hypervisor.insn_filter`` before the Ultravisor runs it (stop before);
+secure guest's UVC is offered to the debug capability's hook (``SecureDebug.insn_filter``) before the
+Ultravisor runs it (stop before);
 ``step`` is ``Vm.step`` (one SIE entry with a budget of one instruction).
 
 Registers: ``VcpuCpu`` shows a vCPU. For a secure vCPU the register file is the Ultravisor's record of the
@@ -27,6 +28,7 @@ from emulator.console.errors import ConsoleError
 from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, UvEventLog, intercept_detail
 from emulator.errors import EmulatorError, MachineError
 from emulator.hw.cpu import CpuExit, prefixed, wrap_address
+from emulator.hypervisor.debug import SecureDebug
 from emulator.machine.machine import check_run_limits
 
 if TYPE_CHECKING:
@@ -211,6 +213,8 @@ class SecureMachine:
         self.memory = host.memory
         self.uv = host.uv
         self.hv = host.hv
+        #: the console's owner privilege over the secure guest (emulator only: no real host has it)
+        self.debug = SecureDebug(self.hv)
         self.tod = host.clock
         self.info = host.hv.info
         self.deterministic = deterministic
@@ -330,12 +334,13 @@ class SecureMachine:
 
     @property
     def insn_filter(self) -> Any:
-        """Offered each secure guest's UVC before the Ultravisor runs it (``Hypervisor.insn_filter``)."""
-        return self.hv.insn_filter
+        """Offered each secure guest's UVC before the Ultravisor runs it (through the debug capability,
+        ``SecureDebug.insn_filter``: the console's owner privilege)."""
+        return self.debug.insn_filter
 
     @insn_filter.setter
     def insn_filter(self, fn: Any) -> None:
-        self.hv.insn_filter = fn
+        self.debug.insn_filter = fn
 
     def set_breakpoints(self, addrs: set[int]) -> None:
         """Stop before a vCPU executes one of these (guest virtual) addresses."""
@@ -498,5 +503,5 @@ class SecureMachine:
     def close(self) -> None:
         """Tear the VM down and detach from the Ultravisor."""
         self._log.close()
-        self.hv.insn_filter = None
+        self.debug.insn_filter = None
         self.vm.destroy()

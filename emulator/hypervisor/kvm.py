@@ -14,6 +14,8 @@ intercept handlers here serve both kinds and read their operands from wherever t
 
 from __future__ import annotations
 
+import ctypes
+
 import threading
 import time
 from collections.abc import Callable
@@ -721,7 +723,9 @@ class Hypervisor:
         self._pv_host: PvHost | None = None
         #: Debuggers: told about every SIE exit of every VM (``ExitListener``); empty: no cost.
         self.exit_listeners: list[ExitListener] = []
-        self._insn_filter: Callable[[Cpu, Insn], str | None] | None = None
+        #: the secure-guest instruction hook of an explicit debug capability (``debug.SecureDebug``), or None
+        self._storage_base: int | None = None  # host address of absolute 0 (``sie_page``)
+        self._debug_insn_filter: Callable[[Cpu, Insn], str | None] | None = None
 
     @classmethod
     def on_machine(cls, machine: object, reserved: int = HOST_RESERVED) -> Hypervisor:
@@ -740,20 +744,9 @@ class Hypervisor:
             from emulator.hypervisor.pv import PvHost
 
             self._pv_host = PvHost(self, self.ultravisor)
-            self._pv_host.engine.insn_filter = self._insn_filter
+            self._pv_host.engine.insn_filter = self._debug_insn_filter
         return self._pv_host
 
-    @property
-    def insn_filter(self) -> Callable[[Cpu, Insn], str | None] | None:
-        """Debugger hook for secure guests' instructions that SIE handles inside (guest UVCs): a returned
-        reason leaves the instruction unexecuted and ends SIE (``SieExit.reason`` "filtered")."""
-        return self._insn_filter
-
-    @insn_filter.setter
-    def insn_filter(self, fn: Callable[[Cpu, Insn], str | None] | None) -> None:
-        self._insn_filter = fn
-        if self._pv_host is not None:
-            self._pv_host.engine.insn_filter = fn
 
     def sie_page(self, addr: int) -> SiePage:
         """The SIE page at host page ``addr`` (the SD lives in host storage; the hardware reads it there)."""
@@ -761,7 +754,13 @@ class Hypervisor:
             raise HypervisorError(f"SIE page {addr:#x} is not a page of storage")
         if not self.host.accessible(addr):
             raise HypervisorError(f"SIE page {addr:#x} is not host storage")
-        return SiePage.from_buffer(self.memory.buffer(), addr)
+        # at the page's address, holding no view of storage: ``from_buffer`` would keep a view of all of it
+        # (``_objects``), a door past the host's checks for whoever holds the page
+        if self._storage_base is None:
+            probe = ctypes.c_char.from_buffer(self.memory.buffer())
+            self._storage_base = ctypes.addressof(probe)
+            del probe
+        return SiePage.from_address(self._storage_base + addr)
 
     # -- VMs -------------------------------------------------------------------------------------------
 

@@ -236,7 +236,8 @@ class PvVm:
         self.engine = self.host.engine
         self.handle = 0
         self.cpu_handles: dict[int, int] = {}
-        self.hw: dict[int, Cpu] = {}
+        #: vCPU address -> the hardware CPU the Ultravisor gave back when its secure CPU was destroyed
+        self._released: dict[int, Cpu] = {}
         self.cpu_stor: dict[int, int] = {}
         #: storage donated to the Ultravisor: (what, host address, length), as KVM keeps it to free it later
         self.donated: list[tuple[str, int, int]] = []
@@ -324,7 +325,7 @@ class PvVm:
             sd.sdf = SDF_PV
             sd.pv_handle_cpu = self.cpu_handles[addr]
             sd.pv_handle_config = self.handle
-            self.hw[addr] = v.cpu
+            self.engine.adopt(sd.pv_handle_cpu, v.cpu)  # the hardware CPU now belongs to the Ultravisor
             v._cpu = None  # noqa: SLF001 - the vCPU's registers now belong to the Ultravisor
             v.set_operating(False)
             self.ext[addr] = {}
@@ -336,7 +337,9 @@ class PvVm:
     def _teardown(self) -> None:
         for addr, h in list(self.cpu_handles.items()):
             self.client.call("destroy_sec_cpu", handle=h)
-            self.engine.forget(h)
+            cpu = self.engine.release(h)  # scrubbed when it ran the secure CPU
+            if cpu is not None:
+                self._released[addr] = cpu
             del self.cpu_handles[addr]
         if self.handle:
             self.client.call("destroy_sec_conf", handle=self.handle)
@@ -357,7 +360,7 @@ class PvVm:
         vm = self.vm
         self._teardown()
         for addr, v in vm.vcpus.items():
-            cpu = self.hw.pop(addr, None)
+            cpu = self._released.pop(addr, None)
             if cpu is not None:
                 v._cpu = cpu  # noqa: SLF001
                 self.hv.engine.forget(cpu)
@@ -498,12 +501,17 @@ class PvVm:
 
     def insn_count(self, v: Vcpu) -> int:
         """Instructions the vCPU's hardware CPU executed."""
-        return self.hw[v.address].insn_count
+        return self.engine.insn_count(self.cpu_handles.get(v.address, 0))
+
+    def purge_tlb(self) -> None:
+        """IPTE / IDTE on the gmap the hypervisor gave the Ultravisor: every CPU forgets the guest's
+        translations (the host changed a page-table entry)."""
+        if self.handle:
+            self.engine.purge_tlb(self.handle)
 
     def halt(self) -> None:
         """Ask the hardware CPUs to leave SIE soon."""
-        for cpu in self.hw.values():
-            cpu.request_halt()
+        self.engine.halt(self.cpu_handles.values())
 
     def enter(self, v: Vcpu, count: int, timeout_us: int) -> SieExit:
         """Inject what is deliverable (iictl), then SIE on the vCPU's hardware CPU."""
@@ -523,7 +531,7 @@ class PvVm:
                         del self.ext[v.address]["external_call"]
                     elif eic == 0x1201:
                         self.emergency[v.address].discard(src)
-        return self.engine.enter(self.hw[v.address], v.page, count, timeout_us)
+        return self.engine.run(v.page, count, timeout_us)
 
     def handle_exit(self, v: Vcpu, ex: SieExit) -> bool:
         """Handle a secure vCPU's SIE exit; True if the guest made progress."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -228,9 +228,68 @@ class PvSieEngine:
         #: CPU-timer check at entry (7.4)
         self._left: dict[int, tuple[int, int]] = {}
         self.entries = 0
+        #: cpu handle -> the hardware CPU that runs that secure CPU (``adopt``): the Ultravisor's, not the
+        #: hypervisor's; the hypervisor names it by the state description's CPU handle (``run``)
+        self._hw: dict[int, Cpu] = {}
+        self._ran: set[int] = set()  # cpu handles whose hardware CPU has held the secure CPU's state
         #: Debugger hook (``Hypervisor.insn_filter``): offered each owner instruction of a secure guest before
         #: it is handled; a returned reason leaves it unexecuted and ends SIE (reason "filtered").
         self.insn_filter: Callable[[Cpu, Insn], str | None] | None = None
+
+    # -- the hardware CPUs of secure CPUs ---------------------------------------------------------------
+
+    def adopt(self, cpu_handle: int, cpu: Cpu) -> None:
+        """The hardware CPU ``cpu`` runs the secure CPU ``cpu_handle`` from now on (the vCPU became secure):
+        the Ultravisor keeps it; the host names it by the CPU handle in the state description."""
+        self._hw[cpu_handle] = cpu
+
+    def release(self, cpu_handle: int) -> Cpu | None:
+        """Give the hardware CPU of a destroyed secure CPU back to the host, scrubbed: when it ever held the
+        secure CPU's state, a clear reset (registers, PSW, prefix, timers) and no guest mapping, so that no
+        register value nor translation of the secure guest goes back with it."""
+        cpu = self._hw.pop(cpu_handle, None)
+        self.forget(cpu_handle)
+        if cpu is not None and cpu_handle in self._ran:
+            self._ran.discard(cpu_handle)
+            self._scrub(cpu)
+        return cpu
+
+    def _scrub(self, cpu: Cpu) -> None:
+        for handle in [h for h, snap in self._loaded.items() if snap[0] is cpu]:
+            del self._loaded[handle]
+        cpu.reset_clear()
+        if isinstance(cpu.guest, GuestMapping) and any(cpu.guest is m.mapping for m in self._maps.values()):
+            cpu.guest = None  # drops every translation of the secure guest (TLB flush)
+        cpu.flush_tlb()
+
+    def run(self, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
+        """SIE on the hardware CPU of the secure CPU the SD names (``enter`` on it)."""
+        cpu = self._hw.get(page.sie_block.pv_handle_cpu)
+        if cpu is None:
+            return self._validity(page, VIR_CPU_HANDLE)
+        return self.enter(cpu, page, count, timeout_us)
+
+    def insn_count(self, cpu_handle: int) -> int:
+        """Instructions the secure CPU's hardware CPU executed (0 for an unknown handle)."""
+        cpu = self._hw.get(cpu_handle)
+        return cpu.insn_count if cpu is not None else 0
+
+    def halt(self, cpu_handles: Iterable[int]) -> None:
+        """Ask the hardware CPUs of these secure CPUs to leave SIE soon (any thread)."""
+        for h in cpu_handles:
+            cpu = self._hw.get(h)
+            if cpu is not None:
+                cpu.request_halt()
+
+    def purge_tlb(self, config_handle: int) -> None:
+        """Purge every translation of the configuration's guest (IPTE / IDTE of the host's gmap entry): the
+        hardware CPUs that run its secure CPUs forget what they translated."""
+        m = self._maps.get(config_handle)
+        if m is None:
+            return
+        for cpu in self._hw.values():
+            if cpu.guest is m.mapping:
+                cpu.flush_tlb()
 
     def _page_bytes(self, page: SiePage) -> memoryview:
         """The SIE page's 4 KiB as bytes (kept by address: SIE pages live in the machine's storage, which
@@ -282,6 +341,7 @@ class PvSieEngine:
             self._left[scpu.handle] = (self._left.get(scpu.handle, (scpu.cputm, 0))[0], cpu.tod())
             return self._validity(page, vir)
         self._running.add(scpu.handle)
+        self._ran.add(scpu.handle)
         try:
             return self._enter(cpu, page, scpu, count, timeout_us)
         finally:

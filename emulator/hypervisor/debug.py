@@ -1,0 +1,40 @@
+"""The emulator's debug capability over secure guests: what a debugger may do that no real host can."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emulator.hw.cpu import Cpu, Insn
+    from emulator.hypervisor.kvm import Hypervisor
+
+__all__ = ["SecureDebug"]
+
+
+class SecureDebug:
+    """Emulator privilege, named as such: no real machine gives a host this.
+
+    The hypervisor sees a secure guest's state description, SIDA and intercept data only
+    (``docs/security.md``). A debugger that was given this object explicitly (the console's owner view)
+    may also hook the instructions SIE handles inside the secure guest (guest UVCs) and receives the
+    hardware CPU that runs it, with the guest's registers and mapping. The public API
+    (``emulator.api``) and the attack playbook never create one.
+    """
+
+    def __init__(self, hv: Hypervisor) -> None:
+        self._hv = hv
+
+    @property
+    def insn_filter(self) -> Callable[[Cpu, Insn], str | None] | None:
+        """Hook offered each secure guest instruction SIE handles inside (guest UVCs), with the live
+        hardware CPU: a returned reason leaves the instruction unexecuted and ends SIE (``SieExit.reason``
+        "filtered")."""
+        return self._hv._debug_insn_filter  # noqa: SLF001 - the capability's own slot in the hypervisor
+
+    @insn_filter.setter
+    def insn_filter(self, fn: Callable[[Cpu, Insn], str | None] | None) -> None:
+        hv = self._hv
+        hv._debug_insn_filter = fn  # noqa: SLF001
+        if hv._pv_host is not None:  # noqa: SLF001
+            hv._pv_host.engine.insn_filter = fn  # noqa: SLF001
