@@ -197,3 +197,25 @@ def test_hostkey_cli_lifecycle(tmp_path, capsys):
     assert hostkey_main(["verify", str(REPO / "README.md")]) == 2
     assert hostkey_main(["bogus"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_pki_ships_the_root_cas_crl_for_the_intermediate_ca(tmp_path):
+    """s390-tools checks a CRL for every certificate of the chain (OpenSSL CRL_CHECK_ALL): the root CA's CRL
+    for the intermediate CA is part of the bundled PKI and of every PKI ``hostkey init-pki`` makes."""
+    root_crl = BUNDLED.root_crl
+    assert root_crl is not None and root_crl.issuer == BUNDLED.root_cert.subject and len(root_crl) == 0
+    assert root_crl.is_signature_valid(BUNDLED.root_cert.public_key())
+    assert root_crl.next_update_utc == BUNDLED.inter_crl.next_update_utc
+    assert len(BUNDLED.crls) == 3 and verify(hkd(DEMO), crls=BUNDLED.crls).machine_name == "zuv-demo"
+    assert hostkey_main(["init-pki", str(tmp_path / "p"), "--seed", "r"]) == 0
+    made = pki.Pki.load(tmp_path / "p")
+    assert (tmp_path / "p" / "root-ca.crl").exists() and made.root_crl is not None
+    # the root's CRL revoking the intermediate CA refuses every document under it
+    made.root_crl = pki.issue_crl(made.root_key, made.root_cert, [made.inter_cert.serial_number],
+                                  last_update=NOW - dt.timedelta(days=1), next_update=NOW + dt.timedelta(days=9))
+    doc = pki.issue_host_key_document(made, DEMO.public_key, "m", c.DeterministicRng("m"), NOW)
+    with pytest.raises(pki.PkiError, match="is revoked"):
+        verify(doc, p=made, crls=made.crls)
+    # a PKI directory saved before the root CRL existed still loads
+    (tmp_path / "p" / "root-ca.crl").unlink()
+    assert pki.Pki.load(tmp_path / "p").root_crl is None

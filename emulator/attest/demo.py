@@ -136,7 +136,7 @@ def demo_policy(
         hkd = pki.load_certificate(ident.host_key_document, f"{m} host-key document")
         info = pki.verify_host_key_document(
             hkd, certs=[issuer.signing_cert, issuer.inter_cert], roots=[issuer.root_cert],
-            crls=[issuer.crl, issuer.inter_crl], now=now,
+            crls=issuer.crls, now=now,
         )  # fmt: skip
         keys.append(info.public_key)
     return VerifierPolicy(

@@ -236,6 +236,9 @@ class Pki:
     signing_cert: x509.Certificate
     crl: x509.CertificateRevocationList
     inter_crl: x509.CertificateRevocationList
+    #: the root CA's CRL, revoking intermediate CAs: s390-tools checks the CRL of every certificate of the
+    #: chain (OpenSSL's CRL_CHECK_ALL) and refuses a chain without it. None: a PKI saved before it existed.
+    root_crl: x509.CertificateRevocationList | None = None
 
     FILES = {
         "root_key": "root-ca.key",
@@ -246,7 +249,14 @@ class Pki:
         "signing_key": "ibm-z-signing-key.key",
         "signing_cert": "ibm-z-signing-key.crt",
         "crl": "ibm-z-signing-key.crl",
+        "root_crl": "root-ca.crl",
     }
+    OPTIONAL = frozenset({"root_crl"})
+
+    @property
+    def crls(self) -> list[x509.CertificateRevocationList]:
+        """Every CRL of the PKI: the signing key's, the intermediate CA's and (if any) the root CA's."""
+        return [self.crl, self.inter_crl] + ([self.root_crl] if self.root_crl is not None else [])
 
     def __repr__(self) -> str:
         return f"Pki(signing={self.signing_cert.subject.rfc4514_string()!r}, revoked={len(self.crl)})"
@@ -257,6 +267,8 @@ class Pki:
         warn = b"# EMULATION ONLY: private key of zuv's emulated host-key PKI. Not a secret, not IBM's.\n"
         for attr, name in self.FILES.items():
             value = getattr(self, attr)
+            if value is None:
+                continue
             if isinstance(value, EllipticCurvePrivateKey):
                 data = warn + private_key_to_pem(value)
             else:
@@ -269,6 +281,8 @@ class Pki:
         try:
             vals = {}
             for attr, name in cls.FILES.items():
+                if attr in cls.OPTIONAL and not (directory / name).exists():
+                    continue
                 data = (directory / name).read_bytes()
                 if name.endswith(".key"):
                     vals[attr] = private_key_from_pem(data)
@@ -328,7 +342,8 @@ def create_pki(rng: Rng, now: _dt.datetime | None = None, years: int = 16) -> Pk
     )
     crl = issue_crl(signing_key, signing, (), last_update=start, next_update=end)
     inter_crl = issue_crl(inter_key, inter, (), last_update=start, next_update=end)
-    return Pki(root_key, root, inter_key, inter, signing_key, signing, crl, inter_crl)
+    root_crl = issue_crl(root_key, root, (), last_update=start, next_update=end)
+    return Pki(root_key, root, inter_key, inter, signing_key, signing, crl, inter_crl, root_crl)
 
 
 def issue_host_key_document(

@@ -649,7 +649,7 @@ def host_keys_from_hkds(
         loaded = pki.Pki.load(pki_dir)
         certs += [loaded.signing_cert, loaded.inter_cert]
         if not a.crl:
-            crls += [loaded.crl, loaded.inter_crl]
+            crls += loaded.crls
     root_path = Path(a.root_ca) if a.root_ca else (pki_dir or _bundled_pki_dir()) / "root-ca.crt"
     roots = pki.load_certificates(read(root_path, "root CA"), str(root_path))
     keys = []
@@ -706,7 +706,7 @@ def _hk_verify(a) -> int:
         loaded = pki.Pki.load(pki_dir)
         certs += [loaded.signing_cert, loaded.inter_cert]
         if not a.crl:
-            crls += [loaded.crl, loaded.inter_crl]
+            crls += loaded.crls
     roots = pki.load_certificates(_read(root_path, "root CA"), str(root_path))
     info = pki.verify_host_key_document(hkd, certs=certs, roots=roots, crls=crls, now=a.time)
     if a.machine:
