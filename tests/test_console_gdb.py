@@ -153,3 +153,17 @@ def test_finish_in_the_outermost_frame_says_so():
     s = probe()  # at _start: no CFI, r14 is 0
     out = run(s, "finish")
     assert out.startswith("error: finish: no caller found"), out
+
+
+def test_history_is_kept_across_sessions(tmp_path, monkeypatch):
+    from emulator.console.app import history_path, persistent_history
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert history_path() == tmp_path / "zuv" / "console_history"
+    with create_pipe_input() as pipe:
+        pipe.send_text("print 6 + 7\rquit\r")
+        run_interactive(probe(), input=pipe, output=PlainTextOutput(io.StringIO()), history=persistent_history())
+    again = list(persistent_history().load_history_strings())  # a new session reads the file
+    assert again[:2] == ["quit", "print 6 + 7"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "zuv" / "console_history"))  # a file, not a dir
+    assert type(persistent_history()).__name__ == "InMemoryHistory"

@@ -15,16 +15,18 @@ script with status 130.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
-from prompt_toolkit.history import History, InMemoryHistory
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
@@ -184,6 +186,24 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
                 if worker is not None:
                     worker.join()
                 return q.status
+
+
+def history_path() -> Path:
+    """Where the interactive console keeps its history across sessions:
+    ``$XDG_CACHE_HOME/zuv/console_history`` (default ``~/.cache``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "zuv" / "console_history"
+
+
+def persistent_history() -> History:
+    """A ``FileHistory`` at ``history_path()``, or an in-memory one when that directory cannot be made."""
+    path = history_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+    except OSError:
+        return InMemoryHistory()
+    return FileHistory(str(path))
 
 
 #: Commands an empty line repeats, as in gdb: stepping, and x (going on after the last address).

@@ -157,7 +157,7 @@ def _session(args: argparse.Namespace) -> object:
 
 def cmd_console(args: argparse.Namespace) -> int:
     """Entry of ``zuv console``."""
-    from emulator.console.app import run_interactive, run_script
+    from emulator.console.app import persistent_history, run_interactive, run_script
     from emulator.console.errors import ConsoleError
 
     try:
@@ -177,7 +177,7 @@ def cmd_console(args: argparse.Namespace) -> int:
             return 2
         return run_script(session, lines, sys.stdout, echo=not args.quiet)  # type: ignore[arg-type]
     if sys.stdin.isatty() and sys.stdout.isatty():
-        return run_interactive(session)  # type: ignore[arg-type]
+        return run_interactive(session, history=persistent_history())  # type: ignore[arg-type]
     try:
         lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
