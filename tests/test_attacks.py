@@ -63,6 +63,7 @@ def test_attack_defence_holds(name: str) -> None:
         assert o.facts["refused"] == o.facts["regions"] >= 3 and o.facts["registers_after"] == [], text
     if name == "sd-swap":
         assert o.facts["registers"] == [], text
+        assert o.facts["copy_validity"] == 0x200B and not o.facts["foreign_sd_entered"], text
     if name == "alias-page":
         assert o.facts["pgm"] == 0x3D, text
     if name == "dma-read":

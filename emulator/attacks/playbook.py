@@ -520,15 +520,15 @@ def sd_swap(seed: int = 1) -> Outcome:
     o.machine(f"{ex.name} after {n} instructions; the page and SIDA hold {len(seen)} other registers")
     o.facts["registers"] = seen
     o.facts["foreign_sd_entered"] = ex.icptcode != 0x20
+    o.facts["copy_validity"] = sd.ipb >> 16 if ex.icptcode == 0x20 else None
     if ex.icptcode != 0x20:
-        o.machine("note: guest 1's secure CPU ran from guest 2's SIE page - zuv does not hold a secure CPU "
-                  "to the state description given at Create Secure CPU (state_origin); nothing more reached "
-                  "the host")
+        o.fail("guest 1's secure CPU ran from guest 2's SIE page")
     o.got(blob)
     if seen:
         o.fail(f"secure registers in the SD: {seen}")
-    o.why("handles must name a secure CPU of the named configuration (validity 0x2002); a secure CPU entered "
-          "through another page still shows the host only its interception's operands, as through its own")
+    o.why("handles must name a secure CPU of the named configuration (validity 0x2002), and a secure CPU runs "
+          "only from the state description given at Create Secure CPU (validity 0x200b): a whole copy of it "
+          "in another page runs nothing")
     b.destroy()
     a.destroy()
     host.close()

@@ -112,6 +112,7 @@ VIR_CONCURRENT: Final = 0x2007
 VIR_ASCE: Final = 0x2008
 VIR_CPU_TIMER: Final = 0x2009
 VIR_SIDA: Final = 0x200A
+VIR_SD_ORIGIN: Final = 0x200B
 
 VIR_NAMES: Final = {
     VIR_FORMAT: "state description is not format 4 / secure CPU entered with a normal SD",
@@ -123,6 +124,7 @@ VIR_NAMES: Final = {
     VIR_CONCURRENT: "secure CPU entered on two host CPUs at once",
     VIR_ASCE: "CR1 at SIE entry is not the ASCE given at Create Secure Configuration",
     VIR_CPU_TIMER: "CPU timer raised, or lowered by more than the time spent outside SIE",
+    VIR_SD_ORIGIN: "SIE entered through another page than the state description given at Create Secure CPU",
     VIR_SIDA: "the SIDA is not host storage",
 }
 
@@ -327,6 +329,10 @@ class PvSieEngine:
         vir = 0
         if cfg.handle != sd.pv_handle_config or self.uv.secure_config(cfg.handle) is None:
             vir = VIR_CONFIG_HANDLE
+        elif ctypes.addressof(page) != self.uv.mem.address + scpu.state_origin:
+            # a secure CPU runs from the state description it was created with (KVM gives its SIE block
+            # as the state origin): a copy of it in another page, whole handles and all, does not run it
+            vir = VIR_SD_ORIGIN
         elif asce is not None and asce != cfg.asce:
             vir = VIR_ASCE
         elif scpu.state != 1 or not scpu.psw_loaded:  # CPU_STATE_OPR with its PSW loaded
