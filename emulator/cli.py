@@ -201,6 +201,13 @@ def _attack_tool(argv: list[str]) -> int:
     return int(attack_main(argv))
 
 
+def _lab_tool(argv: list[str]) -> int:
+    """Run the labs (``emulator.labs``) with their own argument parser."""
+    from emulator.labs import main as lab_main
+
+    return int(lab_main(argv))
+
+
 def _uuid(text: str) -> bytes:
     """A UUID argument (``0fb84a86-727c-11ea-bc55-0242ac130003``) as its 16 bytes."""
     try:
@@ -288,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(zuv attack list, zuv attack run NAME|all)", add_help=False)
     t.add_argument("args", nargs=argparse.REMAINDER)
     t.set_defaults(func=lambda a: _attack_tool(a.args))
+    t = sub.add_parser("lab", help="self-grading labs on confidential computing (zuv lab list|start N|check N)",
+                       add_help=False)
+    t.add_argument("args", nargs=argparse.REMAINDER)
+    t.set_defaults(func=lambda a: _lab_tool(a.args))
     return p
 
 
@@ -334,6 +345,8 @@ def _main(argv: Sequence[str] | None) -> int:
         except EmulatorError as e:
             print(f"zuv: {e}", file=sys.stderr)
             return 2
+    if argv and argv[0] == "lab":  # and the labs
+        return _lab_tool(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's own usage, not the top-level one
