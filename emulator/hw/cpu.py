@@ -738,6 +738,10 @@ class Cpu(InterruptDelivery):
         self.pgm_intercept: Callable[[Cpu, int, int, int | None, int], bool] | None = None
         memory.add_invalidate_listener(self._invalidate, self._code_pages)  # one-frame writes elsewhere: no call
         memory.add_owner_batch_listener(self._owner_changed, self._tlb_frames)  # else: no call
+        #: held while unicorn runs this CPU; ``hold`` (a UV command's shoot-down, ``PhysicalMemory.quiesced``)
+        #: takes it from another thread so that the CPU is outside unicorn while a page is taken away
+        self._run_lock = threading.RLock()
+        memory.add_cpu(self)
         self.write_mask(PSW_MASK_64)
         self.reset_initial()
 
@@ -746,6 +750,7 @@ class Cpu(InterruptDelivery):
         self._disarm()
         self.mem.remove_invalidate_listener(self._invalidate)
         self.mem.remove_owner_batch_listener(self._owner_changed)
+        self.mem.remove_cpu(self)
 
     # -- registers -----------------------------------------------------------------------------------
 
@@ -1552,6 +1557,18 @@ class Cpu(InterruptDelivery):
         """Make a running ``run`` look at pending interruptions now (thread-safe; it does not return)."""
         self.uc.emu_stop()
 
+    def hold(self) -> None:
+        """Take the CPU out of unicorn and keep it out until ``unhold`` (any thread): a running CPU is stopped
+        at its next instruction boundary and its ``run`` waits before it enters unicorn again (it does not
+        return: the guest goes on afterwards). Then its TLB may be flushed from this thread."""
+        lock = self._run_lock
+        while not lock.acquire(timeout=0.0005):
+            self.uc.emu_stop()
+
+    def unhold(self) -> None:
+        """End a ``hold``."""
+        self._run_lock.release()
+
     def request_halt(self) -> None:
         """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
         self._halt = True
@@ -1637,9 +1654,10 @@ class Cpu(InterruptDelivery):
             # uc.emu_start, called the way the register calls are (ready ctypes arguments)
             uc = self.uc
             uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
-            status = _uc_emu_start(
-                self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(limit)
-            )
+            with self._run_lock:  # a shoot-down in progress on another thread: wait until it is done
+                status = _uc_emu_start(
+                    self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(limit)
+                )
             err = UcError(status) if status else None
             if uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not the refusal
                 raise uc._hook_exception from None  # noqa: SLF001 - it caused

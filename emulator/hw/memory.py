@@ -31,7 +31,7 @@ import mmap
 import re
 from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from emulator.errors import HwError, SecureStorageAccess
 from emulator.hw import access
@@ -126,6 +126,7 @@ class PhysicalMemory:
         self._owner_batch_watch: list[tuple[OwnerBatchListener, Container[int] | None]] = []
         #: Told about every host-view access refused with PGM 0x3D (debuggers); empty: no cost at all.
         self.secure_access_listeners: list[SecureAccessListener] = []
+        self._cpus: list[Any] = []  # the CPUs on this storage (``add_cpu``): what ``quiesced`` holds
         self._batch_depth = 0
         self._batch_frames: list[int] = []
         #: Number of frames whose owner is not the host: lets host views skip tag checks when 0.
@@ -335,6 +336,31 @@ class PhysicalMemory:
     def remove_owner_listener(self, listener: OwnerListener) -> None:
         """Forget a listener registered with ``add_owner_listener``."""
         self._owner_listeners.remove(listener)
+
+    def add_cpu(self, cpu: Any) -> None:
+        """A CPU on this storage (it has ``hold``/``unhold``): ``quiesced`` takes it out of its run."""
+        self._cpus.append(cpu)
+
+    def remove_cpu(self, cpu: Any) -> None:
+        """Forget a CPU registered with ``add_cpu``."""
+        if cpu in self._cpus:
+            self._cpus.remove(cpu)
+
+    @contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """Every CPU on this storage out of unicorn for the block (any thread): the shoot-down before the
+        Ultravisor encrypts, clears or hands over a page. A CPU running on another thread is stopped at an
+        instruction boundary and waits; no CPU holds a translation the block's owner changes revoke (they
+        flush their TLBs from this thread while none of them runs), and they run on afterwards."""
+        held = []
+        try:
+            for cpu in list(self._cpus):
+                cpu.hold()
+                held.append(cpu)
+            yield
+        finally:
+            for cpu in reversed(held):
+                cpu.unhold()
 
     def add_owner_batch_listener(
         self, listener: OwnerBatchListener, watched: Container[int] | None = None
