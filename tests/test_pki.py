@@ -219,3 +219,26 @@ def test_the_pki_ships_the_root_cas_crl_for_the_intermediate_ca(tmp_path):
     # a PKI directory saved before the root CRL existed still loads
     (tmp_path / "p" / "root-ca.crl").unlink()
     assert pki.Pki.load(tmp_path / "p").root_crl is None
+
+
+def test_host_key_document_issuer_and_signing_key_crls_as_s390_tools_checks_them():
+    """s390-tools checks a host-key document's authority key identifier and signature, not its issuer name
+    (an issuer in the Poughkeepsie form under an Armonk-named signing certificate passes), and leaves out a
+    signing-key CRL that is outdated when another one is valid."""
+    p = BUNDLED
+    armonk = pki._cert(  # noqa: SLF001 - a signing certificate with the other locality, same key
+        subject=pki.signing_key_subject("Armonk"), issuer=p.inter_cert.subject, public_key=p.signing_key.public_key(),
+        issuer_key=p.inter_key, issuer_public_key=p.inter_key.public_key(), serial=77,
+        not_before=p.signing_cert.not_valid_before_utc, not_after=p.signing_cert.not_valid_after_utc, ca=False,
+    )  # fmt: skip
+    doc = hkd(DEMO)
+    assert doc.issuer == pki.signing_key_subject("Poughkeepsie") != armonk.subject
+    assert verify(doc, certs=[armonk, p.inter_cert]).machine_name == "zuv-demo"
+    stale = pki.issue_crl(p.signing_key, p.signing_cert, (), last_update=NOW - dt.timedelta(days=30),
+                          next_update=NOW - dt.timedelta(days=1))  # fmt: skip
+    assert verify(doc, crls=[stale, p.crl]).machine_name == "zuv-demo"
+    with pytest.raises(pki.PkiError, match="outdated"):
+        verify(doc, crls=[stale])
+    other = pki.issue_crl(p.inter_key, p.signing_cert, (), last_update=NOW, next_update=NOW + dt.timedelta(days=1))
+    with pytest.raises(pki.PkiError, match="signature"):  # the signing key's name, another key
+        verify(doc, crls=[other])

@@ -14,12 +14,16 @@ Verification (``verify_host_key_document``), in pvimg's order:
    Corporation", OU ending in "Key Signing Service");
 2. chain signing key <- intermediate CA(s) <- trusted root: signatures, validity at ``now``, CA basic
    constraints, at most 2 certificates between the signing key and the root, >= 112-bit security;
-3. HKD: issued (name and signature) by the signing key, within validity, AKID = signing key SKID
-   when present, an EC P-521 key;
-4. CRLs: every given CRL must be issued and signed by a certificate of the chain, be within
-   ``last_update .. next_update`` and have a consistent AKID; at least one valid CRL from the IBM
-   Z signing key is required; neither the HKD nor a chain certificate may be listed.
+3. HKD: signed by the signing key, within validity, AKID = signing key SKID when present, an EC
+   P-521 key; its issuer name is not compared (as s390-tools' verify_hkd_options: a Poughkeepsie-form
+   issuer under an Armonk-named signing certificate passes);
+4. CRLs: every given CRL must be issued by a certificate of the chain or the signing key; at least
+   one valid CRL (signature, ``last_update .. next_update``, AKID) from the IBM Z signing key is
+   required, and one that is not valid is left out beside a valid one (as s390-tools' verify_crl);
+   a CA's CRL must be valid; neither the HKD nor a chain certificate may be listed.
    Locality quirk: a CRL naming L=Armonk is accepted for a Poughkeepsie signing key.
+   Not yet as s390-tools: it also requires a CRL for every chain certificate (OpenSSL
+   CRL_CHECK_ALL: the intermediate CA's and the root CA's); zuv requires only the signing key's.
 """
 
 from __future__ import annotations
@@ -474,11 +478,20 @@ def _check_validity(cert: x509.Certificate, now: _dt.datetime, what: str) -> Non
         raise PkiError(f"{what} has expired (valid until {cert.not_valid_after_utc:%Y-%m-%d})")
 
 
-def _check_issued(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
-    if child.issuer != parent.subject:
+def _check_issued(child: x509.Certificate, parent: x509.Certificate, what: str, by_name: bool = True) -> None:
+    """Signature and key identifiers; ``by_name`` also the issuer name (not for a host-key document:
+    s390-tools checks its authority key identifier and signature only, so a Poughkeepsie-form issuer
+    under an Armonk-named signing certificate passes)."""
+    if by_name and child.issuer != parent.subject:
         raise PkiError(f"{what}: issuer {child.issuer.rfc4514_string()!r} is not {parent.subject.rfc4514_string()!r}")
     try:
-        child.verify_directly_issued_by(parent)
+        if by_name:
+            child.verify_directly_issued_by(parent)
+        else:  # the signature alone (verify_directly_issued_by also compares the names)
+            key = parent.public_key()
+            if not isinstance(key, ec.EllipticCurvePublicKey) or child.signature_hash_algorithm is None:
+                raise TypeError("not an ECDSA signature")
+            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(child.signature_hash_algorithm))
     except (InvalidSignature, ValueError, TypeError):
         raise PkiError(f"{what}: signature does not verify with {parent.subject.rfc4514_string()!r}") from None
     try:
@@ -585,17 +598,22 @@ def verify_host_key_document(
         if _security_bits(c.public_key()) < 112:
             raise PkiError(f"{c.subject.rfc4514_string()!r}: key weaker than 112-bit security")
 
-    _check_issued(hkd, signer, "host-key document")
+    _check_issued(hkd, signer, "host-key document", by_name=False)
     _check_validity(hkd, now, "the host-key document")
     info = _info(hkd, True)
 
     if not crls:
         raise PkiError("no CRL given for the IBM Z signing key (--crl); at least one valid CRL is required")
     signer_crls = 0
+    signer_error: PkiError | None = None
     for i, crl in enumerate(crls):
         what = f"CRL {i + 1} ({crl.issuer.rfc4514_string()})"
         if _same_issuer(crl.issuer, signer.subject):
-            _check_crl(crl, signer, now, what)
+            try:  # as s390-tools: a signing-key CRL that does not verify or is outdated is left out
+                _check_crl(crl, signer, now, what)
+            except PkiError as exc:
+                signer_error = exc
+                continue
             signer_crls += 1
             if crl.get_revoked_certificate_by_serial_number(hkd.serial_number) is not None:
                 raise PkiError(f"the host-key document (serial {hkd.serial_number:#x}) is revoked")
@@ -609,6 +627,8 @@ def verify_host_key_document(
         if crl.get_revoked_certificate_by_serial_number(child.serial_number) is not None:
             raise PkiError(f"certificate {child.subject.rfc4514_string()!r} is revoked")
     if not signer_crls:
+        if signer_error is not None:
+            raise signer_error
         raise PkiError("no valid CRL of the IBM Z signing key; at least one is required")
     return info
 
