@@ -162,8 +162,23 @@ def test_history_is_kept_across_sessions(tmp_path, monkeypatch):
     assert history_path() == tmp_path / "zuv" / "console_history"
     with create_pipe_input() as pipe:
         pipe.send_text("print 6 + 7\rquit\r")
-        run_interactive(probe(), input=pipe, output=PlainTextOutput(io.StringIO()), history=persistent_history())
+        out = PlainTextOutput(io.StringIO())
+        run_interactive(probe(), input=pipe, output=out, history=persistent_history())
     again = list(persistent_history().load_history_strings())  # a new session reads the file
     assert again[:2] == ["quit", "print 6 + 7"]
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "zuv" / "console_history"))  # a file, not a dir
     assert type(persistent_history()).__name__ == "InMemoryHistory"
+
+
+def test_log_appends_each_command_and_its_output(tmp_path):
+    s = probe()
+    path = tmp_path / "session.log"
+    assert run(s, f"log {path}") == f"logging to {path}"
+    run(s, "step 2")
+    run(s, "print r1")
+    run(s, "log off")
+    run(s, "print r15")  # not logged
+    text = path.read_text()
+    assert "(zuv) step 2\nstepped 2 instructions" in text
+    assert "(zuv) print r1\n0x20098 = 131224 <pgm_psw>" in text and "print r15" not in text
+    assert run(s, f"log {tmp_path / 'no' / 'such' / 'dir'}").startswith("error: log:")

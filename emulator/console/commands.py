@@ -36,7 +36,21 @@ __all__ = ["Command", "REGISTRY", "execute", "lookup", "QuitRequest", "status_li
 
 
 def execute(session: Session, line: str) -> Output:
-    """Run one command line; never raises except ``QuitRequest``."""
+    """Run one command line; never raises except ``QuitRequest``. With ``log FILE`` on, the line and its
+    output are appended to the file."""
+    out = _execute(session, line)
+    log = session.log_file
+    if log is not None and line.strip():
+        try:
+            log.write(f"(zuv) {line.strip()}\n{out.plain()}")
+            log.flush()
+        except (OSError, ValueError) as e:
+            session.log_file = None
+            out.add(("warn", f"log stopped: {e}"))
+    return out
+
+
+def _execute(session: Session, line: str) -> Output:
     text = line.strip()
     if not text or text.startswith("#"):
         return Output()

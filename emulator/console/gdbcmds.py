@@ -1,4 +1,4 @@
-"""Console commands for people who live in gdb: x/NFU, set, tbreak, display/undisplay, bt, finish."""
+"""Console commands for people who live in gdb: x/NFU, set, tbreak, display, bt, finish, log."""
 
 from __future__ import annotations
 
@@ -370,3 +370,22 @@ def _finish(s: Session, args: list[str]) -> Output:
     if stop.kind == "step":
         out.add("value returned: r2 = ", ("value", f"{s.cpu.gpr(2):#x}"))
     return out
+
+
+@command("log", "log FILE | log off", "append every command and its output to FILE (log off: stop)",
+         group="session", while_running=True)  # fmt: skip
+def _log(s: Session, args: list[str]) -> Output:
+    """The session log: each command line as typed after "(zuv) ", then its output as plain text (no
+    colours), appended to FILE. Output of a run in the background is logged when the run ends."""
+    if len(args) != 1:
+        raise ConsoleError("usage: log FILE | log off")
+    if s.log_file is not None:
+        s.log_file.close()
+        s.log_file = None
+    if args[0] == "off":
+        return Output().text("log off")
+    try:
+        s.log_file = open(args[0], "a", encoding="utf-8")  # noqa: SIM115 - open until log off
+    except OSError as e:
+        raise ConsoleError(f"log: {args[0]}: cannot open: {e.strerror or e}") from None
+    return Output().text(f"logging to {args[0]}")

@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TextIO
 
 from emulator.console.disasm import Instruction, branch_target, disassemble, is_call
 from emulator.console.errors import ConsoleError
@@ -181,6 +181,7 @@ class Session:
         #: ``display`` expressions, shown after every stop: (format like x's ``/NFU`` or "", expression)
         self.displays: dict[int, tuple[str, str]] = {}
         self._cfi: CfiTable | None = None
+        self.log_file: TextIO | None = None  # ``log FILE``: every command and its output are appended here
         self.x_format = ("x", "w")  # x's last format and unit (gdb's defaults)
         self.x_next: tuple[str, int] | None = None  # where x without an address goes on: (space, address)
         self._install()
