@@ -458,7 +458,8 @@ class CpuExit:
     an invalid new PSW, an emulator fault), ``"intercept"`` (a SIE-guest condition for the hypervisor:
     ``code`` and ``reason``), ``"watch"`` (a data access to a frame in ``watch_frames``, not yet
     performed: ``code`` = virtual address, ``data`` = host address and write flag), ``"notify"`` (a secure
-    guest's instruction that completed but that its host must hear of: ``insn``, its PSW already after it).
+    guest's instruction that completed but that its host must hear of: ``insn``, its PSW already after it),
+    ``"handled"`` (the owner handled ``insn`` through ``owner_insn`` and wants its loop to look).
     """
 
     kind: str
@@ -736,6 +737,11 @@ class Cpu(InterruptDelivery):
         #: SIE of a level-2 host (``emulator.machine.lpar_sie``): called as ``pgm_intercept(cpu, code, ilc,
         #: teid, pc)`` before a program interruption is delivered; True: it ends SIE instead (not delivered).
         self.pgm_intercept: Callable[[Cpu, int, int, int | None, int], bool] | None = None
+        #: The owner's instructions handled without leaving ``run`` (a trap round trip through the owner's
+        #: loop costs more than the instruction): called as ``owner_insn(cpu, insn)`` for a supervisor-state
+        #: owner instruction outside SIE; ``None`` hands it over as usual (``CpuExit("insn")``), ``True``:
+        #: done, the run goes on, ``False``: done, but the owner's loop must look (``CpuExit("handled")``).
+        self.owner_insn: Callable[[Cpu, Insn], bool | None] | None = None
         memory.add_invalidate_listener(self._invalidate, self._code_pages)  # one-frame writes elsewhere: no call
         memory.add_owner_batch_listener(self._owner_changed, self._tlb_frames)  # else: no call
         #: held while unicorn runs this CPU; ``hold`` (a UV command's shoot-down, ``PhysicalMemory.quiesced``)
@@ -1968,6 +1974,10 @@ class Cpu(InterruptDelivery):
             if key in OWNER_INSNS:  # the owner's: DIAG, SERVC, SIGP, STSI, UVC, SIE, channel I/O
                 if (self._mask_c if self._mask_c is not None else self._mask()) & PSW_MASK_PSTATE:
                     raise ProgramException(PGM_PRIVILEGED, why=f"{name} in problem state")
+                if self.owner_insn is not None and self._guest is None:
+                    done = self.owner_insn(self, insn)
+                    if done is not None:
+                        return None if done else CpuExit("handled", insn=insn)
                 return CpuExit("insn", insn=insn)
             return emulate(self, insn)
         except ProgramException as e:

@@ -51,6 +51,8 @@ from emulator.options import MAX_CPUS, parse_size
 __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
 
 SLICE: Final = 20_000
+#: the owner's instructions the CPU hands to ``Machine._owner_insn`` inside its run
+_INLINE_INSNS: Final = frozenset({"SERVC", "SIGP", "STSI", "DIAG"})
 #: SIGP orders after which a CPU's earlier disabled wait no longer says how it ended
 _SIGP_TAKES_OVER: Final = frozenset({
     sigp_mod.START, sigp_mod.STOP, sigp_mod.RESTART, sigp_mod.STOP_AND_STORE_STATUS,
@@ -244,6 +246,7 @@ class Machine:
             raise MachineError(f"a CPU address must be between 0 and {MAX_CPUS - 1}, not {addr}")
         cpu = self.cpus[addr] = Cpu(self.memory, addr, self.tod, self.facilities, self.info.cpuid(addr))
         cpu.io_source = self.css
+        cpu.owner_insn = self._owner_insn
         group = list(self.cpus.values())
         for c in group:
             c.tlb_group = group
@@ -523,7 +526,7 @@ class Machine:
             self._halt_reason = f"watchpoint: {what} at {ex.code:#x} on CPU {cpu.address}"
             self.stopped_at = (cpu.address, cpu.pc)
             self.last_stop = (cpu.address, ex)
-        # "wait", "limit", "halt", "stopped": the loop decides
+        # "wait", "limit", "halt", "stopped", "handled" (an instruction ``_owner_insn`` did): the loop decides
 
     def _result(self, reason: str, t0: float, counted: bool) -> RunResult:
         cpus = []
@@ -564,6 +567,25 @@ class Machine:
         )
 
     # -- instructions handed back by the CPU -----------------------------------------------------------
+
+    def _owner_insn(self, cpu: Cpu, insn: Insn) -> bool | None:
+        """Handle SERVC, SIGP, STSI and DIAG (but a re-IPL's 0x308) inside the CPU's run (``Cpu.owner_insn``):
+        True when nothing the run loop decides on changed (no CPU changed state, no halt, the watchdog's
+        deadline is the same), so the run goes on; False: the loop looks (an SCLP call's round trip through
+        the loop was most of its cost)."""
+        name = insn.name
+        if name not in _INLINE_INSNS or (name == "DIAG" and insn.address() & 0xFFFF == 0x308):
+            return None
+        cpus = self.cpus.values()
+        states = [c.state for c in cpus]
+        wd = self.watchdog
+        before = wd.deadline if wd is not None else None
+        self._handle_insn(cpu, insn)
+        return (
+            self._halt_reason is None
+            and (wd.deadline if wd is not None else None) == before
+            and [c.state for c in cpus] == states
+        )
 
     def _handle_insn(self, cpu: Cpu, insn: Insn) -> None:
         if self.insn_filter is not None:
