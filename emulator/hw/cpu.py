@@ -1426,6 +1426,8 @@ class Cpu(InterruptDelivery):
                 h = m.start()
                 if h & 1:
                     continue
+                if page[h] in _SYSTEM_MASK_OPS and _system_mask_native(page[h], page[h + 1]):
+                    continue
                 if page[h] in (0xC4, 0xC6) and page[h + 1] & 0xF:
                     # a relative-long load, store or compare: an exit only if its operand is misaligned
                     if not _rl_misaligned(page, h, h):
@@ -2109,6 +2111,18 @@ def _load_emulate() -> Callable[[Cpu, Insn], CpuExit | None]:
 
     _emulate = emulate
     return emulate
+
+
+_SYSTEM_MASK_OPS: Final = (0xAC, 0xAD)  # STNSM, STOSM
+
+
+def _system_mask_native(op: int, i2: int) -> bool:
+    """Whether an STNSM or STOSM with immediate ``i2`` runs natively: one that can only turn the I/O and
+    external masks off (STNSM keeping PER, DAT and the reserved bits: Linux's ``local_irq_save`` is
+    ``stnsm 0xfc``) or changes nothing (STOSM 0). Neither makes an interruption deliverable or changes a
+    translation, and unicorn performs both right (the store through the TLB, then the mask); every other
+    one is trapped, so the CPU sees each interruption that becomes deliverable and each DAT change."""
+    return i2 | 0x03 == 0xFF if op == 0xAC else i2 == 0
 
 
 def _is_trapped(key: int) -> bool:

@@ -1,0 +1,70 @@
+"""STNSM and STOSM that cannot make an interruption deliverable run natively (no trap), with the same
+result as the emulation; the ones that may enable one or change DAT stay trapped, so an interruption
+pending while the program runs disabled is delivered at the STOSM that enables it."""
+
+import struct
+
+import pytest
+
+from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
+from emulator.hw.memory import PhysicalMemory
+from emulator.hw.sysinfo import facility_list
+from emulator.hw.tod import TodClock
+
+CODE = 0x10000
+EXT_NEW_ADDR = 0x0BAD0
+CR0_SERVICE = 1 << 9
+IO_EXT = 0x03 << 56  # the system mask's I/O and external bits
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
+    yield c
+    c.close()
+
+
+def start(cpu: Cpu, code: bytes, mask: int) -> None:
+    cpu.reset_cpu()
+    mem = cpu.mem
+    mem.fill(0, 0x2000)
+    mem.write(0x1B0, struct.pack(">QQ", 0x0000000180000000, EXT_NEW_ADDR))  # external new PSW, disabled
+    mem.write(CODE, code + bytes.fromhex("0700"))
+    cpu.set_cr(0, 0xE0 | CR0_SERVICE)
+    cpu.set_psw(mask, CODE)
+    cpu.state = OPERATING
+
+
+def test_masks_that_only_disable_run_natively_with_the_emulation_s_result(cpu):
+    start(
+        cpu,
+        bytes.fromhex("acfc0100")  # stnsm 0x100,0xfc (native: I/O and external off)
+        + bytes.fromhex("ad000101")  # stosm 0x101,0 (native: no change)
+        + bytes.fromhex("ad030102")  # stosm 0x102,3 (trapped: enables)
+        + bytes.fromhex("acfe0103")  # stnsm 0x103,0xfe (native: external off)
+        + bytes.fromhex("acfb0104"),  # stnsm 0x104,0xfb (trapped: DAT bit)
+        PSW_MASK_64 | IO_EXT,
+    )
+    traps = cpu.traps
+    assert cpu.run(count=5).kind == "limit"
+    assert cpu.mem.read(0x100, 5) == bytes([0x03, 0x00, 0x00, 0x03, 0x02])
+    assert cpu.psw == (PSW_MASK_64 | 0x02 << 56, CODE + 20)
+    assert cpu.traps - traps == 2  # the two STOSM/STNSM that may enable or change DAT
+
+
+def test_an_interruption_pending_while_disabled_is_delivered_where_stosm_enables_it(cpu):
+    start(
+        cpu,
+        bytes.fromhex("acfc0100")  # stnsm 0x100,0xfc
+        + bytes.fromhex("0700" "0700")
+        + bytes.fromhex("ad030101"),  # stosm 0x101,3
+        PSW_MASK_64 | IO_EXT,
+    )
+    assert cpu.run(count=1).kind == "limit"  # disabled now
+    cpu.ext_pending["service"] = 0x1230
+    assert cpu.run(count=3).kind == "limit"
+    assert cpu.psw[1] == EXT_NEW_ADDR
+    old_mask, old_addr = struct.unpack(">QQ", cpu.mem.read(0x130, 16))
+    assert (old_addr, old_mask & IO_EXT) == (CODE + 12, IO_EXT)  # after the STOSM, enabled
+    assert struct.unpack(">H", cpu.mem.read(0x86, 2))[0] == 0x2401
+    assert "service" not in cpu.ext_pending
