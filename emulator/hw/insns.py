@@ -126,16 +126,14 @@ def _ssm(cpu: Cpu, insn: Insn) -> None:
     mask = cpu.psw_mask
     if byte & 0xB8:  # bits 0, 2-4 must be zero
         raise _spec(f"SSM mask byte {byte:#x} has reserved bits")
-    insn.finish()
-    cpu.set_psw((mask & ~(0xFF << 56)) | byte << 56, cpu.pc)
+    cpu.set_psw((mask & ~(0xFF << 56)) | byte << 56, insn.pc + insn.ilen)  # finish(), in one write
 
 
 def _stxsm(cpu: Cpu, insn: Insn, op: Callable[[int, int], int]) -> None:
     mask = cpu.psw_mask
     cpu.write_virtual(_si_address(cpu, insn.raw), bytes([mask >> 56]))
     new = op(mask >> 56, insn.raw[1])
-    insn.finish()
-    cpu.set_psw((mask & ~(0xFF << 56)) | new << 56, cpu.pc)
+    cpu.set_psw((mask & ~(0xFF << 56)) | new << 56, insn.pc + insn.ilen)  # finish(), in one write
 
 
 @_handler(0xAD, "STOSM")

@@ -1,0 +1,112 @@
+"""Trap round trips of a program run by ``zuv run`` (the ``Machine``): per loop iteration, in the same run.
+
+* SCLP call: SERVC READ SCP INFO, an enabled wait (LPSWE) that the service signal ends, the external
+  interruption, and the handler's LPSWE back (the pattern of kvm-unit-tests' ``sclp`` test: ~1.1 million
+  calls for ``sclp-1g``);
+* SIGP SENSE RUNNING (an owner's instruction), SSM and LCTLG of CR4 (CPU-local, emulated), STNSM 0xfc
+  (native when it can only disable: ``cpu._system_mask_native``), each alone in a BRCTG loop (as
+  kvm-unit-tests' ``exittime``).
+
+Usage: python bench/bench_machine_traps.py [--loops 20000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from emulator.machine.machine import Machine  # noqa: E402
+
+_CODE, _SCCB, _DATA, _HANDLER = 0x10000, 0x20000, 0x30000, 0x11000
+_DONE = struct.pack(">QQ", 0x0002000180000000, 0xFFF)  # disabled wait: the program ended
+
+
+def _program(body: bytes, loops: int) -> bytes:
+    """A flat image: CR0 with the service-signal subclass, then ``loops`` times ``body``, then a disabled
+    wait. The external new PSW goes to a handler that turns the old PSW's wait and external bits off and
+    loads it back (LPSWE)."""
+    img = bytearray(_DATA + 0x100)
+    img[0:8] = struct.pack(">II", 0x00080000, 0x80000000 | _CODE)  # short IPL PSW, 31-bit
+    img[0x1B0:0x1C0] = struct.pack(">QQ", 0x0000000180000000, _HANDLER)  # external new PSW
+    code = bytearray()
+    code += bytes.fromhex("c0f1") + struct.pack(">I", _DATA)  # lgfi %r15,DATA
+    code += bytes.fromhex("eb00f000002f")  # lctlg %c0,%c0,0(%r15)
+    code += bytes.fromhex("c051") + struct.pack(">I", loops)  # lgfi %r5,loops
+    top = len(code)
+    code += body
+    code += bytes.fromhex("a757") + struct.pack(">h", -(len(code) - top) // 2)  # brctg %r5,top
+    code += bytes.fromhex("b2b2f010")  # lpswe 16(%r15): done
+    img[_CODE : _CODE + len(code)] = code
+    # handler: ni 0x131,0xfd (wait off); ni 0x130,0xfe (external off); lpswe 0x130
+    img[_HANDLER : _HANDLER + 12] = bytes.fromhex("94fd0131" "94fe0130" "b2b20130")
+    img[_DATA : _DATA + 8] = struct.pack(">Q", 0xE0 | 1 << 9)  # CR0: service-signal subclass
+    img[_DATA + 16 : _DATA + 32] = _DONE
+    img[_DATA + 32 : _DATA + 40] = struct.pack(">Q", 0)  # CR4 image for LCTLG
+    img[_DATA + 48] = 0x00  # SSM's mask byte (disabled)
+    return bytes(img)
+
+
+def _servc_body() -> bytes:
+    """SERVC READ SCP INFO into a fresh 4 KiB SCCB, then an enabled wait that continues after itself."""
+    wait_at = _DATA + 64
+    b = bytearray()
+    b += bytes.fromhex("c031") + struct.pack(">I", _SCCB)  # lgfi %r3,SCCB
+    b += bytes.fromhex("e5443000") + struct.pack(">H", 0x1000)  # mvhhi 0(%r3),0x1000: the SCCB's length
+    b += bytes.fromhex("c021") + struct.pack(">I", 0x00020001)  # lgfi %r2,READ SCP INFO
+    b += bytes.fromhex("b2200023")  # servc %r2,%r3
+    b += bytes.fromhex("b2b2f040")  # lpswe 64(%r15): the enabled wait (its address: right after)
+    return bytes(b), wait_at
+
+
+def run(body: bytes, loops: int, wait_at: int | None = None) -> float:
+    """Seconds per iteration of ``body`` in a 64 MiB machine."""
+    img = bytearray(_program(body, loops))
+    if wait_at is not None:
+        after = _CODE + img[_CODE:].index(body) + len(body)
+        img[wait_at : wait_at + 16] = struct.pack(">QQ", 0x0102000180000000, after)  # enabled wait
+    m = Machine(memory=64 << 20)
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+            f.write(bytes(img))
+            f.flush()
+            m.load(f.name)
+        t = time.perf_counter()
+        res = m.run(time_limit=600)
+        dt = time.perf_counter() - t
+        assert res.cpus[0].psw[1] == 0xFFF, res
+        return dt / loops
+    finally:
+        m.close()
+
+
+_BODIES = {
+    "SIGP SENSE RUNNING": bytes.fromhex("ae11000a"),  # sigp %r1,%r1,10 (CPU 0 itself)
+    "SSM (the same mask)": bytes.fromhex("8000f030"),  # ssm 48(%r15)
+    "LCTLG CR4": bytes.fromhex("eb44f020002f"),  # lctlg %c4,%c4,32(%r15)
+    "STNSM 0xfc (native)": bytes.fromhex("acfcf038"),  # stnsm 56(%r15),0xfc
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loops", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    body, wait_at = _servc_body()
+    t = min(run(body, a.loops, wait_at) for _ in range(a.repeat))
+    print(f"SCLP call (SERVC, wait, service signal, LPSWE back): {t * 1e6:7.2f} us")
+    for name, b in _BODIES.items():
+        t = min(run(b, a.loops) for _ in range(a.repeat))
+        print(f"{name + ':':52s} {t * 1e6:7.2f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
