@@ -53,7 +53,8 @@ def solve(n: int, d: Path) -> dict[str, str]:
         phkh = info.split('"phkh_hex": "')[1].split('"')[0]
         zuv("console", "--script", str(d / "start.zuv"), str(d / "hello.se"), "--deterministic",
             out=d / "transcript.txt")
-        return dict(phkh=phkh, encrypted_pages=nep, other_machine_rc="0x0108")
+        assert b"Hello from a bare-metal" in (ROOT / "guests/images/hello.elf").read_bytes()
+        return dict(phkh=phkh, encrypted_pages=nep, hello_text_visible="no", other_machine_rc="0x0108")
     if n == 2:
         console(d, DEMO, ["dual abs:0x18000 64", "set {char}host:0x1018000 = 0x41"])
         return dict(shared_pages="0x16000, 0x17000, 0x18000, 0x19000", bounce_buffer="0x18000",
@@ -74,7 +75,7 @@ def solve(n: int, d: Path) -> dict[str, str]:
     return dict(import_rc="0x0107", guest_state="check-stop", secret_leaked="no")
 
 
-WRONG = {1: ("other_machine_rc", "0x0001"), 2: ("shared_pages", "0x16000, 0x17000"), 3: ("pgm_code", "0x04"),
+WRONG = {1: ("hello_text_visible", "yes"), 2: ("shared_pages", "0x16000, 0x17000"), 3: ("pgm_code", "0x04"),
          4: ("unpack_calls", "55"), 5: ("released_runs", "1, 2"), 6: ("secret_leaked", "yes")}
 
 

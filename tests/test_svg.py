@@ -32,7 +32,7 @@ def test_page_map_and_uv_calls_of_the_demo_after_the_hosts_export(tmp_path):
     assert root.tag == f"{NS}svg"
     assert _classes(root, "page") == {"secure", "shared", "donated", "exported"}
     text = " ".join(t.text or "" for t in root.iter(f"{NS}text"))
-    assert "exported: 1 page" in text and "shared: 4 pages" in text and "guest 0x15000" in text
+    assert "exported: 1 page" in text and "shared: 4 pages" in text and "host: " in text and "guest 0x15000" in text
     out = execute(s, f"uvlog --svg {tmp_path / 'u.svg'}")
     assert out.ok
     root = ET.parse(tmp_path / "u.svg").getroot()

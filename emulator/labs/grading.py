@@ -216,6 +216,15 @@ def answer_from_file(key: str, name: str, field: str) -> Check:
     return check
 
 
+def _text_in_image(path: Path) -> str:
+    """"yes" when hello.elf's greeting appears in the bytes of ``path`` (it does not in a sealed image)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return "(no image)"
+    return "yes" if b"Hello from a bare-metal" in data else "no"
+
+
 def _demo_field(field: str) -> Callable[[], object]:
     return lambda: (pvimg_info(DEMO) or {}).get(field)
 
@@ -249,8 +258,10 @@ LABS: tuple[Lab, ...] = (
         ("encrypted_pages: how many pages of hello.se are encrypted (nep)",
          answer_from_file("encrypted_pages", "hello.se", "nep")),
         ("other_machine_rc: the rc when hello.se boots on zuv-other", answer("other_machine_rc", lambda: 0x0108)),
-        ("transcript.txt: hello.se ran as a secure guest", transcript(
-            r"Set Shared Access|secure guest|Hello", "run start.zuv on hello.se and save the output")),
+        ("hello_text_visible: can the guest's greeting be read in hello.se (yes/no)",
+         lambda d: answer("hello_text_visible", lambda: _text_in_image(d / "hello.se"), "word")(d)),
+        ("transcript.txt: hello.se ran to its end as a secure guest", transcript(
+            r"^CPU 0 .*state stopped\s+secure guest", "run start.zuv on hello.se and save the output")),
     )),
     Lab(2, "Data in transit", "shared pages and bounce buffers: what the host sees", (
         ("shared_pages: the guest addresses of the shared pages", answer("shared_pages", lambda: list(_R().shared),
