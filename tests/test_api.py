@@ -4,8 +4,8 @@ prints, and each host path gives the architected result."""
 from __future__ import annotations
 
 import doctest
-import re
 import inspect
+import re
 
 import pytest
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.attacks import ATTACKS, find, report
+from emulator.attacks import ATTACKS, find, referee, report
 from emulator.attacks import main as attack_main
-from emulator.attacks import referee
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_console_tmux import _session, _tmux, _wait_for  # the tmux helpers (tests/ is on the path)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,6 @@ from emulator.machine.machine import Machine
 from firmware.machine_identity import MachineIdentity
 from firmware.uv_codes import Cc
 
-
 MEM = (2 << 30) + (4 << 20)  # the Ultravisor's base storage lies above 2 GiB
 
 

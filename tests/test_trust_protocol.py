@@ -13,12 +13,12 @@ import zlib
 from typing import Any
 
 import pytest
+from test_secrets_uv import IMAGE, request  # the secret store's own image and requests
 
 from emulator.attest.local import LocalSecureGuest
 from emulator.hw.memory import PAGE_SHIFT
 from firmware.uv import UvCaller
 from firmware.uv_codes import command
-from test_secrets_uv import IMAGE, request  # the secret store's own image and requests
 
 CPU_STATE_OPR_LOAD = 5
 #: UV attributes that are no state: the call counter, caches rebuilt on demand

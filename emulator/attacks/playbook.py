@@ -163,7 +163,7 @@ def export_read(seed: int = 1) -> Outcome:
     o = Outcome("export-read")
     host, g = _boot(seed)
     s = g.secret_page
-    o.tried(f"force the page out with Convert from Secure Storage, then read it")
+    o.tried("force the page out with Convert from Secure Storage, then read it")
     r = g.export(s)
     o.machine(f"export: {r}")
     o.facts["rc"] = r.rc

@@ -16,9 +16,8 @@ from typing import Final
 
 from emulator import options
 from emulator.console import gdbcmds, securecmds  # noqa: F401 - they register their commands
-from emulator.console.cmdbase import GROUPS, REGISTRY, Command, QuitRequest, command, lookup
+from emulator.console.cmdbase import GROUPS, REGISTRY, Command, QuitRequest, command, disasm_lines, lookup
 from emulator.console.cmdbase import count as _count
-from emulator.console.cmdbase import disasm_lines
 from emulator.console.cmdbase import no_more as _no_more
 from emulator.console.cmdbase import space_addr as _space_addr
 from emulator.console.cmdbase import state_style as _state_style
@@ -94,7 +93,6 @@ def _shown_psw(s: Session, address: int) -> str:
 
 def status_line(s: Session) -> list[tuple[str, str]]:
     """The status bar: CPU, PSW, guest state, secure or not, view, breakpoints."""
-    cpu = s.cpu
     frags: list[tuple[str, str]] = [("class:status.key", " CPU "), ("class:status", f"{s.cpu_address} ")]
     if s.running:
         frags += [("class:status.running", " running "), ("class:status", " (stop or Ctrl-C) ")]

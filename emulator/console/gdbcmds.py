@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from emulator.console.cmdbase import STOP_HOOKS, command, count, disasm_lines, no_more, space_addr
-from emulator.console.cmdbase import stop_output
+from emulator.console.cmdbase import (
+    STOP_HOOKS,
+    command,
+    count,
+    disasm_lines,
+    no_more,
+    space_addr,
+    stop_output,
+)
 from emulator.console.disasm import disassemble
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import parse_number

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from emulator.console.cmdbase import command
-from emulator.console.cmdbase import state_style as _state_style
 from emulator.console.cmdbase import count as _count
 from emulator.console.cmdbase import no_more as _no_more
 from emulator.console.cmdbase import space_addr as _space_addr
+from emulator.console.cmdbase import state_style as _state_style
 from emulator.console.errors import ConsoleError
 from emulator.console.providers import PageInfo
 from emulator.console.render import Output
@@ -51,9 +51,9 @@ def _pages(s: Session, args: list[str]) -> Output:
         raise ConsoleError("usage: pages [all] [--svg FILE]")
     pages = list(s.providers.page_map.pages())
     if svg is not None:
-        from emulator.console.svg import page_map_svg
-
         import os
+
+        from emulator.console.svg import page_map_svg
 
         title = "page map" + (f" of {os.path.basename(s.program.path)}" if s.program is not None else "")
         return _write_svg(svg, page_map_svg(pages, title), "the page map")

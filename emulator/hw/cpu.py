@@ -47,9 +47,9 @@ from unicorn.unicorn_const import (
     UC_ERR_EXCEPTION,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
-    UC_MEM_WRITE,
     UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
+    UC_MEM_WRITE,
     UC_MODE_BIG_ENDIAN,
     UC_PROT_ALL,
     UC_PROT_EXEC,
@@ -61,6 +61,7 @@ from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from emulator.errors import HwError, ProgramException
 from emulator.hw import access, dat
+
 # the architecture's names, defined in ``arch`` and still importable from here
 from emulator.hw.arch import (  # noqa: F401
     ASC_ACCESS_REG,

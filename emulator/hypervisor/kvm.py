@@ -15,7 +15,6 @@ intercept handlers here serve both kinds and read their operands from wherever t
 from __future__ import annotations
 
 import ctypes
-
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
 
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw import sigp as sigp_mod
-from emulator.hw.diag import release_ranges
 from emulator.hw.cpu import (
     CHECK_STOP,
     OPERATING,
@@ -36,6 +34,7 @@ from emulator.hw.cpu import (
     Cpu,
     Insn,
 )
+from emulator.hw.diag import release_ranges
 from emulator.hw.memory import PAGE_SIZE, HostView, PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import CpuSccb, Sclp

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.errors import ProgramException
+from emulator.hw import access
 from emulator.hw.cpu import (
     CHECK_STOP,
     OPERATING,
@@ -56,7 +57,6 @@ from emulator.hw.cpu import (
     Insn,
     psw_invalid,
 )
-from emulator.hw import access
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT
 from emulator.hypervisor.sie import (
     ICPT_PV_INSTR,

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Final
 
 from emulator.errors import ProgramException
-from emulator.hw.cpu import Cpu, Insn
 from emulator.hw import chsc
+from emulator.hw.cpu import Cpu, Insn
 from emulator.hw.css import PGM_OPERAND, ChannelSubsystem
 
 __all__ = ["HANDLERS"]

@@ -22,7 +22,6 @@ from typing import Final
 from emulator.errors import HwError, MachineError, ProgramException
 from emulator.hw import access
 from emulator.hw import sigp as sigp_mod
-from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS, Diag288, release_pages
 from emulator.hw.cpu import (
     CHECK_STOP,
     CR0_SERVICE_SC,
@@ -36,16 +35,17 @@ from emulator.hw.cpu import (
     Insn,
 )
 from emulator.hw.css import ChannelSubsystem, Subchannel
+from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS, Diag288, release_pages
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import CpuSccb, Sclp
-from emulator.machine.lpar_sie import SCLP_CPU_FEATURE_SIEF2, LparSie
 from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
 from emulator.hw.tod import TodClock
 from emulator.hw.virtio_ccw import VirtioBlk, make_device
 from emulator.hw.virtio_ccw import notify as virtio_notify
 from emulator.machine import channel
 from emulator.machine.loader import LoadedProgram, load_initrd, load_program
+from emulator.machine.lpar_sie import SCLP_CPU_FEATURE_SIEF2, LparSie
 from emulator.options import MAX_CPUS, parse_size
 
 __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
