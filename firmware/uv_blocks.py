@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 from typing import Final, TypeVar
 
+from emulator.hw.records import Record, u8, u16, u32, u64
+
 __all__ = [
     "UvCbHeader",
     "UvCbNodata",
@@ -37,24 +39,7 @@ __all__ = [
     "offset_of",
 ]
 
-u8 = ctypes.c_uint8
-u16 = ctypes.c_uint16
-u32 = ctypes.c_uint32
-u64 = ctypes.c_uint64
-
-
-class _Block(ctypes.BigEndianStructure):
-    _pack_ = 1
-
-    def __repr__(self) -> str:
-        parts = []
-        for name, *_ in self._fields_:
-            if name.startswith("res"):
-                continue
-            v = getattr(self, name)
-            if isinstance(v, int):
-                parts.append(f"{name}={v:#x}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+_Block = Record  # every layout below derives from the one record base (``emulator.hw.records``)
 
 
 class UvCbHeader(_Block):

@@ -370,8 +370,8 @@ KNOWN_GAPS = {
                 "run natively now)",
     "pv-icptcode": "exports a guest page by its host *virtual* address (mso + offset, mso at 8 GiB or more "
                    "since kvm-unit-tests ae337a39); Convert from Secure Storage takes an absolute address, "
-                   "as Linux passes it, so the call is refused and the test aborts on a host PGM 0x3E; its other 10 "
-                   "checks pass with that part left out",
+                   "as Linux passes it, so the call is refused and the test aborts on a host PGM 0x3E; its "
+                   "other 10 checks pass with that part left out",
 }
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 from typing import Final, TypeVar
 
+from emulator.hw.records import Record, u8, u16, u32, u64
+
 __all__ = [
     "Pmcw",
     "Scsw",
@@ -25,18 +27,7 @@ __all__ = [
     "parse",
 ]
 
-u8 = ctypes.c_uint8
-u16 = ctypes.c_uint16
-u32 = ctypes.c_uint32
-u64 = ctypes.c_uint64
-
-
-class _Block(ctypes.BigEndianStructure):
-    _pack_ = 1
-
-    def __repr__(self) -> str:
-        parts = [f"{n}={getattr(self, n):#x}" for n, *_ in self._fields_ if isinstance(getattr(self, n), int)]
-        return f"{type(self).__name__}({', '.join(parts)})"
+_Block = Record  # every layout below derives from the one record base (``emulator.hw.records``)
 
 
 # -- PMCW (path-management-control word), word 1 flags (bits 0-15 of the halfword at 0x04) -----------------
