@@ -328,17 +328,24 @@ def _done(regs: _Regs, r1: int | None, r2: int, n: int, out: bytes | None = None
     return 3 if regs.length(r2 + 1) else 0
 
 
+def _xts_key(cpu: Cpu, fc: int, after: int) -> tuple[int, bytes, int, object]:
+    """An XTS function's parameter block (its key field, then ``after`` bytes) and the AES of that key:
+    (block address, block, key-field length, cipher or None for a protected key that does not verify)."""
+    klen = 16 if fc in (_XTS128, _PXTS128) else 32
+    field = klen + (cc.WKVP_LEN if fc in (_PXTS128, _PXTS256) else 0)
+    pb, block = _param(cpu, field + after, write=True)
+    if fc in (_PXTS128, _PXTS256):
+        ciph = _protected_aes(cpu, block[:klen], block[klen:field])
+    else:
+        ciph = cc.aes(block[:klen])
+    return pb, block, field, ciph
+
+
 @_instruction("KM")
 def _km(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, _r3: int, decipher: bool) -> int:
     """CIPHER MESSAGE: ECB, or XTS from the XTS parameter after the key (which KM steps on)."""
     if fc in _XTS:
-        klen = 16 if fc in (_XTS128, _PXTS128) else 32
-        field = klen + (cc.WKVP_LEN if fc in (_PXTS128, _PXTS256) else 0)
-        pb, block = _param(cpu, field + 16, write=True)
-        if fc in (_PXTS128, _PXTS256):
-            ciph = _protected_aes(cpu, block[:klen], block[klen:field])
-        else:
-            ciph = cc.aes(block[:klen])
+        pb, block, field, ciph = _xts_key(cpu, fc, 16)
         if ciph is None:
             return 1
         n, data = _data(cpu, regs, r1, r2, 16)
@@ -536,13 +543,7 @@ def _kma(cpu: Cpu, regs: _Regs, fc: int, r1: int, r2: int, r3: int, decipher: bo
 def _pcc(cpu: Cpu, regs: _Regs, fc: int, _r1: int, _r2: int, _r3: int, _decipher: bool) -> int:
     """PERFORM CRYPTOGRAPHIC COMPUTATION: Compute Last Block CMAC, or Compute XTS Parameter."""
     if fc in _XTS:
-        klen = 16 if fc in (_XTS128, _PXTS128) else 32
-        field = klen + (cc.WKVP_LEN if fc in (_PXTS128, _PXTS256) else 0)
-        pb, block = _param(cpu, field + 64, write=True)
-        if fc in (_PXTS128, _PXTS256):
-            ciph = _protected_aes(cpu, block[:klen], block[klen:field])
-        else:
-            ciph = cc.aes(block[:klen])
+        pb, block, field, ciph = _xts_key(cpu, fc, 64)
         if ciph is None:
             return 1
         tweak = block[field : field + 16]

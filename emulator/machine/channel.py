@@ -45,26 +45,26 @@ def _sid(css: ChannelSubsystem, cpu: Cpu) -> int:
     return sid
 
 
-def _stsch(css: ChannelSubsystem, cpu: Cpu, insn: Insn) -> None:
-    addr = _aligned(insn.address(), 4, "STSCH")
+def _store_block(cpu: Cpu, insn: Insn, name: str, size: int, op: Callable[[int], tuple[int, bytes | None]],
+                 css: ChannelSubsystem) -> None:
+    """STSCH and TSCH: the operand is checked for the store first, then the subsystem id, then the block
+    the subchannel gives (if any) is stored and the condition code set."""
+    addr = _aligned(insn.address(), 4, name)
     sid = cpu.gpr(1) & 0xFFFFFFFF
-    _probe_store(cpu, addr, SCHIB_SIZE)
+    _probe_store(cpu, addr, size)
     css.check_sid(sid)
-    cc, schib = css.stsch(sid)
-    if schib is not None:
-        cpu.write_virtual(addr, schib)
+    cc, block = op(sid)
+    if block is not None:
+        cpu.write_virtual(addr, block)
     insn.finish(cc)
+
+
+def _stsch(css: ChannelSubsystem, cpu: Cpu, insn: Insn) -> None:
+    _store_block(cpu, insn, "STSCH", SCHIB_SIZE, css.stsch, css)
 
 
 def _tsch(css: ChannelSubsystem, cpu: Cpu, insn: Insn) -> None:
-    addr = _aligned(insn.address(), 4, "TSCH")
-    sid = cpu.gpr(1) & 0xFFFFFFFF
-    _probe_store(cpu, addr, IRB_SIZE)
-    css.check_sid(sid)
-    cc, irb = css.tsch(sid)
-    if irb is not None:
-        cpu.write_virtual(addr, irb)
-    insn.finish(cc)
+    _store_block(cpu, insn, "TSCH", IRB_SIZE, css.tsch, css)
 
 
 def _msch(css: ChannelSubsystem, cpu: Cpu, insn: Insn) -> None:
