@@ -119,6 +119,7 @@ def test_no_kvm_unit_test_regresses(capsys):
     if shutil.which("s390x-linux-gnu-gcc") is None:
         pytest.fail("the s390x cross compiler is missing: run tools/setup.sh")
     code = conformance.main([])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err  # a missing tarball or a failed build is said on stderr
     named = [line for line in out.splitlines() if "REGRESSION" in line or "conformance:" in line]
     assert code == 0, "\n".join(named)
