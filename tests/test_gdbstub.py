@@ -227,3 +227,14 @@ def test_watchpoints_stop_after_the_access_they_watch(tmp_path):
     c.raw(frame(b"k"))
     t.join(10)
     stub.close()
+
+
+def test_a_program_that_ends_before_gdb_attaches_ends_the_stub():
+    # QEMU's -gdb without -S: the program runs at once; when it ends with nobody attached, so does zuv
+    m = Machine(64 << 20, 1, console_out=lambda b: None)
+    m.load(str(HELLO))
+    stub = GdbStub(m, port=0)
+    try:
+        assert stub.serve(start_running=True) == 0
+    finally:
+        stub.close()

@@ -121,6 +121,13 @@ class GdbStub:
         runner = None
         if start_running:
             runner = self._start_run()
+            # the program may end before anyone attaches (QEMU's -gdb without -S then exits too)
+            while not self._accept_ready():
+                if not runner.is_alive() and self._done is not None:
+                    how = self._result.describe() if self._result else "stopped"
+                    self._log(f"the program ended before gdb attached: {how}")
+                    return self._done
+                select.select([self._sock, self._wake_r], [], [], 1.0)
         self._conn, peer = self._sock.accept()
         self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._log(f"gdb attached from {peer[0]}:{peer[1]}")
@@ -144,6 +151,13 @@ class GdbStub:
                     return self._done
         finally:
             self.close()
+
+    def _accept_ready(self) -> bool:
+        """A connection is waiting (the wake pipe's byte, if any, is taken)."""
+        ready = select.select([self._sock, self._wake_r], [], [], 0)[0]
+        if self._wake_r in ready:
+            os.read(self._wake_r, 64)
+        return self._sock in ready
 
     def _read_packet(self, poll: bool = False) -> bytes | None:
         """The next packet's payload (acknowledged), ``b"\\x03"`` for an interrupt, None at end of stream;
