@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from emulator.console.providers import PageInfo
 from emulator.errors import EmulatorError, HypervisorError, SecureStorageAccess
 from emulator.hw.memory import PAGE_SIZE
 from emulator.hypervisor.boot import DEMO_IMAGE, GUEST_MEMORY, SecureHost, load_image
@@ -75,6 +76,7 @@ __all__ = [
     "DEVICE_CONSOLE",
     "DEVICE_BLOCK",
     "RelyingParty",
+    "PageInfo",
 ]
 
 log = logging.getLogger("zuv.api")
@@ -257,6 +259,25 @@ class Host:
         """Call ``callback`` after each completed Ultravisor call; returns the function that unsubscribes."""
         self._subs.append(callback)
         return lambda: self._subs.remove(callback)
+
+    def draw_uv_log(self, path: str | Path, *, since: int = 0, format: str | None = None) -> int:  # noqa: A002
+        """Draw the UV calls after sequence ``since`` as a sequence diagram host | Ultravisor | guest (runs
+        of one call merged) into ``path``: SVG or PNG by ``format`` or the extension. Returns the bytes
+        written. Raises ``EmulatorError`` for an unknown format or a file that cannot be written."""
+        from emulator.console.pictures import save, uv_sequence_figure
+        from emulator.console.providers import UvCall
+
+        calls = [UvCall(e.seq, e.caller, e.code, e.cc, e.rc, e.rrc, e.fields) for e in self._log[since:]]
+        return save(uv_sequence_figure(calls, f"Ultravisor calls on {self.name}"), str(path), format)
+
+    def page_map(self) -> list[PageInfo]:
+        """Every frame of host storage that is not plain host storage, as the host can know it: ``secure``
+        and ``shared`` frames of a configuration (with the guest address), ``donated`` to the Ultravisor (and
+        for what), ``exported`` (the host holds the ciphertext). Plain data; no page contents."""
+        from emulator.console.hostviews import SecureHostPageMap
+
+        h = self._host
+        return list(SecureHostPageMap(h.memory, h.uv, lambda: list(h.hv.vms)).pages())
 
     # -- host storage and calls ------------------------------------------------------------------------
 
@@ -586,6 +607,22 @@ class Guest:
         if pv is None:
             raise HypervisorError(f"{self.name} is not a secure guest")
         return pv
+
+    def page_map(self) -> list[PageInfo]:
+        """``Host.page_map`` for this guest: the frames of its memory slot and of the storage donated for
+        its configuration."""
+        lo, hi = self._vm.mso >> 12, (self._vm.mso + self._vm.memory_size) >> 12
+        donated = [(a >> 12, (a + n) >> 12) for _what, a, n in self.donated_storage()]
+        return [p for p in self._owner.page_map()
+                if lo <= p.frame < hi or any(a <= p.frame < b for a, b in donated)]  # fmt: skip
+
+    def draw_pages(self, path: str | Path, *, format: str | None = None) -> int:  # noqa: A002
+        """Draw ``page_map`` (strips of frames coloured by state, a legend with the counts, the runs with
+        their guest addresses) into ``path``: SVG or PNG by ``format`` or the extension. Returns the bytes
+        written. Raises ``EmulatorError`` for an unknown format or a file that cannot be written."""
+        from emulator.console.pictures import page_map_figure, save
+
+        return save(page_map_figure(self.page_map(), f"page map of {self.name}"), str(path), format)
 
     # -- the mapping the host owns -----------------------------------------------------------------------
 

@@ -19,44 +19,49 @@ __all__: list[str] = []
 # -- secure execution views -------------------------------------------------------------------------------------
 
 
-def _svg_option(args: list[str], usage: str) -> tuple[list[str], str | None]:
-    """Take ``--svg FILE`` out of ``args``: (the other arguments, FILE or None)."""
-    if "--svg" not in args:
+def _picture_option(args: list[str], usage: str) -> tuple[list[str], tuple[str, str] | None]:
+    """Take ``--svg FILE`` or ``--png FILE`` out of ``args``: (other arguments, (format, FILE) or None)."""
+    found = [a for a in ("--svg", "--png") if a in args]
+    if not found:
         return args, None
-    i = args.index("--svg")
+    if len(found) > 1:
+        raise ConsoleError(f"one picture at a time: --svg FILE or --png FILE (usage: {usage})")
+    i = args.index(found[0])
     if i + 1 >= len(args):
         raise ConsoleError(f"usage: {usage}")
-    return args[:i] + args[i + 2:], args[i + 1]
+    return args[:i] + args[i + 2:], (found[0][2:], args[i + 1])
 
 
-def _write_svg(path: str, text: str, what: str) -> Output:
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise ConsoleError(f"cannot write {path}: {e.strerror or e}") from None
-    return Output().text(f"wrote {what} to {path} ({len(text)} bytes of SVG)")
+def _write_picture(fig: object, target: tuple[str, str], what: str) -> Output:
+    from emulator.console.pictures import save
+
+    fmt, path = target
+    size = save(fig, path, fmt)  # type: ignore[arg-type]
+    return Output().text(f"wrote {what} to {path} ({size} bytes of {fmt.upper()})")
 
 
-@command("pages", "pages [all] [--svg FILE]", "page map: runs of secure / shared / exported / donated frames",
+@command("pages", "pages [all] [--svg FILE | --png FILE]",
+         "page map: runs of secure / shared / exported / donated frames",
          group="secure")  # fmt: skip
 def _pages(s: Session, args: list[str]) -> Output:
     """From the page-map provider (the Ultravisor's, or the hardware's owner tags when there is none).
-    Contiguous frames with the same state and owner are one line; all lists every frame. --svg FILE also
-    draws the map as an SVG picture (strips of frames coloured by state, a legend with the counts)."""
-    args, svg = _svg_option(args, "pages [all] [--svg FILE]")
-    _no_more(args, 1, "pages [all] [--svg FILE]")
+    Contiguous frames with the same state and owner are one line; all lists every frame. --svg FILE or
+    --png FILE draws the map as a picture instead (strips of frames coloured by state, a legend with the
+    counts, the runs with their guest addresses)."""
+    usage = "pages [all] [--svg FILE | --png FILE]"
+    args, pic = _picture_option(args, usage)
+    _no_more(args, 1, usage)
     every = bool(args) and args[0] == "all"
     if args and not every:
-        raise ConsoleError("usage: pages [all] [--svg FILE]")
+        raise ConsoleError(f"usage: {usage}")
     pages = list(s.providers.page_map.pages())
-    if svg is not None:
+    if pic is not None:
         import os
 
-        from emulator.console.svg import page_map_svg
+        from emulator.console.pictures import page_map_figure
 
         title = "page map" + (f" of {os.path.basename(s.program.path)}" if s.program is not None else "")
-        return _write_svg(svg, page_map_svg(pages, title), "the page map")
+        return _write_picture(page_map_figure(pages, title), pic, "the page map")
     out = Output().text(f"page map ({s.providers.sources.get('page_map', 'owner tags')}), "
                         f"{s.machine.memory.frames} frames of 4 KiB", "heading")  # fmt: skip
     if not pages:
@@ -89,22 +94,25 @@ def _pages(s: Session, args: list[str]) -> Output:
     return out
 
 
-@command("uvlog", "uvlog [N] [--svg FILE]", "the Ultravisor call log, decoded (last N calls, default 20)",
+@command("uvlog", "uvlog [N] [--svg FILE | --png FILE]",
+         "the Ultravisor call log, decoded (last N calls, default 20)",
          group="secure")  # fmt: skip
 def _uvlog(s: Session, args: list[str]) -> Output:
     """Each call: sequence number, caller, command, cc, rc/rrc and what the rc means, then the control
-    block's fields as the Ultravisor left them. --svg FILE draws the calls (all of them unless N is given)
-    as a sequence diagram host | Ultravisor | guest instead."""
-    args, svg = _svg_option(args, "uvlog [N] [--svg FILE]")
-    _no_more(args, 1, "uvlog [N] [--svg FILE]")
-    n = _count(args, 0, 20 if svg is None else 1 << 20, "count", 1, 1 << 20)
+    block's fields as the Ultravisor left them. --svg FILE or --png FILE draws the calls (all of them unless
+    N is given) as a sequence diagram host | Ultravisor | guest instead."""
+    usage = "uvlog [N] [--svg FILE | --png FILE]"
+    args, pic = _picture_option(args, usage)
+    _no_more(args, 1, usage)
+    n = _count(args, 0, 20 if pic is None else 1 << 20, "count", 1, 1 << 20)
     calls = s.uv_calls()
     if calls is None:
         return Output().text("no UV-call log: this machine has no Ultravisor log provider")
-    if svg is not None:
-        from emulator.console.svg import uv_sequence_svg
+    if pic is not None:
+        from emulator.console.pictures import uv_sequence_figure
 
-        return _write_svg(svg, uv_sequence_svg(calls[-n:], "Ultravisor calls"), f"{len(calls[-n:])} UV calls")
+        shown = calls[-n:]
+        return _write_picture(uv_sequence_figure(shown, "Ultravisor calls"), pic, f"{len(shown)} UV calls")
     if not calls:
         return Output().text("no Ultravisor calls yet")
     out = Output()

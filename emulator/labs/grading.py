@@ -128,7 +128,7 @@ def _svg(path: Path) -> tuple[ET.Element | None, str]:
         return None, f"{path.name} is not well-formed XML: {e}"
     if root.tag != f"{_SVG}svg":
         return None, f"{path.name} is not an SVG document"
-    return root, " ".join(t.text or "" for t in root.iter(f"{_SVG}text"))
+    return root, " ".join("".join(t.itertext()) for t in root.iter(f"{_SVG}text"))
 
 
 # -- checkpoint builders ------------------------------------------------------------------------------------------
@@ -166,14 +166,15 @@ def transcript(pattern: str, hint: str, name: str = "transcript.txt") -> Check:
 
 
 def svg_shows(name: str, words: tuple[str, ...], classes: tuple[str, ...] = ()) -> Check:
-    """``name`` is a well-formed SVG whose text contains ``words`` and whose shapes carry ``classes``."""
+    """``name`` is a well-formed SVG whose text contains ``words`` and that has shapes of ``classes``: the
+    console's pictures name each page run ``page-STATE-N`` and each UV call ``uvc-LANE-N`` (SVG ids)."""
 
     def check(d: Path) -> tuple[bool, str]:
         root, text = _svg(d / name)
         if root is None:
             return False, text
         missing = [w for w in words if w not in text]
-        present = {c for el in root.iter() for c in el.get("class", "").split()}
+        present = {part for el in root.iter() for part in el.get("id", "").split("-") if not part.isdigit()}
         missing += [f"class {c}" for c in classes if c not in present]
         return not missing, "" if not missing else f"{name} does not show {', '.join(missing)}"
 
