@@ -31,7 +31,9 @@ def genprotimg_235_layout(data: bytes) -> bytes:
     img = p.parse_image(data)
     out = bytearray(data[:img.ipib_addr])
     out[p.METADATA_ADDRESS:p.METADATA_ADDRESS + p.ImgMetadata.SIZE] = bytes(p.ImgMetadata.SIZE)
-    ipib = img.ipib.pack()
+    ipib = bytearray(img.ipib.pack())
+    struct.pack_into(">I", ipib, 0, 0x1000)  # as the real tool (tests/data/ibm): the page as length,
+    struct.pack_into(">Q", ipib, 0x78, 0)  # and no header address (stage3a fills it in)
     out[p.LEGACY_IPIB_ADDRESS:p.LEGACY_IPIB_ADDRESS + len(ipib)] = ipib
     stage3a_len = len((p.bootloader_dir() / "stage3a.bin").read_bytes())
     parms = p.STAGE3A_LOAD_ADDRESS + stage3a_len - 24
@@ -63,7 +65,8 @@ def test_a_genprotimg_235_image_parses_and_pvimg_reads_it(legacy, capsys):
     img = p.parse_image(data)
     assert data[p.METADATA_ADDRESS:p.METADATA_ADDRESS + 8] != b"SeImgLnx"
     assert (img.header_addr, img.ipib_addr) == (0x14000, 0x13000)
-    assert img.ipib == p.parse_image(DEMO_IMAGE.read_bytes()).ipib
+    assert img.ipib.components == p.parse_image(DEMO_IMAGE.read_bytes()).ipib.components
+    assert img.ipib.pv_hdr_addr == 0x14000
     assert pvimg_main(["info", str(legacy), "--machine", "zuv-demo", "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["data"]["verified"] is True
     hkd = ROOT / "firmware/machines/zuv-demo/host-key-document.crt"

@@ -24,7 +24,7 @@ import os
 import stat
 import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -195,8 +195,9 @@ class IplParameterBlockPv:
         )
         if pbt != IPL_PBT_PV:
             raise ImageError(f"IPIB block type {pbt} is not 5 (PV)")
-        if size != cls.HDR_SIZE + IpibPvComponent.SIZE * n or blk_len != size - 8:
-            raise ImageError(f"IPIB length {size:#x} does not match {n} components")
+        need = cls.HDR_SIZE + IpibPvComponent.SIZE * n  # genprotimg 2.35 gives the page (0x1000) as length
+        if size < need or blk_len < need - 8 or size > PAGE_SIZE:
+            raise ImageError(f"IPIB length {size:#x} (block {blk_len:#x}) does not fit {n} components")
         if len(data) < offset + size:
             raise ImageError("IPIB truncated")
         comps = tuple(
@@ -487,9 +488,11 @@ def parse_image(data: bytes) -> SeImage:
         ipib_addr = _round_up(hdr_addr + size)
         if _legacy_ipib(data) and LEGACY_IPIB_ADDRESS < hdr_addr:
             legacy = IplParameterBlockPv.parse(data, LEGACY_IPIB_ADDRESS)
-            if legacy.pv_hdr_addr == hdr_addr:
+            if legacy.pv_hdr_addr in (0, hdr_addr):  # genprotimg 2.35 leaves it 0: stage3a fills it in
                 ipib_addr = LEGACY_IPIB_ADDRESS
     ipib = IplParameterBlockPv.parse(data, ipib_addr)
+    if ipib.pv_hdr_addr == 0:  # as stage3a fills it in before DIAG 308
+        ipib = replace(ipib, pv_hdr_addr=hdr_addr, pv_hdr_size=size)
     return SeImage(bytes(data), hdr_addr, size, ipib_addr, ipib)
 
 

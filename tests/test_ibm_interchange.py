@@ -1,0 +1,141 @@
+"""Files made by IBM's own tools (s390-tools genprotimg 2.35, pvattest and pvextract-hdr 2.32) against zuv's.
+
+``tests/data/ibm/`` holds what IBM's tools wrote and read (its README says how each file was made): an image
+built by genprotimg 2.35 for zuv-demo's host-key document (verified by genprotimg against zuv's emulated PKI),
+its header as pvextract-hdr extracts it, an attestation request made by pvattest 2.32, and zuv's responses
+with the verification result IBM's pvattest wrote for them. The tests check that zuv still boots and reads
+IBM's files and still writes, byte for byte, the files IBM's tools accepted.
+
+With ``ZUV_IBM_TOOLS`` set to the prefix ``tools/ibm_s390_tools.sh`` builds, the same exchanges run live
+against IBM's binaries (the host-key document chain, a fresh image, both attestation directions).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from emulator.attest.pvattest import pvattest_main
+from emulator.hypervisor.boot import DEMO_KERNEL, SecureHost, boot
+from emulator.image import pvimg as p
+from emulator.image.pvimg_cli import pvimg_main
+from firmware import attestation as A
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests/data/ibm"
+IMAGE = DATA / "genprotimg-2.35.se"
+HDR = DATA / "genprotimg-2.35.hdr"
+MACHINE = ROOT / "firmware/machines/zuv-demo"
+PKI = MACHINE / "pki"
+HKD = MACHINE / "host-key-document.crt"
+CHAIN = ["-C", str(PKI / "ibm-z-signing-key.crt"), "-C", str(PKI / "intermediate-ca.crt"),
+         "--crl", str(PKI / "ibm-z-signing-key.crl"), "--crl", str(PKI / "intermediate-ca.crl"),
+         "--crl", str(PKI / "root-ca.crl"), "--root-ca", str(PKI / "root-ca.crt")]  # fmt: skip
+
+
+def _ibm_yaml(name: str) -> dict[str, str]:
+    """The 'key: value' lines of a result file pvattest 2.32 wrote (its values are quoted hex strings)."""
+    text = (DATA / name).read_text()
+    return {k: v.strip("'") for k, v in re.findall(r"^(\w+): (\S+)$", text, re.M)}
+
+
+def test_an_image_made_by_ibm_genprotimg_235_boots():
+    r = boot(SecureHost("zuv-demo", seed=7), IMAGE, time_limit=60)
+    assert r.failure is None and r.run.clean, r.failure_text() if r.failure else r.run.describe()
+    assert "secret intact: yes" in r.console.decode()
+
+
+def test_zuv_reads_the_ibm_image_where_pvextract_hdr_does(capsys):
+    img = p.parse_image(IMAGE.read_bytes())
+    assert (img.header_addr, img.ipib_addr) == (0x14000, 0x13000)
+    assert img.header == HDR.read_bytes()  # what IBM's pvextract-hdr wrote
+    # genprotimg 2.35 leaves pv_hdr_addr 0 (stage3a fills it in) and gives the IPIB a page as its length
+    assert IMAGE.read_bytes()[0x13078:0x13080] == bytes(8) and img.ipib.pv_hdr_addr == 0x14000
+    assert len(img.ipib.components) == 2  # kernel and stage3b: no parmfile, no ramdisk
+    assert pvimg_main(["info", str(IMAGE), "--machine", "zuv-demo", "--format", "json", "-q"]) == 0
+    assert '"verified": true' in capsys.readouterr().out
+    assert pvimg_main(["test", str(IMAGE), "-k", str(HKD)]) == 0
+
+
+def test_zuv_performs_ibm_pvattest_request_as_ibm_verified_it(tmp_path, capsys):
+    """pvattest 2.32 created the request; zuv performed it (seed 5); pvattest 2.32 verified the response
+    (exit 0, its result file committed). zuv must still write exactly that response and accept it."""
+    out = tmp_path / "resp.bin"
+    rc = pvattest_main(["perform", "-i", str(DATA / "pvattest-2.32-request.bin"), "-o", str(out),
+                        "--image", str(IMAGE), "-u", str(DATA / "user-data.txt"), "--seed", "5"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert out.read_bytes() == (DATA / "zuv-response-to-pvattest-2.32.bin").read_bytes()
+    ex = A.parse_exchange(out.read_bytes())
+    assert _ibm_yaml("pvattest-2.32-verify-zuv-response.yaml")["cuid"] == "0x" + ex.cuid.hex()
+    for hdr in (IMAGE, HDR):  # the whole image or the header pvextract-hdr extracted
+        rc = pvattest_main(["verify", "-i", str(out), "--hdr", str(hdr), "-a", str(DATA / "pvattest-2.32-arpk.bin")])
+        assert rc == 0, capsys.readouterr().err
+
+
+def test_zuv_request_and_response_are_what_ibm_pvattest_verified(tmp_path, capsys):
+    req, arpk, resp = tmp_path / "req.bin", tmp_path / "arpk.bin", tmp_path / "resp.bin"
+    rc = pvattest_main(["create", "-k", str(HKD), *CHAIN, "-o", str(req), "-a", str(arpk),
+                        "--add-data", "phkh-img", "--add-data", "phkh-att", "--seed", "ibm interchange"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert req.read_bytes() == (DATA / "zuv-request.bin").read_bytes()
+    assert arpk.read_bytes() == (DATA / "zuv-arpk.bin").read_bytes()
+    rc = pvattest_main(["perform", "-i", str(req), "-o", str(resp), "--image", str(IMAGE), "--seed", "3"])
+    assert rc == 0, capsys.readouterr().err
+    assert resp.read_bytes() == (DATA / "zuv-response.bin").read_bytes()
+    ibm = _ibm_yaml("pvattest-2.32-verify-zuv-request.yaml")
+    ex = A.parse_exchange(resp.read_bytes())
+    assert ibm == {"cuid": "0x" + ex.cuid.hex(), "add": "0x" + ex.additional.hex()}
+    assert pvattest_main(["verify", "-i", str(resp), "--hdr", str(HDR), "-a", str(arpk)]) == 0
+    # the other request's ARPK does not open it: 1, as pvattest ("Verifying the GCM tag failed")
+    assert pvattest_main(["verify", "-i", str(resp), "--hdr", str(HDR),
+                          "-a", str(DATA / "pvattest-2.32-arpk.bin")]) == 1  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- live
+
+IBM = Path(os.environ["ZUV_IBM_TOOLS"]) if os.environ.get("ZUV_IBM_TOOLS") else None
+live = pytest.mark.skipif(IBM is None, reason="ZUV_IBM_TOOLS not set (tools/ibm_s390_tools.sh builds them)")
+
+
+def _ibm(tool: str, *args: str) -> subprocess.CompletedProcess:
+    assert IBM is not None
+    return subprocess.run([str(IBM / "bin" / tool), *args], capture_output=True, text=True, timeout=120)
+
+
+@live
+def test_live_ibm_genprotimg_takes_zuvs_pki_and_zuv_boots_its_image(tmp_path):
+    from emulator.image.pvimg import load_kernel
+
+    kernel = tmp_path / "kernel"
+    kernel.write_bytes(load_kernel(DEMO_KERNEL.read_bytes())[0])
+    out = tmp_path / "ibm.se"
+    r = _ibm("genprotimg", "-k", str(HKD), *CHAIN, "--offline", "-i", str(kernel), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    res = boot(SecureHost("zuv-demo", seed=1), out, time_limit=60)
+    assert res.failure is None and "secret intact: yes" in res.console.decode()
+    # without the root CA's CRL both refuse the chain (a CRL for every certificate)
+    no_root_crl = CHAIN[:8] + CHAIN[10:]
+    assert "root-ca.crl" not in " ".join(no_root_crl)
+    r = _ibm("genprotimg", "-k", str(HKD), *no_root_crl, "--offline", "-i", str(kernel), "-o", str(tmp_path / "x"))
+    assert r.returncode == 1 and "unable to get certificate CRL" in r.stderr
+
+
+@live
+def test_live_ibm_pvattest_verifies_zuv_and_pvextract_hdr_reads_zuv_images(tmp_path):
+    hdr = tmp_path / "hdr"
+    demo = ROOT / "guests/images/secure_demo.se"
+    r = _ibm("pvextract-hdr", "-o", str(hdr), str(demo))
+    assert r.returncode == 0, r.stderr
+    assert hdr.read_bytes() == p.parse_image(demo.read_bytes()).header
+    req, arpk, resp = tmp_path / "req", tmp_path / "arpk", tmp_path / "resp"
+    assert pvattest_main(["create", "-k", str(HKD), *CHAIN, "-o", str(req), "-a", str(arpk)]) == 0
+    assert pvattest_main(["perform", "-i", str(req), "-o", str(resp), "--image", str(demo)]) == 0
+    r = _ibm("pvattest", "verify", "-i", str(resp), "--hdr", str(hdr), "-a", str(arpk))
+    assert r.returncode == 0, r.stderr
+    r = _ibm("pvattest", "verify", "-i", str(resp), "--hdr", str(HDR), "-a", str(arpk))
+    assert r.returncode == 2 and "not equal" in r.stderr  # another image: a mismatch, 2 as zuv's
+    assert pvattest_main(["verify", "-i", str(resp), "--hdr", str(HDR), "-a", str(arpk)]) == 2
