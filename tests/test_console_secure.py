@@ -58,15 +58,60 @@ def test_guest_uvc_breakpoint_stops_before_step_executes_it_and_continue_does_no
     assert stop.kind == "uvc" and len(s.uv_calls()) == before + 1
 
 
-def test_hypervisor_uv_calls_stop_after_completion_with_a_count():
+def test_break_uvc_walks_the_secure_boot_one_hypervisor_call_at_a_time():
     s = demo()
     s.add_breakpoint("uvc", "unpack_img")
-    stop = s.cont()
-    assert stop.kind == "uvc" and "UVC 0x0301 Unpack from host: cc 0 rc 0x0001" in stop.reason
-    assert "(and 55 more hits of this breakpoint" in stop.reason
-    unpacks = [c for c in s.uv_calls() if c.cmd == 0x0301]
-    assert len(unpacks) == 56 and all(c.caller == "host" and c.rc == 1 for c in unpacks)
-    assert [int(dict(c.fields)["gaddr"], 16) & 0xFFF for c in unpacks] == [0] * 56
+    gaddrs, tweaks = [], []
+    for i in range(56):  # the demo's components: 56 pages, one Unpack each, every one stopped before
+        stop = s.cont()
+        assert stop.kind == "uvc" and "before UVC 0x0301 Unpack (host)" in stop.reason, stop.reason
+        assert s.suspended and s.machine.paused_call.code == 0x0301
+        fields = dict(s.machine.paused_call.fields)
+        gaddrs.append(int(fields["gaddr"], 16))
+        tweaks.append(fields["tweak"].split())
+        assert any(line.startswith("UVCB at host ") for line in stop.details)
+        unpacked = [c for c in s.uv_calls() if c.cmd == 0x0301]
+        assert len(unpacked) == i  # the call is not issued yet: the log has the ones before it
+    assert gaddrs[0] == SECRET and gaddrs == sorted(gaddrs)
+    for prev, cur in zip(tweaks, tweaks[1:]):  # the second tweak word: the page's offset in its component
+        assert cur[1] == "0" or (cur[0] == prev[0] and int(cur[1], 16) == int(prev[1], 16) + 0x1000)
+    assert len({t[0] for t in tweaks}) == 2  # two components
+    # step issues the last Unpack and stops before the hypervisor's next call, Verify; step again: Set CPU
+    # State; a third step issues it and the guest goes on at its entry
+    stop = s.step()
+    assert stop.kind == "uvc" and "stopped before UVC 0x0302 Verify (host)" in stop.reason
+    assert any("0x0301 Unpack by host: cc 0 rc 0x0001" in d for d in stop.details)
+    assert "Verify" not in execute(s, "uvlog 1").plain()
+    assert "stopped before UVC 0x0330 Set CPU State" in s.step().reason
+    stop = s.step()
+    assert not s.suspended and stop.reason.startswith("the hypervisor finished its work: the guest goes on at")
+    assert [c.cmd for c in s.uv_calls()][-3:] == [0x0301, 0x0302, 0x0330]
+    assert s.is_secure() and s.cpu_state() == "operating"
+    s.delete_breakpoint(None)
+    stop = s.cont()  # and then the guest runs to its end
+    assert stop.kind == "end" and b"EXIT: STATUS=1" in bytes(s.machine.console)
+
+
+def test_a_boot_stopped_inside_the_hypervisor_can_be_looked_at_and_closed():
+    s = demo()
+    s.add_breakpoint("uvc", "verify")
+    s.cont()
+    for cmd in ("status", "regs", "pages", "uvlog 2", "info", "dual abs:0x15000 16", "breaks", "psw"):
+        out = execute(s, cmd).plain()
+        assert "Traceback" not in out and "error" not in out.lower(), (cmd, out)
+    assert "0x0301 Unpack" in execute(s, "uvlog 1").plain()
+    # a guest UVC breakpoint keeps working after the boot
+    s.add_breakpoint("uvc", "set_shared_access")
+    stop = s.cont()  # issues Verify (once), ends the boot, stops before the guest's own UVC
+    assert "Set Shared Access on CPU 0" in stop.reason and "not executed yet" in stop.reason
+    assert [c.cmd for c in s.uv_calls()].count(0x0302) == 1
+    # closing a session whose machine waits inside the hypervisor unwinds the boot
+    s2 = demo()
+    s2.add_breakpoint("uvc", "unpack_img")
+    s2.cont()
+    assert s2.suspended
+    s2.machine.close()
+    assert not s2.suspended and not s2.machine.vm.pv
 
 
 def test_host_view_hides_a_secure_cpus_registers_and_shows_the_state_description():

@@ -10,7 +10,10 @@ How the debugger's stops reach a VM without per-instruction cost: address breakp
 the hardware CPU's exits and refused TLB fills, which end SIE with a debugger exit (``Vm.debug_stop``); a
 secure guest's UVC is offered to the debug capability's hook (``SecureDebug.insn_filter``) before the
 Ultravisor runs it (stop before);
-``step`` is ``Vm.step`` (one SIE entry with a budget of one instruction).
+``step`` is ``Vm.step`` (one SIE entry with a budget of one instruction). The hypervisor's own UV calls (the
+secure boot's, an export) stop before they are issued too: with a ``host_uvc_filter`` installed, a run or
+a step is work on its own thread (``hostcalls.Work``) that the hypervisor's before-call hook suspends;
+the next ``run`` or ``step`` resumes it (a step to the hypervisor's next call).
 
 Registers: ``VcpuCpu`` shows a vCPU. For a secure vCPU the register file is the Ultravisor's record of the
 secure CPU (the owner view: an emulator privilege); what the host may see is the SIE state description
@@ -21,11 +24,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.errors import ConsoleError
+from emulator.console.hostcalls import HostUvc, Work, decode_block
 from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, UvEventLog, intercept_detail
+from emulator.console.tables import uv_command
 from emulator.errors import EmulatorError, MachineError
 from emulator.hw.cpu import CpuExit, prefixed, wrap_address
 from emulator.hypervisor.debug import SecureDebug
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Vcpu
     from emulator.hypervisor.sie import SieExit
     from emulator.machine.loader import LoadedProgram
+    from firmware.uv_codes import UvCommand
 
 __all__ = ["SecureMachine", "VcpuCpu", "is_se_image"]
 
@@ -239,6 +246,14 @@ class SecureMachine:
         self.last_step_note = ""
         self.input_open = False
         self._log = UvEventLog(self.uv, self._caller_name)
+        self._host_filter: Callable[[HostUvc], str | None] | None = None
+        #: the machine's work (a run or a step) while it runs on its own thread, or waits suspended
+        self._work: Work | None = None
+        self._uvc_step = False  # resumed by a step: suspend before the hypervisor's next UV call
+        self._yield = False  # resumed work ends when the hypervisor is back in its loop
+        #: the hypervisor's UV call the suspended work waits before, and why it stopped there
+        self.paused_call: HostUvc | None = None
+        self._pause_reason = ""
 
     def _program(self, start: int, symbols: str | Path | None) -> LoadedProgram:
         from emulator.machine.loader import LoadedProgram
@@ -367,6 +382,10 @@ class SecureMachine:
 
     # -- the demo's hypervisor read ------------------------------------------------------------------
 
+    def _stop_when(self) -> bool:
+        """Checked after every SIE exit: resumed work ends (``_yield``), the demo's read is due."""
+        return self._yield or self._attack_due()
+
     def _attack_due(self) -> bool:
         return (
             self.attack and not self._attacked and self.vm.pv is not None
@@ -393,8 +412,124 @@ class SecureMachine:
         hw.set_breakpoints(saved - {pc})
         return saved, pc
 
+    # -- stops before the hypervisor's own UV calls (``hostcalls``) -----------------------------------------
+
+    @property
+    def host_uvc_filter(self) -> Callable[[HostUvc], str | None] | None:
+        """Offered each of the hypervisor's own UV calls before it is issued (the boot's, an export); a
+        returned reason suspends the machine's work there (``suspended``) until ``run`` or ``step``."""
+        return self._host_filter
+
+    @host_uvc_filter.setter
+    def host_uvc_filter(self, fn: Callable[[HostUvc], str | None] | None) -> None:
+        self._host_filter = fn
+        self._update_hook()
+
+    @property
+    def suspended(self) -> bool:
+        """True while the machine's work waits before one of the hypervisor's UV calls (``paused_call``)."""
+        return self._work is not None and self._work.suspended
+
+    def _update_hook(self) -> None:
+        want = self._host_filter is not None or self._work is not None
+        self.hv.before_uvc = self._before_host_uvc if want else None
+
+    def _before_host_uvc(self, cmd: UvCommand, raw: bytes, addr: int) -> None:
+        """``Hypervisor.before_uvc``: suspend the work here when the filter (or a step) says so."""
+        work = self._work
+        if work is None or work.abandoned or not work.on_thread():
+            return  # not inside work the console can suspend (or the work is being given up)
+        known = uv_command(cmd.code)
+        call = HostUvc(cmd.code, known.name if known else cmd.name, addr, decode_block(cmd, raw))
+        if self._uvc_step:
+            reason = "stopped before the hypervisor's next UV call"
+        else:
+            f = self._host_filter
+            reason = f(call) if f is not None else None
+            if reason is None:
+                return
+        self._uvc_step = False
+        self.paused_call, self._pause_reason = call, reason
+        try:
+            work.suspend()
+        finally:
+            self.paused_call = None
+
+    def _in_work(self, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        """Run ``fn`` as suspendable work when a host UV call may stop it: (True, its value) when it
+        finished, (False, None) when it suspended before a call."""
+        if self._host_filter is None:
+            return True, fn()
+        self._yield = False
+        work = self._work = Work(fn)
+        self._update_hook()
+        return self._settle(work.start())
+
+    def _settle(self, finished: bool) -> tuple[bool, Any]:
+        work = self._work
+        assert work is not None
+        if not finished:
+            return False, None
+        self._work = None
+        self._yield = self._uvc_step = False
+        self._update_hook()
+        return True, work.result()
+
+    def _resume(self, step: bool) -> bool:
+        """Resume suspended work; it ends when the hypervisor returns to its loop (``_yield``). ``step``: it
+        suspends again before the hypervisor's next UV call, whatever it is. True: the work finished."""
+        work = self._work
+        assert work is not None
+        self._yield, self._uvc_step = True, step
+        finished, _ = self._settle(work.resume())
+        return finished
+
+    def abandon(self) -> None:
+        """Give suspended work up (close, reset): the hypervisor's work unwinds as after a failure."""
+        work = self._work
+        if work is not None:
+            work.abandon()
+            self._work = None
+            self._uvc_step = self._yield = False
+            self._update_hook()
+
+    def _paused_exit(self) -> CpuExit:
+        self.last_step_note = self._pause_reason
+        return CpuExit("limit", data={"executed": 0, "paused": True})
+
+    def _paused_result(self, t0: float) -> RunResult:
+        self.stopped_at = self.last_stop = None
+        res = self.vm._result(self._pause_reason, t0, False)  # noqa: SLF001 - the VM's record
+        res.clean = False
+        return res
+
+    # -- execution, as the session asks for it ------------------------------------------------------------
+
     def step(self, count: int = 1, cpu: int = 0) -> CpuExit:
-        """Execute ``count`` instructions of one vCPU (an interception ends the step early)."""
+        """Execute ``count`` instructions of one vCPU (an interception ends the step early). Suspended before
+        a hypervisor's UV call: issue it and stop before the next one (or where the hypervisor goes back to
+        the guest)."""
+        self.last_step_note = ""
+        if self._work is not None:
+            if not self._resume(step=True):
+                return self._paused_exit()
+            c = self.cpus[cpu]
+            self.last_step_note = ("the hypervisor finished its work: the guest goes on"
+                                   + (f" at {c.pc:#x}" if c.state == "operating" else f" (CPU {cpu} {c.state})"))
+            return self._cpu_exit(c, None, 0)
+        finished, ex = self._in_work(lambda: self._step(count, cpu))
+        return ex if finished else self._paused_exit()
+
+    def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
+        """Run the VM until its vCPUs stop, a limit, a debugger stop or ``request_halt``."""
+        check_run_limits(max_insns, time_limit)
+        t0 = time.monotonic()
+        if self._work is not None and not self._resume(step=False):
+            return self._paused_result(t0)
+        finished, res = self._in_work(lambda: self._run(max_insns, time_limit))
+        return res if finished else self._paused_result(t0)
+
+    def _step(self, count: int, cpu: int) -> CpuExit:
         c = self.cpus[cpu]
         if c.state != "operating":
             raise MachineError(f"CPU {cpu} is {c.state}; it cannot step")
@@ -413,6 +548,8 @@ class SecureMachine:
                 if saved is not None:
                     c.hw.set_breakpoints(saved[0])
             ex = self._cpu_exit(c, sie, done)
+            if self._yield:
+                break  # resumed work: the hypervisor is back in its loop
             if completes and not self.last_step_note:
                 self.last_step_note = ("the SIE entry completed the intercepted instruction with the "
                                        "hypervisor's results (the Ultravisor's half of 0x68)")  # fmt: skip
@@ -422,10 +559,10 @@ class SecureMachine:
                 break
         return ex
 
-    def _cpu_exit(self, c: VcpuCpu, sie: SieExit, done: int) -> CpuExit:
+    def _cpu_exit(self, c: VcpuCpu, sie: SieExit | None, done: int) -> CpuExit:
         v = c.vcpu
         data = {"executed": done}
-        if sie.icptcode or sie.host_pgm:
+        if sie is not None and (sie.icptcode or sie.host_pgm):
             what = (f"SIE interception {sie.icptcode:#04x} ({sie.name})" if sie.icptcode
                     else f"SIE ended with a {sie.name}")  # fmt: skip
             detail = intercept_detail(v, sie)
@@ -442,14 +579,11 @@ class SecureMachine:
             return CpuExit("disabled_wait", code=v.disabled_wait, data=data)
         if not v.operating:
             return CpuExit("stopped", data=data)
-        if sie.icptcode == 0x1C:
+        if sie is not None and sie.icptcode == 0x1C:
             return CpuExit("wait", data=data)
         return CpuExit("limit", data=data)
 
-    def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
-        """Run the VM until its vCPUs stop, a limit, a debugger stop or ``request_halt``."""
-        check_run_limits(max_insns, time_limit)
-
+    def _run(self, max_insns: int | None, time_limit: float | None) -> RunResult:
         t0 = time.monotonic()
         deadline = None if time_limit is None else t0 + time_limit
         self._halt_reason = None
@@ -467,6 +601,8 @@ class SecureMachine:
                         c.hw.set_breakpoints(saved[0])
                     if budget is not None:
                         budget -= 1
+        if self._yield:  # resumed work: the hypervisor is back in its loop
+            return self.vm._result("resumed", t0, budget is not None)  # noqa: SLF001
         while True:
             if self._halt_reason is not None:
                 res = self.vm._result(self._halt_reason, t0, budget is not None)  # noqa: SLF001 - the VM's record
@@ -480,10 +616,10 @@ class SecureMachine:
                 break
             before = self.instructions
             res = self.vm.run(max_insns=budget, time_limit=left, deterministic=self.deterministic,
-                              stop_when=self._attack_due if self.attack and not self._attacked else None)  # fmt: skip
+                              stop_when=self._stop_when)  # fmt: skip
             if budget is not None:
                 budget -= self.instructions - before
-            if res.reason != "stop condition met":
+            if res.reason != "stop condition met" or self._yield:
                 break
             self._do_attack()  # a break secure on the trapped read halts here
         if self._halt_reason is not None and res.reason != self._halt_reason:
@@ -502,6 +638,8 @@ class SecureMachine:
 
     def close(self) -> None:
         """Tear the VM down and detach from the Ultravisor."""
+        self.abandon()
+        self.host_uvc_filter = None
         self._log.close()
         self.debug.insn_filter = None
         self.vm.destroy()

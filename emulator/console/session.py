@@ -33,6 +33,7 @@ from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from emulator.hw.sysinfo import FAC_EDAT2
 
 if TYPE_CHECKING:
+    from emulator.console.hostcalls import HostUvc
     from emulator.console.unwind import CfiTable
     from emulator.hw.cpu import Cpu, Insn
     from emulator.machine.loader import LoadedProgram
@@ -405,6 +406,8 @@ class Session:
         self._set_watch_frames(frames)
         self._listen("watch", "watch" in kinds, self._add_invalidate)
         m.insn_filter = self._insn_filter if "uvc" in kinds or self._uv_log is not None else None
+        if hasattr(m, "host_uvc_filter"):  # the hypervisor's own UV calls stop before they are issued
+            m.host_uvc_filter = self._host_uvc if "uvc" in kinds else None
         self._listen("uvlog", "uvc" in kinds and self.providers.uv_log is not None, self._subscribe_uv)
         self._listen("sie", "sie" in kinds and self.providers.intercepts is not None, self._subscribe_sie)
         for c in m.cpus.values():
@@ -491,9 +494,20 @@ class Session:
                 return f"breakpoint {bp.number}: {detail}"
         return None
 
+    def _host_uvc(self, call: HostUvc) -> str | None:
+        """The machine's ``host_uvc_filter``: the hypervisor is about to issue ``call``."""
+        for bp in self.breakpoints.values():
+            if bp.enabled and bp.kind == "uvc" and (bp.code is None or bp.code == call.code):
+                detail = f"before {call.headline()}"
+                self._hit(bp, detail, halt=False)  # the machine's work is suspended at the call
+                return f"breakpoint {bp.number}: {detail}"
+        return None
+
     def _uv_called(self, call: UvCall) -> None:
         if call.cpu is not None:
             return  # a CPU's own UVC: the instruction filter stopped before it
+        if call.caller == "host" and hasattr(self.machine, "host_uvc_filter"):
+            return  # the hypervisor's own call: ``_host_uvc`` stopped before it
         for bp in self.breakpoints.values():
             if bp.enabled and bp.kind == "uvc" and (bp.code is None or bp.code == call.cmd):
                 c = uv_command(call.cmd)
@@ -586,6 +600,7 @@ class Session:
         self._uvc_skip = None
         details: list[str] = []
         done = 0
+        was_suspended = self.suspended
         log = self.providers.uv_log
         calls_before = len(log.calls()) if log is not None else 0
         try:
@@ -623,10 +638,27 @@ class Session:
                                f"cc {c.cc} rc {c.rc:#06x} rrc {c.rrc:#06x}")  # fmt: skip
             if len(new) > 4:
                 details.append(f"... and {len(new) - 4} more UV calls (uvlog)")
-        details += [f"breakpoint {bp.number}: {d}" for bp, d in self._take_hits()]
+        hits = [f"breakpoint {bp.number}: {d}" for bp, d in self._take_hits()]
         state = self.cpu_state(cpu)
         reason = f"stepped {done} instruction{'s' if done != 1 else ''}"
-        if state != "operating":
+        if self.suspended:  # inside the hypervisor's work: the step went to its next UV call
+            note = getattr(self.machine, "last_step_note", "")
+            details = [d for d in details if d != note]
+            if hits:  # a breakpoint on that call: it names the call
+                reason, hits = hits[0], hits[1:]
+            else:
+                call = getattr(self.machine, "paused_call", None)
+                reason = f"stopped before {call.headline()}" if call is not None else note
+            details += hits + self.paused_details()
+            stop = Stop("uvc", reason, cpu.address, cpu.pc, details=details)
+            self.last_stop = stop
+            return stop
+        details += hits
+        note = getattr(self.machine, "last_step_note", "")
+        if was_suspended and note.startswith("the hypervisor finished"):  # the step issued its last call
+            details = [d for d in details if d != note]
+            reason = note
+        elif state != "operating":
             reason += f"; CPU {cpu.address} is now {state}" + (
                 f" ({cpu.check_stop_reason})" if cpu.check_stop_reason else ""
             )
@@ -634,9 +666,23 @@ class Session:
         self.last_stop = stop
         return stop
 
+    @property
+    def suspended(self) -> bool:
+        """True while the machine waits before one of the hypervisor's own UV calls (``paused_call``)."""
+        return bool(getattr(self.machine, "suspended", False))
+
+    def paused_details(self) -> list[str]:
+        """While the machine waits before a hypervisor's UV call: its block (host view) and what to do."""
+        call = getattr(self.machine, "paused_call", None) if self.suspended else None
+        if call is None:
+            return []
+        return call.lines() + ["(continue or step issues it; uvlog: the calls so far)"]
+
     def _check_can_run(self, cpu: Cpu) -> None:
         if self.running:
             raise ConsoleError("the machine is running: stop it first (stop or Ctrl-C)")
+        if self.suspended:
+            return  # the hypervisor's work goes on, whatever the CPU's state is meanwhile
         if cpu.state != "operating":
             why = f" ({cpu.check_stop_reason})" if cpu.check_stop_reason else ""
             raise ConsoleError(f"CPU {cpu.address} is {self.cpu_state(cpu)}{why}: it cannot run")
@@ -746,6 +792,7 @@ class Session:
             bp, detail = hits[0]
             details = [f"breakpoint {b.number}: {d}" for b, d in hits[1:]]
             c = m.cpus[cpu_addr] if at is not None else self.cpu
+            details = self.paused_details() + details
             return Stop(bp.kind, f"breakpoint {bp.number}: {detail}", c.address, c.pc, bp, details, res)
         last = m.last_stop
         if last is not None:

@@ -53,6 +53,7 @@ from emulator.hypervisor.sie import (
 
 if TYPE_CHECKING:
     from emulator.hypervisor.pv import ProtectFailure, PvHost, PvVm
+    from firmware.uv_codes import UvCommand
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
 
@@ -725,6 +726,7 @@ class Hypervisor:
         #: the secure-guest instruction hook of an explicit debug capability (``debug.SecureDebug``), or None
         self._storage_base: int | None = None  # host address of absolute 0 (``sie_page``)
         self._debug_insn_filter: Callable[[Cpu, Insn], str | None] | None = None
+        self._before_uvc: Callable[[UvCommand, bytes, int], None] | None = None
 
     @classmethod
     def on_machine(cls, machine: object, reserved: int = HOST_RESERVED) -> Hypervisor:
@@ -736,6 +738,18 @@ class Hypervisor:
             getattr(machine, "uv", None),
             reserved,
         )
+
+    @property
+    def before_uvc(self) -> Callable[[UvCommand, bytes, int], None] | None:
+        """Called before each of the hypervisor's own UVCs (``UvClient.before_call``: the command, the
+        block's bytes in host memory, their address); a debugger may stop there. None: no cost."""
+        return self._before_uvc
+
+    @before_uvc.setter
+    def before_uvc(self, fn: Callable[[UvCommand, bytes, int], None] | None) -> None:
+        self._before_uvc = fn
+        if self._pv_host is not None:
+            self._pv_host.client.before_call = fn
 
     def pv_host(self) -> PvHost:
         """The Ultravisor connection (created, and the Ultravisor initialised, on first use)."""

@@ -188,6 +188,7 @@ class PvHost:
         self.uv = uv
         start = hv.alloc.alloc_range(1 << 20)
         self.client = UvClient(uv, hv.host, HostArena(start, start + (1 << 20)))  # type: ignore[arg-type]
+        self.client.before_call = hv.before_uvc  # a debugger's stop point, from the first call (Query) on
         self.query = self.client.query()
         self.engine = PvSieEngine(uv, self._sida)  # type: ignore[arg-type]
         if not getattr(uv, "initialized", False):

@@ -22,7 +22,7 @@ import ctypes
 import operator
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -330,6 +330,10 @@ class UvClient:
         self.uvcb_addr = arena.alloc(PAGE_SIZE)
         #: The most recent results (``LOG_LENGTH`` of them), oldest first.
         self.log: deque[UvResult] = deque(maxlen=LOG_LENGTH)
+        #: Called before each UVC, once its block is in host memory: ``before_call(command, the block's
+        #: bytes, its host address)``. A debugger's stop point (the console's ``break uvc`` on the
+        #: hypervisor's own calls, e.g. every step of a secure boot); it may block. None: nothing is called.
+        self.before_call: Callable[[UvCommand, bytes, int], None] | None = None
         self._cb = AbsoluteControlBlock(view, self.uvcb_addr)
         self._templates: dict[int, _Template] = {}
         self._by_key: dict[int | str, _Template] = {}  # what ``call`` was given (code or name) -> template
@@ -375,6 +379,8 @@ class UvClient:
             cb = AbsoluteControlBlock(self.view, addr)
         view = self.view
         view.write(addr, raw)
+        if self.before_call is not None:
+            self.before_call(cmd, bytes(raw), addr)
         uv_call, caller = self.uv.call, self.caller
         cc = uv_call(caller, cb)
         tries = 0
@@ -401,6 +407,8 @@ class UvClient:
         # costs them ~1.5% (callgrind, export + import round trip)
         view, addr = self.view, self.uvcb_addr
         view.write(addr, raw)
+        if self.before_call is not None:
+            self.before_call(c, bytes(raw), addr)
         cc = self.uv.call(self.caller, self._cb)
         tries = 0
         while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
