@@ -133,6 +133,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument("--drive", action="append", default=[], metavar="FILE",
                    help="a virtio-blk-ccw disk backed by FILE")
     c.add_argument("--quiet", "-q", action="store_true", help="scripts: do not echo the commands")
+    c.add_argument("-s", dest="gdb_default", action="store_true",
+                   help="serve gdb on tcp::1234 before the console starts (short for --gdb tcp::1234)")
+    c.add_argument("--gdb", metavar="DEV", default=None,
+                   help="serve the GDB remote protocol on tcp::PORT (loopback) or tcp:HOST:PORT until gdb "
+                        "detaches, then the console starts (the console command: gdbserver)")
+    c.add_argument("--debug-secure", action="store_true",
+                   help="give the gdb stub (-s, --gdb, gdbserver) the machine's debug capability: the owner view of "
+                        "a secure guest (its registers and plaintext; an emulator privilege, no real host has it)")
     c.set_defaults(func=cmd_console)
     return c
 
@@ -165,6 +173,23 @@ def cmd_console(args: argparse.Namespace) -> int:
     except ConsoleError as e:
         print(f"zuv: {e}", file=sys.stderr)
         return 2
+    if args.debug_secure:
+        from emulator.console.gdbserve import grant_debug_secure
+
+        grant_debug_secure(session)  # type: ignore[arg-type]
+    if args.gdb is not None or args.gdb_default:
+        from emulator.console.gdbserve import serve_gdb
+        from emulator.interrupt import run_interruptible
+
+        try:
+            line = run_interruptible(
+                lambda: serve_gdb(session, args.gdb or "tcp::1234"),  # type: ignore[arg-type]
+                lambda: session.stop("interrupted (Ctrl-C)"),  # type: ignore[attr-defined]
+            )
+        except ConsoleError as e:
+            print(f"zuv: {e}", file=sys.stderr)
+            return 2
+        print(f"zuv: {line}", file=sys.stderr)
     if args.script is not None:
         try:
             lines = Path(args.script).read_text(encoding="utf-8").splitlines()

@@ -15,7 +15,7 @@ import shlex
 from typing import Final
 
 from emulator import options
-from emulator.console import gdbcmds, securecmds  # noqa: F401 - they register their commands
+from emulator.console import gdbcmds, gdbserve, securecmds  # noqa: F401 - they register their commands
 from emulator.console.cmdbase import GROUPS, REGISTRY, Command, QuitRequest, command, disasm_lines, lookup
 from emulator.console.cmdbase import count as _count
 from emulator.console.cmdbase import no_more as _no_more

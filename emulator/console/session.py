@@ -956,7 +956,7 @@ class Session:
 
         def table_real_to_host(real: int) -> int:
             host = self._guest_to_host(cpu, cpu.real_to_abs(real))
-            if not owner and self.view == "host" and not host_view.accessible(host):
+            if not owner and not host_view.accessible(host):  # a host read: the host's tables only
                 raise _Trap(f"DAT tables at host {host:#x} are in secure storage (PGM 0x3D for the host)")
             return host
 

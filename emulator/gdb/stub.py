@@ -1,10 +1,13 @@
 """The GDB remote serial protocol over TCP for one zuv ``Machine``: registers, memory, breakpoints, stepping,
 continuing and interrupting, each CPU a thread (thread id = CPU address + 1), as QEMU's gdbstub serves it.
 
-Memory is read and written through the selected CPU's own translation (DAT, prefixing) with every check the
-CPU makes, owner tags included: a secure guest's storage is refused to the debugger (``E14``) exactly as to
-the host. Reads and writes do not set reference or change bits. A write drops translated code through the
-memory's listeners, so a patched instruction runs as patched.
+Registers and memory go through a ``TargetAccess``: ``CpuAccess`` (``zuv run``) reads and writes through the
+selected CPU's own translation (DAT, prefixing) with every check the CPU makes, owner tags included: a secure
+guest's storage is refused to the debugger (``E14``) exactly as to the host. Reads and writes do not set
+reference or change bits. A write drops translated code through the memory's listeners, so a patched
+instruction runs as patched. ``zuv console`` serves its session's host view or, with the machine's debug
+capability, the owner view (``emulator/console/gdbserve.py``); a register the view does not show is sent as
+unavailable (GDB prints ``<unavailable>``).
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from emulator.errors import EmulatorError
-from emulator.gdb.target import REGISTERS, TARGET_XML, read_register, write_register
+from emulator.gdb.target import REGISTERS, TARGET_XML, Reg, read_register, write_register
 from emulator.hw.cpu import OPERATING, Cpu, CpuExit
 from emulator.hw.results import RunResult
 
-__all__ = ["GdbStub", "parse_endpoint", "checksum", "frame", "escape_binary"]
+__all__ = ["GdbStub", "TargetAccess", "CpuAccess", "parse_endpoint", "checksum", "frame", "escape_binary"]
 
 SIGTRAP = 5
 SIGINT = 2
@@ -37,6 +40,83 @@ class StubMachine(Protocol):
     def step(self, count: int = 1, cpu: int = 0) -> CpuExit: ...
     def set_breakpoints(self, addrs: set[int]) -> None: ...
     def request_halt(self, reason: str = "halted") -> None: ...
+
+
+class TargetAccess(Protocol):
+    """How the stub reads and writes registers and memory of a CPU (by CPU address): the point of view."""
+
+    def read_register(self, cpu: int, reg: Reg) -> bytes | None:
+        """The register's big-endian bytes, or None when this view does not show it (unavailable)."""
+        ...
+
+    def write_register(self, cpu: int, reg: Reg, data: bytes) -> bool:
+        """Set the register; False when this view may not."""
+        ...
+
+    def pieces(self, cpu: int, addr: int, length: int) -> list[tuple[int, int]] | None:
+        """(host absolute, length) per page of a virtual range of the CPU, or None when this view may not
+        touch all of it (no translation, beyond storage, a page the view may not access)."""
+        ...
+
+    def read(self, host: int, length: int) -> bytes:
+        """Bytes at host absolute ``host`` (a piece ``pieces`` gave)."""
+        ...
+
+    def write(self, host: int, data: bytes) -> None:
+        """Store at host absolute ``host`` (a piece ``pieces`` gave; drops translated code)."""
+        ...
+
+    def may_break(self) -> bool:
+        """Whether this view may set breakpoints and watchpoints."""
+        ...
+
+
+class CpuAccess:
+    """The view of ``zuv run``'s stub: each CPU's own registers, and memory through its checked translation
+    (DAT, prefixing, owner tags: a secure page is refused as to the host)."""
+
+    def __init__(self, machine: StubMachine) -> None:
+        self._m = machine
+
+    def _cpu(self, which: int) -> Cpu:
+        cpus = self._m.cpus
+        return cpus[which] if which in cpus else cpus[min(cpus)]
+
+    def read_register(self, cpu: int, reg: Reg) -> bytes | None:
+        """The register of the CPU."""
+        return read_register(self._cpu(cpu), reg)
+
+    def write_register(self, cpu: int, reg: Reg, data: bytes) -> bool:
+        """Set the register of the CPU."""
+        return write_register(self._cpu(cpu), reg, data)
+
+    def pieces(self, cpu: int, addr: int, length: int) -> list[tuple[int, int]] | None:
+        """The range through the CPU's translation with every check it makes (no reference bits)."""
+        c = self._cpu(cpu)
+        out: list[tuple[int, int]] = []
+        while length > 0:
+            n = min(length, 0x1000 - (addr & 0xFFF))
+            try:
+                host = c.translate(addr, write=False, mark=False)
+            except Exception:  # noqa: BLE001 - any refusal (access exception, intercept) is EFAULT
+                return None
+            if host + n > c.mem.size:
+                return None
+            out.append((host, n))
+            addr, length = (addr + n) & 0xFFFFFFFFFFFFFFFF, length - n
+        return out
+
+    def read(self, host: int, length: int) -> bytes:
+        """Storage (the translation checked it)."""
+        return self._cpu(min(self._m.cpus)).mem.read(host, length)
+
+    def write(self, host: int, data: bytes) -> None:
+        """Store (the translation checked it)."""
+        self._cpu(min(self._m.cpus)).mem.write(host, data)
+
+    def may_break(self) -> bool:
+        """Breakpoints are the CPUs' exits: always."""
+        return True
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -76,11 +156,19 @@ class GdbStub:
         machine: the machine to debug (loaded, not running).
         host, port: where to listen (QEMU's ``-gdb tcp::PORT``; loopback unless a host is given).
         log: called with one line per event worth telling the user (listening, attached, detached).
+        access: the point of view on registers and memory (default ``CpuAccess``: each CPU's own).
+        detach_runs: ``D`` lets the program run on to its end (``zuv run``); False: the stub returns with
+            the machine stopped where GDB left it (``zuv console`` takes over again).
     """
 
     def __init__(self, machine: StubMachine, host: str = "127.0.0.1", port: int = 1234,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, *, access: TargetAccess | None = None,
+                 detach_runs: bool = True) -> None:  # fmt: skip
         self.m = machine
+        self.access: TargetAccess = access if access is not None else CpuAccess(machine)
+        self._detach_runs = detach_runs
+        #: polled while the stub waits for GDB (or for its next packet): True ends the session (Ctrl-C)
+        self.cancelled: Callable[[], bool] = lambda: False
         self._log = log or (lambda _line: None)
         self._sock = socket.create_server((host, port))
         self.port = self._sock.getsockname()[1]
@@ -128,6 +216,10 @@ class GdbStub:
                     self._log(f"the program ended before gdb attached: {how}")
                     return self._done
                 select.select([self._sock, self._wake_r], [], [], 1.0)
+        while not start_running and not select.select([self._sock], [], [], 0.25)[0]:
+            if self.cancelled():
+                self._log("no gdb attached: cancelled")
+                return 0
         self._conn, peer = self._sock.accept()
         self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._log(f"gdb attached from {peer[0]}:{peer[1]}")
@@ -181,6 +273,9 @@ class GdbStub:
                     return _unescape(payload)
                 continue
             self._buf = buf
+            while not poll and not select.select([conn], [], [], 0.25)[0]:
+                if self.cancelled():
+                    return None
             if poll:
                 ready = select.select([conn, self._wake_r], [], [], 1.0)[0]
                 if self._wake_r in ready:  # the run ended (``_start_run`` wrote a byte): let the caller look
@@ -286,10 +381,6 @@ class GdbStub:
 
     # -- packets ---------------------------------------------------------------------------------------
 
-    def _cpu(self, which: int) -> Cpu:
-        cpus = self.m.cpus
-        return cpus[which] if which in cpus else cpus[min(cpus)]
-
     def _dispatch(self, p: bytes) -> str | bytes | None:
         text = p.decode("latin-1")
         head = text[:1]
@@ -305,17 +396,16 @@ class GdbStub:
             if head == "T":
                 return "OK" if int(text[1:], 16) - 1 in self.m.cpus else "E01"
             if head == "g":
-                cpu = self._cpu(self._g)
-                return "".join(read_register(cpu, r).hex() for r in REGISTERS)
+                return "".join(self._reg_hex(r) for r in REGISTERS)
             if head == "G":
-                return self._write_all(bytes.fromhex(text[1:]))
+                return self._write_all(text[1:])
             if head == "p":
                 n = int(text[1:], 16)
-                return read_register(self._cpu(self._g), REGISTERS[n]).hex() if n < len(REGISTERS) else "E00"
+                return self._reg_hex(REGISTERS[n]) if n < len(REGISTERS) else "E00"
             if head == "P":
                 n, _, value = text[1:].partition("=")
                 reg = REGISTERS[int(n, 16)] if int(n, 16) < len(REGISTERS) else None
-                ok = reg is not None and write_register(self._cpu(self._g), reg, bytes.fromhex(value))
+                ok = reg is not None and self.access.write_register(self._g, reg, bytes.fromhex(value))
                 return "OK" if ok else "E00"
             if head == "m":
                 addr, _, length = text[1:].partition(",")
@@ -343,6 +433,11 @@ class GdbStub:
         except (ValueError, IndexError):
             return "E01"
         return ""
+
+    def _reg_hex(self, reg: Reg) -> str:
+        """The register in hex as ``g``/``p`` send it; ``x`` digits when the view does not show it."""
+        data = self.access.read_register(self._g, reg)
+        return "x" * (reg.bits // 4) if data is None else data.hex()
 
     def _query(self, text: str) -> str:
         if text.startswith("qSupported"):
@@ -394,48 +489,35 @@ class GdbStub:
                 return self._step(target if target in self.m.cpus else min(self.m.cpus))
         return self._continue()
 
-    def _write_all(self, data: bytes) -> str:
-        cpu = self._cpu(self._g)
-        off = 0
+    def _write_all(self, hex_text: str) -> str:
+        off, ok = 0, True
         for reg in REGISTERS:
-            n = reg.bits // 8
-            if off + n > len(data):
+            n = reg.bits // 4
+            if off + n > len(hex_text):
                 break
-            write_register(cpu, reg, data[off : off + n])
+            chunk = hex_text[off : off + n]
+            if "x" not in chunk:  # GDB sends back what it read: an unavailable register stays untouched
+                ok = self.access.write_register(self._g, reg, bytes.fromhex(chunk)) and ok
             off += n
-        return "OK"
+        return "OK" if ok else "E01"
 
     def _pages(self, addr: int, length: int, write: bool) -> list[tuple[int, int]] | None:
         """(host absolute, length) per page of a debugger access through the selected CPU; None: refused."""
-        cpu = self._cpu(self._g)
-        out: list[tuple[int, int]] = []
-        while length > 0:
-            n = min(length, 0x1000 - (addr & 0xFFF))
-            try:
-                host = cpu.translate(addr, write=False, mark=False)
-            except Exception:  # noqa: BLE001 - any refusal (access exception, intercept) is EFAULT
-                return None
-            if host + n > cpu.mem.size:
-                return None
-            out.append((host, n))
-            addr, length = (addr + n) & 0xFFFFFFFFFFFFFFFF, length - n
-        return out
+        return self.access.pieces(self._g, addr, length)
 
     def _read_memory(self, addr: int, length: int) -> str:
         pages = self._pages(addr, min(length, 0x1000), False)
         if pages is None:
             return _EFAULT
-        mem = self._cpu(self._g).mem
-        return b"".join(mem.read(h, n) for h, n in pages).hex()
+        return b"".join(self.access.read(h, n) for h, n in pages).hex()
 
     def _write_memory(self, addr: int, data: bytes) -> str:
         pages = self._pages(addr, len(data), True)
         if pages is None:
             return _EFAULT
-        mem = self._cpu(self._g).mem
         off = 0
         for h, n in pages:
-            mem.write(h, data[off : off + n])
+            self.access.write(h, data[off : off + n])
             off += n
         return "OK"
 
@@ -445,7 +527,7 @@ class GdbStub:
         """The (stop-reply key, watched address) of the watchpoint the step's accesses hit, or None (another
         part of a watched frame, or a kind of access the watchpoint does not want). A store that Python
         emulated (no traced access) counts when the watched bytes changed."""
-        mem = self._cpu(self._g).mem
+        read = self.access.read
         for key, hosts in self._watches.items():
             vaddr, _length, kind = key
             for addr, size, write in accesses:
@@ -453,7 +535,7 @@ class GdbStub:
                     continue
                 if any(addr < h + n and h < addr + size for h, n in hosts):
                     return {"2": "watch", "3": "rwatch", "4": "awatch"}[kind], vaddr
-            if kind != "3" and before.get(key) != b"".join(mem.read(h, n) for h, n in hosts):
+            if kind != "3" and before.get(key) != b"".join(read(h, n) for h, n in hosts):
                 return {"2": "watch", "4": "awatch"}[kind], vaddr
         return None
 
@@ -470,8 +552,8 @@ class GdbStub:
     def _step_unwatched(self, cpu_addr: int) -> tuple[str, int] | None:
         """Step the instruction a watched frame stopped, with the watch off, tracing its accesses; the hit."""
         cpu = self.m.cpus[cpu_addr]
-        mem = cpu.mem
-        before = {k: b"".join(mem.read(h, n) for h, n in hosts) for k, hosts in self._watches.items()}
+        read = self.access.read
+        before = {k: b"".join(read(h, n) for h, n in hosts) for k, hosts in self._watches.items()}
         cpu.watch_frames = {}
 
         def step() -> None:
@@ -488,6 +570,8 @@ class GdbStub:
 
     def _breakpoint(self, insert: bool, spec: str) -> str:
         kind, addr, size = spec.split(",")[:3]
+        if insert and kind in ("0", "1", "2", "3", "4") and not self.access.may_break():
+            return "E01"  # the view may not stop the guest where it chooses (a secure guest's host view)
         if kind in ("2", "3", "4"):
             key = (int(addr, 16), int(size, 16), kind)
             if insert:
@@ -511,10 +595,14 @@ class GdbStub:
 
     def _detach(self) -> None:
         self._send("OK")
-        self._log("gdb detached; the program runs on")
         self.m.set_breakpoints(set())
         self._watches.clear()
         self._arm_watches()
+        if not self._detach_runs:
+            self._log("gdb detached; the machine stays where it stopped")
+            self._done = 0
+            return
+        self._log("gdb detached; the program runs on")
         runner = self._start_run()
         runner.join()
         if self._done is None:

@@ -1,0 +1,153 @@
+"""The GDB stub on a console session (``zuv console --gdb``, the ``gdbserver`` command): the host view of a
+secure guest refuses its pages and registers, the machine's debug capability (``--debug-secure``) reads them;
+gdb-multiarch in batch mode against ``zuv console`` on the secure demo; the console gets the machine back."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from emulator.console.cli import open_session
+from emulator.console.commands import execute
+from emulator.console.gdbserve import serve_gdb
+from emulator.gdb.stub import frame
+from emulator.hypervisor.boot import DEMO_IMAGE, DEMO_KERNEL
+from test_gdbstub import HELLO, MAIN, Client, _free_port  # the stub tests' client (tests/ is on the path)
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = 0x15000  # the demo's secret page (guest real = absolute: the demo runs without DAT)
+SECRET_TEXT = b"zuv secret: the launch code is"
+SHARE_UVC = 0x10836  # share+0x36: the demo's Set Shared Access
+
+
+def _at_share():
+    """The secure demo stopped before its first Set Shared Access (a secure guest by then)."""
+    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    execute(s, "break uvc set_shared_access")
+    execute(s, "continue")
+    assert s.is_secure() and s.cpu.pc == SHARE_UVC
+    return s
+
+
+def _serve(s, **kw):
+    """Serve gdb for the session on a thread; the client and the thread's result box."""
+    port = _free_port()
+    box: dict[str, str] = {}
+    t = threading.Thread(target=lambda: box.setdefault("line", serve_gdb(s, str(port), log=lambda _l: None, **kw)),
+                         daemon=True)  # fmt: skip
+    t.start()
+    return Client(port), t, box
+
+
+def test_host_view_of_a_secure_guest_refuses_its_pages_registers_and_breakpoints() -> None:
+    s = _at_share()
+    c, t, box = _serve(s)
+    assert c.ask("?") == "T05thread:1;"
+    assert c.ask("p1") == f"{SHARE_UVC:016x}"  # the state description's PSW: what the host sees
+    assert c.ask("p4") == "x" * 16 and c.ask("p53") == "x" * 16  # r2, cr0: unavailable
+    g = c.ask("g")
+    assert g.startswith(f"0000200180000000{SHARE_UVC:016x}") and set(g[32:]) == {"x"}
+    assert c.ask(f"m{SECRET:x},10") == "E14"  # PGM 0x3D for the host: a memory error
+    assert c.ask(f"M{SECRET:x},2:4142") == "E14"
+    assert c.ask("P4=0000000000001234") == "E00"  # no register writes into a secure CPU
+    assert c.ask(f"Z0,{SHARE_UVC + 4:x},2") == "E01"  # the host cannot stop a secure guest where it likes
+    assert c.ask(f"Z2,{SECRET:x},8") == "E01"
+    c.raw(frame(b"D"))
+    assert c.reply() == "OK"
+    t.join(30)
+    assert "the console has the machine: CPU 0 operating at 0x10836" in box["line"]
+    owner = s.read("abs", SECRET, 16, owner=True)[0].data
+    assert owner is not None and owner.startswith(SECRET_TEXT[:16])  # nothing was stored
+
+
+def test_debug_capability_reads_the_secure_cpu_and_page_and_writes_the_record() -> None:
+    s = _at_share()
+    s.set_view("host")
+    c, t, box = _serve(s, debug_secure=True)
+    assert c.ask("p4") == f"{s.cpu.gpr(2):016x}" and s.cpu.gpr(2) == 0x2AA90  # r2: the UVCB address
+    assert bytes.fromhex(c.ask(f"m{SECRET:x},1e")) == SECRET_TEXT
+    assert c.ask("p33") == "x" * 16  # v0l: the secure CPU's record keeps no vector registers
+    r5 = s.cpu.gpr(5)
+    assert c.ask("P7=00000000cafe0005") == "OK" and s.cpu.gpr(5) == 0xCAFE0005  # r5, in the UV's record
+    assert c.ask(f"P7={r5:016x}") == "OK"
+    assert c.ask("s").startswith("T05")  # steps the UVC: executed, the PSW after it
+    assert c.ask("p1") == f"{SHARE_UVC + 4:016x}"
+    assert c.ask(f"Z0,{SHARE_UVC + 4:x},2") == "OK"
+    c.raw(frame(b"D"))
+    assert c.reply() == "OK"
+    t.join(30)
+    last = s.uv_calls()[-1]  # the step executed the guest's Set Shared Access
+    assert (last.caller, last.cmd, last.rc) == ("guest", 0x1000, 1)
+    # the console's breakpoint is back, gdb's is gone: the next Set Shared Access stops the console
+    assert execute(s, "continue").plain().startswith("breakpoint 1: UVC 0x1000 Set Shared Access")
+
+
+def test_console_gdbserver_on_a_plain_program_hands_the_machine_back() -> None:
+    s = open_session(str(HELLO), cpus=1)
+    c, t, box = _serve(s)
+    assert c.ask(f"Z0,{MAIN:x},2") == "OK"
+    assert c.ask("c") == "T05thread:1;"
+    assert c.ask("p1") == f"{MAIN:016x}"
+    assert c.ask("P4=0000000000000042") == "OK"  # a plain machine's CPU: the host's own registers
+    c.raw(frame(b"D"))
+    assert c.reply() == "OK"
+    t.join(30)
+    assert s.cpu.pc == MAIN and s.cpu.gpr(2) == 0x42
+    assert "Hello from a bare-metal s390x guest" in execute(s, "continue").plain()
+
+
+def test_gdbserver_command_errors_are_one_line() -> None:
+    s = open_session(str(HELLO), cpus=1)
+    assert "gdbserver takes PORT" in execute(s, "gdbserver udp::1").plain()
+    assert "usage: gdbserver" in execute(s, "gdbserver 1 2").plain()
+
+
+def _console(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    script = tmp_path / "s.zuv"
+    script.write_text(f"break uvc set_shared_access\ncontinue\ngdbserver {port}\nstatus\ncontinue\n")
+    return subprocess.Popen([sys.executable, "-m", "emulator.cli", "console", "--deterministic", *extra,
+                             "--script", str(script), str(DEMO_IMAGE)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_gdb_multiarch_on_zuv_console_on_the_secure_demo(tmp_path: Path, debug: bool) -> None:
+    if shutil.which("gdb-multiarch") is None:
+        pytest.fail("gdb-multiarch is missing: run tools/setup.sh")
+    port = _free_port()
+    zuv = _console(tmp_path, port, *(["--debug-secure"] if debug else []))
+    try:
+        for _ in range(1200):
+            if zuv.poll() is not None:
+                break
+            line = zuv.stderr.readline()
+            if "waiting for gdb" in line:
+                break
+        gdb = subprocess.run(
+            ["gdb-multiarch", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port}",
+             "-ex", "info registers pswa r2", "-ex", f"x/s {SECRET:#x}", "-ex", "info threads", "-ex", "detach",
+             str(DEMO_KERNEL)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        out, _err = zuv.communicate(timeout=120)
+    finally:
+        zuv.kill()
+    transcript = gdb.stdout + gdb.stderr
+    assert "0x0000000000010836 in share ()" in transcript
+    assert "0x10836 <share+54>" in transcript  # pswa
+    assert "Thread 1 (CPU 0 operating)" in transcript and "detached" in transcript
+    if debug:
+        assert "r2             0x2aa90" in transcript
+        assert '"zuv secret: the launch code is 0451-ALPHA' in transcript
+    else:
+        assert "r2             <unavailable>" in transcript
+        assert "Cannot access memory at address 0x15000" in transcript and "0451-ALPHA" not in transcript
+    # the console took the machine back and ran the demo on
+    assert "gdb session ended (exit code 0); the console has the machine: CPU 0 operating at 0x10836" in out
+    assert "breakpoint 1: UVC 0x1000 Set Shared Access" in out.split("(zuv) status", 1)[1]
