@@ -4,7 +4,7 @@
   interruption, and the handler's LPSWE back (the pattern of kvm-unit-tests' ``sclp`` test: ~1.1 million
   calls for ``sclp-1g``);
 * SIGP SENSE RUNNING (an owner's instruction), SSM and LCTLG of CR4 (CPU-local, emulated), STNSM 0xfc
-  (native when it can only disable: ``cpu._system_mask_native``), each alone in a BRCTG loop (as
+  (native when it can only disable: ``traps._system_mask_native``), each alone in a BRCTG loop (as
   kvm-unit-tests' ``exittime``).
 
 Usage: python bench/bench_machine_traps.py [--loops 20000] [--repeat 3]

@@ -34,7 +34,7 @@ _M64: Final = 0xFFFFFFFFFFFFFFFF
 _PSW_MASK_EA: Final = 1 << 32
 _PSW_MASK_BA: Final = 1 << 31
 
-#: Opcode keys (``cpu._opcode_key``) of EXECUTE (0x44) and EXECUTE RELATIVE LONG (0xC6, extension 0).
+#: Opcode keys (``traps._opcode_key``) of EXECUTE (0x44) and EXECUTE RELATIVE LONG (0xC6, extension 0).
 EXECUTE_KEYS: Final = frozenset({0x44, 0xC600})
 
 

@@ -32,7 +32,7 @@ __all__ = ["HANDLERS", "OPCODES", "PGM_FIXED_POINT_OVERFLOW", "put_result", "sca
 PGM_FIXED_POINT_OVERFLOW = 0x0008
 
 Handler = Callable[["Cpu", "Insn"], None]
-#: opcode key (as ``cpu._opcode_key`` forms it) -> (mnemonic, not privileged, handler)
+#: opcode key (as ``traps._opcode_key`` forms it) -> (mnemonic, not privileged, handler)
 HANDLERS: dict[int, tuple[str, bool, Handler]] = {}
 
 _M32, _M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF

@@ -1,7 +1,7 @@
 """A CPU's storage access path: prefixing, DAT with every check, the SIE guest mapping, virtual, real and
 lowcore accesses, each decided by the access rules (``access``) with its architected result.
 
-``StorageAccess`` is a part of ``Cpu`` (its base class): the TLB fill (``cpu.py``) and instruction
+``StorageAccess`` is a part of ``Cpu`` (its base class): the TLB fill (``tlb``) and instruction
 emulation translate through ``translate``; the interruption delivery (``interrupts``) stores through the
 lowcore accessors here.
 """

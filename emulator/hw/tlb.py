@@ -1,0 +1,573 @@
+"""A CPU's TLB on the engine: the per-page fill, the exits it registers, self-modifying code, flush policy.
+
+``TlbFill`` is a part of ``Cpu`` (a base class, above ``traps.TrapDispatch``): unicorn calls the fill once per
+page until a flush; it translates through the access path of ``mmu`` (prefixing, DAT, the guest mapping, the
+access rules), and a fetch fill registers the page's exits from the scan in ``traps``.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Final
+
+from unicorn import Uc
+from unicorn.unicorn_const import (
+    UC_CTL_IO_WRITE,
+    UC_CTL_TLB_FLUSH,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+)
+
+from emulator.errors import ProgramException
+from emulator.hw import dat
+from emulator.hw.arch import (
+    CHECK_STOP,
+    ILC_FOR,
+    PSW_MASK_DAT,
+    PSW_MASK_KEY,
+)
+from emulator.hw.exits import WatchHit
+from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT
+from emulator.hw.mmu import GuestIntercept, SubPageAccess
+from emulator.hw.traps import (
+    _EXRL_FAR,
+    _EXRL_NATIVE,
+    _SYSTEM_MASK_OPS,
+    _TRAP_RES,
+    TrapDispatch,
+    _execute_may_trap,
+    _exrl_decision,
+    _rl_misaligned,
+    _system_mask_native,
+)
+from emulator.hw.unicorn_abi import _TlbEntry
+
+if TYPE_CHECKING:
+    from emulator.hw.cpu import Cpu
+    from emulator.hw.engine import Switch
+
+_TLB_MAX: Final = 1 << 20
+_TLB_MIN: Final = 64  # QEMU's smallest dynamic TLB (CPU_TLB_DYN_MIN_BITS)
+#: What the trap round trip and a TLB fill cost, in ns, to weigh a flush (``_tlb_policy_after_trap``).
+#: A Python TLB fill costs ~3 us. Per trap: unicorn's stock engine translates the trap's halting block
+#: again after every run, and each translation scans every TLB entry (~1.2 ns each); it also walks every
+#: registered exit after every run (~26 ns each, ~6 ns with the engine switched, ``engine``, which also
+#: leaves no translation to scan the TLB). A watched code frame costs its CRC at every return to Python.
+_NS_FILL: Final = 3000
+_NS_ENTRY: Final = {False: 1.2, True: 0.0}  # by "engine switched"
+_NS_EXIT: Final = {False: 26.0, True: 6.0}
+_NS_SMC_FRAME: Final = 1900.0
+#: QEMU's dynamic TLB shrinks at a flush once a 100 ms window of low use has passed.
+_RESIZE_WINDOW: Final = 0.12
+#: (virtual page, frame) pairs whose exit sets are kept ready for their next fetch fill
+_PAGE_EXITS_KEPT: Final = 16384
+#: Below this many registered exits the walk is not worth a flush.
+_EXITS_KEPT: Final = 64
+
+
+class TlbFill(TrapDispatch):
+    """The TLB fill and the exits it registers (a base class of ``Cpu``)."""
+
+    if TYPE_CHECKING:  # provided by Cpu
+        _switch: Switch | None
+        _ns_entry: float
+        _ns_exit: float
+        breakpoints: set[int]
+        watch_frames: dict[int, bool]
+        tlb_group: list[Cpu]
+        tlb_fills: int
+        tlb_shrinks: int
+        _exits: set[int]
+        _uc_exits: set[int]
+        _page_exits: dict[tuple[int, int], frozenset[int]]
+        _far_exrl: dict[int, frozenset[int]]
+        _far_native: dict[int, int]
+        _exrl_deps: dict[int, set[tuple[int, int]]]
+        _stale_code: set[int]
+        _code_pages: dict[int, set[int]]
+        _smc_frames: set[int]
+        _smc_digest: dict[int, int]
+        _fault: ProgramException | GuestIntercept | WatchHit | None
+        _fault_where: tuple[int, bool]
+        _refused_code: set[int]
+        _fills: int
+        _tlb_size: int
+        _tlb_traps: int
+        _want_flush: bool
+        _flushed_at: float
+        _probe: tuple[int, bool] | None
+        _phantom: int | None
+    @property
+    def registered_exits(self) -> int:
+        """How many exits unicorn holds now (it walks all of them after every run)."""
+        return len(self._uc_exits)
+
+    # -- TLB and translated code -------------------------------------------------------------------------
+
+    def flush_tlb(self) -> None:
+        """Forget every translation decision (after CR, prefix, key, PSW or ownership changes)."""
+        self._engine_flush()
+        self._xc.clear()
+        self._tlb_frames.clear()
+        self._icache.clear()
+        self._edat_dependent = False
+
+    def _engine_flush(self) -> None:
+        """Flush unicorn's TLB (where QEMU's dynamic TLB also resizes) and start counting anew.
+
+        Every page needs a fetch fill again before it is translated or run, and that fill registers the
+        page's exits again, so unicorn keeps only the breakpoints meanwhile.
+        """
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self._fills = 0
+        self._tlb_traps = 0
+        self._flushed_at = time.monotonic()
+        if self._smc_frames:
+            # no entry lets the guest store anywhere now: check the watched code once more, then watch
+            # only frames that get a writable entry again
+            self._rescan_smc()
+            self._smc_frames.clear()
+        if len(self._uc_exits) > len(self.breakpoints):
+            self._uc_exits = set(self.breakpoints)
+            self.uc.ctl_set_exits(sorted(self._uc_exits))
+
+    def _register_exits(self, addrs: set[int] | frozenset[int]) -> None:
+        """Make sure unicorn knows these exits (before any block holding them is translated)."""
+        if not addrs <= self._uc_exits:
+            self._uc_exits |= addrs
+            self.uc.ctl_set_exits(sorted(self._uc_exits))
+
+    def _tlb_policy_after_trap(self) -> None:
+        """Keep unicorn's TLB small while traps, not fills, dominate.
+
+        In the stock engine every trap makes unicorn translate a block, and every translation scans the
+        whole TLB, so a TLB grown for a large working set makes each later trap dearer (raw unicorn: 3.1 us
+        per trap at 256 entries, 48.8 us at 64 Ki; with the engine switched, ``engine``, no block is
+        translated again and the TLB's size does not matter). After every run unicorn also walks every
+        registered exit (~26 ns each, ~6 ns switched; real s390x code gives ~30 scanner hits per page, most
+        of them operand bytes), and the CPU checks every watched code frame (~1.9 us each). When the traps
+        since the last flush cost more than the fills would (weighted 4:1 against flapping), the TLB is
+        flushed once per resize window: QEMU then shrinks it to what the window used, and the exits
+        registered fall back to those of the pages fetched again. Python's caches stay: no decision changed.
+        """
+        if (
+            (
+                (self._tlb_size > _TLB_MIN and self._ns_entry)
+                or len(self._uc_exits) > _EXITS_KEPT
+                or self._smc_frames
+            )
+            and self._tlb_traps
+            * (
+                self._ns_entry * self._tlb_size
+                + self._ns_exit * len(self._uc_exits)
+                + _NS_SMC_FRAME * len(self._smc_frames)
+            )
+            > 4 * _NS_FILL * max(self._fills, 1)
+            and time.monotonic() - self._flushed_at > _RESIZE_WINDOW
+        ):
+            used = self._fills
+            self._engine_flush()
+            self.tlb_shrinks += 1
+            # a guess at what QEMU will settle on (it shrinks only after a whole window of low use)
+            self._tlb_size = max(_TLB_MIN, 1 << max(2 * used, 1).bit_length(), self._tlb_size // 2)
+
+    def _invalidate(self, lo: int, hi: int) -> None:
+        first, last = lo >> PAGE_SHIFT, (hi - 1) >> PAGE_SHIFT
+        hit = False
+        for frame in range(first, last + 1) if last - first < 64 else list(self._code_pages):
+            if frame in self._code_pages and first <= frame <= last:
+                self._forget_scan(frame)
+                hit = True
+        if hit:
+            self.uc.ctl_flush_tb()
+            self.flush_tlb()
+
+    def storage_keys_changed(self, frames: Collection[int]) -> None:
+        """Storage keys of these host frames changed: every CPU of the group that holds a translation
+        decision about one of them (protection, reference and change recording) flushes its TLB."""
+        for c in self.tlb_group:
+            held = c._tlb_frames  # noqa: SLF001 - the group's CPUs are this class
+            if len(frames) <= len(held):
+                hit = any(f in held for f in frames)
+            else:
+                hit = any(f in frames for f in held)
+            if hit:
+                c.flush_tlb()
+
+    def flush_group_tlbs(self) -> None:
+        """Flush the TLB of every CPU that shares this one's storage (IPTE, IDTE, CSP with purge)."""
+        for c in self.tlb_group:
+            c.flush_tlb()
+
+    def _owner_changed(self, frames: list[int]) -> None:
+        # once per change, or once per owner_batch; only when a decision about one of the frames is held
+        held = self._tlb_frames
+        if any(f in held for f in frames):
+            self.flush_tlb()
+
+    def set_breakpoints(self, addrs: set[int]) -> None:
+        """Stop before executing any of these (virtual) addresses; no cost between stops."""
+        removed = self.breakpoints - addrs
+        added = addrs - self._exits
+        self.breakpoints = set(addrs)
+        self._exits |= addrs
+        self._uc_exits |= addrs
+        self.uc.ctl_set_exits(sorted(self._uc_exits))
+        if removed or added:
+            # exits are baked into translated blocks: a block translated before the exit was added
+            # would run through it
+            self.uc.ctl_flush_tb()
+
+    # -- the TLB fill (runs inside unicorn, once per page until a flush) ----------------------------------
+
+    def _fill_hook(self, _handle: int, vaddr: int, access: int, entry: int, _ud: int) -> bool:
+        """The engine's TLB fill callback: ``entry`` is the address of unicorn's ``uc_tlb_entry``."""
+        try:
+            return self._fill(self.uc, vaddr, access, _TlbEntry.from_address(entry), None)
+        except BaseException as e:  # noqa: BLE001 - handed to emu_start, as the binding's hooks do
+            uc = self.uc
+            if uc._hook_exception is None:  # noqa: SLF001
+                uc._hook_exception = e  # noqa: SLF001
+            uc.emu_stop()
+            return False
+
+    def _fill(self, uc: Uc, vaddr: int, access: int, entry: object, _ud: object) -> bool:
+        self.tlb_fills += 1
+        self._fills += 1
+        if (
+            self._fills > self._tlb_size
+            and self._tlb_size < _TLB_MAX
+            and self._fills * _NS_FILL > self._tlb_traps * self._tlb_size * self._ns_entry
+        ):
+            # unicorn's TLB only grows at a flush (QEMU's dynamic TLB doubles when >70% was used):
+            # a working set larger than the TLB would otherwise miss into Python forever
+            self._tlb_size *= 2
+            self._want_flush = True
+            uc.emu_stop()
+        write = access == 17
+        fetch = access == 18
+        store_ok = False
+        try:
+            if write or fetch:
+                host = self.translate(vaddr, write=write, fetch=fetch, page_fill=True)
+            else:
+                host, store_ok = self._load_fill(vaddr)
+        except SubPageAccess as e:
+            if self._probe != (vaddr & ~0xFFF, write):
+                return self._refuse(e, vaddr, fetch)
+            try:  # the watched step checks the bytes itself: translate without the sub-page rule
+                host = self.translate(vaddr, fetch=fetch, mark=False)
+            except (ProgramException, GuestIntercept) as e2:
+                return self._refuse(e2, vaddr, fetch)
+        except (ProgramException, GuestIntercept) as e:
+            if fetch and vaddr & ~0xFFF == self._phantom:
+                return self._phantom_fill(entry)
+            return self._refuse(e, vaddr, fetch)
+        frame = host >> PAGE_SHIFT
+        watch = self.watch_frames
+        if watch and not fetch and frame in watch and (write or watch[frame]):
+            return self._refuse(WatchHit(vaddr, host, write), vaddr, False)
+        entry.paddr = host & ~0xFFF  # type: ignore[attr-defined]
+        if fetch:
+            entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
+            pages = self._code_pages.get(frame)
+            if pages is None:
+                pages = self._code_pages[frame] = set()
+                if frame in self._tlb_frames:
+                    # new code in a frame the TLB may already let the guest store into: watch it
+                    self._smc_frames.add(frame)
+            self._tlb_frames.add(frame)
+            pages.add(vaddr & ~0xFFF)
+            self._add_exits(vaddr & ~0xFFF, frame)
+            return True
+        self._tlb_frames.add(frame)
+        if write or (store_ok and frame not in self.watch_frames):
+            entry.perms = UC_PROT_READ | UC_PROT_WRITE  # type: ignore[attr-defined]
+            if frame in self._code_pages:
+                # stores can reach a page holding scanned code: rescan it whenever the CPU is back in Python
+                self._smc_frames.add(frame)
+        else:
+            entry.perms = UC_PROT_READ  # type: ignore[attr-defined]
+        return True
+
+    def _refuse(self, e: Exception, vaddr: int, fetch: bool) -> bool:
+        """Refuse a fill; the first refusal of a run is the fault the CPU will deliver.
+
+        unicorn itself also looks up code pages after a run: at the end of every ``emu_start`` it
+        invalidates the translated blocks of every exit address, translating each exit's page as an
+        instruction fetch. A refusal there is no guest event; ``_real_fault`` tells them apart.
+        """
+        if self._fault is None:
+            self._fault = e  # type: ignore[assignment]
+            self._fault_where = (vaddr & ~0xFFF, fetch)
+        if fetch:
+            self._refused_code.add(vaddr & ~0xFFF)
+        return False
+
+    def _prune_exits(self) -> None:
+        """Drop exits on pages that no longer translate (unicorn would look each of them up after every
+        run); they come back with the page's next fetch fill, which always precedes its translation."""
+        pc_page = self.pc & ~0xFFF
+        gone = {p for p in self._refused_code if p != pc_page}
+        self._refused_code.clear()
+        if not gone:
+            return
+        keep = {a for a in self._exits if a & ~0xFFF not in gone or a in self.breakpoints}
+        if len(keep) != len(self._exits):
+            self._exits = keep
+            self._uc_exits &= keep
+            self.uc.ctl_set_exits(sorted(self._uc_exits))
+
+    def _real_fault(self) -> bool:
+        """True if the recorded fault belongs to the instruction at the PC (see ``_refuse``): a fetch of its
+        own bytes, or of the target of an EXECUTE at the PC."""
+        vpage, fetch = self._fault_where
+        if not fetch:
+            return True
+        pc = self.pc
+        return vpage in (pc & ~0xFFF, self.wrap(pc + 5) & ~0xFFF) or self._is_execute(pc)
+
+    def _unstick(self, start: int, vpage: int) -> bool:
+        """After a run that stopped at ``start`` with nothing run and a refused fetch of ``vpage`` that is
+        no fault of the instruction at ``start``: make the next run get on, if this is one of unicorn's two
+        cases; True if so.
+
+        * The page before ``start``, ``start`` at a page start: the lookup of a size-0 block's "second
+          page" (``_phantom_fill``), granted once.
+        * The page after: the block from ``start`` runs on into an instruction that crosses into that
+          page, and translating it fails before anything runs. An exit at that instruction ends the block
+          before it; run there, its own fetch fault is delivered (``_real_fault``).
+        """
+        before = (start - 1) & 0xFFFFFFFFFFFFF000  # unicorn does not wrap it to the addressing mode
+        if not start & 0xFFF and vpage in (before, self.wrap(before)):
+            if self._phantom is not None:  # granted, and still nothing ran
+                self._phantom = None
+                self.state = CHECK_STOP
+                self.check_stop_reason = f"unicorn cannot translate the block at {start:#x}"
+                return True
+            self._phantom = vpage
+            return True
+        if vpage != self.wrap((start | 0xFFF) + 1):
+            return False
+        try:
+            host = self.translate(start, fetch=True, mark=False)
+        except (ProgramException, GuestIntercept):
+            return False
+        buf, end = self._buf, (start | 0xFFF) + 1
+        at = start
+        while at < end:
+            n = ILC_FOR(buf[host + at - start])
+            if at + n > end:
+                break
+            at += n
+        if at >= end or at == start or at in self._exits:
+            return False
+        self._exits.add(at)  # a stale exit to the CPU: the instruction there is stepped natively
+        self._register_exits(frozenset((at,)))
+        self._remove_cache(start, at)
+        return True
+
+    def _phantom_fill(self, entry: object) -> bool:
+        """Grant unicorn's lookup of the page before a block that faults in its first instruction.
+
+        QEMU 5.0's ``tb_gen_code`` finds a block's second page at ``pc + size - 1``; a block whose first
+        instruction raises an exception while it is translated (an invalid opcode, a privileged one in
+        problem state) has size 0, so at the start of a page that is the page before, which the guest
+        never touches. Refused, unicorn would stop without running anything, again and again (a branch
+        to address 0, or to a page after an invalid one). The entry maps host frame 0 read-only: the
+        block raises its exception at once, the run ends there, and the TLB is flushed after it.
+        """
+        self._phantom = None
+        entry.paddr = 0  # type: ignore[attr-defined]
+        entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
+        self._want_flush = True
+        return True
+
+    def _load_fill(self, vaddr: int) -> tuple[int, bool]:
+        """A load's TLB fill: the page's host address, and whether the entry may let stores through too
+        (the page translates for a store and its change bit is already set, so no store goes unrecorded).
+
+        One translation serves both where the page translates for a store (the usual case): every check a
+        load makes, a store makes as strictly (DAT and key protection, the owner and the guest mapping,
+        whose address does not depend on the access), so the store's translation stands for the load's,
+        and the load's reference bit is set here. Otherwise the load is translated on its own, with its
+        own exceptions.
+
+        A secure guest's fill in real mode with PSW key 0, outside the low pages and the prefix area (a
+        boot's loader copying the kernel), asks its guest mapping directly: translate would do nothing
+        else there (no DAT, no prefixing, no key or low-address protection, and the owner check is the
+        mapping's own), and this path is taken once per page of such a copy.
+        """
+        g = self._guest
+        try:
+            if (
+                g is not None
+                and g.owner_tag is not None
+                and not self._mask() & (PSW_MASK_DAT | PSW_MASK_KEY)
+                and vaddr & ~0x1FFF
+                and not 0 <= vaddr - self.prefix < 0x2000
+            ):
+                host = g.to_host(vaddr, True, False)
+            else:
+                host = self.translate(vaddr, write=True, page_fill=True, mark=False)
+        except ProgramException as e:
+            if e.code == dat.PGM_ADDRESSING and g is None:
+                raise  # a table or the page beyond storage: the load's own walk would end the same way
+            return self.translate(vaddr, page_fill=True), False
+        except (GuestIntercept, SubPageAccess):
+            return self.translate(vaddr, page_fill=True), False
+        keys = self.mem.keys
+        frame = host >> PAGE_SHIFT
+        key = keys[frame]
+        keys[frame] = key | KEY_R
+        return host, bool(key & KEY_C)
+
+    def _scan(self, frame: int) -> tuple[int, ...]:
+        hits = self._scan_cache.get(frame)
+        if hits is None:
+            base = frame << PAGE_SHIFT
+            page = bytes(self._buf[base : base + 0x1000 + 4]) if base + 0x1004 <= self.mem.size else bytes(
+                self._buf[base : base + 0x1000]
+            )
+            fpo = bool(self._fpo)
+            scan = _TRAP_RES[1 if fpo else 0]
+            # an EXECUTE RELATIVE LONG is an exit only if its target may need Python; one whose target lies
+            # on another page is decided at each fetch fill of this page (``_add_exits``)
+            found, far = [], []
+            for m in scan.finditer(page, 0, 0x1000):
+                h = m.start()
+                if h & 1:
+                    continue
+                if page[h] in _SYSTEM_MASK_OPS and _system_mask_native(page[h], page[h + 1]):
+                    continue
+                if page[h] in (0xC4, 0xC6) and page[h + 1] & 0xF:
+                    # a relative-long load, store or compare: an exit only if its operand is misaligned
+                    if not _rl_misaligned(page, h, h):
+                        continue
+                elif page[h] == 0xC6:
+                    decision = _exrl_decision(page, h, fpo)
+                    if decision == _EXRL_NATIVE:
+                        continue
+                    if decision == _EXRL_FAR:
+                        far.append(h)
+                found.append(h)
+            hits = tuple(found)
+            if far:
+                self._far_exrl[frame] = frozenset(far)
+            else:
+                self._far_exrl.pop(frame, None)
+            self._scan_cache[frame] = hits
+            self._smc_digest[frame] = zlib.crc32(page[:0x1000])
+        return hits
+
+    def _forget_exits(self) -> None:
+        """Start the set of known exits afresh (it only grows, ~30 per code page): drop every translated
+        block (they may hold halts at exits about to be forgotten) and the TLB, so that each page's exits
+        come back with its next fetch fill."""
+        self._exits = set(self.breakpoints)
+        self._page_exits.clear()
+        self._far_native.clear()
+        self._exrl_deps.clear()
+        self.uc.ctl_flush_tb()
+        self.flush_tlb()
+
+    def _forget_scan(self, frame: int) -> set[tuple[int, int]]:
+        """The frame's bytes changed: scan it again at its next use. Returns the (virtual page, frame) pairs
+        whose EXECUTE RELATIVE LONGs were decided native from a target in this frame (decide them again)."""
+        for cache in self._scan_caches:
+            cache.pop(frame, None)
+        self._far_exrl.pop(frame, None)
+        if any(f == frame for _, f in self._page_exits):
+            self._page_exits = {k: v for k, v in self._page_exits.items() if k[1] != frame}
+        return self._exrl_deps.pop(frame, set())
+
+    def _add_exits(self, vpage: int, frame: int) -> None:
+        """The exits of a page being fetch-filled (known to Python and registered in unicorn).
+
+        A page with EXECUTE RELATIVE LONGs whose targets lie on other pages is not kept: each of its fetch
+        fills decides those again through the targets' current mapping (``_far_target_native``).
+        """
+        key = (vpage, frame)
+        page = self._page_exits.get(key)
+        if page is None:
+            offsets = self._scan(frame)
+            far = self._far_exrl.get(frame)
+            if far:
+                native = {off for off in far if self._far_target_native(vpage, frame, off)}
+                page = frozenset(vpage + off for off in offsets if off not in native)
+            else:
+                if len(self._page_exits) >= _PAGE_EXITS_KEPT:  # a bound for guests with many address spaces
+                    self._page_exits.clear()
+                page = self._page_exits[key] = frozenset(vpage + off for off in offsets)
+        if page:
+            self._exits |= page
+            self._register_exits(page)
+
+    def _far_target_native(self, vpage: int, frame: int, off: int) -> bool:
+        """Whether the EXECUTE RELATIVE LONG at ``vpage + off`` (its target on another page) may run natively:
+        its target translates for an instruction fetch now and cannot need Python (``_execute_may_trap``).
+
+        The target's frame is then watched as code: a change of its bytes decides the EXRL again (and drops
+        its translated blocks, ``_rescan_smc``). If an EXRL decided native before is no longer (its target
+        page was mapped elsewhere), its translated blocks are dropped before anything more runs.
+        """
+        buf = self._buf
+        at = (frame << PAGE_SHIFT) + off
+        pc = vpage + off
+        target = self.wrap(pc + 2 * int.from_bytes(buf[at + 2 : at + 6], "big", signed=True))
+        native = False
+        tframe = -1
+        try:
+            host = self.translate(target, fetch=True, mark=False)
+            n = ILC_FOR(buf[host])
+            if (target & 0xFFF) + n <= 0x1000:
+                text = bytes(buf[host : host + n])
+                native = not _execute_may_trap(text, bool(buf[at + 1] >> 4), bool(self._fpo))
+                tframe = host >> PAGE_SHIFT
+        except (ProgramException, GuestIntercept):
+            pass
+        if native:
+            self._far_native[pc] = tframe
+            self._scan(tframe)  # its digest, for the change check
+            pages = self._code_pages.get(tframe)
+            if pages is None:
+                pages = self._code_pages[tframe] = set()
+                if tframe in self._tlb_frames:  # the TLB may already let the guest store into it: watch it
+                    self._smc_frames.add(tframe)
+            pages.add(target & ~0xFFF)
+            self._exrl_deps.setdefault(tframe, set()).add((vpage, frame))
+        elif self._far_native.pop(pc, None) is not None:
+            self._stale_code.add(vpage)
+            self.uc.emu_stop()
+        return native
+
+    def _rescan_smc(self) -> None:
+        """Guest stores hit pages that hold code: rescan those whose bytes changed for trapped instructions.
+
+        The frames stay watched (their TLB entries keep write access), so this runs at every return to
+        Python; a changed page gets new exits and its translations dropped.
+        """
+        buf = self._buf
+        for frame in list(self._smc_frames):
+            base = frame << PAGE_SHIFT
+            digest = zlib.crc32(buf[base : base + 0x1000])
+            if self._smc_digest.get(frame) == digest:
+                continue
+            dependents = self._forget_scan(frame)
+            self._icache.clear()
+            for vpage in list(self._code_pages.get(frame, ())):
+                self._add_exits(vpage, frame)
+                self._remove_cache(vpage, vpage + 0x1000)
+            for vpage, f in dependents:  # EXRLs elsewhere that execute an instruction of this frame
+                self._add_exits(vpage, f)
+                self._remove_cache(vpage, vpage + 0x1000)
+
+    def _remove_cache(self, begin: int, end: int) -> None:
+        """Drop unicorn's translated blocks in [begin, end) (with its real invalidation, see ``engine``)."""
+        if self._switch is not None:
+            self._switch.invalidate(begin, end)
+        else:
+            self.uc.ctl_remove_cache(begin, end)
