@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -837,6 +837,8 @@ def build_asrcb(
     protection_key: Secret | None = None,
     customer_key: EllipticCurvePrivateKey | None = None,
     iv: bytes | None = None,
+    user_data_type: int | None = None,
+    user_signer: Callable[[bytes], bytes] | None = None,
 ) -> BuiltRequest:
     """Build and seal an add-secret request (what ``pvsecret create`` does).
 
@@ -849,6 +851,9 @@ def build_asrcb(
         flags: ASRCB flags (bit 0: disable dumping).
         extension_secret: 32 bytes (None: zeros), e.g. :func:`extension_secret_from_cck`.
         user_data: up to 512 bytes, unsigned (user-data type 1) when given.
+        user_data_type, user_signer: signed user data (types 2-4): the signer gets the request without
+            its tag (signature part of the user-data area zeroed) and returns the 512-byte area with the
+            signature; the request is sealed again over it.
 
     Raises:
         RequestFormatError: unknown type, invalid length, missing ID, bad sizes.
@@ -884,7 +889,11 @@ def build_asrcb(
         iv = rng.random_bytes(GCM_IV_SIZE)
     slots = _key_slots(host_keys, customer_key, protection_key)
     sh = SecretHeader(0, secret_type, len(raw), 0, sid)
-    magic = ASRCB_MAGIC + struct.pack(">H", 1 if user_data else 0)
+    if user_data_type is None:
+        user_data_type = 1 if user_data else 0
+    if user_data_type not in ASRCB_USER_DATA_TYPES or (user_signer is not None) != (user_data_type >= 2):
+        raise RequestFormatError(f"user-data type {user_data_type} needs {'a' if user_data_type >= 2 else 'no'} signer")
+    magic = ASRCB_MAGIC + struct.pack(">H", user_data_type)
     rql = asrcb_size(len(slots), secret_type, len(raw))
     hdr = RequestHeader.new(magic, rql, bytes(iv), len(slots), len(raw) + EXT_SECRET_SIZE)
     aad = (
@@ -899,6 +908,12 @@ def build_asrcb(
         + sh.pack()
     )
     ct, tag = aes_gcm_seal(protection_key, iv, aad, raw + ext)
+    if user_signer is not None:  # the ciphertext does not depend on the AAD: sign, then seal again
+        area = user_signer(aad + ct)
+        if len(area) != ASRCB_USER_DATA_SIZE:
+            raise RequestFormatError("the user-data signer must return the 512-byte area")
+        aad = aad[:ASRCB_USER_DATA_OFFSET] + area + aad[ASRCB_USER_DATA_OFFSET + ASRCB_USER_DATA_SIZE:]
+        ct, tag = aes_gcm_seal(protection_key, iv, aad, raw + ext)
     out = aad + ct + tag
     assert len(out) == hdr.rql
     return BuiltRequest(out, protection_key)

@@ -18,17 +18,28 @@ from emulator.errors import ProgramException
 from emulator.hw.memory import PAGE_SIZE, PhysicalMemory
 from emulator.hypervisor.uvclient import ConfigSetup, HostArena, UvClient
 from emulator.image.pvimg import SeImage, parse_image
+from firmware import attestation as A
 from firmware import uv_blocks as B
 from firmware.machine_identity import BUNDLED, MachineIdentity
 from firmware.uv import Ultravisor, UvCaller
 from firmware.uv_attest import AttestationKeys
 from firmware.uv_codes import QueryValues, command
 
-__all__ = ["LocalSecureGuest", "load_machine", "machine_directory"]
+__all__ = ["LocalSecureGuest", "UltravisorRefused", "load_machine", "machine_directory"]
 
 _MEMORY: Final = 0x84000000  # the UV's base storage must lie above 2 GiB
 _UV_BASE: Final = 0x80000000
 _MIB: Final = 1 << 20
+
+
+class UltravisorRefused(Exception):
+    """A guest UVC ended with an rc other than 0x0001; the message names the command, rc and rrc."""
+
+    def __init__(self, blk: Any) -> None:
+        from firmware.uv_codes import describe
+
+        self.rc, self.rrc = blk.header.rc, blk.header.rrc
+        super().__init__(f"the Ultravisor refused: {describe(blk.header.cmd, blk.header.rc, blk.header.rrc)}")
 
 
 def machine_directory(machine: str) -> Path:
@@ -147,6 +158,29 @@ class LocalSecureGuest:
         cb = self.view.control_block(at)
         self._as_guest(lambda: self.uv.call(self.caller, cb))
         return B.parse(type(blk), self.read(at, ctypes.sizeof(type(blk))))
+
+    def attest(self, request: A.Exchange, user: bytes = b"", evidence: bool = False) -> tuple[bytes, bytes | None]:
+        """Perform a pvattest request as this guest (Retrieve Attestation Measurement, or zuv's 0x1F20 with
+        ``evidence``): the response exchange file and the evidence (None without ``evidence``).
+
+        Raises:
+            UltravisorRefused: the UVC's rc was not 0x0001.
+        """
+        meas, add = self.alloc(max(request.exp_measurement, 64)), self.alloc(max(request.exp_additional, 8))
+        ev = self.alloc(16384)
+        blk = self.uvc(
+            "retr_attest_evidence" if evidence else "retr_attest", arcb_addr=self.put(request.arcb),
+            meas_len=request.exp_measurement, meas_addr=meas, add_data_len=request.exp_additional,
+            add_data_addr=add, user_data_len=len(user), user_data=user, reserved168=(ev, 16384 << 32, 0, 0),
+        )  # fmt: skip
+        if blk.header.rc != 0x0001:
+            raise UltravisorRefused(blk)
+        add_len = A.additional_data_size(A.parse_arcb(request.arcb).paf)
+        out = A.exchange_response(
+            request.arcb, self.read(meas, 64), self.read(add, add_len) if add_len else None, user or None,
+            bytes(blk.config_uid),
+        )  # fmt: skip
+        return out, (self.read(ev, blk.reserved168[1] & 0xFFFFFFFF) if evidence else None)
 
     def destroy(self) -> None:
         """Tear the configuration down (KVM_PV_DISABLE)."""

@@ -9,8 +9,15 @@ zuv additions: ``perform`` runs the request as the secure guest of an SE image o
 ``verify --evidence`` checks that evidence too (certificate chain to ``--root-ca``, CRLs, both
 signatures) and then names the field that does not match.
 
-Exit status (as pvattest): 0 success, 2 attestation mismatch (also usage errors, as clap reports them),
-1 any other error (unreadable or malformed input, wrong ARPK, host-key document refused).
+``check`` is pvattest's policy check of a response (host-key hashes, user data, secret-store hash,
+firmware state), writing its YAML result.
+
+Command line as pvattest 2.43: lists comma-separated or repeated (``-k A,B -k C``, ``--add-data a,b``),
+``--cert``/``--crt``/``-C``, one of ``--no-verify`` or ``--cert`` (zuv: or ``--pki``) required, ``--crl``,
+``--offline`` and ``--root-ca`` need ``--cert``, ``-v``/``-q`` (and the old ``-V``), ``--version``.
+
+Exit status (as pvattest 2.43): 0 success, 2 attestation mismatch or a policy not fulfilled (``check``),
+1 every error, usage errors included (s390-tools prints clap's message and exits 1).
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from cryptography import x509
 
 from emulator.attest.evidence import AttestationMismatch, check_attestation
 from emulator.image import pki
-from emulator.image.pvimg import ImageError, host_keys_from_hkds, parse_image
+from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, parse_image
+from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once
 from firmware import attestation as A
-from firmware.crypto import CryptoError, DeterministicRng, EllipticCurvePublicKey, Rng, Secret, SystemRng
+from firmware.crypto import CryptoError, DeterministicRng, EllipticCurvePublicKey, Rng, Secret, SystemRng, phkh
 from firmware.machine_identity import MachineIdentity, MachineIdentityError
 from firmware.se_header import SeHeaderError
 
@@ -42,25 +50,19 @@ __all__ = [
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_MISMATCH = 2
+EXIT_USAGE = 1  # pvattest/pvsecret 2.43 print clap's message and exit 1 (utils::print_cli_error)
 ADD_DATA_FLAGS = {
     "phkh-img": A.PAF_IMAGE_PHKH,
     "phkh-att": A.PAF_ATTEST_PHKH,
     "secret-store-hash": A.PAF_SECRET_STORE_HASH,
     "firmware-state": A.PAF_FIRMWARE_STATE,
 }
+#: --host-key-check values: the additional-data item each one makes required
+HOST_KEY_CHECKS = {"att-key-hash": "attestation_phkh", "boot-key-hash": "image_phkh"}
 
 
 class ToolError(Exception):
     """Bad input: the message says which file or option (exit 1)."""
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block
-        raise _UsageError(message)
 
 
 def _err(prog: str, text: str) -> None:
@@ -96,18 +98,54 @@ def _bundled_pki() -> Path:
 
 
 def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> None:
-    """pvattest/pvsecret's certificate options."""
+    """pvattest/pvsecret's certificate options (s390-tools' CertificateOptions); lists comma-separated or
+    repeated. ``check_certificate_rules`` enforces their rules after parsing."""
     if hkd:
-        p.add_argument("-k", "--host-key-document", action="append", required=True, dest="hkds",
-                       help="host-key document of a target machine (repeat for several)")
+        p.add_argument("-k", "--host-key-document", action=_List, default=[], dest="hkds",
+                       help="host-key document of a target machine (repeat or comma-separate for several)")
         p.add_argument("--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)")
-    p.add_argument("-C", "--cert", action="append", default=[], help="IBM Z signing-key or intermediate CA cert")
-    p.add_argument("--crl", action="append", default=[], help="certificate revocation list")
-    p.add_argument("--root-ca", help="trusted root CA (default: zuv's emulated root CA)")
+    p.add_argument("-C", "--cert", "--crt", action=_List, default=[],
+                   help="IBM Z signing-key or intermediate CA certificate (repeat or comma-separate)")
+    p.add_argument("--crl", action=_List, default=[], help="certificate revocation list (repeat or comma-separate)")
+    p.add_argument("--root-ca", action=_Once, help="trusted root CA (default: zuv's emulated root CA)")
     if hkd:
         p.add_argument("--pki", help="zuv: take the certificates, CRLs and root CA from this PKI directory")
     p.add_argument("--offline", action="store_true", help="never download CRLs (zuv never downloads)")
     p.add_argument("--time", type=_time, help="zuv: verify certificates at this time (ISO 8601)")
+
+
+def check_certificate_rules(a: argparse.Namespace) -> None:
+    """CertificateOptions' clap rules: ``-k`` required; one of ``--no-verify`` or ``--cert`` (zuv: or
+    ``--pki``); ``--crl``, ``--offline`` and ``--root-ca`` require ``--cert``."""
+    if not a.hkds:
+        raise _UsageError("the following required arguments were not provided: --host-key-document <FILE>")
+    has_certs = bool(a.cert or getattr(a, "pki", None))
+    if not (a.no_verify or has_certs):
+        raise _UsageError("the following required arguments were not provided: <--no-verify|--cert <FILE>>")
+    if a.no_verify and a.cert:
+        raise _UsageError("the argument '--no-verify' cannot be used with '--cert <FILE>'")
+    for opt in ("crl", "offline", "root_ca"):
+        if getattr(a, opt) and not has_certs:
+            raise _UsageError(f"the argument '--{opt.replace('_', '-')}' requires '--cert <FILE>'")
+
+
+def add_verbosity_options(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """-v/-q (and the deprecated -V) anywhere on the line, as s390-tools' global verbosity options."""
+    default = 0 if top else argparse.SUPPRESS
+    p.add_argument("-v", "--verbose", action="count", default=default, help="provide more detailed output")
+    p.add_argument("-q", "--quiet", action="count", default=default, help="provide less output")
+    p.add_argument("-V", dest="verbose_old", action="count", default=default, help=argparse.SUPPRESS)
+
+
+def io_path(a: argparse.Namespace, name: str, required: bool = True) -> str | None:
+    """An ``-i FILE``/``-o FILE`` option or its positional twin (s390-tools' combined_path_*): one of them
+    when required, never both."""
+    named, pos = getattr(a, name), getattr(a, f"{name}_pos")
+    if named is not None and pos is not None:
+        raise _UsageError(f"the argument '--{name} <FILE>' cannot be used with '[{name.upper()}]'")
+    if required and named is None and pos is None:
+        raise _UsageError(f"the following required arguments were not provided: <--{name} <FILE>|{name.upper()}>")
+    return named if named is not None else pos
 
 
 def host_keys_from_documents(a: argparse.Namespace, prog: str) -> list[EllipticCurvePublicKey]:
@@ -127,37 +165,101 @@ def _rng(seed: str | None) -> Rng:
     return DeterministicRng(seed) if seed is not None else SystemRng()
 
 
+def _add_data(text: str) -> list[str]:
+    items = text.split(",")
+    for item in items:
+        if item not in ADD_DATA_FLAGS:
+            raise argparse.ArgumentTypeError(
+                f"invalid value '{item}' for '--add-data <FLAGS>' (possible values: {', '.join(ADD_DATA_FLAGS)})"
+            )
+    return items
+
+
+def _bool(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"invalid value '{text}' (possible values: true, false)")
+    return text == "true"
+
+
+def _host_key_checks(text: str) -> list[str]:
+    items = text.split(",")
+    for item in items:
+        if item not in HOST_KEY_CHECKS:
+            raise argparse.ArgumentTypeError(
+                f"invalid value '{item}' for '--host-key-check' (possible values: {', '.join(HOST_KEY_CHECKS)})"
+            )
+    return items
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pvattest", description="Create, perform and verify attestation requests (zuv emulation).")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="pvattest", description="Create, perform, verify and check attestation measurements (zuv).")
+    add_verbosity_options(p, top=True)
+    p.add_argument("--version", action="store_true", help="print version information and exit")
+    sub = p.add_subparsers(dest="command")
     c = sub.add_parser("create", help="create an attestation request")
     add_certificate_options(c)
-    c.add_argument("-o", "--output", required=True, help="write the request (exchange format) to FILE")
-    c.add_argument("-a", "--arpk", required=True, help="write the request protection key (32 bytes) to FILE")
-    c.add_argument("--add-data", action="append", default=[], choices=sorted(ADD_DATA_FLAGS),
-                   help="request additional data (repeat)")
+    c.add_argument("-o", "--output", action=_Once, required=True, help="write the request (exchange format) to FILE")
+    c.add_argument("-a", "--arpk", action=_Once, required=True, help="write the request protection key to FILE")
+    c.add_argument("--add-data", action="extend", type=_add_data, default=[],
+                   help="request additional data: " + ", ".join(ADD_DATA_FLAGS) + " (repeat or comma-separate)")
     c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible requests)")
 
     r = sub.add_parser("perform", help="zuv: perform a request as the secure guest of an SE image")
-    r.add_argument("-i", "--input", required=True, help="the request (exchange format)")
-    r.add_argument("-o", "--output", required=True, help="write the response (exchange format) to FILE")
-    r.add_argument("--image", required=True, help="the SE image whose secure guest performs it")
-    r.add_argument("--machine", default="zuv-demo", help="bundled machine name or machine directory")
-    r.add_argument("-u", "--user-data", help="up to 256 bytes of user data from FILE")
+    r.add_argument("-i", "--input", action=_Once, help="the request (exchange format)")
+    r.add_argument("input_pos", nargs="?", metavar="IN", help="the request (instead of -i)")
+    r.add_argument("-o", "--output", action=_Once, help="write the response (exchange format) to FILE")
+    r.add_argument("output_pos", nargs="?", metavar="OUT", help="the response file (instead of -o)")
+    r.add_argument("--image", required=True, help="zuv: the SE image whose secure guest performs it")
+    r.add_argument("--machine", default="zuv-demo", help="zuv: bundled machine name or machine directory")
+    r.add_argument("-u", "--user-data", action=_Once, help="up to 256 bytes of user data from FILE")
     r.add_argument("--evidence", help="zuv: also write the Ultravisor's signed evidence to FILE")
-    r.add_argument("--seed", type=int, help="seed the emulated Ultravisor (reproducible CUID)")
+    r.add_argument("--seed", type=int, help="zuv: seed the emulated Ultravisor (reproducible CUID)")
 
     v = sub.add_parser("verify", help="verify an attestation response")
-    v.add_argument("-i", "--input", required=True, help="the response (exchange format)")
-    v.add_argument("--hdr", required=True, help="the SE image (or header) that was attested")
-    v.add_argument("-a", "--arpk", required=True, help="the request protection key")
-    v.add_argument("-o", "--output", help="write the verification result to FILE")
-    v.add_argument("--format", choices=("yaml", "json"), default="yaml")
-    v.add_argument("-u", "--user-data", help="write the verified user data to FILE")
+    v.add_argument("-i", "--input", action=_Once, required=True, help="the response (exchange format)")
+    v.add_argument("--hdr", action=_Once, required=True, help="the SE image (or header) that was attested")
+    v.add_argument("-a", "--arpk", action=_Once, required=True, help="the request protection key")
+    v.add_argument("-o", "--output", action=_Once, help="write the verification result to FILE")
+    v.add_argument("--format", choices=("yaml", "json"), default="yaml", help="yaml (zuv: also json)")
+    v.add_argument("-u", "--user-data", action=_Once, help="write the verified user data to FILE")
     v.add_argument("--evidence", help="zuv: signed evidence to check with the measurement")
     add_certificate_options(v, hkd=False)
     v.add_argument("--no-crl-check", action="store_true", help="zuv: do not require a CRL for the evidence chain")
+
+    k = sub.add_parser("check", help="check an attestation result against policies")
+    k.add_argument("-i", "--input", action=_Once, help="the (verified) attestation response")
+    k.add_argument("input_pos", nargs="?", metavar="IN", help="the response (instead of -i)")
+    k.add_argument("-o", "--output", action=_Once, help="write the check result (YAML) to FILE")
+    k.add_argument("output_pos", nargs="?", metavar="OUT", help="the result file (instead of -o)")
+    k.add_argument("--format", choices=("yaml",), default="yaml")
+    k.add_argument("-k", "--host-key-document", action=_List, default=[], dest="hkds",
+                   help="a response's host-key hashes must be of one of these documents")
+    k.add_argument("--host-key-check", action="extend", type=_host_key_checks, default=[],
+                   help="fail when the response lacks the hash: att-key-hash, boot-key-hash (comma list)")
+    k.add_argument("-u", "--user-data", action=_Once, help="the user data the response must carry")
+    k.add_argument("--secret", action=_List, default=[], help="add-secret requests, in the order they were added")
+    k.add_argument("--secret-store-locked", type=_bool, metavar="BOOL", help="the secret store's lock state")
+    k.add_argument("--firmware", action="store_true", help="check the firmware state (zuv: against this zuv)")
+    k.add_argument("--firmware-check-version", "--fw-ver", choices=("1", "2"), default=None)
+    k.add_argument("--firmware-verify-url", metavar="URL", help="firmware verification service (zuv: refused)")
+    for q in (c, r, v, k):
+        add_verbosity_options(q)
     return p
+
+
+def _check_rules(a: argparse.Namespace) -> None:
+    if a.command == "create":
+        check_certificate_rules(a)
+    elif a.command == "perform":
+        io_path(a, "input"), io_path(a, "output")
+    elif a.command == "check":
+        io_path(a, "input"), io_path(a, "output")
+        if a.host_key_check and not a.hkds:
+            raise _UsageError("the argument '--host-key-check' requires '--host-key-document <FILE>'")
+        if a.secret and a.secret_store_locked is None:
+            raise _UsageError("the argument '--secret <FILE>' requires '--secret-store-locked <BOOL>'")
+        if (a.firmware_check_version or a.firmware_verify_url) and not a.firmware:
+            raise _UsageError("the argument '--firmware-check-version' and '--firmware-verify-url' require '--firmware'")
 
 
 def _create(a: argparse.Namespace) -> int:
@@ -172,9 +274,12 @@ def _create(a: argparse.Namespace) -> int:
 
 
 def _perform(a: argparse.Namespace) -> int:
-    from emulator.attest.local import LocalSecureGuest
+    from emulator.attest.local import LocalSecureGuest, UltravisorRefused
 
-    ex = A.parse_exchange(read_file(a.input, "request"))
+    inp, outp = io_path(a, "input"), io_path(a, "output")
+    ex = A.parse_exchange(read_file(inp, "request"))
+    if ex.is_response:
+        raise ToolError(f"{inp} is a response already, not a request")
     user = read_file(a.user_data, "user data") if a.user_data else b""
     if len(user) > A.USER_DATA_MAX:
         raise ToolError(f"user data has {len(user)} bytes, at most 256 are allowed")
@@ -182,24 +287,13 @@ def _perform(a: argparse.Namespace) -> int:
         g = LocalSecureGuest(a.machine, read_file(a.image, "SE image"), seed=a.seed)
     except Exception as exc:  # noqa: BLE001 - UvCallError, image errors: the machine refused the image
         raise ToolError(f"cannot start {a.image} on {a.machine}: {exc}") from None
-    meas, add = g.alloc(max(ex.exp_measurement, 64)), g.alloc(max(ex.exp_additional, 8))
-    ev = g.alloc(16384)
-    cmd = "retr_attest_evidence" if a.evidence else "retr_attest"
-    blk = g.uvc(
-        cmd, arcb_addr=g.put(ex.arcb), meas_len=ex.exp_measurement, meas_addr=meas, add_data_len=ex.exp_additional,
-        add_data_addr=add, user_data_len=len(user), user_data=user, reserved168=(ev, 16384 << 32, 0, 0),
-    )  # fmt: skip
-    if blk.header.rc != 0x0001:
-        from firmware.uv_codes import describe
-
-        raise ToolError(f"the Ultravisor refused: {describe(blk.header.cmd, blk.header.rc, blk.header.rrc)}")
-    arcb = A.parse_arcb(ex.arcb)
-    add_len = A.additional_data_size(arcb.paf)
-    out = A.exchange_response(ex.arcb, g.read(meas, 64), g.read(add, add_len) if add_len else None, user or None,
-                              bytes(blk.config_uid))
-    write_file(a.output, out, "response")
-    if a.evidence:
-        write_file(a.evidence, g.read(ev, blk.reserved168[1] & 0xFFFFFFFF), "evidence")
+    try:
+        out, evidence = g.attest(ex, user, evidence=bool(a.evidence))
+    except UltravisorRefused as exc:
+        raise ToolError(str(exc)) from None
+    write_file(outp, out, "response")
+    if a.evidence and evidence is not None:
+        write_file(a.evidence, evidence, "evidence")
     return EXIT_OK
 
 
@@ -283,16 +377,137 @@ def _verify(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _hkd_hash(path: str) -> bytes:
+    """The public host-key hash (SHA-256 of the P-521 key's X || Y) of a host-key document's first certificate."""
+    cert = pki.load_certificates(read_file(path, "host-key document"), f"host-key document {path}")[0]
+    key = cert.public_key()
+    if not isinstance(key, EllipticCurvePublicKey):
+        raise ToolError(f"host-key document {path}: its key is not an EC key")
+    return phkh(key)
+
+
+def _host_key_check(a: argparse.Namespace, item: str, add: dict[str, bytes], hashes, issues: list[str]):
+    """pvattest check's host-key check of one additional-data item: None (nothing to report) or its entry."""
+    if not a.hkds:
+        return None
+    kind = "image" if item == "image_phkh" else "attestation"
+    enforced = item in (HOST_KEY_CHECKS[c] for c in a.host_key_check)
+    phkh_value = add.get(item)
+    if phkh_value is None:
+        if enforced:
+            issues.append(f"The Attestation result does not contain an {kind} public host-key hash, "
+                          "but checking was enabled.")  # fmt: skip
+            return None
+        return None
+    hits = [path for path, h in hashes if h == phkh_value]
+    if len(hits) != 1:
+        issues.append(f"{'No' if not hits else 'More than one'} given host-key document matches the given "
+                      f"{kind} public host-key hash")  # fmt: skip
+        return None
+    return {"check_enforced": enforced, "hash": hits[0]}
+
+
+def _check(a: argparse.Namespace) -> int:
+    inp, outp = io_path(a, "input"), io_path(a, "output")
+    assert inp is not None and outp is not None
+    if a.firmware_verify_url:
+        raise ToolError("zuv checks the firmware state itself and contacts no verification service "
+                        "(drop --firmware-verify-url)")  # fmt: skip
+    ex = A.parse_exchange(read_file(inp, "attestation response"))
+    if not ex.is_response:
+        raise ToolError(f"{inp} is a request, not an attestation response")
+    paf = A.parse_arcb(ex.arcb).paf
+    add = A.split_additional_data(paf, ex.additional) if ex.additional else {}
+    issues: list[str] = []
+    hashes = [(path, _hkd_hash(path)) for path in a.hkds]
+    result: dict[str, Any] = {"successful": True, "issues": issues}
+    for key, item in (("image_host_key", "image_phkh"), ("attest_host_key", "attestation_phkh")):
+        entry = _host_key_check(a, item, add, hashes, issues)
+        if entry is not None:
+            result[key] = entry
+    if a.user_data:
+        if read_file(a.user_data, "user-data") != (ex.user or None):
+            issues.append("The Provided user data does not match the user data from the attestation response.")
+        else:
+            result["user_data"] = "0x" + (ex.user or b"").hex()
+    if a.secret_store_locked is not None:
+        if "secret_store_hash" not in add:
+            issues.append("The Attestation response contains no secret-store-hash, but checking was enabled")
+        else:
+            tags = [A.parse_asrcb(read_file(f, "Add-secret request")).tag for f in a.secret]
+            if A.secret_store_hash(tags, a.secret_store_locked) != add["secret_store_hash"]:
+                issues.append("The calculated secret-store-hash does not match with the provided hash")
+            else:
+                result["secret_store"] = {"add_secret_requests": list(a.secret), "locked": a.secret_store_locked}
+    if a.firmware:
+        state = add.get("firmware_state")
+        if state is None:
+            issues.append("The Attestation response contains no firmware hash, but checking was enabled")
+            result["valid_firmware"] = False
+        else:
+            from firmware.uv_attest import firmware_digest
+
+            ok = state[:16] == A.firmware_state(firmware_digest(), ())[:16] and state[16:80] == firmware_digest()
+            if not ok:
+                issues.append("The firmware is not in a valid state (zuv: not the firmware of this zuv)")
+            result["valid_firmware"] = ok
+    result["successful"] = not issues
+    if not issues:
+        del result["issues"]
+    for issue in issues:
+        _err("pvattest", f"\u2718 {issue}")
+    write_file(outp, check_result_yaml(result).encode(), "check result")
+    if issues:
+        _err("pvattest", "\u2718 The Attestation response does not fulfill all policies")
+        return EXIT_MISMATCH
+    _err("pvattest", "\u2713 The Attestation response fulfills all policies")
+    return EXIT_OK
+
+
+def check_result_yaml(result: dict[str, Any]) -> str:
+    """pvattest check's result as its serde_yaml writes it: keys in order, lists as block sequences at the
+    key's indentation, hex strings and paths quoted when YAML would read them otherwise."""
+    lines: list[str] = []
+
+    def emit(key: str, value: Any, indent: str) -> None:
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            for k, v in value.items():
+                emit(k, v, indent + "  ")
+        elif isinstance(value, list):
+            if not value:
+                lines.append(f"{indent}{key}: []")
+            else:
+                lines.append(f"{indent}{key}:")
+                lines.extend(f"{indent}- {yaml_scalar(str(v))}" for v in value)
+        elif isinstance(value, bool):
+            lines.append(f"{indent}{key}: {'true' if value else 'false'}")
+        else:
+            lines.append(f"{indent}{key}: {yaml_scalar(str(value))}")
+
+    for k, v in result.items():
+        emit(k, v, "")
+    return "\n".join(lines) + "\n"
+
+
 def pvattest_main(argv: Sequence[str] | None = None) -> int:
-    """``pvattest create|perform|verify``: exit 0 ok, 2 mismatch (or usage error), 1 other errors."""
+    """``pvattest create|perform|verify|check``: exit 0 ok, 2 measurement mismatch or policy not fulfilled,
+    1 every other error (usage errors included, as s390-tools)."""
     try:
         a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        return {"create": _create, "perform": _perform, "verify": _verify}[a.command](a)
+        if a.version or a.command == "version":
+            sys.stdout.write(f"pvattest version {S390_TOOLS_VERSION} (zuv emulation)\n")
+            return EXIT_OK
+        if a.command is None:
+            raise _UsageError("a subcommand is required: create, perform, verify or check")
+        _check_rules(a)
+        commands = {"create": _create, "perform": _perform, "verify": _verify, "check": _check}
+        return commands[a.command](a)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except _UsageError as exc:
         _err("pvattest", f"error: {exc}")
-        return EXIT_MISMATCH
+        return EXIT_USAGE
     except (ToolError, A.RequestFormatError, MachineIdentityError, pki.PkiFormatError, CryptoError) as exc:
         _err("pvattest", f"error: {exc}")
         return EXIT_ERROR

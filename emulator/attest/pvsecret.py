@@ -20,18 +20,23 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
+from emulator.attest import userdata
 from emulator.attest.pvattest import (
+    EXIT_USAGE,
     ToolError,
     _err,
-    _Parser,
-    _UsageError,
     add_certificate_options,
+    add_verbosity_options,
+    check_certificate_rules,
     host_keys_from_documents,
     image_tags,
+    io_path,
     read_file,
     write_file,
     yaml_scalar,
 )
+from emulator.image.pvimg import _Parser, _UsageError
+from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Once
 from emulator.image import pki
 from firmware import attestation as A
 from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng
@@ -101,21 +106,36 @@ def _cuid(a: argparse.Namespace) -> bytes | None:
     return None
 
 
+def _flags(text: str) -> list[str]:
+    items = text.split(",")
+    for item in items:
+        if item != "disable-dump":
+            raise argparse.ArgumentTypeError(f"invalid value '{item}' for '--flags' (possible values: disable-dump)")
+    return items
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pvsecret", description="Create add-secret requests for IBM Secure Execution guests (zuv).")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="pvsecret", description="Create, verify and use add-secret requests for IBM Secure Execution "
+                                             "guests (zuv).")  # fmt: skip
+    add_verbosity_options(p, top=True)
+    p.add_argument("--version", action="store_true", help="print version information and exit")
+    sub = p.add_subparsers(dest="command")
     c = sub.add_parser("create", help="create an add-secret request")
     add_certificate_options(c)
-    c.add_argument("--hdr", required=True, help="the SE image (or header) of the target guest")
-    c.add_argument("-o", "--output", required=True, help="write the request to FILE")
+    c.add_argument("--hdr", action=_Once, required=True, help="the SE image (or header) of the target guest")
+    c.add_argument("-f", "--force", action="store_true", help="accepted (zuv never runs inside a secure guest)")
+    c.add_argument("-o", "--output", action=_Once, required=True, help="write the request to FILE")
     ext = c.add_mutually_exclusive_group()
     ext.add_argument("--extension-secret", help="32-byte extension secret FILE")
     ext.add_argument("--cck", help="32-byte customer communication key FILE: derive the extension secret")
     cu = c.add_mutually_exclusive_group()
     cu.add_argument("--cuid-hex", help="bind to the guest instance with this configuration unique ID")
     cu.add_argument("--cuid", help="FILE with the CUID (16 bytes, or YAML/JSON with a cuid entry)")
-    c.add_argument("--flags", action="append", default=[], choices=("disable-dump",))
-    c.add_argument("--user-data", help="up to 512 bytes of user data (unsigned)")
+    c.add_argument("--flags", action="extend", type=_flags, default=[], help="disable-dump (comma list)")
+    c.add_argument("--user-data", action=_Once, help="user data FILE: 512 bytes unsigned, 256 (128 with RSA "
+                                                      "3072) signed with --user-sign-key")  # fmt: skip
+    c.add_argument("--user-sign-key", action=_Once, help="sign the user data with this EC P-521 or RSA "
+                                                          "2048/3072 private key (PEM or DER)")  # fmt: skip
     c.add_argument("--use-name", action="store_true", help="use the name itself as secret ID (no hash)")
     c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible requests)")
     s = c.add_subparsers(dest="secret", required=True)
@@ -134,9 +154,52 @@ def _parser() -> argparse.ArgumentParser:
     cck = s.add_parser("update-cck", aliases=["cck"], help="replace the guest's CCK")
     cck.add_argument("--secret", required=True, dest="secret_path", help="the new 32-byte CCK FILE")
 
+    v = sub.add_parser("verify", help="verify that a file is an add-secret request; print its user data")
+    v.add_argument("-i", "--input", action=_Once, help="the request ('-': stdin)")
+    v.add_argument("input_pos", nargs="?", metavar="INPUT", help="the request (instead of -i)")
+    v.add_argument("--user-cert", action=_Once, help="certificate of the key that signed the user data")
+    v.add_argument("-o", "--output", action=_Once, help="write the user data to FILE (default: stdout)")
+    v.add_argument("output_pos", nargs="?", metavar="OUTPUT", help="the user data file (instead of -o)")
+
     i = sub.add_parser("info", help="zuv: show an add-secret request's plaintext fields")
     i.add_argument("input")
+    for q in (c, v, i):
+        add_verbosity_options(q)
     return p
+
+
+def _check_rules(a: argparse.Namespace) -> None:
+    if a.command == "create":
+        check_certificate_rules(a)
+        if a.secret == "association" and not a.stdout:
+            if a.output_secret == f"{a.name}.yaml":
+                raise _UsageError(f"Secret output file and the secret name '{a.name}.yaml' are the same.")
+            if a.output == f"{a.name}.yaml":
+                raise _UsageError(f"output file and the secret name '{a.output}' are the same.")
+    elif a.command == "verify":
+        io_path(a, "input")
+        io_path(a, "output", required=False)
+
+
+def _read_input(path: str, what: str) -> bytes:
+    return sys.stdin.buffer.read() if path == "-" else read_file(path, what)
+
+
+def _verify(a: argparse.Namespace) -> int:
+    inp = io_path(a, "input")
+    out = io_path(a, "output", required=False) or "-"
+    assert inp is not None
+    data = _read_input(inp, "add-secret request")
+    key = userdata.load_verifying_key(read_file(a.user_cert, "user-signing key")) if a.user_cert else None
+    user = userdata.verify_request(data, key)
+    if user is not None:
+        if out == "-":
+            sys.stdout.buffer.write(user)
+            sys.stdout.flush()
+        else:
+            write_file(out, user, "user data")
+    _err("pvsecret", "Successfully verified the request.")
+    return 0
 
 
 def _create(a: argparse.Namespace) -> int:
@@ -165,10 +228,21 @@ def _create(a: argparse.Namespace) -> int:
             raise ToolError(f"the CCK must be 32 bytes, {a.cck} has {len(raw)}")
         ext = A.extension_secret_from_cck(raw, tags.tag)
     user = read_file(a.user_data, "user data") if a.user_data else b""
+    sign_kw: dict = {}
+    if a.user_sign_key:
+        key = userdata.load_signing_key(read_file(a.user_sign_key, "user-signing key"))
+        kind = userdata.key_type(key)
+        if len(user) > userdata.DATA_SIZE[kind]:
+            raise ToolError(f"{userdata.TYPE_NAMES[kind]} user data has at most {userdata.DATA_SIZE[kind]} bytes, "
+                            f"{a.user_data} has {len(user)}")  # fmt: skip
+        sign_kw = {"user_data_type": kind, "user_signer": userdata.signer(key)}
+    elif len(user) > A.ASRCB_USER_DATA_SIZE:
+        raise ToolError(f"unsigned user data has at most 512 bytes, {a.user_data} has {len(user)}")
     keys = host_keys_from_documents(a, "pvsecret")
     req = A.build_asrcb(
         keys, tags, rng=rng, secret_type=stype, value=Secret(value, "secret"), secret_id=sid, cuid=_cuid(a),
         flags=A.ASRCB_FLAG_DISABLE_DUMP if "disable-dump" in a.flags else 0, extension_secret=ext, user_data=user,
+        **sign_kw,
     )  # fmt: skip
     write_file(a.output, req.data, "request")
     if sid is not None:
@@ -225,23 +299,35 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def pvsecret_main(argv: Sequence[str] | None = None) -> int:
-    """``pvsecret create|info``: exit 0 ok, 1 error, 2 usage error."""
+    """``pvsecret create|verify|add|list|lock|retrieve|info``: exit 0 ok, 1 every error (usage errors
+    included, as s390-tools 2.43's pvsecret)."""
     try:
-        p = _parser()
-        args = list(sys.argv[1:] if argv is None else argv)
-        a = p.parse_args(args)
-        return _create(a) if a.command == "create" else _info(a)
+        a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        if a.version or a.command == "version":
+            sys.stdout.write(f"pvsecret version {S390_TOOLS_VERSION} (zuv emulation)\n")
+            return 0
+        if a.command is None:
+            raise _UsageError("a subcommand is required: create, add, lock, list, verify or retrieve")
+        _check_rules(a)
+        commands = {"create": _create, "verify": _verify, "info": _info, **guest_commands()}
+        return commands[a.command](a)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except _UsageError as exc:
         sys.stderr.write(f"pvsecret: error: {exc}\n")
-        return 2
-    except (ToolError, A.RequestFormatError, MachineIdentityError, pki.PkiFormatError, CryptoError) as exc:
+        return EXIT_USAGE
+    except (ToolError, A.RequestFormatError, MachineIdentityError, pki.PkiFormatError, CryptoError,
+            userdata.UserDataError) as exc:  # fmt: skip
         sys.stderr.write(f"pvsecret: error: {exc}\n")
         return 1
     except pki.PkiError as exc:
         sys.stderr.write(f"pvsecret: error: host-key document verification failed: {exc}\n")
         return 1
+
+
+def guest_commands() -> dict:
+    """The guest-side commands (add, list, lock, retrieve) of ``emulator.attest.pvsecret_guest``."""
+    return {}
 
 
 if __name__ == "__main__":
