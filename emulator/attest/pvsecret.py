@@ -299,7 +299,7 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def pvsecret_main(argv: Sequence[str] | None = None) -> int:
-    """``pvsecret create|verify|add|list|lock|retrieve|info``: exit 0 ok, 1 every error (usage errors
+    """``pvsecret create|verify|info``: exit 0 ok, 1 every error (usage errors
     included, as s390-tools 2.43's pvsecret)."""
     try:
         a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -309,7 +309,7 @@ def pvsecret_main(argv: Sequence[str] | None = None) -> int:
         if a.command is None:
             raise _UsageError("a subcommand is required: create, add, lock, list, verify or retrieve")
         _check_rules(a)
-        commands = {"create": _create, "verify": _verify, "info": _info, **guest_commands()}
+        commands = {"create": _create, "verify": _verify, "info": _info}
         return commands[a.command](a)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -323,11 +323,6 @@ def pvsecret_main(argv: Sequence[str] | None = None) -> int:
     except pki.PkiError as exc:
         sys.stderr.write(f"pvsecret: error: host-key document verification failed: {exc}\n")
         return 1
-
-
-def guest_commands() -> dict:
-    """The guest-side commands (add, list, lock, retrieve) of ``emulator.attest.pvsecret_guest``."""
-    return {}
 
 
 if __name__ == "__main__":
