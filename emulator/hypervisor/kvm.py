@@ -410,11 +410,13 @@ class Vm:
             raise HypervisorError(problem)
         t0 = time.monotonic()
         timer = None
+        # before the timer starts: a timer that fires before this line (a busy thread beside the run's)
+        # would otherwise be forgotten and the run never end
+        self._halt_reason = None
         if time_limit is not None:
             timer = threading.Timer(time_limit, self.request_halt, args=("time limit reached",))
             timer.daemon = True
             timer.start()
-        self._halt_reason = None
         counted = deterministic or max_insns is not None
         budget = max_insns
         clock = self.hv.clock

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import operator
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -330,13 +331,16 @@ class UvClient:
         self.uvcb_addr = arena.alloc(PAGE_SIZE)
         #: The most recent results (``LOG_LENGTH`` of them), oldest first.
         self.log: deque[UvResult] = deque(maxlen=LOG_LENGTH)
-        #: Called before each UVC, once its block is in host memory: ``before_call(command, the block's
-        #: bytes, its host address)``. A debugger's stop point (the console's ``break uvc`` on the
+        #: Called before each UVC with the block it is about to put in host memory: ``before_call(command,
+        #: the block's bytes, its host address)``. A debugger's stop point (the console's ``break uvc`` on the
         #: hypervisor's own calls, e.g. every step of a secure boot); it may block. None: nothing is called.
         self.before_call: Callable[[UvCommand, bytes, int], None] | None = None
         self._cb = AbsoluteControlBlock(view, self.uvcb_addr)
         self._templates: dict[int, _Template] = {}
         self._by_key: dict[int | str, _Template] = {}  # what ``call`` was given (code or name) -> template
+        #: one UVCB page, so one call at a time: a vCPU's thread (an import after a 0x3E exit) and the
+        #: host's thread (export, destroy) take turns, as each would with its own block on a real host
+        self._lock = threading.Lock()
 
     # -- raw calls -----------------------------------------------------------------------------------
 
@@ -378,16 +382,17 @@ class UvClient:
         else:
             cb = AbsoluteControlBlock(self.view, addr)
         view = self.view
-        view.write(addr, raw)
-        if self.before_call is not None:
+        if self.before_call is not None:  # a debugger's stop: outside the lock (it may wait for its user)
             self.before_call(cmd, bytes(raw), addr)
         uv_call, caller = self.uv.call, self.caller
-        cc = uv_call(caller, cb)
-        tries = 0
-        while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
-            tries += 1
+        with self._lock:
+            view.write(addr, raw)
             cc = uv_call(caller, cb)
-        out = view.read(addr, len(raw))
+            tries = 0
+            while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
+                tries += 1
+                cc = uv_call(caller, cb)
+            out = view.read(addr, len(raw))
         rc, rrc = _RC_RRC.unpack_from(out, 4)
         res = UvResult(cmd, cc, rc, rrc, None, tries, out, layout)
         self.log.append(res)
@@ -406,15 +411,16 @@ class UvClient:
         # ``_issue`` for the client's own UVCB page, inline: import and export go this way, and the call
         # costs them ~1.5% (callgrind, export + import round trip)
         view, addr = self.view, self.uvcb_addr
-        view.write(addr, raw)
-        if self.before_call is not None:
+        if self.before_call is not None:  # a debugger's stop: outside the lock (it may wait for its user)
             self.before_call(c, bytes(raw), addr)
-        cc = self.uv.call(self.caller, self._cb)
-        tries = 0
-        while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
-            tries += 1
+        with self._lock:
+            view.write(addr, raw)
             cc = self.uv.call(self.caller, self._cb)
-        out = view.read(addr, len(raw))
+            tries = 0
+            while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
+                tries += 1
+                cc = self.uv.call(self.caller, self._cb)
+            out = view.read(addr, len(raw))
         rc, rrc = _RC_RRC.unpack_from(out, 4)
         res = UvResult(c, cc, rc, rrc, None, tries, out, t.layout)
         self.log.append(res)
