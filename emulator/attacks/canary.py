@@ -32,6 +32,8 @@ _LINE: Final = re.compile(rb"canary: hot (0x[0-9a-f]+) cold (0x[0-9a-f]+)\n")
 _NEEDLES: Final = tuple(
     sorted({w.to_bytes(8, "big")[a : a + 6] for w in CANARY_WORDS for a in (0, 1, 2)})
 )
+_CORE: Final = CANARY.to_bytes(8, "big")[2:6]
+_CORE_R: Final = _CORE[::-1]
 _HALVES: Final = frozenset(h for w in CANARY_WORDS for h in (w >> 32, w & 0xFFFFFFFF))
 
 
@@ -43,6 +45,8 @@ def canary_bytes(data: bytes | bytearray | memoryview | str) -> int:
         hexhits = sum(low.count(f"{w:016x}"[a : a + 12]) for w in CANARY_WORDS for a in (0, 2, 4))
         return 6 * hexhits + canary_bytes(data.encode("utf-8", "replace"))
     raw = bytes(data)
+    if _CORE not in raw and _CORE_R not in raw:  # every needle holds C's bytes 2-5: one scan each way first
+        return 0
     hits = 0
     for n in _NEEDLES:
         hits += raw.count(n) + raw.count(n[::-1])
