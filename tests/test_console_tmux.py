@@ -85,7 +85,7 @@ def test_bare_zuv_on_a_terminal_opens_the_console_on_the_secure_demo():
         _wait_for(name, "(not executed yet)")
         screen = _wait_for(name, "secure guest ")  # the status line
         # the host view: the PC, not the secure instruction there
-        assert "=> 0x10836 <share+0x36>  (instruction in secure storage: PGM 0x3D for the host)" in screen
+        assert "=> 0x10836 <share+0x36>  (secure storage: PGM 0x3D for the host)" in screen
         _tmux("send-keys", "-t", name, "step", "Enter")
         _wait_for(name, "0x1000 Set Shared Access by guest: cc 0 rc 0x0001")
         _tmux("send-keys", "-t", name, "regs", "Enter")

@@ -150,16 +150,17 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
         completer=ConsoleCompleter(session),
         complete_while_typing=False,
         key_bindings=load_console_bindings(session),
-        bottom_toolbar=lambda: FormattedText(status_line(session)),
+        bottom_toolbar=lambda: FormattedText(status_line(session, _columns(prompt))),
         style=STYLE,
         input=input,
         output=output,
         refresh_interval=0.25,
     )
 
-    def show(result: Output) -> None:
-        print_formatted_text(result.formatted(), style=STYLE, output=output, end="")
+    def show(result: Output) -> None:  # laid out for the terminal: longer lines wrap at spaces, indented
+        print_formatted_text(result.fit(session.columns).formatted(), style=STYLE, output=output, end="")
 
+    session.columns = _columns(prompt)
     show(Output().add(("heading", "zuv console")).text("type help for the commands; Tab completes", "dim"))
     worker: threading.Thread | None = None
     last: str | None = None  # what Enter on an empty line repeats
@@ -176,6 +177,7 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
                 return 0
             line = repeat_line(line, last)
             last = repeatable(line)
+            session.columns = _columns(prompt)
             cmd = lookup(line.split()[0].split("/")[0]) if line.strip() else None
             if cmd is not None and cmd.name in _BACKGROUND and not session.running:
                 worker = _background(session, line, show)
@@ -186,6 +188,14 @@ async def _interactive(session: Session, input: Input | None, output: PtOutput |
                 if worker is not None:
                     worker.join()
                 return q.status
+
+
+def _columns(prompt: PromptSession[str]) -> int:
+    """The terminal's width (output is laid out for it; at least 40 columns)."""
+    try:
+        return max(40, prompt.output.get_size().columns)
+    except Exception:  # noqa: BLE001 - an output that cannot tell: the classic terminal
+        return 80
 
 
 def history_path() -> Path:

@@ -114,10 +114,9 @@ def where_line(s: Session) -> Output:
     pc = cpu.pc
     sym = s.symbolize(pc)
     if insn is None:
-        why = "in secure storage: PGM 0x3D for the host" if s.view == "host" and s.is_secure() else "not readable"
-        return out.add(
-            ("stop", "=> "), ("addr", f"{pc:#x}"), ("sym", f" <{sym}>" if sym else ""), ("trap", f"  (instruction {why})")
-        )
+        why = ("secure storage: PGM 0x3D for the host" if s.view == "host" and s.is_secure()
+               else "instruction not readable")  # fmt: skip
+        return out.add(("stop", "=> "), ("addr", f"{pc:#x}"), ("sym", f" <{sym}>" if sym else ""), ("trap", f"  ({why})"))
     return out.add(
         ("stop", "=> "),
         ("addr", f"{pc:#x}"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import shlex
+import textwrap
 from typing import Final
 
 from emulator import options
@@ -25,7 +26,7 @@ from emulator.console.cmdbase import stop_output as _stop_output
 from emulator.console.disasm import disassemble
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import parse_number
-from emulator.console.render import Output, hexdump
+from emulator.console.render import Output, columns, hexdump, reflow
 from emulator.console.session import BP_KINDS, OWNER_LABEL, SPACES, VIEWS, Session
 from emulator.console.tables import SIE_INTERCEPTS
 from emulator.errors import EmulatorError
@@ -91,23 +92,49 @@ def _shown_psw(s: Session, address: int) -> str:
     return f"{mask:016x} {addr:016x}"
 
 
-def status_line(s: Session) -> list[tuple[str, str]]:
-    """The status bar: CPU, PSW, guest state, secure or not, view, breakpoints."""
+def status_line(s: Session, width: int | None = None) -> list[tuple[str, str]]:
+    """The status bar: CPU, PSW, guest state, secure or not, view, breakpoints; in ``width`` columns (None:
+    no limit) a compact form (short PSW address, fewer words), cut at the end if need be."""
+    full = _status_frags(s, compact=False)
+    if width is None or sum(len(t) for _, t in full) <= width:
+        return full
+    out, used = [], 0
+    for style, text in _status_frags(s, compact=True):
+        if used + len(text) > width:
+            text = text[: max(0, width - used)]
+        if text:
+            out.append((style, text))
+        used += len(text)
+    return out
+
+
+def _status_frags(s: Session, compact: bool) -> list[tuple[str, str]]:
     frags: list[tuple[str, str]] = [("class:status.key", " CPU "), ("class:status", f"{s.cpu_address} ")]
     if s.running:
         frags += [("class:status.running", " running "), ("class:status", " (stop or Ctrl-C) ")]
     else:
+        psw = _shown_psw(s, s.cpu_address)
+        if compact:  # the instruction address without its leading zeros
+            parts = psw.split(" ")
+            if len(parts) >= 2 and len(parts[1]) == 16:
+                parts[1] = f"{int(parts[1], 16):#x}"
+            psw = " ".join(parts)
         frags += [
             ("class:status.key", " PSW "),
-            ("class:status", _shown_psw(s, s.cpu_address) + " "),
-            ("class:status.key", " state "),
-            ("class:status", s.cpu_state() + " "),
+            ("class:status", psw + " "),
+            ("class:status.key", "" if compact else " state "),
+            ("class:status", (" " if compact else "") + s.cpu_state() + " "),
         ]
+        call = getattr(s.machine, "paused_call", None) if s.suspended else None
+        if call is not None:
+            frags.append(("class:status.running", f" before {call.name} "))
     secure = s.is_secure()
-    frags.append(("class:status.secure" if secure else "class:status", " secure guest " if secure else " non-secure "))
-    frags.append(("class:status.owner" if s.view == "owner" else "class:status", f" view {s.view} "))
+    frags.append(("class:status.secure" if secure else "class:status",
+                  (" secure " if compact else " secure guest ") if secure else " non-secure "))  # fmt: skip
+    frags.append(("class:status.owner" if s.view == "owner" else "class:status",
+                  f" {s.view} " if compact else f" view {s.view} "))  # fmt: skip
     n = sum(1 for b in s.breakpoints.values() if b.enabled)
-    frags.append(("class:status", f" breakpoints {n} "))
+    frags.append(("class:status", f" bp {n} " if compact else f" breakpoints {n} "))
     return frags
 
 
@@ -199,8 +226,9 @@ def _break(s: Session, args: list[str]) -> Output:
     break LOCATION if EXPR  only when EXPR holds there (r2 == 3, [counter] > 2, r7: not zero)
     break uvc [CMD]        before a CPU executes UVC with command CMD (code like 0x0100, a short name
                            like create_sec_conf, or a title like create-secure-configuration; Tab
-                           completes the short names; none: any command), and after the Ultravisor completes
-                           such a call made by the hypervisor (when the machine has a UV-call log)
+                           completes the short names; none: any command); on a secure host also before the
+                           hypervisor issues such a call itself (the secure boot's: step then goes to its
+                           next call); elsewhere after a logged call of the hypervisor completes
     break sie [CODE]       on a SIE interception with this code (e.g. 0x68; none: any)
     break secure           when a host CPU touches secure storage (PGM 0x3D)
     break page [ADDR]      when a frame changes state (non-secure/secure/shared/donated); ADDR is a
@@ -288,8 +316,8 @@ def _breaks(s: Session, args: list[str]) -> Output:
 def _secure_cpu_hidden(s: Session) -> Output | None:
     if s.view == "host" and s.is_secure():
         out = Output().text(
-            f"CPU {s.cpu_address} runs a secure guest: its registers are held by the Ultravisor; the host sees "
-            "only the SIE state description (view owner to see them)",
+            f"CPU {s.cpu_address} runs a secure guest: its registers are held by the Ultravisor;\n"
+            "the host sees only the SIE state description (view owner to see them)",
             "trap",
         )
         host_state = getattr(s.machine, "host_state", None)
@@ -320,7 +348,8 @@ def psw_decoded(mask: int, addr: int) -> list[str]:
     return [
         f"PSW {mask:016x} {addr:016x}",
         f"  flags {' '.join(on) or '-'}  key {(mask >> 52) & 0xF}  ASC {asc}  CC {(mask >> 44) & 3}"
-        f"  program mask {(mask >> 40) & 0xF:#x}  addressing {amode}  address {addr:#x}",
+        f"  program mask {(mask >> 40) & 0xF:#x}",
+        f"  addressing {amode}  address {addr:#x}",
     ]
 
 
@@ -342,10 +371,12 @@ def _regs(s: Session, args: list[str]) -> Output:
         out.add(("owner", OWNER_LABEL))
 
     def table(prefix: str, values: list[int], width: int = 16) -> None:
-        for row in range(0, len(values), 4):
+        cell = len(prefix) + 3 + width  # "r10 " and the value, two spaces between cells
+        per_row = max(1, min(4, (s.columns + 2) // (cell + 2)))
+        for row in range(0, len(values), per_row):
             frags: list[tuple[str, str] | str] = []
-            for i in range(row, min(row + 4, len(values))):
-                frags += [("reg", f"{prefix}{i:<2}"), " ", ("value", f"{values[i]:0{width}x}"), "  "]
+            for i in range(row, min(row + per_row, len(values))):
+                frags += ["  " if i > row else "", ("reg", f"{prefix}{i:<2}"), " ", ("value", f"{values[i]:0{width}x}")]
             out.add(*frags)
 
     if which in ("gpr", "all"):
@@ -640,21 +671,29 @@ def _help(s: Session, args: list[str]) -> Output:
         cmd = lookup(args[0])
         if cmd is None:
             raise ConsoleError(f"no command {args[0]!r}")
-        out.add(("mnemonic", cmd.usage))
-        out.text(cmd.summary)
+        for line in textwrap.wrap(cmd.usage, s.columns, subsequent_indent="    ", break_on_hyphens=False):
+            out.add(("mnemonic", line))
+        out.text("\n".join(textwrap.wrap(cmd.summary, s.columns, break_on_hyphens=False)))
         if cmd.aliases:
             out.text("aliases: " + ", ".join(cmd.aliases), "dim")
         if cmd.help:
             out.text("")
-            for line in cmd.help.splitlines():
-                out.text(line.strip() if not line.startswith("    ") else line[4:])
+            for line in reflow(cmd.help, s.columns):
+                out.text(line)
         return out
+    col = 47 if s.columns >= 110 else 26  # the summaries' column
     for group in GROUPS:
         out.add(("heading", group))
         for cmd in REGISTRY.values():
             if cmd.group == group:
-                out.add("  ", ("mnemonic", f"{cmd.usage:<44}"), " ", cmd.summary)
-    out.text("Numbers are decimal or 0x-hex; addresses may use symbols, registers, + - and [address].", "dim")
+                for line in columns(cmd.usage, cmd.summary, col, s.columns, indent=2):
+                    if line.startswith("  ") and not line.startswith(" " * col):  # the usage (and summary)
+                        usage = line[: col].rstrip() if len(line) > col and line[col - 1] == " " else line
+                        out.add(("mnemonic", usage), line[len(usage):])
+                    else:
+                        out.text(line)
+    note = "Numbers are decimal or 0x-hex; addresses may use symbols, registers, + - and [address]."
+    out.text("\n".join(textwrap.wrap(note, s.columns)), "dim")
     return out
 
 

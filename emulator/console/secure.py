@@ -318,11 +318,12 @@ class SecureMachine:
         return [
             ("PSW (SD, not authoritative)", f"{sd.psw_mask:016x} {sd.psw_addr:016x}"),
             ("prefix (SD)", f"{sd.prefix:#x}"),
-            ("cr0 cr6 cr14 (SD)", f"{sd.gcr[0]:016x} {sd.gcr[6]:016x} {sd.gcr[14]:016x}"),
+            ("cr0 cr6 cr14 (SD)", f"{sd.gcr[0]:x} {sd.gcr[6]:x} {sd.gcr[14]:x}"),
             ("last interception", f"code {sd.icptcode:#04x} ipa {sd.ipa:#06x} ipb {sd.ipb:#010x}"),
             ("pv_grregs 0-7", " ".join(f"{regs[i]:x}" for i in range(8))),
             ("pv_grregs 8-15", " ".join(f"{regs[i]:x}" for i in range(8, 16))),
-            ("handles", f"configuration {sd.pv_handle_config:#x} CPU {sd.pv_handle_cpu:#x}"),
+            ("configuration handle", f"{sd.pv_handle_config:#x}"),
+            ("CPU handle", f"{sd.pv_handle_cpu:#x}"),
         ]
 
     def describe(self) -> list[str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from emulator.console.cmdbase import command
 from emulator.console.cmdbase import count as _count
 from emulator.console.cmdbase import no_more as _no_more
 from emulator.console.cmdbase import space_addr as _space_addr
 from emulator.console.cmdbase import state_style as _state_style
 from emulator.console.errors import ConsoleError
-from emulator.console.providers import PageInfo
+from emulator.console.providers import PageInfo, UvCall
 from emulator.console.render import Output
 from emulator.console.session import Segment, Session
 from emulator.console.tables import rc_meaning, uv_command
@@ -83,28 +85,44 @@ def _pages(s: Session, args: list[str]) -> Output:
         guest = ""
         if p.guest_abs is not None:
             guest = f"  guest {p.guest_abs:#x}" + (f"-{p.guest_abs + (n << 12) - 1:#x}" if n > 1 else "")
-        out.add(
+        line = [
             ("addr", f"{p.host_abs:#012x}-{end - 1:#012x}"),
             f"  {n:6d} page{'s' if n != 1 else ' '}  ",
             (_state_style(p.state), f"{p.state:<10}"),
             f" owner tag {p.owner}",
-            ("dim", guest),
-            ("dim", f"  {p.detail}" if p.detail else ""),
-        )
+        ]
+        rest = (guest + (f"  {p.detail}" if p.detail else "")).strip()
+        width = sum(len(f if isinstance(f, str) else f[1]) for f in line) + 2 + len(rest)
+        if not rest or width <= s.columns:
+            out.add(*line, ("dim", f"  {rest}" if rest else ""))
+        else:  # narrow: the guest address and the detail on a line of their own
+            out.add(*line)
+            for piece in textwrap.wrap(rest, s.columns - 4, break_on_hyphens=False):
+                out.add(("dim", f"    {piece}"))
     return out
 
 
-@command("uvlog", "uvlog [N] [--svg FILE | --png FILE]",
-         "the Ultravisor call log, decoded (last N calls, default 20)",
+_UVLOG_USAGE = "uvlog [N|all] [--brief] [--svg FILE | --png FILE]"
+
+
+@command("uvlog", _UVLOG_USAGE, "the Ultravisor call log, decoded (last N calls, default 20; --brief: one line)",
          group="secure")  # fmt: skip
 def _uvlog(s: Session, args: list[str]) -> Output:
     """Each call: sequence number, caller, command, cc, rc/rrc and what the rc means, then the control
-    block's fields as the Ultravisor left them. --svg FILE or --png FILE draws the calls (all of them unless
-    N is given) as a sequence diagram host | Ultravisor | guest instead."""
-    usage = "uvlog [N] [--svg FILE | --png FILE]"
-    args, pic = _picture_option(args, usage)
-    _no_more(args, 1, usage)
-    n = _count(args, 0, 20 if pic is None else 1 << 20, "count", 1, 1 << 20)
+    block's fields as the Ultravisor left them. N (or --last N) shows the last N calls, all every one.
+    --brief: one line per call without the block, and a run of the same call with the same result as one
+    line (#6-#61 ... Unpack x56): a whole boot on a screen (default: all calls). --svg FILE or --png FILE
+    draws the calls (all of them unless N is given) as a sequence diagram host | Ultravisor | guest."""
+    args, pic = _picture_option(args, _UVLOG_USAGE)
+    brief = "--brief" in args
+    args = [a for a in args if a != "--brief"]
+    if args and args[0] == "--last":
+        args = args[1:]
+        if not args:
+            raise ConsoleError(f"--last needs a count (usage: {_UVLOG_USAGE})")
+    _no_more(args, 1, _UVLOG_USAGE)
+    every = 20 if pic is None and not brief else 1 << 20
+    n = (1 << 20) if args and args[0] == "all" else _count(args, 0, every, "count", 1, 1 << 20)
     calls = s.uv_calls()
     if calls is None:
         return Output().text("no UV-call log: this machine has no Ultravisor log provider")
@@ -116,21 +134,59 @@ def _uvlog(s: Session, args: list[str]) -> Output:
     if not calls:
         return Output().text("no Ultravisor calls yet")
     out = Output()
+    if brief:
+        return _uvlog_brief(s, calls[-n:], out)
     for c in calls[-n:]:
         cmd = uv_command(c.cmd)
         meaning = rc_meaning(c.cmd, c.rc, c.rrc)
-        ok = c.rc == 0x0001 or (c.cmd == 0x0001 and c.rc == 0x0100)
-        out.add(
+        head: list[tuple[str, str] | str] = [
             ("dim", f"#{c.seq:<4} "),
             f"{c.caller:<8} ",
             ("mnemonic", f"{c.cmd:#06x} {cmd.name if cmd else 'unknown command'}"),
             f"  cc {c.cc} ",
-            ("ok" if ok else "error", f"rc {c.rc:#06x}"),
+            ("ok" if _ok(c) else "error", f"rc {c.rc:#06x}"),
             f" rrc {c.rrc:#06x}",
-            ("dim", f"  {meaning}" if meaning else ""),
-        )
+        ]
+        if meaning and sum(len(f if isinstance(f, str) else f[1]) for f in head) + 2 + len(meaning) > s.columns:
+            out.add(*head)  # narrow: what the rc means on a line of its own
+            out.add(("dim", f"        {meaning}"))
+        else:
+            out.add(*head, ("dim", f"  {meaning}" if meaning else ""))
         for name, value in c.fields:
             out.add(("dim", f"        {name:<28} "), value)
+    return out
+
+
+def _ok(c: UvCall) -> bool:
+    return c.rc == 0x0001 or (c.cmd == 0x0001 and c.rc == 0x0100)
+
+
+def _uvlog_brief(s: Session, calls: list[UvCall], out: Output) -> Output:
+    """One line per run of the same call (caller, command, cc, rc, rrc), cut to the width."""
+    runs: list[list[UvCall]] = []
+    for c in calls:
+        last = runs[-1][-1] if runs else None
+        if last is not None and (last.caller, last.cmd, last.cc, last.rc, last.rrc) == (
+                c.caller, c.cmd, c.cc, c.rc, c.rrc) and last.seq + 1 == c.seq:  # fmt: skip
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    for run in runs:
+        c = run[0]
+        cmd = uv_command(c.cmd)
+        seq = f"#{c.seq}" + (f"-#{run[-1].seq}" if len(run) > 1 else "")
+        name = (cmd.name if cmd else "unknown command") + (f" x{len(run)}" if len(run) > 1 else "")
+        result = f"cc {c.cc} rc {c.rc:#06x}" + ("" if _ok(c) and not c.rrc else f" rrc {c.rrc:#06x}")
+        meaning = "" if _ok(c) else rc_meaning(c.cmd, c.rc, c.rrc)
+        fixed = len(f"{seq:<10} {c.caller:<8} {c.cmd:#06x} ") + 2 + len(result)
+        room = max(8, s.columns - fixed - (2 + len(meaning) if meaning else 0))
+        if len(name) > room:
+            name = name[: room - 3] + "..."
+        line = [("dim", f"{seq:<10} "), f"{c.caller:<8} ", ("mnemonic", f"{c.cmd:#06x} {name}"), "  ",
+                ("ok" if _ok(c) else "error", result)]  # fmt: skip
+        if meaning:
+            line.append(("dim", f"  {meaning}"[: max(0, s.columns - fixed - len(name))]))
+        out.add(*line)
     return out
 
 
@@ -148,29 +204,34 @@ def _dual(s: Session, args: list[str]) -> Output:
     length = _count(args, 1, 64, "length", 1, 4096)
     owner = s.read(space, addr, length, owner=True)
     host = s.read(space, addr, length, owner=False)
+    per_row = 16 if s.columns >= 138 else 8  # bytes a row: three columns fit the width
+    col = 8 + per_row // 4 * 9
+    meta_width = max(20, s.columns - 2 * col - 6)
     out = Output().add(
-        ("heading", f"{'owner view (emulator privilege)':<44}"), " | ", ("heading", f"{'host view':<44}"), " | ",
+        ("heading", f"{'owner view (privilege)':<{col}}"), " | ", ("heading", f"{'host view':<{col}}"), " | ",
         ("heading", "UV metadata"),
     )  # fmt: skip
     for o, h in zip(owner, host, strict=True):
-        meta = _meta_lines(s, o)
-        orows = _rows(o)
-        hrows = _rows(h)
+        meta = [piece for line in _meta_lines(s, o)
+                for piece in textwrap.wrap(line, meta_width, break_on_hyphens=False)]  # fmt: skip
+        orows = _rows(o, per_row, col)
+        hrows = _rows(h, per_row, col)
         for i in range(max(len(orows), len(hrows), len(meta))):
             ol = orows[i] if i < len(orows) else ("", "")
             hl = hrows[i] if i < len(hrows) else ("", "")
             ml = meta[i] if i < len(meta) else ""
-            out.add((ol[0], f"{ol[1]:<44}"), " | ", (hl[0], f"{hl[1]:<44}"), " | ", ("dim", ml))
+            out.add((ol[0], f"{ol[1]:<{col}}"), " | ", (hl[0], f"{hl[1]:<{col}}"), " | ", ("dim", ml))
     return out
 
 
-def _rows(seg: Segment) -> list[tuple[str, str]]:
+def _rows(seg: Segment, per_row: int, col: int) -> list[tuple[str, str]]:
     if seg.data is None:
-        return [("trap", seg.note[i : i + 44]) for i in range(0, len(seg.note), 44)]
+        return [("trap", line) for line in textwrap.wrap(seg.note, col, break_on_hyphens=False)]
     rows = []
-    for off in range(0, len(seg.data), 16):
-        chunk = seg.data[off : off + 16]
-        rows.append(("", f"{seg.address + off:08x} " + " ".join(chunk[i : i + 4].hex() for i in range(0, 16, 4))))
+    for off in range(0, len(seg.data), per_row):
+        chunk = seg.data[off : off + per_row]
+        words = " ".join(chunk[i : i + 4].hex() for i in range(0, per_row, 4))
+        rows.append(("", f"{seg.address + off:08x} {words}"))
     return rows
 
 
@@ -188,7 +249,7 @@ def _meta_lines(s: Session, seg: Segment) -> list[str]:
     if p.guest_abs is not None:
         lines.append(f"guest absolute {p.guest_abs:#x}")
     if p.detail:
-        lines += [p.detail[i : i + 60] for i in range(0, len(p.detail), 60)]
+        lines.append(p.detail)
     if p.state == "exported":
         lines.append("the plaintext is gone: both views read the ciphertext")
         lines.append("until the guest's next touch imports the page")

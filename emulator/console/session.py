@@ -183,6 +183,9 @@ class Session:
         self.displays: dict[int, tuple[str, str]] = {}
         self._cfi: CfiTable | None = None
         self.log_file: TextIO | None = None  # ``log FILE``: every command and its output are appended here
+        #: the width command output is laid out for (the terminal's in the interactive console; 80 for
+        #: scripts): tables adapt to it, longer lines wrap (``Output.fit``)
+        self.columns = 80
         self.x_format = ("x", "w")  # x's last format and unit (gdb's defaults)
         self.x_next: tuple[str, int] | None = None  # where x without an address goes on: (space, address)
         self._install()
