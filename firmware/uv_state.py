@@ -1,0 +1,142 @@
+"""The Ultravisor's records: secure configurations and CPUs, CPU states and resets, a command's outcome."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+from firmware.uv_codes import Rc
+from firmware.uv_storage import PageSealer
+
+log = logging.getLogger("firmware.uv")
+
+
+CPU_STATE_OPR: Final = 1
+CPU_STATE_STP: Final = 2
+CPU_STATE_CHKSTP: Final = 3
+CPU_STATE_OPR_LOAD: Final = 5
+_U64: Final = struct.Struct(">Q")
+
+
+# -- state -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SecureCpu:
+    """A secure CPU: its handle, donated storage and the architected state the UV keeps for it."""
+
+    handle: int
+    config: SecureConfig
+    num: int
+    stor_origin: int
+    state_origin: int
+    state: int = CPU_STATE_STP
+    psw: tuple[int, int] = (0, 0)
+    gprs: list[int] = field(default_factory=lambda: [0] * 16)
+    ars: list[int] = field(default_factory=lambda: [0] * 16)
+    crs: list[int] = field(default_factory=lambda: _initial_crs())
+    fprs: list[int] = field(default_factory=lambda: [0] * 16)
+    prefix: int = 0
+    fpc: int = 0
+    todpr: int = 0
+    cputm: int = 0
+    ckc: int = 0
+    #: set by Set CPU State OPR_LOAD: the PSW was loaded and the CPU may run
+    psw_loaded: bool = False
+
+    def __repr__(self) -> str:  # secure state stays out of reprs
+        return f"SecureCpu(handle={self.handle:#x}, num={self.num}, state={self.state})"
+
+
+def _initial_crs() -> list[int]:
+    crs = [0] * 16
+    crs[0] = 0xE0
+    crs[14] = 0xC2000000
+    return crs
+
+
+@dataclass
+class SecureConfig:
+    """A secure configuration: limits from Create, donated storage, CPUs, pages and its image state."""
+
+    handle: int
+    tag: int
+    uid: bytes
+    base_origin: int
+    base_len: int
+    var_vaddr: int
+    var_frames: list[int]
+    mso: int
+    msl: int
+    sca: int
+    asce: int
+    flags: int
+    sealer: PageSealer
+    cpus: dict[int, SecureCpu] = field(default_factory=dict)
+    # The UV's page table (6.5), as plain maps of ints: a boot makes every page secure, and an object per
+    # page would be one more for the garbage collector to walk again and again (~1 us per page of a 256
+    # MiB boot); int -> int maps are not tracked by it at all.
+    #: secure frame -> guest page address (the zone-security table's "guest address" column)
+    frames: dict[int, int] = field(default_factory=dict)
+    #: guest page address -> secure frame (the reverse of ``frames``)
+    secure: dict[int, int] = field(default_factory=dict)
+    #: guest page address -> (counter, integrity value) of its last export, while the host holds that
+    #: ciphertext and the page is not secure: an import must bring exactly it back
+    exports: dict[int, tuple[int, bytes]] = field(default_factory=dict, repr=False)
+    #: guest page address -> the counter a dump's storage state announced for the page's next export
+    reserved: dict[int, int] = field(default_factory=dict)
+    #: guest pages the host pinned while they are shared (Pin Page Shared)
+    pinned: set[int] = field(default_factory=set)
+    #: "created" -> "params" (SE header accepted) -> "verified"; "destroyed" once the config is gone
+    state: str = "created"
+    header: Any = None
+    export_counter: int = 0
+    reset_prepared: bool = False
+    #: the first OPR_LOAD (PSW from the SE header) happened; later loads take the PSW at absolute 0
+    booted: bool = False
+    #: an add-secret request forbade host-initiated dumps (secrets issue)
+    dump_disabled: bool = False
+    #: the secret store (``firmware.uv_secrets.SecretStore``), created on first use
+    secret_store: Any = None
+    dump: Any = None
+    unpack: Any = None
+    #: gmap walks: page of MSO + guest address -> (host frame, then address and value of each table entry
+    #: the walk read); reused only while every one of those entries still holds its value (``_gmap``)
+    walks: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"SecureConfig(handle={self.handle:#x}, tag={self.tag}, state={self.state}, "
+            f"cpus={len(self.cpus)}, secure_pages={len(self.frames)})"
+        )
+
+
+def _initial_reset(cpu: SecureCpu) -> None:
+    cpu.psw = (0, 0)
+    cpu.prefix = 0
+    cpu.crs = _initial_crs()
+    cpu.cputm = 0
+    cpu.ckc = 0
+    cpu.fpc = 0
+    cpu.todpr = 0
+    cpu.psw_loaded = False
+
+
+def header_psw(header: Any) -> tuple[int, int]:
+    """The PSW the SE header holds (mask, address)."""
+    psw = header.psw
+    if isinstance(psw, tuple):
+        return int(psw[0]), int(psw[1])
+    if isinstance(psw, (bytes, bytearray)):
+        return _U64.unpack_from(psw, 0)[0], _U64.unpack_from(psw, 8)[0]
+    return int(psw.mask), int(psw.addr)
+
+
+class _Outcome(NamedTuple):
+    rc: int
+    rrc: int = 0
+
+
+_EXECUTED: Final = _Outcome(Rc.EXECUTED)
