@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from emulator.hw.arch import (
-    ILC_FOR,
-)
+from emulator.hw.arch import ILC_FOR
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu

@@ -13,22 +13,11 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
 from unicorn import Uc
-from unicorn.unicorn_const import (
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
-    UC_PROT_EXEC,
-    UC_PROT_READ,
-    UC_PROT_WRITE,
-)
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
 
 from emulator.errors import ProgramException
 from emulator.hw import dat
-from emulator.hw.arch import (
-    CHECK_STOP,
-    ILC_FOR,
-    PSW_MASK_DAT,
-    PSW_MASK_KEY,
-)
+from emulator.hw.arch import CHECK_STOP, ILC_FOR, PSW_MASK_DAT, PSW_MASK_KEY
 from emulator.hw.exits import WatchHit
 from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT
 from emulator.hw.mmu import GuestIntercept, SubPageAccess

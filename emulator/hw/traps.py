@@ -12,13 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
-from emulator.hw.arch import (
-    ILC_FOR,
-    PGM_EXECUTE,
-    PGM_PRIVILEGED,
-    PGM_SPECIFICATION,
-    PSW_MASK_PSTATE,
-)
+from emulator.hw.arch import ILC_FOR, PGM_EXECUTE, PGM_PRIVILEGED, PGM_SPECIFICATION, PSW_MASK_PSTATE
 from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, STORAGE, emulate_relative, emulate_storage
 from emulator.hw.exits import CpuExit, Insn
 from emulator.hw.fixedpoint import OPCODES as _FPO_OPCODES

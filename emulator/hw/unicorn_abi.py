@@ -15,17 +15,11 @@ from typing import Final
 
 from unicorn import Uc
 from unicorn import s390x_const as S
-from unicorn.unicorn_const import (
-    UC_ARCH_S390X,
-    UC_HOOK_INTR,
-    UC_MODE_BIG_ENDIAN,
-)
+from unicorn.unicorn_const import UC_ARCH_S390X, UC_HOOK_INTR, UC_MODE_BIG_ENDIAN
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from emulator.errors import HwError
-from emulator.hw.arch import (
-    PSW_MASK_64,
-)
+from emulator.hw.arch import PSW_MASK_64
 
 # -- unicorn context-blob calibration ----------------------------------------------------------------------
 
