@@ -12,7 +12,14 @@ do what a (malicious) hypervisor can do, and nothing more:
 * enter SIE and see its exits (``step``, ``run``, ``on_exit``) with the state description and SIDA the
   hardware hands back (``state_description``, ``sida``);
 * drive the shared (virtio-like) queue pages and their device models (``queue``, ``notify``);
-* read the Ultravisor call log (``Host.uv_log``) and run the attestation flow (``attest``).
+* read the Ultravisor call log (``Host.uv_log``, ``on_uvc``) and run the attestation and secret-release
+  flow against a relying party (``RelyingParty``);
+* stop a run at breakpoints (a UV call, a SIE exit, a host access to secure storage, an address of a
+  normal guest) with callbacks, or iterate over what a run meets (``Guest.events``; ``emulator.api_debug``).
+
+The guest owner's view of a secure guest (its registers, its plaintext, address breakpoints in it) is the
+machine's debug capability, an emulator privilege no real host has: ``Host.debug_capability()`` hands it
+out only when asked for by name, and the attack playbook never asks.
 
 Nothing returned reaches a secure guest's plaintext: no ``PhysicalMemory``, no CPU of a secure guest, no
 Ultravisor object. Output goes to the caller as return values, events and ``logging`` (loggers ``zuv.api``
@@ -47,6 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from emulator.api_debug import Breakpoint, DebugCapability, DebugCapabilityRequired, Event, GuestDebugging
+from emulator.api_debug import SecureRegisters, elf_symbols
 from emulator.console.providers import PageInfo
 from emulator.errors import EmulatorError, HypervisorError, SecureStorageAccess
 from emulator.hw.memory import PAGE_SIZE
@@ -77,6 +86,12 @@ __all__ = [
     "DEVICE_BLOCK",
     "RelyingParty",
     "PageInfo",
+    "Breakpoint",
+    "Event",
+    "DebugCapability",
+    "DebugCapabilityRequired",
+    "SecureRegisters",
+    "elf_symbols",
 ]
 
 log = logging.getLogger("zuv.api")
@@ -214,11 +229,28 @@ class Host:
         self._subs: list[Callable[[UvLogEntry], None]] = []
         self._host.uv.add_event_sink(self._event)
         self._guests: list[Guest] = []
+        self._debug_given = False
 
     @property
     def name(self) -> str:
         """The machine's name."""
         return self._host.name
+
+    def debug_capability(self) -> DebugCapability:
+        """The machine's debug capability: the guest owner's view of secure guests (the Ultravisor's record
+        of a secure CPU's registers, plaintext storage, address breakpoints in a secure guest). An emulator
+        privilege, asked for by name: no real machine gives a hypervisor this, and an attack that uses it
+        proves nothing (``debug_given`` tells)."""
+        from emulator.hypervisor.debug import SecureDebug
+
+        self._debug_given = True
+        log.warning("%s: the debug capability was handed out (emulator privilege: the owner's view)", self.name)
+        return DebugCapability(SecureDebug(self._host.hv))
+
+    @property
+    def debug_given(self) -> bool:
+        """True once ``debug_capability`` was called on this host."""
+        return self._debug_given
 
     def __enter__(self) -> Host:
         return self
@@ -337,7 +369,9 @@ class Host:
         except BaseException:
             vm.destroy()
             raise
-        g = Guest(self, vm)
+        from emulator.image.pvimg import starts_like_image
+
+        g = Guest(self, vm, se_image=starts_like_image(path))
         self._guests.append(g)
         if run:
             g.run(until=until, time_limit=time_limit)
@@ -350,13 +384,17 @@ def _pattern(until: bytes | str | re.Pattern[bytes]) -> re.Pattern[bytes]:
     return re.compile(re.escape(until.encode() if isinstance(until, str) else until))
 
 
-class Guest:
-    """One VM as its hypervisor sees it (made by ``Host.boot``). Guest addresses are guest absolute."""
+class Guest(GuestDebugging):
+    """One VM as its hypervisor sees it (made by ``Host.boot``). Guest addresses are guest absolute.
 
-    def __init__(self, host: Host, vm: Vm) -> None:
+    Breakpoints and events (``break_at``, ``break_on_uvc``, ``break_on_exit``, ``break_on_secure_access``,
+    ``events``, ``take_events``) come from ``emulator.api_debug.GuestDebugging``."""
+
+    def __init__(self, host: Host, vm: Vm, *, se_image: bool = False) -> None:
         self._owner = host
         self._vm = vm
         self._listeners: list[Callable[[Exit], None]] = []
+        self._init_debugging(se_image)
         vm.hv.exit_listeners.append(self._exit)
 
     # -- identity and console ------------------------------------------------------------------------
@@ -431,19 +469,28 @@ class Guest:
         time_limit: float = 30.0,
         max_insns: int | None = None,
     ) -> RunOutcome:
-        """Run the vCPUs until they stop, the console matches ``until`` (new output only), or a limit."""
+        """Run the vCPUs until they stop, the console matches ``until`` (new output only), a breakpoint
+        stops the run (its ``Event``s: ``take_events``), or a limit. A vCPU stopped at an address breakpoint
+        executes that instruction first."""
         stop = None
         if until is not None:
             pat, start = _pattern(until), len(self._vm.console)
             stop = lambda: pat.search(self._vm.console, start) is not None  # noqa: E731
-        r = self._vm.run(max_insns=max_insns, time_limit=time_limit, stop_when=stop)
+        r = self._run_vm(stop, time_limit, max_insns)
         log.info("%s: run ended: %s", self.name, r.reason)
         return RunOutcome._of(r)
 
     def step(self, cpu: int = 0, count: int = 1) -> tuple[Exit, int]:
         """One SIE entry of vCPU ``cpu`` with a budget of ``count`` instructions; its exit is handled as the
         hypervisor's run loop handles it. Returns the exit and the instructions executed."""
-        ex, done = self._vm.step(self._vcpu(cpu).address, count)
+        address = self._vcpu(cpu).address
+        self._resume_over()
+        self._running = True
+        try:
+            ex, done = self._vm.step(address, count)
+        finally:
+            self._running = False
+            self._vm.debug_stop = None
         return self._as_exit(cpu, ex), done
 
     def on_exit(self, callback: Callable[[Exit], None]) -> Callable[[], None]:
@@ -469,11 +516,13 @@ class Guest:
                     ex.host_pgm, ex.teid if ex.host_pgm else 0)  # fmt: skip
 
     def _exit(self, vm: Vm, v: Any, ex: SieExit) -> None:
-        if vm is not self._vm or not self._listeners:
+        if vm is not self._vm or not (self._listeners or self._bps):
             return
         e = self._as_exit(v.address, ex)
         for cb in list(self._listeners):
             cb(e)
+        if self._bps:
+            self._debug_exit(v.address, ex, e)
 
     # -- storage through the host's view ------------------------------------------------------------------
 
@@ -695,6 +744,7 @@ class Guest:
 
     def destroy(self) -> None:
         """Tear the VM down (KVM_PV_DISABLE for a secure guest: every secure page destroyed)."""
+        self._close_debugging()
         if not self._vm.destroyed:
             self._vm.destroy()
         try:

@@ -149,3 +149,36 @@ def test_bad_input_is_a_clear_error() -> None:
             with pytest.raises(EmulatorError):
                 call()
         assert g.run().clean  # the refusals changed nothing the guest relies on
+
+
+def test_address_breakpoints_on_a_normal_guest_stop_resume_and_call_back() -> None:
+    sym = api.elf_symbols(HELLO)
+    with Host(seed=1) as host:
+        g = host.boot(HELLO, run=False)
+        bp = g.break_at(sym["main"])
+        out = g.run()
+        assert out.reason.startswith("breakpoint 1: CPU 0 at 0x10800") and not out.clean
+        (e,) = g.take_events()
+        assert (e.kind, e.address, e.cpu, e.breakpoint) == ("address", sym["main"], 0, 1)
+        assert g.state_description().psw[1] == sym["main"]  # the vCPU stands at main, before its instruction
+        # a callback that lets the run go on: every call of printf is seen, the guest runs to its end
+        calls: list[int] = []
+        bp.remove()
+        g.break_at(sym["printf"], callback=lambda ev: calls.append(ev.address) and False)
+        kinds = [ev.kind for ev in g.events()]
+        assert kinds == ["address"] * 5 + ["end"] and calls == [sym["printf"]] * 5
+        assert b"Hello" in g.console
+
+
+def test_breakpoint_misuse_is_a_clear_error() -> None:
+    with Host(seed=1) as host:
+        g = host.boot(run=False)
+        with pytest.raises(api.DebugCapabilityRequired):
+            g.break_at(0x10000)  # an SE image: the owner's
+        with pytest.raises(HypervisorError):
+            g.break_on_uvc("no_such_call")
+        assert not host.debug_given and g.breakpoints == []
+        debug = host.debug_capability()
+        assert host.debug_given and repr(debug) == "DebugCapability(emulator privilege)"
+        with pytest.raises(HypervisorError):
+            debug.registers(g)  # not secure yet: stage3a is a normal guest

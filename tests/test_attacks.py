@@ -45,7 +45,13 @@ def test_at_least_twelve_attacks_each_with_an_expectation() -> None:
 
 
 @pytest.mark.parametrize("name", [a.name for a in ATTACKS])
-def test_attack_defence_holds(name: str) -> None:
+def test_attack_defence_holds(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator.api import Host
+
+    def refuse(self: Host) -> None:
+        raise AssertionError(f"{name} asked for the debug capability: an attack proves nothing with it")
+
+    monkeypatch.setattr(Host, "debug_capability", refuse)
     o = find(name).run()
     text = report(o, find(name).title)
     assert o.held, text

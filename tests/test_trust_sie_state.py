@@ -77,9 +77,11 @@ def _trusted(obj: object) -> bool:
     return mod.startswith("firmware") or isinstance(obj, (PvSieEngine, PhysicalMemory))
 
 
-def _reachable(roots: list[object], storage: set[int], limit: int = 300_000) -> list[object]:
+def _reachable(roots: list[object], storage: set[int], limit: int = 300_000, doors: tuple[type, ...] = ()
+               ) -> list[object]:  # fmt: skip
     """Objects reachable from ``roots`` through ``gc.get_referents`` (not through modules, classes, a
-    function's globals, the trusted doors or the storage buffers), breadth first, at most ``limit``."""
+    function's globals, the trusted doors, instances of ``doors`` or the storage buffers), breadth first, at
+    most ``limit``."""
     import gc
     import types
 
@@ -91,7 +93,7 @@ def _reachable(roots: list[object], storage: set[int], limit: int = 300_000) -> 
         if id(obj) in seen or id(obj) in storage:
             continue
         seen.add(id(obj))
-        if isinstance(obj, (types.ModuleType, type)) or _trusted(obj):
+        if isinstance(obj, (types.ModuleType, type)) or _trusted(obj) or (doors and isinstance(obj, doors)):
             continue
         out.append(obj)
         if isinstance(obj, types.FunctionType):
@@ -139,6 +141,101 @@ def test_no_secure_byte_register_or_cpu_reachable_from_the_hypervisor_after_a_se
             elif isinstance(obj, str):
                 assert SECRET_WORDS[:16].decode() not in obj
         assert len(objs) > 1000  # the walk saw the hypervisor's objects
+
+
+def _assert_nothing_secure(objs: list[object], hw: list[object], secret: bytes) -> None:
+    from emulator.hw.cpu import Cpu
+
+    for obj in objs:
+        if isinstance(obj, Cpu):
+            assert obj not in hw, "a hardware CPU of the secure guest is reachable"
+            assert CANARY not in obj.gprs()
+        elif isinstance(obj, int) and not isinstance(obj, bool):
+            assert obj != CANARY, "a secure register value is reachable"
+        elif isinstance(obj, (bytes, bytearray)):
+            assert secret not in obj and f"{CANARY:016x}".encode() not in obj
+        elif isinstance(obj, memoryview):
+            assert obj.nbytes <= 1 << 20, f"a view of {obj.nbytes:#x} bytes of storage is reachable"
+            assert secret not in obj.tobytes()
+        elif isinstance(obj, str):
+            assert secret.decode() not in obj and f"{CANARY:016x}" not in obj
+
+
+def test_api_breakpoints_events_and_no_debug_capability_reach_nothing_secure() -> None:
+    """The API's breakpoints, their events and callbacks, after a secure run that hit them: no secure byte,
+    register or CPU; and no debug capability reachable unless the script asked for one by name."""
+    from emulator.api import Breakpoint, DebugCapability, Event
+    from emulator.attacks.referee import secure_registers
+    from emulator.hypervisor.debug import SecureDebug
+
+    with Host(seed=9) as host:
+        g = host.boot()
+        vm = g._vm  # noqa: SLF001 - the hypervisor's own objects are what this test walks
+        scpu = vm.hv.ultravisor.secure_cpu(g.cpu_handles[0])
+        scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
+        seen: list[Event] = []
+        g.break_on_exit(callback=lambda e: seen.append(e) and False)
+        g.break_on_uvc(callback=lambda e: seen.append(e) and False)
+        g.break_on_secure_access()
+        try:
+            g.read(g.secret_page, 16)
+        except SecureStorageAccess:
+            pass
+        trapped = g.take_events()
+        g.step(0, 3)
+        events = trapped + list(g.events(time_limit=0.5))
+        assert CANARY in secure_registers(g), "the guest overwrote every canary register: the test is void"
+        assert seen and events and any(e.kind == "secure-access" for e in events)
+        hw = list(vm.pv.host.engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion
+        mem = vm.hv.memory
+        storage = {id(mem._buf), id(mem._view)}  # noqa: SLF001
+        objs = _reachable([g, host, *g.breakpoints, *events, *seen], storage)
+        _assert_nothing_secure(objs, hw, SECRET_WORDS[:16])
+        assert not any(isinstance(o, (DebugCapability, SecureDebug)) for o in objs)
+        assert sum(isinstance(o, Breakpoint) for o in objs) == 3 and not host.debug_given
+
+
+def test_gdb_stub_host_view_holds_and_sends_nothing_secure() -> None:
+    """The GDB stub serving a console session's host view of the secure demo: after gdb asked for every
+    register, the secret page and the code around the PC, nothing it sent and nothing its own objects hold
+    (the session and the machine behind it are the console's, an emulator privilege, and not walked) has a
+    secure byte, a secure register or a CPU."""
+    import threading
+
+    from test_gdbstub import Client, _free_port
+
+    from emulator.console.cli import open_session
+    from emulator.console.commands import execute
+    from emulator.console.gdbserve import SessionAccess
+    from emulator.console.session import Session
+    from emulator.gdb.stub import GdbStub, frame
+    from emulator.hypervisor.boot import DEMO_IMAGE
+
+    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    execute(s, "break uvc set_shared_access")
+    execute(s, "continue")
+    m = s.machine
+    vm = m.vm
+    scpu = m.uv.secure_cpu(vm.pv.cpu_handles[0])
+    scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
+    port = _free_port()
+    stub = GdbStub(m, port=port, access=SessionAccess(s, owner=False), detach_runs=False)
+    t = threading.Thread(target=stub.serve, daemon=True)
+    t.start()
+    c = Client(port)
+    sent = [c.ask("g"), c.ask("m15000,100"), c.ask("m10800,100"), c.ask("p8"), c.ask("s"), c.ask("g")]
+    sent += [c.ask(f"p{n:x}") for n in range(0x60)]
+    c.raw(frame(b"D"))
+    c.reply()
+    t.join(30)
+    wire = "".join(sent)
+    assert SECRET_WORDS[:16].hex() not in wire and f"{CANARY:016x}" not in wire
+    assert any(v == CANARY for v in m.uv.secure_cpu(vm.pv.cpu_handles[0]).gprs)  # still in the record
+    hw = [m.cpus[0].hw]
+    storage = {id(m.memory._buf), id(m.memory._view)}  # noqa: SLF001
+    objs = _reachable([stub], storage, doors=(Session, type(m), SessionAccess))
+    _assert_nothing_secure(objs, hw, SECRET_WORDS[:16])
+    assert len(objs) > 10 and objs[0] is stub  # the walk saw the stub's own objects
 
 
 def test_hardware_cpu_goes_back_scrubbed_when_the_vm_stops_being_secure() -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from emulator.errors import HypervisorError
+
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu, Insn
-    from emulator.hypervisor.kvm import Hypervisor
+    from emulator.hypervisor.kvm import Hypervisor, Vm
+    from firmware.uv import SecureCpu
 
 __all__ = ["SecureDebug"]
 
@@ -38,3 +41,28 @@ class SecureDebug:
         hv._debug_insn_filter = fn  # noqa: SLF001
         if hv._pv_host is not None:  # noqa: SLF001
             hv._pv_host.engine.insn_filter = fn  # noqa: SLF001
+
+    # -- what a debugger holding the capability may reach (``emulator.api.DebugCapability``) --------------
+
+    def hardware_cpu(self, vm: Vm, address: int) -> Cpu:
+        """The hardware CPU that runs vCPU ``address`` of ``vm``: the vCPU's own for a normal guest, the SIE
+        engine's for a secure one (the same object: the engine adopted it at the secure IPL)."""
+        v = vm.vcpus[address]
+        pv = vm.pv
+        if pv is None or not v.secure:
+            return v.cpu
+        cpu = pv.host.engine._hw.get(pv.cpu_handles.get(address, 0))  # noqa: SLF001 - the capability's door
+        if cpu is None:
+            raise HypervisorError(f"vCPU {address} has no hardware CPU in the SIE engine")
+        return cpu
+
+    def secure_cpu(self, vm: Vm, address: int) -> SecureCpu | None:
+        """The Ultravisor's record of vCPU ``address``'s secure CPU (None: not a secure vCPU)."""
+        pv = vm.pv
+        if pv is None or not vm.vcpus[address].secure:
+            return None
+        return self._hv.ultravisor.secure_cpu(pv.cpu_handles.get(address, 0))
+
+    def read_absolute(self, host_addr: int, length: int) -> bytes:
+        """Host absolute storage as firmware reads it (plaintext of secure frames)."""
+        return self._hv.memory.read(host_addr, length)
