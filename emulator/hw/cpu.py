@@ -131,8 +131,10 @@ from emulator.hw.arch import (  # noqa: F401
 from emulator.hw.engine import switch_for
 from emulator.hw.exits import CpuExit, Insn, WatchHit
 from emulator.hw.interrupts import IoSource
+from emulator.hw.live_env import LIVE, env_view
 from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT, PhysicalMemory
 from emulator.hw.mmu import GuestIntercept, GuestMapping, SubPageAccess
+from emulator.hw.native_ssm import SSM_RESERVED, NativeSsm
 from emulator.hw.tlb import _NS_ENTRY, _NS_EXIT, TlbFill
 from emulator.hw.tod import TodClock
 from emulator.hw.traps import OWNER_INSNS, RL_ALIGNMENT, _is_trapped, _opcode_key  # noqa: F401 - importable from here
@@ -145,6 +147,7 @@ from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from h
     _ZERO_U64_C,
     _uc_direct,
     _uc_emu_start,
+    _uc_reg_read,
 )
 from emulator.hw.watchdog import _WATCHDOG
 
@@ -170,6 +173,7 @@ __all__ = [
     "wrap_address",
 ]
 
+_CR0_TIMERS: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
 #: Runs in a row that stop where they started after the same refused lookup before the CPU check-stops
 #: with "no progress" (a few ms; far more than any known case of unicorn's own lookups needs)
 _STUCK_LIMIT: Final = 10000
@@ -177,7 +181,7 @@ _STUCK_LIMIT: Final = 10000
 _EXITS_LIMIT: Final = 1 << 18
 
 
-class Cpu(TlbFill):
+class Cpu(NativeSsm, TlbFill):
     """One CPU of the machine: a unicorn instance plus the architecture unicorn leaves out.
 
     Args:
@@ -231,15 +235,26 @@ class Cpu(TlbFill):
         self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
         self._rv = ctypes.c_uint64()
         self._rp = ctypes.byref(self._rv)
+        _uc_reg_read(self._h, _PC_C, self._rp)  # (the engine makes its CPU state at the first access)
+        #: the engine's registers in place (``live_env``): general registers from index 0, the PSW mask at
+        #: ``_qm`` and its address after it, the control registers from ``_qc``; None: engine calls
+        self._q: memoryview | None = None
+        self._qm = self._qc = 0
+        self._cc_op: ctypes.c_uint32 | None = None
+        if LIVE is not None:
+            q = self._q = env_view(uc, LIVE)
+            self._qm = LIVE.q_mask
+            self._qc = LIVE.q_mask + 12
+            self._cc_op = ctypes.c_uint32.from_address(ctypes.addressof(ctypes.c_char.from_buffer(q)) + LIVE.cc_op)
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no
         #: flush)
         self._tlb_frames: set[int] = set()
         #: a translation since the last TLB flush depends on CR0's enhanced-DAT control (``load_crs``)
         self._edat_dependent = False
-        #: trapped instructions by address (bytes, opcode key, name, trapped?), valid as long as the TLB
-        #: (and the code) is
-        self._icache: dict[int, tuple[bytes, int, str, bool]] = {}
+        #: trapped instructions by address (bytes, opcode key, name, trapped?, the decoded ``Insn`` of one
+        #: to emulate or hand over), valid as long as the TLB (and the code) is
+        self._icache: dict[int, tuple[bytes, int, str, bool, Insn | None]] = {}
         self._stale()
         self._state = STOPPED
         self.prefix = 0
@@ -330,6 +345,7 @@ class Cpu(TlbFill):
         #: held while unicorn runs this CPU; ``hold`` (a UV command's shoot-down, ``PhysicalMemory.quiesced``)
         #: takes it from another thread so that the CPU is outside unicorn while a page is taken away
         self._run_lock = threading.RLock()
+        self._init_native_ssm()
         memory.add_cpu(self)
         self.write_mask(PSW_MASK_64)
         self.reset_initial()
@@ -395,22 +411,22 @@ class Cpu(TlbFill):
             _WATCHDOG.disarm(self)
             self._armed = 0.0
         while True:
-            if self.state == CHECK_STOP:
-                return CpuExit("check_stop", reason=self.check_stop_reason)
-            if self.state == STOPPED:
+            state = self._state
+            if state != OPERATING:
+                if state == CHECK_STOP:
+                    return CpuExit("check_stop", reason=self.check_stop_reason)
                 return CpuExit("stopped")
-            mask = self._mask_c  # self.psw, inline (the caches; the engine only when they were reset)
-            if mask is None:
-                mask = self._mask_c = self._rd(_PSWM_C)
-            pc = self._pc_c
-            if pc is None:
-                pc = self._pc_c = self._rd(_PC_C)
+            mask = self._mask_bits()  # (the condition code decides nothing here)
+            pc = self.pc
             if mask & PSW_MASK_FPO != self._fpo:  # set natively (an SPM as the target of EXECUTE)
                 self._fpo_changed(mask & PSW_MASK_FPO)
             if mask & PSW_MASK_MCHECK and self.io_source is not None and self.io_source.crw_mcheck:
                 if self.deliver_crw_mcheck():
                     continue
-            if (mask & PSW_MASK_EXT or self.restart_pending) and self.deliver_pending():
+            if (
+                mask & PSW_MASK_EXT and (self.ext_pending or self.emergency_from or self.cr(0) & _CR0_TIMERS)
+                or self.restart_pending
+            ) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
             if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending:
                 if self.deliver_io():
@@ -442,6 +458,8 @@ class Cpu(TlbFill):
             if deadline and time.monotonic() >= deadline:
                 self._disarm()
                 return CpuExit("limit")
+            if self._ssm_native and not self._quiet():
+                self._ssm_trap_again()
             self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
             self._cr_c = [None] * 16
             start = pc
@@ -471,6 +489,8 @@ class Cpu(TlbFill):
                 budget -= executed
             if self._smc_frames:
                 self._rescan_smc()
+            if self._ssm_native and (self._mask_bits() ^ mask) & (PSW_MASK_DAT | SSM_RESERVED):
+                self._after_native_ssm(mask)
             if self._want_flush:
                 self._want_flush = False
                 self._engine_flush()
@@ -489,7 +509,7 @@ class Cpu(TlbFill):
                 self._fault = None
                 if err is not None and err.errno == UC_ERR_EXCEPTION:
                     err = None
-                if self._rd(_PC_C) == start:
+                if self.pc == start:
                     if self._unstick(start, self._fault_where[0]):
                         continue
                     # a refusal seen again and again with the PC where it was: no progress, say so
@@ -552,7 +572,7 @@ class Cpu(TlbFill):
                         continue
                 self.program_interrupt(code, ilen or 2, pc=ipc)
                 continue
-            pc = self._pc_c = self._rd(_PC_C)
+            pc = self.pc
             if self._halt:
                 self._halt = False
                 return CpuExit("halt")

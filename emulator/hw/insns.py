@@ -127,6 +127,8 @@ def _ssm(cpu: Cpu, insn: Insn) -> None:
     if byte & 0xB8:  # bits 0, 2-4 must be zero
         raise _spec(f"SSM mask byte {byte:#x} has reserved bits")
     cpu.set_psw((mask & ~(0xFF << 56)) | byte << 56, insn.pc + insn.ilen)  # finish(), in one write
+    if not insn.ex_ilen:
+        cpu.ssm_trapped(insn.pc)
 
 
 def _stxsm(cpu: Cpu, insn: Insn, op: Callable[[int, int], int]) -> None:

@@ -207,7 +207,7 @@ class InterruptDelivery(StorageAccess):
 
     def _ext_deliverable(self) -> tuple[int, int | None, int | None] | None:
         """The highest-priority deliverable external interruption: (code, cpu address, parameter)."""
-        mask = self._mask()
+        mask = self._mask_bits()
         if not mask & PSW_MASK_EXT:
             return None
         cr0 = self.cr(0)
@@ -228,7 +228,7 @@ class InterruptDelivery(StorageAccess):
         if self.restart_pending:
             self.deliver_restart()
             return True
-        if not self._mask() & PSW_MASK_EXT:
+        if not self._mask_bits() & PSW_MASK_EXT:
             return False
         if not (self.ext_pending or self.emergency_from) and not self.cr(0) & (CR0_CKC_SC | CR0_CPU_TIMER_SC):
             return False  # nothing pending and no timer that could be
@@ -271,7 +271,7 @@ class InterruptDelivery(StorageAccess):
     def mcheck_deliverable(self) -> bool:
         """A channel-report-pending machine check is waiting and this CPU is enabled for it."""
         src = self.io_source
-        if src is None or not src.crw_mcheck or not self._mask() & PSW_MASK_MCHECK:
+        if src is None or not src.crw_mcheck or not self._mask_bits() & PSW_MASK_MCHECK:
             return False
         return bool(self.cr(14) & CR14_CHANNEL_REPORT_SC)
 
@@ -305,7 +305,7 @@ class InterruptDelivery(StorageAccess):
     def io_deliverable(self) -> bool:
         """An I/O interruption is pending that the PSW (bit 6) and CR6's subclass mask let this CPU take."""
         src = self.io_source
-        if src is None or not src.pending or not self._mask() & PSW_MASK_IO:
+        if src is None or not src.pending or not self._mask_bits() & PSW_MASK_IO:
             return False
         return src.io_deliverable(self.cr(6))
 
@@ -313,7 +313,7 @@ class InterruptDelivery(StorageAccess):
         """Deliver the highest-priority enabled I/O interruption (subsystem id, parameter and identification
         word at 0xB8-0xC3, old/new PSW at 0x170/0x1F0); True if one was."""
         src = self.io_source
-        if src is None or not self._mask() & PSW_MASK_IO:
+        if src is None or not self._mask_bits() & PSW_MASK_IO:
             return False
         if not src.io_deliverable(self.cr(6)):
             return False
@@ -329,7 +329,7 @@ class InterruptDelivery(StorageAccess):
 
     def next_timer_deadline(self) -> int | None:
         """TOD value at which an enabled clock-comparator or CPU-timer interrupt becomes pending."""
-        mask = self._mask()
+        mask = self._mask_bits()
         if not mask & PSW_MASK_EXT:
             return None
         cr0 = self.cr(0)
@@ -342,5 +342,5 @@ class InterruptDelivery(StorageAccess):
 
     def interrupt_possible(self) -> bool:
         """True if any interruption class is enabled in the PSW (so a wait can end)."""
-        mask = self._mask()
+        mask = self._mask_bits()
         return bool(mask & (PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK))

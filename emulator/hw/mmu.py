@@ -78,6 +78,8 @@ class StorageAccess:
 
         def _mask(self) -> int: ...
 
+        def _mask_bits(self) -> int: ...
+
         def cr(self, i: int) -> int: ...
 
         def wrap(self, addr: int) -> int: ...
@@ -150,7 +152,7 @@ class StorageAccess:
             hit = self._xc.get(xc_key)
             if hit is not None:
                 return hit | (vaddr & 0xFFF)
-        mask = self._mask()
+        mask = self._mask_bits()
         if asc is None:
             asc = (mask >> 46) & 3
         vaddr &= 0xFFFFFFFFFFFFFFFF

@@ -395,7 +395,7 @@ class TlbFill(TrapDispatch):
             if (
                 g is not None
                 and g.owner_tag is not None
-                and not self._mask() & (PSW_MASK_DAT | PSW_MASK_KEY)
+                and not self._mask_bits() & (PSW_MASK_DAT | PSW_MASK_KEY)
                 and vaddr & ~0x1FFF
                 and not 0 <= vaddr - self.prefix < 0x2000
             ):
@@ -468,6 +468,7 @@ class TlbFill(TrapDispatch):
         whose EXECUTE RELATIVE LONGs were decided native from a target in this frame (decide them again)."""
         for cache in self._scan_caches:
             cache.pop(frame, None)
+        self._native_ssm_code_changed(frame)
         self._far_exrl.pop(frame, None)
         if any(f == frame for _, f in self._page_exits):
             self._page_exits = {k: v for k, v in self._page_exits.items() if k[1] != frame}
@@ -491,6 +492,8 @@ class TlbFill(TrapDispatch):
                 if len(self._page_exits) >= _PAGE_EXITS_KEPT:  # a bound for guests with many address spaces
                     self._page_exits.clear()
                 page = self._page_exits[key] = frozenset(vpage + off for off in offsets)
+        if self._ssm_native and page:
+            page = self._native_ssm_left_out(page, frame)
         if page:
             self._exits |= page
             self._register_exits(page)

@@ -201,7 +201,7 @@ class TrapDispatch(Registers):
 
     if TYPE_CHECKING:  # provided by Cpu
         traps: int
-        _icache: dict[int, tuple[bytes, int, str, bool]]
+        _icache: dict[int, tuple[bytes, int, str, bool, Insn | None]]
         owner_insn: Callable[[Cpu, Insn], bool | None] | None
 
         def _native_step(self, pc: int, keep: bool = False) -> CpuExit | None: ...
@@ -246,8 +246,13 @@ class TrapDispatch(Registers):
                     or (self._fpo and key in _FPO_OPCODES)
                     or (key in RL_ALIGNMENT and _rl_misaligned(raw, 0, pc))
                 )
-                hit = self._icache[pc] = (raw, key, OWNER_INSNS.get(key) or f"{key:#x}", trapped)
-            raw, key, name, trapped = hit
+                name = OWNER_INSNS.get(key) or f"{key:#x}"
+                # the decoded instruction itself is kept too (handlers only read it)
+                insn = Insn(self, pc, raw, name, key) if trapped and key not in EXECUTE_KEYS else None
+                hit = self._icache[pc] = (raw, key, name, trapped, insn)
+            raw, key, name, trapped, insn = hit
+            if insn is not None:
+                return self._dispatch(insn, emulate)
         else:
             key = _opcode_key(raw)
             name = OWNER_INSNS.get(key) or f"{key:#x}"
@@ -267,7 +272,7 @@ class TrapDispatch(Registers):
         key, name, pc = insn.opcode, insn.name, insn.pc
         try:
             if key in OWNER_INSNS:  # the owner's: DIAG, SERVC, SIGP, STSI, UVC, SIE, channel I/O
-                if (self._mask_c if self._mask_c is not None else self._mask()) & PSW_MASK_PSTATE:
+                if self._mask_bits() & PSW_MASK_PSTATE:
                     raise ProgramException(PGM_PRIVILEGED, why=f"{name} in problem state")
                 if self.owner_insn is not None and self._guest is None:
                     done = self.owner_insn(self, insn)

@@ -229,6 +229,8 @@ class Machine:
         #: Debugger hook: called before each instruction handed back by a CPU is answered; a returned
         #: reason leaves the instruction unexecuted (the PSW still points at it) and halts ``run``.
         self.insn_filter: Callable[[Cpu, Insn], str | None] | None = None
+        #: owner instruction name -> this machine's ``_insn_*`` method (None: not available)
+        self._insn_methods: dict[str, Callable[[Cpu, Insn], None] | None] = {}
         #: The CPU exit that ended the last ``run`` at a breakpoint or watchpoint: (CPU address, exit).
         self.last_stop: tuple[int, CpuExit] | None = None
 
@@ -577,14 +579,16 @@ class Machine:
         if name not in _INLINE_INSNS or (name == "DIAG" and insn.address() & 0xFFFF == 0x308):
             return None
         cpus = self.cpus.values()
-        states = [c.state for c in cpus]
+        # only SIGP (or a handler or filter of the machine's user) changes a CPU's state
+        snapshot = name == "SIGP" or self.insn_filter is not None or name in self.insn_handlers
+        states = [c.state for c in cpus] if snapshot else None
         wd = self.watchdog
         before = wd.deadline if wd is not None else None
         self._handle_insn(cpu, insn)
         return (
             self._halt_reason is None
             and (wd.deadline if wd is not None else None) == before
-            and [c.state for c in cpus] == states
+            and (states is None or [c.state for c in cpus] == states)
         )
 
     def _handle_insn(self, cpu: Cpu, insn: Insn) -> None:
@@ -599,7 +603,9 @@ class Machine:
             if custom is not None:
                 custom(cpu, insn)
                 return
-            handler = getattr(self, "_insn_" + insn.name.lower(), None)
+            handler = self._insn_methods.get(insn.name)
+            if handler is None:
+                handler = self._insn_methods[insn.name] = getattr(self, "_insn_" + insn.name.lower(), None)
             if handler is None:
                 raise ProgramException(0x01, why=f"{insn.name} is not available in this configuration")
             handler(cpu, insn)
