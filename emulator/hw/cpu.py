@@ -399,6 +399,8 @@ class Cpu(NativeSsm, TlbFill):
         ``resume`` executes the instruction at a breakpoint the CPU is stopped at instead of reporting it.
         """
         emulate = _emulate or _load_emulate()
+        q, qm = self._q, self._qm  # the engine's registers in place (None: through engine calls)
+        pc_arg, limit_arg = ctypes.c_uint64(), ctypes.c_size_t()  # emu_start's, reused
         counted = count > 0
         budget = count
         deadline = 0.0
@@ -416,8 +418,15 @@ class Cpu(NativeSsm, TlbFill):
                 if state == CHECK_STOP:
                     return CpuExit("check_stop", reason=self.check_stop_reason)
                 return CpuExit("stopped")
-            mask = self._mask_bits()  # (the condition code decides nothing here)
-            pc = self.pc
+            # the PSW (its condition code decides nothing here), inline: the caches, or the engine's state
+            mask = self._mask_c
+            if q is not None:
+                if mask is None:
+                    mask = q[qm] & ~PSW_MASK_CC
+                pc = q[qm + 1]
+            else:
+                mask = self._mask_bits()
+                pc = self.pc
             if mask & PSW_MASK_FPO != self._fpo:  # set natively (an SPM as the target of EXECUTE)
                 self._fpo_changed(mask & PSW_MASK_FPO)
             if mask & PSW_MASK_MCHECK and self.io_source is not None and self.io_source.crw_mcheck:
@@ -461,7 +470,8 @@ class Cpu(NativeSsm, TlbFill):
             if self._ssm_native and not self._quiet():
                 self._ssm_trap_again()
             self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
-            self._cr_c = [None] * 16
+            if q is None:
+                self._cr_c = [None] * 16
             start = pc
             limit = budget if counted else 0
             if limit == 1 and self._is_execute(pc):
@@ -474,15 +484,16 @@ class Cpu(NativeSsm, TlbFill):
             # uc.emu_start, called the way the register calls are (ready ctypes arguments)
             uc = self.uc
             uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
+            pc_arg.value = pc
+            limit_arg.value = limit
             with self._run_lock:  # a shoot-down in progress on another thread: wait until it is done
-                status = _uc_emu_start(
-                    self._h, ctypes.c_uint64(pc), _UNTIL_C, _ZERO_U64_C, ctypes.c_size_t(limit)
-                )
+                status = _uc_emu_start(self._h, pc_arg, _UNTIL_C, _ZERO_U64_C, limit_arg)
             err = UcError(status) if status else None
             if uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not the refusal
                 raise uc._hook_exception from None  # noqa: SLF001 - it caused
             self._mask_c = self._pc_c = None  # _stale(), inline
-            self._cr_c = [None] * 16
+            if q is None:
+                self._cr_c = [None] * 16
             if counted:
                 executed = self._executed(budget)
                 self.insn_count += executed
@@ -572,7 +583,7 @@ class Cpu(NativeSsm, TlbFill):
                         continue
                 self.program_interrupt(code, ilen or 2, pc=ipc)
                 continue
-            pc = self.pc
+            pc = q[qm + 1] if q is not None else self.pc
             if self._halt:
                 self._halt = False
                 return CpuExit("halt")

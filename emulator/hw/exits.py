@@ -85,8 +85,12 @@ class Insn:
 
     def rsy_address(self) -> int:
         """D2(B2) (or D1(B1)) of an RSY or SIY instruction: base in bits 16-19, 20-bit signed displacement."""
-        b = self.raw[2] >> 4
-        return self.cpu.wrap(self._disp() + (self.cpu.gpr(b) if b else 0))
+        raw = self.raw
+        b = raw[2] >> 4
+        d = (raw[2] & 0xF) << 8 | raw[3] | raw[4] << 12  # _disp(), inline (six bytes)
+        if d & 0x80000:
+            d -= 0x100000
+        return self.cpu.wrap(d + (self.cpu.gpr(b) if b else 0))
 
     def finish(self, cc: int | None = None) -> None:
         """Complete the instruction: set the condition code (if given) and step past it."""

@@ -194,15 +194,20 @@ def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
     n = (r3 - r1) % 16 + 1
     data = cpu.read_virtual(addr, n * width)
     current = cpu.crs()
-    values = {}
+    values = {}  # only the registers whose value changes (a handler reloads the ones it saved)
+    loaded = _WORDS[width][n].unpack(data)
     for k in range(n):
         i = (r1 + k) % 16
-        if width == 8:
-            values[i] = _U64.unpack_from(data, 8 * k)[0]
-        else:
-            values[i] = (current[i] & ~0xFFFFFFFF) | _U32.unpack_from(data, 4 * k)[0]
-    cpu.load_crs(values)
+        v = loaded[k] if width == 8 else (current[i] & ~0xFFFFFFFF) | loaded[k]
+        if v != current[i]:
+            values[i] = v
+    if values:
+        cpu.load_crs(values)
     insn.finish()
+
+
+#: width -> count -> the big-endian words LCTL (4) and LCTLG (8) load
+_WORDS = {w: [struct.Struct(f">{n}{'Q' if w == 8 else 'I'}") for n in range(17)] for w in (4, 8)}
 
 
 @_handler(0xB7, "LCTL")

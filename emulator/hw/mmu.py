@@ -225,6 +225,9 @@ class StorageAccess:
 
     def read_virtual(self, vaddr: int, length: int) -> bytes:
         """Read guest storage at a virtual address with every check (instruction emulation)."""
+        if length and (vaddr & 0xFFF) + length <= 0x1000:  # one page (an operand seldom crosses one)
+            host = self.translate(vaddr)
+            return bytes(self._buf[host : host + length])
         out = bytearray()
         while length:
             n = min(length, 0x1000 - (vaddr & 0xFFF))

@@ -21,13 +21,14 @@ from emulator.hw.arch import (
     LC_DXC,
     OPERATING,
     PSW_MASK_ASC,
+    PSW_MASK_BA,
     PSW_MASK_CC,
     PSW_MASK_DAT,
+    PSW_MASK_EA,
     PSW_MASK_FPO,
     PSW_MASK_KEY,
     PSW_MASK_PSTATE,
     STOPPED,
-    wrap_address,
 )
 from emulator.hw.interrupts import InterruptDelivery
 from emulator.hw.memory import PAGE_SHIFT
@@ -333,7 +334,13 @@ class Registers(InterruptDelivery):
 
     def wrap(self, addr: int) -> int:
         """Wrap an address to the current addressing mode (24, 31 or 64 bits)."""
-        return wrap_address(self._mask_bits(), addr)
+        m = self._mask_c  # _mask_bits() and wrap_address, inline (every operand address comes here)
+        if m is None:
+            q = self._q
+            m = q[self._qm] if q is not None else self._mask()
+        if m & PSW_MASK_EA:
+            return addr & 0xFFFFFFFFFFFFFFFF
+        return addr & (0x7FFFFFFF if m & PSW_MASK_BA else 0xFFFFFF)
 
     def set_prefix(self, prefix: int) -> None:
         """Set the prefix register."""

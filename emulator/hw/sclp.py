@@ -208,6 +208,15 @@ class Sclp:
         self.cp_send_mask = 0
         #: the feature bytes of every CPU entry of Read SCP Info (byte 0 bit 4: SIEF2, the SIE facility)
         self.cpu_features = b""
+        #: command word -> its handler (built once: the service call is on an SCLP call's path)
+        self._handlers: dict[int, Callable[[bytearray, int], int]] = {
+            SCLP_CMD_READ_SCP_INFO: self._read_scp_info,
+            SCLP_CMD_READ_SCP_INFO_FORCED: self._read_scp_info,
+            SCLP_CMD_READ_CPU_INFO: self._read_cpu_info,
+            SCLP_CMD_WRITE_EVENT_MASK: self._write_event_mask,
+            SCLP_CMD_WRITE_EVENT_DATA: self._write_event_data,
+            SCLP_CMD_READ_EVENT_DATA: self._read_event_data,
+        }
 
     # -- console input --------------------------------------------------------------------------------
 
@@ -235,14 +244,7 @@ class Sclp:
         if header.length < 8:
             raise ProgramException(0x06, why="SCCB length below 8")
         length = header.length
-        handler = {
-            SCLP_CMD_READ_SCP_INFO: self._read_scp_info,
-            SCLP_CMD_READ_SCP_INFO_FORCED: self._read_scp_info,
-            SCLP_CMD_READ_CPU_INFO: self._read_cpu_info,
-            SCLP_CMD_WRITE_EVENT_MASK: self._write_event_mask,
-            SCLP_CMD_WRITE_EVENT_DATA: self._write_event_data,
-            SCLP_CMD_READ_EVENT_DATA: self._read_event_data,
-        }.get(command)
+        handler = self._handlers.get(command)
         if handler is None:
             self._respond(mem, sccb, RC_INVALID_SCLP_COMMAND)
         elif (sccb & 0xFFF) + length > 0x1000 or length > 0x1000:
