@@ -20,7 +20,8 @@ IMAGE = REPO / "guests" / "images" / "attest_demo.se"
 OTHER_IMAGE = REPO / "guests" / "images" / "secure_demo.se"
 M = MachineIdentity.bundled_dir("zuv-demo")
 CERTS = ["-C", str(M / "pki" / "ibm-z-signing-key.crt"), "-C", str(M / "pki" / "intermediate-ca.crt"),
-         "--crl", str(M / "pki" / "ibm-z-signing-key.crl")]  # fmt: skip
+         "--crl", str(M / "pki" / "ibm-z-signing-key.crl"), "--crl", str(M / "pki" / "intermediate-ca.crl"),
+         "--crl", str(M / "pki" / "root-ca.crl")]  # fmt: skip
 HKD = ["-k", str(M / "host-key-document.crt")]
 
 

@@ -145,7 +145,8 @@ def test_pvimg_create_takes_a_pki_of_the_users_own(tmp_path):
     assert p.returncode == 1 and "give its root CA with --root-ca, or its directory with --pki" in p.stderr
     p = _zuv("pvimg", "create", "-i", str(HELLO), "-o", str(tmp_path / "b.se"), "-k", hkd, "--pki", str(pki))
     assert p.returncode == 0, p.stderr
-    crls = ["--crl", str(pki / "ibm-z-signing-key.crl"), "--crl", str(pki / "intermediate-ca.crl")]
+    crls = ["--crl", str(pki / "ibm-z-signing-key.crl"), "--crl", str(pki / "intermediate-ca.crl"),
+            "--crl", str(pki / "root-ca.crl")]
     p = _zuv("pvimg", "create", "-i", str(HELLO), "-o", str(tmp_path / "c.se"), "-k", hkd, *certs, *crls,
              "--root-ca", str(pki / "root-ca.crt"))  # fmt: skip
     assert p.returncode == 0, p.stderr

@@ -101,7 +101,8 @@ def test_a_file_that_is_no_host_key_document_is_refused(tmp_path, capsys):
 def test_with_certificates_the_document_is_verified(tmp_path, capsys):
     pki = DEMO / "pki"
     ok = ["--cert", str(pki / "ibm-z-signing-key.crt"), "--cert", str(pki / "intermediate-ca.crt"),
-          "--crl", str(pki / "ibm-z-signing-key.crl"), "--crl", str(pki / "intermediate-ca.crl")]
+          "--crl", str(pki / "ibm-z-signing-key.crl"), "--crl", str(pki / "intermediate-ca.crl"),
+          "--crl", str(pki / "root-ca.crl")]
     assert _kut_header(tmp_path, *ok)[0] == 0
     capsys.readouterr()
     bad = ["--cert", str(pki / "intermediate-ca.crt")]  # without the signing-key certificate: no chain

@@ -46,7 +46,8 @@ def solve(n: int, d: Path) -> dict[str, str]:
     if n == 1:
         zuv("pvimg", "create", "-i", "guests/images/hello.elf", "-k", "firmware/machines/zuv-demo/host-key-document.crt",
             "-C", f"{PKI}/ibm-z-signing-key.crt", "-C", f"{PKI}/intermediate-ca.crt", "--crl",
-            f"{PKI}/ibm-z-signing-key.crl", "--crl", f"{PKI}/intermediate-ca.crl", "-o", str(d / "hello.se"))
+            f"{PKI}/ibm-z-signing-key.crl", "--crl", f"{PKI}/intermediate-ca.crl,{PKI}/root-ca.crl",
+            "-o", str(d / "hello.se"))
         assert "rc 0x0108" in zuv("boot", str(d / "hello.se"), "--machine", "zuv-other")
         info = zuv("pvimg", "info", str(d / "hello.se"), "--format", "json")
         nep = info.split('"nep": ')[1].split(",")[0]

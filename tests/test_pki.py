@@ -32,7 +32,7 @@ def verify(doc, *, p=BUNDLED, certs=None, roots=None, crls=None, now=NOW):
         doc,
         certs=[p.signing_cert, p.inter_cert] if certs is None else certs,
         roots=[p.root_cert] if roots is None else roots,
-        crls=[p.crl] if crls is None else crls,
+        crls=p.crls if crls is None else crls,
         now=now,
     )
 
@@ -72,10 +72,10 @@ def test_revoked_document_is_refused(fresh):
     revoked = pki.issue_crl(p.signing_key, p.signing_cert, [doc.serial_number],
                             last_update=dt.datetime(2029, 1, 1), next_update=dt.datetime(2031, 1, 1))
     with pytest.raises(pki.PkiError, match="revoked"):
-        verify(doc, p=p, crls=[revoked])
+        verify(doc, p=p, crls=[revoked, p.inter_crl, p.root_crl])
     other_serial = pki.issue_crl(p.signing_key, p.signing_cert, [doc.serial_number + 2],
                                  last_update=dt.datetime(2029, 1, 1), next_update=dt.datetime(2031, 1, 1))
-    assert verify(doc, p=p, crls=[other_serial]).verified
+    assert verify(doc, p=p, crls=[other_serial, p.inter_crl, p.root_crl]).verified
 
 
 def test_revoked_signing_key_is_refused_through_the_intermediate_crl(fresh):
@@ -83,35 +83,77 @@ def test_revoked_signing_key_is_refused_through_the_intermediate_crl(fresh):
     crl = pki.issue_crl(p.inter_key, p.inter_cert, [p.signing_cert.serial_number],
                         last_update=dt.datetime(2029, 1, 1), next_update=dt.datetime(2031, 1, 1))
     with pytest.raises(pki.PkiError, match="revoked"):
-        verify(doc, p=p, crls=[p.crl, crl])
+        verify(doc, p=p, crls=[p.crl, crl, p.root_crl])
 
 
 def test_crl_checks(fresh):
     p, _, doc = fresh
-    with pytest.raises(pki.PkiError, match="at least one"):
+    chain = [p.inter_crl, p.root_crl]
+    with pytest.raises(pki.PkiError, match="unable to get certificate CRL"):
         verify(doc, p=p, crls=[])
     with pytest.raises(pki.PkiError, match="at least one"):
-        verify(doc, p=p, crls=[p.inter_crl])
+        verify(doc, p=p, crls=chain)
     old = pki.issue_crl(p.signing_key, p.signing_cert, [], last_update=dt.datetime(2025, 1, 1),
                         next_update=dt.datetime(2026, 1, 1))
     with pytest.raises(pki.PkiError, match="outdated"):
-        verify(doc, p=p, crls=[old])
+        verify(doc, p=p, crls=[old, *chain])
     forged = pki.issue_crl(BUNDLED.signing_key, p.signing_cert, [], last_update=dt.datetime(2029, 1, 1),
                            next_update=dt.datetime(2031, 1, 1))
     with pytest.raises(pki.PkiError, match="signature"):
-        verify(doc, p=p, crls=[forged])
-    foreign = pki.issue_crl(BUNDLED.inter_key, BUNDLED.inter_cert, [], last_update=dt.datetime(2029, 1, 1),
-                            next_update=dt.datetime(2031, 1, 1))
-    with pytest.raises(pki.PkiError):
-        verify(doc, p=p, crls=[p.crl, foreign])
+        verify(doc, p=p, crls=[forged, *chain])
+    # a CRL of nobody in the chain is ignored, as in s390-tools' OpenSSL store
+    assert verify(doc, p=p, crls=[*p.crls, BUNDLED.inter_crl, BUNDLED.root_crl]).verified
 
 
-def test_armonk_crl_is_accepted_for_a_poughkeepsie_signing_key(fresh):
+def test_every_certificate_of_the_chain_needs_its_issuers_crl_as_s390_tools(fresh):
+    """OpenSSL's CRL_CHECK_ALL, which s390-tools sets: the signing key needs the intermediate CA's CRL, the
+    intermediate CA the root's, the root its own (a root CRL listing the root refuses it, as IBM's
+    genprotimg does); a current CRL beside an outdated one of the same issuer is used."""
     p, _, doc = fresh
-    b = (x509.CertificateRevocationListBuilder().issuer_name(pki.signing_key_subject("Armonk"))
-         .last_update(dt.datetime(2029, 1, 1)).next_update(dt.datetime(2031, 1, 1)))
-    crl = b.sign(p.signing_key, hashes.SHA512())
-    assert verify(doc, p=p, crls=[crl]).verified
+    t0, t1 = dt.datetime(2029, 1, 1), dt.datetime(2031, 1, 1)
+    with pytest.raises(pki.PkiError, match="Machines Corporation.*unable to get certificate CRL.*Code Signing"):
+        verify(doc, p=p, crls=[p.crl, p.root_crl])
+    with pytest.raises(pki.PkiError, match="'CN=zuv Emulated Code Signing CA.*unable to get certificate CRL"):
+        verify(doc, p=p, crls=[p.crl, p.inter_crl])
+    root_self = pki.issue_crl(p.root_key, p.root_cert, [p.root_cert.serial_number], last_update=t0, next_update=t1)
+    with pytest.raises(pki.PkiError, match="Root CA.*certificate revoked"):
+        verify(doc, p=p, crls=[p.crl, p.inter_crl, root_self])
+    root_inter = pki.issue_crl(p.root_key, p.root_cert, [p.inter_cert.serial_number], last_update=t0, next_update=t1)
+    with pytest.raises(pki.PkiError, match="Code Signing CA.*certificate revoked"):
+        verify(doc, p=p, crls=[p.crl, p.inter_crl, root_inter])
+    stale = pki.issue_crl(p.root_key, p.root_cert, [], last_update=dt.datetime(2025, 1, 1),
+                          next_update=dt.datetime(2026, 1, 1))  # fmt: skip
+    with pytest.raises(pki.PkiError, match="outdated"):
+        verify(doc, p=p, crls=[p.crl, p.inter_crl, stale])
+    assert verify(doc, p=p, crls=[p.crl, p.inter_crl, stale, p.root_crl]).verified
+
+
+def test_signing_key_crl_names_as_s390_tools_quirk_crls(fresh):
+    """An Armonk-named signing key takes a CRL issued under the Poughkeepsie form (also reordered C, O, OU,
+    L, ST, CN); a Poughkeepsie signing key does not take an Armonk CRL (s390-tools fixes Armonk only)."""
+    p, _, doc = fresh
+    chain = [p.inter_crl, p.root_crl]
+
+    def crl_named(name: x509.Name) -> x509.CertificateRevocationList:
+        b = (x509.CertificateRevocationListBuilder().issuer_name(name)
+             .last_update(dt.datetime(2029, 1, 1)).next_update(dt.datetime(2031, 1, 1)))
+        return b.sign(p.signing_key, hashes.SHA512())
+
+    armonk_crl = crl_named(pki.signing_key_subject("Armonk"))
+    with pytest.raises(pki.PkiError, match="at least one"):
+        verify(doc, p=p, crls=[armonk_crl, *chain])
+    armonk_key = pki._cert(  # noqa: SLF001 - the signing key's certificate under the Armonk name
+        subject=pki.signing_key_subject("Armonk"), issuer=p.inter_cert.subject, public_key=p.signing_key.public_key(),
+        issuer_key=p.inter_key, issuer_public_key=p.inter_key.public_key(), serial=78,
+        not_before=p.signing_cert.not_valid_before_utc, not_after=p.signing_cert.not_valid_after_utc, ca=False,
+    )  # fmt: skip
+    certs = [armonk_key, p.inter_cert]
+    assert verify(doc, p=p, certs=certs, crls=[p.crl, *chain]).verified  # the Poughkeepsie-named CRL
+    reordered = pki._reordered(pki.signing_key_subject("Poughkeepsie"))  # noqa: SLF001
+    assert [a.oid for a in reordered] != [a.oid for a in pki.signing_key_subject("Poughkeepsie")]
+    assert verify(doc, p=p, certs=certs, crls=[crl_named(reordered), *chain]).verified
+    upper = x509.Name([x509.NameAttribute(a.oid, str(a.value).upper()) for a in pki.signing_key_subject()])
+    assert verify(doc, p=p, crls=[crl_named(upper), *chain]).verified  # OpenSSL's canonical names fold case
 
 
 def test_chain_checks(fresh):
@@ -214,7 +256,7 @@ def test_the_pki_ships_the_root_cas_crl_for_the_intermediate_ca(tmp_path):
     made.root_crl = pki.issue_crl(made.root_key, made.root_cert, [made.inter_cert.serial_number],
                                   last_update=NOW - dt.timedelta(days=1), next_update=NOW + dt.timedelta(days=9))
     doc = pki.issue_host_key_document(made, DEMO.public_key, "m", c.DeterministicRng("m"), NOW)
-    with pytest.raises(pki.PkiError, match="is revoked"):
+    with pytest.raises(pki.PkiError, match="certificate revoked"):
         verify(doc, p=made, crls=made.crls)
     # a PKI directory saved before the root CRL existed still loads
     (tmp_path / "p" / "root-ca.crl").unlink()
@@ -236,9 +278,10 @@ def test_host_key_document_issuer_and_signing_key_crls_as_s390_tools_checks_them
     assert verify(doc, certs=[armonk, p.inter_cert]).machine_name == "zuv-demo"
     stale = pki.issue_crl(p.signing_key, p.signing_cert, (), last_update=NOW - dt.timedelta(days=30),
                           next_update=NOW - dt.timedelta(days=1))  # fmt: skip
-    assert verify(doc, crls=[stale, p.crl]).machine_name == "zuv-demo"
+    chain = [p.inter_crl, p.root_crl]
+    assert verify(doc, crls=[stale, p.crl, *chain]).machine_name == "zuv-demo"
     with pytest.raises(pki.PkiError, match="outdated"):
-        verify(doc, crls=[stale])
+        verify(doc, crls=[stale, *chain])
     other = pki.issue_crl(p.inter_key, p.signing_cert, (), last_update=NOW, next_update=NOW + dt.timedelta(days=1))
     with pytest.raises(pki.PkiError, match="signature"):  # the signing key's name, another key
-        verify(doc, crls=[other])
+        verify(doc, crls=[other, *chain])

@@ -165,7 +165,8 @@ def _cli(capsys, main, *argv):
 
 def _verify_args():
     return ["-C", PKI / "ibm-z-signing-key.crt", "-C", PKI / "intermediate-ca.crt",
-            "--crl", PKI / "ibm-z-signing-key.crl", "--time", "2030-01-01"]
+            "--crl", PKI / "ibm-z-signing-key.crl", "--crl", PKI / "intermediate-ca.crl", "--crl", PKI / "root-ca.crl",
+            "--time", "2030-01-01"]
 
 
 def test_cli_create_verified_and_info(tmp_path, capsys):

@@ -121,7 +121,8 @@ def test_create_option_names_lists_and_rules(image, tmp_path, capsys):
     rc, _, err = _cli(capsys, "create", "--kernel", HELLO, "-k", DEMO_HKD, "-o", tmp_path / "e",
                       "--time", "2030-01-01",
                       "--crt", f"{pki_dir / 'ibm-z-signing-key.crt'},{pki_dir / 'intermediate-ca.crt'}",
-                      "--crl", f"{pki_dir / 'ibm-z-signing-key.crl'}")  # fmt: skip
+                      "--crl", f"{pki_dir / 'ibm-z-signing-key.crl'},{pki_dir / 'intermediate-ca.crl'}",
+                      "--crl", str(pki_dir / "root-ca.crl"))  # fmt: skip
     assert rc == 0 and err == ""
 
 

@@ -17,13 +17,16 @@ Verification (``verify_host_key_document``), in pvimg's order:
 3. HKD: signed by the signing key, within validity, AKID = signing key SKID when present, an EC
    P-521 key; its issuer name is not compared (as s390-tools' verify_hkd_options: a Poughkeepsie-form
    issuer under an Armonk-named signing certificate passes);
-4. CRLs: every given CRL must be issued by a certificate of the chain or the signing key; at least
-   one valid CRL (signature, ``last_update .. next_update``, AKID) from the IBM Z signing key is
-   required, and one that is not valid is left out beside a valid one (as s390-tools' verify_crl);
-   a CA's CRL must be valid; neither the HKD nor a chain certificate may be listed.
-   Locality quirk: a CRL naming L=Armonk is accepted for a Poughkeepsie signing key.
-   Not yet as s390-tools: it also requires a CRL for every chain certificate (OpenSSL
-   CRL_CHECK_ALL: the intermediate CA's and the root CA's); zuv requires only the signing key's.
+4. CRLs, as s390-tools (its store verifies the signing key with OpenSSL's ``CRL_CHECK | CRL_CHECK_ALL``,
+   then ``verify_crl`` for the HKD): every certificate of the chain, the signing key, the intermediate
+   CA(s) and the root itself, needs a CRL of its issuer (the root: its own) that is current and signed
+   by it and does not list it ("unable to get certificate CRL", "CRL has expired", "certificate
+   revoked"); among several CRLs of one issuer a current one is used. The HKD needs at least one valid
+   CRL (signature, ``last_update .. next_update``, AKID) of the signing key that does not list it; one
+   that is not valid is left out. The signing key's CRLs are looked up by its name, then (an Armonk
+   signing key) the Poughkeepsie form, that reordered (C, O, OU, L, ST, CN), then the name reordered: the
+   first name with CRLs wins (s390-tools' ``quirk_crls``). Names compare as OpenSSL's canonical form
+   (case and inner blanks folded). A CRL of nobody in the chain is ignored, as in an OpenSSL store.
 """
 
 from __future__ import annotations
@@ -125,14 +128,43 @@ def is_ibm_signing_subject(name: x509.Name) -> bool:
     )
 
 
-def _same_issuer(crl_issuer: x509.Name, subject: x509.Name) -> bool:
-    """Name equality with pvimg's Armonk/Poughkeepsie locality quirk for IBM signing-key names."""
-    if crl_issuer == subject:
-        return True
-    if not (is_ibm_signing_subject(crl_issuer) and is_ibm_signing_subject(subject)):
-        return False
-    strip = [(o, v) for o, v in _attrs(crl_issuer) if o != NameOID.LOCALITY_NAME]
-    return strip == [(o, v) for o, v in _attrs(subject) if o != NameOID.LOCALITY_NAME]
+def _canon(name: x509.Name) -> tuple[tuple[str, str], ...]:
+    """A name as OpenSSL's X509_NAME_cmp compares it: entries in order, values case-folded and blanks
+    collapsed (its canonical encoding)."""
+    return tuple((a.oid.dotted_string, " ".join(str(a.value).split()).lower()) for a in name)
+
+
+_CORRECT_ORDER: tuple[x509.ObjectIdentifier, ...] = (
+    NameOID.COUNTRY_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.LOCALITY_NAME,
+    NameOID.STATE_OR_PROVINCE_NAME, NameOID.COMMON_NAME,
+)  # fmt: skip
+
+
+def _reordered(name: x509.Name) -> x509.Name:
+    """s390-tools' reorder_x509_names: the first entry of each of C, O, OU, L, ST, CN, in that order."""
+    attrs = []
+    for oid in _CORRECT_ORDER:
+        found = name.get_attributes_for_oid(oid)
+        if found:
+            attrs.append(found[0])
+    return x509.Name(attrs)
+
+
+def _signing_crl_names(subject: x509.Name) -> list[x509.Name]:
+    """The issuer names s390-tools tries for the signing key's CRLs, in order (quirk_crls)."""
+    names = [subject]
+    loc = subject.get_attributes_for_oid(NameOID.LOCALITY_NAME)
+    if loc and str(loc[0].value) == "Armonk":
+        fixed = x509.Name([x509.NameAttribute(NameOID.LOCALITY_NAME, "Poughkeepsie")
+                           if a.oid == NameOID.LOCALITY_NAME else a for a in subject])  # fmt: skip
+        names += [fixed, _reordered(fixed)]
+    names.append(_reordered(subject))
+    return names
+
+
+def _crls_named(crls: Sequence[x509.CertificateRevocationList], name: x509.Name):
+    key = _canon(name)
+    return [c for c in crls if _canon(c.issuer) == key]
 
 
 # ------------------------------------------------------------------------------------------------ issue
@@ -574,7 +606,7 @@ def verify_host_key_document(
         hkd: the host-key document.
         certs: the IBM Z signing-key certificate and intermediate CA certificates.
         roots: trusted root CA certificates.
-        crls: CRLs of the signing key (required) and of the CAs (optional).
+        crls: CRLs of the signing key and of every CA of the chain, the root's own included (required).
         now: verification time (default: the current time).
 
     Returns:
@@ -598,39 +630,58 @@ def verify_host_key_document(
         if _security_bits(c.public_key()) < 112:
             raise PkiError(f"{c.subject.rfc4514_string()!r}: key weaker than 112-bit security")
 
+    _check_chain_crls(chain, crls, now)
+
     _check_issued(hkd, signer, "host-key document", by_name=False)
     _check_validity(hkd, now, "the host-key document")
     info = _info(hkd, True)
 
-    if not crls:
-        raise PkiError("no CRL given for the IBM Z signing key (--crl); at least one valid CRL is required")
-    signer_crls = 0
-    signer_error: PkiError | None = None
-    for i, crl in enumerate(crls):
-        what = f"CRL {i + 1} ({crl.issuer.rfc4514_string()})"
-        if _same_issuer(crl.issuer, signer.subject):
-            try:  # as s390-tools: a signing-key CRL that does not verify or is outdated is left out
-                _check_crl(crl, signer, now, what)
-            except PkiError as exc:
-                signer_error = exc
-                continue
-            signer_crls += 1
-            if crl.get_revoked_certificate_by_serial_number(hkd.serial_number) is not None:
-                raise PkiError(f"the host-key document (serial {hkd.serial_number:#x}) is revoked")
-            continue
-        issuers = [c for c in chain[1:] if c.subject == crl.issuer]
-        if not issuers:
-            raise PkiError(f"{what}: not issued by the IBM Z signing key or a CA of its chain")
-        _check_crl(crl, issuers[0], now, what)
-        idx = chain.index(issuers[0])
-        child = chain[idx - 1]
-        if crl.get_revoked_certificate_by_serial_number(child.serial_number) is not None:
-            raise PkiError(f"certificate {child.subject.rfc4514_string()!r} is revoked")
-    if not signer_crls:
-        if signer_error is not None:
-            raise signer_error
-        raise PkiError("no valid CRL of the IBM Z signing key; at least one is required")
+    found: list[x509.CertificateRevocationList] = []
+    for name in _signing_crl_names(signer.subject):
+        found = _crls_named(crls, name)
+        if found:
+            break
+    valid = []
+    error: PkiError | None = None
+    for crl in found:
+        try:  # as s390-tools' verify_crl: a signing-key CRL that does not verify or is outdated is left out
+            _check_crl(crl, signer, now, f"CRL of the IBM Z signing key ({crl.issuer.rfc4514_string()})")
+            valid.append(crl)
+        except PkiError as exc:
+            error = error or exc
+    if not valid:
+        if error is not None:
+            raise error
+        raise PkiError("no CRL of the IBM Z signing key given (--crl); at least one valid CRL is required")
+    if any(c.get_revoked_certificate_by_serial_number(hkd.serial_number) is not None for c in valid):
+        raise PkiError(f"the host-key document (serial {hkd.serial_number:#x}) is revoked")
     return info
+
+
+def _check_chain_crls(
+    chain: Sequence[x509.Certificate], crls: Sequence[x509.CertificateRevocationList], now: _dt.datetime
+) -> None:
+    """OpenSSL's CRL_CHECK_ALL over [signing key, intermediates..., root]: each needs a current CRL of its
+    issuer (the root: its own) that does not list it; the first failure, from the signing key up."""
+    for i, cert in enumerate(chain):
+        issuer = chain[i + 1] if i + 1 < len(chain) else cert
+        what = f"certificate {cert.subject.rfc4514_string()!r}"
+        cands = _crls_named(crls, issuer.subject)
+        if not cands:
+            raise PkiError(f"{what}: unable to get certificate CRL (give the CRL of "
+                           f"{issuer.subject.rfc4514_string()!r} with --crl)")  # fmt: skip
+        valid, error = [], None
+        for crl in cands:
+            try:
+                _check_crl(crl, issuer, now, f"{what}: its issuer's CRL")
+                valid.append(crl)
+            except PkiError as exc:
+                error = error or exc
+        if not valid:
+            assert error is not None
+            raise error
+        if any(c.get_revoked_certificate_by_serial_number(cert.serial_number) is not None for c in valid):
+            raise PkiError(f"{what}: certificate revoked")
 
 
 def describe_unverified(hkd: x509.Certificate) -> HostKeyDocumentInfo:
