@@ -122,6 +122,8 @@ def test_live_ibm_genprotimg_takes_zuvs_pki_and_zuv_boots_its_image(tmp_path):
     assert "root-ca.crl" not in " ".join(no_root_crl)
     r = _ibm("genprotimg", "-k", str(HKD), *no_root_crl, "--offline", "-i", str(kernel), "-o", str(tmp_path / "x"))
     assert r.returncode == 1 and "unable to get certificate CRL" in r.stderr
+    req = ["create", "-k", str(HKD), *no_root_crl, "-o", str(tmp_path / "r"), "-a", str(tmp_path / "a")]
+    assert pvattest_main(req) == 1  # zuv refuses the same chain
 
 
 @live
