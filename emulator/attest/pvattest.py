@@ -209,7 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("input_pos", nargs="?", metavar="IN", help="the request (instead of -i)")
     r.add_argument("-o", "--output", action=_Once, help="write the response (exchange format) to FILE")
     r.add_argument("output_pos", nargs="?", metavar="OUT", help="the response file (instead of -o)")
-    r.add_argument("--image", required=True, help="zuv: the SE image whose secure guest performs it")
+    r.add_argument("--image", help="zuv: the SE image whose secure guest performs it")
+    r.add_argument("--guest", metavar="FILE", help="zuv: the booted guest of a guest file (pvsecret add/lock/list)")
     r.add_argument("--machine", default="zuv-demo", help="zuv: bundled machine name or machine directory")
     r.add_argument("-u", "--user-data", action=_Once, help="up to 256 bytes of user data from FILE")
     r.add_argument("--evidence", help="zuv: also write the Ultravisor's signed evidence to FILE")
@@ -252,6 +253,8 @@ def _check_rules(a: argparse.Namespace) -> None:
         check_certificate_rules(a)
     elif a.command == "perform":
         io_path(a, "input"), io_path(a, "output")
+        if a.image is None and a.guest is None:
+            raise _UsageError("zuv: the guest that performs it: --image IMAGE (a fresh guest) or --guest FILE")
     elif a.command == "check":
         io_path(a, "input"), io_path(a, "output")
         if a.host_key_check and not a.hkds:
@@ -283,10 +286,19 @@ def _perform(a: argparse.Namespace) -> int:
     user = read_file(a.user_data, "user data") if a.user_data else b""
     if len(user) > A.USER_DATA_MAX:
         raise ToolError(f"user data has {len(user)} bytes, at most 256 are allowed")
-    try:
-        g = LocalSecureGuest(a.machine, read_file(a.image, "SE image"), seed=a.seed)
-    except Exception as exc:  # noqa: BLE001 - UvCallError, image errors: the machine refused the image
-        raise ToolError(f"cannot start {a.image} on {a.machine}: {exc}") from None
+    if a.guest is not None:  # a booted guest (its secret store as pvsecret add/lock left it)
+        from emulator.attest.pvsecret_guest import GuestFileError, open_guest
+
+        try:
+            g = open_guest(a.guest, a.image, a.machine, a.seed).guest
+        except GuestFileError as exc:
+            raise ToolError(str(exc)) from None
+        assert g is not None
+    else:
+        try:
+            g = LocalSecureGuest(a.machine, read_file(a.image, "SE image"), seed=a.seed)
+        except Exception as exc:  # noqa: BLE001 - UvCallError, image errors: the machine refused the image
+            raise ToolError(f"cannot start {a.image} on {a.machine}: {exc}") from None
     try:
         out, evidence = g.attest(ex, user, evidence=bool(a.evidence))
     except UltravisorRefused as exc:

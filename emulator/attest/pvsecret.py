@@ -20,7 +20,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
+from emulator.attest import pvsecret_guest as G
 from emulator.attest import userdata
+from emulator.attest.local import UltravisorRefused
 from emulator.attest.pvattest import (
     EXIT_USAGE,
     ToolError,
@@ -161,9 +163,33 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", action=_Once, help="write the user data to FILE (default: stdout)")
     v.add_argument("output_pos", nargs="?", metavar="OUTPUT", help="the user data file (instead of -o)")
 
+    ad = sub.add_parser("add", help="submit an add-secret request to the Ultravisor (as the guest)")
+    ad.add_argument("-i", "--input", action=_Once, help="the request ('-': stdin)")
+    ad.add_argument("input_pos", nargs="?", metavar="INPUT", help="the request (instead of -i)")
+    ad.add_argument("-f", "--force", action="store_true", help="add even if a secret with that ID is stored")
+    lk = sub.add_parser("lock", help="lock the secret store (as the guest)")
+    ls = sub.add_parser("list", help="list the Ultravisor's secrets of the guest")
+    ls.add_argument("-o", "--output", action=_Once, help="store the list in FILE (default: stdout)")
+    ls.add_argument("output_pos", nargs="?", metavar="OUTPUT", help="the list file (instead of -o)")
+    ls.add_argument("--format", choices=("human", "yaml", "bin"), default="human")
+    rt = sub.add_parser("retrieve", aliases=["retr"], help="retrieve a secret from the UV secret store")
+    rt.add_argument("-i", "--input", action=_Once, metavar="ID", help="the secret: see --inform")
+    rt.add_argument("input_pos", nargs="?", metavar="INPUT", help="the secret (instead of -i)")
+    rt.add_argument("-o", "--output", action=_Once, help="write the secret to FILE (default: stdout)")
+    rt.add_argument("output_pos", nargs="?", metavar="OUTPUT", help="the secret file (instead of -o)")
+    rt.add_argument("--inform", choices=("yaml", "hex", "name", "idx"), default="yaml",
+                    help="the input is NAME.yaml from create, a hex ID, a name, or an index")
+    rt.add_argument("--outform", choices=("pem", "bin"), default="pem")
+    for q in (ad, lk, ls, rt):
+        q.add_argument("--guest", required=True, metavar="FILE",
+                       help="zuv: the secure guest's file (created by the first command with --image)")
+        q.add_argument("--image", help="zuv: boot this SE image as a new guest into --guest FILE")
+        q.add_argument("--machine", default="zuv-demo", help="zuv: bundled machine name or directory (with --image)")
+        q.add_argument("--seed", type=int, help="zuv: seed of the Ultravisor's randomness (with --image)")
+
     i = sub.add_parser("info", help="zuv: show an add-secret request's plaintext fields")
     i.add_argument("input")
-    for q in (c, v, i):
+    for q in (c, v, i, ad, lk, ls, rt):
         add_verbosity_options(q)
     return p
 
@@ -176,9 +202,29 @@ def _check_rules(a: argparse.Namespace) -> None:
                 raise _UsageError(f"Secret output file and the secret name '{a.name}.yaml' are the same.")
             if a.output == f"{a.name}.yaml":
                 raise _UsageError(f"output file and the secret name '{a.output}' are the same.")
-    elif a.command == "verify":
-        io_path(a, "input")
-        io_path(a, "output", required=False)
+    elif a.command in ("verify", "list", "retrieve", "retr", "add"):
+        if a.command != "list":
+            io_path(a, "input")
+        if a.command != "add":
+            io_path(a, "output", required=False)
+    if a.command in ("add", "lock", "list", "retrieve", "retr") and a.image is None and a.seed is not None:
+        raise _UsageError("the argument '--seed' requires '--image'")
+
+
+def _add(a: argparse.Namespace) -> int:
+    inp = io_path(a, "input")
+    assert inp is not None
+    return G.cmd_add(a, _read_input(inp, "add-secret request"), a.force)
+
+
+def _list(a: argparse.Namespace) -> int:
+    return G.cmd_list(a, io_path(a, "output", required=False) or "-", a.format)
+
+
+def _retrieve(a: argparse.Namespace) -> int:
+    inp = io_path(a, "input")
+    assert inp is not None
+    return G.cmd_retrieve(a, inp, a.inform, io_path(a, "output", required=False) or "-", a.outform)
 
 
 def _read_input(path: str, what: str) -> bytes:
@@ -250,13 +296,7 @@ def _create(a: argparse.Namespace) -> int:
     return 0
 
 
-#: s390-tools' names of the retrievable secret types (pv_core RetrievableSecret's Display)
-_RETR_NAMES = {
-    0x03: "PLAINTEXT", 0x04: "AES-128-KEY", 0x05: "AES-192-KEY", 0x06: "AES-256-KEY",
-    0x07: "AES-XTS-128-KEY", 0x08: "AES-XTS-256-KEY", 0x09: "HMAC-SHA-256-KEY", 0x0A: "HMAC-SHA-512-KEY",
-    0x11: "EC-SECP256R1-PRIVATE-KEY", 0x12: "EC-SECP384R1-PRIVATE-KEY", 0x13: "EC-SECP521R1-PRIVATE-KEY", 0x14: "EC-ED25519-PRIVATE-KEY",
-    0x15: "EC-ED448-PRIVATE-KEY",
-}
+_RETR_NAMES = G.RETR_NAMES
 
 
 def secret_info_yaml(name: str, stype: int, sid: bytes) -> str:
@@ -299,7 +339,7 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def pvsecret_main(argv: Sequence[str] | None = None) -> int:
-    """``pvsecret create|verify|info``: exit 0 ok, 1 every error (usage errors
+    """``pvsecret create|verify|add|lock|list|retrieve|info``: exit 0 ok, 1 every error (usage errors
     included, as s390-tools 2.43's pvsecret)."""
     try:
         a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -309,7 +349,8 @@ def pvsecret_main(argv: Sequence[str] | None = None) -> int:
         if a.command is None:
             raise _UsageError("a subcommand is required: create, add, lock, list, verify or retrieve")
         _check_rules(a)
-        commands = {"create": _create, "verify": _verify, "info": _info}
+        commands = {"create": _create, "verify": _verify, "info": _info, "add": _add, "lock": G.cmd_lock,
+                    "list": _list, "retrieve": _retrieve, "retr": _retrieve}
         return commands[a.command](a)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -317,7 +358,7 @@ def pvsecret_main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pvsecret: error: {exc}\n")
         return EXIT_USAGE
     except (ToolError, A.RequestFormatError, MachineIdentityError, pki.PkiFormatError, CryptoError,
-            userdata.UserDataError) as exc:  # fmt: skip
+            userdata.UserDataError, G.GuestFileError, UltravisorRefused) as exc:  # fmt: skip
         sys.stderr.write(f"pvsecret: error: {exc}\n")
         return 1
     except pki.PkiError as exc:
