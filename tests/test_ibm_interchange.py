@@ -141,3 +141,42 @@ def test_live_ibm_pvattest_verifies_zuv_and_pvextract_hdr_reads_zuv_images(tmp_p
     r = _ibm("pvattest", "verify", "-i", str(resp), "--hdr", str(HDR), "-a", str(arpk))
     assert r.returncode == 2 and "not equal" in r.stderr  # another image: a mismatch, 2 as zuv's
     assert pvattest_main(["verify", "-i", str(resp), "--hdr", str(HDR), "-a", str(arpk)]) == 2
+
+
+def test_secrets_for_the_ibm_image_reach_its_guest(tmp_path, capsys):
+    """An add-secret request made for the header IBM's pvextract-hdr extracted is added to the guest booted
+    from IBM's image, and the guest retrieves the secret."""
+    from emulator.attest.pvsecret import pvsecret_main
+
+    (tmp_path / "key").write_bytes(bytes(range(32, 64)))
+    rc = pvsecret_main(["create", "-k", str(HKD), *CHAIN, "--hdr", str(HDR), "-o", str(tmp_path / "req"),
+                        "retrievable", "ibm image key", "--secret", str(tmp_path / "key"), "--type", "aes"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    guest = ["--guest", str(tmp_path / "g.json")]
+    assert pvsecret_main(["add", str(tmp_path / "req"), *guest, "--image", str(IMAGE), "--seed", "2"]) == 0
+    assert pvsecret_main(["retrieve", str(tmp_path / "ibm_image_key.yaml"), str(tmp_path / "out"), *guest,
+                          "--outform", "bin"]) == 0  # fmt: skip
+    assert (tmp_path / "out").read_bytes() == bytes(range(32, 64))
+
+
+@live
+def test_live_ibm_image_with_cck_ramdisk_and_parmfile_takes_zuvs_extension_secret(tmp_path):
+    from emulator.attest.pvsecret import pvsecret_main
+    from emulator.image.pvimg import load_kernel
+
+    d = tmp_path
+    (d / "kernel").write_bytes(load_kernel(DEMO_KERNEL.read_bytes())[0])
+    (d / "cck").write_bytes(bytes(range(100, 132)))
+    (d / "parm").write_text("console=ttyS0 quiet\n")
+    (d / "rd").write_bytes(bytes(5000))
+    r = _ibm("genprotimg", "-k", str(HKD), *CHAIN, "--offline", "-i", str(d / "kernel"), "-r", str(d / "rd"),
+             "-p", str(d / "parm"), "--comm-key", str(d / "cck"), "--enable-cck-extension-secret", "--enable-dump",
+             "-o", str(d / "ibm.se"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = boot(SecureHost("zuv-demo", seed=1), d / "ibm.se", time_limit=60)
+    assert res.failure is None and "secret intact: yes" in res.console.decode()
+    base = ["create", "-k", str(HKD), *CHAIN, "--hdr", str(d / "ibm.se")]
+    assert pvsecret_main([*base, "--cck", str(d / "cck"), "-o", str(d / "ok"), "meta"]) == 0
+    assert pvsecret_main([*base, "-o", str(d / "no"), "meta"]) == 0
+    assert pvsecret_main(["add", str(d / "ok"), "--guest", str(d / "g1"), "--image", str(d / "ibm.se")]) == 0
+    assert pvsecret_main(["add", str(d / "no"), "--guest", str(d / "g2"), "--image", str(d / "ibm.se")]) == 1
