@@ -365,7 +365,8 @@ def _verify(a: argparse.Namespace) -> int:
             additional=ex.additional or b"", **kw,
         )  # fmt: skip
     except AttestationMismatch as m:
-        _err("pvattest", f"Attestation measurement verification failed: {m.field}: {m.reason}")
+        _err("pvattest", "Attestation measurement verification failed. Calculated and received attestation "
+                         f"measurement are not equal. ({m.field}: {m.reason})")  # fmt: skip
         return EXIT_MISMATCH
     _err("pvattest", "Attestation measurement verified" + (" (with signed evidence)" if a.evidence else ""))
     result: dict[str, Any] = {"cuid": "0x" + res.cuid.hex()}
@@ -378,14 +379,14 @@ def _verify(a: argparse.Namespace) -> int:
         ev = res.evidence
         result["evidence"] = {"machine": ev.machine, "host_key_hash": "0x" + ev.host_key_hash.hex()}
     text = json.dumps(result, indent=2) + "\n" if a.format == "json" else _yaml(result)
-    sys.stderr.write(text)
+    sys.stderr.write(_result_display(ex, res.additional))
     if a.output:
         write_file(a.output, text.encode(), "result")
     if a.user_data:
         if ex.user:
             write_file(a.user_data, ex.user, "user data")
         else:
-            _err("pvattest", "WARNING: the response contains no user data")
+            _err("pvattest", "Location for `user-data` specified, but respose does not contain any user-data")
     return EXIT_OK
 
 
@@ -500,6 +501,22 @@ def check_result_yaml(result: dict[str, Any]) -> str:
     for k, v in result.items():
         emit(k, v, "")
     return "\n".join(lines) + "\n"
+
+
+_ADD_TITLES = {"image_phkh": "Image PHKH", "attestation_phkh": "Attestation PHKH",
+               "secret_store_hash": "Secret store hash", "firmware_state": "Firmware state",
+               "unrecognized": "Unrecognized"}  # fmt: skip
+
+
+def _result_display(ex: A.Exchange, fields: dict[str, bytes]) -> str:
+    """What pvattest verify prints after 'Attestation measurement verified' (its AttestationResult's Display)."""
+    out = f"Config UID:\n0x{(ex.cuid or b'').hex()}\n"
+    if ex.additional:
+        out += f"Additional-data:\n0x{ex.additional.hex()}\nAdditional-data content:\n"
+        out += "".join(f"{_ADD_TITLES[k]}\n0x{v.hex()}\n" for k, v in fields.items() if k in _ADD_TITLES) + "\n"
+    if ex.user:
+        out += f"user-data:\n0x{ex.user.hex()}\n"
+    return out + "\n"
 
 
 def pvattest_main(argv: Sequence[str] | None = None) -> int:
