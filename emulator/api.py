@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.api_debug import Breakpoint, DebugCapability, DebugCapabilityRequired, Event, GuestDebugging
+from emulator.api_attest import ATTEST_IMAGE, AttestOutcome, RelyingParty
 from emulator.api_debug import SecureRegisters, elf_symbols
 from emulator.console.providers import PageInfo
 from emulator.errors import EmulatorError, HypervisorError, SecureStorageAccess
@@ -102,8 +103,6 @@ logging.getLogger("zuv").addHandler(logging.NullHandler())
 
 #: The line the bundled demo guest prints when a host may try its secret page.
 SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
-#: The bundled attestation demo image (``guests/attest_demo``).
-ATTEST_IMAGE: Final = DEMO_IMAGE.with_name("attest_demo.se")
 _MIB: Final = 1 << 20
 
 
@@ -187,18 +186,6 @@ class UvLogEntry:
     def __str__(self) -> str:
         return (f"#{self.seq} {self.caller}: {self.name} ({self.code:#06x}) cc {self.cc} rc {self.rc:#06x} "
                 f"rrc {self.rrc:#06x}")
-
-
-@dataclass(frozen=True)
-class AttestOutcome:
-    """One boot of the attestation demo guest: its console, whether it got its key, the verifier's refusal."""
-
-    console: bytes
-    unlocked: bool
-    refused_field: str | None
-    refused_reason: str | None
-    sent: dict[str, Any] | None  # what the (untrusted) relay sent the verifier
-    answer: dict[str, Any] | None  # what the verifier answered (secrets as add-secret requests)
 
 
 class Host:
@@ -767,55 +754,3 @@ def _pages(addr: int, length: int) -> Iterator[tuple[int, int]]:
         n = min(end, (addr | 0xFFF) + 1) - addr
         yield addr, n
         addr += n
-
-
-class RelyingParty:
-    """The attestation demo's relying party (``zuv verifier``'s demo policy, on loopback) and the demo guest
-    (``guests/attest_demo``) booted on zuv-demo, the host playing the untrusted relay between them.
-
-    Args:
-        image: the reference SE image whose measurement the verifier expects (default ``ATTEST_IMAGE``).
-
-    Example::
-
-        >>> from emulator.api import RelyingParty
-        >>> with RelyingParty() as rp:
-        ...     first = rp.boot()
-        ...     again = rp.boot("replay", replay=first.sent)
-        >>> first.unlocked, again.unlocked, again.refused_field
-        (True, False, 'nonce')
-    """
-
-    def __init__(self, image: str | Path | None = None) -> None:
-        from emulator.attest.client import VerifierClient
-        from emulator.attest.demo import demo_policy
-        from emulator.attest.verifier import Verifier, VerifierService
-
-        self.reference = Path(image).read_bytes() if image is not None else ATTEST_IMAGE.read_bytes()
-        self._svc = VerifierService(Verifier(demo_policy(self.reference)), port=0)
-        self._svc.__enter__()
-        self._client = VerifierClient(self._svc.url)
-
-    def __enter__(self) -> RelyingParty:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the verifier service."""
-        self._svc.__exit__(None, None, None)
-
-    def boot(self, mode: str = "honest", *, replay: dict[str, Any] | None = None, image: bytes | None = None,
-             time_limit: float = 60.0) -> AttestOutcome:  # fmt: skip
-        """Boot the attestation guest once. ``mode``: ``honest``; ``stale-nonce`` (the guest gets an earlier
-        challenge's request, the answer goes out with a newer challenge's fields); ``replay`` (the relay
-        sends ``replay``, an earlier ``AttestOutcome.sent``, instead of the guest's answer). ``image``: the
-        SE image to boot (default: the reference)."""
-        from emulator.attest.demo import Relay, run_guest
-
-        relay = Relay(self._client, mode, replay_body=replay)
-        r = run_guest(relay, image if image is not None else self.reference, time_limit=time_limit)
-        ref = relay.refusal
-        return AttestOutcome(r.console, r.unlocked, ref.field if ref else None, ref.reason if ref else None,
-                             relay.sent, relay.answer)  # fmt: skip

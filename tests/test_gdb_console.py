@@ -151,3 +151,44 @@ def test_gdb_multiarch_on_zuv_console_on_the_secure_demo(tmp_path: Path, debug: 
     # the console took the machine back and ran the demo on
     assert "gdb session ended (exit code 0); the console has the machine: CPU 0 operating at 0x10836" in out
     assert "breakpoint 1: UVC 0x1000 Set Shared Access" in out.split("(zuv) status", 1)[1]
+
+
+def test_a_session_opened_with_the_capability_serves_the_owner_view_and_ctrl_c_ends_the_wait() -> None:
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)
+    execute(s, "break uvc set_shared_access")
+    execute(s, "continue")
+    c, t, box = _serve(s)  # no debug_secure argument: the session's grant decides
+    assert bytes.fromhex(c.ask(f"m{SECRET:x},1e")) == SECRET_TEXT
+    c.raw(frame(b"D"))
+    assert c.reply() == "OK"
+    t.join(30)
+    # waiting for a gdb that never comes: the console's stop (Ctrl-C) ends the wait
+    port = _free_port()
+    box2: dict[str, str] = {}
+    t2 = threading.Thread(target=lambda: box2.setdefault("line", serve_gdb(s, str(port), log=lambda _l: None)),
+                          daemon=True)  # fmt: skip
+    t2.start()
+    time.sleep(0.3)
+    s.stop("interrupted (Ctrl-C)")
+    t2.join(10)
+    assert not t2.is_alive() and box2["line"].startswith("no gdb attached")
+    assert "operating" in execute(s, "status").plain()  # the console goes on
+
+
+def test_zuv_console_gdb_option_serves_gdb_before_the_script(tmp_path: Path) -> None:
+    port = _free_port()
+    script = tmp_path / "s.zuv"
+    script.write_text("regs\ncontinue\n")
+    zuv = subprocess.Popen([sys.executable, "-m", "emulator.cli", "console", "--gdb", f"tcp::{port}",
+                            "--script", str(script), str(HELLO)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    try:
+        c = Client(port)
+        assert c.ask(f"Z0,{MAIN:x},2") == "OK" and c.ask("c") == "T05thread:1;"
+        c.raw(frame(b"D"))
+        assert c.reply() == "OK"
+        out, err = zuv.communicate(timeout=60)
+    finally:
+        zuv.kill()
+    assert "gdb session ended (exit code 0); the console has the machine: CPU 0 operating at 0x10800" in err
+    assert "(zuv) regs" in out and "Hello from a bare-metal s390x guest" in out and zuv.returncode == 0

@@ -40,6 +40,7 @@ def open_session(
     attack: bool = True,
     symbols: str | None = None,
     devices: Sequence[str] = (),
+    debug_secure: bool = False,
 ) -> object:
     """A ``Session`` on a new machine with ``program`` loaded (the Python entry point of the console).
 
@@ -47,6 +48,8 @@ def open_session(
     random numbers (``deterministic`` alone uses seed 0), ``attack`` lets the hypervisor try to read the demo's
     secret page, ``symbols`` names an ELF whose symbols apply to the guest (the bundled demo's by default).
     ``devices`` are channel-attached devices as ``zuv run --device`` takes them (plain machines only).
+    ``debug_secure`` gives the session's GDB stub the machine's debug capability (``zuv console
+    --debug-secure``: the owner view of a secure guest, an emulator privilege; default: the host view).
 
     Raises:
         EmulatorError: a bad size, CPU count, program or machine (the message is one line).
@@ -64,13 +67,21 @@ def open_session(
             raise MachineError("--device and --drive are for plain machines, not SE images")
         sm = open_secure_machine(path, memory=memory, cpus=cpus, deterministic=deterministic, machine=machine,
                                  seed=seed, attack=attack, symbols=symbols)  # fmt: skip
-        return Session(sm, sm.program, view=view)  # type: ignore[attr-defined]
+        return _granted(Session(sm, sm.program, view=view), debug_secure)  # type: ignore[attr-defined]
     m = Machine(_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
                 uv_machine=machine, uv_seed=seed)  # fmt: skip
     for spec in devices:
         m.add_device(spec)
     prog = m.load(path, append)
-    return Session(m, prog, view=view)
+    return _granted(Session(m, prog, view=view), debug_secure)
+
+
+def _granted(session: object, debug_secure: bool) -> object:
+    if debug_secure:
+        from emulator.console.gdbserve import grant_debug_secure
+
+        grant_debug_secure(session)  # type: ignore[arg-type]
+    return session
 
 
 def open_secure_machine(
@@ -160,6 +171,7 @@ def _session(args: argparse.Namespace) -> object:
         level=args.level, append=args.append, view=args.view, ultravisor=args.ultravisor,
         machine=args.machine, seed=args.seed, attack=not args.no_attack, symbols=args.symbols,
         devices=[*args.device, *(f"virtio-blk-ccw,file={d}" for d in args.drive)],
+        debug_secure=args.debug_secure,
     )  # fmt: skip
 
 
@@ -173,10 +185,6 @@ def cmd_console(args: argparse.Namespace) -> int:
     except ConsoleError as e:
         print(f"zuv: {e}", file=sys.stderr)
         return 2
-    if args.debug_secure:
-        from emulator.console.gdbserve import grant_debug_secure
-
-        grant_debug_secure(session)  # type: ignore[arg-type]
     if args.gdb is not None or args.gdb_default:
         from emulator.console.gdbserve import serve_gdb
         from emulator.interrupt import run_interruptible

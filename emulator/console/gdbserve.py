@@ -201,6 +201,8 @@ def serve_gdb(session: Session, endpoint: str, *, debug_secure: bool | None = No
                 session.enable_breakpoint(n, on)
         session._take_hits()  # noqa: SLF001 - hits of the console's observers while GDB ran are not stops
         session.discard_stop()
+    if not stub.attached:
+        return "no gdb attached (stopped waiting); the console has the machine"
     cpu = session.cpu
     where = f"CPU {cpu.address} {cpu.state}" + (f" at {cpu.pc:#x}" if cpu.state == "operating" else "")
     return f"gdb session ended (exit code {code}); the console has the machine: {where}"

@@ -182,6 +182,8 @@ class GdbStub:
         self._stopped_cpu = self._g
         self._result: RunResult | None = None
         self._done: int | None = None
+        #: True once GDB connected
+        self.attached = False
         self._no_ack = False
         self._wake_r, self._wake_w = os.pipe()  # a finished run wakes the wait on the connection
 
@@ -221,6 +223,7 @@ class GdbStub:
                 self._log("no gdb attached: cancelled")
                 return 0
         self._conn, peer = self._sock.accept()
+        self.attached = True
         self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._log(f"gdb attached from {peer[0]}:{peer[1]}")
         if runner is not None:
