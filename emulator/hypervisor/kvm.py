@@ -18,9 +18,9 @@ import ctypes
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
+from emulator.errors import HypervisorError, ProgramException
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import (
     CHECK_STOP,
@@ -34,11 +34,10 @@ from emulator.hw.cpu import (
     Cpu,
     Insn,
 )
-from emulator.hw.diag import release_ranges
-from emulator.hw.memory import PAGE_SIZE, HostView, PhysicalMemory
+from emulator.hw.memory import PAGE_SIZE, PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
-from emulator.hw.sclp import CpuSccb, Sclp
-from emulator.hw.sysinfo import MachineInfo, facility_list, stsi
+from emulator.hw.sclp import Sclp
+from emulator.hw.sysinfo import MachineInfo, facility_list
 from emulator.hw.tod import TodClock
 from emulator.hypervisor.sie import (
     CPUSTAT_STOPPED,
@@ -54,147 +53,16 @@ from emulator.hypervisor.sie import (
 if TYPE_CHECKING:
     from emulator.hypervisor.pv import ProtectFailure, PvHost, PvVm
     from firmware.uv_codes import UvCommand
+from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
+from emulator.hypervisor.intercepts import _HANDLERS
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
-
-MIB: Final = 1 << 20
 SLICE: Final = 20_000
 #: SIE exits that are a debugger's stops (``SieExit.reason`` with no interception code): the guest did not
 #: move; the run loop halts so the debugger can look (``Vm.debug_stop``).
 DEBUG_EXITS: Final = frozenset({"breakpoint", "watch", "filtered"})
 #: ``listener(vm, vcpu, exit)``: told about every SIE exit before the hypervisor handles it.
 ExitListener = Callable[["Vm", "Vcpu", SieExit], None]
-#: Host memory the hypervisor keeps for itself (its "kernel": lowcore, SIE pages, SIDAs) below the VMs.
-HOST_RESERVED: Final = 16 * MIB
-
-
-class HostAllocator:
-    """Host absolute storage handed out by the hypervisor: 1 MiB-aligned guest slots and single pages.
-
-    Pages for SIE pages, SIDAs and Ultravisor donations come from the reserved low area first and then
-    from free 1 MiB blocks; guest slots take the lowest free range of whole MiB above the reserved area.
-    """
-
-    def __init__(self, size: int, reserved: int = HOST_RESERVED) -> None:
-        if size < reserved + MIB:
-            raise HypervisorError(f"host memory of {size >> 20} MiB leaves no room for guests")
-        self.size = size
-        self._free_pages = list(range(reserved - PAGE_SIZE, 0x10000 - PAGE_SIZE, -PAGE_SIZE))
-        self._ranges: list[tuple[int, int]] = [(reserved, size - reserved)]  # free (start, length), 1 MiB units
-
-    def alloc_range(self, length: int, align: int = MIB, below: int | None = None, above: int = 0) -> int:
-        """Take ``length`` bytes (rounded up to 1 MiB) at an ``align``-aligned address; returns it."""
-        length = (length + MIB - 1) & ~(MIB - 1)
-        for i, (start, n) in enumerate(self._ranges):
-            base = max((start + align - 1) & ~(align - 1), (above + align - 1) & ~(align - 1))
-            if base + length <= start + n and (below is None or base + length <= below):
-                pieces = []
-                if base > start:
-                    pieces.append((start, base - start))
-                if base + length < start + n:
-                    pieces.append((base + length, start + n - base - length))
-                self._ranges[i : i + 1] = pieces
-                return base
-        where = f" at or above {above:#x}" if above else ""
-        if below is not None:
-            where += f" ending at or below {below:#x}"
-        raise HypervisorError(
-            f"host memory exhausted: no free {length >> 20} MiB{where} (host memory {self.size >> 20} MiB)"
-        )
-
-    def free_range(self, start: int, length: int) -> None:
-        """Give a range back."""
-        length = (length + MIB - 1) & ~(MIB - 1)
-        self._ranges.append((start, length))
-        self._ranges.sort()
-        merged: list[tuple[int, int]] = []
-        for s, n in self._ranges:
-            if merged and merged[-1][0] + merged[-1][1] == s:
-                merged[-1] = (merged[-1][0], merged[-1][1] + n)
-            else:
-                merged.append((s, n))
-        self._ranges = merged
-
-    def alloc_page(self) -> int:
-        """One 4 KiB host page."""
-        if not self._free_pages:
-            block = self.alloc_range(MIB)
-            self._free_pages = list(range(block + MIB - PAGE_SIZE, block - PAGE_SIZE, -PAGE_SIZE))
-        return self._free_pages.pop()
-
-    def free_page(self, addr: int) -> None:
-        """Give a page back."""
-        self._free_pages.append(addr)
-
-
-class GuestWindow:
-    """A guest's absolute storage seen by the host: guest address A is host address ``mso + A``.
-
-    This is how the loader and the device models touch guest memory. Every access goes through the
-    host view, so a secure page raises PGM 0x3D; ``on_secure`` (set for secure guests) then makes the
-    page accessible the way Linux's ``arch_make_folio_accessible`` does (export through the Ultravisor)
-    and the access is retried once. The loader interface (``size``, ``write``, ``fill``, ``read_u64``)
-    matches ``PhysicalMemory``'s so ``emulator.machine.loader`` can load programs into a VM.
-    """
-
-    def __init__(self, host: HostView, mso: int, size: int) -> None:
-        self._host = host
-        self.mso = mso
-        self.size = size
-        self.on_secure: Callable[[SecureStorageAccess], None] | None = None
-        #: Host touches that hit a secure page (each one a PGM 0x3D the host took): (guest address, store?).
-        self.trapped: list[tuple[int, bool]] = []
-
-    def _check(self, addr: int, length: int) -> None:
-        if addr < 0 or length < 0 or addr + length > self.size:
-            raise HypervisorError(f"guest range {addr:#x}+{length:#x} is outside guest memory ({self.size:#x})")
-
-    def _retry(self, fn: Callable[[], bytes | None]) -> bytes | None:
-        try:
-            return fn()
-        except SecureStorageAccess as e:
-            self.trapped.append((e.addr - self.mso, e.write))
-            if self.on_secure is None:
-                raise
-            self.on_secure(e)
-            return fn()
-
-    def read(self, addr: int, length: int) -> bytes:
-        """Read guest absolute storage as the host (secure pages: trapped, exported, then read)."""
-        self._check(addr, length)
-        out = self._retry(lambda: self._host.read(self.mso + addr, length))
-        assert out is not None
-        return out
-
-    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
-        """Write guest absolute storage as the host (secure pages: trapped, exported, then written)."""
-        self._check(addr, len(data))
-        self._retry(lambda: self._host.write(self.mso + addr, data))
-
-    def load_file(self, addr: int, f: BinaryIO, length: int) -> int:
-        """Read up to ``length`` bytes of a binary file straight into guest storage at ``addr`` (the loader's
-        path for big images); returns the bytes read. Secure pages: trapped, exported, then loaded."""
-        self._check(addr, length)
-        pos = f.tell()
-
-        def load() -> int:
-            f.seek(pos)
-            return self._host.load_file(self.mso + addr, f, length)
-
-        done = self._retry(load)  # type: ignore[arg-type]
-        return int(done or 0)
-
-    def fill(self, addr: int, length: int, byte: int = 0) -> None:
-        """Set a guest range to one byte value."""
-        self.write(addr, bytes([byte]) * length)
-
-    def read_u64(self, addr: int) -> int:
-        """Read a big-endian doubleword of guest storage."""
-        return int.from_bytes(self.read(addr, 8), "big")
-
-    def write_u64(self, addr: int, value: int) -> None:
-        """Write a big-endian doubleword of guest storage."""
-        self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big"))
 
 
 class Device(Protocol):
@@ -587,112 +455,6 @@ class Vm:
             self.pv.disable()
         self.hv.destroy_vm(self)
         self.destroyed = True
-
-
-# -- intercepted instructions (normal guests; secure guests come through emulator.hypervisor.pv) ---------
-
-
-def _servc(vm: Vm, v: Vcpu, insn: Insn) -> None:
-    cpu = v.cpu
-    if "service" in cpu.ext_pending:
-        v.set_cc(2)  # busy until the pending service signal was taken
-        return
-    command = cpu.gpr(insn.r1) & 0xFFFFFFFF
-    sccb = cpu.gpr(insn.r2)
-    res = vm.sclp.service_call(CpuSccb(cpu, vm.memory_size), command, sccb)
-    cpu.ext_pending["service"] = res.ext_param
-    v.set_cc(0)
-
-
-def _stsi(vm: Vm, v: Vcpu, insn: Insn) -> None:
-    cpu = v.cpu
-    r0, r1 = cpu.gpr(0), cpu.gpr(1)
-    fc = (r0 >> 28) & 0xF
-    addr = insn.address()
-    if fc not in (0, 15) and addr & 0xFFF:
-        raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
-    cc, new_r0, block = stsi(vm.hv.info, 3, r0, r1, len(vm.vcpus))
-    if block is not None:
-        cpu.write_virtual(addr, block)
-    if new_r0 is not None:
-        cpu.set_gpr(0, new_r0)
-    v.set_cc(cc)
-
-
-def _sigp(vm: Vm, v: Vcpu, insn: Insn) -> None:
-    cpu = v.cpu
-    order = insn.address() & 0xFF
-    param = cpu.gpr(insn.r1 | 1)
-    target = cpu.gpr(insn.r3) & 0xFFFF
-    cc, status = vm.hv.sigp(vm, v, order, target, param)
-    if status is not None:
-        cpu.set_gpr(insn.r1, (cpu.gpr(insn.r1) & ~0xFFFFFFFF) | status)
-    v.set_cc(cc)
-
-
-def _diag(vm: Vm, v: Vcpu, insn: Insn) -> None:
-    cpu = v.cpu
-    code = insn.address() & 0xFFFF
-    if code in (0x44, 0x9C, 0x288):
-        return
-    if code == 0x10:  # release pages: the guest's storage reads zero there afterwards
-        for lo, hi in release_ranges(cpu.gpr(insn.r1), cpu.gpr(insn.r3), cpu.prefix):
-            if lo < vm.memory_size:
-                vm.memory.fill(lo, min(hi, vm.memory_size) - lo)
-        return
-    if code == 0x500:
-        cpu.set_gpr(2, vm.hv.virtio_notify(vm, cpu.gpr(1), cpu.gpr(2), cpu.gpr(3), cpu.gpr(4)))
-        return
-    if code == 0x308:
-        vm.hv.diag308(vm, v, insn.r1, cpu.gpr(insn.r1), cpu.gpr(insn.r1 + 1 & 15), cpu.gpr(insn.r3))
-        return
-    raise ProgramException(0x06, why=f"DIAGNOSE code {code:#x} is not supported")
-
-
-def _uvc(vm: Vm, v: Vcpu, insn: Insn) -> None:
-    raise ProgramException(0x01, why="the Ultravisor-call facility is not offered to normal guests")
-
-
-def _sie(vm: Vm, v: Vcpu, insn: Insn) -> None:
-    raise ProgramException(0x01, why="SIE is not available to a guest (no nested virtualisation)")
-
-
-def _channel(vm: Vm, v: Vcpu, insn: Insn) -> None:
-    cpu = v.cpu
-    name = insn.name
-    if name == "TPI":
-        v.set_cc(0)
-    elif name == "STCRW":
-        cpu.write_virtual(insn.address(), bytes(4))
-        v.set_cc(1)
-    elif name in ("SAL", "SCHM"):
-        pass
-    elif name in ("CHSC", "RCHP"):
-        v.set_cc(3)
-    else:
-        sid = cpu.gpr(1) & 0xFFFFFFFF
-        if sid >> 16 != 0x0001:
-            raise ProgramException(0x15, why=f"subsystem id {sid:#x} is not a subchannel id")
-        v.set_cc(3)  # no subchannels: not operational
-
-
-_Handler = Callable[[Vm, Vcpu, Insn], None]
-_HANDLERS: Final[dict[str, _Handler]] = {
-    "SERVC": _servc,
-    "STSI": _stsi,
-    "SIGP": _sigp,
-    "DIAG": _diag,
-    "UVC": _uvc,
-    "SIE": _sie,
-    **{
-        n: _channel
-        for n in (
-            "CSCH", "HSCH", "MSCH", "SSCH", "STSCH", "TSCH", "TPI", "SAL", "RSCH", "STCRW", "STCPS", "RCHP",
-            "SCHM", "CHSC", "XSCH",
-        )
-    },  # fmt: skip
-}
-
 
 class Hypervisor:
     """The KVM-like hypervisor of one host: its memory allocator, the SIE engine and the VMs.
