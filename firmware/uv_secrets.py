@@ -10,7 +10,13 @@ Add Secret checks, in this order (spec 10.5 lists the codes; the order and the r
     0x0108 no host key opens it, or the tag does not authenticate
     0x0101 not allowed: rrc 1 image (PLD/ALD/TLD/tag) differs, 2 CUID differs, 3 extension secret differs,
            4 CCK update not enabled by the SE header (SCF bit 2)
-    0x010C unable to add: a secret with this ID exists     0x010B store full (Query max_*_secrets)
+    0x010B store full (Query max_*_secrets)
+
+A secret whose ID is in the store already is added beside it with its own index, as the real Ultravisor
+does: s390-tools' pvsecret refuses such a request in the tool only (commit "pvsecret: Deny adding secrets
+with preexisting IDs": "adding duplicated IDs was possible" before; ``--force`` still sends it, and its
+``retrieve`` warns that several secrets may share an ID). 0x010C "unable to add" has no public condition
+and zuv does not give it.
 
 A successful request's GCM tag is appended to the request-tag list that the attestation secret-store
 hash covers (``firmware.attestation.secret_store_hash``), also for null (meta) secrets. The store,
@@ -64,7 +70,6 @@ RC_DECRYPT: Final = 0x0108
 RC_TYPE: Final = 0x0109
 RC_LENGTH: Final = 0x010A
 RC_FULL: Final = 0x010B
-RC_UNABLE: Final = 0x010C
 RC_DUMP: Final = 0x010D
 # Retrieve Secret (Linux arch/s390/include/asm/uv.h) and List Secrets
 RC_RETR_BUF_SMALL: Final = 0x0109
@@ -198,8 +203,6 @@ def add(uv: Ultravisor, cfg: SecureConfig, blk: UvCbGuestAddr, cb: ControlBlock)
     if sh.type == A.SECRET_TYPE_UPDATE_CCK and not cfg.header.scf & SCF_CCK_UPDATE:
         return RC_NOT_ALLOWED, RRC_CCK_UPDATE
     if st.listable:
-        if any(s.id == sh.id for s in store.secrets):
-            return RC_UNABLE, 0
         kind = [s for s in store.secrets if (s.type == 0x02) == (sh.type == 0x02)]
         limit = uv.query.max_assoc_secrets if sh.type == 0x02 else uv.query.max_retr_secrets
         if len(kind) >= limit:

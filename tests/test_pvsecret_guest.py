@@ -119,3 +119,24 @@ def test_guest_file_errors_are_one_line_exit_1(reqs: Path, tmp_path: Path, capsy
     assert pvsecret_main(["list", "--guest", str(d / "h.json")]) == 0
     assert json.loads((d / "h.json").read_text())["calls"] == []
     assert pvsecret_main(["list", "--guest", str(d / "h.json"), "--seed", "3"]) == 1  # --seed needs --image
+
+
+def test_force_adds_a_second_secret_with_the_same_id(reqs: Path, capsys) -> None:
+    """pvsecret refuses a known ID in the tool; --force sends it, and the Ultravisor stores it beside the
+    first (a second index), as s390-tools' retrieve expects ("no guarantees on which" is retrieved)."""
+    d = reqs
+    g = ["--guest", str(d / "dup.json")]
+    (d / "aes2").write_bytes(bytes(range(64, 96)))
+    assert pvsecret_main([*BASE, "-o", str(d / "r_aes2"), "retrievable", "disk key", "--secret", str(d / "aes2"),
+                          "--type", "aes"]) == 0  # fmt: skip
+    assert pvsecret_main(["add", str(d / "r_aes"), *g, "--image", str(IMAGE)]) == 0
+    assert pvsecret_main(["add", str(d / "r_aes2"), *g]) == 1
+    assert pvsecret_main(["add", str(d / "r_aes2"), *g, "--force"]) == 0
+    assert "'--force' specified" in capsys.readouterr().err
+    assert pvsecret_main(["list", *g, "--format", "yaml", str(d / "l.yaml")]) == 0
+    assert (d / "l.yaml").read_text().count("- index:") == 2
+    assert pvsecret_main(["retrieve", *g, str(d / "disk_key.yaml"), str(d / "k"), "--outform", "bin"]) == 0
+    assert (d / "k").read_bytes() == bytes(range(32))  # the first of them
+    assert "multiple secrets" in capsys.readouterr().err
+    assert pvsecret_main(["retrieve", *g, "--inform", "idx", "1", str(d / "k"), "--outform", "bin"]) == 0
+    assert (d / "k").read_bytes() == bytes(range(64, 96))
