@@ -192,3 +192,17 @@ def test_zuv_console_gdb_option_serves_gdb_before_the_script(tmp_path: Path) -> 
         zuv.kill()
     assert "gdb session ended (exit code 0); the console has the machine: CPU 0 operating at 0x10800" in err
     assert "(zuv) regs" in out and "Hello from a bare-metal s390x guest" in out and zuv.returncode == 0
+
+
+def test_debug_capability_watchpoint_stops_at_the_guest_reading_its_secret() -> None:
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)
+    execute(s, "break uvc set_shared_access")
+    execute(s, "continue")
+    c, t, box = _serve(s)
+    assert c.ask(f"Z3,{SECRET:x},8") == "OK"  # rwatch on the secret page: the secure guest's own read
+    assert c.ask("c") == f"T05thread:1;rwatch:{SECRET:x};"
+    pc = int(c.ask("p1"), 16)
+    assert s.symbolize(pc).startswith("main")  # the demo's digest of its secret, inlined in main
+    c.raw(frame(b"k"))  # kill: the gdb session ends, the console keeps the machine
+    t.join(30)
+    assert "secret intact: yes" in execute(s, "continue").plain()
