@@ -94,6 +94,7 @@ def test_the_console_in_an_80_column_terminal_wraps_nothing():
                             ("dual counter 32", "storage key")):  # fmt: skip
             _tmux("send-keys", "-t", name, typed, "Enter")
             _wait_for(name, seen)
+        _wait_for(name, " bp 0")  # the status bar, redrawn after the output: its compact form
         joined = _tmux("capture-pane", "-p", "-J", "-t", name, "-S", "-")  # -J: lines the terminal wrapped, joined
         status = [line for line in joined.splitlines() if line.lstrip().startswith("CPU 0")]
         assert status and all(len(line) <= 80 for line in status)

@@ -67,13 +67,40 @@ def open_session(
             raise MachineError("--device and --drive are for plain machines, not SE images")
         sm = open_secure_machine(path, memory=memory, cpus=cpus, deterministic=deterministic, machine=machine,
                                  seed=seed, attack=attack, symbols=symbols)  # fmt: skip
-        return _granted(Session(sm, sm.program, view=view), debug_secure)  # type: ignore[attr-defined]
-    m = Machine(_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
-                uv_machine=machine, uv_seed=seed)  # fmt: skip
-    for spec in devices:
-        m.add_device(spec)
-    prog = m.load(path, append)
-    return _granted(Session(m, prog, view=view), debug_secure)
+        session = Session(sm, sm.program, view=view)  # type: ignore[attr-defined]
+
+        def rebuild_secure(image: str) -> tuple[object, object]:  # a new VM on the same secure host
+            from emulator.console.secure import SecureMachine
+            from emulator.errors import MachineError
+
+            if not is_se_image(image):
+                raise MachineError(f"{image} is not an SE image (this session runs SE images)")
+            new = SecureMachine(sm.host, image, _size(memory), symbols=sm.symbols_path, attack=attack,  # type: ignore[attr-defined]
+                                deterministic=deterministic)  # fmt: skip
+            return new, new.program
+
+        session.rebuild = rebuild_secure  # type: ignore[assignment]
+        return _granted(session, debug_secure)
+
+    def build(program_path: str) -> tuple[object, object]:
+        if is_se_image(program_path):
+            from emulator.errors import MachineError
+
+            raise MachineError(f"{program_path} is an SE image (open it with zuv console IMAGE)")
+        m = Machine(_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
+                    uv_machine=machine, uv_seed=seed)  # fmt: skip
+        try:
+            for spec in devices:
+                m.add_device(spec)
+            return m, m.load(program_path, append)
+        except BaseException:
+            m.close()
+            raise
+
+    m, prog = build(path)
+    session = Session(m, prog, view=view)  # type: ignore[arg-type]
+    session.rebuild = build  # type: ignore[assignment]
+    return _granted(session, debug_secure)
 
 
 def _granted(session: object, debug_secure: bool) -> object:

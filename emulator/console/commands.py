@@ -16,7 +16,7 @@ import textwrap
 from typing import Final
 
 from emulator import options
-from emulator.console import gdbcmds, gdbserve, securecmds  # noqa: F401 - they register their commands
+from emulator.console import gdbcmds, gdbserve, machinecmds, securecmds  # noqa: F401 - they register their commands
 from emulator.console.cmdbase import GROUPS, REGISTRY, Command, QuitRequest, command, disasm_lines, lookup
 from emulator.console.cmdbase import count as _count
 from emulator.console.cmdbase import no_more as _no_more
@@ -577,18 +577,21 @@ def _status(s: Session, args: list[str]) -> Output:
 
 
 _INFO_SUBCOMMANDS: Final = {"registers": "regs", "breakpoints": "breaks", "pages": "pages", "mem": "",
-                             "watchpoints": "breaks", "display": "display"}  # fmt: skip
+                             "watchpoints": "breaks", "display": "display", "tlb": ""}  # fmt: skip
 
 
-@command("info", "info [registers|breakpoints|mem|pages|display]",
+@command("info", "info [registers|breakpoints|mem|tlb|pages|display]",
          "the machine (memory, CPUs, program, Ultravisor, providers), or one thing as gdb's info shows it",
          group="session", while_running=True, complete=("info",))  # fmt: skip
 def _info(s: Session, args: list[str]) -> Output:
     """info alone: what is loaded and which views the lower layers provide. info registers [SET] is regs,
     info breakpoints is breaks, info pages is pages, info display lists the displays; info mem [START
     [END]] lists the selected CPU's virtual pages that translate in [START, END) (default: as much virtual
-    space as there is memory, at most 256 MiB), merged into runs, read without side effects. A unique
-    prefix of a subcommand works (info reg, info b)."""
+    space as there is memory, at most 256 MiB), merged into runs, read without side effects. info tlb: the
+    selected CPU's TLB as its fills granted it since the last flush (address space, virtual pages, host
+    frames, rights r/w/x: a page is writable in the TLB only once a store filled it or its change bit is
+    set), merged into runs; a secure CPU's only in the owner view. A unique prefix of a subcommand works
+    (info reg, info b)."""
     if args:
         hits = [k for k in _INFO_SUBCOMMANDS if k.startswith(args[0])]
         hits = [args[0]] if args[0] in _INFO_SUBCOMMANDS else hits
@@ -598,6 +601,10 @@ def _info(s: Session, args: list[str]) -> Output:
             raise ConsoleError(f"the machine is running: info {hits[0]} needs it stopped (stop, or Ctrl-C)")
         if hits[0] == "mem":
             return _info_mem(s, args[1:])
+        if hits[0] == "tlb":
+            from emulator.console.machinecmds import info_tlb
+
+            return info_tlb(s, args[1:])
         return REGISTRY[_INFO_SUBCOMMANDS[hits[0]]].handler(s, args[1:])
     m = s.machine
     out = Output()

@@ -18,6 +18,7 @@ from emulator.console.disasm import disassemble
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import parse_number
 from emulator.console.render import Output
+from emulator.errors import EmulatorError
 from emulator.console.session import OWNER_LABEL, Session
 from emulator.console.unwind import backtrace
 
@@ -169,11 +170,12 @@ def set_register(s: Session, name: str, value: int) -> str:
     if s.is_secure():
         if s.view == "host":
             raise ConsoleError(
-                f"CPU {s.cpu_address} runs a secure guest: its registers are held by the Ultravisor and the "
-                "host cannot set them"
+                f"CPU {s.cpu_address} runs a secure guest: the Ultravisor holds its registers; the host has "
+                "only the SIE state description, whose PSW and pv_grregs are copies (format-4 SIE takes the "
+                "host's registers back only as the results of an intercepted instruction, 0x68): the host "
+                "cannot set them (view owner: the debug capability)"
             )
-        raise ConsoleError("the owner view shows a secure CPU's registers but cannot change them yet (the "
-                           "Ultravisor's record is read-only to the console)")  # fmt: skip
+        return _set_secure_register(s, m, name, value)
     if hasattr(cpu, "vcpu"):
         raise ConsoleError(
             "this machine's vCPU registers are the hypervisor's records: set works on a machine's own CPUs"
@@ -214,13 +216,39 @@ def set_register(s: Session, name: str, value: int) -> str:
     return reg
 
 
+def _set_secure_register(s: Session, m: re.Match[str], name: str, value: int) -> str:
+    """The owner view's write of a secure CPU's register: through the machine's explicit debug capability
+    (``SecureDebug.set_register``: the Ultravisor's record, an emulator privilege)."""
+    debug = getattr(s.machine, "debug", None)
+    vcpu = getattr(s.cpu, "vcpu", None)
+    if debug is None or vcpu is None:
+        raise ConsoleError("this machine gives the console no debug capability over its secure CPUs")
+    if m.group(1):
+        kind, index = {"gr": "r", "c": "cr"}.get(m.group(1), m.group(1)), int(m.group(2))
+        if index > 15:
+            raise ConsoleError(f"no register {name!r} (0-15)")
+        shown = f"{kind}{index}"
+    else:
+        reg = m.group(3)
+        kind, index = {"sp": ("r", 15), "pc": ("psw.addr", 0)}.get(reg, (reg, 0))
+        shown = reg
+        if kind == "psw.addr":
+            value = s.cpu.wrap(value)
+    try:
+        debug.set_register(vcpu.vm, vcpu.address, kind, index, value & (1 << 64) - 1)
+    except EmulatorError as e:
+        raise ConsoleError(str(e)) from None
+    return shown
+
+
 @command("set", "set REGISTER = EXPR | set {TYPE}[SPACE:]ADDRESS = EXPR",
          "write a register or memory (TYPE char/short/int/long or b/h/w/g)", complete=("loc",))  # fmt: skip
 def _set(s: Session, args: list[str]) -> Output:
     """set r2 = 5; set pc = bump; set {long}counter = 0x10; set {char}abs:0x1000 = 65; set var and $ are
     accepted as in gdb. Memory is stored the way the view may: the host view as a host access (secure or
     donated storage refuses it with PGM 0x3D, as it would refuse the hypervisor), the owner view as firmware
-    (an emulator privilege). A secure CPU's registers cannot be set in the host view."""
+    (an emulator privilege). A secure CPU's registers cannot be set in the host view (the Ultravisor holds
+    them); the owner view sets them through the machine's debug capability, in the Ultravisor's record."""
     text = " ".join(args)
     if text.startswith("var "):
         text = text[4:]
@@ -231,7 +259,12 @@ def _set(s: Session, args: list[str]) -> Output:
     m = re.match(r"^\{(\w+)\}\s*(.+)$", lhs) or re.match(r"^(\*)\s*(.+)$", lhs)
     if m is None:
         reg = set_register(s, lhs, value)
-        return Output().add(("reg", reg), " = ", ("value", f"{value & (1 << 64) - 1:#x}"))
+        out = Output()
+        if s.view == "owner" and s.is_secure():
+            out.add(("owner", OWNER_LABEL))
+            out.text("(written through the debug capability into the Ultravisor's record of the secure CPU)",
+                     "dim")  # fmt: skip
+        return out.add(("reg", reg), " = ", ("value", f"{value & (1 << 64) - 1:#x}"))
     size = 8 if m.group(1) == "*" else _TYPES.get(m.group(1))
     if size is None:
         raise ConsoleError(f"unknown type {m.group(1)!r} (char, short, int, long or b, h, w, g)")

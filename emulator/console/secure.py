@@ -238,6 +238,8 @@ class SecureMachine:
             vm.destroy()
             raise
         self.cpus: dict[int, VcpuCpu] = {a: VcpuCpu(self, v, v.cpu) for a, v in vm.vcpus.items()}
+        #: the ELF the guest's symbols come from (None: no symbols)
+        self.symbols_path = None if symbols is None else str(symbols)
         self.program = self._program(start, symbols)
         self._halt_reason: str | None = None
         self.stopped_at: tuple[int, int] | None = None

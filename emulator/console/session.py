@@ -113,13 +113,33 @@ class Session(BreakpointControl):
         #: ``display`` expressions, shown after every stop: (format like x's ``/NFU`` or "", expression)
         self.displays: dict[int, tuple[str, str]] = {}
         self._cfi: CfiTable | None = None
+        #: builds a new machine with the session's options and loads a program into it: ``rebuild(path)
+        #: -> (machine, program)`` (``open_session`` sets it); None: ``restart`` is refused
+        self.rebuild: Callable[[str], tuple[Machine, LoadedProgram]] | None = None
         self.log_file: TextIO | None = None  # ``log FILE``: every command and its output are appended here
         #: the width command output is laid out for (the terminal's in the interactive console; 80 for
         #: scripts): tables adapt to it, longer lines wrap (``Output.fit``)
         self.columns = 80
         self.x_format = ("x", "w")  # x's last format and unit (gdb's defaults)
         self.x_next: tuple[str, int] | None = None  # where x without an address goes on: (space, address)
+        self._record_tlbs()
         self._install()
+
+    def _record_tlbs(self) -> None:
+        """Have every CPU keep what its TLB fills grant (``Cpu.tlb_record``, for ``info tlb``), from a flush."""
+        for c in self.machine.cpus.values():
+            if getattr(c, "tlb_record", None) is None:
+                c.tlb_record = {}
+                c.flush_tlb()
+
+    def tlb_entries(self, cpu: Cpu | None = None) -> list[tuple[int, int, int, int]] | None:
+        """The selected CPU's TLB as its fills granted it since the last flush: (address space: ASC, or -1
+        with DAT off; virtual page; host frame; UC_PROT rights) sorted; None when the CPU keeps no record."""
+        c = cpu if cpu is not None else self.cpu
+        rec = getattr(c, "tlb_record", None)
+        if rec is None:
+            return None
+        return sorted((space, page, frame, perms) for (space, page), (frame, perms) in list(rec.items()))
 
     # -- basics ----------------------------------------------------------------------------------------
 
@@ -222,8 +242,9 @@ class Session(BreakpointControl):
         log = self.providers.uv_log
         calls_before = len(log.calls()) if log is not None else 0
         try:
-            cpu.watch_frames = {}
-            cpu.flush_tlb()
+            if saved:  # a step sees its own accesses to watched frames (compared after it): none refused
+                cpu.watch_frames = {}
+                cpu.flush_tlb()
             for _ in range(count):
                 if self._stop_reason is not None:  # stop / Ctrl-C during a long step N
                     details.append(self._stop_reason)
@@ -246,8 +267,9 @@ class Session(BreakpointControl):
         finally:
             self._stepping = False
             self._stop_reason = None
-            cpu.watch_frames = saved
-            cpu.flush_tlb()
+            if saved:
+                cpu.watch_frames = saved
+                cpu.flush_tlb()
         if log is not None:
             new = list(log.calls())[calls_before:]
             for c in new[:4]:
@@ -521,6 +543,80 @@ class Session(BreakpointControl):
     def _where(self, addr: int) -> str:
         sym = self.symbolize(addr)
         return f"{addr:#x}" + (f" <{sym}>" if sym else "")
+
+    # -- reset and reload ----------------------------------------------------------------------------------
+
+    def restart(self, *, reread: bool = False, path: str | None = None) -> list[str]:
+        """``reset``: a new machine of the same configuration with the program loaded again, started at its
+        entry; ``reread`` (``reload``): also read the program's symbols and DWARF again (``path``: another
+        program of the same kind) and place address breakpoints where their specs now point. Breakpoints,
+        watchpoints (placed again from their specs), displays, the view and the log are kept. Returns notes
+        for the user (breakpoints that could not be placed again: disabled). The old machine is closed
+        only once the new one was built (a file that does not load leaves the session as it was)."""
+        if self.rebuild is None:
+            raise ConsoleError("this session was given its machine: it cannot build a new one")
+        if self.running:
+            raise ConsoleError("the machine is running: stop it first (stop or Ctrl-C)")
+        target = path if path is not None else (str(self.program.path) if self.program is not None else "")
+        if not target:
+            raise ConsoleError("no program to load")
+        old = self.machine
+        abandon = getattr(old, "abandon", None)
+        if abandon is not None:
+            abandon()  # a boot suspended before a hypervisor's UV call unwinds first
+        try:
+            machine, program = self.rebuild(target)
+        except EmulatorError as e:
+            raise ConsoleError(f"cannot load {target}: {e}") from None
+        for unsubscribe in list(self._listeners.values()):
+            unsubscribe()
+        self._listeners.clear()
+        if self._uv_log is not None:
+            self._uv_log.close()
+            self._uv_log = None
+        old.close()  # type: ignore[attr-defined]
+        notes: list[str] = []
+        self.machine, self.program = machine, program
+        if reread:
+            self.symbols = dict(program.symbols)
+            self._by_addr = sorted((a, n) for n, a in self.symbols.items())
+            self._cfi = None
+        elif dict(program.symbols) != self.symbols:
+            notes.append("the program's symbols changed on disk: reload reads them again (breakpoints "
+                         "stay at their addresses)")  # fmt: skip
+        self.providers = discover(machine)
+        if self.providers.uv_log is None and getattr(machine, "uv", None) is not None:
+            from emulator.console.uvlog import MachineUvLog
+
+            self._uv_log = MachineUvLog(machine.uv)  # type: ignore[attr-defined]
+            self.providers.uv_log = self._uv_log
+            self.providers.sources["uv_log"] = "MachineUvLog (the Ultravisor's event sink)"
+        self.cpu_address = min(machine.cpus)
+        self._temp.clear()
+        self._hits.clear()
+        self._more_hits.clear()
+        self._uvc_skip = None
+        self._owner_seen = {}
+        self.last_stop = None
+        self.console_seen = 0
+        self.x_next = None
+        self._record_tlbs()
+        for bp in self.breakpoints.values():
+            bp.hits = 0
+            try:
+                if bp.kind == "addr" and reread:
+                    bp.address = self.value(bp.spec)
+                elif bp.kind == "watch":
+                    bp.address = self._watch_host_address(bp.spec, bp.length)
+                    bp.old = machine.memory.read(bp.address, bp.length)
+                elif bp.kind == "page" and bp.code is not None and bp.code >= machine.memory.frames:
+                    raise ConsoleError(f"frame {bp.code:#x} is outside memory")
+            except ConsoleError as e:
+                bp.enabled = False
+                notes.append(f"breakpoint {bp.number} ({bp.spec}) disabled: {e}")
+        self._install()
+        return notes
+
     def close(self) -> None:
         """Remove every hook this session installed."""
         self.breakpoints.clear()

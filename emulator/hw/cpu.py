@@ -250,6 +250,9 @@ class Cpu(NativeSsm, TlbFill):
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no
         #: flush)
         self._tlb_frames: set[int] = set()
+        #: a debugger's copy of what the TLB fills granted since the last flush, or None (nothing kept):
+        #: (address space: ASC, or -1 with DAT off; virtual page) -> (host frame, UC_PROT rights)
+        self.tlb_record: dict[tuple[int, int], tuple[int, int]] | None = None
         #: a translation since the last TLB flush depends on CR0's enhanced-DAT control (``load_crs``)
         self._edat_dependent = False
         #: trapped instructions by address (bytes, opcode key, name, trapped?, the decoded ``Insn`` of one

@@ -67,6 +67,7 @@ class TlbFill(TrapDispatch):
         breakpoints: set[int]
         watch_frames: dict[int, bool]
         tlb_group: list[Cpu]
+        tlb_record: dict[tuple[int, int], tuple[int, int]] | None
         tlb_fills: int
         tlb_shrinks: int
         _exits: set[int]
@@ -101,6 +102,8 @@ class TlbFill(TrapDispatch):
         self._engine_flush()
         self._xc.clear()
         self._tlb_frames.clear()
+        if self.tlb_record is not None:
+            self.tlb_record.clear()
         self._icache.clear()
         self._edat_dependent = False
 
@@ -260,6 +263,8 @@ class TlbFill(TrapDispatch):
         if watch and not fetch and frame in watch and (write or watch[frame]):
             return self._refuse(WatchHit(vaddr, host, write), vaddr, False)
         entry.paddr = host & ~0xFFF  # type: ignore[attr-defined]
+        if self.tlb_record is not None:
+            self._record(vaddr, frame, fetch, write or (store_ok and frame not in watch))
         if fetch:
             entry.perms = UC_PROT_READ | UC_PROT_EXEC  # type: ignore[attr-defined]
             pages = self._code_pages.get(frame)
@@ -281,6 +286,20 @@ class TlbFill(TrapDispatch):
         else:
             entry.perms = UC_PROT_READ  # type: ignore[attr-defined]
         return True
+
+    def _record(self, vaddr: int, frame: int, fetch: bool, store: bool) -> None:
+        """Keep what a fill granted in ``tlb_record`` (a debugger's ``info tlb``): (address space, virtual
+        page) -> (host frame, rights as UC_PROT bits); the rights of one page's fills add up."""
+        rec = self.tlb_record
+        assert rec is not None
+        mask = self._mask()
+        space = (mask >> 46) & 3 if mask & PSW_MASK_DAT else -1
+        key = (space, vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF)
+        perms = UC_PROT_READ | (UC_PROT_EXEC if fetch else 0) | (UC_PROT_WRITE if store else 0)
+        old = rec.get(key)
+        if old is not None and old[0] == frame:
+            perms |= old[1]
+        rec[key] = (frame, perms)
 
     def _refuse(self, e: Exception, vaddr: int, fetch: bool) -> bool:
         """Refuse a fill; the first refusal of a run is the fault the CPU will deliver.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from emulator.errors import HypervisorError
 
@@ -12,7 +12,10 @@ if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Hypervisor, Vm
     from firmware.uv import SecureCpu
 
-__all__ = ["SecureDebug"]
+__all__ = ["SecureDebug", "SECURE_REGISTERS"]
+
+#: The registers of a secure CPU ``SecureDebug.set_register`` writes: kind -> how many (0: one, no index).
+SECURE_REGISTERS: Final = {"r": 16, "cr": 16, "a": 16, "f": 16, "psw.mask": 0, "psw.addr": 0, "prefix": 0, "fpc": 0}
 
 
 class SecureDebug:
@@ -66,3 +69,43 @@ class SecureDebug:
     def read_absolute(self, host_addr: int, length: int) -> bytes:
         """Host absolute storage as firmware reads it (plaintext of secure frames)."""
         return self._hv.memory.read(host_addr, length)
+
+    def set_register(self, vm: Vm, address: int, kind: str, index: int, value: int) -> None:
+        """Write one register of secure vCPU ``address`` in the Ultravisor's record of the secure CPU (an
+        emulator privilege: no host can); the next SIE entry puts the record into the hardware CPU.
+
+        ``kind`` is one of ``SECURE_REGISTERS`` (``r``, ``cr``, ``a``, ``f`` with ``index`` 0-15; ``psw.mask``,
+        ``psw.addr``, ``prefix``, ``fpc``). Raises ``HypervisorError`` for a vCPU that is not secure, an
+        unknown register or a value the register cannot hold (a 32-bit access register or FPC; a prefix
+        that is not 8 KiB aligned inside the configuration's storage).
+        """
+        pv = vm.pv
+        handle = pv.cpu_handles.get(address) if pv is not None else None
+        uv = self._hv.ultravisor
+        scpu = uv.secure_cpu(handle) if handle is not None and uv is not None else None  # type: ignore[attr-defined]
+        if scpu is None:
+            raise HypervisorError(f"vCPU {address} of VM {vm.name} is not a secure CPU")
+        count = SECURE_REGISTERS.get(kind)
+        if count is None or (count and not 0 <= index < count):
+            raise HypervisorError(f"a secure CPU has no register {kind}{index if count else ''}")
+        if not 0 <= value < 1 << 64:
+            raise HypervisorError(f"{value:#x} does not fit in 64 bits")
+        if kind in ("a", "fpc") and value >> 32:
+            raise HypervisorError(f"{kind}{index if count else ''} is 32 bits: {value:#x} does not fit")
+        if kind in ("r", "cr", "a", "f"):  # a new list: the record the engine loaded last is not this one
+            attr = {"r": "gprs", "cr": "crs", "a": "ars", "f": "fprs"}[kind]
+            regs = list(getattr(scpu, attr))
+            regs[index] = value
+            setattr(scpu, attr, regs)
+        elif kind == "psw.mask":
+            scpu.psw = (value, scpu.psw[1])
+        elif kind == "psw.addr":
+            scpu.psw = (scpu.psw[0], value)
+        elif kind == "prefix":
+            if value & 0x1FFF or value + 0x2000 > scpu.config.msl:
+                raise HypervisorError(f"prefix {value:#x} must be 8 KiB aligned inside the guest's storage "
+                                      f"({scpu.config.msl:#x} bytes)")  # fmt: skip
+            scpu.prefix = value
+        else:
+            scpu.fpc = value
+        self._hv.pv_host().engine.reload(handle)

@@ -533,6 +533,11 @@ class PvSieEngine:
         sd.ckc = ckc
         sd.cputm = cputm
 
+    def reload(self, cpu_handle: int) -> None:
+        """The UV's record of a secure CPU changed outside SIE (a debugger's write through the debug
+        capability): the next entry puts the whole record into the hardware CPU."""
+        self._loaded.pop(cpu_handle, None)
+
     def forget(self, cpu_handle: int) -> None:
         """Drop what the engine keeps for a secure CPU (it was destroyed)."""
         self._loaded.pop(cpu_handle, None)
