@@ -48,7 +48,7 @@ import ctypes
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +93,7 @@ __all__ = [
     "DebugCapabilityRequired",
     "SecureRegisters",
     "elf_symbols",
+    "draw_uv_calls",
 ]
 
 log = logging.getLogger("zuv.api")
@@ -257,15 +258,7 @@ class Host:
     # -- the UV log ------------------------------------------------------------------------------------
 
     def _event(self, ev: Any) -> None:
-        from emulator.console.hostviews import format_field
-        from firmware.uv_codes import BY_CODE
-
-        cmd = BY_CODE.get(ev.code)
-        host = ev.caller.kind != "guest"
-        fields = tuple((n, format_field(v)) for n, v in ev.fields()) if host else ()
-        title = cmd.title if cmd is not None else f"UVC {ev.code:#06x}"
-        who = "host" if host else "guest"
-        entry = UvLogEntry(len(self._log) + 1, who, ev.code, title, ev.cc, ev.rc, ev.rrc, fields)
+        entry = _log_entry(len(self._log) + 1, ev)
         self._log.append(entry)
         for sub in list(self._subs):
             sub(entry)
@@ -280,14 +273,8 @@ class Host:
         return lambda: self._subs.remove(callback)
 
     def draw_uv_log(self, path: str | Path, *, since: int = 0, format: str | None = None) -> int:  # noqa: A002
-        """Draw the UV calls after sequence ``since`` as a sequence diagram host | Ultravisor | guest (runs
-        of one call merged) into ``path``: SVG or PNG by ``format`` or the extension. Returns the bytes
-        written. Raises ``EmulatorError`` for an unknown format or a file that cannot be written."""
-        from emulator.console.pictures import save, uv_sequence_figure
-        from emulator.console.providers import UvCall
-
-        calls = [UvCall(e.seq, e.caller, e.code, e.cc, e.rc, e.rrc, e.fields) for e in self._log[since:]]
-        return save(uv_sequence_figure(calls, f"Ultravisor calls on {self.name}"), str(path), format)
+        """``draw_uv_calls`` of the UV calls after sequence ``since``; returns the bytes written."""
+        return draw_uv_calls(self._log[since:], path, title=f"Ultravisor calls on {self.name}", format=format)
 
     def page_map(self) -> list[PageInfo]:
         """Every frame of host storage that is not plain host storage, as the host can know it: ``secure``
@@ -363,6 +350,36 @@ class Host:
         if run:
             g.run(until=until, time_limit=time_limit)
         return g
+
+
+def _log_entry(seq: int, ev: Any) -> UvLogEntry:
+    """A UV event (``Ultravisor.add_event_sink``) as the host may see it: a guest's block stays hidden."""
+    from emulator.console.hostviews import format_field
+    from firmware.uv_codes import BY_CODE
+
+    cmd = BY_CODE.get(ev.code)
+    host = ev.caller.kind != "guest"
+    fields = tuple((n, format_field(v)) for n, v in ev.fields()) if host else ()
+    title = cmd.title if cmd is not None else f"UVC {ev.code:#06x}"
+    return UvLogEntry(seq, "host" if host else "guest", ev.code, title, ev.cc, ev.rc, ev.rrc, fields)
+
+
+def draw_uv_calls(
+    entries: Sequence[UvLogEntry], path: str | Path, *, title: str = "Ultravisor calls", format: str | None = None
+) -> int:  # noqa: A002
+    """Draw UV calls (``Host.uv_log``, ``AttestOutcome.uv_log``) as a sequence diagram host | Ultravisor |
+    guest into ``path``: one arrow per call (runs of one call merged, ``xN``), the answer's cc/rc/rrc back in
+    green or red; SVG or PNG by ``format`` (``"svg"``, ``"png"``) or the extension. Returns the bytes
+    written.
+
+    Raises:
+        EmulatorError: an unknown format, or the file cannot be written.
+    """
+    from emulator.console.pictures import save, uv_sequence_figure
+    from emulator.console.providers import UvCall
+
+    calls = [UvCall(e.seq, e.caller, e.code, e.cc, e.rc, e.rrc, e.fields) for e in entries]
+    return save(uv_sequence_figure(calls, title), str(path), format)
 
 
 def _pattern(until: bytes | str | re.Pattern[bytes]) -> re.Pattern[bytes]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from emulator.hypervisor.boot import DEMO_IMAGE
+
+if TYPE_CHECKING:
+    from emulator.api import UvLogEntry
 
 __all__ = ["RelyingParty", "AttestOutcome", "ATTEST_IMAGE"]
 
@@ -26,6 +29,7 @@ class AttestOutcome:
     refused_reason: str | None
     sent: dict[str, Any] | None  # what the (untrusted) relay sent the verifier
     answer: dict[str, Any] | None  # what the verifier answered (secrets as add-secret requests)
+    uv_log: tuple[UvLogEntry, ...] = ()  # the boot's UV calls, host and guest (draw them: draw_uv_calls)
 
 
 
@@ -74,8 +78,12 @@ class RelyingParty:
         SE image to boot (default: the reference)."""
         from emulator.attest.demo import Relay, run_guest
 
+        from emulator.api import _log_entry
+
         relay = Relay(self._client, mode, replay_body=replay)
-        r = run_guest(relay, image if image is not None else self.reference, time_limit=time_limit)
+        log: list[UvLogEntry] = []
+        r = run_guest(relay, image if image is not None else self.reference, time_limit=time_limit,
+                      uv_events=lambda ev: log.append(_log_entry(len(log) + 1, ev)))  # fmt: skip
         ref = relay.refusal
         return AttestOutcome(r.console, r.unlocked, ref.field if ref else None, ref.reason if ref else None,
-                             relay.sent, relay.answer)  # fmt: skip
+                             relay.sent, relay.answer, tuple(log))  # fmt: skip

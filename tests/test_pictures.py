@@ -4,6 +4,7 @@ and shapes, PNG by its header and size), and bad arguments are clear errors."""
 
 from __future__ import annotations
 
+import re
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -124,3 +125,31 @@ def test_layout_figure_labels_regions_over_page_states(tmp_path):
     assert {"region", "page-secure", "page-shared", "page-host"} <= ids
     save(layout_figure(regions, states, "layout"), str(tmp_path / "l.png"))
     assert png_size(tmp_path / "l.png")[0] == 940
+
+
+def test_attestation_uv_calls_through_the_api(tmp_path):
+    from emulator.api import RelyingParty, draw_uv_calls
+
+    with RelyingParty() as rp:
+        outcome = rp.boot()
+    assert outcome.unlocked
+    guest = [e.code for e in outcome.uv_log if e.caller == "guest"]
+    assert 0x1F20 in guest and guest.index(0x1031) > guest.index(0x1F20)  # Add Secret after the evidence
+    assert all(e.fields == () for e in outcome.uv_log if e.caller == "guest")
+    draw_uv_calls(outcome.uv_log, tmp_path / "a.svg", title="one attestation")
+    text, ids = svg(tmp_path / "a.svg")
+    assert "Retrieve Attestation Measurement" in text and "0x1031 Add Secret" in text and "uvc-guest" in ids
+
+
+def test_committed_pictures_show_what_the_machine_does():
+    """docs/img and the labs' pictures, drawn again from real boots, have the same labels."""
+    import tools.draw_pictures as D
+
+    assert D.main(["--check"]) == 0
+    root = Path(D.ROOT)
+    for md in [*root.glob("docs/*.md"), *root.glob("emulator/labs/texts/*/README.md"), root / "README.md"]:
+        for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md.read_text()):
+            assert (md.parent / link).is_file(), (md, link)
+    used = {p.name for md in root.glob("docs/*.md") for p in [Path(x) for x in
+            re.findall(r"\]\((img/[^)]+)\)", md.read_text())]}  # fmt: skip
+    assert used == {p.name for p in (root / "docs/img").iterdir()}  # every picture is shown somewhere

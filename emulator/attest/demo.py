@@ -268,13 +268,16 @@ class GuestRun:
 
 def run_guest(
     relay: Relay, image: bytes, machine: str = DEMO_MACHINE, console_out: Callable[[bytes], None] | None = None,
-    time_limit: float = 120.0,
+    time_limit: float = 120.0, uv_events: Callable[[Any], None] | None = None,
 ) -> GuestRun:  # fmt: skip
-    """Boot ``image`` as a secure guest on ``machine`` with the mailbox wired to ``relay``."""
+    """Boot ``image`` as a secure guest on ``machine`` with the mailbox wired to ``relay``; ``uv_events``
+    gets the Ultravisor's event of every completed UV call (``Ultravisor.add_event_sink``)."""
     from emulator.hypervisor.boot import GUEST_MEMORY, SecureHost
     from emulator.hypervisor.mailbox import MailboxDevice
 
     host = SecureHost(machine)
+    if uv_events is not None:
+        host.uv.add_event_sink(uv_events)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "attest.se"
         path.write_bytes(image)

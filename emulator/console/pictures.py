@@ -263,7 +263,7 @@ def uv_sequence_figure(calls: Sequence[UvCall], title: str = "Ultravisor calls")
                            arrowprops={**arrow, "color": "#333", "linewidth": 1.2})
         if call.arrow_patch is not None:
             call.arrow_patch.set_gid(gid)
-        _text(ax, (lx + lanes["uv"]) / 2, y - 4, label, 11, "center", gid=f"{gid}-call")
+        _text(ax, (lx + lanes["uv"]) / 2, y - 4, label, 11 if len(label) <= 44 else 9, "center", gid=f"{gid}-call")
         ax.annotate("", xy=(lx, y + 14), xytext=(lanes["uv"], y + 14),
                     arrowprops={**arrow, "color": colour, "linewidth": 1, "linestyle": (0, (5, 2))})
         answer = f"cc {first.cc} rc {first.rc:#06x} rrc {first.rrc:#06x}"
@@ -287,9 +287,23 @@ def layout_figure(regions: Sequence[Region], states: Sequence[str], title: str =
     it each region (ELF section, named object) as a labelled bracket under the pages it covers."""
     npages = max(len(states), 1)
     cell = _STRIP_W / npages
-    rows = len(regions)
-    height = 170 + 22 * rows + (20 if note else 0)
-    fig, ax = _canvas(height, title)
+    top = 76.0
+    placed = []  # (region, x0, x1, y of the bracket, label, label x, label y, alignment)
+    y = top + 76
+    for r in regions:
+        x0 = 20 + (r.start >> 12) * cell + (r.start & 0xFFF) / 4096 * cell
+        x1 = max(20 + (r.end >> 12) * cell + (r.end & 0xFFF) / 4096 * cell, x0 + 2)
+        label = f"{r.name}  {r.start:#x}-{r.end - 1:#x}" + (f"  {r.detail}" if r.detail else "")
+        width = 6.2 * len(label)
+        if x1 + 6 + width <= _W:
+            placed.append((r, x0, x1, y, label, x1 + 6, y - 6, "left"))
+        elif x0 - 6 - width >= 0:
+            placed.append((r, x0, x1, y, label, x0 - 6, y - 6, "right"))
+        else:  # under the bracket
+            placed.append((r, x0, x1, y, label, min(x0, _W - width - 10), y + 8, "left"))
+            y += 16
+        y += 22
+    fig, ax = _canvas(y + (24 if note else 4), title)
     _text(ax, 20, 30, title, 18, weight="bold", gid="title")
     counts: dict[str, int] = {}
     for s in states:
@@ -302,27 +316,20 @@ def layout_figure(regions: Sequence[Region], states: Sequence[str], title: str =
         _rect(ax, x, 42, 14, 14, STATE_COLOURS[state], gid=f"legend-{state}")
         _text(ax, x + 20, 54, label, 12)
         x += 40 + 7 * len(label)
-    top = 76.0
     for i, s in enumerate(states):
         _rect(ax, 20 + i * cell, top, cell, 36, STATE_COLOURS.get(s, "#000"), gid=f"page-{s}-{i}",
               edge="white", lw=0.3)  # fmt: skip
-    step = max(1, npages // 8)
+    step = 1
+    while npages / step > 11:
+        step *= 2
     for i in range(0, npages + 1, step):
         ax.plot([20 + i * cell] * 2, [top + 36, top + 41], color="#777", linewidth=0.5)
         _text(ax, 20 + i * cell, top + 52, f"{i << 12:#x}", 9, "center", colour="#555")
-    y = top + 76
-    for k, r in enumerate(regions):
-        x0 = 20 + (r.start >> 12) * cell + (r.start & 0xFFF) / 4096 * cell
-        x1 = 20 + (r.end >> 12) * cell + (r.end & 0xFFF) / 4096 * cell
-        x1 = max(x1, x0 + 2)
-        ax.plot([x0, x0, x1, x1], [y - 14, y - 10, y - 10, y - 14], color="#333", linewidth=0.8,
-                gid=f"region-{k}")
-        ax.plot([x0, x0], [top + 36, y - 14], color="#ccc", linewidth=0.4)
-        label = f"{r.name}  {r.start:#x}-{r.end - 1:#x}" + (f"  {r.detail}" if r.detail else "")
-        right = x1 + 6 + 6.2 * len(label) <= _W
-        _text(ax, x1 + 6 if right else x0 - 6, y - 6, label, 11, "left" if right else "right",
-              gid=f"region-{k}-label")  # fmt: skip
-        y += 22
+    for k, (_r, x0, x1, by, label, lx, ly, align) in enumerate(placed):
+        ax.plot([x0, x0, x1, x1], [by - 14, by - 10, by - 10, by - 14], color="#333", linewidth=0.8,
+                gid=f"region-{k}")  # fmt: skip
+        ax.plot([x0, x0], [top + 36, by - 14], color="#ccc", linewidth=0.4)
+        _text(ax, lx, ly, label, 11, align, gid=f"region-{k}-label")
     if note:
         _text(ax, 20, y + 4, note, 11, colour="#555")
     return fig
