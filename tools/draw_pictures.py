@@ -6,7 +6,8 @@ Each picture comes from the bundled guests on the emulated machine, drawn by ``e
 * ``docs/img/demo-layout.svg``: the secure demo's guest storage, its ELF sections and objects (read from
   ``guests/images/secure_demo.elf``) over the state of each page once it announced its secret page, and
   where the secure IPL unpacked the image's components (the Unpack calls' guest addresses and tweaks);
-* ``docs/img/demo-boot-uvcalls.svg``: the demo's boot in the console up to Set CPU State;
+* ``docs/img/demo-boot-uvcalls.svg``: the demo's boot in the console up to Set CPU State (stopped before it,
+  then one ``step`` issues it);
 * ``docs/img/demo-pages.svg``: the demo's page map after the hypervisor's trapped read and export;
 * ``docs/img/attest-uvcalls.svg``: the UV calls of one attestation (``guests/attest_demo`` and its relying
   party), boot to teardown;
@@ -124,7 +125,7 @@ def _boot_pages(path: str) -> None:
 
 PICTURES: dict[str, Callable[[str], None]] = {
     "docs/img/demo-layout.svg": _demo_layout,
-    "docs/img/demo-boot-uvcalls.svg": lambda p: _console(p, ["break uvc set_cpu_state", "continue",
+    "docs/img/demo-boot-uvcalls.svg": lambda p: _console(p, ["break uvc set_cpu_state", "continue", "step",
                                                               "uvlog --svg {path}"]),  # fmt: skip
     "docs/img/demo-pages.svg": lambda p: _console(p, ["break secure", "continue", "pages --svg {path}"]),
     "docs/img/attest-uvcalls.svg": _attestation,
