@@ -48,7 +48,7 @@ import ctypes
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Final
 from emulator.api_debug import Breakpoint, DebugCapability, DebugCapabilityRequired, Event, GuestDebugging
 from emulator.api_attest import ATTEST_IMAGE, AttestOutcome, RelyingParty
 from emulator.api_debug import SecureRegisters, elf_symbols
+from emulator.api_pictures import draw_page_map, draw_uv_calls, host_page_map, slot_pages
 from emulator.console.providers import PageInfo
 from emulator.errors import EmulatorError, HypervisorError, SecureStorageAccess
 from emulator.hw.memory import PAGE_SIZE
@@ -277,13 +278,9 @@ class Host:
         return draw_uv_calls(self._log[since:], path, title=f"Ultravisor calls on {self.name}", format=format)
 
     def page_map(self) -> list[PageInfo]:
-        """Every frame of host storage that is not plain host storage, as the host can know it: ``secure``
-        and ``shared`` frames of a configuration (with the guest address), ``donated`` to the Ultravisor (and
-        for what), ``exported`` (the host holds the ciphertext). Plain data; no page contents."""
-        from emulator.console.hostviews import SecureHostPageMap
-
+        """Every frame that is not plain host storage, as the host can know it (``api_pictures``)."""
         h = self._host
-        return list(SecureHostPageMap(h.memory, h.uv, lambda: list(h.hv.vms)).pages())
+        return host_page_map(h.memory, h.uv, lambda: list(h.hv.vms))
 
     # -- host storage and calls ------------------------------------------------------------------------
 
@@ -362,24 +359,6 @@ def _log_entry(seq: int, ev: Any) -> UvLogEntry:
     fields = tuple((n, format_field(v)) for n, v in ev.fields()) if host else ()
     title = cmd.title if cmd is not None else f"UVC {ev.code:#06x}"
     return UvLogEntry(seq, "host" if host else "guest", ev.code, title, ev.cc, ev.rc, ev.rrc, fields)
-
-
-def draw_uv_calls(
-    entries: Sequence[UvLogEntry], path: str | Path, *, title: str = "Ultravisor calls", format: str | None = None
-) -> int:  # noqa: A002
-    """Draw UV calls (``Host.uv_log``, ``AttestOutcome.uv_log``) as a sequence diagram host | Ultravisor |
-    guest into ``path``: one arrow per call (runs of one call merged, ``xN``), the answer's cc/rc/rrc back in
-    green or red; SVG or PNG by ``format`` (``"svg"``, ``"png"``) or the extension. Returns the bytes
-    written.
-
-    Raises:
-        EmulatorError: an unknown format, or the file cannot be written.
-    """
-    from emulator.console.pictures import save, uv_sequence_figure
-    from emulator.console.providers import UvCall
-
-    calls = [UvCall(e.seq, e.caller, e.code, e.cc, e.rc, e.rrc, e.fields) for e in entries]
-    return save(uv_sequence_figure(calls, title), str(path), format)
 
 
 def _pattern(until: bytes | str | re.Pattern[bytes]) -> re.Pattern[bytes]:
@@ -662,20 +641,12 @@ class Guest(GuestDebugging):
         return pv
 
     def page_map(self) -> list[PageInfo]:
-        """``Host.page_map`` for this guest: the frames of its memory slot and of the storage donated for
-        its configuration."""
-        lo, hi = self._vm.mso >> 12, (self._vm.mso + self._vm.memory_size) >> 12
-        donated = [(a >> 12, (a + n) >> 12) for _what, a, n in self.donated_storage()]
-        return [p for p in self._owner.page_map()
-                if lo <= p.frame < hi or any(a <= p.frame < b for a, b in donated)]  # fmt: skip
+        """``Host.page_map`` for this guest: its memory slot and the storage donated for it."""
+        return slot_pages(self._owner.page_map(), self._vm.mso, self._vm.memory_size, self.donated_storage())
 
     def draw_pages(self, path: str | Path, *, format: str | None = None) -> int:  # noqa: A002
-        """Draw ``page_map`` (strips of frames coloured by state, a legend with the counts, the runs with
-        their guest addresses) into ``path``: SVG or PNG by ``format`` or the extension. Returns the bytes
-        written. Raises ``EmulatorError`` for an unknown format or a file that cannot be written."""
-        from emulator.console.pictures import page_map_figure, save
-
-        return save(page_map_figure(self.page_map(), f"page map of {self.name}"), str(path), format)
+        """Draw ``page_map`` into ``path`` (SVG or PNG by ``format`` or the extension; ``draw_page_map``)."""
+        return draw_page_map(self.page_map(), path, f"page map of {self.name}", format)
 
     # -- the mapping the host owns -----------------------------------------------------------------------
 

@@ -38,7 +38,8 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_console_pictures_of_the_demo_after_the_hosts_export(tmp_path):
     s = open_session(str(DEMO_IMAGE), deterministic=True)
-    assert execute(s, "break secure").ok and execute(s, "continue").ok  # the demo's host read, then its export
+    # the demo's host read, then its export
+    assert execute(s, "break secure").ok and execute(s, "continue").ok
     out = execute(s, f"pages --svg {tmp_path / 'p.svg'}")
     assert out.ok and "wrote the page map" in out.plain() and "of SVG" in out.plain()
     text, ids = svg(tmp_path / "p.svg")
@@ -51,8 +52,8 @@ def test_console_pictures_of_the_demo_after_the_hosts_export(tmp_path):
     assert w == 940 and h > 300
     assert execute(s, f"uvlog --svg {tmp_path / 'u.svg'}").ok
     text, ids = svg(tmp_path / "u.svg")
-    for name in ("Create Secure Configuration", "Unpack x56", "Verify", "Set Shared Access x4", "Convert from Secure",
-                 "host (hypervisor)", "Ultravisor", "secure guest", "cc 0 rc 0x0001"):
+    for name in ("Create Secure Configuration", "Unpack x56", "Verify", "Set Shared Access x4",
+                 "Convert from Secure", "host (hypervisor)", "Ultravisor", "secure guest", "cc 0 rc 0x0001"):
         assert name in text
     assert {"uvc-host", "uvc-guest"} <= ids
     assert execute(s, f"uvlog 3 --png {tmp_path / 'u.png'}").ok
@@ -67,7 +68,8 @@ def test_console_picture_errors(tmp_path):
         out = execute(s, line)
         assert not out.ok, line
     assert "cannot write" in execute(s, f"pages --svg {tmp_path / 'missing' / 'p.svg'}").plain()
-    assert "one picture at a time" in execute(s, f"uvlog --svg {tmp_path}/a.svg --png {tmp_path}/b.png").plain()
+    both = execute(s, f"uvlog --svg {tmp_path}/a.svg --png {tmp_path}/b.png")
+    assert "one picture at a time" in both.plain()
 
 
 def test_api_draws_the_guests_page_map_and_the_uv_log(tmp_path):
@@ -87,7 +89,8 @@ def test_api_draws_the_guests_page_map_and_the_uv_log(tmp_path):
         assert "exported: 1 page" in text and "page-exported" in ids
         host.draw_uv_log(tmp_path / "u.svg")
         text, ids = svg(tmp_path / "u.svg")
-        assert "Ultravisor calls on zuv-demo" in text and "Unpack x56" in text and "Convert from Secure" in text
+        assert "Ultravisor calls on zuv-demo" in text and "Unpack x56" in text
+        assert "Convert from Secure" in text
         since = len(host.uv_log()) - 1
         host.draw_uv_log(tmp_path / "last.svg", since=since)
         text, _ = svg(tmp_path / "last.svg")
@@ -105,7 +108,8 @@ def test_empty_inputs_text_escaped_and_the_same_picture_twice(tmp_path):
     assert "a <b> & c" in text and "every frame is non-secure" in text
     save(uv_sequence_figure([]), str(tmp_path / "n.svg"))
     assert "no Ultravisor calls yet" in svg(tmp_path / "n.svg")[0]
-    calls = [UvCall(i + 1, "host", 0x0301, 0, 1, 0) for i in range(3)] + [UvCall(4, "guest", 0x1000, 0, 0x0108, 0)]
+    calls = [UvCall(i + 1, "host", 0x0301, 0, 1, 0) for i in range(3)]
+    calls.append(UvCall(4, "guest", 0x1000, 0, 0x0108, 0))
     for name in ("a.svg", "b.svg"):
         save(uv_sequence_figure(calls), str(tmp_path / name))
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()  # no date, no random ids
@@ -118,7 +122,8 @@ def test_empty_inputs_text_escaped_and_the_same_picture_twice(tmp_path):
 
 def test_layout_figure_labels_regions_over_page_states(tmp_path):
     states = ["secure"] * 2 + ["host"] * 14 + ["secure"] * 5 + ["shared"] * 4
-    regions = [Region(0, 0x2000, "lowcore"), Region(0x10000, 0x10800, ".head"), Region(0x15000, 0x16000, "secret")]
+    regions = [Region(0, 0x2000, "lowcore"), Region(0x10000, 0x10800, ".head"),
+               Region(0x15000, 0x16000, "secret")]
     save(layout_figure(regions, states, "layout", note="128 MiB in all"), str(tmp_path / "l.svg"))
     text, ids = svg(tmp_path / "l.svg")
     assert "secret  0x15000-0x15fff" in text and "shared: 4 pages" in text and "128 MiB in all" in text

@@ -83,6 +83,7 @@ def test_tutorial_command(run: Run, tmp_path: Path) -> None:
                        text=True, timeout=300)  # fmt: skip
     assert p.returncode == 0, f"line {run.line}: {run.command}: exit {p.returncode}\n{p.stderr[-2000:]}"
     gone = missing(run.shown, p.stdout)
-    assert gone is None, f"line {run.line}: {run.command}: output lacks {gone!r}\n--- output:\n{p.stdout[-4000:]}"
+    tail = p.stdout[-4000:]
+    assert gone is None, f"line {run.line}: {run.command}: output lacks {gone!r}\n--- output:\n{tail}"
     for name in re.findall(r"--(?:svg|png) (\S+)", " ".join(run.typed)):
         assert (tmp_path / name).stat().st_size > 1000, name

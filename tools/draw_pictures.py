@@ -53,7 +53,8 @@ def _demo_layout(path: str) -> None:
         elf = ELFFile(f)
         for sec in elf.iter_sections():
             if sec["sh_flags"] & 0x2 and sec["sh_size"]:  # SHF_ALLOC
-                regions.append(Region(sec["sh_addr"], sec["sh_addr"] + sec["sh_size"], sec.name, "ELF section"))
+                start = sec["sh_addr"]
+                regions.append(Region(start, start + sec["sh_size"], sec.name, "ELF section"))
         symtab = elf.get_section_by_name(".symtab")
         assert isinstance(symtab, SymbolTableSection)
         objects = sorted((s["st_value"], s["st_size"], s.name) for s in symtab.iter_symbols()
@@ -76,8 +77,8 @@ def _demo_layout(path: str) -> None:
             regions.append(Region(min(pages), max(pages) + 0x1000, f"{what} as unpacked",
                                   f"secure IPL: Unpack x{len(pages)}"))  # fmt: skip
         states = [guest.page_state(a) for a in range(0, _LAYOUT_END, 0x1000)]
-        note = (f"{guest.memory_size >> 20} MiB of guest storage in all; the pages above are not secure yet (the "
-                f"first touch of one makes the host import it)")  # fmt: skip
+        note = (f"{guest.memory_size >> 20} MiB of guest storage in all; the pages above are not secure yet "
+                f"(the first touch of one makes the host import it)")  # fmt: skip
     regions.sort(key=lambda r: (r.start, -r.end))
     fig = layout_figure(regions, states, "secure_demo: guest storage when it announces its secret page", note)
     save(fig, path)
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 bad += 1
                 gone, added = [t for t in old if t not in new], [t for t in new if t not in old]
                 print(f"{name}: differs from the machine: run tools/draw_pictures.py {name}\n"
-                      f"  only in the committed file: {gone[:5]}\n  only in a new drawing: {added[:5]}")  # fmt: skip
+                      f"  only in the committed file: {gone[:5]}\n"
+                      f"  only in a new drawing: {added[:5]}")  # fmt: skip
     return 1 if bad else 0
 
 

@@ -263,7 +263,8 @@ def uv_sequence_figure(calls: Sequence[UvCall], title: str = "Ultravisor calls")
                            arrowprops={**arrow, "color": "#333", "linewidth": 1.2})
         if call.arrow_patch is not None:
             call.arrow_patch.set_gid(gid)
-        _text(ax, (lx + lanes["uv"]) / 2, y - 4, label, 11 if len(label) <= 44 else 9, "center", gid=f"{gid}-call")
+        size = 11 if len(label) <= 44 else 9
+        _text(ax, (lx + lanes["uv"]) / 2, y - 4, label, size, "center", gid=f"{gid}-call")
         ax.annotate("", xy=(lx, y + 14), xytext=(lanes["uv"], y + 14),
                     arrowprops={**arrow, "color": colour, "linewidth": 1, "linestyle": (0, (5, 2))})
         answer = f"cc {first.cc} rc {first.rc:#06x} rrc {first.rrc:#06x}"
