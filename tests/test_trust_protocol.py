@@ -9,6 +9,7 @@ frame the call could reach, before each refused call, and compares after.
 from __future__ import annotations
 
 import dataclasses
+import re
 import zlib
 from typing import Any
 
@@ -21,6 +22,7 @@ from firmware.uv import UvCaller
 from firmware.uv_codes import command
 
 CPU_STATE_OPR_LOAD = 5
+_NON_HOST = re.compile(rb"[^\x00]")  # a byte of a (4-byte) owner tag other than the host's (0)
 #: UV attributes that are no state: the call counter, caches rebuilt on demand
 _NOT_STATE = {"calls", "walks", "_dispatch", "_sinks", "_rng", "_clock", "mem", "_buf", "_host_keys",
               "attestation_keys", "query", "_cpu_prefixes"}  # fmt: skip
@@ -70,7 +72,7 @@ class Env:
 
     def snapshot(self, extra: set[int]) -> Any:
         mem = self.mem
-        frames = self.host_frames | extra | {f for f in range(mem.frames) if mem.owner[f]}
+        frames = self.host_frames | extra | {m.start() >> 2 for m in _NON_HOST.finditer(bytes(mem.owner))}
         contents = {f: zlib.crc32(mem.read(f << PAGE_SHIFT, 4096)) for f in sorted(frames)}
         uv = {k: freeze(v) for k, v in vars(self.uv).items() if k not in _NOT_STATE}
         return uv, bytes(mem.owner), bytes(mem.shared), bytes(mem.keys), contents
