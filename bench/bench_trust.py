@@ -32,8 +32,9 @@ def bench_race(cycles: int, seed: int) -> int:
         r = race(host, g, hot, cold, cycles, destroy_every=10)
         after = g.run(time_limit=0.2)
         runs_on = after.reason == "time limit reached" and not g.cpu_detail
-    print(f"race: {r.cycles} export/import/destroy cycles in {r.seconds:.2f} s = {r.cycles / r.seconds:,.0f} "
-          f"cycles/s ({r.exports} exports, {r.imports} imports, {r.destroys} destroys; refused: {r.refused})")
+    rate = r.cycles / r.seconds
+    print(f"race: {r.cycles} export/import/destroy cycles in {r.seconds:.2f} s = {rate:,.0f} cycles/s"
+          f" ({r.exports} exports, {r.imports} imports, {r.destroys} destroys; refused: {r.refused})")
     print(f"  guest during the race: {r.guest_yields} yields, {r.guest_faults} faults (0x3E) taking its page "
           f"back; runs on afterwards: {'yes' if runs_on else 'NO'}; errors: {r.guest_errors or 'none'}")
     print(f"  canary bytes in host-owned frames: {r.leaked} ({r.looks} frames the host was handed, then every "

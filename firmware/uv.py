@@ -31,7 +31,7 @@ from emulator.errors import HwError, ProgramException
 from emulator.hw import dat
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, PAGE_SIZE
 from firmware import uv_blocks as B
-from firmware.uv_codes import BY_CODE, QUERY_MIN_LEN, Cc, Rc
+from firmware.uv_codes import BY_CODE, PAGE_COMMANDS, QUERY_MIN_LEN, Cc, Rc
 from firmware.uv_contract import (  # noqa: F401 - importable from here
     PGM_NON_SECURE_STORAGE_ACCESS,
     PGM_SECURE_STORAGE_ACCESS,
@@ -150,6 +150,10 @@ class Ultravisor(ServiceCommands):
     def call(self, caller: UvCaller, cb: ControlBlock) -> int:
         """Execute one UVC; returns the condition code, rc/rrc and outputs are stored into the block.
 
+        One call at a time (any thread); a command that changes a frame's owner, shared flag or contents
+        (``PAGE_COMMANDS``) runs with every CPU held out of its run (``PhysicalMemory.quiesced``): no CPU
+        holds a translation of a frame while the command encrypts, clears or hands it over.
+
         Check order: header access, injected busy/partial, command installed for this caller (rc 0x0002),
         length (rc 0x0005), access to the whole block (fetch and store), UV initialised (rc 0x0003), then
         the command's own checks.
@@ -162,6 +166,10 @@ class Ultravisor(ServiceCommands):
             ProgramException: an access exception on the control block (nothing was changed), or for a
                 guest caller an access that the host must resolve first (PGM 0x3E with the guest address).
         """
+        with self._lock:
+            return self._call(caller, cb)
+
+    def _call(self, caller: UvCaller, cb: ControlBlock) -> int:
         self.calls += 1
         window = getattr(cb, "window", None)
         # a host block: the bytes to the end of the header's frame, after the header's checks (one frame,
@@ -210,7 +218,11 @@ class Ultravisor(ServiceCommands):
             entry = self._dispatch[code] = (layout, ctypes.sizeof(layout), getattr(self, f"_cmd_{cmd.name}"))
         layout, size, handler = entry
         blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw[:length]))
-        out: _Outcome = handler(caller, blk, cb, guest_cfg)
+        if code in PAGE_COMMANDS:
+            with self.mem.quiesced():  # the frames are taken from every CPU before anything changes
+                out: _Outcome = handler(caller, blk, cb, guest_cfg)
+        else:
+            out = handler(caller, blk, cb, guest_cfg)
         rc = out.rc
         data = None
         if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored

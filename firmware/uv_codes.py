@@ -32,6 +32,7 @@ __all__ = [
     "QUERY_VALUES",
     "QUERY_MIN_LEN",
     "QUERY_FULL_LEN",
+    "PAGE_COMMANDS",
 ]
 
 CALLER_HOST: Final = "host"
@@ -113,6 +114,17 @@ class UvCommand:
 _H = frozenset({CALLER_HOST})
 _G = frozenset({CALLER_GUEST})
 _HG = frozenset({CALLER_HOST, CALLER_GUEST})
+
+#: Commands that change a frame's owner tag, shared flag or contents where a CPU may hold a translation of it
+#: (storage donated and released, conversions to and from secure storage, Unpack, sharing and pinning,
+#: a configuration's pages released): the dispatcher takes every CPU out of its run for the whole command
+#: (``PhysicalMemory.quiesced``) before the handler changes anything, so the command is atomic with
+#: respect to every CPU (issue 18, class 4).
+PAGE_COMMANDS: Final = frozenset({
+    0x000F, 0x0100, 0x0101, 0x0102, 0x0120, 0x0121,  # init, create/destroy configuration and CPU
+    0x0200, 0x0201, 0x0202, 0x0301,  # convert to/from secure storage, destroy secure storage, unpack
+    0x0340, 0x0341, 0x0342, 0x1000, 0x1001,  # unshare all, pin, unpin, set/remove shared access
+})
 
 #: Query's full (current Linux) length and the shortest length it accepts (5.1).
 QUERY_FULL_LEN: Final = 0x120

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -98,6 +99,9 @@ class UvCore:
         #: command code -> (layout, its size, bound handler), filled on first use
         self._dispatch: dict[int, tuple[Any, int, Callable[..., _Outcome]]] = {}
         self.calls = 0
+        #: one command at a time, from every thread (a host's, a vCPU's guest UVC): each is atomic with
+        #: respect to the others, as the real Ultravisor's per-page locks and busy answers make them
+        self._lock = threading.RLock()
         #: Told about every completed UVC (``UvEvent``); empty: no cost beyond one test per call.
         self._sinks: list[UvEventSink] = []
 

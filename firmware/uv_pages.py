@@ -141,10 +141,6 @@ class PageCommands(UvCore):
         Returns: 0x0104 address beyond memory, 0x0105 Ultravisor-donated frame, 0x0106 page of a destroyed
         configuration, 0x0107 rrc 0x000D page not secure, 0x0001 success.
         """
-        with self.mem.quiesced():  # the page is taken from every CPU before it is encrypted or cleared
-            return self._cmd_conv_from_sec_stor_held(blk)
-
-    def _cmd_conv_from_sec_stor_held(self, blk: B.UvCbCfs) -> _Outcome:
         frame, cfg, bad = self._cfs_frame(blk.paddr)
         if bad is not None or frame is None or cfg is None:
             return bad or _Outcome(0x0105)
@@ -173,10 +169,6 @@ class PageCommands(UvCore):
         Returns: 0x0104 address beyond memory, 0x0105 Ultravisor-donated frame, 0x0107 rrc 0x000D page not
         secure, 0x0001 success.
         """
-        with self.mem.quiesced():  # the page is taken from every CPU before it is encrypted or cleared
-            return self._cmd_destr_sec_stor_held(blk)
-
-    def _cmd_destr_sec_stor_held(self, blk: B.UvCbCfs) -> _Outcome:
         frame, cfg, bad = self._cfs_frame(blk.paddr)
         if bad is not None or frame is None or cfg is None:
             return bad or _Outcome(0x0105)

@@ -1,4 +1,5 @@
-"""The model-based random hypervisor of issue 18 (class 5): hypothesis stateful testing around the canary guest.
+"""The model-based random hypervisor of issue 18 (class 5): hypothesis stateful testing around the canary
+guest.
 
 A machine with an Ultravisor (an LPAR: ``Machine(level=2, ultravisor=True)``) runs zuv's hypervisor on it
 (``Hypervisor.on_machine``) with the canary guest (``guests/canary``) as a secure VM: the canary in two secure
@@ -304,7 +305,9 @@ class Model(RuleBasedStateMachine):
 
     # -- host CPU instructions on the guest's frames -------------------------------------------------------
 
-    @rule(index=st.integers(0, len(HOST_INSNS) - 1), pick=st.integers(0, 1 << 16), off=st.sampled_from([0, 8, 0xFF8]))
+    @rule(
+        index=st.integers(0, len(HOST_INSNS) - 1), pick=st.integers(0, 1 << 16), off=st.sampled_from([0, 8, 0xFF8])
+    )
     def host_insn(self, index: int, pick: int, off: int) -> None:
         env = self.env
         assert env is not None
@@ -334,7 +337,8 @@ class Model(RuleBasedStateMachine):
         except EmulatorError as e:
             self.obtained(f"host {name}: error", e)
             ex = None
-        self.obtained(f"host {name}: registers", cpu.gprs(), [cpu.fpr(i) for i in range(16)], cpu.crs(), cpu.psw)
+        fprs = [cpu.fpr(i) for i in range(16)]
+        self.obtained(f"host {name}: registers", cpu.gprs(), fprs, cpu.crs(), cpu.psw)
         self.obtained(f"host {name}: exit", ex, str(ex), cpu.check_stop_reason, m.console)
         self.obtained(f"host {name}: lowcore and buffer", host.read(0, 0x2000), host.read(BUF, 4096))
         self._read_frame(target, f"host {name}: the target")
@@ -359,7 +363,8 @@ class Model(RuleBasedStateMachine):
             elif which == "sida":
                 sd = v.sd
                 if sd.sida_origin and env.host.accessible(sd.sida_origin):
-                    self.obtained("SIDA", env.pv.host.sida(v.page).read(0, min(sd.sida_size or 4096, 4096)))
+                    n = min(sd.sida_size or 4096, 4096)
+                    self.obtained("SIDA", env.pv.host.sida(v.page).read(0, n))
             elif which == "sd":
                 self.obtained("SIE page", env.host.read(v.page_addr, 4096), list(v.page.pv_grregs))
             elif which == "results":
@@ -372,7 +377,8 @@ class Model(RuleBasedStateMachine):
 
     # -- SIE entries and resets ----------------------------------------------------------------------------
 
-    @precondition(lambda self: self.env is not None and not self.env.vm.destroyed and self.env.vm.vcpus[0].operating)
+    @precondition(lambda self: self.env is not None and not self.env.vm.destroyed
+                  and self.env.vm.vcpus[0].operating)  # fmt: skip
     @rule(budget=st.integers(1, 30000))
     def sie(self, budget: int) -> None:
         env = self.env
@@ -393,7 +399,8 @@ class Model(RuleBasedStateMachine):
             self.obtained("SIDA after exit", env.host.read(sd.sida_origin & ~0xFFF, 4096))
         self._count("sie")
 
-    @rule(kind=st.sampled_from(["prepare_reset", "reboot", "cpu_reset", "cpu_reset_initial", "cpu_reset_clear"]))
+    @rule(kind=st.sampled_from(
+        ["prepare_reset", "reboot", "cpu_reset", "cpu_reset_initial", "cpu_reset_clear"]))  # fmt: skip
     def reset(self, kind: str) -> None:
         env = self.env
         assert env is not None

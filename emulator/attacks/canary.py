@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from emulator.api import Exit, Guest, Host
 
-__all__ = ["CANARY", "CANARY_WORDS", "canary_bytes", "canary_int", "canary_image", "boot_canary", "RaceResult", "race"]
+__all__ = [
+    "CANARY", "CANARY_WORDS", "canary_bytes", "canary_int", "canary_image", "boot_canary", "RaceResult", "race",
+]  # fmt: skip
 
 #: ``guests/canary/canary.h``
 CANARY: Final = 0xC3A9E15B7D2F8640
@@ -71,7 +73,9 @@ def canary_image(machine: str = "zuv-demo") -> bytes:
     return build_image(kernel=_KERNEL.read_bytes(), host_keys=[key], rng=rng).data
 
 
-def boot_canary(host: Host, *, memory: int | None = None, time_limit: float = 30.0) -> tuple[Guest, int, int]:
+def boot_canary(
+    host: Host, *, memory: int | None = None, time_limit: float = 30.0
+) -> tuple[Guest, int, int]:
     """Boot the canary guest on ``host`` until it prints its pages; returns (guest, hot, cold) with the
     pages' guest addresses. The guest then runs its loop whenever the host runs it.
 

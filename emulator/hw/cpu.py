@@ -151,6 +151,9 @@ from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from h
 )
 from emulator.hw.watchdog import _WATCHDOG
 
+#: seconds a hold waits at most for a run that waited for the previous one to enter unicorn once
+_OWED_WAIT: Final = 0.002
+
 __all__ = [
     "Cpu",
     "CpuExit",
@@ -345,9 +348,17 @@ class Cpu(NativeSsm, TlbFill):
         # one-frame writes elsewhere: no call
         memory.add_invalidate_listener(self._invalidate, self._code_pages)
         memory.add_owner_batch_listener(self._owner_changed, self._tlb_frames)  # else: no call
-        #: held while unicorn runs this CPU; ``hold`` (a UV command's shoot-down, ``PhysicalMemory.quiesced``)
-        #: takes it from another thread so that the CPU is outside unicorn while a page is taken away
+        #: held for the whole of ``run`` (unicorn, the TLB fills, the emulation of trapped instructions and
+        #: interruptions: every storage access of the CPU's thread); ``hold`` (a UV command's shoot-down,
+        #: ``PhysicalMemory.quiesced``) takes it from another thread, ``run`` lets it go at the top of its
+        #: loop (an instruction boundary) while ``_holds`` is not 0 and waits there until the hold ends
         self._run_lock = threading.RLock()
+        self._run_cond = threading.Condition(self._run_lock)
+        self._holds = 0
+        self._waiting = False  # the run waits at its top for holds to end
+        #: a run that waited for a hold is owed one entry into unicorn before the next hold takes the CPU:
+        #: a host issuing page commands back to back cannot keep its guest from running
+        self._owed = False
         self._init_native_ssm()
         memory.add_cpu(self)
         self.write_mask(PSW_MASK_64)
@@ -379,16 +390,30 @@ class Cpu(NativeSsm, TlbFill):
         self.uc.emu_stop()
 
     def hold(self) -> None:
-        """Take the CPU out of unicorn and keep it out until ``unhold`` (any thread): a running CPU is stopped
-        at its next instruction boundary and its ``run`` waits before it enters unicorn again (it does not
-        return: the guest goes on afterwards). Then its TLB may be flushed from this thread."""
+        """Take the CPU out of its run and keep it out until ``unhold`` (any thread, one holder at a time: the
+        Ultravisor's commands take turns): a running CPU is stopped at its next instruction boundary and its
+        ``run`` waits there, having made no storage access since (it does not return: the guest goes on
+        afterwards). Then storage and the CPU's TLB may be changed from this thread."""
+        if self._owed:
+            until = time.monotonic() + _OWED_WAIT
+            while self._owed and time.monotonic() < until:
+                time.sleep(0.00002)
+        self._holds += 1  # holders take turns (the Ultravisor's lock): no other thread changes the count
         lock = self._run_lock
-        while not lock.acquire(timeout=0.0005):
-            self.uc.emu_stop()
+        if not lock.acquire(False):  # (a CPU that is not running: at once)
+            while not lock.acquire(timeout=0.0005):
+                self.uc.emu_stop()
 
     def unhold(self) -> None:
         """End a ``hold``."""
+        self._holds -= 1
+        if self._waiting:  # the run waits at its top (it checked ``_holds`` with the lock held): wake it
+            self._owed = True
+            self._run_cond.notify_all()
         self._run_lock.release()
+
+    def _no_holds(self) -> bool:
+        return not self._holds
 
     def request_halt(self) -> None:
         """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
@@ -400,7 +425,16 @@ class Cpu(NativeSsm, TlbFill):
 
         Trapped instructions that belong to the CPU itself are emulated here without returning.
         ``resume`` executes the instruction at a breakpoint the CPU is stopped at instead of reporting it.
+        The run lock is held throughout; a ``hold`` of another thread gets in at the top of the loop.
         """
+        with self._run_lock:  # a shoot-down in progress on another thread: wait until it is done
+            try:
+                return self._run(count, timeout_us, resume)
+            finally:
+                self._owed = False
+
+    def _run(self, count: int, timeout_us: int, resume: bool) -> CpuExit:
+        """``run``, with the run lock held."""
         emulate = _emulate or _load_emulate()
         q, qm = self._q, self._qm  # the engine's registers in place (None: through engine calls)
         pc_arg, limit_arg = ctypes.c_uint64(), ctypes.c_size_t()  # emu_start's, reused
@@ -416,6 +450,10 @@ class Cpu(NativeSsm, TlbFill):
             _WATCHDOG.disarm(self)
             self._armed = 0.0
         while True:
+            if self._holds:
+                self._waiting = True
+                self._run_cond.wait_for(self._no_holds)  # lets the lock go (every level) meanwhile
+                self._waiting = False
             state = self._state
             if state != OPERATING:
                 if state == CHECK_STOP:
@@ -489,8 +527,8 @@ class Cpu(NativeSsm, TlbFill):
             uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
             pc_arg.value = pc
             limit_arg.value = limit
-            with self._run_lock:  # a shoot-down in progress on another thread: wait until it is done
-                status = _uc_emu_start(self._h, pc_arg, _UNTIL_C, _ZERO_U64_C, limit_arg)
+            status = _uc_emu_start(self._h, pc_arg, _UNTIL_C, _ZERO_U64_C, limit_arg)
+            self._owed = False
             err = UcError(status) if status else None
             if uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not the refusal
                 raise uc._hook_exception from None  # noqa: SLF001 - it caused
