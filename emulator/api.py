@@ -568,11 +568,11 @@ class Guest(GuestDebugging):
     def page_state(self, gaddr: int) -> str:
         """What the host can tell of a guest page: ``"host"`` (accessible), ``"shared"`` (accessible, shared
         by the secure guest), ``"secure"`` (a host access takes PGM 0x3D)."""
-        frame = self.frame(gaddr) >> 12
-        mem = self._vm.hv.memory
-        if not mem.is_host_accessible(frame):
+        addr = self.frame(gaddr)
+        host = self._vm.hv.host
+        if not host.accessible(addr):
             return "secure"
-        return "shared" if mem.shared[frame] else "host"
+        return "shared" if host.shared(addr) else "host"
 
     def pages(self, state: str) -> list[int]:
         """Guest pages in ``state`` (see ``page_state``), lowest first."""

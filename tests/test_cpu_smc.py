@@ -94,13 +94,14 @@ def test_a_load_fill_lets_stores_through_only_where_a_store_is_allowed(tmp_path)
     hv, vm = _loaded(tmp_path, _key_kernel())
     try:
         frame = (vm.mso + 0x11000) >> 12
-        hv.memory.keys[frame] = 0x30 | KEY_C  # ACC 3, F 0, C already set (what lets a load fill be writable)
-        hv.memory.keys[frame + 1] = 0x20  # Q: ACC 2, R and C clear
+        keys = vm.vcpus[0].cpu.mem.keys  # the hardware's storage keys (the hypervisor holds no storage)
+        keys[frame] = 0x30 | KEY_C  # ACC 3, F 0, C already set (what lets a load fill be writable)
+        keys[frame + 1] = 0x20  # Q: ACC 2, R and C clear
         res = vm.run(time_limit=60)
         assert res.cpus[0].psw[1] == 0xBAD, res.describe()
         assert struct.unpack(">H", vm.read_guest(0x8E, 2))[0] == 0x0004  # protection
         assert vm.read_guest(0x11000, 1) == b"\x11"
-        assert hv.memory.keys[frame] == 0x30 | KEY_C | KEY_R
-        assert hv.memory.keys[frame + 1] == 0x20 | KEY_R
+        assert keys[frame] == 0x30 | KEY_C | KEY_R
+        assert keys[frame + 1] == 0x20 | KEY_R
     finally:
         vm.destroy()

@@ -123,7 +123,8 @@ def test_no_secure_byte_register_or_cpu_reachable_from_the_hypervisor_after_a_se
         engine = vm.pv.host.engine
         hw = list(engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion only
         assert hw and any(CANARY in c.gprs() for c in hw)  # the hardware CPU ran with the canary
-        mem = hv.memory
+        assert not hasattr(hv, "memory")  # the hypervisor holds the machine's hardware, not its storage
+        mem = uv.mem  # the storage (the Ultravisor's), to skip its buffers in the walk
         storage = {id(mem._buf), id(mem._view)}  # noqa: SLF001
         objs = _reachable([hv, vm, *vm.vcpus.values(), g], storage)
         secret = SECRET_WORDS[:16]
@@ -254,3 +255,49 @@ def test_hardware_cpu_goes_back_scrubbed_when_the_vm_stops_being_secure() -> Non
         assert v.cpu is cpu and v.cpu.guest is None
         assert not set(regs) & set(v.cpu.gprs()) and v.cpu.psw == (0, 0)
         assert SECRET_WORDS[:16] not in v.cpu.read_real(frame, 4096)  # destroyed: cleared, the host's again
+
+
+def test_the_hypervisor_reaches_storage_only_through_the_hardware_and_the_host_view() -> None:
+    """Item 4 of issue 18's remainder: from the hypervisor, its VM, vCPUs and PV objects no path leads to the
+    machine's storage object (``PhysicalMemory``: unchecked reads and writes) except through the hardware's
+    doors: its CPUs (whose accesses are checked by their own access path), ``Hardware``, the host view and its
+    spans (checked at every access), the Ultravisor and its SIE engine."""
+    import gc
+    import types
+
+    from emulator.hw.cpu import Cpu
+    from emulator.hw.hardware import Hardware
+    from emulator.hw.memory import HostSpan, HostView, PhysicalMemory
+    from emulator.hypervisor.pvsie import PvSieEngine
+
+    doors = (Cpu, Hardware, HostView, HostSpan, PvSieEngine)
+    with Host(seed=8) as host:
+        g = host.boot()
+        vm = g._vm  # noqa: SLF001 - the hypervisor's own objects are what this test walks
+        hv = vm.hv
+        assert not hasattr(hv, "memory")
+        roots: list[object] = [hv, vm, *vm.vcpus.values(), vm.pv, vm.pv.host, vm.pv.client]
+        seen: set[int] = set()
+        found: list[str] = []
+        todo = [(r, type(r).__name__) for r in roots]
+        while todo:
+            obj, path = todo.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, PhysicalMemory):
+                found.append(path)
+                continue
+            mod = type(obj).__module__ or ""
+            # the API's guest is a listener of the hypervisor's exits: it belongs to the machine's owner above
+            # the hypervisor (its Host holds the machine), not to the hypervisor
+            if isinstance(obj, (types.ModuleType, type, *doors)) or mod.startswith("firmware"):
+                continue
+            if mod == "emulator.api":
+                continue
+            if isinstance(obj, types.FunctionType):
+                refs = [c.cell_contents for c in (obj.__closure__ or ()) if c.cell_contents is not None]
+            else:
+                refs = gc.get_referents(obj)
+            todo.extend((r, f"{path} > {type(r).__name__}") for r in refs)
+        assert found == [], found[:5]

@@ -346,21 +346,12 @@ class PhysicalMemory:
         if cpu in self._cpus:
             self._cpus.remove(cpu)
 
-    @contextmanager
-    def quiesced(self) -> Iterator[None]:
-        """Every CPU on this storage out of unicorn for the block (any thread): the shoot-down before the
+    def quiesced(self) -> Quiesced:
+        """Every CPU on this storage out of its run for the block (any thread): the shoot-down before the
         Ultravisor encrypts, clears or hands over a page. A CPU running on another thread is stopped at an
-        instruction boundary and waits; no CPU holds a translation the block's owner changes revoke (they
-        flush their TLBs from this thread while none of them runs), and they run on afterwards."""
-        held = []
-        try:
-            for cpu in list(self._cpus):
-                cpu.hold()
-                held.append(cpu)
-            yield
-        finally:
-            for cpu in reversed(held):
-                cpu.unhold()
+        instruction boundary and waits there; no CPU holds a translation the block's owner changes revoke
+        (they flush their TLBs from this thread while none of them runs), and they run on afterwards."""
+        return Quiesced(self._cpus)
 
     def add_owner_batch_listener(
         self, listener: OwnerBatchListener, watched: Container[int] | None = None
@@ -399,6 +390,32 @@ class PhysicalMemory:
     def host_view(self) -> HostView:
         """A view for host-side Python code whose every access is checked like a host CPU access."""
         return HostView(self)
+
+
+class Quiesced:
+    """``PhysicalMemory.quiesced``'s context: holds every CPU on entry (``Cpu.hold``), lets them go on exit
+    (a class, not a generator: an export or import pays for it on every call)."""
+
+    __slots__ = ("_cpus", "_held")
+
+    def __init__(self, cpus: list[Any]) -> None:
+        self._cpus = cpus
+        self._held: list[Any] = []
+
+    def __enter__(self) -> None:
+        held = self._held
+        try:
+            for cpu in tuple(self._cpus):  # (a CPU added meanwhile is not held: it has no translation yet)
+                cpu.hold()
+                held.append(cpu)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        held = self._held
+        while held:
+            held.pop().unhold()
 
 
 class HostView:
@@ -488,3 +505,42 @@ class HostView:
         """True if the host may touch the frame holding ``addr``."""
         self._mem.check_range(addr, 1)
         return self._mem.is_host_accessible(addr >> PAGE_SHIFT)
+
+    def shared(self, addr: int) -> bool:
+        """True if the frame holding ``addr`` is a secure guest's page shared with the host."""
+        self._mem.check_range(addr, 1)
+        return bool(self._mem.shared[addr >> PAGE_SHIFT])
+
+
+class HostSpan:
+    """``[addr, addr+length)`` of storage as the host touches it, sliced like a bytearray: every read and
+    store is checked against the owner tags when it happens (``HostView``), so holding a span gives no
+    access to a frame that has become secure since."""
+
+    __slots__ = ("_view", "addr", "length")
+
+    def __init__(self, view: HostView, addr: int, length: int) -> None:
+        view.check(addr, length, False)
+        self._view = view
+        self.addr = addr
+        self.length = length
+
+    def _range(self, key: slice) -> tuple[int, int]:
+        start, stop, step = key.indices(self.length)
+        if step != 1:
+            raise HwError("a host span is sliced with step 1 only")
+        return start, max(stop - start, 0)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: slice) -> bytes:
+        start, n = self._range(key)
+        return self._view.read(self.addr + start, n) if n else b""
+
+    def __setitem__(self, key: slice, data: bytes | bytearray | memoryview) -> None:
+        start, n = self._range(key)
+        if len(data) != n:
+            raise HwError(f"a host span store of {len(data)} bytes into a slice of {n}")
+        if n:
+            self._view.write(self.addr + start, data)

@@ -34,6 +34,7 @@ from emulator.hw.cpu import (
     Cpu,
     Insn,
 )
+from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PAGE_SIZE, PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import Sclp
@@ -190,7 +191,7 @@ class Vm:
 
     def _add_vcpu(self, addr: int) -> Vcpu:
         hv = self.hv
-        cpu = Cpu(hv.memory, addr, hv.clock, self.facilities, hv.info.cpuid(addr))
+        cpu = hv.hardware.new_cpu(addr, hv.clock, self.facilities, hv.info.cpuid(addr))
         cpu.guest_memory_size = self.memory_size
         page_addr = hv.alloc.alloc_page()
         hv.host.write(page_addr, bytes(PAGE_SIZE))
@@ -460,8 +461,9 @@ class Hypervisor:
     """The KVM-like hypervisor of one host: its memory allocator, the SIE engine and the VMs.
 
     Args:
-        memory: host absolute storage (only SIE and vCPU creation use it directly; the hypervisor's own
-            accesses go through ``memory.host_view()``).
+        hardware: the machine's hardware (``emulator.hw.hardware.Hardware``: the host view of storage, new
+            CPUs, owner batches); a ``PhysicalMemory`` is wrapped in one (the composition root's shortcut).
+            The hypervisor keeps no storage object: every access it makes is the host's, checked.
         clock: the host TOD clock (shared with the vCPUs).
         info: identity strings the guests see (STSI, STIDP).
         ultravisor: the Ultravisor (firmware) of the machine, or None; secure guests need one.
@@ -470,25 +472,26 @@ class Hypervisor:
 
     def __init__(
         self,
-        memory: PhysicalMemory,
+        hardware: Hardware | PhysicalMemory,
         clock: TodClock,
         info: MachineInfo | None = None,
         ultravisor: object | None = None,
         reserved: int = HOST_RESERVED,
     ) -> None:
-        self.memory = memory
-        self.host = memory.host_view()
+        if isinstance(hardware, PhysicalMemory):
+            hardware = Hardware(hardware)
+        self.hardware = hardware
+        self.host = hardware.host
         self.clock = clock
         self.info = info or MachineInfo()
         self.ultravisor = ultravisor
-        self.alloc = HostAllocator(memory.size, reserved)
-        self.engine = SieEngine(memory.size)
+        self.alloc = HostAllocator(hardware.size, reserved)
+        self.engine = SieEngine(hardware.size)
         self.vms: list[Vm] = []
         self._pv_host: PvHost | None = None
         #: Debuggers: told about every SIE exit of every VM (``ExitListener``); empty: no cost.
         self.exit_listeners: list[ExitListener] = []
         #: the secure-guest instruction hook of an explicit debug capability (``debug.SecureDebug``), or None
-        self._storage_base: int | None = None  # host address of absolute 0 (``sie_page``)
         self._debug_insn_filter: Callable[[Cpu, Insn], str | None] | None = None
         self._before_uvc: Callable[[UvCommand, bytes, int], None] | None = None
 
@@ -496,7 +499,7 @@ class Hypervisor:
     def on_machine(cls, machine: object, reserved: int = HOST_RESERVED) -> Hypervisor:
         """A hypervisor running in the LPAR of a ``Machine`` (its memory, clock, identity and Ultravisor)."""
         return cls(
-            machine.memory,  # type: ignore[attr-defined]
+            Hardware(machine.memory),  # type: ignore[attr-defined]
             machine.tod,  # type: ignore[attr-defined]
             machine.info,  # type: ignore[attr-defined]
             getattr(machine, "uv", None),
@@ -533,11 +536,7 @@ class Hypervisor:
             raise HypervisorError(f"SIE page {addr:#x} is not host storage")
         # at the page's address, holding no view of storage: ``from_buffer`` would keep a view of all of it
         # (``_objects``), a door past the host's checks for whoever holds the page
-        if self._storage_base is None:
-            probe = ctypes.c_char.from_buffer(self.memory.buffer())
-            self._storage_base = ctypes.addressof(probe)
-            del probe
-        return SiePage.from_address(self._storage_base + addr)
+        return SiePage.from_address(self.hardware.storage_address(addr, 0x1000))
 
     # -- VMs -------------------------------------------------------------------------------------------
 

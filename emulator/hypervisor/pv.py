@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw import sigp as S
 from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT, Cpu
-from emulator.hw.memory import PAGE_SIZE, HostView
+from emulator.hw.memory import PAGE_SIZE, HostSpan, HostView
 from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.pvsie import VIR_NAMES, PvSieEngine
 from emulator.hypervisor.sie import (
@@ -199,15 +199,15 @@ class PvHost:
                 raise PvError(KVM_PV_ENABLE, f"Ultravisor initialisation failed: {res}", res.rc, res.rrc)
             log.info("Ultravisor initialised with %#x bytes at %#x", n, origin)
 
-    def _sida(self, page: SiePage) -> memoryview:
-        """The SIDA's bytes for the SIE engine (the Ultravisor's side): every page of it checked as host
-        storage at each call (a multi-page SIDA whose later page is secure is refused, not read)."""
+    def _sida(self, page: SiePage) -> HostSpan:
+        """The SIDA for the SIE engine (the Ultravisor's side): every page of it checked as host storage at
+        each call and at each access (a multi-page SIDA whose later page is secure is refused, not read)."""
         sd = page.sie_block
         addr, size = sd.sida_origin, sd.sida_size
         if not addr:
             raise HypervisorError("the state description has no SIDA")
         self.hv.host.check(addr, size, True)  # SecureStorageAccess on any secure or donated frame
-        return self.hv.memory.buffer()[addr : addr + size]
+        return self.hv.hardware.span(addr, size)
 
     def sida(self, page: SiePage) -> Sida:
         """The SIDA of ``page`` as the hypervisor touches it: host storage, checked at every access."""
@@ -346,7 +346,7 @@ class PvVm:
             self.client.call("destroy_sec_conf", handle=self.handle)
             self.handle = 0
         call, mso = self.client.call, self.vm.mso
-        with self.hv.memory.owner_batch():  # no CPU runs here: the CPUs flush their TLBs once, at the end
+        with self.hv.hardware.owner_batch():  # no CPU runs here: the CPUs flush their TLBs once, at the end
             for g in sorted(self.possibly_secure):
                 call("destr_sec_stor", paddr=mso + g)
         self.possibly_secure.clear()
@@ -399,7 +399,7 @@ class PvVm:
         """KVM_PV_UNPACK: Unpack every page of one component (``tweak[1]`` = the page's offset)."""
         if addr & 0xFFF or size & 0xFFF:
             raise PvError(KVM_PV_UNPACK, f"component {addr:#x}+{size:#x} is not page aligned")
-        with self.hv.memory.owner_batch():  # no CPU runs here: the CPUs flush their TLBs once, at the end
+        with self.hv.hardware.owner_batch():  # no CPU runs here: the CPUs flush their TLBs once, at the end
             done, res = self.client.unpack_range(self.handle, addr, size, tweak)
         self.possibly_secure.update(range(addr, addr + done, PAGE_SIZE))
         if res is not None:

@@ -57,7 +57,7 @@ from emulator.hw.cpu import (
     Insn,
     psw_invalid,
 )
-from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT
+from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, HostSpan
 from emulator.hypervisor.sie import (
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
@@ -214,10 +214,10 @@ class PvSieEngine:
 
     Args:
         uv: the Ultravisor (its records of secure configurations and CPUs, its UVC entry point).
-        sida: ``sida(page) -> memoryview`` of the SIDA the SD designates (host storage).
+        sida: ``sida(page) -> HostSpan`` of the SIDA the SD designates (host storage, checked at each access).
     """
 
-    def __init__(self, uv: Ultravisor, sida: Callable[[SiePage], memoryview]) -> None:
+    def __init__(self, uv: Ultravisor, sida: Callable[[SiePage], HostSpan]) -> None:
         self.uv = uv
         self._sida = sida
         self._pending: dict[int, _Pending] = {}  # cpu handle -> instruction awaiting completion
