@@ -415,6 +415,13 @@ class Cpu(NativeSsm, TlbFill):
     def _no_holds(self) -> bool:
         return not self._holds
 
+    def exclusive(self) -> threading.RLock:
+        """The run lock, as a context: stores made for this CPU outside ``run`` (a SIE engine completing an
+        intercepted instruction or injecting an interruption) happen while no ``hold`` is in progress, so no
+        Ultravisor command takes the page away between the check and the store. No Ultravisor call may be
+        made inside: the Ultravisor's commands hold CPUs."""
+        return self._run_lock
+
     def request_halt(self) -> None:
         """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
         self._halt = True

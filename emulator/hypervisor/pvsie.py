@@ -401,32 +401,35 @@ class PvSieEngine:
         ):
             self._load(cpu, scpu)
         cpu.state = OPERATING
-        # 1. complete an intercepted instruction with the host's results
-        pending = self._pending.pop(scpu.handle, None)
-        completed = False
-        iictl = sd.iictl
-        if iictl in (IICTL_SPECIFICATION, IICTL_OPERAND):
-            sd.iictl = IICTL_NONE
-            if pending is None:
-                self._save(cpu, page, scpu)
-                return self._validity(page, VIR_INJECT_INVALID)
-            code = 0x06 if iictl == IICTL_SPECIFICATION else 0x15
-            cpu.program_interrupt(code, pending.insn.ilen, pc=pending.insn.pc)
-        elif pending is not None:
-            try:
-                self._complete(cpu, page, pending)
-                completed = True
-            except ProgramException as e:  # the guest's operand went away meanwhile: its own exception
-                cpu.program_interrupt(e.code, e.ilc or pending.insn.ilen, e.teid, pc=pending.insn.pc)
-            except GuestIntercept as e:
-                self._pending[scpu.handle] = pending  # complete after the host imported the page
-                return self._host_exit(cpu, page, scpu, e.code, e.data.get("teid", 0), e.reason)
-        # 2. interruption injection
-        if sd.iictl != IICTL_NONE:
-            vir = self._inject(cpu, page, scpu)
-            if vir:
-                self._save(cpu, page, scpu)
-                return self._validity(page, vir)
+        # 1 and 2 store into the guest's storage outside the CPU's run: under its run lock, so that no UV
+        # command takes a page away meanwhile (no Ultravisor call is made inside)
+        with cpu.exclusive():
+            # 1. complete an intercepted instruction with the host's results
+            pending = self._pending.pop(scpu.handle, None)
+            completed = False
+            iictl = sd.iictl
+            if iictl in (IICTL_SPECIFICATION, IICTL_OPERAND):
+                sd.iictl = IICTL_NONE
+                if pending is None:
+                    self._save(cpu, page, scpu)
+                    return self._validity(page, VIR_INJECT_INVALID)
+                code = 0x06 if iictl == IICTL_SPECIFICATION else 0x15
+                cpu.program_interrupt(code, pending.insn.ilen, pc=pending.insn.pc)
+            elif pending is not None:
+                try:
+                    self._complete(cpu, page, pending)
+                    completed = True
+                except ProgramException as e:  # the guest's operand went away meanwhile: its own exception
+                    cpu.program_interrupt(e.code, e.ilc or pending.insn.ilen, e.teid, pc=pending.insn.pc)
+                except GuestIntercept as e:
+                    self._pending[scpu.handle] = pending  # complete after the host imported the page
+                    return self._host_exit(cpu, page, scpu, e.code, e.data.get("teid", 0), e.reason)
+            # 2. interruption injection
+            if sd.iictl != IICTL_NONE:
+                vir = self._inject(cpu, page, scpu)
+                if vir:
+                    self._save(cpu, page, scpu)
+                    return self._validity(page, vir)
         # 3. both prefix pages must be secure before the CPU may run
         if not self.uv.prefix_secure(cfg.handle, cpu.prefix):
             self._save(cpu, page, scpu)
