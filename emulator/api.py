@@ -234,7 +234,7 @@ class Host:
 
         self._debug_given = True
         log.warning("%s: the debug capability was handed out (emulator privilege: the owner's view)", self.name)
-        return DebugCapability(SecureDebug(self._host.hv))
+        return DebugCapability(SecureDebug(self._host.hv, self._host.memory))
 
     @property
     def debug_given(self) -> bool:

@@ -276,12 +276,12 @@ class GuestDebugging:
         elif "uvc" not in kinds and self._unsub_uvc is not None:
             self._unsub_uvc()
             self._unsub_uvc = None
-        mem = self._vm.hv.memory
+        host_view = self._vm.hv.host
         if "secure-access" in kinds and not self._secure_listener:
-            mem.add_secure_access_listener(self._secure_access)
+            host_view.add_secure_access_listener(self._secure_access)
             self._secure_listener = True
         elif "secure-access" not in kinds and self._secure_listener:
-            mem.remove_secure_access_listener(self._secure_access)
+            host_view.remove_secure_access_listener(self._secure_access)
             self._secure_listener = False
 
     def _set_hw_breakpoints(self, addrs: set[int]) -> None:
@@ -301,7 +301,7 @@ class GuestDebugging:
             self._unsub_uvc()
             self._unsub_uvc = None
         if self._secure_listener:
-            self._vm.hv.memory.remove_secure_access_listener(self._secure_access)
+            self._vm.hv.host.remove_secure_access_listener(self._secure_access)
             self._secure_listener = False
 
     def _hit(self, bp: Breakpoint, event: Event) -> None:

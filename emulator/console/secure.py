@@ -221,7 +221,7 @@ class SecureMachine:
         self.uv = host.uv
         self.hv = host.hv
         #: the console's owner privilege over the secure guest (emulator only: no real host has it)
-        self.debug = SecureDebug(self.hv)
+        self.debug = SecureDebug(self.hv, self.memory)
         self.tod = host.clock
         self.info = host.hv.info
         self.deterministic = deterministic

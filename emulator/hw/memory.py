@@ -506,6 +506,15 @@ class HostView:
         self._mem.check_range(addr, 1)
         return self._mem.is_host_accessible(addr >> PAGE_SHIFT)
 
+    def add_secure_access_listener(self, listener: SecureAccessListener) -> None:
+        """Be told about every host access refused with PGM 0x3D (``PhysicalMemory``'s listeners: the host's
+        own refused accesses, e.g. a debugger's break on them)."""
+        self._mem.add_secure_access_listener(listener)
+
+    def remove_secure_access_listener(self, listener: SecureAccessListener) -> None:
+        """Forget a listener added with ``add_secure_access_listener``."""
+        self._mem.remove_secure_access_listener(listener)
+
     def shared(self, addr: int) -> bool:
         """True if the frame holding ``addr`` is a secure guest's page shared with the host."""
         self._mem.check_range(addr, 1)

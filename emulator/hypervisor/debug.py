@@ -9,6 +9,7 @@ from emulator.errors import HypervisorError
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu, Insn
+    from emulator.hw.memory import PhysicalMemory
     from emulator.hypervisor.kvm import Hypervisor, Vm
     from firmware.uv import SecureCpu
 
@@ -28,8 +29,9 @@ class SecureDebug:
     (``emulator.api``) and the attack playbook never create one.
     """
 
-    def __init__(self, hv: Hypervisor) -> None:
+    def __init__(self, hv: Hypervisor, memory: PhysicalMemory) -> None:
         self._hv = hv
+        self._memory = memory  # the machine's storage: the capability reads it as firmware does
 
     @property
     def insn_filter(self) -> Callable[[Cpu, Insn], str | None] | None:
@@ -68,7 +70,7 @@ class SecureDebug:
 
     def read_absolute(self, host_addr: int, length: int) -> bytes:
         """Host absolute storage as firmware reads it (plaintext of secure frames)."""
-        return self._hv.memory.read(host_addr, length)
+        return self._memory.read(host_addr, length)
 
     def set_register(self, vm: Vm, address: int, kind: str, index: int, value: int) -> None:
         """Write one register of secure vCPU ``address`` in the Ultravisor's record of the secure CPU (an
