@@ -394,15 +394,17 @@ class Cpu(NativeSsm, TlbFill):
         Ultravisor's commands take turns): a running CPU is stopped at its next instruction boundary and its
         ``run`` waits there, having made no storage access since (it does not return: the guest goes on
         afterwards). Then storage and the CPU's TLB may be changed from this thread."""
-        if self._owed:
+        lock = self._run_lock
+        if not self._owed and lock.acquire(False):  # not in its run: held at once (a run waits for ``unhold``)
+            self._holds += 1  # holders take turns (the Ultravisor's lock): no other thread changes the count
+            return
+        if self._owed:  # it waited for the previous hold: let it enter unicorn once first
             until = time.monotonic() + _OWED_WAIT
             while self._owed and time.monotonic() < until:
                 time.sleep(0.00002)
-        self._holds += 1  # holders take turns (the Ultravisor's lock): no other thread changes the count
-        lock = self._run_lock
-        if not lock.acquire(False):  # (a CPU that is not running: at once)
-            while not lock.acquire(timeout=0.0005):
-                self.uc.emu_stop()
+        self._holds += 1
+        while not lock.acquire(timeout=0.0005):
+            self.uc.emu_stop()
 
     def unhold(self) -> None:
         """End a ``hold``."""
@@ -435,10 +437,9 @@ class Cpu(NativeSsm, TlbFill):
         The run lock is held throughout; a ``hold`` of another thread gets in at the top of the loop.
         """
         with self._run_lock:  # a shoot-down in progress on another thread: wait until it is done
-            try:
-                return self._run(count, timeout_us, resume)
-            finally:
-                self._owed = False
+            ex = self._run(count, timeout_us, resume)
+            self._owed = False  # (a run that ends owes nothing: the next hold takes the CPU at once)
+            return ex
 
     def _run(self, count: int, timeout_us: int, resume: bool) -> CpuExit:
         """``run``, with the run lock held."""
