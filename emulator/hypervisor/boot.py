@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from emulator.errors import HypervisorError, LoadError, SecureStorageAccess
+from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import MachineInfo
 from emulator.hw.tod import TodClock
@@ -67,7 +68,7 @@ class SecureHost:
             self.identity, self.uv = machine_ultravisor(self.memory, machine, rng=rng)
         except MachineIdentityError as e:
             raise HypervisorError(str(e)) from None
-        self.hv = Hypervisor(self.memory, self.clock, MachineInfo(), self.uv)
+        self.hv = Hypervisor(Hardware(self.memory), self.clock, MachineInfo(), self.uv)
 
     @property
     def name(self) -> str:
