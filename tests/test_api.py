@@ -27,7 +27,7 @@ def test_docstring_examples_run() -> None:
         assert res.attempted >= least and res.failed == 0, mod.__name__
 
 
-@pytest.mark.parametrize("cls", [Host, Guest, api.RelyingParty])
+@pytest.mark.parametrize("cls", [Host, Guest, api.RelyingParty, api.DebugCapability, api.Breakpoint])
 def test_public_surface_hands_out_no_trusted_object(cls: type) -> None:
     for name, member in inspect.getmembers(cls):
         if name.startswith("_"):

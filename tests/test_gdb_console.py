@@ -102,6 +102,17 @@ def test_console_gdbserver_on_a_plain_program_hands_the_machine_back() -> None:
     assert "Hello from a bare-metal s390x guest" in execute(s, "continue").plain()
 
 
+def test_gdb_breakpoints_and_watchpoints_do_not_outlive_a_kill() -> None:
+    s = open_session(str(HELLO), cpus=1)  # a console with no breakpoints of its own
+    c, t, box = _serve(s)
+    assert c.ask(f"Z0,{MAIN:x},2") == "OK" and c.ask("Z2,10000,8") == "OK"
+    c.raw(frame(b"k"))
+    t.join(30)
+    assert s.machine.cpus[0].breakpoints == set() and s.machine.cpus[0].watch_frames == {}
+    out = execute(s, "continue").plain()
+    assert "Hello from a bare-metal s390x guest" in out and "breakpoint" not in out
+
+
 def test_gdbserver_command_errors_are_one_line() -> None:
     s = open_session(str(HELLO), cpus=1)
     assert "gdbserver takes PORT" in execute(s, "gdbserver udp::1").plain()

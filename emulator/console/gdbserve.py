@@ -199,6 +199,7 @@ def serve_gdb(session: Session, endpoint: str, *, debug_secure: bool | None = No
         for n, on in saved.items():
             if n in session.breakpoints:
                 session.enable_breakpoint(n, on)
+        session._install()  # noqa: SLF001 - gdb's breakpoints and watchpoints out (also after kill)
         session._take_hits()  # noqa: SLF001 - hits of the console's observers while GDB ran are not stops
         session.discard_stop()
     if not stub.attached:
