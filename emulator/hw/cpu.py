@@ -141,7 +141,6 @@ from emulator.hw.traps import OWNER_INSNS, RL_ALIGNMENT, _is_trapped, _opcode_ke
 from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from here
     _LAYOUT,
     _PC_C,
-    _PSWM_C,
     _TLB_FILL_CB,
     _UNTIL_C,
     _ZERO_U64_C,
@@ -248,7 +247,8 @@ class Cpu(NativeSsm, TlbFill):
             q = self._q = env_view(uc, LIVE)
             self._qm = LIVE.q_mask
             self._qc = LIVE.q_mask + 12
-            self._cc_op = ctypes.c_uint32.from_address(ctypes.addressof(ctypes.c_char.from_buffer(q)) + LIVE.cc_op)
+            here = ctypes.addressof(ctypes.c_char.from_buffer(q))
+            self._cc_op = ctypes.c_uint32.from_address(here + LIVE.cc_op)
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no
         #: flush)
@@ -504,7 +504,7 @@ class Cpu(NativeSsm, TlbFill):
             if pc in self._exits:
                 # an exit at the current PC: emulate it without entering unicorn
                 resume = False
-                result = self._at_exit(pc, emulate, keep=at_bp)
+                result = self._at_exit(pc, emulate, None, at_bp)
                 if counted:
                     budget -= 1
                     self.insn_count += 1

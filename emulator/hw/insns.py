@@ -21,6 +21,7 @@ from emulator.hw.cpu import (
     PSW_MASK_BIT12,
     PSW_MASK_DAT,
     PSW_MASK_KEY,
+    PSW_MASK_PSTATE,
     PSW_MASK_WAIT,
     RL_ALIGNMENT,
     Cpu,
@@ -77,7 +78,7 @@ def emulate(cpu: Cpu, insn: Insn) -> CpuExit | None:
         raise ProgramException(0x01, why=f"opcode {insn.opcode:#x} is not implemented")
     name, privileged, fn = entry
     insn.name = name
-    if privileged and cpu.problem_state:
+    if privileged and cpu._mask_bits() & PSW_MASK_PSTATE:  # noqa: SLF001 - problem_state, one call less
         raise ProgramException(PGM_PRIVILEGED, why=f"{name} in problem state")
     return fn(cpu, insn)
 

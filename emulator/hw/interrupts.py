@@ -58,6 +58,10 @@ __all__ = ["InterruptDelivery", "IoSource"]
 _U64: Final = struct.Struct(">Q")
 _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
+_PSW: Final = struct.Struct(">QQ")
+_ILC_CODE: Final = struct.Struct(">HH")
+#: the lowcore fields an interruption stores or loads lie in its first 512 bytes: one frame, one decision
+_LOWCORE_FIELDS: Final = 0x200
 #: the vector facility's bit in the facility list (a machine check then stores the vector registers)
 _VECTOR_FACILITY: Final = 129
 
@@ -142,11 +146,18 @@ class InterruptDelivery(StorageAccess):
         self.check_stop_reason = access.prefix_check_stop(self.prefix)
         return False
 
-    def _swap_psw(self, old_off: int, new_off: int) -> None:
+    def _lowcore_base(self) -> int:
+        """Host address of this CPU's lowcore for an interruption's stores and loads (offsets below 0x200):
+        one check for all of them, as they lie in one frame (``_real_checked``: the access rules, a SIE
+        guest's mapping)."""
+        return self._real_checked(0, _LOWCORE_FIELDS, True)
+
+    def _swap_psw(self, old_off: int, new_off: int, base: int | None = None) -> None:
+        if base is None:
+            base = self._lowcore_base()
         mask, addr = self.psw
-        self._lowcore_write(old_off, _U64.pack(mask) + _U64.pack(addr))
-        new = self._lowcore_read(new_off, 16)
-        nmask, naddr = _U64.unpack_from(new, 0)[0], _U64.unpack_from(new, 8)[0]
+        self.mem.write(base + old_off, _PSW.pack(mask, addr))
+        nmask, naddr = _PSW.unpack_from(self._buf, base + new_off)
         self.set_psw(nmask, naddr)
         problem = psw_invalid(nmask, naddr)
         if problem:
@@ -179,10 +190,12 @@ class InterruptDelivery(StorageAccess):
         if not self._deliverable():
             return
         self.set_pc(pc if code in NULLIFYING else pc + ilc)
-        self._lowcore_write(LC_PGM_ILC, _U16.pack(ilc) + _U16.pack(code))
+        base = self._lowcore_base()
+        mem = self.mem
+        mem.write(base + LC_PGM_ILC, _ILC_CODE.pack(ilc, code))
         if teid is not None:
-            self._lowcore_write(LC_TEID, _U64.pack(teid))
-        self._swap_psw(LC_PGM_OLD, LC_PGM_NEW)
+            mem.write(base + LC_TEID, _U64.pack(teid))
+        self._swap_psw(LC_PGM_OLD, LC_PGM_NEW, base)
 
     def psw_loaded(self) -> None:
         """The program loaded a valid PSW (LPSW, LPSWE): it got out of its interruption handler, so a
@@ -238,17 +251,19 @@ class InterruptDelivery(StorageAccess):
         code, cpu_addr, param = ext
         if not self._deliverable():
             return True  # the CPU check-stopped: the interruption stays pending
+        base = self._lowcore_base()
+        mem = self.mem
         if code == 0x1201 and cpu_addr is not None:
             self.emergency_from.discard(cpu_addr)
-            self._lowcore_write(LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
+            mem.write(base + LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
         elif code == 0x1202 and cpu_addr is not None:
             del self.ext_pending["external_call"]
-            self._lowcore_write(LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
+            mem.write(base + LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
         elif code == 0x2401 and param is not None:
             del self.ext_pending["service"]
-            self._lowcore_write(LC_EXT_PARAM, _U32.pack(param))
-        self._lowcore_write(LC_EXT_CODE, _U16.pack(code))
-        self._swap_psw(LC_EXT_OLD, LC_EXT_NEW)
+            mem.write(base + LC_EXT_PARAM, _U32.pack(param))
+        mem.write(base + LC_EXT_CODE, _U16.pack(code))
+        self._swap_psw(LC_EXT_OLD, LC_EXT_NEW, base)
         return True
 
     def store_status(self, absolute: int, write: Callable[[int, bytes], None]) -> None:

@@ -1,4 +1,4 @@
-"""The engine's live CPU state (``CPUS390XState``) as memory: registers read and written without an engine call.
+"""The engine's CPU state (``CPUS390XState``) in place: registers read and written without an engine call.
 
 Every ``uc_reg_read``/``uc_reg_write`` through ctypes costs ~0.4 us, and a trapped instruction reads and
 writes the PSW, a few general and control registers: most of a trap's Python time was these calls. unicorn

@@ -150,6 +150,12 @@ class Registers(InterruptDelivery):
                 m = self._mask_c = self._rd(_PSWM_C)
         return m
 
+    @property
+    def psw_mask_bits(self) -> int:
+        """The PSW mask with its condition code left out (zero): for decisions on the other bits, without
+        the engine's computation of the condition code it keeps lazily."""
+        return self._mask_bits()
+
     def _mask_bits(self) -> int:
         """The PSW mask with its condition code left out (zero): what every decision but a stored or
         extracted PSW reads, without the engine's computation of a lazily kept condition code."""

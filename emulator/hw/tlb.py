@@ -313,6 +313,10 @@ class TlbFill(TrapDispatch):
             self._fault_where = (vaddr & ~0xFFF, fetch)
         if fetch:
             self._refused_code.add(vaddr & ~0xFFF)
+        # a refused fill makes no TLB entry: it does not count towards the TLB's growth (a program taking
+        # an exception page after page, as kvm-unit-tests' edat does 491,520 times, would otherwise grow
+        # and flush the TLB every few hundred exceptions and refill its whole working set each time)
+        self._fills -= 1
         return False
 
     def _prune_exits(self) -> None:

@@ -53,6 +53,11 @@ __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"
 SLICE: Final = 20_000
 #: the owner's instructions the CPU hands to ``Machine._owner_insn`` inside its run
 _INLINE_INSNS: Final = frozenset({"SERVC", "SIGP", "STSI", "DIAG"})
+#: SIGP orders that change no CPU's state (sense, signals): the run goes on without comparing states
+_SIGP_KEEPS_STATES: Final = frozenset({
+    sigp_mod.SENSE, sigp_mod.SENSE_RUNNING, sigp_mod.EXTERNAL_CALL, sigp_mod.EMERGENCY,
+    sigp_mod.COND_EMERGENCY,
+})
 #: SIGP orders after which a CPU's earlier disabled wait no longer says how it ended
 _SIGP_TAKES_OVER: Final = frozenset({
     sigp_mod.START, sigp_mod.STOP, sigp_mod.RESTART, sigp_mod.STOP_AND_STORE_STATUS,
@@ -579,8 +584,13 @@ class Machine:
         if name not in _INLINE_INSNS or (name == "DIAG" and insn.address() & 0xFFFF == 0x308):
             return None
         cpus = self.cpus.values()
-        # only SIGP (or a handler or filter of the machine's user) changes a CPU's state
-        snapshot = name == "SIGP" or self.insn_filter is not None or name in self.insn_handlers
+        # only SIGP's orders that start, stop or reset (or a handler or filter of the machine's user) change a
+        # CPU's state
+        snapshot = (
+            (name == "SIGP" and insn.address() & 0xFF not in _SIGP_KEEPS_STATES)
+            or self.insn_filter is not None
+            or name in self.insn_handlers
+        )
         states = [c.state for c in cpus] if snapshot else None
         wd = self.watchdog
         before = wd.deadline if wd is not None else None
@@ -621,7 +631,7 @@ class Machine:
 
     @staticmethod
     def _takes_service_signal(cpu: Cpu) -> bool:
-        enabled = cpu.psw_mask & PSW_MASK_EXT and cpu.cr(0) & CR0_SERVICE_SC
+        enabled = cpu.psw_mask_bits & PSW_MASK_EXT and cpu.cr(0) & CR0_SERVICE_SC
         return cpu.state == OPERATING and bool(enabled)
 
     def _service_signal(self, param: int, issuer: Cpu) -> None:
