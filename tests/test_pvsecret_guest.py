@@ -55,7 +55,7 @@ def test_add_list_retrieve_lock_then_attest_the_store(reqs: Path, capsysbinary) 
     )
     assert pvsecret_main(["list", *g, "--format", "yaml", str(d / "list.yaml")]) == 0
     assert (d / "list.yaml").read_text().startswith(
-        f"total_num_secrets: 3\nsecrets:\n- index: 0\n  stype: 6\n  len: 32\n  id: '0x{sid.hex()}'\n"
+        f"total_num_secrets: 3\nsecrets:\n- index: 0\n  stype: 6\n  len: 32\n  id: 0x{sid.hex()}\n"  # serde_yaml quotes no 256-bit hex
     )
     assert pvsecret_main(["list", *g, "--format", "bin", "-o", str(d / "list.bin")]) == 0
     raw = (d / "list.bin").read_bytes()

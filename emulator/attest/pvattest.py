@@ -34,6 +34,7 @@ from typing import Any
 from cryptography import x509
 
 from emulator.attest.evidence import AttestationMismatch, check_attestation
+from emulator.attest.yamlout import yaml_scalar
 from emulator.image import pki
 from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, parse_image
 from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once
@@ -307,18 +308,6 @@ def _perform(a: argparse.Namespace) -> int:
     if a.evidence and evidence is not None:
         write_file(a.evidence, evidence, "evidence")
     return EXIT_OK
-
-
-def yaml_scalar(v: Any) -> str:
-    """A YAML scalar as serde_yaml writes it: a string YAML would read as a number (``0x...``, digits) or
-    a boolean/null is single-quoted, so that s390-tools (``pvsecret create --cuid``) reads a string."""
-    text = str(v)
-    if isinstance(v, str) and (
-        re.fullmatch(r"[-+]?(0x[0-9a-fA-F_]*|0o[0-7_]*|[0-9][0-9_.eE+-]*|\.inf|\.nan)", text)
-        or text.lower() in ("true", "false", "null", "~", "yes", "no", "on", "off", "")
-    ):
-        return "'" + text.replace("'", "''") + "'"
-    return text
 
 
 def _yaml(d: dict[str, Any]) -> str:

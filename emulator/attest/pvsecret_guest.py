@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.attest.local import LocalSecureGuest, UltravisorRefused
+from emulator.attest.yamlout import yaml_scalar
 from firmware import attestation as A
 
 __all__ = ["GuestFile", "GuestFileError", "open_guest", "list_text", "list_yaml", "retrieved_pem",
@@ -220,7 +221,7 @@ def list_yaml(entries: list[tuple[int, int, int, bytes]], total: int) -> str:
         return out + "secrets: []\n"
     out += "secrets:\n"
     for idx, stype, ln, sid in entries:
-        out += f"- index: {idx}\n  stype: {stype}\n  len: {ln}\n  id: '0x{sid.hex()}'\n"
+        out += f"- index: {idx}\n  stype: {stype}\n  len: {ln}\n  id: {yaml_scalar('0x' + sid.hex())}\n"
     return out
 
 
