@@ -180,3 +180,68 @@ def test_live_ibm_image_with_cck_ramdisk_and_parmfile_takes_zuvs_extension_secre
     assert pvsecret_main([*base, "-o", str(d / "no"), "meta"]) == 0
     assert pvsecret_main(["add", str(d / "ok"), "--guest", str(d / "g1"), "--image", str(d / "ibm.se")]) == 0
     assert pvsecret_main(["add", str(d / "no"), "--guest", str(d / "g2"), "--image", str(d / "ibm.se")]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------- 2.43
+
+REL_HKD = "../../../firmware/machines/zuv-demo/host-key-document.crt"  # as given to IBM's tools in DATA
+REL_OTHER = "../../../firmware/machines/zuv-other/host-key-document.crt"
+
+
+def test_zuv_answers_pvattest_243_as_ibm_verified_and_checked_it(tmp_path, monkeypatch, capsys):
+    """IBM's pvattest 2.43 made the request (image and attestation PHKH, secret-store hash); zuv's guest of
+    IBM's image added IBM's pvsecret 2.43 request, locked its store and answered; IBM's pvattest verified
+    and checked the answer. zuv writes the same answer, and its verify -o and check write IBM's files byte
+    for byte."""
+    from emulator.attest.pvsecret import pvsecret_main
+
+    monkeypatch.chdir(DATA)
+    g = ["--guest", str(tmp_path / "g.json")]
+    assert pvsecret_main(["add", "pvsecret-2.43-retrievable.bin", *g, "--image", "genprotimg-2.35.se", "--seed", "6"]) == 0
+    assert pvsecret_main(["lock", *g]) == 0
+    resp = tmp_path / "resp"
+    assert pvattest_main(["perform", "pvattest-2.43-request.bin", str(resp), *g, "-u", "user-data.txt"]) == 0
+    assert resp.read_bytes() == (DATA / "zuv-response-to-pvattest-2.43.bin").read_bytes()
+    assert pvattest_main(["verify", "-i", str(resp), "--hdr", "genprotimg-2.35.se", "-a", "pvattest-2.43-arpk.bin",
+                          "-o", str(tmp_path / "v.yaml")]) == 0  # fmt: skip
+    assert (tmp_path / "v.yaml").read_text() == (DATA / "pvattest-2.43-verify.yaml").read_text()
+    assert pvattest_main(["check", str(resp), str(tmp_path / "c.yaml"), "-k", f"{REL_HKD},{REL_OTHER}",
+                          "--host-key-check", "att-key-hash,boot-key-hash", "-u", "user-data.txt",
+                          "--secret", "pvsecret-2.43-retrievable.bin", "--secret-store-locked", "true"]) == 0  # fmt: skip
+    assert (tmp_path / "c.yaml").read_text() == (DATA / "pvattest-2.43-check.yaml").read_text()
+    # the guest retrieves IBM's secret by the NAME.yaml IBM's pvsecret wrote
+    assert pvsecret_main(["retrieve", "pvsecret-2.43-ibm_key.yaml", str(tmp_path / "s"), *g, "--outform", "bin"]) == 0
+    assert (tmp_path / "s").read_bytes() == (DATA / "user-data.txt").read_bytes()
+
+
+def test_pvsecret_243_files_and_zuvs_agree(tmp_path, monkeypatch, capsys):
+    from emulator.attest.pvsecret import pvsecret_main
+
+    monkeypatch.chdir(DATA)
+    # IBM's request with ECDSA-signed user data: zuv's verify gives what IBM's verify gave
+    assert pvsecret_main(["verify", "pvsecret-2.43-signed.bin", "--user-cert", "user-sign-ec.crt",
+                          "-o", str(tmp_path / "ud")]) == 0  # fmt: skip
+    assert (tmp_path / "ud").read_bytes() == (DATA / "pvsecret-2.43-verify-signed.out").read_bytes()
+    assert pvsecret_main(["verify", "pvsecret-2.43-signed.bin"]) == 1  # signed: the certificate is needed
+    # the secret information of the same secret, as IBM's pvsecret wrote it
+    capsys.readouterr()
+    assert pvsecret_main(["create", "-k", REL_HKD, "--no-verify", "--hdr", "genprotimg-2.35.hdr", "-o",
+                          str(tmp_path / "r"), "retrievable", "ibm key", "--secret", "user-data.txt", "--type",
+                          "plain", "--stdout"]) == 0  # fmt: skip
+    assert capsys.readouterr().out == (DATA / "pvsecret-2.43-ibm_key.yaml").read_text() + "\n"
+
+
+@live
+def test_live_ibm_pvsecret_243_verifies_zuvs_signed_user_data(tmp_path):
+    from emulator.attest.pvsecret import pvsecret_main
+
+    if not (IBM / "bin" / "pvsecret-2.43").exists():
+        pytest.skip("IBM's pvsecret 2.43 not built (tools/ibm_s390_tools.sh --rust)")
+    key, crt = tmp_path / "k.pem", tmp_path / "k.crt"
+    subprocess.run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-subj", "/CN=t", "-days", "2", "-out", str(crt)], check=True, capture_output=True)  # fmt: skip
+    assert pvsecret_main(["create", "-k", str(HKD), "--no-verify", "--hdr", str(HDR), "-o", str(tmp_path / "r"),
+                          "--user-data", str(DATA / "user-data.txt"), "--user-sign-key", str(key), "meta"]) == 0  # fmt: skip
+    r = _ibm("pvsecret-2.43", "verify", str(tmp_path / "r"), "--user-cert", str(crt), "-o", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o").read_bytes() == (DATA / "user-data.txt").read_bytes().ljust(256, b"\0")
