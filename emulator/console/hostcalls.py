@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.hostviews import format_field
@@ -27,15 +26,29 @@ __all__ = ["HostUvc", "Work", "Abandoned", "decode_block"]
 _POLL: Final = 0.25
 
 
-@dataclass(frozen=True)
 class HostUvc:
     """One of the hypervisor's own UV calls, about to be issued: its block as the host wrote it (host view:
-    the hypervisor's own storage)."""
+    the hypervisor's own storage), decoded on first use (a filter that looks at the code alone costs no
+    decoding)."""
 
-    code: int
-    name: str
-    addr: int  # host absolute address of the UVCB
-    fields: tuple[tuple[str, str], ...]
+    __slots__ = ("code", "name", "addr", "_cmd", "_raw", "_fields")
+
+    def __init__(self, code: int, name: str, addr: int, cmd: UvCommand | None = None, raw: bytes = b"",
+                 fields: tuple[tuple[str, str], ...] | None = None) -> None:  # fmt: skip
+        self.code = code
+        self.name = name
+        self.addr = addr  # host absolute address of the UVCB
+        self._cmd, self._raw, self._fields = cmd, raw, fields
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """The block's fields (``decode_block``)."""
+        if self._fields is None:
+            self._fields = decode_block(self._cmd, self._raw) if self._cmd is not None else ()
+        return self._fields
+
+    def __repr__(self) -> str:
+        return f"HostUvc(code={self.code:#06x}, name={self.name!r}, addr={self.addr:#x})"
 
     def headline(self) -> str:
         """``UVC 0x0301 Unpack (host)``: the hypervisor's call."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.errors import ConsoleError
-from emulator.console.hostcalls import HostUvc, Work, decode_block
+from emulator.console.hostcalls import HostUvc, Work
 from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, UvEventLog, intercept_detail
 from emulator.console.tables import uv_command
 from emulator.errors import EmulatorError, MachineError
@@ -443,7 +443,7 @@ class SecureMachine:
         if work is None or work.abandoned or not work.on_thread():
             return  # not inside work the console can suspend (or the work is being given up)
         known = uv_command(cmd.code)
-        call = HostUvc(cmd.code, known.name if known else cmd.name, addr, decode_block(cmd, raw))
+        call = HostUvc(cmd.code, known.name if known else cmd.name, addr, cmd, raw)
         if self._uvc_step:
             reason = "stopped before the hypervisor's next UV call"
         else:
