@@ -45,9 +45,10 @@ class LifecycleCommands(PageCommands):
 
     if TYPE_CHECKING:  # provided by Ultravisor
 
-        def secure_guest_frame(  # noqa: D102
+        def secure_guest_frame(
             self, config_handle: int, guest_abs_addr: int
-        ) -> int | None: ...
+        ) -> int | None:
+            """The host frame a secure guest's access uses, or None if not secure (``Ultravisor``)."""
 
     # -- Query, Query Keys, Init -------------------------------------------------------------------------
 

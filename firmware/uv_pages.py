@@ -26,9 +26,10 @@ class PageCommands(UvCore):
 
     if TYPE_CHECKING:  # provided by Ultravisor
 
-        def guest_frame_check(  # noqa: D102
+        def guest_frame_check(
             self, config_handle: int, guest_abs_addr: int, write: bool
-        ) -> int: ...
+        ) -> int:
+            """The host frame of a secure guest's access, or the host's exception (``Ultravisor``)."""
 
     # -- storage conversions ----------------------------------------------------------------------------
 

@@ -46,12 +46,15 @@ class Outcome:
     facts: dict[str, Any] = field(default_factory=dict)
 
     def tried(self, text: str) -> None:
+        """Record what the attack tried."""
         self.lines.append(f"tried:   {text}")
 
     def machine(self, text: str) -> None:
+        """Record what the machine answered."""
         self.lines.append(f"machine: {text}")
 
     def why(self, text: str) -> None:
+        """Record why the secret stayed safe."""
         self.lines.append(f"safe:    {text}")
 
     def got(self, data: bytes) -> None:
@@ -63,6 +66,7 @@ class Outcome:
             self.lines.append(f"LEAK:    {n} bytes of the secret reached the host")
 
     def fail(self, text: str) -> None:
+        """Record that the attack broke a guarantee (the secret did not hold)."""
         self.held = False
         self.lines.append(f"FAILED:  {text}")
 

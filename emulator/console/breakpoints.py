@@ -89,14 +89,17 @@ class BreakpointControl(StorageViews):
         _listeners: dict[str, Callable[[], None]]
         _uv_log: Any
 
-        def is_secure(self, cpu: Cpu | None = None) -> bool: ...  # noqa: D102
+        def is_secure(self, cpu: Cpu | None = None) -> bool:
+            """Whether the CPU runs a secure guest (``Session``)."""
 
-        def value(self, text: str) -> int: ...  # noqa: D102
+        def value(self, text: str) -> int:
+            """The value of an expression (``Session``)."""
 
-        def holds(self, text: str) -> bool: ...  # noqa: D102
+        def holds(self, text: str) -> bool:
+            """Whether a condition holds (``Session``)."""
 
-        def shown(self, host: int, data: bytes) -> str: ...  # noqa: D102
-
+        def shown(self, host: int, data: bytes) -> str:
+            """A watched frame's bytes as the view may show them (``Session``)."""
 
     # -- breakpoints -----------------------------------------------------------------------------------
 

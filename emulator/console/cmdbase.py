@@ -90,6 +90,7 @@ def lookup(word: str) -> Command | None:
 
 
 def count(args: list[str], i: int, default: int, what: str, lo: int = 1, hi: int = 1 << 30) -> int:
+    """The number in ``args[i]`` (``default`` if absent), checked to lie in [lo, hi]; ConsoleError otherwise."""
     if len(args) <= i:
         return default
     v = parse_number(args[i])
@@ -101,11 +102,13 @@ def count(args: list[str], i: int, default: int, what: str, lo: int = 1, hi: int
 
 
 def no_more(args: list[str], n: int, usage: str) -> None:
+    """Refuse arguments beyond the first ``n`` with the usage line."""
     if len(args) > n:
         raise ConsoleError(f"too many arguments (usage: {usage})")
 
 
 def where_line(s: Session) -> Output:
+    """The ``=> pc <symbol>: instruction`` line of the selected CPU (empty unless it is operating)."""
     out = Output()
     cpu = s.cpu
     if cpu.state != "operating":
@@ -129,6 +132,7 @@ def where_line(s: Session) -> Output:
 
 
 def console_news(s: Session) -> Output:
+    """The guest's console output since it was last shown, one ``guest|`` line each."""
     out = Output()
     data = bytes(s.machine.console[s.console_seen :])
     s.console_seen += len(data)
@@ -139,6 +143,7 @@ def console_news(s: Session) -> Output:
 
 
 def stop_output(s: Session, stop: Stop) -> Output:
+    """What a stop shows: new console output, the reason, what changed, where, and the stop hooks' lines."""
     out = console_news(s)
     style = "stop" if stop.kind not in ("end",) else "ok"
     if stop.result is not None and not stop.result.clean and stop.kind == "end":
@@ -181,6 +186,7 @@ def disasm_lines(s: Session, insns: list[Instruction], pc: int | None, *, labels
 
 
 def space_addr(s: Session, text: str, default: str = "virt") -> tuple[str, int]:
+    """An address with an optional ``space:`` prefix (``SPACES``): (space, value of the expression)."""
     space = default
     for prefix in SPACES:
         if text.startswith(prefix + ":"):

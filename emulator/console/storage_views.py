@@ -55,8 +55,8 @@ class StorageViews:
         view: str
 
         @property
-        def cpu(self) -> Cpu: ...  # noqa: D102
-
+        def cpu(self) -> Cpu:
+            """The selected CPU (``Session``)."""
 
     # -- memory ---------------------------------------------------------------------------------------
 

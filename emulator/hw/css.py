@@ -82,6 +82,7 @@ class DataStream:
 
     @property
     def residual(self) -> int:
+        """Bytes of the count not yet transferred."""
         return self.count - self.pos
 
     def _pieces(self, n: int) -> list[tuple[int, int, bool]]:
@@ -206,14 +207,17 @@ class Subchannel:
 
     @property
     def isc(self) -> int:
+        """The PMCW's interruption subclass."""
         return (self.pmcw.flags & cb.PMCW_ISC) >> cb.PMCW_ISC_SHIFT
 
     @property
     def enabled(self) -> bool:
+        """Whether the PMCW's enabled bit is on."""
         return bool(self.pmcw.flags & cb.PMCW_E)
 
     @property
     def status_pending(self) -> bool:
+        """Whether the SCSW shows status pending."""
         return bool(self.scsw.ctrl & cb.STCTL_PENDING)
 
     def reset(self) -> None:

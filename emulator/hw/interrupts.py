@@ -73,11 +73,14 @@ class IoSource(Protocol):
     #: a channel-report-pending machine check waits for a CPU enabled for it (PSW bit 13, CR14 bit 35)
     crw_mcheck: bool
 
-    def io_deliverable(self, cr6: int) -> bool: ...
+    def io_deliverable(self, cr6: int) -> bool:
+        """Whether an I/O interruption is pending in a subclass CR6 enables."""
 
-    def take_crw_mcheck(self) -> bool: ...
+    def take_crw_mcheck(self) -> bool:
+        """Take the channel-report-pending machine check: True if one was waiting."""
 
-    def take_io(self, cr6: int) -> tuple[int, int, int] | None: ...
+    def take_io(self, cr6: int) -> tuple[int, int, int] | None:
+        """Take the highest-priority I/O interruption CR6 enables: (subsystem id, parameter, word) or None."""
 
 
 class InterruptDelivery(StorageAccess):
@@ -98,29 +101,40 @@ class InterruptDelivery(StorageAccess):
         _pgm_repeat: int
 
         @property
-        def psw(self) -> tuple[int, int]: ...
+        def psw(self) -> tuple[int, int]:
+            """The current PSW as (mask, address) (``registers.Registers``)."""
 
         @property
-        def pc(self) -> int: ...
+        def pc(self) -> int:
+            """The PSW instruction address (``registers.Registers``)."""
 
         @property
-        def cpu_timer(self) -> int: ...
+        def cpu_timer(self) -> int:
+            """The CPU timer, signed 64 bits (``registers.Registers``)."""
 
-        def set_psw(self, mask: int, addr: int) -> None: ...
+        def set_psw(self, mask: int, addr: int) -> None:
+            """Load a PSW without validity checks (``registers.Registers``)."""
 
-        def set_pc(self, addr: int) -> None: ...
+        def set_pc(self, addr: int) -> None:
+            """Set the PSW instruction address (``registers.Registers``)."""
 
-        def tod(self) -> int: ...
+        def tod(self) -> int:
+            """This CPU's view of the TOD clock (``registers.Registers``)."""
 
-        def fpr(self, i: int) -> int: ...
+        def fpr(self, i: int) -> int:
+            """Floating-point register ``i`` (``registers.Registers``)."""
 
-        def gprs(self) -> list[int]: ...
+        def gprs(self) -> list[int]:
+            """All 16 general registers (``registers.Registers``)."""
 
-        def ar(self, i: int) -> int: ...
+        def ar(self, i: int) -> int:
+            """Access register ``i`` (``registers.Registers``)."""
 
-        def vr(self, i: int) -> bytes: ...
+        def vr(self, i: int) -> bytes:
+            """Vector register ``i`` as 16 big-endian bytes (``registers.Registers``)."""
 
-        def fpc(self) -> int: ...
+        def fpc(self) -> int:
+            """The floating-point-control register (``registers.Registers``)."""
 
     def _prefix_refused(self) -> bool:
         """True when this CPU may not use its prefix area (one of its two frames is secure storage for it:

@@ -80,9 +80,11 @@ class StorageAccess:
 
         def _mask_bits(self) -> int: ...
 
-        def cr(self, i: int) -> int: ...
+        def cr(self, i: int) -> int:
+            """Control register ``i`` (``registers.Registers``)."""
 
-        def wrap(self, addr: int) -> int: ...
+        def wrap(self, addr: int) -> int:
+            """An address wrapped to the current addressing mode (``registers.Registers``)."""
 
     def has_facility(self, bit: int) -> bool:
         """Whether the facility list this CPU stores (STFLE) has facility ``bit``."""

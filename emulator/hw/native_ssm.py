@@ -58,26 +58,32 @@ class NativeSsm:
         _icache: dict[int, object]
         _page_exits: dict[tuple[int, int], frozenset[int]]
 
-        def cr(self, i: int) -> int: ...
+        def cr(self, i: int) -> int:
+            """Control register ``i`` (``registers.Registers``)."""
 
         def translate(
             self, vaddr: int, write: bool = False, fetch: bool = False, *, mark: bool = True
-        ) -> int: ...
+        ) -> int:
+            """The host absolute address of ``vaddr``, with every check (``mmu.StorageAccess``)."""
 
         def _remove_cache(self, begin: int, end: int) -> None: ...
 
         def _mask_bits(self) -> int: ...
 
-        def write_mask(self, mask: int) -> None: ...
+        def write_mask(self, mask: int) -> None:
+            """Set the PSW mask without flushing the TLB (``registers.Registers``)."""
 
-        def flush_tlb(self) -> None: ...
+        def flush_tlb(self) -> None:
+            """Forget every translation decision (``tlb.TlbFill``)."""
 
         @property
-        def pc(self) -> int: ...
+        def pc(self) -> int:
+            """The PSW instruction address (``registers.Registers``)."""
 
         def program_interrupt(
             self, code: int, ilc: int, teid: int | None = None, pc: int | None = None
-        ) -> None: ...
+        ) -> None:
+            """Deliver a program interruption (``interrupts.InterruptDelivery``)."""
 
     def _init_native_ssm(self) -> None:
         #: SSM addresses that run natively (their exits left out) -> the frame of the SSM there

@@ -86,7 +86,8 @@ class Registers(InterruptDelivery):
         _scan_caches: tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]
         _scan_cache: dict[int, tuple[int, ...]]
 
-        def flush_tlb(self) -> None: ...  # noqa: D102 - defined in ``tlb``
+        def flush_tlb(self) -> None:
+            """Forget every translation decision (``tlb.TlbFill``)."""
 
         def _forget_exits(self) -> None: ...
     # -- registers -----------------------------------------------------------------------------------

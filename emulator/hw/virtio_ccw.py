@@ -102,9 +102,11 @@ class VirtioCcwDevice(CcwDevice):
     # -- the model's part -------------------------------------------------------------------------------
 
     def num_queues(self) -> int:
+        """How many virtqueues the device has."""
         return 1
 
     def host_features(self) -> int:
+        """The feature bits the device offers."""
         return F_VERSION_1
 
     def config_bytes(self, le: bool) -> bytes:
@@ -127,6 +129,7 @@ class VirtioCcwDevice(CcwDevice):
             vq.num = vq.desc = vq.avail = vq.used = vq.last_avail = vq.used_idx = 0
 
     def reset(self) -> None:
+        """Device reset (clear function, subsystem reset): sense cleared, revision forgotten, virtio state reset."""
         super().reset()
         self.revision = None
         self.virtio_reset()
@@ -144,6 +147,7 @@ class VirtioCcwDevice(CcwDevice):
             raise ChannelCheck(cb.SCH_PROGRAM_CHECK, f"virtio command needs {n} bytes, count {data.count}")
 
     def command(self, cmd: int, data: DataStream) -> None:
+        """Carry out one channel command of the virtio-ccw transport on the CCW's data."""
         if cmd == CMD_SET_VIRTIO_REV:
             self._need(data, 4)
             rev, length = struct.unpack(">HH", data.read(4))
@@ -299,15 +303,19 @@ class VirtioNet(VirtioCcwDevice):
         super().__init__(storage)
 
     def num_queues(self) -> int:
+        """Two queues: receive (0) and transmit (1)."""
         return 2
 
     def host_features(self) -> int:
+        """VERSION_1, a MAC address and the link status."""
         return F_VERSION_1 | self.F_MAC | self.F_STATUS
 
     def config_bytes(self, le: bool) -> bytes:
+        """The MAC address and the status word (link up)."""
         return self.mac + (1).to_bytes(2, "little" if le else "big")  # status: link up
 
     def process(self, vq: VirtQueue) -> bool:
+        """Complete transmitted frames (no backend: they are dropped); receive buffers wait."""
         if vq.index != 1:
             return False  # receive buffers wait for frames that never come
         used = False
@@ -346,15 +354,18 @@ class VirtioBlk(VirtioCcwDevice):
         super().__init__(storage)
 
     def close(self) -> None:
+        """Close the backing file."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
     def host_features(self) -> int:
+        """VERSION_1, segment count, block size and flush, and read-only for a read-only file."""
         f = F_VERSION_1 | self.F_SEG_MAX | self.F_BLK_SIZE | self.F_FLUSH
         return f | (self.F_RO if self.readonly else 0)
 
     def config_bytes(self, le: bool) -> bytes:
+        """The virtio-blk configuration: capacity, limits, geometry, block size, topology."""
         e = "<" if le else ">"
         cfg = struct.pack(e + "QII", self.sectors, 0, QUEUE_SIZE - 2)  # capacity, size_max, seg_max
         cfg += struct.pack(e + "HBBI", 0, 0, 0, SECTOR)  # geometry, blk_size
@@ -362,6 +373,7 @@ class VirtioBlk(VirtioCcwDevice):
         return cfg + struct.pack(e + "BBH", 0, 0, 1)  # writeback, unused, num_queues
 
     def process(self, vq: VirtQueue) -> bool:
+        """Carry out every available request of the queue; True if any was used."""
         used = False
         while (item := self.pop(vq)) is not None:
             head, chain = item

@@ -122,6 +122,7 @@ class BootInterrupt:
         self.vm: Vm | None = None
 
     def __call__(self, reason: str = "interrupted (Ctrl-C)") -> None:
+        """Stop the boot with ``reason`` (any thread)."""
         self.reason = reason
         vm = self.vm
         if vm is not None and not vm.destroyed:

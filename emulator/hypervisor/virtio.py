@@ -155,6 +155,7 @@ class ConsoleDevice(_QueueDevice):
         self._out = out
 
     def request(self, vm: Vm, chain: list[tuple[int, int, bool]]) -> int:
+        """Print every buffer the guest filled; nothing is written back."""
         for addr, length, write in chain:
             if not write and length:
                 self._out(vm.memory.read(addr, min(length, 0x10000)))
@@ -178,6 +179,7 @@ class BlockDevice(_QueueDevice):
         self.data = bytearray(capacity)
 
     def request(self, vm: Vm, chain: list[tuple[int, int, bool]]) -> int:
+        """Read, write or flush sectors as the header says; store the status byte."""
         if len(chain) < 2 or chain[0][2] or chain[0][1] < self._HDR.size or not chain[-1][2]:
             self.errors.append("malformed block request chain")
             return 0
