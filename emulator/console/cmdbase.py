@@ -90,7 +90,7 @@ def lookup(word: str) -> Command | None:
 
 
 def count(args: list[str], i: int, default: int, what: str, lo: int = 1, hi: int = 1 << 30) -> int:
-    """The number in ``args[i]`` (``default`` if absent), checked to lie in [lo, hi]; ConsoleError otherwise."""
+    """The number in ``args[i]`` (``default`` if absent), within [lo, hi]; ConsoleError otherwise."""
     if len(args) <= i:
         return default
     v = parse_number(args[i])
