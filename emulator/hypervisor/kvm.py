@@ -14,7 +14,6 @@ intercept handlers here serve both kinds and read their operands from wherever t
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 from collections.abc import Callable
