@@ -245,3 +245,29 @@ def test_a_refusal_that_stops_every_run_before_anything_runs_ends_in_a_named_che
     r = m.run(time_limit=20)
     assert "no progress at 0x0: unicorn's fetch of the page 0xfffffffffffff000 is refused" in r.describe()
     assert r.seconds < 10
+
+
+def test_the_pinned_unicorn_has_its_exit_tree_found():
+    assert engine.TREE is not None  # the library this project pins: exits are added one at a time
+
+
+@pytest.mark.parametrize("tree", ["found", "whole-list"])
+def test_exits_added_and_discarded_are_exactly_what_the_engine_holds_and_halts_at(tree):
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    uc.ctl_exits_enabled(True)
+    # 0x10000: lghi %r2,1 ; then aghi %r2,1 at 0x10004, 0x10008, 0x1000c ; 0x10010: j .
+    uc.mem_write(0x10000, bytes.fromhex("a7290001" "a72a0001" "a72a0001" "a72a0001" "a7f4ffff"))
+    uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+    exits = engine.ExitList(uc, engine.TREE if tree == "found" else None)
+    held = {0x10010}
+    exits.set(held)
+    exits.add({0x10008, 0x1000C}, held)
+    held |= {0x10008, 0x1000C}
+    held.discard(0x10008)
+    exits.discard(0x10008, held)
+    assert sorted(uc.ctl_get_exits()) == sorted(held)
+    uc.emu_start(0x10000, 0)
+    assert (uc.reg_read(S.UC_S390X_REG_PC), uc.reg_read(S.UC_S390X_REG_R2)) == (0x1000C, 3)
+    exits.set(set())
+    assert uc.ctl_get_exits_cnt() == 0

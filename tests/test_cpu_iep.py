@@ -78,3 +78,35 @@ def test_data_accesses_to_an_iep_page_are_allowed(cpu):
     cpu.set_psw(PSW_MASK_64 | DAT, 0x10000)
     cpu.run(count=1)
     assert cpu.psw[1] == 0x10006 and cpu.gpr(15) == struct.unpack(">Q", cpu.mem.read(TARGET, 8))[0]
+
+
+def test_stores_into_former_code_made_iep_are_no_fault_of_the_next_execute(cpu):
+    """Linux reuses freed code pages as data (with the IEP bit): storing into one drops its translated code,
+    and unicorn's fetch lookup of the page for that is refused; that refusal is not the guest's access and
+    must not be delivered as a protection exception of the instruction at the PC (it was, at an EXECUTE:
+    Debian's kernel died in __memcpy unpacking its initramfs)."""
+    mem = cpu.mem
+    q = 0x11000
+    code = bytearray()
+    code += bytes.fromhex("c0e5") + struct.pack(">i", (q - 0x10000) // 2)  # brasl %r14,Q: Q is code now
+    pte_byte = PAGE_TABLE + 8 * (q >> 12) + 6  # the byte of Q's page-table entry holding the IEP bit
+    code += bytes.fromhex("c050") + struct.pack(">i", (pte_byte - (0x10000 + len(code))) // 2)  # larl %r5
+    code += bytes.fromhex("96015000")  # oi 0(%r5),1: Q's IEP bit on
+    code += bytes.fromhex("b20d0000")  # ptlb
+    code += bytes.fromhex("c060") + struct.pack(">i", (q + 0x800 - (0x10000 + len(code))) // 2)  # larl %r6
+    code += bytes.fromhex("92556000")  # mvi 0(%r6),0x55: a store into Q
+    target = 0x10000 + len(code) + 6 + 4 + 4
+    code += bytes.fromhex("c070") + struct.pack(">i", (target - (0x10000 + len(code))) // 2)  # larl %r7
+    code += bytes.fromhex("44007000")  # ex 0,0(%r7)
+    code += bytes.fromhex("a7f40000")  # j .
+    code += bytes.fromhex("a7f80007")  # the target: lhi %r15,7
+    fetch_from_target(cpu, 0)  # the tables: identity, no IEP yet
+    mem.write(0x10000, bytes(code))
+    mem.write(q, bytes.fromhex("07fe"))  # Q: br %r14
+    cpu.set_cr(0, 0xE0 | CR0_IEP)
+    cpu.set_gpr(15, 0)
+    cpu.set_psw(PSW_MASK_64 | DAT, 0x10000)
+    cpu.run(count=9)
+    assert cpu.psw[1] != PGM_NEW_ADDR, struct.unpack(">H", mem.read(0x8E, 2))
+    assert (cpu.psw[1], cpu.gpr(15)) == (target - 4, 7)
+    assert mem.read(q + 0x800, 1) == b"\x55"

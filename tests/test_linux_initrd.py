@@ -68,27 +68,34 @@ def test_cli_initrd_error_is_one_line(tmp_path):
     assert p.returncode == 2 and "nope: cannot read" in p.stderr and "Traceback" not in p.stderr
 
 
-def _parse_newc(data):
-    """(name, mode, body) of each member of a newc cpio archive."""
-    out, off = [], 0
-    while True:
-        assert data[off:off + 6] == b"070701"
-        f = [int(data[off + 6 + 8 * i: off + 14 + 8 * i], 16) for i in range(13)]
-        mode, fsize, nsize = f[1], f[6], f[11]
-        name = data[off + 110: off + 110 + nsize - 1].decode()
-        off = (off + 110 + nsize + 3) & ~3
-        body = data[off: off + fsize]
-        off = (off + fsize + 3) & ~3
-        if name == "TRAILER!!!":
-            return out
-        out.append((name, mode, body))
-
-
-def test_initramfs_holds_busybox_and_init():
-    members = {n: (m, b) for n, m, b in _parse_newc(linux_guest.build_initramfs(b"\x7fELFbusybox"))}
+def test_initramfs_runs_busybox_init_with_a_console():
+    members = linux_guest.read_newc(linux_guest.build_initramfs(b"\x7fELFbusybox"))
     assert members["bin/busybox"] == (0o100755, b"\x7fELFbusybox")
     assert members["bin/sh"] == (0o120777, b"busybox")
-    mode, init = members["init"]
-    assert mode == 0o100755 and init.startswith(b"#!/bin/busybox sh\n")
-    assert linux_guest.USERSPACE_MARKER.encode() in init
-    assert all(members[d][0] == 0o040755 for d in ("dev", "proc", "sys"))
+    assert members["init"] == (0o120777, b"bin/busybox")  # busybox init: `poweroff` asks it to power off
+    assert members["dev/console"][0] == 0o020600  # the kernel opens it for init before devtmpfs is mounted
+    assert b"::sysinit:/etc/init.d/rcS" in members["etc/inittab"][1]
+    assert b"respawn:-/bin/sh" in members["etc/inittab"][1]
+    mode, rcs = members["etc/init.d/rcS"]
+    assert mode == 0o100755 and rcs.startswith(b"#!/bin/sh\n")
+    assert linux_guest.USERSPACE_MARKER.encode() in rcs
+    assert all(members[d][0] == 0o040755 for d in ("dev", "proc", "sys", "etc/init.d"))
+
+
+def test_console_node_numbers():
+    data = linux_guest.build_initramfs(b"bb")
+    at = data.index(b"dev/console") - 110
+    fields = [int(data[at + 6 + 8 * i: at + 14 + 8 * i], 16) for i in range(13)]
+    assert (fields[9], fields[10]) == (5, 1)  # rdevmajor, rdevminor: /dev/console
+
+
+def test_a_cached_initramfs_is_rebuilt_around_its_busybox(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZUV_CACHE", str(tmp_path))
+    root = tmp_path / "linux"
+    root.mkdir()
+    (root / "vmlinuz").write_bytes(b"kernel")
+    old = linux_guest.build_initramfs(b"\x7fELFold-busybox", rc_script="#!/bin/sh\necho old\n")
+    (root / "initrd.cpio").write_bytes(old)
+    kernel, initrd = linux_guest.build()
+    assert kernel == root / "vmlinuz"
+    assert initrd.read_bytes() == linux_guest.build_initramfs(b"\x7fELFold-busybox")

@@ -2,10 +2,11 @@
 """Fetch Debian's stock s390x kernel and busybox and build a Linux guest (kernel + initramfs) into a cache.
 
 The guest: ``vmlinuz`` from ``linux-image-<version>-s390x`` (a plain s390x kernel image, as QEMU's ``-kernel``
-takes it) and ``initrd.cpio``, a newc cpio archive with the static busybox and an ``/init`` script that mounts
-proc, sys and devtmpfs, prints a marker line and starts a shell on the console; when the shell ends, the
-machine powers off. Files land in ``$ZUV_CACHE`` or ``~/.cache/zuv``, under ``linux/``; a second run reuses
-them. Fetching needs ``dpkg --add-architecture s390x`` and ``apt-get update`` once, as root (``--setup``).
+takes it) and ``initrd.cpio``, a newc cpio archive with the static busybox as ``/init`` (busybox init): its
+start-up script mounts proc, sys and devtmpfs and prints a marker line, then init keeps a shell on the
+console; ``poweroff`` in it powers the machine off. Files land in ``$ZUV_CACHE`` or ``~/.cache/zuv``, under
+``linux/``; a second run reuses them. Fetching needs ``dpkg --add-architecture s390x`` and ``apt-get update``
+once, as root (``--setup``).
 
     tools/linux_guest.py [--setup]        # prints the kernel and initrd paths
     zuv run --initrd INITRD --append "console=ttysclp0" KERNEL
@@ -25,15 +26,20 @@ META_PACKAGE = "linux-image-s390x:s390x"
 BUSYBOX_PACKAGE = "busybox-static:s390x"
 USERSPACE_MARKER = "zuv-linux: userspace up"
 
-INIT_SCRIPT = f"""#!/bin/busybox sh
+#: run once by busybox init before the shell: the applets as commands, the kernel's file systems, the marker
+RC_SCRIPT = f"""#!/bin/sh
 /bin/busybox --install -s /bin
-export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "{USERSPACE_MARKER}"
-sh
-poweroff -f
+"""
+
+#: busybox init's table: the start-up script, a shell on the console (a new one when it exits), and at
+#: ``poweroff``/``reboot`` a sync; init then powers the machine off (or reboots it)
+INITTAB = """::sysinit:/etc/init.d/rcS
+console::respawn:-/bin/sh
+::shutdown:/bin/sync
 """
 
 
@@ -83,34 +89,66 @@ def _download(package: str, into: Path) -> Path:
     return debs[-1]
 
 
-def _cpio_entry(name: str, mode: int, data: bytes = b"", ino: int = 0) -> bytes:
-    """One member of a newc ("070701") cpio archive, padded to 4 bytes."""
-    fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0]
+def _cpio_entry(
+    name: str, mode: int, data: bytes = b"", ino: int = 0, rdev: tuple[int, int] = (0, 0)
+) -> bytes:
+    """One member of a newc ("070701") cpio archive, padded to 4 bytes (``rdev``: a device node's numbers)."""
+    fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
     head = b"070701" + b"".join(b"%08X" % v for v in fields) + name.encode() + b"\0"
     head += b"\0" * (-len(head) % 4)
     return head + data + b"\0" * (-len(data) % 4)
 
 
-def build_initramfs(busybox: bytes, init_script: str = INIT_SCRIPT) -> bytes:
-    """A newc cpio with /bin/busybox, /init and the directories and device nodes the init script needs."""
+def build_initramfs(busybox: bytes, rc_script: str = RC_SCRIPT, inittab: str = INITTAB) -> bytes:
+    """A newc cpio with /bin/busybox, /init (busybox as init), /etc/inittab, /etc/init.d/rcS and
+    /dev/console (the kernel opens it for init before anything is mounted)."""
     out = bytearray()
     ino = 1
-    for d in ("bin", "dev", "proc", "sys", "tmp", "root", "etc"):
+    for d in ("bin", "dev", "proc", "sys", "tmp", "root", "etc", "etc/init.d"):
         out += _cpio_entry(d, 0o040755, ino=ino)
         ino += 1
-    out += _cpio_entry("bin/busybox", 0o100755, busybox, ino=ino)
-    out += _cpio_entry("bin/sh", 0o120777, b"busybox", ino=ino + 1)
-    out += _cpio_entry("init", 0o100755, init_script.encode(), ino=ino + 2)
+    out += _cpio_entry("dev/console", 0o020600, ino=ino, rdev=(5, 1))
+    out += _cpio_entry("bin/busybox", 0o100755, busybox, ino=ino + 1)
+    out += _cpio_entry("bin/sh", 0o120777, b"busybox", ino=ino + 2)
+    out += _cpio_entry("init", 0o120777, b"bin/busybox", ino=ino + 3)
+    out += _cpio_entry("etc/inittab", 0o100644, inittab.encode(), ino=ino + 4)
+    out += _cpio_entry("etc/init.d/rcS", 0o100755, rc_script.encode(), ino=ino + 5)
     out += _cpio_entry("TRAILER!!!", 0)
     out += b"\0" * (-len(out) % 512)
     return bytes(out)
 
 
+def read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, body) of each member of a newc cpio archive (up to its trailer)."""
+    out: dict[str, tuple[int, bytes]] = {}
+    off = 0
+    while data[off : off + 6] == b"070701":
+        f = [int(data[off + 6 + 8 * i : off + 14 + 8 * i], 16) for i in range(13)]
+        mode, fsize, nsize = f[1], f[6], f[11]
+        name = data[off + 110 : off + 110 + nsize - 1].decode()
+        off = (off + 110 + nsize + 3) & ~3
+        if name == "TRAILER!!!":
+            return out
+        out[name] = (mode, data[off : off + fsize])
+        off = (off + fsize + 3) & ~3
+    raise GuestError("not a complete newc cpio archive")
+
+
 def build(setup: bool = False) -> tuple[Path, Path]:
-    """Fetch what is missing and build the guest; returns (kernel, initrd)."""
+    """Fetch what is missing and build the guest; returns (kernel, initrd). A cached initramfs that this
+    builder would now make differently (a changed init set-up) is rebuilt around its own busybox."""
     root = cache_dir()
     kernel, initrd = root / "vmlinuz", root / "initrd.cpio"
     if kernel.exists() and initrd.exists():
+        old = initrd.read_bytes()
+        busybox = read_newc(old).get("bin/busybox")
+        if busybox is None:
+            raise GuestError(f"{initrd} holds no bin/busybox: rebuild it with --rebuild")
+        new = build_initramfs(busybox[1])
+        if new != old:
+            tmp_initrd = root / "initrd.cpio.tmp"
+            tmp_initrd.write_bytes(new)
+            os.replace(tmp_initrd, initrd)
         return kernel, initrd
     if setup:
         setup_apt()

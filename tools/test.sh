@@ -5,4 +5,11 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 # the kvm-unit-tests suite (tests/test_conformance.py) runs too: a few minutes
 export ZUV_CONFORMANCE=1
+# so does the Linux boot (tests/test_linux_boot.py), when Debian's s390x kernel and busybox can be fetched
+# (once, into ~/.cache/zuv/linux; needs root for dpkg --add-architecture s390x)
+if .venv/bin/python tools/linux_guest.py --setup >&2; then
+    export ZUV_LINUX=1
+else
+    echo "test: no Linux guest, tests/test_linux_boot.py is skipped" >&2
+fi
 exec .venv/bin/python -m pytest -q "$@"

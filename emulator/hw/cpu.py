@@ -128,7 +128,7 @@ from emulator.hw.arch import (  # noqa: F401
     psw_invalid,
     wrap_address,
 )
-from emulator.hw.engine import switch_for
+from emulator.hw.engine import ExitList, switch_for
 from emulator.hw.exits import CpuExit, Insn, WatchHit
 from emulator.hw.interrupts import IoSource
 from emulator.hw.live_env import LIVE, env_view
@@ -287,6 +287,7 @@ class Cpu(NativeSsm, TlbFill):
         #: TLB flush (unicorn looks at exits when it translates, and translating a page needs its fetch
         #: fill first; after every run it also walks all of them, so fewer is cheaper)
         self._uc_exits: set[int] = set()
+        self._exit_list = ExitList(self.uc)  # the same exits, as unicorn holds them
         #: frame -> trapped offsets, one cache per scan (fixed-point-overflow mask off, on)
         self._scan_caches: tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]] = ({}, {})
         self._scan_cache = self._scan_caches[0]
@@ -306,6 +307,7 @@ class Cpu(NativeSsm, TlbFill):
         self._fault: ProgramException | GuestIntercept | WatchHit | None = None
         self._fault_where: tuple[int, bool] = (0, False)
         self._refused_code: set[int] = set()
+        self._own_lookup = False  # a fill comes from the CPU's own ``_remove_cache``
         self._intr_info: tuple[int, int, int] | None = None
         self._halt = False  # set by request_halt from any thread (a plain attribute store is atomic)
         #: blocks may have been translated by an uncounted run: they do not count (see ``_counting``)
@@ -768,8 +770,9 @@ class Cpu(NativeSsm, TlbFill):
         ``keep`` leaves the exit in place afterwards (a breakpoint); otherwise it was stale and goes.
         """
         self._exits.discard(pc)
-        self._uc_exits.discard(pc)
-        self.uc.ctl_set_exits(sorted(self._uc_exits))
+        if pc in self._uc_exits:
+            self._uc_exits.discard(pc)
+            self._exit_list.discard(pc, self._uc_exits)
         # the blocks that halt at pc: the zero-length one at pc, and (unless the exit stays, as a breakpoint
         # or an EXECUTE's does) the one that falls into it (it ends at pc: unicorn's own exit invalidation
         # starts at pc - 1 for it); not back across a page start, whose page may not translate (the whole
@@ -788,8 +791,9 @@ class Cpu(NativeSsm, TlbFill):
                 self._armed = armed
             if keep:
                 self._exits.add(pc)
-                self._uc_exits.add(pc)
-                self.uc.ctl_set_exits(sorted(self._uc_exits))
+                if pc not in self._uc_exits:
+                    self._exit_list.add((pc,), self._uc_exits)
+                    self._uc_exits.add(pc)
                 self._remove_cache(pc, pc + 1)  # the block that ran the instruction at pc
         return None if result.kind == "limit" else result
 

@@ -1,4 +1,5 @@
-"""unicorn's TB-invalidation slot, found and switched: exits are not translated again after every run.
+"""unicorn's TB-invalidation slot, found and switched: exits are not translated again after every run; the
+exit list kept in one buffer (``ExitList``).
 
 After each ``emu_start`` unicorn drops the translated blocks at every registered exit (``resume_all_vcpus``
 calls ``uc->uc_invalidate_tb(uc, exit - 1, 1)`` for each), so that a later run *starting* at an exit
@@ -29,18 +30,19 @@ import ctypes
 import logging
 import re
 import struct
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from unicorn import Uc
+from unicorn import Uc, UcError
 from unicorn import s390x_const as S
-from unicorn.unicorn_const import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN
+from unicorn.unicorn_const import UC_ARCH_S390X, UC_CTL_IO_WRITE, UC_CTL_UC_EXITS, UC_MODE_BIG_ENDIAN
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
-__all__ = ["Switch", "switch_for", "SLOT"]
+__all__ = ["ExitList", "Switch", "switch_for", "SLOT"]
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +191,158 @@ def switch_for(uc: Uc) -> Switch | None:
     except LookupError as e:
         log.info("unicorn engine left as it is: %s", e)
         return None
+
+
+#: ``uc_ctl``'s request code for writing the exit list (the binding's encoding: op, argument count,
+#: control)
+_CTL_SET_EXITS: Final = (UC_CTL_IO_WRITE << 30) | (2 << 26) | UC_CTL_UC_EXITS
+#: glib's GTree as unicorn's copy lays it out (``g_tree_new_full``): the key comparison at 8, the key's destroy
+#: function at 16, the node count (32 bits) at 40
+_GTREE_COMPARE, _GTREE_KEY_DESTROY, _GTREE_NNODES = 0x08, 0x10, 0x28
+#: how far into the engine handle ``uc_struct.ctl_exits`` is looked for (the struct is ~16 KiB in 2.1.4)
+_TREE_SCAN_BYTES: Final = 0x8000
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """Where an engine keeps its exits (``uc_struct.ctl_exits``, a GTree keyed by malloc'ed addresses) and
+    the library's own functions to add and remove one."""
+
+    offset: int
+    insert: Callable[[int, int, int], None]  # g_tree_insert(tree, key, value)
+    remove: Callable[[int, int], int]  # g_tree_remove(tree, &key)
+    malloc: Callable[[int], int]  # g_malloc: the keys' allocator (the tree frees them with g_free)
+
+
+def _readable_ranges() -> list[tuple[int, int]]:
+    """[start, end) of this process's readable mappings."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            if perms[0] == "r":
+                lo, hi = span.split("-")
+                out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def _find_tree() -> _Tree:
+    names = (b"uc_emu_start", b"g_tree_insert", b"g_tree_remove", b"g_malloc", b"g_free", b"uc_exits_cmp")
+    found, _small = _symbols(Path(_uclib._name), names)  # noqa: SLF001 - the library the binding loaded
+    if any(len(found[n]) != 1 for n in names):
+        raise LookupError("the exit tree's functions are not each once in the symbol table")
+    base = ctypes.cast(_uclib.uc_emu_start, ctypes.c_void_p).value - found[b"uc_emu_start"][0]
+    at = {n: base + found[n][0] for n in names}
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    uc.ctl_exits_enabled(True)
+    uc.ctl_set_exits([0x10000, 0x10002, 0x10004])
+    ranges = _readable_ranges()
+
+    def readable(addr: int, size: int) -> bool:
+        return any(lo <= addr and addr + size <= hi for lo, hi in ranges)
+
+    handle = uc._uch.value  # noqa: SLF001
+    span = next((min(hi, handle + _TREE_SCAN_BYTES) - handle for lo, hi in ranges if lo <= handle < hi), 0)
+    words = struct.unpack(f"<{span // 8}Q", ctypes.string_at(handle, span // 8 * 8))
+    hits = []
+    for i, w in enumerate(words):
+        if w & 7 or not readable(w, 0x30):
+            continue
+        compare, destroy = struct.unpack_from("<QQ", ctypes.string_at(w + _GTREE_COMPARE, 16))
+        nnodes = ctypes.c_uint32.from_address(w + _GTREE_NNODES).value
+        if compare == at[b"uc_exits_cmp"] and destroy == at[b"g_free"] and nnodes == 3:
+            hits.append(8 * i)
+    if len(hits) != 1:
+        raise LookupError(f"{len(hits)} candidate exit trees in uc_struct")
+    tree = _Tree(
+        hits[0],
+        ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(at[b"g_tree_insert"]),
+        ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(at[b"g_tree_remove"]),
+        ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_size_t)(at[b"g_malloc"]),
+    )
+    _tree_self_test(uc, tree)
+    return tree
+
+
+def _tree_self_test(uc: Uc, tree: _Tree) -> None:
+    """An exit added to the tree halts a run there and counts; one removed no longer does."""
+    # 0x10000: lghi %r2,1 ; 0x10004: aghi %r2,1 ; 0x10008: aghi %r2,1 ; 0x1000c: j .
+    uc.mem_write(0x10000, bytes.fromhex("a7290001" "a72a0001" "a72a0001" "a7f4ffff"))
+    uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+    uc.ctl_set_exits([0x1000C])
+    lst = ExitList(uc, tree)
+    lst.add([0x10008])
+    lst.discard(0x1000C)
+    uc.emu_start(0x10000, 0)
+    got = (uc.reg_read(S.UC_S390X_REG_PC), uc.reg_read(S.UC_S390X_REG_R2), uc.ctl_get_exits_cnt())
+    if got != (0x10008, 2, 1):
+        raise LookupError(f"exit tree self-test gave {got}")
+
+
+class ExitList:
+    """An engine's exit list, registered one exit at a time where that is possible.
+
+    The binding's ``ctl_set_exits`` makes unicorn drop its whole exit tree and insert every exit again; the
+    CPU adds the exits of each newly fetched code page, so with thousands registered (a kernel's working
+    set) each fetch fill of a new code page cost milliseconds (~0.25 us per registered exit in C, as much
+    again for the binding's array and the sort in Python). Where ``TREE`` was found (the tree's place in
+    the engine and the library's ``g_tree_insert``/``g_tree_remove``, checked by a run), adding and removing
+    exits touches only those exits; otherwise the whole list goes through ``uc_ctl`` from one growing
+    buffer.
+    """
+
+    __slots__ = ("_h", "_buf", "_tree", "_where")
+
+    def __init__(self, uc: Uc, tree: _Tree | None = None) -> None:
+        self._h = uc._uch  # noqa: SLF001 - the engine handle the binding's own calls use
+        self._buf = (ctypes.c_uint64 * 1024)()
+        self._tree = tree if tree is not None else TREE
+        #: the engine's exit tree (it lives as long as the engine)
+        self._where = 0
+        if self._tree is not None:
+            self._where = ctypes.c_uint64.from_address(self._h.value + self._tree.offset).value
+
+    def set(self, addrs: Collection[int]) -> None:
+        """Register exactly these exits."""
+        n = len(addrs)
+        if n > len(self._buf):
+            self._buf = (ctypes.c_uint64 * max(n, 2 * len(self._buf)))()
+        self._buf[:n] = list(addrs)
+        status = _uclib.uc_ctl(
+            self._h, _CTL_SET_EXITS, ctypes.cast(self._buf, ctypes.c_void_p), ctypes.c_size_t(n)
+        )
+        if status:
+            raise UcError(status)
+
+    def add(self, new: Collection[int], registered: Collection[int] = ()) -> None:
+        """Register the exits ``new`` too (none of them registered yet; ``registered``: those that are)."""
+        tree = self._tree
+        if tree is None:
+            self.set([*registered, *new])
+            return
+        where, malloc, insert = self._where, tree.malloc, tree.insert
+        for addr in new:
+            key = malloc(8)
+            ctypes.c_uint64.from_address(key).value = addr
+            insert(where, key, 1)
+
+    def discard(self, addr: int, registered: Collection[int] = ()) -> None:
+        """Unregister one exit (``registered``: the exits that stay)."""
+        if self._tree is None:
+            self.set(registered)
+            return
+        key = ctypes.c_uint64(addr)
+        self._tree.remove(self._where, ctypes.addressof(key))
+
+
+def _load_tree() -> _Tree | None:
+    try:
+        return _find_tree()
+    except (OSError, ELFError, LookupError, ValueError, AttributeError, UcError) as e:
+        log.info("unicorn's exit list is set whole at each change: %s", e)
+        return None
+
+
+#: Where engines keep their exits, or None when this unicorn build is not the one measured.
+TREE: Final = _load_tree()

@@ -126,7 +126,7 @@ class NativeSsm:
         self._exits.discard(pc)
         if pc in self._uc_exits:
             self._uc_exits.discard(pc)
-            self.uc.ctl_set_exits(sorted(self._uc_exits))
+            self._exit_list.discard(pc, self._uc_exits)
         self._icache.pop(pc, None)
         # the blocks that halt at pc: the zero-length one at pc and the one that falls into it (as
         # ``_native_step`` drops them)
@@ -148,7 +148,7 @@ class NativeSsm:
         self._ssm_native = {}
         self._exits |= sites.keys()
         self._uc_exits |= sites.keys()
-        self.uc.ctl_set_exits(sorted(self._uc_exits))
+        self._exit_list.set(self._uc_exits)
         self.uc.ctl_flush_tb()
         self._ssm_quiet = 0
         self._ssm_needed = min(2 * self._ssm_needed, _SSM_QUIET_MAX)

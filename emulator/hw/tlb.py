@@ -36,7 +36,7 @@ from emulator.hw.unicorn_abi import _TlbEntry
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
-    from emulator.hw.engine import Switch
+    from emulator.hw.engine import ExitList, Switch
 
 _TLB_MAX: Final = 1 << 20
 _TLB_MIN: Final = 64  # QEMU's smallest dynamic TLB (CPU_TLB_DYN_MIN_BITS)
@@ -83,6 +83,8 @@ class TlbFill(TrapDispatch):
         _fault: ProgramException | GuestIntercept | WatchHit | None
         _fault_where: tuple[int, bool]
         _refused_code: set[int]
+        _own_lookup: bool
+        _exit_list: ExitList
         _fills: int
         _tlb_size: int
         _tlb_traps: int
@@ -112,25 +114,31 @@ class TlbFill(TrapDispatch):
 
         Every page needs a fetch fill again before it is translated or run, and that fill registers the
         page's exits again, so unicorn keeps only the breakpoints meanwhile.
+
+        The watched code is checked once more *before* the flush: dropping a changed page's blocks looks
+        the page up (``_remove_cache``), which makes a fetch entry for it; made after the flush, that entry
+        outlived the exits forgotten here, and the page's next blocks were translated without them (Linux's
+        lowcore LPSWE, right after a watched store of the PSW it loads, ran natively).
         """
+        if self._smc_frames:
+            # no entry will let the guest store anywhere after the flush: check the watched code once more,
+            # then watch only frames that get a writable entry again
+            self._rescan_smc()
+            self._smc_frames.clear()
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self._fills = 0
         self._tlb_traps = 0
         self._flushed_at = time.monotonic()
-        if self._smc_frames:
-            # no entry lets the guest store anywhere now: check the watched code once more, then watch
-            # only frames that get a writable entry again
-            self._rescan_smc()
-            self._smc_frames.clear()
         if len(self._uc_exits) > len(self.breakpoints):
             self._uc_exits = set(self.breakpoints)
-            self.uc.ctl_set_exits(sorted(self._uc_exits))
+            self._exit_list.set(self._uc_exits)
 
     def _register_exits(self, addrs: set[int] | frozenset[int]) -> None:
         """Make sure unicorn knows these exits (before any block holding them is translated)."""
-        if not addrs <= self._uc_exits:
-            self._uc_exits |= addrs
-            self.uc.ctl_set_exits(sorted(self._uc_exits))
+        new = addrs - self._uc_exits
+        if new:
+            self._exit_list.add(new, self._uc_exits)
+            self._uc_exits |= new
 
     def _tlb_policy_after_trap(self) -> None:
         """Keep unicorn's TLB small while traps, not fills, dominate.
@@ -207,7 +215,7 @@ class TlbFill(TrapDispatch):
         self.breakpoints = set(addrs)
         self._exits |= addrs
         self._uc_exits |= addrs
-        self.uc.ctl_set_exits(sorted(self._uc_exits))
+        self._exit_list.set(self._uc_exits)
         if removed or added:
             # exits are baked into translated blocks: a block translated before the exit was added
             # would run through it
@@ -308,6 +316,8 @@ class TlbFill(TrapDispatch):
         invalidates the translated blocks of every exit address, translating each exit's page as an
         instruction fetch. A refusal there is no guest event; ``_real_fault`` tells them apart.
         """
+        if self._own_lookup:  # ``_remove_cache``'s lookup: nothing the guest did
+            return False
         if self._fault is None:
             self._fault = e  # type: ignore[assignment]
             self._fault_where = (vaddr & ~0xFFF, fetch)
@@ -320,18 +330,23 @@ class TlbFill(TrapDispatch):
         return False
 
     def _prune_exits(self) -> None:
-        """Drop exits on pages that no longer translate (unicorn would look each of them up after every
-        run); they come back with the page's next fetch fill, which always precedes its translation."""
+        """Drop exits on pages that no longer translate, where unicorn's own engine would look each of them
+        up after every run (with the switched engine nothing does); they come back with the page's next
+        fetch fill, which always precedes its translation.
+
+        Exits are known by virtual address, and unicorn keeps a TLB per address space: a page refused in
+        one space may still be held for fetches in another (Linux's lowcore page is code in the kernel's
+        home space and unmapped in a user's primary space), whose blocks would then be translated without
+        the exits. So the TLB goes too, in every space, and each page's next fill registers its exits."""
         pc_page = self.pc & ~0xFFF
         gone = {p for p in self._refused_code if p != pc_page}
         self._refused_code.clear()
-        if not gone:
+        if not gone or self._switch is not None:
             return
         keep = {a for a in self._exits if a & ~0xFFF not in gone or a in self.breakpoints}
         if len(keep) != len(self._exits):
             self._exits = keep
-            self._uc_exits &= keep
-            self.uc.ctl_set_exits(sorted(self._uc_exits))
+            self._engine_flush()
 
     def _real_fault(self) -> bool:
         """True if the recorded fault belongs to the instruction at the PC (see ``_refuse``): a fetch of its
@@ -581,8 +596,18 @@ class TlbFill(TrapDispatch):
                 self._remove_cache(vpage, vpage + 0x1000)
 
     def _remove_cache(self, begin: int, end: int) -> None:
-        """Drop unicorn's translated blocks in [begin, end) (with its real invalidation, see ``engine``)."""
-        if self._switch is not None:
-            self._switch.invalidate(begin, end)
-        else:
-            self.uc.ctl_remove_cache(begin, end)
+        """Drop unicorn's translated blocks in [begin, end) (with its real invalidation, see ``engine``).
+
+        unicorn looks the range up as an instruction fetch, in the current address space: a page that does
+        not translate there, or that is now instruction-execution protected (code the guest freed and
+        reuses as data), is refused, and that refusal is no access of the guest's: it must not become the
+        fault of the instruction at the PC, nor drop the page's exits (``_refuse``).
+        """
+        self._own_lookup = True
+        try:
+            if self._switch is not None:
+                self._switch.invalidate(begin, end)
+            else:
+                self.uc.ctl_remove_cache(begin, end)
+        finally:
+            self._own_lookup = False

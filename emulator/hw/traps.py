@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
 from emulator.hw.arch import ILC_FOR, PGM_EXECUTE, PGM_PRIVILEGED, PGM_SPECIFICATION, PSW_MASK_PSTATE
+from emulator.hw.crossspace import MVCOS
 from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, STORAGE, emulate_relative, emulate_storage
 from emulator.hw.exits import CpuExit, Insn
 from emulator.hw.fixedpoint import OPCODES as _FPO_OPCODES
@@ -63,7 +64,7 @@ _TRAP_ALTERNATIVES: Final = (
     + b"]|\\xb9["
     + b"".join(b"\\x%02x" % b for b in _B9_TRAPS)
     + b"]|\\xe5\\x01|\\xeb....\\x2f"
-    + b"|\\x44|\\xc6[\\x00\\x10\\x20\\x30\\x40\\x50\\x60\\x70\\x80\\x90\\xa0\\xb0\\xc0\\xd0\\xe0\\xf0]"
+    + b"|\\x44|[\\xc6\\xc8][\\x00\\x10\\x20\\x30\\x40\\x50\\x60\\x70\\x80\\x90\\xa0\\xb0\\xc0\\xd0\\xe0\\xf0]"
 )
 #: the page scan: (fixed-point-overflow mask off, on); with the mask on, the signed arithmetic that can
 #: overflow is trapped too (``fixedpoint``)
@@ -104,7 +105,7 @@ def _opcode_key(b: bytes) -> int:
         return op << 8 | b[1]
     if op in (0xEB, 0xE3, 0xEC):
         return op << 8 | b[5]
-    if op in (0xA7, 0xC0, 0xC2, 0xC4, 0xC6, 0xCC):  # the extension is bits 12-15
+    if op in (0xA7, 0xC0, 0xC2, 0xC4, 0xC6, 0xC8, 0xCC):  # the extension is bits 12-15
         return op << 8 | b[1] & 0xF
     return op
 
@@ -149,7 +150,7 @@ def _is_trapped(key: int) -> bool:
         return lo in _E3_TRAPS
     if hi == 0x01:
         return lo == 0x07
-    return False
+    return key == MVCOS
 
 
 #: (target's first two bytes and byte 5, R1 nonzero, fixed-point-overflow mode) -> ``_execute_may_trap``
