@@ -241,14 +241,18 @@ class Model(RuleBasedStateMachine):
         assert env is not None
         return [env.hot, env.cold, *env.pages]
 
+    def pick_page(self, pick: int) -> int:
+        """A guest page: one of the two canary pages half of the time, else any page ever secure."""
+        pages = self.targets()
+        return pages[(pick >> 1) % 2] if pick & 1 else pages[(pick >> 1) % len(pages)]
+
     # -- page UVCs of the hypervisor ------------------------------------------------------------------------
 
     @rule(op=st.sampled_from(["export", "import", "destroy", "pin", "unpin"]), pick=st.integers(0, 1 << 16))
     def page_uvc(self, op: str, pick: int) -> None:
         env = self.env
         assert env is not None
-        pages = self.targets()
-        gaddr = pages[pick % len(pages)] if pick % 4 else pages[pick % 2]  # the canary pages most often
+        gaddr = self.pick_page(pick)
         frame = env.frame(gaddr)
         c = env.pv.client
         if op == "export":
@@ -312,8 +316,7 @@ class Model(RuleBasedStateMachine):
         env = self.env
         assert env is not None
         name, code = HOST_INSNS[index]
-        pages = self.targets()
-        target = env.frame(pages[pick % len(pages)] if pick % 3 else pages[pick % 2]) + off
+        target = env.frame(self.pick_page(pick)) + off
         m, cpu, host = env.m, env.cpu, env.host
         host.write(0, bytes(0x2000))  # the CPU's lowcore: new PSWs of every class end in a wait
         for new in (0x1A0, 0x1B0, 0x1C0, 0x1D0, 0x1E0, 0x1F0):
@@ -354,8 +357,7 @@ class Model(RuleBasedStateMachine):
         vm = env.vm
         if vm.destroyed:
             return
-        pages = self.targets()
-        gaddr = pages[pick % len(pages)]
+        gaddr = self.pick_page(pick)
         v = vm.vcpus[0]
         try:
             if which == "window read":  # the hypervisor's own guest window: a secure page is exported first
