@@ -5,6 +5,9 @@ into: no canary byte in any host-owned frame, and no crash. ``bench/bench_trust.
 
 from __future__ import annotations
 
+import threading
+import time
+
 from emulator.api import Host
 from emulator.attacks.canary import CANARY, boot_canary, canary_bytes, canary_int, race
 
@@ -37,3 +40,51 @@ def test_export_import_destroy_cycles_race_the_canary_loop() -> None:
         assert g.run(time_limit=0.1).reason == "time limit reached"
         assert g.cpu_detail == ""
         assert g.page_state(hot) == "secure"
+
+
+def test_imports_race_a_normal_guest_storing_into_the_frame() -> None:
+    """Convert to Secure Storage holds every CPU too: the canary guest runs as a *normal* VM storing its
+    canary into its hot page in a loop, while the host maps that frame under a page of the secure guest and
+    imports it (a fresh page: the Ultravisor clears it), then destroys it again. While the frame is secure it
+    must hold none of the normal guest's stores (checked as firmware, with every CPU held). Without the
+    shoot-down the owner change flushed the running vCPU's TLB from the host's thread: unicorn crashed."""
+    from emulator.attacks.canary import _KERNEL
+    from emulator.hw.memory import OWNER_HOST
+
+    with Host(seed=9) as host:
+        sg, _hot, _cold = boot_canary(host)
+        ng = host.boot(_KERNEL, until=b"canary: hot ")  # the same program as a normal guest
+        frame = ng.frame(int(ng.console.split(b"canary: hot ")[1].split()[0], 16))
+        page = sg.pages("host")[-1]
+        mem = host._host.memory  # noqa: SLF001 - the referee's firmware view, for the check only
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        yields = [0]
+        ng.on_exit(lambda ex: yields.__setitem__(0, yields[0] + 1))
+
+        def run_normal_guest() -> None:
+            try:
+                while not stop.is_set():
+                    ng.run(time_limit=0.02)
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                errors.append(e)
+
+        t = threading.Thread(target=run_normal_guest)
+        t.start()
+        checks = found = 0
+        try:
+            for _ in range(200):
+                sg.remap(page, frame)
+                assert sg.import_page(page).ok
+                time.sleep(0.0002)  # the normal guest runs on meanwhile
+                with mem.quiesced():
+                    if mem.owner[frame >> 12] != OWNER_HOST:
+                        checks += 1
+                        found += canary_bytes(mem.read(frame, 4096))
+                assert sg.destroy_page(page).ok
+        finally:
+            stop.set()
+            t.join(timeout=30)
+        assert not t.is_alive() and not errors, errors
+        assert yields[0] > 0, "the normal guest did not run during the race"
+        assert checks >= 100 and found == 0, (checks, found)
