@@ -245,3 +245,52 @@ def test_live_ibm_pvsecret_243_verifies_zuvs_signed_user_data(tmp_path):
     r = _ibm("pvsecret-2.43", "verify", str(tmp_path / "r"), "--user-cert", str(crt), "-o", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "o").read_bytes() == (DATA / "user-data.txt").read_bytes().ljust(256, b"\0")
+
+
+@live
+def test_live_signing_key_crl_names_as_ibm_pvattest_243(tmp_path):
+    """Signing keys named Poughkeepsie or Armonk, CRLs issued under either name, reordered or upper-cased:
+    IBM's pvattest 2.43 and zuv accept and refuse the same host-key documents."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from emulator.image import pki as P
+    from firmware.crypto import DeterministicRng, generate_p521_key
+
+    if not (IBM / "bin" / "pvattest-2.43").exists():
+        pytest.skip("IBM's pvattest 2.43 not built (tools/ibm_s390_tools.sh --rust)")
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    k = P.create_pki(DeterministicRng("quirk"), now=now)
+
+    def put(name: str, obj) -> str:
+        (tmp_path / name).write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+        return str(tmp_path / name)
+
+    armonk = P._cert(  # noqa: SLF001 - the signing key's certificate under the Armonk name
+        subject=P.signing_key_subject("Armonk"), issuer=k.inter_cert.subject, public_key=k.signing_key.public_key(),
+        issuer_key=k.inter_key, issuer_public_key=k.inter_key.public_key(), serial=78,
+        not_before=k.signing_cert.not_valid_before_utc, not_after=k.signing_cert.not_valid_after_utc, ca=False,
+    )  # fmt: skip
+    signers = {"pough": put("pough.crt", k.signing_cert), "armonk": put("armonk.crt", armonk)}
+    upper = x509.Name([x509.NameAttribute(a.oid, str(a.value).upper()) for a in P.signing_key_subject()])
+    names = {"pough": P.signing_key_subject("Poughkeepsie"), "armonk": P.signing_key_subject("Armonk"),
+             "pough-reordered": P._reordered(P.signing_key_subject("Poughkeepsie")),  # noqa: SLF001
+             "armonk-reordered": P._reordered(P.signing_key_subject("Armonk")), "upper": upper}  # noqa: SLF001
+    chain = ",".join([put("inter.crl", k.inter_crl), put("root.crl", k.root_crl)])
+    hkd = put("hkd.crt", P.issue_host_key_document(k, generate_p521_key(DeterministicRng("h")).public_key(), "q",
+                                                   DeterministicRng("q"), now=now))  # fmt: skip
+    results = {}
+    for sname, spath in signers.items():
+        for cname, name in names.items():
+            b = (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(now)
+                 .next_update(now + dt.timedelta(days=30)))
+            crl = put(f"{cname}.crl", b.sign(k.signing_key, hashes.SHA512()))
+            args = ["-k", hkd, "-C", f"{spath},{put('inter.crt', k.inter_cert)}", "--crl", f"{crl},{chain}",
+                    "--root-ca", put("root.crt", k.root_cert), "--offline", "-o", str(tmp_path / "r"),
+                    "-a", str(tmp_path / "a")]  # fmt: skip
+            ibm = _ibm("pvattest-2.43", "create", *args).returncode
+            results[(sname, cname)] = (ibm, pvattest_main(["create", *args]))
+    assert all(i == z for i, z in results.values()), results
+    assert results[("pough", "armonk")][0] == 1 and results[("armonk", "pough")][0] == 0
