@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 # the kvm-unit-tests suite (tests/test_conformance.py) runs too: a few minutes
+# IBM's tools, if tools/ibm_s390_tools.sh built them (ZUV_S390_TOOLS_SRC): the live interchange tests run too
+ibm="$HOME/.cache/zuv/ibm-s390-tools"
+if [ -z "${ZUV_IBM_TOOLS:-}" ] && [ -x "$ibm/bin/genprotimg" ]; then export ZUV_IBM_TOOLS="$ibm"; fi
 export ZUV_CONFORMANCE=1
 # so does the Linux boot (tests/test_linux_boot.py), when Debian's s390x kernel and busybox can be fetched
 # (once, into ~/.cache/zuv/linux; needs root for dpkg --add-architecture s390x)
