@@ -64,5 +64,6 @@ if [ "$rust" = 1 ] && ! { [ -x "$prefix/bin/pvattest-2.43" ] && [ -x "$prefix/bi
         cp target/release/pvattest "$prefix/bin/pvattest-2.43"
         cp target/release/pvsecret "$prefix/bin/pvsecret-2.43"
     )
+    rm -rf "$apt"   # the crates were only needed for the build
 fi
 echo "$prefix"
