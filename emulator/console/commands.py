@@ -145,7 +145,9 @@ def _status_frags(s: Session, compact: bool) -> list[tuple[str, str]]:
          group="run", complete=("num",))  # fmt: skip
 def _step(s: Session, args: list[str]) -> Output:
     """Execute instructions one at a time on the selected CPU; other CPUs do not move. Watched values are
-    compared after every instruction; UVC breakpoints do not stop a step (the UVC is executed)."""
+    compared after every instruction; a guest's UVC at the PC is executed (its breakpoint stopped before
+    it). While the hypervisor waits before one of its own UV calls (break uvc during a secure boot), step
+    issues that call and stops before the hypervisor's next one, or where it returns to the guest."""
     _no_more(args, 1, "step [N]")
     return _stop_output(s, s.step(_count(args, 0, 1, "step count")))
 
@@ -186,7 +188,8 @@ def _run_opts(args: list[str], usage: str) -> tuple[list[str], float | None, int
          aliases=("c", "cont", "run"), group="run")  # fmt: skip
 def _continue(s: Session, args: list[str]) -> Output:
     """Runs the machine at full speed (breakpoints are unicorn exits, watchpoints refused TLB fills: nothing
-    runs per instruction). Stops at a breakpoint, at the end of the program, at a limit, or on stop / Ctrl-C."""
+    runs per instruction). Stops at a breakpoint, at the end of the program, at a limit, or on stop / Ctrl-C.
+    While the hypervisor waits before one of its own UV calls, continue issues it and goes on."""
     rest, t, n = _run_opts(args, "continue [--time S] [--insns N]")
     _no_more(rest, 0, "continue [--time S] [--insns N]")
     return _stop_output(s, s.cont(time_limit=t, max_insns=n))

@@ -116,6 +116,7 @@ class Session(BreakpointControl):
         #: builds a new machine with the session's options and loads a program into it: ``rebuild(path)
         #: -> (machine, program)`` (``open_session`` sets it); None: ``restart`` is refused
         self.rebuild: Callable[[str], tuple[Machine, LoadedProgram]] | None = None
+        self._hinted = False  # the first stop before a hypervisor's UV call said what continue and step do
         self.log_file: TextIO | None = None  # ``log FILE``: every command and its output are appended here
         #: the width command output is laid out for (the terminal's in the interactive console; 80 for
         #: scripts): tables adapt to it, longer lines wrap (``Output.fit``)
@@ -316,6 +317,9 @@ class Session(BreakpointControl):
         call = getattr(self.machine, "paused_call", None) if self.suspended else None
         if call is None:
             return []
+        if self._hinted:
+            return call.lines()
+        self._hinted = True  # the first such stop says what to do
         return call.lines() + ["(continue or step issues it; uvlog: the calls so far)"]
 
     def _check_can_run(self, cpu: Cpu) -> None:
