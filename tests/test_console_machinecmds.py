@@ -125,3 +125,17 @@ def test_set_registers_of_a_secure_cpu_only_in_the_owner_view_through_the_debug_
     n = len(s.uv_calls())
     s.step()
     assert s.uv_calls()[n].cmd == 0x1000 and s.cpu.pc == pc + 4
+
+
+def test_set_registers_of_a_normal_vcpu_as_the_hypervisor_may():
+    s = open_session(str(DEMO_IMAGE), deterministic=True)  # stage3a: a normal SIE guest until the secure IPL
+    assert not s.is_secure()
+    pc = s.cpu.pc
+    assert execute(s, "set r9 = 0x99").plain() == "r9 = 0x99\n"
+    s.step()
+    assert s.cpu.gpr(9) == 0x99 and s.cpu.pc != pc  # the hardware CPU kept it across the SIE entry
+    execute(s, f"set pc = {pc:#x}")  # the PSW goes into the state description (taken at the next entry)
+    assert s.machine.vm.vcpus[0].psw[1] == pc == s.cpu.pc
+    s.step()
+    assert s.cpu.pc not in (pc, 0)
+    assert "inside memory" in execute(s, "set prefix = 0x20000000").plain()  # the guest has 128 MiB

@@ -176,10 +176,8 @@ def set_register(s: Session, name: str, value: int) -> str:
                 "cannot set them (view owner: the debug capability)"
             )
         return _set_secure_register(s, m, name, value)
-    if hasattr(cpu, "vcpu"):
-        raise ConsoleError(
-            "this machine's vCPU registers are the hypervisor's records: set works on a machine's own CPUs"
-        )
+    vcpu = getattr(cpu, "vcpu", None)  # a normal guest's vCPU: the hypervisor's own (KVM_SET_REGS)
+    set_psw = vcpu.set_psw if vcpu is not None else cpu.set_psw  # a vCPU's PSW is in its state description
     if m.group(1):
         kind, i = m.group(1), int(m.group(2))
         if i > 15:
@@ -202,11 +200,12 @@ def set_register(s: Session, name: str, value: int) -> str:
     if reg == "sp":
         cpu.set_gpr(15, value & (1 << 64) - 1)
     elif reg in ("pc", "psw.addr"):
-        cpu.set_psw(mask, cpu.wrap(value))
+        set_psw(mask, cpu.wrap(value))
     elif reg == "psw.mask":
-        cpu.set_psw(value & (1 << 64) - 1, addr)
+        set_psw(value & (1 << 64) - 1, addr)
     elif reg == "prefix":
-        if value & 0x1FFF or value >= s.machine.memory.size:
+        size = vcpu.vm.memory_size if vcpu is not None else s.machine.memory.size
+        if value & 0x1FFF or value >= size:
             raise ConsoleError(f"prefix {value:#x} must be 8 KiB aligned and inside memory")
         cpu.prefix = value
     else:
