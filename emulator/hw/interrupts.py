@@ -166,7 +166,9 @@ class InterruptDelivery(StorageAccess):
         guest's mapping)."""
         return self._real_checked(0, _LOWCORE_FIELDS, True)
 
-    def _swap_psw(self, old_off: int, new_off: int, base: int | None = None) -> None:
+    def swap_psw(self, old_off: int, new_off: int, base: int | None = None) -> None:
+        """Store the current PSW at lowcore ``old_off`` and load the one at ``new_off`` (an invalid new PSW
+        check-stops the CPU); ``base``: the lowcore's host address when the caller checked it already."""
         if base is None:
             base = self._lowcore_base()
         mask, addr = self.psw
@@ -209,7 +211,7 @@ class InterruptDelivery(StorageAccess):
         mem.write(base + LC_PGM_ILC, _ILC_CODE.pack(ilc, code))
         if teid is not None:
             mem.write(base + LC_TEID, _U64.pack(teid))
-        self._swap_psw(LC_PGM_OLD, LC_PGM_NEW, base)
+        self.swap_psw(LC_PGM_OLD, LC_PGM_NEW, base)
 
     def psw_loaded(self) -> None:
         """The program loaded a valid PSW (LPSW, LPSWE): it got out of its interruption handler, so a
@@ -224,13 +226,13 @@ class InterruptDelivery(StorageAccess):
             return
         self.set_pc(pc + ilen)
         self._lowcore_write(LC_SVC_ILC, _U16.pack(ilen) + _U16.pack(code))
-        self._swap_psw(LC_SVC_OLD, LC_SVC_NEW)
+        self.swap_psw(LC_SVC_OLD, LC_SVC_NEW)
 
     def deliver_restart(self) -> None:
         """Deliver a restart interruption (SIGP restart)."""
         self.restart_pending = False
         if self._deliverable():
-            self._swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
+            self.swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
 
     def _ext_deliverable(self) -> tuple[int, int | None, int | None] | None:
         """The highest-priority deliverable external interruption: (code, cpu address, parameter)."""
@@ -277,7 +279,7 @@ class InterruptDelivery(StorageAccess):
             del self.ext_pending["service"]
             mem.write(base + LC_EXT_PARAM, _U32.pack(param))
         mem.write(base + LC_EXT_CODE, _U16.pack(code))
-        self._swap_psw(LC_EXT_OLD, LC_EXT_NEW, base)
+        self.swap_psw(LC_EXT_OLD, LC_EXT_NEW, base)
         return True
 
     def store_status(self, absolute: int, write: Callable[[int, bytes], None]) -> None:
@@ -328,7 +330,7 @@ class InterruptDelivery(StorageAccess):
                 self.mem.write(host, b"".join(self.vr(i) for i in range(32)))
                 mcic |= MCIC_VR
         self._lowcore_write(LC_MCIC, _U64.pack(mcic))
-        self._swap_psw(LC_MCK_OLD, LC_MCK_NEW)
+        self.swap_psw(LC_MCK_OLD, LC_MCK_NEW)
         return True
 
     def io_deliverable(self) -> bool:
@@ -353,7 +355,7 @@ class InterruptDelivery(StorageAccess):
             return False
         sid, param, ident = taken
         self._lowcore_write(LC_IO_SID, _U32.pack(sid) + _U32.pack(param) + _U32.pack(ident))
-        self._swap_psw(LC_IO_OLD, LC_IO_NEW)
+        self.swap_psw(LC_IO_OLD, LC_IO_NEW)
         return True
 
     def next_timer_deadline(self) -> int | None:

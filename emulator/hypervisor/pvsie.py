@@ -43,8 +43,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from emulator.errors import ProgramException
 from emulator.hw import access
+from emulator.hw.arch import (
+    LC_EXT_NEW,
+    LC_EXT_OLD,
+    LC_IO_NEW,
+    LC_IO_OLD,
+    LC_MCK_NEW,
+    LC_MCK_OLD,
+    LC_RESTART_NEW,
+    LC_RESTART_OLD,
+)
 from emulator.hw.cpu import (
-    CHECK_STOP,
     OPERATING,
     PSW_MASK_EXT,
     PSW_MASK_IO,
@@ -55,7 +64,6 @@ from emulator.hw.cpu import (
     GuestIntercept,
     GuestMapping,
     Insn,
-    psw_invalid,
 )
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, HostSpan
 from emulator.hypervisor.sie import (
@@ -572,7 +580,7 @@ class PvSieEngine:
             if sd.eic == 0x2401 and (param & ~0xFFF) == DUMMY_SCCB:
                 param = (self._sccbs.get(scpu.handle, 0) & ~3) | (param & 3)
             cpu.write_real(0x80, _U32.pack(param) + _U16.pack(sd.extcpuaddr) + _U16.pack(sd.eic))
-            self._swap(cpu, 0x130, 0x1B0)
+            cpu.swap_psw(LC_EXT_OLD, LC_EXT_NEW)
         elif iictl == IICTL_IO:
             if not mask & PSW_MASK_IO:
                 return VIR_INJECT_DISABLED
@@ -580,30 +588,18 @@ class PvSieEngine:
                 0xB8, _U16.pack(sd.subchannel_id) + _U16.pack(sd.subchannel_nr) + _U32.pack(sd.io_int_parm)
                 + _U32.pack(sd.io_int_word)
             )  # fmt: skip
-            self._swap(cpu, 0x170, 0x1F0)
+            cpu.swap_psw(LC_IO_OLD, LC_IO_NEW)
         elif iictl == IICTL_MCHK:
             if not mask & PSW_MASK_MCHECK:
                 return VIR_INJECT_DISABLED
             cpu.write_real(0xE8, _U64.pack(sd.mcic))
-            self._swap(cpu, 0x160, 0x1E0)
+            cpu.swap_psw(LC_MCK_OLD, LC_MCK_NEW)
         elif iictl == IICTL_RESTART:
-            self._swap(cpu, 0x120, 0x1A0)
+            cpu.swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
         else:
             return VIR_INJECT_INVALID
         sd.iictl = IICTL_NONE
         return 0
-
-    @staticmethod
-    def _swap(cpu: Cpu, old: int, new: int) -> None:
-        mask, addr = cpu.psw
-        cpu.write_real(old, _U64.pack(mask) + _U64.pack(addr))
-        raw = cpu.read_real(new, 16)
-        nmask, naddr = _U64.unpack_from(raw, 0)[0], _U64.unpack_from(raw, 8)[0]
-        cpu.set_psw(nmask, naddr)
-        problem = psw_invalid(nmask, naddr)
-        if problem:
-            cpu.state = CHECK_STOP
-            cpu.check_stop_reason = f"new PSW at lowcore {new:#x} is invalid ({problem})"
 
     # -- intercepted instructions ------------------------------------------------------------------------
 
