@@ -140,7 +140,12 @@ def bench_boot(host: SecureHost, mib: int, keys, repeat: int = 3) -> tuple[float
             downs.append(r.teardown_s)
             assert r.run.clean and r.failure is None, (r.run.describe(), r.failure_text())
             raws.append(_raw_cost(img))
-    return statistics.median(boots), statistics.median(raws), statistics.median(downs), statistics.median(cpus)
+    return (
+        statistics.median(boots),
+        statistics.median(raws),
+        statistics.median(downs),
+        statistics.median(cpus),
+    )
 
 
 def main() -> int:
@@ -153,18 +158,26 @@ def main() -> int:
     small, big = 1000, 21000
     normal = min(bench_diag_normal(host, big) - bench_diag_normal(host, small) for _ in range(a.repeat))
     print(f"DIAG intercept round trip, normal guest:  {normal / (big - small) * 1e6:7.2f} us  (target <= 15)")
-    secure = min(bench_diag_secure(host, big, keys) - bench_diag_secure(host, small, keys) for _ in range(a.repeat))
+    secure = min(
+        bench_diag_secure(host, big, keys) - bench_diag_secure(host, small, keys) for _ in range(a.repeat)
+    )
     print(f"DIAG intercept round trip, secure guest:  {secure / (big - small) * 1e6:7.2f} us  (target <= 15)")
     ei = min(bench_export_import(host, 2000) for _ in range(a.repeat))
     print(f"export + import round trip per page:      {ei * 1e6:7.2f} us  (target <= 20)")
     boot_s, raw_s, down_s, cpu_s = bench_boot(host, a.boot_mib, keys, a.repeat)
-    print(f"secure boot of a {a.boot_mib} MiB image (median of {a.repeat}): {boot_s:5.2f} s; raw AES-XTS + SHA-512 of the "
-          f"same bytes "
-          f"{raw_s:.2f} s; raw/boot = {raw_s / boot_s:.2f}  (target >= 0.5)")
-    print(f"  then the VM's teardown:                   {down_s:7.2f} s ({down_s / (a.boot_mib * 256) * 1e6:.1f} us per "
-          f"page); raw/(boot + teardown) = {raw_s / (boot_s + down_s):.2f}")
-    print(f"  CPU time of boot + teardown, all threads: {cpu_s:5.2f} s against {boot_s + down_s:.2f} s elapsed (the "
-          f"Unpack PLD is hashed on a second thread)")
+    print(
+        f"secure boot of a {a.boot_mib} MiB image (median of {a.repeat}): {boot_s:5.2f} s; raw AES-XTS + SHA-512 of the "
+        f"same bytes "
+        f"{raw_s:.2f} s; raw/boot = {raw_s / boot_s:.2f}  (target >= 0.5)"
+    )
+    print(
+        f"  then the VM's teardown:                   {down_s:7.2f} s ({down_s / (a.boot_mib * 256) * 1e6:.1f} us per "
+        f"page); raw/(boot + teardown) = {raw_s / (boot_s + down_s):.2f}"
+    )
+    print(
+        f"  CPU time of boot + teardown, all threads: {cpu_s:5.2f} s against {boot_s + down_s:.2f} s elapsed (the "
+        f"Unpack PLD is hashed on a second thread)"
+    )
     return 0
 
 

@@ -127,7 +127,14 @@ def main() -> int:
         zs = best(lambda: zuv_time(elf, small, args.memory), args.repeat)
         zb = best(lambda: zuv_time(elf, big, args.memory), args.repeat)
         z = zb[0] - zs[0]
-        row = {"name": name, "title": title, "iters": big - small, "insns": insns, "zuv_s": z, "zuv_mips": insns / z / 1e6}
+        row = {
+            "name": name,
+            "title": title,
+            "iters": big - small,
+            "insns": insns,
+            "zuv_s": z,
+            "zuv_mips": insns / z / 1e6,
+        }
         if have_qemu:
             qs = best(lambda: qemu_time(elf, small, args.memory), args.repeat)
             qb = best(lambda: qemu_time(elf, big, args.memory), args.repeat)
@@ -142,8 +149,16 @@ def main() -> int:
         rows.append(row)
         print(
             f"{name:12s} {title:34s} zuv {row['zuv_mips']:7.1f} MIPS ({z:.3f}s)"
-            + (f" | qemu {row['qemu_mips']:7.1f} MIPS ({row['qemu_s']:.3f}s) | zuv/qemu speed {row['ratio']:.2f}x" if "ratio" in row else "")
-            + (f" | raw unicorn {row['unicorn_mips']:7.1f} MIPS, zuv/unicorn {row['vs_unicorn']:.2f}x" if "vs_unicorn" in row else "")
+            + (
+                f" | qemu {row['qemu_mips']:7.1f} MIPS ({row['qemu_s']:.3f}s) | zuv/qemu speed {row['ratio']:.2f}x"
+                if "ratio" in row
+                else ""
+            )
+            + (
+                f" | raw unicorn {row['unicorn_mips']:7.1f} MIPS, zuv/unicorn {row['vs_unicorn']:.2f}x"
+                if "vs_unicorn" in row
+                else ""
+            )
             + (f"  [{row['note']}]" if "note" in row else ""),
             flush=True,
         )
@@ -154,9 +169,13 @@ def main() -> int:
         "m=Machine(int(2.2*(1<<30))//(1<<20)<<20, 1); m.load(sys.argv[2], ''); m.run(time_limit=60);"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(IMAGES / "hello.elf")], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(IMAGES / "hello.elf")], capture_output=True, text=True
+    )
     if out.returncode == 0:
-        print(f"resident memory of a 2.2 GiB machine after running hello: {int(out.stdout.strip()) / 1024:.0f} MiB")
+        print(
+            f"resident memory of a 2.2 GiB machine after running hello: {int(out.stdout.strip()) / 1024:.0f} MiB"
+        )
     return 0
 
 

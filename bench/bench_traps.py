@@ -56,7 +56,11 @@ def _kernel(sweep: int, code_pages: int, diags: int) -> bytes:
         img[page : page + 4] = bytes.fromhex("a7f40800")  # j +4096
     tail = first_code + code_pages * 0x1000
     loop = bytes.fromhex("c021") + struct.pack(">I", diags) + bytes.fromhex("8300009c" "a727fffe")
-    loop += bytes.fromhex("c010") + struct.pack(">i", (0x10100 - (tail + len(loop))) // 2) + bytes.fromhex("b2b21000")
+    loop += (
+        bytes.fromhex("c010")
+        + struct.pack(">i", (0x10100 - (tail + len(loop))) // 2)
+        + bytes.fromhex("b2b21000")
+    )
     img[tail : tail + len(loop)] = loop
     img[0x10100:0x10110] = _WAIT
     return bytes(img)

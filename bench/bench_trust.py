@@ -37,8 +37,10 @@ def bench_race(cycles: int, seed: int) -> int:
           f" ({r.exports} exports, {r.imports} imports, {r.destroys} destroys; refused: {r.refused})")
     print(f"  guest during the race: {r.guest_yields} yields, {r.guest_faults} faults (0x3E) taking its page "
           f"back; runs on afterwards: {'yes' if runs_on else 'NO'}; errors: {r.guest_errors or 'none'}")
-    print(f"  canary bytes in host-owned frames: {r.leaked} ({r.looks} frames the host was handed, then every "
-          f"host frame of the guest)")
+    print(
+        f"  canary bytes in host-owned frames: {r.leaked} ({r.looks} frames the host was handed, then every "
+        f"host frame of the guest)"
+    )
     return 0 if r.leaked == 0 and not r.guest_errors and runs_on else 1
 
 

@@ -233,7 +233,9 @@ class Host:
         from emulator.hypervisor.debug import SecureDebug
 
         self._debug_given = True
-        log.warning("%s: the debug capability was handed out (emulator privilege: the owner's view)", self.name)
+        log.warning(
+            "%s: the debug capability was handed out (emulator privilege: the owner's view)", self.name
+        )
         return DebugCapability(SecureDebug(self._host.hv, self._host.memory))
 
     @property

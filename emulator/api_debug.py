@@ -235,7 +235,9 @@ class GuestDebugging:
             self._addr_debug = debug
         return self._add("address", f"{address:#x}", address & 0xFFFFFFFFFFFFFFFF, callback)
 
-    def break_on_uvc(self, command: str | int | None = None, *, callback: Callback | None = None) -> Breakpoint:
+    def break_on_uvc(
+        self, command: str | int | None = None, *, callback: Callback | None = None
+    ) -> Breakpoint:
         """Stop after each Ultravisor call of this guest's runs completes (the host's own and the guest's,
         as the UV log shows them), or only after ``command`` (a ``firmware.uv_codes`` name such as
         ``"set_shared_access"``, or the code).

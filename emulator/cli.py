@@ -84,7 +84,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"zuv: guest reported {res.exit_line}", file=sys.stderr)
     print(f"zuv: {res.describe()}", file=sys.stderr)
     for c in res.cpus:
-        print(f"zuv:   CPU {c.address}: {c.state} PSW {c.psw[0]:016x} {c.psw[1]:016x} {c.detail}", file=sys.stderr)
+        print(
+            f"zuv:   CPU {c.address}: {c.state} PSW {c.psw[0]:016x} {c.psw[1]:016x} {c.detail}",
+            file=sys.stderr,
+        )
     hint = _se_image_hint(args.program)
     if hint:
         print(f"zuv: {hint}", file=sys.stderr)
@@ -264,13 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve gdb on tcp::1234 (short for --gdb tcp::1234)")
     r.add_argument("-S", dest="freeze", action="store_true",
                    help="with -s/--gdb: do not start the CPUs until gdb says continue")
-    r.add_argument("--gdb", metavar="DEV", default=None,
-                   help="serve the GDB remote protocol on tcp::PORT (loopback) or tcp:HOST:PORT (QEMU's -gdb)")
+    r.add_argument(
+        "--gdb",
+        metavar="DEV",
+        default=None,
+        help="serve the GDB remote protocol on tcp::PORT (loopback) or tcp:HOST:PORT (QEMU's -gdb)",
+    )
     r.set_defaults(func=cmd_run)
     subparsers = {"run": r}
     b = sub.add_parser("boot", help="boot a Secure Execution image (default: the bundled demo guest)")
-    b.add_argument("image", nargs="?", default=None, help="SE image (pvimg create); default: the bundled demo")
-    b.add_argument("--machine", default="zuv-demo", help="bundled machine name or machine directory (host keys)")
+    b.add_argument(
+        "image", nargs="?", default=None, help="SE image (pvimg create); default: the bundled demo"
+    )
+    b.add_argument(
+        "--machine", default="zuv-demo", help="bundled machine name or machine directory (host keys)"
+    )
     b.add_argument("--memory", "-m", type=options.memory_size, default="128M",
                    help="guest memory (default 128M)")  # fmt: skip
     b.add_argument("--time-limit", type=options.seconds, default=120.0, help="stop after this many seconds")
@@ -286,8 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
         t = sub.add_parser(name, help=f"the SE {name} tool (see zuv {name} --help)", add_help=False)
         t.add_argument("args", nargs=argparse.REMAINDER)
         t.set_defaults(func=lambda a, target=target: _image_tool(target, a.args))
-    for name, what in (("pvattest", "the attestation request tool"), ("pvsecret", "the add-secret request tool"),
-                       ("verifier", "the lab verifier service (serve) and the attestation demo (demo)")):
+    for name, what in (
+        ("pvattest", "the attestation request tool"),
+        ("pvsecret", "the add-secret request tool"),
+        ("verifier", "the lab verifier service (serve) and the attestation demo (demo)"),
+    ):
         t = sub.add_parser(name, help=f"{what} (see zuv {name} --help)", add_help=False)
         t.add_argument("args", nargs=argparse.REMAINDER)
         t.set_defaults(func=lambda a, name=name: _attest_tool(name, a.args))
@@ -295,8 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "(zuv attack list, zuv attack run NAME|all)", add_help=False)
     t.add_argument("args", nargs=argparse.REMAINDER)
     t.set_defaults(func=lambda a: _attack_tool(a.args))
-    t = sub.add_parser("lab", help="self-grading labs on confidential computing (zuv lab list|start N|check N)",
-                       add_help=False)
+    t = sub.add_parser(
+        "lab",
+        help="self-grading labs on confidential computing (zuv lab list|start N|check N)",
+        add_help=False,
+    )
     t.add_argument("args", nargs=argparse.REMAINDER)
     t.set_defaults(func=lambda a: _lab_tool(a.args))
     return p

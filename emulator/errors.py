@@ -53,7 +53,9 @@ class SecureStorageAccess(EmulatorError):
         self.write = write
         self.teid = (addr & ~0xFFF) | 0x4 | (0x400 if write else 0x800)
         kind = "store" if write else "fetch"
-        super().__init__(f"secure-storage access (PGM 0x3D): host {kind} at absolute {addr:#x} hits a secure frame")
+        super().__init__(
+            f"secure-storage access (PGM 0x3D): host {kind} at absolute {addr:#x} hits a secure frame"
+        )
 
 
 class ProgramException(EmulatorError):

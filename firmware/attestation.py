@@ -152,7 +152,9 @@ PAF_IMAGE_PHKH: Final = msb0(2)
 PAF_ATTEST_PHKH: Final = msb0(3)
 PAF_SECRET_STORE_HASH: Final = msb0(4)
 PAF_FIRMWARE_STATE: Final = msb0(5)
-PAF_SUPPORTED: Final = PAF_NONCE | PAF_IMAGE_PHKH | PAF_ATTEST_PHKH | PAF_SECRET_STORE_HASH | PAF_FIRMWARE_STATE
+PAF_SUPPORTED: Final = (
+    PAF_NONCE | PAF_IMAGE_PHKH | PAF_ATTEST_PHKH | PAF_SECRET_STORE_HASH | PAF_FIRMWARE_STATE
+)
 FIRMWARE_STATE_SIZE: Final = 320
 #: (flag, name, size) of each additional-data item, in the order the UV writes them.
 ADDITIONAL_ITEMS: Final[tuple[tuple[int, str, int], ...]] = (
@@ -355,7 +357,12 @@ class Arcb:
     @property
     def aad(self) -> bytes:
         """The authenticated bytes: everything before the encrypted area."""
-        return self.header.pack() + self.auth.pack() + self.customer_pub + b"".join(s.pack() for s in self.key_slots)
+        return (
+            self.header.pack()
+            + self.auth.pack()
+            + self.customer_pub
+            + b"".join(s.pack() for s in self.key_slots)
+        )
 
     @property
     def paf(self) -> int:
@@ -457,13 +464,17 @@ def parse_arcb(data: bytes) -> Arcb:
     auth = ArcbAuth.parse(data)
     slots = tuple(KeySlot.parse(data, 0xE0 + KeySlot.SIZE * i) for i in range(hdr.nks))
     enc = 0xE0 + KeySlot.SIZE * hdr.nks
-    return Arcb(hdr, auth, data[0x40 : 0x40 + EC_PUB_SIZE], slots, data[enc : enc + hdr.sea], data[enc + hdr.sea :])
+    return Arcb(
+        hdr, auth, data[0x40 : 0x40 + EC_PUB_SIZE], slots, data[enc : enc + hdr.sea], data[enc + hdr.sea :]
+    )
 
 
 def _open_arcb(arcb: Arcb, key: Secret) -> ArcbSecrets:
     plain = aes_gcm_open(key, arcb.header.iv, arcb.aad, arcb.encrypted, arcb.tag)
     nonce = plain[MEASUREMENT_KEY_SIZE:] if len(plain) > MEASUREMENT_KEY_SIZE else None
-    return ArcbSecrets(arcb.auth.paf, arcb.auth.mai, Secret(plain[:MEASUREMENT_KEY_SIZE], "measurement key"), nonce)
+    return ArcbSecrets(
+        arcb.auth.paf, arcb.auth.mai, Secret(plain[:MEASUREMENT_KEY_SIZE], "measurement key"), nonce
+    )
 
 
 def open_arcb(data: bytes | Arcb, protection_key: Secret) -> ArcbSecrets:
@@ -497,7 +508,11 @@ def open_arcb_with_host_key(
 
 
 def measurement_items(
-    tags: BootHdrTags, cuid: bytes, user_data: bytes = b"", nonce: bytes | None = None, additional: bytes = b""
+    tags: BootHdrTags,
+    cuid: bytes,
+    user_data: bytes = b"",
+    nonce: bytes | None = None,
+    additional: bytes = b"",
 ) -> bytes:
     """The bytes the measurement authenticates, exactly as spec 9.4 lays them out."""
     if len(cuid) != CUID_SIZE:
@@ -548,7 +563,9 @@ def firmware_state(firmware_digest: bytes, host_key_hashes: Sequence[bytes]) -> 
     if len(firmware_digest) != 64:
         raise RequestFormatError("the firmware digest is a SHA-512")
     hashes = list(host_key_hashes[:2]) + [bytes(32)] * (2 - min(2, len(host_key_hashes)))
-    out = struct.pack(">8sII64s32s32s", _FW_MAGIC, 1, FIRMWARE_STATE_SIZE, firmware_digest, hashes[0], hashes[1])
+    out = struct.pack(
+        ">8sII64s32s32s", _FW_MAGIC, 1, FIRMWARE_STATE_SIZE, firmware_digest, hashes[0], hashes[1]
+    )
     return out + bytes(FIRMWARE_STATE_SIZE - len(out))
 
 
@@ -580,7 +597,9 @@ class Exchange:
         return self.measurement is not None and self.cuid is not None
 
 
-def exchange_request(arcb: bytes, measurement_size: int = MEASUREMENT_SIZE, additional_size: int = 0) -> bytes:
+def exchange_request(
+    arcb: bytes, measurement_size: int = MEASUREMENT_SIZE, additional_size: int = 0
+) -> bytes:
     """A request file: the ARCB and the expected measurement / additional-data sizes (offset 0)."""
     if not 1 <= measurement_size <= 8 * 4096 or not 0 <= additional_size <= 8 * 4096:
         raise RequestFormatError("expected sizes out of range")
@@ -878,7 +897,11 @@ def build_asrcb(
         raise RequestFormatError(f"user data has at most {ASRCB_USER_DATA_SIZE} bytes")
     if not 0 <= flags < 1 << 64:
         raise RequestFormatError("flags must fit in 64 bits")
-    ext = extension_secret.expose() if isinstance(extension_secret, Secret) else bytes(extension_secret or bytes(32))
+    ext = (
+        extension_secret.expose()
+        if isinstance(extension_secret, Secret)
+        else bytes(extension_secret or bytes(32))
+    )
     if len(ext) != EXT_SECRET_SIZE:
         raise RequestFormatError("the extension secret is 32 bytes")
     if protection_key is None:
@@ -892,7 +915,9 @@ def build_asrcb(
     if user_data_type is None:
         user_data_type = 1 if user_data else 0
     if user_data_type not in ASRCB_USER_DATA_TYPES or (user_signer is not None) != (user_data_type >= 2):
-        raise RequestFormatError(f"user-data type {user_data_type} needs {'a' if user_data_type >= 2 else 'no'} signer")
+        raise RequestFormatError(
+            f"user-data type {user_data_type} needs {'a' if user_data_type >= 2 else 'no'} signer"
+        )
     magic = ASRCB_MAGIC + struct.pack(">H", user_data_type)
     rql = asrcb_size(len(slots), secret_type, len(raw))
     hdr = RequestHeader.new(magic, rql, bytes(iv), len(slots), len(raw) + EXT_SECRET_SIZE)
@@ -945,7 +970,9 @@ def parse_asrcb(data: bytes) -> Asrcb:
         raise RequestFormatError(f"sea {hdr.sea} is not the secret length {sh.length} + 32")
     expect = s_off + sh.size + hdr.sea + GCM_TAG_SIZE
     if hdr.rql != expect or len(data) != expect:
-        raise RequestFormatError(f"add-secret request length {len(data)} (rql {hdr.rql}) does not add up ({expect})")
+        raise RequestFormatError(
+            f"add-secret request length {len(data)} (rql {hdr.rql}) does not add up ({expect})"
+        )
     e = s_off + sh.size
     return Asrcb(
         header=hdr,
@@ -966,7 +993,9 @@ def open_asrcb(asrcb: Asrcb, key: Secret) -> AsrcbSecrets:
     """Decrypt with the request protection key; CryptoError if it does not authenticate."""
     plain = aes_gcm_open(key, asrcb.header.iv, asrcb.aad, asrcb.encrypted, asrcb.tag)
     n = asrcb.secret_header.length
-    return AsrcbSecrets(Secret(plain[:n], "secret"), Secret(plain[n : n + EXT_SECRET_SIZE], "extension secret"))
+    return AsrcbSecrets(
+        Secret(plain[:n], "secret"), Secret(plain[n : n + EXT_SECRET_SIZE], "extension secret")
+    )
 
 
 def same_secret(a: Secret | bytes, b: Secret | bytes) -> bool:

@@ -28,7 +28,14 @@ from firmware.crypto import (
     private_key_to_pem,
 )
 
-__all__ = ["MachineIdentityError", "MachineIdentity", "HOST_KEY_FILE", "HKD_FILE", "BACKUP_KEY_FILE", "BUNDLED"]
+__all__ = [
+    "MachineIdentityError",
+    "MachineIdentity",
+    "HOST_KEY_FILE",
+    "HKD_FILE",
+    "BACKUP_KEY_FILE",
+    "BUNDLED",
+]
 
 HOST_KEY_FILE = "host-key.pem"
 HKD_FILE = "host-key-document.crt"

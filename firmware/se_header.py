@@ -327,23 +327,33 @@ class SeHeader:
         """
         data = bytes(data)
         if len(data) < 0x10:
-            raise SeHeaderError(RC_HDR_CORRUPT, RRC_HDR_LEN_MISMATCH, f"header of {len(data)} bytes is too short")
+            raise SeHeaderError(
+                RC_HDR_CORRUPT, RRC_HDR_LEN_MISMATCH, f"header of {len(data)} bytes is too short"
+            )
         magic, version, sehs = struct.unpack_from(">8sII", data, 0)
         if magic != MAGIC:
             raise SeHeaderError(RC_HDR_VERSION, RRC_HDR_VER_MISMATCH, "no SE header magic 'IBMSecEx'")
         if version != VERSION_V1:
-            raise SeHeaderError(RC_HDR_VERSION, RRC_HDR_VER_MISMATCH, f"SE header version {version:#x} not supported")
+            raise SeHeaderError(
+                RC_HDR_VERSION, RRC_HDR_VER_MISMATCH, f"SE header version {version:#x} not supported"
+            )
         if sehs != len(data):
             raise SeHeaderError(
-                RC_HDR_CORRUPT, RRC_HDR_LEN_MISMATCH, f"sehs {sehs:#x} differs from the length given {len(data):#x}"
+                RC_HDR_CORRUPT,
+                RRC_HDR_LEN_MISMATCH,
+                f"sehs {sehs:#x} differs from the length given {len(data):#x}",
             )
         if sehs < SeHdrHead.SIZE + GCM_TAG_SIZE:
-            raise SeHeaderError(RC_HDR_CORRUPT, RRC_HDR_LEN_MISMATCH, f"sehs {sehs:#x} is too small for a header")
+            raise SeHeaderError(
+                RC_HDR_CORRUPT, RRC_HDR_LEN_MISMATCH, f"sehs {sehs:#x} is too small for a header"
+            )
         head = SeHdrHead.parse(data)
         if head.nks == 0:
             raise SeHeaderError(RC_HDR_CORRUPT, RRC_KEY_SLOT_EMPTY, "no key slots in the header")
         if head.sea != SeHdrEncrypted.SIZE:
-            raise SeHeaderError(RC_HDR_CORRUPT, RRC_HDR_SIZE_ENC_INVAL, f"size of encrypted area {head.sea:#x} invalid")
+            raise SeHeaderError(
+                RC_HDR_CORRUPT, RRC_HDR_SIZE_ENC_INVAL, f"size of encrypted area {head.sea:#x} invalid"
+            )
         if header_size(head.nks, head.sea) != sehs:
             raise SeHeaderError(
                 RC_HDR_CORRUPT,
@@ -370,7 +380,9 @@ class SeHeader:
             "pld": h.pld.hex(),
             "ald": h.ald.hex(),
             "tld": h.tld.hex(),
-            "key_slots": [{"phkh": s.phkh.hex(), "wrpk": s.wrpk.hex(), "kst": s.kst.hex()} for s in self.key_slots],
+            "key_slots": [
+                {"phkh": s.phkh.hex(), "wrpk": s.wrpk.hex(), "kst": s.kst.hex()} for s in self.key_slots
+            ],
             "tag": self.tag.hex(),
         }
 
@@ -680,7 +692,9 @@ def decrypt_with_protection_key(data: bytes, protection_key: Secret) -> tuple[Se
         plain = aes_gcm_open(protection_key, hdr.head.iv, hdr.aad, hdr.encrypted, hdr.tag)
     except CryptoError:
         raise SeHeaderError(
-            RC_HOSTKEY, RRC_NOT_ENCRYPTED_FOR_HOST, "the header protection key does not authenticate the header"
+            RC_HOSTKEY,
+            RRC_NOT_ENCRYPTED_FOR_HOST,
+            "the header protection key does not authenticate the header",
         ) from None
     return hdr, SeHdrEncrypted.parse(plain)
 
@@ -712,7 +726,9 @@ def open_header(
     head = hdr.head
     unsupported = head.pcf & ~supported_pcf
     if unsupported:
-        raise SeHeaderError(RC_UNSUPPORTED_PCF, RRC_UNSUPPORTED_PCF, f"unsupported plaintext control flags {unsupported:#x}")
+        raise SeHeaderError(
+            RC_UNSUPPORTED_PCF, RRC_UNSUPPORTED_PCF, f"unsupported plaintext control flags {unsupported:#x}"
+        )
 
     candidates = [(host_keys[0], False)]
     if head.pcf & PCF_BACKUP_KEYS:
@@ -728,14 +744,18 @@ def open_header(
             break
     if match is None:
         if head.pcf & PCF_BACKUP_KEYS and len(host_keys) > 1:
-            raise SeHeaderError(RC_HOSTKEY, RRC_BACKUP_HOSTKEY_MISMATCH, "no key slot for the host key or a backup host key")
+            raise SeHeaderError(
+                RC_HOSTKEY, RRC_BACKUP_HOSTKEY_MISMATCH, "no key slot for the host key or a backup host key"
+            )
         raise SeHeaderError(RC_HOSTKEY, RRC_HOSTKEY_MISMATCH, "no key slot for this machine's host key")
     key, backup, index, h = match
 
     try:
         cust_pub = ec_pub_from_coords(head.cust_pub_key)
     except CryptoError as exc:
-        raise SeHeaderError(RC_HOSTKEY, RRC_INVAL_ECDH_KEY, f"customer ECDH public key invalid: {exc}") from None
+        raise SeHeaderError(
+            RC_HOSTKEY, RRC_INVAL_ECDH_KEY, f"customer ECDH public key invalid: {exc}"
+        ) from None
 
     slot = hdr.key_slots[index]
     try:
@@ -748,7 +768,11 @@ def open_header(
     enc = SeHdrEncrypted.parse(plain)
     unsupported = enc.scf & ~supported_scf
     if unsupported:
-        raise SeHeaderError(RC_UNSUPPORTED_SCF, RRC_UNSUPPORTED_SCF, f"unsupported secret control flags {unsupported:#x}")
+        raise SeHeaderError(
+            RC_UNSUPPORTED_SCF, RRC_UNSUPPORTED_SCF, f"unsupported secret control flags {unsupported:#x}"
+        )
     if enc.noi != 0:
-        raise SeHeaderError(RC_HDR_CORRUPT, RRC_HDR_SIZE_ENC_INVAL, f"{enc.noi} optional items, none are defined")
+        raise SeHeaderError(
+            RC_HDR_CORRUPT, RRC_HDR_SIZE_ENC_INVAL, f"{enc.noi} optional items, none are defined"
+        )
     return OpenedHeader(header=hdr, encrypted=enc, slot_index=index, phkh=h, backup_key_used=backup)

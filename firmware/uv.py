@@ -185,7 +185,9 @@ class Ultravisor(ServiceCommands):
                 log.debug("UVC %#06x: injected cc %d", code, inj[1])
                 if self._sinks:
                     c = BY_CODE.get(code)
-                    self._emit(UvEvent(self.calls, code, c.name if c else "", caller, inj[1], 0, 0, injected=True))
+                    self._emit(
+                        UvEvent(self.calls, code, c.name if c else "", caller, inj[1], 0, 0, injected=True)
+                    )
                 return inj[1]
         kind = caller.kind
         if kind != "host" and kind != "guest":
@@ -210,7 +212,9 @@ class Ultravisor(ServiceCommands):
         guest_cfg = None
         if kind == "guest":
             guest_cfg = self._configs.get(caller.config_handle or 0)
-            if guest_cfg is None or (caller.cpu_handle is not None and caller.cpu_handle not in guest_cfg.cpus):
+            if guest_cfg is None or (
+                caller.cpu_handle is not None and caller.cpu_handle not in guest_cfg.cpus
+            ):
                 raise HwError(f"UVC from a guest of unknown secure configuration/CPU {caller}")
         entry = self._dispatch.get(code)
         if entry is None:
@@ -318,7 +322,9 @@ class Ultravisor(ServiceCommands):
         if cfg is None:
             raise HwError(f"no secure configuration {config_handle:#x}")
         if guest_abs_addr >= cfg.msl:
-            raise ProgramException(dat.PGM_ADDRESSING, why=f"guest address {guest_abs_addr:#x} beyond storage")
+            raise ProgramException(
+                dat.PGM_ADDRESSING, why=f"guest address {guest_abs_addr:#x} beyond storage"
+            )
         frame = self._gmap(cfg, guest_abs_addr)
         if frame is not None:
             tag = self.mem.owner[frame]

@@ -174,7 +174,9 @@ class AttestationKeys:
     mldsa_cert: bytes  # DER
 
     def __repr__(self) -> str:
-        return f"AttestationKeys(ecdsa={len(self.ecdsa_cert)}-byte cert, mldsa={len(self.mldsa_cert)}-byte cert)"
+        return (
+            f"AttestationKeys(ecdsa={len(self.ecdsa_cert)}-byte cert, mldsa={len(self.mldsa_cert)}-byte cert)"
+        )
 
     @staticmethod
     def present(directory: str | Path) -> bool:
@@ -209,7 +211,9 @@ class AttestationKeys:
         for name, key in (("ecdsa_cert", ecdsa_key), ("mldsa_cert", mkey)):
             if certs[name].public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
                 raise AttestationKeyError(f"{d}: {ATT_KEY_FILES[name]} is not the certificate of its key")
-        return cls(ecdsa_key, certs["ecdsa_cert"].public_bytes(der), mkey, certs["mldsa_cert"].public_bytes(der))
+        return cls(
+            ecdsa_key, certs["ecdsa_cert"].public_bytes(der), mkey, certs["mldsa_cert"].public_bytes(der)
+        )
 
     @classmethod
     def bundled(cls, name: str = "zuv-demo") -> AttestationKeys:
@@ -389,7 +393,11 @@ def retrieve(
         return RC_ARCB_ACCESS, 0
     hdr = A.RequestHeader.parse(head)
     auth = A.ArcbAuth.parse(head)
-    if hdr.magic != A.ARCB_MAGIC or hdr.version != A.REQUEST_VERSION_V1 or not uv.query.supp_att_req_hdr_ver >> 63:
+    if (
+        hdr.magic != A.ARCB_MAGIC
+        or hdr.version != A.REQUEST_VERSION_V1
+        or not uv.query.supp_att_req_hdr_ver >> 63
+    ):
         return RC_VERSION, 0
     if hdr.nks == 0:
         return RC_NKS, 0

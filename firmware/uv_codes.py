@@ -137,7 +137,12 @@ COMMANDS: Final[tuple[UvCommand, ...]] = (
     UvCommand(0x0100, "create_sec_conf", "Create Secure Configuration", 0x80, 2, _H, struct="UvCbCgc"),
     UvCommand(0x0101, "destroy_sec_conf", "Destroy Secure Configuration", 0x40, 3, _H, struct="UvCbNodata"),
     UvCommand(
-        0x0102, "destroy_sec_conf_fast", "Destroy Secure Configuration Fast", 0x48, 23, _H,
+        0x0102,
+        "destroy_sec_conf_fast",
+        "Destroy Secure Configuration Fast",
+        0x48,
+        23,
+        _H,
         struct="UvCbDestroyFast",
     ),
     UvCommand(0x0120, "create_sec_cpu", "Create Secure CPU", 0x60, 4, _H, struct="UvCbCsc"),
@@ -146,8 +151,7 @@ COMMANDS: Final[tuple[UvCommand, ...]] = (
     UvCommand(0x0201, "conv_from_sec_stor", "Convert from Secure Storage", 0x20, 7, _H, struct="UvCbCfs"),
     UvCommand(0x0202, "destr_sec_stor", "Destroy Secure Storage", 0x20, 12, _H, struct="UvCbCfs"),
     UvCommand(
-        0x0300, "set_sec_conf_params", "Set Secure Configuration Parameters", 0x50, 11, _H,
-        struct="UvCbSsc"
+        0x0300, "set_sec_conf_params", "Set Secure Configuration Parameters", 0x50, 11, _H, struct="UvCbSsc"
     ),
     UvCommand(0x0301, "unpack_img", "Unpack", 0x50, 13, _H, struct="UvCbUnp"),
     UvCommand(0x0302, "verify_img", "Verify", 0x40, 14, _H, struct="UvCbNodata"),
@@ -161,13 +165,17 @@ COMMANDS: Final[tuple[UvCommand, ...]] = (
     UvCommand(0x0342, "unpin_page_shared", "Unpin Page Shared", 0x28, 22, _H, struct="UvCbCts"),
     UvCommand(0x0400, "dump_init", "Initiate Configuration Dump", 0x40, 24, _H, struct="UvCbNodata"),
     UvCommand(
-        0x0401, "dump_conf_stor_state", "Dump Configuration Storage State", 0x50, 25, _H,
+        0x0401,
+        "dump_conf_stor_state",
+        "Dump Configuration Storage State",
+        0x50,
+        25,
+        _H,
         struct="UvCbDumpStorState",
     ),
     UvCommand(0x0402, "dump_cpu", "Dump CPU State", 0x50, 26, _H, struct="UvCbDumpCpu"),
     UvCommand(
-        0x0403, "dump_complete", "Complete Configuration Dump", 0x50, 27, _H,
-        struct="UvCbDumpComplete"
+        0x0403, "dump_complete", "Complete Configuration Dump", 0x50, 27, _H, struct="UvCbDumpComplete"
     ),
     UvCommand(0x1000, "set_shared_access", "Set Shared Access", 0x30, 8, _G, struct="UvCbShare"),
     UvCommand(0x1001, "remove_shared_access", "Remove Shared Access", 0x30, 9, _G, struct="UvCbShare"),
@@ -178,8 +186,13 @@ COMMANDS: Final[tuple[UvCommand, ...]] = (
     UvCommand(0x1035, "retr_secret", "Retrieve Secret", 0x48, 33, _G, struct="UvCbRetrSecret"),
     # zuv's own (not architected): 0x1Fxx guest commands, Query bit 63; docs/attestation.md
     UvCommand(
-        0x1F20, "retr_attest_evidence", "Retrieve Attestation Measurement and Signed Evidence (zuv)", 0x188, 63,
-        _G, struct="UvCbAttest",
+        0x1F20,
+        "retr_attest_evidence",
+        "Retrieve Attestation Measurement and Signed Evidence (zuv)",
+        0x188,
+        63,
+        _G,
+        struct="UvCbAttest",
     ),
 )
 
@@ -329,7 +342,10 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
         0x010C: "unable to add the secret (a secret with this ID exists) (zuv)",
         0x010D: "dump in progress, try again later",
     },
-    0x1033: {0x0100: "more secrets than fit into the page", 0x0102: "access exception on the list page (zuv)"},
+    0x1033: {
+        0x0100: "more secrets than fit into the page",
+        0x0102: "access exception on the list page (zuv)",
+    },
     0x1034: {0x0102: "secret store already locked"},
     0x1035: {
         0x0102: "access exception on the secret buffer",

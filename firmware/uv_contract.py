@@ -91,7 +91,9 @@ class AbsoluteControlBlock:
         """The program exception a host CPU gets for a refused access at ``offset`` into the block."""
         if isinstance(e, SecureStorageAccess):
             return ProgramException(PGM_SECURE_STORAGE_ACCESS, e.teid, why=str(e))
-        return ProgramException(dat.PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory")
+        return ProgramException(
+            dat.PGM_ADDRESSING, why=f"UVCB byte at {self.addr + offset:#x} is beyond memory"
+        )
 
     # Every per-page UVC goes through these: plain try/except, no closure per access.
 

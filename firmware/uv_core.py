@@ -154,7 +154,9 @@ class UvCore:
             self.mem.fill(f << PAGE_SHIFT, PAGE_SIZE)
             self.mem.set_owner(f, OWNER_HOST)
 
-    def _host_buffer(self, cb: ControlBlock, vaddr: int, length: int, write: bool) -> list[tuple[int, int]] | None:
+    def _host_buffer(
+        self, cb: ControlBlock, vaddr: int, length: int, write: bool
+    ) -> list[tuple[int, int]] | None:
         """Translate a host buffer named in a UVCB to absolute pieces; None if any byte is inaccessible.
 
         Host buffers must be host storage: the UV never reads a "header" out of, or writes a dump into,
@@ -175,7 +177,9 @@ class UvCore:
             v, left = v + n, left - n
         return pieces
 
-    def host_buffer(self, cb: ControlBlock, vaddr: int, length: int, write: bool) -> list[tuple[int, int]] | None:
+    def host_buffer(
+        self, cb: ControlBlock, vaddr: int, length: int, write: bool
+    ) -> list[tuple[int, int]] | None:
         """Public form of the host-buffer translation (for the UV's command modules)."""
         return self._host_buffer(cb, vaddr, length, write)
 

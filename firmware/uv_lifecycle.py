@@ -228,7 +228,9 @@ class LifecycleCommands(PageCommands):
         log.info("secure configuration %#x destroyed (%d secure pages left)", cfg.handle, len(cfg.frames))
         return _Outcome(Rc.EXECUTED)
 
-    def _cmd_destroy_sec_conf(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_destroy_sec_conf(
+        self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """Destroy Secure Configuration (0x0101).
 
         Returns: 0x0020 invalid handle, 0x0102 secure CPUs still exist, 0x0001 success (donated storage
@@ -310,7 +312,9 @@ class LifecycleCommands(PageCommands):
         cpu.psw_loaded = False
         return _Outcome(Rc.EXECUTED)
 
-    def _cmd_cpu_reset_initial(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_cpu_reset_initial(
+        self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """Perform Initial CPU Reset (0x0311): PSW, prefix, CRs, CPU timer, clock comparator, FPC, TODPR.
 
         Returns: 0x0021 invalid CPU handle, 0x0001 success.
@@ -351,7 +355,9 @@ class LifecycleCommands(PageCommands):
         uv_secrets.reset(cfg)  # the guest reboots: its secrets are gone
         return _Outcome(Rc.EXECUTED)
 
-    def _cmd_cpu_set_state(self, caller: UvCaller, blk: B.UvCbCpuSetState, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_cpu_set_state(
+        self, caller: UvCaller, blk: B.UvCbCpuSetState, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """Set CPU State (0x0330): operating, stopped, check-stop, or operating with PSW load (4.14).
 
         OPR_LOAD loads the SE header's PSW the first time (after Verify), afterwards (after a reset) the

@@ -235,7 +235,9 @@ class PageCommands(UvCore):
         # The UV touches the page as the guest would: a page that is not secure yet goes to the host first.
         return self.guest_frame_check(cfg.handle, paddr & ~0xFFF, write), None
 
-    def _cmd_set_shared_access(self, caller: UvCaller, blk: B.UvCbShare, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_set_shared_access(
+        self, caller: UvCaller, blk: B.UvCbShare, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """Set Shared Access (0x1000, guest): the host may now access this secure page.
 
         Returns: 0x0101 address beyond guest memory, 0x0001 success. A page not secure yet raises PGM 0x3E

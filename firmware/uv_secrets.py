@@ -219,7 +219,9 @@ def add(uv: Ultravisor, cfg: SecureConfig, blk: UvCbGuestAddr, cb: ControlBlock)
     return RC_OK, 0
 
 
-def list_secrets(uv: Ultravisor, cfg: SecureConfig, blk: UvCbListSecrets, cb: ControlBlock) -> tuple[int, int]:
+def list_secrets(
+    uv: Ultravisor, cfg: SecureConfig, blk: UvCbListSecrets, cb: ControlBlock
+) -> tuple[int, int]:
     """List Secrets (0x1033): one 4 KiB page of entries from ``start_idx``; rc 0x0100 when more remain.
 
     Returns: 0x0102 list page not accessible (zuv), 0x0100 more entries than fit, 0x0001 success.

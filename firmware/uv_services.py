@@ -31,7 +31,9 @@ class ServiceCommands(LifecycleCommands):
 
         return _Outcome(*uv_attest.retrieve(self, g, blk, cb))
 
-    def _cmd_retr_attest_evidence(self, caller: UvCaller, blk: B.UvCbAttest, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_retr_attest_evidence(
+        self, caller: UvCaller, blk: B.UvCbAttest, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """zuv's Retrieve Attestation Measurement and Signed Evidence (0x1F20, guest): ``firmware.uv_attest``."""
         from firmware import uv_attest
 
@@ -43,7 +45,9 @@ class ServiceCommands(LifecycleCommands):
 
         return _Outcome(*uv_secrets.add(self, g, blk, cb))
 
-    def _cmd_list_secrets(self, caller: UvCaller, blk: B.UvCbListSecrets, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_list_secrets(
+        self, caller: UvCaller, blk: B.UvCbListSecrets, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """List Secrets (0x1033, guest): rcs in ``firmware.uv_secrets``."""
         from firmware import uv_secrets
 
@@ -63,7 +67,9 @@ class ServiceCommands(LifecycleCommands):
 
     # -- SE image: Set Secure Configuration Parameters, Unpack, Verify ------------------------------------
 
-    def _cmd_set_sec_conf_params(self, caller: UvCaller, blk: B.UvCbSsc, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_set_sec_conf_params(
+        self, caller: UvCaller, blk: B.UvCbSsc, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """Set Secure Configuration Parameters (0x0300): open the SE header for this configuration.
 
         Returns: 0x0020 invalid handle, 0x010A rrc 0x0031 length above two pages (zuv, before any access),
@@ -156,7 +162,9 @@ class ServiceCommands(LifecycleCommands):
 
         return _Outcome(*uv_dump.cpu(self, cb, blk))
 
-    def _cmd_dump_complete(self, caller: UvCaller, blk: B.UvCbDumpComplete, cb: ControlBlock, g: Any) -> _Outcome:
+    def _cmd_dump_complete(
+        self, caller: UvCaller, blk: B.UvCbDumpComplete, cb: ControlBlock, g: Any
+    ) -> _Outcome:
         """Complete Configuration Dump (0x0403): the sealed completion data; the dump ends.
 
         Returns: 0x0020 invalid handle, 0x0003 no dump in progress, 0x0103 dump area inaccessible,

@@ -122,7 +122,9 @@ def _image_from_table(table: dict, directory: Path, where: str, root: Path) -> I
         raise GuestError(f"{where}: 'runtime_extra' must be a list of distinct file names")
     unknown_units = [u for u in extra if u not in RUNTIME_EXTRA]
     if unknown_units:
-        raise GuestError(f"{where}: unknown runtime unit(s) {unknown_units} (there are {list(RUNTIME_EXTRA)})")
+        raise GuestError(
+            f"{where}: unknown runtime unit(s) {unknown_units} (there are {list(RUNTIME_EXTRA)})"
+        )
     if extra and not runtime:
         raise GuestError(f"{where}: 'runtime_extra' needs runtime = true")
     append = want("append", str, "")
@@ -323,7 +325,9 @@ def update_expected(names: set[str], images_dir: Path) -> list[str]:
     for name in chosen:
         img = images[name]
         if not img.qemu:
-            raise GuestError(f"{name}: qemu = false; its expected output is the architected one (edit by hand)")
+            raise GuestError(
+                f"{name}: qemu = false; its expected output is the architected one (edit by hand)"
+            )
         out = run_qemu(images_dir / f"{name}.elf", smp=img.smp, append=img.append, timeout=60)
         (REPO / img.expected).parent.mkdir(parents=True, exist_ok=True)
         (REPO / img.expected).write_text(out)

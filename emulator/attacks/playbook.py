@@ -530,9 +530,11 @@ def sd_swap(seed: int = 1) -> Outcome:
     o.got(blob)
     if seen:
         o.fail(f"secure registers in the SD: {seen}")
-    o.why("handles must name a secure CPU of the named configuration (validity 0x2002), and a secure CPU runs "
-          "only from the state description given at Create Secure CPU (validity 0x200b): a whole copy of it "
-          "in another page runs nothing")
+    o.why(
+        "handles must name a secure CPU of the named configuration (validity 0x2002), and a secure CPU runs "
+        "only from the state description given at Create Secure CPU (validity 0x200b): a whole copy of it "
+        "in another page runs nothing"
+    )
     b.destroy()
     a.destroy()
     host.close()

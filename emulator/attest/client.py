@@ -50,7 +50,9 @@ class VerifierClient:
                 return self._json(resp.read())
         except urllib.error.HTTPError as e:
             answer = self._json(e.read())
-            raise VerifierRefused(str(answer.get("field", "?")), str(answer.get("reason", e.reason)), e.code) from None
+            raise VerifierRefused(
+                str(answer.get("field", "?")), str(answer.get("reason", e.reason)), e.code
+            ) from None
         except (urllib.error.URLError, OSError) as e:
             raise VerifierError(f"verifier at {self.url} unreachable: {e}") from None
 

@@ -294,7 +294,9 @@ def run_guest(
                 failure = res.describe()
             m = _EXIT.search(console)
             code = (int(m.group(1)) >> 1) if m else None
-            return GuestRun(console, code, vm.pv is not None or b"attest_demo:" in console, failure, relay.refusal)
+            return GuestRun(
+                console, code, vm.pv is not None or b"attest_demo:" in console, failure, relay.refusal
+            )
         finally:
             vm.destroy()
 
@@ -319,7 +321,9 @@ def _demo(a: argparse.Namespace) -> int:
     results: list[tuple[str, str, bool]] = []
     with VerifierService(verifier, port=a.port) as svc:
         client = VerifierClient(svc.url)
-        _say(f"verifier: listening on {svc.url}; reference image attest_demo.se, tag {verifier.policy.tags.tag.hex()}")
+        _say(
+            f"verifier: listening on {svc.url}; reference image attest_demo.se, tag {verifier.policy.tags.tag.hex()}"
+        )
 
         _say("\n[1] genuine image, honest host")
         honest = Relay(client)
@@ -373,7 +377,9 @@ def _serve(a: argparse.Namespace) -> int:
     policy.user_data = None if a.any_user_data else policy.user_data
     rng = DeterministicRng(a.seed) if a.seed else SystemRng()
     svc = VerifierService(Verifier(policy, rng=rng), port=a.port)
-    _say(f"zuv verifier: listening on {svc.url} (POST /challenge, POST /attest, GET /reference); Ctrl-C stops")
+    _say(
+        f"zuv verifier: listening on {svc.url} (POST /challenge, POST /attest, GET /reference); Ctrl-C stops"
+    )
     try:
         svc.serve_forever()
     except KeyboardInterrupt:

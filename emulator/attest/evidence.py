@@ -157,7 +157,9 @@ def _chain(
             return
         parent = next((c for c in cas if c.subject == current.issuer and c != current), None)
         if parent is None:
-            raise _fail(f"{label}: issuer {_name(current, 'issuer')!r} is neither a given CA nor a trusted root")
+            raise _fail(
+                f"{label}: issuer {_name(current, 'issuer')!r} is neither a given CA nor a trusted root"
+            )
         _issued(current, parent, label)
         _valid_at(parent, now, f"CA certificate {_name(parent)!r}")
         _revocation(current, parent, crls, now, label, required=require_crl and current is cert)
@@ -224,11 +226,15 @@ def verify_evidence(
     try:
         epub.verify(ev.ecdsa_sig, ev.statement, ec.ECDSA(hashes.SHA512()))
     except InvalidSignature:
-        raise AttestationMismatch("signature", "the ECDSA P-521 signature over the statement is wrong") from None
+        raise AttestationMismatch(
+            "signature", "the ECDSA P-521 signature over the statement is wrong"
+        ) from None
     try:
         mpub.verify(ev.mldsa_sig, ev.statement, EVIDENCE_CONTEXT)
     except InvalidSignature:
-        raise AttestationMismatch("signature", "the ML-DSA-87 signature over the statement does not verify") from None
+        raise AttestationMismatch(
+            "signature", "the ML-DSA-87 signature over the statement does not verify"
+        ) from None
     return VerifiedEvidence(st, machine, h, ecert, mcert)
 
 
@@ -274,14 +280,18 @@ def check_attestation(
     if evidence is None and require_evidence:
         raise AttestationMismatch("evidence", "signed evidence is required but the response has none")
     if evidence is not None:
-        verified = verify_evidence(evidence, roots=roots, cas=cas, crls=crls, now=now, require_crl=require_crl)
+        verified = verify_evidence(
+            evidence, roots=roots, cas=cas, crls=crls, now=now, require_crl=require_crl
+        )
         st = verified.statement
         same_nonce = (st.nonce is None) == (nonce is None) and (
             nonce is None or constant_time_eq(st.nonce or b"", nonce)
         )
         if not same_nonce:
             got = st.nonce.hex() if st.nonce else "none"
-            raise AttestationMismatch("nonce", f"the Ultravisor measured nonce {got}, not the one of this challenge")
+            raise AttestationMismatch(
+                "nonce", f"the Ultravisor measured nonce {got}, not the one of this challenge"
+            )
         diff = tags.differences(st.tags)
         if diff:
             name = diff[0]
@@ -293,12 +303,20 @@ def check_attestation(
         if st.paf != paf:
             raise AttestationMismatch("paf", f"measured with flags {st.paf:#x}, requested {paf:#x}")
         _same("cuid", st.cuid, cuid, "the response's CUID is not the one the Ultravisor signed")
-        _same("user_data", st.user_data, user_data, "the response's user data is not what the Ultravisor signed")
+        _same(
+            "user_data", st.user_data, user_data, "the response's user data is not what the Ultravisor signed"
+        )
         _same("measurement", st.measurement, measurement, "the response's measurement is not the signed one")
-        _same("additional_data", st.additional_digest, sha512(additional), "additional data is not what was signed")
+        _same(
+            "additional_data",
+            st.additional_digest,
+            sha512(additional),
+            "additional data is not what was signed",
+        )
     expect = A.measurement(measurement_key, tags, cuid, user_data, nonce, additional)
     if not constant_time_eq(expect, bytes(measurement)):
         raise AttestationMismatch(
-            "measurement", "the HMAC-SHA512 measurement does not match the reference image, request key and nonce"
+            "measurement",
+            "the HMAC-SHA512 measurement does not match the reference image, request key and nonce",
         )
     return AttestationResult(bytes(cuid), tags, bytes(user_data), items, verified)

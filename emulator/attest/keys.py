@@ -77,7 +77,9 @@ def _der_read(data: bytes, off: int) -> tuple[int, int, int]:
     return tag, off + 2 + n, int.from_bytes(data[off + 2 : off + 2 + n], "big")
 
 
-def _builder(subject: x509.Name, issuer: x509.Certificate, serial: int, start: _dt.datetime, end: _dt.datetime):
+def _builder(
+    subject: x509.Name, issuer: x509.Certificate, serial: int, start: _dt.datetime, end: _dt.datetime
+):
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -88,12 +90,21 @@ def _builder(subject: x509.Name, issuer: x509.Certificate, serial: int, start: _
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )  # fmt: skip
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), critical=False
+        )
         .add_extension(
             x509.CRLDistributionPoints(
                 [x509.DistributionPoint([x509.UniformResourceIdentifier(_CRL_URI)], None, None, None)]
@@ -104,9 +115,14 @@ def _builder(subject: x509.Name, issuer: x509.Certificate, serial: int, start: _
 
 
 def _mldsa_certificate(
-    key: mldsa.MLDSA87PrivateKey, builder: x509.CertificateBuilder, issuer_key: ec.EllipticCurvePrivateKey, rng: Rng
+    key: mldsa.MLDSA87PrivateKey,
+    builder: x509.CertificateBuilder,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    rng: Rng,
 ) -> x509.Certificate:
-    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     ski = x509.SubjectKeyIdentifier.from_public_key(  # type: ignore[arg-type]
         serialization.load_der_public_key(spki)  # type: ignore[arg-type]
     )
@@ -175,7 +191,9 @@ def _say(text: str) -> None:
 
 def keys_main(argv: Sequence[str] | None = None) -> int:
     """``new DIRECTORY [--pki DIR] [--seed S] [--time T]``: exit 0 ok, 2 bad input."""
-    p = argparse.ArgumentParser(prog="zuv-attestation-keys", description="Issue a machine's attestation keys.")
+    p = argparse.ArgumentParser(
+        prog="zuv-attestation-keys", description="Issue a machine's attestation keys."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     n = sub.add_parser("new", help="create attestation keys for a machine directory")
     n.add_argument("directory", help="machine directory (holds host-key.pem), or a bundled machine name")

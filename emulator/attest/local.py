@@ -96,11 +96,16 @@ class LocalSecureGuest:
         self.client.write(hdr_addr, self.image.header)
         h = self.setup.handle
         self.client.check(
-            "set_sec_conf_params", guest_handle=h, sec_header_origin=hdr_addr, sec_header_len=len(self.image.header)
+            "set_sec_conf_params",
+            guest_handle=h,
+            sec_header_origin=hdr_addr,
+            sec_header_len=len(self.image.header),
         )
         for comp in self.image.ipib.components:
             for off in range(0, (comp.len + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1), PAGE_SIZE):
-                self.client.check("unpack_img", guest_handle=h, gaddr=comp.addr + off, tweak=(comp.tweak_pref, off))
+                self.client.check(
+                    "unpack_img", guest_handle=h, gaddr=comp.addr + off, tweak=(comp.tweak_pref, off)
+                )
         self.client.check("verify_img", handle=h)
         self.view = self.uv.guest_view(h)
         self.caller = UvCaller("guest", h, self.setup.cpu_handles[0])
@@ -159,7 +164,9 @@ class LocalSecureGuest:
         self._as_guest(lambda: self.uv.call(self.caller, cb))
         return B.parse(type(blk), self.read(at, ctypes.sizeof(type(blk))))
 
-    def attest(self, request: A.Exchange, user: bytes = b"", evidence: bool = False) -> tuple[bytes, bytes | None]:
+    def attest(
+        self, request: A.Exchange, user: bytes = b"", evidence: bool = False
+    ) -> tuple[bytes, bytes | None]:
         """Perform a pvattest request as this guest (Retrieve Attestation Measurement, or zuv's 0x1F20 with
         ``evidence``): the response exchange file and the evidence (None without ``evidence``).
 

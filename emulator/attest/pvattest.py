@@ -39,7 +39,15 @@ from emulator.image import pki
 from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, parse_image
 from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once
 from firmware import attestation as A
-from firmware.crypto import CryptoError, DeterministicRng, EllipticCurvePublicKey, Rng, Secret, SystemRng, phkh
+from firmware.crypto import (
+    CryptoError,
+    DeterministicRng,
+    EllipticCurvePublicKey,
+    Rng,
+    Secret,
+    SystemRng,
+    phkh,
+)
 from firmware.machine_identity import MachineIdentity, MachineIdentityError
 from firmware.se_header import SeHeaderError
 
@@ -104,10 +112,14 @@ def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> Non
     if hkd:
         p.add_argument("-k", "--host-key-document", action=_List, default=[], dest="hkds",
                        help="host-key document of a target machine (repeat or comma-separate for several)")
-        p.add_argument("--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)")
+        p.add_argument(
+            "--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)"
+        )
     p.add_argument("-C", "--cert", "--crt", action=_List, default=[],
                    help="IBM Z signing-key or intermediate CA certificate (repeat or comma-separate)")
-    p.add_argument("--crl", action=_List, default=[], help="certificate revocation list (repeat or comma-separate)")
+    p.add_argument(
+        "--crl", action=_List, default=[], help="certificate revocation list (repeat or comma-separate)"
+    )
     p.add_argument("--root-ca", action=_Once, help="trusted root CA (default: zuv's emulated root CA)")
     if hkd:
         p.add_argument("--pki", help="zuv: take the certificates, CRLs and root CA from this PKI directory")
@@ -145,7 +157,9 @@ def io_path(a: argparse.Namespace, name: str, required: bool = True) -> str | No
     if named is not None and pos is not None:
         raise _UsageError(f"the argument '--{name} <FILE>' cannot be used with '[{name.upper()}]'")
     if required and named is None and pos is None:
-        raise _UsageError(f"the following required arguments were not provided: <--{name} <FILE>|{name.upper()}>")
+        raise _UsageError(
+            f"the following required arguments were not provided: <--{name} <FILE>|{name.upper()}>"
+        )
     return named if named is not None else pos
 
 
@@ -193,16 +207,27 @@ def _host_key_checks(text: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pvattest", description="Create, perform, verify and check attestation measurements (zuv).")
+    p = _Parser(
+        prog="pvattest", description="Create, perform, verify and check attestation measurements (zuv)."
+    )
     add_verbosity_options(p, top=True)
     p.add_argument("--version", action="store_true", help="print version information and exit")
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("create", help="create an attestation request")
     add_certificate_options(c)
-    c.add_argument("-o", "--output", action=_Once, required=True, help="write the request (exchange format) to FILE")
-    c.add_argument("-a", "--arpk", action=_Once, required=True, help="write the request protection key to FILE")
-    c.add_argument("--add-data", action="extend", type=_add_data, default=[],
-                   help="request additional data: " + ", ".join(ADD_DATA_FLAGS) + " (repeat or comma-separate)")
+    c.add_argument(
+        "-o", "--output", action=_Once, required=True, help="write the request (exchange format) to FILE"
+    )
+    c.add_argument(
+        "-a", "--arpk", action=_Once, required=True, help="write the request protection key to FILE"
+    )
+    c.add_argument(
+        "--add-data",
+        action="extend",
+        type=_add_data,
+        default=[],
+        help="request additional data: " + ", ".join(ADD_DATA_FLAGS) + " (repeat or comma-separate)",
+    )
     c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible requests)")
 
     r = sub.add_parser("perform", help="zuv: perform a request as the secure guest of an SE image")
@@ -211,7 +236,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", action=_Once, help="write the response (exchange format) to FILE")
     r.add_argument("output_pos", nargs="?", metavar="OUT", help="the response file (instead of -o)")
     r.add_argument("--image", help="zuv: the SE image whose secure guest performs it")
-    r.add_argument("--guest", metavar="FILE", help="zuv: the booted guest of a guest file (pvsecret add/lock/list)")
+    r.add_argument(
+        "--guest", metavar="FILE", help="zuv: the booted guest of a guest file (pvsecret add/lock/list)"
+    )
     r.add_argument("--machine", default="zuv-demo", help="zuv: bundled machine name or machine directory")
     r.add_argument("-u", "--user-data", action=_Once, help="up to 256 bytes of user data from FILE")
     r.add_argument("--evidence", help="zuv: also write the Ultravisor's signed evidence to FILE")
@@ -226,7 +253,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("-u", "--user-data", action=_Once, help="write the verified user data to FILE")
     v.add_argument("--evidence", help="zuv: signed evidence to check with the measurement")
     add_certificate_options(v, hkd=False)
-    v.add_argument("--no-crl-check", action="store_true", help="zuv: do not require a CRL for the evidence chain")
+    v.add_argument(
+        "--no-crl-check", action="store_true", help="zuv: do not require a CRL for the evidence chain"
+    )
 
     k = sub.add_parser("check", help="check an attestation result against policies")
     k.add_argument("-i", "--input", action=_Once, help="the (verified) attestation response")
@@ -239,11 +268,15 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--host-key-check", action="extend", type=_host_key_checks, default=[],
                    help="fail when the response lacks the hash: att-key-hash, boot-key-hash (comma list)")
     k.add_argument("-u", "--user-data", action=_Once, help="the user data the response must carry")
-    k.add_argument("--secret", action=_List, default=[], help="add-secret requests, in the order they were added")
+    k.add_argument(
+        "--secret", action=_List, default=[], help="add-secret requests, in the order they were added"
+    )
     k.add_argument("--secret-store-locked", type=_bool, metavar="BOOL", help="the secret store's lock state")
     k.add_argument("--firmware", action="store_true", help="check the firmware state (zuv: against this zuv)")
     k.add_argument("--firmware-check-version", "--fw-ver", choices=("1", "2"), default=None)
-    k.add_argument("--firmware-verify-url", metavar="URL", help="firmware verification service (zuv: refused)")
+    k.add_argument(
+        "--firmware-verify-url", metavar="URL", help="firmware verification service (zuv: refused)"
+    )
     for q in (c, r, v, k):
         add_verbosity_options(q)
     return p
@@ -255,7 +288,9 @@ def _check_rules(a: argparse.Namespace) -> None:
     elif a.command == "perform":
         io_path(a, "input"), io_path(a, "output")
         if a.image is None and a.guest is None:
-            raise _UsageError("zuv: the guest that performs it: --image IMAGE (a fresh guest) or --guest FILE")
+            raise _UsageError(
+                "zuv: the guest that performs it: --image IMAGE (a fresh guest) or --guest FILE"
+            )
     elif a.command == "check":
         io_path(a, "input"), io_path(a, "output")
         if a.host_key_check and not a.hkds:
@@ -263,7 +298,9 @@ def _check_rules(a: argparse.Namespace) -> None:
         if a.secret and a.secret_store_locked is None:
             raise _UsageError("the argument '--secret <FILE>' requires '--secret-store-locked <BOOL>'")
         if (a.firmware_check_version or a.firmware_verify_url) and not a.firmware:
-            raise _UsageError("the argument '--firmware-check-version' and '--firmware-verify-url' require '--firmware'")
+            raise _UsageError(
+                "the argument '--firmware-check-version' and '--firmware-verify-url' require '--firmware'"
+            )
 
 
 def _create(a: argparse.Namespace) -> int:
@@ -272,7 +309,9 @@ def _create(a: argparse.Namespace) -> int:
         paf |= ADD_DATA_FLAGS[flag]
     keys = host_keys_from_documents(a, "pvattest")
     req = A.build_arcb(keys, rng=_rng(a.seed), paf=paf)
-    write_file(a.output, A.exchange_request(req.data, A.MEASUREMENT_SIZE, A.additional_data_size(paf)), "request")
+    write_file(
+        a.output, A.exchange_request(req.data, A.MEASUREMENT_SIZE, A.additional_data_size(paf)), "request"
+    )
     write_file(a.arpk, req.protection_key.expose(), "protection key")
     return EXIT_OK
 
@@ -331,7 +370,9 @@ def _verify(a: argparse.Namespace) -> int:
     try:
         secrets = A.open_arcb(ex.arcb, Secret(arpk, "ARPK"))
     except CryptoError:
-        raise ToolError("the protection key does not open the request in the response (wrong ARPK?)") from None
+        raise ToolError(
+            "the protection key does not open the request in the response (wrong ARPK?)"
+        ) from None
     tags = image_tags(a.hdr)
     kw: dict[str, Any] = {}
     if a.evidence:
@@ -429,7 +470,9 @@ def _check(a: argparse.Namespace) -> int:
             result[key] = entry
     if a.user_data:
         if read_file(a.user_data, "user-data") != (ex.user or None):
-            issues.append("The Provided user data does not match the user data from the attestation response.")
+            issues.append(
+                "The Provided user data does not match the user data from the attestation response."
+            )
         else:
             result["user_data"] = "0x" + (ex.user or b"").hex()
     if a.secret_store_locked is not None:
@@ -440,7 +483,10 @@ def _check(a: argparse.Namespace) -> int:
             if A.secret_store_hash(tags, a.secret_store_locked) != add["secret_store_hash"]:
                 issues.append("The calculated secret-store-hash does not match with the provided hash")
             else:
-                result["secret_store"] = {"add_secret_requests": list(a.secret), "locked": a.secret_store_locked}
+                result["secret_store"] = {
+                    "add_secret_requests": list(a.secret),
+                    "locked": a.secret_store_locked,
+                }
     if a.firmware:
         state = add.get("firmware_state")
         if state is None:
@@ -449,7 +495,10 @@ def _check(a: argparse.Namespace) -> int:
         else:
             from firmware.uv_attest import firmware_digest
 
-            ok = state[:16] == A.firmware_state(firmware_digest(), ())[:16] and state[16:80] == firmware_digest()
+            ok = (
+                state[:16] == A.firmware_state(firmware_digest(), ())[:16]
+                and state[16:80] == firmware_digest()
+            )
             if not ok:
                 issues.append("The firmware is not in a valid state (zuv: not the firmware of this zuv)")
             result["valid_firmware"] = ok
@@ -502,7 +551,9 @@ def _result_display(ex: A.Exchange, fields: dict[str, bytes]) -> str:
     out = f"Config UID:\n0x{(ex.cuid or b'').hex()}\n"
     if ex.additional:
         out += f"Additional-data:\n0x{ex.additional.hex()}\nAdditional-data content:\n"
-        out += "".join(f"{_ADD_TITLES[k]}\n0x{v.hex()}\n" for k, v in fields.items() if k in _ADD_TITLES) + "\n"
+        out += (
+            "".join(f"{_ADD_TITLES[k]}\n0x{v.hex()}\n" for k, v in fields.items() if k in _ADD_TITLES) + "\n"
+        )
     if ex.user:
         out += f"user-data:\n0x{ex.user.hex()}\n"
     return out + "\n"

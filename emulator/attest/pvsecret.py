@@ -86,7 +86,9 @@ def _retrievable(kind: str, data: bytes) -> tuple[int, bytes]:
     table = {"aes": _AES, "aes-xts": _XTS, "hmac-sha": _HMAC}.get(kind)
     if table is not None:
         if len(data) not in table:
-            raise ToolError(f"a {kind} key must be {' or '.join(str(n) for n in table)} bytes, not {len(data)}")
+            raise ToolError(
+                f"a {kind} key must be {' or '.join(str(n) for n in table)} bytes, not {len(data)}"
+            )
         return table[len(data)], data
     return ec_secret(data)
 
@@ -112,7 +114,9 @@ def _flags(text: str) -> list[str]:
     items = text.split(",")
     for item in items:
         if item != "disable-dump":
-            raise argparse.ArgumentTypeError(f"invalid value '{item}' for '--flags' (possible values: disable-dump)")
+            raise argparse.ArgumentTypeError(
+                f"invalid value '{item}' for '--flags' (possible values: disable-dump)"
+            )
     return items
 
 
@@ -125,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("create", help="create an add-secret request")
     add_certificate_options(c)
     c.add_argument("--hdr", action=_Once, required=True, help="the SE image (or header) of the target guest")
-    c.add_argument("-f", "--force", action="store_true", help="accepted (zuv never runs inside a secure guest)")
+    c.add_argument(
+        "-f", "--force", action="store_true", help="accepted (zuv never runs inside a secure guest)"
+    )
     c.add_argument("-o", "--output", action=_Once, required=True, help="write the request to FILE")
     ext = c.add_mutually_exclusive_group()
     ext.add_argument("--extension-secret", help="32-byte extension secret FILE")
@@ -152,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     ret.add_argument("name")
     ret.add_argument("--stdout", action="store_true", help="print the secret info, no NAME.yaml")
     ret.add_argument("--secret", required=True, dest="secret_path", help="the secret FILE")
-    ret.add_argument("--type", required=True, dest="kind", choices=("plain", "aes", "aes-xts", "hmac-sha", "ec"))
+    ret.add_argument(
+        "--type", required=True, dest="kind", choices=("plain", "aes", "aes-xts", "hmac-sha", "ec")
+    )
     cck = s.add_parser("update-cck", aliases=["cck"], help="replace the guest's CCK")
     cck.add_argument("--secret", required=True, dest="secret_path", help="the new 32-byte CCK FILE")
 
@@ -184,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--guest", required=True, metavar="FILE",
                        help="zuv: the secure guest's file (created by the first command with --image)")
         q.add_argument("--image", help="zuv: boot this SE image as a new guest into --guest FILE")
-        q.add_argument("--machine", default="zuv-demo", help="zuv: bundled machine name or directory (with --image)")
+        q.add_argument(
+            "--machine", default="zuv-demo", help="zuv: bundled machine name or directory (with --image)"
+        )
         q.add_argument("--seed", type=int, help="zuv: seed of the Ultravisor's randomness (with --image)")
 
     i = sub.add_parser("info", help="zuv: show an add-secret request's plaintext fields")
@@ -328,7 +338,10 @@ def _info(a: argparse.Namespace) -> int:
     _say(f"  secret:     {st.name if st else hex(r.secret_header.type)}, {r.secret_header.length} bytes")
     if r.secret_header.id is not None and r.secret_header.type != 0x16:
         _say(f"  secret ID:  {r.secret_header.id.hex()}")
-    _say(f"  flags:      {r.flags:#018x}" + (" (disable dumping)" if r.flags & A.ASRCB_FLAG_DISABLE_DUMP else ""))
+    _say(
+        f"  flags:      {r.flags:#018x}"
+        + (" (disable dumping)" if r.flags & A.ASRCB_FLAG_DISABLE_DUMP else "")
+    )
     _say(f"  CUID:       {r.cuid.hex() if any(r.cuid) else 'any instance'}")
     for name in ("pld", "ald", "tld", "tag"):
         _say(f"  {name.upper()}:{' ' * (11 - len(name))}{getattr(r.tags, name).hex()}")

@@ -76,7 +76,9 @@ class GuestFile:
             try:
                 self._issue(g, call)
             except UltravisorRefused as exc:
-                raise GuestFileError(f"{self.path}: call {i + 1} ({call['uvc']}) no longer replays: {exc}") from None
+                raise GuestFileError(
+                    f"{self.path}: call {i + 1} ({call['uvc']}) no longer replays: {exc}"
+                ) from None
         self.guest = g
         return g
 
@@ -106,8 +108,15 @@ class GuestFile:
     def save(self) -> None:
         """Write the guest file."""
         digest = hashlib.sha256(self.image.read_bytes()).hexdigest()
-        doc = {"format": _FORMAT, "image": str(self.image), "image_sha256": digest, "machine": self.machine,
-               "seed": self.seed, "cuid": "0x" + (self.guest.cuid.hex() if self.guest else ""), "calls": self.calls}
+        doc = {
+            "format": _FORMAT,
+            "image": str(self.image),
+            "image_sha256": digest,
+            "machine": self.machine,
+            "seed": self.seed,
+            "cuid": "0x" + (self.guest.cuid.hex() if self.guest else ""),
+            "calls": self.calls,
+        }
         try:
             self.path.write_text(json.dumps(doc, indent=1) + "\n")
         except OSError as exc:
@@ -156,7 +165,9 @@ def open_guest(path: str, image: str | None, machine: str, seed: int | None) -> 
     try:
         doc = json.loads(p.read_text())
     except OSError as exc:
-        raise GuestFileError(f"cannot read the guest file {p}: {exc.strerror} (boot one with --image IMAGE)") from None
+        raise GuestFileError(
+            f"cannot read the guest file {p}: {exc.strerror} (boot one with --image IMAGE)"
+        ) from None
     except (ValueError, UnicodeDecodeError):
         raise GuestFileError(f"{p} is not a zuv guest file") from None
     if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
@@ -164,8 +175,9 @@ def open_guest(path: str, image: str | None, machine: str, seed: int | None) -> 
     try:
         gf = GuestFile(p, Path(doc["image"]), str(doc["machine"]), int(doc["seed"]), list(doc["calls"]))
         for c in gf.calls:
-            if c["uvc"] not in ("add_secret", "lock_secrets") or (c["uvc"] == "add_secret" and
-                                                                    not re.fullmatch(r"([0-9a-f]{2})+", c["request"])):
+            if c["uvc"] not in ("add_secret", "lock_secrets") or (
+                c["uvc"] == "add_secret" and not re.fullmatch(r"([0-9a-f]{2})+", c["request"])
+            ):
                 raise ValueError(c)
     except (KeyError, TypeError, ValueError):
         raise GuestFileError(f"{p}: damaged guest file") from None
@@ -340,14 +352,18 @@ def cmd_retrieve(a: Any, value: str, inform: str, output: str, outform: str) -> 
             try:
                 text = Path(value).read_text()
             except (OSError, UnicodeDecodeError) as exc:
-                raise GuestFileError(f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}") from None
+                raise GuestFileError(
+                    f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}"
+                ) from None
             kind, sid = load_secret_id_yaml(text)
             if kind != "Retrievable":
                 raise GuestFileError(f"The file contains a {kind}-secret, which is not retrievable.")
         elif inform == "hex":
             m = re.fullmatch(r"(?:0x)?([0-9a-fA-F]{64})", value.strip())
             if not m:
-                raise GuestFileError("Cannot parse SecretId information: a 32-byte (64 hex digits) ID is required")
+                raise GuestFileError(
+                    "Cannot parse SecretId information: a 32-byte (64 hex digits) ID is required"
+                )
             sid = bytes.fromhex(m.group(1))
         else:
             sid = value.encode()[:31].ljust(32, b"\0")

@@ -44,7 +44,10 @@ class UserDataError(Exception):
 
 def key_type(key: object) -> int:
     """The user-data type a (private or public) key signs: 2 P-521, 3 RSA 2048, 4 RSA 3072."""
-    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and key.curve.name == "secp521r1":
+    if (
+        isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey))
+        and key.curve.name == "secp521r1"
+    ):
         return 2
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)) and key.key_size in (2048, 3072):
         return 3 if key.key_size == 2048 else 4
@@ -127,9 +130,13 @@ def verify_request(data: bytes, key: ec.EllipticCurvePublicKey | rsa.RSAPublicKe
             raise UserDataError(f"the verification key ({_describe(key)}) does not fit unsigned user data")
         return area
     if key is None:
-        raise UserDataError("the add-secret request has signed user data: give its certificate with --user-cert")
+        raise UserDataError(
+            "the add-secret request has signed user data: give its certificate with --user-cert"
+        )
     if key_type(key) != kind:
-        raise UserDataError(f"the verification key ({_describe(key)}) does not fit {TYPE_NAMES[kind]} user data")
+        raise UserDataError(
+            f"the verification key ({_describe(key)}) does not fit {TYPE_NAMES[kind]} user data"
+        )
     n = DATA_SIZE[kind]
     if kind == 2:
         length = int.from_bytes(area[_EC_LEN_AT:_EC_LEN_AT + 2], "big")

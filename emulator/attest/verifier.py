@@ -94,7 +94,11 @@ class Refusal(Exception):
 
     def answer(self) -> dict[str, Any]:
         """The JSON body of the refusal."""
-        return {"status": "refused" if self.status == 403 else "error", "field": self.field, "reason": self.reason}
+        return {
+            "status": "refused" if self.status == 403 else "error",
+            "field": self.field,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, repr=False)
@@ -190,7 +194,9 @@ class Verifier:
         try:
             return aes_gcm_open(self._seal_key, blob[:12], label, blob[12:-16], blob[-16:])
         except CryptoError:
-            raise Refusal(name, "not sealed by this verifier (forged or from another verifier instance)") from None
+            raise Refusal(
+                name, "not sealed by this verifier (forged or from another verifier instance)"
+            ) from None
 
     def challenge(self) -> dict[str, Any]:
         """A fresh ``SeAttestationRequest``."""
@@ -260,7 +266,9 @@ class Verifier:
         for item in ("image_phkh", "attestation_phkh"):
             h = result.additional.get(item)
             if h is not None and h not in known:
-                raise Refusal(item, f"host key {h.hex()[:16]}... is not one of the machines this verifier trusts")
+                raise Refusal(
+                    item, f"host key {h.hex()[:16]}... is not one of the machines this verifier trusts"
+                )
         if p.user_data is not None and not constant_time_eq(result.user_data, p.user_data):
             raise Refusal("user_data", "the guest bound other user data than the policy requires")
         machine_key = known.get(result.additional.get("attestation_phkh", b""))

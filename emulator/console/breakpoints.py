@@ -56,7 +56,9 @@ class Breakpoint:
             )
         elif self.kind == "uvc":
             cmd = uv_command(self.code) if self.code is not None else None
-            what = "any UVC" if self.code is None else f"UVC {self.code:#06x} {cmd.name if cmd else ''}".rstrip()
+            what = (
+                "any UVC" if self.code is None else f"UVC {self.code:#06x} {cmd.name if cmd else ''}".rstrip()
+            )
         elif self.kind == "sie":
             what = (
                 "any SIE interception"
@@ -66,7 +68,9 @@ class Breakpoint:
         elif self.kind == "secure":
             what = "host access to secure storage (PGM 0x3D)"
         else:
-            what = "any page-state change" if self.code is None else f"page-state change of frame {self.code:#x}"
+            what = (
+                "any page-state change" if self.code is None else f"page-state change of frame {self.code:#x}"
+            )
         what += f" if {self.condition}" if self.condition else ""
         what += " (temporary)" if self.temporary else ""
         return f"{self.number}: {self.kind:<6} {what}" + ("" if self.enabled else " [disabled]") + (
@@ -149,9 +153,15 @@ class BreakpointControl(StorageViews):
                 raise ConsoleError("break secure takes no argument")
         elif kind == "page":
             if spec:
-                frame = self._int(spec[6:], "frame") if spec.startswith("frame:") else self.value(spec) >> PAGE_SHIFT
+                frame = (
+                    self._int(spec[6:], "frame")
+                    if spec.startswith("frame:")
+                    else self.value(spec) >> PAGE_SHIFT
+                )
                 if frame >= self.machine.memory.frames:
-                    raise ConsoleError(f"frame {frame:#x} is outside memory ({self.machine.memory.frames:#x} frames)")
+                    raise ConsoleError(
+                        f"frame {frame:#x} is outside memory ({self.machine.memory.frames:#x} frames)"
+                    )
                 bp.code = frame
         else:
             raise ConsoleError(f"unknown breakpoint kind {kind!r} (kinds: {', '.join(BP_KINDS)})")
@@ -292,7 +302,9 @@ class BreakpointControl(StorageViews):
                 return
             self._hits.append((bp, detail))
         if halt and self.running and not self._stepping:
-            self.machine.request_halt(f"breakpoint {bp.number}" + (f": {detail}" if isinstance(detail, str) else ""))
+            self.machine.request_halt(
+                f"breakpoint {bp.number}" + (f": {detail}" if isinstance(detail, str) else "")
+            )
 
     # -- observers (run on the machine's thread) ----------------------------------------------------------
 
@@ -364,8 +376,14 @@ class BreakpointControl(StorageViews):
             return
         for bp in self.breakpoints.values():
             if bp.enabled and bp.kind == "secure":
-                where = f" at {teid & ~0xFFF & 0xFFFFFFFFFFFFFFFF:#x} (TEID {teid:#x})" if teid is not None else ""
-                self._hit(bp, f"host CPU {cpu.address}: secure-storage access (PGM 0x3D){where}, pc {cpu.pc:#x}")
+                where = (
+                    f" at {teid & ~0xFFF & 0xFFFFFFFFFFFFFFFF:#x} (TEID {teid:#x})"
+                    if teid is not None
+                    else ""
+                )
+                self._hit(
+                    bp, f"host CPU {cpu.address}: secure-storage access (PGM 0x3D){where}, pc {cpu.pc:#x}"
+                )
                 return
 
     def _host_secure_access(self, addr: int, write: bool) -> None:
@@ -390,7 +408,9 @@ class BreakpointControl(StorageViews):
                         # the stop (an import stores the plaintext before the frame becomes secure: hidden)
                         at, old_s = bp.address, self.shown(bp.address, bp.old)
                         bp.old = new
-                        self._hit(bp, lambda: f"firmware store to host {at:#x}: {old_s} -> {self.shown(at, new)}")
+                        self._hit(
+                            bp, lambda: f"firmware store to host {at:#x}: {old_s} -> {self.shown(at, new)}"
+                        )
 
     def _owner_changed(self, frame: int) -> None:
         mem = self.machine.memory

@@ -17,12 +17,28 @@ from typing import Final
 
 from emulator import options
 
-__all__ = ["add_parser", "cmd_console", "open_session", "build_session_from_args", "DEFAULT_SCRIPT", "DEFAULT_PROGRAM"]
+__all__ = [
+    "add_parser",
+    "cmd_console",
+    "open_session",
+    "build_session_from_args",
+    "DEFAULT_SCRIPT",
+    "DEFAULT_PROGRAM",
+]
 
 #: The program ``zuv console`` loads when none is named.
 DEFAULT_PROGRAM: Final = Path(__file__).resolve().parents[2] / "guests" / "images" / "hello.elf"
 #: What the console does non-interactively when stdin brings no commands.
-DEFAULT_SCRIPT: Final = ("info", "status", "dis pc 5", "continue --time 30", "regs", "pages", "uvlog", "console")
+DEFAULT_SCRIPT: Final = (
+    "info",
+    "status",
+    "dis pc 5",
+    "continue --time 30",
+    "regs",
+    "pages",
+    "uvlog",
+    "console",
+)
 
 
 def open_session(
@@ -148,7 +164,9 @@ def _size(memory: str | int) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     """Add ``zuv console`` to the ``zuv`` argument parser."""
     c = sub.add_parser("console", help="the monitor console: step, break, inspect (interactive or scripted)")
-    c.add_argument("program", nargs="?", default=None, help="ELF or flat image (default: the bundled hello guest)")
+    c.add_argument(
+        "program", nargs="?", default=None, help="ELF or flat image (default: the bundled hello guest)"
+    )
     c.add_argument("--script", "-x", default=None, help="run the commands in FILE and exit with a status")
     c.add_argument("--memory", "-m", type=options.memory_size, default="128M", help="RAM size (default 128M)")
     c.add_argument("--cpus", "-smp", type=options.cpus, default=1, help="number of CPUs (default 1)")
@@ -164,7 +182,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
                    help="SE images and --ultravisor: bundled machine name or machine directory (host keys)")
     c.add_argument("--seed", type=int, default=None,
                    help="SE images and --ultravisor: seed of the Ultravisor's random numbers")
-    c.add_argument("--no-attack", action="store_true", help="SE images: the hypervisor does not read the secret")
+    c.add_argument(
+        "--no-attack", action="store_true", help="SE images: the hypervisor does not read the secret"
+    )
     c.add_argument("--symbols", default=None, help="SE images: ELF whose symbols name guest addresses")
     c.add_argument("--device", action="append", default=[], metavar="SPEC",
                    help="a channel-attached device, as zuv run --device (repeatable)")
@@ -176,9 +196,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument("--gdb", metavar="DEV", default=None,
                    help="serve the GDB remote protocol on tcp::PORT (loopback) or tcp:HOST:PORT until gdb "
                         "detaches, then the console starts (the console command: gdbserver)")
-    c.add_argument("--debug-secure", action="store_true",
-                   help="give the gdb stub (-s, --gdb, gdbserver) the machine's debug capability: the owner view of "
-                        "a secure guest (its registers and plaintext; an emulator privilege, no real host has it)")
+    c.add_argument(
+        "--debug-secure",
+        action="store_true",
+        help="give the gdb stub (-s, --gdb, gdbserver) the machine's debug capability: the owner view of "
+        "a secure guest (its registers and plaintext; an emulator privilege, no real host has it)",
+    )
     c.set_defaults(func=cmd_console)
     return c
 

@@ -119,7 +119,9 @@ def where_line(s: Session) -> Output:
     if insn is None:
         why = ("secure storage: PGM 0x3D for the host" if s.view == "host" and s.is_secure()
                else "instruction not readable")  # fmt: skip
-        return out.add(("stop", "=> "), ("addr", f"{pc:#x}"), ("sym", f" <{sym}>" if sym else ""), ("trap", f"  ({why})"))
+        return out.add(
+            ("stop", "=> "), ("addr", f"{pc:#x}"), ("sym", f" <{sym}>" if sym else ""), ("trap", f"  ({why})")
+        )
     return out.add(
         ("stop", "=> "),
         ("addr", f"{pc:#x}"),
@@ -197,4 +199,6 @@ def space_addr(s: Session, text: str, default: str = "virt") -> tuple[str, int]:
 
 def state_style(state: str) -> str:
     """The output style of a page-map state."""
-    return {"secure": "secure", "shared": "shared", "donated": "donated", "exported": "exported"}.get(state, "")
+    return {"secure": "secure", "shared": "shared", "donated": "donated", "exported": "exported"}.get(
+        state, ""
+    )

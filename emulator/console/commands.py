@@ -291,7 +291,9 @@ def _enable(s: Session, args: list[str]) -> Output:
     return Output().text(f"enabled breakpoint {args[0]}")
 
 
-@command("disable", "disable N", "disable breakpoint N (keep it for later)", group="break", complete=("bpnum",))
+@command(
+    "disable", "disable N", "disable breakpoint N (keep it for later)", group="break", complete=("bpnum",)
+)
 def _disable(s: Session, args: list[str]) -> Output:
     """Keeps a breakpoint but stops nothing until enable."""
     if len(args) != 1:

@@ -43,7 +43,9 @@ class UvEventLog:
             configuration handle and the secure CPU's number as the UV records them).
     """
 
-    def __init__(self, uv: Ultravisor, caller_name: Callable[[Any], tuple[str, int | None]] | None = None) -> None:
+    def __init__(
+        self, uv: Ultravisor, caller_name: Callable[[Any], tuple[str, int | None]] | None = None
+    ) -> None:
         self._uv = uv
         self._caller_name = caller_name
         self._calls: list[UvCall] = []
@@ -109,7 +111,9 @@ def intercept_detail(v: Vcpu, ex: SieExit) -> str:
     sd = v.sd
     code = ex.icptcode
     if ex.host_pgm:
-        return f"host program interruption {ex.host_pgm:#04x} for guest page {ex.teid & ~0xFFF:#x}: {ex.reason}"
+        return (
+            f"host program interruption {ex.host_pgm:#04x} for guest page {ex.teid & ~0xFFF:#x}: {ex.reason}"
+        )
     if code in (0x68, 0x6C):
         name = _PV_IPA.get(sd.ipa, f"ipa {sd.ipa:#06x}")
         regs = v.page.pv_grregs

@@ -17,7 +17,9 @@ _READ, _WRITE, _EXEC = 1, 2, 4  # UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC
 
 
 def _rights(perms: int) -> str:
-    return ("r" if perms & _READ else "-") + ("w" if perms & _WRITE else "-") + ("x" if perms & _EXEC else "-")
+    return (
+        ("r" if perms & _READ else "-") + ("w" if perms & _WRITE else "-") + ("x" if perms & _EXEC else "-")
+    )
 
 
 def info_tlb(s: Session, args: list[str]) -> Output:

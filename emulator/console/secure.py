@@ -309,7 +309,9 @@ class SecureMachine:
     def guest_abs_to_host(self, absolute: int) -> int:
         """Host absolute address of guest absolute ``absolute`` (the VM's slot: the gmap maps A to MSO + A)."""
         if not 0 <= absolute < self.vm.memory_size:
-            raise ConsoleError(f"guest absolute {absolute:#x} is beyond guest memory ({self.vm.memory_size:#x})")
+            raise ConsoleError(
+                f"guest absolute {absolute:#x} is beyond guest memory ({self.vm.memory_size:#x})"
+            )
         return self.vm.mso + absolute
 
     def host_state(self, address: int) -> list[tuple[str, str]]:
@@ -337,7 +339,9 @@ class SecureMachine:
             f"VM {vm.name}: {vm.memory_size >> 20} MiB of guest memory at host {vm.mso:#x}, {len(vm.vcpus)} vCPU(s)",
         ]
         if pv is not None:
-            lines.append(f"secure: yes (configuration {pv.handle:#x}, {pv.imports} imports, {pv.exports} exports)")
+            lines.append(
+                f"secure: yes (configuration {pv.handle:#x}, {pv.imports} imports, {pv.exports} exports)"
+            )
         elif vm.pv_failure is not None:
             lines.append(f"secure: no (the secure IPL failed: {vm.pv_failure.message})")
         else:
@@ -517,8 +521,9 @@ class SecureMachine:
             if not self._resume(step=True):
                 return self._paused_exit()
             c = self.cpus[cpu]
-            self.last_step_note = ("the hypervisor finished its work: the guest goes on"
-                                   + (f" at {c.pc:#x}" if c.state == "operating" else f" (CPU {cpu} {c.state})"))
+            self.last_step_note = "the hypervisor finished its work: the guest goes on" + (
+                f" at {c.pc:#x}" if c.state == "operating" else f" (CPU {cpu} {c.state})"
+            )
             return self._cpu_exit(c, None, 0)
         finished, ex = self._in_work(lambda: self._step(count, cpu))
         return ex if finished else self._paused_exit()

@@ -72,9 +72,16 @@ def _pages(s: Session, args: list[str]) -> Output:
     for p in pages:
         if runs and not every:
             first, n = runs[-1]
-            same = (first.state, first.owner, first.shared, first.detail) == (p.state, p.owner, p.shared, p.detail)
+            same = (first.state, first.owner, first.shared, first.detail) == (
+                p.state,
+                p.owner,
+                p.shared,
+                p.detail,
+            )
             follows = (p.guest_abs is None and first.guest_abs is None) or (
-                p.guest_abs is not None and first.guest_abs is not None and p.guest_abs == first.guest_abs + (n << 12)
+                p.guest_abs is not None
+                and first.guest_abs is not None
+                and p.guest_abs == first.guest_abs + (n << 12)
             )
             if same and follows and first.frame + n == p.frame:
                 runs[-1] = (first, n + 1)
@@ -147,7 +154,10 @@ def _uvlog(s: Session, args: list[str]) -> Output:
             ("ok" if _ok(c) else "error", f"rc {c.rc:#06x}"),
             f" rrc {c.rrc:#06x}",
         ]
-        if meaning and sum(len(f if isinstance(f, str) else f[1]) for f in head) + 2 + len(meaning) > s.columns:
+        if (
+            meaning
+            and sum(len(f if isinstance(f, str) else f[1]) for f in head) + 2 + len(meaning) > s.columns
+        ):
             out.add(*head)  # narrow: what the rc means on a line of its own
             out.add(("dim", f"        {meaning}"))
         else:

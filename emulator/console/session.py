@@ -152,7 +152,9 @@ class Session(BreakpointControl):
     def select_cpu(self, address: int) -> None:
         """Select the CPU that registers, memory (virtual) and ``step`` refer to."""
         if address not in self.machine.cpus:
-            raise ConsoleError(f"no CPU {address} (CPUs: {', '.join(str(a) for a in sorted(self.machine.cpus))})")
+            raise ConsoleError(
+                f"no CPU {address} (CPUs: {', '.join(str(a) for a in sorted(self.machine.cpus))})"
+            )
         self.cpu_address = address
 
     def set_view(self, view: str) -> None:
@@ -258,7 +260,12 @@ class Session(BreakpointControl):
                 note = getattr(self.machine, "last_step_note", "")
                 if note:
                     details.append(note)
-                if changed or self._hits or note or ex.kind in ("disabled_wait", "check_stop", "stopped", "wait"):
+                if (
+                    changed
+                    or self._hits
+                    or note
+                    or ex.kind in ("disabled_wait", "check_stop", "stopped", "wait")
+                ):
                     details += changed
                     break
                 if cpu.state != "operating":
@@ -370,7 +377,9 @@ class Session(BreakpointControl):
                 return self.cont(temp=insn.address + insn.size)
         return self.next()
 
-    def cont(self, *, time_limit: float | None = None, max_insns: int | None = None, temp: int | None = None) -> Stop:
+    def cont(
+        self, *, time_limit: float | None = None, max_insns: int | None = None, temp: int | None = None
+    ) -> Stop:
         """Run all CPUs at full speed until a breakpoint, the end of the program, a limit or ``stop``."""
         import time
 
@@ -466,12 +475,16 @@ class Session(BreakpointControl):
                     return None  # no condition held: run on (the machine resumes over the breakpoint)
                 return Stop("breakpoint", f"breakpoint at {self._where(pc)}", cpu_addr, pc, result=res)
             if ex.kind == "watch":
-                return self._watch_stop(cpu_addr, ex.code, ex.data.get("host", 0), bool(ex.data.get("write")), res)
+                return self._watch_stop(
+                    cpu_addr, ex.code, ex.data.get("host", 0), bool(ex.data.get("write")), res
+                )
         kind = {"all CPUs stopped": "end", "check stop": "end", "instruction limit reached": "limit",
                 "time limit reached": "limit"}.get(res.reason, "halt")  # fmt: skip
         reason = res.describe()
         if kind == "end":
-            states = ", ".join(f"CPU {c.address} {c.state}" + (f" ({c.detail})" if c.detail else "") for c in res.cpus)
+            states = ", ".join(
+                f"CPU {c.address} {c.state}" + (f" ({c.detail})" if c.detail else "") for c in res.cpus
+            )
             reason = f"{res.reason}: {states}"
         return Stop(kind, reason, self.cpu_address, self.cpu.pc, result=res)
 
@@ -480,7 +493,9 @@ class Session(BreakpointControl):
         cpu = self.machine.cpus[cpu_addr]
         pc = cpu.pc
         operands = self._operand_ranges(cpu)
-        watches = [b for b in self.breakpoints.values() if b.enabled and b.kind == "watch" and b.address is not None]
+        watches = [
+            b for b in self.breakpoints.values() if b.enabled and b.kind == "watch" and b.address is not None
+        ]
         saved = dict(cpu.watch_frames)
         self._stepping = True
         try:

@@ -60,7 +60,9 @@ class StorageViews:
 
     # -- memory ---------------------------------------------------------------------------------------
 
-    def _to_host(self, space: str, addr: int, *, owner: bool, cpu: Cpu | None = None, asc: int | None = None) -> int:
+    def _to_host(
+        self, space: str, addr: int, *, owner: bool, cpu: Cpu | None = None, asc: int | None = None
+    ) -> int:
         """Host absolute address of ``addr`` in ``space`` (no storage-key or reference-bit side effects)."""
         c = cpu if cpu is not None else self.cpu
         mem = self.machine.memory
@@ -93,7 +95,9 @@ class StorageViews:
         try:
             return g.to_host(absolute, False, False)
         except ProgramException as e:
-            raise _Trap(f"guest absolute {absolute:#x} is not mapped (PGM {e.code:#04x} {pgm_name(e.code)})") from None
+            raise _Trap(
+                f"guest absolute {absolute:#x} is not mapped (PGM {e.code:#04x} {pgm_name(e.code)})"
+            ) from None
         except Exception as e:  # noqa: BLE001 - a GuestIntercept: the page is not imported yet
             raise _Trap(f"guest absolute {absolute:#x}: {e}") from None
 
@@ -132,7 +136,14 @@ class StorageViews:
         return t.address, t.address if t.absolute else cpu.real_to_abs(t.address)
 
     def _read_space(
-        self, space: str, addr: int, length: int, *, owner: bool = False, cpu: Cpu | None = None, asc: int | None = None
+        self,
+        space: str,
+        addr: int,
+        length: int,
+        *,
+        owner: bool = False,
+        cpu: Cpu | None = None,
+        asc: int | None = None,
     ) -> bytes:
         out = b""
         for seg in self.read(space, addr, length, owner=owner, cpu=cpu, asc=asc):
@@ -179,7 +190,9 @@ class StorageViews:
                         data = hv.read(host, n)
                     except SecureStorageAccess:
                         state = self.providers.page_map.page(host >> PAGE_SHIFT).state
-                        raise _Trap(f"trap: PGM 0x3D secure-storage access ({state} frame {host >> PAGE_SHIFT:#x})")
+                        raise _Trap(
+                            f"trap: PGM 0x3D secure-storage access ({state} frame {host >> PAGE_SHIFT:#x})"
+                        )
                 segs.append(Segment(pos, data, host=host))
             except _Trap as t:
                 segs.append(Segment(pos, None, t.note))

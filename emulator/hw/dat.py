@@ -224,7 +224,9 @@ def translate(
         raise ProgramException(PGM_PROTECTION, teid(vaddr, False, asid) | TEID_IEP)
     if protected and write:
         raise exc(PGM_PROTECTION, dat_prot=True)
-    return Translation((pte & ~0xFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFF), protected, False, bool(dependent))
+    return Translation(
+        (pte & ~0xFFF & 0xFFFFFFFFFFFFFFFF) | (vaddr & 0xFFF), protected, False, bool(dependent)
+    )
 
 
 def _frame(exc: Callable[..., ProgramException], absolute: int, protected: bool, write: bool) -> Translation:

@@ -16,7 +16,16 @@ if TYPE_CHECKING:
 __all__ = ["SecureDebug", "SECURE_REGISTERS"]
 
 #: The registers of a secure CPU ``SecureDebug.set_register`` writes: kind -> how many (0: one, no index).
-SECURE_REGISTERS: Final = {"r": 16, "cr": 16, "a": 16, "f": 16, "psw.mask": 0, "psw.addr": 0, "prefix": 0, "fpc": 0}
+SECURE_REGISTERS: Final = {
+    "r": 16,
+    "cr": 16,
+    "a": 16,
+    "f": 16,
+    "psw.mask": 0,
+    "psw.addr": 0,
+    "prefix": 0,
+    "fpc": 0,
+}
 
 
 class SecureDebug:

@@ -94,7 +94,9 @@ class GuestWindow:
 
     def _check(self, addr: int, length: int) -> None:
         if addr < 0 or length < 0 or addr + length > self.size:
-            raise HypervisorError(f"guest range {addr:#x}+{length:#x} is outside guest memory ({self.size:#x})")
+            raise HypervisorError(
+                f"guest range {addr:#x}+{length:#x} is outside guest memory ({self.size:#x})"
+            )
 
     def _retry(self, fn: Callable[[], bytes | None]) -> bytes | None:
         try:

@@ -318,7 +318,9 @@ class Vm:
                         if self._halt_reason is not None or (budget is not None and budget <= 0):
                             break
                 if not progressed and not self._idle_skip():
-                    return self._result("all CPUs wait with no interruption that can end the wait", t0, counted)
+                    return self._result(
+                        "all CPUs wait with no interruption that can end the wait", t0, counted
+                    )
         finally:
             if timer is not None:
                 timer.cancel()
@@ -394,7 +396,9 @@ class Vm:
             v.cpu.state = CHECK_STOP
             return True
         if ex.host_pgm:
-            raise HypervisorError(f"VM {self.name}: {ex.name} at guest {ex.teid:#x} in a normal guest ({ex.reason})")
+            raise HypervisorError(
+                f"VM {self.name}: {ex.name} at guest {ex.teid:#x} in a normal guest ({ex.reason})"
+            )
         if ex.reason == "breakpoint":
             self._halt_reason = f"breakpoint at {ex.data.get('pc', 0):#x} on CPU {v.address}"
         return True  # a host interruption: the time slice ended
@@ -435,7 +439,9 @@ class Vm:
             if line.startswith("EXIT: STATUS="):
                 exit_line = line.strip()
         insns = sum(self.hv.insn_count(v) for v in self.vcpus.values()) if counted else None
-        return VmResult(reason, clean, cpus, insns, time.monotonic() - t0, exit_line, detail, dict(self.intercepts))
+        return VmResult(
+            reason, clean, cpus, insns, time.monotonic() - t0, exit_line, detail, dict(self.intercepts)
+        )
 
     # -- host access to guest memory --------------------------------------------------------------------
 

@@ -311,7 +311,11 @@ class PvVm:
                 v.sd.sidad = sida  # one page: size bits 0
                 stor = arena.alloc(q.cpu_stor_len)
                 res = self.client.call(
-                    "create_sec_cpu", guest_handle=self.handle, stor_origin=stor, state_origin=v.page_addr, num=addr
+                    "create_sec_cpu",
+                    guest_handle=self.handle,
+                    stor_origin=stor,
+                    state_origin=v.page_addr,
+                    num=addr,
                 )
                 if not res.ok:
                     raise _fail(KVM_PV_ENABLE, res)

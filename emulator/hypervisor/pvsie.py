@@ -472,7 +472,9 @@ class PvSieEngine:
         if kind in ("wait", "disabled_wait"):
             return SieExit(ICPT_WAIT, reason=kind)
         if kind == "intercept":
-            return SieExit(0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data))
+            return SieExit(
+                0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data)
+            )
         if kind == "check_stop":
             return SieExit(0, reason="check_stop", detail=ex.reason)
         if kind == "stopped":
@@ -666,7 +668,9 @@ class PvSieEngine:
                     regs[i] = cpu.gpr(i)
             else:
                 regs[0], regs[1], regs[2] = cpu.gpr(r1), cpu.gpr((r1 + 1) & 15), cpu.gpr(r3)
-            return self._pv_instr(page, scpu, _Pending(insn, "diag", r1, r3, diag_code=code), 0x8302, 0x50000000)
+            return self._pv_instr(
+                page, scpu, _Pending(insn, "diag", r1, r3, diag_code=code), 0x8302, 0x50000000
+            )
         if name == "SERVC":
             sccb = cpu.gpr(insn.r2)
             mem_size = scpu.config.msl
@@ -689,7 +693,9 @@ class PvSieEngine:
             regs[2] = cpu.gpr(insn.r1) & 0xFFFFFFFF
             regs[4] = DUMMY_SCCB | off
             self._sccbs[scpu.handle] = sccb
-            return self._pv_instr(page, scpu, _Pending(insn, "servc", address=sccb, length=n), 0xB220, 0x00240000)
+            return self._pv_instr(
+                page, scpu, _Pending(insn, "servc", address=sccb, length=n), 0xB220, 0x00240000
+            )
         if name == "STSI":
             addr = insn.address()
             fc = (cpu.gpr(0) >> 28) & 0xF

@@ -219,7 +219,11 @@ class SieBlock(ctypes.BigEndianStructure):
 
     @mcic.setter
     def mcic(self, value: int) -> None:
-        self.eiparams, self.extcpuaddr, self.eic = value >> 32 & 0xFFFFFFFF, value >> 16 & 0xFFFF, value & 0xFFFF
+        self.eiparams, self.extcpuaddr, self.eic = (
+            value >> 32 & 0xFFFFFFFF,
+            value >> 16 & 0xFFFF,
+            value & 0xFFFF,
+        )
 
     @property
     def sida_origin(self) -> int:
@@ -299,7 +303,9 @@ class _NormalMapping:
 
     def to_host(self, guest_abs: int, write: bool, fetch: bool) -> int:
         if guest_abs >= self.size:
-            raise ProgramException(0x05, why=f"guest absolute {guest_abs:#x} is beyond guest memory {self.size:#x}")
+            raise ProgramException(
+                0x05, why=f"guest absolute {guest_abs:#x} is beyond guest memory {self.size:#x}"
+            )
         return self.mso + guest_abs
 
 
@@ -385,7 +391,9 @@ class SieEngine:
             return SieExit(0, reason="check_stop", data={}, detail=ex.reason)
         if kind == "intercept":
             sd.icptcode = 0
-            return SieExit(0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data))
+            return SieExit(
+                0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data)
+            )
         # limit, halt, breakpoint: SIE ended for the host (a host interruption); nothing to intercept
         sd.icptcode = 0
         return SieExit(0, reason=kind, data={"pc": ex.code} if kind == "breakpoint" else {})

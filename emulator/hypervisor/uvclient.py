@@ -344,7 +344,9 @@ class UvClient:
 
     # -- raw calls -----------------------------------------------------------------------------------
 
-    def build(self, cmd: int | str, *, length: int | None = None, code: int | None = None, **fields: Any) -> Any:
+    def build(
+        self, cmd: int | str, *, length: int | None = None, code: int | None = None, **fields: Any
+    ) -> Any:
         """The control-block record for ``cmd`` with header and fields set (not yet in memory)."""
         c = command(cmd)
         layout = B.LAYOUTS[c.struct]
@@ -362,7 +364,9 @@ class UvClient:
                 setattr(blk, name, value)
         return blk
 
-    def issue(self, blk: Any, *, cmd: UvCommand | None = None, retry: bool = True, addr: int | None = None) -> UvResult:
+    def issue(
+        self, blk: Any, *, cmd: UvCommand | None = None, retry: bool = True, addr: int | None = None
+    ) -> UvResult:
         """Write a block into host memory, execute UVC on it (re-issuing on cc 2/3), read it back."""
         if cmd is None:
             try:
@@ -398,7 +402,9 @@ class UvClient:
         self.log.append(res)
         return res
 
-    def call(self, cmd: int | str, *, length: int | None = None, retry: bool = True, **fields: Any) -> UvResult:
+    def call(
+        self, cmd: int | str, *, length: int | None = None, retry: bool = True, **fields: Any
+    ) -> UvResult:
         """Build, issue and decode one UVC (no exception on an error rc: inspect the result)."""
         t = self._by_key.get(cmd) or self._template(cmd)
         if t is None:  # no block layout: the ctypes record decides

@@ -56,7 +56,12 @@ class ZvqDesc(ctypes.BigEndianStructure):
     """One descriptor: a guest buffer."""
 
     _pack_ = 1
-    _fields_ = [("addr", ctypes.c_uint64), ("len", ctypes.c_uint32), ("flags", ctypes.c_uint16), ("next", ctypes.c_uint16)]
+    _fields_ = [
+        ("addr", ctypes.c_uint64),
+        ("len", ctypes.c_uint32),
+        ("flags", ctypes.c_uint16),
+        ("next", ctypes.c_uint16),
+    ]
 
 
 class ZvqUsed(ctypes.BigEndianStructure):
@@ -133,7 +138,9 @@ class _QueueDevice:
         q.used_idx = used
         raw = bytes(q)
         vm.memory.write(cookie + ZvqHeader.used.offset, raw[ZvqHeader.used.offset :])
-        vm.memory.write(cookie + ZvqHeader.used_idx.offset, raw[ZvqHeader.used_idx.offset : ZvqHeader.used_idx.offset + 2])
+        vm.memory.write(
+            cookie + ZvqHeader.used_idx.offset, raw[ZvqHeader.used_idx.offset : ZvqHeader.used_idx.offset + 2]
+        )
         return 0
 
     def request(self, vm: Vm, chain: list[tuple[int, int, bool]]) -> int:

@@ -207,16 +207,30 @@ def _cert(
     if ca:
         b = b.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
     else:
         b = b.add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=True, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -245,7 +259,9 @@ def issue_crl(
         .issuer_name(issuer_cert.subject)
         .last_update(last_update)
         .next_update(next_update)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
     )
     for serial in sorted(set(revoked_serials)):
         b = b.add_revoked_certificate(
@@ -327,7 +343,9 @@ class Pki:
                 else:
                     vals[attr] = x509.load_pem_x509_certificate(data)
         except OSError as exc:
-            raise PkiFormatError(f"cannot read the PKI in {directory}: {exc.strerror}: {exc.filename}") from None
+            raise PkiFormatError(
+                f"cannot read the PKI in {directory}: {exc.strerror}: {exc.filename}"
+            ) from None
         except Exception as exc:  # malformed PEM from cryptography or firmware.crypto
             raise PkiFormatError(f"malformed PKI file in {directory}: {exc}") from None
         return cls(**vals)
@@ -337,7 +355,11 @@ class Pki:
         now = _now(now)
         serials = {r.serial_number for r in self.crl} | {serial}
         self.crl = issue_crl(
-            self.signing_key, self.signing_cert, serials, last_update=now, next_update=now + _dt.timedelta(days=days)
+            self.signing_key,
+            self.signing_cert,
+            serials,
+            last_update=now,
+            next_update=now + _dt.timedelta(days=days),
         )
 
 
@@ -363,18 +385,39 @@ def create_pki(rng: Rng, now: _dt.datetime | None = None, years: int = 16) -> Pk
         ]
     )
     root = _cert(
-        subject=root_name, issuer=root_name, public_key=root_key.public_key(), issuer_key=root_key,
-        issuer_public_key=root_key.public_key(), serial=_serial(rng), not_before=start, not_after=end, ca=True,
+        subject=root_name,
+        issuer=root_name,
+        public_key=root_key.public_key(),
+        issuer_key=root_key,
+        issuer_public_key=root_key.public_key(),
+        serial=_serial(rng),
+        not_before=start,
+        not_after=end,
+        ca=True,
         path_length=1,
     )
     inter = _cert(
-        subject=inter_name, issuer=root_name, public_key=inter_key.public_key(), issuer_key=root_key,
-        issuer_public_key=root_key.public_key(), serial=_serial(rng), not_before=start, not_after=end, ca=True,
+        subject=inter_name,
+        issuer=root_name,
+        public_key=inter_key.public_key(),
+        issuer_key=root_key,
+        issuer_public_key=root_key.public_key(),
+        serial=_serial(rng),
+        not_before=start,
+        not_after=end,
+        ca=True,
         path_length=0,
     )
     signing = _cert(
-        subject=signing_key_subject(), issuer=inter_name, public_key=signing_key.public_key(), issuer_key=inter_key,
-        issuer_public_key=inter_key.public_key(), serial=_serial(rng), not_before=start, not_after=end, ca=False,
+        subject=signing_key_subject(),
+        issuer=inter_name,
+        public_key=signing_key.public_key(),
+        issuer_key=inter_key,
+        issuer_public_key=inter_key.public_key(),
+        serial=_serial(rng),
+        not_before=start,
+        not_after=end,
+        ca=False,
     )
     crl = issue_crl(signing_key, signing, (), last_update=start, next_update=end)
     inter_crl = issue_crl(inter_key, inter, (), last_update=start, next_update=end)
@@ -410,9 +453,16 @@ def issue_host_key_document(
     )
     end = min(start + _dt.timedelta(days=365 * years), pki.signing_cert.not_valid_after_utc)
     return _cert(
-        subject=subject, issuer=pki.signing_cert.subject, public_key=host_public_key, issuer_key=pki.signing_key,
-        issuer_public_key=pki.signing_key.public_key(), serial=_serial(rng), not_before=start, not_after=end,
-        ca=False, crl_uri="file:ibm-z-signing-key.crl",
+        subject=subject,
+        issuer=pki.signing_cert.subject,
+        public_key=host_public_key,
+        issuer_key=pki.signing_key,
+        issuer_public_key=pki.signing_key.public_key(),
+        serial=_serial(rng),
+        not_before=start,
+        not_after=end,
+        ca=False,
+        crl_uri="file:ibm-z-signing-key.crl",
     )
 
 
@@ -515,7 +565,9 @@ def _check_issued(child: x509.Certificate, parent: x509.Certificate, what: str, 
     s390-tools checks its authority key identifier and signature only, so a Poughkeepsie-form issuer
     under an Armonk-named signing certificate passes)."""
     if by_name and child.issuer != parent.subject:
-        raise PkiError(f"{what}: issuer {child.issuer.rfc4514_string()!r} is not {parent.subject.rfc4514_string()!r}")
+        raise PkiError(
+            f"{what}: issuer {child.issuer.rfc4514_string()!r} is not {parent.subject.rfc4514_string()!r}"
+        )
     try:
         if by_name:
             child.verify_directly_issued_by(parent)
@@ -525,7 +577,9 @@ def _check_issued(child: x509.Certificate, parent: x509.Certificate, what: str, 
                 raise TypeError("not an ECDSA signature")
             key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(child.signature_hash_algorithm))
     except (InvalidSignature, ValueError, TypeError):
-        raise PkiError(f"{what}: signature does not verify with {parent.subject.rfc4514_string()!r}") from None
+        raise PkiError(
+            f"{what}: signature does not verify with {parent.subject.rfc4514_string()!r}"
+        ) from None
     try:
         akid = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
         skid = parent.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -543,7 +597,10 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _build_chain(
-    signing: x509.Certificate, pool: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], now: _dt.datetime
+    signing: x509.Certificate,
+    pool: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    now: _dt.datetime,
 ) -> list[x509.Certificate]:
     """signing <- intermediates... <- root; returns [signing, intermediates..., root]."""
     chain = [signing]

@@ -183,15 +183,17 @@ class IplParameterBlockPv:
             self.HDR_FMT, self.size, self.flags, self.version, self.size - 8, IPL_PBT_PV, self.loadparm,
             self.pv_version, len(self.components), self.pv_hdr_addr, self.pv_hdr_size,
         )
-        return head + b"".join(struct.pack(IpibPvComponent.FMT, c.tweak_pref, c.addr, c.len) for c in self.components)
+        return head + b"".join(
+            struct.pack(IpibPvComponent.FMT, c.tweak_pref, c.addr, c.len) for c in self.components
+        )
 
     @classmethod
     def parse(cls, data: bytes, offset: int = 0) -> IplParameterBlockPv:
         """Parse and check an IPIB at offset (length, block type, component count)."""
         if len(data) < offset + cls.HDR_SIZE:
             raise ImageError("IPIB truncated")
-        (size, flags, version, blk_len, pbt, loadparm, pv_version, n, hdr_addr, hdr_size) = struct.unpack_from(
-            cls.HDR_FMT, data, offset
+        (size, flags, version, blk_len, pbt, loadparm, pv_version, n, hdr_addr, hdr_size) = (
+            struct.unpack_from(cls.HDR_FMT, data, offset)
         )
         if pbt != IPL_PBT_PV:
             raise ImageError(f"IPIB block type {pbt} is not 5 (PV)")
@@ -252,7 +254,11 @@ class SeImage:
         """(gaddr, tweak, stored page) of every secure page, in Unpack order (from the IPIB)."""
         for comp in self.ipib.components:
             for off in range(0, _round_up(comp.len), PAGE_SIZE):
-                yield comp.addr + off, page_tweak(comp.tweak_pref, off), self.data[comp.addr + off:comp.addr + off + PAGE_SIZE]
+                yield (
+                    comp.addr + off,
+                    page_tweak(comp.tweak_pref, off),
+                    self.data[comp.addr + off : comp.addr + off + PAGE_SIZE],
+                )
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -268,7 +274,9 @@ def _read_bootloader(directory: Path | None, name: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ImageError(f"cannot read the {name} loader {path}: {exc.strerror} (build it with tools/build_guests.py)")
+        raise ImageError(
+            f"cannot read the {name} loader {path}: {exc.strerror} (build it with tools/build_guests.py)"
+        )
 
 
 def load_kernel(data: bytes) -> tuple[bytes, int]:
@@ -324,10 +332,14 @@ def prepare_cmdline(text: bytes, kernel_image: bytes) -> bytes:
     out = line.encode() + b"\0"
     limit = LEGACY_COMMAND_LINE_SIZE
     if len(kernel_image) >= MAX_COMMAND_LINE_SIZE_ADDR + 8:
-        declared = int.from_bytes(kernel_image[MAX_COMMAND_LINE_SIZE_ADDR:MAX_COMMAND_LINE_SIZE_ADDR + 8], "big")
+        declared = int.from_bytes(
+            kernel_image[MAX_COMMAND_LINE_SIZE_ADDR : MAX_COMMAND_LINE_SIZE_ADDR + 8], "big"
+        )
         limit = declared or limit
     if len(out) > limit:
-        raise ImageError(f"the kernel command line has {len(out)} bytes with its NUL; the kernel accepts {limit}")
+        raise ImageError(
+            f"the kernel command line has {len(out)} bytes with its NUL; the kernel accepts {limit}"
+        )
     return out
 
 
@@ -359,7 +371,11 @@ def build_image(
     kimage, entry = load_kernel(kernel)
     stage3a = stage3a if stage3a is not None else _read_bootloader(loader_dir, "stage3a")
     stage3b = stage3b if stage3b is not None else _read_bootloader(loader_dir, "stage3b")
-    if len(stage3a) < 0x1000 + 24 or STAGE3A_LOAD_ADDRESS + len(stage3a) > STAGE3A_MAX_END or any(stage3a[-24:]):
+    if (
+        len(stage3a) < 0x1000 + 24
+        or STAGE3A_LOAD_ADDRESS + len(stage3a) > STAGE3A_MAX_END
+        or any(stage3a[-24:])
+    ):
         raise ImageError("stage3a.bin is not a stage3a loader (size or parameter block)")
     if len(stage3b) < 64 + 8 or any(stage3b[-64:]):
         raise ImageError("stage3b.bin is not a stage3b loader (argument block)")
@@ -438,7 +454,10 @@ def build_image(
     comps.append(ImageComponent(COMP_IPIB, ipib_addr, ipib.size, ipib.size, None))
 
     parms = STAGE3A_LOAD_ADDRESS + len(stage3a) - 24
-    place(STAGE3A_LOAD_ADDRESS, stage3a[:-24] + struct.pack(">QQQ", hdr_addr - parms, len(header), ipib_addr - parms))
+    place(
+        STAGE3A_LOAD_ADDRESS,
+        stage3a[:-24] + struct.pack(">QQQ", hdr_addr - parms, len(header), ipib_addr - parms),
+    )
     comps.insert(0, ImageComponent(COMP_STAGE3A, STAGE3A_LOAD_ADDRESS, len(stage3a), len(stage3a), None))
     place(METADATA_ADDRESS, ImgMetadata(IMG_META_MAGIC, hdr_addr, 1, ipib_addr).pack())
     comps.insert(0, ImageComponent(COMP_METADATA, METADATA_ADDRESS, ImgMetadata.SIZE, ImgMetadata.SIZE, None))
@@ -634,11 +653,16 @@ def host_keys_from_hkds(
     """The public host keys of ``a.hkds``, verified against the PKI (``--cert``, ``--crl``, ``--root-ca``,
     ``--time``) unless ``a.no_verify``; ``read`` raises the calling tool's own error for unreadable files."""
     read = read or _read
-    docs = [(path, pki.load_certificate(read(path, "host-key document"), f"host-key document {path}")) for path in a.hkds]
+    docs = [
+        (path, pki.load_certificate(read(path, "host-key document"), f"host-key document {path}"))
+        for path in a.hkds
+    ]
     if a.no_verify:
         if not getattr(a, "quiet", 0):
-                print(f"{prog}: WARNING: host-key document verification is disabled. Your workload is not secured.",
-                  file=sys.stderr)
+            print(
+                f"{prog}: WARNING: host-key document verification is disabled. Your workload is not secured.",
+                file=sys.stderr,
+            )
         return [pki.describe_unverified(d).public_key for _, d in docs]
     pki_dir = Path(a.pki) if getattr(a, "pki", None) else None
     if not a.cert and pki_dir is None:
@@ -658,7 +682,9 @@ def host_keys_from_hkds(
     keys = []
     for path, doc in docs:
         try:
-            keys.append(pki.verify_host_key_document(doc, certs=certs, roots=roots, crls=crls, now=a.time).public_key)
+            keys.append(
+                pki.verify_host_key_document(doc, certs=certs, roots=roots, crls=crls, now=a.time).public_key
+            )
         except pki.PkiError as exc:
             hint = ""
             if not a.root_ca and pki_dir is None:
@@ -713,7 +739,11 @@ def _hk_verify(a) -> int:
     roots = pki.load_certificates(_read(root_path, "root CA"), str(root_path))
     info = pki.verify_host_key_document(hkd, certs=certs, roots=roots, crls=crls, now=a.time)
     if a.machine:
-        m = MachineIdentity.bundled(a.machine) if a.machine in BUNDLED and not Path(a.machine).is_dir() else None
+        m = (
+            MachineIdentity.bundled(a.machine)
+            if a.machine in BUNDLED and not Path(a.machine).is_dir()
+            else None
+        )
         m = m or MachineIdentity.load(a.machine)
         if phkh(info.public_key) != m.host_key_hash:
             raise pki.PkiError(f"the host-key document is not for machine {m.name}")

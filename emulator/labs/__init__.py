@@ -70,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               + (f" --dir {directory}" if a.dir else ""))
         return 0
     if not directory.is_dir():
-        print(f"zuv lab: {directory} is not a directory (zuv lab start {lab.number} creates it)", file=sys.stderr)
+        print(
+            f"zuv lab: {directory} is not a directory (zuv lab start {lab.number} creates it)",
+            file=sys.stderr,
+        )
         return 2
     results = grade(lab, directory)
     for r in results:

@@ -251,66 +251,166 @@ def grade(lab: Lab, directory: Path) -> list[Result]:
 
 _R = reference
 LABS: tuple[Lab, ...] = (
-    Lab(1, "Data at rest", "SE image encryption; host-key documents and their chain", (
-        ("hello.se is an SE image sealed for zuv-demo's host key", se_image_for_demo_machine("hello.se")),
-        ("phkh: the host-key hash in hello.se's key slot",
-         answer("phkh", lambda: __import__("firmware.machine_identity", fromlist=["x"]).MachineIdentity
-                .bundled("zuv-demo").host_key_hash.hex(), "word")),
-        ("encrypted_pages: how many pages of hello.se are encrypted (nep)",
-         answer_from_file("encrypted_pages", "hello.se", "nep")),
-        ("other_machine_rc: the rc when hello.se boots on zuv-other", answer("other_machine_rc", lambda: 0x0108)),
-        ("hello_text_visible: can the guest's greeting be read in hello.se (yes/no)",
-         lambda d: answer("hello_text_visible", lambda: _text_in_image(d / "hello.se"), "word")(d)),
-        ("transcript.txt: hello.se ran to its end as a secure guest", transcript(
-            r"^CPU 0 .*state stopped\s+secure guest", "run start.zuv on hello.se and save the output")),
-    )),
-    Lab(2, "Data in transit", "shared pages and bounce buffers: what the host sees", (
-        ("shared_pages: the guest addresses of the shared pages", answer("shared_pages", lambda: list(_R().shared),
-                                                                         "ints")),
-        ("bounce_buffer: the guest address of the bounce buffer", answer("bounce_buffer", lambda: _R().bounce)),
-        ("host_reads_shared: can the host read a shared page (yes/no)", answer("host_reads_shared", lambda: "yes",
-                                                                               "word")),
-        ("transcript.txt: a dual of the bounce buffer", transcript(
-            r"^\(zuv\) dual abs:(0x)?0*18000\b", "dual abs:0x18000 is not in the transcript")),
-        ("transcript.txt: the host wrote into a shared page",
-         transcript(r"^stored [0-9a-f]+ at host:0x101[6-9]", "no 'set' into a shared page's host frame")),
-    )),
-    Lab(3, "Data in use", "the PGM 0x3D trap and export/import of secure pages", (
-        ("secret_page: the guest address of the secret page", answer("secret_page", lambda: _R().secret)),
-        ("pgm_code: the program-interruption code of the host's read", answer("pgm_code", lambda: 0x3D)),
-        ("export_uvc: the UV call that exports a page", answer("export_uvc", lambda: 0x0201)),
-        ("import_uvc: the UV call that imports it again", answer("import_uvc", lambda: 0x0200)),
-        ("transcript.txt: the trap seen", transcript(r"PGM 0x3D", "no PGM 0x3D in the transcript")),
-        ("pages.svg: the page map with secure, shared, donated and exported pages",
-         svg_shows("pages.svg", ("exported: 1 page",), ("secure", "shared", "donated", "exported"))),
-    )),
-    Lab(4, "Secure boot and measurements", "Unpack, Verify and the header's digests", (
-        ("unpack_calls: how many Unpack calls the boot made", answer("unpack_calls", lambda: _R().unpacks)),
-        ("nep: the number of encrypted pages in the header", answer("nep", _demo_field("nep"))),
-        ("verify_uvc: the UV call that checks the measurement", answer("verify_uvc", lambda: 0x0302)),
-        ("first_uvc_after_create_cpu: the host's next call", answer(
-            "first_uvc_after_create_cpu", lambda: _R().boot_cmds[_R().boot_cmds.index(0x0120) + 1])),
-        ("pld: the header's PLD (first 16 hex digits)", answer(
-            "pld", lambda: str(_demo_field("pld_hex")())[:16], "word")),
-        ("uvlog.svg: the boot's UV calls", svg_shows("uvlog.svg", ("Unpack x", "Verify", "Set CPU State"),
-                                                     ("uvc",))),
-    )),
-    Lab(5, "Remote attestation and secret release", "a relying party releases a key only to a genuine guest", (
-        ("verifier.txt: the output of zuv verifier demo", transcript(
-            r"^summary", "save the output of 'zuv verifier demo' in verifier.txt", "verifier.txt")),
-        ("released_runs: the runs that got the disk key", answer("released_runs", lambda: [1], "ints")),
-        ("tampered_reason: the claim the tampered image failed", answer("tampered_reason", lambda: "pld", "word")),
-        ("replay_reason: the claim a replayed response failed", answer("replay_reason", lambda: "nonce", "word")),
-        ("attest_uvc: the guest's UV call for evidence", answer("attest_uvc", lambda: 0x1F20)),
-    )),
-    Lab(6, "The malicious hypervisor", "tamper with an exported page and watch the Ultravisor refuse it", (
-        ("transcript.txt: the host overwrote the exported secret page", transcript(
-            r"^stored [0-9a-f]+ at host:0x1015000", "no 'set' into the secret page's host frame")),
-        ("transcript.txt: the import was refused", transcript(
-            r"rc 0x0107.*integrity check", "the transcript does not show the refused import")),
-        ("import_rc: the rc of Convert to Secure Storage after tampering", answer("import_rc", lambda: 0x0107)),
-        ("guest_state: the state the guest's CPU ends in", answer("guest_state", lambda: "check-stop", "word")),
-        ("secret_leaked: did any plaintext byte of the secret reach the host (yes/no)",
-         answer("secret_leaked", lambda: "no", "word")),
-    )),
+    Lab(
+        1,
+        "Data at rest",
+        "SE image encryption; host-key documents and their chain",
+        (
+            ("hello.se is an SE image sealed for zuv-demo's host key", se_image_for_demo_machine("hello.se")),
+            (
+                "phkh: the host-key hash in hello.se's key slot",
+                answer(
+                    "phkh",
+                    lambda: (
+                        __import__("firmware.machine_identity", fromlist=["x"])
+                        .MachineIdentity.bundled("zuv-demo")
+                        .host_key_hash.hex()
+                    ),
+                    "word",
+                ),
+            ),
+            (
+                "encrypted_pages: how many pages of hello.se are encrypted (nep)",
+                answer_from_file("encrypted_pages", "hello.se", "nep"),
+            ),
+            (
+                "other_machine_rc: the rc when hello.se boots on zuv-other",
+                answer("other_machine_rc", lambda: 0x0108),
+            ),
+            (
+                "hello_text_visible: can the guest's greeting be read in hello.se (yes/no)",
+                lambda d: answer("hello_text_visible", lambda: _text_in_image(d / "hello.se"), "word")(d),
+            ),
+            (
+                "transcript.txt: hello.se ran to its end as a secure guest",
+                transcript(
+                    r"^CPU 0 .*state stopped\s+secure guest", "run start.zuv on hello.se and save the output"
+                ),
+            ),
+        ),
+    ),
+    Lab(
+        2,
+        "Data in transit",
+        "shared pages and bounce buffers: what the host sees",
+        (
+            (
+                "shared_pages: the guest addresses of the shared pages",
+                answer("shared_pages", lambda: list(_R().shared), "ints"),
+            ),
+            (
+                "bounce_buffer: the guest address of the bounce buffer",
+                answer("bounce_buffer", lambda: _R().bounce),
+            ),
+            (
+                "host_reads_shared: can the host read a shared page (yes/no)",
+                answer("host_reads_shared", lambda: "yes", "word"),
+            ),
+            (
+                "transcript.txt: a dual of the bounce buffer",
+                transcript(r"^\(zuv\) dual abs:(0x)?0*18000\b", "dual abs:0x18000 is not in the transcript"),
+            ),
+            (
+                "transcript.txt: the host wrote into a shared page",
+                transcript(
+                    r"^stored [0-9a-f]+ at host:0x101[6-9]", "no 'set' into a shared page's host frame"
+                ),
+            ),
+        ),
+    ),
+    Lab(
+        3,
+        "Data in use",
+        "the PGM 0x3D trap and export/import of secure pages",
+        (
+            ("secret_page: the guest address of the secret page", answer("secret_page", lambda: _R().secret)),
+            ("pgm_code: the program-interruption code of the host's read", answer("pgm_code", lambda: 0x3D)),
+            ("export_uvc: the UV call that exports a page", answer("export_uvc", lambda: 0x0201)),
+            ("import_uvc: the UV call that imports it again", answer("import_uvc", lambda: 0x0200)),
+            ("transcript.txt: the trap seen", transcript(r"PGM 0x3D", "no PGM 0x3D in the transcript")),
+            (
+                "pages.svg: the page map with secure, shared, donated and exported pages",
+                svg_shows("pages.svg", ("exported: 1 page",), ("secure", "shared", "donated", "exported")),
+            ),
+        ),
+    ),
+    Lab(
+        4,
+        "Secure boot and measurements",
+        "Unpack, Verify and the header's digests",
+        (
+            (
+                "unpack_calls: how many Unpack calls the boot made",
+                answer("unpack_calls", lambda: _R().unpacks),
+            ),
+            ("nep: the number of encrypted pages in the header", answer("nep", _demo_field("nep"))),
+            ("verify_uvc: the UV call that checks the measurement", answer("verify_uvc", lambda: 0x0302)),
+            (
+                "first_uvc_after_create_cpu: the host's next call",
+                answer(
+                    "first_uvc_after_create_cpu", lambda: _R().boot_cmds[_R().boot_cmds.index(0x0120) + 1]
+                ),
+            ),
+            (
+                "pld: the header's PLD (first 16 hex digits)",
+                answer("pld", lambda: str(_demo_field("pld_hex")())[:16], "word"),
+            ),
+            (
+                "uvlog.svg: the boot's UV calls",
+                svg_shows("uvlog.svg", ("Unpack x", "Verify", "Set CPU State"), ("uvc",)),
+            ),
+        ),
+    ),
+    Lab(
+        5,
+        "Remote attestation and secret release",
+        "a relying party releases a key only to a genuine guest",
+        (
+            (
+                "verifier.txt: the output of zuv verifier demo",
+                transcript(
+                    r"^summary", "save the output of 'zuv verifier demo' in verifier.txt", "verifier.txt"
+                ),
+            ),
+            ("released_runs: the runs that got the disk key", answer("released_runs", lambda: [1], "ints")),
+            (
+                "tampered_reason: the claim the tampered image failed",
+                answer("tampered_reason", lambda: "pld", "word"),
+            ),
+            (
+                "replay_reason: the claim a replayed response failed",
+                answer("replay_reason", lambda: "nonce", "word"),
+            ),
+            ("attest_uvc: the guest's UV call for evidence", answer("attest_uvc", lambda: 0x1F20)),
+        ),
+    ),
+    Lab(
+        6,
+        "The malicious hypervisor",
+        "tamper with an exported page and watch the Ultravisor refuse it",
+        (
+            (
+                "transcript.txt: the host overwrote the exported secret page",
+                transcript(
+                    r"^stored [0-9a-f]+ at host:0x1015000", "no 'set' into the secret page's host frame"
+                ),
+            ),
+            (
+                "transcript.txt: the import was refused",
+                transcript(r"rc 0x0107.*integrity check", "the transcript does not show the refused import"),
+            ),
+            (
+                "import_rc: the rc of Convert to Secure Storage after tampering",
+                answer("import_rc", lambda: 0x0107),
+            ),
+            (
+                "guest_state: the state the guest's CPU ends in",
+                answer("guest_state", lambda: "check-stop", "word"),
+            ),
+            (
+                "secret_leaked: did any plaintext byte of the secret reach the host (yes/no)",
+                answer("secret_leaked", lambda: "no", "word"),
+            ),
+        ),
+    ),
 )

@@ -163,7 +163,9 @@ def load_program(path: str | Path, mem: PhysicalMemory, cmdline: str = "") -> tu
                 limit = stored
         raw = cmdline.encode("ascii", "replace")
         if len(raw) + 1 > limit:
-            raise LoadError(f"{p}: command line of {len(raw)} bytes exceeds the program's {limit - 1}-byte limit")
+            raise LoadError(
+                f"{p}: command line of {len(raw)} bytes exceeds the program's {limit - 1}-byte limit"
+            )
         _check_range(p, "command line", CMDLINE_ADDR, len(raw) + 1, mem)
         mem.write(CMDLINE_ADDR, raw + b"\0")
     return prog, start
@@ -180,7 +182,9 @@ def load_initrd(path: str | Path, prog: LoadedProgram, mem: PhysicalMemory) -> t
     p = str(path)
     end = max((a + s for a, s in prog.segments), default=0)
     if mem.size <= INITRD_SIZE_ADDR + 8 or not any(a <= INITRD_START_ADDR < a + s for a, s in prog.segments):
-        raise LoadError(f"{p}: --initrd needs a Linux kernel image (a program with a parameter area at 0x10400)")
+        raise LoadError(
+            f"{p}: --initrd needs a Linux kernel image (a program with a parameter area at 0x10400)"
+        )
     addr = INITRD_START
     while end + 0x100000 > addr:
         addr += 0x100000

@@ -269,7 +269,12 @@ class LparSie:
 
     def _exit(self, host: Cpu, insn: Insn, g: Cpu, sd: SieBlock, ex: CpuExit, reloc: _Relocation) -> int:
         kind = ex.kind
-        if kind == "intercept" and ex.code in (0x10, 0x11) and sd.eca & ECA_MVPGI and self._mvpg_pei(g, sd, reloc):
+        if (
+            kind == "intercept"
+            and ex.code in (0x10, 0x11)
+            and sd.eca & ECA_MVPGI
+            and self._mvpg_pei(g, sd, reloc)
+        ):
             self._store(host, g, sd)  # the guest PSW still designates the MVPG: the host resolves and retries
             return self._intercept(host, insn, sd, ICPT_PARTEXEC)
         if kind == "intercept" and ex.code in (0x04, 0x05, 0x10, 0x11, 0x12, 0x38, 0x39, 0x3A, 0x3B, 0x3D):

@@ -764,7 +764,9 @@ class Machine:
             cpu.state = OPERATING
             return
         if subcode in (8, 9, 10) and self.uv is not None:
-            raise ProgramException(0x06, why="secure IPL is done by the hypervisor (run the image with zuv boot)")
+            raise ProgramException(
+                0x06, why="secure IPL is done by the hypervisor (run the image with zuv boot)"
+            )
         raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode} is not supported")
 
     def _insn_uvc(self, cpu: Cpu, insn: Insn) -> None:
