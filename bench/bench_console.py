@@ -1,5 +1,6 @@
-"""Console benchmarks: the latency of ``step`` (target <= 5 ms) and the speed of ``continue`` against the plain
-machine (target >= 0.9x), measured in the same run.
+"""Console benchmarks: ``step``'s latency (target <= 5 ms) and ``continue``'s speed against the machine.
+
+``continue`` is measured against the plain machine (target >= 0.9x) in the same run.
 
 ``step``: the full command path a person uses (``execute(session, "step")``: parse, step one instruction,
 check watchpoints, disassemble the next instruction, format), on the bundled hello guest, with a

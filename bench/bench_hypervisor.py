@@ -1,4 +1,4 @@
-"""Hypervisor benchmarks: export+import round trip, guest DIAG intercept round trip, secure boot of a big image.
+"""Hypervisor benchmarks: export+import round trip, guest DIAG round trip, secure boot of a big image.
 
 * export+import: Convert from / to Secure Storage of the same pages of a secure guest through the UV client
   (target <= 20 us per page);

@@ -1,5 +1,7 @@
-"""The ``zuv`` command line: ``run``, ``boot``, ``console`` and the image tools; with no arguments, the secure demo
-(the console on a terminal, a non-interactive boot otherwise)."""
+"""The ``zuv`` command line: ``run``, ``boot``, ``console``, the image tools, and the secure demo.
+
+With no arguments it runs the secure demo (the console on a terminal, a non-interactive boot otherwise).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Attestation and add-secret request formats (spec 9, 10): ARCB, ASRCB, the measurement formula and the pvattest exchange file, shared by the Ultravisor and the tools.
+"""Attestation and add-secret request formats (spec 9, 10): ARCB, ASRCB, measurement, exchange file.
+
+The measurement formula and the pvattest exchange file are shared by the Ultravisor and the tools.
 
 Every record is big-endian and fixed-layout (``struct`` formats with named fields). Offsets::
 

@@ -1,4 +1,6 @@
-"""Cryptography of the Ultravisor and its tools (spec sections 8.6, 9, 10.4, 11.2): the only firmware importer of `cryptography`.
+"""Cryptography of the Ultravisor and its tools (spec 8.6, 9, 10.4, 11.2).
+
+This is the only firmware module importing `cryptography`.
 
 Everything here is a thin, typed layer over `cryptography` with the conventions of the
 Secure Execution architecture built in:

@@ -1,4 +1,6 @@
-"""Machine identity: an emulated IBM Z machine's host key pair(s), host-key document and name (spec 1, 8.8, 13.10).
+"""Machine identity: an emulated IBM Z machine's host key pairs, host-key document and name.
+
+See spec 1, 8.8 and 13.10.
 
 A machine directory holds PEM files::
 

@@ -1,4 +1,4 @@
-"""The Secure Execution header, version 1 (spec 8.4-8.7): fixed-layout records, builder, parser, and the UV's opening checks.
+"""The Secure Execution header, version 1 (spec 8.4-8.7): records, builder, parser, the UV's checks.
 
 Layout (all big-endian; offsets from the start of the header)::
 

@@ -1,4 +1,7 @@
-"""Retrieve Attestation Measurement (UVC 0x1020) and zuv's signed evidence (UVC 0x1F20): checks in the architected order, measurement, additional data, evidence signing.
+"""Retrieve Attestation Measurement (UVC 0x1020) and zuv's signed evidence (UVC 0x1F20).
+
+The checks run in the architected order; then the measurement, the additional data and the evidence's
+signatures.
 
 Retrieve Attestation Measurement (spec 9.3) checks, in this order (kvm-unit-tests s390x/pv-attest.c):
 

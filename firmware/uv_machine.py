@@ -1,4 +1,4 @@
-"""The Ultravisor of one emulated machine: its identity's host keys and, where it has them, its attestation keys.
+"""The Ultravisor of one emulated machine: its identity's host keys and any attestation keys.
 
 A machine is named as the tools name it: a bundled machine (``zuv-demo``, ``zuv-other``) or a machine
 directory (``firmware.machine_identity``). ``zuv boot``'s secure host and ``zuv run --ultravisor``'s LPAR

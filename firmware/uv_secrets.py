@@ -1,4 +1,6 @@
-"""The per-configuration secret store and the guest's secret UVCs: Add Secret (0x1031), List Secrets (0x1033), Lock Secret Store (0x1034), Retrieve Secret (0x1035).
+"""The per-configuration secret store and the guest's secret UVCs (0x1031, 0x1033, 0x1034, 0x1035).
+
+Add Secret (0x1031), List Secrets (0x1033), Lock Secret Store (0x1034), Retrieve Secret (0x1035).
 
 Add Secret checks, in this order (spec 10.5 lists the codes; the order and the rrcs are zuv's, see
 ``docs/attestation.md``)::

@@ -1,4 +1,6 @@
-"""Client of the verifier service (``emulator.attest.verifier``): fetch a challenge, submit an attestation response, over HTTP on loopback.
+"""Client of the verifier service (``emulator.attest.verifier``) over HTTP on loopback.
+
+It fetches a challenge and submits an attestation response.
 
 The messages are JSON shaped like Trustee's IBM SE verifier: ``SeAttestationRequest`` (the challenge)
 and ``SeAttestationResponse`` (what the guest's agent sends back), byte fields in base64.

@@ -1,4 +1,7 @@
-"""``zuv verifier``: the lab relying party (``serve``) and the attestation demo (``demo``): a secure guest attests, receives a disk key and decrypts its data; a tampered image, a stale nonce and a replayed response are refused with the field that did not match.
+"""``zuv verifier``: the lab relying party (``serve``) and the attestation demo (``demo``).
+
+In the demo a secure guest attests, receives a disk key and decrypts its data; a tampered image, a stale nonce
+and a replayed response are refused with the field that did not match.
 
 Pieces: the verifier service (``emulator.attest.verifier``) with a policy for one reference image; the
 guest ``guests/attest_demo`` (its SE image ``guests/images/attest_demo.se`` for zuv-demo, rebuilt byte

@@ -1,4 +1,7 @@
-"""Checking an attestation result: zuv's signed evidence (certificate chain to a trusted root, CRLs, both signatures) together with the architected HMAC measurement, naming the first field that does not match.
+"""Checking an attestation result: zuv's signed evidence with the architected HMAC measurement.
+
+The evidence's certificate chain to a trusted root, CRLs and both signatures are checked together with the
+measurement; the first field that does not match is named.
 
 Order of the checks in :func:`check_attestation` (the first failure is reported, ``AttestationMismatch.field``):
 

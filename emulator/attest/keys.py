@@ -1,4 +1,6 @@
-"""Issue a machine's attestation keys (ECDSA P-521 and ML-DSA-87) with certificates from the emulated PKI's intermediate CA; ``python3 -m emulator.attest.keys``.
+"""Issue a machine's attestation keys (ECDSA P-521, ML-DSA-87) with certificates from the emulated PKI.
+
+The certificates come from the emulated PKI's intermediate CA; ``python3 -m emulator.attest.keys``.
 
 The real IBM Z offers no signed attestation evidence; zuv does (``docs/attestation.md``). Each emulated
 machine gets two EMULATION-ONLY key pairs next to its host keys (``firmware/machines/<machine>/``)::

@@ -1,4 +1,6 @@
-"""A secure configuration of an SE image on an emulated machine, set up through the Ultravisor but not run: the guest side of ``pvattest perform`` / ``pvsecret add`` for tools and tests.
+"""A secure configuration of an SE image set up through the Ultravisor but not run, for tools and tests.
+
+It is the guest side of ``pvattest perform`` / ``pvsecret add`` on an emulated machine.
 
 ``LocalSecureGuest`` does what the hypervisor's secure IPL does (Create Configuration and CPU, Set
 Secure Configuration Parameters with the image's SE header, Unpack of every component page, Verify),

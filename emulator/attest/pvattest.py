@@ -1,4 +1,7 @@
-"""The pvattest tool of zuv (also ``zuv pvattest``): ``create`` an attestation request for host-key documents, ``perform`` it on an emulated machine, ``verify`` a response.
+"""The pvattest tool of zuv (also ``zuv pvattest``): ``create``, ``perform`` and ``verify``.
+
+``create`` makes an attestation request for host-key documents, ``perform`` runs it on an emulated machine,
+``verify`` checks a response.
 
 Shapes and files as IBM's pvattest: ``create`` writes a pvattest exchange file holding the ARCB and the
 expected sizes, and the request protection key (ARPK, 32 raw bytes) to a separate file; ``verify`` takes

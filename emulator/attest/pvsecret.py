@@ -1,4 +1,4 @@
-"""The pvsecret tool of zuv (also ``zuv pvsecret``): ``create`` add-secret requests for an SE image, ``info`` to show one.
+"""The pvsecret tool of zuv (also ``zuv pvsecret``): ``create`` add-secret requests, ``info`` to show one.
 
 ``create`` has pvsecret's shape: ``pvsecret create -k HKD --hdr IMAGE -o OUT [options] SECRET`` with
 SECRET one of ``meta``, ``association NAME``, ``retrievable NAME --secret FILE --type TYPE`` and

@@ -1,4 +1,6 @@
-"""The guest side of pvsecret (``add``, ``list``, ``lock``, ``retrieve``) and of ``pvattest perform --guest``: UVCs of a booted secure guest kept in a guest file.
+"""The guest side of pvsecret (``add``, ``list``, ``lock``, ``retrieve``) and of ``pvattest perform``.
+
+These are the UVCs of a booted secure guest kept in a guest file (``pvattest perform --guest``).
 
 Real pvsecret runs these inside the secure guest and reaches the Ultravisor through /dev/uv. In zuv the
 secure guest is a ``LocalSecureGuest`` (an SE image unpacked into a secure configuration of an emulated

@@ -1,4 +1,7 @@
-"""Signed user data of add-secret requests (s390-tools' user-data types 2-4): signing for ``pvsecret create --user-sign-key`` and checking for ``pvsecret verify``; the tools' one crypto home for it.
+"""Signed user data of add-secret requests (s390-tools' user-data types 2-4), signed and checked.
+
+Signing serves ``pvsecret create --user-sign-key`` and checking ``pvsecret verify``; this module is the tools'
+one crypto home for it.
 
 The 512-byte user-data area of an ASRCB (at 0x218) holds, by the type in the magic's last two bytes:
 

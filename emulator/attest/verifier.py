@@ -1,4 +1,7 @@
-"""A relying party for labs: a verifier that issues attestation challenges, checks the evidence against reference values for one SE image, and releases secrets (as add-secret requests) only on success; served over HTTP on loopback.
+"""A relying party for labs: attestation challenges, evidence checks, secrets released on success.
+
+The verifier checks the evidence against reference values for one SE image and releases secrets (as add-secret
+requests) only on success; it is served over HTTP on loopback.
 
 Protocol (JSON, byte fields base64; the shape of Trustee's IBM SE verifier):
 

@@ -1,4 +1,6 @@
-"""YAML scalars as s390-tools' serde_yaml 0.9 writes them (its ``serialize_str`` scalar style over libyaml's emitter), for the YAML files of pvattest and pvsecret.
+"""YAML scalars as s390-tools' serde_yaml 0.9 writes them, for pvattest's and pvsecret's YAML files.
+
+The scalar style is its ``serialize_str`` over libyaml's emitter.
 
 serde_yaml single-quotes a string that a YAML reader would take for something else: empty, null
 (``null``/``Null``/``NULL``/``~``), a boolean (``true``/``True``/``TRUE``, ``false``/…), an integer it can

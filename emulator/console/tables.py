@@ -1,4 +1,4 @@
-"""Names the console shows: UV commands and response codes, SIE interception codes, program-interruption codes.
+"""Names the console shows: UV commands and response codes, SIE interceptions, program interruptions.
 
 UV commands and response-code messages come from the Ultravisor's one table (``firmware.uv_codes``); this
 module adapts them for breakpoints and completion (short names) and adds the SIE interception and

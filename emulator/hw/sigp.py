@@ -1,4 +1,4 @@
-"""SIGNAL PROCESSOR: the orders one CPU sends another, with the status and condition codes of the architecture.
+"""SIGNAL PROCESSOR: the orders one CPU sends another, with the architecture's status and condition codes.
 
 Status values and order behaviour follow QEMU ``target/s390x/sigp.c`` (``machine.md`` section 5). The
 configuration (the machine, or one VM) passes its CPUs by address; the orders act on them directly.

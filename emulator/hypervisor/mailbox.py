@@ -1,4 +1,6 @@
-"""A virtio-like mailbox behind DIAGNOSE 0x500 (device 3): a secure guest's message channel to a host-side service, the way a guest agent reaches its relying party over the network.
+"""A virtio-like mailbox behind DIAGNOSE 0x500 (device 3): a secure guest's channel to a host service.
+
+It is the way a guest agent reaches its relying party over the network.
 
 One request is a descriptor chain in the ``virtio.py`` queue layout: readable buffers (the message, in
 pages the guest shared with Set Shared Access) followed by one device-writable buffer (the reply). The

@@ -1,4 +1,4 @@
-"""The SIE instruction as the machine performs it: state descriptions, guest-to-host mapping, interception codes.
+"""The SIE instruction as the machine performs it: state descriptions, guest mapping, interception codes.
 
 This module is the *hardware* half of running a guest (``secure-execution.md`` section 7): it owns the
 unicorn ``Cpu`` of each virtual CPU and turns what the CPU reports (``CpuExit``) into the interception

@@ -1,4 +1,7 @@
-"""Emulated IBM Z host-key PKI (spec 8.8): issue root CA, intermediate CA, IBM Z signing key, host-key documents and CRLs; verify them as pvimg does.
+"""Emulated IBM Z host-key PKI (spec 8.8): issue and verify CAs, signing keys, host-key documents, CRLs.
+
+It issues a root CA, an intermediate CA, the IBM Z signing key, host-key documents and CRLs, and verifies them
+as pvimg does.
 
 The real chain is ``root CA -> intermediate CA -> IBM Z signing key -> host-key document (HKD)``;
 the HKD's public key is a machine's EC P-521 host key, and CRLs issued by the IBM Z signing key

@@ -1,4 +1,6 @@
-"""``zuv lab list|start N|check N``: six self-grading labs on confidential computing with the secure demo guest.
+"""``zuv lab list|start N|check N``: six self-grading labs on confidential computing.
+
+The labs use the secure demo guest.
 
 The lab texts, starting console scripts and answer templates are package data (``emulator/labs/texts/labN``);
 the checkpoints that grade a student's work live in ``emulator.labs.grading``.
