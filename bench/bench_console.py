@@ -91,8 +91,10 @@ def main() -> int:
         n = max(1, int(n * a.scale))
         plain, console = bench_continue(name, n, a.repeat)
         ratio = plain / console
-        print(f"continue {name} n={n}: machine {plain:.3f} s, console {console:.3f} s, "
-              f"speed {ratio:.2f}x of the machine (target >= 0.9x) {'OK' if ratio >= 0.9 else 'MISSED'}")  # fmt: skip
+        print(
+            f"continue {name} n={n}: machine {plain:.3f} s, console {console:.3f} s, "
+            f"speed {ratio:.2f}x of the machine (target >= 0.9x) {'OK' if ratio >= 0.9 else 'MISSED'}"
+        )
     return 0
 
 

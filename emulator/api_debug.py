@@ -160,8 +160,15 @@ class DebugCapability:
         rec = self._debug.secure_cpu(guest._vm, guest._vcpu(cpu).address)  # noqa: SLF001
         if rec is None:
             raise HypervisorError(f"{guest._vm.name} CPU {cpu} is not a secure CPU")  # noqa: SLF001
-        return SecureRegisters(tuple(rec.psw), tuple(rec.gprs), tuple(rec.crs), tuple(rec.ars), tuple(rec.fprs),
-                               rec.fpc, rec.prefix)  # fmt: skip
+        return SecureRegisters(
+            tuple(rec.psw),
+            tuple(rec.gprs),
+            tuple(rec.crs),
+            tuple(rec.ars),
+            tuple(rec.fprs),
+            rec.fpc,
+            rec.prefix,
+        )
 
     def read(self, guest: GuestDebugging, gaddr: int, length: int) -> bytes:
         """Guest storage as the Ultravisor reads it: the plaintext of secure pages (an exported page reads
@@ -258,8 +265,12 @@ class GuestDebugging:
     def break_on_exit(self, code: int | str | None = None, *, callback: Callback | None = None) -> Breakpoint:
         """Stop after a SIE exit of this guest (the hypervisor handles it first): any, one interception code
         (``0x04``, ``0x68``, ...) or an exit's name as ``Exit.name`` gives it."""
-        return self._add("exit", "any" if code is None else (f"{code:#04x}" if isinstance(code, int) else code),
-                         code, callback)  # fmt: skip
+        return self._add(
+            "exit",
+            "any" if code is None else (f"{code:#04x}" if isinstance(code, int) else code),
+            code,
+            callback,
+        )
 
     def break_on_secure_access(self, *, callback: Callback | None = None) -> Breakpoint:
         """Stop after the host touched secure storage and took PGM 0x3D (the hypervisor's device models, the

@@ -231,8 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RAM size, e.g. 256M or 2G (default 128M)")  # fmt: skip
     r.add_argument("--cpus", "-smp", type=options.cpus, default=1, help="number of CPUs (default 1)")
     r.add_argument("--append", default="", help="kernel command line (stored at 0x10480)")
-    r.add_argument("--initrd", metavar="FILE", default=None,
-                   help="initial RAM disk, placed at 8 MiB (or above the kernel) and announced at 0x10408")  # fmt: skip
+    r.add_argument(
+        "--initrd",
+        metavar="FILE",
+        default=None,
+        help="initial RAM disk, placed at 8 MiB (or above the kernel) and announced at 0x10408",
+    )
     r.add_argument("--max-insns", type=options.count("the instruction limit"), default=None,
                    help="stop after this many instructions")  # fmt: skip
     r.add_argument("--time-limit", type=options.seconds, default=None, help="stop after this many seconds")
@@ -244,10 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "installed, host UVCs (implies --level 2)")
     r.add_argument("--watchdog", choices=WATCHDOG_MODELS, default=None,
                    help="give the program a watchdog: diag288 (DIAGNOSE 0x288, QEMU's -device diag288)")
-    r.add_argument("--watchdog-action", choices=WATCHDOG_ACTIONS, default="reset",
-                   help="what the watchdog does when it expires: reset (re-IPL, the default), inject-nmi (a "
-                        "restart interruption on CPU 0), shutdown/poweroff (end the run), pause (halt the run), "
-                        "debug/none (nothing); QEMU's --watchdog-action")  # fmt: skip
+    r.add_argument(
+        "--watchdog-action",
+        choices=WATCHDOG_ACTIONS,
+        default="reset",
+        help="what the watchdog does when it expires: reset (re-IPL, the default), inject-nmi (a "
+        "restart interruption on CPU 0), shutdown/poweroff (end the run), pause (halt the run), "
+        "debug/none (nothing); QEMU's --watchdog-action",
+    )
     r.add_argument("--machine", default=None,
                    help="with --ultravisor: bundled machine name or machine directory whose host keys the "
                         "Ultravisor holds (default zuv-demo)")

@@ -239,8 +239,11 @@ class Ultravisor(ServiceCommands):
         cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
         if self._sinks:
             stored = bytes(data if data is not None else _stored(blk, length, rc, out.rrc))
-            self._emit(UvEvent(self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout,
-                               stored))  # fmt: skip
+            self._emit(
+                UvEvent(
+                    self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout, stored
+                )
+            )
         return cc
 
     def _store_rc(self, cb: ControlBlock, cmd: int, rc: int, rrc: int, caller: UvCaller | None = None) -> int:

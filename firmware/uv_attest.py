@@ -261,28 +261,72 @@ class EvidenceStatement:
 
     def pack(self) -> bytes:
         """The statement bytes."""
-        return struct.pack(
-            self.FMT, self.MAGIC, 1, self.FIXED + len(self.user_data), self.paf, self.mai, len(self.user_data),
-            1 if self.nonce is not None else 0, self.time_ns, self.additional_len, 0, self.measurement,
-            self.tags.pack(), self.cuid, self.nonce or bytes(16), self.image_phkh, self.attestation_phkh,
-            self.additional_digest,
-        ) + self.user_data  # fmt: skip
+        return (
+            struct.pack(
+                self.FMT,
+                self.MAGIC,
+                1,
+                self.FIXED + len(self.user_data),
+                self.paf,
+                self.mai,
+                len(self.user_data),
+                1 if self.nonce is not None else 0,
+                self.time_ns,
+                self.additional_len,
+                0,
+                self.measurement,
+                self.tags.pack(),
+                self.cuid,
+                self.nonce or bytes(16),
+                self.image_phkh,
+                self.attestation_phkh,
+                self.additional_digest,
+            )
+            + self.user_data
+        )
 
     @classmethod
     def parse(cls, data: bytes) -> EvidenceStatement:
         """Parse a statement; RequestFormatError if it is malformed."""
         if len(data) < cls.FIXED:
             raise A.RequestFormatError("attestation statement truncated")
-        (magic, version, length, paf, mai, ulen, has_nonce, t, alen, _res, meas, tags, cuid, nonce, iphkh, aphkh,
-         adig) = struct.unpack_from(cls.FMT, data, 0)  # fmt: skip
+        (
+            magic,
+            version,
+            length,
+            paf,
+            mai,
+            ulen,
+            has_nonce,
+            t,
+            alen,
+            _res,
+            meas,
+            tags,
+            cuid,
+            nonce,
+            iphkh,
+            aphkh,
+            adig,
+        ) = struct.unpack_from(cls.FMT, data, 0)
         if magic != cls.MAGIC or version != 1:
             raise A.RequestFormatError("not a zuv attestation statement v1")
         if length != len(data) or length != cls.FIXED + ulen or ulen > A.USER_DATA_MAX or has_nonce > 1:
             raise A.RequestFormatError("attestation statement lengths do not add up")
         return cls(
-            paf, mai, t, meas, A.BootHdrTags.parse(tags), cuid, nonce if has_nonce else None, iphkh, aphkh, adig,
-            alen, data[cls.FIXED :],
-        )  # fmt: skip
+            paf,
+            mai,
+            t,
+            meas,
+            A.BootHdrTags.parse(tags),
+            cuid,
+            nonce if has_nonce else None,
+            iphkh,
+            aphkh,
+            adig,
+            alen,
+            data[cls.FIXED :],
+        )
 
 
 assert struct.calcsize(EvidenceStatement.FMT) == EvidenceStatement.FIXED

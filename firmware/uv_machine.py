@@ -51,6 +51,7 @@ def machine_ultravisor(
     except AttestationKeyError as e:
         raise MachineIdentityError(str(e)) from None
     kwargs = {"rng": rng} if rng is not None else {}
-    uv = Ultravisor(memory, host_keys=identity.host_keys, attestation_keys=att_keys, cpu_prefixes=cpu_prefixes,
-                    **kwargs)  # fmt: skip
+    uv = Ultravisor(
+        memory, host_keys=identity.host_keys, attestation_keys=att_keys, cpu_prefixes=cpu_prefixes, **kwargs
+    )
     return identity, uv

@@ -21,8 +21,15 @@ if TYPE_CHECKING:
     from emulator.api import Exit, Guest, Host
 
 __all__ = [
-    "CANARY", "CANARY_WORDS", "canary_bytes", "canary_int", "canary_image", "boot_canary", "RaceResult", "race",
-]  # fmt: skip
+    "CANARY",
+    "CANARY_WORDS",
+    "canary_bytes",
+    "canary_int",
+    "canary_image",
+    "boot_canary",
+    "RaceResult",
+    "race",
+]
 
 #: ``guests/canary/canary.h``
 CANARY: Final = 0xC3A9E15B7D2F8640
@@ -103,7 +110,8 @@ class RaceResult:
     exports: int = 0
     imports: int = 0
     destroys: int = 0
-    refused: dict[str, int] = field(default_factory=dict)  #: rc of refused calls (the guest took the page back)
+    #: rc of refused calls (the guest took the page back)
+    refused: dict[str, int] = field(default_factory=dict)
     guest_yields: int = 0  #: SIE exits of the guest's yield (DIAG 0x9C, PV notification): the loop ran
     guest_faults: int = 0  #: host program interruptions 0x3E: the guest touched a page the host had taken
     guest_errors: list[str] = field(default_factory=list)  #: exceptions of the vCPU's thread

@@ -55,9 +55,14 @@ from firmware.machine_identity import MachineIdentity, MachineIdentityError
 from firmware.se_header import SeHeaderError
 
 __all__ = [
-    "pvattest_main", "ToolError", "read_file", "write_file", "host_keys_from_documents", "add_certificate_options",
+    "pvattest_main",
+    "ToolError",
+    "read_file",
+    "write_file",
+    "host_keys_from_documents",
+    "add_certificate_options",
     "image_tags",
-]  # fmt: skip
+]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -388,9 +393,13 @@ def _verify(a: argparse.Namespace) -> int:
         if not a.crl and not a.root_ca:
             crls.append(x509.load_pem_x509_crl((pki_dir / "intermediate-ca.crl").read_bytes()))
         kw = dict(
-            evidence=read_file(a.evidence, "evidence"), roots=pki.load_certificates(read_file(root_path, "root CA")),
-            cas=cas, crls=crls, now=a.time, require_crl=not a.no_crl_check,
-        )  # fmt: skip
+            evidence=read_file(a.evidence, "evidence"),
+            roots=pki.load_certificates(read_file(root_path, "root CA")),
+            cas=cas,
+            crls=crls,
+            now=a.time,
+            require_crl=not a.no_crl_check,
+        )
     try:
         res = check_attestation(
             tags=tags, measurement_key=secrets.measurement_key, nonce=secrets.nonce, paf=secrets.paf,

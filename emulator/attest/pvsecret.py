@@ -121,8 +121,10 @@ def _flags(text: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pvsecret", description="Create, verify and use add-secret requests for IBM Secure Execution "
-                                             "guests (zuv).")  # fmt: skip
+    p = _Parser(
+        prog="pvsecret",
+        description="Create, verify and use add-secret requests for IBM Secure Execution guests (zuv).",
+    )
     add_verbosity_options(p, top=True)
     p.add_argument("--version", action="store_true", help="print version information and exit")
     sub = p.add_subparsers(dest="command")
@@ -289,17 +291,27 @@ def _create(a: argparse.Namespace) -> int:
         key = userdata.load_signing_key(read_file(a.user_sign_key, "user-signing key"))
         kind = userdata.key_type(key)
         if len(user) > userdata.DATA_SIZE[kind]:
-            raise ToolError(f"{userdata.TYPE_NAMES[kind]} user data has at most {userdata.DATA_SIZE[kind]} bytes, "
-                            f"{a.user_data} has {len(user)}")  # fmt: skip
+            raise ToolError(
+                f"{userdata.TYPE_NAMES[kind]} user data has at most {userdata.DATA_SIZE[kind]} bytes, "
+                f"{a.user_data} has {len(user)}"
+            )
         sign_kw = {"user_data_type": kind, "user_signer": userdata.signer(key)}
     elif len(user) > A.ASRCB_USER_DATA_SIZE:
         raise ToolError(f"unsigned user data has at most 512 bytes, {a.user_data} has {len(user)}")
     keys = host_keys_from_documents(a, "pvsecret")
     req = A.build_asrcb(
-        keys, tags, rng=rng, secret_type=stype, value=Secret(value, "secret"), secret_id=sid, cuid=_cuid(a),
-        flags=A.ASRCB_FLAG_DISABLE_DUMP if "disable-dump" in a.flags else 0, extension_secret=ext, user_data=user,
+        keys,
+        tags,
+        rng=rng,
+        secret_type=stype,
+        value=Secret(value, "secret"),
+        secret_id=sid,
+        cuid=_cuid(a),
+        flags=A.ASRCB_FLAG_DISABLE_DUMP if "disable-dump" in a.flags else 0,
+        extension_secret=ext,
+        user_data=user,
         **sign_kw,
-    )  # fmt: skip
+    )
     write_file(a.output, req.data, "request")
     if sid is not None:
         _write_secret_info(a, stype, sid)

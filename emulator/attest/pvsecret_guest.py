@@ -310,8 +310,11 @@ def cmd_add(a: Any, request: bytes, force: bool) -> int:
     except A.RequestFormatError as exc:
         raise GuestFileError(f"the input is not an add-secret request: {exc}") from None
     gf = _guest(a)
-    sid = r.secret_header.id if A.SECRET_TYPES.get(r.secret_header.type) and r.secret_header.type not in (0x01, 0x16) \
-        else None  # fmt: skip
+    sid = (
+        r.secret_header.id
+        if A.SECRET_TYPES.get(r.secret_header.type) and r.secret_header.type not in (0x01, 0x16)
+        else None
+    )
     if sid is not None and any(e[3] == sid for e in gf.list_secrets()[1]):
         _say("WARNING: There is already a secret in the secret store with that id.")
         if not force:
@@ -333,8 +336,11 @@ def cmd_list(a: Any, output: str, fmt: str) -> int:
     """pvsecret list: List Secrets in the human, yaml or bin format."""
     raw, entries = _guest(a).list_secrets()
     total = struct.unpack_from(">H", raw, 2)[0]
-    data = {"human": lambda: list_text(entries, total).encode(), "yaml": lambda: list_yaml(entries, total).encode(),
-            "bin": lambda: raw}[fmt]()  # fmt: skip
+    data = {
+        "human": lambda: list_text(entries, total).encode(),
+        "yaml": lambda: list_yaml(entries, total).encode(),
+        "bin": lambda: raw,
+    }[fmt]()
     write_out(output, data)
     if output != "-":
         _say(f"Successfully wrote the list of secrets to '{output}'")
@@ -377,8 +383,10 @@ def cmd_retrieve(a: Any, value: str, inform: str, output: str, outform: str) -> 
             _say("WARNING: There are multiple secrets in the secret store with that id. Indices: "
                  + ", ".join(str(e[0]) for e in found))  # fmt: skip
     if not found:
-        raise GuestFileError(f"Could not retrieve the secret from the UV secret store: the UV secret-store has no "
-                             f"secret with the {what}")  # fmt: skip
+        raise GuestFileError(
+            f"Could not retrieve the secret from the UV secret store: the UV secret-store has no "
+            f"secret with the {what}"
+        )
     idx, stype, length, _sid = found[0]
     secret = gf.retrieve(idx, length)
     write_out(output, retrieved_pem(stype, secret) if outform == "pem" else retrieved_bin(stype, secret))

@@ -151,8 +151,12 @@ def verify_request(data: bytes, key: ec.EllipticCurvePublicKey | rsa.RSAPublicKe
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(sig, bytes(body), ec.ECDSA(hashes.SHA512()))
         else:
-            key.verify(sig, bytes(body), padding.PSS(mgf=padding.MGF1(hashes.SHA512()),
-                                                     salt_length=padding.PSS.AUTO), hashes.SHA512())  # fmt: skip
+            key.verify(
+                sig,
+                bytes(body),
+                padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=padding.PSS.AUTO),
+                hashes.SHA512(),
+            )
     except InvalidSignature:
         raise UserDataError("the user-data signature does not verify") from None
     return area[:n]

@@ -280,9 +280,15 @@ class Verifier:
         secrets = []
         for s in p.secrets:
             req = A.build_asrcb(
-                seal_for, p.tags, rng=self.rng, secret_type=s.type, value=s.value, secret_id=A.secret_id(s.name),
-                cuid=result.cuid, extension_secret=ext,
-            )  # fmt: skip
+                seal_for,
+                p.tags,
+                rng=self.rng,
+                secret_type=s.type,
+                value=s.value,
+                secret_id=A.secret_id(s.name),
+                cuid=result.cuid,
+                extension_secret=ext,
+            )
             secrets.append({"name": s.name, "type": s.type, "asrcb": b64(req.data)})
         return {"status": "ok", "claims": result.claims(), "secrets": secrets}
 

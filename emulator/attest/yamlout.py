@@ -71,8 +71,9 @@ def serde_types_it(s: str) -> bool:
         return True
     if _FLOAT.fullmatch(unpositive) or re.fullmatch(r"[+-]?(inf|infinity|nan)", unpositive, re.I):
         try:
-            return float(unpositive) not in (float("inf"), float("-inf")) and unpositive.lower().lstrip("+-") \
-                not in ("nan", "inf", "infinity")  # fmt: skip
+            return float(unpositive) not in (float("inf"), float("-inf")) and unpositive.lower().lstrip(
+                "+-"
+            ) not in ("nan", "inf", "infinity")
         except ValueError:
             return False
     return False

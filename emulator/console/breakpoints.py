@@ -367,7 +367,8 @@ class BreakpointControl(StorageViews):
                 self._hit(
                     bp,
                     f"SIE interception {icpt.code:#04x} ({SIE_INTERCEPTS.get(icpt.code, 'unknown')}) on vCPU "
-                    f"{icpt.cpu}{' (secure)' if icpt.secure else ''}" + (f": {icpt.detail}" if icpt.detail else ""),
+                    f"{icpt.cpu}{' (secure)' if icpt.secure else ''}"
+                    + (f": {icpt.detail}" if icpt.detail else ""),
                 )
                 return
 
@@ -393,8 +394,11 @@ class BreakpointControl(StorageViews):
             if bp.enabled and bp.kind == "secure":
                 page = self.providers.page_map.page(addr >> PAGE_SHIFT)
                 where = f" (guest {page.guest_abs:#x})" if page.guest_abs is not None else ""
-                self._hit(bp, f"the host (hypervisor code) {'stored to' if write else 'read'} {page.state} storage "
-                              f"at host {addr:#x}{where}: PGM 0x3D secure-storage access")  # fmt: skip
+                self._hit(
+                    bp,
+                    f"the host (hypervisor code) {'stored to' if write else 'read'} {page.state} storage "
+                    f"at host {addr:#x}{where}: PGM 0x3D secure-storage access",
+                )
                 return
 
     def _python_write(self, lo: int, hi: int) -> None:

@@ -103,8 +103,15 @@ def open_session(
             from emulator.errors import MachineError
 
             raise MachineError(f"{program_path} is an SE image (open it with zuv console IMAGE)")
-        m = Machine(_size(memory), cpus, deterministic=deterministic, level=level, ultravisor=ultravisor or None,
-                    uv_machine=machine, uv_seed=seed)  # fmt: skip
+        m = Machine(
+            _size(memory),
+            cpus,
+            deterministic=deterministic,
+            level=level,
+            ultravisor=ultravisor or None,
+            uv_machine=machine,
+            uv_seed=seed,
+        )
         try:
             for spec in devices:
                 m.add_device(spec)

@@ -381,7 +381,12 @@ def _regs(s: Session, args: list[str]) -> Output:
         for row in range(0, len(values), per_row):
             frags: list[tuple[str, str] | str] = []
             for i in range(row, min(row + per_row, len(values))):
-                frags += ["  " if i > row else "", ("reg", f"{prefix}{i:<2}"), " ", ("value", f"{values[i]:0{width}x}")]
+                frags += [
+                    "  " if i > row else "",
+                    ("reg", f"{prefix}{i:<2}"),
+                    " ",
+                    ("value", f"{values[i]:0{width}x}"),
+                ]
             out.add(*frags)
 
     if which in ("gpr", "all"):

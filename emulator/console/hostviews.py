@@ -213,8 +213,14 @@ class SecureHostPageMap:
             hit = exported.get(frame)
             if hit is not None:
                 g, n, name = hit
-                return PageInfo(frame, "exported", owner, False, g,
-                                f"VM {name}: ciphertext of export {n} (the UV keeps its integrity value)")  # fmt: skip
+                return PageInfo(
+                    frame,
+                    "exported",
+                    owner,
+                    False,
+                    g,
+                    f"VM {name}: ciphertext of export {n} (the UV keeps its integrity value)",
+                )
             return PageInfo(frame, "non-secure", owner)
         if owner == OWNER_UV:
             if donations is None:

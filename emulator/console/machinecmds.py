@@ -45,8 +45,11 @@ def info_tlb(s: Session, args: list[str]) -> Output:
             last[4] += 1
         else:
             runs.append([space, page, frame, perms, 1])
-    out.text(f"TLB of CPU {s.cpu_address}: {len(entries)} page{'s' if len(entries) != 1 else ''} filled since "
-             "its last flush", "heading")  # fmt: skip
+    out.text(
+        f"TLB of CPU {s.cpu_address}: {len(entries)} page{'s' if len(entries) != 1 else ''} filled since "
+        "its last flush",
+        "heading",
+    )
     if not runs:
         return out.text("empty (nothing translated since the last flush)")
     out.add(("dim", f"{'space':<10}{'virtual':<38}{'host':<25}rights"))

@@ -202,5 +202,7 @@ def hexdump(address: int, data: bytes, width: int = 16) -> list[list[Fragment]]:
         chunk = data[off : off + width]
         words = " ".join(chunk[i : i + 4].hex() for i in range(0, len(chunk), 4))
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append([("addr", f"{address + off:016x}"), ("", "  "), ("value", f"{words:<35}"), ("dim", f"  |{text}|")])
+        lines.append(
+            [("addr", f"{address + off:016x}"), ("", "  "), ("value", f"{words:<35}"), ("dim", f"  |{text}|")]
+        )
     return lines

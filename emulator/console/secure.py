@@ -348,8 +348,10 @@ class SecureMachine:
             lines.append("secure: not yet (stage3a runs as a normal guest until the secure IPL)")
         if self.trap is not None:
             t = self.trap
-            lines.append(f"hypervisor read of the secret page {t.gaddr:#x}: "
-                         f"{'trapped (PGM 0x3d)' if t.trapped else 'not trapped'}, then exported")  # fmt: skip
+            lines.append(
+                f"hypervisor read of the secret page {t.gaddr:#x}: "
+                f"{'trapped (PGM 0x3d)' if t.trapped else 'not trapped'}, then exported"
+            )
         return lines
 
     # -- hooks the session installs -----------------------------------------------------------------

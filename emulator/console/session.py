@@ -282,8 +282,10 @@ class Session(BreakpointControl):
             new = list(log.calls())[calls_before:]
             for c in new[:4]:
                 cmd = uv_command(c.cmd)
-                details.append(f"UV call #{c.seq}: {c.cmd:#06x} {cmd.name if cmd else 'unknown'} by {c.caller}: "
-                               f"cc {c.cc} rc {c.rc:#06x} rrc {c.rrc:#06x}")  # fmt: skip
+                details.append(
+                    f"UV call #{c.seq}: {c.cmd:#06x} {cmd.name if cmd else 'unknown'} by {c.caller}: "
+                    f"cc {c.cc} rc {c.rc:#06x} rrc {c.rrc:#06x}"
+                )
             if len(new) > 4:
                 details.append(f"... and {len(new) - 4} more UV calls (uvlog)")
         hits = [f"breakpoint {bp.number}: {d}" for bp, d in self._take_hits()]

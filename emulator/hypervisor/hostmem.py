@@ -27,7 +27,9 @@ class HostAllocator:
             raise HypervisorError(f"host memory of {size >> 20} MiB leaves no room for guests")
         self.size = size
         self._free_pages = list(range(reserved - PAGE_SIZE, 0x10000 - PAGE_SIZE, -PAGE_SIZE))
-        self._ranges: list[tuple[int, int]] = [(reserved, size - reserved)]  # free (start, length), 1 MiB units
+        self._ranges: list[tuple[int, int]] = [
+            (reserved, size - reserved)
+        ]  # free (start, length), 1 MiB units
 
     def alloc_range(self, length: int, align: int = MIB, below: int | None = None, above: int = 0) -> int:
         """Take ``length`` bytes (rounded up to 1 MiB) at an ``align``-aligned address; returns it."""

@@ -268,8 +268,9 @@ class Machine:
             seed = 0
         rng = random.Random(seed).randbytes if seed is not None else None
         try:
-            _, uv = machine_ultravisor(self.memory, machine, rng=rng,
-                                       cpu_prefixes=lambda: [c.prefix for c in self.cpus.values()])  # fmt: skip
+            _, uv = machine_ultravisor(
+                self.memory, machine, rng=rng, cpu_prefixes=lambda: [c.prefix for c in self.cpus.values()]
+            )
         except MachineIdentityError as e:
             raise MachineError(str(e)) from None
         return uv
