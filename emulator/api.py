@@ -54,9 +54,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from emulator.api_debug import Breakpoint, DebugCapability, DebugCapabilityRequired, Event, GuestDebugging
 from emulator.api_attest import ATTEST_IMAGE, AttestOutcome, RelyingParty
-from emulator.api_debug import SecureRegisters, elf_symbols
+from emulator.api_debug import (
+    Breakpoint,
+    DebugCapability,
+    DebugCapabilityRequired,
+    Event,
+    GuestDebugging,
+    SecureRegisters,
+    elf_symbols,
+)
 from emulator.api_pictures import draw_page_map, draw_uv_calls, host_page_map, slot_pages
 from emulator.console.providers import PageInfo
 from emulator.errors import EmulatorError, HypervisorError, SecureStorageAccess

@@ -76,9 +76,8 @@ class RelyingParty:
         challenge's request, the answer goes out with a newer challenge's fields); ``replay`` (the relay
         sends ``replay``, an earlier ``AttestOutcome.sent``, instead of the guest's answer). ``image``: the
         SE image to boot (default: the reference)."""
-        from emulator.attest.demo import Relay, run_guest
-
         from emulator.api import _log_entry
+        from emulator.attest.demo import Relay, run_guest
 
         relay = Relay(self._client, mode, replay_body=replay)
         log: list[UvLogEntry] = []

@@ -37,9 +37,9 @@ from emulator.attest.pvattest import (
     write_file,
     yaml_scalar,
 )
+from emulator.image import pki
 from emulator.image.pvimg import _Parser, _UsageError
 from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Once
-from emulator.image import pki
 from firmware import attestation as A
 from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng
 from firmware.machine_identity import MachineIdentityError

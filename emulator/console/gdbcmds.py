@@ -18,9 +18,9 @@ from emulator.console.disasm import disassemble
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import parse_number
 from emulator.console.render import Output
-from emulator.errors import EmulatorError
 from emulator.console.session import OWNER_LABEL, Session
 from emulator.console.unwind import backtrace
+from emulator.errors import EmulatorError
 
 __all__ = ["examine", "parse_format", "set_register"]
 
