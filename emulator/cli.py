@@ -174,7 +174,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def _image_tool(target: str, argv: list[str]) -> int:
-    """Run the SE image tools (``emulator.image.pvimg_cli``, ``emulator.image.pvimg``) with their own parsers."""
+    """Run the SE image tools (``emulator.image.pvimg_cli``, ``emulator.image.pvimg``), their own parsers."""
     if target == "pvimg_main":
         from emulator.image.pvimg_cli import pvimg_main
 

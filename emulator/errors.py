@@ -18,7 +18,7 @@ class EmulatorError(Exception):
 
 
 class HwError(EmulatorError):
-    """The emulated hardware was misused or cannot do what was asked (a bug in the caller, or a bad config)."""
+    """The emulated hardware was misused or cannot do what was asked (a caller's bug, or a bad config)."""
 
 
 class LoadError(EmulatorError):

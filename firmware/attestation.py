@@ -571,7 +571,7 @@ def firmware_state(firmware_digest: bytes, host_key_hashes: Sequence[bytes]) -> 
     return out + bytes(FIRMWARE_STATE_SIZE - len(out))
 
 
-# ------------------------------------------------------------------------------------------------ exchange file
+# ---------------------------------------------------------------------------------------------- exchange file
 
 EXCHANGE_MAGIC: Final = b"pvattest"
 _EXCHANGE_HDR: Final = struct.Struct(">8sIIQ" + "II" * 5)
@@ -741,7 +741,7 @@ SECRET_TYPE_UPDATE_CCK: Final = 0x16
 
 @dataclass(frozen=True)
 class SecretHeader:
-    """The authenticated secret header of an ASRCB: type, length and (listable, update-CCK) a 32-byte field."""
+    """An ASRCB's authenticated secret header: type, length and (listable, update-CCK) a 32-byte field."""
 
     res0: int  # u16
     type: int  # u16

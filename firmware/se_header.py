@@ -194,7 +194,7 @@ RRC_NEP_MISMATCH = 0x001D
 
 
 class SeHeaderError(Exception):
-    """The Ultravisor refuses the SE header: ``rc``/``rrc`` as Set Secure Configuration Parameters returns them."""
+    """The Ultravisor refuses the SE header: ``rc``/``rrc`` as Set Sec Conf Params returns them."""
 
     def __init__(self, rc: int, rrc: int, reason: str) -> None:
         self.rc = rc

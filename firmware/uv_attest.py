@@ -101,7 +101,7 @@ MLDSA87_SIG_SIZE: Final = 4627
 EVIDENCE_CONTEXT: Final = b"zuv attestation statement v1"
 
 
-# ------------------------------------------------------------------------------------------------ guest storage
+# ---------------------------------------------------------------------------------------------- guest storage
 
 
 class Inaccessible(Exception):
@@ -386,7 +386,7 @@ _FW_DIGEST: list[bytes] = []
 
 
 def firmware_digest() -> bytes:
-    """SHA-512 over the Ultravisor's code (every ``firmware/*.py``, sorted by name): zuv's firmware measurement."""
+    """SHA-512 over the Ultravisor's code (each ``firmware/*.py``, by name): the firmware measurement."""
     if not _FW_DIGEST:
         h = hashlib.sha512()
         for f in sorted(resources.files("firmware").iterdir(), key=lambda p: p.name):

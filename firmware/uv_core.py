@@ -139,7 +139,7 @@ class UvCore:
         return any(origin < hi and lo < origin + length for lo, hi in self._lowcores())
 
     def _donate(self, frames: Iterable[int], descriptor: bytes = b"") -> None:
-        """Make frames Ultravisor storage: tag them, clear them, and write the UV's descriptor into the first."""
+        """Make frames Ultravisor storage: tag and clear them, the UV's descriptor in the first."""
         first = True
         for f in frames:
             self.mem.set_owner(f, OWNER_UV)

@@ -34,7 +34,7 @@ class ServiceCommands(LifecycleCommands):
     def _cmd_retr_attest_evidence(
         self, caller: UvCaller, blk: B.UvCbAttest, cb: ControlBlock, g: Any
     ) -> _Outcome:
-        """zuv's Retrieve Attestation Measurement and Signed Evidence (0x1F20, guest): ``firmware.uv_attest``."""
+        """zuv's Retrieve Attestation Measurement and Signed Evidence (0x1F20, guest): ``uv_attest``."""
         from firmware import uv_attest
 
         return _Outcome(*uv_attest.retrieve(self, g, blk, cb, evidence=True))

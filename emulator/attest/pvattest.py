@@ -432,7 +432,7 @@ def _verify(a: argparse.Namespace) -> int:
 
 
 def _hkd_hash(path: str) -> bytes:
-    """The public host-key hash (SHA-256 of the P-521 key's X || Y) of a host-key document's first certificate."""
+    """The host-key hash (SHA-256 of the P-521 key's X || Y) of a host-key document's first certificate."""
     cert = pki.load_certificates(read_file(path, "host-key document"), f"host-key document {path}")[0]
     key = cert.public_key()
     if not isinstance(key, EllipticCurvePublicKey):
@@ -558,7 +558,7 @@ _ADD_TITLES = {"image_phkh": "Image PHKH", "attestation_phkh": "Attestation PHKH
 
 
 def _result_display(ex: A.Exchange, fields: dict[str, bytes]) -> str:
-    """What pvattest verify prints after 'Attestation measurement verified' (its AttestationResult's Display)."""
+    """What pvattest verify prints after 'Attestation measurement verified' (AttestationResult's Display)."""
     out = f"Config UID:\n0x{(ex.cuid or b'').hex()}\n"
     if ex.additional:
         out += f"Additional-data:\n0x{ex.additional.hex()}\nAdditional-data content:\n"

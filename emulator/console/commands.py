@@ -217,7 +217,7 @@ def _stop(s: Session, args: list[str]) -> Output:
     return Output().text("stopping...")
 
 
-# -- breakpoints ----------------------------------------------------------------------------------------------
+# -- breakpoints ---------------------------------------------------------------------------------------------
 
 
 @command("break",
@@ -315,7 +315,7 @@ def _breaks(s: Session, args: list[str]) -> Output:
     return out
 
 
-# -- inspection -----------------------------------------------------------------------------------------------
+# -- inspection ----------------------------------------------------------------------------------------------
 
 
 def _secure_cpu_hidden(s: Session) -> Output | None:
@@ -546,7 +546,7 @@ def _assert(s: Session, args: list[str]) -> Output:
     raise ConsoleError(f"assert needs a comparison ({', '.join(ops)})")
 
 
-# -- session ----------------------------------------------------------------------------------------------------
+# -- session -------------------------------------------------------------------------------------------------
 
 
 @command("view", "view [host|owner]", "switch the point of view (host: what the hypervisor sees; owner: plaintext)",

@@ -307,7 +307,7 @@ class SecureMachine:
         return self.vm.vcpus[address].secure
 
     def guest_abs_to_host(self, absolute: int) -> int:
-        """Host absolute address of guest absolute ``absolute`` (the VM's slot: the gmap maps A to MSO + A)."""
+        """The host address of guest absolute ``absolute`` (the gmap maps A to MSO + A)."""
         if not 0 <= absolute < self.vm.memory_size:
             raise ConsoleError(
                 f"guest absolute {absolute:#x} is beyond guest memory ({self.vm.memory_size:#x})"

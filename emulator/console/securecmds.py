@@ -18,7 +18,7 @@ from emulator.hw.memory import PAGE_SHIFT
 
 __all__: list[str] = []
 
-# -- secure execution views -------------------------------------------------------------------------------------
+# -- secure execution views ----------------------------------------------------------------------------------
 
 
 def _picture_option(args: list[str], usage: str) -> tuple[list[str], tuple[str, str] | None]:

@@ -127,7 +127,7 @@ class Session(BreakpointControl):
         self._install()
 
     def _record_tlbs(self) -> None:
-        """Have every CPU keep what its TLB fills grant (``Cpu.tlb_record``, for ``info tlb``), from a flush."""
+        """Have every CPU keep what its TLB fills grant from a flush on (``Cpu.tlb_record``, ``info tlb``)."""
         for c in self.machine.cpus.values():
             if getattr(c, "tlb_record", None) is None:
                 c.tlb_record = {}
@@ -186,7 +186,7 @@ class Session(BreakpointControl):
         return self.value(text) != 0
 
     def read_u64(self, vaddr: int) -> int:
-        """The doubleword at a virtual address of the selected CPU, read as the view may (else ConsoleError)."""
+        """The doubleword at a virtual address as the view may read it (else ConsoleError)."""
         return self._read_u64(vaddr)
 
     def cfi(self) -> CfiTable:

@@ -129,7 +129,7 @@ class VirtioCcwDevice(CcwDevice):
             vq.num = vq.desc = vq.avail = vq.used = vq.last_avail = vq.used_idx = 0
 
     def reset(self) -> None:
-        """Device reset (clear function, subsystem reset): sense cleared, revision forgotten, virtio state reset."""
+        """Device reset (clear function, subsystem reset): sense cleared, revision forgotten, virtio reset."""
         super().reset()
         self.revision = None
         self.virtio_reset()

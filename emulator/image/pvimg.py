@@ -321,7 +321,7 @@ def load_kernel(data: bytes) -> tuple[bytes, int]:
 
 
 def prepare_cmdline(text: bytes, kernel_image: bytes) -> bytes:
-    """Parmfile -> NUL-terminated command line (lines joined by blanks), checked against the kernel's limit."""
+    """Parmfile -> NUL-terminated command line (lines joined by blanks), checked against the kernel limit."""
     try:
         s = text.decode("ascii")
     except UnicodeDecodeError:
@@ -579,7 +579,7 @@ def check_layout(path: str | Path) -> None:
         )
 
 
-# ------------------------------------------------------------------------------------------------ CLI plumbing
+# ----------------------------------------------------------------------------------------------- CLI plumbing
 
 
 class _UsageError(Exception):
@@ -644,7 +644,7 @@ def _run(prog: str, argv: Sequence[str] | None, build, handler, input_error: int
         return 1
 
 
-# ------------------------------------------------------------------------------------------------ host-key documents
+# ----------------------------------------------------------------------------------------- host-key documents
 
 
 def host_keys_from_hkds(
@@ -783,5 +783,5 @@ def _hostkey(a) -> int:
 
 
 def hostkey_main(argv: Sequence[str] | None = None) -> int:
-    """``hostkey init-pki|new-machine|revoke|verify``: exit 0 ok, 1 verification failed, 2 usage or bad input."""
+    """``hostkey init-pki|new-machine|revoke|verify``: exit 0 ok, 1 not verified, 2 usage or bad input."""
     return _run("hostkey", argv, _hostkey_parser, _hostkey)

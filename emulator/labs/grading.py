@@ -131,7 +131,7 @@ def _svg(path: Path) -> tuple[ET.Element | None, str]:
     return root, " ".join("".join(t.itertext()) for t in root.iter(f"{_SVG}text"))
 
 
-# -- checkpoint builders ------------------------------------------------------------------------------------------
+# -- checkpoint builders -------------------------------------------------------------------------------------
 
 Check = Callable[[Path], tuple[bool, str]]
 
