@@ -89,9 +89,16 @@ def _boot(seed: int = 1) -> tuple[Host, Guest]:
     return host, g
 
 
-def _finish(o: Outcome, host: Host, g: Guest, expect: str = "intact") -> None:
-    """Let the guest go on; ``expect``: ``intact`` (it prints secret intact: yes), ``stopped`` (the
-    hypervisor must stop it: its page cannot be made secure again), ``zeroed`` (it sees its page lost)."""
+def _start(name: str, seed: int) -> tuple[Outcome, Host, Guest]:
+    """An attack's first beat: its outcome record, and the demo guest booted secure on a fresh host."""
+    host, g = _boot(seed)
+    return Outcome(name), host, g
+
+
+def _finish(o: Outcome, host: Host, g: Guest, expect: str = "intact") -> Outcome:
+    """Let the guest go on, then tear it down; the outcome, for the attack to return. ``expect``: ``intact``
+    (it prints secret intact: yes), ``stopped`` (the hypervisor must stop it: its page cannot be made secure
+    again), ``zeroed`` (it sees its page lost)."""
     r = g.run(time_limit=20)
     o.got(g.console.split(b"digest", 1)[-1])  # what the devices printed after the announcement
     if not referee.digest_matches(g.console):
@@ -116,6 +123,7 @@ def _finish(o: Outcome, host: Host, g: Guest, expect: str = "intact") -> None:
                                           else r.reason))  # fmt: skip
     g.destroy()
     host.close()
+    return o
 
 
 def _read_as_host(o: Outcome, g: Guest, gaddr: int, length: int = 4096) -> None:
@@ -132,8 +140,7 @@ def _read_as_host(o: Outcome, g: Guest, gaddr: int, length: int = 4096) -> None:
 
 
 def read_secret(seed: int = 1) -> Outcome:
-    o = Outcome("read-secret")
-    host, g = _boot(seed)
+    o, host, g = _start("read-secret", seed)
     s = g.secret_page
     o.tried(f"read guest page {s:#x} (host frame {g.frame(s):#x}) through the host's view")
     _read_as_host(o, g, s)
@@ -143,13 +150,11 @@ def read_secret(seed: int = 1) -> Outcome:
         o.machine(f"the same frame by host absolute address: PGM {e.code:#04x}")
     o.why("the frame's owner tag is the secure configuration's: every host access is refused before it "
           "touches storage (emulator/hw/access.py)")
-    _finish(o, host, g)
-    return o
+    return _finish(o, host, g)
 
 
 def write_secret(seed: int = 1) -> Outcome:
-    o = Outcome("write-secret")
-    host, g = _boot(seed)
+    o, host, g = _start("write-secret", seed)
     s = g.secret_page
     o.tried(f"overwrite guest page {s:#x} with 'host was here'")
     a = g.try_write(s, b"host was here" * 8)
@@ -159,13 +164,11 @@ def write_secret(seed: int = 1) -> Outcome:
     else:
         o.facts["pgm"] = a.code
     o.why("a store is decided like a fetch: PGM 0x3D, nothing stored; the guest's digest still matches")
-    _finish(o, host, g)
-    return o
+    return _finish(o, host, g)
 
 
 def export_read(seed: int = 1) -> Outcome:
-    o = Outcome("export-read")
-    host, g = _boot(seed)
+    o, host, g = _start("export-read", seed)
     s = g.secret_page
     o.tried("force the page out with Convert from Secure Storage, then read it")
     r = g.export(s)
@@ -174,13 +177,11 @@ def export_read(seed: int = 1) -> Outcome:
     _read_as_host(o, g, s)
     o.why("the Ultravisor encrypts the page in place (AES-XTS, sealed with its guest address and a counter) "
           "before the host may touch it; the guest's next access imports it back, checked")
-    _finish(o, host, g)
-    return o
+    return _finish(o, host, g)
 
 
 def dma_read(seed: int = 1) -> Outcome:
-    o = Outcome("dma-read")
-    host, g = _boot(seed)
+    o, host, g = _start("dma-read", seed)
     s = g.secret_page
     m = re.search(rb"console: virtio-like queue at (0x[0-9a-f]+)", g.console)  # the guest says where
     assert m is not None
@@ -221,8 +222,7 @@ def dma_read(seed: int = 1) -> Outcome:
 
 
 def dma_write(seed: int = 1) -> Outcome:
-    o = Outcome("dma-write")
-    host, g = _boot(seed)
+    o, host, g = _start("dma-write", seed)
     s = g.secret_page
     queues = [a for a in g.pages("shared") if bytes(g.queue(a))[:4] == b"ZVQ1"]
     blk_q = next(a for a in queues if g.queue(a).desc[2].len == 1)  # the block queue: 3-descriptor chains
@@ -252,8 +252,7 @@ def dma_write(seed: int = 1) -> Outcome:
 
 
 def swap_pages(seed: int = 1) -> Outcome:
-    o = Outcome("swap-pages")
-    host, g = _boot(seed)
+    o, host, g = _start("swap-pages", seed)
     s = g.secret_page
     other = next(a for a in g.pages("secure") if a not in (s, 0, 0x1000) and a > s)
     o.tried(f"export the secret page {s:#x} and page {other:#x}, swap their ciphertexts, import both")
@@ -273,13 +272,11 @@ def swap_pages(seed: int = 1) -> Outcome:
         o.fail("a swapped page was accepted")
     o.why("each export is sealed with its guest address: a page's ciphertext does not open at another "
           "address")
-    _finish(o, host, g, "stopped")
-    return o
+    return _finish(o, host, g, "stopped")
 
 
 def replay_export(seed: int = 1) -> Outcome:
-    o = Outcome("replay-export")
-    host, g = _boot(seed)
+    o, host, g = _start("replay-export", seed)
     s = g.secret_page
     o.tried(f"keep an exported copy of {s:#x}, let it be imported and exported again, then hand back the "
             "old copy")
@@ -299,13 +296,11 @@ def replay_export(seed: int = 1) -> Outcome:
     r2 = g.import_page(s)
     o.machine(f"import of the latest copy: {r2}")
     o.why("each export carries a counter the Ultravisor keeps: only the newest copy opens")
-    _finish(o, host, g)
-    return o
+    return _finish(o, host, g)
 
 
 def remap_page(seed: int = 1) -> Outcome:
-    o = Outcome("remap-page")
-    host, g = _boot(seed)
+    o, host, g = _start("remap-page", seed)
     s = g.secret_page
     evil = host.alloc_page()
     host.write(evil, b"EVIL" * 1024)
@@ -349,13 +344,11 @@ def transplant_page(seed: int = 1) -> Outcome:
     r2 = a.import_page(s)
     o.machine(f"guest 1's page goes back where it belongs: {r2}")
     b.destroy()
-    _finish(o, host, a)
-    return o
+    return _finish(o, host, a)
 
 
 def alias_page(seed: int = 1) -> Outcome:
-    o = Outcome("alias-page")
-    host, g = _boot(seed)
+    o, host, g = _start("alias-page", seed)
     s = g.secret_page
     bounce = next(a for a in g.pages("shared") if a != s)
     o.tried(f"map the shared page {bounce:#x} (which the host may read) onto the secret page's frame "
@@ -369,13 +362,11 @@ def alias_page(seed: int = 1) -> Outcome:
         o.fail("one frame became two guest pages")
     o.why("sharing is a property of the frame, not of the mapping: the secret's frame stays secure "
           "whatever maps it, and the Ultravisor records the one guest address each secure frame holds")
-    _finish(o, host, g)
-    return o
+    return _finish(o, host, g)
 
 
 def discard_page(seed: int = 1) -> Outcome:
-    o = Outcome("discard-page")
-    host, g = _boot(seed)
+    o, host, g = _start("discard-page", seed)
     s = g.secret_page
     o.tried(f"Destroy Secure Storage of the secret page {s:#x} while the guest runs, read the frame, fill "
             "it with the host's data")
@@ -395,8 +386,7 @@ def discard_page(seed: int = 1) -> Outcome:
 
 
 def share_secret(seed: int = 1) -> Outcome:
-    o = Outcome("share-secret")
-    host, g = _boot(seed)
+    o, host, g = _start("share-secret", seed)
     s = g.secret_page
     o.tried(f"open the secret page {s:#x} to the host: Set Shared Access (a guest call) and Pin Page Shared")
     r1 = g.uvc("set_shared_access", paddr=s)
@@ -408,16 +398,14 @@ def share_secret(seed: int = 1) -> Outcome:
         o.fail("the host shared a secure page")
     _read_as_host(o, g, s)
     o.why("only the guest may share its pages; Pin Page Shared keeps a page shared only if it already is")
-    _finish(o, host, g)
-    return o
+    return _finish(o, host, g)
 
 
 # -- registers, reset, dump -------------------------------------------------------------------------------
 
 
 def register_theft(seed: int = 1) -> Outcome:
-    o = Outcome("register-theft")
-    host, g = _boot(seed)
+    o, host, g = _start("register-theft", seed)
     seen: list[tuple[int, int]] = []
     bad: list[str] = []
 
@@ -454,8 +442,7 @@ def register_theft(seed: int = 1) -> Outcome:
 
 
 def read_donated(seed: int = 1) -> Outcome:
-    o = Outcome("read-donated")
-    host, g = _boot(seed)
+    o, host, g = _start("read-donated", seed)
     regions = g.donated_storage()
     o.tried("read and write the storage the host donated to the Ultravisor (configuration base and "
             "variable storage, the secure CPU's storage), then read it again after the configuration is gone")
@@ -542,8 +529,7 @@ def sd_swap(seed: int = 1) -> Outcome:
 
 
 def reset_restart(seed: int = 1) -> Outcome:
-    o = Outcome("reset-restart")
-    host, g = _boot(seed)
+    o, host, g = _start("reset-restart", seed)
     s = g.secret_page
     o.tried("stop and clear-reset the secure CPU, then restart the configuration without Prepare Reset")
     o.machine(f"stop: {g.set_cpu_state('stopped')}")
@@ -561,8 +547,7 @@ def reset_restart(seed: int = 1) -> Outcome:
 
 
 def dump_without_key(seed: int = 1) -> Outcome:
-    o = Outcome("dump-without-key")
-    host, g = _boot(seed)
+    o, host, g = _start("dump-without-key", seed)
     o.tried("dump the configuration and its CPU (Initiate Configuration Dump, Dump CPU State)")
     r = g.uvc("dump_init", handle=g.handle)
     o.machine(f"Initiate Configuration Dump: {r}")
@@ -575,8 +560,7 @@ def dump_without_key(seed: int = 1) -> Outcome:
         o.fail("a dump was started for an image that does not allow it")
     o.why("the SE header's flags decide whether a guest may be dumped, and a dump is encrypted for the "
           "owner's customer communication key, never for the host")
-    _finish(o, host, g)
-    return o
+    return _finish(o, host, g)
 
 
 def dump_ciphertext(seed: int = 1) -> Outcome:
@@ -723,8 +707,7 @@ def attest_replay(seed: int = 1) -> Outcome:
 def secret_theft(seed: int = 1) -> Outcome:
     from emulator.attest.demo import demo_disk_key
 
-    o = Outcome("secret-theft")
-    host, g = _boot(seed)
+    o, host, g = _start("secret-theft", seed)
     o.tried("ask the Ultravisor for the guest's secrets as the host: List Secrets, Retrieve Secret")
     rs = [g.uvc("list_secrets"), g.uvc("retr_secret")]
     for r in rs:
