@@ -351,62 +351,47 @@ class Pki:
         )
 
 
+
+def _anchor_name(common_name: str) -> x509.Name:
+    """The name of one of the emulated trust anchor's CAs (root, intermediate)."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zuv emulated trust anchor"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _EMU_NOTE),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
 def create_pki(rng: Rng, now: _dt.datetime | None = None, years: int = 16) -> Pki:
     """Create root CA, intermediate CA, IBM Z signing key and empty CRLs, valid from now for years."""
     start = _now(now)
     end = start + _dt.timedelta(days=365 * years + years // 4)
     root_key, inter_key, signing_key = generate_p521_key(rng), generate_p521_key(rng), generate_p521_key(rng)
-    root_name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zuv emulated trust anchor"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _EMU_NOTE),
-            x509.NameAttribute(NameOID.COMMON_NAME, "zuv Emulated Root CA"),
-        ]
-    )
-    inter_name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "zuv emulated trust anchor"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _EMU_NOTE),
-            x509.NameAttribute(NameOID.COMMON_NAME, "zuv Emulated Code Signing CA"),
-        ]
-    )
-    root = _cert(
-        subject=root_name,
-        issuer=root_name,
-        public_key=root_key.public_key(),
-        issuer_key=root_key,
-        issuer_public_key=root_key.public_key(),
-        serial=_serial(rng),
-        not_before=start,
-        not_after=end,
-        ca=True,
-        path_length=1,
-    )
-    inter = _cert(
-        subject=inter_name,
-        issuer=root_name,
-        public_key=inter_key.public_key(),
-        issuer_key=root_key,
-        issuer_public_key=root_key.public_key(),
-        serial=_serial(rng),
-        not_before=start,
-        not_after=end,
-        ca=True,
-        path_length=0,
-    )
-    signing = _cert(
-        subject=signing_key_subject(),
-        issuer=inter_name,
-        public_key=signing_key.public_key(),
-        issuer_key=inter_key,
-        issuer_public_key=inter_key.public_key(),
-        serial=_serial(rng),
-        not_before=start,
-        not_after=end,
-        ca=False,
-    )
+    root_name, inter_name = _anchor_name("zuv Emulated Root CA"), _anchor_name("zuv Emulated Code Signing CA")
+
+    def issue(
+        subject: x509.Name,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        issuer_key: ec.EllipticCurvePrivateKey,
+        **kw: bool | int,
+    ) -> x509.Certificate:
+        return _cert(
+            subject=subject,
+            issuer=issuer,
+            public_key=key.public_key(),
+            issuer_key=issuer_key,
+            issuer_public_key=issuer_key.public_key(),
+            serial=_serial(rng),
+            not_before=start,
+            not_after=end,
+            **kw,
+        )
+
+    root = issue(root_name, root_key, root_name, root_key, ca=True, path_length=1)
+    inter = issue(inter_name, inter_key, root_name, root_key, ca=True, path_length=0)
+    signing = issue(signing_key_subject(), signing_key, inter_name, inter_key, ca=False)
     crl = issue_crl(signing_key, signing, (), last_update=start, next_update=end)
     inter_crl = issue_crl(inter_key, inter, (), last_update=start, next_update=end)
     root_crl = issue_crl(root_key, root, (), last_update=start, next_update=end)
