@@ -37,6 +37,7 @@ __all__ = ["emulate", "HANDLERS"]
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
+_PSW = struct.Struct(">QQ")
 
 Handler = Callable[[Cpu, Insn], "CpuExit | None"]
 #: opcode key -> (mnemonic, privileged, handler); the fixed-point arithmetic trapped while the PSW's
@@ -102,9 +103,11 @@ def load_psw(cpu: Cpu, insn: Insn, mask: int, addr: int) -> None:
 
 @_handler(0xB2B2, "LPSWE")
 def _lpswe(cpu: Cpu, insn: Insn) -> None:
-    a = _aligned(insn.address(), 8)
-    b = cpu.read_virtual(a, 16)
-    load_psw(cpu, insn, _U64.unpack_from(b, 0)[0], _U64.unpack_from(b, 8)[0])
+    a = insn.address()
+    if a & 7:
+        raise _spec(f"operand {a:#x} is not aligned on 8 bytes")
+    mask, addr = _PSW.unpack(cpu.read_virtual(a, 16))
+    load_psw(cpu, insn, mask, addr)
 
 
 @_handler(0x82, "LPSW")
@@ -195,8 +198,11 @@ def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
     n = (r3 - r1) % 16 + 1
     data = cpu.read_virtual(addr, n * width)
     current = cpu.crs()
-    values = {}  # only the registers whose value changes (a handler reloads the ones it saved)
     loaded = _WORDS[width][n].unpack(data)
+    if width == 8 and r1 <= r3 and list(loaded) == current[r1 : r3 + 1]:
+        insn.finish()  # (a handler reloading the registers it saved, unchanged)
+        return
+    values = {}  # only the registers whose value changes
     for k in range(n):
         i = (r1 + k) % 16
         v = loaded[k] if width == 8 else (current[i] & ~0xFFFFFFFF) | loaded[k]
