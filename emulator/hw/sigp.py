@@ -70,7 +70,7 @@ def store_status(cpu: Cpu, absolute: int, write: Callable[[int, bytes], None]) -
 
 
 def _running(cpu: Cpu) -> bool:
-    return cpu.state == OPERATING and not cpu.psw[0] & PSW_MASK_WAIT
+    return cpu.state == OPERATING and not cpu.psw_mask_bits & PSW_MASK_WAIT
 
 
 def sigp(

@@ -670,6 +670,10 @@ class Machine:
             cpu.set_gpr(0, new_r0)
         insn.finish(cc)
 
+    def _sigp_may_store(self, addr: int, n: int) -> bool:
+        """The access rules for the stores SIGP orders make on a CPU's behalf (``access.store_refused``)."""
+        return not access.store_refused(self.memory, addr, n)
+
     def _insn_sigp(self, cpu: Cpu, insn: Insn) -> None:
         r1, r3 = insn.r1, insn.r3
         order = insn.address() & 0xFF
@@ -677,8 +681,7 @@ class Machine:
         target = cpu.gpr(r3) & 0xFFFF
         mem = self.memory
         cc, status = sigp_mod.sigp(
-            cpu, order, target, param, self.cpus, mem.size, mem.write,
-            lambda addr, n: not access.store_refused(mem, addr, n),
+            cpu, order, target, param, self.cpus, mem.size, mem.write, self._sigp_may_store
         )  # fmt: skip
         if status is not None:
             cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | status)
