@@ -364,11 +364,12 @@ KNOWN_GAPS = {
               "single- and extended-precision vector floating point, so zuv does not offer it",
     "cpumodel": "zuv offers SIE (SIEF2), so the test's 13 '!sief2 implies' checks do not apply (as on KVM "
                 "with nested virtualisation); the other facilities it checks are not implemented",
-    "sclp-1g": "all 14 checks pass when it runs to its end (~100 s of CPU): ~1.1 million SERVC calls at ~7 "
-               "traps each; killed at the upstream 90 s timeout",
+    "sclp-1g": "all 14 checks pass when it runs to its end (~66 s of CPU: ~1.1 million SERVC calls at ~60 "
+               "us, 7 traps each); killed at the upstream 90 s timeout when it gets less than ~75% of a core",
     "sclp-3g": "as sclp-1g (13/0/1 when run to its end)",
-    "exittime": "a trap benchmark: 20 million SSMs at ~8-13 us per trap do not fit its 90 s (STNSM/STOSM "
-                "run natively now)",
+    "exittime": "a trap benchmark (~39 s of CPU: 4 million SIGPs and 2 million LCTLGs trapped at ~4-5 us; "
+                "its 20 million SSMs run natively while nothing is pending); passes in ~60 s with a core to "
+                "itself, killed at 90 s when it shares the cores",
     "pv-icptcode": "exports a guest page by its host *virtual* address (mso + offset, mso at 8 GiB or more "
                    "since kvm-unit-tests ae337a39); Convert from Secure Storage takes an absolute address, "
                    "as Linux passes it, so the call is refused and the test aborts on a host PGM 0x3E; its "
