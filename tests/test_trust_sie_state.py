@@ -301,3 +301,22 @@ def test_the_hypervisor_reaches_storage_only_through_the_hardware_and_the_host_v
                 refs = gc.get_referents(obj)
             todo.extend((r, f"{path} > {type(r).__name__}") for r in refs)
         assert found == [], found[:5]
+
+
+def test_a_state_description_frame_cannot_become_secure() -> None:
+    """The host maps a secure guest page onto the frame of its vCPU's state description and imports the
+    page's export there: the hypervisor's own SD fields (read in place) would then hold the guest's
+    plaintext. The Ultravisor refuses (rc 0x0105: the frame is a secure CPU's state description) and the SD
+    stays host storage."""
+    from emulator.attacks.canary import boot_canary, canary_bytes
+
+    with Host(seed=4) as host:
+        g, hot, _cold = boot_canary(host)
+        sd = g._vm.vcpus[0].page_addr  # noqa: SLF001 - the SD page's host address
+        assert g.export(hot).ok
+        old = g.remap(hot, sd)
+        host.write(sd, host.read(old, 4096))  # the export's ciphertext where the import will look
+        r = g.import_page(hot)
+        assert r.rc == 0x0105
+        assert g.page_state(hot) == "host"  # the SD's frame: still the host's
+        assert canary_bytes(host.read(sd, 4096)) == 0
