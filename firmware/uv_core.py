@@ -129,6 +129,12 @@ class UvCore:
         owner, shared = self.mem.owner, self.mem.shared
         return all(owner[f] == OWNER_HOST and not shared[f] for f in frames)
 
+    def _holds_state_description(self, frames: Iterable[int]) -> bool:
+        """True if one of the frames is a secure CPU's state description (host storage the Ultravisor's SIE
+        reads and writes in place: it may become neither secure nor Ultravisor storage; zuv's choice)."""
+        sds = {c.state_origin >> PAGE_SHIFT for c in self._cpus.values()}
+        return bool(sds) and any(f in sds for f in frames)
+
     def _lowcores(self) -> list[tuple[int, int]]:
         areas = [(0, 0x2000)]
         for p in self._cpu_prefixes():

@@ -142,7 +142,7 @@ class LifecycleCommands(PageCommands):
         if self._hits_lowcore(base, blen):
             return _Outcome(0x0109)
         base_frames = self._frames(base, blen)
-        if not self._all_host(base_frames):
+        if not self._all_host(base_frames) or self._holds_state_description(base_frames):
             return _Outcome(0x0106)
         vlen = q.var_stor_len(msl)
         var_pieces = None
@@ -265,7 +265,9 @@ class LifecycleCommands(PageCommands):
             return _Outcome(0x0103)
         so, slen = blk.stor_origin, self.query.cpu_stor_len
         frames = self._frames(so, slen)
-        if so & 0xFFF or so + slen > self.mem.size or not self._all_host(frames):
+        if so & 0xFFF or so + slen > self.mem.size or not self._all_host(frames) or (
+            self._holds_state_description(frames)
+        ):
             return _Outcome(0x0105)
         if self._hits_lowcore(so, slen):
             return _Outcome(0x0106)

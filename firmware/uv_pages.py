@@ -80,9 +80,8 @@ class PageCommands(UvCore):
         if page in cfg.secure:
             return None, _Outcome(0x0105)  # the guest page is secure in another frame
         if tag == OWNER_HOST:
-            if any(c.state_origin >> PAGE_SHIFT == frame for c in self._cpus.values()):
-                # a secure CPU's state description (host storage the Ultravisor's SIE reads and writes):
-                # made secure, the host's own SD fields would hold the guest's plaintext (zuv's choice)
+            if self._cpus and self._holds_state_description((frame,)):
+                # made secure, the host's own SD fields would hold the guest's plaintext
                 return None, _Outcome(0x0105)
             return frame, None
         other = self._by_tag.get(tag)

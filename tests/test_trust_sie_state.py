@@ -320,3 +320,17 @@ def test_a_state_description_frame_cannot_become_secure() -> None:
         assert r.rc == 0x0105
         assert g.page_state(hot) == "host"  # the SD's frame: still the host's
         assert canary_bytes(host.read(sd, 4096)) == 0
+
+
+def test_a_state_description_frame_cannot_be_donated() -> None:
+    """Nor can the frame become Ultravisor storage: Create Secure CPU with its storage donated over the
+    existing CPU's state description is refused (rc 0x0105) and the SD stays host storage."""
+    from emulator.attacks.canary import boot_canary
+
+    with Host(seed=4) as host:
+        g, _hot, _cold = boot_canary(host)
+        sd = g._vm.vcpus[0].page_addr  # noqa: SLF001 - the SD page's host address
+        spare = host.alloc_page()
+        r = host.uvc("create_sec_cpu", guest_handle=g.handle, stor_origin=sd, num=1, state_origin=spare)
+        assert r.rc == 0x0105
+        assert host.read(sd, 8) is not None  # still host storage: no PGM 0x3D
