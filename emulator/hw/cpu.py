@@ -148,6 +148,9 @@ from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from h
     _uc_emu_start,
     _uc_reg_read,
 )
+from emulator.hw.vector_ext import OFFERED as _VECTOR_EXT
+from emulator.hw.vector_ext import emulate as _vector_emulate
+from emulator.hw.vector_ext import handles as _vector_handles
 from emulator.hw.watchdog import _WATCHDOG
 
 #: seconds a hold waits at most for a run that waited for the previous one to enter unicorn once
@@ -625,6 +628,10 @@ class Cpu(NativeSsm, TlbFill):
                     continue
                 if code == 0x07 and self._guest is not None:
                     self._move_dxc()
+                if _VECTOR_EXT and code in (PGM_OPERATION, PGM_SPECIFICATION) and first is not None:
+                    if first[0] == 0xE7 and _vector_handles(first):  # an instruction of vector_ext's
+                        self._dispatch(Insn(self, ipc, first, "vector", 0xE7), _vector_emulate)
+                        continue
                 if code == PGM_OPERATION:
                     raw = self._fetch_insn(ipc)
                     if raw is not None and _opcode_key(raw) in OWNER_INSNS:
