@@ -12,10 +12,9 @@ from fractions import Fraction
 import pytest
 
 from emulator.hw import bfp, vector_ext
-from emulator.hw import cpu as cpu_module
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
 from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
+from emulator.hw.sysinfo import facility_list, has_facility
 from emulator.hw.tod import TodClock
 
 CODE = 0x10000
@@ -30,10 +29,7 @@ FPC_MASK_INEXACT = 0x08 << 24
 def cpu():
     mem = PhysicalMemory(1 << 20)
     c = Cpu(mem, 0, TodClock(), facility_list(False), 0)
-    saved = cpu_module._VECTOR_EXT
-    cpu_module._VECTOR_EXT = True  # (until the facility is offered, the CPU does not look)
     yield c
-    cpu_module._VECTOR_EXT = saved
     c.close()
 
 
@@ -299,3 +295,26 @@ def test_every_vxe1_opcode_is_recognised():
     assert vector_ext.handles(bytes.fromhex("e71001006004"))  # VLLEZ left-aligned word
     assert not vector_ext.handles(bytes.fromhex("e71001003004"))  # VLLEZ doubleword: z13, unicorn's
     assert not vector_ext.handles(bytes.fromhex("e7123000006e"))  # VNN: unicorn's
+
+
+def test_facility_135_is_offered_with_the_emulation():
+    assert vector_ext.OFFERED
+    assert has_facility(facility_list(False), 135) and has_facility(facility_list(True, True), 135)
+
+
+@pytest.mark.parametrize(
+    ("execute", "length"),
+    [("44000300", 4), ("c60000000180", 6)],  # EX 0(0x300); EXRL to CODE + 0x300
+    ids=["ex", "exrl"],
+)
+def test_a_facility_135_instruction_as_the_target_of_execute(cpu, execute, length):
+    src, idx = q(1 << 127), bytes([0, 1] + [200] * 14)
+    for target in (0x300, CODE + 0x300):
+        cpu.mem.write(target, bytes.fromhex("e71230000085"))  # VBPERM
+    cpu.mem.write(CODE + length, bytes.fromhex("0700"))
+    out = run(cpu, execute, {2: src, 3: idx})
+    assert out["pgm"] is None and out["pc"] == CODE + length  # the PSW after the EXECUTE
+    assert out["v"][1] == (0x8000).to_bytes(8, "big") + bytes(8)
+    cpu.mem.write(0x300, bytes.fromhex("e712307020ef"))  # VFMAX with M6 7: specification, ILC of the EX
+    if length == 4:
+        assert run(cpu, execute, {})["pgm"] == (4, 0x06)

@@ -1,6 +1,7 @@
 """IEEE binary floating point as z/Architecture defines it (short, long, extended), computed exactly.
 
-Every operation works on the operands' exact values (``fractions.Fraction``) and rounds once to the target
+Every operation works on the operands' exact values (integer significand times a power of two; a quotient or
+square root carried to three bits beyond the target precision plus a sticky bit) and rounds once to the target
 format, so binary32, binary64 and binary128 results (FMA and square root included) are correctly rounded in
 every rounding mode the FPC or an M field can name: to nearest with ties to even, toward zero, toward +inf,
 toward -inf, to nearest with ties away from zero, and round to prepare for shorter precision (round to odd).
@@ -20,6 +21,7 @@ when the underflow mask is on, and with inexact otherwise; see ``ieee_flags``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 from math import isqrt
 from typing import Final
@@ -64,27 +66,27 @@ class Format:
     ebits: int
     fbits: int
 
-    @property
+    @cached_property
     def bias(self) -> int:
         return (1 << (self.ebits - 1)) - 1
 
-    @property
+    @cached_property
     def emin(self) -> int:
         return 1 - self.bias
 
-    @property
+    @cached_property
     def emax_field(self) -> int:
         return (1 << self.ebits) - 1
 
-    @property
+    @cached_property
     def sign_bit(self) -> int:
         return 1 << (self.bits - 1)
 
-    @property
+    @cached_property
     def quiet_bit(self) -> int:
         return 1 << (self.fbits - 1)
 
-    @property
+    @cached_property
     def default_nan(self) -> int:
         return self.emax_field << self.fbits | self.quiet_bit
 
@@ -121,10 +123,15 @@ class Format:
 
     def value(self, v: int) -> Fraction:
         """The exact magnitude of a finite encoding."""
+        m, e = self.decode(v)
+        return Fraction(m) * Fraction(2) ** e
+
+    def decode(self, v: int) -> tuple[int, int]:
+        """The magnitude of a finite encoding as (m, e): m * 2**e."""
         e, f = self._exp_frac(v)
         if e == 0:
-            return Fraction(f) * Fraction(2) ** (self.emin - self.fbits)
-        return Fraction(f | 1 << self.fbits) * Fraction(2) ** (e - self.bias - self.fbits)
+            return f, self.emin - self.fbits
+        return f | 1 << self.fbits, e - self.bias - self.fbits
 
     def data_class(self, v: int) -> int:
         """The TEST DATA CLASS bit of ``v`` (the positive class's bit, shifted right by one if negative)."""
@@ -146,18 +153,25 @@ class Format:
         """Round the exact magnitude ``mag`` (with ``sign``) to this format: (encoding, exceptions)."""
         if mag == 0:
             return self.zero(sign), 0
-        e = mag.numerator.bit_length() - mag.denominator.bit_length()
-        if Fraction(2) ** e > mag:
-            e -= 1
-        exc = TINY if e < self.emin else 0
-        q = max(e, self.emin) - self.fbits  # exponent of the last fraction bit
-        scaled = mag / Fraction(2) ** q
-        n = scaled.numerator // scaled.denominator
-        rem = scaled - n
-        if rem:
-            exc |= INEXACT
-            if _round_up(n, rem, sign, mode):
-                n += 1
+        m, e = _quotient(mag.numerator, mag.denominator, self.fbits)
+        return self.round_me(sign, m, e, mode)
+
+    def round_me(self, sign: int, m: int, e: int, mode: int) -> tuple[int, int]:
+        """Round the magnitude ``m * 2**e`` (m > 0) to this format: (encoding, exceptions)."""
+        top = e + m.bit_length() - 1  # the exponent of the leading bit
+        exc = TINY if top < self.emin else 0
+        q = max(top, self.emin) - self.fbits  # exponent of the last fraction bit
+        shift = q - e
+        if shift <= 0:
+            n = m << -shift
+        else:
+            n = m >> shift
+            rem = m & ((1 << shift) - 1)
+            if rem:
+                exc |= INEXACT
+                half = 1 << (shift - 1)
+                if _round_up(n, (rem > half) - (rem < half), sign, mode):
+                    n += 1
         if n >> (self.fbits + 1):  # carried into a new bit
             n >>= 1
             q += 1
@@ -170,12 +184,13 @@ class Format:
         return sign << (self.bits - 1) | biased << self.fbits | frac, exc
 
 
-def _round_up(n: int, rem: Fraction, sign: int, mode: int) -> bool:
-    """Whether the magnitude ``n + rem`` (0 < rem < 1) rounds up to ``n + 1``."""
+def _round_up(n: int, half: int, sign: int, mode: int) -> bool:
+    """Whether the magnitude ``n + rem`` (0 < rem < 1; ``half``: -1, 0 or 1 as rem is below, at or above
+    one half) rounds up to ``n + 1``."""
     if mode == RNE:
-        return rem > Fraction(1, 2) or (rem == Fraction(1, 2) and bool(n & 1))
+        return half > 0 or (half == 0 and bool(n & 1))
     if mode == RNA:
-        return rem >= Fraction(1, 2)
+        return half >= 0
     if mode == RP:
         return not sign
     if mode == RM:
@@ -183,6 +198,16 @@ def _round_up(n: int, rem: Fraction, sign: int, mode: int) -> bool:
     if mode == RODD:
         return not n & 1
     return False  # RZ
+
+
+def _quotient(num: int, den: int, fbits: int) -> tuple[int, int]:
+    """num / den as (m, e) exact enough to round: m has at least fbits + 4 bits, and an inexact quotient
+    becomes m + 1/2 (a sticky bit), which lies between the same two rounding boundaries as the quotient."""
+    k = max(0, fbits + 4 - (num.bit_length() - den.bit_length()))
+    q, r = divmod(num << k, den)
+    if r:
+        return 2 * q + 1, -k - 1
+    return q, -k
 
 
 SHORT: Final = Format(32, 8, 23)
@@ -207,15 +232,25 @@ def pick_nan(fmt: Format, *ops: int) -> tuple[int, int] | None:
     return None
 
 
-def _finite(fmt: Format, v: int) -> Fraction:
-    m = fmt.value(v)
-    return -m if fmt.sign(v) else m
+def _signed(fmt: Format, v: int) -> tuple[int, int]:
+    """A finite encoding as a signed (m, e)."""
+    m, e = fmt.decode(v)
+    return (-m if fmt.sign(v) else m), e
 
 
-def _result(fmt: Format, exact: Fraction, mode: int, zero_sign: int) -> tuple[int, int]:
-    if exact == 0:
+def _sum(x: tuple[int, int], y: tuple[int, int]) -> tuple[int, int]:
+    """The exact sum of two signed (m, e) values."""
+    (mx, ex), (my, ey) = x, y
+    if ex < ey:
+        return mx + (my << (ey - ex)), ex
+    return (mx << (ex - ey)) + my, ey
+
+
+def _result(fmt: Format, exact: tuple[int, int], mode: int, zero_sign: int) -> tuple[int, int]:
+    m, e = exact
+    if m == 0:
         return fmt.zero(zero_sign), 0
-    return fmt.round(1 if exact < 0 else 0, abs(exact), mode)
+    return fmt.round_me(1 if m < 0 else 0, abs(m), e, mode)
 
 
 # -- arithmetic ----------------------------------------------------------------------------------------------
@@ -233,7 +268,7 @@ def add(fmt: Format, a: int, b: int, mode: int, negate_b: bool = False) -> tuple
         if fmt.is_inf(a) and fmt.is_inf(b) and sa != sb:
             return fmt.default_nan, INVALID
         return (a if fmt.is_inf(a) else b), 0
-    exact = _finite(fmt, a) + _finite(fmt, b)
+    exact = _sum(_signed(fmt, a), _signed(fmt, b))
     zero_sign = sa if sa == sb else int(mode == RM)
     return _result(fmt, exact, mode, zero_sign)
 
@@ -247,7 +282,8 @@ def mul(fmt: Format, a: int, b: int, mode: int) -> tuple[int, int]:
         if fmt.is_zero(a) or fmt.is_zero(b):
             return fmt.default_nan, INVALID
         return fmt.inf(sign), 0
-    return _result(fmt, _finite(fmt, a) * _finite(fmt, b), mode, sign)
+    (ma, ea), (mb, eb) = _signed(fmt, a), _signed(fmt, b)
+    return _result(fmt, (ma * mb, ea + eb), mode, sign)
 
 
 def div(fmt: Format, a: int, b: int, mode: int) -> tuple[int, int]:
@@ -261,7 +297,9 @@ def div(fmt: Format, a: int, b: int, mode: int) -> tuple[int, int]:
         return fmt.zero(sign), 0
     if fmt.is_zero(b):
         return (fmt.default_nan, INVALID) if fmt.is_zero(a) else (fmt.inf(sign), DIVIDE)
-    return _result(fmt, _finite(fmt, a) / _finite(fmt, b), mode, sign)
+    (ma, ea), (mb, eb) = fmt.decode(a), fmt.decode(b)
+    m, e = _quotient(ma, mb, fmt.fbits)
+    return fmt.round_me(sign, m, e + ea - eb, mode)
 
 
 def sqrt(fmt: Format, a: int, mode: int) -> tuple[int, int]:
@@ -274,15 +312,17 @@ def sqrt(fmt: Format, a: int, mode: int) -> tuple[int, int]:
         return fmt.default_nan, INVALID
     if fmt.is_inf(a):
         return a, 0
-    mag = fmt.value(a)
+    m, e = fmt.decode(a)
+    if e & 1:
+        m, e = m << 1, e - 1
     # scale by 4^k so the integer root has at least p + 3 bits: no rounding boundary lies strictly between
     # two consecutive integers there, so r + 1/2 stands in for an inexact root in every rounding mode
-    k = max(0, (2 * (fmt.fbits + 4) - (mag.numerator.bit_length() - mag.denominator.bit_length())) // 2 + 2)
-    big = mag * Fraction(4) ** k
-    m = big.numerator // big.denominator
+    k = max(0, (2 * (fmt.fbits + 4) - m.bit_length()) // 2 + 1)
+    m <<= 2 * k
     r = isqrt(m)
-    root = Fraction(r) if r * r == big else Fraction(2 * r + 1, 2)
-    return fmt.round(0, root / Fraction(2) ** k, mode)
+    if r * r == m:
+        return fmt.round_me(0, r, (e >> 1) - k, mode)
+    return fmt.round_me(0, 2 * r + 1, (e >> 1) - k - 1, mode)
 
 
 def fma(
@@ -310,7 +350,8 @@ def fma(
         return fmt.inf(psign) ^ flip, 0
     if fmt.is_inf(c):
         return c ^ flip, 0
-    exact = _finite(fmt, a) * _finite(fmt, b) + _finite(fmt, c)
+    (ma, ea), (mb, eb) = _signed(fmt, a), _signed(fmt, b)
+    exact = _sum((ma * mb, ea + eb), _signed(fmt, c))
     product_zero = fmt.is_zero(a) or fmt.is_zero(b)
     csign = fmt.sign(c)
     zero_sign = csign if product_zero and fmt.is_zero(c) and csign == psign else int(mode == RM)
@@ -325,14 +366,18 @@ def round_to_integer(fmt: Format, a: int, mode: int) -> tuple[int, int]:
         return nan
     if fmt.is_inf(a) or fmt.is_zero(a):
         return a, 0
-    sign, mag = fmt.sign(a), fmt.value(a)
-    n = mag.numerator // mag.denominator
-    rem = mag - n
+    sign, (m, e) = fmt.sign(a), fmt.decode(a)
+    if e >= 0:
+        return a, 0
+    n, rem = m >> -e, m & ((1 << -e) - 1)
     if not rem:
         return a, 0
-    if _round_up(n, rem, sign, mode):
+    half = 1 << (-e - 1)
+    if _round_up(n, (rem > half) - (rem < half), sign, mode):
         n += 1
-    bits, _ = fmt.round(sign, Fraction(n), RNE)  # an integer this size is exact in its own format
+    if n == 0:
+        return fmt.zero(sign), INEXACT
+    bits, _ = fmt.round_me(sign, n, 0, RNE)  # an integer this size is exact in its own format
     return bits, INEXACT
 
 
@@ -350,7 +395,8 @@ def convert(src: Format, dst: Format, a: int, mode: int) -> tuple[int, int]:
         return dst.inf(sign), 0
     if src.is_zero(a):
         return dst.zero(sign), 0
-    return dst.round(sign, src.value(a), mode)
+    m, e = src.decode(a)
+    return dst.round_me(sign, m, e, mode)
 
 
 def compare(fmt: Format, a: int, b: int, signaling: bool) -> tuple[int, int]:
@@ -358,12 +404,14 @@ def compare(fmt: Format, a: int, b: int, signaling: bool) -> tuple[int, int]:
     (or a signaling NaN)."""
     if fmt.is_nan(a) or fmt.is_nan(b):
         return 3, INVALID if signaling or fmt.is_snan(a) or fmt.is_snan(b) else 0
-    if fmt.is_inf(a) or fmt.is_inf(b):
-        va = (-1 if fmt.sign(a) else 1) * (Fraction(2) ** 20000 if fmt.is_inf(a) else fmt.value(a))
-        vb = (-1 if fmt.sign(b) else 1) * (Fraction(2) ** 20000 if fmt.is_inf(b) else fmt.value(b))
-    else:
-        va, vb = _finite(fmt, a), _finite(fmt, b)
-    return (0 if va == vb else 1 if va < vb else 2), 0
+    ka, kb = _order_key(fmt, a), _order_key(fmt, b)
+    return (0 if ka == kb else 1 if ka < kb else 2), 0
+
+
+def _order_key(fmt: Format, v: int) -> int:
+    """An integer that orders non-NaN encodings as their values (both zeros equal)."""
+    mag = v & (fmt.sign_bit - 1)  # magnitudes order as their encodings
+    return -mag if fmt.sign(v) else mag
 
 
 def ieee_flags(exc: int, masks: int, suppress_inexact: bool = False) -> int:

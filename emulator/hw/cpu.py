@@ -129,6 +129,7 @@ from emulator.hw.arch import (  # noqa: F401
     wrap_address,
 )
 from emulator.hw.engine import ExitList, switch_for
+from emulator.hw.execute import EXECUTE_KEYS
 from emulator.hw.exits import CpuExit, Insn, WatchHit
 from emulator.hw.interrupts import IoSource
 from emulator.hw.live_env import LIVE, env_view
@@ -631,6 +632,11 @@ class Cpu(NativeSsm, TlbFill):
                 if _VECTOR_EXT and code in (PGM_OPERATION, PGM_SPECIFICATION) and first is not None:
                     if first[0] == 0xE7 and _vector_handles(first):  # an instruction of vector_ext's
                         self._dispatch(Insn(self, ipc, first, "vector", 0xE7), _vector_emulate)
+                        continue
+                    if _opcode_key(first) in EXECUTE_KEYS and self.executes_vector_ext(ipc, first):
+                        r = self._execute(ipc, first, emulate)  # (an EXRL the page scan left native)
+                        if r is not None:
+                            return r
                         continue
                 if code == PGM_OPERATION:
                     raw = self._fetch_insn(ipc)

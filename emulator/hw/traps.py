@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
+from emulator.hw import vector_ext
 from emulator.hw.arch import ILC_FOR, PGM_EXECUTE, PGM_PRIVILEGED, PGM_SPECIFICATION, PSW_MASK_PSTATE
 from emulator.hw.crossspace import MVCOS
 from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, STORAGE, emulate_relative, emulate_storage
@@ -305,12 +306,7 @@ class TrapDispatch(Registers):
         ilen = len(raw)
         self._drop_pending_execute()
         try:
-            if raw[0] == 0x44:
-                x2, b2 = raw[1] & 0xF, raw[2] >> 4
-                d2 = (raw[2] & 0xF) << 8 | raw[3]
-                target = self.wrap(d2 + (self.gpr(x2) if x2 else 0) + (self.gpr(b2) if b2 else 0))
-            else:
-                target = self.wrap(pc + 2 * int.from_bytes(raw[2:6], "big", signed=True))
+            target = self._execute_address(pc, raw)
             if target & 1:
                 raise ProgramException(PGM_SPECIFICATION, why=f"EXECUTE target {target:#x} is odd")
             try:
@@ -332,6 +328,9 @@ class TrapDispatch(Registers):
             if ss is not None:
                 emulate_storage(self, Insn(self, pc, text, ss[0], key, ilen, target))
                 return None
+            if vector_ext.OFFERED and text[0] == 0xE7 and vector_ext.handles(text):
+                vector_ext.emulate(self, Insn(self, pc, text, "vector", key, ilen, target))
+                return None
         except ProgramException as e:
             self.program_interrupt(e.code, e.ilc if e.ilc is not None else ilen, e.teid, pc=pc)
             return None
@@ -341,6 +340,27 @@ class TrapDispatch(Registers):
             insn = Insn(self, pc, text, OWNER_INSNS.get(key) or f"{key:#x}", key, ilen, target)
             return self._dispatch(insn, emulate)
         return self._native_step(pc, keep=True)
+
+    def _execute_address(self, pc: int, raw: bytes) -> int:
+        """The target address of the EX (D2(X2,B2)) or EXRL (relative to ``pc``) in ``raw``."""
+        if raw[0] == 0x44:
+            x2, b2 = raw[1] & 0xF, raw[2] >> 4
+            d2 = (raw[2] & 0xF) << 8 | raw[3]
+            return self.wrap(d2 + (self.gpr(x2) if x2 else 0) + (self.gpr(b2) if b2 else 0))
+        return self.wrap(pc + 2 * int.from_bytes(raw[2:6], "big", signed=True))
+
+    def executes_vector_ext(self, pc: int, raw: bytes) -> bool:
+        """Whether the EX/EXRL ``raw`` at ``pc`` executes an instruction ``vector_ext`` emulates (unicorn
+        raises the target's operation or specification exception at the EXECUTE)."""
+        try:
+            target = self._execute_address(pc, raw)
+            text = self._fetch_text(target) if not target & 1 else b""
+        except (ProgramException, GuestIntercept):
+            return False
+        r1 = raw[1] >> 4
+        if r1 and text:
+            text = bytes((text[0], text[1] | (self.gpr(r1) & 0xFF))) + text[2:]
+        return bool(text) and text[0] == 0xE7 and vector_ext.handles(text)
 
     def _drop_pending_execute(self) -> None:
         """Forget a target unicorn holds pending for the EXECUTE at the PC (``ex_value``).

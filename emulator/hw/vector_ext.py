@@ -39,7 +39,7 @@ __all__ = ["FACILITY", "OFFERED", "PGM_VECTOR_PROCESSING", "emulate", "handles",
 
 FACILITY: Final = 135
 #: whether the CPU offers facility 135 (``sysinfo`` lists it then) and so executes these instructions
-OFFERED: Final = False
+OFFERED: Final = True
 PGM_DATA: Final = 0x07
 PGM_VECTOR_PROCESSING: Final = 0x1B
 _CR0_AFP: Final = 1 << 18
