@@ -360,8 +360,6 @@ CI runs the suite (`tests/test_conformance.py`) and fails on any test that regre
 
 #: why a test is below QEMU TCG, for the report (kept with the runner so a regenerated report keeps it)
 KNOWN_GAPS = {
-    "vector": "needs facility 135 (vector enhancements 1); unicorn 2.1.4 lacks VBPERM, VFMAX, VMSL and the "
-              "single- and extended-precision vector floating point, so zuv does not offer it",
     "cpumodel": "zuv offers SIE (SIEF2), so the test's 13 '!sief2 implies' checks do not apply (as on KVM "
                 "with nested virtualisation); the other facilities it checks are not implemented",
     "sclp-1g": "all 14 checks pass when it runs to its end (~66 s of CPU: ~1.1 million SERVC calls at ~60 "
