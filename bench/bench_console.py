@@ -6,9 +6,10 @@
 check watchpoints, disassemble the next instruction, format), on the bundled hello guest, with a
 breakpoint and a watchpoint set; median and 95th percentile over ``--steps`` steps.
 
-``continue``: ``bench_alu`` (300M iterations) and ``bench_store`` (300k, a slow path of the machine) with ``n=`` run by ``Machine.run`` and by the console's
-``continue`` with an address breakpoint that is never reached and a watchpoint on a page the loop does not
-touch (both cost nothing between stops); best of ``--repeat``, ratio = machine time / console time.
+``continue``: ``bench_alu`` (300M iterations) and ``bench_store`` (300k, a slow path of the machine) with
+``n=`` run by ``Machine.run`` and by the console's ``continue`` with an address breakpoint that is never
+reached and a watchpoint on a page the loop does not touch (both cost nothing between stops); best of
+``--repeat``, ratio = machine time / console time.
 
 Usage: python bench/bench_console.py [--steps 2000] [--repeat 3] [--scale 1.0]
 """

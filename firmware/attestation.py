@@ -23,8 +23,8 @@ into one key slot per target host key with ``K = SHA-256(ECDH(customer, host) ||
 
 Measurement (spec 9.4, :func:`measurement`)::
 
-    HMAC-SHA512(meas_key, PLD || ALD || TLD || header tag || CUID
-                          || u16 user_len || 00 00 || u32 add_len || user data || nonce (if paf bit 1) || add data)
+    HMAC-SHA512(meas_key, PLD || ALD || TLD || header tag || CUID || u16 user_len || 00 00 || u32 add_len ||
+    user data || nonce (if paf bit 1) || add data)
 
 Additional data (spec 9.2), in ascending flag order: image PHKH (32), attestation PHKH (32), secret-store
 hash (64) = SHA-512(tags of the successful add-secret requests in order || locked byte), firmware state (320,

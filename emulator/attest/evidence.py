@@ -3,7 +3,8 @@
 The evidence's certificate chain to a trusted root, CRLs and both signatures are checked together with the
 measurement; the first field that does not match is named.
 
-Order of the checks in :func:`check_attestation` (the first failure is reported, ``AttestationMismatch.field``):
+Order of the checks in :func:`check_attestation` (the first failure is reported,
+``AttestationMismatch.field``):
 
 1. evidence (when given or required): format (``evidence``); both certificates chain to a trusted
    root through a CA certificate, are within their validity and not revoked by a valid CRL of their

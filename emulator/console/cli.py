@@ -60,8 +60,8 @@ def open_session(
 ) -> object:
     """A ``Session`` on a new machine with ``program`` loaded (the Python entry point of the console).
 
-    An SE image boots on a secure host for ``machine`` (its host keys); ``seed`` fixes the Ultravisor's
-    random numbers (``deterministic`` alone uses seed 0), ``attack`` lets the hypervisor try to read the demo's
+    An SE image boots on a secure host for ``machine`` (its host keys); ``seed`` fixes the Ultravisor's random
+    numbers (``deterministic`` alone uses seed 0), ``attack`` lets the hypervisor try to read the demo's
     secret page, ``symbols`` names an ELF whose symbols apply to the guest (the bundled demo's by default).
     ``devices`` are channel-attached devices as ``zuv run --device`` takes them (plain machines only).
     ``debug_secure`` gives the session's GDB stub the machine's debug capability (``zuv console

@@ -256,8 +256,8 @@ def _break(s: Session, args: list[str]) -> Output:
          aliases=("w",), group="break", complete=("loc", "num"))  # fmt: skip
 def _watch(s: Session, args: list[str]) -> Output:
     """ADDRESS is virtual (the selected CPU's DAT) unless prefixed abs:, real: or host:. The watch is on
-    the host frame behind it (aliases are caught too). The stop comes after the access, with the old and
-    new value; firmware stores (SCLP, Ultravisor) into the range stop the machine as well. LENGTH default 8."""
+    the host frame behind it (aliases are caught too). The stop comes after the access, with the old and new
+    value; firmware stores (SCLP, Ultravisor) into the range stop the machine as well. LENGTH default 8."""
     access = False
     if args and args[0] == "-a":
         access, args = True, args[1:]

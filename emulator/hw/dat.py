@@ -1,8 +1,8 @@
 """Dynamic address translation in Python: the z/Architecture table walk the CPU's TLB fill uses.
 
-The walk follows the Principles of Operation ("Dynamic Address Translation"): an address-space-control
-element (ASCE) designates a region-first, region-second, region-third or segment table; each entry is checked
-for the invalid bit, the table type, the table offset/length, and the DAT-protection bit. With the enhanced-DAT
+The walk follows the Principles of Operation ("Dynamic Address Translation"): an address-space-control element
+(ASCE) designates a region-first, region-second, region-third or segment table; each entry is checked for the
+invalid bit, the table type, the table offset/length, and the DAT-protection bit. With the enhanced-DAT
 facility 1 enabled (CR0 bit 40) a segment entry with the format-control bit maps a 1 MiB frame and region
 entries carry a DAT-protection bit; with enhanced-DAT 2 as well (facility 78) a region-third entry with the
 format-control bit maps a 2 GiB frame. A large frame's address is absolute: prefixing does not apply to it
@@ -129,11 +129,10 @@ def translate(
     has its IEP bit (55) set raises PGM 0x04 with the TEID's protection code for IEP (bits 56 and 61,
     ESOP-2).
 
-    Raises:
-        ProgramException: translation exceptions (0x10, 0x11, 0x12, 0x38-0x3B), protection (0x04) for a
-            store to a DAT-protected page or a fetch from an IEP page, addressing (0x05) when a table lies
-            outside memory, secure-storage access (0x3D) when ``real_to_abs`` refuses a table entry in secure storage (the TEID's bit 61,
-            as ``access.secure_teid`` sets it).
+    Raises: ProgramException: translation exceptions (0x10, 0x11, 0x12, 0x38-0x3B), protection (0x04) for a
+    store to a DAT-protected page or a fetch from an IEP page, addressing (0x05) when a table lies outside
+    memory, secure-storage access (0x3D) when ``real_to_abs`` refuses a table entry in secure storage (the
+    TEID's bit 61, as ``access.secure_teid`` sets it).
     """
     vaddr &= 0xFFFFFFFFFFFFFFFF
     if asce & _ASCE_REAL:

@@ -85,10 +85,10 @@ class SecureDebug:
         """Write one register of secure vCPU ``address`` in the Ultravisor's record of the secure CPU (an
         emulator privilege: no host can); the next SIE entry puts the record into the hardware CPU.
 
-        ``kind`` is one of ``SECURE_REGISTERS`` (``r``, ``cr``, ``a``, ``f`` with ``index`` 0-15; ``psw.mask``,
-        ``psw.addr``, ``prefix``, ``fpc``). Raises ``HypervisorError`` for a vCPU that is not secure, an
-        unknown register or a value the register cannot hold (a 32-bit access register or FPC; a prefix
-        that is not 8 KiB aligned inside the configuration's storage).
+        ``kind`` is one of ``SECURE_REGISTERS`` (``r``, ``cr``, ``a``, ``f`` with ``index`` 0-15;
+        ``psw.mask``, ``psw.addr``, ``prefix``, ``fpc``). Raises ``HypervisorError`` for a vCPU that is not
+        secure, an unknown register or a value the register cannot hold (a 32-bit access register or FPC; a
+        prefix that is not 8 KiB aligned inside the configuration's storage).
         """
         pv = vm.pv
         handle = pv.cpu_handles.get(address) if pv is not None else None

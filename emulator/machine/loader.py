@@ -175,9 +175,8 @@ def load_initrd(path: str | Path, prog: LoadedProgram, mem: PhysicalMemory) -> t
     """Place an initial RAM disk after the program and announce it in the kernel's parameter area (QEMU's
     ``-initrd``); returns its address and size.
 
-    Raises:
-        LoadError: a missing or unreadable file, an initrd that does not fit in memory, a program that does not
-            start at 0x10000 (nothing there would read the parameter area).
+    Raises: LoadError: a missing or unreadable file, an initrd that does not fit in memory, a program that
+    does not start at 0x10000 (nothing there would read the parameter area).
     """
     p = str(path)
     end = max((a + s for a, s in prog.segments), default=0)
