@@ -3,6 +3,7 @@ form, the status line; and the real program in an 80-column tmux window."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
@@ -46,7 +47,8 @@ def test_reflow_refills_paragraphs_and_keeps_table_rows_in_their_column():
     assert lines[0].startswith("First line") and "Still the paragraph." in " ".join(lines[:4])
     row = next(i for i, line in enumerate(lines) if line.startswith("term one"))
     assert lines[row].index("its text") == 14 and lines[row + 1].startswith(" " * 14 + "on")
-    assert "and continues here" in " ".join(lines[row:]) and any(line.startswith("t2            short") for line in lines)
+    assert "and continues here" in " ".join(lines[row:])
+    assert any(line.startswith("t2            short") for line in lines)
 
 
 def test_tables_are_laid_out_for_80_columns_without_wrapping():
@@ -80,13 +82,24 @@ def test_secure_views_fit_80_columns_and_uvlog_has_a_one_line_form():
     # the status bar: a compact form in 80 columns, the long one (and the status command) when there is room
     compact = "".join(t for _, t in status_line(s, 80))
     assert len(compact) <= 80 and " bp 1 " in compact and "PSW " in compact
-    assert "breakpoints 1" in "".join(t for _, t in status_line(s, 160)) and "breakpoints 1" in execute(s, "status").plain()
+    assert "breakpoints 1" in "".join(t for _, t in status_line(s, 160))
+    assert "breakpoints 1" in execute(s, "status").plain()
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (tools/setup.sh)")
 def test_the_console_in_an_80_column_terminal_wraps_nothing():
-    from tests.test_console_tmux import _session, _tmux, _wait_for
+    import tests.test_console_tmux as term
 
+    # a tmux server of this test's own: the other tmux tests' last kill-session cannot take it away
+    saved, term._SOCKET = term._SOCKET, f"zuv-layout-{os.getpid()}"
+    try:
+        _in_80_columns(term)
+    finally:
+        term._SOCKET = saved
+
+
+def _in_80_columns(term: object) -> None:
+    _session, _tmux, _wait_for = term._session, term._tmux, term._wait_for  # type: ignore[attr-defined]
     cmd = f"{sys.executable} -m emulator.cli console {PROBE}; echo EXITED=$?"
     with _session(cmd, 80, 200) as name:
         _wait_for(name, "(zuv)")
@@ -95,7 +108,8 @@ def test_the_console_in_an_80_column_terminal_wraps_nothing():
             _tmux("send-keys", "-t", name, typed, "Enter")
             _wait_for(name, seen)
         _wait_for(name, " bp 0")  # the status bar, redrawn after the output: its compact form
-        joined = _tmux("capture-pane", "-p", "-J", "-t", name, "-S", "-")  # -J: lines the terminal wrapped, joined
+        # -J: lines the terminal wrapped come back joined
+        joined = _tmux("capture-pane", "-p", "-J", "-t", name, "-S", "-")
         status = [line for line in joined.splitlines() if line.lstrip().startswith("CPU 0")]
         assert status and all(len(line) <= 80 for line in status)
         assert max(len(line.rstrip()) for line in joined.splitlines()) <= 80, joined

@@ -1,4 +1,5 @@
-"""info tlb, reset, reload, and a secure CPU's registers set in the owner view through the debug capability."""
+"""info tlb, reset, reload, and registers set: a secure CPU's in the owner view through the debug capability,
+a normal vCPU's as the hypervisor may."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def test_info_tlb_of_a_secure_cpu_only_in_the_owner_view():
     execute(s, "view owner")
     owner = execute(s, "info tlb").plain()
     assert owner.startswith("owner view (emulator privilege") and "r-x" in owner
-    assert any(line.split()[1].startswith(f"{s.symbols['share'] & ~0xFFF:#x}") for line in owner.splitlines()[3:])
+    page = f"{s.symbols['share'] & ~0xFFF:#x}"
+    assert any(line.split()[1].startswith(page) for line in owner.splitlines()[3:])
 
 
 def test_reset_restarts_the_machine_and_keeps_breakpoints_and_watchpoints():

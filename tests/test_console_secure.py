@@ -84,7 +84,8 @@ def test_break_uvc_walks_the_secure_boot_one_hypervisor_call_at_a_time():
     assert "Verify" not in execute(s, "uvlog 1").plain()
     assert "stopped before UVC 0x0330 Set CPU State" in s.step().reason
     stop = s.step()
-    assert not s.suspended and stop.reason.startswith("the hypervisor finished its work: the guest goes on at")
+    assert not s.suspended
+    assert stop.reason.startswith("the hypervisor finished its work: the guest goes on at")
     assert [c.cmd for c in s.uv_calls()][-3:] == [0x0301, 0x0302, 0x0330]
     assert s.is_secure() and s.cpu_state() == "operating"
     s.delete_breakpoint(None)

@@ -112,8 +112,8 @@ def _pages(s: Session, args: list[str]) -> Output:
 _UVLOG_USAGE = "uvlog [N|all] [--brief] [--svg FILE | --png FILE]"
 
 
-@command("uvlog", _UVLOG_USAGE, "the Ultravisor call log, decoded (last N calls, default 20; --brief: one line)",
-         group="secure")  # fmt: skip
+@command("uvlog", _UVLOG_USAGE,
+         "the Ultravisor call log, decoded (last N calls, default 20; --brief: one line)", group="secure")
 def _uvlog(s: Session, args: list[str]) -> Output:
     """Each call: sequence number, caller, command, cc, rc/rrc and what the rc means, then the control
     block's fields as the Ultravisor left them. N (or --last N) shows the last N calls, all every one.
