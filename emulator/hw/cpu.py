@@ -278,6 +278,9 @@ class Cpu(NativeSsm, TlbFill):
         self.io_source: IoSource | None = None
         self.emergency_from: set[int] = set()
         self.restart_pending = False
+        #: SIE's external-interruption request (KVM's CPUSTAT_EXT_INT): CR0 subclass bits of interruptions
+        #: the host holds for this CPU's guest; the run ends ("ext_request") once the PSW and CR0 enable one
+        self.ext_request = 0
         self.breakpoints: set[int] = set()
         self.insn_count = 0
         self._guest: GuestMapping | None = None
@@ -492,6 +495,8 @@ class Cpu(NativeSsm, TlbFill):
                 or self.restart_pending
             ) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
+            if self.ext_request and mask & PSW_MASK_EXT and self.cr(0) & self.ext_request:
+                return CpuExit("ext_request")
             if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending:
                 if self.deliver_io():
                     continue

@@ -29,6 +29,7 @@ from emulator.hw.memory import PAGE_SIZE, HostSpan, HostView
 from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.pvsie import VIR_NAMES, PvSieEngine
 from emulator.hypervisor.sie import (
+    ICPT_EXTREQ,
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
     ICPT_PV_PREF,
@@ -536,7 +537,22 @@ class PvVm:
                         del self.ext[v.address]["external_call"]
                     elif eic == 0x1201:
                         self.emergency[v.address].discard(src)
-        return self.engine.run(v.page, count, timeout_us)
+        return self.engine.run(v.page, count, timeout_us, self._ext_request(v))
+
+    def _ext_request(self, v: Vcpu) -> int:
+        """CR0 subclass bits of the external interruptions held for ``v`` that are still pending after the
+        injection (the guest is disabled for them): the SIE's external request, so that the guest's
+        enabling ends the SIE (a guest spinning enabled for a service signal would otherwise never get it)."""
+        bits = 0
+        ext = self.ext[v.address]
+        if ext:
+            if "service" in ext:
+                bits |= 1 << 9
+            if "external_call" in ext:
+                bits |= 1 << 13
+        if self.emergency[v.address]:
+            bits |= 1 << 14
+        return bits
 
     def handle_exit(self, v: Vcpu, ex: SieExit) -> bool:
         """Handle a secure vCPU's SIE exit; True if the guest made progress."""
@@ -562,6 +578,8 @@ class PvVm:
             return True
         if code == ICPT_PV_NOTIFY:
             self._pv_notification(v)
+            return True
+        if code == ICPT_EXTREQ:  # the guest enabled for a held interruption: the next entry injects it
             return True
         if code == ICPT_WAIT:
             mask = v.sd.psw_mask

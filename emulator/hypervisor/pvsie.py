@@ -67,6 +67,7 @@ from emulator.hw.cpu import (
 )
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, HostSpan
 from emulator.hypervisor.sie import (
+    ICPT_EXTREQ,
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
     ICPT_PV_PREF,
@@ -272,12 +273,21 @@ class PvSieEngine:
             cpu.guest = None  # drops every translation of the secure guest (TLB flush)
         cpu.flush_tlb()
 
-    def run(self, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
-        """SIE on the hardware CPU of the secure CPU the SD names (``enter`` on it)."""
+    def run(self, page: SiePage, count: int = 0, timeout_us: int = 0, ext_request: int = 0) -> SieExit:
+        """SIE on the hardware CPU of the secure CPU the SD names (``enter`` on it).
+
+        ``ext_request``: the CR0 subclass bits of external interruptions the host holds but could not inject
+        (the guest disabled for them): the SIE ends with interception 0x10 (external request) as soon as the
+        guest's PSW and CR0 enable one of them, so the host can inject it (KVM's ``CPUSTAT_EXT_INT`` and its
+        intercept of LCTL on CR0, in one)."""
         cpu = self._hw.get(page.sie_block.pv_handle_cpu)
         if cpu is None:
             return self._validity(page, VIR_CPU_HANDLE)
-        return self.enter(cpu, page, count, timeout_us)
+        cpu.ext_request = ext_request
+        try:
+            return self.enter(cpu, page, count, timeout_us)
+        finally:
+            cpu.ext_request = 0
 
     def insn_count(self, cpu_handle: int) -> int:
         """Instructions the secure CPU's hardware CPU executed (0 for an unknown handle)."""
@@ -471,6 +481,8 @@ class PvSieEngine:
         kind = ex.kind
         if kind in ("wait", "disabled_wait"):
             return SieExit(ICPT_WAIT, reason=kind)
+        if kind == "ext_request":
+            return SieExit(ICPT_EXTREQ)
         if kind == "intercept":
             return SieExit(
                 0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data)
