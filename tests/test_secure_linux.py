@@ -1,7 +1,9 @@
 """A stock Linux kernel as a Secure Execution guest (issue 23, deliverable 3): the secure-guest paths it
 needs, each with a small secure guest of its own (the Linux boot itself takes minutes; docs/linux.md)."""
 
-from emulator.hypervisor.boot import SecureHost, boot
+import pytest
+
+from emulator.hypervisor.boot import SecureHost, boot, load_image
 from emulator.image.pvimg import build_image
 from firmware import crypto as c
 from firmware.machine_identity import MachineIdentity
@@ -23,7 +25,8 @@ SPIN_FOR_SERVICE_SIGNAL = bytes.fromhex(
 
 
 def _secure_boot(tmp_path, code: bytes, seed: str):
-    image = build_image(kernel=bytes(0x10000) + code, host_keys=[DEMO.public_key], rng=c.DeterministicRng(seed))
+    rng = c.DeterministicRng(seed)
+    image = build_image(kernel=bytes(0x10000) + code, host_keys=[DEMO.public_key], rng=rng)
     path = tmp_path / "guest.se"
     path.write_bytes(image.data)
     # the limit only ends a guest that never gets its interruption (it spins for ever then)
@@ -37,3 +40,42 @@ def test_a_service_signal_held_while_disabled_reaches_a_guest_that_enables_and_s
     assert cpu.state == "disabled-wait" and "0x600d" in cpu.detail, r.run.describe()
     # the SERVC's interruption was held (the guest had the external mask off); its enabling ended the SIE
     assert r.intercepts.get("SERVC") == 1 and r.intercepts.get("external request") == 1
+
+
+def _linux_guest():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import linux_guest
+
+    cache = linux_guest.cache_dir()
+    return cache / "vmlinuz", cache / "initrd.cpio"
+
+
+@pytest.mark.skipif(not all(p.exists() for p in _linux_guest()),
+                    reason="no Linux guest cached: run tools/linux_guest.py --setup")  # fmt: skip
+def test_debians_kernel_packed_with_its_initramfs_unpacks_and_asks_the_ultravisor_as_a_secure_guest(tmp_path):
+    kernel, initrd = _linux_guest()
+    image = build_image(kernel=kernel.read_bytes(), ramdisk=initrd.read_bytes(), parmfile=b"console=ttysclp0",
+                        host_keys=[DEMO.public_key], rng=c.DeterministicRng("linux"))
+    path = tmp_path / "linux.se"
+    path.write_bytes(image.data)
+    host = SecureHost("zuv-demo", seed=5)
+    vm = host.hv.create_vm(512 << 20, 1, name="linux")
+    guest_calls = []
+
+    def sink(e):
+        if e.caller.kind == "guest":
+            guest_calls.append((e.name, e.cc, e.rc))
+
+    host.uv.add_event_sink(sink)
+    try:
+        load_image(vm, path)
+        # stage3a's secure IPL (the UV unpacks and verifies ~7 MB), stage3b moves the kernel to 0x10000 and
+        # the decompressor's uv_query_info asks the Ultravisor (facility 158) as Linux does: Query, rc 0x100
+        vm.run(time_limit=120, stop_when=lambda: bool(guest_calls))
+        assert vm.pv_failure is None and vm.pv is not None
+        assert guest_calls[0] == ("qui", 1, 0x100)
+    finally:
+        vm.destroy()

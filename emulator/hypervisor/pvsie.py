@@ -19,7 +19,9 @@ SIE exit leaves in the SIE page (``secure-execution.md`` section 7):
   refuses.
 
 Interruptions reach a secure guest only through ``iictl`` (7.5): the host names the class and its data,
-this code checks that the guest is enabled (else validity) and performs the PSW swap.
+this code checks that the guest is enabled (else validity) and performs the PSW swap. One the guest is not
+enabled for yet, the host names at entry (``run``'s ``ext_request``): the SIE ends with interception 0x10
+once the guest enables it, so the host can inject it then.
 
 Guest UVCs (Set/Remove Shared Access, attestation, secrets) are executed here by calling the Ultravisor
 as the guest; they never leave SIE unless the Ultravisor asks for a notification or the host must import
