@@ -281,6 +281,9 @@ class Cpu(NativeSsm, TlbFill):
         #: SIE's external-interruption request (KVM's CPUSTAT_EXT_INT): CR0 subclass bits of interruptions
         #: the host holds for this CPU's guest; the run ends ("ext_request") once the PSW and CR0 enable one
         self.ext_request = 0
+        #: SCKC or SPT set a timer during a run (``insns``): the run arms the watchdog for it, so the
+        #: interruption comes when it is due, not at the caller's next deadline (none, in a free run)
+        self.timers_changed = False
         self.breakpoints: set[int] = set()
         self.insn_count = 0
         self._guest: GuestMapping | None = None
@@ -458,6 +461,7 @@ class Cpu(NativeSsm, TlbFill):
         counted = count > 0
         budget = count
         deadline = 0.0
+        timer_at = 0.0  # this CPU's own timer deadline set during the run (monotonic seconds), 0: none
         if timeout_us:
             deadline = time.monotonic() + timeout_us / 1e6
             if abs(deadline - self._armed) > 1e-4:
@@ -527,6 +531,8 @@ class Cpu(NativeSsm, TlbFill):
             if deadline and time.monotonic() >= deadline:
                 self._disarm()
                 return CpuExit("limit")
+            if self.timers_changed and not counted:
+                timer_at = self._arm_own_timer(deadline)
             if self._ssm_native and not self._quiet():
                 self._ssm_trap_again()
             self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
@@ -666,6 +672,13 @@ class Cpu(NativeSsm, TlbFill):
             if deadline and time.monotonic() >= deadline:
                 self._disarm()
                 return CpuExit("limit")
+            if timer_at and time.monotonic() >= timer_at:  # the top of the loop delivers it
+                timer_at = 0.0
+                if deadline:
+                    _WATCHDOG.arm(self, deadline)
+                    self._armed = deadline
+                else:
+                    self._disarm()
             # an emu_stop from a fill (self-modifying code): just go on. A run that stopped where it
             # started, at no exit, may have met a halting block left from an exit since dropped: drop it.
             if pc == start:
@@ -682,6 +695,28 @@ class Cpu(NativeSsm, TlbFill):
         """
         self._uncounted_blocks = False
         self.uc.ctl_flush_tb()
+
+    def _arm_own_timer(self, deadline: float) -> float:
+        """After SCKC/SPT in a free run: arm the watchdog for the earlier of the run's ``deadline`` and the
+        clock comparator's or CPU timer's (whichever CR0 opens; the PSW's mask may open later, at an LPSWE
+        the CPU does not stop at). Returns the timer's monotonic deadline, 0.0 if none."""
+        self.timers_changed = False
+        cr0 = self.cr(0)
+        if not cr0 & _CR0_TIMERS:
+            return 0.0
+        due = []
+        if cr0 & CR0_CKC_SC:
+            due.append(self.ckc)
+        if cr0 & CR0_CPU_TIMER_SC:
+            due.append(self.tod() + max(self.cpu_timer, 0) + 1)
+        wait_us = max(0, min(due) - self.tod()) / 4096
+        if wait_us > 3600e6:
+            return 0.0
+        at = time.monotonic() + wait_us / 1e6
+        arm = min(at, deadline) if deadline else at
+        _WATCHDOG.arm(self, arm)
+        self._armed = arm
+        return at
 
     def _disarm(self) -> None:
         if self._armed:

@@ -443,6 +443,7 @@ def _sck(cpu: Cpu, insn: Insn) -> None:
 def _sckc(cpu: Cpu, insn: Insn) -> None:
     a = _aligned(insn.address(), 8)
     cpu.ckc = _U64.unpack(cpu.read_virtual(a, 8))[0]
+    cpu.timers_changed = True
     insn.finish()
 
 
@@ -456,6 +457,7 @@ def _stckc(cpu: Cpu, insn: Insn) -> None:
 def _spt(cpu: Cpu, insn: Insn) -> None:
     a = _aligned(insn.address(), 8)
     cpu.set_cpu_timer(_U64.unpack(cpu.read_virtual(a, 8))[0])
+    cpu.timers_changed = True
     insn.finish()
 
 
