@@ -303,6 +303,8 @@ class Cpu(NativeSsm, TlbFill):
         self._scan_cache = self._scan_caches[0]
         self._fpo = 0  # the PSW's fixed-point-overflow mask bit as the scan knows it (0 or PSW_MASK_FPO)
         self._page_exits: dict[tuple[int, int], frozenset[int]] = {}  # (virtual page, frame) -> its exits
+        #: frame -> the virtual pages with an entry in ``_page_exits`` (forgetting a frame's is then no scan)
+        self._frame_vpages: dict[int, set[int]] = {}
         #: frame -> offsets of its EXECUTE RELATIVE LONGs whose targets lie on another page
         self._far_exrl: dict[int, frozenset[int]] = {}
         #: EXRL address -> the frame of its target, for EXRLs on another page than their target decided native

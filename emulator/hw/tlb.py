@@ -73,6 +73,7 @@ class TlbFill(TrapDispatch):
         _exits: set[int]
         _uc_exits: set[int]
         _page_exits: dict[tuple[int, int], frozenset[int]]
+        _frame_vpages: dict[int, set[int]]
         _far_exrl: dict[int, frozenset[int]]
         _far_native: dict[int, int]
         _exrl_deps: dict[int, set[tuple[int, int]]]
@@ -496,6 +497,7 @@ class TlbFill(TrapDispatch):
         come back with its next fetch fill."""
         self._exits = set(self.breakpoints)
         self._page_exits.clear()
+        self._frame_vpages.clear()
         self._far_native.clear()
         self._exrl_deps.clear()
         self.uc.ctl_flush_tb()
@@ -508,8 +510,11 @@ class TlbFill(TrapDispatch):
             cache.pop(frame, None)
         self._native_ssm_code_changed(frame)
         self._far_exrl.pop(frame, None)
-        if any(f == frame for _, f in self._page_exits):
-            self._page_exits = {k: v for k, v in self._page_exits.items() if k[1] != frame}
+        vpages = self._frame_vpages.pop(frame, None)
+        if vpages:
+            page_exits = self._page_exits
+            for vpage in vpages:
+                page_exits.pop((vpage, frame), None)
         return self._exrl_deps.pop(frame, set())
 
     def _add_exits(self, vpage: int, frame: int) -> None:
@@ -529,7 +534,9 @@ class TlbFill(TrapDispatch):
             else:
                 if len(self._page_exits) >= _PAGE_EXITS_KEPT:  # a bound for guests with many address spaces
                     self._page_exits.clear()
+                    self._frame_vpages.clear()
                 page = self._page_exits[key] = frozenset(vpage + off for off in offsets)
+                self._frame_vpages.setdefault(frame, set()).add(vpage)
         if self._ssm_native and page:
             page = self._native_ssm_left_out(page, frame)
         if page:
