@@ -120,3 +120,57 @@ def test_a_trapped_instruction_in_a_lowcore_page_stays_trapped_after_a_low_addre
     assert mem.read(0x600, 8) == b"\x5a" * 8
     first, second = (struct.unpack(">Q", mem.read(a, 8))[0] for a in (out1, out2))
     assert 0 < first <= second  # the TOD clock both times (unicorn's own STCK stores 0)
+
+
+def test_each_space_keeps_its_translations_across_mode_switches_and_instructions_come_from_primary(fresh_cpu):
+    """A switch of the address-space control keeps the TLB (unicorn keeps one per space; a Linux system call
+    switches twice): data at one virtual address comes from the home, primary and secondary space's frame
+    as the mode says, each time; in the secondary-space mode the instructions still come from the primary
+    space (the secondary space here does not map the code at all)."""
+    cpu = fresh_cpu
+    mem = cpu.mem
+    cpu.reset_cpu()
+    mem.fill(0, 0x40000)
+    sec_st, sec_pt = 0x30000, 0x34000
+    data = 0x15000  # one virtual page, a frame of its own in each space
+    frames = {HOME_PT: 0x16000, PRI_PT: 0x17000, sec_pt: 0x18000}
+    for st, pt in ((HOME_ST, HOME_PT), (PRI_ST, PRI_PT), (sec_st, sec_pt)):
+        for i in range(2048):
+            mem.write(st + 8 * i, struct.pack(">Q", 0x20))
+        mem.write(st, struct.pack(">Q", pt))
+        for i in range(256):
+            mem.write(pt + 8 * i, struct.pack(">Q", i << 12))
+        mem.write(pt + 8 * (data >> 12), struct.pack(">Q", frames[pt]))
+        mem.write(frames[pt], struct.pack(">Q", frames[pt]))
+    code2 = 0x19000  # first fetched in the secondary-space mode
+    for pt in (sec_pt,):
+        mem.write(pt + 8 * (CODE >> 12), struct.pack(">Q", 0x400))  # no code in the secondary space
+        mem.write(pt + 8 * (code2 >> 12), struct.pack(">Q", 0x400))
+    code = bytes.fromhex(
+        "e3205000" "0004"  # lg %r2,0(%r5): home
+        "b2790000"  # sacf 0
+        "e3305000" "0004"  # lg %r3,0(%r5): primary
+        "b2790100"  # sacf 256
+    )
+    code += bytes.fromhex("c0f4") + _rel(CODE + len(code), code2)  # brcl 15,code2
+    mem.write(CODE, code)
+    code = bytes.fromhex(
+        "e3405000" "0004"  # lg %r4,0(%r5): secondary (fetched from the primary space)
+        "b2790300"  # sacf 768
+        "e3705000" "0004"  # lg %r7,0(%r5): home again
+        "b2790000"  # sacf 0
+        "e3805000" "0004"  # lg %r8,0(%r5): primary again
+        "a7f40000"  # j .
+    )
+    mem.write(code2, code)
+    cpu.set_cr(0, 0xE0 | 1 << 26)  # the secondary-space control
+    cpu.set_cr(1, PRI_ST | 3)
+    cpu.set_cr(7, sec_st | 3)
+    cpu.set_cr(13, HOME_ST | 3)
+    cpu.set_gpr(5, data)
+    cpu.set_psw(PSW_MASK_64 | DAT | HOME_MODE, CODE)
+    cpu.state = OPERATING
+    cpu.run(count=11)
+    assert cpu.psw[1] == code2 + len(code) - 4
+    got = [cpu.gpr(r) for r in (2, 3, 4, 7, 8)]
+    assert got == [frames[HOME_PT], frames[PRI_PT], frames[sec_pt], frames[HOME_PT], frames[PRI_PT]]

@@ -147,8 +147,7 @@ class StorageAccess:
         only for loads and fetches with PSW key 0, because their protection may depend on the byte address
         (low-address protection of stores, the fetch-protection override under a nonzero key).
         """
-        # keyed by the ``asc`` argument as given: None stands for the PSW's, which cannot change without a
-        # flush of the cache
+        # keyed by the ``asc`` argument as given: None stands for the PSW's, whose change empties the cache
         xc_key = (vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc)
         if mark and not page_fill:
             hit = self._xc.get(xc_key)
@@ -157,6 +156,10 @@ class StorageAccess:
         mask = self._mask_bits()
         if asc is None:
             asc = (mask >> 46) & 3
+            if fetch and asc in (1, 2):
+                # instructions come from the primary space in the secondary-space and access-register
+                # modes (as unicorn's TLB keeps them: with the primary space's entries)
+                asc = 0
         vaddr &= 0xFFFFFFFFFFFFFFFF
         if mask & PSW_MASK_DAT:
             cr = (1, 1, 7, 13)[asc]

@@ -85,6 +85,8 @@ class Registers(InterruptDelivery):
         _fpo: int
         _scan_caches: tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]
         _scan_cache: dict[int, tuple[int, ...]]
+        _xc: dict[tuple[int, bool, bool, int | None], int]
+        _icache: dict[int, Any]
 
         def flush_tlb(self) -> None:
             """Forget every translation decision (``tlb.TlbFill``)."""
@@ -306,8 +308,15 @@ class Registers(InterruptDelivery):
         old = self._mask_bits()
         self.write_mask(mask)
         self.set_pc(addr)
-        if (old ^ mask) & (PSW_MASK_DAT | PSW_MASK_KEY | PSW_MASK_ASC | PSW_MASK_PSTATE):
+        changed = old ^ mask
+        if changed & (PSW_MASK_DAT | PSW_MASK_KEY):
             self.flush_tlb()
+        elif changed & (PSW_MASK_ASC | PSW_MASK_PSTATE):
+            # unicorn keeps a TLB per address space (its MMU index), and no fill decides by the problem-state
+            # bit: only Python's caches of the PSW's translations and decoded instructions go. A flush here
+            # made every system call of a Linux process refill its whole working set twice.
+            self._xc.clear()
+            self._icache.clear()
 
     @property
     def pc(self) -> int:
