@@ -22,7 +22,7 @@ HELLO = ROOT / "guests" / "images" / "hello.elf"
 
 @pytest.fixture(scope="module")
 def secure():
-    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)  # dual
     s.add_breakpoint("uvc", "set_shared_access")
     s.cont()
     s.delete_breakpoint(None)

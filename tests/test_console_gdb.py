@@ -79,7 +79,7 @@ def test_conditional_breakpoint_stops_only_when_it_holds_and_tbreak_once():
 
 @pytest.fixture(scope="module")
 def secure():
-    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)
     s.add_breakpoint("uvc", "set_shared_access")
     s.cont()
     s.delete_breakpoint(None)

@@ -64,7 +64,7 @@ def test_tables_are_laid_out_for_80_columns_without_wrapping():
 
 
 def test_secure_views_fit_80_columns_and_uvlog_has_a_one_line_form():
-    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)  # dual's owner column
     s.add_breakpoint("secure")
     s.cont()  # the hypervisor's read of the secret page: secure, shared, exported and donated pages exist
     for cmd in ("regs", "pages", "dual abs:0x15000 48", "uvlog 5", "uvlog --brief", "breaks",

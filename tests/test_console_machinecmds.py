@@ -37,7 +37,7 @@ def test_info_tlb_lists_what_the_fills_granted_since_the_last_flush():
 
 
 def test_info_tlb_of_a_secure_cpu_only_in_the_owner_view():
-    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)
     s.add_breakpoint("addr", "share")
     s.cont()
     host = execute(s, "info tlb").plain()
@@ -108,6 +108,13 @@ def test_reset_of_a_secure_guest_boots_a_new_vm_on_the_same_host():
 
 def test_set_registers_of_a_secure_cpu_only_in_the_owner_view_through_the_debug_capability():
     s = open_session(str(DEMO_IMAGE), deterministic=True)
+    # the owner view needs the machine's debug capability, asked for by name
+    assert execute(s, "debug secure").plain().startswith("debug secure: off")
+    out = execute(s, "view owner").plain()
+    assert out.startswith("error: That needs the machine's debug capability") and out.count("\n") == 1
+    assert "debug secure on" in out and s.view == "host" and s.machine.debug is None
+    assert "debug capability is now in use" in execute(s, "debug secure on").plain()
+    assert s.machine.debug is not None and "already in use" in execute(s, "debug secure on").plain()
     s.add_breakpoint("uvc", "set_shared_access")
     s.cont()
     out = execute(s, "set r5 = 0x1234").plain()

@@ -25,7 +25,10 @@ SECRET = 0x15000  # guest absolute address of the demo's secret page (it prints 
 
 
 def demo(**kw):
+    """The secure demo in a console session with the machine's debug capability (asked for by name: these
+    tests stop before the guest's own UV calls and at its addresses, and look at it as its owner)."""
     kw.setdefault("deterministic", True)
+    kw.setdefault("debug_secure", True)
     return open_session(str(DEMO_IMAGE), **kw)
 
 
@@ -267,7 +270,8 @@ def test_interactive_console_on_the_secure_demo_through_a_pipe():
 
 def test_zuv_console_on_an_se_image_from_stdin():
     p = subprocess.run(
-        [sys.executable, "-m", "emulator.cli", "console", str(DEMO_IMAGE), "--deterministic"],
+        [sys.executable, "-m", "emulator.cli", "console", str(DEMO_IMAGE), "--deterministic",
+         "--debug-secure"],
         input="break uvc set_shared_access\ncontinue\nstep\nassert pc == share+0x3a\nuvlog 1\n",
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip

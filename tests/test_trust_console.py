@@ -12,7 +12,7 @@ SECRET_TEXT = b"zuv secr".hex()  # the demo's secret page starts "zuv secret"
 
 
 def demo():
-    return open_session(str(DEMO_IMAGE), deterministic=True)
+    return open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)  # compared with the owner's
 
 
 def _code_hex(s, pc: int, n: int = 6) -> str:

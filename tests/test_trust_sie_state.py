@@ -232,7 +232,7 @@ def test_gdb_stub_host_view_holds_and_sends_nothing_secure() -> None:
     wire = "".join(sent)
     assert SECRET_WORDS[:16].hex() not in wire and f"{CANARY:016x}" not in wire
     assert any(v == CANARY for v in m.uv.secure_cpu(vm.pv.cpu_handles[0]).gprs)  # still in the record
-    hw = [m.cpus[0].hw]
+    hw = list(vm.pv.host.engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion only
     storage = {id(m.memory._buf), id(m.memory._view)}  # noqa: SLF001
     objs = _reachable([stub], storage, doors=(Session, type(m), SessionAccess))
     _assert_nothing_secure(objs, hw, SECRET_WORDS[:16])
@@ -334,3 +334,75 @@ def test_a_state_description_frame_cannot_be_donated() -> None:
         r = host.uvc("create_sec_cpu", guest_handle=g.handle, stor_origin=sd, num=1, state_origin=spare)
         assert r.rc == 0x0105
         assert host.read(sd, 8) is not None  # still host storage: no PGM 0x3D
+
+
+def _console_after_a_secure_run(debug_secure: bool):
+    """A console session on the secure demo that ran the guest past its secret page (the hypervisor's read
+    trapped), with the canary in the secure CPU's registers; its walk (the storage buffers skipped)."""
+    from emulator.console.cli import open_session
+    from emulator.console.commands import execute
+
+    s = open_session(str(_demo_image()), deterministic=True, debug_secure=debug_secure)
+    execute(s, "break secure")
+    execute(s, "continue")  # the hypervisor's read of the secret page: the guest ran secure a long while
+    m = s.machine
+    vm = m.vm
+    assert vm.pv is not None and m.trap is not None
+    scpu = m.uv.secure_cpu(vm.pv.cpu_handles[0])
+    scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
+    execute(s, "step")  # the canary goes into the hardware CPU at the entry
+    for cmd in ("regs", "status", "pages", "uvlog 3", "x/4xg pc", "info"):  # the host view's commands
+        execute(s, cmd)
+    hw = list(vm.pv.host.engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion only
+    assert hw and any(CANARY in c.gprs() for c in hw), "the hardware CPU never held the canary: test is void"
+    mem = m.memory
+    storage = {id(mem._buf), id(mem._view)}  # noqa: SLF001
+    return s, hw, _reachable([s], storage)
+
+
+def _demo_image():
+    from emulator.hypervisor.boot import DEMO_IMAGE
+
+    return DEMO_IMAGE
+
+
+def test_console_session_without_the_debug_capability_reaches_no_secure_cpu_debug_or_secure_byte() -> None:
+    """Issue 18, deliverable 2: a console session opened without --debug-secure, after a secure run: from
+    it no hardware CPU of the secure guest, no SecureDebug, no capability, no secure byte nor register value
+    (the Ultravisor and the storage are trusted doors the walk does not pass, as for the hypervisor)."""
+    from emulator.api import DebugCapability
+    from emulator.hypervisor.debug import SecureDebug
+
+    s, hw, objs = _console_after_a_secure_run(debug_secure=False)
+    try:
+        _assert_nothing_secure(objs, hw, SECRET_WORDS[:16])
+        assert not any(isinstance(o, (DebugCapability, SecureDebug)) for o in objs)
+        assert len(objs) > 1000  # the walk saw the session, the machine, the hypervisor
+        assert "needs the machine's debug capability" in _run(s, "view owner")
+        assert "needs the machine's debug capability" in _run(s, "dual abs:0x15000 16")
+    finally:
+        s.close()
+
+
+def test_console_session_with_the_debug_capability_reaches_it() -> None:
+    """The same walk from a session given the capability finds SecureDebug and the secure guest's hardware
+    CPU: the walk above can fail."""
+    from emulator.hw.cpu import Cpu
+    from emulator.hypervisor.debug import SecureDebug
+
+    s, hw, objs = _console_after_a_secure_run(debug_secure=True)
+    try:
+        debug = [o for o in objs if isinstance(o, SecureDebug)]
+        assert debug and debug[0] is s.machine.debug
+        cpu = debug[0].hardware_cpu(s.machine.vm, 0)  # through it: the secure guest's hardware CPU
+        assert isinstance(cpu, Cpu) and cpu in hw and s.cpu.hw is cpu
+        with pytest.raises(AssertionError, match="hardware CPU of the secure guest"):
+            _assert_nothing_secure([*objs, cpu], hw, SECRET_WORDS[:16])
+    finally:
+        s.close()
+
+
+def _run(s, cmd: str) -> str:
+    from emulator.console.commands import execute
+
+    return execute(s, cmd).plain()

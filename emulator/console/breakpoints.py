@@ -347,7 +347,7 @@ class BreakpointControl(StorageViews):
         return None
 
     def _uv_called(self, call: UvCall) -> None:
-        if call.cpu is not None:
+        if call.cpu is not None and getattr(self.machine, "guest_uvc_stops", True):
             return  # a CPU's own UVC: the instruction filter stopped before it
         if call.caller == "host" and hasattr(self.machine, "host_uvc_filter"):
             return  # the hypervisor's own call: ``_host_uvc`` stopped before it

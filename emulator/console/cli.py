@@ -64,8 +64,10 @@ def open_session(
     numbers (``deterministic`` alone uses seed 0), ``attack`` lets the hypervisor try to read the demo's
     secret page, ``symbols`` names an ELF whose symbols apply to the guest (the bundled demo's by default).
     ``devices`` are channel-attached devices as ``zuv run --device`` takes them (plain machines only).
-    ``debug_secure`` gives the session's GDB stub the machine's debug capability (``zuv console
-    --debug-secure``: the owner view of a secure guest, an emulator privilege; default: the host view).
+    ``debug_secure`` asks the machine for its debug capability (``zuv console --debug-secure``, the
+    console's ``debug secure on``): the owner view of a secure guest, an emulator privilege, for the console
+    and its GDB stub; without it the session reaches neither the secure vCPU's hardware CPU nor
+    ``SecureDebug`` and shows the secure guest as the host sees it.
 
     Raises:
         EmulatorError: a bad size, CPU count, program or machine (the message is one line).
@@ -206,8 +208,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument(
         "--debug-secure",
         action="store_true",
-        help="give the gdb stub (-s, --gdb, gdbserver) the machine's debug capability: the owner view of "
-        "a secure guest (its registers and plaintext; an emulator privilege, no real host has it)",
+        help="use the machine's debug capability: the owner view of a secure guest (view owner, dual, its "
+        "registers and plaintext, stops before its UV calls and at its addresses, the gdb stub's owner view; "
+        "an emulator privilege, no real host has it; the console's debug secure on asks for it later)",
     )
     c.set_defaults(func=cmd_console)
     return c

@@ -16,7 +16,6 @@ memory, breakpoints anywhere, register writes into the record (loaded at the nex
 from __future__ import annotations
 
 import sys
-import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.cmdbase import command
@@ -34,7 +33,6 @@ __all__ = ["SessionAccess", "serve_gdb", "grant_debug_secure", "DEBUG_SECURE_LAB
 DEBUG_SECURE_LABEL: Final = "owner view through the machine's debug capability (emulator privilege)"
 
 #: Sessions whose stub has the machine's debug capability (``zuv console --debug-secure``).
-_CAPABLE: weakref.WeakSet[Session] = weakref.WeakSet()
 
 #: The secure CPU record's fields by register kind (``firmware.uv.SecureCpu``); vector halves are not kept.
 _RECORD: Final = {"gpr": "gprs", "acr": "ars", "cr": "crs", "fpr": "fprs"}
@@ -150,7 +148,7 @@ class SessionAccess:
 def grant_debug_secure(session: Session) -> None:
     """Give the session's GDB stub the machine's debug capability (``zuv console --debug-secure``): every
     ``gdbserver`` of this session serves the owner view."""
-    _CAPABLE.add(session)
+    session.grant_debug_secure()
 
 
 def serve_gdb(session: Session, endpoint: str, *, debug_secure: bool | None = None, log: Any = None) -> str:
@@ -180,7 +178,7 @@ def serve_gdb(session: Session, endpoint: str, *, debug_secure: bool | None = No
         def log(line: str) -> None:
             print(f"zuv: {line}", file=sys.stderr, flush=True)  # noqa: T201 - the console's own stderr
     if debug_secure is None:
-        debug_secure = session in _CAPABLE
+        debug_secure = session.debug_secure and hasattr(session.machine, "grant_debug")
     view = SessionAccess(session, owner=debug_secure)
     try:
         stub = GdbStub(session.machine, host, port, log=log, access=view, detach_runs=False)  # type: ignore[arg-type]
@@ -227,5 +225,7 @@ def _gdbserver(s: Session, args: list[str]) -> Output:
     words = [a for a in args if a != "--debug-secure"]
     if len(words) > 1 or any(a.startswith("-") for a in words):
         raise ConsoleError("usage: gdbserver [PORT|tcp::PORT|tcp:HOST:PORT] [--debug-secure]")
+    if "--debug-secure" in args:
+        s.grant_debug_secure()  # asked for by name
     line = serve_gdb(s, words[0] if words else "tcp::1234", debug_secure="--debug-secure" in args or None)
     return Output().add(line)

@@ -17,7 +17,8 @@ the next ``run`` or ``step`` resumes it (a step to the hypervisor's next call).
 
 Registers: ``VcpuCpu`` shows a vCPU. For a secure vCPU the register file is the Ultravisor's record of the
 secure CPU (the owner view: an emulator privilege); what the host may see is the SIE state description
-(``host_state``).
+(``host_state``). The machine's debug capability (``SecureDebug``: the secure vCPU's hardware CPU, stops
+before the guest's own UV calls) exists only once asked for by name (``grant_debug``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ if TYPE_CHECKING:
     from emulator.machine.loader import LoadedProgram
     from firmware.uv_codes import UvCommand
 
-__all__ = ["SecureMachine", "VcpuCpu", "is_se_image"]
+__all__ = ["SecureMachine", "VcpuCpu", "is_se_image", "NEEDS_DEBUG"]
+
+#: What a command that needs the owner's view answers without the machine's debug capability.
+NEEDS_DEBUG: Final = ("that needs the machine's debug capability (the owner's view of the secure guest, an "
+                      "emulator privilege): debug secure on, or zuv console --debug-secure")
 
 _SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
 
@@ -73,26 +78,61 @@ def is_se_image(path: str | Path) -> bool:
     return True
 
 
+#: The hardware CPU's debugger calls that do nothing on a secure vCPU without the debug capability.
+_HOOK_CALLS: Final = frozenset({"set_breakpoints", "flush_tlb"})
+#: The debugger hooks such a vCPU shows until the console set them (nothing reaches the secure CPU).
+_HOOK_DEFAULTS: Final[dict[str, Any]] = {"breakpoints": frozenset(), "watch_frames": {}, "pgm_observer": None,
+                                         "tlb_record": None}
+
+
+def _no_hook(*_args: object, **_kwargs: object) -> None:
+    """A debugger hook on a secure CPU the console may not reach: nothing to do."""
+
+
 class VcpuCpu:
     """One vCPU as the console sees it: the hardware CPU SIE runs it on, with the state the hypervisor
     records (stopped, disabled wait, check stop) and, for a secure vCPU, the Ultravisor's record of the
     secure CPU's registers (the hardware CPU holds them only while SIE runs the guest)."""
 
-    def __init__(self, machine: SecureMachine, vcpu: Vcpu, hw: Cpu) -> None:
+    def __init__(self, machine: SecureMachine, vcpu: Vcpu) -> None:
         object.__setattr__(self, "_m", machine)
         object.__setattr__(self, "_v", vcpu)
-        object.__setattr__(self, "_hw", hw)
+        #: the hardware CPU the vCPU ran on as a normal guest (the hypervisor's): the debugger's hooks
+        #: (breakpoints, watch frames, observers) for a secure vCPU when the machine's debug capability is
+        #: not in use; it holds no state of the secure guest (the SIE engine adopted it: see ``hw``)
+        object.__setattr__(self, "_hooks", {})
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._hw, name)
+        if self._v.secure and self._m.debug is None:  # the secure CPU is the Ultravisor's
+            if name in self._hooks or name in _HOOK_DEFAULTS:
+                return self._hooks.get(name, _HOOK_DEFAULTS.get(name))
+            if name in _HOOK_CALLS:
+                return _no_hook
+            if name == "address":
+                return self._v.address
+            raise ConsoleError(f"CPU {self._v.address} is a secure CPU: {NEEDS_DEBUG}")
+        return getattr(self.hw, name)
 
-    def __setattr__(self, name: str, value: Any) -> None:  # debugger hooks go to the hardware CPU
-        setattr(self._hw, name, value)
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Debugger hooks go to the hardware CPU; for a secure vCPU without the machine's debug capability
+        they are kept here and reach no CPU (the host cannot hook a secure CPU)."""
+        if self._v.secure and self._m.debug is None:
+            self._hooks[name] = value
+        else:
+            setattr(self.hw, name, value)
 
     @property
     def hw(self) -> Cpu:
-        """The hardware CPU."""
-        return self._hw
+        """The hardware CPU: a normal vCPU's is the hypervisor's (``Vcpu.cpu``); a secure vCPU's is the
+        Ultravisor's, reached only through the machine's debug capability (``SecureMachine.grant_debug``).
+        Nothing is kept: the console holds no reference to it."""
+        v = self._v
+        if not v.secure:
+            return v.cpu
+        debug = self._m.debug
+        if debug is None:
+            raise ConsoleError(f"CPU {v.address} is a secure CPU: {NEEDS_DEBUG}")
+        return debug.hardware_cpu(self._m.vm, v.address)
 
     @property
     def vcpu(self) -> Vcpu:
@@ -148,37 +188,37 @@ class VcpuCpu:
     def prefix(self) -> int:
         """The prefix register."""
         s = self._secure()
-        return s.prefix if s is not None else self._hw.prefix
+        return s.prefix if s is not None else self.hw.prefix
 
     def gpr(self, i: int) -> int:
         """General register ``i``."""
         s = self._secure()
-        return s.gprs[i] if s is not None else self._hw.gpr(i)
+        return s.gprs[i] if s is not None else self.hw.gpr(i)
 
     def gprs(self) -> list[int]:
         """The 16 general registers."""
         s = self._secure()
-        return list(s.gprs) if s is not None else self._hw.gprs()
+        return list(s.gprs) if s is not None else self.hw.gprs()
 
     def cr(self, i: int) -> int:
         """Control register ``i``."""
         s = self._secure()
-        return s.crs[i] if s is not None else self._hw.cr(i)
+        return s.crs[i] if s is not None else self.hw.cr(i)
 
     def ar(self, i: int) -> int:
         """Access register ``i``."""
         s = self._secure()
-        return s.ars[i] if s is not None else self._hw.ar(i)
+        return s.ars[i] if s is not None else self.hw.ar(i)
 
     def fpr(self, i: int) -> int:
         """Floating-point register ``i``."""
         s = self._secure()
-        return s.fprs[i] if s is not None else self._hw.fpr(i)
+        return s.fprs[i] if s is not None else self.hw.fpr(i)
 
     def fpc(self) -> int:
         """The floating-point control register."""
         s = self._secure()
-        return s.fpc if s is not None else self._hw.fpc()
+        return s.fpc if s is not None else self.hw.fpc()
 
     def wrap(self, addr: int) -> int:
         """Wrap an address to the vCPU's addressing mode."""
@@ -220,8 +260,9 @@ class SecureMachine:
         self.memory = host.memory
         self.uv = host.uv
         self.hv = host.hv
-        #: the console's owner privilege over the secure guest (emulator only: no real host has it)
-        self.debug = SecureDebug(self.hv, self.memory)
+        #: the machine's debug capability over the secure guest (emulator privilege: no real host has it);
+        #: None until asked for by name (``grant_debug``: ``zuv console --debug-secure``, ``debug secure on``)
+        self.debug: SecureDebug | None = None
         self.tod = host.clock
         self.info = host.hv.info
         self.deterministic = deterministic
@@ -237,7 +278,7 @@ class SecureMachine:
         except BaseException:
             vm.destroy()
             raise
-        self.cpus: dict[int, VcpuCpu] = {a: VcpuCpu(self, v, v.cpu) for a, v in vm.vcpus.items()}
+        self.cpus: dict[int, VcpuCpu] = {a: VcpuCpu(self, v) for a, v in vm.vcpus.items()}
         #: the ELF the guest's symbols come from (None: no symbols)
         self.symbols_path = None if symbols is None else str(symbols)
         self.program = self._program(start, symbols)
@@ -248,6 +289,7 @@ class SecureMachine:
         self.last_step_note = ""
         self.input_open = False
         self._log = UvEventLog(self.uv, self._caller_name)
+        self._guest_uvc_filter: Callable[..., str | None] | None = None
         self._host_filter: Callable[[HostUvc], str | None] | None = None
         #: the machine's work (a run or a step) while it runs on its own thread, or waits suspended
         self._work: Work | None = None
@@ -356,20 +398,38 @@ class SecureMachine:
 
     # -- hooks the session installs -----------------------------------------------------------------
 
+    def grant_debug(self) -> SecureDebug:
+        """The machine's debug capability over the secure guest, asked for by name (``zuv console
+        --debug-secure``, ``open_session(debug_secure=True)``, the console's ``debug secure on``): the owner
+        view (the Ultravisor's record of the secure CPU's registers, plaintext storage, the hardware CPU that
+        runs it, stops before the guest's own UV calls). An emulator privilege: no real host has it."""
+        if self.debug is None:
+            self.debug = SecureDebug(self.hv, self.memory)
+            self.debug.insn_filter = self._guest_uvc_filter
+        return self.debug
+
+    @property
+    def guest_uvc_stops(self) -> bool:
+        """True when ``insn_filter`` stops before a secure guest's UVC (the debug capability is in use);
+        otherwise the guest's UV calls are seen only in the Ultravisor's log, once they completed."""
+        return self.debug is not None
+
     @property
     def insn_filter(self) -> Any:
-        """Offered each secure guest's UVC before the Ultravisor runs it (through the debug capability,
-        ``SecureDebug.insn_filter``: the console's owner privilege)."""
-        return self.debug.insn_filter
+        """Offered each secure guest's UVC before the Ultravisor runs it: only through the debug capability
+        (``SecureDebug.insn_filter``, the owner's privilege); kept until it is granted."""
+        return self._guest_uvc_filter
 
     @insn_filter.setter
     def insn_filter(self, fn: Any) -> None:
-        self.debug.insn_filter = fn
+        self._guest_uvc_filter = fn
+        if self.debug is not None:
+            self.debug.insn_filter = fn
 
     def set_breakpoints(self, addrs: set[int]) -> None:
         """Stop before a vCPU executes one of these (guest virtual) addresses."""
         for c in self.cpus.values():
-            c.hw.set_breakpoints(addrs)
+            c.set_breakpoints(addrs)
 
     def request_halt(self, reason: str = "halted") -> None:
         """Stop a running ``run`` soon (thread-safe)."""
@@ -413,12 +473,11 @@ class SecureMachine:
 
     def _suppress(self, cpu: VcpuCpu) -> tuple[set[int], int] | None:
         """Take the breakpoint at the vCPU's PC out for one entry (the debugger resumes over it)."""
-        hw = cpu.hw
         pc = cpu.pc
-        if pc not in hw.breakpoints:
+        if pc not in cpu.breakpoints:
             return None
-        saved = set(hw.breakpoints)
-        hw.set_breakpoints(saved - {pc})
+        saved = set(cpu.breakpoints)
+        cpu.set_breakpoints(saved - {pc})
         return saved, pc
 
     # -- stops before the hypervisor's own UV calls (``hostcalls``) -----------------------------------------
@@ -556,7 +615,7 @@ class SecureMachine:
                     sie, done = self.vm.step(cpu, 1)
             finally:
                 if saved is not None:
-                    c.hw.set_breakpoints(saved[0])
+                    c.set_breakpoints(saved[0])
             ex = self._cpu_exit(c, sie, done)
             if self._yield:
                 break  # resumed work: the hypervisor is back in its loop
@@ -608,7 +667,7 @@ class SecureMachine:
                     try:
                         self.vm.step(c.vcpu.address, 1)
                     finally:
-                        c.hw.set_breakpoints(saved[0])
+                        c.set_breakpoints(saved[0])
                     if budget is not None:
                         budget -= 1
         if self._yield:  # resumed work: the hypervisor is back in its loop
@@ -651,5 +710,5 @@ class SecureMachine:
         self.abandon()
         self.host_uvc_filter = None
         self._log.close()
-        self.debug.insn_filter = None
+        self.insn_filter = None
         self.vm.destroy()

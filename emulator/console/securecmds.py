@@ -210,6 +210,7 @@ def _dual(s: Session, args: list[str]) -> Output:
     if not args:
         raise ConsoleError("dual needs an address")
     _no_more(args, 2, "dual ADDRESS [LENGTH]")
+    s.require_debug_secure()  # the left column is the owner's
     space, addr = _space_addr(s, args[0])
     length = _count(args, 1, 64, "length", 1, 4096)
     owner = s.read(space, addr, length, owner=True)
@@ -266,3 +267,26 @@ def _meta_lines(s: Session, seg: Segment) -> list[str]:
     return lines
 
 
+
+
+@command("debug", "debug secure [on]", "the machine's debug capability: the owner's view of a secure guest",
+         group="secure")  # fmt: skip
+def _debug(s: Session, args: list[str]) -> Output:
+    """debug secure: whether the session uses the machine's debug capability. debug secure on: ask the
+    machine for it, by name (as zuv console --debug-secure does): the owner view (view owner, dual's owner
+    column, setting a secure CPU's registers, stops at a secure guest's addresses and before its UV calls,
+    gdbserver's owner view). An emulator privilege that no real machine gives a host; once in use it stays
+    for the session. Without it the console shows a secure guest only as the host sees it."""
+    _no_more(args, 2, "debug secure [on]")
+    if not args or args[0] != "secure" or (len(args) == 2 and args[1] != "on"):
+        raise ConsoleError("usage: debug secure [on]")
+    if not hasattr(s.machine, "grant_debug"):
+        return Output().text("this machine runs no SE image: there is no secure guest to debug as its owner")
+    if len(args) == 2:
+        if s.grant_debug_secure():
+            return Output().add(("owner", "debug secure: on: the machine's debug capability is now in use "
+                                          "(the owner's view of the secure guest, an emulator privilege)"))
+        return Output().text("debug secure: on (already in use)")
+    if s.debug_secure:
+        return Output().add(("owner", "debug secure: on (the machine's debug capability is in use)"))
+    return Output().text("debug secure: off (the host's view only; debug secure on asks for the capability)")

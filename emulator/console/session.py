@@ -86,7 +86,9 @@ class Session(BreakpointControl):
         self.symbols: dict[str, int] = dict(program.symbols) if program is not None else {}
         self._by_addr = sorted((a, n) for n, a in self.symbols.items())
         self.cpu_address = min(machine.cpus)
-        self.view = view
+        self.view = "host"
+        if view == "owner":
+            self.set_view(view)
         self.providers = providers if providers is not None else discover(machine)
         self._uv_log = None
         if providers is None and self.providers.uv_log is None and getattr(machine, "uv", None) is not None:
@@ -158,10 +160,40 @@ class Session(BreakpointControl):
         self.cpu_address = address
 
     def set_view(self, view: str) -> None:
-        """Switch the point of view: ``host`` or ``owner``."""
+        """Switch the point of view: ``host`` or ``owner`` (on a secure machine only with its debug
+        capability: ``grant_debug_secure``)."""
         if view not in VIEWS:
             raise ConsoleError(f"unknown view {view!r} (views: {', '.join(VIEWS)})")
+        if view == "owner":
+            self.require_debug_secure()
         self.view = view
+
+    @property
+    def debug_secure(self) -> bool:
+        """True when the session uses the machine's debug capability (a machine without one: always)."""
+        grant = getattr(self.machine, "grant_debug", None)
+        return grant is None or self.machine.debug is not None  # type: ignore[attr-defined]
+
+    def require_debug_secure(self) -> None:
+        """Raise ``ConsoleError`` (one line: how to get it) unless the session has the debug capability."""
+        if not self.debug_secure:
+            from emulator.console.secure import NEEDS_DEBUG
+
+            raise ConsoleError(NEEDS_DEBUG[0].upper() + NEEDS_DEBUG[1:])
+
+    def grant_debug_secure(self) -> bool:
+        """Ask the machine for its debug capability, by name (``debug secure on``, ``zuv console
+        --debug-secure``): the owner view of the secure guest. True when it was not in use before."""
+        grant = getattr(self.machine, "grant_debug", None)
+        if grant is None or self.machine.debug is not None:  # type: ignore[attr-defined]
+            return False
+        grant()
+        self._apply_debug()
+        return True
+
+    def _apply_debug(self) -> None:
+        """Hooks kept while the secure CPU was out of reach go to it now."""
+        self._install()
 
     def is_secure(self, cpu: Cpu | None = None) -> bool:
         """True when the CPU runs a secure guest (the machine says so for its vCPUs; otherwise: the CPU's
@@ -595,6 +627,8 @@ class Session(BreakpointControl):
         if self._uv_log is not None:
             self._uv_log.close()
             self._uv_log = None
+        if getattr(old, "debug", None) is not None and hasattr(machine, "grant_debug"):
+            machine.grant_debug()  # type: ignore[attr-defined] - the capability the session asked for stays
         old.close()  # type: ignore[attr-defined]
         notes: list[str] = []
         self.machine, self.program = machine, program
