@@ -316,8 +316,8 @@ class GdbStub:
             finally:
                 try:
                     os.write(self._wake_w, b"x")  # wake the loop waiting on the connection
-                except OSError:
-                    pass  # the stub was closed meanwhile
+                except (OSError, ValueError):
+                    pass  # the stub was closed meanwhile (its descriptors are -1 then)
             self._result = res
             if res.reason in ("all CPUs stopped", "check stop") or not any(
                 c.state == OPERATING for c in self.m.cpus.values()
