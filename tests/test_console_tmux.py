@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,13 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (tools/setup.sh)")
 
 
-#: a tmux server of this test process's own: test runs side by side (or a user's tmux) never share one, so one
-#: run's last kill-session cannot take the server away under another run's new-session
-_SOCKET = f"zuv-tests-{os.getpid()}"
+#: the socket of the current session's own tmux server (``_session`` makes one per session): no two sessions,
+#: of this test, a parallel run or a user's tmux, share a server, so no earlier session's kill can take a
+#: server away, half shut down, under the next new-session
+_SOCKET = ""
 
 
 def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", "-L", _SOCKET, *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(["tmux", "-S", _SOCKET, *args], capture_output=True, text=True, check=True).stdout
 
 
 def _wait_for(session: str, text: str, timeout: float = 20.0) -> str:
@@ -42,13 +44,17 @@ def _wait_for(session: str, text: str, timeout: float = 20.0) -> str:
 @contextlib.contextmanager
 def _session(cmd: str, width: int, height: int) -> Iterator[str]:
     """A detached tmux session of this size running ``cmd`` in the repository: its name; killed after."""
+    global _SOCKET  # noqa: PLW0603 - one session at a time in a test process
     name = f"zuv-{uuid.uuid4().hex[:8]}"
+    _SOCKET = os.path.join(tempfile.gettempdir(), f"zuv-tmux-{os.getpid()}-{name}")
     shell = f"cd {ROOT} && {cmd}; sleep 30"
     _tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), shell)
     try:
         yield name
     finally:
-        subprocess.run(["tmux", "-L", _SOCKET, "kill-session", "-t", name], capture_output=True)
+        subprocess.run(["tmux", "-S", _SOCKET, "kill-server"], capture_output=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_SOCKET)
 
 
 def test_console_in_a_terminal_breaks_steps_completes_and_quits():
