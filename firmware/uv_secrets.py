@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from firmware import asrcb
 from firmware import attestation as A
 from firmware.crypto import CryptoError, Secret, constant_time_eq
 from firmware.se_header import SCF_CCK_EXTENSION_SECRET, SCF_CCK_UPDATE
@@ -162,7 +163,7 @@ def add(uv: Ultravisor, cfg: SecureConfig, blk: UvCbGuestAddr, cb: ControlBlock)
     utype = struct.unpack_from(">H", hdr.magic, 6)[0]
     if (
         hdr.magic[:6] != A.ASRCB_MAGIC
-        or utype not in A.ASRCB_USER_DATA_TYPES
+        or utype not in asrcb.ASRCB_USER_DATA_TYPES
         or hdr.version != A.REQUEST_VERSION_V1
         or not uv.query.supp_add_secret_req_ver >> 63
     ):

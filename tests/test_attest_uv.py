@@ -19,6 +19,7 @@ from firmware import attestation as A
 from firmware import crypto as c
 from firmware import uv_attest as U
 from firmware.machine_identity import MachineIdentity
+from firmware.se_header import msb0
 from firmware.uv_codes import BY_NAME, installed_calls
 
 KERNEL = (Path(__file__).resolve().parents[1] / "guests" / "images" / "secure_demo.elf").read_bytes()
@@ -112,7 +113,7 @@ def test_backup_host_key_opens_the_request_and_is_reported(guest: LocalSecureGue
 
 def test_rc_order_of_kvm_unit_tests_pv_attest(guest: LocalSecureGuest) -> None:
     """The sequence of s390x/pv-attest.c: a minimal request that cannot be unsealed, one field at a time."""
-    paf = A.msb0(3)  # PAF_PHKH_ATT, as the test uses it: no nonce
+    paf = msb0(3)  # PAF_PHKH_ATT, as the test uses it: no nonce
     page = bytearray(0x180)
     struct.pack_into(">IIB", page, 0x08, 0x100, 0x180, 0)
     page[0x27] = 1

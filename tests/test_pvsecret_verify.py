@@ -12,6 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from emulator.attest.local import LocalSecureGuest
 from emulator.attest.pvsecret import pvsecret_main
+from firmware import asrcb
 from firmware import attestation as A
 from firmware.machine_identity import MachineIdentity
 
@@ -64,7 +65,7 @@ def test_signed_user_data_verifies_and_the_guest_adds_the_request(tmp_path, keys
     assert g.uvc("add_secret", addr=g.put(data)).header.rc == 0x0001
     # a changed signature byte: verify fails (exit 1), and the Ultravisor refuses it (tag)
     bad = bytearray(data)
-    bad[A.ASRCB_USER_DATA_OFFSET + size + 3] ^= 1
+    bad[asrcb.ASRCB_USER_DATA_OFFSET + size + 3] ^= 1
     (d / "bad").write_bytes(bytes(bad))
     assert pvsecret_main(["verify", "-i", str(d / "bad"), "--user-cert", str(keys[kind][1])]) == 1
     assert "does not verify" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from firmware import asrcb
 from firmware import attestation as A
 
 __all__ = ["UserDataError", "DATA_SIZE", "TYPE_NAMES", "key_type", "load_signing_key", "load_verifying_key",
@@ -38,7 +39,7 @@ TYPE_NAMES: Final = {0: "None", 1: "unsigned", 2: "ECDSA signed", 3: "RSA 2048 s
 _EC_SIG_MAX: Final = 139
 _EC_LEN_AT: Final = 0x190
 _AREA: Final = A.ASRCB_USER_DATA_SIZE
-_OFF: Final = A.ASRCB_USER_DATA_OFFSET
+_OFF: Final = asrcb.ASRCB_USER_DATA_OFFSET
 
 
 class UserDataError(Exception):
