@@ -24,7 +24,8 @@ from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import MachineInfo
 from emulator.hw.tod import TodClock
 from emulator.hypervisor.kvm import MIB, Hypervisor, Vm, VmResult
-from emulator.hypervisor.pv import PV_CMD_NAMES, ProtectFailure
+from emulator.hypervisor.pv import PV_CMD_NAMES
+from emulator.hypervisor.pv_ipl import ProtectFailure
 from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
 __all__ = ["SecureHost", "BootInterrupt", "BootResult", "TrapReport", "boot", "load_image",

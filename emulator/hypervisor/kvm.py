@@ -51,7 +51,8 @@ from emulator.hypervisor.sie import (
 )
 
 if TYPE_CHECKING:
-    from emulator.hypervisor.pv import ProtectFailure, PvHost, PvVm
+    from emulator.hypervisor.pv import PvHost, PvVm
+    from emulator.hypervisor.pv_ipl import ProtectFailure
     from firmware.uv_codes import UvCommand
 from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
 from emulator.hypervisor.intercepts import _HANDLERS
@@ -675,7 +676,7 @@ class Hypervisor:
                 cpu.set_gpr(r1 + 1, 0x0001)
             return
         if subcode in (8, 9, 10):
-            from emulator.hypervisor.pv import diag308_secure
+            from emulator.hypervisor.pv_ipl import diag308_secure
 
             diag308_secure(vm, v, r1, rx, subcode)
             return
