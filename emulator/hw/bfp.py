@@ -68,57 +68,71 @@ class Format:
 
     @cached_property
     def bias(self) -> int:
+        """The exponent bias (127, 1023, 16383)."""
         return (1 << (self.ebits - 1)) - 1
 
     @cached_property
     def emin(self) -> int:
+        """The smallest exponent of a normal number, unbiased."""
         return 1 - self.bias
 
     @cached_property
     def emax_field(self) -> int:
+        """The all-ones biased exponent field (infinities and NaNs)."""
         return (1 << self.ebits) - 1
 
     @cached_property
     def sign_bit(self) -> int:
+        """The sign bit's mask."""
         return 1 << (self.bits - 1)
 
     @cached_property
     def quiet_bit(self) -> int:
+        """The fraction's leftmost bit: set in a quiet NaN, clear in a signaling one."""
         return 1 << (self.fbits - 1)
 
     @cached_property
     def default_nan(self) -> int:
+        """The default NaN the architecture delivers: positive, quiet, the rest of the fraction zero."""
         return self.emax_field << self.fbits | self.quiet_bit
 
     def inf(self, sign: int) -> int:
+        """The infinity of the given sign (0 plus, 1 minus)."""
         return sign << (self.bits - 1) | self.emax_field << self.fbits
 
     def max_finite(self, sign: int) -> int:
+        """The largest finite magnitude with the given sign."""
         return sign << (self.bits - 1) | (self.emax_field - 1) << self.fbits | ((1 << self.fbits) - 1)
 
     def zero(self, sign: int) -> int:
+        """The zero of the given sign."""
         return sign << (self.bits - 1)
 
     # -- classification -----------------------------------------------------------------------------------
 
     def sign(self, v: int) -> int:
+        """The sign bit of ``v`` (0 or 1)."""
         return v >> (self.bits - 1) & 1
 
     def _exp_frac(self, v: int) -> tuple[int, int]:
         return v >> self.fbits & self.emax_field, v & ((1 << self.fbits) - 1)
 
     def is_nan(self, v: int) -> bool:
+        """Whether ``v`` is a NaN, quiet or signaling."""
         e, f = self._exp_frac(v)
         return e == self.emax_field and f != 0
 
     def is_snan(self, v: int) -> bool:
+        """Whether ``v`` is a signaling NaN."""
         return self.is_nan(v) and not v & self.quiet_bit
 
     def is_inf(self, v: int) -> bool:
+        """Whether ``v`` is an infinity of either sign."""
         e, f = self._exp_frac(v)
         return e == self.emax_field and f == 0
 
     def is_zero(self, v: int) -> bool:
+        """Whether ``v`` is a zero of either sign."""
         return v & (self.sign_bit - 1) == 0
 
     def value(self, v: int) -> Fraction:
@@ -145,6 +159,7 @@ class Format:
         return bit >> self.sign(v)
 
     def quiet(self, v: int) -> int:
+        """``v`` with its quiet bit set (a signaling NaN made quiet)."""
         return v | self.quiet_bit
 
     # -- rounding -----------------------------------------------------------------------------------------
