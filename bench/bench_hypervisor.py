@@ -48,7 +48,10 @@ _WAIT_PSW = struct.pack(">QQ", 0x0002000180000000, 0xFFF)
 def _loop_kernel(n: int) -> bytes:
     """A memory image from absolute 0 whose code at 0x10000 issues ``n`` DIAGNOSE 0x9C and stops."""
     img = bytearray(0x11000)
-    code = bytes.fromhex("c021") + struct.pack(">I", n) + bytes.fromhex("8300009c" "a727fffe" "c0100000" "0079" "b2b21000")
+    code = (
+        bytes.fromhex("c021") + struct.pack(">I", n)
+        + bytes.fromhex("8300009c" "a727fffe" "c0100000" "0079" "b2b21000")
+    )
     img[0x10000 : 0x10000 + len(code)] = code
     img[0x10100:0x10110] = _WAIT_PSW
     return bytes(img)
@@ -166,17 +169,18 @@ def main() -> int:
     print(f"export + import round trip per page:      {ei * 1e6:7.2f} us  (target <= 20)")
     boot_s, raw_s, down_s, cpu_s = bench_boot(host, a.boot_mib, keys, a.repeat)
     print(
-        f"secure boot of a {a.boot_mib} MiB image (median of {a.repeat}): {boot_s:5.2f} s; raw AES-XTS + SHA-512 of the "
-        f"same bytes "
+        f"secure boot of a {a.boot_mib} MiB image (median of {a.repeat}): {boot_s:5.2f} s; "
+        f"raw AES-XTS + SHA-512 of the same bytes "
         f"{raw_s:.2f} s; raw/boot = {raw_s / boot_s:.2f}  (target >= 0.5)"
     )
     print(
-        f"  then the VM's teardown:                   {down_s:7.2f} s ({down_s / (a.boot_mib * 256) * 1e6:.1f} us per "
-        f"page); raw/(boot + teardown) = {raw_s / (boot_s + down_s):.2f}"
+        f"  then the VM's teardown:                   {down_s:7.2f} s "
+        f"({down_s / (a.boot_mib * 256) * 1e6:.1f} us per page); "
+        f"raw/(boot + teardown) = {raw_s / (boot_s + down_s):.2f}"
     )
     print(
-        f"  CPU time of boot + teardown, all threads: {cpu_s:5.2f} s against {boot_s + down_s:.2f} s elapsed (the "
-        f"Unpack PLD is hashed on a second thread)"
+        f"  CPU time of boot + teardown, all threads: {cpu_s:5.2f} s against {boot_s + down_s:.2f} s elapsed "
+        f"(the Unpack PLD is hashed on a second thread)"
     )
     return 0
 

@@ -83,7 +83,8 @@ def main() -> int:
     common = ["-m", args.memory, "--initrd", str(initrd), "--append", args.append]
     zcmd = [sys.executable, "-m", "emulator.cli", "run", *common, str(kernel)]
     qcmd = ["qemu-system-s390x", "-M", "s390-ccw-virtio", "-accel", "tcg", "-nographic", "-no-reboot",
-            "-m", args.memory, "-kernel", str(kernel), "-initrd", str(initrd), "-append", args.append]  # fmt: skip
+            "-m", args.memory, "-kernel", str(kernel), "-initrd", str(initrd),
+            "-append", args.append]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     sides: dict[str, list[dict]] = {"zuv": [], "qemu": []}
     for _ in range(args.repeat):  # alternate the two sides so both see the same minutes
@@ -97,7 +98,10 @@ def main() -> int:
             if r["rc"] != 0:
                 print(f"      last output: {r['tail']!r}")
         med[name] = statistics.median(r["marker"] for r in runs)
-    print(f"to the shell: zuv {med['zuv']:.1f} s, qemu {med['qemu']:.1f} s, ratio {med['zuv'] / med['qemu']:.1f}")
+    print(
+        f"to the shell: zuv {med['zuv']:.1f} s, qemu {med['qemu']:.1f} s, "
+        f"ratio {med['zuv'] / med['qemu']:.1f}"
+    )
     return 0
 
 

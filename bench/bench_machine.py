@@ -150,7 +150,8 @@ def main() -> int:
         print(
             f"{name:12s} {title:34s} zuv {row['zuv_mips']:7.1f} MIPS ({z:.3f}s)"
             + (
-                f" | qemu {row['qemu_mips']:7.1f} MIPS ({row['qemu_s']:.3f}s) | zuv/qemu speed {row['ratio']:.2f}x"
+                f" | qemu {row['qemu_mips']:7.1f} MIPS ({row['qemu_s']:.3f}s)"
+                f" | zuv/qemu speed {row['ratio']:.2f}x"
                 if "ratio" in row
                 else ""
             )
@@ -174,7 +175,8 @@ def main() -> int:
     )
     if out.returncode == 0:
         print(
-            f"resident memory of a 2.2 GiB machine after running hello: {int(out.stdout.strip()) / 1024:.0f} MiB"
+            "resident memory of a 2.2 GiB machine after running hello: "
+            f"{int(out.stdout.strip()) / 1024:.0f} MiB"
         )
     return 0
 

@@ -251,7 +251,9 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
         0x0107: "maximum number of secure configurations reached (zuv)",
         0x0108: "base storage origin invalid (beyond memory, or not on a 4 KiB boundary (zuv))",
         0x0109: "base storage overlaps a lowcore",
-        0x010A: "variable storage inaccessible (translation, beyond memory, alignment, or not host storage) (zuv)",
+        0x010A: (
+            "variable storage inaccessible (translation, beyond memory, alignment, or not host storage) (zuv)"
+        ),
         0x010C: "SCA origin is zero",
         0x010D: "SCA inaccessible",
         0x010E: "variable storage overlaps a lowcore",
@@ -268,7 +270,9 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
     0x0200: {
         0x0101: "guest address beyond the secure guest's storage (zuv)",
         0x0104: "guest page already secure for this configuration",
-        0x0105: "frame is in a conflicting secure state (donated, other configuration, other guest address) (zuv)",
+        0x0105: (
+            "frame is in a conflicting secure state (donated, other configuration, other guest address) (zuv)"
+        ),
         0x0107: "integrity check of the exported page failed: modified, swapped or replayed (zuv)",
         0x010A: "guest address not mapped, invalid or write-protected in the configuration's ASCE",
     },
@@ -328,7 +332,9 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
         0x0112: "access exception on the evidence area (zuv)",
     },
     0x1031: {
-        0x0101: "not allowed to modify the secret store (rrc: 1 image, 2 CUID, 3 extension secret, 4 CCK update)",
+        0x0101: (
+            "not allowed to modify the secret store (rrc: 1 image, 2 CUID, 3 extension secret, 4 CCK update)"
+        ),
         0x0102: "secret store locked",
         0x0103: "access exception on the add-secret request",
         0x0104: "unsupported add-secret request version",

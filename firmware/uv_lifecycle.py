@@ -61,9 +61,10 @@ class LifecycleCommands(PageCommands):
         for i, w in enumerate(installed_calls(caller.kind)):
             blk.inst_calls_list[i] = w
         for name in (
-            "uv_base_stor_len", "conf_base_phys_stor_len", "conf_base_virt_stor_len", "conf_virt_var_stor_len",
-            "cpu_stor_len", "max_num_sec_conf", "max_guest_stor_addr", "max_guest_cpu_id",
-            "uv_feature_indications", "supp_se_hdr_versions", "supp_se_hdr_pcf", "conf_dump_storage_state_len",
+            "uv_base_stor_len", "conf_base_phys_stor_len", "conf_base_virt_stor_len",
+            "conf_virt_var_stor_len", "cpu_stor_len", "max_num_sec_conf", "max_guest_stor_addr",
+            "max_guest_cpu_id", "uv_feature_indications", "supp_se_hdr_versions", "supp_se_hdr_pcf",
+            "conf_dump_storage_state_len",
             "conf_dump_finalize_len", "supp_att_req_hdr_ver", "supp_att_pflags", "supp_add_secret_req_ver",
             "supp_add_secret_pcf", "supp_secret_types", "max_assoc_secrets", "max_retr_secrets",
         ):  # fmt: skip
@@ -241,8 +242,8 @@ class LifecycleCommands(PageCommands):
     def _cmd_destroy_sec_conf_fast(
         self, caller: UvCaller, blk: B.UvCbDestroyFast, cb: ControlBlock, g: Any
     ) -> _Outcome:
-        """Destroy Secure Configuration Fast (0x0102): as 0x0101, but the guest pages are not walked: they stay
-        secure until the host destroys (or exports) each one.
+        """Destroy Secure Configuration Fast (0x0102): as 0x0101, but the guest pages are not walked: they
+        stay secure until the host destroys (or exports) each one.
 
         Returns: 0x0020 invalid handle, 0x0102 secure CPUs still exist, 0x0001 success.
         """

@@ -5,7 +5,7 @@ Add Secret (0x1031), List Secrets (0x1033), Lock Secret Store (0x1034), Retrieve
 Add Secret checks, in this order (spec 10.5 lists the codes; the order and the rrcs are zuv's, see
 ``docs/attestation.md``)::
 
-    0x0102 store locked                  0x010D dump in progress             0x0103 request header not accessible
+    0x0102 store locked                  0x010D dump in progress             0x0103 header inaccessible
     0x0104 magic / version / user-data type                                  0x0106 nks 0
     0x0105 rql outside what nks allows   0x0103 request body not accessible  0x0107 unsupported flag
     0x0109 unsupported secret type       0x010A invalid length for the type  0x0105 sea / rql do not add up
@@ -120,7 +120,10 @@ class SecretStore:
     cck: Secret | None = None  # set by an update-CCK secret
 
     def __repr__(self) -> str:
-        return f"SecretStore(secrets={len(self.secrets)}, requests={len(self.request_tags)}, locked={self.locked})"
+        return (
+            f"SecretStore(secrets={len(self.secrets)}, requests={len(self.request_tags)}, "
+            f"locked={self.locked})"
+        )
 
 
 def store_of(cfg: SecureConfig) -> SecretStore:

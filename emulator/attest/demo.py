@@ -270,8 +270,9 @@ class GuestRun:
 
 
 def run_guest(
-    relay: Relay, image: bytes, machine: str = DEMO_MACHINE, console_out: Callable[[bytes], None] | None = None,
-    time_limit: float = 120.0, uv_events: Callable[[Any], None] | None = None,
+    relay: Relay, image: bytes, machine: str = DEMO_MACHINE,
+    console_out: Callable[[bytes], None] | None = None, time_limit: float = 120.0,
+    uv_events: Callable[[Any], None] | None = None,
 ) -> GuestRun:  # fmt: skip
     """Boot ``image`` as a secure guest on ``machine`` with the mailbox wired to ``relay``; ``uv_events``
     gets the Ultravisor's event of every completed UV call (``Ultravisor.add_event_sink``)."""
@@ -325,7 +326,8 @@ def _demo(a: argparse.Namespace) -> int:
     with VerifierService(verifier, port=a.port) as svc:
         client = VerifierClient(svc.url)
         _say(
-            f"verifier: listening on {svc.url}; reference image attest_demo.se, tag {verifier.policy.tags.tag.hex()}"
+            f"verifier: listening on {svc.url}; reference image attest_demo.se, "
+            f"tag {verifier.policy.tags.tag.hex()}"
         )
 
         _say("\n[1] genuine image, honest host")

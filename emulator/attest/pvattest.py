@@ -192,7 +192,8 @@ def _add_data(text: str) -> list[str]:
     for item in items:
         if item not in ADD_DATA_FLAGS:
             raise argparse.ArgumentTypeError(
-                f"invalid value '{item}' for '--add-data <FLAGS>' (possible values: {', '.join(ADD_DATA_FLAGS)})"
+                f"invalid value '{item}' for '--add-data <FLAGS>' "
+                f"(possible values: {', '.join(ADD_DATA_FLAGS)})"
             )
     return items
 
@@ -208,7 +209,8 @@ def _host_key_checks(text: str) -> list[str]:
     for item in items:
         if item not in HOST_KEY_CHECKS:
             raise argparse.ArgumentTypeError(
-                f"invalid value '{item}' for '--host-key-check' (possible values: {', '.join(HOST_KEY_CHECKS)})"
+                f"invalid value '{item}' for '--host-key-check' "
+                f"(possible values: {', '.join(HOST_KEY_CHECKS)})"
             )
     return items
 

@@ -21,8 +21,8 @@ when the underflow mask is on, and with inexact otherwise; see ``ieee_flags``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from fractions import Fraction
+from functools import cached_property
 from math import isqrt
 from typing import Final
 

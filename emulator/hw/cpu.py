@@ -406,7 +406,8 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         ``run`` waits there, having made no storage access since (it does not return: the guest goes on
         afterwards). Then storage and the CPU's TLB may be changed from this thread."""
         lock = self._run_lock
-        if not self._owed and lock.acquire(False):  # not in its run: held at once (a run waits for ``unhold``)
+        # not in its run: held at once (a run waits for ``unhold``)
+        if not self._owed and lock.acquire(False):
             self._holds += 1  # holders take turns (the Ultravisor's lock): no other thread changes the count
             return
         if self._owed:  # it waited for the previous hold: let it enter unicorn once first

@@ -196,8 +196,8 @@ def switch_for(uc: Uc) -> Switch | None:
 #: ``uc_ctl``'s request code for writing the exit list (the binding's encoding: op, argument count,
 #: control)
 _CTL_SET_EXITS: Final = (UC_CTL_IO_WRITE << 30) | (2 << 26) | UC_CTL_UC_EXITS
-#: glib's GTree as unicorn's copy lays it out (``g_tree_new_full``): the key comparison at 8, the key's destroy
-#: function at 16, the node count (32 bits) at 40
+#: glib's GTree as unicorn's copy lays it out (``g_tree_new_full``): the key comparison at 8, the key's
+#: destroy function at 16, the node count (32 bits) at 40
 _GTREE_COMPARE, _GTREE_KEY_DESTROY, _GTREE_NNODES = 0x08, 0x10, 0x28
 #: how far into the engine handle ``uc_struct.ctl_exits`` is looked for (the struct is ~16 KiB in 2.1.4)
 _TREE_SCAN_BYTES: Final = 0x8000

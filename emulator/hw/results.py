@@ -55,8 +55,8 @@ class RunResult:
 
     @property
     def guest_status(self) -> int | None:
-        """The N of the guest's last ``EXIT: STATUS=N`` console line (kvm-unit-tests' convention: 1 is success,
-        77 a skip, any other value a failure), or None when it printed none."""
+        """The N of the guest's last ``EXIT: STATUS=N`` console line (kvm-unit-tests' convention: 1 is
+        success, 77 a skip, any other value a failure), or None when it printed none."""
         if not self.exit_line:
             return None
         _, _, value = self.exit_line.partition("STATUS=")
@@ -66,8 +66,9 @@ class RunResult:
             return None
 
     def guest_exit_code(self) -> int:
-        """The process exit code the guest asked for, as kvm-unit-tests' runner reads ``EXIT: STATUS=N``: 0 for
-        ``STATUS=1`` (success) or no status line, N itself otherwise (77 is a skip), 255 at most, 1 for 0."""
+        """The process exit code the guest asked for, as kvm-unit-tests' runner reads ``EXIT: STATUS=N``: 0
+        for ``STATUS=1`` (success) or no status line, N itself otherwise (77 is a skip), 255 at most, 1 for
+        0."""
         status = self.guest_status
         if status is None or status == 1:
             return 0

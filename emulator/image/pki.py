@@ -591,7 +591,8 @@ def _build_chain(
         if not parents:
             raise PkiError(
                 f"no issuer certificate for {current.subject.rfc4514_string()!r} "
-                f"(issuer {current.issuer.rfc4514_string()!r}); give it with --cert or the root with --root-ca"
+                f"(issuer {current.issuer.rfc4514_string()!r}); "
+                "give it with --cert or the root with --root-ca"
             )
         parent = parents[0]
         what = "the IBM Z signing-key certificate" if current is signing else "an intermediate CA certificate"

@@ -305,11 +305,11 @@ class LparSie:
 
     @staticmethod
     def _mvpg_pei(g: Cpu, sd: SieBlock, reloc: _Relocation) -> bool:
-        """MOVE PAGE interpreted (``ECA_MVPGI``) met a host page that is not mapped: store the partial-execution
-        identification, the real addresses of the host page-table entries of the first (0xc0) and second
-        (0xc8) operand, and say so. Only for a guest running with DAT off, whose operands are guest real
-        addresses; False when the instruction is no MVPG or an operand's host tables end above the page
-        table (the host then takes the translation exception itself)."""
+        """MOVE PAGE interpreted (``ECA_MVPGI``) met a host page that is not mapped: store the
+        partial-execution identification, the real addresses of the host page-table entries of the first
+        (0xc0) and second (0xc8) operand, and say so. Only for a guest running with DAT off, whose operands
+        are guest real addresses; False when the instruction is no MVPG or an operand's host tables end above
+        the page table (the host then takes the translation exception itself)."""
         pc = g.pc
         try:
             raw = g.read_virtual(pc, 4)

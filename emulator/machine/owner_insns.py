@@ -36,9 +36,9 @@ _SIGP_TAKES_OVER: Final = frozenset({
 
 
 class CpuControlBlock:
-    """A UVCB as the calling CPU addresses it: a logical address (virtual in the PSW's address space when DAT is
-    on, real otherwise), as the CPU's own operands are. kvm-unit-tests' pv-ipl initialises the Ultravisor in
-    primary-space mode before it loads CR13 at all, so the home space cannot be what the UVC uses there.
+    """A UVCB as the calling CPU addresses it: a logical address (virtual in the PSW's address space when DAT
+    is on, real otherwise), as the CPU's own operands are. kvm-unit-tests' pv-ipl initialises the Ultravisor
+    in primary-space mode before it loads CR13 at all, so the home space cannot be what the UVC uses there.
 
     Every byte goes through the CPU's translation with all its checks, so a block that is not
     accessible (also only its tail) raises the caller's access exception and nothing is stored.
