@@ -73,8 +73,8 @@ from emulator.hypervisor.uvclient import UvResult
 from emulator.hypervisor.virtio import DEVICE_BLOCK, DEVICE_CONSOLE, ZvqHeader
 
 if TYPE_CHECKING:
+    from emulator.hw.sie import SieExit
     from emulator.hypervisor.kvm import Vm, VmResult
-    from emulator.hypervisor.sie import SieExit
 
 __all__ = [
     "Host",
@@ -237,7 +237,7 @@ class Host:
         of a secure CPU's registers, plaintext storage, address breakpoints in a secure guest). An emulator
         privilege, asked for by name: no real machine gives a hypervisor this, and an attack that uses it
         proves nothing (``debug_given`` tells)."""
-        from emulator.hypervisor.debug import SecureDebug
+        from emulator.machine.secure_debug import SecureDebug
 
         self._debug_given = True
         log.warning(

@@ -24,9 +24,9 @@ from emulator.hw.memory import PAGE_SIZE
 
 if TYPE_CHECKING:
     from emulator.api import Exit, RunOutcome, UvLogEntry
-    from emulator.hypervisor.debug import SecureDebug
+    from emulator.hw.sie import SieExit
     from emulator.hypervisor.kvm import Vm, VmResult
-    from emulator.hypervisor.sie import SieExit
+    from emulator.machine.secure_debug import SecureDebug
 
 __all__ = [
     "Event", "Breakpoint", "DebugCapability", "SecureRegisters", "DebugCapabilityRequired", "GuestDebugging",

@@ -186,7 +186,7 @@ def test_a_cr0_reload_that_changes_no_translation_control_still_sees_an_invalida
 def test_sie_guest_storage_through_a_host_1m_frame_is_not_prefixed(cpu):
     """The level-2 SIE maps guest absolute storage through the host's DAT; a host 1 MiB frame is absolute
     (the host's prefix area must not be swapped in)."""
-    from emulator.hypervisor.sie import SieBlock
+    from emulator.hw.sie import SieBlock
     from emulator.machine.lpar_sie import _Relocation
 
     cpu.mem.write(SGT, struct.pack(">Q", 0 | FC))  # host virtual 0-1 MiB: the 1 MiB frame at absolute 0

@@ -7,9 +7,9 @@ import pytest
 
 from emulator.errors import HypervisorError
 from emulator.hw.memory import PhysicalMemory
+from emulator.hw.sie import ICPT_INST, SieBlock, SiePage, ipa_ipb
 from emulator.hw.tod import TodClock
 from emulator.hypervisor.kvm import MIB, HostAllocator, Hypervisor
-from emulator.hypervisor.sie import ICPT_INST, SieBlock, SiePage, ipa_ipb
 from emulator.machine.machine import Machine
 
 ROOT = Path(__file__).resolve().parent.parent

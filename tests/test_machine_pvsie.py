@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from emulator.hw.cpu import OPERATING
-from emulator.hypervisor.sie import SiePage
+from emulator.hw.sie import SiePage
 from emulator.hypervisor.uvclient import HostArena, UvClient
 from emulator.image.gen_se_header import Component, gen_se_header
 from emulator.machine.machine import Machine

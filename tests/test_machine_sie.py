@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from emulator.hypervisor.sie import SieBlock
+from emulator.hw.sie import SieBlock
 from emulator.machine.machine import Machine
 
 pytestmark = pytest.mark.toolchain

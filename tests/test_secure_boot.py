@@ -107,9 +107,9 @@ def test_any_tampered_header_byte_fails_set_secure_parameters(demo_host, tmp_pat
 
 def test_the_hypervisor_sees_only_the_state_description_and_forged_handles_give_validity(demo_host):
     from emulator.errors import HypervisorError
-    from emulator.hypervisor.pvsie import VIR_CONFIG_HANDLE, VIR_NOT_OPERATING
-    from emulator.hypervisor.sie import ICPT_VALIDITY
+    from emulator.hw.sie import ICPT_VALIDITY
     from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
+    from firmware.uv_sie import VIR_CONFIG_HANDLE, VIR_NOT_OPERATING
 
     vm = demo_host.hv.create_vm(64 << 20)
     try:

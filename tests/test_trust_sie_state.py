@@ -9,7 +9,7 @@ import pytest
 from emulator.api import Host, SecureStorageAccess
 from emulator.attacks.referee import SECRET_WORDS
 from emulator.errors import HypervisorError
-from emulator.hypervisor.pvsie import VIR_SIDA
+from firmware.uv_sie import VIR_SIDA
 
 
 def _secret_on_second_sida_page(host: Host):
@@ -71,7 +71,7 @@ def _trusted(obj: object) -> bool:
     the Ultravisor's half of SIE, and the machine's storage (the host touches it through ``HostView``'s
     checks only)."""
     from emulator.hw.memory import PhysicalMemory
-    from emulator.hypervisor.pvsie import PvSieEngine
+    from firmware.uv_sie import PvSieEngine
 
     mod = type(obj).__module__ or ""
     return mod.startswith("firmware") or isinstance(obj, (PvSieEngine, PhysicalMemory))
@@ -167,7 +167,7 @@ def test_api_breakpoints_events_and_no_debug_capability_reach_nothing_secure() -
     register or CPU; and no debug capability reachable unless the script asked for one by name."""
     from emulator.api import Breakpoint, DebugCapability, Event
     from emulator.attacks.referee import secure_registers
-    from emulator.hypervisor.debug import SecureDebug
+    from emulator.machine.secure_debug import SecureDebug
 
     with Host(seed=9) as host:
         g = host.boot()
@@ -268,7 +268,7 @@ def test_the_hypervisor_reaches_storage_only_through_the_hardware_and_the_host_v
     from emulator.hw.cpu import Cpu
     from emulator.hw.hardware import Hardware
     from emulator.hw.memory import HostSpan, HostView, PhysicalMemory
-    from emulator.hypervisor.pvsie import PvSieEngine
+    from firmware.uv_sie import PvSieEngine
 
     doors = (Cpu, Hardware, HostView, HostSpan, PvSieEngine)
     with Host(seed=8) as host:
@@ -371,7 +371,7 @@ def test_console_session_without_the_debug_capability_reaches_no_secure_cpu_debu
     it no hardware CPU of the secure guest, no SecureDebug, no capability, no secure byte nor register value
     (the Ultravisor and the storage are trusted doors the walk does not pass, as for the hypervisor)."""
     from emulator.api import DebugCapability
-    from emulator.hypervisor.debug import SecureDebug
+    from emulator.machine.secure_debug import SecureDebug
 
     s, hw, objs = _console_after_a_secure_run(debug_secure=False)
     try:
@@ -388,7 +388,7 @@ def test_console_session_with_the_debug_capability_reaches_it() -> None:
     """The same walk from a session given the capability finds SecureDebug and the secure guest's hardware
     CPU: the walk above can fail."""
     from emulator.hw.cpu import Cpu
-    from emulator.hypervisor.debug import SecureDebug
+    from emulator.machine.secure_debug import SecureDebug
 
     s, hw, objs = _console_after_a_secure_run(debug_secure=True)
     try:

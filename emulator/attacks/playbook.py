@@ -483,7 +483,7 @@ def read_donated(seed: int = 1) -> Outcome:
 
 
 def sd_swap(seed: int = 1) -> Outcome:
-    from emulator.hypervisor.sie import SieBlock
+    from emulator.hw.sie import SieBlock
 
     o = Outcome("sd-swap")
     host = Host(seed=seed)

@@ -18,8 +18,8 @@ from emulator.hw.memory import OWNER_HOST, OWNER_UV, PAGE_SHIFT
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
     from emulator.hw.memory import PhysicalMemory
+    from emulator.hw.sie import SieExit
     from emulator.hypervisor.kvm import Hypervisor, Vcpu, Vm
-    from emulator.hypervisor.sie import SieExit
     from firmware.uv import Ultravisor, UvEvent
 
 __all__ = ["UvEventLog", "HypervisorIntercepts", "SecureHostPageMap", "intercept_detail", "format_field"]

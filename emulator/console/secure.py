@@ -35,15 +35,15 @@ from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, 
 from emulator.console.tables import uv_command
 from emulator.errors import EmulatorError, MachineError
 from emulator.hw.cpu import CpuExit, prefixed, wrap_address
-from emulator.hypervisor.debug import SecureDebug
 from emulator.machine.machine import check_run_limits
+from emulator.machine.secure_debug import SecureDebug
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
     from emulator.hw.results import RunResult
+    from emulator.hw.sie import SieExit
     from emulator.hypervisor.boot import SecureHost, TrapReport
     from emulator.hypervisor.kvm import Vcpu
-    from emulator.hypervisor.sie import SieExit
     from emulator.machine.loader import LoadedProgram
     from firmware.uv_codes import UvCommand
 

@@ -37,9 +37,7 @@ from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PAGE_SIZE, PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
 from emulator.hw.sclp import Sclp
-from emulator.hw.sysinfo import MachineInfo, facility_list
-from emulator.hw.tod import TodClock
-from emulator.hypervisor.sie import (
+from emulator.hw.sie import (
     CPUSTAT_STOPPED,
     ICPT_INST,
     ICPT_PROGI,
@@ -49,6 +47,8 @@ from emulator.hypervisor.sie import (
     SieExit,
     SiePage,
 )
+from emulator.hw.sysinfo import MachineInfo, facility_list
+from emulator.hw.tod import TodClock
 
 if TYPE_CHECKING:
     from emulator.hypervisor.pv import PvHost, PvVm

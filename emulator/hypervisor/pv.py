@@ -24,9 +24,7 @@ from emulator.errors import HypervisorError, ProgramException, SecureStorageAcce
 from emulator.hw import sigp as S
 from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT, Cpu
 from emulator.hw.memory import PAGE_SIZE, HostSpan, HostView
-from emulator.hw.sysinfo import stsi
-from emulator.hypervisor.pvsie import VIR_NAMES, PvSieEngine
-from emulator.hypervisor.sie import (
+from emulator.hw.sie import (
     ICPT_EXTREQ,
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
@@ -43,8 +41,10 @@ from emulator.hypervisor.sie import (
     SieExit,
     SiePage,
 )
+from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.uvclient import HostArena, UvClient, UvResult
 from firmware.uv_codes import describe
+from firmware.uv_sie import VIR_NAMES, PvSieEngine
 
 if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Hypervisor, Vcpu, Vm

@@ -1,5 +1,5 @@
 """SIE with a format-4 state description, executed by a program in the LPAR: its secure guests run through the
-Ultravisor's half of SIE (``emulator.hypervisor.pvsie.PvSieEngine``), as zuv's own hypervisor runs its own.
+Ultravisor's half of SIE (``firmware.uv_sie.PvSieEngine``), as zuv's own hypervisor runs its own.
 
 A level-2 program that is a hypervisor (kvm-unit-tests' pv-host tests ``pv-diags``, ``pv-icptcode``,
 ``pv-ipl``) creates a secure configuration and CPU with host UVCs, turns the CPU's state description (SD) into
@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Final
 
 from emulator.hw.cpu import OPERATING, PSW_MASK_IO, Cpu, Insn
 from emulator.hw.memory import PhysicalMemory
-from emulator.hypervisor.pvsie import VIR_CONCURRENT, VIR_FORMAT, VIR_SIDA, PvSieEngine
-from emulator.hypervisor.sie import ICPT_VALIDITY, SieBlock, SiePage
+from emulator.hw.sie import ICPT_VALIDITY, SieBlock, SiePage
+from firmware.uv_sie import VIR_CONCURRENT, VIR_FORMAT, VIR_SIDA, PvSieEngine
 
 if TYPE_CHECKING:
     from firmware.uv import Ultravisor

@@ -52,9 +52,7 @@ from emulator.hw.cpu import (
     prefixed,
 )
 from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import FAC_EDAT2
-from emulator.hw.tod import TodClock
-from emulator.hypervisor.sie import (
+from emulator.hw.sie import (
     CPUSTAT_STOPPED,
     ICPT_INST,
     ICPT_OPEREXC,
@@ -67,6 +65,8 @@ from emulator.hypervisor.sie import (
     SieBlock,
     ipa_ipb,
 )
+from emulator.hw.sysinfo import FAC_EDAT2
+from emulator.hw.tod import TodClock
 from emulator.machine.lpar_pvsie import LparPvSie
 
 if TYPE_CHECKING:

@@ -68,7 +68,7 @@ from emulator.hw.cpu import (
     Insn,
 )
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, HostSpan
-from emulator.hypervisor.sie import (
+from emulator.hw.sie import (
     ICPT_EXTREQ,
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,

@@ -7,7 +7,7 @@ hypervisor (``emulator.hypervisor.kvm``) only sees the SD, the SIDA and, for nor
 register file (which a normal guest's SIE shares with its host anyway).
 
 For a secure guest (SD format 4, ``sdf = 2``) the Ultravisor's half of SIE lives in
-``emulator.hypervisor.pvsie`` (it needs the UV's view of secure CPUs); this module then only provides the
+``firmware.uv_sie`` (it needs the UV's view of secure CPUs); this module then only provides the
 layouts and the codes.
 
 Layouts: ``SieBlock`` is Linux's ``struct kvm_s390_sie_block`` (512 bytes) and ``SiePage`` its 4 KiB
