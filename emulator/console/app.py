@@ -144,7 +144,9 @@ def run_interactive(
     return asyncio.run(_interactive(session, input, output, history))
 
 
-async def _interactive(session: Session, input: Input | None, output: PtOutput | None, history: History | None) -> int:  # noqa: A002
+async def _interactive(
+    session: Session, input: Input | None, output: PtOutput | None, history: History | None  # noqa: A002
+) -> int:
     prompt: PromptSession[str] = PromptSession(
         history=history if history is not None else InMemoryHistory(),
         completer=ConsoleCompleter(session),

@@ -356,8 +356,8 @@ class BreakpointControl(StorageViews):
                 c = uv_command(call.cmd)
                 self._hit(
                     bp,
-                    f"UVC {call.cmd:#06x} {c.name if c else ''} from {call.caller}: cc {call.cc} rc {call.rc:#06x} "
-                    f"rrc {call.rrc:#06x} (completed)",
+                    f"UVC {call.cmd:#06x} {c.name if c else ''} from {call.caller}: "
+                    f"cc {call.cc} rc {call.rc:#06x} rrc {call.rrc:#06x} (completed)",
                 )
                 return
 
@@ -429,7 +429,8 @@ class BreakpointControl(StorageViews):
             if bp.enabled and bp.kind == "page" and (bp.code is None or bp.code == frame):
                 self._hit(
                     bp,
-                    f"frame {frame:#x} (host {frame << PAGE_SHIFT:#x}): {_state_name(*before)} -> {_state_name(*now)}",
+                    f"frame {frame:#x} (host {frame << PAGE_SHIFT:#x}): "
+                    f"{_state_name(*before)} -> {_state_name(*now)}",
                 )
                 return
 

@@ -141,7 +141,8 @@ def _status_frags(s: Session, compact: bool) -> list[tuple[str, str]]:
 # -- execution ---------------------------------------------------------------------------------------------
 
 
-@command("step", "step [N]", "execute N instructions on the selected CPU (default 1)", aliases=("s", "si", "stepi"),
+@command("step", "step [N]",
+         "execute N instructions on the selected CPU (default 1)", aliases=("s", "si", "stepi"),
          group="run", complete=("num",))  # fmt: skip
 def _step(s: Session, args: list[str]) -> Output:
     """Execute instructions one at a time on the selected CPU; other CPUs do not move. Watched values are
@@ -184,7 +185,8 @@ def _run_opts(args: list[str], usage: str) -> tuple[list[str], float | None, int
     return rest, time_limit, insns
 
 
-@command("continue", "continue [--time S] [--insns N]", "run all CPUs at full speed until something stops them",
+@command("continue", "continue [--time S] [--insns N]",
+         "run all CPUs at full speed until something stops them",
          aliases=("c", "cont", "run"), group="run")  # fmt: skip
 def _continue(s: Session, args: list[str]) -> Output:
     """Runs the machine at full speed (breakpoints are unicorn exits, watchpoints refused TLB fills: nothing
@@ -195,7 +197,8 @@ def _continue(s: Session, args: list[str]) -> Output:
     return _stop_output(s, s.cont(time_limit=t, max_insns=n))
 
 
-@command("until", "until [LOCATION]", "run to LOCATION; without one, until the instruction after a loop's branch",
+@command("until", "until [LOCATION]",
+         "run to LOCATION; without one, until the instruction after a loop's branch",
          aliases=("u",), group="run", complete=("loc",))  # fmt: skip
 def _until(s: Session, args: list[str]) -> Output:
     """With a location (address or symbol): run until the selected CPU's code reaches it. Without: at a
@@ -269,7 +272,8 @@ def _watch(s: Session, args: list[str]) -> Output:
     return Output().add(("ok", "watchpoint "), bp.describe(), ("dim", f"  now {s.shown(bp.address, bp.old)}"))
 
 
-@command("delete", "delete [N|all]", "delete breakpoint N (all without argument)", aliases=("d",), group="break",
+@command("delete", "delete [N|all]",
+         "delete breakpoint N (all without argument)", aliases=("d",), group="break",
          complete=("bpnum",))  # fmt: skip
 def _delete(s: Session, args: list[str]) -> Output:
     """Deletes one breakpoint by number, or all of them."""
@@ -434,7 +438,8 @@ def _dump(s: Session, space: str, addr: int, length: int) -> Output:
     return out
 
 
-@command("mem", "mem [SPACE:]ADDRESS [LENGTH]", "dump memory: virtual (default), real, abs (guest absolute), host",
+@command("mem", "mem [SPACE:]ADDRESS [LENGTH]",
+         "dump memory: virtual (default), real, abs (guest absolute), host",
          aliases=("m",), complete=("loc", "num"))  # fmt: skip
 def _mem(s: Session, args: list[str]) -> Output:
     """virt: through the selected CPU's DAT (no reference bits are set), real: with prefixing, abs: guest
@@ -447,7 +452,8 @@ def _mem(s: Session, args: list[str]) -> Output:
     return _dump(s, space, addr, _count(args, 1, 64, "length", 1, 1 << 20))
 
 
-@command("dis", "dis [ADDRESS] [N]", "disassemble N instructions (default: 10 at the PC)", aliases=("disassemble", "l"),
+@command("dis", "dis [ADDRESS] [N]",
+         "disassemble N instructions (default: 10 at the PC)", aliases=("disassemble", "l"),
          complete=("loc", "num"))  # fmt: skip
 def _dis(s: Session, args: list[str]) -> Output:
     """capstone decodes, and a table covers what capstone lacks (UVC, SERVC, ...). The PC is marked =>; a
@@ -470,7 +476,8 @@ def _dis(s: Session, args: list[str]) -> Output:
     return out
 
 
-@command("sym", "sym [PATTERN]", "list ELF symbols (glob pattern), or the symbol of an address", aliases=("symbols",),
+@command("sym", "sym [PATTERN]",
+         "list ELF symbols (glob pattern), or the symbol of an address", aliases=("symbols",),
          complete=("loc",))  # fmt: skip
 def _sym(s: Session, args: list[str]) -> Output:
     """sym lists all symbols; sym 'rt_*' filters with a glob; sym 0x20070 names the address."""
@@ -549,7 +556,8 @@ def _assert(s: Session, args: list[str]) -> Output:
 # -- session -------------------------------------------------------------------------------------------------
 
 
-@command("view", "view [host|owner]", "switch the point of view (host: what the hypervisor sees; owner: plaintext)",
+@command("view", "view [host|owner]",
+         "switch the point of view (host: what the hypervisor sees; owner: plaintext)",
          group="session", complete=("view",), while_running=True)  # fmt: skip
 def _view(s: Session, args: list[str]) -> Output:
     """host: memory and registers as the real hypervisor can see them (secure pages trap, exported pages
@@ -578,7 +586,8 @@ def _cpu(s: Session, args: list[str]) -> Output:
     return out
 
 
-@command("status", "status", "CPU, PSW, state, secure or not, view (the status line as text)", group="session",
+@command("status", "status",
+         "CPU, PSW, state, secure or not, view (the status line as text)", group="session",
          while_running=True)  # fmt: skip
 def _status(s: Session, args: list[str]) -> Output:
     """The same facts as the status bar of the interactive console."""

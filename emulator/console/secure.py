@@ -314,7 +314,8 @@ class SecureMachine:
                     for sec in elf.iter_sections():
                         if isinstance(sec, SymbolTableSection):
                             for sym in sec.iter_symbols():
-                                if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") \
+                                kind = sym["st_info"]["type"]
+                                if sym.name and kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") \
                                         and sym["st_shndx"] != "SHN_UNDEF":  # fmt: skip
                                     syms[sym.name] = sym["st_value"]
             except (OSError, ELFError) as e:
@@ -378,7 +379,8 @@ class SecureMachine:
         lines = [
             f"secure host {self.host.name}: {self.memory.size >> 20} MiB host memory, hypervisor with "
             f"{len(self.hv.vms)} VM(s)",
-            f"VM {vm.name}: {vm.memory_size >> 20} MiB of guest memory at host {vm.mso:#x}, {len(vm.vcpus)} vCPU(s)",
+            f"VM {vm.name}: {vm.memory_size >> 20} MiB of guest memory at host {vm.mso:#x}, "
+            f"{len(vm.vcpus)} vCPU(s)",
         ]
         if pv is not None:
             lines.append(
@@ -636,7 +638,10 @@ class SecureMachine:
                     else f"SIE ended with a {sie.name}")  # fmt: skip
             detail = intercept_detail(v, sie)
             handled = {
-                0x68: "the hypervisor emulated it; the Ultravisor completes the instruction at the next SIE entry",
+                0x68: (
+                    "the hypervisor emulated it; the Ultravisor completes the instruction at the next "
+                    "SIE entry"
+                ),
                 0x6C: "the hypervisor was notified; nothing to complete",
                 0x70: "the hypervisor imported the prefix pages",
                 0x04: "the hypervisor emulated it",

@@ -588,7 +588,8 @@ class Session(BreakpointControl):
             if new != bp.old:
                 bp.hits += 1
                 out.append(
-                    f"watchpoint {bp.number}: value {self.shown(bp.address, bp.old)} -> {self.shown(bp.address, new)}"
+                    f"watchpoint {bp.number}: value {self.shown(bp.address, bp.old)} -> "
+                    f"{self.shown(bp.address, new)}"
                 )
                 bp.old = new
         return out
