@@ -20,6 +20,8 @@ from emulator.interrupt import EXIT_INTERRUPTED, run_interruptible
 
 #: The exit status after the output was cut off (a closed pipe: ``zuv ... | head``), 128 + SIGPIPE.
 EXIT_BROKEN_PIPE = 141
+#: A file the operating system refused (missing, a directory, unreadable, a name too long), as a bad image.
+EXIT_FILE_ERROR = 2
 
 
 def _out(data: bytes) -> None:
@@ -341,6 +343,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_exit()
         return EXIT_BROKEN_PIPE
+    except OSError as e:  # the one net for every file a command opens, reads or writes: one line, status 2
+        print(f"zuv: {_file_error(e)}", file=sys.stderr)
+        return EXIT_FILE_ERROR
+
+
+def _file_error(e: OSError) -> str:
+    """One line for a file the operating system refused: the file (a very long name cut short) and why."""
+    name = str(e.filename) if e.filename is not None else ""
+    if len(name) > 80:
+        name = f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
+    reason = e.strerror or str(e)
+    return f"{name}: {reason}" if name else reason
 
 
 def _quiet_exit() -> None:
