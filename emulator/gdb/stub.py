@@ -276,19 +276,19 @@ class GdbStub:
                     return _unescape(payload)
                 continue
             self._buf = buf
-            while not poll and not select.select([conn], [], [], 0.25)[0]:
-                if self.cancelled():
-                    return None
-            if poll:
-                ready = select.select([conn, self._wake_r], [], [], 1.0)[0]
-                if self._wake_r in ready:  # the run ended (``_start_run`` wrote a byte): let the caller look
-                    os.read(self._wake_r, 64)
-                    return b""
-                if not ready:
-                    return b""
             try:
+                while not poll and not select.select([conn], [], [], 0.25)[0]:
+                    if self.cancelled():
+                        return None
+                if poll:
+                    ready = select.select([conn, self._wake_r], [], [], 1.0)[0]
+                    if self._wake_r in ready:  # the run ended (``_start_run`` wrote a byte): let the caller look
+                        os.read(self._wake_r, 64)
+                        return b""
+                    if not ready:
+                        return b""
                 data = conn.recv(65536)
-            except OSError:
+            except (OSError, ValueError):  # the stub was closed meanwhile (a closed socket's descriptor is -1)
                 return None
             if not data:
                 return None
