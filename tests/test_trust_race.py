@@ -30,7 +30,7 @@ def test_export_import_destroy_cycles_race_the_canary_loop() -> None:
         assert g.page_state(hot) == g.page_state(cold) == "secure"
         r = race(host, g, hot, cold, cycles=300, destroy_every=10)
         assert r.guest_errors == [] and r.guest_detail == "", r
-        assert r.cycles == 300 and r.exports >= 200 and r.destroys >= 20 and r.looks >= 200, r
+        assert r.cycles >= 300 and r.exports >= 200 and r.destroys >= 20 and r.looks >= 200, r
         assert r.guest_yields > 0, "the guest did not run during the race"
         assert r.leaked == 0, r
         # only the refusals the race makes legitimate: an export of a page the destroy left non-secure,
