@@ -150,6 +150,18 @@ def _clusters(runs: list[tuple[PageInfo, int]]) -> list[list[tuple[int, PageInfo
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
+def _legend(ax: Axes, counts: dict[str, int], y: float) -> None:
+    """One swatch and "state: N pages" per page state present, in ``_ORDER``, left to right at ``y``."""
+    x = 20.0
+    for state in _ORDER:
+        if state not in counts:
+            continue
+        label = f"{_LABEL.get(state, state)}: {_plural(counts[state], 'page')}"
+        _rect(ax, x, y, 14, 14, STATE_COLOURS[state], gid=f"legend-{state}")
+        _text(ax, x + 20, y + 12, label, 12)
+        x += 40 + 7 * len(label)
+
+
 
 def page_map_figure(pages: Sequence[PageInfo], title: str = "page map") -> Figure:
     """The page-state map of ``pages`` (the non-host frames a page-map provider lists).
@@ -170,14 +182,7 @@ def page_map_figure(pages: Sequence[PageInfo], title: str = "page map") -> Figur
     _text(ax, 20, 30, title, 18, weight="bold", gid="title")
     _text(ax, 20, 50, f"{sum(n for _, n in runs)} frames of 4 KiB not owned by the host alone, "
                       f"in {len(clusters)} region(s)", 12, colour="#555")  # fmt: skip
-    x = 20.0
-    for state in _ORDER:
-        if state not in counts:
-            continue
-        label = f"{_LABEL.get(state, state)}: {_plural(counts[state], 'page')}"
-        _rect(ax, x, 62, 14, 14, STATE_COLOURS[state], gid=f"legend-{state}")
-        _text(ax, x + 20, 74, label, 12)
-        x += 40 + 7 * len(label)
+    _legend(ax, counts, 62)
     y = 100.0
     for c in clusters:
         first = c[0][1].frame
@@ -309,14 +314,7 @@ def layout_figure(regions: Sequence[Region], states: Sequence[str], title: str =
     counts: dict[str, int] = {}
     for s in states:
         counts[s] = counts.get(s, 0) + 1
-    x = 20.0
-    for state in _ORDER:
-        if state not in counts:
-            continue
-        label = f"{_LABEL.get(state, state)}: {_plural(counts[state], 'page')}"
-        _rect(ax, x, 42, 14, 14, STATE_COLOURS[state], gid=f"legend-{state}")
-        _text(ax, x + 20, 54, label, 12)
-        x += 40 + 7 * len(label)
+    _legend(ax, counts, 42)
     for i, s in enumerate(states):
         _rect(ax, 20 + i * cell, top, cell, 36, STATE_COLOURS.get(s, "#000"), gid=f"page-{s}-{i}",
               edge="white", lw=0.3)  # fmt: skip
