@@ -214,7 +214,7 @@ class LifecycleCommands(PageCommands):
             # Destroy Configuration ends the guest's storage too: every page it still holds is cleared and
             # becomes host storage (kvm-unit-tests, written with the Ultravisor's authors, reuses a destroyed
             # guest's storage at once: lib/s390x/uv.c "Enable reusability of VMs that were in PV mode"); a
-            # later Destroy Secure Storage of such a page finds it not secure (rc 0x0107, which KVM accepts).
+            # later Destroy Secure Storage of such a page finds it not secure: a no-op that succeeds.
             for f in list(cfg.frames):
                 self.mem.fill(f << PAGE_SHIFT, PAGE_SIZE)
                 self.mem.set_shared(f, False)

@@ -170,10 +170,16 @@ class PageCommands(UvCore):
 
         The guest page's record is forgotten: a later import gives the guest a zero page.
 
-        Returns: 0x0104 address beyond memory, 0x0105 Ultravisor-donated frame, 0x0107 rrc 0x000D page not
-        secure, 0x0001 success.
+        A frame that is not secure is left as it is and the call succeeds: current firmware's no-op, which
+        Linux's ``uv_destroy`` emulates for older firmware's rc 0x0107 rrc 0x000D ("Let us emulate the newer
+        variant"), so KVM's teardown may destroy every page that *may* still be secure.
+
+        Returns: 0x0104 address beyond memory, 0x0105 Ultravisor-donated frame, 0x0001 success (also for a
+        page that is not secure).
         """
         frame, cfg, bad = self._cfs_frame(blk.paddr)
+        if bad is not None and bad.rc == 0x0107:
+            return _EXECUTED
         if bad is not None or frame is None or cfg is None:
             return bad or _Outcome(0x0105)
         self.mem.fill(frame << PAGE_SHIFT, PAGE_SIZE)

@@ -103,7 +103,7 @@ def host_refusals(e: Env) -> list[tuple[str, dict[str, Any]]]:
         ("conv_to_sec_stor", {"guest_handle": e.h, "gaddr": e.shared_ga}),  # already secure
         ("conv_from_sec_stor", {"paddr": other_frame}),  # not secure
         ("conv_from_sec_stor", {"paddr": 0x80000000}),  # Ultravisor storage
-        ("destr_sec_stor", {"paddr": other_frame}),
+        ("destr_sec_stor", {"paddr": 0x80000000}),  # Ultravisor storage (a page not secure: a no-op success)
         ("unpack_img", {"guest_handle": e.h, "gaddr": 0x3000}),  # already verified
         ("verify_img", {"handle": e.h}),
         ("cpu_reset", {"handle": e.ch + 1}),

@@ -165,6 +165,7 @@ def test_export_destroy_and_pin_check_the_frame(env: Env) -> None:
     for name in ("conv_from_sec_stor", "destr_sec_stor", "pin_page_shared"):
         assert env.c.call(name, paddr=MEM).rc == 0x0104, name
         assert env.c.call(name, paddr=UV_BASE).rc == 0x0105, name
+    for name in ("conv_from_sec_stor", "pin_page_shared"):
         res = env.c.call(name, paddr=env.host(0x4000))
         assert (res.rc, res.rrc) == (0x0107, 0x000D), name
     assert env.c.import_page(env.g.handle, 0x4000).ok
@@ -207,8 +208,17 @@ def test_destroy_configuration_clears_and_returns_every_guest_page(env: Env) -> 
     assert env.view.read(h, 4096) == bytes(4096)  # host storage again, and nothing of the guest left
     env.view.write(h, b"host")
     res = env.c.destroy_page(h)  # KVM's teardown order still works: the page is simply not secure
-    assert (res.rc, res.rrc) == (0x0107, 0x000D)
+    assert (res.rc, res.rrc) == (0x0001, 0)
     assert env.view.read(h, 4) == b"host"
+
+
+def test_destroy_of_a_page_that_is_not_secure_is_a_no_op(env: Env) -> None:
+    # current firmware's answer (Linux's uv_destroy turns older firmware's rc 0x0107 rrc 0x000D into it)
+    h = env.host(0x4000)
+    env.view.write(h, b"host data")
+    res = env.c.destroy_page(h)
+    assert (res.rc, res.rrc) == (0x0001, 0)
+    assert env.view.read(h, 9) == b"host data"  # left as it is, not cleared
 
 
 def test_guest_sharing_pin_unpin_and_unshare_all(env: Env) -> None:
