@@ -253,7 +253,9 @@ class PvSieEngine:
 
     def adopt(self, cpu_handle: int, cpu: Cpu) -> None:
         """The hardware CPU ``cpu`` runs the secure CPU ``cpu_handle`` from now on (the vCPU became secure):
-        the Ultravisor keeps it; the host names it by the CPU handle in the state description."""
+        the Ultravisor keeps it; the host names it by the CPU handle in the state description. The host's
+        debugger hooks on it (breakpoints, watched frames, observers) stay behind: none reaches the guest."""
+        cpu.drop_debugger_hooks()
         self._hw[cpu_handle] = cpu
 
     def release(self, cpu_handle: int) -> Cpu | None:

@@ -55,7 +55,7 @@ def test_each_secure_step_reports_what_it_did(secure):
 def test_a_step_after_an_instruction_interception_is_that_instruction():
     """After 0x68 the guest's PSW still points at the instruction (the Ultravisor completes it at the next
     SIE entry): the next step is that completion and nothing more (it used to run one more instruction)."""
-    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)  # reads the secure code
     try:
         s.add_breakpoint("sie", "0x68")
         stop = s.cont()

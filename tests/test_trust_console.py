@@ -23,7 +23,7 @@ def test_the_stop_line_in_the_host_view_shows_no_secure_instruction():
     s = demo()
     execute(s, "break main")
     out = execute(s, "continue").plain()
-    assert s.is_secure() and "=> 0x10b90 <main>" in out
+    assert s.is_secure() and "=> 0x10b90 (SD) <main>" in out
     assert "stmg" not in out and "PGM 0x3D" in out
     out = execute(s, "step").plain()
     assert "lay" not in out and "PGM 0x3D" in out

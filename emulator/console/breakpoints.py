@@ -43,6 +43,9 @@ class Breakpoint:
     old: bytes = b""  # watch: the bytes last seen
     condition: str = ""  # addr: stop only when this holds (``Session.holds``)
     temporary: bool = False  # addr: deleted when it stops the machine (tbreak)
+    #: addr on an SE image: "secure" (in the secure guest, the program's) or "normal" (stage3a, before the
+    #: secure IPL); "" where the machine runs one program
+    scope: str = ""
 
     def describe(self) -> str:
         """One line: what this breakpoint stops at."""
@@ -71,6 +74,8 @@ class Breakpoint:
             what = (
                 "any page-state change" if self.code is None else f"page-state change of frame {self.code:#x}"
             )
+        what += {"secure": " in the secure guest",
+                 "normal": " in stage3a (before the secure IPL)"}.get(self.scope, "")  # fmt: skip
         what += f" if {self.condition}" if self.condition else ""
         what += " (temporary)" if self.temporary else ""
         return f"{self.number}: {self.kind:<6} {what}" + ("" if self.enabled else " [disabled]") + (
@@ -86,6 +91,7 @@ class BreakpointControl(StorageViews):
         running: bool
         _next_number: int
         _temp: set[int]
+        _temp_scope: str
         _hits: list[tuple[Breakpoint, str | Callable[[], str]]]
         _more_hits: dict[int, int]
         _hits_lock: threading.Lock
@@ -96,8 +102,17 @@ class BreakpointControl(StorageViews):
         def is_secure(self, cpu: Cpu | None = None) -> bool:
             """Whether the CPU runs a secure guest (``Session``)."""
 
-        def value(self, text: str) -> int:
+        scoped: bool
+
+        def value(self, text: str, *, owner: bool = False, symbols: dict[str, int] | None = None) -> int:
             """The value of an expression (``Session``)."""
+
+        def resolve_address(self, spec: str, scope: str | None = None) -> tuple[int, str]:
+            """An address breakpoint's address and scope (``Session``)."""
+
+        @property
+        def debug_secure(self) -> bool:
+            """Whether the session has the machine's debug capability (``Session``)."""
 
         def holds(self, text: str) -> bool:
             """Whether a condition holds (``Session``)."""
@@ -126,7 +141,11 @@ class BreakpointControl(StorageViews):
         if kind == "addr":
             if not spec:
                 raise ConsoleError("break needs an address or a symbol")
-            bp.address = self.value(spec)
+            bp.address, bp.scope = self.resolve_address(spec)
+            if bp.scope == "secure" and not self.debug_secure:  # the host cannot stop a secure guest
+                from emulator.console.secure import NEEDS_DEBUG
+
+                raise ConsoleError(f"break {spec}: an address in the secure guest: {NEEDS_DEBUG}")
             if bp.condition:
                 self.holds(bp.condition)  # a mistake in the condition is an error now, not at the stop
         elif kind == "watch":
@@ -134,6 +153,10 @@ class BreakpointControl(StorageViews):
                 raise ConsoleError("watch needs an address")
             if not 1 <= length <= PAGE_SIZE:
                 raise ConsoleError(f"watch length {length} must be 1..{PAGE_SIZE}")
+            if self.is_secure() and not self.debug_secure:  # the host cannot watch a secure CPU's accesses
+                from emulator.console.secure import NEEDS_DEBUG
+
+                raise ConsoleError(f"watch {spec}: CPU {self.cpu_address} runs a secure guest: {NEEDS_DEBUG}")
             bp.address = self._watch_host_address(spec, length)
             bp.length, bp.access = length, access
             bp.old = self.machine.memory.read(bp.address, length)
@@ -238,7 +261,15 @@ class BreakpointControl(StorageViews):
         m = self.machine
         on = [b for b in self.breakpoints.values() if b.enabled]
         kinds = {b.kind for b in on}
-        m.set_breakpoints({b.address for b in on if b.kind == "addr" and b.address is not None} | self._temp)
+        addrs = [b for b in on if b.kind == "addr" and b.address is not None]
+        if self.scoped:  # each set where its program runs (the machine places them as the vCPUs change)
+            temp = self._temp if self._temp_scope else set()
+            m.set_breakpoints({b.address for b in addrs if b.scope != "secure"}  # type: ignore[call-arg]
+                              | (temp if self._temp_scope == "normal" else set()),
+                              {b.address for b in addrs if b.scope != "normal"}
+                              | (temp if self._temp_scope == "secure" else set()))  # fmt: skip
+        else:
+            m.set_breakpoints({b.address for b in addrs} | self._temp)
         frames: dict[int, bool] = {}
         for b in on:
             if b.kind == "watch" and b.address is not None:

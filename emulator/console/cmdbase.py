@@ -114,14 +114,16 @@ def where_line(s: Session) -> Output:
     if cpu.state != "operating":
         return out
     insn = s.current_instruction(owner=s.view == "owner")  # the host view reads no secure code
-    pc = cpu.pc
-    sym = s.symbolize(pc)
+    host_view = s.view == "host" and s.is_secure()
+    pc = s.view_cpu().pc  # the host view: the state description's copy, as the status bar shows it
+    stale = host_view and getattr(s.machine, "sd_stale", lambda _a: False)(s.cpu_address)
+    sym = "" if stale else s.symbolize(pc)
     if insn is None:
-        why = ("secure storage: PGM 0x3D for the host" if s.view == "host" and s.is_secure()
-               else "instruction not readable")  # fmt: skip
-        return out.add(
-            ("stop", "=> "), ("addr", f"{pc:#x}"), ("sym", f" <{sym}>" if sym else ""), ("trap", f"  ({why})")
-        )
+        why = "secure storage: PGM 0x3D for the host" if host_view else "instruction not readable"
+        mark = (" (SD: the hypervisor's copy from before the secure IPL)" if stale
+                else " (SD)" if host_view else "")  # fmt: skip
+        return out.add(("stop", "=> "), ("addr", f"{pc:#x}"), ("dim", mark),
+                       ("sym", f" <{sym}>" if sym else ""), ("trap", f"  ({why})"))  # fmt: skip
     return out.add(
         ("stop", "=> "),
         ("addr", f"{pc:#x}"),

@@ -485,7 +485,10 @@ def _sym(s: Session, args: list[str]) -> Output:
     if not s.symbols:
         return Output().text("no symbols (the program is not an ELF with a symbol table)")
     if args and (parse_number(args[0]) is not None or args[0] in s.symbols or "+" in args[0]):
-        addr = s.value(args[0])
+        addr, scope = s.resolve_address(args[0])
+        if scope != s.scope_of():  # the program's symbol while another program runs (stage3a)
+            return Output().add(("addr", f"{addr:#x}"), " ", ("sym", f"<{args[0]}>"),
+                                ("dim", " in the secure guest (stage3a runs now)"))  # fmt: skip
         name = s.symbolize(addr)
         return Output().add(("addr", f"{addr:#x}"), " ", ("sym", f"<{name}>" if name else "(no symbol)"))
     pat = args[0] if args else "*"

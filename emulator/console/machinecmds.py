@@ -31,9 +31,10 @@ def info_tlb(s: Session, args: list[str]) -> Output:
     out = Output()
     if s.is_secure():
         if s.view == "host":
+            made = f" ({len(entries)} pages)" if s.debug_secure else ""  # without the capability: not that
             return out.text(
                 f"CPU {s.cpu_address} runs a secure guest: its TLB holds the guest's translations, which\n"
-                f"the Ultravisor made ({len(entries)} pages); the host cannot see them (view owner)",
+                f"the Ultravisor made{made}; the host cannot see them (view owner)",
                 "trap",
             )
         out.add(("owner", OWNER_LABEL))

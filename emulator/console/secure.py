@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.errors import ConsoleError
-from emulator.console.hostcalls import HostUvc, Work
+from emulator.console.hostcalls import HostUvc, Runner, Work
 from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, UvEventLog, intercept_detail
 from emulator.console.tables import uv_command
+from emulator.console.vcpu import NEEDS_DEBUG, VcpuCpu, quiet_exit
 from emulator.errors import EmulatorError, MachineError
-from emulator.hw.cpu import CpuExit, prefixed, wrap_address
+from emulator.hw.cpu import CpuExit
 from emulator.machine.machine import check_run_limits
 from emulator.machine.secure_debug import SecureDebug
 
@@ -49,11 +50,44 @@ if TYPE_CHECKING:
 
 __all__ = ["SecureMachine", "VcpuCpu", "is_se_image", "NEEDS_DEBUG"]
 
-#: What a command that needs the owner's view answers without the machine's debug capability.
-NEEDS_DEBUG: Final = ("that needs the machine's debug capability (the owner's view of the secure guest, an "
-                      "emulator privilege): debug secure on, or zuv console --debug-secure")
-
 _SECRET_LINE: Final = re.compile(rb"secret page at (0x[0-9a-fA-F]+)")
+
+
+def _loader_symbols(image: str) -> dict[str, int]:
+    """stage3a's symbols (the bundled ``stage3a.elf``) if the image's stage3a is the bundled one else {}."""
+    from emulator.image.pvimg import STAGE3A_LOAD_ADDRESS, bootloader_dir
+
+    folder = bootloader_dir()
+    try:
+        with open(image, "rb") as f:
+            f.seek(STAGE3A_LOAD_ADDRESS)
+            ours = (folder / "stage3a.bin").read_bytes()[:-24]  # its parameter block differs per image
+            if f.read(len(ours)) != ours:
+                return {}
+        return _elf_symbols(folder / "stage3a.elf")
+    except (OSError, ConsoleError):
+        return {}
+
+
+def _elf_symbols(path: str | Path) -> dict[str, int]:
+    """The function, object and untyped symbols an ELF defines (ConsoleError: not readable)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    syms: dict[str, int] = {}
+    try:
+        with open(path, "rb") as f:
+            for sec in ELFFile(f).iter_sections():
+                if isinstance(sec, SymbolTableSection):
+                    for sym in sec.iter_symbols():
+                        kind = sym["st_info"]["type"]
+                        if sym.name and kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") \
+                                and sym["st_shndx"] != "SHN_UNDEF":  # fmt: skip
+                            syms[sym.name] = sym["st_value"]
+    except (OSError, ELFError) as e:
+        raise ConsoleError(f"{path}: cannot read symbols: {e}") from None
+    return syms
 
 
 def is_se_image(path: str | Path) -> bool:
@@ -76,157 +110,6 @@ def is_se_image(path: str | Path) -> bool:
     except Exception:  # noqa: BLE001 - any parse failure means: not an SE image
         return False
     return True
-
-
-#: The hardware CPU's debugger calls that do nothing on a secure vCPU without the debug capability.
-_HOOK_CALLS: Final = frozenset({"set_breakpoints", "flush_tlb"})
-#: The debugger hooks such a vCPU shows until the console set them (nothing reaches the secure CPU).
-_HOOK_DEFAULTS: Final[dict[str, Any]] = {"breakpoints": frozenset(), "watch_frames": {}, "pgm_observer": None,
-                                         "tlb_record": None}
-
-
-def _no_hook(*_args: object, **_kwargs: object) -> None:
-    """A debugger hook on a secure CPU the console may not reach: nothing to do."""
-
-
-class VcpuCpu:
-    """One vCPU as the console sees it: the hardware CPU SIE runs it on, with the state the hypervisor
-    records (stopped, disabled wait, check stop) and, for a secure vCPU, the Ultravisor's record of the
-    secure CPU's registers (the hardware CPU holds them only while SIE runs the guest)."""
-
-    def __init__(self, machine: SecureMachine, vcpu: Vcpu) -> None:
-        object.__setattr__(self, "_m", machine)
-        object.__setattr__(self, "_v", vcpu)
-        #: the hardware CPU the vCPU ran on as a normal guest (the hypervisor's): the debugger's hooks
-        #: (breakpoints, watch frames, observers) for a secure vCPU when the machine's debug capability is
-        #: not in use; it holds no state of the secure guest (the SIE engine adopted it: see ``hw``)
-        object.__setattr__(self, "_hooks", {})
-
-    def __getattr__(self, name: str) -> Any:
-        if self._v.secure and self._m.debug is None:  # the secure CPU is the Ultravisor's
-            if name in self._hooks or name in _HOOK_DEFAULTS:
-                return self._hooks.get(name, _HOOK_DEFAULTS.get(name))
-            if name in _HOOK_CALLS:
-                return _no_hook
-            if name == "address":
-                return self._v.address
-            raise ConsoleError(f"CPU {self._v.address} is a secure CPU: {NEEDS_DEBUG}")
-        return getattr(self.hw, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        """Debugger hooks go to the hardware CPU; for a secure vCPU without the machine's debug capability
-        they are kept here and reach no CPU (the host cannot hook a secure CPU)."""
-        if self._v.secure and self._m.debug is None:
-            self._hooks[name] = value
-        else:
-            setattr(self.hw, name, value)
-
-    @property
-    def hw(self) -> Cpu:
-        """The hardware CPU: a normal vCPU's is the hypervisor's (``Vcpu.cpu``); a secure vCPU's is the
-        Ultravisor's, reached only through the machine's debug capability (``SecureMachine.grant_debug``).
-        Nothing is kept: the console holds no reference to it."""
-        v = self._v
-        if not v.secure:
-            return v.cpu
-        debug = self._m.debug
-        if debug is None:
-            raise ConsoleError(f"CPU {v.address} is a secure CPU: {NEEDS_DEBUG}")
-        return debug.hardware_cpu(self._m.vm, v.address)
-
-    @property
-    def vcpu(self) -> Vcpu:
-        """The hypervisor's vCPU."""
-        return self._v
-
-    def _secure(self) -> Any:
-        """The UV's record of the secure CPU, or None for a normal vCPU."""
-        v = self._v
-        pv = v.vm.pv
-        if pv is None or not v.secure:
-            return None
-        return self._m.uv.secure_cpu(pv.cpu_handles.get(v.address, 0))
-
-    # -- state ----------------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> str:
-        """operating / stopped / check-stop, as the hypervisor records the vCPU."""
-        v = self._v
-        if v.detail:
-            return "check-stop"
-        if v.disabled_wait is not None or not v.operating:
-            return "stopped"
-        return "operating"
-
-    @property
-    def check_stop_reason(self) -> str:
-        """Why the vCPU stopped (disabled-wait code, check-stop reason), or ""."""
-        v = self._v
-        if v.detail:
-            return v.detail
-        if v.disabled_wait is not None:
-            return f"disabled wait {v.disabled_wait:#x}"
-        return ""
-
-    # -- registers (secure: the UV's record) --------------------------------------------------------------
-
-    @property
-    def psw(self) -> tuple[int, int]:
-        """The PSW: the secure CPU's (UV record), else the SD's (the hypervisor's record between entries)."""
-        s = self._secure()
-        if s is not None:
-            return s.psw
-        return self._v.psw
-
-    @property
-    def pc(self) -> int:
-        """The instruction address."""
-        return self.psw[1]
-
-    @property
-    def prefix(self) -> int:
-        """The prefix register."""
-        s = self._secure()
-        return s.prefix if s is not None else self.hw.prefix
-
-    def gpr(self, i: int) -> int:
-        """General register ``i``."""
-        s = self._secure()
-        return s.gprs[i] if s is not None else self.hw.gpr(i)
-
-    def gprs(self) -> list[int]:
-        """The 16 general registers."""
-        s = self._secure()
-        return list(s.gprs) if s is not None else self.hw.gprs()
-
-    def cr(self, i: int) -> int:
-        """Control register ``i``."""
-        s = self._secure()
-        return s.crs[i] if s is not None else self.hw.cr(i)
-
-    def ar(self, i: int) -> int:
-        """Access register ``i``."""
-        s = self._secure()
-        return s.ars[i] if s is not None else self.hw.ar(i)
-
-    def fpr(self, i: int) -> int:
-        """Floating-point register ``i``."""
-        s = self._secure()
-        return s.fprs[i] if s is not None else self.hw.fpr(i)
-
-    def fpc(self) -> int:
-        """The floating-point control register."""
-        s = self._secure()
-        return s.fpc if s is not None else self.hw.fpc()
-
-    def wrap(self, addr: int) -> int:
-        """Wrap an address to the vCPU's addressing mode."""
-        return wrap_address(self.psw[0], addr)
-
-    def real_to_abs(self, real: int) -> int:
-        """Apply the vCPU's prefixing."""
-        return prefixed(real, self.prefix)
 
 
 class SecureMachine:
@@ -282,6 +165,13 @@ class SecureMachine:
         #: the ELF the guest's symbols come from (None: no symbols)
         self.symbols_path = None if symbols is None else str(symbols)
         self.program = self._program(start, symbols)
+        #: stage3a's symbols when the image's stage3a is the bundled one (it names its code before the
+        #: secure IPL, where the program's symbols do not apply: ``program_runs``)
+        self.loader_symbols: dict[str, int] = _loader_symbols(self.image)
+        self._bp_sets: tuple[set[int], set[int]] = (set(), set())  # breakpoints (normal, secure)
+        self._hooks_pv = vm.pv  # the VM's secure configuration the hooks were placed for
+        #: the VM's secure configuration and the SIE engine's entries at the secure IPL (``sd_stale``)
+        self._ipl_entries: tuple[object, int] | None = None
         self._halt_reason: str | None = None
         self.stopped_at: tuple[int, int] | None = None
         self.last_stop: tuple[int, CpuExit] | None = None
@@ -293,6 +183,7 @@ class SecureMachine:
         self._host_filter: Callable[[HostUvc], str | None] | None = None
         #: the machine's work (a run or a step) while it runs on its own thread, or waits suspended
         self._work: Work | None = None
+        self._runner = Runner()  # the one thread that runs that work (started at the first)
         self._uvc_step = False  # resumed by a step: suspend before the hypervisor's next UV call
         self._yield = False  # resumed work ends when the hypervisor is back in its loop
         #: the hypervisor's UV call the suspended work waits before, and why it stopped there
@@ -302,24 +193,7 @@ class SecureMachine:
     def _program(self, start: int, symbols: str | Path | None) -> LoadedProgram:
         from emulator.machine.loader import LoadedProgram
 
-        syms: dict[str, int] = {}
-        if symbols is not None:
-            from elftools.common.exceptions import ELFError
-            from elftools.elf.elffile import ELFFile
-            from elftools.elf.sections import SymbolTableSection
-
-            try:
-                with open(symbols, "rb") as f:
-                    elf = ELFFile(f)
-                    for sec in elf.iter_sections():
-                        if isinstance(sec, SymbolTableSection):
-                            for sym in sec.iter_symbols():
-                                kind = sym["st_info"]["type"]
-                                if sym.name and kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") \
-                                        and sym["st_shndx"] != "SHN_UNDEF":  # fmt: skip
-                                    syms[sym.name] = sym["st_value"]
-            except (OSError, ELFError) as e:
-                raise ConsoleError(f"{symbols}: cannot read symbols: {e}") from None
+        syms = {} if symbols is None else _elf_symbols(symbols)
         return LoadedProgram(self.image, "se-image", start, (), syms)
 
     def _caller_name(self, caller: Any) -> tuple[str, int | None]:
@@ -408,6 +282,7 @@ class SecureMachine:
         if self.debug is None:
             self.debug = SecureDebug(self.hv, self.memory)
             self.debug.insn_filter = self._guest_uvc_filter
+            self._place_hooks()  # the hooks kept while the secure CPU was out of reach go to it now
         return self.debug
 
     @property
@@ -428,10 +303,42 @@ class SecureMachine:
         if self.debug is not None:
             self.debug.insn_filter = fn
 
-    def set_breakpoints(self, addrs: set[int]) -> None:
-        """Stop before a vCPU executes one of these (guest virtual) addresses."""
+    def set_breakpoints(self, addrs: set[int], secure: set[int] | None = None) -> None:
+        """Stop before a vCPU executes one of these (guest virtual) addresses: ``addrs`` while it runs a
+        normal guest (stage3a, before the secure IPL), ``secure`` (None: the same) while it runs the secure
+        guest, which only the machine's debug capability reaches. Each vCPU gets its set again when it
+        changes hands (``_place_hooks``)."""
+        self._bp_sets = (set(addrs), set(addrs if secure is None else secure))
         for c in self.cpus.values():
-            c.set_breakpoints(addrs)
+            c.set_breakpoints(self._bp_sets[c.vcpu.secure])
+
+    def _place_hooks(self) -> None:
+        """The vCPUs changed hands (the secure IPL adopted their hardware CPUs, which dropped the host's
+        hooks; a teardown gave them back), or the debug capability came: each vCPU the console reaches gets
+        the console's hooks and the breakpoints of what it runs; a secure vCPU without the capability none."""
+        pv = self.vm.pv
+        if pv is not None and self._hooks_pv is not pv:  # the secure IPL: the SD's PSW is stale until an exit
+            self._ipl_entries = (pv, pv.engine.entries)
+        self._hooks_pv = pv
+        for c in self.cpus.values():
+            c.place_hooks()
+            c.set_breakpoints(self._bp_sets[c.vcpu.secure])
+
+    def program_runs(self, address: int) -> bool:
+        """True when the vCPU runs the program the symbols come from (the secure guest); False while stage3a
+        runs before the secure IPL (``loader_symbols`` name its code)."""
+        return self.vm.vcpus[address].secure
+
+    def sd_psw(self, address: int) -> tuple[int, int]:
+        """The vCPU's PSW as the hypervisor has it: the SIE state description's (not authoritative)."""
+        return self.vm.vcpus[address].psw
+
+    def sd_stale(self, address: int) -> bool:
+        """True while a secure vCPU's SD still holds the hypervisor's PSW from before the secure IPL (the
+        Ultravisor writes the secure CPU's into it at the first SIE exit; Set CPU State writes none)."""
+        pv = self.vm.pv
+        return (pv is not None and self.vm.vcpus[address].secure
+                and self._ipl_entries == (pv, pv.engine.entries))  # fmt: skip
 
     def request_halt(self, reason: str = "halted") -> None:
         """Stop a running ``run`` soon (thread-safe)."""
@@ -454,8 +361,9 @@ class SecureMachine:
     # -- the demo's hypervisor read ------------------------------------------------------------------
 
     def _stop_when(self) -> bool:
-        """Checked after every SIE exit: resumed work ends (``_yield``), the demo's read is due."""
-        return self._yield or self._attack_due()
+        """Checked after every SIE exit: resumed work ends (``_yield``), the demo's read is due, the vCPUs
+        changed hands (the secure IPL: the console's hooks are placed again before the next entry)."""
+        return self._yield or self.vm.pv is not self._hooks_pv or self._attack_due()
 
     def _attack_due(self) -> bool:
         return (
@@ -531,7 +439,7 @@ class SecureMachine:
         if self._host_filter is None:
             return True, fn()
         self._yield = False
-        work = self._work = Work(fn)
+        work = self._work = Work(fn, self._runner)
         self._update_hook()
         return self._settle(work.start())
 
@@ -584,11 +492,27 @@ class SecureMachine:
             if not self._resume(step=True):
                 return self._paused_exit()
             c = self.cpus[cpu]
-            self.last_step_note = "the hypervisor finished its work: the guest goes on" + (
-                f" at {c.pc:#x}" if c.state == "operating" else f" (CPU {cpu} {c.state})"
-            )
+            if c.state != "operating":
+                where = f" (CPU {cpu} {c.state})"
+            elif c.vcpu.secure:  # the host knows no secure PSW before an interception: the SE header's
+                where = (f" at {c.pc:#x}" if c.reach() is not None else "") + (
+                    f" (the Ultravisor's PSW; the SD keeps the hypervisor's copy, {c.vcpu.psw[1]:#x}, until "
+                    "the first interception)")
+            else:
+                where = f" at {c.pc:#x}"
+            self.last_step_note = "the hypervisor finished its work: the guest goes on" + where
             return self._cpu_exit(c, None, 0)
-        finished, ex = self._in_work(lambda: self._step(count, cpu))
+        if self._host_filter is not None and count == 1:
+            # the SIE entry here; only an exit whose handling may call the Ultravisor runs as work (a hand-off
+            # to the work's thread per step made the step's tail: p95 ~3 ms on a loaded machine)
+            c = self.cpus[cpu]
+            self._check_operating(c)
+            entered = (*self._enter(c), self._completes(c))
+            if quiet_exit(entered[0]) and not self._attack_due():
+                return self._step(1, cpu, entered)
+            finished, ex = self._in_work(lambda: self._step(1, cpu, entered))
+        else:
+            finished, ex = self._in_work(lambda: self._step(count, cpu))
         return ex if finished else self._paused_exit()
 
     def run(self, max_insns: int | None = None, time_limit: float | None = None) -> RunResult:
@@ -600,24 +524,49 @@ class SecureMachine:
         finished, res = self._in_work(lambda: self._run(max_insns, time_limit))
         return res if finished else self._paused_result(t0)
 
-    def _step(self, count: int, cpu: int) -> CpuExit:
-        c = self.cpus[cpu]
+    def _check_operating(self, c: VcpuCpu) -> None:
         if c.state != "operating":
-            raise MachineError(f"CPU {cpu} is {c.state}; it cannot step")
+            raise MachineError(f"CPU {c.vcpu.address} is {c.state}; it cannot step")
+
+    def _completes(self, c: VcpuCpu) -> bool:
+        """True when the vCPU's next SIE entry completes an intercepted instruction (UV's half of 0x68)."""
+        pv = self.vm.pv
+        return bool(pv is not None and c.vcpu.secure
+                    and pv.engine.pending_completion(pv.cpu_handles.get(c.vcpu.address, 0)))  # fmt: skip
+
+    def _enter(self, c: VcpuCpu) -> tuple[SieExit, int]:
+        """One SIE entry with a budget of one instruction, resuming over a breakpoint at the PC; its exit is
+        not handled yet (``Vm.handle_exit``) unless it was a stop request that came late (then again)."""
+        address = c.vcpu.address
+        if self.vm.pv is not self._hooks_pv:
+            self._place_hooks()
+        saved = self._suppress(c)
+        try:
+            sie, done = self.vm.step_entry(address, 1)
+            if sie.reason == "halt" and done == 0 and not sie.icptcode:  # a stop request that came late
+                self.vm.handle_exit(c.vcpu, sie)
+                sie, done = self.vm.step_entry(address, 1)
+        finally:
+            if saved is not None:
+                c.set_breakpoints(saved[0])
+        return sie, done
+
+    def _step(self, count: int, cpu: int, entered: tuple[SieExit, int, bool] | None = None) -> CpuExit:
+        """``count`` one-instruction SIE entries, each exit handled as ``run`` handles it; ``entered``: the
+        first entry was made already (its exit, instructions, whether it completed an instruction)."""
+        c = self.cpus[cpu]
+        if entered is None:
+            self._check_operating(c)
         self.last_step_note = ""
         ex = CpuExit("limit")
         for _ in range(count):
-            pv = self.vm.pv
-            completes = (pv is not None and c.vcpu.secure
-                         and pv.engine.pending_completion(pv.cpu_handles.get(cpu, 0)))  # fmt: skip
-            saved = self._suppress(c)
-            try:
-                sie, done = self.vm.step(cpu, 1)
-                if sie.reason == "halt" and done == 0 and not sie.icptcode:  # a stop request that came late
-                    sie, done = self.vm.step(cpu, 1)
-            finally:
-                if saved is not None:
-                    c.set_breakpoints(saved[0])
+            if entered is not None:
+                sie, done, completes = entered
+                entered = None
+            else:
+                completes = self._completes(c)
+                sie, done = self._enter(c)
+            self.vm.handle_exit(c.vcpu, sie)
             ex = self._cpu_exit(c, sie, done)
             if self._yield:
                 break  # resumed work: the hypervisor is back in its loop
@@ -693,9 +642,12 @@ class SecureMachine:
                               stop_when=self._stop_when)  # fmt: skip
             if budget is not None:
                 budget -= self.instructions - before
+            if self.vm.pv is not self._hooks_pv:
+                self._place_hooks()
             if res.reason != "stop condition met" or self._yield:
                 break
-            self._do_attack()  # a break secure on the trapped read halts here
+            if self._attack_due():
+                self._do_attack()  # a break secure on the trapped read halts here
         if self._halt_reason is not None and res.reason != self._halt_reason:
             res.reason = self._halt_reason
             res.clean = False
@@ -713,6 +665,7 @@ class SecureMachine:
     def close(self) -> None:
         """Tear the VM down and detach from the Ultravisor."""
         self.abandon()
+        self._runner.close()
         self.host_uvc_filter = None
         self._log.close()
         self.insn_filter = None

@@ -31,6 +31,7 @@ from emulator.console.errors import ConsoleError
 from emulator.console.expr import evaluate
 from emulator.console.providers import Providers, discover
 from emulator.console.storage_views import SPACES, Segment, _Trap
+from emulator.console.viewcpu import HostViewCpu
 from emulator.console.tables import uv_command
 from emulator.errors import EmulatorError
 from emulator.hw import access
@@ -85,6 +86,7 @@ class Session(BreakpointControl):
         self.program = program
         self.symbols: dict[str, int] = dict(program.symbols) if program is not None else {}
         self._by_addr = sorted((a, n) for n, a in self.symbols.items())
+        self._other_sorted: tuple[object, list[tuple[int, str]]] = (None, [])  # ``symbolize``
         self.cpu_address = min(machine.cpus)
         self.view = "host"
         if view == "owner":
@@ -100,6 +102,7 @@ class Session(BreakpointControl):
         self.breakpoints: dict[int, Breakpoint] = {}
         self._next_number = 1
         self._temp: set[int] = set()
+        self._temp_scope = ""  # where the temporary stop of next/until/finish is (``scope_of``)
         self._hits: list[tuple[Breakpoint, str | Callable[[], str]]] = []
         self._more_hits: dict[int, int] = {}  # breakpoint number -> hits after its first in this stop
         self._hits_lock = threading.Lock()
@@ -204,18 +207,73 @@ class Session(BreakpointControl):
             return bool(hook(c.address))
         return c.guest is not None and c.guest.owner_tag is not None
 
-    def value(self, text: str) -> int:
-        """Evaluate an address or value expression on the selected CPU."""
-        return evaluate(text, self.cpu, self.symbols, self._read_u64)
+    def value(self, text: str, *, owner: bool = False, symbols: dict[str, int] | None = None) -> int:
+        """Evaluate an address or value expression on the selected CPU, as the view shows it (``view_cpu``;
+        ``owner``: the CPU itself, for the debugger's own decisions) with the symbols of what it runs
+        (``symbol_table``; or ``symbols``)."""
+        cpu = self.cpu if owner else self.view_cpu()
+        table = symbols if symbols is not None else self.symbol_table()
+        return evaluate(text, cpu, table, self._read_u64)
+
+    def view_cpu(self, cpu: Cpu | None = None) -> Cpu:
+        """The CPU as the view may show it: in the host view a secure CPU's registers are the Ultravisor's
+        (refused, saying how to see them) and its PSW is the SIE state description's (``HostViewCpu``)."""
+        c = cpu if cpu is not None else self.cpu
+        if self.view == "host" and self.is_secure(c):
+            sd_psw = getattr(self.machine, "sd_psw", None)
+            psw = sd_psw(c.address) if sd_psw is not None else None
+            return HostViewCpu(c, psw)  # type: ignore[return-value]
+        return c
+
+    @property
+    def scoped(self) -> bool:
+        """True when the program's symbols apply only where the machine says it runs (an SE image: in the
+        secure guest, not in stage3a before the secure IPL); address breakpoints then have a scope too."""
+        return getattr(self.machine, "program_runs", None) is not None
+
+    def symbol_table(self, cpu: Cpu | None = None) -> dict[str, int]:
+        """The symbols that name what the CPU runs: the program's, except where the machine runs another
+        program (an SE image's stage3a before the secure IPL: its own symbols when the machine knows them)."""
+        runs = getattr(self.machine, "program_runs", None)
+        if runs is None or runs((cpu if cpu is not None else self.cpu).address):
+            return self.symbols
+        return getattr(self.machine, "loader_symbols", {})  # type: ignore[no-any-return]
+
+    def scope_of(self, cpu: Cpu | None = None) -> str:
+        """Where the CPU is: "secure" (the program's guest) or "normal" (before the secure IPL); "" when the
+        session has no scopes."""
+        if not self.scoped:
+            return ""
+        return "secure" if self.is_secure(cpu) else "normal"
+
+    def resolve_address(self, spec: str, scope: str | None = None) -> tuple[int, str]:
+        """An address breakpoint's address and scope: the spec in the selected CPU's scope, else (a symbol of
+        the program while another program runs, an SE image's ``main`` in stage3a) in the program's scope;
+        ``scope`` given: in that scope's symbols (``reload``)."""
+        here = self.scope_of()
+        if scope is None or scope == here:
+            try:
+                return self.value(spec), here
+            except ConsoleError as e:
+                if not self.scoped or here == "secure":
+                    raise
+                first = e
+            try:
+                return self.value(spec, symbols=self.symbols), "secure"
+            except ConsoleError:
+                raise first from None
+        table = self.symbols if scope == "secure" else getattr(self.machine, "loader_symbols", {})
+        return self.value(spec, symbols=table), scope
 
     def holds(self, text: str) -> bool:
-        """Whether a condition holds: ``E1 OP E2`` (==, !=, <, <=, >, >=, unsigned) or ``E`` (not zero)."""
+        """Whether a condition holds: ``E1 OP E2`` (==, !=, <, <=, >, >=, unsigned) or ``E`` (not zero); the
+        debugger's own decision, on the CPU itself (a breakpoint in a secure guest has the capability)."""
         for op in ("==", "!=", "<=", ">=", "<", ">"):
             if op in text:
                 lhs, rhs = text.split(op, 1)
-                a, b = self.value(lhs), self.value(rhs)
+                a, b = self.value(lhs, owner=True), self.value(rhs, owner=True)
                 return {"==": a == b, "!=": a != b, "<=": a <= b, ">=": a >= b, "<": a < b, ">": a > b}[op]
-        return self.value(text) != 0
+        return self.value(text, owner=True) != 0
 
     def read_u64(self, vaddr: int) -> int:
         """The doubleword at a virtual address as the view may read it (else ConsoleError)."""
@@ -237,14 +295,22 @@ class Session(BreakpointControl):
             raise ConsoleError(f"cannot read [{vaddr:#x}]: {note}")
         return int.from_bytes(data, "big")
 
-    def symbolize(self, addr: int) -> str:
-        """``name+0xoff`` for the nearest symbol at or below ``addr`` ("" when there is none)."""
+    def symbolize(self, addr: int, cpu: Cpu | None = None) -> str:
+        """``name+0xoff`` for the nearest symbol at or below ``addr`` in the symbols of what the CPU runs
+        (``symbol_table``; "" when there is none)."""
         import bisect
 
-        i = bisect.bisect_right(self._by_addr, (addr, "\U0010ffff")) - 1
+        table = self.symbol_table(cpu)
+        if table is self.symbols:
+            by_addr = self._by_addr
+        else:  # another program's (stage3a's): sorted once
+            if self._other_sorted[0] is not table:
+                self._other_sorted = (table, sorted((a, n) for n, a in table.items()))
+            by_addr = self._other_sorted[1]
+        i = bisect.bisect_right(by_addr, (addr, "\U0010ffff")) - 1
         if i < 0:
             return ""
-        base, name = self._by_addr[i]
+        base, name = by_addr[i]
         off = addr - base
         if off > 0x10000:
             return ""
@@ -419,7 +485,7 @@ class Session(BreakpointControl):
 
         self._check_can_run(self.cpu)
         if temp is not None:
-            self._temp = {temp}
+            self._temp, self._temp_scope = {temp}, self.scope_of()
             self._install()
         deadline = None if time_limit is None else time.monotonic() + time_limit
         self.running = True
@@ -490,7 +556,9 @@ class Session(BreakpointControl):
                 if pc == temp:
                     return Stop("step", f"reached {self._where(pc)}", cpu_addr, pc, result=res)
                 bps = self.breakpoints.values()
-                here = [b for b in bps if b.enabled and b.kind == "addr" and b.address == pc]
+                scope = self.scope_of(m.cpus[cpu_addr])
+                here = [b for b in bps if b.enabled and b.kind == "addr" and b.address == pc
+                        and b.scope in ("", scope)]  # fmt: skip
                 for bp in here:
                     note = ""
                     if bp.condition:
@@ -661,7 +729,7 @@ class Session(BreakpointControl):
             bp.hits = 0
             try:
                 if bp.kind == "addr" and reread:
-                    bp.address = self.value(bp.spec)
+                    bp.address = self.resolve_address(bp.spec, bp.scope or None)[0]
                 elif bp.kind == "watch":
                     bp.address = self._watch_host_address(bp.spec, bp.length)
                     bp.old = machine.memory.read(bp.address, bp.length)

@@ -69,13 +69,17 @@ class StorageViews:
         if space == "host":
             host = addr
         else:
-            if space == "virt":
-                _real, absolute = self._dat(c, addr, owner, asc)
-            elif space == "real":
-                absolute = c.real_to_abs(addr)
-            elif space == "abs":
+            try:
+                if space == "virt":
+                    _real, absolute = self._dat(c, addr, owner, asc)
+                elif space == "real":
+                    absolute = c.real_to_abs(addr)
+            except ConsoleError:  # a secure CPU's registers (CRs, prefix) without the debug capability
+                raise _Trap("the secure CPU's translation (its control registers, prefix) is the "
+                            "Ultravisor's: the host reads abs: or host: addresses") from None
+            if space == "abs":
                 absolute = addr
-            else:
+            elif space not in ("virt", "real"):
                 raise ConsoleError(f"unknown address space {space!r} (spaces: {', '.join(SPACES)})")
             host = self._guest_to_host(c, absolute)
         if not 0 <= host < mem.size:

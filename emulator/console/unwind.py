@@ -99,7 +99,7 @@ def backtrace(s: Session, limit: int = 64) -> list[Frame]:
     frame's address when the ELF has it; otherwise by the back chain (a function at its first instruction,
     or with no frame of its own, has its return address in r14). Stops at a zero back chain or return
     address, an unreadable frame, a stack that does not grow toward the caller, or ``limit`` frames."""
-    cpu = s.cpu
+    cpu = s.view_cpu()  # the host view: a secure CPU's registers are refused
     regs = {i: cpu.gpr(i) for i in range(16)}
     frames = [Frame(cpu.pc, regs[15], "pc")]
     cfi = s.cfi()

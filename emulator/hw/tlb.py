@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
 
 from unicorn import Uc
@@ -66,6 +66,7 @@ class TlbFill(TrapDispatch):
         _ns_exit: float
         breakpoints: set[int]
         watch_frames: dict[int, bool]
+        pgm_observer: Callable[[Cpu, int, int | None], None] | None
         tlb_group: list[Cpu]
         tlb_record: dict[tuple[int, int], tuple[int, int]] | None
         tlb_fills: int
@@ -208,6 +209,16 @@ class TlbFill(TrapDispatch):
         held = self._tlb_frames
         if any(f in held for f in frames):
             self.flush_tlb()
+
+    def drop_debugger_hooks(self) -> None:
+        """Forget every debugger hook: breakpoints, watched frames, the program-interruption observer, the TLB
+        record. The CPU changes hands (the Ultravisor adopts it for a secure CPU): a hook its former owner
+        placed must not reach what the new one runs on it."""
+        self.set_breakpoints(set())
+        self.watch_frames = {}
+        self.pgm_observer = None
+        self.tlb_record = None
+        self.flush_tlb()
 
     def set_breakpoints(self, addrs: set[int]) -> None:
         """Stop before executing any of these (virtual) addresses; no cost between stops."""

@@ -346,6 +346,13 @@ class Vm:
         """A debugger's step: one SIE entry of vCPU ``address`` with a budget of ``count`` instructions, its
         exit handled as ``run`` handles it. Returns the exit and the instructions the vCPU executed (an
         entry can end before the first one: an interception, a wait, an import the host must do first)."""
+        ex, done = self.step_entry(address, count)
+        self.handle_exit(self.vcpus[address], ex)
+        return ex, done
+
+    def step_entry(self, address: int = 0, count: int = 1) -> tuple[SieExit, int]:
+        """The SIE entry of ``step`` alone: the caller hands the exit to ``handle_exit`` (a debugger that
+        handles an exit that may make the hypervisor call the Ultravisor where it can stop before it)."""
         if self.destroyed:
             raise HypervisorError(f"VM {self.name} was destroyed")
         v = self.vcpus[address]
@@ -354,7 +361,6 @@ class Vm:
         ex = hv.enter(v, count=max(1, count))
         done = hv.insn_count(v) - before
         hv.clock.advance_insns(done)
-        self.handle_exit(v, ex)
         return ex, done
 
     def handle_exit(self, v: Vcpu, ex: SieExit) -> bool:
