@@ -92,7 +92,7 @@ def test_bare_zuv_on_a_terminal_opens_the_console_on_the_secure_demo():
         _wait_for(name, "(completed)")
         screen = _wait_for(name, "secure guest ")  # the status line
         # the host view: the PC, not the secure instruction there
-        assert "=> 0x1083a <share+0x3a>  (secure storage: PGM 0x3D for the host)" in screen
+        assert "=> 0x1083a (SD) <share+0x3a>  (secure storage: PGM 0x3D for the host)" in screen
         _tmux("send-keys", "-t", name, "regs", "Enter")
         _wait_for(name, "PSW (SD, not authoritative)")
         _tmux("send-keys", "-t", name, "dual abs:0x15000 16", "Enter")
