@@ -250,6 +250,11 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             self._qc = LIVE.q_mask + 12
             here = ctypes.addressof(ctypes.c_char.from_buffer(q))
             self._cc_op = ctypes.c_uint32.from_address(here + LIVE.cc_op)
+        #: index in ``_q`` of unicorn's pending EXECUTE target (``ex_value``), -1: through the context blob
+        self._qx = -1
+        rel = _LAYOUT.ex_value - _LAYOUT.regs
+        if LIVE is not None and _LAYOUT.ex_value >= 0 and rel >= 0 and rel % 8 == 0 and rel + 8 <= LIVE.size:
+            self._qx = rel // 8
         self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no
         #: flush)
@@ -326,6 +331,8 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         self._want_flush = False
         self._armed = 0.0
         self._probe: tuple[int, bool] | None = None
+        #: the address a watched step runs from: its fills register no unicorn exit there (-1: none)
+        self._step_at = -1
         #: the page before a block whose first instruction faults while it is translated (``_phantom_fill``)
         self._phantom: int | None = None
         #: runs in a row that stopped where they started after the same refused lookup (``run``)
@@ -560,8 +567,10 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             self._mask_c = self._pc_c = None  # _stale(), inline
             if q is None:
                 self._cr_c = [None] * 16
+            # a stop between an EXECUTE and its target: the CPU is before the EXECUTE, which runs again
+            undone = self._drop_pending_execute()
             if counted:
-                executed = self._executed(budget)
+                executed = max(0, self._executed(budget) - undone)
                 self.insn_count += executed
                 budget -= executed
             if self._smc_frames:

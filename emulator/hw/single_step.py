@@ -60,6 +60,12 @@ class SingleSteps:
 
         hook = uc.hook_add(UC_HOOK_MEM_WRITE if f.write else UC_HOOK_MEM_READ, watch)
         self._probe = (f.vpage, f.write)
+        # the instruction may stand at an exit (an EXECUTE, performed natively from its exit): the step runs
+        # it, so unicorn must not halt there, also once a fill of the code's page registers its exits again
+        self._step_at = pc
+        if pc in self._uc_exits:
+            self._uc_exits.discard(pc)
+            self._exit_list.discard(pc, self._uc_exits)
         self._remove_cache(pc, pc + 6)
         self.flush_tlb()
         self._fault = None
@@ -67,16 +73,21 @@ class SingleSteps:
         if self._uncounted_blocks:
             self._counting()
         try:
-            uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, 1)
+            # unicorn counts an EXECUTE and its target apart: one step is both
+            uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, 2 if self._is_execute(pc) else 1)
             err = None
         except UcError as e:
             err = e
         finally:
             self._stale()
+            undone = self._drop_pending_execute()  # stopped between an EXECUTE and its target: not run
             uc.hook_del(hook)
             self._probe = None
+            self._step_at = -1
             self._remove_cache(pc, pc + 6)
             self.flush_tlb()
+            if pc in self._exits:
+                self._register_exits({pc})
         if f.rule == "low-address protection":
             bad = [o for o in touched if o < 512]
         else:
@@ -105,6 +116,8 @@ class SingleSteps:
                 self.deliver_svc(code, ilen, self.pc)
             else:
                 self.program_interrupt(code, ilen or 2, pc=self.pc)
+            return 0
+        if undone:
             return 0
         frame = host_page >> PAGE_SHIFT
         self.mem.keys[frame] |= KEY_R | (KEY_C if f.write and touched else 0)

@@ -93,6 +93,7 @@ class TlbFill(TrapDispatch):
         _want_flush: bool
         _flushed_at: float
         _probe: tuple[int, bool] | None
+        _step_at: int
         _phantom: int | None
     @property
     def registered_exits(self) -> int:
@@ -138,6 +139,8 @@ class TlbFill(TrapDispatch):
     def _register_exits(self, addrs: set[int] | frozenset[int]) -> None:
         """Make sure unicorn knows these exits (before any block holding them is translated)."""
         new = addrs - self._uc_exits
+        if new and self._step_at in new:  # a watched step runs the instruction there (``_watched_step``)
+            new = new - {self._step_at}
         if new:
             self._exit_list.add(new, self._uc_exits)
             self._uc_exits |= new
