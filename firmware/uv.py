@@ -223,8 +223,12 @@ class Ultravisor(ServiceCommands):
         layout, size, handler = entry
         blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw[:length]))
         if code in PAGE_COMMANDS:
-            with self.mem.quiesced():  # the frames are taken from every CPU before anything changes
+            # the frames are taken from every CPU before anything changes (``quiesced``, without its object)
+            held = self.mem.hold_cpus()
+            try:
                 out: _Outcome = handler(caller, blk, cb, guest_cfg)
+            finally:
+                self.mem.release_cpus(held)
         else:
             out = handler(caller, blk, cb, guest_cfg)
         rc = out.rc

@@ -122,8 +122,12 @@ class AbsoluteControlBlock:
     def frame_window(self) -> memoryview:
         """``window(8)`` (the header), extended to the end of the header's 4 KiB frame: the checks of the
         header decide for the whole frame (one owner, and memory ends on a frame boundary)."""
-        n = PAGE_SIZE - (self.addr & 0xFFF)
-        return self.window(n if n >= 8 else 8)
+        addr = self.addr
+        n = PAGE_SIZE - (addr & 0xFFF)
+        try:  # ``window``, inline: every UVC of the hypervisor's reads its header this way
+            return self.view.window(addr, n if n >= 8 else 8)
+        except (SecureStorageAccess, HwError) as e:
+            raise self._pgm(e, 0) from None
 
     def translate(self, vaddr: int, write: bool) -> int:
         """DAT off: addresses inside the block are absolute."""

@@ -132,8 +132,17 @@ class UvCore:
     def _holds_state_description(self, frames: Iterable[int]) -> bool:
         """True if one of the frames is a secure CPU's state description (host storage the Ultravisor's SIE
         reads and writes in place: it may become neither secure nor Ultravisor storage; zuv's choice)."""
-        sds = {c.state_origin >> PAGE_SHIFT for c in self._cpus.values()}
-        return bool(sds) and any(f in sds for f in frames)
+        if not self._cpus:
+            return False
+        return not {c.state_origin >> PAGE_SHIFT for c in self._cpus.values()}.isdisjoint(frames)
+
+    def _is_state_description(self, frame: int) -> bool:
+        """``_holds_state_description((frame,))``, for the one frame of every Convert to Secure Storage and
+        Unpack (no set built per page)."""
+        for c in self._cpus.values():
+            if c.state_origin >> PAGE_SHIFT == frame:
+                return True
+        return False
 
     def _lowcores(self) -> list[tuple[int, int]]:
         areas = [(0, 0x2000)]

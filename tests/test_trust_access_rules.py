@@ -70,3 +70,28 @@ def test_every_inline_check_decides_as_the_rule(cpu, owner, shared, guest_tag):
         cpu.guest = None
         cpu.set_psw(PSW_MASK_64, 0x10000)
         mem.set_owner(FRAME, OWNER_HOST)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    tags=st.dictionaries(st.integers(0, 63), st.tuples(st.sampled_from([OWNER_UV, 2, 3]), st.booleans())),
+    first=st.integers(0, 63),
+    frames=st.integers(1, 64),
+    offset=st.integers(0, 0xFFF),
+    accessor=st.sampled_from([access.HOST, 2, 3]),
+)
+def test_a_range_is_refused_at_its_first_frame_the_rule_refuses(tags, first, frames, offset, accessor):
+    """``refused_address`` (one frame at a time for short ranges, all tags compared at once for wide ones)
+    names the first byte of the first frame ``may_access`` refuses, or None."""
+    mem = PhysicalMemory(1 << 20)
+    for f, (tag, shared) in tags.items():
+        mem.set_owner(f, tag)
+        mem.set_shared(f, shared)
+    addr = (first << 12) + offset
+    length = min((frames << 12) - offset, mem.size - addr)
+    expected = None
+    for f in range(addr >> 12, ((addr + length - 1) >> 12) + 1):
+        if not access.may_access(mem, f, accessor):
+            expected = max(addr, f << 12)
+            break
+    assert access.refused_address(mem, addr, length, accessor) == expected

@@ -57,6 +57,8 @@ HOST: Final = None
 PGM_SECURE_STORAGE_ACCESS: Final = 0x3D
 _OWNER_HOST: Final = 0  # memory.OWNER_HOST (memory imports this module)
 _PAGE_SHIFT: Final = 12
+#: Ranges of more frames than this first compare all their owner tags with zero at once.
+_WIDE: Final = 16
 
 
 def may_access(mem: PhysicalMemory, frame: int, tag: int | None = HOST) -> bool:
@@ -76,6 +78,10 @@ def refused_address(mem: PhysicalMemory, addr: int, length: int, tag: int | None
     if length <= 0 or (not mem.non_host_frames):
         return None
     first, last = addr >> _PAGE_SHIFT, (addr + length - 1) >> _PAGE_SHIFT
+    if last - first >= _WIDE:
+        tags = memoryview(mem.owner)[first : last + 1].cast("B")
+        if tags == bytes(len(tags)):  # every frame host-owned (an image's load, a VM's teardown): in C
+            return None
     for frame in range(first, last + 1):
         if not may_access(mem, frame, tag):
             return max(addr, frame << _PAGE_SHIFT)

@@ -126,7 +126,7 @@ class PhysicalMemory:
         self._owner_batch_watch: list[tuple[OwnerBatchListener, Container[int] | None]] = []
         #: Told about every host-view access refused with PGM 0x3D (debuggers); empty: no cost at all.
         self.secure_access_listeners: list[SecureAccessListener] = []
-        self._cpus: list[Any] = []  # the CPUs on this storage (``add_cpu``): what ``quiesced`` holds
+        self._cpus: tuple[Any, ...] = ()  # the CPUs on this storage (``add_cpu``): what ``quiesced`` holds
         self._batch_depth = 0
         self._batch_frames: list[int] = []
         #: Number of frames whose owner is not the host: lets host views skip tag checks when 0.
@@ -339,19 +339,41 @@ class PhysicalMemory:
 
     def add_cpu(self, cpu: Any) -> None:
         """A CPU on this storage (it has ``hold``/``unhold``): ``quiesced`` takes it out of its run."""
-        self._cpus.append(cpu)
+        self._cpus = (*self._cpus, cpu)
 
     def remove_cpu(self, cpu: Any) -> None:
         """Forget a CPU registered with ``add_cpu``."""
         if cpu in self._cpus:
-            self._cpus.remove(cpu)
+            cpus = list(self._cpus)
+            cpus.remove(cpu)
+            self._cpus = tuple(cpus)
 
     def quiesced(self) -> Quiesced:
         """Every CPU on this storage out of its run for the block (any thread): the shoot-down before the
         Ultravisor encrypts, clears or hands over a page. A CPU running on another thread is stopped at an
         instruction boundary and waits there; no CPU holds a translation the block's owner changes revoke
         (they flush their TLBs from this thread while none of them runs), and they run on afterwards."""
-        return Quiesced(self._cpus)
+        return Quiesced(self)
+
+    def hold_cpus(self) -> tuple[Any, ...]:
+        """``quiesced``'s entry without a context object (the Ultravisor's dispatcher, once per page command):
+        every CPU on this storage held (``Cpu.hold``); returns them for ``release_cpus``. A CPU added
+        meanwhile is not held: it has no translation yet."""
+        cpus = self._cpus
+        n = 0
+        try:
+            for cpu in cpus:
+                cpu.hold()
+                n += 1
+        except BaseException:
+            self.release_cpus(cpus[:n])
+            raise
+        return cpus
+
+    def release_cpus(self, cpus: tuple[Any, ...]) -> None:
+        """End ``hold_cpus``: the CPUs it returned run on (in the reverse order)."""
+        for cpu in reversed(cpus):
+            cpu.unhold()
 
     def add_owner_batch_listener(
         self, listener: OwnerBatchListener, watched: Container[int] | None = None
@@ -393,29 +415,20 @@ class PhysicalMemory:
 
 
 class Quiesced:
-    """``PhysicalMemory.quiesced``'s context: holds every CPU on entry (``Cpu.hold``), lets them go on exit
-    (a class, not a generator: an export or import pays for it on every call)."""
+    """``PhysicalMemory.quiesced``'s context: every CPU held on entry (``hold_cpus``), released on exit."""
 
-    __slots__ = ("_cpus", "_held")
+    __slots__ = ("_mem", "_held")
 
-    def __init__(self, cpus: list[Any]) -> None:
-        self._cpus = cpus
-        self._held: list[Any] = []
+    def __init__(self, mem: PhysicalMemory) -> None:
+        self._mem = mem
+        self._held: tuple[Any, ...] = ()
 
     def __enter__(self) -> None:
-        held = self._held
-        try:
-            for cpu in tuple(self._cpus):  # (a CPU added meanwhile is not held: it has no translation yet)
-                cpu.hold()
-                held.append(cpu)
-        except BaseException:
-            self.__exit__()
-            raise
+        self._held = self._mem.hold_cpus()
 
     def __exit__(self, *exc: object) -> None:
-        held = self._held
-        while held:
-            held.pop().unhold()
+        held, self._held = self._held, ()
+        self._mem.release_cpus(held)
 
 
 class HostView:
@@ -498,8 +511,13 @@ class HostView:
         For a caller that takes what it needs at once (the Ultravisor reading a control block); stores
         still go through ``write``.
         """
-        self._check(addr, length, False)  # a refused range fails the fetch first
-        return self._mem._view[addr : addr + length].toreadonly()
+        mem = self._mem
+        end = addr + length
+        if addr < 0 or length <= 0 or end > mem.size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
+            mem.owner[addr >> PAGE_SHIFT] != OWNER_HOST and not mem.shared[addr >> PAGE_SHIFT]
+        ):  # (``read``'s one-frame case inline, as there)
+            self._check(addr, length, False)  # a refused range fails the fetch first
+        return mem._view[addr:end].toreadonly()
 
     def accessible(self, addr: int) -> bool:
         """True if the host may touch the frame holding ``addr``."""
