@@ -56,7 +56,7 @@ TEMPLATES = [
     (["boot", "{F}", "--time-limit", "5"], {"se", "elf"}),  # an ELF: booted as a normal guest
     (["boot", "--machine", "{F}", "--time-limit", "5"], set()),
     (["console", "{F}", "--script", "/dev/null"], {"elf", "se"}),
-    (["console", str(ELF), "--script", "{F}"], {"empty", "truncated-hkd"}),  # PEM text: answered per line
+    (["console", str(ELF), "--script", "{F}"], {"empty"}),  # PEM text: no console command (exit 2)
     (["pvimg", "info", "{F}"], {"se"}),
     (["pvimg", "create", "-i", "{F}", "-k", str(HKD), "--no-verify", "-o", "OUT"], {"elf", "se"}),  # see report
     (["pvimg", "create", "-i", str(ELF), "-k", "{F}", *CERTS, "-o", "OUT"], set()),

@@ -311,6 +311,32 @@ def test_bad_program_and_missing_script_exit_2_with_one_line(tmp_path):
     assert p.returncode == 2 and "cannot read" in p.stderr
 
 
+def test_a_file_that_is_no_script_is_refused_before_anything_runs(tmp_path):
+    """A script is checked whole first: a line that is no console command (an ELF's text, C source, a
+    README, a typo) is bad input: exit 2 with FILE:LINE and the line, and nothing runs (no stdout)."""
+    cases = {
+        "notes.md": ("# title\n\nregs\nRun it like this:\n",
+                     "notes.md:4: unknown command 'Run' in 'Run it like this:'"),
+        "typo.zuv": ("break bump\ncontinue\nsetp\n", "typo.zuv:3: unknown command 'setp'"),
+        "zeros.bin": ("regs\n" + "\0" * 64, "zeros.bin:2: control character '\\x00' in column 1"),
+        "quote.zuv": ('print "r2\n', "quote.zuv:1: cannot split"),
+    }
+    for name, (text, want) in cases.items():
+        (tmp_path / name).write_text(text)
+        p = zuv(PROBE, "--script", str(tmp_path / name))
+        assert p.returncode == 2 and p.stdout == "", (name, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1, (name, p.stderr)
+        assert want in p.stderr, (name, p.stderr)
+    p = zuv(str(ROOT / "guests/images/hello.elf"), "--script", str(ROOT / "guests/images/hello.elf"))
+    assert p.returncode == 2 and "not a text file of console commands" in p.stderr
+    p = zuv(PROBE, stdin="regs\nfoo bar\n")  # commands from stdin: the same check
+    assert p.returncode == 2 and "standard input:2: unknown command 'foo'" in p.stderr and p.stdout == ""
+    # a command that fails at run time is no bad input: the script goes on, status 1
+    (tmp_path / "fails.zuv").write_text("print nosuchsymbol\nregs\n")
+    p = zuv(PROBE, "--script", str(tmp_path / "fails.zuv"))
+    assert p.returncode == 1 and "(zuv) regs" in p.stdout
+
+
 def test_translate_through_an_enhanced_dat_large_frame_shows_its_absolute_address():
     """A 1 MiB frame (EDAT-1) maps to an absolute address: the console shows it, unprefixed, as both the
     real and the absolute address; a 4 KiB page's real address is prefixed."""

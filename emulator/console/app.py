@@ -7,7 +7,9 @@ appears as it comes. Input and output are injectable (``run_interactive(..., inp
 how the tests drive it with a pipe.
 
 Non-interactive (``run_script``): each command is echoed after the prompt, its output follows, and the
-exit status is 0 when every command succeeded, 1 when one failed (or ``quit N``). Each command runs on a
+exit status is 0 when every command succeeded, 1 when one failed (or ``quit N``); a script with a line that
+is no console command is refused before it runs (``script_problem``: ``zuv console`` exits 2). Each
+command runs on a
 worker thread (``emulator.interrupt``): Ctrl-C stops a long run where it is, shows its stop, and ends the
 script with status 130.
 """
@@ -99,6 +101,33 @@ def load_console_bindings(session: Session) -> KeyBindings:
             event.app.current_buffer.reset()  # type: ignore[attr-defined]
 
     return kb
+
+
+def script_problem(lines: Iterable[str]) -> tuple[int, str] | None:
+    """The first line of a script that is no console command, as (line number from 1, why), or None. A
+    script is checked whole before anything runs (``zuv console --script``, commands from stdin): a file
+    that is not a script (an ELF, a C source, a README) is bad input, not a run of failing commands."""
+    import shlex
+
+    for number, raw in enumerate(lines, 1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        bad = next((i for i, ch in enumerate(text) if ch != "\t" and (ord(ch) < 0x20 or ord(ch) == 0x7F)),
+                   None)  # fmt: skip
+        if bad is not None:
+            return number, (f"control character {text[bad]!r} in column {bad + 1}: not a text of console "
+                            "commands")  # fmt: skip
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            return number, f"cannot split {shown!r} into words: {e}"
+        name = words[0].split("/", 1)[0] if "/" in words[0] and not words[0].startswith("/") else words[0]
+        if lookup(name) is None:
+            return number, (f"unknown command {name!r} in {shown!r} (a script has one console command a "
+                            "line, # comments; help lists the commands)")  # fmt: skip
+    return None
 
 
 def run_script(session: Session, lines: Iterable[str], out: TextIO, *, echo: bool = True) -> int:

@@ -237,9 +237,24 @@ def _session(args: argparse.Namespace) -> object:
 
 def cmd_console(args: argparse.Namespace) -> int:
     """Entry of ``zuv console``."""
-    from emulator.console.app import persistent_history, run_interactive, run_script
+    from emulator.console.app import persistent_history, run_interactive, run_script, script_problem
     from emulator.console.errors import ConsoleError
 
+    lines: list[str] | None = None  # the script, checked whole before the machine is built
+    if args.script is not None:
+        try:
+            lines = Path(args.script).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            print(f"zuv: {args.script}: cannot read: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except UnicodeDecodeError as e:
+            print(f"zuv: {args.script}: not a text file of console commands (byte {e.start}: "
+                  f"not UTF-8)", file=sys.stderr)  # fmt: skip
+            return 2
+        problem = script_problem(lines)
+        if problem is not None:
+            print(f"zuv: {args.script}:{problem[0]}: {problem[1]}", file=sys.stderr)
+            return 2
     try:
         session = _session(args)
     except ConsoleError as e:
@@ -258,16 +273,7 @@ def cmd_console(args: argparse.Namespace) -> int:
             print(f"zuv: {e}", file=sys.stderr)
             return 2
         print(f"zuv: {line}", file=sys.stderr)
-    if args.script is not None:
-        try:
-            lines = Path(args.script).read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            print(f"zuv: {args.script}: cannot read: {e.strerror or e}", file=sys.stderr)
-            return 2
-        except UnicodeDecodeError as e:
-            print(f"zuv: {args.script}: not a text file of console commands (byte {e.start}: "
-                  f"not UTF-8)", file=sys.stderr)  # fmt: skip
-            return 2
+    if lines is not None:
         return run_script(session, lines, sys.stdout, echo=not args.quiet)  # type: ignore[arg-type]
     if sys.stdin.isatty() and sys.stdout.isatty():
         return run_interactive(session, history=persistent_history())  # type: ignore[arg-type]
@@ -279,4 +285,8 @@ def cmd_console(args: argparse.Namespace) -> int:
         return 2
     if not any(line.strip() for line in lines):
         lines = list(DEFAULT_SCRIPT)
+    problem = script_problem(lines)
+    if problem is not None:
+        print(f"zuv: standard input:{problem[0]}: {problem[1]}", file=sys.stderr)
+        return 2
     return run_script(session, lines, sys.stdout, echo=not args.quiet)  # type: ignore[arg-type]
