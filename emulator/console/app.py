@@ -10,8 +10,7 @@ Non-interactive (``run_script``): each command is echoed after the prompt, its o
 exit status is 0 when every command succeeded, 1 when one failed (or ``quit N``); a script with a line that
 is no console command is refused before it runs (``script_problem``: ``zuv console`` exits 2). Each
 command runs on a worker thread (``emulator.interrupt``): Ctrl-C stops a long run where it is, shows its
-stop, and ends the
-script with status 130.
+stop, and ends the script with status 130.
 """
 
 from __future__ import annotations
