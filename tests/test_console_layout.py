@@ -115,3 +115,32 @@ def _in_80_columns(term: object) -> None:
         assert max(len(line.rstrip()) for line in joined.splitlines()) <= 80, joined
         _tmux("send-keys", "-t", name, "quit", "Enter")
         _wait_for(name, "EXITED=0")
+
+
+def test_the_interactive_console_pages_long_output_and_scripts_get_it_whole():
+    """Output longer than the terminal (40 rows here) stops after each screenful with gdb's question: q
+    leaves the rest out (one line says so), c shows the rest, Enter the next screenful; `pager off` shows it
+    whole; a script gets it whole, plain."""
+    import io
+
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output.plain_text import PlainTextOutput
+
+    from emulator.console.app import MORE, run_interactive, run_script
+
+    s = open_session(PROBE)
+    listing = execute(s, "x/60i _start").plain().splitlines()
+    assert len(listing) == 60
+    line38, line39, last = listing[37].split()[0], listing[38].split()[0], listing[-1].split()[0]
+    buf = io.StringIO()
+    with create_pipe_input() as pipe:
+        pipe.send_text("x/60i _start\rq" "x/60i _start\rc" "x/60i _start\r " "pager off\rx/60i _start\rquit\r")
+        assert run_interactive(s, input=pipe, output=PlainTextOutput(buf)) == 0
+    text = buf.getvalue()
+    first, rest = text.split("(22 more lines not shown: pager off shows long output whole)", 1)
+    assert MORE in first and f"{line38} <" in first and f"{line39} <" not in first  # 38 lines: 40 rows - 2
+    assert rest.count(f"{last} <") == 3  # c: the rest; space: the next screenful; pager off: whole
+    assert MORE not in rest.rsplit("pager off", 1)[1]
+    out = io.StringIO()
+    assert run_script(s, ["x/60i _start"], out) == 0
+    assert MORE not in out.getvalue() and len(out.getvalue().splitlines()) == 61

@@ -19,7 +19,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
@@ -190,6 +190,11 @@ async def _interactive(
     def show(result: Output) -> None:  # laid out for the terminal: longer lines wrap at spaces, indented
         print_formatted_text(result.fit(session.columns).formatted(), style=STYLE, output=output, end="")
 
+    async def show_paged(result: Output) -> None:
+        """A command's output, a screenful at a time when it is longer than the terminal (``pager``)."""
+        await page(result.fit(session.columns), _rows(prompt) - 2 if session.pager else 0, show,
+                   lambda: _more(input, output))  # fmt: skip
+
     session.columns = _columns(prompt)
     show(Output().add(("heading", "zuv console")).text("type help for the commands; Tab completes", "dim"))
     worker: threading.Thread | None = None
@@ -213,11 +218,61 @@ async def _interactive(
                 worker = _background(session, line, show)
                 continue
             try:
-                show(await _foreground(session, line))
+                await show_paged(await _foreground(session, line))
             except QuitRequest as q:
                 if worker is not None:
                     worker.join()
                 return q.status
+
+
+#: What the pager asks between screenfuls (gdb's words).
+MORE: Final = "--Type <RET> for more, q to quit, c to continue without paging--"
+
+
+async def page(
+    out: Output, rows: int, show: Callable[[Output], None], more: Callable[[], Awaitable[str]]
+) -> None:
+    """Show ``out`` ``rows`` lines at a time (rows < 5: all at once), asking ``more()`` after each screenful:
+    "more" (Enter, space) the next, "c" the rest, "q" (or Ctrl-C, end of input) no more (one line says how
+    many lines were left out and how to see everything)."""
+    if rows < 5 or len(out.lines) <= rows + 1:
+        show(out)
+        return
+    at = 0
+    while at < len(out.lines):
+        show(Output(out.lines[at : at + rows], out.ok))
+        at += rows
+        if at >= len(out.lines):
+            return
+        answer = await more()
+        if answer == "c":
+            show(Output(out.lines[at:], out.ok))
+            return
+        if answer != "more":
+            left = len(out.lines) - at
+            show(Output().text(f"({left} more lines not shown: pager off shows long output whole)", "dim"))
+            return
+
+
+async def _more(input: Input | None, output: PtOutput | None) -> str:  # noqa: A002 - prompt_toolkit's name
+    """Ask the pager's question; one key answers (Enter or space: more, c: the rest, q or Ctrl-C: stop)."""
+    keys = KeyBindings()
+    for key, answer in (("enter", "more"), (" ", "more"), ("c", "c"), ("q", "q"), ("c-c", "q"), ("c-d", "q")):
+        keys.add(key)(lambda event, a=answer: event.app.exit(result=a))
+    keys.add("<any>")(lambda event: None)  # other keys: ignored
+    question: PromptSession[str] = PromptSession(key_bindings=keys, input=input, output=output, style=STYLE)
+    try:
+        return await question.prompt_async([("class:dim", MORE)])
+    except (EOFError, KeyboardInterrupt):
+        return "q"
+
+
+def _rows(prompt: PromptSession[str]) -> int:
+    """The terminal's height (0: unknown, no paging)."""
+    try:
+        return int(prompt.output.get_size().rows)
+    except Exception:  # noqa: BLE001 - an output that cannot tell
+        return 0
 
 
 def _columns(prompt: PromptSession[str]) -> int:

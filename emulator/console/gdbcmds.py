@@ -411,6 +411,20 @@ def _finish(s: Session, args: list[str]) -> Output:
     return out
 
 
+@command("pager", "pager [on|off]", "show long output a screenful at a time (interactive console)",
+         group="session", while_running=True)  # fmt: skip
+def _pager(s: Session, args: list[str]) -> Output:
+    """In the interactive console, output longer than the terminal (uvlog all, help, x/200i, pages all)
+    stops after each screenful and asks, as gdb does: Enter or space for the next, c for the rest without
+    stopping, q (or Ctrl-C) for no more. `pager off` shows long output whole; scripts, pipes and the log
+    always get it whole, as plain lines. `uvlog --brief` is the one-line form of the UV log."""
+    if args and args[0] not in ("on", "off") or len(args) > 1:
+        raise ConsoleError("usage: pager [on|off]")
+    if args:
+        s.pager = args[0] == "on"
+    return Output().text(f"pager {'on' if s.pager else 'off'}")
+
+
 @command("log", "log FILE | log off", "append every command and its output to FILE (log off: stop)",
          group="session", while_running=True)  # fmt: skip
 def _log(s: Session, args: list[str]) -> Output:

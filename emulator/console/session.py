@@ -126,6 +126,8 @@ class Session(BreakpointControl):
         #: the width command output is laid out for (the terminal's in the interactive console; 80 for
         #: scripts): tables adapt to it, longer lines wrap (``Output.fit``)
         self.columns = 80
+        #: the interactive console shows output longer than the terminal a screenful at a time (``pager``)
+        self.pager = True
         self.x_format = ("x", "w")  # x's last format and unit (gdb's defaults)
         self.x_next: tuple[str, int] | None = None  # where x without an address goes on: (space, address)
         self._record_tlbs()
