@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emulator.image import pvimg as p
-from emulator.image.pvimg_cli import UV_KEY_HASHES_SIZE, pvimg_main
+from emulator.image.pvimg_cli import pvimg_main
 from firmware import se_header as s
 from firmware.machine_identity import MachineIdentity
 
@@ -89,11 +89,13 @@ def test_info_json_is_the_info_v1_schema_in_its_three_states(image, capsys):
 def test_info_text_only_on_a_terminal_or_when_asked(image, capsys, monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     rc, out, _ = _cli(capsys, "info", image / "img", "-q")
-    assert rc == 0 and out.startswith("SE header V1") and "key slot 1" in out
+    assert rc == 0 and out.startswith("Secure Execution header\n  version: 1\n  key slots:\n")
+    assert out.count(" - target key hash: ") == 2
     rc, out, _ = _cli(capsys, "info", image / "img", "--format", "json")
     assert json.loads(out)["data"]["nks"] == 2
     rc, out, _ = _cli(capsys, "info", image / "img", "--format", "text:full", "--hdr-key", image / "hdr.key")
-    assert "wrpk" in out and "NOT verified" not in out
+    assert out.startswith("integrity and authenticity verified Secure Execution header\n")
+    assert "  number of key slots: 2\n" in out and "  GCM tag: " in out and "  encrypted data: " in out
     assert _cli(capsys, "info", image / "img", "--format", "yaml")[0] == 2
     assert _cli(capsys, "info", image / "img", "--format", "text:pretty")[0] == 2
     assert _cli(capsys, "info", image / "img", "--show-secrets")[0] == 2  # needs --hdr-key
@@ -127,21 +129,50 @@ def test_create_option_names_lists_and_rules(image, tmp_path, capsys):
 
 
 def test_test_subcommand(image, tmp_path, capsys):
-    rc, out, _ = _cli(capsys, "test", image / "img", "-k", f"{DEMO_HKD},{OTHER_HKD}")
-    assert rc == 0 and out.count("✓") == 2
+    rc, out, err = _cli(capsys, "test", image / "img", "-k", f"{DEMO_HKD},{OTHER_HKD}")
+    assert rc == 0 and out == "" and err.count("✓") == 2  # on stderr, as pvimg's log
     rc, out, _ = _cli(capsys, "create", "-i", HELLO, "-k", OTHER_HKD, "-o", tmp_path / "other",
                       "--no-verify", "-q")
-    rc, out, _ = _cli(capsys, "test", tmp_path / "other", "-k", DEMO_HKD)
-    assert rc == 1 and "✘" in out and "not included" in out
-    hashes = bytes(32) + DEMO.host_key_hash + bytes(UV_KEY_HASHES_SIZE - 64)  # the match in the backup slot
-    (tmp_path / "keys").write_bytes(hashes)
-    rc, out, _ = _cli(capsys, "test", image / "img", f"--key-hashes={tmp_path / 'keys'}")
-    assert rc == 0 and "Backup host key hash" in out
-    assert _cli(capsys, "test", tmp_path / "other", f"--key-hashes={tmp_path / 'keys'}")[0] == 1
-    (tmp_path / "bad").write_bytes(bytes(10))
-    assert _cli(capsys, "test", image / "img", f"--key-hashes={tmp_path / 'bad'}")[0] == 1
+    rc, out, err = _cli(capsys, "test", tmp_path / "other", "-k", DEMO_HKD)
+    assert rc == 1 and "✘" in err and "not included" in err
+    # /sys/firmware/uv/keys/all: 15 lines of hex; the match in the backup slot
+    (tmp_path / "keys").write_text("\n".join(["00" * 32, DEMO.host_key_hash.hex()] + ["00" * 32] * 13) + "\n")
+    rc, out, err = _cli(capsys, "test", image / "img", f"--key-hashes={tmp_path / 'keys'}")
+    assert rc == 0 and out == ""
+    assert f" ✓ Backup host key hash 0x{DEMO.host_key_hash.hex()} is included" in err
+    rc, _, err = _cli(capsys, "test", tmp_path / "other", f"--key-hashes={tmp_path / 'keys'}")
+    assert rc == 1 and " ✘ None of the key hashes is included" in err
+    bad = {"binary": bytes(480), "14 lines": ("00" * 32 + "\n") * 14, "short": ("00" * 31 + "\n") * 15,
+           "odd": (" " + "00" * 32 + "\n") * 15, "not hex": ("zz" * 32 + "\n") * 15}  # fmt: skip
+    for name, content in bad.items():
+        f = tmp_path / name
+        f.write_bytes(content) if isinstance(content, bytes) else f.write_text(content)
+        rc, _, err = _cli(capsys, "test", image / "img", f"--key-hashes={f}")
+        assert rc == 1 and len(err.strip().splitlines()) == 1, name
+    # the FILE only after '=': a word after a bare --key-hashes is another argument (IBM's: 2)
+    assert _cli(capsys, "test", image / "img", "--key-hashes", tmp_path / "keys")[0] == 2
     assert _cli(capsys, "test", image / "img")[0] == 2  # one of -k / --key-hashes
     assert _cli(capsys, "test", image / "img", "-k", DEMO_HKD, "--key-hashes")[0] == 2
+
+
+def test_print_schema_describes_what_info_prints(image, capsys):
+    import jsonschema
+
+    rc, out, _ = _cli(capsys, "info", "--print-schema", "json")
+    assert rc == 0
+    schema = json.loads(out)
+    jsonschema.Draft7Validator.check_schema(schema)
+    for extra in ([], ["--hdr-key", image / "hdr.key"], ["--hdr-key", image / "hdr.key", "--show-secrets"]):
+        doc = json.loads(_cli(capsys, "info", image / "img", "--format", "json", "-q", *extra)[1])
+        jsonschema.validate(doc, schema)
+        doc["data"]["surplus"] = 1
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(doc, schema)
+    text = _cli(capsys, "info", "--print-schema", "text")[1]
+    assert text == "No schema for human-readable format available!\n"
+    for bad in (["--print-schema", "xml"], ["--print-schema"], ["--print-schema", "json", str(image / "img")],
+                ["--print-schema", "json", "--format", "json"], []):  # fmt: skip
+        assert _cli(capsys, "info", *bad)[0] == 2, bad
 
 
 def test_version_and_bare_command(capsys):

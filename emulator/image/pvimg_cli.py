@@ -19,10 +19,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from emulator.image.info_schema import info_schema_json
 from emulator.image.pvimg import (
-    _COMP_NAMES,
     ImageError,
-    IpibPvComponent,
     _int,
     _Parser,
     _read,
@@ -55,12 +54,14 @@ from firmware.se_header import (
 
 from . import pki
 
-__all__ = ["S390_TOOLS_VERSION", "UV_KEY_HASHES_SIZE", "info_document", "pvimg_main"]
+__all__ = ["S390_TOOLS_VERSION", "UV_KEY_HASHES", "UV_KEYS_ALL", "info_document", "pvimg_main"]
 
 #: the s390-tools release whose pvimg command line and formats this module follows
 S390_TOOLS_VERSION = "2.43.0"
-#: /sys/firmware/uv/keys/all: host key hash, backup host key hash and 13 reserved hashes, 32 bytes each
-UV_KEY_HASHES_SIZE = 15 * 32
+#: Query Ultravisor Keys as Linux shows it: the host key hash, the backup host key hash and 13 more, each a
+#: line of 64 hexadecimal digits
+UV_KEYS_ALL = "/sys/firmware/uv/keys/all"
+UV_KEY_HASHES = 15
 
 
 # ------------------------------------------------------------------------------------------------ actions
@@ -150,9 +151,11 @@ def _parser() -> argparse.ArgumentParser:
                        description="Print the SE header of an image (JSON in the info-v1 schema unless "
                                    "stdout is a terminal).")  # fmt: skip
     _add_global(i)
-    i.add_argument("input", help="SE image or bare SE header")
+    i.add_argument("input", nargs="?", help="SE image or bare SE header")
     i.add_argument("--format", action=_Once, type=_format_spec,
                    help="text, text:full, json, json:pretty, json:minify (default: text on a terminal)")
+    i.add_argument("--print-schema", action=_Once, type=_schema_kind, metavar="FORMAT",
+                   help="print the schema of the output FORMAT (text or json) and exit")
     i.add_argument("--hdr-key", "--key", dest="hdr_key", action=_Once,
                    help="verify the header with the header protection key given at create")  # fmt: skip
     i.add_argument("--show-secrets", action="store_true", help="print the decrypted secrets (needs a key)")
@@ -165,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("input", help="SE image")
     t.add_argument("-k", "--host-key-document", dest="hkds", action=_List, default=[],
                    help="succeed if one of these documents' host keys has a key slot")  # fmt: skip
-    t.add_argument("--key-hashes", nargs="?", const="/sys/firmware/uv/keys/all", default=None,
+    t.add_argument("--key-hashes", nargs="?", const=UV_KEYS_ALL, default=None,
                    help="succeed if a hash in FILE (Query Ultravisor Keys) has a key slot")
     sub.add_parser("version", help=argparse.SUPPRESS)
     return p
@@ -178,6 +181,12 @@ def _format_spec(text: str) -> tuple[str, str]:
     if kind not in ok or variant not in ok[kind]:
         raise argparse.ArgumentTypeError(f"invalid value '{text}' for '--format'")
     return kind, variant
+
+
+def _schema_kind(text: str) -> str:
+    if text not in ("text", "json"):
+        raise argparse.ArgumentTypeError(f"invalid value '{text}' (possible values: text, json)")
+    return text
 
 
 def _check_rules(a) -> None:
@@ -215,6 +224,14 @@ def _check_rules(a) -> None:
         if a.image_key and a.disable_image_encryption:
             raise _UsageError("the argument '--image-key' cannot be used with '--disable-image-encryption'")
     elif a.command == "info":
+        if a.print_schema is not None:
+            for opt, given in (("<INPUT>", a.input), ("--format", a.format), ("--hdr-key", a.hdr_key),
+                               ("--show-secrets", a.show_secrets), ("--host-key", a.host_key),
+                               ("--machine", a.machine)):  # fmt: skip
+                if given:
+                    raise _UsageError(f"the argument '--print-schema <FORMAT>' cannot be used with '{opt}'")
+        elif a.input is None:
+            raise _UsageError("a required argument was not provided: <INPUT|--print-schema FORMAT>")
         if a.hdr_key and (a.host_key or a.machine) or a.host_key and a.machine:
             raise _UsageError("give one of --hdr-key, --host-key (zuv) or --machine (zuv)")
         if a.show_secrets and not (a.hdr_key or a.host_key or a.machine):
@@ -347,49 +364,67 @@ def info_document(hdr: SeHeader, verified: bool, secrets: SeHdrEncrypted | None 
     return {"meta": meta, "data": data}
 
 
-def _flags_text(value: int) -> str:
-    bits = [str(b) for b in range(64) if value & (1 << (63 - b))]
-    return f"{value:#018x}" + (f" (bits {', '.join(bits)})" if bits else "")
+#: the flag names pvimg's text shows, by MSB-0 bit, in the order it lists them
+_PCF_NAMES = ((34, "allow dumping"), (35, "no component encryption"), (56, "DEA and TDEA PCKMO support"),
+              (57, "AES PCKMO support"), (58, "ECC PCKMO support"), (59, "HMAC PCKMO support"),
+              (62, "backup target keys support"))  # fmt: skip
+_SCF_NAMES = ((1, "CCK extension secret enforced"), (2, "CCK update allowed"))
 
 
-def _info_text(doc: dict, components: Sequence[IpibPvComponent], full: bool) -> str:
+def _flag_lines(value: int, names: tuple[tuple[int, str], ...]) -> list[str]:
+    """A flag word as pvimg's text lists it: one ' - name' line per known bit set, then the unknown bits
+    as one binary number; no line at all when none is set (the heading is then followed by a blank)."""
+    lines, known = [], 0
+    for bit, name in names:
+        mask = 1 << (63 - bit)
+        known |= mask
+        if value & mask:
+            lines.append(f" - {name}")
+    if value & ~known:
+        lines.append(f" - unknown flags {value & ~known:#066b}")
+    return lines or [""]
+
+
+def _info_text(doc: dict, full: bool) -> str:
+    """``pvimg info --format text[:full]`` as s390-tools 2.43 prints it (``full``: its verbose form)."""
     d = doc["data"]
-    pcf = int(d["pcf_hex"], 16)
-    coord = d["cust_pub_key"]["coord_hex"]
-    lines = [
-        f"SE header {d['version']} ({bytes.fromhex(d['magic_hex']).decode('ascii', 'replace')}), "
-        f"{d['sehs']} bytes"
-        + ("" if d["verified"] else " (NOT verified)"),
-        f"  key slots (nks):        {d['nks']}",
-        f"  encrypted area (sea):   {d['sea']:#x} bytes",
-        f"  encrypted pages (nep):  {d['nep']}",
-        f"  plaintext flags (pcf):  {_flags_text(pcf)}",
-        f"  IV:                     {d['iv_hex']}",
-        f"  customer public key:    {coord if full else coord[:32] + '...'}",
-        f"  PLD: {d['pld_hex']}",
-        f"  ALD: {d['ald_hex']}",
-        f"  TLD: {d['tld_hex']}",
-        f"  tag: {d['tag_hex']}",
-    ]
-    for i, s in enumerate(d["keyslots"]):
-        lines.append(f"  key slot {i}: phkh {s['phkh_hex']}")
+    secrets = d["kind"] == "decrypted_se_hdr"
+    if secrets:
+        title = "decrypted" + (", integrity and authenticity verified" if d["verified"] else "")
+        title += " Secure Execution header:"
+    else:
+        title = ("integrity and authenticity verified " if d["verified"] else "") + "Secure Execution header"
+    body = [f"version: {d['version'].lstrip('V')}"]
+    if full:
+        body += [f"size: {d['sehs']} bytes", f"number of key slots: {d['nks']}"]
+    body += ["key slots:", *(f" - target key hash: {s['phkh_hex']}" for s in d["keyslots"])]
+    if full:
+        coord = base64.b64encode(bytes.fromhex(d["cust_pub_key"]["coord_hex"])).decode("ascii")
+        body += ["customer public key:", f"  coordinate: {coord}", f"number of component pages: {d['nep']}",
+                 f"components content hash: {d['pld_hex']}", f"components address hash: {d['ald_hex']}",
+                 f"components tweak hash: {d['tld_hex']}"]  # fmt: skip
+    body += ["plaintext control flags:", *_flag_lines(int(d["pcf_hex"], 16), _PCF_NAMES)]
+    if secrets:
+        body += ["secret control flags:", *_flag_lines(int(d["scf_hex"], 16), _SCF_NAMES)]
         if full:
-            lines.append(f"              wrpk {s['wrpk_hex']} kst {s['kst_hex']}")
-    for c in components:
-        kind = _COMP_NAMES.get(c.tweak_pref >> 48, "?")
-        lines.append(f"  component {kind:9} addr {c.addr:#010x} len {c.len:#x} tweak {c.tweak_pref:#018x}")
-    if "psw" in d:
-        lines += [
-            f"  PSW:                    {int(d['psw']['mask_hex'], 16):#018x} "
-            f"{int(d['psw']['addr_hex'], 16):#018x}",
-            f"  secret flags (scf):     {_flags_text(int(d['scf_hex'], 16))}",
-            f"  CCK:                    {d['cck_hex']}",
-            f"  image key:              {d['xts_hex']}",
-        ]
-    return "\n".join(lines)
+            psw = d["psw"]
+            addr, mask = int(psw["addr_hex"], 16), int(psw["mask_hex"], 16)
+            body += [f"CCK: {d['cck_hex']}", f"XTS key: {d['xts_hex']}", "PSW:",
+                     f"  address: {addr:#016x}", f"  mask: {mask:#016x}"]  # fmt: skip
+    elif full:
+        body.append(f"encrypted data: {d['cipher_data_b64']}")
+    if full:
+        body.append(f"GCM tag: {d['tag_hex']}")
+    return "\n".join([title, *(f"  {line}" for line in body)])
 
 
 def _info(a) -> int:
+    if a.print_schema == "json":
+        print(info_schema_json())
+        return 0
+    if a.print_schema == "text":
+        print("No schema for human-readable format available!")
+        return 0
     img = parse_image(_read(a.input, "image"))
     hdr = SeHeader.parse(img.header)
     secrets = None
@@ -408,37 +443,71 @@ def _info(a) -> int:
     if kind == "json":
         print(json.dumps(doc, separators=(",", ":")) if variant == "minify" else json.dumps(doc, indent=2))
     else:
-        print(_info_text(doc, img.ipib.components, variant == "full"))
+        print(_info_text(doc, variant == "full"))
     return 0
 
 
 # ------------------------------------------------------------------------------------------------ test
 
 
+def _key_hashes(path: str) -> list[bytes]:
+    """``/sys/firmware/uv/keys/all`` (Query Ultravisor Keys as Linux shows it): 15 lines of 64 hexadecimal
+    digits, the host key hash, the backup host key hash and 13 more; read as s390-tools' pvimg reads it."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        if path == UV_KEYS_ALL:
+            raise ImageError("Support for query UV host key hashes is not available") from None
+        raise ImageError(f"cannot read key hashes {path}: No such file or directory") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read key hashes {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImageError(f"{path}: stream did not contain valid UTF-8") from None
+    hashes = []
+    for line in text.splitlines():  # Rust's lines(): '\n' or '\r\n', no empty line after the last
+        if len(line) % 2:
+            raise ImageError(f"{path}: Cannot decode hex string: Size {len(line)} is not a multiple of two")
+        try:
+            h = bytes.fromhex(line) if all(c in "0123456789abcdefABCDEF" for c in line) else None
+        except ValueError:
+            h = None
+        if h is None:
+            raise ImageError(f"{path}: Cannot decode hex string")
+        if len(h) != 32:
+            raise ImageError(f"{path}: Invalid target key hash")
+        hashes.append(h)
+    if len(hashes) != UV_KEY_HASHES:
+        raise ImageError(f"{path}: Invalid UV key hashes ({len(hashes)} lines, not {UV_KEY_HASHES})")
+    return hashes
+
+
 def _test(a) -> int:
+    """``pvimg test``: its report lines go to stderr, as pvimg's log does; exit 0 when a key is included."""
     hdr = SeHeader.parse(parse_image(_read(a.input, "image")).header)
     hashes = {s.phkh for s in hdr.key_slots}
-    ok = False
-    for path in a.hkds:
-        doc = pki.load_certificate(_read(path, "host-key document"), f"host-key document {path}")
-        included = phkh(pki.describe_unverified(doc).public_key) in hashes
-        ok |= included
-        if not a.quiet:
-            mark, word = ("✓", "") if included else ("✘", "not ")
-            print(f" {mark} Host key document '{path}' is {word}included")
+    ok = True
+    say = (lambda line: None) if a.quiet else (lambda line: print(line, file=sys.stderr))
+    if a.hkds:
+        ok = False
+        for path in a.hkds:
+            doc = pki.load_certificate(_read(path, "host-key document"), f"host-key document {path}")
+            included = phkh(pki.describe_unverified(doc).public_key) in hashes
+            ok |= included
+            say(f" ✓ Host key document '{path}' is included" if included
+                else f" ✘ Host key document '{path}' is not included")  # fmt: skip
     if a.key_hashes is not None:
-        raw = _read(a.key_hashes, "key hashes")
-        if len(raw) != UV_KEY_HASHES_SIZE:
-            raise ImageError(f"{a.key_hashes}: {len(raw)} bytes, not {UV_KEY_HASHES_SIZE} (UV key hashes)")
-        names = ["Host key hash", "Backup host key hash"] + ["Key hash"] * 13
-        for i, name in enumerate(names):
-            h = raw[32 * i:32 * i + 32]
-            if any(h) and h in hashes:
-                ok = True
-                if not a.quiet:
-                    print(f" ✓ {name} {h.hex()} is included")
-        if not ok and not a.quiet:
-            print(" ✘ None of the key hashes is included", file=sys.stderr)
+        found = False
+        names = ["Host key hash", "Backup host key hash"] + ["Key hash"] * (UV_KEY_HASHES - 2)
+        for name, h in zip(names, _key_hashes(a.key_hashes)):
+            if h in hashes:
+                found = True
+                say(f" ✓ {name} 0x{h.hex()} is included")
+        if not found:
+            say(" ✘ None of the key hashes is included")
+        ok = ok and found
     return 0 if ok else 1
 
 
@@ -455,6 +524,9 @@ def pvimg_main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args in (["--version"], ["version"]):
         return _version()
+    # '--key-hashes' takes its FILE only as '--key-hashes=FILE' (clap's require_equals): a word after a bare
+    # '--key-hashes' is another argument
+    args = [f"--key-hashes={UV_KEYS_ALL}" if x == "--key-hashes" else x for x in args]
 
     def handler(a) -> int:
         if a.version:
