@@ -294,3 +294,31 @@ def test_live_signing_key_crl_names_as_ibm_pvattest_243(tmp_path):
             results[(sname, cname)] = (ibm, pvattest_main(["create", *args]))
     assert all(i == z for i, z in results.values()), results
     assert results[("pough", "armonk")][0] == 1 and results[("armonk", "pough")][0] == 0
+
+
+def test_pvsecret_243_policy_reference_and_toc_as_ibm(tmp_path, monkeypatch, capsys):
+    """``pvsecret create --policy FILE --toc-policy TOC``: IBM's request carries the policy reference (SHA-256
+    of the file, then its path) as user data and IBM appended its tag to TOC; zuv reads the same user data
+    from IBM's request, and its own request carries it too."""
+    from emulator.attest.pvsecret import policy_reference, pvsecret_main
+
+    monkeypatch.chdir(DATA)
+    ref = policy_reference("policy.yaml")
+    assert ref[:32].hex() == (DATA / "pvsecret-2.43-policy.out").read_text().strip()  # what IBM printed
+    assert pvsecret_main(["verify", "pvsecret-2.43-policy.bin", "-o", str(tmp_path / "ibm.ud")]) == 0
+    assert (tmp_path / "ibm.ud").read_bytes() == ref
+    ibm_req = (DATA / "pvsecret-2.43-policy.bin").read_bytes()
+    assert (DATA / "pvsecret-2.43-toc.txt").read_text() == ibm_req[-16:].hex() + "\n"
+    toc = tmp_path / "toc"
+    toc.write_text("an earlier line\n")
+    capsys.readouterr()
+    base = ["create", "-k", REL_HKD, "--no-verify", "--hdr", "genprotimg-2.35.hdr", "-o", str(tmp_path / "r")]
+    assert pvsecret_main([*base, "--policy", "policy.yaml", "--toc-policy", str(toc), "meta"]) == 0
+    assert capsys.readouterr().out == ref[:32].hex() + "\n"
+    zuv_req = (tmp_path / "r").read_bytes()
+    assert toc.read_text() == "an earlier line\n" + zuv_req[-16:].hex() + "\n"  # appended
+    assert pvsecret_main(["verify", str(tmp_path / "r"), "-o", str(tmp_path / "zuv.ud")]) == 0
+    assert (tmp_path / "zuv.ud").read_bytes() == ref
+    # with --user-data: a usage error; a missing policy file: an error (1 both, as pvsecret)
+    assert pvsecret_main([*base, "--policy", "policy.yaml", "--user-data", "user-data.txt", "meta"]) == 1
+    assert pvsecret_main([*base, "--policy", str(tmp_path / "none"), "meta"]) == 1

@@ -12,6 +12,7 @@ Exit status: 0 success, 1 error (as pvsecret), 2 usage error.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ from emulator.image import pki
 from emulator.image.pvimg import _Parser, _UsageError
 from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Once
 from firmware import attestation as A
-from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng
+from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng, sha256
 from firmware.machine_identity import MachineIdentityError
 
 __all__ = ["pvsecret_main", "ec_secret", "secret_info_yaml"]
@@ -146,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
                                                       "3072) signed with --user-sign-key")  # fmt: skip
     c.add_argument("--user-sign-key", action=_Once, help="sign the user data with this EC P-521 or RSA "
                                                           "2048/3072 private key (PEM or DER)")  # fmt: skip
+    c.add_argument("--policy", action=_Once, help="user data: a reference to this policy FILE (its SHA-256 and "
+                                                   "its path), as Early Boot Customization reads it")  # fmt: skip
+    c.add_argument("--toc-policy", action=_Once, help="append the request's tag (hex) as a line to this TOC "
+                                                       "policy FILE")  # fmt: skip
     c.add_argument("--use-name", action="store_true", help="use the name itself as secret ID (no hash)")
     c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible requests)")
     s = c.add_subparsers(dest="secret", required=True)
@@ -209,6 +214,8 @@ def _parser() -> argparse.ArgumentParser:
 def _check_rules(a: argparse.Namespace) -> None:
     if a.command == "create":
         check_certificate_rules(a)
+        if a.policy is not None and a.user_data is not None:
+            raise _UsageError("the argument '--policy <FILE>' cannot be used with '--user-data <FILE>'")
         if a.secret == "association" and not a.stdout:
             if a.output_secret == f"{a.name}.yaml":
                 raise _UsageError(f"Secret output file and the secret name '{a.name}.yaml' are the same.")
@@ -286,6 +293,11 @@ def _create(a: argparse.Namespace) -> int:
             raise ToolError(f"the CCK must be 32 bytes, {a.cck} has {len(raw)}")
         ext = A.extension_secret_from_cck(raw, tags.tag)
     user = read_file(a.user_data, "user data") if a.user_data else b""
+    if a.policy is not None:
+        ref = policy_reference(a.policy)
+        print(ref[:32].hex())  # as pvsecret: the policy's hash on stdout
+        if not a.user_sign_key:  # as pvsecret: signed (empty) user data wins over the reference
+            user = ref
     sign_kw: dict = {}
     if a.user_sign_key:
         key = userdata.load_signing_key(read_file(a.user_sign_key, "user-signing key"))
@@ -312,6 +324,12 @@ def _create(a: argparse.Namespace) -> int:
         user_data=user,
         **sign_kw,
     )
+    if a.toc_policy is not None:
+        try:
+            with open(a.toc_policy, "a", encoding="ascii") as toc:
+                toc.write(req.data[-16:].hex() + "\n")
+        except OSError as exc:
+            raise ToolError(f"cannot write TOC policy {a.toc_policy}: {exc.strerror}") from None
     write_file(a.output, req.data, "request")
     if sid is not None:
         _write_secret_info(a, stype, sid)
@@ -319,6 +337,17 @@ def _create(a: argparse.Namespace) -> int:
 
 
 _RETR_NAMES = G.RETR_NAMES
+
+#: a policy reference fills the 512 bytes of unsigned user data: SHA-256 of the file, then its path
+POLICY_REFERENCE_SIZE = A.ASRCB_USER_DATA_SIZE
+
+
+def policy_reference(path: str) -> bytes:
+    """``--policy FILE``'s user data (s390-tools' ``PolicyReference``): the file's SHA-256 (32 bytes), then the
+    path as given, its bytes cut to the 480 left and zero-padded to them."""
+    digest = sha256(read_file(path, "policy"))
+    name = os.fsencode(path)[: POLICY_REFERENCE_SIZE - len(digest)]
+    return (digest + name).ljust(POLICY_REFERENCE_SIZE, b"\0")
 
 
 def secret_info_yaml(name: str, stype: int, sid: bytes) -> str:
