@@ -368,10 +368,31 @@ KNOWN_GAPS = {
     "exittime": "a trap benchmark (~39 s of CPU: 4 million SIGPs and 2 million LCTLGs trapped at ~4-5 us; "
                 "its 20 million SSMs run natively while nothing is pending); passes in ~60 s with a core to "
                 "itself, killed at 90 s when it shares the cores",
-    "pv-icptcode": "exports a guest page by its host *virtual* address (mso + offset, mso at 8 GiB or more "
-                   "since kvm-unit-tests ae337a39); Convert from Secure Storage takes an absolute address, "
-                   "as Linux passes it, so the call is refused and the test aborts on a host PGM 0x3E; its "
-                   "other 10 checks pass with that part left out",
+    "pv-icptcode": "cannot pass on a real machine either, by construction. (1) `run_icpt_122_tests` "
+                   "exports the guest's prefix pages with `uv_export(vm.sblk->mso + lc_off)`, and the "
+                   "suite's `uv_export` (lib/s390x/asm/uv.h) puts that value unchanged into the control "
+                   "block's `paddr`: nothing translates it. (2) `mso` is what `sie_guest_alloc` returns "
+                   "(lib/s390x/sie.c, since ae337a39, 2023-11): a *virtual* address, `ALIGN(ram size + 4 "
+                   "GiB, 2 GiB)` (8 GiB with the test's 2200 MiB), where `install_page` maps pages "
+                   "`alloc_pages` took below the end of storage; the guest is not identity-mapped, and the"
+                   " library puts it past the end of physical memory on purpose. (3) Convert from Secure "
+                   "Storage's `paddr` is a host *absolute* address: the suite's own comment on the same "
+                   "control block (`uv_destroy_page`: 'Absolute host address of page'), and Linux passes "
+                   "physical addresses (`uv_convert_from_secure(folio_to_phys())`, also in its secure-"
+                   "storage-access fault handler) on kernels whose virtual and physical addresses differ. "
+                   "So the address names no frame of the guest on any machine (it lies beyond the end of "
+                   "storage whatever the storage size), the export fails (zuv: rc 0x0104; the test ignores"
+                   " the rc), the prefix stays secure, the SIE entry gives no intercept 112 ('Intercept "
+                   "112 for page 0' FAILs), and the guest then stores into its second prefix area at "
+                   "0x8000, which nothing imported: the host takes PGM 0x3E ('Unexpected program interrupt"
+                   " in SIE: 0x3e', TEID address 0x8000) and the test ends. The test was written "
+                   "(a402fad4, 2023-06) while guests were identity-mapped (mso virtual = absolute); "
+                   "upstream has not changed it since ae337a39. Its other 10 checks pass on zuv with that "
+                   "part left out. Open: the suite also imports with `gaddr` = mso + offset (here and in "
+                   "`snippet_pv_init`), where Linux passes a guest absolute address; zuv refuses that (rc "
+                   "0x0101, beyond the guest's storage), which changes nothing in these tests (the pages "
+                   "are secure through Unpack already); whether a real Ultravisor takes such a `gaddr` for"
+                   " a configuration with a storage origin is not public",
 }
 
 
