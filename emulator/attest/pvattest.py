@@ -136,7 +136,8 @@ def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> Non
 
 def check_certificate_rules(a: argparse.Namespace) -> None:
     """CertificateOptions' clap rules: ``-k`` required; one of ``--no-verify`` or ``--cert`` (zuv: or
-    ``--pki``); ``--crl``, ``--offline`` and ``--root-ca`` require ``--cert``."""
+    ``--pki``), not both. ``--crl``, ``--offline`` and ``--root-ca`` are taken with either (as s390-tools':
+    with ``--no-verify`` they are read by nothing)."""
     if not a.hkds:
         raise _UsageError("the following required arguments were not provided: --host-key-document <FILE>")
     has_certs = bool(a.cert or getattr(a, "pki", None))
@@ -144,9 +145,6 @@ def check_certificate_rules(a: argparse.Namespace) -> None:
         raise _UsageError("the following required arguments were not provided: <--no-verify|--cert <FILE>>")
     if a.no_verify and a.cert:
         raise _UsageError("the argument '--no-verify' cannot be used with '--cert <FILE>'")
-    for opt in ("crl", "offline", "root_ca"):
-        if getattr(a, opt) and not has_certs:
-            raise _UsageError(f"the argument '--{opt.replace('_', '-')}' requires '--cert <FILE>'")
 
 
 def add_verbosity_options(p: argparse.ArgumentParser, top: bool = False) -> None:

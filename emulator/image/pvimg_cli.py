@@ -140,9 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     for flag, help_ in _flag_pairs():
         c.add_argument(f"--enable-{flag}", action="store_true", help=f"enable {help_}")
         c.add_argument(f"--disable-{flag}", action="store_true", help=f"disable {help_}")
-    c.add_argument("--x-pcf", type=_int, action=_Once, help=argparse.SUPPRESS)
-    c.add_argument("--x-scf", type=_int, action=_Once, help=argparse.SUPPRESS)
-    c.add_argument("--x-psw", type=_int, action=_Once, help=argparse.SUPPRESS)
+    c.add_argument("--x-pcf", action=_Once, help=argparse.SUPPRESS)
+    c.add_argument("--x-scf", action=_Once, help=argparse.SUPPRESS)
+    c.add_argument("--x-psw", action=_Once, help=argparse.SUPPRESS)
     c.add_argument("--x-bootloader-directory", type=Path, action=_Once, help=argparse.SUPPRESS)
     c.add_argument("--seed", action=_Once, help="zuv: derive random values from this seed")
     c.add_argument("--time", type=_time, action=_Once, help="zuv: verify at this time (ISO 8601)")
@@ -203,9 +203,8 @@ def _check_rules(a) -> None:
             raise _UsageError("the following required argument was not provided: --host-key-document")
         if not (a.no_verify or a.cert or a.pki):
             raise _UsageError("one of --no-verify or --cert is required (zuv: or --pki)")
-        for opt in ("crl", "offline", "root_ca"):
-            if getattr(a, opt) and not (a.cert or a.pki):
-                raise _UsageError(f"--{opt.replace('_', '-')} requires --cert")
+        if a.no_verify and a.cert:
+            raise _UsageError("the argument '--no-verify' cannot be used with '--cert <FILE>'")
         flags = [f for f, _ in _flag_pairs() for w in ("enable", "disable")
                  if getattr(a, f"{w}_{f.replace('-', '_')}")]  # fmt: skip
         for f, _ in _flag_pairs():
@@ -246,9 +245,22 @@ def _check_rules(a) -> None:
 # ------------------------------------------------------------------------------------------------ create
 
 
+def _hex_u64(text: str, ctx: str) -> int:
+    """An experimental option's value as pvimg reads it: hexadecimal, with or without '0x', at most 16
+    digits (``--x-pcf 224`` is 0x224); a bad one is an error at run time (exit 1), not a usage error."""
+    digits = text[2:] if text.startswith("0x") else text
+    if len(digits) > 16:
+        raise ImageError(f"{ctx} hexstring {digits} must be max 16 chars long")
+    if not digits:
+        raise ImageError(f"{ctx}: cannot parse integer from empty string")
+    if not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise ImageError(f"{ctx}: invalid digit found in string")
+    return int(digits, 16)
+
+
 def _pcf_scf(a) -> tuple[int, int]:
-    pcf = PCF_DEFAULT if a.x_pcf is None else a.x_pcf
-    scf = 0 if a.x_scf is None else a.x_scf
+    pcf = PCF_DEFAULT if a.x_pcf is None else _hex_u64(a.x_pcf, "x-pcf")
+    scf = 0 if a.x_scf is None else _hex_u64(a.x_scf, "x-scf")
     for name, bits in (
         ("dump", PCF_ALLOW_DUMPING), ("pckmo", PCF_PCKMO_DEA_TDEA | PCF_PCKMO_AES | PCF_PCKMO_ECC),
         ("pckmo_hmac", PCF_PCKMO_HMAC), ("backup_keys", PCF_BACKUP_KEYS),
@@ -280,6 +292,29 @@ def _key_file(path: str | None, size: int, what: str) -> Secret | None:
     return Secret(raw, what)
 
 
+#: where a Linux kernel image says what it is ("S390EP", arch/s390/boot/head.S) and how long a command line
+#: it takes (u64; 0: the legacy 896 bytes)
+_S390EP_OFFSET, _CMDLINE_SIZE_OFFSET, _LEGACY_CMDLINE_SIZE = 0x10008, 0x10430, 896
+
+
+def _check_components(kernel: bytes, parmfile: bytes | None) -> None:
+    """pvimg's component check (off with ``--no-component-check``): a raw kernel must be an s390x Linux
+    kernel, and the command line (the parmfile's bytes and a NUL) must fit the size the kernel announces.
+    An s390x ELF kernel is zuv's own input and is not checked (pvimg refuses every ELF)."""
+    if kernel[:4] == b"\x7fELF":
+        return
+    if len(kernel) < _CMDLINE_SIZE_OFFSET + 8 or kernel[_S390EP_OFFSET:_S390EP_OFFSET + 6] != b"S390EP":
+        raise ImageError("Check for Linux kernel component has failed: no s390x Linux kernel provided "
+                         "('S390EP' at 0x10008; --no-component-check turns the check off)")  # fmt: skip
+    limit = int.from_bytes(kernel[_CMDLINE_SIZE_OFFSET:_CMDLINE_SIZE_OFFSET + 8], "big")
+    limit = limit or _LEGACY_CMDLINE_SIZE
+    if parmfile is not None:
+        size = len(parmfile) + (0 if parmfile.endswith(b"\0") else 1)
+        if size > limit:
+            raise ImageError(f"Check for kernel cmdline component has failed: provided kernel cmdline is too "
+                             f"large: {size} > {limit}")  # fmt: skip
+
+
 def _create(a) -> int:
     out = Path(a.output)
     if out.exists() and not a.overwrite:
@@ -288,13 +323,16 @@ def _create(a) -> int:
     cck = _key_file(a.cck, 32, "customer-communication key")
     hdr_key = _key_file(a.hdr_key, 32, "header protection key")
     image_key = _key_file(a.image_key, 64, "image encryption key")
-    if a.x_psw is not None and not 0 <= a.x_psw < 1 << 64:
-        raise ImageError("--x-psw must fit in 64 bits")
+    psw_addr = None if a.x_psw is None else _hex_u64(a.x_psw, "x-psw")
     keys = host_keys_from_hkds(a)
+    kernel = _read(a.kernel, "kernel")
+    parmfile = _read(a.parmfile, "parmfile") if a.parmfile else None
+    if not a.no_component_check:
+        _check_components(kernel, parmfile)
     img = build_image(
-        kernel=_read(a.kernel, "kernel"),
+        kernel=kernel,
         ramdisk=_read(a.ramdisk, "ramdisk") if a.ramdisk else None,
-        parmfile=_read(a.parmfile, "parmfile") if a.parmfile else None,
+        parmfile=parmfile,
         host_keys=keys,
         rng=_rng(a.seed),
         pcf=pcf,
@@ -302,7 +340,7 @@ def _create(a) -> int:
         cck=cck,
         xts_key=image_key,
         protection_key=hdr_key,
-        psw_addr=a.x_psw,
+        psw_addr=psw_addr,
         loader_dir=a.x_bootloader_directory,
     )
     try:
