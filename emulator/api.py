@@ -197,6 +197,17 @@ class UvLogEntry:
                 f"rrc {self.rrc:#06x}")
 
 
+#: the key of a host's sealed machine (``_machine_of``): module-private, outside the host's reach
+_OWNER: Final = object()
+
+
+def _machine_of(host: Host) -> SecureHost:
+    """The machine behind ``host`` (its ``PhysicalMemory`` and ``Ultravisor``): the emulator's own privilege,
+    for the referee of the attack playbook and tests that judge what the host got, never for attacks (a
+    module function, outside the host side's reach: ``ARCHITECTURE.md``)."""
+    return host._machine(_OWNER)  # noqa: SLF001
+
+
 class Host:
     """An emulated IBM Z machine with an Ultravisor and zuv's hypervisor.
 
@@ -220,17 +231,28 @@ class Host:
     def __init__(
         self, machine: str = "zuv-demo", *, seed: int | None = None, deterministic: bool = False
     ) -> None:
-        self._host = SecureHost(machine, deterministic=deterministic, seed=seed)
+        machine_ = SecureHost(machine, deterministic=deterministic, seed=seed)
+        self._name = machine_.name
+        #: the hypervisor: what a host holds (its host view, its UV client and gate, its VMs)
+        self._hv = machine_.hv
         self._log: list[UvLogEntry] = []
         self._subs: list[Callable[[UvLogEntry], None]] = []
-        self._host.uv.add_event_sink(self._event)
+        machine_.uv.add_event_sink(self._event)
         self._guests: list[Guest] = []
         self._debug_given = False
+
+        def owner(key: object) -> SecureHost:
+            """The machine itself (its storage and Ultravisor): the owner's, sealed (``_machine_of``)."""
+            if key is not _OWNER:
+                raise DebugCapabilityRequired("the machine's storage and Ultravisor are not the host's")
+            return machine_
+
+        self._machine = owner  # a closure: no attribute of a Host leads to the machine's raw objects
 
     @property
     def name(self) -> str:
         """The machine's name."""
-        return self._host.name
+        return self._name
 
     def debug_capability(self) -> DebugCapability:
         """The machine's debug capability: the guest owner's view of secure guests (the Ultravisor's record
@@ -243,7 +265,8 @@ class Host:
         log.warning(
             "%s: the debug capability was handed out (emulator privilege: the owner's view)", self.name
         )
-        return DebugCapability(SecureDebug(self._host.hv, self._host.memory))
+        m = self._machine(_OWNER)
+        return DebugCapability(SecureDebug(m.hv, m.memory, m.uv))
 
     @property
     def debug_given(self) -> bool:
@@ -261,7 +284,7 @@ class Host:
         for g in list(self._guests):
             g.destroy()
         try:
-            self._host.uv.remove_event_sink(self._event)
+            self._machine(_OWNER).uv.remove_event_sink(self._event)
         except ValueError:
             pass
 
@@ -288,7 +311,7 @@ class Host:
 
     def page_map(self) -> list[PageInfo]:
         """Every frame that is not plain host storage, as the host can know it (``api_pictures``)."""
-        h = self._host
+        h = self._machine(_OWNER)  # plain data about frames, no contents (``api_pictures``)
         return host_page_map(h.memory, h.uv, lambda: list(h.hv.vms))
 
     # -- host storage and calls ------------------------------------------------------------------------
@@ -300,23 +323,23 @@ class Host:
 
         if cmd not in (BY_CODE if isinstance(cmd, int) else BY_NAME):
             raise HypervisorError(f"unknown UVC {cmd!r} (names and codes: firmware/uv_codes.py)")
-        return self._host.hv.pv_host().client.call(cmd, **fields)
+        return self._hv.pv_host().client.call(cmd, **fields)
 
     def alloc_page(self) -> int:
         """A free page of host storage for the attacker's own data; returns its host absolute address."""
-        addr = self._host.hv.alloc.alloc_page()
-        self._host.hv.host.write(addr, bytes(PAGE_SIZE))
+        addr = self._hv.alloc.alloc_page()
+        self._hv.host.write(addr, bytes(PAGE_SIZE))
         return addr
 
     def read(self, addr: int, length: int) -> bytes:
         """Read host absolute storage as the host. Raises ``SecureStorageAccess`` (PGM 0x3D) on a secure or
         Ultravisor frame; nothing is read then."""
-        return self._host.hv.host.read(addr, length)
+        return self._hv.host.read(addr, length)
 
     def write(self, addr: int, data: bytes) -> None:
         """Write host absolute storage as the host. Raises ``SecureStorageAccess`` (PGM 0x3D) on a secure or
         Ultravisor frame; nothing is written then."""
-        self._host.hv.host.write(addr, data)
+        self._hv.host.write(addr, data)
 
     # -- guests ------------------------------------------------------------------------------------------
 
@@ -341,7 +364,7 @@ class Host:
         from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
         path = Path(image) if image is not None else DEMO_IMAGE
-        vm = self._host.hv.create_vm(memory, 1, console_out=console_out, name=path.name)
+        vm = self._hv.create_vm(memory, 1, console_out=console_out, name=path.name)
         try:
             vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001 - the VM's console sink
             vm.add_device(BlockDevice(_MIB))

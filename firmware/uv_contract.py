@@ -81,11 +81,16 @@ class AbsoluteControlBlock:
     Args:
         memory_view: the host view of absolute storage.
         addr: absolute address of the UVCB.
+        window: ``window(addr, length)``, the block's bytes in storage after the host's checks (firmware's:
+            ``PhysicalMemory.checked_window``, given by the Ultravisor's gate); None: a copy read through
+            the host view.
     """
 
-    def __init__(self, memory_view: HostView, addr: int) -> None:
+    def __init__(self, memory_view: HostView, addr: int,
+                 window: Callable[[int, int], memoryview] | None = None) -> None:  # fmt: skip
         self.view = memory_view
         self.addr = addr
+        self._window = memory_view.read if window is None else window
 
     def _pgm(self, e: SecureStorageAccess | HwError, offset: int) -> ProgramException:
         """The program exception a host CPU gets for a refused access at ``offset`` into the block."""
@@ -111,21 +116,21 @@ class AbsoluteControlBlock:
         except (SecureStorageAccess, HwError) as e:
             raise self._pgm(e, offset) from None
 
-    def window(self, length: int) -> memoryview:
+    def window(self, length: int) -> memoryview | bytes:
         """The first ``length`` bytes of the block in storage (read-only), after the fetch and store checks
         of all of them (same exceptions as ``read``/``write``)."""
         try:
-            return self.view.window(self.addr, length)
+            return self._window(self.addr, length)  # type: ignore[return-value]
         except (SecureStorageAccess, HwError) as e:
             raise self._pgm(e, 0) from None
 
-    def frame_window(self) -> memoryview:
+    def frame_window(self) -> memoryview | bytes:
         """``window(8)`` (the header), extended to the end of the header's 4 KiB frame: the checks of the
         header decide for the whole frame (one owner, and memory ends on a frame boundary)."""
         addr = self.addr
         n = PAGE_SIZE - (addr & 0xFFF)
         try:  # ``window``, inline: every UVC of the hypervisor's reads its header this way
-            return self.view.window(addr, n if n >= 8 else 8)
+            return self._window(addr, n if n >= 8 else 8)  # type: ignore[return-value]
         except (SecureStorageAccess, HwError) as e:
             raise self._pgm(e, 0) from None
 

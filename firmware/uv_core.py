@@ -11,6 +11,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -104,6 +105,12 @@ class UvCore:
         self._lock = threading.RLock()
         #: Told about every completed UVC (``UvEvent``); empty: no cost beyond one test per call.
         self._sinks: list[UvEventSink] = []
+        #: the Ultravisor's halves of SIE (``firmware.uv_gate.UvGate.sie``): the engines that run its secure
+        #: CPUs on hardware CPUs (weakly: an engine lives as long as the host that issues SIE through it)
+        self.sie_engines: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: the debug capability's hook on secure guests' instructions (``SecureDebug.insn_filter``), given
+        #: to every engine of this Ultravisor; None: no cost
+        self.debug_insn_filter: Callable[..., str | None] | None = None
 
     @property
     def host_keys(self) -> tuple[Any, ...]:

@@ -2,6 +2,7 @@
 
 import struct
 
+from emulator.hw.cpu_handle import hardware_of
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.tod import TodClock
 from emulator.hypervisor.kvm import MIB, Hypervisor
@@ -94,7 +95,7 @@ def test_a_load_fill_lets_stores_through_only_where_a_store_is_allowed(tmp_path)
     hv, vm = _loaded(tmp_path, _key_kernel())
     try:
         frame = (vm.mso + 0x11000) >> 12
-        keys = vm.vcpus[0].cpu.mem.keys  # the hardware's storage keys (the hypervisor holds no storage)
+        keys = hardware_of(vm.vcpus[0].cpu).mem.keys  # the hardware's storage keys (not the hypervisor's)
         keys[frame] = 0x30 | KEY_C  # ACC 3, F 0, C already set (what lets a load fill be writable)
         keys[frame + 1] = 0x20  # Q: ACC 2, R and C clear
         res = vm.run(time_limit=60)

@@ -8,6 +8,7 @@ import struct
 
 import pytest
 
+from emulator.hw.cpu_handle import hardware_of
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.tod import TodClock
 from emulator.hypervisor.kvm import MIB, Hypervisor
@@ -50,7 +51,7 @@ def _run(hv, tmp_path, image: bytes, diags: int):
         res = vm.run(time_limit=120)
         assert res.clean, res.describe()
         assert res.intercepts.get("DIAG", 0) == diags
-        return vm.vcpus[0].cpu
+        return hardware_of(vm.vcpus[0].cpu)  # the hardware CPU (the hypervisor holds a handle)
     finally:
         vm.destroy()
 

@@ -61,8 +61,8 @@ def _outcome(fn):
     st.integers(0, 0x1100),
 )
 def test_host_view_fast_paths_decide_like_the_full_check(owners, base, offset, length):
-    """read, write and window (one-frame fast paths) raise exactly what the full check raises, at both
-    ends of memory."""
+    """read, write (one-frame fast paths) and the firmware's checked window raise exactly what the full
+    check raises, at both ends of memory."""
     mem = PhysicalMemory(1 << 20)
     for f, o in enumerate(owners):
         if o != "host":
@@ -77,7 +77,7 @@ def test_host_view_fast_paths_decide_like_the_full_check(owners, base, offset, l
     assert got[0] == want_read[0] and (got[0] != "0x3d" or got[1] == want_read[1])
     if got[0] == "ok":
         assert got[1] == mem.read(addr, length)
-    got = _outcome(lambda: bytes(host.window(addr, length)))
+    got = _outcome(lambda: bytes(mem.checked_window(addr, length)))
     assert got[0] == want_read[0] and (got[0] != "0x3d" or got[1] == want_read[1])
     assert want_read[0] == want_write[0]  # the host view refuses the same frames for both
     before = mem.read(base, 0x4000)
@@ -87,11 +87,12 @@ def test_host_view_fast_paths_decide_like_the_full_check(owners, base, offset, l
         assert mem.read(base, 0x4000) == before  # a refused store changes nothing
 
 
-def test_window_is_read_only():
+def test_window_is_read_only_and_the_host_view_has_none():
     mem = PhysicalMemory(1 << 20)
-    w = mem.host_view().window(0x100, 8)
+    w = mem.checked_window(0x100, 8)
     with pytest.raises(TypeError):
         w[0] = 1
+    assert not hasattr(mem.host_view(), "window")  # a view's .obj is storage: firmware's only
 
 
 def test_listeners_hear_writes_and_owner_changes():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
-from emulator.api import Host
+from emulator.api import Host, _machine_of
 from emulator.attacks.canary import CANARY, boot_canary, canary_bytes, canary_int, race
 
 
@@ -56,7 +56,7 @@ def test_imports_race_a_normal_guest_storing_into_the_frame() -> None:
         ng = host.boot(_KERNEL, until=b"canary: hot ")  # the same program as a normal guest
         frame = ng.frame(int(ng.console.split(b"canary: hot ")[1].split()[0], 16))
         page = sg.pages("host")[-1]
-        mem = host._host.memory  # noqa: SLF001 - the referee's firmware view, for the check only
+        mem = _machine_of(host).memory  # the referee's firmware view, for the check only
         stop = threading.Event()
         errors: list[BaseException] = []
         yields = [0]

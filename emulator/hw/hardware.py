@@ -7,10 +7,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
+from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.memory import HostSpan, HostView, PhysicalMemory
 
 if TYPE_CHECKING:
-    from emulator.hw.cpu import Cpu
     from emulator.hw.tod import TodClock
 
 
@@ -19,35 +19,41 @@ class Hardware:
     host's, checked against the owner tags (``HostView``); the hypervisor's CPUs are made here on the
     machine's storage, as hardware, and their accesses are checked by their own access path.
 
+    Sealed like ``HostView``: the storage is held by the methods' closures only, never as an attribute.
+
     Args:
-        memory: the machine's storage (kept here, not handed out).
+        memory: the machine's storage (kept in the closures, not handed out).
     """
 
-    __slots__ = ("_memory", "host", "size")
+    __slots__ = ("host", "size", "new_cpu", "owner_batch", "storage_address", "span")
 
     def __init__(self, memory: PhysicalMemory) -> None:
-        self._memory = memory
         #: the host's view of storage: every access checked like a host CPU's (PGM 0x3D on a secure frame)
         self.host: HostView = memory.host_view()
         self.size: int = memory.size
+        host = self.host
 
-    def new_cpu(self, address: int, clock: TodClock, facilities: bytes, cpuid: int) -> Cpu:
-        """A new CPU on the machine's storage (a hardware CPU the hypervisor runs SIE on)."""
-        from emulator.hw.cpu import Cpu
+        def new_cpu(address: int, clock: TodClock, facilities: bytes, cpuid: int) -> CpuHandle:
+            """A new CPU on the machine's storage (a hardware CPU the hypervisor runs SIE on), as the
+            hypervisor holds it: a ``CpuHandle`` (the guest's register file, the CPU's checked accesses)."""
+            from emulator.hw.cpu import Cpu
 
-        return Cpu(self._memory, address, clock, facilities, cpuid)
+            return CpuHandle(Cpu(memory, address, clock, facilities, cpuid))
 
-    def owner_batch(self) -> AbstractContextManager[None]:
-        """``PhysicalMemory.owner_batch``: the CPUs flush their TLBs once for a loop of page commands."""
-        return self._memory.owner_batch()
+        def owner_batch() -> AbstractContextManager[None]:
+            """``PhysicalMemory.owner_batch``: the CPUs flush their TLBs once for a loop of page commands."""
+            return memory.owner_batch()
 
-    def storage_address(self, addr: int, length: int) -> int:
-        """The process address of host storage at absolute ``addr``, for a record the hardware reads in place
-        (the SIE page): the range must be host storage now (``SecureStorageAccess`` otherwise)."""
-        self.host.check(addr, length, True)
-        return self._memory.address + addr
+        def storage_address(addr: int, length: int) -> int:
+            """The process address of host storage at absolute ``addr``, for a record the hardware reads in
+            place (the SIE page): the range must be host storage now (``SecureStorageAccess`` otherwise)."""
+            host.check(addr, length, True)
+            return memory.address + addr
 
-    def span(self, addr: int, length: int) -> HostSpan:
-        """A window on host storage that checks the owner tags at every access (the SIDA the SIE engine
-        fills and reads): unlike a memoryview it cannot outlive a change of the frames' owner."""
-        return HostSpan(self.host, addr, length)
+        def span(addr: int, length: int) -> HostSpan:
+            """A window on host storage that checks the owner tags at every access (the SIDA the SIE engine
+            fills and reads): unlike a memoryview it cannot outlive a change of the frames' owner."""
+            return HostSpan(host, addr, length)
+
+        self.new_cpu, self.owner_batch, self.span = new_cpu, owner_batch, span
+        self.storage_address = storage_address

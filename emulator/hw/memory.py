@@ -409,6 +409,27 @@ class PhysicalMemory:
         """Forget a listener registered with ``add_secure_access_listener``."""
         self.secure_access_listeners.remove(listener)
 
+    def checked_window(self, addr: int, length: int) -> memoryview:
+        """The bytes of ``[addr, addr+length)`` in storage, read-only, after a host view's checks of a read
+        and a write of the range (for the host they refuse the same frames; the exception is the read's:
+        ``SecureStorageAccess`` on a secure frame). For firmware reading a host control block in place (the
+        Ultravisor): a view of storage, so it is never handed to the host (``HostView`` has no window)."""
+        end = addr + length
+        if addr < 0 or length < 0 or end > self.size:
+            self.check_range(addr, length)
+        first = addr >> PAGE_SHIFT
+        if length and first == (end - 1) >> PAGE_SHIFT and (
+            self.owner[first] == OWNER_HOST or self.shared[first]
+        ):
+            pass  # the common case, one frame the host may touch: access.may_access written out
+        elif self.non_host_frames and length:
+            bad = access.refused_address(self, addr, length, access.HOST)
+            if bad is not None:
+                for listener in self.secure_access_listeners:
+                    listener(bad, False)
+                raise SecureStorageAccess(bad, False)
+        return self._view[addr : addr + length].toreadonly()
+
     def host_view(self) -> HostView:
         """A view for host-side Python code whose every access is checked like a host CPU access."""
         return HostView(self)
@@ -436,107 +457,102 @@ class HostView:
 
     This is the only memory object the hypervisor, the device models and attack scripts hold. A
     rejected access changes nothing, as on the real machine where the access is suppressed.
+
+    The view is sealed: the storage it checks is held by its methods' closures only, never as an attribute,
+    so no object reachable from a view leads to ``PhysicalMemory`` (the host side's reach,
+    ``ARCHITECTURE.md``). Its methods are per-view functions (no bound method: a call costs what a plain
+    function's does).
     """
 
+    __slots__ = ("size", "check", "read", "write", "load_file", "discard", "accessible",
+                 "add_secure_access_listener", "remove_secure_access_listener", "shared")  # fmt: skip
+
     def __init__(self, mem: PhysicalMemory) -> None:
-        self._mem = mem
         self.size = mem.size
+        size, owner, shared_flags, buf = mem.size, mem.owner, mem.shared, mem._buf
+        firmware_write = mem.write
 
-    def _check(self, addr: int, length: int, write: bool) -> None:
-        mem = self._mem
-        end = addr + length
-        if addr < 0 or length < 0 or end > mem.size:
-            mem.check_range(addr, length)
-        if not mem.non_host_frames or not length:
-            return
-        first = addr >> PAGE_SHIFT
-        if first == (end - 1) >> PAGE_SHIFT and (mem.owner[first] == OWNER_HOST or mem.shared[first]):
-            return  # the common case, one frame the host may touch: access.may_access written out
-        bad = access.refused_address(mem, addr, length, access.HOST)
-        if bad is not None:
-            self._refused(bad, write)
+        def refused(addr: int, write: bool) -> None:
+            for listener in mem.secure_access_listeners:
+                listener(addr, write)
+            raise SecureStorageAccess(addr, write)
 
-    def _refused(self, addr: int, write: bool) -> None:
-        """Raise PGM 0x3D for the host's access at ``addr``, after telling the secure-access listeners."""
-        for listener in self._mem.secure_access_listeners:
-            listener(addr, write)
-        raise SecureStorageAccess(addr, write)
+        def _check(addr: int, length: int, write: bool) -> None:
+            end = addr + length
+            if addr < 0 or length < 0 or end > size:
+                mem.check_range(addr, length)
+            if not mem.non_host_frames or not length:
+                return
+            first = addr >> PAGE_SHIFT
+            if first == (end - 1) >> PAGE_SHIFT and (owner[first] == OWNER_HOST or shared_flags[first]):
+                return  # the common case, one frame the host may touch: access.may_access written out
+            bad = access.refused_address(mem, addr, length, access.HOST)
+            if bad is not None:
+                refused(bad, write)
 
-    def check(self, addr: int, length: int, write: bool) -> None:
-        """Raise what ``read`` (``write=False``) or ``write`` of the range would raise, without the access."""
-        self._check(addr, length, write)
+        def check(addr: int, length: int, write: bool) -> None:
+            """Raise what ``read`` (``write=False``) or ``write`` of the range would raise, without the
+            access."""
+            _check(addr, length, write)
 
-    # ``read`` and ``write`` decide the common case inline (a range inside memory and inside one frame the
-    # host may touch: ``_check``'s own first outcome) and leave every other case to ``_check``.
+        # ``read`` and ``write`` decide the common case inline (a range inside memory and inside one frame
+        # the host may touch: ``_check``'s own first outcome) and leave every other case to ``_check``.
 
-    def read(self, addr: int, length: int) -> bytes:
-        """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
-        mem = self._mem
-        end = addr + length
-        if addr < 0 or length <= 0 or end > mem.size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
-            mem.owner[addr >> PAGE_SHIFT] != OWNER_HOST and not mem.shared[addr >> PAGE_SHIFT]
-        ):
-            self._check(addr, length, False)
-        return mem._buf[addr:end]
+        def read(addr: int, length: int) -> bytes:
+            """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
+            end = addr + length
+            if addr < 0 or length <= 0 or end > size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
+                owner[addr >> PAGE_SHIFT] != OWNER_HOST and not shared_flags[addr >> PAGE_SHIFT]
+            ):
+                _check(addr, length, False)
+            return buf[addr:end]
 
-    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
-        """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
-        mem = self._mem
-        n = len(data)
-        end = addr + n
-        if addr < 0 or n <= 0 or end > mem.size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
-            mem.owner[addr >> PAGE_SHIFT] != OWNER_HOST and not mem.shared[addr >> PAGE_SHIFT]
-        ):
-            self._check(addr, n, True)
-        mem.write(addr, data)
+        def write(addr: int, data: bytes | bytearray | memoryview) -> None:
+            """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
+            n = len(data)
+            end = addr + n
+            if addr < 0 or n <= 0 or end > size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
+                owner[addr >> PAGE_SHIFT] != OWNER_HOST and not shared_flags[addr >> PAGE_SHIFT]
+            ):
+                _check(addr, n, True)
+            firmware_write(addr, data)
 
-    def load_file(self, addr: int, f: BinaryIO, length: int) -> int:
-        """``PhysicalMemory.load_file`` as the host: the whole range is checked like ``write`` first (a secure
-        frame raises ``SecureStorageAccess`` and nothing is read or stored)."""
-        self._check(addr, length, True)
-        return self._mem.load_file(addr, f, length)
+        def load_file(addr: int, f: BinaryIO, length: int) -> int:
+            """``PhysicalMemory.load_file`` as the host: the whole range is checked like ``write`` first (a
+            secure frame raises ``SecureStorageAccess`` and nothing is read or stored)."""
+            _check(addr, length, True)
+            return mem.load_file(addr, f, length)
 
-    def discard(self, addr: int, length: int) -> None:
-        """``PhysicalMemory.discard`` as the host (zeroed frames, the keys its stores leave), after the checks
-        of a write of the whole range (a secure frame raises ``SecureStorageAccess`` and nothing is
-        discarded)."""
-        self._check(addr, length, True)
-        self._mem.discard(addr, length)
+        def discard(addr: int, length: int) -> None:
+            """``PhysicalMemory.discard`` as the host (zeroed frames, the keys its stores leave), after the
+            checks of a write of the whole range (a secure frame raises ``SecureStorageAccess`` and nothing
+            is discarded)."""
+            _check(addr, length, True)
+            mem.discard(addr, length)
 
-    def window(self, addr: int, length: int) -> memoryview:
-        """The bytes of ``[addr, addr+length)`` in storage, read-only, after the checks of both a read and a
-        write of the range (for the host they refuse the same frames; the exception is the read's, which
-        comes first: ``SecureStorageAccess`` on a secure frame).
+        def accessible(addr: int) -> bool:
+            """True if the host may touch the frame holding ``addr``."""
+            mem.check_range(addr, 1)
+            return mem.is_host_accessible(addr >> PAGE_SHIFT)
 
-        For a caller that takes what it needs at once (the Ultravisor reading a control block); stores
-        still go through ``write``.
-        """
-        mem = self._mem
-        end = addr + length
-        if addr < 0 or length <= 0 or end > mem.size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
-            mem.owner[addr >> PAGE_SHIFT] != OWNER_HOST and not mem.shared[addr >> PAGE_SHIFT]
-        ):  # (``read``'s one-frame case inline, as there)
-            self._check(addr, length, False)  # a refused range fails the fetch first
-        return mem._view[addr:end].toreadonly()
+        def add_secure_access_listener(listener: SecureAccessListener) -> None:
+            """Be told about every host access refused with PGM 0x3D (``PhysicalMemory``'s listeners: the
+            host's own refused accesses, e.g. a debugger's break on them)."""
+            mem.add_secure_access_listener(listener)
 
-    def accessible(self, addr: int) -> bool:
-        """True if the host may touch the frame holding ``addr``."""
-        self._mem.check_range(addr, 1)
-        return self._mem.is_host_accessible(addr >> PAGE_SHIFT)
+        def remove_secure_access_listener(listener: SecureAccessListener) -> None:
+            """Forget a listener added with ``add_secure_access_listener``."""
+            mem.remove_secure_access_listener(listener)
 
-    def add_secure_access_listener(self, listener: SecureAccessListener) -> None:
-        """Be told about every host access refused with PGM 0x3D (``PhysicalMemory``'s listeners: the host's
-        own refused accesses, e.g. a debugger's break on them)."""
-        self._mem.add_secure_access_listener(listener)
+        def shared(addr: int) -> bool:
+            """True if the frame holding ``addr`` is a secure guest's page shared with the host."""
+            mem.check_range(addr, 1)
+            return bool(shared_flags[addr >> PAGE_SHIFT])
 
-    def remove_secure_access_listener(self, listener: SecureAccessListener) -> None:
-        """Forget a listener added with ``add_secure_access_listener``."""
-        self._mem.remove_secure_access_listener(listener)
-
-    def shared(self, addr: int) -> bool:
-        """True if the frame holding ``addr`` is a secure guest's page shared with the host."""
-        self._mem.check_range(addr, 1)
-        return bool(self._mem.shared[addr >> PAGE_SHIFT])
+        self.check, self.read, self.write, self.load_file = check, read, write, load_file
+        self.discard, self.accessible, self.shared = discard, accessible, shared
+        self.add_secure_access_listener = add_secure_access_listener
+        self.remove_secure_access_listener = remove_secure_access_listener
 
 
 class HostSpan:

@@ -22,6 +22,7 @@ from typing import Final
 
 from emulator.errors import ProgramException
 from emulator.hw.cpu import OPERATING, STOPPED, Cpu, CpuExit, GuestMapping, Insn
+from emulator.hw.cpu_handle import CpuHandle, hardware_of
 
 __all__ = [
     "SieBlock",
@@ -321,9 +322,13 @@ class SieEngine:
         self._host_size = host_memory_size
         self.entries = 0
         self._last_psw: dict[int, tuple[int, int]] = {}  # id(cpu) -> guest PSW stored at its last exit
+        #: id(the CPU's Insn) -> (that Insn, the hypervisor's copy with the handle as its CPU): a CPU keeps
+        #: one decoded Insn per exit, so the copy is made once per exit, not once per interception
+        self._copies: dict[int, tuple[Insn, Insn]] = {}
 
-    def relocate(self, cpu: Cpu, sd: SieBlock) -> None:
+    def relocate(self, cpu: Cpu | CpuHandle, sd: SieBlock) -> None:
         """Point the CPU's guest mapping at the SD's MSO/MSL (done at every entry; cheap when unchanged)."""
+        cpu = hardware_of(cpu)
         mso, size = sd.mso, sd.msl + 1 if sd.msl else 0
         g = cpu.guest
         current = getattr(g, "_zuv_normal", None)
@@ -337,18 +342,22 @@ class SieEngine:
         cpu.guest_memory_size = size
         cpu.flush_tlb()
 
-    def forget(self, cpu: Cpu) -> None:
+    def forget(self, cpu: Cpu | CpuHandle) -> None:
         """The CPU's registers were changed outside SIE (a reset): load the SD's PSW at the next entry."""
-        self._last_psw.pop(id(cpu), None)
+        self._last_psw.pop(id(hardware_of(cpu)), None)
 
-    def enter(self, cpu: Cpu, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
+    def enter(self, handle: Cpu | CpuHandle, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
         """Run a normal guest CPU (format-2 SD) until it needs the host.
 
         The guest PSW goes in from ``sd.psw_mask/psw_addr`` and comes back there; for an instruction
         interception the PSW designates the next instruction (KVM rewinds it to retry). Raises
         ``ValueError`` for an SD the hardware would answer with a validity interception in the host's
         own code (a relocation outside host memory) - that is a hypervisor bug, not a guest event.
+
+        ``handle``: the CPU as the hypervisor holds it (``CpuHandle``); an intercepted instruction comes back
+        with the handle as its CPU, so that the exit leads to no hardware CPU.
         """
+        cpu = hardware_of(handle)
         sd = page.sie_block
         self.entries += 1
         self.relocate(cpu, sd)
@@ -361,14 +370,13 @@ class SieEngine:
         if cpu.state == STOPPED:
             cpu.state = OPERATING  # the SD, not the CPU, records whether the guest CPU is stopped
         ex = cpu.run(count=count, timeout_us=timeout_us)
-        out = self._exit(cpu, sd, ex)
+        out = self._exit(handle, sd, ex)
         psw = cpu.psw
         sd.psw_mask, sd.psw_addr = psw
         self._last_psw[id(cpu)] = psw
         return out
 
-    @staticmethod
-    def _exit(cpu: Cpu, sd: SieBlock, ex: CpuExit) -> SieExit:
+    def _exit(self, handle: Cpu | CpuHandle, sd: SieBlock, ex: CpuExit) -> SieExit:
         kind = ex.kind
         if kind == "insn":
             insn = ex.insn
@@ -379,6 +387,18 @@ class SieEngine:
             # (KVM's kvm_s390_get_ilen reads it to step back over the EXECUTE, not the target)
             sd.icptstatus = insn.ex_ilen << 4 | 1 if insn.ex_ilen else 0
             insn.finish()  # the PSW designates the next instruction (after the EXECUTE for a target)
+            if insn.cpu is not handle:  # the hypervisor's copy: its CPU is the handle (the CPU keeps its own)
+                known = self._copies.get(id(insn))
+                c = known[1] if known is not None and known[0] is insn else None
+                if c is not None and c.cpu is handle and c.pc == insn.pc and c.name is insn.name:
+                    insn = c
+                else:
+                    if len(self._copies) >= 4096:
+                        self._copies.clear()
+                    copy = Insn(handle, insn.pc, insn.raw, insn.name,  # type: ignore[arg-type]
+                                insn.opcode, insn.ex_ilen, insn.target)  # fmt: skip
+                    self._copies[id(insn)] = (insn, copy)
+                    insn = copy
             return SieExit(ICPT_INST, insn=insn)
         if kind in ("wait", "disabled_wait"):
             sd.icptcode = ICPT_WAIT
@@ -399,3 +419,29 @@ class SieEngine:
         sd.icptcode = 0
         return SieExit(0, reason=kind, data={"pc": ex.code} if kind == "breakpoint" else {})
 
+
+class Sie:
+    """The SIE instruction for normal guests (format-2 state descriptions) as a hypervisor issues it: its
+    engine (``SieEngine``, which keeps the CPUs' last exits) is held by the closures only (the host side's
+    reach, ``ARCHITECTURE.md``). ``enter(cpu, page, count, timeout_us)``, ``relocate(cpu, sd)`` and
+    ``forget(cpu)`` take the vCPU's ``CpuHandle``."""
+
+    __slots__ = ("enter", "relocate", "forget")
+
+    def __init__(self, host_memory_size: int) -> None:
+        engine = SieEngine(host_memory_size)
+        engine_enter = engine.enter
+
+        def enter(cpu: Cpu | CpuHandle, page: SiePage, count: int = 0, timeout_us: int = 0) -> SieExit:
+            """``SieEngine.enter``: run the normal guest CPU until it needs the host."""
+            return engine_enter(cpu, page, count, timeout_us)
+
+        def relocate(cpu: Cpu | CpuHandle, sd: SieBlock) -> None:
+            """``SieEngine.relocate``: point the CPU's guest mapping at the SD's MSO/MSL."""
+            engine.relocate(cpu, sd)
+
+        def forget(cpu: Cpu | CpuHandle) -> None:
+            """``SieEngine.forget``: the CPU's registers changed outside SIE."""
+            engine.forget(cpu)
+
+        self.enter, self.relocate, self.forget = enter, relocate, forget

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from emulator.hw.cpu import CHECK_STOP, OPERATING, PSW_MASK_WAIT, STOPPED, Cpu
+from emulator.hw.cpu_handle import hardware_of
 
 __all__ = ["sigp", "store_status", "ORDER_NAMES"]
 
@@ -90,6 +91,8 @@ def sigp(
     no prefix and ends with status "invalid parameter" (``docs/security.md``). None: every store may be
     made (``write_abs`` checks for itself).
     """
+    source = hardware_of(source)  # a hypervisor's vCPUs come as handles (``CpuHandle``)
+    cpus = {a: hardware_of(c) for a, c in cpus.items()}
     target = cpus.get(target_addr)
     if order == SET_ARCHITECTURE:
         others_stopped = all(c.state != OPERATING for a, c in cpus.items() if c is not source)

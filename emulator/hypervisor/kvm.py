@@ -30,9 +30,10 @@ from emulator.hw.cpu import (
     PSW_MASK_MCHECK,
     PSW_MASK_WAIT,
     STOPPED,
-    Cpu,
     Insn,
 )
+from emulator.hw.cpu_handle import CpuHandle
+from emulator.hw.cpu_handle import group as cpu_group
 from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PAGE_SIZE, PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
@@ -43,12 +44,13 @@ from emulator.hw.sie import (
     ICPT_PROGI,
     ICPT_STOP,
     ICPT_WAIT,
-    SieEngine,
+    Sie,
     SieExit,
     SiePage,
 )
 from emulator.hw.sysinfo import MachineInfo, facility_list
 from emulator.hw.tod import TodClock
+from firmware.uv_gate import UvGate
 
 if TYPE_CHECKING:
     from emulator.hypervisor.pv import PvHost, PvVm
@@ -89,10 +91,10 @@ class Vcpu:
     is secure the hardware CPU belongs to the Ultravisor's SIE and the hypervisor only sees the SIE page.
     """
 
-    def __init__(self, vm: Vm, address: int, cpu: Cpu, page_addr: int, page: SiePage) -> None:
+    def __init__(self, vm: Vm, address: int, cpu: CpuHandle, page_addr: int, page: SiePage) -> None:
         self.vm = vm
         self.address = address
-        self._cpu: Cpu | None = cpu
+        self._cpu: CpuHandle | None = cpu
         self.page_addr = page_addr
         self.page = page
         self.sd = page.sie_block
@@ -107,8 +109,9 @@ class Vcpu:
     # -- the guest's register file (normal guests only) ---------------------------------------------
 
     @property
-    def cpu(self) -> Cpu:
-        """The hardware CPU of a normal guest (its registers are the host's to read and write)."""
+    def cpu(self) -> CpuHandle:
+        """The hardware CPU of a normal guest as the hypervisor holds it (``CpuHandle``: its registers are
+        the host's to read and write, its accesses checked by the CPU; the CPU itself is the hardware's)."""
         if self._cpu is None:
             raise HypervisorError(f"vCPU {self.address} is secure: its registers belong to the Ultravisor")
         return self._cpu
@@ -191,7 +194,7 @@ class Vm:
 
     def _add_vcpu(self, addr: int) -> Vcpu:
         hv = self.hv
-        cpu = hv.hardware.new_cpu(addr, hv.clock, self.facilities, hv.info.cpuid(addr))
+        cpu = hv.hardware.new_cpu(addr, hv.clock, self.facilities, hv.info.cpuid(addr))  # a CpuHandle
         cpu.guest_memory_size = self.memory_size
         page_addr = hv.alloc.alloc_page()
         hv.host.write(page_addr, bytes(PAGE_SIZE))
@@ -199,9 +202,7 @@ class Vm:
         v = Vcpu(self, addr, cpu, page_addr, page)
         hv.engine.relocate(cpu, v.sd)
         self.vcpus[addr] = v
-        group = [x._cpu for x in self.vcpus.values() if x._cpu is not None]
-        for c in group:
-            c.tlb_group = group
+        cpu_group(x._cpu for x in self.vcpus.values() if x._cpu is not None)
         return v
 
     def _console_write(self, data: bytes) -> None:
@@ -478,7 +479,9 @@ class Hypervisor:
             The hypervisor keeps no storage object: every access it makes is the host's, checked.
         clock: the host TOD clock (shared with the vCPUs).
         info: identity strings the guests see (STSI, STIDP).
-        ultravisor: the Ultravisor (firmware) of the machine, or None; secure guests need one.
+        ultravisor: the Ultravisor (firmware) of the machine, or None; secure guests need one. The hypervisor
+            keeps only its gate (``firmware.uv_gate.UvGate``: UVC on a block at a host address, Query's
+            numbers, the Ultravisor's half of SIE), never the Ultravisor object.
         reserved: host memory kept below the guest slots.
     """
 
@@ -496,15 +499,17 @@ class Hypervisor:
         self.host = hardware.host
         self.clock = clock
         self.info = info or MachineInfo()
-        self.ultravisor = ultravisor
+        #: the Ultravisor's gate (None: a machine without one)
+        if ultravisor is not None and not isinstance(ultravisor, UvGate):
+            ultravisor = UvGate(ultravisor)  # type: ignore[arg-type]
+        self.ultravisor: UvGate | None = ultravisor  # type: ignore[assignment]
         self.alloc = HostAllocator(hardware.size, reserved)
-        self.engine = SieEngine(hardware.size)
+        #: the SIE instruction for normal guests (``emulator.hw.sie.Sie``: its engine is the hardware's)
+        self.engine = Sie(hardware.size)
         self.vms: list[Vm] = []
         self._pv_host: PvHost | None = None
         #: Debuggers: told about every SIE exit of every VM (``ExitListener``); empty: no cost.
         self.exit_listeners: list[ExitListener] = []
-        #: the secure-guest instruction hook of an explicit debug capability (``debug.SecureDebug``), or None
-        self._debug_insn_filter: Callable[[Cpu, Insn], str | None] | None = None
         self._before_uvc: Callable[[UvCommand, bytes, int], None] | None = None
 
     @classmethod
@@ -535,8 +540,7 @@ class Hypervisor:
         if self._pv_host is None:
             from emulator.hypervisor.pv import PvHost
 
-            self._pv_host = PvHost(self, self.ultravisor)
-            self._pv_host.engine.insn_filter = self._debug_insn_filter
+            self._pv_host = PvHost(self, self.ultravisor)  # type: ignore[arg-type]
         return self._pv_host
 
 
@@ -622,7 +626,7 @@ class Hypervisor:
         cpu = v.cpu
         if cpu.restart_pending:
             return True
-        return cpu._ext_deliverable() is not None  # noqa: SLF001 - the SIE reads the same pending state
+        return cpu.ext_deliverable() is not None  # the SIE reads the same pending state
 
     def halt_cpus(self, vm: Vm) -> None:
         """Ask every vCPU of a VM to leave SIE soon (thread-safe)."""

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Final
 
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw import sigp as S
-from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT, Cpu
+from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT
+from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.memory import PAGE_SIZE, HostSpan, HostView
 from emulator.hw.sie import (
     ICPT_EXTREQ,
@@ -44,7 +45,8 @@ from emulator.hw.sie import (
 from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.uvclient import HostArena, UvClient, UvResult
 from firmware.uv_codes import describe
-from firmware.uv_sie import VIR_NAMES, PvSieEngine
+from firmware.uv_gate import UvGate
+from firmware.uv_sie import VIR_NAMES
 
 if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Hypervisor, Vcpu, Vm
@@ -111,18 +113,18 @@ class PvHost:
 
     Args:
         hv: the hypervisor (its allocator and host view).
-        uv: the machine's Ultravisor.
+        uv: the machine's Ultravisor as the host reaches it (``firmware.uv_gate.UvGate``).
     """
 
-    def __init__(self, hv: Hypervisor, uv: object) -> None:
+    def __init__(self, hv: Hypervisor, uv: UvGate) -> None:
         self.hv = hv
-        self.uv = uv
         start = hv.alloc.alloc_range(1 << 20)
-        self.client = UvClient(uv, hv.host, HostArena(start, start + (1 << 20)))  # type: ignore[arg-type]
+        self.client = UvClient(uv, hv.host, HostArena(start, start + (1 << 20)))
         self.client.before_call = hv.before_uvc  # a debugger's stop point, from the first call (Query) on
         self.query = self.client.query()
-        self.engine = PvSieEngine(uv, self._sida)  # type: ignore[arg-type]
-        if not getattr(uv, "initialized", False):
+        #: the Ultravisor's half of SIE for secure CPUs, behind its gate (``PvSie``)
+        self.engine = uv.sie(self._sida)
+        if not uv.initialized():
             n = self.query.uv_base_stor_len
             origin = hv.alloc.alloc_range(n, above=1 << 31)
             res = self.client.call("init_uv", stor_origin=origin, stor_len=n)
@@ -169,7 +171,7 @@ class PvVm:
         self.handle = 0
         self.cpu_handles: dict[int, int] = {}
         #: vCPU address -> the hardware CPU the Ultravisor gave back when its secure CPU was destroyed
-        self._released: dict[int, Cpu] = {}
+        self._released: dict[int, CpuHandle] = {}
         self.cpu_stor: dict[int, int] = {}
         #: storage donated to the Ultravisor: (what, host address, length), as KVM keeps it to free it later
         self.donated: list[tuple[str, int, int]] = []
@@ -189,7 +191,7 @@ class PvVm:
         q = self.host.query
         size = self.vm.memory_size
         need = 0x4000 + (size >> 20) * 0x800 + q.conf_base_phys_stor_len + q.conf_base_phys_stor_len
-        need += self.hv.ultravisor.query.var_stor_len(size) + 0x4000 + 2 * PAGE_SIZE  # type: ignore[attr-defined]
+        need += self.hv.ultravisor.query.var_stor_len(size) + 0x4000 + 2 * PAGE_SIZE
         need += len(self.vm.vcpus) * (q.cpu_stor_len + 2 * PAGE_SIZE)
         need = (need + (1 << 20) - 1) & ~((1 << 20) - 1)
         start = self.hv.alloc.alloc_range(need)

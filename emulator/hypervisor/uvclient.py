@@ -30,8 +30,9 @@ from typing import Any, Final
 from emulator.errors import HypervisorError, SecureStorageAccess
 from emulator.hw.memory import PAGE_SIZE, HostView
 from firmware import uv_blocks as B
-from firmware.uv import AbsoluteControlBlock, Ultravisor, UvCaller
+from firmware.uv import Ultravisor, UvCaller
 from firmware.uv_codes import QUERY_FULL_LEN, Cc, Rc, UvCommand, command, describe
+from firmware.uv_gate import UvGate
 
 __all__ = ["UvResult", "UvCallError", "UvClient", "HostArena", "GuestMap", "ConfigSetup"]
 
@@ -316,17 +317,24 @@ class UvClient:
 
     def __init__(
         self,
-        uv: Ultravisor,
+        uv: UvGate | Ultravisor,
         view: HostView,
         arena: HostArena,
         *,
         caller: UvCaller | None = None,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        self.uv = uv
+        #: the Ultravisor's gate (``firmware.uv_gate.UvGate``: UVC on a block at a host address); an
+        #: ``Ultravisor`` given here (tests, tools that own the machine) is put behind a gate
+        if uv is not None and not isinstance(uv, UvGate):
+            uv = UvGate(uv)
+        self.uv: UvGate = uv
         self.view = view
         self.arena = arena
         self.caller = caller or UvCaller("host")
+        if self.caller.kind != "host":
+            raise HypervisorError("the host's UV client calls as the host")
+        self._busy = self.caller.other_cpus_running
         self.retries = retries
         self.uvcb_addr = arena.alloc(PAGE_SIZE)
         #: The most recent results (``LOG_LENGTH`` of them), oldest first.
@@ -335,7 +343,6 @@ class UvClient:
         #: the block's bytes, its host address)``. A debugger's stop point (the console's ``break uvc`` on the
         #: hypervisor's own calls, e.g. every step of a secure boot); it may block. None: nothing is called.
         self.before_call: Callable[[UvCommand, bytes, int], None] | None = None
-        self._cb = AbsoluteControlBlock(view, self.uvcb_addr)
         self._templates: dict[int, _Template] = {}
         self._by_key: dict[int | str, _Template] = {}  # what ``call`` was given (code or name) -> template
         #: one UVCB page, so one call at a time: a vCPU's thread (an import after a 0x3E exit) and the
@@ -381,21 +388,19 @@ class UvClient:
         """Write the block's bytes at ``addr`` (None: the client's own UVCB page), execute UVC on them
         (re-issuing on cc 2/3 when ``retry``), read them back and log the result (``call`` has a copy of
         this for its own page)."""
-        if addr is None or addr == self.uvcb_addr:
-            addr, cb = self.uvcb_addr, self._cb
-        else:
-            cb = AbsoluteControlBlock(self.view, addr)
+        if addr is None:
+            addr = self.uvcb_addr
         view = self.view
         if self.before_call is not None:  # a debugger's stop: outside the lock (it may wait for its user)
             self.before_call(cmd, bytes(raw), addr)
-        uv_call, caller = self.uv.call, self.caller
+        uv_call, busy = self.uv.call, self._busy
         with self._lock:
             view.write(addr, raw)
-            cc = uv_call(caller, cb)
+            cc = uv_call(addr, busy)
             tries = 0
             while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
                 tries += 1
-                cc = uv_call(caller, cb)
+                cc = uv_call(addr, busy)
             out = view.read(addr, len(raw))
         rc, rrc = _RC_RRC.unpack_from(out, 4)
         res = UvResult(cmd, cc, rc, rrc, None, tries, out, layout)
@@ -421,11 +426,12 @@ class UvClient:
             self.before_call(c, bytes(raw), addr)
         with self._lock:
             view.write(addr, raw)
-            cc = self.uv.call(self.caller, self._cb)
+            uv_call, busy = self.uv.call, self._busy
+            cc = uv_call(addr, busy)
             tries = 0
             while (cc == _BUSY or cc == _PARTIAL) and retry and tries < self.retries:
                 tries += 1
-                cc = self.uv.call(self.caller, self._cb)
+                cc = uv_call(addr, busy)
             out = view.read(addr, len(raw))
         rc, rrc = _RC_RRC.unpack_from(out, 4)
         res = UvResult(c, cc, rc, rrc, None, tries, out, t.layout)

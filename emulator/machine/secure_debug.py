@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import HypervisorError
+from emulator.hw.cpu_handle import hardware_of
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu, Insn
     from emulator.hw.memory import PhysicalMemory
     from emulator.hypervisor.kvm import Hypervisor, Vm
-    from firmware.uv import SecureCpu
+    from firmware.uv import SecureCpu, Ultravisor
 
 __all__ = ["SecureDebug", "SECURE_REGISTERS"]
 
@@ -38,23 +39,31 @@ class SecureDebug:
     (``emulator.api``) and the attack playbook never create one.
     """
 
-    def __init__(self, hv: Hypervisor, memory: PhysicalMemory) -> None:
+    def __init__(self, hv: Hypervisor, memory: PhysicalMemory, uv: Ultravisor) -> None:
         self._hv = hv
         self._memory = memory  # the machine's storage: the capability reads it as firmware does
+        self._uv = uv  # the machine's Ultravisor (the hypervisor holds only its gate)
 
     @property
     def insn_filter(self) -> Callable[[Cpu, Insn], str | None] | None:
         """Hook offered each secure guest instruction SIE handles inside (guest UVCs), with the live
         hardware CPU: a returned reason leaves the instruction unexecuted and ends SIE (``SieExit.reason``
         "filtered")."""
-        return self._hv._debug_insn_filter  # noqa: SLF001 - the capability's own slot in the hypervisor
+        return self._uv.debug_insn_filter
 
     @insn_filter.setter
     def insn_filter(self, fn: Callable[[Cpu, Insn], str | None] | None) -> None:
-        hv = self._hv
-        hv._debug_insn_filter = fn  # noqa: SLF001
-        if hv._pv_host is not None:  # noqa: SLF001
-            hv._pv_host.engine.insn_filter = fn  # noqa: SLF001
+        uv = self._uv
+        uv.debug_insn_filter = fn  # engines made later take it from the Ultravisor
+        for engine in list(uv.sie_engines):
+            engine.insn_filter = fn
+
+    def _engine_cpu(self, cpu_handle: int) -> Cpu | None:
+        for engine in list(self._uv.sie_engines):
+            cpu = engine._hw.get(cpu_handle)  # noqa: SLF001 - the capability's door
+            if cpu is not None:
+                return cpu
+        return None
 
     # -- what a debugger holding the capability may reach (``emulator.api.DebugCapability``) --------------
 
@@ -64,8 +73,8 @@ class SecureDebug:
         v = vm.vcpus[address]
         pv = vm.pv
         if pv is None or not v.secure:
-            return v.cpu
-        cpu = pv.host.engine._hw.get(pv.cpu_handles.get(address, 0))  # noqa: SLF001 - the capability's door
+            return hardware_of(v.cpu)  # the capability opens the hypervisor's handle
+        cpu = self._engine_cpu(pv.cpu_handles.get(address, 0))
         if cpu is None:
             raise HypervisorError(f"vCPU {address} has no hardware CPU in the SIE engine")
         return cpu
@@ -75,7 +84,7 @@ class SecureDebug:
         pv = vm.pv
         if pv is None or not vm.vcpus[address].secure:
             return None
-        return self._hv.ultravisor.secure_cpu(pv.cpu_handles.get(address, 0))
+        return self._uv.secure_cpu(pv.cpu_handles.get(address, 0))
 
     def read_absolute(self, host_addr: int, length: int) -> bytes:
         """Host absolute storage as firmware reads it (plaintext of secure frames)."""
@@ -92,8 +101,7 @@ class SecureDebug:
         """
         pv = vm.pv
         handle = pv.cpu_handles.get(address) if pv is not None else None
-        uv = self._hv.ultravisor
-        scpu = uv.secure_cpu(handle) if handle is not None and uv is not None else None  # type: ignore[attr-defined]
+        scpu = self._uv.secure_cpu(handle) if handle is not None else None
         if scpu is None:
             raise HypervisorError(f"vCPU {address} of VM {vm.name} is not a secure CPU")
         count = SECURE_REGISTERS.get(kind)
@@ -119,4 +127,5 @@ class SecureDebug:
             scpu.prefix = value
         else:
             scpu.fpc = value
-        self._hv.pv_host().engine.reload(handle)
+        for engine in list(self._uv.sie_engines):
+            engine.reload(handle)

@@ -1,0 +1,141 @@
+"""A hardware CPU as the hypervisor running a normal guest on it holds it (``CpuHandle``): the guest's
+register file and the accesses the CPU makes for it, checked by the CPU's own access path; never the CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.hw.cpu import Cpu
+
+__all__ = ["CpuHandle", "hardware_of"]
+
+#: the key that opens a handle (``hardware_of``): module-private, for the hardware and the machine's own code
+_KEY = object()
+
+
+class CpuHandle:
+    """A normal guest's hardware CPU as its hypervisor holds it (SIE shares a normal guest's register file
+    with the host): registers, PSW, state, resets, pending interruptions, and storage accesses made by the
+    CPU (``read_real``/``write_real``/``write_virtual``: prefixing, the guest mapping, DAT and the owner tags,
+    PGM 0x3D on a secure frame). The ``Cpu`` (its storage object and unicorn engine) is held by the handle's
+    closures only; the hardware (the SIE engine, SIGP, the SCLP) opens a handle with ``hardware_of``.
+    """
+
+    __slots__ = ("_open", "address", "ext_pending", "gpr", "gprs", "set_gpr", "set_psw", "cr", "wrap",
+                 "read_real", "write_real", "write_virtual", "program_interrupt", "reset_initial",
+                 "reset_cpu", "reset_clear", "request_halt", "close", "next_timer_deadline",
+                 "ext_deliverable", "set_breakpoints", "_get", "_set")  # fmt: skip
+
+    def __init__(self, cpu: Cpu) -> None:
+        def open_(key: object) -> Cpu:
+            if key is not _KEY:
+                raise PermissionError("a CPU handle opens for the hardware only")
+            return cpu
+
+        def get(name: str) -> Any:
+            if name not in _READABLE:
+                raise AttributeError(name)
+            return getattr(cpu, name)
+
+        def set_(name: str, value: Any) -> None:
+            if name not in _WRITABLE:
+                raise AttributeError(name)
+            setattr(cpu, name, value)
+
+        def set_psw(mask: int, addr: int) -> None:
+            """Load the guest PSW into the CPU."""
+            cpu.set_psw(mask, addr)
+
+        def set_breakpoints(addrs: Iterable[int]) -> None:
+            """The CPU's breakpoints (guest addresses of a normal guest)."""
+            cpu.set_breakpoints(addrs)
+
+        self._open, self._get, self._set = open_, get, set_
+        self.address: int = cpu.address
+        #: the external interruptions pending for the guest (the hypervisor's to add: a service signal)
+        self.ext_pending: dict[str, int] = cpu.ext_pending
+        # the register file and the CPU's checked accesses: closures, so that no bound method's __self__ is
+        # the CPU (each forwards its arguments unchanged)
+        g = cpu.gpr
+        self.gpr = lambda i: g(i)
+        self.gprs = lambda: cpu.gprs()
+        self.set_gpr = lambda i, value: cpu.set_gpr(i, value)
+        self.set_psw = set_psw
+        self.cr = lambda i: cpu.cr(i)
+        self.wrap = lambda addr: cpu.wrap(addr)
+        self.read_real = lambda addr, length: cpu.read_real(addr, length)
+        self.write_real = lambda addr, data: cpu.write_real(addr, data)
+        self.write_virtual = lambda addr, data: cpu.write_virtual(addr, data)
+        self.program_interrupt = lambda *a, **k: cpu.program_interrupt(*a, **k)
+        self.reset_initial = lambda: cpu.reset_initial()
+        self.reset_cpu = lambda: cpu.reset_cpu()
+        self.reset_clear = lambda: cpu.reset_clear()
+        self.request_halt = lambda: cpu.request_halt()
+        self.close = lambda: cpu.close()
+        self.next_timer_deadline = lambda: cpu.next_timer_deadline()
+        self.ext_deliverable = lambda: cpu._ext_deliverable()  # noqa: SLF001 - the pending state SIE reads
+        self.set_breakpoints = set_breakpoints
+
+    @property
+    def psw(self) -> tuple[int, int]:
+        """The CPU's PSW (mask, address)."""
+        return self._get("psw")  # type: ignore[no-any-return]
+
+    @property
+    def pc(self) -> int:
+        """The PSW's instruction address."""
+        return self._get("pc")  # type: ignore[no-any-return]
+
+    @property
+    def prefix(self) -> int:
+        """The CPU's prefix."""
+        return self._get("prefix")  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> str:
+        """The CPU state (operating, stopped, check stop, ...)."""
+        return self._get("state")  # type: ignore[no-any-return]
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._set("state", value)
+
+    @property
+    def insn_count(self) -> int:
+        """Instructions the CPU executed (exact in counted runs)."""
+        return self._get("insn_count")  # type: ignore[no-any-return]
+
+    @property
+    def restart_pending(self) -> bool:
+        """True while a restart interruption is pending."""
+        return self._get("restart_pending")  # type: ignore[no-any-return]
+
+    @property
+    def guest_memory_size(self) -> int:
+        """The guest's storage size (the CPU's SIE bound)."""
+        return self._get("guest_memory_size")  # type: ignore[no-any-return]
+
+    @guest_memory_size.setter
+    def guest_memory_size(self, value: int) -> None:
+        self._set("guest_memory_size", value)
+
+
+_READABLE = frozenset({"psw", "pc", "prefix", "state", "insn_count", "restart_pending", "guest_memory_size"})
+_WRITABLE = frozenset({"state", "guest_memory_size"})
+
+
+def hardware_of(cpu: CpuHandle | Cpu) -> Cpu:
+    """The hardware CPU behind a handle (a ``Cpu`` is returned as it is): for the hardware's own code (the SIE
+    engines, SIGP, the SCLP) and the machine's debug capability, never for the hypervisor."""
+    if isinstance(cpu, CpuHandle):
+        return cpu._open(_KEY)  # noqa: SLF001
+    return cpu
+
+
+def group(handles: Iterable[CpuHandle | Cpu]) -> None:
+    """The CPUs flush their TLBs together (a VM's vCPUs: ``Cpu.tlb_group``)."""
+    cpus = [hardware_of(h) for h in handles]
+    for c in cpus:
+        c.tlb_group = cpus

@@ -1,0 +1,229 @@
+"""The host side's reach (issue 18, "the trust boundary as structure"): from every object a host holds - the
+API's ``Host`` and ``Guest``, the hypervisor, its VMs, PV objects and vCPUs, the attack playbook's
+contexts, a console session in the host view - an attacker walks the object graph the way Python offers it
+(``reach_walk``: attributes, slots, items, properties, bound methods' ``__self__``; closures, frames, ``gc``
+and module globals are outside, as ``/dev/mem`` is outside a real host's reach) and calls what it finds.
+
+Nothing reachable is raw storage or firmware state: no ``PhysicalMemory``, storage ``mmap`` or view of it,
+no unicorn engine, no Ultravisor object, record, key or secret store, no hardware CPU that ran a secure
+guest, no secure byte or register value; and every reachable callable that reads storage, given the
+secret page's guest or host address, gives an architected refusal (PGM 0x3D) or something without the
+secret, never plaintext.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import mmap
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from reach_walk import Reach, storage_readers, walk
+
+from emulator.api import Guest, Host, SecureStorageAccess, _machine_of
+from emulator.attacks.referee import SECRET_WORDS, secret_bytes
+from emulator.errors import ProgramException
+
+CANARY = 0x5EC2E7C0FFEE1234
+#: firmware types a host may hold: architected records and the gates themselves (plain data, no storage)
+_PUBLIC_FIRMWARE = ("UvGate", "PvSie", "UvCommand", "UvCaller", "QueryValues", "UvEvent", "Cc", "Rc")
+#: names of callables that read storage (the walk calls each with the secret page's address)
+READERS = re.compile(r"(^|_)(read|fetch|peek|window)(_|$)")
+
+
+def _firmware_state(obj: object) -> bool:
+    mod = type(obj).__module__ or ""
+    if not mod.startswith("firmware"):
+        return False
+    if isinstance(obj, (ctypes.Structure, ctypes.Array, enum.Enum)):
+        return False  # control-block layouts and codes: architecture, held in host storage anyway
+    return type(obj).__name__ not in _PUBLIC_FIRMWARE
+
+
+def _secret_key_material(obj: object) -> bool:
+    mod = type(obj).__module__ or ""
+    return mod.startswith("cryptography") and "PublicKey" not in type(obj).__name__
+
+
+def raw_kind(obj: object, secure_cpus: list[object]) -> str | None:
+    """What is wrong with a reachable object, or None."""
+    from emulator.hw.cpu import Cpu
+    from emulator.hw.memory import PhysicalMemory
+
+    if isinstance(obj, PhysicalMemory):
+        return "the storage object (PhysicalMemory)"
+    if isinstance(obj, mmap.mmap):
+        return "the storage buffer (mmap)"
+    if isinstance(obj, memoryview) and (isinstance(obj.obj, mmap.mmap) or obj.nbytes > 0x1000):
+        return "a view of storage (memoryview)"
+    if isinstance(obj, ctypes.Array) and ctypes.sizeof(obj) > 0x1000:
+        return "a ctypes view of storage"
+    if (type(obj).__module__ or "").startswith("unicorn"):
+        return f"a unicorn engine object ({type(obj).__name__})"
+    if _firmware_state(obj):
+        return f"firmware state ({type(obj).__name__})"
+    if _secret_key_material(obj):
+        return f"key material ({type(obj).__name__})"
+    if isinstance(obj, Cpu) and any(obj is c for c in secure_cpus):
+        return "the hardware CPU of a secure guest"
+    if isinstance(obj, (bytes, bytearray)) and (secret_bytes(bytes(obj)) or CANARY.to_bytes(8, "big") in obj):
+        return "secure bytes"
+    if isinstance(obj, str) and (SECRET_WORDS[:16].decode() in obj or f"{CANARY:016x}" in obj):
+        return "secure bytes in text"
+    if isinstance(obj, int) and not isinstance(obj, bool) and obj == CANARY:
+        return "a secure register's value"
+    return None
+
+
+def findings(reach: Reach, secure_cpus: list[object]) -> dict[str, str]:
+    """kind -> the shortest path to an object of that kind."""
+    out: dict[str, str] = {}
+    for obj, path in reach:
+        kind = raw_kind(obj, secure_cpus)
+        if kind is not None and (kind not in out or len(path) < len(out[kind])):
+            out[kind] = path
+    return out
+
+
+def _secure_cpus(host: Host) -> list[object]:
+    uv = _machine_of(host).uv
+    return [c for e in list(uv.sie_engines) for c in e._hw.values()]  # noqa: SLF001 - for the assertion
+
+
+def _canary_in_registers(host: Host, g: Guest) -> None:
+    """The canary in six secure registers (the Ultravisor's record), put into the hardware CPU by a step."""
+    scpu = _machine_of(host).uv.secure_cpu(g.cpu_handles[0])
+    scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
+    g.step(0, 3)
+    assert any(CANARY in c.gprs() for c in _secure_cpus(host)), "the canary never reached the CPU"
+
+
+@pytest.fixture(scope="module")
+def booted() -> Iterator[tuple[Host, Guest, Guest]]:
+    """The demo's secure guest after a secure run (canary registers in its hardware CPU), and a normal guest
+    (``guests/hello``) that ran on its own hardware CPU (its SCLP calls intercepted), on one host."""
+    from emulator.hypervisor.boot import DEMO_KERNEL
+
+    with Host(seed=11) as host:
+        g = host.boot()
+        _canary_in_registers(host, g)
+        n = host.boot(DEMO_KERNEL.with_name("hello.elf"), until=None, time_limit=5)
+        assert b"Hello" in n.console and n._vm.intercepts  # noqa: SLF001
+        yield host, g, n
+
+
+def _roots(host: Host, g: Guest, n: Guest) -> dict[str, object]:
+    vm = g._vm  # noqa: SLF001 - the hypervisor's own objects are roots too
+    return {"host": host, "guest": g, "normal_guest": n, "hypervisor": vm.hv, "vm": vm, "pv": vm.pv,
+            **{f"vcpu{a}": v for a, v in vm.vcpus.items()},
+            **{f"normal_vcpu{a}": v for a, v in n._vm.vcpus.items()}}  # noqa: SLF001  # fmt: skip
+
+
+def test_walk_from_the_host_side_finds_no_raw_storage_firmware_state_or_secure_value(booted) -> None:
+    host, g, n = booted
+    reach = walk(_roots(host, g, n))
+    assert len(reach) > 3000  # the walk saw the hypervisor, its VMs, vCPUs, logs
+    found = findings(reach, _secure_cpus(host))
+    assert found == {}, "\n".join(f"{k}: {p}" for k, p in sorted(found.items()))
+
+
+def test_the_walk_finds_what_it_looks_for(booted) -> None:
+    """The same walk from the machine (the owner's side) finds every kind: the test can fail."""
+    host, _g, _n = booted
+    m = _machine_of(host)
+    found = findings(walk({"machine": m}), _secure_cpus(host))
+    for kind in ("the storage object (PhysicalMemory)", "the storage buffer (mmap)",
+                 "firmware state (Ultravisor)", "the hardware CPU of a secure guest",
+                 "a secure register's value"):  # fmt: skip
+        assert kind in found, sorted(found)
+    assert any(k.startswith("a unicorn engine object") for k in found)
+    assert any(k.startswith("key material") for k in found)
+
+
+def _call_reader(fn: Callable[..., Any], addr: int) -> tuple[str, Any]:
+    """('refused', exception) for PGM 0x3D, ('error', exception) for any other exception, ('value', v)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return "skip", None
+    req = [p for p in sig.parameters.values() if p.default is p.empty
+           and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+    if any(p.default is p.empty and p.kind == p.KEYWORD_ONLY for p in sig.parameters.values()):
+        return "skip", None
+    args = {0: (), 1: (addr,), 2: (addr, 64)}.get(len(req))
+    if args is None:
+        return "skip", None
+    try:
+        return "value", fn(*args)
+    except SecureStorageAccess as e:
+        return "refused", e
+    except ProgramException as e:
+        return ("refused" if e.code == 0x3D else "error"), e
+    except Exception as e:  # noqa: BLE001 - any other answer: it must not carry the secret either
+        return "error", e
+
+
+def test_every_reachable_storage_reader_refuses_the_secret_page(booted) -> None:
+    host, g, n = booted
+    reach = walk(_roots(host, g, n))
+    secure_cpus = _secure_cpus(host)
+    gaddr = g.secret_page
+    frame = g.frame(gaddr)
+    assert g.page_state(gaddr) == "secure"
+    readers = list(storage_readers(reach, lambda name: bool(READERS.search(name))))
+    assert len(readers) > 10
+    refused: set[str] = set()
+    for path, fn in readers:
+        for addr in (gaddr, frame):
+            if g.page_state(gaddr) != "secure":  # a hypervisor read exported it: secure again for the next
+                assert g.import_page(gaddr).ok and g.frame(gaddr) == frame
+            how, got = _call_reader(fn, addr)
+            if how == "skip":
+                continue
+            text = repr(got) if how != "value" else ""
+            assert SECRET_WORDS[:16].decode() not in text, f"{path}({addr:#x}) told the secret: {text[:200]}"
+            if how == "refused":
+                refused.add(path)
+                continue
+            if how == "value":
+                bad = findings(walk({"result": got}), secure_cpus)
+                assert bad == {}, f"{path}({addr:#x}) gave {bad}"
+    # the host's doors to storage refuse with PGM 0x3D: the API's, the host view's, the UV client's
+    assert {"guest.read", "host.read", "hypervisor.host.read", "pv.client.read"} <= refused, sorted(refused)
+
+
+def test_the_hosts_uv_gate_calls_as_the_host_only() -> None:
+    """The gate takes a control block's host address, never a caller: a host client cannot call as a guest
+    (a guest's Retrieve Secret stores the secret into its block)."""
+    from emulator.errors import HypervisorError
+    from emulator.hypervisor.uvclient import HostArena, UvClient
+    from firmware.uv import UvCaller
+
+    with Host(seed=12) as host:
+        gate = host._hv.ultravisor  # noqa: SLF001 - the hypervisor's own gate
+        assert set(type(gate).__slots__) == {"call", "query", "initialized", "sie"}
+        with pytest.raises(HypervisorError, match="as the host"):
+            UvClient(gate, host._hv.host, HostArena(0x100000, 0x200000),  # noqa: SLF001
+                     caller=UvCaller("guest", config_handle=1, cpu_handle=1))  # fmt: skip
+
+
+def test_no_host_side_module_imports_a_door() -> None:
+    """The doors that open sealed objects (``hardware_of``, the Ultravisor's SIE engine) are the hardware's,
+    the firmware's and the machine owner's: the hypervisor, the API and the attack playbook import none."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "emulator"
+    files = [*(root / "hypervisor").glob("*.py"), *root.glob("api*.py"), *(root / "attacks").glob("*.py")]
+    assert len(files) > 10
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {a.name for a in node.names}
+                assert "hardware_of" not in names, f"{f.name} imports hardware_of"
+                assert node.module != "firmware.uv_sie" or names <= {"VIR_NAMES", "VIR_SIDA"}, f.name
