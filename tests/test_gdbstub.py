@@ -238,3 +238,29 @@ def test_a_program_that_ends_before_gdb_attaches_ends_the_stub():
         assert stub.serve(start_running=True) == 0
     finally:
         stub.close()
+
+
+def test_a_run_is_over_with_its_result_in_place_before_the_stub_is_woken(monkeypatch):
+    """The run's thread sets ``over`` (result and exit code in place) before it writes the wake byte: the
+    stub's loop, woken, saw the thread still alive and waited another second on the socket (a continue of
+    0.18 s took 1.17 s through the stub)."""
+    import emulator.gdb.stub as stub_mod
+
+    m = Machine(64 << 20, 1, console_out=lambda b: None)
+    m.load(str(HELLO))
+    stub = GdbStub(m, port=0)
+    seen = []
+    real_write = stub_mod.os.write
+
+    def write(fd, data):
+        if fd == stub._wake_w:  # noqa: SLF001 - the wake pipe
+            seen.append((run.over.is_set(), stub._done))  # noqa: SLF001
+        return real_write(fd, data)
+
+    monkeypatch.setattr(stub_mod.os, "write", write)
+    try:
+        run = stub._start_run()  # noqa: SLF001 - one run to the program's end
+        run.join()
+        assert seen == [(True, 0)] and not run.alive()
+    finally:
+        stub.close()

@@ -213,7 +213,7 @@ class GdbStub:
             runner = self._start_run()
             # the program may end before anyone attaches (QEMU's -gdb without -S then exits too)
             while not self._accept_ready():
-                if not runner.is_alive() and self._done is not None:
+                if not runner.alive() and self._done is not None:
                     how = self._result.describe() if self._result else "stopped"
                     self._log(f"the program ended before gdb attached: {how}")
                     return self._done
@@ -305,28 +305,34 @@ class GdbStub:
 
     # -- running ---------------------------------------------------------------------------------------
 
-    def _start_run(self) -> threading.Thread:
+    def _start_run(self) -> _Run:
+        run = _Run()
+
         def work() -> None:
             try:
-                res = self.m.run()
-            except EmulatorError as e:
-                self._log(f"the run failed: {e}")
-                self._done = 1
-                return
-            finally:
                 try:
-                    os.write(self._wake_w, b"x")  # wake the loop waiting on the connection
+                    res = self.m.run()
+                except EmulatorError as e:
+                    self._log(f"the run failed: {e}")
+                    self._done = 1
+                    return
+                self._result = res
+                if res.reason in ("all CPUs stopped", "check stop") or not any(
+                    c.state == OPERATING for c in self.m.cpus.values()
+                ):
+                    self._done = res.guest_exit_code() if res.clean else 1
+            finally:
+                # over, with its result in place, before the loop waiting on the connection wakes: it used
+                # to wake while the thread was still alive and wait another second (a continue cost 1 s)
+                run.over.set()
+                try:
+                    os.write(self._wake_w, b"x")
                 except (OSError, ValueError):
                     pass  # the stub was closed meanwhile (its descriptors are -1 then)
-            self._result = res
-            if res.reason in ("all CPUs stopped", "check stop") or not any(
-                c.state == OPERATING for c in self.m.cpus.values()
-            ):
-                self._done = res.guest_exit_code() if res.clean else 1
 
-        t = threading.Thread(target=work, name="zuv-gdb-run", daemon=True)
-        t.start()
-        return t
+        run.thread = threading.Thread(target=work, name="zuv-gdb-run", daemon=True)
+        run.thread.start()
+        return run
 
     def _continue(self) -> str | None:
         """Run until a breakpoint, a watchpoint, the end, or GDB's interrupt; the stop reply (None: sent)."""
@@ -346,7 +352,7 @@ class GdbStub:
 
     def _run_once(self) -> str | None:
         runner = self._start_run()
-        while runner.is_alive():
+        while runner.alive():
             got = self._read_packet(poll=True)
             if got is None:  # GDB went away: stop the machine and end
                 self.m.request_halt("gdb went away")
@@ -610,6 +616,23 @@ class GdbStub:
         runner.join()
         if self._done is None:
             self._done = 0
+
+
+class _Run:
+    """A run of the machine on its own thread ("zuv-gdb-run"): ``over`` is set once its result is in place."""
+
+    def __init__(self) -> None:
+        self.over = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def alive(self) -> bool:
+        """True until the run has ended and its result is in place."""
+        return not self.over.is_set()
+
+    def join(self) -> None:
+        """Wait for the thread."""
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _unescape(payload: bytes) -> bytes:
