@@ -660,6 +660,9 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
                         continue
                 if code == PGM_OPERATION:
                     raw = self._fetch_insn(ipc)
+                    if raw is not None and raw[0] == 0xAF:  # MONITOR CALL: unicorn has none (insns._mc)
+                        self._dispatch(Insn(self, ipc, raw, "MC", 0xAF), emulate)
+                        continue
                     if raw is not None and _opcode_key(raw) in OWNER_INSNS:
                         r = self._at_exit(ipc, emulate, raw)
                         if r is not None:

@@ -573,6 +573,26 @@ def _sckpf(cpu: Cpu, insn: Insn) -> None:
     insn.finish()
 
 
+@_handler(0xAF, "MC", privileged=False)
+def _mc(cpu: Cpu, insn: Insn) -> None:
+    """MONITOR CALL D1(B1),I2: a monitor event (PGM 0x40, the instruction completed) when CR8's monitor
+    mask (bits 48-63, class 0 leftmost) enables the class in bits 12-15 of I2, storing the class at real
+    0x94 and the first-operand address (the monitor code) at 0xB0; else nothing. Bits 8-11 of I2 nonzero
+    are a specification exception. Linux's BUG() and WARN() are ``mc 0,0`` with class 0 enabled: unicorn
+    has no MONITOR CALL and raised an operation exception, so every WARN became an oops. The CPU calls
+    this at that operation exception (nothing is scanned for it)."""
+    raw = insn.raw
+    if raw[1] & 0xF0:
+        raise _spec("MC: bits 8-11 of I2 must be zero")
+    cls = raw[1] & 0xF
+    if cpu.cr(8) & (0x8000 >> cls):
+        code = _si_address(cpu, raw)
+        cpu.write_real(0x94, cls.to_bytes(2, "big"))
+        cpu.write_real(0xB0, code.to_bytes(8, "big"))
+        raise ProgramException(0x40, why=f"monitor event, class {cls}")
+    insn.finish()
+
+
 def _cvb(cpu: Cpu, insn: Insn, size: int, bits: int) -> None:
     """CONVERT TO BINARY: packed decimal to a signed binary integer."""
     r1 = insn.raw[1] >> 4
