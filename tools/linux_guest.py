@@ -8,13 +8,20 @@ console; ``poweroff`` in it powers the machine off. Files land in ``$ZUV_CACHE``
 ``linux/``; a second run reuses them. Fetching needs ``dpkg --add-architecture s390x`` and ``apt-get update``
 once, as root (``--setup``).
 
-    tools/linux_guest.py [--setup]        # prints the kernel and initrd paths
+``--release trixie`` takes Debian 13's kernel instead (6.12: protected-virtualisation guest support is no
+longer an option there, so as a Secure Execution guest it knows itself one, bounces its DMA through shared
+pages and has ``/dev/uv``); its apt lists live in the cache (``apt-trixie/``, a sources list the script
+writes), so the system's apt sources stay as they are, and the guest goes to ``linux-trixie/``. Its
+initramfs also holds the kernel's ``uvdevice`` module, which the start-up script loads (``/dev/uv``).
+
+    tools/linux_guest.py [--setup] [--release trixie]   # prints the kernel and initrd paths
     zuv run --initrd INITRD --append "console=ttysclp0" KERNEL
 """
 
 from __future__ import annotations
 
 import argparse
+import lzma
 import os
 import re
 import subprocess
@@ -43,14 +50,71 @@ console::respawn:-/bin/sh
 """
 
 
+#: the releases a guest can come from: None, the system's apt sources (Debian 12 on this project's hosts);
+#: else the archive line of a sources list the script keeps in the cache
+RELEASES: dict[str, str | None] = {
+    "bookworm": None,
+    "trixie": "http://deb.debian.org/debian trixie main",
+}
+DEFAULT_RELEASE = "bookworm"
+
+#: kernel modules put into the initramfs when the kernel package has them (path in the package's module
+#: tree -> name in /lib/modules of the initramfs); the start-up script loads each
+MODULES = {"kernel/drivers/s390/char/uvdevice.ko.xz": "uvdevice.ko"}
+
+
 class GuestError(Exception):
     """The Debian packages could not be fetched or unpacked."""
 
 
-def cache_dir() -> Path:
-    """Where the guest's files live: ``$ZUV_CACHE/linux`` or ``~/.cache/zuv/linux``."""
-    base = os.environ.get("ZUV_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "zuv")
-    return Path(base) / "linux"
+def _cache_base() -> Path:
+    return Path(os.environ.get("ZUV_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "zuv"))
+
+
+def cache_dir(release: str = DEFAULT_RELEASE) -> Path:
+    """Where the guest's files live: ``$ZUV_CACHE/linux`` or ``~/.cache/zuv/linux`` (another release:
+    ``linux-<release>``)."""
+    return _cache_base() / ("linux" if release == DEFAULT_RELEASE else f"linux-{release}")
+
+
+class _Apt:
+    """apt-get / apt-cache for one release: the system's sources, or a private state in the cache (its own
+    sources list, package lists and download cache; s390x only)."""
+
+    def __init__(self, release: str) -> None:
+        if release not in RELEASES:
+            raise GuestError(f"unknown release {release!r} (known: {', '.join(RELEASES)})")
+        self.archive = RELEASES[release]
+        self.opts: list[str] = []
+        if self.archive is not None:
+            state = _cache_base() / f"apt-{release}"
+            for d in ("lists/partial", "cache/archives/partial"):
+                (state / d).mkdir(parents=True, exist_ok=True)
+            sources = state / "sources.list"
+            sources.write_text(
+                f"deb [arch=s390x signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {self.archive}\n"
+            )
+            self.opts = [
+                f"-oDir::Etc::SourceList={sources}",
+                "-oDir::Etc::SourceParts=/nonexistent",
+                f"-oDir::State::Lists={state / 'lists'}",
+                f"-oDir::Cache={state / 'cache'}",
+                "-oAPT::Architecture=s390x",
+                "-oAPT::Architectures::=s390x",
+                "-oDebug::NoLocking=1",
+            ]
+            self.lists = state / "lists"
+
+    def get(self, *args: str, cwd: Path | None = None) -> str:
+        return _run(["apt-get", *self.opts, *args], cwd=cwd)
+
+    def cache(self, *args: str) -> str:
+        return _run(["apt-cache", *self.opts, *args])
+
+    def update_if_needed(self) -> None:
+        """A private state's lists are fetched once (``--setup`` refreshes them)."""
+        if self.archive is not None and not any(self.lists.glob("*Packages*")):
+            self.get("update", "-q")
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
@@ -63,30 +127,54 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def setup_apt() -> None:
+def setup_apt(apt: _Apt | None = None) -> None:
     """Enable the s390x architecture in dpkg and refresh apt's package lists (needs root)."""
     if "s390x" not in _run(["dpkg", "--print-foreign-architectures"]).split():
         _run(["dpkg", "--add-architecture", "s390x"])
-    _run(["apt-get", "update", "-q"])
+    (apt or _Apt(DEFAULT_RELEASE)).get("update", "-q")
+
+
+def kernel_packages(apt: _Apt | None = None) -> list[str]:
+    """The versioned kernel package the meta package ``linux-image-s390x`` depends on, then the release's
+    other kernel image packages, newest first (a mirror may lag behind its own lists)."""
+    apt = apt or _Apt(DEFAULT_RELEASE)
+    out = apt.cache("show", META_PACKAGE)
+    m = re.search(r"^Depends:.*?(linux-image-[0-9][^\s,]*-s390x)", out, re.M)
+    if not m:
+        raise GuestError(f"apt-cache show {META_PACKAGE}: no versioned kernel package in its Depends")
+    names = set(re.findall(r"^(linux-image-[0-9][^\s]*-s390x)$", apt.cache("pkgnames", "linux-image-"), re.M))
+    others = sorted(names - {m.group(1)}, key=_version_key, reverse=True)
+    return [n + ":s390x" for n in [m.group(1), *others]]
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", name))
 
 
 def kernel_package() -> str:
     """The versioned kernel package the meta package ``linux-image-s390x`` depends on."""
-    out = _run(["apt-cache", "show", META_PACKAGE])
-    m = re.search(r"^Depends:.*?(linux-image-[0-9][^\s,]*-s390x)", out, re.M)
-    if not m:
-        raise GuestError(f"apt-cache show {META_PACKAGE}: no versioned kernel package in its Depends")
-    return m.group(1) + ":s390x"
+    return kernel_packages()[0]
 
 
-def _download(package: str, into: Path) -> Path:
+def _download(package: str, into: Path, apt: _Apt | None = None) -> Path:
     """``apt-get download`` one package into ``into``; returns the .deb."""
     name = package.split(":")[0]
-    _run(["apt-get", "download", "-q", package], cwd=into)
+    (apt or _Apt(DEFAULT_RELEASE)).get("download", "-q", package, cwd=into)
     debs = sorted(into.glob(f"{name}_*.deb"))
     if not debs:
         raise GuestError(f"apt-get download {package} left no {name}_*.deb")
     return debs[-1]
+
+
+def _download_kernel(apt: _Apt, into: Path) -> Path:
+    """The newest kernel image package the mirror serves (the first of ``kernel_packages`` that downloads)."""
+    problems = []
+    for package in kernel_packages(apt)[:4]:
+        try:
+            return _download(package, into, apt)
+        except GuestError as e:
+            problems.append(str(e))
+    raise GuestError("no kernel package could be downloaded: " + "; ".join(problems))
 
 
 def _cpio_entry(
@@ -99,13 +187,28 @@ def _cpio_entry(
     return head + data + b"\0" * (-len(data) % 4)
 
 
-def build_initramfs(busybox: bytes, rc_script: str = RC_SCRIPT, inittab: str = INITTAB) -> bytes:
+def build_initramfs(
+    busybox: bytes,
+    rc_script: str = RC_SCRIPT,
+    inittab: str = INITTAB,
+    modules: dict[str, bytes] | None = None,
+) -> bytes:
     """A newc cpio with /bin/busybox, /init (busybox as init), /etc/inittab, /etc/init.d/rcS and
-    /dev/console (the kernel opens it for init before anything is mounted)."""
+    /dev/console (the kernel opens it for init before anything is mounted); ``modules`` (name -> .ko) go to
+    /lib/modules, and the start-up script loads each before its marker line."""
     out = bytearray()
     ino = 1
-    for d in ("bin", "dev", "proc", "sys", "tmp", "root", "etc", "etc/init.d"):
+    if modules:
+        loads = "".join(f"insmod /lib/modules/{name}\n" for name in sorted(modules))
+        rc_script = rc_script.replace('echo "', loads + 'echo "', 1)
+    dirs = ["bin", "dev", "proc", "sys", "tmp", "root", "etc", "etc/init.d"]
+    if modules:
+        dirs += ["lib", "lib/modules"]
+    for d in dirs:
         out += _cpio_entry(d, 0o040755, ino=ino)
+        ino += 1
+    for name in sorted(modules or {}):
+        out += _cpio_entry(f"lib/modules/{name}", 0o100644, (modules or {})[name], ino=ino)
         ino += 1
     out += _cpio_entry("dev/console", 0o020600, ino=ino, rdev=(5, 1))
     out += _cpio_entry("bin/busybox", 0o100755, busybox, ino=ino + 1)
@@ -134,44 +237,69 @@ def read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
     raise GuestError("not a complete newc cpio archive")
 
 
-def build(setup: bool = False) -> tuple[Path, Path]:
+def _modules(tree: Path) -> dict[str, bytes]:
+    """The ``MODULES`` a kernel package's module tree holds (name -> decompressed .ko)."""
+    out = {}
+    for kdir in sorted(tree.glob("*/")):
+        for rel, name in MODULES.items():
+            path = kdir / rel
+            if path.exists():
+                out[name] = lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()
+    return out
+
+
+def build(setup: bool = False, release: str = DEFAULT_RELEASE) -> tuple[Path, Path]:
     """Fetch what is missing and build the guest; returns (kernel, initrd). A cached initramfs that this
-    builder would now make differently (a changed init set-up) is rebuilt around its own busybox."""
-    root = cache_dir()
+    builder would now make differently (a changed init set-up) is rebuilt around its own busybox and
+    modules."""
+    root = cache_dir(release)
     kernel, initrd = root / "vmlinuz", root / "initrd.cpio"
     if kernel.exists() and initrd.exists():
         old = initrd.read_bytes()
-        busybox = read_newc(old).get("bin/busybox")
+        members = read_newc(old)
+        busybox = members.get("bin/busybox")
         if busybox is None:
             raise GuestError(f"{initrd} holds no bin/busybox: rebuild it with --rebuild")
-        new = build_initramfs(busybox[1])
+        modules = {n.removeprefix("lib/modules/"): m[1] for n, m in members.items() if n.endswith(".ko")}
+        new = build_initramfs(busybox[1], modules=modules)
         if new != old:
             tmp_initrd = root / "initrd.cpio.tmp"
             tmp_initrd.write_bytes(new)
             os.replace(tmp_initrd, initrd)
         return kernel, initrd
+    apt = _Apt(release)
     if setup:
-        setup_apt()
+        setup_apt(apt)
+    apt.update_if_needed()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)  # apt's download user must be able to write here
-        kdeb = _download(kernel_package(), work)
-        bdeb = _download(BUSYBOX_PACKAGE, work)
+        kdeb = _download_kernel(apt, work)
+        bdeb = _download(BUSYBOX_PACKAGE, work, apt)
         _run(["dpkg-deb", "-x", str(kdeb), str(work / "k")])
         _run(["dpkg-deb", "-x", str(bdeb), str(work / "b")])
         images = sorted((work / "k" / "boot").glob("vmlinuz-*"))
         maps = sorted((work / "k" / "boot").glob("System.map-*"))
+        configs = sorted((work / "k" / "boot").glob("config-*"))
         if not images:
             raise GuestError(f"{kdeb.name} holds no boot/vmlinuz-*")
-        busybox = work / "b" / "bin" / "busybox"
-        if not busybox.exists():
-            raise GuestError(f"{bdeb.name} holds no bin/busybox")
+        found = [p for p in (work / "b" / "bin" / "busybox", work / "b" / "usr" / "bin" / "busybox") if p.exists()]
+        if not found:
+            raise GuestError(f"{bdeb.name} holds no bin/busybox nor usr/bin/busybox")
+        busybox = found[0]
         if maps:
             os.replace(maps[-1], root / "System.map")
+        if configs:
+            os.replace(configs[-1], root / "config")
+        modules: dict[str, bytes] = {}
+        for tree in (work / "k" / "lib" / "modules", work / "k" / "usr" / "lib" / "modules"):
+            modules.update(_modules(tree))
         (root / "version").write_text(images[-1].name.removeprefix("vmlinuz-") + "\n")
         tmp_initrd = work / "initrd.cpio"
-        tmp_initrd.write_bytes(build_initramfs(busybox.read_bytes()))
+        if release == DEFAULT_RELEASE:
+            modules = {}  # (Debian 12's uvdevice is built in as no module; the default guest stays as it was)
+        tmp_initrd.write_bytes(build_initramfs(busybox.read_bytes(), modules=modules))
         os.replace(tmp_initrd, initrd)
         os.replace(images[-1], kernel)
     return kernel, initrd
@@ -181,12 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setup", action="store_true", help="add the s390x architecture and run apt-get update")
     ap.add_argument("--rebuild", action="store_true", help="fetch and build again")
+    ap.add_argument("--release", choices=sorted(RELEASES), default=DEFAULT_RELEASE,
+                    help=f"the Debian release whose kernel and busybox to take (default {DEFAULT_RELEASE})")
     args = ap.parse_args(argv)
     if args.rebuild:
         for name in ("vmlinuz", "initrd.cpio"):
-            (cache_dir() / name).unlink(missing_ok=True)
+            (cache_dir(args.release) / name).unlink(missing_ok=True)
     try:
-        kernel, initrd = build(setup=args.setup)
+        kernel, initrd = build(setup=args.setup, release=args.release)
     except GuestError as e:
         print(f"linux_guest: {e}", file=sys.stderr)
         return 1
