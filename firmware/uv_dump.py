@@ -133,7 +133,7 @@ def _cpu_plain(c: SecureCpu) -> bytes:
     put(0xD0, struct.pack(">Q", c.ckc))
     put(0xE0, struct.pack(">16I", *(a & 0xFFFFFFFF for a in c.ars)))
     put(0x120, struct.pack(">16Q", *c.crs))
-    put(0x1A0, b"".join(struct.pack(">Q", f) + bytes(8) for f in c.fprs))  # VRs 0-15: FPRs in the left half
+    put(0x1A0, c.ext[:512])  # VRs 0-15 (the FPRs in their left halves), then VRs 16-31 at 0x2A0
     return bytes(body)
 
 

@@ -338,8 +338,7 @@ class LifecycleCommands(PageCommands):
             return _Outcome(Rc.INV_CHANDLE)
         _initial_reset(cpu)
         cpu.gprs = [0] * 16
-        cpu.ars = [0] * 16
-        cpu.fprs = [0] * 16
+        cpu.ext = bytes(len(cpu.ext))  # access, floating-point and vector registers
         return _Outcome(Rc.EXECUTED)
 
     def _cmd_prepare_reset(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:

@@ -522,10 +522,7 @@ class PvSieEngine:
         record is there already)."""
         for i, v in enumerate(scpu.gprs):
             cpu.set_gpr(i, v)
-        for i, v in enumerate(scpu.ars):
-            cpu.set_ar(i, v)
-        for i, v in enumerate(scpu.fprs):
-            cpu.set_fpr(i, v)
+        cpu.set_extended_state(scpu.ext, scpu.fpc)
         for i, v in enumerate(scpu.crs):
             cpu.set_cr(i, v)
         if cpu.prefix != scpu.prefix:
@@ -541,9 +538,12 @@ class PvSieEngine:
     def _save(self, cpu: Cpu, page: SiePage, scpu: SecureCpu) -> None:
         """Record the secure CPU's state in the UV; show the host what format-4 SIE shows it.
 
-        The PSW, GPRs and CRs come from one engine call (``Cpu.psw_gprs_crs``).
+        The whole state: the next entry may load the record into the CPU again (a CPU timer the host set, a
+        debugger's write, the hardware CPU having run something else), and a dump reads it. The PSW, GPRs,
+        CRs, vector and access registers and FPC come from one engine call (``Cpu.psw_gprs_crs``).
         """
         mask, addr, gprs, crs = cpu.psw_gprs_crs()
+        scpu.ext, scpu.fpc = cpu.extended_state(fresh=False)
         psw = scpu.psw = (mask, addr)
         scpu.gprs = gprs
         scpu.crs = crs

@@ -18,6 +18,10 @@ CPU_STATE_STP: Final = 2
 CPU_STATE_CHKSTP: Final = 3
 CPU_STATE_OPR_LOAD: Final = 5
 _U64: Final = struct.Struct(">Q")
+_ARS: Final = struct.Struct(">16I")
+_FPRS: Final = struct.Struct(">" + "Q8x" * 16)
+#: bytes of a secure CPU's vector and access registers as the Ultravisor keeps them (``SecureCpu.ext``)
+EXT_SIZE: Final = 32 * 16 + 16 * 4
 
 
 # -- state -------------------------------------------------------------------------------------------------
@@ -35,9 +39,10 @@ class SecureCpu:
     state: int = CPU_STATE_STP
     psw: tuple[int, int] = (0, 0)
     gprs: list[int] = field(default_factory=lambda: [0] * 16)
-    ars: list[int] = field(default_factory=lambda: [0] * 16)
     crs: list[int] = field(default_factory=lambda: _initial_crs())
-    fprs: list[int] = field(default_factory=lambda: [0] * 16)
+    #: the vector registers (32 x 16 bytes; VR 0-15's left halves are the FPRs) and then the access registers
+    #: (16 x 4 bytes), big-endian, as the last SIE exit left them (``ars``, ``fprs`` and ``vrs`` read it)
+    ext: bytes = bytes(EXT_SIZE)
     prefix: int = 0
     fpc: int = 0
     todpr: int = 0
@@ -48,6 +53,32 @@ class SecureCpu:
 
     def __repr__(self) -> str:  # secure state stays out of reprs
         return f"SecureCpu(handle={self.handle:#x}, num={self.num}, state={self.state})"
+
+    @property
+    def ars(self) -> list[int]:
+        """The 16 access registers."""
+        return list(_ARS.unpack_from(self.ext, 512))
+
+    @ars.setter
+    def ars(self, values: list[int]) -> None:
+        self.ext = self.ext[:512] + _ARS.pack(*(v & 0xFFFFFFFF for v in values))
+
+    @property
+    def fprs(self) -> list[int]:
+        """The 16 floating-point registers (the left halves of vector registers 0-15)."""
+        return list(_FPRS.unpack_from(self.ext))
+
+    @fprs.setter
+    def fprs(self, values: list[int]) -> None:
+        ext = bytearray(self.ext)
+        for i, v in enumerate(values):
+            _U64.pack_into(ext, 16 * i, v & 0xFFFFFFFFFFFFFFFF)
+        self.ext = bytes(ext)
+
+    @property
+    def vrs(self) -> list[bytes]:
+        """The 32 vector registers (16 bytes each)."""
+        return [self.ext[16 * i : 16 * i + 16] for i in range(32)]
 
 
 def _initial_crs() -> list[int]:

@@ -191,3 +191,46 @@ def test_a_secure_cpu_in_sie_on_one_host_cpu_is_refused_to_another(host_elf):
     sd = s.page.sie_block
     assert (sd.icptcode, sd.ipb >> 16) == (0x20, 0x2007)
     assert r.cpus[1].psw[1] == 0x600D and s.m.cpus[0].pc == again  # CPU 0 is still in SIE
+
+
+def _assemble(tmp_path, text: str) -> bytes:
+    (tmp_path / "g.s").write_text(text)
+    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", tmp_path / "g.o", tmp_path / "g.s"], check=True)
+    subprocess.run(["s390x-linux-gnu-objcopy", "-O", "binary", "-j", ".text", tmp_path / "g.o", tmp_path / "g.bin"],
+                   check=True)  # fmt: skip
+    return (tmp_path / "g.bin").read_bytes()
+
+
+def test_the_access_floating_point_and_vector_registers_survive_a_reload_of_the_secure_cpu(host_elf, tmp_path):
+    """The Ultravisor keeps a secure CPU's whole state at each SIE exit: when the next entry loads its record
+    into the CPU again (here the host lowered the CPU timer, as a hypervisor that keeps it running outside
+    SIE does), the access, floating-point and vector registers and the FPC are the guest's, not the values
+    the record held since Create Secure CPU."""
+    code = _assemble(tmp_path, """
+        stctg %c0,%c0,0x300
+        oi    0x305,0x06            # CR0 bits 45-46: vector and AFP registers
+        lctlg %c0,%c0,0x300
+        lghi  %r1,0x7a
+        sar   %a2,%r1
+        lghi  %r1,2
+        sfpc  %r1                   # rounding mode 2
+        llihh %r1,0x4009
+        ldgr  %f3,%r1
+        llihh %r1,0x1234
+        vlvgg %v17,%r1,0
+        diag  %r0,%r0,0x44          # a notification: the SIE ends, the guest's state stays inside
+        ear   %r1,%a2
+        efpc  %r2
+        lgdr  %r3,%f3
+        vlgvg %r4,%v17,0
+        diag  %r0,%r0,0x500         # the virtio registers GR1-GR4 reach the host
+    """)
+    s = SecureSnippet(host_elf, code)
+    s.sie()
+    assert s.page.sie_block.icptcode == 0x6C
+    s.page.sie_block.cputm -= 1  # less than the time since the exit: taken, and the record loaded again
+    s.sie()
+    page = s.page
+    assert (page.sie_block.icptcode, page.sie_block.ipa) == (0x68, 0x8302)
+    ar2, fpc, f3, v17 = list(page.pv_grregs)[1:5]
+    assert (ar2 & 0xFFFFFFFF, fpc & 0xFFFFFFFF, f3, v17) == (0x7A, 2, 0x4009 << 48, 0x1234 << 48)

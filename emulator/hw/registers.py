@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import sys
+from array import array
 from typing import TYPE_CHECKING, Any, Final
 
 from unicorn import Uc
@@ -50,6 +52,9 @@ from emulator.hw.unicorn_abi import (
     _uc_reg_read,
     _uc_reg_write,
 )
+
+_U32: Final = struct.Struct(">I")
+_U32_LE: Final = struct.Struct("<I")
 
 #: CR0 bits no translation or protection decision reads: the external and I/O-related subclass masks
 #: (bits 48-63) and the AFP-register and vector enablement (bits 45-46, which unicorn reads when it looks a
@@ -122,6 +127,32 @@ class Registers(InterruptDelivery):
         self._pc_c = addr
         self._cr_c = crs[:]
         return self._mask(), addr, gprs, crs
+
+    def extended_state(self, fresh: bool = True) -> tuple[bytes, int]:
+        """The vector registers (32 x 16 bytes: VR 0-15's left halves are the FPRs) and then the access
+        registers (16 x 4 bytes), big-endian, and the FPC: the rest of the state an Ultravisor keeps for a
+        secure CPU at each SIE exit. ``fresh`` False: from the context ``psw_gprs_crs`` just updated (one
+        engine call for both; ~0.5 us against ~20 us through register reads)."""
+        lay = _LAYOUT
+        if lay.vregs < 0:
+            out = b"".join(self.vr(i) for i in range(32)) + b"".join(_U32.pack(self.ar(i)) for i in range(16))
+            return out, self.fpc()
+        mv = self._blob() if fresh or self._ctx_view is None else self._ctx_view
+        v, a = array("Q"), array("I")
+        v.frombytes(mv[lay.vregs : lay.vregs + 512])
+        a.frombytes(mv[lay.aregs : lay.aregs + 64])
+        if sys.byteorder == "little":
+            v.byteswap()
+            a.byteswap()
+        return v.tobytes() + a.tobytes(), _U32_LE.unpack_from(mv, lay.fpc)[0]
+
+    def set_extended_state(self, ext: bytes, fpc: int) -> None:
+        """Set the vector and access registers and the FPC from ``extended_state``'s form."""
+        for i in range(32):
+            self.set_vr(i, ext[16 * i : 16 * i + 16])
+        for i in range(16):
+            self.set_ar(i, _U32.unpack_from(ext, 512 + 4 * i)[0])
+        self.set_fpc(fpc)
 
     # Register access reads and writes the engine's CPU state in place (``live_env``: ~0.05 us against
     # ~0.4 us for an engine call through ctypes); with another unicorn build it goes straight to the engine

@@ -35,6 +35,9 @@ class _BlobLayout:
     int_svc_ilen: int
     counter: int  # offset of uc_struct.emu_counter from the engine handle
     ex_value: int = -1  # the EXECUTE target unicorn holds pending (CPUS390XState.ex_value)
+    vregs: int = -1  # the 32 vector registers (16 bytes each: the left doubleword, then the right one)
+    aregs: int = -1  # the 16 access registers (4 bytes each)
+    fpc: int = -1  # the floating-point-control register (4 bytes)
 
 
 def _calibrate() -> _BlobLayout:
@@ -105,7 +108,33 @@ def _calibrate() -> _BlobLayout:
     ex_value = bytes(uc.context_save()).find(le.pack(0x1A76 << 48 | 4))  # ar %r7,%r6 and the EX's length
     if ex_value < 0 or uc.reg_read(S.UC_S390X_REG_PC) != 0x10000:
         raise HwError("cannot find unicorn's pending EXECUTE target; unsupported unicorn build")
-    return _BlobLayout(regs, mask, mask + 56, mask + 64, mask + 68, mask + 72, mask + 76, hit, ex_value)
+    vregs, aregs, fpc = _extended_offsets()
+    return _BlobLayout(
+        regs, mask, mask + 56, mask + 64, mask + 68, mask + 72, mask + 76, hit, ex_value, vregs, aregs, fpc
+    )
+
+
+def _extended_offsets() -> tuple[int, int, int]:
+    """Where the vector registers, access registers and FPC lie in the context blob (marker values); -1 for
+    each when they are not found where this unicorn build keeps them (the registers then go through engine
+    calls)."""
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    for i in range(32):
+        uc.reg_write(getattr(S, f"UC_S390X_REG_F{i}"), 0x5EC0000000000011 | i << 8)
+        uc.reg_write(getattr(S, f"UC_S390X_REG_F{i}_HI"), 0x5EC0000000000022 | i << 8)
+    for i in range(16):
+        uc.reg_write(getattr(S, f"UC_S390X_REG_A{i}"), 0xA5A50000 | i)
+    uc.reg_write(S.UC_S390X_REG_FPC, 0x80000003)
+    blob = bytes(uc.context_save())
+    vregs = blob.find(struct.pack("<QQ", 0x5EC0000000000011, 0x5EC0000000000022))
+    want = b"".join(
+        struct.pack("<QQ", 0x5EC0000000000011 | i << 8, 0x5EC0000000000022 | i << 8) for i in range(32)
+    )
+    aregs = blob.find(struct.pack("<16I", *(0xA5A50000 | i for i in range(16))))
+    fpc = blob.find(struct.pack("<I", 0x80000003))
+    if vregs < 0 or blob[vregs : vregs + 512] != want or aregs < 0 or fpc < 0:
+        return -1, -1, -1
+    return vregs, aregs, fpc
 
 
 _LAYOUT: Final = _calibrate()
