@@ -196,12 +196,12 @@ def test_a_secure_cpu_in_sie_on_one_host_cpu_is_refused_to_another(host_elf):
 def _assemble(tmp_path, text: str) -> bytes:
     (tmp_path / "g.s").write_text(text)
     subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", tmp_path / "g.o", tmp_path / "g.s"], check=True)
-    subprocess.run(["s390x-linux-gnu-objcopy", "-O", "binary", "-j", ".text", tmp_path / "g.o", tmp_path / "g.bin"],
-                   check=True)  # fmt: skip
+    objcopy = ["s390x-linux-gnu-objcopy", "-O", "binary", "-j", ".text"]
+    subprocess.run([*objcopy, tmp_path / "g.o", tmp_path / "g.bin"], check=True)
     return (tmp_path / "g.bin").read_bytes()
 
 
-def test_the_access_floating_point_and_vector_registers_survive_a_reload_of_the_secure_cpu(host_elf, tmp_path):
+def test_access_floating_point_and_vector_registers_survive_a_reload_of_the_secure_cpu(host_elf, tmp_path):
     """The Ultravisor keeps a secure CPU's whole state at each SIE exit: when the next entry loads its record
     into the CPU again (here the host lowered the CPU timer, as a hypervisor that keeps it running outside
     SIE does), the access, floating-point and vector registers and the FPC are the guest's, not the values

@@ -284,10 +284,10 @@ def build(setup: bool = False, release: str = DEFAULT_RELEASE) -> tuple[Path, Pa
         configs = sorted((work / "k" / "boot").glob("config-*"))
         if not images:
             raise GuestError(f"{kdeb.name} holds no boot/vmlinuz-*")
-        found = [p for p in (work / "b" / "bin" / "busybox", work / "b" / "usr" / "bin" / "busybox") if p.exists()]
+        found = [p for p in (work / "b" / "bin", work / "b" / "usr" / "bin") if (p / "busybox").exists()]
         if not found:
             raise GuestError(f"{bdeb.name} holds no bin/busybox nor usr/bin/busybox")
-        busybox = found[0]
+        busybox = found[0] / "busybox"
         if maps:
             os.replace(maps[-1], root / "System.map")
         if configs:
