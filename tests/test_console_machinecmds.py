@@ -7,6 +7,7 @@ import shutil
 
 from emulator.console.cli import open_session
 from emulator.console.commands import execute
+from emulator.console.secure import owner_machine
 from emulator.hypervisor.boot import DEMO_IMAGE
 
 PROBE = "tests/console_scripts/probe.elf"
@@ -96,9 +97,9 @@ def test_reset_of_a_secure_guest_boots_a_new_vm_on_the_same_host():
     execute(s, "break uvc unpack")
     s.cont()
     assert s.suspended  # inside the hypervisor's boot: reset unwinds it first
-    host = s.machine.host
+    host = owner_machine(s.machine)
     out = execute(s, "reset").plain()
-    assert out.startswith("machine reset:") and s.machine.host is host and len(host.hv.vms) == 1
+    assert out.startswith("machine reset:") and owner_machine(s.machine) is host and len(host.hv.vms) == 1
     stop = s.cont()
     assert "before UVC 0x0301 Unpack (host)" in stop.reason  # the new VM's boot, walked again
     assert [c.cmd for c in s.uv_calls()] == [0x0100, 0x0120, 0x0300]  # the host's UV was initialised once
@@ -120,7 +121,7 @@ def test_set_registers_of_a_secure_cpu_only_in_the_owner_view_through_the_debug_
     out = execute(s, "set r5 = 0x1234").plain()
     assert out.startswith("error: CPU 0 runs a secure guest: the Ultravisor holds its registers")
     assert "pv_grregs" in out and "0x68" in out
-    scpu = s.machine.uv.secure_cpu(s.machine.vm.pv.cpu_handles[0])
+    scpu = owner_machine(s.machine).uv.secure_cpu(s.machine.vm.pv.cpu_handles[0])
     assert scpu.gprs[5] == 0
     execute(s, "view owner")
     out = execute(s, "set r5 = 0x1234").plain()

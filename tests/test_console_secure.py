@@ -16,7 +16,7 @@ from prompt_toolkit.output.plain_text import PlainTextOutput
 from emulator.console.app import run_interactive
 from emulator.console.cli import open_session
 from emulator.console.commands import execute
-from emulator.console.secure import SecureMachine, is_se_image
+from emulator.console.secure import SecureMachine, is_se_image, owner_machine
 from emulator.errors import SecureStorageAccess
 from emulator.hypervisor.boot import DEMO_IMAGE, DEMO_KERNEL
 
@@ -132,7 +132,7 @@ def test_host_view_hides_a_secure_cpus_registers_and_shows_the_state_description
     owner = execute(s, "regs").plain()
     assert "owner view (emulator privilege" in owner and f"r12 {owner_r12}" in owner
     # the owner view's registers are the Ultravisor's record of the secure CPU
-    scpu = s.machine.uv.secure_cpu(s.machine.vm.pv.cpu_handles[0])
+    scpu = owner_machine(s.machine).uv.secure_cpu(s.machine.vm.pv.cpu_handles[0])
     assert s.cpu.gprs() == scpu.gprs and s.cpu.psw == scpu.psw
 
 
@@ -210,7 +210,7 @@ def test_break_secure_catches_host_side_python_and_not_the_consoles_own_reads():
     s.add_breakpoint("addr", "share")
     s.cont()
     s.add_breakpoint("secure")
-    host = s.machine.memory.host_view()
+    host = s.machine.hv.host  # the hypervisor's host view
     addr = s.machine.vm.mso + SECRET
     execute(s, f"mem host:{addr:#x} 8")  # the console's own host-view read: trapped, not a hit
     assert s._take_hits() == []
@@ -221,16 +221,16 @@ def test_break_secure_catches_host_side_python_and_not_the_consoles_own_reads():
     hits = s._take_hits()
     assert len(hits) == 1 and f"at host {addr:#x} (guest {SECRET:#x})" in hits[0][1]
     s.delete_breakpoint(None)
-    assert s.machine.memory.secure_access_listeners == []
+    assert owner_machine(s.machine).memory.secure_access_listeners == []
 
 
 def test_uv_event_sink_gives_structured_events():
     s = demo()
     events = []
-    s.machine.uv.add_event_sink(events.append)
+    owner_machine(s.machine).uv.add_event_sink(events.append)
     s.add_breakpoint("addr", "main")
     s.cont()
-    s.machine.uv.remove_event_sink(events.append)
+    owner_machine(s.machine).uv.remove_event_sink(events.append)
     names = [e.name for e in events]
     assert names[:3] == ["qui", "init_uv", "create_sec_conf"] and "verify_img" in names
     cfg = events[2]

@@ -12,6 +12,7 @@ import pytest
 from emulator.console.cli import open_session
 from emulator.console.commands import execute, status_line
 from emulator.console.errors import ConsoleError
+from emulator.console.secure import owner_machine
 from emulator.hypervisor.boot import DEMO_IMAGE
 
 STAGE3A_INSN = 0x11006  # stage3a's second instruction (_start+6)
@@ -24,7 +25,7 @@ def demo(debug: bool):
 def _hardware_cpu(s):
     """The hardware CPU that runs the secure vCPU (the test's privilege: the engine's own record)."""
     pv = s.machine.vm.pv
-    (engine,) = s.machine.uv.sie_engines  # the Ultravisor's (the hypervisor holds its gate)
+    (engine,) = owner_machine(s.machine).uv.sie_engines  # the Ultravisor's (the hypervisor holds its gate)
     return engine._hw[pv.cpu_handles[0]]  # noqa: SLF001
 
 

@@ -227,3 +227,79 @@ def test_no_host_side_module_imports_a_door() -> None:
                 names = {a.name for a in node.names}
                 assert "hardware_of" not in names, f"{f.name} imports hardware_of"
                 assert node.module != "firmware.uv_sie" or names <= {"VIR_NAMES", "VIR_SIDA"}, f.name
+
+
+def _console_after_a_secure_run(debug_secure: bool):
+    """A console session on the secure demo image after a secure run (the hypervisor's read of the secret
+    page trapped), the canary in six secure registers loaded by a step, the host view's commands run."""
+    from emulator.console.cli import open_session
+    from emulator.console.commands import execute
+    from emulator.console.secure import owner_machine
+    from emulator.hypervisor.boot import DEMO_IMAGE
+
+    s = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=debug_secure)
+    execute(s, "break secure")
+    execute(s, "continue")  # the hypervisor's read of the secret page traps
+    assert s.machine.trap is not None
+    execute(s, f"watch host:{s.machine.vm.mso + s.machine.trap.gaddr:#x} 16")  # it keeps what it may see
+    om = owner_machine(s.machine)
+    vm = s.machine.vm
+    scpu = om.uv.secure_cpu(vm.pv.cpu_handles[0])
+    scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
+    execute(s, "step")
+    for cmd in ("regs", "status", "pages", "uvlog 3", "x/4xg pc", "info", "mem host:0x1015000 16"):
+        execute(s, cmd)
+    hw = [c for e in list(om.uv.sie_engines) for c in e._hw.values()]  # noqa: SLF001
+    assert any(CANARY in c.gprs() for c in hw), "the canary never reached the CPU"
+    return s, hw
+
+
+def test_console_session_in_the_host_view_reaches_nothing_raw() -> None:
+    """A console session on an SE image without the debug capability: its machine holds the storage as a
+    ``SessionStorage`` and the Ultravisor in closures; the walk finds nothing raw and every read refuses the
+    secret page or hides it."""
+    from emulator.console.session_storage import Hidden
+
+    s, hw = _console_after_a_secure_run(debug_secure=False)
+    try:
+        reach = walk({"session": s})
+        assert len(reach) > 3000
+        found = findings(reach, hw)
+        assert found == {}, "\n".join(f"{k}: {p}" for k, p in sorted(found.items()))
+        from emulator.console.secure import owner_machine
+
+        # a secure frame of the guest that holds data (the secret page was exported by the hypervisor's read)
+        raw = owner_machine(s.machine).memory  # the referee's view
+        frame = next(f << 12 for f in (p.frame for p in s.providers.page_map.pages() if p.state == "secure")
+                     if any(raw.read(f << 12, 64)))  # fmt: skip
+        assert isinstance(s.machine.memory.read(frame, 16), Hidden)
+        plain = raw.read(frame, 64)
+        called = 0
+        for path, fn in storage_readers(reach, lambda name: bool(READERS.search(name))):
+            how, got = _call_reader(fn, frame)
+            called += how != "skip"
+            text = repr(got) if how != "value" else ""
+            assert SECRET_WORDS[:16].decode() not in text and plain[:16].hex() not in text, f"{path} told it"
+            if how == "value":
+                assert not (isinstance(got, (bytes, bytearray)) and plain[:16] in got), f"{path} gave plaintext"
+                assert findings(walk({"result": got}), hw) == {}, path
+        assert called > 5
+    finally:
+        s.close()
+
+
+def test_console_session_with_the_debug_capability_reaches_the_owners_view() -> None:
+    """With the capability (asked for by name) the same walk finds the machine's storage, the Ultravisor and
+    the secure guest's hardware CPU: the capability is the owner's view, and the walk can see it."""
+    from emulator.console.secure import owner_machine
+
+    s, hw = _console_after_a_secure_run(debug_secure=True)
+    try:
+        found = findings(walk({"session": s}), hw)
+        assert "the storage object (PhysicalMemory)" in found and "firmware state (Ultravisor)" in found
+        assert "the hardware CPU of a secure guest" in found
+        assert found["the storage object (PhysicalMemory)"].startswith("session.machine.debug")
+        frame = s.machine.vm.mso + s.machine.trap.gaddr  # the secret page the hypervisor's read trapped on
+        assert s.machine.memory.read(frame, 4096) == owner_machine(s.machine).memory.read(frame, 4096)
+    finally:
+        s.close()

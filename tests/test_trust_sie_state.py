@@ -8,6 +8,7 @@ import pytest
 
 from emulator.api import Host, SecureStorageAccess, _machine_of
 from emulator.attacks.referee import SECRET_WORDS
+from emulator.console.secure import owner_machine
 from emulator.errors import HypervisorError
 from emulator.hw.cpu_handle import hardware_of
 from firmware.uv_sie import VIR_SIDA
@@ -221,7 +222,8 @@ def test_gdb_stub_host_view_holds_and_sends_nothing_secure() -> None:
     execute(s, "continue")
     m = s.machine
     vm = m.vm
-    scpu = m.uv.secure_cpu(vm.pv.cpu_handles[0])
+    om = owner_machine(m)  # the machine's own parts (the session holds them sealed)
+    scpu = om.uv.secure_cpu(vm.pv.cpu_handles[0])
     scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
     port = _free_port()
     stub = GdbStub(m, port=port, access=SessionAccess(s, owner=False), detach_runs=False)
@@ -235,9 +237,9 @@ def test_gdb_stub_host_view_holds_and_sends_nothing_secure() -> None:
     t.join(30)
     wire = "".join(sent)
     assert SECRET_WORDS[:16].hex() not in wire and f"{CANARY:016x}" not in wire
-    assert any(v == CANARY for v in m.uv.secure_cpu(vm.pv.cpu_handles[0]).gprs)  # still in the record
-    hw = _hw_cpus(m.uv)
-    storage = {id(m.memory._buf), id(m.memory._view)}  # noqa: SLF001
+    assert any(v == CANARY for v in om.uv.secure_cpu(vm.pv.cpu_handles[0]).gprs)  # still in the record
+    hw = _hw_cpus(om.uv)
+    storage = {id(om.memory._buf), id(om.memory._view)}  # noqa: SLF001
     objs = _reachable([stub], storage, doors=(Session, type(m), SessionAccess))
     _assert_nothing_secure(objs, hw, SECRET_WORDS[:16])
     assert len(objs) > 10 and objs[0] is stub  # the walk saw the stub's own objects
@@ -350,15 +352,16 @@ def _console_after_a_secure_run(debug_secure: bool):
     execute(s, "continue")  # the hypervisor's read of the secret page: the guest ran secure a long while
     m = s.machine
     vm = m.vm
+    om = owner_machine(m)  # the machine's own parts (the session holds them sealed)
     assert vm.pv is not None and m.trap is not None
-    scpu = m.uv.secure_cpu(vm.pv.cpu_handles[0])
+    scpu = om.uv.secure_cpu(vm.pv.cpu_handles[0])
     scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
     execute(s, "step")  # the canary goes into the hardware CPU at the entry
     for cmd in ("regs", "status", "pages", "uvlog 3", "x/4xg pc", "info"):  # the host view's commands
         execute(s, cmd)
-    hw = _hw_cpus(m.uv)
+    hw = _hw_cpus(om.uv)
     assert hw and any(CANARY in c.gprs() for c in hw), "the hardware CPU never held the canary: test is void"
-    mem = m.memory
+    mem = om.memory
     storage = {id(mem._buf), id(mem._view)}  # noqa: SLF001
     return s, hw, _reachable([s], storage)
 

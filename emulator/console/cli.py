@@ -88,12 +88,12 @@ def open_session(
         session = Session(sm, sm.program, view=view)  # type: ignore[attr-defined]
 
         def rebuild_secure(image: str) -> tuple[object, object]:  # a new VM on the same secure host
-            from emulator.console.secure import SecureMachine
+            from emulator.console.secure import SecureMachine, owner_machine
             from emulator.errors import MachineError
 
             if not is_se_image(image):
                 raise MachineError(f"{image} is not an SE image (this session runs SE images)")
-            new = SecureMachine(sm.host, image, _size(memory), symbols=sm.symbols_path, attack=attack,  # type: ignore[attr-defined]
+            new = SecureMachine(owner_machine(sm), image, _size(memory), symbols=sm.symbols_path, attack=attack,  # type: ignore[attr-defined]
                                 deterministic=deterministic)  # fmt: skip
             return new, new.program
 

@@ -635,7 +635,8 @@ def _info(s: Session, args: list[str]) -> Output:
     if s.program is not None:
         p = s.program
         out.text(f"program {p.path} ({p.kind}, entry {p.entry:#x}, {len(p.symbols)} symbols)")
-    out.text(f"Ultravisor: {'installed' if getattr(m, 'uv', None) is not None else 'none'}")
+    has_uv = getattr(m, "uv", None) is not None or getattr(m, "has_ultravisor", False)
+    out.text(f"Ultravisor: {'installed' if has_uv else 'none'}")
     describe = getattr(m, "describe", None)
     if describe is not None:
         for line in describe():

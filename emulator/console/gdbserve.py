@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Final
 from emulator.console.cmdbase import command
 from emulator.console.errors import ConsoleError
 from emulator.console.render import Output
+from emulator.console.session_storage import refused
 from emulator.gdb.target import Reg, read_register, write_register
-from emulator.hw import access
 
 if TYPE_CHECKING:
     from emulator.console.session import Session
@@ -62,7 +62,8 @@ class SessionAccess:
         vcpu = getattr(c, "vcpu", None)
         if vm is None or vcpu is None or vm.pv is None:
             return None
-        return m.uv.secure_cpu(vm.pv.cpu_handles.get(vcpu.address, 0))  # type: ignore[attr-defined]
+        debug = getattr(m, "debug", None)  # the Ultravisor's record: the debug capability's
+        return None if debug is None else debug.secure_cpu(vm, vcpu.address)
 
     def read_register(self, cpu: int, reg: Reg) -> bytes | None:
         """A register as the view shows it; None: unavailable."""
@@ -136,7 +137,7 @@ class SessionAccess:
     def write(self, host: int, data: bytes) -> None:
         """Store at a host address ``pieces`` gave (the host view checks the frame again first)."""
         mem = self._s.machine.memory
-        if not self.owner and access.refused_address(mem, host, len(data)) is not None:
+        if not self.owner and refused(mem, host, len(data)) is not None:
             return
         mem.write(host, data)  # drops translated code
 

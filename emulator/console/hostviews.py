@@ -46,8 +46,10 @@ class UvEventLog:
     def __init__(
         self, uv: Ultravisor, caller_name: Callable[[Any], tuple[str, int | None]] | None = None
     ) -> None:
-        self._uv = uv
         self._caller_name = caller_name
+        # closures: the log holds no Ultravisor (the host side's reach, ``ARCHITECTURE.md``)
+        self._detach = lambda: uv.remove_event_sink(self._event)
+        self._cpu_num = lambda h: (c.num if (c := uv.secure_cpu(h)) is not None else None)
         self._calls: list[UvCall] = []
         self._subs: list[Callable[[UvCall], None]] = []
         self._pending = threading.local()
@@ -56,7 +58,7 @@ class UvEventLog:
     def close(self) -> None:
         """Detach from the Ultravisor."""
         try:
-            self._uv.remove_event_sink(self._event)
+            self._detach()
         except ValueError:
             pass
 
@@ -83,8 +85,7 @@ class UvEventLog:
             return "host", None
         if self._caller_name is not None:
             return self._caller_name(caller)
-        cpu = self._uv.secure_cpu(caller.cpu_handle or 0)
-        return f"guest {caller.config_handle or 0:#x}", (cpu.num if cpu is not None else None)
+        return f"guest {caller.config_handle or 0:#x}", self._cpu_num(caller.cpu_handle or 0)
 
     def _event(self, ev: UvEvent) -> None:
         caller, cpu = self._name(ev)
@@ -244,3 +245,15 @@ class SecureHostPageMap:
         donations = self._donations()
         for frame in sorted(frames):
             yield self._info(frame, donations, exported)
+
+
+class SealedPageMap:
+    """A page map (``PageMapProvider``) whose provider is held by closures only: ``SecureHostPageMap``
+    reads the storage's owner tags and the Ultravisor's records, and a console session holds this instead
+    (the host side's reach, ``ARCHITECTURE.md``)."""
+
+    __slots__ = ("page", "pages")
+
+    def __init__(self, provider: SecureHostPageMap) -> None:
+        self.page: Callable[[int], PageInfo] = lambda frame: provider.page(frame)
+        self.pages: Callable[[], Iterator[PageInfo]] = lambda: provider.pages()

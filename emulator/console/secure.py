@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.errors import ConsoleError
 from emulator.console.hostcalls import HostUvc, Runner, Work
-from emulator.console.hostviews import HypervisorIntercepts, SecureHostPageMap, UvEventLog, intercept_detail
+from emulator.console.hostviews import (
+    HypervisorIntercepts,
+    SealedPageMap,
+    SecureHostPageMap,
+    UvEventLog,
+    intercept_detail,
+)
+from emulator.console.session_storage import SessionStorage
 from emulator.console.tables import uv_command
 from emulator.console.vcpu import NEEDS_DEBUG, VcpuCpu, quiet_exit
 from emulator.errors import EmulatorError, MachineError
@@ -112,6 +119,17 @@ def is_se_image(path: str | Path) -> bool:
     return True
 
 
+#: the key that opens a session machine's sealed owner parts (``owner_machine``): module-private
+_OWNER: Final = object()
+
+
+def owner_machine(machine: SecureMachine) -> SecureHost:
+    """The secure host behind a console machine (its storage object, Ultravisor and hypervisor): the
+    console's own privilege as the machine's owner (a new VM on the same host) and the tests' door; a module
+    function, outside the host side's reach (``ARCHITECTURE.md``)."""
+    return machine._owner(_OWNER)  # noqa: SLF001
+
+
 class SecureMachine:
     """A secure host with one VM booted from an SE image, driven like a ``Machine`` by the console.
 
@@ -125,6 +143,8 @@ class SecureMachine:
     """
 
     level: Final = 3
+    #: a secure host has an Ultravisor (held by the session's closures only: ``owner_machine``)
+    has_ultravisor: Final = True
 
     def __init__(
         self,
@@ -139,10 +159,27 @@ class SecureMachine:
         from emulator.hypervisor.boot import load_image
         from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
-        self.host = host
-        self.memory = host.memory
-        self.uv = host.uv
+        storage, uv = host.memory, host.uv
+        #: the machine's name (its host keys' identity)
+        self.name: str = host.name
         self.hv = host.hv
+        #: the machine's storage as the session holds it (``SessionStorage``: the bytes of a frame the host
+        #: may not touch only with the debug capability); the storage object and the Ultravisor are held by
+        #: closures only (the host side's reach, ``ARCHITECTURE.md``): ``owner_machine`` opens them
+        self.memory = SessionStorage(storage, host.hv.host, lambda: self.debug is not None)
+
+        def owner(key: object) -> SecureHost:
+            if key is not _OWNER:
+                raise ConsoleError(f"the machine's storage and Ultravisor: {NEEDS_DEBUG}")
+            return host
+
+        def cpu_num(handle: int) -> int | None:
+            cpu = uv.secure_cpu(handle)
+            return cpu.num if cpu is not None else None
+
+        self._owner, self._cpu_num = owner, cpu_num
+        self._grant = lambda: SecureDebug(host.hv, storage, uv)
+        self._page_map = SealedPageMap(SecureHostPageMap(storage, uv, lambda: list(self.hv.vms)))
         #: the machine's debug capability over the secure guest (emulator privilege: no real host has it);
         #: None until asked for by name (``grant_debug``: ``zuv console --debug-secure``, ``debug secure on``)
         self.debug: SecureDebug | None = None
@@ -178,7 +215,7 @@ class SecureMachine:
         #: What the last ``step`` ended with when it was more than an instruction (an interception).
         self.last_step_note = ""
         self.input_open = False
-        self._log = UvEventLog(self.uv, self._caller_name)
+        self._log = UvEventLog(uv, self._caller_name)
         self._guest_uvc_filter: Callable[..., str | None] | None = None
         self._host_filter: Callable[[HostUvc], str | None] | None = None
         #: the machine's work (a run or a step) while it runs on its own thread, or waits suspended
@@ -198,8 +235,7 @@ class SecureMachine:
 
     def _caller_name(self, caller: Any) -> tuple[str, int | None]:
         pv = self.vm.pv
-        cpu = self.uv.secure_cpu(caller.cpu_handle or 0)
-        num = cpu.num if cpu is not None else None
+        num = self._cpu_num(caller.cpu_handle or 0)
         if pv is not None and caller.config_handle == pv.handle:
             return "guest", num
         return f"guest {caller.config_handle or 0:#x}", num
@@ -214,7 +250,7 @@ class SecureMachine:
     def console_providers(self) -> dict[str, object]:
         """The hypervisor's and the Ultravisor's views: page map, UV-call log, SIE interceptions."""
         return {
-            "page_map": SecureHostPageMap(self.memory, self.uv, lambda: list(self.hv.vms)),
+            "page_map": self._page_map,
             "uv_log": self._log,
             "intercepts": HypervisorIntercepts(self.hv),
         }
@@ -251,7 +287,7 @@ class SecureMachine:
         """Lines for ``info``."""
         vm, pv = self.vm, self.vm.pv
         lines = [
-            f"secure host {self.host.name}: {self.memory.size >> 20} MiB host memory, hypervisor with "
+            f"secure host {self.name}: {self.memory.size >> 20} MiB host memory, hypervisor with "
             f"{len(self.hv.vms)} VM(s)",
             f"VM {vm.name}: {vm.memory_size >> 20} MiB of guest memory at host {vm.mso:#x}, "
             f"{len(vm.vcpus)} vCPU(s)",
@@ -280,7 +316,7 @@ class SecureMachine:
         view (the Ultravisor's record of the secure CPU's registers, plaintext storage, the hardware CPU that
         runs it, stops before the guest's own UV calls). An emulator privilege: no real host has it."""
         if self.debug is None:
-            self.debug = SecureDebug(self.hv, self.memory, self.uv)
+            self.debug = self._grant()
             self.debug.insn_filter = self._guest_uvc_filter
             self._place_hooks()  # the hooks kept while the secure CPU was out of reach go to it now
         return self.debug

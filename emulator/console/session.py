@@ -30,11 +30,11 @@ from emulator.console.disasm import Instruction, branch_target, disassemble, is_
 from emulator.console.errors import ConsoleError
 from emulator.console.expr import evaluate
 from emulator.console.providers import Providers, discover
+from emulator.console.session_storage import refused
 from emulator.console.storage_views import SPACES, Segment, _Trap
 from emulator.console.viewcpu import HostViewCpu
 from emulator.console.tables import uv_command
 from emulator.errors import EmulatorError
-from emulator.hw import access
 
 if TYPE_CHECKING:
     from emulator.console.unwind import CfiTable
@@ -457,7 +457,7 @@ class Session(BreakpointControl):
     def shown(self, host: int, data: bytes) -> str:
         """``data`` (read at host absolute ``host``) in hex as the current view may show it: the host view
         shows no byte of a frame the host may not touch (``emulator.hw.access``)."""
-        if self.view == "owner" or access.refused_address(self.machine.memory, host, len(data)) is None:
+        if self.view == "owner" or refused(self.machine.memory, host, len(data)) is None:
             return data.hex()
         return "(secure storage: hidden in the host view)"
 

@@ -8,13 +8,15 @@ CPU's own translation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 from emulator.console.errors import ConsoleError
 from emulator.console.providers import PageInfo, Providers, UvCall
+from emulator.console.session_storage import refused
 from emulator.console.tables import pgm_name
 from emulator.errors import ProgramException, SecureStorageAccess
-from emulator.hw import access, dat
+from emulator.hw import dat
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from emulator.hw.sysinfo import FAC_EDAT2
 
@@ -124,8 +126,8 @@ class StorageViews:
 
         try:
             edat1 = bool(cpu.cr(0) & _CR0_EDAT)
-            t = dat.translate(
-                mem.buffer().toreadonly(),
+            walk = getattr(mem, "translate", None)  # a session's storage walks the tables itself
+            t = (walk if walk is not None else partial(dat.translate, mem.buffer().toreadonly()))(
                 table_real_to_host,
                 cpu.cr(cr),
                 vaddr,
@@ -221,7 +223,7 @@ class StorageViews:
                 raise ConsoleError(f"cannot store at {space} {pos:#x}: {t.note}") from None
             if host + n > mem.size:
                 raise ConsoleError(f"cannot store at {space} {pos:#x}: outside memory (size {mem.size:#x})")
-            if not owner and access.refused_address(mem, host, n) is not None:
+            if not owner and refused(mem, host, n) is not None:
                 frame = host >> PAGE_SHIFT
                 state = self.providers.page_map.page(frame).state
                 raise ConsoleError(

@@ -60,6 +60,8 @@ class VcpuCpu:
             return _no_hook
         if name == "address":
             return self._v.address
+        if name in ("mem", "uc") or name.startswith("_"):  # the CPU's storage and engine are the hardware's
+            raise AttributeError(f"a vCPU offers no {name}: the hardware CPU's own")
         return getattr(self.hw, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
