@@ -128,13 +128,12 @@ class SecretHeader:
 
 
 def secret_id(name: str, hashed: bool = True) -> bytes:
-    """The 32-byte secret ID: SHA-256 of the name, or (``hashed=False``) the name bytes zero-padded."""
+    """The 32-byte secret ID: SHA-256 of the name, or (``hashed=False``, ``pvsecret --use-name``) the
+    name's first 31 bytes zero-padded, so that it always ends in a NUL (s390-tools' ``SecretId``)."""
     raw = name.encode()
     if hashed:
         return sha256(raw)
-    if len(raw) > 32:
-        raise RequestFormatError("an unhashed secret name has at most 32 bytes")
-    return raw.ljust(32, b"\0")
+    return raw[:31].ljust(32, b"\0")
 
 
 def plaintext_secret(data: bytes) -> bytes:

@@ -226,6 +226,8 @@ def test_secret_store_hash_and_plaintext_encoding() -> None:
     v = A.plaintext_secret(b"hello")
     assert v == b"\x00\x05hello" + bytes(9) and A.plaintext_from_secret(v) == b"hello"
     assert A.secret_id("disk-key") == c.sha256(b"disk-key") and A.secret_id("k", hashed=False) == b"k" + bytes(31)
+    # --use-name as pvsecret 2.43: at most 31 bytes of the name, then NULs (a 32nd byte and more are cut)
+    assert A.secret_id("b" * 32, hashed=False) == A.secret_id("b" * 40, hashed=False) == b"b" * 31 + b"\0"
 
 
 @settings(max_examples=40, deadline=None)
