@@ -673,7 +673,9 @@ class PvSieEngine:
                 regs[0] = cpu.gpr(r1)
                 return self._notify(page, insn, 0x8302, 0x50000000)
             if code == 0x308:
-                subcode = cpu.gpr(r3) & 0xFFFF
+                # the whole register is the subcode (as QEMU reads it): 0x10001 is no reset but an invalid
+                # subcode, which the host answers with a specification exception
+                subcode = cpu.gpr(r3)
                 regs[2] = subcode
                 if subcode in (0, 1):
                     # the secure CPU stops operating until the host completed the reset protocol (7.7)
