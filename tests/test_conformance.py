@@ -123,3 +123,18 @@ def test_no_kvm_unit_test_regresses(capsys):
     out = captured.out + captured.err  # a missing tarball or a failed build is said on stderr
     named = [line for line in out.splitlines() if "REGRESSION" in line or "conformance:" in line]
     assert code == 0, "\n".join(named)
+
+
+def test_pv_runs_boot_the_suites_pv_images_and_are_reported_apart(tmp_path):
+    uv_host = conformance.parse_cfg(CFG)[2]
+    image = conformance.pv_image(tmp_path, uv_host.file)
+    assert image == tmp_path / "s390x" / "uv-host.pv.bin"
+    cmd = conformance.pv_command(uv_host.memory_mib, uv_host.timeout, image)
+    assert cmd[cmd.index("boot") + 1:] == ["--memory", "2200M", "--time-limit", "90.0", "--no-attack", str(image)]
+    specs = conformance.parse_cfg(CFG)[:2]
+    rec = {"pass": 22, "fail": 0, "skip": 0, "verdict": "PASS", "seconds": 1.0}
+    zuv = {"selftest-setup": rec, "selftest-setup_PV": rec, "sclp-3g_PV": {**rec, "verdict": "FAIL", "fail": 1}}
+    text = "\n".join(conformance.pv_report(specs, zuv))
+    assert "| selftest-setup_PV | 128 | 22/0/0 PASS (1.0 s) |" in text and "| sclp-3g_PV | 3072 |" in text
+    assert "1 of 2 PV runs pass, 0 skip" in text
+    assert conformance.pv_report(specs, {"selftest-setup": rec}) == []  # none recorded: no section

@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+from conformance_pv import PV_SUFFIX, pv_build, pv_command, pv_image  # noqa: E402 - beside this file
+
 TARBALL_NAME = "kvm-unit-tests-1da1819e.tar.xz"
 
 
@@ -396,6 +399,16 @@ KNOWN_GAPS = {
 }
 
 
+#: the PV runs' part of the report, before its table
+PV_HEAD = """Each test's `s390x/NAME.pv.bin`, built by the suite's Makefile with zuv's pvimg as its
+`GENPROTIMG` (`tools/pvimg.py create`, for the zuv-demo machine), booted by `zuv boot` as a secure guest
+of zuv's hypervisor and Ultravisor with the test's memory and one CPU (`tools/conformance_pv.py`). The
+upstream runner starts these runs under KVM only (QEMU's TCG has no Protected Virtualization), so there is
+no QEMU figure; a PV run is a regression when it gets worse than recorded, as the other runs."""
+#: why a PV run does not pass (the report keeps it)
+PV_NOTES: dict[str, str] = {}
+
+
 def report(path: Path, specs: list[TestSpec], zuv: dict, qemu: dict, missing: dict[str, list[str]]) -> None:
     """Write ``docs/conformance.md``: per test, zuv against QEMU TCG."""
     rows = []
@@ -418,8 +431,24 @@ def report(path: Path, specs: list[TestSpec], zuv: dict, qemu: dict, missing: di
     head = "| test | CPUs | MiB | zuv P/F/S | QEMU TCG P/F/S | zuv >= QEMU | notes |"
     gaps = [f"- **{name}**: {why}." for name, why in KNOWN_GAPS.items() if any(x.name == name for x in specs)]
     text = [REPORT_HEAD, "", summary, "", head, "|---|---|---|---|---|---|---|", *rows, "",
-            "## Below QEMU, and why", "", *gaps, ""]
+            "## Below QEMU, and why", "", *gaps, "", *pv_report(specs, zuv)]
     path.write_text("\n".join(text))
+
+
+def pv_report(specs: list[TestSpec], zuv: dict) -> list[str]:
+    """The report's part on the Secure Execution runs (``NAME_PV``), when any was recorded."""
+    runs = [(s, zuv[s.name + PV_SUFFIX]) for s in specs if s.name + PV_SUFFIX in zuv]
+    if not runs:
+        return []
+    rows = [f"| {s.name}{PV_SUFFIX} | {s.memory_mib} | {z['pass']}/{z['fail']}/{z['skip']} {z['verdict']} "
+            f"({z['seconds']:.1f} s) | {PV_NOTES.get(s.name + PV_SUFFIX, '')} |"
+            for s, z in runs]  # fmt: skip
+    npass = sum(z["verdict"] == "PASS" for _, z in runs)
+    nskip = sum(z["verdict"] == "SKIP" for _, z in runs)
+    return ["## Secure Execution runs (`NAME_PV`)", "", PV_HEAD, "",
+            f"{npass} of {len(runs)} PV runs pass, {nskip} skip (as the test decides inside a secure guest), "
+            f"{len(runs) - npass - nskip} fail or time out.", "",
+            "| run | MiB | zuv P/F/S | notes |", "|---|---|---|---|", *rows, ""]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", type=Path, help="write the markdown table to this file")
     ap.add_argument("--jobs", "-j", type=int, default=2, help="tests run at the same time (default 2)")
     ap.add_argument("--logs", type=Path, help="keep each test's output in this directory")
+    ap.add_argument("--no-pv", action="store_true", help="leave out the Secure Execution runs (NAME_PV)")
     args = ap.parse_args(argv)
     try:
         tree = build(args.tarball or default_tarball())
@@ -450,14 +480,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
     offered = zuv_options()
+    if not args.no_pv:
+        pv_build(tree, HOST_KEY_DOCUMENT, f"{sys.executable} {REPO / 'tools' / 'gen_se_header.py'}")
     jobs: list[tuple[str, str, list[str], float]] = []
     missing: dict[str, list[str]] = {}
+    commands: dict[str, list[str]] = {}  # zuv's, by run name: a timed-out run is started again alone
     for s in specs:
         elf = tree / "s390x" / s.file
         cmd, missing[s.name] = zuv_command(s, elf, offered)
+        commands[s.name] = cmd
         jobs.append(("zuv", s.name, cmd, s.timeout))
         if args.qemu:
             jobs.append(("qemu", s.name, qemu_command(s, elf), s.timeout))
+    if not args.no_pv:
+        for s in specs:
+            commands[s.name + PV_SUFFIX] = pv_command(s.memory_mib, s.timeout, pv_image(tree, s.file))
+            jobs.append(("zuv", s.name + PV_SUFFIX, commands[s.name + PV_SUFFIX], s.timeout))
+    timeouts = {s.name + sfx: s.timeout for s in specs for sfx in ("", PV_SUFFIX)}
     results: dict[str, dict[str, Result]] = {"zuv": {}, "qemu": {}}
 
     def one(job: tuple[str, str, list[str], float]) -> tuple[str, Result]:
@@ -474,29 +513,27 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
     bad = 0
     better = []
-    for s in specs:
-        r = results["zuv"][s.name]
-        exp = expected["zuv"].get(s.name)
+    for name, r in list(results["zuv"].items()):
+        exp = expected["zuv"].get(name)
         if exp is None:
             continue
         why = regressions(r, exp)
         if why and r.verdict == "TIMEOUT" and exp["verdict"] != "TIMEOUT":
             # killed at its timeout while another test ran beside it (or the machine was busy): a timeout
             # counts only when the test, run again alone, is killed again
-            print(f"{s.name}: killed at {s.timeout:.0f} s; running it again alone", flush=True)
-            spec_cmd = zuv_command(s, tree / "s390x" / s.file, offered)[0]
-            r = results["zuv"][s.name] = run_one(s.name, spec_cmd, s.timeout)
+            print(f"{name}: killed at {timeouts[name]:.0f} s; running it again alone", flush=True)
+            r = results["zuv"][name] = run_one(name, commands[name], timeouts[name])
             why = regressions(r, exp)
         if why:
             bad += 1
-            print(f"REGRESSION {s.name}: {'; '.join(why)}")
+            print(f"REGRESSION {name}: {'; '.join(why)}")
         elif improved(r, exp):
-            better.append(s.name)
+            better.append(name)
     if better and not args.update:
         print(f"better than recorded (run with --update): {', '.join(better)}")
     if args.update:
-        for s in specs:
-            expected["zuv"][s.name] = as_record(results["zuv"][s.name])
+        for name, r in results["zuv"].items():
+            expected["zuv"][name] = as_record(r)
     if args.qemu:
         for s in specs:
             expected["qemu"][s.name] = as_record(results["qemu"][s.name])
@@ -509,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         qemu = {**expected["qemu"], **{n: as_record(r) for n, r in results["qemu"].items()}}
         report(args.report, all_specs, zuv, qemu, missing)
     npass = sum(r.verdict == "PASS" for r in results["zuv"].values())
-    print(f"conformance: {len(specs)} tests on zuv, {npass} PASS, {bad} regressed")
+    print(f"conformance: {len(results['zuv'])} runs on zuv ({len(specs)} tests and their PV runs), "
+          f"{npass} PASS, {bad} regressed")
     return 1 if bad and not args.update else 0
 
 
