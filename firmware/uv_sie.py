@@ -159,9 +159,10 @@ class _Pending:
     kind: str  # "diag", "servc", "stsi", "sigp", "io"
     r1: int = 0
     r3: int = 0
-    address: int = 0  # SCCB real address / STSI operand address (never shown to the host)
+    address: int = 0  # SCCB / STSI operand / IPL parameter block real address (never shown to the host)
     length: int = 0
     diag_code: int = 0
+    subcode: int = 0  # DIAGNOSE 0x308's
 
 
 class _GuestCpuControlBlock:
@@ -673,14 +674,22 @@ class PvSieEngine:
                 regs[0] = cpu.gpr(r1)
                 return self._notify(page, insn, 0x8302, 0x50000000)
             if code == 0x308:
-                # the whole register is the subcode (as QEMU reads it): 0x10001 is no reset but an invalid
-                # subcode, which the host answers with a specification exception
-                subcode = cpu.gpr(r3)
+                subcode = cpu.gpr(r3)  # all of R3 (as QEMU reads it): 0x10001 is an invalid subcode, no reset
                 regs[2] = subcode
                 if subcode in (0, 1):
                     # the secure CPU stops operating until the host completed the reset protocol (7.7)
                     self.uv.guest_reset_requested(scpu.handle)
                     return self._notify(page, insn, 0x8302, 0x50000000)
+                if subcode in (5, 6, 8, 9):  # the host sees R1 as register 0: R1's parity is checked here
+                    if r1 & 1:
+                        raise ProgramException(0x06, why="DIAG 0x308 subcodes 5/6/8/9 need an even R1")
+                    addr = regs[0] = cpu.gpr(r1)
+                    regs[1] = cpu.gpr((r1 + 1) & 15)
+                    if subcode in (5, 8) and not addr & 0xFFF and addr + 0x1000 <= scpu.config.msl:
+                        # set: the block goes to the host in the SIDA; an unaligned or outside one it refuses
+                        self._sida(page)[:0x1000] = cpu.read_real(addr, 0x1000)
+                    pending = _Pending(insn, "diag", r1, r3, address=addr, diag_code=code, subcode=subcode)
+                    return self._pv_instr(page, scpu, pending, 0x8302, 0x50000000)
             if code == 0x500:
                 for i in (1, 2, 3, 4):
                     regs[i] = cpu.gpr(i)
@@ -765,6 +774,10 @@ class PvSieEngine:
                 cpu.set_gpr(2, regs[2])
             elif p.diag_code == 0x308:
                 cpu.set_gpr((p.r1 + 1) & 15, regs[1])
+                if p.subcode in (6, 9) and regs[1] == 0x0001:  # store: the host left the block in the SIDA
+                    sida = self._sida(page)
+                    n = min(int.from_bytes(bytes(sida[:4]), "big"), 0x1000)
+                    cpu.write_real(p.address, bytes(sida[:n]))
             p.insn.finish()
             return
         if p.kind == "servc":

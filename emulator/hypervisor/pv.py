@@ -579,8 +579,37 @@ class PvVm:
             regs[2] = self.hv.virtio_notify(self.vm, regs[1], regs[2], regs[3], regs[4])
             return
         if code == 0x308:
-            raise ProgramException(0x06, why=f"DIAG 0x308 subcode {regs[2]} is not valid for a secure guest")
+            self._diag308(v)
+            return
         raise ProgramException(0x06, why=f"DIAGNOSE {code:#x} is not supported")
+
+    def _diag308(self, v: Vcpu) -> None:
+        """DIAGNOSE 0x308 of a secure guest, as QEMU's handle_diag_308 takes it: the Ultravisor gives R1's
+        value as register 0, R1+1 as 1 and the subcode as 2, and the IPL parameter block of subcodes 5 (set)
+        and 6 (store) in the SIDA; the response code goes to register 1. The secure IPL subcodes (8, 9, 10)
+        and the re-IPLs are refused with a specification exception (7.7), as is a block outside the guest's
+        storage (QEMU's addressing exception cannot be injected into a secure guest, 7.5)."""
+        regs = v.page.pv_grregs
+        subcode, addr = regs[2], regs[0]
+        if subcode not in (5, 6):
+            raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode:#x}: not for a secure guest")
+        if addr & 0xFFF:
+            raise ProgramException(0x06, why="IPL parameter block not on a 4 KiB boundary")
+        if addr + 0x1000 > self.vm.memory_size:
+            raise ProgramException(0x06, why="IPL parameter block beyond the guest's storage")
+        sida = self.host.sida(v.page)
+        if subcode == 5:
+            length = int.from_bytes(sida.read(0, 4), "big")
+            if 8 <= length <= 0x1000:
+                self.vm.ipl_parameters = sida.read(0, length)
+                regs[1] = 0x0001
+            else:
+                regs[1] = 0x0402
+        elif self.vm.ipl_parameters is None:
+            regs[1] = 0x0102
+        else:
+            sida.write(0, self.vm.ipl_parameters)
+            regs[1] = 0x0001
 
     def _servc(self, v: Vcpu) -> None:
         ext = self.ext[v.address] if v.address == min(self.vm.vcpus) else self.ext[min(self.vm.vcpus)]
