@@ -186,3 +186,22 @@ def test_version_and_bare_command(capsys):
     assert _cli(capsys, "version")[0] == 0
     assert _cli(capsys)[0] == 2
     assert _cli(capsys, "--version", "info", "x")[0] == 2
+
+
+def test_genprotimg_is_pvimg_create_as_kvm_unit_tests_calls_it(tmp_path):
+    """tools/genprotimg (a link to tools/pvimg.py) is ``pvimg create``, as s390-tools' genprotimg link is:
+    the suite's Makefile asks its --help for --comm-key and --overwrite and then calls it so."""
+    import subprocess
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "genprotimg"
+    helptext = subprocess.run([sys.executable, str(tool), "--help"], capture_output=True, text=True).stdout
+    assert "--comm-key" in helptext and "--overwrite" in helptext and "--no-component-check" in helptext
+    (tmp_path / "cck").write_bytes(bytes(range(32)))
+    (tmp_path / "kernel").write_bytes(p.load_kernel(Path(HELLO).read_bytes())[0])
+    args = ["--no-verify", "--overwrite", "--no-component-check", "--host-key-document", str(DEMO_HKD),
+            "--comm-key", str(tmp_path / "cck"), "--x-pcf", "0x000000e0", "--image", str(tmp_path / "kernel"),
+            "-o", str(tmp_path / "t.pv.bin")]  # fmt: skip
+    r = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    opened = s.open_header(p.parse_image((tmp_path / "t.pv.bin").read_bytes()).header, DEMO.host_keys)
+    assert opened.pcf == 0xE0 and opened.cck.expose() == bytes(range(32))

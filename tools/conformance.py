@@ -400,11 +400,12 @@ KNOWN_GAPS = {
 
 
 #: the PV runs' part of the report, before its table
-PV_HEAD = """Each test's `s390x/NAME.pv.bin`, built by the suite's Makefile with zuv's pvimg as its
-`GENPROTIMG` (`tools/pvimg.py create`, for the zuv-demo machine), booted by `zuv boot` as a secure guest
-of zuv's hypervisor and Ultravisor with the test's memory and one CPU (`tools/conformance_pv.py`). The
-upstream runner starts these runs under KVM only (QEMU's TCG has no Protected Virtualization), so there is
-no QEMU figure; a PV run is a regression when it gets worse than recorded, as the other runs."""
+PV_HEAD = """Each test's `s390x/NAME.pv.bin`, built by the suite's Makefile with zuv's `tools/genprotimg`
+(`pvimg create`, as s390-tools' genprotimg) as its `GENPROTIMG`, for the zuv-demo machine, booted by
+`zuv boot` as a secure guest of zuv's hypervisor and Ultravisor with the test's memory and one CPU
+(`tools/conformance_pv.py`). The upstream runner starts these runs under KVM only (QEMU's TCG has no
+Protected Virtualization), so there is no QEMU figure; a PV run is a regression when it gets worse than
+recorded, as the other runs."""
 #: why a PV run does not pass (the report keeps it)
 PV_NOTES: dict[str, str] = {}
 

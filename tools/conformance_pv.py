@@ -5,7 +5,8 @@ The upstream runner starts a ``NAME_PV`` run beside each test when it runs under
 QEMU's TCG has no Protected Virtualization), with ``s390x/Makefile``'s images:
 ``GENPROTIMG --no-verify --overwrite --no-component-check --host-key-document HKD --comm-key CCK
 --x-pcf 0xe0 [--parmfile s390x/selftest.parmfile] --image NAME.bin -o NAME.pv.bin``. ``tools/conformance.py``
-builds them with ``tools/pvimg.py create`` as ``GENPROTIMG`` and runs them here; there is no QEMU figure.
+builds them with ``tools/genprotimg`` (``pvimg create``) as ``GENPROTIMG`` and runs them here; there is no
+QEMU figure.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 #: the image generator the suite's Makefile calls as GENPROTIMG (it asks ``GENPROTIMG --help`` which options
-#: exist, then calls it with genprotimg's / pvimg create's options)
-GENPROTIMG = f"{sys.executable} {REPO / 'tools' / 'pvimg.py'} create"
+#: exist, then calls it with pvimg create's options): zuv's genprotimg, ``pvimg create`` as s390-tools' is
+GENPROTIMG = f"{sys.executable} {REPO / 'tools' / 'genprotimg'}"
 PV_SUFFIX = "_PV"
 
 

@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""The pvimg tool (also `zuv pvimg`): a thin wrapper over emulator.image.pvimg_cli.pvimg_main."""
+"""The pvimg tool (also `zuv pvimg`): a thin wrapper over emulator.image.pvimg_cli.pvimg_main.
+
+Run as ``genprotimg`` (``tools/genprotimg``, a link to this file), it is ``pvimg create``, as s390-tools'
+genprotimg is a link to pvimg that starts its create command (what kvm-unit-tests calls as GENPROTIMG).
+"""
 
 import sys
 from pathlib import Path
@@ -9,4 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from emulator.image.pvimg_cli import pvimg_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(pvimg_main(sys.argv[1:]))
+    args = sys.argv[1:]
+    if Path(sys.argv[0]).name == "genprotimg":
+        args = ["create", *args]
+    sys.exit(pvimg_main(args))
