@@ -477,6 +477,11 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         elif self._armed:
             _WATCHDOG.disarm(self)
             self._armed = 0.0
+        if not counted:
+            # the caller's deadline counts only the timers enabled now (its PSW may have external
+            # interruptions off): the run arms for those CR0 opens, so one the program enables during the run
+            # (STOSM, LPSWE, LCTLG) comes when due, not at whatever ends the run next (a Linux boot hung so)
+            self.timers_changed = True
         while True:
             if self._holds:
                 self._waiting = True
@@ -721,8 +726,11 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             due.append(self.ckc)
         if cr0 & CR0_CPU_TIMER_SC:
             due.append(self.tod() + max(self.cpu_timer, 0) + 1)
-        wait_us = max(0, min(due) - self.tod()) / 4096
-        if wait_us > 3600e6:
+        wait_us = (min(due) - self.tod()) / 4096
+        if wait_us <= 0 or wait_us > 3600e6:
+            # due already: the top of the loop delivers it once enabled (every enabling instruction is
+            # trapped: STOSM, SSM while a timer subclass is open, LPSW(E), LCTL(G)); a watchdog would only
+            # cut every run short meanwhile
             return 0.0
         at = time.monotonic() + wait_us / 1e6
         arm = min(at, deadline) if deadline else at

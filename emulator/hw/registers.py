@@ -19,6 +19,8 @@ from unicorn import s390x_const as S
 from emulator.errors import HwError
 from emulator.hw import access
 from emulator.hw.arch import (
+    CR0_CKC_SC,
+    CR0_CPU_TIMER_SC,
     CR0_EDAT,
     LC_DXC,
     OPERATING,
@@ -60,6 +62,7 @@ _U32_LE: Final = struct.Struct("<I")
 #: (bits 48-63) and the AFP-register and vector enablement (bits 45-46, which unicorn reads when it looks a
 #: block up). A program that only opens or closes an interruption class keeps its TLB.
 _CR0_NO_TRANSLATION: Final = 0xFFFF | 1 << 18 | 1 << 17
+_CR0_TIMER_SUBCLASSES: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
 #: control registers that designate address spaces, or lead to them in access-register translation
 _TLB_CRS: Final = frozenset({1, 2, 5, 7, 8, 13})
 
@@ -92,6 +95,7 @@ class Registers(InterruptDelivery):
         _scan_cache: dict[int, tuple[int, ...]]
         _xc: dict[tuple[int, bool, bool, int | None], int]
         _icache: dict[int, Any]
+        timers_changed: bool
 
         def flush_tlb(self) -> None:
             """Forget every translation decision (``tlb.TlbFill``)."""
@@ -253,6 +257,8 @@ class Registers(InterruptDelivery):
             if i in _TLB_CRS:
                 flush = True
             elif i == 0:
+                if (old ^ value) & _CR0_TIMER_SUBCLASSES:
+                    self.timers_changed = True  # a run arms its watchdog for the timers CR0 opens now
                 diff = (old ^ value) & ~_CR0_NO_TRANSLATION
                 flush = flush or bool(diff & ~CR0_EDAT) or bool(diff & CR0_EDAT and self._edat_dependent)
         if flush:
