@@ -128,7 +128,7 @@ from emulator.hw.engine import ExitList, switch_for
 from emulator.hw.execute import EXECUTE_KEYS
 from emulator.hw.exits import CpuExit, Insn, WatchHit
 from emulator.hw.interrupts import IoSource
-from emulator.hw.live_env import LIVE, env_view
+from emulator.hw.live_env import LIVE, cpu_state, env_view
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.mmu import GuestIntercept, GuestMapping, SubPageAccess
 from emulator.hw.native_ssm import SSM_RESERVED, NativeSsm
@@ -142,6 +142,7 @@ from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from h
     _TLB_FILL_CB,
     _UNTIL_C,
     _ZERO_U64_C,
+    _tlb_flush_page,
     _uc_direct,
     _uc_emu_start,
     _uc_reg_read,
@@ -250,6 +251,8 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             self._qc = LIVE.q_mask + 12
             here = ctypes.addressof(ctypes.c_char.from_buffer(q))
             self._cc_op = ctypes.c_uint32.from_address(here + LIVE.cc_op)
+        #: the engine's CPUState, for one page's TLB flush (``TlbFill._flush_page``); None: whole flushes
+        self._cpu_state = cpu_state(uc, LIVE) if LIVE is not None and _tlb_flush_page is not None else None
         #: index in ``_q`` of unicorn's pending EXECUTE target (``ex_value``), -1: through the context blob
         self._qx = -1
         rel = _LAYOUT.ex_value - _LAYOUT.regs

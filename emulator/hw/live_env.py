@@ -30,7 +30,7 @@ from unicorn import Uc
 from unicorn import s390x_const as S
 from unicorn.unicorn_const import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN
 
-__all__ = ["LIVE", "LiveLayout", "env_view"]
+__all__ = ["LIVE", "LiveLayout", "cpu_state", "env_view"]
 
 _Q = struct.Struct("<Q")
 
@@ -137,6 +137,23 @@ def env_view(uc: Uc, layout: LiveLayout) -> memoryview:
     first register access: the engine makes its CPU then)."""
     addr = _env_address(uc, layout)
     return memoryview((ctypes.c_char * layout.size).from_address(addr)).cast("B").cast("Q")
+
+
+def cpu_state(uc: Uc, layout: LiveLayout) -> int | None:
+    """The address of the engine's ``CPUState`` of ``uc`` (what QEMU's TLB calls take), or None.
+
+    The pointer the layout found in ``uc_struct`` is the CPU object's start if that object holds, before the
+    registers, both its ``env_ptr`` (the registers open ``CPUS390XState``, so that is where they are) and its
+    ``uc`` back pointer (the engine handle): QEMU's ``CPUState`` has both; only read, never written.
+    """
+    base = uc._uch.value  # noqa: SLF001 - the engine handle
+    cpu = ctypes.c_uint64.from_address(base + layout.cpu_ptr).value
+    span = _in_maps(_rw_maps(), cpu)
+    if span is None or cpu + layout.regs > span[1]:
+        return None
+    words = memoryview(ctypes.string_at(cpu, layout.regs - layout.regs % 8)).cast("Q")
+    env = cpu + layout.regs
+    return cpu if env in words and base in words else None
 
 
 def _check(layout: LiveLayout) -> bool:

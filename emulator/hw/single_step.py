@@ -66,15 +66,26 @@ class SingleSteps:
         if pc in self._uc_exits:
             self._uc_exits.discard(pc)
             self._exit_list.discard(pc, self._uc_exits)
-        self._remove_cache(pc, pc + 6)
-        self.flush_tlb()
+        # After a free run (blocks translated without unicorn's count hook) the step ends at an exit after
+        # the instruction: it accessed storage, so it is no branch (EXECUTE's target runs in the EXECUTE's
+        # block). A counted step there would have to drop every translated block first (``_counting``).
+        raw = self._fetch_insn(pc)
+        after = self.wrap(pc + ILC_FOR(raw[0])) if raw is not None and self._uncounted_blocks else -1
+        temporary = after >= 0 and after not in self._uc_exits
+        if temporary:
+            self._exit_list.add((after,), self._uc_exits)
+            self._uc_exits.add(after)
+        end = after + 1 if after > pc else pc + 6  # the blocks at the instruction, and those at the exit
+        self._remove_cache(pc, end)
+        self._flush_page(f.vpage)  # (the refused page: only its entries can hold a decision the step changes)
         self._fault = None
         self._stale()
-        if self._uncounted_blocks:
+        if after < 0 and self._uncounted_blocks:
             self._counting()
         try:
             # unicorn counts an EXECUTE and its target apart: one step is both
-            uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, 2 if self._is_execute(pc) else 1)
+            count = 0 if after >= 0 else 2 if self._is_execute(pc) else 1
+            uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, count)
             err = None
         except UcError as e:
             err = e
@@ -84,8 +95,16 @@ class SingleSteps:
             uc.hook_del(hook)
             self._probe = None
             self._step_at = -1
-            self._remove_cache(pc, pc + 6)
-            self.flush_tlb()
+            if temporary and after not in self._exits:
+                self._uc_exits.discard(after)
+                self._exit_list.discard(after, self._uc_exits)
+            self._remove_cache(pc, end)
+            if self._smc_frames:  # the step may have stored into code (Linux's lowcore holds an LPSWE)
+                self._rescan_smc()
+            # the entry the step granted goes; the rest of the TLB stays (a whole flush made every watched
+            # step refill the working set and register its exits again: Linux's system calls store to the
+            # lowcore several times each)
+            self._flush_page(f.vpage)
             if pc in self._exits:
                 self._register_exits({pc})
         if f.rule == "low-address protection":

@@ -32,7 +32,7 @@ from emulator.hw.traps import (
     _rl_misaligned,
     _system_mask_native,
 )
-from emulator.hw.unicorn_abi import _TlbEntry
+from emulator.hw.unicorn_abi import _TlbEntry, _tlb_flush_page
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
@@ -93,6 +93,7 @@ class TlbFill(TrapDispatch):
         _want_flush: bool
         _flushed_at: float
         _probe: tuple[int, bool] | None
+        _cpu_state: int | None
         _step_at: int
         _phantom: int | None
     @property
@@ -135,6 +136,19 @@ class TlbFill(TrapDispatch):
         if len(self._uc_exits) > len(self.breakpoints):
             self._uc_exits = set(self.breakpoints)
             self._exit_list.set(self._uc_exits)
+
+    def _flush_page(self, vpage: int) -> None:
+        """Drop unicorn's TLB entries for the virtual page ``vpage`` (every address space, QEMU's
+        ``tlb_flush_page``), and what the debugger's record holds of it. Python's translation caches stay:
+        no decision changed. Without the engine's CPUState (another unicorn build) the whole TLB goes."""
+        if self._cpu_state is None:
+            self.flush_tlb()
+            return
+        _tlb_flush_page(self._cpu_state, vpage)
+        record = self.tlb_record
+        if record is not None:
+            for key in [k for k in record if k[1] == vpage]:
+                del record[key]
 
     def _register_exits(self, addrs: set[int] | frozenset[int]) -> None:
         """Make sure unicorn knows these exits (before any block holding them is translated)."""

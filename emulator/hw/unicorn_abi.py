@@ -150,6 +150,12 @@ _uc_emu_start: Final = _uc_direct.uc_emu_start
 _uc_emu_start.restype = ctypes.c_int
 _UNTIL_C: Final = ctypes.c_uint64(0xFFFFFFFFFFFFFFFF)  # ignored with exits enabled (they end the run)
 _ZERO_U64_C: Final = ctypes.c_uint64(0)  # no engine timeout: the watchdog thread ends time slices
+#: QEMU's flush of one page from a CPU's TLB (every MMU index; the page's victim entries and jump-cache slots
+#: too), exported by libunicorn; it takes the engine's ``CPUState`` (``live_env.cpu_state``). None: not there
+_tlb_flush_page: Final = getattr(_uc_direct, "tlb_flush_page_s390x", None)
+if _tlb_flush_page is not None:
+    _tlb_flush_page.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
+    _tlb_flush_page.restype = None
 _uc_context_size: Final = _uc_direct.uc_context_size
 _uc_context_size.restype = ctypes.c_size_t
 _Q_LE: Final = struct.Struct("<Q")  # unicorn's context blob is in host byte order (little-endian hosts)
