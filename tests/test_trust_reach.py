@@ -130,6 +130,23 @@ def test_walk_from_the_host_side_finds_no_raw_storage_firmware_state_or_secure_v
     assert found == {}, "\n".join(f"{k}: {p}" for k, p in sorted(found.items()))
 
 
+def test_what_the_hardware_and_the_gates_hand_out_reaches_nothing_raw(booted) -> None:
+    """The sealed objects' functions that return objects (a batch context, a span, a CPU handle, the
+    Query values): their results lead to nothing raw either (a generator's context manager keeps its
+    arguments: ``PhysicalMemory.owner_batch()`` handed out as it is led to the storage object)."""
+    host, g, _n = booted
+    hv = g._vm.hv  # noqa: SLF001
+    batch = hv.hardware.owner_batch()
+    got = {"batch": batch, "span": hv.hardware.span(hv.alloc.alloc_page(), 16),
+           "cpu": hv.hardware.new_cpu(7, hv.clock, b"", 0), "query": hv.ultravisor.query}  # fmt: skip
+    with batch:
+        pass
+    try:
+        assert findings(walk(got), _secure_cpus(host)) == {}
+    finally:
+        got["cpu"].close()
+
+
 def test_the_walk_finds_what_it_looks_for(booted) -> None:
     """The same walk from the machine (the owner's side) finds every kind: the test can fail."""
     host, _g, _n = booted
@@ -303,3 +320,33 @@ def test_console_session_with_the_debug_capability_reaches_the_owners_view() -> 
         assert s.machine.memory.read(frame, 4096) == owner_machine(s.machine).memory.read(frame, 4096)
     finally:
         s.close()
+
+
+def test_a_hypervisor_in_an_lpar_reaches_nothing_raw() -> None:
+    """zuv's hypervisor on a machine's LPAR (``Hypervisor.on_machine``: the storage, the clock and the
+    Ultravisor of a ``Machine(level=2, ultravisor=True)``), the canary guest running secure: from the
+    hypervisor, its VM, PV object and vCPUs nothing raw and no canary value or byte is reachable."""
+    from trust_model import Env
+
+    from emulator.attacks.canary import canary_bytes, canary_int
+
+    env = Env(seed=3)
+    try:
+        env.vm.run(time_limit=0.3)  # the guest's store loop ran secure on its hardware CPU
+        uv = env.m.uv  # the machine's (the owner's): for the assertion only
+        secure_cpus = [c for e in list(uv.sie_engines) for c in e._hw.values()]  # noqa: SLF001
+        assert secure_cpus
+        roots = {"hypervisor": env.hv, "vm": env.vm, "pv": env.pv,
+                 **{f"vcpu{a}": v for a, v in env.vm.vcpus.items()}}  # fmt: skip
+        reach = walk(roots)
+        assert len(reach) > 1000
+        found = findings(reach, secure_cpus)
+        assert found == {}, "\n".join(f"{k}: {p}" for k, p in sorted(found.items()))
+        assert "the storage object (PhysicalMemory)" in findings(walk({"machine": env.m}), secure_cpus)
+        for obj, path in reach:
+            if isinstance(obj, int) and not isinstance(obj, bool):
+                assert not canary_int(obj), f"a canary register value at {path}"
+            elif isinstance(obj, (bytes, bytearray, str)):
+                assert canary_bytes(obj) == 0, f"canary bytes at {path}"
+    finally:
+        env.close()

@@ -4,6 +4,7 @@ never the storage object (``PhysicalMemory``) itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -41,8 +42,11 @@ class Hardware:
             return CpuHandle(Cpu(memory, address, clock, facilities, cpuid))
 
         def owner_batch() -> AbstractContextManager[None]:
-            """``PhysicalMemory.owner_batch``: the CPUs flush their TLBs once for a loop of page commands."""
-            return memory.owner_batch()
+            """``PhysicalMemory.owner_batch``: the CPUs flush their TLBs once for a loop of page commands
+            (a context that holds the storage's batch in closures: a generator's context manager keeps its
+            arguments, the storage object, as attributes)."""
+            batch = memory.owner_batch()
+            return _Batch(lambda: batch.__enter__(), lambda *exc: batch.__exit__(*exc))
 
         def storage_address(addr: int, length: int) -> int:
             """The process address of host storage at absolute ``addr``, for a record the hardware reads in
@@ -57,3 +61,18 @@ class Hardware:
 
         self.new_cpu, self.owner_batch, self.span = new_cpu, owner_batch, span
         self.storage_address = storage_address
+
+
+class _Batch:
+    """A context whose entry and exit are closures (``Hardware.owner_batch``)."""
+
+    __slots__ = ("_enter", "_exit")
+
+    def __init__(self, enter: Callable[[], None], exit_: Callable[..., bool | None]) -> None:
+        self._enter, self._exit = enter, exit_
+
+    def __enter__(self) -> None:
+        self._enter()
+
+    def __exit__(self, *exc: object) -> bool | None:
+        return self._exit(*exc)
