@@ -203,6 +203,7 @@ class GuestDebugging:
         self._resume_pc: tuple[int, int] | None = None
         self._unsub_uvc: Callable[[], None] | None = None
         self._secure_listener = False
+        self._hooks_pv: object = None  # the VM's secure configuration the address breakpoints were placed for
 
     # -- making breakpoints -----------------------------------------------------------------------------
 
@@ -364,9 +365,22 @@ class GuestDebugging:
 
     # -- running with breakpoints -------------------------------------------------------------------------
 
+    def _follow_ipl(self) -> bool:
+        """Place the address breakpoints again when the VM's vCPUs changed hands since they were placed: at
+        the secure IPL the Ultravisor adopts the hardware CPUs and drops the host's hooks (a breakpoint given
+        with the debug capability before the IPL must still stop the secure guest). True when they had."""
+        pv = self._vm.pv
+        if pv is self._hooks_pv or self._vm.destroyed:
+            return False
+        self._hooks_pv = pv
+        addrs = {bp._match for bp in self._bps.values() if bp.kind == "address"}  # noqa: SLF001
+        self._set_hw_breakpoints(addrs)
+        return True
+
     def _resume_over(self) -> None:
         """A vCPU stopped at an address breakpoint executes that instruction first (one SIE entry with
         the breakpoint out), so a run resumes instead of stopping at once."""
+        self._follow_ipl()
         where, self._resume_pc = self._resume_pc, None
         if where is None or self._vm.destroyed:
             return
@@ -387,14 +401,25 @@ class GuestDebugging:
         whose callbacks let the run go on is stepped over and the run goes on."""
         deadline = time.monotonic() + time_limit
         self._hits = []
+
+        def stop_when() -> bool:  # the caller's condition, or the secure IPL (the breakpoints follow it)
+            return self._vm.pv is not self._hooks_pv or (stop is not None and stop())
+
         while True:
             self._resume_over()
             self._running = True
             try:
                 r = self._vm.run(max_insns=max_insns, time_limit=max(0.001, deadline - time.monotonic()),
-                                 stop_when=stop)  # fmt: skip
+                                 stop_when=stop_when)  # fmt: skip
             finally:
                 self._running = False
+            if (self._follow_ipl() and r.reason == "stop condition met" and not (stop is not None and stop())
+                    and time.monotonic() < deadline):  # fmt: skip
+                if max_insns is not None:  # a counted run goes on with what is left of its count
+                    max_insns -= r.instructions or 0
+                    if max_insns <= 0:
+                        return r
+                continue  # only the IPL stopped the run: it goes on
             at_breakpoint = self._vm.debug_stop is not None
             self._vm.debug_stop = None
             addrs = {bp._match for bp in self._bps.values() if bp.kind == "address"}  # noqa: SLF001

@@ -186,3 +186,14 @@ def test_breakpoint_misuse_is_a_clear_error() -> None:
         assert host.debug_given and repr(debug) == "DebugCapability(emulator privilege)"
         with pytest.raises(HypervisorError):
             debug.registers(g)  # not secure yet: stage3a is a normal guest
+
+
+def test_a_breakpoint_given_before_the_secure_ipl_stops_the_secure_guest():
+    """The Ultravisor drops the host's hooks when it adopts the hardware CPU at the secure IPL; a breakpoint
+    placed with the debug capability before it is placed again, so it stops the secure guest at main."""
+    with api.Host(seed=1) as host:
+        guest = host.boot(run=False)
+        bp = guest.break_at(0x10B90, debug=host.debug_capability())  # the demo's main
+        out = guest.run(time_limit=60)
+        assert out.reason == "breakpoint 1: CPU 0 at 0x10b90" and bp.hits == 1
+        assert [e.address for e in guest.take_events()] == [0x10B90]
