@@ -210,6 +210,7 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         self.facilities = facilities
         self.cpuid = cpuid
         self._buf = memory.buffer()
+        self._mm = memory.mapping()
         uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         uc.mem_map_ptr(0, memory.size, UC_PROT_ALL, memory.address)
@@ -258,7 +259,9 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         rel = _LAYOUT.ex_value - _LAYOUT.regs
         if LIVE is not None and _LAYOUT.ex_value >= 0 and rel >= 0 and rel % 8 == 0 and rel + 8 <= LIVE.size:
             self._qx = rel // 8
-        self._xc: dict[tuple[int, bool, bool, int | None], int] = {}
+        #: successful translations of the instruction emulation (``mmu.translate``), valid until the next TLB
+        #: flush: (virtual page | the access's kind in the low bits: 0 for a load) -> host frame address
+        self._xc: dict[int, int] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no
         #: flush)
         self._tlb_frames: set[int] = set()
@@ -686,6 +689,16 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
                 self._tlb_traps += 1
                 if self._tlb_traps & 31 == 0:
                     self._tlb_policy_after_trap()
+                if not counted and pc not in self.breakpoints:
+                    # the trap the run stopped for, emulated at once: what the top of the loop checks first
+                    # (pending interruptions, holds, states) is asynchronous to this instruction boundary and
+                    # is looked at right after it, as it would be had it come an instruction later
+                    hit = self._icache.get(pc)
+                    if hit is not None and hit[4] is not None:
+                        self.traps += 1
+                        result = self._dispatch(hit[4], emulate)
+                        if result is not None:
+                            return result
                 continue  # handled at the top of the loop (breakpoints are exits too)
             if counted and budget <= 0:
                 return CpuExit("limit")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emulator.hw.arch import ILC_FOR
 
@@ -25,6 +26,20 @@ class Insn:
     ex_ilen: int = 0
     #: the address of an EXECUTE target (relative addressing is relative to it)
     target: int = 0
+    #: the CPU-local handler (``insns.HANDLERS``) of an instruction decoded at an exit, resolved once with
+    #: its decoding; None: the CPU looks it up (or hands the instruction to its owner)
+    handler: Callable[[Any, Insn], Any] | None = None
+    #: whether ``handler``'s instruction is privileged (a problem-state program gets PGM 0x02)
+    privileged: bool = False
+    #: the PSW address after the instruction (of the EXECUTE for an EXECUTE target)
+    next_pc: int = field(init=False, repr=False, compare=False)
+    #: the base register and displacement ``address`` (D2(B2)) and ``rsy_address`` (a 20-bit D2) add,
+    #: decoded once
+    _bd: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _rsy: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.next_pc = self.pc + (self.ex_ilen or (2, 4, 4, 6)[self.raw[0] >> 6])
 
     @property
     def ilen(self) -> int:
@@ -64,8 +79,10 @@ class Insn:
 
     def address(self) -> int:
         """The effective second-operand address D2(B2), wrapped to the addressing mode."""
-        b, d = self.b2d2
-        return self.cpu.wrap(d + (self.cpu.gpr(b) if b else 0))
+        bd = self._bd
+        if bd is None:
+            bd = self._bd = self.b2d2
+        return self.cpu.operand_address(bd[0], bd[1])
 
     def _disp(self) -> int:
         """Bits 20-31 of the instruction, and for a six-byte one bits 32-39 above them (signed 20 bits)."""
@@ -85,19 +102,19 @@ class Insn:
 
     def rsy_address(self) -> int:
         """D2(B2) (or D1(B1)) of an RSY or SIY instruction: base in bits 16-19, 20-bit signed displacement."""
-        raw = self.raw
-        b = raw[2] >> 4
-        d = (raw[2] & 0xF) << 8 | raw[3] | raw[4] << 12  # _disp(), inline (six bytes)
-        if d & 0x80000:
-            d -= 0x100000
-        return self.cpu.wrap(d + (self.cpu.gpr(b) if b else 0))
+        bd = self._rsy
+        if bd is None:
+            raw = self.raw
+            d = (raw[2] & 0xF) << 8 | raw[3] | raw[4] << 12  # _disp(), inline (six bytes)
+            bd = self._rsy = (raw[2] >> 4, d - 0x100000 if d & 0x80000 else d)
+        return self.cpu.operand_address(bd[0], bd[1])
 
     def finish(self, cc: int | None = None) -> None:
         """Complete the instruction: set the condition code (if given) and step past it."""
         cpu = self.cpu
         if cc is not None:
             cpu.set_cc(cc)
-        cpu.set_pc(self.pc + (self.ex_ilen or (2, 4, 4, 6)[self.raw[0] >> 6]))  # + self.ilen, inline
+        cpu.set_pc(self.next_pc)
 
 
 @dataclass

@@ -194,12 +194,21 @@ HANDLERS[0xB279] = ("SACF", False, _sac)
 def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
     """LCTL/LCTLG: the TLB is flushed only when a value a translation decision reads changed
     (``Cpu.load_crs``)."""
-    r1, r3 = insn.raw[1] >> 4, insn.raw[1] & 0xF
+    rr = insn.raw[1]
+    r1, r3 = rr >> 4, rr & 0xF
+    if r1 == r3:  # one register (a handler opening or closing an interruption subclass)
+        v = _WORDS[width][1].unpack(cpu.read_virtual(addr, width))[0]
+        old = cpu.cr(r1)
+        if width == 4:
+            v |= old & ~0xFFFFFFFF
+        if v != old:
+            cpu.load_crs({r1: v})
+        insn.finish()
+        return
     n = (r3 - r1) % 16 + 1
-    data = cpu.read_virtual(addr, n * width)
+    loaded = _WORDS[width][n].unpack(cpu.read_virtual(addr, n * width))
     current = cpu.crs()
-    loaded = _WORDS[width][n].unpack(data)
-    if width == 8 and r1 <= r3 and list(loaded) == current[r1 : r3 + 1]:
+    if width == 8 and r1 <= r3 and current[r1 : r3 + 1] == list(loaded):
         insn.finish()  # (a handler reloading the registers it saved, unchanged)
         return
     values = {}  # only the registers whose value changes
@@ -224,7 +233,10 @@ def _lctl(cpu: Cpu, insn: Insn) -> None:
 
 @_handler(0xEB2F, "LCTLG")
 def _lctlg(cpu: Cpu, insn: Insn) -> None:
-    _load_cr(cpu, insn, _aligned(insn.rsy_address(), 8), 8)
+    a = insn.rsy_address()
+    if a & 7:
+        raise _spec(f"operand {a:#x} is not aligned on 8 bytes")
+    _load_cr(cpu, insn, a, 8)
 
 
 @_handler(0xB20D, "PTLB")

@@ -246,6 +246,11 @@ class PhysicalMemory:
         """The raw buffer, for the CPU model's fast paths (DAT walks, page scans). Never hand it upward."""
         return self._view
 
+    def mapping(self) -> mmap.mmap:
+        """The raw mapping, whose slices are bytes with no intermediate view, for the CPU model's operand
+        reads. Never hand it upward."""
+        return self._buf
+
     # -- translated-code coherence --------------------------------------------------------------------
 
     def add_invalidate_listener(

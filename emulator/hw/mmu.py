@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import mmap
+
 from emulator.errors import ProgramException
 from emulator.hw import access, dat
 from emulator.hw.arch import (
@@ -71,7 +74,8 @@ class StorageAccess:
         prefix: int
         _buf: memoryview
         _guest: GuestMapping | None
-        _xc: dict[tuple[int, bool, bool, int | None], int]
+        _xc: dict[int, int]
+        _mm: mmap.mmap
         _tlb_frames: set[int]
         _edat_dependent: bool
         facilities: bytes
@@ -148,7 +152,7 @@ class StorageAccess:
         (low-address protection of stores, the fetch-protection override under a nonzero key).
         """
         # keyed by the ``asc`` argument as given: None stands for the PSW's, whose change empties the cache
-        xc_key = (vaddr & ~0xFFF & 0xFFFFFFFFFFFFFFFF, write, fetch, asc)
+        xc_key = (vaddr & 0xFFFFFFFFFFFFF000) | write | fetch << 1 | (0 if asc is None else (asc + 1) << 2)
         if mark and not page_fill:
             hit = self._xc.get(xc_key)
             if hit is not None:
@@ -231,8 +235,9 @@ class StorageAccess:
     def read_virtual(self, vaddr: int, length: int) -> bytes:
         """Read guest storage at a virtual address with every check (instruction emulation)."""
         if length and (vaddr & 0xFFF) + length <= 0x1000:  # one page (an operand seldom crosses one)
-            host = self.translate(vaddr)
-            return bytes(self._buf[host : host + length])
+            hit = self._xc.get(vaddr & 0xFFFFFFFFFFFFF000)  # translate's cache (a load: no flag bits)
+            host = hit | (vaddr & 0xFFF) if hit is not None else self.translate(vaddr)
+            return self._mm[host : host + length]  # (mmap slicing: bytes, no intermediate view)
         out = bytearray()
         while length:
             n = min(length, 0x1000 - (vaddr & 0xFFF))

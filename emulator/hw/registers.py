@@ -93,7 +93,7 @@ class Registers(InterruptDelivery):
         _fpo: int
         _scan_caches: tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]
         _scan_cache: dict[int, tuple[int, ...]]
-        _xc: dict[tuple[int, bool, bool, int | None], int]
+        _xc: dict[int, int]
         _icache: dict[int, Any]
         timers_changed: bool
 
@@ -378,12 +378,33 @@ class Registers(InterruptDelivery):
 
     def set_cc(self, cc: int) -> None:
         """Set the condition code in the PSW."""
-        self.write_mask((self._mask_bits() & ~PSW_MASK_CC) | (cc & 3) << 44)
+        q = self._q
+        if q is None:
+            self.write_mask((self._mask_bits() & ~PSW_MASK_CC) | (cc & 3) << 44)
+            return
+        # write_mask, inline: no other bit changes (the fixed-point-overflow mask stays)
+        mask = self._mask_c = (q[self._qm] & ~PSW_MASK_CC) | (cc & 3) << 44
+        q[self._qm] = mask
+        self._cc_op.value = cc & 3  # type: ignore[union-attr]
 
     @property
     def problem_state(self) -> bool:
         """True when the PSW's P bit is set."""
         return bool(self._mask_bits() & PSW_MASK_PSTATE)
+
+    def operand_address(self, b: int, d: int) -> int:
+        """``d`` plus general register ``b`` (none for 0), wrapped to the addressing mode: a D(B) operand
+        address (``gpr`` and ``wrap`` in one call: every trapped instruction's operand comes here)."""
+        q = self._q
+        if q is None:
+            return self.wrap(d + self._rd(_GPR_C[b]) if b else d)
+        a = d + q[b] if b else d
+        m = self._mask_c
+        if m is None:
+            m = q[self._qm]
+        if m & PSW_MASK_EA:
+            return a & 0xFFFFFFFFFFFFFFFF
+        return a & (0x7FFFFFFF if m & PSW_MASK_BA else 0xFFFFFF)
 
     def wrap(self, addr: int) -> int:
         """Wrap an address to the current addressing mode (24, 31 or 64 bits)."""

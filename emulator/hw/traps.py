@@ -176,6 +176,19 @@ def _execute_may_trap(text: bytes, any_or: bool, fpo: bool) -> bool:
     return hit
 
 
+#: ``insns.HANDLERS`` (opcode key -> mnemonic, privileged, handler), bound at first use (``insns`` imports
+#: the CPU)
+_HANDLERS: dict[int, tuple[str, bool, Callable[[Cpu, Insn], CpuExit | None]]] | None = None
+
+
+def _load_handlers() -> dict[int, tuple[str, bool, Callable[[Cpu, Insn], CpuExit | None]]]:
+    global _HANDLERS  # noqa: PLW0603 - a one-time binding
+    from emulator.hw.insns import HANDLERS  # noqa: PLC0415
+
+    _HANDLERS = HANDLERS
+    return HANDLERS
+
+
 _EXRL_NATIVE: Final = 0
 _EXRL_EXIT: Final = 1
 _EXRL_FAR: Final = 2
@@ -203,6 +216,8 @@ class TrapDispatch(Registers):
 
     if TYPE_CHECKING:  # provided by Cpu
         traps: int
+        _q: memoryview | None
+        _qm: int
         _icache: dict[int, tuple[bytes, int, str, bool, Insn | None]]
         owner_insn: Callable[[Cpu, Insn], bool | None] | None
         _qx: int
@@ -251,8 +266,14 @@ class TrapDispatch(Registers):
                     or (key in RL_ALIGNMENT and _rl_misaligned(raw, 0, pc))
                 )
                 name = OWNER_INSNS.get(key) or f"{key:#x}"
-                # the decoded instruction itself is kept too (handlers only read it)
-                insn = Insn(self, pc, raw, name, key) if trapped and key not in EXECUTE_KEYS else None
+                # the decoded instruction itself is kept too (handlers only read it), with its CPU-local
+                # handler resolved
+                insn = None
+                if trapped and key not in EXECUTE_KEYS:
+                    insn = Insn(self, pc, raw, name, key)
+                    entry = None if key in OWNER_INSNS else (_HANDLERS or _load_handlers()).get(key)
+                    if entry is not None:
+                        insn.name, insn.privileged, insn.handler = entry
                 hit = self._icache[pc] = (raw, key, name, trapped, insn)
             raw, key, name, trapped, insn = hit
             if insn is not None:
@@ -273,11 +294,18 @@ class TrapDispatch(Registers):
 
     def _dispatch(self, insn: Insn, emulate: Callable[[Cpu, Insn], CpuExit | None]) -> CpuExit | None:
         """Emulate a trapped instruction (or hand it to the owner); deliver its program interruption."""
-        key, name, pc = insn.opcode, insn.name, insn.pc
         try:
+            fn = insn.handler
+            if fn is not None:  # resolved with its decoding: ``emulate``'s lookup and checks, inline
+                if insn.privileged:
+                    q = self._q  # the PSW mask in place (or through the engine)
+                    if (q[self._qm] if q is not None else self._mask_bits()) & PSW_MASK_PSTATE:
+                        raise ProgramException(PGM_PRIVILEGED, why=f"{insn.name} in problem state")
+                return fn(self, insn)
+            key = insn.opcode
             if key in OWNER_INSNS:  # the owner's: DIAG, SERVC, SIGP, STSI, UVC, SIE, channel I/O
                 if self._mask_bits() & PSW_MASK_PSTATE:
-                    raise ProgramException(PGM_PRIVILEGED, why=f"{name} in problem state")
+                    raise ProgramException(PGM_PRIVILEGED, why=f"{insn.name} in problem state")
                 if self.owner_insn is not None and self._guest is None:
                     done = self.owner_insn(self, insn)
                     if done is not None:
@@ -286,7 +314,7 @@ class TrapDispatch(Registers):
             return emulate(self, insn)
         except ProgramException as e:
             ilc = e.ilc if e.ilc is not None else insn.ilen
-            self.program_interrupt(e.code, ilc, e.teid, pc=pc)
+            self.program_interrupt(e.code, ilc, e.teid, pc=insn.pc)
             return None
         except GuestIntercept as e:
             return CpuExit("intercept", code=e.code, reason=e.reason, data=dict(e.data))

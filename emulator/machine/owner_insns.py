@@ -86,22 +86,22 @@ class OwnerInsns:
         name = insn.name
         if name not in _INLINE_INSNS or (name == "DIAG" and insn.address() & 0xFFFF == 0x308):
             return None
-        cpus = self.cpus.values()
         # only SIGP's orders that start, stop or reset (or a handler or filter of the machine's user) change a
         # CPU's state
-        snapshot = (
+        states = None
+        if (
             (name == "SIGP" and insn.address() & 0xFF not in _SIGP_KEEPS_STATES)
             or self.insn_filter is not None
             or name in self.insn_handlers
-        )
-        states = [c.state for c in cpus] if snapshot else None
+        ):
+            states = [c.state for c in self.cpus.values()]
         wd = self.watchdog
         before = wd.deadline if wd is not None else None
         self._handle_insn(cpu, insn)
         return (
             self._halt_reason is None
-            and (wd.deadline if wd is not None else None) == before
-            and (states is None or [c.state for c in cpus] == states)
+            and (wd is None or wd.deadline == before)
+            and (states is None or [c.state for c in self.cpus.values()] == states)
         )
 
     def _handle_insn(self, cpu: Cpu, insn: Insn) -> None:
@@ -177,7 +177,8 @@ class OwnerInsns:
         return not access.store_refused(self.memory, addr, n)
 
     def _insn_sigp(self, cpu: Cpu, insn: Insn) -> None:
-        r1, r3 = insn.r1, insn.r3
+        rr = insn.raw[1]  # RS format: R1 and R3 in the second byte
+        r1, r3 = rr >> 4, rr & 0xF
         order = insn.address() & 0xFF
         param = cpu.gpr(r1 | 1)
         target = cpu.gpr(r3) & 0xFFFF
@@ -191,7 +192,7 @@ class OwnerInsns:
             # the program took the CPU over (stopped, restarted or reset it): a disabled wait it was left in
             # is no longer how it ended
             self._disabled_wait.pop(target, None)
-        if cpu.state == OPERATING or cpu.state == STOPPED:
+        if cpu.state in (OPERATING, STOPPED):
             insn.finish(cc)
 
     def _insn_diag(self, cpu: Cpu, insn: Insn) -> None:
