@@ -469,8 +469,8 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
     def _run(self, count: int, timeout_us: int, resume: bool) -> CpuExit:
         """``run``, with the run lock held."""
         emulate = _emulate or _load_emulate()
-        q, qm = self._q, self._qm  # the engine's registers in place (None: through engine calls)
-        pc_arg, limit_arg = ctypes.c_uint64(), ctypes.c_size_t()  # emu_start's, reused
+        q, qm, qc = self._q, self._qm, self._qc  # the engine's registers in place (None: engine calls)
+        pc_arg, limit_arg = ctypes.c_uint64(), ctypes.c_size_t()  # emu_start's, reused (limit 0: none)
         counted = count > 0
         budget = count
         deadline = 0.0
@@ -513,7 +513,12 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
                 if self.deliver_crw_mcheck():
                     continue
             if (
-                mask & PSW_MASK_EXT and (self.ext_pending or self.emergency_from or self.cr(0) & _CR0_TIMERS)
+                mask & PSW_MASK_EXT
+                and (
+                    self.ext_pending
+                    or self.emergency_from
+                    or (q[qc] if q is not None else self.cr(0)) & _CR0_TIMERS  # CR0, inline
+                )
                 or self.restart_pending
             ) and self.deliver_pending():
                 continue  # (only an enabled external interruption or a restart can be delivered here)
@@ -569,7 +574,8 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             uc = self.uc
             uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
             pc_arg.value = pc
-            limit_arg.value = limit
+            if counted:
+                limit_arg.value = limit
             status = _uc_emu_start(self._h, pc_arg, _UNTIL_C, _ZERO_U64_C, limit_arg)
             self._owed = False
             err = UcError(status) if status else None

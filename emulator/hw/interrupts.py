@@ -269,16 +269,20 @@ class InterruptDelivery(StorageAccess):
             return True  # the CPU check-stopped: the interruption stays pending
         base = self._lowcore_base()
         mem = self.mem
+        # the fields are stored in one write each time (0x80 parameter, 0x84 CPU address, 0x86 code): the bytes
+        # an interruption leaves alone are written back as they are
         if code == 0x1201 and cpu_addr is not None:
             self.emergency_from.discard(cpu_addr)
-            mem.write(base + LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
+            mem.write(base + LC_EXT_CPU_ADDR, _U16.pack(cpu_addr) + _U16.pack(code))
         elif code == 0x1202 and cpu_addr is not None:
             del self.ext_pending["external_call"]
-            mem.write(base + LC_EXT_CPU_ADDR, _U16.pack(cpu_addr))
+            mem.write(base + LC_EXT_CPU_ADDR, _U16.pack(cpu_addr) + _U16.pack(code))
         elif code == 0x2401 and param is not None:
             del self.ext_pending["service"]
-            mem.write(base + LC_EXT_PARAM, _U32.pack(param))
-        mem.write(base + LC_EXT_CODE, _U16.pack(code))
+            kept = mem.read(base + LC_EXT_CPU_ADDR, 2)
+            mem.write(base + LC_EXT_PARAM, _U32.pack(param) + kept + _U16.pack(code))
+        else:
+            mem.write(base + LC_EXT_CODE, _U16.pack(code))
         self.swap_psw(LC_EXT_OLD, LC_EXT_NEW, base)
         return True
 

@@ -46,6 +46,8 @@ RC_INVALID_FUNCTION: Final = 0x40F0
 RC_NO_EVENT_BUFFERS_STORED: Final = 0x60F0
 RC_INVALID_MASK_LENGTH: Final = 0x74F0
 
+_U16: Final = struct.Struct(">H")
+
 EVENT_ASCII_CONSOLE: Final = 0x1A
 EVENT_MESSAGE: Final = 0x02
 EVENT_SIGNAL_QUIESCE: Final = 0x1D
@@ -240,10 +242,9 @@ class Sclp:
             raise ProgramException(0x06, why=f"SCCB {sccb:#x} is not 8-byte aligned below 2 GiB")
         if sccb < 0x2000 or mem.prefix <= sccb < mem.prefix + 0x2000:
             raise ProgramException(0x06, why=f"SCCB {sccb:#x} lies in a lowcore")
-        header = SccbHeader.from_buffer_copy(mem.read(sccb, 8))
-        if header.length < 8:
+        length = _U16.unpack_from(mem.read(sccb, 8))[0]  # the header's length field
+        if length < 8:
             raise ProgramException(0x06, why="SCCB length below 8")
-        length = header.length
         handler = self._handlers.get(command)
         if handler is None:
             self._respond(mem, sccb, RC_INVALID_SCLP_COMMAND)
