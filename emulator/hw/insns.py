@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 
 from emulator.errors import ProgramException
-from emulator.hw import access, cpacf, crossspace, dat, fixedpoint, keys
+from emulator.hw import access, cpacf, crossspace, dat, fixedpoint, keys, mie3
 from emulator.hw.cpu import (
     CR0_EDAT,
     PGM_PRIVILEGED,
@@ -42,9 +42,14 @@ _PSW = struct.Struct(">QQ")
 Handler = Callable[[Cpu, Insn], "CpuExit | None"]
 #: opcode key -> (mnemonic, privileged, handler); the fixed-point arithmetic trapped while the PSW's
 #: fixed-point-overflow mask is on comes from ``fixedpoint``, the message-security-assist instructions
-#: from ``cpacf``, the storage-key and frame-management instructions from ``keys``, MVCOS from ``crossspace``
+#: from ``cpacf``, the storage-key and frame-management instructions from ``keys``, MVCOS from ``crossspace``,
+#: the miscellaneous-instruction-extensions facility 3 from ``mie3``
 HANDLERS: dict[int, tuple[str, bool, Handler]] = (
-    dict(fixedpoint.HANDLERS) | dict(cpacf.HANDLERS) | dict(keys.HANDLERS) | dict(crossspace.HANDLERS)
+    dict(fixedpoint.HANDLERS)
+    | dict(cpacf.HANDLERS)
+    | dict(keys.HANDLERS)
+    | dict(crossspace.HANDLERS)
+    | dict(mie3.HANDLERS)
 )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from emulator.errors import ProgramException
-from emulator.hw import cpacf, vector_ext
+from emulator.hw import cpacf, mie3, vector_ext
 
 __all__ = ["facility_list", "has_facility", "MachineInfo", "stsi"]
 
@@ -34,9 +34,11 @@ BASE_FACILITIES: Final = (
 # instructions: 42 and 43 (decimal floating point, its zoned conversions: ADTR, LDETR, CDZT), 44 (PFPO),
 # 20 and 23 (HFP multiply-and-add, unnormalized extension: MADR, MAER, MAY; unicorn has no HFP), 26
 # (parsing enhancement: TRTE, TRTRE), 28 (TOD-clock steering: PTFF, which Linux calls when the bit is on),
-# 5 (LPTEA), 50/73 (constrained and full transactional execution), 61 (MIE-3). 135 (vector enhancements
+# 5 (LPTEA), 50/73 (constrained and full transactional execution). 135 (vector enhancements
 # 1) comes from ``vector_ext``, which emulates the instructions of it that unicorn traps (VBPERM, VMSL,
-# VFMAX/VFMIN, VFNMA/VFNMS, short and extended vector BFP).
+# VFMAX/VFMIN, VFNMA/VFNMS, short and extended vector BFP); 61 (miscellaneous-instruction extensions 3:
+# NCRK, NNRK, NORK, NXRK, OCRK and their G forms, SELR/SELGR/SELFHR, POPCNT's M3, MVCRL) from ``mie3``,
+# whose instructions the page scan traps.
 FAC_EDAT1: Final = 8
 FAC_COND_SSKE: Final = 10
 FAC_NQ_KEY: Final = 14
@@ -53,7 +55,7 @@ def has_facility(facilities: bytes, bit: int) -> bool:
 
 def facility_list(ultravisor: bool, secure_guest: bool = False) -> bytes:
     """The facility list as bytes (bit 0 = MSB of byte 0), 32 bytes long."""
-    bits = set(BASE_FACILITIES) | set(cpacf.FACILITIES)
+    bits = set(BASE_FACILITIES) | set(cpacf.FACILITIES) | {mie3.FACILITY}
     if vector_ext.OFFERED:
         bits.add(vector_ext.FACILITY)
     if ultravisor:

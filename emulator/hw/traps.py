@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
-from emulator.hw import vector_ext
+from emulator.hw import mie3, vector_ext
 from emulator.hw.arch import ILC_FOR, PGM_EXECUTE, PGM_PRIVILEGED, PGM_SPECIFICATION, PSW_MASK_PSTATE
 from emulator.hw.crossspace import MVCOS
 from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, STORAGE, emulate_relative, emulate_storage
@@ -41,7 +41,10 @@ _B9_TRAPS: Final = bytes(
     # the message-security-assist (CPACF) instructions, emulated by ``cpacf``: unicorn knows only the
     # query function (and reports no other) of all but KMA
     + [0x1E, 0x28, 0x29, 0x2A, 0x2B, 0x2C, 0x2D, 0x2E, 0x2F, 0x3C, 0x3E, 0x3F]
+    # the miscellaneous-instruction-extensions facility 3's, emulated by ``mie3`` (unicorn has none of them)
+    + [k & 0xFF for k in sorted(mie3.OPCODES) if k >> 8 == 0xB9]
 )
+_E5_TRAPS: Final = bytes([0x01] + [k & 0xFF for k in sorted(mie3.OPCODES) if k >> 8 == 0xE5])
 _ONE_BYTE_TRAPS: Final = bytes([0x04, 0x4F, 0xB1, 0x80, 0x82, 0x83, 0xAC, 0xAD, 0xAE, 0xB7])
 _E3_TRAPS: Final = bytes([0x03, 0x06, 0x0E, 0x13])  # LRAG, CVBY, CVBG, LRAY (see insns.py)
 
@@ -64,7 +67,10 @@ _TRAP_ALTERNATIVES: Final = (
     + b"".join(b"\\x%02x" % b for b in _B2_TRAPS)
     + b"]|\\xb9["
     + b"".join(b"\\x%02x" % b for b in _B9_TRAPS)
-    + b"]|\\xe5\\x01|\\xeb....\\x2f"
+    + b"]|\\xe5["
+    + b"".join(b"\\x%02x" % b for b in _E5_TRAPS)
+    + b"]|\\xeb....\\x2f"
+    + b"|\\xb9\\xe1[\\x80-\\xff]"  # POPULATION COUNT with M3 bit 0 (``mie3``; the byte-wise form runs natively)
     + b"|\\x44|[\\xc6\\xc8][\\x00\\x10\\x20\\x30\\x40\\x50\\x60\\x70\\x80\\x90\\xa0\\xb0\\xc0\\xd0\\xe0\\xf0]"
 )
 #: the page scan: (fixed-point-overflow mask off, on); with the mask on, the signed arithmetic that can
@@ -144,7 +150,7 @@ def _is_trapped(key: int) -> bool:
     if hi == 0xB9:
         return lo in _B9_TRAPS
     if hi == 0xE5:
-        return lo == 0x01
+        return lo in _E5_TRAPS
     if hi == 0xEB:
         return lo == 0x2F
     if hi == 0xE3:
@@ -154,7 +160,13 @@ def _is_trapped(key: int) -> bool:
     return key == MVCOS
 
 
-#: (target's first two bytes and byte 5, R1 nonzero, fixed-point-overflow mode) -> ``_execute_may_trap``
+def _trapped_form(key: int, raw: bytes) -> bool:
+    """Whether an instruction whose opcode alone does not make it trapped is trapped in this form: POPULATION
+    COUNT with M3 bit 0 (``mie3``)."""
+    return key == mie3.POPCNT and mie3.popcnt_extended(raw)
+
+
+#: (target's first three bytes and byte 5, R1 nonzero, fixed-point-overflow mode) -> ``_execute_may_trap``
 _EXECUTE_DECIDED: dict[tuple[bytes, bool, bool], bool] = {}
 
 
@@ -162,14 +174,14 @@ def _execute_may_trap(text: bytes, any_or: bool, fpo: bool) -> bool:
     """Whether EXECUTE of the instruction ``text`` may run one that unicorn cannot run as its target: a
     trapped instruction, a relative-addressing one (``execute.RELATIVE``) or an EXECUTE. With ``any_or``
     (R1 is not 0) the target's second byte may get any bits ORed in, so every opcode that gives counts."""
-    k = (text[:2] + text[5:6], any_or, fpo)
+    k = (text[:3] + text[5:6], any_or, fpo)
     hit = _EXECUTE_DECIDED.get(k)
     if hit is None:
         b1 = text[1]
         hit = False
         for v in (v for v in range(256) if v | b1 == v) if any_or else (b1,):
             key = _opcode_key(bytes((text[0], v)) + text[2:])
-            if _is_trapped(key) or key in RELATIVE or (fpo and key in _FPO_OPCODES):
+            if _is_trapped(key) or key in RELATIVE or (fpo and key in _FPO_OPCODES) or _trapped_form(key, text):
                 hit = True
                 break
         _EXECUTE_DECIDED[k] = hit
@@ -264,6 +276,7 @@ class TrapDispatch(Registers):
                     _is_trapped(key)
                     or (self._fpo and key in _FPO_OPCODES)
                     or (key in RL_ALIGNMENT and _rl_misaligned(raw, 0, pc))
+                    or _trapped_form(key, raw)
                 )
                 name = OWNER_INSNS.get(key) or f"{key:#x}"
                 # the decoded instruction itself is kept too (handlers only read it), with its CPU-local
@@ -285,6 +298,7 @@ class TrapDispatch(Registers):
                 _is_trapped(key)
                 or bool(self._fpo and key in _FPO_OPCODES)
                 or (key in RL_ALIGNMENT and _rl_misaligned(raw, 0, pc))
+                or _trapped_form(key, raw)
             )
         if not trapped:
             return self._native_step(pc, keep)
@@ -366,7 +380,7 @@ class TrapDispatch(Registers):
             return None
         except GuestIntercept as e:
             return CpuExit("intercept", code=e.code, reason=e.reason, data=dict(e.data))
-        if _is_trapped(key) or (self._fpo and key in _FPO_OPCODES):
+        if _is_trapped(key) or (self._fpo and key in _FPO_OPCODES) or _trapped_form(key, text):
             insn = Insn(self, pc, text, OWNER_INSNS.get(key) or f"{key:#x}", key, ilen, target)
             return self._dispatch(insn, emulate)
         return self._native_step(pc, keep=True)
