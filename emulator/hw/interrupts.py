@@ -269,8 +269,8 @@ class InterruptDelivery(StorageAccess):
             return True  # the CPU check-stopped: the interruption stays pending
         base = self._lowcore_base()
         mem = self.mem
-        # the fields are stored in one write each time (0x80 parameter, 0x84 CPU address, 0x86 code): the bytes
-        # an interruption leaves alone are written back as they are
+        # the fields go in one store (0x80 parameter, 0x84 CPU address, 0x86 code): the bytes an interruption
+        # leaves alone are written back as they are
         if code == 0x1201 and cpu_addr is not None:
             self.emergency_from.discard(cpu_addr)
             mem.write(base + LC_EXT_CPU_ADDR, _U16.pack(cpu_addr) + _U16.pack(code))

@@ -342,9 +342,20 @@ class Registers(InterruptDelivery):
 
     def set_psw(self, mask: int, addr: int) -> None:
         """Load a PSW (no validity checks: use ``load_psw`` for architectural loads)."""
-        old = self._mask_bits()
-        self.write_mask(mask)
-        self.set_pc(addr)
+        q = self._q
+        if q is None:
+            old = self._mask_bits()
+            self.write_mask(mask)
+            self.set_pc(addr)
+        else:  # write_mask and set_pc, inline (every LPSWE and interruption comes here)
+            qm = self._qm
+            old = q[qm]
+            mask &= 0xFFFFFFFFFFFFFFFF
+            q[qm] = self._mask_c = mask
+            self._cc_op.value = (mask >> 44) & 3  # type: ignore[union-attr]
+            q[qm + 1] = self._pc_c = addr & 0xFFFFFFFFFFFFFFFF
+            if mask & PSW_MASK_FPO != self._fpo:
+                self._fpo_changed(mask & PSW_MASK_FPO)
         changed = old ^ mask
         if changed & (PSW_MASK_DAT | PSW_MASK_KEY):
             self.flush_tlb()

@@ -70,7 +70,8 @@ _TRAP_ALTERNATIVES: Final = (
     + b"]|\\xe5["
     + b"".join(b"\\x%02x" % b for b in _E5_TRAPS)
     + b"]|\\xeb....\\x2f"
-    + b"|\\xb9\\xe1[\\x80-\\xff]"  # POPULATION COUNT with M3 bit 0 (``mie3``; the byte-wise form runs natively)
+    # POPULATION COUNT with M3 bit 0 (``mie3``; the byte-wise form runs natively)
+    + b"|\\xb9\\xe1[\\x80-\\xff]"
     + b"|\\x44|[\\xc6\\xc8][\\x00\\x10\\x20\\x30\\x40\\x50\\x60\\x70\\x80\\x90\\xa0\\xb0\\xc0\\xd0\\xe0\\xf0]"
 )
 #: the page scan: (fixed-point-overflow mask off, on); with the mask on, the signed arithmetic that can
@@ -181,7 +182,12 @@ def _execute_may_trap(text: bytes, any_or: bool, fpo: bool) -> bool:
         hit = False
         for v in (v for v in range(256) if v | b1 == v) if any_or else (b1,):
             key = _opcode_key(bytes((text[0], v)) + text[2:])
-            if _is_trapped(key) or key in RELATIVE or (fpo and key in _FPO_OPCODES) or _trapped_form(key, text):
+            if (
+                _is_trapped(key)
+                or key in RELATIVE
+                or (fpo and key in _FPO_OPCODES)
+                or _trapped_form(key, text)
+            ):
                 hit = True
                 break
         _EXECUTE_DECIDED[k] = hit

@@ -126,8 +126,9 @@ class OwnerInsns:
             cpu.program_interrupt(e.code, e.ilc if e.ilc is not None else insn.ilen, e.teid, pc=insn.pc)
 
     def _insn_servc(self, cpu: Cpu, insn: Insn) -> None:
-        command = cpu.gpr(insn.r1) & 0xFFFFFFFF
-        sccb = cpu.gpr(insn.r2)
+        rr = insn.raw[3]  # RRE format: R1 and R2 in the fourth byte
+        command = cpu.gpr(rr >> 4) & 0xFFFFFFFF
+        sccb = cpu.gpr(rr & 0xF)
         res = self.sclp.service_call(CpuSccb(cpu, self.memory.size), command, sccb)
         self._service_signal(res.ext_param, cpu)
         insn.finish(0)
