@@ -90,7 +90,7 @@ def run(body: bytes, loops: int, wait_at: int | None = None) -> tuple[float, flo
 
 
 _BODIES = {
-    "SIGP SENSE RUNNING": bytes.fromhex("ae11000a"),  # sigp %r1,%r1,10 (CPU 0 itself)
+    "SIGP SENSE RUNNING": bytes.fromhex("ae110015"),  # sigp %r1,%r1,0x15 (CPU 0 itself)
     "SSM (the same mask, native)": bytes.fromhex("8000f030"),  # ssm 48(%r15)
     "LCTLG CR4": bytes.fromhex("eb44f020002f"),  # lctlg %c4,%c4,32(%r15)
     "STNSM 0xfc (native)": bytes.fromhex("acfcf038"),  # stnsm 56(%r15),0xfc
