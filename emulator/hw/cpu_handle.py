@@ -24,8 +24,8 @@ class CpuHandle:
     """
 
     __slots__ = ("_open", "address", "ext_pending", "gpr", "gprs", "set_gpr", "set_psw", "cr", "wrap",
-                 "read_real", "write_real", "write_virtual", "program_interrupt", "reset_initial",
-                 "reset_cpu", "reset_clear", "request_halt", "close", "next_timer_deadline",
+                 "operand_address", "read_real", "write_real", "write_virtual", "program_interrupt",
+                 "reset_initial", "reset_cpu", "reset_clear", "request_halt", "close", "next_timer_deadline",
                  "ext_deliverable", "set_breakpoints", "_get", "_set")  # fmt: skip
 
     def __init__(self, cpu: Cpu) -> None:
@@ -65,6 +65,7 @@ class CpuHandle:
         self.set_psw = set_psw
         self.cr = lambda i: cpu.cr(i)
         self.wrap = lambda addr: cpu.wrap(addr)
+        self.operand_address = lambda b, d: cpu.operand_address(b, d)  # D(B): gpr and wrap in one (Insn)
         self.read_real = lambda addr, length: cpu.read_real(addr, length)
         self.write_real = lambda addr, data: cpu.write_real(addr, data)
         self.write_virtual = lambda addr, data: cpu.write_virtual(addr, data)
