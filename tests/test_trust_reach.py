@@ -350,3 +350,30 @@ def test_a_hypervisor_in_an_lpar_reaches_nothing_raw() -> None:
                 assert canary_bytes(obj) == 0, f"canary bytes at {path}"
     finally:
         env.close()
+
+
+def test_what_the_apis_public_calls_return_reaches_nothing_raw() -> None:
+    """Every public method of ``Host`` and ``Guest`` that takes no argument (but those that run, boot, end
+    or draw, and the named debug capability) is called after a secure run: no result leads to anything raw."""
+    import inspect
+
+    skip = {"destroy", "close", "run", "boot", "debug_capability", "events", "exits", "step", "draw_pages",
+            "draw_uv_log"}  # fmt: skip
+    with Host(seed=13) as host:
+        g = host.boot()
+        _canary_in_registers(host, g)
+        called = []
+        for name, obj in (("host", host), ("guest", g)):
+            for attr in dir(obj):
+                fn = getattr(obj, attr) if not attr.startswith("_") and attr not in skip else None
+                if not callable(fn):
+                    continue
+                params = inspect.signature(fn).parameters.values()
+                if any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                       for p in params):  # fmt: skip
+                    continue
+                result = fn()
+                called.append(f"{name}.{attr}")
+                found = findings(walk({"result": result}), _secure_cpus(host))
+                assert found == {}, f"{name}.{attr}() gave {found}"
+        assert {"host.page_map", "host.uv_log", "guest.state_description", "guest.sida"} <= set(called)
