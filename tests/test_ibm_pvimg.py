@@ -57,6 +57,24 @@ def test_zuv_reads_ibm_pvimg_243_layout():
     assert img.ipib.pv_hdr_addr == img.header_addr
 
 
+def test_zuv_makes_the_parmfile_component_ibm_pvimg_made():
+    """IBM's pvimg keeps the parmfile's bytes (its newline too) and adds a NUL: the component in IBM's image,
+    decrypted with its image key, is what zuv makes of the same file, padding and all."""
+    from firmware.crypto import Secret, aes_xts_decrypt
+    from firmware.se_header import decrypt_with_protection_key
+
+    img = p.parse_image(IBM_IMAGE.read_bytes())
+    _, secrets = decrypt_with_protection_key(img.header, Secret(HDR_KEY.read_bytes(), "header key"))
+    comp = next(c for c in img.ipib.components if c.tweak_pref >> 48 == p.COMP_PARMFILE)
+    stored = img.data[comp.addr:comp.addr + 0x1000]
+    ibm = aes_xts_decrypt(secrets.xts, p.page_tweak(comp.tweak_pref, 0), stored)
+    parm = (DATA / "pvimg-2.43-parmfile.txt").read_bytes()
+    assert parm.endswith(b"\n")
+    zuv = p.prepare_cmdline(parm, b"")
+    assert zuv == parm + b"\0" and ibm == zuv + bytes(0x1000 - len(zuv))
+    assert p.prepare_cmdline(b"a\nb\0", b"") == b"a\nb\0" and p.prepare_cmdline(b"", b"") == b"\0"
+
+
 @pytest.mark.parametrize(("image", "stem"), [(IBM_IMAGE, "pvimg-2.43-info-secrets"),
                                              (ZUV_IMAGE, "pvimg-2.43-info-zuv-image")],
                          ids=["ibm-image", "zuv-image"])  # fmt: skip

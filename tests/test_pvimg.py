@@ -93,11 +93,11 @@ def test_every_target_machine_unpacks_and_verifies(machine):
     k, r, parm, s3b = IMG.ipib.components
     assert mem[k.addr:k.addr + len(kernel)] == kernel
     assert mem[r.addr:r.addr + len(RAMDISK)] == RAMDISK
-    assert mem[parm.addr:parm.addr + 21] == b"hello world quiet=1\0\0"
+    assert mem[parm.addr:parm.addr + 22] == PARM + b"\0\0"  # the bytes as they are, a NUL (IBM pvimg)
     assert opened.psw == (s.PSW_MASK_DEFAULT, s3b.addr)
     stage3b = (REPO / "guests" / "images" / "stage3b.bin").read_bytes()
     args = struct.unpack_from(">8Q", mem, s3b.addr + len(stage3b) - 64)
-    assert args == (k.addr, len(kernel), parm.addr, 20, r.addr, len(RAMDISK), s.PSW_MASK_DEFAULT, entry)
+    assert args == (k.addr, len(kernel), parm.addr, len(PARM) + 1, r.addr, len(RAMDISK), s.PSW_MASK_DEFAULT, entry)
     assert mem[s3b.addr:s3b.addr + len(stage3b) - 64] == stage3b[:-64]
 
 
