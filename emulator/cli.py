@@ -144,7 +144,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         print(f"zuv: {image}: cannot read: {e.strerror or e}", file=sys.stderr)
         return 2
     secure = is_se_image(image)
-    host = SecureHost(args.machine)
+    host = SecureHost(args.machine, deterministic=args.deterministic)
     kind = "Secure Execution" if secure else "not a Secure Execution image: a normal guest of the hypervisor"
     print(f"zuv: booting {image} on the emulated machine {host.name} ({kind})", file=sys.stderr)
 
@@ -157,7 +157,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     interrupt = BootInterrupt()
     r = run_interruptible(
         lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack,
-                     time_limit=args.time_limit, report=show, interrupt=interrupt),  # fmt: skip
+                     time_limit=args.time_limit, report=show, interrupt=interrupt,
+                     deterministic=args.deterministic),  # fmt: skip
         interrupt,
     )
     sys.stdout.flush()
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guest memory (default 128M)")  # fmt: skip
     b.add_argument("--time-limit", type=options.seconds, default=120.0, help="stop after this many seconds")
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
+    b.add_argument("--deterministic", action="store_true",
+                   help="deterministic clock and scheduling (the TOD advances with executed instructions)")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     b.set_defaults(func=cmd_boot)
     subparsers["boot"] = b

@@ -181,12 +181,15 @@ def boot(
     time_limit: float | None = 120.0,
     report: Callable[[TrapReport], None] | None = None,
     interrupt: BootInterrupt | None = None,
+    deterministic: bool = False,
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
     With ``attack``, when the guest prints ``secret page at 0x...`` the hypervisor tries to read that page
     (``TrapReport``, also handed to ``report`` at once) and then lets the guest go on. ``interrupt`` stops the
-    boot from another thread (its reason becomes the run's).
+    boot from another thread (its reason becomes the run's). ``deterministic``: the VM runs in count-based
+    slices (``Vm.run``), which with a deterministic ``host`` clock makes the TOD advance with executed
+    instructions.
 
     Raises:
         LoadError: the image cannot be read or does not fit.
@@ -208,7 +211,7 @@ def boot(
                 return True
             return attack and _SECRET_LINE.search(bytes(vm.console)) is not None and vm.pv is not None
 
-        res = vm.run(time_limit=time_limit, stop_when=stop)
+        res = vm.run(time_limit=time_limit, stop_when=stop, deterministic=deterministic)
         if interrupt is not None and interrupt.reason is not None:
             res.reason, res.clean = interrupt.reason, False
         elif res.reason == "stop condition met":
@@ -217,7 +220,7 @@ def boot(
             trap = read_secret_attempt(vm, int(m.group(1), 16), b"zuv secret:")
             if report is not None:
                 report(trap)
-            res = vm.run(time_limit=time_limit, stop_when=interrupted)
+            res = vm.run(time_limit=time_limit, stop_when=interrupted, deterministic=deterministic)
             if interrupt is not None and interrupt.reason is not None:
                 res.reason, res.clean = interrupt.reason, False
         secure = vm.pv is not None
