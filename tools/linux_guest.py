@@ -16,6 +16,11 @@ initramfs also holds the kernel's ``uvdevice`` module, which the start-up script
 
     tools/linux_guest.py [--setup] [--release trixie]   # prints the kernel and initrd paths
     zuv run --initrd INITRD --append "console=ttysclp0" KERNEL
+
+Attestation from inside the guest (``docs/linux.md``): ``--attest REQUEST -o INITRD`` writes the guest's
+initramfs with ``guests/linux/uvattest.c`` (built static with ``s390x-linux-gnu-gcc``) and the pvattest
+request; its start-up script attests through /dev/uv and powers off. ``--response CONSOLE_LOG REQUEST -o
+RESPONSE`` turns what it printed into the response ``zuv pvattest verify`` checks.
 """
 
 from __future__ import annotations
@@ -192,10 +197,12 @@ def build_initramfs(
     rc_script: str = RC_SCRIPT,
     inittab: str = INITTAB,
     modules: dict[str, bytes] | None = None,
+    files: dict[str, tuple[int, bytes]] | None = None,
 ) -> bytes:
     """A newc cpio with /bin/busybox, /init (busybox as init), /etc/inittab, /etc/init.d/rcS and
     /dev/console (the kernel opens it for init before anything is mounted); ``modules`` (name -> .ko) go to
-    /lib/modules, and the start-up script loads each before its marker line."""
+    /lib/modules, and the start-up script loads each before its marker line; ``files`` (path -> (mode,
+    body)) are added as they are (in directories the archive has)."""
     out = bytearray()
     ino = 1
     if modules:
@@ -216,6 +223,8 @@ def build_initramfs(
     out += _cpio_entry("init", 0o120777, b"bin/busybox", ino=ino + 3)
     out += _cpio_entry("etc/inittab", 0o100644, inittab.encode(), ino=ino + 4)
     out += _cpio_entry("etc/init.d/rcS", 0o100755, rc_script.encode(), ino=ino + 5)
+    for i, (name, (mode, body)) in enumerate(sorted((files or {}).items())):
+        out += _cpio_entry(name, mode, body, ino=ino + 6 + i)
     out += _cpio_entry("TRAILER!!!", 0)
     out += b"\0" * (-len(out) % 512)
     return bytes(out)
@@ -235,6 +244,61 @@ def read_newc(data: bytes) -> dict[str, tuple[int, bytes]]:
         out[name] = (mode, data[off : off + fsize])
         off = (off + fsize + 3) & ~3
     raise GuestError("not a complete newc cpio archive")
+
+
+#: the attestation program's source (built with the s390x cross compiler, statically)
+UVATTEST_SOURCE = Path(__file__).resolve().parent.parent / "guests" / "linux" / "uvattest.c"
+
+#: run after the usual start-up (``--attest``): the attestation through /dev/uv, then power off
+ATTEST_STEPS = """echo "prot_virt_guest=$(cat /sys/firmware/uv/prot_virt_guest)"
+/bin/uvattest /request.bin
+echo "uvattest: exit $?"
+poweroff -f
+"""
+
+
+def build_uvattest(work: Path) -> bytes:
+    """``guests/linux/uvattest.c`` built as a static s390x program (``s390x-linux-gnu-gcc``)."""
+    out = work / "uvattest"
+    _run(["s390x-linux-gnu-gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out),
+          str(UVATTEST_SOURCE)])  # fmt: skip
+    _run(["s390x-linux-gnu-strip", str(out)])
+    return out.read_bytes()
+
+
+def attest_initramfs(initrd: bytes, uvattest: bytes, request: bytes) -> bytes:
+    """The guest's initramfs (its busybox and modules) with /bin/uvattest and the attestation request as
+    /request.bin; its start-up script attests after the marker line and powers the machine off."""
+    members = read_newc(initrd)
+    busybox = members.get("bin/busybox")
+    if busybox is None:
+        raise GuestError("the initramfs holds no bin/busybox")
+    modules = {n.removeprefix("lib/modules/"): m[1] for n, m in members.items() if n.endswith(".ko")}
+    files = {"bin/uvattest": (0o100755, uvattest), "request.bin": (0o100644, request)}
+    return build_initramfs(busybox[1], RC_SCRIPT + ATTEST_STEPS, modules=modules, files=files)
+
+
+def attestation_response(console: str, request: bytes) -> bytes:
+    """The pvattest exchange response for ``request`` from what uvattest printed on the guest's console
+    (its measurement, additional data and configuration UID); ``zuv pvattest verify`` checks it."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:  # (run as a script: the project's packages are beside tools/)
+        sys.path.insert(0, root)
+    from firmware.attestation import RequestFormatError, exchange_response, parse_exchange
+
+    try:
+        req = parse_exchange(request)
+    except RequestFormatError as e:
+        raise GuestError(f"the request: {e}") from None
+    found = dict(re.findall(r"uvattest: (measurement|additional|cuid) ([0-9a-f]+)", console))
+    if "measurement" not in found or "cuid" not in found:
+        m = re.search(r"uvattest: ioctl (-?\d+) rc (0x[0-9a-f]+) rrc (0x[0-9a-f]+)", console)
+        why = f"the UVC answered rc {m.group(2)} rrc {m.group(3)}" if m else "no uvattest output"
+        raise GuestError(f"no measurement in the console output: {why}")
+    add = bytes.fromhex(found["additional"]) if "additional" in found else None
+    return exchange_response(
+        req.arcb, bytes.fromhex(found["measurement"]), add, None, bytes.fromhex(found["cuid"])
+    )
 
 
 def _modules(tree: Path) -> dict[str, bytes]:
@@ -311,7 +375,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="fetch and build again")
     ap.add_argument("--release", choices=sorted(RELEASES), default=DEFAULT_RELEASE,
                     help=f"the Debian release whose kernel and busybox to take (default {DEFAULT_RELEASE})")
+    ap.add_argument("--attest", metavar="REQUEST",
+                    help="write the guest's initramfs with uvattest and this pvattest request to -o")
+    ap.add_argument("--response", nargs=2, metavar=("CONSOLE_LOG", "REQUEST"),
+                    help="write the attestation response from uvattest's console output to -o")
+    ap.add_argument("-o", "--output", help="where --attest / --response write")
     args = ap.parse_args(argv)
+    if (args.attest or args.response) and not args.output:
+        ap.error("--attest and --response need -o FILE")
+    try:
+        if args.response:
+            log, request = (Path(p).read_bytes() for p in args.response)
+            Path(args.output).write_bytes(attestation_response(log.decode(errors="replace"), request))
+            print(f"response {args.output}")
+            return 0
+        if args.attest:
+            _, initrd = build(setup=args.setup, release=args.release)
+            with tempfile.TemporaryDirectory() as tmp:
+                uvattest = build_uvattest(Path(tmp))
+            out = attest_initramfs(initrd.read_bytes(), uvattest, Path(args.attest).read_bytes())
+            Path(args.output).write_bytes(out)
+            print(f"initrd {args.output}")
+            return 0
+    except (GuestError, OSError) as e:
+        print(f"linux_guest: {e}", file=sys.stderr)
+        return 1
     if args.rebuild:
         for name in ("vmlinuz", "initrd.cpio"):
             (cache_dir(args.release) / name).unlink(missing_ok=True)
