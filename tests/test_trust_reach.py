@@ -377,3 +377,31 @@ def test_what_the_apis_public_calls_return_reaches_nothing_raw() -> None:
                 found = findings(walk({"result": result}), _secure_cpus(host))
                 assert found == {}, f"{name}.{attr}() gave {found}"
         assert {"host.page_map", "host.uv_log", "guest.state_description", "guest.sida"} <= set(called)
+
+
+def test_console_session_before_the_secure_ipl_reaches_nothing_raw() -> None:
+    """While stage3a runs as a normal guest the console's vCPU forwards to the hypervisor's hardware CPU,
+    which holds the storage object: a host-view session hands out closures and plain data only (a storage
+    object taken then would still read the secure guest's plaintext later)."""
+    from emulator.console.cli import open_session
+    from emulator.console.commands import execute
+    from emulator.hw.cpu import Cpu
+    from emulator.hypervisor.boot import DEMO_IMAGE
+
+    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    try:
+        execute(s, "stepi")
+        execute(s, "regs")
+        cpu = s.machine.cpus[0]
+        assert not s.machine.vm.vcpus[0].secure and cpu.reachable()
+        assert findings(walk({"session": s}), []) == {}
+        handed: dict[str, object] = {}
+        for name in dir(Cpu):
+            try:
+                handed[name] = getattr(cpu, name)
+            except Exception:  # noqa: BLE001 - refused (private, storage, engine, not plain data)
+                continue
+        assert "gprs" in handed and "mem" not in handed and "uc" not in handed and len(handed) > 20
+        assert findings(walk(handed), []) == {}
+    finally:
+        s.close()

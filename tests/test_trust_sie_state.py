@@ -9,6 +9,7 @@ import pytest
 from emulator.api import Host, SecureStorageAccess, _machine_of
 from emulator.attacks.referee import SECRET_WORDS
 from emulator.console.secure import owner_machine
+from emulator.console.vcpu import hardware
 from emulator.errors import HypervisorError
 from emulator.hw.cpu_handle import hardware_of
 from firmware.uv_sie import VIR_SIDA
@@ -401,7 +402,7 @@ def test_console_session_with_the_debug_capability_reaches_it() -> None:
         debug = [o for o in objs if isinstance(o, SecureDebug)]
         assert debug and debug[0] is s.machine.debug
         cpu = debug[0].hardware_cpu(s.machine.vm, 0)  # through it: the secure guest's hardware CPU
-        assert isinstance(cpu, Cpu) and cpu in hw and s.cpu.hw is cpu
+        assert isinstance(cpu, Cpu) and cpu in hw and hardware(s.machine.cpus[0]) is cpu
         with pytest.raises(AssertionError, match="hardware CPU of the secure guest"):
             _assert_nothing_secure([*objs, cpu], hw, SECRET_WORDS[:16])
     finally:

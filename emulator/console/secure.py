@@ -531,7 +531,7 @@ class SecureMachine:
             if c.state != "operating":
                 where = f" (CPU {cpu} {c.state})"
             elif c.vcpu.secure:  # the host knows no secure PSW before an interception: the SE header's
-                where = (f" at {c.pc:#x}" if c.reach() is not None else "") + (
+                where = (f" at {c.pc:#x}" if c.reachable() else "") + (
                     f" (the Ultravisor's PSW; the SD keeps the hypervisor's copy, {c.vcpu.psw[1]:#x}, until "
                     "the first interception)")
             else:

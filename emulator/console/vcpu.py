@@ -26,6 +26,27 @@ NEEDS_DEBUG: Final = ("that needs the machine's debug capability (the owner's vi
 _HOOK_DEFAULTS: Final[dict[str, Any]] = {"watch_frames": {}, "pgm_observer": None, "tlb_record": None}
 
 
+#: the key of a vCPU's hardware CPU (``hardware``): module-private, the console's own door
+_KEY: Final = object()
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True for plain data (numbers, text, bytes, None, and small containers of them): what a vCPU hands out
+    of its hardware CPU without the debug capability (no object that leads to storage or the engine)."""
+    if value is None or isinstance(value, (int, float, str, bytes)):
+        return True
+    if depth < 3 and isinstance(value, (tuple, list, set, frozenset)):
+        return all(_plain(x, depth + 1) for x in value)
+    if depth < 3 and isinstance(value, dict):
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def hardware(cpu: VcpuCpu) -> Cpu:
+    """The hardware CPU behind a console vCPU (the console's own code and tests: the machine's owner)."""
+    return cpu._hardware(_KEY)  # noqa: SLF001
+
+
 def quiet_exit(sie: SieExit) -> bool:
     """True when handling this SIE exit makes no Ultravisor call: no interception, no host program
     interruption (an import), no check stop (``PvVm.handle_exit``, ``Vm.handle_exit``)."""
@@ -51,18 +72,25 @@ class VcpuCpu:
 
     def __getattr__(self, name: str) -> Any:
         if name in _HOOK_DEFAULTS:
-            hw = self.reach()
+            hw = self._reach(_KEY)
             return getattr(hw, name) if hw is not None else self._hooks.get(name, _HOOK_DEFAULTS[name])
         if name == "breakpoints":
-            hw = self.reach()
+            hw = self._reach(_KEY)
             return hw.breakpoints if hw is not None else frozenset()
-        if name == "flush_tlb" and self.reach() is None:
+        if name == "flush_tlb" and self._reach(_KEY) is None:
             return _no_hook
         if name == "address":
             return self._v.address
         if name in ("mem", "uc") or name.startswith("_"):  # the CPU's storage and engine are the hardware's
             raise AttributeError(f"a vCPU offers no {name}: the hardware CPU's own")
-        return getattr(self.hw, name)
+        value = getattr(self._hardware(_KEY), name)
+        if self._m.debug is not None:  # the owner's view: the hardware CPU as it is
+            return value
+        if callable(value):  # a closure: no bound method's __self__ (the hardware CPU) is handed out
+            return lambda *a, **k: value(*a, **k)
+        if _plain(value):
+            return value
+        raise AttributeError(f"a vCPU offers no {name} without the machine's debug capability")
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Debugger hooks go to the hardware CPU while the console may reach it, and are kept here to be
@@ -71,39 +99,44 @@ class VcpuCpu:
         if name not in _HOOK_DEFAULTS:
             raise AttributeError(f"the console sets no {name} on a vCPU")
         self._hooks[name] = value
-        hw = self.reach()
+        hw = self._reach(_KEY)
         if hw is not None:
             setattr(hw, name, value)
 
-    def reach(self) -> Cpu | None:
+    def _reach(self, key: object) -> Cpu | None:
         """The hardware CPU when the console may reach it (a normal vCPU's; a secure vCPU's only through the
-        machine's debug capability), else None."""
+        machine's debug capability), else None (``key``: the module's)."""
         if self._v.secure and self._m.debug is None:
             return None
-        return self.hw
+        return self._hardware(key)
+
+    def reachable(self) -> bool:
+        """True when the console may reach the hardware CPU (hooks, breakpoints, its own registers)."""
+        return not (self._v.secure and self._m.debug is None)
 
     def set_breakpoints(self, addrs: set[int]) -> None:
         """The hardware CPU's breakpoints (when the console may reach it; ``SecureMachine.set_breakpoints``
         decides which set each vCPU gets)."""
-        hw = self.reach()
+        hw = self._reach(_KEY)
         if hw is not None:
             hw.set_breakpoints(addrs)
 
     def place_hooks(self) -> None:
         """Put the hooks the console set on the hardware CPU it now reaches (the vCPU changed hands: the
         Ultravisor dropped the host's hooks when it adopted the CPU at the secure IPL)."""
-        hw = self.reach()
+        hw = self._reach(_KEY)
         if hw is None:
             return
         for name, value in self._hooks.items():
             setattr(hw, name, value)
         hw.flush_tlb()
 
-    @property
-    def hw(self) -> Cpu:
+    def _hardware(self, key: object) -> Cpu:
         """The hardware CPU: a normal vCPU's is the hypervisor's (``Vcpu.cpu``); a secure vCPU's is the
         Ultravisor's, reached only through the machine's debug capability (``SecureMachine.grant_debug``).
-        Nothing is kept: the console holds no reference to it."""
+        Nothing is kept: the console holds no reference to it. ``key``: the module's (``hardware``)."""
+        if key is not _KEY:
+            raise ConsoleError(f"the hardware CPU of vCPU {self._v.address} is the machine's, not the host's")
         v = self._v
         if not v.secure:
             return hardware_of(v.cpu)  # the console is the machine's owner: it opens the hypervisor's handle
@@ -173,37 +206,37 @@ class VcpuCpu:
     def prefix(self) -> int:
         """The prefix register."""
         s = self._secure()
-        return s.prefix if s is not None else self.hw.prefix
+        return s.prefix if s is not None else self._hardware(_KEY).prefix
 
     def gpr(self, i: int) -> int:
         """General register ``i``."""
         s = self._secure()
-        return s.gprs[i] if s is not None else self.hw.gpr(i)
+        return s.gprs[i] if s is not None else self._hardware(_KEY).gpr(i)
 
     def gprs(self) -> list[int]:
         """The 16 general registers."""
         s = self._secure()
-        return list(s.gprs) if s is not None else self.hw.gprs()
+        return list(s.gprs) if s is not None else self._hardware(_KEY).gprs()
 
     def cr(self, i: int) -> int:
         """Control register ``i``."""
         s = self._secure()
-        return s.crs[i] if s is not None else self.hw.cr(i)
+        return s.crs[i] if s is not None else self._hardware(_KEY).cr(i)
 
     def ar(self, i: int) -> int:
         """Access register ``i``."""
         s = self._secure()
-        return s.ars[i] if s is not None else self.hw.ar(i)
+        return s.ars[i] if s is not None else self._hardware(_KEY).ar(i)
 
     def fpr(self, i: int) -> int:
         """Floating-point register ``i``."""
         s = self._secure()
-        return s.fprs[i] if s is not None else self.hw.fpr(i)
+        return s.fprs[i] if s is not None else self._hardware(_KEY).fpr(i)
 
     def fpc(self) -> int:
         """The floating-point control register."""
         s = self._secure()
-        return s.fpc if s is not None else self.hw.fpc()
+        return s.fpc if s is not None else self._hardware(_KEY).fpc()
 
     def wrap(self, addr: int) -> int:
         """Wrap an address to the vCPU's addressing mode."""
