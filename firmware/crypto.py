@@ -26,12 +26,16 @@ depends on a secret (a GCM tag) collapses into one :class:`CryptoError` without 
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import hmac as _hmac
 import os
 import threading
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
@@ -83,6 +87,8 @@ __all__ = [
     "public_key_to_pem",
     "public_key_from_pem",
     "certificate_public_key",
+    "EvpXts",
+    "evp_xts",
 ]
 
 #: Order n of the NIST P-521 base point.
@@ -462,6 +468,129 @@ def aes_xts_encrypt(key: Secret | bytes, tweak: bytes, plaintext: bytes) -> byte
 def aes_xts_decrypt(key: Secret | bytes, tweak: bytes, ciphertext: bytes) -> bytes:
     """AES-256-XTS decryption of one data unit with a 16-byte tweak."""
     return _xts(key, tweak, ciphertext, False)
+
+
+# ------------------------------------------------------------------------- XTS through libcrypto's EVP
+
+
+@functools.cache
+def _libcrypto() -> Any:
+    """OpenSSL's libcrypto with the EVP cipher functions typed, or None where it cannot be loaded."""
+    path = ctypes.util.find_library("crypto")
+    if path is None:
+        return None
+    try:
+        lib = ctypes.PyDLL(path)  # the GIL stays held: a call lasts about a microsecond
+        lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
+        lib.EVP_CIPHER_CTX_free.argtypes = (ctypes.c_void_p,)
+        lib.EVP_CIPHER_CTX_free.restype = None
+        lib.EVP_aes_256_xts.restype = ctypes.c_void_p
+        lib.EVP_CipherInit_ex.restype = ctypes.c_int
+        lib.EVP_CipherUpdate.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+class EvpXts:
+    """AES-256-XTS of many data units under one key, through libcrypto's EVP interface: one context per
+    direction, keyed once; each unit only sets its 16-byte tweak (``EVP_CipherInit_ex`` keeps the key) and
+    runs one update. ~1.2 us per 4 KiB page, against ~1.7 us through ``cryptography``'s binding, whose
+    context per unit costs four ABC ``isinstance`` checks and two property reads in Python. Not for
+    concurrent use. Made by :func:`evp_xts`; callers compare it with ``cryptography`` before trusting it
+    (``uv_storage.XtsKey``). The contexts are freed (and cleansed by OpenSSL) with the object.
+    """
+
+    __slots__ = ("_init", "_update", "_enc", "_dec", "_out", "_outl", "_outl_ref", "__weakref__")
+
+    def __init__(self, lib: Any, key: bytes) -> None:
+        self._init, self._update = lib.EVP_CipherInit_ex, lib.EVP_CipherUpdate
+        cipher = ctypes.c_void_p(lib.EVP_aes_256_xts())
+        ctxs = []
+        for enc in (1, 0):
+            ctx = lib.EVP_CIPHER_CTX_new()
+            if not ctx:
+                raise CryptoError("libcrypto: no cipher context")
+            weakref.finalize(self, lib.EVP_CIPHER_CTX_free, ctx)
+            if self._init(ctypes.c_void_p(ctx), cipher, None, bytes(key), bytes(16), enc) != 1:
+                raise CryptoError("invalid AES-256-XTS key")  # OpenSSL refuses equal halves
+            ctxs.append(ctypes.c_void_p(ctx))
+        self._enc, self._dec = ctxs
+        self._out = ctypes.create_string_buffer(4096)
+        self._outl = ctypes.c_int()
+        self._outl_ref = ctypes.byref(self._outl)
+
+    def _run(self, ctx: ctypes.c_void_p, tweak: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        if len(tweak) != 16:
+            raise CryptoError("XTS tweak must be 16 bytes")
+        n = len(data)
+        if n < 16:
+            raise CryptoError("XTS data must be at least 16 bytes")
+        out = self._out if n <= len(self._out) else ctypes.create_string_buffer(n)
+        if (
+            self._init(ctx, None, None, None, tweak, -1) != 1
+            or self._update(ctx, out, self._outl_ref, bytes(data), n) != 1
+            or self._outl.value != n
+        ):
+            raise CryptoError("libcrypto AES-256-XTS failed")
+        return out.raw[:n]
+
+    # ``encrypt`` and ``decrypt`` run a 4 KiB page with its 16-byte tweak inline (the Ultravisor's
+    # every export, import and Unpack) and leave every other unit to ``_run``'s checks.
+
+    def encrypt(self, tweak: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        """One data unit encrypted with the 16-byte ``tweak``."""
+        if len(data) != 4096 or len(tweak) != 16:
+            return self._run(self._enc, tweak, data)
+        out = self._out
+        if type(data) is not bytes:
+            data = bytes(data)
+        if (
+            self._init(self._enc, None, None, None, tweak, -1) != 1
+            or self._update(self._enc, out, self._outl_ref, data, 4096) != 1
+            or self._outl.value != 4096
+        ):
+            raise CryptoError("libcrypto AES-256-XTS failed")
+        return out.raw
+
+    def decrypt(self, tweak: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        """One data unit decrypted with the 16-byte ``tweak``."""
+        if len(data) != 4096 or len(tweak) != 16:
+            return self._run(self._dec, tweak, data)
+        out = self._out
+        if type(data) is not bytes:
+            data = bytes(data)
+        if (
+            self._init(self._dec, None, None, None, tweak, -1) != 1
+            or self._update(self._dec, out, self._outl_ref, data, 4096) != 1
+            or self._outl.value != 4096
+        ):
+            raise CryptoError("libcrypto AES-256-XTS failed")
+        return out.raw
+
+    def decrypt_at(self, tweak: bytes, address: int) -> None:
+        """Decrypt the 4 KiB page at process ``address`` in place (an Unpack page in storage: no copy out
+        and back). The caller owns the page and tells whoever watches storage that it changed."""
+        if len(tweak) != 16:
+            raise CryptoError("XTS tweak must be 16 bytes")
+        page = ctypes.c_void_p(address)
+        if (
+            self._init(self._dec, None, None, None, tweak, -1) != 1
+            or self._update(self._dec, page, self._outl_ref, page, 4096) != 1
+            or self._outl.value != 4096
+        ):
+            raise CryptoError("libcrypto AES-256-XTS failed")
+
+
+def evp_xts(key: bytes) -> EvpXts | None:
+    """An :class:`EvpXts` for the 64-byte ``key``, or None where libcrypto is missing or refuses it."""
+    lib = _libcrypto()
+    if lib is None or len(key) != XTS_KEY_SIZE:
+        return None
+    try:
+        return EvpXts(lib, key)
+    except (CryptoError, AttributeError, OSError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------- PEM

@@ -94,6 +94,12 @@ class UnpackMeasurement:
             return bytes(self._header.decrypt_page(tweak, bytes(stored_page)))
         return self._key.decrypt(tweak, stored_page)
 
+    def decrypt_page_in_place(self, tweak: bytes, address: int) -> bool:
+        """Decrypt the stored page at process ``address`` in place with the header's XTS key: True when done
+        (the key's libcrypto shortcut), False when nothing was done (then ``decrypt_page`` serves)."""
+        key = self._key
+        return self._encrypted and key is not None and key.decrypt_in_place(tweak, address)
+
     @property
     def pld(self) -> bytes:
         """Page-list digest so far."""
@@ -146,13 +152,18 @@ def unpack_page(uv: Ultravisor, cfg: SecureConfig, frame: int, gaddr: int, tweak
     stored = uv.mem.buffer()[addr : addr + PAGE_SIZE]  # the frame is inside memory: the gmap walk said so
     tweak = _TWEAK.pack(tweak0 & 0xFFFFFFFFFFFFFFFF, tweak1 & 0xFFFFFFFFFFFFFFFF)
     m: UnpackMeasurement = cfg.unpack
-    m.add_page(gaddr, tweak, stored)
+    m.add_page(gaddr, tweak, stored)  # (copied: the decryption may overwrite the page now)
+    mem = uv.mem
+    keys = mem.keys
+    if m.decrypt_page_in_place(tweak, mem.address + addr):
+        mem.invalidate_code(addr, addr + PAGE_SIZE)  # what ``write`` tells the CPUs
+        keys[frame] |= KEY_R | KEY_C
+        return
     plain = m.decrypt_page(tweak, stored)
-    keys = uv.mem.keys
     if plain is None:  # PCF bit 35 (components not encrypted): the page stays as stored
         keys[frame] |= KEY_R
     else:
-        uv.mem.write(addr, plain)
+        mem.write(addr, plain)
         keys[frame] |= KEY_R | KEY_C  # the frame's key records the UV's fetch and store as any access
 
 
