@@ -380,7 +380,8 @@ class PvSieEngine:
         """True if every page of the SIDA the SD designates is storage the host may touch (the engine
         copies instruction data into it for the host: a secure page there would hand the host plaintext)."""
         mem = self.uv.mem
-        addr, size = sd.sida_origin, sd.sida_size
+        sidad = sd.sidad  # (``sida_origin`` and ``sida_size`` from one field read)
+        addr, size = sidad & ~0xFFF, ((sidad & 0xFF) + 1) << 12
         if addr + size > mem.size:
             return False
         if size == 0x1000:  # the common one-page SIDA: access.may_access written out
@@ -550,10 +551,11 @@ class PvSieEngine:
         scpu.crs = crs
         prefix = scpu.prefix = cpu.prefix
         ckc = scpu.ckc = cpu.ckc
-        cputm = scpu.cputm = cpu.cpu_timer & _MASK64
+        now = cpu.tod()  # one reading for the timer and the exit's time
+        cputm = scpu.cputm = cpu.cpu_timer_at(now) & _MASK64
         scpu.todpr = cpu.tod_programmable
         self._loaded[scpu.handle] = (cpu, psw, gprs, crs)
-        self._left[scpu.handle] = (cputm, cpu.tod())
+        self._left[scpu.handle] = (cputm, now)
         sd = page.sie_block
         sd.psw_mask = mask
         sd.psw_addr = addr

@@ -502,6 +502,12 @@ class Registers(InterruptDelivery):
             return self._cpu_timer
         return self._cpu_timer - (self.clock.now() - self._cpu_timer_set_at)
 
+    def cpu_timer_at(self, tod: int) -> int:
+        """``cpu_timer`` when the TOD clock reads ``tod`` (a value of ``tod()`` the caller read already)."""
+        if self._state != OPERATING:
+            return self._cpu_timer
+        return self._cpu_timer - (tod - self._cpu_timer_set_at)
+
     def set_cpu_timer(self, value: int) -> None:
         """Set the CPU timer (SPT)."""
         value &= 0xFFFFFFFFFFFFFFFF
