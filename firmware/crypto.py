@@ -1,6 +1,8 @@
 """Cryptography of the Ultravisor and its tools (spec 8.6, 9, 10.4, 11.2).
 
-This is the only firmware module importing `cryptography`.
+This is the firmware's crypto module: `cryptography` (which `uv_storage`'s per-page sealing also uses
+directly) and, for the Ultravisor's per-page AES-XTS, OpenSSL's libcrypto through its EVP interface
+(:class:`EvpXts`, the one firmware use of libcrypto).
 
 Everything here is a thin, typed layer over `cryptography` with the conventions of the
 Secure Execution architecture built in:
