@@ -324,9 +324,10 @@ def _breaks(s: Session, args: list[str]) -> Output:
 
 def _secure_cpu_hidden(s: Session) -> Output | None:
     if s.view == "host" and s.is_secure():
+        how = "view owner" if s.debug_secure else "debug secure on, then view owner,"
         out = Output().text(
             f"CPU {s.cpu_address} runs a secure guest: its registers are held by the Ultravisor;\n"
-            "the host sees only the SIE state description (view owner to see them)",
+            f"the host sees only the SIE state description ({how} to see them)",
             "trap",
         )
         host_state = getattr(s.machine, "host_state", None)
