@@ -337,6 +337,10 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         self._want_flush = False
         self._armed = 0.0
         self._probe: tuple[int, bool] | None = None
+        #: a fill of this run asked unicorn to stop (``TlbFill._fill``); ``_fill_retry``: a data fill was
+        #: refused for it, so the instruction starts again after the stop (``TlbFill._fill_hook``)
+        self._stop_asked = False
+        self._fill_retry = False
         #: the address a watched step runs from: its fills register no unicorn exit there (-1: none)
         self._step_at = -1
         #: the page before a block whose first instruction faults while it is translated (``_phantom_fill``)
@@ -576,9 +580,14 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             pc_arg.value = pc
             if counted:
                 limit_arg.value = limit
+            self._stop_asked = False
             status = _uc_emu_start(self._h, pc_arg, _UNTIL_C, _ZERO_U64_C, limit_arg)
             self._owed = False
             err = UcError(status) if status else None
+            if self._fill_retry:  # a data fill refused for a stop it asked for: the instruction restarts
+                self._fill_retry = False
+                if err is not None and err.errno == UC_ERR_EXCEPTION and self._fault is None:
+                    err = None
             if uc._hook_exception is not None:  # noqa: SLF001 - a bug in a hook: show it, not the refusal
                 raise uc._hook_exception from None  # noqa: SLF001 - it caused
             self._mask_c = self._pc_c = None  # _stale(), inline

@@ -85,11 +85,13 @@ class SingleSteps:
         try:
             # unicorn counts an EXECUTE and its target apart: one step is both
             count = 0 if after >= 0 else 2 if self._is_execute(pc) else 1
+            self._stop_asked = False
             uc.emu_start(pc, 0xFFFFFFFFFFFFFFFF, 0, count)
             err = None
         except UcError as e:
-            err = e
+            err = None if self._fill_retry and self._fault is None else e  # (refused for a stop: runs again)
         finally:
+            self._fill_retry = False
             self._stale()
             undone = self._drop_pending_execute()  # stopped between an EXECUTE and its target: not run
             uc.hook_del(hook)

@@ -93,6 +93,8 @@ class TlbFill(TrapDispatch):
         _want_flush: bool
         _flushed_at: float
         _probe: tuple[int, bool] | None
+        _stop_asked: bool
+        _fill_retry: bool
         _cpu_state: int | None
         _step_at: int
         _phantom: int | None
@@ -254,7 +256,16 @@ class TlbFill(TrapDispatch):
     def _fill_hook(self, _handle: int, vaddr: int, access: int, entry: int, _ud: int) -> bool:
         """The engine's TLB fill callback: ``entry`` is the address of unicorn's ``uc_tlb_entry``."""
         try:
-            return self._fill(self.uc, vaddr, access, _TlbEntry.from_address(entry), None)
+            granted = self._fill(self.uc, vaddr, access, _TlbEntry.from_address(entry), None)
+            if granted and self._stop_asked and access != 18:
+                # unicorn rolled the PSW address back to this access's instruction before the fill, and
+                # the stop this fill asked for ended the run with it there once the access had completed:
+                # the instruction ran twice (a pointer-chasing load went two links). Refused, the
+                # instruction starts again after the stop (``Cpu._run`` drops the error)
+                self._fill_retry = True
+                self._fills -= 1
+                return False
+            return granted
         except BaseException as e:  # noqa: BLE001 - handed to emu_start, as the binding's hooks do
             uc = self.uc
             if uc._hook_exception is None:  # noqa: SLF001
@@ -274,6 +285,7 @@ class TlbFill(TrapDispatch):
             # a working set larger than the TLB would otherwise miss into Python forever
             self._tlb_size *= 2
             self._want_flush = True
+            self._stop_asked = True
             uc.emu_stop()
         write = access == 17
         fetch = access == 18
