@@ -134,7 +134,14 @@ def _serve_gdb(m: object, args: argparse.Namespace) -> int:
 def cmd_boot(args: argparse.Namespace) -> int:
     """``zuv boot``: boot a Secure Execution image on an emulated machine; show the host's read attempt."""
     from emulator.console.secure import is_se_image
-    from emulator.hypervisor.boot import DEMO_IMAGE, BootInterrupt, SecureHost, TrapReport, boot
+    from emulator.hypervisor.boot import (
+        DEMO_IMAGE,
+        BootInterrupt,
+        SecureHost,
+        TrapReport,
+        boot,
+        host_memory_for,
+    )
 
     image = args.image or str(DEMO_IMAGE)
     try:
@@ -144,7 +151,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         print(f"zuv: {image}: cannot read: {e.strerror or e}", file=sys.stderr)
         return 2
     secure = is_se_image(image)
-    host = SecureHost(args.machine, deterministic=args.deterministic)
+    host = SecureHost(args.machine, memory=host_memory_for(args.memory), deterministic=args.deterministic)
     kind = "Secure Execution" if secure else "not a Secure Execution image: a normal guest of the hypervisor"
     print(f"zuv: booting {image} on the emulated machine {host.name} ({kind})", file=sys.stderr)
 

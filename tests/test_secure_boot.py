@@ -203,3 +203,31 @@ def test_zuv_boot_of_a_truncated_image_says_so_in_one_line(tmp_path):
         "metadata at 0xc000 or genprotimg 2.35's IPL parameter block at 0x13000"
     )
     assert "Traceback" not in r.stderr
+
+
+def test_a_secure_guest_of_more_than_2_gib_runs_through_a_region_third_gmap():
+    """Secure Execution has no 2 GiB limit (the Ultravisor takes any guest size up to its maximum guest
+    address and walks whatever ASCE the host gives): a 3 GiB guest gets a region-third table over two
+    segment tables, boots, and a page above 2 GiB is made secure through it (the host then cannot read it)."""
+    from emulator.errors import SecureStorageAccess
+    from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
+
+    host = SecureHost("zuv-demo", seed=11)
+    vm = host.hv.create_vm(3 << 30)
+    try:
+        vm.add_device(ConsoleDevice(vm._console_write))
+        vm.add_device(BlockDevice())
+        vm.load(str(DEMO_IMAGE))
+        r = vm.run(time_limit=30, stop_when=lambda: b"secret page at" in vm.console)
+        assert r.reason == "stop condition met" and vm.pv is not None
+        assert vm.pv.asce & 0xC == 0x4  # designation type: region-third table
+        high = (5 << 29) + 0x3000  # 2.5 GiB: the second segment table's
+        assert vm.pv.import_page(high).ok
+        with pytest.raises(SecureStorageAccess):
+            host.hv.host.read(vm.mso + high, 8)
+        assert not vm.pv.import_page(3 << 30).ok  # beyond the guest's storage: no mapping
+        r = vm.run(time_limit=30)
+        assert r.clean and b"secret intact: yes" in vm.console
+    finally:
+        vm.destroy()
+

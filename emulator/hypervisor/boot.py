@@ -29,12 +29,18 @@ from emulator.hypervisor.pv_ipl import ProtectFailure
 from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
 __all__ = ["SecureHost", "BootInterrupt", "BootResult", "TrapReport", "boot", "load_image",
-           "build_demo_image", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]  # fmt: skip
+           "build_demo_image", "host_memory_for", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]  # fmt: skip
 
 #: Host memory of the emulated machine: the Ultravisor's base storage must lie above 2 GiB (4.1); an
 #: anonymous mapping costs only the pages touched.
 HOST_MEMORY: Final = 4 << 30
 GUEST_MEMORY: Final = 128 * MIB
+
+
+def host_memory_for(guest_memory: int) -> int:
+    """Host memory for a guest of ``guest_memory`` bytes: ``HOST_MEMORY``, or the guest's size and 1 GiB
+    for the host's own (the Ultravisor's storage, the gmap, donated storage), in whole GiB."""
+    return max(HOST_MEMORY, ((guest_memory + (1 << 30) - 1) >> 30 << 30) + (1 << 30))
 _IMAGES: Final = Path(__file__).resolve().parents[2] / "guests" / "images"
 #: The bundled secure demo image: ``guests/images/secure_demo.elf`` as an SE image for the bundled machine
 #: zuv-demo, made reproducible by a fixed seed (``build_demo_image`` rebuilds it byte for byte).

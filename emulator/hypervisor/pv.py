@@ -86,8 +86,16 @@ CPU_STATE_OPR_LOAD: Final = 5
 
 MAX_HEADER: Final = 2 * PAGE_SIZE
 _SEG_INVALID: Final = 0x20
+_REGION_INVALID: Final = 0x20
 _PTE_INVALID: Final = 0x400
 _ASCE_P: Final = 0x100
+#: designation types (ASCE bits 60-61, a region entry's TT), table lengths (bits 62-63: 4 pages)
+_DT_SEGMENT: Final = 0x0
+_DT_REGION3: Final = 0x4
+_TL_FULL: Final = 0x3
+#: the guest storage one region-third table maps (2048 segment tables of 2 GiB); KVM's gmap grows further
+_GMAP_LIMIT: Final = 1 << 42
+_SEGS_PER_TABLE: Final = 2048
 #: intercept-count names of DIAG notifications, by DIAG code (made once each)
 _NOTIFY_NAMES: dict[int, str] = {}
 
@@ -161,8 +169,8 @@ class PvVm:
         hv = vm.hv
         if hv.ultravisor is None:
             raise PvError(KVM_PV_ENABLE, "this machine has no Ultravisor")
-        if vm.memory_size > 1 << 31:
-            raise PvError(KVM_PV_ENABLE, "secure guests of zuv have at most 2 GiB (one segment table)")
+        if vm.memory_size > _GMAP_LIMIT:
+            raise PvError(KVM_PV_ENABLE, "secure guests of zuv have at most 4 TiB (one region-third table)")
         self.vm = vm
         self.hv = hv
         self.host = hv.pv_host()
@@ -190,7 +198,9 @@ class PvVm:
     def _arena(self) -> HostArena:
         q = self.host.query
         size = self.vm.memory_size
-        need = 0x4000 + (size >> 20) * 0x800 + q.conf_base_phys_stor_len + q.conf_base_phys_stor_len
+        tables = -(-(size >> 20) // _SEGS_PER_TABLE)  # segment tables of the gmap
+        need = (tables + 1) * 0x8000 + (size >> 20) * 0x800 + q.conf_base_phys_stor_len
+        need += q.conf_base_phys_stor_len
         need += self.hv.ultravisor.query.var_stor_len(size) + 0x4000 + 2 * PAGE_SIZE
         need += len(self.vm.vcpus) * (q.cpu_stor_len + 2 * PAGE_SIZE)
         need = (need + (1 << 20) - 1) & ~((1 << 20) - 1)
@@ -199,18 +209,31 @@ class PvVm:
         return HostArena(start, start + need)
 
     def _build_gmap(self, arena: HostArena) -> int:
-        """Segment and page tables mapping guest absolute A to host mso + A (KVM's gmap); returns the ASCE."""
+        """DAT tables mapping guest absolute A to host mso + A (KVM's gmap); returns the ASCE: a segment
+        table for up to 2 GiB, else a region-third table over one segment table per 2 GiB (as KVM's
+        ``gmap_create`` picks the ASCE type by the guest's size)."""
         view = self.hv.host
-        st = arena.alloc(0x4000, 0x4000)
         n_seg = self.vm.memory_size >> 20
-        segs = []
-        for sx in range(n_seg):
-            pt = arena.alloc(0x800, 0x800)
-            base = self.vm.mso + (sx << 20)
-            view.write(pt, struct.pack(">256Q", *range(base, base + (1 << 20), PAGE_SIZE)))
-            segs.append(pt)
-        view.write(st, struct.pack(f">{n_seg}Q", *segs) + struct.pack(">Q", _SEG_INVALID) * (2048 - n_seg))
-        return st | _ASCE_P | 0x3
+        seg_tables = []
+        for first in range(0, n_seg, _SEGS_PER_TABLE):
+            st = arena.alloc(0x4000, 0x4000)
+            segs = []
+            for sx in range(first, min(first + _SEGS_PER_TABLE, n_seg)):
+                pt = arena.alloc(0x800, 0x800)
+                base = self.vm.mso + (sx << 20)
+                view.write(pt, struct.pack(">256Q", *range(base, base + (1 << 20), PAGE_SIZE)))
+                segs.append(pt)
+            pad = _SEGS_PER_TABLE - len(segs)
+            view.write(st, struct.pack(f">{len(segs)}Q", *segs) + struct.pack(">Q", _SEG_INVALID) * pad)
+            seg_tables.append(st)
+        if len(seg_tables) == 1:
+            return seg_tables[0] | _ASCE_P | _DT_SEGMENT | _TL_FULL
+        r3 = arena.alloc(0x4000, 0x4000)
+        entries = [st | _DT_REGION3 | _TL_FULL for st in seg_tables]
+        pad = _SEGS_PER_TABLE - len(entries)
+        view.write(r3, struct.pack(f">{len(entries)}Q", *entries)
+                   + struct.pack(">Q", _REGION_INVALID | _DT_REGION3) * pad)  # fmt: skip
+        return r3 | _ASCE_P | _DT_REGION3 | _TL_FULL
 
     def enable(self) -> None:
         """KVM_PV_ENABLE: Create Secure Configuration and a secure CPU per vCPU; rolls back on failure."""
