@@ -88,56 +88,17 @@ from emulator.hw.sie import (
     SiePage,
 )
 
+from firmware.uv_sie_codes import (DUMMY_SCCB, SIGP_SET_PREFIX, VIR_ASCE, VIR_CONCURRENT, VIR_CONFIG_HANDLE,
+                                   VIR_CPU_HANDLE, VIR_CPU_TIMER, VIR_FORMAT, VIR_INJECT_DISABLED,
+                                   VIR_INJECT_INVALID, VIR_NAMES, VIR_NOT_OPERATING, VIR_SD_ORIGIN, VIR_SIDA,
+                                   set_prefix_target)  # fmt: skip
+
 if TYPE_CHECKING:
     from firmware.uv import SecureCpu, Ultravisor
 
-__all__ = [
-    "PvSieEngine",
-    "DUMMY_SCCB",
-    "VIR_CONFIG_HANDLE",
-    "VIR_CPU_HANDLE",
-    "VIR_NOT_OPERATING",
-    "VIR_INJECT_DISABLED",
-    "VIR_INJECT_INVALID",
-    "VIR_FORMAT",
-    "VIR_CONCURRENT",
-    "VIR_ASCE",
-    "VIR_CPU_TIMER",
-    "VIR_SIDA",
-    "VIR_NAMES",
-]
-
-#: The page of the SCCB address the host sees (and names in the service-signal parameter); the UV substitutes
-#: the real address when it injects the service signal.
-DUMMY_SCCB: Final = 0x43000
-
-# Validity-interception reason codes (VIR = ipb >> 16). The public sources give only the 0x20xx range
-# (7.4); the individual values are zuv's (docs/hypervisor.md).
-VIR_FORMAT: Final = 0x2001
-VIR_CONFIG_HANDLE: Final = 0x2002
-VIR_CPU_HANDLE: Final = 0x2003
-VIR_NOT_OPERATING: Final = 0x2004
-VIR_INJECT_DISABLED: Final = 0x2005
-VIR_INJECT_INVALID: Final = 0x2006
-VIR_CONCURRENT: Final = 0x2007
-VIR_ASCE: Final = 0x2008
-VIR_CPU_TIMER: Final = 0x2009
-VIR_SIDA: Final = 0x200A
-VIR_SD_ORIGIN: Final = 0x200B
-
-VIR_NAMES: Final = {
-    VIR_FORMAT: "state description is not format 4 / secure CPU entered with a normal SD",
-    VIR_CONFIG_HANDLE: "configuration handle does not name the CPU's configuration",
-    VIR_CPU_HANDLE: "CPU handle is not a secure CPU",
-    VIR_NOT_OPERATING: "secure CPU is not operating (stopped, check-stopped or reset protocol incomplete)",
-    VIR_INJECT_DISABLED: "injected interruption class is disabled in the guest",
-    VIR_INJECT_INVALID: "program-interruption injection without an intercepted instruction to complete",
-    VIR_CONCURRENT: "secure CPU entered on two host CPUs at once",
-    VIR_ASCE: "CR1 at SIE entry is not the ASCE given at Create Secure Configuration",
-    VIR_CPU_TIMER: "CPU timer raised, or lowered by more than the time spent outside SIE",
-    VIR_SD_ORIGIN: "SIE entered through another page than the state description given at Create Secure CPU",
-    VIR_SIDA: "the SIDA is not host storage",
-}
+__all__ = ["PvSieEngine", "DUMMY_SCCB", "VIR_CONFIG_HANDLE", "VIR_CPU_HANDLE", "VIR_NOT_OPERATING",
+           "VIR_INJECT_DISABLED", "VIR_INJECT_INVALID", "VIR_FORMAT", "VIR_CONCURRENT", "VIR_ASCE",
+           "VIR_CPU_TIMER", "VIR_SIDA", "VIR_NAMES"]  # the codes re-exported from ``uv_sie_codes``
 
 _EXT_SUBCLASS: Final = {0x2401: 1 << 9, 0x1201: 1 << 14, 0x1202: 1 << 13, 0x1004: 1 << 11, 0x1005: 1 << 10}
 _U64: Final = struct.Struct(">Q")
@@ -358,7 +319,9 @@ class PvSieEngine:
             vir = VIR_SD_ORIGIN
         elif asce is not None and asce != cfg.asce:
             vir = VIR_ASCE
-        elif scpu.state != 1 or not scpu.psw_loaded:  # CPU_STATE_OPR with its PSW loaded
+        elif scpu.state != 1 or not (scpu.psw_loaded or sd.iictl == IICTL_RESTART):
+            # CPU_STATE_OPR with its PSW loaded, or a CPU started by a restart (SIGP RESTART of a CPU the
+            # guest brought up: the restart new PSW of its lowcore is its first)
             vir = VIR_NOT_OPERATING
         elif not self._sida_host_storage(sd):
             vir = VIR_SIDA
@@ -425,6 +388,12 @@ class PvSieEngine:
         ):
             self._load(cpu, scpu)
         cpu.state = OPERATING
+        # 0. both prefix pages must be secure before the CPU runs or anything is stored into its lowcore (an
+        # injection's PSW swap, a completion): the intercepted instruction and the injection stay pending
+        if not self.uv.prefix_secure(cfg.handle, cpu.prefix):
+            self._save(cpu, page, scpu)
+            sd.icptcode = ICPT_PV_PREF
+            return SieExit(ICPT_PV_PREF)
         # 1 and 2 store into the guest's storage outside the CPU's run: under its run lock, so that no UV
         # command takes a page away meanwhile (no Ultravisor call is made inside)
         with cpu.exclusive():
@@ -454,12 +423,7 @@ class PvSieEngine:
                 if vir:
                     self._save(cpu, page, scpu)
                     return self._validity(page, vir)
-        # 3. both prefix pages must be secure before the CPU may run
-        if not self.uv.prefix_secure(cfg.handle, cpu.prefix):
-            self._save(cpu, page, scpu)
-            sd.icptcode = ICPT_PV_PREF
-            return SieExit(ICPT_PV_PREF)
-        # 4. run. A completed instruction is the entry's first of ``count`` (a debugger's step of one ends
+        # 3. run. A completed instruction is the entry's first of ``count`` (a debugger's step of one ends
         # with it: the guest moved one instruction, as the step says)
         if completed and count:
             cpu.insn_count += 1
@@ -617,6 +581,7 @@ class PvSieEngine:
             cpu.swap_psw(LC_MCK_OLD, LC_MCK_NEW)
         elif iictl == IICTL_RESTART:
             cpu.swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
+            scpu.psw_loaded = True
         else:
             return VIR_INJECT_INVALID
         sd.iictl = IICTL_NONE
@@ -738,13 +703,34 @@ class PvSieEngine:
         if name == "SIGP":
             r1, r3 = insn.r1, insn.r3
             regs[2], regs[3], regs[4] = cpu.gpr(r1), cpu.gpr(r1 | 1), cpu.gpr(r3)
-            regs[5] = insn.address() & 0xFF
+            order = regs[5] = insn.address() & 0xFF
+            if order == SIGP_SET_PREFIX:
+                try:
+                    return self._sigp_set_prefix(cpu, page, scpu, insn, regs[4] & 0xFFFF, regs[3])
+                except LookupError:
+                    pass  # no such secure CPU: the host's answer
             return self._pv_instr(page, scpu, _Pending(insn, "sigp", r1, r3), 0xAE24, 0x50000000)
         if name == "SIE":
             raise ProgramException(0x01, why="SIE is not available to a secure guest")
         # channel-subsystem instructions: the subsystem-identification word only
         regs[1] = cpu.gpr(1)
         return self._pv_instr(page, scpu, _Pending(insn, "io"), insn.opcode & 0xFFFF, 0)
+
+    def _sigp_set_prefix(
+        self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn, target_num: int, param: int
+    ) -> SieExit | None:
+        """SIGP SET PREFIX between secure CPUs, performed here (``uv_sie_codes.set_prefix_target``); a
+        refusal stores its status (cc 1) and stays in SIE, a new prefix is told the host with a
+        notification (0x6C, the normalised SIGP text). Raises ``LookupError`` when the address names no
+        secure CPU of the configuration: the host answers then (cc 3)."""
+        target, status = set_prefix_target(scpu.config, target_num, param)
+        if status:
+            cpu.set_gpr(insn.r1, (cpu.gpr(insn.r1) & ~0xFFFFFFFF) | status)
+            insn.finish(1)
+            return None
+        self._loaded.pop(target.handle, None)  # its next entry loads the record, the new prefix with it
+        insn.finish(0)
+        return self._notify(page, insn, 0xAE24, 0x50000000, done=False)
 
     def _uvc(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn) -> SieExit | None:
         from firmware.uv import UvCaller

@@ -129,8 +129,9 @@ def test_pv_runs_boot_the_suites_pv_images_and_are_reported_apart(tmp_path):
     uv_host = conformance.parse_cfg(CFG)[2]
     image = conformance.pv_image(tmp_path, uv_host.file)
     assert image == tmp_path / "s390x" / "uv-host.pv.bin"
-    cmd = conformance.pv_command(uv_host.memory_mib, uv_host.timeout, image)
-    assert cmd[cmd.index("boot") + 1:] == ["--memory", "2200M", "--time-limit", "90.0", "--no-attack", str(image)]
+    cmd = conformance.pv_command(uv_host.memory_mib, uv_host.timeout, image, uv_host.cpus)
+    assert cmd[cmd.index("boot") + 1:] == ["--memory", "2200M", "--cpus", "2", "--time-limit", "90.0",
+                                           "--no-attack", str(image)]  # fmt: skip
     specs = conformance.parse_cfg(CFG)[:2]
     rec = {"pass": 22, "fail": 0, "skip": 0, "verdict": "PASS", "seconds": 1.0}
     zuv = {"selftest-setup": rec, "selftest-setup_PV": rec, "sclp-3g_PV": {**rec, "verdict": "FAIL", "fail": 1}}

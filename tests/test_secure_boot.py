@@ -231,3 +231,40 @@ def test_a_secure_guest_of_more_than_2_gib_runs_through_a_region_third_gmap():
     finally:
         vm.destroy()
 
+
+#: A secure guest bringing up its second CPU, as Linux and kvm-unit-tests do (s390x, assembled from):
+#:   0x10000 CPU 0: lghi r3,1; sigp r0,r3,0x0b (initial CPU reset of CPU 1); llilf r1,0x20000;
+#:           sigp r0,r3,0x0d (set prefix 0x20000); jnz fail; larl r2,rpsw; mvc 0x1a0(16,r1),0(r2) (its restart
+#:           new PSW); sigp r0,r3,0x06 (restart); jnz fail; llilf r5,0x30000; 1: lt r4,0(r5); jz 1b;
+#:           larl r2,donepsw; stg r4,8(r2); lpswe 0(r2) (disabled wait at what CPU 1 stored)
+#:           fail: lpswe failpsw (disabled wait 0xbad); rpsw: 64-bit PSW at 0x10100; donepsw; failpsw
+#:   0x10100 CPU 1: llilf r5,0x30000; stpx 0(r5); lpswe c1psw (disabled wait 0x1)
+_SMP_GUEST = bytes.fromhex(
+    "a7390001ae03000bc01f00020000ae03000da774001cc02000000021d20f11a02000ae030006a7740012c05f00030000"
+    "e34050000012a784fffdc02000000017e34020080024b2b22000c02000000017b2b2200007070707000000018000000000"
+    "000000000101000002000180000000000000000000000000020001800000000000000000000bad"
+).ljust(0x100, b"\0") + bytes.fromhex(
+    "c05f00030000b2115000c02000000007b2b220000707070700020001800000000000000000000001"
+)
+
+
+def test_a_secure_guest_brings_up_its_second_cpu_with_set_prefix_and_restart(tmp_path):
+    """``zuv boot --cpus 2``: CPU 0 resets CPU 1, gives it a lowcore with SIGP SET PREFIX (only the
+    Ultravisor can set a secure CPU's prefix: it performs the order and tells the host), and starts it with
+    SIGP RESTART (the Ultravisor's restart injection is the new CPU's first PSW); CPU 1 stores its prefix
+    (STPX) where CPU 0 waits for it, and CPU 0 ends in a disabled wait at that value."""
+    from emulator.image.pvimg import build_image
+    from firmware.crypto import DeterministicRng
+    from firmware.machine_identity import MachineIdentity
+
+    assert len(_SMP_GUEST) == 0x128
+    kernel = bytes(0x10000) + _SMP_GUEST + bytes(0x21000 - len(_SMP_GUEST))
+    img = build_image(kernel=kernel, host_keys=[MachineIdentity.bundled("zuv-demo").public_key],
+                      rng=DeterministicRng("smp"))  # fmt: skip
+    path = tmp_path / "smp.se"
+    path.write_bytes(img.data)
+    r = boot(SecureHost("zuv-demo", seed=12), path, attack=False, time_limit=60, cpus=2)
+    assert r.failure is None and r.secure
+    waits = {c.address: c.detail for c in r.run.cpus}
+    assert waits == {0: "disabled wait 0x20000", 1: "disabled wait 0x1"}, r.run.describe()
+    assert r.intercepts.get("SIGP (notification)") == 1  # the set prefix, told the host

@@ -57,8 +57,7 @@ def pv_image(tree: Path, elf_name: str) -> Path:
     return tree / "s390x" / (Path(elf_name).stem + ".pv.bin")
 
 
-def pv_command(memory_mib: int, timeout: float, image: Path) -> list[str]:
-    """``zuv boot`` of a test's PV image: its memory, one CPU (``zuv boot`` starts secure guests with one),
-    no attack demonstration."""
-    return [sys.executable, "-m", "emulator.cli", "boot", "--memory", f"{memory_mib}M",
+def pv_command(memory_mib: int, timeout: float, image: Path, cpus: int = 1) -> list[str]:
+    """``zuv boot`` of a test's PV image: its memory and CPUs, no attack demonstration."""
+    return [sys.executable, "-m", "emulator.cli", "boot", "--memory", f"{memory_mib}M", "--cpus", str(cpus),
             "--time-limit", str(timeout), "--no-attack", str(image)]  # fmt: skip

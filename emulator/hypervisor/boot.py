@@ -188,6 +188,7 @@ def boot(
     report: Callable[[TrapReport], None] | None = None,
     interrupt: BootInterrupt | None = None,
     deterministic: bool = False,
+    cpus: int = 1,
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
@@ -195,12 +196,13 @@ def boot(
     (``TrapReport``, also handed to ``report`` at once) and then lets the guest go on. ``interrupt`` stops the
     boot from another thread (its reason becomes the run's). ``deterministic``: the VM runs in count-based
     slices (``Vm.run``), which with a deterministic ``host`` clock makes the TOD advance with executed
-    instructions.
+    instructions. ``cpus``: the VM's vCPUs (the first IPLs, the guest starts the others with SIGP, each a
+    secure CPU once the VM is secure).
 
     Raises:
         LoadError: the image cannot be read or does not fit.
     """
-    vm = host.hv.create_vm(memory, 1, console_out=console_out, name=Path(image).name)
+    vm = host.hv.create_vm(memory, cpus, console_out=console_out, name=Path(image).name)
     if interrupt is not None:
         interrupt.vm = vm
     try:

@@ -309,6 +309,8 @@ class Vm:
                     progressed = self.handle_exit(v, self.hv.enter(v, timeout_us=timeout))
                 else:
                     for v in operating:
+                        if not v.operating:  # stopped by another vCPU's SIGP in this round: not entered
+                            continue
                         n = SLICE if budget is None else min(SLICE, budget)
                         before = self.hv.insn_count(v)
                         ex = self.hv.enter(v, count=n)

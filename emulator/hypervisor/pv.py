@@ -688,8 +688,12 @@ class PvVm:
             self.cpu_reset(target, "initial" if order == S.INITIAL_CPU_RESET else "normal")
             self.set_cpu_state(target, CPU_STATE_STP)
             return 0, None
-        if order in (S.SET_PREFIX, S.STORE_STATUS_AT_ADDRESS, S.STORE_ADDITIONAL_STATUS):
-            return 1, S.STAT_INCORRECT_STATE  # the host cannot reach a secure CPU's prefix or registers
+        if order == S.SET_PREFIX:  # QEMU's checks; the Ultravisor set the prefix and notified (0x6C)
+            if (param & 0x7FFFE000) + 0x2000 > vm.memory_size:
+                return 1, S.STAT_INVALID_PARAMETER
+            return (1, S.STAT_INCORRECT_STATE) if target.operating else (0, None)
+        if order in (S.STORE_STATUS_AT_ADDRESS, S.STORE_ADDITIONAL_STATUS):
+            return 1, S.STAT_INCORRECT_STATE  # the host cannot reach a secure CPU's registers
         return 1, S.STAT_INVALID_ORDER
 
     # -- 0x6C: the Ultravisor tells ----------------------------------------------------------------------
@@ -707,6 +711,10 @@ class PvVm:
             return
         if sd.ipa == 0xB210:  # SET PREFIX, done: the next entry's prefix check (0x70) imports the new area
             self.vm._count("SPX (notification)")  # noqa: SLF001
+            return
+        if sd.ipa == 0xAE24:  # SIGP the Ultravisor performed (SET PREFIX): emulated as KVM does at a 0x6C,
+            self._sigp(v, regs[5] & 0xFF, regs[4] & 0xFFFF, regs[3])  # its result not the guest's
+            self.vm._count("SIGP (notification)")  # noqa: SLF001
             return
         if sd.ipa == 0xB9A4:  # Remove Shared Access of a pinned page: unpin, the guest re-issues the UVC
             sida = self.host.sida(v.page).read(0, 0x30)

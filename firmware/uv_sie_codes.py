@@ -1,0 +1,85 @@
+"""The codes a secure guest's SIE shows its host (validity reasons, the dummy SCCB address) and the SIGP
+order the Ultravisor performs itself between secure CPUs (SET PREFIX)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from emulator.hw.sigp import SET_PREFIX as SIGP_SET_PREFIX
+from emulator.hw.sigp import STAT_INCORRECT_STATE, STAT_INVALID_PARAMETER
+from firmware.uv_state import CPU_STATE_STP
+
+if TYPE_CHECKING:
+    from firmware.uv_state import SecureConfig, SecureCpu
+
+__all__ = [
+    "DUMMY_SCCB",
+    "SIGP_SET_PREFIX",
+    "VIR_ASCE",
+    "VIR_CONCURRENT",
+    "VIR_CONFIG_HANDLE",
+    "VIR_CPU_HANDLE",
+    "VIR_CPU_TIMER",
+    "VIR_FORMAT",
+    "VIR_INJECT_DISABLED",
+    "VIR_INJECT_INVALID",
+    "VIR_NAMES",
+    "VIR_NOT_OPERATING",
+    "VIR_SD_ORIGIN",
+    "VIR_SIDA",
+    "set_prefix_target",
+]
+
+#: The page of the SCCB address the host sees (and names in the service-signal parameter); the UV substitutes
+#: the real address when it injects the service signal.
+DUMMY_SCCB: Final = 0x43000
+
+# Validity-interception reason codes (VIR = ipb >> 16). The public sources give only the 0x20xx range
+# (7.4); the individual values are zuv's (docs/hypervisor.md).
+VIR_FORMAT: Final = 0x2001
+VIR_CONFIG_HANDLE: Final = 0x2002
+VIR_CPU_HANDLE: Final = 0x2003
+VIR_NOT_OPERATING: Final = 0x2004
+VIR_INJECT_DISABLED: Final = 0x2005
+VIR_INJECT_INVALID: Final = 0x2006
+VIR_CONCURRENT: Final = 0x2007
+VIR_ASCE: Final = 0x2008
+VIR_CPU_TIMER: Final = 0x2009
+VIR_SIDA: Final = 0x200A
+VIR_SD_ORIGIN: Final = 0x200B
+
+VIR_NAMES: Final = {
+    VIR_FORMAT: "state description is not format 4 / secure CPU entered with a normal SD",
+    VIR_CONFIG_HANDLE: "configuration handle does not name the CPU's configuration",
+    VIR_CPU_HANDLE: "CPU handle is not a secure CPU",
+    VIR_NOT_OPERATING: "secure CPU is not operating (stopped, check-stopped or reset protocol incomplete)",
+    VIR_INJECT_DISABLED: "injected interruption class is disabled in the guest",
+    VIR_INJECT_INVALID: "program-interruption injection without an intercepted instruction to complete",
+    VIR_CONCURRENT: "secure CPU entered on two host CPUs at once",
+    VIR_ASCE: "CR1 at SIE entry is not the ASCE given at Create Secure Configuration",
+    VIR_CPU_TIMER: "CPU timer raised, or lowered by more than the time spent outside SIE",
+    VIR_SD_ORIGIN: "SIE entered through another page than the state description given at Create Secure CPU",
+    VIR_SIDA: "the SIDA is not host storage",
+}
+
+
+def set_prefix_target(cfg: SecureConfig, target_num: int, param: int) -> tuple[SecureCpu, int]:
+    """SIGP SET PREFIX from a secure CPU of ``cfg`` to its CPU ``target_num``: only the Ultravisor can set a
+    secure CPU's prefix (the host can neither reach the lowcore nor the register), so it performs the order
+    with QEMU's checks in their order (``sigp_set_prefix``): the 8 KiB area beyond the guest's storage gives
+    status invalid parameter, a target not stopped incorrect state; else the target's prefix is set.
+    Returns the target and the status (0: done).
+
+    Raises:
+        LookupError: ``target_num`` names no secure CPU of ``cfg`` (the host answers: not operational).
+    """
+    target = next((c for c in cfg.cpus.values() if c.num == target_num), None)
+    if target is None:
+        raise LookupError(target_num)
+    addr = param & 0x7FFFE000
+    if addr + 0x2000 > cfg.msl:
+        return target, STAT_INVALID_PARAMETER
+    if target.state != CPU_STATE_STP:
+        return target, STAT_INCORRECT_STATE
+    target.prefix = addr
+    return target, 0
