@@ -112,7 +112,8 @@ class RaceResult:
     destroys: int = 0
     #: rc of refused calls (the guest took the page back)
     refused: dict[str, int] = field(default_factory=dict)
-    guest_yields: int = 0  #: SIE exits of the guest's yield (DIAG 0x9C, PV notification) during the race: the loop ran
+    #: SIE exits of the guest's yield (DIAG 0x9C, PV notification) during the race: the loop ran
+    guest_yields: int = 0
     guest_faults: int = 0  #: host program interruptions 0x3E: the guest touched a page the host had taken
     guest_errors: list[str] = field(default_factory=list)  #: exceptions of the vCPU's thread
     guest_detail: str = ""  #: why a vCPU stopped abnormally ("" if it did not)

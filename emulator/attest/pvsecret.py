@@ -147,8 +147,9 @@ def _parser() -> argparse.ArgumentParser:
                                                       "3072) signed with --user-sign-key")  # fmt: skip
     c.add_argument("--user-sign-key", action=_Once, help="sign the user data with this EC P-521 or RSA "
                                                           "2048/3072 private key (PEM or DER)")  # fmt: skip
-    c.add_argument("--policy", action=_Once, help="user data: a reference to this policy FILE (its SHA-256 and "
-                                                   "its path), as Early Boot Customization reads it")  # fmt: skip
+    c.add_argument("--policy", action=_Once,
+                   help="user data: a reference to this policy FILE (its SHA-256 and its path), as Early "
+                        "Boot Customization reads it")  # fmt: skip
     c.add_argument("--toc-policy", action=_Once, help="append the request's tag (hex) as a line to this TOC "
                                                        "policy FILE")  # fmt: skip
     c.add_argument("--use-name", action="store_true", help="use the name itself as secret ID (no hash)")
@@ -295,7 +296,7 @@ def _create(a: argparse.Namespace) -> int:
     user = read_file(a.user_data, "user data") if a.user_data else b""
     if a.policy is not None:
         ref = policy_reference(a.policy)
-        print(ref[:32].hex())  # as pvsecret: the policy's hash on stdout
+        print(ref[:32].hex())  # noqa: T201 - as pvsecret: the policy's hash on stdout
         if not a.user_sign_key:  # as pvsecret: signed (empty) user data wins over the reference
             user = ref
     sign_kw: dict = {}
@@ -343,8 +344,8 @@ POLICY_REFERENCE_SIZE = A.ASRCB_USER_DATA_SIZE
 
 
 def policy_reference(path: str) -> bytes:
-    """``--policy FILE``'s user data (s390-tools' ``PolicyReference``): the file's SHA-256 (32 bytes), then the
-    path as given, its bytes cut to the 480 left and zero-padded to them."""
+    """``--policy FILE``'s user data (s390-tools' ``PolicyReference``): the file's SHA-256 (32 bytes), then
+    the path as given, its bytes cut to the 480 left and zero-padded to them."""
     digest = sha256(read_file(path, "policy"))
     name = os.fsencode(path)[: POLICY_REFERENCE_SIZE - len(digest)]
     return (digest + name).ljust(POLICY_REFERENCE_SIZE, b"\0")

@@ -66,7 +66,7 @@ def serde_types_it(s: str) -> bool:
         return True
     if _int(s) or _digits_but_not_number(s):
         return True
-    unpositive = s[1:] if s.startswith("+") and not s[1:2] in ("+", "-") else s
+    unpositive = s[1:] if s.startswith("+") and s[1:2] not in ("+", "-") else s
     if unpositive in (".inf", ".Inf", ".INF") or s in ("-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN"):
         return True
     if _FLOAT.fullmatch(unpositive) or re.fullmatch(r"[+-]?(inf|infinity|nan)", unpositive, re.I):

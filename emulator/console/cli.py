@@ -93,7 +93,8 @@ def open_session(
 
             if not is_se_image(image):
                 raise MachineError(f"{image} is not an SE image (this session runs SE images)")
-            new = SecureMachine(owner_machine(sm), image, _size(memory), symbols=sm.symbols_path, attack=attack,  # type: ignore[attr-defined]
+            symbols = sm.symbols_path  # type: ignore[attr-defined]
+            new = SecureMachine(owner_machine(sm), image, _size(memory), symbols=symbols, attack=attack,
                                 deterministic=deterministic)  # fmt: skip
             return new, new.program
 

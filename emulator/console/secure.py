@@ -47,11 +47,9 @@ from emulator.machine.machine import check_run_limits
 from emulator.machine.secure_debug import SecureDebug
 
 if TYPE_CHECKING:
-    from emulator.hw.cpu import Cpu
     from emulator.hw.results import RunResult
     from emulator.hw.sie import SieExit
     from emulator.hypervisor.boot import SecureHost, TrapReport
-    from emulator.hypervisor.kvm import Vcpu
     from emulator.machine.loader import LoadedProgram
     from firmware.uv_codes import UvCommand
 

@@ -32,8 +32,8 @@ from emulator.console.expr import evaluate
 from emulator.console.providers import Providers, discover
 from emulator.console.session_storage import refused
 from emulator.console.storage_views import SPACES, Segment, _Trap
-from emulator.console.viewcpu import HostViewCpu
 from emulator.console.tables import uv_command
+from emulator.console.viewcpu import HostViewCpu
 from emulator.errors import EmulatorError
 
 if TYPE_CHECKING:

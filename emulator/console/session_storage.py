@@ -127,7 +127,8 @@ class SessionStorage:
 
             return dat.translate(mem.buffer().toreadonly(), checked, *args, **kwargs)
 
-        self.read, self.read_u64, self.write, self.translate, self.refused = read, read_u64, write, translate, refused_
+        self.read, self.read_u64, self.write = read, read_u64, write
+        self.translate, self.refused = translate, refused_
         self.check_range = lambda addr, length: mem.check_range(addr, length)
         self.host_view = lambda: host
         self.add_invalidate_listener = lambda fn: mem.add_invalidate_listener(fn)

@@ -282,13 +282,13 @@ class GdbStub:
                         return None
                 if poll:
                     ready = select.select([conn, self._wake_r], [], [], 1.0)[0]
-                    if self._wake_r in ready:  # the run ended (``_start_run`` wrote a byte): let the caller look
+                    if self._wake_r in ready:  # the run ended (``_start_run`` wrote a byte): the caller looks
                         os.read(self._wake_r, 64)
                         return b""
                     if not ready:
                         return b""
                 data = conn.recv(65536)
-            except (OSError, ValueError):  # the stub was closed meanwhile (a closed socket's descriptor is -1)
+            except (OSError, ValueError):  # the stub was closed meanwhile (a closed socket's fd is -1)
                 return None
             if not data:
                 return None

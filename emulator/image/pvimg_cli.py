@@ -22,7 +22,6 @@ from typing import Sequence
 from emulator.image.info_schema import info_schema_json
 from emulator.image.pvimg import (
     ImageError,
-    _int,
     _Parser,
     _read,
     _rng,

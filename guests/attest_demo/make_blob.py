@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write guests/attest_demo/blob.h: the demo's data blob, AES-256-GCM-encrypted at rest with the demo disk key.
+"""Write guests/attest_demo/blob.h: the demo's data blob, encrypted at rest (AES-256-GCM, the demo disk key).
 
 The key is what the demo verifier releases after a successful attestation (``emulator.attest.demo``);
 the guest carries only the ciphertext. Reproducible: key and IV derive from fixed seeds.

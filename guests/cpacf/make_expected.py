@@ -27,10 +27,12 @@ BIG = 200 * 1024
 
 
 def pattern(n: int, seed: int) -> bytes:
+    """The guest's test data: ``n`` bytes of the pattern it fills its buffers with (``seed`` shifts it)."""
     return bytes((i * 7 + seed + (i >> 8)) & 0xFF for i in range(n))
 
 
 def fnv(data: bytes) -> str:
+    """FNV-1a (32 bits) of ``data`` as the guest prints it: 8 hex digits."""
     h = 2166136261
     for b in data:
         h = ((h ^ b) * 16777619) & 0xFFFFFFFF
@@ -38,11 +40,13 @@ def fnv(data: bytes) -> str:
 
 
 def run(cipher: Cipher, data: bytes, decrypt: bool = False) -> bytes:
+    """``data`` through ``cipher`` (encrypted, or decrypted with ``decrypt``), as one call."""
     ctx = cipher.decryptor() if decrypt else cipher.encryptor()
     return ctx.update(data) + ctx.finalize()
 
 
 def mask(name: str) -> str:
+    """The 16-byte query mask (hex) of the function codes zuv offers for the instruction ``name``."""
     out = bytearray(16)
     for fc in FUNCTIONS[name]:
         out[fc >> 3] |= 0x80 >> (fc & 7)
@@ -50,6 +54,7 @@ def mask(name: str) -> str:
 
 
 def expected() -> str:
+    """The guest's whole expected output, line by line, computed with ``cryptography``."""
     lines = ["stfle msa: 17=1 76=1 77=1 57=1 146=1 155=0"]
     for name in ("KMAC", "KM", "KMC", "KIMD", "KLMD", "PCKMO", "KMF", "KMO", "PCC", "KMCTR", "PRNO", "KMA"):
         lines.append(f"query {name}: {mask(name)}")
