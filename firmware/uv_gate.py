@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from emulator.hw.memory import HostSpan
     from emulator.hw.sie import SieExit, SiePage
     from firmware.uv import Ultravisor
-    from firmware.uv_codes import QueryValues
 
 __all__ = ["UvGate", "PvSie"]
 
@@ -71,7 +70,8 @@ class PvSie:
     by the CPU handle in its state description and hands over or gets back the hardware CPU that runs it;
     the engine (``firmware.uv_sie.PvSieEngine``) is held by the closures only."""
 
-    __slots__ = ("adopt", "release", "run", "insn_count", "halt", "purge_tlb", "pending_completion", "_entries")
+    __slots__ = ("adopt", "release", "run", "insn_count", "halt", "purge_tlb", "pending_completion",
+                 "_entries")
 
     def __init__(self, engine: PvSieEngine) -> None:
         def adopt(cpu_handle: int, cpu: CpuHandle) -> None:

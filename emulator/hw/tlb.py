@@ -32,7 +32,7 @@ from emulator.hw.traps import (
     _rl_misaligned,
     _system_mask_native,
 )
-from emulator.hw.unicorn_abi import _TlbEntry, _tlb_flush_page
+from emulator.hw.unicorn_abi import _tlb_flush_page, _TlbEntry
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
