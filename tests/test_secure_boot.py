@@ -105,19 +105,25 @@ def test_any_tampered_header_byte_fails_set_secure_parameters(demo_host, tmp_pat
     assert not r.run.clean
 
 
+def _run_demo_to_its_secret(vm) -> None:
+    """Boot the demo image in ``vm`` (console and block device) and run it until it has its secret page."""
+    from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
+
+    vm.add_device(ConsoleDevice(vm._console_write))
+    vm.add_device(BlockDevice())
+    vm.load(str(DEMO_IMAGE))
+    r = vm.run(time_limit=30, stop_when=lambda: b"secret page at" in vm.console)
+    assert r.reason == "stop condition met" and vm.pv is not None
+
+
 def test_the_hypervisor_sees_only_the_state_description_and_forged_handles_give_validity(demo_host):
     from emulator.errors import HypervisorError
     from emulator.hw.sie import ICPT_VALIDITY
-    from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
     from firmware.uv_sie import VIR_CONFIG_HANDLE, VIR_NOT_OPERATING
 
     vm = demo_host.hv.create_vm(64 << 20)
     try:
-        vm.add_device(ConsoleDevice(vm._console_write))
-        vm.add_device(BlockDevice())
-        vm.load(str(DEMO_IMAGE))
-        r = vm.run(time_limit=30, stop_when=lambda: b"secret page at" in vm.console)
-        assert r.reason == "stop condition met" and vm.pv is not None
+        _run_demo_to_its_secret(vm)
         v = vm.vcpus[0]
         with pytest.raises(HypervisorError, match="secure"):
             v.cpu  # the registers of a secure vCPU are not the hypervisor's
@@ -210,16 +216,11 @@ def test_a_secure_guest_of_more_than_2_gib_runs_through_a_region_third_gmap():
     address and walks whatever ASCE the host gives): a 3 GiB guest gets a region-third table over two
     segment tables, boots, and a page above 2 GiB is made secure through it (the host then cannot read it)."""
     from emulator.errors import SecureStorageAccess
-    from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
 
     host = SecureHost("zuv-demo", seed=11)
     vm = host.hv.create_vm(3 << 30)
     try:
-        vm.add_device(ConsoleDevice(vm._console_write))
-        vm.add_device(BlockDevice())
-        vm.load(str(DEMO_IMAGE))
-        r = vm.run(time_limit=30, stop_when=lambda: b"secret page at" in vm.console)
-        assert r.reason == "stop condition met" and vm.pv is not None
+        _run_demo_to_its_secret(vm)
         assert vm.pv.asce & 0xC == 0x4  # designation type: region-third table
         high = (5 << 29) + 0x3000  # 2.5 GiB: the second segment table's
         assert vm.pv.import_page(high).ok
