@@ -251,13 +251,20 @@ def test_a_run_is_over_with_its_result_in_place_before_the_stub_is_woken(monkeyp
     m.load(str(HELLO))
     stub = GdbStub(m, port=0)
     seen = []
+    runs = []  # the run, known before its thread starts (a short run ends before _start_run returns)
     real_write = stub_mod.os.write
+
+    class Run(stub_mod._Run):  # noqa: SLF001 - the run record
+        def __init__(self) -> None:
+            super().__init__()
+            runs.append(self)
 
     def write(fd, data):
         if fd == stub._wake_w:  # noqa: SLF001 - the wake pipe
-            seen.append((run.over.is_set(), stub._done))  # noqa: SLF001
+            seen.append((runs[0].over.is_set(), stub._done))  # noqa: SLF001
         return real_write(fd, data)
 
+    monkeypatch.setattr(stub_mod, "_Run", Run)
     monkeypatch.setattr(stub_mod.os, "write", write)
     try:
         run = stub._start_run()  # noqa: SLF001 - one run to the program's end
