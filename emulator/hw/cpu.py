@@ -49,6 +49,7 @@ from unicorn.unicorn_const import (
 )
 
 from emulator.errors import HwError, ProgramException
+from emulator.hw import exit_checks
 
 # the architecture's names, defined in ``arch`` and still importable from here
 from emulator.hw.arch import (  # noqa: F401
@@ -132,6 +133,7 @@ from emulator.hw.live_env import LIVE, cpu_state, env_view
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.mmu import GuestIntercept, GuestMapping, SubPageAccess
 from emulator.hw.native_ssm import SSM_RESERVED, NativeSsm
+from emulator.hw.run_control import RunControl
 from emulator.hw.single_step import SingleSteps
 from emulator.hw.tlb import _NS_ENTRY, _NS_EXIT, TlbFill
 from emulator.hw.tod import TodClock
@@ -151,9 +153,6 @@ from emulator.hw.vector_ext import OFFERED as _VECTOR_EXT
 from emulator.hw.vector_ext import emulate as _vector_emulate
 from emulator.hw.vector_ext import handles as _vector_handles
 from emulator.hw.watchdog import _WATCHDOG
-
-#: seconds a hold waits at most for a run that waited for the previous one to enter unicorn once
-_OWED_WAIT: Final = 0.002
 
 __all__ = [
     "Cpu",
@@ -185,7 +184,7 @@ _STUCK_LIMIT: Final = 10000
 _EXITS_LIMIT: Final = 1 << 18
 
 
-class Cpu(SingleSteps, NativeSsm, TlbFill):
+class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
     """One CPU of the machine: a unicorn instance plus the architecture unicorn leaves out.
 
     Args:
@@ -238,6 +237,14 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         self._ns_entry = _NS_ENTRY[self._switch is not None]
         self._ns_exit = _NS_EXIT[self._switch is not None]
         self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
+        #: unicorn's instruction budget of the run in progress (``emu_count``): a stop from another thread
+        #: in a counted run cuts it to 0, so the count hook stops at the next instruction's start
+        self._emu_count = ctypes.c_size_t.from_address(self._h.value + _LAYOUT.counter + 8)
+        self._emu_counter = ctypes.c_size_t.from_address(self._h.value + _LAYOUT.counter)
+        #: the run in unicorn counts instructions (its stops from other threads go through the count)
+        self._run_counted = False
+        #: code translated from now on has unicorn's exit checks only at block starts (free runs)
+        self._free_checks = False
         self._rv = ctypes.c_uint64()
         self._rp = ctypes.byref(self._rv)
         _uc_reg_read(self._h, _PC_C, self._rp)  # (the engine makes its CPU state at the first access)
@@ -413,51 +420,6 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def kick(self) -> None:
-        """Make a running ``run`` look at pending interruptions now (thread-safe; it does not return)."""
-        self.uc.emu_stop()
-
-    def hold(self) -> None:
-        """Take the CPU out of its run and keep it out until ``unhold`` (any thread, one holder at a time: the
-        Ultravisor's commands take turns): a running CPU is stopped at its next instruction boundary and its
-        ``run`` waits there, having made no storage access since (it does not return: the guest goes on
-        afterwards). Then storage and the CPU's TLB may be changed from this thread."""
-        lock = self._run_lock
-        # not in its run: held at once (a run waits for ``unhold``)
-        if not self._owed and lock.acquire(False):
-            self._holds += 1  # holders take turns (the Ultravisor's lock): no other thread changes the count
-            return
-        if self._owed:  # it waited for the previous hold: let it enter unicorn once first
-            until = time.monotonic() + _OWED_WAIT
-            while self._owed and time.monotonic() < until:
-                time.sleep(0.00002)
-        self._holds += 1
-        while not lock.acquire(timeout=0.0005):
-            self.uc.emu_stop()
-
-    def unhold(self) -> None:
-        """End a ``hold``."""
-        self._holds -= 1
-        if self._waiting:  # the run waits at its top (it checked ``_holds`` with the lock held): wake it
-            self._owed = True
-            self._run_cond.notify_all()
-        self._run_lock.release()
-
-    def _no_holds(self) -> bool:
-        return not self._holds
-
-    def exclusive(self) -> threading.RLock:
-        """The run lock, as a context: stores made for this CPU outside ``run`` (a SIE engine completing an
-        intercepted instruction or injecting an interruption) happen while no ``hold`` is in progress, so no
-        Ultravisor command takes the page away between the check and the store. No Ultravisor call may be
-        made inside: the Ultravisor's commands hold CPUs."""
-        return self._run_lock
-
-    def request_halt(self) -> None:
-        """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
-        self._halt = True
-        self.uc.emu_stop()
-
     def run(self, count: int = 0, timeout_us: int = 0, resume: bool = False) -> CpuExit:
         """Run until something needs the owner; ``count`` limits instructions, ``timeout_us`` time.
 
@@ -574,6 +536,9 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
                     self._counting()
             else:
                 self._uncounted_blocks = True
+                if not self._free_checks:  # (unicorn drops every block the counted runs translated)
+                    self._free_checks = True
+                    exit_checks.set_free(self._h.value, True)
             # uc.emu_start, called the way the register calls are (ready ctypes arguments)
             uc = self.uc
             uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
@@ -581,7 +546,9 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             if counted:
                 limit_arg.value = limit
             self._stop_asked = False
+            self._run_counted = bool(limit)
             status = _uc_emu_start(self._h, pc_arg, _UNTIL_C, _ZERO_U64_C, limit_arg)
+            self._run_counted = False
             self._owed = False
             err = UcError(status) if status else None
             if self._fill_retry:  # a data fill refused for a stop it asked for: the instruction restarts
@@ -596,7 +563,13 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
             # a stop between an EXECUTE and its target: the CPU is before the EXECUTE, which runs again
             undone = self._drop_pending_execute()
             if counted:
-                executed = max(0, self._executed(budget) - undone)
+                executed = self._executed(budget)
+                if self._emu_count.value != limit and err is None and self._intr_info is None:
+                    # cut by a stop from another thread (``stop_soon``): the count hook stopped before the
+                    # instruction it counted (unless the run ended at an exit, where nothing is counted)
+                    if self.pc not in self._uc_exits:
+                        executed = max(0, min(self._emu_counter.value - 1, budget))
+                executed = max(0, executed - undone)
                 self.insn_count += executed
                 budget -= executed
             if self._smc_frames:
@@ -742,6 +715,9 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
         followed by an uncounted one), so only this direction needs the flush (~30 us, once per switch).
         """
         self._uncounted_blocks = False
+        if self._free_checks:  # the counted run's code checks after each access too (its count hook's stop)
+            self._free_checks = False
+            exit_checks.set_free(self._h.value, False)
         self.uc.ctl_flush_tb()
 
     def _arm_own_timer(self, deadline: float) -> float:
@@ -776,8 +752,7 @@ class Cpu(SingleSteps, NativeSsm, TlbFill):
 
     def _executed(self, budget: int) -> int:
         """Instructions the last counted run executed (unicorn's counter, at most the budget)."""
-        n = ctypes.c_size_t.from_address(self.uc._uch.value + _LAYOUT.counter).value  # noqa: SLF001
-        return min(n, budget)
+        return min(self._emu_counter.value, budget)
 
 
 _emulate: Callable[[Cpu, Insn], CpuExit | None] | None = None

@@ -47,7 +47,7 @@ class _Watchdog:
                 if when > now:
                     self._cv.wait(when - now)
                     continue
-                cpu.uc.emu_stop()
+                cpu.stop_soon()
                 self._due[cpu] = now + 0.001
 
 
