@@ -3,10 +3,36 @@
 import pytest
 
 
+def _bare_cpu():
+    """CPU 0 alone on 1 MiB of storage, a real-time TOD clock and the base facility list (no Ultravisor)."""
+    from emulator.hw.cpu import Cpu
+    from emulator.hw.memory import PhysicalMemory
+    from emulator.hw.sysinfo import facility_list
+    from emulator.hw.tod import TodClock
+
+    return Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    """A bare CPU (``_bare_cpu``) shared by a module's tests: each test sets up the state it relies on."""
+    c = _bare_cpu()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def fresh_cpu():
+    """A bare CPU (``_bare_cpu``) of its own for one test."""
+    c = _bare_cpu()
+    yield c
+    c.close()
+
+
 @pytest.fixture(params=["switched", "stock"])
 def engine_mode(request, monkeypatch):
-    """Run the test on CPUs with unicorn's invalidation slot switched (``emulator.hw.engine``, the default) and
-    on CPUs with the engine as unicorn made it."""
+    """Run the test on CPUs with unicorn's invalidation slot switched (``emulator.hw.engine``, the default)
+    and on CPUs with the engine as unicorn made it."""
     from emulator.hw import cpu as cpu_mod
 
     if request.param == "stock":

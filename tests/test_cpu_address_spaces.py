@@ -4,12 +4,7 @@ still drops its translated blocks and keeps its trapped instructions trapped."""
 
 import struct
 
-import pytest
-
-from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
-from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
+from emulator.hw.cpu import OPERATING, PSW_MASK_64
 
 HOME_ST, HOME_PT = 0x20000, 0x24000
 PRI_ST, PRI_PT = 0x28000, 0x2C000
@@ -18,13 +13,6 @@ KERNEL_PAGE = 0x11000  # code of the home space, invalid in the primary space
 ALIAS = 0x12000  # the primary space's view of KERNEL_PAGE's frame
 OUT = 0x13000
 DAT, HOME_MODE = 1 << 58, 3 << 46
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def _rel(at: int, target: int) -> bytes:
@@ -72,13 +60,6 @@ def test_code_rewritten_from_another_space_runs_as_rewritten_with_its_traps(cpu)
     assert cpu.psw[1] == end
     assert mem.read(KERNEL_PAGE, 4) == bytes.fromhex("b2026000")
     assert struct.unpack(">Q", mem.read(OUT, 8))[0] == cpu.cpuid  # STIDP ran, emulated (unicorn stores 0)
-
-
-@pytest.fixture
-def fresh_cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def test_a_trapped_instruction_in_a_lowcore_page_stays_trapped_after_a_low_address_protected_store(fresh_cpu):

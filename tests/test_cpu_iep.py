@@ -7,9 +7,6 @@ import struct
 import pytest
 
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
-from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
 
 SEGMENT_TABLE = 0x20000
 PAGE_TABLE = 0x24000
@@ -18,13 +15,6 @@ PGM_NEW_ADDR = 0x0BAD0
 DAT = 1 << 58
 CR0_IEP, CR0_EDAT = 1 << 20, 1 << 23
 IEP_BIT = 0x100
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def fetch_from_target(cpu: Cpu, cr0: int, pte_bits: int = 0, large: bool = False, code: bytes = b"") -> dict:

@@ -3,24 +3,12 @@ then: a store allowed before low-address protection is turned on is refused righ
 
 import struct
 
-import pytest
-
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
-from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
 
 CODE = 0x10000
 DATA = 0x20000  # the control-register images LCTLG loads
 PGM_NEW_ADDR = 0x0BAD0
 CR0_LAP, CR0_SERVICE = 1 << 28, 1 << 9
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def run(cpu: Cpu, new_cr0: int) -> tuple[int | None, int]:

@@ -9,20 +9,16 @@ import struct
 import pytest
 
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
-from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
 
 CODE = 0x10000
 PGM_NEW = 0x0BAD0
 
 
 @pytest.fixture
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    c.mem.write(0x1D0, struct.pack(">QQ", 0x0002000180000000, PGM_NEW))  # program new PSW: disabled wait
-    yield c
-    c.close()
+def cpu(fresh_cpu):
+    # program new PSW: disabled wait
+    fresh_cpu.mem.write(0x1D0, struct.pack(">QQ", 0x0002000180000000, PGM_NEW))
+    return fresh_cpu
 
 
 def run(cpu: Cpu, code: bytes, cr8: int) -> None:

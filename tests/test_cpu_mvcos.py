@@ -7,8 +7,6 @@ import pytest
 
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
 from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
 
 HOME_ST, HOME_PT = 0x20000, 0x24000
 SEC_ST, SEC_PT = 0x28000, 0x2C000
@@ -19,13 +17,6 @@ PGM_NEW_ADDR = 0x0BAD0
 DAT, HOME_MODE = 1 << 58, 3 << 46
 CR0_SECONDARY = 1 << 26
 OAC1_SECONDARY = (2 << 6 | 1) << 16  # operand 1: address-space control 10 (secondary), A bit
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def _tables(mem: PhysicalMemory) -> None:

@@ -6,21 +6,11 @@ import struct
 import pytest
 
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
-from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
 
 CODE = 0x10000
 DATA = 0x20000
 PGM_NEW_ADDR = 0x0BAD0  # the program-new PSW: a disabled wait here
 STOP = bytes.fromhex("0700") * 2
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def run(cpu: Cpu, code: bytes, regs: dict | None = None, count: int = 8, at: int = CODE) -> dict:

@@ -4,24 +4,12 @@ pending while the program runs disabled is delivered at the STOSM that enables i
 
 import struct
 
-import pytest
-
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
-from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
 
 CODE = 0x10000
 EXT_NEW_ADDR = 0x0BAD0
 CR0_SERVICE = 1 << 9
 IO_EXT = 0x03 << 56  # the system mask's I/O and external bits
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def start(cpu: Cpu, code: bytes, mask: int) -> None:

@@ -6,23 +6,13 @@ import struct
 
 import pytest
 
-from emulator.hw.cpu import OPERATING, Cpu
-from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
+from emulator.hw.cpu import OPERATING
 
 CODE = 0x10000
 CR0_CPU_TIMER = 1 << 10
 CR0_CKC = 1 << 11
 ENABLED = 0x0100000180000000  # 64-bit, external interruptions on
 WAIT_CODE = 0x600D
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def test_a_cpu_timer_set_in_a_free_run_interrupts_the_spinning_program(cpu):

@@ -4,26 +4,16 @@ the DAT walk's table fetch, the real-address accessors, HostView) decides exactl
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.errors import ProgramException, SecureStorageAccess
 from emulator.hw import access
-from emulator.hw.cpu import PSW_MASK_64, PSW_MASK_DAT, Cpu, GuestMapping
+from emulator.hw.cpu import PSW_MASK_64, PSW_MASK_DAT, GuestMapping
 from emulator.hw.memory import OWNER_HOST, OWNER_UV, PhysicalMemory
-from emulator.hw.sysinfo import facility_list
-from emulator.hw.tod import TodClock
 
 FRAME = 0x80  # the frame under test (absolute 0x80000), away from the prefix area
 TABLE = 0x90  # a segment table whose entry points at a page table in FRAME
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    c = Cpu(PhysicalMemory(1 << 20), 0, TodClock(), facility_list(False), 0)
-    yield c
-    c.close()
 
 
 def _refused(fn) -> bool:
