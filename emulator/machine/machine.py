@@ -341,11 +341,13 @@ class Machine(OwnerInsns):
         check_run_limits(max_insns, time_limit)
         t0 = time.monotonic()
         timer = None
+        # before the timer starts: a timer that fires before this line (a busy thread beside the run's)
+        # would otherwise be forgotten and the run never end
+        self._halt_reason = None
         if time_limit is not None:
             timer = threading.Timer(time_limit, self.request_halt, args=("time limit reached",))
             timer.daemon = True
             timer.start()
-        self._halt_reason = None
         self.stopped_at: tuple[int, int] | None = None
         self.last_stop = None
         budget = max_insns
