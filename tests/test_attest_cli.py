@@ -1,4 +1,5 @@
-"""Round trips through the pvattest and pvsecret tools (zuv pvattest / zuv pvsecret), with their exit codes."""
+"""Round trips through the pvattest and pvsecret tools (zuv pvattest / zuv pvsecret), with their exit
+codes."""
 
 from __future__ import annotations
 
@@ -32,17 +33,22 @@ def files(tmp_path: Path) -> Path:
 
 
 def create(d: Path, *extra: str) -> int:
-    return pvattest_main(["create", *HKD, *CERTS, "-o", str(d / "req"), "-a", str(d / "arpk"), "--seed", "cli", *extra])
+    return pvattest_main(
+        ["create", *HKD, *CERTS, "-o", str(d / "req"), "-a", str(d / "arpk"), "--seed", "cli", *extra]
+    )
 
 
 def test_create_perform_verify_round_trip(files: Path) -> None:
     d = files
-    assert create(d, "--add-data", "phkh-img", "--add-data", "phkh-att", "--add-data", "secret-store-hash") == 0
+    assert (
+        create(d, "--add-data", "phkh-img", "--add-data", "phkh-att", "--add-data", "secret-store-hash") == 0
+    )
     ex = A.parse_exchange((d / "req").read_bytes())
     assert not ex.is_response and ex.exp_measurement == 64 and ex.exp_additional == 32 + 32 + 64
     assert len((d / "arpk").read_bytes()) == 32
     assert pvattest_main(["perform", "-i", str(d / "req"), "-o", str(d / "resp"), "--image", str(IMAGE),
-                          "-u", str(d / "user"), "--evidence", str(d / "ev"), "--seed", "5"]) == 0  # fmt: skip
+                          "-u", str(d / "user"), "--evidence", str(d / "ev"),
+                          "--seed", "5"]) == 0  # fmt: skip
     resp = A.parse_exchange((d / "resp").read_bytes())
     assert resp.is_response and resp.user == b"lab user data" and len(resp.additional or b"") == 128
     common = ["-i", str(d / "resp"), "-a", str(d / "arpk"), "-o", str(d / "result.yaml")]
@@ -71,11 +77,16 @@ def test_verify_errors_exit_1_and_mismatch_exit_2(files: Path, capsys: pytest.Ca
     raw = bytearray((d / "resp").read_bytes())
     raw[-20] ^= 1  # inside the CUID
     (d / "tampered").write_bytes(bytes(raw))
-    assert pvattest_main(["verify", "-i", str(d / "tampered"), "--hdr", str(IMAGE), "-a", str(d / "arpk")]) == 2
+    assert (
+        pvattest_main(["verify", "-i", str(d / "tampered"), "--hdr", str(IMAGE), "-a", str(d / "arpk")]) == 2
+    )
     assert "measurement" in capsys.readouterr().err
     assert pvattest_main(["verify", "-i", str(d / "req"), "--hdr", str(IMAGE), "-a", str(d / "arpk")]) == 1
-    assert pvattest_main(["verify", "-i", str(d / "nothing"), "--hdr", str(IMAGE), "-a", str(d / "arpk")]) == 1
-    assert pvattest_main(["verify", "--hdr", str(IMAGE)]) == 1  # usage: 1, as s390-tools 2.43 (print_cli_error)
+    assert (
+        pvattest_main(["verify", "-i", str(d / "nothing"), "--hdr", str(IMAGE), "-a", str(d / "arpk")]) == 1
+    )
+    # usage: 1, as s390-tools 2.43 (print_cli_error)
+    assert pvattest_main(["verify", "--hdr", str(IMAGE)]) == 1
 
 
 def test_create_checks_host_key_documents(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,16 +105,29 @@ def test_pvsecret_round_trip_bound_to_the_attested_instance(files: Path) -> None
     (d / "aes").write_bytes(b"A" * 32)
     key = ec.generate_private_key(ec.SECP256R1())
     (d / "ec.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     (d / "note").write_bytes(b"a plaintext secret")
     base = ["create", *HKD, *CERTS, "--hdr", str(IMAGE), "--seed", "s"]
     assert pvsecret_main([*base, "-o", str(d / "r1"), "--cuid", str(d / "result.yaml"),
-                          "retrievable", "disk", "--secret", str(d / "aes"), "--type", "aes"]) == 0  # fmt: skip
-    assert pvsecret_main([*base, "-o", str(d / "r2"), "retr", "ec", "--secret", str(d / "ec.pem"), "--type", "ec"]) == 0
+                          "retrievable", "disk", "--secret", str(d / "aes"),
+                          "--type", "aes"]) == 0  # fmt: skip
+    assert (
+        pvsecret_main(
+            [*base, "-o", str(d / "r2"), "retr", "ec", "--secret", str(d / "ec.pem"), "--type", "ec"]
+        )
+        == 0
+    )
     assert pvsecret_main([*base, "-o", str(d / "r3"), "retrievable", "note", "--secret", str(d / "note"),
                           "--type", "plain"]) == 0  # fmt: skip
-    assert pvsecret_main([*base, "-o", str(d / "r4"), "--cuid-hex", "00" * 16, "--flags", "disable-dump", "meta"]) == 0
+    assert (
+        pvsecret_main(
+            [*base, "-o", str(d / "r4"), "--cuid-hex", "00" * 16, "--flags", "disable-dump", "meta"]
+        )
+        == 0
+    )
     assert pvsecret_main([*base, "-o", str(d / "r5"), "--cuid-hex", "11" * 16, "meta"]) == 0
     assert A.parse_asrcb((d / "r1").read_bytes()).cuid == g.cuid
     for i, name in enumerate(("r1", "r2", "r3", "r4")):
@@ -126,13 +150,19 @@ def test_pvsecret_errors_and_info(files: Path, capsys: pytest.CaptureFixture[str
     d = files
     (d / "short").write_bytes(b"x" * 20)
     base = ["create", *HKD, *CERTS, "--hdr", str(IMAGE)]
-    assert pvsecret_main([*base, "-o", str(d / "r"), "retrievable", "k", "--secret", str(d / "short"), "--type", "aes"]) == 1
+    assert (
+        pvsecret_main(
+            [*base, "-o", str(d / "r"), "retrievable", "k", "--secret", str(d / "short"), "--type", "aes"]
+        )
+        == 1
+    )
     assert "aes key must be" in capsys.readouterr().err
     assert pvsecret_main([*base, "-o", str(d / "r"), "--cuid-hex", "1234", "meta"]) == 1
     assert pvsecret_main([*base, "-o", str(d / "r"), "association", "apqn", "--stdout",
                           "--output-secret", str(d / "assoc")]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert out == f"!Association\nname: apqn\nid: 0x{A.secret_id('apqn').hex()}\n\n"  # as pvsecret 2.43 prints it
+    # as pvsecret 2.43 prints it
+    assert out == f"!Association\nname: apqn\nid: 0x{A.secret_id('apqn').hex()}\n\n"
     assert len((d / "assoc").read_bytes()) == 32 and not (d / "apqn.yaml").exists()
     assert pvsecret_main([*base, "-o", str(d / "r6"), "retrievable", "my key", "--secret", str(d / "short"),
                           "--type", "plain"]) == 0  # fmt: skip

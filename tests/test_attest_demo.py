@@ -1,4 +1,5 @@
-"""The attestation demo end to end: the C guest attests through the mailbox, gets the disk key, decrypts its blob; refusals for a tampered image, a stale nonce, a replay, another machine."""
+"""The attestation demo end to end: the C guest attests through the mailbox, gets the disk key, decrypts its
+blob; refusals for a tampered image, a stale nonce, a replay, another machine."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def test_zuv_verifier_demo_refuses_with_the_field(capsys: pytest.CaptureFixture[
     assert zuv_main(["verifier", "demo"]) == 0
     out = capsys.readouterr().out
     assert "disk unlocked: customer ledger #4711" in out
-    assert "attestation refused: pld: the guest runs another image than the reference (pld, tag differ)" in out
+    assert (
+        "attestation refused: pld: the guest runs another image than the reference (pld, tag differ)" in out
+    )
     assert "attestation refused: nonce: the Ultravisor measured nonce" in out
     assert "attestation refused: nonce: unknown or already used challenge: a replayed response" in out
     assert out.count("as expected") == 4 and "UNEXPECTED" not in out

@@ -1,4 +1,5 @@
-"""Attestation and add-secret request formats: known answers from s390-tools, the measurement formula, round trips, tampering."""
+"""Attestation and add-secret request formats: known answers from s390-tools, the measurement formula, round
+trips, tampering."""
 
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ KAT_EXCHANGE_HEAD = bytes.fromhex(
 def kat_arcb(**kw) -> A.BuiltRequest:
     args = dict(
         rng=c.DeterministicRng("unused"), paf=A.PAF_NONCE | A.PAF_IMAGE_PHKH | A.PAF_ATTEST_PHKH,
-        measurement_key=c.Secret(b"\x77" * 64), nonce=b"\xab" * 16, protection_key=ARPK, customer_key=KAT_CUST,
-        iv=b"\x55" * 12,
+        measurement_key=c.Secret(b"\x77" * 64), nonce=b"\xab" * 16, protection_key=ARPK,
+        customer_key=KAT_CUST, iv=b"\x55" * 12,
     )  # fmt: skip
     args.update(kw)
     return A.build_arcb([KAT_HOST], **args)
@@ -106,7 +107,9 @@ def test_measurement_items_follow_the_spec_formula_field_by_field() -> None:
     assert items[224:232] == struct.pack(">HHI", 2, 0, 3)
     assert items[232:] == b"ud" + b"\x08" * 16 + b"\x09" * 3
     # independent HMAC from the standard library agrees
-    assert A.measurement(M_KEY, TAGS, M_CUID, b"ud", b"\x08" * 16, b"\x09" * 3) == hmac.digest(M_KEY, items, "sha512")
+    assert A.measurement(M_KEY, TAGS, M_CUID, b"ud", b"\x08" * 16, b"\x09" * 3) == hmac.digest(
+        M_KEY, items, "sha512"
+    )
 
 
 def test_arcb_reproduces_s390_tools_exp_arcb_bin() -> None:
@@ -123,12 +126,17 @@ def test_asrcb_reproduces_s390_tools_assets(name: str) -> None:
     head, tail = (bytes.fromhex(x) for x in KAT_ASRCB[name])
     if name.startswith("assoc"):
         ext = A.extension_secret_from_cck(bytes(32), TAGS.tag)  # "derived" from a zero CCK
-        kw = dict(secret_type=0x02, value=b"\x11" * 32, secret_id=A.secret_id("add_secret_request"), extension_secret=ext)
+        kw = dict(
+            secret_type=0x02,
+            value=b"\x11" * 32,
+            secret_id=A.secret_id("add_secret_request"),
+            extension_secret=ext,
+        )
     else:
         kw = dict(flags=A.ASRCB_FLAG_DISABLE_DUMP)
     got = A.build_asrcb(
-        [KAT_HOST], TAGS, rng=c.DeterministicRng("unused"), cuid=CUID, protection_key=ARPK, customer_key=KAT_CUST,
-        iv=b"\x55" * 12, **kw,
+        [KAT_HOST], TAGS, rng=c.DeterministicRng("unused"), cuid=CUID, protection_key=ARPK,
+        customer_key=KAT_CUST, iv=b"\x55" * 12, **kw,
     ).data  # fmt: skip
     flags = A.ASRCB_FLAG_DISABLE_DUMP if name.endswith("dump_cuid_one") else 0
     middle = struct.pack(">Q", flags) + TAGS.pack() + CUID + bytes(256) + bytes(512) + KAT_ARCB[0x40:0x130]
@@ -152,7 +160,12 @@ def test_exchange_file_matches_s390_tools_exchange_bin() -> None:
 def test_request_exchange_file_carries_expected_sizes_only() -> None:
     data = A.exchange_request(KAT_ARCB, 64, 64)
     ex = A.parse_exchange(data)
-    assert ex.arcb == KAT_ARCB and ex.measurement is None and ex.exp_measurement == 64 and ex.exp_additional == 64
+    assert (
+        ex.arcb == KAT_ARCB
+        and ex.measurement is None
+        and ex.exp_measurement == 64
+        and ex.exp_additional == 64
+    )
     assert not ex.is_response
 
 
@@ -184,7 +197,9 @@ def test_arcb_tampering_breaks_authentication_everywhere() -> None:
 def test_arcb_without_nonce_and_the_host_key_side() -> None:
     host = c.generate_p521_key(c.DeterministicRng("host"))
     other = c.generate_p521_key(c.DeterministicRng("other"))
-    b = A.build_arcb([other.public_key(), host.public_key()], rng=c.DeterministicRng("r"), paf=A.PAF_IMAGE_PHKH)
+    b = A.build_arcb(
+        [other.public_key(), host.public_key()], rng=c.DeterministicRng("r"), paf=A.PAF_IMAGE_PHKH
+    )
     arcb = A.parse_arcb(b.data)
     assert arcb.header.sea == 64 and arcb.header.nks == 2 and len(b.data) == A.arcb_size(2, nonce=False)
     got = A.open_arcb_with_host_key(arcb, [host])
@@ -214,7 +229,11 @@ def test_additional_data_sizes_and_split() -> None:
     assert A.additional_data_size(paf) == 32 + 320
     assert A.additional_data_size(A.PAF_SUPPORTED) == 32 + 32 + 64 + 320
     data = b"a" * 32 + b"f" * 320 + b"zz"
-    assert A.split_additional_data(paf, data) == {"attestation_phkh": b"a" * 32, "firmware_state": b"f" * 320, "unrecognized": b"zz"}
+    assert A.split_additional_data(paf, data) == {
+        "attestation_phkh": b"a" * 32,
+        "firmware_state": b"f" * 320,
+        "unrecognized": b"zz",
+    }
     with pytest.raises(A.RequestFormatError, match="firmware_state"):
         A.split_additional_data(paf, data[:100])
 
@@ -225,7 +244,8 @@ def test_secret_store_hash_and_plaintext_encoding() -> None:
     assert A.secret_store_hash([], False) == c.sha512(b"\x00")
     v = A.plaintext_secret(b"hello")
     assert v == b"\x00\x05hello" + bytes(9) and A.plaintext_from_secret(v) == b"hello"
-    assert A.secret_id("disk-key") == c.sha256(b"disk-key") and A.secret_id("k", hashed=False) == b"k" + bytes(31)
+    assert A.secret_id("disk-key") == c.sha256(b"disk-key")
+    assert A.secret_id("k", hashed=False) == b"k" + bytes(31)
     # --use-name as pvsecret 2.43: at most 31 bytes of the name, then NULs (a 32nd byte and more are cut)
     assert A.secret_id("b" * 32, hashed=False) == A.secret_id("b" * 40, hashed=False) == b"b" * 31 + b"\0"
 

@@ -1,4 +1,5 @@
-"""The lab verifier over HTTP on loopback: challenge, evidence, released secret; refusals name the field (tampered image, nonce, replay, expiry, forged fields, chain)."""
+"""The lab verifier over HTTP on loopback: challenge, evidence, released secret; refusals name the field
+(tampered image, nonce, replay, expiry, forged fields, chain)."""
 
 from __future__ import annotations
 
@@ -45,14 +46,16 @@ def env(policy):
         yield VerifierClient(svc.url), v, clock
 
 
-def perform(g: LocalSecureGuest, ch: dict, user: bytes = D.AGENT_ID, evidence: bool = True, arcb: bytes | None = None) -> dict:
+def perform(
+    g: LocalSecureGuest, ch: dict, user: bytes = D.AGENT_ID, evidence: bool = True, arcb: bytes | None = None
+) -> dict:
     """What the guest's agent does with a challenge: the UVC, then the Trustee-shaped response."""
     req = arcb if arcb is not None else unb64(ch["request_blob"], "request_blob")
     meas, add, ev = g.alloc(64), g.alloc(ch["additional_size"]), g.alloc(16384)
     blk = g.uvc(
-        "retr_attest_evidence" if evidence else "retr_attest", arcb_addr=g.put(req), meas_len=64, meas_addr=meas,
-        add_data_len=ch["additional_size"], add_data_addr=add, user_data_len=len(user), user_data=user,
-        reserved168=(ev, 16384 << 32, 0, 0),
+        "retr_attest_evidence" if evidence else "retr_attest", arcb_addr=g.put(req), meas_len=64,
+        meas_addr=meas, add_data_len=ch["additional_size"], add_data_addr=add, user_data_len=len(user),
+        user_data=user, reserved168=(ev, 16384 << 32, 0, 0),
     )  # fmt: skip
     assert blk.header.rc == 0x0001
     out = {
@@ -89,7 +92,11 @@ def test_challenge_is_trustee_shaped_and_success_releases_a_bound_secret(env) ->
     assert answer["claims"]["evidence"]["machine"] == "zuv-demo"
     (sec,) = answer["secrets"]
     asrcb = A.parse_asrcb(unb64(sec["asrcb"], "asrcb"))
-    assert asrcb.cuid == g.cuid and asrcb.tags == v.policy.tags and asrcb.secret_header.id == A.secret_id("disk-key")
+    assert (
+        asrcb.cuid == g.cuid
+        and asrcb.tags == v.policy.tags
+        and asrcb.secret_header.id == A.secret_id("disk-key")
+    )
     # the guest adds and retrieves it: the disk key
     assert g.uvc("add_secret", addr=g.put(unb64(sec["asrcb"], "asrcb"))).header.rc == 0x0001
     buf = g.alloc(64)
@@ -155,13 +162,17 @@ def test_hmac_only_policy_and_evidence_chain_failures(policy) -> None:
     with pytest.raises(Refusal) as exc:
         v.attest(perform(g_bad, v.challenge(), evidence=False))
     assert exc.value.field == "measurement"  # without evidence the HMAC can only say "measurement"
-    other_root = pki.create_pki(c.DeterministicRng("other root"), dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
+    other_root = pki.create_pki(
+        c.DeterministicRng("other root"), dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    )
     strict = dataclasses.replace(policy, roots=[other_root.root_cert])
     v = Verifier(strict, rng=c.DeterministicRng("strict"))
     with pytest.raises(Refusal) as exc:
         v.attest(perform(g, v.challenge()))
     assert exc.value.field == "certificate_chain"
-    v = Verifier(policy, rng=c.DeterministicRng("late"), now=lambda: dt.datetime(2045, 1, 1, tzinfo=dt.timezone.utc))
+    v = Verifier(
+        policy, rng=c.DeterministicRng("late"), now=lambda: dt.datetime(2045, 1, 1, tzinfo=dt.timezone.utc)
+    )
     with pytest.raises(Refusal) as exc:
         v.attest(perform(g, v.challenge()))
     assert exc.value.field == "certificate_chain" and "expired" in exc.value.reason
@@ -170,7 +181,9 @@ def test_hmac_only_policy_and_evidence_chain_failures(policy) -> None:
 def test_http_surface(env) -> None:
     client, v, _ = env
     ref = client.reference()
-    assert ref["tag"] == v.policy.tags.tag.hex() and ref["secrets"] == ["disk-key"] and ref["require_evidence"]
+    assert (
+        ref["tag"] == v.policy.tags.tag.hex() and ref["secrets"] == ["disk-key"] and ref["require_evidence"]
+    )
     req = urllib.request.Request(client.url + "/attest", data=b"{not json", method="POST")
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=5)

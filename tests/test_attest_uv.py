@@ -1,4 +1,5 @@
-"""Retrieve Attestation Measurement (0x1020) and zuv's signed evidence (0x1F20) through the Ultravisor, as a secure guest issues them."""
+"""Retrieve Attestation Measurement (0x1020) and zuv's signed evidence (0x1F20) through the Ultravisor, as a
+secure guest issues them."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ DEMO = MachineIdentity.bundled("zuv-demo")
 OTHER = MachineIdentity.bundled("zuv-other")
 PKI = pki.Pki.load(MachineIdentity.bundled_dir("zuv-demo") / "pki")
 PAF_ALL = A.PAF_SUPPORTED
-IMAGE = build_image(kernel=KERNEL, host_keys=[DEMO.public_key], rng=c.DeterministicRng("attest uv image")).data
+IMAGE = build_image(
+    kernel=KERNEL, host_keys=[DEMO.public_key], rng=c.DeterministicRng("attest uv image")
+).data
 TAGS = A.BootHdrTags.from_header(parse_image(IMAGE).header)
 
 
@@ -36,14 +39,18 @@ def guest() -> LocalSecureGuest:
     return LocalSecureGuest("zuv-demo", IMAGE, seed=7)
 
 
-def arcb(paf: int = A.PAF_NONCE | A.PAF_IMAGE_PHKH | A.PAF_ATTEST_PHKH, keys=(DEMO.public_key,), seed: str = "r"):
+def arcb(
+    paf: int = A.PAF_NONCE | A.PAF_IMAGE_PHKH | A.PAF_ATTEST_PHKH, keys=(DEMO.public_key,), seed: str = "r"
+):
     return A.build_arcb(list(keys), rng=c.DeterministicRng(seed), paf=paf)
 
 
 class Call:
     """One attestation UVC: request, areas and the result."""
 
-    def __init__(self, g: LocalSecureGuest, req: bytes, paf: int, user: bytes = b"", cmd: str = "retr_attest", **kw):
+    def __init__(
+        self, g: LocalSecureGuest, req: bytes, paf: int, user: bytes = b"", cmd: str = "retr_attest", **kw
+    ):
         self.g = g
         self.add_len = A.additional_data_size(paf)
         self.meas = g.alloc(64)
@@ -51,7 +58,8 @@ class Call:
         self.ev = g.alloc(16384)
         fields = dict(
             arcb_addr=g.put(req), meas_len=64, meas_addr=self.meas, add_data_len=self.add_len,
-            add_data_addr=self.add, user_data_len=len(user), user_data=user, reserved168=(self.ev, 16384 << 32, 0, 0),
+            add_data_addr=self.add, user_data_len=len(user), user_data=user,
+            reserved168=(self.ev, 16384 << 32, 0, 0),
         )  # fmt: skip
         fields.update(kw)
         self.blk = g.uvc(cmd, **fields)
@@ -71,7 +79,9 @@ class Call:
 
 
 def test_query_shows_attestation_and_secret_calls_to_guests_only() -> None:
-    bits = [BY_NAME[n].bit for n in ("retr_attest", "add_secret", "list_secrets", "lock_secrets", "retr_secret")]
+    bits = [
+        BY_NAME[n].bit for n in ("retr_attest", "add_secret", "list_secrets", "lock_secrets", "retr_secret")
+    ]
     guest, host = installed_calls("guest"), installed_calls("host")
     for b in [*bits, 63]:
         assert guest[b // 64] >> (63 - b % 64) & 1
@@ -192,8 +202,9 @@ def test_evidence_is_signed_twice_and_matches_the_measurement(guest: LocalSecure
     assert st.tags == TAGS and st.user_data == b"u" * 256 and st.paf == paf
     assert st.additional_digest == c.sha512(call.additional) and st.attestation_phkh == DEMO.host_key_hash
     res = E.check_attestation(
-        tags=TAGS, measurement_key=opened.measurement_key, nonce=opened.nonce, paf=paf, measurement=call.measurement,
-        cuid=guest.cuid, user_data=b"u" * 256, additional=call.additional, evidence=call.evidence,
+        tags=TAGS, measurement_key=opened.measurement_key, nonce=opened.nonce, paf=paf,
+        measurement=call.measurement, cuid=guest.cuid, user_data=b"u" * 256, additional=call.additional,
+        evidence=call.evidence,
         roots=[PKI.root_cert], cas=[PKI.inter_cert], crls=[PKI.inter_crl],
     )  # fmt: skip
     assert res.claims()["evidence"]["machine"] == "zuv-demo"
@@ -204,14 +215,17 @@ def test_evidence_rcs(guest: LocalSecureGuest) -> None:
     req = arcb(paf).data
     assert Call(guest, req, paf, cmd="retr_attest_evidence", reserved168=(0, 4096 << 32, 0, 0)).rc == 0x0111
     beyond = guest.setup.msl + 0x1000
-    assert Call(guest, req, paf, cmd="retr_attest_evidence", reserved168=(beyond, 16384 << 32, 0, 0)).rc == 0x0112
+    assert (
+        Call(guest, req, paf, cmd="retr_attest_evidence", reserved168=(beyond, 16384 << 32, 0, 0)).rc
+        == 0x0112
+    )
     bare = LocalSecureGuest("zuv-demo", IMAGE, seed=4)
     bare.uv.attestation_keys = None
     assert Call(bare, req, paf, cmd="retr_attest_evidence").rc == 0x0110
     assert Call(bare, req, paf).rc == 0x0001  # the architected command needs no attestation key
 
 
-# ------------------------------------------------------------------------------------------------ chain failures
+# --------------------------------------------------------------------------------------------- chain failures
 
 
 def _evidence(guest: LocalSecureGuest) -> bytes:
@@ -232,7 +246,9 @@ def test_chain_refusals_expired_wrong_root_revoked_no_crl(guest: LocalSecureGues
     with pytest.raises(E.AttestationMismatch, match="expired") as exc:
         _verify(ev, now=late, crls=[])
     assert exc.value.field == "certificate_chain"
-    other_pki = pki.create_pki(c.DeterministicRng("another root"), dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
+    other_pki = pki.create_pki(
+        c.DeterministicRng("another root"), dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    )
     # same names, other keys: the intermediate CA is not signed by the root the verifier trusts
     with pytest.raises(E.AttestationMismatch, match="not signed by"):
         _verify(ev, roots=[other_pki.root_cert])

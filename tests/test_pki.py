@@ -62,7 +62,9 @@ def fresh():
     """A PKI of our own plus one machine document issued by it."""
     p = pki.create_pki(c.DeterministicRng("test-pki"), dt.datetime(2025, 1, 1))
     key = c.generate_p521_key(c.DeterministicRng("test-host"))
-    doc = pki.issue_host_key_document(p, key.public_key(), "zuv-test", c.DeterministicRng("doc"), dt.datetime(2025, 1, 1))
+    doc = pki.issue_host_key_document(
+        p, key.public_key(), "zuv-test", c.DeterministicRng("doc"), dt.datetime(2025, 1, 1)
+    )
     return p, key, doc
 
 
@@ -111,14 +113,20 @@ def test_every_certificate_of_the_chain_needs_its_issuers_crl_as_s390_tools(fres
     genprotimg does); a current CRL beside an outdated one of the same issuer is used."""
     p, _, doc = fresh
     t0, t1 = dt.datetime(2029, 1, 1), dt.datetime(2031, 1, 1)
-    with pytest.raises(pki.PkiError, match="Machines Corporation.*unable to get certificate CRL.*Code Signing"):
+    with pytest.raises(
+        pki.PkiError, match="Machines Corporation.*unable to get certificate CRL.*Code Signing"
+    ):
         verify(doc, p=p, crls=[p.crl, p.root_crl])
     with pytest.raises(pki.PkiError, match="'CN=zuv Emulated Code Signing CA.*unable to get certificate CRL"):
         verify(doc, p=p, crls=[p.crl, p.inter_crl])
-    root_self = pki.issue_crl(p.root_key, p.root_cert, [p.root_cert.serial_number], last_update=t0, next_update=t1)
+    root_self = pki.issue_crl(
+        p.root_key, p.root_cert, [p.root_cert.serial_number], last_update=t0, next_update=t1
+    )
     with pytest.raises(pki.PkiError, match="Root CA.*certificate revoked"):
         verify(doc, p=p, crls=[p.crl, p.inter_crl, root_self])
-    root_inter = pki.issue_crl(p.root_key, p.root_cert, [p.inter_cert.serial_number], last_update=t0, next_update=t1)
+    root_inter = pki.issue_crl(
+        p.root_key, p.root_cert, [p.inter_cert.serial_number], last_update=t0, next_update=t1
+    )
     with pytest.raises(pki.PkiError, match="Code Signing CA.*certificate revoked"):
         verify(doc, p=p, crls=[p.crl, p.inter_crl, root_inter])
     stale = pki.issue_crl(p.root_key, p.root_cert, [], last_update=dt.datetime(2025, 1, 1),
@@ -143,9 +151,11 @@ def test_signing_key_crl_names_as_s390_tools_quirk_crls(fresh):
     with pytest.raises(pki.PkiError, match="at least one"):
         verify(doc, p=p, crls=[armonk_crl, *chain])
     armonk_key = pki._cert(  # noqa: SLF001 - the signing key's certificate under the Armonk name
-        subject=pki.signing_key_subject("Armonk"), issuer=p.inter_cert.subject, public_key=p.signing_key.public_key(),
-        issuer_key=p.inter_key, issuer_public_key=p.inter_key.public_key(), serial=78,
-        not_before=p.signing_cert.not_valid_before_utc, not_after=p.signing_cert.not_valid_after_utc, ca=False,
+        subject=pki.signing_key_subject("Armonk"), issuer=p.inter_cert.subject,
+        public_key=p.signing_key.public_key(), issuer_key=p.inter_key,
+        issuer_public_key=p.inter_key.public_key(), serial=78,
+        not_before=p.signing_cert.not_valid_before_utc, not_after=p.signing_cert.not_valid_after_utc,
+        ca=False,
     )  # fmt: skip
     certs = [armonk_key, p.inter_cert]
     assert verify(doc, p=p, certs=certs, crls=[p.crl, *chain]).verified  # the Poughkeepsie-named CRL
@@ -187,7 +197,9 @@ def test_host_key_documents_need_p521_keys(fresh):
     p, _, _ = fresh
     from cryptography.hazmat.primitives.asymmetric import ec
     with pytest.raises(pki.PkiError):
-        pki.issue_host_key_document(p, ec.generate_private_key(ec.SECP384R1()).public_key(), "m", c.SystemRng())
+        pki.issue_host_key_document(
+            p, ec.generate_private_key(ec.SECP384R1()).public_key(), "m", c.SystemRng()
+        )
 
 
 # ------------------------------------------------------------------------------------------------ identity
@@ -225,10 +237,18 @@ def test_machine_identity_refuses_a_document_of_another_machine(tmp_path):
 def test_hostkey_cli_lifecycle(tmp_path, capsys):
     pdir, mdir = tmp_path / "pki", tmp_path / "m1"
     assert hostkey_main(["init-pki", str(pdir), "--seed", "s", "--time", "2025-01-01"]) == 0
-    assert hostkey_main(["new-machine", str(mdir), "--pki", str(pdir), "--seed", "m", "--time", "2025-01-01"]) == 0
+    assert (
+        hostkey_main(["new-machine", str(mdir), "--pki", str(pdir), "--seed", "m", "--time", "2025-01-01"])
+        == 0
+    )
     doc = str(mdir / "host-key-document.crt")
-    assert hostkey_main(["verify", doc, "--pki", str(pdir), "--machine", str(mdir), "--time", "2030-01-01"]) == 0
-    assert hostkey_main(["verify", doc, "--pki", str(pdir), "--machine", "zuv-demo", "--time", "2030-01-01"]) == 1
+    assert (
+        hostkey_main(["verify", doc, "--pki", str(pdir), "--machine", str(mdir), "--time", "2030-01-01"]) == 0
+    )
+    assert (
+        hostkey_main(["verify", doc, "--pki", str(pdir), "--machine", "zuv-demo", "--time", "2030-01-01"])
+        == 1
+    )
     assert hostkey_main(["verify", doc, "--time", "2030-01-01"]) == 1  # bundled PKI did not issue it
     assert hostkey_main(["revoke", doc, "--pki", str(pdir), "--time", "2029-01-01"]) == 0
     capsys.readouterr()
@@ -253,8 +273,13 @@ def test_the_pki_ships_the_root_cas_crl_for_the_intermediate_ca(tmp_path):
     made = pki.Pki.load(tmp_path / "p")
     assert (tmp_path / "p" / "root-ca.crl").exists() and made.root_crl is not None
     # the root's CRL revoking the intermediate CA refuses every document under it
-    made.root_crl = pki.issue_crl(made.root_key, made.root_cert, [made.inter_cert.serial_number],
-                                  last_update=NOW - dt.timedelta(days=1), next_update=NOW + dt.timedelta(days=9))
+    made.root_crl = pki.issue_crl(
+        made.root_key,
+        made.root_cert,
+        [made.inter_cert.serial_number],
+        last_update=NOW - dt.timedelta(days=1),
+        next_update=NOW + dt.timedelta(days=9),
+    )
     doc = pki.issue_host_key_document(made, DEMO.public_key, "m", c.DeterministicRng("m"), NOW)
     with pytest.raises(pki.PkiError, match="certificate revoked"):
         verify(doc, p=made, crls=made.crls)
@@ -269,9 +294,11 @@ def test_host_key_document_issuer_and_signing_key_crls_as_s390_tools_checks_them
     signing-key CRL that is outdated when another one is valid."""
     p = BUNDLED
     armonk = pki._cert(  # noqa: SLF001 - a signing certificate with the other locality, same key
-        subject=pki.signing_key_subject("Armonk"), issuer=p.inter_cert.subject, public_key=p.signing_key.public_key(),
-        issuer_key=p.inter_key, issuer_public_key=p.inter_key.public_key(), serial=77,
-        not_before=p.signing_cert.not_valid_before_utc, not_after=p.signing_cert.not_valid_after_utc, ca=False,
+        subject=pki.signing_key_subject("Armonk"), issuer=p.inter_cert.subject,
+        public_key=p.signing_key.public_key(), issuer_key=p.inter_key,
+        issuer_public_key=p.inter_key.public_key(), serial=77,
+        not_before=p.signing_cert.not_valid_before_utc, not_after=p.signing_cert.not_valid_after_utc,
+        ca=False,
     )  # fmt: skip
     doc = hkd(DEMO)
     assert doc.issuer == pki.signing_key_subject("Poughkeepsie") != armonk.subject
@@ -282,6 +309,8 @@ def test_host_key_document_issuer_and_signing_key_crls_as_s390_tools_checks_them
     assert verify(doc, crls=[stale, p.crl, *chain]).machine_name == "zuv-demo"
     with pytest.raises(pki.PkiError, match="outdated"):
         verify(doc, crls=[stale, *chain])
-    other = pki.issue_crl(p.inter_key, p.signing_cert, (), last_update=NOW, next_update=NOW + dt.timedelta(days=1))
+    other = pki.issue_crl(
+        p.inter_key, p.signing_cert, (), last_update=NOW, next_update=NOW + dt.timedelta(days=1)
+    )
     with pytest.raises(pki.PkiError, match="signature"):  # the signing key's name, another key
         verify(doc, crls=[other, *chain])

@@ -1,4 +1,5 @@
-"""pvattest check (s390-tools 2.43's policy check of an attestation result) and pvattest's command line rules."""
+"""pvattest check (s390-tools 2.43's policy check of an attestation result) and pvattest's command line
+rules."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def attested(tmp_path_factory) -> Path:
     (d / "user").write_bytes(b"check me")
     (d / "aes").write_bytes(bytes(range(32)))
     assert pvattest_main(["create", "-k", HKD, *CHAIN, "-o", str(d / "req"), "-a", str(d / "arpk"),
-                          "--add-data", "phkh-img,phkh-att", "--add-data", "secret-store-hash,firmware-state"]) == 0
+                          "--add-data", "phkh-img,phkh-att",
+                          "--add-data", "secret-store-hash,firmware-state"]) == 0  # fmt: skip
     base = ["create", "-k", HKD, *CHAIN, "--hdr", str(IMAGE)]
     assert pvsecret_main([*base, "-o", str(d / "s1"), "retrievable", "k1", "--secret", str(d / "aes"),
                           "--type", "aes", "--stdout"]) == 0  # fmt: skip
@@ -49,7 +51,8 @@ def test_check_passes_every_policy_and_writes_pvattests_yaml(attested: Path, cap
     out = d / "ok.yaml"
     rc = pvattest_main(["check", str(d / "resp"), str(out), "-k", f"{HKD},{OTHER}",
                         "--host-key-check", "att-key-hash,boot-key-hash", "-u", str(d / "user"),
-                        "--secret", f"{d / 's1'},{d / 's2'}", "--secret-store-locked", "true", "--firmware"])  # fmt: skip
+                        "--secret", f"{d / 's1'},{d / 's2'}", "--secret-store-locked", "true",
+                        "--firmware"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     assert "fulfills all policies" in capsys.readouterr().err
     assert out.read_text() == (
@@ -70,15 +73,27 @@ def test_check_passes_every_policy_and_writes_pvattests_yaml(attested: Path, cap
     ("args", "issue"),
     [
         (["-k", "OTHER"], "No given host-key document matches the given image public host-key hash"),
-        (["-k", "HKD,HKD"], "More than one given host-key document matches the given image public host-key hash"),
-        (["-u", "WRONG"], "The Provided user data does not match the user data from the attestation response."),
-        (["--secret", "S2,S1", "--secret-store-locked", "true"],
-         "The calculated secret-store-hash does not match with the provided hash"),
-        (["--secret", "S1,S2", "--secret-store-locked", "false"],
-         "The calculated secret-store-hash does not match with the provided hash"),
+        (
+            ["-k", "HKD,HKD"],
+            "More than one given host-key document matches the given image public host-key hash",
+        ),
+        (
+            ["-u", "WRONG"],
+            "The Provided user data does not match the user data from the attestation response.",
+        ),
+        (
+            ["--secret", "S2,S1", "--secret-store-locked", "true"],
+            "The calculated secret-store-hash does not match with the provided hash",
+        ),
+        (
+            ["--secret", "S1,S2", "--secret-store-locked", "false"],
+            "The calculated secret-store-hash does not match with the provided hash",
+        ),
     ],
 )
-def test_check_names_the_policy_that_fails_exit_2(attested: Path, capsys, args: list[str], issue: str) -> None:
+def test_check_names_the_policy_that_fails_exit_2(
+    attested: Path, capsys, args: list[str], issue: str
+) -> None:
     d = attested
     (d / "wrong").write_bytes(b"not me")
     subst = {"OTHER": str(OTHER), "HKD,HKD": f"{HKD},{HKD}", "WRONG": str(d / "wrong"),
@@ -92,12 +107,16 @@ def test_check_names_the_policy_that_fails_exit_2(attested: Path, capsys, args: 
 
 def test_check_enforced_items_missing_from_the_response(tmp_path: Path, capsys) -> None:
     d = tmp_path
-    assert pvattest_main(["create", "-k", HKD, "--no-verify", "-o", str(d / "req"), "-a", str(d / "arpk")]) == 0
+    assert (
+        pvattest_main(["create", "-k", HKD, "--no-verify", "-o", str(d / "req"), "-a", str(d / "arpk")]) == 0
+    )
     assert pvattest_main(["perform", str(d / "req"), str(d / "resp"), "--image", str(IMAGE)]) == 0
     args = ["check", str(d / "resp"), str(d / "out"), "-k", HKD]
     assert pvattest_main(args) == 0  # not enforced: a missing hash is no failure
     assert pvattest_main([*args, "--host-key-check", "boot-key-hash"]) == 2
-    assert "does not contain an image public host-key hash, but checking was enabled" in capsys.readouterr().err
+    assert (
+        "does not contain an image public host-key hash, but checking was enabled" in capsys.readouterr().err
+    )
     assert pvattest_main(["check", str(d / "resp"), str(d / "out"), "--secret-store-locked", "false"]) == 2
     assert pvattest_main(["check", str(d / "resp"), str(d / "out"), "--firmware"]) == 2
     assert "valid_firmware: false" in (d / "out").read_text()
