@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
+    from emulator.hw.cpu import Cpu
     from firmware.uv import Ultravisor
 
 log = logging.getLogger("firmware.uv")
@@ -64,3 +65,37 @@ class GuestControlBlock:
     def write(self, offset: int, data: bytes) -> None:
         """Store block bytes as the guest."""
         self.view.write(self.gaddr + offset, data)
+
+
+class GuestCpuControlBlock:
+    """A guest UVC's control block: home-space virtual (DAT on) or real (DAT off) addresses of the CPU."""
+
+    def __init__(self, cpu: Cpu, addr: int) -> None:
+        self.cpu = cpu
+        self.addr = addr
+
+    def _host(self, vaddr: int, write: bool) -> int:
+        return self.cpu.translate(vaddr, write=write, asc=3)
+
+    def read(self, offset: int, length: int) -> bytes:
+        out = bytearray()
+        v = self.addr + offset
+        while length > 0:
+            n = min(length, 0x1000 - (v & 0xFFF))
+            h = self._host(v, False)
+            out += self.cpu.mem.read(h, n)
+            v, length = v + n, length - n
+        return bytes(out)
+
+    def write(self, offset: int, data: bytes) -> None:
+        parts = []
+        v, off = self.addr + offset, 0
+        while off < len(data):
+            n = min(len(data) - off, 0x1000 - (v & 0xFFF))
+            parts.append((self._host(v, True), data[off : off + n]))
+            v, off = v + n, off + n
+        for h, chunk in parts:
+            self.cpu.mem.write(h, chunk)
+
+    def translate(self, vaddr: int, write: bool) -> int:
+        return self._host(vaddr, write)

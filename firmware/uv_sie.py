@@ -88,10 +88,11 @@ from emulator.hw.sie import (
     SiePage,
 )
 
-from firmware.uv_sie_codes import (DUMMY_SCCB, SIGP_SET_PREFIX, VIR_ASCE, VIR_CONCURRENT, VIR_CONFIG_HANDLE,
-                                   VIR_CPU_HANDLE, VIR_CPU_TIMER, VIR_FORMAT, VIR_INJECT_DISABLED,
-                                   VIR_INJECT_INVALID, VIR_NAMES, VIR_NOT_OPERATING, VIR_SD_ORIGIN, VIR_SIDA,
-                                   set_prefix_target)  # fmt: skip
+from firmware.uv_guest_view import GuestCpuControlBlock
+from firmware.uv_sie_codes import (DUMMY_SCCB, VIR_ASCE, VIR_CONCURRENT, VIR_CONFIG_HANDLE, VIR_CPU_HANDLE,
+                                   VIR_CPU_TIMER, VIR_FORMAT, VIR_INJECT_DISABLED, VIR_INJECT_INVALID,
+                                   VIR_NAMES, VIR_NOT_OPERATING, VIR_SD_ORIGIN, VIR_SIDA)  # fmt: skip
+from firmware.uv_sigp import SIGP_SET_PREFIX, set_prefix_target, status_store
 
 if TYPE_CHECKING:
     from firmware.uv import SecureCpu, Ultravisor
@@ -123,41 +124,8 @@ class _Pending:
     address: int = 0  # SCCB / STSI operand / IPL parameter block real address (never shown to the host)
     length: int = 0
     diag_code: int = 0
-    subcode: int = 0  # DIAGNOSE 0x308's
-
-
-class _GuestCpuControlBlock:
-    """A guest UVC's control block: home-space virtual (DAT on) or real (DAT off) addresses of the CPU."""
-
-    def __init__(self, cpu: Cpu, addr: int) -> None:
-        self.cpu = cpu
-        self.addr = addr
-
-    def _host(self, vaddr: int, write: bool) -> int:
-        return self.cpu.translate(vaddr, write=write, asc=3)
-
-    def read(self, offset: int, length: int) -> bytes:
-        out = bytearray()
-        v = self.addr + offset
-        while length > 0:
-            n = min(length, 0x1000 - (v & 0xFFF))
-            h = self._host(v, False)
-            out += self.cpu.mem.read(h, n)
-            v, length = v + n, length - n
-        return bytes(out)
-
-    def write(self, offset: int, data: bytes) -> None:
-        parts = []
-        v, off = self.addr + offset, 0
-        while off < len(data):
-            n = min(len(data) - off, 0x1000 - (v & 0xFFF))
-            parts.append((self._host(v, True), data[off : off + n]))
-            v, off = v + n, off + n
-        for h, chunk in parts:
-            self.cpu.mem.write(h, chunk)
-
-    def translate(self, vaddr: int, write: bool) -> int:
-        return self._host(vaddr, write)
+    subcode: int = 0  # DIAGNOSE 0x308's; SIGP's order code (its parameter in ``address``)
+    target: int = 0  # SIGP's CPU address
 
 
 class _SecureMapping:
@@ -197,7 +165,9 @@ class PvSieEngine:
         self._loaded: dict[int, tuple[object, ...]] = {}  # cpu handle -> snapshot of the record at exit
         self._maps: dict[int, _SecureMapping] = {}  # config handle -> mapping
         self._running: set[int] = set()
-        self._sccbs: dict[int, int] = {}  # cpu handle -> real SCCB address of the last SERVC
+        #: config handle -> real SCCB address of its last SERVC: the service signal is a floating interruption
+        #: (the host may inject it into any of the configuration's CPUs; one SCLP request is outstanding)
+        self._sccbs: dict[int, int] = {}
         self._raw: dict[int, memoryview] = {}  # SIE page address -> its bytes (``_page_bytes``)
         #: cpu handle -> (CPU timer at the last exit, TOD when the last SIE ended): the reference of the
         #: CPU-timer check at entry (7.4)
@@ -410,7 +380,7 @@ class PvSieEngine:
                 cpu.program_interrupt(code, pending.insn.ilen, pc=pending.insn.pc)
             elif pending is not None:
                 try:
-                    self._complete(cpu, page, pending)
+                    self._complete(cpu, page, pending, scpu)
                     completed = True
                 except ProgramException as e:  # the guest's operand went away meanwhile: its own exception
                     cpu.program_interrupt(e.code, e.ilc or pending.insn.ilen, e.teid, pc=pending.insn.pc)
@@ -563,7 +533,7 @@ class PvSieEngine:
                 return VIR_INJECT_DISABLED
             param = sd.eiparams
             if sd.eic == 0x2401 and (param & ~0xFFF) == DUMMY_SCCB:
-                param = (self._sccbs.get(scpu.handle, 0) & ~3) | (param & 3)
+                param = (self._sccbs.get(scpu.config.handle, 0) & ~3) | (param & 3)
             cpu.write_real(0x80, _U32.pack(param) + _U16.pack(sd.extcpuaddr) + _U16.pack(sd.eic))
             cpu.swap_psw(LC_EXT_OLD, LC_EXT_NEW)
         elif iictl == IICTL_IO:
@@ -686,7 +656,7 @@ class PvSieEngine:
             sida[:n] = cpu.read_real(sccb, n)
             regs[2] = cpu.gpr(insn.r1) & 0xFFFFFFFF
             regs[4] = DUMMY_SCCB | off
-            self._sccbs[scpu.handle] = sccb
+            self._sccbs[scpu.config.handle] = sccb
             return self._pv_instr(
                 page, scpu, _Pending(insn, "servc", address=sccb, length=n), 0xB220, 0x00240000
             )
@@ -709,7 +679,8 @@ class PvSieEngine:
                     return self._sigp_set_prefix(cpu, page, scpu, insn, regs[4] & 0xFFFF, regs[3])
                 except LookupError:
                     pass  # no such secure CPU: the host's answer
-            return self._pv_instr(page, scpu, _Pending(insn, "sigp", r1, r3), 0xAE24, 0x50000000)
+            pending = _Pending(insn, "sigp", r1, r3, address=regs[3], subcode=order, target=regs[4] & 0xFFFF)
+            return self._pv_instr(page, scpu, pending, 0xAE24, 0x50000000)
         if name == "SIE":
             raise ProgramException(0x01, why="SIE is not available to a secure guest")
         # channel-subsystem instructions: the subsystem-identification word only
@@ -737,7 +708,7 @@ class PvSieEngine:
 
         if insn.m_fields:
             raise ProgramException(0x06, why="UVC with nonzero M fields")
-        cb = _GuestCpuControlBlock(cpu, cpu.gpr(insn.r2))
+        cb = GuestCpuControlBlock(cpu, cpu.gpr(insn.r2))
         caller = UvCaller("guest", scpu.config.handle, scpu.handle)
         try:
             cc = self.uv.call(caller, cb)
@@ -753,7 +724,7 @@ class PvSieEngine:
 
     # -- completion of a 0x68 intercept -----------------------------------------------------------------
 
-    def _complete(self, cpu: Cpu, page: SiePage, p: _Pending) -> None:
+    def _complete(self, cpu: Cpu, page: SiePage, p: _Pending, scpu: SecureCpu) -> None:
         sd = page.sie_block
         regs = page.pv_grregs
         cc = (sd.psw_mask >> 44) & 3
@@ -779,6 +750,11 @@ class PvSieEngine:
         elif p.kind == "sigp":
             if cc == 1:
                 cpu.set_gpr(p.r1, (cpu.gpr(p.r1) & ~0xFFFFFFFF) | (regs[2] & 0xFFFFFFFF))
+            elif cc == 0:  # an accepted status order: the target's status from the UV's record (uv_sigp)
+                store = status_store(scpu.config, p.subcode, p.target, p.address)
+                if store is not None:
+                    addr, data = store  # within one page (512- or 1024-byte aligned): one mapping
+                    cpu.mem.write(self._maps[scpu.config.handle].to_host(addr, True, False), data)
         p.insn.finish(cc)
 
     # -- queries for the host --------------------------------------------------------------------------

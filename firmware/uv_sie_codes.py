@@ -1,20 +1,11 @@
-"""The codes a secure guest's SIE shows its host (validity reasons, the dummy SCCB address) and the SIGP
-order the Ultravisor performs itself between secure CPUs (SET PREFIX)."""
+"""The codes a secure guest's SIE shows its host: validity reasons and the dummy SCCB address."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
-from emulator.hw.sigp import SET_PREFIX as SIGP_SET_PREFIX
-from emulator.hw.sigp import STAT_INCORRECT_STATE, STAT_INVALID_PARAMETER
-from firmware.uv_state import CPU_STATE_STP
-
-if TYPE_CHECKING:
-    from firmware.uv_state import SecureConfig, SecureCpu
+from typing import Final
 
 __all__ = [
     "DUMMY_SCCB",
-    "SIGP_SET_PREFIX",
     "VIR_ASCE",
     "VIR_CONCURRENT",
     "VIR_CONFIG_HANDLE",
@@ -27,7 +18,6 @@ __all__ = [
     "VIR_NOT_OPERATING",
     "VIR_SD_ORIGIN",
     "VIR_SIDA",
-    "set_prefix_target",
 ]
 
 #: The page of the SCCB address the host sees (and names in the service-signal parameter); the UV substitutes
@@ -61,25 +51,3 @@ VIR_NAMES: Final = {
     VIR_SD_ORIGIN: "SIE entered through another page than the state description given at Create Secure CPU",
     VIR_SIDA: "the SIDA is not host storage",
 }
-
-
-def set_prefix_target(cfg: SecureConfig, target_num: int, param: int) -> tuple[SecureCpu, int]:
-    """SIGP SET PREFIX from a secure CPU of ``cfg`` to its CPU ``target_num``: only the Ultravisor can set a
-    secure CPU's prefix (the host can neither reach the lowcore nor the register), so it performs the order
-    with QEMU's checks in their order (``sigp_set_prefix``): the 8 KiB area beyond the guest's storage gives
-    status invalid parameter, a target not stopped incorrect state; else the target's prefix is set.
-    Returns the target and the status (0: done).
-
-    Raises:
-        LookupError: ``target_num`` names no secure CPU of ``cfg`` (the host answers: not operational).
-    """
-    target = next((c for c in cfg.cpus.values() if c.num == target_num), None)
-    if target is None:
-        raise LookupError(target_num)
-    addr = param & 0x7FFFE000
-    if addr + 0x2000 > cfg.msl:
-        return target, STAT_INVALID_PARAMETER
-    if target.state != CPU_STATE_STP:
-        return target, STAT_INCORRECT_STATE
-    target.prefix = addr
-    return target, 0

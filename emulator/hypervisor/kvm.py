@@ -252,10 +252,11 @@ class Vm:
         self.inject_service_signal(1)
 
     def inject_service_signal(self, param: int) -> None:
-        """Make a service-signal external interruption pending (floating: CPU 0 takes it)."""
+        """Make a service-signal external interruption pending (floating: in a secure VM any vCPU enabled for
+        it takes it; in a normal one CPU 0)."""
         v = self.vcpus[min(self.vcpus)]
         if self.pv is not None and v.secure:
-            self.pv.pending_ext(v)["service"] = param
+            self.pv.floating["service"] = param
         else:
             v.cpu.ext_pending.setdefault("service", param)
 

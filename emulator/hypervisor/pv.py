@@ -21,7 +21,6 @@ import struct
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
-from emulator.hw import sigp as S
 from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT
 from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.memory import PAGE_SIZE, HostSpan, HostView
@@ -43,6 +42,7 @@ from emulator.hw.sie import (
     SiePage,
 )
 from emulator.hw.sysinfo import stsi
+from emulator.hypervisor.pv_sigp import pv_sigp
 from emulator.hypervisor.uvclient import HostArena, UvClient, UvResult
 from firmware.uv_codes import describe
 from firmware.uv_gate import UvGate
@@ -185,6 +185,8 @@ class PvVm:
         self.donated: list[tuple[str, int, int]] = []
         self.possibly_secure: set[int] = set()  # guest pages that may be secure (Linux: PG_arch_1)
         self.ext: dict[int, dict[str, int]] = {}
+        #: floating external interruptions ("service": its parameter): any vCPU enabled for one takes it
+        self.floating: dict[str, int] = {}
         self.restart: set[int] = set()
         self.emergency: dict[int, set[int]] = {}
         self.exports = 0
@@ -422,7 +424,8 @@ class PvVm:
     # -- running -----------------------------------------------------------------------------------------
 
     def pending_ext(self, v: Vcpu) -> dict[str, int]:
-        """Floating and local external interruptions the hypervisor holds for a secure vCPU."""
+        """Local external interruptions the hypervisor holds for a secure vCPU (the floating ones are in
+        ``floating``)."""
         return self.ext[v.address]
 
     def _deliverable(self, v: Vcpu) -> tuple[int, int, int, int] | None:
@@ -439,8 +442,8 @@ class PvVm:
             return IICTL_EXT, 0x1201, 0, min(em)
         if "external_call" in ext and cr0 & (1 << 13):
             return IICTL_EXT, 0x1202, 0, ext["external_call"]
-        if "service" in ext and cr0 & (1 << 9):
-            return IICTL_EXT, 0x2401, ext["service"], 0
+        if "service" in self.floating and cr0 & (1 << 9):
+            return IICTL_EXT, 0x2401, self.floating["service"], 0
         return None
 
     def interrupt_ready(self, v: Vcpu) -> bool:
@@ -472,7 +475,7 @@ class PvVm:
 
     def halt(self) -> None:
         """Ask the hardware CPUs to leave SIE soon."""
-        self.engine.halt(self.cpu_handles.values())
+        self.engine.halt(list(self.cpu_handles.values()))  # a copy: a teardown may empty the map meanwhile
 
     def enter(self, v: Vcpu, count: int, timeout_us: int) -> SieExit:
         """Inject what is deliverable (iictl), then SIE on the vCPU's hardware CPU."""
@@ -487,7 +490,7 @@ class PvVm:
                 else:
                     sd.eic, sd.eiparams, sd.extcpuaddr = eic, param, src
                     if eic == 0x2401:
-                        del self.ext[v.address]["service"]
+                        del self.floating["service"]
                     elif eic == 0x1202:
                         del self.ext[v.address]["external_call"]
                     elif eic == 0x1201:
@@ -498,13 +501,9 @@ class PvVm:
         """CR0 subclass bits of the external interruptions held for ``v`` that are still pending after the
         injection (the guest is disabled for them): the SIE's external request, so that the guest's
         enabling ends the SIE (a guest spinning enabled for a service signal would otherwise never get it)."""
-        bits = 0
-        ext = self.ext[v.address]
-        if ext:
-            if "service" in ext:
-                bits |= 1 << 9
-            if "external_call" in ext:
-                bits |= 1 << 13
+        bits = (1 << 9) if "service" in self.floating else 0
+        if "external_call" in self.ext[v.address]:
+            bits |= 1 << 13
         if self.emergency[v.address]:
             bits |= 1 << 14
         return bits
@@ -584,7 +583,7 @@ class PvVm:
                 v.set_cc(cc)
                 vm._count("STSI")  # noqa: SLF001
             elif ipa == 0xAE24:
-                cc, status = self._sigp(v, regs[5] & 0xFF, regs[4] & 0xFFFF, regs[3])
+                cc, status = pv_sigp(self, v, regs[5] & 0xFF, regs[4] & 0xFFFF, regs[3])
                 if status is not None:
                     regs[2] = status
                 v.set_cc(cc)
@@ -635,66 +634,14 @@ class PvVm:
             regs[1] = 0x0001
 
     def _servc(self, v: Vcpu) -> None:
-        ext = self.ext[v.address] if v.address == min(self.vm.vcpus) else self.ext[min(self.vm.vcpus)]
-        if "service" in ext:
+        if "service" in self.floating:  # busy until a vCPU took the service signal
             v.set_cc(2)
             return
         regs = v.page.pv_grregs
         sida = self.host.sida(v.page)
         res = self.vm.sclp.service_call(_SidaSccb(sida, regs[4], self.vm.memory_size), regs[2], regs[4])
-        ext["service"] = res.ext_param
+        self.floating["service"] = res.ext_param
         v.set_cc(0)
-
-    def _sigp(self, v: Vcpu, order: int, target_addr: int, param: int) -> tuple[int, int | None]:
-        vm = self.vm
-        target = vm.vcpus.get(target_addr)
-        if order == S.SET_ARCHITECTURE:
-            others = all(not x.operating for x in vm.vcpus.values() if x is not v)
-            return 1, S.STAT_INVALID_PARAMETER if others else S.STAT_INCORRECT_STATE
-        if target is None:
-            return 3, None
-        t = target.address
-        if order == S.SENSE:
-            status = (S.STAT_STOPPED if not target.operating else 0) | (
-                S.STAT_EXT_CALL_PENDING if "external_call" in self.ext[t] else 0
-            )
-            return (1, status) if status else (0, None)
-        if order == S.SENSE_RUNNING:
-            running = target.operating and not target.sd.psw_mask & PSW_MASK_WAIT
-            return (0, None) if running else (1, S.STAT_NOT_RUNNING)
-        if order == S.EXTERNAL_CALL:
-            if "external_call" in self.ext[t]:
-                return 1, S.STAT_EXT_CALL_PENDING
-            self.ext[t]["external_call"] = v.address
-            return 0, None
-        if order in (S.EMERGENCY, S.COND_EMERGENCY):
-            self.emergency[t].add(v.address)
-            return 0, None
-        if order == S.START:
-            if not target.operating:
-                self.set_cpu_state(target, CPU_STATE_OPR)
-            return 0, None
-        if order in (S.STOP, S.STOP_AND_STORE_STATUS):
-            # store status of a secure CPU is the Ultravisor's (dump) business: only the stop happens
-            if target.operating:
-                self.set_cpu_state(target, CPU_STATE_STP)
-            return 0, None
-        if order == S.RESTART:
-            self.restart.add(t)
-            if not target.operating:
-                self.set_cpu_state(target, CPU_STATE_OPR)
-            return 0, None
-        if order in (S.INITIAL_CPU_RESET, S.CPU_RESET):
-            self.cpu_reset(target, "initial" if order == S.INITIAL_CPU_RESET else "normal")
-            self.set_cpu_state(target, CPU_STATE_STP)
-            return 0, None
-        if order == S.SET_PREFIX:  # QEMU's checks; the Ultravisor set the prefix and notified (0x6C)
-            if (param & 0x7FFFE000) + 0x2000 > vm.memory_size:
-                return 1, S.STAT_INVALID_PARAMETER
-            return (1, S.STAT_INCORRECT_STATE) if target.operating else (0, None)
-        if order in (S.STORE_STATUS_AT_ADDRESS, S.STORE_ADDITIONAL_STATUS):
-            return 1, S.STAT_INCORRECT_STATE  # the host cannot reach a secure CPU's registers
-        return 1, S.STAT_INVALID_ORDER
 
     # -- 0x6C: the Ultravisor tells ----------------------------------------------------------------------
 
@@ -713,7 +660,7 @@ class PvVm:
             self.vm._count("SPX (notification)")  # noqa: SLF001
             return
         if sd.ipa == 0xAE24:  # SIGP the Ultravisor performed (SET PREFIX): emulated as KVM does at a 0x6C,
-            self._sigp(v, regs[5] & 0xFF, regs[4] & 0xFFFF, regs[3])  # its result not the guest's
+            pv_sigp(self, v, regs[5] & 0xFF, regs[4] & 0xFFFF, regs[3])  # its result not the guest's
             self.vm._count("SIGP (notification)")  # noqa: SLF001
             return
         if sd.ipa == 0xB9A4:  # Remove Shared Access of a pinned page: unpin, the guest re-issues the UVC
@@ -731,6 +678,7 @@ class PvVm:
             self.set_cpu_state(x, CPU_STATE_STP)
         self.unshare_all()
         self.prep_reset()
+        self.floating.clear()  # the subsystem reset clears floating interruptions (QEMU's machine reset)
         for x in vm.vcpus.values():
             self.cpu_reset(x, "clear" if clear else ("initial" if x is initiator else "normal"))
         res = self.set_cpu_state(initiator, CPU_STATE_OPR_LOAD)
