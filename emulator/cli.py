@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 
+import emulator.startup  # first: Ctrl-C during the imports below ends the program without a traceback
 from emulator import options
 from emulator.errors import EmulatorError, MachineError
 from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS
@@ -346,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zuv`` console script: every command's Ctrl-C and closed pipe end here, as one
     line and an exit status (130, 141), never a traceback."""
     try:
+        emulator.startup.hand_over()  # from here on Ctrl-C is a KeyboardInterrupt, answered below
         return _main(argv)
     except KeyboardInterrupt:
         _quiet_exit()

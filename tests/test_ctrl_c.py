@@ -103,6 +103,37 @@ def test_ctrl_c_at_any_moment_of_bare_zuv_is_clean(delay):
     assert "Traceback" not in err
 
 
+#: the ``zuv`` script's start, Ctrl-C arriving while ``emulator.cli`` imports the hardware (an import hook
+#: sends it: on a loaded machine the imports take seconds and a Ctrl-C lands there)
+_CTRL_C_IN_THE_IMPORTS = """
+import os, signal, sys
+__file__ = "/usr/bin/zuv"
+class CtrlC:
+    def find_spec(self, name, path, target=None):
+        if name == "emulator.hw.diag":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, CtrlC())
+from emulator.cli import main
+print("not reached", file=sys.stderr)
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("program", ["zuv", "a program importing zuv"])
+def test_ctrl_c_while_zuv_imports_ends_it_without_a_traceback(program):
+    code = _CTRL_C_IN_THE_IMPORTS
+    if program != "zuv":
+        code = code.replace('__file__ = "/usr/bin/zuv"', 'sys.argv[0] = "zuv"')  # its own handler stays
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       stdin=subprocess.DEVNULL)  # fmt: skip
+    assert p.returncode == -signal.SIGINT, (p.returncode, p.stderr)  # as any program's Ctrl-C, both
+    if program == "zuv":
+        assert p.stderr == ""
+    else:  # Python's KeyboardInterrupt, for the importing program to answer (this one does not)
+        assert p.stderr.rstrip().endswith("KeyboardInterrupt"), p.stderr
+
+
 def test_ctrl_c_stops_a_script_s_long_continue_and_ends_the_script(tmp_path):
     script = tmp_path / "long.zuv"
     script.write_text("break alu_loop\ncontinue\ndelete\ncontinue\nregs\n")
