@@ -8,17 +8,18 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+
+# the stub tests' client (tests/ is on the path)
+from test_gdbstub import HELLO, MAIN, Client, _free_port, _listening
 
 from emulator.console.cli import open_session
 from emulator.console.commands import execute
 from emulator.console.gdbserve import serve_gdb
 from emulator.gdb.stub import frame
 from emulator.hypervisor.boot import DEMO_IMAGE, DEMO_KERNEL
-from test_gdbstub import HELLO, MAIN, Client, _free_port  # the stub tests' client (tests/ is on the path)
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = 0x15000  # the demo's secret page (guest real = absolute: the demo runs without DAT)
@@ -39,8 +40,10 @@ def _serve(s, **kw):
     """Serve gdb for the session on a thread; the client and the thread's result box."""
     port = _free_port()
     box: dict[str, str] = {}
-    t = threading.Thread(target=lambda: box.setdefault("line", serve_gdb(s, str(port), log=lambda _l: None, **kw)),
-                         daemon=True)  # fmt: skip
+    def serve() -> None:
+        box["line"] = serve_gdb(s, str(port), log=lambda _l: None, **kw)
+
+    t = threading.Thread(target=serve, daemon=True)
     t.start()
     return Client(port), t, box
 
@@ -134,16 +137,11 @@ def test_gdb_multiarch_on_zuv_console_on_the_secure_demo(tmp_path: Path, debug: 
     port = _free_port()
     zuv = _console(tmp_path, port, *(["--debug-secure"] if debug else []))
     try:
-        for _ in range(1200):
-            if zuv.poll() is not None:
-                break
-            line = zuv.stderr.readline()
-            if "waiting for gdb" in line:
-                break
+        _listening(zuv)
         gdb = subprocess.run(
             ["gdb-multiarch", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port}",
-             "-ex", "info registers pswa r2", "-ex", f"x/s {SECRET:#x}", "-ex", "info threads", "-ex", "detach",
-             str(DEMO_KERNEL)],
+             "-ex", "info registers pswa r2", "-ex", f"x/s {SECRET:#x}", "-ex", "info threads",
+             "-ex", "detach", str(DEMO_KERNEL)],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         out, _err = zuv.communicate(timeout=120)
@@ -179,10 +177,14 @@ def test_a_session_opened_with_the_capability_serves_the_owner_view_and_ctrl_c_e
     # waiting for a gdb that never comes: the console's stop (Ctrl-C) ends the wait
     port = _free_port()
     box2: dict[str, str] = {}
-    t2 = threading.Thread(target=lambda: box2.setdefault("line", serve_gdb(s, str(port), log=lambda _l: None)),
-                          daemon=True)  # fmt: skip
+    waiting = threading.Event()
+
+    def serve() -> None:
+        box2["line"] = serve_gdb(s, str(port), log=lambda line: "waiting for gdb" in line and waiting.set())
+
+    t2 = threading.Thread(target=serve, daemon=True)
     t2.start()
-    time.sleep(0.3)
+    assert waiting.wait(60)  # the stub listens: the stop lands in its wait for gdb
     s.stop("interrupted (Ctrl-C)")
     t2.join(10)
     assert not t2.is_alive() and box2["line"].startswith("no gdb attached")

@@ -26,7 +26,8 @@ class Client:
     """A minimal GDB: sends packets, checks acknowledgements and checksums."""
 
     def __init__(self, port: int) -> None:
-        until = time.monotonic() + 60  # the stub's process starts slowly on a loaded machine (>5 s at load 10)
+        # the stub's process starts slowly on a loaded machine (>5 s at load 10)
+        until = time.monotonic() + 60
         while time.monotonic() < until:
             try:
                 self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -161,6 +162,7 @@ def test_gdb_multiarch_session(tmp_path):
                             "--gdb", f"tcp::{port}", str(HELLO)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
+        waiting = _listening(zuv)
         gdb = subprocess.run(
             ["gdb-multiarch", "-nx", "-batch", "-ex", "set architecture s390:64-bit",
              "-ex", f"target remote 127.0.0.1:{port}", "-ex", "info registers pswa",
@@ -178,13 +180,25 @@ def test_gdb_multiarch_session(tmp_path):
     assert "Thread 1 (CPU 0 operating)" in transcript and "Thread 2 (CPU 1 stopped)" in transcript
     assert "exited normally" in transcript
     assert "Hello from a bare-metal s390x guest" in out and zuv.returncode == 0
-    assert "gdb attached" in err
+    assert f"waiting for gdb on 127.0.0.1:{port}" in waiting and "gdb attached" in err
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _listening(zuv: subprocess.Popen[str]) -> str:
+    """Standard error of a starting ``zuv ... --gdb`` up to its line saying it listens (or its end): gdb's
+    ``target remote`` gives up after its connect timeout, shorter than a loaded machine's start of zuv."""
+    seen = ""
+    while "waiting for gdb" not in seen:
+        line = zuv.stderr.readline()
+        if not line:
+            break
+        seen += line
+    return seen
 
 
 WATCHED = r"""
@@ -208,7 +222,9 @@ other: .quad 0x77
 def test_watchpoints_stop_after_the_access_they_watch(tmp_path):
     (tmp_path / "w.s").write_text(WATCHED)
     subprocess.run(["s390x-linux-gnu-as", "-o", tmp_path / "w.o", tmp_path / "w.s"], check=True)
-    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-o", tmp_path / "w.elf", tmp_path / "w.o"], check=True)
+    subprocess.run(
+        ["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-o", tmp_path / "w.elf", tmp_path / "w.o"], check=True
+    )
     m = Machine(16 << 20, 1, console_out=lambda b: None)
     prog = m.load(str(tmp_path / "w.elf"))
     val, other = prog.symbols["val"], prog.symbols["other"]
@@ -217,7 +233,8 @@ def test_watchpoints_stop_after_the_access_they_watch(tmp_path):
     t.start()
     c = Client(stub.port)
     assert c.ask(f"Z2,{val:x},8") == "OK"
-    for n in (1, 2):  # each store stops once, after it: the new value is there, the read of `other` never stops
+    # each store stops once, after it: the new value is there, the read of `other` never stops
+    for n in (1, 2):
         assert c.ask("c") == f"T05thread:1;watch:{val:x};"
         assert c.ask(f"m{val:x},8") == f"{n:016x}"
     assert c.ask(f"z2,{val:x},8") == "OK" and c.ask(f"Z3,{other:x},8") == "OK"
