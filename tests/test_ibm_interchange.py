@@ -72,14 +72,17 @@ def test_zuv_performs_ibm_pvattest_request_as_ibm_verified_it(tmp_path, capsys):
     ex = A.parse_exchange(out.read_bytes())
     assert _ibm_yaml("pvattest-2.32-verify-zuv-response.yaml")["cuid"] == "0x" + ex.cuid.hex()
     for hdr in (IMAGE, HDR):  # the whole image or the header pvextract-hdr extracted
-        rc = pvattest_main(["verify", "-i", str(out), "--hdr", str(hdr), "-a", str(DATA / "pvattest-2.32-arpk.bin")])
+        rc = pvattest_main(
+            ["verify", "-i", str(out), "--hdr", str(hdr), "-a", str(DATA / "pvattest-2.32-arpk.bin")]
+        )
         assert rc == 0, capsys.readouterr().err
 
 
 def test_zuv_request_and_response_are_what_ibm_pvattest_verified(tmp_path, capsys):
     req, arpk, resp = tmp_path / "req.bin", tmp_path / "arpk.bin", tmp_path / "resp.bin"
     rc = pvattest_main(["create", "-k", str(HKD), *CHAIN, "-o", str(req), "-a", str(arpk),
-                        "--add-data", "phkh-img", "--add-data", "phkh-att", "--seed", "ibm interchange"])  # fmt: skip
+                        "--add-data", "phkh-img", "--add-data", "phkh-att",
+                        "--seed", "ibm interchange"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     assert req.read_bytes() == (DATA / "zuv-request.bin").read_bytes()
     assert arpk.read_bytes() == (DATA / "zuv-arpk.bin").read_bytes()
@@ -120,7 +123,9 @@ def test_live_ibm_genprotimg_takes_zuvs_pki_and_zuv_boots_its_image(tmp_path):
     # without the root CA's CRL both refuse the chain (a CRL for every certificate)
     no_root_crl = CHAIN[:8] + CHAIN[10:]
     assert "root-ca.crl" not in " ".join(no_root_crl)
-    r = _ibm("genprotimg", "-k", str(HKD), *no_root_crl, "--offline", "-i", str(kernel), "-o", str(tmp_path / "x"))
+    r = _ibm(
+        "genprotimg", "-k", str(HKD), *no_root_crl, "--offline", "-i", str(kernel), "-o", str(tmp_path / "x")
+    )
     assert r.returncode == 1 and "unable to get certificate CRL" in r.stderr
     req = ["create", "-k", str(HKD), *no_root_crl, "-o", str(tmp_path / "r"), "-a", str(tmp_path / "a")]
     assert pvattest_main(req) == 1  # zuv refuses the same chain
@@ -150,7 +155,8 @@ def test_secrets_for_the_ibm_image_reach_its_guest(tmp_path, capsys):
 
     (tmp_path / "key").write_bytes(bytes(range(32, 64)))
     rc = pvsecret_main(["create", "-k", str(HKD), *CHAIN, "--hdr", str(HDR), "-o", str(tmp_path / "req"),
-                        "retrievable", "ibm image key", "--secret", str(tmp_path / "key"), "--type", "aes"])  # fmt: skip
+                        "retrievable", "ibm image key", "--secret", str(tmp_path / "key"),
+                        "--type", "aes"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     guest = ["--guest", str(tmp_path / "g.json")]
     assert pvsecret_main(["add", str(tmp_path / "req"), *guest, "--image", str(IMAGE), "--seed", "2"]) == 0
@@ -170,8 +176,8 @@ def test_live_ibm_image_with_cck_ramdisk_and_parmfile_takes_zuvs_extension_secre
     (d / "parm").write_text("console=ttyS0 quiet\n")
     (d / "rd").write_bytes(bytes(5000))
     r = _ibm("genprotimg", "-k", str(HKD), *CHAIN, "--offline", "-i", str(d / "kernel"), "-r", str(d / "rd"),
-             "-p", str(d / "parm"), "--comm-key", str(d / "cck"), "--enable-cck-extension-secret", "--enable-dump",
-             "-o", str(d / "ibm.se"))  # fmt: skip
+             "-p", str(d / "parm"), "--comm-key", str(d / "cck"), "--enable-cck-extension-secret",
+             "--enable-dump", "-o", str(d / "ibm.se"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     res = boot(SecureHost("zuv-demo", seed=1), d / "ibm.se", time_limit=60)
     assert res.failure is None and "secret intact: yes" in res.console.decode()
@@ -197,20 +203,29 @@ def test_zuv_answers_pvattest_243_as_ibm_verified_and_checked_it(tmp_path, monke
 
     monkeypatch.chdir(DATA)
     g = ["--guest", str(tmp_path / "g.json")]
-    assert pvsecret_main(["add", "pvsecret-2.43-retrievable.bin", *g, "--image", "genprotimg-2.35.se", "--seed", "6"]) == 0
+    assert (
+        pvsecret_main(
+            ["add", "pvsecret-2.43-retrievable.bin", *g, "--image", "genprotimg-2.35.se", "--seed", "6"]
+        )
+        == 0
+    )
     assert pvsecret_main(["lock", *g]) == 0
     resp = tmp_path / "resp"
     assert pvattest_main(["perform", "pvattest-2.43-request.bin", str(resp), *g, "-u", "user-data.txt"]) == 0
     assert resp.read_bytes() == (DATA / "zuv-response-to-pvattest-2.43.bin").read_bytes()
-    assert pvattest_main(["verify", "-i", str(resp), "--hdr", "genprotimg-2.35.se", "-a", "pvattest-2.43-arpk.bin",
-                          "-o", str(tmp_path / "v.yaml")]) == 0  # fmt: skip
+    assert pvattest_main(["verify", "-i", str(resp), "--hdr", "genprotimg-2.35.se",
+                          "-a", "pvattest-2.43-arpk.bin", "-o", str(tmp_path / "v.yaml")]) == 0  # fmt: skip
     assert (tmp_path / "v.yaml").read_text() == (DATA / "pvattest-2.43-verify.yaml").read_text()
     assert pvattest_main(["check", str(resp), str(tmp_path / "c.yaml"), "-k", f"{REL_HKD},{REL_OTHER}",
                           "--host-key-check", "att-key-hash,boot-key-hash", "-u", "user-data.txt",
-                          "--secret", "pvsecret-2.43-retrievable.bin", "--secret-store-locked", "true"]) == 0  # fmt: skip
+                          "--secret", "pvsecret-2.43-retrievable.bin",
+                          "--secret-store-locked", "true"]) == 0  # fmt: skip
     assert (tmp_path / "c.yaml").read_text() == (DATA / "pvattest-2.43-check.yaml").read_text()
     # the guest retrieves IBM's secret by the NAME.yaml IBM's pvsecret wrote
-    assert pvsecret_main(["retrieve", "pvsecret-2.43-ibm_key.yaml", str(tmp_path / "s"), *g, "--outform", "bin"]) == 0
+    assert (
+        pvsecret_main(["retrieve", "pvsecret-2.43-ibm_key.yaml", str(tmp_path / "s"), *g, "--outform", "bin"])
+        == 0
+    )
     assert (tmp_path / "s").read_bytes() == (DATA / "user-data.txt").read_bytes()
 
 
@@ -225,9 +240,9 @@ def test_pvsecret_243_files_and_zuvs_agree(tmp_path, monkeypatch, capsys):
     assert pvsecret_main(["verify", "pvsecret-2.43-signed.bin"]) == 1  # signed: the certificate is needed
     # the secret information of the same secret, as IBM's pvsecret wrote it
     capsys.readouterr()
-    assert pvsecret_main(["create", "-k", REL_HKD, "--no-verify", "--hdr", "genprotimg-2.35.hdr", "-o",
-                          str(tmp_path / "r"), "retrievable", "ibm key", "--secret", "user-data.txt", "--type",
-                          "plain", "--stdout"]) == 0  # fmt: skip
+    assert pvsecret_main(["create", "-k", REL_HKD, "--no-verify", "--hdr", "genprotimg-2.35.hdr",
+                          "-o", str(tmp_path / "r"), "retrievable", "ibm key", "--secret", "user-data.txt",
+                          "--type", "plain", "--stdout"]) == 0  # fmt: skip
     assert capsys.readouterr().out == (DATA / "pvsecret-2.43-ibm_key.yaml").read_text() + "\n"
 
 
@@ -239,10 +254,14 @@ def test_live_ibm_pvsecret_243_verifies_zuvs_signed_user_data(tmp_path):
         pytest.skip("IBM's pvsecret 2.43 not built (tools/ibm_s390_tools.sh --rust)")
     key, crt = tmp_path / "k.pem", tmp_path / "k.crt"
     subprocess.run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-subj", "/CN=t", "-days", "2", "-out", str(crt)], check=True, capture_output=True)  # fmt: skip
-    assert pvsecret_main(["create", "-k", str(HKD), "--no-verify", "--hdr", str(HDR), "-o", str(tmp_path / "r"),
-                          "--user-data", str(DATA / "user-data.txt"), "--user-sign-key", str(key), "meta"]) == 0  # fmt: skip
-    r = _ibm("pvsecret-2.43", "verify", str(tmp_path / "r"), "--user-cert", str(crt), "-o", str(tmp_path / "o"))
+                    "-subj", "/CN=t", "-days", "2", "-out", str(crt)],
+                   check=True, capture_output=True)  # fmt: skip
+    assert pvsecret_main(["create", "-k", str(HKD), "--no-verify", "--hdr", str(HDR),
+                          "-o", str(tmp_path / "r"), "--user-data", str(DATA / "user-data.txt"),
+                          "--user-sign-key", str(key), "meta"]) == 0  # fmt: skip
+    r = _ibm(
+        "pvsecret-2.43", "verify", str(tmp_path / "r"), "--user-cert", str(crt), "-o", str(tmp_path / "o")
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "o").read_bytes() == (DATA / "user-data.txt").read_bytes().ljust(256, b"\0")
 
@@ -269,9 +288,11 @@ def test_live_signing_key_crl_names_as_ibm_pvattest_243(tmp_path):
         return str(tmp_path / name)
 
     armonk = P._cert(  # noqa: SLF001 - the signing key's certificate under the Armonk name
-        subject=P.signing_key_subject("Armonk"), issuer=k.inter_cert.subject, public_key=k.signing_key.public_key(),
-        issuer_key=k.inter_key, issuer_public_key=k.inter_key.public_key(), serial=78,
-        not_before=k.signing_cert.not_valid_before_utc, not_after=k.signing_cert.not_valid_after_utc, ca=False,
+        subject=P.signing_key_subject("Armonk"), issuer=k.inter_cert.subject,
+        public_key=k.signing_key.public_key(), issuer_key=k.inter_key,
+        issuer_public_key=k.inter_key.public_key(), serial=78,
+        not_before=k.signing_cert.not_valid_before_utc, not_after=k.signing_cert.not_valid_after_utc,
+        ca=False,
     )  # fmt: skip
     signers = {"pough": put("pough.crt", k.signing_cert), "armonk": put("armonk.crt", armonk)}
     upper = x509.Name([x509.NameAttribute(a.oid, str(a.value).upper()) for a in P.signing_key_subject()])
@@ -279,8 +300,8 @@ def test_live_signing_key_crl_names_as_ibm_pvattest_243(tmp_path):
              "pough-reordered": P._reordered(P.signing_key_subject("Poughkeepsie")),  # noqa: SLF001
              "armonk-reordered": P._reordered(P.signing_key_subject("Armonk")), "upper": upper}  # noqa: SLF001
     chain = ",".join([put("inter.crl", k.inter_crl), put("root.crl", k.root_crl)])
-    hkd = put("hkd.crt", P.issue_host_key_document(k, generate_p521_key(DeterministicRng("h")).public_key(), "q",
-                                                   DeterministicRng("q"), now=now))  # fmt: skip
+    host_key = generate_p521_key(DeterministicRng("h")).public_key()
+    hkd = put("hkd.crt", P.issue_host_key_document(k, host_key, "q", DeterministicRng("q"), now=now))
     results = {}
     for sname, spath in signers.items():
         for cname, name in names.items():

@@ -1,4 +1,5 @@
-"""The Ultravisor a ``Machine`` installs is its machine's: that machine's host keys, so its SE headers open."""
+"""The Ultravisor a ``Machine`` installs is its machine's: that machine's host keys, so its SE headers
+open."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""A host program in the LPAR calls the Ultravisor with the UVC instruction: cc, rc, and the program checks."""
+"""A host program in the LPAR calls the Ultravisor with the UVC instruction: cc, rc, and the program
+checks."""
 
 import struct
 import subprocess
@@ -69,7 +70,9 @@ def program(tmp_path_factory):
     d = tmp_path_factory.mktemp("uvc")
     (d / "p.s").write_text(PROGRAM)
     subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", d / "p.o", d / "p.s"], check=True)
-    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True)
+    subprocess.run(
+        ["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True
+    )
     return d / "p.elf"
 
 

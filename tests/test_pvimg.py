@@ -52,11 +52,20 @@ def test_layout_short_psw_metadata_stage3a_parameters():
     d = IMG.data
     assert struct.unpack_from(">Q", d, 0)[0] == 0x0008000180011000
     meta = p.ImgMetadata.parse(d, 0xC000)
-    assert (meta.magic, meta.version, meta.hdr_off, meta.ipib_off) == (b"SeImgLnx", 1, IMG.header_addr, IMG.ipib_addr)
+    assert (meta.magic, meta.version, meta.hdr_off, meta.ipib_off) == (
+        b"SeImgLnx",
+        1,
+        IMG.header_addr,
+        IMG.ipib_addr,
+    )
     stage3a = (REPO / "guests" / "images" / "stage3a.bin").read_bytes()
     parms = 0x10000 + len(stage3a) - 24
     hdr_offs, hdr_size, ipib_offs = struct.unpack_from(">QQQ", d, parms)
-    assert parms + hdr_offs == IMG.header_addr and hdr_size == len(IMG.header) and parms + ipib_offs == IMG.ipib_addr
+    assert (
+        parms + hdr_offs == IMG.header_addr
+        and hdr_size == len(IMG.header)
+        and parms + ipib_offs == IMG.ipib_addr
+    )
     assert d[0x10000:parms] == stage3a[:-24]
     assert IMG.header_addr % 4096 == 0 and IMG.ipib_addr % 4096 == 0
     ipib = p.IplParameterBlockPv.parse(d, IMG.ipib_addr)
@@ -97,7 +106,16 @@ def test_every_target_machine_unpacks_and_verifies(machine):
     assert opened.psw == (s.PSW_MASK_DEFAULT, s3b.addr)
     stage3b = (REPO / "guests" / "images" / "stage3b.bin").read_bytes()
     args = struct.unpack_from(">8Q", mem, s3b.addr + len(stage3b) - 64)
-    assert args == (k.addr, len(kernel), parm.addr, len(PARM) + 1, r.addr, len(RAMDISK), s.PSW_MASK_DEFAULT, entry)
+    assert args == (
+        k.addr,
+        len(kernel),
+        parm.addr,
+        len(PARM) + 1,
+        r.addr,
+        len(RAMDISK),
+        s.PSW_MASK_DEFAULT,
+        entry,
+    )
     assert mem[s3b.addr:s3b.addr + len(stage3b) - 64] == stage3b[:-64]
 
 
@@ -116,7 +134,10 @@ def test_tampered_component_pages_fail_verify():
     k = IMG.ipib.components[0]
     data = bytearray(IMG.data)
     data[k.addr + 100] ^= 1
-    assert unpack(p.SeImage(bytes(data), IMG.header_addr, IMG.header_size, IMG.ipib_addr, IMG.ipib), DEMO)[2] == 0x1B
+    assert (
+        unpack(p.SeImage(bytes(data), IMG.header_addr, IMG.header_size, IMG.ipib_addr, IMG.ipib), DEMO)[2]
+        == 0x1B
+    )
     # The host loads a component somewhere else: the addresses no longer match.
     moved = [p.IpibPvComponent(cp.tweak_pref, cp.addr, cp.len) for cp in IMG.ipib.components]
     moved[1] = p.IpibPvComponent(moved[1].tweak_pref, moved[2].addr, moved[1].len)
@@ -146,7 +167,11 @@ def test_bad_inputs_are_image_errors():
         p.build_image(kernel=b"short", host_keys=[DEMO.public_key], rng=c.DeterministicRng(1))
     with pytest.raises(p.ImageError, match="command line"):
         build(parmfile=None) if False else p.build_image(
-            kernel=HELLO.read_bytes(), parmfile=b"x" * 2000, host_keys=[DEMO.public_key], rng=c.DeterministicRng(1))
+            kernel=HELLO.read_bytes(),
+            parmfile=b"x" * 2000,
+            host_keys=[DEMO.public_key],
+            rng=c.DeterministicRng(1),
+        )
     with pytest.raises(p.ImageError):
         build(keys=[])
     with pytest.raises(p.ImageError):
@@ -165,8 +190,8 @@ def _cli(capsys, main, *argv):
 
 def _verify_args():
     return ["-C", PKI / "ibm-z-signing-key.crt", "-C", PKI / "intermediate-ca.crt",
-            "--crl", PKI / "ibm-z-signing-key.crl", "--crl", PKI / "intermediate-ca.crl", "--crl", PKI / "root-ca.crl",
-            "--time", "2030-01-01"]
+            "--crl", PKI / "ibm-z-signing-key.crl", "--crl", PKI / "intermediate-ca.crl",
+            "--crl", PKI / "root-ca.crl", "--time", "2030-01-01"]  # fmt: skip
 
 
 def test_cli_create_verified_and_info(tmp_path, capsys):
@@ -174,11 +199,14 @@ def test_cli_create_verified_and_info(tmp_path, capsys):
     out = tmp_path / "img"
     rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-p", tmp_path / "parm",
                       "-k", MACHINES / "zuv-demo" / "host-key-document.crt",
-                      "-k", MACHINES / "zuv-other" / "host-key-document.crt", "-o", out, *_verify_args(), "--seed", 3)
+                      "-k", MACHINES / "zuv-other" / "host-key-document.crt", "-o", out, *_verify_args(),
+                      "--seed", 3)  # fmt: skip
     assert rc == 0 and err == ""
     rc, text, err = _cli(capsys, pvimg_cli.pvimg_main, "info", out, "--format", "text")
     assert rc == 0 and text.count(" - target key hash: ") == 2 and "PSW" not in text and "not verified" in err
-    rc, text, _ = _cli(capsys, pvimg_cli.pvimg_main, "info", out, "--machine", "zuv-other", "--format", "json")
+    rc, text, _ = _cli(
+        capsys, pvimg_cli.pvimg_main, "info", out, "--machine", "zuv-other", "--format", "json"
+    )
     d = json.loads(text)["data"]
     assert rc == 0 and d["nks"] == 2 and d["kind"] == "se_hdr" and d["verified"] is True and "psw" not in d
     opened = s.open_header(p.parse_image(out.read_bytes()).header, OTHER.host_keys)
@@ -195,9 +223,13 @@ def test_cli_exit_codes_and_single_line_errors(tmp_path, capsys):
     out = tmp_path / "img"
     rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out)
     assert rc == 2 and "--no-verify" in err and len(err.strip().splitlines()) == 1
-    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify")
+    rc, _, err = _cli(
+        capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify"
+    )
     assert rc == 0 and "WARNING" in err
-    rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify")
+    rc, _, err = _cli(
+        capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", out, "--no-verify"
+    )
     assert rc == 1 and "--overwrite" in err
     rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", tmp_path / "nope", "-k", hkd, "-o",
                       tmp_path / "x", "--no-verify")
@@ -212,5 +244,6 @@ def test_cli_exit_codes_and_single_line_errors(tmp_path, capsys):
                       "--no-verify")
     assert rc == 1
     rc, _, err = _cli(capsys, pvimg_cli.pvimg_main, "create", "-i", HELLO, "-k", hkd, "-o", tmp_path / "z",
-                      "-C", PKI / "ibm-z-signing-key.crt", "-C", PKI / "intermediate-ca.crt", "--time", "2030-01-01")
+                      "-C", PKI / "ibm-z-signing-key.crt", "-C", PKI / "intermediate-ca.crt",
+                      "--time", "2030-01-01")  # fmt: skip
     assert rc == 1 and "CRL" in err

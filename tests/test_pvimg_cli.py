@@ -113,7 +113,10 @@ def test_create_option_names_lists_and_rules(image, tmp_path, capsys):
         assert rc == 2 and len(err.strip().splitlines()) <= 2, extra
     # as pvimg: --crl, --offline and --root-ca are taken (and unused) with --no-verify; a bad experimental
     # value (hexadecimal, '0x' optional) is an error at run time, 1
-    assert _cli(capsys, *base, "-o", tmp_path / "b1", "-q", "--crl", DEMO_HKD, "--offline", "--root-ca", "x")[0] == 0
+    assert (
+        _cli(capsys, *base, "-o", tmp_path / "b1", "-q", "--crl", DEMO_HKD, "--offline", "--root-ca", "x")[0]
+        == 0
+    )
     for bad in (["--x-pcf", "zz"], ["--x-scf", "0x" + "1" * 17], ["--x-psw", ""]):
         assert _cli(capsys, *base, "-o", tmp_path / "b2", "-q", *bad)[0] == 1, bad
     rc, _, _ = _cli(capsys, *base, "-o", tmp_path / "c", "-q", "--enable-dump", "--enable-cck-update",

@@ -1,4 +1,5 @@
-"""pvsecret add/list/lock/retrieve on a booted secure guest (zuv's guest file), and pvattest perform --guest."""
+"""pvsecret add/list/lock/retrieve on a booted secure guest (zuv's guest file), and pvattest perform
+--guest."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def reqs(tmp_path: Path) -> Path:
     d = tmp_path
     (d / "aes").write_bytes(bytes(range(32)))
     (d / "note").write_bytes(b"open sesame")
-    assert pvsecret_main([*BASE, "-o", str(d / "r_aes"), "retrievable", "disk key", "--secret", str(d / "aes"),
-                          "--type", "aes"]) == 0  # fmt: skip
+    assert pvsecret_main([*BASE, "-o", str(d / "r_aes"), "retrievable", "disk key",
+                          "--secret", str(d / "aes"), "--type", "aes"]) == 0  # fmt: skip
     assert pvsecret_main([*BASE, "-o", str(d / "r_note"), "retr", "note", "--secret", str(d / "note"),
                           "--type", "plain", "--stdout"]) == 0  # fmt: skip
     assert pvsecret_main([*BASE, "-o", str(d / "r_assoc"), "association", "apqn", "--stdout"]) == 0
@@ -54,8 +55,9 @@ def test_add_list_retrieve_lock_then_attest_the_store(reqs: Path, capsysbinary) 
         f"2 Association:\n 0x{A.secret_id('apqn').hex()}\n"
     )
     assert pvsecret_main(["list", *g, "--format", "yaml", str(d / "list.yaml")]) == 0
+    # serde_yaml quotes no 256-bit hex
     assert (d / "list.yaml").read_text().startswith(
-        f"total_num_secrets: 3\nsecrets:\n- index: 0\n  stype: 6\n  len: 32\n  id: 0x{sid.hex()}\n"  # serde_yaml quotes no 256-bit hex
+        f"total_num_secrets: 3\nsecrets:\n- index: 0\n  stype: 6\n  len: 32\n  id: 0x{sid.hex()}\n"
     )
     assert pvsecret_main(["list", *g, "--format", "bin", "-o", str(d / "list.bin")]) == 0
     raw = (d / "list.bin").read_bytes()
@@ -84,8 +86,8 @@ def test_add_list_retrieve_lock_then_attest_the_store(reqs: Path, capsysbinary) 
     assert pvsecret_main(["add", str(d / "r_note"), *g, "--force"]) == 1  # locked: the UV refuses (0x0102)
     assert b"0x0102" in capsys.readouterr().err
     # attest the guest: its secret-store hash covers the three requests and the lock, as pvattest check sees
-    assert pvattest_main(["create", "-k", HKD, "--pki", str(M / "pki"), "-o", str(d / "areq"), "-a", str(d / "arpk"),
-                          "--add-data", "secret-store-hash"]) == 0  # fmt: skip
+    assert pvattest_main(["create", "-k", HKD, "--pki", str(M / "pki"), "-o", str(d / "areq"),
+                          "-a", str(d / "arpk"), "--add-data", "secret-store-hash"]) == 0  # fmt: skip
     assert pvattest_main(["perform", str(d / "areq"), str(d / "aresp"), *g]) == 0
     assert pvattest_main(["verify", "-i", str(d / "aresp"), "--hdr", str(IMAGE), "-a", str(d / "arpk")]) == 0
     secrets = f"{d / 'r_aes'},{d / 'r_note'},{d / 'r_assoc'}"
@@ -127,8 +129,8 @@ def test_force_adds_a_second_secret_with_the_same_id(reqs: Path, capsys) -> None
     d = reqs
     g = ["--guest", str(d / "dup.json")]
     (d / "aes2").write_bytes(bytes(range(64, 96)))
-    assert pvsecret_main([*BASE, "-o", str(d / "r_aes2"), "retrievable", "disk key", "--secret", str(d / "aes2"),
-                          "--type", "aes"]) == 0  # fmt: skip
+    assert pvsecret_main([*BASE, "-o", str(d / "r_aes2"), "retrievable", "disk key",
+                          "--secret", str(d / "aes2"), "--type", "aes"]) == 0  # fmt: skip
     assert pvsecret_main(["add", str(d / "r_aes"), *g, "--image", str(IMAGE)]) == 0
     assert pvsecret_main(["add", str(d / "r_aes2"), *g]) == 1
     assert pvsecret_main(["add", str(d / "r_aes2"), *g, "--force"]) == 0

@@ -33,7 +33,9 @@ def _key_and_cert(d: Path, name: str, key) -> tuple[Path, Path]:
     kp, cp = d / f"{name}.key", d / f"{name}.crt"
     kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption()))  # fmt: skip
-    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM if name != "rsa3072" else serialization.Encoding.DER))
+    cp.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM if name != "rsa3072" else serialization.Encoding.DER)
+    )
     return kp, cp
 
 
@@ -48,7 +50,9 @@ def keys(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     }
 
 
-@pytest.mark.parametrize(("kind", "utype", "size"), [("ec", 2, 256), ("rsa2048", 3, 256), ("rsa3072", 4, 128)])
+@pytest.mark.parametrize(
+    ("kind", "utype", "size"), [("ec", 2, 256), ("rsa2048", 3, 256), ("rsa3072", 4, 128)]
+)
 def test_signed_user_data_verifies_and_the_guest_adds_the_request(tmp_path, keys, capsys, kind, utype, size):
     d = tmp_path
     (d / "ud").write_bytes(b"signed by the owner")
@@ -88,10 +92,12 @@ def test_unsigned_and_null_user_data(tmp_path, keys, capsysbinary):
     assert pvsecret_main([*BASE, "-o", str(d / "r0"), "meta"]) == 0
     assert pvsecret_main(["verify", str(d / "r0"), str(d / "none")]) == 0
     assert not (d / "none").exists()  # no user data, nothing written
+    # 300 > 256 signed
     assert pvsecret_main([*BASE, "-o", str(d / "r2"), "--user-data", str(d / "ud"),
-                          "--user-sign-key", str(keys["ec"][0]), "meta"]) == 1  # 300 > 256 signed  # fmt: skip
+                          "--user-sign-key", str(keys["ec"][0]), "meta"]) == 1  # fmt: skip
+    # P-256 cannot sign
     assert pvsecret_main([*BASE, "-o", str(d / "r2"), "--user-data", str(d / "ud"),
-                          "--user-sign-key", str(keys["p256"][0]), "meta"]) == 1  # P-256 cannot sign  # fmt: skip
+                          "--user-sign-key", str(keys["p256"][0]), "meta"]) == 1  # fmt: skip
 
 
 @pytest.mark.parametrize("cut", [0, 7, 0x30, 0x300, -17])
@@ -112,7 +118,19 @@ def test_verify_refuses_what_is_not_a_request_exit_1(tmp_path, capsys, cut):
         ["verify", "-i", "a", "b"],
         ["verify", "a", "-o", "x", "y"],
         ["create", "-k", "h", "--hdr", "i", "-o", "o", "meta"],  # neither --no-verify nor --cert
-        ["create", "-k", "h", "--no-verify", "--hdr", "i", "-o", "o", "--flags", "disable-dump,bogus", "meta"],
+        [
+            "create",
+            "-k",
+            "h",
+            "--no-verify",
+            "--hdr",
+            "i",
+            "-o",
+            "o",
+            "--flags",
+            "disable-dump,bogus",
+            "meta",
+        ],
         ["create", "-k", "h", "--no-verify", "--hdr", "i", "-o", "a1.yaml", "association", "a1"],
         ["bogus"],
         [],

@@ -1,4 +1,5 @@
-"""Bad input to the s390-tools-shaped tools and their parsers: truncated, wrong magic, flipped bytes, wrong keys.
+"""Bad input to the s390-tools-shaped tools and their parsers: truncated, wrong magic, flipped bytes, wrong
+keys.
 
 Every case ends in the parser's own error or one line on stderr with the tools' exit code (1), never a
 traceback; whatever is accepted must still be what it claims to be.
@@ -127,9 +128,10 @@ def test_pvsecret_verify_and_guest_add_answer_one_line(tmp_path_factory, m):
 def test_wrong_files_in_every_slot_exit_1(tmp_path, capsys, name):
     f = str(DATA / name)
     arpk = str(DATA / "zuv-arpk.bin")
-    for args in (["verify", "-i", f, "--hdr", str(DATA / "genprotimg-2.35.hdr"), "-a", arpk],
-                 ["verify", "-i", str(DATA / "zuv-response.bin"), "--hdr", str(DATA / "user-data.txt"), "-a", arpk],
-                 ["verify", "-i", str(DATA / "zuv-response.bin"), "--hdr", str(DATA / "genprotimg-2.35.hdr"), "-a", f],
+    resp, hdr = str(DATA / "zuv-response.bin"), str(DATA / "genprotimg-2.35.hdr")
+    for args in (["verify", "-i", f, "--hdr", hdr, "-a", arpk],
+                 ["verify", "-i", resp, "--hdr", str(DATA / "user-data.txt"), "-a", arpk],
+                 ["verify", "-i", resp, "--hdr", hdr, "-a", f],
                  ["check", f, str(tmp_path / "o"), "-k", str(DATA / "user-data.txt")],
                  ["perform", f, str(tmp_path / "o"), "--image", str(DATA / "user-data.txt")]):  # fmt: skip
         rc = _run(pvattest_main, args)

@@ -1,4 +1,5 @@
-"""SE header v1: known answers from s390-tools' test assets, one-field tampering, random flips, round trips."""
+"""SE header v1: known answers from s390-tools' test assets, one-field tampering, random flips, round
+trips."""
 
 from __future__ import annotations
 
@@ -138,8 +139,16 @@ def test_opened_header_exposes_the_sealed_fields():
     tw = s.page_tweak(0x0028_1122_3344_5566, 0)
     page = c.aes_xts_encrypt(xts, tw, b"\x5a" * 4096)
     d.add_page(0x12000, tw, page)
-    h = s.build_header(host_keys=[DEMO.public_key], psw_addr=0x12345000, digests=d, xts_key=xts, rng=rng, cck=cck,
-                       scf=s.SCF_CCK_UPDATE, pcf=s.PCF_DEFAULT | s.PCF_ALLOW_DUMPING)
+    h = s.build_header(
+        host_keys=[DEMO.public_key],
+        psw_addr=0x12345000,
+        digests=d,
+        xts_key=xts,
+        rng=rng,
+        cck=cck,
+        scf=s.SCF_CCK_UPDATE,
+        pcf=s.PCF_DEFAULT | s.PCF_ALLOW_DUMPING,
+    )
     o = s.open_header(h, DEMO.host_keys)
     assert o.psw == (s.PSW_MASK_DEFAULT, 0x12345000)
     assert o.cck == cck and o.xts_key == xts
@@ -155,9 +164,15 @@ def test_verify_reports_each_digest_mismatch_with_its_rrc():
     tw = lambda i: s.page_tweak(0x0028_0000_0000_0001, i * 0x1000)  # noqa: E731
     good = [(0x12000, tw(0), bytes([0]) * 4096), (0x13000, tw(1), bytes([1]) * 4096)]
     assert s.verify_digests(o, s.ImageDigests.of(good)) == 0
-    assert s.verify_digests(o, s.ImageDigests.of([good[0], (0x14000, tw(1), good[1][2])])) == s.RRC_ALD_MISMATCH
-    assert s.verify_digests(o, s.ImageDigests.of([good[0], (0x13000, tw(1), bytes(4096))])) == s.RRC_PLD_MISMATCH
-    assert s.verify_digests(o, s.ImageDigests.of([good[0], (0x13000, tw(2), good[1][2])])) == s.RRC_TLD_MISMATCH
+    assert (
+        s.verify_digests(o, s.ImageDigests.of([good[0], (0x14000, tw(1), good[1][2])])) == s.RRC_ALD_MISMATCH
+    )
+    assert (
+        s.verify_digests(o, s.ImageDigests.of([good[0], (0x13000, tw(1), bytes(4096))])) == s.RRC_PLD_MISMATCH
+    )
+    assert (
+        s.verify_digests(o, s.ImageDigests.of([good[0], (0x13000, tw(2), good[1][2])])) == s.RRC_TLD_MISMATCH
+    )
     assert s.verify_digests(o, s.ImageDigests.of(good[:1])) == s.RRC_ALD_MISMATCH  # ALD is checked first
 
 
@@ -221,8 +236,11 @@ TAMPER = [
     ("encrypted size 0", lambda h: patch(h, 0x28, struct.pack(">Q", 0)), (0x010A, 0x0039)),
     ("page count", lambda h: patch(h, 0x30, struct.pack(">Q", 3)), (0x0108, 0x0006)),
     ("pcf unsupported bit 0", lambda h: flip(h, 0x38, 0x80), (0x0106, 0x0030)),
-    ("pcf supported dump bit", lambda h: patch(h, 0x38, struct.pack(">Q", s.PCF_DEFAULT | s.PCF_ALLOW_DUMPING)),
-     (0x0108, 0x0006)),
+    (
+        "pcf supported dump bit",
+        lambda h: patch(h, 0x38, struct.pack(">Q", s.PCF_DEFAULT | s.PCF_ALLOW_DUMPING)),
+        (0x0108, 0x0006),
+    ),
     ("customer key off the curve", lambda h: flip(h, 0x40 + 79), (0x0108, 0x000B)),
     ("customer key padding", lambda h: flip(h, 0x40), (0x0108, 0x000B)),
     ("customer key another point", lambda h: patch(h, 0x40, c.ec_pub_to_coords(POOL[3])), (0x0108, 0x0006)),
@@ -304,8 +322,10 @@ def test_garbage_is_refused_never_crashes(blob):
     psw_addr=st.integers(0, 2**64 - 1),
     pcf_bits=st.sets(st.sampled_from([34, 35, 56, 57, 58, 59, 62])),
     scf_bits=st.sets(st.sampled_from([1, 2])),
-    pages=st.lists(st.tuples(st.integers(0, 2**40).map(lambda a: a * 4096), st.binary(min_size=16, max_size=16)),
-                   max_size=3),
+    pages=st.lists(
+        st.tuples(st.integers(0, 2**40).map(lambda a: a * 4096), st.binary(min_size=16, max_size=16)),
+        max_size=3,
+    ),
 )
 def test_build_parse_open_round_trip(nkeys, seed, psw_addr, pcf_bits, scf_bits, pages):
     keys = POOL[:nkeys]

@@ -1,4 +1,5 @@
-"""The secret store through the Ultravisor: Add, List, Lock and Retrieve Secret with their rcs, binding, the store hash, reset."""
+"""The secret store through the Ultravisor: Add, List, Lock and Retrieve Secret with their rcs, binding, the
+store hash, reset."""
 
 from __future__ import annotations
 
@@ -24,14 +25,18 @@ CCK = c.Secret(b"\xcc" * 32, "cck")
 
 
 def make_image(seed: str = "secrets image", **kw) -> bytes:
-    return build_image(kernel=KERNEL, host_keys=[DEMO.public_key], rng=c.DeterministicRng(seed), cck=CCK, **kw).data
+    return build_image(
+        kernel=KERNEL, host_keys=[DEMO.public_key], rng=c.DeterministicRng(seed), cck=CCK, **kw
+    ).data
 
 
 IMAGE = make_image()
 TAGS = A.BootHdrTags.from_header(parse_image(IMAGE).header)
 
 
-def request(tags: A.BootHdrTags = TAGS, stype: int = 0x06, value: bytes = b"K" * 32, name: str = "disk-key", **kw) -> bytes:
+def request(
+    tags: A.BootHdrTags = TAGS, stype: int = 0x06, value: bytes = b"K" * 32, name: str = "disk-key", **kw
+) -> bytes:
     args = dict(
         rng=c.DeterministicRng(f"{name}{stype}{kw}"), secret_type=stype, value=value,
         secret_id=None if stype in (0x01, 0x16) else A.secret_id(name),
@@ -61,7 +66,9 @@ class Store:
         return b.header.rc, n, total, nxt, [(i, t, ln, sid) for i, t, ln, _r, sid in entries]
 
     def retrieve(self, idx: int, size: int = 8192, addr: int | None = None) -> tuple[int, bytes]:
-        b = self.g.uvc("retr_secret", secret_idx=idx, buf_size=size, buf_addr=self.buf if addr is None else addr)
+        b = self.g.uvc(
+            "retr_secret", secret_idx=idx, buf_size=size, buf_addr=self.buf if addr is None else addr
+        )
         return b.header.rc, self.g.read(self.buf, 8192)
 
     def lock(self) -> int:
@@ -112,7 +119,14 @@ def test_lock_and_the_secret_store_hash() -> None:
     # the attestation additional data carries the same hash
     req = A.build_arcb([DEMO.public_key], rng=c.DeterministicRng("a"), paf=A.PAF_SECRET_STORE_HASH)
     meas, add = s.g.alloc(64), s.g.alloc(64)
-    blk = s.g.uvc("retr_attest", arcb_addr=s.g.put(req.data), meas_len=64, meas_addr=meas, add_data_len=64, add_data_addr=add)
+    blk = s.g.uvc(
+        "retr_attest",
+        arcb_addr=s.g.put(req.data),
+        meas_len=64,
+        meas_addr=meas,
+        add_data_len=64,
+        add_data_addr=add,
+    )
     assert blk.header.rc == 0x0001 and s.g.read(add, 64) == A.secret_store_hash(tags, True)
 
 
@@ -121,7 +135,8 @@ def test_binding_to_image_instance_and_extension_secret() -> None:
     other_tags = dataclasses.replace(TAGS, tag=bytes(16))
     assert s.add(request(tags=other_tags)) == (0x0101, 0x0001)
     assert s.add(request(cuid=b"\x01" * 16)) == (0x0101, 0x0002)
-    assert s.add(request(cuid=s.g.cuid, extension_secret=b"E" * 32)) == (0x0001, 0)  # fixes the extension secret
+    # fixes the extension secret
+    assert s.add(request(cuid=s.g.cuid, extension_secret=b"E" * 32)) == (0x0001, 0)
     assert s.add(request(name="two")) == (0x0101, 0x0003)  # zero extension secret now differs
     assert s.add(request(name="two", extension_secret=b"E" * 32)) == (0x0001, 0)
     assert s.add(request(stype=0x16, value=b"n" * 32, extension_secret=b"E" * 32)) == (0x0101, 0x0004)
@@ -137,9 +152,8 @@ def test_cck_derived_extension_secret_and_cck_update() -> None:
     new_cck = b"\x42" * 32
     assert s.add(request(tags=tags, stype=0x16, value=new_cck, extension_secret=derived)) == (0x0001, 0)
     assert s.add(request(tags=tags, name="b", extension_secret=derived)) == (0x0101, 0x0003)
-    assert s.add(request(tags=tags, name="b", extension_secret=A.extension_secret_from_cck(new_cck, tags.tag))) == (
-        0x0001, 0,
-    )  # fmt: skip
+    renewed = A.extension_secret_from_cck(new_cck, tags.tag)
+    assert s.add(request(tags=tags, name="b", extension_secret=renewed)) == (0x0001, 0)
     assert s.list()[2] == 2  # update-CCK secrets are not listed
 
 

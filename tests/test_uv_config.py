@@ -82,7 +82,9 @@ def test_init_checks_in_order_then_succeeds_then_refuses_a_second_init() -> None
     res = env.c.call("init_uv", **good)
     assert (res.cc, res.rc) == (Cc.OK, Rc.EXECUTED)
     assert env.secure(UV_BASE, Q.uv_base_stor_len)
-    assert all(env.mem.owner[f] == OWNER_UV for f in range(UV_BASE >> 12, (UV_BASE + Q.uv_base_stor_len) >> 12))
+    assert all(
+        env.mem.owner[f] == OWNER_UV for f in range(UV_BASE >> 12, (UV_BASE + Q.uv_base_stor_len) >> 12)
+    )
     res = env.c.call("init_uv", stor_origin=UV_BASE + (1 << 20) * 16, stor_len=Q.uv_base_stor_len)
     assert (res.cc, res.rc) == (Cc.ERROR, 0x0101)
 

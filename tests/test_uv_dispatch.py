@@ -78,7 +78,9 @@ def test_query_length_below_0xa8_is_rc_5_and_short_length_is_rc_0x100_with_cc_1(
     assert (res.cc, res.rc) == (Cc.OK, Rc.EXECUTED)
 
 
-@pytest.mark.parametrize("cmd", [c for c in HOST_CMDS if c.code not in (0x0001, 0x000F)], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "cmd", [c for c in HOST_CMDS if c.code not in (0x0001, 0x000F)], ids=lambda c: c.name
+)
 def test_every_host_command_but_init_and_query_is_rc_3_before_init(env: Env, cmd) -> None:
     res = env.c.call(cmd.code)
     assert (res.cc, res.rc) == (Cc.ERROR, Rc.INV_STATE)

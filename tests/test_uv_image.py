@@ -1,4 +1,5 @@
-"""Secure boot through the Ultravisor: Set Secure Configuration Parameters, Unpack, Verify, OPR_LOAD, dumps."""
+"""Secure boot through the Ultravisor: Set Secure Configuration Parameters, Unpack, Verify, OPR_LOAD,
+dumps."""
 
 from __future__ import annotations
 
@@ -71,7 +72,11 @@ class Env:
         return self.c.call("set_sec_conf_params", **{**f, **kw})
 
     def unpack(self, ga: int, **kw: int):
-        f = dict(guest_handle=self.g.handle, gaddr=ga, tweak=(PREFIX, self.enc[ga][1]) if ga in self.enc else (0, 0))
+        f = dict(
+            guest_handle=self.g.handle,
+            gaddr=ga,
+            tweak=(PREFIX, self.enc[ga][1]) if ga in self.enc else (0, 0),
+        )
         return self.c.call("unpack_img", **{**f, **kw})
 
     def boot(self) -> None:

@@ -1,4 +1,5 @@
-"""Storage ownership, import/export, destroy, pin/unpin, guest sharing: every documented failure, then success."""
+"""Storage ownership, import/export, destroy, pin/unpin, guest sharing: every documented failure, then
+success."""
 
 from __future__ import annotations
 
