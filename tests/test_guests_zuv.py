@@ -1,4 +1,5 @@
-"""Every test guest, run on zuv, prints exactly its expected console output (the same files qemu is held to)."""
+"""Every test guest, run on zuv, prints exactly its expected console output (the same files qemu is held
+to)."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Breakpoints and stepping in the machine API: free between stops, exact at them, harmless where nothing runs."""
+"""Breakpoints and stepping in the machine API: free between stops, exact at them, harmless where nothing
+runs."""
 
 from pathlib import Path
 

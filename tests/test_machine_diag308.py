@@ -1,4 +1,5 @@
-"""DIAGNOSE 0x308 in zuv run's VM: IPL-parameter store/fetch, the reset subcodes, and its specification checks."""
+"""DIAGNOSE 0x308 in zuv run's VM: IPL-parameter store/fetch, the reset subcodes, and its specification
+checks."""
 
 import struct
 import subprocess
@@ -72,7 +73,9 @@ def program(tmp_path_factory):
     d = tmp_path_factory.mktemp("diag308")
     (d / "p.s").write_text(PROGRAM)
     subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", d / "p.o", d / "p.s"], check=True)
-    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True)
+    subprocess.run(
+        ["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True
+    )
     return d / "p.elf"
 
 
