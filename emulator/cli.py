@@ -166,7 +166,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     r = run_interruptible(
         lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack,
                      time_limit=args.time_limit, report=show, interrupt=interrupt,
-                     deterministic=args.deterministic, cpus=args.cpus),  # fmt: skip
+                     deterministic=args.deterministic, cpus=args.cpus, cpu_ids=args.device),  # fmt: skip
         interrupt,
     )
     sys.stdout.flush()
@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--memory", "-m", type=options.memory_size, default="128M",
                    help="guest memory (default 128M)")  # fmt: skip
     b.add_argument("--cpus", "-smp", type=options.cpus, default=1, help="number of CPUs (default 1)")
+    b.add_argument("--device", action="append", default=[], type=options.cpu_device,
+                   metavar="s390x-cpu,core-id=N",
+                   help="one more CPU, stopped, with address N (QEMU's -device; any MODEL-s390x-cpu)")
     b.add_argument("--time-limit", type=options.seconds, default=120.0, help="stop after this many seconds")
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
     b.add_argument("--deterministic", action="store_true",

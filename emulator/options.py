@@ -93,6 +93,23 @@ MAX_CPUS: Final = 248
 cpus = count("the number of CPUs", MAX_CPUS)
 
 
+def cpu_device(text: str) -> int:
+    """A CPU as QEMU's ``-device`` names it, ``s390x-cpu,core-id=N`` (also a model's ``qemu-s390x-cpu``,
+    ``host-s390x-cpu``, ...): its CPU address N (``zuv boot --device``)."""
+    kind, _, opts = text.partition(",")
+    if kind != "s390x-cpu" and not kind.endswith("-s390x-cpu"):
+        raise argparse.ArgumentTypeError(f"the device must be a CPU (s390x-cpu,core-id=N), not {kind!r}")
+    props = dict(o.partition("=")[::2] for o in opts.split(",") if o)
+    core = props.pop("core-id", "")
+    if not core.isdigit():
+        raise argparse.ArgumentTypeError(f"{kind} needs core-id=N (the CPU address), not {text!r}")
+    if props:
+        raise argparse.ArgumentTypeError(f"{kind}: options not offered: {', '.join(sorted(props))}")
+    if int(core) >= MAX_CPUS:
+        raise argparse.ArgumentTypeError(f"a CPU address must be between 0 and {MAX_CPUS - 1}, not {core}")
+    return int(core)
+
+
 def seconds(text: str) -> float:
     """A time limit: positive, finite seconds, at most ``MAX_SECONDS`` (``inf`` and ``nan`` are refused)."""
     try:

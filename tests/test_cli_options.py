@@ -173,3 +173,24 @@ def test_boot_exits_with_the_guest_s_failure_status_as_run_does():
     assert p.returncode == 3 and "the guest reported a failure (EXIT: STATUS=3): exit code 3" in p.stderr
     p = zuv("boot")
     assert p.returncode == 0 and "EXIT: STATUS=1" in p.stdout and "failure" not in p.stderr
+
+
+@pytest.mark.parametrize("spec, why", [
+    ("virtio-net-ccw", "must be a CPU"),
+    ("s390x-cpu", "needs core-id=N"),
+    ("qemu-s390x-cpu,core-id=x", "needs core-id=N"),
+    ("s390x-cpu,core-id=1,socket-id=0", "options not offered: socket-id"),
+    ("s390x-cpu,core-id=248", "between 0 and 247"),
+])  # fmt: skip
+def test_boot_device_takes_cpus_only_with_their_address(spec, why, capsys):
+    """``zuv boot --device``: a CPU as QEMU's ``-device MODEL-s390x-cpu,core-id=N``, else one line."""
+    p = _in_process(["boot", "--device", spec, str(IMAGES / "secure_demo.se")], capsys)
+    _one_line_error(p)
+    assert why in p.stderr
+
+
+def test_boot_device_refuses_an_address_in_use_in_one_line():
+    image = str(IMAGES / "secure_demo.se")
+    p = zuv("boot", "--cpus", "2", "--device", "s390x-cpu,core-id=1", "--no-attack", image)
+    _one_line_error(p)
+    assert "has a CPU with address 1 already" in p.stderr

@@ -132,6 +132,12 @@ def test_pv_runs_boot_the_suites_pv_images_and_are_reported_apart(tmp_path):
     cmd = conformance.pv_command(uv_host.memory_mib, uv_host.timeout, image, uv_host.cpus)
     assert cmd[cmd.index("boot") + 1:] == ["--memory", "2200M", "--cpus", "2", "--time-limit", "90.0",
                                            "--no-attack", str(image)]  # fmt: skip
+    topology = conformance.parse_cfg(CFG)[4]  # its second CPU comes from -device max-s390x-cpu,core-id=31
+    assert topology.cpu_devices == ["max-s390x-cpu,core-id=31"]
+    cmd = conformance.pv_command(128, 20, image, topology.cpus, topology.cpu_devices)
+    assert cmd[cmd.index("boot") + 1:] == ["--memory", "128M", "--cpus", "1", "--device",
+                                           "max-s390x-cpu,core-id=31", "--time-limit", "20", "--no-attack",
+                                           str(image)]  # fmt: skip
     specs = conformance.parse_cfg(CFG)[:2]
     rec = {"pass": 22, "fail": 0, "skip": 0, "verdict": "PASS", "seconds": 1.0}
     zuv = {"selftest-setup": rec, "selftest-setup_PV": rec, "sclp-3g_PV": {**rec, "verdict": "FAIL", "fail": 1}}

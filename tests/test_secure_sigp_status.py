@@ -14,10 +14,11 @@ _MAGIC = 0x5A5A5A5A00ABCDE0
 #: CPU 0 brings up CPU 1 (initial reset, SET PREFIX 0x20000, its restart new PSW, RESTART) and waits for its
 #: flag at 0x30000; asks STORE STATUS AT ADDRESS 0x31000 of the running CPU 1 (must be cc 1, incorrect
 #: state), then STOP AND STORE STATUS, SENSE until stopped, STORE STATUS AT ADDRESS 0x31000 and STORE
-#: ADDITIONAL STATUS 0x32000 (cc 0 each); it compares GR9 of the save area at absolute 0x1200 (0x12c8) with GR9 at 0x310c8
-#: and with vector register 1 at 0x32010, checks the stored prefix (0x1318) is 0x20000, and ends in a
-#: disabled wait at that GR9 (0xbad on any mismatch). CPU 1 (0x10100) enables the vector facility in CR0,
-#: puts the magic value into GR9 and VR1, sets the flag and loops. Assembled with GNU as -march=z13 from:
+#: ADDITIONAL STATUS 0x32000 (cc 0 each); it compares GR9 of the save area at absolute 0x1200 (0x12c8) with
+#: GR9 at 0x310c8 and with vector register 1 at 0x32010, checks the stored prefix (0x1318) is 0x20000, and
+#: ends in a disabled wait at that GR9 (0xbad on any mismatch). CPU 1 (0x10100) enables the vector facility
+#: in CR0, puts the magic value into GR9 and VR1, sets the flag and loops.
+#: Assembled with GNU as -march=z13 from:
 #:   lghi r3,1; sigp r0,r3,0x0b; llilf r1,0x20000; sigp r0,r3,0x0d; jnz fail; larl r2,rpsw;
 #:   mvc 0x1a0(16,r1),0(r2); sigp r0,r3,6; jnz fail; llilf r5,0x30000; 1: lt r4,0(r5); jz 1b;
 #:   llilf r7,0x31000; sigp r6,r3,0x0e; brc 11,fail; chi r6,0x200; jne fail; sigp r0,r3,9; jnz fail;
@@ -102,9 +103,10 @@ def test_store_status_orders_between_secure_cpus_store_the_targets_status_the_ho
 
 def test_the_service_signal_goes_to_the_secure_cpu_enabled_for_it(tmp_path):
     """CPU 0 issues SERVC disabled for external interruptions; CPU 1 waits enabled for the service signal
-    and takes it, with the SCCB's real address as its parameter (the host only knew a dummy one)."""
+    and takes it, with the SCCB's real address as its parameter (the host only knew a dummy one). CPU 1 is
+    added as QEMU's ``-device s390x-cpu,core-id=1`` adds it (``zuv boot --device``, kvm-unit-tests' firq)."""
     r = boot(SecureHost("zuv-demo", seed=22), _image(tmp_path, _SERVICE_GUEST, "service"), attack=False,
-             time_limit=60, cpus=2)  # fmt: skip
+             time_limit=60, cpus=1, cpu_ids=(1,))  # fmt: skip
     assert r.failure is None and r.secure
     waits = {c.address: c.detail for c in r.run.cpus}
     assert waits == {0: "disabled wait 0x28000", 1: "disabled wait 0x1"}, r.run.describe()
@@ -151,7 +153,8 @@ def test_the_ultravisor_stores_only_a_stopped_targets_status_within_the_guests_s
 
 def test_the_hosts_answers_to_status_orders_follow_qemu(tmp_path):
     """The host's half (``pv_sigp``): incorrect state for a running target, invalid parameter for an area
-    beyond storage or an unaligned additional-status address, cc 0 otherwise; it stores nothing itself."""
+    beyond storage or an unaligned additional-status address, cc 0 otherwise; it stores nothing itself. An
+    order taking over a CPU left in a disabled wait ends that wait as its outcome."""
     host = SecureHost("zuv-demo", seed=23)
     vm = host.hv.create_vm(128 << 20, 2, name="answers")
     try:
@@ -170,5 +173,9 @@ def test_the_hosts_answers_to_status_orders_follow_qemu(tmp_path):
         pv.set_cpu_state(v1, CPU_STATE_OPR)
         assert pv_sigp(pv, v0, S.STORE_STATUS_AT_ADDRESS, 1, 0x31000) == (1, S.STAT_INCORRECT_STATE)
         assert pv_sigp(pv, v0, S.STORE_ADDITIONAL_STATUS, 1, 0x32000) == (1, S.STAT_INCORRECT_STATE)
+        # CPU 0 ended in a disabled wait; a SIGP STOP to it makes the stop, not the wait, how it ended
+        assert v0.disabled_wait == _MAGIC
+        assert pv_sigp(pv, v1, S.SENSE, 0, 0) == (1, S.STAT_STOPPED) and v0.disabled_wait == _MAGIC
+        assert pv_sigp(pv, v1, S.STOP, 0, 0) == (0, None) and v0.disabled_wait is None
     finally:
         vm.destroy()

@@ -92,6 +92,11 @@ class TestSpec:
         m = re.search(r"(?:^|\s)-smp\s+(?:cpus=)?(\d+)", self.qemu_params)
         return int(m.group(1)) if m else self.smp
 
+    @property
+    def cpu_devices(self) -> list[str]:
+        """The CPUs QEMU's ``-device MODEL-s390x-cpu,core-id=N`` adds beside those at start, as given."""
+        return re.findall(r"(?:^|\s)-device\s+((?:\S+-)?s390x-cpu,\S+)", self.qemu_params)
+
 
 @dataclasses.dataclass
 class Result:
@@ -408,8 +413,8 @@ KNOWN_GAPS = {
 #: the PV runs' part of the report, before its table
 PV_HEAD = """Each test's `s390x/NAME.pv.bin`, built by the suite's Makefile with zuv's `tools/genprotimg`
 (`pvimg create`, as s390-tools' genprotimg) as its `GENPROTIMG`, for the zuv-demo machine, booted by
-`zuv boot` as a secure guest of zuv's hypervisor and Ultravisor with the test's memory and CPUs
-(`tools/conformance_pv.py`). The upstream runner starts these runs under KVM only (QEMU's TCG has no
+`zuv boot` as a secure guest of zuv's hypervisor and Ultravisor with the test's memory and CPUs (those of
+`-device MODEL-s390x-cpu,core-id=N` as `zuv boot --device`; `tools/conformance_pv.py`). The upstream runner starts these runs under KVM only (QEMU's TCG has no
 Protected Virtualization), so there is no QEMU figure; a PV run is a regression when it gets worse than
 recorded, as the other runs."""
 #: why a PV run does not pass (the report keeps it)
@@ -423,9 +428,6 @@ PV_NOTES: dict[str, str] = {
     "sclp-1g_PV": "as sclp-1g: ~1.1 million SERVC calls, each an intercept of a secure guest",
     "exittime_PV": "as exittime: a trap benchmark",
     "smp_PV": "its 2 SKIPs are the test's own: a conditional emergency signal is not supported under PV",
-    **{f"{n}_PV": "skips: its 3 CPUs come from `-device s390x-cpu` (the PV run starts the `-smp` one); with "
-                  "`zuv boot --cpus 3` it passes"
-       for n in ("firq-linear-cpu-ids-tcg", "firq-nonlinear-cpu-ids-tcg")},  # fmt: skip
 }
 
 
@@ -467,7 +469,7 @@ def pv_report(specs: list[TestSpec], zuv: dict) -> list[str]:
     nskip = sum(z["verdict"] == "SKIP" for _, z in runs)
     return ["## Secure Execution runs (`NAME_PV`)", "", PV_HEAD, "",
             f"{npass} of {len(runs)} PV runs pass, {nskip} skip (the test's own decision inside a secure "
-            f"guest, but for the CPU count where noted), {len(runs) - npass - nskip} fail or time out.", "",
+            f"guest), {len(runs) - npass - nskip} fail or time out.", "",
             "| run | MiB | zuv P/F/S | notes |", "|---|---|---|---|", *rows, ""]  # fmt: skip
 
 
@@ -515,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_pv:
         for s in specs:
             image = pv_image(tree, s.file)
-            commands[s.name + PV_SUFFIX] = pv_command(s.memory_mib, s.timeout, image, s.cpus)
+            commands[s.name + PV_SUFFIX] = pv_command(s.memory_mib, s.timeout, image, s.cpus, s.cpu_devices)
             jobs.append(("zuv", s.name + PV_SUFFIX, commands[s.name + PV_SUFFIX], s.timeout))
     timeouts = {s.name + sfx: s.timeout for s in specs for sfx in ("", PV_SUFFIX)}
     results: dict[str, dict[str, Result]] = {"zuv": {}, "qemu": {}}

@@ -57,7 +57,10 @@ def pv_image(tree: Path, elf_name: str) -> Path:
     return tree / "s390x" / (Path(elf_name).stem + ".pv.bin")
 
 
-def pv_command(memory_mib: int, timeout: float, image: Path, cpus: int = 1) -> list[str]:
-    """``zuv boot`` of a test's PV image: its memory and CPUs, no attack demonstration."""
+def pv_command(memory_mib: int, timeout: float, image: Path, cpus: int = 1,
+               cpu_devices: list[str] | tuple[str, ...] = ()) -> list[str]:  # fmt: skip
+    """``zuv boot`` of a test's PV image: its memory and CPUs (those at start and those of ``-device
+    MODEL-s390x-cpu,core-id=N``), no attack demonstration."""
+    devices = [arg for d in cpu_devices for arg in ("--device", d)]
     return [sys.executable, "-m", "emulator.cli", "boot", "--memory", f"{memory_mib}M", "--cpus", str(cpus),
-            "--time-limit", str(timeout), "--no-attack", str(image)]  # fmt: skip
+            *devices, "--time-limit", str(timeout), "--no-attack", str(image)]  # fmt: skip

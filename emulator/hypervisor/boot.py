@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -189,6 +189,7 @@ def boot(
     interrupt: BootInterrupt | None = None,
     deterministic: bool = False,
     cpus: int = 1,
+    cpu_ids: Sequence[int] = (),
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
@@ -197,12 +198,20 @@ def boot(
     boot from another thread (its reason becomes the run's). ``deterministic``: the VM runs in count-based
     slices (``Vm.run``), which with a deterministic ``host`` clock makes the TOD advance with executed
     instructions. ``cpus``: the VM's vCPUs (the first IPLs, the guest starts the others with SIGP, each a
-    secure CPU once the VM is secure).
+    secure CPU once the VM is secure). ``cpu_ids``: the addresses of more vCPUs, added stopped after those
+    (QEMU's ``-device s390x-cpu,core-id=N``).
 
     Raises:
         LoadError: the image cannot be read or does not fit.
+        HypervisorError: an address of ``cpu_ids`` is in use or out of range.
     """
     vm = host.hv.create_vm(memory, cpus, console_out=console_out, name=Path(image).name)
+    try:
+        for addr in cpu_ids:
+            vm.add_vcpu(addr)
+    except HypervisorError:
+        vm.destroy()
+        raise
     if interrupt is not None:
         interrupt.vm = vm
     try:

@@ -205,6 +205,18 @@ class Vm:
         cpu_group(x._cpu for x in self.vcpus.values() if x._cpu is not None)
         return v
 
+    def add_vcpu(self, addr: int) -> Vcpu:
+        """Add a stopped vCPU with CPU address ``addr``, as QEMU's ``-device s390x-cpu,core-id=N`` (CPU
+        hot-plug; the guest starts it with SIGP). Before the VM is secure: KVM_PV_ENABLE gives every vCPU
+        there is then a secure CPU. Raises ``HypervisorError`` for an address in use or out of range."""
+        if self.pv is not None:
+            raise HypervisorError(f"VM {self.name} is secure: its CPUs were fixed when it became secure")
+        if not 0 <= addr < 248:
+            raise HypervisorError(f"a CPU address must be between 0 and 247, not {addr}")
+        if addr in self.vcpus:
+            raise HypervisorError(f"VM {self.name} has a CPU with address {addr} already")
+        return self._add_vcpu(addr)
+
     def _console_write(self, data: bytes) -> None:
         self.console += data
         if self._console_out is not None:

@@ -21,12 +21,25 @@ __all__ = ["pv_sigp"]
 
 #: the vector facility: STORE ADDITIONAL STATUS is an invalid order without it
 _VECTOR_FACILITY: Final = 129
+#: the orders after which a disabled wait of the target is no longer how it ended
+_TAKES_OVER: Final = frozenset({S.START, S.STOP, S.RESTART, S.STOP_AND_STORE_STATUS, S.INITIAL_CPU_RESET,
+                                S.CPU_RESET})  # fmt: skip
 
 
 def pv_sigp(pv: PvVm, v: Vcpu, order: int, target_addr: int, param: int) -> tuple[int, int | None]:
     """SIGP order ``order`` of secure vCPU ``v`` to vCPU ``target_addr`` with parameter ``param``: the
     condition code and the status for R1 (None: none), as QEMU's ``sigp.c`` decides them; stopping, starting,
-    restarting and resetting the target through the Ultravisor (Set CPU State, CPU resets)."""
+    restarting and resetting the target through the Ultravisor (Set CPU State, CPU resets). An order that
+    takes the target over ends a disabled wait it was left in as its outcome (as ``zuv run``'s machine: the
+    program stopped, restarted or reset it; kvm-unit-tests' firq stops a CPU its handler left waiting)."""
+    cc, status = _order(pv, v, order, target_addr, param)
+    target = pv.vm.vcpus.get(target_addr)
+    if cc == 0 and order in _TAKES_OVER and target is not None:
+        target.disabled_wait = None
+    return cc, status
+
+
+def _order(pv: PvVm, v: Vcpu, order: int, target_addr: int, param: int) -> tuple[int, int | None]:
     vm = pv.vm
     target = vm.vcpus.get(target_addr)
     if order == S.SET_ARCHITECTURE:
