@@ -458,7 +458,11 @@ class PvSieEngine:
         record is there already)."""
         for i, v in enumerate(scpu.gprs):
             cpu.set_gpr(i, v)
-        cpu.set_extended_state(scpu.ext, scpu.fpc)
+        raw = scpu.engine_ext()
+        if raw is not None:
+            cpu.load_extended_raw(raw, scpu.fpc)
+        else:
+            cpu.set_extended_state(scpu.ext, scpu.fpc)
         for i, v in enumerate(scpu.crs):
             cpu.set_cr(i, v)
         if cpu.prefix != scpu.prefix:
@@ -475,11 +479,18 @@ class PvSieEngine:
         """Record the secure CPU's state in the UV; show the host what format-4 SIE shows it.
 
         The whole state: the next entry may load the record into the CPU again (a CPU timer the host set, a
-        debugger's write, the hardware CPU having run something else), and a dump reads it. The PSW, GPRs,
-        CRs, vector and access registers and FPC come from one engine call (``Cpu.psw_gprs_crs``).
+        debugger's write, the hardware CPU having run something else), and a dump reads it. The PSW, GPRs
+        and CRs are read from the engine's state in place (``Cpu.psw_gprs_crs``); the vector and access
+        registers are copied as the engine keeps them (``Cpu.extended_raw``, 576 bytes, no conversion: the
+        record converts them when something reads them, ``SecureCpu.ext``).
         """
         mask, addr, gprs, crs = cpu.psw_gprs_crs()
-        scpu.ext, scpu.fpc = cpu.extended_state(fresh=False)
+        raw = cpu.extended_raw()
+        if raw is not None:
+            ext, scpu.fpc = raw
+            scpu.keep_engine_ext(ext)
+        else:
+            scpu.ext, scpu.fpc = cpu.extended_state()
         psw = scpu.psw = (mask, addr)
         scpu.gprs = gprs
         scpu.crs = crs

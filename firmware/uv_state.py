@@ -7,6 +7,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
+from emulator.hw.registers import decode_extended
 from firmware.uv_codes import Rc
 from firmware.uv_storage import PageSealer
 
@@ -40,9 +41,10 @@ class SecureCpu:
     psw: tuple[int, int] = (0, 0)
     gprs: list[int] = field(default_factory=lambda: [0] * 16)
     crs: list[int] = field(default_factory=lambda: _initial_crs())
-    #: the vector registers (32 x 16 bytes; VR 0-15's left halves are the FPRs) and then the access registers
-    #: (16 x 4 bytes), big-endian, as the last SIE exit left them (``ars``, ``fprs`` and ``vrs`` read it)
-    ext: bytes = bytes(EXT_SIZE)
+    #: ``ext`` in its own form, or (``_ext_raw``) as the engine keeps it, copied so at the last SIE exit and
+    #: converted at the first read (most exits are followed by an entry that finds them in the hardware CPU)
+    _ext: bytes = field(default=bytes(EXT_SIZE), repr=False)
+    _ext_raw: bytes | None = field(default=None, repr=False)
     prefix: int = 0
     fpc: int = 0
     todpr: int = 0
@@ -53,6 +55,31 @@ class SecureCpu:
 
     def __repr__(self) -> str:  # secure state stays out of reprs
         return f"SecureCpu(handle={self.handle:#x}, num={self.num}, state={self.state})"
+
+    @property
+    def ext(self) -> bytes:
+        """The vector registers (32 x 16 bytes; VR 0-15's left halves are the FPRs) and then the access
+        registers (16 x 4 bytes), big-endian, as the last SIE exit left them (``ars``, ``fprs`` and ``vrs``
+        read it)."""
+        raw = self._ext_raw
+        if raw is not None:
+            self._ext = decode_extended(raw)
+            self._ext_raw = None
+        return self._ext
+
+    @ext.setter
+    def ext(self, value: bytes) -> None:
+        self._ext = bytes(value)
+        self._ext_raw = None
+
+    def keep_engine_ext(self, raw: bytes) -> None:
+        """Record ``ext`` as the hardware CPU's engine keeps it (``Cpu.extended_raw``, at a SIE exit)."""
+        self._ext_raw = raw
+
+    def engine_ext(self) -> bytes | None:
+        """``ext`` in the engine's form if the last exit recorded it so and nothing replaced it since (for
+        ``Cpu.load_extended_raw``), else None."""
+        return self._ext_raw
 
     @property
     def ars(self) -> list[int]:

@@ -251,10 +251,12 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
         #: the engine's registers in place (``live_env``): general registers from index 0, the PSW mask at
         #: ``_qm`` and its address after it, the control registers from ``_qc``; None: engine calls
         self._q: memoryview | None = None
+        self._qb: memoryview | None = None  # the same bytes as bytes (the vector and access registers)
         self._qm = self._qc = 0
         self._cc_op: ctypes.c_uint32 | None = None
         if LIVE is not None:
             q = self._q = env_view(uc, LIVE)
+            self._qb = q.cast("B")
             self._qm = LIVE.q_mask
             self._qc = LIVE.q_mask + 12
             here = ctypes.addressof(ctypes.c_char.from_buffer(q))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from unicorn import Uc
 from unicorn import s390x_const as S
+from unicorn.unicorn_const import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN
 
 from emulator.errors import HwError
 from emulator.hw import access
@@ -35,6 +36,7 @@ from emulator.hw.arch import (
     STOPPED,
 )
 from emulator.hw.interrupts import InterruptDelivery
+from emulator.hw.live_env import LIVE, env_view
 from emulator.hw.memory import PAGE_SHIFT
 from emulator.hw.mmu import GuestMapping
 from emulator.hw.tod import TodClock
@@ -66,6 +68,59 @@ _CR0_TIMER_SUBCLASSES: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
 #: control registers that designate address spaces, or lead to them in access-register translation
 _TLB_CRS: Final = frozenset({1, 2, 5, 7, 8, 13})
 
+#: the vector registers (32 x 16 bytes: each the left doubleword, then the right one, in host byte order)
+#: and the access registers right after them (16 x 4 bytes), as the engine keeps them
+_EXT_LEN: Final = 512 + 64
+_FPC_FMT: Final = struct.Struct("=I")
+_MARK_LEFT: Final = 0x7E50000000000011
+_MARK_RIGHT: Final = 0x7E50000000000022
+
+
+def _ext_offsets() -> tuple[int, int]:
+    """(vector registers, FPC) as byte offsets in the engine's state in place (``live_env``: from general
+    register 0), found from the context blob's calibrated offsets (the blob is a copy of the same structure)
+    and checked on a scratch engine; (-1, -1) where they are not reachable so."""
+    lay = _LAYOUT
+    if LIVE is None or lay.vregs < 0 or lay.aregs != lay.vregs + 512:
+        return -1, -1
+    at, fpc = lay.vregs - lay.regs, lay.fpc - lay.regs
+    if at < 0 or fpc < 0 or at + _EXT_LEN > LIVE.size or fpc + 4 > LIVE.size:
+        return -1, -1
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    for i in range(16):
+        uc.reg_write(getattr(S, f"UC_S390X_REG_F{i}"), _MARK_LEFT | i << 8)
+        uc.reg_write(getattr(S, f"UC_S390X_REG_F{i}_HI"), _MARK_RIGHT | i << 8)
+        uc.reg_write(_AR[i], 0xA7A70000 | i)
+    uc.reg_write(S.UC_S390X_REG_FPC, 0x00000702)
+    qb = env_view(uc, LIVE).cast("B")
+    vrs = b"".join(struct.pack("=QQ", _MARK_LEFT | i << 8, _MARK_RIGHT | i << 8) for i in range(16))
+    ars = struct.pack("=16I", *(0xA7A70000 | i for i in range(16)))
+    if qb[at : at + 256] != vrs or qb[at + 512 : at + 576] != ars:
+        return -1, -1
+    if _FPC_FMT.unpack_from(qb, fpc)[0] != 0x702:
+        return -1, -1
+    return at, fpc
+
+
+_EXT_AT, _FPC_AT = _ext_offsets()
+
+
+def decode_extended(raw: bytes) -> bytes:
+    """``extended_raw``'s bytes in ``extended_state``'s form: the vector registers big-endian, 16 bytes
+    each, then the access registers, 4 bytes each, big-endian."""
+    v, a = array("Q"), array("I")
+    v.frombytes(raw[:512])
+    a.frombytes(raw[512:576])
+    if sys.byteorder == "little":
+        v.byteswap()
+        a.byteswap()
+    return v.tobytes() + a.tobytes()
+
+
+def _encode_extended(ext: bytes) -> bytes:
+    """``decode_extended`` undone: ``extended_state``'s form as the engine keeps it."""
+    return decode_extended(ext)  # a byte swap of each doubleword and word is its own inverse
+
 
 class Registers(InterruptDelivery):
     """The CPU's registers, PSW, timers and resets (a base class of ``Cpu``)."""
@@ -79,6 +134,7 @@ class Registers(InterruptDelivery):
         _mask_c: int | None
         _pc_c: int | None
         _q: memoryview | None
+        _qb: memoryview | None
         _qm: int
         _qc: int
         _cc_op: ctypes.c_uint32 | None
@@ -122,8 +178,14 @@ class Registers(InterruptDelivery):
 
     def psw_gprs_crs(self) -> tuple[int, int, list[int], list[int]]:
         """PSW mask, PSW address, the 16 general and the 16 control registers: the mask from the engine
-        (unicorn folds the lazily kept condition code into it), the rest from one context update
-        (``_blob``); the PSW and control-register caches take the values read."""
+        (unicorn folds the lazily kept condition code into it), the rest from the engine's state in place
+        (``live_env``), else from one context update (``_blob``); the PSW and control-register caches take
+        the values read."""
+        q = self._q
+        if q is not None:
+            qc = self._qc
+            addr = self._pc_c = q[self._qm + 1]
+            return self._mask(), addr, q[0:16].tolist(), q[qc : qc + 16].tolist()
         mv = self._blob()
         addr = _Q_LE.unpack_from(mv, _LAYOUT.psw_mask + 8)[0]
         gprs = list(_16Q_LE.unpack_from(mv, _LAYOUT.regs))
@@ -132,16 +194,19 @@ class Registers(InterruptDelivery):
         self._cr_c = crs[:]
         return self._mask(), addr, gprs, crs
 
-    def extended_state(self, fresh: bool = True) -> tuple[bytes, int]:
+    def extended_state(self) -> tuple[bytes, int]:
         """The vector registers (32 x 16 bytes: VR 0-15's left halves are the FPRs) and then the access
         registers (16 x 4 bytes), big-endian, and the FPC: the rest of the state an Ultravisor keeps for a
-        secure CPU at each SIE exit. ``fresh`` False: from the context ``psw_gprs_crs`` just updated (one
-        engine call for both; ~0.5 us against ~20 us through register reads)."""
+        secure CPU. From the engine's state in place (``extended_raw``), else from one context update
+        (~0.5 us against ~20 us through register reads)."""
+        raw = self.extended_raw()
+        if raw is not None:
+            return decode_extended(raw[0]), raw[1]
         lay = _LAYOUT
         if lay.vregs < 0:
             out = b"".join(self.vr(i) for i in range(32)) + b"".join(_U32.pack(self.ar(i)) for i in range(16))
             return out, self.fpc()
-        mv = self._blob() if fresh or self._ctx_view is None else self._ctx_view
+        mv = self._blob()
         v, a = array("Q"), array("I")
         v.frombytes(mv[lay.vregs : lay.vregs + 512])
         a.frombytes(mv[lay.aregs : lay.aregs + 64])
@@ -150,8 +215,31 @@ class Registers(InterruptDelivery):
             a.byteswap()
         return v.tobytes() + a.tobytes(), _U32_LE.unpack_from(mv, lay.fpc)[0]
 
+    def extended_raw(self) -> tuple[bytes, int] | None:
+        """The vector and access registers as the engine keeps them (``decode_extended`` gives
+        ``extended_state``'s form; ``load_extended_raw`` puts them back), and the FPC: one copy of 576
+        bytes of the engine's state in place, no engine call and no conversion (~0.2 us against ~1.5 us for
+        ``extended_state``). None where the engine's state is not reachable in place."""
+        qb = self._qb
+        if qb is None or _EXT_AT < 0:
+            return None
+        return qb[_EXT_AT : _EXT_AT + _EXT_LEN].tobytes(), _FPC_FMT.unpack_from(qb, _FPC_AT)[0]
+
+    def load_extended_raw(self, raw: bytes, fpc: int) -> None:
+        """Set the vector and access registers from ``extended_raw``'s bytes, and the FPC."""
+        qb = self._qb
+        if qb is None or _EXT_AT < 0:
+            self.set_extended_state(decode_extended(raw), fpc)
+            return
+        qb[_EXT_AT : _EXT_AT + _EXT_LEN] = raw
+        self.set_fpc(fpc)
+
     def set_extended_state(self, ext: bytes, fpc: int) -> None:
         """Set the vector and access registers and the FPC from ``extended_state``'s form."""
+        qb = self._qb
+        if qb is not None and _EXT_AT >= 0:
+            self.load_extended_raw(_encode_extended(ext), fpc)
+            return
         for i in range(32):
             self.set_vr(i, ext[16 * i : 16 * i + 16])
         for i in range(16):
