@@ -335,7 +335,10 @@ class PvSieEngine:
             ref, since = left
             signed_entry = entry - (1 << 64) if entry >> 63 else entry
             signed_ref = ref - (1 << 64) if ref >> 63 else ref
-            if signed_entry > signed_ref or signed_ref - signed_entry > cpu.tod() - since:
+            # (the clock is read only for a timer below the exit's: the exit's own value is always taken)
+            if signed_entry > signed_ref or (
+                signed_entry != signed_ref and signed_ref - signed_entry > cpu.tod() - since
+            ):
                 return VIR_CPU_TIMER
         if entry != scpu.cputm:
             scpu.cputm = entry
@@ -365,34 +368,35 @@ class PvSieEngine:
             sd.icptcode = ICPT_PV_PREF
             return SieExit(ICPT_PV_PREF)
         # 1 and 2 store into the guest's storage outside the CPU's run: under its run lock, so that no UV
-        # command takes a page away meanwhile (no Ultravisor call is made inside)
-        with cpu.exclusive():
-            # 1. complete an intercepted instruction with the host's results
-            pending = self._pending.pop(scpu.handle, None)
-            completed = False
-            iictl = sd.iictl
-            if iictl in (IICTL_SPECIFICATION, IICTL_OPERAND):
-                sd.iictl = IICTL_NONE
-                if pending is None:
-                    self._save(cpu, page, scpu)
-                    return self._validity(page, VIR_INJECT_INVALID)
-                code = 0x06 if iictl == IICTL_SPECIFICATION else 0x15
-                cpu.program_interrupt(code, pending.insn.ilen, pc=pending.insn.pc)
-            elif pending is not None:
-                try:
-                    self._complete(cpu, page, pending, scpu)
-                    completed = True
-                except ProgramException as e:  # the guest's operand went away meanwhile: its own exception
-                    cpu.program_interrupt(e.code, e.ilc or pending.insn.ilen, e.teid, pc=pending.insn.pc)
-                except GuestIntercept as e:
-                    self._pending[scpu.handle] = pending  # complete after the host imported the page
-                    return self._host_exit(cpu, page, scpu, e.code, e.data.get("teid", 0), e.reason)
-            # 2. interruption injection
-            if sd.iictl != IICTL_NONE:
-                vir = self._inject(cpu, page, scpu)
-                if vir:
-                    self._save(cpu, page, scpu)
-                    return self._validity(page, vir)
+        # command takes a page away meanwhile (no Ultravisor call is made inside); most entries have neither
+        completed = False
+        if sd.iictl != IICTL_NONE or scpu.handle in self._pending:
+            with cpu.exclusive():
+                # 1. complete an intercepted instruction with the host's results
+                pending = self._pending.pop(scpu.handle, None)
+                iictl = sd.iictl
+                if iictl in (IICTL_SPECIFICATION, IICTL_OPERAND):
+                    sd.iictl = IICTL_NONE
+                    if pending is None:
+                        self._save(cpu, page, scpu)
+                        return self._validity(page, VIR_INJECT_INVALID)
+                    code = 0x06 if iictl == IICTL_SPECIFICATION else 0x15
+                    cpu.program_interrupt(code, pending.insn.ilen, pc=pending.insn.pc)
+                elif pending is not None:
+                    try:
+                        self._complete(cpu, page, pending, scpu)
+                        completed = True
+                    except ProgramException as e:  # the guest's operand went away meanwhile: its own one
+                        cpu.program_interrupt(e.code, e.ilc or pending.insn.ilen, e.teid, pc=pending.insn.pc)
+                    except GuestIntercept as e:
+                        self._pending[scpu.handle] = pending  # complete after the host imported the page
+                        return self._host_exit(cpu, page, scpu, e.code, e.data.get("teid", 0), e.reason)
+                # 2. interruption injection
+                if sd.iictl != IICTL_NONE:
+                    vir = self._inject(cpu, page, scpu)
+                    if vir:
+                        self._save(cpu, page, scpu)
+                        return self._validity(page, vir)
         # 3. run. A completed instruction is the entry's first of ``count`` (a debugger's step of one ends
         # with it: the guest moved one instruction, as the step says)
         if completed and count:
