@@ -570,6 +570,32 @@ class EvpXts:
             raise CryptoError("libcrypto AES-256-XTS failed")
         return out.raw
 
+    def encrypt_at(self, tweak: bytes, address: int) -> None:
+        """Encrypt the 4 KiB page at process ``address`` in place (an exported page in storage: no copy out
+        and back). The caller owns the page and tells whoever watches storage that it changed."""
+        if len(tweak) != 16:
+            raise CryptoError("XTS tweak must be 16 bytes")
+        page = ctypes.c_void_p(address)
+        if (
+            self._init(self._enc, None, None, None, tweak, -1) != 1
+            or self._update(self._enc, page, self._outl_ref, page, 4096) != 1
+            or self._outl.value != 4096
+        ):
+            raise CryptoError("libcrypto AES-256-XTS failed")
+
+    def decrypt_into(self, tweak: bytes, data: bytes, address: int) -> None:
+        """Decrypt the 4 KiB unit ``data`` to the page at process ``address`` (an imported page: checked
+        ciphertext to storage, no intermediate copy). The caller owns the page and tells whoever watches
+        storage that it changed."""
+        if len(tweak) != 16 or len(data) != 4096 or type(data) is not bytes:
+            raise CryptoError("XTS needs a 16-byte tweak and a 4 KiB unit of bytes")
+        if (
+            self._init(self._dec, None, None, None, tweak, -1) != 1
+            or self._update(self._dec, ctypes.c_void_p(address), self._outl_ref, data, 4096) != 1
+            or self._outl.value != 4096
+        ):
+            raise CryptoError("libcrypto AES-256-XTS failed")
+
     def decrypt_at(self, tweak: bytes, address: int) -> None:
         """Decrypt the 4 KiB page at process ``address`` in place (an Unpack page in storage: no copy out
         and back). The caller owns the page and tells whoever watches storage that it changed."""

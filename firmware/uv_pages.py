@@ -114,14 +114,19 @@ class PageCommands(UvCore):
         exported = cfg.exports.get(page)
         addr = frame << PAGE_SHIFT
         if exported is not None:
-            # checked and decrypted straight from storage (the gmap walk put the frame inside memory)
-            plain = cfg.sealer.open(self._buf[addr : addr + PAGE_SIZE], page, *exported)
-            if plain is None:
+            # One copy of the host's page is checked and decrypted (the gmap walk put the frame inside
+            # memory): what the host changes meanwhile is neither checked nor used. The frame is the
+            # guest's before its plaintext is written into it.
+            counter, mac = exported
+            ct = self._buf[addr : addr + PAGE_SIZE].tobytes()
+            if not cfg.sealer.check(ct, page, counter, mac):
                 log.info("import of guest page %#x of %#x refused: integrity check failed", page, cfg.handle)
                 return _Outcome(0x0107)
-            self.mem.write(addr, plain)
-        else:
-            self.mem.fill(addr, PAGE_SIZE)
+            self._take_frame(cfg, frame, page)
+            cfg.sealer.open_into(ct, page, counter, self.mem.address + addr)
+            self.mem.invalidate_code(addr, addr + PAGE_SIZE)
+            return _EXECUTED
+        self.mem.fill(addr, PAGE_SIZE)
         self._take_frame(cfg, frame, page)
         return _EXECUTED
 
@@ -158,9 +163,10 @@ class PageCommands(UvCore):
         if counter >= COUNTER_LIMIT:
             raise HwError("export counter exhausted")
         addr = frame << PAGE_SHIFT
-        # sealed straight from storage (the frame is inside memory: _cfs_frame checked the address)
-        ct, mac = cfg.sealer.seal(self._buf[addr : addr + PAGE_SIZE], gaddr, counter)
-        self.mem.write(addr, ct)
+        # sealed in place in storage (the frame is inside memory: _cfs_frame checked the address), while
+        # the frame is still the guest's: the host gets it back holding the ciphertext
+        mac = cfg.sealer.seal_at(self.mem.address + addr, self._buf[addr : addr + PAGE_SIZE], gaddr, counter)
+        self.mem.invalidate_code(addr, addr + PAGE_SIZE)
         cfg.exports[gaddr] = (counter, mac)
         self._drop_frame(cfg, frame)
         return _EXECUTED

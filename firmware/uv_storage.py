@@ -131,6 +131,23 @@ class XtsKey:
         evp.decrypt_at(tweak, address)
         return True
 
+    def encrypt_in_place(self, tweak: bytes, address: int) -> None:
+        """Encrypt the 4 KiB page at process ``address`` in place (libcrypto's context where it serves,
+        else through ``encrypt`` and a copy back)."""
+        evp = self._evp
+        if evp is not None:
+            evp.encrypt_at(tweak, address)
+        else:
+            ctypes.memmove(address, self.encrypt(tweak, ctypes.string_at(address, PAGE)), PAGE)
+
+    def decrypt_into(self, tweak: bytes, data: bytes, address: int) -> None:
+        """Decrypt the 4 KiB unit ``data`` (bytes) to the page at process ``address``."""
+        evp = self._evp
+        if evp is not None:
+            evp.decrypt_into(tweak, data, address)
+        else:
+            ctypes.memmove(address, self.decrypt(tweak, data), PAGE)
+
     def decrypt(self, tweak: bytes, data: bytes | memoryview) -> bytes:
         """One data unit decrypted with the 16-byte ``tweak``."""
         evp = self._evp
@@ -200,6 +217,27 @@ class PageSealer:
         except InvalidTag:
             return None
         return self._key.decrypt(tweak, ciphertext)
+
+    def seal_at(self, address: int, page: memoryview, gaddr: int, counter: int) -> bytes:
+        """``seal`` of the 4 KiB page at process ``address`` (``page``: a view of the same bytes) in place:
+        the page holds the ciphertext afterwards; returns the integrity value, computed over it there."""
+        comp, tweak = self._component(gaddr, counter)
+        self._key.encrypt_in_place(tweak, address)
+        return self._gmac.encrypt(comp, b"", page)
+
+    def check(self, ciphertext: bytes, gaddr: int, counter: int, mac: bytes) -> bool:
+        """True if ``ciphertext`` is the one sealed for ``gaddr`` with ``counter`` under the integrity value
+        ``mac`` (the check of ``open``)."""
+        try:
+            self._gmac.decrypt(_COMPONENT.pack(gaddr & ~0xFFF, counter), mac, ciphertext)
+        except InvalidTag:
+            return False
+        return True
+
+    def open_into(self, ciphertext: bytes, gaddr: int, counter: int, address: int) -> None:
+        """Decrypt a ``check``-ed exported page (bytes: the copy that was checked) to the page at process
+        ``address``."""
+        self._key.decrypt_into(self._component(gaddr, counter)[1], ciphertext, address)
 
     def dump_material(self) -> tuple[bytes, bytes]:
         """The tweak nonce and XTS key, for the sealed completion data of a dump (only ever sealed)."""

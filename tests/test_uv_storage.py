@@ -275,3 +275,28 @@ def test_a_shared_page_of_another_configuration_moves_on_import(env: Env) -> Non
     assert env.uv.guest_view(other.handle).read(0x3000, 4096) == bytes(4096)
     with pytest.raises(ProgramException):
         env.gv.read(0x8000, 1)
+
+
+def test_a_host_owned_frame_never_holds_the_guest_plaintext_during_export_or_import(
+    env: Env,
+) -> None:
+    """Export encrypts the page while it is still the guest's and import makes the frame the guest's before
+    it decrypts into it: at every change of the frame's contents the UV reports, a host-owned frame holds no
+    plaintext (a host thread reading it between the two steps gets none)."""
+    secret = (b"plaintext the host must not see " * 128)[:4096]
+    assert env.c.import_page(env.g.handle, 0x2000).ok
+    env.gv.write(0x2000, secret)
+    h = env.host(0x2000)
+    seen: list[tuple[bool, bool]] = []  # (host owns the frame, the frame holds the plaintext)
+
+    def written(lo: int, hi: int) -> None:
+        if lo <= h < hi:
+            seen.append((env.mem.owner[h >> 12] == OWNER_HOST, env.mem.read(h, 4096) == secret))
+
+    env.mem.add_invalidate_listener(written)
+    for _ in range(3):
+        assert env.c.export_page(h).ok
+        assert env.view.read(h, 4096) != secret
+        assert env.c.import_page(env.g.handle, 0x2000).ok
+        assert env.gv.read(0x2000, 4096) == secret
+    assert (True, True) not in seen and (False, True) in seen

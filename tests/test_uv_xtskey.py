@@ -125,3 +125,29 @@ def test_a_page_decrypted_in_place_where_libcrypto_serves():
         assert not x.decrypt_in_place(tweak, ctypes.addressof(buf)) and buf.raw == ct  # nothing done
         return
     assert x.decrypt_in_place(tweak, ctypes.addressof(buf)) and buf.raw == page
+
+
+@pytest.mark.parametrize("libcrypto", [True, False])
+def test_a_page_encrypted_in_place_and_decrypted_into_storage(monkeypatch, libcrypto):
+    """``encrypt_in_place`` and ``decrypt_into`` (an export sealed where the page lies, an import decrypted
+    from its checked copy into the frame) give the public path's bytes, through libcrypto's contexts or,
+    without them, through ``encrypt``/``decrypt`` and a copy."""
+    import ctypes
+
+    import firmware.uv_storage as S
+
+    if not libcrypto:
+        monkeypatch.setattr(S, "evp_xts", lambda key: None)
+    key = os.urandom(64)
+    x = XtsKey(key)
+    if libcrypto and x._evp is None:
+        pytest.skip("no libcrypto on this host")
+    assert (x._evp is None) == (not libcrypto)
+    tweak, page = os.urandom(16), os.urandom(4096)
+    ct = Cipher(algorithms.AES(key), modes.XTS(tweak)).encryptor().update(page)
+    buf = ctypes.create_string_buffer(page, 4096)
+    x.encrypt_in_place(tweak, ctypes.addressof(buf))
+    assert buf.raw == ct
+    out = ctypes.create_string_buffer(4096)
+    x.decrypt_into(tweak, ct, ctypes.addressof(out))
+    assert out.raw == page
