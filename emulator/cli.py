@@ -166,7 +166,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     r = run_interruptible(
         lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack,
                      time_limit=args.time_limit, report=show, interrupt=interrupt,
-                     deterministic=args.deterministic, cpus=args.cpus, cpu_ids=args.device),  # fmt: skip
+                     deterministic=args.deterministic, cpus=args.cpus, cpu_ids=args.device,
+                     drives=tuple(args.drive)),  # fmt: skip
         interrupt,
     )
     sys.stdout.flush()
@@ -313,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
     b.add_argument("--deterministic", action="store_true",
                    help="deterministic clock and scheduling (the TOD advances with executed instructions)")
+    b.add_argument("--drive", action="append", default=[], metavar="FILE",
+                   help="a virtio-blk-ccw disk backed by FILE (a secure guest's I/O: through shared pages)")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     b.set_defaults(func=cmd_boot)
     subparsers["boot"] = b

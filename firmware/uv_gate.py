@@ -86,10 +86,12 @@ class PvSie:
 
         engine_run = engine.run
 
-        def run(page: SiePage, count: int = 0, timeout_us: int = 0, ext_request: int = 0) -> SieExit:
+        def run(
+            page: SiePage, count: int = 0, timeout_us: int = 0, ext_request: int = 0, io_request: int = 0
+        ) -> SieExit:
             """SIE on the hardware CPU of the secure CPU the state description names
             (``PvSieEngine.run``)."""
-            return engine_run(page, count, timeout_us, ext_request)
+            return engine_run(page, count, timeout_us, ext_request, io_request)
 
         def insn_count(cpu_handle: int) -> int:
             """Instructions the secure CPU's hardware CPU executed."""

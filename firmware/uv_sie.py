@@ -62,20 +62,16 @@ from emulator.hw.cpu import (
     PSW_MASK_MCHECK,
     STOPPED,
     Cpu,
-    CpuExit,
     GuestIntercept,
     GuestMapping,
     Insn,
 )
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, HostSpan
 from emulator.hw.sie import (
-    ICPT_EXTREQ,
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
     ICPT_PV_PREF,
-    ICPT_STOP,
     ICPT_VALIDITY,
-    ICPT_WAIT,
     IICTL_EXT,
     IICTL_IO,
     IICTL_MCHK,
@@ -88,10 +84,12 @@ from emulator.hw.sie import (
     SiePage,
 )
 
+from firmware import uv_sie_io
 from firmware.uv_guest_view import GuestCpuControlBlock
 from firmware.uv_sie_codes import (DUMMY_SCCB, VIR_ASCE, VIR_CONCURRENT, VIR_CONFIG_HANDLE, VIR_CPU_HANDLE,
                                    VIR_CPU_TIMER, VIR_FORMAT, VIR_INJECT_DISABLED, VIR_INJECT_INVALID,
-                                   VIR_NAMES, VIR_NOT_OPERATING, VIR_SD_ORIGIN, VIR_SIDA)  # fmt: skip
+                                   VIR_NAMES, VIR_NOT_OPERATING, VIR_SD_ORIGIN, VIR_SIDA,
+                                   sie_exit_of)  # fmt: skip
 from firmware.uv_sigp import SIGP_SET_PREFIX, set_prefix_target, status_store
 
 if TYPE_CHECKING:
@@ -126,6 +124,7 @@ class _Pending:
     diag_code: int = 0
     subcode: int = 0  # DIAGNOSE 0x308's; SIGP's order code (its parameter in ``address``)
     target: int = 0  # SIGP's CPU address
+    io: uv_sie_io.IoOperand | None = None  # a channel-subsystem instruction's operand
 
 
 class _SecureMapping:
@@ -209,21 +208,24 @@ class PvSieEngine:
             cpu.guest = None  # drops every translation of the secure guest (TLB flush)
         cpu.flush_tlb()
 
-    def run(self, page: SiePage, count: int = 0, timeout_us: int = 0, ext_request: int = 0) -> SieExit:
+    def run(
+        self, page: SiePage, count: int = 0, timeout_us: int = 0, ext_request: int = 0, io_request: int = 0
+    ) -> SieExit:
         """SIE on the hardware CPU of the secure CPU the SD names (``enter`` on it).
 
         ``ext_request``: the CR0 subclass bits of external interruptions the host holds but could not inject
         (the guest disabled for them): the SIE ends with interception 0x10 (external request) as soon as the
         guest's PSW and CR0 enable one of them, so the host can inject it (KVM's ``CPUSTAT_EXT_INT`` and its
-        intercept of LCTL on CR0, in one)."""
+        intercept of LCTL on CR0, in one). ``io_request``: the same for I/O interruptions, CR6 subclass
+        bits (interception 0x18, I/O request)."""
         cpu = self._hw.get(page.sie_block.pv_handle_cpu)
         if cpu is None:
             return self._validity(page, VIR_CPU_HANDLE)
-        cpu.ext_request = ext_request
+        cpu.ext_request, cpu.io_request = ext_request, io_request
         try:
             return self.enter(cpu, page, count, timeout_us)
         finally:
-            cpu.ext_request = 0
+            cpu.ext_request = cpu.io_request = 0
 
     def insn_count(self, cpu_handle: int) -> int:
         """Instructions the secure CPU's hardware CPU executed (0 for an unknown handle)."""
@@ -419,27 +421,7 @@ class PvSieEngine:
                 self._sida(page)[:4] = _U32.pack(cpu.prefix)
                 sd.ipa, sd.ipb = 0xB210, 0
                 return self._leave(cpu, page, scpu, SieExit(ICPT_PV_NOTIFY))
-            return self._leave(cpu, page, scpu, self._cpu_exit(ex))
-
-    def _cpu_exit(self, ex: CpuExit) -> SieExit:
-        kind = ex.kind
-        if kind in ("wait", "disabled_wait"):
-            return SieExit(ICPT_WAIT, reason=kind)
-        if kind == "ext_request":
-            return SieExit(ICPT_EXTREQ)
-        if kind == "intercept":
-            return SieExit(
-                0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data)
-            )
-        if kind == "check_stop":
-            return SieExit(0, reason="check_stop", detail=ex.reason)
-        if kind == "stopped":
-            return SieExit(ICPT_STOP)
-        if kind == "breakpoint":  # a debugger's stop: where, for the host's debugger
-            return SieExit(0, reason=kind, data={"pc": ex.code})
-        if kind == "watch":
-            return SieExit(0, reason=kind, data={"vaddr": ex.code, **ex.data})
-        return SieExit(0, reason=kind)
+            return self._leave(cpu, page, scpu, sie_exit_of(ex))
 
     def _leave(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, out: SieExit) -> SieExit:
         sd = page.sie_block
@@ -552,7 +534,7 @@ class PvSieEngine:
             cpu.write_real(0x80, _U32.pack(param) + _U16.pack(sd.extcpuaddr) + _U16.pack(sd.eic))
             cpu.swap_psw(LC_EXT_OLD, LC_EXT_NEW)
         elif iictl == IICTL_IO:
-            if not mask & PSW_MASK_IO:
+            if not mask & PSW_MASK_IO or not cpu.cr(6) & (0x80000000 >> (sd.io_int_word >> 27 & 7)):
                 return VIR_INJECT_DISABLED
             cpu.write_real(
                 0xB8, _U16.pack(sd.subchannel_id) + _U16.pack(sd.subchannel_nr) + _U32.pack(sd.io_int_parm)
@@ -698,9 +680,9 @@ class PvSieEngine:
             return self._pv_instr(page, scpu, pending, 0xAE24, 0x50000000)
         if name == "SIE":
             raise ProgramException(0x01, why="SIE is not available to a secure guest")
-        # channel-subsystem instructions: the subsystem-identification word only
-        regs[1] = cpu.gpr(1)
-        return self._pv_instr(page, scpu, _Pending(insn, "io"), insn.opcode & 0xFFFF, 0)
+        # channel-subsystem instructions: their control blocks through the SIDA (``uv_sie_io``)
+        op = uv_sie_io.prepare(cpu, insn, self._sida(page), regs)
+        return self._pv_instr(page, scpu, _Pending(insn, "io", io=op), insn.opcode & 0xFFFF, 0)
 
     def _sigp_set_prefix(
         self, cpu: Cpu, page: SiePage, scpu: SecureCpu, insn: Insn, target_num: int, param: int
@@ -762,6 +744,8 @@ class PvSieEngine:
                 cpu.write_virtual(p.address, bytes(self._sida(page)[:0x1000]))
             if fc == 0:
                 cpu.set_gpr(0, regs[0])
+        elif p.kind == "io" and p.io is not None:
+            uv_sie_io.complete(cpu, p.io, self._sida(page), cc)
         elif p.kind == "sigp":
             if cc == 1:
                 cpu.set_gpr(p.r1, (cpu.gpr(p.r1) & ~0xFFFFFFFF) | (regs[2] & 0xFFFFFFFF))

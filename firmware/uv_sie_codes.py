@@ -1,8 +1,12 @@
-"""The codes a secure guest's SIE shows its host: validity reasons and the dummy SCCB address."""
+"""The codes a secure guest's SIE shows its host: validity reasons, the dummy SCCB address and the exit a
+CPU's run becomes."""
 
 from __future__ import annotations
 
 from typing import Final
+
+from emulator.hw.cpu import CpuExit
+from emulator.hw.sie import ICPT_EXTREQ, ICPT_IOREQ, ICPT_STOP, ICPT_WAIT, SieExit
 
 __all__ = [
     "DUMMY_SCCB",
@@ -18,6 +22,7 @@ __all__ = [
     "VIR_NOT_OPERATING",
     "VIR_SD_ORIGIN",
     "VIR_SIDA",
+    "sie_exit_of",
 ]
 
 #: The page of the SCCB address the host sees (and names in the service-signal parameter); the UV substitutes
@@ -51,3 +56,24 @@ VIR_NAMES: Final = {
     VIR_SD_ORIGIN: "SIE entered through another page than the state description given at Create Secure CPU",
     VIR_SIDA: "the SIDA is not host storage",
 }
+
+
+def sie_exit_of(ex: CpuExit) -> SieExit:
+    """What a secure CPU's run that ended with ``ex`` shows its host (no instruction: those are classified
+    by the engine)."""
+    kind = ex.kind
+    if kind in ("wait", "disabled_wait"):
+        return SieExit(ICPT_WAIT, reason=kind)
+    if kind in ("ext_request", "io_request"):
+        return SieExit(ICPT_EXTREQ if kind == "ext_request" else ICPT_IOREQ)
+    if kind == "intercept":
+        return SieExit(0, host_pgm=ex.code, teid=ex.data.get("teid", 0), reason=ex.reason, data=dict(ex.data))
+    if kind == "check_stop":
+        return SieExit(0, reason="check_stop", detail=ex.reason)
+    if kind == "stopped":
+        return SieExit(ICPT_STOP)
+    if kind == "breakpoint":  # a debugger's stop: where, for the host's debugger
+        return SieExit(0, reason=kind, data={"pc": ex.code})
+    if kind == "watch":
+        return SieExit(0, reason=kind, data={"vaddr": ex.code, **ex.data})
+    return SieExit(0, reason=kind)

@@ -298,6 +298,9 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
         #: SIE's external-interruption request (KVM's CPUSTAT_EXT_INT): CR0 subclass bits of interruptions
         #: the host holds for this CPU's guest; the run ends ("ext_request") once the PSW and CR0 enable one
         self.ext_request = 0
+        #: the same for I/O interruptions: CR6 subclass bits; the run ends ("io_request") once PSW and CR6
+        #: enable one
+        self.io_request = 0
         #: SCKC or SPT set a timer during a run (``insns``): the run arms the watchdog for it, so the
         #: interruption comes when it is due, not at the caller's next deadline (none, in a free run)
         self.timers_changed = False
@@ -492,6 +495,8 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
                 continue  # (only an enabled external interruption or a restart can be delivered here)
             if self.ext_request and mask & PSW_MASK_EXT and self.cr(0) & self.ext_request:
                 return CpuExit("ext_request")
+            if self.io_request and mask & PSW_MASK_IO and self.cr(6) & self.io_request:
+                return CpuExit("io_request")
             if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending:
                 if self.deliver_io():
                     continue

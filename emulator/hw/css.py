@@ -347,6 +347,13 @@ class ChannelSubsystem:
         """An I/O interruption is pending in a subclass CR6 enables (bits 32-39)."""
         return self.pending and any(cr6 & (0x80000000 >> s.isc) for s in self._queue)
 
+    def pending_subclasses(self) -> int:
+        """CR6 bits (32-39) of the subclasses with a pending I/O interruption."""
+        bits = 0
+        for s in self._queue:
+            bits |= 0x80000000 >> s.isc
+        return bits
+
     def take_io(self, cr6: int) -> tuple[int, int, int] | None:
         """Take the highest-priority pending I/O interruption CR6 enables: (subsystem id, interruption
         parameter, interruption-identification word), or None."""

@@ -54,6 +54,9 @@ REV_MAX: Final = 2
 QUEUE_MAX: Final = 64
 QUEUE_SIZE: Final = 128
 F_VERSION_1: Final = 1 << 32
+#: VIRTIO_F_ACCESS_PLATFORM: the device reaches the driver's buffers through the platform's DMA mapping (a
+#: protected guest's Linux then bounces them through pages it shared, and refuses a device without it)
+F_ACCESS_PLATFORM: Final = 1 << 33
 STATUS_NEEDS_RESET: Final = 0x40
 DESC_F_NEXT: Final = 1
 DESC_F_WRITE: Final = 2
@@ -91,10 +94,12 @@ class VirtioCcwDevice(CcwDevice):
     device_id = 0
     name = "virtio"
 
-    def __init__(self, storage: HostView) -> None:
+    def __init__(self, storage: HostView, access_platform: bool = False) -> None:
         super().__init__()
         self.cu_model = self.device_id
         self.storage = storage
+        #: offer VIRTIO_F_ACCESS_PLATFORM (QEMU's ``iommu_platform``, on for a protected guest's devices)
+        self.access_platform = access_platform
         self.revision: int | None = None
         self.queues = [VirtQueue(i) for i in range(self.num_queues())]
         self.virtio_reset()
@@ -116,6 +121,10 @@ class VirtioCcwDevice(CcwDevice):
     def process(self, vq: VirtQueue) -> bool:
         """Take the queue's available buffers; True if any was used (the driver is then notified)."""
         return False
+
+    def offered_features(self) -> int:
+        """The model's features and the transport's: VIRTIO_F_ACCESS_PLATFORM when asked for."""
+        return self.host_features() | (F_ACCESS_PLATFORM if self.access_platform else 0)
 
     # -- state ---------------------------------------------------------------------------------------------
 
@@ -160,7 +169,8 @@ class VirtioCcwDevice(CcwDevice):
         if cmd == CMD_READ_FEAT:
             self._need(data, 5)
             index = data.fetch_at(4, 1)[0]
-            feats = self.host_features() if self.revision else self.host_features() & ~F_VERSION_1
+            offered = self.offered_features()
+            feats = offered if self.revision else offered & ~(F_VERSION_1 | F_ACCESS_PLATFORM)
             word = (feats >> (32 * index)) & 0xFFFFFFFF if index < 2 else 0
             data.write(struct.pack("<I", word))
             data.skip(1)
@@ -169,7 +179,7 @@ class VirtioCcwDevice(CcwDevice):
             word, index = struct.unpack("<IB", data.read(5))
             if index < 2 and (self.revision or index == 0):
                 mask = 0xFFFFFFFF << (32 * index)
-                offered = (word << (32 * index)) & self.host_features()
+                offered = (word << (32 * index)) & self.offered_features()
                 self.guest_features = (self.guest_features & ~mask) | offered
         elif cmd == CMD_READ_CONF:
             data.write(self.config_bytes(self.le)[: data.count])  # as far as the driver reads
@@ -343,7 +353,9 @@ class VirtioBlk(VirtioCcwDevice):
     S_IOERR: Final = 1
     S_UNSUPP: Final = 2
 
-    def __init__(self, storage: HostView, path: str, readonly: bool = False) -> None:
+    def __init__(
+        self, storage: HostView, path: str, readonly: bool = False, access_platform: bool = False
+    ) -> None:
         try:  # open for the device's lifetime (``close``); reads and writes go to the file at once
             self.fd = os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
         except OSError as e:
@@ -351,7 +363,7 @@ class VirtioBlk(VirtioCcwDevice):
         self.path = path
         self.readonly = readonly
         self.sectors = os.fstat(self.fd).st_size // SECTOR
-        super().__init__(storage)
+        super().__init__(storage, access_platform)
 
     def close(self) -> None:
         """Close the backing file."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from emulator.errors import HypervisorError, LoadError, SecureStorageAccess
+from emulator.errors import HwError, HypervisorError, LoadError, SecureStorageAccess
 from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import MachineInfo
@@ -190,6 +190,7 @@ def boot(
     deterministic: bool = False,
     cpus: int = 1,
     cpu_ids: Sequence[int] = (),
+    drives: tuple[str, ...] = (),
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
@@ -199,7 +200,8 @@ def boot(
     slices (``Vm.run``), which with a deterministic ``host`` clock makes the TOD advance with executed
     instructions. ``cpus``: the VM's vCPUs (the first IPLs, the guest starts the others with SIGP, each a
     secure CPU once the VM is secure). ``cpu_ids``: the addresses of more vCPUs, added stopped after those
-    (QEMU's ``-device s390x-cpu,core-id=N``).
+    (QEMU's ``-device s390x-cpu,core-id=N``). ``drives``: files behind virtio-blk-ccw disks on subchannels
+    0.0.0000, 0.0.0001, ... (QEMU's ``-drive``; a secure guest's I/O goes through pages it shared).
 
     Raises:
         LoadError: the image cannot be read or does not fit.
@@ -217,6 +219,11 @@ def boot(
     try:
         vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001 - the VM's console sink
         vm.add_device(BlockDevice(1 << 20))
+        for path in drives:
+            try:
+                vm.channel.add_disk(path)
+            except HwError as e:
+                raise LoadError(str(e)) from None
         load_image(vm, image)
         trap = None
 

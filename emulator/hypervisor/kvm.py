@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from emulator.hypervisor.pv import PvHost, PvVm
     from emulator.hypervisor.pv_ipl import ProtectFailure
     from firmware.uv_codes import UvCommand
+from emulator.hypervisor.channel_io import VmChannel
 from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
 from emulator.hypervisor.intercepts import _HANDLERS
 
@@ -173,6 +174,8 @@ class Vm:
         self._console_out = console_out
         self.sclp = Sclp(lambda: sorted(self.vcpus), self._console_write)
         self.devices: dict[int, Device] = {}
+        #: the channel subsystem: virtio-ccw devices behind subchannels (``channel_io``)
+        self.channel = VmChannel(hv.host, mso, memory_size)
         self.vcpus: dict[int, Vcpu] = {}
         self.facilities = facility_list(hv.ultravisor is not None)
         for addr in range(cpus):
@@ -482,6 +485,7 @@ class Vm:
             return
         if self.pv is not None:
             self.pv.disable()
+        self.channel.close()
         self.hv.destroy_vm(self)
         self.destroyed = True
 
@@ -657,6 +661,8 @@ class Hypervisor:
         """DIAGNOSE 0x500: a notification for a device; returns the GR2 result (0 or -errno)."""
         if function != 3:  # KVM_S390_VIRTIO_CCW_NOTIFY
             return -22 & 0xFFFFFFFFFFFFFFFF
+        if vm.channel.has_subchannel(device_id):  # virtio-ccw: GR2 the subchannel's id, GR3 the queue
+            return vm.channel.notify(device_id, queue) & 0xFFFFFFFFFFFFFFFF
         dev = vm.devices.get(device_id & 0xFFFFFFFF)
         if dev is None:
             return -22 & 0xFFFFFFFFFFFFFFFF  # no device behind this id: -EINVAL, as QEMU answers

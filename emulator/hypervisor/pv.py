@@ -21,11 +21,12 @@ import struct
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
-from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_WAIT
+from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_IO, PSW_MASK_WAIT
 from emulator.hw.cpu_handle import CpuHandle
-from emulator.hw.memory import PAGE_SIZE, HostSpan, HostView
+from emulator.hw.memory import PAGE_SIZE, HostSpan
 from emulator.hw.sie import (
     ICPT_EXTREQ,
+    ICPT_IOREQ,
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
     ICPT_PV_PREF,
@@ -33,6 +34,7 @@ from emulator.hw.sie import (
     ICPT_VALIDITY,
     ICPT_WAIT,
     IICTL_EXT,
+    IICTL_IO,
     IICTL_NONE,
     IICTL_RESTART,
     IICTL_SPECIFICATION,
@@ -43,6 +45,7 @@ from emulator.hw.sie import (
 )
 from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.pv_sigp import pv_sigp
+from emulator.hypervisor.sida import Sida, SidaSccb
 from emulator.hypervisor.uvclient import HostArena, UvClient, UvResult
 from firmware.uv_codes import describe
 from firmware.uv_gate import UvGate
@@ -433,17 +436,18 @@ class PvVm:
         if v.address in self.restart:
             return IICTL_RESTART, 0, 0, 0
         sd = v.sd
-        if not sd.psw_mask & PSW_MASK_EXT:
-            return None
-        cr0 = sd.gcr[0]
-        ext = self.ext[v.address]
-        em = self.emergency[v.address]
-        if em and cr0 & (1 << 14):
-            return IICTL_EXT, 0x1201, 0, min(em)
-        if "external_call" in ext and cr0 & (1 << 13):
-            return IICTL_EXT, 0x1202, 0, ext["external_call"]
-        if "service" in self.floating and cr0 & (1 << 9):
-            return IICTL_EXT, 0x2401, self.floating["service"], 0
+        if sd.psw_mask & PSW_MASK_EXT:
+            cr0 = sd.gcr[0]
+            ext = self.ext[v.address]
+            em = self.emergency[v.address]
+            if em and cr0 & (1 << 14):
+                return IICTL_EXT, 0x1201, 0, min(em)
+            if "external_call" in ext and cr0 & (1 << 13):
+                return IICTL_EXT, 0x1202, 0, ext["external_call"]
+            if "service" in self.floating and cr0 & (1 << 9):
+                return IICTL_EXT, 0x2401, self.floating["service"], 0
+        if sd.psw_mask & PSW_MASK_IO and self.vm.channel.deliverable(sd.gcr[6]):
+            return IICTL_IO, 0, 0, 0  # taken from the channel subsystem at the injection
         return None
 
     def interrupt_ready(self, v: Vcpu) -> bool:
@@ -487,6 +491,11 @@ class PvVm:
                 sd.iictl = iictl
                 if iictl == IICTL_RESTART:
                     self.restart.discard(v.address)
+                elif iictl == IICTL_IO:
+                    taken = self.vm.channel.take(sd.gcr[6])
+                    assert taken is not None
+                    sid, sd.io_int_parm, sd.io_int_word = taken
+                    sd.subchannel_id, sd.subchannel_nr = sid >> 16, sid & 0xFFFF
                 else:
                     sd.eic, sd.eiparams, sd.extcpuaddr = eic, param, src
                     if eic == 0x2401:
@@ -495,7 +504,8 @@ class PvVm:
                         del self.ext[v.address]["external_call"]
                     elif eic == 0x1201:
                         self.emergency[v.address].discard(src)
-        return self.engine.run(v.page, count, timeout_us, self._ext_request(v))
+        io_request = self.vm.channel.request_bits()  # the guest is disabled for these: 0x18 once it enables
+        return self.engine.run(v.page, count, timeout_us, self._ext_request(v), io_request)
 
     def _ext_request(self, v: Vcpu) -> int:
         """CR0 subclass bits of the external interruptions held for ``v`` that are still pending after the
@@ -533,8 +543,8 @@ class PvVm:
         if code == ICPT_PV_NOTIFY:
             self._pv_notification(v)
             return True
-        if code == ICPT_EXTREQ:  # the guest enabled for a held interruption: the next entry injects it
-            return True
+        if code in (ICPT_EXTREQ, ICPT_IOREQ):  # the guest enabled for a held interruption: the next entry
+            return True  # injects it
         if code == ICPT_WAIT:
             mask = v.sd.psw_mask
             if mask & PSW_MASK_WAIT and not mask & (0x7 << 56 | 1 << 50):
@@ -588,8 +598,10 @@ class PvVm:
                     regs[2] = status
                 v.set_cc(cc)
                 vm._count("SIGP")  # noqa: SLF001
-            else:  # channel subsystem: no subchannels
-                v.set_cc(3)
+            else:  # the channel subsystem, its blocks in the SIDA (``channel_io``)
+                cc = vm.channel.secure_instruction(ipa, regs, self.host.sida(v.page), sd.gcr[6])
+                if cc is not None:
+                    v.set_cc(cc)
                 vm._count(f"I/O {ipa:#06x}")  # noqa: SLF001
         except ProgramException as e:
             sd.iictl = IICTL_SPECIFICATION if e.code == 0x06 else 0x11
@@ -639,7 +651,7 @@ class PvVm:
             return
         regs = v.page.pv_grregs
         sida = self.host.sida(v.page)
-        res = self.vm.sclp.service_call(_SidaSccb(sida, regs[4], self.vm.memory_size), regs[2], regs[4])
+        res = self.vm.sclp.service_call(SidaSccb(sida, regs[4], self.vm.memory_size), regs[2], regs[4])
         self.floating["service"] = res.ext_param
         v.set_cc(0)
 
@@ -687,52 +699,3 @@ class PvVm:
             res = self.set_cpu_state(initiator, CPU_STATE_OPR_LOAD)
         if not res.ok:
             self._crash(initiator, f"reset of the secure guest failed: {res}")
-
-
-class Sida:
-    """The SIDA (secure instruction data area) of one state description as the host sees it: host storage
-    through ``HostView``, so every access checks every frame it touches (``SecureStorageAccess`` when a
-    page of a multi-page SIDA is secure: nothing read or stored)."""
-
-    def __init__(self, host: HostView, origin: int, size: int) -> None:
-        self._host = host
-        self.origin = origin
-        self.size = size
-
-    def _range(self, off: int, n: int) -> int:
-        if not self.origin:
-            raise HypervisorError("the state description has no SIDA")
-        if off < 0 or n < 0 or off + n > self.size:
-            raise HypervisorError(f"SIDA access [{off:#x}, {off + n:#x}) outside its {self.size:#x} bytes")
-        return self.origin + off
-
-    def read(self, off: int, n: int) -> bytes:
-        """``n`` bytes at offset ``off`` of the SIDA."""
-        return self._host.read(self._range(off, n), n) if n else b""
-
-    def write(self, off: int, data: bytes) -> None:
-        """Store ``data`` at offset ``off`` of the SIDA."""
-        if data:
-            self._host.write(self._range(off, len(data)), data)
-
-
-class _SidaSccb:
-    """The SCLP's view of an SCCB the Ultravisor copied into the SIDA (real address -> SIDA offset)."""
-
-    def __init__(self, sida: Sida, sccb: int, memory_size: int) -> None:
-        self._sida = sida
-        self._base = sccb
-        self.memory_size = memory_size
-        self.prefix = 0
-
-    def _off(self, real: int, n: int) -> int:
-        off = real - self._base
-        if off < 0 or off + n > self._sida.size:
-            raise ProgramException(0x05, why="SCCB access outside the SIDA")
-        return off
-
-    def read(self, real: int, length: int) -> bytes:
-        return self._sida.read(self._off(real, length), length)
-
-    def write(self, real: int, data: bytes) -> None:
-        self._sida.write(self._off(real, len(data)), data)
