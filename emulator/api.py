@@ -446,6 +446,11 @@ class Guest(GuestDebugging):
         """Everything the guest wrote to its consoles (SCLP and the console device)."""
         return bytes(self._vm.console)
 
+    def type(self, text: str | bytes) -> None:
+        """Console input, as a user types it on the SCLP console (an event for the guest and a service
+        signal); the guest reads it during the next ``run``."""
+        self._vm.feed_console(text.encode() if isinstance(text, str) else text)
+
     @property
     def secret_page(self) -> int:
         """The page the demo guest announced with ``secret page at 0x...``.

@@ -65,7 +65,22 @@ DEFAULT_RELEASE = "bookworm"
 
 #: kernel modules put into the initramfs when the kernel package has them (path in the package's module
 #: tree -> name in /lib/modules of the initramfs); the start-up script loads each
-MODULES = {"kernel/drivers/s390/char/uvdevice.ko.xz": "uvdevice.ko"}
+MODULES = {
+    "kernel/drivers/s390/char/uvdevice.ko.xz": "uvdevice.ko",
+    "kernel/drivers/block/virtio_blk.ko.xz": "virtio_blk.ko",  # a --drive disk appears as /dev/vda
+}
+
+#: run after the usual start-up (``--disk``): what the kernel found on the virtio-blk disk, the first bytes
+#: of its first partition, then power off
+DISK_STEPS = """echo "prot_virt_guest=$(cat /sys/firmware/uv/prot_virt_guest)"
+echo "zuv-linux: partitions"
+cat /proc/partitions
+echo "zuv-linux: vda1 reads: $(dd if=/dev/vda1 bs=64 count=1 2>/dev/null)"
+poweroff -f
+"""
+#: where ``make_disk`` puts the first partition (sector 2048, as fdisk does) and its length in sectors
+DISK_PART_START = 2048
+DISK_PART_SECTORS = 2048
 
 
 class GuestError(Exception):
@@ -278,6 +293,33 @@ def attest_initramfs(initrd: bytes, uvattest: bytes, request: bytes) -> bytes:
     return build_initramfs(busybox[1], RC_SCRIPT + ATTEST_STEPS, modules=modules, files=files)
 
 
+def disk_initramfs(initrd: bytes) -> bytes:
+    """The guest's initramfs (its busybox and modules, virtio_blk among them) whose start-up script shows
+    the virtio-blk disk (``DISK_STEPS``) after the marker line and powers the machine off."""
+    members = read_newc(initrd)
+    busybox = members.get("bin/busybox")
+    if busybox is None:
+        raise GuestError("the initramfs holds no bin/busybox")
+    modules = {n.removeprefix("lib/modules/"): m[1] for n, m in members.items() if n.endswith(".ko")}
+    if "virtio_blk.ko" not in modules:
+        raise GuestError("the initramfs holds no virtio_blk.ko: rebuild the guest with --rebuild")
+    return build_initramfs(busybox[1], RC_SCRIPT + DISK_STEPS, modules=modules)
+
+
+def make_disk(text: bytes) -> bytes:
+    """A disk image with an MBR partition table: one Linux partition (type 0x83) at ``DISK_PART_START``
+    whose first bytes are ``text``."""
+    mbr = bytearray(512)
+    entry = bytes([0, 0xFE, 0xFF, 0xFF, 0x83, 0xFE, 0xFF, 0xFF])
+    entry += DISK_PART_START.to_bytes(4, "little") + DISK_PART_SECTORS.to_bytes(4, "little")
+    mbr[446 : 446 + 16] = entry
+    mbr[510:512] = b"\x55\xaa"
+    disk = bytearray((DISK_PART_START + DISK_PART_SECTORS) * 512)
+    disk[:512] = mbr
+    disk[DISK_PART_START * 512 : DISK_PART_START * 512 + len(text)] = text
+    return bytes(disk)
+
+
 def attestation_response(console: str, request: bytes) -> bytes:
     """The pvattest exchange response for ``request`` from what uvattest printed on the guest's console
     (its measurement, additional data and configuration UID); ``zuv pvattest verify`` checks it."""
@@ -379,15 +421,28 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the guest's initramfs with uvattest and this pvattest request to -o")
     ap.add_argument("--response", nargs=2, metavar=("CONSOLE_LOG", "REQUEST"),
                     help="write the attestation response from uvattest's console output to -o")
-    ap.add_argument("-o", "--output", help="where --attest / --response write")
+    ap.add_argument("--disk", action="store_true",
+                    help="write the guest's initramfs that shows its virtio-blk disk and powers off to -o")
+    ap.add_argument("--make-disk", metavar="TEXT",
+                    help="write a disk image (an MBR, one partition starting with TEXT) to -o")
+    ap.add_argument("-o", "--output", help="where --attest / --response / --disk / --make-disk write")
     args = ap.parse_args(argv)
-    if (args.attest or args.response) and not args.output:
-        ap.error("--attest and --response need -o FILE")
+    if (args.attest or args.response or args.disk or args.make_disk) and not args.output:
+        ap.error("--attest, --response, --disk and --make-disk need -o FILE")
     try:
         if args.response:
             log, request = (Path(p).read_bytes() for p in args.response)
             Path(args.output).write_bytes(attestation_response(log.decode(errors="replace"), request))
             print(f"response {args.output}")
+            return 0
+        if args.make_disk is not None:
+            Path(args.output).write_bytes(make_disk(args.make_disk.encode()))
+            print(f"disk {args.output}")
+            return 0
+        if args.disk:
+            _, initrd = build(setup=args.setup, release=args.release)
+            Path(args.output).write_bytes(disk_initramfs(initrd.read_bytes()))
+            print(f"initrd {args.output}")
             return 0
         if args.attest:
             _, initrd = build(setup=args.setup, release=args.release)
