@@ -132,6 +132,20 @@ def _serve_gdb(m: object, args: argparse.Namespace) -> int:
         stub.close()
 
 
+def _boot_stdin(vm: object) -> None:
+    """Lines typed on zuv's standard input go to the booted VM's console (``Vm.queue_console``)."""
+
+    def pump() -> None:
+        try:
+            for line in iter(sys.stdin.buffer.readline, b""):
+                vm.queue_console(line)  # type: ignore[attr-defined]
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    if sys.stdin is not None:
+        threading.Thread(target=pump, name="zuv-boot-stdin", daemon=True).start()
+
+
 def cmd_boot(args: argparse.Namespace) -> int:
     """``zuv boot``: boot a Secure Execution image on an emulated machine; show the host's read attempt."""
     from emulator.console.secure import is_se_image
@@ -164,7 +178,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     interrupt = BootInterrupt()
     r = run_interruptible(
-        lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack,
+        lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack, on_vm=_boot_stdin,
                      time_limit=args.time_limit, report=show, interrupt=interrupt,
                      deterministic=args.deterministic, cpus=args.cpus, cpu_ids=args.device,
                      drives=tuple(args.drive)),  # fmt: skip

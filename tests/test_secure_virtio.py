@@ -86,3 +86,28 @@ def test_the_channel_storage_refuses_a_secure_page_and_exports_nothing():
             ch.storage.read(4 * MIB - 4, 8)
     finally:
         vm.destroy()
+
+
+def test_console_input_queued_from_another_thread_reaches_a_secure_guest(tmp_path):
+    """``zuv boot`` forwards its standard input with ``Vm.queue_console``: the run loop feeds each line to
+    the SCLP between SIE entries (the guest is told with a service signal through ``iictl``)."""
+    import threading
+
+    from emulator.image.pvimg import build_image
+    from firmware.crypto import DeterministicRng
+    from firmware.machine_identity import MachineIdentity
+
+    elf = GUEST.parent / "echo.elf"
+    img = build_image(kernel=elf.read_bytes(), host_keys=[MachineIdentity.bundled("zuv-demo").public_key],
+                      rng=DeterministicRng("echo"))  # fmt: skip
+    path = tmp_path / "echo.se"
+    path.write_bytes(img.data)
+
+    def typing(vm):  # another thread, as zuv boot's standard-input pump
+        t = threading.Thread(target=lambda: [vm.queue_console(b"hello\n"), vm.queue_console(b"quit\n")])
+        t.start()
+        t.join()
+
+    r = boot(SecureHost("zuv-demo", seed=24), path, attack=False, time_limit=60, on_vm=typing)
+    assert r.failure is None and r.secure and r.run.clean, r.console
+    assert r.console.decode().splitlines()[1:] == ["echo 1: hello", "echo 2: quit", "EXIT: STATUS=1"]

@@ -191,6 +191,7 @@ def boot(
     cpus: int = 1,
     cpu_ids: Sequence[int] = (),
     drives: tuple[str, ...] = (),
+    on_vm: Callable[[Vm], None] | None = None,
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
@@ -202,6 +203,7 @@ def boot(
     secure CPU once the VM is secure). ``cpu_ids``: the addresses of more vCPUs, added stopped after those
     (QEMU's ``-device s390x-cpu,core-id=N``). ``drives``: files behind virtio-blk-ccw disks on subchannels
     0.0.0000, 0.0.0001, ... (QEMU's ``-drive``; a secure guest's I/O goes through pages it shared).
+    ``on_vm``: called with the VM once it is loaded, before it runs.
 
     Raises:
         LoadError: the image cannot be read or does not fit.
@@ -225,6 +227,8 @@ def boot(
             except HwError as e:
                 raise LoadError(str(e)) from None
         load_image(vm, image)
+        if on_vm is not None:  # the caller's hook on the VM before it runs (console input: queue_console)
+            on_vm(vm)
         trap = None
 
         def interrupted() -> bool:

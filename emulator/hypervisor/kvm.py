@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -188,6 +189,8 @@ class Vm:
         self.program_path: str | None = None
         self._cmdline = ""
         self._halt_reason: str | None = None
+        #: console input from other threads (``queue_console``), fed by the run loop between SIE entries
+        self._console_in: deque[bytes] = deque()
         self.intercepts: dict[str, int] = {}
         self.destroyed = False
         #: (vCPU address, exit) of the last debugger stop (``DEBUG_EXITS``) seen by ``handle_exit``.
@@ -266,6 +269,12 @@ class Vm:
         self.sclp.feed_input(data)
         self.inject_service_signal(1)
 
+    def queue_console(self, data: bytes) -> None:
+        """Console input from another thread (a user typing while the VM runs): the run loop feeds it
+        (``feed_console``) before its next SIE entry; a running entry is ended for it."""
+        self._console_in.append(data)
+        self.hv.halt_cpus(self)
+
     def inject_service_signal(self, param: int) -> None:
         """Make a service-signal external interruption pending (floating: in a secure VM any vCPU enabled for
         it takes it; in a normal one CPU 0)."""
@@ -317,6 +326,8 @@ class Vm:
                     return self._result("stop condition met", t0, counted)
                 if budget is not None and budget <= 0:
                     return self._result("instruction limit reached", t0, counted)
+                while self._console_in:
+                    self.feed_console(self._console_in.popleft())
                 progressed = False
                 if len(operating) == 1 and not counted:
                     v = operating[0]
