@@ -7,7 +7,14 @@ the process to the initramfs's marker line (userspace is up) and to the shell's 
 ``Run /init`` is printed as well (the guest's idea of the time, which on zuv runs with the host's clock),
 and the process's CPU time, steadier than the wall time on a loaded machine.
 
-Usage: python bench/bench_linux.py [--repeat 1] [--memory 512M] [--append "console=ttysclp0"]
+With ``--secure`` a third side boots the same kernel and initramfs as a Secure Execution guest: packed by
+``zuv pvimg create`` (stage3a/stage3b, for the bundled machine ``zuv-demo``) into a temporary image and
+booted by ``zuv boot`` (the hypervisor's secure IPL, then the kernel under the Ultravisor's SIE); its
+console input is forwarded the same way, so ``poweroff`` ends it too. ``--release trixie`` takes Debian 13's
+kernel (``tools/linux_guest.py --release trixie``), which knows itself a protected guest.
+
+Usage: python bench/bench_linux.py [--repeat 1] [--memory 512M] [--append "console=ttysclp0"] [--secure]
+       [--release bookworm|trixie] [--no-qemu]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -91,18 +99,29 @@ def main() -> int:
     ap.add_argument("--memory", default="512M")
     ap.add_argument("--append", default="console=ttysclp0")
     ap.add_argument("--log", metavar="PREFIX", help="write each boot's console to PREFIX-SIDE-N.log")
+    ap.add_argument("--secure", action="store_true", help="also boot the kernel as a Secure Execution guest")
+    ap.add_argument("--release", choices=sorted(linux_guest.RELEASES), default=linux_guest.DEFAULT_RELEASE,
+                    help="the Debian release of the kernel (tools/linux_guest.py --release)")
+    ap.add_argument("--no-qemu", action="store_true", help="leave qemu-system-s390x out")
     args = ap.parse_args()
-    kernel, initrd = linux_guest.build()
+    kernel, initrd = linux_guest.build(release=args.release)
     common = ["-m", args.memory, "--initrd", str(initrd), "--append", args.append]
     zcmd = [sys.executable, "-m", "emulator.cli", "run", *common, str(kernel)]
     qcmd = ["qemu-system-s390x", "-M", "s390-ccw-virtio", "-accel", "tcg", "-nographic", "-no-reboot",
             "-m", args.memory, "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", args.append]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    sides: dict[str, list[dict]] = {"zuv": [], "qemu": []}
-    for i in range(args.repeat):  # alternate the two sides so both see the same minutes
-        for name, cmd in (("zuv", zcmd), ("qemu", qcmd)):
-            r = boot(cmd, env if name == "zuv" else None)
+    runs: list[tuple[str, list[str]]] = [("zuv", zcmd)] + ([] if args.no_qemu else [("qemu", qcmd)])
+    tmp = tempfile.TemporaryDirectory()
+    if args.secure:
+        image = Path(tmp.name) / "linux.se"
+        image.write_bytes(secure_image(kernel, initrd, args.append))
+        runs.append(("zuv-se", [sys.executable, "-m", "emulator.cli", "boot", "-m", args.memory,
+                                "--no-attack", "--time-limit", str(TIMEOUT_S), str(image)]))  # fmt: skip
+    sides: dict[str, list[dict]] = {name: [] for name, _ in runs}
+    for i in range(args.repeat):  # alternate the sides so all see the same minutes
+        for name, cmd in runs:
+            r = boot(cmd, None if name == "qemu" else env)
             sides[name].append(r)
             if args.log:
                 Path(f"{args.log}-{name}-{i}.log").write_text(str(r["text"]))
@@ -116,12 +135,25 @@ def main() -> int:
                 print(f"      last output: {r['tail']!r}")
         med[name] = (statistics.median(r["marker"] for r in runs),
                      statistics.median(r["prompt"] for r in runs))  # fmt: skip
-    print(
-        f"userspace up: zuv {med['zuv'][0]:.1f} s, qemu {med['qemu'][0]:.1f} s, "
-        f"ratio {med['zuv'][0] / med['qemu'][0]:.1f}; prompt: zuv {med['zuv'][1]:.1f} s, "
-        f"qemu {med['qemu'][1]:.1f} s, ratio {med['zuv'][1] / med['qemu'][1]:.1f}"
-    )
+    tmp.cleanup()
+    base = "qemu" if "qemu" in med else "zuv"
+    up = ", ".join(f"{n} {m[0]:.1f} s (x{m[0] / med[base][0]:.1f})" for n, m in med.items())
+    prompt = ", ".join(f"{n} {m[1]:.1f} s (x{m[1] / med[base][1]:.1f})" for n, m in med.items())
+    print(f"userspace up: {up}; prompt: {prompt}  (ratios against {base})")
     return 0
+
+
+def secure_image(kernel: Path, initrd: Path, append: str) -> bytes:
+    """The kernel and initramfs packed as a Secure Execution image for the bundled machine ``zuv-demo``
+    (``zuv pvimg create``'s builder; stage3a/stage3b and the IPL parameter block)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from emulator.image.pvimg import build_image
+    from firmware.machine_identity import MachineIdentity
+
+    keys = [MachineIdentity.bundled("zuv-demo").public_key]
+    return build_image(kernel=kernel.read_bytes(), ramdisk=initrd.read_bytes(), parmfile=append.encode(),
+                       host_keys=keys).data  # fmt: skip
 
 
 if __name__ == "__main__":
