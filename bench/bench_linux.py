@@ -14,7 +14,7 @@ console input is forwarded the same way, so ``poweroff`` ends it too. ``--releas
 kernel (``tools/linux_guest.py --release trixie``), which knows itself a protected guest.
 
 Usage: python bench/bench_linux.py [--repeat 1] [--memory 512M] [--append "console=ttysclp0"] [--secure]
-       [--release bookworm|trixie] [--no-qemu]
+       [--release bookworm|trixie] [--no-qemu] [--deterministic]
 """
 
 from __future__ import annotations
@@ -103,10 +103,13 @@ def main() -> int:
     ap.add_argument("--release", choices=sorted(linux_guest.RELEASES), default=linux_guest.DEFAULT_RELEASE,
                     help="the Debian release of the kernel (tools/linux_guest.py --release)")
     ap.add_argument("--no-qemu", action="store_true", help="leave qemu-system-s390x out")
+    ap.add_argument("--deterministic", action="store_true",
+                    help="run zuv's sides with --deterministic (the TOD advances with executed instructions)")
     args = ap.parse_args()
     kernel, initrd = linux_guest.build(release=args.release)
     common = ["-m", args.memory, "--initrd", str(initrd), "--append", args.append]
-    zcmd = [sys.executable, "-m", "emulator.cli", "run", *common, str(kernel)]
+    det = ["--deterministic"] if args.deterministic else []
+    zcmd = [sys.executable, "-m", "emulator.cli", "run", *det, *common, str(kernel)]
     qcmd = ["qemu-system-s390x", "-M", "s390-ccw-virtio", "-accel", "tcg", "-nographic", "-no-reboot",
             "-m", args.memory, "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", args.append]  # fmt: skip
@@ -116,7 +119,7 @@ def main() -> int:
     if args.secure:
         image = Path(tmp.name) / "linux.se"
         image.write_bytes(secure_image(kernel, initrd, args.append))
-        runs.append(("zuv-se", [sys.executable, "-m", "emulator.cli", "boot", "-m", args.memory,
+        runs.append(("zuv-se", [sys.executable, "-m", "emulator.cli", "boot", *det, "-m", args.memory,
                                 "--no-attack", "--time-limit", str(TIMEOUT_S), str(image)]))  # fmt: skip
     sides: dict[str, list[dict]] = {name: [] for name, _ in runs}
     for i in range(args.repeat):  # alternate the sides so all see the same minutes
