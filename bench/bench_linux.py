@@ -152,11 +152,12 @@ def secure_image(kernel: Path, initrd: Path, append: str) -> bytes:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from emulator.image.pvimg import build_image
+    from firmware.crypto import SystemRng
     from firmware.machine_identity import MachineIdentity
 
     keys = [MachineIdentity.bundled("zuv-demo").public_key]
     return build_image(kernel=kernel.read_bytes(), ramdisk=initrd.read_bytes(), parmfile=append.encode(),
-                       host_keys=keys).data  # fmt: skip
+                       host_keys=keys, rng=SystemRng()).data  # fmt: skip
 
 
 if __name__ == "__main__":
