@@ -55,6 +55,9 @@ def test_a_secure_guest_reads_and_writes_its_disk_through_shared_pages(image, tm
     assert f'read sector 0 (bounce buffer): status 0, "{SECTOR0.decode()}"' in lines
     assert "read sector 1 back: status 0, as written" in lines
     assert disk.read_bytes()[512:1024] == b"w" * 512  # the write reached the file
+    # the Ultravisor's own checks of the operands (the host is not asked): specification, operand
+    assert "ssch with an ORB off its word boundary: program interruption 0x6" in lines
+    assert "stsch of a subsystem id without its one bit: program interruption 0x15" in lines
     # pointed at a page the guest did not share, the host's side touches nothing
     assert "channel program into the secret page: status 0010 (protection check)" in lines
     assert "virtio-blk read into the secret page: not used" in lines

@@ -98,6 +98,14 @@ static int io_hook(struct irq_frame *f)
     return 1;
 }
 
+static volatile uint16_t pgm_code;
+
+static int pgm_hook(struct irq_frame *f)
+{
+    pgm_code = frame_lc16(f, 0x8e);
+    return 1;  /* suppressed: the old PSW is after the instruction */
+}
+
 static void wait_for_io(void)
 {
     struct psw psw = { psw_mask() | PSW_MASK_IO | PSW_MASK_WAIT, 0 };
@@ -259,6 +267,16 @@ int main(void)
     r = blk_request(0, 1, io.sector);
     printf("read sector 1 back: status %d, %s\n", r,
            io.sector[0] == 'w' && io.sector[511] == 'w' ? "as written" : "different");
+
+    /* what the Ultravisor checks itself, before the host is asked */
+    set_pgm_hook(pgm_hook);
+    pgm_code = 0;
+    io_insn_sch(SID, (char *)&orb + 2, 2);
+    printf("ssch with an ORB off its word boundary: program interruption %#x\n", pgm_code);
+    pgm_code = 0;
+    io_insn_sch(0x1234, &schib, 0);
+    printf("stsch of a subsystem id without its one bit: program interruption %#x\n", pgm_code);
+    set_pgm_hook(0);
 
     /* the host's side may not touch a page the guest did not share */
     r = run_ccw(0xe4, CCW_SLI, secret, 8, 0);
