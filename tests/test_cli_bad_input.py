@@ -18,8 +18,8 @@ MACHINE = ROOT / "firmware" / "machines" / "zuv-demo"
 PKI = MACHINE / "pki"
 ELF, SE, HKD = IMAGES / "hello.elf", IMAGES / "attest_demo.se", MACHINE / "host-key-document.crt"
 CERTS = ["-C", str(PKI / "ibm-z-signing-key.crt"), "-C", str(PKI / "intermediate-ca.crt")]
-KINDS = ["missing", "directory", "empty", "random", "truncated-elf", "truncated-se", "truncated-hkd", "elf", "se",
-         "long-name"]  # fmt: skip
+KINDS = ["missing", "directory", "empty", "random", "truncated-elf", "truncated-se", "truncated-hkd", "elf",
+         "se", "long-name"]  # fmt: skip
 
 
 def _bad_file(kind: str, tmp: Path) -> str:
@@ -50,15 +50,16 @@ def _out(tmp: Path, name: str) -> str:
 # (command with {F} for the bad file, the kinds of file that are valid there)
 TEMPLATES = [
     (["run", "{F}", "--time-limit", "5"], {"elf", "se"}),  # an SE image: run says to boot it (exit 2)
-    (["run", str(ELF), "--initrd", "{F}", "--time-limit", "5"], {"elf", "se", "empty", "random", "truncated-elf",
-                                                                  "truncated-se", "truncated-hkd"}),
+    (["run", str(ELF), "--initrd", "{F}", "--time-limit", "5"],
+     {"elf", "se", "empty", "random", "truncated-elf", "truncated-se", "truncated-hkd"}),
     (["run", str(ELF), "--ultravisor", "--machine", "{F}", "--time-limit", "5"], set()),
     (["boot", "{F}", "--time-limit", "5"], {"se", "elf"}),  # an ELF: booted as a normal guest
     (["boot", "--machine", "{F}", "--time-limit", "5"], set()),
     (["console", "{F}", "--script", "/dev/null"], {"elf", "se"}),
     (["console", str(ELF), "--script", "{F}"], {"empty"}),  # PEM text: no console command (exit 2)
     (["pvimg", "info", "{F}"], {"se"}),
-    (["pvimg", "create", "-i", "{F}", "-k", str(HKD), "--no-verify", "-o", "OUT"], {"elf", "se"}),  # see report
+    # see report
+    (["pvimg", "create", "-i", "{F}", "-k", str(HKD), "--no-verify", "-o", "OUT"], {"elf", "se"}),
     (["pvimg", "create", "-i", str(ELF), "-k", "{F}", *CERTS, "-o", "OUT"], set()),
     (["pvimg", "create", "-i", str(ELF), "-k", str(HKD), "-C", "{F}", "-o", "OUT"], set()),
     (["pvimg", "create", "-i", str(ELF), "-k", str(HKD), "--no-verify", "-o", "{F}"], {"missing"}),
@@ -74,12 +75,22 @@ TEMPLATES = [
     (["pvsecret", "list", "--guest", "{F}"], set()),
     (["verifier", "serve", "--image", "{F}", "--port", "0"], {"se"}),  # a valid image: it serves
 ]
-CASES = [pytest.param(t, kind, id=f"{'-'.join(a for a in t[:3] if not a.startswith('/'))}-{t[t.index('{F}') - 1]}-{kind}")
-         for t, ok in TEMPLATES for kind in KINDS if kind not in ok]  # fmt: skip
+
+
+def _case_id(template: list[str], kind: str) -> str:
+    """The command's first words (no paths), the option before the bad file, the kind of bad file."""
+    words = "-".join(a for a in template[:3] if not a.startswith("/"))
+    return f"{words}-{template[template.index('{F}') - 1]}-{kind}"
+
+
+CASES = [
+    pytest.param(t, kind, id=_case_id(t, kind)) for t, ok in TEMPLATES for kind in KINDS if kind not in ok
+]
 
 
 def _zuv(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``zuv ARGV`` in this process (as fast as the sweep needs): status, stdout, stderr (with any traceback)."""
+    """``zuv ARGV`` in this process (as fast as the sweep needs): status, stdout, stderr (with any
+    traceback)."""
     tb = ""
     try:
         status = main(argv)

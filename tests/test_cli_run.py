@@ -13,7 +13,11 @@ HELLO = ROOT / "guests/images/hello.elf"
 
 def zuv(*args, timeout=60):
     return subprocess.run(
-        [sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        [sys.executable, "-m", "emulator.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
         stdin=subprocess.DEVNULL,
     )
 
@@ -62,7 +66,9 @@ def test_segment_outside_memory(tmp_path):
     assert "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("args, message", [(["--memory", "lots"], "memory size"), (["--cpus", "0"], "--cpus")])
+@pytest.mark.parametrize(
+    "args, message", [(["--memory", "lots"], "memory size"), (["--cpus", "0"], "--cpus")]
+)
 def test_bad_options(args, message):
     p = zuv("run", str(HELLO), *args)
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr

@@ -140,7 +140,11 @@ def test_pv_runs_boot_the_suites_pv_images_and_are_reported_apart(tmp_path):
                                            str(image)]  # fmt: skip
     specs = conformance.parse_cfg(CFG)[:2]
     rec = {"pass": 22, "fail": 0, "skip": 0, "verdict": "PASS", "seconds": 1.0}
-    zuv = {"selftest-setup": rec, "selftest-setup_PV": rec, "sclp-3g_PV": {**rec, "verdict": "FAIL", "fail": 1}}
+    zuv = {
+        "selftest-setup": rec,
+        "selftest-setup_PV": rec,
+        "sclp-3g_PV": {**rec, "verdict": "FAIL", "fail": 1},
+    }
     text = "\n".join(conformance.pv_report(specs, zuv))
     assert "| selftest-setup_PV | 128 | 22/0/0 PASS (1.0 s) |" in text and "| sclp-3g_PV | 3072 |" in text
     assert "1 of 2 PV runs pass, 0 skip" in text

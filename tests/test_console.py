@@ -1,5 +1,5 @@
-"""The console: scripted sessions against their transcripts, bad input, the Python API, the special breakpoints,
-the interactive application through a pipe, and the non-interactive ``zuv console``."""
+"""The console: scripted sessions against their transcripts, bad input, the Python API, the special
+breakpoints, the interactive application through a pipe, and the non-interactive ``zuv console``."""
 
 from __future__ import annotations
 
@@ -64,8 +64,9 @@ def test_every_command_has_usage_help_and_a_group():
 
 def test_no_input_crashes_the_console():
     s = probe()
-    for line in ["", "   ", "'unbalanced", "x 0x", "b uvc 0x4242", "p [[[", "watch host:0x7fffff0 64", "until ()",
-                 "regs all", "dis 0 3", "sym zzz*", "cpu 0", "d all", "translate 0xffffffffffffffff"]:  # fmt: skip
+    for line in ["", "   ", "'unbalanced", "x 0x", "b uvc 0x4242", "p [[[", "watch host:0x7fffff0 64",
+                 "until ()", "regs all", "dis 0 3", "sym zzz*", "cpu 0", "d all",
+                 "translate 0xffffffffffffffff"]:  # fmt: skip
         out = execute(s, line)
         assert "Traceback" not in out.plain()
         assert all(len(line) for line in out.plain().splitlines()) or out.plain() == ""
@@ -141,7 +142,8 @@ def test_uvc_breakpoint_stops_before_the_call_and_step_executes_it():
 
 
 def _firmware_uvc(machine: Machine, tag: int):
-    """A stand-in UV behind the UVC instruction: it makes the secret page secure (what Convert to Secure does)."""
+    """A stand-in UV behind the UVC instruction: it makes the secret page secure (what Convert to Secure
+    does)."""
 
     def handler(cpu, insn):
         machine.memory.set_owner(0x22, tag)
@@ -156,7 +158,10 @@ def test_page_state_and_secure_storage_breakpoints():
     s.add_breakpoint("page", "frame:0x22")
     s.add_breakpoint("secure")
     stop = s.cont()
-    assert stop.kind == "page" and "frame 0x22 (host 0x22000): non-secure -> secure (config tag 2)" in stop.reason
+    assert (
+        stop.kind == "page"
+        and "frame 0x22 (host 0x22000): non-secure -> secure (config tag 2)" in stop.reason
+    )
     stop = s.cont()
     assert stop.kind == "secure" and "PGM 0x3D" in stop.reason and "at 0x22000" in stop.reason
     assert s.cpu.pc == s.symbols["pgm_handler"]
@@ -173,7 +178,8 @@ def test_page_state_and_secure_storage_breakpoints():
 
 
 class _FakeHypervisor:
-    """A provider pair standing in for the hypervisor and the UV log (the protocols the console plugs into)."""
+    """A provider pair standing in for the hypervisor and the UV log (the protocols the console plugs
+    into)."""
 
     def __init__(self):
         self.subs = []
@@ -237,7 +243,7 @@ def test_continue_time_limit_and_stop_from_another_thread():
     assert stop.kind == "halt" and "stopped by the user" in stop.reason
 
 
-# -- the interactive application ------------------------------------------------------------------------------
+# -- the interactive application ----------------------------------------------------------------------------
 
 
 def test_interactive_console_through_a_pipe():

@@ -32,8 +32,8 @@ def secure():
 
 
 def test_each_secure_step_reports_what_it_did(secure):
-    """A step moves one instruction and says 1; an entry that only completes an intercepted instruction is that
-    instruction; a fault the host resolves (the guest retries) is 0 instructions and says why."""
+    """A step moves one instruction and says 1; an entry that only completes an intercepted instruction is
+    that instruction; a fault the host resolves (the guest retries) is 0 instructions and says why."""
     s = secure
     for _ in range(300):
         insn = s.current_instruction()
@@ -81,7 +81,10 @@ def test_help_break_names_uvc_commands_that_break_uvc_takes():
             bp = s.add_breakpoint("uvc", name)
             assert bp.code == 0x100
         out = execute(s, "break uvc create-config").plain()
-        assert "error: unknown UVC command 'create-config' (did you mean create_sec_conf, create_sec_cpu?)" in out
+        assert (
+            "error: unknown UVC command 'create-config' (did you mean create_sec_conf, create_sec_cpu?)"
+            in out
+        )
     finally:
         s.close()
 

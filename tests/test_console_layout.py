@@ -134,7 +134,8 @@ def test_the_interactive_console_pages_long_output_and_scripts_get_it_whole():
     line38, line39, last = listing[37].split()[0], listing[38].split()[0], listing[-1].split()[0]
     buf = io.StringIO()
     with create_pipe_input() as pipe:
-        pipe.send_text("x/60i _start\rq" "x/60i _start\rc" "x/60i _start\r " "pager off\rx/60i _start\rquit\r")
+        pipe.send_text("x/60i _start\rq" "x/60i _start\rc" "x/60i _start\r "
+                       "pager off\rx/60i _start\rquit\r")  # fmt: skip
         assert run_interactive(s, input=pipe, output=PlainTextOutput(buf)) == 0
     text = buf.getvalue()
     first, rest = text.split("(22 more lines not shown: pager off shows long output whole)", 1)

@@ -162,7 +162,10 @@ def test_sie_breakpoints_come_from_the_hypervisors_exit_stream():
     s = demo()
     s.add_breakpoint("sie", "0x70")
     stop = s.cont()
-    assert stop.kind == "sie" and "0x70 (PV prefix pages not secure) on vCPU 0 (secure): prefix 0x0" in stop.reason
+    assert (
+        stop.kind == "sie"
+        and "0x70 (PV prefix pages not secure) on vCPU 0 (secure): prefix 0x0" in stop.reason
+    )
     s.delete_breakpoint(None)
     s.add_breakpoint("sie", "0x68")
     stop = s.cont()
@@ -189,7 +192,9 @@ def test_step_into_an_interception_reports_it():
     stop = s.step(100_000)  # stops early at the next interception
     assert stop.reason.startswith("stepped ") and int(stop.reason.split()[1]) < 100_000
     assert any("SIE interception 0x68 (PV instruction): DIAG 0x500" in d for d in stop.details), stop.details
-    assert any("the hypervisor emulated it; the Ultravisor completes the instruction" in d for d in stop.details)
+    assert any(
+        "the hypervisor emulated it; the Ultravisor completes the instruction" in d for d in stop.details
+    )
 
 
 def test_watchpoint_on_secure_guest_memory_sees_the_exports_and_imports():
@@ -234,7 +239,12 @@ def test_uv_event_sink_gives_structured_events():
     names = [e.name for e in events]
     assert names[:3] == ["qui", "init_uv", "create_sec_conf"] and "verify_img" in names
     cfg = events[2]
-    assert cfg.caller.kind == "host" and cfg.cc == 0 and cfg.rc == 1 and len(cfg.block) == ctypes.sizeof(cfg.layout)
+    assert (
+        cfg.caller.kind == "host"
+        and cfg.cc == 0
+        and cfg.rc == 1
+        and len(cfg.block) == ctypes.sizeof(cfg.layout)
+    )
     fields = dict(cfg.fields())
     assert fields["guest_stor_len"] == 128 << 20 and fields["guest_handle"] == s.machine.vm.pv.handle
     n = len(events)
@@ -289,6 +299,6 @@ def test_zuv_console_on_a_truncated_se_image_says_where_it_ends(tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
     assert p.returncode == 2
     assert p.stderr.strip() == (
-        f"zuv: {cut}: a truncated SE image: it starts with stage3a's PSW but ends at 0x1388, before the image "
-        "metadata at 0xc000 or genprotimg 2.35's IPL parameter block at 0x13000"
+        f"zuv: {cut}: a truncated SE image: it starts with stage3a's PSW but ends at 0x1388, before the "
+        "image metadata at 0xc000 or genprotimg 2.35's IPL parameter block at 0x13000"
     )

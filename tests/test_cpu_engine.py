@@ -208,7 +208,9 @@ def test_a_program_taking_one_exception_again_and_again_is_no_interruption_loop(
     assert m.cpus[0].gpr(2) == 0
 
 
-def test_instructions_before_one_that_crosses_out_of_memory_run_and_it_gets_its_exception(tmp_path, engine_mode):
+def test_instructions_before_one_that_crosses_out_of_memory_run_and_it_gets_its_exception(
+    tmp_path, engine_mode
+):
     """A block runs from three AGHIs into a 6-byte BRCL crossing the end of memory. Translating the block
     fails on the page beyond before anything runs; the CPU used to retry it forever. The AGHIs run, and
     the BRCL gets its addressing exception (ILC 2, the PSW advanced past it as QEMU does)."""
@@ -231,7 +233,9 @@ def test_instructions_before_one_that_crosses_out_of_memory_run_and_it_gets_its_
     assert int.from_bytes(c.read_real(0x158, 8), "big") == end  # the BRCL at end - 2, plus 2
 
 
-def test_a_refusal_that_stops_every_run_before_anything_runs_ends_in_a_named_check_stop(tmp_path, monkeypatch):
+def test_a_refusal_that_stops_every_run_before_anything_runs_ends_in_a_named_check_stop(
+    tmp_path, monkeypatch
+):
     """The safety net behind ``Cpu._unstick``: if unicorn ever stalls on a lookup the CPU does not know
     how to grant, the run ends with where and why instead of spinning (seen with the branch to 0 when the
     known cases are not taken care of)."""

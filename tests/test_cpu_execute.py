@@ -464,7 +464,8 @@ def _ss_state(cpu: Cpu, text: bytes) -> None:
 
 @pytest.mark.parametrize("name", list(SS_CASES))
 def test_storage_targets_match_the_native_instruction(cpu, name):
-    """EX is always an exit, where these targets are emulated (an EXRL of them on its own page runs natively)."""
+    """EX is always an exit, where these targets are emulated (an EXRL of them on its own page runs
+    natively)."""
     text = SS_CASES[name]
     _ss_state(cpu, bytes((text[0], 0x1F)) + text[2:])  # natively, with the length the EXECUTE ORs in
     cpu.set_pc(TARGET)

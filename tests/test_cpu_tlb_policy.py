@@ -56,7 +56,9 @@ def _run(hv, tmp_path, image: bytes, diags: int):
         vm.destroy()
 
 
-def test_a_trap_heavy_phase_after_a_large_working_set_lets_the_tlb_shrink_only_where_it_costs(hv, tmp_path, engine_mode):
+def test_a_trap_heavy_phase_after_a_large_working_set_lets_the_tlb_shrink_only_where_it_costs(
+    hv, tmp_path, engine_mode
+):
     cpu = _run(hv, tmp_path, _kernel(16384, 60000), 60000)
     assert cpu.tlb_fills >= 16384  # the sweep grew the TLB (fills beyond its first 256 entries)
     if engine_mode == "stock":
@@ -84,7 +86,11 @@ def _many_exits_kernel(pages: int, diags: int) -> bytes:
         img[page : page + 4] = bytes.fromhex("a7f40800")  # j +4096
     tail = base + pages * 0x1000
     loop = bytes.fromhex("c021") + struct.pack(">I", diags) + bytes.fromhex("8300009c" "a727fffe")
-    loop += bytes.fromhex("c010") + struct.pack(">i", (0x10100 - (tail + len(loop))) // 2) + bytes.fromhex("b2b21000")
+    loop += (
+        bytes.fromhex("c010")
+        + struct.pack(">i", (0x10100 - (tail + len(loop))) // 2)
+        + bytes.fromhex("b2b21000")
+    )
     img[tail : tail + len(loop)] = loop
     img[0x10100:0x10110] = _WAIT
     return bytes(img)

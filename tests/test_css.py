@@ -385,7 +385,8 @@ def test_chsc_store_channel_subsystem_characteristics(env):
     general = res[8 : 8 + 255 * 8]
     assert general[6] == 0x80  # bit 48: extended measurement block
     assert struct.unpack(">HH", chsc.call(css, struct.pack(">HH12x", 0x18, 0x10))[:4]) == (8, 3)  # bad length
-    assert struct.unpack(">HH", chsc.call(css, struct.pack(">HH12x", 0x10, 0x4242))[:4]) == (8, 4)  # not installed
+    # not installed
+    assert struct.unpack(">HH", chsc.call(css, struct.pack(">HH12x", 0x10, 0x4242))[:4]) == (8, 4)
 
 
 def test_channel_reports_are_announced_by_one_machine_check_until_drained(env):

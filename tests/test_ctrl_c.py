@@ -94,7 +94,8 @@ def test_ctrl_c_stops_a_boot_in_the_middle_of_its_run(tmp_path):
 
 @pytest.mark.parametrize("delay", [0.0, 1.0])
 def test_ctrl_c_at_any_moment_of_bare_zuv_is_clean(delay):
-    """Bare ``zuv`` without a terminal boots the secure demo; Ctrl-C may land in start-up, the boot or teardown."""
+    """Bare ``zuv`` without a terminal boots the secure demo; Ctrl-C may land in start-up, the boot or
+    teardown."""
     p = _spawn()
     time.sleep(delay)
     rc, _out, err = _interrupt(p)

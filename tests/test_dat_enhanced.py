@@ -259,7 +259,9 @@ def test_crdte_on_a_segment_table_indexes_by_segment(cpu):
 
 
 @pytest.mark.parametrize(
-    "regs", [{10: PT2 | 0x04, 11: 0}, {10: PT2 | 0x08, 11: 0}, {10: PT2 | 0x0C, 11: 0}], ids=["001", "010", "011"]
+    "regs",
+    [{10: PT2 | 0x04, 11: 0}, {10: PT2 | 0x08, 11: 0}, {10: PT2 | 0x0C, 11: 0}],
+    ids=["001", "010", "011"],
 )
 def test_crdte_with_a_reserved_designation_type_is_a_specification_exception(cpu, regs):
     _setup_crdte(cpu, {0: 0x200000, 1: 0x210000, **regs})

@@ -108,10 +108,16 @@ def _write_guest(root: Path, name: str, toml: str, files: dict[str, str]) -> Non
         ('[[image]]\nname = "a b"\nsources = ["a.S"]\n', "bad image name"),
         ("[[image]\n", "guest.toml"),
         ('name = "a"\n', "needs at least one [[image]]"),
-        ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime_extra = "shared.c"\n', "'runtime_extra' must be list"),
+        (
+            '[[image]]\nname = "a"\nsources = ["a.S"]\nruntime_extra = "shared.c"\n',
+            "'runtime_extra' must be list",
+        ),
         ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime_extra = ["irq.c"]\n', "unknown runtime unit"),
         ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime_extra = ["shared.c", "shared.c"]\n', "distinct"),
-        ('[[image]]\nname = "a"\nsources = ["a.S"]\nruntime = false\nruntime_extra = ["shared.c"]\n', "needs runtime"),
+        (
+            '[[image]]\nname = "a"\nsources = ["a.S"]\nruntime = false\nruntime_extra = ["shared.c"]\n',
+            "needs runtime",
+        ),
     ],
 )
 def test_malformed_guest_toml_is_refused_with_a_clear_message(tmp_path, toml, message):

@@ -18,7 +18,11 @@ MANIFEST = json.loads((IMAGES / "MANIFEST.json").read_text())["images"]
 # Guests that finish in well under a second. Left out: tod and keys (seconds of trapped clock and key
 # instructions, no SIE-specific path), pgm and dat (the CPU model stores the DXC and walks LRA tables at
 # host absolute addresses, not through the guest mapping: reported to the CPU model's owner).
-FAST = [n for n in ("hello", "sigp", "ext", "svc", "sysinfo", "prefix", "pgm_arch", "pgm", "dat", "keys") if n in MANIFEST]
+FAST = [
+    n
+    for n in ("hello", "sigp", "ext", "svc", "sysinfo", "prefix", "pgm_arch", "pgm", "dat", "keys")
+    if n in MANIFEST
+]
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +146,9 @@ def test_host_allocator_never_overlaps_and_reuses_freed_ranges():
     pages = {al.alloc_page() for _ in range(50)}
     assert len(pages) == 50 and all(p % 4096 == 0 and p < 16 * MIB for p in pages)
     # a bounded request that cannot be met says where it looked (an open end must not break the message)
-    with pytest.raises(HypervisorError, match=r"no free 64 MiB at or above 0x80000000 \(host memory 256 MiB\)"):
+    with pytest.raises(
+        HypervisorError, match=r"no free 64 MiB at or above 0x80000000 \(host memory 256 MiB\)"
+    ):
         al.alloc_range(64 * MIB, above=1 << 31)
     with pytest.raises(HypervisorError, match=r"ending at or below 0x1000000"):
         al.alloc_range(64 * MIB, below=16 * MIB)

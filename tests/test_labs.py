@@ -44,10 +44,24 @@ def solve(n: int, d: Path) -> dict[str, str]:
     """Lab n's reference solution in ``d``; returns its answers."""
     start(n, d)
     if n == 1:
-        zuv("pvimg", "create", "-i", "guests/images/hello.elf", "-k", "firmware/machines/zuv-demo/host-key-document.crt",
-            "-C", f"{PKI}/ibm-z-signing-key.crt", "-C", f"{PKI}/intermediate-ca.crt", "--crl",
-            f"{PKI}/ibm-z-signing-key.crl", "--crl", f"{PKI}/intermediate-ca.crl,{PKI}/root-ca.crl",
-            "-o", str(d / "hello.se"))
+        zuv(
+            "pvimg",
+            "create",
+            "-i",
+            "guests/images/hello.elf",
+            "-k",
+            "firmware/machines/zuv-demo/host-key-document.crt",
+            "-C",
+            f"{PKI}/ibm-z-signing-key.crt",
+            "-C",
+            f"{PKI}/intermediate-ca.crt",
+            "--crl",
+            f"{PKI}/ibm-z-signing-key.crl",
+            "--crl",
+            f"{PKI}/intermediate-ca.crl,{PKI}/root-ca.crl",
+            "-o",
+            str(d / "hello.se"),
+        )
         assert "rc 0x0108" in zuv("boot", str(d / "hello.se"), "--machine", "zuv-other")
         info = zuv("pvimg", "info", str(d / "hello.se"), "--format", "json")
         nep = info.split('"nep": ')[1].split(",")[0]
@@ -67,7 +81,9 @@ def solve(n: int, d: Path) -> dict[str, str]:
         console(d, DEMO, [f"uvlog --svg {d / 'uvlog.svg'}"])
         info = zuv("pvimg", "info", DEMO, "--format", "json")
         pld = info.split('"pld_hex": "')[1][:16]
-        return dict(unpack_calls="56", nep="56", verify_uvc="0x0302", first_uvc_after_create_cpu="0x0300", pld=pld)
+        return dict(
+            unpack_calls="56", nep="56", verify_uvc="0x0302", first_uvc_after_create_cpu="0x0300", pld=pld
+        )
     if n == 5:
         zuv("verifier", "demo", out=d / "verifier.txt")
         return dict(released_runs="1", tampered_reason="pld", replay_reason="nonce", attest_uvc="0x1f20")

@@ -64,7 +64,8 @@ def test_initrd_errors(tmp_path):
 def test_cli_initrd_error_is_one_line(tmp_path):
     p = subprocess.run([sys.executable, "-m", "emulator.cli", "run", "-m", "16M", "--initrd",
                         str(tmp_path / "nope"), str(_kernel(tmp_path, 0x20000))],
-                       capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)  # fmt: skip
+                       capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       stdin=subprocess.DEVNULL)  # fmt: skip
     assert p.returncode == 2 and "nope: cannot read" in p.stderr and "Traceback" not in p.stderr
 
 

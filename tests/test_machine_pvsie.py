@@ -66,7 +66,9 @@ class SecureSnippet:
         c.init(2 << 30)
         self.setup = s = c.create_guest(GUEST, cpus=0)
         stor = c.arena.alloc(c.query().cpu_stor_len)
-        res = c.check("create_sec_cpu", guest_handle=s.handle, stor_origin=stor, state_origin=self.sd_addr, num=0)
+        res = c.check(
+            "create_sec_cpu", guest_handle=s.handle, stor_origin=stor, state_origin=self.sd_addr, num=0
+        )
         self.cpu_handle = res.block.cpu_handle
         image = bytearray(0x5000)
         image[0x4000 : 0x4000 + len(code)] = code
@@ -77,7 +79,9 @@ class SecureSnippet:
                             rng=DeterministicRng(7))
         hdr_addr = c.arena.alloc(0x2000)
         c.write(hdr_addr, hdr)
-        c.check("set_sec_conf_params", guest_handle=s.handle, sec_header_origin=hdr_addr, sec_header_len=len(hdr))
+        c.check(
+            "set_sec_conf_params", guest_handle=s.handle, sec_header_origin=hdr_addr, sec_header_len=len(hdr)
+        )
         c.unpack_range(s.handle, 0, len(image), 0x42)
         c.check("verify_img", handle=s.handle)
         c.check("cpu_set_state", cpu_handle=self.cpu_handle, state=CPU_STATE_OPR_LOAD)

@@ -82,7 +82,11 @@ def test_tampered_component_fails_verify_with_pld_mismatch(demo_host, tmp_path):
     img = parse_image(DEMO_IMAGE.read_bytes())
     kernel = img.ipib.components[0]
     r = _boot(demo_host, _tamper(img.data, kernel.addr + 0x1234), tmp_path)
-    assert r.failure is not None and (r.failure.cmd, r.failure.rc, r.failure.rrc) == (KVM_PV_VERIFY, 0x0102, 0x001B)
+    assert r.failure is not None and (r.failure.cmd, r.failure.rc, r.failure.rrc) == (
+        KVM_PV_VERIFY,
+        0x0102,
+        0x001B,
+    )
     assert "PLD" in r.failure.message or "page" in r.failure.message.lower()
 
 
@@ -90,7 +94,11 @@ def test_tampered_tweak_in_the_ipl_block_fails_verify_with_tld_mismatch(demo_hos
     img = parse_image(DEMO_IMAGE.read_bytes())
     off = img.ipib_addr + 0x88 + 7  # last byte of component 0's tweak prefix (the random part)
     r = _boot(demo_host, _tamper(img.data, off), tmp_path)
-    assert r.failure is not None and (r.failure.cmd, r.failure.rc, r.failure.rrc) == (KVM_PV_VERIFY, 0x0102, 0x001C)
+    assert r.failure is not None and (r.failure.cmd, r.failure.rc, r.failure.rrc) == (
+        KVM_PV_VERIFY,
+        0x0102,
+        0x001C,
+    )
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -148,7 +156,9 @@ def test_zuv_without_arguments_boots_the_demo_non_interactively():
                        text=True, timeout=120, cwd=ROOT)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "Hello from a secure guest" in p.stdout and "secret intact: yes" in p.stdout
-    assert "secret page 0x" in p.stdout and "trapped (PGM 0x3d" in p.stdout and "secret visible: no" in p.stdout
+    assert (
+        "secret page 0x" in p.stdout and "trapped (PGM 0x3d" in p.stdout and "secret visible: no" in p.stdout
+    )
     assert "Traceback" not in p.stderr
 
 
@@ -157,7 +167,9 @@ def test_zuv_boot_deterministic_boots_the_demo_and_its_guest_says_the_same_each_
     outs = []
     for _ in range(2):
         cmd = [sys.executable, "-m", "emulator.cli", "boot", "--deterministic"]
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        p = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
         assert p.returncode == 0, p.stderr
         assert "Hello from a secure guest" in p.stdout and "secret visible: no" in p.stdout
         outs.append([line for line in p.stdout.splitlines() if not line.startswith("[hypervisor]")])
@@ -166,7 +178,8 @@ def test_zuv_boot_deterministic_boots_the_demo_and_its_guest_says_the_same_each_
 
 def test_zuv_boot_on_the_wrong_machine_says_which_check_failed():
     p = subprocess.run([sys.executable, "-m", "emulator.cli", "boot", "--machine", "zuv-other"],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                       cwd=ROOT)  # fmt: skip
     assert p.returncode == 1
     assert "rc 0x0108 rrc 0x0005" in p.stderr and "KVM_PV_SET_SEC_PARMS" in p.stderr
     assert "Traceback" not in p.stderr

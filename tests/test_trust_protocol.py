@@ -94,8 +94,10 @@ def host_refusals(e: Env) -> list[tuple[str, dict[str, Any]]]:
         ("destroy_sec_conf", {"handle": e.h + 1}),
         ("destroy_sec_conf", {"handle": e.h}),  # secure CPUs still exist
         ("destroy_sec_conf_fast", {"handle": e.h}),
-        ("set_sec_conf_params", {"guest_handle": e.h, "sec_header_origin": e.c.arena.alloc(0x1000),
-                                 "sec_header_len": 0x1000}),
+        (
+            "set_sec_conf_params",
+            {"guest_handle": e.h, "sec_header_origin": e.c.arena.alloc(0x1000), "sec_header_len": 0x1000},
+        ),
         ("create_sec_cpu", {"guest_handle": e.h + 1}),
         ("destroy_sec_cpu", {"handle": e.ch + 1}),
         ("conv_to_sec_stor", {"guest_handle": e.h + 1, "gaddr": 0x2000}),
@@ -120,7 +122,10 @@ def host_refusals(e: Env) -> list[tuple[str, dict[str, Any]]]:
         ("dump_init", {"handle": e.h}),  # the image does not allow dumping
         # no dump in progress
         ("dump_cpu", {"cpu_handle": e.ch, "dump_area_origin": e.c.arena.alloc(0x1000)}),
-        ("dump_conf_stor_state", {"config_handle": e.h, "dump_area_origin": e.c.arena.alloc(0x1000), "gaddr": 0}),
+        (
+            "dump_conf_stor_state",
+            {"config_handle": e.h, "dump_area_origin": e.c.arena.alloc(0x1000), "gaddr": 0},
+        ),
         ("dump_complete", {"config_handle": e.h, "dump_area_origin": e.c.arena.alloc(0x1000)}),
         ("query_keys", {}),  # with a block too short (below)
         ("qui", {}),

@@ -298,7 +298,9 @@ def test_console_session_in_the_host_view_reaches_nothing_raw() -> None:
             text = repr(got) if how != "value" else ""
             assert SECRET_WORDS[:16].decode() not in text and plain[:16].hex() not in text, f"{path} told it"
             if how == "value":
-                assert not (isinstance(got, (bytes, bytearray)) and plain[:16] in got), f"{path} gave plaintext"
+                assert not (isinstance(got, (bytes, bytearray)) and plain[:16] in got), (
+                    f"{path} gave plaintext"
+                )
                 assert findings(walk({"result": got}), hw) == {}, path
         assert called > 5
     finally:

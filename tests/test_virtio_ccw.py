@@ -28,7 +28,9 @@ class Driver:
 
     def ccw(self, cmd, data=b"", count=None, flags=0):
         self.mem.write(0x2000, data.ljust(count or len(data), b"\0"))
-        self.mem.write(0x1000, struct.pack(">BBHI", cmd, flags, len(data) if count is None else count, 0x2000))
+        self.mem.write(
+            0x1000, struct.pack(">BBHI", cmd, flags, len(data) if count is None else count, 0x2000)
+        )
         o = cb.Orb()
         o.ctrl = cb.ORB_FMT | 0x8000
         o.cpa = 0x1000
@@ -78,7 +80,9 @@ def disk(tmp_path):
 def blk(disk, readonly=False):
     mem = PhysicalMemory(4 << 20)
     css = ChannelSubsystem(mem.host_view(), mem.keys)
-    dev = vc.make_device(f"virtio-blk-ccw,file={disk}" + (",readonly=on" if readonly else ""), mem.host_view())
+    dev = vc.make_device(
+        f"virtio-blk-ccw,file={disk}" + (",readonly=on" if readonly else ""), mem.host_view()
+    )
     css.attach(dev)
     return mem, css, dev, Driver(mem, css)
 

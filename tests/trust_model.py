@@ -289,7 +289,7 @@ class Model(RuleBasedStateMachine):
         self._read_frame(frame, f"frame of {gaddr:#x} after {op}")
         self._count(f"uvc {op}")
 
-    # -- the guest's mapping: a page onto a frame the host uses itself, then imported -------------------------
+    # -- the guest's mapping: a page onto a frame the host uses itself, then imported -----------------------
 
     @rule(what=st.sampled_from(["sd", "uvcb", "sida", "lowcore", "buffer", "another page"]),
           pick=st.integers(0, 1 << 16))  # fmt: skip
@@ -303,8 +303,9 @@ class Model(RuleBasedStateMachine):
         if env.vm.destroyed or env.pv.handle == 0:
             return
         v = env.vm.vcpus[0]
-        target = {"sd": v.page_addr, "uvcb": env.pv.client.uvcb_addr, "sida": v.sida_addr & ~0xFFF, "lowcore": 0,
-                  "buffer": BUF, "another page": env.frame(self.pick_page(pick >> 4))}[what]  # fmt: skip
+        another = env.frame(self.pick_page(pick >> 4))
+        target = {"sd": v.page_addr, "uvcb": env.pv.client.uvcb_addr, "sida": v.sida_addr & ~0xFFF,
+                  "lowcore": 0, "buffer": BUF, "another page": another}[what]  # fmt: skip
         gaddr = self.pick_page(pick)
         try:
             host = env.host
@@ -336,7 +337,8 @@ class Model(RuleBasedStateMachine):
         frames = [env.frame(p) for p in self.targets()]
         layout = B.LAYOUTS.get(cmd.struct) if cmd.struct else None
         names = [n for n, t, *_ in getattr(layout, "_fields_", ())
-                 if n != "header" and not n.startswith("res") and not issubclass(t, (ctypes.Array, ctypes.Structure))]  # fmt: skip
+                 if n != "header" and not n.startswith("res")
+                 and not issubclass(t, (ctypes.Array, ctypes.Structure))]  # fmt: skip
         fields: dict[str, int] = {}
         for i, name in enumerate(names[:8]):
             p = picks[i]
@@ -362,7 +364,9 @@ class Model(RuleBasedStateMachine):
     # -- host CPU instructions on the guest's frames -------------------------------------------------------
 
     @rule(
-        index=st.integers(0, len(HOST_INSNS) - 1), pick=st.integers(0, 1 << 16), off=st.sampled_from([0, 8, 0xFF8])
+        index=st.integers(0, len(HOST_INSNS) - 1),
+        pick=st.integers(0, 1 << 16),
+        off=st.sampled_from([0, 8, 0xFF8]),
     )
     @guarded
     def host_insn(self, index: int, pick: int, off: int) -> None:
@@ -435,7 +439,8 @@ class Model(RuleBasedStateMachine):
 
     @precondition(lambda self: self.env is not None and not self.env.vm.destroyed
                   and self.env.vm.vcpus[0].operating)  # fmt: skip
-    # the guest yields (DIAG 0x9C) every ~41,000 instructions: budgets past that make it leave SIE by its yield
+    # the guest yields (DIAG 0x9C) every ~41,000 instructions: budgets past that make it leave SIE by its
+    # yield
     @rule(budget=st.one_of(st.sampled_from([45_000, 90_000, 200_000]), st.integers(1, 200_000)))
     @guarded
     def sie(self, budget: int) -> None:

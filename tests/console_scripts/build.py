@@ -29,8 +29,9 @@ def build_frames() -> Path:
     """Compile frames.c with the back chain and DWARF CFI (.eh_frame); returns the ELF path."""
     out = HERE / "frames.elf"
     subprocess.run(
-        ["s390x-linux-gnu-gcc", "-march=z13", "-O2", "-mbackchain", "-fasynchronous-unwind-tables", "-ffreestanding",
-         "-nostdlib", "-static", "-fno-pic", "-no-pie", "-fno-stack-protector", "-fno-ident", "-Wl,--build-id=none",
+        ["s390x-linux-gnu-gcc", "-march=z13", "-O2", "-mbackchain", "-fasynchronous-unwind-tables",
+         "-ffreestanding", "-nostdlib", "-static", "-fno-pic", "-no-pie", "-fno-stack-protector",
+         "-fno-ident", "-Wl,--build-id=none",
          "-T", str(HERE / "frames.ld"), "-o", str(out), str(HERE / "frames.c")],
         check=True,
     )  # fmt: skip
