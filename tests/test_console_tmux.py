@@ -30,7 +30,9 @@ def _tmux(*args: str) -> str:
     return subprocess.run(["tmux", "-S", _SOCKET, *args], capture_output=True, text=True, check=True).stdout
 
 
-def _wait_for(session: str, text: str, timeout: float = 20.0) -> str:
+def _wait_for(session: str, text: str, timeout: float = 60.0) -> str:
+    """The screen once ``text`` is on it (the deadline only bounds a failing test: zuv may take seconds to
+    start on a loaded machine)."""
     end = time.monotonic() + timeout
     screen = ""
     while time.monotonic() < end:

@@ -46,7 +46,7 @@ def _interrupt(p: subprocess.Popen[bytes], times: int = 1) -> tuple[int, str, st
     return p.returncode, out.decode(), err.decode()
 
 
-def _wait_count(name: str, text: str, n: int, timeout: float = 30.0) -> None:
+def _wait_count(name: str, text: str, n: int, timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     screen = ""
     while time.monotonic() < end:
@@ -55,6 +55,20 @@ def _wait_count(name: str, text: str, n: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{text!r} did not appear {n} times:\n{screen}")
+
+
+def _wait_gone(name: str, text: str, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    screen = text
+    while text in screen:
+        if time.monotonic() > end:
+            raise AssertionError(f"{text!r} stayed on the screen:\n{screen}")
+        time.sleep(0.05)
+        screen = _tmux("capture-pane", "-p", "-t", name)
+
+
+#: the console's status line while a run goes on in the background
+RUNNING = "running  (stop or Ctrl-C)"
 
 
 def _loop_image(tmp_path: Path) -> Path:
@@ -159,12 +173,13 @@ def test_the_interactive_console_stops_long_steps_and_runs_and_steps_again():
         _tmux("send-keys", "-t", name, "Enter")
         _wait_for(name, "deleted 1 breakpoint")
         _tmux("send-keys", "-t", name, "step 1000000000", "Enter")  # hours of single steps
-        time.sleep(1.0)
+        _wait_for(name, "(zuv) step 1000000000")
+        _wait_gone(name, "view host")  # the prompt took the line (its status line is gone): the step runs
         _tmux("send-keys", "-t", name, "C-c")
         _wait_count(name, "interrupted (Ctrl-C)", 1)
         _wait_for(name, "=> 0x")  # the step's stop and where it is
         _tmux("send-keys", "-t", name, "continue", "Enter")
-        time.sleep(1.0)
+        _wait_for(name, RUNNING)
         _tmux("send-keys", "-t", name, "C-c")
         _wait_count(name, "interrupted (Ctrl-C)", 2)
         _tmux("send-keys", "-t", name, "step 3", "Enter")
@@ -172,6 +187,6 @@ def test_the_interactive_console_stops_long_steps_and_runs_and_steps_again():
         _tmux("send-keys", "-t", name, "continue --insns 3000", "Enter")
         _wait_for(name, "instruction limit reached")
         _tmux("send-keys", "-t", name, "continue", "Enter")
-        time.sleep(0.5)
+        _wait_for(name, RUNNING)
         _tmux("send-keys", "-t", name, "quit 4", "Enter")  # quit while it runs: stops it, then leaves
         _wait_for(name, "EXITED=4")
