@@ -1,6 +1,12 @@
-"""Fixtures shared by test modules."""
+"""Fixtures shared by test modules, and the suite's hypothesis profile."""
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# no example fails for the time it took (a per-example deadline, the too-slow health check): the suite runs on
+# loaded machines and asserts no times; a test's own settings inherit this unless they set these themselves
+settings.register_profile("zuv", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("zuv")
 
 
 def _bare_cpu():
