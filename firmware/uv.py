@@ -234,7 +234,18 @@ class Ultravisor(ServiceCommands):
         rc = out.rc
         data = None
         if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored
-            cb.write(4, _RC_RRC.pack(rc & 0xFFFF, out.rrc & 0xFFFF))
+            rcs = _RC_RRC.pack(rc & 0xFFFF, out.rrc & 0xFFFF)
+            at = cb.addr + 4 if window is not None else -1  # (a host block: ``AbsoluteControlBlock``)
+            frame = at >> PAGE_SHIFT
+            mem = self.mem
+            if at >= 0 and (at + 3) >> PAGE_SHIFT == frame and (
+                mem.owner[frame] == OWNER_HOST or mem.shared[frame]
+            ):
+                # inside memory (the header's window was) and in one frame the host may still store into
+                # (the command may have taken the block's own frame): the host view's decision, inline
+                mem.write(at, rcs)
+            else:
+                cb.write(4, rcs)
         else:
             data = _stored(blk, length, rc, out.rrc)
             cb.write(0, data)
@@ -297,24 +308,32 @@ class Ultravisor(ServiceCommands):
         cfg = self._configs.get(config_handle)
         if cfg is None:
             return False
-        owner, frames, tag, walks, buf, u64 = self.mem.owner, cfg.frames, cfg.tag, cfg.walks, self._buf, _U64
         page = prefix & ~0xFFF
-        for page in (page, page + PAGE_SIZE):  # checked at every secure entry: _gmap's hit path, inline
-            if page >= cfg.msl:
-                return False
-            hit = walks.get((cfg.mso + page) & ~0xFFF)
+        if page + PAGE_SIZE >= cfg.msl:
+            return False
+        # checked at every secure entry: _gmap's hit path for both pages, inline. An 8 KiB area never
+        # crosses a segment: two segment-table walks through one segment entry whose entries still hold
+        walks, mso = cfg.walks, cfg.mso
+        a, b = walks.get((mso + page) & ~0xFFF), walks.get((mso + page + PAGE_SIZE) & ~0xFFF)
+        if a is not None and b is not None and len(a) == 5 and len(b) == 5 and a[1] == b[1]:
+            buf, u64 = self._buf, _U64
             if (
-                hit is not None
-                and len(hit) == 5
-                and u64.unpack_from(buf, hit[1])[0] == hit[2]
-                and u64.unpack_from(buf, hit[3])[0] == hit[4]
+                u64.unpack_from(buf, a[1])[0] == a[2] == b[2]
+                and u64.unpack_from(buf, a[3])[0] == a[4]
+                and u64.unpack_from(buf, b[3])[0] == b[4]
             ):
-                frame = hit[0]  # a segment-table walk whose two entries still hold
+                low, high = a[0], b[0]
             else:
-                frame = self._gmap(cfg, page)
-            if frame is None or owner[frame] != tag or frames.get(frame) != page:
-                return False
-        return True
+                low, high = self._gmap(cfg, page), self._gmap(cfg, page + PAGE_SIZE)
+        else:
+            low, high = self._gmap(cfg, page), self._gmap(cfg, page + PAGE_SIZE)
+        if low is None or high is None:
+            return False
+        owner, frames, tag = self.mem.owner, cfg.frames, cfg.tag
+        return (
+            owner[low] == tag and owner[high] == tag and frames.get(low) == page
+            and frames.get(high) == page + PAGE_SIZE
+        )
 
     def guest_frame_check(self, config_handle: int, guest_abs_addr: int, write: bool) -> int:
         """The full secure-guest access decision: the host frame, or the exception the *host* receives.

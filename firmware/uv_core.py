@@ -246,6 +246,9 @@ class UvCore:
         buf = self._buf
         hit = cfg.walks.get(page)
         if hit is not None:
+            if len(hit) == 5:  # a segment-table walk (the gmap's shape): its two entries, inline
+                if _U64.unpack_from(buf, hit[1])[0] == hit[2] and _U64.unpack_from(buf, hit[3])[0] == hit[4]:
+                    return hit[0]
             i, n = 1, len(hit)
             while i < n and _U64.unpack_from(buf, hit[i])[0] == hit[i + 1]:
                 i += 2

@@ -332,15 +332,15 @@ class PvSieEngine:
         With no exit recorded, or when the Ultravisor changed the CPU's timer since (a CPU reset), the
         host's value is taken as it is: the host starts the timer of a new or reset CPU."""
         entry = sd.cputm
+        kept = scpu.cputm
+        if entry == kept:  # the value the last exit left, or the one the UV set since: always taken
+            return 0
         left = self._left.get(scpu.handle)
-        if left is not None and left[0] == scpu.cputm:
+        if left is not None and left[0] == kept:
             ref, since = left
             signed_entry = entry - (1 << 64) if entry >> 63 else entry
             signed_ref = ref - (1 << 64) if ref >> 63 else ref
-            # (the clock is read only for a timer below the exit's: the exit's own value is always taken)
-            if signed_entry > signed_ref or (
-                signed_entry != signed_ref and signed_ref - signed_entry > cpu.tod() - since
-            ):
+            if signed_entry > signed_ref or signed_ref - signed_entry > cpu.tod() - since:
                 return VIR_CPU_TIMER
         if entry != scpu.cputm:
             scpu.cputm = entry
