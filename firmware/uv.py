@@ -166,100 +166,102 @@ class Ultravisor(ServiceCommands):
             ProgramException: an access exception on the control block (nothing was changed), or for a
                 guest caller an access that the host must resolve first (PGM 0x3E with the guest address).
         """
-        with self._lock:
-            return self._call(caller, cb)
-
-    def _call(self, caller: UvCaller, cb: ControlBlock) -> int:
-        self.calls += 1
-        window = getattr(cb, "window", None)
-        # a host block: the bytes to the end of the header's frame, after the header's checks (one frame,
-        # one decision); the whole block is read from them when it lies in that frame
-        first = cb.read(0, 8) if window is None else cb.frame_window()
-        length, code = _HEADER.unpack_from(first, 0)
-        if self._inject:
-            inj = self._inject.get(code)
-            if inj is not None:
-                inj[0] -= 1
-                if inj[0] <= 0:
-                    del self._inject[code]
-                log.debug("UVC %#06x: injected cc %d", code, inj[1])
-                if self._sinks:
-                    c = BY_CODE.get(code)
-                    self._emit(
-                        UvEvent(self.calls, code, c.name if c else "", caller, inj[1], 0, 0, injected=True)
-                    )
-                return inj[1]
-        kind = caller.kind
-        if kind != "host" and kind != "guest":
-            raise HwError(f"UVC caller kind {kind!r}")
-        cmd = BY_CODE.get(code)
-        if cmd is None or not cmd.implemented or kind not in cmd.callers:  # cmd.allowed(kind), inline
-            return self._store_rc(cb, code, Rc.INV_CMD, 0, caller)
-        if code == 0x0001:
-            if length < QUERY_MIN_LEN:
+        with self._lock:  # (the whole call under the lock, in this frame: every per-page UVC comes here)
+            self.calls += 1
+            window = getattr(cb, "window", None)
+            # a host block: the bytes to the end of the header's frame, after the header's checks (one frame,
+            # one decision); the whole block is read from them when it lies in that frame
+            first = cb.read(0, 8) if window is None else cb.frame_window()
+            length, code = _HEADER.unpack_from(first, 0)
+            if self._inject:
+                inj = self._inject.get(code)
+                if inj is not None:
+                    inj[0] -= 1
+                    if inj[0] <= 0:
+                        del self._inject[code]
+                    log.debug("UVC %#06x: injected cc %d", code, inj[1])
+                    if self._sinks:
+                        c = BY_CODE.get(code)
+                        self._emit(
+                            UvEvent(
+                                self.calls, code, c.name if c else "", caller, inj[1], 0, 0, injected=True
+                            )
+                        )
+                    return inj[1]
+            kind = caller.kind
+            if kind != "host" and kind != "guest":
+                raise HwError(f"UVC caller kind {kind!r}")
+            cmd = BY_CODE.get(code)
+            if cmd is None or not cmd.implemented or kind not in cmd.callers:  # cmd.allowed(kind), inline
+                return self._store_rc(cb, code, Rc.INV_CMD, 0, caller)
+            if code == 0x0001:
+                if length < QUERY_MIN_LEN:
+                    return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
+            elif length != cmd.length:
                 return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
-        elif length != cmd.length:
-            return self._store_rc(cb, code, Rc.INV_LEN, 0, caller)
-        if window is not None:
-            # fetch- and store-access checks of the whole block (done with the header's where in its frame;
-            # ``raw`` may then run on past the block: only its first ``length`` bytes are used)
-            raw = first if length <= len(first) else window(length)
-        else:
-            raw = cb.read(0, length)
-            cb.write(0, raw)  # store-access check of the whole block before anything changes
-        if not self.initialized and code != 0x0001 and code != 0x000F:
-            return self._store_rc(cb, code, Rc.INV_STATE, 0, caller)
-        guest_cfg = None
-        if kind == "guest":
-            guest_cfg = self._configs.get(caller.config_handle or 0)
-            if guest_cfg is None or (
-                caller.cpu_handle is not None and caller.cpu_handle not in guest_cfg.cpus
-            ):
-                raise HwError(f"UVC from a guest of unknown secure configuration/CPU {caller}")
-        entry = self._dispatch.get(code)
-        if entry is None:
-            layout = B.LAYOUTS[cmd.struct]
-            entry = self._dispatch[code] = (layout, ctypes.sizeof(layout), getattr(self, f"_cmd_{cmd.name}"))
-        layout, size, handler = entry
-        blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw[:length]))
-        if code in PAGE_COMMANDS:
-            # the frames are taken from every CPU before anything changes (``quiesced``, without its object)
-            held = self.mem.hold_cpus()
-            try:
-                out: _Outcome = handler(caller, blk, cb, guest_cfg)
-            finally:
-                self.mem.release_cpus(held)
-        else:
-            out = handler(caller, blk, cb, guest_cfg)
-        rc = out.rc
-        data = None
-        if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored
-            rcs = _RC_RRC.pack(rc & 0xFFFF, out.rrc & 0xFFFF)
-            at = cb.addr + 4 if window is not None else -1  # (a host block: ``AbsoluteControlBlock``)
-            frame = at >> PAGE_SHIFT
-            mem = self.mem
-            if at >= 0 and (at + 3) >> PAGE_SHIFT == frame and (
-                mem.owner[frame] == OWNER_HOST or mem.shared[frame]
-            ):
-                # inside memory (the header's window was) and in one frame the host may still store into
-                # (the command may have taken the block's own frame): the host view's decision, inline
-                mem.write(at, rcs)
+            if window is not None:
+                # fetch- and store-access checks of the whole block (done with the header's where in its
+                # frame; ``raw`` may then run on past the block: only its first ``length`` bytes are used)
+                raw = first if length <= len(first) else window(length)
             else:
-                cb.write(4, rcs)
-        else:
-            data = _stored(blk, length, rc, out.rrc)
-            cb.write(0, data)
-        if log.isEnabledFor(logging.DEBUG):  # (no argument tuple and no call frame for each per-page UVC)
-            log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
-        cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
-        if self._sinks:
-            stored = bytes(data if data is not None else _stored(blk, length, rc, out.rrc))
-            self._emit(
-                UvEvent(
-                    self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout, stored
+                raw = cb.read(0, length)
+                cb.write(0, raw)  # store-access check of the whole block before anything changes
+            if not self.initialized and code != 0x0001 and code != 0x000F:
+                return self._store_rc(cb, code, Rc.INV_STATE, 0, caller)
+            guest_cfg = None
+            if kind == "guest":
+                guest_cfg = self._configs.get(caller.config_handle or 0)
+                if guest_cfg is None or (
+                    caller.cpu_handle is not None and caller.cpu_handle not in guest_cfg.cpus
+                ):
+                    raise HwError(f"UVC from a guest of unknown secure configuration/CPU {caller}")
+            entry = self._dispatch.get(code)
+            if entry is None:
+                layout = B.LAYOUTS[cmd.struct]
+                handler = getattr(self, f"_cmd_{cmd.name}")
+                entry = self._dispatch[code] = (layout, ctypes.sizeof(layout), handler)
+            layout, size, handler = entry
+            blk = layout.from_buffer_copy(raw) if length == size else B.parse(layout, bytes(raw[:length]))
+            if code in PAGE_COMMANDS:
+                # the frames are taken from every CPU before anything changes (``quiesced``, without its
+                # object)
+                held = self.mem.hold_cpus()
+                try:
+                    out: _Outcome = handler(caller, blk, cb, guest_cfg)
+                finally:
+                    self.mem.release_cpus(held)
+            else:
+                out = handler(caller, blk, cb, guest_cfg)
+            rc = out.rc
+            data = None
+            if code in _RESULT_ONLY:  # the rest of the block is as it was read: only rc/rrc are stored
+                rcs = _RC_RRC.pack(rc & 0xFFFF, out.rrc & 0xFFFF)
+                at = cb.addr + 4 if window is not None else -1  # (a host block: ``AbsoluteControlBlock``)
+                frame = at >> PAGE_SHIFT
+                mem = self.mem
+                if at >= 0 and (at + 3) >> PAGE_SHIFT == frame and (
+                    mem.owner[frame] == OWNER_HOST or mem.shared[frame]
+                ):
+                    # inside memory (the header's window was) and in one frame the host may still store into
+                    # (the command may have taken the block's own frame): the host view's decision, inline
+                    mem.write(at, rcs)
+                else:
+                    cb.write(4, rcs)
+            else:
+                data = _stored(blk, length, rc, out.rrc)
+                cb.write(0, data)
+            if log.isEnabledFor(logging.DEBUG):  # (no argument tuple and no call frame for each per-page UVC)
+                log.debug("UVC %s by %s: rc %#06x rrc %#06x", cmd.name, kind, rc, out.rrc)
+            cc = _CC_OK if rc == _RC_EXECUTED else _CC_ERROR
+            if self._sinks:
+                stored = bytes(data if data is not None else _stored(blk, length, rc, out.rrc))
+                self._emit(
+                    UvEvent(
+                        self.calls, code, cmd.name, caller, int(cc), rc & 0xFFFF, out.rrc & 0xFFFF, layout,
+                        stored,
+                    )
                 )
-            )
-        return cc
+            return cc
 
     def _store_rc(self, cb: ControlBlock, cmd: int, rc: int, rrc: int, caller: UvCaller | None = None) -> int:
         cb.write(4, struct.pack(">HH", rc, rrc))
