@@ -33,7 +33,7 @@ from emulator.api import Guest, Host, SecureStorageAccess  # noqa: E402
 from emulator.options import parse_size  # noqa: E402
 
 USERSPACE_MARKER = b"zuv-linux: userspace up"
-PROMPT = re.compile(rb"[/~] # $")  # busybox ash as root in / (Debian 13 shows it as ~)
+PROMPT = re.compile(rb"[/~] # ")  # busybox ash as root in / (Debian 13 shows it as ~)
 KERNEL_AT = 0x10000  # stage3b moves the kernel image here before it enters it
 
 
