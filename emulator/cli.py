@@ -136,13 +136,21 @@ def _boot_stdin(vm: object) -> None:
     """Lines typed on zuv's standard input go to the booted VM's console (``Vm.queue_console``)."""
 
     def pump() -> None:
+        # raw reads of the descriptor: a daemon thread blocked in the buffered reader's readline holds its
+        # lock, and the interpreter's shutdown then aborts ("could not acquire lock for <stdin>")
         try:
-            for line in iter(sys.stdin.buffer.readline, b""):
-                vm.queue_console(line)  # type: ignore[attr-defined]
+            while data := os.read(fd, 4096):
+                vm.queue_console(data)  # type: ignore[attr-defined]
         except (OSError, ValueError, AttributeError):
             pass
+        vm.close_input()  # type: ignore[attr-defined]
 
-    if sys.stdin is not None:
+    try:
+        fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    except (OSError, ValueError, AttributeError):
+        fd = -1
+    if fd >= 0:
+        vm.input_open = True  # type: ignore[attr-defined]
         threading.Thread(target=pump, name="zuv-boot-stdin", daemon=True).start()
 
 

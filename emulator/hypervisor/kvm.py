@@ -191,6 +191,10 @@ class Vm:
         self._halt_reason: str | None = None
         #: console input from other threads (``queue_console``), fed by the run loop between SIE entries
         self._console_in: deque[bytes] = deque()
+        #: console input may still come (``queue_console``): CPUs that wait with nothing else to end the
+        #: wait keep the run going until it comes or ``close_input``
+        self.input_open = False
+        self._input_event = threading.Event()
         self.intercepts: dict[str, int] = {}
         self.destroyed = False
         #: (vCPU address, exit) of the last debugger stop (``DEBUG_EXITS``) seen by ``handle_exit``.
@@ -273,7 +277,13 @@ class Vm:
         """Console input from another thread (a user typing while the VM runs): the run loop feeds it
         (``feed_console``) before its next SIE entry; a running entry is ended for it."""
         self._console_in.append(data)
+        self._input_event.set()
         self.hv.halt_cpus(self)
+
+    def close_input(self) -> None:
+        """No more console input will come (end of file): CPUs that wait only for it end the run."""
+        self.input_open = False
+        self._input_event.set()
 
     def inject_service_signal(self, param: int) -> None:
         """Make a service-signal external interruption pending (floating: in a secure VM any vCPU enabled for
@@ -349,6 +359,10 @@ class Vm:
                         if self._halt_reason is not None or (budget is not None and budget <= 0):
                             break
                 if not progressed and not self._idle_skip():
+                    if self.input_open:  # console input may still come (zuv boot's standard input)
+                        self._input_event.wait(0.05)
+                        self._input_event.clear()
+                        continue
                     return self._result(
                         "all CPUs wait with no interruption that can end the wait", t0, counted
                     )
