@@ -15,6 +15,7 @@ from emulator.hw.cpu import Insn
 from emulator.hw.diag import release_ranges
 from emulator.hw.sclp import CpuSccb
 from emulator.hw.sysinfo import stsi
+from emulator.hypervisor.floating import place_service_signal, service_holder
 
 if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Vcpu, Vm
@@ -24,13 +25,13 @@ if TYPE_CHECKING:
 
 def _servc(vm: Vm, v: Vcpu, insn: Insn) -> None:
     cpu = v.cpu
-    if "service" in cpu.ext_pending:
-        v.set_cc(2)  # busy until the pending service signal was taken
+    if service_holder(vm) is not None:
+        v.set_cc(2)  # busy until a vCPU took the pending service signal
         return
     command = cpu.gpr(insn.r1) & 0xFFFFFFFF
     sccb = cpu.gpr(insn.r2)
     res = vm.sclp.service_call(CpuSccb(cpu, vm.memory_size), command, sccb)
-    cpu.ext_pending["service"] = res.ext_param
+    place_service_signal(vm, res.ext_param, v)  # floating: any vCPU enabled for it takes it
     v.set_cc(0)
 
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from firmware.uv_codes import UvCommand
 from emulator.hypervisor.channel_io import VmChannel
 from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
+from emulator.hypervisor.floating import place_service_signal, route_service_signal, service_holder
 from emulator.hypervisor.intercepts import _HANDLERS
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
@@ -286,13 +287,13 @@ class Vm:
         self._input_event.set()
 
     def inject_service_signal(self, param: int) -> None:
-        """Make a service-signal external interruption pending (floating: in a secure VM any vCPU enabled for
-        it takes it; in a normal one CPU 0)."""
+        """Make a service-signal external interruption pending unless one is (floating: any vCPU enabled for
+        it takes it; ``PvVm.floating`` in a secure VM, ``emulator.hypervisor.floating`` in a normal one)."""
         v = self.vcpus[min(self.vcpus)]
         if self.pv is not None and v.secure:
             self.pv.floating["service"] = param
-        else:
-            v.cpu.ext_pending.setdefault("service", param)
+        elif service_holder(self) is None:
+            place_service_signal(self, param, v)
 
     # -- running ---------------------------------------------------------------------------------------
 
@@ -338,6 +339,8 @@ class Vm:
                     return self._result("instruction limit reached", t0, counted)
                 while self._console_in:
                     self.feed_console(self._console_in.popleft())
+                if len(self.vcpus) > 1 and self.vcpus[min(self.vcpus)]._cpu is not None:  # a normal VM
+                    route_service_signal(self)
                 progressed = False
                 if len(operating) == 1 and not counted:
                     v = operating[0]

@@ -360,7 +360,7 @@ class Machine(OwnerInsns):
                 if self.watchdog is not None and self.watchdog.deadline is not None:
                     self._watchdog_check()
                 operating = [c for c in self.cpus.values() if c.state == OPERATING]
-                if len(operating) > 1:
+                if len(self.cpus) > 1:  # also from a holder that stopped to the one CPU still operating
                     self._route_service_signal()
                 if any(c.state == CHECK_STOP for c in self.cpus.values()):
                     return self._result("check stop", t0, counted)
