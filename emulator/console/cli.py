@@ -57,12 +57,16 @@ def open_session(
     symbols: str | None = None,
     devices: Sequence[str] = (),
     debug_secure: bool = False,
+    initrd: str | None = None,
 ) -> object:
     """A ``Session`` on a new machine with ``program`` loaded (the Python entry point of the console).
 
     An SE image boots on a secure host for ``machine`` (its host keys); ``seed`` fixes the Ultravisor's random
     numbers (``deterministic`` alone uses seed 0), ``attack`` lets the hypervisor try to read the demo's
-    secret page, ``symbols`` names an ELF whose symbols apply to the guest (the bundled demo's by default).
+    secret page, ``symbols`` names an ELF whose symbols apply to the guest (the bundled demo's by default);
+    for a plain machine ``symbols`` is an ELF, a ``System.map`` or a kernel image to take symbols from, and a
+    Linux kernel image as the program brings its own (kallsyms, ``emulator.console.symcmds``).
+    ``initrd`` is ``zuv run --initrd`` (QEMU's ``-initrd``) for a kernel image.
     ``devices`` are channel-attached devices as ``zuv run --device`` takes them (plain machines only).
     ``debug_secure`` asks the machine for its debug capability (``zuv console --debug-secure``, the
     console's ``debug secure on``): the owner view of a secure guest, an emulator privilege, for the console
@@ -79,6 +83,10 @@ def open_session(
     from emulator.console.secure import is_se_image
 
     if is_se_image(path):
+        if initrd is not None:
+            from emulator.errors import MachineError
+
+            raise MachineError("--initrd is for a kernel image, not an SE image (pvimg create packs it)")
         if devices:
             from emulator.errors import MachineError
 
@@ -118,7 +126,7 @@ def open_session(
         try:
             for spec in devices:
                 m.add_device(spec)
-            return m, m.load(program_path, append)
+            return m, m.load(program_path, append, initrd)
         except BaseException:
             m.close()
             raise
@@ -126,7 +134,24 @@ def open_session(
     m, prog = build(path)
     session = Session(m, prog, view=view)  # type: ignore[arg-type]
     session.rebuild = build  # type: ignore[assignment]
+    session.kernel_cmdline = append
+    _symbols(session, symbols)
     return _granted(session, debug_secure)
+
+
+def _symbols(session: object, symbols: str | None) -> None:
+    """A plain machine's symbols: ``symbols`` (a file), else a kernel image's own kallsyms."""
+    from emulator.console.errors import ConsoleError
+    from emulator.console.symcmds import kernel_program, load_symbols
+    from emulator.errors import LoadError
+
+    if symbols is None and kernel_program(session) is None:  # type: ignore[arg-type]
+        return
+    try:
+        load_symbols(session, symbols)  # type: ignore[arg-type]
+    except ConsoleError as e:
+        session.machine.close()  # type: ignore[attr-defined]
+        raise LoadError(str(e)) from None
 
 
 def _granted(session: object, debug_secure: bool) -> object:
@@ -195,7 +220,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     c.add_argument(
         "--no-attack", action="store_true", help="SE images: the hypervisor does not read the secret"
     )
-    c.add_argument("--symbols", default=None, help="SE images: ELF whose symbols name guest addresses")
+    c.add_argument("--symbols", default=None, metavar="FILE",
+                   help="symbols for the guest: an ELF (a vmlinux), a System.map or a kernel image (a Linux "
+                        "kernel image as the program brings its own: kallsyms); SE images: an ELF")
+    c.add_argument("--initrd", default=None, metavar="FILE",
+                   help="initial RAM disk for a Linux kernel image, as zuv run --initrd (QEMU's -initrd)")
     c.add_argument("--device", action="append", default=[], metavar="SPEC",
                    help="a channel-attached device, as zuv run --device (repeatable)")
     c.add_argument("--drive", action="append", default=[], metavar="FILE",
@@ -232,7 +261,7 @@ def _session(args: argparse.Namespace) -> object:
         level=args.level, append=args.append, view=args.view, ultravisor=args.ultravisor,
         machine=args.machine, seed=args.seed, attack=not args.no_attack, symbols=args.symbols,
         devices=[*args.device, *(f"virtio-blk-ccw,file={d}" for d in args.drive)],
-        debug_secure=args.debug_secure,
+        debug_secure=args.debug_secure, initrd=args.initrd,
     )  # fmt: skip
 
 
@@ -261,6 +290,12 @@ def cmd_console(args: argparse.Namespace) -> int:
     except ConsoleError as e:
         print(f"zuv: {e}", file=sys.stderr)
         return 2
+    src = getattr(session, "symbol_source", None)
+    if src is not None:
+        count = len(session.symbols)  # type: ignore[attr-defined]
+        print(f"zuv: {count} symbols from {src.description}", file=sys.stderr)
+        if src.note:
+            print(f"zuv: {src.note}", file=sys.stderr)
     if args.gdb is not None or args.gdb_default:
         from emulator.console.gdbserve import serve_gdb
         from emulator.interrupt import run_interruptible

@@ -16,7 +16,7 @@ import textwrap
 from typing import Final
 
 from emulator import options
-from emulator.console import gdbcmds, gdbserve, machinecmds, securecmds  # noqa: F401 - they register their commands
+from emulator.console import gdbcmds, gdbserve, machinecmds, securecmds, symcmds  # noqa: F401 - they register their commands
 from emulator.console.cmdbase import GROUPS, REGISTRY, Command, QuitRequest, command, disasm_lines, lookup
 from emulator.console.cmdbase import count as _count
 from emulator.console.cmdbase import no_more as _no_more
@@ -478,7 +478,7 @@ def _dis(s: Session, args: list[str]) -> Output:
 
 
 @command("sym", "sym [PATTERN]",
-         "list ELF symbols (glob pattern), or the symbol of an address", aliases=("symbols",),
+         "list symbols (glob pattern), or the symbol of an address",
          complete=("loc",))  # fmt: skip
 def _sym(s: Session, args: list[str]) -> Output:
     """sym lists all symbols; sym 'rt_*' filters with a glob; sym 0x20070 names the address."""

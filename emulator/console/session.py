@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 from emulator.console.breakpoints import BP_KINDS, Breakpoint, BreakpointControl  # noqa: F401 - importable here
 from emulator.console.disasm import Instruction, branch_target, disassemble, is_call
 from emulator.console.errors import ConsoleError
-from emulator.console.expr import evaluate
+from emulator.console.expr import evaluate, parse_number
 from emulator.console.providers import Providers, discover
 from emulator.console.session_storage import refused
 from emulator.console.storage_views import SPACES, Segment, _Trap
@@ -86,6 +86,10 @@ class Session(BreakpointControl):
         self.program = program
         self.symbols: dict[str, int] = dict(program.symbols) if program is not None else {}
         self._by_addr = sorted((a, n) for n, a in self.symbols.items())
+        #: where the symbols come from when not the program's ELF (``symcmds.SymbolSource``: a System.map, a
+        #: vmlinux, a kernel image's kallsyms); kept across ``reset`` and read again by ``reload``
+        self.symbol_source: object | None = None
+        self.kernel_cmdline = ""  # the kernel command line the program was loaded with (KASLR's note)
         self._other_sorted: tuple[object, list[tuple[int, str]]] = (None, [])  # ``symbolize``
         self.cpu_address = min(machine.cpus)
         self.view = "host"
@@ -296,6 +300,29 @@ class Session(BreakpointControl):
             note = next((s.note for s in seg if s.data is None), "unreadable")
             raise ConsoleError(f"cannot read [{vaddr:#x}]: {note}")
         return int.from_bytes(data, "big")
+
+    def set_symbols(self, symbols: dict[str, int]) -> None:
+        """Name the program's addresses with ``symbols`` (a System.map, a vmlinux, kallsyms: ``symcmds``)."""
+        self.symbols = dict(symbols)
+        self._by_addr = sorted((a, n) for n, a in self.symbols.items())
+
+    def replace_symbol_breakpoints(self) -> list[str]:
+        """Place the address breakpoints given as symbols where the (new) symbols put them; notes."""
+        notes = []
+        for bp in self.breakpoints.values():
+            if bp.kind != "addr" or parse_number(bp.spec) is not None:
+                continue
+            try:
+                new = self.resolve_address(bp.spec, bp.scope or None)[0]
+            except ConsoleError as e:
+                bp.enabled = False
+                notes.append(f"breakpoint {bp.number} ({bp.spec}) disabled: {e}")
+                continue
+            if new != bp.address:
+                bp.address = new
+                notes.append(f"breakpoint {bp.number} ({bp.spec}) now at {new:#x}")
+        self._install()
+        return notes
 
     def symbolize(self, addr: int, cpu: Cpu | None = None) -> str:
         """``name+0xoff`` for the nearest symbol at or below ``addr`` in the symbols of what the CPU runs
@@ -703,11 +730,20 @@ class Session(BreakpointControl):
         old.close()  # type: ignore[attr-defined]
         notes: list[str] = []
         self.machine, self.program = machine, program
-        if reread:
+        if reread and self.symbol_source is not None:
+            from emulator.console.symcmds import load_symbols
+
+            src = self.symbol_source
+            try:
+                load_symbols(self, src.path, src.offset)  # type: ignore[attr-defined]
+            except ConsoleError as e:
+                notes.append(f"symbols not read again (the old ones stay): {e}")
+            self._cfi = None
+        elif reread:
             self.symbols = dict(program.symbols)
             self._by_addr = sorted((a, n) for n, a in self.symbols.items())
             self._cfi = None
-        elif dict(program.symbols) != self.symbols:
+        elif self.symbol_source is None and dict(program.symbols) != self.symbols:
             notes.append("the program's symbols changed on disk: reload reads them again (breakpoints "
                          "stay at their addresses)")  # fmt: skip
         self.providers = discover(machine)

@@ -1,0 +1,1 @@
+"""Symbols of guest programs: ELF symbol tables, System.map files, a Linux kernel's own kallsyms."""
