@@ -12,12 +12,16 @@ import sys
 import threading
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import emulator.startup  # first: Ctrl-C during the imports below ends the program without a traceback
 from emulator import options
 from emulator.errors import EmulatorError, MachineError
 from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS
 from emulator.interrupt import EXIT_INTERRUPTED, run_interruptible
+
+if TYPE_CHECKING:
+    from emulator.console.providers import UvCall
 
 #: The exit status after the output was cut off (a closed pipe: ``zuv ... | head``), 128 + SIGPIPE.
 EXIT_BROKEN_PIPE = 141
@@ -184,15 +188,33 @@ def cmd_boot(args: argparse.Namespace) -> int:
         print(f"[hypervisor] after exporting the page through the Ultravisor it reads {t.seen[:16].hex()}... "
               f"(ciphertext); secret visible: {'YES' if t.secret_visible else 'no'}", flush=True)  # fmt: skip
 
+    uvlog = None
+    if args.uvlog is not None:
+        from emulator.console.hostviews import UvEventLog
+
+        uv = host.uv
+
+        def guest(caller: object) -> tuple[str, int | None]:  # zuv boot runs one VM: "guest", its CPU
+            cpu = uv.secure_cpu(getattr(caller, "cpu_handle", 0) or 0)
+            return "guest", (cpu.num if cpu is not None else None)
+
+        uvlog = UvEventLog(uv, guest)
     interrupt = BootInterrupt()
-    r = run_interruptible(
-        lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack, on_vm=_boot_stdin,
-                     time_limit=args.time_limit, report=show, interrupt=interrupt,
-                     deterministic=args.deterministic, cpus=args.cpus, cpu_ids=args.device,
-                     drives=tuple(args.drive)),  # fmt: skip
-        interrupt,
-    )
-    sys.stdout.flush()
+    try:
+        r = run_interruptible(
+            lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack,
+                         on_vm=_boot_stdin, time_limit=args.time_limit, report=show, interrupt=interrupt,
+                         deterministic=args.deterministic, cpus=args.cpus, cpu_ids=args.device,
+                         drives=tuple(args.drive)),  # fmt: skip
+            interrupt,
+        )
+    finally:
+        sys.stdout.flush()
+        if uvlog is not None:
+            uvlog.close()
+        log_written = uvlog is None or _write_uvlog(uvlog.calls(), args.uvlog)
+    if not log_written:
+        return 2
     if r.failure is not None:
         print(f"zuv: {r.failure_text()}", file=sys.stderr)
         return 1
@@ -205,6 +227,24 @@ def cmd_boot(args: argparse.Namespace) -> int:
     elif args.verbose:
         print(f"zuv: {r.run.describe()}; secure guest: {'yes' if r.secure else 'no'}", file=sys.stderr)
     return code
+
+
+def _write_uvlog(calls: list[UvCall], target: str) -> bool:
+    """``zuv boot --uvlog``: the calls as ``uvlog --brief`` shows them, at full length, to a file or stderr."""
+    from emulator.console.render import Output
+    from emulator.console.securecmds import uvlog_brief
+
+    text = f"{len(calls)} Ultravisor calls\n" + uvlog_brief(calls, 1 << 16, Output()).plain()
+    if target == "-":
+        sys.stderr.write(text)
+        return True
+    try:
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        print(f"zuv: {target}: cannot write the UV log: {e.strerror or e}", file=sys.stderr)
+        return False
+    return True
 
 
 def _image_tool(target: str, argv: list[str]) -> int:
@@ -339,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--drive", action="append", default=[], metavar="FILE",
                    help="a virtio-blk-ccw disk backed by FILE (a secure guest's I/O: through shared pages)")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
+    b.add_argument("--uvlog", metavar="FILE", default=None,
+                   help="when the boot ends, write its Ultravisor calls to FILE ('-': standard error), one "
+                        "line per run of the same call, as the console's uvlog --brief")
     b.set_defaults(func=cmd_boot)
     subparsers["boot"] = b
     from emulator.console.cli import add_parser as add_console_parser

@@ -12,6 +12,7 @@ import pytest
 
 from emulator.console.cli import build_session_from_args, open_session
 from emulator.console.commands import execute
+from emulator.console.errors import ConsoleError
 from emulator.errors import EmulatorError
 from emulator.symbols.linux import IMAGE_BASE, LINK_BASE
 from emulator.symbols.symfile import read_symbols
@@ -123,3 +124,39 @@ def test_debian_kernel_stops_at_start_kernel_by_name(tmp_path, monkeypatch):
     assert stop.kind == "breakpoint" and stop.pc == start, stop.reason
     assert "<startup_continue+" in execute(s, "bt").plain()
     assert execute(s, "x/i $pc").plain().startswith(f"=> {start:#x} <start_kernel>")
+
+
+def test_zuv_boot_writes_the_uv_log(tmp_path):
+    """``zuv boot --uvlog FILE``: the secure demo's Ultravisor calls, the host's and the guest's (its Set
+    Shared Access and Query), one line per run as ``uvlog --brief``; an unwritable file is exit 2."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    log = tmp_path / "uv.log"
+    cmd = [sys.executable, "-m", "emulator.cli", "boot", "--deterministic", "--uvlog", str(log)]
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=root)
+    assert p.returncode == 0, p.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0].endswith(" Ultravisor calls") and int(lines[0].split()[0]) > 60
+    rows = [line.split() for line in lines[1:]]
+    assert rows[0][1:4] == ["host", "0x0001", "Query"]
+    assert any(r[1:3] == ["guest", "0x1000"] and r[-3:] == ["0", "rc", "0x0001"] for r in rows)
+    assert any(r[1] == "host" and "Unpack" in r for r in rows)
+    assert len({line.index(" host ") if " host " in line else line.index(" guest ") for line in lines[1:]}) == 1
+    bad = subprocess.run([*cmd[:-1], str(tmp_path / "no" / "such" / "dir")], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=120, cwd=root)  # fmt: skip
+    assert bad.returncode == 2 and "cannot write the UV log" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_se_image_symbols_from_a_system_map(tmp_path):
+    """An SE image's guest named by a System.map (a Linux guest's: the kernel's own, or its kallsyms)."""
+    from emulator.hypervisor.boot import DEMO_IMAGE, DEMO_KERNEL
+
+    elf_syms = read_symbols(DEMO_KERNEL).symbols
+    smap = tmp_path / "System.map"
+    smap.write_text("".join(f"{a:016x} T {n}\n" for n, a in elf_syms.items()))
+    s = open_session(str(DEMO_IMAGE), deterministic=True, symbols=str(smap))
+    assert s.symbols == elf_syms
+    with pytest.raises(ConsoleError, match="not a System.map"):  # zuv console: one line, exit 2
+        open_session(str(DEMO_IMAGE), deterministic=True, symbols=__file__)

@@ -95,6 +95,25 @@ def _elf_symbols(path: str | Path) -> dict[str, int]:
     return syms
 
 
+def _guest_symbols(path: str | Path) -> dict[str, int]:
+    """The secure guest's symbols: an ELF's, else a System.map's or a Linux kernel image's own (kallsyms, at
+    the addresses the kernel runs at with nokaslr: the image packed into the SE image is encrypted, the
+    ``vmlinuz`` it was packed from is not)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == b"\x7fELF":
+                return _elf_symbols(path)
+    except OSError as e:
+        raise ConsoleError(f"{path}: cannot read symbols: {e.strerror or e}") from None
+    from emulator.errors import LoadError
+    from emulator.symbols.symfile import read_symbols
+
+    try:
+        return read_symbols(path).symbols
+    except LoadError as e:
+        raise ConsoleError(str(e)) from None
+
+
 def is_se_image(path: str | Path) -> bool:
     """True if the file is a Secure Execution image (``pvimg create``): it starts like one (a truncated
     one is then refused where it is loaded, with where it ends) or parses as one."""
@@ -228,7 +247,7 @@ class SecureMachine:
     def _program(self, start: int, symbols: str | Path | None) -> LoadedProgram:
         from emulator.machine.loader import LoadedProgram
 
-        syms = {} if symbols is None else _elf_symbols(symbols)
+        syms = {} if symbols is None else _guest_symbols(symbols)
         return LoadedProgram(self.image, "se-image", start, (), syms)
 
     def _caller_name(self, caller: Any) -> tuple[str, int | None]:

@@ -16,7 +16,7 @@ from emulator.console.session import Segment, Session
 from emulator.console.tables import rc_meaning, uv_command
 from emulator.hw.memory import PAGE_SHIFT
 
-__all__: list[str] = []
+__all__ = ["uvlog_brief"]
 
 # -- secure execution views ----------------------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ def _uvlog(s: Session, args: list[str]) -> Output:
         return Output().text("no Ultravisor calls yet")
     out = Output()
     if brief:
-        return _uvlog_brief(s, calls[-n:], out)
+        return uvlog_brief(calls[-n:], s.columns, out)
     for c in calls[-n:]:
         cmd = uv_command(c.cmd)
         meaning = rc_meaning(c.cmd, c.rc, c.rrc)
@@ -171,8 +171,9 @@ def _ok(c: UvCall) -> bool:
     return c.rc == 0x0001 or (c.cmd == 0x0001 and c.rc == 0x0100)
 
 
-def _uvlog_brief(s: Session, calls: list[UvCall], out: Output) -> Output:
-    """One line per run of the same call (caller, command, cc, rc, rrc), cut to the width."""
+def uvlog_brief(calls: list[UvCall], columns: int, out: Output) -> Output:
+    """One line per run of the same call (caller, command, cc, rc, rrc), cut to ``columns`` (``uvlog
+    --brief``, and ``zuv boot --uvlog``)."""
     runs: list[list[UvCall]] = []
     for c in calls:
         last = runs[-1][-1] if runs else None
@@ -181,21 +182,22 @@ def _uvlog_brief(s: Session, calls: list[UvCall], out: Output) -> Output:
             runs[-1].append(c)
         else:
             runs.append([c])
-    for run in runs:
+    seqs = [f"#{r[0].seq}" + (f"-#{r[-1].seq}" if len(r) > 1 else "") for r in runs]
+    width = max([10, *(len(q) for q in seqs)])
+    for run, seq in zip(runs, seqs):
         c = run[0]
         cmd = uv_command(c.cmd)
-        seq = f"#{c.seq}" + (f"-#{run[-1].seq}" if len(run) > 1 else "")
         name = (cmd.name if cmd else "unknown command") + (f" x{len(run)}" if len(run) > 1 else "")
         result = f"cc {c.cc} rc {c.rc:#06x}" + ("" if _ok(c) and not c.rrc else f" rrc {c.rrc:#06x}")
         meaning = "" if _ok(c) else rc_meaning(c.cmd, c.rc, c.rrc)
-        fixed = len(f"{seq:<10} {c.caller:<8} {c.cmd:#06x} ") + 2 + len(result)
-        room = max(8, s.columns - fixed - (2 + len(meaning) if meaning else 0))
+        fixed = width + len(f" {c.caller:<8} {c.cmd:#06x} ") + 2 + len(result)
+        room = max(8, columns - fixed - (2 + len(meaning) if meaning else 0))
         if len(name) > room:
             name = name[: room - 3] + "..."
-        line = [("dim", f"{seq:<10} "), f"{c.caller:<8} ", ("mnemonic", f"{c.cmd:#06x} {name}"), "  ",
+        line = [("dim", f"{seq:<{width}} "), f"{c.caller:<8} ", ("mnemonic", f"{c.cmd:#06x} {name}"), "  ",
                 ("ok" if _ok(c) else "error", result)]  # fmt: skip
         if meaning:
-            line.append(("dim", f"  {meaning}"[: max(0, s.columns - fixed - len(name))]))
+            line.append(("dim", f"  {meaning}"[: max(0, columns - fixed - len(name))]))
         out.add(*line)
     return out
 
