@@ -230,7 +230,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def _write_uvlog(calls: list[UvCall], target: str) -> bool:
-    """``zuv boot --uvlog``: the calls as ``uvlog --brief`` shows them, at full length, to a file or stderr."""
+    """``zuv boot --uvlog``: the calls as ``uvlog --brief`` lists them, in full, to FILE or stderr."""
     from emulator.console.render import Output
     from emulator.console.securecmds import uvlog_brief
 
