@@ -52,6 +52,7 @@ from emulator.errors import HwError, ProgramException
 from emulator.hw import exit_checks
 
 # the architecture's names, defined in ``arch`` and still importable from here
+from emulator.hw.attention import Attention, PendingInterruptions, PendingSignals
 from emulator.hw.arch import (  # noqa: F401
     ASC_ACCESS_REG,
     ASC_HOME,
@@ -152,7 +153,7 @@ from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from h
 from emulator.hw.vector_ext import OFFERED as _VECTOR_EXT
 from emulator.hw.vector_ext import emulate as _vector_emulate
 from emulator.hw.vector_ext import handles as _vector_handles
-from emulator.hw.watchdog import _WATCHDOG
+from emulator.hw.watchdog import _WATCHDOG, OwnTimer
 
 __all__ = [
     "Cpu",
@@ -177,6 +178,8 @@ __all__ = [
 ]
 
 _CR0_TIMERS: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
+#: the PSW bits the run loop's lane compares with the CPU's scan mode (``_fpo``): a wait PSW never matches
+_WAIT_FPO: Final = PSW_MASK_WAIT | PSW_MASK_FPO
 #: Runs in a row that stop where they started after the same refused lookup before the CPU check-stops
 #: with "no progress" (a few ms; far more than any known case of unicorn's own lookups needs)
 _STUCK_LIMIT: Final = 10000
@@ -184,7 +187,7 @@ _STUCK_LIMIT: Final = 10000
 _EXITS_LIMIT: Final = 1 << 18
 
 
-class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
+class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
     """One CPU of the machine: a unicorn instance plus the architecture unicorn leaves out.
 
     Args:
@@ -290,20 +293,12 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
         self._cpu_timer = 0x7FFFFFFFFFFFFFFF
         self._cpu_timer_set_at = clock.now()
         self.tod_programmable = 0
-        self.ext_pending: dict[str, int] = {}  # "service" -> param; "external_call" -> cpu address
+        self._init_attention()
+        #: "service" -> param; "external_call" -> cpu address (every change raises the attention flag)
+        self.ext_pending: dict[str, int] = PendingInterruptions(self)
         #: the machine's pending I/O interruptions (its channel subsystem), None: no I/O (``IoSource``)
         self.io_source: IoSource | None = None
-        self.emergency_from: set[int] = set()
-        self.restart_pending = False
-        #: SIE's external-interruption request (KVM's CPUSTAT_EXT_INT): CR0 subclass bits of interruptions
-        #: the host holds for this CPU's guest; the run ends ("ext_request") once the PSW and CR0 enable one
-        self.ext_request = 0
-        #: the same for I/O interruptions: CR6 subclass bits; the run ends ("io_request") once PSW and CR6
-        #: enable one
-        self.io_request = 0
-        #: SCKC or SPT set a timer during a run (``insns``): the run arms the watchdog for it, so the
-        #: interruption comes when it is due, not at the caller's next deadline (none, in a free run)
-        self.timers_changed = False
+        self.emergency_from: set[int] = PendingSignals(self)
         self.breakpoints: set[int] = set()
         self.insn_count = 0
         self._guest: GuestMapping | None = None
@@ -341,6 +336,8 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
         self._refused_code: set[int] = set()
         self._own_lookup = False  # a fill comes from the CPU's own ``_remove_cache``
         self._intr_info: tuple[int, int, int] | None = None
+        #: a fill or interruption hook ran since the last full look at a run's end (``_run``'s lane)
+        self._hooked = False
         self._halt = False  # set by request_halt from any thread (a plain attribute store is atomic)
         #: blocks may have been translated by an uncounted run: they do not count (see ``_counting``)
         self._uncounted_blocks = False
@@ -414,6 +411,7 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
     # -- program interrupts from unicorn ------------------------------------------------------------------
 
     def _intr(self, uc: Uc, intno: int, _ud: object) -> None:
+        self._hooked = self._attn = True
         if intno == 3:
             code, ilen = struct.unpack("<II", self._hidden(_LAYOUT.int_pgm_code, 8))
         elif intno == 2:
@@ -459,104 +457,155 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
             # interruptions off): the run arms for those CR0 opens, so one the program enables during the run
             # (STOSM, LPSWE, LCTLG) comes when due, not at whatever ends the run next (a Linux boot hung so)
             self.timers_changed = True
+        # the lane: after a trap emulated in a free run, straight back into unicorn while the CPU's attention
+        # flag is clear (``attention``); else the loop's top, in full
+        lane = False
+        lane_ok = q is not None and self._qx >= 0 and not counted
+        qx = self._qx
         while True:
-            if self._holds:
-                self._waiting = True
-                self._run_cond.wait_for(self._no_holds)  # lets the lock go (every level) meanwhile
-                self._waiting = False
-            state = self._state
-            if state != OPERATING:
-                if state == CHECK_STOP:
-                    return CpuExit("check_stop", reason=self.check_stop_reason)
-                return CpuExit("stopped")
-            # the PSW (its condition code decides nothing here), inline: the caches, or the engine's state
-            mask = self._mask_c
-            if q is not None:
-                if mask is None:
-                    mask = q[qm] & ~PSW_MASK_CC
-                pc = q[qm + 1]
-            else:
-                mask = self._mask_bits()
-                pc = self.pc
-            if mask & PSW_MASK_FPO != self._fpo:  # set natively (an SPM as the target of EXECUTE)
-                self._fpo_changed(mask & PSW_MASK_FPO)
-            if mask & PSW_MASK_MCHECK and self.io_source is not None and self.io_source.crw_mcheck:
-                if self.deliver_crw_mcheck():
-                    continue
             if (
-                mask & PSW_MASK_EXT
+                lane
+                and not self._attn
+                # the PSW neither waits nor changed its fixed-point-overflow mask (as _fpo knows it)
+                and q[qm] & _WAIT_FPO == self._fpo
+                and q[qm + 1] not in self._exits  # (the next trap, or a breakpoint)
                 and (
-                    self.ext_pending
-                    or self.emergency_from
-                    or (q[qc] if q is not None else self.cr(0)) & _CR0_TIMERS  # CR0, inline
+                    (src := self.io_source) is None
+                    or not (src.pending and q[qm] & PSW_MASK_IO or src.crw_mcheck and q[qm] & PSW_MASK_MCHECK)
                 )
-                or self.restart_pending
-            ) and self.deliver_pending():
-                continue  # (only an enabled external interruption or a restart can be delivered here)
-            if self.ext_request and mask & PSW_MASK_EXT and self.cr(0) & self.ext_request:
-                return CpuExit("ext_request")
-            if self.io_request and mask & PSW_MASK_IO and self.cr(6) & self.io_request:
-                return CpuExit("io_request")
-            if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending:
-                if self.deliver_io():
-                    continue
-            if mask & PSW_MASK_WAIT:
-                if not self.interrupt_possible():
-                    return CpuExit("disabled_wait", code=pc)
-                return CpuExit("wait")
-            if self._halt:
-                self._halt = False
-                return CpuExit("halt")
-            if counted and budget <= 0:
-                return CpuExit("limit")
-            at_bp = pc in self.breakpoints
-            if at_bp and not resume:
-                return CpuExit("breakpoint", code=pc)
-            if pc in self._exits:
-                # an exit at the current PC: emulate it without entering unicorn
-                resume = False
-                result = self._at_exit(pc, emulate, None, at_bp)
-                if counted:
-                    budget -= 1
-                    self.insn_count += 1
-                if result is not None:
-                    return result
-                continue
-            self._fault = None
-            self._intr_info = None
-            if deadline and time.monotonic() >= deadline:
-                self._disarm()
-                return CpuExit("limit")
-            if self.timers_changed and not counted:
-                timer_at = self._arm_own_timer(deadline)
-            if self._ssm_native and not self._quiet():
-                self._ssm_trap_again()
-            self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
-            if q is None:
-                self._cr_c = [None] * 16
-            start = pc
-            limit = budget if counted else 0
-            if limit == 1 and self._is_execute(pc):
-                limit = 2  # unicorn counts an EXECUTE and its target apart: one step is both
-            if limit:
-                if self._uncounted_blocks:
-                    self._counting()
+            ):
+                lane = False
+                pc = q[qm + 1]
+                start = pc
+                self._mask_c = self._pc_c = None  # _stale(), inline
+                self._stop_asked = False
+                pc_arg.value = pc
+                mask = q[qm] & ~PSW_MASK_CC
             else:
-                self._uncounted_blocks = True
-                if not self._free_checks:  # (unicorn drops every block the counted runs translated)
-                    self._free_checks = True
-                    exit_checks.set_free(self._h.value, True)
-            # uc.emu_start, called the way the register calls are (ready ctypes arguments)
-            uc = self.uc
-            uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
-            pc_arg.value = pc
-            if counted:
-                limit_arg.value = limit
-            self._stop_asked = False
+                lane = False
+                if self._holds:
+                    self._waiting = True
+                    self._run_cond.wait_for(self._no_holds)  # lets the lock go (every level) meanwhile
+                    self._waiting = False
+                state = self._state
+                if state != OPERATING:
+                    if state == CHECK_STOP:
+                        return CpuExit("check_stop", reason=self.check_stop_reason)
+                    return CpuExit("stopped")
+                # the PSW (its condition code decides nothing here), inline: the caches, or the engine's state
+                mask = self._mask_c
+                if q is not None:
+                    if mask is None:
+                        mask = q[qm] & ~PSW_MASK_CC
+                    pc = q[qm + 1]
+                else:
+                    mask = self._mask_bits()
+                    pc = self.pc
+                if mask & PSW_MASK_FPO != self._fpo:  # set natively (an SPM as the target of EXECUTE)
+                    self._fpo_changed(mask & PSW_MASK_FPO)
+                if mask & PSW_MASK_MCHECK and self.io_source is not None and self.io_source.crw_mcheck:
+                    if self.deliver_crw_mcheck():
+                        continue
+                if (
+                    mask & PSW_MASK_EXT
+                    and (
+                        self.ext_pending
+                        or self.emergency_from
+                        or (q[qc] if q is not None else self.cr(0)) & _CR0_TIMERS  # CR0, inline
+                    )
+                    or self._restart_pending
+                ) and self.deliver_pending():
+                    continue  # (only an enabled external interruption or a restart can be delivered here)
+                if self._ext_request and mask & PSW_MASK_EXT and self.cr(0) & self._ext_request:
+                    return CpuExit("ext_request")
+                if self._io_request and mask & PSW_MASK_IO and self.cr(6) & self._io_request:
+                    return CpuExit("io_request")
+                if mask & PSW_MASK_IO and self.io_source is not None and self.io_source.pending:
+                    if self.deliver_io():
+                        continue
+                if mask & PSW_MASK_WAIT:
+                    if not self.interrupt_possible():
+                        return CpuExit("disabled_wait", code=pc)
+                    return CpuExit("wait")
+                if self._halt:
+                    self._halt = False
+                    return CpuExit("halt")
+                if counted and budget <= 0:
+                    return CpuExit("limit")
+                at_bp = pc in self.breakpoints
+                if at_bp and not resume:
+                    return CpuExit("breakpoint", code=pc)
+                if pc in self._exits:
+                    # an exit at the current PC: emulate it without entering unicorn
+                    resume = False
+                    result = self._at_exit(pc, emulate, None, at_bp)
+                    if counted:
+                        budget -= 1
+                        self.insn_count += 1
+                    if result is not None:
+                        return result
+                    continue
+                self._fault = None
+                self._intr_info = None
+                if deadline and time.monotonic() >= deadline:
+                    self._disarm()
+                    return CpuExit("limit")
+                if self._timers_changed and not counted:
+                    timer_at = self._arm_own_timer(deadline)
+                if self._ssm_native and not self._quiet():
+                    self._ssm_trap_again()
+                self._mask_c = self._pc_c = None  # _stale(), inline: hooks read fresh values during the run
+                if q is None:
+                    self._cr_c = [None] * 16
+                start = pc
+                limit = budget if counted else 0
+                if limit == 1 and self._is_execute(pc):
+                    limit = 2  # unicorn counts an EXECUTE and its target apart: one step is both
+                if limit:
+                    if self._uncounted_blocks:
+                        self._counting()
+                else:
+                    self._uncounted_blocks = True
+                    if not self._free_checks:  # (unicorn drops every block the counted runs translated)
+                        self._free_checks = True
+                        exit_checks.set_free(self._h.value, True)
+                # uc.emu_start, called the way the register calls are (ready ctypes arguments)
+                uc = self.uc
+                uc._hook_exception = None  # noqa: SLF001 - the binding's slot for exceptions inside hooks
+                pc_arg.value = pc
+                if counted:
+                    limit_arg.value = limit
+                self._stop_asked = False
+                if lane_ok:
+                    self._attention(mask)
             self._run_counted = bool(limit)
             status = _uc_emu_start(self._h, pc_arg, _UNTIL_C, _ZERO_U64_C, limit_arg)
             self._run_counted = False
             self._owed = False
+            if (
+                lane_ok
+                and not status
+                and not self._hooked  # no fill or interruption hook ran: nothing of theirs to look at
+                and not q[qx]  # no EXECUTE target pending
+                and not self._smc_frames
+                and not (self._ssm_native and (q[qm] ^ mask) & (PSW_MASK_DAT | SSM_RESERVED))
+            ):
+                # the run's end when only an exit stopped it: what follows below, reduced to what can apply
+                self._mask_c = self._pc_c = None  # _stale(), inline
+                pc = q[qm + 1]
+                if pc in self._exits and not self._halt and pc not in self.breakpoints:
+                    self._tlb_traps += 1
+                    if self._tlb_traps & 31 == 0:
+                        self._tlb_policy_after_trap()
+                    hit = self._icache.get(pc)
+                    if hit is not None and hit[4] is not None:
+                        self.traps += 1
+                        result = self._dispatch(hit[4], emulate)
+                        if result is not None:
+                            return result
+                        lane = True
+                    continue
+            self._hooked = False  # (the hooks' traces are all looked at below)
             err = UcError(status) if status else None
             if self._fill_retry:  # a data fill refused for a stop it asked for: the instruction restarts
                 self._fill_retry = False
@@ -694,6 +743,7 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
                         result = self._dispatch(hit[4], emulate)
                         if result is not None:
                             return result
+                        lane = lane_ok
                 continue  # handled at the top of the loop (breakpoints are exits too)
             if counted and budget <= 0:
                 return CpuExit("limit")
@@ -726,36 +776,6 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill):
             self._free_checks = False
             exit_checks.set_free(self._h.value, False)
         self.uc.ctl_flush_tb()
-
-    def _arm_own_timer(self, deadline: float) -> float:
-        """After SCKC/SPT in a free run: arm the watchdog for the earlier of the run's ``deadline`` and the
-        clock comparator's or CPU timer's (whichever CR0 opens; the PSW's mask may open later, at an LPSWE
-        the CPU does not stop at). Returns the timer's monotonic deadline, 0.0 if none."""
-        self.timers_changed = False
-        cr0 = self.cr(0)
-        if not cr0 & _CR0_TIMERS:
-            return 0.0
-        due = []
-        if cr0 & CR0_CKC_SC:
-            due.append(self.ckc)
-        if cr0 & CR0_CPU_TIMER_SC:
-            due.append(self.tod() + max(self.cpu_timer, 0) + 1)
-        wait_us = (min(due) - self.tod()) / 4096
-        if wait_us <= 0 or wait_us > 3600e6:
-            # due already: the top of the loop delivers it once enabled (every enabling instruction is
-            # trapped: STOSM, SSM while a timer subclass is open, LPSW(E), LCTL(G)); a watchdog would only
-            # cut every run short meanwhile
-            return 0.0
-        at = time.monotonic() + wait_us / 1e6
-        arm = min(at, deadline) if deadline else at
-        _WATCHDOG.arm(self, arm)
-        self._armed = arm
-        return at
-
-    def _disarm(self) -> None:
-        if self._armed:
-            _WATCHDOG.disarm(self)
-            self._armed = 0.0
 
     def _executed(self, budget: int) -> int:
         """Instructions the last counted run executed (unicorn's counter, at most the budget)."""

@@ -111,10 +111,7 @@ class Insn:
 
     def finish(self, cc: int | None = None) -> None:
         """Complete the instruction: set the condition code (if given) and step past it."""
-        cpu = self.cpu
-        if cc is not None:
-            cpu.set_cc(cc)
-        cpu.set_pc(self.next_pc)
+        self.cpu.complete(self.next_pc, cc)
 
 
 @dataclass

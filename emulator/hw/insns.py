@@ -112,7 +112,13 @@ def _lpswe(cpu: Cpu, insn: Insn) -> None:
     if a & 7:
         raise _spec(f"operand {a:#x} is not aligned on 8 bytes")
     mask, addr = _PSW.unpack(cpu.read_virtual(a, 16))
-    load_psw(cpu, insn, mask, addr)
+    # load_psw, inline (every interruption handler ends here)
+    cpu.set_psw(mask, addr)
+    if psw_invalid(mask, addr) or (addr & 1 and not mask & PSW_MASK_WAIT):
+        cpu.program_interrupt(PGM_SPECIFICATION, 0, pc=addr)
+    else:
+        cpu._pgm_repeat = 0  # noqa: SLF001 - psw_loaded(), inline
+        cpu._pgm_last = None  # noqa: SLF001
 
 
 @_handler(0x82, "LPSW")
@@ -203,11 +209,9 @@ def _load_cr(cpu: Cpu, insn: Insn, addr: int, width: int) -> None:
     r1, r3 = rr >> 4, rr & 0xF
     if r1 == r3:  # one register (a handler opening or closing an interruption subclass)
         v = _WORDS[width][1].unpack(cpu.read_virtual(addr, width))[0]
-        old = cpu.cr(r1)
         if width == 4:
-            v |= old & ~0xFFFFFFFF
-        if v != old:
-            cpu.load_crs({r1: v})
+            v |= cpu.cr(r1) & ~0xFFFFFFFF
+        cpu.load_cr(r1, v)
         insn.finish()
         return
     n = (r3 - r1) % 16 + 1
@@ -241,6 +245,11 @@ def _lctlg(cpu: Cpu, insn: Insn) -> None:
     a = insn.rsy_address()
     if a & 7:
         raise _spec(f"operand {a:#x} is not aligned on 8 bytes")
+    rr = insn.raw[1]
+    if rr >> 4 == rr & 0xF:  # one register: _load_cr's first case and finish(), inline
+        cpu.load_cr(rr >> 4, _U64.unpack(cpu.read_virtual(a, 8))[0])
+        cpu.complete(insn.next_pc, None)
+        return
     _load_cr(cpu, insn, a, 8)
 
 

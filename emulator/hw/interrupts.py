@@ -91,6 +91,7 @@ class InterruptDelivery(StorageAccess):
         check_stop_reason: str
         ckc: int
         restart_pending: bool
+        _restart_pending: bool
         ext_pending: dict[str, int]
         emergency_from: set[int]
         io_source: IoSource | None
@@ -154,7 +155,7 @@ class InterruptDelivery(StorageAccess):
     def _deliverable(self) -> bool:
         """Before an interruption stores anything: False, with the CPU check-stopped, when its prefix area
         is secure storage (``access.prefix_check_stop``: the reason shows no storage byte)."""
-        if not self._prefix_refused():
+        if not self.mem.non_host_frames or not self._prefix_refused():  # (no secure frame: no call)
             return True
         self.state = CHECK_STOP
         self.check_stop_reason = access.prefix_check_stop(self.prefix)
@@ -171,7 +172,7 @@ class InterruptDelivery(StorageAccess):
         check-stops the CPU); ``base``: the lowcore's host address when the caller checked it already."""
         if base is None:
             base = self._lowcore_base()
-        mask, addr = self.psw
+        mask, addr = self._mask(), self.pc  # (the psw property's two reads)
         self.mem.write(base + old_off, _PSW.pack(mask, addr))
         nmask, naddr = _PSW.unpack_from(self._buf, base + new_off)
         self.set_psw(nmask, naddr)
@@ -234,12 +235,13 @@ class InterruptDelivery(StorageAccess):
         if self._deliverable():
             self.swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
 
-    def _ext_deliverable(self) -> tuple[int, int | None, int | None] | None:
-        """The highest-priority deliverable external interruption: (code, cpu address, parameter)."""
-        mask = self._mask_bits()
-        if not mask & PSW_MASK_EXT:
-            return None
-        cr0 = self.cr(0)
+    def _ext_deliverable(self, cr0: int | None = None) -> tuple[int, int | None, int | None] | None:
+        """The highest-priority deliverable external interruption: (code, cpu address, parameter); ``cr0``:
+        CR0 when the caller read it already, having found external interruptions enabled."""
+        if cr0 is None:
+            if not self._mask_bits() & PSW_MASK_EXT:
+                return None
+            cr0 = self.cr(0)
         if self.emergency_from and cr0 & CR0_EMERGENCY_SC:
             return 0x1201, min(self.emergency_from), None
         if "external_call" in self.ext_pending and cr0 & CR0_EXTERNAL_CALL_SC:
@@ -254,14 +256,15 @@ class InterruptDelivery(StorageAccess):
 
     def deliver_pending(self) -> bool:
         """Deliver the highest-priority pending interruption that is enabled; True if one was."""
-        if self.restart_pending:
+        if self._restart_pending:
             self.deliver_restart()
             return True
         if not self._mask_bits() & PSW_MASK_EXT:
             return False
-        if not (self.ext_pending or self.emergency_from) and not self.cr(0) & (CR0_CKC_SC | CR0_CPU_TIMER_SC):
+        cr0 = self.cr(0)
+        if not (self.ext_pending or self.emergency_from) and not cr0 & (CR0_CKC_SC | CR0_CPU_TIMER_SC):
             return False  # nothing pending and no timer that could be
-        ext = self._ext_deliverable()
+        ext = self._ext_deliverable(cr0)
         if ext is None:
             return False
         code, cpu_addr, param = ext

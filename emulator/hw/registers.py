@@ -30,9 +30,13 @@ from emulator.hw.arch import (
     PSW_MASK_CC,
     PSW_MASK_DAT,
     PSW_MASK_EA,
+    PSW_MASK_EXT,
     PSW_MASK_FPO,
+    PSW_MASK_IO,
     PSW_MASK_KEY,
+    PSW_MASK_MCHECK,
     PSW_MASK_PSTATE,
+    PSW_MASK_WAIT,
     STOPPED,
 )
 from emulator.hw.interrupts import InterruptDelivery
@@ -67,6 +71,8 @@ _CR0_NO_TRANSLATION: Final = 0xFFFF | 1 << 18 | 1 << 17
 _CR0_TIMER_SUBCLASSES: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
 #: control registers that designate address spaces, or lead to them in access-register translation
 _TLB_CRS: Final = frozenset({1, 2, 5, 7, 8, 13})
+#: PSW bits whose turning on makes the run loop look (``attention``): an interruption class enabled, a wait
+_PSW_ATTENTION: Final = PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK | PSW_MASK_WAIT
 
 #: the vector registers (32 x 16 bytes: each the left doubleword, then the right one, in host byte order)
 #: and the access registers right after them (16 x 4 bytes), as the engine keeps them
@@ -152,6 +158,7 @@ class Registers(InterruptDelivery):
         _xc: dict[int, int]
         _icache: dict[int, Any]
         timers_changed: bool
+        _attn: bool
 
         def flush_tlb(self) -> None:
             """Forget every translation decision (``tlb.TlbFill``)."""
@@ -352,6 +359,24 @@ class Registers(InterruptDelivery):
         if flush:
             self.flush_tlb()
 
+    def load_cr(self, i: int, value: int) -> None:
+        """``load_crs`` of one register (a handler opening or closing an interruption subclass), without the
+        dictionary and the copy of all sixteen."""
+        value &= 0xFFFFFFFFFFFFFFFF
+        q = self._q
+        old = q[self._qc + i] if q is not None else self.cr(i)
+        if old == value:
+            return
+        self.write_cr(i, value)
+        if i in _TLB_CRS:
+            self.flush_tlb()
+        elif i == 0:
+            if (old ^ value) & _CR0_TIMER_SUBCLASSES:
+                self.timers_changed = True  # a run arms its watchdog for the timers CR0 opens now
+            diff = (old ^ value) & ~_CR0_NO_TRANSLATION
+            if diff & ~CR0_EDAT or (diff & CR0_EDAT and self._edat_dependent):
+                self.flush_tlb()
+
     def set_cr(self, i: int, value: int) -> None:
         """Set control register ``i``; translation-relevant registers flush the TLB."""
         self.write_cr(i, value)
@@ -414,6 +439,7 @@ class Registers(InterruptDelivery):
         else:
             self._wr(_PSWM_C, mask)
         self._mask_c = mask
+        self._attn = True  # (a mask written as a whole: the run loop looks, ``attention``)
         if mask & PSW_MASK_FPO != self._fpo:
             self._fpo_changed(mask & PSW_MASK_FPO)
 
@@ -445,6 +471,8 @@ class Registers(InterruptDelivery):
             if mask & PSW_MASK_FPO != self._fpo:
                 self._fpo_changed(mask & PSW_MASK_FPO)
         changed = old ^ mask
+        if changed & mask & _PSW_ATTENTION:  # an interruption class enabled, or a wait: the run loop looks
+            self._attn = True
         if changed & (PSW_MASK_DAT | PSW_MASK_KEY):
             self.flush_tlb()
         elif changed & (PSW_MASK_ASC | PSW_MASK_PSTATE):
@@ -485,6 +513,22 @@ class Registers(InterruptDelivery):
         mask = self._mask_c = (q[self._qm] & ~PSW_MASK_CC) | (cc & 3) << 44
         q[self._qm] = mask
         self._cc_op.value = cc & 3  # type: ignore[union-attr]
+
+    def complete(self, next_pc: int, cc: int | None) -> None:
+        """An emulated instruction completes: the condition code (if not None) and the PSW address after it,
+        in one call (``Insn.finish``: every trapped instruction ends here)."""
+        q = self._q
+        if q is None:
+            if cc is not None:
+                self.set_cc(cc)
+            self.set_pc(next_pc)
+            return
+        qm = self._qm
+        if cc is not None:  # set_cc, inline
+            mask = self._mask_c = (q[qm] & ~PSW_MASK_CC) | (cc & 3) << 44
+            q[qm] = mask
+            self._cc_op.value = cc & 3  # type: ignore[union-attr]
+        q[qm + 1] = self._pc_c = next_pc & 0xFFFFFFFFFFFFFFFF
 
     @property
     def problem_state(self) -> bool:
@@ -575,6 +619,7 @@ class Registers(InterruptDelivery):
 
     @state.setter
     def state(self, value: str) -> None:
+        self._attn = True  # the run loop looks (``attention``)
         if (value == OPERATING) != (self._state == OPERATING):
             # the CPU timer steps in the operating state (waiting included) and holds its value while the
             # CPU is stopped or check-stopped (Principles of Operation, "CPU Timer")

@@ -31,6 +31,7 @@ class RunControl:
     _owed: bool
     _waiting: bool
     _halt: bool
+    _attn: bool
 
     def kick(self) -> None:
         """Make a running ``run`` look at pending interruptions now (thread-safe; it does not return)."""
@@ -40,7 +41,9 @@ class RunControl:
         """End the run in unicorn at an instruction boundary (any thread): in a free run at the next block's
         start (its code has no exit checks between instructions, ``exit_checks``), in a counted run at the
         next instruction's start, through its count. unicorn's ``emu_stop`` from another thread lands after
-        whatever access the CPU makes next, and the instruction that made it runs again (``exit_checks``)."""
+        whatever access the CPU makes next, and the instruction that made it runs again (``exit_checks``).
+        The run loop looks at everything before it enters unicorn again (its flag, ``attention``)."""
+        self._attn = True
         if self._run_counted:
             self._emu_count.value = 0
         else:
@@ -55,6 +58,7 @@ class RunControl:
         # not in its run: held at once (a run waits for ``unhold``)
         if not self._owed and lock.acquire(False):
             self._holds += 1  # holders take turns (the Ultravisor's lock): no other thread changes the count
+            self._attn = True
             return
         if self._owed:  # it waited for the previous hold: let it enter unicorn once first
             until = time.monotonic() + _OWED_WAIT

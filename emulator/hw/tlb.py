@@ -255,6 +255,7 @@ class TlbFill(TrapDispatch):
 
     def _fill_hook(self, _handle: int, vaddr: int, access: int, entry: int, _ud: int) -> bool:
         """The engine's TLB fill callback: ``entry`` is the address of unicorn's ``uc_tlb_entry``."""
+        self._hooked = self._attn = True  # the run's end looks at what the fill may have left (``Cpu._run``)
         try:
             granted = self._fill(self.uc, vaddr, access, _TlbEntry.from_address(entry), None)
             if granted and self._stop_asked and access != 18:

@@ -1,4 +1,5 @@
-"""The time-slice watchdog: one thread that stops CPUs at their deadlines (cheaper than unicorn's timeout)."""
+"""The time-slice watchdog: one thread that stops CPUs at their deadlines (cheaper than unicorn's timeout),
+and ``OwnTimer``, the watchdog armed for a CPU's own clock comparator and CPU timer."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final
 
+from emulator.hw.arch import CR0_CKC_SC, CR0_CPU_TIMER_SC
+
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
+
+_CR0_TIMERS: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
 
 
 class _Watchdog:
@@ -52,3 +57,47 @@ class _Watchdog:
 
 
 _WATCHDOG: Final = _Watchdog()
+
+
+class OwnTimer:
+    """The watchdog armed for a CPU's own clock comparator and CPU timer during a free run (a base class of
+    ``Cpu``)."""
+
+    if TYPE_CHECKING:  # provided by Cpu
+        _armed: float
+        ckc: int
+        cpu_timer: int
+        timers_changed: bool
+
+        def cr(self, i: int) -> int: ...
+        def tod(self) -> int: ...
+
+    def _arm_own_timer(self, deadline: float) -> float:
+        """After SCKC/SPT in a free run: arm the watchdog for the earlier of the run's ``deadline`` and the
+        clock comparator's or CPU timer's (whichever CR0 opens; the PSW's mask may open later, at an LPSWE
+        the CPU does not stop at). Returns the timer's monotonic deadline, 0.0 if none."""
+        self.timers_changed = False
+        cr0 = self.cr(0)
+        if not cr0 & _CR0_TIMERS:
+            return 0.0
+        due = []
+        if cr0 & CR0_CKC_SC:
+            due.append(self.ckc)
+        if cr0 & CR0_CPU_TIMER_SC:
+            due.append(self.tod() + max(self.cpu_timer, 0) + 1)
+        wait_us = (min(due) - self.tod()) / 4096
+        if wait_us <= 0 or wait_us > 3600e6:
+            # due already: the top of the loop delivers it once enabled (every enabling instruction is
+            # trapped: STOSM, SSM while a timer subclass is open, LPSW(E), LCTL(G)); a watchdog would only
+            # cut every run short meanwhile
+            return 0.0
+        at = time.monotonic() + wait_us / 1e6
+        arm = min(at, deadline) if deadline else at
+        _WATCHDOG.arm(self, arm)  # type: ignore[arg-type]
+        self._armed = arm
+        return at
+
+    def _disarm(self) -> None:
+        if self._armed:
+            _WATCHDOG.disarm(self)  # type: ignore[arg-type]
+            self._armed = 0.0

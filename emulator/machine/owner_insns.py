@@ -86,6 +86,19 @@ class OwnerInsns:
         name = insn.name
         if name not in _INLINE_INSNS or (name == "DIAG" and insn.address() & 0xFFFF == 0x308):
             return None
+        if self.insn_filter is None and not self.insn_handlers and self.watchdog is None:
+            # the common case in one call less: no filter, no handler of the user's, no watchdog to compare
+            order = insn.address() & 0xFF if name == "SIGP" else -1
+            if name == "SERVC" or order in _SIGP_KEEPS_STATES:
+                try:
+                    if order < 0:
+                        self._insn_servc(cpu, insn)
+                    else:
+                        self._sigp(cpu, insn, order)
+                except ProgramException as e:
+                    ilc = e.ilc if e.ilc is not None else insn.ilen
+                    cpu.program_interrupt(e.code, ilc, e.teid, pc=insn.pc)
+                return self._halt_reason is None
         # only SIGP's orders that start, stop or reset (or a handler or filter of the machine's user) change a
         # CPU's state
         states = None
@@ -135,7 +148,7 @@ class OwnerInsns:
 
     @staticmethod
     def _takes_service_signal(cpu: Cpu) -> bool:
-        enabled = cpu.psw_mask_bits & PSW_MASK_EXT and cpu.cr(0) & CR0_SERVICE_SC
+        enabled = cpu._mask_bits() & PSW_MASK_EXT and cpu.cr(0) & CR0_SERVICE_SC  # noqa: SLF001 - (a call less)
         return cpu.state == OPERATING and bool(enabled)
 
     def _service_signal(self, param: int, issuer: Cpu) -> None:
@@ -178,9 +191,11 @@ class OwnerInsns:
         return not access.store_refused(self.memory, addr, n)
 
     def _insn_sigp(self, cpu: Cpu, insn: Insn) -> None:
+        self._sigp(cpu, insn, insn.address() & 0xFF)
+
+    def _sigp(self, cpu: Cpu, insn: Insn, order: int) -> None:
         rr = insn.raw[1]  # RS format: R1 and R3 in the second byte
         r1, r3 = rr >> 4, rr & 0xF
-        order = insn.address() & 0xFF
         param = cpu.gpr(r1 | 1)
         target = cpu.gpr(r3) & 0xFFFF
         mem = self.memory
