@@ -378,9 +378,10 @@ KNOWN_GAPS = {
                 "not 5, 43, 73, 134, 139, 148, 152 and 155 (LPTEA, DFP zoned conversion, transactional "
                 "execution, vector packed decimal, multiple epoch, vector enhancements 2, MSA 9), whose "
                 "instructions unicorn lacks and zuv does not emulate",
-    "sclp-1g": "all 14 checks pass when it runs to its end (~50 s of CPU: ~1.1 million SERVC calls at ~45 "
-               "us, 7 traps each, ~20 us of it the test's own byte-by-byte copy of the SCCB in unicorn); "
-               "killed at the upstream 90 s timeout when it gets less than ~60% of a core",
+    "sclp-1g": "all 14 checks pass when it runs to its end (~48 s of CPU: ~1.1 million SERVC calls at ~43 "
+               "us, 7 traps each, ~9 us of it the test's own byte-by-byte copy of the SCCB in unicorn, ~5 us "
+               "unicorn's walk of its ~136 registered exits after each run; docs/benchmarks.md); killed at "
+               "the upstream 90 s timeout when it gets less than ~55% of a core",
     "sclp-3g": "as sclp-1g (13/0/1 when run to its end)",
     "pv-icptcode": "cannot pass on a real machine either, by construction. (1) `run_icpt_122_tests` "
                    "exports the guest's prefix pages with `uv_export(vm.sblk->mso + lc_off)`, and the "
