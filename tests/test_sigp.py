@@ -58,3 +58,20 @@ def test_cpu_reset_keeps_the_fpc(pair):
     cpus[1].set_fpc(0x11)
     assert order(cpus, mem, CPU_RESET) == (0, None)
     assert cpus[1].fpc() == 0x11
+
+
+def test_clear_reset_zeroes_every_register_the_vectors_whole(fresh_cpu):
+    """A clear reset zeroes the general, access and all 32 vector registers, right halves and V16-V31 too:
+    the Ultravisor's scrub of a destroyed secure CPU's hardware CPU is a clear reset, and the host gets that
+    CPU back (it zeroed only the floating-point registers, V0-V15's left halves, before)."""
+    cpu = fresh_cpu
+    for i in range(32):
+        cpu.set_vr(i, bytes([0x5E, i]) * 8)
+    for i in range(16):
+        cpu.set_gpr(i, 0x5EC0 + i)
+        cpu.set_ar(i, 0x5EC0 + i)
+    cpu.reset_clear()
+    assert [cpu.vr(i) for i in range(32)] == [bytes(16)] * 32
+    assert [cpu.gpr(i) for i in range(16)] == [0] * 16
+    assert [cpu.ar(i) for i in range(16)] == [0] * 16
+    assert cpu.fpc() == 0

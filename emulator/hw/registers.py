@@ -683,12 +683,16 @@ class Registers(InterruptDelivery):
         self.flush_tlb()
 
     def reset_clear(self) -> None:
-        """Clear reset of the CPU: initial reset plus registers zeroed."""
+        """Clear reset of the CPU: initial reset plus registers zeroed: general, access, and all 32 vector
+        registers whole (the floating-point registers are their left halves). The Ultravisor's scrub of a
+        destroyed secure CPU's hardware CPU relies on it: no register of the secure guest goes back."""
         self.reset_initial()
+        zero = bytes(16)
         for i in range(16):
             self.set_gpr(i, 0)
             self.set_ar(i, 0)
-            self.set_fpr(i, 0)
+        for i in range(32):
+            self.set_vr(i, zero)
 
     # -- unicorn's hidden CPU state ----------------------------------------------------------------------
 
