@@ -29,6 +29,7 @@ import array
 import ctypes
 import mmap
 import re
+import threading
 from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Final
@@ -131,6 +132,12 @@ class PhysicalMemory:
         self._batch_frames: list[int] = []
         #: Number of frames whose owner is not the host: lets host views skip tag checks when 0.
         self.non_host_frames = 0
+        #: held while an owner tag or shared flag changes, and by a host view's store from its check to the
+        #: store (one C-level copy): a frame cannot turn secure between the check and the store
+        self.tag_lock = threading.Lock()
+        #: [number of owner tag and shared flag changes so far]: a host view's read compares it around its
+        #: check and copy and decides again if a tag changed meanwhile (an Ultravisor command, another thread)
+        self.tag_gen = [0]
 
     # -- firmware (unchecked) access ------------------------------------------------------------------
 
@@ -151,6 +158,12 @@ class PhysicalMemory:
         if addr < 0 or addr + n > self.size:
             self.check_range(addr, n)
         self._buf[addr : addr + n] = data
+        if n:
+            self.stored(addr, n)
+
+    def stored(self, addr: int, n: int) -> None:
+        """Tell the store listeners that ``[addr, addr+n)`` changed (``write`` does; a host view's store too,
+        once it has left the tag lock)."""
         if n:
             frame = addr >> PAGE_SHIFT
             if (addr + n - 1) >> PAGE_SHIFT == frame:  # one frame: only the listeners watching it
@@ -288,11 +301,13 @@ class PhysicalMemory:
 
     def set_owner(self, frame: int, tag: int) -> None:
         """Tag one frame (Ultravisor only). Clears the shared flag."""
-        old = self.owner[frame]
-        if (old == OWNER_HOST) != (tag == OWNER_HOST):
-            self.non_host_frames += 1 if tag != OWNER_HOST else -1
-        self.owner[frame] = tag
-        self.shared[frame] = 0
+        with self.tag_lock:
+            old = self.owner[frame]
+            if (old == OWNER_HOST) != (tag == OWNER_HOST):
+                self.non_host_frames += 1 if tag != OWNER_HOST else -1
+            self.owner[frame] = tag
+            self.shared[frame] = 0
+            self.tag_gen[0] += 1
         self._owner_changed(frame)
 
     def set_owner_range(self, frames: Iterable[int], tag: int) -> None:
@@ -303,7 +318,9 @@ class PhysicalMemory:
 
     def set_shared(self, frame: int, shared: bool) -> None:
         """Mark a secure frame shared with the host (or not) (Ultravisor only)."""
-        self.shared[frame] = 1 if shared else 0
+        with self.tag_lock:
+            self.shared[frame] = 1 if shared else 0
+            self.tag_gen[0] += 1
         self._owner_changed(frame)
 
     def _owner_changed(self, frame: int) -> None:
@@ -475,7 +492,7 @@ class HostView:
     def __init__(self, mem: PhysicalMemory) -> None:
         self.size = mem.size
         size, owner, shared_flags, buf = mem.size, mem.owner, mem.shared, mem._buf
-        firmware_write = mem.write
+        tag_lock, tag_gen, stored = mem.tag_lock, mem.tag_gen, mem.stored
 
         def refused(addr: int, write: bool) -> None:
             for listener in mem.secure_access_listeners:
@@ -504,23 +521,43 @@ class HostView:
         # the host may touch: ``_check``'s own first outcome) and leave every other case to ``_check``.
 
         def read(addr: int, length: int) -> bytes:
-            """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
+            """Read absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame. A tag that
+            changed between the check and the copy (an Ultravisor command on another thread made the frame
+            secure and wrote its plaintext) makes the read decide again: the copy is never of a frame that
+            was not the host's throughout."""
             end = addr + length
-            if addr < 0 or length <= 0 or end > size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
-                owner[addr >> PAGE_SHIFT] != OWNER_HOST and not shared_flags[addr >> PAGE_SHIFT]
-            ):
-                _check(addr, length, False)
-            return buf[addr:end]
+            while True:
+                gen = tag_gen[0]
+                if addr < 0 or length <= 0 or end > size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
+                    owner[addr >> PAGE_SHIFT] != OWNER_HOST and not shared_flags[addr >> PAGE_SHIFT]
+                ):
+                    _check(addr, length, False)
+                data = buf[addr:end]
+                if tag_gen[0] == gen:
+                    return data
 
         def write(addr: int, data: bytes | bytearray | memoryview) -> None:
-            """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame."""
+            """Write absolute storage as the host; raises ``SecureStorageAccess`` on a secure frame. The check
+            and the store are one step for the owner tags (``tag_lock``): a frame that turns secure on another
+            thread does so before the check or after the store."""
             n = len(data)
             end = addr + n
-            if addr < 0 or n <= 0 or end > size or (end - 1) >> PAGE_SHIFT != addr >> PAGE_SHIFT or (
-                owner[addr >> PAGE_SHIFT] != OWNER_HOST and not shared_flags[addr >> PAGE_SHIFT]
-            ):
-                _check(addr, n, True)
-            firmware_write(addr, data)
+            if addr < 0 or n <= 0 or end > size:
+                _check(addr, n, True)  # (out of range: raises; empty: nothing to store)
+                if n <= 0:
+                    return
+            while True:
+                with tag_lock:
+                    ok = not mem.non_host_frames or (
+                        (end - 1) >> PAGE_SHIFT == addr >> PAGE_SHIFT
+                        and (owner[addr >> PAGE_SHIFT] == OWNER_HOST or shared_flags[addr >> PAGE_SHIFT])
+                    ) or access.refused_address(mem, addr, n, access.HOST) is None
+                    if ok:
+                        buf[addr:end] = data
+                if ok:
+                    stored(addr, n)
+                    return
+                _check(addr, n, True)  # refused: raises, telling the listeners (outside the lock)
 
         def load_file(addr: int, f: BinaryIO, length: int) -> int:
             """``PhysicalMemory.load_file`` as the host: the whole range is checked like ``write`` first (a
