@@ -3,6 +3,7 @@ and ``OwnTimer``, the watchdog armed for a CPU's own clock comparator and CPU ti
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Final
@@ -22,12 +23,18 @@ class _Watchdog:
     7 us without it), which would make every trap of a guest with an armed timer 25x dearer. Deadlines
     are absolute (monotonic seconds); a fired deadline keeps firing every millisecond until the CPU
     disarms it, so a stop that lands while the CPU is briefly outside unicorn is not lost.
+
+    The thread is woken only for a deadline earlier than the one it sleeps towards: a CPU arms at every
+    run (a Linux guest's clock comparator, hundreds of times a second), mostly for a later or the same
+    time, and each wake-up was a thread switch (~13% of a Linux boot's samples in ``notify``).
     """
 
     def __init__(self) -> None:
         self._cv = threading.Condition()
         self._due: dict[Cpu, float] = {}
         self._thread: threading.Thread | None = None
+        #: when the thread wakes by itself (it recomputes the earliest deadline whenever it wakes)
+        self._wakes_at = math.inf
 
     def arm(self, cpu: Cpu, deadline: float) -> None:
         with self._cv:
@@ -35,7 +42,9 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="zuv-watchdog", daemon=True)
                 self._thread.start()
-            self._cv.notify()
+            if deadline < self._wakes_at:
+                self._wakes_at = deadline
+                self._cv.notify()
 
     def disarm(self, cpu: Cpu) -> None:
         with self._cv:
@@ -45,11 +54,13 @@ class _Watchdog:
         with self._cv:
             while True:
                 if not self._due:
+                    self._wakes_at = math.inf
                     self._cv.wait()
                     continue
                 cpu, when = min(self._due.items(), key=lambda kv: kv[1])
                 now = time.monotonic()
                 if when > now:
+                    self._wakes_at = when
                     self._cv.wait(when - now)
                     continue
                 cpu.stop_soon()
