@@ -270,8 +270,8 @@ def _tree_self_test(uc: Uc, tree: _Tree) -> None:
     # 0x10000: lghi %r2,1 ; 0x10004: aghi %r2,1 ; 0x10008: aghi %r2,1 ; 0x1000c: j .
     uc.mem_write(0x10000, bytes.fromhex("a7290001" "a72a0001" "a72a0001" "a7f4ffff"))
     uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
-    uc.ctl_set_exits([0x1000C])
     lst = ExitList(uc, tree)
+    lst.set([0x1000C])
     lst.add([0x10008])
     lst.discard(0x1000C)
     uc.emu_start(0x10000, 0)
@@ -290,9 +290,18 @@ class ExitList:
     the engine and the library's ``g_tree_insert``/``g_tree_remove``, checked by a run), adding and removing
     exits touches only those exits; otherwise the whole list goes through ``uc_ctl`` from one growing
     buffer.
+
+    The tree's keys are pointers to the addresses. unicorn allocates each with ``g_malloc`` and the tree
+    frees them; here the tree is told to free none (its key-destroy function set to NULL, as the engine
+    never inserts a key itself once this list owns it: ``set`` empties the tree and adds through ``add``),
+    and each address has one slot, for good, in arrays this list keeps: an exit registered again (every
+    fetch fill of a page after a TLB flush registers its exits again) costs one foreign call, not three.
     """
 
-    __slots__ = ("_h", "_buf", "_tree", "_where")
+    __slots__ = ("_h", "_buf", "_tree", "_where", "_slots", "_chunks", "_free")
+
+    #: addresses per array of slots
+    _CHUNK = 4096
 
     def __init__(self, uc: Uc, tree: _Tree | None = None) -> None:
         self._h = uc._uch  # noqa: SLF001 - the engine handle the binding's own calls use
@@ -300,20 +309,41 @@ class ExitList:
         self._tree = tree if tree is not None else TREE
         #: the engine's exit tree (it lives as long as the engine)
         self._where = 0
+        #: address -> the address of its slot (a key of the tree), and the arrays holding the slots
+        self._slots: dict[int, int] = {}
+        self._chunks: list[ctypes.Array[ctypes.c_uint64]] = []
+        self._free = 0
         if self._tree is not None:
             self._where = ctypes.c_uint64.from_address(self._h.value + self._tree.offset).value
+            self.set(())  # (any key unicorn allocated goes while the tree still frees keys)
+            ctypes.c_uint64.from_address(self._where + _GTREE_KEY_DESTROY).value = 0
 
     def set(self, addrs: Collection[int]) -> None:
         """Register exactly these exits."""
-        n = len(addrs)
+        n = 0 if self._where else len(addrs)
         if n > len(self._buf):
             self._buf = (ctypes.c_uint64 * max(n, 2 * len(self._buf)))()
-        self._buf[:n] = list(addrs)
+        self._buf[:n] = list(addrs)[:n]
         status = _uclib.uc_ctl(
             self._h, _CTL_SET_EXITS, ctypes.cast(self._buf, ctypes.c_void_p), ctypes.c_size_t(n)
         )
         if status:
             raise UcError(status)
+        if self._where:  # the tree is empty now: the slots may start afresh, and the exits go in one by one
+            if len(self._slots) > 4 * len(addrs) + 65536:
+                self._slots, self._chunks, self._free = {}, [], 0
+            self.add(addrs)
+
+    def _slot(self, addr: int) -> int:
+        chunk = self._free // self._CHUNK
+        if chunk == len(self._chunks):
+            self._chunks.append((ctypes.c_uint64 * self._CHUNK)())
+        i = self._free % self._CHUNK
+        arr = self._chunks[chunk]
+        arr[i] = addr
+        self._free += 1
+        key = self._slots[addr] = ctypes.addressof(arr) + 8 * i
+        return key
 
     def add(self, new: Collection[int], registered: Collection[int] = ()) -> None:
         """Register the exits ``new`` too (none of them registered yet; ``registered``: those that are)."""
@@ -321,10 +351,11 @@ class ExitList:
         if tree is None:
             self.set([*registered, *new])
             return
-        where, malloc, insert = self._where, tree.malloc, tree.insert
+        where, insert, slots = self._where, tree.insert, self._slots
         for addr in new:
-            key = malloc(8)
-            ctypes.c_uint64.from_address(key).value = addr
+            key = slots.get(addr)
+            if key is None:
+                key = self._slot(addr)
             insert(where, key, 1)
 
     def discard(self, addr: int, registered: Collection[int] = ()) -> None:
@@ -346,3 +377,4 @@ def _load_tree() -> _Tree | None:
 
 #: Where engines keep their exits, or None when this unicorn build is not the one measured.
 TREE: Final = _load_tree()
+
