@@ -134,6 +134,7 @@ from emulator.hw.live_env import LIVE, cpu_state, env_view
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.mmu import GuestIntercept, GuestMapping, SubPageAccess
 from emulator.hw.native_ssm import SSM_RESERVED, NativeSsm
+from emulator.hw.page_scan import PageScan
 from emulator.hw.run_control import RunControl
 from emulator.hw.single_step import SingleSteps
 from emulator.hw.tlb import _NS_ENTRY, _NS_EXIT, TlbFill
@@ -314,7 +315,7 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
         self._uc_exits: set[int] = set()
         self._exit_list = ExitList(self.uc)  # the same exits, as unicorn holds them
         #: frame -> trapped offsets, one cache per scan (fixed-point-overflow mask off, on)
-        self._scan_caches: tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]] = ({}, {})
+        self._scan_caches: tuple[dict[int, PageScan], dict[int, PageScan]] = ({}, {})
         self._scan_cache = self._scan_caches[0]
         self._fpo = 0  # the PSW's fixed-point-overflow mask bit as the scan knows it (0 or PSW_MASK_FPO)
         self._page_exits: dict[tuple[int, int], frozenset[int]] = {}  # (virtual page, frame) -> its exits

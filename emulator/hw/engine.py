@@ -378,3 +378,56 @@ def _load_tree() -> _Tree | None:
 #: Where engines keep their exits, or None when this unicorn build is not the one measured.
 TREE: Final = _load_tree()
 
+
+#: QEMU's ``tb_invalidate_phys_range(uc, start, end)``: drop every translated block whose bytes overlap a
+#: range of the engine's RAM (``ram_addr_t``), whichever virtual address and address space it was translated
+#: at. A CPU maps the machine's one buffer first and only, at 0, so its RAM offsets are host absolute
+#: addresses. Unlike ``UC_CTL_TB_REMOVE_CACHE`` it needs no instruction-fetch lookup of a virtual address
+#: in the current space (a page of another space's code stays reachable) and drops no more than the range
+#: (plus the zero-length blocks of its pages, as unicorn's copy does).
+_PhysInvalidate = Callable[[int, int, int], None]
+
+
+def _find_phys_invalidate() -> _PhysInvalidate:
+    fn = getattr(_uclib, "tb_invalidate_phys_range_s390x")
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+    fn.restype = None
+    _phys_invalidate_self_test(fn)
+    return fn  # type: ignore[no-any-return]
+
+
+def _phys_invalidate_self_test(fn: _PhysInvalidate) -> None:
+    """Code changed behind the engine's back (as Python's stores change it) runs as it was until its range is
+    invalidated, and as it is now afterwards; an invalidation of another range keeps the block."""
+    buf = ctypes.create_string_buffer(0x20000)
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map_ptr(0, 0x20000, 7, ctypes.addressof(buf))
+    # 0x10000: lghi %r2,1 ; 0x10004: j 0x10010 ; 0x10010: lr %r0,%r0 ; 0x10012: (until). unicorn drops the
+    # blocks at until - 1 after each run: the first block stays translated
+    buf[0x10000:0x10008] = bytes.fromhex("a7290001" "a7f40006")
+    buf[0x10010:0x10012] = bytes.fromhex("1800")
+    uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+    seen = []
+    for step in ("run", "store", "other", "range"):
+        if step == "store":
+            buf[0x10003] = 2  # lghi %r2,2, unseen by the engine
+        elif step == "other":
+            fn(uc._uch.value, 0x11000, 0x11008)  # noqa: SLF001
+        elif step == "range":
+            fn(uc._uch.value, 0x10003, 0x10004)  # noqa: SLF001
+        uc.emu_start(0x10000, 0x10012)
+        seen.append(uc.reg_read(S.UC_S390X_REG_R2))
+    if seen != [1, 1, 1, 2]:
+        raise LookupError(f"physical invalidation self-test gave {seen}")
+
+
+def _load_phys_invalidate() -> _PhysInvalidate | None:
+    try:
+        return _find_phys_invalidate()
+    except (AttributeError, LookupError, UcError) as e:
+        log.info("translated code is dropped by virtual address only: %s", e)
+        return None
+
+
+#: ``(engine handle, start, end)``, or None when this unicorn build does not export it or its self-test fails.
+PHYS_INVALIDATE: Final = _load_phys_invalidate()

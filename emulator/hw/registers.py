@@ -44,6 +44,9 @@ from emulator.hw.live_env import LIVE, env_view
 from emulator.hw.memory import PAGE_SHIFT
 from emulator.hw.mmu import GuestMapping
 from emulator.hw.tod import TodClock
+
+if TYPE_CHECKING:
+    from emulator.hw.page_scan import PageScan
 from emulator.hw.unicorn_abi import (
     _16Q_LE,
     _AR,
@@ -153,8 +156,8 @@ class Registers(InterruptDelivery):
         _cpu_timer_set_at: int
         _uc_psa: int
         _fpo: int
-        _scan_caches: tuple[dict[int, tuple[int, ...]], dict[int, tuple[int, ...]]]
-        _scan_cache: dict[int, tuple[int, ...]]
+        _scan_caches: tuple[dict[int, PageScan], dict[int, PageScan]]
+        _scan_cache: dict[int, PageScan]
         _xc: dict[int, int]
         _icache: dict[int, Any]
         timers_changed: bool

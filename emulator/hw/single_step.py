@@ -101,7 +101,11 @@ class SingleSteps:
                 self._uc_exits.discard(after)
                 self._exit_list.discard(after, self._uc_exits)
             self._remove_cache(pc, end)
-            if self._smc_frames:  # the step may have stored into code (Linux's lowcore holds an LPSWE)
+            frame = host_page >> PAGE_SHIFT
+            if f.write and touched and frame in self._code_pages:
+                # it stored into code (Linux's lowcore holds an LPSWE): only what it stored is scanned again
+                self._code_changed(frame, host_page + min(touched), host_page + max(touched) + 1)
+            if self._smc_frames:  # (its other stores, into other frames)
                 self._rescan_smc()
             # the entry the step granted goes; the rest of the TLB stays (a whole flush made every watched
             # step refill the working set and register its exits again: Linux's system calls store to the

@@ -7,6 +7,7 @@ access rules), and a fetch fill registers the page's exits from the scan in ``tr
 
 from __future__ import annotations
 
+import ctypes
 import time
 import zlib
 from collections.abc import Callable, Collection
@@ -16,22 +17,14 @@ from unicorn import Uc
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE
 
 from emulator.errors import ProgramException
-from emulator.hw import dat
+from emulator.hw import dat, page_scan
 from emulator.hw.arch import CHECK_STOP, ILC_FOR, PSW_MASK_DAT, PSW_MASK_KEY
+from emulator.hw.engine import PHYS_INVALIDATE
 from emulator.hw.exits import WatchHit
 from emulator.hw.memory import KEY_C, KEY_R, PAGE_SHIFT
 from emulator.hw.mmu import GuestIntercept, SubPageAccess
-from emulator.hw.traps import (
-    _EXRL_FAR,
-    _EXRL_NATIVE,
-    _SYSTEM_MASK_OPS,
-    _TRAP_RES,
-    TrapDispatch,
-    _execute_may_trap,
-    _exrl_decision,
-    _rl_misaligned,
-    _system_mask_native,
-)
+from emulator.hw.page_scan import PageScan
+from emulator.hw.traps import TrapDispatch, _execute_may_trap
 from emulator.hw.unicorn_abi import _tlb_flush_page, _TlbEntry
 
 if TYPE_CHECKING:
@@ -98,6 +91,8 @@ class TlbFill(TrapDispatch):
         _cpu_state: int | None
         _step_at: int
         _phantom: int | None
+        _h: ctypes.c_void_p
+        _ssm_native: dict[int, int]
     @property
     def registered_exits(self) -> int:
         """How many exits unicorn holds now (it walks all of them after every run)."""
@@ -196,15 +191,30 @@ class TlbFill(TrapDispatch):
             self._tlb_size = max(_TLB_MIN, 1 << max(2 * used, 1).bit_length(), self._tlb_size // 2)
 
     def _invalidate(self, lo: int, hi: int) -> None:
+        """Python stored into host storage [lo, hi) (an emulated instruction such as STPT into the lowcore, an
+        interruption's PSWs, a device, the Ultravisor): the frames holding scanned code in it are scanned
+        again and the translated blocks over the range dropped, by physical address (``_code_changed``).
+
+        Without the engine's physical invalidation every block and the whole TLB go (each page's next fetch
+        fill registers its exits again): a Linux kernel's STPT into its lowcore, which holds code, did that
+        at every system call and interruption."""
         first, last = lo >> PAGE_SHIFT, (hi - 1) >> PAGE_SHIFT
-        hit = False
-        for frame in range(first, last + 1) if last - first < 64 else list(self._code_pages):
-            if frame in self._code_pages and first <= frame <= last:
+        code = self._code_pages
+        frames = [f for f in (range(first, last + 1) if last - first < 64 else list(code)) if f in code]
+        frames = [f for f in frames if first <= f <= last]
+        if not frames:
+            return
+        if PHYS_INVALIDATE is None or self._guest is not None:
+            # (a SIE guest's CPU: its pages come and go with its configuration's, and the Ultravisor's
+            # stores into them, an Unpack's, come with such changes: everything goes, as before)
+            for frame in frames:
                 self._forget_scan(frame)
-                hit = True
-        if hit:
             self.uc.ctl_flush_tb()
             self.flush_tlb()
+            return
+        for frame in frames:
+            base = frame << PAGE_SHIFT
+            self._code_changed(frame, max(lo, base), min(hi, base + 0x1000))
 
     def storage_keys_changed(self, frames: Collection[int]) -> None:
         """Storage keys of these host frames changed: every CPU of the group that holds a translation
@@ -493,43 +503,27 @@ class TlbFill(TrapDispatch):
         keys[frame] = key | KEY_R
         return host, bool(key & KEY_C)
 
+    def _page_bytes(self, frame: int) -> bytes:
+        """A frame's bytes as the scan reads them: its 4 KiB and 4 more of the next frame, if any."""
+        base = frame << PAGE_SHIFT
+        return bytes(self._buf[base : min(base + 0x1004, self.mem.size)])
+
     def _scan(self, frame: int) -> tuple[int, ...]:
-        hits = self._scan_cache.get(frame)
-        if hits is None:
-            base = frame << PAGE_SHIFT
-            page = bytes(self._buf[base : base + 0x1000 + 4]) if base + 0x1004 <= self.mem.size else bytes(
-                self._buf[base : base + 0x1000]
-            )
-            fpo = bool(self._fpo)
-            scan = _TRAP_RES[1 if fpo else 0]
-            # an EXECUTE RELATIVE LONG is an exit only if its target may need Python; one whose target lies
-            # on another page is decided at each fetch fill of this page (``_add_exits``)
-            found, far = [], []
-            for m in scan.finditer(page, 0, 0x1000):
-                h = m.start()
-                if h & 1:
-                    continue
-                if page[h] in _SYSTEM_MASK_OPS and _system_mask_native(page[h], page[h + 1]):
-                    continue
-                if page[h] in (0xC4, 0xC6) and page[h + 1] & 0xF:
-                    # a relative-long load, store or compare: an exit only if its operand is misaligned
-                    if not _rl_misaligned(page, h, h):
-                        continue
-                elif page[h] == 0xC6:
-                    decision = _exrl_decision(page, h, fpo)
-                    if decision == _EXRL_NATIVE:
-                        continue
-                    if decision == _EXRL_FAR:
-                        far.append(h)
-                found.append(h)
-            hits = tuple(found)
-            if far:
-                self._far_exrl[frame] = frozenset(far)
-            else:
-                self._far_exrl.pop(frame, None)
-            self._scan_cache[frame] = hits
-            self._smc_digest[frame] = zlib.crc32(page[:0x1000])
-        return hits
+        """The offsets of the frame's exits (``page_scan``), kept until its bytes change."""
+        done = self._scan_cache.get(frame)
+        if done is None:
+            page = self._page_bytes(frame)
+            done = self._keep_scan(frame, page_scan.scan(page, bool(self._fpo)), page)
+        return done.hits
+
+    def _keep_scan(self, frame: int, done: PageScan, page: bytes) -> PageScan:
+        if done.far:
+            self._far_exrl[frame] = done.far
+        else:
+            self._far_exrl.pop(frame, None)
+        self._scan_cache[frame] = done
+        self._smc_digest[frame] = zlib.crc32(page[:0x1000])
+        return done
 
     def _forget_exits(self) -> None:
         """Start the set of known exits afresh (it only grows, ~30 per code page): drop every translated
@@ -625,7 +619,7 @@ class TlbFill(TrapDispatch):
         """Guest stores hit pages that hold code: rescan those whose bytes changed for trapped instructions.
 
         The frames stay watched (their TLB entries keep write access), so this runs at every return to
-        Python; a changed page gets new exits and its translations dropped.
+        Python; a changed page gets new exits and its translations dropped (``_code_changed``).
         """
         buf = self._buf
         for frame in list(self._smc_frames):
@@ -633,13 +627,80 @@ class TlbFill(TrapDispatch):
             digest = zlib.crc32(buf[base : base + 0x1000])
             if self._smc_digest.get(frame) == digest:
                 continue
-            dependents = self._forget_scan(frame)
-            self._icache.clear()
-            for vpage in list(self._code_pages.get(frame, ())):
-                self._add_exits(vpage, frame)
-                self._remove_cache(vpage, vpage + 0x1000)
-            for vpage, f in dependents:  # EXRLs elsewhere that execute an instruction of this frame
+            self._code_changed(frame)
+
+    def _code_changed(self, frame: int, lo: int = -1, hi: int = -1) -> None:
+        """The bytes of a frame holding scanned code changed: Python stored into host [lo, hi), which unicorn
+        cannot see, or (lo < 0) the guest stored into it somewhere, which unicorn saw (it drops the blocks a
+        store overlaps).
+
+        A Python store: the stored range is scanned again (``page_scan.rescan``). When the exits stand, the
+        usual case of a data store into a page that also holds code (Linux's lowcore: save areas, timers
+        and the return PSW next to its LPSWE, stored into at every system call), only the blocks over the
+        store go; otherwise the exits of each virtual page the frame is code at are registered again and
+        all its blocks go, for exits are baked into blocks as they are translated. A guest store: the frame
+        is code no more until it is fetched from again (below). Either way EXECUTE RELATIVE LONGs elsewhere
+        that execute an instruction of this frame are decided again and their blocks dropped.
+        """
+        old = self._scan_cache.get(frame)
+        had_native_ssm = frame in self._ssm_native.values()
+        base = frame << PAGE_SHIFT
+        phys = PHYS_INVALIDATE
+        new = None
+        if old is not None and lo >= 0:  # only the stored range and what depends on it (``page_scan``)
+            page = self._page_bytes(frame)
+            new = page_scan.rescan(page, old, lo - base, hi - base, bool(self._fpo))
+            if (
+                new.hits == old.hits
+                and new.far == old.far
+                and phys is not None
+                and not had_native_ssm
+                and frame not in self._exrl_deps
+            ):
+                # the usual case, a data store (Linux's lowcore at every system call): the exits stand,
+                # only the blocks over the store go
+                for cache in self._scan_caches:
+                    if cache is not self._scan_cache:
+                        cache.pop(frame, None)
+                self._keep_scan(frame, new, page)
+                self._icache.clear()
+                phys(self._h.value, lo, hi)
+                return
+        dependents = self._forget_scan(frame)
+        self._icache.clear()
+        if lo < 0 and phys is not None and self._cpu_state is not None:
+            # a guest store: the frame is code no more until it is fetched from again (its translated blocks
+            # and fetch entries go, so the next fetch fill scans it and registers its exits). A frame that
+            # held code once and is data now (freed init code, a reused page) is then neither checked nor
+            # scanned at every return to Python, as long as it is not executed.
+            self._smc_frames.discard(frame)
+            phys(self._h.value, base, base + 0x1000)
+            for vpage in self._code_pages.pop(frame, ()):
+                self._flush_page(vpage)
+            for vpage, f in dependents:
                 self._add_exits(vpage, f)
+                phys(self._h.value, f << PAGE_SHIFT, (f + 1) << PAGE_SHIFT)
+            return
+        if new is not None:
+            self._keep_scan(frame, new, page)
+        else:
+            self._scan(frame)
+            new = self._scan_cache[frame]
+        same = old is not None and new.hits == old.hits and new.far == old.far and not had_native_ssm
+        for vpage in list(self._code_pages.get(frame, ())):
+            self._add_exits(vpage, frame)
+            if phys is None and not same:
+                self._remove_cache(vpage, vpage + 0x1000)
+        if phys is not None:
+            if not same:
+                phys(self._h.value, base, base + 0x1000)
+            elif lo >= 0:
+                phys(self._h.value, lo, hi)
+        for vpage, f in dependents:  # EXRLs elsewhere that execute an instruction of this frame
+            self._add_exits(vpage, f)
+            if phys is not None:
+                phys(self._h.value, f << PAGE_SHIFT, (f + 1) << PAGE_SHIFT)
+            else:
                 self._remove_cache(vpage, vpage + 0x1000)
 
     def _remove_cache(self, begin: int, end: int) -> None:
