@@ -49,7 +49,7 @@ from unicorn.unicorn_const import (
 )
 
 from emulator.errors import HwError, ProgramException
-from emulator.hw import exit_checks
+from emulator.hw import exit_checks, low_stores
 
 # the architecture's names, defined in ``arch`` and still importable from here
 from emulator.hw.attention import Attention, PendingInterruptions, PendingSignals
@@ -676,7 +676,9 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
                         self.insn_count -= 1
                     return CpuExit("intercept", code=f.code, reason=f.reason, data=dict(f.data))
                 if isinstance(f, SubPageAccess):
-                    done = self._watched_step(f)
+                    done = low_stores.refused(self, f)
+                    if done < 0:
+                        done = self._watched_step(f)
                     if counted:
                         budget -= done
                         self.insn_count += done

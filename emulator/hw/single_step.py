@@ -54,9 +54,12 @@ class SingleSteps:
         snapshot = bytes(self._buf[host_page : host_page + 0x1000])
         touched: list[int] = []
 
+        vpage = f.vpage
+
         def watch(_uc: Uc, _access: int, address: int, size: int, _value: int, _ud: object) -> None:
-            if host_page <= address < host_page + 0x1000:
-                touched.extend(range(address - host_page, min(address - host_page + size, 0x1000)))
+            # (unicorn's hooks see virtual addresses: the page's, not its frame's, which prefixing moves)
+            if vpage <= address < vpage + 0x1000:
+                touched.extend(range(address - vpage, min(address - vpage + size, 0x1000)))
 
         hook = uc.hook_add(UC_HOOK_MEM_WRITE if f.write else UC_HOOK_MEM_READ, watch)
         self._probe = (f.vpage, f.write)
@@ -114,7 +117,9 @@ class SingleSteps:
             if pc in self._exits:
                 self._register_exits({pc})
         if f.rule == "low-address protection":
-            bad = [o for o in touched if o < 512]
+            # (the hook misses stores unicorn's helpers make straight into host memory, an EXECUTE'd MVC's:
+            # a change of the protected bytes counts too)
+            bad = [o for o in touched if o < 512] or self._buf[host_page : host_page + 512] != snapshot[:512]
         else:
             bad = [o for o in touched if o >= 2048]
         if bad:
