@@ -57,9 +57,12 @@ class SingleSteps:
         vpage = f.vpage
 
         def watch(_uc: Uc, _access: int, address: int, size: int, _value: int, _ud: object) -> None:
-            # (unicorn's hooks see virtual addresses: the page's, not its frame's, which prefixing moves)
-            if vpage <= address < vpage + 0x1000:
-                touched.extend(range(address - vpage, min(address - vpage + size, 0x1000)))
+            # unicorn's hooks see the address it runs with: the virtual one (the page's, not its frame's,
+            # which prefixing moves), or for a SIE guest the host's
+            for base in (vpage, host_page):
+                if base <= address < base + 0x1000:
+                    touched.extend(range(address - base, min(address - base + size, 0x1000)))
+                    return
 
         hook = uc.hook_add(UC_HOOK_MEM_WRITE if f.write else UC_HOOK_MEM_READ, watch)
         self._probe = (f.vpage, f.write)

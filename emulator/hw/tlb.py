@@ -668,7 +668,7 @@ class TlbFill(TrapDispatch):
                 return
         dependents = self._forget_scan(frame)
         self._icache.clear()
-        if lo < 0 and phys is not None and self._cpu_state is not None:
+        if lo < 0 and phys is not None and self._cpu_state is not None and self._guest is None:
             # a guest store: the frame is code no more until it is fetched from again (its translated blocks
             # and fetch entries go, so the next fetch fill scans it and registers its exits). A frame that
             # held code once and is data now (freed init code, a reused page) is then neither checked nor
