@@ -78,6 +78,7 @@ class GuestCpuControlBlock:
         return self.cpu.translate(vaddr, write=write, asc=3)
 
     def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` from the block's start, page by page through the guest's DAT."""
         out = bytearray()
         v = self.addr + offset
         while length > 0:
@@ -88,6 +89,7 @@ class GuestCpuControlBlock:
         return bytes(out)
 
     def write(self, offset: int, data: bytes) -> None:
+        """Store ``data`` at ``offset``: every page is translated (and checked) before anything is stored."""
         parts = []
         v, off = self.addr + offset, 0
         while off < len(data):
@@ -98,4 +100,5 @@ class GuestCpuControlBlock:
             self.cpu.mem.write(h, chunk)
 
     def translate(self, vaddr: int, write: bool) -> int:
+        """The host address of guest virtual ``vaddr`` for a fetch or a store."""
         return self._host(vaddr, write)

@@ -83,13 +83,24 @@ from emulator.hw.sie import (
     SieExit,
     SiePage,
 )
-
 from firmware import uv_sie_io
 from firmware.uv_guest_view import GuestCpuControlBlock
-from firmware.uv_sie_codes import (DUMMY_SCCB, VIR_ASCE, VIR_CONCURRENT, VIR_CONFIG_HANDLE, VIR_CPU_HANDLE,
-                                   VIR_CPU_TIMER, VIR_FORMAT, VIR_INJECT_DISABLED, VIR_INJECT_INVALID,
-                                   VIR_NAMES, VIR_NOT_OPERATING, VIR_SD_ORIGIN, VIR_SIDA,
-                                   sie_exit_of)  # fmt: skip
+from firmware.uv_sie_codes import (
+    DUMMY_SCCB,
+    VIR_ASCE,
+    VIR_CONCURRENT,
+    VIR_CONFIG_HANDLE,
+    VIR_CPU_HANDLE,
+    VIR_CPU_TIMER,
+    VIR_FORMAT,
+    VIR_INJECT_DISABLED,
+    VIR_INJECT_INVALID,
+    VIR_NAMES,
+    VIR_NOT_OPERATING,
+    VIR_SD_ORIGIN,
+    VIR_SIDA,
+    sie_exit_of,  # fmt: skip
+)
 from firmware.uv_sigp import SIGP_SET_PREFIX, set_prefix_target, status_store
 
 if TYPE_CHECKING:

@@ -2,9 +2,9 @@
 condition code, the Ultravisor stores the target's status; the host never sees it) and the service signal
 as a floating interruption that any CPU enabled for it takes."""
 
+from emulator.hw import sigp as S
 from emulator.hypervisor.boot import BlockDevice, ConsoleDevice, SecureHost, boot, load_image
 from emulator.hypervisor.pv_sigp import pv_sigp
-from emulator.hw import sigp as S
 from firmware.uv_sigp import status_area, status_store
 from firmware.uv_state import CPU_STATE_OPR, CPU_STATE_STP, SecureCpu
 

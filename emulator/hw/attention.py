@@ -57,18 +57,22 @@ class PendingInterruptions(dict[str, int]):
         self._raise()
 
     def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+        """``dict.pop``, raising the attention flag."""
         self._raise()
         return super().pop(key, *default)
 
     def setdefault(self, key: str, default: int = 0) -> int:  # type: ignore[override]
+        """``dict.setdefault``, raising the attention flag."""
         self._raise()
         return super().setdefault(key, default)
 
     def update(self, *args: Any, **kwargs: int) -> None:  # type: ignore[override]
+        """``dict.update``, raising the attention flag."""
         super().update(*args, **kwargs)
         self._raise()
 
     def clear(self) -> None:
+        """Empty it, raising the attention flag."""
         super().clear()
         self._raise()
 
@@ -83,22 +87,27 @@ class PendingSignals(set[int]):
         self._raise = _raiser(cpu)
 
     def add(self, value: int) -> None:
+        """``set.add``, raising the attention flag."""
         super().add(value)
         self._raise()
 
     def discard(self, value: int) -> None:
+        """``set.discard``, raising the attention flag."""
         super().discard(value)
         self._raise()
 
     def remove(self, value: int) -> None:
+        """``set.remove``, raising the attention flag."""
         super().remove(value)
         self._raise()
 
     def update(self, *others: Iterable[int]) -> None:
+        """``set.update``, raising the attention flag."""
         super().update(*others)
         self._raise()
 
     def clear(self) -> None:
+        """Empty it, raising the attention flag."""
         super().clear()
         self._raise()
 

@@ -50,9 +50,6 @@ from unicorn.unicorn_const import (
 
 from emulator.errors import HwError, ProgramException
 from emulator.hw import exit_checks, low_stores
-
-# the architecture's names, defined in ``arch`` and still importable from here
-from emulator.hw.attention import Attention, PendingInterruptions, PendingSignals
 from emulator.hw.arch import (  # noqa: F401
     ASC_ACCESS_REG,
     ASC_HOME,
@@ -126,6 +123,9 @@ from emulator.hw.arch import (  # noqa: F401
     psw_invalid,
     wrap_address,
 )
+
+# the architecture's names, defined in ``arch`` and still importable from here
+from emulator.hw.attention import Attention, PendingInterruptions, PendingSignals
 from emulator.hw.engine import ExitList, switch_for
 from emulator.hw.execute import EXECUTE_KEYS
 from emulator.hw.exits import CpuExit, Insn, WatchHit

@@ -80,8 +80,11 @@ class OwnTimer:
         cpu_timer: int
         timers_changed: bool
 
-        def cr(self, i: int) -> int: ...
-        def tod(self) -> int: ...
+        def cr(self, i: int) -> int:
+            """Control register ``i`` (``Cpu``'s)."""
+
+        def tod(self) -> int:
+            """The TOD clock now (``Cpu``'s)."""
 
     def _arm_own_timer(self, deadline: float) -> float:
         """After SCKC/SPT in a free run: arm the watchdog for the earlier of the run's ``deadline`` and the

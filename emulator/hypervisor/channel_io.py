@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
 from emulator.hw import chsc
-from emulator.hw.css import ChannelSubsystem, CcwDevice, Subchannel
+from emulator.hw.css import CcwDevice, ChannelSubsystem, Subchannel
 from emulator.hw.memory import PAGE_SHIFT, HostView
 from emulator.hw.virtio_ccw import VirtioBlk, VirtioCcwDevice, notify
 

@@ -58,8 +58,8 @@ if TYPE_CHECKING:
     from emulator.hypervisor.pv_ipl import ProtectFailure
     from firmware.uv_codes import UvCommand
 from emulator.hypervisor.channel_io import VmChannel
-from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
 from emulator.hypervisor.floating import place_service_signal, route_service_signal, service_holder
+from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
 from emulator.hypervisor.intercepts import _HANDLERS
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]

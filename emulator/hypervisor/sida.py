@@ -52,7 +52,9 @@ class SidaSccb:
         return off
 
     def read(self, real: int, length: int) -> bytes:
+        """``length`` bytes of the SCCB at guest real address ``real``, from the SIDA."""
         return self._sida.read(self._off(real, length), length)
 
     def write(self, real: int, data: bytes) -> None:
+        """Store ``data`` into the SCCB at guest real address ``real``, in the SIDA."""
         self._sida.write(self._off(real, len(data)), data)
