@@ -67,6 +67,7 @@ from emulator.hw.cpu import (
     Insn,
 )
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, HostSpan
+from emulator.hw.sysinfo import secure_guest_facilities
 from emulator.hw.sie import (
     ICPT_PV_INSTR,
     ICPT_PV_NOTIFY,
@@ -186,6 +187,8 @@ class PvSieEngine:
         #: cpu handle -> the hardware CPU that runs that secure CPU (``adopt``): the Ultravisor's, not the
         #: hypervisor's; the hypervisor names it by the state description's CPU handle (``run``)
         self._hw: dict[int, Cpu] = {}
+        #: cpu handle -> the facility list the host gave the hardware CPU (back to it at release)
+        self._host_facilities: dict[int, bytes] = {}
         self._ran: set[int] = set()  # cpu handles whose hardware CPU has held the secure CPU's state
         #: Debugger hook (``Hypervisor.insn_filter``): offered each owner instruction of a secure guest before
         #: it is handled; a returned reason leaves it unexecuted and ends SIE (reason "filtered").
@@ -199,6 +202,8 @@ class PvSieEngine:
         debugger hooks on it (breakpoints, watched frames, observers) stay behind: none reaches the guest."""
         cpu.drop_debugger_hooks()
         self._hw[cpu_handle] = cpu
+        self._host_facilities[cpu_handle] = cpu.facilities
+        cpu.facilities = secure_guest_facilities(cpu.facilities)  # STFLE of the secure guest: UVC, no unpack
 
     def release(self, cpu_handle: int) -> Cpu | None:
         """Give the hardware CPU of a destroyed secure CPU back to the host, scrubbed: when it ever held the
@@ -206,6 +211,9 @@ class PvSieEngine:
         register value nor translation of the secure guest goes back with it."""
         cpu = self._hw.pop(cpu_handle, None)
         self.forget(cpu_handle)
+        facilities = self._host_facilities.pop(cpu_handle, None)
+        if cpu is not None and facilities is not None:
+            cpu.facilities = facilities
         if cpu is not None and cpu_handle in self._ran:
             self._ran.discard(cpu_handle)
             self._scrub(cpu)

@@ -12,7 +12,7 @@ from typing import Final
 from emulator.hw.cpu import CHECK_STOP, OPERATING, PSW_MASK_WAIT, STOPPED, Cpu
 from emulator.hw.cpu_handle import hardware_of
 
-__all__ = ["sigp", "store_status", "ORDER_NAMES"]
+__all__ = ["sigp", "store_status", "ORDER_NAMES", "TAKES_OVER"]
 
 SENSE: Final = 0x01
 EXTERNAL_CALL: Final = 0x02
@@ -29,6 +29,10 @@ SET_ARCHITECTURE: Final = 0x12
 COND_EMERGENCY: Final = 0x13
 SENSE_RUNNING: Final = 0x15
 STORE_ADDITIONAL_STATUS: Final = 0x17
+
+#: the orders after which a disabled wait the target was left in no longer says how it ended: the program
+#: stopped, restarted or reset it (kvm-unit-tests' firq stops a CPU its handler left waiting)
+TAKES_OVER: Final = frozenset({START, STOP, RESTART, STOP_AND_STORE_STATUS, INITIAL_CPU_RESET, CPU_RESET})
 
 ORDER_NAMES: Final = {
     SENSE: "sense",

@@ -17,7 +17,8 @@ from typing import Final
 from emulator.errors import ProgramException
 from emulator.hw import cpacf, mie3, vector_ext
 
-__all__ = ["facility_list", "has_facility", "MachineInfo", "stsi"]
+__all__ = ["facility_list", "has_facility", "MachineInfo", "normal_guest_facilities", "secure_guest_facilities",
+           "stsi", "with_facility"]
 
 #: Facility bits of the emulated CPU (PoP "Facility Indications"); every one is executed by the CPU model.
 BASE_FACILITIES: Final = (
@@ -51,6 +52,29 @@ FAC_UNPACK: Final = 161
 def has_facility(facilities: bytes, bit: int) -> bool:
     """Whether facility ``bit`` is on in a facility list (bit 0 = MSB of byte 0)."""
     return bit >> 3 < len(facilities) and bool(facilities[bit >> 3] & (0x80 >> (bit & 7)))
+
+
+def with_facility(facilities: bytes, bit: int, on: bool) -> bytes:
+    """``facilities`` with facility ``bit`` turned on or off."""
+    out = bytearray(facilities)
+    if on:
+        out[bit >> 3] |= 0x80 >> (bit & 7)
+    else:
+        out[bit >> 3] &= ~(0x80 >> (bit & 7)) & 0xFF
+    return bytes(out)
+
+
+def normal_guest_facilities(ultravisor: bool) -> bytes:
+    """What a hypervisor offers its normal guests (KVM's): no Ultravisor-call facility (158: the UVC of a
+    normal guest is an operation exception), and the unpack facility (161) where the machine has an
+    Ultravisor, for the secure IPL (DIAG 0x308 subcode 10) that turns the guest into a secure one."""
+    return with_facility(facility_list(False), FAC_UNPACK, ultravisor)
+
+
+def secure_guest_facilities(host: bytes) -> bytes:
+    """What a secure guest sees, as the Ultravisor presents it: the hypervisor's list for the guest with
+    the Ultravisor-call facility (158: the guest's UVCs go to the Ultravisor) and without unpack (161)."""
+    return with_facility(with_facility(host, FAC_UV_CALL, True), FAC_UNPACK, False)
 
 
 def facility_list(ultravisor: bool, secure_guest: bool = False) -> bytes:

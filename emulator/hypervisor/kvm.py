@@ -49,7 +49,7 @@ from emulator.hw.sie import (
     SieExit,
     SiePage,
 )
-from emulator.hw.sysinfo import MachineInfo, facility_list
+from emulator.hw.sysinfo import MachineInfo, normal_guest_facilities
 from emulator.hw.tod import TodClock
 from firmware.uv_gate import UvGate
 
@@ -179,7 +179,7 @@ class Vm:
         #: the channel subsystem: virtio-ccw devices behind subchannels (``channel_io``)
         self.channel = VmChannel(hv.host, mso, memory_size)
         self.vcpus: dict[int, Vcpu] = {}
-        self.facilities = facility_list(hv.ultravisor is not None)
+        self.facilities = normal_guest_facilities(hv.ultravisor is not None)
         for addr in range(cpus):
             self._add_vcpu(addr)
         self.ipl_parameters: bytes | None = None
@@ -703,6 +703,9 @@ class Hypervisor:
             x.cpu.state = OPERATING if x.operating else STOPPED
             x.cpu.set_psw(*x.psw)
         cc, status = sigp_mod.sigp(v.cpu, order, target, param, cpus, vm.memory_size, vm.memory.write)
+        taken = vm.vcpus.get(target) if cc == 0 and order in sigp_mod.TAKES_OVER else None
+        if taken is not None:
+            taken.disabled_wait = None
         for x in vm.vcpus.values():
             x.set_operating(x.cpu.state == OPERATING)
             x.set_psw(*x.cpu.psw)

@@ -21,9 +21,6 @@ __all__ = ["pv_sigp"]
 
 #: the vector facility: STORE ADDITIONAL STATUS is an invalid order without it
 _VECTOR_FACILITY: Final = 129
-#: the orders after which a disabled wait of the target is no longer how it ended
-_TAKES_OVER: Final = frozenset({S.START, S.STOP, S.RESTART, S.STOP_AND_STORE_STATUS, S.INITIAL_CPU_RESET,
-                                S.CPU_RESET})  # fmt: skip
 
 
 def pv_sigp(pv: PvVm, v: Vcpu, order: int, target_addr: int, param: int) -> tuple[int, int | None]:
@@ -34,7 +31,7 @@ def pv_sigp(pv: PvVm, v: Vcpu, order: int, target_addr: int, param: int) -> tupl
     program stopped, restarted or reset it; kvm-unit-tests' firq stops a CPU its handler left waiting)."""
     cc, status = _order(pv, v, order, target_addr, param)
     target = pv.vm.vcpus.get(target_addr)
-    if cc == 0 and order in _TAKES_OVER and target is not None:
+    if cc == 0 and order in S.TAKES_OVER and target is not None:
         target.disabled_wait = None
     return cc, status
 

@@ -28,11 +28,6 @@ _SIGP_KEEPS_STATES: Final = frozenset({
     sigp_mod.SENSE, sigp_mod.SENSE_RUNNING, sigp_mod.EXTERNAL_CALL, sigp_mod.EMERGENCY,
     sigp_mod.COND_EMERGENCY,
 })
-#: SIGP orders after which a CPU's earlier disabled wait no longer says how it ended
-_SIGP_TAKES_OVER: Final = frozenset({
-    sigp_mod.START, sigp_mod.STOP, sigp_mod.RESTART, sigp_mod.STOP_AND_STORE_STATUS,
-    sigp_mod.INITIAL_CPU_RESET, sigp_mod.CPU_RESET,
-})
 
 
 class CpuControlBlock:
@@ -204,7 +199,7 @@ class OwnerInsns:
         )  # fmt: skip
         if status is not None:
             cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | status)
-        if cc == 0 and order in _SIGP_TAKES_OVER:
+        if cc == 0 and order in sigp_mod.TAKES_OVER:
             # the program took the CPU over (stopped, restarted or reset it): a disabled wait it was left in
             # is no longer how it ended
             self._disabled_wait.pop(target, None)

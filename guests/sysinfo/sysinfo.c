@@ -55,7 +55,7 @@ static int facility(const uint64_t *list, unsigned bit)
 
 int main(const char *cmdline)
 {
-    static const unsigned bits[] = { 0, 1, 2, 3, 7, 18, 21, 25, 129 };
+    static const unsigned bits[] = { 0, 1, 2, 3, 7, 18, 21, 25, 129, 158, 161 };
     uint64_t r0, cpuid, fac[32], memory;
     unsigned i, cpus;
     int cc;
