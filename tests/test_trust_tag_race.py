@@ -79,3 +79,81 @@ def test_a_store_whose_frame_turns_secure_on_another_thread_does_not_land_in_the
         pass  # refused (the import came first): as good
     assert done.wait(5)
     assert mem.read(ADDR, len(PLAINTEXT)) == PLAINTEXT  # the guest's page holds what the import wrote
+
+
+def _race_on_another_thread(mem: PhysicalMemory) -> threading.Event:
+    """Install the hook: the import runs on another thread once the view has read the host's tag of
+    ``FRAME``, and the view waits for it there (the old view let it run to its end between check and act)."""
+    done = threading.Event()
+
+    def import_on_another_thread() -> None:
+        t = threading.Thread(target=lambda: (_import(mem), done.set()), daemon=True)
+        t.start()
+        done.wait(0.5)
+
+    mem.owner = Tags(mem.owner, import_on_another_thread)
+    return done
+
+
+def test_a_file_load_whose_frame_turns_secure_on_another_thread_does_not_land_in_the_secure_page():
+    import io
+
+    mem = _memory_with_one_secure_frame()
+    done = _race_on_another_thread(mem)
+    view = mem.host_view()
+    try:
+        assert view.load_file(ADDR, io.BytesIO(b"F" * len(PLAINTEXT)), len(PLAINTEXT)) == len(PLAINTEXT)
+    except SecureStorageAccess:
+        pass
+    assert done.wait(5)
+    assert mem.read(ADDR, len(PLAINTEXT)) == PLAINTEXT  # (the old view's load overwrote the guest's page)
+
+
+def test_a_discard_whose_frame_turns_secure_on_another_thread_does_not_clear_the_secure_page():
+    mem = _memory_with_one_secure_frame()
+    mem.write(ADDR, b"h" * 4096)
+    done = _race_on_another_thread(mem)
+    view = mem.host_view()
+    try:
+        view.discard(ADDR, 4096)
+    except SecureStorageAccess:
+        pass
+    assert done.wait(5)
+    assert mem.read(ADDR, len(PLAINTEXT)) == PLAINTEXT  # (the old view zeroed the guest's page)
+    assert mem.owner[FRAME] == GUEST
+
+
+def test_a_refused_load_or_discard_stores_nothing():
+    import io
+
+    mem = _memory_with_one_secure_frame()
+    mem.write(0, PLAINTEXT)  # frame 0: secure
+    mem.write(4096, b"host" * 1024)  # frame 1: the host's
+    view = mem.host_view()
+    with pytest.raises(SecureStorageAccess):
+        view.load_file(4096 - 16, io.BytesIO(bytes(4096)), 4096)  # from the secure frame into the host's
+    with pytest.raises(SecureStorageAccess):
+        view.discard(0, 2 * 4096)
+    assert mem.read(0, len(PLAINTEXT)) == PLAINTEXT
+    assert mem.read(4096, 4096) == b"host" * 1024
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_a_channel_program_whose_data_frame_turns_secure_after_its_check_gets_a_protection_check(store):
+    from emulator.hw import css_blocks as cb
+    from emulator.hw.css import ChannelCheck, ChannelSubsystem
+
+    mem = _memory_with_one_secure_frame()
+    done = _race_on_another_thread(mem)
+    css = ChannelSubsystem(mem.host_view(), mem.keys)
+    key_before = mem.keys[FRAME]
+    with pytest.raises(ChannelCheck) as e:  # (the old channel let SecureStorageAccess through)
+        if store:
+            css.channel_write(ADDR, b"D" * len(PLAINTEXT), 0)
+        else:
+            got = css.channel_read(ADDR, len(PLAINTEXT), 0)
+            assert PLAINTEXT not in got
+    assert e.value.status == cb.SCH_PROTECTION_CHECK
+    assert done.wait(5)
+    assert mem.read(ADDR, len(PLAINTEXT)) == PLAINTEXT
+    assert mem.keys[FRAME] == key_before  # a refused transfer leaves the reference and change bits

@@ -312,21 +312,37 @@ class ChannelSubsystem:
             self.storage.check(addr, length, store)
         except SecureStorageAccess as e:
             raise ChannelCheck(cb.SCH_PROTECTION_CHECK, str(e)) from None
+
+    def _referenced(self, addr: int, length: int, store: bool) -> None:
+        keys = self._keys
         for frame in range(addr >> PAGE_SHIFT, (addr + length - 1 >> PAGE_SHIFT) + 1):
             keys[frame] |= KEY_R | (KEY_C if store else 0)
+
+    # The fetch and the store are checked again by the host view itself, under the owner tags as they are
+    # then: a frame that turned secure after ``_access`` (an Ultravisor command on another thread) gives the
+    # same protection check, with the reference and change bits untouched.
 
     def channel_read(self, addr: int, length: int, key: int) -> bytes:
         """Fetch storage for a channel program (protection check on a key mismatch or a secure frame)."""
         if length <= 0:
             return b""
         self._access(addr, length, key, False)
-        return self.storage.read(addr, length)
+        try:
+            data = self.storage.read(addr, length)
+        except SecureStorageAccess as e:
+            raise ChannelCheck(cb.SCH_PROTECTION_CHECK, str(e)) from None
+        self._referenced(addr, length, False)
+        return data
 
     def channel_write(self, addr: int, data: bytes, key: int) -> None:
         """Store for a channel program (protection check on a key mismatch or a secure frame)."""
         if data:
             self._access(addr, len(data), key, True)
-            self.storage.write(addr, data)
+            try:
+                self.storage.write(addr, data)
+            except SecureStorageAccess as e:
+                raise ChannelCheck(cb.SCH_PROTECTION_CHECK, str(e)) from None
+            self._referenced(addr, len(data), True)
 
     # -- I/O interruptions ---------------------------------------------------------------------------------
 

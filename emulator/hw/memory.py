@@ -183,6 +183,14 @@ class PhysicalMemory:
         intermediate copy.
         """
         self.check_range(addr, length)
+        done = self.read_file_into(addr, f, length)
+        if done:
+            self.invalidate_code(addr, addr + done)
+        return done
+
+    def read_file_into(self, addr: int, f: BinaryIO, length: int) -> int:
+        """``load_file`` without the range check and without telling the store listeners (a host view's
+        load does both itself, the read under the tag lock and the telling after it)."""
         if length <= 0:
             return 0
         lo = addr & ~(mmap.PAGESIZE - 1)
@@ -197,8 +205,6 @@ class PhysicalMemory:
             if not n:
                 break
             done += n
-        if done:
-            self.invalidate_code(addr, addr + done)
         return done
 
     def fill(self, addr: int, length: int, byte: int = 0) -> None:
@@ -224,8 +230,13 @@ class PhysicalMemory:
         self.check_range(addr, length)
         if addr % PAGE_SIZE or length % PAGE_SIZE:
             raise HwError(f"discard of {addr:#x}+{length:#x}: not whole 4 KiB frames")
-        if not length:
-            return
+        if length:
+            self.discard_frames(addr, length)
+            self.invalidate_code(addr, addr + length)
+
+    def discard_frames(self, addr: int, length: int) -> None:
+        """``discard`` of whole frames inside memory, without telling the store listeners (a host view's
+        discard zeroes under the tag lock and tells them after it)."""
         resident = None
         if _mincore is not None and mmap.PAGESIZE == PAGE_SIZE:
             vec = ctypes.create_string_buffer(length >> PAGE_SHIFT)
@@ -245,7 +256,6 @@ class PhysicalMemory:
                 self._buf.madvise(mmap.MADV_DONTNEED, addr + done, length - done)
         frames = length >> PAGE_SHIFT
         self.keys[addr >> PAGE_SHIFT : (addr >> PAGE_SHIFT) + frames] = bytes([KEY_R | KEY_C]) * frames
-        self.invalidate_code(addr, addr + length)
 
     def read_u64(self, addr: int) -> int:
         """Read a big-endian doubleword (firmware access)."""
@@ -559,18 +569,42 @@ class HostView:
                     return
                 _check(addr, n, True)  # refused: raises, telling the listeners (outside the lock)
 
+        def _checked_store(addr: int, length: int, store: Callable[[], int]) -> int:
+            """Run ``store`` (a store into ``[addr, addr+length)``, inside memory and not empty) if the host
+            may touch the whole range, the check and the store one step for the owner tags (``tag_lock``, as
+            ``write``); tell the store listeners after it. Refused: ``SecureStorageAccess``, nothing stored."""
+            end = addr + length
+            while True:
+                with tag_lock:
+                    ok = not mem.non_host_frames or (
+                        (end - 1) >> PAGE_SHIFT == addr >> PAGE_SHIFT
+                        and (owner[addr >> PAGE_SHIFT] == OWNER_HOST or shared_flags[addr >> PAGE_SHIFT])
+                    ) or access.refused_address(mem, addr, length, access.HOST) is None
+                    done = store() if ok else 0
+                if ok:
+                    if done:
+                        stored(addr, done)
+                    return done
+                _check(addr, length, True)  # refused: raises, telling the listeners (outside the lock)
+
         def load_file(addr: int, f: BinaryIO, length: int) -> int:
-            """``PhysicalMemory.load_file`` as the host: the whole range is checked like ``write`` first (a
-            secure frame raises ``SecureStorageAccess`` and nothing is read or stored)."""
-            _check(addr, length, True)
-            return mem.load_file(addr, f, length)
+            """``PhysicalMemory.load_file`` as the host: the whole range is checked like ``write`` and the
+            file read into it under the tag lock (a secure frame raises ``SecureStorageAccess`` and nothing
+            is read or stored; a frame cannot turn secure between the check and the store)."""
+            mem.check_range(addr, length)
+            if length <= 0:
+                return 0
+            return _checked_store(addr, length, lambda: mem.read_file_into(addr, f, length))
 
         def discard(addr: int, length: int) -> None:
-            """``PhysicalMemory.discard`` as the host (zeroed frames, the keys its stores leave), after the
-            checks of a write of the whole range (a secure frame raises ``SecureStorageAccess`` and nothing
-            is discarded)."""
-            _check(addr, length, True)
-            mem.discard(addr, length)
+            """``PhysicalMemory.discard`` as the host (zeroed frames, the keys its stores leave), checked like
+            a write of the whole range and done under the tag lock (a secure frame raises
+            ``SecureStorageAccess`` and nothing is discarded; none turns secure between check and zeroing)."""
+            mem.check_range(addr, length)
+            if addr % PAGE_SIZE or length % PAGE_SIZE:
+                raise HwError(f"discard of {addr:#x}+{length:#x}: not whole 4 KiB frames")
+            if length:
+                _checked_store(addr, length, lambda: (mem.discard_frames(addr, length), length)[1])
 
         def accessible(addr: int) -> bool:
             """True if the host may touch the frame holding ``addr``."""
