@@ -136,9 +136,13 @@ class UvCore:
         owner, shared = self.mem.owner, self.mem.shared
         return all(owner[f] == OWNER_HOST and not shared[f] for f in frames)
 
-    def _holds_state_description(self, frames: Iterable[int]) -> bool:
-        """True if one of the frames is a secure CPU's state description (host storage the Ultravisor's SIE
-        reads and writes in place: it may become neither secure nor Ultravisor storage; zuv's choice)."""
+    def _holds_state_description(self, frames: range) -> bool:
+        """True if one of the frames is a secure CPU's state description or another record the host holds in
+        place (host storage read and written in place, by the Ultravisor's SIE or by the hypervisor's SIE
+        page of any CPU, ``PhysicalMemory.used_in_place``): it may become neither secure nor Ultravisor
+        storage; zuv's choice."""
+        if self.mem.any_used_in_place(frames):
+            return True
         if not self._cpus:
             return False
         return not {c.state_origin >> PAGE_SHIFT for c in self._cpus.values()}.isdisjoint(frames)
@@ -146,6 +150,8 @@ class UvCore:
     def _is_state_description(self, frame: int) -> bool:
         """``_holds_state_description((frame,))``, for the one frame of every Convert to Secure Storage and
         Unpack (no set built per page)."""
+        if self.mem.used_in_place(frame):
+            return True
         for c in self._cpus.values():
             if c.state_origin >> PAGE_SHIFT == frame:
                 return True

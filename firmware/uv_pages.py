@@ -80,7 +80,7 @@ class PageCommands(UvCore):
         if page in cfg.secure:
             return None, _Outcome(0x0105)  # the guest page is secure in another frame
         if tag == OWNER_HOST:
-            if self._cpus and self._is_state_description(frame):
+            if self._is_state_description(frame):
                 # made secure, the host's own SD fields would hold the guest's plaintext
                 return None, _Outcome(0x0105)
             return frame, None

@@ -413,3 +413,34 @@ def _run(s, cmd: str) -> str:
     from emulator.console.commands import execute
 
     return execute(s, cmd).plain()
+
+
+def test_a_normal_vms_sie_page_frame_cannot_become_secure_while_the_hypervisor_holds_it() -> None:
+    """The hypervisor reads and writes its SIE pages in place (a ctypes structure over storage, unchecked):
+    a frame designated by no secure CPU, a normal VM's SIE page, was imported as a secure guest's page and
+    its SD fields showed the plaintext. The frame stays host storage while the page object lives (Convert
+    to Secure Storage refused, rc 0x0105); once the VM is gone and its page with it, the frame is free."""
+    import ctypes
+
+    from emulator.attacks.canary import boot_canary, canary_bytes
+
+    with Host(seed=4) as host:
+        g, hot, _cold = boot_canary(host)
+        hv = g._vm.hv  # noqa: SLF001 - the hypervisor's own objects are what this test attacks
+        vm2 = hv.create_vm(memory_size=1 << 20, cpus=1, name="normal")
+        page, frame = vm2.vcpus[0].page, vm2.vcpus[0].page_addr
+        assert g.export(hot).ok
+        old = g.remap(hot, frame)
+        host.write(frame, host.read(old, 4096))  # the export's ciphertext where the import looks
+        assert g.import_page(hot).rc == 0x0105
+        assert g.page_state(hot) == "host"
+        raw = bytes((ctypes.c_char * 4096).from_address(ctypes.addressof(page)))
+        assert canary_bytes(raw) == 0 and canary_bytes(host.read(frame, 4096)) == 0
+        # the VM and its page gone, the frame may be a secure guest's page again
+        hv.destroy_vm(vm2)
+        del page, vm2
+        host.write(frame, host.read(old, 4096))
+        assert g.import_page(hot).ok
+        assert g.page_state(hot) == "secure"
+        with pytest.raises(SecureStorageAccess):
+            host.read(frame, 16)

@@ -4,15 +4,19 @@ never the storage object (``PhysicalMemory``) itself."""
 
 from __future__ import annotations
 
+import ctypes
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.memory import HostSpan, HostView, PhysicalMemory
 
 if TYPE_CHECKING:
     from emulator.hw.tod import TodClock
+
+_C = TypeVar("_C", bound=ctypes.Structure)
 
 
 class Hardware:
@@ -26,7 +30,7 @@ class Hardware:
         memory: the machine's storage (kept in the closures, not handed out).
     """
 
-    __slots__ = ("host", "size", "new_cpu", "owner_batch", "storage_address", "span")
+    __slots__ = ("host", "size", "new_cpu", "owner_batch", "in_place", "span")
 
     def __init__(self, memory: PhysicalMemory) -> None:
         #: the host's view of storage: every access checked like a host CPU's (PGM 0x3D on a secure frame)
@@ -48,11 +52,18 @@ class Hardware:
             batch = memory.owner_batch()
             return _Batch(lambda: batch.__enter__(), lambda *exc: batch.__exit__(*exc))
 
-        def storage_address(addr: int, length: int) -> int:
-            """The process address of host storage at absolute ``addr``, for a record the hardware reads in
-            place (the SIE page): the range must be host storage now (``SecureStorageAccess`` otherwise)."""
-            host.check(addr, length, True)
-            return memory.address + addr
+        def in_place(addr: int, ctype: type[_C]) -> _C:
+            """A ``ctype`` structure over host storage at absolute ``addr``, for a record the hardware reads
+            and writes in place (the SIE page). The range must be host storage now (``SecureStorageAccess``
+            otherwise), and it stays host storage while the structure (or any part of it) lives: the
+            Ultravisor refuses to make its frames secure or its own (``PhysicalMemory.pin_in_place``), so the
+            unchecked window can never show a secure byte. Before, only the check at creation guarded it:
+            a normal VM's SIE page imported as a secure guest's page showed the plaintext in its fields."""
+            length = ctypes.sizeof(ctype)
+            memory.pin_in_place(addr, length)
+            obj = ctype.from_address(memory.address + addr)
+            weakref.finalize(obj, memory.unpin_in_place, addr, length)
+            return obj
 
         def span(addr: int, length: int) -> HostSpan:
             """A window on host storage that checks the owner tags at every access (the SIDA the SIE engine
@@ -60,7 +71,7 @@ class Hardware:
             return HostSpan(host, addr, length)
 
         self.new_cpu, self.owner_batch, self.span = new_cpu, owner_batch, span
-        self.storage_address = storage_address
+        self.in_place = in_place
 
 
 class _Batch:

@@ -138,6 +138,9 @@ class PhysicalMemory:
         #: [number of owner tag and shared flag changes so far]: a host view's read compares it around its
         #: check and copy and decides again if a tag changed meanwhile (an Ultravisor command, another thread)
         self.tag_gen = [0]
+        #: frame -> number of live objects the hardware reads and writes in place there (a SIE page as the
+        #: hypervisor holds it: ``Hardware.in_place``); such a frame stays host storage while one lives
+        self._in_place: dict[int, int] = {}
 
     # -- firmware (unchecked) access ------------------------------------------------------------------
 
@@ -309,10 +312,61 @@ class PhysicalMemory:
 
     # -- owner tags ------------------------------------------------------------------------------------
 
+    def pin_in_place(self, addr: int, length: int) -> None:
+        """Mark ``[addr, addr+length)`` as used in place by the hardware for the host (``Hardware.in_place``),
+        once its frames are storage the host may touch: the check and the mark are one step for the owner
+        tags. Raises ``SecureStorageAccess`` (nothing marked) otherwise."""
+        self.check_range(addr, length)
+        frames = range(addr >> PAGE_SHIFT, (addr + length - 1 >> PAGE_SHIFT) + 1) if length else range(0)
+        with self.tag_lock:
+            bad = access.refused_address(self, addr, length, access.HOST)
+            if bad is None:
+                for f in frames:
+                    self._in_place[f] = self._in_place.get(f, 0) + 1
+        if bad is not None:
+            for listener in self.secure_access_listeners:
+                listener(bad, True)
+            raise SecureStorageAccess(bad, True)
+
+    def unpin_in_place(self, addr: int, length: int) -> None:
+        """End one ``pin_in_place`` of the range (its object is gone)."""
+        frames = range(addr >> PAGE_SHIFT, (addr + length - 1 >> PAGE_SHIFT) + 1) if length else range(0)
+        with self.tag_lock:
+            for f in frames:
+                n = self._in_place.get(f, 0) - 1
+                if n > 0:
+                    self._in_place[f] = n
+                else:
+                    self._in_place.pop(f, None)
+
+    def used_in_place(self, frame: int) -> bool:
+        """True if a live object of the host reads and writes the frame in place (``pin_in_place``): the
+        Ultravisor makes it neither secure nor its own. An object kept only by a reference cycle is
+        collected first (a VM destroyed a moment ago must not hold its SIE pages' frames back)."""
+        if frame not in self._in_place:
+            return False
+        import gc
+
+        gc.collect()
+        return frame in self._in_place
+
+    def any_used_in_place(self, frames: range) -> bool:
+        """``used_in_place`` for any frame of a range (a donation of many frames)."""
+        if not any(f in frames for f in self._in_place):
+            return False
+        import gc
+
+        gc.collect()
+        return any(f in frames for f in self._in_place)
+
     def set_owner(self, frame: int, tag: int) -> None:
-        """Tag one frame (Ultravisor only). Clears the shared flag."""
+        """Tag one frame (Ultravisor only). Clears the shared flag. A frame the host uses in place
+        (``pin_in_place``) never leaves the host: ``HwError`` (the Ultravisor refuses such a frame before it
+        changes anything; this is the backstop against a pin taken after its decision)."""
         with self.tag_lock:
             old = self.owner[frame]
+            if tag != OWNER_HOST and frame in self._in_place:
+                raise HwError(f"frame {frame:#x} is used in place by the host: it stays host storage")
             if (old == OWNER_HOST) != (tag == OWNER_HOST):
                 self.non_host_frames += 1 if tag != OWNER_HOST else -1
             self.owner[frame] = tag

@@ -599,7 +599,7 @@ class Hypervisor:
             raise HypervisorError(f"SIE page {addr:#x} is not host storage")
         # at the page's address, holding no view of storage: ``from_buffer`` would keep a view of all of it
         # (``_objects``), a door past the host's checks for whoever holds the page
-        return SiePage.from_address(self.hardware.storage_address(addr, 0x1000))
+        return self.hardware.in_place(addr, SiePage)  # host storage for as long as the page object lives
 
     # -- VMs -------------------------------------------------------------------------------------------
 
