@@ -157,3 +157,31 @@ def test_a_channel_program_whose_data_frame_turns_secure_after_its_check_gets_a_
     assert done.wait(5)
     assert mem.read(ADDR, len(PLAINTEXT)) == PLAINTEXT
     assert mem.keys[FRAME] == key_before  # a refused transfer leaves the reference and change bits
+
+
+def test_an_in_place_object_collected_while_the_tag_lock_is_held_unpins_without_deadlock():
+    """A garbage collection inside a host store (under the tag lock) may run the finalizer of a SIE page
+    the hardware holds in place; its unpin takes the same lock (the suite hung in destroy_vm's discard)."""
+    import gc
+
+    from emulator.hw.hardware import Hardware
+    from emulator.hw.sie import SiePage
+
+    mem = PhysicalMemory(1 << 20)
+    hw = Hardware(mem)
+    page = hw.in_place(ADDR, SiePage)
+    cycle: list = [page]
+    cycle.append(cycle)  # collected only by the cyclic collector
+    del page, cycle
+    assert mem.used_in_place.__self__ is mem and FRAME in mem._in_place  # noqa: SLF001
+    finished = threading.Event()
+
+    def collect_under_the_lock() -> None:
+        with mem.tag_lock:
+            gc.collect()
+        finished.set()
+
+    threading.Thread(target=collect_under_the_lock, daemon=True).start()
+    assert finished.wait(10), "the finalizer's unpin deadlocked on the tag lock"
+    assert not mem.used_in_place(FRAME)
+    mem.set_owner(FRAME, GUEST)  # the frame may turn secure now

@@ -133,8 +133,9 @@ class PhysicalMemory:
         #: Number of frames whose owner is not the host: lets host views skip tag checks when 0.
         self.non_host_frames = 0
         #: held while an owner tag or shared flag changes, and by a host view's store from its check to the
-        #: store (one C-level copy): a frame cannot turn secure between the check and the store
-        self.tag_lock = threading.Lock()
+        #: store (one C-level copy): a frame cannot turn secure between the check and the store. Reentrant:
+        #: a garbage collection inside a store may run an in-place object's finalizer (``unpin_in_place``)
+        self.tag_lock = threading.RLock()
         #: [number of owner tag and shared flag changes so far]: a host view's read compares it around its
         #: check and copy and decides again if a tag changed meanwhile (an Ultravisor command, another thread)
         self.tag_gen = [0]
