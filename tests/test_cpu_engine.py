@@ -275,3 +275,33 @@ def test_exits_added_and_discarded_are_exactly_what_the_engine_holds_and_halts_a
     assert (uc.reg_read(S.UC_S390X_REG_PC), uc.reg_read(S.UC_S390X_REG_R2)) == (0x1000C, 3)
     exits.set(set())
     assert uc.ctl_get_exits_cnt() == 0
+
+
+def test_the_walk_of_the_exits_after_each_run_is_cut_short_and_every_exit_still_halts():
+    """``exit_walk``: unicorn's in-order walk (the one that reads the list out, as after every run) sees the
+    sentinel and at most one node more, whatever was added and discarded; lookups still halt at each exit
+    and not at address 0 (the sentinel); mended, the walk sees every exit again."""
+    assert engine.WALK_STOP  # the pinned library
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    uc.ctl_exits_enabled(True)
+    # 0x0: lghi %r2,1 ; then aghi %r2,1 at 0x4 ... 0x3c ; 0x40: j .
+    uc.mem_write(0, bytes.fromhex("a7290001" + "a72a0001" * 15 + "a7f4ffff"))
+    uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+    exits = engine.ExitList(uc, engine.TREE, walk_stop=True)
+    held = set(range(0x1000, 0x9000, 0x26))
+    exits.set(held)
+    for stop, want in ((0x30, 12), (0x14, 5), (0x8, 2)):
+        exits.add({stop}, held)
+        held.add(stop)
+        assert len([a for a in uc.ctl_get_exits() if a]) <= 1
+        uc.ctl_flush_tb()  # (exits are baked into translated blocks: these are translated again)
+        uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+        uc.emu_start(0, 0)
+        assert (uc.reg_read(S.UC_S390X_REG_PC), uc.reg_read(S.UC_S390X_REG_R2)) == (stop, want)
+    for a in sorted(held)[::2]:
+        exits.discard(a, held)
+        held.discard(a)
+    assert len([a for a in uc.ctl_get_exits() if a]) <= 1
+    exits.close()
+    assert sorted(uc.ctl_get_exits()) == [0, *sorted(held)]

@@ -126,7 +126,7 @@ from emulator.hw.arch import (  # noqa: F401
 
 # the architecture's names, defined in ``arch`` and still importable from here
 from emulator.hw.attention import Attention, PendingInterruptions, PendingSignals
-from emulator.hw.engine import ExitList, switch_for
+from emulator.hw.engine import WALK_STOP, ExitList, switch_for
 from emulator.hw.execute import EXECUTE_KEYS
 from emulator.hw.exits import CpuExit, Insn, WatchHit
 from emulator.hw.interrupts import IoSource
@@ -313,7 +313,8 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
         #: TLB flush (unicorn looks at exits when it translates, and translating a page needs its fetch
         #: fill first; after every run it also walks all of them, so fewer is cheaper)
         self._uc_exits: set[int] = set()
-        self._exit_list = ExitList(self.uc)  # the same exits, as unicorn holds them
+        #: the same exits, as unicorn holds them (its walk of them after each run cut short: ``exit_walk``)
+        self._exit_list = ExitList(self.uc, walk_stop=WALK_STOP and self._switch is not None)
         #: frame -> trapped offsets, one cache per scan (fixed-point-overflow mask off, on)
         self._scan_caches: tuple[dict[int, PageScan], dict[int, PageScan]] = ({}, {})
         self._scan_cache = self._scan_caches[0]
@@ -405,6 +406,7 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
     def close(self) -> None:
         """Detach from memory (the CPU is going away)."""
         self._disarm()
+        self._exit_list.close()
         self.mem.remove_invalidate_listener(self._invalidate)
         self.mem.remove_owner_batch_listener(self._owner_changed)
         self.mem.remove_cpu(self)

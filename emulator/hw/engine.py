@@ -42,7 +42,9 @@ from unicorn import s390x_const as S
 from unicorn.unicorn_const import UC_ARCH_S390X, UC_CTL_IO_WRITE, UC_CTL_UC_EXITS, UC_MODE_BIG_ENDIAN
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
-__all__ = ["ExitList", "Switch", "switch_for", "SLOT"]
+from emulator.hw.exit_walk import SENTINEL_VALUE, WalkStop
+
+__all__ = ["ExitList", "Switch", "switch_for", "SLOT", "WALK_STOP"]
 
 log = logging.getLogger(__name__)
 
@@ -298,12 +300,12 @@ class ExitList:
     fetch fill of a page after a TLB flush registers its exits again) costs one foreign call, not three.
     """
 
-    __slots__ = ("_h", "_buf", "_tree", "_where", "_slots", "_chunks", "_free")
+    __slots__ = ("_h", "_buf", "_tree", "_where", "_slots", "_chunks", "_free", "_stop")
 
     #: addresses per array of slots
     _CHUNK = 4096
 
-    def __init__(self, uc: Uc, tree: _Tree | None = None) -> None:
+    def __init__(self, uc: Uc, tree: _Tree | None = None, walk_stop: bool = False) -> None:
         self._h = uc._uch  # noqa: SLF001 - the engine handle the binding's own calls use
         self._buf = (ctypes.c_uint64 * 1024)()
         self._tree = tree if tree is not None else TREE
@@ -313,10 +315,16 @@ class ExitList:
         self._slots: dict[int, int] = {}
         self._chunks: list[ctypes.Array[ctypes.c_uint64]] = []
         self._free = 0
+        #: the sentinel that cuts unicorn's walk of the tree after each run short (``exit_walk``), or None
+        self._stop: WalkStop | None = None
         if self._tree is not None:
             self._where = ctypes.c_uint64.from_address(self._h.value + self._tree.offset).value
             self.set(())  # (any key unicorn allocated goes while the tree still frees keys)
             ctypes.c_uint64.from_address(self._where + _GTREE_KEY_DESTROY).value = 0
+            if walk_stop:
+                self._stop = WalkStop(self._where)
+                self._tree.insert(self._where, self._stop.key, SENTINEL_VALUE)
+                self._stop.cut()
 
     def set(self, addrs: Collection[int]) -> None:
         """Register exactly these exits."""
@@ -324,6 +332,9 @@ class ExitList:
         if n > len(self._buf):
             self._buf = (ctypes.c_uint64 * max(n, 2 * len(self._buf)))()
         self._buf[:n] = list(addrs)[:n]
+        stop = self._stop
+        if stop is not None:
+            stop.mend()  # (unicorn empties the tree by its walk)
         status = _uclib.uc_ctl(
             self._h, _CTL_SET_EXITS, ctypes.cast(self._buf, ctypes.c_void_p), ctypes.c_size_t(n)
         )
@@ -332,7 +343,15 @@ class ExitList:
         if self._where:  # the tree is empty now: the slots may start afresh, and the exits go in one by one
             if len(self._slots) > 4 * len(addrs) + 65536:
                 self._slots, self._chunks, self._free = {}, [], 0
+            if stop is not None:
+                self._tree.insert(self._where, stop.key, SENTINEL_VALUE)  # type: ignore[union-attr]
             self.add(addrs)
+
+    def close(self) -> None:
+        """Mend the walk's cut (before the engine frees its tree by walking it)."""
+        if self._stop is not None:
+            self._stop.mend()
+            self._stop = None
 
     def _slot(self, addr: int) -> int:
         chunk = self._free // self._CHUNK
@@ -351,20 +370,33 @@ class ExitList:
         if tree is None:
             self.set([*registered, *new])
             return
-        where, insert, slots = self._where, tree.insert, self._slots
+        where, insert, slots, stop = self._where, tree.insert, self._slots, self._stop
+        if stop is not None:
+            stop.mend()
         for addr in new:
             key = slots.get(addr)
             if key is None:
                 key = self._slot(addr)
-            insert(where, key, 1)
+            insert(where, key, 1)  # (address 0: the sentinel's value becomes 1, an exit)
+        if stop is not None:
+            stop.cut()
 
     def discard(self, addr: int, registered: Collection[int] = ()) -> None:
         """Unregister one exit (``registered``: the exits that stay)."""
         if self._tree is None:
             self.set(registered)
             return
+        stop = self._stop
+        if stop is not None:
+            stop.mend()
+            if addr == 0:  # the sentinel stays, as no exit
+                self._tree.insert(self._where, stop.key, SENTINEL_VALUE)
+                stop.cut()
+                return
         key = ctypes.c_uint64(addr)
         self._tree.remove(self._where, ctypes.addressof(key))
+        if stop is not None:
+            stop.cut()
 
 
 def _load_tree() -> _Tree | None:
@@ -377,6 +409,51 @@ def _load_tree() -> _Tree | None:
 
 #: Where engines keep their exits, or None when this unicorn build is not the one measured.
 TREE: Final = _load_tree()
+
+
+def _walk_stop_self_test(tree: _Tree) -> None:
+    """``exit_walk``'s cut on a scratch engine: after adds and discards (rotations of the tree) unicorn's walk
+    (the same ``g_tree_foreach`` that reads the exit list out) sees the sentinel and at most one node more,
+    a run from address 0 passes it and halts at the first exit left, and mended, the walk sees every exit."""
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, 0x20000)
+    uc.ctl_exits_enabled(True)
+    # 0x0: lghi %r2,1 ; then aghi %r2,1 at 0x4, 0x8, 0xc ; 0x10: j .
+    uc.mem_write(0, bytes.fromhex("a7290001" "a72a0001" "a72a0001" "a72a0001" "a7f4ffff"))
+    uc.reg_write(S.UC_S390X_REG_PSWM, 0x0000000180000000)
+    lst = ExitList(uc, tree, walk_stop=True)
+    many = set(range(0x1000, 0x3000, 0x42))
+    held = {0xC, 0x10} | many
+    lst.set({0x10})
+    lst.add({0x8, 0xC} | many)
+    lst.discard(0x8)
+    lst.add({0})
+    lst.discard(0)
+    for a in sorted(many)[::3]:
+        lst.discard(a)
+        held.discard(a)
+    walked = [a for a in uc.ctl_get_exits() if a]
+    uc.emu_start(0, 0)
+    ran = (uc.reg_read(S.UC_S390X_REG_PC), uc.reg_read(S.UC_S390X_REG_R2))
+    lst.close()
+    mended = sorted(uc.ctl_get_exits())
+    if len(walked) > 1 or ran != (0xC, 3) or mended != [0, *sorted(held)]:
+        raise LookupError(f"exit-walk self-test gave {walked}, {ran}, {len(mended)} exits mended")
+
+
+def _load_walk_stop() -> bool:
+    if TREE is None:
+        return False
+    try:
+        _walk_stop_self_test(TREE)
+    except (LookupError, UcError, ValueError) as e:
+        log.info("unicorn walks every exit after each run: %s", e)
+        return False
+    return True
+
+
+#: ``ExitList(walk_stop=True)`` cuts unicorn's walk of the exits after each run short (``exit_walk``)
+WALK_STOP: Final = _load_walk_stop()
 
 
 #: QEMU's ``tb_invalidate_phys_range(uc, start, end)``: drop every translated block whose bytes overlap a
