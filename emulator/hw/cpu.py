@@ -517,8 +517,11 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
                         or (q[qc] if q is not None else self.cr(0)) & _CR0_TIMERS  # CR0, inline
                     )
                     or self._restart_pending
-                ) and self.deliver_pending():
-                    continue  # (only an enabled external interruption or a restart can be delivered here)
+                ) and self.deliver_pending():  # (only an enabled external interruption or a restart, here)
+                    if lane_ok and self._uncounted_blocks and self._free_checks and not deadline:
+                        self._attention(q[qm] & ~PSW_MASK_CC)  # the handler's first run: by the lane, if it may
+                        lane = True
+                    continue
                 if self._ext_request and mask & PSW_MASK_EXT and self.cr(0) & self._ext_request:
                     return CpuExit("ext_request")
                 if self._io_request and mask & PSW_MASK_IO and self.cr(6) & self._io_request:

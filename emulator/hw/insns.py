@@ -38,6 +38,7 @@ _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _PSW = struct.Struct(">QQ")
+_ADDR = 0xFFFFFFFFFFFFFFFF
 
 Handler = Callable[[Cpu, Insn], "CpuExit | None"]
 #: opcode key -> (mnemonic, privileged, handler); the fixed-point arithmetic trapped while the PSW's
@@ -111,7 +112,11 @@ def _lpswe(cpu: Cpu, insn: Insn) -> None:
     a = insn.address()
     if a & 7:
         raise _spec(f"operand {a:#x} is not aligned on 8 bytes")
-    mask, addr = _PSW.unpack(cpu.read_virtual(a, 16))
+    host = cpu._xc.get(a & ~0xFFF) if a & 0xFFF != 0xFF8 else None  # noqa: SLF001 - read_virtual's hit, inline
+    if host is not None:
+        mask, addr = _PSW.unpack_from(cpu._mm, host | (a & 0xFFF))  # noqa: SLF001
+    else:
+        mask, addr = _PSW.unpack(cpu.read_virtual(a, 16))
     # load_psw, inline (every interruption handler ends here)
     cpu.set_psw(mask, addr)
     if psw_invalid(mask, addr) or (addr & 1 and not mask & PSW_MASK_WAIT):
@@ -246,8 +251,26 @@ def _lctlg(cpu: Cpu, insn: Insn) -> None:
     if a & 7:
         raise _spec(f"operand {a:#x} is not aligned on 8 bytes")
     rr = insn.raw[1]
-    if rr >> 4 == rr & 0xF:  # one register: _load_cr's first case and finish(), inline
-        cpu.load_cr(rr >> 4, _U64.unpack(cpu.read_virtual(a, 8))[0])
+    r1, r3 = rr >> 4, rr & 0xF
+    q = cpu._q  # noqa: SLF001 - the engine's registers in place (None: through the engine)
+    n = r3 - r1 + 1
+    host = cpu._xc.get(a & ~0xFFF) if q is not None and n > 0 else None  # noqa: SLF001 - read_virtual's hit
+    if host is not None and (a & 0xFFF) + 8 * n <= 0x1000:
+        # the operand in one page whose translation the CPU holds (an interruption handler saving and
+        # restoring CR0, or all sixteen), read where it lies; registers whose values are already there are not
+        # loaded again
+        loaded = _WORDS[8][n].unpack_from(cpu._mm, host | (a & 0xFFF))  # noqa: SLF001
+        qc = cpu._qc + r1  # noqa: SLF001
+        if n == 1:
+            if q[qc] != loaded[0]:  # type: ignore[index]
+                cpu.load_cr(r1, loaded[0])
+        elif q[qc : qc + n].tolist() != list(loaded):  # type: ignore[index]
+            _load_cr(cpu, insn, a, 8)
+            return
+        q[cpu._qm + 1] = cpu._pc_c = insn.next_pc & _ADDR  # type: ignore[index]  # noqa: SLF001 - complete()
+        return
+    if r1 == r3:  # one register: _load_cr's first case and finish(), inline
+        cpu.load_cr(r1, _U64.unpack(cpu.read_virtual(a, 8))[0])
         cpu.complete(insn.next_pc, None)
         return
     _load_cr(cpu, insn, a, 8)

@@ -76,6 +76,7 @@ _CR0_TIMER_SUBCLASSES: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
 _TLB_CRS: Final = frozenset({1, 2, 5, 7, 8, 13})
 #: PSW bits whose turning on makes the run loop look (``attention``): an interruption class enabled, a wait
 _PSW_ATTENTION: Final = PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK | PSW_MASK_WAIT
+_PSW_ATTENTION_ALWAYS: Final = PSW_MASK_IO | PSW_MASK_MCHECK | PSW_MASK_WAIT
 
 #: the vector registers (32 x 16 bytes: each the left doubleword, then the right one, in host byte order)
 #: and the access registers right after them (16 x 4 bytes), as the engine keeps them
@@ -474,7 +475,16 @@ class Registers(InterruptDelivery):
             if mask & PSW_MASK_FPO != self._fpo:
                 self._fpo_changed(mask & PSW_MASK_FPO)
         changed = old ^ mask
-        if changed & mask & _PSW_ATTENTION:  # an interruption class enabled, or a wait: the run loop looks
+        on = changed & mask
+        if on & _PSW_ATTENTION and (
+            on & _PSW_ATTENTION_ALWAYS
+            # external interruptions enabled: what is pending raised the flag already (``attention``), a
+            # timer CR0 opens did not while they were disabled
+            or q is None
+            or self.ext_pending  # type: ignore[attr-defined]
+            or self.emergency_from  # type: ignore[attr-defined]
+            or q[self._qc] & _CR0_TIMER_SUBCLASSES
+        ):  # an interruption class enabled, or a wait: the run loop looks
             self._attn = True
         if changed & (PSW_MASK_DAT | PSW_MASK_KEY):
             self.flush_tlb()
