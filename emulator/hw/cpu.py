@@ -604,9 +604,20 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
                     if self._tlb_traps & 31 == 0:
                         self._tlb_policy_after_trap()
                     hit = self._icache.get(pc)
-                    if hit is not None and hit[4] is not None:
+                    if hit is not None and (insn := hit[4]) is not None:
                         self.traps += 1
-                        result = self._dispatch(hit[4], emulate)
+                        fn = insn.handler
+                        if fn is not None and not (insn.privileged and q[qm] & PSW_MASK_PSTATE):
+                            try:  # _dispatch's common case, inline: a CPU-local handler
+                                result = fn(self, insn)
+                            except ProgramException as e:
+                                ilc = e.ilc if e.ilc is not None else insn.ilen
+                                self.program_interrupt(e.code, ilc, e.teid, pc=insn.pc)
+                                result = None
+                            except GuestIntercept as e:
+                                return CpuExit("intercept", code=e.code, reason=e.reason, data=dict(e.data))
+                        else:
+                            result = self._dispatch(insn, emulate)
                         if result is not None:
                             return result
                         lane = True
@@ -769,25 +780,6 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
             # started, at no exit, may have met a halting block left from an exit since dropped: drop it.
             if pc == start:
                 self._remove_cache(pc, pc + 1)
-
-    def _counting(self) -> None:
-        """Drop the blocks an uncounted run translated, before a counted one.
-
-        unicorn counts instructions with a code hook that it adds when a run has a count, and a block only
-        calls the hooks that existed when it was translated: a block from an uncounted run (a ``continue``,
-        a time-limited run) never counts, so a counted run that reaches one runs on past its count (a step
-        after a stop froze). unicorn itself drops every block when the count hook goes (a counted run
-        followed by an uncounted one), so only this direction needs the flush (~30 us, once per switch).
-        """
-        self._uncounted_blocks = False
-        if self._free_checks:  # the counted run's code checks after each access too (its count hook's stop)
-            self._free_checks = False
-            exit_checks.set_free(self._h.value, False)
-        self.uc.ctl_flush_tb()
-
-    def _executed(self, budget: int) -> int:
-        """Instructions the last counted run executed (unicorn's counter, at most the budget)."""
-        return min(self._emu_counter.value, budget)
 
 
 _emulate: Callable[[Cpu, Insn], CpuExit | None] | None = None

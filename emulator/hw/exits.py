@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from emulator.hw.arch import ILC_FOR
+from emulator.hw.arch import ILC_FOR, PSW_MASK_BA, PSW_MASK_EA
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
@@ -82,7 +82,20 @@ class Insn:
         bd = self._bd
         if bd is None:
             bd = self._bd = self.b2d2
-        return self.cpu.operand_address(bd[0], bd[1])
+        cpu = self.cpu
+        try:
+            q = cpu._q  # noqa: SLF001 - cpu.operand_address, inline (every trapped operand comes here)
+        except AttributeError:  # (a CPU's handle, as its owner sees it)
+            q = None
+        if q is None:
+            return cpu.operand_address(bd[0], bd[1])
+        a = bd[1] + q[bd[0]] if bd[0] else bd[1]
+        m = cpu._mask_c  # noqa: SLF001 - the PSW mask as the CPU knows it, or None: the engine's
+        if m is None:
+            m = q[cpu._qm]  # noqa: SLF001
+        if m & PSW_MASK_EA:
+            return a & 0xFFFFFFFFFFFFFFFF  # type: ignore[no-any-return]
+        return a & (0x7FFFFFFF if m & PSW_MASK_BA else 0xFFFFFF)  # type: ignore[no-any-return]
 
     def _disp(self) -> int:
         """Bits 20-31 of the instruction, and for a six-byte one bits 32-39 above them (signed 20 bits)."""
@@ -107,7 +120,20 @@ class Insn:
             raw = self.raw
             d = (raw[2] & 0xF) << 8 | raw[3] | raw[4] << 12  # _disp(), inline (six bytes)
             bd = self._rsy = (raw[2] >> 4, d - 0x100000 if d & 0x80000 else d)
-        return self.cpu.operand_address(bd[0], bd[1])
+        cpu = self.cpu
+        try:
+            q = cpu._q  # noqa: SLF001 - cpu.operand_address, inline (every trapped operand comes here)
+        except AttributeError:  # (a CPU's handle, as its owner sees it)
+            q = None
+        if q is None:
+            return cpu.operand_address(bd[0], bd[1])
+        a = bd[1] + q[bd[0]] if bd[0] else bd[1]
+        m = cpu._mask_c  # noqa: SLF001 - the PSW mask as the CPU knows it, or None: the engine's
+        if m is None:
+            m = q[cpu._qm]  # noqa: SLF001
+        if m & PSW_MASK_EA:
+            return a & 0xFFFFFFFFFFFFFFFF  # type: ignore[no-any-return]
+        return a & (0x7FFFFFFF if m & PSW_MASK_BA else 0xFFFFFF)  # type: ignore[no-any-return]
 
     def finish(self, cc: int | None = None) -> None:
         """Complete the instruction: set the condition code (if given) and step past it."""

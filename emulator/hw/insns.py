@@ -264,9 +264,10 @@ def _lctlg(cpu: Cpu, insn: Insn) -> None:
         if n == 1:
             if q[qc] != loaded[0]:  # type: ignore[index]
                 cpu.load_cr(r1, loaded[0])
-        elif q[qc : qc + n].tolist() != list(loaded):  # type: ignore[index]
-            _load_cr(cpu, insn, a, 8)
-            return
+        else:
+            current = q[qc : qc + n].tolist()  # type: ignore[index]
+            if current != list(loaded):  # only the registers whose value changes (``_load_cr``)
+                cpu.load_crs({r1 + k: v for k, v in enumerate(loaded) if v != current[k]})
         q[cpu._qm + 1] = cpu._pc_c = insn.next_pc & _ADDR  # type: ignore[index]  # noqa: SLF001 - complete()
         return
     if r1 == r3:  # one register: _load_cr's first case and finish(), inline

@@ -1,5 +1,6 @@
 """Stopping and holding a CPU's run from other threads: ``stop_soon`` (at an instruction boundary), ``kick``,
-``request_halt``, and the Ultravisor's ``hold``/``unhold`` with the run lock (``exclusive``).
+``request_halt``, and the Ultravisor's ``hold``/``unhold`` with the run lock (``exclusive``); and what a
+counted run needs of unicorn first (``_counting``) and after (``_executed``).
 
 A mixin of ``Cpu``: the state it uses (the run lock and condition, the hold count, unicorn's instruction
 budget of the run in progress) is made by ``Cpu.__init__``.
@@ -11,6 +12,8 @@ import ctypes
 import threading
 import time
 from typing import TYPE_CHECKING, Final
+
+from emulator.hw import exit_checks
 
 if TYPE_CHECKING:
     from unicorn import Uc
@@ -32,6 +35,10 @@ class RunControl:
     _waiting: bool
     _halt: bool
     _attn: bool
+    _h: ctypes.c_void_p
+    _emu_counter: ctypes.c_size_t
+    _uncounted_blocks: bool
+    _free_checks: bool
 
     def kick(self) -> None:
         """Make a running ``run`` look at pending interruptions now (thread-safe; it does not return)."""
@@ -90,3 +97,22 @@ class RunControl:
         """Stop a running ``run`` as soon as possible (thread-safe: debugger, Ctrl-C, limits)."""
         self._halt = True
         self.stop_soon()
+
+    def _counting(self) -> None:
+        """Drop the blocks an uncounted run translated, before a counted one.
+
+        unicorn counts instructions with a code hook that it adds when a run has a count, and a block only
+        calls the hooks that existed when it was translated: a block from an uncounted run (a ``continue``,
+        a time-limited run) never counts, so a counted run that reaches one runs on past its count (a step
+        after a stop froze). unicorn itself drops every block when the count hook goes (a counted run
+        followed by an uncounted one), so only this direction needs the flush (~30 us, once per switch).
+        """
+        self._uncounted_blocks = False
+        if self._free_checks:  # the counted run's code checks after each access too (its count hook's stop)
+            self._free_checks = False
+            exit_checks.set_free(self._h.value, False)
+        self.uc.ctl_flush_tb()
+
+    def _executed(self, budget: int) -> int:
+        """Instructions the last counted run executed (unicorn's counter, at most the budget)."""
+        return min(self._emu_counter.value, budget)
