@@ -61,6 +61,11 @@ def test_x_continues_where_it_ended_and_refuses_bad_formats():
     assert run(s, "x/1dh abs:0x21006") == "0x21006:  30600"
     run(s, "set {char}counter = 0xff")
     assert run(s, "x/1db counter") == "0x21000 <counter>:  -1"
+    run(s, "set {int}counter = -2")  # a negative value stores its two's complement, as gdb's set does
+    assert run(s, "x/1xw counter") == "0x21000 <counter>:  0xfffffffe"
+    run(s, "set {short}counter = -32768")
+    assert run(s, "x/1dh counter") == "0x21000 <counter>:  -32768"
+    assert "-129 does not fit in 1 byte" in run(s, "set {char}counter = -129")
     assert "unknown format letter" in run(s, "x/2z counter")
     assert "outside memory" in run(s, "x/2xg host:0xfffff8")
 
@@ -115,6 +120,9 @@ def test_info_subcommands_and_named_branch_targets():
     assert "say which of" in run(s, "info zork")
     assert "jl      0x2001c <loop>" in run(s, "dis loop 6")
     assert "brasl   %r14, 0x20064 <bump>" in run(s, "x/3i loop")
+    run(s, "break loop")
+    run(s, "continue")
+    assert run(s, "step 2").endswith(": brasl %r14, 0x20064 <bump>")  # the stop line names the target too
 
 
 FRAMES = ROOT / "tests" / "console_scripts" / "frames.elf"

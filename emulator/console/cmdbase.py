@@ -124,6 +124,7 @@ def where_line(s: Session) -> Output:
                 else " (SD)" if host_view else "")  # fmt: skip
         return out.add(("stop", "=> "), ("addr", f"{pc:#x}"), ("dim", mark),
                        ("sym", f" <{sym}>" if sym else ""), ("trap", f"  ({why})"))  # fmt: skip
+    tsym = target_name(s, insn)
     return out.add(
         ("stop", "=> "),
         ("addr", f"{pc:#x}"),
@@ -132,7 +133,16 @@ def where_line(s: Session) -> Output:
         ("mnemonic", insn.mnemonic),
         " ",
         ("operands", insn.operands),
+        ("sym", f" <{tsym}>" if tsym else ""),
     )
+
+
+def target_name(s: Session, insn: Instruction) -> str:
+    """The symbol of a branch's target (or of the address a LARL takes), empty when there is none."""
+    target = branch_target(insn)
+    if target is None and insn.mnemonic == "larl":  # an address taken: name it too
+        target = int(insn.operands.rsplit(",", 1)[-1], 0)
+    return s.symbolize(target) if target is not None else ""
 
 
 def console_news(s: Session) -> Output:
@@ -169,10 +179,7 @@ def disasm_lines(s: Session, insns: list[Instruction], pc: int | None, *, labels
         sym = s.symbolize(insn.address)
         if labels and s.symbols and sym and "+" not in sym:
             out.add(("sym", f"<{sym}>:"))
-        target = branch_target(insn)
-        if target is None and insn.mnemonic == "larl":  # an address taken: name it too
-            target = int(insn.operands.rsplit(",", 1)[-1], 0)
-        tsym = s.symbolize(target) if target is not None else ""
+        tsym = target_name(s, insn)
         mark = ("stop", "=> ") if insn.address == pc else ("", "   ")
         out.add(
             mark,

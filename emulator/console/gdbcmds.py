@@ -267,8 +267,11 @@ def _set(s: Session, args: list[str]) -> Output:
     size = 8 if m.group(1) == "*" else _TYPES.get(m.group(1))
     if size is None:
         raise ConsoleError(f"unknown type {m.group(1)!r} (char, short, int, long or b, h, w, g)")
+    if value >= 1 << 63:  # expressions are 64-bit: -1 is 0xffffffffffffffff; a typed store sees -1 (as gdb)
+        value -= 1 << 64
     if not -(1 << (8 * size - 1)) <= value < 1 << (8 * size):
-        raise ConsoleError(f"{value:#x} does not fit in {size} byte{'s' if size > 1 else ''}")
+        shown = f"{value:#x}" if value >= 0 else str(value)
+        raise ConsoleError(f"{shown} does not fit in {size} byte{'s' if size > 1 else ''}")
     space, addr = space_addr(s, m.group(2))
     data = (value & (1 << (8 * size)) - 1).to_bytes(size, "big")
     s.write(space, addr, data)
