@@ -243,6 +243,66 @@ def test_continue_time_limit_and_stop_from_another_thread():
     assert stop.kind == "halt" and "stopped by the user" in stop.reason
 
 
+def test_a_stop_between_the_sessions_check_and_the_machines_run_is_not_lost():
+    """The machine's run forgets a halt request made before it began; a stop that lands after cont's own
+    check and before that (here: at the very start of the run) is asked for again until cont has seen it."""
+    m = Machine(16 << 20)
+    s = Session(m, m.load(str(ROOT / PROBE)))
+    m.cpus[0].set_psw(m.cpus[0].psw[0], s.symbols["after_secret"] + 0)
+    m.memory.write(s.symbols["after_secret"], bytes.fromhex("a7f40000"))  # j . (a tight loop)
+    run = m.run
+
+    def stopped_on_the_way(**kw):
+        s.stop("interrupted (Ctrl-C)")  # after cont's check, before run clears the machine's request
+        return run(**kw)
+
+    m.run = stopped_on_the_way  # type: ignore[method-assign]
+    stop = s.cont(time_limit=30)
+    assert stop.kind == "halt" and stop.reason == "interrupted (Ctrl-C)"  # not "time limit reached"
+    m.run = run  # type: ignore[method-assign]
+    assert "stepped 2 instructions" in execute(s, "step 2").plain()  # nothing left over
+
+
+def test_ctrl_c_between_commands_does_not_end_the_interactive_console(monkeypatch):
+    """SIGINT while no prompt is shown and no command runs (here: while a command's output is shown, as a
+    user stops a long listing) is answered by the console, not by asyncio's default handler (which ended the
+    console with exit status 130); a run started afterwards is not stopped by it."""
+    import signal
+    import threading
+
+    import emulator.console.app as app
+
+    shown = app.print_formatted_text
+    sent = []
+
+    def show(text, *a, **kw):
+        shown(text, *a, **kw)
+        if not sent and "stepped" in str(text):
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)  # the output is being shown: no prompt, nothing runs
+
+    monkeypatch.setattr(app, "print_formatted_text", show)
+    s = probe()
+    buf = io.StringIO()
+    with create_pipe_input() as pipe:
+        def user() -> None:  # quit after the run's end (a quit while it runs stops it: "console closed")
+            pipe.send_text("step\rcontinue\r")
+            for _ in range(3000):  # at most a minute: then quit anyway, and the assertion below says why
+                if "all CPUs stopped" in buf.getvalue():
+                    break
+                threading.Event().wait(0.02)
+            pipe.send_text("quit 3\r")
+
+        t = threading.Thread(target=user, daemon=True)
+        t.start()
+        try:
+            status = run_interactive(s, input=pipe, output=PlainTextOutput(buf))
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C while the output was shown ended the console")
+    assert sent and status == 3
+    assert "all CPUs stopped" in buf.getvalue() and "interrupted" not in buf.getvalue()
+
+
 # -- the interactive application ----------------------------------------------------------------------------
 
 

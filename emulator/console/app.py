@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
@@ -88,13 +89,14 @@ class ConsoleCompleter(Completer):
                 yield Completion(cand, -len(word))
 
 
-def load_console_bindings(session: Session) -> KeyBindings:
-    """Key bindings: Ctrl-C stops a running machine (and clears the line otherwise)."""
+def load_console_bindings(session: Session, busy: threading.Event | None = None) -> KeyBindings:
+    """Key bindings: Ctrl-C stops a running machine or a command running in the background (``busy``), and
+    clears the line otherwise."""
     kb = KeyBindings()
 
     @kb.add("c-c")
     def _(event: object) -> None:
-        if session.running:
+        if session.running or (busy is not None and busy.is_set()):
             session.stop("interrupted (Ctrl-C)")
         else:
             event.app.current_buffer.reset()  # type: ignore[attr-defined]
@@ -175,11 +177,12 @@ def run_interactive(
 async def _interactive(
     session: Session, input: Input | None, output: PtOutput | None, history: History | None  # noqa: A002
 ) -> int:
+    busy = threading.Event()  # a command runs on a worker thread (in the foreground or the background)
     prompt: PromptSession[str] = PromptSession(
         history=history if history is not None else InMemoryHistory(),
         completer=ConsoleCompleter(session),
         complete_while_typing=False,
-        key_bindings=load_console_bindings(session),
+        key_bindings=load_console_bindings(session, busy),
         bottom_toolbar=lambda: FormattedText(status_line(session, _columns(prompt))),
         style=STYLE,
         input=input,
@@ -199,7 +202,7 @@ async def _interactive(
     show(Output().add(("heading", "zuv console")).text("type help for the commands; Tab completes", "dim"))
     worker: threading.Thread | None = None
     last: str | None = None  # what Enter on an empty line repeats
-    with patch_stdout(raw=True):
+    with patch_stdout(raw=True), _ctrl_c_stops(session, busy):
         while True:
             try:
                 line = await prompt.prompt_async(PROMPT)
@@ -215,10 +218,10 @@ async def _interactive(
             session.columns = _columns(prompt)
             cmd = lookup(line.split()[0].split("/")[0]) if line.strip() else None
             if cmd is not None and cmd.name in _BACKGROUND and not session.running:
-                worker = _background(session, line, show)
+                worker = _background(session, line, show, busy)
                 continue
             try:
-                await show_paged(await _foreground(session, line))
+                await show_paged(await _foreground(session, line, busy))
             except QuitRequest as q:
                 if worker is not None:
                     worker.join()
@@ -324,27 +327,47 @@ def repeat_line(line: str, last: str | None) -> str:
     return last if not line.strip() and last is not None else line
 
 
-async def _foreground(session: Session, line: str) -> Output:
-    """Run one command on a worker thread and wait for it, with Ctrl-C (SIGINT: the terminal is not in raw
-    mode while no prompt is shown) stopping it: a ``step 1000000`` can be interrupted like a ``continue``."""
-    loop = asyncio.get_running_loop()
-    handler = False
+@contextmanager
+def _ctrl_c_stops(session: Session, busy: threading.Event) -> Iterator[None]:
+    """SIGINT while no prompt is shown (the terminal is in raw mode only at a prompt, whose Ctrl-C is a key):
+    it stops what runs (a foreground command, a run in the background) and is otherwise ignored. Without it
+    a Ctrl-C between a command line and the next prompt (while output is shown) ended the console (asyncio's
+    handler, exit 130). prompt_toolkit puts this handler back after each prompt."""
+    if threading.current_thread() is not threading.main_thread():  # no signals arrive there
+        yield
+        return
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        if session.running or busy.is_set():
+            session.stop("interrupted (Ctrl-C)")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        loop.add_signal_handler(signal.SIGINT, session.stop, "interrupted (Ctrl-C)")
-        handler = True
-    except (RuntimeError, ValueError, NotImplementedError):  # not the main thread, or no signals here
-        pass
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+async def _foreground(session: Session, line: str, busy: threading.Event) -> Output:
+    """Run one command on a worker thread and wait for it, with Ctrl-C (``_ctrl_c_stops``) stopping it: a
+    ``step 1000000`` can be interrupted like a ``continue``."""
+    was = busy.is_set()  # a run in the background (stop, status while it runs): its flag stays
+    busy.set()
     try:
         return await asyncio.to_thread(execute, session, line)
     finally:
-        if handler:
-            loop.remove_signal_handler(signal.SIGINT)
+        if not was:
+            busy.clear()
         session.discard_stop()  # a Ctrl-C during a command that runs nothing stops no later step
 
 
-def _background(session: Session, line: str, show: Callable[[Output], None]) -> threading.Thread:
-    """Run an execution command on a worker thread; its output is printed above the prompt when it ends."""
+def _background(
+    session: Session, line: str, show: Callable[[Output], None], busy: threading.Event
+) -> threading.Thread:
+    """Run an execution command on a worker thread; its output is printed above the prompt when it ends.
+    ``busy`` is set throughout, so a Ctrl-C before the run has begun (or during a next that steps) stops it."""
     session.running = True  # refuse other commands until the run ends
+    busy.set()
 
     def work() -> None:
         session.running = False  # the session sets it again for the run itself
@@ -352,6 +375,8 @@ def _background(session: Session, line: str, show: Callable[[Output], None]) -> 
             result = execute(session, line)
         finally:
             session.running = False
+            busy.clear()
+            session.discard_stop()  # a Ctrl-C that came after the run's end stops no later step
         show(result)
 
     t = threading.Thread(target=work, name="zuv-console-run", daemon=True)

@@ -117,6 +117,7 @@ class Session(BreakpointControl):
         self.running = False
         #: why the user asked the current step or run to stop (``stop``, Ctrl-C), until it has stopped
         self._stop_reason: str | None = None
+        self._ran = threading.Event()  # set when a cont has ended (a stop's _insist ends with it)
         self.last_stop: Stop | None = None
         self.console_seen = 0  # bytes of machine.console already shown
         #: ``display`` expressions, shown after every stop: (format like x's ``/NFU`` or "", expression)
@@ -518,6 +519,7 @@ class Session(BreakpointControl):
             self._install()
         deadline = None if time_limit is None else time.monotonic() + time_limit
         self.running = True
+        self._ran.clear()
         try:
             while True:
                 self._hits.clear()
@@ -540,6 +542,7 @@ class Session(BreakpointControl):
         finally:
             self.running = False
             self._stop_reason = None
+            self._ran.set()
             if temp is not None:
                 self._temp = set()
                 self._install()
@@ -551,6 +554,12 @@ class Session(BreakpointControl):
         steppable."""
         self._stop_reason = reason
         self.machine.request_halt(reason)
+        if self.running:  # the machine's run forgets a request made before it began: asked again until seen
+            threading.Thread(target=self._insist, args=(reason,), name="zuv-stop", daemon=True).start()
+
+    def _insist(self, reason: str) -> None:
+        while self.running and self._stop_reason == reason and not self._ran.wait(0.05):
+            self.machine.request_halt(reason)
 
     def discard_stop(self) -> None:
         """Forget a stop request that found nothing running (it must not end the next step at once)."""
