@@ -365,7 +365,7 @@ def _background(
     session: Session, line: str, show: Callable[[Output], None], busy: threading.Event
 ) -> threading.Thread:
     """Run an execution command on a worker thread; its output is printed above the prompt when it ends.
-    ``busy`` is set throughout, so a Ctrl-C before the run has begun (or during a next that steps) stops it."""
+    ``busy`` is set throughout: a Ctrl-C before the run has begun (or during a next that steps) stops it."""
     session.running = True  # refuse other commands until the run ends
     busy.set()
 
