@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 # the stub tests' client (tests/ is on the path)
-from test_gdbstub import HELLO, MAIN, Client, _free_port, _listening
+from test_gdbstub import HELLO, MAIN, Client, _listening, listening_port
 
 from emulator.console.cli import open_session
 from emulator.console.commands import execute
@@ -38,14 +38,22 @@ def _at_share():
 
 def _serve(s, **kw):
     """Serve gdb for the session on a thread; the client and the thread's result box."""
-    port = _free_port()
     box: dict[str, str] = {}
+    lines: list[str] = []
+    listening = threading.Event()
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "waiting for gdb" in line:
+            listening.set()
+
     def serve() -> None:
-        box["line"] = serve_gdb(s, str(port), log=lambda _l: None, **kw)
+        box["line"] = serve_gdb(s, "0", log=log, **kw)  # port 0: any free port, named in its line
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    return Client(port), t, box
+    assert listening.wait(60), lines
+    return Client(listening_port("\n".join(lines))), t, box
 
 
 def test_host_view_of_a_secure_guest_refuses_its_pages_registers_and_breakpoints() -> None:
@@ -122,9 +130,9 @@ def test_gdbserver_command_errors_are_one_line() -> None:
     assert "usage: gdbserver" in execute(s, "gdbserver 1 2").plain()
 
 
-def _console(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+def _console(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     script = tmp_path / "s.zuv"
-    script.write_text(f"break uvc set_shared_access\ncontinue\ngdbserver {port}\nstatus\ncontinue\n")
+    script.write_text("break uvc set_shared_access\ncontinue\ngdbserver 0\nstatus\ncontinue\n")
     return subprocess.Popen([sys.executable, "-m", "emulator.cli", "console", "--deterministic", *extra,
                              "--script", str(script), str(DEMO_IMAGE)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
@@ -134,10 +142,9 @@ def _console(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[str]:
 def test_gdb_multiarch_on_zuv_console_on_the_secure_demo(tmp_path: Path, debug: bool) -> None:
     if shutil.which("gdb-multiarch") is None:
         pytest.fail("gdb-multiarch is missing: run tools/setup.sh")
-    port = _free_port()
-    zuv = _console(tmp_path, port, *(["--debug-secure"] if debug else []))
+    zuv = _console(tmp_path, *(["--debug-secure"] if debug else []))
     try:
-        _listening(zuv)
+        port = listening_port(_listening(zuv))
         gdb = subprocess.run(
             ["gdb-multiarch", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port}",
              "-ex", "info registers pswa r2", "-ex", f"x/s {SECRET:#x}", "-ex", "info threads",
@@ -175,12 +182,11 @@ def test_a_session_opened_with_the_capability_serves_the_owner_view_and_ctrl_c_e
     assert c.reply() == "OK"
     t.join(30)
     # waiting for a gdb that never comes: the console's stop (Ctrl-C) ends the wait
-    port = _free_port()
     box2: dict[str, str] = {}
     waiting = threading.Event()
 
     def serve() -> None:
-        box2["line"] = serve_gdb(s, str(port), log=lambda line: "waiting for gdb" in line and waiting.set())
+        box2["line"] = serve_gdb(s, "0", log=lambda line: "waiting for gdb" in line and waiting.set())
 
     t2 = threading.Thread(target=serve, daemon=True)
     t2.start()
@@ -192,14 +198,14 @@ def test_a_session_opened_with_the_capability_serves_the_owner_view_and_ctrl_c_e
 
 
 def test_zuv_console_gdb_option_serves_gdb_before_the_script(tmp_path: Path) -> None:
-    port = _free_port()
     script = tmp_path / "s.zuv"
     script.write_text("regs\ncontinue\n")
-    zuv = subprocess.Popen([sys.executable, "-m", "emulator.cli", "console", "--gdb", f"tcp::{port}",
+    zuv = subprocess.Popen([sys.executable, "-m", "emulator.cli", "console", "--gdb", "tcp::0",
                             "--script", str(script), str(HELLO)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
     try:
-        c = Client(port)
+        waiting = _listening(zuv)
+        c = Client(listening_port(waiting))
         assert c.ask(f"Z0,{MAIN:x},2") == "OK" and c.ask("c") == "T05thread:1;"
         c.raw(frame(b"D"))
         assert c.reply() == "OK"

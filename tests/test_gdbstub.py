@@ -1,6 +1,7 @@
 """The GDB remote stub (``emulator.gdb``): the protocol as GDB speaks it, checked with a socket client, and a
 gdb-multiarch session in batch mode against ``zuv run -S --gdb``."""
 
+import re
 import shutil
 import socket
 import struct
@@ -78,6 +79,7 @@ def test_framing_and_endpoints():
     assert escape_binary(b"a#b$c}d*") == b"a}\x03b}\x04c}]d}\x0a"
     assert parse_endpoint("tcp::1234") == ("127.0.0.1", 1234)
     assert parse_endpoint("tcp:0.0.0.0:99") == ("0.0.0.0", 99)
+    assert parse_endpoint("tcp::0") == ("127.0.0.1", 0)  # any free port: the stub's line names it
     for bad in ("udp::1", "tcp::", "tcp::70000", "1234"):
         with pytest.raises(ValueError):
             parse_endpoint(bad)
@@ -157,12 +159,12 @@ def test_interrupt_stops_a_running_machine(tmp_path):
 def test_gdb_multiarch_session(tmp_path):
     if shutil.which("gdb-multiarch") is None:
         pytest.fail("gdb-multiarch is missing: run tools/setup.sh")
-    port = _free_port()
     zuv = subprocess.Popen([sys.executable, "-m", "emulator.cli", "run", "-S", "--cpus", "2",
-                            "--gdb", f"tcp::{port}", str(HELLO)],
+                            "--gdb", "tcp::0", str(HELLO)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         waiting = _listening(zuv)
+        port = listening_port(waiting)
         gdb = subprocess.run(
             ["gdb-multiarch", "-nx", "-batch", "-ex", "set architecture s390:64-bit",
              "-ex", f"target remote 127.0.0.1:{port}", "-ex", "info registers pswa",
@@ -183,10 +185,12 @@ def test_gdb_multiarch_session(tmp_path):
     assert f"waiting for gdb on 127.0.0.1:{port}" in waiting and "gdb attached" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def listening_port(text: str) -> int:
+    """The port in a stub's "waiting for gdb on HOST:PORT" line (it was given port 0: any free one, so no
+    other process can take it between a choice and the bind)."""
+    m = re.search(r"waiting for gdb on [^\s]+:(\d+)", text)
+    assert m is not None, text
+    return int(m.group(1))
 
 
 def _listening(zuv: subprocess.Popen[str]) -> str:

@@ -209,7 +209,7 @@ def test_gdb_stub_host_view_holds_and_sends_nothing_secure() -> None:
     secure byte, a secure register or a CPU."""
     import threading
 
-    from test_gdbstub import Client, _free_port
+    from test_gdbstub import Client
 
     from emulator.console.cli import open_session
     from emulator.console.commands import execute
@@ -226,11 +226,10 @@ def test_gdb_stub_host_view_holds_and_sends_nothing_secure() -> None:
     om = owner_machine(m)  # the machine's own parts (the session holds them sealed)
     scpu = om.uv.secure_cpu(vm.pv.cpu_handles[0])
     scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
-    port = _free_port()
-    stub = GdbStub(m, port=port, access=SessionAccess(s, owner=False), detach_runs=False)
+    stub = GdbStub(m, port=0, access=SessionAccess(s, owner=False), detach_runs=False)
     t = threading.Thread(target=stub.serve, daemon=True)
     t.start()
-    c = Client(port)
+    c = Client(stub.port)
     sent = [c.ask("g"), c.ask("m15000,100"), c.ask("m10800,100"), c.ask("p8"), c.ask("s"), c.ask("g")]
     sent += [c.ask(f"p{n:x}") for n in range(0x60)]
     c.raw(frame(b"D"))

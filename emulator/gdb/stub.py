@@ -120,11 +120,14 @@ class CpuAccess:
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
-    """QEMU's ``-gdb`` device: ``tcp::PORT`` (loopback here) or ``tcp:HOST:PORT``; ValueError if malformed."""
+    """QEMU's ``-gdb`` device: ``tcp::PORT`` (loopback here) or ``tcp:HOST:PORT``; port 0 is any free port (the
+    stub's "waiting for gdb on HOST:PORT" line names it); ValueError if malformed."""
     kind, _, rest = text.partition(":")
     host, _, port = rest.rpartition(":")
-    if kind != "tcp" or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--gdb takes tcp::PORT or tcp:HOST:PORT with a port 1-65535, not {text!r}")
+    if kind != "tcp" or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(
+            f"--gdb takes tcp::PORT or tcp:HOST:PORT with a port 0-65535 (0: any free port), not {text!r}"
+        )
     return host or "127.0.0.1", int(port)
 
 
