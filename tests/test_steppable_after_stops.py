@@ -65,12 +65,13 @@ def test_a_counted_run_after_an_uncounted_one_stops_at_its_count(how):
         r1, r7, before = cpu.gpr(1), cpu.gpr(7), m.instructions
         res = _finishes(lambda: m.run(max_insns=3000), m)
         assert res.reason == "instruction limit reached"
-        assert m.instructions - before == 3000
+        assert m.instructions - before == 3000 and res.instructions == 3000  # the run's own count
         # 3000 instructions of a 3-instruction loop: exactly 1000 iterations, wherever in the loop it began
         assert r1 - cpu.gpr(1) == 1000 and cpu.gpr(7) - r7 == 1000
         pc = cpu.pc
         _finishes(lambda: m.step(1), m)
         assert cpu.pc != pc and m.instructions - before == 3001
+        assert _finishes(lambda: m.run(max_insns=7), m).instructions == 7  # not the machine's total (3008)
     finally:
         m.close()
 

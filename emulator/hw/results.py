@@ -42,6 +42,8 @@ class RunResult:
     """How a run ended: the reason, per-CPU states, the verdict and the counts.
 
     ``intercepts`` counts the interceptions by kind when the CPUs ran as guests of the hypervisor.
+    ``instructions``: those executed in a counted run (an instruction limit or a deterministic clock), None
+    otherwise; a machine's run counts its own, a VM's its vCPUs' total.
     """
 
     reason: str

@@ -163,6 +163,7 @@ class Machine(OwnerInsns):
         self._cmdline = ""
         self._initrd: str | None = None
         self._halt_reason: str | None = None
+        self._insns_before = 0
         self._lock = threading.Lock()
         self._running_cpu: Cpu | None = None
         self.ipl_parameters: bytes | None = None
@@ -340,6 +341,7 @@ class Machine(OwnerInsns):
         """Run until every CPU has stopped, a limit is reached, or ``request_halt``."""
         check_run_limits(max_insns, time_limit)
         t0 = time.monotonic()
+        self._insns_before = self.instructions  # RunResult.instructions: this run's, not the machine's total
         timer = None
         # before the timer starts: a timer that fires before this line (a busy thread beside the run's)
         # would otherwise be forgotten and the run never end
@@ -513,7 +515,7 @@ class Machine(OwnerInsns):
             reason,
             clean,
             cpus,
-            self.instructions if counted else None,
+            self.instructions - self._insns_before if counted else None,
             time.monotonic() - t0,
             exit_line,
             detail,
