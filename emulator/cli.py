@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     size = args.memory  # bytes: options.memory_size checked it
     if args.machine is not None and not args.ultravisor:
         raise MachineError("--machine names the machine whose Ultravisor is installed: add --ultravisor")
+    if args.freeze and args.gdb is None and not args.gdb_default:  # zuv run has no monitor to say cont
+        raise MachineError("-S holds the CPUs until gdb says continue: add -s or --gdb tcp::PORT")
     m = Machine(size, args.cpus, deterministic=args.deterministic, level=args.level, console_out=_out,
                 ultravisor=args.ultravisor or None, uv_machine=args.machine or "zuv-demo",
                 watchdog=args.watchdog, watchdog_action=args.watchdog_action)  # fmt: skip
@@ -350,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-s", dest="gdb_default", action="store_true",
                    help="serve gdb on tcp::1234 (short for --gdb tcp::1234)")
     r.add_argument("-S", dest="freeze", action="store_true",
-                   help="with -s/--gdb: do not start the CPUs until gdb says continue")
+                   help="with -s/--gdb: do not start the CPUs until gdb says continue (refused without)")
     r.add_argument(
         "--gdb",
         metavar="DEV",

@@ -115,6 +115,12 @@ def test_unknown_options_show_the_subcommands_usage():
     assert p.returncode == 2 and "usage: zuv console" in p.stderr
 
 
+def test_run_freeze_without_gdb_is_refused():
+    p = zuv("run", "-S", str(HELLO))  # it ran the program at once: zuv run has no monitor to say cont
+    _one_line_error(p)
+    assert "-S holds the CPUs until gdb says continue: add -s or --gdb" in p.stderr
+
+
 def test_a_script_that_is_not_text_is_refused(tmp_path):
     script = tmp_path / "binary.zuv"
     script.write_bytes(bytes(range(256)))
@@ -134,6 +140,7 @@ def test_a_script_that_is_not_text_is_refused(tmp_path):
         ["--help"],
         ["pvimg", "info", str(IMAGES / "secure_demo.se")],
         ["boot"],
+        ["verifier", "demo"],  # said "zuv verifier: error: [Errno 32] Broken pipe", exit 2
     ],
 )
 def test_output_into_a_closed_pipe_ends_quietly(args):

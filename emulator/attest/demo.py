@@ -414,6 +414,8 @@ def verifier_main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(args)
     try:
         return _demo(a) if a.command == "demo" else _serve(a)
+    except BrokenPipeError:  # output cut off (| head): zuv's entry point ends quietly with 141
+        raise
     except (OSError, ValueError, ImageError, MachineIdentityError, pki.PkiError) as e:
         sys.stderr.write(f"zuv verifier: error: {e}\n")
         return 2
