@@ -162,8 +162,15 @@ class PhysicalMemory:
         if addr < 0 or addr + n > self.size:
             self.check_range(addr, n)
         self._buf[addr : addr + n] = data
-        if n:
-            self.stored(addr, n)
+        if n:  # ``stored``, inline for a store inside one frame
+            frame = addr >> PAGE_SHIFT
+            if (addr + n - 1) >> PAGE_SHIFT == frame:
+                for listener, watched in self._frame_listeners:
+                    if watched is None or frame in watched:
+                        listener(addr, addr + n)
+            else:
+                for listener in self._listeners:
+                    listener(addr, addr + n)
 
     def stored(self, addr: int, n: int) -> None:
         """Tell the store listeners that ``[addr, addr+n)`` changed (``write`` does; a host view's store too,
@@ -364,16 +371,29 @@ class PhysicalMemory:
         """Tag one frame (Ultravisor only). Clears the shared flag. A frame the host uses in place
         (``pin_in_place``) never leaves the host: ``HwError`` (the Ultravisor refuses such a frame before it
         changes anything; this is the backstop against a pin taken after its decision)."""
+        owner = self.owner
         with self.tag_lock:
-            old = self.owner[frame]
-            if tag != OWNER_HOST and frame in self._in_place:
-                raise HwError(f"frame {frame:#x} is used in place by the host: it stays host storage")
-            if (old == OWNER_HOST) != (tag == OWNER_HOST):
-                self.non_host_frames += 1 if tag != OWNER_HOST else -1
-            self.owner[frame] = tag
+            old = owner[frame]
+            if tag != OWNER_HOST:
+                if frame in self._in_place:
+                    raise HwError(f"frame {frame:#x} is used in place by the host: it stays host storage")
+                if old == OWNER_HOST:
+                    self.non_host_frames += 1
+            elif old != OWNER_HOST:
+                self.non_host_frames -= 1
+            owner[frame] = tag
             self.shared[frame] = 0
             self.tag_gen[0] += 1
-        self._owner_changed(frame)
+        # ``_owner_changed``, inline (every export and import comes here twice)
+        if self._owner_listeners:
+            for listener in self._owner_listeners:
+                listener(frame)
+        if self._batch_depth:
+            self._batch_frames.append(frame)
+        else:
+            for batch_listener, watched in self._owner_batch_watch:  # one frame: only who watches it
+                if watched is None or frame in watched:
+                    batch_listener([frame])
 
     def set_owner_range(self, frames: Iterable[int], tag: int) -> None:
         """Tag many frames (Ultravisor only; clears their shared flags); batch listeners hear it once."""
@@ -558,6 +578,7 @@ class HostView:
         self.size = mem.size
         size, owner, shared_flags, buf = mem.size, mem.owner, mem.shared, mem._buf
         tag_lock, tag_gen, stored = mem.tag_lock, mem.tag_gen, mem.stored
+        frame_listeners = mem._frame_listeners  # (the live list: listeners added later are in it)
 
         def refused(addr: int, write: bool) -> None:
             for listener in mem.secure_access_listeners:
@@ -611,16 +632,22 @@ class HostView:
                 _check(addr, n, True)  # (out of range: raises; empty: nothing to store)
                 if n <= 0:
                     return
+            frame = addr >> PAGE_SHIFT
+            one = (end - 1) >> PAGE_SHIFT == frame
             while True:
                 with tag_lock:
-                    ok = not mem.non_host_frames or (
-                        (end - 1) >> PAGE_SHIFT == addr >> PAGE_SHIFT
-                        and (owner[addr >> PAGE_SHIFT] == OWNER_HOST or shared_flags[addr >> PAGE_SHIFT])
-                    ) or access.refused_address(mem, addr, n, access.HOST) is None
+                    ok = (one and (owner[frame] == OWNER_HOST or shared_flags[frame])) or (
+                        not mem.non_host_frames or access.refused_address(mem, addr, n, access.HOST) is None
+                    )
                     if ok:
                         buf[addr:end] = data
                 if ok:
-                    stored(addr, n)
+                    if one:  # ``stored``, inline: the listeners watching this frame
+                        for listener, watched in frame_listeners:
+                            if watched is None or frame in watched:
+                                listener(addr, end)
+                    else:
+                        stored(addr, n)
                     return
                 _check(addr, n, True)  # refused: raises, telling the listeners (outside the lock)
 
