@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from emulator.errors import ProgramException
+from emulator.errors import ProgramException, SecureStorageAccess
 from emulator.hw import access
 from emulator.hw.arch import (
     LC_EXT_NEW,
@@ -180,6 +180,12 @@ class PvSieEngine:
         #: (the host may inject it into any of the configuration's CPUs; one SCLP request is outstanding)
         self._sccbs: dict[int, int] = {}
         self._raw: dict[int, memoryview] = {}  # SIE page address -> its bytes (``_page_bytes``)
+        #: (SIDA designation, owner-tag generation) of the last SIDA found host storage: the same SIDA with
+        #: no owner tag or shared flag changed since is host storage still (``_sida_host_storage``)
+        self._sida_ok: tuple[int, int] = (-1, -1)
+        self._tag_gen = uv.mem.tag_gen
+        #: the Ultravisor's live records by handle (its own dicts: the entry's two lookups without a call)
+        self._uv_cpus, self._uv_configs = uv._cpus, uv._configs  # noqa: SLF001 - firmware, one trust domain
         #: cpu handle -> (CPU timer at the last exit, TOD when the last SIE ended): the reference of the
         #: CPU-timer check at entry (7.4)
         self._left: dict[int, tuple[int, int]] = {}
@@ -297,12 +303,12 @@ class PvSieEngine:
         sd = page.sie_block
         if sd.sdf != SDF_PV:
             return self._validity(page, VIR_FORMAT)
-        scpu = self.uv.secure_cpu(sd.pv_handle_cpu)
+        scpu = self._uv_cpus.get(sd.pv_handle_cpu)  # (``Ultravisor.secure_cpu``, inline)
         if scpu is None:
             return self._validity(page, VIR_CPU_HANDLE)
         cfg = scpu.config
         vir = 0
-        if cfg.handle != sd.pv_handle_config or self.uv.secure_config(cfg.handle) is None:
+        if cfg.handle != sd.pv_handle_config or cfg.handle not in self._uv_configs:  # (``secure_config``)
             vir = VIR_CONFIG_HANDLE
         elif ctypes.addressof(page) != self.uv.mem.address + scpu.state_origin:
             # a secure CPU runs from the state description it was created with (KVM gives its SIE block
@@ -327,21 +333,35 @@ class PvSieEngine:
         self._ran.add(scpu.handle)
         try:
             return self._enter(cpu, page, scpu, count, timeout_us)
+        except SecureStorageAccess:
+            # a SIDA page stopped being host storage after the entry's check (an Ultravisor command on
+            # another thread or host CPU): the SIDA span refused the copy, so nothing reached it or came from
+            # it; the instruction stays unfinished (the guest issues it again) and the host gets the entry's
+            # result for such a SIDA
+            self._save(cpu, page, scpu)
+            return self._validity(page, VIR_SIDA)
         finally:
             self._running.discard(scpu.handle)
 
     def _sida_host_storage(self, sd: Any) -> bool:
         """True if every page of the SIDA the SD designates is storage the host may touch (the engine
         copies instruction data into it for the host: a secure page there would hand the host plaintext)."""
-        mem = self.uv.mem
         sidad = sd.sidad  # (``sida_origin`` and ``sida_size`` from one field read)
+        key = (sidad, self._tag_gen[0])
+        if key == self._sida_ok:  # decided so since the last tag change
+            return True
+        mem = self.uv.mem
         addr, size = sidad & ~0xFFF, ((sidad & 0xFF) + 1) << 12
         if addr + size > mem.size:
             return False
         if size == 0x1000:  # the common one-page SIDA: access.may_access written out
             frame = addr >> PAGE_SHIFT
-            return mem.owner[frame] == OWNER_HOST or bool(mem.shared[frame])
-        return access.refused_address(mem, addr, size, access.HOST) is None
+            ok = mem.owner[frame] == OWNER_HOST or bool(mem.shared[frame])
+        else:
+            ok = access.refused_address(mem, addr, size, access.HOST) is None
+        if ok:
+            self._sida_ok = key
+        return ok
 
     def _cpu_timer_check(self, cpu: Cpu, sd: Any, scpu: SecureCpu) -> int:
         """The CPU timer the host gives at entry (7.4): it may not be above the value at the last exit, nor

@@ -443,3 +443,38 @@ def test_a_normal_vms_sie_page_frame_cannot_become_secure_while_the_hypervisor_h
         assert g.page_state(hot) == "secure"
         with pytest.raises(SecureStorageAccess):
             host.read(frame, 16)
+
+
+def test_a_sida_made_secure_during_the_entry_gives_a_validity_interception_not_a_copy() -> None:
+    """The SIE engine fills the SIDA when an instruction is intercepted (the demo guest's SERVC: its SCCB),
+    long after the entry checked the SIDA. A SIDA frame that another thread made secure meanwhile refused
+    the copy, and the refusal escaped SIE as a Python exception (SecureStorageAccess out of the run); now
+    nothing is copied, the secure frame is unchanged and the host gets validity VIR_SIDA."""
+    from emulator.hw.memory import PAGE_SHIFT
+
+    with Host(seed=7) as host:
+        g = host.boot(until=b"Hello from")  # the guest prints on through SERVC
+        vm = g._vm  # noqa: SLF001 - the hypervisor's own objects
+        uv = _machine_of(host).uv
+        mem = uv.mem
+        sida = vm.vcpus[0].sd.sida_origin
+        frame = sida >> PAGE_SHIFT
+        before = mem.read(sida, 4096)
+        fired = []
+
+        def make_the_sida_secure(cpu, insn):
+            if insn.name == "SERVC" and not fired:
+                fired.append(insn.name)
+                mem.set_owner(frame, 99)  # as a UV command on another thread would, after the entry's check
+            return None
+
+        for engine in uv.sie_engines:
+            engine.insn_filter = make_the_sida_secure
+        for _ in range(200):  # SIE exits until the guest's first SERVC
+            ex, _done = g.step(0, 100_000)
+            if fired:
+                break
+        assert fired, "the guest issued no SERVC: the test is void"
+        assert ex.icptcode == 0x20 and ex.ipb >> 16 == VIR_SIDA
+        assert mem.read(sida, 4096) == before  # nothing of the guest's SCCB went into the secure frame
+        mem.set_owner(frame, 0)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from emulator.hw.cpu import OPERATING, PSW_MASK_IO, Cpu, Insn
-from emulator.hw.memory import PhysicalMemory
+from emulator.hw.memory import HostSpan, PhysicalMemory
 from emulator.hw.sie import ICPT_VALIDITY, SieBlock, SiePage
 from firmware.uv_sie import VIR_CONCURRENT, VIR_FORMAT, VIR_SIDA, PvSieEngine
 
@@ -64,9 +64,13 @@ class LparPvSie:
         #: a SIE still in progress after a time slice of its guest
         self._inside: dict[int, tuple[Cpu, int, int, int]] = {}
 
-    def _sida(self, page: SiePage) -> memoryview:
-        addr = page.sie_block.sida_origin
-        return self._buf[addr : addr + page.sie_block.sida_size]
+    def _sida(self, page: SiePage) -> HostSpan:
+        """The SIDA as the engine fills and reads it: host storage checked at every access (a span, as the
+        hypervisor's engine gets it), never a raw window: a SIDA page made secure by another host CPU's UVC
+        during a SIE in progress (the entry's check is not repeated for a resumed SIE) is refused, not
+        written with the guest's instruction data or read into the guest."""
+        sd = page.sie_block
+        return HostSpan(self._view, sd.sida_origin, sd.sida_size)
 
     def _sida_usable(self, page: SiePage) -> bool:
         sd = page.sie_block
