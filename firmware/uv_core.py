@@ -150,7 +150,7 @@ class UvCore:
     def _is_state_description(self, frame: int) -> bool:
         """``_holds_state_description((frame,))``, for the one frame of every Convert to Secure Storage and
         Unpack (no set built per page)."""
-        if self.mem.used_in_place(frame):
+        if frame in self.mem.in_place_frames and self.mem.used_in_place(frame):
             return True
         for c in self._cpus.values():
             if c.state_origin >> PAGE_SHIFT == frame:

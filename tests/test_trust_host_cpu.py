@@ -322,3 +322,37 @@ def test_the_loader_stores_nothing_into_secure_storage(tmp_path):
     with pytest.raises(LoadError, match="secure storage"):
         m2.load(str(flat))
     assert_nothing_obtained(m2.memory, [], pages=(0x10000,))
+
+
+_CROSS = "    lgfi %r4,0x300000\n    lgfi %r5,0x2000\n    lgfi %r6,0x1ff000\n    lgfi %r7,0x2000\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        # stores the architecture makes of machine data, the operand in the secure frame
+        ("STFLE", "    lghi %r0,3\n    lgfi %r2,0x200000\n    stfle 0(%r2)"),
+        ("STCKE", "    lgfi %r2,0x200000\n    stcke 0(%r2)"),
+        ("STSI 1.1.1", "    lgfi %r0,0x10000001\n    lghi %r1,1\n    lgfi %r2,0x200000\n    stsi 0(%r2)"),
+        ("TPROT", "    lgfi %r2,0x200000\n    tprot 0(%r2),0"),
+        ("TSCH", "    lgfi %r1,0x10000\n    lgfi %r2,0x200000\n    tsch 0(%r2)"),
+        ("STCRW", "    lgfi %r2,0x200000\n    stcrw 0(%r2)"),
+        # long operands from a host page on into the secure frame: no byte copied or compared from it
+        ("MVCLE", _CROSS + "0:  mvcle %r4,%r6,0\n    jo 0b"),
+        ("CLCLE", _CROSS + "0:  clcle %r4,%r6,0\n    jo 0b"),
+        ("CKSM", "    lghi %r0,0\n    lgfi %r2,0x1ff000\n    lgfi %r3,0x2000\n0:  cksm %r0,%r2\n    jo 0b"),
+        ("KIMD SHA-256", "    lghi %r0,2\n    lgfi %r1,0x300000\n    lgfi %r2,0x1ff000\n    lgfi %r3,0x2000\n"
+                         "0:  kimd %r0,%r2\n    jo 0b"),
+        ("KM key", "    lghi %r0,18\n    lgfi %r1,0x200000\n    lgfi %r4,0x301000\n    lgfi %r2,0x300000\n"
+                   "    lghi %r3,0x100\n0:  km %r4,%r2\n    jo 0b"),
+        ("TRT table", "    lgfi %r4,0x300000\n    lgfi %r6,0x200000\n    trt 0(16,%r4),0(%r6)"),
+    ],
+)
+def test_implicit_and_crossing_operands_reach_no_secure_byte(tmp_path, name, body):
+    """Issue 18's second review: instructions that store machine data, and long operands that run from a
+    host page into the secure frame, get PGM 0x3D on the secure page; the host page before it may have been
+    processed (partial completion), nothing of the secure one was."""
+    m, code, teid = run_program(tmp_path, body)
+    assert code == 0x3D and teid & ~0xFFF == SECRET, f"{name}: {code:#x} {teid:#x}"
+    assert not any(m.memory.read(0x300200, 0x1E00)), "the host buffer holds bytes of the secure page"
+    assert_nothing_obtained(m.memory, list(m.cpus.values()))

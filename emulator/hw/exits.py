@@ -140,7 +140,7 @@ class Insn:
         self.cpu.complete(self.next_pc, cc)
 
 
-@dataclass
+@dataclass(slots=True)
 class CpuExit:
     """Why ``Cpu.run`` returned.
 

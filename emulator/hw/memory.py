@@ -142,6 +142,9 @@ class PhysicalMemory:
         #: frame -> number of live objects the hardware reads and writes in place there (a SIE page as the
         #: hypervisor holds it: ``Hardware.in_place``); such a frame stays host storage while one lives
         self._in_place: dict[int, int] = {}
+        #: the same dict, read-only by convention: ``frame in in_place_frames`` is the Ultravisor's cheap first
+        #: test before ``used_in_place``
+        self.in_place_frames: Container[int] = self._in_place
 
     # -- firmware (unchecked) access ------------------------------------------------------------------
 

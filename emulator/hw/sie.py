@@ -265,7 +265,7 @@ def ipa_ipb(raw: bytes) -> tuple[int, int]:
     return int.from_bytes(text[0:2], "big"), int.from_bytes(text[2:6], "big")
 
 
-@dataclass
+@dataclass(slots=True)
 class SieExit:
     """How one SIE execution ended, as the host sees it.
 
