@@ -521,7 +521,7 @@ class PvSieEngine:
         scpu.crs = crs
         prefix = scpu.prefix = cpu.prefix
         ckc = scpu.ckc = cpu.ckc
-        now = cpu.tod()  # one reading for the timer and the exit's time
+        now = cpu.clock.now()  # one reading for the timer and the exit's time (``Cpu.tod``, inline)
         cputm = scpu.cputm = cpu.cpu_timer_at(now) & _MASK64
         scpu.todpr = cpu.tod_programmable
         self._loaded[scpu.handle] = (cpu, psw, gprs, crs)
