@@ -180,11 +180,9 @@ class PvSieEngine:
         #: (the host may inject it into any of the configuration's CPUs; one SCLP request is outstanding)
         self._sccbs: dict[int, int] = {}
         self._raw: dict[int, memoryview] = {}  # SIE page address -> its bytes (``_page_bytes``)
-        #: (SIDA designation, owner-tag generation) of the last SIDA found host storage: the same SIDA with
-        #: no owner tag or shared flag changed since is host storage still (``_sida_host_storage``)
-        self._sida_ok: tuple[int, int] = (-1, -1)
-        self._tag_gen = uv.mem.tag_gen
-        #: the Ultravisor's live records by handle (its own dicts: the entry's two lookups without a call)
+        #: (SIDA designation, owner-tag generation) of the last SIDA found host storage (still so if no tag
+        #: changed since), the tag generation, and the Ultravisor's live records (two lookups without a call)
+        self._sida_ok, self._tag_gen = (-1, -1), uv.mem.tag_gen
         self._uv_cpus, self._uv_configs = uv._cpus, uv._configs  # noqa: SLF001 - firmware, one trust domain
         #: cpu handle -> (CPU timer at the last exit, TOD when the last SIE ended): the reference of the
         #: CPU-timer check at entry (7.4)
@@ -333,12 +331,8 @@ class PvSieEngine:
         self._ran.add(scpu.handle)
         try:
             return self._enter(cpu, page, scpu, count, timeout_us)
-        except SecureStorageAccess:
-            # a SIDA page stopped being host storage after the entry's check (an Ultravisor command on
-            # another thread or host CPU): the SIDA span refused the copy, so nothing reached it or came from
-            # it; the instruction stays unfinished (the guest issues it again) and the host gets the entry's
-            # result for such a SIDA
-            self._save(cpu, page, scpu)
+        except SecureStorageAccess:  # a SIDA page left the host after the entry's check: nothing copied, the
+            self._save(cpu, page, scpu)  # instruction unfinished (issued again), the entry's result for it
             return self._validity(page, VIR_SIDA)
         finally:
             self._running.discard(scpu.handle)

@@ -142,8 +142,8 @@ class PhysicalMemory:
         #: frame -> number of live objects the hardware reads and writes in place there (a SIE page as the
         #: hypervisor holds it: ``Hardware.in_place``); such a frame stays host storage while one lives
         self._in_place: dict[int, int] = {}
-        #: the same dict, read-only by convention: ``frame in in_place_frames`` is the Ultravisor's cheap first
-        #: test before ``used_in_place``
+        #: the same dict, read-only by convention: ``frame in in_place_frames`` is the Ultravisor's cheap
+        #: first test before ``used_in_place``
         self.in_place_frames: Container[int] = self._in_place
 
     # -- firmware (unchecked) access ------------------------------------------------------------------
@@ -657,7 +657,8 @@ class HostView:
         def _checked_store(addr: int, length: int, store: Callable[[], int]) -> int:
             """Run ``store`` (a store into ``[addr, addr+length)``, inside memory and not empty) if the host
             may touch the whole range, the check and the store one step for the owner tags (``tag_lock``, as
-            ``write``); tell the store listeners after it. Refused: ``SecureStorageAccess``, nothing stored."""
+            ``write``); tell the store listeners after it. Refused: ``SecureStorageAccess``, nothing
+            stored."""
             end = addr + length
             while True:
                 with tag_lock:
