@@ -260,8 +260,21 @@ class StorageAccess:
     def _real_checked(self, real: int, length: int, write: bool) -> int:
         """Host absolute address of ``[real, real+length)`` for an access of this CPU, after the access
         rules (``access.check``: PGM 0x3D naming the real address) and addressing."""
-        host = self._abs_to_host(self.real_to_abs(real), write, False)
+        # real_to_abs and _abs_to_host, inline (every interruption's lowcore and every SCCB come here)
+        prefix = self.prefix
+        absolute = real
+        if real < 0x2000:
+            absolute += prefix
+        elif prefix <= real < prefix + 0x2000:
+            absolute -= prefix
+        g = self._guest
         mem = self.mem
+        if g is not None:
+            host = g.to_host(absolute, write, False)
+        elif absolute >= mem.size:
+            raise ProgramException(dat.PGM_ADDRESSING, why=f"absolute {absolute:#x} is beyond memory")
+        else:
+            host = absolute
         if host + length > mem.size:
             raise ProgramException(dat.PGM_ADDRESSING, why=f"real {real:#x}+{length:#x} is beyond memory")
         if mem.non_host_frames:

@@ -170,6 +170,11 @@ class SccbAccess(Protocol):
         ...
 
 
+#: the response codes the service call stores without running a command, as the header's big-endian field
+_RC_INVALID_SCLP_COMMAND: Final = RC_INVALID_SCLP_COMMAND.to_bytes(2, "big")
+_RC_SCCB_BOUNDARY_VIOLATION: Final = RC_SCCB_BOUNDARY_VIOLATION.to_bytes(2, "big")
+
+
 class CpuSccb:
     """SCCB access through one CPU: real addresses with its prefixing (and a SIE guest's relocation)."""
 
@@ -247,9 +252,9 @@ class Sclp:
             raise ProgramException(0x06, why="SCCB length below 8")
         handler = self._handlers.get(command)
         if handler is None:
-            self._respond(mem, sccb, RC_INVALID_SCLP_COMMAND)
+            mem.write(sccb + 6, _RC_INVALID_SCLP_COMMAND)  # (the response code alone)
         elif (sccb & 0xFFF) + length > 0x1000 or length > 0x1000:
-            self._respond(mem, sccb, RC_SCCB_BOUNDARY_VIOLATION)
+            mem.write(sccb + 6, _RC_SCCB_BOUNDARY_VIOLATION)
         elif sccb + length > mem.memory_size:
             raise ProgramException(0x05, why=f"SCCB {sccb:#x}+{length:#x} runs beyond memory")
         else:
@@ -259,10 +264,6 @@ class Sclp:
             data[6:8] = struct_rc
             mem.write(sccb, bytes(data))
         return ServiceResult((sccb & ~3 & 0xFFFFFFFF) | (1 if self.event_pending else 0))
-
-    @staticmethod
-    def _respond(mem: SccbAccess, sccb: int, rc: int) -> None:
-        mem.write(sccb + 6, rc.to_bytes(2, "big"))
 
     def _read_scp_info(self, data: bytearray, memory_size: int) -> int:
         cpus = self._cpus()
