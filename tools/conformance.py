@@ -378,11 +378,6 @@ KNOWN_GAPS = {
                 "not 5, 43, 73, 134, 139, 148, 152 and 155 (LPTEA, DFP zoned conversion, transactional "
                 "execution, vector packed decimal, multiple epoch, vector enhancements 2, MSA 9), whose "
                 "instructions unicorn lacks and zuv does not emulate",
-    "sclp-1g": "all 14 checks pass when it runs to its end (~48 s of CPU: ~1.1 million SERVC calls at ~43 "
-               "us, 7 traps each, ~9 us of it the test's own byte-by-byte copy of the SCCB in unicorn, ~5 us "
-               "unicorn's walk of its ~136 registered exits after each run; docs/benchmarks.md); killed at "
-               "the upstream 90 s timeout when it gets less than ~55% of a core",
-    "sclp-3g": "as sclp-1g (13/0/1 when run to its end)",
     "pv-icptcode": "cannot pass on a real machine either, by construction. (1) `run_icpt_122_tests` "
                    "exports the guest's prefix pages with `uv_export(vm.sblk->mso + lc_off)`, and the "
                    "suite's `uv_export` (lib/s390x/asm/uv.h) puts that value unchanged into the control "
@@ -430,8 +425,9 @@ PV_NOTES: dict[str, str] = {
                "and Convert to Secure Storage each, as KVM imports at the fault), and each DAT walk "
                "of its 491,520 addressing exceptions asks the Ultravisor's per-page decision for every table "
                "entry",
-    "sclp-1g_PV": "as sclp-1g: ~1.1 million SERVC calls, each a secure SIE exit and entry (measured: 147,000 "
-                  "in 15.4 s of CPU, ~105 us each with the test's own SCCB copy): ~2 minutes of CPU",
+    "sclp-1g_PV": "as sclp-1g: ~1.1 million SERVC calls, each a secure SIE exit and entry (measured: 227,000 "
+                  "in 20.2 s of CPU with the boot, ~89 us each with the test's own SCCB copy, 105 us before the "
+                  "trap path's cuts of 2026-12-07; docs/benchmarks.md): ~1.6 minutes of CPU",
     "exittime_PV": "a trap benchmark: 4 million SIGP SENSE RUNNING, 0.8 million DIAG 0x9C/0x44, 0.2 million "
                    "SERVC and more, each a secure SIE exit and entry (measured: 2 million SIGPs in 85 s of "
                    "CPU, ~42 us each): ~4 minutes of CPU",
