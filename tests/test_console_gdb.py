@@ -158,6 +158,29 @@ def test_bt_and_finish_walk_the_nested_calls(cfi):
     assert s.cpu.pc == s.symbols["outer"] + 0x20
 
 
+def test_bt_and_finish_by_the_prologue_in_the_bundled_guests():
+    """The bundled guests have no unwind tables and no back chain: bt and finish read what each function's
+    prologue saved (STMG) and took (LAY/AGHI) on the stack (bt showed frame 0 alone, finish found no caller)."""
+    m = Machine(16 << 20, deterministic=True)
+    s = Session(m, m.load(str(ROOT / "guests" / "images" / "hello.elf")))
+    run(s, "break printf")
+    s.cont()
+    run(s, "delete")
+    run(s, "step 3")  # inside printf, after its STMG and LAY
+    assert _bt(s) == ["<printf+0x10>", "<main+0x1c>", "<rt_start64+0x44>"]
+    assert "(prologue)" in run(s, "bt").splitlines()[1]
+    assert "value returned: r2 = 0x24" in run(s, "finish") and s.cpu.pc == s.symbols["main"] + 0x1C
+    # the secure demo, owner view: its guest's share() called from main, before its Set Shared Access
+    d = open_session(str(DEMO_IMAGE), deterministic=True, debug_secure=True)
+    run(d, "break uvc set_shared_access")
+    d.cont()
+    run(d, "view owner")
+    assert _bt(d)[:2] == ["<share+0x36>", "<main+0x98>"]
+    run(d, "delete")
+    run(d, "finish")
+    assert d.cpu.pc == d.symbols["main"] + 0x98
+
+
 def test_finish_in_the_outermost_frame_says_so():
     s = probe()  # at _start: no CFI, r14 is 0
     out = run(s, "finish")

@@ -1,11 +1,14 @@
-"""Call-stack unwinding for bt and finish: DWARF CFI from the program's ELF, else the s390x back chain."""
+"""Call-stack unwinding for bt and finish: DWARF CFI from the program's ELF, else the function's prologue
+(the register save and stack allocation it made so far), else the s390x back chain."""
 
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from emulator.console.disasm import branch_target, disassemble, is_call
 from emulator.console.errors import ConsoleError
 
 if TYPE_CHECKING:
@@ -15,6 +18,8 @@ __all__ = ["Frame", "backtrace", "CfiTable"]
 
 _R14_SLOT: Final = 112  # the s390x ELF ABI register save area: r14 at 112 of the caller's frame
 _CFA_BIAS: Final = 160  # s390x CFA = the caller's r15 + 160
+_PROLOGUE_MAX: Final = 64  # bytes of a function's start read for its prologue
+_OPERAND: Final = re.compile(r"^%r(\d+), (?:%r(\d+), )?(-?(?:0x[0-9a-f]+|\d+))(?:\(%r(\d+)\))?$")
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class Frame:
 
     pc: int
     sp: int
-    how: str  # "pc", "CFI", "r14" (a leaf: the return address still in r14), "back chain"
+    how: str  # "pc", "CFI", "prologue", "r14" (a leaf: the return address still in r14), "back chain"
 
 
 class CfiTable:
@@ -94,6 +99,69 @@ def _cfi_step(s: Session, row: dict[str, Any], regs: dict[int, int]) -> tuple[in
     return caller[14], caller
 
 
+def prologue(s: Session, pc: int) -> tuple[int, dict[int, int]] | None:
+    """What the function holding ``pc`` did to the stack before ``pc``, from its prologue as gcc writes it
+    for s390x (gdb's prologue analysis, for code without CFI or back chain): (bytes it took off r15, saved
+    register -> its slot's offset from r15 at the function's entry). None when the function is not known
+    by a symbol, its code cannot be read, or r15 changes in a way this does not follow. The scan ends at
+    ``pc`` or at the first jump (calls return); a LMG that restores r15 (an epilogue) ends it with nothing
+    taken."""
+    name = s.symbolize(pc).split("+", 1)[0]
+    start = s.symbols.get(name)
+    if start is None or not start <= pc:
+        return None
+    taken, saved = 0, {}
+    if pc == start:
+        return taken, saved
+    try:
+        segs = s.read("virt", start, min(pc - start, _PROLOGUE_MAX))  # as the view may read it
+    except ConsoleError:
+        return None
+    if any(seg.data is None for seg in segs):
+        return None  # the view cannot read the code (a secure guest's, for the host)
+    code = b"".join(seg.data or b"" for seg in segs)
+    for insn in disassemble(code, start):
+        if insn.address >= pc:
+            break
+        if not is_call(insn) and (branch_target(insn) is not None or insn.mnemonic in ("br", "bcr")):
+            break  # a jump: what follows in memory may not be on the way to pc (a call returns here)
+        mn, m = insn.mnemonic, _OPERAND.match(insn.operands)
+        if mn in ("stmg", "lmg") and m is not None and m.group(2) and m.group(4) == "15":
+            r1, r3, disp = int(m.group(1)), int(m.group(2)), int(m.group(3), 0)
+            if mn == "lmg" and r1 <= 15 <= r3:
+                return 0, {}  # an epilogue: r15 and the registers are the caller's again
+            for i, reg in enumerate(range(r1, r3 + 1) if mn == "stmg" else ()):
+                saved.setdefault(reg, disp + 8 * i + taken)
+            continue
+        if not insn.operands.startswith("%r15,") or mn.startswith(("st", "c", "tm")):
+            continue  # r15 is not written
+        if m is not None and m.group(2) is None and (
+            mn == "lay" and m.group(4) == "15" or mn in ("aghi", "agfi") and m.group(4) is None
+        ):
+            taken -= int(m.group(3), 0)
+            continue
+        return None  # r15 changed in a way not followed
+    return taken, saved
+
+
+def _prologue_step(
+    s: Session, pc: int, regs: dict[int, int], first: bool
+) -> tuple[int, dict[int, int]] | None:
+    """The caller's (pc, registers) by the prologue of the function at ``pc`` (None when it cannot say)."""
+    found = prologue(s, pc)
+    if found is None:
+        return None
+    taken, saved = found
+    if 14 not in saved and not first:
+        return None  # a caller that made a call kept its return address somewhere: not found
+    entry = (regs[15] + taken) & (1 << 64) - 1
+    caller = dict(regs)
+    for reg, off in saved.items():
+        caller[reg] = s.read_u64(entry + off)
+    caller[15] = entry
+    return caller[14], caller
+
+
 def backtrace(s: Session, limit: int = 64) -> list[Frame]:
     """The selected CPU's frames, innermost first. Each caller is found by the program's DWARF CFI at the
     frame's address when the ELF has it; otherwise by the back chain (a function at its first instruction,
@@ -117,6 +185,9 @@ def backtrace(s: Session, limit: int = 64) -> list[Frame]:
                 how = "CFI"
             elif len(frames) == 1 and at_entry:
                 ra, how = regs[14], "r14"
+            elif (step := _prologue_step(s, pc, regs, len(frames) == 1)) is not None:
+                ra, regs = step
+                how = "prologue"
             else:
                 chain = s.read_u64(regs[15])
                 if chain == 0 or chain <= regs[15]:
