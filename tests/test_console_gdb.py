@@ -160,7 +160,8 @@ def test_bt_and_finish_walk_the_nested_calls(cfi):
 
 def test_bt_and_finish_by_the_prologue_in_the_bundled_guests():
     """The bundled guests have no unwind tables and no back chain: bt and finish read what each function's
-    prologue saved (STMG) and took (LAY/AGHI) on the stack (bt showed frame 0 alone, finish found no caller)."""
+    prologue saved (STMG) and took (LAY/AGHI) on the stack (bt showed frame 0 alone, finish found no
+    caller)."""
     m = Machine(16 << 20, deterministic=True)
     s = Session(m, m.load(str(ROOT / "guests" / "images" / "hello.elf")))
     run(s, "break printf")

@@ -375,7 +375,7 @@ STOP_HOOKS.append(show_displays)
 # -- bt, finish --------------------------------------------------------------------------------
 
 
-@command("bt", "bt [N]", "the call stack of the selected CPU (DWARF CFI, else the prologue, else the back chain)",
+@command("bt", "bt [N]", "the call stack of the selected CPU (DWARF CFI, else prologue, else back chain)",
          aliases=("backtrace", "where"), complete=("num",))  # fmt: skip
 def _bt(s: Session, args: list[str]) -> Output:
     """Frame 0 is the PC. Each caller is found by the program's DWARF call-frame information at the frame's
@@ -401,7 +401,9 @@ def _finish(s: Session, args: list[str]) -> Output:
     no_more(args, 0, "finish")
     frames = backtrace(s, 2)
     if len(frames) < 2:
-        raise ConsoleError("finish: no caller found (the outermost frame, or no CFI, prologue nor back chain says)")
+        raise ConsoleError(
+            "finish: no caller found (the outermost frame, or no CFI, prologue nor back chain says)"
+        )
     caller = frames[1]
     out = Output().add(("dim", f"run till exit from {frames[0].pc:#x} <{s.symbolize(frames[0].pc)}>"))
     while True:
