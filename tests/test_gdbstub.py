@@ -133,6 +133,35 @@ def test_secure_storage_is_refused_to_the_debugger(session):
     assert c.ask("M30000,2:4142") == "E14"
 
 
+def test_a_stop_on_another_cpu_selects_its_thread_for_the_registers():
+    """GDB reads the registers of the thread a stop reply names without an Hg first (QEMU's stub selects
+    it): CPU 1 stopping at a breakpoint must answer g and p with CPU 1's PSW, not CPU 0's (gdb said "Thread 2
+    received signal SIGTRAP ... in main ()" instead of "Thread 2 hit Breakpoint 1 ... in cpu1_main ()")."""
+    from elftools.elf.elffile import ELFFile
+
+    sigp = ROOT / "guests" / "images" / "sigp.elf"
+    with open(sigp, "rb") as f:
+        cpu1_main = next(x["st_value"] for x in ELFFile(f).get_section_by_name(".symtab").iter_symbols()
+                         if x.name == "cpu1_main")  # fmt: skip
+    m = Machine(64 << 20, 2, console_out=lambda b: None)
+    m.load(str(sigp))
+    stub = GdbStub(m, port=0)
+    t = threading.Thread(target=stub.serve, kwargs={"start_running": False}, daemon=True)
+    t.start()
+    try:
+        c = Client(stub.port)
+        assert c.ask("Hg1") == "OK"  # CPU 0 selected before the run
+        assert c.ask(f"Z0,{cpu1_main:x},2") == "OK"
+        assert c.ask("c") == "T05thread:2;"
+        assert c.ask("p1") == f"{cpu1_main:016x}"  # pswa of CPU 1
+        assert c.ask("g")[16:32] == f"{cpu1_main:016x}"
+        assert c.ask(f"z0,{cpu1_main:x},2") == "OK"
+        c.raw(frame(b"k"))
+        t.join(10)
+    finally:
+        stub.close()
+
+
 @pytest.mark.toolchain
 def test_interrupt_stops_a_running_machine(tmp_path):
     # a guest that spins forever

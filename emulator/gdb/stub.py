@@ -347,7 +347,7 @@ class GdbStub:
             cpu_addr, _ex = last
             hit = self._step_unwatched(cpu_addr)  # the access happens: GDB looks at the value after it
             if hit is not None:
-                self._stopped_cpu = cpu_addr
+                self._stopped_cpu = self._g = self._c = cpu_addr
                 return f"T{SIGTRAP:02x}thread:{cpu_addr + 1:x};{hit[0]}:{hit[1]:x};"
             if self._done is not None:
                 self._send_exit()
@@ -389,6 +389,9 @@ class GdbStub:
         return self._stop_reply()
 
     def _stop_reply(self) -> str:
+        """The stop packet; the stopped CPU becomes the selected one for registers and resumption (GDB
+        reads the registers of the thread a stop names without an Hg first, as QEMU's stub has it)."""
+        self._g = self._c = self._stopped_cpu
         return f"T{self._last_signal:02x}thread:{self._stopped_cpu + 1:x};"
 
     # -- packets ---------------------------------------------------------------------------------------
