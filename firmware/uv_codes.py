@@ -239,6 +239,7 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
         0x0103: "storage length is not the length Query reports",
         0x0104: "storage origin invalid (beyond memory, or not on a 4 KiB boundary (zuv))",
         0x0105: "storage origin + length beyond memory",
+        0x0106: "storage holds a SIE page the host uses in place (zuv)",
         0x0108: "storage below 2 GiB",
     },
     0x0100: {
@@ -252,7 +253,8 @@ COMMAND_RCS: Final[dict[int, dict[int, str]]] = {
         0x0108: "base storage origin invalid (beyond memory, or not on a 4 KiB boundary (zuv))",
         0x0109: "base storage overlaps a lowcore",
         0x010A: (
-            "variable storage inaccessible (translation, beyond memory, alignment, or not host storage) (zuv)"
+            "variable storage inaccessible (translation, beyond memory, alignment, not host storage, or a SIE"
+            " page the host uses in place) (zuv)"
         ),
         0x010C: "SCA origin is zero",
         0x010D: "SCA inaccessible",

@@ -136,7 +136,7 @@ class UvCore:
         owner, shared = self.mem.owner, self.mem.shared
         return all(owner[f] == OWNER_HOST and not shared[f] for f in frames)
 
-    def _holds_state_description(self, frames: range) -> bool:
+    def _holds_state_description(self, frames: range | list[int]) -> bool:
         """True if one of the frames is a secure CPU's state description or another record the host holds in
         place (host storage read and written in place, by the Ultravisor's SIE or by the hypervisor's SIE
         page of any CPU, ``PhysicalMemory.used_in_place``): it may become neither secure nor Ultravisor

@@ -87,8 +87,8 @@ class LifecycleCommands(PageCommands):
 
         Returns (in check order, 4.1): 0x0103 length is not Query's ``uv_base_stor_len``, 0x0104 origin
         beyond memory, 0x0105 origin + length beyond memory, 0x0104 origin not 4 KiB aligned, 0x0108 below
-        2 GiB, 0x0102 other CPUs running, 0x0101 already initialised,
-        0x0001 success.
+        2 GiB, 0x0102 other CPUs running, 0x0101 already initialised, 0x0106 a frame holds a SIE page the
+        host uses in place (zuv), 0x0001 success.
         """
         origin, length = blk.stor_origin, blk.stor_len
         size = self.mem.size
@@ -107,6 +107,8 @@ class LifecycleCommands(PageCommands):
             return _Outcome(0x0102)
         if self.initialized:
             return _Outcome(0x0101)
+        if self._holds_state_description(frames):
+            return _Outcome(0x0106)  # a SIE page the host holds in place: it stays host storage
         self._donate(frames, b"zuv Ultravisor base storage\0")
         self.initialized = True
         self.base_origin, self.base_len = origin, length
@@ -154,6 +156,8 @@ class LifecycleCommands(PageCommands):
         var_frames = sorted({a >> PAGE_SHIFT for a, _ in var_pieces})
         if len(var_frames) != vlen >> PAGE_SHIFT or set(var_frames) & set(base_frames):
             return _Outcome(0x010A)  # two virtual pages on one frame, or overlapping the base storage
+        if self._holds_state_description(var_frames):
+            return _Outcome(0x010A)  # a SIE page the host holds in place: it stays host storage
         if any(self._hits_lowcore(f << PAGE_SHIFT, PAGE_SIZE) for f in var_frames):
             return _Outcome(0x010E)
         sca = blk.guest_sca

@@ -478,3 +478,21 @@ def test_a_sida_made_secure_during_the_entry_gives_a_validity_interception_not_a
         assert ex.icptcode == 0x20 and ex.ipb >> 16 == VIR_SIDA
         assert mem.read(sida, 4096) == before  # nothing of the guest's SCCB went into the secure frame
         mem.set_owner(frame, 0)
+
+
+def test_initialize_refuses_base_storage_over_a_sie_page_the_host_holds_and_changes_nothing() -> None:
+    """Initialize Ultravisor donated its frames one by one; a SIE page the hypervisor holds in place among
+    them stopped the donation halfway with a Python exception (HwError from the pin's backstop), the frames
+    before it already the Ultravisor's. Now: rc 0x0106 before anything changes."""
+    from emulator.hypervisor.boot import SecureHost
+    from emulator.hypervisor.uvclient import HostArena, UvClient
+
+    host = SecureHost("zuv-demo", memory=8 << 30, seed=1)
+    at = 3 << 30
+    page = host.hv.sie_page(at)  # the hypervisor's SIE page above 2 GiB
+    client = UvClient(host.uv, host.memory.host_view(), HostArena(0x100000, 0x2000000))
+    owners = bytes(memoryview(host.memory.owner)[(at >> 12) - 1 : (at >> 12) + 2].cast("B"))
+    res = client.call("init_uv", stor_origin=at - 0x1000, stor_len=client.query().uv_base_stor_len)
+    assert res.rc == 0x0106 and not host.uv.initialized
+    assert bytes(memoryview(host.memory.owner)[(at >> 12) - 1 : (at >> 12) + 2].cast("B")) == owners
+    del page

@@ -361,8 +361,8 @@ class PhysicalMemory:
         gc.collect()
         return frame in self._in_place
 
-    def any_used_in_place(self, frames: range) -> bool:
-        """``used_in_place`` for any frame of a range (a donation of many frames)."""
+    def any_used_in_place(self, frames: range | list[int]) -> bool:
+        """``used_in_place`` for any frame of a range or list (a donation of many frames)."""
         if not any(f in frames for f in self._in_place):
             return False
         import gc
