@@ -145,7 +145,8 @@ def test_a_stop_on_another_cpu_selects_its_thread_for_the_registers():
                          if x.name == "cpu1_main")  # fmt: skip
     m = Machine(64 << 20, 2, console_out=lambda b: None)
     m.load(str(sigp))
-    stub = GdbStub(m, port=0)
+    lines: list[str] = []
+    stub = GdbStub(m, port=0, log=lines.append)
     t = threading.Thread(target=stub.serve, kwargs={"start_running": False}, daemon=True)
     t.start()
     try:
@@ -158,6 +159,7 @@ def test_a_stop_on_another_cpu_selects_its_thread_for_the_registers():
         assert c.ask(f"z0,{cpu1_main:x},2") == "OK"
         c.raw(frame(b"k"))
         t.join(10)
+        assert lines[-1] == "gdb killed the program"  # said, as QEMU's "Terminated via GDBstub"
     finally:
         stub.close()
 

@@ -443,6 +443,7 @@ class GdbStub:
                 self._detach()
                 return None
             if head == "k":
+                self._log("gdb killed the program")  # as QEMU's "Terminated via GDBstub"
                 self._done = 0
                 return None
         except (ValueError, IndexError):
