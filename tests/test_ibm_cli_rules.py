@@ -62,6 +62,13 @@ CASES = [
     ("pvsecret", [*_SEC, "--policy", "none", "meta"]),
     ("pvsecret", [*_SEC, "--toc-policy", "toc", "meta"]),
     ("pvsecret", [*_SEC, "retrievable", "n", "--secret", "k31", "--type", "aes"]),
+    ("pvsecret", [*_SEC, "--pcf", "0x1", "meta"]),  # pvsecret's hidden raw flags
+    ("pvsecret", [*_SEC, "--pcf", "1", "--flags", "disable-dump", "meta"]),
+    ("pvsecret", [*_SEC, "--pcf", "zz", "meta"]),
+    ("pvsecret", [*_SEC, "meta", "-v"]),  # a global option after the secret's subcommand
+    *[(t, a) for t in ("pvimg", "pvattest", "pvsecret")  # --version: a subcommand beside -v/-q
+      for a in (["-v", "--version"], ["--version", "-q"], ["version", "-V"], ["-v", "-q", "--version"],
+                ["--version", "--version"], ["--version", "create"])],  # fmt: skip
 ]
 
 

@@ -106,6 +106,7 @@ def test_verify_refuses_what_is_not_a_request_exit_1(tmp_path, capsys, cut):
     assert pvsecret_main([*BASE, "-o", str(d / "r"), "meta"]) == 0
     data = (d / "r").read_bytes()
     (d / "cut").write_bytes(data[:cut] if cut else b"pvattest" + data[8:])
+    capsys.readouterr()
     assert pvsecret_main(["verify", str(d / "cut")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pvsecret: error: ") and err.count("\n") == 1

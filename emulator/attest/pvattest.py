@@ -39,7 +39,8 @@ from emulator.attest.evidence import AttestationMismatch, check_attestation
 from emulator.attest.yamlout import yaml_scalar
 from emulator.image import pki
 from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, parse_image
-from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once
+from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once, version_request
+from emulator.image.toollog import warn
 from firmware import attestation as A
 from firmware.crypto import (
     CryptoError,
@@ -320,6 +321,7 @@ def _create(a: argparse.Namespace) -> int:
         a.output, A.exchange_request(req.data, A.MEASUREMENT_SIZE, A.additional_data_size(paf)), "request"
     )
     write_file(a.arpk, req.protection_key.expose(), "protection key")
+    warn(a, "Successfully generated the request")
     return EXIT_OK
 
 
@@ -406,10 +408,10 @@ def _verify(a: argparse.Namespace) -> int:
             additional=ex.additional or b"", **kw,
         )  # fmt: skip
     except AttestationMismatch as m:
-        _err("pvattest", "Attestation measurement verification failed. Calculated and received attestation "
-                         f"measurement are not equal. ({m.field}: {m.reason})")  # fmt: skip
+        warn(a, "Attestation measurement verification failed. Calculated and received attestation "
+                f"measurement are not equal. ({m.field}: {m.reason})")  # fmt: skip
         return EXIT_MISMATCH
-    _err("pvattest", "Attestation measurement verified" + (" (with signed evidence)" if a.evidence else ""))
+    warn(a, "Attestation measurement verified" + (" (with signed evidence)" if a.evidence else ""))
     result: dict[str, Any] = {"cuid": "0x" + res.cuid.hex()}
     if ex.additional:
         result["add"] = "0x" + ex.additional.hex()
@@ -420,14 +422,14 @@ def _verify(a: argparse.Namespace) -> int:
         ev = res.evidence
         result["evidence"] = {"machine": ev.machine, "host_key_hash": "0x" + ev.host_key_hash.hex()}
     text = json.dumps(result, indent=2) + "\n" if a.format == "json" else _yaml(result)
-    sys.stderr.write(_result_display(ex, res.additional))
+    warn(a, _result_display(ex, res.additional)[:-1])
     if a.output:
         write_file(a.output, text.encode(), "result")
     if a.user_data:
         if ex.user:
             write_file(a.user_data, ex.user, "user data")
         else:
-            _err("pvattest", "Location for `user-data` specified, but respose does not contain any user-data")
+            warn(a, "Location for `user-data` specified, but respose does not contain any user-data")
     return EXIT_OK
 
 
@@ -517,12 +519,12 @@ def _check(a: argparse.Namespace) -> int:
     if not issues:
         del result["issues"]
     for issue in issues:
-        _err("pvattest", f"\u2718 {issue}")
+        warn(a, f"\u2718 {issue}")
     write_file(outp, check_result_yaml(result).encode(), "check result")
     if issues:
-        _err("pvattest", "\u2718 The Attestation response does not fulfill all policies")
+        warn(a, "\u2718 The Attestation response does not fulfill all policies")
         return EXIT_MISMATCH
-    _err("pvattest", "\u2713 The Attestation response fulfills all policies")
+    warn(a, "\u2713 The Attestation response fulfills all policies")
     return EXIT_OK
 
 
@@ -574,10 +576,13 @@ def pvattest_main(argv: Sequence[str] | None = None) -> int:
     """``pvattest create|perform|verify|check``: exit 0 ok, 2 measurement mismatch or policy not fulfilled,
     1 every other error (usage errors included, as s390-tools)."""
     try:
-        a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        if a.version or a.command == "version":
+        args = list(sys.argv[1:] if argv is None else argv)
+        if version_request(args):
             sys.stdout.write(f"pvattest version {S390_TOOLS_VERSION} (zuv emulation)\n")
             return EXIT_OK
+        a = _parser().parse_args(args)
+        if a.version:
+            raise _UsageError("unexpected argument '--version'")
         if a.command is None:
             raise _UsageError("a subcommand is required: create, perform, verify or check")
         _check_rules(a)

@@ -40,7 +40,8 @@ from emulator.attest.pvattest import (
 )
 from emulator.image import pki
 from emulator.image.pvimg import _Parser, _UsageError
-from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Once
+from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Once, version_request
+from emulator.image.toollog import info, warn
 from firmware import attestation as A
 from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng, sha256
 from firmware.machine_identity import MachineIdentityError
@@ -143,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     cu.add_argument("--cuid-hex", help="bind to the guest instance with this configuration unique ID")
     cu.add_argument("--cuid", help="FILE with the CUID (16 bytes, or YAML/JSON with a cuid entry)")
     c.add_argument("--flags", action="extend", type=_flags, default=[], help="disable-dump (comma list)")
+    c.add_argument("--pcf", action=_Once, help=argparse.SUPPRESS)  # pvsecret's hidden raw request flags
     c.add_argument("--user-data", action=_Once, help="user data FILE: 512 bytes unsigned, 256 (128 with RSA "
                                                       "3072) signed with --user-sign-key")  # fmt: skip
     c.add_argument("--user-sign-key", action=_Once, help="sign the user data with this EC P-521 or RSA "
@@ -171,6 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     cck = s.add_parser("update-cck", aliases=["cck"], help="replace the guest's CCK")
     cck.add_argument("--secret", required=True, dest="secret_path", help="the new 32-byte CCK FILE")
+    for q in {id(x): x for x in s.choices.values()}.values():  # clap's global -v/-q, also after these
+        add_verbosity_options(q)
 
     v = sub.add_parser("verify", help="verify that a file is an add-secret request; print its user data")
     v.add_argument("-i", "--input", action=_Once, help="the request ('-': stdin)")
@@ -212,9 +216,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _request_flags(a: argparse.Namespace) -> int:
+    """The request's flags: ``--flags`` by name, or pvsecret's hidden ``--pcf`` raw (hexadecimal, ``0x``
+    optional, at most 16 digits; no check of which bits are defined: the Ultravisor refuses unknown ones)."""
+    if a.pcf is None:
+        return A.ASRCB_FLAG_DISABLE_DUMP if "disable-dump" in a.flags else 0
+    digits = a.pcf[2:] if a.pcf.startswith("0x") else a.pcf
+    if len(digits) > 16:
+        raise ToolError(f"pcf hexstring {digits} must be max 16 chars long")
+    if not digits or not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise ToolError(f"pcf: invalid hexadecimal number '{a.pcf}'")
+    return int(digits, 16)
+
+
 def _check_rules(a: argparse.Namespace) -> None:
     if a.command == "create":
         check_certificate_rules(a)
+        if a.pcf is not None and a.flags:
+            raise _UsageError("the argument '--pcf <PCF>' cannot be used with '--flags <FLAGS>'")
         if a.policy is not None and a.user_data is not None:
             raise _UsageError("the argument '--policy <FILE>' cannot be used with '--user-data <FILE>'")
         if a.secret == "association" and not a.stdout:
@@ -264,7 +283,7 @@ def _verify(a: argparse.Namespace) -> int:
             sys.stdout.flush()
         else:
             write_file(out, user, "user data")
-    _err("pvsecret", "Successfully verified the request.")
+    warn(a, "Successfully verified the request.")
     return 0
 
 
@@ -320,7 +339,7 @@ def _create(a: argparse.Namespace) -> int:
         value=Secret(value, "secret"),
         secret_id=sid,
         cuid=_cuid(a),
-        flags=A.ASRCB_FLAG_DISABLE_DUMP if "disable-dump" in a.flags else 0,
+        flags=_request_flags(a),
         extension_secret=ext,
         user_data=user,
         **sign_kw,
@@ -331,7 +350,9 @@ def _create(a: argparse.Namespace) -> int:
                 toc.write(req.data[-16:].hex() + "\n")
         except OSError as exc:
             raise ToolError(f"cannot write TOC policy {a.toc_policy}: {exc.strerror}") from None
+    warn(a, "Successfully generated the request")
     write_file(a.output, req.data, "request")
+    info(a, f"Successfully wrote the request to '{a.output}'")
     if sid is not None:
         _write_secret_info(a, stype, sid)
     return 0
@@ -370,7 +391,7 @@ def _write_secret_info(a: argparse.Namespace, stype: int, sid: bytes) -> None:
         return
     path = Path(a.output).parent / ("".join("_" if c.isspace() else c for c in a.name) + ".yaml")
     write_file(path, text.encode(), "secret information")
-    _err("pvsecret", f"Successfully wrote secret info to '{path}'")
+    warn(a, f"Successfully wrote secret info to '{path}'")
 
 
 def _info(a: argparse.Namespace) -> int:
@@ -397,10 +418,13 @@ def pvsecret_main(argv: Sequence[str] | None = None) -> int:
     """``pvsecret create|verify|add|lock|list|retrieve|info``: exit 0 ok, 1 every error (usage errors
     included, as s390-tools 2.43's pvsecret)."""
     try:
-        a = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        if a.version or a.command == "version":
+        args = list(sys.argv[1:] if argv is None else argv)
+        if version_request(args):
             sys.stdout.write(f"pvsecret version {S390_TOOLS_VERSION} (zuv emulation)\n")
             return 0
+        a = _parser().parse_args(args)
+        if a.version:
+            raise _UsageError("unexpected argument '--version'")
         if a.command is None:
             raise _UsageError("a subcommand is required: create, add, lock, list, verify or retrieve")
         _check_rules(a)

@@ -33,6 +33,7 @@ from typing import Any
 
 from emulator.attest.local import LocalSecureGuest, UltravisorRefused
 from emulator.attest.yamlout import yaml_scalar
+from emulator.image.toollog import warn
 from firmware import attestation as A
 
 __all__ = ["GuestFile", "GuestFileError", "open_guest", "list_text", "list_yaml", "retrieved_pem",
@@ -294,8 +295,8 @@ def load_secret_id_yaml(text: str) -> tuple[str, bytes]:
 # -- the commands ---------------------------------------------------------------------------------------
 
 
-def _say(text: str) -> None:
-    sys.stderr.write(f"pvsecret: {text}\n")
+def _say(a: Any, text: str) -> None:
+    warn(a, text)
 
 
 def _guest(a: Any) -> GuestFile:
@@ -316,19 +317,19 @@ def cmd_add(a: Any, request: bytes, force: bool) -> int:
         else None
     )
     if sid is not None and any(e[3] == sid for e in gf.list_secrets()[1]):
-        _say("WARNING: There is already a secret in the secret store with that id.")
+        _say(a, "There is already a secret in the secret store with that id.")
         if not force:
             raise GuestFileError("Unable to add the secret due to duplicated IDs")
-        _say("WARNING: '--force' specified: Adding the secret anyways.")
+        _say(a, "'--force' specified: Adding the secret anyways.")
     gf.call("add_secret", request)
-    _say("Successfully added the secret")
+    _say(a, "Successfully added the secret")
     return 0
 
 
 def cmd_lock(a: Any) -> int:
     """pvsecret lock: Lock Secret Store."""
     _guest(a).call("lock_secrets")
-    _say("Successfully locked secret store")
+    _say(a, "Successfully locked secret store")
     return 0
 
 
@@ -343,7 +344,7 @@ def cmd_list(a: Any, output: str, fmt: str) -> int:
     }[fmt]()
     write_out(output, data)
     if output != "-":
-        _say(f"Successfully wrote the list of secrets to '{output}'")
+        _say(a, f"Successfully wrote the list of secrets to '{output}'")
     return 0
 
 
@@ -380,7 +381,7 @@ def cmd_retrieve(a: Any, value: str, inform: str, output: str, outform: str) -> 
             found = [e for e in entries if e[3] == A.secret_id(value)]
         what = f"ID 0x{sid.hex()}"
         if len(found) > 1:
-            _say("WARNING: There are multiple secrets in the secret store with that id. Indices: "
+            _say(a, "There are multiple secrets in the secret store with that id. Indices: "
                  + ", ".join(str(e[0]) for e in found))  # fmt: skip
     if not found:
         raise GuestFileError(

@@ -58,6 +58,7 @@ from firmware.se_header import (
 )
 
 from . import pki
+from .toollog import info, no_verify_warning
 
 __all__ = [
     "ImageError",
@@ -648,16 +649,15 @@ def host_keys_from_hkds(
     """The public host keys of ``a.hkds``, verified against the PKI (``--cert``, ``--crl``, ``--root-ca``,
     ``--time``) unless ``a.no_verify``; ``read`` raises the calling tool's own error for unreadable files."""
     read = read or _read
+    if a.no_verify:  # warned before the documents are read, as s390-tools
+        no_verify_warning(a, prog)
     docs = [
         (path, pki.load_certificate(read(path, "host-key document"), f"host-key document {path}"))
         for path in a.hkds
     ]
     if a.no_verify:
-        if not getattr(a, "quiet", 0):
-            print(
-                f"{prog}: WARNING: host-key document verification is disabled. Your workload is not secured.",
-                file=sys.stderr,
-            )
+        for path, _ in docs:
+            info(a, f"Use host-key document at '{path}'")
         return [pki.describe_unverified(d).public_key for _, d in docs]
     pki_dir = Path(a.pki) if getattr(a, "pki", None) else None
     if not a.cert and pki_dir is None:
@@ -686,6 +686,7 @@ def host_keys_from_hkds(
                 hint = (" (checked against zuv's emulated root CA: for a PKI of your own, give its root CA "
                         "with --root-ca, or its directory with --pki)")  # fmt: skip
             raise pki.PkiError(f"{path}: {exc}{hint}") from None
+        info(a, f"Use host-key document at '{path}'")
     return keys
 
 

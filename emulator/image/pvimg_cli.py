@@ -14,6 +14,7 @@ import argparse
 import base64
 import datetime as _dt
 import json
+import re
 import socket
 import sys
 from pathlib import Path
@@ -52,6 +53,7 @@ from firmware.se_header import (
 )
 
 from . import pki
+from .toollog import warn
 
 __all__ = ["S390_TOOLS_VERSION", "UV_KEY_HASHES", "UV_KEYS_ALL", "info_document", "pvimg_main"]
 
@@ -61,6 +63,21 @@ S390_TOOLS_VERSION = "2.43.0"
 #: line of 64 hexadecimal digits
 UV_KEYS_ALL = "/sys/firmware/uv/keys/all"
 UV_KEY_HASHES = 15
+
+_VERBOSITY = re.compile(r"-[vqV]+|--verbose|--quiet")
+
+
+def version_request(args: Sequence[str]) -> bool:
+    """Whether the command line asks for the version: s390-tools' tools take ``--version`` (or ``version``)
+    as a subcommand, so it stands alone but for their global ``-v``/``-q``/``-V``, before or after it;
+    ``-v`` with ``-q`` is still a usage error."""
+    rest = [x for x in args if not _VERBOSITY.fullmatch(x)]
+    if rest not in (["--version"], ["version"]):
+        return False
+    flags = "".join(x[2] if x.startswith("--") else x[1:] for x in args if _VERBOSITY.fullmatch(x))
+    if "v" in flags and "q" in flags:
+        raise _UsageError("the argument '--quiet' cannot be used with '--verbose'")
+    return True
 
 
 # ------------------------------------------------------------------------------------------------ actions
@@ -318,15 +335,22 @@ def _create(a) -> int:
     out = Path(a.output)
     if out.exists() and not a.overwrite:
         raise ImageError(f"{out} exists; use --overwrite to replace it")
+    if a.x_bootloader_directory:
+        warn(a, f"Use bootloader directory: {a.x_bootloader_directory}")
     pcf, scf = _pcf_scf(a)
     cck = _key_file(a.cck, 32, "customer-communication key")
     hdr_key = _key_file(a.hdr_key, 32, "header protection key")
     image_key = _key_file(a.image_key, 64, "image encryption key")
     psw_addr = None if a.x_psw is None else _hex_u64(a.x_psw, "x-psw")
     keys = host_keys_from_hkds(a)
+    if pcf & PCF_NO_COMP_ENCRYPTION:
+        warn(a, "The components encryption is disabled, make sure that the components do not contain any "
+                "confidential content.")  # fmt: skip
     kernel = _read(a.kernel, "kernel")
     parmfile = _read(a.parmfile, "parmfile") if a.parmfile else None
-    if not a.no_component_check:
+    if a.no_component_check:
+        warn(a, "The component check is turned off!")
+    else:
         _check_components(kernel, parmfile)
     img = build_image(
         kernel=kernel,
@@ -346,6 +370,7 @@ def _create(a) -> int:
         out.write_bytes(img.data)
     except OSError as exc:
         raise ImageError(f"cannot write {out}: {exc.strerror}") from None
+    warn(a, "Successfully generated the Secure Execution image.")
     return 0
 
 
@@ -471,10 +496,9 @@ def _info(a) -> int:
     elif a.host_key or a.machine:
         secrets = open_header(img.header, _machine_keys(a)).encrypted
     verified = secrets is not None
-    if not verified and not a.quiet:
-        print("pvimg: WARNING: The Secure Execution header integrity and authenticity was not verified. "
-              "Specify '--hdr-key' to authenticate it. Do not trust the data without verification.",
-              file=sys.stderr)  # fmt: skip
+    if not verified:
+        warn(a, "WARNING: The Secure Execution header integrity and authenticity was not verified. Specify "
+                "'--hdr-key' to authenticate it. Do not trust the data without verification.")  # fmt: skip
     doc = info_document(hdr, verified, secrets if a.show_secrets else None)
     kind, variant = a.format or (("text", "default") if sys.stdout.isatty() else ("json", "default"))
     if kind == "json":
@@ -559,8 +583,12 @@ def _version() -> int:
 def pvimg_main(argv: Sequence[str] | None = None) -> int:
     """``pvimg create|info|test|version``: exit 0 success, 1 error or test failed, 2 usage error."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["--version"], ["version"]):
-        return _version()
+    try:
+        if version_request(args):
+            return _version()
+    except _UsageError as exc:
+        print(f"pvimg: error: {exc}", file=sys.stderr)
+        return 2
     # '--key-hashes' takes its FILE only as '--key-hashes=FILE' (clap's require_equals): a word after a bare
     # '--key-hashes' is another argument
     args = [f"--key-hashes={UV_KEYS_ALL}" if x == "--key-hashes" else x for x in args]
