@@ -123,6 +123,9 @@ def test_info_subcommands_and_named_branch_targets():
     run(s, "break loop")
     run(s, "continue")
     assert run(s, "step 2").endswith(": brasl %r14, 0x20064 <bump>")  # the stop line names the target too
+    m = Machine(16 << 20, 2, deterministic=True)  # a relative-long load names its operand's symbol too
+    sigp = Session(m, m.load(str(ROOT / "guests" / "images" / "sigp.elf")))
+    assert run(sigp, "x/1i main+0x146").endswith("lgrl    %r1, 0x14000 <cpu1_done>")
 
 
 FRAMES = ROOT / "tests" / "console_scripts" / "frames.elf"

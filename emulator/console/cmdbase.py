@@ -137,11 +137,22 @@ def where_line(s: Session) -> Output:
     )
 
 
+#: Instructions whose last operand is a relative-long address (the disassembly shows it resolved): LARL and
+#: the loads, stores, compares, EXECUTE and prefetch of a PC-relative operand, named as gdb names them.
+RELATIVE_LONG: Final = frozenset(("larl", "lrl", "lgrl", "lgfrl", "llgfrl", "lhrl", "lghrl", "llhrl", "llghrl",
+                                  "strl", "stgrl", "sthrl", "crl", "cgrl", "cgfrl", "clrl", "clgrl", "clgfrl",
+                                  "chrl", "cghrl", "clhrl", "clghrl", "exrl", "pfdrl"))  # fmt: skip
+
+
 def target_name(s: Session, insn: Instruction) -> str:
-    """The symbol of a branch's target (or of the address a LARL takes), empty when there is none."""
+    """The symbol of a branch's target (or of the address a relative-long operand names), empty when there is
+    none."""
     target = branch_target(insn)
-    if target is None and insn.mnemonic == "larl":  # an address taken: name it too
-        target = int(insn.operands.rsplit(",", 1)[-1], 0)
+    if target is None and insn.mnemonic in RELATIVE_LONG:  # an address taken or read: name it too
+        try:
+            target = int(insn.operands.rsplit(",", 1)[-1], 0)
+        except ValueError:
+            return ""
     return s.symbolize(target) if target is not None else ""
 
 
