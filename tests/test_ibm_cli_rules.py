@@ -29,6 +29,8 @@ MAINS = {"pvimg": pvimg_main, "pvattest": pvattest_main, "pvsecret": pvsecret_ma
 _IMG = ["create", "-k", HKD, "--no-verify", "-i", "kernel", "--no-component-check", "-o", "out"]
 _ATT = ["create", "-k", HKD, "--no-verify", "-o", "out", "-a", "arpk"]
 _SEC = ["create", "-k", HKD, "--no-verify", "--hdr", str(DATA / "genprotimg-2.35.hdr"), "-o", "out"]
+_CERTS = ("ibm-z-signing-key.crt", "intermediate-ca.crt")
+_CRLS = ",".join(str(PKI / f"{n}.crl") for n in ("ibm-z-signing-key", "intermediate-ca", "root-ca"))
 CASES = [
     ("pvimg", [*_IMG]),
     ("pvimg", [*_IMG, "--crl", "x", "--offline", "--root-ca", "x"]),  # taken with --no-verify
@@ -62,6 +64,11 @@ CASES = [
     ("pvsecret", [*_SEC, "--policy", "none", "meta"]),
     ("pvsecret", [*_SEC, "--toc-policy", "toc", "meta"]),
     ("pvsecret", [*_SEC, "retrievable", "n", "--secret", "k31", "--type", "aes"]),
+    *[("pvattest", ["create", "-k", HKD, "-C", ",".join(str(PKI / f) for f in certs), "--crl", _CRLS,
+                    "--root-ca", str(PKI / root), "--offline", "-o", "out", "-a", "arpk"])
+      for certs, root in ((_CERTS, "root-ca.crt"), (_CERTS, "intermediate-ca.crt"), (_CERTS, _CERTS[0]),
+                          ((*_CERTS, "root-ca.crt"), _CERTS[1]), ((*_CERTS, "root-ca.crt"), "root-ca.crt"))],
+    # (only a self-signed root anchors the chain)
     ("pvsecret", [*_SEC, "--pcf", "0x1", "meta"]),  # pvsecret's hidden raw flags
     ("pvsecret", [*_SEC, "--pcf", "1", "--flags", "disable-dump", "meta"]),
     ("pvsecret", [*_SEC, "--pcf", "zz", "meta"]),

@@ -182,6 +182,21 @@ def test_chain_checks(fresh):
         verify(doc, p=p, roots=[])
 
 
+def test_only_a_self_signed_root_anchors_the_chain_as_openssl_for_s390_tools():
+    """OpenSSL without partial chains (s390-tools' store): a trusted certificate that is not self-signed is
+    no anchor. IBM's pvattest 2.43 refuses --root-ca intermediate-ca.crt or ibm-z-signing-key.crt ("Error
+    occurred at level 1"), also with the root among the untrusted certificates; zuv accepted the first."""
+    doc, p = hkd(DEMO), BUNDLED
+    assert verify(doc, roots=[p.root_cert]).machine_name == "zuv-demo"
+    assert verify(doc, roots=[p.inter_cert, p.root_cert]).machine_name == "zuv-demo"  # the root anchors it
+    with pytest.raises(pki.PkiError, match="no issuer certificate for .*Code Signing CA"):
+        verify(doc, roots=[p.inter_cert])
+    with pytest.raises(pki.PkiError, match="no issuer certificate"):
+        verify(doc, roots=[p.signing_cert])
+    with pytest.raises(pki.PkiError, match="self-signed .* not a trusted root"):
+        verify(doc, certs=[p.signing_cert, p.inter_cert, p.root_cert], roots=[p.inter_cert])
+
+
 def test_signing_subject_must_have_exactly_the_six_ibm_entries():
     assert pki.is_ibm_signing_subject(pki.signing_key_subject())
     assert pki.is_ibm_signing_subject(pki.signing_key_subject("Armonk"))

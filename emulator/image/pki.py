@@ -569,17 +569,33 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _self_signed(cert: x509.Certificate) -> bool:
+    """Issued by itself: its own name as issuer and a signature its own key verifies."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        _check_issued(cert, cert, "")
+    except PkiError:
+        return False
+    return True
+
+
 def _build_chain(
     signing: x509.Certificate,
     pool: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
     now: _dt.datetime,
 ) -> list[x509.Certificate]:
-    """signing <- intermediates... <- root; returns [signing, intermediates..., root]."""
+    """signing <- intermediates... <- root; returns [signing, intermediates..., root]. As OpenSSL builds it
+    for s390-tools (no partial chains): the chain must end at a self-signed trusted root; a trusted
+    certificate that is not self-signed (an intermediate CA or the signing key given as --root-ca) is an
+    issuer like the others, not an anchor."""
+    anchors = [r for r in roots if _self_signed(r)]
+    issuers = [*pool, *(r for r in roots if r not in anchors)]
     chain = [signing]
     current = signing
     for _ in range(_MAX_INTERMEDIATES + 1):
-        for root in roots:
+        for root in anchors:
             if current.issuer == root.subject:
                 _check_issued(current, root, f"certificate {current.subject.rfc4514_string()!r}")
                 _check_validity(root, now, "the root CA certificate")
@@ -587,12 +603,15 @@ def _build_chain(
                     raise PkiError("the root CA certificate is not a CA")
                 chain.append(root)
                 return chain
-        parents = [c for c in pool if c.subject == current.issuer and c is not current and c not in chain]
+        parents = [c for c in issuers if c.subject == current.issuer and c is not current and c not in chain]
         if not parents:
+            if _self_signed(current):
+                raise PkiError(f"the chain ends at the self-signed {current.subject.rfc4514_string()!r}, "
+                               "which is not a trusted root CA (--root-ca)")  # fmt: skip
             raise PkiError(
                 f"no issuer certificate for {current.subject.rfc4514_string()!r} "
                 f"(issuer {current.issuer.rfc4514_string()!r}); "
-                "give it with --cert or the root with --root-ca"
+                "give it with --cert or the root with --root-ca (a self-signed root CA)"
             )
         parent = parents[0]
         what = "the IBM Z signing-key certificate" if current is signing else "an intermediate CA certificate"
