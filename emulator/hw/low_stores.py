@@ -115,8 +115,8 @@ _STORES: Final[dict[int, Callable[[Insn], int | None]]] = {
 def refused(cpu: Cpu, f: SubPageAccess) -> int:
     """A store refused at the TLB fill for low-address protection's sake: performed here if it is a plain
     store instruction; 1 if it completed, 0 if its program interruption was delivered, -1 if it needs the
-    watched step (not one of these, an EXECUTE's target, a SIE guest's)."""
-    if not f.write or f.rule != "low-address protection" or cpu.guest is not None:
+    watched step (not one of these, an EXECUTE's target)."""
+    if not f.write or f.rule != "low-address protection":
         return -1
     pc = cpu.pc
     raw = cpu._fetch_insn(pc)  # noqa: SLF001 - the CPU's own instruction fetch, as its handlers use

@@ -119,6 +119,8 @@ class PhysicalMemory:
         self._view = memoryview(self._buf)
         self.address: Final = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
         self._listeners: list[InvalidateListener] = []
+        #: True while ``invalidate_code`` tells the listeners of storage the firmware replaced
+        self.replacing_code = False
         #: (listener, frames it watches or None for all): writes inside one frame skip listeners that do
         #: not watch it
         self._frame_listeners: list[tuple[InvalidateListener, Container[int] | None]] = []
@@ -311,15 +313,21 @@ class PhysicalMemory:
                 break
 
     def invalidate_code(self, lo: int, hi: int) -> None:
-        """Tell every CPU that ``[lo, hi)`` changed behind unicorn's back."""
-        frame = lo >> PAGE_SHIFT
-        if hi > lo and (hi - 1) >> PAGE_SHIFT == frame:  # one frame: only the listeners watching it
-            for listener, watched in self._frame_listeners:
-                if watched is None or frame in watched:
-                    listener(lo, hi)
-            return
-        for listener in self._listeners:
-            listener(lo, hi)
+        """Tell every CPU that the firmware replaced ``[lo, hi)`` behind unicorn's back (``fill``, the
+        Ultravisor's Unpack, import and export): ``replacing_code`` is True while the listeners run, for a
+        SIE guest's CPU drops all its translations then (the page came with a configuration change)."""
+        self.replacing_code = True
+        try:
+            frame = lo >> PAGE_SHIFT
+            if hi > lo and (hi - 1) >> PAGE_SHIFT == frame:  # one frame: only the listeners watching it
+                for listener, watched in self._frame_listeners:
+                    if watched is None or frame in watched:
+                        listener(lo, hi)
+                return
+            for listener in self._listeners:
+                listener(lo, hi)
+        finally:
+            self.replacing_code = False
 
     # -- owner tags ------------------------------------------------------------------------------------
 

@@ -204,9 +204,12 @@ class TlbFill(TrapDispatch):
         frames = [f for f in frames if first <= f <= last]
         if not frames:
             return
-        if PHYS_INVALIDATE is None or self._guest is not None:
-            # (a SIE guest's CPU: its pages come and go with its configuration's, and the Ultravisor's
-            # stores into them, an Unpack's, come with such changes: everything goes, as before)
+        if PHYS_INVALIDATE is None or (self._guest is not None and self.mem.replacing_code):
+            # (a SIE guest's CPU and storage replaced by the firmware, ``PhysicalMemory.invalidate_code``: a
+            # guest's pages come and go with its configuration's, and the Ultravisor's stores into them (an
+            # Unpack's, a Destroy's clearing) come with such changes: everything goes. Stores, the CPU's
+            # own (a secure Linux's STPT into its lowcore at every system call, an interruption's PSWs)
+            # and the devices', drop only the blocks over the store, as for a CPU in the LPAR)
             for frame in frames:
                 self._forget_scan(frame)
             self.uc.ctl_flush_tb()
