@@ -6,9 +6,10 @@ only guest of zuv's hypervisor (STSI level 3) and sees the whole memory from abs
 host). The instructions the CPU hands back (DIAG, SERVC, SIGP, STSI, UVC, channel I/O) are answered
 here through the shared device models in ``emulator.hw``.
 
-Scheduling: one running CPU runs free in unicorn's JIT (time limits stop it from a timer). With several
-running CPUs, or in deterministic mode, CPUs take turns in instruction-count slices in CPU-address order,
-so the same program and input give the same output and the same instruction counts.
+Scheduling: one running CPU runs free in unicorn's JIT (time limits stop it from a timer), also while
+the others wait (in slices of at most ``IDLE_PEERS_US``). With several running CPUs, or in deterministic
+mode, CPUs take turns in instruction-count slices in CPU-address order, so the same program and input give
+the same output and the same instruction counts.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from emulator.options import MAX_CPUS, parse_size
 __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
 
 SLICE: Final = 20_000
+#: the longest free run of one CPU while the others wait (us): the loop then routes what came for them
+IDLE_PEERS_US: Final = 5_000
 def check_run_limits(max_insns: int | None, time_limit: float | None) -> None:
     """Refuse a run limit that is not positive (``MachineError``): the checks of every ``run``."""
     problem = run_limits_problem(max_insns, time_limit)
@@ -384,10 +387,17 @@ class Machine(OwnerInsns):
                             why = "end of console input (stdin closed) while the program waits for more"
                         return self._result(why, t0, counted)
                     continue
-                if len(runnable) == 1 and not counted and len(operating) == 1:
+                if len(runnable) == 1 and not counted:
+                    # one CPU has work: it runs free, also when others wait (a Linux's idle CPUs), until the
+                    # first timer of any of them; a waiting CPU wakes for nothing else but what a trap of
+                    # the running one or an event from outside brings, which the loop routes at the latest
+                    # after IDLE_PEERS_US
                     cpu = runnable[0]
-                    deadline = self._earliest(cpu.next_timer_deadline())
+                    deadlines = [d for c in operating if (d := c.next_timer_deadline()) is not None]
+                    deadline = self._earliest(min(deadlines) if deadlines else None)
                     timeout = self.tod.us_until(deadline) + 1 if deadline is not None else 0
+                    if len(operating) > 1:
+                        timeout = min(timeout, IDLE_PEERS_US) if timeout else IDLE_PEERS_US
                     self._step(cpu, cpu.run(timeout_us=timeout))
                     continue
                 for cpu in runnable:
