@@ -173,3 +173,20 @@ def test_pvsecret_errors_and_info(files: Path, capsys: pytest.CaptureFixture[str
     assert "association, 32 bytes" in capsys.readouterr().out
     assert pvsecret_main(["info", str(IMAGE)]) == 1
     assert zuv_main(["pvsecret", "bogus"]) == 1  # usage errors: 1, as s390-tools 2.43 (print_cli_error)
+
+
+# what IBM's pvsecret 2.43 wrote for `create -o out retrievable NAME` (Rust's set_extension replaces the
+# name's own extension)
+IBM_SECRET_INFO_NAMES = {"my.key": "my.yaml", "a.tar.gz": "a.tar.yaml", ".hidden": ".hidden.yaml",
+                         "x.": "x.yaml", "sp ace.v1": "sp_ace.yaml", "ibm key": "ibm_key.yaml"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "written"), sorted(IBM_SECRET_INFO_NAMES.items()))
+def test_pvsecret_create_names_the_secret_info_file_as_ibm(tmp_path: Path, name: str, written: str) -> None:
+    (tmp_path / "s").write_bytes(b"secret")
+    hdr = str(REPO / "tests/data/ibm/genprotimg-2.35.hdr")
+    args = ["create", *HKD, "--no-verify", "--hdr", hdr, "-o", str(tmp_path / "out"), "-q",
+            "retrievable", name, "--secret", str(tmp_path / "s"), "--type", "plain"]  # fmt: skip
+    assert pvsecret_main(args) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", "s", written])
+    assert (tmp_path / written).read_text().startswith("!Retrievable\nkind: 3 (PLAINTEXT)\nname: ")

@@ -382,6 +382,19 @@ def secret_info_yaml(name: str, stype: int, sid: bytes) -> str:
     return "\n".join(lines) + "\n"
 
 
+def secret_info_path(output: str, name: str) -> Path:
+    """Where pvsecret writes NAME.yaml: beside the request, blanks as '_', and the extension set as Rust's
+    ``PathBuf::set_extension`` sets it, replacing one the name has (``my.key`` -> ``my.yaml``, ``x.`` ->
+    ``x.yaml``; ``.hidden`` -> ``.hidden.yaml``)."""
+    gen = "".join("_" if c.isspace() and c not in "\x1c\x1d\x1e\x1f" else c for c in name)  # Rust's set
+    path = Path(output).parent / gen
+    base = path.name
+    dot = base.rfind(".")
+    if base not in ("", "..") and dot > 0:
+        base = base[:dot]
+    return path.with_name(base + ".yaml") if base else Path(str(path) + ".yaml")
+
+
 def _write_secret_info(a: argparse.Namespace, stype: int, sid: bytes) -> None:
     """``--stdout``: print the secret information; else write it to NAME.yaml (blanks as '_') beside the
     request, as pvsecret does."""
@@ -389,7 +402,7 @@ def _write_secret_info(a: argparse.Namespace, stype: int, sid: bytes) -> None:
     if getattr(a, "stdout", False):
         sys.stdout.write(text + "\n")
         return
-    path = Path(a.output).parent / ("".join("_" if c.isspace() else c for c in a.name) + ".yaml")
+    path = secret_info_path(a.output, a.name)
     write_file(path, text.encode(), "secret information")
     warn(a, f"Successfully wrote secret info to '{path}'")
 
