@@ -267,7 +267,7 @@ def build_arcb(
     A nonce is part of the request iff ``paf`` has bit 1; it is drawn from ``rng`` unless given.
 
     Raises:
-        RequestFormatError: no or duplicate host keys, a nonce without bit 1, wrong sizes.
+        RequestFormatError: no host key, a nonce without bit 1, wrong sizes.
     """
     with_nonce = bool(paf & PAF_NONCE)
     if nonce is not None and not with_nonce:

@@ -500,16 +500,14 @@ def build_header(
         The header bytes (``sehs`` = 0x1A0 + 80 * len(host_keys) + 0x80 + 16).
 
     Raises:
-        SeHeaderBuildError: no host key, duplicates, too many for 8 KiB, bad key sizes or field values.
+        SeHeaderBuildError: no host key, too many for 8 KiB, bad key sizes or field values.
     """
     if not host_keys:
         raise SeHeaderBuildError("at least one host key is needed")
     sehs = header_size(len(host_keys))
     if sehs > MAX_HEADER_SIZE:
         raise SeHeaderBuildError(f"{len(host_keys)} host keys make a header of {sehs} bytes, more than 8 KiB")
-    hashes = [phkh(k) for k in host_keys]
-    if len(set(hashes)) != len(hashes):
-        raise SeHeaderBuildError("the same host key is given more than once")
+    hashes = [phkh(k) for k in host_keys]  # a key given twice gets two slots, as s390-tools' pvimg gives it
     if len(xts_key) != XTS_KEY_SIZE:
         raise SeHeaderBuildError("the XTS key must be 64 bytes")
     if cck is None:

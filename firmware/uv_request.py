@@ -169,9 +169,7 @@ def _key_slots(
         raise RequestFormatError("at least one host key is needed")
     if len(host_keys) > MAX_KEY_SLOTS:
         raise RequestFormatError(f"at most {MAX_KEY_SLOTS} host keys fit into a request")
-    hashes = [phkh(k) for k in host_keys]
-    if len(set(hashes)) != len(hashes):
-        raise RequestFormatError("the same host key is given more than once")
+    hashes = [phkh(k) for k in host_keys]  # a key given twice gets two slots, as s390-tools' requests
     slots = []
     for key, h in zip(host_keys, hashes):
         wrpk, kst = wrap_key(key_slot_kdf(customer_key, key), protection_key)

@@ -69,6 +69,9 @@ CASES = [
       for certs, root in ((_CERTS, "root-ca.crt"), (_CERTS, "intermediate-ca.crt"), (_CERTS, _CERTS[0]),
                           ((*_CERTS, "root-ca.crt"), _CERTS[1]), ((*_CERTS, "root-ca.crt"), "root-ca.crt"))],
     # (only a self-signed root anchors the chain)
+    ("pvimg", [*_IMG, "-k", f"{HKD},{HKD}"]),  # a document twice: two key slots
+    ("pvattest", [*_ATT, "-k", HKD]),
+    ("pvsecret", [*_SEC, "-k", HKD, "meta"]),
     ("pvsecret", [*_SEC, "--pcf", "0x1", "meta"]),  # pvsecret's hidden raw flags
     ("pvsecret", [*_SEC, "--pcf", "1", "--flags", "disable-dump", "meta"]),
     ("pvsecret", [*_SEC, "--pcf", "zz", "meta"]),

@@ -208,3 +208,21 @@ def test_genprotimg_is_pvimg_create_as_kvm_unit_tests_calls_it(tmp_path):
     assert r.returncode == 0, r.stderr
     opened = s.open_header(p.parse_image((tmp_path / "t.pv.bin").read_bytes()).header, DEMO.host_keys)
     assert opened.pcf == 0xE0 and opened.cck.expose() == bytes(range(32))
+
+
+def test_a_host_key_document_given_twice_gets_two_key_slots_as_ibm_pvimg(tmp_path, capsys):
+    """IBM's pvimg, pvattest and pvsecret 2.43 take ``-k A,A``: two identical key slots (zuv refused it)."""
+    from emulator.attest.pvattest import pvattest_main
+    from emulator.attest.pvsecret import pvsecret_main
+
+    out = tmp_path / "img"
+    rc, _, err = _cli(capsys, "create", "-i", HELLO, "-k", f"{DEMO_HKD},{OTHER_HKD}", "-k", DEMO_HKD,
+                      "--no-verify", "-o", out, "-q")  # fmt: skip
+    assert rc == 0, err
+    rc, js, _ = _cli(capsys, "info", out, "--machine", "zuv-demo", "--format", "json")
+    d = json.loads(js)["data"]
+    assert rc == 0 and d["verified"] and d["nks"] == 3
+    assert d["keyslots"][0]["phkh_hex"] == d["keyslots"][2]["phkh_hex"] != d["keyslots"][1]["phkh_hex"]
+    both = ["-k", f"{DEMO_HKD},{DEMO_HKD}", "--no-verify", "-q"]
+    assert pvattest_main(["create", *both, "-o", str(tmp_path / "r"), "-a", str(tmp_path / "a")]) == 0
+    assert pvsecret_main(["create", *both, "--hdr", str(out), "-o", str(tmp_path / "s"), "meta"]) == 0
