@@ -11,9 +11,10 @@ from typing import Final
 
 from emulator.console.disasm import Instruction, branch_target
 from emulator.console.errors import ConsoleError
+from emulator.console.execution import Stop
 from emulator.console.expr import parse_number
 from emulator.console.render import Output
-from emulator.console.session import SPACES, Session, Stop
+from emulator.console.session import SPACES, Session
 
 __all__ = [
     "Command", "REGISTRY", "GROUPS", "command", "lookup", "QuitRequest", "count", "no_more", "space_addr",
@@ -139,9 +140,9 @@ def where_line(s: Session) -> Output:
 
 #: Instructions whose last operand is a relative-long address (the disassembly shows it resolved): LARL and
 #: the loads, stores, compares, EXECUTE and prefetch of a PC-relative operand, named as gdb names them.
-RELATIVE_LONG: Final = frozenset(("larl", "lrl", "lgrl", "lgfrl", "llgfrl", "lhrl", "lghrl", "llhrl", "llghrl",
-                                  "strl", "stgrl", "sthrl", "crl", "cgrl", "cgfrl", "clrl", "clgrl", "clgfrl",
-                                  "chrl", "cghrl", "clhrl", "clghrl", "exrl", "pfdrl"))  # fmt: skip
+RELATIVE_LONG: Final = frozenset(("larl", "lrl", "lgrl", "lgfrl", "llgfrl", "lhrl", "lghrl", "llhrl",
+                                  "llghrl", "strl", "stgrl", "sthrl", "crl", "cgrl", "cgfrl", "clrl", "clgrl",
+                                  "clgfrl", "chrl", "cghrl", "clhrl", "clghrl", "exrl", "pfdrl"))  # fmt: skip
 
 
 def target_name(s: Session, insn: Instruction) -> str:
