@@ -124,3 +124,31 @@ def test_live_create_logs_what_ibm_logs(tool, tmp_path, capsys):
         ibm = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
         assert MAINS[tool](args) == ibm.returncode == 0, ibm.stderr
         assert capsys.readouterr().err == ibm.stderr, extra
+
+
+@pytest.mark.parametrize("tool", sorted(MAINS))
+def test_the_old_v_is_warned_once_as_ibm(tool, tmp_path, capsys):
+    old = "WARNING: Use of deprecated flag '-V'. Use '-v' or '--verbose' instead.\n"
+    assert MAINS[tool](["-V", "--version"]) == 0
+    assert capsys.readouterr().err == old
+    assert _create(tool, tmp_path, "-V", "-V") == 0
+    err = capsys.readouterr().err
+    assert err.startswith(old) and err.count(old) == 1 and f"Use host-key document at '{HKD}'" in err
+    assert _create(tool, tmp_path, "-q") == 0 and capsys.readouterr().err == ""
+
+
+def test_genprotimg_is_pvimg_create_with_its_own_version_and_help_rules(tmp_path, capsys):
+    """s390-tools' genprotimg (pvimg under that name, GenprotimgCliOptions): ``--version`` alone, the
+    deprecated ``--help-all``/``--help-experimental``."""
+    from emulator.image.pvimg_cli import genprotimg_main
+
+    assert genprotimg_main(["--version"]) == 0 and capsys.readouterr().out.startswith("pvimg version 2.43.0")
+    for args in (["-v", "--version"], ["--version", "--version"], ["create", "--version"]):
+        assert genprotimg_main(args) == 2, args
+    for flag in ("--help-all", "--help-experimental", "--help"):
+        assert genprotimg_main([flag]) == 0 and "--kernel" in capsys.readouterr().out
+    out = tmp_path / "img"
+    assert genprotimg_main(["-k", HKD, "--no-verify", "-i", str(DATA / "pvimg-2.43.se"), "-o", str(out),
+                            "--no-component-check", "-q"]) == 0  # fmt: skip
+    assert out.stat().st_size > 0x14000
+    assert genprotimg_main(["create", "-k", HKD, "--no-verify", "-i", str(out), "-o", str(out)]) == 2

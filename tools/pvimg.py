@@ -10,10 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emulator.image.pvimg_cli import pvimg_main  # noqa: E402
+from emulator.image.pvimg_cli import genprotimg_main, pvimg_main  # noqa: E402
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if Path(sys.argv[0]).name == "genprotimg":
-        args = ["create", *args]
-    sys.exit(pvimg_main(args))
+    sys.exit(genprotimg_main() if Path(sys.argv[0]).name == "genprotimg" else pvimg_main())

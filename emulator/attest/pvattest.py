@@ -40,7 +40,7 @@ from emulator.attest.yamlout import yaml_scalar
 from emulator.image import pki
 from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, parse_image
 from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once, version_request
-from emulator.image.toollog import warn
+from emulator.image.toollog import deprecated_v_warning, warn
 from firmware import attestation as A
 from firmware.crypto import (
     CryptoError,
@@ -581,6 +581,7 @@ def pvattest_main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(f"pvattest version {S390_TOOLS_VERSION} (zuv emulation)\n")
             return EXIT_OK
         a = _parser().parse_args(args)
+        deprecated_v_warning(a.verbose_old)
         if a.version:
             raise _UsageError("unexpected argument '--version'")
         if a.command is None:

@@ -41,7 +41,7 @@ from emulator.attest.pvattest import (
 from emulator.image import pki
 from emulator.image.pvimg import _Parser, _UsageError
 from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Once, version_request
-from emulator.image.toollog import info, warn
+from emulator.image.toollog import deprecated_v_warning, info, warn
 from firmware import attestation as A
 from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng, sha256
 from firmware.machine_identity import MachineIdentityError
@@ -436,6 +436,7 @@ def pvsecret_main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(f"pvsecret version {S390_TOOLS_VERSION} (zuv emulation)\n")
             return 0
         a = _parser().parse_args(args)
+        deprecated_v_warning(a.verbose_old)
         if a.version:
             raise _UsageError("unexpected argument '--version'")
         if a.command is None:

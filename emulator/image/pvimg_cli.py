@@ -53,7 +53,7 @@ from firmware.se_header import (
 )
 
 from . import pki
-from .toollog import warn
+from .toollog import deprecated_v_warning, info, warn
 
 __all__ = ["S390_TOOLS_VERSION", "UV_KEY_HASHES", "UV_KEYS_ALL", "info_document", "pvimg_main"]
 
@@ -77,6 +77,7 @@ def version_request(args: Sequence[str]) -> bool:
     flags = "".join(x[2] if x.startswith("--") else x[1:] for x in args if _VERBOSITY.fullmatch(x))
     if "v" in flags and "q" in flags:
         raise _UsageError("the argument '--quiet' cannot be used with '--verbose'")
+    deprecated_v_warning(flags.count("V"))
     return True
 
 
@@ -487,6 +488,7 @@ def _info(a) -> int:
     if a.print_schema == "text":
         print("No schema for human-readable format available!")
         return 0
+    info(a, f"Reading Secure Execution header {a.input}")
     img = parse_image(_read(a.input, "image"))
     hdr = SeHeader.parse(img.header)
     secrets = None
@@ -594,6 +596,7 @@ def pvimg_main(argv: Sequence[str] | None = None) -> int:
     args = [f"--key-hashes={UV_KEYS_ALL}" if x == "--key-hashes" else x for x in args]
 
     def handler(a) -> int:
+        deprecated_v_warning(a.verbose_old)
         if a.version:
             raise _UsageError("--version takes no other argument")
         _check_rules(a)
@@ -601,3 +604,17 @@ def pvimg_main(argv: Sequence[str] | None = None) -> int:
         return commands[a.command](a)
 
     return _run("pvimg", args, _parser, handler, input_error=1)
+
+
+def genprotimg_main(argv: Sequence[str] | None = None) -> int:
+    """``pvimg create`` under the name ``genprotimg``, as s390-tools' link: ``--version`` alone prints the
+    version (with anything else, or twice, a usage error), and the deprecated ``--help-all`` and
+    ``--help-experimental`` are ``--help``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args:
+        if args != ["--version"]:
+            print("genprotimg: error: unexpected argument", file=sys.stderr)
+            return 2
+        return _version()
+    deprecated_help = ("--help-all", "--help-experimental")
+    return pvimg_main(["create", *("--help" if x in deprecated_help else x for x in args)])

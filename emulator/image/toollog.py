@@ -33,3 +33,9 @@ def info(a: argparse.Namespace, text: str) -> None:
 def no_verify_warning(a: argparse.Namespace, prog: str) -> None:
     """The warning of ``--no-verify``, as the tool ``prog`` words it."""
     warn(a, f"Host-key document verification is disabled. The {PROTECTEE[prog]} may not be protected.")
+
+
+def deprecated_v_warning(count: int) -> None:
+    """s390-tools' word on its old ``-V``, once, whatever the level (its tools write it before logging)."""
+    if count:
+        sys.stderr.write("WARNING: Use of deprecated flag '-V'. Use '-v' or '--verbose' instead.\n")
