@@ -255,7 +255,7 @@ def _image_tool(target: str, argv: list[str]) -> int:
         from emulator.image.pvimg_cli import pvimg_main
 
         return int(pvimg_main(argv))
-    from emulator.image.pvimg import hostkey_main
+    from emulator.image.hostkey import hostkey_main
 
     return int(hostkey_main(argv))
 

@@ -1,4 +1,4 @@
-"""The Secure Execution header, version 1 (spec 8.4-8.7): records, builder, parser, the UV's checks.
+"""The Secure Execution header, version 1 (spec 8.4-8.6): records, builder, parser, the UV's checks.
 
 Layout (all big-endian; offsets from the start of the header)::
 
@@ -22,7 +22,7 @@ Formulas (spec 8.6/8.7; the Ultravisor's Unpack and Verify use exactly these hel
   when PCF bit 35 "no component encryption" is set), ALD = SHA-512 over the 8-byte big-endian guest
   absolute address of each page, TLD = SHA-512 over the 16-byte tweak of each page, NEP = page count;
   all in component order and ascending page order, which is also the order of the Unpack calls
-  (:class:`ImageDigests`).
+  (``se_digests.ImageDigests``, re-exported here with ``page_tweak``, ``address_entry``, ``PAGE_SIZE``).
 
 :func:`open_header` is the UV side of Set Secure Configuration Parameters (spec 4.11); it raises
 :class:`SeHeaderError` with the architected rc/rrc. Checks run in this order (the real firmware's
@@ -49,7 +49,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from firmware.crypto import (
     GCM_IV_SIZE,
@@ -60,7 +60,6 @@ from firmware.crypto import (
     EllipticCurvePublicKey,
     Rng,
     Secret,
-    Sha512,
     aes_gcm_open,
     aes_gcm_seal,
     aes_xts_decrypt,
@@ -72,6 +71,7 @@ from firmware.crypto import (
     unwrap_key,
     wrap_key,
 )
+from firmware.se_digests import PAGE_SIZE, ImageDigests, address_entry, page_tweak
 
 __all__ = [
     "MAGIC",
@@ -133,7 +133,6 @@ __all__ = [
 
 MAGIC = b"IBMSecEx"
 VERSION_V1 = 0x00000100
-PAGE_SIZE = 4096
 #: pvimg caps the header at two pages; KVM refuses SET_SEC_PARMS above 8 KiB (spec 8.4, 4.11).
 MAX_HEADER_SIZE = 0x2000
 
@@ -387,68 +386,7 @@ class SeHeader:
         }
 
 
-# ------------------------------------------------------------------------------------------------ digests
-
-
-def page_tweak(tweak_prefix: int, offset: int) -> bytes:
-    """16-byte XTS tweak of the page at byte ``offset`` of a component: ``u64(prefix) || u64(offset)``."""
-    return struct.pack(">QQ", tweak_prefix, offset)
-
-
-def address_entry(gaddr: int) -> bytes:
-    """ALD entry of a page: its 8-byte big-endian guest absolute address."""
-    return struct.pack(">Q", gaddr)
-
-
-class ImageDigests:
-    """Running PLD/ALD/TLD/NEP over secure pages in Unpack order (spec 8.7).
-
-    The builder feeds every secure page of the image; the Ultravisor feeds every page it unpacks
-    (the page as the host stored it, i.e. *before* decrypting) and compares with the header at Verify.
-    """
-
-    def __init__(self) -> None:
-        self._pld = Sha512()
-        self._ald = Sha512()
-        self._tld = Sha512()
-        self.nep = 0
-
-    def add_page(self, gaddr: int, tweak: bytes, stored_page: bytes) -> None:
-        """Measure one page: its 4096 stored bytes, its guest absolute address, its 16-byte tweak."""
-        if len(stored_page) != PAGE_SIZE:
-            raise ValueError("a measured page is 4096 bytes")
-        if len(tweak) != 16:
-            raise ValueError("a page tweak is 16 bytes")
-        self._pld.update(bytes(stored_page))
-        self._ald.update(address_entry(gaddr))
-        self._tld.update(bytes(tweak))
-        self.nep += 1
-
-    @property
-    def pld(self) -> bytes:
-        """Page-list digest so far."""
-        return self._pld.digest()
-
-    @property
-    def ald(self) -> bytes:
-        """Address-list digest so far."""
-        return self._ald.digest()
-
-    @property
-    def tld(self) -> bytes:
-        """Tweak-list digest so far."""
-        return self._tld.digest()
-
-    @classmethod
-    def of(cls, pages: Iterable[tuple[int, bytes, bytes]]) -> ImageDigests:
-        """Digests of (gaddr, tweak, stored page) triples."""
-        d = cls()
-        for gaddr, tweak, page in pages:
-            d.add_page(gaddr, tweak, page)
-        return d
-
-    def __repr__(self) -> str:
-        return f"ImageDigests(nep={self.nep}, pld={self.pld.hex()[:16]}...)"
+# ------------------------------------------------------------------------------------------------ verify
 
 
 def verify_digests(opened: OpenedHeader, measured: ImageDigests) -> int:

@@ -9,7 +9,7 @@ Cost per Unpack: the page is decrypted straight from absolute storage, the AES k
 stored bytes are copied into the PLD's chunk and hashed on a worker thread (``crypto.BackgroundSha512``:
 ~3.7 us of SHA-512 per page off the UVC's path where a second core is free), and the 8- and 16-byte ALD/TLD
 entries are collected and hashed in large pieces. SHA-512 of a stream does not depend on how it is cut, so
-the digests are those of ``se_header.ImageDigests``.
+the digests are those of ``se_digests.ImageDigests``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _ADDR: Final = struct.Struct(">Q")
 class UnpackMeasurement:
     """A configuration's running Unpack measurement (PLD, ALD, TLD, NEP; 8.7) and its page decryption.
 
-    Same digests as ``se_header.ImageDigests`` fed page by page (``verify_digests`` reads ``pld``, ``ald``,
+    Same digests as ``se_digests.ImageDigests`` fed page by page (``verify_digests`` reads ``pld``, ``ald``,
     ``tld``, ``nep``). Holds the header's XTS key as an AES key object: never shown in a repr.
     """
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from emulator.image import pki
-from emulator.image.pvimg import hostkey_main
+from emulator.image.hostkey import hostkey_main
 from firmware import crypto as c
 from firmware.machine_identity import MachineIdentity, MachineIdentityError
 

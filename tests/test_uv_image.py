@@ -20,7 +20,8 @@ from firmware.crypto import (
     aes_xts_encrypt,
     generate_p521_key,
 )
-from firmware.se_header import PCF_ALLOW_DUMPING, PCF_DEFAULT, ImageDigests, build_header, page_tweak
+from firmware.se_digests import ImageDigests, page_tweak
+from firmware.se_header import PCF_ALLOW_DUMPING, PCF_DEFAULT, build_header
 from firmware.uv import CPU_STATE_OPR, CPU_STATE_OPR_LOAD, Ultravisor
 from firmware.uv_codes import Cc, Rc
 

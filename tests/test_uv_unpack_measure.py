@@ -1,4 +1,4 @@
-"""The Ultravisor's Unpack measurement gives the digests of ``se_header.ImageDigests`` however it is fed."""
+"""The Ultravisor's Unpack measurement gives the digests of ``se_digests.ImageDigests`` however it is fed."""
 
 import os
 import struct
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.crypto import Secret, aes_xts_encrypt
-from firmware.se_header import ImageDigests
+from firmware.se_digests import ImageDigests
 from firmware.uv_image import UnpackMeasurement
 
 

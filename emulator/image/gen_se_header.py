@@ -38,12 +38,11 @@ from firmware.crypto import (
     Secret,
     SystemRng,
 )
+from firmware.se_digests import PAGE_SIZE, ImageDigests
 from firmware.se_header import (
-    PAGE_SIZE,
     PCF_DEFAULT,
     PCF_NO_COMP_ENCRYPTION,
     PSW_MASK_DEFAULT,
-    ImageDigests,
     SeHeaderBuildError,
     build_header,
 )
