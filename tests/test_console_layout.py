@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from emulator.console.cli import open_session
-from emulator.console.commands import _execute, execute, status_line
+from emulator.console.commands import _execute, execute
 from emulator.console.render import Output, reflow
+from emulator.console.status import status_line
 from emulator.hypervisor.boot import DEMO_IMAGE
 
 PROBE = "tests/console_scripts/probe.elf"

@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 
 from emulator.console.cli import open_session
-from emulator.console.commands import execute, status_line
+from emulator.console.commands import execute
 from emulator.console.errors import ConsoleError
 from emulator.console.secure import owner_machine
+from emulator.console.status import status_line
 from emulator.hypervisor.boot import DEMO_IMAGE
 
 STAGE3A_INSN = 0x11006  # stage3a's second instruction (_start+6)

@@ -5,7 +5,8 @@ privilege) still shows all of it."""
 from __future__ import annotations
 
 from emulator.console.cli import open_session
-from emulator.console.commands import execute, status_line
+from emulator.console.commands import execute
+from emulator.console.status import status_line
 from emulator.hypervisor.boot import DEMO_IMAGE
 
 SECRET_TEXT = b"zuv secr".hex()  # the demo's secret page starts "zuv secret"

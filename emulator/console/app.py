@@ -33,8 +33,9 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
 
-from emulator.console.commands import REGISTRY, QuitRequest, completion_words, execute, lookup, status_line
+from emulator.console.commands import REGISTRY, QuitRequest, completion_words, execute, lookup
 from emulator.console.render import STYLE, Output
+from emulator.console.status import status_line
 from emulator.interrupt import EXIT_INTERRUPTED, run_interruptible
 
 if TYPE_CHECKING:
