@@ -11,7 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from emulator.attacks.playbook import ATTACKS, Attack, Outcome
+from emulator.attacks.harness import Attack, Outcome
+from emulator.attacks.playbook import ATTACKS
 
 __all__ = ["ATTACKS", "Attack", "Outcome", "find", "run", "report", "main"]
 

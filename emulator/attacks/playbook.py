@@ -12,149 +12,41 @@ import base64
 import json
 import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from emulator.api import (
     DEMO_IMAGE,
     DEVICE_BLOCK,
     DEVICE_CONSOLE,
     Exit,
-    Guest,
     Host,
     RelyingParty,
     SecureStorageAccess,
 )
 from emulator.attacks import referee
+from emulator.attacks.harness import INTACT, Attack, Outcome, finish, read_as_host, start
 
-__all__ = ["Outcome", "ATTACKS", "Attack"]
-
-INTACT = b"secret intact: yes"
-BROKEN = b"secret intact: NO"
-
-
-@dataclass
-class Outcome:
-    """What one attack did and got."""
-
-    name: str
-    held: bool = True
-    secure_bytes: int = 0
-    lines: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def tried(self, text: str) -> None:
-        """Record what the attack tried."""
-        self.lines.append(f"tried:   {text}")
-
-    def machine(self, text: str) -> None:
-        """Record what the machine answered."""
-        self.lines.append(f"machine: {text}")
-
-    def why(self, text: str) -> None:
-        """Record why the secret stayed safe."""
-        self.lines.append(f"safe:    {text}")
-
-    def got(self, data: bytes) -> None:
-        """The host obtained ``data``: count the secret's bytes in it."""
-        n = referee.secret_bytes(data)
-        self.secure_bytes += n
-        if n:
-            self.held = False
-            self.lines.append(f"LEAK:    {n} bytes of the secret reached the host")
-
-    def fail(self, text: str) -> None:
-        """Record that the attack broke a guarantee (the secret did not hold)."""
-        self.held = False
-        self.lines.append(f"FAILED:  {text}")
-
-
-@dataclass(frozen=True)
-class Attack:
-    """One playbook entry."""
-
-    name: str
-    title: str
-    run: Callable[..., Outcome]  # run(seed=1): the Ultravisor's seed
-
-
-def _boot(seed: int = 1) -> tuple[Host, Guest]:
-    host = Host(seed=seed)
-    g = host.boot()
-    if not g.secure:
-        host.close()
-        raise RuntimeError(f"the demo guest did not boot secure: {g.secure_boot_failure}")
-    return host, g
-
-
-def _start(name: str, seed: int) -> tuple[Outcome, Host, Guest]:
-    """An attack's first beat: its outcome record, and the demo guest booted secure on a fresh host."""
-    host, g = _boot(seed)
-    return Outcome(name), host, g
-
-
-def _finish(o: Outcome, host: Host, g: Guest, expect: str = "intact") -> Outcome:
-    """Let the guest go on, then tear it down; the outcome, for the attack to return. ``expect``: ``intact``
-    (it prints secret intact: yes), ``stopped`` (the hypervisor must stop it: its page cannot be made secure
-    again), ``zeroed`` (it sees its page lost)."""
-    r = g.run(time_limit=20)
-    o.got(g.console.split(b"digest", 1)[-1])  # what the devices printed after the announcement
-    if not referee.digest_matches(g.console):
-        o.fail("the referee's model of the secret does not match the guest's digest")
-    if expect == "intact":
-        if INTACT in g.console and r.clean:
-            o.machine("the guest ran on and printed 'secret intact: yes'")
-        else:
-            o.fail(f"the guest did not confirm its secret ({r.detail or r.reason})")
-    elif expect == "stopped":
-        if BROKEN in g.console:
-            o.fail("the guest ran on with a changed secret page")
-        elif g.cpu_detail:
-            o.machine(f"the hypervisor had to stop the guest: {g.cpu_detail}")
-            o.facts["stopped"] = g.cpu_detail
-        elif INTACT in g.console:
-            o.machine("the guest ran on and printed 'secret intact: yes'")
-        else:
-            o.fail(f"unexpected end: {r.detail or r.reason}")
-    elif expect == "zeroed":
-        o.machine("the guest ran on: " + ("it found its secret page lost (cleared)" if BROKEN in g.console
-                                          else r.reason))  # fmt: skip
-    g.destroy()
-    host.close()
-    return o
-
-
-def _read_as_host(o: Outcome, g: Guest, gaddr: int, length: int = 4096) -> None:
-    a = g.try_read(gaddr, length)
-    if a.ok:
-        o.machine(f"the host read {len(a.data)} bytes")
-        o.got(a.data)
-    else:
-        o.machine(f"PGM {a.code:#04x} (secure-storage access), TEID {a.teid:#x}; nothing read")
-        o.facts.setdefault("pgm", a.code)
-
+__all__ = ["ATTACKS"]
 
 # -- storage ---------------------------------------------------------------------------------------------
 
 
 def read_secret(seed: int = 1) -> Outcome:
-    o, host, g = _start("read-secret", seed)
+    o, host, g = start("read-secret", seed)
     s = g.secret_page
     o.tried(f"read guest page {s:#x} (host frame {g.frame(s):#x}) through the host's view")
-    _read_as_host(o, g, s)
+    read_as_host(o, g, s)
     try:
         o.got(host.read(g.frame(s), 4096))
     except SecureStorageAccess as e:
         o.machine(f"the same frame by host absolute address: PGM {e.code:#04x}")
     o.why("the frame's owner tag is the secure configuration's: every host access is refused before it "
           "touches storage (emulator/hw/access.py)")
-    return _finish(o, host, g)
+    return finish(o, host, g)
 
 
 def write_secret(seed: int = 1) -> Outcome:
-    o, host, g = _start("write-secret", seed)
+    o, host, g = start("write-secret", seed)
     s = g.secret_page
     o.tried(f"overwrite guest page {s:#x} with 'host was here'")
     a = g.try_write(s, b"host was here" * 8)
@@ -164,24 +56,24 @@ def write_secret(seed: int = 1) -> Outcome:
     else:
         o.facts["pgm"] = a.code
     o.why("a store is decided like a fetch: PGM 0x3D, nothing stored; the guest's digest still matches")
-    return _finish(o, host, g)
+    return finish(o, host, g)
 
 
 def export_read(seed: int = 1) -> Outcome:
-    o, host, g = _start("export-read", seed)
+    o, host, g = start("export-read", seed)
     s = g.secret_page
     o.tried("force the page out with Convert from Secure Storage, then read it")
     r = g.export(s)
     o.machine(f"export: {r}")
     o.facts["rc"] = r.rc
-    _read_as_host(o, g, s)
+    read_as_host(o, g, s)
     o.why("the Ultravisor encrypts the page in place (AES-XTS, sealed with its guest address and a counter) "
           "before the host may touch it; the guest's next access imports it back, checked")
-    return _finish(o, host, g)
+    return finish(o, host, g)
 
 
 def dma_read(seed: int = 1) -> Outcome:
-    o, host, g = _start("dma-read", seed)
+    o, host, g = start("dma-read", seed)
     s = g.secret_page
     m = re.search(rb"console: virtio-like queue at (0x[0-9a-f]+)", g.console)  # the guest says where
     assert m is not None
@@ -222,7 +114,7 @@ def dma_read(seed: int = 1) -> Outcome:
 
 
 def dma_write(seed: int = 1) -> Outcome:
-    o, host, g = _start("dma-write", seed)
+    o, host, g = start("dma-write", seed)
     s = g.secret_page
     queues = [a for a in g.pages("shared") if bytes(g.queue(a))[:4] == b"ZVQ1"]
     blk_q = next(a for a in queues if g.queue(a).desc[2].len == 1)  # the block queue: 3-descriptor chains
@@ -243,7 +135,7 @@ def dma_write(seed: int = 1) -> Outcome:
     o.why("the Ultravisor checks an exported page's integrity on import: the overwritten ciphertext fails "
           "(rc 0x0107) and the page can never become secure with the host's bytes")
     log0 = len(host.uv_log())
-    _finish(o, host, g, "stopped")
+    finish(o, host, g, "stopped")
     imports = [e for e in host.uv_log(log0) if e.code == 0x0200 and e.rc != 1]
     if imports:
         o.machine(f"import: rc {imports[0].rc:#06x}")
@@ -252,7 +144,7 @@ def dma_write(seed: int = 1) -> Outcome:
 
 
 def swap_pages(seed: int = 1) -> Outcome:
-    o, host, g = _start("swap-pages", seed)
+    o, host, g = start("swap-pages", seed)
     s = g.secret_page
     other = next(a for a in g.pages("secure") if a not in (s, 0, 0x1000) and a > s)
     o.tried(f"export the secret page {s:#x} and page {other:#x}, swap their ciphertexts, import both")
@@ -272,11 +164,11 @@ def swap_pages(seed: int = 1) -> Outcome:
         o.fail("a swapped page was accepted")
     o.why("each export is sealed with its guest address: a page's ciphertext does not open at another "
           "address")
-    return _finish(o, host, g, "stopped")
+    return finish(o, host, g, "stopped")
 
 
 def replay_export(seed: int = 1) -> Outcome:
-    o, host, g = _start("replay-export", seed)
+    o, host, g = start("replay-export", seed)
     s = g.secret_page
     o.tried(f"keep an exported copy of {s:#x}, let it be imported and exported again, then hand back the "
             "old copy")
@@ -296,17 +188,17 @@ def replay_export(seed: int = 1) -> Outcome:
     r2 = g.import_page(s)
     o.machine(f"import of the latest copy: {r2}")
     o.why("each export carries a counter the Ultravisor keeps: only the newest copy opens")
-    return _finish(o, host, g)
+    return finish(o, host, g)
 
 
 def remap_page(seed: int = 1) -> Outcome:
-    o, host, g = _start("remap-page", seed)
+    o, host, g = start("remap-page", seed)
     s = g.secret_page
     evil = host.alloc_page()
     host.write(evil, b"EVIL" * 1024)
     old = g.remap(s, evil)
     o.tried(f"point guest page {s:#x} at a host frame {evil:#x} holding the host's data (was {old:#x})")
-    _read_as_host(o, g, s)  # the host reads its own frame now: its own bytes
+    read_as_host(o, g, s)  # the host reads its own frame now: its own bytes
     try:
         o.got(host.read(old, 4096))
     except SecureStorageAccess as e:
@@ -314,7 +206,7 @@ def remap_page(seed: int = 1) -> Outcome:
     log0 = len(host.uv_log())
     o.why("the Ultravisor records which frame holds which guest page: a page mapped elsewhere is not "
           "secure (0x3E), and the frame it names cannot be imported in its place")
-    _finish(o, host, g, "stopped")
+    finish(o, host, g, "stopped")
     bad = [e for e in host.uv_log(log0) if e.code == 0x0200 and e.rc != 1]
     if bad:
         o.facts["rc"] = bad[0].rc
@@ -344,17 +236,17 @@ def transplant_page(seed: int = 1) -> Outcome:
     r2 = a.import_page(s)
     o.machine(f"guest 1's page goes back where it belongs: {r2}")
     b.destroy()
-    return _finish(o, host, a)
+    return finish(o, host, a)
 
 
 def alias_page(seed: int = 1) -> Outcome:
-    o, host, g = _start("alias-page", seed)
+    o, host, g = start("alias-page", seed)
     s = g.secret_page
     bounce = next(a for a in g.pages("shared") if a != s)
     o.tried(f"map the shared page {bounce:#x} (which the host may read) onto the secret page's frame "
             f"{g.frame(s):#x}, read it, and import it as the guest's page {bounce:#x}")
     g.remap(bounce, g.frame(s))
-    _read_as_host(o, g, bounce)
+    read_as_host(o, g, bounce)
     r = g.import_page(bounce)
     o.machine(f"import of {bounce:#x} on that frame: {r}")
     o.facts["rc"] = r.rc
@@ -362,11 +254,11 @@ def alias_page(seed: int = 1) -> Outcome:
         o.fail("one frame became two guest pages")
     o.why("sharing is a property of the frame, not of the mapping: the secret's frame stays secure "
           "whatever maps it, and the Ultravisor records the one guest address each secure frame holds")
-    return _finish(o, host, g)
+    return finish(o, host, g)
 
 
 def discard_page(seed: int = 1) -> Outcome:
-    o, host, g = _start("discard-page", seed)
+    o, host, g = start("discard-page", seed)
     s = g.secret_page
     o.tried(f"Destroy Secure Storage of the secret page {s:#x} while the guest runs, read the frame, fill "
             "it with the host's data")
@@ -379,14 +271,14 @@ def discard_page(seed: int = 1) -> Outcome:
     o.why("the Ultravisor clears the page before the host may touch it, and a page imported without an "
           "export record is a fresh cleared page: the host can discard guest memory (availability) but "
           "neither read it nor plant its own bytes")
-    _finish(o, host, g, "zeroed")
+    finish(o, host, g, "zeroed")
     if b"EVIL" in g.console:
         o.fail("the host's bytes reached the guest")
     return o
 
 
 def share_secret(seed: int = 1) -> Outcome:
-    o, host, g = _start("share-secret", seed)
+    o, host, g = start("share-secret", seed)
     s = g.secret_page
     o.tried(f"open the secret page {s:#x} to the host: Set Shared Access (a guest call) and Pin Page Shared")
     r1 = g.uvc("set_shared_access", paddr=s)
@@ -396,16 +288,16 @@ def share_secret(seed: int = 1) -> Outcome:
     o.facts["rc"] = [r1.rc, r2.rc]
     if r1.ok or r2.ok:
         o.fail("the host shared a secure page")
-    _read_as_host(o, g, s)
+    read_as_host(o, g, s)
     o.why("only the guest may share its pages; Pin Page Shared keeps a page shared only if it already is")
-    return _finish(o, host, g)
+    return finish(o, host, g)
 
 
 # -- registers, reset, dump -------------------------------------------------------------------------------
 
 
 def register_theft(seed: int = 1) -> Outcome:
-    o, host, g = _start("register-theft", seed)
+    o, host, g = start("register-theft", seed)
     seen: list[tuple[int, int]] = []
     bad: list[str] = []
 
@@ -442,7 +334,7 @@ def register_theft(seed: int = 1) -> Outcome:
 
 
 def read_donated(seed: int = 1) -> Outcome:
-    o, host, g = _start("read-donated", seed)
+    o, host, g = start("read-donated", seed)
     regions = g.donated_storage()
     o.tried("read and write the storage the host donated to the Ultravisor (configuration base and "
             "variable storage, the secure CPU's storage), then read it again after the configuration is gone")
@@ -529,7 +421,7 @@ def sd_swap(seed: int = 1) -> Outcome:
 
 
 def reset_restart(seed: int = 1) -> Outcome:
-    o, host, g = _start("reset-restart", seed)
+    o, host, g = start("reset-restart", seed)
     s = g.secret_page
     o.tried("stop and clear-reset the secure CPU, then restart the configuration without Prepare Reset")
     o.machine(f"stop: {g.set_cpu_state('stopped')}")
@@ -539,7 +431,7 @@ def reset_restart(seed: int = 1) -> Outcome:
     o.facts["rc"] = r.rc
     if r.ok:
         o.fail("the configuration restarted without Prepare Reset")
-    _read_as_host(o, g, s)
+    read_as_host(o, g, s)
     o.why("a restart needs Prepare Reset, which empties the secret store; a reset leaves memory secure")
     g.destroy()
     host.close()
@@ -547,7 +439,7 @@ def reset_restart(seed: int = 1) -> Outcome:
 
 
 def dump_without_key(seed: int = 1) -> Outcome:
-    o, host, g = _start("dump-without-key", seed)
+    o, host, g = start("dump-without-key", seed)
     o.tried("dump the configuration and its CPU (Initiate Configuration Dump, Dump CPU State)")
     r = g.uvc("dump_init", handle=g.handle)
     o.machine(f"Initiate Configuration Dump: {r}")
@@ -560,7 +452,7 @@ def dump_without_key(seed: int = 1) -> Outcome:
         o.fail("a dump was started for an image that does not allow it")
     o.why("the SE header's flags decide whether a guest may be dumped, and a dump is encrypted for the "
           "owner's customer communication key, never for the host")
-    return _finish(o, host, g)
+    return finish(o, host, g)
 
 
 def dump_ciphertext(seed: int = 1) -> Outcome:
@@ -707,7 +599,7 @@ def attest_replay(seed: int = 1) -> Outcome:
 def secret_theft(seed: int = 1) -> Outcome:
     from emulator.attest.demo import demo_disk_key
 
-    o, host, g = _start("secret-theft", seed)
+    o, host, g = start("secret-theft", seed)
     o.tried("ask the Ultravisor for the guest's secrets as the host: List Secrets, Retrieve Secret")
     rs = [g.uvc("list_secrets"), g.uvc("retr_secret")]
     for r in rs:
