@@ -21,16 +21,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 from emulator.errors import HypervisorError, ProgramException
-from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import (
     CHECK_STOP,
-    OPERATING,
     PSW_MASK_64,
     PSW_MASK_EXT,
     PSW_MASK_IO,
     PSW_MASK_MCHECK,
     PSW_MASK_WAIT,
-    STOPPED,
     Insn,
 )
 from emulator.hw.cpu_handle import CpuHandle
@@ -61,6 +58,7 @@ from emulator.hypervisor.channel_io import VmChannel
 from emulator.hypervisor.floating import place_service_signal, route_service_signal, service_holder
 from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
 from emulator.hypervisor.intercepts import _HANDLERS
+from emulator.hypervisor.services import GuestServices
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
 SLICE: Final = 20_000
@@ -517,7 +515,7 @@ class Vm:
         self.hv.destroy_vm(self)
         self.destroyed = True
 
-class Hypervisor:
+class Hypervisor(GuestServices):
     """The KVM-like hypervisor of one host: its memory allocator, the SIE engine and the VMs.
 
     Args:
@@ -682,79 +680,3 @@ class Hypervisor:
                 v._cpu.request_halt()
         if vm.pv is not None:
             vm.pv.halt()
-
-    # -- services shared by normal and secure guests ----------------------------------------------------
-
-    def virtio_notify(self, vm: Vm, function: int, device_id: int, queue: int, cookie: int) -> int:
-        """DIAGNOSE 0x500: a notification for a device; returns the GR2 result (0 or -errno)."""
-        if function != 3:  # KVM_S390_VIRTIO_CCW_NOTIFY
-            return -22 & 0xFFFFFFFFFFFFFFFF
-        if vm.channel.has_subchannel(device_id):  # virtio-ccw: GR2 the subchannel's id, GR3 the queue
-            return vm.channel.notify(device_id, queue) & 0xFFFFFFFFFFFFFFFF
-        dev = vm.devices.get(device_id & 0xFFFFFFFF)
-        if dev is None:
-            return -22 & 0xFFFFFFFFFFFFFFFF  # no device behind this id: -EINVAL, as QEMU answers
-        return dev.notify(vm, queue, cookie) & 0xFFFFFFFFFFFFFFFF
-
-    def sigp(self, vm: Vm, v: Vcpu, order: int, target: int, param: int) -> tuple[int, int | None]:
-        """SIGP among the vCPUs of one VM (normal guests: on their hardware CPUs)."""
-        cpus = {a: x.cpu for a, x in vm.vcpus.items()}
-        for x in vm.vcpus.values():  # the SD's stopped flag is the hypervisor's record of the CPU state
-            x.cpu.state = OPERATING if x.operating else STOPPED
-            x.cpu.set_psw(*x.psw)
-        cc, status = sigp_mod.sigp(v.cpu, order, target, param, cpus, vm.memory_size, vm.memory.write)
-        taken = vm.vcpus.get(target) if cc == 0 and order in sigp_mod.TAKES_OVER else None
-        if taken is not None:
-            taken.disabled_wait = None
-        for x in vm.vcpus.values():
-            x.set_operating(x.cpu.state == OPERATING)
-            x.set_psw(*x.cpu.psw)
-            self.engine.forget(x.cpu)
-        return cc, status
-
-    def diag308(self, vm: Vm, v: Vcpu, r1: int, rx: int, rx1: int, subcode: int) -> None:
-        """DIAGNOSE 0x308 (IPL functions) of a normal guest; secure IPL (8, 9, 10) goes to the PV code."""
-        cpu = v.cpu
-        if subcode in (5, 6, 8, 9):
-            if r1 & 1:
-                raise ProgramException(0x06, why="DIAG 0x308 subcodes 5/6/8/9 need an even R1")
-            if rx & 0xFFF:
-                raise ProgramException(0x06, why="IPL parameter block not on a 4 KiB boundary")
-        if subcode in (8, 9, 10) and self.ultravisor is None:
-            raise ProgramException(0x06, why="secure IPL needs the unpack facility (no Ultravisor)")
-        if subcode == 5:
-            length = int.from_bytes(cpu.read_real(rx, 4), "big")
-            if not 8 <= length <= 0x1000:
-                cpu.set_gpr(r1 + 1, 0x0402)
-            else:
-                vm.ipl_parameters = cpu.read_real(rx, length)
-                cpu.set_gpr(r1 + 1, 0x0001)
-            return
-        if subcode == 6:
-            if vm.ipl_parameters is None:
-                cpu.set_gpr(r1 + 1, 0x0102)
-            else:
-                cpu.write_real(rx, vm.ipl_parameters)
-                cpu.set_gpr(r1 + 1, 0x0001)
-            return
-        if subcode in (8, 9, 10):
-            from emulator.hypervisor.pv_ipl import diag308_secure
-
-            diag308_secure(vm, v, r1, rx, subcode)
-            return
-        if subcode in (0, 1, 3):
-            if subcode == 3:  # load clear: storage cleared and the program IPLed again (0 and 1 keep storage)
-                vm.memory.fill(0, vm.memory_size)
-                if vm.program_path is not None:
-                    vm.load(vm.program_path, vm._cmdline)  # noqa: SLF001
-                    return
-            for x in vm.vcpus.values():
-                x.cpu.reset_cpu()
-                x.set_operating(False)
-            short = vm.memory.read_u64(0)
-            mask = (short & 0xFFFFFFFF00000000) ^ (1 << 51)
-            v0 = vm.vcpus[0]
-            v0.set_psw(mask | (short & 0x80000000), short & 0x7FFFFFFF)
-            v0.set_operating(True)
-            return
-        raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode} is not supported")
