@@ -39,8 +39,8 @@ def fresh_cpu():
 def engine_mode(request, monkeypatch):
     """Run the test on CPUs with unicorn's invalidation slot switched (``emulator.hw.engine``, the default)
     and on CPUs with the engine as unicorn made it."""
-    from emulator.hw import cpu as cpu_mod
+    from emulator.hw import cpu_engine
 
     if request.param == "stock":
-        monkeypatch.setattr(cpu_mod, "switch_for", lambda uc: None)
+        monkeypatch.setattr(cpu_engine, "switch_for", lambda uc: None)
     return request.param

@@ -1,9 +1,10 @@
-"""One s390x CPU on unicorn: the engine's setup and the run loop, over the CPU's parts in its base classes.
+"""One s390x CPU on unicorn: its state and the run loop, over the CPU's parts in its base classes.
 
 ``Cpu`` is ``tlb.TlbFill`` (the TLB fill and the exits) over ``traps.TrapDispatch`` (trapped instructions)
 over ``registers.Registers`` over ``interrupts.InterruptDelivery`` over ``mmu.StorageAccess`` (the access
-path). These CPU modules, ``unicorn_abi`` (the engine's C interface) and ``engine`` are the only ones that
-import unicorn. The design (measured in ``docs/benchmarks.md``, argued in ``ARCHITECTURE.md``):
+path); ``cpu_engine.EngineBinding`` makes and hooks its engine. These CPU modules, ``unicorn_abi`` (the
+engine's C interface) and ``engine`` are the only ones that import unicorn. The design (measured in
+``docs/benchmarks.md``, argued in ``ARCHITECTURE.md``):
 
 * Guest code runs in unicorn's JIT with no per-instruction or per-block Python callback.
 * Memory: every CPU maps the machine's one buffer with ``mem_map_ptr`` and runs under ``UC_TLB_VIRTUAL``:
@@ -31,24 +32,17 @@ instructions. The owner answers with ``Insn.finish(cc)`` or ``Cpu.program_interr
 from __future__ import annotations
 
 import ctypes
-import struct
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from unicorn import Uc, UcError
+from unicorn import UcError
 from unicorn.unicorn_const import (
-    UC_ARCH_S390X,
     UC_ERR_EXCEPTION,
-    UC_HOOK_INTR,
-    UC_HOOK_TLB_FILL,
-    UC_MODE_BIG_ENDIAN,
-    UC_PROT_ALL,
-    UC_TLB_VIRTUAL,
 )
 
-from emulator.errors import HwError, ProgramException
+from emulator.errors import ProgramException
 from emulator.hw import exit_checks, low_stores
 from emulator.hw.arch import (  # noqa: F401
     ASC_ACCESS_REG,
@@ -126,18 +120,18 @@ from emulator.hw.arch import (  # noqa: F401
 
 # the architecture's names, defined in ``arch`` and still importable from here
 from emulator.hw.attention import Attention, PendingInterruptions, PendingSignals
-from emulator.hw.engine import WALK_STOP, ExitList, switch_for
+from emulator.hw.cpu_engine import EngineBinding
+from emulator.hw.engine import WALK_STOP, ExitList
 from emulator.hw.execute import EXECUTE_KEYS
 from emulator.hw.exits import CpuExit, Insn, WatchHit
 from emulator.hw.interrupts import IoSource
-from emulator.hw.live_env import LIVE, cpu_state, env_view
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.mmu import GuestIntercept, GuestMapping, SubPageAccess
 from emulator.hw.native_ssm import SSM_RESERVED, NativeSsm
 from emulator.hw.page_scan import PageScan
 from emulator.hw.run_control import RunControl
 from emulator.hw.single_step import SingleSteps
-from emulator.hw.tlb import _NS_ENTRY, _NS_EXIT, TlbFill
+from emulator.hw.tlb import TlbFill
 from emulator.hw.tod import TodClock
 from emulator.hw.traps import OWNER_INSNS, RL_ALIGNMENT, _is_trapped, _opcode_key  # noqa: F401 - importable from here
 from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from here
@@ -188,7 +182,7 @@ _STUCK_LIMIT: Final = 10000
 _EXITS_LIMIT: Final = 1 << 18
 
 
-class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
+class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer, EngineBinding):
     """One CPU of the machine: a unicorn instance plus the architecture unicorn leaves out.
 
     Args:
@@ -212,66 +206,7 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
         self.clock = clock
         self.facilities = facilities
         self.cpuid = cpuid
-        self._buf = memory.buffer()
-        self._mm = memory.mapping()
-        uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
-        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
-        uc.mem_map_ptr(0, memory.size, UC_PROT_ALL, memory.address)
-        uc.ctl_exits_enabled(True)
-        # the TLB fill hook is registered with the engine directly: the binding's wrappers (a decorator
-        # layer, a struct copy of the entry) cost ~0.7 us of a fill; exceptions are still handed to
-        # ``emu_start`` the binding's way (``_fill_hook``)
-        self._fill_cb = _TLB_FILL_CB(self._fill_hook)
-        uc._zuv_fill_cb = self._fill_cb  # type: ignore[attr-defined]  # lives as long as the engine
-        hh = ctypes.c_size_t()
-        if _uc_direct.uc_hook_add(
-            uc._uch,  # noqa: SLF001 - the engine handle
-            ctypes.byref(hh),
-            ctypes.c_int(UC_HOOK_TLB_FILL),
-            self._fill_cb,
-            ctypes.c_void_p(0),
-            ctypes.c_uint64(1),
-            ctypes.c_uint64(0),
-        ):
-            raise HwError("unicorn refused the TLB fill hook")
-        uc.hook_add(UC_HOOK_INTR, self._intr)
-        self.uc = uc
-        #: the engine's TB-invalidation slot, switched so that exits survive runs (None: unicorn's own way)
-        self._switch = switch_for(uc)
-        self._ns_entry = _NS_ENTRY[self._switch is not None]
-        self._ns_exit = _NS_EXIT[self._switch is not None]
-        self._h = uc._uch  # noqa: SLF001 - the engine handle, for direct register access
-        #: unicorn's instruction budget of the run in progress (``emu_count``): a stop from another thread
-        #: in a counted run cuts it to 0, so the count hook stops at the next instruction's start
-        self._emu_count = ctypes.c_size_t.from_address(self._h.value + _LAYOUT.counter + 8)
-        self._emu_counter = ctypes.c_size_t.from_address(self._h.value + _LAYOUT.counter)
-        #: the run in unicorn counts instructions (its stops from other threads go through the count)
-        self._run_counted = False
-        #: code translated from now on has unicorn's exit checks only at block starts (free runs)
-        self._free_checks = False
-        self._rv = ctypes.c_uint64()
-        self._rp = ctypes.byref(self._rv)
-        _uc_reg_read(self._h, _PC_C, self._rp)  # (the engine makes its CPU state at the first access)
-        #: the engine's registers in place (``live_env``): general registers from index 0, the PSW mask at
-        #: ``_qm`` and its address after it, the control registers from ``_qc``; None: engine calls
-        self._q: memoryview | None = None
-        self._qb: memoryview | None = None  # the same bytes as bytes (the vector and access registers)
-        self._qm = self._qc = 0
-        self._cc_op: ctypes.c_uint32 | None = None
-        if LIVE is not None:
-            q = self._q = env_view(uc, LIVE)
-            self._qb = q.cast("B")
-            self._qm = LIVE.q_mask
-            self._qc = LIVE.q_mask + 12
-            here = ctypes.addressof(ctypes.c_char.from_buffer(q))
-            self._cc_op = ctypes.c_uint32.from_address(here + LIVE.cc_op)
-        #: the engine's CPUState, for one page's TLB flush (``TlbFill._flush_page``); None: whole flushes
-        self._cpu_state = cpu_state(uc, LIVE) if LIVE is not None and _tlb_flush_page is not None else None
-        #: index in ``_q`` of unicorn's pending EXECUTE target (``ex_value``), -1: through the context blob
-        self._qx = -1
-        rel = _LAYOUT.ex_value - _LAYOUT.regs
-        if LIVE is not None and _LAYOUT.ex_value >= 0 and rel >= 0 and rel % 8 == 0 and rel + 8 <= LIVE.size:
-            self._qx = rel // 8
+        self._init_engine(memory)
         #: successful translations of the instruction emulation (``mmu.translate``), valid until the next TLB
         #: flush: (virtual page | the access's kind in the low bits: 0 for a load) -> host frame address
         self._xc: dict[int, int] = {}
@@ -411,19 +346,6 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
         self.mem.remove_owner_batch_listener(self._owner_changed)
         self.mem.remove_cpu(self)
 
-    # -- program interrupts from unicorn ------------------------------------------------------------------
-
-    def _intr(self, uc: Uc, intno: int, _ud: object) -> None:
-        self._hooked = self._attn = True
-        if intno == 3:
-            code, ilen = struct.unpack("<II", self._hidden(_LAYOUT.int_pgm_code, 8))
-        elif intno == 2:
-            code, ilen = struct.unpack("<II", self._hidden(_LAYOUT.int_svc_code, 8))
-        else:
-            code, ilen = 0, 0
-        self._intr_info = (intno, code, ilen)
-        uc.emu_stop()
-
     # -- running ---------------------------------------------------------------------------------------------
 
     def run(self, count: int = 0, timeout_us: int = 0, resume: bool = False) -> CpuExit:
@@ -519,7 +441,7 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer):
                     or self._restart_pending
                 ) and self.deliver_pending():  # (only an enabled external interruption or a restart, here)
                     if lane_ok and self._uncounted_blocks and self._free_checks and not deadline:
-                        self._attention(q[qm] & ~PSW_MASK_CC)  # the handler's first run: by the lane, if it may
+                        self._attention(q[qm] & ~PSW_MASK_CC)  # the handler's first run: by the lane
                         lane = True
                     continue
                 if self._ext_request and mask & PSW_MASK_EXT and self.cr(0) & self._ext_request:
