@@ -1,7 +1,7 @@
 """The machine's scheduler with several CPUs of which one has work: it runs free in unicorn's JIT (a timed
 run, no instruction count), as a lone CPU does, while the others wait; it used to take 20,000-instruction
 counted slices as long as any other CPU was operating (a Linux with ``--cpus 2`` whose second CPU idles ran
-its initcalls ~100x slower). The waiting CPU is still woken by its own timer and by a SIGP of the running one.
+its initcalls ~100x slower); CPUs that all have work take turns in time slices, free as well. The waiting CPU is still woken by its own timer and by a SIGP of the running one.
 """
 
 import subprocess
@@ -114,3 +114,67 @@ def test_one_busy_cpu_runs_free_while_the_other_waits(program, monkeypatch):
     assert [c.state for c in r.cpus] == ["disabled-wait", "stopped"]
     # (a slice or two when CPU 1's interruption and CPU 0's work meet; ~150 before: all of CPU 0's loop)
     assert len(counted) < 10, f"{len(counted)} counted slices"
+
+
+#: both CPUs loop (CPU 1 restarted into a loop that ends with a flag CPU 0 then waits for)
+BOTH_BUSY = r"""
+.text
+.globl _start
+_start:
+    larl %r1,rstpsw
+    mvc 0x1a0(16,%r0),0(%r1)
+    lghi %r3,1
+    sigp %r4,%r3,6              # restart CPU 1
+    llilf %r6,3000000
+1:  brctg %r6,1b
+    larl %r5,done
+2:  cli 0(%r5),1
+    jne 2b
+    larl %r1,endpsw
+    lpswe 0(%r1)
+cpu1:
+    llilf %r6,3000000
+3:  brctg %r6,3b
+    larl %r5,done
+    mvi 0(%r5),1
+    lghi %r3,1
+    sigp %r4,%r3,5              # stop itself
+    .align 8
+rstpsw: .quad 0x0000000180000000, cpu1
+endpsw: .quad 0x0002000180000000, 0xfff
+done: .byte 0
+"""
+
+
+def test_cpus_that_all_have_work_take_turns_in_free_runs(tmp_path, monkeypatch):
+    counted = []
+    real_run = Cpu.run
+
+    def run(self, count=0, timeout_us=0, resume=False):
+        if count and not resume:
+            counted.append((self.address, count))
+        return real_run(self, count, timeout_us, resume)
+
+    (tmp_path / "p.s").write_text(BOTH_BUSY)
+    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", tmp_path / "p.o", tmp_path / "p.s"], check=True)
+    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", tmp_path / "p.elf",
+                    tmp_path / "p.o"], check=True)  # fmt: skip
+    monkeypatch.setattr(Cpu, "run", run)
+    m = Machine(64 << 20, 2)
+    try:
+        m.load(str(tmp_path / "p.elf"))
+        r = m.run(time_limit=60)
+    finally:
+        m.close()
+    assert r.reason == "all CPUs stopped" and r.clean, r.describe()
+    assert [c.state for c in r.cpus] == ["disabled-wait", "stopped"]
+    assert counted == []
+    # deterministic mode still takes counted turns (same program, same instruction counts)
+    monkeypatch.setattr(Cpu, "run", run)
+    d = Machine(64 << 20, 2, deterministic=True)
+    try:
+        d.load(str(tmp_path / "p.elf"))
+        assert d.run(time_limit=60).clean
+    finally:
+        d.close()
+    assert counted

@@ -6,10 +6,10 @@ only guest of zuv's hypervisor (STSI level 3) and sees the whole memory from abs
 host). The instructions the CPU hands back (DIAG, SERVC, SIGP, STSI, UVC, channel I/O) are answered
 here through the shared device models in ``emulator.hw``.
 
-Scheduling: one running CPU runs free in unicorn's JIT (time limits stop it from a timer), also while
-the others wait (in slices of at most ``IDLE_PEERS_US``). With several running CPUs, or in deterministic
-mode, CPUs take turns in instruction-count slices in CPU-address order, so the same program and input give
-the same output and the same instruction counts.
+Scheduling: CPUs run free in unicorn's JIT (time limits stop them from a timer); with several operating,
+those with work take turns in time slices of at most ``TIME_SLICE_US``. In deterministic mode (or with an
+instruction limit) they take turns in instruction-count slices in CPU-address order instead, so the same
+program and input give the same output and the same instruction counts.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ from emulator.options import MAX_CPUS, parse_size
 __all__ = ["Machine", "RunResult", "CpuResult", "check_run_limits", "parse_size"]
 
 SLICE: Final = 20_000
-#: the longest free run of one CPU while the others wait (us): the loop then routes what came for them
-IDLE_PEERS_US: Final = 5_000
+#: the longest free run of one CPU while others operate (us): the loop then routes what came for them and
+#: gives the next CPU with work its turn
+TIME_SLICE_US: Final = 2_000
 def check_run_limits(max_insns: int | None, time_limit: float | None) -> None:
     """Refuse a run limit that is not positive (``MachineError``): the checks of every ``run``."""
     problem = run_limits_problem(max_insns, time_limit)
@@ -387,18 +388,23 @@ class Machine(OwnerInsns):
                             why = "end of console input (stdin closed) while the program waits for more"
                         return self._result(why, t0, counted)
                     continue
-                if len(runnable) == 1 and not counted:
-                    # one CPU has work: it runs free, also when others wait (a Linux's idle CPUs), until the
-                    # first timer of any of them; a waiting CPU wakes for nothing else but what a trap of
-                    # the running one or an event from outside brings, which the loop routes at the latest
-                    # after IDLE_PEERS_US
-                    cpu = runnable[0]
+                if not counted:
+                    # free runs in unicorn's JIT, also with several CPUs: each CPU with work in turn, until
+                    # the first timer of any operating CPU and for at most a time slice when others operate
+                    # (a waiting one wakes for its timer, a trap of a running one or an event from outside,
+                    # which the loop routes between slices). Counted slices would drop every translated
+                    # block at each change between counted and free code (``_counting``).
                     deadlines = [d for c in operating if (d := c.next_timer_deadline()) is not None]
                     deadline = self._earliest(min(deadlines) if deadlines else None)
                     timeout = self.tod.us_until(deadline) + 1 if deadline is not None else 0
                     if len(operating) > 1:
-                        timeout = min(timeout, IDLE_PEERS_US) if timeout else IDLE_PEERS_US
-                    self._step(cpu, cpu.run(timeout_us=timeout))
+                        timeout = min(timeout, TIME_SLICE_US) if timeout else TIME_SLICE_US
+                    for cpu in runnable:
+                        if cpu.state != OPERATING:  # stopped by another CPU's SIGP in this round
+                            continue
+                        self._step(cpu, cpu.run(timeout_us=timeout))
+                        if self._halt_reason is not None:
+                            break
                     continue
                 for cpu in runnable:
                     n = SLICE if budget is None else min(SLICE, budget)
