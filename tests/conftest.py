@@ -9,6 +9,17 @@ settings.register_profile("zuv", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile("zuv")
 
 
+def build_elf(directory, source: str, name: str = "p"):
+    """Assemble ``source`` (GNU as, z13) and link it at 0x10000 with entry ``_start``: the ELF's path."""
+    import subprocess
+
+    (directory / f"{name}.s").write_text(source)
+    obj, elf = directory / f"{name}.o", directory / f"{name}.elf"
+    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", obj, directory / f"{name}.s"], check=True)
+    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", elf, obj], check=True)
+    return elf
+
+
 def _bare_cpu():
     """CPU 0 alone on 1 MiB of storage, a real-time TOD clock and the base facility list (no Ultravisor)."""
     from emulator.hw.cpu import Cpu

@@ -4,10 +4,10 @@ UVC is an operation exception, and kvm-unit-tests' library asks the Ultravisor w
 secure guest gets 158 and not 161, from the Ultravisor; the bare machine without one gets neither."""
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import build_elf
 
 from emulator.hypervisor.boot import SecureHost, boot
 from emulator.image.pvimg import build_image
@@ -38,8 +38,8 @@ def test_a_normal_guest_of_the_hypervisor_gets_unpack_but_not_the_ultravisor_cal
 
 
 def test_a_secure_guest_gets_the_ultravisor_call_and_not_unpack(host, tmp_path):
-    image = build_image(kernel=SYSINFO.read_bytes(), host_keys=[MachineIdentity.bundled("zuv-demo").public_key],
-                        rng=c.DeterministicRng("facilities"))  # fmt: skip
+    keys = [MachineIdentity.bundled("zuv-demo").public_key]
+    image = build_image(kernel=SYSINFO.read_bytes(), host_keys=keys, rng=c.DeterministicRng("facilities"))
     path = tmp_path / "sysinfo.se"
     path.write_bytes(image.data)
     r = boot(host, path, attack=False, time_limit=60)
@@ -101,14 +101,11 @@ def test_a_cpu_left_in_a_disabled_wait_and_then_stopped_by_the_program_is_no_cra
     # secure VM's did)
     from emulator.hypervisor.kvm import Hypervisor
 
-    (tmp_path / "p.s").write_text(STOP_A_WAITING_CPU)
-    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", tmp_path / "p.o", tmp_path / "p.s"], check=True)
-    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", tmp_path / "p.elf",
-                    tmp_path / "p.o"], check=True)  # fmt: skip
+    elf = build_elf(tmp_path, STOP_A_WAITING_CPU)
     m = Machine(256 << 20, 1, deterministic=True)
     try:
         vm = Hypervisor.on_machine(m).create_vm(64 << 20, 2)
-        vm.load(str(tmp_path / "p.elf"))
+        vm.load(str(elf))
         r = vm.run(time_limit=30)
     finally:
         m.close()

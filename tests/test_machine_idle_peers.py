@@ -1,12 +1,12 @@
 """The machine's scheduler with several CPUs of which one has work: it runs free in unicorn's JIT (a timed
 run, no instruction count), as a lone CPU does, while the others wait; it used to take 20,000-instruction
 counted slices as long as any other CPU was operating (a Linux with ``--cpus 2`` whose second CPU idles ran
-its initcalls ~100x slower); CPUs that all have work take turns in time slices, free as well. The waiting CPU is still woken by its own timer and by a SIGP of the running one.
+its initcalls ~100x slower); CPUs that all have work take turns in time slices, free as
+well. The waiting CPU is still woken by its own timer and by a SIGP of the running one.
 """
 
-import subprocess
-
 import pytest
+from conftest import build_elf
 
 from emulator.hw.cpu import Cpu
 from emulator.machine.machine import Machine
@@ -84,32 +84,32 @@ ticks: .byte 0
 """
 
 
-@pytest.fixture(scope="module")
-def program(tmp_path_factory):
-    d = tmp_path_factory.mktemp("idle_peers")
-    (d / "p.s").write_text(PROGRAM)
-    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", d / "p.o", d / "p.s"], check=True)
-    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"],
-                   check=True)  # fmt: skip
-    return d / "p.elf"
-
-
-def test_one_busy_cpu_runs_free_while_the_other_waits(program, monkeypatch):
-    counted = []
+@pytest.fixture
+def counted(monkeypatch):
+    """The counted runs CPUs make (CPU address, instruction budget), recorded as they start."""
+    runs = []
     real_run = Cpu.run
 
     def run(self, count=0, timeout_us=0, resume=False):
         if count and not resume:
-            counted.append((self.address, count))
+            runs.append((self.address, count))
         return real_run(self, count, timeout_us, resume)
 
     monkeypatch.setattr(Cpu, "run", run)
-    m = Machine(64 << 20, 2)
+    return runs
+
+
+def _run(elf, deterministic=False):
+    m = Machine(64 << 20, 2, deterministic=deterministic)
     try:
-        m.load(str(program))
-        r = m.run(time_limit=60)  # (CPU 0 ends only after CPU 1's timer woke it three times)
+        m.load(str(elf))
+        return m.run(time_limit=60)
     finally:
         m.close()
+
+
+def test_one_busy_cpu_runs_free_while_the_other_waits(tmp_path, counted):
+    r = _run(build_elf(tmp_path, PROGRAM))  # (CPU 0 ends only after CPU 1's timer woke it three times)
     assert r.reason == "all CPUs stopped" and r.clean, r.describe()
     assert [c.state for c in r.cpus] == ["disabled-wait", "stopped"]
     # (a slice or two when CPU 1's interruption and CPU 0's work meet; ~150 before: all of CPU 0's loop)
@@ -146,35 +146,12 @@ done: .byte 0
 """
 
 
-def test_cpus_that_all_have_work_take_turns_in_free_runs(tmp_path, monkeypatch):
-    counted = []
-    real_run = Cpu.run
-
-    def run(self, count=0, timeout_us=0, resume=False):
-        if count and not resume:
-            counted.append((self.address, count))
-        return real_run(self, count, timeout_us, resume)
-
-    (tmp_path / "p.s").write_text(BOTH_BUSY)
-    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", tmp_path / "p.o", tmp_path / "p.s"], check=True)
-    subprocess.run(["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", tmp_path / "p.elf",
-                    tmp_path / "p.o"], check=True)  # fmt: skip
-    monkeypatch.setattr(Cpu, "run", run)
-    m = Machine(64 << 20, 2)
-    try:
-        m.load(str(tmp_path / "p.elf"))
-        r = m.run(time_limit=60)
-    finally:
-        m.close()
+def test_cpus_that_all_have_work_take_turns_in_free_runs(tmp_path, counted):
+    elf = build_elf(tmp_path, BOTH_BUSY)
+    r = _run(elf)
     assert r.reason == "all CPUs stopped" and r.clean, r.describe()
     assert [c.state for c in r.cpus] == ["disabled-wait", "stopped"]
     assert counted == []
     # deterministic mode still takes counted turns (same program, same instruction counts)
-    monkeypatch.setattr(Cpu, "run", run)
-    d = Machine(64 << 20, 2, deterministic=True)
-    try:
-        d.load(str(tmp_path / "p.elf"))
-        assert d.run(time_limit=60).clean
-    finally:
-        d.close()
+    assert _run(elf, deterministic=True).clean
     assert counted

@@ -17,8 +17,8 @@ from typing import Final
 from emulator.errors import ProgramException
 from emulator.hw import cpacf, mie3, vector_ext
 
-__all__ = ["facility_list", "has_facility", "MachineInfo", "normal_guest_facilities", "secure_guest_facilities",
-           "stsi", "with_facility"]
+__all__ = ["facility_list", "has_facility", "MachineInfo", "normal_guest_facilities",
+           "secure_guest_facilities", "stsi", "with_facility"]
 
 #: Facility bits of the emulated CPU (PoP "Facility Indications"); every one is executed by the CPU model.
 BASE_FACILITIES: Final = (
