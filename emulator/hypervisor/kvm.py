@@ -62,6 +62,8 @@ from emulator.hypervisor.services import GuestServices
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
 SLICE: Final = 20_000
+#: the longest free SIE entry of one vCPU while others operate (us)
+TIME_SLICE_US: Final = 2_000
 #: SIE exits that are a debugger's stops (``SieExit.reason`` with no interception code): the guest did not
 #: move; the run loop halts so the debugger can look (``Vm.debug_stop``).
 DEBUG_EXITS: Final = frozenset({"breakpoint", "watch", "filtered"})
@@ -304,8 +306,9 @@ class Vm:
     ) -> VmResult:
         """Run the vCPUs until all have stopped, a limit is reached, ``stop_when()`` holds or a halt.
 
-        One operating vCPU runs free (a timer-deadline timeout bounds each SIE entry); several, an
-        instruction limit or ``deterministic`` use count-based slices in CPU-address order.
+        vCPUs run free (a timer-deadline timeout bounds each SIE entry; several take turns in time slices of
+        at most ``TIME_SLICE_US``); an instruction limit or ``deterministic`` use count-based slices in
+        CPU-address order.
         """
         if self.destroyed:
             raise HypervisorError(f"VM {self.name} was destroyed")
@@ -340,11 +343,20 @@ class Vm:
                 if len(self.vcpus) > 1 and self.vcpus[min(self.vcpus)]._cpu is not None:  # a normal VM
                     route_service_signal(self)
                 progressed = False
-                if len(operating) == 1 and not counted:
-                    v = operating[0]
-                    deadline = self.hv.timer_deadline(v)
-                    timeout = clock.us_until(deadline) + 1 if deadline is not None else 0
-                    progressed = self.handle_exit(v, self.hv.enter(v, timeout_us=timeout))
+                if not counted:
+                    # free SIE entries, also with several vCPUs: each in turn until the first timer of any
+                    # of them, for at most a time slice when there are several (counted slices would drop
+                    # every translated block at each change between counted and free code, ``Cpu._counting``)
+                    deadlines = [d for v in operating if (d := self.hv.timer_deadline(v)) is not None]
+                    timeout = clock.us_until(min(deadlines)) + 1 if deadlines else 0
+                    if len(operating) > 1:
+                        timeout = min(timeout, TIME_SLICE_US) if timeout else TIME_SLICE_US
+                    for v in operating:
+                        if not v.operating:  # stopped by another vCPU's SIGP in this round: not entered
+                            continue
+                        progressed = self.handle_exit(v, self.hv.enter(v, timeout_us=timeout)) or progressed
+                        if self._halt_reason is not None:
+                            break
                 else:
                     for v in operating:
                         if not v.operating:  # stopped by another vCPU's SIGP in this round: not entered
