@@ -77,15 +77,15 @@ def secure_guest_facilities(host: bytes) -> bytes:
     return with_facility(with_facility(host, FAC_UV_CALL, True), FAC_UNPACK, False)
 
 
-def facility_list(ultravisor: bool, secure_guest: bool = False) -> bytes:
-    """The facility list as bytes (bit 0 = MSB of byte 0), 32 bytes long."""
+def facility_list(ultravisor: bool) -> bytes:
+    """The facility list as bytes (bit 0 = MSB of byte 0), 32 bytes long: the LPAR's (with ``ultravisor``
+    the Ultravisor-call and unpack facilities of a machine with one). A secure guest's is
+    ``secure_guest_facilities``, a hypervisor's normal guests' ``normal_guest_facilities``."""
     bits = set(BASE_FACILITIES) | set(cpacf.FACILITIES) | {mie3.FACILITY}
     if vector_ext.OFFERED:
         bits.add(vector_ext.FACILITY)
     if ultravisor:
-        bits.add(FAC_UV_CALL)
-        if not secure_guest:
-            bits.add(FAC_UNPACK)
+        bits |= {FAC_UV_CALL, FAC_UNPACK}
     out = bytearray(32)
     for b in bits:
         out[b // 8] |= 0x80 >> (b % 8)
