@@ -206,8 +206,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
         r = run_interruptible(
             lambda: boot(host, image, args.memory, console_out=_out, attack=not args.no_attack,
                          on_vm=_boot_stdin, time_limit=args.time_limit, report=show, interrupt=interrupt,
-                         deterministic=args.deterministic, cpus=args.cpus, cpu_ids=args.device,
-                         drives=tuple(args.drive)),  # fmt: skip
+                         deterministic=args.deterministic, cpus=args.cpus,
+                         cpu_ids=[d for d in args.device if isinstance(d, int)],
+                         devices=tuple(d for d in args.device if isinstance(d, str)), drives=tuple(args.drive),
+                         watchdog=args.watchdog, watchdog_action=args.watchdog_action),  # fmt: skip
             interrupt,
         )
     finally:
@@ -371,9 +373,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--memory", "-m", type=options.memory_size, default="128M",
                    help="guest memory (default 128M)")  # fmt: skip
     b.add_argument("--cpus", "-smp", type=options.cpus, default=1, help="number of CPUs (default 1)")
-    b.add_argument("--device", action="append", default=[], type=options.cpu_device,
-                   metavar="s390x-cpu,core-id=N",
-                   help="one more CPU, stopped, with address N (QEMU's -device; any MODEL-s390x-cpu)")
+    b.add_argument("--device", action="append", default=[], type=options.boot_device, metavar="SPEC",
+                   help="add a device (repeatable), as QEMU's -device: one more CPU, stopped, with address N "
+                        "(s390x-cpu,core-id=N; any MODEL-s390x-cpu), virtio-net-ccw[,mac=M] or "
+                        "virtio-blk-ccw,file=PATH[,readonly=on] (a secure guest's I/O: through shared pages)")
+    b.add_argument("--watchdog", choices=WATCHDOG_MODELS, default=None,
+                   help="give the guest a watchdog: diag288 (DIAGNOSE 0x288, QEMU's -device diag288; for a "
+                        "secure guest the Ultravisor passes the DIAG to the hypervisor, which handles it)")
+    b.add_argument("--watchdog-action", choices=WATCHDOG_ACTIONS, default="reset",
+                   help="what the watchdog does when it expires: reset (IPL the image again, a secure guest "
+                        "made normal first; the default), inject-nmi (a restart interruption on CPU 0), "
+                        "shutdown/poweroff (end the run), pause (halt the run), debug/none (nothing)")
     b.add_argument("--time-limit", type=options.seconds, default=120.0, help="stop after this many seconds")
     b.add_argument("--no-attack", action="store_true", help="do not try to read the guest's secret page")
     b.add_argument("--deterministic", action="store_true",

@@ -15,7 +15,7 @@ from typing import Final
 
 from emulator.errors import MachineError
 
-__all__ = ["parse_size", "memory_size", "count", "seconds", "port", "cpus", "MIB", "MAX_CPUS",
+__all__ = ["parse_size", "memory_size", "count", "seconds", "port", "cpus", "boot_device", "MIB", "MAX_CPUS",
            "MAX_MEMORY_SIZE", "MAX_SECONDS"]  # fmt: skip
 
 MIB: Final = 1 << 20
@@ -108,6 +108,25 @@ def cpu_device(text: str) -> int:
     if int(core) >= MAX_CPUS:
         raise argparse.ArgumentTypeError(f"a CPU address must be between 0 and {MAX_CPUS - 1}, not {core}")
     return int(core)
+
+
+#: the channel devices ``zuv boot --device`` takes besides CPUs (``emulator.hw.virtio_ccw.make_device``)
+BOOT_CHANNEL_DEVICES: Final = ("virtio-net-ccw", "virtio-blk-ccw")
+
+
+def boot_device(text: str) -> int | str:
+    """``zuv boot --device``: a CPU (``s390x-cpu,core-id=N``: its address, ``cpu_device``) or a channel
+    device as QEMU's ``-device`` names it (``virtio-net-ccw[,mac=M]``, ``virtio-blk-ccw,file=PATH``; the
+    string, its options checked when the device is made)."""
+    kind = text.partition(",")[0]
+    if kind in BOOT_CHANNEL_DEVICES:
+        return text
+    if kind != "s390x-cpu" and not kind.endswith("-s390x-cpu"):
+        raise argparse.ArgumentTypeError(
+            f"the device must be a CPU (s390x-cpu,core-id=N) or one of {', '.join(BOOT_CHANNEL_DEVICES)}, "
+            f"not {kind!r}"
+        )
+    return cpu_device(text)
 
 
 def seconds(text: str) -> float:

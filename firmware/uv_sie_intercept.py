@@ -141,6 +141,8 @@ class SecureIntercepts:
                 for i in (1, 2, 3, 4):
                     regs[i] = cpu.gpr(i)
             else:
+                if code == 0x288 and r1 & 1:  # the host sees R1 and R1+1 as registers 0 and 1: a pair
+                    raise ProgramException(0x06, why="DIAG 0x288 needs an even R1")
                 regs[0], regs[1], regs[2] = cpu.gpr(r1), cpu.gpr((r1 + 1) & 15), cpu.gpr(r3)
             return self._pv_instr(
                 page, scpu, _Pending(insn, "diag", r1, r3, diag_code=code), 0x8302, 0x50000000

@@ -183,14 +183,17 @@ def test_boot_exits_with_the_guest_s_failure_status_as_run_does():
 
 
 @pytest.mark.parametrize("spec, why", [
-    ("virtio-net-ccw", "must be a CPU"),
+    ("e1000", "must be a CPU (s390x-cpu,core-id=N) or one of virtio-net-ccw, virtio-blk-ccw"),
+    ("virtio-net-ccw,mac=zz", "virtio-net-ccw: bad mac 'zz'"),
+    ("virtio-blk-ccw", "virtio-blk-ccw needs file=PATH"),
     ("s390x-cpu", "needs core-id=N"),
     ("qemu-s390x-cpu,core-id=x", "needs core-id=N"),
     ("s390x-cpu,core-id=1,socket-id=0", "options not offered: socket-id"),
     ("s390x-cpu,core-id=248", "between 0 and 247"),
 ])  # fmt: skip
-def test_boot_device_takes_cpus_only_with_their_address(spec, why, capsys):
-    """``zuv boot --device``: a CPU as QEMU's ``-device MODEL-s390x-cpu,core-id=N``, else one line."""
+def test_boot_device_takes_cpus_with_their_address_and_channel_devices(spec, why, capsys):
+    """``zuv boot --device``: a CPU as QEMU's ``-device MODEL-s390x-cpu,core-id=N`` or a virtio-ccw device as
+    ``zuv run --device`` takes it, else one line."""
     p = _in_process(["boot", "--device", spec, str(IMAGES / "secure_demo.se")], capsys)
     _one_line_error(p)
     assert why in p.stderr

@@ -14,6 +14,7 @@ _spec = importlib.util.spec_from_file_location("conformance", ROOT / "tools" / "
 conformance = importlib.util.module_from_spec(_spec)
 sys.modules["conformance"] = conformance  # dataclasses look their module up there
 _spec.loader.exec_module(conformance)
+conformance_pv = sys.modules["conformance_pv"]  # imported by the runner from beside it
 
 CFG = '''
 # comment
@@ -133,11 +134,17 @@ def test_pv_runs_boot_the_suites_pv_images_and_are_reported_apart(tmp_path):
     assert cmd[cmd.index("boot") + 1:] == ["--memory", "2200M", "--cpus", "2", "--time-limit", "90.0",
                                            "--no-attack", str(image)]  # fmt: skip
     topology = conformance.parse_cfg(CFG)[4]  # its second CPU comes from -device max-s390x-cpu,core-id=31
-    assert topology.cpu_devices == ["max-s390x-cpu,core-id=31"]
-    cmd = conformance.pv_command(128, 20, image, topology.cpus, topology.cpu_devices)
+    cmd = conformance.pv_command(128, 20, image, topology.cpus, topology.qemu_params)
     assert cmd[cmd.index("boot") + 1:] == ["--memory", "128M", "--cpus", "1", "--device",
                                            "max-s390x-cpu,core-id=31", "--time-limit", "20", "--no-attack",
                                            str(image)]  # fmt: skip
+    # a PV run has the devices of the test's other run, as the upstream runner starts it: the watchdog with
+    # its action (diag288_PV), a channel device (skey_PV's MSCH checks), a CPU without its topology
+    params = ("-device diag288,id=watchdog0 --watchdog-action inject-nmi -device virtio-net-ccw -name x "
+              "-device max-s390x-cpu,core-id=3,socket-id=1 -smp 1,maxcpus=4")
+    assert conformance_pv.pv_device_options(params) == [
+        "--watchdog", "diag288", "--watchdog-action", "inject-nmi", "--device", "virtio-net-ccw",
+        "--device", "max-s390x-cpu,core-id=3"]  # fmt: skip
     specs = conformance.parse_cfg(CFG)[:2]
     rec = {"pass": 22, "fail": 0, "skip": 0, "verdict": "PASS", "seconds": 1.0}
     zuv = {

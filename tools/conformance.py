@@ -92,11 +92,6 @@ class TestSpec:
         m = re.search(r"(?:^|\s)-smp\s+(?:cpus=)?(\d+)", self.qemu_params)
         return int(m.group(1)) if m else self.smp
 
-    @property
-    def cpu_devices(self) -> list[str]:
-        """The CPUs QEMU's ``-device MODEL-s390x-cpu,core-id=N`` adds beside those at start, as given."""
-        return re.findall(r"(?:^|\s)-device\s+((?:\S+-)?s390x-cpu,\S+)", self.qemu_params)
-
 
 @dataclasses.dataclass
 class Result:
@@ -409,22 +404,22 @@ KNOWN_GAPS = {
 #: the PV runs' part of the report, before its table
 PV_HEAD = """Each test's `s390x/NAME.pv.bin`, built by the suite's Makefile with zuv's `tools/genprotimg`
 (`pvimg create`, as s390-tools' genprotimg) as its `GENPROTIMG`, for the zuv-demo machine, booted by
-`zuv boot` as a secure guest of zuv's hypervisor and Ultravisor with the test's memory and CPUs (those of
-`-device MODEL-s390x-cpu,core-id=N` as `zuv boot --device`; `tools/conformance_pv.py`). The upstream
-runner starts these runs under KVM only (QEMU's TCG has no Protected Virtualization), so there is no QEMU
-figure; a PV run is a regression when it gets worse than recorded, as the other runs."""
+`zuv boot` as a secure guest of zuv's hypervisor and Ultravisor with the test's memory, CPUs and devices, as
+the upstream runner gives a PV run the options of the test's other run (`-device MODEL-s390x-cpu,core-id=N`
+and `-device virtio-net-ccw` as `zuv boot --device`, `-device diag288` and `--watchdog-action` as `zuv boot
+--watchdog diag288 --watchdog-action`; `tools/conformance_pv.py`). The upstream runner starts these runs
+under KVM only (QEMU's TCG has no Protected Virtualization), so there is no QEMU figure; a PV run is a
+regression when it gets worse than recorded, as the other runs."""
 #: why a PV run does not pass (the report keeps it)
 PV_NOTES: dict[str, str] = {
     "cpumodel_PV": "the CPU has no decimal floating point (42) beside 37; the test excuses that only on TCG, "
                    "and a PV guest sees a KVM host",
-    "diag288_PV": "`zuv boot` gives a secure guest no watchdog device (the test's `-device diag288`)",
-    "skey_PV": "its CHSC and MSCH checks need a channel subsystem, which zuv's secure guests do not have",
     "sclp-3g_PV": "as sclp-1g_PV",
-    "edat_PV": "passes (17/0/0) with ~29 s of CPU (edat: ~18 s), so it is killed at 90 s only on a loaded "
-               "machine: its read of every page makes 32,732 pages secure at their first touch (a 0x3E exit "
-               "and Convert to Secure Storage each, as KVM imports at the fault), and each DAT walk "
-               "of its 491,520 addressing exceptions asks the Ultravisor's per-page decision for every table "
-               "entry",
+    "edat_PV": "under a load of 3-4 since the fourteenth session (a secure CPU keeps its translated code over "
+               "its own lowcore stores and interruptions); its read of every page makes 32,732 pages secure at "
+               "their first touch (a 0x3E exit and Convert to Secure Storage each, as KVM imports at the fault), "
+               "and each DAT walk of its 491,520 addressing exceptions asks the Ultravisor's per-page decision "
+               "for every table entry",
     "sclp-1g_PV": "as sclp-1g: ~1.1 million SERVC calls, each a secure SIE exit and entry (measured: 227,000 "
                   "in 20.2 s of CPU with the boot, ~89 us each with the test's own SCCB copy, 105 us before the "
                   "trap path's cuts of 2026-12-07; docs/benchmarks.md): ~1.6 minutes of CPU",
@@ -521,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_pv:
         for s in specs:
             image = pv_image(tree, s.file)
-            commands[s.name + PV_SUFFIX] = pv_command(s.memory_mib, s.timeout, image, s.cpus, s.cpu_devices)
+            commands[s.name + PV_SUFFIX] = pv_command(s.memory_mib, s.timeout, image, s.cpus, s.qemu_params)
             jobs.append(("zuv", s.name + PV_SUFFIX, commands[s.name + PV_SUFFIX], s.timeout))
     timeouts = {s.name + sfx: s.timeout for s in specs for sfx in ("", PV_SUFFIX)}
     results: dict[str, dict[str, Result]] = {"zuv": {}, "qemu": {}}

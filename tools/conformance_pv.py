@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -70,10 +71,36 @@ def _without_topology(device: str) -> str:
     return ",".join([kind, *(p for p in props if p.partition("=")[0] not in _TOPOLOGY_PROPS)])
 
 
-def pv_command(memory_mib: int, timeout: float, image: Path, cpus: int = 1,
-               cpu_devices: list[str] | tuple[str, ...] = ()) -> list[str]:  # fmt: skip
-    """``zuv boot`` of a test's PV image: its memory and CPUs (those at start and those of ``-device
-    MODEL-s390x-cpu,core-id=N``), no attack demonstration."""
-    devices = [arg for d in cpu_devices for arg in ("--device", _without_topology(d))]
+#: ``-device`` models of unittests.cfg and the ``zuv boot`` options that give a secure guest the same device
+#: (the watchdog: QEMU under KVM passes a protected guest's DIAG 0x288 to its diag288 device as any guest's)
+_BOOT_WATCHDOGS: Final = {"diag288": ("--watchdog", "diag288")}
+#: ``-device`` models ``zuv boot --device`` takes (CPU models by their suffix; channel devices as they are)
+_BOOT_DEVICES: Final = ("virtio-net-ccw", "virtio-blk-ccw", "-s390x-cpu")
+
+
+def pv_device_options(qemu_params: str) -> list[str]:
+    """The ``zuv boot`` options for a test's QEMU devices (unittests.cfg's ``qemu_params``): the upstream
+    runner starts a PV run with the same options as the test's other run, so its CPUs (without their
+    topology, ``_without_topology``), its channel devices and its watchdog with its action; the rest
+    (``-m``, ``-smp``, ``-cpu``, ``-name``, ...) is not a device."""
+    params = shlex.split(qemu_params)
+    out: list[str] = []
+    for i, opt in enumerate(params):
+        arg = params[i + 1] if i + 1 < len(params) else ""
+        if opt == "-device":
+            model = arg.split(",")[0]
+            if model in _BOOT_WATCHDOGS:
+                out += _BOOT_WATCHDOGS[model]
+            elif model.endswith(_BOOT_DEVICES):
+                out += ["--device", _without_topology(arg) if model.endswith("-s390x-cpu") else arg]
+        elif opt == "--watchdog-action":
+            out += ["--watchdog-action", arg]
+    return out
+
+
+def pv_command(memory_mib: int, timeout: float, image: Path, cpus: int = 1, qemu_params: str = "") -> list[str]:
+    """``zuv boot`` of a test's PV image: its memory, its CPUs (those at start and those of ``-device
+    MODEL-s390x-cpu,core-id=N``) and its devices (``pv_device_options``), no attack demonstration."""
+    devices = pv_device_options(qemu_params)
     return [sys.executable, "-m", "emulator.cli", "boot", "--memory", f"{memory_mib}M", "--cpus", str(cpus),
             *devices, "--time-limit", str(timeout), "--no-attack", str(image)]  # fmt: skip

@@ -110,8 +110,12 @@ class CpuHandle:
 
     @property
     def restart_pending(self) -> bool:
-        """True while a restart interruption is pending."""
+        """True while a restart interruption is pending (the host makes one pending: KVM_S390_RESTART)."""
         return self._get("restart_pending")  # type: ignore[no-any-return]
+
+    @restart_pending.setter
+    def restart_pending(self, value: bool) -> None:
+        self._set("restart_pending", value)
 
     @property
     def guest_memory_size(self) -> int:
@@ -124,7 +128,7 @@ class CpuHandle:
 
 
 _READABLE = frozenset({"psw", "pc", "prefix", "state", "insn_count", "restart_pending", "guest_memory_size"})
-_WRITABLE = frozenset({"state", "guest_memory_size"})
+_WRITABLE = frozenset({"state", "guest_memory_size", "restart_pending"})
 
 
 def hardware_of(cpu: CpuHandle | Cpu) -> Cpu:

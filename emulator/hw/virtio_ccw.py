@@ -308,9 +308,11 @@ class VirtioNet(VirtioCcwDevice):
     F_MAC: Final = 1 << 5
     F_STATUS: Final = 1 << 16
 
-    def __init__(self, storage: HostView, mac: bytes = bytes.fromhex("525400123456")) -> None:
+    def __init__(
+        self, storage: HostView, mac: bytes = bytes.fromhex("525400123456"), access_platform: bool = False
+    ) -> None:
         self.mac = mac
-        super().__init__(storage)
+        super().__init__(storage, access_platform)
 
     def num_queues(self) -> int:
         """Two queues: receive (0) and transmit (1)."""
@@ -474,9 +476,10 @@ def notify(css: ChannelSubsystem, sid: int, queue: int) -> int:
 DEVICE_TYPES: Final = ("virtio-net-ccw", "virtio-blk-ccw")
 
 
-def make_device(spec: str, storage: HostView) -> VirtioCcwDevice:
+def make_device(spec: str, storage: HostView, access_platform: bool = False) -> VirtioCcwDevice:
     """A device from a QEMU-like ``-device`` string: ``virtio-net-ccw[,mac=52:54:00:12:34:56]`` or
-    ``virtio-blk-ccw,file=PATH[,readonly=on]`` (``HwError`` for anything else)."""
+    ``virtio-blk-ccw,file=PATH[,readonly=on]`` (``HwError`` for anything else); ``access_platform``: it
+    offers VIRTIO_F_ACCESS_PLATFORM (a hypervisor's device, which a protected guest may use)."""
     kind, *opts = spec.split(",")
     props: dict[str, str] = {}
     for opt in opts:
@@ -493,7 +496,7 @@ def make_device(spec: str, storage: HostView) -> VirtioCcwDevice:
         if len(raw) != 6:
             raise HwError(f"virtio-net-ccw: bad mac {mac!r} (six hex bytes separated by colons)")
         _no_more(kind, props)
-        return VirtioNet(storage, raw)
+        return VirtioNet(storage, raw, access_platform)
     if kind == "virtio-blk-ccw":
         path = props.pop("file", None) or props.pop("drive", None)
         if not path:
@@ -502,7 +505,7 @@ def make_device(spec: str, storage: HostView) -> VirtioCcwDevice:
         if ro not in ("on", "off"):
             raise HwError(f"virtio-blk-ccw: readonly must be on or off, not {ro!r}")
         _no_more(kind, props)
-        return VirtioBlk(storage, path, readonly=ro == "on")
+        return VirtioBlk(storage, path, readonly=ro == "on", access_platform=access_platform)
     raise HwError(f"unknown device {kind!r} (devices: {', '.join(DEVICE_TYPES)})")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from emulator.errors import HwError, HypervisorError, LoadError, SecureStorageAccess
+from emulator.hw.diag import WATCHDOG_ACTIONS, WATCHDOG_MODELS
 from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import MachineInfo
@@ -27,6 +28,7 @@ from emulator.hypervisor.kvm import MIB, Hypervisor, Vm, VmResult
 from emulator.hypervisor.pv import PV_CMD_NAMES
 from emulator.hypervisor.pv_ipl import ProtectFailure
 from emulator.hypervisor.virtio import BlockDevice, ConsoleDevice
+from emulator.hypervisor.watchdog import add_watchdog
 
 __all__ = ["SecureHost", "BootInterrupt", "BootResult", "TrapReport", "boot", "load_image",
            "build_demo_image", "host_memory_for", "DEMO_IMAGE", "HOST_MEMORY", "GUEST_MEMORY"]  # fmt: skip
@@ -192,6 +194,9 @@ def boot(
     cpu_ids: Sequence[int] = (),
     drives: tuple[str, ...] = (),
     on_vm: Callable[[Vm], None] | None = None,
+    devices: tuple[str, ...] = (),
+    watchdog: str | None = None,
+    watchdog_action: str = "reset",
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
@@ -203,12 +208,20 @@ def boot(
     secure CPU once the VM is secure). ``cpu_ids``: the addresses of more vCPUs, added stopped after those
     (QEMU's ``-device s390x-cpu,core-id=N``). ``drives``: files behind virtio-blk-ccw disks on subchannels
     0.0.0000, 0.0.0001, ... (QEMU's ``-drive``; a secure guest's I/O goes through pages it shared).
-    ``on_vm``: called with the VM once it is loaded, before it runs.
+    ``on_vm``: called with the VM once it is loaded, before it runs. ``devices``: channel devices as QEMU's
+    ``-device`` strings (``virtio-net-ccw``, ``virtio-blk-ccw,file=PATH``), behind the subchannels after the
+    drives'. ``watchdog``: ``"diag288"`` gives the VM QEMU's DIAGNOSE 0x288 watchdog, whose expiry does
+    ``watchdog_action`` (``emulator.hw.diag.WATCHDOG_ACTIONS``; ``emulator.hypervisor.watchdog``).
 
     Raises:
-        LoadError: the image cannot be read or does not fit.
+        LoadError: the image cannot be read or does not fit, or a device cannot be made.
         HypervisorError: an address of ``cpu_ids`` is in use or out of range.
+        ValueError: an unknown watchdog model or action.
     """
+    if watchdog is not None and watchdog not in WATCHDOG_MODELS:
+        raise ValueError(f"unknown watchdog {watchdog!r} (one of {', '.join(WATCHDOG_MODELS)})")
+    if watchdog_action not in WATCHDOG_ACTIONS:
+        raise ValueError(f"unknown watchdog action {watchdog_action!r} ({', '.join(WATCHDOG_ACTIONS)})")
     vm = host.hv.create_vm(memory, cpus, console_out=console_out, name=Path(image).name)
     try:
         for addr in cpu_ids:
@@ -226,6 +239,13 @@ def boot(
                 vm.channel.add_disk(path)
             except HwError as e:
                 raise LoadError(str(e)) from None
+        for spec in devices:
+            try:
+                vm.channel.add_device(spec)
+            except HwError as e:
+                raise LoadError(str(e)) from None
+        if watchdog is not None:
+            add_watchdog(vm, watchdog_action)
         load_image(vm, image)
         if on_vm is not None:  # the caller's hook on the VM before it runs (console input: queue_console)
             on_vm(vm)

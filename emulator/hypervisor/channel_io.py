@@ -24,7 +24,7 @@ from emulator.errors import ProgramException
 from emulator.hw import chsc
 from emulator.hw.css import CcwDevice, ChannelSubsystem, Subchannel
 from emulator.hw.memory import PAGE_SHIFT, HostView
-from emulator.hw.virtio_ccw import VirtioBlk, VirtioCcwDevice, notify
+from emulator.hw.virtio_ccw import VirtioBlk, VirtioCcwDevice, make_device, notify
 
 if TYPE_CHECKING:
     from emulator.hypervisor.sida import Sida
@@ -99,6 +99,14 @@ class VmChannel:
         """A virtio-blk disk backed by ``path`` (QEMU's ``-drive``), offering VIRTIO_F_ACCESS_PLATFORM as
         QEMU's devices do for a protected guest (a secure Linux refuses a device without it)."""
         dev = VirtioBlk(self.storage, path, readonly=readonly, access_platform=True)  # type: ignore[arg-type]
+        self.attach(dev)
+        return dev
+
+    def add_device(self, spec: str) -> CcwDevice:
+        """A device from a QEMU-like ``-device`` string (``virtio-net-ccw[,mac=M]``,
+        ``virtio-blk-ccw,file=PATH[,readonly=on]``) behind the next free subchannel, offering
+        VIRTIO_F_ACCESS_PLATFORM as ``add_disk``'s; ``HwError`` for a bad string."""
+        dev = make_device(spec, self.storage, access_platform=True)  # type: ignore[arg-type]
         self.attach(dev)
         return dev
 

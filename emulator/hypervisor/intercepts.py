@@ -16,6 +16,7 @@ from emulator.hw.diag import release_ranges
 from emulator.hw.sclp import CpuSccb
 from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.floating import place_service_signal, service_holder
+from emulator.hypervisor.watchdog import diag288
 
 if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Vcpu, Vm
@@ -64,7 +65,10 @@ def _sigp(vm: Vm, v: Vcpu, insn: Insn) -> None:
 def _diag(vm: Vm, v: Vcpu, insn: Insn) -> None:
     cpu = v.cpu
     code = insn.address() & 0xFFFF
-    if code in (0x44, 0x9C, 0x288):
+    if code in (0x44, 0x9C):
+        return
+    if code == 0x288:  # the watchdog: R1 (even), R1+1 and R3
+        diag288(vm, insn.r1, cpu.gpr(insn.r1), cpu.gpr(insn.r1 + 1 & 15), cpu.gpr(insn.r3))
         return
     if code == 0x10:  # release pages: the guest's storage reads zero there afterwards
         for lo, hi in release_ranges(cpu.gpr(insn.r1), cpu.gpr(insn.r3), cpu.prefix):

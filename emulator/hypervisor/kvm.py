@@ -32,6 +32,7 @@ from emulator.hw.cpu import (
 )
 from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.cpu_handle import group as cpu_group
+from emulator.hw.diag import Diag288
 from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PAGE_SIZE, PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
@@ -59,6 +60,7 @@ from emulator.hypervisor.floating import place_service_signal, route_service_sig
 from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
 from emulator.hypervisor.intercepts import _HANDLERS
 from emulator.hypervisor.services import GuestServices
+from emulator.hypervisor.watchdog import expire as watchdog_expire
 
 __all__ = ["Hypervisor", "Vm", "Vcpu", "VmResult", "VcpuResult", "HostAllocator", "GuestWindow"]
 SLICE: Final = 20_000
@@ -183,6 +185,8 @@ class Vm:
         for addr in range(cpus):
             self._add_vcpu(addr)
         self.ipl_parameters: bytes | None = None
+        #: the DIAGNOSE 0x288 watchdog device (``watchdog.add_watchdog``), or None: DIAG 0x288 is refused
+        self.watchdog: Diag288 | None = None
         self.pv_ipl_parameters: bytes | None = None
         self.pv: PvVm | None = None
         #: why the last secure IPL (DIAG 0x308 subcode 10) failed, or None
@@ -329,6 +333,8 @@ class Vm:
         clock = self.hv.clock
         try:
             while True:
+                if self.watchdog is not None and self.watchdog.deadline is not None:
+                    watchdog_expire(self)
                 operating = [v for v in self.vcpus.values() if v.operating]
                 if not operating:
                     return self._result("all CPUs stopped", t0, counted)
@@ -669,11 +675,17 @@ class Hypervisor(GuestServices):
         return v.cpu.insn_count
 
     def timer_deadline(self, v: Vcpu) -> int | None:
-        """TOD value at which an enabled timer interruption of the vCPU becomes pending."""
+        """TOD value at which an enabled timer interruption of the vCPU becomes pending, or the VM's
+        watchdog expires if that comes first."""
         vm = v.vm
         if vm.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
-            return vm.pv.timer_deadline(v)
-        return v.cpu.next_timer_deadline()
+            d = vm.pv.timer_deadline(v)
+        else:
+            d = v.cpu.next_timer_deadline()
+        wd = vm.watchdog
+        if wd is not None and wd.deadline is not None and (d is None or wd.deadline < d):
+            return wd.deadline
+        return d
 
     def interrupt_ready(self, v: Vcpu) -> bool:
         """True if the vCPU has an interruption pending that it is enabled for (so a wait ends)."""

@@ -47,6 +47,7 @@ from emulator.hw.sysinfo import stsi
 from emulator.hypervisor.pv_sigp import pv_sigp
 from emulator.hypervisor.sida import Sida, SidaSccb
 from emulator.hypervisor.uvclient import HostArena, UvClient, UvResult
+from emulator.hypervisor.watchdog import diag288
 from firmware.uv_codes import describe
 from firmware.uv_gate import UvGate
 from firmware.uv_sie import VIR_NAMES
@@ -406,6 +407,13 @@ class PvVm:
         self.emergency[v.address].clear()
         self.restart.discard(v.address)
 
+    def restart_cpu(self, v: Vcpu) -> None:
+        """Make a restart interruption pending for a secure vCPU (injected at its next entry) and start it
+        if it is stopped, as KVM_S390_RESTART and SIGP RESTART do."""
+        self.restart.add(v.address)
+        if not v.operating:
+            self.set_cpu_state(v, CPU_STATE_OPR)
+
     # -- storage ----------------------------------------------------------------------------------------
 
     def _make_accessible(self, e: SecureStorageAccess) -> None:
@@ -614,6 +622,9 @@ class PvVm:
             return
         if code == 0x308:
             self._diag308(v)
+            return
+        if code == 0x288:  # R1, R1+1 and R3 as registers 0, 1 and 2 (the Ultravisor checked R1's parity)
+            diag288(self.vm, 0, regs[0], regs[1], regs[2])
             return
         raise ProgramException(0x06, why=f"DIAGNOSE {code:#x} is not supported")
 
