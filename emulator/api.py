@@ -67,6 +67,7 @@ from emulator.api_pictures import draw_page_map, draw_uv_calls, host_page_map, s
 from emulator.api_storage import Access, GuestStorage
 from emulator.console.providers import PageInfo
 from emulator.errors import EmulatorError, HypervisorError, SecureStorageAccess
+from emulator.hw import seal
 from emulator.hw.memory import PAGE_SIZE
 from emulator.hypervisor.boot import DEMO_IMAGE, GUEST_MEMORY, SecureHost, load_image
 from emulator.hypervisor.uvclient import UvResult
@@ -231,7 +232,7 @@ class Host:
                 raise DebugCapabilityRequired("the machine's storage and Ultravisor are not the host's")
             return machine_
 
-        self._machine = owner  # a closure: no attribute of a Host leads to the machine's raw objects
+        self._machine = seal.gate(owner)  # a closure, a gate (``seal``): nothing of a Host leads to the machine
 
     @property
     def name(self) -> str:
@@ -277,15 +278,17 @@ class Host:
     def _event(self, ev: Any) -> None:
         entry = _log_entry(len(self._log) + 1, ev)
         self._log.append(entry)
-        for sub in list(self._subs):
-            sub(entry)
+        for sub in list(self._subs):  # the script's callbacks: called when the Ultravisor's frames are gone
+            seal.deferred(sub)(entry)
 
     def uv_log(self, since: int = 0) -> list[UvLogEntry]:
         """Every Ultravisor call completed since the host was made (entries after sequence ``since``)."""
         return self._log[since:]
 
     def on_uvc(self, callback: Callable[[UvLogEntry], None]) -> Callable[[], None]:
-        """Call ``callback`` after each completed Ultravisor call; returns the function that unsubscribes."""
+        """Call ``callback`` after each completed Ultravisor call, once the call has returned to the host (a
+        guest's call: at the SIE exit after it; ``emulator/hw/seal.py``); returns the function that
+        unsubscribes."""
         self._subs.append(callback)
         return lambda: self._subs.remove(callback)
 

@@ -248,7 +248,8 @@ class GuestDebugging:
     ) -> Breakpoint:
         """Stop after each Ultravisor call of this guest's runs completes (the host's own and the guest's,
         as the UV log shows them), or only after ``command`` (a ``firmware.uv_codes`` name such as
-        ``"set_shared_access"``, or the code).
+        ``"set_shared_access"``, or the code). A guest's call stops the run at the SIE exit after it: the
+        callback is called once the Ultravisor's frames are gone (``emulator/hw/seal.py``).
 
         Raises:
             HypervisorError: an unknown command.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from emulator.hw import seal
 from emulator.hw.cpu_handle import CpuHandle, hardware_of
 from firmware.uv_contract import AbsoluteControlBlock, UvCaller
 from firmware.uv_sie import PvSieEngine
@@ -36,7 +37,7 @@ class UvGate:
     __slots__ = ("call", "query", "initialized", "sie")
 
     def __init__(self, uv: Ultravisor) -> None:
-        view = uv.mem.host_view()
+        view = uv.mem.host_view(notify=False)  # (the gate tells the listeners of the block's PGM 0x3D)
         window = uv.mem.checked_window
         uv_call = uv.call
         last: list[AbsoluteControlBlock] = [AbsoluteControlBlock(view, -1, window)]
@@ -62,7 +63,11 @@ class UvGate:
             uv.sie_engines.add(engine)
             return PvSie(engine)
 
-        self.call, self.query, self.initialized, self.sie = call, uv.query, initialized, sie
+        # gates (``seal``): an exception leaves them without the Ultravisor's frames; a refused block's
+        # listeners and the host's UV event callbacks are called when the call has returned
+        told = seal.notify_refusal(uv.mem.secure_access_listeners)
+        self.call = seal.gate(call, refused=told, settles=True)
+        self.query, self.initialized, self.sie = uv.query, seal.gate(initialized), seal.gate(sie)
 
 
 class PvSie:
@@ -109,9 +114,12 @@ class PvSie:
             """True while an instruction of the secure CPU waits for the host's results (0x68)."""
             return engine.pending_completion(cpu_handle)
 
-        self.adopt, self.release, self.run, self.insn_count = adopt, release, run, insn_count
-        self.halt, self.purge_tlb, self.pending_completion = halt, purge_tlb, pending_completion
-        self._entries = lambda: engine.entries
+        # gates (``seal``): an exception leaves them without the engine's frames (its hardware CPUs, the
+        # Ultravisor); the host's callbacks deferred during a run (a guest's UV calls) are made after it
+        g = seal.gate
+        self.adopt, self.release, self.run = g(adopt), g(release), g(run, settles=True)
+        self.insn_count, self.halt, self.purge_tlb = g(insn_count), g(halt), g(purge_tlb)
+        self.pending_completion, self._entries = g(pending_completion), g(lambda: engine.entries)
 
     @property
     def entries(self) -> int:

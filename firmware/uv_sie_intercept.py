@@ -77,7 +77,13 @@ class SecureIntercepts:
             if why is not None:
                 return SieExit(0, reason="filtered", detail=why)
         try:
-            return self._classify(cpu, page, scpu, insn)
+            if insn.name == "UVC":  # the Ultravisor's own call (its page commands hold this CPU)
+                return self._classify(cpu, page, scpu, insn)
+            # the guest's operands (an SCCB, an IPL block, a channel-subsystem block) are read into the SIDA
+            # under the CPU's run lock, as the completion stores them: no Ultravisor command takes a page
+            # away (or hands its frame to another configuration) between a read's check and its copy
+            with cpu.exclusive():
+                return self._classify(cpu, page, scpu, insn)
         except GuestIntercept as e:
             if e.code in (0x3E, 0x3F):
                 return SieExit(0, host_pgm=e.code, teid=e.data.get("teid", 0), reason=e.reason)

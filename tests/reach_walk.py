@@ -5,31 +5,40 @@ a secure page (``tests/test_trust_reach.py``).
 The model's edge (``ARCHITECTURE.md``, "The host side's reach"): an edge is what ordinary attribute access
 and calls give - an instance's ``__dict__`` and ``__slots__``, a class's data attributes, a property's value,
 the items of lists, tuples, sets and dicts, a bound method's ``__self__``, a ``functools.partial``'s
-function and arguments, a weak reference's referent, a ctypes object's base and kept objects. Outside it,
-as ``/dev/mem`` and the kernel's own data are outside a real host's reach: a function's internals
-(``__closure__``, ``__globals__``, ``__code__``, ``__defaults__``), frames and tracebacks, ``gc`` and
-``sys`` introspection, ``ctypes`` reads of arbitrary addresses, and importing a module to take its globals.
-Objects the project keeps sealed are held in closures, so the walk stops at them by that rule alone.
+function and arguments, a weak reference's referent, a ctypes object's base and kept objects; and the
+frames a host obtains without ``sys``: an exception's arguments, traceback and chained exceptions, a
+traceback's frames, a generator's frame, and a frame's locals and caller (``f_back``: a host callback
+raising and catching its own exception finds its callers' frames), for the project's own code (a frame of
+the attacker's script or of the test holds what they hold anyway). Outside it, as ``/dev/mem`` and the
+kernel's own data are outside a real host's reach: a function's internals (``__closure__``, ``__globals__``,
+``__code__``, ``__defaults__``), ``gc`` and ``sys`` introspection (``sys._getframe``,
+``sys._current_frames``), ``ctypes`` reads of arbitrary addresses, and importing a module to take its
+globals. Objects the project keeps sealed are held in closures, so the walk stops at them by that rule
+alone; their functions are gates (``emulator/hw/seal.py``), so no exception leaves one with a sealed frame.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import mmap
 import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), memoryview, range, slice,
            mmap.mmap, types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
-           types.CodeType, types.FrameType, types.TracebackType, types.GetSetDescriptorType,
+           types.CodeType, types.GetSetDescriptorType,
            types.MemberDescriptorType, types.WrapperDescriptorType, types.MethodWrapperType,
-           types.MethodDescriptorType, types.ClassMethodDescriptorType, types.GeneratorType,
+           types.MethodDescriptorType, types.ClassMethodDescriptorType,
            types.CoroutineType, types.AsyncGeneratorType)  # fmt: skip
+#: the project's own code: frames of it are walked (its locals, its caller)
+_PROJECT = tuple(str(Path(__file__).resolve().parents[1] / d) + os.sep for d in ("emulator", "firmware"))
 _CDATA = ctypes.c_int.__mro__[-2]  # ctypes' _CData base
 #: property names the walk does not read (they wait for, start or stop something)
 _SKIP_PROPERTIES = frozenset()
@@ -88,8 +97,38 @@ def _slots(obj: object) -> Iterator[tuple[str, object]]:
                 continue
 
 
+def _frame_edges(obj: object) -> Iterator[tuple[str, object]] | None:
+    """The edges out of a frame, traceback, generator or exception; None for anything else."""
+    if isinstance(obj, types.FrameType):
+        if not obj.f_code.co_filename.startswith(_PROJECT):
+            return iter(())  # the attacker's (or the test's) own frame: it holds what they hold
+        f_locals = dict(obj.f_locals)
+        return iter([*((f".f_locals[{k}]", v) for k, v in f_locals.items()),
+                     *([(".f_back", obj.f_back)] if obj.f_back is not None else [])])  # fmt: skip
+    if isinstance(obj, types.TracebackType):
+        return iter([(".tb_frame", obj.tb_frame), *([(".tb_next", obj.tb_next)] if obj.tb_next else [])])
+    if isinstance(obj, types.GeneratorType):
+        return iter([(".gi_frame", obj.gi_frame)] if obj.gi_frame is not None else [])
+    return None
+
+
+def _exception_edges(obj: BaseException) -> Iterator[tuple[str, object]]:
+    for i, a in enumerate(obj.args):
+        yield f".args[{i}]", a
+    for name in ("__traceback__", "__context__", "__cause__"):
+        v = getattr(obj, name)
+        if v is not None:
+            yield f".{name}", v
+
+
 def edges(obj: object) -> Iterator[tuple[str, object]]:
     """The model's edges out of ``obj``: (label, target)."""
+    frame_edges = _frame_edges(obj)
+    if frame_edges is not None:
+        yield from frame_edges
+        return
+    if isinstance(obj, BaseException):
+        yield from _exception_edges(obj)
     if isinstance(obj, types.MethodType):
         yield ".__self__", obj.__self__
         return
@@ -151,7 +190,8 @@ def walk(roots: dict[str, object], limit: int = 400_000) -> Reach:
         if isinstance(obj, _LEAVES) or isinstance(obj, type):
             continue
         if type(obj).__module__ in ("builtins", "_thread", "threading", "logging", "_io", "io"):
-            if not isinstance(obj, (list, tuple, dict, set, frozenset, deque)):
+            if not isinstance(obj, (list, tuple, dict, set, frozenset, deque, BaseException, types.FrameType,
+                                    types.TracebackType, types.GeneratorType)):  # fmt: skip
                 continue
         try:
             for label, target in edges(obj):

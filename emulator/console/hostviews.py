@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.console.providers import Intercept, PageInfo, UvCall
+from emulator.hw import seal
 from emulator.hw.memory import OWNER_HOST, OWNER_UV, PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -255,5 +256,6 @@ class SealedPageMap:
     __slots__ = ("page", "pages")
 
     def __init__(self, provider: SecureHostPageMap) -> None:
-        self.page: Callable[[int], PageInfo] = lambda frame: provider.page(frame)
-        self.pages: Callable[[], Iterator[PageInfo]] = lambda: provider.pages()
+        # gates (``seal``), and the pages as a list's iterator: a generator's frame would hold the provider
+        self.page: Callable[[int], PageInfo] = seal.gate(lambda frame: provider.page(frame))
+        self.pages: Callable[[], Iterator[PageInfo]] = seal.gate(lambda: iter(list(provider.pages())))

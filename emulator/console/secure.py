@@ -42,6 +42,7 @@ from emulator.console.session_storage import SessionStorage
 from emulator.console.tables import uv_command
 from emulator.console.vcpu import NEEDS_DEBUG, VcpuCpu, quiet_exit
 from emulator.errors import EmulatorError, MachineError
+from emulator.hw import seal
 from emulator.hw.cpu import CpuExit
 from emulator.machine.machine import check_run_limits
 from emulator.machine.secure_debug import SecureDebug
@@ -194,8 +195,9 @@ class SecureMachine:
             cpu = uv.secure_cpu(handle)
             return cpu.num if cpu is not None else None
 
-        self._owner, self._cpu_num = owner, cpu_num
-        self._grant = lambda: SecureDebug(host.hv, storage, uv)
+        # gates (``seal``): an exception leaves them without the frames holding the host and the Ultravisor
+        self._owner, self._cpu_num = seal.gate(owner), seal.gate(cpu_num)
+        self._grant = seal.gate(lambda: SecureDebug(host.hv, storage, uv))
         self._page_map = SealedPageMap(SecureHostPageMap(storage, uv, lambda: list(self.hv.vms)))
         #: the machine's debug capability over the secure guest (emulator privilege: no real host has it);
         #: None until asked for by name (``grant_debug``: ``zuv console --debug-secure``, ``debug secure on``)

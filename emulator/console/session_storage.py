@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from emulator.errors import SecureStorageAccess
-from emulator.hw import access, dat
+from emulator.hw import access, dat, seal
 
 if TYPE_CHECKING:
     from emulator.hw.memory import HostView, PhysicalMemory
@@ -55,7 +55,7 @@ class _Table:
     __slots__ = ("_get", "_len")
 
     def __init__(self, get: Callable[[int], int], length: int) -> None:
-        self._get = get
+        self._get = seal.gate(get)
         self._len = length
 
     def __getitem__(self, frame: int) -> int:
@@ -138,6 +138,7 @@ class SessionStorage:
         self.add_secure_access_listener = lambda fn: mem.add_secure_access_listener(fn)
         self.remove_secure_access_listener = lambda fn: mem.remove_secure_access_listener(fn)
         self._non_host = lambda: mem.non_host_frames
+        seal.gate_slots(self)  # an exception leaves a function without the frames holding the storage
 
     @property
     def non_host_frames(self) -> int:

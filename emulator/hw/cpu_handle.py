@@ -3,8 +3,10 @@ register file and the accesses the CPU makes for it, checked by the CPU's own ac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from emulator.hw import seal
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
@@ -52,32 +54,35 @@ class CpuHandle:
             """The CPU's breakpoints (guest addresses of a normal guest)."""
             cpu.set_breakpoints(addrs)
 
-        self._open, self._get, self._set = open_, get, set_
+        g = cpu.gpr
+        # the register file and the CPU's checked accesses: closures, so that no bound method's __self__ is
+        # the CPU (each forwards its arguments unchanged), each a gate (``seal``): an exception leaves it
+        # without the frames whose locals are the CPU
+        fns: dict[str, Callable[..., Any]] = {
+            "_open": open_, "_get": get, "_set": set_, "set_psw": set_psw, "set_breakpoints": set_breakpoints,
+            "gpr": lambda i: g(i),
+            "gprs": lambda: cpu.gprs(),
+            "set_gpr": lambda i, value: cpu.set_gpr(i, value),
+            "cr": lambda i: cpu.cr(i),
+            "wrap": lambda addr: cpu.wrap(addr),
+            "operand_address": lambda b, d: cpu.operand_address(b, d),  # D(B): gpr and wrap in one (Insn)
+            "read_real": lambda addr, length: cpu.read_real(addr, length),
+            "write_real": lambda addr, data: cpu.write_real(addr, data),
+            "write_virtual": lambda addr, data: cpu.write_virtual(addr, data),
+            "program_interrupt": lambda *a, **k: cpu.program_interrupt(*a, **k),
+            "reset_initial": lambda: cpu.reset_initial(),
+            "reset_cpu": lambda: cpu.reset_cpu(),
+            "reset_clear": lambda: cpu.reset_clear(),
+            "request_halt": lambda: cpu.request_halt(),
+            "close": lambda: cpu.close(),
+            "next_timer_deadline": lambda: cpu.next_timer_deadline(),
+            "ext_deliverable": lambda: cpu._ext_deliverable(),  # noqa: SLF001 - the pending state SIE reads
+        }  # fmt: skip
+        for name, fn in fns.items():
+            setattr(self, name, seal.gate(fn))
         self.address: int = cpu.address
         #: the external interruptions pending for the guest (the hypervisor's to add: a service signal)
         self.ext_pending: dict[str, int] = cpu.ext_pending
-        # the register file and the CPU's checked accesses: closures, so that no bound method's __self__ is
-        # the CPU (each forwards its arguments unchanged)
-        g = cpu.gpr
-        self.gpr = lambda i: g(i)
-        self.gprs = lambda: cpu.gprs()
-        self.set_gpr = lambda i, value: cpu.set_gpr(i, value)
-        self.set_psw = set_psw
-        self.cr = lambda i: cpu.cr(i)
-        self.wrap = lambda addr: cpu.wrap(addr)
-        self.operand_address = lambda b, d: cpu.operand_address(b, d)  # D(B): gpr and wrap in one (Insn)
-        self.read_real = lambda addr, length: cpu.read_real(addr, length)
-        self.write_real = lambda addr, data: cpu.write_real(addr, data)
-        self.write_virtual = lambda addr, data: cpu.write_virtual(addr, data)
-        self.program_interrupt = lambda *a, **k: cpu.program_interrupt(*a, **k)
-        self.reset_initial = lambda: cpu.reset_initial()
-        self.reset_cpu = lambda: cpu.reset_cpu()
-        self.reset_clear = lambda: cpu.reset_clear()
-        self.request_halt = lambda: cpu.request_halt()
-        self.close = lambda: cpu.close()
-        self.next_timer_deadline = lambda: cpu.next_timer_deadline()
-        self.ext_deliverable = lambda: cpu._ext_deliverable()  # noqa: SLF001 - the pending state SIE reads
-        self.set_breakpoints = set_breakpoints
 
     @property
     def psw(self) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeVar
 
+from emulator.hw import seal
 from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.memory import HostSpan, HostView, PhysicalMemory
 
@@ -50,7 +51,8 @@ class Hardware:
             (a context that holds the storage's batch in closures: a generator's context manager keeps its
             arguments, the storage object, as attributes)."""
             batch = memory.owner_batch()
-            return _Batch(lambda: batch.__enter__(), lambda *exc: batch.__exit__(*exc))
+            enter, exit_ = (lambda: batch.__enter__()), (lambda *exc: batch.__exit__(*exc))
+            return _Batch(seal.gate(enter), seal.gate(exit_))
 
         def in_place(addr: int, ctype: type[_C]) -> _C:
             """A ``ctype`` structure over host storage at absolute ``addr``, for a record the hardware reads
@@ -70,8 +72,9 @@ class Hardware:
             fills and reads): unlike a memoryview it cannot outlive a change of the frames' owner."""
             return HostSpan(host, addr, length)
 
-        self.new_cpu, self.owner_batch, self.span = new_cpu, owner_batch, span
-        self.in_place = in_place
+        # gates (``seal``): an exception leaves them without these frames (their locals are the storage)
+        self.new_cpu, self.owner_batch, self.span = seal.gate(new_cpu), seal.gate(owner_batch), seal.gate(span)
+        self.in_place = seal.gate(in_place, refused=seal.notify_refusal(memory.secure_access_listeners))
 
 
 class _Batch:

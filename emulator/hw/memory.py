@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, Final
 
 from emulator.errors import HwError, SecureStorageAccess
-from emulator.hw import access
+from emulator.hw import access, seal
 
 __all__ = [
     "PAGE_SIZE",
@@ -342,9 +342,7 @@ class PhysicalMemory:
             if bad is None:
                 for f in frames:
                     self._in_place[f] = self._in_place.get(f, 0) + 1
-        if bad is not None:
-            for listener in self.secure_access_listeners:
-                listener(bad, True)
+        if bad is not None:  # (the listeners are told at the gate the refusal crosses: ``Hardware.in_place``)
             raise SecureStorageAccess(bad, True)
 
     def unpin_in_place(self, addr: int, length: int) -> None:
@@ -542,15 +540,15 @@ class PhysicalMemory:
             pass  # the common case, one frame the host may touch: access.may_access written out
         elif self.non_host_frames and length:
             bad = access.refused_address(self, addr, length, access.HOST)
-            if bad is not None:
-                for listener in self.secure_access_listeners:
-                    listener(bad, False)
+            if bad is not None:  # (the listeners are told at the Ultravisor's gate: ``UvGate.call``)
                 raise SecureStorageAccess(bad, False)
         return self._view[addr : addr + length].toreadonly()
 
-    def host_view(self) -> HostView:
-        """A view for host-side Python code whose every access is checked like a host CPU access."""
-        return HostView(self)
+    def host_view(self, notify: bool = True) -> HostView:
+        """A view for host-side Python code whose every access is checked like a host CPU access; with
+        ``notify`` False its refusals tell no secure-access listener (the Ultravisor's view of a host control
+        block: its gate tells them of the program exception the refusal becomes)."""
+        return HostView(self, notify)
 
 
 class Quiesced:
@@ -585,16 +583,14 @@ class HostView:
     __slots__ = ("size", "check", "read", "write", "load_file", "discard", "accessible",
                  "add_secure_access_listener", "remove_secure_access_listener", "shared")  # fmt: skip
 
-    def __init__(self, mem: PhysicalMemory) -> None:
+    def __init__(self, mem: PhysicalMemory, notify: bool = True) -> None:
         self.size = mem.size
         size, owner, shared_flags, buf = mem.size, mem.owner, mem.shared, mem._buf
         tag_lock, tag_gen, stored = mem.tag_lock, mem.tag_gen, mem.stored
         frame_listeners = mem._frame_listeners  # (the live list: listeners added later are in it)
 
         def refused(addr: int, write: bool) -> None:
-            for listener in mem.secure_access_listeners:
-                listener(addr, write)
-            raise SecureStorageAccess(addr, write)
+            raise SecureStorageAccess(addr, write)  # (the listeners are told at the gate: ``seal``)
 
         def _check(addr: int, length: int, write: bool) -> None:
             end = addr + length
@@ -719,10 +715,15 @@ class HostView:
             mem.check_range(addr, 1)
             return bool(shared_flags[addr >> PAGE_SHIFT])
 
-        self.check, self.read, self.write, self.load_file = check, read, write, load_file
-        self.discard, self.accessible, self.shared = discard, accessible, shared
-        self.add_secure_access_listener = add_secure_access_listener
-        self.remove_secure_access_listener = remove_secure_access_listener
+        # every function handed out is a gate (``seal``): a refusal leaves it without this view's frames
+        # (their locals are the storage), and the listeners are told there, never from a frame holding it
+        told = seal.notify_refusal(mem.secure_access_listeners) if notify else None
+        self.check, self.read = seal.gate(check, refused=told), seal.gate(read, refused=told)
+        self.write, self.load_file = seal.gate(write, refused=told), seal.gate(load_file, refused=told)
+        self.discard, self.accessible = seal.gate(discard, refused=told), seal.gate(accessible)
+        self.shared = seal.gate(shared)
+        self.add_secure_access_listener = seal.gate(add_secure_access_listener)
+        self.remove_secure_access_listener = seal.gate(remove_secure_access_listener)
 
 
 class HostSpan:

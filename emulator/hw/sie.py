@@ -22,6 +22,7 @@ from typing import Final
 
 from emulator.errors import ProgramException
 from emulator.hw.cpu import OPERATING, STOPPED, Cpu, CpuExit, GuestMapping, Insn
+from emulator.hw import seal
 from emulator.hw.cpu_handle import CpuHandle, hardware_of
 
 __all__ = [
@@ -444,4 +445,5 @@ class Sie:
             """``SieEngine.forget``: the CPU's registers changed outside SIE."""
             engine.forget(cpu)
 
-        self.enter, self.relocate, self.forget = enter, relocate, forget
+        # gates (``seal``): an exception leaves them without the engine's frames (the hardware CPUs)
+        self.enter, self.relocate, self.forget = seal.gate(enter), seal.gate(relocate), seal.gate(forget)
