@@ -209,7 +209,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
                          deterministic=args.deterministic, cpus=args.cpus,
                          cpu_ids=[d for d in args.device if isinstance(d, int)],
                          devices=tuple(d for d in args.device if isinstance(d, str)), drives=tuple(args.drive),
-                         watchdog=args.watchdog, watchdog_action=args.watchdog_action),  # fmt: skip
+                         watchdog=args.watchdog, watchdog_action=args.watchdog_action, name=args.name,
+                         uuid=args.uuid),  # fmt: skip
             interrupt,
         )
     finally:
@@ -390,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deterministic clock and scheduling (the TOD advances with executed instructions)")
     b.add_argument("--drive", action="append", default=[], metavar="FILE",
                    help="a virtio-blk-ccw disk backed by FILE (a secure guest's I/O: through shared pages)")
+    b.add_argument("--name", default=None, help="the VM's name in STSI 3.2.2 (as QEMU's -name)")
+    b.add_argument("--uuid", type=_uuid, default=None, help="the VM's UUID in STSI 3.2.2 (as QEMU's --uuid)")
     b.add_argument("-v", "--verbose", action="store_true", help="report the end of a clean run too")
     b.add_argument("--uvlog", metavar="FILE", default=None,
                    help="when the boot ends, write its Ultravisor calls to FILE ('-': standard error), one "

@@ -2,7 +2,8 @@
 0x288 watchdog (``--watchdog diag288``): a secure guest's DIAG reaches the host as an instruction
 interception and arms the VM's timer, whose expiry does the chosen action; without the device, and for an
 odd R1, the guest gets a specification exception. A channel device (``--device virtio-net-ccw``) is a
-subchannel of the guest, secure or not."""
+subchannel of the guest, secure or not. The VM's identity in STSI 3.2.2 (``--name``, ``--uuid``) with KVM's
+control-program identifier."""
 
 import pytest
 
@@ -135,3 +136,36 @@ def test_a_channel_device_of_zuv_boot_is_a_subchannel_of_the_secure_guest(tmp_pa
     assert wait & 3 == 0 and wait >> 8 & 0x0001, f"{wait:#x}"  # cc 0, PMCW device number valid
     r = boot(SecureHost("zuv-demo", seed=36), image, attack=False, time_limit=60)
     assert _waits(r) == {0: "disabled wait 0x3"}
+
+
+#: STSI 3.2.2 into 0x20000, then a disabled wait at the first 8 bytes of the VM's control-program identifier
+#: (``_STSI_CPI``), or at the first 4 bytes of its name above the first 4 of its UUID (``_STSI_NAME``), all
+#: EBCDIC. Assembled as ``_BITE``: llilf r0,0x30000002; lghi r1,2; llilf r5,0x20000; stsi 0(r5);
+#: lg r4,0x38(r5) (or: llgf r4,0x2c(r5); sllg r4,r4,32; llgf r6,0x50(r5); ogr r4,r6); larl r2,donepsw;
+#: stg r4,8(r2); lpswe 0(r2); donepsw: .quad 0x0002000180000000,0
+_STSI_CPI = bytes.fromhex(
+    "c00f30000002a7190002c05f00020000b27d5000e34050380004c0200000000be34020080024b2b22000070707070707"
+    "00020001800000000000000000000000"
+)
+_STSI_NAME = bytes.fromhex(
+    "c00f30000002a7190002c05f00020000b27d5000e340502c0016eb440020000de36050500016b9810046c0200000000b"
+    "e34020080024b2b2200007070707070700020001800000000000000000000000"
+)
+
+
+def test_a_guest_of_the_hypervisor_sees_kvm_and_its_name_and_uuid_in_stsi_322(tmp_path):
+    """STSI 3.2.2 of a secure guest (and of a normal one) names the hypervisor as KVM does ("KVM/Linux": Linux
+    and kvm-unit-tests tell KVM by it; their css, epsw, stsi and diag308 checks run only there) and the VM
+    as QEMU's ``-name`` and ``--uuid`` (``zuv boot --name --uuid``), "KVMguest" and a zero UUID without."""
+    host = SecureHost("zuv-demo", seed=37)
+    for secure in (True, False):
+        image = (_se_image if secure else _flat_image)(tmp_path, _STSI_CPI, "cpi")
+        r = boot(host, image, attack=False, time_limit=60)
+        assert r.secure is secure
+        assert _waits(r) == {0: f"disabled wait {int.from_bytes('KVM/Linu'.encode('cp037'), 'big'):#x}"}
+    image = _se_image(tmp_path, _STSI_NAME, "name")
+    uuid = bytes.fromhex("0fb84a86727c11eabc550242ac130003")
+    r = boot(host, image, attack=False, time_limit=60, name="kvm-unit-test", uuid=uuid)
+    assert _waits(r) == {0: f"disabled wait {int.from_bytes('kvm-'.encode('cp037') + uuid[:4], 'big'):#x}"}
+    r = boot(host, image, attack=False, time_limit=60)
+    assert _waits(r) == {0: f"disabled wait {int.from_bytes('KVMg'.encode('cp037') + bytes(4), 'big'):#x}"}

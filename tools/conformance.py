@@ -468,7 +468,10 @@ def pv_report(specs: list[TestSpec], zuv: dict) -> list[str]:
     nskip = sum(z["verdict"] == "SKIP" for _, z in runs)
     return ["## Secure Execution runs (`NAME_PV`)", "", PV_HEAD, "",
             f"{npass} of {len(runs)} PV runs pass, {nskip} skip (the test's own decision inside a secure "
-            f"guest), {len(runs) - npass - nskip} fail or time out.", "",
+            f"guest: no SIE and no Ultravisor host there, sck not under PV; or a facility zuv offers no "
+            f"guest, as in the test's other run: STHYI, ESSA, DIAG 0x258, "
+            f"guarded storage, storage-key removal, configuration topology), {len(runs) - npass - nskip} fail "
+            f"or time out.", "",
             "| run | MiB | zuv P/F/S | notes |", "|---|---|---|---|", *rows, ""]  # fmt: skip
 
 

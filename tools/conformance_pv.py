@@ -81,8 +81,8 @@ _BOOT_DEVICES: Final = ("virtio-net-ccw", "virtio-blk-ccw", "-s390x-cpu")
 def pv_device_options(qemu_params: str) -> list[str]:
     """The ``zuv boot`` options for a test's QEMU devices (unittests.cfg's ``qemu_params``): the upstream
     runner starts a PV run with the same options as the test's other run, so its CPUs (without their
-    topology, ``_without_topology``), its channel devices and its watchdog with its action; the rest
-    (``-m``, ``-smp``, ``-cpu``, ``-name``, ...) is not a device."""
+    topology, ``_without_topology``), its channel devices, its watchdog with its action, and the VM's name
+    and UUID; the rest (``-m``, ``-smp``, ``-cpu``, ...) is not a device."""
     params = shlex.split(qemu_params)
     out: list[str] = []
     for i, opt in enumerate(params):
@@ -95,6 +95,8 @@ def pv_device_options(qemu_params: str) -> list[str]:
                 out += ["--device", _without_topology(arg) if model.endswith("-s390x-cpu") else arg]
         elif opt == "--watchdog-action":
             out += ["--watchdog-action", arg]
+        elif opt in ("-name", "--uuid", "-uuid"):  # the VM's name and UUID (STSI 3.2.2)
+            out += ["--" + opt.lstrip("-"), arg]
     return out
 
 

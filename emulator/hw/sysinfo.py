@@ -108,11 +108,13 @@ class MachineInfo:
     plant: str = "ZUV"
     lpar_name: str = "ZUVLPAR"
     #: the VM's name: STSI 3.2.2 gives its first 8 characters in EBCDIC and all of it (UTF-8) as the
-    #: extended name (QEMU's ``-name``)
-    vm_name: str = "ZUVGUEST"
+    #: extended name (QEMU's ``-name``); KVM's when none is set (``handle_stsi_3_2_2``)
+    vm_name: str = "KVMguest"
     #: the VM's universally unique identifier, 16 bytes (QEMU's ``--uuid``; all zeros when none is set)
     vm_uuid: bytes = bytes(16)
-    hypervisor_cpi: str = "zuv/KVM"
+    #: the control-program identifier of the VM's hypervisor in STSI 3.2.2: KVM's, which zuv's hypervisor is
+    #: like (Linux and kvm-unit-tests tell KVM by it: "KVM/")
+    hypervisor_cpi: str = "KVM/Linux"
     version: int = 0x00
     lpar_number: int = 1
     cpuid_format1: bool = True

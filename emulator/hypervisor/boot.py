@@ -10,6 +10,7 @@ Unpack, Verify; ``emulator.hypervisor.pv``), and the guest continues in secure m
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
@@ -197,6 +198,8 @@ def boot(
     devices: tuple[str, ...] = (),
     watchdog: str | None = None,
     watchdog_action: str = "reset",
+    name: str | None = None,
+    uuid: bytes | None = None,
 ) -> BootResult:
     """Boot an SE image in a new VM of ``host`` and run it until its CPUs stop.
 
@@ -211,7 +214,8 @@ def boot(
     ``on_vm``: called with the VM once it is loaded, before it runs. ``devices``: channel devices as QEMU's
     ``-device`` strings (``virtio-net-ccw``, ``virtio-blk-ccw,file=PATH``), behind the subchannels after the
     drives'. ``watchdog``: ``"diag288"`` gives the VM QEMU's DIAGNOSE 0x288 watchdog, whose expiry does
-    ``watchdog_action`` (``emulator.hw.diag.WATCHDOG_ACTIONS``; ``emulator.hypervisor.watchdog``).
+    ``watchdog_action`` (``emulator.hw.diag.WATCHDOG_ACTIONS``; ``emulator.hypervisor.watchdog``). ``name``
+    and ``uuid`` (16 bytes): the VM's name and UUID in STSI 3.2.2, as QEMU's ``-name`` and ``--uuid``.
 
     Raises:
         LoadError: the image cannot be read or does not fit, or a device cannot be made.
@@ -223,6 +227,9 @@ def boot(
     if watchdog_action not in WATCHDOG_ACTIONS:
         raise ValueError(f"unknown watchdog action {watchdog_action!r} ({', '.join(WATCHDOG_ACTIONS)})")
     vm = host.hv.create_vm(memory, cpus, console_out=console_out, name=Path(image).name)
+    if name is not None or uuid is not None:
+        vm.info = dataclasses.replace(vm.info, vm_name=vm.info.vm_name if name is None else name,
+                                      vm_uuid=vm.info.vm_uuid if uuid is None else uuid)  # fmt: skip
     try:
         for addr in cpu_ids:
             vm.add_vcpu(addr)

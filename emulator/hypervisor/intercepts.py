@@ -43,7 +43,7 @@ def _stsi(vm: Vm, v: Vcpu, insn: Insn) -> None:
     addr = insn.address()
     if fc not in (0, 15) and addr & 0xFFF:
         raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
-    cc, new_r0, block = stsi(vm.hv.info, 3, r0, r1, len(vm.vcpus))
+    cc, new_r0, block = stsi(vm.info, 3, r0, r1, len(vm.vcpus))
     if block is not None:
         cpu.write_virtual(addr, block)
     if new_r0 is not None:

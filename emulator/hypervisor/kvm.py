@@ -185,6 +185,9 @@ class Vm:
         for addr in range(cpus):
             self._add_vcpu(addr)
         self.ipl_parameters: bytes | None = None
+        #: the identity its STSI shows: the machine's, and at level 3 the VM's name and UUID (QEMU's ``-name``
+        #: and ``--uuid``, ``boot(name=, uuid=)``) with KVM's control-program identifier
+        self.info = hv.info
         #: the DIAGNOSE 0x288 watchdog device (``watchdog.add_watchdog``), or None: DIAG 0x288 is refused
         self.watchdog: Diag288 | None = None
         self.pv_ipl_parameters: bytes | None = None

@@ -593,7 +593,7 @@ class PvVm:
                 self._servc(v)
                 vm._count("SERVC")  # noqa: SLF001
             elif ipa == 0xB27D:
-                cc, new_r0, block = stsi(self.hv.info, 3, regs[0], regs[1], len(vm.vcpus))
+                cc, new_r0, block = stsi(vm.info, 3, regs[0], regs[1], len(vm.vcpus))
                 if block is not None:
                     self.host.sida(v.page).write(0, block)
                 if new_r0 is not None:
