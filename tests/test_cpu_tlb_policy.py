@@ -98,11 +98,17 @@ def _many_exits_kernel(pages: int, diags: int) -> bytes:
 
 def test_exits_of_pages_no_longer_run_leave_unicorn(hv, tmp_path, engine_mode):
     """After the guest ran through pages full of scanner hits, a trap-heavy phase does not keep paying for
-    tens of thousands of exits: unicorn keeps those of the pages fetched since the last flush."""
+    tens of thousands of exits: where unicorn walks every exit after each run, it keeps those of the pages
+    fetched since the last flush; where that walk is cut (``exit_walk``), they cost nothing and stay
+    registered, and no flush is made for them."""
     cpu = _run(hv, tmp_path, _many_exits_kernel(20, 60000), 60000)
     assert len(cpu._exits) > 20 * 2000  # noqa: SLF001 - every hit is still known to the CPU
-    assert cpu.tlb_shrinks >= 1
-    assert cpu.registered_exits < 100
+    if cpu._walk_cut:  # noqa: SLF001
+        assert cpu.registered_exits > 20 * 2000
+        assert cpu.tlb_shrinks == 0
+    else:
+        assert cpu.tlb_shrinks >= 1
+        assert cpu.registered_exits < 100
 
 
 def test_an_error_inside_the_tlb_fill_reaches_the_caller(hv, tmp_path, monkeypatch):

@@ -244,12 +244,15 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer, Engi
         self.check_stop_reason = ""
         # trap bookkeeping
         self._exits: set[int] = set()  # every known trap address (the Python side's decisions)
-        #: the exits registered in unicorn: breakpoints, and the exits of pages fetch-filled since the last
-        #: TLB flush (unicorn looks at exits when it translates, and translating a page needs its fetch
-        #: fill first; after every run it also walks all of them, so fewer is cheaper)
+        #: the exits registered in unicorn: breakpoints, and the exits of pages fetch-filled (unicorn looks
+        #: at exits when it translates, and translating a page needs its fetch fill first; after every run
+        #: it also walks all of them unless that walk is cut: then they stay over TLB flushes)
         self._uc_exits: set[int] = set()
         #: the same exits, as unicorn holds them (its walk of them after each run cut short: ``exit_walk``)
         self._exit_list = ExitList(self.uc, walk_stop=WALK_STOP and self._switch is not None)
+        self._walk_cut = self._exit_list.walk_cut
+        if self._walk_cut:
+            self._ns_exit = 0.0  # (the walk after a run sees two nodes whatever the count)
         #: frame -> trapped offsets, one cache per scan (fixed-point-overflow mask off, on)
         self._scan_caches: tuple[dict[int, PageScan], dict[int, PageScan]] = ({}, {})
         self._scan_cache = self._scan_caches[0]

@@ -326,6 +326,11 @@ class ExitList:
                 self._tree.insert(self._where, self._stop.key, SENTINEL_VALUE)
                 self._stop.cut()
 
+    @property
+    def walk_cut(self) -> bool:
+        """Whether unicorn's walk of the exits after each run is cut short (``exit_walk``)."""
+        return self._stop is not None
+
     def set(self, addrs: Collection[int]) -> None:
         """Register exactly these exits."""
         n = 0 if self._where else len(addrs)

@@ -48,6 +48,9 @@ _RESIZE_WINDOW: Final = 0.12
 _PAGE_EXITS_KEPT: Final = 16384
 #: Below this many registered exits the walk is not worth a flush.
 _EXITS_KEPT: Final = 64
+#: Registered exits kept over a TLB flush when the engine's walk of them is cut (~30 a code page: a Linux
+#: kernel and its user space register ~40,000)
+_EXITS_BOUND: Final = 1 << 17
 
 
 class TlbFill(TrapDispatch):
@@ -57,6 +60,7 @@ class TlbFill(TrapDispatch):
         _switch: Switch | None
         _ns_entry: float
         _ns_exit: float
+        _walk_cut: bool
         breakpoints: set[int]
         watch_frames: dict[int, bool]
         pgm_observer: Callable[[Cpu, int, int | None], None] | None
@@ -114,12 +118,17 @@ class TlbFill(TrapDispatch):
         """Flush unicorn's TLB (where QEMU's dynamic TLB also resizes) and start counting anew.
 
         Every page needs a fetch fill again before it is translated or run, and that fill registers the
-        page's exits again, so unicorn keeps only the breakpoints meanwhile.
+        page's exits (those not registered yet). The registered exits stay over the flush: an operating
+        system flushes at every switch of address space (Linux loads CR1 at each system call and
+        interruption from user space, and the TLB goes with it, as in QEMU), and registering each page's
+        exits again after each flush was ~12% of a Linux boot. An exit left from another mapping of its
+        address is stale: a run that stops there steps the instruction natively and unregisters it
+        (``_native_step``). With the engine's walk of the exits cut (``exit_walk``) more exits cost nothing
+        per run; above ``_EXITS_BOUND`` they start afresh from the breakpoints.
 
         The watched code is checked once more *before* the flush: dropping a changed page's blocks looks
         the page up (``_remove_cache``), which makes a fetch entry for it; made after the flush, that entry
-        outlived the exits forgotten here, and the page's next blocks were translated without them (Linux's
-        lowcore LPSWE, right after a watched store of the PSW it loads, ran natively).
+        outlived the flush, and the page's next blocks were translated from it without the fill.
         """
         if self._smc_frames:
             # no entry will let the guest store anywhere after the flush: check the watched code once more,
@@ -130,6 +139,11 @@ class TlbFill(TrapDispatch):
         self._fills = 0
         self._tlb_traps = 0
         self._flushed_at = time.monotonic()
+        if len(self._uc_exits) > (_EXITS_BOUND if self._walk_cut else len(self.breakpoints)):
+            self._drop_exits()
+
+    def _drop_exits(self) -> None:
+        """Unregister every exit but the breakpoints (each page's next fetch fill registers its own)."""
         if len(self._uc_exits) > len(self.breakpoints):
             self._uc_exits = set(self.breakpoints)
             self._exit_list.set(self._uc_exits)
@@ -539,6 +553,7 @@ class TlbFill(TrapDispatch):
         self._exrl_deps.clear()
         self.uc.ctl_flush_tb()
         self.flush_tlb()
+        self._drop_exits()
 
     def _forget_scan(self, frame: int) -> set[tuple[int, int]]:
         """The frame's bytes changed: scan it again at its next use. Returns the (virtual page, frame) pairs
