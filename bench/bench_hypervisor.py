@@ -57,6 +57,50 @@ def _loop_kernel(n: int) -> bytes:
     return bytes(img)
 
 
+def _servc_kernel(n: int) -> bytes:
+    """A memory image from absolute 0 whose code at 0x10000 issues ``n`` SERVC WRITE EVENT DATA with an SCCB
+    crossing its page (the SCLP answers 0x0300, as in kvm-unit-tests' sclp boundary test: 2 KiB of the SCCB
+    to the SIDA and back), enabled for the service signal, whose handler returns at once, then stops."""
+    img = bytearray(0x22000)
+    code = bytearray()
+
+    def at() -> int:
+        return 0x10000 + len(code)
+
+    def larl(r: int, target: int) -> bytes:
+        return bytes([0xC0, r << 4]) + struct.pack(">i", (target - at()) // 2)
+
+    code += larl(1, 0x10400) + bytes.fromhex("d20f01b01000")  # mvc: the external new PSW into the lowcore
+    code += larl(1, 0x10300)
+    code += bytes.fromhex("eb0010000025" "96021006" "eb001000002f" "ad011008")  # CR0 |= 0x200; EXT on
+    code += bytes.fromhex("c031") + struct.pack(">I", n)  # lgfi %r3,n
+    code += bytes.fromhex("c02f00760005")  # llilf %r2,WRITE EVENT DATA
+    code += larl(4, 0x21800)
+    loop = at()
+    code += bytes.fromhex("b2200024")  # servc %r2,%r4
+    code += bytes.fromhex("a737") + struct.pack(">h", (loop - at()) // 2)  # brctg %r3,loop
+    code += larl(1, 0x10100) + bytes.fromhex("b2b21000")  # lpswe: the disabled-wait stop
+    img[0x10000 : 0x10000 + len(code)] = code
+    img[0x10100:0x10110] = _WAIT_PSW
+    img[0x10200:0x10204] = bytes.fromhex("b2b20130")  # the service signal's handler: lpswe of the old PSW
+    img[0x10400:0x10410] = struct.pack(">QQ", 0x0000000180000000, 0x10200)  # the external new PSW
+    img[0x21800:0x21808] = struct.pack(">HxxxxxB", 0x1000, 0)  # SCCB: length 4 KiB from mid-page
+    return bytes(img)
+
+
+def bench_servc_secure(host: SecureHost, n: int, keys) -> float:
+    img = build_image(kernel=_servc_kernel(n), host_keys=keys, rng=DeterministicRng(n))
+    with tempfile.NamedTemporaryFile(suffix=".se") as f:
+        f.write(img.data)
+        f.flush()
+        t = time.perf_counter()
+        r = boot(host, f.name, 16 << 20, attack=False, time_limit=120)
+        dt = time.perf_counter() - t
+    assert r.run.clean and r.failure is None, (r.run.describe(), r.failure_text())
+    assert r.intercepts.get("SERVC", 0) == n, r.intercepts
+    return dt
+
+
 def bench_diag_normal(host: SecureHost, n: int) -> float:
     vm = host.hv.create_vm(16 << 20)
     try:

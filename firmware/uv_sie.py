@@ -127,8 +127,23 @@ class _SecureMapping:
         self.uv = uv
         self.handle = handle
         self.mapping = GuestMapping(self.to_host, tag)
+        # the Ultravisor's live records and storage (never replaced), for the hit path below
+        self._configs, self._buf, self._owner = uv._configs, uv._buf, uv.mem.owner  # noqa: SLF001 - firmware
 
     def to_host(self, guest_abs: int, write: bool, fetch: bool) -> int:
+        # ``guest_frame_check``'s common outcome written out (every SCCB, lowcore and TLB fill of a secure
+        # guest comes here): the configuration exists, the address is inside its storage, ``_gmap``'s kept
+        # segment-table walk still holds (both table entries re-read now), and the frame it names is secure
+        # for this configuration at this guest page. Anything else takes the full decision below.
+        cfg = self._configs.get(self.handle)
+        if cfg is not None and guest_abs < cfg.msl:
+            hit = cfg.walks.get((cfg.mso + guest_abs) & ~0xFFF)
+            if hit is not None and len(hit) == 5:
+                buf = self._buf
+                if _U64.unpack_from(buf, hit[1])[0] == hit[2] and _U64.unpack_from(buf, hit[3])[0] == hit[4]:
+                    frame = hit[0]
+                    if self._owner[frame] == cfg.tag and cfg.frames.get(frame) == guest_abs & ~0xFFF:
+                        return frame << PAGE_SHIFT | (guest_abs & 0xFFF)
         try:
             frame = self.uv.guest_frame_check(self.handle, guest_abs, write)
         except ProgramException as e:
@@ -148,7 +163,11 @@ class PvSieEngine(SecureIntercepts):
 
     def __init__(self, uv: Ultravisor, sida: Callable[[SiePage], HostSpan]) -> None:
         self.uv = uv
-        self._sida = sida
+        self._host_sida = sida
+        #: (SIE page address, SIDA designation, owner-tag generation) of the last span ``_host_sida`` gave,
+        #: and that span (``_sida``: the same SIDA while no owner tag changed is the same decision)
+        self._span_key: tuple[int, int, int] = (-1, -1, -1)
+        self._span: HostSpan | None = None
         self._pending: dict[int, _Pending] = {}  # cpu handle -> instruction awaiting completion
         self._loaded: dict[int, tuple[object, ...]] = {}  # cpu handle -> snapshot of the record at exit
         self._maps: dict[int, _SecureMapping] = {}  # config handle -> mapping
@@ -532,21 +551,19 @@ class PvSieEngine(SecureIntercepts):
             param = sd.eiparams
             if sd.eic == 0x2401 and (param & ~0xFFF) == DUMMY_SCCB:
                 param = (self._sccbs.get(scpu.config.handle, 0) & ~3) | (param & 3)
-            cpu.write_real(0x80, _U32.pack(param) + _U16.pack(sd.extcpuaddr) + _U16.pack(sd.eic))
-            cpu.swap_psw(LC_EXT_OLD, LC_EXT_NEW)
+            code = _U32.pack(param) + _U16.pack(sd.extcpuaddr) + _U16.pack(sd.eic)
+            cpu.interrupt_with(0x80, code, LC_EXT_OLD, LC_EXT_NEW)
         elif iictl == IICTL_IO:
             if not mask & PSW_MASK_IO or not cpu.cr(6) & (0x80000000 >> (sd.io_int_word >> 27 & 7)):
                 return VIR_INJECT_DISABLED
-            cpu.write_real(
+            cpu.interrupt_with(
                 0xB8, _U16.pack(sd.subchannel_id) + _U16.pack(sd.subchannel_nr) + _U32.pack(sd.io_int_parm)
-                + _U32.pack(sd.io_int_word)
+                + _U32.pack(sd.io_int_word), LC_IO_OLD, LC_IO_NEW
             )  # fmt: skip
-            cpu.swap_psw(LC_IO_OLD, LC_IO_NEW)
         elif iictl == IICTL_MCHK:
             if not mask & PSW_MASK_MCHECK:
                 return VIR_INJECT_DISABLED
-            cpu.write_real(0xE8, _U64.pack(sd.mcic))
-            cpu.swap_psw(LC_MCK_OLD, LC_MCK_NEW)
+            cpu.interrupt_with(0xE8, _U64.pack(sd.mcic), LC_MCK_OLD, LC_MCK_NEW)
         elif iictl == IICTL_RESTART:
             cpu.swap_psw(LC_RESTART_OLD, LC_RESTART_NEW)
             scpu.psw_loaded = True

@@ -54,13 +54,28 @@ class SecureIntercepts:
     """The owner instructions of a secure guest: intercepts for the host, completions with its results."""
 
     uv: Ultravisor
-    _sida: Callable[[SiePage], HostSpan]
+    _host_sida: Callable[[SiePage], HostSpan]
+    _span_key: tuple[int, int, int]
+    _span: HostSpan | None
+    _tag_gen: list[int]
     _pending: dict[int, _Pending]
     _loaded: dict[int, tuple[object, ...]]
     _maps: dict[int, _SecureMapping]
     _sccbs: dict[int, int]
     _raw: dict[int, memoryview]
     insn_filter: Callable[[Cpu, Insn], str | None] | None
+
+    def _sida(self, page: SiePage) -> HostSpan:
+        """The SIDA the SD designates, as the host gives it (``PvHost._sida``: every page of it checked as
+        host storage, and again at each access of the span). The span of the last call is given again while
+        the page, its SIDA designation and every owner tag are what they were then (the check would decide
+        the same); the span itself still checks each access."""
+        key = (ctypes.addressof(page), page.sie_block.sidad, self._tag_gen[0])
+        span = self._span
+        if key != self._span_key or span is None:
+            span = self._span = self._host_sida(page)
+            self._span_key = key
+        return span
 
     def _page_bytes(self, page: SiePage) -> memoryview:
         """The SIE page's 4 KiB as bytes (kept by address: SIE pages live in the machine's storage, which
@@ -162,16 +177,19 @@ class SecureIntercepts:
                 raise ProgramException(0x06, why=f"SCCB {sccb:#x} is not 8-byte aligned below 2 GiB")
             if sccb < 0x2000 or cpu.prefix <= sccb < cpu.prefix + 0x2000:
                 raise ProgramException(0x06, why=f"SCCB {sccb:#x} lies in a lowcore")
-            length = _U16.unpack(cpu.read_real(sccb, 2))[0]
-            if length < 8:
-                raise ProgramException(0x06, why="SCCB length below 8")
             # The SIDA is one page: it holds the part of the SCCB in the SCCB's own page. The host sees the
             # SCCB at a dummy address with the real page offset, so the SCLP's boundary check (0x0100 for a
-            # page-crossing or longer SCCB) comes out as it would for the real address.
+            # page-crossing or longer SCCB) comes out as it would for the real address. The rest of that page
+            # is read at once (one frame: one translation and one check decide for the length and the
+            # contents alike); only the SCCB's bytes go to the SIDA.
             off = sccb & 0xFFF
+            rest = memoryview(cpu.read_real(sccb, 0x1000 - off))
+            length = _U16.unpack_from(rest)[0]
+            if length < 8:
+                raise ProgramException(0x06, why="SCCB length below 8")
             n = min(length, 0x1000 - off)
             sida = self._sida(page)
-            sida[:n] = cpu.read_real(sccb, n)
+            sida[:n] = rest[:n]
             regs[2] = cpu.gpr(insn.r1) & 0xFFFFFFFF
             regs[4] = DUMMY_SCCB | off
             self._sccbs[scpu.config.handle] = sccb

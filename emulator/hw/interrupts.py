@@ -183,6 +183,14 @@ class InterruptDelivery(StorageAccess):
             if self.accessor is access.HOST:  # the host's own lowcore: its bytes are the host's to see
                 self.check_stop_reason += f": {nmask:016x} {naddr:016x}"
 
+    def interrupt_with(self, code_off: int, code: bytes, old_off: int, new_off: int) -> None:
+        """An interruption whose class and fields the caller decided (the Ultravisor's injection into a
+        secure guest): ``code`` stored at lowcore ``code_off`` and the PSW swap, with one check of the
+        lowcore (``_lowcore_base``) for both."""
+        base = self._lowcore_base()
+        self.mem.write(base + code_off, code)
+        self.swap_psw(old_off, new_off, base)
+
     def program_interrupt(self, code: int, ilc: int, teid: int | None = None, pc: int | None = None) -> None:
         """Deliver a program interruption for the instruction at ``pc`` (default: the current PC).
 
