@@ -240,6 +240,8 @@ class PvSieEngine(SecureIntercepts):
         cpu = self._hw.get(page.sie_block.pv_handle_cpu)
         if cpu is None:
             return self._validity(page, VIR_CPU_HANDLE)
+        if not (ext_request or io_request):  # (both are 0 outside this call: nothing to set or clear)
+            return self.enter(cpu, page, count, timeout_us)
         cpu.ext_request, cpu.io_request = ext_request, io_request
         try:
             return self.enter(cpu, page, count, timeout_us)
@@ -305,11 +307,11 @@ class PvSieEngine(SecureIntercepts):
             # CPU_STATE_OPR with its PSW loaded, or a CPU started by a restart (SIGP RESTART of a CPU the
             # guest brought up: the restart new PSW of its lowcore is its first)
             vir = VIR_NOT_OPERATING
-        elif not self._sida_host_storage(sd):
-            vir = VIR_SIDA
+        elif (sd.sidad, self._tag_gen[0]) != self._sida_ok and not self._sida_host_storage(sd):
+            vir = VIR_SIDA  # (``_sida_host_storage``'s remembered decision, inline)
         elif scpu.handle in self._running:
             vir = VIR_CONCURRENT
-        else:
+        elif sd.cputm != scpu.cputm:  # (``_cpu_timer_check``'s first case inline: the value it left, taken)
             vir = self._cpu_timer_check(cpu, sd, scpu)
         if vir:
             self._left[scpu.handle] = (self._left.get(scpu.handle, (scpu.cputm, 0))[0], cpu.tod())
