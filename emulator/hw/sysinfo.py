@@ -32,7 +32,8 @@ BASE_FACILITIES: Final = (
 # the CPU emulates those instructions. 8 and 78 (enhanced DAT 1 and 2: large frames in the Python DAT walk,
 # PFMF, SSKE's multiple-block control), 10 (conditional SSKE) and 14 (nonquiescing key setting) are
 # emulated in ``keys`` and ``dat``. Left out because unicorn raises an operation exception for their
-# instructions: 42 and 43 (decimal floating point, its zoned conversions: ADTR, LDETR, CDZT), 44 (PFPO),
+# instructions: 42 (decimal floating point: ADTR, LDETR, ...; 43 says it has high performance, 48 and 80 add
+# its zoned and packed conversions, CDZT, CDPT), 44 (PFPO),
 # 20 and 23 (HFP multiply-and-add, unnormalized extension: MADR, MAER, MAY; unicorn has no HFP), 26
 # (parsing enhancement: TRTE, TRTRE), 28 (TOD-clock steering: PTFF, which Linux calls when the bit is on),
 # 5 (LPTEA), 50/73 (constrained and full transactional execution). 135 (vector enhancements
