@@ -15,7 +15,8 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from emulator.errors import HwError, ProgramException, SecureStorageAccess
 from emulator.hw import dat
-from emulator.hw.memory import PAGE_SIZE, HostView
+from emulator.hw.host_view import HostView
+from emulator.hw.memory import PAGE_SIZE
 from firmware import uv_blocks as B
 
 log = logging.getLogger("firmware.uv")

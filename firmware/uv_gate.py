@@ -4,16 +4,18 @@ that holds the Ultravisor in its closures only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import copy
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from emulator.errors import HwError
 from emulator.hw import seal
+from emulator.hw.host_view import HostSpan
 from emulator.hw.cpu_handle import CpuHandle, hardware_of
 from firmware.uv_contract import AbsoluteControlBlock, UvCaller
 from firmware.uv_sie import PvSieEngine
 
 if TYPE_CHECKING:
-    from emulator.hw.memory import HostSpan
     from emulator.hw.sie import SieExit, SiePage
     from firmware.uv import Ultravisor
 
@@ -29,7 +31,7 @@ class UvGate:
     ``call(addr)`` is the UVC instruction of a host CPU with DAT off: the control block at host absolute
     ``addr``, read and stored through the host's checks (a block in secure or donated storage: PGM 0x3D);
     the caller is always the host. ``query`` are the numbers Query reports; ``initialized()`` tells whether
-    Initialize Ultravisor has run; ``sie(sida)`` gives the Ultravisor's half of SIE for secure CPUs
+    Initialize Ultravisor has run; ``sie()`` gives the Ultravisor's half of SIE for secure CPUs
     (``PvSie``). Nothing else of the Ultravisor is reachable from a gate: no record, key or storage object
     (``ARCHITECTURE.md``, the host side's reach).
     """
@@ -55,10 +57,22 @@ class UvGate:
             """True once Initialize Ultravisor completed."""
             return bool(uv.initialized)
 
-        def sie(sida: Callable[[SiePage], HostSpan]) -> PvSie:
+        sida_view = uv.mem.host_view()
+
+        def sida_of(page: SiePage) -> HostSpan:
+            """The SIDA the state description designates, as host storage checked at every access (the
+            engine's own: before, the host handed the engine a function for it, which the engine then
+            called with its own frames, the secure guest's hardware CPU among them, above the host's code)."""
+            sd = page.sie_block
+            addr = sd.sida_origin
+            if not addr:
+                raise HwError("the state description has no SIDA")
+            return HostSpan(sida_view, addr, sd.sida_size)
+
+        def sie() -> PvSie:
             """The Ultravisor's half of SIE for this host's secure CPUs (a new engine, registered with the
             Ultravisor so that the machine's debug capability can find its hardware CPUs)."""
-            engine = PvSieEngine(uv, sida)
+            engine = PvSieEngine(uv, sida_of)
             engine.insn_filter = uv.debug_insn_filter
             uv.sie_engines.add(engine)
             return PvSie(engine)
@@ -67,7 +81,11 @@ class UvGate:
         # listeners and the host's UV event callbacks are called when the call has returned
         told = seal.notify_refusal(uv.mem.secure_access_listeners)
         self.call = seal.gate(call, refused=told, settles=True)
-        self.query, self.initialized, self.sie = uv.query, seal.gate(initialized), seal.gate(sie)
+        # the host's own copy of the Query numbers (the Ultravisor decides by its own: a frozen record can
+        # still be changed with ``object.__setattr__``, and a host that did changed what the Ultravisor
+        # accepted)
+        self.query = copy.copy(uv.query)
+        self.initialized, self.sie = seal.gate(initialized), seal.gate(sie)
 
 
 class PvSie:

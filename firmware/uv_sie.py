@@ -65,7 +65,8 @@ from emulator.hw.cpu import (
     GuestMapping,
     Insn,
 )
-from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, HostSpan
+from emulator.hw.host_view import HostSpan
+from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT
 from emulator.hw.sie import (
     ICPT_PV_NOTIFY,
     ICPT_PV_PREF,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
 from emulator.hw.cpu import Cpu, GuestIntercept, Insn
-from emulator.hw.memory import HostSpan
+from emulator.hw.host_view import HostSpan
 from emulator.hw.sie import ICPT_PV_INSTR, ICPT_PV_NOTIFY, SieExit, SiePage
 from firmware import uv_sie_io
 from firmware.uv_guest_view import GuestCpuControlBlock

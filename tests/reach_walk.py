@@ -101,7 +101,9 @@ def _frame_edges(obj: object) -> Iterator[tuple[str, object]] | None:
     """The edges out of a frame, traceback, generator or exception; None for anything else."""
     if isinstance(obj, types.FrameType):
         if not obj.f_code.co_filename.startswith(_PROJECT):
-            return iter(())  # the attacker's (or the test's) own frame: it holds what they hold
+            # the attacker's (or the test's, or the library's) own frame: its locals are what they hold, and
+            # its caller is walked (a project frame may call the library that calls the attacker)
+            return iter([(".f_back", obj.f_back)] if obj.f_back is not None else [])
         f_locals = dict(obj.f_locals)
         return iter([*((f".f_locals[{k}]", v) for k, v in f_locals.items()),
                      *([(".f_back", obj.f_back)] if obj.f_back is not None else [])])  # fmt: skip

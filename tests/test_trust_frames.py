@@ -54,7 +54,6 @@ def test_what_a_sealed_function_raises_carries_no_sealed_frame(booted) -> None:
             "hardware.span": _raised(hv.hardware.span, frame, 16),
             "uv_gate.call": _raised(hv.ultravisor.call, frame),  # a UVC block in the secret page
             "host._machine": _raised(host._machine, None),  # noqa: SLF001 - a wrong key
-            "cpu_handle._open": _raised(handle._open, None),  # noqa: SLF001
             "cpu_handle._get": _raised(handle._get, "uc"),  # noqa: SLF001
             "cpu_handle.read_real": _raised(handle.read_real, 1 << 62, 8),
         }

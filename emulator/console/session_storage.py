@@ -13,7 +13,8 @@ from emulator.errors import SecureStorageAccess
 from emulator.hw import access, dat, seal
 
 if TYPE_CHECKING:
-    from emulator.hw.memory import HostView, PhysicalMemory
+    from emulator.hw.host_view import HostView
+    from emulator.hw.memory import PhysicalMemory
 
 __all__ = ["SessionStorage", "Hidden", "HIDDEN", "refused"]
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from emulator.errors import HwError
+from emulator.hw import seal
 from emulator.hw.arch import CR0_CKC_SC, CR0_CPU_TIMER_SC, OPERATING, PSW_MASK_EXT
 
 _CR0_TIMERS: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
@@ -40,7 +42,10 @@ def _raiser(cpu: Attention) -> Callable[[], None]:
 
 
 class PendingInterruptions(dict[str, int]):
-    """``Cpu.ext_pending``: a dict that raises its CPU's attention flag on every change."""
+    """``Cpu.ext_pending``: a dict that raises its CPU's attention flag on every change. Its keys are plain
+    strings and its values plain integers (``seal.plain``): the hypervisor adds to a normal guest's, and the
+    CPU reads them in its run, so a key's ``__hash__`` or a value's ``__and__`` of the host's own would run
+    with the CPU (and its storage) in the frame above (issue 18's third review)."""
 
     __slots__ = ("_raise",)
 
@@ -49,6 +54,10 @@ class PendingInterruptions(dict[str, int]):
         self._raise = _raiser(cpu)
 
     def __setitem__(self, key: str, value: int) -> None:
+        if type(key) is not str or type(value) is not int:
+            key, value = seal.plain(key), seal.plain(value)
+            if type(key) is not str or type(value) is not int:
+                raise HwError(f"a pending interruption is a name and an integer, not {key!r}: {value!r}")
         super().__setitem__(key, value)
         self._raise()  # the flag this container exists for
 
@@ -63,12 +72,15 @@ class PendingInterruptions(dict[str, int]):
 
     def setdefault(self, key: str, default: int = 0) -> int:  # type: ignore[override]
         """``dict.setdefault``, raising the attention flag."""
+        if key not in self:
+            self[key] = default
         self._raise()
-        return super().setdefault(key, default)
+        return self[key]
 
     def update(self, *args: Any, **kwargs: int) -> None:  # type: ignore[override]
-        """``dict.update``, raising the attention flag."""
-        super().update(*args, **kwargs)
+        """``dict.update``, raising the attention flag (each item as ``__setitem__`` takes it)."""
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
         self._raise()
 
     def clear(self) -> None:

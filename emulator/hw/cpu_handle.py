@@ -3,9 +3,11 @@ register file and the accesses the CPU makes for it, checked by the CPU's own ac
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from emulator.errors import HwError
 from emulator.hw import seal
 
 if TYPE_CHECKING:
@@ -13,10 +15,14 @@ if TYPE_CHECKING:
 
 __all__ = ["CpuHandle", "hardware_of"]
 
-#: the key that opens a handle (``hardware_of``): module-private, for the hardware and the machine's own code
-_KEY = object()
+#: the hardware CPU behind each live handle (``hardware_of``): module-private, for the hardware and the
+#: machine's own code. Nothing of a handle is called to open it: a handle's slots are the host's to overwrite
+#: (before, ``hardware_of`` called the handle's ``_open`` with a module-private key, and a CpuHandle subclass,
+#: or a handle whose ``_open`` the host replaced, was handed the key that opens every handle)
+_HARDWARE: weakref.WeakKeyDictionary[CpuHandle, Cpu] = weakref.WeakKeyDictionary()
 
 
+@seal.admit
 class CpuHandle:
     """A normal guest's hardware CPU as its hypervisor holds it (SIE shares a normal guest's register file
     with the host): registers, PSW, state, resets, pending interruptions, and storage accesses made by the
@@ -25,16 +31,13 @@ class CpuHandle:
     closures only; the hardware (the SIE engine, SIGP, the SCLP) opens a handle with ``hardware_of``.
     """
 
-    __slots__ = ("_open", "address", "ext_pending", "gpr", "gprs", "set_gpr", "set_psw", "cr", "wrap",
+    __slots__ = ("__weakref__", "address", "ext_pending", "gpr", "gprs", "set_gpr", "set_psw", "cr", "wrap",
                  "operand_address", "read_real", "write_real", "write_virtual", "program_interrupt",
                  "reset_initial", "reset_cpu", "reset_clear", "request_halt", "close", "next_timer_deadline",
                  "ext_deliverable", "set_breakpoints", "_get", "_set")  # fmt: skip
 
     def __init__(self, cpu: Cpu) -> None:
-        def open_(key: object) -> Cpu:
-            if key is not _KEY:
-                raise PermissionError("a CPU handle opens for the hardware only")
-            return cpu
+        _HARDWARE[self] = cpu
 
         def get(name: str) -> Any:
             if name not in _READABLE:
@@ -59,7 +62,7 @@ class CpuHandle:
         # the CPU (each forwards its arguments unchanged), each a gate (``seal``): an exception leaves it
         # without the frames whose locals are the CPU
         fns: dict[str, Callable[..., Any]] = {
-            "_open": open_, "_get": get, "_set": set_, "set_psw": set_psw, "set_breakpoints": set_breakpoints,
+            "_get": get, "_set": set_, "set_psw": set_psw, "set_breakpoints": set_breakpoints,
             "gpr": lambda i: g(i),
             "gprs": lambda: cpu.gprs(),
             "set_gpr": lambda i, value: cpu.set_gpr(i, value),
@@ -138,10 +141,17 @@ _WRITABLE = frozenset({"state", "guest_memory_size", "restart_pending"})
 
 def hardware_of(cpu: CpuHandle | Cpu) -> Cpu:
     """The hardware CPU behind a handle (a ``Cpu`` is returned as it is): for the hardware's own code (the SIE
-    engines, SIGP, the SCLP) and the machine's debug capability, never for the hypervisor."""
-    if isinstance(cpu, CpuHandle):
-        return cpu._open(_KEY)  # noqa: SLF001
-    return cpu
+    engines, SIGP, the SCLP) and the machine's debug capability, never for the hypervisor. Anything else (a
+    CpuHandle subclass or a look-alike the host made) is refused with ``HwError``: the hardware never runs, or
+    loads a secure CPU's registers into, an object the host made."""
+    from emulator.hw.cpu import Cpu
+
+    if type(cpu) is Cpu:
+        return cpu
+    hw = _HARDWARE.get(cpu) if type(cpu) is CpuHandle else None
+    if hw is None:
+        raise HwError(f"not a CPU of this machine: {type(cpu).__name__}")
+    return hw
 
 
 def group(handles: Iterable[CpuHandle | Cpu]) -> None:

@@ -28,7 +28,8 @@ from typing import Final
 
 from emulator.errors import HwError, ProgramException, SecureStorageAccess
 from emulator.hw import css_blocks as cb
-from emulator.hw.memory import KEY_ACC_MASK, KEY_C, KEY_F, KEY_R, PAGE_SHIFT, HostView
+from emulator.hw.host_view import HostView
+from emulator.hw.memory import KEY_ACC_MASK, KEY_C, KEY_F, KEY_R, PAGE_SHIFT
 
 __all__ = [
     "ChannelSubsystem",

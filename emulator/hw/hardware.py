@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from emulator.hw import seal
 from emulator.hw.cpu_handle import CpuHandle
-from emulator.hw.memory import HostSpan, HostView, PhysicalMemory
+from emulator.hw.host_view import HostSpan, HostView
+from emulator.hw.memory import PhysicalMemory
 
 if TYPE_CHECKING:
     from emulator.hw.tod import TodClock
@@ -51,7 +52,9 @@ class Hardware:
             (a context that holds the storage's batch in closures: a generator's context manager keeps its
             arguments, the storage object, as attributes)."""
             batch = memory.owner_batch()
-            enter, exit_ = (lambda: batch.__enter__()), (lambda *exc: batch.__exit__(*exc))
+            # (the exit without the exception: it only ends the batch, and the host's exception and its
+            # traceback are never handed inside)
+            enter, exit_ = (lambda: batch.__enter__()), (lambda: batch.__exit__(None, None, None))
             return _Batch(seal.gate(enter), seal.gate(exit_))
 
         def in_place(addr: int, ctype: type[_C]) -> _C:
@@ -73,7 +76,8 @@ class Hardware:
             return HostSpan(host, addr, length)
 
         # gates (``seal``): an exception leaves them without these frames (their locals are the storage)
-        self.new_cpu, self.owner_batch, self.span = seal.gate(new_cpu), seal.gate(owner_batch), seal.gate(span)
+        self.new_cpu, self.owner_batch = seal.gate(new_cpu), seal.gate(owner_batch)
+        self.span = seal.gate(span)
         self.in_place = seal.gate(in_place, refused=seal.notify_refusal(memory.secure_access_listeners))
 
 
@@ -82,11 +86,11 @@ class _Batch:
 
     __slots__ = ("_enter", "_exit")
 
-    def __init__(self, enter: Callable[[], None], exit_: Callable[..., bool | None]) -> None:
+    def __init__(self, enter: Callable[[], None], exit_: Callable[[], object]) -> None:
         self._enter, self._exit = enter, exit_
 
     def __enter__(self) -> None:
         self._enter()
 
-    def __exit__(self, *exc: object) -> bool | None:
-        return self._exit(*exc)
+    def __exit__(self, *exc: object) -> None:
+        self._exit()

@@ -25,12 +25,13 @@ import functools
 import inspect
 import threading
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from emulator.errors import EmulatorError, HwError, ProgramException, SecureStorageAccess
 
-__all__ = ["gate", "gate_slots", "scrub", "deferred", "notify_refusal"]
+__all__ = ["gate", "gate_slots", "scrub", "deferred", "notify_refusal", "admit", "plain"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -112,7 +113,7 @@ def notify_refusal(listeners: list[Callable[[int, bool], None]]) -> Callable[[Ba
 _BODIES = {
     "plain": """
 def crossing({params}):
-    try:
+{plain}    try:
         return _g_fn({call})
     except BaseException as _g_e:  # raised again below, without the sealed frames
         _g_err = _g_scrub(_g_e)
@@ -120,7 +121,7 @@ def crossing({params}):
 """,
     "refused": """
 def crossing({params}):
-    try:
+{plain}    try:
         return _g_fn({call})
     except BaseException as _g_e:  # raised again below, without the sealed frames
         _g_err = _g_scrub(_g_e)
@@ -129,7 +130,7 @@ def crossing({params}):
 """,
     "settles": """
 def crossing({params}):
-    _g_st = _g_crossing
+{plain}    _g_st = _g_crossing
     _g_st.depth += 1
     _g_err = None
     try:
@@ -150,17 +151,61 @@ def crossing({params}):
 }
 
 
-def _signature_text(fn: Callable[..., Any]) -> tuple[str, str, dict[str, Any]]:
+#: argument types a gate passes on as they are: values whose methods are Python's own (exact types only; a
+#: bare ``object()`` is a key)
+_PLAIN: set[type] = {int, bool, float, str, bytes, bytearray, memoryview, type(None), object}
+#: callables a gate passes on (the host's listeners and callbacks, called at gates: ``notify_refusal``,
+#: ``deferred``)
+_CALLABLES = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
+_VIEWS = (type({}.keys()), type({}.values()), range)
+
+
+def admit(cls: type) -> type:
+    """Let a gate pass instances of exactly ``cls`` (a project type the sealed side needs and never calls a
+    method of that the host could have replaced: a CPU handle, a SIE page); usable as a class decorator."""
+    _PLAIN.add(cls)
+    return cls
+
+
+def plain(x: Any) -> Any:
+    """An argument as it crosses a gate: exact types pass (``_PLAIN``, ``admit``), the host's callables and
+    classes pass; a subclass of int, str, float, bytes or bytearray becomes the plain value (its methods run
+    here, at the gate, never under a sealed frame: an int subclass's ``__add__`` found the storage two frames
+    up), lists, tuples, sets and dictionary views their plain items; anything else is refused (``HwError``):
+    the sealed side would call its methods."""
+    t = type(x)
+    if t in _PLAIN:
+        return x
+    if t in (list, tuple, set, frozenset):
+        return t(plain(v) for v in x)
+    if t in _VIEWS:
+        return tuple(plain(v) for v in x)
+    if isinstance(x, _CALLABLES) or isinstance(x, type):
+        return x
+    if isinstance(x, bool | int):
+        return int.__int__(x)
+    if isinstance(x, str):
+        return str.__str__(x)
+    if isinstance(x, float):
+        return float.__float__(x)
+    if isinstance(x, bytes | bytearray):
+        return memoryview(x).tobytes()
+    raise HwError(f"a sealed object takes plain values, not a {t.__name__}")
+
+
+def _signature_text(fn: Callable[..., Any]) -> tuple[str, str, dict[str, Any], list[str]]:
     """(parameters, call arguments, defaults by name) of a gate with ``fn``'s own signature: a call costs
     what one more plain call does (``*args, **kwargs`` would pack and unpack them, ~2x the gate's cost)."""
     params, call, defaults = [], [], {}
     star = False
+    names: list[str] = []
     ps = list(inspect.signature(fn).parameters.values())
     for i, p in enumerate(ps):
         default = ""
         if p.default is not p.empty:
             defaults[f"_g_d{i}"] = p.default
             default = f"=_g_d{i}"
+        names.append(p.name)
         if p.kind is p.VAR_POSITIONAL:
             params.append(f"*{p.name}")
             call.append(f"*{p.name}")
@@ -179,7 +224,7 @@ def _signature_text(fn: Callable[..., Any]) -> tuple[str, str, dict[str, Any]]:
             call.append(p.name)
             if p.kind is p.POSITIONAL_ONLY and (i + 1 == len(ps) or ps[i + 1].kind is not p.POSITIONAL_ONLY):
                 params.append("/")
-    return ", ".join(params), ", ".join(call), defaults
+    return ", ".join(params), ", ".join(call), defaults, names
 
 
 def gate(
@@ -189,14 +234,25 @@ def gate(
     raised from this gate's frame; ``refused(err)`` is called there first (a refusal's listeners); with
     ``settles`` the host callbacks ``deferred`` during the call are made when it returns. The gate has
     ``fn``'s signature."""
-    params, call, defaults = _signature_text(fn)
+    params, call, defaults, names = _signature_text(fn)
+    kinds = {p.name: p.kind for p in inspect.signature(fn).parameters.values()}
+    lines = []
+    for name in names:  # each argument made plain at the gate (one type test for a plain one)
+        if kinds[name] is inspect.Parameter.VAR_POSITIONAL:
+            lines.append(f"    {name} = tuple(map(_g_plain, {name}))\n")
+        elif kinds[name] is inspect.Parameter.VAR_KEYWORD:
+            lines.append(f"    {name} = {{k: _g_plain(v) for k, v in {name}.items()}}\n")
+        else:
+            lines.append(f"    {name} = {name} if type({name}) in _g_ok else _g_plain({name})\n")
     if any(name.startswith("_g_") for name in inspect.signature(fn).parameters):
         raise HwError(f"a gate's own names begin with _g_: {fn.__qualname__}({params})")
     kind = "settles" if settles else "refused" if refused is not None else "plain"
     scope: dict[str, Any] = {"_g_fn": fn, "_g_scrub": scrub, "_g_refused": refused, "_g_crossing": _CROSSING,
-                             "_g_settle": _settle, "BaseException": BaseException, **defaults}  # fmt: skip
+                             "_g_settle": _settle, "BaseException": BaseException, "_g_ok": _PLAIN,
+                             "_g_plain": plain, "type": type, "tuple": tuple, "map": map,
+                             **defaults}  # fmt: skip
     # (named as this file's code, so its frames are the project's as a frame walk sees them; no source line)
-    source = _BODIES[kind].format(params=params, call=call)
+    source = _BODIES[kind].format(params=params, call=call, plain="".join(lines))
     exec(compile(source, f"{__file__} (a gate)", "exec"), scope)  # noqa: S102 - a fixed template
     crossing = scope["crossing"]
     functools.update_wrapper(crossing, fn)  # name, doc, signature (``__wrapped__``: a function's internals)
@@ -206,10 +262,8 @@ def gate(
 def gate_slots(obj: object) -> None:
     """Make every plain function held in ``obj``'s slots (a sealed object's closures and lambdas) a
     ``gate``: for objects whose functions need no listener and call no host callback."""
-    import types
-
     for klass in type(obj).__mro__:
         for name in vars(klass).get("__slots__", ()):
             value = getattr(obj, name, None)
-            if isinstance(value, types.FunctionType) and value.__code__.co_filename != __file__:
+            if isinstance(value, types.FunctionType) and not value.__code__.co_filename.startswith(__file__):
                 setattr(obj, name, gate(value))

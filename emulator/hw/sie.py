@@ -116,6 +116,7 @@ CPUSTAT_STOPPED: Final = 0x80000000
 CPUSTAT_WAIT: Final = 0x10000000
 
 
+@seal.admit
 class SieBlock(ctypes.BigEndianStructure):
     """The state description (Linux ``struct kvm_s390_sie_block``), 512 bytes; offsets in the comments."""
 
@@ -239,6 +240,7 @@ class SieBlock(ctypes.BigEndianStructure):
         return ((self.sidad & 0xFF) + 1) << 12
 
 
+@seal.admit
 class SiePage(ctypes.BigEndianStructure):
     """The 4 KiB SIE page (Linux ``struct sie_page``): the SD, then the PV register save area at 0x380."""
 

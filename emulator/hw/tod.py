@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import Final
 
+from emulator.errors import HwError
+from emulator.hw import seal
+
 __all__ = ["TodClock", "TOD_PER_US", "unix_ns_to_tod"]
 
 #: TOD bit 51 is one microsecond.
@@ -19,13 +22,26 @@ def unix_ns_to_tod(ns: int) -> int:
     return ((ns // 1000 + _EPOCH_1900_TO_1970_S * 10**6) * TOD_PER_US) & 0xFFFFFFFFFFFFFFFF
 
 
+@seal.admit
 class TodClock:
     """The TOD clock all CPUs of a machine share.
 
     In real-time mode it follows the host's clock (monotonic, starting at the host's wall time). In
     deterministic mode it starts at a fixed date and moves only when the machine calls ``advance``
     (by executed instructions and skipped wait time), so the same run gives the same clock readings.
+
+    The hypervisor holds the clock its hardware CPUs read (the secure SIE engine too), so its state is plain
+    integers only, and no method can be replaced on an instance (``__slots__``): before, a host's
+    ``clock.now = f`` was called by the secure SIE engine with the engine, the secure guest's hardware CPU
+    and the Ultravisor's record of it in the frame above (issue 18's third review).
     """
+
+    __slots__ = ("deterministic", "ns_per_insn", "_base", "_mono0", "_ticks", "_offset")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if type(value) is not int and type(value) is not bool and name in TodClock.__slots__:
+            raise HwError(f"the TOD clock's {name} is an integer, not a {type(value).__name__}")
+        object.__setattr__(self, name, value)
 
     def __init__(self, deterministic: bool = False, ns_per_insn: int = 1) -> None:
         self.deterministic = deterministic

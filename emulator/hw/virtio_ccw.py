@@ -31,7 +31,7 @@ from emulator.hw.css import (
     CommandReject,
     DataStream,
 )
-from emulator.hw.memory import HostView
+from emulator.hw.host_view import HostView
 
 __all__ = ["VirtioCcwDevice", "VirtioNet", "VirtioBlk", "notify", "DEVICE_TYPES", "make_device"]
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Final
 from emulator.errors import ProgramException
 from emulator.hw import chsc
 from emulator.hw.css import CcwDevice, ChannelSubsystem, Subchannel
-from emulator.hw.memory import PAGE_SHIFT, HostView
+from emulator.hw.host_view import HostView
+from emulator.hw.memory import PAGE_SHIFT
 from emulator.hw.virtio_ccw import VirtioBlk, VirtioCcwDevice, make_device, notify
 
 if TYPE_CHECKING:

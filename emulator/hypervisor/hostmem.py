@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from emulator.errors import HypervisorError, SecureStorageAccess
-from emulator.hw.memory import PAGE_SIZE, HostView
+from emulator.hw.host_view import HostView
+from emulator.hw.memory import PAGE_SIZE
 
 if TYPE_CHECKING:
     pass

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_IO, PSW_MASK_WAIT
 from emulator.hw.cpu_handle import CpuHandle
-from emulator.hw.memory import PAGE_SIZE, HostSpan
+from emulator.hw.memory import PAGE_SIZE
 from emulator.hw.sie import (
     ICPT_EXTREQ,
     ICPT_IOREQ,
@@ -135,7 +135,7 @@ class PvHost:
         self.client.before_call = hv.before_uvc  # a debugger's stop point, from the first call (Query) on
         self.query = self.client.query()
         #: the Ultravisor's half of SIE for secure CPUs, behind its gate (``PvSie``)
-        self.engine = uv.sie(self._sida)
+        self.engine = uv.sie()  # (the engine finds the SIDA in the state description itself)
         if not uv.initialized():
             n = self.query.uv_base_stor_len
             origin = hv.alloc.alloc_range(n, above=1 << 31)
@@ -143,16 +143,6 @@ class PvHost:
             if not res.ok:
                 raise PvError(KVM_PV_ENABLE, f"Ultravisor initialisation failed: {res}", res.rc, res.rrc)
             log.info("Ultravisor initialised with %#x bytes at %#x", n, origin)
-
-    def _sida(self, page: SiePage) -> HostSpan:
-        """The SIDA for the SIE engine (the Ultravisor's side): every page of it checked as host storage at
-        each call and at each access (a multi-page SIDA whose later page is secure is refused, not read)."""
-        sd = page.sie_block
-        addr, size = sd.sida_origin, sd.sida_size
-        if not addr:
-            raise HypervisorError("the state description has no SIDA")
-        self.hv.host.check(addr, size, True)  # SecureStorageAccess on any secure or donated frame
-        return self.hv.hardware.span(addr, size)
 
     def sida(self, page: SiePage) -> Sida:
         """The SIDA of ``page`` as the hypervisor touches it: host storage, checked at every access."""

@@ -4,7 +4,7 @@ it, and the SCLP's view of an SCCB the Ultravisor copied there."""
 from __future__ import annotations
 
 from emulator.errors import HypervisorError, ProgramException
-from emulator.hw.memory import HostView
+from emulator.hw.host_view import HostView
 
 __all__ = ["Sida", "SidaSccb"]
 

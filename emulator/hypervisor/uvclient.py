@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from emulator.errors import HypervisorError, SecureStorageAccess
-from emulator.hw.memory import PAGE_SIZE, HostView
+from emulator.hw.host_view import HostView
+from emulator.hw.memory import PAGE_SIZE
 from firmware import uv_blocks as B
 from firmware.uv import Ultravisor, UvCaller
 from firmware.uv_codes import QUERY_FULL_LEN, Cc, Rc, UvCommand, command, describe

@@ -33,7 +33,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from emulator.hw.cpu import OPERATING, PSW_MASK_IO, Cpu, Insn
-from emulator.hw.memory import HostSpan, PhysicalMemory
+from emulator.hw.host_view import HostSpan
+from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sie import ICPT_VALIDITY, SieBlock, SiePage
 from firmware.uv_sie import VIR_CONCURRENT, VIR_FORMAT, VIR_SIDA, PvSieEngine
 
