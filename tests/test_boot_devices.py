@@ -7,6 +7,7 @@ control-program identifier."""
 
 import pytest
 
+from emulator.hw.css_blocks import PMCW_E
 from emulator.hypervisor.boot import BlockDevice, ConsoleDevice, SecureHost, boot, load_image
 from emulator.hypervisor.watchdog import add_watchdog
 
@@ -103,12 +104,16 @@ def test_the_reset_action_ipls_the_secure_guest_again_and_poweroff_ends_the_run(
     try:
         vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001
         vm.add_device(BlockDevice(1 << 20))
+        vm.channel.add_device("virtio-net-ccw")
         wd = add_watchdog(vm, "reset")
         load_image(vm, image)
+        sch = vm.channel.css.subchannels[0]
+        sch.pmcw.flags |= PMCW_E  # as a guest's MSCH enables it
         res = vm.run(time_limit=60, stop_when=lambda: wd.expiries >= 2)
         assert res.reason == "stop condition met", res.describe()
         assert res.intercepts.get("DIAG 0x288") == 2  # armed by the guest's first and second IPL
         assert vm.pv is None  # the reset made the VM normal; its next run IPLs the image again
+        assert not sch.enabled  # the system reset reset the channel subsystem
     finally:
         vm.destroy()
     with pytest.raises(ValueError, match="unknown watchdog action"):

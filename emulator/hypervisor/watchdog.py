@@ -40,7 +40,8 @@ def expire(vm: Vm) -> None:
     """Take the watchdog's action if its deadline has passed (QEMU's ``watchdog_perform_action``):
     ``inject-nmi`` a restart interruption on the first vCPU (s390x's NMI, QEMU's ``s390_nmi``), ``reset`` a
     system reset that IPLs the VM's program again (a secure VM is made normal first, as QEMU's machine reset
-    unprotects it), the others end the run (``pause``, ``shutdown``, ``poweroff``) or do nothing."""
+    unprotects it; the watchdog stops and the channel subsystem is reset), the others end the run
+    (``pause``, ``shutdown``, ``poweroff``) or do nothing."""
     wd = vm.watchdog
     assert wd is not None
     action = wd.expire(vm.hv.clock.now())
@@ -59,6 +60,7 @@ def expire(vm: Vm) -> None:
         if vm.pv is not None:
             vm.pv.disable()
         wd.reset()
+        vm.channel.css.reset()  # the I/O-system reset of a system reset
         vm.load(vm.program_path, vm._cmdline)  # noqa: SLF001 - the program as the VM was given it
         return
     what = {"pause": "paused", "reset": "reset"}.get(action, "powered off")
