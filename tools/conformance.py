@@ -448,6 +448,9 @@ PV_GAPS: dict[str, str] = {
 PV_NOTES: dict[str, str] = {
     "cpumodel_PV": "'37 implies 42': the CPU has no decimal floating point beside the floating-point "
                    "extension (below); its 14 SCLP checks pass (no DIAG 0x318, no SIE in a secure guest)",
+    "sthyi_PV": "a real KVM host runs it: KVM emulates STHYI (facility 74) at the operation exception of its "
+                "guests, a secure one's block through the SIDA; zuv's hypervisor does not offer it, nor does "
+                "QEMU TCG (so the test's other run skips as QEMU's)",
     "sclp-3g_PV": "as sclp-1g_PV",
     "edat_PV": "under a load of 3-4 since the fourteenth session (a secure CPU keeps its translated code over "
                "its own lowcore stores and interruptions); its read of every page makes 32,732 pages secure at "
