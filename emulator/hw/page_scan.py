@@ -10,6 +10,7 @@ Linux stores its CPU timer and save areas into its lowcore, which holds code, at
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Final, NamedTuple
 
 from emulator.hw.traps import (
@@ -43,7 +44,9 @@ def _hits(page: bytes, fpo: bool, start: int, end: int) -> tuple[list[int], list
     found: list[int] = []
     far: list[int] = []
     near: list[tuple[int, int]] = []
-    for m in _TRAP_RES[1 if fpo else 0].finditer(page, start, 0x1000):
+    # (the search ends where a hit before ``end`` could still read: a store's rescan looks at its few bytes,
+    # not at the rest of the page)
+    for m in _TRAP_RES[1 if fpo else 0].finditer(page, start, min(0x1000, end + _REACH - 1)):
         h = m.start()
         if h >= end:
             break
@@ -83,6 +86,11 @@ def rescan(page: bytes, old: PageScan, lo: int, hi: int, fpo: bool) -> PageScan:
     """The scan of ``page`` whose bytes [lo, hi) (offsets) changed since ``old`` was its scan."""
     start = max(0, lo - (_REACH - 1)) & ~1
     found, far, near = _hits(page, fpo, start, hi)
+    if not old.near and not near:
+        # the common case, a data store near no EXECUTE RELATIVE LONG: only the hits in the range can change
+        i, j = bisect_left(old.hits, start), bisect_left(old.hits, hi)
+        if old.hits[i:j] == tuple(found) and sorted(h for h in old.far if start <= h < hi) == far:
+            return old
     hits = {h for h in old.hits if not start <= h < hi}
     hits.update(found)
     for h, t in old.near:  # EXRLs outside the range whose target overlaps it: decided again
