@@ -30,6 +30,7 @@ from typing import Any, Final
 from emulator.errors import HwError, ProgramException
 from emulator.hw import dat
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, PAGE_SIZE
+from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
 from firmware.uv_codes import BY_CODE, PAGE_COMMANDS, QUERY_MIN_LEN, Cc, Rc
 from firmware.uv_contract import (  # noqa: F401 - importable from here
@@ -78,7 +79,7 @@ __all__ = [
     "PGM_SECURE_STORAGE_VIOLATION",
 ]
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 _RC_RRC: Final = struct.Struct(">HH")  # UVCB header at 4: rc, rrc
 _RC_EXECUTED: Final = int(Rc.EXECUTED)

@@ -8,7 +8,6 @@ the event sinks as a ``UvEvent``.
 from __future__ import annotations
 
 import ctypes
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
@@ -17,9 +16,10 @@ from emulator.errors import HwError, ProgramException, SecureStorageAccess
 from emulator.hw import dat
 from emulator.hw.host_view import HostView
 from emulator.hw.memory import PAGE_SIZE
+from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 
 PGM_SECURE_STORAGE_ACCESS: Final = 0x3D

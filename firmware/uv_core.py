@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import struct
 import threading
@@ -18,11 +17,12 @@ from typing import Any, Final
 from emulator.errors import ProgramException
 from emulator.hw import dat
 from emulator.hw.memory import OWNER_HOST, OWNER_UV, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from emulator.hw.seal import SealedLog
 from firmware.uv_codes import QUERY_VALUES, QueryValues
 from firmware.uv_contract import ControlBlock, UvEventSink
 from firmware.uv_state import SecureConfig, SecureCpu, _Outcome
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 
 FIRST_CONFIG_TAG: Final = 2

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
+from emulator.hw.seal import SealedLog
 
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
     from firmware.uv import Ultravisor
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 
 class SecureGuestView:

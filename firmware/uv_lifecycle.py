@@ -7,11 +7,11 @@ resets and Set CPU State.
 
 from __future__ import annotations
 
-import logging
 import struct
 from typing import TYPE_CHECKING, Any
 
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
+from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
 from firmware.uv_codes import QUERY_FULL_LEN, Rc, installed_calls
 from firmware.uv_contract import ControlBlock, UvCaller
@@ -30,7 +30,7 @@ from firmware.uv_state import (
 )
 from firmware.uv_storage import PageSealer
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 
 def host_key_hash(key: Any) -> bytes:

@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from emulator.errors import HwError
 from emulator.hw.memory import OWNER_HOST, OWNER_UV, PAGE_SHIFT, PAGE_SIZE
+from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
 from firmware.uv_codes import Rc
 from firmware.uv_contract import ControlBlock, UvCaller
@@ -18,7 +18,7 @@ from firmware.uv_core import UvCore
 from firmware.uv_state import _EXECUTED, SecureConfig, _Outcome
 from firmware.uv_storage import COUNTER_LIMIT
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 
 class PageCommands(UvCore):

@@ -7,9 +7,9 @@ Parameters, Unpack, Verify, and the configuration dump.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
 from firmware import uv_image
 from firmware.uv_codes import Rc
@@ -17,7 +17,7 @@ from firmware.uv_contract import ControlBlock, UvCaller
 from firmware.uv_lifecycle import LifecycleCommands
 from firmware.uv_state import _EXECUTED, _Outcome
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 
 class ServiceCommands(LifecycleCommands):

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from emulator.hw.registers import decode_extended
+from emulator.hw.seal import SealedLog
 from firmware.uv_codes import Rc
 from firmware.uv_storage import PageSealer
 
-log = logging.getLogger("firmware.uv")
+log = SealedLog("firmware.uv")  # (its records reach the handlers at the gate: ``seal``)
 
 
 CPU_STATE_OPR: Final = 1

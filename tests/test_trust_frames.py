@@ -122,3 +122,34 @@ def test_a_host_callback_finds_no_sealed_frame_above_it(booted) -> None:
         for f in frames[:4]:
             bad = findings(walk({name: f}), _secure_cpus(host))
             assert bad == {}, f"{name}: {bad}"
+
+
+def test_a_logging_handler_of_the_hosts_finds_no_sealed_frame_above_it(booted) -> None:
+    """``logging`` handlers are the host's (the API says: configure ``logging`` to see the library's output),
+    so the Ultravisor's records reach them when its gate has returned (``seal.SealedLog``): before, a handler's
+    ``emit`` found the ``Ultravisor`` five frames up (its keys, secrets and the secure CPU's record)."""
+    import logging
+
+    host, g = booted
+    seen: list[tuple[str, types.FrameType]] = []
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), _caller_frame()))
+
+    uv_log = logging.getLogger("firmware.uv")
+    handler, level = Handler(), uv_log.level
+    uv_log.addHandler(handler)
+    uv_log.setLevel(logging.DEBUG)
+    try:
+        assert g.export(g.secret_page).ok and g.import_page(g.secret_page).ok
+        g.step(0, 2000)
+        with pytest.raises(ProgramException):
+            g._vm.hv.ultravisor.call(g.frame(g.secret_page))  # noqa: SLF001
+    finally:
+        uv_log.removeHandler(handler)
+        uv_log.setLevel(level)
+    assert any("conv_from_sec_stor" in m for m, _f in seen), [m for m, _f in seen]
+    for message, f in seen[:12]:
+        bad = findings(walk({"above": f}), _secure_cpus(host))
+        assert bad == {}, f"{message}: {bad}"

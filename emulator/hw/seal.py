@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
+import sys
 import threading
 import traceback
 import types
@@ -31,7 +33,7 @@ from typing import Any, TypeVar
 
 from emulator.errors import EmulatorError, HwError, ProgramException, SecureStorageAccess
 
-__all__ = ["gate", "gate_slots", "scrub", "deferred", "notify_refusal", "admit", "plain"]
+__all__ = ["gate", "gate_slots", "scrub", "deferred", "notify_refusal", "admit", "plain", "SealedLog"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -267,3 +269,46 @@ def gate_slots(obj: object) -> None:
             value = getattr(obj, name, None)
             if isinstance(value, types.FunctionType) and not value.__code__.co_filename.startswith(__file__):
                 setattr(obj, name, gate(value))
+
+
+class SealedLog:
+    """A logger for the sealed side (the Ultravisor's ``firmware.uv``): a record is made where the call is
+    (file, line, function, the message formatted into plain text) and handed to ``logging``'s handlers when
+    the outermost settling gate returns. The handlers are the host's (a script configures ``logging``), so
+    they never run under a sealed frame: before, a handler found the ``Ultravisor`` and the control block
+    five frames above its ``emit`` (issue 18's third review). Outside every gate the record is handled at
+    once."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - ``logging.Logger``'s name
+        """``Logger.isEnabledFor``."""
+        return self._log.isEnabledFor(level)
+
+    def _emit(self, level: int, msg: str, args: tuple[Any, ...]) -> None:
+        log = self._log
+        if not log.isEnabledFor(level):
+            return
+        f = sys._getframe(2)  # noqa: SLF001 - the caller's place, for the record
+        text = msg % args if args else msg  # plain text: no object of the sealed side rides in the record
+        record = log.makeRecord(log.name, level, f.f_code.co_filename, f.f_lineno, text, (), None,
+                                f.f_code.co_name)  # fmt: skip
+        if _CROSSING.depth:
+            _CROSSING.queue.append((log.handle, (record,)))
+        else:
+            log.handle(record)
+
+    def debug(self, msg: str, *args: Any) -> None:
+        """``Logger.debug``, deferred (above)."""
+        self._emit(logging.DEBUG, msg, args)
+
+    def info(self, msg: str, *args: Any) -> None:
+        """``Logger.info``, deferred (above)."""
+        self._emit(logging.INFO, msg, args)
+
+    def warning(self, msg: str, *args: Any) -> None:
+        """``Logger.warning``, deferred (above)."""
+        self._emit(logging.WARNING, msg, args)
