@@ -208,7 +208,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
                          on_vm=_boot_stdin, time_limit=args.time_limit, report=show, interrupt=interrupt,
                          deterministic=args.deterministic, cpus=args.cpus,
                          cpu_ids=[d for d in args.device if isinstance(d, int)],
-                         devices=tuple(d for d in args.device if isinstance(d, str)), drives=tuple(args.drive),
+                         devices=tuple(d for d in args.device if isinstance(d, str)),
+                         drives=tuple(args.drive),
                          watchdog=args.watchdog, watchdog_action=args.watchdog_action, name=args.name,
                          uuid=args.uuid),  # fmt: skip
             interrupt,

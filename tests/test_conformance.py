@@ -143,8 +143,8 @@ def test_pv_runs_boot_the_suites_pv_images_and_are_reported_apart(tmp_path):
     params = ("-device diag288,id=watchdog0 --watchdog-action inject-nmi -device virtio-net-ccw -name x "
               "-device max-s390x-cpu,core-id=3,socket-id=1 -smp 1,maxcpus=4")
     assert conformance_pv.pv_device_options(params) == [
-        "--watchdog", "diag288", "--watchdog-action", "inject-nmi", "--device", "virtio-net-ccw", "--name", "x",
-        "--device", "max-s390x-cpu,core-id=3"]  # fmt: skip
+        "--watchdog", "diag288", "--watchdog-action", "inject-nmi", "--device", "virtio-net-ccw",
+        "--name", "x", "--device", "max-s390x-cpu,core-id=3"]  # fmt: skip
     specs = conformance.parse_cfg(CFG)[:2]
     rec = {"pass": 22, "fail": 0, "skip": 0, "verdict": "PASS", "seconds": 1.0}
     zuv = {

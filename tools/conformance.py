@@ -367,27 +367,29 @@ CI runs the suite (`tests/test_conformance.py`) and fails on any test that regre
 
 #: why a test is below QEMU TCG, for the report (kept with the runner so a regenerated report keeps it)
 KNOWN_GAPS = {
-    "cpumodel": "structural: zuv offers its programs SIE (SIEF2), and the test checks its 13 '!sief2 implies' "
-                "SCLP bits only without it (`test_sclp_features_fmt2` returns at once when `has_sief2`), as on KVM "
-                "with nested virtualisation; QEMU TCG offers no SIE, so its 21 are those 13 and 8 dependency "
-                "checks. Of the 20 dependency checks zuv passes 7: it offers 4, 19, 37 (an expected failure on "
-                "a host that says it is TCG: no DFP, as QEMU), 61 (emulated: hw/mie3.py), 78 (enhanced DAT 2, "
-                "which QEMU does not offer), 135 and 146; QEMU offers 148 (two checks) where zuv offers 78. "
-                "None of the others is cheap to offer honestly: their instructions are missing from unicorn, "
-                "and QEMU TCG, the emulator zuv's CPU is checked against, implements none of them. 5 (DAT "
-                "enhancement 2, LOAD PAGE-TABLE-ENTRY ADDRESS, B9AA: the smallest, the address of the DAT table entry a translation "
-                "of the Python walk ends at, but its condition codes for invalid, large-frame and protected "
-                "entries have no second implementation here to test against); 43 (DFP has high performance: "
-                "needs DFP, 42, see cpumodel_PV); 73 (transactional execution: TBEGIN/TEND/TABORT with every store "
-                "of a transaction undone at an abort, the abort PSW and diagnostic block); 134 and 152 (vector "
-                "packed decimal and its enhancement: VAP, VSP, VMP, VDP, VCVB, VCVD, ... on packed decimals in "
-                "vector registers); 139 (multiple epoch: needs TOD-clock steering, 28, with PTFF's query and "
-                "control functions, the epoch index in STCKE and SET CLOCK, and the epoch extension of the SIE "
-                "state description zuv's SIE would have to honour); 148 (vector enhancements 2: VLBR/VSTBR, "
-                "VLER/VSTER, VSLD/VSRD, VSTRS, VCFPS/VCSFP and the rest, about 25 instructions); 155 "
-                "(message-security assist 9: KDSA's ECDSA and EdDSA signatures, PCC's scalar multiplications, "
-                "PCKMO's ECC keys). Each would add its implication checks (two each for 5, 139, 148, 152 and "
-                "155); the 13 SCLP checks stay out while zuv offers SIE",
+    "cpumodel": "structural: zuv offers its programs SIE (SIEF2), and the test checks its 13 '!sief2 "
+                "implies' SCLP bits only without it (`test_sclp_features_fmt2` returns at once when "
+                "`has_sief2`), as on KVM with nested virtualisation; QEMU TCG offers no SIE, so its 21 are "
+                "those 13 and 8 dependency checks. Of the 20 dependency checks zuv passes 7: it offers 4, "
+                "19, 37 (an expected failure on a host that says it is TCG: no DFP, as QEMU), 61 (emulated: "
+                "hw/mie3.py), 78 (enhanced DAT 2, which QEMU does not offer), 135 and 146; QEMU offers 148 "
+                "(two checks) where zuv offers 78. None of the others is cheap to offer honestly: their "
+                "instructions are missing from unicorn (QEMU 5.0's TCG), and of the emulators at hand only "
+                "the installed qemu-system-s390x has one of them (148) to check an emulation against. 5 (DAT "
+                "enhancement 2, LOAD PAGE-TABLE-ENTRY ADDRESS, B9AA: the smallest, the address of the DAT "
+                "table entry a translation of the Python walk ends at, but its condition codes for invalid, "
+                "large-frame and protected entries have no second implementation here to test against); 43 "
+                "(DFP has high performance: needs DFP, 42, see cpumodel_PV); 73 (transactional execution: "
+                "TBEGIN/TEND/TABORT with every store of a transaction undone at an abort, the abort PSW and "
+                "diagnostic block); 134 and 152 (vector packed decimal and its enhancement: VAP, VSP, VMP, "
+                "VDP, VCVB, VCVD, ... on packed decimals in vector registers); 139 (multiple epoch: needs "
+                "TOD-clock steering, 28, with PTFF's query and control functions, the epoch index in STCKE "
+                "and SET CLOCK, and the epoch extension of the SIE state description zuv's SIE would have to "
+                "honour); 148 (vector enhancements 2: VLBR/VSTBR, VLER/VSTER, VSLD/VSRD, VSTRS, VCFPS/VCSFP "
+                "and the rest, about 25 instructions, some with string-search semantics; QEMU TCG offers "
+                "it); 155 (message-security assist 9: KDSA's ECDSA and EdDSA signatures, PCC's scalar "
+                "multiplications, PCKMO's ECC keys). Each would add its implication checks (two each for 5, "
+                "139, 148, 152 and 155); the 13 SCLP checks stay out while zuv offers SIE",
     "pv-icptcode": "cannot pass on a real machine either, by construction. (1) `run_icpt_122_tests` "
                    "exports the guest's prefix pages with `uv_export(vm.sblk->mso + lc_off)`, and the "
                    "suite's `uv_export` (lib/s390x/asm/uv.h) puts that value unchanged into the control "
@@ -429,20 +431,21 @@ regression when it gets worse than recorded, as the other runs."""
 PV_GAPS: dict[str, str] = {
     "cpumodel_PV": "a real machine passes it: a secure guest of a z15 sees its host's facility list through "
                    "KVM's CPU model, decimal floating point (42) beside the floating-point extension (37), "
-                   "which architecturally needs it. zuv's CPU has no DFP: unicorn raises an operation exception "
-                   "for the DFP instructions, like QEMU TCG, which offers 37 without 42 and which the test "
-                   "excuses ('TCG does not have DFP'), while a secure guest sees a KVM host. The facility list "
-                   "stays true to the CPU: 37, whose instructions run, and no 42. Offering 42 means emulating "
-                   "the DFP facility: about 60 instructions (B3D0-B3FF, ED40-ED59: add, subtract, multiply, "
-                   "divide, compare, load and test, load lengthened and rounded, load FP integer, conversions "
-                   "from and to binary integers, packed and zoned, extract and insert biased exponent, extract "
-                   "significance, quantize, reround, shift significand, test data class and data group) in the "
-                   "short, long and extended formats with their densely packed decimal encoding, the FPC's "
-                   "DFP rounding mode (SET DFP ROUNDING MODE, eight modes) and the IEEE exceptions with their "
-                   "DXCs and masks; trapped at the operation exception unicorn raises (as hw/vector_ext.py "
-                   "takes vector enhancements 1) and computed with Python's decimal module, whose contexts "
-                   "give IEEE 754 decimal64/decimal128 arithmetic; with no emulator at hand that implements DFP "
-                   "(QEMU TCG has none), checked against the General Decimal Arithmetic test vectors",
+                   "which architecturally needs it. zuv's CPU has no DFP: unicorn raises an operation "
+                   "exception for the DFP instructions, like QEMU TCG, which offers 37 without 42 and which "
+                   "the test excuses ('TCG does not have DFP'), while a secure guest sees a KVM host. The "
+                   "facility list stays true to the CPU: 37, whose instructions run, and no 42. Offering 42 "
+                   "means emulating the DFP facility: about 60 instructions (B3D0-B3FF, ED40-ED59: add, "
+                   "subtract, multiply, divide, compare, load and test, load lengthened and rounded, load FP "
+                   "integer, conversions from and to binary integers, packed and zoned, extract and insert "
+                   "biased exponent, extract significance, quantize, reround, shift significand, test data "
+                   "class and data group) in the short, long and extended formats with their densely packed "
+                   "decimal encoding, the FPC's DFP rounding mode (SET DFP ROUNDING MODE, eight modes) and "
+                   "the IEEE exceptions with their DXCs and masks; trapped at the operation exception "
+                   "unicorn raises (as hw/vector_ext.py takes vector enhancements 1) and computed with "
+                   "Python's decimal module, whose contexts give IEEE 754 decimal64/decimal128 arithmetic; "
+                   "with no emulator at hand that implements DFP (QEMU TCG has none), checked against the "
+                   "General Decimal Arithmetic test vectors",
 }
 #: why a PV run does not pass (the report keeps it)
 PV_NOTES: dict[str, str] = {
@@ -452,11 +455,11 @@ PV_NOTES: dict[str, str] = {
                 "guests, a secure one's block through the SIDA; zuv's hypervisor does not offer it, nor does "
                 "QEMU TCG (so the test's other run skips as QEMU's)",
     "sclp-3g_PV": "as sclp-1g_PV",
-    "edat_PV": "under a load of 3-4 since the fourteenth session (a secure CPU keeps its translated code over "
-               "its own lowcore stores and interruptions); its read of every page makes 32,732 pages secure at "
-               "their first touch (a 0x3E exit and Convert to Secure Storage each, as KVM imports at the fault), "
-               "and each DAT walk of its 491,520 addressing exceptions asks the Ultravisor's per-page decision "
-               "for every table entry",
+    "edat_PV": "under a load of 3-4 since the fourteenth session (a secure CPU keeps its translated code "
+               "over its own lowcore stores and interruptions); its read of every page makes 32,732 pages "
+               "secure at their first touch (a 0x3E exit and Convert to Secure Storage each, as KVM imports "
+               "at the fault), and each DAT walk of its 491,520 addressing exceptions asks the Ultravisor's "
+               "per-page decision for every table entry",
     "sclp-1g_PV": "as sclp-1g: ~1.1 million SERVC calls, each a secure SIE exit and entry (measured: 227,000 "
                   "in 20.2 s of CPU with the boot, ~89 us each with the test's own SCCB copy, 105 us before the "
                   "trap path's cuts of 2026-12-07; docs/benchmarks.md): ~1.6 minutes of CPU",
@@ -507,9 +510,8 @@ def pv_report(specs: list[TestSpec], zuv: dict) -> list[str]:
     return ["## Secure Execution runs (`NAME_PV`)", "", PV_HEAD, "",
             f"{npass} of {len(runs)} PV runs pass, {nskip} skip (the test's own decision inside a secure "
             f"guest: no SIE and no Ultravisor host there, sck not under PV; or a facility zuv offers no "
-            f"guest, as in the test's other run: STHYI, ESSA, DIAG 0x258, "
-            f"guarded storage, storage-key removal, configuration topology), {len(runs) - npass - nskip} fail "
-            f"or time out.", "",
+            f"guest, as in the test's other run: STHYI, ESSA, DIAG 0x258, guarded storage, storage-key "
+            f"removal, configuration topology), {len(runs) - npass - nskip} fail or time out.", "",
             "| run | MiB | zuv P/F/S | notes |", "|---|---|---|---|", *rows, "",
             *[f"- **{name}**: {why}." for name, why in PV_GAPS.items() if name in names], ""]  # fmt: skip
 

@@ -100,7 +100,9 @@ def pv_device_options(qemu_params: str) -> list[str]:
     return out
 
 
-def pv_command(memory_mib: int, timeout: float, image: Path, cpus: int = 1, qemu_params: str = "") -> list[str]:
+def pv_command(
+    memory_mib: int, timeout: float, image: Path, cpus: int = 1, qemu_params: str = ""
+) -> list[str]:
     """``zuv boot`` of a test's PV image: its memory, its CPUs (those at start and those of ``-device
     MODEL-s390x-cpu,core-id=N``) and its devices (``pv_device_options``), no attack demonstration."""
     devices = pv_device_options(qemu_params)

@@ -1,4 +1,4 @@
-"""A VM's DIAGNOSE 0x288 watchdog (QEMU's ``-device diag288``): the guest's calls and the expired timer's action.
+"""A VM's DIAGNOSE 0x288 watchdog (QEMU's ``-device diag288``): the guest's calls, the expired timer's action.
 
 For a normal guest the hypervisor decodes the DIAG itself; for a secure guest the Ultravisor presents it
 as an instruction interception (0x68) with R1, R1+1 and R3 normalised to registers 0, 1 and 2 (it checks
