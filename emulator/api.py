@@ -222,7 +222,7 @@ class Host:
         self._hv = machine_.hv
         self._log: list[UvLogEntry] = []
         self._subs: list[Callable[[UvLogEntry], None]] = []
-        machine_.uv.add_event_sink(self._event)
+        machine_.uv.add_event_sink(self._event, host=True)  # (the host's: at the gate, a guest's block hidden)
         self._guests: list[Guest] = []
         self._debug_given = False
 
@@ -278,8 +278,8 @@ class Host:
     def _event(self, ev: Any) -> None:
         entry = _log_entry(len(self._log) + 1, ev)
         self._log.append(entry)
-        for sub in list(self._subs):  # the script's callbacks: called when the Ultravisor's frames are gone
-            seal.deferred(sub)(entry)
+        for sub in list(self._subs):  # (called at the gate, when the Ultravisor's frames are gone)
+            sub(entry)
 
     def uv_log(self, since: int = 0) -> list[UvLogEntry]:
         """Every Ultravisor call completed since the host was made (entries after sequence ``since``)."""

@@ -23,6 +23,7 @@ listed in ``docs/ultravisor.md``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import struct
 from typing import Any, Final
@@ -30,6 +31,7 @@ from typing import Any, Final
 from emulator.errors import HwError, ProgramException
 from emulator.hw import dat
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, PAGE_SIZE
+from emulator.hw import seal
 from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
 from firmware.uv_codes import BY_CODE, PAGE_COMMANDS, QUERY_MIN_LEN, Cc, Rc
@@ -90,6 +92,11 @@ _CC_OK: Final = Cc.OK
 _CC_ERROR: Final = Cc.ERROR
 
 
+def _without_block(event: UvEvent) -> UvEvent:
+    """A guest's call as a host sink gets it: the command and its result, no block."""
+    return dataclasses.replace(event, layout=None, block=b"")
+
+
 def _stored(blk: Any, length: int, rc: int, rrc: int) -> bytearray:
     """The block as the UV stores it: the handler's record with rc/rrc, cut to the block's length."""
     data = bytearray(blk)
@@ -133,14 +140,28 @@ class Ultravisor(ServiceCommands):
 
     # -- event sinks (debuggers, traces) -----------------------------------------------------------------
 
-    def add_event_sink(self, sink: UvEventSink) -> None:
+    def add_event_sink(self, sink: UvEventSink, *, host: bool = False) -> None:
         """Register ``sink(event)``, called after every UVC that stored a result or got an injected cc
-        (calls ended by an access exception on the block change nothing and are not reported)."""
+        (calls ended by an access exception on the block change nothing and are not reported).
+
+        ``host``: the sink is the host side's (the API's UV log): it gets a guest's call without its block
+        (the guest's control block lies in secure storage: a Retrieve Secret's block holds the secret), and
+        when the call's gate has returned (``seal.deferred``), never under the Ultravisor's frames (before,
+        the API's sink got the whole event, and a script's object in it ran with the event in the frame
+        above; issue 18's third review)."""
+        if host:
+            later = seal.deferred(sink)
+
+            def to_host(event: UvEvent) -> None:
+                later(event if event.caller.kind != "guest" else _without_block(event))
+
+            self._host_sinks[sink] = to_host
+            sink = to_host
         self._sinks.append(sink)
 
     def remove_event_sink(self, sink: UvEventSink) -> None:
         """Forget a sink registered with ``add_event_sink``."""
-        self._sinks.remove(sink)
+        self._sinks.remove(self._host_sinks.pop(sink, sink))
 
     def _emit(self, event: UvEvent) -> None:
         for sink in list(self._sinks):

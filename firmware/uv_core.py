@@ -105,6 +105,7 @@ class UvCore:
         self._lock = threading.RLock()
         #: Told about every completed UVC (``UvEvent``); empty: no cost beyond one test per call.
         self._sinks: list[UvEventSink] = []
+        self._host_sinks: dict[UvEventSink, UvEventSink] = {}  # a host sink -> what the list holds
         #: the Ultravisor's halves of SIE (``firmware.uv_gate.UvGate.sie``): the engines that run its secure
         #: CPUs on hardware CPUs (weakly: an engine lives as long as the host that issues SIE through it)
         self.sie_engines: weakref.WeakSet[Any] = weakref.WeakSet()

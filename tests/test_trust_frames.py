@@ -153,3 +153,26 @@ def test_a_logging_handler_of_the_hosts_finds_no_sealed_frame_above_it(booted) -
     for message, f in seen[:12]:
         bad = findings(walk({"above": f}), _secure_cpus(host))
         assert bad == {}, f"{message}: {bad}"
+
+
+def test_the_apis_uv_log_gets_a_guests_call_without_its_block_at_the_gate() -> None:
+    """The API's UV log is the host's sink of the Ultravisor's events: it is called at the gate (a script's
+    object in ``Host._log`` or ``_subs`` runs with no sealed frame above) and gets a guest's call without the
+    guest's control block (it lies in secure storage: a Retrieve Secret's holds the secret). Before, the
+    sink ran under ``Ultravisor._emit`` and got the whole event."""
+    seen: list[types.FrameType] = []
+
+    class Log(list):  # a script's own object where the API keeps its log
+        def append(self, entry: Any) -> None:
+            seen.append(_caller_frame())
+            super().append(entry)
+
+    with Host(seed=23) as host:
+        g = host.boot(run=False)
+        host._log = Log(host._log)  # noqa: SLF001
+        g.run(time_limit=20)
+        guest_events = [f.f_locals["ev"] for f in seen if f.f_locals["ev"].caller.kind == "guest"]
+        assert guest_events, "the guest made no UV call: the test is void"
+        assert all(ev.block == b"" and ev.layout is None for ev in guest_events)
+        for f in seen[:30]:
+            assert findings(walk({"above": f}), _secure_cpus(host)) == {}
