@@ -438,7 +438,9 @@ class PvSieEngine(SecureIntercepts):
                     if count:
                         return self._leave(cpu, page, scpu, SieExit(0, reason="limit"))
                     continue  # done inside SIE (a guest UVC): keep running
-                return self._leave(cpu, page, scpu, out)
+                self._save(cpu, page, scpu)  # (``_leave``, inline: an intercept is never a check stop)
+                sd.icptcode = out.icptcode
+                return out
             if ex.kind == "notify":  # SET PREFIX, done: the host hears of the new prefix (7.3)
                 assert ex.insn is not None
                 self._sida(page)[:4] = _U32.pack(cpu.prefix)

@@ -188,14 +188,14 @@ class SecureIntercepts:
             if length < 8:
                 raise ProgramException(0x06, why="SCCB length below 8")
             n = min(length, 0x1000 - off)
-            sida = self._sida(page)
-            sida[:n] = rest[:n]
+            self._sida(page).write(0, rest[:n])
             regs[2] = cpu.gpr(insn.r1) & 0xFFFFFFFF
             regs[4] = DUMMY_SCCB | off
             self._sccbs[scpu.config.handle] = sccb
-            return self._pv_instr(
-                page, scpu, _Pending(insn, "servc", address=sccb, length=n), 0xB220, 0x00240000
-            )
+            sd = page.sie_block  # (``_pv_instr``, inline)
+            sd.ipa, sd.ipb = 0xB220, 0x00240000
+            self._pending[scpu.handle] = _Pending(insn, "servc", address=sccb, length=n)
+            return SieExit(ICPT_PV_INSTR)
         if name == "STSI":
             addr = insn.address()
             fc = (cpu.gpr(0) >> 28) & 0xF
@@ -276,7 +276,7 @@ class SecureIntercepts:
             p.insn.finish()
             return
         if p.kind == "servc":
-            cpu.write_real(p.address, bytes(self._sida(page)[: p.length]))
+            cpu.write_real(p.address, self._sida(page).read(0, p.length))
         elif p.kind == "stsi":
             fc = (cpu.gpr(0) >> 28) & 0xF
             if cc == 0 and fc not in (0, 15):

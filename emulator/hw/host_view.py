@@ -232,6 +232,20 @@ class HostSpan:
     def __len__(self) -> int:
         return self.length
 
+    def read(self, off: int, n: int) -> bytes:
+        """``self[off : off + n]`` for a range inside the span, without the slice protocol."""
+        if off < 0 or n < 0 or off + n > self.length:
+            raise HwError(f"a host span read of [{off:#x}, {off + n:#x}) outside its {self.length:#x} bytes")
+        return self._view.read(self.addr + off, n) if n else b""
+
+    def write(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """``self[off : off + len(data)] = data`` for a range inside the span, without the slice protocol."""
+        n = len(data)
+        if off < 0 or off + n > self.length:
+            raise HwError(f"a host span store of [{off:#x}, {off + n:#x}) outside its {self.length:#x} bytes")
+        if n:
+            self._view.write(self.addr + off, data)
+
     def __getitem__(self, key: slice) -> bytes:
         start, n = self._range(key)
         return self._view.read(self.addr + start, n) if n else b""

@@ -356,9 +356,12 @@ class Vm:
                     # free SIE entries, also with several vCPUs: each in turn until the first timer of any
                     # of them, for at most a time slice when there are several (counted slices would drop
                     # every translated block at each change between counted and free code, ``Cpu._counting``)
-                    deadlines = [d for v in operating if (d := self.hv.timer_deadline(v)) is not None]
-                    timeout = clock.us_until(min(deadlines)) + 1 if deadlines else 0
-                    if len(operating) > 1:
+                    if len(operating) == 1:  # (one vCPU: its deadline alone)
+                        d = self.hv.timer_deadline(operating[0])
+                        timeout = clock.us_until(d) + 1 if d is not None else 0
+                    else:
+                        deadlines = [d for v in operating if (d := self.hv.timer_deadline(v)) is not None]
+                        timeout = clock.us_until(min(deadlines)) + 1 if deadlines else 0
                         timeout = min(timeout, TIME_SLICE_US) if timeout else TIME_SLICE_US
                     for v in operating:
                         if not v.operating:  # stopped by another vCPU's SIGP in this round: not entered
@@ -444,7 +447,8 @@ class Vm:
                 self._halt_reason = ex.detail or f"{ex.reason}{where} on CPU {v.address}"
             return True
         if self.pv is not None and v._cpu is None:  # v.secure, inline (hot path)
-            self._count(ex.name)
+            name, counts = ex.name, self.intercepts  # (``_count``, inline)
+            counts[name] = counts.get(name, 0) + 1
             return self.pv.handle_exit(v, ex)
         if code == ICPT_INST:
             assert ex.insn is not None

@@ -130,6 +130,7 @@ class PvHost:
 
     def __init__(self, hv: Hypervisor, uv: UvGate) -> None:
         self.hv = hv
+        self._sidas: dict[int, Sida] = {}  # SIDA designation -> its ``Sida`` (``sida``)
         start = hv.alloc.alloc_range(1 << 20)
         self.client = UvClient(uv, hv.host, HostArena(start, start + (1 << 20)))
         self.client.before_call = hv.before_uvc  # a debugger's stop point, from the first call (Query) on
@@ -145,9 +146,13 @@ class PvHost:
             log.info("Ultravisor initialised with %#x bytes at %#x", n, origin)
 
     def sida(self, page: SiePage) -> Sida:
-        """The SIDA of ``page`` as the hypervisor touches it: host storage, checked at every access."""
-        sd = page.sie_block
-        return Sida(self.hv.host, sd.sida_origin, sd.sida_size)
+        """The SIDA of ``page`` as the hypervisor touches it: host storage, checked at every access (one
+        ``Sida`` per SIDA designation: it holds the origin and size alone)."""
+        sidad = page.sie_block.sidad
+        sida = self._sidas.get(sidad)
+        if sida is None:
+            sida = self._sidas[sidad] = Sida(self.hv.host, sidad & ~0xFFF, ((sidad & 0xFF) + 1) << 12)
+        return sida
 
 
 # -- one secure VM ------------------------------------------------------------------------------------

@@ -40,21 +40,27 @@ class SidaSccb:
     """The SCLP's view of an SCCB the Ultravisor copied into the SIDA (real address -> SIDA offset)."""
 
     def __init__(self, sida: Sida, sccb: int, memory_size: int) -> None:
-        self._sida = sida
+        if not sida.origin:
+            raise HypervisorError("the state description has no SIDA")
+        self._host = sida._host  # noqa: SLF001 - the SIDA's own view (``Sida``'s accesses, one frame less)
         self._base = sccb
+        self._origin = sida.origin
+        self._size = sida.size
         self.memory_size = memory_size
         self.prefix = 0
 
-    def _off(self, real: int, n: int) -> int:
-        off = real - self._base
-        if off < 0 or off + n > self._sida.size:
-            raise ProgramException(0x05, why="SCCB access outside the SIDA")
-        return off
-
     def read(self, real: int, length: int) -> bytes:
-        """``length`` bytes of the SCCB at guest real address ``real``, from the SIDA."""
-        return self._sida.read(self._off(real, length), length)
+        """``length`` bytes of the SCCB at guest real address ``real``, from the SIDA (host storage, checked
+        at the access as ``Sida.read``'s)."""
+        off = real - self._base
+        if off < 0 or length < 0 or off + length > self._size:
+            raise ProgramException(0x05, why="SCCB access outside the SIDA")
+        return self._host.read(self._origin + off, length) if length else b""
 
     def write(self, real: int, data: bytes) -> None:
-        """Store ``data`` into the SCCB at guest real address ``real``, in the SIDA."""
-        self._sida.write(self._off(real, len(data)), data)
+        """Store ``data`` into the SCCB at guest real address ``real``, in the SIDA (as ``Sida.write``)."""
+        off = real - self._base
+        if off < 0 or off + len(data) > self._size:
+            raise ProgramException(0x05, why="SCCB access outside the SIDA")
+        if data:
+            self._host.write(self._origin + off, data)
