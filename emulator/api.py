@@ -222,7 +222,7 @@ class Host:
         self._hv = machine_.hv
         self._log: list[UvLogEntry] = []
         self._subs: list[Callable[[UvLogEntry], None]] = []
-        machine_.uv.add_event_sink(self._event, host=True)  # (the host's: at the gate, a guest's block hidden)
+        machine_.uv.add_event_sink(self._event, host=True)  # the host's: at the gate, a guest's block hidden
         self._guests: list[Guest] = []
         self._debug_given = False
 
@@ -232,7 +232,7 @@ class Host:
                 raise DebugCapabilityRequired("the machine's storage and Ultravisor are not the host's")
             return machine_
 
-        self._machine = seal.gate(owner)  # a closure, a gate (``seal``): nothing of a Host leads to the machine
+        self._machine = seal.gate(owner)  # a closure and a gate (``seal``): nothing leads to the machine
 
     @property
     def name(self) -> str:

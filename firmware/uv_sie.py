@@ -238,14 +238,15 @@ class PvSieEngine(SecureIntercepts):
         guest's PSW and CR0 enable one of them, so the host can inject it (KVM's ``CPUSTAT_EXT_INT`` and its
         intercept of LCTL on CR0, in one). ``io_request``: the same for I/O interruptions, CR6 subclass
         bits (interception 0x18, I/O request)."""
-        cpu = self._hw.get(page.sie_block.pv_handle_cpu)
+        handle = page.sie_block.pv_handle_cpu  # read once: the host may rewrite its SD meanwhile
+        cpu = self._hw.get(handle)
         if cpu is None:
             return self._validity(page, VIR_CPU_HANDLE)
         if not (ext_request or io_request):  # (both are 0 outside this call: nothing to set or clear)
-            return self.enter(cpu, page, count, timeout_us)
+            return self.enter(cpu, page, count, timeout_us, cpu_handle=handle)
         cpu.ext_request, cpu.io_request = ext_request, io_request
         try:
-            return self.enter(cpu, page, count, timeout_us)
+            return self.enter(cpu, page, count, timeout_us, cpu_handle=handle)
         finally:
             cpu.ext_request = cpu.io_request = 0
 
@@ -280,18 +281,21 @@ class PvSieEngine(SecureIntercepts):
         return SieExit(ICPT_VALIDITY, reason=VIR_NAMES.get(vir, ""), data={"vir": vir})
 
     def enter(
-        self, cpu: Cpu, page: SiePage, count: int = 0, timeout_us: int = 0, asce: int | None = None
+        self, cpu: Cpu, page: SiePage, count: int = 0, timeout_us: int = 0, asce: int | None = None,
+        cpu_handle: int | None = None,
     ) -> SieExit:
         """Run the secure CPU named by the SD on ``cpu`` until the host must act.
 
         ``asce``: the host's CR1 at SIE (a hypervisor program's SIE; zuv's own hypervisor has none to give):
-        it must be the configuration's ASCE, else a validity interception.
+        it must be the configuration's ASCE, else a validity interception. ``cpu_handle``: the SD's CPU
+        handle as ``run`` read it to find ``cpu`` (the SD is host storage: read again, another thread of the
+        host could have made it name another secure CPU, whose registers ``cpu`` would then have run with).
         """
         self.entries += 1
         sd = page.sie_block
         if sd.sdf != SDF_PV:
             return self._validity(page, VIR_FORMAT)
-        scpu = self._uv_cpus.get(sd.pv_handle_cpu)  # (``Ultravisor.secure_cpu``, inline)
+        scpu = self._uv_cpus.get(sd.pv_handle_cpu if cpu_handle is None else cpu_handle)  # (``secure_cpu``)
         if scpu is None:
             return self._validity(page, VIR_CPU_HANDLE)
         cfg = scpu.config

@@ -126,8 +126,9 @@ def test_a_host_callback_finds_no_sealed_frame_above_it(booted) -> None:
 
 def test_a_logging_handler_of_the_hosts_finds_no_sealed_frame_above_it(booted) -> None:
     """``logging`` handlers are the host's (the API says: configure ``logging`` to see the library's output),
-    so the Ultravisor's records reach them when its gate has returned (``seal.SealedLog``): before, a handler's
-    ``emit`` found the ``Ultravisor`` five frames up (its keys, secrets and the secure CPU's record)."""
+    so the Ultravisor's records reach them when its gate has returned (``seal.SealedLog``): before, a
+    handler's ``emit`` found the ``Ultravisor`` five frames up (its keys, secrets and the secure CPU's
+    record)."""
     import logging
 
     host, g = booted

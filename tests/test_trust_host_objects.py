@@ -231,3 +231,36 @@ def test_what_the_host_shares_with_the_hardware_holds_plain_values_only(booted) 
     object.__setattr__(hv.ultravisor.query, "supp_se_hdr_pcf", 0)
     assert uv_query.supp_se_hdr_pcf != 0
     assert g.run(time_limit=10).clean
+
+
+def test_a_state_description_rewritten_during_the_entry_runs_no_secure_cpu_on_anothers_hardware() -> None:
+    """The SD is host storage, and another thread of the host may rewrite it while the engine enters SIE.
+    The engine found the hardware CPU by the SD's CPU handle and then read the handle again for the secure
+    CPU to run: an SD naming guest A's CPU at the first read and guest B's at the second ran B's registers
+    on A's hardware CPU (and A ran on afterwards with them, its record's state taken as loaded). Now the
+    handle is read once: the entry runs A's CPU from B's SD, which is a validity interception (B ran: an
+    intercept, 0x68)."""
+    from emulator.api import _machine_of
+    from firmware.uv_sie import VIR_CONFIG_HANDLE, VIR_SD_ORIGIN
+
+    with Host(seed=29) as host:
+        a, b = host.boot(), host.boot()
+        va, vb = a._vm.vcpus[0], b._vm.vcpus[0]  # noqa: SLF001
+        handle_a, handle_b = a._vm.pv.cpu_handles[0], b._vm.pv.cpu_handles[0]  # noqa: SLF001
+        engine = next(iter(_machine_of(host).uv.sie_engines))
+        enter = engine.enter
+
+        def flipped(*args: Any, **kwargs: Any) -> Any:  # the host's write landing between the two reads
+            vb.sd.pv_handle_cpu = handle_b
+            return enter(*args, **kwargs)
+
+        engine.enter = flipped
+        try:
+            vb.sd.pv_handle_cpu = handle_a
+            ex = b._vm.pv.host.engine.run(vb.page, 100)  # noqa: SLF001
+        finally:
+            del engine.enter
+            vb.sd.pv_handle_cpu = handle_b
+        assert ex.icptcode == 0x20 and ex.data.get("vir") in (VIR_CONFIG_HANDLE, VIR_SD_ORIGIN), ex
+        assert va.sd.pv_handle_cpu == handle_a
+        assert a.run(time_limit=10).clean and b.run(time_limit=10).clean
