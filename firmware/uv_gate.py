@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from emulator.errors import HwError
 from emulator.hw import seal
 from emulator.hw.host_view import HostSpan
-from emulator.hw.cpu_handle import CpuHandle, hardware_of
+from emulator.hw.attention import PendingInterruptions
+from emulator.hw.cpu_handle import CpuHandle, hardware_of, revoke
 from firmware.uv_contract import AbsoluteControlBlock, UvCaller
 from firmware.uv_sie import PvSieEngine
 
@@ -98,8 +99,14 @@ class PvSie:
 
     def __init__(self, engine: PvSieEngine) -> None:
         def adopt(cpu_handle: int, cpu: CpuHandle) -> None:
-            """The hardware CPU ``cpu`` runs the secure CPU ``cpu_handle`` from now on (the Ultravisor's)."""
-            engine.adopt(cpu_handle, hardware_of(cpu))
+            """The hardware CPU ``cpu`` runs the secure CPU ``cpu_handle`` from now on (the Ultravisor's): the
+            handle opens nothing any more (``revoke``), the CPU's pending-interruption dict is a new one (the
+            host may have kept the old), and a hardware CPU the secure CPU had goes back scrubbed."""
+            hw = hardware_of(cpu)
+            revoke(cpu)
+            hw.ext_pending = PendingInterruptions(hw)
+            engine.release(cpu_handle)  # (a CPU adopted before for the same secure CPU: scrubbed, dropped)
+            engine.adopt(cpu_handle, hw)
 
         def release(cpu_handle: int) -> CpuHandle | None:
             """The hardware CPU of a destroyed secure CPU back, scrubbed (``PvSieEngine.release``), as the

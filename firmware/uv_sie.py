@@ -470,7 +470,11 @@ class PvSieEngine(SecureIntercepts):
 
     def _load(self, cpu: Cpu, scpu: SecureCpu) -> None:
         """Put the UV's record of the secure CPU into the hardware CPU (``_enter`` calls it unless the
-        record is there already)."""
+        record is there already). Another secure CPU's record that was there is no more (a host CPU's guest
+        CPU in the LPAR runs whichever secure CPU its SIE names: before, A, then B, then A again on one
+        hardware CPU ran A with B's registers, A's snapshot still taken as loaded)."""
+        for handle in [h for h, snap in self._loaded.items() if snap[0] is cpu and h != scpu.handle]:
+            del self._loaded[handle]
         for i, v in enumerate(scpu.gprs):
             cpu.set_gpr(i, v)
         raw = scpu.engine_ext()

@@ -264,3 +264,56 @@ def test_a_state_description_rewritten_during_the_entry_runs_no_secure_cpu_on_an
         assert ex.icptcode == 0x20 and ex.data.get("vir") in (VIR_CONFIG_HANDLE, VIR_SD_ORIGIN), ex
         assert va.sd.pv_handle_cpu == handle_a
         assert a.run(time_limit=10).clean and b.run(time_limit=10).clean
+
+
+def test_one_hardware_cpu_running_two_secure_cpus_in_turn_loads_each_ones_registers() -> None:
+    """A host CPU's guest CPU in the LPAR runs whichever secure CPU its SIE names (``lpar_pvsie``): secure
+    CPU A, then B, then A again on one hardware CPU. The engine kept A's snapshot as loaded while B ran on
+    the CPU, so A ran on with B's registers and its record took them at the exit (a guest-to-guest leak the
+    host arranges). Now loading B forgets every other record's snapshot on that CPU."""
+    from emulator.api import _machine_of
+    from test_trust_reach import CANARY
+
+    with Host(seed=31) as host:
+        a, b = host.boot(), host.boot()
+        uv = _machine_of(host).uv
+        engine = next(iter(uv.sie_engines))
+        handle_a, handle_b = a._vm.pv.cpu_handles[0], b._vm.pv.cpu_handles[0]  # noqa: SLF001
+        page_a, page_b = a._vm.vcpus[0].page, b._vm.vcpus[0].page  # noqa: SLF001
+        rec_b = uv.secure_cpu(handle_b)
+        rec_b.gprs = [CANARY] * 16  # B's registers, as its next load puts them into a CPU
+        engine.reload(handle_b)
+        hw = engine._hw[handle_a]  # noqa: SLF001 - the one hardware CPU, as the LPAR's SIE would use it
+        engine.enter(hw, page_a, 1)  # A's record loaded (its snapshot kept at the exit)
+        engine.enter(hw, page_b, 1)  # B on the same CPU
+        engine.enter(hw, page_a, 1)  # A again
+        assert CANARY not in uv.secure_cpu(handle_a).gprs
+
+
+def test_a_cpu_handle_given_to_the_ultravisor_opens_nothing_any_more() -> None:
+    """``PvSie.adopt(cpu_handle, handle)``: the hardware CPU becomes the Ultravisor's. A hypervisor that kept
+    the handle (or a function or the pending-interruption dict taken from it) read the secure guest's
+    registers with ``handle.gprs()`` after the next exit, and its storage with ``read_real``."""
+    from emulator.api import _machine_of
+    from test_trust_reach import CANARY
+
+    with Host(seed=37) as host:
+        g = host.boot()
+        hv, pv, v = g._vm.hv, g._vm.pv, g._vm.vcpus[0]  # noqa: SLF001
+        handle = pv.cpu_handles[0]
+        uv = _machine_of(host).uv
+        rec = uv.secure_cpu(handle)
+        rec.gprs = [CANARY if i in (6, 7) else x for i, x in enumerate(rec.gprs)]
+        h = hv.hardware.new_cpu(0, hv.clock, bytes(256), 0)
+        gprs, read_real, pending = h.gprs, h.read_real, h.ext_pending
+        pv.host.engine.adopt(handle, h)  # the host keeps ``h``
+        ex = pv.host.engine.run(v.page, 50)
+        assert ex.icptcode != 0x20, ex  # it ran, on the adopted CPU
+        for call in (h.gprs, gprs, lambda: read_real(0, 16), lambda: h.psw):
+            with pytest.raises(HwError):
+                call()
+        pending["service"] = 0x1000  # the dict the host kept is not the CPU's any more
+        hw = next(e for e in uv.sie_engines)._hw[handle]  # noqa: SLF001 - the referee's view
+        assert "service" not in hw.ext_pending and CANARY in hw.gprs()
+        with pytest.raises(HwError):
+            pv.host.engine.adopt(handle, h)  # a revoked handle names no CPU

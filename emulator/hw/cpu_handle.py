@@ -13,13 +13,26 @@ from emulator.hw import seal
 if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
 
-__all__ = ["CpuHandle", "hardware_of"]
+__all__ = ["CpuHandle", "hardware_of", "revoke"]
 
-#: the hardware CPU behind each live handle (``hardware_of``): module-private, for the hardware and the
-#: machine's own code. Nothing of a handle is called to open it: a handle's slots are the host's to overwrite
-#: (before, ``hardware_of`` called the handle's ``_open`` with a module-private key, and a CpuHandle subclass,
-#: or a handle whose ``_open`` the host replaced, was handed the key that opens every handle)
-_HARDWARE: weakref.WeakKeyDictionary[CpuHandle, Cpu] = weakref.WeakKeyDictionary()
+#: the hardware CPU behind each live handle, in the box its functions read (``hardware_of``, ``revoke``):
+#: module-private, for the hardware and the machine's own code. Nothing of a handle is called to open it: a
+#: handle's slots are the host's to overwrite (before, ``hardware_of`` called the handle's ``_open`` with a
+#: module-private key, and a CpuHandle subclass, or a handle whose ``_open`` the host replaced, was handed the
+#: key that opens every handle)
+_HARDWARE: weakref.WeakKeyDictionary[CpuHandle, list[Any]] = weakref.WeakKeyDictionary()
+
+
+class _Revoked:
+    """What a revoked handle's functions find instead of the CPU: every use is refused."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise HwError("this CPU handle was given to the Ultravisor (PvSie.adopt): it opens no CPU any more")
+
+
+_REVOKED = _Revoked()
 
 
 @seal.admit
@@ -37,49 +50,51 @@ class CpuHandle:
                  "ext_deliverable", "set_breakpoints", "_get", "_set")  # fmt: skip
 
     def __init__(self, cpu: Cpu) -> None:
-        _HARDWARE[self] = cpu
+        # every function reaches the CPU through ``box``, which ``revoke`` empties: a handle given to the
+        # Ultravisor (``PvSie.adopt``) opens nothing any more, nor does any function the host took from it
+        box: list[Any] = [cpu]
+        _HARDWARE[self] = box
 
         def get(name: str) -> Any:
             if name not in _READABLE:
                 raise AttributeError(name)
-            return getattr(cpu, name)
+            return getattr(box[0], name)
 
         def set_(name: str, value: Any) -> None:
             if name not in _WRITABLE:
                 raise AttributeError(name)
-            setattr(cpu, name, value)
+            setattr(box[0], name, value)
 
         def set_psw(mask: int, addr: int) -> None:
             """Load the guest PSW into the CPU."""
-            cpu.set_psw(mask, addr)
+            box[0].set_psw(mask, addr)
 
         def set_breakpoints(addrs: Iterable[int]) -> None:
             """The CPU's breakpoints (guest addresses of a normal guest)."""
-            cpu.set_breakpoints(addrs)
+            box[0].set_breakpoints(addrs)
 
-        g = cpu.gpr
         # the register file and the CPU's checked accesses: closures, so that no bound method's __self__ is
         # the CPU (each forwards its arguments unchanged), each a gate (``seal``): an exception leaves it
         # without the frames whose locals are the CPU
         fns: dict[str, Callable[..., Any]] = {
             "_get": get, "_set": set_, "set_psw": set_psw, "set_breakpoints": set_breakpoints,
-            "gpr": lambda i: g(i),
-            "gprs": lambda: cpu.gprs(),
-            "set_gpr": lambda i, value: cpu.set_gpr(i, value),
-            "cr": lambda i: cpu.cr(i),
-            "wrap": lambda addr: cpu.wrap(addr),
-            "operand_address": lambda b, d: cpu.operand_address(b, d),  # D(B): gpr and wrap in one (Insn)
-            "read_real": lambda addr, length: cpu.read_real(addr, length),
-            "write_real": lambda addr, data: cpu.write_real(addr, data),
-            "write_virtual": lambda addr, data: cpu.write_virtual(addr, data),
-            "program_interrupt": lambda *a, **k: cpu.program_interrupt(*a, **k),
-            "reset_initial": lambda: cpu.reset_initial(),
-            "reset_cpu": lambda: cpu.reset_cpu(),
-            "reset_clear": lambda: cpu.reset_clear(),
-            "request_halt": lambda: cpu.request_halt(),
-            "close": lambda: cpu.close(),
-            "next_timer_deadline": lambda: cpu.next_timer_deadline(),
-            "ext_deliverable": lambda: cpu._ext_deliverable(),  # noqa: SLF001 - the pending state SIE reads
+            "gpr": lambda i: box[0].gpr(i),
+            "gprs": lambda: box[0].gprs(),
+            "set_gpr": lambda i, value: box[0].set_gpr(i, value),
+            "cr": lambda i: box[0].cr(i),
+            "wrap": lambda addr: box[0].wrap(addr),
+            "operand_address": lambda b, d: box[0].operand_address(b, d),  # D(B): gpr and wrap in one (Insn)
+            "read_real": lambda addr, length: box[0].read_real(addr, length),
+            "write_real": lambda addr, data: box[0].write_real(addr, data),
+            "write_virtual": lambda addr, data: box[0].write_virtual(addr, data),
+            "program_interrupt": lambda *a, **k: box[0].program_interrupt(*a, **k),
+            "reset_initial": lambda: box[0].reset_initial(),
+            "reset_cpu": lambda: box[0].reset_cpu(),
+            "reset_clear": lambda: box[0].reset_clear(),
+            "request_halt": lambda: box[0].request_halt(),
+            "close": lambda: box[0].close(),
+            "next_timer_deadline": lambda: box[0].next_timer_deadline(),
+            "ext_deliverable": lambda: box[0]._ext_deliverable(),  # noqa: SLF001 - the pending state, for SIE
         }  # fmt: skip
         for name, fn in fns.items():
             setattr(self, name, seal.gate(fn))
@@ -148,10 +163,19 @@ def hardware_of(cpu: CpuHandle | Cpu) -> Cpu:
 
     if type(cpu) is Cpu:
         return cpu
-    hw = _HARDWARE.get(cpu) if type(cpu) is CpuHandle else None
-    if hw is None:
-        raise HwError(f"not a CPU of this machine: {type(cpu).__name__}")
-    return hw
+    box = _HARDWARE.get(cpu) if type(cpu) is CpuHandle else None
+    if box is None:
+        raise HwError(f"not a CPU of this machine (or a handle given away): {type(cpu).__name__}")
+    return box[0]  # type: ignore[no-any-return]
+
+
+def revoke(handle: CpuHandle) -> None:
+    """The handle (and every function taken from it) opens its CPU no more: the hardware CPU became the
+    Ultravisor's (``PvSie.adopt``). Before, a hypervisor that kept the handle it adopted read the secure
+    guest's registers with ``handle.gprs()`` and its storage with ``read_real`` (issue 18's third review)."""
+    box = _HARDWARE.pop(handle, None)
+    if box is not None:
+        box[0] = _REVOKED
 
 
 def group(handles: Iterable[CpuHandle | Cpu]) -> None:

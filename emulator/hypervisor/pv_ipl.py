@@ -182,8 +182,9 @@ def diag308_secure(vm: Vm, v: Vcpu, r1: int, rx: int, subcode: int) -> None:
             f = ProtectFailure(KVM_PV_VERIFY, e.rc, e.rrc, str(e.result))
         vm.pv_failure = f
         log.info("VM %s: secure IPL failed: %s", vm.name, e)
-        # the issuing CPU resumes after the DIAGNOSE with the packed error (QEMU s390_pv_inject_reset_error)
-        cpu.set_gpr(r1 + 1, f.packed)
+        # the issuing CPU resumes after the DIAGNOSE with the packed error (QEMU s390_pv_inject_reset_error);
+        # its handle is the one the Ultravisor gave back (the one adopted opens nothing any more)
+        v.cpu.set_gpr(r1 + 1, f.packed)
         v.set_operating(True)
         return
     vm.pv_failure = None
