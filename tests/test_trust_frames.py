@@ -50,7 +50,7 @@ def test_what_a_sealed_function_raises_carries_no_sealed_frame(booted) -> None:
             "host.read": _raised(host.read, frame, 16),
             "host_view.write": _raised(hv.host.write, frame, b"x"),
             "host_view.check": _raised(hv.host.check, frame, 8, False),
-            "hardware.in_place": _raised(hv.hardware.in_place, frame, type(vcpu.sd)),
+            "hardware.in_place": _raised(hv.hardware.in_place, frame, type(vcpu.page)),
             "hardware.span": _raised(hv.hardware.span, frame, 16),
             "uv_gate.call": _raised(hv.ultravisor.call, frame),  # a UVC block in the secret page
             "host._machine": _raised(host._machine, None),  # noqa: SLF001 - a wrong key

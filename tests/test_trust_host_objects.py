@@ -317,3 +317,25 @@ def test_a_cpu_handle_given_to_the_ultravisor_opens_nothing_any_more() -> None:
         assert "service" not in hw.ext_pending and CANARY in hw.gprs()
         with pytest.raises(HwError):
             pv.host.engine.adopt(handle, h)  # a revoked handle names no CPU
+
+
+def test_in_place_takes_only_the_hardwares_own_records(booted) -> None:
+    """``Hardware.in_place(addr, ctype)`` called ``ctype.from_address`` with the storage in its frame: a
+    ctypes class of the host's own ran its ``from_address`` there (the storage object one frame up)."""
+    import ctypes
+
+    host, g = booted
+    hv = g._vm.hv  # noqa: SLF001
+    frames: list[types.FrameType] = []
+
+    class Record(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_uint64)]
+
+        @classmethod
+        def from_address(cls, address: int) -> Any:  # type: ignore[override]
+            frames.append(_climb())
+            return ctypes.Structure.from_address.__func__(cls, address)  # type: ignore[attr-defined]
+
+    with pytest.raises(HwError):
+        hv.hardware.in_place(hv.alloc.alloc_page(), Record)
+    assert frames == []

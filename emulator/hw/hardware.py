@@ -10,15 +10,19 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeVar
 
+from emulator.errors import HwError
 from emulator.hw import seal
 from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.host_view import HostSpan, HostView
 from emulator.hw.memory import PhysicalMemory
+from emulator.hw.sie import SiePage
 
 if TYPE_CHECKING:
     from emulator.hw.tod import TodClock
 
 _C = TypeVar("_C", bound=ctypes.Structure)
+#: the records the hardware reads and writes in place in host storage (``Hardware.in_place``)
+IN_PLACE: frozenset[type] = frozenset({SiePage})
 
 
 class Hardware:
@@ -63,7 +67,11 @@ class Hardware:
             otherwise), and it stays host storage while the structure (or any part of it) lives: the
             Ultravisor refuses to make its frames secure or its own (``PhysicalMemory.pin_in_place``), so the
             unchecked window can never show a secure byte. Before, only the check at creation guarded it:
-            a normal VM's SIE page imported as a secure guest's page showed the plaintext in its fields."""
+            a normal VM's SIE page imported as a secure guest's page showed the plaintext in its fields.
+            ``ctype`` is one of the hardware's records (``IN_PLACE``): a class of the host's own would have
+            its ``from_address`` run here, with the storage in this frame."""
+            if ctype not in IN_PLACE:
+                raise HwError(f"{getattr(ctype, '__name__', ctype)!s} is no record the hardware uses in place")
             length = ctypes.sizeof(ctype)
             memory.pin_in_place(addr, length)
             obj = ctype.from_address(memory.address + addr)

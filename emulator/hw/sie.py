@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from emulator.errors import ProgramException
-from emulator.hw.cpu import OPERATING, STOPPED, Cpu, CpuExit, GuestMapping, Insn
 from emulator.hw import seal
+from emulator.hw.cpu import OPERATING, STOPPED, Cpu, CpuExit, GuestMapping, Insn
 from emulator.hw.cpu_handle import CpuHandle, hardware_of
 
 __all__ = [
