@@ -460,12 +460,14 @@ PV_NOTES: dict[str, str] = {
                "secure at their first touch (a 0x3E exit and Convert to Secure Storage each, as KVM imports "
                "at the fault), and each DAT walk of its 491,520 addressing exceptions asks the Ultravisor's "
                "per-page decision for every table entry",
-    "sclp-1g_PV": "as sclp-1g: ~1.1 million SERVC calls, each a secure SIE exit and entry (measured: 227,000 "
-                  "in 20.2 s of CPU with the boot, ~89 us each with the test's own SCCB copy, 105 us before the "
-                  "trap path's cuts of 2026-12-07; docs/benchmarks.md): ~1.6 minutes of CPU",
+    "sclp-1g_PV": "as sclp-1g: ~1.1 million SERVC calls, each a secure SIE exit and entry with the SCCB "
+                  "through the SIDA and the service signal injected, and 4 LCTLG and 2 LPSWE the guest's CPU "
+                  "emulates around each. 2026-12-08: 65-72 us of CPU per SERVC (71-77 us before that day's "
+                  "cuts of the secure round trip, docs/benchmarks.md); the whole run passes in 88.9 s (77 s "
+                  "of CPU) at load 2.5 and times out at load 4",
     "exittime_PV": "a trap benchmark: 4 million SIGP SENSE RUNNING, 0.8 million DIAG 0x9C/0x44, 0.2 million "
-                   "SERVC and more, each a secure SIE exit and entry (measured: 2 million SIGPs in 85 s of "
-                   "CPU, ~42 us each): ~4 minutes of CPU",
+                   "SERVC and more, each a secure SIE exit and entry (measured 2026-12-08: ~21.5 us of CPU "
+                   "per SIGP with the test's 2 CPUs): ~2.5 minutes of CPU",
     "smp_PV": "its 2 SKIPs are the test's own: a conditional emergency signal is not supported under PV",
 }
 
