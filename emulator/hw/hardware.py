@@ -71,7 +71,8 @@ class Hardware:
             ``ctype`` is one of the hardware's records (``IN_PLACE``): a class of the host's own would have
             its ``from_address`` run here, with the storage in this frame."""
             if ctype not in IN_PLACE:
-                raise HwError(f"{getattr(ctype, '__name__', ctype)!s} is no record the hardware uses in place")
+                name = getattr(ctype, "__name__", ctype)
+                raise HwError(f"{name!s} is no record the hardware uses in place")
             length = ctypes.sizeof(ctype)
             memory.pin_in_place(addr, length)
             obj = ctype.from_address(memory.address + addr)

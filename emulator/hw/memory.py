@@ -568,8 +568,9 @@ class PhysicalMemory:
 
     def host_view(self, notify: bool = True) -> HostView:
         """A view for host-side Python code whose every access is checked like a host CPU access; with
-        ``notify`` False its refusals tell no secure-access listener (the Ultravisor's view of a host control
-        block: its gate tells them of the program exception the refusal becomes)."""
+        ``notify`` False its refusals tell no secure-access listener and its reads and stores are no gates
+        (the Ultravisor's own view of a host control block, never handed to the host: its gate,
+        ``UvGate.call``, tells the listeners of the program exception the refusal becomes)."""
         from emulator.hw.host_view import HostView  # (the view's module builds on this one)
 
         return HostView(self, notify)

@@ -279,14 +279,12 @@ class SealedLog:
     five frames above its ``emit`` (issue 18's third review). Outside every gate the record is handled at
     once."""
 
-    __slots__ = ("_log",)
+    __slots__ = ("_log", "isEnabledFor")
 
     def __init__(self, name: str) -> None:
         self._log = logging.getLogger(name)
-
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - ``logging.Logger``'s name
-        """``Logger.isEnabledFor``."""
-        return self._log.isEnabledFor(level)
+        #: ``Logger.isEnabledFor`` itself (the per-page UVC's test costs no extra call)
+        self.isEnabledFor = self._log.isEnabledFor
 
     def _emit(self, level: int, msg: str, args: tuple[Any, ...]) -> None:
         log = self._log
