@@ -70,6 +70,17 @@ MODULES = {
     "kernel/drivers/block/virtio_blk.ko.xz": "virtio_blk.ko",  # a --drive disk appears as /dev/vda
 }
 
+#: kernel modules kept beside the guest (``modules/``, in their load order) for the initramfs other tools
+#: build: the virtio-blk disk and the ext4 file system with what it needs (``tools/linux_rootfs.py``)
+KEPT_MODULES = {
+    "kernel/drivers/block/virtio_blk.ko.xz": "virtio_blk.ko",
+    "kernel/lib/crc16.ko.xz": "crc16.ko",
+    "kernel/fs/mbcache.ko.xz": "mbcache.ko",
+    "kernel/crypto/crc32c_generic.ko.xz": "crc32c_generic.ko",  # jbd2's and ext4's metadata checksums
+    "kernel/fs/jbd2/jbd2.ko.xz": "jbd2.ko",
+    "kernel/fs/ext4/ext4.ko.xz": "ext4.ko",
+}
+
 #: run after the usual start-up (``--disk``): what the kernel found on the virtio-blk disk, the first bytes
 #: of its first partition, then power off
 DISK_STEPS = """echo "prot_virt_guest=$(cat /sys/firmware/uv/prot_virt_guest)"
@@ -343,15 +354,54 @@ def attestation_response(console: str, request: bytes) -> bytes:
     )
 
 
-def _modules(tree: Path) -> dict[str, bytes]:
-    """The ``MODULES`` a kernel package's module tree holds (name -> decompressed .ko)."""
+def _modules(tree: Path, table: dict[str, str] | None = None) -> dict[str, bytes]:
+    """The modules of ``table`` (default ``MODULES``) a kernel package's module tree holds (name ->
+    decompressed .ko; a package may ship them compressed with xz or not)."""
     out = {}
     for kdir in sorted(tree.glob("*/")):
-        for rel, name in MODULES.items():
-            path = kdir / rel
-            if path.exists():
-                out[name] = lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()
+        for rel, name in (MODULES if table is None else table).items():
+            for path in (kdir / rel, kdir / rel.removesuffix(".xz")):
+                if path.exists():
+                    body = path.read_bytes()
+                    out[name] = lzma.decompress(body) if path.suffix == ".xz" else body
+                    break
     return out
+
+
+def _keep_modules(package_tree: Path, root: Path) -> None:
+    """Store the ``KEPT_MODULES`` of an unpacked kernel package in ``root/modules``."""
+    kept = {}
+    for tree in (package_tree / "lib" / "modules", package_tree / "usr" / "lib" / "modules"):
+        kept.update(_modules(tree, KEPT_MODULES))
+    (root / "modules").mkdir(exist_ok=True)
+    for name, body in kept.items():
+        (root / "modules" / name).write_bytes(body)
+
+
+def kept_modules(release: str = DEFAULT_RELEASE) -> dict[str, bytes]:
+    """The guest's ``KEPT_MODULES`` (name -> .ko), in their load order. A guest built before they were
+    kept gets them from its kernel's package (the exact version the cached vmlinuz came from)."""
+    root = cache_dir(release)
+    want = list(KEPT_MODULES.values())
+    if not all((root / "modules" / n).exists() for n in want):
+        version = (root / "version").read_text().strip() if (root / "version").exists() else ""
+        if not version:
+            raise GuestError(f"no guest in {root}: run tools/linux_guest.py first")
+        apt = _Apt(release)
+        apt.update_if_needed()
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            work = Path(tmp)
+            os.chmod(work, 0o755)  # apt's download user must be able to write here
+            try:
+                deb = _download(f"linux-image-{version}:s390x", work, apt)
+            except GuestError as e:
+                raise GuestError(f"{e} (the mirror may have moved on: run with --rebuild)") from None
+            _run(["dpkg-deb", "-x", str(deb), str(work / "k")])
+            _keep_modules(work / "k", root)
+    missing = [n for n in want if not (root / "modules" / n).exists()]
+    if missing:
+        raise GuestError(f"the kernel package of {root} has no {', '.join(missing)}")
+    return {n: (root / "modules" / n).read_bytes() for n in want}
 
 
 def build(setup: bool = False, release: str = DEFAULT_RELEASE) -> tuple[Path, Path]:
@@ -401,6 +451,7 @@ def build(setup: bool = False, release: str = DEFAULT_RELEASE) -> tuple[Path, Pa
         modules: dict[str, bytes] = {}
         for tree in (work / "k" / "lib" / "modules", work / "k" / "usr" / "lib" / "modules"):
             modules.update(_modules(tree))
+        _keep_modules(work / "k", root)
         (root / "version").write_text(images[-1].name.removeprefix("vmlinuz-") + "\n")
         tmp_initrd = work / "initrd.cpio"
         if release == DEFAULT_RELEASE:
