@@ -178,6 +178,10 @@ class Machine(OwnerInsns):
         #: True once console input that was open has ended (``close_input``): a wait then has a known cause.
         self.input_closed = False
         self._input_event = threading.Event()
+        #: a CPU that gave the others its turn in a free run (a yield, a signal to another CPU): its run ends
+        #: and the next round starts after it
+        self._handoff: Cpu | None = None
+        self._free_run = False
         self.insn_handlers: dict[str, Callable[[Cpu, Insn], None]] = {}
         #: Debugger hook: called before each instruction handed back by a CPU is answered; a returned
         #: reason leaves the instruction unexecuted (the PSW still points at it) and halts ``run``.
@@ -358,6 +362,7 @@ class Machine(OwnerInsns):
         self.last_stop = None
         budget = max_insns
         counted = self.deterministic or max_insns is not None
+        self._free_run, self._handoff = not counted, None
         for c in self.cpus.values():  # resume over breakpoints the CPUs are stopped at
             if c.state == OPERATING and c.pc in c.breakpoints:
                 self._step(c, c.run(count=1, resume=True))
@@ -399,11 +404,15 @@ class Machine(OwnerInsns):
                     timeout = self.tod.us_until(deadline) + 1 if deadline is not None else 0
                     if len(operating) > 1:
                         timeout = min(timeout, TIME_SLICE_US) if timeout else TIME_SLICE_US
+                    if self._handoff in runnable:  # the CPUs after the one that gave its turn go first
+                        i = runnable.index(self._handoff) + 1
+                        runnable = runnable[i:] + runnable[:i]
+                    self._handoff = None
                     for cpu in runnable:
                         if cpu.state != OPERATING:  # stopped by another CPU's SIGP in this round
                             continue
                         self._step(cpu, cpu.run(timeout_us=timeout))
-                        if self._halt_reason is not None:
+                        if self._halt_reason is not None or self._handoff is not None:
                             break
                     continue
                 for cpu in runnable:
@@ -418,8 +427,17 @@ class Machine(OwnerInsns):
                     if self._halt_reason is not None or (budget is not None and budget <= 0):
                         break
         finally:
+            self._free_run = False  # (steps and counted runs hand nothing off)
             if timer is not None:
                 timer.cancel()
+
+    def _hand_off(self, cpu: Cpu) -> None:
+        """``cpu`` yields (DIAG 0x44/0x9C) or signalled another CPU: in a free run with other CPUs operating,
+        its run ends there and the others go first (a cross-CPU call's sender would otherwise spin out its
+        time slice, up to ``TIME_SLICE_US``, before its target could answer)."""
+        if not self._free_run or sum(c.state == OPERATING for c in self.cpus.values()) < 2:
+            return
+        self._handoff = cpu
 
     def _idle(self, cpu: Cpu) -> bool:
         """A waiting CPU with nothing deliverable does not need a turn."""

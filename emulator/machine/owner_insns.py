@@ -23,6 +23,9 @@ __all__ = ["OwnerInsns", "CpuControlBlock"]
 
 #: the owner's instructions the CPU hands to ``Machine._owner_insn`` inside its run
 _INLINE_INSNS: Final = frozenset({"SERVC", "SIGP", "STSI", "DIAG"})
+#: SIGP orders that make an interruption pending at another CPU: in a free run with other CPUs operating the
+#: sender's run ends and the target takes its turn first (``Machine._handoff``)
+_SIGP_SIGNALS: Final = frozenset({sigp_mod.EXTERNAL_CALL, sigp_mod.EMERGENCY, sigp_mod.COND_EMERGENCY})
 #: SIGP orders that change no CPU's state (sense, signals): the run goes on without comparing states
 _SIGP_KEEPS_STATES: Final = frozenset({
     sigp_mod.SENSE, sigp_mod.SENSE_RUNNING, sigp_mod.EXTERNAL_CALL, sigp_mod.EMERGENCY,
@@ -93,7 +96,7 @@ class OwnerInsns:
                 except ProgramException as e:
                     ilc = e.ilc if e.ilc is not None else insn.ilen
                     cpu.program_interrupt(e.code, ilc, e.teid, pc=insn.pc)
-                return self._halt_reason is None
+                return self._halt_reason is None and self._handoff is not cpu
         # only SIGP's orders that start, stop or reset (or a handler or filter of the machine's user) change a
         # CPU's state
         states = None
@@ -108,6 +111,7 @@ class OwnerInsns:
         self._handle_insn(cpu, insn)
         return (
             self._halt_reason is None
+            and self._handoff is not cpu
             and (wd is None or wd.deadline == before)
             and (states is None or [c.state for c in self.cpus.values()] == states)
         )
@@ -199,6 +203,8 @@ class OwnerInsns:
         )  # fmt: skip
         if status is not None:
             cpu.set_gpr(r1, (cpu.gpr(r1) & ~0xFFFFFFFF) | status)
+        if cc == 0 and order in _SIGP_SIGNALS and target != cpu.address:
+            self._hand_off(cpu)  # (the target's handler runs now, not after the sender's slice)
         if cc == 0 and order in sigp_mod.TAKES_OVER:
             # the program took the CPU over (stopped, restarted or reset it): a disabled wait it was left in
             # is no longer how it ended
@@ -209,7 +215,8 @@ class OwnerInsns:
     def _insn_diag(self, cpu: Cpu, insn: Insn) -> None:
         code = insn.address() & 0xFFFF
         r1, r3 = insn.r1, insn.r3
-        if code in (0x44, 0x9C):
+        if code in (0x44, 0x9C):  # time-slice end (yield) and directed yield: the other CPUs take their turns
+            self._hand_off(cpu)
             insn.finish()
             return
         if code == 0x10:
