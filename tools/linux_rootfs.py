@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A root file system for the Linux guest on a virtio-blk disk: an ext4 disk image, the initramfs that enters it.
+"""A root file system for the Linux guest on a virtio-blk disk: an ext4 image, the initramfs that enters it.
 
 ``--disk FILE`` writes a disk image (an MBR, one Linux partition from sector 2048) whose partition holds an
 ext4 file system made by ``mke2fs -d`` (e2fsprogs; no root privileges needed): the guest's static busybox
@@ -92,7 +92,7 @@ console::respawn:-/bin/sh
 
 
 def applets(busybox: bytes) -> list[str]:
-    """The applet names a busybox binary holds (its sorted, NUL-separated name list starting ``[``, ``[[``)."""
+    """The applet names a busybox binary holds (its sorted, NUL-separated name list: ``[``, ``[[``, ...)."""
     start = busybox.find(b"[\0[[\0")
     if start < 0:
         raise GuestError("no applet list in the busybox binary")
