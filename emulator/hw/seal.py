@@ -15,8 +15,11 @@ found ``PhysicalMemory`` two frames up, an ``on_uvc`` callback the ``Ultravisor`
 So every function a sealed object hands out is a ``gate``: its exception is raised again from the gate's
 own frame (whose locals are the caller's arguments and the sealed function, itself a closure) with no
 traceback from inside and nothing chained (``scrub``); a refusal's listeners are called from the gate
-(``gate(fn, refused=...)``), never from the refusing code; and a host callback that the sealed side would
-call while a gate is on the stack is ``deferred`` until the outermost gate returns.
+(``gate(fn, refused=...)``), never from the refusing code; a host callback that the sealed side would
+call while a gate is on the stack is ``deferred`` until the outermost gate returns (the Ultravisor's log
+records too: ``SealedLog``, for ``logging``'s handlers are the host's); and the arguments are made plain
+at the gate (``plain``): a subclass of ``int`` whose ``__add__`` the host wrote, a file object, a
+look-alike CPU handle never reach the sealed side, where their methods would run under its frames.
 """
 
 from __future__ import annotations
