@@ -117,3 +117,18 @@ def test_a_store_the_cpu_does_not_perform_takes_the_watched_step(cpu):
         assert _run_one(cpu, exrl_mvc, 0x208, True, prefix)[0][:16] == bytes(range(0x40, 0x50))
         assert _run_one(cpu, stctg, 0x1F8, True, prefix)[3] == BAD
         assert _run_one(cpu, stctg, 0x208, True, prefix)[0][:8] == struct.pack(">Q", 0xE0 | CR0_LAP)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_protected_store_after_a_store_above_it_in_the_same_page_is_refused(cpu, prefix):
+    """The translation of a store above byte 511 is kept for the page (Linux stores into its lowcore at every
+    system call); a later store into bytes 0-511 of the same page in the same run is still refused."""
+    program = bytes.fromhex("50605008" "506051f8")  # ST 6,8(5) (0x208) ; ST 6,0x1F8(5) (0x3F8: allowed)
+    program += bytes.fromhex("50604000")  # ST 6,0(4): R4 is 0, byte 0 of page 0 (protected)
+    stored, _gprs, _cc, code = _run_one(cpu, program, 0x200, True, prefix)
+    assert code == BAD
+    assert stored[8:12] == struct.pack(">I", 0x55667788)  # the first store happened
+    assert cpu.mem.read(prefix + 0x3F8, 4) == struct.pack(">I", 0x55667788)  # the second too
+    assert cpu.mem.read(prefix, 4) == bytes(4)  # the third did not
+    pic = struct.unpack(">H", cpu.mem.read(prefix + 0x8E, 2))[0]
+    assert pic == 0x04

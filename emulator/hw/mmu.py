@@ -30,6 +30,9 @@ from emulator.hw.sysinfo import FAC_EDAT2, has_facility
 
 __all__ = ["StorageAccess", "GuestMapping", "GuestIntercept", "SubPageAccess"]
 
+#: the translation cache's key bit of a store at bytes 512-4095 of page 0 or 1 (above low-address protection)
+_XC_LOW_STORE = 0x800
+
 
 class GuestMapping:
     """How a SIE guest's absolute addresses reach host absolute storage (set by the hypervisor's SIE).
@@ -153,10 +156,22 @@ class StorageAccess:
         """
         # keyed by the ``asc`` argument as given: None stands for the PSW's, whose change empties the cache
         xc_key = (vaddr & 0xFFFFFFFFFFFFF000) | write | fetch << 1 | (0 if asc is None else (asc + 1) << 2)
+        if write and vaddr < 0x2000 and vaddr & 0xE00:
+            xc_key |= _XC_LOW_STORE  # a store at 512-4095 of page 0 or 1: the same decision for all of them
         if mark and not page_fill:
             hit = self._xc.get(xc_key)
             if hit is not None:
                 return hit | (vaddr & 0xFFF)
+        elif (
+            page_fill
+            and write
+            and vaddr < 0x2000
+            and xc_key | _XC_LOW_STORE in self._xc
+            and self.cr(0) & CR0_LAP
+        ):
+            # the page translates for stores above byte 511 (kept below): only low-address protection is
+            # left to decide, below 4 KiB
+            raise SubPageAccess(vaddr & ~0xFFF, write, "low-address protection")
         mask = self._mask_bits()
         if asc is None:
             asc = (mask >> 46) & 3
@@ -226,8 +241,9 @@ class StorageAccess:
         if not mark:
             return host
         mem.keys[frame] = key | KEY_R | (KEY_C if write else 0)
-        if not page_fill and (vaddr & ~0x1FFF or not (write or pkey)):
-            # (pages 0 and 1 too for a load or fetch with PSW key 0: no sub-page rule can apply to it)
+        if not page_fill and (vaddr & ~0x1FFF or not (write or pkey) or xc_key & _XC_LOW_STORE):
+            # (pages 0 and 1 too for a load or fetch with PSW key 0, and for a store beyond byte 511: no
+            # sub-page rule can apply to them; Linux stores into its lowcore there at every system call)
             self._xc[xc_key] = host & ~0xFFF
             self._tlb_frames.add(frame)
         return host
