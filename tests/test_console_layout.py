@@ -52,6 +52,19 @@ def test_reflow_refills_paragraphs_and_keeps_table_rows_in_their_column():
     assert any(line.startswith("t2            short") for line in lines)
 
 
+def test_every_commands_help_keeps_its_table_rows_on_lines_of_their_own():
+    # a docstring whose last paragraph was not indented like the rest ran its table into one paragraph
+    from emulator.console.cmdbase import REGISTRY
+    from emulator.console.render import _TABLE_ROW
+
+    s = open_session(PROBE, deterministic=True)
+    for name, cmd in REGISTRY.items():
+        terms = [m.group(1) for line in cmd.help.splitlines() if (m := _TABLE_ROW.match(line.strip()))]
+        shown = _execute(s, f"help {name}").plain().splitlines()
+        for term in terms:
+            assert any(line.startswith(term + " ") for line in shown), (name, term, shown)
+
+
 def test_tables_are_laid_out_for_80_columns_without_wrapping():
     s = open_session(PROBE, deterministic=True)
     assert s.columns == 80

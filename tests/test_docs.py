@@ -1,6 +1,7 @@
 """The user docs stand alone and agree with the code and with each other: no file outside the repository,
 every markdown file they name exists, the guest table lists every guest image, the README names every doc,
-and docs/hypervisor.md quotes docs/benchmarks.md's latest figures."""
+docs/console.md's command table is the console's own help, and docs/hypervisor.md quotes docs/benchmarks.md's
+latest figures."""
 
 from __future__ import annotations
 
@@ -53,3 +54,14 @@ def test_hypervisor_doc_quotes_the_latest_benchmark_figures() -> None:
     others = [n for n in re.findall(r"\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)? us\b", quoted) if n not in figures
               and not any(n in t for _m, _f, t in rows)]  # fmt: skip
     assert others == [], f"docs/hypervisor.md quotes figures that are not the latest: {others}"
+
+
+def test_console_doc_command_table_is_the_registry() -> None:
+    from emulator.console import commands  # noqa: F401 - registers every command
+    from emulator.console.cmdbase import REGISTRY
+
+    table = _section((ROOT / "docs/console.md").read_text(), "## Commands")
+    rows = [(u.replace("\\|", "|"), a, t) for u, a, t in
+            re.findall(r"^\| `(.+?)`(?: \((.*?)\))? \| (.*) \|$", table, re.M)]  # fmt: skip
+    want = [(c.usage, ", ".join(c.aliases), c.summary) for c in REGISTRY.values()]
+    assert sorted(rows) == sorted(want)

@@ -43,7 +43,7 @@ def _write_picture(fig: object, target: tuple[str, str], what: str) -> Output:
 
 
 @command("pages", "pages [all] [--svg FILE | --png FILE]",
-         "page map: runs of secure / shared / exported / donated frames",
+         "page map: runs of secure / shared / exported / donated frames; or drawn as a picture",
          group="secure")  # fmt: skip
 def _pages(s: Session, args: list[str]) -> Output:
     """From the page-map provider (the Ultravisor's, or the hardware's owner tags when there is none).
@@ -113,7 +113,8 @@ _UVLOG_USAGE = "uvlog [N|all] [--brief] [--svg FILE | --png FILE]"
 
 
 @command("uvlog", _UVLOG_USAGE,
-         "the Ultravisor call log, decoded (last N calls, default 20; --brief: one line)", group="secure")
+         "the Ultravisor call log, decoded (last N calls, default 20; --brief: one line); or drawn as a "
+         "sequence diagram", group="secure")
 def _uvlog(s: Session, args: list[str]) -> Output:
     """Each call: sequence number, caller, command, cc, rc/rrc and what the rc means, then the control
     block's fields as the Ultravisor left them. N (or --last N) shows the last N calls, all every one.

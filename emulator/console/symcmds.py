@@ -84,7 +84,7 @@ def load_symbols(s: Session, path: str | None = None, offset: int | None = None)
     return src
 
 
-@command("symbols", "symbols [FILE | --kallsyms] [-o OFFSET] | symbols --gdb FILE",
+@command("symbols", "symbols [FILE | --kallsyms] [-o OFFSET] | symbols --kaslr | symbols --gdb FILE",
          "read symbols: a System.map, a vmlinux/ELF, or the Linux kernel image's own (kallsyms)",
          aliases=("symbol-file",), group="session")  # fmt: skip
 def _symbols(s: Session, args: list[str]) -> Output:
@@ -95,9 +95,11 @@ def _symbols(s: Session, args: list[str]) -> Output:
     symbols --kaslr          a kernel booted without nokaslr, stopped in its code: find where it placed
                              itself (its code at the PC matched against the image) and move the symbols
     symbols --gdb FILE       write the symbols as an ELF for gdb: symbol-file FILE (or add-symbol-file)
-A kernel's System.map and vmlinux hold link addresses (_text at 0x100000); kernels from 6.10 on run at
-0x3FFE0000000 above them without KASLR, and the session moves them there (as gdb's add-symbol-file -o).
-Without nokaslr on its command line a kernel may place itself at a random address: boot with nokaslr."""
+
+    A kernel's System.map and vmlinux hold link addresses (_text at 0x100000); kernels from 6.10 on run at
+    0x3FFE0000000 above them without KASLR, and the session moves them there (as gdb's add-symbol-file -o).
+    Without nokaslr on its command line a kernel may place itself at a random address: boot with nokaslr,
+    or find it with symbols --kaslr."""
     words = list(args)
     offset: int | None = None
     if "-o" in words:
