@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import emulator.startup  # first: Ctrl-C during the imports below ends the program without a traceback
@@ -433,18 +433,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zuv`` console script: every command's Ctrl-C and closed pipe end here, as one
     line and an exit status (130, 141), never a traceback."""
+    return guarded(lambda: _main(argv))
+
+
+def guarded(run: Callable[[], int], name: str = "zuv") -> int:
+    """``run()``'s exit status, with Ctrl-C, a closed pipe and a refused file answered as ``zuv`` answers
+    them (one line, 130 / 141 / 2): for ``main`` and the tools/ wrappers (pvimg.py, genprotimg, hostkey.py,
+    gen_se_header.py) that the docs run directly."""
     try:
         emulator.startup.hand_over()  # from here on Ctrl-C is a KeyboardInterrupt, answered below
-        return _main(argv)
+        return run()
     except KeyboardInterrupt:
         _quiet_exit()
-        print("\nzuv: interrupted", file=sys.stderr)
+        print(f"\n{name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _quiet_exit()
         return EXIT_BROKEN_PIPE
     except OSError as e:  # the one net for every file a command opens, reads or writes: one line, status 2
-        print(f"zuv: {_file_error(e)}", file=sys.stderr)
+        print(f"{name}: {_file_error(e)}", file=sys.stderr)
         return EXIT_FILE_ERROR
 
 

@@ -153,6 +153,24 @@ def test_output_into_a_closed_pipe_ends_quietly(args):
     assert "Traceback" not in err and "BrokenPipeError" not in err
 
 
+@pytest.mark.parametrize(
+    "tool",
+    [
+        ["tools/pvimg.py", "info", "--print-schema", "json"],  # a traceback through `| head` (docs/se-image.md)
+        ["tools/genprotimg", "--help"],
+        ["tools/hostkey.py", "verify", "firmware/machines/zuv-demo/host-key-document.crt"],
+        ["tools/gen_se_header.py", "--help"],
+    ],
+)
+def test_the_tools_the_docs_run_directly_end_quietly_into_a_closed_pipe(tool):
+    p = subprocess.Popen([sys.executable, *tool], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=ROOT)  # fmt: skip
+    p.stdout.close()  # type: ignore[union-attr]
+    err = p.stderr.read().decode()  # type: ignore[union-attr]
+    assert p.wait(timeout=120) in (0, 141), err  # 0: argparse's --help ends before the pipe is seen
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
 def test_boot_refuses_a_missing_image_before_its_banner_and_names_a_normal_guest():
     p = zuv("boot", "no/such/image.se")
     _one_line_error(p)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from emulator.cli import guarded  # noqa: E402
 from emulator.image.hostkey import hostkey_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(hostkey_main(sys.argv[1:]))
+    sys.exit(guarded(lambda: hostkey_main(sys.argv[1:]), "hostkey"))

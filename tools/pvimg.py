@@ -10,7 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from emulator.cli import guarded  # noqa: E402
 from emulator.image.pvimg_cli import genprotimg_main, pvimg_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(genprotimg_main() if Path(sys.argv[0]).name == "genprotimg" else pvimg_main())
+    if Path(sys.argv[0]).name == "genprotimg":
+        sys.exit(guarded(genprotimg_main, "genprotimg"))
+    sys.exit(guarded(pvimg_main, "pvimg"))
