@@ -210,6 +210,10 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer, Engi
         #: successful translations of the instruction emulation (``mmu.translate``), valid until the next TLB
         #: flush: (virtual page | the access's kind in the low bits: 0 for a load) -> host frame address
         self._xc: dict[int, int] = {}
+        #: successful DAT walks by address space, valid until a flush other than a change of address space
+        #: (the hardware's TLB is tagged by address space: Linux switches CR1 at every system call):
+        #: (ASCE, virtual page, store, IEP fetch, EDAT-1, ASID) -> (real page, absolute, EDAT-dependent)
+        self._dc: dict[tuple[int, int, bool, bool, bool, int], tuple[int, bool, bool]] = {}
         #: frames some TLB entry or cached translation of this CPU maps (owner changes elsewhere need no
         #: flush)
         self._tlb_frames: set[int] = set()

@@ -32,6 +32,8 @@ __all__ = ["StorageAccess", "GuestMapping", "GuestIntercept", "SubPageAccess"]
 
 #: the translation cache's key bit of a store at bytes 512-4095 of page 0 or 1 (above low-address protection)
 _XC_LOW_STORE = 0x800
+#: DAT walks kept by address space (``StorageAccess._dc``), at most
+_DC_KEPT = 1 << 16
 
 
 class GuestMapping:
@@ -78,6 +80,7 @@ class StorageAccess:
         _buf: memoryview
         _guest: GuestMapping | None
         _xc: dict[int, int]
+        _dc: dict[tuple[int, int, bool, bool, bool, int], tuple[int, bool, bool]]
         _mm: mmap.mmap
         _tlb_frames: set[int]
         _edat_dependent: bool
@@ -185,17 +188,29 @@ class StorageAccess:
             asid = (0, 1, 2, 3)[asc]
             cr0 = self.cr(0)
             edat1 = bool(cr0 & CR0_EDAT)
-            real, _protected, absolute, edat_dependent = dat.translate(
-                self._buf,
-                self.table_to_host,
-                self.cr(cr),
-                vaddr,
-                write,
-                asid,
-                edat1,
-                fetch and bool(cr0 & CR0_IEP),
-                edat2=edat1 and self.has_facility(FAC_EDAT2),
-            )
+            iep = fetch and bool(cr0 & CR0_IEP)
+            asce = self.cr(cr)
+            # the walk's result by address space: kept over a change of space (``TlbFill.switch_space``)
+            dc_key = (asce, vaddr & 0xFFFFFFFFFFFFF000, write, iep, edat1, asid)
+            walked = self._dc.get(dc_key)
+            if walked is None:
+                real, _protected, absolute, edat_dependent = dat.translate(
+                    self._buf,
+                    self.table_to_host,
+                    asce,
+                    vaddr,
+                    write,
+                    asid,
+                    edat1,
+                    iep,
+                    edat2=edat1 and self.has_facility(FAC_EDAT2),
+                )
+                if len(self._dc) >= _DC_KEPT:
+                    self._dc.clear()
+                self._dc[dc_key] = (real & ~0xFFF, absolute, edat_dependent)
+            else:
+                real, absolute, edat_dependent = walked
+                real |= vaddr & 0xFFF
             if not absolute:  # a large frame's address is absolute already
                 real = prefixed(real, self.prefix)
         else:

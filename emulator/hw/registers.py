@@ -74,6 +74,8 @@ _CR0_NO_TRANSLATION: Final = 0xFFFF | 1 << 18 | 1 << 17
 _CR0_TIMER_SUBCLASSES: Final = CR0_CKC_SC | CR0_CPU_TIMER_SC
 #: control registers that designate address spaces, or lead to them in access-register translation
 _TLB_CRS: Final = frozenset({1, 2, 5, 7, 8, 13})
+#: the address-space designations: a change switches spaces (``TlbFill.switch_space``), it purges nothing
+_ASCE_CRS: Final = frozenset({1, 7, 13})
 #: PSW bits whose turning on makes the run loop look (``attention``): an interruption class enabled, a wait
 _PSW_ATTENTION: Final = PSW_MASK_EXT | PSW_MASK_IO | PSW_MASK_MCHECK | PSW_MASK_WAIT
 _PSW_ATTENTION_ALWAYS: Final = PSW_MASK_IO | PSW_MASK_MCHECK | PSW_MASK_WAIT
@@ -166,6 +168,9 @@ class Registers(InterruptDelivery):
 
         def flush_tlb(self) -> None:
             """Forget every translation decision (``tlb.TlbFill``)."""
+
+        def switch_space(self) -> None:
+            """An address-space designation changed (``tlb.TlbFill``)."""
 
         def _forget_exits(self) -> None: ...
     # -- registers -----------------------------------------------------------------------------------
@@ -345,7 +350,7 @@ class Registers(InterruptDelivery):
         A program's interruption handler that switches CR0 (a kvm-unit-tests handler loads its own CR0 and
         then the interrupted one back) thus keeps the TLB, as the hardware's keeps its entries.
         """
-        flush = False
+        flush = switch = False
         current = self.crs()
         for i, value in values.items():
             value &= 0xFFFFFFFFFFFFFFFF
@@ -353,7 +358,9 @@ class Registers(InterruptDelivery):
             if old == value:
                 continue
             self.write_cr(i, value)
-            if i in _TLB_CRS:
+            if i in _ASCE_CRS:
+                switch = True
+            elif i in _TLB_CRS:
                 flush = True
             elif i == 0:
                 if (old ^ value) & _CR0_TIMER_SUBCLASSES:
@@ -362,6 +369,8 @@ class Registers(InterruptDelivery):
                 flush = flush or bool(diff & ~CR0_EDAT) or bool(diff & CR0_EDAT and self._edat_dependent)
         if flush:
             self.flush_tlb()
+        elif switch:
+            self.switch_space()
 
     def load_cr(self, i: int, value: int) -> None:
         """``load_crs`` of one register (a handler opening or closing an interruption subclass), without the
@@ -372,7 +381,9 @@ class Registers(InterruptDelivery):
         if old == value:
             return
         self.write_cr(i, value)
-        if i in _TLB_CRS:
+        if i in _ASCE_CRS:
+            self.switch_space()
+        elif i in _TLB_CRS:
             self.flush_tlb()
         elif i == 0:
             if (old ^ value) & _CR0_TIMER_SUBCLASSES:

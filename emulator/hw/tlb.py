@@ -106,13 +106,23 @@ class TlbFill(TrapDispatch):
 
     def flush_tlb(self) -> None:
         """Forget every translation decision (after CR, prefix, key, PSW or ownership changes)."""
+        self.switch_space()
+        self._dc.clear()
+        self._edat_dependent = False
+
+    def switch_space(self) -> None:
+        """An address-space designation (CR1, CR7 or CR13) changed: unicorn's TLB, which is not tagged by
+        address space, goes, and with it every decision of the current spaces; the DAT walks stay, by
+        address space (``_dc``), as the hardware's TLB keeps the entries of a space while another is loaded
+        (only a purge drops them: IPTE, IDTE, CSP, PTLB, each a ``flush_tlb``). Linux loads CR1 at every
+        system call and interruption from user space and back: each page's fill after it no longer walks
+        the tables in Python."""
         self._engine_flush()
         self._xc.clear()
         self._tlb_frames.clear()
         if self.tlb_record is not None:
             self.tlb_record.clear()
         self._icache.clear()
-        self._edat_dependent = False
 
     def _engine_flush(self) -> None:
         """Flush unicorn's TLB (where QEMU's dynamic TLB also resizes) and start counting anew.

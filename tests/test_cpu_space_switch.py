@@ -1,0 +1,81 @@
+"""Switching address spaces keeps each space's translations, as the hardware's TLB (tagged by address space)
+does; only a purge drops them.
+
+Linux loads CR1 at every system call and interruption from user space and back. Each load flushes unicorn's
+TLB, which is not tagged by address space, and every page's next fill walked the DAT tables again in Python.
+The program here alternates CR1 between two spaces that map one virtual page to different frames, hundreds of
+times: each space sees its own frame every time, the tables are walked a few times in all, and after an IPTE
+and a new page-table entry the space sees the new frame.
+"""
+
+import struct
+
+from emulator.hw import dat
+from emulator.hw.cpu import OPERATING, PSW_MASK_64
+
+ST_A, PT_A = 0x20000, 0x24000
+ST_B, PT_B = 0x28000, 0x2C000
+CODE = 0x10000
+DATA = 0x5000  # frame 0x6000 in space A, 0x7000 in space B, 0x8000 in A after the IPTE
+ASCES = 0x300  # space A's ASCE at 0x300, B's at 0x308
+ROUNDS = 200
+DAT = 1 << 58
+WAIT = 0x600D
+
+
+def test_each_space_keeps_its_translations_until_a_purge(fresh_cpu, monkeypatch):
+    cpu = fresh_cpu
+    mem = cpu.mem
+    cpu.reset_cpu()
+    mem.fill(0, 0x40000)
+    for st, pt in ((ST_A, PT_A), (ST_B, PT_B)):
+        for i in range(2048):
+            mem.write(st + 8 * i, struct.pack(">Q", 0x20))  # segment invalid
+        mem.write(st, struct.pack(">Q", pt))
+        for i in range(256):
+            mem.write(pt + 8 * i, struct.pack(">Q", i << 12))  # the first MiB identity-mapped
+    mem.write(PT_A + 8 * (DATA >> 12), struct.pack(">Q", 0x6000))
+    mem.write(PT_B + 8 * (DATA >> 12), struct.pack(">Q", 0x7000))
+    mem.write(0x6000, struct.pack(">Q", 1))
+    mem.write(0x7000, struct.pack(">Q", 100))
+    mem.write(0x8000, struct.pack(">Q", 10000))
+    mem.write(ASCES, struct.pack(">QQ", ST_A | 3, ST_B | 3))
+    mem.write(0x1D0, struct.pack(">QQ", 0x0002000180000000, 0xBAD))  # program new PSW: disabled wait
+    mem.write(0x200, struct.pack(">QQ", 0x0002000180000000, WAIT))
+    code = bytes.fromhex(
+        f"a718{ROUNDS:04x}"  # lhi %r1,ROUNDS
+        "a7290000"  # lghi %r2,0
+        "eb110300002f"  # loop: lctlg %c1,%c1,0x300: space A
+        "e32000000508"  # ag %r2,DATA
+        "eb110308002f"  # lctlg %c1,%c1,0x308: space B
+        "e32000000508"  # ag %r2,DATA
+        "a716fff4"  # brct %r1,loop
+        "eb110300002f"  # lctlg %c1,%c1,0x300: space A
+        "b2210034"  # ipte %r3,%r4: DATA's entry in A invalid, purged
+        "e35060000024"  # stg %r5,0(%r6): A's entry now maps frame 0x8000
+        "e32000000508"  # ag %r2,DATA
+        "b2b20200"  # lpswe 0x200
+    )
+    mem.write(CODE, code)
+    walks = 0
+    walk = dat.translate
+
+    def counted(*a, **k):
+        nonlocal walks
+        walks += 1
+        return walk(*a, **k)
+
+    monkeypatch.setattr(dat, "translate", counted)
+    cpu.set_cr(0, 0xE0)
+    cpu.set_cr(1, ST_A | 3)
+    cpu.set_cr(7, ST_A | 3)
+    cpu.set_cr(13, ST_A | 3)
+    for r, v in ((3, PT_A), (4, DATA), (5, 0x8000), (6, PT_A + 8 * (DATA >> 12))):
+        cpu.set_gpr(r, v)
+    cpu.set_psw(PSW_MASK_64 | DAT, CODE)
+    cpu.state = OPERATING
+    ex = cpu.run(timeout_us=30_000_000)
+    assert (ex.kind, ex.code) == ("disabled_wait", WAIT), ex
+    assert cpu.gpr(2) == ROUNDS * 101 + 10000
+    # the code, DATA and the ASCEs' pages in each space, and again after the purge: not one walk per switch
+    assert walks < 40, walks
