@@ -65,3 +65,11 @@ def test_console_doc_command_table_is_the_registry() -> None:
             re.findall(r"^\| `(.+?)`(?: \((.*?)\))? \| (.*) \|$", table, re.M)]  # fmt: skip
     want = [(c.usage, ", ".join(c.aliases), c.summary) for c in REGISTRY.values()]
     assert sorted(rows) == sorted(want)
+
+
+def test_docs_run_the_tools_with_the_venvs_python() -> None:
+    # `python3 tools/pvimg.py` on a machine whose python3 lacks zuv's dependencies (a fresh clone, the README's
+    # venv) ended in ModuleNotFoundError: the docs use the interpreter the README's first command installs into
+    for doc in USER_DOCS:
+        hits = re.findall(r"(?<![/\w])python3? (?:tools/\S+|-m emulator\S*)", doc.read_text())
+        assert hits == [], f"{doc.relative_to(ROOT)}: {hits} (use .venv/bin/python)"
