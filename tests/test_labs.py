@@ -131,3 +131,16 @@ def test_list_start_and_bad_usage(tmp_path, capsys):
     start(2, d)  # a student's work is kept
     assert (d / "answers.txt").read_text() == "shared_pages = 1\n"
     assert main(["check", "9"]) == 2 and main(["check", "1", "--dir", str(tmp_path / "none")]) == 2
+
+
+@pytest.mark.parametrize("n", [lab.number for lab in LABS if lab.number != 1])  # lab 1's image is the student's
+def test_each_starting_script_runs_clean_as_its_first_line_says(n, tmp_path):
+    # labs 3 and 6 ran `dual` without the debug capability: an error in the student's transcript, exit 1
+    d = tmp_path / f"lab{n}"
+    start(n, d)
+    first = (d / "start.zuv").read_text().splitlines()[0]
+    assert first.startswith("# zuv console --script "), first
+    argv = first[len("# zuv "):].split(">")[0].replace(f"lab{n}/", f"{d}/").split()
+    r = subprocess.run([sys.executable, "-m", "emulator.cli", *argv], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)  # fmt: skip
+    assert r.returncode == 0 and "error" not in r.stdout, r.stdout[-2000:] + r.stderr
