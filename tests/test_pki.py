@@ -271,6 +271,10 @@ def test_hostkey_cli_lifecycle(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "revoked" in err and len(err.strip().splitlines()) == 1
     assert hostkey_main(["new-machine", str(mdir), "--pki", str(pdir)]) == 2
+    root = (pdir / "root-ca.key").read_bytes()
+    capsys.readouterr()
+    assert hostkey_main(["init-pki", str(pdir)]) == 2  # was: a new root CA over the old, silently
+    assert "already holds a PKI" in capsys.readouterr().err and (pdir / "root-ca.key").read_bytes() == root
     assert hostkey_main(["verify", str(REPO / "README.md")]) == 2
     assert hostkey_main(["bogus"]) == 2
     assert "Traceback" not in capsys.readouterr().err
