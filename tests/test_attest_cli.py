@@ -156,7 +156,11 @@ def test_pvsecret_errors_and_info(files: Path, capsys: pytest.CaptureFixture[str
         )
         == 1
     )
-    assert "aes key must be" in capsys.readouterr().err
+    assert "an aes key must be 16 or 24 or 32 bytes, not 20" in capsys.readouterr().err
+    (d / "junk").write_bytes(b"x" * 2000)
+    assert pvsecret_main(["add", str(d / "junk"), "--guest", str(d / "g.json")]) == 1
+    err = capsys.readouterr().err  # said "the input is not an add-secret request: not an add-secret request"
+    assert err.count("not an add-secret request") == 1 and len(err.strip().splitlines()) == 1, err
     assert pvsecret_main([*base, "-o", str(d / "r"), "--cuid-hex", "1234", "meta"]) == 1
     assert pvsecret_main([*base, "-o", str(d / "r"), "association", "apqn", "--stdout",
                           "--output-secret", str(d / "assoc")]) == 0  # fmt: skip

@@ -89,7 +89,7 @@ def _retrievable(kind: str, data: bytes) -> tuple[int, bytes]:
     if table is not None:
         if len(data) not in table:
             raise ToolError(
-                f"a {kind} key must be {' or '.join(str(n) for n in table)} bytes, not {len(data)}"
+                f"an {kind} key must be {' or '.join(str(n) for n in table)} bytes, not {len(data)}"
             )
         return table[len(data)], data
     return ec_secret(data)

@@ -309,7 +309,9 @@ def cmd_add(a: Any, request: bytes, force: bool) -> int:
     try:
         r = A.parse_asrcb(request)
     except A.RequestFormatError as exc:
-        raise GuestFileError(f"the input is not an add-secret request: {exc}") from None
+        why = str(exc)
+        raise GuestFileError(f"the input is {why}" if why.startswith("not an add-secret request")
+                             else f"the input is not an add-secret request: {why}") from None  # fmt: skip
     gf = _guest(a)
     sid = (
         r.secret_header.id
