@@ -210,25 +210,16 @@ class PhysicalMemory:
     def read_file_into(self, addr: int, f: BinaryIO, length: int) -> int:
         """``load_file`` without the range check and without telling the store listeners (a host view's
         load does both itself, the read under the tag lock and the telling after it)."""
-        if length <= 0:
-            return 0
-        lo = addr & ~(mmap.PAGESIZE - 1)
-        try:
-            self._buf.madvise(_MADV_POPULATE_WRITE, lo, addr + length - lo)
-        except (OSError, ValueError):
-            pass  # an older kernel: the pages fault in as the file is read
-        view = self._view[addr : addr + length]
-        done = 0
-        while done < length:
-            n = f.readinto(view[done:])
-            if not n:
-                break
-            done += n
-        return done
+        return self._read_into(addr, length, lambda view, _done: f.readinto(view))
 
     def read_fd_into(self, addr: int, fd: int, pos: int, length: int) -> int:
         """``read_file_into`` from the file descriptor ``fd`` at offset ``pos`` (``os.preadv``: no Python
         code of the file's runs with a view of storage; a host view's ``load_file``)."""
+        return self._read_into(addr, length, lambda view, done: os.preadv(fd, [view], pos + done))
+
+    def _read_into(self, addr: int, length: int, read: Callable[[memoryview, int], int | None]) -> int:
+        """Fill ``[addr, addr+length)`` by ``read(view of the rest, bytes read so far)`` until it gives 0;
+        the pages are populated in one kernel call first. Returns the bytes read."""
         if length <= 0:
             return 0
         lo = addr & ~(mmap.PAGESIZE - 1)
@@ -239,7 +230,7 @@ class PhysicalMemory:
         view = self._view[addr : addr + length]
         done = 0
         while done < length:
-            n = os.preadv(fd, [view[done:]], pos + done)
+            n = read(view[done:], done)
             if not n:
                 break
             done += n
