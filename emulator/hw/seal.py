@@ -115,24 +115,17 @@ def notify_refusal(listeners: list[Callable[[int, bool], None]]) -> Callable[[Ba
     return refused
 
 
+_CALL_THROUGH = """
+def crossing({{params}}):
+{{plain}}    try:
+        return _g_fn({{call}})
+    except BaseException as _g_e:  # raised again below, without the sealed frames
+        _g_err = _g_scrub(_g_e)
+{refused}    raise _g_err
+"""
 _BODIES = {
-    "plain": """
-def crossing({params}):
-{plain}    try:
-        return _g_fn({call})
-    except BaseException as _g_e:  # raised again below, without the sealed frames
-        _g_err = _g_scrub(_g_e)
-    raise _g_err
-""",
-    "refused": """
-def crossing({params}):
-{plain}    try:
-        return _g_fn({call})
-    except BaseException as _g_e:  # raised again below, without the sealed frames
-        _g_err = _g_scrub(_g_e)
-    _g_refused(_g_err)
-    raise _g_err
-""",
+    "plain": _CALL_THROUGH.format(refused=""),
+    "refused": _CALL_THROUGH.format(refused="    _g_refused(_g_err)\n"),
     "settles": """
 def crossing({params}):
 {plain}    _g_st = _g_crossing
