@@ -93,8 +93,9 @@ def _servc_kernel(n: int) -> bytes:
     return bytes(img)
 
 
-def bench_servc_secure(host: SecureHost, n: int, keys) -> float:
-    img = build_image(kernel=_servc_kernel(n), host_keys=keys, rng=DeterministicRng(n))
+def _boot_secure(host: SecureHost, kernel: bytes, n: int, keys, intercept: str) -> float:
+    """Seconds to boot ``kernel`` packed as a secure image; it makes ``n`` intercepts named ``intercept``."""
+    img = build_image(kernel=kernel, host_keys=keys, rng=DeterministicRng(n))
     with tempfile.NamedTemporaryFile(suffix=".se") as f:
         f.write(img.data)
         f.flush()
@@ -102,8 +103,12 @@ def bench_servc_secure(host: SecureHost, n: int, keys) -> float:
         r = boot(host, f.name, 16 << 20, attack=False, time_limit=120)
         dt = time.perf_counter() - t
     assert r.run.clean and r.failure is None, (r.run.describe(), r.failure_text())
-    assert r.intercepts.get("SERVC", 0) == n, r.intercepts
+    assert r.intercepts.get(intercept, 0) == n, r.intercepts
     return dt
+
+
+def bench_servc_secure(host: SecureHost, n: int, keys) -> float:
+    return _boot_secure(host, _servc_kernel(n), n, keys, "SERVC")
 
 
 def bench_diag_normal(host: SecureHost, n: int) -> float:
@@ -125,16 +130,7 @@ def bench_diag_normal(host: SecureHost, n: int) -> float:
 
 
 def bench_diag_secure(host: SecureHost, n: int, keys) -> float:
-    img = build_image(kernel=_loop_kernel(n), host_keys=keys, rng=DeterministicRng(n))
-    with tempfile.NamedTemporaryFile(suffix=".se") as f:
-        f.write(img.data)
-        f.flush()
-        t = time.perf_counter()
-        r = boot(host, f.name, 16 << 20, attack=False, time_limit=120)
-        dt = time.perf_counter() - t
-    assert r.run.clean and r.failure is None, (r.run.describe(), r.failure_text())
-    assert r.intercepts.get("DIAG 0x9c (notification)", 0) == n, r.intercepts
-    return dt
+    return _boot_secure(host, _loop_kernel(n), n, keys, "DIAG 0x9c (notification)")
 
 
 def bench_export_import(host: SecureHost, pages: int) -> float:
