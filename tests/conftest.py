@@ -9,6 +9,19 @@ settings.register_profile("zuv", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile("zuv")
 
 
+#: the start of a two-CPU program for ``build_elf``: CPU 1 restarted (SIGP restart, order 6, to CPU address 1
+#: in %r3) with the restart PSW at the program's label ``rstpsw``
+RESTART_CPU1 = r"""
+.text
+.globl _start
+_start:
+    larl %r1,rstpsw
+    mvc 0x1a0(16,%r0),0(%r1)
+    lghi %r3,1
+    sigp %r4,%r3,6              # restart CPU 1
+"""
+
+
 def build_elf(directory, source: str, name: str = "p"):
     """Assemble ``source`` (GNU as, z13) and link it at 0x10000 with entry ``_start``: the ELF's path."""
     import subprocess

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import build_elf
+from conftest import RESTART_CPU1, build_elf
 
 from emulator.hypervisor.boot import SecureHost, boot
 from emulator.image.pvimg import build_image
@@ -65,14 +65,7 @@ def test_the_bare_machine_without_an_ultravisor_offers_neither():
 
 #: CPU 1 is restarted into a disabled wait (code 0x123); CPU 0 waits for its flag, stops it, and ends in the
 #: disabled wait 0xFFF (a clean end)
-STOP_A_WAITING_CPU = r"""
-.text
-.globl _start
-_start:
-    larl %r1,rstpsw
-    mvc 0x1a0(16,%r0),0(%r1)
-    lghi %r3,1
-    sigp %r4,%r3,6              # restart CPU 1
+STOP_A_WAITING_CPU = RESTART_CPU1 + r"""
     larl %r5,flag
 1:  cli 0(%r5),1
     jne 1b

@@ -12,28 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from linux_boot_gate import KERNEL, LIMIT_S, MARKS, ROOT, linux_guest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import linux_guest  # noqa: E402
-import linux_rootfs  # noqa: E402
+import linux_rootfs  # isort: skip - in tools/, which linux_boot_gate puts on the path
 
-CACHE = linux_guest.cache_dir()
-KERNEL, INITRD = CACHE / "vmlinuz", CACHE / "initrd.cpio"
-#: a safety net for a boot that hangs, far above a boot's length on a loaded machine (not an assertion)
-LIMIT_S = 1000
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not os.environ.get("ZUV_LINUX"),
-        reason="boots Linux for minutes: tools/test.sh runs it beside the suite (ZUV_LINUX=1: alone)",
-    ),
-    pytest.mark.skipif(
-        not (KERNEL.exists() and INITRD.exists()),
-        reason=f"no Linux guest in {CACHE}: run tools/linux_guest.py --setup",
-    ),
-]
+pytestmark = MARKS
 
 
 def _boot(disk: Path, initrd: Path) -> str:

@@ -5,7 +5,7 @@ loaded its modules and mounted an ext4 root 5-10x slower than with one CPU (``do
 """
 
 import pytest
-from conftest import build_elf
+from conftest import RESTART_CPU1, build_elf
 
 from emulator.machine.machine import Machine
 
@@ -16,14 +16,7 @@ ROUNDS = 200
 #: CPU 0 restarts CPU 1 into an enabled wait, then ROUNDS times: signals it (SIGP order ORDER) and spins
 #: until CPU 1's external handler has counted the signal, counting its own spins at 0x3000; then it stops
 #: CPU 1 and ends in the disabled wait 0xFFF. CPU 1's count is at 0x3008.
-SIGNALS = r"""
-.text
-.globl _start
-_start:
-    larl %r1,rstpsw
-    mvc 0x1a0(16,%r0),0(%r1)
-    lghi %r3,1
-    sigp %r4,%r3,6              # restart CPU 1
+SIGNALS = RESTART_CPU1 + r"""
     xgr %r8,%r8                 # spins
     xgr %r9,%r9                 # signals sent
 0:  lg %r1,0x3008               # wait for CPU 1 to be up (its first count: 1 << 32)
@@ -72,14 +65,7 @@ cr0: .quad 0
 
 #: CPU 0 and CPU 1 pass a token ROUNDS times, each spinning for it with a yield (DIAG YIELD) in its loop and
 #: counting its spins (CPU 0 at 0x3000, CPU 1 at 0x3008); CPU 1 stops, CPU 0 ends in the disabled wait
-YIELDS = r"""
-.text
-.globl _start
-_start:
-    larl %r1,rstpsw
-    mvc 0x1a0(16,%r0),0(%r1)
-    lghi %r3,1
-    sigp %r4,%r3,6              # restart CPU 1
+YIELDS = RESTART_CPU1 + r"""
     xgr %r8,%r8
     lghi %r9,ROUNDS
 1:  mviy 0x3010,1               # the token to CPU 1

@@ -6,7 +6,7 @@ well. The waiting CPU is still woken by its own timer and by a SIGP of the runni
 """
 
 import pytest
-from conftest import build_elf
+from conftest import RESTART_CPU1, build_elf
 
 from emulator.hw.cpu import Cpu
 from emulator.machine.machine import Machine
@@ -16,14 +16,7 @@ pytestmark = pytest.mark.toolchain
 #: CPU 0 restarts CPU 1 into an enabled wait whose clock comparator fires after a while (its handler counts
 #: and waits again, three times), loops 3 M times itself, then waits for CPU 1's count to reach 3 and
 #: signals it (SIGP emergency), whose handler stops CPU 1; CPU 0 ends in the disabled wait 0xFFF.
-PROGRAM = r"""
-.text
-.globl _start
-_start:
-    larl %r1,rstpsw
-    mvc 0x1a0(16,%r0),0(%r1)
-    lghi %r3,1
-    sigp %r4,%r3,6              # restart CPU 1
+PROGRAM = RESTART_CPU1 + r"""
     llilf %r6,3000000
 1:  brctg %r6,1b                # work while CPU 1 waits
     larl %r5,ticks
@@ -117,14 +110,7 @@ def test_one_busy_cpu_runs_free_while_the_other_waits(tmp_path, counted):
 
 
 #: both CPUs loop (CPU 1 restarted into a loop that ends with a flag CPU 0 then waits for)
-BOTH_BUSY = r"""
-.text
-.globl _start
-_start:
-    larl %r1,rstpsw
-    mvc 0x1a0(16,%r0),0(%r1)
-    lghi %r3,1
-    sigp %r4,%r3,6              # restart CPU 1
+BOTH_BUSY = RESTART_CPU1 + r"""
     llilf %r6,3000000
 1:  brctg %r6,1b
     larl %r5,done
