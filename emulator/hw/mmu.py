@@ -169,7 +169,7 @@ class StorageAccess:
             page_fill
             and write
             and vaddr < 0x2000
-            and xc_key | _XC_LOW_STORE in self._xc
+            and (xc_key | _XC_LOW_STORE) in self._xc
             and self.cr(0) & CR0_LAP
         ):
             # the page translates for stores above byte 511 (kept below): only low-address protection is
