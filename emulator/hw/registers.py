@@ -343,8 +343,9 @@ class Registers(InterruptDelivery):
     def load_crs(self, values: dict[int, int]) -> None:
         """Load control registers as LCTL and LCTLG do, flushing the TLB only when a value its decisions
         depend on changed: an address-space designation (CR1, CR7, CR13: a switch of space, which keeps the
-        spaces' DAT walks, ``TlbFill.switch_space``; CR2, CR5, CR8 of access-register translation), or a CR0 bit other than the interruption subclass masks and the AFP and vector
-        enablement (``_CR0_NO_TRANSLATION``), except the enhanced-DAT control while no translation the TLB
+        spaces' DAT walks, ``TlbFill.switch_space``; CR2, CR5, CR8 of access-register translation), or a
+        CR0 bit other than the interruption subclass masks and the AFP and vector enablement
+        (``_CR0_NO_TRANSLATION``), except the enhanced-DAT control while no translation the TLB
         holds depends on it (``dat.Translation.edat_dependent``).
 
         A program's interruption handler that switches CR0 (a kvm-unit-tests handler loads its own CR0 and
