@@ -65,12 +65,12 @@ def _waits(r) -> dict[int, str]:
 
 @pytest.mark.parametrize("secure", [True, False], ids=["secure", "normal"])
 def test_the_watchdog_bites_with_a_restart_interruption(tmp_path, secure):
-    """Armed for 15 s, the watchdog expires while the guest waits (the run skips the idle time to its
-    deadline) and inject-nmi makes a restart interruption on CPU 0; a secure guest's DIAG is a 0x68
-    interception the host completes."""
+    """Armed for 15 s, the watchdog expires while the guest waits (a deterministic clock skips the idle
+    time to its deadline; a real-time one would wait the 15 s) and inject-nmi makes a restart interruption
+    on CPU 0; a secure guest's DIAG is a 0x68 interception the host completes."""
     image = (_se_image if secure else _flat_image)(tmp_path, _BITE, "bite")
-    r = boot(SecureHost("zuv-demo", seed=31), image, attack=False, time_limit=60, watchdog="diag288",
-             watchdog_action="inject-nmi")  # fmt: skip
+    r = boot(SecureHost("zuv-demo", seed=31, deterministic=True), image, attack=False, time_limit=60,
+             watchdog="diag288", watchdog_action="inject-nmi", deterministic=True)  # fmt: skip
     assert r.secure is secure
     assert _waits(r) == {0: "disabled wait 0x288"}, r.run.describe()
     assert r.intercepts.get("DIAG 0x288" if secure else "DIAG") == 1
@@ -94,12 +94,13 @@ def test_an_odd_r1_is_a_specification_exception_although_the_registers_would_arm
 
 def test_the_reset_action_ipls_the_secure_guest_again_and_poweroff_ends_the_run(tmp_path):
     """``reset`` (QEMU's default) is a system reset: the secure configuration goes and the image is IPLed
-    again, so the guest arms the watchdog once more; ``poweroff`` ends the run at the expiry."""
+    again, so the guest arms the watchdog once more; ``poweroff`` ends the run at the expiry (deterministic
+    clocks: the idle time to each expiry is skipped)."""
     image = _se_image(tmp_path, _BITE, "reset")
-    r = boot(SecureHost("zuv-demo", seed=34), image, attack=False, time_limit=60, watchdog="diag288",
-             watchdog_action="poweroff")  # fmt: skip
+    r = boot(SecureHost("zuv-demo", seed=34, deterministic=True), image, attack=False, time_limit=60,
+             watchdog="diag288", watchdog_action="poweroff", deterministic=True)  # fmt: skip
     assert r.run.reason == "the watchdog expired (powered off: --watchdog-action poweroff)"
-    host = SecureHost("zuv-demo", seed=35)
+    host = SecureHost("zuv-demo", seed=35, deterministic=True)
     vm = host.hv.create_vm(128 << 20, 1, name="reset")
     try:
         vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001
@@ -109,7 +110,7 @@ def test_the_reset_action_ipls_the_secure_guest_again_and_poweroff_ends_the_run(
         load_image(vm, image)
         sch = vm.channel.css.subchannels[0]
         sch.pmcw.flags |= PMCW_E  # as a guest's MSCH enables it
-        res = vm.run(time_limit=60, stop_when=lambda: wd.expiries >= 2)
+        res = vm.run(time_limit=60, stop_when=lambda: wd.expiries >= 2, deterministic=True)
         assert res.reason == "stop condition met", res.describe()
         assert res.intercepts.get("DIAG 0x288") == 2  # armed by the guest's first and second IPL
         assert vm.pv is None  # the reset made the VM normal; its next run IPLs the image again

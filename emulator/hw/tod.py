@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Final
 
@@ -13,6 +14,8 @@ __all__ = ["TodClock", "TOD_PER_US", "unix_ns_to_tod"]
 #: TOD bit 51 is one microsecond.
 TOD_PER_US: Final = 4096
 _EPOCH_1900_TO_1970_S: Final = 2208988800
+#: The longest a real-time clock's idle wait lasts before the run loop looks again (halts, the time limit).
+IDLE_WAIT_S: Final = 0.05
 #: Where a deterministic clock starts: 2026-01-01T00:00:00Z.
 DETERMINISTIC_START_UNIX_NS: Final = 1767225600 * 10**9
 
@@ -26,9 +29,10 @@ def unix_ns_to_tod(ns: int) -> int:
 class TodClock:
     """The TOD clock all CPUs of a machine share.
 
-    In real-time mode it follows the host's clock (monotonic, starting at the host's wall time). In
-    deterministic mode it starts at a fixed date and moves only when the machine calls ``advance``
-    (by executed instructions and skipped wait time), so the same run gives the same clock readings.
+    In real-time mode it follows the host's clock (monotonic, starting at the host's wall time; only SCK
+    sets it apart), also while every CPU waits (``idle_until``). In deterministic mode it starts at a fixed
+    date and moves only when the machine calls ``advance`` (by executed instructions and skipped wait time),
+    so the same run gives the same clock readings.
 
     The hypervisor holds the clock its hardware CPUs read (the secure SIE engine too), so its state is plain
     integers only, and no method can be replaced on an instance (``__slots__``): before, a host's
@@ -76,6 +80,21 @@ class TodClock:
                 self._ticks += tod - now
             else:
                 self._offset += tod - now
+
+    def idle_until(self, tod: int, wake: threading.Event) -> None:
+        """Every CPU waits, the first for a timer at ``tod``: a deterministic clock moves there at once; a
+        real-time one lets host time pass, as a real machine's waiting CPUs do (at most ``IDLE_WAIT_S``, less
+        when ``wake`` is set: console input, a halt), so the guest's clock keeps the host's time.
+
+        A real-time clock moved ahead instead made an idle Linux at its shell prompt run through its 250 Hz
+        tick as fast as the host could (~1,200 clock-comparator interruptions a second of host time, most
+        of a core), and its clock ran four times too fast: ``sleep 8`` ended after two seconds."""
+        if self.deterministic:
+            self.skip_to(tod)
+            return
+        us = self.us_until(tod)
+        if us > 0 and wake.wait(min(us / 1e6, IDLE_WAIT_S)):
+            wake.clear()
 
     def us_until(self, tod: int) -> int:
         """Microseconds from now until the clock reaches ``tod`` (0 if already past)."""

@@ -383,7 +383,7 @@ class Vm:
                         progressed = self.handle_exit(v, ex) or progressed
                         if self._halt_reason is not None or (budget is not None and budget <= 0):
                             break
-                if not progressed and not self._idle_skip():
+                if not progressed and not self._pass_idle():
                     if self.input_open:  # console input may still come (zuv boot's standard input)
                         self._input_event.wait(0.05)
                         self._input_event.clear()
@@ -395,8 +395,9 @@ class Vm:
             if timer is not None:
                 timer.cancel()
 
-    def _idle_skip(self) -> bool:
-        """Every operating vCPU waits: move the clock to the next timer deadline. False: nothing will come."""
+    def _pass_idle(self) -> bool:
+        """Every operating vCPU waits: let time pass towards the next timer deadline
+        (``TodClock.idle_until``). False: nothing will come."""
         ops = [v for v in self.vcpus.values() if v.operating]
         if not ops:
             return True
@@ -405,7 +406,7 @@ class Vm:
         deadlines = [d for v in ops if (d := self.hv.timer_deadline(v)) is not None]
         if not deadlines:
             return False
-        self.hv.clock.skip_to(min(deadlines))
+        self.hv.clock.idle_until(min(deadlines), self._input_event)
         return True
 
     def _count(self, name: str) -> None:

@@ -5,7 +5,7 @@ as an instruction interception (0x68) with R1, R1+1 and R3 normalised to registe
 R1's parity itself, ``firmware/uv_sie_intercept.py``), and a refusal goes back as a specification
 exception the Ultravisor injects, as QEMU's ``handle_diag_288`` answers a protected guest under KVM. The
 timer is ``emulator.hw.diag.Diag288`` on the hypervisor's clock; the VM's run loop takes the action at the
-deadline (``expire``), and the deadline bounds its SIE entries and idle skips like a vCPU timer.
+deadline (``expire``), and the deadline bounds its SIE entries and idle waits like a vCPU timer.
 """
 
 from __future__ import annotations

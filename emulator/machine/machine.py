@@ -383,7 +383,7 @@ class Machine(OwnerInsns):
                     return self._result("instruction limit reached", t0, counted)
                 runnable = [c for c in operating if not self._idle(c)]
                 if not runnable:
-                    if not self._skip_idle(operating):
+                    if not self._pass_idle(operating):
                         if self.input_open:  # console input may still end the wait
                             self._input_event.wait(0.05)
                             self._input_event.clear()
@@ -450,8 +450,9 @@ class Machine(OwnerInsns):
             return False
         return not cpu.io_deliverable() and not cpu.mcheck_deliverable()
 
-    def _skip_idle(self, operating: list[Cpu]) -> bool:
-        """Every running CPU waits: move the clock to the next timer, or give up. True if time moved."""
+    def _pass_idle(self, operating: list[Cpu]) -> bool:
+        """Every running CPU waits: let time pass towards the next timer (``TodClock.idle_until``), or give
+        up. True if a timer may end the wait."""
         if any(not c.interrupt_possible() for c in operating if c.psw[0] & PSW_MASK_WAIT):
             # a disabled wait: that CPU is finished
             for c in operating:
@@ -464,7 +465,7 @@ class Machine(OwnerInsns):
             deadlines.append(self.watchdog.deadline)
         if not deadlines:
             return False
-        self.tod.skip_to(min(deadlines))
+        self.tod.idle_until(min(deadlines), self._input_event)
         return True
 
     def _earliest(self, deadline: int | None) -> int | None:
