@@ -20,6 +20,7 @@ from emulator.hw.cpu import (
     PSW_MASK_ASC,
     PSW_MASK_BIT12,
     PSW_MASK_DAT,
+    PSW_MASK_EA,
     PSW_MASK_KEY,
     PSW_MASK_PSTATE,
     PSW_MASK_WAIT,
@@ -669,10 +670,12 @@ HANDLERS[0xE30E] = ("CVBG", False, lambda c, i: _cvb(c, i, 16, 64))
 
 
 def _lra(cpu: Cpu, insn: Insn, width: int) -> None:
-    """LOAD REAL ADDRESS: translate in Python (unicorn's helper would walk host-absolute tables)."""
+    """LOAD REAL ADDRESS: translate in Python (unicorn's helper would walk host-absolute tables). ``width``
+    64 (LRAG), or 0: the addressing mode's (LRA, LRAY: 32 bits unless in the 64-bit mode)."""
     r1 = insn.raw[1] >> 4
     vaddr = insn.rx_address()
     mask = cpu.psw_mask
+    width = width or (64 if mask & PSW_MASK_EA else 32)
     asc = (mask >> 46) & 3
     asce = cpu.cr((1, 1, 7, 13)[asc])
 
@@ -680,18 +683,27 @@ def _lra(cpu: Cpu, insn: Insn, width: int) -> None:
         fixedpoint.put_result(cpu, r1, value, width)
 
     edat1 = bool(cpu.cr(0) & CR0_EDAT)
+    # the CPU's DAT walks by address space (``StorageAccess.translate``'s, with the TLB's lifetime: a purge
+    # drops them) answer too: Linux's kernel writes (s390_kernel_write: LRA, then STURG, per 8 bytes) patch
+    # its ~34,000 ftrace call sites at boot, each with a whole walk in Python before
+    dc_key = (asce, vaddr & 0xFFFFFFFFFFFFF000, False, False, edat1, asc)
+    walked = cpu._dc.get(dc_key)  # noqa: SLF001 - the CPU's own cache, same layer
     try:
-        # a large frame's address is absolute and is returned as it is, as the table entry holds it
-        real = dat.translate(
-            cpu._buf,  # noqa: SLF001 - the CPU's own buffer, same layer
-            cpu.table_to_host,
-            asce,
-            vaddr,
-            False,
-            (0, 1, 2, 3)[asc],
-            edat1,
-            edat2=edat1 and cpu.has_facility(FAC_EDAT2),
-        ).address
+        if walked is not None:
+            real = walked[0] | (vaddr & 0xFFF)
+        else:
+            # a large frame's address is absolute and is returned as it is, as the table entry holds it
+            real, _protected, absolute, edat_dependent = dat.translate(
+                cpu._buf,  # noqa: SLF001 - the CPU's own buffer, same layer
+                cpu.table_to_host,
+                asce,
+                vaddr,
+                False,
+                asc,
+                edat1,
+                edat2=edat1 and cpu.has_facility(FAC_EDAT2),
+            )
+            cpu.keep_walk(dc_key, real, absolute, edat_dependent)
     except ProgramException as e:
         entry = getattr(e, "entry_real", None)
         if e.code in (dat.PGM_REGION_FIRST, dat.PGM_REGION_SECOND, dat.PGM_REGION_THIRD,
@@ -714,6 +726,6 @@ def _lra(cpu: Cpu, insn: Insn, width: int) -> None:
     insn.finish(0)
 
 
-HANDLERS[0xB1] = ("LRA", True, lambda c, i: _lra(c, i, 32 if not c.psw[0] & (1 << 32) else 64))
-HANDLERS[0xE313] = ("LRAY", True, lambda c, i: _lra(c, i, 32 if not c.psw[0] & (1 << 32) else 64))
+HANDLERS[0xB1] = ("LRA", True, lambda c, i: _lra(c, i, 0))
+HANDLERS[0xE313] = ("LRAY", True, lambda c, i: _lra(c, i, 0))
 HANDLERS[0xE303] = ("LRAG", True, lambda c, i: _lra(c, i, 64))

@@ -134,6 +134,14 @@ class StorageAccess:
             raise access.secure_storage_exception(real, False, why=f"DAT table entry at real {real:#x}")
         return host
 
+    def keep_walk(self, dc_key: tuple[int, int, bool, bool, bool, int], real: int, absolute: bool,
+                  edat_dependent: bool) -> None:  # fmt: skip
+        """Keep a DAT walk's result by address space (``_dc``: the ASCE, the page, store, IEP, EDAT-1, the
+        address-space id), until a purge (``flush_tlb``) or the bound drops it."""
+        if len(self._dc) >= _DC_KEPT:
+            self._dc.clear()
+        self._dc[dc_key] = (real & ~0xFFF, absolute, edat_dependent)
+
     def translate(
         self,
         vaddr: int,
@@ -205,9 +213,7 @@ class StorageAccess:
                     iep,
                     edat2=edat1 and self.has_facility(FAC_EDAT2),
                 )
-                if len(self._dc) >= _DC_KEPT:
-                    self._dc.clear()
-                self._dc[dc_key] = (real & ~0xFFF, absolute, edat_dependent)
+                self.keep_walk(dc_key, real, absolute, edat_dependent)
             else:
                 real, absolute, edat_dependent = walked
                 real |= vaddr & 0xFFF
