@@ -134,6 +134,7 @@ from emulator.hw.single_step import SingleSteps
 from emulator.hw.tlb import TlbFill
 from emulator.hw.tod import TodClock
 from emulator.hw.traps import OWNER_INSNS, RL_ALIGNMENT, _is_trapped, _opcode_key  # noqa: F401 - importable from here
+from emulator.hw.traps import late_emulator as _late_emulator
 from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from here
     _LAYOUT,
     _PC_C,
@@ -145,9 +146,6 @@ from emulator.hw.unicorn_abi import (  # noqa: F401 - _LAYOUT: importable from h
     _uc_emu_start,
     _uc_reg_read,
 )
-from emulator.hw.vector_ext import OFFERED as _VECTOR_EXT
-from emulator.hw.vector_ext import emulate as _vector_emulate
-from emulator.hw.vector_ext import handles as _vector_handles
 from emulator.hw.watchdog import _WATCHDOG, OwnTimer
 
 __all__ = [
@@ -652,9 +650,10 @@ class Cpu(RunControl, SingleSteps, NativeSsm, TlbFill, Attention, OwnTimer, Engi
                     continue
                 if code == 0x07 and self._guest is not None:
                     self._move_dxc()
-                if _VECTOR_EXT and code in (PGM_OPERATION, PGM_SPECIFICATION) and first is not None:
-                    if first[0] == 0xE7 and _vector_handles(first):  # an instruction of vector_ext's
-                        self._dispatch(Insn(self, ipc, first, "vector", 0xE7), _vector_emulate)
+                if code in (PGM_OPERATION, PGM_SPECIFICATION) and first is not None:
+                    late = _late_emulator(first)  # vector_ext's or dfp's instructions
+                    if late is not None:
+                        self._dispatch(Insn(self, ipc, first, "late", _opcode_key(first)), late)
                         continue
                     if _opcode_key(first) in EXECUTE_KEYS and self.executes_vector_ext(ipc, first):
                         r = self._execute(ipc, first, emulate)  # (an EXRL the page scan left native)

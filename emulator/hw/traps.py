@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
-from emulator.hw import mie3, vector_ext
+from emulator.hw import dfp, mie3, vector_ext
 from emulator.hw.arch import ILC_FOR, PGM_EXECUTE, PGM_PRIVILEGED, PGM_SPECIFICATION, PSW_MASK_PSTATE
 from emulator.hw.crossspace import MVCOS
 from emulator.hw.execute import EXECUTE_KEYS, RELATIVE, STORAGE, emulate_relative, emulate_storage
@@ -159,6 +159,16 @@ def _is_trapped(key: int) -> bool:
     if hi == 0x01:
         return lo == 0x07
     return key == MVCOS
+
+
+def late_emulator(raw: bytes) -> Callable[[Cpu, Insn], None] | None:
+    """The emulation of an instruction unicorn raises an operation or specification exception for and the
+    CPU then executes (``vector_ext``'s vector enhancements 1, ``dfp``'s decimal floating point), or None."""
+    if raw[0] == 0xE7:
+        return vector_ext.emulate if vector_ext.OFFERED and vector_ext.handles(raw) else None
+    if dfp.OFFERED and dfp.handles(raw):
+        return dfp.emulate
+    return None
 
 
 def _trapped_form(key: int, raw: bytes) -> bool:
@@ -378,8 +388,9 @@ class TrapDispatch(Registers):
             if ss is not None:
                 emulate_storage(self, Insn(self, pc, text, ss[0], key, ilen, target))
                 return None
-            if vector_ext.OFFERED and text[0] == 0xE7 and vector_ext.handles(text):
-                vector_ext.emulate(self, Insn(self, pc, text, "vector", key, ilen, target))
+            late = late_emulator(text)
+            if late is not None:
+                late(self, Insn(self, pc, text, "late", key, ilen, target))
                 return None
         except ProgramException as e:
             self.program_interrupt(e.code, e.ilc if e.ilc is not None else ilen, e.teid, pc=pc)
@@ -400,8 +411,8 @@ class TrapDispatch(Registers):
         return self.wrap(pc + 2 * int.from_bytes(raw[2:6], "big", signed=True))
 
     def executes_vector_ext(self, pc: int, raw: bytes) -> bool:
-        """Whether the EX/EXRL ``raw`` at ``pc`` executes an instruction ``vector_ext`` emulates (unicorn
-        raises the target's operation or specification exception at the EXECUTE)."""
+        """Whether the EX/EXRL ``raw`` at ``pc`` executes an instruction ``vector_ext`` or ``dfp`` emulates
+        (unicorn raises the target's operation or specification exception at the EXECUTE)."""
         try:
             target = self._execute_address(pc, raw)
             text = self._fetch_text(target) if not target & 1 else b""
@@ -410,7 +421,7 @@ class TrapDispatch(Registers):
         r1 = raw[1] >> 4
         if r1 and text:
             text = bytes((text[0], text[1] | (self.gpr(r1) & 0xFF))) + text[2:]
-        return bool(text) and text[0] == 0xE7 and vector_ext.handles(text)
+        return bool(text) and late_emulator(text) is not None
 
     def _drop_pending_execute(self) -> bool:
         """Forget a target unicorn holds pending for the EXECUTE at the PC (``ex_value``); True if one was.

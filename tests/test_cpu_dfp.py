@@ -1,0 +1,466 @@
+"""The decimal-floating-point facility (42): ``emulator.hw.dfp`` and its format and arithmetic modules.
+
+The encodings are checked against GCC 12's (s390x-linux-gnu-gcc, whose libdecnumber lays out _Decimal32/64/
+128 constants in DPD; ``1`` as a long DFP is 0x2238000000000001: sign 0, combination 01000 for the biased
+exponent 398's two leading bits 01 and leftmost digit 0, exponent continuation 0x8E, declets 000...001).
+Each instruction runs on a real ``Cpu``: unicorn raises its operation exception and the CPU emulates it;
+results, condition codes, FPC flags and the data exceptions with their DXCs are worked out by hand from the
+Principles of Operation, chapter 20. The instruction encodings are GNU as 2.40's.
+"""
+
+import struct
+from decimal import ROUND_05UP, ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
+
+import pytest
+from conftest import build_elf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulator.hw import dfp
+from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
+from emulator.hw.dfp_arith import INEXACT, INVALID, compute
+from emulator.hw.dfp_format import EXTENDED, LONG, SHORT, declet_decode, declet_encode
+from emulator.hw.memory import PhysicalMemory
+from emulator.hw.sysinfo import facility_list, has_facility, secure_guest_facilities
+from emulator.hw.tod import TodClock
+from emulator.machine.machine import Machine
+
+CODE = 0x10000
+PGM_NEW_ADDR = 0x0BAD0
+CR0_AFP = 0xE0 | 0x40000
+FPC_MASK_INVALID = 0x80 << 24
+FPC_MASK_DIVIDE = 0x40 << 24
+FPC_MASK_OVERFLOW = 0x20 << 24
+FPC_MASK_INEXACT = 0x08 << 24
+FLAG_INVALID, FLAG_DIVIDE, FLAG_INEXACT = 0x80 << 16, 0x40 << 16, 0x08 << 16
+
+#: (format, value, encoding): GCC's constants
+VECTORS = [
+    (SHORT, "1", 0x22500001),
+    (SHORT, "9999999", 0x6E53FCFF),
+    (SHORT, "-3.25E-20", 0xA0F001A5),
+    (LONG, "1", 0x2238000000000001),
+    (LONG, "0", 0x2238000000000000),
+    (LONG, "-1.5", 0xA234000000000015),
+    (LONG, "9999999999999999", 0x6E38FF3FCFF3FCFF),
+    (LONG, "1E+369", 0x43FC000000000001),
+    (LONG, "1E-398", 0x0000000000000001),
+    (LONG, "123456789012345.6", 0x263534B9C1E28E56),
+    (LONG, "8.88", 0x223000000000006E),
+    (LONG, "9.99E-10", 0x22080000000000FF),
+    (EXTENDED, "1", 0x22080000000000000000000000000001),
+    (EXTENDED, "12345678901234567890123456789.01234", 0x2606D34B9C1E28E56F3C127177823534),
+    (EXTENDED, "-0.000", 0xA2074000000000000000000000000000),
+]
+
+
+def L(s: str) -> int:  # noqa: N802 - a long DFP constant
+    return LONG.encode(Decimal(s))
+
+
+def X(s: str) -> int:  # noqa: N802 - an extended DFP constant
+    return EXTENDED.encode(Decimal(s))
+
+
+# -- the format ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fmt", "text", "bits"), VECTORS)
+def test_encodings_match_gccs_dpd_constants(fmt, text, bits):
+    assert fmt.encode(Decimal(text)) == bits
+    assert str(fmt.decode(bits)) == text
+
+
+def test_every_three_digits_round_trip_through_a_declet_and_noncanonical_declets_decode():
+    assert sorted(declet_decode(declet_encode(n)) for n in range(1000)) == list(range(1000))
+    assert {declet_encode(n) for n in range(1000)}.isdisjoint({0x16E, 0x26E, 0x36E})
+    # the 24 noncanonical declets (x x 1 1 x 1 1 1 1 x with pq != 00) decode like their canonical twin
+    assert declet_decode(0x3FF) == declet_decode(0x0FF) == 999
+    assert declet_decode(0x16E) == declet_decode(0x06E) == 888
+
+
+def test_special_values_and_their_payloads():
+    assert LONG.encode(Decimal("Infinity")) == 0x7800000000000000
+    assert LONG.encode(Decimal("-Infinity")) == 0xF800000000000000
+    assert LONG.encode(Decimal("NaN")) == 0x7C00000000000000
+    assert LONG.encode(Decimal("sNaN")) == 0x7E00000000000000
+    assert LONG.decode(0x7C000000000000A3).as_tuple()[1] == (1, 2, 3)
+    assert LONG.decode(0xFE00000000000001).is_snan()
+
+
+@given(
+    st.sampled_from([SHORT, LONG, EXTENDED]),
+    st.integers(0, 1),
+    st.integers(0, 10**34 - 1),
+    st.integers(0, 12287),
+)
+@settings(max_examples=300, deadline=None)
+def test_encode_decode_round_trip(fmt, sign, coef, bexp):
+    coef %= 10**fmt.digits
+    bexp %= fmt.max_bexp + 1
+    d = Decimal((sign, tuple(int(c) for c in str(coef)), bexp - fmt.bias))
+    bits = fmt.encode(d)
+    back = fmt.decode(bits)
+    assert back.as_tuple() == d.as_tuple()
+    assert fmt.encode(back) == bits
+
+
+finite_long = st.builds(
+    lambda s, c, e: Decimal((s, tuple(int(x) for x in str(c)), e)),
+    st.integers(0, 1),
+    st.integers(0, 10**16 - 1),
+    st.integers(-398, 369),
+)
+
+
+@given(finite_long, finite_long, st.sampled_from(["add", "subtract", "multiply", "divide"]))
+@settings(max_examples=300, deadline=None)
+def test_the_arithmetic_is_decimal64s(a, b, op):
+    """Results without an enabled trap are IEEE 754 decimal64's (decimal's reference contexts)."""
+    out = compute(LONG, ROUND_HALF_EVEN, lambda ctx: getattr(ctx, op)(a, b), 0)
+    ref = Context(prec=16, Emax=384, Emin=-383, clamp=1, rounding=ROUND_HALF_EVEN, traps=[])
+    want = getattr(ref, op)(a, b)
+    assert str(out.value) == str(want)
+    assert LONG.decode(LONG.encode(out.value)).as_tuple() == want.as_tuple()
+    assert bool(out.exc & INEXACT) == bool(ref.flags[Inexact])
+    assert bool(out.exc & INVALID) == bool(ref.flags[InvalidOperation])
+
+
+def test_prepare_for_shorter_precision_increments_a_last_digit_of_0_or_5():
+    a, b = Decimal("1000000000000000"), Decimal("0.1")
+    out = compute(LONG, ROUND_05UP, lambda ctx: ctx.add(a, b), 0)
+    assert out.value == Decimal("1000000000000001")  # truncated ...0, made ...1
+    out = compute(LONG, ROUND_05UP, lambda ctx: ctx.add(Decimal("1000000000000003"), b), 0)
+    assert out.value == Decimal("1000000000000003")
+
+
+# -- instructions on a CPU -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    mem = PhysicalMemory(1 << 20)
+    c = Cpu(mem, 0, TodClock(), facility_list(False), 0)
+    yield c
+    c.close()
+
+
+def run(cpu, insn: str, fprs=None, gprs=None, fpc: int = 0, cr0: int = CR0_AFP, cc: int = 0):
+    """Run one instruction (hex) with these FPRs and GPRs; the state after it."""
+    cpu.reset_cpu()
+    mem = cpu.mem
+    mem.fill(0, 0x200)
+    mem.write(0x1D0, struct.pack(">QQ", 0x0002000180000000, PGM_NEW_ADDR))
+    raw = bytes.fromhex(insn)
+    mem.write(CODE, raw + bytes.fromhex("0700"))
+    cpu.set_cr(0, cr0)
+    for i in range(16):
+        cpu.set_fpr(i, 0xA5A5A5A5A5A5A5A5)
+        cpu.set_gpr(i, 0)
+    for i, v in (fprs or {}).items():
+        cpu.set_fpr(i, v)
+    for i, v in (gprs or {}).items():
+        cpu.set_gpr(i, v)
+    cpu.set_fpc(fpc)
+    cpu.set_psw(PSW_MASK_64 | cc << 44, CODE)
+    cpu.state = OPERATING
+    cpu.run(count=1)
+    mask, addr = cpu.psw
+    out = {
+        "f": {i: cpu.fpr(i) for i in range(16)},
+        "g": {i: cpu.gpr(i) for i in range(16)},
+        "fpc": cpu.fpc(),
+        "dxc": int.from_bytes(mem.read(0x90, 4), "big"),
+    }
+    if addr == PGM_NEW_ADDR:
+        old_mask, old_addr = struct.unpack(">QQ", mem.read(0x150, 16))
+        out.update(pgm=struct.unpack(">HH", mem.read(0x8C, 4)), pc=old_addr, cc=old_mask >> 44 & 3)
+    else:
+        out.update(pgm=None, pc=addr, cc=mask >> 44 & 3)
+    return out
+
+
+def ok(out, length: int = 4):
+    assert out["pgm"] is None, out["pgm"]
+    assert out["pc"] == CODE + length
+    return out
+
+
+def ext(out, r: int) -> int:
+    return out["f"][r] << 64 | out["f"][r + 2]
+
+
+def test_the_facility_list_offers_dfp_to_every_kind_of_program():
+    assert dfp.OFFERED
+    for fl in (facility_list(False), facility_list(True), secure_guest_facilities(facility_list(False))):
+        assert has_facility(fl, 42) and has_facility(fl, 37)
+        assert not has_facility(fl, 43) and not has_facility(fl, 48) and not has_facility(fl, 80)
+
+
+ADTR_1_2_3 = "b3d23012"  # adtr %f1,%f2,%f3
+AXTR_1_4_5 = "b3da5014"  # axtr %f1,%f4,%f5 (pairs 0/2 as f1? no: 1/3, 4/6, 5/7)
+
+
+def test_adtr_adds_with_the_preferred_quantum_and_sets_the_cc(cpu):
+    out = ok(run(cpu, ADTR_1_2_3, {2: L("1.50"), 3: L("2.5")}))
+    assert out["f"][1] == L("4.00") and out["cc"] == 2 and out["fpc"] == 0
+    out = ok(run(cpu, ADTR_1_2_3, {2: L("-7"), 3: L("2.5")}))
+    assert LONG.decode(out["f"][1]) == Decimal("-4.5") and out["cc"] == 1
+    out = ok(run(cpu, "b3d33012", {2: L("2.50"), 3: L("2.5")}))  # sdtr: 2.50 - 2.5 = 0.00
+    assert str(LONG.decode(out["f"][1])) == "0.00" and out["cc"] == 0
+
+
+def test_an_inexact_sum_rounds_with_the_fpcs_dfp_rounding_mode_and_sets_the_inexact_flag(cpu):
+    big = L("9999999999999999")
+    out = ok(run(cpu, ADTR_1_2_3, {2: big, 3: L("0.5")}))
+    assert LONG.decode(out["f"][1]) == Decimal("1.000000000000000E+16") and out["fpc"] == FLAG_INEXACT
+    out = ok(run(cpu, ADTR_1_2_3, {2: big, 3: L("0.5")}, fpc=1 << 4))  # DRM 1: toward zero
+    assert out["f"][1] == big
+    out = ok(run(cpu, "b3d23112", {2: big, 3: L("0.5")}))  # adtra ..,1: M4 1 ties away from 0
+    assert LONG.decode(out["f"][1]) == Decimal("1.000000000000000E+16")
+    out = ok(run(cpu, "b3d23912", {2: big, 3: L("0.5")}))  # adtra ..,9: M4 8+1 toward zero
+    assert out["f"][1] == big
+
+
+def test_an_enabled_inexact_completes_with_dxc_incremented_or_truncated(cpu):
+    out = run(cpu, ADTR_1_2_3, {2: L("9999999999999999"), 3: L("0.5")}, fpc=FPC_MASK_INEXACT)
+    assert out["pgm"] == (4, 7) and out["pc"] == CODE + 4
+    assert out["dxc"] == 0x0C and out["fpc"] >> 8 & 0xFF == 0x0C
+    assert LONG.decode(out["f"][1]) == Decimal("1.000000000000000E+16")  # completed: the result is stored
+    assert out["cc"] == 2
+    out = run(cpu, "b3d23912", {2: L("9999999999999999"), 3: L("0.5")}, fpc=FPC_MASK_INEXACT)
+    assert out["dxc"] == 0x08
+
+
+def test_mdtr_and_ddtr_leave_the_cc_and_divide_by_zero_traps_suppressed(cpu):
+    out = ok(run(cpu, "b3d03012", {2: L("1.5"), 3: L("-2.0")}, cc=3))  # mdtr
+    assert str(LONG.decode(out["f"][1])) == "-3.00" and out["cc"] == 3
+    out = ok(run(cpu, "b3d13012", {2: L("1"), 3: L("3")}))  # ddtr 1/3
+    assert LONG.decode(out["f"][1]) == Decimal("0.3333333333333333") and out["fpc"] == FLAG_INEXACT
+    out = ok(run(cpu, "b3d13012", {2: L("1"), 3: L("0")}))
+    assert LONG.decode(out["f"][1]) == Decimal("Infinity") and out["fpc"] == FLAG_DIVIDE
+    out = run(cpu, "b3d13012", {2: L("1"), 3: L("0")}, fpc=FPC_MASK_DIVIDE)
+    assert out["pgm"] == (4, 7) and out["dxc"] == 0x40 and out["f"][1] == 0xA5A5A5A5A5A5A5A5
+
+
+def test_invalid_operations_give_the_default_nan_or_suppress(cpu):
+    inf, minf = L("Infinity"), L("-Infinity")
+    out = ok(run(cpu, ADTR_1_2_3, {2: inf, 3: minf}))
+    assert out["f"][1] == 0x7C00000000000000 and out["cc"] == 3 and out["fpc"] == FLAG_INVALID
+    out = run(cpu, ADTR_1_2_3, {2: inf, 3: minf}, fpc=FPC_MASK_INVALID)
+    assert out["pgm"] == (4, 7) and out["dxc"] == 0x80 and out["f"][1] == 0xA5A5A5A5A5A5A5A5
+    snan = 0x7E00000000000042
+    out = ok(run(cpu, ADTR_1_2_3, {2: L("1"), 3: snan}))
+    assert out["f"][1] == 0x7C00000000000042 and out["fpc"] == FLAG_INVALID  # quieted, payload kept
+
+
+def test_an_enabled_overflow_delivers_the_scaled_result(cpu):
+    big = L("9.999999999999999E+384")
+    out = ok(run(cpu, "b3d03012", {2: big, 3: L("10")}))
+    assert out["f"][1] == L("Infinity") and out["fpc"] == (0x20 | 0x08) << 16
+    out = run(cpu, "b3d03012", {2: big, 3: L("10")}, fpc=FPC_MASK_OVERFLOW)
+    assert out["pgm"] == (4, 7) and out["dxc"] == 0x20
+    assert LONG.decode(out["f"][1]) == Decimal("9.999999999999999E+385") * Decimal("1E-576")
+
+
+def test_an_underflow_is_flagged_when_inexact_and_delivers_the_scaled_result_when_enabled(cpu):
+    tiny = L("1E-398")
+    out = ok(run(cpu, "b3d03012", {2: tiny, 3: L("0.5")}))  # 5E-399: rounds to 0E-398 (ties to even)
+    assert out["f"][1] == L("0E-398") and out["fpc"] == (0x10 | 0x08) << 16
+    out = run(cpu, "b3d03012", {2: tiny, 3: L("0.5")}, fpc=0x10 << 24)
+    assert out["pgm"] == (4, 7) and out["dxc"] == 0x10  # exact once scaled
+    assert LONG.decode(out["f"][1]) == Decimal("5E177")
+    out = run(cpu, "b3d13012", {2: tiny, 3: L("3")}, fpc=0x10 << 24)  # 1E-398 / 3, inexact, truncated
+    assert out["dxc"] == 0x18
+    assert LONG.decode(out["f"][1]) == Decimal("3.333333333333333E-399") * Decimal("1E576")
+
+
+def test_extended_operands_use_register_pairs(cpu):
+    a, b = X("1234567890123456789012345678901234"), X("1")
+    out = ok(run(cpu, "b3da5014", {4: a >> 64, 6: a & (2**64 - 1), 5: b >> 64, 7: b & (2**64 - 1)}))
+    assert EXTENDED.decode(ext(out, 1)) == Decimal("1234567890123456789012345678901235")
+    assert run(cpu, "b3da5024", {})["pgm"] == (4, 6)  # f2 is not the first of a pair
+
+
+def test_compares_and_compare_biased_exponent(cpu):
+    assert ok(run(cpu, "b3e40012", {1: L("1.0"), 2: L("1")}))["cc"] == 0  # cdtr
+    assert ok(run(cpu, "b3e40012", {1: L("-3"), 2: L("1")}))["cc"] == 1
+    assert ok(run(cpu, "b3e40012", {1: L("3"), 2: L("1")}))["cc"] == 2
+    out = ok(run(cpu, "b3e40012", {1: L("NaN"), 2: L("1")}))
+    assert out["cc"] == 3 and out["fpc"] == 0
+    out = ok(run(cpu, "b3e00012", {1: L("NaN"), 2: L("1")}))  # kdtr: any NaN is invalid
+    assert out["cc"] == 3 and out["fpc"] == FLAG_INVALID
+    assert run(cpu, "b3e00012", {1: L("NaN"), 2: L("1")}, fpc=FPC_MASK_INVALID)["dxc"] == 0x80
+    assert ok(run(cpu, "b3f40012", {1: L("1.0"), 2: L("7.5")}))["cc"] == 0  # cedtr: same exponent
+    assert ok(run(cpu, "b3f40012", {1: L("1.00"), 2: L("7.5")}))["cc"] == 1
+    assert ok(run(cpu, "b3f40012", {1: L("Infinity"), 2: L("-Infinity")}))["cc"] == 0
+    assert ok(run(cpu, "b3f40012", {1: L("Infinity"), 2: L("7")}))["cc"] == 3
+
+
+def test_load_and_test_load_lengthened_and_load_rounded(cpu):
+    out = ok(run(cpu, "b3d60012", {2: L("-0.00")}))  # ltdtr
+    assert out["f"][1] == L("-0.00") and out["cc"] == 0
+    out = ok(run(cpu, "b3d60012", {2: 0x7E00000000000007}))
+    assert out["f"][1] == 0x7C00000000000007 and out["cc"] == 3 and out["fpc"] == FLAG_INVALID
+    short = SHORT.encode(Decimal("-3.25E-20")) << 32
+    out = ok(run(cpu, "b3d40012", {2: short}))  # ldetr
+    assert out["f"][1] == L("-3.25E-20")
+    out = ok(run(cpu, "b3d40812", {2: SHORT.encode(Decimal("sNaN5")) << 32}))  # M4 8: stays signaling
+    assert out["f"][1] == 0x7E00000000000005 and out["fpc"] == 0
+    out = ok(run(cpu, "b3d50012", {1: 0x1111111122222222, 2: L("1.23456789")}))  # ledtr: rounded to 7
+    assert out["f"][1] == SHORT.encode(Decimal("1.234568")) << 32 | 0x22222222
+    assert out["fpc"] == FLAG_INEXACT
+    out = ok(run(cpu, "b3d50412", {2: L("1.23456789")}))  # M4 bit 1: inexact suppressed
+    assert out["fpc"] == 0
+    out = ok(run(cpu, "b3dc0014", {4: L("8.88")}))  # lxdtr
+    assert ext(out, 1) == X("8.88")
+
+
+def test_load_fp_integer_quantize_and_reround(cpu):
+    out = ok(run(cpu, "b3d70012", {2: L("-2.5")}))  # fidtr, FPC mode: ties to even
+    assert str(LONG.decode(out["f"][1])) == "-2" and out["fpc"] == FLAG_INEXACT
+    out = ok(run(cpu, "b3d71412", {2: L("-2.5")}))  # M3 1 ties away, M4 4 no inexact
+    assert str(LONG.decode(out["f"][1])) == "-3" and out["fpc"] == 0
+    out = ok(run(cpu, "b3f53012", {2: L("2.17"), 3: L("0.1")}))  # qadtr: 2.17 to the quantum 0.1
+    assert str(LONG.decode(out["f"][1])) == "2.2" and out["fpc"] == FLAG_INEXACT
+    out = ok(run(cpu, "b3f53012", {2: L("1"), 3: L("1E-16")}))  # needs 17 digits
+    assert out["f"][1] == 0x7C00000000000000 and out["fpc"] == FLAG_INVALID
+    out = ok(run(cpu, "b3f73012", {3: L("123456")}, {2: 3}))  # rrdtr to 3 digits
+    assert str(LONG.decode(out["f"][1])) == "1.23E+5"
+
+
+def test_conversions_between_dfp_and_binary_integers(cpu):
+    out = ok(run(cpu, "b3f10012", {}, {2: (-12345) & (2**64 - 1)}))  # cdgtr
+    assert out["f"][1] == L("-12345")
+    out = ok(run(cpu, "b3f10012", {}, {2: 2**63 - 1}))  # 19 digits into 16: rounded
+    assert LONG.decode(out["f"][1]) == Decimal("9.223372036854776E+18") and out["fpc"] == FLAG_INEXACT
+    out = ok(run(cpu, "b3e13012", {2: L("-7.5")}))  # cgdtr M3 3: prepare for shorter precision
+    assert out["g"][1] == (-7) & (2**64 - 1) and out["cc"] == 1
+    out = ok(run(cpu, "b3e10012", {2: L("1E+20")}))
+    assert out["g"][1] == 2**63 - 1 and out["cc"] == 3 and out["fpc"] == FLAG_INVALID
+    out = ok(run(cpu, "b3e10012", {2: L("NaN")}))
+    assert out["g"][1] == 2**63 and out["cc"] == 3
+    out = ok(run(cpu, "b9410012", {2: L("-42")}, {1: 0xFFFFFFFF00000000}))  # cfdtr: bits 32-63 only
+    assert out["g"][1] == 0xFFFFFFFFFFFFFFD6 and out["cc"] == 1
+    out = ok(run(cpu, "b9420012", {2: L("-1")}))  # clgdtr of a negative: invalid, 0
+    assert out["g"][1] == 0 and out["cc"] == 3
+    out = ok(run(cpu, "b9530012", {}, {2: 0xFFFFFFFF}))  # cdlftr
+    assert out["f"][1] == L("4294967295")
+
+
+def test_conversions_between_dfp_and_packed_decimal(cpu):
+    out = ok(run(cpu, "b3f30012", {}, {2: 0x000000000012345D}))  # cdstr
+    assert out["f"][1] == L("-12345")
+    out = run(cpu, "b3f30012", {}, {2: 0x00000000001234A5})  # digit A: data exception DXC 0
+    assert out["pgm"] == (4, 7) and out["dxc"] == 0
+    out = ok(run(cpu, "b3e30012", {2: L("-123.45")}))  # csdtr: the coefficient, sign D
+    assert out["g"][1] == 0x000000000012345D
+    out = ok(run(cpu, "b3e30112", {2: L("67")}))  # M4 bit 3: plus sign F
+    assert out["g"][1] == 0x000000000000067F
+    out = ok(run(cpu, "b3f20012", {}, {2: 0x9999999999999999}))  # cdutr
+    assert out["f"][1] == L("9999999999999999")
+    out = ok(run(cpu, "b3e20012", {2: L("1.5")}))  # cudtr
+    assert out["g"][1] == 0x15
+
+
+def test_exponent_significance_and_insert(cpu):
+    assert ok(run(cpu, "b3e50012", {2: L("1.5")}))["g"][1] == 397  # eedtr
+    assert ok(run(cpu, "b3e50012", {2: L("sNaN")}))["g"][1] == 2**64 - 3
+    assert ok(run(cpu, "b3e70012", {2: L("0.0012300")}))["g"][1] == 5  # esdtr
+    assert ok(run(cpu, "b3e70012", {2: L("-0.00")}))["g"][1] == 0
+    out = ok(run(cpu, "b3f63012", {3: L("-15")}, {2: 396}))  # iedtr: -15 with biased exponent 396
+    assert out["f"][1] == L("-0.15")
+    out = ok(run(cpu, "b3f63012", {3: L("15")}, {2: 2**64 - 1}))  # -1: infinity
+    assert LONG.decode(out["f"][1]).is_infinite()
+
+
+def test_shift_significand_and_test_data_class_and_group(cpu):
+    out = ok(run(cpu, "ed2030021040", {2: L("1.23")}), 6)  # sldt %f1,%f2,2(%r3): the exponent stays
+    assert str(LONG.decode(out["f"][1])) == "123.00"
+    out = ok(run(cpu, "ed2030011041", {2: L("1.23")}), 6)  # srdt by 1
+    assert str(LONG.decode(out["f"][1])) == "0.12"
+    # tdcdt %f1,0x800(%r3): +zero
+    assert ok(run(cpu, "ed1038000054", {1: L("0")}), 6)["cc"] == 1
+    assert ok(run(cpu, "ed1038000054", {1: L("-0")}), 6)["cc"] == 0
+    assert ok(run(cpu, "ed1030020054", {1: L("-sNaN")}), 6)["cc"] == 0
+    assert ok(run(cpu, "ed1030010054", {1: L("-sNaN")}), 6)["cc"] == 1
+    assert ok(run(cpu, "ed1032000054", {1: L("1E-390")}), 6)["cc"] == 1  # +subnormal (bit 54)
+    assert ok(run(cpu, "ed1030800054", {1: L("1E-390")}), 6)["cc"] == 0  # not normal (bit 56)
+    # tdgdt: bit 52 safe zero, bit 54 zero with extreme exponent
+    assert ok(run(cpu, "ed1038000055", {1: L("0")}), 6)["cc"] == 1
+    assert ok(run(cpu, "ed1032000055", {1: L("0E-398")}), 6)["cc"] == 1
+
+
+def test_without_the_afp_register_control_a_dfp_instruction_is_a_data_exception_dxc_3(cpu):
+    out = run(cpu, ADTR_1_2_3, {2: L("1"), 3: L("2")}, cr0=0xE0)
+    assert out["pgm"] == (4, 7) and out["dxc"] == 3 and out["f"][1] == 0xA5A5A5A5A5A5A5A5
+    assert out["fpc"] == 0
+
+
+def test_srnmt_sets_the_dfp_rounding_mode_the_next_add_uses(cpu):
+    # srnmt 1(%r0): DRM 1, toward zero; unicorn runs SRNMT itself
+    out = ok(run(cpu, "b2b90001", {}))
+    assert out["fpc"] >> 4 & 7 == 1
+
+
+def test_an_executed_dfp_instruction_runs_at_the_execute(cpu):
+    # ex %r0,8(%r0,%r15): the ADTR at CODE + 6, behind a NOPR the EXECUTE returns to
+    out = ok(run(cpu, "4400f008" + "0700" + ADTR_1_2_3, {2: L("1"), 3: L("2")}, {15: CODE - 2}))
+    assert out["f"][1] == L("3") and out["cc"] == 2
+    # ... and its data exception names the EXECUTE (ILC 4, the PSW after it)
+    ex_ddtr = "4400f008" + "0700" + "b3d13012"
+    out = run(cpu, ex_ddtr, {2: L("1"), 3: L("0")}, {15: CODE - 2}, fpc=FPC_MASK_DIVIDE)
+    assert out["pgm"] == (4, 7) and out["pc"] == CODE + 4 and out["dxc"] == 0x40
+
+
+# -- a guest program -----------------------------------------------------------------------------------------
+
+GUEST = r"""
+    .globl _start
+_start:
+    larl %r7,cr0
+    stctg %c0,%c0,0(%r7)
+    oi 5(%r7),0x04              # AFP-register control (CR0 bit 45)
+    lctlg %c0,%c0,0(%r7)
+    larl %r6,data
+    ld %f2,0(%r6)               # 1.10
+    ld %f3,8(%r6)               # 2.205
+    adtr %f4,%f2,%f3
+    std %f4,0xf00
+    ipm %r0
+    st %r0,0xf08
+    cdtr %f2,%f3
+    ipm %r0
+    st %r0,0xf0c
+    mdtr %f5,%f2,%f3
+    std %f5,0xf10
+    cgdtra %r1,1,%f5,0          # 2.4255 ties away to an integer: 2
+    stg %r1,0xf18
+    larl %r1,endpsw
+    lpswe 0(%r1)
+    .balign 8
+cr0: .quad 0
+endpsw: .quad 0x0002000000000000, 0xfff
+data: .quad 0x22300000000000110, 0
+"""
+
+
+@pytest.mark.toolchain
+def test_a_guest_program_computes_with_dfp(tmp_path):
+    source = GUEST.replace(
+        "data: .quad 0x22300000000000110, 0",
+        f"data: .quad {L('1.10'):#x}, {L('2.205'):#x}",
+    )
+    m = Machine(16 << 20, 1, deterministic=True)
+    try:
+        m.load(str(build_elf(tmp_path, source)))
+        r = m.run(time_limit=30)
+        assert r.clean, r.describe()
+        raw = m.memory.read(0xF00, 0x20)
+    finally:
+        m.close()
+    assert int.from_bytes(raw[0:8], "big") == L("3.305")
+    assert raw[8] >> 4 & 3 == 2  # the sum is positive
+    assert raw[12] >> 4 & 3 == 1  # 1.10 < 2.205
+    assert int.from_bytes(raw[16:24], "big") == L("2.42550")
+    assert int.from_bytes(raw[24:32], "big") == 2
