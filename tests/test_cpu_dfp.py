@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from emulator.hw import dfp
 from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
 from emulator.hw.dfp_arith import INEXACT, INVALID, compute
-from emulator.hw.dfp_format import EXTENDED, LONG, SHORT, declet_decode, declet_encode
+from emulator.hw.dfp_format import DRM_ROUNDING, EXTENDED, LONG, SHORT, declet_decode, declet_encode
 from emulator.hw.memory import PhysicalMemory
 from emulator.hw.sysinfo import facility_list, has_facility, secure_guest_facilities
 from emulator.hw.tod import TodClock
@@ -464,3 +464,26 @@ def test_a_guest_program_computes_with_dfp(tmp_path):
     assert raw[12] >> 4 & 3 == 1  # 1.10 < 2.205
     assert int.from_bytes(raw[16:24], "big") == L("2.42550")
     assert int.from_bytes(raw[24:32], "big") == 2
+
+
+long_operand = st.one_of(
+    finite_long,
+    st.sampled_from([Decimal(x) for x in ("Infinity", "-Infinity", "NaN", "-0", "0E+369", "9.99E+384")]),
+)
+_ARITH = {"b3d2": "add", "b3d3": "subtract", "b3d0": "multiply", "b3d1": "divide"}
+
+
+@given(long_operand, long_operand, st.sampled_from(sorted(_ARITH)), st.integers(0, 7))
+@settings(max_examples=80, deadline=None)
+def test_adtr_sdtr_mdtr_ddtr_on_the_cpu_give_decimal64s_results_in_every_mode(cpu, a, b, op, drm):
+    a, b = LONG.decode(LONG.encode(a)), LONG.decode(LONG.encode(b))  # as the registers hold them (folded)
+    out = ok(run(cpu, op + "3012", {2: LONG.encode(a), 3: LONG.encode(b)}, fpc=drm << 4, cc=3))
+    ref = Context(prec=16, Emax=384, Emin=-383, clamp=1, rounding=DRM_ROUNDING[drm], traps=[])
+    want = getattr(ref, _ARITH[op])(a, b)
+    assert out["f"][1] == LONG.encode(want)
+    assert bool(out["fpc"] & FLAG_INEXACT) == bool(ref.flags[Inexact])
+    assert bool(out["fpc"] & FLAG_INVALID) == bool(ref.flags[InvalidOperation])
+    if op in ("b3d2", "b3d3"):
+        assert out["cc"] == (3 if want.is_nan() else 0 if want.is_zero() else 1 if want.is_signed() else 2)
+    else:
+        assert out["cc"] == 3  # unchanged
