@@ -194,7 +194,7 @@ def test_the_facility_list_offers_dfp_to_every_kind_of_program():
     assert dfp.OFFERED
     for fl in (facility_list(False), facility_list(True), secure_guest_facilities(facility_list(False))):
         assert has_facility(fl, 42) and has_facility(fl, 37)
-        assert not has_facility(fl, 43) and not has_facility(fl, 48) and not has_facility(fl, 80)
+        assert has_facility(fl, 48) and has_facility(fl, 80) and not has_facility(fl, 43)
 
 
 ADTR_1_2_3 = "b3d23012"  # adtr %f1,%f2,%f3
@@ -487,3 +487,67 @@ def test_adtr_sdtr_mdtr_ddtr_on_the_cpu_give_decimal64s_results_in_every_mode(cp
         assert out["cc"] == (3 if want.is_nan() else 0 if want.is_zero() else 1 if want.is_signed() else 2)
     else:
         assert out["cc"] == 3  # unchanged
+
+
+# -- zoned and packed fields in storage (facilities 48, 80) --------------------------------------------------
+
+DATA = 0x20000
+
+
+def rsl(op: int, length: int, r1: int, m3: int) -> str:
+    """An RSL-b instruction on the field at 0(%r3) (r3 = DATA)."""
+    return f"ed{length - 1:02x}3000{r1:x}{m3:x}{op:02x}"
+
+
+def run_field(cpu, insn: str, field: bytes, fprs=None, **kw):
+    cpu.mem.fill(DATA, 64)
+    cpu.mem.write(DATA, field)
+    out = run(cpu, insn, fprs, {3: DATA}, **kw)
+    out["field"] = cpu.mem.read(DATA, len(field))
+    return out
+
+
+def test_convert_from_zoned(cpu):
+    out = ok(run_field(cpu, rsl(0xAA, 4, 1, 8), bytes.fromhex("f1f2f3d4")), 6)  # cdzt, signed
+    assert out["f"][1] == L("-1234")
+    out = ok(run_field(cpu, rsl(0xAA, 3, 1, 0), b"907"), 6)  # unsigned: the zones (ASCII here) ignored
+    assert out["f"][1] == L("907")
+    digits = "1234567890123456789012345678901234"
+    out = ok(run_field(cpu, rsl(0xAB, 34, 4, 0), digits.encode("cp037")), 6)  # cxzt, 34 digits
+    assert ext(out, 4) == X(digits)
+    out = run_field(cpu, rsl(0xAA, 2, 1, 0), bytes.fromhex("f1fa"))  # digit A
+    assert out["pgm"] == (6, 7) and out["dxc"] == 0 and out["f"][1] == 0xA5A5A5A5A5A5A5A5
+    assert run_field(cpu, rsl(0xAA, 2, 1, 8), bytes.fromhex("f171"))["pgm"] == (6, 7)  # sign 7
+    assert run_field(cpu, rsl(0xAA, 17, 1, 0), bytes(17))["pgm"] == (6, 6)  # 17 bytes into long
+
+
+def test_convert_to_zoned(cpu):
+    out = ok(run_field(cpu, rsl(0xA8, 4, 2, 8), bytes(4), {2: L("-12.5")}), 6)  # czdt, signed
+    assert out["field"] == bytes.fromhex("f0f1f2d5") and out["cc"] == 1
+    out = ok(run_field(cpu, rsl(0xA8, 4, 2, 4), bytes(4), {2: L("-12.5")}), 6)  # ASCII zones, no sign
+    assert out["field"] == b"0125" and out["cc"] == 1
+    out = ok(run_field(cpu, rsl(0xA8, 3, 2, 0xA), bytes(3), {2: L("123456")}), 6)  # digits lost, plus F
+    assert out["field"] == bytes.fromhex("f4f5f6") and out["cc"] == 3
+    out = ok(run_field(cpu, rsl(0xA8, 2, 2, 0), bytes(2), {2: L("Infinity")}), 6)
+    assert out["field"] == bytes.fromhex("f0f0") and out["cc"] == 3
+
+
+def test_convert_from_and_to_packed(cpu):
+    out = ok(run_field(cpu, rsl(0xAE, 3, 1, 8), bytes.fromhex("01234d")), 6)  # cdpt, signed
+    assert out["f"][1] == L("-1234")
+    out = ok(run_field(cpu, rsl(0xAE, 3, 1, 9), bytes.fromhex("01234b")), 6)  # sign ignored: plus
+    assert out["f"][1] == L("1234")
+    out = ok(run_field(cpu, rsl(0xAE, 2, 1, 0), bytes.fromhex("9876")), 6)  # unsigned: four digits
+    assert out["f"][1] == L("9876")
+    out = run_field(cpu, rsl(0xAE, 9, 1, 0), bytes.fromhex("100000000000000001"))  # 18 digits into 16
+    assert out["pgm"] == (6, 7) and out["dxc"] == 0
+    out = ok(run_field(cpu, rsl(0xAE, 9, 1, 0), bytes.fromhex("009999999999999999")), 6)
+    assert out["f"][1] == L("9999999999999999")
+    out = ok(run_field(cpu, rsl(0xAC, 2, 2, 8), bytes(2), {2: L("-7")}), 6)  # cpdt, signed
+    assert out["field"] == bytes.fromhex("007d") and out["cc"] == 1
+    out = ok(run_field(cpu, rsl(0xAC, 1, 2, 0xB), bytes(1), {2: L("-0")}), 6)  # force plus zero, F
+    assert out["field"] == bytes.fromhex("0f") and out["cc"] == 0
+    big = X("1234567890123456789012345678901234")
+    out = ok(run_field(cpu, rsl(0xAD, 18, 4, 8), bytes(18), {4: big >> 64, 6: big & (2**64 - 1)}), 6)  # cpxt
+    assert out["field"] == bytes.fromhex("01234567890123456789012345678901234c") and out["cc"] == 2
+    assert run_field(cpu, rsl(0xAC, 10, 2, 8), bytes(10))["pgm"] == (6, 6)  # 10 bytes from long

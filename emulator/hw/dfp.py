@@ -1,16 +1,18 @@
-"""The decimal-floating-point facility (42), which unicorn 2.1.4 does not have: its instructions, emulated.
+"""The decimal-floating-point facility (42, with 48 and 80), which unicorn 2.1.4 does not have, emulated.
 
 unicorn (QEMU 5.0's TCG) raises an operation exception for every DFP instruction (B3D0-B3FF, the facility
-37 conversions B941-B95B, ED40-ED59). The CPU hands those here from its program-interruption path, as it
-does ``vector_ext``'s, so the emulation costs nothing until a DFP instruction runs: no page-scan trap, no
-per-instruction hook. The instructions themselves are ``dfp_insns``' (arithmetic, comparisons, loads,
-rounding, shifts, tests) and ``dfp_convert``'s (binary and packed conversions, exponent and significance);
-their operands are encoded and decoded by ``dfp_format`` and computed by ``dfp_arith``.
+37 conversions B941-B95B, ED40-ED59, and the zoned and packed conversions EDA8-EDAF of facilities 48 and
+80). The CPU hands those here from its program-interruption path, as it does ``vector_ext``'s, so the
+emulation costs nothing until a DFP instruction runs: no page-scan trap, no per-instruction hook. The
+instructions themselves are ``dfp_insns``' (arithmetic, comparisons, loads, rounding, shifts, tests),
+``dfp_convert``'s (binary and packed conversions, exponent and significance) and ``dfp_storage``'s (zoned
+and packed fields in storage); their operands are encoded and decoded by ``dfp_format`` and computed by
+``dfp_arith``.
 
 A DFP instruction with the AFP-register control (CR0 bit 45) zero is a data exception with DXC 3 (the FPC
 is not changed then). SET DFP ROUNDING MODE (SRNMT), LOAD FPC AND SIGNAL and SET FPC AND SIGNAL are
-unicorn's own. The zoned and packed conversions of facilities 48 and 80 (CDZT, CZDT, CDPT, CPDT, ...) are
-not emulated: those facilities are not offered.
+unicorn's own. PFPO (facility 44, conversions between binary and decimal floating point) is not emulated
+nor offered.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
-from emulator.hw import dfp_convert, dfp_insns
+from emulator.hw import dfp_convert, dfp_insns, dfp_storage
 from emulator.hw.arch import LC_DXC, PGM_OPERATION
 from emulator.hw.dfp_cpu import PGM_DATA, Dfp
 
@@ -26,16 +28,18 @@ if TYPE_CHECKING:
     from emulator.hw.cpu import Cpu
     from emulator.hw.exits import Insn
 
-__all__ = ["FACILITY", "HANDLERS", "OFFERED", "emulate", "handles"]
+__all__ = ["FACILITIES", "FACILITY", "HANDLERS", "OFFERED", "emulate", "handles"]
 
 FACILITY: Final = 42
-#: whether the CPU offers facility 42 (``sysinfo`` lists it then) and so executes these instructions
+#: decimal floating point and its zoned (48) and packed (80) conversions, all emulated here
+FACILITIES: Final = (42, 48, 80)
+#: whether the CPU offers these facilities (``sysinfo`` lists them then) and so executes the instructions
 OFFERED: Final = True
 _CR0_AFP: Final = 1 << 18
 _DXC_DFP_INSTRUCTION: Final = 0x03
 
 #: opcode key (the first byte and, for B3/B9, the second; for ED, the sixth) -> (mnemonic, handler)
-HANDLERS: Final = {**dfp_insns.HANDLERS, **dfp_convert.HANDLERS}
+HANDLERS: Final = {**dfp_insns.HANDLERS, **dfp_convert.HANDLERS, **dfp_storage.HANDLERS}
 
 
 def _key(raw: bytes) -> int:

@@ -32,16 +32,15 @@ BASE_FACILITIES: Final = (
 # the CPU emulates those instructions. 8 and 78 (enhanced DAT 1 and 2: large frames in the Python DAT walk,
 # PFMF, SSKE's multiple-block control), 10 (conditional SSKE) and 14 (nonquiescing key setting) are
 # emulated in ``keys`` and ``dat``. Left out because unicorn raises an operation exception for their
-# instructions: 43 (DFP has high performance: not claimed for an emulation), 48 and 80 (DFP zoned and
-# packed conversions, CDZT, CDPT), 44 (PFPO),
+# instructions: 43 (DFP has high performance: not claimed for an emulation), 44 (PFPO),
 # 20 and 23 (HFP multiply-and-add, unnormalized extension: MADR, MAER, MAY; unicorn has no HFP), 26
 # (parsing enhancement: TRTE, TRTRE), 28 (TOD-clock steering: PTFF, which Linux calls when the bit is on),
 # 5 (LPTEA), 50/73 (constrained and full transactional execution). 135 (vector enhancements
 # 1) comes from ``vector_ext``, which emulates the instructions of it that unicorn traps (VBPERM, VMSL,
 # VFMAX/VFMIN, VFNMA/VFNMS, short and extended vector BFP); 61 (miscellaneous-instruction extensions 3:
 # NCRK, NNRK, NORK, NXRK, OCRK and their G forms, SELR/SELGR/SELFHR, POPCNT's M3, MVCRL) from ``mie3``,
-# whose instructions the page scan traps; 42 (decimal floating point) from ``dfp``, which emulates the DFP
-# instructions at the operation exception unicorn raises for them.
+# whose instructions the page scan traps; 42, 48 and 80 (decimal floating point and its zoned and packed
+# conversions) from ``dfp``, which emulates the DFP instructions at the operation exception unicorn raises.
 FAC_EDAT1: Final = 8
 FAC_COND_SSKE: Final = 10
 FAC_NQ_KEY: Final = 14
@@ -87,7 +86,7 @@ def facility_list(ultravisor: bool) -> bytes:
     if vector_ext.OFFERED:
         bits.add(vector_ext.FACILITY)
     if dfp.OFFERED:
-        bits.add(dfp.FACILITY)
+        bits |= set(dfp.FACILITIES)
     if ultravisor:
         bits |= {FAC_UV_CALL, FAC_UNPACK}
     out = bytearray(32)
