@@ -199,7 +199,8 @@ class Host:
     Args:
         machine: a bundled machine name (``zuv-demo``, ``zuv-other``) or a machine directory; its host keys
             are the ones the Ultravisor holds.
-        seed: seed of the Ultravisor's random numbers (handles, export keys) for repeatable runs.
+        seed: seed of the Ultravisor's random numbers (handles, UIDs) for repeatable runs; its keys (export,
+            wrapping) come from the OS's entropy whatever the seed.
         deterministic: a deterministic TOD clock.
 
     Raises:

@@ -113,7 +113,7 @@ class Ultravisor(ServiceCommands):
         memory: the machine's absolute storage (firmware access).
         host_keys: the machine's host private keys (index 0 installed key, 1 backup), as the SE-header
             module takes them; never logged or printed.
-        rng: ``rng(n) -> bytes``; handles, CUIDs and export keys come from it.
+        rng: ``rng(n) -> bytes``; handles and CUIDs come from it (key material never does: ``os.urandom``).
         clock: nanoseconds since the epoch (dump seeds, timestamps).
         query: the numbers Query reports (defaults: ``QUERY_VALUES``).
         cpu_prefixes: ``() -> iterable of prefix addresses`` of the host CPUs (lowcore checks of Create

@@ -7,9 +7,11 @@ resets and Set CPU State.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import TYPE_CHECKING, Any
 
+from emulator.hw.cpacf_crypto import WrappingKey
 from emulator.hw.memory import PAGE_SHIFT, PAGE_SIZE
 from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
@@ -186,7 +188,11 @@ class LifecycleCommands(PageCommands):
             flags=blk.flags,
             sealer=None,  # type: ignore[arg-type]
         )
-        cfg.sealer = PageSealer(self._rng)
+        # Key material comes from the Ultravisor's own entropy, never from the injected ``rng``: whoever
+        # seeds that (``Host(seed=...)``, ``--seed``, a deterministic machine) is the host, and a seeded
+        # machine of its own would make the same export keys (review 4). Handles and UIDs stay seeded.
+        cfg.sealer = PageSealer(os.urandom)
+        cfg.wrapping_key = WrappingKey(os.urandom(64))  # its protected keys (PCKMO): not the machine's
         self._donate(base_frames, struct.pack(">8sQQQQ", b"zuvCONF\0", handle, mso, msl, asce))
         self._donate(var_frames)
         self._configs[handle] = cfg

@@ -38,7 +38,7 @@ def machine_ultravisor(
     Args:
         memory: the machine's absolute storage.
         machine: a bundled machine name or a machine directory.
-        rng: the Ultravisor's random numbers (handles, export keys); None: the OS's.
+        rng: the Ultravisor's random numbers (handles, UIDs; never its keys); None: the OS's.
         cpu_prefixes: the host CPUs' prefixes (the lowcore checks of Create Configuration and CPU).
 
     Raises:

@@ -124,10 +124,10 @@ class _SecureMapping:
     reported to the CPU as ``GuestIntercept`` so that SIE ends with the guest untouched.
     """
 
-    def __init__(self, uv: Ultravisor, handle: int, tag: int) -> None:
+    def __init__(self, uv: Ultravisor, handle: int, tag: int, wrapping_key: Any = None) -> None:
         self.uv = uv
         self.handle = handle
-        self.mapping = GuestMapping(self.to_host, tag)
+        self.mapping = GuestMapping(self.to_host, tag, wrapping_key)
         # the Ultravisor's live records and storage (never replaced), for the hit path below
         self._configs, self._buf, self._owner = uv._configs, uv._buf, uv.mem.owner  # noqa: SLF001 - firmware
 
@@ -379,7 +379,7 @@ class PvSieEngine(SecureIntercepts):
         cfg = scpu.config
         m = self._maps.get(cfg.handle)
         if m is None or m.uv is not self.uv:
-            m = self._maps[cfg.handle] = _SecureMapping(self.uv, cfg.handle, cfg.tag)
+            m = self._maps[cfg.handle] = _SecureMapping(self.uv, cfg.handle, cfg.tag, cfg.wrapping_key)
         if cpu.guest is not m.mapping:
             cpu.guest = m.mapping
             cpu.guest_memory_size = cfg.msl

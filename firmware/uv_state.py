@@ -132,6 +132,10 @@ class SecureConfig:
     asce: int
     flags: int
     sealer: PageSealer
+    #: the wrapping key of the configuration's protected keys (PCKMO, the encrypted-key functions): its
+    #: own, made at Create, as the machine gives each secure guest (a protected key it lets out is no key
+    #: on a host CPU or in another guest); the hardware CPU finds it in the guest mapping
+    wrapping_key: Any = field(default=None, repr=False)
     cpus: dict[int, SecureCpu] = field(default_factory=dict)
     # The UV's page table (6.5), as plain maps of ints: a boot makes every page secure, and an object per
     # page would be one more for the garbage collector to walk again and again (~1 us per page of a 256

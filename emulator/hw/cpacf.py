@@ -229,8 +229,16 @@ def _cipher(cpu: Cpu, fc: int, field: bytes) -> cc.BlockCipher | None:
     return _protected_aes(cpu, field[:n], field[n : n + cc.WKVP_LEN])
 
 
+def _wrapping_key(cpu: Cpu) -> cc.WrappingKey:
+    """The CPU's wrapping key: a secure guest's configuration's (the Ultravisor gives it with the guest
+    mapping), else the machine's (the host's CPUs and its normal guests)."""
+    g = cpu.guest
+    wk = g.wrapping_key if g is not None else None
+    return wk if wk is not None else cc.wrapping_key_for(cpu.mem)
+
+
 def _protected_aes(cpu: Cpu, protected: bytes, wkvp: bytes) -> cc.BlockCipher | None:
-    wk = cc.wrapping_key_for(cpu.mem)
+    wk = _wrapping_key(cpu)
     if wkvp != wk.wkvp:
         return None
     return cc.aes(wk.unwrap(_AES_TYPE[len(protected)], protected))
@@ -571,7 +579,7 @@ def _pckmo(cpu: Cpu, regs: _Regs, fc: int, _r1: int, _r2: int, _r3: int, _deciph
     condition code is unchanged."""
     klen = _KEY_LEN[fc]
     pb, block = _param(cpu, klen + cc.WKVP_LEN, write=True)
-    wk = cc.wrapping_key_for(cpu.mem)
+    wk = _wrapping_key(cpu)
     cpu.write_virtual(pb, wk.wrap(fc, block[:klen]) + wk.wkvp)
     return None
 

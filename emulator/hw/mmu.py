@@ -9,7 +9,7 @@ lowcore accessors here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import mmap
@@ -43,12 +43,17 @@ class GuestMapping:
     ``ProgramException`` (a guest program interrupt: addressing beyond the guest's memory) or
     ``GuestIntercept`` (a condition the host must handle: a secure guest touching a non-secure page).
     ``owner_tag`` is the owner tag a secure guest's frames carry (None for a normal guest, whose frames
-    must be host frames).
+    must be host frames). ``wrapping_key``: the protected-key wrapping key of a secure guest's configuration
+    (``cpacf_crypto.WrappingKey``, the Ultravisor's); None: the machine's.
     """
 
-    def __init__(self, to_host: Callable[[int, bool, bool], int], owner_tag: int | None = None) -> None:
+    def __init__(
+        self, to_host: Callable[[int, bool, bool], int], owner_tag: int | None = None,
+        wrapping_key: Any = None,
+    ) -> None:
         self.to_host = to_host
         self.owner_tag = owner_tag
+        self.wrapping_key = wrapping_key
 
 class SubPageAccess(Exception):  # noqa: N818 - a decision the TLB fill cannot make per page
     """A page whose protection depends on the byte address (low-address protection, fetch-protection

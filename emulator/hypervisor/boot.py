@@ -61,7 +61,7 @@ class SecureHost:
         machine: a bundled machine name (``zuv-demo``, ``zuv-other``) or a machine directory.
         memory: host memory in bytes (more than 2 GiB: the Ultravisor's storage lies above 2 GiB).
         deterministic: deterministic TOD clock.
-        seed: seed of the Ultravisor's random numbers (handles, export keys); None: the OS's.
+        seed: seed of the Ultravisor's random numbers (handles, UIDs; never its keys); None: the OS's.
     """
 
     def __init__(

@@ -97,8 +97,8 @@ class Machine(OwnerInsns):
             QEMU's ``--watchdog-action``; default ``reset``, QEMU's).
         uv_machine: with ``ultravisor=True``, the machine whose Ultravisor is installed, with its host
             keys (a bundled name or a machine directory): SE headers for its host-key document open.
-        uv_seed: seed of that Ultravisor's random numbers (handles, keys); None: 0 when deterministic,
-            else the OS's.
+        uv_seed: seed of that Ultravisor's random numbers (handles, UIDs; its keys never follow a seed);
+            None: 0 when deterministic, else the OS's.
 
     Raises:
         MachineError: a bad size, CPU count, level or machine (one line).
