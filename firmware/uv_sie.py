@@ -300,6 +300,9 @@ class PvSieEngine(SecureIntercepts):
             return self._validity(page, VIR_CPU_HANDLE)
         cfg = scpu.config
         vir = 0
+        # the injection control is read once: the check below and the injection decide by the same value (the
+        # SD is host storage, rewritten by another thread of the host at will: review 4)
+        iictl = sd.iictl
         if cfg.handle != sd.pv_handle_config or cfg.handle not in self._uv_configs:  # (``secure_config``)
             vir = VIR_CONFIG_HANDLE
         elif ctypes.addressof(page) != self.uv.mem.address + scpu.state_origin:
@@ -308,7 +311,7 @@ class PvSieEngine(SecureIntercepts):
             vir = VIR_SD_ORIGIN
         elif asce is not None and asce != cfg.asce:
             vir = VIR_ASCE
-        elif scpu.state != 1 or not (scpu.psw_loaded or sd.iictl == IICTL_RESTART):
+        elif scpu.state != 1 or not (scpu.psw_loaded or iictl == IICTL_RESTART):
             # CPU_STATE_OPR with its PSW loaded, or a CPU started by a restart (SIGP RESTART of a CPU the
             # guest brought up: the restart new PSW of its lowcore is its first)
             vir = VIR_NOT_OPERATING
@@ -324,7 +327,7 @@ class PvSieEngine(SecureIntercepts):
         self._running.add(scpu.handle)
         self._ran.add(scpu.handle)
         try:
-            return self._enter(cpu, page, scpu, count, timeout_us)
+            return self._enter(cpu, page, scpu, count, timeout_us, iictl)
         except SecureStorageAccess:  # a SIDA page left the host after the entry's check: nothing copied, the
             self._save(cpu, page, scpu)  # instruction unfinished (issued again), the entry's result for it
             return self._validity(page, VIR_SIDA)
@@ -374,7 +377,9 @@ class PvSieEngine(SecureIntercepts):
             self._loaded.pop(scpu.handle, None)  # the next load puts the host's timer into the CPU
         return 0
 
-    def _enter(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, count: int, timeout_us: int) -> SieExit:
+    def _enter(
+        self, cpu: Cpu, page: SiePage, scpu: SecureCpu, count: int, timeout_us: int, iictl: int
+    ) -> SieExit:
         sd = page.sie_block
         cfg = scpu.config
         m = self._maps.get(cfg.handle)
@@ -399,11 +404,10 @@ class PvSieEngine(SecureIntercepts):
         # 1 and 2 store into the guest's storage outside the CPU's run: under its run lock, so that no UV
         # command takes a page away meanwhile (no Ultravisor call is made inside); most entries have neither
         completed = False
-        if sd.iictl != IICTL_NONE or scpu.handle in self._pending:
+        if iictl != IICTL_NONE or scpu.handle in self._pending:
             with cpu.exclusive():
                 # 1. complete an intercepted instruction with the host's results
                 pending = self._pending.pop(scpu.handle, None)
-                iictl = sd.iictl
                 if iictl in (IICTL_SPECIFICATION, IICTL_OPERAND):
                     sd.iictl = IICTL_NONE
                     if pending is None:
@@ -421,8 +425,8 @@ class PvSieEngine(SecureIntercepts):
                         self._pending[scpu.handle] = pending  # complete after the host imported the page
                         return self._host_exit(cpu, page, scpu, e.code, e.data.get("teid", 0), e.reason)
                 # 2. interruption injection
-                if sd.iictl != IICTL_NONE:
-                    vir = self._inject(cpu, page, scpu)
+                if iictl not in (IICTL_NONE, IICTL_SPECIFICATION, IICTL_OPERAND):
+                    vir = self._inject(cpu, page, scpu, iictl)
                     if vir:
                         self._save(cpu, page, scpu)
                         return self._validity(page, vir)
@@ -552,27 +556,29 @@ class PvSieEngine(SecureIntercepts):
 
     # -- interruption injection (iictl) ------------------------------------------------------------------
 
-    def _inject(self, cpu: Cpu, page: SiePage, scpu: SecureCpu) -> int:
+    def _inject(self, cpu: Cpu, page: SiePage, scpu: SecureCpu, iictl: int) -> int:
+        """Inject the interruption ``iictl`` (the entry's one reading) names, with its data from the SD read
+        once, field by field, into locals: the check and the stored interruption code use the same values
+        (a host thread rewriting the SD between them injected a class the guest had disabled)."""
         sd = page.sie_block
-        iictl = sd.iictl
         mask = cpu.psw_mask
         cr0 = cpu.cr(0)
         if iictl == IICTL_EXT:
-            sub = _EXT_SUBCLASS.get(sd.eic)
+            eic, param, cpuaddr = sd.eic, sd.eiparams, sd.extcpuaddr
+            sub = _EXT_SUBCLASS.get(eic)
             if not mask & PSW_MASK_EXT or sub is None or not cr0 & sub:
                 return VIR_INJECT_DISABLED
-            param = sd.eiparams
-            if sd.eic == 0x2401 and (param & ~0xFFF) == DUMMY_SCCB:
+            if eic == 0x2401 and (param & ~0xFFF) == DUMMY_SCCB:
                 param = (self._sccbs.get(scpu.config.handle, 0) & ~3) | (param & 3)
-            code = _U32.pack(param) + _U16.pack(sd.extcpuaddr) + _U16.pack(sd.eic)
+            code = _U32.pack(param) + _U16.pack(cpuaddr) + _U16.pack(eic)
             cpu.interrupt_with(0x80, code, LC_EXT_OLD, LC_EXT_NEW)
         elif iictl == IICTL_IO:
-            if not mask & PSW_MASK_IO or not cpu.cr(6) & (0x80000000 >> (sd.io_int_word >> 27 & 7)):
+            word, sid, snr, parm = sd.io_int_word, sd.subchannel_id, sd.subchannel_nr, sd.io_int_parm
+            if not mask & PSW_MASK_IO or not cpu.cr(6) & (0x80000000 >> (word >> 27 & 7)):
                 return VIR_INJECT_DISABLED
             cpu.interrupt_with(
-                0xB8, _U16.pack(sd.subchannel_id) + _U16.pack(sd.subchannel_nr) + _U32.pack(sd.io_int_parm)
-                + _U32.pack(sd.io_int_word), LC_IO_OLD, LC_IO_NEW
-            )  # fmt: skip
+                0xB8, _U16.pack(sid) + _U16.pack(snr) + _U32.pack(parm) + _U32.pack(word), LC_IO_OLD, LC_IO_NEW
+            )
         elif iictl == IICTL_MCHK:
             if not mask & PSW_MASK_MCHECK:
                 return VIR_INJECT_DISABLED
