@@ -576,9 +576,8 @@ class PvSieEngine(SecureIntercepts):
             word, sid, snr, parm = sd.io_int_word, sd.subchannel_id, sd.subchannel_nr, sd.io_int_parm
             if not mask & PSW_MASK_IO or not cpu.cr(6) & (0x80000000 >> (word >> 27 & 7)):
                 return VIR_INJECT_DISABLED
-            cpu.interrupt_with(
-                0xB8, _U16.pack(sid) + _U16.pack(snr) + _U32.pack(parm) + _U32.pack(word), LC_IO_OLD, LC_IO_NEW
-            )
+            code = _U16.pack(sid) + _U16.pack(snr) + _U32.pack(parm) + _U32.pack(word)
+            cpu.interrupt_with(0xB8, code, LC_IO_OLD, LC_IO_NEW)
         elif iictl == IICTL_MCHK:
             if not mask & PSW_MASK_MCHECK:
                 return VIR_INJECT_DISABLED
