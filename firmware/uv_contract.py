@@ -177,8 +177,9 @@ class UvEvent:
             if name == "header" or name.startswith(("res", "reserved")):
                 continue
             value = getattr(blk, name)
-            if isinstance(value, ctypes.Array):
-                value = tuple(value)
+            if isinstance(value, ctypes.Array):  # an array of arrays (Query Keys' hashes): each one number
+                value = tuple(int.from_bytes(bytes(v), "big") if isinstance(v, ctypes.Array) else v
+                              for v in value)  # fmt: skip
             if isinstance(value, (int, tuple)):
                 out.append((name, value))
         return tuple(out)

@@ -217,8 +217,10 @@ class UvCore:
         self._write_pieces(pieces, data)
 
     def random(self, n: int) -> bytes:
-        """``n`` bytes from the injected random source."""
-        return self._rng(n)
+        """``n`` bytes of the Ultravisor's own entropy (``os.urandom``) for its cryptography (dump seeds,
+        IVs): never the injected source, which the host may seed (``Host(seed=...)``): two machines seeded
+        alike sealed two dumps with one key and one AES-GCM IV (review 4). Handles and UIDs stay seeded."""
+        return os.urandom(n)
 
     def time_ns(self) -> int:
         """The injected clock (nanoseconds since the epoch)."""

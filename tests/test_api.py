@@ -197,3 +197,17 @@ def test_a_breakpoint_given_before_the_secure_ipl_stops_the_secure_guest():
         out = guest.run(time_limit=60)
         assert out.reason == "breakpoint 1: CPU 0 at 0x10b90" and bp.hits == 1
         assert [e.address for e in guest.take_events()] == [0x10B90]
+
+
+def test_every_uvc_by_name_answers_with_an_rc() -> None:
+    """Each command of the UV command table, issued by the host with a block of zeros, answers with cc and rc
+    (Query Keys' array of key hashes raised TypeError while the UV log formatted it)."""
+    from firmware.uv_codes import BY_NAME
+
+    with Host(seed=4) as host:
+        g = host.boot()
+        for name in BY_NAME:
+            r = g.uvc(name)
+            assert r.rc, name
+        keys = host.uvc("query_keys")
+        assert keys.rc == 1 and host.uv_log()[-1].fields

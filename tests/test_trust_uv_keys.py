@@ -95,3 +95,30 @@ def test_the_same_seed_gives_other_export_keys():
         assert stolen != b.read(b.secret_page, 4096)
         b.write(b.secret_page, stolen)
         assert b.import_page(b.secret_page).rc != 1
+
+
+def test_the_same_seed_gives_other_dump_keys_and_ivs(tmp_path):
+    """A dump is sealed for the image owner (a key from the SE header's CCK and a dump seed, AES-GCM with an
+    IV per block). Both the dump seed and the IVs came from the seeded random numbers: two machines seeded
+    alike dumping the same image's CPU used one key and one IV for two plaintexts (GCM with a repeated IV:
+    the XOR of the two CPU states, and the authentication key). Now they are the Ultravisor's own."""
+    from emulator.hypervisor.boot import DEMO_KERNEL
+    from firmware.crypto import Secret
+    from firmware.se_header import PCF_ALLOW_DUMPING, PCF_DEFAULT
+
+    rng = c.DeterministicRng("a dumpable demo image")
+    cck = Secret(rng.random_bytes(32), "CCK")
+    key = MachineIdentity.bundled("zuv-demo").public_key
+    image = build_image(kernel=DEMO_KERNEL.read_bytes(), host_keys=[key], rng=rng,
+                        pcf=PCF_DEFAULT | PCF_ALLOW_DUMPING, cck=cck).data  # fmt: skip
+    path = tmp_path / "dumpable.se"
+    path.write_bytes(image)
+    heads = []
+    for _ in range(2):
+        with Host(seed=1) as host:
+            g = host.boot(path)
+            area = host.alloc_page()
+            assert g.uvc("dump_init", handle=g.handle).rc == 1
+            assert g.uvc("dump_cpu", cpu_handle=g.cpu_handles[0], dump_area_origin=area).rc == 1
+            heads.append(host.read(area, 20))  # version, length, the IV
+    assert heads[0][8:20] != heads[1][8:20]
