@@ -65,3 +65,38 @@ def test_the_status_bar_in_the_host_view_shows_the_state_descriptions_psw():
     s.set_view("owner")
     mask, addr = s.cpu.psw
     assert f"{mask:016x} {addr:016x}" in "".join(t for _, t in status_line(s))
+
+
+def test_hidden_bytes_are_no_equality_oracle():
+    """Without the debug capability the session's storage gives a ``Hidden`` for bytes the host may not
+    touch. It was a keyed digest, equal for equal bytes: one hidden byte of the secret page compared with
+    hidden bytes of the guest's code, whose values the public ELF tells, read the whole secret (review 4).
+    Now a ``Hidden`` tells the length only."""
+    from elftools.elf.elffile import ELFFile
+
+    from emulator.hypervisor.boot import DEMO_KERNEL
+
+    s = open_session(str(DEMO_IMAGE), deterministic=True)
+    try:
+        execute(s, "break secure")
+        execute(s, "continue")  # the hypervisor's read of the secret page traps and exports it
+        execute(s, "delete all")
+        execute(s, "continue --insns 200000")  # the guest touches it again: imported, secure
+        mem, mso = s.machine.memory, s.machine.vm.mso
+        secret = mso + 0x15000
+        assert mem.owner[secret >> 12] != 0
+        known: dict[int, int] = {}  # byte value -> host address of a secure byte of the code that holds it
+        with open(DEMO_KERNEL, "rb") as f:
+            for seg in ELFFile(f).iter_segments():
+                if seg["p_type"] == "PT_LOAD":
+                    for i, b in enumerate(seg.data()[:0x4000]):
+                        a = mso + seg["p_paddr"] + i
+                        if b not in known and mem.owner[a >> 12] != 0:
+                            known[b] = a
+        assert len(known) > 200
+        table = {mem.read(a, 1): v for v, a in known.items()}
+        got = bytes(table.get(mem.read(secret + i, 1), 0) for i in range(16))
+        assert got != b"zuv secret: the "
+        assert len(table) == 1  # every hidden byte reads alike
+    finally:
+        s.close()

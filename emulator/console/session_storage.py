@@ -4,8 +4,6 @@ object in closures only, and the bytes of a frame the host may not touch only wi
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,21 +21,24 @@ HIDDEN: Final = "(secure storage: hidden in the host view)"
 
 
 class Hidden:
-    """Bytes of storage the session may not see (a frame the host may not touch, no debug capability):
-    equal to another reading of the same bytes (a keyed digest, its key the session's), never the bytes.
-    What a watchpoint keeps, so that it still sees a change."""
+    """Bytes of storage the session may not see (a frame the host may not touch, no debug capability): their
+    length, never the bytes nor anything computed from them. Every ``Hidden`` of a length equals every other
+    of that length: a keyed digest of the bytes (equal for equal bytes, as before review 4) was an equality
+    oracle, and comparing one hidden byte of the secret page with hidden bytes of the guest's code, whose
+    values the host knows from the public image, read the whole secret. So a host-view watchpoint on bytes
+    that stay hidden sees no change in them (a real host sees none); it sees them become visible or
+    hidden (an export, an import)."""
 
-    __slots__ = ("_digest", "_length")
+    __slots__ = ("_length",)
 
-    def __init__(self, digest: bytes, length: int) -> None:
-        self._digest = digest
+    def __init__(self, length: int) -> None:
         self._length = length
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Hidden) and other._digest == self._digest
+        return isinstance(other, Hidden) and other._length == self._length
 
     def __hash__(self) -> int:
-        return hash(self._digest)
+        return hash(("Hidden", self._length))
 
     def __len__(self) -> int:
         return self._length
@@ -82,7 +83,6 @@ class SessionStorage:
                  "remove_secure_access_listener", "_non_host")  # fmt: skip
 
     def __init__(self, mem: PhysicalMemory, host: HostView, owner: Callable[[], bool]) -> None:
-        key = os.urandom(16)
         keys, owners, shared = mem.keys, mem.owner, mem.shared
         self.size: int = mem.size
         self.frames: int = mem.frames
@@ -97,10 +97,11 @@ class SessionStorage:
         def read(addr: int, length: int) -> bytes | Hidden:
             """The bytes at host absolute ``addr``; a ``Hidden`` where the host may not touch them (plaintext
             with the machine's debug capability)."""
-            data = mem.read(addr, length)
             if owner() or access.refused_address(mem, addr, length) is None:
-                return data
-            return Hidden(hashlib.blake2b(data, key=key, digest_size=16).digest(), length)
+                data = mem.read(addr, length)
+                if owner() or access.refused_address(mem, addr, length) is None:  # (no tag change meanwhile)
+                    return data
+            return Hidden(length)
 
         def read_u64(addr: int) -> int:
             """A big-endian doubleword at host absolute ``addr`` as ``read`` gives it."""
