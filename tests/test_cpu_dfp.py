@@ -321,9 +321,9 @@ def test_load_fp_integer_quantize_and_reround(cpu):
     assert str(LONG.decode(out["f"][1])) == "-2" and out["fpc"] == FLAG_INEXACT
     out = ok(run(cpu, "b3d71412", {2: L("-2.5")}))  # M3 1 ties away, M4 4 no inexact
     assert str(LONG.decode(out["f"][1])) == "-3" and out["fpc"] == 0
-    out = ok(run(cpu, "b3f53012", {2: L("2.17"), 3: L("0.1")}))  # qadtr: 2.17 to the quantum 0.1
+    out = ok(run(cpu, "b3f53012", {3: L("2.17"), 2: L("0.1")}))  # qadtr: 2.17 (R3) to the quantum 0.1 (R2)
     assert str(LONG.decode(out["f"][1])) == "2.2" and out["fpc"] == FLAG_INEXACT
-    out = ok(run(cpu, "b3f53012", {2: L("1"), 3: L("1E-16")}))  # needs 17 digits
+    out = ok(run(cpu, "b3f53012", {3: L("1"), 2: L("1E-16")}))  # needs 17 digits
     assert out["f"][1] == 0x7C00000000000000 and out["fpc"] == FLAG_INVALID
     out = ok(run(cpu, "b3f73012", {3: L("123456")}, {2: 3}))  # rrdtr to 3 digits
     assert str(LONG.decode(out["f"][1])) == "1.23E+5"
@@ -372,6 +372,56 @@ def test_exponent_significance_and_insert(cpu):
     assert out["f"][1] == L("-0.15")
     out = ok(run(cpu, "b3f63012", {3: L("15")}, {2: 2**64 - 1}))  # -1: infinity
     assert LONG.decode(out["f"][1]).is_infinite()
+
+
+#: results a z/Architecture machine gave (recorded in valgrind's s390x DFP test expectations), as
+#: (instruction, FPRs, GPRs, expected register or condition code): operands in f4 (f4/f6), f5 (f5/f7)
+HARDWARE = [
+    ("b3f54015", {4: 0x222000000023C534, 5: 0x222C000000000001}, {}, ("f1", 0x222C0000000008F1)),  # qadtr
+    ("b3f54615", {4: 0x222000000023C534, 5: 0x222C000000000001}, {}, ("f1", 0x222C0000000008F2)),  # +inf
+    ("b3f54715", {4: 0xA22000000023C534, 5: 0x2238000000000000}, {}, ("f1", 0xA238000000000003)),  # shorter
+    ("b3f74012", {4: 0x222000000023D2DE}, {2: 3}, ("f1", 0x2230000000000117)),  # rrdtr to 3 digits
+    ("b3f74612", {4: 0x222000000023D2DE}, {2: 3}, ("f1", 0x2230000000000118)),
+    ("b3f74312", {4: 0x222000000023D2DE}, {2: 4}, ("f1", 0x222C0000000008F4)),
+    ("ed40000a1040", {4: 0x2224014D2E7971A1}, {}, ("f1", 0x6A26C34400000000)),  # sldt by 10
+    ("ed4000051041", {4: 0x2224014D2E7971A1}, {}, ("f1", 0x2224000001271778)),  # srdt by 5
+    ("b3f64012", {4: 0x2220000000500005}, {2: 391}, ("f1", 0x221C000000500005)),  # iedtr
+    ("b3f64012", {4: 0x2238000000000001}, {2: 393}, ("f1", 0x2224000000000001)),
+    ("b3e50014", {4: 0x22280000000A0005}, {}, ("r1", 394)),  # eedtr
+    ("b3e70014", {4: 0xA2280000000A0005}, {}, ("r1", 6)),  # esdtr
+    ("b3d15014", {4: 0x2238000000000022, 5: 0x2238000000000007}, {}, ("f1", 0x2DFCC2D74C2D74C3)),  # 22 / 7
+    ("b3d25014", {4: 0xA230000000000194, 5: 0x222C000000000005}, {}, ("cc", 1)),  # adtr: -1.94 + 0.05
+    ("b3f40045", {4: 0x7C00000000000000, 5: 0x7C00000000000000}, {}, ("cc", 0)),  # cedtr NaN, NaN
+    ("b3e40045", {4: 0x7C00000000000000, 5: 0x7C00000000000000}, {}, ("cc", 3)),  # cdtr NaN, NaN
+    ("b3d40014", {4: 0x2DF00002 << 32}, {}, ("f1", 0x2220000000300002)),  # ldetr
+    ("b3d50014", {4: 0x22340000000C0004}, {}, ("f1>>32", 0x224C0004)),  # ledtr
+    ("b3e11014", {4: 0x2234000000000015}, {}, ("r1", 2)),  # cgdtra 1.5, ties away
+    ("b3e13014", {4: 0x2234000000000015}, {}, ("r1", 1)),  # ... prepare for shorter precision
+    ("b3e17014", {4: 0xA234000000000011}, {}, ("r1", 2**64 - 2)),  # -1.1 toward -inf
+    ("b9431014", {4: 0xA234000000000011}, {}, ("cc", 3)),  # clfdtr -1.1 (-1): invalid
+    ("b3f11014", {}, {4: 4294967295}, ("f1", 0x2238000115AFB55B)),  # cdgtra
+    ("b9510014", {}, {4: 0x80000000}, ("f1", 0xA23800008C78AF48)),  # cdftr -2147483648
+]
+
+
+@pytest.mark.parametrize(("insn", "fprs", "gprs", "want"), HARDWARE)
+def test_results_match_the_hardwares(cpu, insn, fprs, gprs, want):
+    out = ok(run(cpu, insn, fprs, gprs), len(insn) // 2)
+    where, value = want
+    got = {"f1": out["f"][1], "f1>>32": out["f"][1] >> 32, "r1": out["g"][1], "cc": out["cc"]}[where]
+    assert got == value
+
+
+def test_extended_shifts_match_the_hardwares(cpu):
+    v = 0x2206C000000000000000014D2E7971A1
+    out = ok(run(cpu, "ed40000a1048", {4: v >> 64, 6: v & (2**64 - 1)}), 6)  # slxt by 10
+    assert ext(out, 1) == 0x2206C0000000049C5DE2C34400000000
+    out = ok(run(cpu, "ed40000a1049", {4: v >> 64, 6: v & (2**64 - 1)}), 6)  # srxt by 10
+    assert ext(out, 1) == 0x2206C0000000000000000000000000A3
+    q = 0x22068000000000000099E570F483C534
+    quantum = 0x22078000000000000000000000008C01
+    regs = {4: q >> 64, 6: q & (2**64 - 1), 5: quantum >> 64, 7: quantum & (2**64 - 1)}
+    assert ext(ok(run(cpu, "b3fd4015", regs)), 1) == 0x2207800000000000000002CDAB47931D  # qaxtr
 
 
 def test_shift_significand_and_test_data_class_and_group(cpu):

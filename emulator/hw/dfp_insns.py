@@ -4,8 +4,9 @@ ADD, SUBTRACT (condition code by the result), MULTIPLY, DIVIDE (condition code u
 COMPARE AND SIGNAL (a NaN is unordered, cc 3; invalid operation for a signaling NaN, for any NaN when
 signaling); COMPARE BIASED EXPONENT; LOAD AND TEST (a signaling NaN quieted, invalid); LOAD LENGTHENED
 and LOAD ROUNDED (M4 bit 0: a signaling NaN stays signaling without an exception and an infinity keeps its
-coefficient continuation); LOAD FP INTEGER (M4 bit 1: no inexact exception); QUANTIZE (the second
-operand's value with the third's exponent; no overflow or underflow; a coefficient too long is invalid);
+coefficient continuation); LOAD FP INTEGER (M4 bit 1: no inexact exception); QUANTIZE (the third
+operand's value, FPR R3, with the second's exponent, FPR R2, as the hardware results recorded in valgrind's
+s390x tests show; no overflow or underflow; a coefficient too long is invalid);
 REROUND (the third operand rounded to the significance in bits 58-63 of general register R2, unchanged when
 that is 0 or the operand has no more digits); SHIFT SIGNIFICAND LEFT / RIGHT (by address bits 58-63, sign
 and exponent kept, no rounding); TEST DATA CLASS and TEST DATA GROUP (cc 1 when the operand's bit in
@@ -192,7 +193,7 @@ def _quantize(fmt: DfpFormat) -> Handler:
         r1, r2, r3, m4 = _rrf(d.raw)
         if fmt is EXTENDED:
             d.check_pair(r1, r2, r3)
-        value, quantum = d.dec(fmt, r2), d.dec(fmt, r3)
+        value, quantum = d.dec(fmt, r3), d.dec(fmt, r2)
         res = compute(fmt, d.rounding(m4), lambda ctx: ctx.quantize(value, quantum), d.masks, ranged=False)
         d.finish(res.exc, lambda: d.put_value(fmt, r1, res.value))
 
