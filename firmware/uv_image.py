@@ -142,7 +142,7 @@ def set_params(uv: Ultravisor, cfg: SecureConfig, data: bytes) -> tuple[int, int
 
 
 def unpack_page(uv: Ultravisor, cfg: SecureConfig, frame: int, gaddr: int, tweak0: int, tweak1: int) -> None:
-    """Measure the page as the host stored it, then decrypt it in place (the caller makes it secure).
+    """Measure the page as the host stored it, then decrypt it in place (the caller made it secure first).
 
     The frame's storage key gets the reference bit, and the change bit when the page was decrypted, as the
     fetch and store of any access would set them. (It matters for speed too: a guest's first TLB fill for

@@ -106,8 +106,12 @@ class ServiceCommands(LifecycleCommands):
             return bad or _Outcome(0x0105)
         page = gaddr & ~0xFFF
         tweak = blk.tweak
+        # the frame is the guest's before its plaintext is written into it, as an import's: decrypted while
+        # still host storage (or another configuration's shared page), a host thread read the image's
+        # plaintext (the decryption lets other threads run: review 4). An export of the page the host
+        # still holds is void.
+        self._take_frame(cfg, frame, page)
         uv_image.unpack_page(self, cfg, frame, page, tweak[0], tweak[1])
-        self._take_frame(cfg, frame, page)  # an export of this page the host still holds is overwritten
         return _EXECUTED
 
     def _cmd_verify_img(self, caller: UvCaller, blk: B.UvCbNodata, cb: ControlBlock, g: Any) -> _Outcome:

@@ -185,3 +185,43 @@ def test_an_in_place_object_collected_while_the_tag_lock_is_held_unpins_without_
     assert finished.wait(10), "the finalizer's unpin deadlocked on the tag lock"
     assert not mem.used_in_place(FRAME)
     mem.set_owner(FRAME, GUEST)  # the frame may turn secure now
+
+
+def test_unpack_makes_the_frame_secure_before_it_decrypts(tmp_path) -> None:
+    """Unpack decrypted an image page in place while its frame was still host storage (or another
+    configuration's shared page) and made it secure afterwards: a host thread reading the frame in that
+    window (the decryption is a libcrypto call that lets other threads run) read the image's plaintext.
+    Now the frame is the guest's first, as Import does. The test looks at every frame as Unpack takes it:
+    it must hold no page of the image's plaintext while the host may still read it."""
+    from elftools.elf.elffile import ELFFile
+
+    from emulator.hw import access
+    from emulator.hypervisor.boot import DEMO_KERNEL
+
+    plain: list[bytes] = []
+    with open(DEMO_KERNEL, "rb") as f:
+        for seg in ELFFile(f).iter_segments():
+            if seg["p_type"] == "PT_LOAD":
+                d = seg.data()
+                plain += [d[o : o + 64] for o in range(0, len(d), 4096) if any(d[o : o + 64])]
+    assert len(plain) >= 3
+    from emulator.api import Host, _machine_of
+
+    with Host(seed=12) as host:
+        uv = _machine_of(host).uv
+        mem = uv.mem
+        seen: list[int] = []
+        take = uv._take_frame  # noqa: SLF001 - the test watches the Ultravisor's own step
+
+        def watched(cfg, frame, gaddr):
+            if access.may_access(mem, frame) and mem.read(frame << 12, 64) in plain:
+                seen.append(gaddr)
+            return take(cfg, frame, gaddr)
+
+        uv._take_frame = watched  # noqa: SLF001
+        try:
+            g = host.boot()
+        finally:
+            del uv._take_frame  # noqa: SLF001
+        assert g.secure and "secret page at" in g.console.decode()
+        assert seen == [], [hex(a) for a in seen]
