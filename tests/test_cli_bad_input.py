@@ -114,3 +114,13 @@ def test_a_bad_file_is_one_clear_error(template, kind, tmp_path, capsys):
     lines = [ln for ln in err.splitlines() if ln.strip() and "WARNING" not in ln]
     assert lines, "no error message"
     assert len(lines[-1]) < 200 + 3 * len(bad), lines[-1]  # one line: the file named, and what is wrong
+
+
+@pytest.mark.parametrize("command", ["attack", "lab", "hostkey", "pvimg", "pvattest", "pvsecret", "verifier"])
+def test_a_mistyped_subcommand_is_named_with_the_choices(command, capsys):
+    """'zuv verifier bogus' said 'unrecognized arguments: bogus' (the word was taken as an argument of the
+    default 'serve'): every command with subcommands names the bad word and the ones it knows."""
+    status, out, err = _zuv([command, "bogus"], capsys)
+    assert status in (1, 2) and "Traceback" not in err, err  # 1: pvattest and pvsecret, as IBM's (clap)
+    last = err.strip().splitlines()[-1]
+    assert "invalid choice: 'bogus'" in last and "(choose from " in last, last

@@ -140,7 +140,25 @@ def test_each_starting_script_runs_clean_as_its_first_line_says(n, tmp_path):
     start(n, d)
     first = (d / "start.zuv").read_text().splitlines()[0]
     assert first.startswith("# zuv console --script "), first
-    argv = first[len("# zuv "):].split(">")[0].replace(f"lab{n}/", f"{d}/").split()
+    argv = first[len("# zuv "):].split(">")[0].split()  # start() names d in it
     r = subprocess.run([sys.executable, "-m", "emulator.cli", *argv], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)  # fmt: skip
     assert r.returncode == 0 and "error" not in r.stdout, r.stdout[-2000:] + r.stderr
+
+
+@pytest.mark.parametrize("n", [lab.number for lab in LABS])
+def test_start_in_another_directory_rewrites_the_labs_commands(n, tmp_path, monkeypatch):
+    """The README starts lab 3 in work/lab3: its texts named lab3/ in every command, so the student's first
+    command wrote into a directory that did not exist. With --dir they name that directory (and the check
+    command its --dir); in the default labN/ they are copied as they are."""
+    monkeypatch.chdir(tmp_path)
+    start(n, Path(f"lab{n}"))
+    start(n, Path(f"work/lab{n}"))
+    for f in ("README.md", "start.zuv", "answers.txt"):
+        plain = (tmp_path / f"lab{n}" / f).read_text()
+        moved = (tmp_path / f"work/lab{n}" / f).read_text()
+        assert plain == (ROOT / f"emulator/labs/texts/lab{n}/{f}").read_text()
+        assert moved == plain.replace(f"lab{n}/", f"work/lab{n}/").replace(
+            f"zuv lab check {n}", f"zuv lab check {n} --dir work/lab{n}")
+    assert f"lab{n}/start.zuv" in (tmp_path / f"lab{n}/start.zuv").read_text().splitlines()[0]
+    assert f" work/lab{n}/start.zuv " in (tmp_path / f"work/lab{n}/start.zuv").read_text().splitlines()[0]

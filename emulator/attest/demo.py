@@ -409,8 +409,8 @@ def verifier_main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--time-limit", type=options.seconds, default=120.0,
                    help="seconds each guest run may take")  # fmt: skip
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in ("serve", "demo", "-h", "--help"):
-        args = ["serve", *args]
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help")):
+        args = ["serve", *args]  # serve is the default: 'zuv verifier --port 8000'; a word is a command
     a = p.parse_args(args)
     try:
         return _demo(a) if a.command == "demo" else _serve(a)

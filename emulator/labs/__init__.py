@@ -9,6 +9,7 @@ the checkpoints that grade a student's work live in ``emulator.labs.grading``.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -37,10 +38,25 @@ def start(n: int, directory: Path) -> list[Path]:
     copied = []
     for f in sorted(src.iterdir()):
         dest = directory / f.name
-        if not dest.exists():
+        if dest.exists():
+            continue
+        if f.suffix in _TEXT and directory != Path(f"lab{n}"):
+            dest.write_text(_relocated(f.read_text(), n, directory))
+        else:
             shutil.copyfile(f, dest)
-            copied.append(dest)
+        copied.append(dest)
     return copied
+
+
+#: the lab files that name their directory (``labN/…``) and the check command in their commands
+_TEXT = (".md", ".zuv", ".txt")
+
+
+def _relocated(text: str, n: int, directory: Path) -> str:
+    """A lab text for ``--dir DIRECTORY``: its commands name that directory where they named ``labN/``, and
+    ``zuv lab check N`` gets ``--dir``, so each command works as written."""
+    text = re.sub(rf"(?<![\w/.-])lab{n}/", f"{directory.as_posix()}/", text)
+    return re.sub(rf"zuv lab check {n}\b(?! --dir)", f"zuv lab check {n} --dir {directory.as_posix()}", text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
