@@ -601,3 +601,29 @@ def test_convert_from_and_to_packed(cpu):
     out = ok(run_field(cpu, rsl(0xAD, 18, 4, 8), bytes(18), {4: big >> 64, 6: big & (2**64 - 1)}), 6)  # cpxt
     assert out["field"] == bytes.fromhex("01234567890123456789012345678901234c") and out["cc"] == 2
     assert run_field(cpu, rsl(0xAC, 10, 2, 8), bytes(10))["pgm"] == (6, 6)  # 10 bytes from long
+
+
+def test_a_trapped_overflow_of_load_rounded_scales_or_gives_the_default_result(cpu):
+    out = run(cpu, "b3d50012", {2: L("1E+200")}, fpc=FPC_MASK_OVERFLOW)  # ledtr: 1E200 scaled by 144
+    assert out["pgm"] == (4, 7) and out["dxc"] == 0x20
+    assert SHORT.decode(out["f"][1] >> 32) == Decimal("1E+56")
+    out = run(cpu, "b3d50012", {2: L("1E+300")}, fpc=FPC_MASK_OVERFLOW)  # 1E156 does not fit either
+    assert out["pgm"] == (4, 7) and out["dxc"] == 0x20
+    assert SHORT.decode(out["f"][1] >> 32) == Decimal("Infinity")
+
+
+#: long-operand instructions (hex without registers): operands f4 (value), f5, r2; result f1 / r1
+_ANY_LONG = ["b3d2", "b3d3", "b3d0", "b3d1", "b3e4", "b3e0", "b3f4", "b3d6", "b3d5", "b3d7", "b3f5", "b3f7",
+             "b3e1", "b943", "b3e3", "b3e2", "b3e5", "b3e7", "b3f6", "b3f1", "b3f3", "b3f2"]
+
+
+@given(st.sampled_from(_ANY_LONG), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+       st.integers(0, 2**64 - 1), st.integers(0, 15), st.integers(0, 0xF8), st.integers(0, 7))
+@settings(max_examples=150, deadline=None)
+def test_any_operands_give_a_result_or_a_data_exception(cpu, op, a, b, g, m, masks, drm):
+    """Whatever the register contents, rounding and masks: the instruction completes or takes PGM 7."""
+    rrf = "b3d2 b3d3 b3d0 b3d1 b3f5".split()
+    insn = op + (f"5{m:x}14" if op in rrf else f"2{m:x}14" if op in ("b3f7", "b3f6") else f"{m:x}014")
+    out = run(cpu, insn, {4: a, 5: b}, {2: g, 4: g}, fpc=masks << 24 | drm << 4)
+    assert out["pgm"] is None or out["pgm"][1] == 7, out["pgm"]
+    assert out["pc"] == CODE + 4

@@ -7,7 +7,8 @@ flags say which IEEE exceptions it raised. ``compute`` turns them into the FPC's
 whether an inexact result was incremented (rounded away from zero: its magnitude above the exact one,
 which the data-exception code reports), and for an overflow or underflow whose FPC mask is on it gives the
 scaled result the architecture delivers then (the precise result rounded to the format's precision and
-its exponent moved by the scale factor: 576 for long, 9216 for extended).
+its exponent moved by the scale factor: 3/4 of the format's exponent range, 144 for short, 576 for long,
+9216 for extended; where even the scaled value does not fit, the default result).
 
 ``disposition`` applies the FPC masks: which flags to set, the DXC of a data exception and whether the
 instruction is suppressed (invalid operation, division by zero) or completed (overflow, underflow, inexact).
@@ -77,6 +78,18 @@ def _incremented(result: Decimal, op: Op, ctx: Context) -> bool:
     return abs(op(trunc)) != abs(result)
 
 
+def _representable(fmt: DfpFormat, d: Decimal) -> bool:
+    """Whether the finite ``d`` has an encoding in ``fmt`` of the same value."""
+    _, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)
+    coef = int("".join(map(str, digits)) or "0")
+    if exp > fmt.qmax:
+        return coef * 10 ** (exp - fmt.qmax) <= fmt.max_coef
+    if exp < fmt.qmin:
+        return coef % 10 ** (fmt.qmin - exp) == 0
+    return coef <= fmt.max_coef
+
+
 def _scaled(d: Decimal, by: int) -> Decimal:
     sign, digits, exp = d.as_tuple()
     assert isinstance(exp, int)
@@ -108,7 +121,10 @@ def compute(
         exc = SCALED | (OVERFLOW if overflow else UNDERFLOW | TINY)
         if wide.flags[Inexact]:
             exc |= INEXACT | (INCREMENTED if _incremented(precise, op, wide) else 0)
-        return Outcome(_scaled(precise, -fmt.alpha if overflow else fmt.alpha), exc)
+        scaled = _scaled(precise, -fmt.alpha if overflow else fmt.alpha)
+        # a scaled value out of the format's range too (LOAD ROUNDED of a long far beyond the short range):
+        # the result the disabled exception would give
+        return Outcome(scaled if _representable(fmt, scaled) else result, exc)
     exc = (OVERFLOW if overflow else 0) | (TINY if tiny else 0)
     if flags[Inexact]:
         exc |= INEXACT | (INCREMENTED if _incremented(result, op, ctx) else 0)
