@@ -12,9 +12,11 @@ raising and catching its own exception finds its callers' frames), for the proje
 the attacker's script or of the test holds what they hold anyway). Outside it, as ``/dev/mem`` and the
 kernel's own data are outside a real host's reach: a function's internals (``__closure__``, ``__globals__``,
 ``__code__``, ``__defaults__``), ``gc`` and ``sys`` introspection (``sys._getframe``,
-``sys._current_frames``), ``ctypes`` reads of arbitrary addresses, and importing a module to take its
-globals. Objects the project keeps sealed are held in closures, so the walk stops at them by that rule
-alone; their functions are gates (``emulator/hw/seal.py``), so no exception leaves one with a sealed frame.
+``sys._current_frames``), host code Python runs asynchronously on a thread inside sealed code (a signal
+handler's frame argument, a finalizer the collector runs), ``ctypes`` reads of arbitrary addresses, and
+importing a module to take its globals. Objects the project keeps sealed are held in closures, so the walk
+stops at them by that rule alone; their functions are gates (``emulator/hw/seal.py``), so no exception leaves
+one with a sealed frame.
 """
 
 from __future__ import annotations
