@@ -179,3 +179,22 @@ def test_the_hosts_answers_to_status_orders_follow_qemu(tmp_path):
         assert pv_sigp(pv, v1, S.STOP, 0, 0) == (0, None) and v0.disabled_wait is None
     finally:
         vm.destroy()
+
+
+def test_console_input_beside_a_pending_completion_keeps_both_in_a_secure_vm(tmp_path):
+    """The secure VM's one floating service signal: console input's notice merges into a pending completion
+    (the SCCB's address stays, bit 1 is added). Before, it overwrote it: Linux as a secure guest lost the
+    completion of the SERVC that wrote its prompt and read the line typed only at its SCLP driver's request
+    timeout, 30 s later (``zuv boot`` of Debian 13's kernel, ``poweroff`` typed at the first prompt)."""
+    host = SecureHost("zuv-demo", seed=23)
+    vm = host.hv.create_vm(128 << 20, 1, name="merge")
+    try:
+        vm.add_device(ConsoleDevice(vm._console_write))  # noqa: SLF001
+        load_image(vm, _image(tmp_path, _SERVICE_GUEST, "merge"))
+        vm.run(time_limit=60)  # (alone, CPU 0 cannot start CPU 1 and ends in the disabled wait 0xbad)
+        assert vm.pv is not None
+        vm.pv.floating["service"] = 0x28000  # a SERVC's completion, not taken yet
+        vm.feed_console(b"poweroff\n")
+        assert vm.pv.floating["service"] == 0x28001
+    finally:
+        vm.destroy()

@@ -147,3 +147,85 @@ def test_the_machine_routes_the_signal_of_a_stopped_holder_to_the_cpu_still_oper
         assert [(c.state, c.detail) for c in res.cpus] == _STOPPED_AND_TAKEN, res.describe()
     finally:
         m.close()
+
+
+def test_a_second_signal_merges_the_completion_and_the_event_pending_bit():
+    """One service signal at a time, as KVM keeps it: a pending completion's SCCB stays and the event-pending
+    bit (1, console input) of either is kept; before, input overwrote a pending completion in a secure VM
+    (Linux's SCLP driver then waited 30 s for its request timer) and was dropped beside one in a normal VM."""
+    from emulator.hw.sclp import merge_service_parameter as merge
+
+    assert merge(None, 0x28000) == 0x28000
+    assert merge(0x28000, 1) == 0x28001
+    assert merge(1, 0x28000) == 0x28001
+    assert merge(0x28001, 0x30000) == 0x28001  # a second completion while one is pending is not made
+    assert merge(1, 1) == 1
+
+
+def test_console_input_beside_a_pending_completion_keeps_both(hv):
+    """A normal VM: the input's signal merges into the held completion (its SCCB and the event-pending bit);
+    and with only the input's notice pending a SERVC is not busy, its completion merges with the notice."""
+    from emulator.hw.cpu import PSW_MASK_64
+    from emulator.hypervisor.floating import place_service_signal, service_holder
+
+    vm = hv.create_vm(16 * MIB, 2, name="float-merge")
+    try:
+        v0, v1 = vm.vcpus[0], vm.vcpus[1]
+        place_service_signal(vm, 0x28000, v0)
+        vm.feed_console(b"x\n")
+        assert service_holder(vm) is v0 and v0.cpu.ext_pending["service"] == 0x28001
+        del v0.cpu.ext_pending["service"]
+        vm.feed_console(b"y\n")  # the notice alone
+        vm.write_guest(0x10000, bytes.fromhex("c01f00020001c02f00028000b2200012"))  # SERVC of CPU 1
+        vm.write_guest(0x28000, b"\x10\x00")  # the SCCB's length: 4 KiB
+        v1.set_psw(PSW_MASK_64, 0x10000)
+        v1.set_operating(True)
+        vm.step(1, count=3)
+        assert (v1.sd.psw_mask >> 44) & 3 == 0  # accepted
+        holder = service_holder(vm)
+        assert holder is not None and holder.cpu.ext_pending["service"] == 0x28001
+    finally:
+        vm.destroy()
+
+
+def test_console_input_from_another_thread_is_fed_by_the_run_loop():
+    """``zuv run``'s standard input comes from its own thread: while the machine runs, the input is queued
+    and fed between CPU runs by the run's thread (CPU 0's run is ended for it), so the SCLP and the pending
+    service signal are only ever changed by the CPUs' thread."""
+    import threading
+    import time
+
+    from emulator.hw import sclp
+
+    m = Machine(16 * MIB, 1)
+    fed: list[tuple[int, bytes]] = []
+    real = sclp.Sclp.feed_input
+
+    def record(self, data):
+        fed.append((threading.get_ident(), data))
+        return real(self, data)
+
+    try:
+        m.memory.write(0x10000, bytes.fromhex("a7f40000"))  # j . (CPU 0 busy, no timer)
+        m._ipl(0x10000)  # noqa: SLF001
+        sclp.Sclp.feed_input = record
+        runner: list[int] = []
+
+        def typist():
+            while not runner:
+                time.sleep(0.01)
+            m.feed_console(b"typed\n")
+            while not fed:
+                time.sleep(0.01)
+            m.request_halt("done")
+
+        t = threading.Thread(target=typist)
+        t.start()
+        runner.append(threading.get_ident())
+        res = m.run(time_limit=30)
+        t.join()
+        assert res.reason == "done", res.describe()
+        assert fed == [(runner[0], b"typed\n")]
+    finally:
+        sclp.Sclp.feed_input = real
+        m.close()

@@ -28,6 +28,7 @@ __all__ = [
     "SCLP_CMD_WRITE_EVENT_DATA",
     "SCLP_CMD_READ_EVENT_DATA",
     "EVENT_ASCII_CONSOLE",
+    "merge_service_parameter",
 ]
 
 SCLP_CMD_READ_SCP_INFO: Final = 0x00020001
@@ -190,6 +191,20 @@ class CpuSccb:
     def write(self, real: int, data: bytes) -> None:
         """Write at a real address of the CPU."""
         self.cpu.write_real(real, data)  # type: ignore[attr-defined]
+
+
+def merge_service_parameter(pending: int | None, new: int) -> int:
+    """The parameter of the one service signal left pending when another is made pending while one is (as
+    KVM's ``__inject_service`` merges them): the SCCB address of a completion already pending stays, and the
+    event-pending bit (1) of either is kept.
+
+    Console input arrives as a signal with parameter 1 (an event is pending), often while the completion of
+    the guest's last SERVC (its SCCB's address) is still pending, or the other way round: one overwriting
+    the other lost either the completion (Linux's SCLP driver then waits for its request timer, 30 s, to
+    retry) or the news of the input (the line typed was not read until then)."""
+    if pending is None:
+        return new
+    return (pending & ~3 or new & ~3) | ((pending | new) & 3)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from emulator.hw.cpu import CR0_SERVICE_SC, PSW_MASK_EXT
+from emulator.hw.sclp import merge_service_parameter
 
 if TYPE_CHECKING:
     from emulator.hypervisor.kvm import Vcpu, Vm
@@ -33,8 +34,14 @@ def service_holder(vm: Vm) -> Vcpu | None:
 
 
 def place_service_signal(vm: Vm, param: int, issuer: Vcpu) -> None:
-    """Make a service signal with parameter ``param`` pending for the VM: held by ``issuer`` if it is
-    enabled for it, else by the first enabled vCPU in address order, else by ``issuer`` (routed later)."""
+    """Make a service signal with parameter ``param`` pending for the VM: merged into the one pending
+    (``sclp.merge_service_parameter``), else held by ``issuer`` if it is enabled for it, else by the first
+    enabled vCPU in address order, else by ``issuer`` (routed later)."""
+    holder = service_holder(vm)
+    if holder is not None:  # one service signal at a time: the parameters merge (the SCLP's completion first)
+        pending = holder.cpu.ext_pending
+        pending["service"] = merge_service_parameter(pending["service"], param)
+        return
     target = issuer
     if not takes_service_signal(issuer):
         target = next((v for _, v in sorted(vm.vcpus.items()) if takes_service_signal(v)), issuer)

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 def _servc(vm: Vm, v: Vcpu, insn: Insn) -> None:
     cpu = v.cpu
-    if service_holder(vm) is not None:
-        v.set_cc(2)  # busy until a vCPU took the pending service signal
+    holder = service_holder(vm)
+    if holder is not None and holder.cpu.ext_pending["service"] & ~3:
+        v.set_cc(2)  # busy until a vCPU took the pending completion (console input's notice may wait)
         return
     command = cpu.gpr(insn.r1) & 0xFFFFFFFF
     sccb = cpu.gpr(insn.r2)

@@ -36,7 +36,7 @@ from emulator.hw.diag import Diag288
 from emulator.hw.hardware import Hardware
 from emulator.hw.memory import PAGE_SIZE, PhysicalMemory
 from emulator.hw.results import CpuResult, RunResult, run_limits_problem
-from emulator.hw.sclp import Sclp
+from emulator.hw.sclp import Sclp, merge_service_parameter
 from emulator.hw.sie import (
     CPUSTAT_STOPPED,
     ICPT_INST,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from emulator.hypervisor.pv_ipl import ProtectFailure
     from firmware.uv_codes import UvCommand
 from emulator.hypervisor.channel_io import VmChannel
-from emulator.hypervisor.floating import place_service_signal, route_service_signal, service_holder
+from emulator.hypervisor.floating import place_service_signal, route_service_signal
 from emulator.hypervisor.hostmem import HOST_RESERVED, MIB, GuestWindow, HostAllocator
 from emulator.hypervisor.intercepts import _HANDLERS
 from emulator.hypervisor.services import GuestServices
@@ -294,12 +294,14 @@ class Vm:
         self._input_event.set()
 
     def inject_service_signal(self, param: int) -> None:
-        """Make a service-signal external interruption pending unless one is (floating: any vCPU enabled for
-        it takes it; ``PvVm.floating`` in a secure VM, ``emulator.hypervisor.floating`` in a normal one)."""
+        """Make a service-signal external interruption pending, merged with one that is
+        (``sclp.merge_service_parameter``; floating: any vCPU enabled for it takes it; ``PvVm.floating`` in a
+        secure VM, ``emulator.hypervisor.floating`` in a normal one)."""
         v = self.vcpus[min(self.vcpus)]
         if self.pv is not None and v.secure:
-            self.pv.floating["service"] = param
-        elif service_holder(self) is None:
+            floating = self.pv.floating
+            floating["service"] = merge_service_parameter(floating.get("service"), param)
+        else:
             place_service_signal(self, param, v)
 
     # -- running ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from emulator.errors import HypervisorError, ProgramException, SecureStorageAcce
 from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_IO, PSW_MASK_WAIT
 from emulator.hw.cpu_handle import CpuHandle
 from emulator.hw.memory import PAGE_SIZE
+from emulator.hw.sclp import merge_service_parameter
 from emulator.hw.sie import (
     ICPT_EXTREQ,
     ICPT_IOREQ,
@@ -652,13 +653,13 @@ class PvVm:
             regs[1] = 0x0001
 
     def _servc(self, v: Vcpu) -> None:
-        if "service" in self.floating:  # busy until a vCPU took the service signal
+        if self.floating.get("service", 0) & ~3:  # busy until a vCPU took the pending completion
             v.set_cc(2)
             return
         regs = v.page.pv_grregs
         sida = self.host.sida(v.page)
         res = self.vm.sclp.service_call(SidaSccb(sida, regs[4], self.vm.memory_size), regs[2], regs[4])
-        self.floating["service"] = res.ext_param
+        self.floating["service"] = merge_service_parameter(self.floating.get("service"), res.ext_param)
         v.set_cc(0)
 
     # -- 0x6C: the Ultravisor tells ----------------------------------------------------------------------

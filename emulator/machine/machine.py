@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -178,6 +179,10 @@ class Machine(OwnerInsns):
         #: True once console input that was open has ended (``close_input``): a wait then has a known cause.
         self.input_closed = False
         self._input_event = threading.Event()
+        #: console input from other threads while ``run`` runs (``feed_console``), fed by the run loop
+        self._console_in: deque[bytes] = deque()
+        #: the thread running ``run`` (None between runs)
+        self._run_thread: int | None = None
         #: a CPU that gave the others its turn in a free run (a yield, a signal to another CPU): its run ends
         #: and the next round starts after it
         self._handoff: Cpu | None = None
@@ -299,7 +304,33 @@ class Machine(OwnerInsns):
             c.request_halt()
 
     def feed_console(self, data: bytes) -> None:
-        """Console input for the program (it arrives as an SCLP event with a service signal)."""
+        """Console input for the program (it arrives as an SCLP event with a service signal).
+
+        From another thread while ``run`` runs (``zuv run``'s standard input) it is queued, and the run loop
+        feeds it between CPU runs (CPU 0's run is ended for it): the SCLP's buffer and the pending service
+        signal belong to the CPUs' thread. Fed from the input thread itself, the input's signal could be
+        merged with a SERVC's completion the CPU was making pending at the same moment, and one of the two
+        was lost (Linux then read the line typed only at its SCLP driver's 30 s retry)."""
+        run_thread = self._run_thread
+        if run_thread is not None and run_thread != threading.get_ident():
+            self._console_in.append(data)
+            self._input_event.set()
+            self.cpus[min(self.cpus)].request_halt()
+            if self._run_thread is not None:
+                return
+            self._drain_console()  # the run ended meanwhile (its own drain may have taken it already)
+            return
+        self._feed_now(data)
+
+    def _drain_console(self) -> None:
+        while True:
+            try:
+                data = self._console_in.popleft()
+            except IndexError:
+                return
+            self._feed_now(data)
+
+    def _feed_now(self, data: bytes) -> None:
         self.sclp.feed_input(data)
         if self.sclp.event_pending:  # only a program that asked for console input is told
             cpu0 = self.cpus[min(self.cpus)]
@@ -360,6 +391,7 @@ class Machine(OwnerInsns):
             timer.start()
         self.stopped_at: tuple[int, int] | None = None
         self.last_stop = None
+        self._run_thread = threading.get_ident()
         budget = max_insns
         counted = self.deterministic or max_insns is not None
         self._free_run, self._handoff = not counted, None
@@ -368,6 +400,8 @@ class Machine(OwnerInsns):
                 self._step(c, c.run(count=1, resume=True))
         try:
             while True:
+                if self._console_in:
+                    self._drain_console()
                 if self.watchdog is not None and self.watchdog.deadline is not None:
                     self._watchdog_check()
                 operating = [c for c in self.cpus.values() if c.state == OPERATING]
@@ -427,6 +461,8 @@ class Machine(OwnerInsns):
                     if self._halt_reason is not None or (budget is not None and budget <= 0):
                         break
         finally:
+            self._run_thread = None
+            self._drain_console()  # input that came as the run ended
             self._free_run = False  # (steps and counted runs hand nothing off)
             if timer is not None:
                 timer.cancel()

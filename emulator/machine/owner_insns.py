@@ -14,7 +14,7 @@ from emulator.hw import access
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import CR0_SERVICE_SC, OPERATING, PSW_MASK_EXT, STOPPED, Cpu, Insn
 from emulator.hw.diag import release_pages
-from emulator.hw.sclp import CpuSccb
+from emulator.hw.sclp import CpuSccb, merge_service_parameter
 from emulator.hw.sysinfo import stsi
 from emulator.hw.virtio_ccw import notify as virtio_notify
 from emulator.machine import channel
@@ -157,7 +157,7 @@ class OwnerInsns:
         target = issuer
         if not self._takes_service_signal(issuer):
             target = next((c for _, c in sorted(self.cpus.items()) if self._takes_service_signal(c)), issuer)
-        target.ext_pending["service"] = target.ext_pending.get("service", 0) | param
+        target.ext_pending["service"] = merge_service_parameter(target.ext_pending.get("service"), param)
         if target is not issuer:
             target.kick()
 
@@ -168,7 +168,8 @@ class OwnerInsns:
             return
         for _, c in sorted(self.cpus.items()):
             if c is not holder and self._takes_service_signal(c):
-                c.ext_pending["service"] = c.ext_pending.get("service", 0) | holder.ext_pending.pop("service")
+                moved = holder.ext_pending.pop("service")
+                c.ext_pending["service"] = merge_service_parameter(c.ext_pending.get("service"), moved)
                 return
 
     def _insn_stsi(self, cpu: Cpu, insn: Insn) -> None:
