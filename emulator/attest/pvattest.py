@@ -38,7 +38,7 @@ from cryptography import x509
 from emulator.attest.evidence import AttestationMismatch, check_attestation
 from emulator.attest.yamlout import yaml_scalar
 from emulator.image import pki
-from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, parse_image
+from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, read_se_header
 from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once, version_request
 from emulator.image.toollog import deprecated_v_warning, warn
 from firmware import attestation as A
@@ -177,7 +177,7 @@ def host_keys_from_documents(a: argparse.Namespace, prog: str) -> list[EllipticC
 def image_tags(path: str) -> A.BootHdrTags:
     """PLD/ALD/TLD/tag of an SE image or a bare SE header."""
     try:
-        return A.BootHdrTags.from_header(parse_image(read_file(path, "SE image")).header)
+        return A.BootHdrTags.from_header(read_se_header(read_file(path, "SE image")))
     except (ImageError, SeHeaderError) as exc:
         raise ToolError(f"{path}: not an SE image or header: {exc}") from None
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 from emulator.attest import pvsecret_guest as G
 from emulator.attest import userdata
+from emulator.attest import yamlin
 from emulator.attest.local import UltravisorRefused
 from emulator.attest.pvattest import (
     EXIT_USAGE,
@@ -95,6 +96,14 @@ def _retrievable(kind: str, data: bytes) -> tuple[int, bytes]:
     return ec_secret(data)
 
 
+def _exact_file(path: str, what: str, size: int) -> bytes:
+    """A key file of exactly ``size`` bytes, refused as s390-tools' ``read_exact_file`` refuses others."""
+    raw = read_file(path, what)
+    if len(raw) != size:
+        raise ToolError(f"{what} must be exactly {size} bytes long ({path} has {len(raw)})")
+    return raw
+
+
 def _cuid(a: argparse.Namespace) -> bytes | None:
     if a.cuid_hex:
         text = a.cuid_hex.removeprefix("0x")
@@ -105,10 +114,15 @@ def _cuid(a: argparse.Namespace) -> bytes | None:
         raw = read_file(a.cuid, "CUID file")
         if len(raw) == 16:
             return raw
-        m = re.search(rb"cuid[\"']?\s*:\s*[\"']?(?:0x)?([0-9a-fA-F]{32})", raw)
-        if not m:
-            raise ToolError(f"{a.cuid}: neither 16 bytes nor a YAML/JSON file with a 'cuid' entry")
-        return bytes.fromhex(m.group(1).decode())
+        try:  # as pvsecret: serde_yaml reads it (JSON is YAML too), then the first 'cuid' in its mappings
+            value = yamlin.load(raw.decode("utf-8"))
+        except (UnicodeDecodeError, yamlin.YamlError) as exc:
+            raise ToolError(f"{a.cuid}: The CUID-file does not contain a 128bit value or a yaml with a "
+                            f"'cuid' field ({exc})") from None  # fmt: skip
+        try:
+            return yamlin.cuid_from_yaml(value)
+        except yamlin.CuidError as exc:
+            raise ToolError(f"{a.cuid}: {exc}") from None
     return None
 
 
@@ -305,13 +319,10 @@ def _create(a: argparse.Namespace) -> int:
         else:
             stype, value = _retrievable(a.kind, read_file(a.secret_path, "secret"))
     ext: bytes | Secret | None = None
-    if a.extension_secret:
-        ext = read_file(a.extension_secret, "extension secret")
-    elif a.cck:
-        raw = read_file(a.cck, "CCK")
-        if len(raw) != 32:
-            raise ToolError(f"the CCK must be 32 bytes, {a.cck} has {len(raw)}")
-        ext = A.extension_secret_from_cck(raw, tags.tag)
+    if a.extension_secret is not None:  # an empty file too: it was taken as no extension secret at all
+        ext = _exact_file(a.extension_secret, "extension secret", 32)
+    elif a.cck is not None:
+        ext = A.extension_secret_from_cck(_exact_file(a.cck, "CCK", 32), tags.tag)
     user = read_file(a.user_data, "user data") if a.user_data else b""
     if a.policy is not None:
         ref = policy_reference(a.policy)

@@ -74,6 +74,7 @@ __all__ = [
     "prepare_cmdline",
     "build_image",
     "parse_image",
+    "read_se_header",
 ]
 
 # Component kinds = tweak prefixes (spec 8.1).
@@ -315,11 +316,14 @@ def load_kernel(data: bytes) -> tuple[bytes, int]:
     return bytes(data), IMAGE_LOAD_ADDRESS
 
 
-def prepare_cmdline(text: bytes, kernel_image: bytes) -> bytes:
+def prepare_cmdline(text: bytes, kernel_image: bytes, check: bool = True) -> bytes:
     """Parmfile -> the command-line component as IBM's pvimg and genprotimg make it: the file's bytes as
     they are (newlines and all) and a NUL unless the last byte is one already (an empty file gives a lone
-    NUL; s390-tools' ``Cmdline`` reader), checked against the kernel's command-line limit."""
+    NUL; s390-tools' ``Cmdline`` reader), checked against the kernel's command-line limit unless ``check``
+    is off (pvimg's ``--no-component-check``: that limit is part of its component check)."""
     out = bytes(text) if text.endswith(b"\0") else bytes(text) + b"\0"
+    if not check:
+        return out
     limit = LEGACY_COMMAND_LINE_SIZE
     if len(kernel_image) >= MAX_COMMAND_LINE_SIZE_ADDR + 8:
         declared = int.from_bytes(
@@ -352,6 +356,7 @@ def build_image(
     stage3a: bytes | None = None,
     stage3b: bytes | None = None,
     loader_dir: Path | None = None,
+    check_cmdline: bool = True,
 ) -> SeImage:
     """Build an SE image (what ``pvimg create`` writes).
 
@@ -374,7 +379,7 @@ def build_image(
             xts_key = Secret(rng.random_bytes(64), "XTS key")
             if xts_key.expose()[:32] != xts_key.expose()[32:]:
                 break
-    cmdline = prepare_cmdline(parmfile, kimage) if parmfile is not None else None
+    cmdline = prepare_cmdline(parmfile, kimage, check_cmdline) if parmfile is not None else None
     encrypt = not pcf & PCF_NO_COMP_ENCRYPTION
 
     out = bytearray()
@@ -503,6 +508,35 @@ def parse_image(data: bytes) -> SeImage:
     if ipib.pv_hdr_addr == 0:  # as stage3a fills it in before DIAG 308
         ipib = replace(ipib, pv_hdr_addr=hdr_addr, pv_hdr_size=size)
     return SeImage(bytes(data), hdr_addr, size, ipib_addr, ipib)
+
+
+#: how far s390-tools looks for the header in an image without metadata: 0x15 page starts (0 to 0x14000)
+HEADER_SEARCH_PAGES = 0x15
+#: the largest header s390-tools reads (its guard against a forged size)
+MAX_HEADER_SIZE = 1024 * PAGE_SIZE
+
+
+def read_se_header(data: bytes) -> bytes:
+    """The SE header of an image or a bare header, found as s390-tools' tools find it (``pvimg info``,
+    ``test``, ``pvattest``/``pvsecret --hdr``, ``pvextract-hdr``): at the metadata's header offset when the
+    image has metadata at 0xC000, else at the first of 0x15 page starts that holds 'IBMSecEx'; then the size
+    the header gives. Nothing past it is needed (a cut image whose header is whole still answers).
+
+    Raises:
+        ImageError: no header there, or it is cut short or claims more than 1024 pages.
+    """
+    offsets: Sequence[int] = range(0, HEADER_SEARCH_PAGES * PAGE_SIZE, PAGE_SIZE)
+    if len(data) >= METADATA_ADDRESS + ImgMetadata.SIZE:
+        meta = ImgMetadata.parse(data, METADATA_ADDRESS)
+        if meta.magic == IMG_META_MAGIC:
+            offsets = (meta.hdr_off,)
+    at = next((o for o in offsets if data[o:o + 8] == HDR_MAGIC), None)
+    if at is None:
+        raise ImageError("No Secure Execution header found.")
+    size = struct.unpack_from(">I", data, at + 12)[0] if len(data) >= at + 16 else 0
+    if not 16 <= size <= MAX_HEADER_SIZE or at + size > len(data):
+        raise ImageError(f"the SE header at {at:#x} is cut short or has an invalid size ({size:#x} bytes)")
+    return bytes(data[at:at + size])
 
 
 def _image_start(path: str | Path) -> tuple[int, bytes, ImgMetadata | None] | None:

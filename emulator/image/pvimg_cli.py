@@ -31,7 +31,7 @@ from emulator.image.pvimg import (
     _UsageError,
     build_image,
     host_keys_from_hkds,
-    parse_image,
+    read_se_header,
 )
 from firmware.crypto import EllipticCurvePrivateKey, Secret, phkh, private_key_from_pem
 from firmware.machine_identity import BUNDLED, MachineIdentity
@@ -366,6 +366,7 @@ def _create(a) -> int:
         protection_key=hdr_key,
         psw_addr=psw_addr,
         loader_dir=a.x_bootloader_directory,
+        check_cmdline=not a.no_component_check,  # as pvimg: the size limit is part of the component check
     )
     try:
         out.write_bytes(img.data)
@@ -489,14 +490,14 @@ def _info(a) -> int:
         print("No schema for human-readable format available!")
         return 0
     info(a, f"Reading Secure Execution header {a.input}")
-    img = parse_image(_read(a.input, "image"))
-    hdr = SeHeader.parse(img.header)
+    header = read_se_header(_read(a.input, "image"))  # as pvimg: the header alone, the rest may be cut
+    hdr = SeHeader.parse(header)
     secrets = None
     if a.hdr_key:
         key = _key_file(a.hdr_key, 32, "header protection key")
-        _, secrets = decrypt_with_protection_key(img.header, key)  # type: ignore[arg-type]
+        _, secrets = decrypt_with_protection_key(header, key)  # type: ignore[arg-type]
     elif a.host_key or a.machine:
-        secrets = open_header(img.header, _machine_keys(a)).encrypted
+        secrets = open_header(header, _machine_keys(a)).encrypted
     verified = secrets is not None
     if not verified:
         warn(a, "WARNING: The Secure Execution header integrity and authenticity was not verified. Specify "
@@ -549,7 +550,7 @@ def _key_hashes(path: str) -> list[bytes]:
 
 def _test(a) -> int:
     """``pvimg test``: its report lines go to stderr, as pvimg's log does; exit 0 when a key is included."""
-    hdr = SeHeader.parse(parse_image(_read(a.input, "image")).header)
+    hdr = SeHeader.parse(read_se_header(_read(a.input, "image")))
     hashes = {s.phkh for s in hdr.key_slots}
     ok = True
     say = (lambda line: None) if a.quiet else (lambda line: print(line, file=sys.stderr))
