@@ -21,7 +21,7 @@ from emulator.hw.cpu import OPERATING, PSW_MASK_64, Cpu
 from emulator.hw.dfp_arith import INEXACT, INVALID, compute
 from emulator.hw.dfp_format import DRM_ROUNDING, EXTENDED, LONG, SHORT, declet_decode, declet_encode
 from emulator.hw.memory import PhysicalMemory
-from emulator.hw.sysinfo import facility_list, has_facility, secure_guest_facilities
+from emulator.hw.sysinfo import MachineInfo, facility_list, has_facility, secure_guest_facilities
 from emulator.hw.tod import TodClock
 from emulator.machine.machine import Machine
 
@@ -195,6 +195,35 @@ def test_the_facility_list_offers_dfp_to_every_kind_of_program():
     for fl in (facility_list(False), facility_list(True), secure_guest_facilities(facility_list(False))):
         assert has_facility(fl, 42) and has_facility(fl, 37)
         assert has_facility(fl, 48) and has_facility(fl, 80) and not has_facility(fl, 43)
+
+
+def test_a_machine_that_says_it_is_qemu_tcg_has_no_dfp_as_tcg(tmp_path):
+    """``zuv run``'s default machine gives QEMU TCG's identity, and kvm-unit-tests' cpumodel then expects no
+    DFP ('TCG does not have DFP': offered, its check was an unexpected pass, a FAIL); its DFP instructions
+    are operation exceptions, as on a CPU without the facility. An IBM identity (an LPAR) has it."""
+    qemu = Machine(16 << 20, 1)
+    ibm = Machine(16 << 20, 1, info=MachineInfo())
+    try:
+        assert not has_facility(qemu.facilities, 42) and has_facility(qemu.facilities, 37)
+        assert not has_facility(qemu.facilities, 48) and not has_facility(qemu.facilities, 80)
+        assert has_facility(ibm.facilities, 42)
+        for m in (qemu, ibm):
+            c = m.cpus[0]
+            c.set_cr(0, c.cr(0) | 1 << 18)  # AFP registers
+            m.memory.write(0x1D0, (0x0002000180000000).to_bytes(8, "big") + (0xBAD).to_bytes(8, "big"))
+            # adtr %f1,%f2,%f3; lpswe 0xf00
+            m.memory.write(0x10000, bytes.fromhex(ADTR_1_2_3) + bytes.fromhex("b2b20f00"))
+            m.memory.write(0xF00, (0x0002000180000000).to_bytes(8, "big") + (0x600D).to_bytes(8, "big"))
+            c.set_psw(PSW_MASK_64, 0x10000)
+            c.state = OPERATING
+            ex = c.run(timeout_us=5_000_000)
+            assert ex.kind == "disabled_wait"
+            code = int.from_bytes(m.memory.read(0x8E, 2), "big")
+            want = (0xBAD, 0x01) if m is qemu else (0x600D, code)
+            assert (ex.code, code) == want, (m.info.manufacturer, ex)
+    finally:
+        qemu.close()
+        ibm.close()
 
 
 ADTR_1_2_3 = "b3d23012"  # adtr %f1,%f2,%f3
@@ -501,7 +530,7 @@ def test_a_guest_program_computes_with_dfp(tmp_path):
         "data: .quad 0x22300000000000110, 0",
         f"data: .quad {L('1.10'):#x}, {L('2.205'):#x}",
     )
-    m = Machine(16 << 20, 1, deterministic=True)
+    m = Machine(16 << 20, 1, deterministic=True, info=MachineInfo())  # an IBM machine's model: DFP
     try:
         m.load(str(build_elf(tmp_path, source)))
         r = m.run(time_limit=30)

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from emulator.hw.dfp_format import EXTENDED, LONG, SHORT
+from emulator.hw.sysinfo import MachineInfo
 from emulator.machine.machine import Machine
 
 C_SOURCE = r"""
@@ -85,7 +86,7 @@ def test_gcc_hard_dfp_code_computes_what_c_defines(tmp_path):
     for mnemonic in ("adtr", "ddtr", "kdtr", "cgdtr", "cdgtr", "ledtr", "ldetr", "lxdtr", "ldxtr", "dxtr"):
         assert f"\t{mnemonic} " in objdump.stdout or f"\t{mnemonic}\t" in objdump.stdout, mnemonic
     sym = _symbols(elf)
-    m = Machine(16 << 20, 1, deterministic=True)
+    m = Machine(16 << 20, 1, deterministic=True, info=MachineInfo())  # an IBM machine's model: DFP
     try:
         m.load(str(elf))
         r = m.run(time_limit=30)

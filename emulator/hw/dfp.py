@@ -59,6 +59,8 @@ def emulate(cpu: Cpu, insn: Insn) -> None:
     found = HANDLERS.get(_key(insn.raw))
     if found is None:
         raise ProgramException(PGM_OPERATION, why=f"{insn.raw.hex()} is not a DFP instruction")
+    if not cpu.has_facility(FACILITY):  # (a machine with QEMU TCG's CPU model: ``sysinfo.facility_list``)
+        raise ProgramException(PGM_OPERATION, why=f"{found[0]}: no decimal floating point (facility 42)")
     name, handler = found
     if not cpu.cr(0) & _CR0_AFP:
         cpu._lowcore_write(LC_DXC, _DXC_DFP_INSTRUCTION.to_bytes(4, "big"))  # noqa: SLF001

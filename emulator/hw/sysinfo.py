@@ -78,14 +78,15 @@ def secure_guest_facilities(host: bytes) -> bytes:
     return with_facility(with_facility(host, FAC_UV_CALL, True), FAC_UNPACK, False)
 
 
-def facility_list(ultravisor: bool) -> bytes:
+def facility_list(ultravisor: bool, decimal_fp: bool = True) -> bytes:
     """The facility list as bytes (bit 0 = MSB of byte 0), 32 bytes long: the LPAR's (with ``ultravisor``
     the Ultravisor-call and unpack facilities of a machine with one). A secure guest's is
-    ``secure_guest_facilities``, a hypervisor's normal guests' ``normal_guest_facilities``."""
+    ``secure_guest_facilities``, a hypervisor's normal guests' ``normal_guest_facilities``. Without
+    ``decimal_fp``, no decimal floating point (42, 48, 80): QEMU TCG's CPU model, which has none."""
     bits = set(BASE_FACILITIES) | set(cpacf.FACILITIES) | {mie3.FACILITY}
     if vector_ext.OFFERED:
         bits.add(vector_ext.FACILITY)
-    if dfp.OFFERED:
+    if dfp.OFFERED and decimal_fp:
         bits |= set(dfp.FACILITIES)
     if ultravisor:
         bits |= {FAC_UV_CALL, FAC_UNPACK}
