@@ -73,3 +73,7 @@ def test_docs_run_the_tools_with_the_venvs_python() -> None:
     for doc in USER_DOCS:
         hits = re.findall(r"(?<![/\w])python3? (?:tools/\S+|-m emulator\S*)", doc.read_text())
         assert hits == [], f"{doc.relative_to(ROOT)}: {hits} (use .venv/bin/python)"
+        # a command line that starts with tools/X.py: 'Permission denied' for the tools not executable, and the
+        # system python3 for those that are (docs/linux.md's tools/linux_guest.py, typed as written)
+        direct = re.findall(r"^(?: {4,}|\$ )(tools/\S+\.py)", doc.read_text(), re.M)
+        assert direct == [], f"{doc.relative_to(ROOT)}: {direct} (run them with .venv/bin/python)"
