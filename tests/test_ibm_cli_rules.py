@@ -49,6 +49,8 @@ CASES = [
     ("pvimg", ["info", "--print-schema", "text"]),
     ("pvimg", ["info", "--print-schema", "json", str(DATA / "pvimg-2.43.se")]),
     ("pvimg", ["info", "--print-schema", "xml"]),
+    *[("pvimg", ["info", str(DATA / "pvimg-2.43.se"), "--format", f, "-q"])
+      for f in ("json:", "text:", "Json:Pretty", "TEXT:Full", "json:default", ":pretty", "json:pretty:x")],
     ("pvimg", ["info", str(DATA / "pvimg-2.43.se"), "--show-secrets"]),
     ("pvimg", ["test", str(DATA / "pvimg-2.43.se"), "--key-hashes", "hashes"]),
     ("pvimg", ["test", str(DATA / "pvimg-2.43.se"), "--key-hashes=hashes"]),

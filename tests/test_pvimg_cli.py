@@ -98,6 +98,8 @@ def test_info_text_only_on_a_terminal_or_when_asked(image, capsys, monkeypatch):
     assert "  number of key slots: 2\n" in out and "  GCM tag: " in out and "  encrypted data: " in out
     assert _cli(capsys, "info", image / "img", "--format", "yaml")[0] == 2
     assert _cli(capsys, "info", image / "img", "--format", "text:pretty")[0] == 2
+    for spec, rc in (("json:", 2), ("text:", 2), ("Json:Pretty", 0), ("TEXT:Full", 0), ("json:default", 0)):
+        assert _cli(capsys, "info", image / "img", "--format", spec, "-q")[0] == rc, spec  # as pvimg 2.43
     assert _cli(capsys, "info", image / "img", "--show-secrets")[0] == 2  # needs --hdr-key
 
 

@@ -192,8 +192,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _format_spec(text: str) -> tuple[str, str]:
-    kind, _, variant = text.lower().partition(":")
-    variant = variant or "default"
+    kind, colon, variant = text.lower().partition(":")
+    variant = variant or ("" if colon else "default")  # 'json:' names no variant: pvimg refuses it
     ok = {"text": ("default", "full"), "json": ("default", "pretty", "minify")}
     if kind not in ok or variant not in ok[kind]:
         raise argparse.ArgumentTypeError(f"invalid value '{text}' for '--format'")
