@@ -36,6 +36,13 @@ CASES = [
     ("pvimg", [*_IMG, "--crl", "x", "--offline", "--root-ca", "x"]),  # taken with --no-verify
     ("pvimg", [*_IMG, "-C", "x"]),  # --no-verify with --cert
     ("pvimg", [*_IMG, "--x-pcf", "zz"]),
+    ("pvimg", [*_IMG, "--overwrite", "--overwrite"]),  # a flag twice
+    ("pvimg", [*_IMG, "--enable-dump", "--cck", "k32", "--enable-dump"]),
+    ("pvimg", ["info", str(DATA / "pvimg-2.43.se"), "--hdr-key", str(DATA / "pvimg-2.43-hdr-key.bin"),
+               "--show-secrets", "--show-secrets"]),
+    ("pvattest", [*_ATT, "--offline", "--offline"]),
+    ("pvsecret", [*_SEC, "--use-name", "--use-name", "meta"]),
+    ("pvsecret", [*_SEC, "retrievable", "n", "--secret", "k32", "--type", "aes", "--stdout", "--stdout"]),
     ("pvimg", [*_IMG, "--x-scf", "0x" + "1" * 17]),
     ("pvimg", [*_IMG, "--x-psw", "10000"]),
     ("pvimg", [*_IMG, "--x-pcf", "e0", "--enable-pckmo"]),
@@ -116,3 +123,35 @@ def test_live_exit_status_as_ibm_tools(tmp_path, monkeypatch, capsys):
             differ.append((tool, args, ibm, zuv))
     capsys.readouterr()
     assert not differ, differ
+
+
+def _all_actions(parser):
+    import argparse
+
+    for action in parser._actions:
+        yield parser, action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_actions(sub)
+
+
+def test_every_flag_given_twice_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """IBM's tools are clap programs: a flag given twice (``--overwrite --overwrite``, ``-f --force``) is
+    "the argument '--overwrite' cannot be used multiple times", exit 2 in pvimg and 1 in pvattest and
+    pvsecret; zuv took it. Every flag of the three parsers (but --version, a subcommand there) refuses it."""
+    from emulator.attest import pvattest, pvsecret
+    from emulator.image import pvimg_cli
+    from emulator.image.pvimg_cli import _Flag
+
+    for mod in (pvimg_cli, pvattest, pvsecret):
+        for _, action in _all_actions(mod._parser()):
+            if action.nargs == 0 and action.option_strings and action.dest not in ("help", "version"):
+                counting = action.__class__.__name__ == "_CountAction"  # -v/-q/-V: clap's Count, repeatable
+                assert counting or isinstance(action, _Flag), (mod.__name__, action.option_strings)
+    monkeypatch.chdir(tmp_path)
+    Path("kernel").write_bytes(bytes(0x11000))
+    for tool, args, status in (("pvimg", [*_IMG, "--overwrite", "--overwrite"], 2),
+                               ("pvattest", [*_ATT, "--offline", "--offline"], 1),
+                               ("pvsecret", [*_SEC, "--use-name", "--use-name", "meta"], 1)):  # fmt: skip
+        assert MAINS[tool](args) == status
+        assert "cannot be used multiple times" in capsys.readouterr().err

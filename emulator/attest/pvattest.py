@@ -39,7 +39,7 @@ from emulator.attest.evidence import AttestationMismatch, check_attestation
 from emulator.attest.yamlout import yaml_scalar
 from emulator.image import pki
 from emulator.image.pvimg import ImageError, _Parser, _UsageError, host_keys_from_hkds, read_se_header
-from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _List, _Once, version_request
+from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Flag, _List, _Once, version_request
 from emulator.image.toollog import deprecated_v_warning, warn
 from firmware import attestation as A
 from firmware.crypto import (
@@ -121,7 +121,7 @@ def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> Non
         p.add_argument("-k", "--host-key-document", action=_List, default=[], dest="hkds",
                        help="host-key document of a target machine (repeat or comma-separate for several)")
         p.add_argument(
-            "--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)"
+            "--no-verify", action=_Flag, help="do not verify the host-key documents (unsafe)"
         )
     p.add_argument("-C", "--cert", "--crt", action=_List, default=[],
                    help="IBM Z signing-key or intermediate CA certificate (repeat or comma-separate)")
@@ -131,7 +131,7 @@ def add_certificate_options(p: argparse.ArgumentParser, hkd: bool = True) -> Non
     p.add_argument("--root-ca", action=_Once, help="trusted root CA (default: zuv's emulated root CA)")
     if hkd:
         p.add_argument("--pki", help="zuv: take the certificates, CRLs and root CA from this PKI directory")
-    p.add_argument("--offline", action="store_true", help="never download CRLs (zuv never downloads)")
+    p.add_argument("--offline", action=_Flag, help="never download CRLs (zuv never downloads)")
     p.add_argument("--time", type=_time, help="zuv: verify certificates at this time (ISO 8601)")
 
 
@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--evidence", help="zuv: signed evidence to check with the measurement")
     add_certificate_options(v, hkd=False)
     v.add_argument(
-        "--no-crl-check", action="store_true", help="zuv: do not require a CRL for the evidence chain"
+        "--no-crl-check", action=_Flag, help="zuv: do not require a CRL for the evidence chain"
     )
 
     k = sub.add_parser("check", help="check an attestation result against policies")
@@ -280,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
         "--secret", action=_List, default=[], help="add-secret requests, in the order they were added"
     )
     k.add_argument("--secret-store-locked", type=_bool, metavar="BOOL", help="the secret store's lock state")
-    k.add_argument("--firmware", action="store_true", help="check the firmware state (zuv: against this zuv)")
+    k.add_argument("--firmware", action=_Flag, help="check the firmware state (zuv: against this zuv)")
     k.add_argument("--firmware-check-version", "--fw-ver", choices=("1", "2"), default=None)
     k.add_argument(
         "--firmware-verify-url", metavar="URL", help="firmware verification service (zuv: refused)"

@@ -41,7 +41,7 @@ from emulator.attest.pvattest import (
 )
 from emulator.image import pki
 from emulator.image.pvimg import _Parser, _UsageError
-from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Once, version_request
+from emulator.image.pvimg_cli import S390_TOOLS_VERSION, _Flag, _Once, version_request
 from emulator.image.toollog import deprecated_v_warning, info, warn
 from firmware import attestation as A
 from firmware.crypto import CryptoError, DeterministicRng, Secret, SystemRng, sha256
@@ -148,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     add_certificate_options(c)
     c.add_argument("--hdr", action=_Once, required=True, help="the SE image (or header) of the target guest")
     c.add_argument(
-        "-f", "--force", action="store_true", help="accepted (zuv never runs inside a secure guest)"
+        "-f", "--force", action=_Flag, help="accepted (zuv never runs inside a secure guest)"
     )
     c.add_argument("-o", "--output", action=_Once, required=True, help="write the request to FILE")
     ext = c.add_mutually_exclusive_group()
@@ -168,19 +168,19 @@ def _parser() -> argparse.ArgumentParser:
                         "Boot Customization reads it")  # fmt: skip
     c.add_argument("--toc-policy", action=_Once, help="append the request's tag (hex) as a line to this TOC "
                                                        "policy FILE")  # fmt: skip
-    c.add_argument("--use-name", action="store_true", help="use the name itself as secret ID (no hash)")
+    c.add_argument("--use-name", action=_Flag, help="use the name itself as secret ID (no hash)")
     c.add_argument("--seed", help="zuv: derive every random value from this seed (reproducible requests)")
     s = c.add_subparsers(dest="secret", required=True)
     s.add_parser("meta", help="no secret: only flags, extension secret or lock-in")
     asc = s.add_parser("association", help="an association secret (AP crypto adapters)")
     asc.add_argument("name")
-    asc.add_argument("--stdout", action="store_true", help="print the secret info, no NAME.yaml")
+    asc.add_argument("--stdout", action=_Flag, help="print the secret info, no NAME.yaml")
     io = asc.add_mutually_exclusive_group()
     io.add_argument("--input-secret", help="32-byte secret FILE (default: random)")
     io.add_argument("--output-secret", help="save the generated secret to FILE")
     ret = s.add_parser("retrievable", aliases=["retr"], help="a secret the guest can retrieve")
     ret.add_argument("name")
-    ret.add_argument("--stdout", action="store_true", help="print the secret info, no NAME.yaml")
+    ret.add_argument("--stdout", action=_Flag, help="print the secret info, no NAME.yaml")
     ret.add_argument("--secret", required=True, dest="secret_path", help="the secret FILE")
     ret.add_argument(
         "--type", required=True, dest="kind", choices=("plain", "aes", "aes-xts", "hmac-sha", "ec")
@@ -200,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     ad = sub.add_parser("add", help="submit an add-secret request to the Ultravisor (as the guest)")
     ad.add_argument("-i", "--input", action=_Once, help="the request ('-': stdin)")
     ad.add_argument("input_pos", nargs="?", metavar="INPUT", help="the request (instead of -i)")
-    ad.add_argument("-f", "--force", action="store_true", help="add even if a secret with that ID is stored")
+    ad.add_argument("-f", "--force", action=_Flag, help="add even if a secret with that ID is stored")
     lk = sub.add_parser("lock", help="lock the secret store (as the guest)")
     ls = sub.add_parser("list", help="list the Ultravisor's secrets of the guest")
     ls.add_argument("-o", "--output", action=_Once, help="store the list in FILE (default: stdout)")

@@ -94,6 +94,20 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class _Flag(argparse.Action):
+    """A flag: given twice (by either of its names) is a usage error, as clap's ``SetTrue`` flags are in
+    s390-tools' pvimg, pvattest and pvsecret (``--overwrite --overwrite``: exit 2 in pvimg, 1 in the others)."""
+
+    def __init__(self, option_strings, dest, default=False, required=False, help=None):  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=default, required=required, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, f"_seen_{self.dest}", False):
+            raise _UsageError(f"the argument '{self.option_strings[-1]}' cannot be used multiple times")
+        setattr(namespace, f"_seen_{self.dest}", True)
+        setattr(namespace, self.dest, True)
+
+
 class _List(argparse.Action):
     """A repeatable option whose values are also comma-separated (``-k A,B -k C``)."""
 
@@ -140,23 +154,23 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", action=_Once, help="write the image to FILE")
     c.add_argument("-k", "--host-key-document", dest="hkds", action=_List, default=[],
                    help="host-key document (repeat or comma-separate for several machines)")  # fmt: skip
-    c.add_argument("--no-verify", action="store_true", help="do not verify the host-key documents (unsafe)")
+    c.add_argument("--no-verify", action=_Flag, help="do not verify the host-key documents (unsafe)")
     c.add_argument("-C", "--cert", "--crt", dest="cert", action=_List, default=[],
                    help="IBM Z signing-key or intermediate CA certificate")  # fmt: skip
     c.add_argument("--crl", action=_List, default=[], help="certificate revocation list")
-    c.add_argument("--offline", action="store_true", help="make no attempt to download CRLs (zuv never does)")
+    c.add_argument("--offline", action=_Flag, help="make no attempt to download CRLs (zuv never does)")
     c.add_argument("--root-ca", action=_Once, help="root CA (default: zuv's emulated root CA)")
     c.add_argument("--pki", action=_Once, help="zuv: certificates, CRLs and root CA from this PKI directory")
-    c.add_argument("--no-component-check", action="store_true", help="disable the input component checks")
-    c.add_argument("--overwrite", action="store_true", help="overwrite an existing image")
+    c.add_argument("--no-component-check", action=_Flag, help="disable the input component checks")
+    c.add_argument("--overwrite", action=_Flag, help="overwrite an existing image")
     c.add_argument("--cck", "--comm-key", dest="cck", action=_Once, help="communication key (32 bytes)")
     c.add_argument("--hdr-key", "--x-header-key", dest="hdr_key", action=_Once,
                    help="SE header protection key (32 bytes; default random)")  # fmt: skip
     c.add_argument("--image-key", "--x-comp-key", dest="image_key", action=_Once,
                    help="image encryption key (64 bytes; default random)")  # fmt: skip
     for flag, help_ in _flag_pairs():
-        c.add_argument(f"--enable-{flag}", action="store_true", help=f"enable {help_}")
-        c.add_argument(f"--disable-{flag}", action="store_true", help=f"disable {help_}")
+        c.add_argument(f"--enable-{flag}", action=_Flag, help=f"enable {help_}")
+        c.add_argument(f"--disable-{flag}", action=_Flag, help=f"disable {help_}")
     c.add_argument("--x-pcf", action=_Once, help=argparse.SUPPRESS)
     c.add_argument("--x-scf", action=_Once, help=argparse.SUPPRESS)
     c.add_argument("--x-psw", action=_Once, help=argparse.SUPPRESS)
@@ -175,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the schema of the output FORMAT (text or json) and exit")
     i.add_argument("--hdr-key", "--key", dest="hdr_key", action=_Once,
                    help="verify the header with the header protection key given at create")  # fmt: skip
-    i.add_argument("--show-secrets", action="store_true", help="print the decrypted secrets (needs a key)")
+    i.add_argument("--show-secrets", action=_Flag, help="print the decrypted secrets (needs a key)")
     i.add_argument("--host-key", action=_Once, help="zuv: open the header with this host private key (PEM)")
     i.add_argument("--machine", action=_Once, help="zuv: open the header with this machine's host keys")
 
