@@ -14,17 +14,17 @@ pytestmark = pytest.mark.toolchain
 ROUNDS = 200
 
 #: CPU 0 restarts CPU 1 into an enabled wait, then ROUNDS times: signals it (SIGP order ORDER) and spins
-#: until CPU 1's external handler has counted the signal, counting its own spins at 0x3000; then it stops
-#: CPU 1 and ends in the disabled wait 0xFFF. CPU 1's count is at 0x3008.
+#: until CPU 1's external handler has counted the signal; it counts at 0x3000 the rounds in which it spun
+#: more than twice (CPU 1 had not run at once); then it stops CPU 1 and ends in the disabled wait 0xFFF.
+#: CPU 1's count is at 0x3008.
 SIGNALS = RESTART_CPU1 + r"""
-    xgr %r8,%r8                 # spins
+    xgr %r10,%r10               # slow rounds
     xgr %r9,%r9                 # signals sent
 0:  lg %r1,0x3008               # wait for CPU 1 to be up (its first count: 1 << 32)
-    aghi %r8,1
     ltgr %r1,%r1
     jz 0b
-    xgr %r8,%r8
 1:  aghi %r9,1
+    xgr %r8,%r8                 # this round's spins
 2:  sigp %r4,%r3,ORDER
     brc 2,2b                    # busy (an external call still pending): again
 3:  aghi %r8,1
@@ -33,9 +33,12 @@ SIGNALS = RESTART_CPU1 + r"""
     aghi %r1,-1                 # CPU 1's handled signals
     cgr %r1,%r9
     jl 3b
-    chi %r9,ROUNDS
+    cghi %r8,2
+    jle 5f
+    aghi %r10,1
+5:  chi %r9,ROUNDS
     jl 1b
-    stg %r8,0x3000
+    stg %r10,0x3000
     sigp %r4,%r3,5              # stop CPU 1
     larl %r1,endpsw
     lpswe 0(%r1)
@@ -113,11 +116,12 @@ def _run(tmp_path, source, deterministic=False):
 @pytest.mark.parametrize("order", [2, 3, 0x13], ids=["external-call", "emergency", "cond-emergency"])
 def test_a_signal_gives_the_target_its_turn_at_once(tmp_path, order):
     source = SIGNALS.replace("ORDER", str(order)).replace("ROUNDS", str(ROUNDS))
-    spins, handled = _run(tmp_path, source)
+    slow, handled = _run(tmp_path, source)
     assert handled >> 32 == ROUNDS + 1
-    # the handler had run when the sender looked (one look a signal); a slice of spinning each before:
-    # hundreds of thousands of spins
-    assert spins <= ROUNDS, spins
+    # the handler had run when the sender looked (one look a signal), but for a few rounds in which the
+    # host took the process off its core long enough for a CPU's time slice to end (a loaded machine);
+    # before, every round: a slice of spinning each
+    assert slow <= ROUNDS // 10, slow
 
 
 @pytest.mark.parametrize("code", [0x44, 0x9C])
