@@ -104,7 +104,10 @@ class MachineIdentity:
         """
         d = Path(directory)
         if not d.is_dir():
-            raise MachineIdentityError(f"no machine directory {d}")
+            raise MachineIdentityError(
+                f"no machine {str(directory)!r}: not a machine directory (zuv hostkey new-machine DIR makes one) "
+                f"nor a bundled machine ({', '.join(BUNDLED)})"
+            )
 
         def read(name: str) -> bytes:
             try:

@@ -124,3 +124,13 @@ def test_a_mistyped_subcommand_is_named_with_the_choices(command, capsys):
     assert status in (1, 2) and "Traceback" not in err, err  # 1: pvattest and pvsecret, as IBM's (clap)
     last = err.strip().splitlines()[-1]
     assert "invalid choice: 'bogus'" in last and "(choose from " in last, last
+
+
+@pytest.mark.parametrize("option", ["--image", "--secret"])
+def test_verifier_names_an_unreadable_file(option, tmp_path, capsys):
+    """'zuv verifier serve --image /nonexist' printed "[Errno 2] No such file or directory: '/nonexist'"."""
+    missing = str(tmp_path / "missing")
+    status, _, err = _zuv(["verifier", "serve", option, missing if option == "--image" else f"k={missing}"],
+                          capsys)  # fmt: skip
+    assert status == 2 and err.strip().splitlines() == [f"zuv verifier: error: {missing}: cannot read: "
+                                                        "No such file or directory"]  # fmt: skip

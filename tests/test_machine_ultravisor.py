@@ -40,7 +40,7 @@ def test_default_machine_is_the_demo_and_a_directory_works_too() -> None:
 
 
 def test_an_unknown_machine_is_one_clear_error(tmp_path) -> None:
-    with pytest.raises(MachineError, match="no machine directory"):
+    with pytest.raises(MachineError, match="not a machine directory"):
         Machine(MEM, level=2, ultravisor=True, uv_machine=str(tmp_path / "nosuch"))
     (tmp_path / "broken").mkdir()
     with pytest.raises(MachineError, match="cannot read host-key.pem"):
