@@ -63,7 +63,7 @@ def elf_symbols(path: str | Path) -> dict[str, int]:
                                 and sym["st_shndx"] != "SHN_UNDEF":  # fmt: skip
                             out[sym.name] = sym["st_value"]
     except (OSError, ELFError) as e:
-        raise HypervisorError(f"{path}: cannot read symbols: {e}") from None
+        raise HypervisorError(f"{path}: cannot read symbols: {getattr(e, 'strerror', None) or e}") from None
     return out
 
 

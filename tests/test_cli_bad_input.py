@@ -114,6 +114,7 @@ def test_a_bad_file_is_one_clear_error(template, kind, tmp_path, capsys):
     lines = [ln for ln in err.splitlines() if ln.strip() and "WARNING" not in ln]
     assert lines, "no error message"
     assert len(lines[-1]) < 200 + 3 * len(bad), lines[-1]  # one line: the file named, and what is wrong
+    assert "[Errno" not in err, err  # the system's reason in words, not Python's repr of the exception
 
 
 @pytest.mark.parametrize("command", ["attack", "lab", "hostkey", "pvimg", "pvattest", "pvsecret", "verifier"])

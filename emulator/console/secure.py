@@ -92,7 +92,7 @@ def _elf_symbols(path: str | Path) -> dict[str, int]:
                                 and sym["st_shndx"] != "SHN_UNDEF":  # fmt: skip
                             syms[sym.name] = sym["st_value"]
     except (OSError, ELFError) as e:
-        raise ConsoleError(f"{path}: cannot read symbols: {e}") from None
+        raise ConsoleError(f"{path}: cannot read symbols: {getattr(e, 'strerror', None) or e}") from None
     return syms
 
 

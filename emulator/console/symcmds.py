@@ -173,7 +173,7 @@ def _kaslr(s: Session) -> Output:
     try:
         _fmt, img = decompressed_kernel(open(str(s.program.path), "rb").read())  # type: ignore[union-attr]
     except (OSError, LoadError) as e:
-        raise ConsoleError(f"cannot read the kernel: {e}") from None
+        raise ConsoleError(f"cannot read the kernel: {getattr(e, 'strerror', None) or e}") from None
     votes: dict[int, int] = {}
     for at in range(0, len(code) - 15, 16):
         piece = code[at: at + 16]
