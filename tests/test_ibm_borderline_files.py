@@ -164,3 +164,49 @@ def test_a_long_parmfile_is_taken_without_the_component_check(tmp_path, monkeypa
     if IBM is not None:
         r = _ibm("pvimg", *base, "--no-component-check", "--overwrite")
         assert r.returncode == 0, r.stderr
+
+
+# s390-tools' own certificate test assets (rust/pv/tests/assets/cert of a checkout, ZUV_S390_TOOLS_SRC, as
+# tools/ibm_s390_tools.sh takes it): RSA signing keys, Armonk names, revoked, expired, outdated and
+# wrongly signed CRLs. Each chain through IBM's pvattest 2.43 and zuv's must end alike.
+SRC = Path(os.environ["ZUV_S390_TOOLS_SRC"]) if os.environ.get("ZUV_S390_TOOLS_SRC") else None
+_C, _L, _R = "ibm.crt,inter_ca.crt", "ibm.crl,inter_ca.crl,root_ca.crl", "root_ca.crt"
+_HOSTS = ("host.crt", "host2.crt", "host_rev.crt", "host_armonk.crt", "host_crt_expired.crt",
+          "host_invalid_signing_key.crt", "host_uri_na.crt", "der.crt")
+_CERTS = ("ibm_armonk.crt,inter_ca.crt", "ibm_expired.crt,inter_ca.crt", "ibm_rev.crt,inter_ca.crt",
+          "ibm_wrong_subject.crt,inter_ca.crt", "ibm.chained.crt", "inter_ca.chained.crt,ibm.crt", "ibm.crt",
+          "ibm.crt,inter_ca.crt,root_ca.crt")
+_CRLS = ("ibm.crl,inter_ca.crl", "inter_ca.crl,root_ca.crl", "ibm_armonk.crl,inter_ca.crl,root_ca.crl",
+         "ibm_invalid_hash.crl,inter_ca.crl,root_ca.crl", "ibm_outdated_early.crl,inter_ca.crl,root_ca.crl",
+         "ibm_outdated_late.crl,inter_ca.crl,root_ca.crl", "ibm_wrong_issuer.crl,inter_ca.crl,root_ca.crl",
+         "ibm.crl,inter_ca.invalid_date.crl,root_ca.crl", "ibm.crl,inter_ca.invalid_signer.crl,root_ca.crl",
+         "ibm.crl,inter_ca.crl,root_ca.crl,ibm_outdated_early.crl", "der.crl,inter_ca.crl,root_ca.crl")
+ASSET_CHAINS = [
+    *[(h, _C, _L, _R) for h in _HOSTS],
+    *[(h, c, _L, _R) for h in ("host.crt", "host_armonk.crt") for c in _CERTS],
+    *[(h, _C, crl, _R) for h in ("host.crt", "host_rev.crt") for crl in _CRLS],
+    *[("host.crt", _C, _L, r) for r in ("fake_root_ca.crt", "inter_ca.crt", "root_ca.chained.crt")],
+    ("host_armonk.crt", "ibm_armonk.crt,inter_ca.crt", "ibm_armonk.crl,inter_ca.crl,root_ca.crl", _R),
+    ("host.crt", "ibm_armonk.crt,inter_ca.crt", "ibm_armonk.crl,inter_ca.crl,root_ca.crl", _R),
+    ("fake_host.crt", "fake_ibm.crt,fake_inter_ca.crt",
+     "fake_ibm.crl,fake_inter_ca.crl,fake_root_ca_valid.crl", "fake_root_ca.crt"),
+]
+
+
+@pytest.mark.skipif(IBM is None or SRC is None, reason="needs ZUV_IBM_TOOLS and ZUV_S390_TOOLS_SRC")
+def test_live_s390_tools_certificate_assets_verify_as_ibm_pvattest(tmp_path, monkeypatch, capsys):
+    assets = SRC / "rust/pv/tests/assets/cert"
+    if not (assets / "host.crt").exists():
+        pytest.skip(f"no s390-tools certificate assets in {assets}")
+    monkeypatch.chdir(assets)
+    differ, accepted = [], 0
+    for hkd, certs, crls, root in ASSET_CHAINS:
+        args = ["create", "-k", hkd, "-C", certs, "--crl", crls, "--root-ca", root, "--offline",
+                "-o", str(tmp_path / "r"), "-a", str(tmp_path / "a"), "-q"]  # fmt: skip
+        ibm = _ibm("pvattest", *args).returncode
+        zuv = pvattest_main(args)
+        accepted += ibm == 0
+        if ibm != zuv:
+            differ.append((hkd, certs, crls, root, ibm, zuv))
+    capsys.readouterr()
+    assert not differ and accepted >= 10, (differ, accepted)

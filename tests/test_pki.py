@@ -333,3 +333,45 @@ def test_host_key_document_issuer_and_signing_key_crls_as_s390_tools_checks_them
     )
     with pytest.raises(pki.PkiError, match="signature"):  # the signing key's name, another key
         verify(doc, crls=[other, *chain])
+
+
+@pytest.mark.parametrize("pss", [False, True], ids=["pkcs1", "pss"])
+def test_an_rsa_signing_key_as_ibms_real_ones(fresh, pss):
+    """IBM's real IBM Z signing keys, and s390-tools' test assets (rust/pv/tests/assets/cert: host.crt under
+    ibm.crt, sha512WithRSAEncryption), are RSA keys: zuv checked a host-key document's signature as ECDSA
+    only and refused them ("signature does not verify"), where IBM's pvattest 2.43 accepts them. 52 chains
+    of those assets now get IBM's exit status (tests/test_ibm_borderline_files.py runs them live)."""
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    p, _, doc = fresh
+    start, end = dt.datetime(2025, 1, 1), dt.datetime(2035, 1, 1)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signing = (
+        x509.CertificateBuilder().subject_name(pki.signing_key_subject()).issuer_name(p.inter_cert.subject)
+        .public_key(key.public_key()).serial_number(0x5A17).not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(p.inter_key.public_key()),
+                       critical=False)
+        .sign(p.inter_key, hashes.SHA512())
+    )  # fmt: skip
+    pad = padding.PSS(padding.MGF1(hashes.SHA512()), padding.PSS.DIGEST_LENGTH) if pss else None
+    rsa_doc = (
+        x509.CertificateBuilder().subject_name(doc.subject).issuer_name(signing.subject)
+        .public_key(doc.public_key()).serial_number(0x4D0C).not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA512(), rsa_padding=pad)
+    )  # fmt: skip
+    crl = (
+        x509.CertificateRevocationListBuilder().issuer_name(signing.subject).last_update(start)
+        .next_update(end)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA512())
+    )  # fmt: skip
+    chain = dict(certs=[signing, p.inter_cert], crls=[crl, *p.crls[1:]])
+    assert verify(rsa_doc, p=p, **chain).verified
+    forged = x509.CertificateBuilder(
+        rsa_doc.issuer, rsa_doc.subject, rsa_doc.public_key(), rsa_doc.serial_number, start, end
+    ).sign(rsa.generate_private_key(public_exponent=65537, key_size=2048), hashes.SHA512())
+    with pytest.raises(pki.PkiError, match="signature does not verify"):
+        verify(forged, p=p, **chain)

@@ -544,11 +544,15 @@ def _check_issued(child: x509.Certificate, parent: x509.Certificate, what: str, 
     try:
         if by_name:
             child.verify_directly_issued_by(parent)
-        else:  # the signature alone (verify_directly_issued_by also compares the names)
-            key = parent.public_key()
-            if not isinstance(key, ec.EllipticCurvePublicKey) or child.signature_hash_algorithm is None:
-                raise TypeError("not an ECDSA signature")
-            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(child.signature_hash_algorithm))
+        else:  # the signature alone (verify_directly_issued_by also compares the names): ECDSA as zuv's
+            # signing keys, RSA (PKCS#1 v1.5 or PSS) as IBM's real ones and s390-tools' test assets
+            key, params = parent.public_key(), child.signature_algorithm_parameters
+            if isinstance(key, rsa.RSAPublicKey) and child.signature_hash_algorithm is not None:
+                key.verify(child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm)
+            elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+                key.verify(child.signature, child.tbs_certificate_bytes, params)
+            else:
+                raise TypeError("neither an RSA nor an ECDSA signature")
     except (InvalidSignature, ValueError, TypeError):
         raise PkiError(
             f"{what}: signature does not verify with {parent.subject.rfc4514_string()!r}"
