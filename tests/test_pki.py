@@ -375,3 +375,15 @@ def test_an_rsa_signing_key_as_ibms_real_ones(fresh, pss):
     ).sign(rsa.generate_private_key(public_exponent=65537, key_size=2048), hashes.SHA512())
     with pytest.raises(pki.PkiError, match="signature does not verify"):
         verify(forged, p=p, **chain)
+
+
+def test_hostkey_verify_takes_comma_lists_as_the_s390_tools(capsys):
+    """'zuv hostkey verify HKD -C A,B --crl X,Y,Z' (the list syntax pvimg, pvattest and pvsecret take)
+    said "cannot read certificate A,B"."""
+    certs = f"{PKI_DIR / 'ibm-z-signing-key.crt'},{PKI_DIR / 'intermediate-ca.crt'}"
+    crls = ",".join(str(PKI_DIR / f"{n}.crl") for n in ("ibm-z-signing-key", "intermediate-ca", "root-ca"))
+    doc = str(REPO / "firmware/machines/zuv-demo/host-key-document.crt")
+    assert hostkey_main(["verify", doc, "-C", certs, "--crl", crls]) == 0
+    assert "OK: host key of 'zuv-demo'" in capsys.readouterr().out
+    assert hostkey_main(["verify", doc, "-C", certs + ",", "--crl", crls]) == 2
+    assert "an empty file name" in capsys.readouterr().err

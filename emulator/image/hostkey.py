@@ -9,6 +9,7 @@ from typing import Sequence
 from emulator import options
 from emulator.image import pki
 from emulator.image.pvimg import ImageError, _bundled_pki_dir, _Parser, _read, _rng, _run, _time
+from emulator.image.pvimg_cli import _List
 from firmware.crypto import generate_p521_key, phkh
 from firmware.machine_identity import BUNDLED, MachineIdentity
 
@@ -32,8 +33,9 @@ def _hostkey_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="verify a host-key document: chain, CRL, validity, machine identity")
     v.add_argument("hkd")
     v.add_argument("--root-ca", help="trusted root CA (default: the PKI's or the bundled one)")
-    v.add_argument("-C", "--cert", action="append", default=[])
-    v.add_argument("--crl", action="append", default=[])
+    # comma-separated lists too (-C A,B --crl X,Y,Z), as pvimg, pvattest and pvsecret take them
+    v.add_argument("-C", "--cert", action=_List, default=[], help="certificate FILE[,FILE...] (repeat)")
+    v.add_argument("--crl", action=_List, default=[], help="CRL FILE[,FILE...] (repeat)")
     v.add_argument("--pki", help="take root CA, certificates and CRLs from this PKI directory")
     v.add_argument("--machine", help="also check that the document carries this machine's host key")
     for q in (s, m, r, v):
