@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from emulator.errors import ProgramException
 from emulator.hw.cpu import Cpu, GuestIntercept, Insn
+from emulator.hw.diag import DIAG308_BLOCK_SUBCODES, IPL_BLOCK_SIZE, diag308_check
 from emulator.hw.host_view import HostSpan
 from emulator.hw.sie import ICPT_PV_INSTR, ICPT_PV_NOTIFY, SieExit, SiePage
 from firmware import uv_sie_io
@@ -148,14 +149,16 @@ class SecureIntercepts:
                     # the secure CPU stops operating until the host completed the reset protocol (7.7)
                     self.uv.guest_reset_requested(scpu.handle)
                     return self._notify(page, insn, 0x8302, 0x50000000)
-                if subcode in (5, 6, 8, 9):  # the host sees R1 as register 0: R1's parity is checked here
-                    if r1 & 1:
-                        raise ProgramException(0x06, why="DIAG 0x308 subcodes 5/6/8/9 need an even R1")
-                    addr = regs[0] = cpu.gpr(r1)
+                if subcode in DIAG308_BLOCK_SUBCODES:
+                    # the host sees R1 as register 0 and gets the block in the SIDA: the Ultravisor checks
+                    # R1's parity and the block's page here (QEMU leaves them to it), so that it reads and
+                    # stores one whole page of the guest's storage and never crosses into the next
+                    addr = cpu.gpr(r1)
+                    diag308_check(subcode, r1, addr, scpu.config.msl, unpack=True)
+                    regs[0] = addr
                     regs[1] = cpu.gpr((r1 + 1) & 15)
-                    if subcode in (5, 8) and not addr & 0xFFF and addr + 0x1000 <= scpu.config.msl:
-                        # set: the block goes to the host in the SIDA; an unaligned or outside one it refuses
-                        self._sida(page)[:0x1000] = cpu.read_real(addr, 0x1000)
+                    if subcode in (5, 8):  # set: the block goes to the host in the SIDA
+                        self._sida(page)[:IPL_BLOCK_SIZE] = cpu.read_real(addr, IPL_BLOCK_SIZE)
                     pending = _Pending(insn, "diag", r1, r3, address=addr, diag_code=code, subcode=subcode)
                     return self._pv_instr(page, scpu, pending, 0x8302, 0x50000000)
             if code == 0x500:
@@ -271,7 +274,10 @@ class SecureIntercepts:
                 cpu.set_gpr((p.r1 + 1) & 15, regs[1])
                 if p.subcode in (6, 9) and regs[1] == 0x0001:  # store: the host left the block in the SIDA
                     sida = self._sida(page)
-                    n = min(int.from_bytes(bytes(sida[:4]), "big"), 0x1000)
+                    # at most the rest of the block's page (the classification checked it is one aligned
+                    # page of the guest's storage), whatever length the host wrote into the block
+                    room = IPL_BLOCK_SIZE - (p.address & (IPL_BLOCK_SIZE - 1))
+                    n = min(int.from_bytes(bytes(sida[:4]), "big"), room)
                     cpu.write_real(p.address, bytes(sida[:n]))
             p.insn.finish()
             return

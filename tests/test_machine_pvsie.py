@@ -58,7 +58,7 @@ def host_elf(tmp_path_factory):
 class SecureSnippet:
     """A secure guest of the host program: its pages 0-0x4fff (code at 0x4000) unpacked, CPU loaded."""
 
-    def __init__(self, host_elf, code: bytes, cpus: int = 1) -> None:
+    def __init__(self, host_elf, code: bytes, cpus: int = 1, pgm_new: tuple[int, int] | None = None) -> None:
         self.m = m = Machine(MEM, cpus, level=2, ultravisor=True)
         prog = m.load(str(host_elf))
         self.sd_addr, self.asce_addr = prog.symbols["sd"], prog.symbols["asce"]
@@ -72,6 +72,8 @@ class SecureSnippet:
         self.cpu_handle = res.block.cpu_handle
         image = bytearray(0x5000)
         image[0x4000 : 0x4000 + len(code)] = code
+        if pgm_new is not None:  # the program-new PSW in the lowcore
+            image[0x1D0:0x1E0] = struct.pack(">QQ", *pgm_new)
         for g in range(0, len(image), 0x1000):  # the host copies the snippet in, in plaintext
             c.write(s.guest_frames[g], bytes(image[g : g + 0x1000]))
         key = MachineIdentity.bundled().host_keys[0].public_key()

@@ -1,4 +1,4 @@
-"""DIAGNOSE functions every owner of a CPU answers alike: 0x10 (release pages) and the 0x288 watchdog timer.
+"""DIAGNOSE functions every owner of a CPU answers alike: 0x10 (release pages), 0x288 (watchdog), 0x308's checks.
 
 These are hypervisor calls (KVM's ``arch/s390/kvm/diag.c``, QEMU's ``target/s390x/diag.c`` and
 ``hw/watchdog/wdt_diag288.c``); the owner of the CPU (the machine for ``zuv run``, the hypervisor for its
@@ -15,8 +15,12 @@ from emulator.errors import ProgramException
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from emulator.hw.tod import TOD_PER_US
 
-__all__ = ["release_ranges", "release_pages", "Diag288", "WATCHDOG_ACTIONS", "WATCHDOG_MODELS"]
+__all__ = [
+    "release_ranges", "release_pages", "Diag288", "WATCHDOG_ACTIONS", "WATCHDOG_MODELS", "diag308_check",
+    "DIAG308_BLOCK_SUBCODES", "IPL_BLOCK_SIZE",
+]  # fmt: skip
 
+PGM_ADDRESSING: Final = 0x05
 PGM_SPECIFICATION: Final = 0x06
 
 #: What an expired watchdog does, by QEMU's ``--watchdog-action`` names: ``reset`` re-IPLs the machine
@@ -55,6 +59,42 @@ def release_ranges(start: int, end_page: int, prefix: int) -> list[tuple[int, in
         ranges.append((PAGE_SIZE, 2 * PAGE_SIZE))
     ranges.append((prefix + 2 * PAGE_SIZE, end))
     return [(lo, hi) for lo, hi in ranges if lo < hi]
+
+
+#: DIAGNOSE 0x308's subcodes (QEMU's ``DIAG308_*``): 0 modified clear, 1 load normal, 3 load clear, 5 set and
+#: 6 store the IPL parameter block, 8 set and 9 store the PV one, 10 enter secure mode
+DIAG308_SUBCODES: Final = frozenset({0, 1, 3, 5, 6, 8, 9, 10})
+#: the subcodes whose R1 names an IPL parameter block: set (5, 8) reads it, store (6, 9) writes it
+DIAG308_BLOCK_SUBCODES: Final = frozenset({5, 6, 8, 9})
+#: the IPL parameter block's size as the checks take it: one 4 KiB page (QEMU's ``sizeof(IplParameterBlock)``)
+IPL_BLOCK_SIZE: Final = 0x1000
+
+
+def diag308_check(subcode: int, r1: int, addr: int, storage_size: int, unpack: bool) -> None:
+    """DIAGNOSE 0x308's operand checks, in QEMU's order (``handle_diag_308``, ``diag308_parm_check``), for
+    every owner that answers it: the machine (``zuv run``), the hypervisor for a normal guest and the
+    Ultravisor for a secure one (which checks before the host sees anything, and so never stores an IPL
+    block the host hands back across a page it was not given).
+
+    A subcode beyond 16 bits, a secure-IPL subcode (8 and up) without the unpack facility and an unknown
+    subcode (2, 4, 7, 11, ...) are specification exceptions; for the block subcodes (5, 6, 8, 9) an odd R1
+    or an address ``addr`` (R1's contents) not on a 4 KiB boundary is a specification exception, and a
+    block not wholly inside the ``storage_size`` bytes of storage an addressing exception. The problem-state
+    check (privileged operation) comes first, at the CPU's trap.
+
+    Raises:
+        ProgramException: 0x06 or 0x05 as above.
+    """
+    if subcode & ~0xFFFF or (subcode >= 8 and not unpack) or subcode not in DIAG308_SUBCODES:
+        raise ProgramException(PGM_SPECIFICATION, why=f"DIAG 0x308 subcode {subcode:#x} is not supported")
+    if subcode not in DIAG308_BLOCK_SUBCODES:
+        return
+    if r1 & 1 or addr & (IPL_BLOCK_SIZE - 1):
+        raise ProgramException(
+            PGM_SPECIFICATION, why=f"DIAG 0x308 subcode {subcode}: odd R1 or block {addr:#x} not 4 KiB aligned"
+        )
+    if addr + IPL_BLOCK_SIZE > storage_size:
+        raise ProgramException(PGM_ADDRESSING, why=f"DIAG 0x308: IPL block {addr:#x} beyond storage")
 
 
 def release_pages(memory: PhysicalMemory, start: int, end_page: int, prefix: int) -> list[tuple[int, int]]:

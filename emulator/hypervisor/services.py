@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.errors import ProgramException
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import OPERATING, STOPPED
+from emulator.hw.diag import diag308_check
 
 if TYPE_CHECKING:
     from emulator.hw.sie import Sie
@@ -52,13 +52,7 @@ class GuestServices:
     def diag308(self, vm: Vm, v: Vcpu, r1: int, rx: int, rx1: int, subcode: int) -> None:
         """DIAGNOSE 0x308 (IPL functions) of a normal guest; secure IPL (8, 9, 10) goes to the PV code."""
         cpu = v.cpu
-        if subcode in (5, 6, 8, 9):
-            if r1 & 1:
-                raise ProgramException(0x06, why="DIAG 0x308 subcodes 5/6/8/9 need an even R1")
-            if rx & 0xFFF:
-                raise ProgramException(0x06, why="IPL parameter block not on a 4 KiB boundary")
-        if subcode in (8, 9, 10) and self.ultravisor is None:
-            raise ProgramException(0x06, why="secure IPL needs the unpack facility (no Ultravisor)")
+        diag308_check(subcode, r1, rx, vm.memory_size, unpack=self.ultravisor is not None)
         if subcode == 5:
             length = int.from_bytes(cpu.read_real(rx, 4), "big")
             if not 8 <= length <= 0x1000:
@@ -93,5 +87,3 @@ class GuestServices:
             v0 = vm.vcpus[0]
             v0.set_psw(mask | (short & 0x80000000), short & 0x7FFFFFFF)
             v0.set_operating(True)
-            return
-        raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode} is not supported")

@@ -13,7 +13,7 @@ from emulator.errors import ProgramException
 from emulator.hw import access
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import CR0_SERVICE_SC, OPERATING, PSW_MASK_EXT, STOPPED, Cpu, Insn
-from emulator.hw.diag import release_pages
+from emulator.hw.diag import diag308_check, release_pages
 from emulator.hw.sclp import CpuSccb, merge_service_parameter
 from emulator.hw.sysinfo import stsi
 from emulator.hw.virtio_ccw import notify as virtio_notify
@@ -244,12 +244,9 @@ class OwnerInsns:
         raise ProgramException(0x06, why=f"DIAGNOSE code {code:#x} is not supported")
 
     def _diag308(self, cpu: Cpu, insn: Insn, r1: int, subcode: int) -> None:
+        addr = cpu.gpr(r1)
+        diag308_check(subcode, r1, addr, self.memory.size, unpack=self.uv is not None)
         if subcode in (5, 6):
-            if r1 & 1:
-                raise ProgramException(0x06, why="DIAG 0x308 subcode 5/6 needs an even R1")
-            addr = cpu.gpr(r1)
-            if addr & 0xFFF:
-                raise ProgramException(0x06, why="IPL parameter block not on a 4 KiB boundary")
             if subcode == 5:
                 length = int.from_bytes(cpu.read_real(addr, 4), "big")
                 if not 8 <= length <= 0x1000:
@@ -289,11 +286,8 @@ class OwnerInsns:
             cpu.set_psw(mask | (short & 0x80000000), short & 0x7FFFFFFF)
             cpu.state = OPERATING
             return
-        if subcode in (8, 9, 10) and self.uv is not None:
-            raise ProgramException(
-                0x06, why="secure IPL is done by the hypervisor (run the image with zuv boot)"
-            )
-        raise ProgramException(0x06, why=f"DIAG 0x308 subcode {subcode} is not supported")
+        # 8, 9, 10 with the unpack facility (diag308_check refused every other subcode)
+        raise ProgramException(0x06, why="secure IPL is done by the hypervisor (run the image with zuv boot)")
 
     def _insn_uvc(self, cpu: Cpu, insn: Insn) -> None:
         """A UVC from a program running in the LPAR: the host calls the Ultravisor."""
