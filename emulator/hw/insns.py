@@ -693,17 +693,7 @@ def _lra(cpu: Cpu, insn: Insn, width: int) -> None:
             real = walked[0] | (vaddr & 0xFFF)
         else:
             # a large frame's address is absolute and is returned as it is, as the table entry holds it
-            real, _protected, absolute, edat_dependent = dat.translate(
-                cpu._buf,  # noqa: SLF001 - the CPU's own buffer, same layer
-                cpu.table_to_host,
-                asce,
-                vaddr,
-                False,
-                asc,
-                edat1,
-                edat2=edat1 and cpu.has_facility(FAC_EDAT2),
-            )
-            cpu.keep_walk(dc_key, real, absolute, edat_dependent)
+            real = cpu.walk_tables(dc_key, vaddr)[0]
     except ProgramException as e:
         entry = getattr(e, "entry_real", None)
         if e.code in (dat.PGM_REGION_FIRST, dat.PGM_REGION_SECOND, dat.PGM_REGION_THIRD,

@@ -32,6 +32,8 @@ __all__ = ["StorageAccess", "GuestMapping", "GuestIntercept", "SubPageAccess"]
 
 #: the translation cache's key bit of a store at bytes 512-4095 of page 0 or 1 (above low-address protection)
 _XC_LOW_STORE = 0x800
+#: a kept DAT walk's key (``StorageAccess._dc``): the ASCE, the page, store, IEP, EDAT-1, the address-space id
+_WalkKey = tuple[int, int, bool, bool, bool, int]
 #: DAT walks kept by address space (``StorageAccess._dc``), at most
 _DC_KEPT = 1 << 16
 
@@ -139,13 +141,27 @@ class StorageAccess:
             raise access.secure_storage_exception(real, False, why=f"DAT table entry at real {real:#x}")
         return host
 
-    def keep_walk(self, dc_key: tuple[int, int, bool, bool, bool, int], real: int, absolute: bool,
-                  edat_dependent: bool) -> None:  # fmt: skip
-        """Keep a DAT walk's result by address space (``_dc``: the ASCE, the page, store, IEP, EDAT-1, the
-        address-space id), until a purge (``flush_tlb``) or the bound drops it."""
+    def walk_tables(self, dc_key: _WalkKey, vaddr: int) -> tuple[int, bool, bool]:
+        """Walk the DAT tables for ``vaddr`` as ``dc_key`` says (the ASCE, the page, store, IEP, EDAT-1, the
+        address-space id) and keep the result by address space (``_dc``) until a purge (``flush_tlb``) or
+        the bound drops it: (real or, for a large frame, absolute address, absolute, EDAT-dependent).
+        Raises what ``dat.translate`` raises."""
+        asce, _page, write, iep, edat1, asid = dc_key
+        real, _protected, absolute, edat_dependent = dat.translate(
+            self._buf,
+            self.table_to_host,
+            asce,
+            vaddr,
+            write,
+            asid,
+            edat1,
+            iep,
+            edat2=edat1 and self.has_facility(FAC_EDAT2),
+        )
         if len(self._dc) >= _DC_KEPT:
             self._dc.clear()
         self._dc[dc_key] = (real & ~0xFFF, absolute, edat_dependent)
+        return real, absolute, edat_dependent
 
     def translate(
         self,
@@ -207,18 +223,7 @@ class StorageAccess:
             dc_key = (asce, vaddr & 0xFFFFFFFFFFFFF000, write, iep, edat1, asid)
             walked = self._dc.get(dc_key)
             if walked is None:
-                real, _protected, absolute, edat_dependent = dat.translate(
-                    self._buf,
-                    self.table_to_host,
-                    asce,
-                    vaddr,
-                    write,
-                    asid,
-                    edat1,
-                    iep,
-                    edat2=edat1 and self.has_facility(FAC_EDAT2),
-                )
-                self.keep_walk(dc_key, real, absolute, edat_dependent)
+                real, absolute, edat_dependent = self.walk_tables(dc_key, vaddr)
             else:
                 real, absolute, edat_dependent = walked
                 real |= vaddr & 0xFFF
