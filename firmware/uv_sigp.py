@@ -25,6 +25,7 @@ from emulator.hw.sigp import (
     STOP_AND_STORE_STATUS,
     STORE_ADDITIONAL_STATUS,
     STORE_STATUS_AT_ADDRESS,
+    param_area,
 )
 from firmware.uv_state import CPU_STATE_STP
 
@@ -59,12 +60,12 @@ def set_prefix_target(cfg: SecureConfig, target_num: int, param: int) -> tuple[S
     target = _target(cfg, target_num)
     if target is None:
         raise LookupError(target_num)
-    addr = param & 0x7FFFE000
-    if addr + 0x2000 > cfg.msl:
+    area = param_area(SET_PREFIX, param, cfg.msl)
+    if area is None:
         return target, STAT_INVALID_PARAMETER
     if target.state != CPU_STATE_STP:
         return target, STAT_INCORRECT_STATE
-    target.prefix = addr
+    target.prefix = area[0]
     return target, 0
 
 
@@ -99,13 +100,10 @@ def status_store(cfg: SecureConfig, order: int, target_num: int, param: int) -> 
     if target is None or target.state != CPU_STATE_STP:
         return None
     if order == STOP_AND_STORE_STATUS:
-        addr, data = STATUS_ABSOLUTE, status_area(target)
-    elif order == STORE_STATUS_AT_ADDRESS:
-        addr, data = param & 0x7FFFFE00, status_area(target)
-    else:
-        if param & 0x3FF:
-            return None
-        addr, data = param & 0xFFFFFC00, target.ext[:512]
-    if addr + len(data) > cfg.msl:
+        return STATUS_ABSOLUTE, status_area(target)
+    area = param_area(order, param, cfg.msl)  # the hardware's one reading of the parameter
+    if area is None:
         return None
-    return addr, data
+    # the area is aligned to its length (512 bytes, 1 KiB): the store stays in one page of the guest's
+    addr = area[0]
+    return addr, status_area(target) if order == STORE_STATUS_AT_ADDRESS else target.ext[:512]

@@ -12,7 +12,7 @@ from typing import Final
 from emulator.hw.cpu import CHECK_STOP, OPERATING, PSW_MASK_WAIT, STOPPED, Cpu
 from emulator.hw.cpu_handle import hardware_of
 
-__all__ = ["sigp", "store_status", "ORDER_NAMES", "TAKES_OVER"]
+__all__ = ["sigp", "store_status", "param_area", "ORDER_NAMES", "TAKES_OVER"]
 
 SENSE: Final = 0x01
 EXTERNAL_CALL: Final = 0x02
@@ -74,6 +74,32 @@ def store_status(cpu: Cpu, absolute: int, write: Callable[[int, bytes], None]) -
     cpu.store_status(absolute, write)
 
 
+#: the length code of STORE ADDITIONAL STATUS (parameter bits 60-63); 0 is 1 KiB, the vector registers
+_ADTL_LC_MASK: Final = 0xF
+_MASK64: Final = 0xFFFFFFFFFFFFFFFF
+
+
+def param_area(order: int, param: int, memory_size: int) -> tuple[int, int] | None:
+    """The storage the parameter of SET PREFIX, STORE STATUS AT ADDRESS or STORE ADDITIONAL STATUS names,
+    as (absolute address, length), or None when the parameter is invalid (status "invalid parameter"): the
+    one reading of these parameters for the machine, the hypervisor and the Ultravisor, as QEMU's
+    ``sigp.c`` and KVM's ``sigp.c`` read them. SET PREFIX: bits 33-50 (an 8 KiB area); STORE STATUS AT
+    ADDRESS: bits 33-54 (512 bytes); STORE ADDITIONAL STATUS: a 64-bit address with the length code in bits
+    60-63, which must be 0 (no guarded-storage facility: 1 KiB of vector registers) and the address 1 KiB
+    aligned. Every area must lie wholly inside ``memory_size`` bytes."""
+    if order == SET_PREFIX:
+        addr, length = param & 0x7FFFE000, 0x2000
+    elif order == STORE_STATUS_AT_ADDRESS:
+        addr, length = param & 0x7FFFFE00, 0x200
+    elif order == STORE_ADDITIONAL_STATUS:
+        addr, length = param & ~_ADTL_LC_MASK & _MASK64, 0x400
+        if param & _ADTL_LC_MASK or addr & (length - 1):
+            return None
+    else:
+        raise ValueError(f"SIGP order {order:#x} has no storage parameter")
+    return (addr, length) if addr + length <= memory_size else None
+
+
 def sigp(
     source: Cpu,
     order: int,
@@ -96,7 +122,8 @@ def sigp(
     if order == SET_ARCHITECTURE:
         source = hardware_of(source)
         others = [hardware_of(c) for c in cpus.values()]
-        others_stopped = all(c.state != OPERATING for c in others if c is not source)
+        # (a check-stopped CPU is not stopped: QEMU's sigp_set_architecture)
+        others_stopped = all(c.state == STOPPED for c in others if c is not source)
         return 1, STAT_INVALID_PARAMETER if others_stopped else STAT_INCORRECT_STATE
     if target is None:
         return 3, None
@@ -149,29 +176,23 @@ def sigp(
     if order == CPU_RESET:
         target.reset_cpu()
         return 0, None
-    if order == SET_PREFIX:
+    if order == SET_PREFIX:  # the area first, then the state (QEMU's sigp_set_prefix, KVM's __sigp_set_prefix)
+        area = param_area(order, param, memory_size)
+        if area is None or (may_store is not None and not may_store(*area)):
+            return 1, STAT_INVALID_PARAMETER
         if target.state != STOPPED:
             return 1, STAT_INCORRECT_STATE
-        prefix = param & 0x7FFFE000
-        if prefix + 0x2000 > memory_size or (may_store is not None and not may_store(prefix, 0x2000)):
-            return 1, STAT_INVALID_PARAMETER
-        target.set_prefix(prefix)
+        target.set_prefix(area[0])
         return 0, None
-    if order == STORE_STATUS_AT_ADDRESS:
+    if order in (STORE_STATUS_AT_ADDRESS, STORE_ADDITIONAL_STATUS):  # the state first, then the area
         if target.state != STOPPED:
             return 1, STAT_INCORRECT_STATE
-        addr = param & 0x7FFFFE00
-        if addr + 0x200 > memory_size or (may_store is not None and not may_store(addr, 0x200)):
+        area = param_area(order, param, memory_size)
+        if area is None or (may_store is not None and not may_store(*area)):
             return 1, STAT_INVALID_PARAMETER
-        store_status(target, addr, write_abs)
-        return 0, None
-    if order == STORE_ADDITIONAL_STATUS:
-        if target.state != STOPPED:
-            return 1, STAT_INCORRECT_STATE
-        addr = param & ~0x3FF & 0xFFFFFFFF
-        refused = may_store is not None and not may_store(addr, 0x400)
-        if addr + 0x400 > memory_size or param & 0x3FF or refused:
-            return 1, STAT_INVALID_PARAMETER
-        write_abs(addr, b"".join(target.vr(i) for i in range(32)))
+        if order == STORE_STATUS_AT_ADDRESS:
+            store_status(target, area[0], write_abs)
+        else:
+            write_abs(area[0], b"".join(target.vr(i) for i in range(32)))
         return 0, None
     return 1, STAT_INVALID_ORDER

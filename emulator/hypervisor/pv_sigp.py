@@ -80,18 +80,14 @@ def _order(pv: PvVm, v: Vcpu, order: int, target_addr: int, param: int) -> tuple
         pv.set_cpu_state(target, CPU_STATE_STP)
         return 0, None
     if order == S.SET_PREFIX:  # QEMU's checks; the Ultravisor set the prefix and notified (0x6C)
-        if (param & 0x7FFFE000) + 0x2000 > vm.memory_size:
+        if S.param_area(order, param, vm.memory_size) is None:
             return 1, S.STAT_INVALID_PARAMETER
         return (1, S.STAT_INCORRECT_STATE) if target.operating else (0, None)
-    if order == S.STORE_STATUS_AT_ADDRESS:  # QEMU's checks; the Ultravisor stores (firmware/uv_sigp.py)
-        if target.operating:
-            return 1, S.STAT_INCORRECT_STATE
-        return (1, S.STAT_INVALID_PARAMETER) if (param & 0x7FFFFE00) + 0x200 > vm.memory_size else (0, None)
-    if order == S.STORE_ADDITIONAL_STATUS:
-        if not has_facility(vm.facilities, _VECTOR_FACILITY):
+    if order in (S.STORE_STATUS_AT_ADDRESS, S.STORE_ADDITIONAL_STATUS):
+        # QEMU's checks; the Ultravisor stores (firmware/uv_sigp.py)
+        if order == S.STORE_ADDITIONAL_STATUS and not has_facility(vm.facilities, _VECTOR_FACILITY):
             return 1, S.STAT_INVALID_ORDER
         if target.operating:
             return 1, S.STAT_INCORRECT_STATE
-        addr = param & 0xFFFFFC00
-        return (1, S.STAT_INVALID_PARAMETER) if param & 0x3FF or addr + 0x400 > vm.memory_size else (0, None)
+        return (1, S.STAT_INVALID_PARAMETER) if S.param_area(order, param, vm.memory_size) is None else (0, None)
     return 1, S.STAT_INVALID_ORDER
