@@ -19,6 +19,7 @@ from emulator.errors import ProgramException
 from emulator.hw.cpu import Cpu, GuestIntercept, Insn
 from emulator.hw.diag import DIAG308_BLOCK_SUBCODES, IPL_BLOCK_SIZE, diag308_check
 from emulator.hw.host_view import HostSpan
+from emulator.hw.sclp import sccb_check
 from emulator.hw.sie import ICPT_PV_INSTR, ICPT_PV_NOTIFY, SieExit, SiePage
 from firmware import uv_sie_io
 from firmware.uv_guest_view import GuestCpuControlBlock
@@ -173,13 +174,7 @@ class SecureIntercepts:
             )
         if name == "SERVC":
             sccb = cpu.gpr(insn.r2)
-            mem_size = scpu.config.msl
-            if sccb + 8 > mem_size:
-                raise ProgramException(0x05, why=f"SCCB {sccb:#x} is outside memory")
-            if sccb & 7 or sccb & ~0x7FFFFFF8 & 0xFFFFFFFFFFFFFFFF:
-                raise ProgramException(0x06, why=f"SCCB {sccb:#x} is not 8-byte aligned below 2 GiB")
-            if sccb < 0x2000 or cpu.prefix <= sccb < cpu.prefix + 0x2000:
-                raise ProgramException(0x06, why=f"SCCB {sccb:#x} lies in a lowcore")
+            sccb_check(sccb, cpu.prefix, scpu.config.msl)  # the hardware's checks, before the host sees it
             # The SIDA is one page: it holds the part of the SCCB in the SCCB's own page. The host sees the
             # SCCB at a dummy address with the real page offset, so the SCLP's boundary check (0x0100 for a
             # page-crossing or longer SCCB) comes out as it would for the real address. The rest of that page
@@ -188,8 +183,7 @@ class SecureIntercepts:
             off = sccb & 0xFFF
             rest = memoryview(cpu.read_real(sccb, 0x1000 - off))
             length = _U16.unpack_from(rest)[0]
-            if length < 8:
-                raise ProgramException(0x06, why="SCCB length below 8")
+            sccb_check(sccb, cpu.prefix, scpu.config.msl, length)
             n = min(length, 0x1000 - off)
             self._sida(page).write(0, rest[:n])
             regs[2] = cpu.gpr(insn.r1) & 0xFFFFFFFF

@@ -18,6 +18,7 @@ from emulator.errors import ProgramException
 
 __all__ = [
     "Sclp",
+    "sccb_check",
     "SccbAccess",
     "CpuSccb",
     "SCLP_CMD_READ_SCP_INFO",
@@ -193,6 +194,27 @@ class CpuSccb:
         self.cpu.write_real(real, data)  # type: ignore[attr-defined]
 
 
+def sccb_check(sccb: int, prefix: int, memory_size: int, length: int | None = None) -> None:
+    """SERVC's program checks on the SCCB address, before any command (QEMU's ``sclp_service_call``): the
+    one check of the machine, the hypervisor and the Ultravisor (for a secure guest, before the host sees
+    the SCCB). An address whose 8-byte header is not in storage is an addressing exception; one not on a
+    doubleword boundary below 2 GiB, or in the low 8 KiB or the CPU's prefix area, a specification
+    exception; with ``length`` (the header's length field) a length below the 8-byte header is a
+    specification exception too.
+
+    Raises:
+        ProgramException: 0x05 or 0x06 as above.
+    """
+    if sccb + 8 > memory_size:
+        raise ProgramException(0x05, why=f"SCCB {sccb:#x} is outside memory")
+    if sccb & 7 or sccb & ~0x7FFFFFF8 & 0xFFFFFFFFFFFFFFFF:
+        raise ProgramException(0x06, why=f"SCCB {sccb:#x} is not 8-byte aligned below 2 GiB")
+    if sccb < 0x2000 or prefix <= sccb < prefix + 0x2000:
+        raise ProgramException(0x06, why=f"SCCB {sccb:#x} lies in a lowcore")
+    if length is not None and length < 8:
+        raise ProgramException(0x06, why="SCCB length below 8")
+
+
 def merge_service_parameter(pending: int | None, new: int) -> int:
     """The parameter of the one service signal left pending when another is made pending while one is (as
     KVM's ``__inject_service`` merges them): the SCCB address of a completion already pending stays, and the
@@ -256,15 +278,9 @@ class Sclp:
 
     def service_call(self, mem: SccbAccess, command: int, sccb: int) -> ServiceResult:
         """Perform SERVC; raises ProgramException for the checks made before any command."""
-        if sccb + 8 > mem.memory_size:
-            raise ProgramException(0x05, why=f"SCCB {sccb:#x} is outside memory")
-        if sccb & 7 or sccb & ~0x7FFFFFF8 & 0xFFFFFFFFFFFFFFFF:
-            raise ProgramException(0x06, why=f"SCCB {sccb:#x} is not 8-byte aligned below 2 GiB")
-        if sccb < 0x2000 or mem.prefix <= sccb < mem.prefix + 0x2000:
-            raise ProgramException(0x06, why=f"SCCB {sccb:#x} lies in a lowcore")
+        sccb_check(sccb, mem.prefix, mem.memory_size)
         length = _U16.unpack_from(mem.read(sccb, 8))[0]  # the header's length field
-        if length < 8:
-            raise ProgramException(0x06, why="SCCB length below 8")
+        sccb_check(sccb, mem.prefix, mem.memory_size, length)
         handler = self._handlers.get(command)
         if handler is None:
             mem.write(sccb + 6, _RC_INVALID_SCLP_COMMAND)  # (the response code alone)
