@@ -20,6 +20,7 @@ from emulator.hw.cpu import Cpu, GuestIntercept, Insn
 from emulator.hw.diag import DIAG308_BLOCK_SUBCODES, IPL_BLOCK_SIZE, diag308_check
 from emulator.hw.host_view import HostSpan
 from emulator.hw.sclp import sccb_check
+from emulator.hw.sysinfo import stsi_operand_check
 from emulator.hw.sie import ICPT_PV_INSTR, ICPT_PV_NOTIFY, SieExit, SiePage
 from firmware import uv_sie_io
 from firmware.uv_guest_view import GuestCpuControlBlock
@@ -196,8 +197,7 @@ class SecureIntercepts:
         if name == "STSI":
             addr = insn.address()
             fc = (cpu.gpr(0) >> 28) & 0xF
-            if fc not in (0, 15) and addr & 0xFFF:
-                raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
+            stsi_operand_check(cpu.gpr(0), addr)  # the hardware's check, before the host sees it
             if fc not in (0, 15):
                 cpu.translate(addr, write=True)  # the operand must be accessible before the host is asked
             regs[0], regs[1] = cpu.gpr(0), cpu.gpr(1)

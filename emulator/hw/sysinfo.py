@@ -18,7 +18,7 @@ from emulator.errors import ProgramException
 from emulator.hw import cpacf, dfp, mie3, vector_ext
 
 __all__ = ["facility_list", "has_facility", "MachineInfo", "normal_guest_facilities",
-           "secure_guest_facilities", "stsi", "with_facility"]
+           "secure_guest_facilities", "stsi", "stsi_operand_check", "with_facility"]
 
 #: Facility bits of the emulated CPU (PoP "Facility Indications"); every one is executed by the CPU model.
 BASE_FACILITIES: Final = (
@@ -234,6 +234,20 @@ class SysIB322(ctypes.BigEndianStructure):
 assert ctypes.sizeof(SysIB322) == 4096
 #: STSI 3.2.2 extended-name encoding: UTF-8
 EXT_NAME_UTF8: Final = 2
+
+
+def stsi_operand_check(r0: int, addr: int) -> None:
+    """STSI's second operand, checked where its owner takes the instruction (the machine, the hypervisor, the
+    Ultravisor for a secure guest, which checks it before the host sees the STSI): with a function code
+    that stores a SYSIB (all but 0, which stores nothing, and 15, which without the configuration-topology
+    facility is condition code 3, as KVM answers it) the operand must be on a 4 KiB boundary.
+
+    Raises:
+        ProgramException: 0x06 for an operand off a 4 KiB boundary.
+    """
+    fc = (r0 >> 28) & 0xF
+    if fc != 0 and fc != 15 and addr & 0xFFF:
+        raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
 
 
 def stsi(

@@ -14,7 +14,7 @@ from emulator.errors import ProgramException
 from emulator.hw.cpu import Insn
 from emulator.hw.diag import release_ranges
 from emulator.hw.sclp import CpuSccb
-from emulator.hw.sysinfo import stsi
+from emulator.hw.sysinfo import stsi, stsi_operand_check
 from emulator.hypervisor.floating import place_service_signal, service_holder
 from emulator.hypervisor.watchdog import diag288
 
@@ -40,10 +40,8 @@ def _servc(vm: Vm, v: Vcpu, insn: Insn) -> None:
 def _stsi(vm: Vm, v: Vcpu, insn: Insn) -> None:
     cpu = v.cpu
     r0, r1 = cpu.gpr(0), cpu.gpr(1)
-    fc = (r0 >> 28) & 0xF
     addr = insn.address()
-    if fc not in (0, 15) and addr & 0xFFF:
-        raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
+    stsi_operand_check(r0, addr)
     cc, new_r0, block = stsi(vm.info, 3, r0, r1, len(vm.vcpus))
     if block is not None:
         cpu.write_virtual(addr, block)

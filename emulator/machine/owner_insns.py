@@ -15,7 +15,7 @@ from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import CR0_SERVICE_SC, OPERATING, PSW_MASK_EXT, STOPPED, Cpu, Insn
 from emulator.hw.diag import diag308_check, release_pages
 from emulator.hw.sclp import CpuSccb, merge_service_parameter
-from emulator.hw.sysinfo import stsi
+from emulator.hw.sysinfo import stsi, stsi_operand_check
 from emulator.hw.virtio_ccw import notify as virtio_notify
 from emulator.machine import channel
 
@@ -174,10 +174,8 @@ class OwnerInsns:
 
     def _insn_stsi(self, cpu: Cpu, insn: Insn) -> None:
         r0, r1 = cpu.gpr(0), cpu.gpr(1)
-        fc = (r0 >> 28) & 0xF
         addr = insn.address()
-        if fc not in (0, 15) and addr & 0xFFF:
-            raise ProgramException(0x06, why="STSI operand not on a 4 KiB boundary")
+        stsi_operand_check(r0, addr)
         operating = sum(1 for c in self.cpus.values())
         cc, new_r0, block = stsi(self.info, self.level, r0, r1, operating)
         if block is not None:
