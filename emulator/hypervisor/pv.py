@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 from emulator.errors import HypervisorError, ProgramException, SecureStorageAccess
 from emulator.hw.cpu import PSW_MASK_EXT, PSW_MASK_IO, PSW_MASK_WAIT
 from emulator.hw.cpu_handle import CpuHandle
+from emulator.hw.diag import release_ranges
 from emulator.hw.memory import PAGE_SIZE
 from emulator.hw.sclp import merge_service_parameter
 from emulator.hw.sie import (
@@ -621,6 +622,12 @@ class PvVm:
             return
         if code == 0x288:  # R1, R1+1 and R3 as registers 0, 1 and 2 (the Ultravisor checked R1's parity)
             diag288(self.vm, 0, regs[0], regs[1], regs[2])
+            return
+        if code == 0x10:
+            # release pages, R1 and R3 as registers 0 and 2: the range checked as for every guest (KVM's
+            # diag_release_pages: a specification exception for a bad one); the host cannot discard a
+            # secure page's contents without the Ultravisor, and the DIAGNOSE is a hint: the pages stay
+            release_ranges(regs[0], regs[2], v.sd.prefix)
             return
         raise ProgramException(0x06, why=f"DIAGNOSE {code:#x} is not supported")
 
