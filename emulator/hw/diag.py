@@ -17,7 +17,7 @@ from emulator.hw.tod import TOD_PER_US
 
 __all__ = [
     "release_ranges", "release_pages", "Diag288", "WATCHDOG_ACTIONS", "WATCHDOG_MODELS", "diag308_check",
-    "DIAG308_BLOCK_SUBCODES", "IPL_BLOCK_SIZE",
+    "DIAG308_BLOCK_SUBCODES", "IPL_BLOCK_SIZE", "diag500_function", "DIAG500_CCW_NOTIFY",
 ]  # fmt: skip
 
 PGM_ADDRESSING: Final = 0x05
@@ -59,6 +59,29 @@ def release_ranges(start: int, end_page: int, prefix: int) -> list[tuple[int, in
         ranges.append((PAGE_SIZE, 2 * PAGE_SIZE))
     ranges.append((prefix + 2 * PAGE_SIZE, end))
     return [(lo, hi) for lo, hi in ranges if lo < hi]
+
+
+#: DIAGNOSE 0x500's function codes (GR1): 0 the s390-virtio transport's notification, 3 virtio-ccw's
+DIAG500_NOTIFY: Final = 0
+DIAG500_CCW_NOTIFY: Final = 3
+_EINVAL: Final = -22 & 0xFFFFFFFFFFFFFFFF
+
+
+def diag500_function(function: int, gr2: int, storage_size: int) -> int | None:
+    """DIAGNOSE 0x500's function code (GR1) as QEMU's ``handle_diag_500`` takes it, for the machine and the
+    hypervisor (normal and secure guests) alike: 3 (virtio-ccw notification) gives None, the caller
+    notifies; 0 (the s390-virtio transport's notification, which no device here uses) gives GR2's result:
+    0 for an address in storage (QEMU's early-printk answer), -EINVAL beyond; any other function code is a
+    specification exception (KVM leaves it to QEMU, which raises it).
+
+    Raises:
+        ProgramException: 0x06 for a function code other than 0 and 3.
+    """
+    if function == DIAG500_CCW_NOTIFY:
+        return None
+    if function == DIAG500_NOTIFY:
+        return 0 if gr2 < storage_size else _EINVAL
+    raise ProgramException(PGM_SPECIFICATION, why=f"DIAG 0x500 function code {function:#x} is not supported")
 
 
 #: DIAGNOSE 0x308's subcodes (QEMU's ``DIAG308_*``): 0 modified clear, 1 load normal, 3 load clear, 5 set and

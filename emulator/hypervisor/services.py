@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import OPERATING, STOPPED
-from emulator.hw.diag import diag308_check
+from emulator.hw.diag import diag308_check, diag500_function
 
 if TYPE_CHECKING:
     from emulator.hw.sie import Sie
@@ -23,9 +23,11 @@ class GuestServices:
     ultravisor: UvGate | None
 
     def virtio_notify(self, vm: Vm, function: int, device_id: int, queue: int, cookie: int) -> int:
-        """DIAGNOSE 0x500: a notification for a device; returns the GR2 result (0 or -errno)."""
-        if function != 3:  # KVM_S390_VIRTIO_CCW_NOTIFY
-            return -22 & 0xFFFFFFFFFFFFFFFF
+        """DIAGNOSE 0x500: a notification for a device; returns the GR2 result (0 or -errno). A function code
+        other than 0 and 3 is a specification exception (``diag500_function``)."""
+        rc = diag500_function(function, device_id, vm.memory_size)
+        if rc is not None:  # the s390-virtio transport's notification (no device uses it)
+            return rc
         if vm.channel.has_subchannel(device_id):  # virtio-ccw: GR2 the subchannel's id, GR3 the queue
             return vm.channel.notify(device_id, queue) & 0xFFFFFFFFFFFFFFFF
         dev = vm.devices.get(device_id & 0xFFFFFFFF)

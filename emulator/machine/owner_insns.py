@@ -13,7 +13,7 @@ from emulator.errors import ProgramException
 from emulator.hw import access
 from emulator.hw import sigp as sigp_mod
 from emulator.hw.cpu import CR0_SERVICE_SC, OPERATING, PSW_MASK_EXT, STOPPED, Cpu, Insn
-from emulator.hw.diag import diag308_check, release_pages
+from emulator.hw.diag import diag308_check, diag500_function, release_pages
 from emulator.hw.sclp import CpuSccb, merge_service_parameter
 from emulator.hw.sysinfo import stsi, stsi_operand_check
 from emulator.hw.virtio_ccw import notify as virtio_notify
@@ -229,10 +229,9 @@ class OwnerInsns:
             insn.finish()
             return
         if code == 0x500:
-            if cpu.gpr(1) == 3:  # virtio-ccw notification: GR2 subsystem id, GR3 queue index
+            rc = diag500_function(cpu.gpr(1), cpu.gpr(2), self.memory.size)
+            if rc is None:  # virtio-ccw notification: GR2 subsystem id, GR3 queue index
                 rc = virtio_notify(self.css, cpu.gpr(2) & 0xFFFFFFFF, cpu.gpr(3))
-            else:
-                rc = -22  # no such function: -EINVAL, as QEMU answers
             cpu.set_gpr(2, rc & 0xFFFFFFFFFFFFFFFF)
             insn.finish()
             return
