@@ -70,9 +70,9 @@ def _servc_body() -> bytes:
 
 
 def _kut_sclp_body() -> tuple[bytes, bytes]:
-    """kvm-unit-tests' SCLP call as its ``sclp`` test makes it ~1.1 million times (``lib/s390x/sclp.c``): CR0's
-    service-signal subclass set (STCTG, OI, LCTLG), the busy flag set, external interruptions enabled by an
-    LPSWE that continues after itself, SERVC WRITE EVENT DATA with an SCCB that crosses its page (the
+    """kvm-unit-tests' SCLP call as its ``sclp`` test makes it ~1.1 million times (``lib/s390x/sclp.c``):
+    CR0's service-signal subclass set (STCTG, OI, LCTLG), the busy flag set, external interruptions enabled by
+    an LPSWE that continues after itself, SERVC WRITE EVENT DATA with an SCCB that crosses its page (the
     boundary-violation answer of the test's longest part), and a spin on the busy flag. The handler, as the
     library's: its own CR0 loaded (the interrupted one saved), the flag cleared, the subclass cleared in the
     saved CR0 and (``ctl_clear_bit``) in the current one, the saved CR0 loaded back, LPSWE to the old PSW:

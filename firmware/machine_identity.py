@@ -105,7 +105,8 @@ class MachineIdentity:
         d = Path(directory)
         if not d.is_dir():
             raise MachineIdentityError(
-                f"no machine {str(directory)!r}: not a machine directory (zuv hostkey new-machine DIR makes one) "
+                f"no machine {str(directory)!r}: not a machine directory "
+                "(zuv hostkey new-machine DIR makes one) "
                 f"nor a bundled machine ({', '.join(BUNDLED)})"
             )
 

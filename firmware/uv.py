@@ -29,9 +29,8 @@ import struct
 from typing import Any, Final
 
 from emulator.errors import HwError, ProgramException
-from emulator.hw import dat
+from emulator.hw import dat, seal
 from emulator.hw.memory import OWNER_HOST, PAGE_SHIFT, PAGE_SIZE
-from emulator.hw import seal
 from emulator.hw.seal import SealedLog
 from firmware import uv_blocks as B
 from firmware.uv_codes import BY_CODE, PAGE_COMMANDS, QUERY_MIN_LEN, Cc, Rc

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from emulator.errors import HwError
 from emulator.hw import seal
-from emulator.hw.host_view import HostSpan
 from emulator.hw.attention import PendingInterruptions
 from emulator.hw.cpu_handle import CpuHandle, hardware_of, revoke
+from emulator.hw.host_view import HostSpan
 from firmware.uv_contract import AbsoluteControlBlock, UvCaller
 from firmware.uv_sie import PvSieEngine
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import mmap
+import os
 import types
 import weakref
 from collections import deque

@@ -165,7 +165,7 @@ def test_output_into_a_closed_pipe_ends_quietly(args):
 @pytest.mark.parametrize(
     "tool",
     [
-        ["tools/pvimg.py", "info", "--print-schema", "json"],  # a traceback through `| head` (docs/se-image.md)
+        ["tools/pvimg.py", "info", "--print-schema", "json"],  # a traceback through `| head` (se-image.md)
         ["tools/genprotimg", "--help"],
         ["tools/hostkey.py", "verify", "firmware/machines/zuv-demo/host-key-document.crt"],
         ["tools/gen_se_header.py", "--help"],

@@ -143,7 +143,8 @@ def test_zuv_boot_writes_the_uv_log(tmp_path):
     assert rows[0][1:4] == ["host", "0x0001", "Query"]
     assert any(r[1:3] == ["guest", "0x1000"] and r[-3:] == ["0", "rc", "0x0001"] for r in rows)
     assert any(r[1] == "host" and "Unpack" in r for r in rows)
-    assert len({line.index(" host ") if " host " in line else line.index(" guest ") for line in lines[1:]}) == 1
+    columns = {line.index(" host ") if " host " in line else line.index(" guest ") for line in lines[1:]}
+    assert len(columns) == 1
     bad = subprocess.run([*cmd[:-1], str(tmp_path / "no" / "such" / "dir")], stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=120, cwd=root)  # fmt: skip
     assert bad.returncode == 2 and "cannot write the UV log" in bad.stderr and "Traceback" not in bad.stderr

@@ -68,12 +68,13 @@ def test_console_doc_command_table_is_the_registry() -> None:
 
 
 def test_docs_run_the_tools_with_the_venvs_python() -> None:
-    # `python3 tools/pvimg.py` on a machine whose python3 lacks zuv's dependencies (a fresh clone, the README's
-    # venv) ended in ModuleNotFoundError: the docs use the interpreter the README's first command installs into
+    # `python3 tools/pvimg.py` on a machine whose python3 lacks zuv's dependencies (a fresh clone, the
+    # README's venv) ended in ModuleNotFoundError: the docs use the interpreter the README's first command
+    # installs into
     for doc in USER_DOCS:
         hits = re.findall(r"(?<![/\w])python3? (?:tools/\S+|-m emulator\S*)", doc.read_text())
         assert hits == [], f"{doc.relative_to(ROOT)}: {hits} (use .venv/bin/python)"
-        # a command line that starts with tools/X.py: 'Permission denied' for the tools not executable, and the
-        # system python3 for those that are (docs/linux.md's tools/linux_guest.py, typed as written)
+        # a command line that starts with tools/X.py: 'Permission denied' for the tools not executable, and
+        # the system python3 for those that are (docs/linux.md's tools/linux_guest.py, typed as written)
         direct = re.findall(r"^(?: {4,}|\$ )(tools/\S+\.py)", doc.read_text(), re.M)
         assert direct == [], f"{doc.relative_to(ROOT)}: {direct} (run them with .venv/bin/python)"

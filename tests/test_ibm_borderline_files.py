@@ -39,14 +39,14 @@ NOT_YAML = "The CUID-file does not contain a 128bit value or a yaml with a 'cuid
 CUID_FILES = [
     (f"cuid: {C}\n", 0, None),
     (f"---\ncuid: {C}\n...\n", 0, None),
-    (f'{{"cuid": "0x96946bd26935a014be3a2b7c73a420c3", "n": 1}}\n', 0, None),
+    ('{"cuid": "0x96946bd26935a014be3a2b7c73a420c3", "n": 1}\n', 0, None),
     (f"{C}\n", 0, None),  # a lone string
     (f"a:\n  cuid: 1\nb:\n  cuid: {C}\n", 0, None),  # the first cuid *string*
     (f"a:\n b:\n  c:\n   d:\n    e:\n     f:\n      g:\n       cuid: {C}\n", 0, None),  # 8 mappings deep
     (f"a:\n b:\n  c:\n   d:\n    e:\n     f:\n      g:\n       h:\n        cuid: {C}\n", 1,
      "No 'cuid' entry found"),  # 9 deep: not searched
     (f"a:\n  - cuid: {C}\n", 1, "No 'cuid' entry found"),  # sequences are not searched
-    (f"a: &x {{cuid: 1}}\nb: *x\nc: |\n  text\ncuid: !!str 0x96946bd26935a014be3a2b7c73a420c3\n", 0, None),
+    ("a: &x {cuid: 1}\nb: *x\nc: |\n  text\ncuid: !!str 0x96946bd26935a014be3a2b7c73a420c3\n", 0, None),
     (f"cuid: {C}\nx: 0x0d6aa76d5a7deb3fe1b5ea", 1, NOT_YAML),  # a cut pvattest verify -o file
     ("cuid: 0x96946bd26935a014be3a2b7c73a420c3\n", 1, NOT_YAML),  # unquoted: 128 bits, no Value holds it
     (f"a: 18446744073709551616\ncuid: {C}\n", 1, NOT_YAML),

@@ -164,9 +164,10 @@ def test_each_labs_commands_run_as_its_readme_writes_them(n, tmp_path, monkeypat
         if "=" in cmd.split()[0]:
             setup.append(cmd)
             continue
-        r = subprocess.run(["bash", "-c", "; ".join([*setup, cmd])], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
-        assert r.returncode == 0 and "Traceback" not in r.stderr, f"lab {n}: {cmd}: {r.stdout[-1500:]}{r.stderr}"
+        r = subprocess.run(["bash", "-c", "; ".join([*setup, cmd])], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+        why = f"lab {n}: {cmd}: {r.stdout[-1500:]}{r.stderr}"
+        assert r.returncode == 0 and "Traceback" not in r.stderr, why
         for out in re.findall(r"> (\S+)", cmd):
             assert "error" not in (tmp_path / out).read_text(), f"lab {n}: {cmd}: {out} shows an error"
 

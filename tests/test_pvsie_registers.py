@@ -78,7 +78,8 @@ def test_secure_cpu_vector_access_registers_and_fpc_survive_a_foreign_program_on
     r = boot(host, str(path), 16 << 20, attack=False, time_limit=60)
     assert r.run.clean and r.failure is None, (r.run.describe(), r.failure_text())
     assert records == [(
-        bytes.fromhex("1111222233334444" "5555666677778888"), bytes.fromhex("99990000aaaabbbb" "ccccddddeeeeffff"),
+        bytes.fromhex("1111222233334444" "5555666677778888"),
+        bytes.fromhex("99990000aaaabbbb" "ccccddddeeeeffff"),
         0xA5A51234, 1,
     )]  # fmt: skip
     # (EAR and EFPC set the right half of R4 only)

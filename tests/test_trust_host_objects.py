@@ -271,8 +271,9 @@ def test_one_hardware_cpu_running_two_secure_cpus_in_turn_loads_each_ones_regist
     CPU A, then B, then A again on one hardware CPU. The engine kept A's snapshot as loaded while B ran on
     the CPU, so A ran on with B's registers and its record took them at the exit (a guest-to-guest leak the
     host arranges). Now loading B forgets every other record's snapshot on that CPU."""
-    from emulator.api import _machine_of
     from test_trust_reach import CANARY
+
+    from emulator.api import _machine_of
 
     with Host(seed=31) as host:
         a, b = host.boot(), host.boot()
@@ -294,8 +295,9 @@ def test_a_cpu_handle_given_to_the_ultravisor_opens_nothing_any_more() -> None:
     """``PvSie.adopt(cpu_handle, handle)``: the hardware CPU becomes the Ultravisor's. A hypervisor that kept
     the handle (or a function or the pending-interruption dict taken from it) read the secure guest's
     registers with ``handle.gprs()`` after the next exit, and its storage with ``read_real``."""
-    from emulator.api import _machine_of
     from test_trust_reach import CANARY
+
+    from emulator.api import _machine_of
 
     with Host(seed=37) as host:
         g = host.boot()

@@ -176,7 +176,6 @@ def test_api_breakpoints_events_and_no_debug_capability_reach_nothing_secure() -
 
     with Host(seed=9) as host:
         g = host.boot()
-        vm = g._vm  # noqa: SLF001 - the hypervisor's own objects are what this test walks
         scpu = _machine_of(host).uv.secure_cpu(g.cpu_handles[0])
         scpu.gprs = [CANARY if i in (6, 7, 8, 9, 10, 11) else v for i, v in enumerate(scpu.gprs)]
         seen: list[Event] = []

@@ -416,7 +416,7 @@ def verifier_main(argv: Sequence[str] | None = None) -> int:
         return _demo(a) if a.command == "demo" else _serve(a)
     except BrokenPipeError:  # output cut off (| head): zuv's entry point ends quietly with 141
         raise
-    except OSError as e:  # a file of --image or --secret: named, with the system's reason (not '[Errno 2] ...')
+    except OSError as e:  # a file of --image or --secret: named, with the system's reason (no '[Errno 2]')
         sys.stderr.write(f"zuv verifier: error: {e.filename or ''}: cannot read: {e.strerror or e}\n")
         return 2
     except (ValueError, ImageError, MachineIdentityError, pki.PkiError) as e:

@@ -22,13 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 from emulator.attest import pvsecret_guest as G
-from emulator.attest import userdata
-from emulator.attest import yamlin
+from emulator.attest import userdata, yamlin
 from emulator.attest.local import UltravisorRefused
 from emulator.attest.pvattest import (
     EXIT_USAGE,
     ToolError,
-    _err,
     add_certificate_options,
     add_verbosity_options,
     check_certificate_rules,

@@ -120,8 +120,8 @@ class CpuAccess:
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
-    """QEMU's ``-gdb`` device: ``tcp::PORT`` (loopback here) or ``tcp:HOST:PORT``; port 0 is any free port (the
-    stub's "waiting for gdb on HOST:PORT" line names it); ValueError if malformed."""
+    """QEMU's ``-gdb`` device: ``tcp::PORT`` (loopback here) or ``tcp:HOST:PORT``; port 0 is any free port
+    (the stub's "waiting for gdb on HOST:PORT" line names it); ValueError if malformed."""
     kind, _, rest = text.partition(":")
     host, _, port = rest.rpartition(":")
     if kind != "tcp" or not port.isdigit() or not 0 <= int(port) < 65536:

@@ -79,6 +79,7 @@ class Dfp:
         return self.cpu.fpr(r)
 
     def dec(self, fmt: DfpFormat, r: int) -> Decimal:
+        """The value in FPR ``r`` (pair ``r``, ``r + 2`` for the extended format)."""
         return fmt.decode(self.get(fmt, r))
 
     def put(self, fmt: DfpFormat, r: int, bits: int) -> None:
@@ -92,12 +93,15 @@ class Dfp:
             self.cpu.set_fpr(r, bits & _M64)
 
     def put_value(self, fmt: DfpFormat, r: int, d: Decimal) -> None:
+        """Store a value's encoding into FPR ``r`` (``put``)."""
         self.put(fmt, r, fmt.encode(d))
 
     def gpr(self, r: int) -> int:
+        """General register ``r``."""
         return self.cpu.gpr(r)
 
     def set_gpr(self, r: int, value: int) -> None:
+        """Set general register ``r`` (64 bits)."""
         self.cpu.set_gpr(r, value & _M64)
 
     def set_gpr_low(self, r: int, value: int) -> None:

@@ -138,6 +138,7 @@ class DfpFormat:
 
     @cached_property
     def declets(self) -> int:
+        """Declets (10-bit groups of three digits) in the coefficient continuation."""
         return (self.digits - 1) // 3
 
     @cached_property
@@ -157,6 +158,7 @@ class DfpFormat:
 
     @cached_property
     def qmax(self) -> int:
+        """The largest (right-units) exponent."""
         return self.max_bexp - self.bias
 
     @cached_property
@@ -166,10 +168,12 @@ class DfpFormat:
 
     @cached_property
     def sign_bit(self) -> int:
+        """The sign bit of the encoding."""
         return 1 << (self.bits - 1)
 
     @cached_property
     def max_coef(self) -> int:
+        """The largest coefficient (all nines)."""
         return 10**self.digits - 1
 
     def context(self, rounding: str, wide: bool = False) -> Context:

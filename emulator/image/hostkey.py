@@ -75,7 +75,9 @@ def _hk_verify(a) -> int:
 def _hostkey(a) -> int:
     if a.command == "init-pki":
         if (Path(a.directory) / "root-ca.key").exists():  # a new root would orphan every machine it issued
-            raise ImageError(f"{a.directory} already holds a PKI (its host-key documents would no longer verify)")
+            raise ImageError(
+                f"{a.directory} already holds a PKI (its host-key documents would no longer verify)"
+            )
         pki.create_pki(_rng(a.seed), a.time, a.years).save(Path(a.directory))
         print(f"created the emulated PKI in {a.directory}")
         return 0

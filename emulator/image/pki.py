@@ -548,7 +548,9 @@ def _check_issued(child: x509.Certificate, parent: x509.Certificate, what: str, 
             # signing keys, RSA (PKCS#1 v1.5 or PSS) as IBM's real ones and s390-tools' test assets
             key, params = parent.public_key(), child.signature_algorithm_parameters
             if isinstance(key, rsa.RSAPublicKey) and child.signature_hash_algorithm is not None:
-                key.verify(child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm)
+                key.verify(
+                    child.signature, child.tbs_certificate_bytes, params, child.signature_hash_algorithm
+                )
             elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
                 key.verify(child.signature, child.tbs_certificate_bytes, params)
             else:

@@ -96,7 +96,8 @@ class _Once(argparse.Action):
 
 class _Flag(argparse.Action):
     """A flag: given twice (by either of its names) is a usage error, as clap's ``SetTrue`` flags are in
-    s390-tools' pvimg, pvattest and pvsecret (``--overwrite --overwrite``: exit 2 in pvimg, 1 in the others)."""
+    s390-tools' pvimg, pvattest and pvsecret (``--overwrite --overwrite``: exit 2 in pvimg, 1 in the
+    others)."""
 
     def __init__(self, option_strings, dest, default=False, required=False, help=None):  # noqa: A002
         super().__init__(option_strings, dest, nargs=0, default=default, required=required, help=help)

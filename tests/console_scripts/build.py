@@ -39,5 +39,5 @@ def build_frames() -> Path:
 
 
 if __name__ == "__main__":
-    print(build())
-    print(build_frames())
+    print(build())  # noqa: T201 - the built files' paths, for the one who runs it
+    print(build_frames())  # noqa: T201
