@@ -31,6 +31,7 @@ from decimal import (
 )
 from typing import Final
 
+from emulator.hw.bfp import DIVIDE, INEXACT, INVALID, OVERFLOW, TINY, UNDERFLOW
 from emulator.hw.dfp_format import DfpFormat
 
 __all__ = [
@@ -46,14 +47,9 @@ __all__ = [
     "disposition",
 ]
 
-# IEEE exceptions as the bits of an FPC mask or flag byte
-INVALID: Final = 0x80
-DIVIDE: Final = 0x40
-OVERFLOW: Final = 0x20
-UNDERFLOW: Final = 0x10
-INEXACT: Final = 0x08
-#: not FPC bits: the exact result was tiny; an inexact result was rounded up in magnitude
-TINY: Final = 0x100
+# IEEE exceptions as the bits of an FPC mask or flag byte, and TINY (not an FPC bit: the exact result was
+# tiny), as binary floating point has them
+#: not an FPC bit: an inexact result was rounded up in magnitude
 INCREMENTED: Final = 0x200
 #: the result is the scaled one of a trapped overflow or underflow
 SCALED: Final = 0x400

@@ -131,18 +131,27 @@ def _special(src: DfpFormat, dst: DfpFormat, f: Fields, keep: bool) -> tuple[int
     return dst.compose(Fields(f.sign, f.kind, 0, payload)), 0
 
 
+def _finite_operand(d: Dfp, src: DfpFormat, dst: DfpFormat, r1: int, r2: int, m4: int) -> int | None:
+    """A format conversion's second operand: its encoding if finite; otherwise the NaN or infinity is
+    converted (``_special``, M4 bit 0 keeps a signaling NaN and an infinity's payload) and the instruction
+    completed: None."""
+    bits = d.get(src, r2)
+    f = src.fields(bits)
+    if f.kind == FINITE:
+        return bits
+    out, exc = _special(src, dst, f, bool(m4 & 8))
+    d.finish(exc, lambda: d.put(dst, r1, out))
+    return None
+
+
 def _lengthen(src: DfpFormat, dst: DfpFormat) -> Handler:
     def run(d: Dfp) -> None:
         r1, r2, _, m4 = _rrf(d.raw)
         if dst is EXTENDED:
             d.check_pair(r1)
-        bits = d.get(src, r2)
-        f = src.fields(bits)
-        if f.kind != FINITE:
-            out, exc = _special(src, dst, f, bool(m4 & 8))
-            d.finish(exc, lambda: d.put(dst, r1, out))
-            return
-        d.finish(0, lambda: d.put_value(dst, r1, src.decode(bits)))
+        bits = _finite_operand(d, src, dst, r1, r2, m4)
+        if bits is not None:
+            d.finish(0, lambda: d.put_value(dst, r1, src.decode(bits)))
 
     return run
 
@@ -152,11 +161,8 @@ def _round(src: DfpFormat, dst: DfpFormat) -> Handler:
         r1, r2, m3, m4 = _rrf(d.raw)
         if src is EXTENDED:
             d.check_pair(r2)
-        bits = d.get(src, r2)
-        f = src.fields(bits)
-        if f.kind != FINITE:
-            out, exc = _special(src, dst, f, bool(m4 & 8))
-            d.finish(exc, lambda: d.put(dst, r1, out))
+        bits = _finite_operand(d, src, dst, r1, r2, m4)
+        if bits is None:
             return
         v = src.decode(bits)
         res = compute(dst, d.rounding(m3), lambda ctx: ctx.plus(v), d.masks)
