@@ -20,8 +20,8 @@ from emulator.hw.cpu import Cpu, GuestIntercept, Insn
 from emulator.hw.diag import DIAG308_BLOCK_SUBCODES, IPL_BLOCK_SIZE, diag308_check
 from emulator.hw.host_view import HostSpan
 from emulator.hw.sclp import sccb_check
-from emulator.hw.sysinfo import stsi_operand_check
 from emulator.hw.sie import ICPT_PV_INSTR, ICPT_PV_NOTIFY, SieExit, SiePage
+from emulator.hw.sysinfo import stsi_operand_check
 from firmware import uv_sie_io
 from firmware.uv_guest_view import GuestCpuControlBlock
 from firmware.uv_sie_codes import DUMMY_SCCB

@@ -8,12 +8,12 @@ import struct
 import subprocess
 
 import pytest
+from test_machine_pvsie import GUEST, LGHI, SecureSnippet, host_elf  # noqa: F401 - host_elf is a fixture
 
 from emulator.errors import ProgramException
 from emulator.hw.diag import diag308_check
 from emulator.hypervisor.kvm import MIB, Hypervisor
 from emulator.machine.machine import Machine
-from test_machine_pvsie import GUEST, LGHI, SecureSnippet, host_elf  # noqa: F401 - host_elf is a fixture
 
 MEM = 64 * MIB
 
@@ -150,7 +150,7 @@ HANDLER = 0x4100
 HANDLER_CODE = bytes.fromhex("e310008e0091") + bytes.fromhex("83100044")
 
 
-def _snippet(host_elf, code: bytes) -> SecureSnippet:
+def _snippet(host_elf, code: bytes) -> SecureSnippet:  # noqa: F811 - (the fixture's value)
     body = bytearray(code.ljust(HANDLER - 0x4000, b"\x07"))  # nopr filler up to the handler
     body += HANDLER_CODE
     return SecureSnippet(host_elf, bytes(body), pgm_new=(0x0000000180000000, HANDLER))
@@ -165,7 +165,7 @@ def _snippet(host_elf, code: bytes) -> SecureSnippet:
     ],
     ids=["unaligned", "beyond-storage"],
 )
-def test_the_ultravisor_refuses_a_secure_guests_bad_ipl_block_itself(host_elf, load_addr, pgm):
+def test_the_ultravisor_refuses_a_secure_guests_bad_ipl_block_itself(host_elf, load_addr, pgm):  # noqa: F811
     assert GUEST == 0x100000
     s = _snippet(host_elf, load_addr + LGHI[4](6) + DIAG_R2_R4_308)
     s.sie()
@@ -176,7 +176,7 @@ def test_the_ultravisor_refuses_a_secure_guests_bad_ipl_block_itself(host_elf, l
 
 
 @pytest.mark.toolchain
-def test_a_store_the_host_completes_stays_in_the_ipl_blocks_page(host_elf):
+def test_a_store_the_host_completes_stays_in_the_ipl_blocks_page(host_elf):  # noqa: F811
     s = _snippet(host_elf, LGHI[2](0x3000) + LGHI[4](6) + DIAG_R2_R4_308 + bytes.fromhex("83000044"))
     s.sie()
     page = s.page

@@ -5,9 +5,9 @@ specification exception whatever the range), a bad one a specification exception
 import subprocess
 
 import pytest
+from test_secure_sigp_status import _image
 
 from emulator.hypervisor.boot import SecureHost, load_image
-from test_secure_sigp_status import _image
 
 pytestmark = pytest.mark.toolchain
 

@@ -1,4 +1,5 @@
-"""DIAGNOSE functions every owner of a CPU answers alike: 0x10 (release pages), 0x288 (watchdog), 0x308's checks.
+"""DIAGNOSE functions every owner of a CPU answers alike: 0x10 (release pages), 0x288 (watchdog), 0x308's
+checks.
 
 These are hypervisor calls (KVM's ``arch/s390/kvm/diag.c``, QEMU's ``target/s390x/diag.c`` and
 ``hw/watchdog/wdt_diag288.c``); the owner of the CPU (the machine for ``zuv run``, the hypervisor for its
@@ -114,7 +115,8 @@ def diag308_check(subcode: int, r1: int, addr: int, storage_size: int, unpack: b
         return
     if r1 & 1 or addr & (IPL_BLOCK_SIZE - 1):
         raise ProgramException(
-            PGM_SPECIFICATION, why=f"DIAG 0x308 subcode {subcode}: odd R1 or block {addr:#x} not 4 KiB aligned"
+            PGM_SPECIFICATION,
+            why=f"DIAG 0x308 subcode {subcode}: odd R1 or block {addr:#x} not 4 KiB aligned",
         )
     if addr + IPL_BLOCK_SIZE > storage_size:
         raise ProgramException(PGM_ADDRESSING, why=f"DIAG 0x308: IPL block {addr:#x} beyond storage")

@@ -176,7 +176,7 @@ def sigp(
     if order == CPU_RESET:
         target.reset_cpu()
         return 0, None
-    if order == SET_PREFIX:  # the area first, then the state (QEMU's sigp_set_prefix, KVM's __sigp_set_prefix)
+    if order == SET_PREFIX:  # the area, then the state (QEMU's sigp_set_prefix, KVM's __sigp_set_prefix)
         area = param_area(order, param, memory_size)
         if area is None or (may_store is not None and not may_store(*area)):
             return 1, STAT_INVALID_PARAMETER

@@ -89,5 +89,6 @@ def _order(pv: PvVm, v: Vcpu, order: int, target_addr: int, param: int) -> tuple
             return 1, S.STAT_INVALID_ORDER
         if target.operating:
             return 1, S.STAT_INCORRECT_STATE
-        return (1, S.STAT_INVALID_PARAMETER) if S.param_area(order, param, vm.memory_size) is None else (0, None)
+        bad = S.param_area(order, param, vm.memory_size) is None
+        return (1, S.STAT_INVALID_PARAMETER) if bad else (0, None)
     return 1, S.STAT_INVALID_ORDER
