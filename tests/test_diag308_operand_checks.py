@@ -5,9 +5,9 @@ exception for a block beyond storage, both before the response codes. A secure g
 the Ultravisor before the host sees it, so no IPL block the host hands back is stored across a page."""
 
 import struct
-import subprocess
 
 import pytest
+from conftest import build_elf
 from test_machine_pvsie import GUEST, LGHI, SecureSnippet, host_elf  # noqa: F401 - host_elf is a fixture
 
 from emulator.errors import ProgramException
@@ -96,13 +96,7 @@ iplb: .long 0x20, 0x11223344
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    d = tmp_path_factory.mktemp("diag308chk")
-    (d / "p.s").write_text(PROGRAM)
-    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", d / "p.o", d / "p.s"], check=True)
-    subprocess.run(
-        ["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True
-    )
-    return d / "p.elf"
+    return build_elf(tmp_path_factory.mktemp("diag308chk"), PROGRAM)
 
 
 @pytest.mark.toolchain

@@ -3,9 +3,9 @@ hypervisor, as QEMU's ``handle_diag_500``: 3 notifies a virtio-ccw queue, 0 answ
 is a specification exception (it was -EINVAL in GR2)."""
 
 import struct
-import subprocess
 
 import pytest
+from conftest import build_elf
 
 from emulator.errors import ProgramException
 from emulator.hw.diag import diag500_function
@@ -64,13 +64,7 @@ results: .fill 64,1,0
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    d = tmp_path_factory.mktemp("diag500")
-    (d / "p.s").write_text(PROGRAM)
-    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", d / "p.o", d / "p.s"], check=True)
-    subprocess.run(
-        ["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True
-    )
-    return d / "p.elf"
+    return build_elf(tmp_path_factory.mktemp("diag500"), PROGRAM)
 
 
 def _check(res: bytes) -> None:

@@ -2,9 +2,9 @@
 checks."""
 
 import struct
-import subprocess
 
 import pytest
+from conftest import build_elf
 
 from emulator.machine.machine import Machine
 
@@ -70,13 +70,7 @@ out: .fill 4096,1,0
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    d = tmp_path_factory.mktemp("diag308")
-    (d / "p.s").write_text(PROGRAM)
-    subprocess.run(["s390x-linux-gnu-as", "-march=z13", "-o", d / "p.o", d / "p.s"], check=True)
-    subprocess.run(
-        ["s390x-linux-gnu-ld", "-Ttext", "0x10000", "-e", "_start", "-o", d / "p.elf", d / "p.o"], check=True
-    )
-    return d / "p.elf"
+    return build_elf(tmp_path_factory.mktemp("diag308"), PROGRAM)
 
 
 def test_diag308_subcodes(program):
