@@ -11,6 +11,26 @@ settings.load_profile("zuv")
 
 #: the start of a two-CPU program for ``build_elf``: CPU 1 restarted (SIGP restart, order 6, to CPU address 1
 #: in %r3) with the restart PSW at the program's label ``rstpsw``
+#: a guest's program-interruption handler that records each interruption code (a word at ``results`` + 4 +
+#: 4 * n, the count n in the byte at ``results``) and returns to the program (``pgmnew``, its new PSW, is the
+#: program's to install); ``waitpsw`` ends in the disabled wait 0xFFF. The program defines ``results``.
+PGM_RECORDER = r"""
+record:
+    larl %r9,results
+    llgh %r5,0x8e
+    llgc %r6,0(%r9)
+    sll %r6,2
+    st %r5,4(%r6,%r9)
+    ahi %r6,4
+    srl %r6,2
+    stc %r6,0(%r9)
+    lpswe 0x150
+    .align 8
+pgmnew:  .quad 0x0000000180000000, record
+waitpsw: .quad 0x0002000180000000, 0xfff
+"""
+
+
 RESTART_CPU1 = r"""
 .text
 .globl _start

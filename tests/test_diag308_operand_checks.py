@@ -7,7 +7,7 @@ the Ultravisor before the host sees it, so no IPL block the host hands back is s
 import struct
 
 import pytest
-from conftest import build_elf
+from conftest import PGM_RECORDER, build_elf
 from test_machine_pvsie import GUEST, LGHI, SecureSnippet, host_elf  # noqa: F401 - host_elf is a fixture
 
 from emulator.errors import ProgramException
@@ -73,19 +73,7 @@ _start:
     st %r3,36(%r9)
     larl %r1,waitpsw
     lpswe 0(%r1)
-record:
-    larl %r9,results
-    llgh %r5,0x8e
-    llgc %r6,0(%r9)
-    sll %r6,2
-    st %r5,4(%r6,%r9)
-    ahi %r6,4
-    srl %r6,2
-    stc %r6,0(%r9)
-    lpswe 0x150
-    .align 8
-pgmnew:  .quad 0x0000000180000000, record
-waitpsw: .quad 0x0002000180000000, 0xfff
+""" + PGM_RECORDER + r"""
     .align 4096
 results: .fill 64,1,0
     .align 4096

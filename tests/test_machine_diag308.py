@@ -4,7 +4,7 @@ checks."""
 import struct
 
 import pytest
-from conftest import build_elf
+from conftest import PGM_RECORDER, build_elf
 
 from emulator.machine.machine import Machine
 
@@ -44,19 +44,7 @@ after:
     mvi 30(%r9),0x77
     larl %r1,waitpsw
     lpswe 0(%r1)
-record:
-    larl %r9,results
-    llgh %r5,0x8e
-    llgc %r6,0(%r9)
-    sll %r6,2
-    st %r5,4(%r6,%r9)
-    ahi %r6,4
-    srl %r6,2
-    stc %r6,0(%r9)
-    lpswe 0x150
-    .align 8
-pgmnew:  .quad 0x0000000180000000, record
-waitpsw: .quad 0x0002000180000000, 0xfff
+""" + PGM_RECORDER + r"""
 shortpsw: .long 0x00080000, 0x80000000 + after
     .align 4096
 results: .fill 64,1,0
